@@ -1,0 +1,57 @@
+"""tfopt: take a TensorFlow model from training to lean, verified deployment artifacts.
+
+The public API is a thin layer over :mod:`tfopt.pipeline`; importing :mod:`tfopt` does not import
+TensorFlow (each function imports what it needs when called).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfopt.errors import (
+    GraphError,
+    ModelFormatError,
+    ModelNotFoundError,
+    OptionError,
+    OutputPathError,
+    TfoptError,
+    UnsafeModelError,
+    VerificationError,
+)
+
+__version__ = "0.1.0"
+__all__ = [
+    "GraphError", "ModelFormatError", "ModelNotFoundError", "OptionError", "OutputPathError",
+    "TfoptError", "UnsafeModelError", "VerificationError", "freeze", "inspect", "load", "save",
+]
+
+
+def load(path: Any, **options: Any) -> Any:
+    """Load any supported model; see :func:`tfopt.loaders.load`."""
+    from tfopt.loaders import load as _load
+
+    return _load(path, **options)
+
+
+def freeze(model: Any, **options: Any) -> Any:
+    """Freeze a loaded model (or a path, loaded first); see :func:`tfopt.freeze.freeze`.
+
+    Returns ``(frozen_model, report)``.
+    """
+    from tfopt.pipeline import freeze_model
+
+    return freeze_model(model, **options)
+
+
+def save(model: Any, path: str, *, format: str | None = None) -> str:
+    """Write a frozen model: ``pb``, ``pbtxt`` or ``savedmodel`` (inferred from ``path``)."""
+    from tfopt.pipeline import save_model
+
+    return save_model(model, path, format=format)
+
+
+def inspect(path: Any, **options: Any) -> dict[str, Any]:
+    """Describe a model without changing it; see :func:`tfopt.inspect_model.inspect_model`."""
+    from tfopt.inspect_model import inspect_model
+
+    return inspect_model(path, **options)

@@ -1,0 +1,5 @@
+import sys
+
+from tfopt.cli import main
+
+sys.exit(main())

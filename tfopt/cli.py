@@ -1,0 +1,199 @@
+"""``tfopt`` command line: a thin layer over :mod:`tfopt.pipeline`.
+
+Only ``argparse`` and tfopt's error types are imported at start-up; each command imports what it
+needs, so ``tfopt --help`` and ``tfopt inspect model.pb`` never pay for TensorFlow's import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tfopt.errors import OptionError, TfoptError
+
+EPILOG = """exit codes: 0 ok, 1 internal error, 2 bad option, 3 model not found, 4 corrupt model,
+5 unsafe model refused, 6 graph cannot be frozen as asked, 7 verification failed,
+8 output not writable"""
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("loading")
+    g.add_argument("--signature", default="serving_default", help="SavedModel signature key (default: %(default)s)")
+    g.add_argument("--tags", nargs="+", help="SavedModel MetaGraph tags (default: serve)")
+    g.add_argument("--outputs", nargs="+", default=[], metavar="NODE",
+                   help="output nodes of a TF1 checkpoint or GraphDef (default: the forward graph's single sink)")
+    g.add_argument("--unsafe", action="store_true", help="allow Keras Lambda layers (runs code stored in the file)")
+    g.add_argument("--custom-objects", metavar="MODULE", help="module defining the model's custom Keras objects")
+    g.add_argument("--model-fn", metavar="MODULE:FN", help="builds the model for a TF2 object checkpoint")
+    g.add_argument("--input-format", dest="format", metavar="FORMAT",
+                   help="skip detection: savedmodel, keras, tf1-checkpoint, tf2-checkpoint, graphdef")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tfopt import __version__
+
+    parser = argparse.ArgumentParser(prog="tfopt", description="Freeze, optimize and verify TensorFlow models.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"tfopt {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="inputs, outputs, op histogram, variables, training-only nodes")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    _model_options(p)
+
+    p = sub.add_parser("freeze", help="variables to constants, training nodes pruned, verified",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True, help="OUT.pb, OUT.pbtxt, or a directory for a serving SavedModel")
+    p.add_argument("--output-format", choices=["pb", "pbtxt", "savedmodel"], help="override the format -o implies")
+    p.add_argument("--inputs", nargs="+", default=[], metavar="NAME[:SHAPE]",
+                   help="the model's inputs, optionally fixing shapes, e.g. x:1x28x28x1 (? for dynamic)")
+    p.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE", dest="set_values",
+                   help="bind a placeholder to a constant, e.g. keep_prob=1.0")
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the original-vs-frozen check")
+    p.add_argument("--atol", type=float, default=1e-5, help="verification absolute tolerance (default: %(default)g)")
+    p.add_argument("--rtol", type=float, default=1e-5, help="verification relative tolerance (default: %(default)g)")
+    p.add_argument("--json", action="store_true", help="print the freeze report as JSON")
+    _model_options(p)
+    return parser
+
+
+def parse_inputs(items: Sequence[str]) -> dict[str, tuple[int | None, ...] | None]:
+    out: dict[str, tuple[int | None, ...] | None] = {}
+    for item in items:
+        name, sep, shape = item.rpartition(":") if ":" in item else (item, "", "")
+        if not sep:
+            out[item] = None
+            continue
+        try:
+            dims = tuple(None if d in ("?", "-1", "None", "") else int(d) for d in shape.lower().split("x"))
+        except ValueError:
+            raise OptionError(f"--inputs {item}: shape must look like 1x224x224x3 (? for a dynamic dimension)") from None
+        out[name] = dims
+    return out
+
+
+def parse_set(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise OptionError(f"--set {item}: expected NAME=VALUE, e.g. is_training=false")
+        out[name] = value
+    return out
+
+
+def _load_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("signature", "tags", "outputs", "unsafe", "custom_objects", "model_fn", "format")
+            if getattr(args, k) not in (None, [], False)}
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from tfopt.inspect_model import inspect_model
+
+    info = inspect_model(args.model, **_load_options(args))
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"{info['format']}  {info['path']}")
+    for kind in ("inputs", "outputs"):
+        for s in info[kind]:
+            shape = "x".join("?" if d is None else str(d) for d in s["shape"]) if s.get("shape") is not None else "?"
+            print(f"  {kind[:-1]:<6} {s['name']}" + (f"  {s['dtype']}[{shape}]" if "dtype" in s else ""))
+    print(f"  nodes {info['nodes']}, variables {info['variables']} ({_bytes(info['variable_bytes'])}), "
+          f"training-only nodes {info['training_nodes']}")
+    if info.get("training_flags"):
+        print(f"  training flags (bound to False when freezing): {', '.join(info['training_flags'])}")
+    if len(info.get("output_candidates", [])) > 1:
+        print(f"  candidate outputs: {', '.join(info['output_candidates'])}")
+    top = list(info["ops"].items())[:12]
+    print("  ops: " + ", ".join(f"{op} {n}" for op, n in top) + (" ..." if len(info["ops"]) > 12 else ""))
+    return 0
+
+
+def cmd_freeze(args: argparse.Namespace) -> int:
+    from tfopt._io import check_writable
+    from tfopt.loaders import load
+    from tfopt.pipeline import freeze_model, infer_format, save_model
+
+    check_writable(args.output)
+    infer_format(args.output, args.output_format)
+    model = load(args.model, **_load_options(args))
+    frozen, report = freeze_model(model, set_values=parse_set(args.set_values), inputs=parse_inputs(args.inputs),
+                                  verify=args.verify, atol=args.atol, rtol=args.rtol)
+    path = save_model(frozen, args.output, format=args.output_format, source=args.model)
+    if args.json:
+        print(json.dumps({"output": path, **report.as_dict()}, indent=2, default=str))
+        return 0
+    prov = model.provenance
+    print(f"loaded   {prov['format']}  {args.model}  ({prov.get('source_nodes', '?')} nodes, "
+          f"{prov.get('variables', 0)} variables, {_bytes(prov.get('variable_bytes', 0))})")
+    for name, (value, why) in report.bindings.items():
+        print(f"bound    {name} = {value} ({why})")
+    removed = sorted(report.removed_ops().items(), key=lambda kv: -kv[1])
+    print(f"frozen   {report.nodes_before} -> {report.nodes_after} nodes; removed "
+          + (", ".join(f"{n} {op}" for op, n in removed[:10]) + (" ..." if len(removed) > 10 else "") if removed else "nothing"))
+    for p in report.passes:
+        for skip in p.skips:
+            print(f"skipped  {p.name}: {skip}")
+    for d in report.verification:
+        print(f"verified {d.name}: max abs err {d.max_abs_err:.3g} (atol {args.atol:g}, rtol {args.rtol:g})")
+    if not args.verify:
+        print("verified skipped (--no-verify)")
+    print(f"wrote    {path}  ({_bytes(_size(path))})")
+    return 0
+
+
+def _size(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+COMMANDS = {"inspect": cmd_inspect, "freeze": cmd_freeze}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except TfoptError as exc:
+        if args.debug:
+            raise
+        print(f"tfopt: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tfopt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        if args.debug:
+            raise
+        print(f"tfopt: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

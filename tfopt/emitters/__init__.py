@@ -1,0 +1,1 @@
+"""Emitters: one module per target, one signature: ``emit_X(model, path, *, options)``."""

@@ -1,0 +1,22 @@
+"""Frozen GraphDef: binary ``.pb`` (default) or text ``.pbtxt``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfopt._io import atomic_path
+from tfopt.graph import Model
+
+
+def emit_frozen_graph(model: Model, path: str, *, text: bool = False) -> str:
+    """Write ``model.graph_def`` to ``path`` atomically. Returns ``path``."""
+    data: Any
+    if text:
+        from google.protobuf import text_format
+
+        data = text_format.MessageToString(model.graph_def).encode()
+    else:
+        data = model.graph_def.SerializeToString(deterministic=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+    return path

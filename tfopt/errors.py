@@ -1,0 +1,62 @@
+"""Typed errors. Every error names what is at fault and says what to do.
+
+Exit codes are part of the CLI contract (documented in the README):
+
+====  ======================  =====================================================
+code  class                   meaning
+====  ======================  =====================================================
+1     TfoptError              unexpected internal failure (report it)
+2     OptionError             a command-line option or API argument is wrong
+3     ModelNotFoundError      the model path does not exist / holds no model
+4     ModelFormatError        the model file is corrupt, truncated or incomplete
+5     UnsafeModelError        the model needs code execution that was not allowed
+6     GraphError              the graph cannot be frozen as asked (names a node)
+7     VerificationError       the frozen model's outputs differ from the original
+8     OutputPathError         the output location cannot be written
+====  ======================  =====================================================
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class TfoptError(Exception):
+    """Base class. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class OptionError(TfoptError):
+    exit_code = 2
+
+
+class ModelNotFoundError(TfoptError):
+    exit_code = 3
+
+
+class ModelFormatError(TfoptError):
+    exit_code = 4
+
+
+class UnsafeModelError(TfoptError):
+    exit_code = 5
+
+
+class GraphError(TfoptError):
+    exit_code = 6
+
+
+class VerificationError(TfoptError):
+    exit_code = 7
+
+
+class OutputPathError(TfoptError):
+    exit_code = 8
+
+
+def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
+    """Return ``" Did you mean: a, b?"`` for the closest candidates, or ``""``."""
+    close = difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
+    return f" Did you mean: {', '.join(close)}?" if close else ""

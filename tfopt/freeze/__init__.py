@@ -1,0 +1,210 @@
+"""Freeze: variables to constants, training-only nodes pruned, then verified against the original.
+
+The pass list, in order, and why:
+
+1. ``bind_placeholders`` - training flags (bound to False) and ``--set`` values become constants
+   first: every later decision about control flow depends on them.
+2. ``freeze_variables`` - TF1 variables become checkpoint constants.
+3. ``strip_training_ops`` - asserts, NoOps, gradient guards and control edges from update ops go,
+   so Identities stop carrying control inputs.
+4. ``remove_identity`` - brings each Switch predicate next to its constant.
+5. ``resolve_switch`` / ``inline_cond`` - the untaken v1 / v2 branches disappear.
+6. ``prune_dead`` - only what the outputs need remains (and the functions it calls).
+
+Run to a fixed point: removing a branch exposes new Identities and dead nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tfopt.errors import GraphError, OptionError, did_you_mean
+from tfopt.freeze.bind_placeholders import BindPlaceholders
+from tfopt.freeze.freeze_variables import FreezeVariables
+from tfopt.freeze.inline_cond import InlineCond
+from tfopt.freeze.resolve_switch import ResolveSwitch
+from tfopt.freeze.strip_training_ops import StripTrainingOps
+from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, Model, TensorSpec, ancestors, op_histogram, placeholder_spec
+from tfopt.passes.base import PassStats, run_passes
+from tfopt.passes.prune_dead import PruneDead
+from tfopt.passes.remove_identity import RemoveIdentity
+from tfopt.testing import DEFAULT_ATOL, DEFAULT_RTOL, OutputDiff
+from tfopt.training_nodes import is_training_flag, is_training_node
+
+
+@dataclass
+class FreezeReport:
+    """What freezing did: bindings, per-pass stats, node counts and the verification result."""
+
+    bindings: dict[str, tuple[Any, str]] = field(default_factory=dict)  # name -> (value, why)
+    passes: list[PassStats] = field(default_factory=list)
+    nodes_before: int = 0
+    nodes_after: int = 0
+    ops_before: dict[str, int] = field(default_factory=dict)
+    ops_after: dict[str, int] = field(default_factory=dict)
+    training_nodes_left: list[str] = field(default_factory=list)
+    verification: list[OutputDiff] = field(default_factory=list)
+
+    def removed_ops(self) -> dict[str, int]:
+        return {op: n - self.ops_after.get(op, 0) for op, n in self.ops_before.items()
+                if n > self.ops_after.get(op, 0)}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "bindings": {k: {"value": _jsonable(v), "reason": why} for k, (v, why) in self.bindings.items()},
+            "nodes_before": self.nodes_before, "nodes_after": self.nodes_after,
+            "removed_ops": self.removed_ops(), "passes": [p.as_dict() for p in self.passes],
+            "training_nodes_left": self.training_nodes_left,
+            "verification": [d.__dict__ for d in self.verification],
+        }
+
+
+def freeze_passes(bindings: Mapping[str, Any]) -> list[Any]:
+    return [BindPlaceholders(bindings), FreezeVariables(), StripTrainingOps(), RemoveIdentity(),
+            ResolveSwitch(), InlineCond(), PruneDead()]
+
+
+def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
+           inputs: Mapping[str, Sequence[int | None] | None] | None = None, verify: bool = True,
+           atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, seed: int = 0) -> tuple[Model, FreezeReport]:
+    """Freeze a loaded model.
+
+    Args:
+        model: from :func:`tfopt.load`.
+        set_values: placeholder name -> value (strings are parsed by the placeholder's dtype).
+        inputs: input name -> shape (``None`` keeps the graph's shape). When given, these are
+            the only inputs: every other placeholder must be bound.
+        verify: run the original and the frozen model on the same seeded inputs and raise
+            :class:`~tfopt.errors.VerificationError` when they differ beyond ``atol``/``rtol``.
+
+    Returns:
+        The frozen model and a :class:`FreezeReport`.
+
+    Raises:
+        OptionError: an unknown placeholder in ``set_values``/``inputs`` or a value of the wrong dtype.
+        GraphError: a placeholder that is neither an input nor bound; a variable left unfrozen.
+        VerificationError: outputs differ.
+    """
+    report = FreezeReport(nodes_before=len(model.graph_def.node), ops_before=op_histogram(model.graph_def))
+    placeholders = {n.name: n for n in model.graph_def.node if n.op in PLACEHOLDER_OPS}
+    bindings = _parse_bindings(set_values or {}, placeholders, report)
+    requested = dict(inputs or {})
+    for name in requested:
+        if name not in placeholders:
+            raise OptionError(f"--inputs: '{name}' is not a placeholder of the graph.{did_you_mean(name, placeholders)}")
+    for name, node in placeholders.items():
+        if name not in bindings and name not in requested and is_training_flag(node, model.graph_def):
+            bindings[name] = np.bool_(False)
+            report.bindings[name] = (False, "training flag")
+    new_inputs = _choose_inputs(model, placeholders, bindings, requested)
+    staged = model.replace(inputs=new_inputs, bindings={**model.bindings, **bindings})
+    staged = staged.replace(graph_def=_with_shapes(staged.graph_def, requested))
+
+    frozen, report.passes = run_passes(staged, freeze_passes(bindings))
+    _check_frozen(frozen)
+    report.nodes_after = len(frozen.graph_def.node)
+    report.ops_after = op_histogram(frozen.graph_def)
+    report.training_nodes_left = [n.name for n in frozen.graph_def.node if is_training_node(n)]
+    frozen = frozen.replace(variable_values=None,
+                            provenance={**model.provenance, "frozen": True})
+    if verify:
+        from tfopt.verify import verify_against_reference
+
+        report.verification = verify_against_reference(model, frozen, bindings, atol=atol, rtol=rtol, seed=seed)
+    return frozen, report
+
+
+def _parse_bindings(values: Mapping[str, Any], placeholders: Mapping[str, Any], report: FreezeReport) -> dict[str, Any]:
+    from tfopt.graph import dtype_name
+
+    out = {}
+    for name, raw in values.items():
+        if name not in placeholders:
+            raise OptionError(f"--set {name}=...: no placeholder '{name}' in the graph.{did_you_mean(name, placeholders)}")
+        dtype = dtype_name(placeholders[name].attr["dtype"].type)
+        out[name] = parse_value(name, raw, dtype)
+        report.bindings[name] = (out[name], "--set")
+    return out
+
+
+def parse_value(name: str, raw: Any, dtype: str) -> Any:
+    """Parse ``raw`` (a CLI string or a Python value) as a scalar of ``dtype``."""
+    text = str(raw).strip()
+    try:
+        if dtype == "bool":
+            if isinstance(raw, (bool, np.bool_)):
+                return np.bool_(raw)
+            if text.lower() in ("true", "1"):
+                return np.bool_(True)
+            if text.lower() in ("false", "0"):
+                return np.bool_(False)
+            raise ValueError(text)
+        if dtype.startswith(("int", "uint")):
+            return np.array(int(text), dtype=dtype)
+        if dtype.startswith(("float", "bfloat")):
+            return np.array(float(text), dtype="float32" if dtype == "bfloat16" else dtype)
+        if dtype == "string":
+            return np.array(text.encode(), dtype=object)
+    except ValueError:
+        pass
+    raise OptionError(f"--set {name}={text}: '{name}' is {dtype}, and '{text}' is not a {dtype} value")
+
+
+def _choose_inputs(model: Model, placeholders: Mapping[str, Any], bindings: Mapping[str, Any],
+                   requested: Mapping[str, Any]) -> list[TensorSpec]:
+    needed = ancestors(model.graph_def, [s.tensor for s in model.outputs])
+    known = {s.name: s for s in model.inputs}
+    by_node = {s.node: s for s in model.inputs}
+    if requested:
+        chosen = [by_node.get(n) or known.get(n) or placeholder_spec(placeholders[n]) for n in requested]
+        chosen = [_reshape(s, requested[s.node]) for s in chosen]
+    else:
+        chosen = [s for s in model.inputs if s.node not in bindings]
+    chosen_nodes = {s.node for s in chosen}
+    for name, node in placeholders.items():
+        if name in needed and name not in chosen_nodes and name not in bindings and node.op != "PlaceholderWithDefault":
+            raise GraphError(f"placeholder '{name}' is needed by the outputs but is neither an input nor bound: "
+                             f"add it to --inputs, or bind it with --set {name}=VALUE")
+    return chosen
+
+
+def _reshape(spec: TensorSpec, shape: Sequence[int | None] | None) -> TensorSpec:
+    if shape is None:
+        return spec
+    if spec.shape is not None and len(spec.shape) != len(shape):
+        raise OptionError(f"--inputs {spec.name}: rank {len(shape)} does not match the graph's rank {len(spec.shape)}")
+    return TensorSpec(spec.name, spec.tensor, spec.dtype, tuple(shape))
+
+
+def _with_shapes(graph_def: Any, requested: Mapping[str, Any]) -> Any:
+    if not any(v is not None for v in requested.values()):
+        return graph_def
+    new = type(graph_def)()
+    new.CopyFrom(graph_def)
+    for node in new.node:
+        shape = requested.get(node.name)
+        if shape is not None and node.op in PLACEHOLDER_OPS:
+            node.attr["shape"].shape.Clear()
+            for d in shape:
+                node.attr["shape"].shape.dim.add().size = -1 if d is None else int(d)
+    return new
+
+
+def _check_frozen(model: Model) -> None:
+    inputs = {s.node for s in model.inputs}
+    for node in model.graph_def.node:
+        if node.op in VARIABLE_OPS:
+            raise GraphError(f"variable '{node.name}' is still in the frozen graph (its readers could not be "
+                             "converted); report this with the model attached")
+        if node.op in PLACEHOLDER_OPS and node.name not in inputs and node.op != "PlaceholderWithDefault":
+            raise GraphError(f"placeholder '{node.name}' is neither an input nor bound: add it to --inputs, "
+                             f"or bind it with --set {node.name}=VALUE")
+
+
+def _jsonable(value: Any) -> Any:
+    arr = np.asarray(value)
+    return arr.item() if arr.size == 1 else arr.tolist()

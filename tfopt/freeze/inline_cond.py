@@ -1,0 +1,83 @@
+"""Inline the taken branch of a functional ``If``/``StatelessIf`` whose condition is constant.
+
+``If(cond=Const c, *args, then_branch=T, else_branch=E)`` => the body of ``T if c else E``, its
+nodes renamed ``<if>/<branch>/...``, each argument an ``Identity`` of the matching If input, and
+the If node itself an ``IdentityN`` of the branch results, so ``if:k`` consumers need no
+rewiring (Identity removal then bypasses it). TF2 models (``tf.cond`` under ``tf.function``) bind
+their training flag this way. The untaken branch's function is dropped later by dead pruning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfopt.freeze.resolve_switch import constant_predicate
+from tfopt.graph import Model, is_control, node_map, tensor_node, tensor_port
+from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
+
+IF_OPS = ("If", "StatelessIf")
+
+
+class InlineCond(Pass):
+    name = "inline_cond"
+
+    def run(self, model: Model) -> PassResult:
+        nodes = node_map(model.graph_def)
+        targets = [n.name for n in model.graph_def.node
+                   if n.op in IF_OPS and constant_predicate(nodes, n.input[0]) is not None]
+        if not targets:
+            return PassResult(model, False)
+        graph_def = copy_graph(model.graph_def)
+        library = {f.signature.name: f for f in graph_def.library.function}
+        skips = []
+        for name in targets:
+            node = node_map(graph_def)[name]
+            taken = "then_branch" if constant_predicate(node_map(graph_def), node.input[0]) else "else_branch"
+            fdef = library.get(node.attr[taken].func.name)
+            if fdef is None:
+                skips.append(Skip(name, f"{taken} function '{node.attr[taken].func.name}' is not in the library"))
+                continue
+            _inline(graph_def, node, fdef, taken.split("_")[0])
+        return PassResult(model.replace(graph_def=graph_def), True, skips)
+
+
+def _inline(graph_def: Any, node: Any, fdef: Any, branch: str) -> None:
+    from tensorflow.python.framework.function_def_to_graph import function_def_to_graph_def
+
+    body, nested_to_flat = function_def_to_graph_def(fdef)
+    prefix = f"{node.name}/{branch}/"
+    args = [r for r in node.input[1:] if not is_control(r)]
+    controls = [r for r in node.input if is_control(r)]
+    arg_names = [a.name for a in fdef.signature.input_arg]
+    renamed = {n.name: prefix + n.name for n in body.node}
+    for body_node in body.node:
+        new = graph_def.node.add()
+        new.CopyFrom(body_node)
+        new.name = renamed[body_node.name]
+        del new.input[:]
+        for ref in body_node.input:
+            src = tensor_node(ref)
+            if is_control(ref):
+                new.input.append("^" + renamed[src])
+            else:
+                port = tensor_port(ref)
+                new.input.append(renamed[src] if port == 0 else f"{renamed[src]}:{port}")
+        if body_node.op == "Placeholder" and body_node.name in arg_names:
+            dtype = body_node.attr["dtype"].type
+            new.op = "Identity"
+            new.attr.clear()
+            new.attr["T"].type = dtype
+            new.input.append(args[arg_names.index(body_node.name)])
+            new.input.extend(controls)
+        new.attr.pop("_output_shapes", None)
+    results = []
+    for out_arg in fdef.signature.output_arg:
+        flat = nested_to_flat[fdef.ret[out_arg.name]]
+        src, port = tensor_node(flat), tensor_port(flat)
+        results.append(renamed[src] if port == 0 else f"{renamed[src]}:{port}")
+    out_types = list(node.attr["Tout"].list.type)
+    node.op = "IdentityN"
+    node.attr.clear()
+    node.attr["T"].list.type.extend(out_types)
+    del node.input[:]
+    node.input.extend(results)

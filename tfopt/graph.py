@@ -1,0 +1,240 @@
+"""The one model representation that flows through tfopt, and GraphDef helpers.
+
+A :class:`Model` is a TensorFlow ``GraphDef`` plus its named inputs and outputs and where it came
+from. Loaders produce one, freezing and passes transform it, emitters write it. Helpers here are
+pure functions over the GraphDef protobuf; they never import TensorFlow's Python API, so the
+fast paths (``tfopt inspect`` of a frozen graph) stay fast.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tfopt.errors import GraphError
+
+# Control-flow v1 ops: bypassing an Identity next to these would change frame/deadness semantics.
+CONTROL_FLOW_V1_OPS = frozenset(
+    {"Switch", "RefSwitch", "Merge", "RefMerge", "Enter", "RefEnter", "Exit", "RefExit",
+     "NextIteration", "RefNextIteration", "LoopCond"}
+)
+PLACEHOLDER_OPS = frozenset({"Placeholder", "PlaceholderV2", "PlaceholderWithDefault"})
+VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
+
+# TensorFlow DataType enum values -> numpy-style names (tensorflow/core/framework/types.proto).
+DTYPE_NAMES = {
+    1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "string",
+    8: "complex64", 9: "int64", 10: "bool", 14: "bfloat16", 17: "uint16", 19: "float16",
+    20: "resource", 21: "variant", 22: "uint32", 23: "uint64",
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output.
+
+    Attributes:
+        name: the logical name users see (signature key, or node name for TF1 graphs).
+        tensor: the graph tensor, ``"node:index"``.
+        dtype: numpy-style dtype name, e.g. ``"float32"``.
+        shape: dimensions, ``None`` for an unknown dimension; ``None`` for unknown rank.
+    """
+
+    name: str
+    tensor: str
+    dtype: str
+    shape: tuple[int | None, ...] | None
+
+    @property
+    def node(self) -> str:
+        return tensor_node(self.tensor)
+
+    def describe(self) -> str:
+        dims = "?" if self.shape is None else "x".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name} ({self.dtype}[{dims}])"
+
+
+Runner = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+@dataclass
+class Model:
+    """A graph with named inputs/outputs.
+
+    Attributes:
+        graph_def: a ``tensorflow.GraphDef`` (the frozen graph once :func:`tfopt.freeze` ran).
+        inputs / outputs: the model's signature, in order.
+        provenance: where it came from: ``format``, ``path``, ``signature`` and facts gathered while
+            loading (variable count and bytes, bindings, removed nodes).
+        reference: runs the *original* model (inputs keyed by ``TensorSpec.name``); kept so that
+            every later stage can be verified against it. ``None`` when the source is itself frozen.
+        bindings: placeholders that loading or freezing replaced by constants, name -> value.
+    """
+
+    graph_def: Any
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    reference: Runner | None = None
+    variable_values: Callable[[str], Any] | None = None
+    bindings: dict[str, Any] = field(default_factory=dict)
+    keepalive: Any = None  # e.g. the loaded SavedModel object, whose variables the reference reads
+
+    def replace(self, **changes: Any) -> Model:
+        new = copy.copy(self)
+        for key, value in changes.items():
+            setattr(new, key, value)
+        return new
+
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.outputs]
+
+
+# --- tensor and edge names ------------------------------------------------------------------------
+
+def tensor_node(ref: str) -> str:
+    """``"^a"``, ``"a:1"`` and ``"a"`` all name node ``a``."""
+    ref = ref[1:] if ref.startswith("^") else ref
+    node, sep, port = ref.rpartition(":")
+    return node if sep and port.isdigit() else ref
+
+
+def tensor_port(ref: str) -> int:
+    _, sep, port = ref.rpartition(":")
+    return int(port) if sep and port.isdigit() else 0
+
+
+def canonical_tensor(ref: str) -> str:
+    """``"a"`` -> ``"a:0"``; ``"a:1"`` unchanged."""
+    return f"{tensor_node(ref)}:{tensor_port(ref)}"
+
+
+def edge_ref(node: str, port: int) -> str:
+    """How a NodeDef input names port ``port`` of ``node``."""
+    return node if port == 0 else f"{node}:{port}"
+
+
+def is_control(ref: str) -> bool:
+    return ref.startswith("^")
+
+
+# --- graph queries ----------------------------------------------------------------------------------
+
+def node_map(graph_def: Any) -> dict[str, Any]:
+    return {n.name: n for n in graph_def.node}
+
+
+def consumers(graph_def: Any) -> dict[str, list[tuple[Any, int]]]:
+    """node name -> [(consumer NodeDef, input index)], control edges included."""
+    out: dict[str, list[tuple[Any, int]]] = {n.name: [] for n in graph_def.node}
+    for n in graph_def.node:
+        for i, ref in enumerate(n.input):
+            out.setdefault(tensor_node(ref), []).append((n, i))
+    return out
+
+
+def op_histogram(graph_def: Any) -> dict[str, int]:
+    hist: dict[str, int] = {}
+    for n in graph_def.node:
+        hist[n.op] = hist.get(n.op, 0) + 1
+    return dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def dtype_name(enum_value: int) -> str:
+    return DTYPE_NAMES.get(int(enum_value), f"dtype{int(enum_value)}")
+
+
+def shape_of(shape_proto: Any) -> tuple[int | None, ...] | None:
+    if shape_proto.unknown_rank:
+        return None
+    return tuple(None if d.size < 0 else int(d.size) for d in shape_proto.dim)
+
+
+def placeholder_spec(node: Any) -> TensorSpec:
+    dtype = node.attr["dtype"].type
+    shape = shape_of(node.attr["shape"].shape) if "shape" in node.attr else None
+    return TensorSpec(node.name, f"{node.name}:0", dtype_name(dtype), shape)
+
+
+def ancestors(graph_def: Any, roots: Iterable[str], *, follow_control: bool = True,
+              skip_edge: Callable[[Any, str], bool] | None = None) -> set[str]:
+    """Names of ``roots`` and every node they (transitively) depend on.
+
+    Args:
+        skip_edge: ``skip_edge(consumer, input_ref)`` -> True to not follow that edge.
+    """
+    nodes = node_map(graph_def)
+    seen: set[str] = set()
+    stack = [tensor_node(r) for r in roots]
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in nodes:
+            continue
+        seen.add(name)
+        node = nodes[name]
+        for ref in node.input:
+            if is_control(ref) and not follow_control:
+                continue
+            if skip_edge is not None and skip_edge(node, ref):
+                continue
+            stack.append(tensor_node(ref))
+    return seen
+
+
+def subgraph(graph_def: Any, keep: set[str]) -> Any:
+    """A copy of ``graph_def`` with only the nodes in ``keep`` (library and versions kept).
+
+    Control inputs from dropped nodes are removed; data inputs from dropped nodes are an error.
+    """
+    out = type(graph_def)()
+    out.versions.CopyFrom(graph_def.versions)
+    out.library.CopyFrom(graph_def.library)
+    for node in graph_def.node:
+        if node.name not in keep:
+            continue
+        new = out.node.add()
+        new.CopyFrom(node)
+        del new.input[:]
+        for ref in node.input:
+            if tensor_node(ref) in keep:
+                new.input.append(ref)
+            elif not is_control(ref):
+                raise GraphError(f"node '{node.name}' needs '{ref}', which was removed")
+    return out
+
+
+def validate(graph_def: Any) -> None:
+    """Raise :class:`GraphError` on duplicate node names or inputs naming missing nodes."""
+    names: set[str] = set()
+    for node in graph_def.node:
+        if node.name in names:
+            raise GraphError(f"duplicate node name '{node.name}'")
+        names.add(node.name)
+    for node in graph_def.node:
+        for ref in node.input:
+            if tensor_node(ref) not in names:
+                raise GraphError(f"node '{node.name}' reads '{ref}', which is not in the graph")
+
+
+def unique_name(graph_def: Any, base: str) -> str:
+    taken = {n.name for n in graph_def.node}
+    if base not in taken:
+        return base
+    i = 1
+    while f"{base}_{i}" in taken:
+        i += 1
+    return f"{base}_{i}"
+
+
+def rewire(graph_def: Any, old_ref: str, new_ref: str) -> int:
+    """Point every data input reading tensor ``old_ref`` at ``new_ref``; returns edges changed."""
+    old = canonical_tensor(old_ref)
+    changed = 0
+    for node in graph_def.node:
+        for i, ref in enumerate(node.input):
+            if not is_control(ref) and canonical_tensor(ref) == old:
+                node.input[i] = new_ref
+                changed += 1
+    return changed

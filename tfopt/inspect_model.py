@@ -1,0 +1,103 @@
+"""``tfopt inspect``: what a model holds, without changing it.
+
+Frozen ``.pb`` files are read with tfopt's light protobuf schema (no TensorFlow import); TF1
+checkpoints are read from the meta graph and the checkpoint index; other formats are loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, TensorSpec, op_histogram, placeholder_spec
+from tfopt.training_nodes import is_training_flag, is_training_node, output_candidates, training_flags
+
+
+def inspect_model(path: Any, **options: Any) -> dict[str, Any]:
+    """Describe the model at ``path`` (load options as for :func:`tfopt.load`)."""
+    from tfopt.loaders import load, registry
+
+    path = os.fspath(path)
+    if not os.path.exists(path) and not os.path.exists(path + ".index") and not os.path.exists(path + ".meta"):
+        from tfopt.errors import ModelNotFoundError
+
+        raise ModelNotFoundError(f"{path}: no such file or directory")
+    fmt = options.pop("format", None) or registry.detect(path)
+    if fmt == "graphdef":
+        return _inspect_graphdef(path, options.get("outputs") or [])
+    if fmt == "tf1-checkpoint":
+        return _inspect_tf1(path, options.get("outputs") or [])
+    model = load(path, format=fmt, **options)
+    prov = model.provenance
+    return {
+        "format": fmt, "path": path, "inputs": _specs(model.inputs), "outputs": _specs(model.outputs),
+        "nodes": prov.get("source_nodes"), "ops": prov.get("source_ops", {}),
+        "variables": prov.get("variables", 0), "variable_bytes": prov.get("variable_bytes", 0),
+        "training_nodes": prov.get("source_training_nodes", 0),
+        "training_flags": [s.name for s in model.inputs if s.dtype == "bool" and s.shape == ()],
+        "output_candidates": [s.name for s in model.outputs],
+    }
+
+
+def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
+    candidates = output_candidates(graph_def)
+    chosen = outputs or (candidates if len(candidates) == 1 else [])
+    from tfopt.graph import ancestors
+
+    needed = ancestors(graph_def, chosen) if chosen else {n.name for n in graph_def.node}
+    inputs = [placeholder_spec(n) for n in graph_def.node
+              if n.op in PLACEHOLDER_OPS and n.name in needed and not is_training_flag(n, graph_def)
+              and not is_training_node(n)]
+    return {
+        "inputs": _specs(inputs),
+        "outputs": [{"name": o} for o in chosen],
+        "nodes": len(graph_def.node),
+        "ops": op_histogram(graph_def),
+        "training_nodes": sum(1 for n in graph_def.node if is_training_node(n)),
+        "training_flags": training_flags(graph_def),
+        "output_candidates": candidates,
+    }
+
+
+def _inspect_graphdef(path: str, outputs: list[str]) -> dict[str, Any]:
+    from tfopt.loaders.graphdef import read_graph_def
+
+    if path.lower().endswith(".pbtxt"):
+        from tfopt._tf import graph_def_class
+        graph_def = read_graph_def(path, graph_def_class())
+    else:
+        from tfopt._lightproto import graph_def_class as light
+        graph_def = read_graph_def(path, light())
+    summary = _graph_summary(graph_def, outputs)
+    variables = [n for n in graph_def.node if n.op in VARIABLE_OPS]
+    const_bytes = sum(_const_bytes(n) for n in graph_def.node if n.op == "Const")
+    return {"format": "graphdef", "path": path, **summary, "variables": len(variables),
+            "variable_bytes": 0, "constant_bytes": const_bytes}
+
+
+def _inspect_tf1(path: str, outputs: list[str]) -> dict[str, Any]:
+    from tfopt._tf import tf
+    from tfopt.loaders.tf1_checkpoint import check_checkpoint_files, locate, read_meta_graph
+
+    meta, prefix = locate(path)
+    check_checkpoint_files(prefix)
+    graph_def = read_meta_graph(meta).graph_def
+    reader = tf().train.load_checkpoint(prefix)
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    var_bytes = sum(int(np.prod(shapes[k])) * dtypes[k].size for k in shapes)
+    return {"format": "tf1-checkpoint", "path": path, "meta": meta, "checkpoint": prefix,
+            **_graph_summary(graph_def, outputs),
+            "variables": sum(1 for n in graph_def.node if n.op in VARIABLE_OPS), "variable_bytes": var_bytes}
+
+
+def _const_bytes(node: Any) -> int:
+    t = node.attr["value"].tensor
+    if t.tensor_content:
+        return len(t.tensor_content)
+    return 4 * max(len(t.float_val), len(t.int_val), len(t.half_val)) + 8 * max(len(t.int64_val), len(t.double_val))
+
+
+def _specs(specs: list[TensorSpec]) -> list[dict[str, Any]]:
+    return [{"name": s.name, "dtype": s.dtype, "shape": None if s.shape is None else list(s.shape)} for s in specs]

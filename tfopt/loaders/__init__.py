@@ -1,0 +1,110 @@
+"""Loaders: every TensorFlow model format into one :class:`~tfopt.graph.Model`.
+
+``load(path)`` detects the format; each format is a registered loader keyed by name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tfopt.errors import ModelNotFoundError, OptionError
+from tfopt.graph import Model
+
+
+@dataclass
+class LoadOptions:
+    """Options every loader may read (each ignores what does not apply to it).
+
+    Attributes:
+        signature: SavedModel signature key.
+        tags: SavedModel MetaGraph tags (``None``: the loader's default, ``serve``).
+        outputs: output node/tensor names for graphs without a signature (TF1, GraphDef).
+        unsafe: allow Keras Lambda layers / arbitrary code in the model file.
+        custom_objects: module to import whose classes/functions Keras may deserialize.
+        model_fn: ``package.module:fn`` building the model for a TF2 object checkpoint.
+    """
+
+    signature: str = "serving_default"
+    tags: list[str] | None = None
+    outputs: list[str] = field(default_factory=list)
+    unsafe: bool = False
+    custom_objects: str | None = None
+    model_fn: str | None = None
+
+
+LoaderFn = Callable[[str, LoadOptions], Model]
+DetectFn = Callable[[str], bool]
+
+
+class LoaderRegistry:
+    """Format name -> (detector, loader); detectors are tried in registration order."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[DetectFn, LoaderFn]] = {}
+
+    def register(self, name: str, detect: DetectFn, loader: LoaderFn) -> None:
+        self._entries[name] = (detect, loader)
+
+    def formats(self) -> list[str]:
+        return list(self._entries)
+
+    def detect(self, path: str) -> str:
+        for name, (detect, _) in self._entries.items():
+            if detect(path):
+                return name
+        kind = "directory" if os.path.isdir(path) else "file"
+        raise ModelNotFoundError(
+            f"{path}: this {kind} holds no model tfopt can read. Expected a SavedModel directory "
+            "(saved_model.pb), a .keras or .h5 file, a TF1 checkpoint (.meta + .index/.data), "
+            "a TF2 checkpoint (.index, with --model-fn) or a frozen graph (.pb/.pbtxt)"
+        )
+
+    def load(self, path: str, options: LoadOptions, fmt: str | None = None) -> Model:
+        fmt = fmt or self.detect(path)
+        if fmt not in self._entries:
+            raise OptionError(f"unknown format '{fmt}'; known: {', '.join(self._entries)}")
+        return self._entries[fmt][1](path, options)
+
+
+registry = LoaderRegistry()
+
+
+def load(path: str | os.PathLike[str], *, format: str | None = None, **options: Any) -> Model:
+    """Load any supported model into a :class:`Model` (not yet frozen).
+
+    Args:
+        path: SavedModel dir, ``.keras``/``.h5`` file, TF1 ``.meta``/prefix/dir, TF2 checkpoint
+            prefix, or ``.pb``/``.pbtxt``.
+        format: skip detection (one of :meth:`LoaderRegistry.formats`).
+        **options: fields of :class:`LoadOptions`.
+
+    Raises:
+        ModelNotFoundError, ModelFormatError, UnsafeModelError, OptionError.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path) and not _is_checkpoint_prefix(path):
+        raise ModelNotFoundError(f"{path}: no such file or directory")
+    try:
+        opts = LoadOptions(**options)
+    except TypeError as exc:
+        raise OptionError(f"unknown load option: {exc}") from exc
+    return registry.load(path, opts, format)
+
+
+def _is_checkpoint_prefix(path: str) -> bool:
+    return os.path.exists(path + ".index") or os.path.exists(path + ".meta")
+
+
+def _register_builtin() -> None:
+    from tfopt.loaders import graphdef, keras, savedmodel, tf1_checkpoint, tf2_checkpoint
+
+    # Detection order, most specific first: a SavedModel dir holds a .pb, and a TF1 checkpoint
+    # dir holds .index files that would also look like a TF2 checkpoint.
+    for module in (savedmodel, keras, tf1_checkpoint, tf2_checkpoint, graphdef):
+        registry.register(module.FORMAT, module.detect, module.load)
+
+
+_register_builtin()

@@ -1,0 +1,100 @@
+"""Turn a TF2 ``ConcreteFunction`` into a :class:`~tfopt.graph.Model` (shared by TF2 loaders).
+
+TF2 variables are resource handles captured by the function; only TensorFlow's own converter can
+resolve them inside nested function bodies (If/While/PartitionedCall), so it is used here, with
+control flow kept functional (``lower_control_flow=False``) so portable exporters can read it.
+Placeholders are renamed to the signature's input keys and each output gets an ``Identity`` node
+named after its output key, so the frozen graph speaks the same names as the signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tfopt._tf import tf
+from tfopt.errors import GraphError
+from tfopt.graph import Model, TensorSpec, dtype_name, op_histogram, shape_of, tensor_node, unique_name
+from tfopt.training_nodes import is_training_node
+
+
+def model_from_concrete(
+    fn: Any,
+    *,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    call: Callable[[Mapping[str, Any]], dict[str, Any]],
+    provenance: dict[str, Any],
+    keepalive: Any = None,
+) -> Model:
+    """Freeze ``fn``'s variables and wrap the result.
+
+    Args:
+        fn: a ConcreteFunction whose first ``len(input_names)`` inputs are the model inputs.
+        input_names / output_names: logical names, in ``fn.inputs`` / ``fn.outputs`` order.
+        call: runs the original model on a dict of inputs (the verification reference).
+        provenance: source facts; variable count and bytes are added here.
+        keepalive: object that owns the variables (a loaded SavedModel must stay referenced).
+    """
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    variables = list(fn.variables)
+    provenance = dict(provenance)
+    provenance["variables"] = len(variables)
+    provenance["variable_bytes"] = int(sum(np.prod(v.shape) * v.dtype.size for v in variables))
+    source = fn.graph.as_graph_def()
+    provenance["source_nodes"] = len(source.node)
+    provenance["source_ops"] = op_histogram(source)
+    provenance["source_training_nodes"] = sum(1 for n in source.node if is_training_node(n))
+    try:
+        frozen = convert_variables_to_constants_v2(fn, lower_control_flow=False, aggressive_inlining=True)
+    except Exception as exc:  # TF raises a zoo of types here; report the op it names
+        raise GraphError(f"TensorFlow could not convert the variables of this function to constants: {exc}") from exc
+    graph_def = frozen.graph.as_graph_def()
+
+    placeholders = [t.name for t in frozen.inputs]
+    if len(placeholders) != len(input_names):
+        raise GraphError(f"expected {len(input_names)} inputs {list(input_names)}, the frozen function has {placeholders}")
+    inputs = [
+        _rename_placeholder(graph_def, tensor_node(ph), name, t)
+        for ph, name, t in zip(placeholders, input_names, frozen.inputs)
+    ]
+    outputs = [
+        _name_output(graph_def, t.name, name, t) for t, name in zip(frozen.outputs, output_names)
+    ]
+    return Model(graph_def=graph_def, inputs=inputs, outputs=outputs, provenance=provenance,
+                 reference=call, keepalive=keepalive)
+
+
+def _spec(name: str, tensor: str, t: Any) -> TensorSpec:
+    shape = None if t.shape.rank is None else tuple(t.shape.as_list())
+    return TensorSpec(name, tensor, t.dtype.name if t.dtype != tf().string else "string", shape)
+
+
+def _rename_placeholder(graph_def: Any, node_name: str, new_name: str, t: Any) -> TensorSpec:
+    if node_name != new_name:
+        if any(n.name == new_name for n in graph_def.node):
+            new_name = unique_name(graph_def, new_name)
+        for node in graph_def.node:
+            if node.name == node_name:
+                node.name = new_name
+            for i, ref in enumerate(node.input):
+                if tensor_node(ref) == node_name:
+                    node.input[i] = ref.replace(node_name, new_name, 1)
+    return _spec(new_name, f"{new_name}:0", t)
+
+
+def _name_output(graph_def: Any, tensor: str, key: str, t: Any) -> TensorSpec:
+    node = graph_def.node.add()
+    node.name = unique_name(graph_def, key)
+    node.op = "Identity"
+    node.input.append(tensor)
+    node.attr["T"].type = t.dtype.as_datatype_enum
+    return _spec(key, f"{node.name}:0", t)
+
+
+def spec_from_placeholder_attr(node: Any) -> TensorSpec:
+    return TensorSpec(node.name, f"{node.name}:0", dtype_name(node.attr["dtype"].type),
+                      shape_of(node.attr["shape"].shape))

@@ -1,0 +1,132 @@
+"""Keras files: Keras 3 ``.keras`` and legacy Keras 2 ``.h5``/``.hdf5`` (through tf-keras).
+
+Safe mode stays on: a Lambda layer (arbitrary Python) needs ``unsafe=True`` and classes the file
+names but Keras does not know need ``custom_objects="package.module"``. Keras 3 enforces safe mode
+for ``.keras`` itself; legacy ``.h5`` loading never did, so tfopt checks the stored config first.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+from tfopt._tf import tf
+from tfopt.errors import ModelFormatError, OptionError, UnsafeModelError
+from tfopt.graph import Model
+from tfopt.loaders._concrete import model_from_concrete
+
+FORMAT = "keras"
+_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def detect(path: str) -> bool:
+    return os.path.isfile(path) and path.lower().endswith(_SUFFIXES)
+
+
+def load(path: str, options: Any) -> Model:
+    custom = import_custom_objects(options.custom_objects)
+    if path.lower().endswith(".keras") and _keras_major(path) >= 3:
+        import keras
+
+        model = _guarded(path, lambda: keras.saving.load_model(
+            path, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
+        flavour = "keras3"
+    else:
+        if not options.unsafe and path.lower().endswith((".h5", ".hdf5")):
+            _refuse_h5_lambda(path)
+        import tf_keras
+
+        model = _guarded(path, lambda: tf_keras.models.load_model(
+            path, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
+        flavour = "keras2"
+    return model_from_keras(model, {"format": FORMAT, "path": path, "keras": flavour})
+
+
+def model_from_keras(model: Any, provenance: dict[str, Any]) -> Model:
+    """Freeze a built Keras (3 or tf-keras 2) model's inference call (``training=False``)."""
+    t = tf()
+    if not getattr(model, "inputs", None):
+        raise OptionError(
+            f"Keras model '{model.name}' has no defined inputs (a subclassed model that was never "
+            "built with keras.Input); build it functionally or save a SavedModel with a signature")
+    input_names = [i.name.split(":")[0] for i in model.inputs]
+    output_names = list(getattr(model, "output_names", None) or
+                        [f"output_{i}" for i in range(len(model.outputs))])
+    specs = [t.TensorSpec(i.shape, t.as_dtype(i.dtype), name=n) for i, n in zip(model.inputs, input_names)]
+
+    @t.function(input_signature=specs, autograph=False)
+    def serve(*args: Any) -> dict[str, Any]:
+        out = model(list(args) if len(args) > 1 else args[0], training=False)
+        return dict(zip(output_names, t.nest.flatten(out)))
+
+    fn = serve.get_concrete_function()
+
+    def call(feeds: Mapping[str, Any]) -> dict[str, Any]:
+        out = serve(*[t.constant(feeds[n]) for n in input_names])
+        return {k: v.numpy() for k, v in out.items()}
+
+    return model_from_concrete(fn, input_names=input_names, output_names=output_names, call=call,
+                               provenance=provenance, keepalive=model)
+
+
+def import_custom_objects(module_name: str | None) -> dict[str, Any]:
+    """``CUSTOM_OBJECTS`` of ``module_name`` if it defines one, else its public classes/functions."""
+    if not module_name:
+        return {}
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise OptionError(f"--custom-objects: cannot import module '{module_name}': {exc}") from exc
+    declared = getattr(module, "CUSTOM_OBJECTS", None)
+    if isinstance(declared, dict):
+        return dict(declared)
+    return {k: v for k, v in vars(module).items() if not k.startswith("_") and callable(v)}
+
+
+def _keras_major(path: str) -> int:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            meta = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ModelFormatError(f"{path}: not a valid .keras archive ({exc}); the file may be truncated") from exc
+    version = str(meta.get("keras_version", "3"))
+    return int(version.split(".")[0]) if version[:1].isdigit() else 3
+
+
+def _refuse_h5_lambda(path: str) -> None:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            config = f.attrs.get("model_config")
+    except OSError as exc:
+        raise ModelFormatError(f"{path}: not a readable HDF5 file ({exc}); the file may be truncated") from exc
+    if config is None:
+        raise ModelFormatError(f"{path}: HDF5 file holds no model_config (weights-only file?); "
+                               "save the full model with model.save(...)")
+    text = config.decode() if isinstance(config, bytes) else str(config)
+    if '"class_name": "Lambda"' in text:
+        raise UnsafeModelError(f"{path}: the model contains a Lambda layer, which runs arbitrary Python "
+                               "when loaded. If you trust this file, pass --unsafe (unsafe=True)")
+
+
+def _guarded(path: str, loader: Any) -> Any:
+    try:
+        return loader()
+    except (ValueError, TypeError, KeyError, OSError, AttributeError) as exc:
+        msg = str(exc)
+        if "safe_mode" in msg or "Lambda" in msg:
+            raise UnsafeModelError(
+                f"{path}: the model contains a Lambda layer, which runs arbitrary Python when loaded. "
+                "If you trust this file, pass --unsafe (unsafe=True)") from exc
+        unknown = re.search(r"[Cc]ould not (?:locate|deserialize) (?:class|function) '?([\w.]+)'?|Unknown \w+:? '?([\w.]+)'?", msg)
+        if unknown:
+            name = unknown.group(1) or unknown.group(2)
+            raise OptionError(f"{path}: the model uses '{name}', which Keras does not know. Pass "
+                              "--custom-objects MODULE naming the module that defines it") from exc
+        raise ModelFormatError(f"{path}: cannot load Keras model: {msg.splitlines()[0][:300] if msg else type(exc).__name__}") from exc

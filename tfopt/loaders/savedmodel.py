@@ -1,0 +1,51 @@
+"""SavedModel directories: one signature, frozen through its ConcreteFunction."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from tfopt._tf import tf
+from tfopt.errors import ModelFormatError, OptionError
+from tfopt.graph import Model
+from tfopt.loaders._concrete import model_from_concrete
+
+FORMAT = "savedmodel"
+
+
+def detect(path: str) -> bool:
+    return os.path.isdir(path) and any(
+        os.path.exists(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")
+    )
+
+
+def load(path: str, options: Any) -> Model:
+    t = tf()
+    tags = options.tags or None
+    try:
+        obj = t.saved_model.load(path, tags=tags)
+    except Exception as exc:
+        raise ModelFormatError(f"{path}: cannot load SavedModel ({_first_line(exc)}). "
+                               "Is the directory complete (saved_model.pb, variables/)?") from exc
+    signatures = dict(obj.signatures)
+    if options.signature not in signatures:
+        have = ", ".join(sorted(signatures)) or "none"
+        raise OptionError(f"{path}: no signature '{options.signature}' (--signature); available: {have}")
+    fn = signatures[options.signature]
+    kwargs_spec = fn.structured_input_signature[1]
+    input_names = sorted(kwargs_spec)  # signature functions take keyword args, flattened by sorted key
+    output_names = sorted(fn.structured_outputs)
+
+    def call(feeds: Mapping[str, Any]) -> dict[str, Any]:
+        out = fn(**{k: t.constant(feeds[k]) for k in input_names})
+        return {k: v.numpy() for k, v in out.items()}
+
+    provenance = {"format": FORMAT, "path": path, "signature": options.signature}
+    return model_from_concrete(fn, input_names=input_names, output_names=output_names, call=call,
+                               provenance=provenance, keepalive=obj)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

@@ -1,0 +1,217 @@
+"""TF1 checkpoints: a ``.meta`` MetaGraphDef plus ``.index``/``.data-*`` variable values.
+
+Accepts the ``.meta`` file, the checkpoint prefix, or the directory. The ``checkpoint`` state
+file usually holds absolute paths from the training machine; when those do not exist here the
+files next to the ``.meta`` are used (including the empty prefix: ``.meta``, ``.index``,
+``.data-00000-of-00001``).
+
+Old meta graphs may not import into today's TensorFlow (stale ``_output_shapes`` on gradient
+nodes, ops that no longer exist in training subgraphs), so the graph is first cut down to what
+the outputs need and the stale shape attributes are dropped; nothing else is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tfopt.errors import GraphError, ModelFormatError, ModelNotFoundError
+from tfopt.graph import VARIABLE_OPS, Model, ancestors, node_map, subgraph, tensor_node
+from tfopt.loaders._signature import input_specs, output_specs, resolve_outputs
+from tfopt.training_nodes import is_training_node
+
+FORMAT = "tf1-checkpoint"
+
+
+def detect(path: str) -> bool:
+    if os.path.isdir(path):
+        return any(f.endswith(".meta") for f in os.listdir(path))
+    return path.endswith(".meta") or os.path.exists(path + ".meta")
+
+
+def locate(path: str) -> tuple[str, str]:
+    """Return ``(meta_path, checkpoint_prefix)`` for a ``.meta`` file, prefix or directory."""
+    if os.path.isdir(path):
+        directory = path
+        prefix = _prefix_from_state(directory)
+        metas = sorted(f for f in os.listdir(directory) if f.endswith(".meta"))
+        if prefix is not None and os.path.exists(prefix + ".meta"):
+            return prefix + ".meta", prefix
+        if not metas:
+            raise ModelNotFoundError(f"{path}: directory holds no .meta file")
+        meta = os.path.join(directory, _latest(metas))
+        return meta, prefix if prefix is not None else meta[: -len(".meta")]
+    if path.endswith(".meta"):
+        meta = path
+        candidate = meta[: -len(".meta")]
+        if os.path.exists(candidate + ".index"):
+            return meta, candidate
+        state = _prefix_from_state(os.path.dirname(meta) or ".")
+        return meta, state if state is not None else candidate
+    return path + ".meta", path
+
+
+def _prefix_from_state(directory: str) -> str | None:
+    """The ``checkpoint`` file's latest prefix, re-rooted here when its absolute path is stale."""
+    state = os.path.join(directory, "checkpoint")
+    if not os.path.isfile(state):
+        return None
+    with open(state, encoding="utf-8", errors="replace") as f:
+        match = re.search(r'^model_checkpoint_path:\s*"(.*)"\s*$', f.read(), re.MULTILINE)
+    if not match:
+        return None
+    recorded = match.group(1)
+    here = recorded if os.path.isabs(recorded) else os.path.join(directory, recorded)
+    if os.path.exists(here + ".index"):
+        return here
+    local = os.path.join(directory, os.path.basename(recorded))
+    return local if os.path.exists(local + ".index") else None
+
+
+def _latest(metas: list[str]) -> str:
+    def step(name: str) -> int:
+        m = re.search(r"-(\d+)\.meta$", name)
+        return int(m.group(1)) if m else -1
+    return max(metas, key=step)
+
+
+def check_checkpoint_files(prefix: str) -> None:
+    index = prefix + ".index"
+    if not os.path.exists(index):
+        raise ModelFormatError(f"{index}: checkpoint index file is missing; copy it next to the .meta file")
+    directory = os.path.dirname(prefix) or "."
+    base = os.path.basename(prefix)
+    shards = [f for f in os.listdir(directory) if f.startswith(base + ".data-")]
+    if not shards:
+        raise ModelFormatError(f"{prefix}.data-00000-of-00001: checkpoint data file is missing; "
+                               "copy every .data-* file next to the .index file")
+    total = int(shards[0].rsplit("-of-", 1)[1]) if "-of-" in shards[0] else len(shards)
+    if len(shards) < total:
+        raise ModelFormatError(f"{prefix}: {total - len(shards)} of {total} checkpoint data shards are missing")
+
+
+def read_meta_graph(meta: str) -> Any:
+    from google.protobuf import message
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    meta_graph = meta_graph_pb2.MetaGraphDef()
+    try:
+        with open(meta, "rb") as f:
+            meta_graph.ParseFromString(f.read())
+    except message.DecodeError as exc:
+        raise ModelFormatError(f"{meta}: not a valid MetaGraphDef ({exc}); the file may be truncated") from exc
+    if not meta_graph.graph_def.node:
+        raise ModelFormatError(f"{meta}: the meta graph holds no nodes; the file may be truncated")
+    return meta_graph
+
+
+def checkpoint_keys(graph_def: Any) -> dict[str, str]:
+    """Variable node -> checkpoint key, read from the Saver's own SaveV2 node when there is one."""
+    from tfopt._tf import const_value
+
+    nodes = node_map(graph_def)
+    keys: dict[str, str] = {}
+    for node in graph_def.node:
+        if node.op != "SaveV2" or tensor_node(node.input[1]) not in nodes:
+            continue
+        names_node = nodes[tensor_node(node.input[1])]
+        if names_node.op != "Const":
+            continue
+        names = [n.decode() for n in const_value(names_node).ravel()]
+        for key, ref in zip(names, node.input[3:]):
+            source = tensor_node(ref)
+            while source in nodes and nodes[source].op in ("Identity", "ReadVariableOp") and nodes[source].input:
+                source = tensor_node(nodes[source].input[0])
+            keys.setdefault(source, key)
+    return keys
+
+
+def load(path: str, options: Any) -> Model:
+    meta, prefix = locate(path)
+    if not os.path.exists(meta):
+        raise ModelNotFoundError(f"{meta}: the .meta graph file is missing")
+    check_checkpoint_files(prefix)
+    meta_graph = read_meta_graph(meta)
+    full = meta_graph.graph_def
+    outputs = resolve_outputs(full, options.outputs, meta)
+    out_specs = output_specs(full, outputs)
+
+    # Control edges from training-only nodes (update ops, asserts, savers) are not followed.
+    full_nodes = node_map(full)
+    keep = ancestors(full, outputs, skip_edge=lambda _node, ref: ref.startswith("^") and
+                     tensor_node(ref) in full_nodes and is_training_node(full_nodes[tensor_node(ref)]))
+    graph_def = subgraph(full, keep)
+    for node in graph_def.node:
+        node.attr.pop("_output_shapes", None)
+        node.ClearField("device")
+    keys = checkpoint_keys(full)
+    reader = _open_reader(prefix)
+    variables = [n for n in graph_def.node if n.op in VARIABLE_OPS]
+
+    def value_of(var_name: str) -> np.ndarray:
+        key = keys.get(var_name, var_name)
+        if not reader.has_tensor(key):
+            from tfopt.errors import did_you_mean
+            raise GraphError(f"{prefix}: variable '{var_name}' has no value in the checkpoint "
+                             f"(looked for key '{key}').{did_you_mean(key, reader.get_variable_to_shape_map())}")
+        return reader.get_tensor(key)
+
+    values = {v.name: value_of(v.name) for v in variables}
+    reference = _SessionReference(graph_def, values, [s.tensor for s in out_specs], [s.name for s in out_specs])
+    return Model(
+        graph_def=graph_def,
+        inputs=input_specs(graph_def, outputs, exclude=set()),
+        outputs=out_specs,
+        provenance={"format": FORMAT, "path": path, "meta": meta, "checkpoint": prefix,
+                    "source_nodes": len(full.node), "variables": len(variables),
+                    "variable_bytes": int(sum(v.nbytes for v in values.values()))},
+        reference=reference,
+        variable_values=values.__getitem__,
+        keepalive=reference,
+    )
+
+
+def _open_reader(prefix: str) -> Any:
+    from tfopt._tf import tf
+
+    try:
+        return tf().train.load_checkpoint(prefix)
+    except Exception as exc:  # DataLossError, NotFoundError, ...
+        raise ModelFormatError(f"{prefix}: cannot read checkpoint ({str(exc).splitlines()[0][:200]}); "
+                               "the .index or .data file may be truncated") from exc
+
+
+class _SessionReference:
+    """Runs the original (cut, unfrozen) graph in a TF1 session with checkpoint values assigned."""
+
+    def __init__(self, graph_def: Any, values: Mapping[str, np.ndarray], fetches: list[str], names: list[str]):
+        self._graph_def, self._values, self._fetches, self._names = graph_def, values, fetches, names
+        self._session: Any = None
+
+    def _open(self) -> Any:
+        from tfopt._tf import tf
+
+        t = tf()
+        graph = t.Graph()
+        with graph.as_default():
+            t.graph_util.import_graph_def(self._graph_def, name="")
+            assigns = []
+            for name, value in self._values.items():
+                op = graph.get_operation_by_name(name)
+                if op.type == "VarHandleOp":
+                    assigns.append(t.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value))
+                else:
+                    assigns.append(t.raw_ops.Assign(ref=op.outputs[0], value=value, validate_shape=False))
+        session = t.compat.v1.Session(graph=graph)
+        session.run(assigns)
+        return session
+
+    def __call__(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        if self._session is None:
+            self._session = self._open()
+        feed = {f"{k}:0" if ":" not in k else k: v for k, v in feeds.items()}
+        return dict(zip(self._names, self._session.run(self._fetches, feed_dict=feed)))

@@ -1,0 +1,118 @@
+"""TF2 object checkpoints (``tf.train.Checkpoint``, ``ckpt-N.index`` + ``.data-*``).
+
+An object checkpoint stores values keyed by the *Python object graph* that saved them, so the
+model's code is needed: ``model_fn="package.module:build"`` returns a Keras model or a
+``tf.Module``. The checkpoint's root attribute holding the model (``model``, ``net``, ...) is read
+from the stored object graph; every model variable must be matched or loading fails naming them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from tfopt._tf import tf
+from tfopt.errors import GraphError, ModelFormatError, OptionError
+from tfopt.graph import Model
+from tfopt.loaders._concrete import model_from_concrete
+from tfopt.loaders.keras import model_from_keras
+from tfopt.loaders.tf1_checkpoint import _prefix_from_state, check_checkpoint_files
+
+FORMAT = "tf2-checkpoint"
+
+
+def detect(path: str) -> bool:
+    if os.path.isdir(path):
+        return _prefix_from_state(path) is not None or any(f.endswith(".index") for f in os.listdir(path))
+    return path.endswith(".index") or os.path.exists(path + ".index")
+
+
+def _prefix(path: str) -> str:
+    if os.path.isdir(path):
+        state = _prefix_from_state(path)
+        if state is not None:
+            return state
+        indexes = sorted(f for f in os.listdir(path) if f.endswith(".index"))
+        return os.path.join(path, indexes[-1][: -len(".index")])
+    return path[: -len(".index")] if path.endswith(".index") else path
+
+
+def build_from_model_fn(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise OptionError(f"--model-fn '{spec}': expected 'package.module:function'")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        builder = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise OptionError(f"--model-fn '{spec}': {exc}") from exc
+    return builder()
+
+
+def load(path: str, options: Any) -> Model:
+    prefix = _prefix(path)
+    check_checkpoint_files(prefix)
+    if not options.model_fn:
+        raise OptionError(f"{path}: a TF2 object checkpoint stores values, not the model's code. Pass "
+                          "--model-fn package.module:function returning the Keras model or tf.Module")
+    model = build_from_model_fn(options.model_fn)
+    attr = _restore(model, prefix)
+    provenance = {"format": FORMAT, "path": path, "checkpoint": prefix, "model_fn": options.model_fn,
+                  "checkpoint_attribute": attr}
+    if hasattr(model, "inputs") and hasattr(model, "layers"):
+        return model_from_keras(model, provenance)
+    return _model_from_module(model, options.signature, provenance)
+
+
+def _restore(model: Any, prefix: str) -> str:
+    """Restore into ``model`` under whichever root attribute matches; return that attribute."""
+    t = tf()
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    try:
+        reader = t.train.load_checkpoint(prefix)
+        graph = trackable_object_graph_pb2.TrackableObjectGraph()
+        graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    except Exception as exc:
+        raise ModelFormatError(f"{prefix}: not a readable TF2 object checkpoint ({str(exc).splitlines()[0][:200]})") from exc
+    names = [c.local_name for c in graph.nodes[0].children]
+    preferred = sorted(names, key=lambda n: (n not in ("model", "net", "network", "module"), n))
+    failures = []
+    for name in [*preferred, None]:
+        ckpt = t.train.Checkpoint(root=model) if name is None else t.train.Checkpoint(**{name: model})
+        status = ckpt.restore(prefix)
+        try:
+            status.assert_existing_objects_matched()
+            status.expect_partial()  # optimizer slots and the step counter are not needed
+            return name or "<root>"
+        except (AssertionError, ValueError) as exc:
+            status.expect_partial()
+            failures.append(f"as '{name or '<root>'}': {str(exc).splitlines()[0][:300]}")
+    raise GraphError(f"{prefix}: the model built by --model-fn does not match the checkpoint "
+                     f"(root attributes: {', '.join(names) or 'none'}). Unmatched: " + "; ".join(failures[:3]))
+
+
+def _model_from_module(module: Any, signature: str, provenance: dict[str, Any]) -> Model:
+    t = tf()
+    attr = "__call__" if signature == "serving_default" else signature
+    method = getattr(module, attr, None)
+    if method is None or not hasattr(method, "get_concrete_function") or method.input_signature is None:
+        raise OptionError(f"--model-fn returned a {type(module).__name__} whose '{attr}' is not a "
+                          "tf.function with an input_signature; decorate it, or choose a method with --signature")
+    fn = method.get_concrete_function()
+    flat_specs = t.nest.flatten(fn.structured_input_signature)
+    input_names = [s.name or f"input_{i}" for i, s in enumerate(flat_specs)]
+    outputs = fn.structured_outputs
+    output_names = sorted(outputs) if isinstance(outputs, dict) else [f"output_{i}" for i in range(len(fn.outputs))]
+
+    def call(feeds: Mapping[str, Any]) -> dict[str, Any]:
+        out = method(*[t.constant(feeds[n]) for n in input_names])
+        flat = [out[k] for k in output_names] if isinstance(out, dict) else t.nest.flatten(out)
+        return {k: v.numpy() for k, v in zip(output_names, flat)}
+
+    return model_from_concrete(fn, input_names=input_names, output_names=output_names, call=call,
+                               provenance=provenance, keepalive=module)

@@ -1,0 +1,118 @@
+"""The one pass contract and the fixed-point runner.
+
+Every pass is ``run(model) -> PassResult(model, changed, skips)``. A pass never mutates its
+input; it returns a new :class:`~tfopt.graph.Model`. A match it declines to rewrite is reported as
+a :class:`Skip` with the reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tfopt.errors import GraphError
+from tfopt.graph import Model, op_histogram, validate
+
+log = logging.getLogger("tfopt.passes")
+
+
+@dataclass(frozen=True)
+class Skip:
+    node: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.node}: {self.reason}"
+
+
+@dataclass
+class PassResult:
+    model: Model
+    changed: bool
+    skips: list[Skip] = field(default_factory=list)
+
+
+class Pass:
+    """Base class: subclasses set ``name`` and implement :meth:`run`."""
+
+    name = "pass"
+
+    def run(self, model: Model) -> PassResult:
+        raise NotImplementedError
+
+
+@dataclass
+class PassStats:
+    """What one pass did over the whole run (all fixed-point iterations)."""
+
+    name: str
+    nodes_before: int = 0
+    nodes_after: int = 0
+    removed: dict[str, int] = field(default_factory=dict)
+    added: dict[str, int] = field(default_factory=dict)
+    skips: list[Skip] = field(default_factory=list)
+    runs: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "nodes_before": self.nodes_before, "nodes_after": self.nodes_after,
+                "removed": self.removed, "added": self.added, "skips": [str(s) for s in self.skips]}
+
+
+def run_passes(model: Model, passes: Sequence[Pass], *, max_iterations: int = 8) -> tuple[Model, list[PassStats]]:
+    """Run ``passes`` in order, repeatedly, until none changes the graph (or the cap is hit).
+
+    The graph is validated before and after every pass, so a broken rewrite is caught at the
+    pass that made it, with the pass named.
+    """
+    validate(model.graph_def)
+    stats = {p.name: PassStats(p.name, nodes_before=len(model.graph_def.node)) for p in passes}
+    first_seen: set[str] = set()
+    for _ in range(max_iterations):
+        any_changed = False
+        for p in passes:
+            before = op_histogram(model.graph_def)
+            n_before = len(model.graph_def.node)
+            if p.name not in first_seen:
+                stats[p.name].nodes_before = n_before
+                first_seen.add(p.name)
+            result = p.run(model)
+            try:
+                validate(result.model.graph_def)
+            except GraphError as exc:
+                raise GraphError(f"pass '{p.name}' produced an invalid graph: {exc}") from exc
+            entry = stats[p.name]
+            entry.runs += 1
+            entry.nodes_after = len(result.model.graph_def.node)
+            for skip in result.skips:
+                if skip not in entry.skips:
+                    entry.skips.append(skip)
+            if result.changed:
+                _accumulate(entry, before, op_histogram(result.model.graph_def))
+                log.info("%s: %d -> %d nodes", p.name, n_before, entry.nodes_after)
+            any_changed |= result.changed
+            model = result.model
+        if not any_changed:
+            break
+    return model, list(stats.values())
+
+
+def _accumulate(entry: PassStats, before: dict[str, int], after: dict[str, int]) -> None:
+    for op in set(before) | set(after):
+        delta = after.get(op, 0) - before.get(op, 0)
+        if delta < 0:
+            entry.removed[op] = entry.removed.get(op, 0) - delta
+        elif delta > 0:
+            entry.added[op] = entry.added.get(op, 0) + delta
+
+
+def copy_graph(graph_def: Any) -> Any:
+    new = type(graph_def)()
+    new.CopyFrom(graph_def)
+    return new
+
+
+def protected_nodes(model: Model) -> set[str]:
+    """Nodes a pass must keep by name: the model's inputs and outputs."""
+    return {s.node for s in model.inputs} | {s.node for s in model.outputs}

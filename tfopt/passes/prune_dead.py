@@ -1,0 +1,68 @@
+"""Keep only what the outputs need.
+
+Nodes not reachable backwards from the outputs (data and control edges) are removed, as are
+control edges whose source has no inputs (a Const or a bare NoOp is always ready, so waiting on it
+orders nothing), and library functions no remaining node calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfopt.graph import Model, ancestors, is_control, node_map, subgraph, tensor_node
+from tfopt.passes.base import Pass, PassResult, copy_graph
+
+
+class PruneDead(Pass):
+    name = "prune_dead"
+
+    def run(self, model: Model) -> PassResult:
+        graph_def = copy_graph(model.graph_def)
+        nodes = node_map(graph_def)
+        changed = False
+        for node in graph_def.node:
+            new = [r for r in node.input
+                   if not (is_control(r) and tensor_node(r) in nodes and not nodes[tensor_node(r)].input)]
+            if len(new) != len(node.input):
+                del node.input[:]
+                node.input.extend(new)
+                changed = True
+        keep = ancestors(graph_def, [s.tensor for s in model.outputs]) | {s.node for s in model.inputs}
+        if len(keep) < len(graph_def.node):
+            graph_def = subgraph(graph_def, keep)
+            changed = True
+        changed |= prune_library(graph_def)
+        return PassResult(model.replace(graph_def=graph_def) if changed else model, changed)
+
+
+def called_functions(graph_def: Any) -> set[str]:
+    """Names of library functions reachable from the graph's nodes (through nested bodies too)."""
+    library = {f.signature.name: f for f in graph_def.library.function}
+    found: set[str] = set()
+    stack = [n for n in graph_def.node]
+    while stack:
+        node = stack.pop()
+        names = [node.op] if node.op in library else []
+        for attr in node.attr.values():
+            if attr.HasField("func"):
+                names.append(attr.func.name)
+            names.extend(f.name for f in attr.list.func)
+        for name in names:
+            if name in library and name not in found:
+                found.add(name)
+                stack.extend(library[name].node_def)
+    return found
+
+
+def prune_library(graph_def: Any) -> bool:
+    used = called_functions(graph_def)
+    unused = [f for f in graph_def.library.function if f.signature.name not in used]
+    if not unused:
+        return False
+    kept = [f for f in graph_def.library.function if f.signature.name in used]
+    del graph_def.library.function[:]
+    graph_def.library.function.extend(kept)
+    kept_grads = [g for g in graph_def.library.gradient if g.function_name in used]
+    del graph_def.library.gradient[:]
+    graph_def.library.gradient.extend(kept_grads)
+    return True

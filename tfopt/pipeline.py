@@ -1,0 +1,56 @@
+"""The pipeline the CLI and the Python API share: load -> freeze -> (later stages) -> emit."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tfopt.errors import OptionError
+from tfopt.graph import Model
+
+LOAD_OPTIONS = ("signature", "tags", "outputs", "unsafe", "custom_objects", "model_fn", "format")
+SAVE_FORMATS = ("pb", "pbtxt", "savedmodel")
+
+
+def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple[Model, Any]:
+    """Load (when given a path) and freeze. Load options and freeze options may be mixed."""
+    from tfopt.freeze import freeze
+    from tfopt.loaders import load
+
+    load_opts = {k: options.pop(k) for k in list(options) if k in LOAD_OPTIONS}
+    if not isinstance(model, Model):
+        model = load(model, **load_opts)
+    elif load_opts:
+        raise OptionError(f"load options {sorted(load_opts)} given for an already loaded model")
+    return freeze(model, **options)
+
+
+def infer_format(path: str, format: str | None) -> str:
+    if format is not None:
+        if format not in SAVE_FORMATS:
+            raise OptionError(f"--format {format}: choose one of {', '.join(SAVE_FORMATS)}")
+        return format
+    lower = path.lower()
+    if lower.endswith(".pbtxt"):
+        return "pbtxt"
+    if lower.endswith(".pb"):
+        return "pb"
+    return "savedmodel"
+
+
+def save_model(model: Model, path: str, *, format: str | None = None, source: str | None = None) -> str:
+    """Emit ``model`` to ``path`` (atomically); refuses to overwrite the ``source`` model."""
+    from tfopt._io import check_writable, same_file
+
+    if source is not None and (same_file(path, source) or
+                               os.path.abspath(path).startswith(os.path.abspath(source) + os.sep)):
+        raise OptionError(f"-o {path}: would overwrite the input model {source}; choose another output path")
+    check_writable(path)
+    fmt = infer_format(path, format)
+    if fmt == "savedmodel":
+        from tfopt.emitters.savedmodel import emit_savedmodel
+
+        return emit_savedmodel(model, path)
+    from tfopt.emitters.frozen_graph import emit_frozen_graph
+
+    return emit_frozen_graph(model, path, text=fmt == "pbtxt")

@@ -1,0 +1,1 @@
+"""Runtimes that execute a model or an artifact on a dict of named inputs."""

@@ -1,0 +1,36 @@
+"""Run a frozen :class:`~tfopt.graph.Model` with the TensorFlow runtime (one session, reused)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tfopt._tf import tf
+from tfopt.graph import Model
+
+
+class GraphRunner:
+    """``runner(feeds) -> {output name: array}``; feeds keyed by input name (or placeholder name)."""
+
+    def __init__(self, model: Model, *, extra_feeds: Mapping[str, Any] | None = None):
+        t = tf()
+        self._graph = t.Graph()
+        with self._graph.as_default():
+            t.graph_util.import_graph_def(model.graph_def, name="")
+        self._session = t.compat.v1.Session(graph=self._graph)
+        self._inputs = {s.name: s.tensor for s in model.inputs}
+        self._outputs = [(s.name, s.tensor) for s in model.outputs]
+        self._extra = {f"{k}:0": v for k, v in (extra_feeds or {}).items()}
+
+    def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        feed = dict(self._extra)
+        for key, value in feeds.items():
+            tensor = self._inputs.get(key, key if ":" in key else f"{key}:0")
+            feed[tensor] = value
+        values = self._session.run([t for _, t in self._outputs], feed_dict=feed)
+        return {name: np.asarray(v) for (name, _), v in zip(self._outputs, values)}
+
+    def close(self) -> None:
+        self._session.close()

@@ -1,0 +1,94 @@
+"""The one strict comparison used by tfopt's verification and by its tests.
+
+``compare`` checks shape, then dtype, then values with ``|got - ref| <= atol + rtol * |ref|``
+(numpy's ``allclose`` rule) and returns the error statistics; ``assert_equivalent`` raises
+:class:`~tfopt.errors.VerificationError` naming the first output that differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tfopt.errors import VerificationError
+from tfopt.graph import TensorSpec
+
+DEFAULT_ATOL = 1e-5
+DEFAULT_RTOL = 1e-5
+
+
+@dataclass(frozen=True)
+class OutputDiff:
+    name: str
+    max_abs_err: float
+    mean_abs_err: float
+    ok: bool
+    problem: str = ""
+
+
+def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
+                  dynamic_dim: int = 8) -> dict[str, np.ndarray]:
+    """Seeded inputs matching ``specs``; unknown dims become ``batch`` (first) or ``dynamic_dim``.
+
+    Floats are standard normal, integers uniform in [0, 8), bools False, strings ``b"a"``.
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for spec in specs:
+        dims = spec.shape if spec.shape is not None else (batch,)
+        shape = tuple((batch if i == 0 else dynamic_dim) if d is None else d for i, d in enumerate(dims))
+        if spec.dtype in ("float16", "float32", "float64", "bfloat16"):
+            out[spec.name] = rng.standard_normal(shape).astype(spec.dtype if spec.dtype != "bfloat16" else "float32")
+        elif spec.dtype.startswith(("int", "uint")):
+            out[spec.name] = rng.integers(0, 8, size=shape).astype(spec.dtype)
+        elif spec.dtype == "bool":
+            out[spec.name] = np.zeros(shape, dtype=bool)
+        elif spec.dtype == "string":
+            out[spec.name] = np.full(shape, b"a", dtype=object)
+        else:
+            raise VerificationError(f"input '{spec.name}': cannot generate data of dtype {spec.dtype}; "
+                                    "give inputs explicitly")
+    return out
+
+
+def compare(reference: Mapping[str, Any], got: Mapping[str, Any], *, atol: float = DEFAULT_ATOL,
+            rtol: float = DEFAULT_RTOL) -> list[OutputDiff]:
+    """Compare every output of ``reference`` with ``got`` (shape, dtype, values)."""
+    diffs = []
+    for name, ref in reference.items():
+        ref = np.asarray(ref)
+        if name not in got:
+            diffs.append(OutputDiff(name, float("inf"), float("inf"), False, "missing output"))
+            continue
+        val = np.asarray(got[name])
+        if ref.shape != val.shape:
+            diffs.append(OutputDiff(name, float("inf"), float("inf"), False, f"shape {val.shape} != {ref.shape}"))
+            continue
+        if ref.dtype != val.dtype:
+            diffs.append(OutputDiff(name, float("inf"), float("inf"), False, f"dtype {val.dtype} != {ref.dtype}"))
+            continue
+        if ref.dtype == object or ref.dtype.kind in "SU":
+            same = bool(np.array_equal(ref, val))
+            diffs.append(OutputDiff(name, 0.0 if same else float("inf"), 0.0 if same else float("inf"), same))
+            continue
+        r, v = ref.astype(np.float64), val.astype(np.float64)
+        err = np.abs(r - v)
+        max_err = float(err.max()) if err.size else 0.0
+        mean_err = float(err.mean()) if err.size else 0.0
+        ok = bool(np.all(err <= atol + rtol * np.abs(r))) and bool(np.array_equal(np.isnan(r), np.isnan(v)))
+        diffs.append(OutputDiff(name, max_err, mean_err, ok, "" if ok else f"max abs err {max_err:.3g}"))
+    return diffs
+
+
+def assert_equivalent(reference: Mapping[str, Any], got: Mapping[str, Any], *, atol: float = DEFAULT_ATOL,
+                      rtol: float = DEFAULT_RTOL, what: str = "model") -> list[OutputDiff]:
+    """Like :func:`compare`, raising :class:`VerificationError` if any output differs."""
+    diffs = compare(reference, got, atol=atol, rtol=rtol)
+    bad = [d for d in diffs if not d.ok]
+    if bad:
+        detail = "; ".join(f"output '{d.name}': {d.problem}" for d in bad)
+        raise VerificationError(f"{what} differs from the original beyond atol={atol:g}, rtol={rtol:g}: {detail}")
+    return diffs
