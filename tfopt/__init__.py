@@ -34,7 +34,7 @@ def load(path: Any, **options: Any) -> Any:
 
 
 def freeze(model: Any, **options: Any) -> Any:
-    """Freeze a loaded model (or a path, loaded first); see :func:`tfopt.freeze.freeze`.
+    """Freeze a loaded model (or a path, loaded first); see :func:`tfopt.freezing.freeze`.
 
     Returns ``(frozen_model, report)``.
     """

@@ -33,9 +33,10 @@ def inspect_model(path: Any, **options: Any) -> dict[str, Any]:
     prov = model.provenance
     return {
         "format": fmt, "path": path, "inputs": _specs(model.inputs), "outputs": _specs(model.outputs),
-        "nodes": prov.get("source_nodes"), "ops": prov.get("source_ops", {}),
+        # TF2 graphs hide their body behind (Stateful)PartitionedCall: describe the inlined graph.
+        "nodes": len(model.graph_def.node), "ops": op_histogram(model.graph_def),
         "variables": prov.get("variables", 0), "variable_bytes": prov.get("variable_bytes", 0),
-        "training_nodes": prov.get("source_training_nodes", 0),
+        "training_nodes": sum(1 for n in model.graph_def.node if is_training_node(n)),
         "training_flags": [s.name for s in model.inputs if s.dtype == "bool" and s.shape == ()],
         "output_candidates": [s.name for s in model.outputs],
     }
@@ -78,13 +79,12 @@ def _inspect_graphdef(path: str, outputs: list[str]) -> dict[str, Any]:
 
 
 def _inspect_tf1(path: str, outputs: list[str]) -> dict[str, Any]:
-    from tfopt._tf import tf
-    from tfopt.loaders.tf1_checkpoint import check_checkpoint_files, locate, read_meta_graph
+    from tfopt.loaders.tf1_checkpoint import check_checkpoint_files, locate, open_reader, read_meta_graph
 
     meta, prefix = locate(path)
     check_checkpoint_files(prefix)
     graph_def = read_meta_graph(meta).graph_def
-    reader = tf().train.load_checkpoint(prefix)
+    reader = open_reader(prefix)
     shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
     var_bytes = sum(int(np.prod(shapes[k])) * dtypes[k].size for k in shapes)
     return {"format": "tf1-checkpoint", "path": path, "meta": meta, "checkpoint": prefix,

@@ -14,7 +14,7 @@ SAVE_FORMATS = ("pb", "pbtxt", "savedmodel")
 
 def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple[Model, Any]:
     """Load (when given a path) and freeze. Load options and freeze options may be mixed."""
-    from tfopt.freeze import freeze
+    from tfopt.freezing import freeze
     from tfopt.loaders import load
 
     load_opts = {k: options.pop(k) for k in list(options) if k in LOAD_OPTIONS}

@@ -16,8 +16,7 @@ import numpy as np
 
 from tfopt._tf import tf
 from tfopt.errors import GraphError
-from tfopt.graph import Model, TensorSpec, dtype_name, op_histogram, shape_of, tensor_node, unique_name
-from tfopt.training_nodes import is_training_node
+from tfopt.graph import Model, TensorSpec, dtype_name, shape_of, tensor_node, unique_name
 
 
 def model_from_concrete(
@@ -44,15 +43,13 @@ def model_from_concrete(
     provenance = dict(provenance)
     provenance["variables"] = len(variables)
     provenance["variable_bytes"] = int(sum(np.prod(v.shape) * v.dtype.size for v in variables))
-    source = fn.graph.as_graph_def()
-    provenance["source_nodes"] = len(source.node)
-    provenance["source_ops"] = op_histogram(source)
-    provenance["source_training_nodes"] = sum(1 for n in source.node if is_training_node(n))
+
     try:
         frozen = convert_variables_to_constants_v2(fn, lower_control_flow=False, aggressive_inlining=True)
     except Exception as exc:  # TF raises a zoo of types here; report the op it names
         raise GraphError(f"TensorFlow could not convert the variables of this function to constants: {exc}") from exc
     graph_def = frozen.graph.as_graph_def()
+    provenance["source_nodes"] = len(graph_def.node)
 
     placeholders = [t.name for t in frozen.inputs]
     if len(placeholders) != len(input_names):

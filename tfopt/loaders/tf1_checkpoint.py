@@ -149,7 +149,7 @@ def load(path: str, options: Any) -> Model:
         node.attr.pop("_output_shapes", None)
         node.ClearField("device")
     keys = checkpoint_keys(full)
-    reader = _open_reader(prefix)
+    reader = open_reader(prefix)
     variables = [n for n in graph_def.node if n.op in VARIABLE_OPS]
 
     def value_of(var_name: str) -> np.ndarray:
@@ -175,11 +175,13 @@ def load(path: str, options: Any) -> Model:
     )
 
 
-def _open_reader(prefix: str) -> Any:
+def open_reader(prefix: str) -> Any:
+    """A CheckpointReader on exactly ``prefix`` (``tf.train.load_checkpoint`` would treat an empty
+    prefix ``dir/`` as a directory and follow its possibly stale ``checkpoint`` state file)."""
     from tfopt._tf import tf
 
     try:
-        return tf().train.load_checkpoint(prefix)
+        return tf().compat.v1.train.NewCheckpointReader(prefix)
     except Exception as exc:  # DataLossError, NotFoundError, ...
         raise ModelFormatError(f"{prefix}: cannot read checkpoint ({str(exc).splitlines()[0][:200]}); "
                                "the .index or .data file may be truncated") from exc

@@ -19,7 +19,7 @@ from tfopt.errors import GraphError, ModelFormatError, OptionError
 from tfopt.graph import Model
 from tfopt.loaders._concrete import model_from_concrete
 from tfopt.loaders.keras import model_from_keras
-from tfopt.loaders.tf1_checkpoint import _prefix_from_state, check_checkpoint_files
+from tfopt.loaders.tf1_checkpoint import _prefix_from_state, check_checkpoint_files, open_reader
 
 FORMAT = "tf2-checkpoint"
 
@@ -73,8 +73,8 @@ def _restore(model: Any, prefix: str) -> str:
     t = tf()
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+    reader = open_reader(prefix)
     try:
-        reader = t.train.load_checkpoint(prefix)
         graph = trackable_object_graph_pb2.TrackableObjectGraph()
         graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
     except Exception as exc:
@@ -83,6 +83,8 @@ def _restore(model: Any, prefix: str) -> str:
     preferred = sorted(names, key=lambda n: (n not in ("model", "net", "network", "module"), n))
     failures = []
     for name in [*preferred, None]:
+        if name == "save_counter":  # Checkpoint's own bookkeeping, never the model
+            continue
         ckpt = t.train.Checkpoint(root=model) if name is None else t.train.Checkpoint(**{name: model})
         status = ckpt.restore(prefix)
         try:

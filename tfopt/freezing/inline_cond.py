@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfopt.freeze.resolve_switch import constant_predicate
+from tfopt.freezing.resolve_switch import constant_predicate
 from tfopt.graph import Model, is_control, node_map, tensor_node, tensor_port
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
 

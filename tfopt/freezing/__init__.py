@@ -4,11 +4,13 @@ The pass list, in order, and why:
 
 1. ``bind_placeholders`` - training flags (bound to False) and ``--set`` values become constants
    first: every later decision about control flow depends on them.
-2. ``freeze_variables`` - TF1 variables become checkpoint constants.
-3. ``strip_training_ops`` - asserts, NoOps, gradient guards and control edges from update ops go,
+2. ``strip_training_ops`` - asserts, NoOps, gradient guards and control edges from update ops go,
    so Identities stop carrying control inputs.
-4. ``remove_identity`` - brings each Switch predicate next to its constant.
-5. ``resolve_switch`` / ``inline_cond`` - the untaken v1 / v2 branches disappear.
+3. ``remove_identity`` - brings each Switch predicate next to its constant.
+4. ``resolve_switch`` / ``inline_cond`` - the untaken v1 / v2 branches disappear. Inlining comes
+   before freezing: a branch function reads variables through resource arguments, which only
+   become plain reads once its body is in the graph.
+5. ``freeze_variables`` - TF1 variables become checkpoint constants.
 6. ``prune_dead`` - only what the outputs need remains (and the functions it calls).
 
 Run to a fixed point: removing a branch exposes new Identities and dead nodes.
@@ -23,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from tfopt.errors import GraphError, OptionError, did_you_mean
-from tfopt.freeze.bind_placeholders import BindPlaceholders
-from tfopt.freeze.freeze_variables import FreezeVariables
-from tfopt.freeze.inline_cond import InlineCond
-from tfopt.freeze.resolve_switch import ResolveSwitch
-from tfopt.freeze.strip_training_ops import StripTrainingOps
+from tfopt.freezing.bind_placeholders import BindPlaceholders
+from tfopt.freezing.freeze_variables import FreezeVariables
+from tfopt.freezing.inline_cond import InlineCond
+from tfopt.freezing.resolve_switch import ResolveSwitch
+from tfopt.freezing.strip_training_ops import StripTrainingOps
 from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, Model, TensorSpec, ancestors, op_histogram, placeholder_spec
 from tfopt.passes.base import PassStats, run_passes
 from tfopt.passes.prune_dead import PruneDead
@@ -64,8 +66,8 @@ class FreezeReport:
 
 
 def freeze_passes(bindings: Mapping[str, Any]) -> list[Any]:
-    return [BindPlaceholders(bindings), FreezeVariables(), StripTrainingOps(), RemoveIdentity(),
-            ResolveSwitch(), InlineCond(), PruneDead()]
+    return [BindPlaceholders(bindings), StripTrainingOps(), RemoveIdentity(), ResolveSwitch(), InlineCond(),
+            FreezeVariables(), PruneDead()]
 
 
 def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,

@@ -17,6 +17,7 @@ from tfopt._tf import make_const
 from tfopt.errors import GraphError
 from tfopt.graph import VARIABLE_OPS, Model, consumers
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
+from tfopt.training_nodes import is_training_node
 
 
 class FreezeVariables(Pass):
@@ -31,26 +32,48 @@ class FreezeVariables(Pass):
                              "checkpoint (the .meta with its .index/.data files)")
         graph_def = copy_graph(model.graph_def)
         users = consumers(graph_def)
-        skips: list[Skip] = []
         by_name = {n.name: n for n in graph_def.node}
+        skips: list[Skip] = []
+        changed = False
         for name in variables:
             node = by_name[name]
-            value = model.variable_values(name)
             dtype = node.attr["dtype"].type
-            for user, idx in users.get(name, []):
-                if user.input[idx].startswith("^"):
-                    continue
-                if user.op == "ReadVariableOp":
-                    user.op = "Identity"
-                    user.attr["T"].type = user.attr["dtype"].type
-                    del user.attr["dtype"]
-                elif user.op == "ResourceGather":
-                    _to_gather(graph_def, user)
-                elif node.op == "VarHandleOp" and not user.op.startswith(("Assign", "ResourceApply", "VarIsInitialized")):
-                    skips.append(Skip(user.name, f"reads resource variable '{name}' through {user.op}, "
-                                                 "which has no constant equivalent; left in place"))
-            node.CopyFrom(make_const(name, value, dtype=dtype))
-        return PassResult(model.replace(graph_def=graph_def), True, skips)
+            readers, blocker = _resource_readers(users, name) if node.op == "VarHandleOp" else ([], None)
+            if blocker is not None:
+                skips.append(Skip(name, f"read by {blocker.op} '{blocker.name}', which has no constant "
+                                        "equivalent; variable left in place"))
+                continue
+            for reader in readers:
+                if reader.op == "Identity":  # a resource-typed Identity now carries the value
+                    reader.attr["T"].type = dtype
+                elif reader.op == "ReadVariableOp":
+                    reader.op = "Identity"
+                    reader.attr["T"].type = reader.attr["dtype"].type
+                    del reader.attr["dtype"]
+                else:
+                    _to_gather(graph_def, reader)
+            node.CopyFrom(make_const(name, model.variable_values(name), dtype=dtype))
+            changed = True
+        return PassResult(model.replace(graph_def=graph_def) if changed else model, changed, skips)
+
+
+def _resource_readers(users: dict[str, list[tuple[Any, int]]], name: str) -> tuple[list[Any], Any]:
+    """Nodes reading resource ``name`` (through Identity chains), or the first one that can't be
+    converted. Assigns and optimizer applies are training-only and ignored (pruned later)."""
+    readers, stack, seen = [], [name], set()
+    while stack:
+        for user, idx in users.get(stack.pop(), []):
+            if user.input[idx].startswith("^") or user.name in seen:
+                continue
+            seen.add(user.name)
+            if user.op == "Identity":
+                readers.append(user)
+                stack.append(user.name)
+            elif user.op in ("ReadVariableOp", "ResourceGather"):
+                readers.append(user)
+            elif not is_training_node(user) and not user.op.startswith(("Assign", "VarIsInitialized")):
+                return [], user
+    return readers, None
 
 
 def _to_gather(graph_def: Any, node: Any) -> None:

@@ -1,0 +1,76 @@
+"""Shared fixtures: real TensorFlow models built in the test session (nothing downloaded)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+
+from tfopt import examples
+from tfopt._tf import tf
+
+
+@pytest.fixture(scope="session")
+def digits_test():
+    _, _, x_test, y_test = examples.digits()
+    return x_test[:64], y_test[:64]
+
+
+def _stale_checkpoint_state(directory: str) -> None:
+    """Point the `checkpoint` state file at the training machine's (absent) absolute paths."""
+    state = os.path.join(directory, "checkpoint")
+    with open(state) as f:
+        text = f.read()
+    text = re.sub(r'"[^"]*?([^/"]+)"', r'"/nonexistent/training-box/run7/\1"', text)
+    with open(state, "w") as f:
+        f.write(text)
+
+
+@pytest.fixture(scope="session")
+def tf1_ckpt(tmp_path_factory):
+    """TF1 graph: ref variables, Switch/Merge cond on is_training, Adam; stale checkpoint paths."""
+    ckpt = examples.train_tf1_checkpoint(str(tmp_path_factory.mktemp("tf1") / "train"), steps=40)
+    _stale_checkpoint_state(ckpt.directory)
+    return ckpt
+
+
+@pytest.fixture(scope="session")
+def tf1_ckpt_resource(tmp_path_factory):
+    """The same graph with resource variables and functional (If) control flow."""
+    return examples.train_tf1_checkpoint(str(tmp_path_factory.mktemp("tf1r") / "train"), steps=20,
+                                         resource_variables=True, v1_control_flow=False)
+
+
+def saver_predict(ckpt, x: np.ndarray) -> np.ndarray:
+    """Ground truth: TensorFlow's own Saver restore, is_training=False."""
+    t = tf()
+    graph = t.Graph()
+    with graph.as_default():
+        saver = t.compat.v1.train.import_meta_graph(ckpt.meta)
+        with t.compat.v1.Session(graph=graph) as sess:
+            saver.restore(sess, ckpt.prefix)
+            return sess.run("probs:0", {"images:0": x, "is_training:0": False})
+
+
+@pytest.fixture
+def copy_tree(tmp_path):
+    """Copy a model directory into this test's tmp dir (for tests that alter files)."""
+    def _copy(src: str) -> str:
+        dst = tmp_path / os.path.basename(src.rstrip("/"))
+        shutil.copytree(src, dst)
+        return str(dst)
+    return _copy
+
+
+def snapshot(path: str) -> dict[str, tuple[int, float]]:
+    """(size, mtime) of every file under ``path``: proves inputs were left untouched."""
+    if os.path.isfile(path):
+        st = os.stat(path)
+        return {path: (st.st_size, st.st_mtime)}
+    return {os.path.join(d, f): (os.stat(os.path.join(d, f)).st_size, os.stat(os.path.join(d, f)).st_mtime)
+            for d, _, files in os.walk(path) for f in files}

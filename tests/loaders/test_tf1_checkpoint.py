@@ -1,0 +1,122 @@
+"""TF1 checkpoints: .meta / prefix / directory, stale state paths, auto outputs, old graphs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import tfopt
+from tests.conftest import saver_predict
+from tfopt._tf import tf
+from tfopt.runtimes.tensorflow import GraphRunner
+from tfopt.training_nodes import is_training_node
+
+TRAINING_OPS = {"VariableV2", "VarHandleOp", "Assign", "AssignVariableOp", "ApplyAdam", "ResourceApplyAdam",
+                "SaveV2", "RestoreV2", "ScalarSummary", "Switch", "Merge", "If", "StatelessIf"}
+
+
+def _paths(ckpt):
+    return {"meta": ckpt.meta, "prefix": ckpt.prefix, "directory": ckpt.directory}
+
+
+@pytest.mark.parametrize("form", ["meta", "prefix", "directory"])
+@pytest.mark.parametrize("outputs", [None, ["probs"]], ids=["auto-outputs", "explicit-outputs"])
+def test_freeze_matches_saver_restore(tf1_ckpt, digits_test, form, outputs):
+    x, _ = digits_test
+    options = {"outputs": outputs} if outputs else {}
+    frozen, report = tfopt.freeze(_paths(tf1_ckpt)[form], **options)
+
+    got = GraphRunner(frozen)({"images": x})["probs"]
+    np.testing.assert_allclose(got, saver_predict(tf1_ckpt, x), atol=1e-5, rtol=0)
+    ops = {n.op for n in frozen.graph_def.node}
+    assert not ops & TRAINING_OPS, f"training/control-flow ops left: {ops & TRAINING_OPS}"
+    assert not [n.name for n in frozen.graph_def.node if is_training_node(n)]
+    assert [s.name for s in frozen.inputs] == ["images"]
+    assert [s.name for s in frozen.outputs] == ["probs"]
+    assert report.bindings["is_training"] == (False, "training flag")
+    assert report.verification and report.verification[0].max_abs_err <= 1e-5
+
+
+def test_resource_variables_and_functional_cond(tf1_ckpt_resource, digits_test):
+    x, _ = digits_test
+    frozen, _ = tfopt.freeze(tf1_ckpt_resource.prefix)
+    got = GraphRunner(frozen)({"images": x})["probs"]
+    np.testing.assert_allclose(got, saver_predict(tf1_ckpt_resource, x), atol=1e-5, rtol=0)
+    ops = {n.op for n in frozen.graph_def.node}
+    assert not ops & TRAINING_OPS
+    assert "ReadVariableOp" not in ops
+    assert len(frozen.graph_def.library.function) == 0  # the inlined branch's functions are gone
+
+
+def test_empty_prefix_files(tf1_ckpt, tmp_path, digits_test):
+    """Files named `.meta`, `.index`, `.data-00000-of-00001` (saver.save(sess, dir + '/'))."""
+    d = tmp_path / "bare"
+    d.mkdir()
+    for suffix in (".meta", ".index", ".data-00000-of-00001"):
+        shutil.copy(tf1_ckpt.prefix + suffix, d / suffix)
+    (d / "checkpoint").write_text('model_checkpoint_path: "/nonexistent/box/"\n')
+    x, _ = digits_test
+    frozen, _ = tfopt.freeze(str(d))
+    np.testing.assert_allclose(GraphRunner(frozen)({"images": x})["probs"], saver_predict(tf1_ckpt, x), atol=1e-5)
+
+
+def test_old_meta_graph_that_tensorflow_cannot_import(tf1_ckpt, tmp_path, digits_test):
+    """Stale `_output_shapes` and a retired op in the gradient subgraph: TF's import fails, tfopt cuts them."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    meta = meta_graph_pb2.MetaGraphDef()
+    with open(tf1_ckpt.meta, "rb") as f:
+        meta.ParseFromString(f.read())
+    for node in meta.graph_def.node:
+        if node.name.startswith("gradients/"):
+            shape = node.attr["_output_shapes"].list.shape
+            del shape[:]
+            shape.add().dim.extend([type(shape.add().dim.add())(size=7)] * 5)
+            if node.op == "ReluGrad":
+                node.op = "ReluGradV0Legacy"
+    prefix = str(tmp_path / "old.ckpt")
+    for suffix in (".index", ".data-00000-of-00001"):
+        shutil.copy(tf1_ckpt.prefix + suffix, prefix + suffix)
+    with open(prefix + ".meta", "wb") as f:
+        f.write(meta.SerializeToString())
+
+    with tf().Graph().as_default(), pytest.raises(Exception, match=r"_output_shapes|not registered"):
+        tf().compat.v1.train.import_meta_graph(prefix + ".meta")
+    x, _ = digits_test
+    frozen, _ = tfopt.freeze(prefix)
+    np.testing.assert_allclose(GraphRunner(frozen)({"images": x})["probs"], saver_predict(tf1_ckpt, x), atol=1e-5)
+
+
+def test_ambiguous_outputs_lists_candidates(tf1_ckpt, tmp_path):
+    """A second forward sink makes auto-detection refuse, naming both candidates."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    meta = meta_graph_pb2.MetaGraphDef()
+    with open(tf1_ckpt.meta, "rb") as f:
+        meta.ParseFromString(f.read())
+    extra = meta.graph_def.node.add(name="embedding_out", op="Identity", input=["logits"])
+    extra.attr["T"].type = 1
+    prefix = str(tmp_path / "two.ckpt")
+    for suffix in (".index", ".data-00000-of-00001"):
+        shutil.copy(tf1_ckpt.prefix + suffix, prefix + suffix)
+    with open(prefix + ".meta", "wb") as f:
+        f.write(meta.SerializeToString())
+    with pytest.raises(tfopt.GraphError, match=r"2 candidate outputs: .*(probs.*embedding_out|embedding_out.*probs).*--outputs"):
+        tfopt.load(prefix)
+    model = tfopt.load(prefix, outputs=["probs", "embedding_out"])
+    assert [s.name for s in model.outputs] == ["probs", "embedding_out"]
+
+
+def test_inspect_reports_training_baggage(tf1_ckpt):
+    info = tfopt.inspect(tf1_ckpt.directory)
+    assert info["format"] == "tf1-checkpoint"
+    assert info["training_flags"] == ["is_training"]
+    assert info["output_candidates"] == ["probs"]
+    assert [i["name"] for i in info["inputs"]] == ["images"]
+    assert info["ops"]["ApplyAdam"] == 6 and info["training_nodes"] > 100  # one per trainable variable
+    # 6 trainable + 2 moving statistics + 12 Adam slots + 2 beta powers + global_step
+    assert info["variables"] == 23 and info["variable_bytes"] > 3 * 4 * (72 + 1280)
+    assert os.path.samefile(info["meta"], tf1_ckpt.meta)
