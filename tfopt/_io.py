@@ -28,7 +28,10 @@ def atomic_path(path: str, *, directory: bool = False) -> Iterator[str]:
     check_writable(path)
     parent = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path.rstrip(os.sep)) or "out"
-    tmp_dir = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
+    try:
+        tmp_dir = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
+    except OSError as exc:  # read-only file system, or permissions that os.access granted root
+        raise OutputPathError(f"{path}: cannot write in {parent} ({exc.strerror}); choose another -o location") from exc
     tmp = os.path.join(tmp_dir, base)
     try:
         yield tmp
@@ -36,7 +39,7 @@ def atomic_path(path: str, *, directory: bool = False) -> Iterator[str]:
             old = os.path.join(tmp_dir, base + ".old")
             os.replace(path, old)
         os.replace(tmp, path)
-    except PermissionError as exc:
+    except OSError as exc:
         raise OutputPathError(f"{path}: cannot write ({exc.strerror}); choose another -o location") from exc
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

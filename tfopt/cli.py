@@ -136,7 +136,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     print(f"loaded   {prov['format']}  {args.model}  ({prov.get('source_nodes', '?')} nodes, "
           f"{prov.get('variables', 0)} variables, {_bytes(prov.get('variable_bytes', 0))})")
     for name, (value, why) in report.bindings.items():
-        print(f"bound    {name} = {value} ({why})")
+        print(f"bound    {name} = {_value(value)} ({why})")
     removed = sorted(report.removed_ops().items(), key=lambda kv: -kv[1])
     print(f"frozen   {report.nodes_before} -> {report.nodes_after} nodes; removed "
           + (", ".join(f"{n} {op}" for op, n in removed[:10]) + (" ..." if len(removed) > 10 else "") if removed else "nothing"))
@@ -149,6 +149,15 @@ def cmd_freeze(args: argparse.Namespace) -> int:
         print("verified skipped (--no-verify)")
     print(f"wrote    {path}  ({_bytes(_size(path))})")
     return 0
+
+
+def _value(value: Any) -> str:
+    import numpy as np
+
+    arr = np.asarray(value)
+    if arr.size == 1:
+        return str(arr.item())
+    return f"{arr.flat[0]} (filled to shape {'x'.join(map(str, arr.shape))})"
 
 
 def _size(path: str) -> int:

@@ -121,14 +121,21 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
 
 
 def _parse_bindings(values: Mapping[str, Any], placeholders: Mapping[str, Any], report: FreezeReport) -> dict[str, Any]:
-    from tfopt.graph import dtype_name
+    from tfopt.graph import dtype_name, shape_of
 
     out = {}
     for name, raw in values.items():
         if name not in placeholders:
             raise OptionError(f"--set {name}=...: no placeholder '{name}' in the graph.{did_you_mean(name, placeholders)}")
-        dtype = dtype_name(placeholders[name].attr["dtype"].type)
-        out[name] = parse_value(name, raw, dtype)
+        node = placeholders[name]
+        value = parse_value(name, raw, dtype_name(node.attr["dtype"].type))
+        shape = shape_of(node.attr["shape"].shape) if "shape" in node.attr else None
+        if shape:  # non-scalar: the constant must have the placeholder's shape, not broadcast
+            if None in shape:
+                raise OptionError(f"--set {name}={raw}: '{name}' has shape {shape} with unknown dimensions; "
+                                  "a bound value must have a fully known shape (or make it an input)")
+            value = np.full(shape, value, dtype=value.dtype)
+        out[name] = value
         report.bindings[name] = (out[name], "--set")
     return out
 
