@@ -113,7 +113,7 @@ def test_bad_input(case, tmp_path, bad_inputs, capsys):
     before = snapshot(source) if os.path.exists(source) else {}
     listing = sorted(os.listdir(tmp_path))
 
-    code, out, err = run(capsys, *argv)
+    code, _, err = run(capsys, *argv)
 
     assert code == exit_code, err
     assert err.startswith("tfopt: error: ") and err.count("\n") == 1, err

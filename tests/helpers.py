@@ -1,0 +1,26 @@
+"""Build small GraphDef-backed Models from tf.compat.v1 code, for pass tests."""
+
+from __future__ import annotations
+
+from tfopt._tf import tf
+from tfopt.graph import Model, TensorSpec, op_histogram
+
+
+def graph_model(build, inputs: dict[str, tuple], outputs: list[str], *, v1_control_flow: bool = False) -> Model:
+    """Run ``build(tf)`` in a fresh graph; inputs are float32 placeholders name -> shape."""
+    import contextlib
+
+    from tfopt.examples import control_flow_v1
+
+    t = tf()
+    graph = t.Graph()
+    with graph.as_default(), (control_flow_v1() if v1_control_flow else contextlib.nullcontext()):
+        build(t)
+    graph_def = graph.as_graph_def()
+    return Model(graph_def=graph_def,
+                 inputs=[TensorSpec(n, f"{n}:0", "float32", s) for n, s in inputs.items()],
+                 outputs=[TensorSpec(n, f"{n}:0", "float32", None) for n in outputs])
+
+
+def ops(model: Model) -> dict[str, int]:
+    return op_histogram(model.graph_def)
