@@ -23,7 +23,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 MODELS = {
     "mobilenetv2": lambda keras: keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3)),

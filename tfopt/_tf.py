@@ -6,7 +6,6 @@ Importing TensorFlow costs seconds; ``tfopt --help`` and ``tfopt inspect x.pb`` 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,16 +46,3 @@ def make_const(name: str, value: Any, dtype: Any = None) -> Any:
 def const_value(node: Any) -> np.ndarray:
     return tf().make_ndarray(node.attr["value"].tensor)
 
-
-def run_graph_def(graph_def: Any, feeds: Mapping[str, Any], fetches: Sequence[str]) -> list[np.ndarray]:
-    """Run a variable-free GraphDef once: ``feeds`` tensor name -> value, returns fetched arrays."""
-    t = tf()
-    graph = t.Graph()
-    with graph.as_default():
-        t.graph_util.import_graph_def(graph_def, name="")
-    with t.compat.v1.Session(graph=graph) as sess:
-        return list(sess.run(list(fetches), feed_dict=dict(feeds)))
-
-
-def numpy_dtype(name: str) -> Any:
-    return np.dtype(object) if name == "string" else np.dtype(name)

@@ -88,9 +88,6 @@ class Model:
             setattr(new, key, value)
         return new
 
-    def output_names(self) -> list[str]:
-        return [o.name for o in self.outputs]
-
 
 # --- tensor and edge names ------------------------------------------------------------------------
 
@@ -110,10 +107,6 @@ def canonical_tensor(ref: str) -> str:
     """``"a"`` -> ``"a:0"``; ``"a:1"`` unchanged."""
     return f"{tensor_node(ref)}:{tensor_port(ref)}"
 
-
-def edge_ref(node: str, port: int) -> str:
-    """How a NodeDef input names port ``port`` of ``node``."""
-    return node if port == 0 else f"{node}:{port}"
 
 
 def is_control(ref: str) -> bool:

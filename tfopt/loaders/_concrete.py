@@ -16,7 +16,7 @@ import numpy as np
 
 from tfopt._tf import tf
 from tfopt.errors import GraphError
-from tfopt.graph import Model, TensorSpec, dtype_name, shape_of, tensor_node, unique_name
+from tfopt.graph import Model, TensorSpec, tensor_node, unique_name
 
 
 def model_from_concrete(
@@ -90,8 +90,3 @@ def _name_output(graph_def: Any, tensor: str, key: str, t: Any) -> TensorSpec:
     node.input.append(tensor)
     node.attr["T"].type = t.dtype.as_datatype_enum
     return _spec(key, f"{node.name}:0", t)
-
-
-def spec_from_placeholder_attr(node: Any) -> TensorSpec:
-    return TensorSpec(node.name, f"{node.name}:0", dtype_name(node.attr["dtype"].type),
-                      shape_of(node.attr["shape"].shape))
