@@ -49,7 +49,6 @@ def model_from_concrete(
     except Exception as exc:  # TF raises a zoo of types here; report the op it names
         raise GraphError(f"TensorFlow could not convert the variables of this function to constants: {exc}") from exc
     graph_def = frozen.graph.as_graph_def()
-    provenance["source_nodes"] = len(graph_def.node)
 
     placeholders = [t.name for t in frozen.inputs]
     if len(placeholders) != len(input_names):
@@ -61,6 +60,7 @@ def model_from_concrete(
     outputs = [
         _name_output(graph_def, t.name, name, t) for t, name in zip(frozen.outputs, output_names)
     ]
+    provenance["source_nodes"] = len(graph_def.node)
     return Model(graph_def=graph_def, inputs=inputs, outputs=outputs, provenance=provenance,
                  reference=call, keepalive=keepalive)
 
