@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, TensorSpec, op_histogram, placeholder_spec
+from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, TensorSpec, ancestors, op_histogram, placeholder_spec
 from tfopt.training_nodes import is_training_flag, is_training_node, output_candidates, training_flags
 
 
@@ -45,8 +45,6 @@ def inspect_model(path: Any, **options: Any) -> dict[str, Any]:
 def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
     candidates = output_candidates(graph_def)
     chosen = outputs or (candidates if len(candidates) == 1 else [])
-    from tfopt.graph import ancestors
-
     needed = ancestors(graph_def, chosen) if chosen else {n.name for n in graph_def.node}
     inputs = [placeholder_spec(n) for n in graph_def.node
               if n.op in PLACEHOLDER_OPS and n.name in needed and not is_training_flag(n, graph_def)

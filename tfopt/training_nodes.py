@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tfopt.graph import CONTROL_FLOW_V1_OPS, PLACEHOLDER_OPS, VARIABLE_OPS, consumers, node_map, tensor_node
+from tfopt.graph import CONTROL_FLOW_V1_OPS, PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, consumers, node_map, tensor_node
 
 TRAINING_OPS = frozenset({
     "Assign", "AssignAdd", "AssignSub", "AssignVariableOp", "AssignAddVariableOp",
@@ -89,20 +89,6 @@ def output_candidates(graph_def: Any) -> list[str]:
     users = consumers(graph_def)
     training = {n.name for n in graph_def.node if is_training_node(n)}
     labels = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS and LABEL_NAMES.search(n.name)}
-    reads_labels: dict[str, bool] = {}
-
-    def depends_on_labels(name: str) -> bool:
-        stack, seen = [name], set()
-        while stack:
-            cur = stack.pop()
-            if cur in seen or cur not in nodes:
-                continue
-            seen.add(cur)
-            if cur in labels:
-                return True
-            stack.extend(tensor_node(r) for r in nodes[cur].input if not r.startswith("^"))
-        return False
-
     out = []
     for node in graph_def.node:
         if node.name in training or node.op in _NOT_OUTPUTS or node.op.startswith("Placeholder"):
@@ -115,8 +101,6 @@ def output_candidates(graph_def: Any) -> list[str]:
             continue  # something in the forward graph consumes it (data or control)
         if all_users and not any(u.op in LOSS_OPS or LOSS_SCOPES.search(u.name) for u in all_users):
             continue  # feeds only state updates / optimizer / saver: not a prediction
-        if node.name not in reads_labels:
-            reads_labels[node.name] = depends_on_labels(node.name)
-        if not reads_labels[node.name]:
+        if not labels & ancestors(graph_def, [node.name], follow_control=False):
             out.append(node.name)
     return out
