@@ -109,6 +109,11 @@ def canonical_tensor(ref: str) -> str:
 
 
 
+def edge_ref(node: str, port: int) -> str:
+    """How a NodeDef input names port ``port`` of ``node``."""
+    return node if port == 0 else f"{node}:{port}"
+
+
 def is_control(ref: str) -> bool:
     return ref.startswith("^")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tfopt.freezing.resolve_switch import constant_predicate
-from tfopt.graph import Model, is_control, node_map, tensor_node, tensor_port
+from tfopt.graph import Model, edge_ref, is_control, node_map, tensor_node, tensor_port
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
 
 IF_OPS = ("If", "StatelessIf")
@@ -60,8 +60,7 @@ def _inline(graph_def: Any, node: Any, fdef: Any, branch: str) -> None:
             if is_control(ref):
                 new.input.append("^" + renamed[src])
             else:
-                port = tensor_port(ref)
-                new.input.append(renamed[src] if port == 0 else f"{renamed[src]}:{port}")
+                new.input.append(edge_ref(renamed[src], tensor_port(ref)))
         if body_node.op == "Placeholder" and body_node.name in arg_names:
             dtype = body_node.attr["dtype"].type
             new.op = "Identity"
@@ -73,8 +72,7 @@ def _inline(graph_def: Any, node: Any, fdef: Any, branch: str) -> None:
     results = []
     for out_arg in fdef.signature.output_arg:
         flat = nested_to_flat[fdef.ret[out_arg.name]]
-        src, port = tensor_node(flat), tensor_port(flat)
-        results.append(renamed[src] if port == 0 else f"{renamed[src]}:{port}")
+        results.append(edge_ref(renamed[tensor_node(flat)], tensor_port(flat)))
     out_types = list(node.attr["Tout"].list.type)
     node.op = "IdentityN"
     node.attr.clear()

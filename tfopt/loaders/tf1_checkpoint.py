@@ -171,7 +171,6 @@ def load(path: str, options: Any) -> Model:
                     "variable_bytes": int(sum(v.nbytes for v in values.values()))},
         reference=reference,
         variable_values=values.__getitem__,
-        keepalive=reference,
     )
 
 
