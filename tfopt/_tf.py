@@ -46,3 +46,29 @@ def make_const(name: str, value: Any, dtype: Any = None) -> Any:
 def const_value(node: Any) -> np.ndarray:
     return tf().make_ndarray(node.attr["value"].tensor)
 
+
+
+class GraphFacts:
+    """Static shapes, dtypes and statefulness, read by importing a GraphDef into ``tf.Graph`` once."""
+
+    def __init__(self, graph_def: Any):
+        t = tf()
+        self.graph = t.Graph()
+        with self.graph.as_default():
+            t.graph_util.import_graph_def(graph_def, name="")
+
+    def shape(self, tensor: str) -> tuple[int | None, ...] | None:
+        from tfopt.graph import canonical_tensor
+
+        s = self.graph.get_tensor_by_name(canonical_tensor(tensor)).shape
+        return None if s.rank is None else tuple(s.as_list())
+
+    def dtypes(self, node: str) -> list[Any]:
+        return [o.dtype for o in self.graph.get_operation_by_name(node).outputs]
+
+    @staticmethod
+    def is_stateful(op_type: str) -> bool:
+        from tensorflow.python.framework import op_def_registry
+
+        op_def = op_def_registry.get(op_type)
+        return op_def is None or op_def.is_stateful

@@ -16,9 +16,9 @@ def reference_runner(model: Model) -> Any:
 
 
 def verify_against_reference(original: Model, derived: Model, bindings: Mapping[str, Any], *,
-                             atol: float, rtol: float, seed: int = 0) -> list[OutputDiff]:
+                             atol: float, rtol: float, seed: int = 0, what: str = "the frozen model") -> list[OutputDiff]:
     feeds = random_inputs(derived.inputs, seed=seed)
     expected = reference_runner(original)({**feeds, **bindings})
     expected = {s.name: expected[s.name] for s in derived.outputs}
     got = GraphRunner(derived)(feeds)
-    return assert_equivalent(expected, got, atol=atol, rtol=rtol, what="the frozen model")
+    return assert_equivalent(expected, got, atol=atol, rtol=rtol, what=what)

@@ -1,5 +1,86 @@
-"""Graph rewrite passes (one per module) and the runner they share."""
+"""Graph rewrite passes (one per module), their registry and the default optimization order."""
 
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from tfopt.errors import OptionError, did_you_mean
 from tfopt.passes.base import Pass, PassResult, PassStats, Skip, run_passes
 
-__all__ = ["Pass", "PassResult", "PassStats", "Skip", "run_passes"]
+__all__ = ["DEFAULT_PIPELINE", "Pass", "PassRegistry", "PassResult", "PassStats", "Skip", "registry",
+           "run_passes", "select_passes"]
+
+
+class PassRegistry:
+    """Pass name -> factory, in canonical order (the order passes run in, whatever the user lists)."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, Callable[[], Pass]] = {}
+        self._docs: dict[str, str] = {}
+
+    def register(self, name: str, factory: Callable[[], Pass], doc: str) -> None:
+        self._factories[name] = factory
+        self._docs[name] = doc
+
+    def names(self) -> list[str]:
+        return list(self._factories)
+
+    def doc(self, name: str) -> str:
+        return self._docs[name]
+
+    def build(self, names: Iterable[str]) -> list[Pass]:
+        wanted = set(names)
+        return [self._factories[n]() for n in self._factories if n in wanted]
+
+    def check(self, names: Iterable[str], option: str) -> None:
+        for name in names:
+            if name not in self._factories:
+                raise OptionError(f"{option}: unknown pass '{name}'.{did_you_mean(name, self._factories)} "
+                                  f"Passes: {', '.join(self._factories)}")
+
+
+def _register_builtin(reg: PassRegistry) -> None:
+    from tfopt.passes.fold_add_into_bias import FoldAddIntoBias
+    from tfopt.passes.fold_batchnorm import FoldBatchNorm
+    from tfopt.passes.fold_constants import FoldConstants
+    from tfopt.passes.fold_mul_into_weights import FoldMulIntoWeights
+    from tfopt.passes.fold_pad import FoldPad
+    from tfopt.passes.fuse_activation import FuseActivation
+    from tfopt.passes.prune_dead import PruneDead
+    from tfopt.passes.remove_identity import RemoveIdentity
+
+    # The order, and why:
+    # remove_identity first: Keras puts an Identity between each weight and its conv, and every
+    #   fold below needs the weight Const to feed the conv directly.
+    # fold_constants: BatchNorm parameters computed from constants (rsqrt(var + eps)·γ) and
+    #   shape arithmetic become plain constants the folds can read.
+    # fold_batchnorm lowers FusedBatchNorm to Mul + Add; fold_mul_into_weights and
+    #   fold_add_into_bias then absorb those (and Keras 3's own decomposed BatchNorm).
+    # fold_pad after them: it only looks at Pad -> Conv, which no earlier pass creates.
+    # prune_dead last: the folds leave the old constants unread.
+    # fuse_activation after the fixed point, for TensorFlow-runtime artifacts only.
+    reg.register("remove_identity", RemoveIdentity, "remove Identity/IdentityN/Snapshot nodes")
+    reg.register("fold_constants", FoldConstants, "evaluate constant subgraphs and static shape arithmetic")
+    reg.register("fold_batchnorm", FoldBatchNorm, "lower inference FusedBatchNorm to a per-channel Mul + Add")
+    reg.register("fold_mul_into_weights", FoldMulIntoWeights, "fold per-channel multiplies into conv/matmul weights")
+    reg.register("fold_add_into_bias", FoldAddIntoBias, "fold per-channel adds into conv/matmul biases")
+    reg.register("fold_pad", FoldPad, "fold explicit zero Pad into conv SAME padding where exact")
+    reg.register("prune_dead", PruneDead, "drop nodes the outputs do not need")
+    reg.register("fuse_activation", FuseActivation, "Conv/MatMul+BiasAdd+activation -> _Fused* (TF runtime only)")
+
+
+registry = PassRegistry()
+_register_builtin(registry)
+DEFAULT_PIPELINE = tuple(registry.names())
+
+
+def select_passes(spec: str | Sequence[str] = "default", skip: Sequence[str] = ()) -> list[str]:
+    """Pass names for ``--passes default|none|a,b,c`` minus ``--skip``, in canonical order."""
+    if isinstance(spec, str):
+        names = list(DEFAULT_PIPELINE) if spec == "default" else [] if spec == "none" else \
+            [s.strip() for s in spec.split(",") if s.strip()]
+    else:
+        names = list(spec)
+    registry.check(names, "--passes")
+    registry.check(skip, "--skip")
+    return [n for n in registry.names() if n in names and n not in skip]

@@ -4,12 +4,15 @@ Pattern: ``x -> Identity(name=n) -> consumers``  =>  ``x -> consumers``. For ``I
 consumer of ``n:k`` reads ``n.input[k]``. Control edges ``^n`` become ``^x``; the Identity's own
 control inputs move onto each consumer, so no ordering is lost.
 
-Not removed (reported as skips only when surprising): model inputs/outputs (their names are the
-interface), and Identities next to v1 control flow (Switch/Merge/Enter/Exit/NextIteration),
-whose node identity carries frame and deadness semantics.
+An output Identity is removed by renaming its producer to the output's name (the interface name
+stays; see ``_output_renames``). Not removed: model inputs, other outputs, and Identities next to
+v1 control flow (Switch/Merge/Enter/Exit/NextIteration), whose node identity carries frame and
+deadness semantics.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from tfopt.graph import CONTROL_FLOW_V1_OPS, Model, consumers, is_control, node_map, tensor_node, tensor_port
 from tfopt.passes.base import Pass, PassResult, copy_graph, protected_nodes
@@ -34,7 +37,7 @@ class RemoveIdentity(Pass):
                         if not is_control(r) and tensor_node(r) in nodes)
             and not any(u.op in FRAME_OPS for u, _ in users.get(n.name, []))
         }
-        if not removable:
+        if not removable and not self._output_renames(model, nodes, users, keep):
             return PassResult(model, False)
 
         def resolve(ref: str) -> list[str]:
@@ -64,8 +67,46 @@ class RemoveIdentity(Pass):
         kept = [n for n in graph_def.node if n.name not in removable]
         del graph_def.node[:]
         graph_def.node.extend(kept)
+        # Renames are decided on what is left: an output's producer may have been an Identity.
+        for identity, producer in self._output_renames(model, node_map(graph_def), consumers(graph_def), keep).items():
+            _take_name(graph_def, identity, producer)
         _dedupe_controls(graph_def)
         return PassResult(model.replace(graph_def=graph_def), True)
+
+    @staticmethod
+    def _output_renames(model: Model, nodes: dict[str, Any], users: dict[str, Any],
+                        keep: set[str]) -> dict[str, str]:
+        """Output Identities whose producer can take the output's name: ``{identity: producer}``.
+
+        ``out = Identity(softmax)`` => ``softmax`` renamed ``out``: the interface name stays, the
+        node goes. Only when the producer feeds nothing else, is not itself an input or output,
+        and the output reads its first port.
+        """
+        renames: dict[str, str] = {}
+        for spec in model.outputs:
+            node = nodes.get(spec.node)
+            if node is None or node.op != "Identity" or len(node.input) != 1 or is_control(node.input[0]):
+                continue
+            src = tensor_node(node.input[0])
+            producer = nodes.get(src)
+            if (producer is None or tensor_port(node.input[0]) != 0 or src in keep or src in renames.values()
+                    or producer.op in CONTROL_FLOW_V1_OPS or len(users.get(src, [])) != 1):
+                continue
+            renames[node.name] = src
+        return renames
+
+
+def _take_name(graph_def: Any, identity: str, producer: str) -> None:
+    """Delete ``identity`` and give its name to ``producer`` (rewiring every reference)."""
+    kept = [n for n in graph_def.node if n.name != identity]
+    del graph_def.node[:]
+    graph_def.node.extend(kept)
+    for node in graph_def.node:
+        if node.name == producer:
+            node.name = identity
+        for i, ref in enumerate(node.input):
+            if tensor_node(ref) == producer:
+                node.input[i] = ref.replace(producer, identity, 1)
 
 
 def _dedupe_controls(graph_def: object) -> None:

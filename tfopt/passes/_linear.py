@@ -1,0 +1,130 @@
+"""Shared by the weight-folding passes: convolutions/matmuls, their weights and output channels.
+
+Output channel ``k`` of each op is produced by this slice of its weights ``W``:
+
+=========================  ==================  =============================
+op                         W layout            channel axis
+=========================  ==================  =============================
+Conv2D, Conv3D             [..., in, out]      last
+MatMul                     [in, out]           last (axis 0 if transpose_b)
+DepthwiseConv2dNative      [h, w, in, mult]    channel = i * mult + m
+Conv2DBackpropInput        [h, w, out, in]     2
+=========================  ==================  =============================
+
+so scaling channel ``k`` by ``s[k]`` scales that slice: ``conv(x, W)·s == conv(x, W·s)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tfopt._tf import const_value
+from tfopt.graph import is_control, tensor_node, tensor_port
+
+LINEAR_OPS = frozenset({"Conv2D", "Conv3D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "MatMul"})
+
+
+@dataclass
+class Linear:
+    """A conv/matmul whose weights (and optional BiasAdd bias) can absorb a per-channel op."""
+
+    op: Any
+    weights: Any  # the Const node
+    bias_add: Any | None = None
+    bias: Any | None = None  # the Const node
+
+    @property
+    def channels(self) -> int:
+        w = self.weights.attr["value"].tensor.tensor_shape.dim
+        shape = [d.size for d in w]
+        if self.op.op == "DepthwiseConv2dNative":
+            return shape[2] * shape[3]
+        if self.op.op == "Conv2DBackpropInput":
+            return shape[2]
+        if self.op.op == "MatMul" and self.op.attr["transpose_b"].b:
+            return shape[0]
+        return shape[-1]
+
+    def scaled_weights(self, s: np.ndarray) -> np.ndarray:
+        w = const_value(self.weights)
+        if self.op.op == "DepthwiseConv2dNative":
+            return w * s.reshape(w.shape[2], w.shape[3])
+        if self.op.op == "Conv2DBackpropInput":
+            return w * s[:, None]
+        if self.op.op == "MatMul" and self.op.attr["transpose_b"].b:
+            return w * s[:, None]
+        return w * s
+
+
+def plain_const(nodes: dict[str, Any], ref: str) -> Any | None:
+    """The Const node behind ``ref`` if it is one with no control inputs (always live)."""
+    node = nodes.get(tensor_node(ref))
+    if node is None or node.op != "Const" or tensor_port(ref) != 0 or any(is_control(r) for r in node.input):
+        return None
+    return node
+
+
+def const_operand(nodes: dict[str, Any], node: Any, *, second_only: bool = False) -> tuple[Any, str] | None:
+    """``(const node, other input ref)`` for a binary op with exactly one plain-constant operand."""
+    data = [r for r in node.input if not is_control(r)]
+    if len(data) != 2:
+        return None
+    candidates = [(1, 0)] if second_only else [(1, 0), (0, 1)]
+    for c, x in candidates:
+        const = plain_const(nodes, data[c])
+        if const is not None and plain_const(nodes, data[x]) is None:
+            return const, data[x]
+    return None
+
+
+def channel_vector(value: np.ndarray, channels: int) -> np.ndarray | None:
+    """``value`` as a length-``channels`` vector if it broadcasts per output channel (NHWC)."""
+    if value.size == 1:
+        return np.full(channels, value.reshape(()), dtype=value.dtype)
+    if value.size == channels and value.shape[-1] == channels:
+        return value.reshape(channels)
+    return None
+
+
+def find_linear(nodes: dict[str, Any], users: dict[str, list[Any]], ref: str, *, through_bias: bool = True) -> tuple[Linear | None, str | None]:
+    """The conv/matmul feeding ``ref`` (possibly through a constant BiasAdd), or why not.
+
+    Returns ``(Linear, None)``, ``(None, reason)``, or ``(None, None)`` when the producer is an
+    Identity (another pass removes it; not worth reporting).
+    """
+    producer = nodes.get(tensor_node(ref))
+    if producer is None or tensor_port(ref) != 0:
+        return None, "input is not the first output of a node"
+    if producer.op in ("Identity", "IdentityN"):
+        return None, None
+    bias_add = bias = None
+    if producer.op == "BiasAdd" and through_bias:
+        bias = plain_const(nodes, producer.input[1])
+        if bias is None:
+            return None, f"BiasAdd '{producer.name}' has a non-constant bias"
+        if len(users.get(bias.name, [])) > 1:
+            return None, f"bias '{bias.name}' is shared by {len(users[bias.name])} consumers"
+        if len(users.get(producer.name, [])) > 1:
+            return None, f"'{producer.name}' has {len(users[producer.name])} consumers"
+        bias_add, producer = producer, nodes.get(tensor_node(producer.input[0]))
+        if producer is None:
+            return None, "BiasAdd input is missing"
+    if producer.op not in LINEAR_OPS:
+        return None, f"producer '{producer.name}' is {producer.op}, not a conv/matmul"
+    if producer.attr["data_format"].s not in (b"", b"NHWC", b"NDHWC"):
+        return None, f"'{producer.name}' uses {producer.attr['data_format'].s.decode()}; only channels-last is folded"
+    if len(users.get(producer.name, [])) > 1:
+        return None, f"'{producer.name}' output has {len(users[producer.name])} consumers"
+    w_index = 1
+    weights = plain_const(nodes, producer.input[w_index])
+    if weights is None:
+        src = nodes.get(tensor_node(producer.input[w_index]))
+        return None, f"weights of '{producer.name}' are not constant ({src.op if src else 'missing'})"
+    if len(users.get(weights.name, [])) > 1:
+        return None, f"weights '{weights.name}' are shared by {len(users[weights.name])} consumers"
+    if bias_add is not None and bias_add.attr["data_format"].s not in (b"", b"NHWC", b"NDHWC"):
+        return None, f"BiasAdd '{bias_add.name}' is channels-first"
+    return Linear(producer, weights, bias_add, bias), None

@@ -1,0 +1,72 @@
+"""Fold a per-channel (or scalar) constant add/subtract into the preceding conv/matmul's bias.
+
+    Add(BiasAdd(conv(x, W), b), c)  => BiasAdd(conv(x, W), b + c)
+    Add(conv(x, W), c)              => BiasAdd(conv(x, W), c)        (the Add becomes the BiasAdd)
+    Sub(..., c)                     => the same with −c
+
+This is where BatchNorm's shift (β − μ·s) ends up. The rewritten node keeps its name.
+
+Not folded (reported): as for ``fold_mul_into_weights``; ``c − x`` (the conv would need negating).
+"""
+
+from __future__ import annotations
+
+from tfopt._tf import const_value, make_const
+from tfopt.graph import Model, consumers, node_map, unique_name
+from tfopt.passes._linear import channel_vector, const_operand, find_linear
+from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
+from tfopt.passes.fold_mul_into_weights import FLOAT_TYPES, _to_identity
+
+ADD_OPS = frozenset({"Add", "AddV2", "BiasAdd", "Sub"})
+
+
+class FoldAddIntoBias(Pass):
+    name = "fold_add_into_bias"
+
+    def run(self, model: Model) -> PassResult:
+        graph_def = copy_graph(model.graph_def)
+        nodes = node_map(graph_def)
+        users = consumers(graph_def)
+        skips: list[Skip] = []
+        touched: set[str] = set()
+        for node in list(graph_def.node):
+            if node.op not in ADD_OPS or node.attr["T"].type not in FLOAT_TYPES:
+                continue
+            operand = const_operand(nodes, node, second_only=node.op in ("Sub", "BiasAdd"))
+            if operand is None:
+                continue
+            const, x = operand
+            # A BiasAdd straight after a conv is already the folded form.
+            linear, reason = find_linear(nodes, users, x, through_bias=True)
+            if node.op == "BiasAdd" and linear is not None and linear.bias_add is None:
+                continue
+            if linear is None:
+                if reason:
+                    skips.append(Skip(node.name, f"add not folded: {reason}"))
+                continue
+            if linear.op.name in touched:
+                continue
+            c = channel_vector(const_value(const), linear.channels)
+            if c is None:
+                skips.append(Skip(node.name, f"constant of shape {list(const_value(const).shape)} is not "
+                                             f"per output channel ({linear.channels})"))
+                continue
+            c = -c if node.op == "Sub" else c
+            if linear.bias is not None:
+                linear.bias.CopyFrom(make_const(linear.bias.name, const_value(linear.bias) + c,
+                                                dtype=linear.bias.attr["dtype"].type))
+                _to_identity(node, x)
+            else:
+                bias_name = unique_name(graph_def, f"{node.name}/bias")
+                graph_def.node.append(make_const(bias_name, c, dtype=node.attr["T"].type))
+                dtype = node.attr["T"].type
+                controls = [r for r in node.input if r.startswith("^")]
+                node.op = "BiasAdd"
+                node.attr.clear()
+                node.attr["T"].type = dtype
+                node.attr["data_format"].s = b"NHWC"
+                del node.input[:]
+                node.input.extend([x, bias_name, *controls])
+            touched.add(linear.op.name)
+        changed = bool(touched)
+        return PassResult(model.replace(graph_def=graph_def) if changed else model, changed, skips)

@@ -1,0 +1,73 @@
+"""Fold a per-channel (or scalar) constant multiply into the preceding conv/matmul.
+
+    Mul(conv(x, W), s)              => conv(x, W·s)
+    Mul(BiasAdd(conv(x, W), b), s)  => BiasAdd(conv(x, W·s), b·s)
+
+since (x∗W + b)·s = x∗(W·s) + b·s channel by channel (see ``_linear`` for each op's channel
+axis). The Mul keeps its name as an ``Identity`` of its input, so consumers need no rewiring.
+This is where BatchNorm's scale ends up (``fold_batchnorm``, or Keras 3's own decomposition).
+
+Not folded (reported): a producer that is not a conv/matmul (e.g. a BatchNorm after a Concat),
+weights or bias that are not constant or are shared, intermediate results read elsewhere, and a
+constant that is not per output channel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfopt._tf import const_value, make_const
+from tfopt.graph import Model, consumers, node_map
+from tfopt.passes._linear import channel_vector, const_operand, find_linear
+from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
+
+FLOAT_TYPES = frozenset({1, 2, 19})  # float32, float64, float16
+
+
+class FoldMulIntoWeights(Pass):
+    name = "fold_mul_into_weights"
+
+    def run(self, model: Model) -> PassResult:
+        graph_def = copy_graph(model.graph_def)
+        nodes = node_map(graph_def)
+        users = consumers(graph_def)
+        skips: list[Skip] = []
+        touched: set[str] = set()
+        for node in list(graph_def.node):
+            if node.op != "Mul" or node.attr["T"].type not in FLOAT_TYPES:
+                continue
+            operand = const_operand(nodes, node)
+            if operand is None:
+                continue
+            const, x = operand
+            linear, reason = find_linear(nodes, users, x)
+            if linear is None:
+                if reason:
+                    skips.append(Skip(node.name, f"multiply not folded: {reason}"))
+                continue
+            if linear.op.name in touched:
+                continue  # one rewrite per conv per run; the fixed point picks up the next
+            s = channel_vector(const_value(const), linear.channels)
+            if s is None:
+                skips.append(Skip(node.name, f"constant of shape {list(const_value(const).shape)} is not "
+                                             f"per output channel ({linear.channels})"))
+                continue
+            linear.weights.CopyFrom(make_const(linear.weights.name, linear.scaled_weights(s),
+                                               dtype=linear.weights.attr["dtype"].type))
+            if linear.bias is not None:
+                linear.bias.CopyFrom(make_const(linear.bias.name, const_value(linear.bias) * s,
+                                                dtype=linear.bias.attr["dtype"].type))
+            _to_identity(node, x)
+            touched.add(linear.op.name)
+        changed = bool(touched)
+        return PassResult(model.replace(graph_def=graph_def) if changed else model, changed, skips)
+
+
+def _to_identity(node: Any, source: str) -> None:
+    dtype = node.attr["T"].type
+    controls = [r for r in node.input if r.startswith("^")]
+    node.op = "Identity"
+    node.attr.clear()
+    node.attr["T"].type = dtype
+    del node.input[:]
+    node.input.extend([source, *controls])
