@@ -22,7 +22,7 @@ from tfopt.errors import (
 __version__ = "0.1.0"
 __all__ = [
     "GraphError", "ModelFormatError", "ModelNotFoundError", "OptionError", "OutputPathError",
-    "TfoptError", "UnsafeModelError", "VerificationError", "freeze", "inspect", "load", "save",
+    "TfoptError", "UnsafeModelError", "VerificationError", "freeze", "inspect", "load", "optimize", "save",
 ]
 
 
@@ -41,6 +41,17 @@ def freeze(model: Any, **options: Any) -> Any:
     from tfopt.pipeline import freeze_model
 
     return freeze_model(model, **options)
+
+
+def optimize(model: Any, **options: Any) -> Any:
+    """Freeze (loading first when given a path) and run the optimization passes.
+
+    Returns ``(portable, runtime, freeze_report, optimize_report)``; see :func:`tfopt.optimizing.optimize`
+    for ``passes``, ``skip`` and ``grappler``.
+    """
+    from tfopt.pipeline import optimize_model
+
+    return optimize_model(model, **options)
 
 
 def save(model: Any, path: str, *, format: str | None = None) -> str:

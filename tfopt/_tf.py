@@ -49,13 +49,31 @@ def const_value(node: Any) -> np.ndarray:
 
 
 class GraphFacts:
-    """Static shapes, dtypes and statefulness, read by importing a GraphDef into ``tf.Graph`` once."""
+    """Static shapes, dtypes and statefulness, read by importing a GraphDef into ``tf.Graph`` once.
+
+    Large constants (weights) are imported as placeholders of the same dtype and shape: shape
+    inference needs only that, and importing megabytes of weights per pass would dominate.
+    """
+
+    SKELETON_BYTES = 1024
 
     def __init__(self, graph_def: Any):
         t = tf()
+        skeleton = type(graph_def)()
+        skeleton.CopyFrom(graph_def)
+        for node in skeleton.node:
+            tensor = node.attr["value"].tensor if node.op == "Const" else None
+            if tensor is not None and len(tensor.tensor_content) > self.SKELETON_BYTES:
+                shape = type(node.attr["value"].tensor.tensor_shape)()
+                shape.CopyFrom(tensor.tensor_shape)
+                dtype = node.attr["dtype"].type
+                node.op = "Placeholder"
+                node.attr.clear()
+                node.attr["dtype"].type = dtype
+                node.attr["shape"].shape.CopyFrom(shape)
         self.graph = t.Graph()
         with self.graph.as_default():
-            t.graph_util.import_graph_def(graph_def, name="")
+            t.graph_util.import_graph_def(skeleton, name="")
 
     def shape(self, tensor: str) -> tuple[int | None, ...] | None:
         from tfopt.graph import canonical_tensor

@@ -34,6 +34,31 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="skip detection: savedmodel, keras, tf1-checkpoint, tf2-checkpoint, graphdef")
 
 
+def _freeze_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True, help="OUT.pb, OUT.pbtxt, or a directory for a serving SavedModel")
+    p.add_argument("--output-format", choices=["pb", "pbtxt", "savedmodel"], help="override the format -o implies")
+    p.add_argument("--inputs", nargs="+", default=[], metavar="NAME[:SHAPE]",
+                   help="the model's inputs, optionally fixing shapes, e.g. x:1x28x28x1 (? for dynamic)")
+    p.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE", dest="set_values",
+                   help="bind a placeholder to a constant, e.g. keep_prob=1.0")
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the original-vs-result check")
+    p.add_argument("--atol", type=float, default=1e-5, help="verification absolute tolerance (default: %(default)g)")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="verification relative tolerance (default: 1e-5 frozen, 1e-4 optimized)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _model_options(p)
+
+
+def _optimize_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("optimization")
+    g.add_argument("--passes", default="default", metavar="SPEC",
+                   help="default, none, or a comma-separated list of passes (run in tfopt's order)")
+    g.add_argument("--skip", nargs="+", default=[], metavar="PASS", help="leave these passes out")
+    g.add_argument("--grappler", metavar="LIST", type=lambda v: [x for x in v.split(",") if x],
+                   help="also run TensorFlow's Grappler offline with these optimizers, e.g. constfold,arithmetic")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tfopt import __version__
 
@@ -46,22 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="inputs, outputs, op histogram, variables, training-only nodes")
     p.add_argument("model")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument("--passes", dest="dry_run", nargs="?", const="default", metavar="SPEC",
+                   help="dry run: freeze and optimize in memory, print what each pass would do")
+    p.add_argument("--skip", nargs="+", default=[], metavar="PASS", help="with --passes: leave these passes out")
     _model_options(p)
 
     p = sub.add_parser("freeze", help="variables to constants, training nodes pruned, verified",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model")
-    p.add_argument("-o", "--output", required=True, help="OUT.pb, OUT.pbtxt, or a directory for a serving SavedModel")
-    p.add_argument("--output-format", choices=["pb", "pbtxt", "savedmodel"], help="override the format -o implies")
-    p.add_argument("--inputs", nargs="+", default=[], metavar="NAME[:SHAPE]",
-                   help="the model's inputs, optionally fixing shapes, e.g. x:1x28x28x1 (? for dynamic)")
-    p.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE", dest="set_values",
-                   help="bind a placeholder to a constant, e.g. keep_prob=1.0")
-    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the original-vs-frozen check")
-    p.add_argument("--atol", type=float, default=1e-5, help="verification absolute tolerance (default: %(default)g)")
-    p.add_argument("--rtol", type=float, default=1e-5, help="verification relative tolerance (default: %(default)g)")
-    p.add_argument("--json", action="store_true", help="print the freeze report as JSON")
-    _model_options(p)
+    _freeze_options(p)
+    p.add_argument("--optimize", action="store_true", help="also run the optimization passes (as `tfopt optimize`)")
+    _optimize_options(p)
+
+    p = sub.add_parser("optimize", help="freeze, then fold BatchNorm/constants/pads and fuse activations",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _freeze_options(p)
+    _optimize_options(p)
     return parser
 
 
@@ -98,6 +122,9 @@ def _load_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from tfopt.inspect_model import inspect_model
 
+    if args.dry_run is not None:
+        return _inspect_passes(args)
+
     info = inspect_model(args.model, **_load_options(args))
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -118,19 +145,46 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect_passes(args: argparse.Namespace) -> int:
+    from tfopt.pipeline import optimize_model
+
+    _, _, report, opt_report = optimize_model(args.model, passes=args.dry_run, skip=args.skip, **_load_options(args))
+    if args.json:
+        print(json.dumps({"freeze": report.as_dict(), "optimize": opt_report.as_dict()}, indent=2, default=str))
+        return 0
+    print(f"dry run on {args.model}: nothing is written")
+    print(f"freeze   {report.nodes_before} -> {report.nodes_after} nodes")
+    print_pass_table(report.passes, max_skips=1000)
+    print(f"optimize {opt_report.nodes_before} -> {opt_report.nodes_portable} nodes (portable), "
+          f"{opt_report.nodes_runtime} with TF-runtime fusion")
+    print_pass_table(opt_report.passes, max_skips=1000)
+    return 0
+
+
 def cmd_freeze(args: argparse.Namespace) -> int:
     from tfopt._io import check_writable
     from tfopt.loaders import load
-    from tfopt.pipeline import freeze_model, infer_format, save_model
+    from tfopt.pipeline import freeze_model, infer_format, optimize_model, save_model
 
     check_writable(args.output)
     infer_format(args.output, args.output_format)
     model = load(args.model, **_load_options(args))
-    frozen, report = freeze_model(model, set_values=parse_set(args.set_values), inputs=parse_inputs(args.inputs),
-                                  verify=args.verify, atol=args.atol, rtol=args.rtol)
-    path = save_model(frozen, args.output, format=args.output_format, source=args.model)
+    freeze_opts = {"set_values": parse_set(args.set_values), "inputs": parse_inputs(args.inputs),
+                   "verify": args.verify, "atol": args.atol, "rtol": args.rtol if args.rtol is not None else 1e-5}
+    optimizing = args.command == "optimize" or args.optimize
+    if optimizing:
+        _, result, report, opt_report = optimize_model(
+            model, passes=args.passes, skip=args.skip, grappler=args.grappler, opt_atol=args.atol,
+            opt_rtol=args.rtol if args.rtol is not None else 1e-4, **freeze_opts)
+    else:
+        result, report = freeze_model(model, **freeze_opts)
+        opt_report = None
+    path = save_model(result, args.output, format=args.output_format, source=args.model)
     if args.json:
-        print(json.dumps({"output": path, **report.as_dict()}, indent=2, default=str))
+        payload = {"output": path, "freeze": report.as_dict()}
+        if opt_report is not None:
+            payload["optimize"] = opt_report.as_dict()
+        print(json.dumps(payload, indent=2, default=str))
         return 0
     prov = model.provenance
     print(f"loaded   {prov['format']}  {args.model}  ({prov.get('source_nodes', '?')} nodes, "
@@ -143,12 +197,35 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     for p in report.passes:
         for skip in p.skips:
             print(f"skipped  {p.name}: {skip}")
+    if opt_report is not None:
+        print(f"optimized {opt_report.nodes_before} -> {opt_report.nodes_portable} nodes (portable), "
+              f"{opt_report.nodes_runtime} with TF-runtime fusion")
+        print_pass_table(opt_report.passes)
     for d in report.verification:
-        print(f"verified {d.name}: max abs err {d.max_abs_err:.3g} (atol {args.atol:g}, rtol {args.rtol:g})")
+        print(f"verified {d.name}: max abs err {d.max_abs_err:.3g} (frozen vs original)")
+    if opt_report is not None:
+        for label, diffs in opt_report.verification.items():
+            for d in diffs:
+                print(f"verified {d.name}: max abs err {d.max_abs_err:.3g} ({label} vs original)")
     if not args.verify:
         print("verified skipped (--no-verify)")
     print(f"wrote    {path}  ({_bytes(_size(path))})")
     return 0
+
+
+def print_pass_table(passes: Sequence[Any], *, max_skips: int = 10) -> None:
+    """One row per pass: nodes before -> after (its own changes), ops removed/added, then skips."""
+    width = max((len(p.name) for p in passes), default=10)
+    for p in passes:
+        removed = ", ".join(f"-{n} {op}" for op, n in sorted(p.removed.items(), key=lambda kv: -kv[1]))
+        added = ", ".join(f"+{n} {op}" for op, n in sorted(p.added.items(), key=lambda kv: -kv[1]))
+        change = "; ".join(x for x in (removed, added) if x) or "no change"
+        print(f"  {p.name:<{width}}  {p.nodes_before:>6} -> {p.nodes_after:<6} {change}")
+    skips = [(p.name, s) for p in passes for s in p.skips]
+    for name, skip in skips[:max_skips]:
+        print(f"  skipped {name}: {skip}")
+    if len(skips) > max_skips:
+        print(f"  ... {len(skips) - max_skips} more skips (--json lists them all)")
 
 
 def _value(value: Any) -> str:
@@ -176,7 +253,7 @@ def _bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-COMMANDS = {"inspect": cmd_inspect, "freeze": cmd_freeze}
+COMMANDS = {"inspect": cmd_inspect, "freeze": cmd_freeze, "optimize": cmd_freeze}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

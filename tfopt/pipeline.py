@@ -25,6 +25,26 @@ def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple
     return freeze(model, **options)
 
 
+OPTIMIZE_OPTIONS = ("passes", "skip", "grappler")
+
+
+def optimize_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple[Model, Model, Any, Any]:
+    """Load (when given a path), freeze and optimize.
+
+    Returns ``(portable, runtime, freeze_report, optimize_report)``: ``portable`` is folded but
+    unfused (for TFLite/ONNX/OpenVINO), ``runtime`` adds TF-only fusion (for .pb / SavedModel).
+    Freeze options, load options and ``passes``/``skip``/``grappler`` may be mixed.
+    """
+    from tfopt.optimizing import DEFAULT_ATOL, DEFAULT_RTOL, optimize
+
+    opt = {k: options.pop(k) for k in list(options) if k in OPTIMIZE_OPTIONS}
+    verify = options.get("verify", True)
+    atol, rtol = options.pop("opt_atol", DEFAULT_ATOL), options.pop("opt_rtol", DEFAULT_RTOL)
+    frozen, freeze_report = freeze_model(model, **options)
+    portable, runtime, report = optimize(frozen, verify=verify, atol=atol, rtol=rtol, **opt)
+    return portable, runtime, freeze_report, report
+
+
 def infer_format(path: str, format: str | None) -> str:
     if format is not None:
         if format not in SAVE_FORMATS:

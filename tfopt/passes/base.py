@@ -8,6 +8,7 @@ a :class:`Skip` with the reason, never silently dropped.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,11 @@ class Pass:
 
 @dataclass
 class PassStats:
-    """What one pass did over the whole run (all fixed-point iterations)."""
+    """What one pass did over the whole run (all fixed-point iterations).
+
+    ``nodes_before`` is the graph size when the pass first ran; ``nodes_after`` adds only this
+    pass's own changes, so each row reads as what that pass alone did.
+    """
 
     name: str
     nodes_before: int = 0
@@ -54,10 +59,12 @@ class PassStats:
     added: dict[str, int] = field(default_factory=dict)
     skips: list[Skip] = field(default_factory=list)
     runs: int = 0
+    seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "nodes_before": self.nodes_before, "nodes_after": self.nodes_after,
-                "removed": self.removed, "added": self.added, "skips": [str(s) for s in self.skips]}
+                "removed": self.removed, "added": self.added, "skips": [str(s) for s in self.skips],
+                "runs": self.runs, "seconds": round(self.seconds, 3)}
 
 
 def run_passes(model: Model, passes: Sequence[Pass], *, max_iterations: int = 8) -> tuple[Model, list[PassStats]]:
@@ -74,9 +81,10 @@ def run_passes(model: Model, passes: Sequence[Pass], *, max_iterations: int = 8)
         for p in passes:
             before = op_histogram(model.graph_def)
             n_before = len(model.graph_def.node)
-            if p.name not in first_seen:
-                stats[p.name].nodes_before = n_before
+            if p.name not in first_seen:  # nodes_after = nodes_before + this pass's own net change
+                stats[p.name].nodes_before = stats[p.name].nodes_after = n_before
                 first_seen.add(p.name)
+            start = time.perf_counter()
             result = p.run(model)
             try:
                 validate(result.model.graph_def)
@@ -84,13 +92,14 @@ def run_passes(model: Model, passes: Sequence[Pass], *, max_iterations: int = 8)
                 raise GraphError(f"pass '{p.name}' produced an invalid graph: {exc}") from exc
             entry = stats[p.name]
             entry.runs += 1
-            entry.nodes_after = len(result.model.graph_def.node)
-            for skip in result.skips:
-                if skip not in entry.skips:
-                    entry.skips.append(skip)
+            entry.nodes_after += len(result.model.graph_def.node) - n_before
+            entry.seconds += time.perf_counter() - start
+            # Skips describe the graph as the pass last saw it: earlier rounds' skips may have been
+            # resolved since (a BatchNorm Add that the next round folded).
+            entry.skips = list(dict.fromkeys(result.skips))
             if result.changed:
                 _accumulate(entry, before, op_histogram(result.model.graph_def))
-                log.info("%s: %d -> %d nodes", p.name, n_before, entry.nodes_after)
+                log.info("%s: %d -> %d nodes", p.name, n_before, len(result.model.graph_def.node))
             any_changed |= result.changed
             model = result.model
         if not any_changed:

@@ -20,9 +20,11 @@ from tfopt.graph import (
     CONTROL_FLOW_V1_OPS,
     PLACEHOLDER_OPS,
     Model,
+    ancestors,
     edge_ref,
     is_control,
     node_map,
+    subgraph,
     tensor_node,
     tensor_port,
 )
@@ -97,6 +99,18 @@ class FoldConstants(Pass):
             for i, ref in enumerate(node.input):
                 if ref in replaced:
                     node.input[i] = replaced[ref]
+        # The interior is now unread (only folded nodes read it); delete it here so the stats say
+        # which pass removed it. With a skipped frontier node its inputs must stay: leave it all.
+        if not skips:
+            interior = foldable - {tensor_node(t) for t in frontier}
+            kept = [n for n in new.node if n.name not in interior]
+            for n in kept:
+                refs = [r for r in n.input if tensor_node(r) not in interior]
+                if len(refs) != len(n.input):  # only control edges can point into the interior
+                    del n.input[:]
+                    n.input.extend(refs)
+            del new.node[:]
+            new.node.extend(kept)
         return PassResult(model.replace(graph_def=new), True, skips)
 
     @staticmethod
@@ -105,8 +119,8 @@ class FoldConstants(Pass):
             return []
         t = tf()
         graph = t.Graph()
-        with graph.as_default():
-            t.graph_util.import_graph_def(graph_def, name="")
+        with graph.as_default():  # only what the folded tensors need, not the whole model
+            t.graph_util.import_graph_def(subgraph(graph_def, ancestors(graph_def, tensors)), name="")
         feeds = {f"{n}:0": v for n, v in shape_consts.items()}
         with t.compat.v1.Session(graph=graph) as sess:
             return [np.asarray(v) for v in sess.run(tensors, feed_dict=feeds)]

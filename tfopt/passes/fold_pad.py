@@ -45,7 +45,7 @@ class FoldPad(Pass):
         nodes = node_map(graph_def)
         users = consumers(graph_def)
         skips: list[Skip] = []
-        changed = False
+        folded: set[str] = set()
         for conv in (nodes[c.name] for c in candidates):
             pad = nodes[tensor_node(conv.input[0])]
             reason = self._check(conv, pad, nodes, users, facts)
@@ -54,7 +54,12 @@ class FoldPad(Pass):
                 continue
             conv.input[0] = pad.input[0]
             conv.attr["padding"].s = b"SAME"
-            changed = True
+            folded.add(pad.name)  # its only reader was this conv
+        if folded:
+            kept = [n for n in graph_def.node if n.name not in folded]
+            del graph_def.node[:]
+            graph_def.node.extend(kept)
+        changed = bool(folded)
         return PassResult(model.replace(graph_def=graph_def) if changed else model, changed, skips)
 
     @staticmethod

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import graph_model, ops
+from tfopt.errors import OptionError
+from tfopt.passes.base import run_passes
+from tfopt.passes.fuse_activation import FuseActivation, Grappler
+from tfopt.runtimes.tensorflow import GraphRunner
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("activation", ["relu", "relu6", "elu", "leaky_relu"])
+def test_conv_bias_activation_fused(activation):
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, [1, 6, 6, 3], name="x")
+        y = t.nn.bias_add(t.nn.conv2d(x, RNG.normal(size=(3, 3, 3, 4)).astype(np.float32), 1, "SAME"),
+                          RNG.normal(size=4).astype(np.float32))
+        t.identity(getattr(t.nn, activation)(y), name="out")
+    model = graph_model(build, {"x": (1, 6, 6, 3)}, ["out"])
+    result, _ = run_passes(model, [FuseActivation()], max_iterations=1)
+    after = ops(result)
+    assert after.get("_FusedConv2D") == 1 and "Conv2D" not in after and "BiasAdd" not in after
+    assert all(n.device == "" for n in result.graph_def.node)  # runs wherever TensorFlow runs
+    x = RNG.normal(size=(1, 6, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(GraphRunner(result)({"x": x})["out"], GraphRunner(model)({"x": x})["out"],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_matmul_without_bias_not_fused():
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, [2, 3], name="x")
+        t.nn.relu(t.matmul(x, RNG.normal(size=(3, 4)).astype(np.float32)), name="out")
+    model = graph_model(build, {"x": (2, 3)}, ["out"])
+    result = FuseActivation().run(model)
+    assert not result.changed and "_FusedMatMul" not in ops(result.model)
+
+
+def test_grappler_escape_hatch():
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, [2], name="x")
+        t.identity(x * (t.constant(2.0) * 3.0), name="out")
+    model = graph_model(build, {"x": (2,)}, ["out"])
+    result = Grappler(["constfold"]).run(model)
+    assert result.changed and not Grappler(["constfold"]).tf_runtime_only and Grappler(["remap"]).tf_runtime_only
+    assert ops(result.model)["Mul"] == 1
+    np.testing.assert_allclose(GraphRunner(result.model)({"x": np.ones(2, np.float32)})["out"], [6.0, 6.0])
+    with pytest.raises(OptionError, match="unknown optimizer.*constfolding"):
+        Grappler(["constfolding"]).run(model)
