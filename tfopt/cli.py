@@ -181,7 +181,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
         opt_report = None
     path = save_model(result, args.output, format=args.output_format, source=args.model)
     if args.json:
-        payload = {"output": path, "freeze": report.as_dict()}
+        payload = {"output": path, **report.as_dict()}  # the freeze report, flat, as before
         if opt_report is not None:
             payload["optimize"] = opt_report.as_dict()
         print(json.dumps(payload, indent=2, default=str))
