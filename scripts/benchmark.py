@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """tfopt benchmarks: ratios measured side by side in one run (medians; the machine is shared).
 
-    python scripts/benchmark.py freeze [--model mobilenetv2] [--batches 1 8] [--runs 50]
+    python scripts/benchmark.py tf [--models mobilenetv2 resnet50] [--batches 1 8] [--runs 50]
 
-``freeze``: node counts and TF-runtime latency of (a) the original SavedModel signature,
-(b) TensorFlow's plain ``convert_variables_to_constants_v2`` and (c) tfopt's frozen graph. All
-three are called the same way (a ConcreteFunction call), interleaved round-robin so that machine
-noise hits each alike. Prints a Markdown table.
+``tf``: node counts and TensorFlow-runtime latency of (a) the original SavedModel signature,
+(b) TensorFlow's plain ``convert_variables_to_constants_v2``, (c) TensorFlow's
+``optimize_for_inference`` on (b), (d) ``tfopt optimize`` (the .pb it writes) and, for reference,
+``tfopt freeze`` alone and tfopt's folded-but-unfused graph (what portable exports start from). All are called the same way (a ConcreteFunction call), interleaved
+round-robin so that machine noise hits each alike. Prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ def interleaved_medians(fns: dict[str, Callable[[], Any]], runs: int, warmup: in
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_freeze(model_name: str, batches: list[int], runs: int) -> None:
+def bench_tf(model_name: str, batches: list[int], runs: int) -> None:
     import keras
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.tools import optimize_for_inference_lib
 
     import tfopt
 
@@ -71,50 +73,67 @@ def bench_freeze(model_name: str, batches: list[int], runs: int) -> None:
         sig = loaded.signatures["serving_default"]
         key = next(iter(sig.structured_input_signature[1]))
 
+        timings = {}
         t0 = time.perf_counter()
         plain = convert_variables_to_constants_v2(sig)
-        t_plain = time.perf_counter() - t0
+        timings["(b)"] = time.perf_counter() - t0
+        plain_gd = plain.graph.as_graph_def()
+        ins = [t.name for t in plain.inputs]
+        outs = [t.name for t in plain.outputs]
+        t0 = time.perf_counter()
+        ofi_gd = optimize_for_inference_lib.optimize_for_inference(
+            plain_gd, [n.split(":")[0] for n in ins], [n.split(":")[0] for n in outs], tf.float32.as_datatype_enum)
+        timings["(c)"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         frozen, _ = tfopt.freeze(path, verify=False)
-        t_tfopt = time.perf_counter() - t0
-        ours = frozen_function(frozen.graph_def, [s.tensor for s in frozen.inputs], [s.tensor for s in frozen.outputs])
+        timings["freeze"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        portable, runtime, _, _ = tfopt.optimize(path, verify=False)
+        timings["(d)"] = time.perf_counter() - t0
 
-        nodes = {"(a) original signature": count_nodes(sig.graph.as_graph_def()),
-                 "(b) convert_variables_to_constants_v2": count_nodes(plain.graph.as_graph_def()),
-                 "(c) tfopt freeze": count_nodes(frozen.graph_def)}
-        print(f"\n### freeze: {model_name} (weights=None, 224x224), TF {tf.__version__}, "
-              f"{os.cpu_count()} cores, median of {runs} interleaved runs\n")
-        print(f"freeze time: convert_variables_to_constants_v2 {t_plain:.2f} s, tfopt freeze {t_tfopt:.2f} s "
-              "(load + freeze, verification off)\n")
-        header = "| variant | nodes |" + "".join(f" batch {b} ms | vs (a) |" for b in batches)
-        print(header)
-        print("|" + "---|" * (2 + 2 * len(batches)))
+        variants = {
+            "(a) original signature": (count_nodes(sig.graph.as_graph_def()), lambda x: sig(**{key: x})),
+            "(b) convert_variables_to_constants_v2": (count_nodes(plain_gd), plain),
+            "(c) optimize_for_inference": (count_nodes(ofi_gd), frozen_function(ofi_gd, ins, outs)),
+            "tfopt freeze": (count_nodes(frozen.graph_def), _call(frozen)),
+            "tfopt optimize, unfused (portable)": (count_nodes(portable.graph_def), _call(portable)),
+            "(d) tfopt optimize": (count_nodes(runtime.graph_def), _call(runtime)),
+        }
+        print(f"\n### {model_name} (weights=None, 224x224), TF {tf.__version__}, {os.cpu_count()} cores, "
+              f"medians of interleaved runs ({runs} at batch 1, {max(5, runs // 8)} at batch 8)\n")
+        print("conversion time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+              + " (tfopt: load + freeze [+ optimize], verification off)\n")
+        print("| variant | nodes |" + "".join(f" batch {b} ms | vs (a) | vs (b) |" for b in batches))
+        print("|" + "---|" * (2 + 3 * len(batches)))
         results = {}
         for batch in batches:
             x = tf.constant(np.random.default_rng(0).standard_normal((batch, 224, 224, 3)).astype(np.float32))
-            results[batch] = interleaved_medians({
-                "(a) original signature": lambda x=x: sig(**{key: x}),
-                "(b) convert_variables_to_constants_v2": lambda x=x: plain(x),
-                "(c) tfopt freeze": lambda x=x: ours(x),
-            }, runs=max(5, runs // batch))
-        for name in nodes:
-            row = f"| {name} | {nodes[name]} |"
+            results[batch] = interleaved_medians({name: (lambda fn=fn, x=x: fn(x)) for name, (_, fn) in variants.items()},
+                                                 runs=max(5, runs // batch))
+        for name, (nodes, _) in variants.items():
+            row = f"| {name} | {nodes} |"
             for batch in batches:
                 ms = results[batch][name]
-                row += f" {ms:.2f} | {results[batch]['(a) original signature'] / ms:.2f}x |"
+                row += (f" {ms:.2f} | {results[batch]['(a) original signature'] / ms:.2f}x |"
+                        f" {results[batch]['(b) convert_variables_to_constants_v2'] / ms:.2f}x |")
             print(row)
+
+
+def _call(model: Any) -> Any:
+    return frozen_function(model.graph_def, [s.tensor for s in model.inputs], [s.tensor for s in model.outputs])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
-    p = sub.add_parser("freeze", help="original vs convert_variables_to_constants_v2 vs tfopt")
-    p.add_argument("--model", choices=sorted(MODELS), default="mobilenetv2")
+    p = sub.add_parser("tf", help="TF runtime: original, plain freeze, optimize_for_inference, tfopt")
+    p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["mobilenetv2", "resnet50"])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
-    if args.what == "freeze":
-        bench_freeze(args.model, args.batches, args.runs)
+    if args.what == "tf":
+        for model in args.models:
+            bench_tf(model, args.batches, args.runs)
     return 0
 
 

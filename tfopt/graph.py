@@ -203,13 +203,22 @@ def subgraph(graph_def: Any, keep: set[str]) -> Any:
     return out
 
 
+def attr_bytes(node: Any, key: str, default: bytes = b"") -> bytes:
+    """``node.attr[key].s`` without inserting an empty attr (protobuf maps create on read)."""
+    return node.attr[key].s if key in node.attr else default
+
+
 def validate(graph_def: Any) -> None:
-    """Raise :class:`GraphError` on duplicate node names or inputs naming missing nodes."""
+    """Raise :class:`GraphError` on duplicate node names, inputs naming missing nodes, or an
+    attribute with no value (what reading ``node.attr[missing]`` leaves behind)."""
     names: set[str] = set()
     for node in graph_def.node:
         if node.name in names:
             raise GraphError(f"duplicate node name '{node.name}'")
         names.add(node.name)
+        for key, value in node.attr.items():
+            if value.WhichOneof("value") is None:
+                raise GraphError(f"node '{node.name}' has an empty attribute '{key}'")
     for node in graph_def.node:
         for ref in node.input:
             if tensor_node(ref) not in names:

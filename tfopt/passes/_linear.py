@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from tfopt._tf import const_value
-from tfopt.graph import is_control, tensor_node, tensor_port
+from tfopt.graph import attr_bytes, is_control, tensor_node, tensor_port
 
 LINEAR_OPS = frozenset({"Conv2D", "Conv3D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "MatMul"})
 
@@ -114,8 +114,8 @@ def find_linear(nodes: dict[str, Any], users: dict[str, list[Any]], ref: str, *,
             return None, "BiasAdd input is missing"
     if producer.op not in LINEAR_OPS:
         return None, f"producer '{producer.name}' is {producer.op}, not a conv/matmul"
-    if producer.attr["data_format"].s not in (b"", b"NHWC", b"NDHWC"):
-        return None, f"'{producer.name}' uses {producer.attr['data_format'].s.decode()}; only channels-last is folded"
+    if attr_bytes(producer, "data_format") not in (b"", b"NHWC", b"NDHWC"):
+        return None, f"'{producer.name}' uses {attr_bytes(producer, 'data_format').decode()}; only channels-last is folded"
     if len(users.get(producer.name, [])) > 1:
         return None, f"'{producer.name}' output has {len(users[producer.name])} consumers"
     w_index = 1
@@ -125,6 +125,6 @@ def find_linear(nodes: dict[str, Any], users: dict[str, list[Any]], ref: str, *,
         return None, f"weights of '{producer.name}' are not constant ({src.op if src else 'missing'})"
     if len(users.get(weights.name, [])) > 1:
         return None, f"weights '{weights.name}' are shared by {len(users[weights.name])} consumers"
-    if bias_add is not None and bias_add.attr["data_format"].s not in (b"", b"NHWC", b"NDHWC"):
+    if bias_add is not None and attr_bytes(bias_add, "data_format") not in (b"", b"NHWC", b"NDHWC"):
         return None, f"BiasAdd '{bias_add.name}' is channels-first"
     return Linear(producer, weights, bias_add, bias), None

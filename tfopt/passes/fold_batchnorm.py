@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tfopt._tf import const_value, make_const
-from tfopt.graph import Model, consumers, is_control, node_map, tensor_port
+from tfopt.graph import Model, attr_bytes, consumers, is_control, node_map, tensor_port
 from tfopt.passes._linear import plain_const
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
 
@@ -68,8 +68,8 @@ class FoldBatchNorm(Pass):
     def _check(node: Any, nodes: dict[str, Any], users: dict[str, Any]) -> str | None:
         if node.attr["is_training"].b:
             return "training mode (is_training=True): statistics come from the batch"
-        if node.attr["data_format"].s not in (b"", b"NHWC", b"NDHWC"):
-            return f"{node.attr['data_format'].s.decode()} layout; only channels-last is folded"
+        if attr_bytes(node, "data_format") not in (b"", b"NHWC", b"NDHWC"):
+            return f"{attr_bytes(node, 'data_format').decode()} layout; only channels-last is folded"
         names = ["scale", "offset", "mean", "variance"]
         for i, label in enumerate(names, start=1):
             if plain_const(nodes, node.input[i]) is None:

@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 from tfopt._tf import GraphFacts, const_value
-from tfopt.graph import Model, consumers, node_map, tensor_node
+from tfopt.graph import Model, attr_bytes, consumers, node_map, tensor_node
 from tfopt.passes._linear import plain_const
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
 
@@ -64,7 +64,7 @@ class FoldPad(Pass):
 
     @staticmethod
     def _check(conv: Any, pad: Any, nodes: dict[str, Any], users: dict[str, Any], facts: GraphFacts) -> str | None:
-        if conv.attr["data_format"].s not in (b"", b"NHWC"):
+        if attr_bytes(conv, "data_format") not in (b"", b"NHWC"):
             return "channels-first layout"
         if len(users.get(pad.name, [])) > 1:
             return f"the padded tensor has {len(users[pad.name])} consumers"
