@@ -26,7 +26,8 @@ def test_optimize_folds_batchnorm_and_fuses(tf1_ckpt, tmp_path, digits_test, cap
     assert code == 0, err
     ops = _ops(out)
     assert not {"Rsqrt", "Mul", "Sub", "FusedBatchNormV3"} & set(ops)  # the BN is inside conv1
-    assert ops.get("_FusedConv2D") == 1 and ops.get("_FusedMatMul") == 1
+    assert ops.get("_FusedConv2D") == 1  # conv + bias + relu
+    assert "_FusedMatMul" not in ops and ops["MatMul"] == 1  # logits: bias without activation stays unfused
     assert "fold_mul_into_weights" in text and "(runtime vs original)" in text
     x, _ = digits_test
     np.testing.assert_allclose(GraphRunner(load(out))({"images": x})["probs"], saver_predict(tf1_ckpt, x), atol=1e-5)

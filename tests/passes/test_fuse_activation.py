@@ -29,6 +29,22 @@ def test_conv_bias_activation_fused(activation):
                                rtol=1e-5, atol=1e-6)
 
 
+def test_bias_only_fusion_is_left_to_the_runtime():
+    """conv + bias feeding a residual add: kept as Conv2D + BiasAdd (see _unfuse_bias_only)."""
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, [1, 6, 6, 4], name="x")
+        y = t.nn.bias_add(t.nn.conv2d(x, RNG.normal(size=(1, 1, 4, 4)).astype(np.float32), 1, "SAME"),
+                          RNG.normal(size=4).astype(np.float32))
+        t.nn.relu(y + x, name="out")
+    model = graph_model(build, {"x": (1, 6, 6, 4)}, ["out"])
+    result, _ = run_passes(model, [FuseActivation()], max_iterations=1)
+    after = ops(result)
+    assert after["Conv2D"] == 1 and after["BiasAdd"] == 1 and "_FusedConv2D" not in after
+    x = RNG.normal(size=(1, 6, 6, 4)).astype(np.float32)
+    np.testing.assert_allclose(GraphRunner(result)({"x": x})["out"], GraphRunner(model)({"x": x})["out"],
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_matmul_without_bias_not_fused():
     def build(t):
         x = t.compat.v1.placeholder(t.float32, [2, 3], name="x")
