@@ -63,5 +63,5 @@ def test_grappler_escape_hatch():
     assert result.changed and not Grappler(["constfold"]).tf_runtime_only and Grappler(["remap"]).tf_runtime_only
     assert ops(result.model)["Mul"] == 1
     np.testing.assert_allclose(GraphRunner(result.model)({"x": np.ones(2, np.float32)})["out"], [6.0, 6.0])
-    with pytest.raises(OptionError, match="unknown optimizer.*constfolding"):
+    with pytest.raises(OptionError, match=r"unknown optimizer.*constfolding"):
         Grappler(["constfolding"]).run(model)
