@@ -235,6 +235,16 @@ def unique_name(graph_def: Any, base: str) -> str:
     return f"{base}_{i}"
 
 
+def rename_node(graph_def: Any, old: str, new: str) -> None:
+    """Rename node ``old`` to ``new`` and every reference to it (data and control)."""
+    for node in graph_def.node:
+        if node.name == old:
+            node.name = new
+        for i, ref in enumerate(node.input):
+            if tensor_node(ref) == old:
+                node.input[i] = ref.replace(old, new, 1)
+
+
 def rewire(graph_def: Any, old_ref: str, new_ref: str) -> int:
     """Point every data input reading tensor ``old_ref`` at ``new_ref``; returns edges changed."""
     old = canonical_tensor(old_ref)

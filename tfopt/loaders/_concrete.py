@@ -16,7 +16,7 @@ import numpy as np
 
 from tfopt._tf import tf
 from tfopt.errors import GraphError
-from tfopt.graph import Model, TensorSpec, tensor_node, unique_name
+from tfopt.graph import Model, TensorSpec, rename_node, tensor_node, unique_name
 
 
 def model_from_concrete(
@@ -72,14 +72,8 @@ def _spec(name: str, tensor: str, t: Any) -> TensorSpec:
 
 def _rename_placeholder(graph_def: Any, node_name: str, new_name: str, t: Any) -> TensorSpec:
     if node_name != new_name:
-        if any(n.name == new_name for n in graph_def.node):
-            new_name = unique_name(graph_def, new_name)
-        for node in graph_def.node:
-            if node.name == node_name:
-                node.name = new_name
-            for i, ref in enumerate(node.input):
-                if tensor_node(ref) == node_name:
-                    node.input[i] = ref.replace(node_name, new_name, 1)
+        new_name = unique_name(graph_def, new_name)
+        rename_node(graph_def, node_name, new_name)
     return _spec(new_name, f"{new_name}:0", t)
 
 

@@ -128,3 +128,33 @@ def find_linear(nodes: dict[str, Any], users: dict[str, list[Any]], ref: str, *,
     if bias_add is not None and attr_bytes(bias_add, "data_format") not in (b"", b"NHWC", b"NDHWC"):
         return None, f"BiasAdd '{bias_add.name}' is channels-first"
     return Linear(producer, weights, bias_add, bias), None
+
+
+@dataclass
+class PerChannelMatch:
+    """``node`` = op(x, c) where x comes from ``linear`` and c is the per-channel vector ``vector``."""
+
+    linear: Linear
+    vector: np.ndarray
+    x: str
+
+
+def match_per_channel(nodes: dict[str, Any], users: dict[str, list[Any]], node: Any, *, what: str,
+                      second_only: bool = False) -> PerChannelMatch | str | None:
+    """Match ``node`` (a binary op with one constant operand) against a preceding conv/matmul.
+
+    Returns the match, a reason it does not fold (to report), or ``None`` when ``node`` is not a
+    candidate at all (no constant operand) or only waits on another pass (an Identity in between).
+    """
+    operand = const_operand(nodes, node, second_only=second_only)
+    if operand is None:
+        return None
+    const, x = operand
+    linear, reason = find_linear(nodes, users, x)
+    if linear is None:
+        return f"{what} not folded: {reason}" if reason else None
+    value = const_value(const)
+    vector = channel_vector(value, linear.channels)
+    if vector is None:
+        return f"constant of shape {list(value.shape)} is not per output channel ({linear.channels})"
+    return PerChannelMatch(linear, vector, x)

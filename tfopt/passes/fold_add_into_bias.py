@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from tfopt._tf import const_value, make_const
 from tfopt.graph import Model, consumers, node_map, unique_name
-from tfopt.passes._linear import channel_vector, const_operand, find_linear
+from tfopt.passes._linear import PerChannelMatch, match_per_channel
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
 from tfopt.passes.fold_mul_into_weights import FLOAT_TYPES, _to_identity
 
@@ -32,25 +32,14 @@ class FoldAddIntoBias(Pass):
         for node in list(graph_def.node):
             if node.op not in ADD_OPS or node.attr["T"].type not in FLOAT_TYPES:
                 continue
-            operand = const_operand(nodes, node, second_only=node.op in ("Sub", "BiasAdd"))
-            if operand is None:
+            match = match_per_channel(nodes, users, node, what="add", second_only=node.op in ("Sub", "BiasAdd"))
+            if isinstance(match, str):
+                skips.append(Skip(node.name, match))
+            if not isinstance(match, PerChannelMatch) or match.linear.op.name in touched:
                 continue
-            const, x = operand
-            # A BiasAdd straight after a conv is already the folded form.
-            linear, reason = find_linear(nodes, users, x, through_bias=True)
-            if node.op == "BiasAdd" and linear is not None and linear.bias_add is None:
-                continue
-            if linear is None:
-                if reason:
-                    skips.append(Skip(node.name, f"add not folded: {reason}"))
-                continue
-            if linear.op.name in touched:
-                continue
-            c = channel_vector(const_value(const), linear.channels)
-            if c is None:
-                skips.append(Skip(node.name, f"constant of shape {list(const_value(const).shape)} is not "
-                                             f"per output channel ({linear.channels})"))
-                continue
+            linear, c, x = match.linear, match.vector, match.x
+            if node.op == "BiasAdd" and linear.bias_add is None:
+                continue  # a BiasAdd straight after a conv is already the folded form
             c = -c if node.op == "Sub" else c
             if linear.bias is not None:
                 linear.bias.CopyFrom(make_const(linear.bias.name, const_value(linear.bias) + c,

@@ -18,7 +18,7 @@ from typing import Any
 
 from tfopt._tf import const_value, make_const
 from tfopt.graph import Model, consumers, node_map
-from tfopt.passes._linear import channel_vector, const_operand, find_linear
+from tfopt.passes._linear import PerChannelMatch, match_per_channel
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
 
 FLOAT_TYPES = frozenset({1, 2, 19})  # float32, float64, float16
@@ -36,22 +36,12 @@ class FoldMulIntoWeights(Pass):
         for node in list(graph_def.node):
             if node.op != "Mul" or node.attr["T"].type not in FLOAT_TYPES:
                 continue
-            operand = const_operand(nodes, node)
-            if operand is None:
-                continue
-            const, x = operand
-            linear, reason = find_linear(nodes, users, x)
-            if linear is None:
-                if reason:
-                    skips.append(Skip(node.name, f"multiply not folded: {reason}"))
-                continue
-            if linear.op.name in touched:
+            match = match_per_channel(nodes, users, node, what="multiply")
+            if isinstance(match, str):
+                skips.append(Skip(node.name, match))
+            if not isinstance(match, PerChannelMatch) or match.linear.op.name in touched:
                 continue  # one rewrite per conv per run; the fixed point picks up the next
-            s = channel_vector(const_value(const), linear.channels)
-            if s is None:
-                skips.append(Skip(node.name, f"constant of shape {list(const_value(const).shape)} is not "
-                                             f"per output channel ({linear.channels})"))
-                continue
+            linear, s, x = match.linear, match.vector, match.x
             linear.weights.CopyFrom(make_const(linear.weights.name, linear.scaled_weights(s),
                                                dtype=linear.weights.attr["dtype"].type))
             if linear.bias is not None:

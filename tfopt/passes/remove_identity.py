@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfopt.graph import CONTROL_FLOW_V1_OPS, Model, consumers, is_control, node_map, tensor_node, tensor_port
+from tfopt.graph import (
+    CONTROL_FLOW_V1_OPS,
+    Model,
+    consumers,
+    is_control,
+    node_map,
+    rename_node,
+    tensor_node,
+    tensor_port,
+)
 from tfopt.passes.base import Pass, PassResult, copy_graph, protected_nodes
 
 IDENTITY_OPS = frozenset({"Identity", "IdentityN", "Snapshot"})
@@ -101,12 +110,7 @@ def _take_name(graph_def: Any, identity: str, producer: str) -> None:
     kept = [n for n in graph_def.node if n.name != identity]
     del graph_def.node[:]
     graph_def.node.extend(kept)
-    for node in graph_def.node:
-        if node.name == producer:
-            node.name = identity
-        for i, ref in enumerate(node.input):
-            if tensor_node(ref) == producer:
-                node.input[i] = ref.replace(producer, identity, 1)
+    rename_node(graph_def, producer, identity)
 
 
 def _dedupe_controls(graph_def: object) -> None:
