@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tfopt.errors import (
+    ConversionError,
     GraphError,
     ModelFormatError,
     ModelNotFoundError,
@@ -21,6 +22,7 @@ from tfopt.errors import (
 
 __version__ = "0.1.0"
 __all__ = [
+    "ConversionError",
     "GraphError", "ModelFormatError", "ModelNotFoundError", "OptionError", "OutputPathError",
     "TfoptError", "UnsafeModelError", "VerificationError", "freeze", "inspect", "load", "optimize", "save",
 ]

@@ -18,7 +18,7 @@ from tfopt.errors import OptionError, TfoptError
 
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 bad option, 3 model not found, 4 corrupt model,
 5 unsafe model refused, 6 graph cannot be frozen as asked, 7 verification failed,
-8 output not writable"""
+8 output not writable, 9 a target converter cannot express the model"""
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -80,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _freeze_options(p)
     p.add_argument("--optimize", action="store_true", help="also run the optimization passes (as `tfopt optimize`)")
+    _optimize_options(p)
+
+    p = sub.add_parser("convert", help="freeze, optimize and emit TFLite, ONNX, OpenVINO, .pb and SavedModel",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _freeze_options(p)
+    p.set_defaults(output_format=None)
+    g = p.add_argument_group("targets")
+    g.add_argument("--to", type=lambda v: [x for x in v.split(",") if x], metavar="LIST",
+                   help="pb,savedmodel,tflite,onnx,openvino (default: every one whose extra is installed)")
+    g.add_argument("--quantize", type=lambda v: [x for x in v.split(",") if x], default=["none"], metavar="MODES",
+                   help="none (fp32), fp16, dynamic, int8, int16x8; a comma-separated list builds each")
+    g.add_argument("--calibration", metavar="DATA", help=".npz keyed by input name, .npy, or module:function")
+    g.add_argument("--calibration-samples", type=int, default=100, metavar="N")
+    g.add_argument("--int8-io", action="store_true", help="TFLite int8: integer-only inputs and outputs")
+    g.add_argument("--allow-tf-ops", action="store_true", help="TFLite: keep unsupported ops as Select TF ops")
+    g.add_argument("--opset", type=int, help="ONNX opset (default: 17)")
     _optimize_options(p)
 
     p = sub.add_parser("optimize", help="freeze, then fold BatchNorm/constants/pads and fuse activations",
@@ -213,6 +229,34 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from tfopt._io import check_writable
+    from tfopt.converting import convert
+    from tfopt.loaders import load
+
+    check_writable(args.output)
+    model = load(args.model, **_load_options(args))
+    result = convert(model, args.output, to=args.to, quantize=args.quantize, calibration=args.calibration,
+                     calibration_samples=args.calibration_samples, int8_io=args.int8_io,
+                     allow_tf_ops=args.allow_tf_ops, opset=args.opset, verify=args.verify,
+                     set_values=parse_set(args.set_values), inputs=parse_inputs(args.inputs),
+                     passes=args.passes, skip=args.skip, grappler=args.grappler,
+                     progress=None if args.json else lambda msg: print(f"  ... {msg}", file=sys.stderr))
+    if args.json:
+        with open(os.path.join(args.output, "manifest.json")) as f:
+            print(f.read())
+        return 0
+    print(f"{'format':<11} {'precision':<9} {'bytes':>10}  {'max abs err':>11}  path")
+    for a in result.artifacts:
+        err = "-" if a.max_abs_err is None else f"{a.max_abs_err:.3g}"
+        print(f"{a.format:<11} {a.precision:<9} {a.bytes:>10}  {err:>11}  {os.path.join(args.output, a.path)}")
+    for fmt, precision, reason in result.skipped:
+        print(f"skipped  {fmt} {precision}: {reason}")
+    print(f"wrote    {args.output}/manifest.json"
+          + ("" if args.verify else " (not verified: --no-verify)"))
+    return 0
+
+
 def print_pass_table(passes: Sequence[Any], *, max_skips: int = 10) -> None:
     """One row per pass: nodes before -> after (its own changes), ops removed/added, then skips."""
     width = max((len(p.name) for p in passes), default=10)
@@ -253,7 +297,7 @@ def _bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-COMMANDS = {"inspect": cmd_inspect, "freeze": cmd_freeze, "optimize": cmd_freeze}
+COMMANDS = {"inspect": cmd_inspect, "freeze": cmd_freeze, "optimize": cmd_freeze, "convert": cmd_convert}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -262,7 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(name)s: %(message)s")
+    # Converters log advice and deprecations at WARNING; the user sees tfopt's own messages only.
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(name)s: %(message)s")
+    logging.getLogger("tfopt").setLevel(logging.DEBUG if args.debug else logging.WARNING)
     try:
         return COMMANDS[args.command](args)
     except TfoptError as exc:

@@ -13,6 +13,7 @@ code  class                   meaning
 6     GraphError              the graph cannot be frozen as asked (names a node)
 7     VerificationError       the frozen model's outputs differ from the original
 8     OutputPathError         the output location cannot be written
+9     ConversionError         a target converter cannot express the model (names the op)
 ====  ======================  =====================================================
 """
 
@@ -54,6 +55,10 @@ class VerificationError(TfoptError):
 
 class OutputPathError(TfoptError):
     exit_code = 8
+
+
+class ConversionError(TfoptError):
+    exit_code = 9
 
 
 def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:

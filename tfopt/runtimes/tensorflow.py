@@ -34,3 +34,12 @@ class GraphRunner:
 
     def close(self) -> None:
         self._session.close()
+
+
+def concrete_function(model: Model) -> Any:
+    """The frozen graph as a TF2 ConcreteFunction taking the inputs positionally, in order."""
+    t = tf()
+    graph_def = model.graph_def
+    wrapped = t.compat.v1.wrap_function(lambda: t.compat.v1.import_graph_def(graph_def, name=""), [])
+    return wrapped.prune([wrapped.graph.get_tensor_by_name(s.tensor) for s in model.inputs],
+                         [wrapped.graph.get_tensor_by_name(s.tensor) for s in model.outputs])

@@ -1,0 +1,112 @@
+"""Calibration data: one source feeding TFLite, ONNX Runtime and OpenVINO/NNCF alike.
+
+Sources:
+
+* ``data.npz`` - arrays keyed by input name, first axis = samples;
+* ``data.npy`` - one array, for a single-input model;
+* ``package.module:fn`` - a callable returning an iterable of ``{input name: array}`` (or arrays,
+  for a single-input model), one sample or batch each.
+
+Every sample is checked against the model's inputs (names, rank, static dimensions, dtype) and
+split into batch-1 samples, which is what the converters' calibrators consume.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from tfopt.errors import OptionError, did_you_mean
+from tfopt.graph import TensorSpec
+
+
+def load_calibration(source: str, inputs: Sequence[TensorSpec], *, samples: int = 100) -> list[dict[str, np.ndarray]]:
+    """Read ``source`` and return up to ``samples`` batch-1 samples keyed by input name.
+
+    Raises:
+        OptionError: missing file, unknown format, wrong names/shapes/dtypes, or no samples.
+    """
+    names = [s.name for s in inputs]
+    if ":" in source and not os.path.exists(source):
+        batches = _from_callable(source, names)
+    elif not os.path.exists(source):
+        raise OptionError(f"--calibration {source}: no such file")
+    elif source.endswith(".npz"):
+        with np.load(source, allow_pickle=False) as data:
+            batches = [{k: data[k] for k in data.files}]
+    elif source.endswith(".npy"):
+        if len(names) != 1:
+            raise OptionError(f"--calibration {source}: a .npy holds one array, the model has inputs "
+                              f"{names}; use a .npz keyed by input name")
+        batches = [{names[0]: np.load(source, allow_pickle=False)}]
+    else:
+        raise OptionError(f"--calibration {source}: expected a .npz (keyed by input name), a .npy or "
+                          "package.module:function")
+    out: list[dict[str, np.ndarray]] = []
+    for batch in batches:
+        checked = _check(batch, inputs, source)
+        n = len(next(iter(checked.values())))
+        for i in range(n):
+            out.append({k: v[i:i + 1] for k, v in checked.items()})
+            if len(out) >= samples:
+                return out
+    if not out:
+        raise OptionError(f"--calibration {source}: holds no samples")
+    return out
+
+
+def _from_callable(spec: str, names: list[str]) -> Iterable[dict[str, Any]]:
+    module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise OptionError(f"--calibration {spec}: {exc}") from exc
+    for item in fn():
+        yield item if isinstance(item, dict) else {names[0]: item}
+
+
+def _check(batch: dict[str, Any], inputs: Sequence[TensorSpec], source: str) -> dict[str, np.ndarray]:
+    names = [s.name for s in inputs]
+    for key in batch:
+        if key not in names:
+            raise OptionError(f"--calibration {source}: '{key}' is not a model input.{did_you_mean(key, names)} "
+                              f"Inputs: {', '.join(names)}")
+    out = {}
+    counts = set()
+    for spec in inputs:
+        if spec.name not in batch:
+            raise OptionError(f"--calibration {source}: no data for input '{spec.name}'")
+        value = np.asarray(batch[spec.name])
+        want = np.dtype(spec.dtype) if spec.dtype != "string" else np.dtype(object)
+        if value.dtype != want:
+            same_kind = (np.issubdtype(value.dtype, np.floating) and np.issubdtype(want, np.floating)) or \
+                (np.issubdtype(value.dtype, np.integer) and np.issubdtype(want, np.integer))
+            if not same_kind:
+                raise OptionError(f"--calibration {source}: input '{spec.name}' is {spec.dtype}, the data is {value.dtype}")
+            value = value.astype(want)
+        if spec.shape is not None:
+            if value.ndim != len(spec.shape):
+                raise OptionError(f"--calibration {source}: input '{spec.name}' has rank {len(spec.shape)} "
+                                  f"{_dims(spec.shape)}, the data has shape {value.shape}")
+            for i, (want_dim, got) in enumerate(zip(spec.shape, value.shape)):
+                if i > 0 and want_dim is not None and want_dim != got:
+                    raise OptionError(f"--calibration {source}: input '{spec.name}' expects {_dims(spec.shape)}, "
+                                      f"the data has shape {value.shape}")
+        if value.shape[:1] == (0,):
+            raise OptionError(f"--calibration {source}: input '{spec.name}' has no samples")
+        counts.add(value.shape[0])
+        out[spec.name] = value
+    if len(counts) > 1:
+        raise OptionError(f"--calibration {source}: inputs have different sample counts {sorted(counts)}")
+    return out
+
+
+def _dims(shape: Sequence[int | None]) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape)

@@ -1,0 +1,268 @@
+"""``tfopt convert``: load, freeze and optimize once, then emit every target x precision, verify
+each artifact against the original model, and write them all atomically with a manifest.
+
+Which graph each target gets: TFLite, ONNX and OpenVINO read the *portable* graph (folded, no
+``_Fused*`` ops: they fuse for themselves); ``pb`` and ``savedmodel`` get the *runtime* graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tfopt._io import atomic_path
+from tfopt.errors import OptionError, VerificationError
+from tfopt.graph import Model
+
+TARGETS = ("pb", "savedmodel", "tflite", "onnx", "openvino")
+PRECISIONS = ("none", "fp16", "dynamic", "int8", "int16x8")
+SUPPORTED = {
+    "pb": ("none",), "savedmodel": ("none",), "tflite": PRECISIONS, "onnx": PRECISIONS,
+    "openvino": ("none", "fp16", "dynamic", "int8"),
+}
+EXTRA_MODULE = {"tflite": "ai_edge_litert", "onnx": "tf2onnx", "openvino": "openvino"}
+NEEDS_CALIBRATION = frozenset({"int8", "int16x8"})
+# Verification bounds (max |artifact - original|, plus the same relative part); quantized
+# artifacts are measured and reported, not bounded: their error is the trade being made.
+TOLERANCE = {"none": 1e-4, "fp16": 1e-2}
+
+
+@dataclass
+class Artifact:
+    format: str
+    precision: str
+    path: str
+    bytes: int
+    sha256: str
+    max_abs_err: float | None = None
+    mean_abs_err: float | None = None
+
+
+@dataclass
+class ConvertResult:
+    outdir: str
+    artifacts: list[Artifact] = field(default_factory=list)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (format, precision, reason)
+    freeze_report: Any = None
+    optimize_report: Any = None
+
+
+def available_targets() -> list[str]:
+    return [t for t in TARGETS if t not in EXTRA_MODULE or importlib.util.find_spec(EXTRA_MODULE[t]) is not None]
+
+
+def plan(to: Sequence[str] | None, precisions: Sequence[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+    """``(format, precision)`` pairs to build, and those skipped with a reason.
+
+    Explicitly requested pairs that cannot be built are an :class:`OptionError`; with the default
+    target list they are skipped and reported instead.
+    """
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise OptionError(f"--quantize {p}: choose from {', '.join(PRECISIONS)}")
+    explicit = to is not None
+    targets = list(to) if to is not None else available_targets()
+    for target in targets:
+        if target not in TARGETS:
+            raise OptionError(f"--to {target}: choose from {', '.join(TARGETS)}")
+        if target in EXTRA_MODULE and importlib.util.find_spec(EXTRA_MODULE[target]) is None:
+            raise OptionError(f"--to {target}: the '{target}' extra is not installed: pip install 'tfopt[{target}]'")
+    pairs, skipped = [], []
+    for target in targets:
+        for p in precisions:
+            if p in SUPPORTED[target]:
+                pairs.append((target, p))
+            elif target in ("pb", "savedmodel"):
+                if (target, "none") not in pairs:
+                    pairs.append((target, "none"))  # TF-runtime artifacts are always float
+            elif explicit:
+                raise OptionError(f"--to {target} --quantize {p}: {target} has no {p} mode")
+            else:
+                skipped.append((target, p, f"{target} has no {p} mode"))
+    return pairs, skipped
+
+
+def artifact_path(outdir: str, target: str, precision: str) -> str:
+    tag = "fp32" if precision == "none" else precision
+    return {"pb": "model.pb", "savedmodel": "savedmodel", "tflite": f"model.{tag}.tflite",
+            "onnx": f"model.{tag}.onnx", "openvino": f"openvino.{tag}"}[target]
+
+
+def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
+            quantize: Sequence[str] = ("none",), calibration: str | None = None, calibration_samples: int = 100,
+            int8_io: bool = False, allow_tf_ops: bool = False, opset: int | None = None, verify: bool = True,
+            seed: int = 0, progress: Callable[[str], None] | None = None, **options: Any) -> ConvertResult:
+    """Convert one model to every requested target and precision.
+
+    Args:
+        model: a loaded model or a path (load/freeze/optimize options may be passed too).
+        outdir: output directory, written atomically (replaced as a whole).
+        to: formats (default: every format whose extra is installed).
+        quantize: precisions: ``none`` (fp32), ``fp16``, ``dynamic``, ``int8``, ``int16x8``.
+        calibration: ``.npz``/``.npy``/``module:fn`` (see :mod:`tfopt.calibration`); required for
+            int8 and int16x8.
+
+    Raises:
+        OptionError, ConversionError, VerificationError (an fp32/fp16 artifact that differs).
+    """
+    from tfopt.pipeline import optimize_model
+
+    pairs, skipped = plan(to, quantize)
+    if any(p in NEEDS_CALIBRATION for _, p in pairs) and not calibration:
+        raise OptionError("--quantize int8/int16x8 needs calibration data: pass --calibration DATA "
+                          "(.npz keyed by input name, .npy, or module:function)")
+    say = progress or (lambda _msg: None)
+    say("loading, freezing and optimizing (once for every target)")
+    portable, runtime, freeze_report, optimize_report = optimize_model(model, verify=verify, **options)
+    samples = None
+    if calibration:
+        from tfopt.calibration import load_calibration
+
+        samples = load_calibration(calibration, portable.inputs, samples=calibration_samples)
+    result = ConvertResult(outdir=outdir, skipped=skipped, freeze_report=freeze_report, optimize_report=optimize_report)
+    with atomic_path(outdir, directory=True) as tmp:
+        os.makedirs(tmp)
+        for target, precision in pairs:
+            say(f"{target} {precision}")
+            rel = artifact_path(outdir, target, precision)
+            written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), samples,
+                            int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset)
+            artifact = Artifact(target, precision, os.path.relpath(written, tmp), _size(os.path.join(tmp, rel)),
+                                _digest(os.path.join(tmp, rel)))
+            if verify:
+                _verify(artifact, portable, written, _verification_feeds(portable, samples, seed))
+            result.artifacts.append(artifact)
+        _write_manifest(tmp, result, portable, dict(to=to, quantize=list(quantize), calibration=calibration,
+                                                    calibration_samples=calibration_samples, int8_io=int8_io,
+                                                    allow_tf_ops=allow_tf_ops, opset=opset))
+    return result
+
+
+def _emit(target: str, precision: str, portable: Model, runtime: Model, path: str, samples: Any, *,
+          int8_io: bool, allow_tf_ops: bool, opset: int | None) -> str:
+    if target in ("pb", "savedmodel"):
+        from tfopt.pipeline import save_model
+
+        return save_model(runtime, path, format=target)
+    if target == "tflite":
+        from tfopt.emitters.tflite import emit_tflite
+
+        return emit_tflite(portable, path, precision=precision, calibration=samples, int8_io=int8_io,
+                           allow_tf_ops=allow_tf_ops)
+    if target == "onnx":
+        from tfopt.emitters.onnx import emit_onnx
+
+        return emit_onnx(portable, path, precision=precision, calibration=samples, opset=opset)
+    from tfopt.emitters.openvino import emit_openvino
+
+    return emit_openvino(portable, path, precision=precision, calibration=samples)
+
+
+def manifest_model(outdir: str) -> Model:
+    """The inputs/outputs recorded in ``outdir/manifest.json`` (an empty graph): what
+    :func:`runner_for` needs to run any artifact of that conversion."""
+    from tfopt._tf import graph_def_class
+    from tfopt.graph import TensorSpec
+
+    with open(os.path.join(outdir, "manifest.json")) as f:
+        manifest = json.load(f)
+
+    def specs(key: str) -> list[TensorSpec]:
+        return [TensorSpec(s["name"], s["tensor"], s["dtype"], None if s["shape"] is None else tuple(s["shape"]))
+                for s in manifest[key]]
+
+    return Model(graph_def=graph_def_class()(), inputs=specs("inputs"), outputs=specs("outputs"))
+
+
+def runner_for(target: str, path: str, model: Model, *, threads: int | None = None) -> Any:
+    """A ``runner(feeds) -> outputs`` for an artifact (OpenVINO at explicit f32 precision)."""
+    if target == "tflite":
+        from tfopt.runtimes.tflite import TFLiteRunner
+
+        return TFLiteRunner(path, model.inputs, model.outputs, threads=threads)
+    if target == "onnx":
+        from tfopt.runtimes.onnx import ONNXRunner
+
+        return ONNXRunner(path, model.inputs, model.outputs, threads=threads)
+    if target == "openvino":
+        from tfopt.runtimes.openvino import OpenVINORunner
+
+        return OpenVINORunner(path, model.inputs, model.outputs, precision="f32", threads=threads)
+    from tfopt.loaders import load
+    from tfopt.runtimes.tensorflow import GraphRunner
+
+    # A GraphDef has no signature: name the outputs, or a multi-output graph is ambiguous.
+    frozen = load(path, outputs=[s.tensor for s in model.outputs]) if path.endswith(".pb") else load(path)
+    return GraphRunner(frozen.replace(inputs=model.inputs, outputs=model.outputs))
+
+
+def _verification_feeds(model: Model, samples: Sequence[dict[str, Any]] | None, seed: int) -> dict[str, Any]:
+    """In-distribution inputs when calibration data is given (quantization ranges come from it:
+    random data outside them measures clipping, not the model), else seeded random inputs."""
+    if samples:
+        return {s.name: np.concatenate([x[s.name] for x in samples[:8]]) for s in model.inputs}
+    from tfopt.testing import random_inputs
+
+    return random_inputs(model.inputs, seed=seed, batch=1)
+
+
+def _verify(artifact: Artifact, portable: Model, path: str, feeds: dict[str, Any]) -> None:
+    from tfopt.testing import compare
+    from tfopt.verify import reference_runner
+
+    expected = reference_runner(portable)({**feeds, **(portable.bindings if portable.reference else {})})
+    expected = {s.name: expected[s.name] for s in portable.outputs}
+    got = runner_for(artifact.format, path, portable)(feeds)
+    diffs = compare(expected, got, atol=np.inf, rtol=0)
+    artifact.max_abs_err = max(d.max_abs_err for d in diffs)
+    artifact.mean_abs_err = float(np.mean([d.mean_abs_err for d in diffs]))
+    bound = TOLERANCE.get(artifact.precision)
+    if bound is not None:
+        bad = [d for d in compare(expected, got, atol=bound, rtol=bound) if not d.ok]
+        if bad:
+            raise VerificationError(f"{artifact.format} {artifact.precision}: output '{bad[0].name}' differs from the "
+                                    f"original by {bad[0].max_abs_err:.3g} (bound {bound:g}); nothing was written")
+
+
+def _size(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+def _digest(path: str) -> str:
+    h = hashlib.sha256()
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs) if os.path.isdir(path) else [path]
+    for name in files:
+        with open(name, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[str, Any]) -> None:
+    """manifest.json: options, tool versions and artifacts - no timestamps, so it is deterministic."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import tfopt
+
+    tools = {"tfopt": tfopt.__version__}
+    for dist in ("tensorflow", "ai-edge-litert", "tf2onnx", "onnx", "onnxruntime", "openvino", "nncf"):
+        try:
+            tools[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    manifest = {
+        "source": model.provenance.get("path"), "source_format": model.provenance.get("format"),
+        "inputs": [asdict(s) for s in model.inputs], "outputs": [asdict(s) for s in model.outputs],
+        "options": options, "tools": tools, "artifacts": [asdict(a) for a in result.artifacts],
+        "skipped": [{"format": f, "precision": p, "reason": r} for f, p, r in result.skipped],
+    }
+    with open(os.path.join(tmp, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True, default=str)

@@ -1,0 +1,163 @@
+"""ONNX through tf2onnx from the frozen, folded (unfused) GraphDef; quantization by ONNX Runtime.
+
+``fp16`` converts weights and compute to float16 but keeps float32 inputs/outputs; ``dynamic``
+is ONNX Runtime's dynamic quantization (int8 weights); ``int8`` and ``int16x8`` are static QDQ
+quantization (int8 or int16 activations, int8 per-channel weights) calibrated on the same data as
+the other targets. Models over 2 GB are written with external data next to the ``.onnx``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from tfopt._io import atomic_path
+from tfopt.errors import ConversionError, OptionError
+from tfopt.graph import Model
+
+DEFAULT_OPSET = 17  # supported by tf2onnx 1.17 (max 18) and every current onnxruntime
+TWO_GB = 2 << 30
+_COUNTER = re.compile(r"__\d+$")  # tf2onnx's generated-name suffix
+_GENERATED = re.compile(r"(.*?__\d+)(:\d+)?")
+
+
+def emit_onnx(model: Model, path: str, *, precision: str = "none", calibration: Sequence[dict[str, Any]] | None = None,
+              opset: int | None = None) -> str:
+    import onnx
+    import tf2onnx
+
+    opset = opset or DEFAULT_OPSET
+    # tf2onnx numbers generated nodes from a process-wide counter ("x__251"): reset it so the same
+    # model and options always give the same bytes, whatever was converted before in this process.
+    tf2onnx.utils.INTERNAL_NAME = 1
+    try:
+        proto, _ = tf2onnx.convert.from_graph_def(model.graph_def, input_names=[s.tensor for s in model.inputs],
+                                                  output_names=[s.tensor for s in model.outputs], opset=opset)
+    except Exception as exc:
+        raise ConversionError(f"tf2onnx (opset {opset}) failed: {str(exc).splitlines()[0][:400]}; "
+                              "try another --opset") from exc
+    _canonical_initializers(proto.graph)
+    if precision == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        proto = convert_float_to_float16(proto, keep_io_types=True)
+    elif precision in ("dynamic", "int8", "int16x8"):
+        proto = _quantize(proto, model, precision, calibration)
+    elif precision != "none":
+        raise OptionError(f"onnx: unknown precision '{precision}'")
+    with atomic_path(path) as tmp:
+        external = proto.ByteSize() > TWO_GB if hasattr(proto, "ByteSize") else False
+        onnx.save_model(proto, tmp, save_as_external_data=external,
+                        location=os.path.basename(path) + ".data" if external else None)
+    return path
+
+
+def _quantize(proto: Any, model: Model, precision: str, calibration: Sequence[dict[str, Any]] | None) -> Any:
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "quant.onnx")
+        onnx.save_model(proto, src)
+        if precision == "dynamic":
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+            return onnx.load_model(dst)
+        if not calibration:
+            raise OptionError(f"onnx {precision} needs calibration data: pass --calibration DATA")
+        names = [s.tensor for s in model.inputs]
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self._it = iter(calibration or [])
+
+            def get_next(self) -> dict[str, Any] | None:
+                sample = next(self._it, None)
+                return None if sample is None else {n: sample[s.name] for n, s in zip(names, model.inputs)}
+
+        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt16 if precision == "int16x8" else QuantType.QInt8,
+                        weight_type=QuantType.QInt8)
+        return onnx.load_model(dst)
+
+
+def _canonical_initializers(graph: Any) -> None:
+    """Name generated initializers by first use and sort them, so identical conversions give
+    identical bytes: tf2onnx's optimizers create them in varying order and number them from a
+    counter (``const_fold_opt__34``)."""
+    generated = {t.name for t in graph.initializer if _COUNTER.search(t.name)}
+    rename: dict[str, str] = {}
+    for node in graph.node:
+        for ref in node.input:
+            if ref in generated and ref not in rename:
+                rename[ref] = f"init__{len(rename)}"  # no base name: deduplication keeps either one
+    for tensor in graph.initializer:
+        tensor.name = rename.get(tensor.name, tensor.name)
+    _rename_inputs(graph, rename)
+    _sort_initializers(graph)
+    _canonical_node_names(graph)
+
+
+def _canonical_node_names(graph: Any) -> None:
+    """Renumber generated node/tensor ids (``Reshape__25``, ``Reshape__25:0``) by first appearance
+    in node order; the graph's inputs and outputs (the interface) and initializers (already
+    canonical) keep their names."""
+    interface = {v.name for v in graph.input} | {v.name for v in graph.output} | {t.name for t in graph.initializer}
+    ids: dict[str, str] = {}
+
+    def canon(name: str) -> str:
+        if name in interface:
+            return name
+        match = _GENERATED.fullmatch(name)
+        if not match:
+            return name
+        ident = match.group(1)
+        if ident not in ids:
+            ids[ident] = f"{_COUNTER.sub('', ident)}__n{len(ids)}"
+        return ids[ident] + (match.group(2) or "")
+
+    for node in graph.node:
+        node.name = canon(node.name)
+        for i, ref in enumerate(node.output):
+            node.output[i] = canon(ref)
+        for i, ref in enumerate(node.input):
+            node.input[i] = canon(ref)
+    for value in graph.value_info:
+        value.name = canon(value.name)
+    dims: dict[str, str] = {}  # symbolic dimensions ("unk__37") come from the same counter
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param and _COUNTER.search(dim.dim_param):
+                dim.dim_param = dims.setdefault(dim.dim_param, f"unk__{len(dims)}")
+
+
+def _rename_inputs(graph: Any, rename: dict[str, str]) -> None:
+    for node in graph.node:
+        for i, ref in enumerate(node.input):
+            if ref in rename:
+                node.input[i] = rename[ref]
+        for attr in node.attribute:  # subgraphs may read outer initializers
+            if attr.HasField("g"):
+                _rename_inputs(attr.g, rename)
+            for sub in attr.graphs:
+                _rename_inputs(sub, rename)
+
+
+def _sort_initializers(graph: Any) -> None:
+    ordered = sorted(graph.initializer, key=lambda t: t.name)
+    del graph.initializer[:]
+    graph.initializer.extend(ordered)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                _sort_initializers(attr.g)
+            for sub in attr.graphs:
+                _sort_initializers(sub)

@@ -1,0 +1,76 @@
+"""TFLite flatbuffer through the TFLite converter, from the frozen, folded (unfused) graph.
+
+Precisions: ``none`` (fp32), ``fp16`` (float16 weights), ``dynamic`` (int8 weights, float
+activations), ``int8`` (full integer from calibration data, float fallback for ops without an int8
+kernel unless ``int8_io``), ``int16x8`` (int16 activations, int8 weights). Select-TF ops only with
+``allow_tf_ops``; otherwise an error names the ops the builtins lack.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from tfopt._io import atomic_path
+from tfopt._tf import tf
+from tfopt.errors import ConversionError, OptionError
+from tfopt.graph import Model
+from tfopt.runtimes.tensorflow import concrete_function
+
+
+def emit_tflite(model: Model, path: str, *, precision: str = "none", calibration: Sequence[dict[str, Any]] | None = None,
+                int8_io: bool = False, allow_tf_ops: bool = False) -> str:
+    t = tf()
+    function = concrete_function(model)
+    holder = t.Module()  # the converter wants the function's owner (its deprecated path otherwise)
+    holder.function = function
+    converter = t.lite.TFLiteConverter.from_concrete_functions([function], trackable_obj=holder)
+    builtins = t.lite.OpsSet.TFLITE_BUILTINS
+    ops = [builtins]
+    if precision == "fp16":
+        converter.optimizations = [t.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [t.float16]
+    elif precision == "dynamic":
+        converter.optimizations = [t.lite.Optimize.DEFAULT]
+    elif precision in ("int8", "int16x8"):
+        if not calibration:
+            raise OptionError(f"tflite {precision} needs calibration data: pass --calibration DATA")
+        converter.optimizations = [t.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([sample[s.name] for s in model.inputs] for sample in calibration)
+        if precision == "int16x8":
+            ops = [t.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            if not int8_io:
+                ops.append(builtins)
+        elif int8_io:
+            ops = [t.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = t.int8
+            converter.inference_output_type = t.int8
+    elif precision != "none":
+        raise OptionError(f"tflite: unknown precision '{precision}'")
+    if allow_tf_ops:
+        ops.append(t.lite.OpsSet.SELECT_TF_OPS)
+        # Recurrent layers' TensorList ops then stay TF ops instead of failing to lower.
+        converter._experimental_lower_tensor_list_ops = False
+    converter.target_spec.supported_ops = ops
+    try:
+        data = converter.convert()
+    except Exception as exc:  # the converter raises ConverterError with the MLIR diagnostics
+        raise ConversionError(_explain(str(exc), precision)) from exc
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _explain(message: str, precision: str) -> str:
+    if "Lowering tensor list ops is failed" in message:
+        return ("TFLite cannot lower this recurrent layer's TensorList ops (tf.TensorListReserve with a dynamic "
+                "element shape; TensorFlow's own converter fails the same way on the SavedModel). Pass "
+                "--allow-tf-ops to keep them as Select TF ops (the app then needs the Flex delegate), or "
+                "leave tflite out of --to")
+    ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", message)))
+    if ops:
+        return (f"TFLite builtins lack {', '.join(ops)}; pass --allow-tf-ops to keep them as Select TF ops "
+                "(the app then needs the Flex delegate)")
+    first = next((line.strip() for line in message.splitlines() if "error" in line.lower()), message.strip()[:300])
+    return f"TFLite conversion ({precision}) failed: {first[:400]}"
