@@ -2,6 +2,7 @@
 """tfopt benchmarks: ratios measured side by side in one run (medians; the machine is shared).
 
     python scripts/benchmark.py tf [--models mobilenetv2 resnet50] [--batches 1 8] [--runs 50]
+    python scripts/benchmark.py convert [--model mobilenetv2] [--runs 50]
 
 ``tf``: node counts and TensorFlow-runtime latency of (a) the original SavedModel signature,
 (b) TensorFlow's plain ``convert_variables_to_constants_v2``, (c) TensorFlow's
@@ -119,6 +120,94 @@ def bench_tf(model_name: str, batches: list[int], runs: int) -> None:
             print(row)
 
 
+def bench_convert(model_name: str, runs: int) -> None:
+    """``tfopt convert`` against the TFLite converter, the tf2onnx CLI and ovc run separately on the
+    same SavedModel (each as its own process, as users run them), then size and latency of every
+    artifact against the original TF model and against each backend's own conversion."""
+    import subprocess
+
+    import keras
+    import tensorflow as tf
+
+    from tfopt.converting import manifest_model, runner_for
+    from tfopt.graph import TensorSpec
+
+    bin_dir = os.path.dirname(sys.executable)
+    with tempfile.TemporaryDirectory() as tmp:
+        sm = os.path.join(tmp, "sm")
+        MODELS[model_name](keras).export(sm, verbose=False)
+        calib = os.path.join(tmp, "calib.npz")
+        np.savez(calib, keras_tensor=np.random.default_rng(0).uniform(-1, 1, (32, 224, 224, 3)).astype(np.float32))
+        key = next(iter(tf.saved_model.load(sm).signatures["serving_default"].structured_input_signature[1]))
+        np.savez(calib, **{key: np.load(calib)["keras_tensor"]})
+
+        def timed(cmd: list[str]) -> float:
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            return time.perf_counter() - start
+
+        separate = {
+            "TFLite converter": timed([sys.executable, "-c",
+                                       "import sys, tensorflow as tf; open(sys.argv[2], 'wb').write("
+                                       "tf.lite.TFLiteConverter.from_saved_model(sys.argv[1]).convert())",
+                                       sm, os.path.join(tmp, "ref.tflite")]),
+            "tf2onnx CLI": timed([sys.executable, "-m", "tf2onnx.convert", "--saved-model", sm, "--opset", "17",
+                                  "--output", os.path.join(tmp, "ref.onnx")]),
+            "ovc": timed([os.path.join(bin_dir, "ovc"), sm, "--output_model", os.path.join(tmp, "ref_ov", "model.xml"),
+                          "--compress_to_fp16=False"]),
+        }
+        out = os.path.join(tmp, "out")
+        t_tfopt = timed([os.path.join(bin_dir, "tfopt"), "convert", sm, "-o", out, "--to", "tflite,onnx,openvino",
+                         "--no-verify"])
+        t_int8 = timed([os.path.join(bin_dir, "tfopt"), "convert", sm, "-o", out + "_q", "--to", "tflite,onnx,openvino",
+                        "--quantize", "none,fp16,int8", "--calibration", calib, "--no-verify"])
+        total = sum(separate.values())
+        print(f"\n### convert: {model_name} (weights=None, 224x224), {os.cpu_count()} cores\n")
+        print("| conversion | seconds |\n|---|---|")
+        for name, sec in separate.items():
+            print(f"| {name} (separately) | {sec:.1f} |")
+        print(f"| sum of the three | {total:.1f} |")
+        print(f"| **tfopt convert --to tflite,onnx,openvino** | **{t_tfopt:.1f}** ({t_tfopt / total:.2f}x the sum) |")
+        print(f"| tfopt convert, fp32 + fp16 + int8 for all three (32 calibration images) | {t_int8:.1f} |")
+
+        model = manifest_model(out + "_q")
+        spec = model.inputs[0]
+        x = np.random.default_rng(1).normal(size=(1, 224, 224, 3)).astype(np.float32)
+        loaded = tf.saved_model.load(sm)
+        sig = loaded.signatures["serving_default"]
+        fns: dict[str, Callable[[], Any]] = {"TF original (SavedModel)": lambda: sig(**{key: tf.constant(x)})}
+        sizes = {"TF original (SavedModel)": _dir_bytes(sm)}
+        ref_specs = [TensorSpec(key, f"{key}:0", "float32", (None, 224, 224, 3))]
+        for label, fmt, path in (("TFLite converter, fp32", "tflite", os.path.join(tmp, "ref.tflite")),
+                                 ("tf2onnx CLI, fp32", "onnx", os.path.join(tmp, "ref.onnx")),
+                                 ("ovc, fp32", "openvino", os.path.join(tmp, "ref_ov", "model.xml"))):
+            runner = runner_for(fmt, path, model.replace(inputs=ref_specs if fmt != "openvino" else model.inputs))
+            name = ref_specs[0].name if fmt != "openvino" else spec.name
+            fns[label] = lambda r=runner, n=name: r({n: x})
+            sizes[label] = _dir_bytes(path if fmt != "openvino" else os.path.dirname(path))
+        with open(os.path.join(out + "_q", "manifest.json")) as f:
+            import json
+
+            for a in json.load(f)["artifacts"]:
+                path = os.path.join(out + "_q", a["path"])
+                runner = runner_for(a["format"], path, model)
+                label = f"tfopt {a['format']} {'fp32' if a['precision'] == 'none' else a['precision']}"
+                fns[label] = lambda r=runner: r({spec.name: x})
+                sizes[label] = a["bytes"]
+        medians = interleaved_medians(fns, runs=runs)
+        base = medians["TF original (SavedModel)"]
+        print(f"\n| artifact | MB | batch 1 ms (median of {runs}, interleaved) | speed vs TF original |\n|---|---|---|---|")
+        for label, ms in medians.items():
+            print(f"| {label} | {sizes[label] / 1e6:.1f} | {ms:.2f} | {base / ms:.2f}x |")
+        print("\nOpenVINO runs with INFERENCE_PRECISION_HINT=f32 (the CPU plugin would otherwise use bf16).")
+
+
+def _dir_bytes(path: str) -> int:
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
 def _call(model: Any) -> Any:
     return frozen_function(model.graph_def, [s.tensor for s in model.inputs], [s.tensor for s in model.outputs])
 
@@ -130,10 +219,15 @@ def main() -> int:
     p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["mobilenetv2", "resnet50"])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--runs", type=int, default=50)
+    p = sub.add_parser("convert", help="tfopt convert vs the TFLite converter, tf2onnx and ovc; artifact size/latency")
+    p.add_argument("--model", choices=sorted(MODELS), default="mobilenetv2")
+    p.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
     if args.what == "tf":
         for model in args.models:
             bench_tf(model, args.batches, args.runs)
+    elif args.what == "convert":
+        bench_convert(args.model, args.runs)
     return 0
 
 

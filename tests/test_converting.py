@@ -185,3 +185,27 @@ def test_cli_convert(digits_model, tmp_path, capsys):
     assert "model.int8.tflite" in out and "model.fp32.onnx" in out and "manifest.json" in out
     code = cli.main(["convert", digits_model["path"], "-o", str(tmp_path / "o2"), "--to", "openvino", "--quantize", "int16x8"])
     assert code == 2 and "openvino has no int16x8 mode" in capsys.readouterr().err
+
+
+def test_calibration_from_image_directory_and_tfrecord(digits_model, tmp_path):
+    """The same digits through a PNG directory (with --scale) and a TFRecord give working int8 models."""
+    from tfopt._tf import tf
+
+    t = tf()
+    x_train = examples.digits()[0][:40]
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, image in enumerate(x_train):
+        t.io.write_file(str(images / f"{i:03d}.png"), t.io.encode_png(t.cast(image * 255, t.uint8)))
+    record = str(tmp_path / "calib.tfrecord")
+    with t.io.TFRecordWriter(record) as writer:
+        for image in x_train:
+            feature = {"images": t.train.Feature(float_list=t.train.FloatList(value=image.ravel()))}
+            writer.write(t.train.Example(features=t.train.Features(feature=feature)).SerializeToString())
+    x, y = digits_model["x"], digits_model["y"]
+    fp32 = np.mean(digits_model["keras"].predict(x, verbose=0).argmax(-1) == y)
+    for name, source, extra in (("dir", str(images), {"scale": [255.0]}), ("tfr", record, {})):
+        out = str(tmp_path / name)
+        result = convert(digits_model["path"], out, to=["tflite"], quantize=["int8"], calibration=source, **extra)
+        got = _predict(result.artifacts[0], out, manifest_model(out), x)
+        assert np.mean(got.argmax(-1) == y) >= fp32 - 0.015, name

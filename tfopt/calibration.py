@@ -5,7 +5,11 @@ Sources:
 * ``data.npz`` - arrays keyed by input name, first axis = samples;
 * ``data.npy`` - one array, for a single-input model;
 * ``package.module:fn`` - a callable returning an iterable of ``{input name: array}`` (or arrays,
-  for a single-input model), one sample or batch each.
+  for a single-input model), one sample or batch each;
+* a directory of images (png/jpg/bmp/gif), for a single image input: decoded, resized to the
+  input's static height x width, then ``(x - mean) / scale`` (per channel or scalar);
+* ``data.tfrecord`` - tf.train.Examples whose features are the model's inputs, parsed with the
+  model's own input specs as the feature spec (``FixedLenFeature(shape[1:], dtype)`` per input).
 
 Every sample is checked against the model's inputs (names, rank, static dimensions, dtype) and
 split into batch-1 samples, which is what the converters' calibrators consume.
@@ -24,8 +28,11 @@ import numpy as np
 from tfopt.errors import OptionError, did_you_mean
 from tfopt.graph import TensorSpec
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
-def load_calibration(source: str, inputs: Sequence[TensorSpec], *, samples: int = 100) -> list[dict[str, np.ndarray]]:
+
+def load_calibration(source: str, inputs: Sequence[TensorSpec], *, samples: int = 100,
+                     mean: Sequence[float] = (0.0,), scale: Sequence[float] = (1.0,)) -> list[dict[str, np.ndarray]]:
     """Read ``source`` and return up to ``samples`` batch-1 samples keyed by input name.
 
     Raises:
@@ -36,6 +43,10 @@ def load_calibration(source: str, inputs: Sequence[TensorSpec], *, samples: int 
         batches = _from_callable(source, names)
     elif not os.path.exists(source):
         raise OptionError(f"--calibration {source}: no such file")
+    elif os.path.isdir(source):
+        batches = [_from_images(source, inputs, samples, mean, scale)]
+    elif source.endswith((".tfrecord", ".tfrecords", ".tfr")):
+        batches = [_from_tfrecord(source, inputs, samples)]
     elif source.endswith(".npz"):
         with np.load(source, allow_pickle=False) as data:
             batches = [{k: data[k] for k in data.files}]
@@ -45,8 +56,8 @@ def load_calibration(source: str, inputs: Sequence[TensorSpec], *, samples: int 
                               f"{names}; use a .npz keyed by input name")
         batches = [{names[0]: np.load(source, allow_pickle=False)}]
     else:
-        raise OptionError(f"--calibration {source}: expected a .npz (keyed by input name), a .npy or "
-                          "package.module:function")
+        raise OptionError(f"--calibration {source}: expected a .npz (keyed by input name), a .npy, a .tfrecord, "
+                          "a directory of images or package.module:function")
     out: list[dict[str, np.ndarray]] = []
     for batch in batches:
         checked = _check(batch, inputs, source)
@@ -58,6 +69,54 @@ def load_calibration(source: str, inputs: Sequence[TensorSpec], *, samples: int 
     if not out:
         raise OptionError(f"--calibration {source}: holds no samples")
     return out
+
+
+def _from_images(directory: str, inputs: Sequence[TensorSpec], samples: int,
+                 mean: Sequence[float], scale: Sequence[float]) -> dict[str, np.ndarray]:
+    from tfopt._tf import tf
+
+    if len(inputs) != 1 or inputs[0].shape is None or len(inputs[0].shape) != 4 or None in inputs[0].shape[1:]:
+        raise OptionError(f"--calibration {directory}: an image directory needs one input of static shape "
+                          f"?xHxWxC; the model has {', '.join(s.describe() for s in inputs)}")
+    spec = inputs[0]
+    _, height, width, channels = spec.shape or (None, None, None, None)
+    files = sorted(f for f in os.listdir(directory) if f.lower().endswith(IMAGE_SUFFIXES))[:samples]
+    if not files:
+        raise OptionError(f"--calibration {directory}: no {'/'.join(IMAGE_SUFFIXES)} files in the directory")
+    t = tf()
+    images = []
+    for name in files:
+        try:
+            image = t.io.decode_image(t.io.read_file(os.path.join(directory, name)), channels=channels,
+                                      expand_animations=False)
+        except Exception as exc:
+            raise OptionError(f"--calibration {os.path.join(directory, name)}: not a readable image ({exc})") from exc
+        images.append(t.image.resize(t.cast(image, t.float32), (height, width)).numpy())
+    stacked = (np.stack(images) - np.asarray(mean, np.float32)) / np.asarray(scale, np.float32)
+    return {spec.name: stacked.astype(spec.dtype)}
+
+
+def _from_tfrecord(path: str, inputs: Sequence[TensorSpec], samples: int) -> dict[str, np.ndarray]:
+    from tfopt._tf import tf
+
+    t = tf()
+    features = {}
+    for spec in inputs:
+        if spec.shape is None or None in spec.shape[1:]:
+            raise OptionError(f"--calibration {path}: input '{spec.name}' needs a static shape to parse TFRecords; "
+                              "fix it with --inputs NAME:SHAPE")
+        dtype = t.float32 if spec.dtype.startswith("float") else t.int64 if spec.dtype.startswith("int") else t.string
+        features[spec.name] = t.io.FixedLenFeature(spec.shape[1:], dtype)
+    rows: dict[str, list[np.ndarray]] = {s.name: [] for s in inputs}
+    try:
+        for record in t.data.TFRecordDataset(path).take(samples):
+            parsed = t.io.parse_single_example(record, features)
+            for name, value in parsed.items():
+                rows[name].append(value.numpy())
+    except Exception as exc:
+        raise OptionError(f"--calibration {path}: cannot parse records with features "
+                          f"{', '.join(s.describe() for s in inputs)} ({str(exc).splitlines()[0][:200]})") from exc
+    return {s.name: np.stack(rows[s.name]).astype(s.dtype) if rows[s.name] else np.zeros((0,)) for s in inputs}
 
 
 def _from_callable(spec: str, names: list[str]) -> Iterable[dict[str, Any]]:

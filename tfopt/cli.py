@@ -91,8 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pb,savedmodel,tflite,onnx,openvino (default: every one whose extra is installed)")
     g.add_argument("--quantize", type=lambda v: [x for x in v.split(",") if x], default=["none"], metavar="MODES",
                    help="none (fp32), fp16, dynamic, int8, int16x8; a comma-separated list builds each")
-    g.add_argument("--calibration", metavar="DATA", help=".npz keyed by input name, .npy, or module:function")
+    g.add_argument("--calibration", metavar="DATA",
+                   help=".npz keyed by input name, .npy, .tfrecord, an image directory, or module:function")
     g.add_argument("--calibration-samples", type=int, default=100, metavar="N")
+    floats = lambda v: [float(x) for x in v.split(",")]  # noqa: E731
+    g.add_argument("--mean", type=floats, default=[0.0], metavar="M[,M,M]", help="image calibration: subtract")
+    g.add_argument("--scale", type=floats, default=[1.0], metavar="S[,S,S]", help="image calibration: divide by")
     g.add_argument("--int8-io", action="store_true", help="TFLite int8: integer-only inputs and outputs")
     g.add_argument("--allow-tf-ops", action="store_true", help="TFLite: keep unsupported ops as Select TF ops")
     g.add_argument("--opset", type=int, help="ONNX opset (default: 17)")
@@ -237,7 +241,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     check_writable(args.output)
     model = load(args.model, **_load_options(args))
     result = convert(model, args.output, to=args.to, quantize=args.quantize, calibration=args.calibration,
-                     calibration_samples=args.calibration_samples, int8_io=args.int8_io,
+                     calibration_samples=args.calibration_samples, mean=args.mean, scale=args.scale,
+                     int8_io=args.int8_io,
                      allow_tf_ops=args.allow_tf_ops, opset=args.opset, verify=args.verify,
                      set_values=parse_set(args.set_values), inputs=parse_inputs(args.inputs),
                      passes=args.passes, skip=args.skip, grappler=args.grappler,

@@ -97,6 +97,7 @@ def artifact_path(outdir: str, target: str, precision: str) -> str:
 
 def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             quantize: Sequence[str] = ("none",), calibration: str | None = None, calibration_samples: int = 100,
+            mean: Sequence[float] = (0.0,), scale: Sequence[float] = (1.0,),
             int8_io: bool = False, allow_tf_ops: bool = False, opset: int | None = None, verify: bool = True,
             seed: int = 0, progress: Callable[[str], None] | None = None, **options: Any) -> ConvertResult:
     """Convert one model to every requested target and precision.
@@ -125,7 +126,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     if calibration:
         from tfopt.calibration import load_calibration
 
-        samples = load_calibration(calibration, portable.inputs, samples=calibration_samples)
+        samples = load_calibration(calibration, portable.inputs, samples=calibration_samples, mean=mean, scale=scale)
     result = ConvertResult(outdir=outdir, skipped=skipped, freeze_report=freeze_report, optimize_report=optimize_report)
     with atomic_path(outdir, directory=True) as tmp:
         os.makedirs(tmp)
@@ -140,7 +141,8 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                 _verify(artifact, portable, written, _verification_feeds(portable, samples, seed))
             result.artifacts.append(artifact)
         _write_manifest(tmp, result, portable, dict(to=to, quantize=list(quantize), calibration=calibration,
-                                                    calibration_samples=calibration_samples, int8_io=int8_io,
+                                                    calibration_samples=calibration_samples, mean=list(mean),
+                                                    scale=list(scale), int8_io=int8_io,
                                                     allow_tf_ops=allow_tf_ops, opset=opset))
     return result
 
