@@ -20,7 +20,9 @@ from tfopt.runtimes.tensorflow import concrete_function
 
 
 def emit_tflite(model: Model, path: str, *, precision: str = "none", calibration: Sequence[dict[str, Any]] | None = None,
-                int8_io: bool = False, allow_tf_ops: bool = False) -> str:
+                int8_io: bool = False, allow_tf_ops: bool = False, quantization_aware: bool = False) -> str:
+    """Write a ``.tflite``. A quantization-aware model (fake-quant ops) converts to int8 from its own
+    ranges, without calibration data."""
     t = tf()
     function = concrete_function(model)
     holder = t.Module()  # the converter wants the function's owner (its deprecated path otherwise)
@@ -33,6 +35,11 @@ def emit_tflite(model: Model, path: str, *, precision: str = "none", calibration
         converter.target_spec.supported_types = [t.float16]
     elif precision == "dynamic":
         converter.optimizations = [t.lite.Optimize.DEFAULT]
+    elif precision == "int8" and quantization_aware:
+        converter.optimizations = [t.lite.Optimize.DEFAULT]
+        if int8_io:
+            converter.inference_input_type = t.int8
+            converter.inference_output_type = t.int8
     elif precision in ("int8", "int16x8"):
         if not calibration:
             raise OptionError(f"tflite {precision} needs calibration data: pass --calibration DATA")

@@ -41,9 +41,19 @@ def load(path: str, options: Any) -> Model:
             _refuse_h5_lambda(path)
         import tf_keras
 
-        model = _guarded(path, lambda: tf_keras.models.load_model(
-            path, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
+        kinds = _tfmot_kinds(_stored_config(path))
+        with _tfmot_scopes(kinds, path):
+            model = _guarded(path, lambda: tf_keras.models.load_model(
+                path, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
+        model = _strip_tfmot(model, kinds)
         flavour = "keras2"
+        provenance: dict[str, Any] = {"format": FORMAT, "path": path, "keras": flavour}
+        if kinds:
+            provenance["tfmot"] = sorted(kinds)
+        return model_from_keras(model, provenance)
+    if _tfmot_kinds(_stored_config(path)):
+        raise OptionError(f"{path}: a Keras 3 model with TFMOT layers: TFMOT works with Keras 2 only. Build "
+                          "and save the model with tf_keras (TF_USE_LEGACY_KERAS=1) instead")
     return model_from_keras(model, {"format": FORMAT, "path": path, "keras": flavour})
 
 
@@ -86,6 +96,62 @@ def import_custom_objects(module_name: str | None) -> dict[str, Any]:
     if isinstance(declared, dict):
         return dict(declared)
     return {k: v for k, v in vars(module).items() if not k.startswith("_") and callable(v)}
+
+
+TFMOT_MARKERS = {"qat": ("QuantizeWrapper", "QuantizeLayer"), "pruned": ("PruneLowMagnitude",),
+                 "clustered": ("ClusterWeights",)}
+
+
+def _stored_config(path: str) -> str:
+    """The model config JSON as stored in the file (without loading it), or ``""``."""
+    try:
+        if path.lower().endswith(".keras"):
+            with zipfile.ZipFile(path) as zf:
+                return zf.read("config.json").decode() if "config.json" in zf.namelist() else ""
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            config = f.attrs.get("model_config")
+        return "" if config is None else config.decode() if isinstance(config, bytes) else str(config)
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return ""
+
+
+def _tfmot_kinds(config: str) -> set[str]:
+    return {kind for kind, names in TFMOT_MARKERS.items() if any(f'"{n}"' in config for n in names)}
+
+
+def _tfmot_scopes(kinds: set[str], path: str) -> Any:
+    """TFMOT's deserialization scopes for the kinds of wrapper the file holds."""
+    import contextlib
+
+    stack = contextlib.ExitStack()
+    if not kinds:
+        return stack
+    try:
+        import tensorflow_model_optimization as tfmot
+    except ImportError as exc:
+        raise OptionError(f"{path}: a TFMOT model ({', '.join(sorted(kinds))}); install the extra: "
+                          "pip install 'tfopt[tfmot]'") from exc
+    scopes = {"qat": tfmot.quantization.keras.quantize_scope, "pruned": tfmot.sparsity.keras.prune_scope,
+              "clustered": tfmot.clustering.keras.cluster_scope}
+    for kind in sorted(kinds):
+        stack.enter_context(scopes[kind]())
+    return stack
+
+
+def _strip_tfmot(model: Any, kinds: set[str]) -> Any:
+    """Pruning/clustering wrappers only matter while training: strip them (QAT stays, its
+    fake-quant ops carry the ranges the converters need)."""
+    if not kinds & {"pruned", "clustered"}:
+        return model
+    import tensorflow_model_optimization as tfmot
+
+    if "pruned" in kinds:
+        model = tfmot.sparsity.keras.strip_pruning(model)
+    if "clustered" in kinds:
+        model = tfmot.clustering.keras.strip_clustering(model)
+    return model
 
 
 def _keras_major(path: str) -> int:

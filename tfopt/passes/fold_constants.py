@@ -34,7 +34,9 @@ MAX_BYTES = 16 << 20
 SHAPE_OPS = frozenset({"Shape", "Size", "Rank"})
 NEVER_FOLD = PLACEHOLDER_OPS | CONTROL_FLOW_V1_OPS | frozenset({
     "Const", "If", "StatelessIf", "While", "StatelessWhile", "PartitionedCall", "StatefulPartitionedCall",
-    "Identity", "IdentityN", "NoOp"})  # identities are remove_identity's job; folding them loses names
+    "Identity", "IdentityN", "NoOp",  # identities are remove_identity's job; folding them loses names
+    # A QAT model's fake-quant ops are its quantization parameters: converters read them.
+    "FakeQuantWithMinMaxVars", "FakeQuantWithMinMaxVarsPerChannel", "FakeQuantWithMinMaxArgs"})
 
 
 class FoldConstants(Pass):
