@@ -209,3 +209,31 @@ def test_calibration_from_image_directory_and_tfrecord(digits_model, tmp_path):
         result = convert(digits_model["path"], out, to=["tflite"], quantize=["int8"], calibration=source, **extra)
         got = _predict(result.artifacts[0], out, manifest_model(out), x)
         assert np.mean(got.argmax(-1) == y) >= fp32 - 0.015, name
+
+
+def test_openvino_preprocessing_baked_in(digits_model, tmp_path):
+    """--ov-scale-values 255 --ov-reverse-input-channels: the IR takes raw 0..255 input."""
+    from tfopt.emitters.openvino import Preprocess
+
+    pre = Preprocess(mean=(0.0,), scale=(255.0,), reverse_channels=True)
+    out = str(tmp_path / "out")
+    convert(digits_model["path"], out, to=["openvino"], ov_preprocess=pre)  # verified on raw inputs
+    x = digits_model["x"][:8]
+    raw = x[..., ::-1] * 255.0
+    runner = runner_for("openvino", os.path.join(out, "openvino.fp32", "model.xml"), manifest_model(out))
+    np.testing.assert_allclose(runner({"images": raw})["output_0"], digits_model["keras"].predict(x, verbose=0),
+                               atol=1e-4)
+
+
+def test_openvino_accuracy_control(digits_model, tmp_path):
+    x, y = digits_model["x"], digits_model["y"]
+    np.savez(tmp_path / "eval.npz", images=x[:150], labels=y[:150])
+    out = str(tmp_path / "out")
+    result = convert(digits_model["path"], out, to=["openvino"], quantize=["int8"], calibration=digits_model["calib"],
+                     accuracy_control=0.01, eval_data=str(tmp_path / "eval.npz"))
+    fp32 = np.mean(digits_model["keras"].predict(x, verbose=0).argmax(-1) == y)
+    got = _predict(result.artifacts[0], out, manifest_model(out), x)
+    assert np.mean(got.argmax(-1) == y) >= fp32 - 0.015
+    with pytest.raises(tfopt.OptionError, match="needs --eval-data"):
+        convert(digits_model["path"], str(tmp_path / "o2"), to=["openvino"], quantize=["int8"],
+                calibration=digits_model["calib"], accuracy_control=0.01)

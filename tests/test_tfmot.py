@@ -79,3 +79,37 @@ def test_pruned_model_is_stripped_and_compresses(tmp_path):
 
     with open(os.path.join(out, "manifest.json")) as f:
         assert all("gzip_bytes" in a for a in json.load(f)["artifacts"])
+
+
+def test_clustered_model_is_stripped_to_its_centroids(tmp_path):
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(0)
+    x_train, y_train, x_test, _ = examples.digits()
+    init = tfmot.clustering.keras.CentroidInitialization.LINEAR
+    clustered = tfmot.clustering.keras.cluster_weights(_cnn(), number_of_clusters=8, cluster_centroids_init=init)
+    clustered.compile("adam", "sparse_categorical_crossentropy")
+    clustered.fit(x_train, y_train, epochs=1, batch_size=64, verbose=0)
+    path = str(tmp_path / "clustered.h5")
+    clustered.save(path)
+    stripped = tfmot.clustering.keras.strip_clustering(clustered)
+
+    out = str(tmp_path / "out")
+    result = convert(path, out, to=["tflite"])
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=os.path.join(out, result.artifacts[0].path))
+    interpreter.allocate_tensors()
+    weights = []
+    for d in interpreter.get_tensor_details():
+        if d["dtype"] == np.float32 and len(d["shape"]) >= 2 and np.prod(d["shape"]) >= 72:
+            try:
+                weights.append(interpreter.get_tensor(d["index"]))
+            except ValueError:  # activations hold no data before invoke(); weights are constants
+                continue
+    # 8 centroids per output channel (TFLite's axis 0): folding BatchNorm scales each channel by its own
+    # factor, exactly as TFLite's converter does, so a conv kernel holds 8 values per channel, not per tensor.
+    assert weights and all(len(np.unique(row)) <= 8 for w in weights for row in w.reshape(w.shape[0], -1))
+    runner = runner_for("tflite", os.path.join(out, result.artifacts[0].path), manifest_model(out))
+    np.testing.assert_allclose(next(iter(runner({"images": x_test[:4]}).values())),
+                               stripped.predict(x_test[:4], verbose=0), atol=1e-5)

@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConversionError",
     "GraphError", "ModelFormatError", "ModelNotFoundError", "OptionError", "OutputPathError",
-    "TfoptError", "UnsafeModelError", "VerificationError", "freeze", "inspect", "load", "optimize", "save",
+    "TfoptError", "UnsafeModelError", "VerificationError", "convert", "freeze", "inspect", "load", "optimize", "save",
 ]
 
 
@@ -54,6 +54,16 @@ def optimize(model: Any, **options: Any) -> Any:
     from tfopt.pipeline import optimize_model
 
     return optimize_model(model, **options)
+
+
+def convert(model: Any, outdir: str, **options: Any) -> Any:
+    """Load, freeze and optimize once, then emit and verify every target x precision into ``outdir``.
+
+    Returns a :class:`tfopt.converting.ConvertResult`; see :func:`tfopt.converting.convert`.
+    """
+    from tfopt.converting import convert as _convert
+
+    return _convert(model, outdir, **options)
 
 
 def save(model: Any, path: str, *, format: str | None = None) -> str:

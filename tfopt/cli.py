@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--int8-io", action="store_true", help="TFLite int8: integer-only inputs and outputs")
     g.add_argument("--allow-tf-ops", action="store_true", help="TFLite: keep unsupported ops as Select TF ops")
     g.add_argument("--opset", type=int, help="ONNX opset (default: 17)")
+    g.add_argument("--ov-layout", default="NHWC", metavar="LAYOUT", help="OpenVINO input layout (default: %(default)s)")
+    g.add_argument("--ov-mean-values", type=floats, metavar="M[,M,M]", help="OpenVINO IR subtracts these from its input")
+    g.add_argument("--ov-scale-values", type=floats, metavar="S[,S,S]", help="... then divides by these")
+    g.add_argument("--ov-reverse-input-channels", action="store_true", help="... after reversing channels (RGB<->BGR)")
+    g.add_argument("--accuracy-control", type=float, metavar="DROP",
+                   help="OpenVINO int8 via NNCF accuracy control: max top-1 drop, e.g. 0.01 (needs --eval-data)")
+    g.add_argument("--eval-data", metavar="DATA.npz", help="inputs by name plus 'labels', for --accuracy-control")
     _optimize_options(p)
 
     p = sub.add_parser("optimize", help="freeze, then fold BatchNorm/constants/pads and fuse activations",
@@ -233,6 +240,15 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ov_preprocess(args: argparse.Namespace) -> Any:
+    if not (args.ov_mean_values or args.ov_scale_values or args.ov_reverse_input_channels):
+        return None
+    from tfopt.emitters.openvino import Preprocess
+
+    return Preprocess(layout=args.ov_layout, mean=tuple(args.ov_mean_values or ()),
+                      scale=tuple(args.ov_scale_values or ()), reverse_channels=args.ov_reverse_input_channels)
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from tfopt._io import check_writable
     from tfopt.converting import convert
@@ -242,7 +258,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     model = load(args.model, **_load_options(args))
     result = convert(model, args.output, to=args.to, quantize=args.quantize, calibration=args.calibration,
                      calibration_samples=args.calibration_samples, mean=args.mean, scale=args.scale,
-                     int8_io=args.int8_io,
+                     int8_io=args.int8_io, ov_preprocess=_ov_preprocess(args), accuracy_control=args.accuracy_control,
+                     eval_data=args.eval_data,
                      allow_tf_ops=args.allow_tf_ops, opset=args.opset, verify=args.verify,
                      set_values=parse_set(args.set_values), inputs=parse_inputs(args.inputs),
                      passes=args.passes, skip=args.skip, grappler=args.grappler,

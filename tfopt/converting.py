@@ -100,6 +100,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             quantize: Sequence[str] = ("none",), calibration: str | None = None, calibration_samples: int = 100,
             mean: Sequence[float] = (0.0,), scale: Sequence[float] = (1.0,),
             int8_io: bool = False, allow_tf_ops: bool = False, opset: int | None = None, verify: bool = True,
+            ov_preprocess: Any = None, accuracy_control: float | None = None, eval_data: str | None = None,
             seed: int = 0, progress: Callable[[str], None] | None = None, **options: Any) -> ConvertResult:
     """Convert one model to every requested target and precision.
 
@@ -110,6 +111,9 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
         quantize: precisions: ``none`` (fp32), ``fp16``, ``dynamic``, ``int8``, ``int16x8``.
         calibration: ``.npz``/``.npy``/``module:fn`` (see :mod:`tfopt.calibration`); required for
             int8 and int16x8.
+        ov_preprocess: :class:`tfopt.emitters.openvino.Preprocess` baked into OpenVINO IRs.
+        accuracy_control: OpenVINO int8 through NNCF's accuracy control with this maximal top-1
+            drop (absolute, e.g. 0.01), measured on ``eval_data`` (``.npz`` of inputs + ``labels``).
 
     Raises:
         OptionError, ConversionError, VerificationError (an fp32/fp16 artifact that differs).
@@ -124,6 +128,9 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     if not qat and any(p in NEEDS_CALIBRATION for _, p in pairs) and not calibration:
         raise OptionError("--quantize int8/int16x8 needs calibration data: pass --calibration DATA "
                           "(.npz keyed by input name, .npy, .tfrecord, an image directory, or module:function)")
+    control = None
+    if accuracy_control is not None:
+        control = _accuracy_control(accuracy_control, eval_data, portable)
     samples = None
     if calibration:
         from tfopt.calibration import load_calibration
@@ -136,18 +143,21 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             say(f"{target} {precision}")
             rel = artifact_path(outdir, target, precision)
             written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), samples,
-                            int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat)
+                            int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat,
+                            ov_preprocess=ov_preprocess, accuracy_control=control)
             full = os.path.join(tmp, rel)
             artifact = Artifact(target, precision, os.path.relpath(written, tmp), _size(full), _gzip_size(full),
                                 _digest(full))
             if verify:  # a QAT model's float artifacts already quantize (QDQ/FakeQuantize): measure only
-                _verify(artifact, portable, written, _verification_feeds(portable, samples, seed), bounded=not qat)
+                _verify(artifact, portable, written, _verification_feeds(portable, samples, seed), bounded=not qat,
+                        preprocess=ov_preprocess if target == "openvino" else None)
             result.artifacts.append(artifact)
         _write_manifest(tmp, result, portable, dict(to=to, quantize=list(quantize), calibration=calibration,
                                                     calibration_samples=calibration_samples, mean=list(mean),
                                                     scale=list(scale), int8_io=int8_io,
                                                     allow_tf_ops=allow_tf_ops, opset=opset,
-                                                    quantization_aware=qat))
+                                                    quantization_aware=qat, ov_preprocess=ov_preprocess,
+                                                    accuracy_control=accuracy_control))
     return result
 
 
@@ -156,8 +166,22 @@ def is_quantization_aware(model: Model) -> bool:
     return any(n.op.startswith("FakeQuantWithMinMax") for n in model.graph_def.node)
 
 
+def _accuracy_control(max_drop: float, eval_data: str | None, model: Model) -> Any:
+    from tfopt.emitters.openvino import AccuracyControl
+
+    if not eval_data or not eval_data.endswith(".npz") or not os.path.exists(eval_data):
+        raise OptionError("--accuracy-control needs --eval-data DATA.npz holding the inputs (by name) and 'labels'")
+    with np.load(eval_data, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    missing = [s.name for s in model.inputs if s.name not in arrays] + ([] if "labels" in arrays else ["labels"])
+    if missing:
+        raise OptionError(f"--eval-data {eval_data}: missing {', '.join(missing)}")
+    return AccuracyControl(max_drop, {s.name: arrays[s.name].astype(s.dtype) for s in model.inputs}, arrays["labels"])
+
+
 def _emit(target: str, precision: str, portable: Model, runtime: Model, path: str, samples: Any, *,
-          int8_io: bool, allow_tf_ops: bool, opset: int | None, qat: bool = False) -> str:
+          int8_io: bool, allow_tf_ops: bool, opset: int | None, qat: bool = False, ov_preprocess: Any = None,
+          accuracy_control: Any = None) -> str:
     if qat and precision == "int8" and target in ("onnx", "openvino"):
         precision = "none"  # the fake-quant ops already become QDQ / FakeQuantize: real int8
     if target in ("pb", "savedmodel"):
@@ -175,7 +199,8 @@ def _emit(target: str, precision: str, portable: Model, runtime: Model, path: st
         return emit_onnx(portable, path, precision=precision, calibration=samples, opset=opset)
     from tfopt.emitters.openvino import emit_openvino
 
-    return emit_openvino(portable, path, precision=precision, calibration=samples)
+    return emit_openvino(portable, path, precision=precision, calibration=samples, preprocess=ov_preprocess,
+                         accuracy_control=accuracy_control if precision == "int8" else None)
 
 
 def manifest_model(outdir: str) -> Model:
@@ -226,13 +251,15 @@ def _verification_feeds(model: Model, samples: Sequence[dict[str, Any]] | None, 
     return random_inputs(model.inputs, seed=seed, batch=1)
 
 
-def _verify(artifact: Artifact, portable: Model, path: str, feeds: dict[str, Any], *, bounded: bool = True) -> None:
+def _verify(artifact: Artifact, portable: Model, path: str, feeds: dict[str, Any], *, bounded: bool = True,
+            preprocess: Any = None) -> None:
     from tfopt.testing import compare
     from tfopt.verify import reference_runner
 
     expected = reference_runner(portable)({**feeds, **(portable.bindings if portable.reference else {})})
     expected = {s.name: expected[s.name] for s in portable.outputs}
-    got = runner_for(artifact.format, path, portable)(feeds)
+    raw = {k: preprocess.to_raw(v) for k, v in feeds.items()} if preprocess is not None else feeds
+    got = runner_for(artifact.format, path, portable)(raw)
     diffs = compare(expected, got, atol=np.inf, rtol=0)
     artifact.max_abs_err = max(d.max_abs_err for d in diffs)
     artifact.mean_abs_err = float(np.mean([d.mean_abs_err for d in diffs]))

@@ -12,7 +12,10 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from tfopt._io import atomic_path
 from tfopt._openvino import nncf, openvino
@@ -20,8 +23,36 @@ from tfopt.errors import ConversionError, OptionError
 from tfopt.graph import Model
 
 
+@dataclass(frozen=True)
+class Preprocess:
+    """Model Optimizer's old input options, baked into the IR by OpenVINO's PrePostProcessor:
+    the IR takes ``raw`` and computes ``(reverse_channels(raw) - mean) / scale`` (mean and scale in
+    the model's channel order) before the model."""
+
+    layout: str = "NHWC"
+    mean: tuple[float, ...] = ()
+    scale: tuple[float, ...] = ()
+    reverse_channels: bool = False
+
+    def to_raw(self, x: np.ndarray) -> np.ndarray:
+        """What the IR must be fed to reproduce model input ``x`` (for verification)."""
+        raw = x * np.asarray(self.scale or (1.0,), x.dtype) + np.asarray(self.mean or (0.0,), x.dtype)
+        return raw[..., ::-1] if self.reverse_channels else raw
+
+
+@dataclass(frozen=True)
+class AccuracyControl:
+    """NNCF's accuracy-controlled quantization: layers go back to float until the top-1 accuracy
+    drop on ``inputs``/``labels`` is within ``max_drop`` (absolute, e.g. 0.01 = one point)."""
+
+    max_drop: float
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray
+
+
 def emit_openvino(model: Model, path: str, *, precision: str = "none",
-                  calibration: Sequence[dict[str, Any]] | None = None) -> str:
+                  calibration: Sequence[dict[str, Any]] | None = None, preprocess: Preprocess | None = None,
+                  accuracy_control: AccuracyControl | None = None) -> str:
     """Write the IR into directory ``path`` (``model.xml`` + ``model.bin``). Returns the xml path."""
     ov = openvino()
     if precision == "int16x8":
@@ -42,11 +73,16 @@ def emit_openvino(model: Model, path: str, *, precision: str = "none",
             raise OptionError("openvino int8 needs calibration data: pass --calibration DATA")
         order = [s.name for s in model.inputs]
         dataset = nncf().Dataset(list(calibration), lambda sample: [sample[n] for n in order])
-        ov_model = nncf().quantize(ov_model, dataset, subset_size=len(calibration))
+        if accuracy_control is None:
+            ov_model = nncf().quantize(ov_model, dataset, subset_size=len(calibration))
+        else:
+            ov_model = _quantize_with_accuracy_control(ov_model, dataset, order, accuracy_control, len(calibration))
     elif precision == "dynamic":
         ov_model = nncf().compress_weights(ov_model)
     elif precision not in ("none", "fp16"):
         raise OptionError(f"openvino: unknown precision '{precision}'")
+    if preprocess is not None:  # after quantization: NNCF calibrates the model the data was made for
+        ov_model = _with_preprocess(ov, ov_model, preprocess, model)
     _canonical_names(ov_model)
     with atomic_path(path, directory=True) as tmp:
         os.makedirs(tmp)
@@ -58,6 +94,39 @@ def _first_error(message: str) -> str:
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     detail = next((line for line in lines if line.startswith("--")), lines[0] if lines else "unknown error")
     return detail[:400]
+
+
+def _with_preprocess(ov: Any, ov_model: Any, pre: Preprocess, model: Model) -> Any:
+    if len(model.inputs) != 1:
+        raise OptionError("--ov-layout/--ov-mean-values/--ov-scale-values/--ov-reverse-input-channels need a "
+                          f"single-input model; this one has {', '.join(s.name for s in model.inputs)}")
+    ppp = ov.preprocess.PrePostProcessor(ov_model)
+    item = ppp.input(0)
+    item.tensor().set_layout(ov.Layout(pre.layout))
+    item.model().set_layout(ov.Layout(pre.layout))
+    steps = item.preprocess()
+    if pre.reverse_channels:
+        steps.reverse_channels()
+    if pre.mean:
+        steps.mean(list(pre.mean))
+    if pre.scale:
+        steps.scale(list(pre.scale))
+    return ppp.build()
+
+
+def _quantize_with_accuracy_control(ov_model: Any, dataset: Any, order: list[str], control: AccuracyControl,
+                                    subset: int) -> Any:
+    n = len(control.labels)
+    items = [([control.inputs[name][i:i + 1] for name in order], control.labels[i]) for i in range(n)]
+    validation = nncf().Dataset(items, lambda item: item[0])
+
+    def top1(compiled: Any, data: Any) -> float:  # NNCF passes the (sub)set of items to score
+        hits = [int(np.argmax(compiled(inputs)[0]) == label) for inputs, label in data]
+        return float(np.mean(hits)) if hits else 0.0
+
+    return nncf().quantize_with_accuracy_control(ov_model, dataset, validation, validation_fn=top1,
+                                                 max_drop=control.max_drop, drop_type=nncf().DropType.ABSOLUTE,
+                                                 subset_size=subset)
 
 
 _AUTO_NAME = re.compile(r"([A-Z][A-Za-z0-9]*)_\d+")
