@@ -30,3 +30,12 @@ class Scaler(tf().Module):
 
 def scaler():
     return Scaler()
+
+
+def digits_calibration():
+    """A calibration generator (``--calibration tests.model_fns:digits_calibration``)."""
+    from tfopt.examples import digits
+
+    x_train = digits()[0]
+    for start in range(0, 64, 16):
+        yield {"images": x_train[start:start + 16]}

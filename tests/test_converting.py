@@ -237,3 +237,15 @@ def test_openvino_accuracy_control(digits_model, tmp_path):
     with pytest.raises(tfopt.OptionError, match="needs --eval-data"):
         convert(digits_model["path"], str(tmp_path / "o2"), to=["openvino"], quantize=["int8"],
                 calibration=digits_model["calib"], accuracy_control=0.01)
+
+
+def test_calibration_from_a_python_generator(digits_model, tmp_path):
+    out = str(tmp_path / "out")
+    result = convert(digits_model["path"], out, to=["tflite"], quantize=["int8"],
+                     calibration="tests.model_fns:digits_calibration", calibration_samples=48)
+    x, y = digits_model["x"], digits_model["y"]
+    fp32 = np.mean(digits_model["keras"].predict(x, verbose=0).argmax(-1) == y)
+    assert np.mean(_predict(result.artifacts[0], out, manifest_model(out), x).argmax(-1) == y) >= fp32 - 0.015
+    with pytest.raises(tfopt.OptionError, match=r"--calibration 'tests.model_fns:nope'.*has no attribute"):
+        convert(digits_model["path"], str(tmp_path / "o2"), to=["tflite"], quantize=["int8"],
+                calibration="tests.model_fns:nope")

@@ -17,9 +17,7 @@ split into batch-1 samples, which is what the converters' calibrators consume.
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -120,14 +118,9 @@ def _from_tfrecord(path: str, inputs: Sequence[TensorSpec], samples: int) -> dic
 
 
 def _from_callable(spec: str, names: list[str]) -> Iterable[dict[str, Any]]:
-    module_name, _, attr = spec.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise OptionError(f"--calibration {spec}: {exc}") from exc
-    for item in fn():
+    from tfopt._user_code import import_function
+
+    for item in import_function(spec, "--calibration")():
         yield item if isinstance(item, dict) else {names[0]: item}
 
 

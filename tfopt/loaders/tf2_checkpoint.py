@@ -8,13 +8,12 @@ from the stored object graph; every model variable must be matched or loading fa
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
 from collections.abc import Mapping
 from typing import Any
 
 from tfopt._tf import tf
+from tfopt._user_code import import_function
 from tfopt.errors import GraphError, ModelFormatError, OptionError
 from tfopt.graph import Model
 from tfopt.loaders._concrete import model_from_concrete
@@ -41,16 +40,7 @@ def _prefix(path: str) -> str:
 
 
 def build_from_model_fn(spec: str) -> Any:
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise OptionError(f"--model-fn '{spec}': expected 'package.module:function'")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        builder = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise OptionError(f"--model-fn '{spec}': {exc}") from exc
-    return builder()
+    return import_function(spec, "--model-fn")()
 
 
 def load(path: str, options: Any) -> Model:
