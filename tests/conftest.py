@@ -74,3 +74,16 @@ def snapshot(path: str) -> dict[str, tuple[int, float]]:
         return {path: (st.st_size, st.st_mtime)}
     return {os.path.join(d, f): (os.stat(os.path.join(d, f)).st_size, os.stat(os.path.join(d, f)).st_mtime)
             for d, _, files in os.walk(path) for f in files}
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory):
+    """A Keras digits CNN trained for a few epochs, as a SavedModel, with calibration and eval data."""
+    model = examples.train_keras_cnn(epochs=15)
+    root = tmp_path_factory.mktemp("digits_model")
+    model.export(str(root / "sm"), verbose=False)
+    x_train, _, x_test, y_test = examples.digits()
+    np.savez(root / "calib.npz", images=x_train[:100])
+    np.savez(root / "eval.npz", images=x_test[:120], labels=y_test[:120])
+    return {"path": str(root / "sm"), "keras": model, "calib": str(root / "calib.npz"),
+            "eval": str(root / "eval.npz"), "x": x_test, "y": y_test}

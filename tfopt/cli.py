@@ -18,7 +18,7 @@ from tfopt.errors import OptionError, TfoptError
 
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 bad option, 3 model not found, 4 corrupt model,
 5 unsafe model refused, 6 graph cannot be frozen as asked, 7 verification failed,
-8 output not writable, 9 a target converter cannot express the model"""
+8 output not writable, 9 a target converter cannot express the model, 10 a --fail-if gate tripped"""
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -32,6 +32,16 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model-fn", metavar="MODULE:FN", help="builds the model for a TF2 object checkpoint")
     g.add_argument("--input-format", dest="format", metavar="FORMAT",
                    help="skip detection: savedmodel, keras, tf1-checkpoint, tf2-checkpoint, graphdef")
+
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("report and CI gates")
+    g.add_argument("--fail-if", action="append", default=[], metavar="EXPR",
+                   help="exit 10 if any artifact meets EXPR: [FORMAT[/PRECISION]:]METRIC OP VALUE, "
+                        "e.g. 'max_abs_err>1e-3' or 'tflite/int8:accuracy_drop>1.0' (repeatable)")
+    g.add_argument("--junit", metavar="PATH", help="write the gate results as JUnit XML")
+    g.add_argument("--report-runs", type=int, default=20, metavar="N", help="timed runs per artifact (default 20)")
+    g.add_argument("--threads", type=int, metavar="N", help="threads for every runtime (default: all cores)")
 
 
 def _freeze_options(p: argparse.ArgumentParser) -> None:
@@ -106,8 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ov-reverse-input-channels", action="store_true", help="... after reversing channels (RGB<->BGR)")
     g.add_argument("--accuracy-control", type=float, metavar="DROP",
                    help="OpenVINO int8 via NNCF accuracy control: max top-1 drop, e.g. 0.01 (needs --eval-data)")
-    g.add_argument("--eval-data", metavar="DATA.npz", help="inputs by name plus 'labels', for --accuracy-control")
+    g.add_argument("--eval-data", metavar="DATA.npz",
+                   help="inputs by name plus 'labels': accuracy in the report, and for --accuracy-control")
+    _report_options(p)
     _optimize_options(p)
+
+    p = sub.add_parser("verify", help="measure a conversion's artifacts against the original model",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("outdir", help="a directory written by `tfopt convert`")
+    p.add_argument("--reference", required=True, metavar="MODEL", help="the original model")
+    p.add_argument("--eval-data", metavar="DATA.npz", help="inputs by name plus 'labels', for accuracy")
+    _report_options(p)
+    _model_options(p)
 
     p = sub.add_parser("optimize", help="freeze, then fold BatchNorm/constants/pads and fuse activations",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -252,22 +272,45 @@ def _ov_preprocess(args: argparse.Namespace) -> Any:
 def cmd_convert(args: argparse.Namespace) -> int:
     from tfopt._io import check_writable
     from tfopt.converting import convert
+    from tfopt.errors import GateFailure
     from tfopt.loaders import load
 
     check_writable(args.output)
     model = load(args.model, **_load_options(args))
-    result = convert(model, args.output, to=args.to, quantize=args.quantize, calibration=args.calibration,
+    try:
+        result = _run_convert(args, model, convert)
+    except GateFailure as exc:
+        _print_convert(args, exc.result)  # type: ignore[attr-defined]
+        raise
+    _print_convert(args, result)
+    return 0
+
+
+def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
+    return convert(model, args.output, to=args.to, quantize=args.quantize, calibration=args.calibration,
                      calibration_samples=args.calibration_samples, mean=args.mean, scale=args.scale,
                      int8_io=args.int8_io, ov_preprocess=_ov_preprocess(args), accuracy_control=args.accuracy_control,
                      eval_data=args.eval_data,
                      allow_tf_ops=args.allow_tf_ops, opset=args.opset, verify=args.verify,
                      set_values=parse_set(args.set_values), inputs=parse_inputs(args.inputs),
                      passes=args.passes, skip=args.skip, grappler=args.grappler,
+                     fail_if=args.fail_if, junit=args.junit, report_runs=args.report_runs, threads=args.threads,
                      progress=None if args.json else lambda msg: print(f"  ... {msg}", file=sys.stderr))
+
+
+def _print_convert(args: argparse.Namespace, result: Any) -> None:
     if args.json:
         with open(os.path.join(args.output, "manifest.json")) as f:
             print(f.read())
-        return 0
+        return
+    if result.report is not None:
+        print_report(result.report)
+        for a in result.artifacts:
+            print(f"wrote    {os.path.join(args.output, a.path)}")
+        for fmt, precision, reason in result.skipped:
+            print(f"skipped  {fmt} {precision}: {reason}")
+        print(f"wrote    {args.output}/manifest.json, report.json, report.md, report.html")
+        return
     print(f"{'format':<11} {'precision':<9} {'bytes':>10}  {'max abs err':>11}  path")
     for a in result.artifacts:
         err = "-" if a.max_abs_err is None else f"{a.max_abs_err:.3g}"
@@ -276,6 +319,37 @@ def cmd_convert(args: argparse.Namespace) -> int:
         print(f"skipped  {fmt} {precision}: {reason}")
     print(f"wrote    {args.output}/manifest.json"
           + ("" if args.verify else " (not verified: --no-verify)"))
+
+
+def print_report(report: dict[str, Any]) -> None:
+    from tfopt.report.write import HEADER, _rows
+
+    rows = [HEADER, *_rows(report)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    for row in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    ref = report["reference"]
+    print(f"original model: {ref['latency_ms']['median']:.2f} ms"
+          + (f", top-1 {100 * ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else ""))
+    for gate in report.get("gates", []):
+        if gate["failed"]:
+            print(f"FAILED   {gate['format']}/{gate['precision']}: {gate['gate']} ({gate['metric']} = {gate['value']:.4g})")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from tfopt.converting import verify_outdir
+    from tfopt.errors import GateFailure
+
+    options = _load_options(args)
+    try:
+        report = verify_outdir(args.outdir, args.reference, eval_data=args.eval_data, fail_if=args.fail_if,
+                               junit=args.junit, runs=args.report_runs, threads=args.threads, **options)
+    except GateFailure:
+        with open(os.path.join(args.outdir, "report.json")) as f:
+            print_report(json.load(f))
+        raise
+    print_report(report)
+    print(f"wrote    {args.outdir}/report.json, report.md, report.html")
     return 0
 
 
@@ -319,7 +393,8 @@ def _bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-COMMANDS = {"inspect": cmd_inspect, "freeze": cmd_freeze, "optimize": cmd_freeze, "convert": cmd_convert}
+COMMANDS = {"inspect": cmd_inspect, "freeze": cmd_freeze, "optimize": cmd_freeze, "convert": cmd_convert,
+            "verify": cmd_verify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

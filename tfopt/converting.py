@@ -53,6 +53,7 @@ class ConvertResult:
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (format, precision, reason)
     freeze_report: Any = None
     optimize_report: Any = None
+    report: dict[str, Any] | None = None
 
 
 def available_targets() -> list[str]:
@@ -101,6 +102,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             mean: Sequence[float] = (0.0,), scale: Sequence[float] = (1.0,),
             int8_io: bool = False, allow_tf_ops: bool = False, opset: int | None = None, verify: bool = True,
             ov_preprocess: Any = None, accuracy_control: float | None = None, eval_data: str | None = None,
+            fail_if: Sequence[str] = (), junit: str | None = None, report_runs: int = 20, threads: int | None = None,
             seed: int = 0, progress: Callable[[str], None] | None = None, **options: Any) -> ConvertResult:
     """Convert one model to every requested target and precision.
 
@@ -114,16 +116,25 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
         ov_preprocess: :class:`tfopt.emitters.openvino.Preprocess` baked into OpenVINO IRs.
         accuracy_control: OpenVINO int8 through NNCF's accuracy control with this maximal top-1
             drop (absolute, e.g. 0.01), measured on ``eval_data`` (``.npz`` of inputs + ``labels``).
+        fail_if: gates over the report (see :mod:`tfopt.report.gates`); ``junit`` writes them as XML.
+            A tripped gate raises :class:`GateFailure` after everything is written.
 
     Raises:
         OptionError, ConversionError, VerificationError (an fp32/fp16 artifact that differs).
     """
-    from tfopt.pipeline import optimize_model
+    import time
 
+    from tfopt.pipeline import optimize_model
+    from tfopt.report.gates import parse_gate
+
+    gates = [parse_gate(g) for g in fail_if]
     pairs, skipped = plan(to, quantize)
     say = progress or (lambda _msg: None)
     say("loading, freezing and optimizing (once for every target)")
+    stages: dict[str, float] = {}
+    start = time.perf_counter()
     portable, runtime, freeze_report, optimize_report = optimize_model(model, verify=verify, **options)
+    stages["load+freeze+optimize"] = time.perf_counter() - start
     qat = is_quantization_aware(portable)
     if not qat and any(p in NEEDS_CALIBRATION for _, p in pairs) and not calibration:
         raise OptionError("--quantize int8/int16x8 needs calibration data: pass --calibration DATA "
@@ -141,6 +152,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
         os.makedirs(tmp)
         for target, precision in pairs:
             say(f"{target} {precision}")
+            start = time.perf_counter()
             rel = artifact_path(outdir, target, precision)
             written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), samples,
                             int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat,
@@ -152,13 +164,104 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                 _verify(artifact, portable, written, _verification_feeds(portable, samples, seed), bounded=not qat,
                         preprocess=ov_preprocess if target == "openvino" else None)
             result.artifacts.append(artifact)
+            stages[f"{target} {precision}"] = time.perf_counter() - start
         _write_manifest(tmp, result, portable, dict(to=to, quantize=list(quantize), calibration=calibration,
                                                     calibration_samples=calibration_samples, mean=list(mean),
                                                     scale=list(scale), int8_io=int8_io,
                                                     allow_tf_ops=allow_tf_ops, opset=opset,
                                                     quantization_aware=qat, ov_preprocess=ov_preprocess,
                                                     accuracy_control=accuracy_control))
+        if verify:
+            say("measuring every artifact for the report")
+            result.report = build_report(tmp, portable, eval_data=eval_data, samples=samples, seed=seed,
+                                         runs=report_runs, threads=threads, gates=gates,
+                                         passes=[p.as_dict() for p in (optimize_report.passes if optimize_report else [])],
+                                         stages=stages, preprocess=ov_preprocess)
+    try:
+        finish_gates(result.report, junit)
+    except Exception as exc:  # GateFailure: everything is written; let callers show the result too
+        exc.result = result  # type: ignore[attr-defined]
+        raise
     return result
+
+
+def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
+                  junit: str | None = None, runs: int = 20, threads: int | None = None,
+                  **load_options: Any) -> dict[str, Any]:
+    """``tfopt verify``: measure an existing conversion's artifacts against the reference model."""
+    from tfopt.freezing import freeze
+    from tfopt.loaders import load
+    from tfopt.report.gates import parse_gate
+
+    gates = [parse_gate(g) for g in fail_if]
+    if not os.path.exists(os.path.join(outdir, "manifest.json")):
+        raise OptionError(f"{outdir}: no manifest.json; verify a directory written by `tfopt convert`")
+    frozen, _ = freeze(load(reference, **load_options), verify=False)
+    recorded = manifest_model(outdir)
+    if [s.name for s in recorded.inputs] != [s.name for s in frozen.inputs]:
+        raise OptionError(f"--reference {reference}: inputs {[s.name for s in frozen.inputs]} do not match the "
+                          f"conversion's {[s.name for s in recorded.inputs]}")
+    report = build_report(outdir, frozen.replace(outputs=recorded.outputs), eval_data=eval_data, runs=runs,
+                          threads=threads, gates=gates)
+    finish_gates(report, junit)
+    return report
+
+
+def build_report(outdir: str, model: Model, *, eval_data: str | None = None, samples: Any = None, seed: int = 0,
+                 runs: int = 20, threads: int | None = None, gates: Sequence[Any] = (),
+                 passes: list[dict[str, Any]] | None = None, stages: dict[str, float] | None = None,
+                 preprocess: Any = None) -> dict[str, Any]:
+    """Measure every artifact in ``outdir`` against the original model; write report.json/md/html."""
+    from tfopt.report import evaluate_gates, measure, write_reports
+    from tfopt.verify import reference_runner
+
+    with open(os.path.join(outdir, "manifest.json")) as f:
+        manifest = json.load(f)
+    labels = None
+    if eval_data:
+        inputs, labels = _eval_arrays(eval_data, model)
+    elif samples:
+        inputs = {s.name: np.concatenate([x[s.name] for x in samples[:32]]) for s in model.inputs}
+    else:
+        from tfopt.testing import random_inputs
+
+        inputs = random_inputs(model.inputs, seed=seed, batch=8)
+    original = reference_runner(model)
+    bindings = model.bindings if model.reference is not None else {}
+    artifacts = [a for a in manifest["artifacts"] if not (preprocess is not None and a["format"] == "openvino")]
+    report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
+                     inputs=inputs, labels=labels, runs=runs, threads=threads)
+    report.update({"source": manifest.get("source"), "source_format": manifest.get("source_format"),
+                   "tools": manifest.get("tools"), "passes": passes or [], "stage_seconds": stages or {}})
+    report["gates"] = evaluate_gates(report, gates)
+    write_reports(outdir, report)
+    return report
+
+
+def finish_gates(report: dict[str, Any] | None, junit: str | None) -> None:
+    """Write the JUnit XML and raise :class:`GateFailure` listing every tripped gate."""
+    from tfopt.errors import GateFailure
+    from tfopt.report import write_junit
+
+    results = (report or {}).get("gates", [])
+    if junit:
+        write_junit(junit, results)
+    failed = [r for r in results if r["failed"]]
+    if failed:
+        listed = "; ".join(f"{r['format']}/{r['precision']}: {r['gate']} ({r['metric']} = {r['value']:.4g})"
+                           for r in failed)
+        raise GateFailure(f"{len(failed)} gate check(s) failed: {listed}")
+
+
+def _eval_arrays(path: str, model: Model) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    if not path.endswith(".npz") or not os.path.exists(path):
+        raise OptionError(f"--eval-data {path}: expected an existing .npz of inputs (by name) and 'labels'")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    missing = [s.name for s in model.inputs if s.name not in arrays] + ([] if "labels" in arrays else ["labels"])
+    if missing:
+        raise OptionError(f"--eval-data {path}: missing {', '.join(missing)}")
+    return {s.name: arrays[s.name].astype(s.dtype) for s in model.inputs}, arrays["labels"]
 
 
 def is_quantization_aware(model: Model) -> bool:
@@ -169,14 +272,10 @@ def is_quantization_aware(model: Model) -> bool:
 def _accuracy_control(max_drop: float, eval_data: str | None, model: Model) -> Any:
     from tfopt.emitters.openvino import AccuracyControl
 
-    if not eval_data or not eval_data.endswith(".npz") or not os.path.exists(eval_data):
+    if not eval_data:
         raise OptionError("--accuracy-control needs --eval-data DATA.npz holding the inputs (by name) and 'labels'")
-    with np.load(eval_data, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    missing = [s.name for s in model.inputs if s.name not in arrays] + ([] if "labels" in arrays else ["labels"])
-    if missing:
-        raise OptionError(f"--eval-data {eval_data}: missing {', '.join(missing)}")
-    return AccuracyControl(max_drop, {s.name: arrays[s.name].astype(s.dtype) for s in model.inputs}, arrays["labels"])
+    inputs, labels = _eval_arrays(eval_data, model)
+    return AccuracyControl(max_drop, inputs, labels)
 
 
 def _emit(target: str, precision: str, portable: Model, runtime: Model, path: str, samples: Any, *,

@@ -14,6 +14,7 @@ code  class                   meaning
 7     VerificationError       the frozen model's outputs differ from the original
 8     OutputPathError         the output location cannot be written
 9     ConversionError         a target converter cannot express the model (names the op)
+10    GateFailure             a ``--fail-if`` gate tripped (the artifacts and report are written)
 ====  ======================  =====================================================
 """
 
@@ -59,6 +60,10 @@ class OutputPathError(TfoptError):
 
 class ConversionError(TfoptError):
     exit_code = 9
+
+
+class GateFailure(TfoptError):
+    exit_code = 10
 
 
 def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:

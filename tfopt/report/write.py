@@ -1,0 +1,93 @@
+"""report.json, report.md and a self-contained report.html (inline SVG charts, no scripts)."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from typing import Any
+
+from tfopt._io import atomic_path
+
+
+def write_reports(outdir: str, report: dict[str, Any]) -> list[str]:
+    paths = []
+    for name, text in (("report.json", json.dumps(report, indent=2, sort_keys=True, default=str)),
+                       ("report.md", _markdown(report)), ("report.html", _html(report))):
+        path = os.path.join(outdir, name)
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
+            f.write(text)
+        paths.append(path)
+    return paths
+
+
+def _rows(report: dict[str, Any]) -> list[list[str]]:
+    out = []
+    for a in report["artifacts"]:
+        acc = a.get("accuracy") or {}
+        acc_text = f"{100 * acc['top1']:.2f}%" if "top1" in acc else f"MAE {acc['mae']:.4g}" if "mae" in acc else "-"
+        drop = "-" if a.get("accuracy_drop") is None else f"{a['accuracy_drop']:+.2f}"
+        f = a["fidelity"]
+        out.append([a["format"], "fp32" if a["precision"] == "none" else a["precision"], f"{a['bytes']:,}",
+                    f"{a['gzip_bytes']:,}" if a.get("gzip_bytes") else "-", f"{f['max_abs_err']:.3g}",
+                    f"{f['cosine']:.6f}", f"{100 * f['top1_agreement']:.1f}%", acc_text, drop,
+                    f"{a['latency_ms']['median']:.2f}", f"{a['latency_ms']['p90']:.2f}"])
+    return out
+
+
+HEADER = ["format", "precision", "bytes", "gzip bytes", "max abs err", "cosine", "top-1 agree", "accuracy",
+          "drop (pts)", "latency ms", "p90 ms"]
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    ref = report["reference"]
+    lines = ["# tfopt report", "", f"Source: `{report.get('source')}` ({report.get('source_format')}); "
+             f"{report['samples']} samples; latency at batch 1, threads "
+             f"{report['artifacts'][0]['latency_ms']['threads'] if report['artifacts'] else '-'}.", "",
+             f"Original model: latency {ref['latency_ms']['median']:.2f} ms"
+             + (f", top-1 {100 * ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else ""),
+             "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in _rows(report)]
+    if report.get("passes"):
+        lines += ["", "## Passes", "", "| pass | nodes before | nodes after | skipped |", "|---|---|---|---|"]
+        lines += [f"| {p['name']} | {p['nodes_before']} | {p['nodes_after']} | {len(p['skips'])} |" for p in report["passes"]]
+    if report.get("gates"):
+        lines += ["", "## Gates", "", "| gate | artifact | value | result |", "|---|---|---|---|"]
+        lines += [f"| `{g['gate']}` | {g['format']}/{g['precision']} | {g['value']} | {'FAIL' if g['failed'] else 'pass'} |"
+                  for g in report["gates"]]
+    return "\n".join(lines) + "\n"
+
+
+def _html(report: dict[str, Any]) -> str:
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in _rows(report))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>tfopt report</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:4px 8px;text-align:right}th{background:#eee}</style></head><body>"
+        f"<h1>tfopt report</h1><p>Source: <code>{html.escape(str(report.get('source')))}</code></p>"
+        f"<table><tr>{head}</tr>{rows}</table>"
+        "<h2>Size vs latency (bubble area: accuracy or top-1 agreement)</h2>" + _scatter(report) +
+        "</body></html>\n")
+
+
+def _scatter(report: dict[str, Any]) -> str:
+    points = report["artifacts"]
+    if not points:
+        return "<p>no artifacts</p>"
+    width, height, pad = 640, 360, 50
+    max_x = max(a["bytes"] for a in points) * 1.1
+    max_y = max(a["latency_ms"]["median"] for a in points) * 1.1 or 1.0
+    marks = []
+    for a in points:
+        x = pad + (width - 2 * pad) * a["bytes"] / max_x
+        y = height - pad - (height - 2 * pad) * a["latency_ms"]["median"] / max_y
+        quality = (a.get("accuracy") or {}).get("top1", a["fidelity"]["top1_agreement"])
+        label = html.escape(f"{a['format']} {'fp32' if a['precision'] == 'none' else a['precision']}")
+        marks.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='{3 + 9 * quality:.1f}' fill='#3a7' fill-opacity='0.6'/>"
+                     f"<text x='{x + 8:.1f}' y='{y - 8:.1f}' font-size='11'>{label}</text>")
+    axes = (f"<line x1='{pad}' y1='{height - pad}' x2='{width - pad}' y2='{height - pad}' stroke='#333'/>"
+            f"<line x1='{pad}' y1='{pad}' x2='{pad}' y2='{height - pad}' stroke='#333'/>"
+            f"<text x='{width / 2}' y='{height - 10}' font-size='12'>bytes (max {max_x / 1.1:,.0f})</text>"
+            f"<text x='5' y='{pad - 10}' font-size='12'>latency ms (max {max_y / 1.1:.2f})</text>")
+    return f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}'>{axes}{''.join(marks)}</svg>"
