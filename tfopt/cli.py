@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OpenVINO int8 via NNCF accuracy control: max top-1 drop, e.g. 0.01 (needs --eval-data)")
     g.add_argument("--eval-data", metavar="DATA.npz",
                    help="inputs by name plus 'labels': accuracy in the report, and for --accuracy-control")
+    g.add_argument("--keep-float", type=lambda v: [x for x in v.split(",") if x], default=[], metavar="LAYERS",
+                   help="TFLite int8: keep these layers in float (TF node names or TFLite tensor names)")
+    g.add_argument("--auto-keep-float", type=float, metavar="DROP",
+                   help="TFLite int8: keep the worst layers in float until the drop is within DROP points")
     _report_options(p)
     _optimize_options(p)
 
@@ -295,6 +299,7 @@ def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
                      set_values=parse_set(args.set_values), inputs=parse_inputs(args.inputs),
                      passes=args.passes, skip=args.skip, grappler=args.grappler,
                      fail_if=args.fail_if, junit=args.junit, report_runs=args.report_runs, threads=args.threads,
+                     keep_float=args.keep_float, auto_keep_float=args.auto_keep_float,
                      progress=None if args.json else lambda msg: print(f"  ... {msg}", file=sys.stderr))
 
 

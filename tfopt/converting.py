@@ -54,6 +54,8 @@ class ConvertResult:
     freeze_report: Any = None
     optimize_report: Any = None
     report: dict[str, Any] | None = None
+    layer_errors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "format/precision" -> worst first
+    keep_float: dict[str, list[str]] = field(default_factory=dict)
 
 
 def available_targets() -> list[str]:
@@ -103,6 +105,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             int8_io: bool = False, allow_tf_ops: bool = False, opset: int | None = None, verify: bool = True,
             ov_preprocess: Any = None, accuracy_control: float | None = None, eval_data: str | None = None,
             fail_if: Sequence[str] = (), junit: str | None = None, report_runs: int = 20, threads: int | None = None,
+            keep_float: Sequence[str] = (), auto_keep_float: float | None = None,
             seed: int = 0, progress: Callable[[str], None] | None = None, **options: Any) -> ConvertResult:
     """Convert one model to every requested target and precision.
 
@@ -116,6 +119,9 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
         ov_preprocess: :class:`tfopt.emitters.openvino.Preprocess` baked into OpenVINO IRs.
         accuracy_control: OpenVINO int8 through NNCF's accuracy control with this maximal top-1
             drop (absolute, e.g. 0.01), measured on ``eval_data`` (``.npz`` of inputs + ``labels``).
+        keep_float: layers the TFLite int8 artifact keeps in float (TF node or TFLite tensor names).
+        auto_keep_float: keep the worst layers (per-layer error, worst first) in float, one at a time,
+            until the top-1 agreement drop (accuracy drop with ``eval_data``) is within this many points.
         fail_if: gates over the report (see :mod:`tfopt.report.gates`); ``junit`` writes them as XML.
             A tripped gate raises :class:`GateFailure` after everything is written.
 
@@ -154,9 +160,16 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             say(f"{target} {precision}")
             start = time.perf_counter()
             rel = artifact_path(outdir, target, precision)
-            written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), samples,
-                            int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat,
-                            ov_preprocess=ov_preprocess, accuracy_control=control)
+            selective = target == "tflite" and precision == "int8" and not qat and (keep_float or auto_keep_float is not None)
+            if selective:
+                written, kept, ranking = _selective_tflite(portable, os.path.join(tmp, rel), samples, keep_float,
+                                                           auto_keep_float, eval_data, say)
+                result.layer_errors["tflite/int8"] = ranking
+                result.keep_float["tflite/int8"] = kept
+            else:
+                written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), samples,
+                                int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat,
+                                ov_preprocess=ov_preprocess, accuracy_control=control)
             full = os.path.join(tmp, rel)
             artifact = Artifact(target, precision, os.path.relpath(written, tmp), _size(full), _gzip_size(full),
                                 _digest(full))
@@ -171,12 +184,16 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                                                     allow_tf_ops=allow_tf_ops, opset=opset,
                                                     quantization_aware=qat, ov_preprocess=ov_preprocess,
                                                     accuracy_control=accuracy_control))
+        if result.layer_errors:
+            with open(os.path.join(tmp, "layers.json"), "w") as f:
+                json.dump({"layer_errors": result.layer_errors, "keep_float": result.keep_float}, f, indent=2)
         if verify:
             say("measuring every artifact for the report")
             result.report = build_report(tmp, portable, eval_data=eval_data, samples=samples, seed=seed,
                                          runs=report_runs, threads=threads, gates=gates,
                                          passes=[p.as_dict() for p in (optimize_report.passes if optimize_report else [])],
-                                         stages=stages, preprocess=ov_preprocess)
+                                         stages=stages, preprocess=ov_preprocess,
+                                         layers={"layer_errors": result.layer_errors, "keep_float": result.keep_float})
     try:
         finish_gates(result.report, junit)
     except Exception as exc:  # GateFailure: everything is written; let callers show the result too
@@ -207,10 +224,51 @@ def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, 
     return report
 
 
+def _selective_tflite(model: Model, path: str, samples: Any, keep: Sequence[str], auto: float | None,
+                      eval_data: str | None, say: Callable[[str], None]) -> tuple[str, list[str], list[dict[str, Any]]]:
+    """TFLite int8 with layers kept in float: the given ones, then (``auto``) the worst ones, one at
+    a time, until the drop is within ``auto`` points."""
+    from tfopt.emitters.tflite import emit_tflite
+    from tfopt.report.layers import resolve_tflite_layers, tflite_layer_errors
+
+    if not samples:
+        raise OptionError("--keep-float/--auto-keep-float need calibration data: pass --calibration DATA")
+    ranking = tflite_layer_errors(model, samples)
+    kept = resolve_tflite_layers(keep, ranking)
+    inputs, labels = _eval_arrays(eval_data, model) if eval_data else (
+        {s.name: np.concatenate([x[s.name] for x in samples[:64]]) for s in model.inputs}, None)
+    while True:
+        emit_tflite(model, path, precision="int8", calibration=samples, keep_float=kept)
+        if auto is None:
+            return path, kept, ranking
+        drop = _drop_points(model, path, inputs, labels)
+        say(f"tflite int8 keeping {len(kept)} layer(s) in float: drop {drop:.2f} points")
+        remaining = [r["layer"] for r in ranking if r["layer"] not in kept]
+        if drop <= auto or not remaining:
+            return path, kept, ranking
+        kept.append(remaining[0])
+
+
+def _drop_points(model: Model, path: str, inputs: dict[str, np.ndarray], labels: np.ndarray | None) -> float:
+    """Top-1 points lost by the artifact: against the labels, else against the original's argmax."""
+    from tfopt.verify import reference_runner
+
+    original = reference_runner(model)
+    bindings = model.bindings if model.reference is not None else {}
+    runner = runner_for("tflite", path, model)
+    name = model.outputs[0].name
+    n = len(next(iter(inputs.values())))
+    ref = np.concatenate([original({**{k: v[i:i + 1] for k, v in inputs.items()}, **bindings})[name] for i in range(n)])
+    got = np.concatenate([runner({k: v[i:i + 1] for k, v in inputs.items()})[name] for i in range(n)])
+    if labels is not None:
+        return 100.0 * (float(np.mean(ref.argmax(-1) == labels)) - float(np.mean(got.argmax(-1) == labels)))
+    return 100.0 * (1.0 - float(np.mean(ref.argmax(-1) == got.argmax(-1))))
+
+
 def build_report(outdir: str, model: Model, *, eval_data: str | None = None, samples: Any = None, seed: int = 0,
                  runs: int = 20, threads: int | None = None, gates: Sequence[Any] = (),
                  passes: list[dict[str, Any]] | None = None, stages: dict[str, float] | None = None,
-                 preprocess: Any = None) -> dict[str, Any]:
+                 preprocess: Any = None, layers: dict[str, Any] | None = None) -> dict[str, Any]:
     """Measure every artifact in ``outdir`` against the original model; write report.json/md/html."""
     from tfopt.report import evaluate_gates, measure, write_reports
     from tfopt.verify import reference_runner
@@ -232,7 +290,8 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
     report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
                      inputs=inputs, labels=labels, runs=runs, threads=threads)
     report.update({"source": manifest.get("source"), "source_format": manifest.get("source_format"),
-                   "tools": manifest.get("tools"), "passes": passes or [], "stage_seconds": stages or {}})
+                   "tools": manifest.get("tools"), "passes": passes or [], "stage_seconds": stages or {},
+                   **(layers or {"layer_errors": {}, "keep_float": {}})})
     report["gates"] = evaluate_gates(report, gates)
     write_reports(outdir, report)
     return report

@@ -20,9 +20,18 @@ from tfopt.runtimes.tensorflow import concrete_function
 
 
 def emit_tflite(model: Model, path: str, *, precision: str = "none", calibration: Sequence[dict[str, Any]] | None = None,
-                int8_io: bool = False, allow_tf_ops: bool = False, quantization_aware: bool = False) -> str:
+                int8_io: bool = False, allow_tf_ops: bool = False, quantization_aware: bool = False,
+                keep_float: Sequence[str] = ()) -> str:
     """Write a ``.tflite``. A quantization-aware model (fake-quant ops) converts to int8 from its own
-    ranges, without calibration data."""
+    ranges, without calibration data. ``keep_float`` (int8 only) names layers left in float:
+    TFLite's own selective quantization (QuantizationDebugger's denylist)."""
+    if keep_float and precision == "int8" and calibration:
+        from tfopt.report.layers import tflite_debugger
+
+        data = tflite_debugger(model, calibration, keep_float).get_nondebug_quantized_model()
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(data)
+        return path
     t = tf()
     function = concrete_function(model)
     holder = t.Module()  # the converter wants the function's owner (its deprecated path otherwise)

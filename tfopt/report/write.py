@@ -51,6 +51,12 @@ def _markdown(report: dict[str, Any]) -> str:
     if report.get("passes"):
         lines += ["", "## Passes", "", "| pass | nodes before | nodes after | skipped |", "|---|---|---|---|"]
         lines += [f"| {p['name']} | {p['nodes_before']} | {p['nodes_after']} | {len(p['skips'])} |" for p in report["passes"]]
+    for key, ranking in (report.get("layer_errors") or {}).items():
+        kept = set((report.get("keep_float") or {}).get(key, []))
+        lines += ["", f"## Per-layer quantization error: {key} (each layer quantized alone, worst first)", "",
+                  "| layer | op | output error (relative) | kept in float |", "|---|---|---|---|"]
+        lines += [f"| `{r['layer']}` | {r['op']} | {r['output_error']:.4g} | {'yes' if r['layer'] in kept else ''} |"
+                  for r in ranking[:20]]
     if report.get("gates"):
         lines += ["", "## Gates", "", "| gate | artifact | value | result |", "|---|---|---|---|"]
         lines += [f"| `{g['gate']}` | {g['format']}/{g['precision']} | {g['value']} | {'FAIL' if g['failed'] else 'pass'} |"
@@ -68,7 +74,22 @@ def _html(report: dict[str, Any]) -> str:
         f"<h1>tfopt report</h1><p>Source: <code>{html.escape(str(report.get('source')))}</code></p>"
         f"<table><tr>{head}</tr>{rows}</table>"
         "<h2>Size vs latency (bubble area: accuracy or top-1 agreement)</h2>" + _scatter(report) +
-        "</body></html>\n")
+        _layer_bars(report) + "</body></html>\n")
+
+
+def _layer_bars(report: dict[str, Any]) -> str:
+    parts = []
+    for key, ranking in (report.get("layer_errors") or {}).items():
+        top = ranking[:15]
+        worst = max((r["output_error"] for r in top), default=0.0) or 1.0
+        bars = "".join(
+            f"<rect x='260' y='{20 * i + 5}' width='{300 * r['output_error'] / worst:.1f}' height='14' fill='#c53'/>"
+            f"<text x='255' y='{20 * i + 16}' font-size='11' text-anchor='end'>{html.escape(r['layer'][-40:])}</text>"
+            f"<text x='{265 + 300 * r['output_error'] / worst:.1f}' y='{20 * i + 16}' font-size='11'>"
+            f"{r['output_error']:.3g}</text>" for i, r in enumerate(top))
+        parts.append(f"<h2>Per-layer quantization error: {html.escape(key)}</h2>"
+                     f"<svg xmlns='http://www.w3.org/2000/svg' width='640' height='{20 * len(top) + 10}'>{bars}</svg>")
+    return "".join(parts)
 
 
 def _scatter(report: dict[str, Any]) -> str:

@@ -1,0 +1,76 @@
+"""Per-layer quantization error (TFLite) and keep-float, on a layer made deliberately hard to quantize."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tfopt.converting import convert
+
+
+@pytest.fixture(scope="module")
+def outlier_model(tmp_path_factory):
+    """Dense -> Dense(outlier) -> Dense. The middle layer's weights on a dead input (ReLU of a very
+    negative bias) are 200: never used, but they set every channel's int8 scale, so the weights that
+    matter all round to zero - the classic outlier pathology."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16,), name="x")
+    h = keras.layers.Dense(32, activation="relu", name="first")(inputs)
+    h = keras.layers.Dense(32, activation="relu", name="outlier")(h)
+    model = keras.Model(inputs, keras.layers.Dense(10, name="logits")(h))
+    w1, b1 = model.get_layer("first").get_weights()
+    b1[0] = -100.0
+    model.get_layer("first").set_weights([w1, b1])
+    w, b = model.get_layer("outlier").get_weights()
+    w[0, :] = 200.0
+    model.get_layer("outlier").set_weights([w, b])
+    root = tmp_path_factory.mktemp("outlier")
+    model.export(str(root / "sm"), verbose=False)
+    np.savez(root / "calib.npz", x=np.random.default_rng(1).normal(size=(48, 16)).astype(np.float32))
+    return str(root / "sm"), str(root / "calib.npz")
+
+
+def test_ranks_the_outlier_layer_first_and_auto_keep_float_fixes_it(outlier_model, tmp_path):
+    path, calib = outlier_model
+    plain = convert(path, str(tmp_path / "plain"), to=["tflite"], quantize=["int8"], calibration=calib)
+    assert plain.report["artifacts"][0]["fidelity"]["top1_agreement"] < 0.6  # int8 really breaks it
+
+    out = str(tmp_path / "auto")
+    result = convert(path, out, to=["tflite"], quantize=["int8"], calibration=calib, auto_keep_float=5.0)
+    ranking = result.layer_errors["tflite/int8"]
+    assert "outlier" in ranking[0]["layer"] and ranking[0]["output_error"] > 10 * ranking[1]["output_error"]
+    kept = result.keep_float["tflite/int8"]
+    assert len(kept) == 1 and "outlier" in kept[0]  # one step was enough
+    assert result.report["artifacts"][0]["fidelity"]["top1_agreement"] >= 0.95
+    with open(os.path.join(out, "layers.json")) as f:
+        assert json.load(f)["keep_float"]["tflite/int8"] == kept
+    with open(os.path.join(out, "report.json")) as f:
+        assert json.load(f)["layer_errors"]["tflite/int8"][0]["layer"] == ranking[0]["layer"]
+    with open(os.path.join(out, "report.md")) as f:
+        assert "Per-layer quantization error" in f.read()
+
+
+def test_keep_float_by_tf_name(outlier_model, tmp_path):
+    from tfopt.freezing import freeze
+    from tfopt.loaders import load
+
+    path, calib = outlier_model
+    frozen, _ = freeze(load(path), verify=False)
+    # A TF node name (Keras names its model functional_N, N depending on what the process built before)
+    relu = next(n.name for n in frozen.graph_def.node if n.op == "Relu" and "/outlier" in n.name)
+    result = convert(path, str(tmp_path / "out"), to=["tflite"], quantize=["int8"], calibration=calib,
+                     keep_float=[relu])
+    assert result.report["artifacts"][0]["fidelity"]["top1_agreement"] >= 0.95
+
+
+def test_unknown_keep_float_layer(outlier_model, tmp_path):
+    import tfopt
+
+    path, calib = outlier_model
+    with pytest.raises(tfopt.OptionError, match=r"--keep-float nope: not a quantized layer"):
+        convert(path, str(tmp_path / "out"), to=["tflite"], quantize=["int8"], calibration=calib, keep_float=["nope"])
