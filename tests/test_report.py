@@ -76,7 +76,7 @@ def test_verify_catches_a_perturbed_artifact(reported, digits_model, tmp_path, c
 
 
 def test_gates_pass_and_fail(reported, digits_model):
-    from tfopt.converting import verify_outdir
+    from tfopt.report.build import verify_outdir
 
     report = verify_outdir(reported, digits_model["path"], runs=3, fail_if=["int8:accuracy_drop>5", "cosine<0.99"],
                            eval_data=digits_model["eval"])

@@ -172,6 +172,7 @@ def _load_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from tfopt.inspect_model import inspect_model
+    from tfopt.report.console import format_bytes
 
     if args.dry_run is not None:
         return _inspect_passes(args)
@@ -185,7 +186,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         for s in info[kind]:
             shape = "x".join("?" if d is None else str(d) for d in s["shape"]) if s.get("shape") is not None else "?"
             print(f"  {kind[:-1]:<6} {s['name']}" + (f"  {s['dtype']}[{shape}]" if "dtype" in s else ""))
-    print(f"  nodes {info['nodes']}, variables {info['variables']} ({_bytes(info['variable_bytes'])}), "
+    print(f"  nodes {info['nodes']}, variables {info['variables']} ({format_bytes(info['variable_bytes'])}), "
           f"training-only nodes {info['training_nodes']}")
     if info.get("training_flags"):
         print(f"  training flags (bound to False when freezing): {', '.join(info['training_flags'])}")
@@ -198,6 +199,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def _inspect_passes(args: argparse.Namespace) -> int:
     from tfopt.pipeline import optimize_model
+    from tfopt.report.console import print_pass_table
 
     _, _, report, opt_report = optimize_model(args.model, passes=args.dry_run, skip=args.skip, **_load_options(args))
     if args.json:
@@ -216,6 +218,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     from tfopt._io import check_writable
     from tfopt.loaders import load
     from tfopt.pipeline import freeze_model, infer_format, optimize_model, save_model
+    from tfopt.report.console import format_bytes, format_value, path_size, print_pass_table
 
     check_writable(args.output)
     infer_format(args.output, args.output_format)
@@ -239,9 +242,9 @@ def cmd_freeze(args: argparse.Namespace) -> int:
         return 0
     prov = model.provenance
     print(f"loaded   {prov['format']}  {args.model}  ({prov.get('source_nodes', '?')} nodes, "
-          f"{prov.get('variables', 0)} variables, {_bytes(prov.get('variable_bytes', 0))})")
+          f"{prov.get('variables', 0)} variables, {format_bytes(prov.get('variable_bytes', 0))})")
     for name, (value, why) in report.bindings.items():
-        print(f"bound    {name} = {_value(value)} ({why})")
+        print(f"bound    {name} = {format_value(value)} ({why})")
     removed = sorted(report.removed_ops().items(), key=lambda kv: -kv[1])
     print(f"frozen   {report.nodes_before} -> {report.nodes_after} nodes; removed "
           + (", ".join(f"{n} {op}" for op, n in removed[:10]) + (" ..." if len(removed) > 10 else "") if removed else "nothing"))
@@ -260,7 +263,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
                 print(f"verified {d.name}: max abs err {d.max_abs_err:.3g} ({label} vs original)")
     if not args.verify:
         print("verified skipped (--no-verify)")
-    print(f"wrote    {path}  ({_bytes(_size(path))})")
+    print(f"wrote    {path}  ({format_bytes(path_size(path))})")
     return 0
 
 
@@ -304,6 +307,8 @@ def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
 
 
 def _print_convert(args: argparse.Namespace, result: Any) -> None:
+    from tfopt.report.console import print_report
+
     if args.json:
         with open(os.path.join(args.output, "manifest.json")) as f:
             print(f.read())
@@ -326,24 +331,10 @@ def _print_convert(args: argparse.Namespace, result: Any) -> None:
           + ("" if args.verify else " (not verified: --no-verify)"))
 
 
-def print_report(report: dict[str, Any]) -> None:
-    from tfopt.report.write import HEADER, _rows
-
-    rows = [HEADER, *_rows(report)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    for row in rows:
-        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
-    ref = report["reference"]
-    print(f"original model: {ref['latency_ms']['median']:.2f} ms"
-          + (f", top-1 {100 * ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else ""))
-    for gate in report.get("gates", []):
-        if gate["failed"]:
-            print(f"FAILED   {gate['format']}/{gate['precision']}: {gate['gate']} ({gate['metric']} = {gate['value']:.4g})")
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
-    from tfopt.converting import verify_outdir
     from tfopt.errors import GateFailure
+    from tfopt.report.build import verify_outdir
+    from tfopt.report.console import print_report
 
     options = _load_options(args)
     try:
@@ -356,46 +347,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print_report(report)
     print(f"wrote    {args.outdir}/report.json, report.md, report.html")
     return 0
-
-
-def print_pass_table(passes: Sequence[Any], *, max_skips: int = 10) -> None:
-    """One row per pass: nodes before -> after (its own changes), ops removed/added, then skips."""
-    width = max((len(p.name) for p in passes), default=10)
-    for p in passes:
-        removed = ", ".join(f"-{n} {op}" for op, n in sorted(p.removed.items(), key=lambda kv: -kv[1]))
-        added = ", ".join(f"+{n} {op}" for op, n in sorted(p.added.items(), key=lambda kv: -kv[1]))
-        change = "; ".join(x for x in (removed, added) if x) or "no change"
-        print(f"  {p.name:<{width}}  {p.nodes_before:>6} -> {p.nodes_after:<6} {change}")
-    skips = [(p.name, s) for p in passes for s in p.skips]
-    for name, skip in skips[:max_skips]:
-        print(f"  skipped {name}: {skip}")
-    if len(skips) > max_skips:
-        print(f"  ... {len(skips) - max_skips} more skips (--json lists them all)")
-
-
-def _value(value: Any) -> str:
-    import numpy as np
-
-    arr = np.asarray(value)
-    if arr.size == 1:
-        return str(arr.item())
-    return f"{arr.flat[0]} (filled to shape {'x'.join(map(str, arr.shape))})"
-
-
-def _size(path: str) -> int:
-    if os.path.isdir(path):
-        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-    return os.path.getsize(path)
-
-
-def _bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
 
 
 COMMANDS = {"inspect": cmd_inspect, "freeze": cmd_freeze, "optimize": cmd_freeze, "convert": cmd_convert,

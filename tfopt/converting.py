@@ -162,7 +162,9 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             rel = artifact_path(outdir, target, precision)
             selective = target == "tflite" and precision == "int8" and not qat and (keep_float or auto_keep_float is not None)
             if selective:
-                written, kept, ranking = _selective_tflite(portable, os.path.join(tmp, rel), samples, keep_float,
+                from tfopt.report.keep_float import selective_tflite
+
+                written, kept, ranking = selective_tflite(portable, os.path.join(tmp, rel), samples, keep_float,
                                                            auto_keep_float, eval_data, say)
                 result.layer_errors["tflite/int8"] = ranking
                 result.keep_float["tflite/int8"] = kept
@@ -189,138 +191,21 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                 json.dump({"layer_errors": result.layer_errors, "keep_float": result.keep_float}, f, indent=2)
         if verify:
             say("measuring every artifact for the report")
+            from tfopt.report.build import build_report
+
             result.report = build_report(tmp, portable, eval_data=eval_data, samples=samples, seed=seed,
                                          runs=report_runs, threads=threads, gates=gates,
                                          passes=[p.as_dict() for p in (optimize_report.passes if optimize_report else [])],
                                          stages=stages, preprocess=ov_preprocess,
                                          layers={"layer_errors": result.layer_errors, "keep_float": result.keep_float})
+    from tfopt.report.build import finish_gates
+
     try:
         finish_gates(result.report, junit)
     except Exception as exc:  # GateFailure: everything is written; let callers show the result too
         exc.result = result  # type: ignore[attr-defined]
         raise
     return result
-
-
-def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
-                  junit: str | None = None, runs: int = 20, threads: int | None = None,
-                  **load_options: Any) -> dict[str, Any]:
-    """``tfopt verify``: measure an existing conversion's artifacts against the reference model."""
-    from tfopt.freezing import freeze
-    from tfopt.loaders import load
-    from tfopt.report.gates import parse_gate
-
-    gates = [parse_gate(g) for g in fail_if]
-    if not os.path.exists(os.path.join(outdir, "manifest.json")):
-        raise OptionError(f"{outdir}: no manifest.json; verify a directory written by `tfopt convert`")
-    frozen, _ = freeze(load(reference, **load_options), verify=False)
-    recorded = manifest_model(outdir)
-    if [s.name for s in recorded.inputs] != [s.name for s in frozen.inputs]:
-        raise OptionError(f"--reference {reference}: inputs {[s.name for s in frozen.inputs]} do not match the "
-                          f"conversion's {[s.name for s in recorded.inputs]}")
-    report = build_report(outdir, frozen.replace(outputs=recorded.outputs), eval_data=eval_data, runs=runs,
-                          threads=threads, gates=gates)
-    finish_gates(report, junit)
-    return report
-
-
-def _selective_tflite(model: Model, path: str, samples: Any, keep: Sequence[str], auto: float | None,
-                      eval_data: str | None, say: Callable[[str], None]) -> tuple[str, list[str], list[dict[str, Any]]]:
-    """TFLite int8 with layers kept in float: the given ones, then (``auto``) the worst ones, one at
-    a time, until the drop is within ``auto`` points."""
-    from tfopt.emitters.tflite import emit_tflite
-    from tfopt.report.layers import resolve_tflite_layers, tflite_layer_errors
-
-    if not samples:
-        raise OptionError("--keep-float/--auto-keep-float need calibration data: pass --calibration DATA")
-    ranking = tflite_layer_errors(model, samples)
-    kept = resolve_tflite_layers(keep, ranking)
-    inputs, labels = _eval_arrays(eval_data, model) if eval_data else (
-        {s.name: np.concatenate([x[s.name] for x in samples[:64]]) for s in model.inputs}, None)
-    while True:
-        emit_tflite(model, path, precision="int8", calibration=samples, keep_float=kept)
-        if auto is None:
-            return path, kept, ranking
-        drop = _drop_points(model, path, inputs, labels)
-        say(f"tflite int8 keeping {len(kept)} layer(s) in float: drop {drop:.2f} points")
-        remaining = [r["layer"] for r in ranking if r["layer"] not in kept]
-        if drop <= auto or not remaining:
-            return path, kept, ranking
-        kept.append(remaining[0])
-
-
-def _drop_points(model: Model, path: str, inputs: dict[str, np.ndarray], labels: np.ndarray | None) -> float:
-    """Top-1 points lost by the artifact: against the labels, else against the original's argmax."""
-    from tfopt.verify import reference_runner
-
-    original = reference_runner(model)
-    bindings = model.bindings if model.reference is not None else {}
-    runner = runner_for("tflite", path, model)
-    name = model.outputs[0].name
-    n = len(next(iter(inputs.values())))
-    ref = np.concatenate([original({**{k: v[i:i + 1] for k, v in inputs.items()}, **bindings})[name] for i in range(n)])
-    got = np.concatenate([runner({k: v[i:i + 1] for k, v in inputs.items()})[name] for i in range(n)])
-    if labels is not None:
-        return 100.0 * (float(np.mean(ref.argmax(-1) == labels)) - float(np.mean(got.argmax(-1) == labels)))
-    return 100.0 * (1.0 - float(np.mean(ref.argmax(-1) == got.argmax(-1))))
-
-
-def build_report(outdir: str, model: Model, *, eval_data: str | None = None, samples: Any = None, seed: int = 0,
-                 runs: int = 20, threads: int | None = None, gates: Sequence[Any] = (),
-                 passes: list[dict[str, Any]] | None = None, stages: dict[str, float] | None = None,
-                 preprocess: Any = None, layers: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Measure every artifact in ``outdir`` against the original model; write report.json/md/html."""
-    from tfopt.report import evaluate_gates, measure, write_reports
-    from tfopt.verify import reference_runner
-
-    with open(os.path.join(outdir, "manifest.json")) as f:
-        manifest = json.load(f)
-    labels = None
-    if eval_data:
-        inputs, labels = _eval_arrays(eval_data, model)
-    elif samples:
-        inputs = {s.name: np.concatenate([x[s.name] for x in samples[:32]]) for s in model.inputs}
-    else:
-        from tfopt.testing import random_inputs
-
-        inputs = random_inputs(model.inputs, seed=seed, batch=8)
-    original = reference_runner(model)
-    bindings = model.bindings if model.reference is not None else {}
-    artifacts = [a for a in manifest["artifacts"] if not (preprocess is not None and a["format"] == "openvino")]
-    report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
-                     inputs=inputs, labels=labels, runs=runs, threads=threads)
-    report.update({"source": manifest.get("source"), "source_format": manifest.get("source_format"),
-                   "tools": manifest.get("tools"), "passes": passes or [], "stage_seconds": stages or {},
-                   **(layers or {"layer_errors": {}, "keep_float": {}})})
-    report["gates"] = evaluate_gates(report, gates)
-    write_reports(outdir, report)
-    return report
-
-
-def finish_gates(report: dict[str, Any] | None, junit: str | None) -> None:
-    """Write the JUnit XML and raise :class:`GateFailure` listing every tripped gate."""
-    from tfopt.errors import GateFailure
-    from tfopt.report import write_junit
-
-    results = (report or {}).get("gates", [])
-    if junit:
-        write_junit(junit, results)
-    failed = [r for r in results if r["failed"]]
-    if failed:
-        listed = "; ".join(f"{r['format']}/{r['precision']}: {r['gate']} ({r['metric']} = {r['value']:.4g})"
-                           for r in failed)
-        raise GateFailure(f"{len(failed)} gate check(s) failed: {listed}")
-
-
-def _eval_arrays(path: str, model: Model) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    if not path.endswith(".npz") or not os.path.exists(path):
-        raise OptionError(f"--eval-data {path}: expected an existing .npz of inputs (by name) and 'labels'")
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    missing = [s.name for s in model.inputs if s.name not in arrays] + ([] if "labels" in arrays else ["labels"])
-    if missing:
-        raise OptionError(f"--eval-data {path}: missing {', '.join(missing)}")
-    return {s.name: arrays[s.name].astype(s.dtype) for s in model.inputs}, arrays["labels"]
 
 
 def is_quantization_aware(model: Model) -> bool:
@@ -333,7 +218,9 @@ def _accuracy_control(max_drop: float, eval_data: str | None, model: Model) -> A
 
     if not eval_data:
         raise OptionError("--accuracy-control needs --eval-data DATA.npz holding the inputs (by name) and 'labels'")
-    inputs, labels = _eval_arrays(eval_data, model)
+    from tfopt.report.build import eval_arrays
+
+    inputs, labels = eval_arrays(eval_data, model)
     return AccuracyControl(max_drop, inputs, labels)
 
 

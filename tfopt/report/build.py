@@ -1,0 +1,94 @@
+"""Build the report for a conversion directory, evaluate its gates, and ``tfopt verify``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tfopt.errors import OptionError
+from tfopt.graph import Model
+
+
+def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
+                  junit: str | None = None, runs: int = 20, threads: int | None = None,
+                  **load_options: Any) -> dict[str, Any]:
+    """``tfopt verify``: measure an existing conversion's artifacts against the reference model."""
+    from tfopt.converting import manifest_model
+    from tfopt.freezing import freeze
+    from tfopt.loaders import load
+    from tfopt.report.gates import parse_gate
+
+    gates = [parse_gate(g) for g in fail_if]
+    if not os.path.exists(os.path.join(outdir, "manifest.json")):
+        raise OptionError(f"{outdir}: no manifest.json; verify a directory written by `tfopt convert`")
+    frozen, _ = freeze(load(reference, **load_options), verify=False)
+    recorded = manifest_model(outdir)
+    if [s.name for s in recorded.inputs] != [s.name for s in frozen.inputs]:
+        raise OptionError(f"--reference {reference}: inputs {[s.name for s in frozen.inputs]} do not match the "
+                          f"conversion's {[s.name for s in recorded.inputs]}")
+    report = build_report(outdir, frozen.replace(outputs=recorded.outputs), eval_data=eval_data, runs=runs,
+                          threads=threads, gates=gates)
+    finish_gates(report, junit)
+    return report
+
+
+def build_report(outdir: str, model: Model, *, eval_data: str | None = None, samples: Any = None, seed: int = 0,
+                 runs: int = 20, threads: int | None = None, gates: Sequence[Any] = (),
+                 passes: list[dict[str, Any]] | None = None, stages: dict[str, float] | None = None,
+                 preprocess: Any = None, layers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Measure every artifact in ``outdir`` against the original model; write report.json/md/html."""
+    from tfopt.report import evaluate_gates, measure, write_reports
+    from tfopt.verify import reference_runner
+
+    with open(os.path.join(outdir, "manifest.json")) as f:
+        manifest = json.load(f)
+    labels = None
+    if eval_data:
+        inputs, labels = eval_arrays(eval_data, model)
+    elif samples:
+        inputs = {s.name: np.concatenate([x[s.name] for x in samples[:32]]) for s in model.inputs}
+    else:
+        from tfopt.testing import random_inputs
+
+        inputs = random_inputs(model.inputs, seed=seed, batch=8)
+    original = reference_runner(model)
+    bindings = model.bindings if model.reference is not None else {}
+    artifacts = [a for a in manifest["artifacts"] if not (preprocess is not None and a["format"] == "openvino")]
+    report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
+                     inputs=inputs, labels=labels, runs=runs, threads=threads)
+    report.update({"source": manifest.get("source"), "source_format": manifest.get("source_format"),
+                   "tools": manifest.get("tools"), "passes": passes or [], "stage_seconds": stages or {},
+                   **(layers or {"layer_errors": {}, "keep_float": {}})})
+    report["gates"] = evaluate_gates(report, gates)
+    write_reports(outdir, report)
+    return report
+
+
+def finish_gates(report: dict[str, Any] | None, junit: str | None) -> None:
+    """Write the JUnit XML and raise :class:`GateFailure` listing every tripped gate."""
+    from tfopt.errors import GateFailure
+    from tfopt.report import write_junit
+
+    results = (report or {}).get("gates", [])
+    if junit:
+        write_junit(junit, results)
+    failed = [r for r in results if r["failed"]]
+    if failed:
+        listed = "; ".join(f"{r['format']}/{r['precision']}: {r['gate']} ({r['metric']} = {r['value']:.4g})"
+                           for r in failed)
+        raise GateFailure(f"{len(failed)} gate check(s) failed: {listed}")
+
+
+def eval_arrays(path: str, model: Model) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    if not path.endswith(".npz") or not os.path.exists(path):
+        raise OptionError(f"--eval-data {path}: expected an existing .npz of inputs (by name) and 'labels'")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    missing = [s.name for s in model.inputs if s.name not in arrays] + ([] if "labels" in arrays else ["labels"])
+    if missing:
+        raise OptionError(f"--eval-data {path}: missing {', '.join(missing)}")
+    return {s.name: arrays[s.name].astype(s.dtype) for s in model.inputs}, arrays["labels"]

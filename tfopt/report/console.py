@@ -1,0 +1,62 @@
+"""Terminal tables: what each pass did, and the report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+
+def print_pass_table(passes: Sequence[Any], *, max_skips: int = 10) -> None:
+    """One row per pass: nodes before -> after (its own changes), ops removed/added, then skips."""
+    width = max((len(p.name) for p in passes), default=10)
+    for p in passes:
+        removed = ", ".join(f"-{n} {op}" for op, n in sorted(p.removed.items(), key=lambda kv: -kv[1]))
+        added = ", ".join(f"+{n} {op}" for op, n in sorted(p.added.items(), key=lambda kv: -kv[1]))
+        change = "; ".join(x for x in (removed, added) if x) or "no change"
+        print(f"  {p.name:<{width}}  {p.nodes_before:>6} -> {p.nodes_after:<6} {change}")
+    skips = [(p.name, s) for p in passes for s in p.skips]
+    for name, skip in skips[:max_skips]:
+        print(f"  skipped {name}: {skip}")
+    if len(skips) > max_skips:
+        print(f"  ... {len(skips) - max_skips} more skips (--json lists them all)")
+
+
+def print_report(report: dict[str, Any]) -> None:
+    from tfopt.report.write import HEADER, _rows
+
+    rows = [HEADER, *_rows(report)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    for row in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    ref = report["reference"]
+    print(f"original model: {ref['latency_ms']['median']:.2f} ms"
+          + (f", top-1 {100 * ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else ""))
+    for gate in report.get("gates", []):
+        if gate["failed"]:
+            print(f"FAILED   {gate['format']}/{gate['precision']}: {gate['gate']} ({gate['metric']} = {gate['value']:.4g})")
+
+
+def format_value(value: Any) -> str:
+    import numpy as np
+
+    arr = np.asarray(value)
+    if arr.size == 1:
+        return str(arr.item())
+    return f"{arr.flat[0]} (filled to shape {'x'.join(map(str, arr.shape))})"
+
+
+def path_size(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+def format_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
