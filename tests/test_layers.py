@@ -1,4 +1,5 @@
-"""Per-layer quantization error (TFLite) and keep-float, on a layer made deliberately hard to quantize."""
+"""Per-layer quantization error and keep-float for TFLite, ONNX and OpenVINO, on a layer made
+deliberately hard to quantize."""
 
 from __future__ import annotations
 
@@ -74,3 +75,42 @@ def test_unknown_keep_float_layer(outlier_model, tmp_path):
     path, calib = outlier_model
     with pytest.raises(tfopt.OptionError, match=r"--keep-float nope: not a quantized layer"):
         convert(path, str(tmp_path / "out"), to=["tflite"], quantize=["int8"], calibration=calib, keep_float=["nope"])
+
+
+@pytest.mark.parametrize("target", ["openvino", "onnx"])
+def test_ranks_and_fixes_the_outlier_layer_for(target, outlier_model, tmp_path):
+    """NNCF (OpenVINO) and ONNX Runtime's quantizer fall into the same outlier trap; the ranking
+    puts that layer first and --auto-keep-float fixes it through their own exclusion lists."""
+    path, calib = outlier_model
+    plain = convert(path, str(tmp_path / "plain"), to=[target], quantize=["int8"], calibration=calib)
+    assert plain.report["artifacts"][0]["fidelity"]["top1_agreement"] < 0.6
+
+    result = convert(path, str(tmp_path / "auto"), to=[target], quantize=["int8"], calibration=calib,
+                     auto_keep_float=5.0)
+    ranking = result.layer_errors[f"{target}/int8"]
+    assert [r["op"] for r in ranking].count(ranking[0]["op"]) == 3  # the three dense layers
+    assert "outlier" in ranking[0]["layer"] and ranking[0]["output_error"] > 5 * ranking[1]["output_error"]
+    # the own-tensor comparison with the float model sees the damage where it is made
+    by_name = {r["layer"]: r["tensor_error"] for r in ranking}
+    first = next(name for name in by_name if "first" in name)
+    assert by_name[ranking[0]["layer"]] > 0.5 > by_name[first]
+    kept = result.keep_float[f"{target}/int8"]
+    assert "outlier" in kept[0]
+    assert result.report["artifacts"][0]["fidelity"]["top1_agreement"] >= 0.95  # drop within 5 points
+
+
+def test_keep_float_resolves_one_tf_name_for_every_target(outlier_model, tmp_path):
+    """One TF node name (the Relu after the outlier MatMul) keeps the same layer in float in all
+    three targets, each by its own name for it."""
+    from tfopt.freezing import freeze
+    from tfopt.loaders import load
+
+    path, calib = outlier_model
+    frozen, _ = freeze(load(path), verify=False)
+    relu = next(n.name for n in frozen.graph_def.node if n.op == "Relu" and "/outlier" in n.name)
+    result = convert(path, str(tmp_path / "out"), to=["tflite", "onnx", "openvino"], quantize=["int8"],
+                     calibration=calib, keep_float=[relu])
+    for key, kept in result.keep_float.items():
+        assert len(kept) == 1 and "outlier" in kept[0], key
+    for artifact in result.report["artifacts"]:
+        assert artifact["fidelity"]["top1_agreement"] >= 0.9, artifact["format"]

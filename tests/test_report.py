@@ -94,3 +94,87 @@ def test_bad_gate_is_an_option_error(reported, digits_model, capsys, gate, messa
 
     code = cli.main(["verify", reported, "--reference", digits_model["path"], "--report-runs", "1", "--fail-if", gate])
     assert code == 2 and re.search(message, capsys.readouterr().err)
+
+
+def test_verify_one_artifact(reported, digits_model, tmp_path, capsys):
+    """`tfopt verify ARTIFACT`: one file, precision read from its name; the report goes to
+    --report-dir only, nothing is written next to the artifact."""
+    before = sorted(os.listdir(reported))
+    report_dir = str(tmp_path / "r")
+    code = cli.main(["verify", os.path.join(reported, "model.int8.tflite"), "--reference", digits_model["path"],
+                     "--eval-data", digits_model["eval"], "--report-runs", "2", "--report-dir", report_dir,
+                     "--fail-if", "accuracy_drop>5"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(os.listdir(reported)) == before
+    with open(os.path.join(report_dir, "report.json")) as f:
+        (artifact,) = json.load(f)["artifacts"]
+    assert (artifact["format"], artifact["precision"]) == ("tflite", "int8")
+    assert artifact["accuracy_drop"] < 5 and artifact["fidelity"]["cosine"] > 0.99
+
+    perturbed = str(tmp_path / "bad.onnx")
+    shutil.copy(os.path.join(reported, "model.fp32.onnx"), perturbed)
+    _perturb_onnx(perturbed)
+    code = cli.main(["verify", perturbed, "--reference", digits_model["path"], "--report-runs", "1",
+                     "--fail-if", "max_abs_err>1e-4"])
+    assert code == 10 and "onnx/unknown: max_abs_err>1e-4" in capsys.readouterr().err
+
+
+def test_verify_what_is_not_an_artifact(digits_model, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hello")
+    code = cli.main(["verify", str(tmp_path / "notes.txt"), "--reference", digits_model["path"]])
+    assert code == 2 and "not an artifact tfopt can run" in capsys.readouterr().err
+
+
+def test_progress_bar_on_a_terminal_and_in_ci_logs():
+    import io
+
+    from tfopt.progress import Step
+    from tfopt.report.console import ProgressPrinter
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, log = Terminal(), io.StringIO()
+    for stream in (tty, log):
+        show = ProgressPrinter(stream, width=4)
+        show("stage")
+        for i in range(1, 5):
+            show(Step("layers", i, 4))
+        show("next")
+    assert tty.getvalue() == ("  ... stage\n\r  [#...] 1/4 layers\r  [##..] 2/4 layers\r  [###.] 3/4 layers"
+                              "\r  [####] 4/4 layers\n  ... next\n")
+    assert log.getvalue() == "  ... stage\n  [#...] 1/4 layers\n  [####] 4/4 layers\n  ... next\n"
+    assert str(Step("layers", 2, 4)) == "layers (2/4)"  # progress=print works
+
+
+def test_custom_metric_scores_every_artifact(reported, digits_model):
+    from tfopt.report.build import verify_outdir
+
+    report = verify_outdir(reported, digits_model["path"], runs=1, eval_data=digits_model["eval"],
+                           metric="tests.model_fns:balanced_accuracy", fail_if=["fp32:accuracy_drop>0.001"])
+    assert report["metric"] == "tests.model_fns:balanced_accuracy"
+    ref = report["reference"]["accuracy"]["score"]
+    assert 0.85 < ref <= 1.0
+    for artifact in report["artifacts"]:
+        assert artifact["accuracy_drop"] == pytest.approx(ref - artifact["accuracy"]["score"])
+    assert not any(g["failed"] for g in report["gates"])  # fp32 artifacts score the same
+
+
+def test_regression_metrics(tmp_path):
+    """Float labels: MAE/RMSE, and the drop is the MAE increase."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(1, name="y")(inputs))
+    model.export(str(tmp_path / "sm"), verbose=False)
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+    labels = (model.predict(x, verbose=0)[:, 0] + 0.1).astype(np.float32)  # every prediction 0.1 off
+    np.savez(tmp_path / "eval.npz", x=x, labels=labels)
+    result = convert(str(tmp_path / "sm"), str(tmp_path / "out"), to=["tflite"], eval_data=str(tmp_path / "eval.npz"),
+                     report_runs=1)
+    assert result.report["metric"] == "mae/rmse"
+    assert result.report["reference"]["accuracy"]["mae"] == pytest.approx(0.1, abs=1e-5)
+    assert result.report["reference"]["accuracy"]["rmse"] == pytest.approx(0.1, abs=1e-5)
+    assert abs(result.report["artifacts"][0]["accuracy_drop"]) < 1e-5

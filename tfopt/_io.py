@@ -50,3 +50,33 @@ def same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.abspath(a) == os.path.abspath(b)
+
+
+def tree_size(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+def gzip_size(path: str) -> int:
+    """Bytes after gzip: what a download or an app bundle costs (sparse or clustered weights only
+    shrink here - a flatbuffer stores zeros as zeros)."""
+    import gzip
+
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs) if os.path.isdir(path) else [path]
+    total = 0
+    for name in files:
+        with open(name, "rb") as f:
+            total += len(gzip.compress(f.read(), mtime=0))
+    return total
+
+
+def digest(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs) if os.path.isdir(path) else [path]
+    for name in files:
+        with open(name, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()

@@ -42,6 +42,8 @@ def _report_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--junit", metavar="PATH", help="write the gate results as JUnit XML")
     g.add_argument("--report-runs", type=int, default=20, metavar="N", help="timed runs per artifact (default 20)")
     g.add_argument("--threads", type=int, metavar="N", help="threads for every runtime (default: all cores)")
+    g.add_argument("--metric", metavar="MODULE:FN", help="score outputs against --eval-data labels with "
+                   "FN(predictions, labels) -> float, higher is better (default: top-1/top-5, or MAE/RMSE)")
 
 
 def _freeze_options(p: argparse.ArgumentParser) -> None:
@@ -119,15 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-data", metavar="DATA.npz",
                    help="inputs by name plus 'labels': accuracy in the report, and for --accuracy-control")
     g.add_argument("--keep-float", type=lambda v: [x for x in v.split(",") if x], default=[], metavar="LAYERS",
-                   help="TFLite int8: keep these layers in float (TF node names or TFLite tensor names)")
+                   help="int8 (TFLite, ONNX, OpenVINO): keep these layers in float (TF node or target layer names)")
     g.add_argument("--auto-keep-float", type=float, metavar="DROP",
-                   help="TFLite int8: keep the worst layers in float until the drop is within DROP points")
+                   help="int8: rank layers by quantization error, keep the worst in float until the drop <= DROP points")
     _report_options(p)
     _optimize_options(p)
 
     p = sub.add_parser("verify", help="measure a conversion's artifacts against the original model",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("outdir", help="a directory written by `tfopt convert`")
+    p.add_argument("outdir", metavar="OUTDIR|ARTIFACT",
+                   help="a directory written by `tfopt convert`, or one artifact (.tflite, .onnx, OpenVINO .xml, .pb)")
+    p.add_argument("--report-dir", metavar="DIR", help="ARTIFACT: write report.json/md/html here (default: print only)")
     p.add_argument("--reference", required=True, metavar="MODEL", help="the original model")
     p.add_argument("--eval-data", metavar="DATA.npz", help="inputs by name plus 'labels', for accuracy")
     _report_options(p)
@@ -281,19 +285,22 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from tfopt.converting import convert
     from tfopt.errors import GateFailure
     from tfopt.loaders import load
+    from tfopt.report.console import print_convert
 
     check_writable(args.output)
     model = load(args.model, **_load_options(args))
     try:
         result = _run_convert(args, model, convert)
     except GateFailure as exc:
-        _print_convert(args, exc.result)  # type: ignore[attr-defined]
+        print_convert(args.output, exc.result, as_json=args.json)  # type: ignore[attr-defined]
         raise
-    _print_convert(args, result)
+    print_convert(args.output, result, as_json=args.json, verified=args.verify)
     return 0
 
 
 def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
+    from tfopt.report.console import ProgressPrinter
+
     return convert(model, args.output, to=args.to, quantize=args.quantize, calibration=args.calibration,
                      calibration_samples=args.calibration_samples, mean=args.mean, scale=args.scale,
                      int8_io=args.int8_io, ov_preprocess=_ov_preprocess(args), accuracy_control=args.accuracy_control,
@@ -302,44 +309,30 @@ def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
                      set_values=parse_set(args.set_values), inputs=parse_inputs(args.inputs),
                      passes=args.passes, skip=args.skip, grappler=args.grappler,
                      fail_if=args.fail_if, junit=args.junit, report_runs=args.report_runs, threads=args.threads,
-                     keep_float=args.keep_float, auto_keep_float=args.auto_keep_float,
-                     progress=None if args.json else lambda msg: print(f"  ... {msg}", file=sys.stderr))
-
-
-def _print_convert(args: argparse.Namespace, result: Any) -> None:
-    from tfopt.report.console import print_report
-
-    if args.json:
-        with open(os.path.join(args.output, "manifest.json")) as f:
-            print(f.read())
-        return
-    if result.report is not None:
-        print_report(result.report)
-        for a in result.artifacts:
-            print(f"wrote    {os.path.join(args.output, a.path)}")
-        for fmt, precision, reason in result.skipped:
-            print(f"skipped  {fmt} {precision}: {reason}")
-        print(f"wrote    {args.output}/manifest.json, report.json, report.md, report.html")
-        return
-    print(f"{'format':<11} {'precision':<9} {'bytes':>10}  {'max abs err':>11}  path")
-    for a in result.artifacts:
-        err = "-" if a.max_abs_err is None else f"{a.max_abs_err:.3g}"
-        print(f"{a.format:<11} {a.precision:<9} {a.bytes:>10}  {err:>11}  {os.path.join(args.output, a.path)}")
-    for fmt, precision, reason in result.skipped:
-        print(f"skipped  {fmt} {precision}: {reason}")
-    print(f"wrote    {args.output}/manifest.json"
-          + ("" if args.verify else " (not verified: --no-verify)"))
+                     keep_float=args.keep_float, auto_keep_float=args.auto_keep_float, metric=args.metric,
+                     progress=None if args.json else ProgressPrinter())
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from tfopt.errors import GateFailure
-    from tfopt.report.build import verify_outdir
+    from tfopt.report.build import verify_artifact, verify_outdir
     from tfopt.report.console import print_report
 
     options = _load_options(args)
+    common = dict(eval_data=args.eval_data, fail_if=args.fail_if, junit=args.junit, runs=args.report_runs,
+                  threads=args.threads, metric=args.metric, **options)
+    if not os.path.exists(os.path.join(args.outdir, "manifest.json")):
+        try:
+            report = verify_artifact(args.outdir, args.reference, report_dir=args.report_dir, **common)
+        except GateFailure as exc:
+            print_report(exc.report)  # type: ignore[attr-defined]
+            raise
+        print_report(report)
+        if args.report_dir:
+            print(f"wrote    {args.report_dir}/report.json, report.md, report.html")
+        return 0
     try:
-        report = verify_outdir(args.outdir, args.reference, eval_data=args.eval_data, fail_if=args.fail_if,
-                               junit=args.junit, runs=args.report_runs, threads=args.threads, **options)
+        report = verify_outdir(args.outdir, args.reference, **common)
     except GateFailure:
         with open(os.path.join(args.outdir, "report.json")) as f:
             print_report(json.load(f))

@@ -7,7 +7,6 @@ Which graph each target gets: TFLite, ONNX and OpenVINO read the *portable* grap
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tfopt._io import atomic_path
+from tfopt._io import atomic_path, digest, gzip_size, tree_size
 from tfopt.errors import OptionError, VerificationError
 from tfopt.graph import Model
 
@@ -105,8 +104,8 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             int8_io: bool = False, allow_tf_ops: bool = False, opset: int | None = None, verify: bool = True,
             ov_preprocess: Any = None, accuracy_control: float | None = None, eval_data: str | None = None,
             fail_if: Sequence[str] = (), junit: str | None = None, report_runs: int = 20, threads: int | None = None,
-            keep_float: Sequence[str] = (), auto_keep_float: float | None = None,
-            seed: int = 0, progress: Callable[[str], None] | None = None, **options: Any) -> ConvertResult:
+            keep_float: Sequence[str] = (), auto_keep_float: float | None = None, metric: str | None = None,
+            seed: int = 0, progress: Callable[[Any], None] | None = None, **options: Any) -> ConvertResult:
     """Convert one model to every requested target and precision.
 
     Args:
@@ -119,11 +118,17 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
         ov_preprocess: :class:`tfopt.emitters.openvino.Preprocess` baked into OpenVINO IRs.
         accuracy_control: OpenVINO int8 through NNCF's accuracy control with this maximal top-1
             drop (absolute, e.g. 0.01), measured on ``eval_data`` (``.npz`` of inputs + ``labels``).
-        keep_float: layers the TFLite int8 artifact keeps in float (TF node or TFLite tensor names).
-        auto_keep_float: keep the worst layers (per-layer error, worst first) in float, one at a time,
-            until the top-1 agreement drop (accuracy drop with ``eval_data``) is within this many points.
+        keep_float: layers the int8 artifacts (TFLite, ONNX, OpenVINO; ONNX int16x8 too) keep in
+            float: a TF node name, or the target's own layer name (see :mod:`tfopt.report.layers`).
+        auto_keep_float: rank the layers (each quantized alone, worst first), then keep the worst in
+            float, one at a time, until the top-1 agreement drop (accuracy drop with ``eval_data``)
+            is within this many points; for every quantizing target.
+        metric: ``module:fn`` scoring ``fn(first_output, labels) -> float`` (higher is better) on
+            ``eval_data``, in place of top-1/top-5 (integer labels) or MAE/RMSE (float labels).
         fail_if: gates over the report (see :mod:`tfopt.report.gates`); ``junit`` writes them as XML.
             A tripped gate raises :class:`GateFailure` after everything is written.
+        progress: called with a ``str`` as each stage starts and a :class:`tfopt.progress.Step`
+            inside long stages (``progress=print`` works).
 
     Raises:
         OptionError, ConversionError, VerificationError (an fp32/fp16 artifact that differs).
@@ -131,10 +136,17 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     import time
 
     from tfopt.pipeline import optimize_model
+    from tfopt.progress import Step
     from tfopt.report.gates import parse_gate
 
     gates = [parse_gate(g) for g in fail_if]
     pairs, skipped = plan(to, quantize)
+    if metric:  # checked before any conversion work, not after it
+        from tfopt._user_code import import_function
+
+        import_function(metric, "--metric")
+        if not eval_data:
+            raise OptionError(f"--metric {metric}: needs --eval-data DATA.npz holding the labels it scores against")
     say = progress or (lambda _msg: None)
     say("loading, freezing and optimizing (once for every target)")
     stages: dict[str, float] = {}
@@ -156,25 +168,36 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     result = ConvertResult(outdir=outdir, skipped=skipped, freeze_report=freeze_report, optimize_report=optimize_report)
     with atomic_path(outdir, directory=True) as tmp:
         os.makedirs(tmp)
-        for target, precision in pairs:
+        for index, (target, precision) in enumerate(pairs):
+            say(Step("artifacts", index + 1, len(pairs)))
             say(f"{target} {precision}")
             start = time.perf_counter()
             rel = artifact_path(outdir, target, precision)
-            selective = target == "tflite" and precision == "int8" and not qat and (keep_float or auto_keep_float is not None)
-            if selective:
-                from tfopt.report.keep_float import selective_tflite
+            if _selective(target, precision, qat, keep_float, auto_keep_float):
+                from tfopt.report.keep_float import selective
 
-                written, kept, ranking = selective_tflite(portable, os.path.join(tmp, rel), samples, keep_float,
-                                                           auto_keep_float, eval_data, say)
-                result.layer_errors["tflite/int8"] = ranking
-                result.keep_float["tflite/int8"] = kept
+                if control is not None and target == "openvino":
+                    raise OptionError("--accuracy-control is NNCF's own keep-float search for openvino int8; "
+                                      "pass it or --keep-float/--auto-keep-float, not both")
+
+                def emit(path: str, kept: list[str], converted: Any, target: str = target, precision: str = precision) -> str:
+                    return _emit(target, precision, portable, runtime, path, samples, int8_io=int8_io,
+                                 allow_tf_ops=allow_tf_ops, opset=opset, ov_preprocess=ov_preprocess,
+                                 keep_float=kept, converted=converted)
+
+                written, kept, ranking = selective(
+                    target, precision, portable, os.path.join(tmp, rel), samples, keep_float, auto_keep_float,
+                    eval_data, say, emit, opset=opset,
+                    to_raw=ov_preprocess.to_raw if ov_preprocess is not None and target == "openvino" else None)
+                result.layer_errors[f"{target}/{precision}"] = ranking
+                result.keep_float[f"{target}/{precision}"] = kept
             else:
                 written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), samples,
                                 int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat,
                                 ov_preprocess=ov_preprocess, accuracy_control=control)
             full = os.path.join(tmp, rel)
-            artifact = Artifact(target, precision, os.path.relpath(written, tmp), _size(full), _gzip_size(full),
-                                _digest(full))
+            artifact = Artifact(target, precision, os.path.relpath(written, tmp), tree_size(full), gzip_size(full),
+                                digest(full))
             if verify:  # a QAT model's float artifacts already quantize (QDQ/FakeQuantize): measure only
                 _verify(artifact, portable, written, _verification_feeds(portable, samples, seed), bounded=not qat,
                         preprocess=ov_preprocess if target == "openvino" else None)
@@ -197,7 +220,8 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                                          runs=report_runs, threads=threads, gates=gates,
                                          passes=[p.as_dict() for p in (optimize_report.passes if optimize_report else [])],
                                          stages=stages, preprocess=ov_preprocess,
-                                         layers={"layer_errors": result.layer_errors, "keep_float": result.keep_float})
+                                         layers={"layer_errors": result.layer_errors, "keep_float": result.keep_float},
+                                         progress=progress, metric=metric)
     from tfopt.report.build import finish_gates
 
     try:
@@ -224,9 +248,15 @@ def _accuracy_control(max_drop: float, eval_data: str | None, model: Model) -> A
     return AccuracyControl(max_drop, inputs, labels)
 
 
+def _selective(target: str, precision: str, qat: bool, keep: Sequence[str], auto: float | None) -> bool:
+    from tfopt.report.layer_targets import KEEP_FLOAT_PRECISIONS
+
+    return (not qat and bool(keep or auto is not None) and precision in KEEP_FLOAT_PRECISIONS.get(target, ()))
+
+
 def _emit(target: str, precision: str, portable: Model, runtime: Model, path: str, samples: Any, *,
           int8_io: bool, allow_tf_ops: bool, opset: int | None, qat: bool = False, ov_preprocess: Any = None,
-          accuracy_control: Any = None) -> str:
+          accuracy_control: Any = None, keep_float: Sequence[str] = (), converted: Any = None) -> str:
     if qat and precision == "int8" and target in ("onnx", "openvino"):
         precision = "none"  # the fake-quant ops already become QDQ / FakeQuantize: real int8
     if target in ("pb", "savedmodel"):
@@ -237,15 +267,17 @@ def _emit(target: str, precision: str, portable: Model, runtime: Model, path: st
         from tfopt.emitters.tflite import emit_tflite
 
         return emit_tflite(portable, path, precision=precision, calibration=samples, int8_io=int8_io,
-                           allow_tf_ops=allow_tf_ops, quantization_aware=qat)
+                           allow_tf_ops=allow_tf_ops, quantization_aware=qat, keep_float=keep_float)
     if target == "onnx":
         from tfopt.emitters.onnx import emit_onnx
 
-        return emit_onnx(portable, path, precision=precision, calibration=samples, opset=opset)
+        return emit_onnx(portable, path, precision=precision, calibration=samples, opset=opset,
+                         keep_float=keep_float, converted=converted)
     from tfopt.emitters.openvino import emit_openvino
 
     return emit_openvino(portable, path, precision=precision, calibration=samples, preprocess=ov_preprocess,
-                         accuracy_control=accuracy_control if precision == "int8" else None)
+                         accuracy_control=accuracy_control if precision == "int8" else None,
+                         keep_float=keep_float, converted=converted)
 
 
 def manifest_model(outdir: str) -> Model:
@@ -314,34 +346,6 @@ def _verify(artifact: Artifact, portable: Model, path: str, feeds: dict[str, Any
         if bad:
             raise VerificationError(f"{artifact.format} {artifact.precision}: output '{bad[0].name}' differs from the "
                                     f"original by {bad[0].max_abs_err:.3g} (bound {bound:g}); nothing was written")
-
-
-def _size(path: str) -> int:
-    if os.path.isdir(path):
-        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-    return os.path.getsize(path)
-
-
-def _gzip_size(path: str) -> int:
-    """Bytes after gzip: what a download or an app bundle costs (sparse or clustered weights only
-    shrink here - a flatbuffer stores zeros as zeros)."""
-    import gzip
-
-    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs) if os.path.isdir(path) else [path]
-    total = 0
-    for name in files:
-        with open(name, "rb") as f:
-            total += len(gzip.compress(f.read(), mtime=0))
-    return total
-
-
-def _digest(path: str) -> str:
-    h = hashlib.sha256()
-    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs) if os.path.isdir(path) else [path]
-    for name in files:
-        with open(name, "rb") as f:
-            h.update(f.read())
-    return h.hexdigest()
 
 
 def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[str, Any]) -> None:

@@ -24,9 +24,8 @@ _COUNTER = re.compile(r"__\d+$")  # tf2onnx's generated-name suffix
 _GENERATED = re.compile(r"(.*?__\d+)(:\d+)?")
 
 
-def emit_onnx(model: Model, path: str, *, precision: str = "none", calibration: Sequence[dict[str, Any]] | None = None,
-              opset: int | None = None) -> str:
-    import onnx
+def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
+    """The float ``ModelProto`` of ``model``'s frozen graph, generated names made canonical."""
     import tf2onnx
 
     opset = opset or DEFAULT_OPSET
@@ -40,12 +39,27 @@ def emit_onnx(model: Model, path: str, *, precision: str = "none", calibration: 
         raise ConversionError(f"tf2onnx (opset {opset}) failed: {str(exc).splitlines()[0][:400]}; "
                               "try another --opset") from exc
     _canonical_initializers(proto.graph)
+    return proto
+
+
+def emit_onnx(model: Model, path: str, *, precision: str = "none", calibration: Sequence[dict[str, Any]] | None = None,
+              opset: int | None = None, keep_float: Sequence[str] = (), converted: Any = None) -> str:
+    """Write a ``.onnx``. ``keep_float`` (int8/int16x8) names nodes ONNX Runtime's quantizer leaves
+    in float (``nodes_to_exclude``); ``converted`` is a :func:`convert_to_onnx` result to start from
+    (copied, not changed)."""
+    import onnx
+
+    if converted is not None:
+        proto = onnx.ModelProto()
+        proto.CopyFrom(converted)
+    else:
+        proto = convert_to_onnx(model, opset)
     if precision == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         proto = convert_float_to_float16(proto, keep_io_types=True)
     elif precision in ("dynamic", "int8", "int16x8"):
-        proto = _quantize(proto, model, precision, calibration)
+        proto = _quantize(proto, model, precision, calibration, keep_float)
     elif precision != "none":
         raise OptionError(f"onnx: unknown precision '{precision}'")
     with atomic_path(path) as tmp:
@@ -55,7 +69,8 @@ def emit_onnx(model: Model, path: str, *, precision: str = "none", calibration: 
     return path
 
 
-def _quantize(proto: Any, model: Model, precision: str, calibration: Sequence[dict[str, Any]] | None) -> Any:
+def _quantize(proto: Any, model: Model, precision: str, calibration: Sequence[dict[str, Any]] | None,
+              keep_float: Sequence[str] = ()) -> Any:
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -85,7 +100,7 @@ def _quantize(proto: Any, model: Model, precision: str, calibration: Sequence[di
 
         quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt16 if precision == "int16x8" else QuantType.QInt8,
-                        weight_type=QuantType.QInt8)
+                        weight_type=QuantType.QInt8, nodes_to_exclude=list(keep_float))
         return onnx.load_model(dst)
 
 

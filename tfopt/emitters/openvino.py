@@ -50,13 +50,9 @@ class AccuracyControl:
     labels: np.ndarray
 
 
-def emit_openvino(model: Model, path: str, *, precision: str = "none",
-                  calibration: Sequence[dict[str, Any]] | None = None, preprocess: Preprocess | None = None,
-                  accuracy_control: AccuracyControl | None = None) -> str:
-    """Write the IR into directory ``path`` (``model.xml`` + ``model.bin``). Returns the xml path."""
+def convert_to_openvino(model: Model) -> Any:
+    """The FP32 ``ov.Model`` of ``model``'s frozen graph, auto-named layers renumbered canonically."""
     ov = openvino()
-    if precision == "int16x8":
-        raise OptionError("openvino has no int16-activation mode; use int8 or fp16")
     # Through a .pb file: OpenVINO's C++ TensorFlow frontend reads function bodies (While/If) that
     # its Python GraphDef iterator cannot ("'_DefinedFunction' object has no attribute 'graph'").
     with tempfile.TemporaryDirectory() as tmp_pb:
@@ -68,13 +64,30 @@ def emit_openvino(model: Model, path: str, *, precision: str = "none",
         except Exception as exc:
             raise ConversionError(f"openvino.convert_model failed: {_first_error(str(exc))}") from exc
     _canonical_names(ov_model)  # before NNCF too: it derives its layer names from these
+    return ov_model
+
+
+def emit_openvino(model: Model, path: str, *, precision: str = "none",
+                  calibration: Sequence[dict[str, Any]] | None = None, preprocess: Preprocess | None = None,
+                  accuracy_control: AccuracyControl | None = None, keep_float: Sequence[str] = (),
+                  converted: Any = None) -> str:
+    """Write the IR into directory ``path`` (``model.xml`` + ``model.bin``). Returns the xml path.
+
+    ``keep_float`` (int8) names layers (friendly names) NNCF leaves in float: its ``IgnoredScope``.
+    ``converted`` is a :func:`convert_to_openvino` result to start from (cloned, not changed).
+    """
+    ov = openvino()
+    if precision == "int16x8":
+        raise OptionError("openvino has no int16-activation mode; use int8 or fp16")
+    ov_model = converted.clone() if converted is not None else convert_to_openvino(model)
     if precision == "int8":
         if not calibration:
             raise OptionError("openvino int8 needs calibration data: pass --calibration DATA")
         order = [s.name for s in model.inputs]
         dataset = nncf().Dataset(list(calibration), lambda sample: [sample[n] for n in order])
+        ignored = nncf().IgnoredScope(names=list(keep_float)) if keep_float else None
         if accuracy_control is None:
-            ov_model = nncf().quantize(ov_model, dataset, subset_size=len(calibration))
+            ov_model = nncf().quantize(ov_model, dataset, subset_size=len(calibration), ignored_scope=ignored)
         else:
             ov_model = _quantize_with_accuracy_control(ov_model, dataset, order, accuracy_control, len(calibration))
     elif precision == "dynamic":

@@ -26,8 +26,6 @@ def emit_tflite(model: Model, path: str, *, precision: str = "none", calibration
     ranges, without calibration data. ``keep_float`` (int8 only) names layers left in float:
     TFLite's own selective quantization (QuantizationDebugger's denylist)."""
     if keep_float and precision == "int8" and calibration:
-        from tfopt.report.layers import tflite_debugger
-
         data = tflite_debugger(model, calibration, keep_float).get_nondebug_quantized_model()
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             f.write(data)
@@ -76,6 +74,23 @@ def emit_tflite(model: Model, path: str, *, precision: str = "none", calibration
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
     return path
+
+
+def tflite_debugger(model: Model, calibration: Sequence[dict[str, Any]], keep_float: Sequence[str] = ()) -> Any:
+    """A QuantizationDebugger over the full-int8 conversion of ``model`` (``keep_float`` denylisted)."""
+    t = tf()
+    function = concrete_function(model)
+    holder = t.Module()
+    holder.function = function
+    converter = t.lite.TFLiteConverter.from_concrete_functions([function], trackable_obj=holder)
+    converter.optimizations = [t.lite.Optimize.DEFAULT]
+
+    def dataset() -> Any:
+        return ([sample[s.name] for s in model.inputs] for sample in calibration)
+
+    converter.representative_dataset = dataset
+    options = t.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(keep_float)) if keep_float else None
+    return t.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset, debug_options=options)
 
 
 def _explain(message: str, precision: str) -> str:

@@ -14,7 +14,7 @@ from tfopt.graph import Model
 
 
 def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
-                  junit: str | None = None, runs: int = 20, threads: int | None = None,
+                  junit: str | None = None, runs: int = 20, threads: int | None = None, metric: str | None = None,
                   **load_options: Any) -> dict[str, Any]:
     """``tfopt verify``: measure an existing conversion's artifacts against the reference model."""
     from tfopt.converting import manifest_model
@@ -31,21 +31,76 @@ def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, 
         raise OptionError(f"--reference {reference}: inputs {[s.name for s in frozen.inputs]} do not match the "
                           f"conversion's {[s.name for s in recorded.inputs]}")
     report = build_report(outdir, frozen.replace(outputs=recorded.outputs), eval_data=eval_data, runs=runs,
-                          threads=threads, gates=gates)
+                          threads=threads, gates=gates, metric=metric)
     finish_gates(report, junit)
     return report
+
+
+def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
+                    junit: str | None = None, runs: int = 20, threads: int | None = None,
+                    report_dir: str | None = None, metric: str | None = None, **load_options: Any) -> dict[str, Any]:
+    """``tfopt verify ARTIFACT``: measure one file (``.tflite``, ``.onnx``, an OpenVINO ``.xml`` or
+    its directory, ``.pb``, a SavedModel directory) against the reference model. The report is
+    written to ``report_dir`` when given; nothing is written next to the artifact."""
+    from tfopt._io import gzip_size, tree_size
+    from tfopt.freezing import freeze
+    from tfopt.loaders import load
+    from tfopt.report.gates import parse_gate
+
+    gates = [parse_gate(g) for g in fail_if]
+    fmt, path = artifact_format(path)
+    frozen, _ = freeze(load(reference, **load_options), verify=False)
+    name = os.path.basename(path)
+    match = next((p for p in ("fp16", "dynamic", "int8", "int16x8", "fp32") if f".{p}." in f".{name}."), None)
+    files = [path, path[:-4] + ".bin"] if fmt == "openvino" else [path]  # the IR is the .xml + .bin
+    files = [f for f in files if os.path.exists(f)]
+    manifest = {"source": reference, "artifacts": [{"format": fmt, "precision": match or "unknown",
+                                                     "path": os.path.abspath(path),
+                                                     "bytes": sum(tree_size(f) for f in files),
+                                                     "gzip_bytes": sum(gzip_size(f) for f in files)}]}
+    report = build_report(os.path.dirname(os.path.abspath(path)), frozen, eval_data=eval_data, runs=runs,
+                          threads=threads, gates=gates, manifest=manifest, write_to=report_dir, metric=metric)
+    try:
+        finish_gates(report, junit)
+    except Exception as exc:  # GateFailure: the caller shows the report too
+        exc.report = report  # type: ignore[attr-defined]
+        raise
+    return report
+
+
+def artifact_format(path: str) -> tuple[str, str]:
+    """``(format, path to run)`` of a single artifact, from its name."""
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "model.xml")):
+            return "openvino", os.path.join(path, "model.xml")
+        if os.path.exists(os.path.join(path, "saved_model.pb")):
+            return "savedmodel", path
+    elif os.path.exists(path):
+        ext = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino", ".pb": "pb"}.get(os.path.splitext(path)[1])
+        if ext:
+            return ext, path
+    else:
+        from tfopt.errors import ModelNotFoundError
+
+        raise ModelNotFoundError(f"{path}: no such file or directory")
+    raise OptionError(f"{path}: not an artifact tfopt can run (.tflite, .onnx, an OpenVINO .xml or its directory, "
+                      ".pb, a SavedModel directory) nor a `tfopt convert` directory (manifest.json)")
 
 
 def build_report(outdir: str, model: Model, *, eval_data: str | None = None, samples: Any = None, seed: int = 0,
                  runs: int = 20, threads: int | None = None, gates: Sequence[Any] = (),
                  passes: list[dict[str, Any]] | None = None, stages: dict[str, float] | None = None,
-                 preprocess: Any = None, layers: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Measure every artifact in ``outdir`` against the original model; write report.json/md/html."""
+                 preprocess: Any = None, layers: dict[str, Any] | None = None, progress: Any = None,
+                 manifest: dict[str, Any] | None = None, write_to: str | None = "",
+                 metric: str | None = None) -> dict[str, Any]:
+    """Measure every artifact of ``outdir/manifest.json`` (or of ``manifest``) against the original
+    model; write report.json/md/html into ``write_to`` ("" means ``outdir``; None: not written)."""
     from tfopt.report import evaluate_gates, measure, write_reports
     from tfopt.verify import reference_runner
 
-    with open(os.path.join(outdir, "manifest.json")) as f:
-        manifest = json.load(f)
+    if manifest is None:
+        with open(os.path.join(outdir, "manifest.json")) as f:
+            manifest = json.load(f)
     labels = None
     if eval_data:
         inputs, labels = eval_arrays(eval_data, model)
@@ -55,16 +110,28 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
         from tfopt.testing import random_inputs
 
         inputs = random_inputs(model.inputs, seed=seed, batch=8)
+    score = None
+    if metric:
+        from tfopt._user_code import import_function
+
+        if not eval_data:
+            raise OptionError(f"--metric {metric}: needs --eval-data DATA.npz holding the labels it scores against")
+        score = import_function(metric, "--metric")
     original = reference_runner(model)
     bindings = model.bindings if model.reference is not None else {}
     artifacts = [a for a in manifest["artifacts"] if not (preprocess is not None and a["format"] == "openvino")]
     report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
-                     inputs=inputs, labels=labels, runs=runs, threads=threads)
+                     inputs=inputs, labels=labels, runs=runs, threads=threads, progress=progress,
+                     metric=score)
     report.update({"source": manifest.get("source"), "source_format": manifest.get("source_format"),
                    "tools": manifest.get("tools"), "passes": passes or [], "stage_seconds": stages or {},
+                   "metric": metric or ("top1/top5" if labels is not None and np.issubdtype(labels.dtype, np.integer)
+                                        else "mae/rmse" if labels is not None else None),
                    **(layers or {"layer_errors": {}, "keep_float": {}})})
     report["gates"] = evaluate_gates(report, gates)
-    write_reports(outdir, report)
+    if write_to is not None:
+        os.makedirs(write_to or outdir, exist_ok=True)
+        write_reports(write_to or outdir, report)
     return report
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 
 def print_pass_table(passes: Sequence[Any], *, max_skips: int = 10) -> None:
@@ -60,3 +61,61 @@ def format_bytes(n: int | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return f"{n} B"
+
+
+def print_convert(output: str, result: Any, *, as_json: bool = False, verified: bool = True) -> None:
+    """What `tfopt convert` prints: the report table and the files written (or the manifest)."""
+    if as_json:
+        with open(os.path.join(output, "manifest.json")) as f:
+            print(f.read())
+        return
+    if result.report is not None:
+        print_report(result.report)
+        for a in result.artifacts:
+            print(f"wrote    {os.path.join(output, a.path)}")
+        for fmt, precision, reason in result.skipped:
+            print(f"skipped  {fmt} {precision}: {reason}")
+        print(f"wrote    {output}/manifest.json, report.json, report.md, report.html")
+        return
+    print(f"{'format':<11} {'precision':<9} {'bytes':>10}  {'max abs err':>11}  path")
+    for a in result.artifacts:
+        err = "-" if a.max_abs_err is None else f"{a.max_abs_err:.3g}"
+        print(f"{a.format:<11} {a.precision:<9} {a.bytes:>10}  {err:>11}  {os.path.join(output, a.path)}")
+    for fmt, precision, reason in result.skipped:
+        print(f"skipped  {fmt} {precision}: {reason}")
+    print(f"wrote    {output}/manifest.json"
+          + ("" if verified else " (not verified: --no-verify)"))
+
+
+class ProgressPrinter:
+    """Progress on stderr: stage messages as lines; :class:`tfopt.progress.Step` events as a bar
+    redrawn in place on a terminal, or (in CI logs) one line when a stage starts and ends."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 24):
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.tty = self.stream.isatty()
+        self._open = False  # a bar line is being redrawn
+
+    def __call__(self, event: Any) -> None:
+        from tfopt.progress import Step
+
+        if not isinstance(event, Step):
+            self._close()
+            print(f"  ... {event}", file=self.stream, flush=True)
+            return
+        filled = self.width * event.done // max(event.total, 1)
+        line = f"  [{'#' * filled}{'.' * (self.width - filled)}] {event.done}/{event.total} {event.label}"
+        if self.tty:
+            self.stream.write("\r" + line)
+            self._open = True
+            if event.done >= event.total:
+                self._close()
+            self.stream.flush()
+        elif event.done in (1, event.total):
+            print(line, file=self.stream, flush=True)
+
+    def _close(self) -> None:
+        if self._open:
+            self.stream.write("\n")
+            self._open = False

@@ -26,12 +26,21 @@ def metric(row: dict[str, Any], name: str) -> float | None:
     values: dict[str, Any] = {
         **row["fidelity"], "bytes": row["bytes"], "gzip_bytes": row.get("gzip_bytes"),
         "latency_ms": row["latency_ms"]["median"], "latency_p90_ms": row["latency_ms"]["p90"],
-        "accuracy": None if not row.get("accuracy") or "top1" not in row["accuracy"] else 100 * row["accuracy"]["top1"],
+        "accuracy": _accuracy(row.get("accuracy")),
         "accuracy_drop": row.get("accuracy_drop"),
     }
     if name not in values:
         raise OptionError(f"--fail-if: unknown metric '{name}'; choose from {', '.join(sorted(values))}")
     return values[name]
+
+
+def _accuracy(accuracy: dict[str, float] | None) -> float | None:
+    """Top-1 in percent, or a custom metric's score."""
+    if not accuracy:
+        return None
+    if "score" in accuracy:
+        return accuracy["score"]
+    return 100 * accuracy["top1"] if "top1" in accuracy else None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Selective quantization: keep the worst layers in float until the accuracy drop is within bound."""
+"""Selective quantization: keep named layers in float, or (``auto``) the worst ones, one at a
+time, until the accuracy drop (or the top-1 disagreement with the original) is within bound."""
 
 from __future__ import annotations
 
@@ -11,44 +12,51 @@ from tfopt.errors import OptionError
 from tfopt.graph import Model
 
 
-def selective_tflite(model: Model, path: str, samples: Any, keep: Sequence[str], auto: float | None,
-                      eval_data: str | None, say: Callable[[str], None]) -> tuple[str, list[str], list[dict[str, Any]]]:
-    """TFLite int8 with layers kept in float: the given ones, then (``auto``) the worst ones, one at
-    a time, until the drop is within ``auto`` points."""
-    from tfopt.emitters.tflite import emit_tflite
+def selective(target: str, precision: str, model: Model, path: str, samples: Any, keep: Sequence[str],
+              auto: float | None, eval_data: str | None, say: Callable[[Any], None],
+              emit: Callable[[str, list[str], Any], str], *, opset: int | None = None,
+              to_raw: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[str, list[str], list[dict[str, Any]]]:
+    """Rank the layers (:func:`tfopt.report.layers.rank_layers`), then write ``path`` with
+    ``emit(path, kept, converted)`` keeping ``keep`` in float, and with ``auto`` add the worst
+    remaining layer until the drop is within ``auto`` points. Returns (file, kept, ranking)."""
     from tfopt.report.build import eval_arrays
-    from tfopt.report.layers import resolve_tflite_layers, tflite_layer_errors
+    from tfopt.report.layer_targets import quantizer_for
+    from tfopt.report.layers import rank_layers, resolve_layers
 
     if not samples:
         raise OptionError("--keep-float/--auto-keep-float need calibration data: pass --calibration DATA")
-    ranking = tflite_layer_errors(model, samples)
-    kept = resolve_tflite_layers(keep, ranking)
+    say(f"{target} {precision}: per-layer quantization error")
+    quantizer = quantizer_for(target, precision, model, samples, opset)
+    ranking = rank_layers(quantizer, model, samples, say)
+    kept = resolve_layers(quantizer, keep, model)
     inputs, labels = eval_arrays(eval_data, model) if eval_data else (
         {s.name: np.concatenate([x[s.name] for x in samples[:64]]) for s in model.inputs}, None)
     while True:
-        emit_tflite(model, path, precision="int8", calibration=samples, keep_float=kept)
+        written = emit(path, list(kept), quantizer.converted)
         if auto is None:
-            return path, kept, ranking
-        drop = _drop_points(model, path, inputs, labels)
-        say(f"tflite int8 keeping {len(kept)} layer(s) in float: drop {drop:.2f} points")
+            return written, kept, ranking
+        drop = drop_points(target, model, written, inputs, labels, to_raw)
+        say(f"{target} {precision} keeping {len(kept)} layer(s) in float: drop {drop:.2f} points")
         remaining = [r["layer"] for r in ranking if r["layer"] not in kept]
         if drop <= auto or not remaining:
-            return path, kept, ranking
+            return written, kept, ranking
         kept.append(remaining[0])
 
 
-def _drop_points(model: Model, path: str, inputs: dict[str, np.ndarray], labels: np.ndarray | None) -> float:
+def drop_points(target: str, model: Model, path: str, inputs: dict[str, np.ndarray], labels: np.ndarray | None,
+                to_raw: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
     """Top-1 points lost by the artifact: against the labels, else against the original's argmax."""
     from tfopt.converting import runner_for
     from tfopt.verify import reference_runner
 
     original = reference_runner(model)
     bindings = model.bindings if model.reference is not None else {}
-    runner = runner_for("tflite", path, model)
+    runner = runner_for(target, path, model)
+    raw = to_raw or (lambda v: v)
     name = model.outputs[0].name
     n = len(next(iter(inputs.values())))
     ref = np.concatenate([original({**{k: v[i:i + 1] for k, v in inputs.items()}, **bindings})[name] for i in range(n)])
-    got = np.concatenate([runner({k: v[i:i + 1] for k, v in inputs.items()})[name] for i in range(n)])
+    got = np.concatenate([runner({k: raw(v[i:i + 1]) for k, v in inputs.items()})[name] for i in range(n)])
     if labels is not None:
         return 100.0 * (float(np.mean(ref.argmax(-1) == labels)) - float(np.mean(got.argmax(-1) == labels)))
     return 100.0 * (1.0 - float(np.mean(ref.argmax(-1) == got.argmax(-1))))

@@ -1,92 +1,85 @@
-"""Per-layer quantization error, worst first, and the keep-float search built on it.
+"""Per-layer quantization error, worst first, for every quantizing target.
 
-Ranking is by *sensitivity*: each layer is quantized alone (every other layer kept in float,
-through the TFLite converter's own QuantizationDebugger denylist) and the model's output error is
-measured, ``rmse(output) / rms(float output)``. That answers "which layer did it" directly. The
-debugger's per-tensor statistics are kept too (``error_in_steps = sqrt(mse) / scale``), but they
-cannot rank: a layer whose outlier weights blow up its range also gets coarse steps, so its error
-*in steps* looks small while its output is ruined.
+Ranking is by *sensitivity*: each layer is quantized alone (every other layer kept in float
+through the target's own mechanism, see :mod:`tfopt.report.layer_targets`) and the model's first
+output is compared with the float model's on the calibration samples:
+``output_error = rmse(output - float output) / rms(float output)``. That answers "which layer did
+it" directly. Alongside it, ``tensor_error`` compares each layer's own output tensor in the fully
+quantized model with the float model's (ONNX, OpenVINO): where error appears and how it grows.
+It cannot rank on its own: error made early flows into every later tensor.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import math
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from tfopt.graph import Model
+import numpy as np
+
+from tfopt.graph import Model, node_map
+from tfopt.progress import Step
+from tfopt.report.layer_targets import LayerQuantizer, _relative
 
 
-def tflite_debugger(model: Model, calibration: Sequence[dict[str, Any]], keep_float: Sequence[str] = ()) -> Any:
-    """A QuantizationDebugger over the full-int8 conversion of ``model`` (``keep_float`` denylisted)."""
-    from tfopt._tf import tf
-    from tfopt.runtimes.tensorflow import concrete_function
-
-    t = tf()
-    function = concrete_function(model)
-    holder = t.Module()
-    holder.function = function
-    converter = t.lite.TFLiteConverter.from_concrete_functions([function], trackable_obj=holder)
-    converter.optimizations = [t.lite.Optimize.DEFAULT]
-
-    def dataset() -> Any:
-        return ([sample[s.name] for s in model.inputs] for sample in calibration)
-
-    converter.representative_dataset = dataset
-    options = t.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(keep_float)) if keep_float else None
-    return t.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset, debug_options=options)
-
-
-def tflite_layer_errors(model: Model, calibration: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``[{layer, op, output_error, error_in_steps, mse, max_abs_error}]`` per quantized layer, worst first."""
-    import os
-    import tempfile
-
-    import numpy as np
-
-    from tfopt.runtimes.tflite import TFLiteRunner
+def rank_layers(quantizer: LayerQuantizer, model: Model, samples: Sequence[dict[str, Any]],
+                say: Callable[[Any], None] = lambda _m: None) -> list[dict[str, Any]]:
+    """``[{layer, op, output_error, tensor_error?, ...debugger stats}]``, worst first."""
+    from tfopt.converting import runner_for
     from tfopt.verify import reference_runner
 
-    debugger = tflite_debugger(model, calibration)
-    debugger.run()
-    buffer = io.StringIO()
-    debugger.layer_statistics_dump(buffer)
-    rows = []
-    for row in csv.DictReader(io.StringIO(buffer.getvalue())):
-        mse, scale = float(row["mean_squared_error"]), float(row["scale"] or 0)
-        rows.append({"layer": row["tensor_name"], "op": row["op_name"],
-                     "error_in_steps": math.sqrt(mse) / scale if scale else 0.0, "mse": mse,
-                     "max_abs_error": float(row["max_abs_error"])})
     original = reference_runner(model)
     bindings = model.bindings if model.reference is not None else {}
     name = model.outputs[0].name
-    expected = np.concatenate([np.asarray(original({**x, **bindings})[name]) for x in calibration])
-    scale_ref = float(np.sqrt(np.mean(expected.astype(np.float64) ** 2))) or 1.0
-    layers: list[str] = [str(r["layer"]) for r in rows]
+    expected = np.concatenate([np.asarray(original({**x, **bindings})[name]) for x in samples])
+    names = [row["layer"] for row in quantizer.layers]
+    rows = []
+    label = f"{quantizer.target} {quantizer.precision}: each layer quantized alone"
     with tempfile.TemporaryDirectory() as tmp:
-        for row in rows:
-            others = [layer for layer in layers if layer != row["layer"]]
-            path = os.path.join(tmp, "alone.tflite")
-            with open(path, "wb") as f:
-                f.write(tflite_debugger(model, calibration, others).get_nondebug_quantized_model())
-            runner = TFLiteRunner(path, model.inputs, model.outputs)
-            got = np.concatenate([runner(x)[name] for x in calibration])
-            row["output_error"] = float(np.sqrt(np.mean((got - expected) ** 2))) / scale_ref
+        for i, layer in enumerate(quantizer.layers):
+            say(Step(label, i + 1, len(names)))
+            path = quantizer.build(os.path.join(tmp, f"alone{i}"), [n for n in names if n != layer["layer"]])
+            runner = runner_for(quantizer.target, path, model)
+            got = np.concatenate([runner(x)[name] for x in samples])
+            rows.append({"layer": layer["layer"], "op": layer["op"], "output_error": _relative(got, expected),
+                         **quantizer.stats.get(layer["layer"], {})})
+        if quantizer.tensor_errors is not None and rows:
+            errors = quantizer.tensor_errors(quantizer.build(os.path.join(tmp, "all"), []))
+            for row in rows:
+                row["tensor_error"] = errors.get(row["layer"])
     return sorted(rows, key=lambda r: -r["output_error"])
 
 
-def resolve_tflite_layers(names: Sequence[str], ranking: Sequence[dict[str, Any]]) -> list[str]:
-    """Map user names (a TF node name, or TFLite's fused ``a;b;c`` tensor name) to TFLite names."""
+def resolve_layers(quantizer: LayerQuantizer, names: Sequence[str], model: Model) -> list[str]:
+    """Map user names to the target's layer names. A name may be the layer's own name, one of its
+    aliases (TF tensor names, a TFLite fused ``a;b;c`` part), a ``/``-suffix of one
+    (``dense_1/MatMul``), or any TF node the layer computes through (a Relu or BiasAdd after a
+    MatMul: the first quantizable layer up its data inputs)."""
     from tfopt.errors import OptionError, did_you_mean
 
-    known = [r["layer"] for r in ranking]
+    nodes = node_map(model.graph_def)
     out: list[str] = []
     for name in names:
-        match = [k for k in known if k == name or name in k.split(";")]
+        match = _match(quantizer.layers, name)
+        seen, frontier = {name}, [name]
+        while not match and frontier:  # walk up the TF graph's data inputs, nearest first
+            node = nodes.get(frontier.pop(0))
+            for ref in (node.input if node is not None else []):
+                parent = ref.split(":")[0].lstrip("^")
+                if parent not in seen and not ref.startswith("^"):
+                    seen.add(parent)
+                    frontier.append(parent)
+                    match = match or _match(quantizer.layers, parent)
         if not match:
-            raise OptionError(f"--keep-float {name}: not a quantized layer.{did_you_mean(name, known)} "
-                              f"Layers, worst first: {', '.join(known[:8])}")
+            known = [row["layer"] for row in quantizer.layers]
+            raise OptionError(f"--keep-float {name}: not a quantized layer of the {quantizer.target} "
+                              f"{quantizer.precision} model.{did_you_mean(name, known)} Its layers: "
+                              f"{', '.join(known[:8])}{' ...' if len(known) > 8 else ''}")
         out.extend(m for m in match if m not in out)
     return out
+
+
+def _match(layers: Sequence[dict[str, Any]], name: str) -> list[str]:
+    return [row["layer"] for row in layers
+            if any(a == name or a.endswith("/" + name) or name.endswith("/" + a) for a in row["aliases"])]

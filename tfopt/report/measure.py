@@ -22,20 +22,25 @@ from tfopt.graph import Model
 
 def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]], model: Model, artifacts: list[dict[str, Any]],
             *, inputs: dict[str, np.ndarray], labels: np.ndarray | None = None, runs: int = 20,
-            threads: int | None = None) -> dict[str, Any]:
-    """Build the report dict (see the README's report schema)."""
+            threads: int | None = None, progress: Callable[[Any], None] | None = None,
+            metric: Callable[[np.ndarray, np.ndarray], float] | None = None) -> dict[str, Any]:
+    """Build the report dict (see the README's report schema). ``metric(predictions, labels)``
+    replaces the built-in accuracy: a score, higher is better; the drop is reference - artifact."""
     from tfopt.converting import runner_for
+    from tfopt.progress import Step
 
     threads = threads or os.cpu_count() or 1
     expected = _batched(reference, inputs, [s.name for s in model.outputs])
     reference_latency = _latency(_single_call(reference, inputs), runs)
-    ref_accuracy = _accuracy(expected[model.outputs[0].name], labels) if labels is not None else None
+    ref_accuracy = _accuracy(expected[model.outputs[0].name], labels, metric) if labels is not None else None
     rows = []
-    for artifact in artifacts:
+    for index, artifact in enumerate(artifacts):
+        if progress is not None:
+            progress(Step("measuring artifacts", index + 1, len(artifacts)))
         runner = runner_for(artifact["format"], os.path.join(outdir, artifact["path"]), model, threads=threads)
         got = _batched(runner, inputs, [s.name for s in model.outputs])
         fidelity = _fidelity(expected, got)
-        accuracy = _accuracy(got[model.outputs[0].name], labels) if labels is not None else None
+        accuracy = _accuracy(got[model.outputs[0].name], labels, metric) if labels is not None else None
         rows.append({
             "format": artifact["format"], "precision": artifact["precision"], "path": artifact["path"],
             "bytes": artifact["bytes"], "gzip_bytes": artifact.get("gzip_bytes"), "fidelity": fidelity,
@@ -81,7 +86,10 @@ def _fidelity(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> di
     return {"max_abs_err": max_abs, "mean_abs_err": mean_abs, "rel_err": rel, "cosine": cos, "top1_agreement": agree}
 
 
-def _accuracy(output: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def _accuracy(output: np.ndarray, labels: np.ndarray,
+              metric: Callable[[np.ndarray, np.ndarray], float] | None = None) -> dict[str, float]:
+    if metric is not None:
+        return {"score": float(metric(output, labels))}
     if np.issubdtype(labels.dtype, np.integer):
         top5 = np.argsort(-output, axis=-1)[:, :5]
         return {"top1": float(np.mean(output.argmax(-1) == labels)),
@@ -94,6 +102,8 @@ def _drop(reference: dict[str, float] | None, value: dict[str, float] | None) ->
     """Points lost: top-1 percentage points for classifiers, the MAE increase for regression."""
     if reference is None or value is None:
         return None
+    if "score" in reference:
+        return reference["score"] - value["score"]
     if "top1" in reference:
         return 100.0 * (reference["top1"] - value["top1"])
     return value["mae"] - reference["mae"]

@@ -54,9 +54,11 @@ def _markdown(report: dict[str, Any]) -> str:
     for key, ranking in (report.get("layer_errors") or {}).items():
         kept = set((report.get("keep_float") or {}).get(key, []))
         lines += ["", f"## Per-layer quantization error: {key} (each layer quantized alone, worst first)", "",
-                  "| layer | op | output error (relative) | kept in float |", "|---|---|---|---|"]
-        lines += [f"| `{r['layer']}` | {r['op']} | {r['output_error']:.4g} | {'yes' if r['layer'] in kept else ''} |"
-                  for r in ranking[:20]]
+                  "| layer | op | output error, alone | own tensor error, all quantized | kept in float |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| `{r['layer']}` | {r['op']} | {r['output_error']:.4g} | "
+                  f"{'-' if r.get('tensor_error') is None else format(r['tensor_error'], '.4g')} | "
+                  f"{'yes' if r['layer'] in kept else ''} |" for r in ranking[:20]]
     if report.get("gates"):
         lines += ["", "## Gates", "", "| gate | artifact | value | result |", "|---|---|---|---|"]
         lines += [f"| `{g['gate']}` | {g['format']}/{g['precision']} | {g['value']} | {'FAIL' if g['failed'] else 'pass'} |"
