@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 bench: $(STAMP)
-	$(PY) scripts/benchmark.py tf
+	$(PY) scripts/benchmark.py all
 
 clean:
 	rm -rf $(VENV) build *.egg-info

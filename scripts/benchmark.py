@@ -3,6 +3,7 @@
 
     python scripts/benchmark.py tf [--models mobilenetv2 resnet50] [--batches 1 8] [--runs 50]
     python scripts/benchmark.py convert [--model mobilenetv2] [--runs 50]
+    python scripts/benchmark.py all [--runs 50]      # both, with their defaults (about 10 minutes)
 
 ``tf``: node counts and TensorFlow-runtime latency of (a) the original SavedModel signature,
 (b) TensorFlow's plain ``convert_variables_to_constants_v2``, (c) TensorFlow's
@@ -222,7 +223,14 @@ def main() -> int:
     p = sub.add_parser("convert", help="tfopt convert vs the TFLite converter, tf2onnx and ovc; artifact size/latency")
     p.add_argument("--model", choices=sorted(MODELS), default="mobilenetv2")
     p.add_argument("--runs", type=int, default=50)
+    p = sub.add_parser("all", help="every benchmark, with its defaults")
+    p.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
+    if args.what == "all":
+        for model in ("mobilenetv2", "resnet50"):
+            bench_tf(model, [1, 8], args.runs)
+        bench_convert("mobilenetv2", args.runs)
+        return 0
     if args.what == "tf":
         for model in args.models:
             bench_tf(model, args.batches, args.runs)

@@ -1,0 +1,103 @@
+"""The deployment scripts: the fleet converter (fresh, then resumed) and the CI shell example."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(args, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def fleet(digits_model, tf1_ckpt, tmp_path_factory):
+    """Three models, three formats: a SavedModel (int8, calibrated, gated), a TF1 checkpoint and a
+    Keras .keras file."""
+    import keras
+    import yaml
+
+    root = tmp_path_factory.mktemp("fleet")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,), name="x")
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs)).save(str(root / "tiny.keras"))
+    manifest = {
+        "defaults": {"to": "tflite,onnx", "quantize": ["none"], "report_runs": 2},
+        "models": [
+            {"name": "digits", "path": os.path.relpath(digits_model["path"], root), "quantize": "none,int8",
+             "calibration": digits_model["calib"], "eval-data": digits_model["eval"],
+             "fail-if": ["accuracy_drop>5", "fp32:max_abs_err>1e-4"]},
+            {"name": "legacy", "path": tf1_ckpt.directory, "to": ["pb", "tflite"]},
+            {"name": "tiny", "path": "tiny.keras"},
+        ],
+    }
+    with open(root / "fleet.yaml", "w") as f:
+        yaml.safe_dump(manifest, f)
+    return root
+
+
+def test_fleet_converts_then_resumes(fleet, digits_model):
+    script = os.path.join(ROOT, "scripts", "convert_fleet.py")
+    first = _run([sys.executable, script, str(fleet / "fleet.yaml"), "--jobs", "2"])
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "3 to convert" in first.stdout and "converted 3, up to date 0" in first.stdout
+    out = fleet / "fleet_out"
+    with open(out / "digits" / "report.json") as f:
+        report = json.load(f)
+    assert {(a["format"], a["precision"]) for a in report["artifacts"]} == {
+        ("tflite", "none"), ("tflite", "int8"), ("onnx", "none"), ("onnx", "int8")}
+    assert all(not g["failed"] for g in report["gates"]) and len(report["gates"]) == 6
+    assert {"model.fp32.tflite", "model.pb"} <= set(os.listdir(out / "legacy"))
+    with open(out / "tiny" / "manifest.json") as f:
+        assert len(json.load(f)["artifacts"]) == 2
+
+    mtimes = {p: os.path.getmtime(out / p / "report.json") for p in ("digits", "legacy", "tiny")}
+    second = _run([sys.executable, script, str(fleet / "fleet.yaml")])
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "0 to convert, 3 up to date" in second.stdout and "converted 0, up to date 3" in second.stdout
+    assert {p: os.path.getmtime(out / p / "report.json") for p in mtimes} == mtimes
+
+    # a changed input file makes just that model stale
+    x = np.load(digits_model["calib"])["images"]
+    np.savez(fleet / "calib2.npz", images=x[::-1])
+    text = (fleet / "fleet.yaml").read_text().replace(digits_model["calib"], str(fleet / "calib2.npz"))
+    (fleet / "edited.yaml").write_text(text)
+    third = _run([sys.executable, script, str(fleet / "edited.yaml"), "--only", "digits", "legacy"])
+    assert third.returncode == 0 and "1 to convert, 1 up to date" in third.stdout, third.stdout + third.stderr
+
+
+def test_fleet_gate_failure_and_bad_model_exit_codes(fleet, tmp_path):
+    import yaml
+
+    manifest = {"defaults": {"to": ["tflite"], "report_runs": 1},
+                "models": [{"name": "strict", "path": str(fleet / "tiny.keras"), "fail_if": "bytes>1"},
+                           {"name": "missing", "path": str(tmp_path / "nope.keras")}]}
+    with open(tmp_path / "m.yaml", "w") as f:
+        yaml.safe_dump(manifest, f)
+    script = os.path.join(ROOT, "scripts", "convert_fleet.py")
+    gate_only = _run([sys.executable, script, str(tmp_path / "m.yaml"), "--only", "strict"])
+    assert gate_only.returncode == 10 and "gate failed" in gate_only.stdout, gate_only.stdout + gate_only.stderr
+    both = _run([sys.executable, script, str(tmp_path / "m.yaml")])
+    assert both.returncode == 1, both.stdout + both.stderr
+    assert "missing: ModelNotFoundError" in both.stdout and "strict               gate failed" in both.stdout
+
+
+def test_ci_shell_example(digits_model, tmp_path):
+    out = str(tmp_path / "deploy")
+    result = _run(["bash", os.path.join(ROOT, "scripts", "ci_example.sh"), digits_model["path"],
+                   digits_model["calib"], digits_model["eval"], out])
+    assert result.returncode == 0, result.stdout + result.stderr
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(out + ".gates.xml").getroot()
+    assert int(suite.get("tests")) >= 7 and suite.get("failures") == "0"
+    assert os.path.exists(os.path.join(out, "report.html"))
