@@ -124,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8 (TFLite, ONNX, OpenVINO): keep these layers in float (TF node or target layer names)")
     g.add_argument("--auto-keep-float", type=float, metavar="DROP",
                    help="int8: rank layers by quantization error, keep the worst in float until the drop <= DROP points")
+    g = p.add_argument_group("post-training compression (TFMOT, Keras 2 / tf_keras models)")
+    g.add_argument("--cluster", type=int, metavar="N", help="snap each layer's weights to N shared values")
+    g.add_argument("--cluster-init", default="kmeans++", choices=["kmeans++", "linear", "density", "random"],
+                   help="centroid initialisation (default: %(default)s)")
+    g.add_argument("--prune", type=float, metavar="SPARSITY", help="zero this fraction of each layer's weights, e.g. 0.5")
+    g.add_argument("--exclude", type=lambda v: [x for x in v.split(",") if x], default=[], metavar="LAYERS",
+                   help="Keras layer names to leave untouched, e.g. conv1,probs")
+    g.add_argument("--finetune-data", metavar="DATA.npz", help="inputs by name plus 'labels': fine-tune after "
+                   "compressing (TFMOT's way to recover accuracy); without it, compression is post-training only")
+    g.add_argument("--finetune-epochs", type=int, default=2, metavar="K")
     _report_options(p)
     _optimize_options(p)
 
@@ -184,6 +194,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     info = inspect_model(args.model, **_load_options(args))
     if args.json:
         print(json.dumps(info, indent=2, default=str))
+        return 0
+    if "weight_table" in info:
+        from tfopt.report.console import print_artifact_info
+
+        print_artifact_info(info)
         return 0
     print(f"{info['format']}  {info['path']}")
     for kind in ("inputs", "outputs"):
@@ -288,7 +303,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from tfopt.report.console import print_convert
 
     check_writable(args.output)
-    model = load(args.model, **_load_options(args))
+    compress = None
+    if args.cluster is not None or args.prune is not None or args.exclude or args.finetune_data:
+        from tfopt.compressing import Compression
+
+        compress = Compression(args.cluster, args.cluster_init, args.prune, tuple(args.exclude), args.finetune_data,
+                               args.finetune_epochs).validate()
+    model = load(args.model, compress=compress, **_load_options(args))
     try:
         result = _run_convert(args, model, convert)
     except GateFailure as exc:

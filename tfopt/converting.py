@@ -105,6 +105,8 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             ov_preprocess: Any = None, accuracy_control: float | None = None, eval_data: str | None = None,
             fail_if: Sequence[str] = (), junit: str | None = None, report_runs: int = 20, threads: int | None = None,
             keep_float: Sequence[str] = (), auto_keep_float: float | None = None, metric: str | None = None,
+            cluster: int | None = None, cluster_init: str = "kmeans++", prune: float | None = None,
+            exclude: Sequence[str] = (), finetune_data: str | None = None, finetune_epochs: int = 2,
             seed: int = 0, progress: Callable[[Any], None] | None = None, **options: Any) -> ConvertResult:
     """Convert one model to every requested target and precision.
 
@@ -123,6 +125,9 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
         auto_keep_float: rank the layers (each quantized alone, worst first), then keep the worst in
             float, one at a time, until the top-1 agreement drop (accuracy drop with ``eval_data``)
             is within this many points; for every quantizing target.
+        cluster / cluster_init / prune / exclude / finetune_data / finetune_epochs: TFMOT weight
+            clustering and magnitude pruning of a Keras 2 model before freezing (see
+            :mod:`tfopt.compressing`); the report then measures against the uncompressed model.
         metric: ``module:fn`` scoring ``fn(first_output, labels) -> float`` (higher is better) on
             ``eval_data``, in place of top-1/top-5 (integer labels) or MAE/RMSE (float labels).
         fail_if: gates over the report (see :mod:`tfopt.report.gates`); ``junit`` writes them as XML.
@@ -141,6 +146,11 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
 
     gates = [parse_gate(g) for g in fail_if]
     pairs, skipped = plan(to, quantize)
+    if cluster is not None or prune is not None or exclude or finetune_data:
+        from tfopt.compressing import Compression
+
+        options["compress"] = Compression(cluster, cluster_init, prune, tuple(exclude), finetune_data,
+                                          finetune_epochs).validate()
     if metric:  # checked before any conversion work, not after it
         from tfopt._user_code import import_function
 
@@ -208,7 +218,8 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                                                     scale=list(scale), int8_io=int8_io,
                                                     allow_tf_ops=allow_tf_ops, opset=opset,
                                                     quantization_aware=qat, ov_preprocess=ov_preprocess,
-                                                    accuracy_control=accuracy_control))
+                                                    accuracy_control=accuracy_control,
+                                                    compression=portable.provenance.get("compression")))
         if result.layer_errors:
             with open(os.path.join(tmp, "layers.json"), "w") as f:
                 json.dump({"layer_errors": result.layer_errors, "keep_float": result.keep_float}, f, indent=2)
@@ -266,8 +277,10 @@ def _emit(target: str, precision: str, portable: Model, runtime: Model, path: st
     if target == "tflite":
         from tfopt.emitters.tflite import emit_tflite
 
+        # fp32 only: LiteRT's XNNPACK delegate rejects sparse int8 FULLY_CONNECTED (measured here)
+        pruned = precision == "none" and bool((portable.provenance.get("compression") or {}).get("prune"))
         return emit_tflite(portable, path, precision=precision, calibration=samples, int8_io=int8_io,
-                           allow_tf_ops=allow_tf_ops, quantization_aware=qat, keep_float=keep_float)
+                           allow_tf_ops=allow_tf_ops, quantization_aware=qat, keep_float=keep_float, sparse=pruned)
     if target == "onnx":
         from tfopt.emitters.onnx import emit_onnx
 
@@ -336,7 +349,16 @@ def _verify(artifact: Artifact, portable: Model, path: str, feeds: dict[str, Any
     expected = reference_runner(portable)({**feeds, **(portable.bindings if portable.reference else {})})
     expected = {s.name: expected[s.name] for s in portable.outputs}
     raw = {k: preprocess.to_raw(v) for k, v in feeds.items()} if preprocess is not None else feeds
-    got = runner_for(artifact.format, path, portable)(raw)
+    try:
+        got = runner_for(artifact.format, path, portable)(raw)
+    except Exception as exc:  # the runtime rejects what the converter wrote: say which, not a traceback
+        from tfopt.errors import ConversionError, TfoptError
+
+        if isinstance(exc, TfoptError):
+            raise
+        first = " ".join(str(exc).split())[:400]
+        raise ConversionError(f"{artifact.format} {artifact.precision}: the converted model does not run in its "
+                              f"runtime ({type(exc).__name__}: {first}); nothing was written") from exc
     diffs = compare(expected, got, atol=np.inf, rtol=0)
     artifact.max_abs_err = max(d.max_abs_err for d in diffs)
     artifact.mean_abs_err = float(np.mean([d.mean_abs_err for d in diffs]))

@@ -71,6 +71,8 @@ class Model:
         reference: runs the *original* model (inputs keyed by ``TensorSpec.name``); kept so that
             every later stage can be verified against it. ``None`` when the source is itself frozen.
         bindings: placeholders that loading or freezing replaced by constants, name -> value.
+        baseline: runs the model *before* post-training compression (``--cluster``/``--prune``),
+            which the report measures accuracy and agreement against; ``None`` otherwise.
     """
 
     graph_def: Any
@@ -81,6 +83,7 @@ class Model:
     variable_values: Callable[[str], Any] | None = None
     bindings: dict[str, Any] = field(default_factory=dict)
     keepalive: Any = None  # e.g. the loaded SavedModel object, whose variables the reference reads
+    baseline: Runner | None = None
 
     def replace(self, **changes: Any) -> Model:
         new = copy.copy(self)

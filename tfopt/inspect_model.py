@@ -24,6 +24,8 @@ def inspect_model(path: Any, **options: Any) -> dict[str, Any]:
         from tfopt.errors import ModelNotFoundError
 
         raise ModelNotFoundError(f"{path}: no such file or directory")
+    if path.endswith((".tflite", ".onnx", ".xml")) or os.path.exists(os.path.join(path, "model.xml")):
+        return inspect_artifact(path)
     fmt = options.pop("format", None) or registry.detect(path)
     if fmt == "graphdef":
         return _inspect_graphdef(path, options.get("outputs") or [])
@@ -40,6 +42,24 @@ def inspect_model(path: Any, **options: Any) -> dict[str, Any]:
         "training_flags": [s.name for s in model.inputs if s.dtype == "bool" and s.shape == ()],
         "output_candidates": [s.name for s in model.outputs],
     }
+
+
+def inspect_artifact(path: str) -> dict[str, Any]:
+    """A deployment artifact (.tflite, .onnx, OpenVINO IR): its bytes, gzip bytes, and per weight
+    tensor the unique values and sparsity (what clustering and pruning change)."""
+    from tfopt._io import gzip_size, tree_size
+    from tfopt.report.build import artifact_format
+    from tfopt.report.weights import weight_stats
+
+    fmt, run_path = artifact_format(path)
+    files = [run_path, run_path[:-4] + ".bin"] if fmt == "openvino" else [run_path]
+    weights = weight_stats(fmt, run_path)
+    total = sum(int(np.prod(w["shape"])) for w in weights)
+    return {"format": fmt, "path": path, "bytes": sum(tree_size(f) for f in files if os.path.exists(f)),
+            "gzip_bytes": sum(gzip_size(f) for f in files if os.path.exists(f)), "weight_tensors": len(weights),
+            "weights": total, "zeros": round(sum(w["sparsity"] * int(np.prod(w["shape"])) for w in weights)
+                                             / max(total, 1), 4),
+            "weight_table": weights}
 
 
 def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 from tfopt.errors import OptionError
 from tfopt.graph import Model
 
-LOAD_OPTIONS = ("signature", "tags", "outputs", "unsafe", "custom_objects", "model_fn", "format")
+LOAD_OPTIONS = ("signature", "tags", "outputs", "unsafe", "custom_objects", "model_fn", "format", "compress")
 SAVE_FORMATS = ("pb", "pbtxt", "savedmodel")
 
 

@@ -33,13 +33,49 @@ def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
     # model and options always give the same bytes, whatever was converted before in this process.
     tf2onnx.utils.INTERNAL_NAME = 1
     try:
-        proto, _ = tf2onnx.convert.from_graph_def(model.graph_def, input_names=[s.tensor for s in model.inputs],
+        proto, _ = tf2onnx.convert.from_graph_def(_lower_for_tf2onnx(model.graph_def),
+                                                  input_names=[s.tensor for s in model.inputs],
                                                   output_names=[s.tensor for s in model.outputs], opset=opset)
     except Exception as exc:
         raise ConversionError(f"tf2onnx (opset {opset}) failed: {str(exc).splitlines()[0][:400]}; "
                               "try another --opset") from exc
+    _check_ops(proto, opset)
     _canonical_initializers(proto.graph)
     return proto
+
+
+def _lower_for_tf2onnx(graph_def: Any) -> Any:
+    """Rewrite TF ops tf2onnx has no handler for into ones it has:
+    ``Erfc(x) = 1 − Erf(x)`` (Keras 3's exact GELU, ``0.5·x·erfc(−x/√2)``, uses Erfc)."""
+    if not any(n.op == "Erfc" for n in graph_def.node):
+        return graph_def
+    from tfopt._tf import graph_def_class, make_const
+    from tfopt.graph import unique_name
+
+    out = graph_def_class()()
+    out.CopyFrom(graph_def)
+    for node in [n for n in out.node if n.op == "Erfc"]:
+        dtype = node.attr["T"].type
+        erf = out.node.add(name=unique_name(out, node.name + "/erf"), op="Erf", input=list(node.input))
+        erf.attr["T"].type = dtype
+        one = make_const(unique_name(out, node.name + "/one"), 1.0, dtype=dtype)
+        out.node.append(one)
+        node.op = "Sub"  # keeps the name: consumers read 1 - Erf(x) where they read Erfc(x)
+        del node.input[:]
+        node.input.extend([one.name, erf.name])
+    return out
+
+
+def _check_ops(proto: Any, opset: int) -> None:
+    """tf2onnx leaves TF ops it cannot convert in the graph as unknown ONNX ops (and only logs it):
+    name them here instead of letting ONNX Runtime reject the file later."""
+    import onnx
+
+    unknown = sorted({n.op_type for n in proto.graph.node
+                      if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type)})
+    if unknown:
+        raise ConversionError(f"tf2onnx (opset {opset}) has no conversion for TF op(s) {', '.join(unknown)}; "
+                              "try another --opset, or leave onnx out of --to")
 
 
 def emit_onnx(model: Model, path: str, *, precision: str = "none", calibration: Sequence[dict[str, Any]] | None = None,

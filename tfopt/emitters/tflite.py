@@ -21,10 +21,12 @@ from tfopt.runtimes.tensorflow import concrete_function
 
 def emit_tflite(model: Model, path: str, *, precision: str = "none", calibration: Sequence[dict[str, Any]] | None = None,
                 int8_io: bool = False, allow_tf_ops: bool = False, quantization_aware: bool = False,
-                keep_float: Sequence[str] = ()) -> str:
+                keep_float: Sequence[str] = (), sparse: bool = False) -> str:
     """Write a ``.tflite``. A quantization-aware model (fake-quant ops) converts to int8 from its own
     ranges, without calibration data. ``keep_float`` (int8 only) names layers left in float:
-    TFLite's own selective quantization (QuantizationDebugger's denylist)."""
+    TFLite's own selective quantization (QuantizationDebugger's denylist). ``sparse`` (a pruned
+    model) adds the converter's sparsity-aware encoding, which stores a tensor sparse where that
+    is smaller (it pays off from roughly 70-80% zeros)."""
     if keep_float and precision == "int8" and calibration:
         data = tflite_debugger(model, calibration, keep_float).get_nondebug_quantized_model()
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -62,6 +64,8 @@ def emit_tflite(model: Model, path: str, *, precision: str = "none", calibration
             converter.inference_output_type = t.int8
     elif precision != "none":
         raise OptionError(f"tflite: unknown precision '{precision}'")
+    if sparse:
+        converter.optimizations = [*converter.optimizations, t.lite.Optimize.EXPERIMENTAL_SPARSITY]
     if allow_tf_ops:
         ops.append(t.lite.OpsSet.SELECT_TF_OPS)
         # Recurrent layers' TensorList ops then stay TF ops instead of failing to lower.

@@ -25,6 +25,8 @@ class LoadOptions:
         unsafe: allow Keras Lambda layers / arbitrary code in the model file.
         custom_objects: module to import whose classes/functions Keras may deserialize.
         model_fn: ``package.module:fn`` building the model for a TF2 object checkpoint.
+        compress: a :class:`tfopt.compressing.Compression` (clustering/pruning) applied to a Keras 2
+            model before freezing; other sources refuse it.
     """
 
     signature: str = "serving_default"
@@ -33,6 +35,7 @@ class LoadOptions:
     unsafe: bool = False
     custom_objects: str | None = None
     model_fn: str | None = None
+    compress: Any = None
 
 
 LoaderFn = Callable[[str, LoadOptions], Model]
@@ -91,7 +94,11 @@ def load(path: str | os.PathLike[str], *, format: str | None = None, **options: 
         opts = LoadOptions(**options)
     except TypeError as exc:
         raise OptionError(f"unknown load option: {exc}") from exc
-    return registry.load(path, opts, format)
+    model = registry.load(path, opts, format)
+    if opts.compress is not None and opts.compress.active and "compression" not in model.provenance:
+        raise OptionError(f"--cluster/--prune: {path} is a {model.provenance.get('format')} model; TFMOT clusters and "
+                          "prunes Keras 2 (tf_keras) models: pass the .h5 or tf_keras .keras file it was trained as")
+    return model
 
 
 def _is_checkpoint_prefix(path: str) -> bool:

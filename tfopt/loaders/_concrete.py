@@ -52,7 +52,7 @@ def model_from_concrete(
 
     placeholders = [t.name for t in frozen.inputs]
     if len(placeholders) != len(input_names):
-        raise GraphError(f"expected {len(input_names)} inputs {list(input_names)}, the frozen function has {placeholders}")
+        raise GraphError(_extra_inputs_message(graph_def, input_names, frozen.inputs))
     inputs = [
         _rename_placeholder(graph_def, tensor_node(ph), name, t)
         for ph, name, t in zip(placeholders, input_names, frozen.inputs)
@@ -63,6 +63,25 @@ def model_from_concrete(
     provenance["source_nodes"] = len(graph_def.node)
     return Model(graph_def=graph_def, inputs=inputs, outputs=outputs, provenance=provenance,
                  reference=call, keepalive=keepalive)
+
+
+def _extra_inputs_message(graph_def: Any, input_names: Sequence[str], tensors: Sequence[Any]) -> str:
+    """Why the frozen function has more inputs than the signature: captured non-variable
+    resources (a lookup table, a dataset iterator), named with the ops that read them."""
+    extra = list(tensors)[len(input_names):]
+    names = {tensor_node(t.name) for t in extra}
+    readers: set[str] = set()
+    while names:  # through Identity chains to the ops that use the resource
+        found = [n for n in graph_def.node if any(tensor_node(i.lstrip("^")) in names for i in n.input)]
+        readers |= {n.op for n in found if n.op != "Identity"}
+        names = {n.name for n in found if n.op == "Identity"}
+    if extra and all(t.dtype == tf().resource for t in extra):
+        what = "a lookup table (tf.lookup.StaticHashTable / StringLookup)" if any("Lookup" in op for op in readers) \
+            else "a resource that is not a variable"
+        return (f"the model captures {what}, read by {', '.join(sorted(readers)) or 'no op'}: tfopt freezes variables, "
+                "not tables or other resources. Do the lookup outside the model (feed it the ids), or export a "
+                "signature that takes the ids")
+    return f"expected {len(input_names)} inputs {list(input_names)}, the frozen function has {[t.name for t in tensors]}"
 
 
 def _spec(name: str, tensor: str, t: Any) -> TensorSpec:

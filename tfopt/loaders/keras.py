@@ -15,6 +15,8 @@ import zipfile
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from tfopt._tf import tf
 from tfopt.errors import ModelFormatError, OptionError, UnsafeModelError
 from tfopt.graph import Model
@@ -33,6 +35,12 @@ def load(path: str, options: Any) -> Model:
     if path.lower().endswith(".keras") and _keras_major(path) >= 3:
         import keras
 
+        if options.compress is not None and options.compress.active:
+            raise OptionError(
+                f"{path}: a Keras 3 model; --cluster/--prune run through TFMOT, which needs a Keras 2 (tf_keras) "
+                "model. Rebuild the same architecture with `import tf_keras as keras` (or TF_USE_LEGACY_KERAS=1), "
+                "load the weights (model.save_weights('w.weights.h5') in Keras 3, then load_weights), and save it "
+                "as .h5; or pass --cluster/--prune to the training script's tf_keras model")
         model = _guarded(path, lambda: keras.saving.load_model(
             path, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
         flavour = "keras3"
@@ -50,6 +58,12 @@ def load(path: str, options: Any) -> Model:
         provenance: dict[str, Any] = {"format": FORMAT, "path": path, "keras": flavour}
         if kinds:
             provenance["tfmot"] = sorted(kinds)
+        if options.compress is not None and options.compress.active:
+            from tfopt.compressing import compress_keras
+
+            compressed, provenance["compression"] = compress_keras(model, options.compress)
+            built = model_from_keras(compressed, provenance)
+            return built.replace(baseline=keras_runner(model), keepalive=(compressed, model))
         return model_from_keras(model, provenance)
     if _tfmot_kinds(_stored_config(path)):
         raise OptionError(f"{path}: a Keras 3 model with TFMOT layers: TFMOT works with Keras 2 only. Build "
@@ -82,6 +96,20 @@ def model_from_keras(model: Any, provenance: dict[str, Any]) -> Model:
 
     return model_from_concrete(fn, input_names=input_names, output_names=output_names, call=call,
                                provenance=provenance, keepalive=model)
+
+
+def keras_runner(model: Any) -> Any:
+    """``runner(feeds) -> outputs`` of a Keras model's inference call, by input/output name."""
+    input_names = [i.name.split(":")[0] for i in model.inputs]
+    output_names = list(getattr(model, "output_names", None) or
+                        [f"output_{i}" for i in range(len(model.outputs))])
+
+    def call(feeds: Mapping[str, Any]) -> dict[str, Any]:
+        args = [feeds[n] for n in input_names]
+        out = model(args if len(args) > 1 else args[0], training=False)
+        return {k: np.asarray(v) for k, v in zip(output_names, tf().nest.flatten(out))}
+
+    return call
 
 
 def import_custom_objects(module_name: str | None) -> dict[str, Any]:

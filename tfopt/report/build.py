@@ -117,8 +117,10 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
         if not eval_data:
             raise OptionError(f"--metric {metric}: needs --eval-data DATA.npz holding the labels it scores against")
         score = import_function(metric, "--metric")
-    original = reference_runner(model)
-    bindings = model.bindings if model.reference is not None else {}
+    # The report's "original" is the model before post-training compression when there was some:
+    # the accuracy a clustered or pruned model gives up is part of the trade it reports.
+    original = model.baseline or reference_runner(model)
+    bindings = model.bindings if model.reference is not None and model.baseline is None else {}
     artifacts = [a for a in manifest["artifacts"] if not (preprocess is not None and a["format"] == "openvino")]
     report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
                      inputs=inputs, labels=labels, runs=runs, threads=threads, progress=progress,
@@ -128,6 +130,13 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
                    "metric": metric or ("top1/top5" if labels is not None and np.issubdtype(labels.dtype, np.integer)
                                         else "mae/rmse" if labels is not None else None),
                    **(layers or {"layer_errors": {}, "keep_float": {}})})
+    compression = model.provenance.get("compression")
+    report["compression"] = compression
+    if compression:  # where clustering and pruning show: unique values and zeros per weight tensor
+        from tfopt.report.weights import weight_stats
+
+        for row in report["artifacts"]:
+            row["weights"] = weight_stats(row["format"], os.path.join(outdir, row["path"]))
     report["gates"] = evaluate_gates(report, gates)
     if write_to is not None:
         os.makedirs(write_to or outdir, exist_ok=True)

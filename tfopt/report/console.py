@@ -71,6 +71,8 @@ def print_convert(output: str, result: Any, *, as_json: bool = False, verified: 
         return
     if result.report is not None:
         print_report(result.report)
+        if result.report.get("compression"):
+            print(compression_summary(result.report["compression"]))
         for a in result.artifacts:
             print(f"wrote    {os.path.join(output, a.path)}")
         for fmt, precision, reason in result.skipped:
@@ -85,6 +87,34 @@ def print_convert(output: str, result: Any, *, as_json: bool = False, verified: 
         print(f"skipped  {fmt} {precision}: {reason}")
     print(f"wrote    {output}/manifest.json"
           + ("" if verified else " (not verified: --no-verify)"))
+
+
+def compression_summary(c: dict[str, Any]) -> str:
+    """One paragraph: what clustering/pruning did per layer, and whether it was fine-tuned."""
+    what = " + ".join(x for x in (f"pruned to {100 * c['prune']:.0f}% zeros" if c.get("prune") else "",
+                                  f"clustered to {c['cluster']} values ({c['cluster_init']})" if c.get("cluster") else "")
+                      if x)
+    done = [f"{r['layer']} ({r['unique']} values, {100 * r['sparsity']:.0f}% zeros)" for r in c["layers"] if r["actions"]]
+    alone = [f"{r['layer']}: {r['left_alone']}" for r in c["layers"] if r["left_alone"]]
+    tuned = (f"fine-tuned {c['finetune_epochs']} epoch(s)" if c["finetuned"]
+             else "post-training only (no --finetune-data): accuracy and agreement above are against the uncompressed model")
+    return (f"compression: {what}; {tuned}\n  changed: {', '.join(done) or 'nothing'}"
+            + (f"\n  left alone: {'; '.join(alone)}" if alone else ""))
+
+
+def print_artifact_info(info: dict[str, Any], *, rows: int = 12) -> None:
+    """`tfopt inspect ARTIFACT`: size, gzip size, and the largest weight tensors' unique values and zeros."""
+    print(f"{info['format']}  {info['path']}")
+    print(f"  {format_bytes(info['bytes'])}, gzip {format_bytes(info['gzip_bytes'])}; {info['weight_tensors']} weight "
+          f"tensors, {info['weights']:,} weights, {100 * info['zeros']:.1f}% zeros")
+    print(f"  {'weights':>9} {'unique':>7} {'zeros':>7}  tensor")
+    for w in info["weight_table"][:rows]:
+        size = 1
+        for d in w["shape"]:
+            size *= d
+        print(f"  {size:>9,} {w['unique']:>7,} {100 * w['sparsity']:>6.1f}%  {w['name'][:90]}")
+    if len(info["weight_table"]) > rows:
+        print(f"  ... {len(info['weight_table']) - rows} more (--json lists them all)")
 
 
 class ProgressPrinter:

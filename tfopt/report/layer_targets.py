@@ -94,7 +94,7 @@ def _onnx(model: Model, samples: Sequence[dict[str, Any]], precision: str, opset
         quantized = onnx.load_model(path)
         expected = _onnx_tensors(converted, layers, model, samples)
         got = _onnx_tensors(quantized, layers, model, samples)
-        return {name: _relative(got[name], expected[name]) for name in expected if name in got}
+        return {name: relative_error(got[name], expected[name]) for name in expected if name in got}
 
     return LayerQuantizer("onnx", precision, layers, build, converted, tensor_errors)
 
@@ -140,7 +140,7 @@ def _openvino(model: Model, samples: Sequence[dict[str, Any]]) -> LayerQuantizer
         quantized = openvino().Core().read_model(path)
         expected = _openvino_tensors(converted.clone(), layers, model, samples)
         got = _openvino_tensors(quantized, layers, model, samples)
-        return {row["layer"]: _relative(got[row["layer"]], expected[row["layer"]])
+        return {row["layer"]: relative_error(got[row["layer"]], expected[row["layer"]])
                 for row in layers if row["layer"] in got and row["layer"] in expected}
 
     return LayerQuantizer("openvino", "int8", layers, build, converted, tensor_errors)
@@ -177,7 +177,7 @@ def _port0(tensor: str) -> str:
     return tensor[:-2] if tensor.endswith(":0") else tensor
 
 
-def _relative(got: np.ndarray, expected: np.ndarray) -> float:
+def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
     """``rmse(got - expected) / rms(expected)``."""
     expected = expected.astype(np.float64)
     scale = float(np.sqrt(np.mean(expected ** 2))) or 1.0

@@ -20,7 +20,7 @@ import numpy as np
 
 from tfopt.graph import Model, node_map
 from tfopt.progress import Step
-from tfopt.report.layer_targets import LayerQuantizer, _relative
+from tfopt.report.layer_targets import LayerQuantizer, relative_error
 
 
 def rank_layers(quantizer: LayerQuantizer, model: Model, samples: Sequence[dict[str, Any]],
@@ -42,7 +42,7 @@ def rank_layers(quantizer: LayerQuantizer, model: Model, samples: Sequence[dict[
             path = quantizer.build(os.path.join(tmp, f"alone{i}"), [n for n in names if n != layer["layer"]])
             runner = runner_for(quantizer.target, path, model)
             got = np.concatenate([runner(x)[name] for x in samples])
-            rows.append({"layer": layer["layer"], "op": layer["op"], "output_error": _relative(got, expected),
+            rows.append({"layer": layer["layer"], "op": layer["op"], "output_error": relative_error(got, expected),
                          **quantizer.stats.get(layer["layer"], {})})
         if quantizer.tensor_errors is not None and rows:
             errors = quantizer.tensor_errors(quantizer.build(os.path.join(tmp, "all"), []))

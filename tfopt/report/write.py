@@ -59,6 +59,14 @@ def _markdown(report: dict[str, Any]) -> str:
         lines += [f"| `{r['layer']}` | {r['op']} | {r['output_error']:.4g} | "
                   f"{'-' if r.get('tensor_error') is None else format(r['tensor_error'], '.4g')} | "
                   f"{'yes' if r['layer'] in kept else ''} |" for r in ranking[:20]]
+    if report.get("compression"):
+        from tfopt.report.console import compression_summary
+
+        lines += ["", "## Compression", "", compression_summary(report["compression"]).replace("\n  ", "\n- "), "",
+                  "| artifact | tensor | weights | unique | zeros |", "|---|---|---|---|---|"]
+        for a in report["artifacts"]:
+            lines += [f"| {a['format']}/{a['precision']} | `{w['name'][-60:]}` | {w['shape']} | {w['unique']} | "
+                      f"{100 * w['sparsity']:.1f}% |" for w in a.get("weights", [])[:6]]
     if report.get("gates"):
         lines += ["", "## Gates", "", "| gate | artifact | value | result |", "|---|---|---|---|"]
         lines += [f"| `{g['gate']}` | {g['format']}/{g['precision']} | {g['value']} | {'FAIL' if g['failed'] else 'pass'} |"

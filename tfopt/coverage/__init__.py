@@ -1,0 +1,1 @@
+"""Model coverage: which models convert to which target (``scripts/coverage.py``)."""
