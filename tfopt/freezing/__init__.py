@@ -9,7 +9,8 @@ The pass list, in order, and why:
 3. ``remove_identity`` - brings each Switch predicate next to its constant.
 4. ``resolve_switch`` / ``inline_cond`` - the untaken v1 / v2 branches disappear. Inlining comes
    before freezing: a branch function reads variables through resource arguments, which only
-   become plain reads once its body is in the graph.
+   become plain reads once its body is in the graph. ``inline_calls`` does the same for the
+   top-level function calls TensorFlow's own freezing leaves (Keras 3's ``jit_compile`` convs).
 5. ``freeze_variables`` - TF1 variables become checkpoint constants.
 6. ``prune_dead`` - only what the outputs need remains (and the functions it calls).
 
@@ -27,6 +28,7 @@ import numpy as np
 from tfopt.errors import GraphError, OptionError, did_you_mean
 from tfopt.freezing.bind_placeholders import BindPlaceholders
 from tfopt.freezing.freeze_variables import FreezeVariables
+from tfopt.freezing.inline_calls import InlineCalls
 from tfopt.freezing.inline_cond import InlineCond
 from tfopt.freezing.resolve_switch import ResolveSwitch
 from tfopt.freezing.strip_training_ops import StripTrainingOps
@@ -67,7 +69,7 @@ class FreezeReport:
 
 def freeze_passes(bindings: Mapping[str, Any]) -> list[Any]:
     return [BindPlaceholders(bindings), StripTrainingOps(), RemoveIdentity(), ResolveSwitch(), InlineCond(),
-            FreezeVariables(), PruneDead()]
+            InlineCalls(), FreezeVariables(), PruneDead()]
 
 
 def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,

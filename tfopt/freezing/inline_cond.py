@@ -37,16 +37,17 @@ class InlineCond(Pass):
             if fdef is None:
                 skips.append(Skip(name, f"{taken} function '{node.attr[taken].func.name}' is not in the library"))
                 continue
-            _inline(graph_def, node, fdef, taken.split("_")[0])
+            inline_function(graph_def, node, fdef, f"{node.name}/{taken.split('_')[0]}/", first_arg=1)
         return PassResult(model.replace(graph_def=graph_def), True, skips)
 
 
-def _inline(graph_def: Any, node: Any, fdef: Any, branch: str) -> None:
+def inline_function(graph_def: Any, node: Any, fdef: Any, prefix: str, *, first_arg: int = 0) -> None:
+    """Put ``fdef``'s body into ``graph_def`` (nodes renamed ``prefix + name``), its arguments
+    Identities of ``node``'s inputs from ``first_arg`` on, and ``node`` an IdentityN of its results."""
     from tensorflow.python.framework.function_def_to_graph import function_def_to_graph_def
 
     body, nested_to_flat = function_def_to_graph_def(fdef)
-    prefix = f"{node.name}/{branch}/"
-    args = [r for r in node.input[1:] if not is_control(r)]
+    args = [r for r in node.input[first_arg:] if not is_control(r)]
     controls = [r for r in node.input if is_control(r)]
     arg_names = [a.name for a in fdef.signature.input_arg]
     renamed = {n.name: prefix + n.name for n in body.node}
