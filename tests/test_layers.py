@@ -114,3 +114,13 @@ def test_keep_float_resolves_one_tf_name_for_every_target(outlier_model, tmp_pat
         assert len(kept) == 1 and "outlier" in kept[0], key
     for artifact in result.report["artifacts"]:
         assert artifact["fidelity"]["top1_agreement"] >= 0.9, artifact["format"]
+
+
+def test_accuracy_control_and_keep_float_are_refused_together_before_any_work(outlier_model, tmp_path):
+    import tfopt
+
+    path, calib = outlier_model
+    with pytest.raises(tfopt.OptionError, match="pass it or --keep-float/--auto-keep-float, not both"):
+        convert(path, str(tmp_path / "out"), to=["openvino"], quantize=["int8"], calibration=calib,
+                accuracy_control=0.01, eval_data=calib, auto_keep_float=1.0)
+    assert not os.path.exists(tmp_path / "out")

@@ -151,6 +151,9 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
 
         options["compress"] = Compression(cluster, cluster_init, prune, tuple(exclude), finetune_data,
                                           finetune_epochs).validate()
+    if accuracy_control is not None and (keep_float or auto_keep_float is not None) and ("openvino", "int8") in pairs:
+        raise OptionError("--accuracy-control is NNCF's own keep-float search for openvino int8; "
+                          "pass it or --keep-float/--auto-keep-float, not both")
     if metric:  # checked before any conversion work, not after it
         from tfopt._user_code import import_function
 
@@ -185,10 +188,6 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             rel = artifact_path(outdir, target, precision)
             if _selective(target, precision, qat, keep_float, auto_keep_float):
                 from tfopt.report.keep_float import selective
-
-                if control is not None and target == "openvino":
-                    raise OptionError("--accuracy-control is NNCF's own keep-float search for openvino int8; "
-                                      "pass it or --keep-float/--auto-keep-float, not both")
 
                 def emit(path: str, kept: list[str], converted: Any, target: str = target, precision: str = precision) -> str:
                     return _emit(target, precision, portable, runtime, path, samples, int8_io=int8_io,
