@@ -78,18 +78,14 @@ def _normalise(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def fingerprint(options: dict[str, Any]) -> str:
-    """Options plus the bytes of every input file they name."""
+    """Options plus the bytes of every input file they name (a directory: every file in it)."""
+    from tfopt._io import digest
+
     h = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
     for key in ("path", "calibration", "eval_data"):
         value = options.get(key)
         if isinstance(value, str) and os.path.exists(value):
-            files = sorted(os.path.join(d, f) for d, _, fs in os.walk(value) for f in fs) \
-                if os.path.isdir(value) else [value]
-            for name in files:
-                h.update(os.path.relpath(name, value).encode())
-                with open(name, "rb") as f:
-                    while block := f.read(1 << 20):
-                        h.update(block)
+            h.update(digest(value).encode())
     return h.hexdigest()
 
 

@@ -303,12 +303,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from tfopt.report.console import print_convert
 
     check_writable(args.output)
-    compress = None
-    if args.cluster is not None or args.prune is not None or args.exclude or args.finetune_data:
-        from tfopt.compressing import Compression
+    from tfopt.compressing import compression
 
-        compress = Compression(args.cluster, args.cluster_init, args.prune, tuple(args.exclude), args.finetune_data,
-                               args.finetune_epochs).validate()
+    compress = compression(args.cluster, args.cluster_init, args.prune, args.exclude, args.finetune_data,
+                           args.finetune_epochs)
     model = load(args.model, compress=compress, **_load_options(args))
     try:
         result = _run_convert(args, model, convert)

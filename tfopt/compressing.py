@@ -56,6 +56,14 @@ class Compression:
         return self
 
 
+def compression(cluster: int | None = None, cluster_init: str = "kmeans++", prune: float | None = None,
+                exclude: Any = (), finetune_data: str | None = None, finetune_epochs: int = 2) -> Compression | None:
+    """The validated :class:`Compression` the convert options ask for, or ``None`` when they ask for none."""
+    if cluster is None and prune is None and not exclude and not finetune_data:
+        return None
+    return Compression(cluster, cluster_init, prune, tuple(exclude), finetune_data, finetune_epochs).validate()
+
+
 def compress_keras(model: Any, options: Compression) -> tuple[Any, dict[str, Any]]:
     """A compressed copy of the tf-keras ``model`` and what was done to each layer."""
     import tensorflow_model_optimization as tfmot

@@ -146,11 +146,11 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
 
     gates = [parse_gate(g) for g in fail_if]
     pairs, skipped = plan(to, quantize)
-    if cluster is not None or prune is not None or exclude or finetune_data:
-        from tfopt.compressing import Compression
+    from tfopt.compressing import compression
 
-        options["compress"] = Compression(cluster, cluster_init, prune, tuple(exclude), finetune_data,
-                                          finetune_epochs).validate()
+    compress = compression(cluster, cluster_init, prune, exclude, finetune_data, finetune_epochs)
+    if compress is not None:
+        options["compress"] = compress
     if accuracy_control is not None and (keep_float or auto_keep_float is not None) and ("openvino", "int8") in pairs:
         raise OptionError("--accuracy-control is NNCF's own keep-float search for openvino int8; "
                           "pass it or --keep-float/--auto-keep-float, not both")

@@ -47,16 +47,14 @@ def inspect_model(path: Any, **options: Any) -> dict[str, Any]:
 def inspect_artifact(path: str) -> dict[str, Any]:
     """A deployment artifact (.tflite, .onnx, OpenVINO IR): its bytes, gzip bytes, and per weight
     tensor the unique values and sparsity (what clustering and pruning change)."""
-    from tfopt._io import gzip_size, tree_size
-    from tfopt.report.build import artifact_format
+    from tfopt.report.build import artifact_format, artifact_sizes
     from tfopt.report.weights import weight_stats
 
     fmt, run_path = artifact_format(path)
-    files = [run_path, run_path[:-4] + ".bin"] if fmt == "openvino" else [run_path]
+    size, gzipped = artifact_sizes(fmt, run_path)
     weights = weight_stats(fmt, run_path)
     total = sum(int(np.prod(w["shape"])) for w in weights)
-    return {"format": fmt, "path": path, "bytes": sum(tree_size(f) for f in files if os.path.exists(f)),
-            "gzip_bytes": sum(gzip_size(f) for f in files if os.path.exists(f)), "weight_tensors": len(weights),
+    return {"format": fmt, "path": path, "bytes": size, "gzip_bytes": gzipped, "weight_tensors": len(weights),
             "weights": total, "zeros": round(sum(w["sparsity"] * int(np.prod(w["shape"])) for w in weights)
                                              / max(total, 1), 4),
             "weight_table": weights}

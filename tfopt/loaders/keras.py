@@ -78,9 +78,7 @@ def model_from_keras(model: Any, provenance: dict[str, Any]) -> Model:
         raise OptionError(
             f"Keras model '{model.name}' has no defined inputs (a subclassed model that was never "
             "built with keras.Input); build it functionally or save a SavedModel with a signature")
-    input_names = [i.name.split(":")[0] for i in model.inputs]
-    output_names = list(getattr(model, "output_names", None) or
-                        [f"output_{i}" for i in range(len(model.outputs))])
+    input_names, output_names = _io_names(model)
     specs = [t.TensorSpec(i.shape, t.as_dtype(i.dtype), name=n) for i, n in zip(model.inputs, input_names)]
 
     @t.function(input_signature=specs, autograph=False)
@@ -98,11 +96,15 @@ def model_from_keras(model: Any, provenance: dict[str, Any]) -> Model:
                                provenance=provenance, keepalive=model)
 
 
+def _io_names(model: Any) -> tuple[list[str], list[str]]:
+    """A Keras model's input names and output keys (as its signature names them)."""
+    return ([i.name.split(":")[0] for i in model.inputs],
+            list(getattr(model, "output_names", None) or [f"output_{i}" for i in range(len(model.outputs))]))
+
+
 def keras_runner(model: Any) -> Any:
     """``runner(feeds) -> outputs`` of a Keras model's inference call, by input/output name."""
-    input_names = [i.name.split(":")[0] for i in model.inputs]
-    output_names = list(getattr(model, "output_names", None) or
-                        [f"output_{i}" for i in range(len(model.outputs))])
+    input_names, output_names = _io_names(model)
 
     def call(feeds: Mapping[str, Any]) -> dict[str, Any]:
         args = [feeds[n] for n in input_names]

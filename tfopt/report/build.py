@@ -42,7 +42,6 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
     """``tfopt verify ARTIFACT``: measure one file (``.tflite``, ``.onnx``, an OpenVINO ``.xml`` or
     its directory, ``.pb``, a SavedModel directory) against the reference model. The report is
     written to ``report_dir`` when given; nothing is written next to the artifact."""
-    from tfopt._io import gzip_size, tree_size
     from tfopt.freezing import freeze
     from tfopt.loaders import load
     from tfopt.report.gates import parse_gate
@@ -52,12 +51,10 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
     frozen, _ = freeze(load(reference, **load_options), verify=False)
     name = os.path.basename(path)
     match = next((p for p in ("fp16", "dynamic", "int8", "int16x8", "fp32") if f".{p}." in f".{name}."), None)
-    files = [path, path[:-4] + ".bin"] if fmt == "openvino" else [path]  # the IR is the .xml + .bin
-    files = [f for f in files if os.path.exists(f)]
+    size, gzipped = artifact_sizes(fmt, path)
     manifest = {"source": reference, "artifacts": [{"format": fmt, "precision": match or "unknown",
-                                                     "path": os.path.abspath(path),
-                                                     "bytes": sum(tree_size(f) for f in files),
-                                                     "gzip_bytes": sum(gzip_size(f) for f in files)}]}
+                                                     "path": os.path.abspath(path), "bytes": size,
+                                                     "gzip_bytes": gzipped}]}
     report = build_report(os.path.dirname(os.path.abspath(path)), frozen, eval_data=eval_data, runs=runs,
                           threads=threads, gates=gates, manifest=manifest, write_to=report_dir, metric=metric)
     try:
@@ -66,6 +63,16 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
         exc.report = report  # type: ignore[attr-defined]
         raise
     return report
+
+
+def artifact_sizes(fmt: str, path: str) -> tuple[int, int]:
+    """``(bytes, gzip bytes)`` of one artifact as :func:`artifact_format` returns it (an IR is its
+    ``.xml`` plus its ``.bin``)."""
+    from tfopt._io import gzip_size, tree_size
+
+    files = [path, path[:-4] + ".bin"] if fmt == "openvino" else [path]
+    files = [f for f in files if os.path.exists(f)]
+    return sum(tree_size(f) for f in files), sum(gzip_size(f) for f in files)
 
 
 def artifact_format(path: str) -> tuple[str, str]:
