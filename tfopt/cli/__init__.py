@@ -1,0 +1,69 @@
+"""``tfopt`` command line: one module per command, each a thin layer over the public API.
+
+Only ``argparse`` and tfopt's error types are imported at start-up; each command imports what it
+needs, so ``tfopt --help`` and ``tfopt inspect model.pb`` never pay for TensorFlow's import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from tfopt.cli import convert, freeze, inspect, verify
+from tfopt.cli.args import EPILOG, parse_inputs, parse_set
+from tfopt.errors import TfoptError
+
+__all__ = ["build_parser", "main", "parse_inputs", "parse_set"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tfopt import __version__
+
+    parser = argparse.ArgumentParser(prog="tfopt", description="Freeze, optimize and verify TensorFlow models.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"tfopt {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    inspect.add_parser(sub)
+    freeze.add_parser(sub, "freeze")
+    convert.add_parser(sub)
+    verify.add_parser(sub)
+    freeze.add_parser(sub, "optimize")
+    return parser
+
+
+COMMANDS = {"inspect": inspect.run, "freeze": freeze.run, "optimize": freeze.run, "convert": convert.run,
+            "verify": verify.run}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    # Converters log advice and deprecations at WARNING; the user sees tfopt's own messages only.
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(name)s: %(message)s")
+    logging.getLogger("tfopt").setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    try:
+        return COMMANDS[args.command](args)
+    except TfoptError as exc:
+        if args.debug:
+            raise
+        print(f"tfopt: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tfopt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        if args.debug:
+            raise
+        print(f"tfopt: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

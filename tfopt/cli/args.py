@@ -1,0 +1,98 @@
+"""Argument groups shared by the commands, and the parsers of option values.
+
+One function per concern (loading, freezing, optimizing, reporting); each command's module adds
+the groups it uses, so ``tfopt COMMAND --help`` lists only the options that command reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from tfopt.errors import OptionError
+
+EPILOG = """exit codes: 0 ok, 1 internal error, 2 bad option, 3 model not found, 4 corrupt model,
+5 unsafe model refused, 6 graph cannot be frozen as asked, 7 verification failed,
+8 output not writable, 9 a target converter cannot express the model, 10 a --fail-if gate tripped"""
+
+
+def model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("loading")
+    g.add_argument("--signature", default="serving_default", help="SavedModel signature key (default: %(default)s)")
+    g.add_argument("--tags", nargs="+", help="SavedModel MetaGraph tags (default: serve)")
+    g.add_argument("--outputs", nargs="+", default=[], metavar="NODE",
+                   help="output nodes of a TF1 checkpoint or GraphDef (default: the forward graph's single sink)")
+    g.add_argument("--unsafe", action="store_true", help="allow Keras Lambda layers (runs code stored in the file)")
+    g.add_argument("--custom-objects", metavar="MODULE", help="module defining the model's custom Keras objects")
+    g.add_argument("--model-fn", metavar="MODULE:FN", help="builds the model for a TF2 object checkpoint")
+    g.add_argument("--input-format", dest="format", metavar="FORMAT",
+                   help="skip detection: savedmodel, keras, tf1-checkpoint, tf2-checkpoint, graphdef")
+
+
+def report_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("report and CI gates")
+    g.add_argument("--fail-if", action="append", default=[], metavar="EXPR",
+                   help="exit 10 if any artifact meets EXPR: [FORMAT[/PRECISION]:]METRIC OP VALUE, "
+                        "e.g. 'max_abs_err>1e-3' or 'tflite/int8:accuracy_drop>1.0' (repeatable)")
+    g.add_argument("--junit", metavar="PATH", help="write the gate results as JUnit XML")
+    g.add_argument("--report-runs", type=int, default=20, metavar="N", help="timed runs per artifact (default 20)")
+    g.add_argument("--threads", type=int, metavar="N", help="threads for every runtime (default: all cores)")
+    g.add_argument("--metric", metavar="MODULE:FN", help="score outputs against --eval-data labels with "
+                   "FN(predictions, labels) -> float, higher is better (default: top-1/top-5, or MAE/RMSE)")
+
+
+def freeze_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True, help="OUT.pb, OUT.pbtxt, or a directory for a serving SavedModel")
+    p.add_argument("--output-format", choices=["pb", "pbtxt", "savedmodel"], help="override the format -o implies")
+    p.add_argument("--inputs", nargs="+", default=[], metavar="NAME[:SHAPE]",
+                   help="the model's inputs, optionally fixing shapes, e.g. x:1x28x28x1 (? for dynamic)")
+    p.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE", dest="set_values",
+                   help="bind a placeholder to a constant, e.g. keep_prob=1.0")
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the original-vs-result check")
+    p.add_argument("--atol", type=float, default=1e-5, help="verification absolute tolerance (default: %(default)g)")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="verification relative tolerance (default: 1e-5 frozen, 1e-4 optimized)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    model_options(p)
+
+
+def optimize_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("optimization")
+    g.add_argument("--passes", default="default", metavar="SPEC",
+                   help="default, none, or a comma-separated list of passes (run in tfopt's order)")
+    g.add_argument("--skip", nargs="+", default=[], metavar="PASS", help="leave these passes out")
+    g.add_argument("--grappler", metavar="LIST", type=lambda v: [x for x in v.split(",") if x],
+                   help="also run TensorFlow's Grappler offline with these optimizers, e.g. constfold,arithmetic")
+
+
+def parse_inputs(items: Sequence[str]) -> dict[str, tuple[int | None, ...] | None]:
+    out: dict[str, tuple[int | None, ...] | None] = {}
+    for item in items:
+        name, sep, shape = item.rpartition(":") if ":" in item else (item, "", "")
+        if not sep:
+            out[item] = None
+            continue
+        try:
+            dims = tuple(None if d in ("?", "-1", "None", "") else int(d) for d in shape.lower().split("x"))
+        except ValueError:
+            raise OptionError(f"--inputs {item}: shape must look like 1x224x224x3 (? for a dynamic dimension)") from None
+        out[name] = dims
+    return out
+
+
+def parse_set(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise OptionError(f"--set {item}: expected NAME=VALUE, e.g. is_training=false")
+        out[name] = value
+    return out
+
+
+def load_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("signature", "tags", "outputs", "unsafe", "custom_objects", "model_fn", "format")
+            if getattr(args, k) not in (None, [], False)}
+

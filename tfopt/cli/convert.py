@@ -1,0 +1,108 @@
+"""``tfopt convert``: every target and precision from one load/freeze/optimize, verified and reported."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tfopt.cli.args import (
+    EPILOG,
+    freeze_options,
+    load_options,
+    optimize_options,
+    parse_inputs,
+    parse_set,
+    report_options,
+)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("convert", help="freeze, optimize and emit TFLite, ONNX, OpenVINO, .pb and SavedModel",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    freeze_options(p)
+    p.set_defaults(output_format=None)
+    g = p.add_argument_group("targets")
+    g.add_argument("--to", type=lambda v: [x for x in v.split(",") if x], metavar="LIST",
+                   help="pb,savedmodel,tflite,onnx,openvino (default: every one whose extra is installed)")
+    g.add_argument("--quantize", type=lambda v: [x for x in v.split(",") if x], default=["none"], metavar="MODES",
+                   help="none (fp32), fp16, dynamic, int8, int16x8; a comma-separated list builds each")
+    g.add_argument("--calibration", metavar="DATA",
+                   help=".npz keyed by input name, .npy, .tfrecord, an image directory, or module:function")
+    g.add_argument("--calibration-samples", type=int, default=100, metavar="N")
+    floats = lambda v: [float(x) for x in v.split(",")]  # noqa: E731
+    g.add_argument("--mean", type=floats, default=[0.0], metavar="M[,M,M]", help="image calibration: subtract")
+    g.add_argument("--scale", type=floats, default=[1.0], metavar="S[,S,S]", help="image calibration: divide by")
+    g.add_argument("--int8-io", action="store_true", help="TFLite int8: integer-only inputs and outputs")
+    g.add_argument("--allow-tf-ops", action="store_true", help="TFLite: keep unsupported ops as Select TF ops")
+    g.add_argument("--opset", type=int, help="ONNX opset (default: 17)")
+    g.add_argument("--ov-layout", default="NHWC", metavar="LAYOUT", help="OpenVINO input layout (default: %(default)s)")
+    g.add_argument("--ov-mean-values", type=floats, metavar="M[,M,M]", help="OpenVINO IR subtracts these from its input")
+    g.add_argument("--ov-scale-values", type=floats, metavar="S[,S,S]", help="... then divides by these")
+    g.add_argument("--ov-reverse-input-channels", action="store_true", help="... after reversing channels (RGB<->BGR)")
+    g.add_argument("--accuracy-control", type=float, metavar="DROP",
+                   help="OpenVINO int8 via NNCF accuracy control: max top-1 drop, e.g. 0.01 (needs --eval-data)")
+    g.add_argument("--eval-data", metavar="DATA.npz",
+                   help="inputs by name plus 'labels': accuracy in the report, and for --accuracy-control")
+    g.add_argument("--keep-float", type=lambda v: [x for x in v.split(",") if x], default=[], metavar="LAYERS",
+                   help="int8 (TFLite, ONNX, OpenVINO): keep these layers in float (TF node or target layer names)")
+    g.add_argument("--auto-keep-float", type=float, metavar="DROP",
+                   help="int8: rank layers by quantization error, keep the worst in float until the drop <= DROP points")
+    g = p.add_argument_group("post-training compression (TFMOT, Keras 2 / tf_keras models)")
+    g.add_argument("--cluster", type=int, metavar="N", help="snap each layer's weights to N shared values")
+    g.add_argument("--cluster-init", default="kmeans++", choices=["kmeans++", "linear", "density", "random"],
+                   help="centroid initialisation (default: %(default)s)")
+    g.add_argument("--prune", type=float, metavar="SPARSITY", help="zero this fraction of each layer's weights, e.g. 0.5")
+    g.add_argument("--exclude", type=lambda v: [x for x in v.split(",") if x], default=[], metavar="LAYERS",
+                   help="Keras layer names to leave untouched, e.g. conv1,probs")
+    g.add_argument("--finetune-data", metavar="DATA.npz", help="inputs by name plus 'labels': fine-tune after "
+                   "compressing (TFMOT's way to recover accuracy); without it, compression is post-training only")
+    g.add_argument("--finetune-epochs", type=int, default=2, metavar="K")
+    report_options(p)
+    optimize_options(p)
+
+
+def _ov_preprocess(args: argparse.Namespace) -> Any:
+    if not (args.ov_mean_values or args.ov_scale_values or args.ov_reverse_input_channels):
+        return None
+    from tfopt.emitters.openvino import Preprocess
+
+    return Preprocess(layout=args.ov_layout, mean=tuple(args.ov_mean_values or ()),
+                      scale=tuple(args.ov_scale_values or ()), reverse_channels=args.ov_reverse_input_channels)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tfopt._io import check_writable
+    from tfopt.converting import convert
+    from tfopt.errors import GateFailure
+    from tfopt.loaders import load
+    from tfopt.report.console import print_convert
+
+    check_writable(args.output)
+    from tfopt.compressing import compression
+
+    compress = compression(args.cluster, args.cluster_init, args.prune, args.exclude, args.finetune_data,
+                           args.finetune_epochs)
+    model = load(args.model, compress=compress, **load_options(args))
+    try:
+        result = _run_convert(args, model, convert)
+    except GateFailure as exc:
+        print_convert(args.output, exc.result, as_json=args.json)  # type: ignore[attr-defined]
+        raise
+    print_convert(args.output, result, as_json=args.json, verified=args.verify)
+    return 0
+
+
+def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
+    from tfopt.report.console import ProgressPrinter
+
+    return convert(model, args.output, to=args.to, quantize=args.quantize, calibration=args.calibration,
+                     calibration_samples=args.calibration_samples, mean=args.mean, scale=args.scale,
+                     int8_io=args.int8_io, ov_preprocess=_ov_preprocess(args), accuracy_control=args.accuracy_control,
+                     eval_data=args.eval_data,
+                     allow_tf_ops=args.allow_tf_ops, opset=args.opset, verify=args.verify,
+                     set_values=parse_set(args.set_values), inputs=parse_inputs(args.inputs),
+                     passes=args.passes, skip=args.skip, grappler=args.grappler,
+                     fail_if=args.fail_if, junit=args.junit, report_runs=args.report_runs, threads=args.threads,
+                     keep_float=args.keep_float, auto_keep_float=args.auto_keep_float, metric=args.metric,
+                     progress=None if args.json else ProgressPrinter())
+

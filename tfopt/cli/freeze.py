@@ -1,0 +1,74 @@
+"""``tfopt freeze`` and ``tfopt optimize``: one model in, one verified graph out (.pb, .pbtxt or SavedModel)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from tfopt.cli.args import EPILOG, freeze_options, load_options, optimize_options, parse_inputs, parse_set
+
+
+def add_parser(sub: Any, command: str) -> None:
+    """``freeze`` (``--optimize`` adds the passes) and ``optimize`` (always runs them)."""
+    helps = {"freeze": "variables to constants, training nodes pruned, verified",
+             "optimize": "freeze, then fold BatchNorm/constants/pads and fuse activations"}
+    p = sub.add_parser(command, help=helps[command], epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    freeze_options(p)
+    if command == "freeze":
+        p.add_argument("--optimize", action="store_true", help="also run the optimization passes (as `tfopt optimize`)")
+    optimize_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tfopt._io import check_writable
+    from tfopt.loaders import load
+    from tfopt.pipeline import freeze_model, infer_format, optimize_model, save_model
+    from tfopt.report.console import format_bytes, format_value, path_size, print_pass_table
+
+    check_writable(args.output)
+    infer_format(args.output, args.output_format)
+    model = load(args.model, **load_options(args))
+    freeze_opts = {"set_values": parse_set(args.set_values), "inputs": parse_inputs(args.inputs),
+                   "verify": args.verify, "atol": args.atol, "rtol": args.rtol if args.rtol is not None else 1e-5}
+    optimizing = args.command == "optimize" or args.optimize
+    if optimizing:
+        _, result, report, opt_report = optimize_model(
+            model, passes=args.passes, skip=args.skip, grappler=args.grappler, opt_atol=args.atol,
+            opt_rtol=args.rtol if args.rtol is not None else 1e-4, **freeze_opts)
+    else:
+        result, report = freeze_model(model, **freeze_opts)
+        opt_report = None
+    path = save_model(result, args.output, format=args.output_format, source=args.model)
+    if args.json:
+        payload = {"output": path, **report.as_dict()}  # the freeze report, flat, as before
+        if opt_report is not None:
+            payload["optimize"] = opt_report.as_dict()
+        print(json.dumps(payload, indent=2, default=str))
+        return 0
+    prov = model.provenance
+    print(f"loaded   {prov['format']}  {args.model}  ({prov.get('source_nodes', '?')} nodes, "
+          f"{prov.get('variables', 0)} variables, {format_bytes(prov.get('variable_bytes', 0))})")
+    for name, (value, why) in report.bindings.items():
+        print(f"bound    {name} = {format_value(value)} ({why})")
+    removed = sorted(report.removed_ops().items(), key=lambda kv: -kv[1])
+    print(f"frozen   {report.nodes_before} -> {report.nodes_after} nodes; removed "
+          + (", ".join(f"{n} {op}" for op, n in removed[:10]) + (" ..." if len(removed) > 10 else "") if removed else "nothing"))
+    for p in report.passes:
+        for skip in p.skips:
+            print(f"skipped  {p.name}: {skip}")
+    if opt_report is not None:
+        print(f"optimized {opt_report.nodes_before} -> {opt_report.nodes_portable} nodes (portable), "
+              f"{opt_report.nodes_runtime} with TF-runtime fusion")
+        print_pass_table(opt_report.passes)
+    for d in report.verification:
+        print(f"verified {d.name}: max abs err {d.max_abs_err:.3g} (frozen vs original)")
+    if opt_report is not None:
+        for label, diffs in opt_report.verification.items():
+            for d in diffs:
+                print(f"verified {d.name}: max abs err {d.max_abs_err:.3g} ({label} vs original)")
+    if not args.verify:
+        print("verified skipped (--no-verify)")
+    print(f"wrote    {path}  ({format_bytes(path_size(path))})")
+    return 0
+

@@ -1,0 +1,69 @@
+"""``tfopt inspect MODEL``: inputs, outputs, ops, variables; ``--passes`` is a dry run of freeze + optimize."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from tfopt.cli.args import load_options, model_options
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("inspect", help="inputs, outputs, op histogram, variables, training-only nodes")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument("--passes", dest="dry_run", nargs="?", const="default", metavar="SPEC",
+                   help="dry run: freeze and optimize in memory, print what each pass would do")
+    p.add_argument("--skip", nargs="+", default=[], metavar="PASS", help="with --passes: leave these passes out")
+    model_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tfopt.inspect_model import inspect_model
+    from tfopt.report.console import format_bytes
+
+    if args.dry_run is not None:
+        return _inspect_passes(args)
+
+    info = inspect_model(args.model, **load_options(args))
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    if "weight_table" in info:
+        from tfopt.report.console import print_artifact_info
+
+        print_artifact_info(info)
+        return 0
+    print(f"{info['format']}  {info['path']}")
+    for kind in ("inputs", "outputs"):
+        for s in info[kind]:
+            shape = "x".join("?" if d is None else str(d) for d in s["shape"]) if s.get("shape") is not None else "?"
+            print(f"  {kind[:-1]:<6} {s['name']}" + (f"  {s['dtype']}[{shape}]" if "dtype" in s else ""))
+    print(f"  nodes {info['nodes']}, variables {info['variables']} ({format_bytes(info['variable_bytes'])}), "
+          f"training-only nodes {info['training_nodes']}")
+    if info.get("training_flags"):
+        print(f"  training flags (bound to False when freezing): {', '.join(info['training_flags'])}")
+    if len(info.get("output_candidates", [])) > 1:
+        print(f"  candidate outputs: {', '.join(info['output_candidates'])}")
+    top = list(info["ops"].items())[:12]
+    print("  ops: " + ", ".join(f"{op} {n}" for op, n in top) + (" ..." if len(info["ops"]) > 12 else ""))
+    return 0
+
+
+def _inspect_passes(args: argparse.Namespace) -> int:
+    from tfopt.pipeline import optimize_model
+    from tfopt.report.console import print_pass_table
+
+    _, _, report, opt_report = optimize_model(args.model, passes=args.dry_run, skip=args.skip, **load_options(args))
+    if args.json:
+        print(json.dumps({"freeze": report.as_dict(), "optimize": opt_report.as_dict()}, indent=2, default=str))
+        return 0
+    print(f"dry run on {args.model}: nothing is written")
+    print(f"freeze   {report.nodes_before} -> {report.nodes_after} nodes")
+    print_pass_table(report.passes, max_skips=1000)
+    print(f"optimize {opt_report.nodes_before} -> {opt_report.nodes_portable} nodes (portable), "
+          f"{opt_report.nodes_runtime} with TF-runtime fusion")
+    print_pass_table(opt_report.passes, max_skips=1000)
+    return 0
+
