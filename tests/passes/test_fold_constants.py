@@ -49,3 +49,22 @@ def test_does_not_fold_random_dynamic_shapes_or_guarded_branches():
     after = ops(folded)
     assert after["RandomUniform"] == 1 and after["Shape"] == 1
     assert after.get("AddV2", 0) >= 3  # the branch's 2.0 + 1.0 kept under its pivot's control edge
+
+
+def test_does_not_fold_a_library_function_called_by_name():
+    def build(t):
+        from tensorflow.python.framework import function
+
+        @function.Defun(t.float32)
+        def double(v):
+            return v * 2.0
+
+        x = t.compat.v1.placeholder(t.float32, [3], name="x")
+        t.identity(x + double(t.constant([1.0, 2.0, 3.0])), name="out")
+    model = graph_model(build, {"x": (3,)}, ["out"])
+    calls = [n.name for n in model.graph_def.node if n.op.startswith("double")]
+    assert len(calls) == 1
+    folded, _ = _run(model)
+    assert calls[0] in {n.name for n in folded.graph_def.node if n.op.startswith("double")}
+    x = np.arange(3, dtype=np.float32)
+    np.testing.assert_allclose(GraphRunner(folded)({"x": x})["out"], x + np.array([2.0, 4.0, 6.0]))

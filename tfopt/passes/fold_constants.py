@@ -48,8 +48,11 @@ class FoldConstants(Pass):
         facts = GraphFacts(graph_def)
         shape_consts: dict[str, np.ndarray] = {}
         foldable: set[str] = set()
+        # A call of a library function by its name is inline_calls' job, not ours (the function
+        # may be stateful); unregistered op types also count as stateful, but say it outright.
+        functions = {f.signature.name for f in graph_def.library.function}
         for node in _topological(graph_def):
-            if node.op in NEVER_FOLD or node.op in graph_def.library.function or facts.is_stateful(node.op):
+            if node.op in NEVER_FOLD or node.op in functions or facts.is_stateful(node.op):
                 continue
             if node.op in SHAPE_OPS and not any(is_control(r) for r in node.input):
                 shape = facts.shape(node.input[0])
