@@ -44,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
         payload = {"output": path, **report.as_dict()}  # the freeze report, flat, as before
         if opt_report is not None:
             payload["optimize"] = opt_report.as_dict()
-        print(json.dumps(payload, indent=2, default=str))
+        from tfopt.nonfinite import to_json
+
+        print(json.dumps(to_json(payload), indent=2, default=str, allow_nan=False))
         return 0
     prov = model.provenance
     print(f"loaded   {prov['format']}  {args.model}  ({prov.get('source_nodes', '?')} nodes, "
