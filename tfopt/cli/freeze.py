@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     prov = model.provenance
     print(f"loaded   {prov['format']}  {args.model}  ({prov.get('source_nodes', '?')} nodes, "
           f"{prov.get('variables', 0)} variables, {format_bytes(prov.get('variable_bytes', 0))})")
+    if prov.get("variables_from"):  # a checkpoint state file pointed outside the path given
+        print(f"read     variables from {prov['variables_from']} (where the checkpoint state file points)")
     for name, (value, why) in report.bindings.items():
         print(f"bound    {name} = {format_value(value)} ({why})")
     removed = sorted(report.removed_ops().items(), key=lambda kv: -kv[1])
