@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.errors import GraphError, ModelFormatError, ModelNotFoundError
-from tfopt.graph import VARIABLE_OPS, Model, ancestors, node_map, subgraph, tensor_node
+from tfopt.graph import VARIABLE_OPS, Model, ancestors, check_acyclic, node_map, subgraph, tensor_node
 from tfopt.loaders._signature import input_specs, output_specs, resolve_outputs
 from tfopt.training_nodes import is_training_node
 
@@ -173,6 +173,7 @@ def load(path: str, options: Any) -> Model:
     keep = ancestors(full, outputs, skip_edge=lambda _node, ref: ref.startswith("^") and
                      tensor_node(ref) in full_nodes and is_training_node(full_nodes[tensor_node(ref)]))
     graph_def = subgraph(full, keep)
+    check_acyclic(graph_def, meta)
     for node in graph_def.node:
         node.attr.pop("_output_shapes", None)
         node.ClearField("device")
