@@ -344,7 +344,7 @@ def _verification_feeds(model: Model, samples: Sequence[dict[str, Any]] | None, 
         return {s.name: np.concatenate([x[s.name] for x in samples[:8]]) for s in model.inputs}
     from tfopt.testing import random_inputs
 
-    return random_inputs(model.inputs, seed=seed, batch=1)
+    return random_inputs(model.inputs, seed=seed, batch=1, graph_def=model.graph_def)
 
 
 def _verify(artifact: Artifact, portable: Model, path: str, feeds: dict[str, Any], *, bounded: bool = True,

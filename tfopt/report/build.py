@@ -122,7 +122,7 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
     else:
         from tfopt.testing import random_inputs
 
-        inputs = random_inputs(model.inputs, seed=seed, batch=8)
+        inputs = random_inputs(model.inputs, seed=seed, batch=8, graph_def=model.graph_def)
     score = None
     if metric:
         from tfopt._user_code import import_function
