@@ -20,7 +20,7 @@ from tfopt._checks import check_ranges
 from tfopt._io import atomic_path, digest, gzip_size, tree_size
 from tfopt.errors import OptionError, VerificationError
 from tfopt.graph import Model
-from tfopt.nonfinite import to_json, worst
+from tfopt.nonfinite import finite_samples, to_json, worst
 
 TARGETS = ("pb", "savedmodel", "tflite", "onnx", "openvino")
 PRECISIONS = ("none", "fp16", "dynamic", "int8", "int16x8")
@@ -145,6 +145,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     import time
 
     from tfopt.calibration import load_calibration
+    from tfopt.compressing import compression
     from tfopt.pipeline import optimize_model
     from tfopt.progress import Step
     from tfopt.report.build import eval_arrays
@@ -155,8 +156,6 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                   "--threads": (threads, 1), "--opset": (opset, 1)}, integer=True)
     check_ranges({"--accuracy-control": (accuracy_control, 0), "--auto-keep-float": (auto_keep_float, 0)})
     pairs, skipped = plan(to, quantize)
-    from tfopt.compressing import compression
-
     compress = compression(cluster, cluster_init, prune, exclude, finetune_data, finetune_epochs)
     if compress is not None:
         options["compress"] = compress
@@ -184,6 +183,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     control = _accuracy_control(accuracy_control, eval_data, portable) if accuracy_control is not None else None
     samples = load_calibration(calibration, portable.inputs, samples=calibration_samples, mean=mean, scale=scale,
                                allow_nonfinite=allow_nonfinite) if calibration else None
+    ranges = finite_samples(samples)  # what the quantizers calibrate on (the report measures on every sample)
     result = ConvertResult(outdir=outdir, skipped=skipped, freeze_report=freeze_report, optimize_report=optimize_report)
     with atomic_path(outdir, directory=True) as tmp:
         os.makedirs(tmp)
@@ -196,18 +196,18 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                 from tfopt.report.keep_float import selective
 
                 def emit(path: str, kept: list[str], converted: Any, target: str = target, precision: str = precision) -> str:
-                    return _emit(target, precision, portable, runtime, path, samples, int8_io=int8_io,
+                    return _emit(target, precision, portable, runtime, path, ranges, int8_io=int8_io,
                                  allow_tf_ops=allow_tf_ops, opset=opset, ov_preprocess=ov_preprocess,
                                  keep_float=kept, converted=converted)
 
                 written, kept, ranking = selective(
-                    target, precision, portable, os.path.join(tmp, rel), samples, keep_float, auto_keep_float,
+                    target, precision, portable, os.path.join(tmp, rel), ranges, keep_float, auto_keep_float,
                     eval_data, say, emit, opset=opset,
                     to_raw=ov_preprocess.to_raw if ov_preprocess is not None and target == "openvino" else None)
                 result.layer_errors[f"{target}/{precision}"] = ranking
                 result.keep_float[f"{target}/{precision}"] = kept
             else:
-                written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), samples,
+                written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), ranges,
                                 int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat,
                                 ov_preprocess=ov_preprocess, accuracy_control=control)
             full = os.path.join(tmp, rel)

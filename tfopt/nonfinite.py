@@ -76,3 +76,19 @@ def from_json(value: Any, *, keys: frozenset[str] | None = None, _key: str = "")
     if isinstance(value, str) and value in SPELLING and (keys is None or _key in keys):
         return SPELLING[value]
     return value
+
+
+def finite_samples(samples: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """The calibration samples without NaN/Inf, for the quantizers: a range over Inf means nothing
+    (and LiteRT's calibrator crashes on it). The report still measures on every sample.
+
+    Raises:
+        OptionError: every sample holds NaN/Inf.
+    """
+    if not samples:
+        return samples
+    kept = [s for s in samples if not count_nonfinite(s)]
+    if not kept:
+        raise OptionError("--calibration: every sample holds NaN/Inf; no finite sample is left to calibrate "
+                          "the quantization ranges with")
+    return kept

@@ -108,6 +108,7 @@ def _batched(run: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: dict[st
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+@np.errstate(invalid="ignore", over="ignore")  # inf - inf is NaN, and NaN is what gets reported
 def _fidelity(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
     """Worst case over the outputs. NaN/Inf propagate: a NaN anywhere makes the statistic NaN (a
     fold with Python's ``max``/``min`` would turn it into a perfect 0 or 1)."""
