@@ -364,3 +364,17 @@ def test_a_v1_while_loop_back_edge_is_not_a_cycle():
     check_acyclic(g, "loop.pb")
     with pytest.raises(GraphError, match=r"loop\.pb: the graph has a cycle through 2 node\(s\): b -> a -> b"):
         check_acyclic(_cycle_graph_def(), "loop.pb")
+
+
+def test_a_checkpoint_read_from_another_directory_is_said(checkpoints, tf1_ckpt, tmp_path, capsys, caplog):
+    """Nothing of the checkpoint the state file names is here (only a graph): it is read from where
+    the state file points, and the path actually read is printed."""
+    pointer = tmp_path / "pointer"
+    pointer.mkdir()
+    shutil.copy(tf1_ckpt.meta, pointer / "graph.meta")
+    shutil.copy(os.path.join(checkpoints["orig"], "checkpoint"), pointer / "checkpoint")
+    code, out, err = run(capsys, "freeze", pointer, "-o", tmp_path / "o.pb")
+    assert code == 0, err
+    orig = os.path.join(checkpoints["orig"], os.path.basename(tf1_ckpt.prefix))
+    assert f"read     variables from {orig}" in out
+    assert f"reading the checkpoint {orig}" in caplog.text  # a warning on stderr for every command
