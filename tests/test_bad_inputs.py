@@ -332,12 +332,15 @@ def test_unreadable_model_is_permission_denied_for_a_normal_user():
     while str(parent) != "/":  # nobody must reach the file to be refused by its own mode
         parent = parent.parent
         if not os.stat(parent).st_mode & 0o005:
+            shutil.rmtree(shared)
             pytest.skip(f"{parent} cannot be traversed by other users")
     package = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))  # tfopt/ of the checkout under test
     env = {**os.environ, "PYTHONPATH": os.path.dirname(package), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-m", "tfopt", "inspect", pb], user="nobody", env=env, cwd="/",
-                          capture_output=True, text=True, timeout=300)
-    shutil.rmtree(shared)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "tfopt", "inspect", pb], user="nobody", env=env, cwd="/",
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        shutil.rmtree(shared)
     assert proc.returncode == 3, proc.stderr
     assert re.search(r"model\.pb: permission denied", proc.stderr), proc.stderr
 
