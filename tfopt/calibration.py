@@ -23,19 +23,24 @@ from typing import Any
 
 import numpy as np
 
+from tfopt._checks import at_least
 from tfopt.errors import OptionError, did_you_mean
 from tfopt.graph import TensorSpec
+from tfopt.nonfinite import check_finite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 def load_calibration(source: str, inputs: Sequence[TensorSpec], *, samples: int = 100,
-                     mean: Sequence[float] = (0.0,), scale: Sequence[float] = (1.0,)) -> list[dict[str, np.ndarray]]:
+                     mean: Sequence[float] = (0.0,), scale: Sequence[float] = (1.0,),
+                     allow_nonfinite: bool = False) -> list[dict[str, np.ndarray]]:
     """Read ``source`` and return up to ``samples`` batch-1 samples keyed by input name.
 
     Raises:
-        OptionError: missing file, unknown format, wrong names/shapes/dtypes, or no samples.
+        OptionError: missing file, unknown format, wrong names/shapes/dtypes, no samples, or NaN/Inf
+            values (unless ``allow_nonfinite``; the message names the input and the count).
     """
+    at_least("--calibration-samples", samples, 1, integer=True)
     names = [s.name for s in inputs]
     if ":" in source and not os.path.exists(source):
         batches = _from_callable(source, names)
@@ -63,9 +68,15 @@ def load_calibration(source: str, inputs: Sequence[TensorSpec], *, samples: int 
         for i in range(n):
             out.append({k: v[i:i + 1] for k, v in checked.items()})
             if len(out) >= samples:
-                return out
+                break
+        if len(out) >= samples:
+            break
     if not out:
         raise OptionError(f"--calibration {source}: holds no samples")
+    # Counted on the samples used: NaN in calibration makes quantization ranges and the report's
+    # measurements meaningless, and a NaN-vs-NaN comparison must not pass for agreement.
+    check_finite({s.name: np.concatenate([x[s.name] for x in out]) for s in inputs}, f"--calibration {source}",
+                 allow=allow_nonfinite)
     return out
 
 

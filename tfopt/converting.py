@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from tfopt._checks import check_ranges
 from tfopt._io import atomic_path, digest, gzip_size, tree_size
 from tfopt.errors import OptionError, VerificationError
 from tfopt.graph import Model
+from tfopt.nonfinite import finite_samples, to_json, worst
 
 TARGETS = ("pb", "savedmodel", "tflite", "onnx", "openvino")
 PRECISIONS = ("none", "fp16", "dynamic", "int8", "int16x8")
@@ -107,7 +109,8 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             keep_float: Sequence[str] = (), auto_keep_float: float | None = None, metric: str | None = None,
             cluster: int | None = None, cluster_init: str = "kmeans++", prune: float | None = None,
             exclude: Sequence[str] = (), finetune_data: str | None = None, finetune_epochs: int = 2,
-            seed: int = 0, progress: Callable[[Any], None] | None = None, **options: Any) -> ConvertResult:
+            seed: int = 0, allow_nonfinite: bool = False, progress: Callable[[Any], None] | None = None,
+            **options: Any) -> ConvertResult:
     """Convert one model to every requested target and precision.
 
     Args:
@@ -132,6 +135,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             ``eval_data``, in place of top-1/top-5 (integer labels) or MAE/RMSE (float labels).
         fail_if: gates over the report (see :mod:`tfopt.report.gates`); ``junit`` writes them as XML.
             A tripped gate raises :class:`GateFailure` after everything is written.
+        allow_nonfinite: accept NaN/Inf in ``calibration``/``eval_data`` (else OptionError); the report counts them.
         progress: called with a ``str`` as each stage starts and a :class:`tfopt.progress.Step`
             inside long stages (``progress=print`` works).
 
@@ -140,14 +144,18 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     """
     import time
 
+    from tfopt.calibration import load_calibration
+    from tfopt.compressing import compression
     from tfopt.pipeline import optimize_model
     from tfopt.progress import Step
+    from tfopt.report.build import eval_arrays
     from tfopt.report.gates import parse_gate
 
     gates = [parse_gate(g) for g in fail_if]
+    check_ranges({"--calibration-samples": (calibration_samples, 1), "--report-runs": (report_runs, 1),
+                  "--threads": (threads, 1), "--opset": (opset, 1)}, integer=True)
+    check_ranges({"--accuracy-control": (accuracy_control, 0), "--auto-keep-float": (auto_keep_float, 0)})
     pairs, skipped = plan(to, quantize)
-    from tfopt.compressing import compression
-
     compress = compression(cluster, cluster_init, prune, exclude, finetune_data, finetune_epochs)
     if compress is not None:
         options["compress"] = compress
@@ -170,14 +178,12 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     if not qat and any(p in NEEDS_CALIBRATION for _, p in pairs) and not calibration:
         raise OptionError("--quantize int8/int16x8 needs calibration data: pass --calibration DATA "
                           "(.npz keyed by input name, .npy, .tfrecord, an image directory, or module:function)")
-    control = None
-    if accuracy_control is not None:
-        control = _accuracy_control(accuracy_control, eval_data, portable)
-    samples = None
-    if calibration:
-        from tfopt.calibration import load_calibration
-
-        samples = load_calibration(calibration, portable.inputs, samples=calibration_samples, mean=mean, scale=scale)
+    if eval_data:  # its NaN/Inf, names and format are refused before any artifact is built
+        eval_arrays(eval_data, portable, allow_nonfinite=allow_nonfinite)
+    control = _accuracy_control(accuracy_control, eval_data, portable) if accuracy_control is not None else None
+    samples = load_calibration(calibration, portable.inputs, samples=calibration_samples, mean=mean, scale=scale,
+                               allow_nonfinite=allow_nonfinite) if calibration else None
+    ranges = finite_samples(samples)  # what the quantizers calibrate on (the report measures on every sample)
     result = ConvertResult(outdir=outdir, skipped=skipped, freeze_report=freeze_report, optimize_report=optimize_report)
     with atomic_path(outdir, directory=True) as tmp:
         os.makedirs(tmp)
@@ -190,18 +196,18 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                 from tfopt.report.keep_float import selective
 
                 def emit(path: str, kept: list[str], converted: Any, target: str = target, precision: str = precision) -> str:
-                    return _emit(target, precision, portable, runtime, path, samples, int8_io=int8_io,
+                    return _emit(target, precision, portable, runtime, path, ranges, int8_io=int8_io,
                                  allow_tf_ops=allow_tf_ops, opset=opset, ov_preprocess=ov_preprocess,
                                  keep_float=kept, converted=converted)
 
                 written, kept, ranking = selective(
-                    target, precision, portable, os.path.join(tmp, rel), samples, keep_float, auto_keep_float,
+                    target, precision, portable, os.path.join(tmp, rel), ranges, keep_float, auto_keep_float,
                     eval_data, say, emit, opset=opset,
                     to_raw=ov_preprocess.to_raw if ov_preprocess is not None and target == "openvino" else None)
                 result.layer_errors[f"{target}/{precision}"] = ranking
                 result.keep_float[f"{target}/{precision}"] = kept
             else:
-                written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), samples,
+                written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), ranges,
                                 int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat,
                                 ov_preprocess=ov_preprocess, accuracy_control=control)
             full = os.path.join(tmp, rel)
@@ -217,11 +223,12 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                                                     scale=list(scale), int8_io=int8_io,
                                                     allow_tf_ops=allow_tf_ops, opset=opset,
                                                     quantization_aware=qat, ov_preprocess=ov_preprocess,
-                                                    accuracy_control=accuracy_control,
+                                                    accuracy_control=accuracy_control, allow_nonfinite=allow_nonfinite,
                                                     compression=portable.provenance.get("compression")))
         if result.layer_errors:
             with open(os.path.join(tmp, "layers.json"), "w") as f:
-                json.dump({"layer_errors": result.layer_errors, "keep_float": result.keep_float}, f, indent=2)
+                json.dump(to_json({"layer_errors": result.layer_errors, "keep_float": result.keep_float}), f, indent=2,
+                          allow_nan=False)
         if verify:
             say("measuring every artifact for the report")
             from tfopt.report.build import build_report
@@ -231,7 +238,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                                          passes=[p.as_dict() for p in (optimize_report.passes if optimize_report else [])],
                                          stages=stages, preprocess=ov_preprocess,
                                          layers={"layer_errors": result.layer_errors, "keep_float": result.keep_float},
-                                         progress=progress, metric=metric)
+                                         progress=progress, metric=metric, allow_nonfinite=allow_nonfinite)
     from tfopt.report.build import finish_gates
 
     try:
@@ -249,12 +256,12 @@ def is_quantization_aware(model: Model) -> bool:
 
 def _accuracy_control(max_drop: float, eval_data: str | None, model: Model) -> Any:
     from tfopt.emitters.openvino import AccuracyControl
+    from tfopt.report.build import eval_arrays
 
     if not eval_data:
         raise OptionError("--accuracy-control needs --eval-data DATA.npz holding the inputs (by name) and 'labels'")
-    from tfopt.report.build import eval_arrays
 
-    inputs, labels = eval_arrays(eval_data, model)
+    inputs, labels = eval_arrays(eval_data, model, allow_nonfinite=True)  # refused, if so, by convert first
     return AccuracyControl(max_drop, inputs, labels)
 
 
@@ -337,7 +344,7 @@ def _verification_feeds(model: Model, samples: Sequence[dict[str, Any]] | None, 
         return {s.name: np.concatenate([x[s.name] for x in samples[:8]]) for s in model.inputs}
     from tfopt.testing import random_inputs
 
-    return random_inputs(model.inputs, seed=seed, batch=1)
+    return random_inputs(model.inputs, seed=seed, batch=1, graph_def=model.graph_def)
 
 
 def _verify(artifact: Artifact, portable: Model, path: str, feeds: dict[str, Any], *, bounded: bool = True,
@@ -359,7 +366,7 @@ def _verify(artifact: Artifact, portable: Model, path: str, feeds: dict[str, Any
         raise ConversionError(f"{artifact.format} {artifact.precision}: the converted model does not run in its "
                               f"runtime ({type(exc).__name__}: {first}); nothing was written") from exc
     diffs = compare(expected, got, atol=np.inf, rtol=0)
-    artifact.max_abs_err = max(d.max_abs_err for d in diffs)
+    artifact.max_abs_err = worst(d.max_abs_err for d in diffs)  # NaN stays NaN (Python's max drops it)
     artifact.mean_abs_err = float(np.mean([d.mean_abs_err for d in diffs]))
     bound = TOLERANCE.get(artifact.precision) if bounded else None
     if bound is not None:
@@ -388,4 +395,4 @@ def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict
         "skipped": [{"format": f, "precision": p, "reason": r} for f, p, r in result.skipped],
     }
     with open(os.path.join(tmp, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=2, sort_keys=True, default=str)
+        json.dump(to_json(manifest), f, indent=2, sort_keys=True, default=str, allow_nan=False)

@@ -258,3 +258,38 @@ def rewire(graph_def: Any, old_ref: str, new_ref: str) -> int:
                 node.input[i] = new_ref
                 changed += 1
     return changed
+
+
+def check_acyclic(graph_def: Any, what: str) -> None:
+    """Raise :class:`GraphError` naming the nodes of a cycle. A v1 while loop's back edge
+    (``NextIteration`` into ``Merge``) is how TensorFlow spells a loop, not a cycle."""
+    nodes = node_map(graph_def)
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in nodes:
+        if root in state:
+            continue
+        path = [root]
+        stack = [iter(_producers(nodes, root))]
+        state[root] = 1
+        while stack:
+            child = next(stack[-1], None)
+            if child is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(child) == 1:
+                cycle = path[path.index(child):]
+                raise GraphError(f"{what}: the graph has a cycle through {len(cycle)} node(s): "
+                                 f"{' -> '.join([*reversed(cycle[-8:]), cycle[-1]])}{' ...' if len(cycle) > 8 else ''}; "
+                                 "a GraphDef must be acyclic (only a while loop's NextIteration may feed back)")
+            elif child not in state:
+                state[child] = 1
+                path.append(child)
+                stack.append(iter(_producers(nodes, child)))
+
+
+def _producers(nodes: Mapping[str, Any], name: str) -> list[str]:
+    node = nodes[name]
+    found = [tensor_node(ref) for ref in node.input if tensor_node(ref) in nodes]
+    if node.op in ("Merge", "RefMerge"):
+        found = [p for p in found if nodes[p].op not in ("NextIteration", "RefNextIteration")]
+    return found

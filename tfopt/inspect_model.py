@@ -17,13 +17,22 @@ from tfopt.training_nodes import is_training_flag, is_training_node, output_cand
 
 def inspect_model(path: Any, **options: Any) -> dict[str, Any]:
     """Describe the model at ``path`` (load options as for :func:`tfopt.load`)."""
-    from tfopt.loaders import load, registry
+    from tfopt.loaders import unreadable, why_missing
 
     path = os.fspath(path)
     if not os.path.exists(path) and not os.path.exists(path + ".index") and not os.path.exists(path + ".meta"):
         from tfopt.errors import ModelNotFoundError
 
-        raise ModelNotFoundError(f"{path}: no such file or directory")
+        raise ModelNotFoundError(f"{path}: {why_missing(path)}")
+    try:
+        return _inspect(path, options)
+    except PermissionError as exc:  # a file of the model this user may not read
+        raise unreadable(exc, path) from exc
+
+
+def _inspect(path: str, options: dict[str, Any]) -> dict[str, Any]:
+    from tfopt.loaders import load, registry
+
     if path.endswith((".tflite", ".onnx", ".xml")) or os.path.exists(os.path.join(path, "model.xml")):
         return inspect_artifact(path)
     fmt = options.pop("format", None) or registry.detect(path)
@@ -41,6 +50,7 @@ def inspect_model(path: Any, **options: Any) -> dict[str, Any]:
         "training_nodes": sum(1 for n in model.graph_def.node if is_training_node(n)),
         "training_flags": [s.name for s in model.inputs if s.dtype == "bool" and s.shape == ()],
         "output_candidates": [s.name for s in model.outputs],
+        **({"signature": prov["signature"], "signatures": prov["signatures"]} if "signatures" in prov else {}),
     }
 
 

@@ -35,11 +35,13 @@ def optimize_model(model: Model | str | os.PathLike[str], **options: Any) -> tup
     unfused (for TFLite/ONNX/OpenVINO), ``runtime`` adds TF-only fusion (for .pb / SavedModel).
     Freeze options, load options and ``passes``/``skip``/``grappler`` may be mixed.
     """
+    from tfopt._checks import check_ranges
     from tfopt.optimizing import DEFAULT_ATOL, DEFAULT_RTOL, optimize
 
     opt = {k: options.pop(k) for k in list(options) if k in OPTIMIZE_OPTIONS}
     verify = options.get("verify", True)
     atol, rtol = options.pop("opt_atol", DEFAULT_ATOL), options.pop("opt_rtol", DEFAULT_RTOL)
+    check_ranges({"--atol": (atol, 0), "--rtol": (rtol, 0)})  # before the load, not after it
     frozen, freeze_report = freeze_model(model, **options)
     portable, runtime, report = optimize(frozen, verify=verify, atol=atol, rtol=rtol, **opt)
     return portable, runtime, freeze_report, report

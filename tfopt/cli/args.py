@@ -10,11 +10,32 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from tfopt._checks import range_problem
 from tfopt.errors import OptionError
 
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 bad option, 3 model not found, 4 corrupt model,
 5 unsafe model refused, 6 graph cannot be frozen as asked, 7 verification failed,
 8 output not writable, 9 a target converter cannot express the model, 10 a --fail-if gate tripped"""
+
+
+def number(low: float, *, integer: bool = False) -> Any:
+    """An argparse ``type=``: a number (an integer if asked) ``>= low``, refused with a clear message
+    (argparse exits 2 with usage) before any work is done."""
+    def parse(text: str) -> float | int:
+        try:
+            value: float | int = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if integer else 'a number'}") from None
+        problem = range_problem(value, low, integer=integer)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text}: {problem}")
+        return value
+    parse.__name__ = "integer" if integer else "number"  # argparse names the type in its messages
+    return parse
+
+
+COUNT = number(1, integer=True)  # runs, samples, threads: at least one
+TOLERANCE = number(0)  # tolerances and allowed drops: never negative
 
 
 def model_options(p: argparse.ArgumentParser) -> None:
@@ -36,8 +57,11 @@ def report_options(p: argparse.ArgumentParser) -> None:
                    help="exit 10 if any artifact meets EXPR: [FORMAT[/PRECISION]:]METRIC OP VALUE, "
                         "e.g. 'max_abs_err>1e-3' or 'tflite/int8:accuracy_drop>1.0' (repeatable)")
     g.add_argument("--junit", metavar="PATH", help="write the gate results as JUnit XML")
-    g.add_argument("--report-runs", type=int, default=20, metavar="N", help="timed runs per artifact (default 20)")
-    g.add_argument("--threads", type=int, metavar="N", help="threads for every runtime (default: all cores)")
+    g.add_argument("--report-runs", type=COUNT, default=20, metavar="N", help="timed runs per artifact (default 20)")
+    g.add_argument("--threads", type=COUNT, metavar="N", help="threads for every runtime (default: all cores)")
+    g.add_argument("--allow-nonfinite", action="store_true",
+                   help="accept NaN/Inf in --calibration and --eval-data (refused by default); the report counts them, "
+                        "and a metric they turn into NaN fails every gate that reads it")
     g.add_argument("--metric", metavar="MODULE:FN", help="score outputs against --eval-data labels with "
                    "FN(predictions, labels) -> float, higher is better (default: top-1/top-5, or MAE/RMSE)")
 
@@ -51,8 +75,8 @@ def freeze_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE", dest="set_values",
                    help="bind a placeholder to a constant, e.g. keep_prob=1.0")
     p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the original-vs-result check")
-    p.add_argument("--atol", type=float, default=1e-5, help="verification absolute tolerance (default: %(default)g)")
-    p.add_argument("--rtol", type=float, default=None,
+    p.add_argument("--atol", type=TOLERANCE, default=1e-5, help="verification absolute tolerance (default: %(default)g)")
+    p.add_argument("--rtol", type=TOLERANCE, default=None,
                    help="verification relative tolerance (default: 1e-5 frozen, 1e-4 optimized)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     model_options(p)
@@ -78,6 +102,8 @@ def parse_inputs(items: Sequence[str]) -> dict[str, tuple[int | None, ...] | Non
             dims = tuple(None if d in ("?", "-1", "None", "") else int(d) for d in shape.lower().split("x"))
         except ValueError:
             raise OptionError(f"--inputs {item}: shape must look like 1x224x224x3 (? for a dynamic dimension)") from None
+        if any(d is not None and d < 0 for d in dims):
+            raise OptionError(f"--inputs {item}: dimensions must be >= 0 (? or -1 for a dynamic dimension)")
         out[name] = dims
     return out
 

@@ -6,7 +6,9 @@ import argparse
 from typing import Any
 
 from tfopt.cli.args import (
+    COUNT,
     EPILOG,
+    TOLERANCE,
     freeze_options,
     load_options,
     optimize_options,
@@ -28,24 +30,24 @@ def add_parser(sub: Any) -> None:
                    help="none (fp32), fp16, dynamic, int8, int16x8; a comma-separated list builds each")
     g.add_argument("--calibration", metavar="DATA",
                    help=".npz keyed by input name, .npy, .tfrecord, an image directory, or module:function")
-    g.add_argument("--calibration-samples", type=int, default=100, metavar="N")
+    g.add_argument("--calibration-samples", type=COUNT, default=100, metavar="N")
     floats = lambda v: [float(x) for x in v.split(",")]  # noqa: E731
     g.add_argument("--mean", type=floats, default=[0.0], metavar="M[,M,M]", help="image calibration: subtract")
     g.add_argument("--scale", type=floats, default=[1.0], metavar="S[,S,S]", help="image calibration: divide by")
     g.add_argument("--int8-io", action="store_true", help="TFLite int8: integer-only inputs and outputs")
     g.add_argument("--allow-tf-ops", action="store_true", help="TFLite: keep unsupported ops as Select TF ops")
-    g.add_argument("--opset", type=int, help="ONNX opset (default: 17)")
+    g.add_argument("--opset", type=COUNT, help="ONNX opset (default: 17)")
     g.add_argument("--ov-layout", default="NHWC", metavar="LAYOUT", help="OpenVINO input layout (default: %(default)s)")
     g.add_argument("--ov-mean-values", type=floats, metavar="M[,M,M]", help="OpenVINO IR subtracts these from its input")
     g.add_argument("--ov-scale-values", type=floats, metavar="S[,S,S]", help="... then divides by these")
     g.add_argument("--ov-reverse-input-channels", action="store_true", help="... after reversing channels (RGB<->BGR)")
-    g.add_argument("--accuracy-control", type=float, metavar="DROP",
+    g.add_argument("--accuracy-control", type=TOLERANCE, metavar="DROP",
                    help="OpenVINO int8 via NNCF accuracy control: max top-1 drop, e.g. 0.01 (needs --eval-data)")
     g.add_argument("--eval-data", metavar="DATA.npz",
                    help="inputs by name plus 'labels': accuracy in the report, and for --accuracy-control")
     g.add_argument("--keep-float", type=lambda v: [x for x in v.split(",") if x], default=[], metavar="LAYERS",
                    help="int8 (TFLite, ONNX, OpenVINO): keep these layers in float (TF node or target layer names)")
-    g.add_argument("--auto-keep-float", type=float, metavar="DROP",
+    g.add_argument("--auto-keep-float", type=TOLERANCE, metavar="DROP",
                    help="int8: rank layers by quantization error, keep the worst in float until the drop <= DROP points")
     g = p.add_argument_group("post-training compression (TFMOT, Keras 2 / tf_keras models)")
     g.add_argument("--cluster", type=int, metavar="N", help="snap each layer's weights to N shared values")
@@ -104,5 +106,6 @@ def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
                      passes=args.passes, skip=args.skip, grappler=args.grappler,
                      fail_if=args.fail_if, junit=args.junit, report_runs=args.report_runs, threads=args.threads,
                      keep_float=args.keep_float, auto_keep_float=args.auto_keep_float, metric=args.metric,
+                     allow_nonfinite=args.allow_nonfinite,
                      progress=None if args.json else ProgressPrinter())
 

@@ -44,11 +44,15 @@ def run(args: argparse.Namespace) -> int:
         payload = {"output": path, **report.as_dict()}  # the freeze report, flat, as before
         if opt_report is not None:
             payload["optimize"] = opt_report.as_dict()
-        print(json.dumps(payload, indent=2, default=str))
+        from tfopt.nonfinite import to_json
+
+        print(json.dumps(to_json(payload), indent=2, default=str, allow_nan=False))
         return 0
     prov = model.provenance
     print(f"loaded   {prov['format']}  {args.model}  ({prov.get('source_nodes', '?')} nodes, "
           f"{prov.get('variables', 0)} variables, {format_bytes(prov.get('variable_bytes', 0))})")
+    if prov.get("variables_from"):  # a checkpoint state file pointed outside the path given
+        print(f"read     variables from {prov['variables_from']} (where the checkpoint state file points)")
     for name, (value, why) in report.bindings.items():
         print(f"bound    {name} = {format_value(value)} ({why})")
     removed = sorted(report.removed_ops().items(), key=lambda kv: -kv[1])

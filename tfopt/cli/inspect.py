@@ -36,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
         print_artifact_info(info)
         return 0
     print(f"{info['format']}  {info['path']}")
+    if len(info.get("signatures", [])) > 1:
+        others = [s for s in info["signatures"] if s != info["signature"]]
+        print(f"  signature {info['signature']} (shown); also {', '.join(others)}: choose with --signature NAME")
     for kind in ("inputs", "outputs"):
         for s in info[kind]:
             shape = "x".join("?" if d is None else str(d) for d in s["shape"]) if s.get("shape") is not None else "?"

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = load_options(args)
     common = dict(eval_data=args.eval_data, fail_if=args.fail_if, junit=args.junit, runs=args.report_runs,
-                  threads=args.threads, metric=args.metric, **options)
+                  threads=args.threads, metric=args.metric, allow_nonfinite=args.allow_nonfinite, **options)
     if not os.path.exists(os.path.join(args.outdir, "manifest.json")):
         try:
             report = verify_artifact(args.outdir, args.reference, report_dir=args.report_dir, **common)
@@ -43,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = verify_outdir(args.outdir, args.reference, **common)
     except GateFailure:
+        from tfopt.nonfinite import from_json
+
         with open(os.path.join(args.outdir, "report.json")) as f:
-            print_report(json.load(f))
+            print_report(from_json(json.load(f)))
         raise
     print_report(report)
     print(f"wrote    {args.outdir}/report.json, report.md, report.html")

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from tfopt._checks import check_ranges
 from tfopt.errors import GraphError, OptionError, did_you_mean
 from tfopt.freezing.bind_placeholders import BindPlaceholders
 from tfopt.freezing.freeze_variables import FreezeVariables
@@ -93,13 +94,15 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
         GraphError: a placeholder that is neither an input nor bound; a variable left unfrozen.
         VerificationError: outputs differ.
     """
+    check_ranges({"--atol": (atol, 0), "--rtol": (rtol, 0)})
     report = FreezeReport(nodes_before=len(model.graph_def.node), ops_before=op_histogram(model.graph_def))
     placeholders = {n.name: n for n in model.graph_def.node if n.op in PLACEHOLDER_OPS}
     bindings = _parse_bindings(set_values or {}, placeholders, report)
     requested = dict(inputs or {})
     for name in requested:
         if name not in placeholders:
-            raise OptionError(f"--inputs: '{name}' is not a placeholder of the graph.{did_you_mean(name, placeholders)}")
+            raise OptionError(f"--inputs: '{name}' is not a placeholder of the graph.{did_you_mean(name, placeholders)} "
+                              f"The model's inputs: {', '.join(s.describe() for s in model.inputs) or 'none'}")
     for name, node in placeholders.items():
         if name not in bindings and name not in requested and is_training_flag(node, model.graph_def):
             bindings[name] = np.bool_(False)

@@ -59,10 +59,13 @@ class LoaderRegistry:
             if detect(path):
                 return name
         kind = "directory" if os.path.isdir(path) else "file"
+        hint = "" if kind == "directory" else (
+            "; if it is one under another name (e.g. a GraphDef saved as .bin), say which with --input-format "
+            f"{'/'.join(self._entries)}")
         raise ModelNotFoundError(
             f"{path}: this {kind} holds no model tfopt can read. Expected a SavedModel directory "
             "(saved_model.pb), a .keras or .h5 file, a TF1 checkpoint (.meta + .index/.data), "
-            "a TF2 checkpoint (.index, with --model-fn) or a frozen graph (.pb/.pbtxt)"
+            f"a TF2 checkpoint (.index, with --model-fn) or a frozen graph (.pb/.pbtxt){hint}"
         )
 
     def load(self, path: str, options: LoadOptions, fmt: str | None = None) -> Model:
@@ -89,16 +92,40 @@ def load(path: str | os.PathLike[str], *, format: str | None = None, **options: 
     """
     path = os.fspath(path)
     if not os.path.exists(path) and not _is_checkpoint_prefix(path):
-        raise ModelNotFoundError(f"{path}: no such file or directory")
+        raise ModelNotFoundError(f"{path}: {why_missing(path)}")
     try:
         opts = LoadOptions(**options)
     except TypeError as exc:
         raise OptionError(f"unknown load option: {exc}") from exc
-    model = registry.load(path, opts, format)
+    try:
+        model = registry.load(path, opts, format)
+    except PermissionError as exc:  # a file of the model this user may not read
+        raise unreadable(exc, path) from exc
     if opts.compress is not None and opts.compress.active and "compression" not in model.provenance:
         raise OptionError(f"--cluster/--prune: {path} is a {model.provenance.get('format')} model; TFMOT clusters and "
                           "prunes Keras 2 (tf_keras) models: pass the .h5 or tf_keras .keras file it was trained as")
     return model
+
+
+def unreadable(exc: PermissionError, path: str) -> ModelNotFoundError:
+    return ModelNotFoundError(f"{exc.filename or path}: permission denied; tfopt needs to read every file of the "
+                              "model (check its permissions, or run as a user who can read it)")
+
+
+def why_missing(path: str) -> str:
+    """``exists()`` is False for a symlink loop and a dangling link too: say which."""
+    import errno
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (the link points, through other links, back to itself)"
+        if os.path.islink(path):
+            return f"dangling symbolic link to {os.readlink(path)}, which does not exist"
+        if exc.errno == errno.EACCES:
+            return "permission denied (a directory on the way cannot be searched)"
+    return "no such file or directory"
 
 
 def _is_checkpoint_prefix(path: str) -> bool:

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from tfopt.errors import ModelFormatError
-from tfopt.graph import Model
+from tfopt.graph import Model, check_acyclic
 from tfopt.loaders._signature import input_specs, output_specs, resolve_outputs
 
 FORMAT = "graphdef"
@@ -40,6 +40,7 @@ def load(path: str, options: Any) -> Model:
     from tfopt._tf import graph_def_class
 
     graph_def = read_graph_def(path, graph_def_class())
+    check_acyclic(graph_def, path)
     outputs = resolve_outputs(graph_def, options.outputs, path)
     return Model(
         graph_def=graph_def,

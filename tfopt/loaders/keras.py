@@ -225,4 +225,8 @@ def _guarded(path: str, loader: Any) -> Any:
             name = unknown.group(1) or unknown.group(2)
             raise OptionError(f"{path}: the model uses '{name}', which Keras does not know. Pass "
                               "--custom-objects MODULE naming the module that defines it") from exc
+        if isinstance(exc, json.JSONDecodeError):  # the archive's config.json (or an .h5's model_config) is cut
+            inner = f"{path}/config.json" if path.endswith(".keras") else f"{path} (model_config)"
+            raise ModelFormatError(f"{inner}: not valid JSON ({exc.msg}, char {exc.pos}); the file is truncated or "
+                                   "half-written: save the model again") from exc
         raise ModelFormatError(f"{path}: cannot load Keras model: {msg.splitlines()[0][:300] if msg else type(exc).__name__}") from exc

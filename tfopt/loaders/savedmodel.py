@@ -41,7 +41,7 @@ def load(path: str, options: Any) -> Model:
         out = fn(**{k: t.constant(feeds[k]) for k in input_names})
         return {k: v.numpy() for k, v in out.items()}
 
-    provenance = {"format": FORMAT, "path": path, "signature": options.signature}
+    provenance = {"format": FORMAT, "path": path, "signature": options.signature, "signatures": sorted(signatures)}
     return model_from_concrete(fn, input_names=input_names, output_names=output_names, call=call,
                                provenance=provenance, keepalive=obj)
 

@@ -12,6 +12,8 @@ the outputs need and the stale shape attributes are dropped; nothing else is imp
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -20,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from tfopt.errors import GraphError, ModelFormatError, ModelNotFoundError
-from tfopt.graph import VARIABLE_OPS, Model, ancestors, node_map, subgraph, tensor_node
+from tfopt.graph import VARIABLE_OPS, Model, ancestors, check_acyclic, node_map, subgraph, tensor_node
 from tfopt.loaders._signature import input_specs, output_specs, resolve_outputs
 from tfopt.training_nodes import is_training_node
 
 FORMAT = "tf1-checkpoint"
+log = logging.getLogger(__name__)
 
 
 def detect(path: str) -> bool:
@@ -56,7 +59,11 @@ def locate(path: str) -> tuple[str, str]:
 
 
 def _prefix_from_state(directory: str) -> str | None:
-    """The ``checkpoint`` file's latest prefix, re-rooted here when its absolute path is stale."""
+    """The ``checkpoint`` file's latest prefix. The files next to it win: a stale absolute path
+    (the training machine's) is re-rooted here. A path outside ``directory`` is followed only when
+    nothing of that checkpoint is here, and then said (logged with the path read); a copy here
+    that lacks its ``.index`` or ``.data`` while the state file points at a complete checkpoint
+    elsewhere is an error, never a silent read of the other directory's variables."""
     state = os.path.join(directory, "checkpoint")
     if not os.path.isfile(state):
         return None
@@ -66,9 +73,20 @@ def _prefix_from_state(directory: str) -> str | None:
         return None
     recorded = match.group(1)
     here = recorded if os.path.isabs(recorded) else os.path.join(directory, recorded)
+    local = os.path.join(directory, os.path.basename(recorded))
+    if missing_checkpoint_file(local) is None:
+        return local
+    outside = os.path.realpath(os.path.dirname(here)) != os.path.realpath(directory)
+    if outside and os.path.exists(here + ".index"):
+        if glob.glob(glob.escape(local) + ".*"):  # an incomplete copy of that checkpoint is here
+            raise ModelFormatError(
+                f"{missing_checkpoint_file(local)}: missing next to the .meta, and {state} points to {here}, "
+                f"outside {directory}; copy the missing file here, or pass {here} to read that checkpoint")
+        log.warning("%s: reading the checkpoint %s, where %s points (outside the directory given)",
+                    directory, here, state)
+        return here
     if os.path.exists(here + ".index"):
         return here
-    local = os.path.join(directory, os.path.basename(recorded))
     return local if os.path.exists(local + ".index") else None
 
 
@@ -79,19 +97,29 @@ def _latest(metas: list[str]) -> str:
     return max(metas, key=step)
 
 
-def check_checkpoint_files(prefix: str) -> None:
+def missing_checkpoint_file(prefix: str) -> str | None:
+    """The first file of checkpoint ``prefix`` that is missing (``.index``, a ``.data`` shard), or ``None``."""
     index = prefix + ".index"
     if not os.path.exists(index):
-        raise ModelFormatError(f"{index}: checkpoint index file is missing; copy it next to the .meta file")
+        return index
     directory = os.path.dirname(prefix) or "."
     base = os.path.basename(prefix)
     shards = [f for f in os.listdir(directory) if f.startswith(base + ".data-")]
     if not shards:
-        raise ModelFormatError(f"{prefix}.data-00000-of-00001: checkpoint data file is missing; "
-                               "copy every .data-* file next to the .index file")
+        return f"{prefix}.data-00000-of-00001"
     total = int(shards[0].rsplit("-of-", 1)[1]) if "-of-" in shards[0] else len(shards)
-    if len(shards) < total:
-        raise ModelFormatError(f"{prefix}: {total - len(shards)} of {total} checkpoint data shards are missing")
+    return f"{prefix}.data-*-of-{total:05d} ({total - len(shards)} of {total} shards)" if len(shards) < total else None
+
+
+def check_checkpoint_files(prefix: str) -> None:
+    missing = missing_checkpoint_file(prefix)
+    if missing is None:
+        return
+    if missing.endswith(".index"):
+        raise ModelFormatError(f"{missing}: checkpoint index file is missing; copy it next to the .meta file")
+    if " shards)" in missing:
+        raise ModelFormatError(f"{missing}: checkpoint data shards are missing; copy every .data-* file next to the .index")
+    raise ModelFormatError(f"{missing}: checkpoint data file is missing; copy every .data-* file next to the .index file")
 
 
 def read_meta_graph(meta: str) -> Any:
@@ -145,6 +173,7 @@ def load(path: str, options: Any) -> Model:
     keep = ancestors(full, outputs, skip_edge=lambda _node, ref: ref.startswith("^") and
                      tensor_node(ref) in full_nodes and is_training_node(full_nodes[tensor_node(ref)]))
     graph_def = subgraph(full, keep)
+    check_acyclic(graph_def, meta)
     for node in graph_def.node:
         node.attr.pop("_output_shapes", None)
         node.ClearField("device")
@@ -158,9 +187,16 @@ def load(path: str, options: Any) -> Model:
             from tfopt.errors import did_you_mean
             raise GraphError(f"{prefix}: variable '{var_name}' has no value in the checkpoint "
                              f"(looked for key '{key}').{did_you_mean(key, reader.get_variable_to_shape_map())}")
-        return reader.get_tensor(key)
+        try:
+            return reader.get_tensor(key)
+        except Exception as exc:  # IndexError "Read less bytes than requested", DataLossError, ...
+            data = ", ".join(sorted(glob.glob(glob.escape(prefix) + ".data-*"))) or prefix + ".data-*"
+            raise ModelFormatError(f"{data}: cannot read variable '{var_name}' ({str(exc).splitlines()[0][:200]}); "
+                                   "the checkpoint data file is truncated or corrupt: copy it again") from exc
 
     values = {v.name: value_of(v.name) for v in variables}
+    given = path if os.path.isdir(path) else os.path.dirname(path) or "."
+    elsewhere = os.path.realpath(os.path.dirname(prefix) or ".") != os.path.realpath(given)
     reference = _SessionReference(graph_def, values, [s.tensor for s in out_specs], [s.name for s in out_specs])
     return Model(
         graph_def=graph_def,
@@ -168,7 +204,8 @@ def load(path: str, options: Any) -> Model:
         outputs=out_specs,
         provenance={"format": FORMAT, "path": path, "meta": meta, "checkpoint": prefix,
                     "source_nodes": len(full.node), "variables": len(variables),
-                    "variable_bytes": int(sum(v.nbytes for v in values.values()))},
+                    "variable_bytes": int(sum(v.nbytes for v in values.values())),
+                    **({"variables_from": prefix} if elsewhere else {})},
         reference=reference,
         variable_values=values.__getitem__,
     )

@@ -11,11 +11,12 @@ import numpy as np
 
 from tfopt.errors import OptionError
 from tfopt.graph import Model
+from tfopt.nonfinite import check_finite, count_nonfinite
 
 
 def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
                   junit: str | None = None, runs: int = 20, threads: int | None = None, metric: str | None = None,
-                  **load_options: Any) -> dict[str, Any]:
+                  allow_nonfinite: bool = False, **load_options: Any) -> dict[str, Any]:
     """``tfopt verify``: measure an existing conversion's artifacts against the reference model."""
     from tfopt.converting import manifest_model
     from tfopt.freezing import freeze
@@ -23,6 +24,7 @@ def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, 
     from tfopt.report.gates import parse_gate
 
     gates = [parse_gate(g) for g in fail_if]
+    _check_runs(runs, threads)
     if not os.path.exists(os.path.join(outdir, "manifest.json")):
         raise OptionError(f"{outdir}: no manifest.json; verify a directory written by `tfopt convert`")
     frozen, _ = freeze(load(reference, **load_options), verify=False)
@@ -31,14 +33,15 @@ def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, 
         raise OptionError(f"--reference {reference}: inputs {[s.name for s in frozen.inputs]} do not match the "
                           f"conversion's {[s.name for s in recorded.inputs]}")
     report = build_report(outdir, frozen.replace(outputs=recorded.outputs), eval_data=eval_data, runs=runs,
-                          threads=threads, gates=gates, metric=metric)
+                          threads=threads, gates=gates, metric=metric, allow_nonfinite=allow_nonfinite)
     finish_gates(report, junit)
     return report
 
 
 def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
                     junit: str | None = None, runs: int = 20, threads: int | None = None,
-                    report_dir: str | None = None, metric: str | None = None, **load_options: Any) -> dict[str, Any]:
+                    report_dir: str | None = None, metric: str | None = None, allow_nonfinite: bool = False,
+                    **load_options: Any) -> dict[str, Any]:
     """``tfopt verify ARTIFACT``: measure one file (``.tflite``, ``.onnx``, an OpenVINO ``.xml`` or
     its directory, ``.pb``, a SavedModel directory) against the reference model. The report is
     written to ``report_dir`` when given; nothing is written next to the artifact."""
@@ -47,6 +50,7 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
     from tfopt.report.gates import parse_gate
 
     gates = [parse_gate(g) for g in fail_if]
+    _check_runs(runs, threads)
     fmt, path = artifact_format(path)
     frozen, _ = freeze(load(reference, **load_options), verify=False)
     name = os.path.basename(path)
@@ -56,7 +60,8 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
                                                      "path": os.path.abspath(path), "bytes": size,
                                                      "gzip_bytes": gzipped}]}
     report = build_report(os.path.dirname(os.path.abspath(path)), frozen, eval_data=eval_data, runs=runs,
-                          threads=threads, gates=gates, manifest=manifest, write_to=report_dir, metric=metric)
+                          threads=threads, gates=gates, manifest=manifest, write_to=report_dir, metric=metric,
+                          allow_nonfinite=allow_nonfinite)
     try:
         finish_gates(report, junit)
     except Exception as exc:  # GateFailure: the caller shows the report too
@@ -99,9 +104,10 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
                  passes: list[dict[str, Any]] | None = None, stages: dict[str, float] | None = None,
                  preprocess: Any = None, layers: dict[str, Any] | None = None, progress: Any = None,
                  manifest: dict[str, Any] | None = None, write_to: str | None = "",
-                 metric: str | None = None) -> dict[str, Any]:
+                 metric: str | None = None, allow_nonfinite: bool = False) -> dict[str, Any]:
     """Measure every artifact of ``outdir/manifest.json`` (or of ``manifest``) against the original
-    model; write report.json/md/html into ``write_to`` ("" means ``outdir``; None: not written)."""
+    model; write report.json/md/html into ``write_to`` ("" means ``outdir``; None: not written).
+    The inputs measured on are counted for NaN/Inf (``nonfinite_inputs``)."""
     from tfopt.report import evaluate_gates, measure, write_reports
     from tfopt.verify import reference_runner
 
@@ -110,13 +116,13 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
             manifest = json.load(f)
     labels = None
     if eval_data:
-        inputs, labels = eval_arrays(eval_data, model)
+        inputs, labels = eval_arrays(eval_data, model, allow_nonfinite=allow_nonfinite)
     elif samples:
         inputs = {s.name: np.concatenate([x[s.name] for x in samples[:32]]) for s in model.inputs}
     else:
         from tfopt.testing import random_inputs
 
-        inputs = random_inputs(model.inputs, seed=seed, batch=8)
+        inputs = random_inputs(model.inputs, seed=seed, batch=8, graph_def=model.graph_def)
     score = None
     if metric:
         from tfopt._user_code import import_function
@@ -136,6 +142,7 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
                    "tools": manifest.get("tools"), "passes": passes or [], "stage_seconds": stages or {},
                    "metric": metric or ("top1/top5" if labels is not None and np.issubdtype(labels.dtype, np.integer)
                                         else "mae/rmse" if labels is not None else None),
+                   "nonfinite_inputs": count_nonfinite(inputs),
                    **(layers or {"layer_errors": {}, "keep_float": {}})})
     compression = model.provenance.get("compression")
     report["compression"] = compression
@@ -166,7 +173,14 @@ def finish_gates(report: dict[str, Any] | None, junit: str | None) -> None:
         raise GateFailure(f"{len(failed)} gate check(s) failed: {listed}")
 
 
-def eval_arrays(path: str, model: Model) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _check_runs(runs: int, threads: int | None) -> None:
+    from tfopt._checks import check_ranges
+
+    check_ranges({"--report-runs": (runs, 1), "--threads": (threads, 1)}, integer=True)
+
+
+def eval_arrays(path: str, model: Model, *, allow_nonfinite: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The inputs (by name) and ``labels`` of an ``.npz``; NaN/Inf refused unless ``allow_nonfinite``."""
     if not path.endswith(".npz") or not os.path.exists(path):
         raise OptionError(f"--eval-data {path}: expected an existing .npz of inputs (by name) and 'labels'")
     with np.load(path, allow_pickle=False) as data:
@@ -174,4 +188,6 @@ def eval_arrays(path: str, model: Model) -> tuple[dict[str, np.ndarray], np.ndar
     missing = [s.name for s in model.inputs if s.name not in arrays] + ([] if "labels" in arrays else ["labels"])
     if missing:
         raise OptionError(f"--eval-data {path}: missing {', '.join(missing)}")
-    return {s.name: arrays[s.name].astype(s.dtype) for s in model.inputs}, arrays["labels"]
+    inputs = {s.name: arrays[s.name].astype(s.dtype) for s in model.inputs}
+    check_finite({**inputs, "labels": arrays["labels"]}, f"--eval-data {path}", allow=allow_nonfinite)
+    return inputs, arrays["labels"]

@@ -3,7 +3,8 @@
 A gate *fails* when some matching artifact satisfies its condition (``max_abs_err>1e-3`` fails
 on any artifact further than 1e-3 from the original). Metrics: ``max_abs_err``, ``mean_abs_err``,
 ``rel_err``, ``cosine``, ``top1_agreement``, ``accuracy`` (top-1, %), ``accuracy_drop`` (points),
-``latency_ms``, ``latency_p90_ms``, ``bytes``, ``gzip_bytes``.
+``latency_ms``, ``latency_p90_ms``, ``bytes``, ``gzip_bytes``. A NaN metric (NaN/Inf in the
+outputs) fails every gate that reads it, whatever the operator.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from tfopt.errors import OptionError
+from tfopt.nonfinite import is_nan
 
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq, "!=": operator.ne}
 _GATE = re.compile(r"^\s*(?:(?P<fmt>\w+)(?:/(?P<prec>\w+))?\s*:)?\s*(?P<metric>\w+)\s*(?P<op><=|>=|==|!=|<|>)\s*"
@@ -85,7 +87,9 @@ def evaluate_gates(report: dict[str, Any], gates: Sequence[Gate]) -> list[dict[s
             if not gate.matches(row):
                 continue
             value = metric(row, gate.metric)
-            failed = value is not None and OPS[gate.op](value, gate.value)
+            # NaN compares false with everything: it would pass every gate. A metric that could not
+            # be measured honestly fails every gate that reads it, whatever the operator.
+            failed = value is not None and (is_nan(value) or OPS[gate.op](value, gate.value))
             results.append({"gate": gate.text, "format": row["format"], "precision": row["precision"],
                             "metric": gate.metric, "value": value, "failed": failed})
     return results
@@ -102,7 +106,8 @@ def write_junit(path: str, results: list[dict[str, Any]]) -> None:
         name = quoteattr(f"{r['format']}/{r['precision']}: fail-if {r['gate']}")
         lines.append(f'  <testcase classname="tfopt.gates" name={name}>')
         if r["failed"]:
-            message = quoteattr(f"{r['metric']} = {r['value']}")
+            why = " (NaN fails every gate)" if is_nan(r["value"]) else ""
+            message = quoteattr(f"{r['metric']} = {r['value']}{why}")
             lines.append(f"    <failure message={message}/>")
         lines.append("  </testcase>")
     lines.append("</testsuite>")

@@ -9,6 +9,7 @@ batch 1, with the thread count stated.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -17,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from tfopt._checks import at_least
+from tfopt.errors import ModelFormatError, OptionError, TfoptError
 from tfopt.graph import Model
+from tfopt.nonfinite import worst
 
 
 def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]], model: Model, artifacts: list[dict[str, Any]],
@@ -26,9 +30,9 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
             metric: Callable[[np.ndarray, np.ndarray], float] | None = None) -> dict[str, Any]:
     """Build the report dict (see the README's report schema). ``metric(predictions, labels)``
     replaces the built-in accuracy: a score, higher is better; the drop is reference - artifact."""
-    from tfopt.converting import runner_for
     from tfopt.progress import Step
 
+    at_least("--report-runs", runs, 1, integer=True)
     threads = threads or os.cpu_count() or 1
     expected = _batched(reference, inputs, [s.name for s in model.outputs])
     reference_latency = _latency(_single_call(reference, inputs), runs)
@@ -37,8 +41,7 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     for index, artifact in enumerate(artifacts):
         if progress is not None:
             progress(Step("measuring artifacts", index + 1, len(artifacts)))
-        runner = runner_for(artifact["format"], os.path.join(outdir, artifact["path"]), model, threads=threads)
-        got = _batched(runner, inputs, [s.name for s in model.outputs])
+        got, runner = _run_artifact(artifact, outdir, model, inputs, threads)
         fidelity = _fidelity(expected, got)
         accuracy = _accuracy(got[model.outputs[0].name], labels, metric) if labels is not None else None
         rows.append({
@@ -50,6 +53,42 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     return {"reference": {"latency_ms": {**reference_latency, "threads": "tensorflow default"},
                           "accuracy": ref_accuracy},
             "samples": len(next(iter(inputs.values()))), "artifacts": rows}
+
+
+def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: dict[str, np.ndarray],
+                  threads: int) -> tuple[dict[str, np.ndarray], Any]:
+    """The artifact's outputs on ``inputs``, and its runner; a file its runtime cannot open, or
+    whose inputs/outputs are not the reference model's, is a typed error naming the file."""
+    from tfopt.converting import runner_for
+
+    path = os.path.join(outdir, artifact["path"])
+    fmt = artifact["format"]
+    try:
+        runner = runner_for(fmt, path, model, threads=threads)
+    except (KeyError, IndexError) as exc:
+        raise OptionError(f"{path}: its inputs/outputs do not pair with the reference model's "
+                          f"({_names(model)}; no {exc}); is --reference the model it was converted from?") from exc
+    except TfoptError:
+        raise
+    except Exception as exc:
+        raise ModelFormatError(f"{path}: the {fmt} runtime cannot open it ({type(exc).__name__}: {_first(exc)}); "
+                               f"the file may be truncated or not a {fmt} model") from exc
+    try:
+        return _batched(runner, inputs, [s.name for s in model.outputs]), runner
+    except TfoptError:
+        raise
+    except Exception as exc:
+        raise OptionError(f"{path}: does not run as the reference model does ({_names(model)}; "
+                          f"{type(exc).__name__}: {_first(exc)}); is --reference the model it was converted from?") from exc
+
+
+def _names(model: Model) -> str:
+    return (f"inputs {', '.join(s.describe() for s in model.inputs)}; "
+            f"outputs {', '.join(s.name for s in model.outputs)}")
+
+
+def _first(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
 
 
 def _single_call(run: Callable[[Mapping[str, Any]], Any], inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
@@ -69,21 +108,25 @@ def _batched(run: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: dict[st
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+@np.errstate(invalid="ignore", over="ignore")  # inf - inf is NaN, and NaN is what gets reported
 def _fidelity(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
-    """Worst case over the outputs."""
-    max_abs, mean_abs, rel, cos, agree = 0.0, 0.0, 0.0, 1.0, 1.0
+    """Worst case over the outputs. NaN/Inf propagate: a NaN anywhere makes the statistic NaN (a
+    fold with Python's ``max``/``min`` would turn it into a perfect 0 or 1)."""
+    max_abs, mean_abs, rel, cos, agree = [], [], [], [], []
     for name, ref in expected.items():
         val = got[name]
         err = np.abs(val - ref)
-        max_abs = max(max_abs, float(err.max()))
-        mean_abs = max(mean_abs, float(err.mean()))
-        rel = max(rel, float(err.max() / max(np.abs(ref).max(), 1e-12)))
+        max_abs.append(float(err.max()))
+        mean_abs.append(float(err.mean()))
+        rel.append(float(err.max() / np.maximum(np.abs(ref).max(), 1e-12)))
         a, b = ref.ravel(), val.ravel()
         denom = float(np.linalg.norm(a) * np.linalg.norm(b))
-        cos = min(cos, float(a @ b / denom) if denom else 1.0)
+        cos.append(float(a @ b / denom) if denom else (1.0 if math.isfinite(float(a @ b)) else math.nan))
         if ref.ndim >= 2 and ref.shape[-1] > 1:
-            agree = min(agree, float(np.mean(ref.argmax(-1) == val.argmax(-1))))
-    return {"max_abs_err": max_abs, "mean_abs_err": mean_abs, "rel_err": rel, "cosine": cos, "top1_agreement": agree}
+            finite = bool(np.isfinite(ref).all() and np.isfinite(val).all())  # argmax of NaN is not a class
+            agree.append(float(np.mean(ref.argmax(-1) == val.argmax(-1))) if finite else math.nan)
+    return {"max_abs_err": worst(max_abs), "mean_abs_err": worst(mean_abs), "rel_err": worst(rel),
+            "cosine": worst(cos, lowest=True), "top1_agreement": worst(agree or [1.0], lowest=True)}
 
 
 def _accuracy(output: np.ndarray, labels: np.ndarray,
@@ -91,6 +134,8 @@ def _accuracy(output: np.ndarray, labels: np.ndarray,
     if metric is not None:
         return {"score": float(metric(output, labels))}
     if np.issubdtype(labels.dtype, np.integer):
+        if not np.isfinite(output).all():  # a NaN score has no rank: no accuracy to claim
+            return {"top1": math.nan, "top5": math.nan}
         top5 = np.argsort(-output, axis=-1)[:, :5]
         return {"top1": float(np.mean(output.argmax(-1) == labels)),
                 "top5": float(np.mean([label in row for label, row in zip(labels, top5)]))}

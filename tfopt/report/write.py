@@ -8,11 +8,13 @@ import os
 from typing import Any
 
 from tfopt._io import atomic_path
+from tfopt.nonfinite import to_json
 
 
 def write_reports(outdir: str, report: dict[str, Any]) -> list[str]:
     paths = []
-    for name, text in (("report.json", json.dumps(report, indent=2, sort_keys=True, default=str)),
+    text_json = json.dumps(to_json(report), indent=2, sort_keys=True, default=str, allow_nan=False)  # NaN -> "nan"
+    for name, text in (("report.json", text_json),
                        ("report.md", _markdown(report)), ("report.html", _html(report))):
         path = os.path.join(outdir, name)
         with atomic_path(path) as tmp, open(tmp, "w") as f:
@@ -45,7 +47,8 @@ def _markdown(report: dict[str, Any]) -> str:
              f"{report['samples']} samples; latency at batch 1, threads "
              f"{report['artifacts'][0]['latency_ms']['threads'] if report['artifacts'] else '-'}.", "",
              f"Original model: latency {ref['latency_ms']['median']:.2f} ms"
-             + (f", top-1 {100 * ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else ""),
+             + (f", top-1 {100 * ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else "")
+             + (f"; inputs hold NaN/Inf: {report['nonfinite_inputs']}" if report.get("nonfinite_inputs") else ""),
              "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in _rows(report)]
     if report.get("passes"):
