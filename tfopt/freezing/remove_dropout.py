@@ -128,9 +128,10 @@ def _describe(nodes: dict[str, Any], name: str, scaled: str, knob: str, kind: st
     identity = 0.0 if kind == "rate" else 1.0
     knob_name = _source(nodes, knob)
     if value is None:
+        behind = _knob_placeholder(nodes, knob, kind)
+        hint = f"--set {behind[0]}={behind[1]}" if behind else f"--set {knob_name}={identity}"
         entry["reason"] = (f"{'rate' if kind == 'rate' else 'keep probability'} '{knob_name}' is not a constant; "
-                           f"dropout kept (bind it, e.g. --set {_placeholder_behind(nodes, knob) or knob_name}="
-                           f"{identity})")
+                           f"dropout kept (turn it off with {hint})")
         return entry
     if value != identity:
         entry["reason"] = f"{'rate' if kind == 'rate' else 'keep probability'} is {value:g}, not {identity:g}: dropout kept"
@@ -177,12 +178,20 @@ def dropout_knobs(graph_def: Any, *, named_only: bool = True) -> dict[str, float
             continue
         if node.attr["dtype"].type not in _FLOAT_TYPES or len(node.attr["shape"].shape.dim) > 0:
             continue
-        flips = _sign_flips(nodes, d["knob_ref"], node.name)
-        if flips is None:
-            continue
-        is_keep = (d["kind"] == "keep") != (flips % 2 == 1)
-        out[node.name] = 1.0 if is_keep else 0.0
+        behind = _knob_placeholder(nodes, d["knob_ref"], d["kind"])
+        if behind is not None:
+            out[node.name] = behind[1]
     return out
+
+
+def _knob_placeholder(nodes: dict[str, Any], ref: str, kind: str) -> tuple[str, float] | None:
+    """The placeholder behind a mask threshold and the value that turns the dropout off."""
+    name = _placeholder_behind(nodes, ref)
+    flips = None if name is None else _sign_flips(nodes, ref, name)
+    if name is None or flips is None:
+        return None
+    is_keep = (kind == "keep") != (flips % 2 == 1)
+    return name, 1.0 if is_keep else 0.0
 
 
 def _sign_flips(nodes: dict[str, Any], ref: str, target: str) -> int | None:
