@@ -57,3 +57,22 @@ def test_verification_is_exact(tf1_graph):
     x = np.random.default_rng(1).random((4, 8, 8, 1), dtype=np.float32)
     a, b = GraphRunner(frozen)({"x": x})["probs"], GraphRunner(frozen)({"x": x})["probs"]
     np.testing.assert_array_equal(a, b)  # deterministic: nothing random left
+
+
+def test_inspect_passes_takes_freeze_options_and_the_pass_table_chains(tf1_graph, capsys):
+    knob = "keep_prob=1.0" if tf1_graph["dropout"] == "keep_prob" else "rate=0.0"
+    code = main(["inspect", tf1_graph["dir"], "--passes", "--set", knob, "is_training=false", "--inputs", "x",
+                 "--outputs", "probs", "--atol", "1e-6", "--rtol", "1e-6", "--json"])
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["freeze"]["bindings"]["is_training"]["reason"] == "--set"
+    for stage in ("freeze", "optimize"):
+        rows = report[stage]["passes"]
+        assert all(a["nodes_after"] == b["nodes_before"] for a, b in zip(rows, rows[1:])), rows
+    assert report["freeze"]["passes"][0]["nodes_before"] == report["freeze"]["nodes_before"]
+    assert report["freeze"]["passes"][-1]["nodes_after"] == report["freeze"]["nodes_after"]
+    assert report["optimize"]["passes"][0]["nodes_before"] == report["freeze"]["nodes_after"]
+    assert main(["inspect", tf1_graph["dir"], "--passes", "--no-verify"]) == 0
+    assert "nothing is written" in capsys.readouterr().out
