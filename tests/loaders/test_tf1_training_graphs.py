@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def test_inspect_passes_takes_freeze_options_and_the_pass_table_chains(tf1_graph
     assert report["freeze"]["bindings"]["is_training"]["reason"] == "--set"
     for stage in ("freeze", "optimize"):
         rows = report[stage]["passes"]
-        assert all(a["nodes_after"] == b["nodes_before"] for a, b in zip(rows, rows[1:])), rows
+        assert all(a["nodes_after"] == b["nodes_before"] for a, b in itertools.pairwise(rows)), rows
     assert report["freeze"]["passes"][0]["nodes_before"] == report["freeze"]["nodes_before"]
     assert report["freeze"]["passes"][-1]["nodes_after"] == report["freeze"]["nodes_after"]
     assert report["optimize"]["passes"][0]["nodes_before"] == report["freeze"]["nodes_after"]
