@@ -29,8 +29,8 @@ def add_parser(sub: Any) -> None:
     g = p.add_argument_group("targets")
     g.add_argument("--to", type=lambda v: [x for x in v.split(",") if x], metavar="LIST",
                    help="pb,savedmodel,tflite,onnx,openvino (default: every one whose extra is installed)")
-    g.add_argument("--quantize", type=lambda v: [x for x in v.split(",") if x], default=["none"], metavar="MODES",
-                   help="none (fp32), fp16, dynamic, int8, int16x8; a comma-separated list builds each")
+    g.add_argument("--quantize", type=lambda v: [x for x in v.split(",") if x], default=["fp32"], metavar="MODES",
+                   help="fp32, fp16, dynamic, int8, int16x8; a comma-separated list builds each ('none' = fp32)")
     g.add_argument("--calibration", metavar="DATA",
                    help=".npz keyed by input name, .npy, .tfrecord, an image directory, or module:function")
     g.add_argument("--calibration-samples", type=int, default=100, metavar="N")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-CELLS = (("pb", "none"), ("tflite", "none"), ("tflite", "int8"), ("onnx", "none"), ("openvino", "none"),
+CELLS = (("pb", "fp32"), ("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("openvino", "fp32"),
          ("openvino", "int8"))
 
 

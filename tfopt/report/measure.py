@@ -71,7 +71,7 @@ def _batched(run: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: dict[st
 
 def _fidelity(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
     """Worst case over the outputs."""
-    max_abs, mean_abs, rel, cos, agree = 0.0, 0.0, 0.0, 1.0, 1.0
+    max_abs, mean_abs, rel, cos, agree = 0.0, 0.0, 0.0, 1.0, 100.0
     for name, ref in expected.items():
         val = got[name]
         err = np.abs(val - ref)
@@ -82,7 +82,7 @@ def _fidelity(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> di
         denom = float(np.linalg.norm(a) * np.linalg.norm(b))
         cos = min(cos, float(a @ b / denom) if denom else 1.0)
         if ref.ndim >= 2 and ref.shape[-1] > 1:
-            agree = min(agree, float(np.mean(ref.argmax(-1) == val.argmax(-1))))
+            agree = min(agree, 100.0 * float(np.mean(ref.argmax(-1) == val.argmax(-1))))  # percent
     return {"max_abs_err": max_abs, "mean_abs_err": mean_abs, "rel_err": rel, "cosine": cos, "top1_agreement": agree}
 
 
@@ -92,8 +92,8 @@ def _accuracy(output: np.ndarray, labels: np.ndarray,
         return {"score": float(metric(output, labels))}
     if np.issubdtype(labels.dtype, np.integer):
         top5 = np.argsort(-output, axis=-1)[:, :5]
-        return {"top1": float(np.mean(output.argmax(-1) == labels)),
-                "top5": float(np.mean([label in row for label, row in zip(labels, top5)]))}
+        return {"top1": 100.0 * float(np.mean(output.argmax(-1) == labels)),  # percent, as in the table
+                "top5": 100.0 * float(np.mean([label in row for label, row in zip(labels, top5)]))}
     diff = output.reshape(labels.shape) - labels
     return {"mae": float(np.mean(np.abs(diff))), "rmse": float(np.sqrt(np.mean(diff ** 2)))}
 
@@ -105,7 +105,7 @@ def _drop(reference: dict[str, float] | None, value: dict[str, float] | None) ->
     if "score" in reference:
         return reference["score"] - value["score"]
     if "top1" in reference:
-        return 100.0 * (reference["top1"] - value["top1"])
+        return reference["top1"] - value["top1"]  # percentage points
     return value["mae"] - reference["mae"]
 
 
