@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import tfopt
 from tests.helpers import graph_model, ops
 from tfopt.freezing import freeze
 from tfopt.freezing.remove_dropout import RemoveDropout, dropout_knobs
@@ -91,3 +92,19 @@ def test_unrelated_placeholder_named_rate_is_not_bound():
     model = graph_model(build, {"x": (2, 6), "learning_rate": ()}, ["out"])
     assert dropout_knobs(model.graph_def) == {}
 
+
+
+def test_active_dropout_fails_verification_naming_the_placeholder():
+    """A PlaceholderWithDefault rate defaulting to a training rate: dropout stays, outputs differ
+    run to run, and the error says which placeholder to bind."""
+    from tfopt.errors import VerificationError
+
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, [64, 16], name="x")
+        rate = t.compat.v1.placeholder_with_default(0.5, [], name="drop_prob")
+        t.identity(t.nn.dropout(x, rate=rate), name="out")
+    model = graph_model(build, {"x": (64, 16)}, ["out"])
+    with pytest.raises(VerificationError, match=r"random numbers .*--set drop_prob=0.0"):
+        freeze(model)
+    frozen, _ = tfopt.freeze(model, set={"drop_prob": 0.0})  # the public API: keywords = CLI names
+    assert not RANDOM & set(ops(frozen))

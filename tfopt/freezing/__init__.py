@@ -130,7 +130,7 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
         try:
             report.verification = verify_against_reference(model, frozen, bindings, atol=atol, rtol=rtol, seed=seed)
         except VerificationError as exc:
-            raise VerificationError(f"{exc}{_noise_hint(frozen)}") from exc
+            raise VerificationError(f"{exc}{_noise_hint(model, frozen)}") from exc
     return frozen, report
 
 
@@ -232,12 +232,12 @@ RANDOM_OPS = frozenset({"RandomUniform", "RandomStandardNormal", "TruncatedNorma
                         "StatelessRandomUniformV2", "StatelessRandomNormalV2", "Multinomial"})
 
 
-def _noise_hint(frozen: Model) -> str:
+def _noise_hint(model: Model, frozen: Model) -> str:
     """Why outputs may differ: random ops left in the graph, and which placeholder to bind."""
     random = [n.name for n in frozen.graph_def.node if n.op in RANDOM_OPS]
     if not random:
         return ""
-    hints = [f"--set {name}={value}" for name, value in dropout_knobs(frozen.graph_def, named_only=False).items()]
+    hints = [f"--set {name}={value}" for name, value in dropout_knobs(model.graph_def, any_placeholder=True).items()]
     where = ", ".join(random[:3]) + (" ..." if len(random) > 3 else "")
     if hints:
         return (f"; the frozen graph still draws random numbers ({where}): dropout is active. "

@@ -160,21 +160,23 @@ def _placeholder_behind(nodes: dict[str, Any], ref: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def dropout_knobs(graph_def: Any, *, named_only: bool = True) -> dict[str, float]:
+def dropout_knobs(graph_def: Any, *, any_placeholder: bool = False) -> dict[str, float]:
     """Placeholders to bind so every dropout becomes the identity: name -> value.
 
     A knob is a float scalar ``Placeholder`` named like a keep probability or a rate
     (``keep_prob``, ``dropout_rate``, ``rate``) from which a dropout mask's threshold is computed.
     The value is 1 when the mask is ``U >= 1 - knob`` or ``floor(knob + U)`` (a keep probability),
-    0 when it is ``U >= knob`` (a rate). ``named_only=False`` accepts any name (for error hints).
+    0 when it is ``U >= knob`` (a rate). ``any_placeholder=True`` accepts any name and
+    ``PlaceholderWithDefault`` too (for error hints: what to bind to turn the noise off).
     """
     nodes = node_map(graph_def)
     out: dict[str, float] = {}
     for d in find_dropouts(graph_def):
         name = _placeholder_behind(nodes, d["knob_ref"])
         node = nodes.get(name or "")
-        if node is None or node.op not in ("Placeholder", "PlaceholderV2") or (
-                named_only and not KNOB_NAMES.search(node.name)):
+        if node is None or node.op not in PLACEHOLDER_OPS:
+            continue
+        if not any_placeholder and (node.op == "PlaceholderWithDefault" or not KNOB_NAMES.search(node.name)):
             continue
         if node.attr["dtype"].type not in _FLOAT_TYPES or len(node.attr["shape"].shape.dim) > 0:
             continue
