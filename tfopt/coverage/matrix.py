@@ -89,7 +89,7 @@ def _failure(exc: Exception) -> dict[str, Any]:
 def to_markdown(rows: Sequence[dict[str, Any]], cells: Sequence[tuple[str, str]] = CELLS) -> str:
     """The matrix as a Markdown table (``ok`` cells: max abs error · size · latency), then one
     numbered note per failing cell with tfopt's message."""
-    header = ["model"] + [f"{t} {'fp32' if p == 'none' else p}" for t, p in cells]
+    header = ["model"] + [f"{t} {p}" for t, p in cells]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     notes: list[str] = []
     for row in rows:
