@@ -47,6 +47,22 @@ def test_report_schema(reported):
     assert "<svg" in texts["report.html"]
 
 
+def test_gate_units_are_the_tables(reported):
+    """top1_agreement and accuracy are percent in report.json, the table and the gates alike."""
+    from tfopt.report.gates import evaluate_gates, parse_gate
+
+    with open(os.path.join(reported, "report.json")) as f:
+        report = json.load(f)
+    with open(os.path.join(reported, "report.md")) as f:
+        table = f.read()
+    fp32 = [a for a in report["artifacts"] if a["precision"] == "fp32"]
+    for a in fp32:
+        assert a["fidelity"]["top1_agreement"] == 100.0 and f"{a['accuracy']['top1']:.2f}%" in table
+    results = evaluate_gates(report, [parse_gate("fp32:top1_agreement<90"), parse_gate("fp32:accuracy<50")])
+    assert results and not any(r["failed"] for r in results)
+    assert {r["unit"] for r in results} == {"%", "% (or the --metric score)"}
+
+
 def _perturb_onnx(path):
     import onnx
     from onnx import numpy_helper
@@ -68,7 +84,7 @@ def test_verify_catches_a_perturbed_artifact(reported, digits_model, tmp_path, c
                      "--fail-if", "fp32:max_abs_err>1e-4", "--junit", junit])
     captured = capsys.readouterr()
     assert code == 10, captured.err
-    assert "onnx/none: fp32:max_abs_err>1e-4" in captured.err
+    assert "onnx/fp32: fp32:max_abs_err>1e-4" in captured.err
     suite = ET.parse(junit).getroot()
     assert suite.get("tests") == "3" and suite.get("failures") == "1"  # pb, tflite, onnx fp32; onnx fails
     failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
@@ -179,18 +195,3 @@ def test_regression_metrics(tmp_path):
     assert result.report["reference"]["accuracy"]["rmse"] == pytest.approx(0.1, abs=1e-5)
     assert abs(result.report["artifacts"][0]["accuracy_drop"]) < 1e-5
 
-
-def test_gate_units_are_the_tables(reported):
-    """top1_agreement and accuracy are percent in report.json, the table and the gates alike."""
-    from tfopt.report.gates import evaluate_gates, parse_gate
-
-    with open(os.path.join(reported, "report.json")) as f:
-        report = json.load(f)
-    with open(os.path.join(reported, "report.md")) as f:
-        table = f.read()
-    fp32 = [a for a in report["artifacts"] if a["precision"] == "fp32"]
-    for a in fp32:
-        assert a["fidelity"]["top1_agreement"] == 100.0 and f"{a['accuracy']['top1']:.2f}%" in table
-    results = evaluate_gates(report, [parse_gate("fp32:top1_agreement<90"), parse_gate("fp32:accuracy<50")])
-    assert results and not any(r["failed"] for r in results)
-    assert {r["unit"] for r in results} == {"%", "% (or the --metric score)"}
