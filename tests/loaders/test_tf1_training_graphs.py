@@ -77,3 +77,5 @@ def test_inspect_passes_takes_freeze_options_and_the_pass_table_chains(tf1_graph
     assert report["optimize"]["passes"][0]["nodes_before"] == report["freeze"]["nodes_after"]
     assert main(["inspect", tf1_graph["dir"], "--passes", "--no-verify"]) == 0
     assert "nothing is written" in capsys.readouterr().out
+    assert main(["inspect", tf1_graph["dir"], "--set", knob]) == 2  # binding options need --passes
+    assert "used only with --passes" in capsys.readouterr().err

@@ -28,6 +28,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dry_run is not None:
         return _inspect_passes(args)
+    given = [opt for opt, on in (("--set", args.set_values), ("--inputs", args.inputs), ("--no-verify", not args.verify),
+                                 ("--skip", args.skip), ("--grappler", args.grappler)) if on]
+    if given:
+        from tfopt.errors import OptionError
+
+        raise OptionError(f"{', '.join(given)}: used only with --passes (the dry run of freeze and optimize)")
 
     info = inspect_model(args.model, **load_options(args))
     if args.json:
