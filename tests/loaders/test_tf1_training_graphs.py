@@ -79,3 +79,10 @@ def test_inspect_passes_takes_freeze_options_and_the_pass_table_chains(tf1_graph
     assert "nothing is written" in capsys.readouterr().out
     assert main(["inspect", tf1_graph["dir"], "--set", knob]) == 2  # binding options need --passes
     assert "used only with --passes" in capsys.readouterr().err
+
+
+def test_inspect_shows_the_knobs_and_why_probs_is_the_output(tf1_graph):
+    info = tfopt.inspect(tf1_graph["dir"])
+    assert info["output_candidates"] == ["probs"] and "sink" in info["output_reasons"]["probs"]
+    assert info["training_flags"] == ["is_training"]
+    assert info["dropout_knobs"] == ({"keep_prob": 1.0} if tf1_graph["dropout"] == "keep_prob" else {})

@@ -53,8 +53,13 @@ def run(args: argparse.Namespace) -> int:
           f"training-only nodes {info['training_nodes']}")
     if info.get("training_flags"):
         print(f"  training flags (bound to False when freezing): {', '.join(info['training_flags'])}")
+    if info.get("dropout_knobs"):
+        print("  dropout knobs (bound when freezing): "
+              + ", ".join(f"{k} = {v}" for k, v in info["dropout_knobs"].items()))
     if len(info.get("output_candidates", [])) > 1:
-        print(f"  candidate outputs: {', '.join(info['output_candidates'])}")
+        reasons = info.get("output_reasons", {})
+        print("  candidate outputs: " + "; ".join(f"{c} ({reasons[c]})" if c in reasons else c
+                                                  for c in info["output_candidates"]))
     top = list(info["ops"].items())[:12]
     print("  ops: " + ", ".join(f"{op} {n}" for op, n in top) + (" ..." if len(info["ops"]) > 12 else ""))
     return 0
