@@ -13,7 +13,7 @@ import tfopt
 from tfopt import examples
 from tfopt.converting import convert, manifest_model, runner_for
 
-PRECISIONS = ["none", "fp16", "dynamic", "int8", "int16x8"]
+PRECISIONS = ["fp32", "fp16", "dynamic", "int8", "int16x8"]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,8 @@ def test_plan_covers_every_target_and_mode(converted):
     built = {(a.format, a.precision) for a in result.artifacts}
     for fmt in ("tflite", "onnx"):
         assert {(fmt, p) for p in PRECISIONS} <= built
-    assert {("openvino", p) for p in ("none", "fp16", "dynamic", "int8")} <= built
-    assert ("pb", "none") in built and ("savedmodel", "none") in built
+    assert {("openvino", p) for p in ("fp32", "fp16", "dynamic", "int8")} <= built
+    assert ("pb", "fp32") in built and ("savedmodel", "fp32") in built
     assert result.skipped == [("openvino", "int16x8", "openvino has no int16x8 mode")]
     with open(os.path.join(out, "manifest.json")) as f:
         manifest = json.load(f)
@@ -47,7 +47,7 @@ def test_plan_covers_every_target_and_mode(converted):
 
 
 @pytest.mark.parametrize(("fmt", "precision", "atol"), [
-    (f, p, 1e-4 if p == "none" else 1e-2) for f in ("pb", "tflite", "onnx", "openvino") for p in ("none", "fp16")
+    (f, p, 1e-4 if p == "fp32" else 1e-2) for f in ("pb", "tflite", "onnx", "openvino") for p in ("fp32", "fp16")
     if not (f == "pb" and p == "fp16")])
 def test_float_artifacts_match_keras(converted, digits_model, fmt, precision, atol):
     out, result = converted
@@ -72,7 +72,7 @@ def test_quantized_accuracy_within_1_5_points(converted, digits_model, fmt, prec
 
 def test_int8_shrinks_tflite(converted):
     _, result = converted
-    assert _by(result, "tflite", "int8").bytes < _by(result, "tflite", "none").bytes
+    assert _by(result, "tflite", "int8").bytes < _by(result, "tflite", "fp32").bytes
 
 
 def test_openvino_never_imports_telemetry(converted):
@@ -128,7 +128,7 @@ def test_lstm_tflite_needs_select_ops(tmp_path):
 
 
 def test_deterministic(digits_model, tmp_path):
-    kwargs = dict(to=["pb", "tflite", "onnx", "openvino"], quantize=["none", "int8"], calibration=digits_model["calib"])
+    kwargs = dict(to=["pb", "tflite", "onnx", "openvino"], quantize=["none", "int8"], calibration=digits_model["calib"])  # "none": the old name of fp32
     convert(digits_model["path"], str(tmp_path / "a"), **kwargs)
     convert(digits_model["path"], str(tmp_path / "b"), **kwargs)
     for d, _, files in os.walk(tmp_path / "a"):

@@ -39,7 +39,7 @@ def outlier_model(tmp_path_factory):
 def test_ranks_the_outlier_layer_first_and_auto_keep_float_fixes_it(outlier_model, tmp_path):
     path, calib = outlier_model
     plain = convert(path, str(tmp_path / "plain"), to=["tflite"], quantize=["int8"], calibration=calib)
-    assert plain.report["artifacts"][0]["fidelity"]["top1_agreement"] < 0.6  # int8 really breaks it
+    assert plain.report["artifacts"][0]["fidelity"]["top1_agreement"] < 60  # int8 really breaks it
 
     out = str(tmp_path / "auto")
     result = convert(path, out, to=["tflite"], quantize=["int8"], calibration=calib, auto_keep_float=5.0)
@@ -47,7 +47,7 @@ def test_ranks_the_outlier_layer_first_and_auto_keep_float_fixes_it(outlier_mode
     assert "outlier" in ranking[0]["layer"] and ranking[0]["output_error"] > 10 * ranking[1]["output_error"]
     kept = result.keep_float["tflite/int8"]
     assert len(kept) == 1 and "outlier" in kept[0]  # one step was enough
-    assert result.report["artifacts"][0]["fidelity"]["top1_agreement"] >= 0.95
+    assert result.report["artifacts"][0]["fidelity"]["top1_agreement"] >= 95
     with open(os.path.join(out, "layers.json")) as f:
         assert json.load(f)["keep_float"]["tflite/int8"] == kept
     with open(os.path.join(out, "report.json")) as f:
@@ -66,7 +66,7 @@ def test_keep_float_by_tf_name(outlier_model, tmp_path):
     relu = next(n.name for n in frozen.graph_def.node if n.op == "Relu" and "/outlier" in n.name)
     result = convert(path, str(tmp_path / "out"), to=["tflite"], quantize=["int8"], calibration=calib,
                      keep_float=[relu])
-    assert result.report["artifacts"][0]["fidelity"]["top1_agreement"] >= 0.95
+    assert result.report["artifacts"][0]["fidelity"]["top1_agreement"] >= 95
 
 
 def test_unknown_keep_float_layer(outlier_model, tmp_path):
@@ -83,7 +83,7 @@ def test_ranks_and_fixes_the_outlier_layer_for(target, outlier_model, tmp_path):
     puts that layer first and --auto-keep-float fixes it through their own exclusion lists."""
     path, calib = outlier_model
     plain = convert(path, str(tmp_path / "plain"), to=[target], quantize=["int8"], calibration=calib)
-    assert plain.report["artifacts"][0]["fidelity"]["top1_agreement"] < 0.6
+    assert plain.report["artifacts"][0]["fidelity"]["top1_agreement"] < 60
 
     result = convert(path, str(tmp_path / "auto"), to=[target], quantize=["int8"], calibration=calib,
                      auto_keep_float=5.0)
@@ -96,7 +96,7 @@ def test_ranks_and_fixes_the_outlier_layer_for(target, outlier_model, tmp_path):
     assert by_name[ranking[0]["layer"]] > 0.5 > by_name[first]
     kept = result.keep_float[f"{target}/int8"]
     assert "outlier" in kept[0]
-    assert result.report["artifacts"][0]["fidelity"]["top1_agreement"] >= 0.95  # drop within 5 points
+    assert result.report["artifacts"][0]["fidelity"]["top1_agreement"] >= 95  # drop within 5 points
 
 
 def test_keep_float_resolves_one_tf_name_for_every_target(outlier_model, tmp_path):
@@ -113,7 +113,7 @@ def test_keep_float_resolves_one_tf_name_for_every_target(outlier_model, tmp_pat
     for key, kept in result.keep_float.items():
         assert len(kept) == 1 and "outlier" in kept[0], key
     for artifact in result.report["artifacts"]:
-        assert artifact["fidelity"]["top1_agreement"] >= 0.9, artifact["format"]
+        assert artifact["fidelity"]["top1_agreement"] >= 90, artifact["format"]
 
 
 def test_accuracy_control_and_keep_float_are_refused_together_before_any_work(outlier_model, tmp_path):

@@ -27,7 +27,7 @@ def test_report_schema(reported):
     with open(os.path.join(reported, "report.json")) as f:
         report = json.load(f)
     assert {"reference", "artifacts", "passes", "tools", "stage_seconds", "gates", "samples"} <= set(report)
-    assert report["reference"]["accuracy"]["top1"] > 0.85 and report["reference"]["latency_ms"]["median"] > 0
+    assert report["reference"]["accuracy"]["top1"] > 85 and report["reference"]["latency_ms"]["median"] > 0
     assert len(report["artifacts"]) == 5
     for a in report["artifacts"]:
         assert {"format", "precision", "path", "bytes", "gzip_bytes", "fidelity", "accuracy", "accuracy_drop",
@@ -35,8 +35,8 @@ def test_report_schema(reported):
         assert {"max_abs_err", "mean_abs_err", "rel_err", "cosine", "top1_agreement"} <= set(a["fidelity"])
         assert {"median", "p90", "runs", "threads"} <= set(a["latency_ms"]) and a["latency_ms"]["runs"] == 5
         assert a["latency_ms"]["p90"] >= a["latency_ms"]["median"] > 0
-        assert 0 <= a["fidelity"]["top1_agreement"] <= 1 and a["accuracy"]["top5"] >= a["accuracy"]["top1"]
-        if a["precision"] == "none":
+        assert 0 <= a["fidelity"]["top1_agreement"] <= 100 and a["accuracy"]["top5"] >= a["accuracy"]["top1"]
+        if a["precision"] == "fp32":
             assert a["fidelity"]["max_abs_err"] < 1e-4 and abs(a["accuracy_drop"]) < 1e-9
     assert any(p["name"] == "fold_mul_into_weights" for p in report["passes"])
     texts = {}
@@ -45,6 +45,22 @@ def test_report_schema(reported):
             texts[name] = f.read()
         assert "tflite" in texts[name] and "int8" in texts[name]
     assert "<svg" in texts["report.html"]
+
+
+def test_gate_units_are_the_tables(reported):
+    """top1_agreement and accuracy are percent in report.json, the table and the gates alike."""
+    from tfopt.report.gates import evaluate_gates, parse_gate
+
+    with open(os.path.join(reported, "report.json")) as f:
+        report = json.load(f)
+    with open(os.path.join(reported, "report.md")) as f:
+        table = f.read()
+    fp32 = [a for a in report["artifacts"] if a["precision"] == "fp32"]
+    for a in fp32:
+        assert a["fidelity"]["top1_agreement"] == 100.0 and f"{a['accuracy']['top1']:.2f}%" in table
+    results = evaluate_gates(report, [parse_gate("fp32:top1_agreement<90"), parse_gate("fp32:accuracy<50")])
+    assert results and not any(r["failed"] for r in results)
+    assert {r["unit"] for r in results} == {"%", "% (or the --metric score)"}
 
 
 def _perturb_onnx(path):
@@ -68,11 +84,11 @@ def test_verify_catches_a_perturbed_artifact(reported, digits_model, tmp_path, c
                      "--fail-if", "fp32:max_abs_err>1e-4", "--junit", junit])
     captured = capsys.readouterr()
     assert code == 10, captured.err
-    assert "onnx/none: fp32:max_abs_err>1e-4" in captured.err
+    assert "onnx/fp32: fp32:max_abs_err>1e-4" in captured.err
     suite = ET.parse(junit).getroot()
     assert suite.get("tests") == "3" and suite.get("failures") == "1"  # pb, tflite, onnx fp32; onnx fails
     failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
-    assert failed == ["onnx/none: fail-if fp32:max_abs_err>1e-4"]
+    assert failed == ["onnx/fp32: fail-if fp32:max_abs_err>1e-4"]
 
 
 def test_gates_pass_and_fail(reported, digits_model):
@@ -178,3 +194,4 @@ def test_regression_metrics(tmp_path):
     assert result.report["reference"]["accuracy"]["mae"] == pytest.approx(0.1, abs=1e-5)
     assert result.report["reference"]["accuracy"]["rmse"] == pytest.approx(0.1, abs=1e-5)
     assert abs(result.report["artifacts"][0]["accuracy_drop"]) < 1e-5
+

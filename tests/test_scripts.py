@@ -54,7 +54,7 @@ def test_fleet_converts_then_resumes(fleet, digits_model):
     with open(out / "digits" / "report.json") as f:
         report = json.load(f)
     assert {(a["format"], a["precision"]) for a in report["artifacts"]} == {
-        ("tflite", "none"), ("tflite", "int8"), ("onnx", "none"), ("onnx", "int8")}
+        ("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")}
     assert all(not g["failed"] for g in report["gates"]) and len(report["gates"]) == 6
     assert {"model.fp32.tflite", "model.pb"} <= set(os.listdir(out / "legacy"))
     with open(out / "tiny" / "manifest.json") as f:

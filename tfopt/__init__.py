@@ -31,12 +31,16 @@ __all__ = [
 def load(path: Any, **options: Any) -> Any:
     """Load any supported model; see :func:`tfopt.loaders.load`."""
     from tfopt.loaders import load as _load
+    from tfopt.pipeline import cli_names
 
-    return _load(path, **options)
+    return _load(path, **cli_names(options))
 
 
 def freeze(model: Any, **options: Any) -> Any:
     """Freeze a loaded model (or a path, loaded first); see :func:`tfopt.freezing.freeze`.
+
+    Keywords are the CLI's option names: ``set={"keep_prob": 1.0}`` (``--set``), ``inputs``,
+    ``verify``, ``atol``, ``rtol``, and the load options (``outputs``, ``tags``, ``input_format``...).
 
     Returns ``(frozen_model, report)``.
     """

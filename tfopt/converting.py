@@ -23,16 +23,17 @@ from tfopt.graph import Model
 from tfopt.nonfinite import finite_samples, to_json, worst
 
 TARGETS = ("pb", "savedmodel", "tflite", "onnx", "openvino")
-PRECISIONS = ("none", "fp16", "dynamic", "int8", "int16x8")
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+PRECISION_ALIASES = {"none": "fp32"}  # tfopt < 0.2 called float32 "none"
 SUPPORTED = {
-    "pb": ("none",), "savedmodel": ("none",), "tflite": PRECISIONS, "onnx": PRECISIONS,
-    "openvino": ("none", "fp16", "dynamic", "int8"),
+    "pb": ("fp32",), "savedmodel": ("fp32",), "tflite": PRECISIONS, "onnx": PRECISIONS,
+    "openvino": ("fp32", "fp16", "dynamic", "int8"),
 }
 EXTRA_MODULE = {"tflite": "ai_edge_litert", "onnx": "tf2onnx", "openvino": "openvino"}
 NEEDS_CALIBRATION = frozenset({"int8", "int16x8"})
 # Verification bounds (max |artifact - original|, plus the same relative part); quantized
 # artifacts are measured and reported, not bounded: their error is the trade being made.
-TOLERANCE = {"none": 1e-4, "fp16": 1e-2}
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 
 
 @dataclass
@@ -69,6 +70,7 @@ def plan(to: Sequence[str] | None, precisions: Sequence[str]) -> tuple[list[tupl
     Explicitly requested pairs that cannot be built are an :class:`OptionError`; with the default
     target list they are skipped and reported instead.
     """
+    precisions = list(dict.fromkeys(PRECISION_ALIASES.get(p, p) for p in precisions))
     for p in precisions:
         if p not in PRECISIONS:
             raise OptionError(f"--quantize {p}: choose from {', '.join(PRECISIONS)}")
@@ -85,8 +87,8 @@ def plan(to: Sequence[str] | None, precisions: Sequence[str]) -> tuple[list[tupl
             if p in SUPPORTED[target]:
                 pairs.append((target, p))
             elif target in ("pb", "savedmodel"):
-                if (target, "none") not in pairs:
-                    pairs.append((target, "none"))  # TF-runtime artifacts are always float
+                if (target, "fp32") not in pairs:
+                    pairs.append((target, "fp32"))  # TF-runtime artifacts are always float
             elif explicit:
                 raise OptionError(f"--to {target} --quantize {p}: {target} has no {p} mode")
             else:
@@ -95,13 +97,13 @@ def plan(to: Sequence[str] | None, precisions: Sequence[str]) -> tuple[list[tupl
 
 
 def artifact_path(outdir: str, target: str, precision: str) -> str:
-    tag = "fp32" if precision == "none" else precision
+    tag = PRECISION_ALIASES.get(precision, precision)
     return {"pb": "model.pb", "savedmodel": "savedmodel", "tflite": f"model.{tag}.tflite",
             "onnx": f"model.{tag}.onnx", "openvino": f"openvino.{tag}"}[target]
 
 
 def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
-            quantize: Sequence[str] = ("none",), calibration: str | None = None, calibration_samples: int = 100,
+            quantize: Sequence[str] = ("fp32",), calibration: str | None = None, calibration_samples: int = 100,
             mean: Sequence[float] = (0.0,), scale: Sequence[float] = (1.0,),
             int8_io: bool = False, allow_tf_ops: bool = False, opset: int | None = None, verify: bool = True,
             ov_preprocess: Any = None, accuracy_control: float | None = None, eval_data: str | None = None,
@@ -117,7 +119,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
         model: a loaded model or a path (load/freeze/optimize options may be passed too).
         outdir: output directory, written atomically (replaced as a whole).
         to: formats (default: every format whose extra is installed).
-        quantize: precisions: ``none`` (fp32), ``fp16``, ``dynamic``, ``int8``, ``int16x8``.
+        quantize: precisions: ``fp32`` (``none`` is accepted as an alias), ``fp16``, ``dynamic``, ``int8``, ``int16x8``.
         calibration: ``.npz``/``.npy``/``module:fn`` (see :mod:`tfopt.calibration`); required for
             int8 and int16x8.
         ov_preprocess: :class:`tfopt.emitters.openvino.Preprocess` baked into OpenVINO IRs.
@@ -275,7 +277,7 @@ def _emit(target: str, precision: str, portable: Model, runtime: Model, path: st
           int8_io: bool, allow_tf_ops: bool, opset: int | None, qat: bool = False, ov_preprocess: Any = None,
           accuracy_control: Any = None, keep_float: Sequence[str] = (), converted: Any = None) -> str:
     if qat and precision == "int8" and target in ("onnx", "openvino"):
-        precision = "none"  # the fake-quant ops already become QDQ / FakeQuantize: real int8
+        precision = "fp32"  # the fake-quant ops already become QDQ / FakeQuantize: real int8
     if target in ("pb", "savedmodel"):
         from tfopt.pipeline import save_model
 
@@ -284,7 +286,7 @@ def _emit(target: str, precision: str, portable: Model, runtime: Model, path: st
         from tfopt.emitters.tflite import emit_tflite
 
         # fp32 only: LiteRT's XNNPACK delegate rejects sparse int8 FULLY_CONNECTED (measured here)
-        pruned = precision == "none" and bool((portable.provenance.get("compression") or {}).get("prune"))
+        pruned = precision == "fp32" and bool((portable.provenance.get("compression") or {}).get("prune"))
         return emit_tflite(portable, path, precision=precision, calibration=samples, int8_io=int8_io,
                            allow_tf_ops=allow_tf_ops, quantization_aware=qat, keep_float=keep_float, sparse=pruned)
     if target == "onnx":

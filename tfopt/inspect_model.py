@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, TensorSpec, ancestors, op_histogram, placeholder_spec
-from tfopt.training_nodes import is_training_flag, is_training_node, output_candidates, training_flags
+from tfopt.training_nodes import explain_outputs, is_training_flag, is_training_node, training_flags
 
 
 def inspect_model(path: Any, **options: Any) -> dict[str, Any]:
@@ -71,7 +71,10 @@ def inspect_artifact(path: str) -> dict[str, Any]:
 
 
 def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
-    candidates = output_candidates(graph_def)
+    from tfopt.freezing.remove_dropout import dropout_knobs
+
+    reasons = explain_outputs(graph_def)
+    candidates = list(reasons)
     chosen = outputs or (candidates if len(candidates) == 1 else [])
     needed = ancestors(graph_def, chosen) if chosen else {n.name for n in graph_def.node}
     inputs = [placeholder_spec(n) for n in graph_def.node
@@ -85,6 +88,8 @@ def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
         "training_nodes": sum(1 for n in graph_def.node if is_training_node(n)),
         "training_flags": training_flags(graph_def),
         "output_candidates": candidates,
+        "output_reasons": reasons,
+        "dropout_knobs": dropout_knobs(graph_def),
     }
 
 

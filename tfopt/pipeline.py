@@ -10,6 +10,20 @@ from tfopt.graph import Model
 
 LOAD_OPTIONS = ("signature", "tags", "outputs", "unsafe", "custom_objects", "model_fn", "format", "compress")
 SAVE_FORMATS = ("pb", "pbtxt", "savedmodel")
+# The API's keywords are the CLI's option names (``--set`` -> ``set``, ``--input-format`` ->
+# ``input_format``); the internal names stay accepted as aliases.
+CLI_NAMES = {"set": "set_values", "input_format": "format"}
+
+
+def cli_names(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with CLI-named keywords mapped to the internal ones (both given: an error)."""
+    out = dict(options)
+    for cli, internal in CLI_NAMES.items():
+        if cli in out:
+            if internal in out:
+                raise OptionError(f"give '{cli}' or '{internal}', not both (they are the same option)")
+            out[internal] = out.pop(cli)
+    return out
 
 
 def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple[Model, Any]:
@@ -17,6 +31,7 @@ def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple
     from tfopt.freezing import freeze
     from tfopt.loaders import load
 
+    options = cli_names(options)
     load_opts = {k: options.pop(k) for k in list(options) if k in LOAD_OPTIONS}
     if not isinstance(model, Model):
         model = load(model, **load_opts)

@@ -79,28 +79,122 @@ def training_flags(graph_def: Any) -> list[str]:
 
 
 def output_candidates(graph_def: Any) -> list[str]:
-    """Sinks of the forward graph: nodes with no consumer at all, or consumed only by training
-    nodes of which at least one is a loss or metric (``logits`` feeding only the loss).
+    """Names of :func:`explain_outputs`' candidates."""
+    return list(explain_outputs(graph_def))
 
-    Excluded: training-only nodes, constants/variables/placeholders/control flow, values that only
-    feed state updates (moving averages), and nodes that depend on a label-like placeholder.
+
+GRAD_SCOPE = re.compile(r"^gradients(_\d+)?/(?P<fwd>.+?)_grad/")
+GRAD_YS = re.compile(r"^gradients(_\d+)?/(grad_ys_\d+|Fill)$")
+_SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
+
+
+def loss_nodes(graph_def: Any) -> tuple[set[str], str]:
+    """The loss(es): what the gradient subgraph differentiates, and how that was found.
+
+    ``tf.gradients``/``minimize`` name each backward op ``gradients/<forward op>_grad/...``; the
+    forward ops so referenced are the differentiated path, and its ends (no consumer on the path)
+    are the losses. Without a gradient subgraph, loss ops and ``loss``-named scopes stand in.
+    """
+    nodes = node_map(graph_def)
+    users = consumers(graph_def)
+    differentiated = {m["fwd"] for n in graph_def.node if (m := GRAD_SCOPE.match(n.name)) and m["fwd"] in nodes}
+    # The backward pass starts at grad_ys = ones_like(loss): its consumers are the loss's own gradient.
+    seeds = {m["fwd"] for n in graph_def.node if GRAD_YS.match(n.name)
+             for u, _ in users.get(n.name, []) if (m := GRAD_SCOPE.match(u.name)) and m["fwd"] in nodes}
+    if seeds:
+        return seeds, "the gradient subgraph starts there"
+    if differentiated:
+        # The ends of the differentiated path that nothing forward consumes.
+        ends = {d for d in differentiated
+                if not any(not is_training_node(u) for u, i in users.get(d, []) if not u.input[i].startswith("^"))}
+        if ends:
+            return ends, "differentiated by the gradient subgraph"
+    named = {n.name for n in graph_def.node if n.op in LOSS_OPS or LOSS_SCOPES.search(n.name)}
+    return named, "named like a loss"
+
+
+def explain_outputs(graph_def: Any) -> dict[str, str]:
+    """Output candidates, each with why it is one: the forward graph's sinks.
+
+    The loss is found structurally (:func:`loss_nodes`); a *label* placeholder is one that reaches
+    the rest of the graph only through the loss (or is named like labels); update ops are the
+    training-only nodes (assigns, moving averages, ``UPDATE_OPS`` the train op waits on). A node is
+    a candidate when nothing but the loss, labels' computations and training nodes consumes it,
+    it is not computed from the labels or the loss, and it depends on more than constants and
+    training flags.
     """
     nodes = node_map(graph_def)
     users = consumers(graph_def)
     training = {n.name for n in graph_def.node if is_training_node(n)}
-    labels = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS and LABEL_NAMES.search(n.name)}
-    out = []
+    losses, loss_why = loss_nodes(graph_def)
+    loss_side = _descendants(graph_def, losses, users) - training
+    labels = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS
+              and (LABEL_NAMES.search(n.name) or _is_label(graph_def, n.name, losses, loss_side, users, training))}
+    loss_side |= _descendants(graph_def, labels, users) - training
+    flags = {n.name for n in graph_def.node if is_training_flag(n, graph_def)}
+    out: dict[str, str] = {}
     for node in graph_def.node:
-        if node.name in training or node.op in _NOT_OUTPUTS or node.op.startswith("Placeholder"):
+        name = node.name
+        if name in training or name in loss_side or node.op in _NOT_OUTPUTS or node.op.startswith("Placeholder"):
             continue
         if node.op == "Identity" and any(nodes[tensor_node(r)].op in CONTROL_FLOW_V1_OPS
                                          for r in node.input if tensor_node(r) in nodes):
             continue  # a cond pivot (switch_t/switch_f): control-flow plumbing
-        all_users = [u for u, _ in users.get(node.name, [])]
-        if any(u.name not in training for u in all_users):
+        all_users = [u for u, _ in users.get(name, [])]
+        if any(u.name not in training and u.name not in loss_side for u in all_users):
             continue  # something in the forward graph consumes it (data or control)
-        if all_users and not any(u.op in LOSS_OPS or LOSS_SCOPES.search(u.name) for u in all_users):
+        to_loss = [u.name for u in all_users if u.name in loss_side]
+        if all_users and not to_loss and not any(u.op in LOSS_OPS or LOSS_SCOPES.search(u.name) for u in all_users):
             continue  # feeds only state updates / optimizer / saver: not a prediction
-        if not labels & ancestors(graph_def, [node.name], follow_control=False):
-            out.append(node.name)
+        if not all_users and node.op == "Identity" and _copy_for_gradient(node, users, training):
+            continue  # a cond_v2 intermediate the gradient reads; nothing forward needs it
+        sources = _sources(graph_def, name)
+        if sources <= flags | {n for n in sources if nodes[n].op == "Const"}:
+            continue  # computed from constants and training flags only
+        if to_loss:
+            out[name] = f"feeds only the loss ({', '.join(sorted(losses)[:2])}, {loss_why})"
+        else:
+            out[name] = "consumed by nothing (a sink of the forward graph)"
     return out
+
+
+def _descendants(graph_def: Any, roots: set[str], users: dict[str, list[tuple[Any, int]]]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        stack += [u.name for u, i in users.get(name, []) if not u.input[i].startswith("^")]
+    return seen
+
+
+def _is_label(graph_def: Any, name: str, losses: set[str], loss_side: set[str],
+              users: dict[str, list[tuple[Any, int]]], training: set[str]) -> bool:
+    """Does placeholder ``name`` reach the loss, and every sink it reaches only through the loss?
+    (A sink that only reads its shape, like a shape assertion's ``Shape``, does not count.)"""
+    reach = _descendants(graph_def, {name}, users) - training
+    if not reach & losses:
+        return False
+    nodes = node_map(graph_def)
+    for n in reach - loss_side:
+        forward = [u for u, i in users.get(n, []) if u.name not in training and not u.input[i].startswith("^")]
+        if not forward and nodes[n].op not in _SHAPE_OPS and n != name:
+            return False
+    return True
+
+
+def _copy_for_gradient(node: Any, users: dict[str, list[tuple[Any, int]]], training: set[str]) -> bool:
+    """An Identity of a tensor that otherwise only training nodes read."""
+    ref = node.input[0]
+    others = [u for u, i in users.get(tensor_node(ref), [])
+              if u.input[i] == ref and u.name != node.name]
+    return bool(others) and all(u.name in training for u in others)
+
+
+def _sources(graph_def: Any, name: str) -> set[str]:
+    """Nodes without data inputs that ``name`` is computed from."""
+    nodes = node_map(graph_def)
+    return {n for n in ancestors(graph_def, [name], follow_control=False)
+            if n in nodes and not any(not r.startswith("^") for r in nodes[n].input)}

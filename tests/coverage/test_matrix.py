@@ -13,7 +13,7 @@ from tfopt.coverage.models import MODELS
 FAST = [name for name, model in MODELS.items() if model.fast]
 # The cells that cannot work, and the words their error must contain (the limitation and the way out).
 EXPECTED_FAILURES = {
-    ("text LSTM+GRU", "tflite/none"): ("ConversionError", "--allow-tf-ops"),
+    ("text LSTM+GRU", "tflite/fp32"): ("ConversionError", "--allow-tf-ops"),
     ("text LSTM+GRU", "tflite/int8"): ("ConversionError", "--allow-tf-ops"),
     **{("string lookup", f"{t}/{p}"): ("GraphError", "lookup table") for t, p in CELLS},
 }
@@ -35,7 +35,7 @@ def test_every_cell_converts_or_says_why(rows):
             expected = EXPECTED_FAILURES.get((row["model"], key))
             if expected is None:
                 assert cell["ok"], (row["model"], key, cell)
-                if key.endswith("/none"):  # fp32 is verified in its runtime: within 1e-4 of the original
+                if key.endswith("/fp32"):  # fp32 is verified in its runtime: within 1e-4 of the original
                     assert cell["max_abs_err"] <= 1e-4, (row["model"], key, cell)
                 assert cell["bytes"] > 0 and cell["latency_ms"] > 0
             else:

@@ -68,7 +68,7 @@ def test_does_not_fire_on_a_real_input_predicate(v1):
 def test_pass_order_is_documented():
     names = [p.name for p in freeze_passes({})]
     assert names == ["bind_placeholders", "strip_training_ops", "remove_identity", "resolve_switch",
-                     "inline_cond", "inline_calls", "freeze_variables", "prune_dead"]
+                     "inline_cond", "inline_calls", "remove_dropout", "freeze_variables", "prune_dead"]
     import tfopt.freezing as freezing_module
     for name in names:
         assert f"``{name}``" in freezing_module.__doc__

@@ -104,8 +104,9 @@ def test_ambiguous_outputs_lists_candidates(tf1_ckpt, tmp_path):
         shutil.copy(tf1_ckpt.prefix + suffix, prefix + suffix)
     with open(prefix + ".meta", "wb") as f:
         f.write(meta.SerializeToString())
-    with pytest.raises(tfopt.GraphError, match=r"2 candidate outputs: .*(probs.*embedding_out|embedding_out.*probs).*--outputs"):
+    with pytest.raises(tfopt.GraphError, match=r"2 candidate outputs: .*(probs.*embedding_out|embedding_out.*probs).*--outputs") as err:
         tfopt.load(prefix)
+    assert "probs (consumed by nothing (a sink of the forward graph))" in str(err.value)  # each says why
     model = tfopt.load(prefix, outputs=["probs", "embedding_out"])
     assert [s.name for s in model.outputs] == ["probs", "embedding_out"]
 

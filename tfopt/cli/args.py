@@ -67,19 +67,33 @@ def report_options(p: argparse.ArgumentParser) -> None:
 
 
 def freeze_options(p: argparse.ArgumentParser) -> None:
+    """``freeze``/``optimize``: the model, one output file or directory, and the freeze options."""
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, help="OUT.pb, OUT.pbtxt, or a directory for a serving SavedModel")
     p.add_argument("--output-format", choices=["pb", "pbtxt", "savedmodel"], help="override the format -o implies")
-    p.add_argument("--inputs", nargs="+", default=[], metavar="NAME[:SHAPE]",
-                   help="the model's inputs, optionally fixing shapes, e.g. x:1x28x28x1 (? for dynamic)")
-    p.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE", dest="set_values",
-                   help="bind a placeholder to a constant, e.g. keep_prob=1.0")
-    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the original-vs-result check")
-    p.add_argument("--atol", type=TOLERANCE, default=1e-5, help="verification absolute tolerance (default: %(default)g)")
-    p.add_argument("--rtol", type=TOLERANCE, default=None,
-                   help="verification relative tolerance (default: 1e-5 frozen, 1e-4 optimized)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    binding_options(p)
     model_options(p)
+
+
+def binding_options(p: argparse.ArgumentParser) -> None:
+    """What freezing binds and how it verifies: shared by freeze, optimize, convert and inspect --passes
+    (the dry run is the same run without the writes)."""
+    g = p.add_argument_group("freezing and verification")
+    g.add_argument("--inputs", nargs="+", default=[], metavar="NAME[:SHAPE]",
+                   help="the model's inputs, optionally fixing shapes, e.g. x:1x28x28x1 (? for dynamic)")
+    g.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE", dest="set_values",
+                   help="bind a placeholder to a constant, e.g. keep_prob=1.0")
+    g.add_argument("--no-verify", dest="verify", action="store_false", help="skip the original-vs-result check")
+    g.add_argument("--atol", type=TOLERANCE, default=1e-5, help="verification absolute tolerance (default: %(default)g)")
+    g.add_argument("--rtol", type=TOLERANCE, default=None,
+                   help="verification relative tolerance (default: 1e-5 frozen, 1e-4 optimized)")
+
+
+def freeze_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`tfopt.freeze` from :func:`binding_options`."""
+    return {"set": parse_set(args.set_values), "inputs": parse_inputs(args.inputs), "verify": args.verify,
+            "atol": args.atol, "rtol": args.rtol if args.rtol is not None else 1e-5}
 
 
 def optimize_options(p: argparse.ArgumentParser) -> None:

@@ -9,8 +9,9 @@ from tfopt.cli.args import (
     COUNT,
     EPILOG,
     TOLERANCE,
-    freeze_options,
+    binding_options,
     load_options,
+    model_options,
     optimize_options,
     parse_inputs,
     parse_set,
@@ -21,13 +22,17 @@ from tfopt.cli.args import (
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("convert", help="freeze, optimize and emit TFLite, ONNX, OpenVINO, .pb and SavedModel",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    freeze_options(p)
-    p.set_defaults(output_format=None)
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="output directory: one file per target x precision, manifest.json and the reports")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    binding_options(p)
+    model_options(p)
     g = p.add_argument_group("targets")
     g.add_argument("--to", type=lambda v: [x for x in v.split(",") if x], metavar="LIST",
                    help="pb,savedmodel,tflite,onnx,openvino (default: every one whose extra is installed)")
-    g.add_argument("--quantize", type=lambda v: [x for x in v.split(",") if x], default=["none"], metavar="MODES",
-                   help="none (fp32), fp16, dynamic, int8, int16x8; a comma-separated list builds each")
+    g.add_argument("--quantize", type=lambda v: [x for x in v.split(",") if x], default=["fp32"], metavar="MODES",
+                   help="fp32, fp16, dynamic, int8, int16x8; a comma-separated list builds each ('none' = fp32)")
     g.add_argument("--calibration", metavar="DATA",
                    help=".npz keyed by input name, .npy, .tfrecord, an image directory, or module:function")
     g.add_argument("--calibration-samples", type=COUNT, default=100, metavar="N")
@@ -102,7 +107,7 @@ def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
                      int8_io=args.int8_io, ov_preprocess=_ov_preprocess(args), accuracy_control=args.accuracy_control,
                      eval_data=args.eval_data,
                      allow_tf_ops=args.allow_tf_ops, opset=args.opset, verify=args.verify,
-                     set_values=parse_set(args.set_values), inputs=parse_inputs(args.inputs),
+                     set=parse_set(args.set_values), inputs=parse_inputs(args.inputs),
                      passes=args.passes, skip=args.skip, grappler=args.grappler,
                      fail_if=args.fail_if, junit=args.junit, report_runs=args.report_runs, threads=args.threads,
                      keep_float=args.keep_float, auto_keep_float=args.auto_keep_float, metric=args.metric,

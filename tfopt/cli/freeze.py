@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from tfopt.cli.args import EPILOG, freeze_options, load_options, optimize_options, parse_inputs, parse_set
+from tfopt.cli.args import EPILOG, freeze_kwargs, freeze_options, load_options, optimize_options
 
 
 def add_parser(sub: Any, command: str) -> None:
@@ -29,8 +29,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.output)
     infer_format(args.output, args.output_format)
     model = load(args.model, **load_options(args))
-    freeze_opts = {"set_values": parse_set(args.set_values), "inputs": parse_inputs(args.inputs),
-                   "verify": args.verify, "atol": args.atol, "rtol": args.rtol if args.rtol is not None else 1e-5}
+    freeze_opts = freeze_kwargs(args)
     optimizing = args.command == "optimize" or args.optimize
     if optimizing:
         _, result, report, opt_report = optimize_model(

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from tfopt.cli.args import load_options, model_options
+from tfopt.cli.args import binding_options, freeze_kwargs, load_options, model_options
 
 
 def add_parser(sub: Any) -> None:
@@ -16,6 +16,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--passes", dest="dry_run", nargs="?", const="default", metavar="SPEC",
                    help="dry run: freeze and optimize in memory, print what each pass would do")
     p.add_argument("--skip", nargs="+", default=[], metavar="PASS", help="with --passes: leave these passes out")
+    p.add_argument("--grappler", metavar="LIST", type=lambda v: [x for x in v.split(",") if x],
+                   help="with --passes: also run Grappler offline with these optimizers")
+    binding_options(p)  # with --passes: the same freeze as `tfopt optimize`, without the writes
     model_options(p)
 
 
@@ -25,6 +28,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dry_run is not None:
         return _inspect_passes(args)
+    given = [opt for opt, on in (("--set", args.set_values), ("--inputs", args.inputs), ("--no-verify", not args.verify),
+                                 ("--skip", args.skip), ("--grappler", args.grappler)) if on]
+    if given:
+        from tfopt.errors import OptionError
+
+        raise OptionError(f"{', '.join(given)}: used only with --passes (the dry run of freeze and optimize)")
 
     info = inspect_model(args.model, **load_options(args))
     if args.json:
@@ -47,8 +56,13 @@ def run(args: argparse.Namespace) -> int:
           f"training-only nodes {info['training_nodes']}")
     if info.get("training_flags"):
         print(f"  training flags (bound to False when freezing): {', '.join(info['training_flags'])}")
+    if info.get("dropout_knobs"):
+        print("  dropout knobs (bound when freezing): "
+              + ", ".join(f"{k} = {v}" for k, v in info["dropout_knobs"].items()))
     if len(info.get("output_candidates", [])) > 1:
-        print(f"  candidate outputs: {', '.join(info['output_candidates'])}")
+        reasons = info.get("output_reasons", {})
+        print("  candidate outputs: " + "; ".join(f"{c} ({reasons[c]})" if c in reasons else c
+                                                  for c in info["output_candidates"]))
     top = list(info["ops"].items())[:12]
     print("  ops: " + ", ".join(f"{op} {n}" for op, n in top) + (" ..." if len(info["ops"]) > 12 else ""))
     return 0
@@ -58,11 +72,18 @@ def _inspect_passes(args: argparse.Namespace) -> int:
     from tfopt.pipeline import optimize_model
     from tfopt.report.console import print_pass_table
 
-    _, _, report, opt_report = optimize_model(args.model, passes=args.dry_run, skip=args.skip, **load_options(args))
+    _, _, report, opt_report = optimize_model(
+        args.model, passes=args.dry_run, skip=args.skip, grappler=args.grappler,
+        opt_atol=args.atol, opt_rtol=args.rtol if args.rtol is not None else 1e-4,
+        **freeze_kwargs(args), **load_options(args))
     if args.json:
         print(json.dumps({"freeze": report.as_dict(), "optimize": opt_report.as_dict()}, indent=2, default=str))
         return 0
     print(f"dry run on {args.model}: nothing is written")
+    from tfopt.report.console import format_value
+
+    for name, (value, why) in report.bindings.items():
+        print(f"bound    {name} = {format_value(value)} ({why})")
     print(f"freeze   {report.nodes_before} -> {report.nodes_after} nodes")
     print_pass_table(report.passes, max_skips=1000)
     print(f"optimize {opt_report.nodes_before} -> {opt_report.nodes_portable} nodes (portable), "

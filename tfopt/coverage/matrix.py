@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-CELLS = (("pb", "none"), ("tflite", "none"), ("tflite", "int8"), ("onnx", "none"), ("openvino", "none"),
+CELLS = (("pb", "fp32"), ("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("openvino", "fp32"),
          ("openvino", "int8"))
 
 
@@ -89,7 +89,7 @@ def _failure(exc: Exception) -> dict[str, Any]:
 def to_markdown(rows: Sequence[dict[str, Any]], cells: Sequence[tuple[str, str]] = CELLS) -> str:
     """The matrix as a Markdown table (``ok`` cells: max abs error · size · latency), then one
     numbered note per failing cell with tfopt's message."""
-    header = ["model"] + [f"{t} {'fp32' if p == 'none' else p}" for t, p in cells]
+    header = ["model"] + [f"{t} {p}" for t, p in cells]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     notes: list[str] = []
     for row in rows:

@@ -78,7 +78,7 @@ def _check_ops(proto: Any, opset: int) -> None:
                               "try another --opset, or leave onnx out of --to")
 
 
-def emit_onnx(model: Model, path: str, *, precision: str = "none", calibration: Sequence[dict[str, Any]] | None = None,
+def emit_onnx(model: Model, path: str, *, precision: str = "fp32", calibration: Sequence[dict[str, Any]] | None = None,
               opset: int | None = None, keep_float: Sequence[str] = (), converted: Any = None) -> str:
     """Write a ``.onnx``. ``keep_float`` (int8/int16x8) names nodes ONNX Runtime's quantizer leaves
     in float (``nodes_to_exclude``); ``converted`` is a :func:`convert_to_onnx` result to start from
@@ -96,7 +96,7 @@ def emit_onnx(model: Model, path: str, *, precision: str = "none", calibration: 
         proto = convert_float_to_float16(proto, keep_io_types=True)
     elif precision in ("dynamic", "int8", "int16x8"):
         proto = _quantize(proto, model, precision, calibration, keep_float)
-    elif precision != "none":
+    elif precision not in ("fp32", "none"):
         raise OptionError(f"onnx: unknown precision '{precision}'")
     with atomic_path(path) as tmp:
         external = proto.ByteSize() > TWO_GB if hasattr(proto, "ByteSize") else False

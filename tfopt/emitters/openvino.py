@@ -1,6 +1,6 @@
 """OpenVINO IR (``model.xml`` + ``model.bin``) through ``openvino.convert_model`` on the frozen graph.
 
-``none``: FP32 weights; ``fp16``: weights compressed to FP16; ``dynamic``: NNCF weight
+``fp32``: FP32 weights; ``fp16``: weights compressed to FP16; ``dynamic``: NNCF weight
 compression (INT8 weights, float activations); ``int8``: NNCF post-training quantization with the
 same calibration data as the other targets. OpenVINO has no int16-activation mode. Telemetry is
 impossible (see ``tfopt._openvino``).
@@ -67,7 +67,7 @@ def convert_to_openvino(model: Model) -> Any:
     return ov_model
 
 
-def emit_openvino(model: Model, path: str, *, precision: str = "none",
+def emit_openvino(model: Model, path: str, *, precision: str = "fp32",
                   calibration: Sequence[dict[str, Any]] | None = None, preprocess: Preprocess | None = None,
                   accuracy_control: AccuracyControl | None = None, keep_float: Sequence[str] = (),
                   converted: Any = None) -> str:
@@ -92,7 +92,7 @@ def emit_openvino(model: Model, path: str, *, precision: str = "none",
             ov_model = _quantize_with_accuracy_control(ov_model, dataset, order, accuracy_control, len(calibration))
     elif precision == "dynamic":
         ov_model = nncf().compress_weights(ov_model)
-    elif precision not in ("none", "fp16"):
+    elif precision not in ("fp32", "none", "fp16"):
         raise OptionError(f"openvino: unknown precision '{precision}'")
     if preprocess is not None:  # after quantization: NNCF calibrates the model the data was made for
         ov_model = _with_preprocess(ov, ov_model, preprocess, model)

@@ -1,6 +1,6 @@
 """TFLite flatbuffer through the TFLite converter, from the frozen, folded (unfused) graph.
 
-Precisions: ``none`` (fp32), ``fp16`` (float16 weights), ``dynamic`` (int8 weights, float
+Precisions: ``fp32``, ``fp16`` (float16 weights), ``dynamic`` (int8 weights, float
 activations), ``int8`` (full integer from calibration data, float fallback for ops without an int8
 kernel unless ``int8_io``), ``int16x8`` (int16 activations, int8 weights). Select-TF ops only with
 ``allow_tf_ops``; otherwise an error names the ops the builtins lack.
@@ -19,7 +19,7 @@ from tfopt.graph import Model
 from tfopt.runtimes.tensorflow import concrete_function
 
 
-def emit_tflite(model: Model, path: str, *, precision: str = "none", calibration: Sequence[dict[str, Any]] | None = None,
+def emit_tflite(model: Model, path: str, *, precision: str = "fp32", calibration: Sequence[dict[str, Any]] | None = None,
                 int8_io: bool = False, allow_tf_ops: bool = False, quantization_aware: bool = False,
                 keep_float: Sequence[str] = (), sparse: bool = False) -> str:
     """Write a ``.tflite``. A quantization-aware model (fake-quant ops) converts to int8 from its own
@@ -62,7 +62,7 @@ def emit_tflite(model: Model, path: str, *, precision: str = "none", calibration
             ops = [t.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = t.int8
             converter.inference_output_type = t.int8
-    elif precision != "none":
+    elif precision not in ("fp32", "none"):
         raise OptionError(f"tflite: unknown precision '{precision}'")
     if sparse:
         converter.optimizations = [*converter.optimizations, t.lite.Optimize.EXPERIMENTAL_SPARSITY]

@@ -11,6 +11,8 @@ The pass list, in order, and why:
    before freezing: a branch function reads variables through resource arguments, which only
    become plain reads once its body is in the graph. ``inline_calls`` does the same for the
    top-level function calls TensorFlow's own freezing leaves (Keras 3's ``jit_compile`` convs).
+   ``remove_dropout`` - dropout whose rate is bound to 0 (keep probability 1) is the identity; it
+   goes once its rate is a constant (after binding, and after the branches that set it resolve).
 5. ``freeze_variables`` - TF1 variables become checkpoint constants.
 6. ``prune_dead`` - only what the outputs need remains (and the functions it calls).
 
@@ -26,11 +28,12 @@ from typing import Any
 import numpy as np
 
 from tfopt._checks import check_ranges
-from tfopt.errors import GraphError, OptionError, did_you_mean
+from tfopt.errors import GraphError, OptionError, VerificationError, did_you_mean
 from tfopt.freezing.bind_placeholders import BindPlaceholders
 from tfopt.freezing.freeze_variables import FreezeVariables
 from tfopt.freezing.inline_calls import InlineCalls
 from tfopt.freezing.inline_cond import InlineCond
+from tfopt.freezing.remove_dropout import RemoveDropout, dropout_knobs
 from tfopt.freezing.resolve_switch import ResolveSwitch
 from tfopt.freezing.strip_training_ops import StripTrainingOps
 from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, Model, TensorSpec, ancestors, op_histogram, placeholder_spec
@@ -70,7 +73,7 @@ class FreezeReport:
 
 def freeze_passes(bindings: Mapping[str, Any]) -> list[Any]:
     return [BindPlaceholders(bindings), StripTrainingOps(), RemoveIdentity(), ResolveSwitch(), InlineCond(),
-            InlineCalls(), FreezeVariables(), PruneDead()]
+            InlineCalls(), RemoveDropout(), FreezeVariables(), PruneDead()]
 
 
 def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
@@ -107,6 +110,12 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
         if name not in bindings and name not in requested and is_training_flag(node, model.graph_def):
             bindings[name] = np.bool_(False)
             report.bindings[name] = (False, "training flag")
+    for name, value in dropout_knobs(model.graph_def).items():
+        if name not in bindings and name not in requested:
+            from tfopt.graph import dtype_name
+
+            bindings[name] = parse_value(name, value, dtype_name(placeholders[name].attr["dtype"].type))
+            report.bindings[name] = (value, "dropout keep probability" if value == 1.0 else "dropout rate")
     new_inputs = _choose_inputs(model, placeholders, bindings, requested)
     staged = model.replace(inputs=new_inputs, bindings={**model.bindings, **bindings})
     staged = staged.replace(graph_def=_with_shapes(staged.graph_def, requested))
@@ -121,7 +130,10 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
     if verify:
         from tfopt.verify import verify_against_reference
 
-        report.verification = verify_against_reference(model, frozen, bindings, atol=atol, rtol=rtol, seed=seed)
+        try:
+            report.verification = verify_against_reference(model, frozen, bindings, atol=atol, rtol=rtol, seed=seed)
+        except VerificationError as exc:
+            raise VerificationError(f"{exc}{_noise_hint(model, frozen)}") from exc
     return frozen, report
 
 
@@ -217,6 +229,24 @@ def _check_frozen(model: Model) -> None:
         if node.op in PLACEHOLDER_OPS and node.name not in inputs and node.op != "PlaceholderWithDefault":
             raise GraphError(f"placeholder '{node.name}' is neither an input nor bound: add it to --inputs, "
                              f"or bind it with --set {node.name}=VALUE")
+
+
+RANDOM_OPS = frozenset({"RandomUniform", "RandomStandardNormal", "TruncatedNormal", "RandomUniformInt",
+                        "StatelessRandomUniformV2", "StatelessRandomNormalV2", "Multinomial"})
+
+
+def _noise_hint(model: Model, frozen: Model) -> str:
+    """Why outputs may differ: random ops left in the graph, and which placeholder to bind."""
+    random = [n.name for n in frozen.graph_def.node if n.op in RANDOM_OPS]
+    if not random:
+        return ""
+    hints = [f"--set {name}={value}" for name, value in dropout_knobs(model.graph_def, any_placeholder=True).items()]
+    where = ", ".join(random[:3]) + (" ..." if len(random) > 3 else "")
+    if hints:
+        return (f"; the frozen graph still draws random numbers ({where}): dropout is active. "
+                f"Turn it off by binding its placeholder: {', '.join(dict.fromkeys(hints))} "
+                "(a keep probability to 1.0, a rate to 0.0)")
+    return f"; the frozen graph still draws random numbers ({where}): bind the placeholder that turns the noise off with --set"
 
 
 def _jsonable(value: Any) -> Any:

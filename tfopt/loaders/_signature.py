@@ -15,7 +15,7 @@ from tfopt.graph import (
     tensor_node,
     tensor_port,
 )
-from tfopt.training_nodes import is_training_flag, output_candidates
+from tfopt.training_nodes import explain_outputs, is_training_flag
 
 
 def resolve_outputs(graph_def: Any, requested: list[str], path: str) -> list[str]:
@@ -26,12 +26,13 @@ def resolve_outputs(graph_def: Any, requested: list[str], path: str) -> list[str
             if tensor_node(ref) not in nodes:
                 raise GraphError(f"{path}: output '{ref}' is not a node of the graph.{did_you_mean(tensor_node(ref), nodes)}")
         return list(requested)
-    candidates = output_candidates(graph_def)
+    explained = explain_outputs(graph_def)
+    candidates = list(explained)
     if len(candidates) == 1:
         return candidates
     if not candidates:
         raise GraphError(f"{path}: found no forward-graph output; name them with --outputs NODE [NODE ...]")
-    shown = ", ".join(candidates[:20]) + (" ..." if len(candidates) > 20 else "")
+    shown = "; ".join(f"{c} ({explained[c]})" for c in candidates[:20]) + (" ..." if len(candidates) > 20 else "")
     raise GraphError(f"{path}: {len(candidates)} candidate outputs: {shown}. Choose with --outputs NODE [NODE ...]")
 
 

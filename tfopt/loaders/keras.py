@@ -7,7 +7,6 @@ for ``.keras`` itself; legacy ``.h5`` loading never did, so tfopt checks the sto
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -118,10 +117,9 @@ def import_custom_objects(module_name: str | None) -> dict[str, Any]:
     """``CUSTOM_OBJECTS`` of ``module_name`` if it defines one, else its public classes/functions."""
     if not module_name:
         return {}
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise OptionError(f"--custom-objects: cannot import module '{module_name}': {exc}") from exc
+    from tfopt._user_code import import_module
+
+    module = import_module(module_name, "--custom-objects")
     declared = getattr(module, "CUSTOM_OBJECTS", None)
     if isinstance(declared, dict):
         return dict(declared)

@@ -20,9 +20,31 @@ def detect(path: str) -> bool:
     )
 
 
+def tag_sets(path: str) -> list[list[str]]:
+    """The MetaGraph tag sets stored in ``saved_model.pb`` (empty when it cannot be read)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    try:
+        with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+            proto.ParseFromString(f.read())
+    except Exception:  # a missing/corrupt file is reported by the load itself
+        return []
+    return [sorted(mg.meta_info_def.tags) for mg in proto.meta_graphs]
+
+
+def _check_tags(path: str, tags: list[str]) -> None:
+    have = tag_sets(path)
+    if have and sorted(set(tags)) not in [sorted(set(h)) for h in have]:
+        shown = "; ".join(" ".join(h) or "(no tags)" for h in have)
+        raise OptionError(f"{path}: no MetaGraph with tags '{' '.join(tags)}' (--tags); available tag sets: {shown}")
+
+
 def load(path: str, options: Any) -> Model:
     t = tf()
     tags = options.tags or None
+    if tags:
+        _check_tags(path, tags)
     try:
         obj = t.saved_model.load(path, tags=tags)
     except Exception as exc:

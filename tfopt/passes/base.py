@@ -48,8 +48,10 @@ class Pass:
 class PassStats:
     """What one pass did over the whole run (all fixed-point iterations).
 
-    ``nodes_before`` is the graph size when the pass first ran; ``nodes_after`` adds only this
-    pass's own changes, so each row reads as what that pass alone did.
+    ``nodes_after - nodes_before`` is this pass's own net change over every iteration. The rows
+    chain: the first starts at the input graph's size and each starts where the previous ended, so
+    the last ends at the result's size (a fixed-point run interleaves passes; the table attributes
+    each node removed or added to the pass that did it, in pipeline order).
     """
 
     name: str
@@ -74,16 +76,13 @@ def run_passes(model: Model, passes: Sequence[Pass], *, max_iterations: int = 8)
     pass that made it, with the pass named.
     """
     validate(model.graph_def)
-    stats = {p.name: PassStats(p.name, nodes_before=len(model.graph_def.node)) for p in passes}
-    first_seen: set[str] = set()
+    start_nodes = len(model.graph_def.node)
+    stats = {p.name: PassStats(p.name) for p in passes}
     for _ in range(max_iterations):
         any_changed = False
         for p in passes:
             before = op_histogram(model.graph_def)
             n_before = len(model.graph_def.node)
-            if p.name not in first_seen:  # nodes_after = nodes_before + this pass's own net change
-                stats[p.name].nodes_before = stats[p.name].nodes_after = n_before
-                first_seen.add(p.name)
             start = time.perf_counter()
             result = p.run(model)
             try:
@@ -92,7 +91,7 @@ def run_passes(model: Model, passes: Sequence[Pass], *, max_iterations: int = 8)
                 raise GraphError(f"pass '{p.name}' produced an invalid graph: {exc}") from exc
             entry = stats[p.name]
             entry.runs += 1
-            entry.nodes_after += len(result.model.graph_def.node) - n_before
+            entry.nodes_after += len(result.model.graph_def.node) - n_before  # net change, chained below
             entry.seconds += time.perf_counter() - start
             # Skips describe the graph as the pass last saw it: earlier rounds' skips may have been
             # resolved since (a BatchNorm Add that the next round folded).
@@ -104,6 +103,10 @@ def run_passes(model: Model, passes: Sequence[Pass], *, max_iterations: int = 8)
             model = result.model
         if not any_changed:
             break
+    running = start_nodes
+    for entry in stats.values():
+        entry.nodes_before, entry.nodes_after = running, running + entry.nodes_after
+        running = entry.nodes_after
     return model, list(stats.values())
 
 

@@ -32,7 +32,7 @@ def print_report(report: dict[str, Any]) -> None:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
     ref = report["reference"]
     print(f"original model: {ref['latency_ms']['median']:.2f} ms"
-          + (f", top-1 {100 * ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else ""))
+          + (f", top-1 {ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else ""))
     if report.get("nonfinite_inputs"):
         print("measured on inputs holding NaN/Inf (--allow-nonfinite): "
               + ", ".join(f"{name} {n}" for name, n in report["nonfinite_inputs"].items()))

@@ -2,8 +2,9 @@
 
 A gate *fails* when some matching artifact satisfies its condition (``max_abs_err>1e-3`` fails
 on any artifact further than 1e-3 from the original). Metrics: ``max_abs_err``, ``mean_abs_err``,
-``rel_err``, ``cosine``, ``top1_agreement``, ``accuracy`` (top-1, %), ``accuracy_drop`` (points),
-``latency_ms``, ``latency_p90_ms``, ``bytes``, ``gzip_bytes``. A NaN metric (NaN/Inf in the
+``rel_err``, ``cosine``, ``top1_agreement`` (%), ``accuracy`` (top-1, %), ``accuracy_drop`` (points),
+``latency_ms``, ``latency_p90_ms``, ``bytes``, ``gzip_bytes``. Each is in the unit report.json and the
+table use (:data:`UNITS`): ``top1_agreement<90`` means below 90%. A NaN metric (NaN/Inf in the
 outputs) fails every gate that reads it, whatever the operator.
 """
 
@@ -37,12 +38,12 @@ def metric(row: dict[str, Any], name: str) -> float | None:
 
 
 def _accuracy(accuracy: dict[str, float] | None) -> float | None:
-    """Top-1 in percent, or a custom metric's score."""
+    """Top-1 (percent, as stored), or a custom metric's score."""
     if not accuracy:
         return None
     if "score" in accuracy:
         return accuracy["score"]
-    return 100 * accuracy["top1"] if "top1" in accuracy else None
+    return accuracy.get("top1")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class Gate:
 
 
 PRECISION_NAMES = frozenset({"none", "fp32", "fp16", "dynamic", "int8", "int16x8"})
+UNITS = {"max_abs_err": "output units", "mean_abs_err": "output units", "rel_err": "ratio", "cosine": "ratio",
+         "top1_agreement": "%", "accuracy": "% (or the --metric score)", "accuracy_drop": "points",
+         "latency_ms": "ms", "latency_p90_ms": "ms", "bytes": "bytes", "gzip_bytes": "bytes"}
 METRICS = ("max_abs_err", "mean_abs_err", "rel_err", "cosine", "top1_agreement", "bytes", "gzip_bytes",
            "latency_ms", "latency_p90_ms", "accuracy", "accuracy_drop")
 
@@ -76,6 +80,8 @@ def parse_gate(text: str) -> Gate:
     fmt, precision = match["fmt"], match["prec"]
     if fmt in PRECISION_NAMES and precision is None:
         fmt, precision = None, fmt
+    if precision == "none":  # tfopt < 0.2's name for fp32
+        precision = "fp32"
     return Gate(text, fmt, precision, match["metric"], match["op"], float(match["value"]))
 
 
@@ -91,7 +97,7 @@ def evaluate_gates(report: dict[str, Any], gates: Sequence[Gate]) -> list[dict[s
             # be measured honestly fails every gate that reads it, whatever the operator.
             failed = value is not None and (is_nan(value) or OPS[gate.op](value, gate.value))
             results.append({"gate": gate.text, "format": row["format"], "precision": row["precision"],
-                            "metric": gate.metric, "value": value, "failed": failed})
+                            "metric": gate.metric, "value": value, "unit": UNITS[gate.metric], "failed": failed})
     return results
 
 
@@ -107,7 +113,7 @@ def write_junit(path: str, results: list[dict[str, Any]]) -> None:
         lines.append(f'  <testcase classname="tfopt.gates" name={name}>')
         if r["failed"]:
             why = " (NaN fails every gate)" if is_nan(r["value"]) else ""
-            message = quoteattr(f"{r['metric']} = {r['value']}{why}")
+            message = quoteattr(f"{r['metric']} = {r['value']} ({r.get('unit', '')}){why}")
             lines.append(f"    <failure message={message}/>")
         lines.append("  </testcase>")
     lines.append("</testsuite>")

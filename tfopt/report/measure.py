@@ -110,8 +110,8 @@ def _batched(run: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: dict[st
 
 @np.errstate(invalid="ignore", over="ignore")  # inf - inf is NaN, and NaN is what gets reported
 def _fidelity(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
-    """Worst case over the outputs. NaN/Inf propagate: a NaN anywhere makes the statistic NaN (a
-    fold with Python's ``max``/``min`` would turn it into a perfect 0 or 1)."""
+    """Worst case over the outputs (top-1 agreement in percent). NaN/Inf propagate: a NaN anywhere
+    makes the statistic NaN (a fold with Python's ``max``/``min`` would turn it into a perfect 0 or 1)."""
     max_abs, mean_abs, rel, cos, agree = [], [], [], [], []
     for name, ref in expected.items():
         val = got[name]
@@ -124,9 +124,9 @@ def _fidelity(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> di
         cos.append(float(a @ b / denom) if denom else (1.0 if math.isfinite(float(a @ b)) else math.nan))
         if ref.ndim >= 2 and ref.shape[-1] > 1:
             finite = bool(np.isfinite(ref).all() and np.isfinite(val).all())  # argmax of NaN is not a class
-            agree.append(float(np.mean(ref.argmax(-1) == val.argmax(-1))) if finite else math.nan)
+            agree.append(100.0 * float(np.mean(ref.argmax(-1) == val.argmax(-1))) if finite else math.nan)
     return {"max_abs_err": worst(max_abs), "mean_abs_err": worst(mean_abs), "rel_err": worst(rel),
-            "cosine": worst(cos, lowest=True), "top1_agreement": worst(agree or [1.0], lowest=True)}
+            "cosine": worst(cos, lowest=True), "top1_agreement": worst(agree or [100.0], lowest=True)}
 
 
 def _accuracy(output: np.ndarray, labels: np.ndarray,
@@ -137,8 +137,8 @@ def _accuracy(output: np.ndarray, labels: np.ndarray,
         if not np.isfinite(output).all():  # a NaN score has no rank: no accuracy to claim
             return {"top1": math.nan, "top5": math.nan}
         top5 = np.argsort(-output, axis=-1)[:, :5]
-        return {"top1": float(np.mean(output.argmax(-1) == labels)),
-                "top5": float(np.mean([label in row for label, row in zip(labels, top5)]))}
+        return {"top1": 100.0 * float(np.mean(output.argmax(-1) == labels)),  # percent, as in the table
+                "top5": 100.0 * float(np.mean([label in row for label, row in zip(labels, top5)]))}
     diff = output.reshape(labels.shape) - labels
     return {"mae": float(np.mean(np.abs(diff))), "rmse": float(np.sqrt(np.mean(diff ** 2)))}
 
@@ -150,7 +150,7 @@ def _drop(reference: dict[str, float] | None, value: dict[str, float] | None) ->
     if "score" in reference:
         return reference["score"] - value["score"]
     if "top1" in reference:
-        return 100.0 * (reference["top1"] - value["top1"])
+        return reference["top1"] - value["top1"]  # percentage points
     return value["mae"] - reference["mae"]
 
 

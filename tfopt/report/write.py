@@ -27,12 +27,12 @@ def _rows(report: dict[str, Any]) -> list[list[str]]:
     out = []
     for a in report["artifacts"]:
         acc = a.get("accuracy") or {}
-        acc_text = f"{100 * acc['top1']:.2f}%" if "top1" in acc else f"MAE {acc['mae']:.4g}" if "mae" in acc else "-"
+        acc_text = f"{acc['top1']:.2f}%" if "top1" in acc else f"MAE {acc['mae']:.4g}" if "mae" in acc else "-"
         drop = "-" if a.get("accuracy_drop") is None else f"{a['accuracy_drop']:+.2f}"
         f = a["fidelity"]
         out.append([a["format"], "fp32" if a["precision"] == "none" else a["precision"], f"{a['bytes']:,}",
                     f"{a['gzip_bytes']:,}" if a.get("gzip_bytes") else "-", f"{f['max_abs_err']:.3g}",
-                    f"{f['cosine']:.6f}", f"{100 * f['top1_agreement']:.1f}%", acc_text, drop,
+                    f"{f['cosine']:.6f}", f"{f['top1_agreement']:.1f}%", acc_text, drop,
                     f"{a['latency_ms']['median']:.2f}", f"{a['latency_ms']['p90']:.2f}"])
     return out
 
@@ -47,7 +47,7 @@ def _markdown(report: dict[str, Any]) -> str:
              f"{report['samples']} samples; latency at batch 1, threads "
              f"{report['artifacts'][0]['latency_ms']['threads'] if report['artifacts'] else '-'}.", "",
              f"Original model: latency {ref['latency_ms']['median']:.2f} ms"
-             + (f", top-1 {100 * ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else "")
+             + (f", top-1 {ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else "")
              + (f"; inputs hold NaN/Inf: {report['nonfinite_inputs']}" if report.get("nonfinite_inputs") else ""),
              "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in _rows(report)]
@@ -116,7 +116,7 @@ def _scatter(report: dict[str, Any]) -> str:
     for a in points:
         x = pad + (width - 2 * pad) * a["bytes"] / max_x
         y = height - pad - (height - 2 * pad) * a["latency_ms"]["median"] / max_y
-        quality = (a.get("accuracy") or {}).get("top1", a["fidelity"]["top1_agreement"])
+        quality = (a.get("accuracy") or {}).get("top1", a["fidelity"]["top1_agreement"]) / 100.0
         label = html.escape(f"{a['format']} {'fp32' if a['precision'] == 'none' else a['precision']}")
         marks.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='{3 + 9 * quality:.1f}' fill='#3a7' fill-opacity='0.6'/>"
                      f"<text x='{x + 8:.1f}' y='{y - 8:.1f}' font-size='11'>{label}</text>")

@@ -1,0 +1,88 @@
+"""TF1 training graphs written the standard ways (``tf.compat.v1.layers`` BatchNorm on an
+``is_training`` placeholder, dropout through ``keep_prob`` or ``rate``, a label placeholder named
+``y``, ``tf.compat.v1.losses``): outputs found from structure, no random op left, exact verification."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tfopt
+from tfopt.cli import main
+from tfopt.runtimes.tensorflow import GraphRunner
+from tfopt.training_nodes import explain_outputs, loss_nodes
+
+BUILDER = os.path.join(os.path.dirname(__file__), os.pardir, "freezing", "tf1_training_graph.py")
+RANDOM_OPS = {"RandomUniform", "RandomStandardNormal", "TruncatedNormal", "Floor", "GreaterEqual", "SelectV2"}
+CASES = {"keep_prob-switch-merge": ("keep_prob", "v1"), "rate-functional-if": ("rate", "v2")}
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def tf1_graph(request, tmp_path_factory):
+    dropout, flow = CASES[request.param]
+    directory = str(tmp_path_factory.mktemp(request.param) / "ckpt")
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run([sys.executable, BUILDER, directory, dropout, flow], check=True, env=env, capture_output=True)
+    return {"dir": directory, "dropout": dropout}
+
+
+def test_loss_and_single_output_found_from_structure(tf1_graph):
+    from tfopt.loaders.tf1_checkpoint import read_meta_graph
+
+    graph_def = read_meta_graph(os.path.join(tf1_graph["dir"], "model.ckpt.meta")).graph_def
+    assert loss_nodes(graph_def)[0] == {"sparse_softmax_cross_entropy_loss/value"}
+    assert list(explain_outputs(graph_def)) == ["probs"]
+
+
+def test_freezes_with_no_flags(tf1_graph, tmp_path, capsys):
+    out = str(tmp_path / "frozen.pb")
+    assert main(["freeze", tf1_graph["dir"], "-o", out, "--atol", "1e-6"]) == 0
+    printed = capsys.readouterr().out
+    assert "bound    is_training = False (training flag)" in printed
+    if tf1_graph["dropout"] == "keep_prob":  # a PlaceholderWithDefault rate keeps its default (0.0)
+        assert "bound    keep_prob = 1.0 (dropout keep probability)" in printed
+    frozen = tfopt.load(out)
+    ops = {n.op for n in frozen.graph_def.node}
+    assert not ops & RANDOM_OPS
+    assert [s.name for s in frozen.outputs] == ["probs"] and [s.name for s in frozen.inputs] == ["x"]
+
+
+def test_verification_is_exact(tf1_graph):
+    frozen, report = tfopt.freeze(tf1_graph["dir"], atol=1e-6, rtol=0)
+    assert report.verification[0].max_abs_err < 1e-6
+    x = np.random.default_rng(1).random((4, 8, 8, 1), dtype=np.float32)
+    a, b = GraphRunner(frozen)({"x": x})["probs"], GraphRunner(frozen)({"x": x})["probs"]
+    np.testing.assert_array_equal(a, b)  # deterministic: nothing random left
+
+
+def test_inspect_passes_takes_freeze_options_and_the_pass_table_chains(tf1_graph, capsys):
+    knob = "keep_prob=1.0" if tf1_graph["dropout"] == "keep_prob" else "rate=0.0"
+    code = main(["inspect", tf1_graph["dir"], "--passes", "--set", knob, "is_training=false", "--inputs", "x",
+                 "--outputs", "probs", "--atol", "1e-6", "--rtol", "1e-6", "--json"])
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["freeze"]["bindings"]["is_training"]["reason"] == "--set"
+    for stage in ("freeze", "optimize"):
+        rows = report[stage]["passes"]
+        assert all(a["nodes_after"] == b["nodes_before"] for a, b in itertools.pairwise(rows)), rows
+    assert report["freeze"]["passes"][0]["nodes_before"] == report["freeze"]["nodes_before"]
+    assert report["freeze"]["passes"][-1]["nodes_after"] == report["freeze"]["nodes_after"]
+    assert report["optimize"]["passes"][0]["nodes_before"] == report["freeze"]["nodes_after"]
+    assert main(["inspect", tf1_graph["dir"], "--passes", "--no-verify"]) == 0
+    assert "nothing is written" in capsys.readouterr().out
+    assert main(["inspect", tf1_graph["dir"], "--set", knob]) == 2  # binding options need --passes
+    assert "used only with --passes" in capsys.readouterr().err
+
+
+def test_inspect_shows_the_knobs_and_why_probs_is_the_output(tf1_graph):
+    info = tfopt.inspect(tf1_graph["dir"])
+    assert info["output_candidates"] == ["probs"] and "sink" in info["output_reasons"]["probs"]
+    assert info["training_flags"] == ["is_training"]
+    assert info["dropout_knobs"] == ({"keep_prob": 1.0} if tf1_graph["dropout"] == "keep_prob" else {})

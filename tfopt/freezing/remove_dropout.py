@@ -1,0 +1,232 @@
+"""Remove dropout whose rate is bound to 0 (keep probability 1): it is then exactly the identity.
+
+Patterns (``U = RandomUniform(shape)`` in [0, 1), possibly as ``U * 1 + 0``):
+
+* TF >= 1.13 / TF2 ``tf.nn.dropout(x, rate=r)`` and ``tf.compat.v1.nn.dropout(x, keep_prob=k)``
+  (``r = 1 - k``): ``SelectV2(U >= r, x / (1 - r), 0)`` or ``(x * 1/(1-r)) * Cast(U >= r)``.
+  With r = 0, ``U >= 0`` holds for every U and ``x / 1 = x``.
+* TF <= 1.12 ``tf.nn.dropout(x, keep_prob=k)``: ``(x / k) * Floor(k + U)``. With k = 1,
+  ``floor(1 + U) = 1`` for every U in [0, 1) and ``x / 1 = x``.
+
+Rewrite: the node that applies the mask becomes ``Identity(x)`` under its own name; the random
+ops then fall to dead pruning. A dropout whose rate is not a constant 0 (an input, a
+``PlaceholderWithDefault`` defaulting to a training rate) is kept and reported as a skip.
+
+:func:`dropout_knobs` finds the float scalar placeholders named like a keep probability or rate
+that feed such a mask, with the value that turns dropout off; freezing binds them as it binds
+training flags.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from tfopt.graph import PLACEHOLDER_OPS, Model, consumers, is_control, node_map, tensor_node
+from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
+
+KNOB_NAMES = re.compile(r"(^|/)\w*(keep_?prob\w*|dropout\w*|drop_?rate|rate)(_\d+)?$", re.IGNORECASE)
+_PASS_THROUGH = ("Identity", "Snapshot")
+_FLOAT_TYPES = frozenset({1, 2, 19})  # DT_FLOAT, DT_DOUBLE, DT_HALF
+
+
+def _source(nodes: dict[str, Any], ref: str) -> str:
+    """The node behind Identity chains."""
+    name = tensor_node(ref)
+    while name in nodes and nodes[name].op in _PASS_THROUGH and nodes[name].input:
+        name = tensor_node(nodes[name].input[0])
+    return name
+
+
+def const_scalar(nodes: dict[str, Any], ref: str) -> float | None:
+    """The value of a scalar computed from constants by Identity/Sub/Add/Mul/RealDiv, else None."""
+    from tfopt._tf import const_value
+
+    node = nodes.get(_source(nodes, ref))
+    if node is None:
+        return None
+    if node.op == "Const":
+        value = np.asarray(const_value(node))
+        return float(value.flat[0]) if value.size >= 1 and np.all(value == value.flat[0]) else None
+    ops = {"Sub": np.subtract, "AddV2": np.add, "Add": np.add, "Mul": np.multiply, "RealDiv": np.divide}
+    if node.op in ops:
+        a, b = (const_scalar(nodes, r) for r in node.input[:2])
+        return None if a is None or b is None else float(ops[node.op](np.float32(a), np.float32(b)))
+    return None
+
+
+def _data_users(users: dict[str, list[tuple[Any, int]]], name: str) -> list[tuple[Any, int]]:
+    out = []
+    for user, idx in users.get(name, []):
+        if is_control(user.input[idx]):
+            continue
+        if user.op in _PASS_THROUGH:
+            out += _data_users(users, user.name)
+        else:
+            out.append((user, idx))
+    return out
+
+
+def _uniforms(nodes: dict[str, Any], users: dict[str, list[tuple[Any, int]]]) -> list[str]:
+    """Nodes carrying U in [0, 1): each RandomUniform and its ``* 1`` / ``+ 0`` rescaling."""
+    out = []
+    for node in nodes.values():
+        if node.op != "RandomUniform":
+            continue
+        cur = node.name
+        while True:
+            out.append(cur)
+            nxt = [u for u, i in _data_users(users, cur)
+                   if (u.op == "Mul" and const_scalar(nodes, u.input[1 - i]) == 1.0)
+                   or (u.op in ("Add", "AddV2") and const_scalar(nodes, u.input[1 - i]) == 0.0)]
+            if len(nxt) != 1:
+                break
+            cur = nxt[0].name
+    return out
+
+
+def find_dropouts(graph_def: Any) -> list[dict[str, Any]]:
+    """Each dropout mask application: ``{"node", "x", "knob_ref", "kind", "value", "reason"}``.
+
+    ``kind`` is ``rate`` (identity when the knob is 0) or ``keep`` (identity when it is 1);
+    ``reason`` is None when the dropout is exactly the identity.
+    """
+    nodes = node_map(graph_def)
+    users = consumers(graph_def)
+    found = []
+    for u_name in _uniforms(nodes, users):
+        for mask, idx in _data_users(users, u_name):
+            if mask.op == "GreaterEqual" and idx == 0:
+                kind, knob = "rate", mask.input[1]
+                appliers = [(m, i) for m, i in _data_users(users, mask.name)]
+                casts = [m for m, _ in appliers if m.op == "Cast"]
+                for cast in casts:
+                    appliers += _data_users(users, cast.name)
+            elif mask.op in ("Add", "AddV2"):
+                kind, knob = "keep", mask.input[1 - idx]
+                appliers = [a for f, _ in _data_users(users, mask.name) if f.op == "Floor"
+                            for a in _data_users(users, f.name)]
+            else:
+                continue
+            for applier, i in appliers:
+                if applier.op in ("SelectV2", "Select") and i == 0:
+                    scaled = applier.input[1]
+                elif applier.op == "Mul":
+                    scaled = applier.input[1 - i]
+                else:
+                    continue
+                found.append(_describe(nodes, applier.name, scaled, knob, kind))
+    return found
+
+
+def _describe(nodes: dict[str, Any], name: str, scaled: str, knob: str, kind: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"node": name, "knob_ref": knob, "kind": kind, "x": None, "reason": None}
+    value = const_scalar(nodes, knob)
+    entry["value"] = value
+    identity = 0.0 if kind == "rate" else 1.0
+    knob_name = _source(nodes, knob)
+    if value is None:
+        behind = _knob_placeholder(nodes, knob, kind)
+        hint = f"--set {behind[0]}={behind[1]}" if behind else f"--set {knob_name}={identity}"
+        entry["reason"] = (f"{'rate' if kind == 'rate' else 'keep probability'} '{knob_name}' is not a constant; "
+                           f"dropout kept (turn it off with {hint})")
+        return entry
+    if value != identity:
+        entry["reason"] = f"{'rate' if kind == 'rate' else 'keep probability'} is {value:g}, not {identity:g}: dropout kept"
+        return entry
+    node = nodes[_source(nodes, scaled)]
+    if node.op in ("RealDiv", "Mul") and const_scalar(nodes, node.input[1]) == 1.0:
+        entry["x"] = node.input[0]
+    elif node.op == "Mul" and const_scalar(nodes, node.input[0]) == 1.0:
+        entry["x"] = node.input[1]
+    else:
+        entry["reason"] = f"scaling '{node.name}' ({node.op}) is not x / 1 or x * 1: dropout kept"
+    return entry
+
+
+def _placeholder_behind(nodes: dict[str, Any], ref: str) -> str | None:
+    """The placeholder a knob is computed from (``1 - keep_prob``), if exactly one."""
+    stack, seen, found = [tensor_node(ref)], set(), []
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in nodes:
+            continue
+        seen.add(name)
+        if nodes[name].op in PLACEHOLDER_OPS:
+            found.append(name)
+        stack += [tensor_node(r) for r in nodes[name].input if not is_control(r)]
+    return found[0] if len(found) == 1 else None
+
+
+def dropout_knobs(graph_def: Any, *, any_placeholder: bool = False) -> dict[str, float]:
+    """Placeholders to bind so every dropout becomes the identity: name -> value.
+
+    A knob is a float scalar ``Placeholder`` named like a keep probability or a rate
+    (``keep_prob``, ``dropout_rate``, ``rate``) from which a dropout mask's threshold is computed.
+    The value is 1 when the mask is ``U >= 1 - knob`` or ``floor(knob + U)`` (a keep probability),
+    0 when it is ``U >= knob`` (a rate). ``any_placeholder=True`` accepts any name and
+    ``PlaceholderWithDefault`` too (for error hints: what to bind to turn the noise off).
+    """
+    nodes = node_map(graph_def)
+    out: dict[str, float] = {}
+    for d in find_dropouts(graph_def):
+        name = _placeholder_behind(nodes, d["knob_ref"])
+        node = nodes.get(name or "")
+        if node is None or node.op not in PLACEHOLDER_OPS:
+            continue
+        if not any_placeholder and (node.op == "PlaceholderWithDefault" or not KNOB_NAMES.search(node.name)):
+            continue
+        if node.attr["dtype"].type not in _FLOAT_TYPES or len(node.attr["shape"].shape.dim) > 0:
+            continue
+        behind = _knob_placeholder(nodes, d["knob_ref"], d["kind"])
+        if behind is not None:
+            out[node.name] = behind[1]
+    return out
+
+
+def _knob_placeholder(nodes: dict[str, Any], ref: str, kind: str) -> tuple[str, float] | None:
+    """The placeholder behind a mask threshold and the value that turns the dropout off."""
+    name = _placeholder_behind(nodes, ref)
+    flips = None if name is None else _sign_flips(nodes, ref, name)
+    if name is None or flips is None:
+        return None
+    is_keep = (kind == "keep") != (flips % 2 == 1)
+    return name, 1.0 if is_keep else 0.0
+
+
+def _sign_flips(nodes: dict[str, Any], ref: str, target: str) -> int | None:
+    """How many ``1 - v`` steps lead from ``target`` to ``ref`` (None: some other computation)."""
+    name = _source(nodes, ref)
+    flips = 0
+    while name != target:
+        node = nodes[name]
+        if node.op != "Sub" or const_scalar(nodes, node.input[0]) != 1.0:
+            return None
+        name = _source(nodes, node.input[1])
+        flips += 1
+    return flips
+
+
+class RemoveDropout(Pass):
+    name = "remove_dropout"
+
+    def run(self, model: Model) -> PassResult:
+        graph_def = copy_graph(model.graph_def)
+        nodes = node_map(graph_def)
+        skips, changed = [], False
+        for d in find_dropouts(graph_def):
+            if d["reason"] is not None:
+                skips.append(Skip(d["node"], d["reason"]))
+                continue
+            node = nodes[d["node"]]
+            dtype = node.attr["T"].type
+            controls = [r for r in node.input if is_control(r)]
+            node.op = "Identity"
+            node.attr.clear()
+            node.attr["T"].type = dtype
+            del node.input[:]
+            node.input.extend([d["x"], *controls])
+            changed = True
+        return PassResult(model.replace(graph_def=graph_def) if changed else model, changed, skips)
