@@ -26,7 +26,7 @@ import traceback
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tfopt.coverage import corpus  # noqa: E402
+from tfopt.coverage import corpus
 
 
 def say(msg: str) -> None:

