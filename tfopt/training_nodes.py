@@ -83,12 +83,15 @@ def output_candidates(graph_def: Any) -> list[str]:
     nodes of which at least one is a loss or metric (``logits`` feeding only the loss).
 
     Excluded: training-only nodes, constants/variables/placeholders/control flow, values that only
-    feed state updates (moving averages), and nodes that depend on a label-like placeholder.
+    feed state updates (moving averages), nodes that depend on a label-like placeholder, and nodes
+    whose only placeholders are training flags.
     """
     nodes = node_map(graph_def)
     users = consumers(graph_def)
     training = {n.name for n in graph_def.node if is_training_node(n)}
     labels = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS and LABEL_NAMES.search(n.name)}
+    placeholders = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS}
+    flags = {name for name in placeholders if is_training_flag(nodes[name], graph_def)}
     out = []
     for node in graph_def.node:
         if node.name in training or node.op in _NOT_OUTPUTS or node.op.startswith("Placeholder"):
@@ -101,6 +104,12 @@ def output_candidates(graph_def: Any) -> list[str]:
             continue  # something in the forward graph consumes it (data or control)
         if all_users and not any(u.op in LOSS_OPS or LOSS_SCOPES.search(u.name) for u in all_users):
             continue  # feeds only state updates / optimizer / saver: not a prediction
-        if not labels & ancestors(graph_def, [node.name], follow_control=False):
-            out.append(node.name)
+        feeds = placeholders & ancestors(graph_def, [node.name], follow_control=False)
+        if feeds & labels:
+            continue
+        if feeds and feeds <= flags:
+            # computed from the training flag alone: a tf.cond's pred_id whose branches are constants
+            # (tf.layers BatchNorm's momentum cond), not a prediction
+            continue
+        out.append(node.name)
     return out
