@@ -64,7 +64,9 @@ CORPUS: tuple[Entry, ...] = (
           authors={"tflite": "fer/data/emotion_model_quantized.tflite"}),
     Entry("musicnn-mtt", "musicnn", "0.1.0", "musicnn/MTT_musicnn", "tf1-checkpoint",
           "TF1 checkpoint with the empty prefix (.meta/.index/.data); is_training placeholder, 1-D convs "
-          "over a dynamic time axis, BatchNorm"),
+          "over a dynamic time axis, BatchNorm; two forward sinks (the output and an unused variance), "
+          "so the output is named",
+          outputs=("model/Sigmoid",)),
     Entry("musicnn-vgg", "musicnn", "0.1.0", "musicnn/MTT_vgg", "tf1-checkpoint",
           "TF1 checkpoint with the empty prefix; VGG-style 2-D convs, is_training, dropout"),
     Entry("russtress", "russtress", "0.1.4", "russtress/weights.96.hdf5", "keras2-h5",
