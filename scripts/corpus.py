@@ -153,8 +153,9 @@ def plain_convert(target: str, model: str, fmt: str, out: str) -> None:
         import tensorflow as tf
 
         path = os.path.join(out, "model.tflite")
+        flat = tf.lite.TFLiteConverter.from_saved_model(saved).convert()
         with open(path, "wb") as f:
-            f.write(tf.lite.TFLiteConverter.from_saved_model(saved).convert())
+            f.write(flat)
     elif target == "onnx":
         import subprocess
 
