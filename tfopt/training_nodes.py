@@ -121,7 +121,8 @@ def explain_outputs(graph_def: Any) -> dict[str, str]:
     training-only nodes (assigns, moving averages, ``UPDATE_OPS`` the train op waits on). A node is
     a candidate when nothing but the loss, labels' computations and training nodes consumes it,
     it is not computed from the labels or the loss, and it depends on more than constants and
-    training flags.
+    training flags (nor, among placeholders, on training flags alone: a ``tf.cond``'s ``pred_id``
+    with constant branches, which tf.layers BatchNorm leaves behind, reads variables too).
     """
     nodes = node_map(graph_def)
     users = consumers(graph_def)
@@ -133,6 +134,7 @@ def explain_outputs(graph_def: Any) -> dict[str, str]:
     loss_side |= _descendants(graph_def, labels, users) - training
     flags = {n.name for n in graph_def.node if is_training_flag(n, graph_def)}
     out: dict[str, str] = {}
+    placeholders = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS}
     for node in graph_def.node:
         name = node.name
         if name in training or name in loss_side or node.op in _NOT_OUTPUTS or node.op.startswith("Placeholder"):
@@ -151,6 +153,9 @@ def explain_outputs(graph_def: Any) -> dict[str, str]:
         sources = _sources(graph_def, name)
         if sources <= flags | {n for n in sources if nodes[n].op == "Const"}:
             continue  # computed from constants and training flags only
+        feeds = placeholders & ancestors(graph_def, [name], follow_control=False)
+        if feeds and feeds <= flags:
+            continue  # among placeholders, computed from training flags alone: not a prediction
         if to_loss:
             out[name] = f"feeds only the loss ({', '.join(sorted(losses)[:2])}, {loss_why})"
         else:

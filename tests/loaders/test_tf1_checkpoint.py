@@ -121,3 +121,23 @@ def test_inspect_reports_training_baggage(tf1_ckpt):
     # 6 trainable + 2 moving statistics + 12 Adam slots + 2 beta powers + global_step
     assert info["variables"] == 23 and info["variable_bytes"] > 3 * 4 * (72 + 1280)
     assert os.path.samefile(info["meta"], tf1_ckpt.meta)
+
+
+def test_outputs_exclude_what_only_the_training_flag_computes():
+    """tf.layers BatchNorm's momentum cond has constant branches: its ``pred_id`` (Identity of the
+    training flag) is a sink but no prediction (musicnn 0.1.0 lists nine of them). A sink that mixes
+    the flag with real inputs stays a candidate."""
+    from tfopt.training_nodes import output_candidates
+
+    tf_ = tf()
+    graph = tf_.Graph()
+    with graph.as_default():
+        x = tf_.compat.v1.placeholder(tf_.float32, [None, 3], name="x")
+        flag = tf_.compat.v1.placeholder(tf_.bool, [], name="is_training")
+        tf_.identity(x * 2.0, name="probs")
+        tf_.multiply(x, tf_.cast(flag, tf_.float32), name="gated")
+    graph_def = graph.as_graph_def()
+    # what a TF1 cond with constant branches leaves once its state updates are gone
+    pred_id = graph_def.node.add(name="momentum/cond_1/pred_id", op="Identity", input=["is_training"])
+    pred_id.attr["T"].type = 10  # DT_BOOL
+    assert sorted(output_candidates(graph_def)) == ["gated", "probs"]

@@ -177,3 +177,38 @@ def test_graphdef_round_trip(tmp_path, suffix):
     again, _ = tfopt.freeze(path, outputs=["out", "total"])
     assert [s.name for s in again.inputs] == ["x"]
     _check_frozen_matches(again, lambda f: {k: v.numpy() for k, v in module(f["x"], False).items()})
+
+
+def _keras20_gru_file(tmp_path, *, reset_after, strip):
+    """A tf-keras GRU model saved as .h5; ``strip`` drops ``reset_after`` from the stored config and
+    stamps Keras 2.0.8, as Keras 2.0 wrote GRUs (shakkala 1.7's simple_model.h5)."""
+    import json
+
+    import h5py
+    import tf_keras
+
+    inputs = tf_keras.Input((7, 3), name="seq")
+    h = tf_keras.layers.GRU(4, return_sequences=True, reset_after=reset_after, name="gru")(inputs)
+    h = tf_keras.layers.Bidirectional(tf_keras.layers.GRU(2, reset_after=reset_after), name="bigru")(h)
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(2, name="score")(h))
+    path = str(tmp_path / "gru.h5")
+    model.save(path)
+    if strip:
+        with h5py.File(path, "r+") as f:
+            config = json.loads(f.attrs["model_config"])
+            for layer in config["config"]["layers"]:
+                layer["config"].pop("reset_after", None)
+                layer["config"].get("layer", {}).get("config", {}).pop("reset_after", None)
+            f.attrs["model_config"] = json.dumps(config).encode()
+            f.attrs["keras_version"] = b"2.0.8"
+    return path, model
+
+
+@pytest.mark.parametrize(("reset_after", "strip"), [(False, True), (False, False), (True, False)],
+                         ids=["keras2.0-no-reset_after", "reset_after-false-stored", "reset_after-true-stored"])
+def test_keras2_h5_gru_keeps_the_writers_reset_after(tmp_path, reset_after, strip):
+    path, model = _keras20_gru_file(tmp_path, reset_after=reset_after, strip=strip)
+    loaded = tfopt.load(path)
+    frozen, report = tfopt.freeze(loaded)
+    _check_frozen_matches(frozen, lambda f: {"score": model(f["seq"], training=False).numpy()})
+    assert report.verification[0].max_abs_err < 1e-5

@@ -48,7 +48,9 @@ def load(path: str, options: Any) -> Model:
             _refuse_h5_lambda(path)
         import tf_keras
 
-        kinds = _tfmot_kinds(_stored_config(path))
+        stored = _stored_config(path)
+        kinds = _tfmot_kinds(stored)
+        custom = {**_legacy_shims(stored), **custom}  # the user's own classes win
         with _tfmot_scopes(kinds, path):
             model = _guarded(path, lambda: tf_keras.models.load_model(
                 path, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
@@ -143,6 +145,48 @@ def _stored_config(path: str) -> str:
         return "" if config is None else config.decode() if isinstance(config, bytes) else str(config)
     except (OSError, zipfile.BadZipFile, KeyError):
         return ""
+
+
+def _legacy_shims(config: str) -> dict[str, Any]:
+    """Stand-ins for layers whose stored config means something else to tf-keras than to the Keras
+    that wrote it.
+
+    Keras 2.0 wrote GRU configs without ``reset_after`` (added in 2.1.0, default False: the reset gate
+    applies before the recurrent matmul, one bias of 3·units). tf-keras defaults to True, so such a file
+    fails on the bias shape ("GRU(reset_after=False) is not compatible with GRU(reset_after=True)"), or
+    would compute a different GRU. The shim restores the writer's default; a config that names
+    ``reset_after`` is left as stored.
+    """
+    if not config or '"GRU"' not in config:
+        return {}
+    try:
+        layers = _walk_layers(json.loads(config))
+    except ValueError:
+        return {}
+    if not any(c.get("class_name") == "GRU" and "reset_after" not in c.get("config", {}) for c in layers):
+        return {}
+    import tf_keras
+
+    class GRU:  # only its from_config is used: it returns tf-keras's own GRU
+        @classmethod
+        def from_config(cls, config: dict[str, Any]) -> Any:
+            return tf_keras.layers.GRU.from_config({"reset_after": False, **config})
+
+    return {"GRU": GRU}
+
+
+def _walk_layers(node: Any) -> list[dict[str, Any]]:
+    """Every ``{"class_name", "config"}`` dict in a stored Keras config (nested models, wrappers)."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if "class_name" in node and isinstance(node.get("config"), dict):
+            found.append(node)
+        for value in node.values():
+            found += _walk_layers(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _walk_layers(value)
+    return found
 
 
 def _tfmot_kinds(config: str) -> set[str]:

