@@ -53,7 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with signals.handle_signals():
         try:
             code = COMMANDS[args.command](args)
-            signals.checkpoint()  # a signal during the last step still exits 130/143
+            if signals.received():  # too late to stop: the output is in place, but say so and exit 130/143
+                print(f"tfopt: interrupted ({signal_name(signals.received())}) after the output was written",
+                      file=sys.stderr)
+                return 128 + signals.received()
             return code
         except TfoptError as exc:
             if signals.received() and not isinstance(exc, signals.Interrupted):
@@ -74,6 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"tfopt: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
                   "(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
             return 1
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
 
 if __name__ == "__main__":
     sys.exit(main())
