@@ -177,3 +177,27 @@ def test_full_disk_is_exit_8_with_nothing_written(target, tiny_disk, tmp_path, c
     assert re.search(r"out: cannot write \((no space left on the device|No space left on device)\)", err), err
     assert os.listdir(tiny_disk) == []
 
+
+
+FLEET_REFUSED = {
+    "outroot-inside-input": (["-o", "proj/sm/fleet"], r"tiny: -o .*fleet/tiny: would overwrite the input model|"
+                                                      r"tiny: -o .*proj/sm/fleet: would overwrite the input model"),
+    "outdir-not-tfopts": (["-o", "."], r"tiny: -o .*/tiny: directory exists and holds files tfopt did not write"),
+}
+
+
+@pytest.mark.parametrize("case", FLEET_REFUSED.values(), ids=FLEET_REFUSED.keys())
+def test_fleet_script_checks_every_output_first(case, proj):
+    """The fleet script refuses like the CLI, for every model, before converting any (exit 2)."""
+    import sys
+
+    (proj / "fleet.yaml").write_text("models:\n  - name: tiny\n    path: proj/sm\n    to: pb\n")
+    (proj / "tiny").mkdir()
+    (proj / "tiny" / "notes.txt").write_text("mine\n")
+    before = digest(str(proj))
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "convert_fleet.py")
+    result = subprocess.run([sys.executable, script, "fleet.yaml", *case[0]], cwd=proj, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert re.search(case[1], result.stderr), result.stderr
+    assert digest(str(proj)) == before and not os.path.exists(proj / "proj" / "sm" / "fleet")

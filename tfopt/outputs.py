@@ -64,17 +64,7 @@ def check_output(path: str, *, inputs: Iterable[object] = (), kind: str = "dir",
     """
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: choose from {KINDS}")
-    out = os.path.realpath(path)
-    for source in inputs:
-        if not isinstance(source, (str, os.PathLike)):
-            continue
-        src = os.path.realpath(source)
-        if out == src or _inside(out, src):
-            raise OptionError(f"{option} {path}: would overwrite the input model {os.fspath(source)}"
-                              f"{'' if out == src else ' (it is inside it)'}; choose an output path outside it")
-        if _inside(src, out):
-            raise OptionError(f"{option} {path}: would overwrite the input model {os.fspath(source)}: replacing "
-                              f"{path} deletes the input inside it; choose an output path that does not contain it")
+    check_not_input(path, inputs, option=option)
     check_writable(path)
     if not os.path.lexists(path):
         return
@@ -99,6 +89,22 @@ def check_output(path: str, *, inputs: Iterable[object] = (), kind: str = "dir",
         raise OutputPathError(f"{option} {path}: directory exists and holds files tfopt did not write ({shown}); "
                               f"it would be replaced as a whole: pass --overwrite to replace it, or choose another "
                               f"{option}")
+
+
+def check_not_input(path: str, inputs: Iterable[object], *, option: str = "-o") -> None:
+    """Rule 1 alone (``path`` need not exist): raise :class:`OptionError` when ``path`` is one of
+    ``inputs``, lies inside one, or contains one (after resolving symlinks)."""
+    out = os.path.realpath(path)
+    for source in inputs:
+        if not isinstance(source, (str, os.PathLike)):
+            continue
+        src = os.path.realpath(source)
+        if out == src or _inside(out, src):
+            raise OptionError(f"{option} {path}: would overwrite the input model {os.fspath(source)}"
+                              f"{'' if out == src else ' (it is inside it)'}; choose an output path outside it")
+        if _inside(src, out):
+            raise OptionError(f"{option} {path}: would overwrite the input model {os.fspath(source)}: replacing "
+                              f"{path} deletes the input inside it; choose an output path that does not contain it")
 
 
 def check_convert_outputs(outdir: str, junit: str | None, sources: Iterable[object], *, overwrite: bool = False) -> None:
