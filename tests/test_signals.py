@@ -156,3 +156,23 @@ def test_two_runs_are_byte_identical(first_run, tmp_path):
     for name in names:
         if not name.startswith("report."):
             assert digest(os.path.join(first, name)) == digest(os.path.join(again, name)), name
+
+
+@pytest.mark.slow
+def test_no_safe_point_within_the_grace_period_stops_at_once(work):
+    """TFOPT_INTERRUPT_GRACE=0: the watchdog does not wait for the main thread (a long C++ stage)."""
+    root, before = work
+    run = Run(root, env={"TFOPT_INTERRUPT_GRACE": "0"})
+    run.wait_for("loading, freezing")
+    run.proc.send_signal(signal.SIGINT)
+    code, err = run.finish()
+    assert code == 130, err
+    assert {name: digest(os.path.join(root, name)) for name in before} == before and not debris(root)
+
+
+def test_main_restores_the_callers_signal_handlers(tmp_path, capsys):
+    """In-process callers (tests, notebooks) get their handlers and wakeup fd back."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    assert cli.main(["convert", str(tmp_path / "nope"), "-o", str(tmp_path / "out")]) == 3, capsys.readouterr().err
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
+    assert signal.set_wakeup_fd(-1) == -1

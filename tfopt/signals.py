@@ -116,7 +116,6 @@ def _stop_unless(done: threading.Event) -> None:
 
 
 def _watch(read_fd: int, grace: float, done: threading.Event) -> None:
-    timer: threading.Timer | None = None
     while True:
         try:
             data = os.read(read_fd, 64)
@@ -150,7 +149,10 @@ def handle_signals(*, grace: float | None = None) -> Iterator[None]:
         yield
         return
     if grace is None:
-        grace = float(os.environ.get("TFOPT_INTERRUPT_GRACE", "10"))
+        try:
+            grace = float(os.environ.get("TFOPT_INTERRUPT_GRACE", "10"))
+        except ValueError:
+            grace = 10.0
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     previous = {s: signal.signal(s, _handler) for s in SIGNALS}
