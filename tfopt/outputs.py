@@ -65,6 +65,8 @@ def check_output(path: str, *, inputs: Iterable[object] = (), kind: str = "dir",
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: choose from {KINDS}")
     check_not_input(path, inputs, option=option)
+    if kind == "report-dir" and not os.path.lexists(path):
+        return  # created with its parents when the report is written
     check_writable(path)
     if not os.path.lexists(path):
         return
