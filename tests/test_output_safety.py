@@ -46,6 +46,8 @@ def proj(tmp_path, model_dir):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "notes.txt").write_text("hi\n")
     (tmp_path / "afile").write_text("not a directory\n")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "report.md").write_text("my own report\n")
     (tmp_path / "dir.pb").mkdir()
     os.symlink(tmp_path / "proj" / "sm", tmp_path / "link")
     return tmp_path
@@ -82,6 +84,8 @@ REFUSED = {
     "optimize-inside-input": (["optimize", SM, "-o", SM + "/variables/o.pb"], 2, r"would overwrite the input model"),
     "verify-report-dir-is-reference": (["verify", "x.pb", "--reference", SM, "--report-dir", SM], 2,
                                        r"--report-dir .*sm: would overwrite the input model"),
+    "verify-report-dir-foreign-report": (["verify", "x.pb", "--reference", SM, "--report-dir", "r"], 8,
+                                        r"--report-dir r: report\.md exists and tfopt did not write it.*--overwrite"),
     # before loading: the model path does not exist, yet the output is what is reported
     "checked-before-loading": (["convert", "proj/nope", "-o", "d", "--to", "pb"], 8, r"tfopt did not write"),
 }
