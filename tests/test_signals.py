@@ -35,7 +35,7 @@ class Run:
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True)
         self.reader.start()
 
-    def wait_for(self, marker: str, timeout: float = 120) -> None:
+    def wait_for(self, marker: str, timeout: float = 300) -> None:
         end = time.monotonic() + timeout
         while not any(marker in line for line in self.lines):
             assert self.proc.poll() is None, f"exited {self.proc.returncode} before {marker!r}: {self.lines[-5:]}"
@@ -43,7 +43,7 @@ class Run:
             time.sleep(0.01)
 
     def finish(self) -> tuple[int, str]:
-        code = self.proc.wait(timeout=120)
+        code = self.proc.wait(timeout=300)
         self.reader.join(timeout=10)
         return code, "".join(self.lines)
 
