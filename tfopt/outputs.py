@@ -98,8 +98,8 @@ def check_not_input(path: str, inputs: Iterable[object], *, option: str = "-o") 
     ``inputs``, lies inside one, or contains one (after resolving symlinks)."""
     out = os.path.realpath(path)
     for source in inputs:
-        if not isinstance(source, (str, os.PathLike)):
-            continue
+        if not isinstance(source, (str, os.PathLike)) or (":" in os.fspath(source) and not os.path.lexists(source)):
+            continue  # not a path: a loaded model without one, or calibration from module:function
         src = os.path.realpath(source)
         if out == src or _inside(out, src):
             raise OptionError(f"{option} {path}: would overwrite the input model {os.fspath(source)}"
