@@ -34,7 +34,6 @@ def atomic_path(path: str, *, directory: bool = False) -> Iterator[str]:
     replaces ``path``. A full disk, from Python or from TensorFlow's writers, is an
     :class:`OutputPathError`.
     """
-
     check_writable(path)
     parent = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path.rstrip(os.sep)) or "out"

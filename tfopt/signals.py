@@ -48,10 +48,14 @@ class Interrupted(TfoptError):
     """The run was stopped by SIGINT (exit 130) or SIGTERM (exit 143); nothing was replaced."""
 
     def __init__(self, signum: int):
-        name = signal.Signals(signum).name
-        super().__init__(f"interrupted ({name}); the previous output, if any, is left as it was")
+        super().__init__(f"interrupted ({name(signum)}); the previous output, if any, is left as it was")
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+def name(signum: int) -> str:
+    """``SIGINT``, ``SIGTERM``."""
+    return signal.Signals(signum).name
 
 
 class _State:

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from tfopt import signals
 from tfopt.cli import convert, freeze, inspect, verify
 from tfopt.cli.args import EPILOG, parse_inputs, parse_set
 from tfopt.errors import TfoptError
@@ -47,14 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Converters log advice and deprecations at WARNING; the user sees tfopt's own messages only.
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(name)s: %(message)s")
     logging.getLogger("tfopt").setLevel(logging.DEBUG if args.debug else logging.WARNING)
-    from tfopt import signals
-
     # SIGINT/SIGTERM stop the run at a safe point, never inside a finaliser (see tfopt.signals).
     with signals.handle_signals():
         try:
             code = COMMANDS[args.command](args)
             if signals.received():  # too late to stop: the output is in place, but say so and exit 130/143
-                print(f"tfopt: interrupted ({signal_name(signals.received())}) after the output was written",
+                print(f"tfopt: interrupted ({signals.name(signals.received())}) after the output was written",
                       file=sys.stderr)
                 return 128 + signals.received()
             return code
@@ -77,11 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"tfopt: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
                   "(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
             return 1
-
-def signal_name(signum: int) -> str:
-    import signal
-
-    return signal.Signals(signum).name
 
 
 if __name__ == "__main__":
