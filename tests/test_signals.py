@@ -115,13 +115,15 @@ def test_signal_stops_the_run_and_leaves_the_previous_outdir(case, work):
 @pytest.mark.parametrize("case", SLOW_CASES.values(), ids=SLOW_CASES.keys())
 def test_signal_anywhere(case, work):
     """A swallowed interrupt would show as exit 0 with the OUTDIR replaced. A signal that lands after
-    the rename (the run was done) must say so; one after tfopt's handlers are gone dies of it."""
+    the rename (the run was done) must say so, also while the process winds down, or die of it."""
     signum, marker, delay = case
     code, err, _, replaced = interrupt(work, signum, marker, delay)
     if not replaced:
         assert code == 128 + signum and "the previous output, if any, is left as it was" in err, err
     else:
-        assert (code == 128 + signum and "after the output was written" in err) or code == -signum, err
+        # late in interpreter shutdown Python has put the default handlers back: killed by the signal
+        assert code == -signum or (code == 128 + signum and ("after the output was written" in err
+                                                              or "while exiting" in err)), err
 
 
 def test_second_signal_stops_at_once(work):

@@ -36,6 +36,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -142,12 +143,22 @@ def _watch(read_fd: int, grace: float, done: threading.Event) -> None:
                 _hard_stop()
 
 
+def _exit_now(signum: int, frame: object) -> None:
+    """After the command: nothing is left to protect, and TensorFlow's teardown takes seconds."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    os.write(2, f"tfopt: interrupted ({name(signum)}) while exiting\n".encode())
+    os._exit(128 + signum)
+
+
 @contextlib.contextmanager
-def handle_signals(*, grace: float | None = None) -> Iterator[None]:
+def handle_signals(*, grace: float | None = None, restore: bool = True) -> Iterator[None]:
     """Install the handlers and the watchdog for the duration of a CLI command.
 
-    Only in the main thread (elsewhere signals cannot be handled and this does nothing). The
-    previous handlers and wakeup fd are restored on exit.
+    Only in the main thread (elsewhere signals cannot be handled and this does nothing). On exit
+    the previous handlers and wakeup fd are restored (in-process callers: tests, notebooks), or with
+    ``restore=False`` (the ``tfopt`` process itself) a signal exits at once with 130/143: the command
+    is over, and a signal during interpreter shutdown would otherwise land in a finaliser.
     """
     if threading.current_thread() is not threading.main_thread() or _state.installed:
         yield
@@ -171,7 +182,7 @@ def handle_signals(*, grace: float | None = None) -> Iterator[None]:
         done.set()
         signal.set_wakeup_fd(previous_fd)
         for s, h in previous.items():
-            signal.signal(s, h)
+            signal.signal(s, h if restore else _exit_now)
         os.close(write_fd)  # the watcher reads EOF and ends
         watcher.join(timeout=1)
         os.close(read_fd)

@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(name)s: %(message)s")
     logging.getLogger("tfopt").setLevel(logging.DEBUG if args.debug else logging.WARNING)
     # SIGINT/SIGTERM stop the run at a safe point, never inside a finaliser (see tfopt.signals).
-    with signals.handle_signals():
+    with signals.handle_signals(restore=argv is not None):  # argv None: the tfopt process itself
         try:
             code = COMMANDS[args.command](args)
             if signals.received():  # too late to stop: the output is in place, but say so and exit 130/143
