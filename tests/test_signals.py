@@ -130,9 +130,9 @@ def test_signal_anywhere(case, work):
 
 def test_second_signal_stops_at_once(work):
     """SIGTERM twice: the watchdog removes the temp dir and exits without waiting for a safe point."""
-    code, err, seconds, replaced = interrupt(work, signal.SIGTERM, "loading, freezing", repeat=2)
+    code, err, _, replaced = interrupt(work, signal.SIGTERM, "loading, freezing", repeat=2)
     assert code == 143 and not replaced, err
-    assert seconds < 2.5, f"{seconds:.1f} s to stop"  # a normal exit spends longer tearing TensorFlow down
+    assert "stopped without waiting for a safe point" in err, err  # os._exit: no TensorFlow teardown either
 
 
 def test_killed_runs_temp_dir_is_removed_by_the_next_run(work, capsys, monkeypatch):
