@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Convert a fleet of models from a YAML manifest: parallel, resumable, one summary, gate-aware exit.
 
-    python scripts/convert_fleet.py fleet.yaml [-o OUTROOT] [--jobs N] [--force] [--only NAME ...]
+    python scripts/convert_fleet.py fleet.yaml [-o OUTROOT] [--jobs N] [--force] [--overwrite] [--only NAME ...]
 
 The manifest (paths relative to the manifest's directory)::
 
@@ -21,8 +21,11 @@ The manifest (paths relative to the manifest's directory)::
 Each model converts in its own worker process (``--jobs``, default 2; TensorFlow runs once per
 process). A model is skipped when its artifacts and report are up to date: same options and
 same input bytes (model, calibration and eval files, hashed) as the run that wrote them, and
-every artifact still there. Exit status: 0 when all converted and passed their gates, 10 when a
-gate failed (reports are written), 1 when a model could not be converted.
+every artifact still there. Outputs follow tfopt's rule (:mod:`tfopt.outputs`), checked for every
+model before any converts: OUTROOT/NAME may not be, hold or lie inside a model's input, and an existing
+OUTROOT/NAME that tfopt did not write is refused unless ``--overwrite``. Exit status: 0 when all
+converted and passed their gates, 10 when a gate failed (reports are written), 1 when a model could
+not be converted, 2 when an output is refused.
 """
 
 from __future__ import annotations
@@ -102,6 +105,26 @@ def up_to_date(outdir: str, stamp: str) -> bool:
         all(os.path.exists(os.path.join(outdir, a["path"])) for a in artifacts)
 
 
+def check_outputs(models: list[dict[str, Any]], root: str, *, overwrite: bool) -> list[str]:
+    """tfopt's output rule for every model's OUTROOT/NAME (and --junit): the refusals, one line each."""
+    from tfopt.errors import TfoptError
+    from tfopt.outputs import check_convert_outputs, check_not_input
+
+    problems = []
+    for model in models:
+        options = model["options"]
+        try:
+            if not os.path.isdir(root):  # OUTROOT is created only when no model's input is in the way
+                check_not_input(root, [options.get(k) for k in ("path", "calibration", "eval_data")])
+                continue
+            check_convert_outputs(os.path.join(root, model["name"]), options.get("junit"),
+                                  [options.get(k) for k in ("path", "calibration", "eval_data", "finetune_data")],
+                                  overwrite=overwrite)
+        except TfoptError as exc:
+            problems.append(f"{model['name']}: {exc}")
+    return problems
+
+
 def convert_one(name: str, options: dict[str, Any], outdir: str, stamp: str) -> dict[str, Any]:
     """Worker: one model, its outcome as a summary row (never raises)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -145,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", help="output root (default: fleet_out next to the manifest)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="convert even when up to date")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing OUTROOT/NAME that tfopt did not write (refused without it)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="convert only these models")
     args = parser.parse_args(argv)
 
@@ -155,7 +180,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--only: no model named {', '.join(sorted(unknown))} in {args.manifest}")
         models = [m for m in models if m["name"] in args.only]
     root = os.path.abspath(args.output or os.path.join(os.path.dirname(os.path.abspath(args.manifest)), "fleet_out"))
-    os.makedirs(root, exist_ok=True)
+    problems = check_outputs(models, root, overwrite=args.overwrite)
+    if not problems:
+        os.makedirs(root, exist_ok=True)
+        problems = check_outputs(models, root, overwrite=args.overwrite)
+    if problems:
+        print("nothing converted:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
     rows, pending = [], []
     for model in models:
         outdir = os.path.join(root, model["name"])
@@ -165,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({**row, "status": "up to date" if not row["gates_failed"] else "gate failed",
                          "message": "", "seconds": 0.0})
         else:
-            pending.append((model["name"], model["options"], outdir, stamp))
+            pending.append((model["name"], {**model["options"], "overwrite": args.overwrite}, outdir, stamp))
     print(f"{len(models)} model(s): {len(pending)} to convert, {len(models) - len(pending)} up to date", flush=True)
     if pending:
         with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=get_context("spawn")) as pool:

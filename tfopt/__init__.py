@@ -70,11 +70,12 @@ def convert(model: Any, outdir: str, **options: Any) -> Any:
     return _convert(model, outdir, **options)
 
 
-def save(model: Any, path: str, *, format: str | None = None) -> str:
-    """Write a frozen model: ``pb``, ``pbtxt`` or ``savedmodel`` (inferred from ``path``)."""
+def save(model: Any, path: str, *, format: str | None = None, overwrite: bool = False) -> str:
+    """Write a frozen model: ``pb``, ``pbtxt`` or ``savedmodel`` (inferred from ``path``); the
+    output rule of :mod:`tfopt.outputs` applies (``overwrite`` replaces a directory tfopt did not write)."""
     from tfopt.pipeline import save_model
 
-    return save_model(model, path, format=format)
+    return save_model(model, path, format=format, overwrite=overwrite)
 
 
 def inspect(path: Any, **options: Any) -> dict[str, Any]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 
+from tfopt import signals
 from tfopt.errors import OutputPathError
 
 
@@ -24,25 +26,93 @@ def check_writable(path: str) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str, *, directory: bool = False) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically."""
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
+
+    The temporary directory is ``.NAME.tmp-PID-XXXX`` beside ``path``: removed on any error or
+    interrupt; a killed run's is removed by the next run writing ``path`` (:func:`remove_stale`).
+    Interrupts (:mod:`tfopt.signals`) are checked once more before the rename, so a stopped run never
+    replaces ``path``. A full disk, from Python or from TensorFlow's writers, is an
+    :class:`OutputPathError`.
+    """
     check_writable(path)
     parent = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path.rstrip(os.sep)) or "out"
+    remove_stale(path)
     try:
-        tmp_dir = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
+        tmp_dir = tempfile.mkdtemp(prefix=f"{_tmp_prefix(base)}{os.getpid()}-", dir=parent)
     except OSError as exc:  # read-only file system, or permissions that os.access granted root
         raise OutputPathError(f"{path}: cannot write in {parent} ({exc.strerror}); choose another -o location") from exc
+    signals.register_temp(tmp_dir)
     tmp = os.path.join(tmp_dir, base)
     try:
         yield tmp
-        if directory and os.path.isdir(path):
-            old = os.path.join(tmp_dir, base + ".old")
-            os.replace(path, old)
-        os.replace(tmp, path)
+        signals.checkpoint()
+        with signals.critical():  # a hard stop waits: the previous output or the new one, never neither
+            if directory and os.path.isdir(path):
+                os.replace(path, os.path.join(tmp_dir, base + ".old"))
+            os.replace(tmp, path)
     except OSError as exc:
         raise OutputPathError(f"{path}: cannot write ({exc.strerror}); choose another -o location") from exc
+    except Exception as exc:
+        if _disk_full(exc):
+            raise OutputPathError(f"{path}: cannot write (no space left on the device); free some space or "
+                                  "choose another -o location; nothing was written") from exc
+        raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+        signals.unregister_temp(tmp_dir)
+
+
+def _tmp_prefix(base: str) -> str:
+    return f".{base}.tmp-"
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC however a writer reports it (TensorFlow: an OpError whose message holds strerror)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def remove_stale(path: str) -> list[str]:
+    """Remove temporary directories that killed tfopt runs left beside ``path``; return them.
+
+    Only tfopt's own ``.NAME.tmp-PID-*`` names, and only when process PID is gone. A run killed
+    between its two renames left the previous output as ``NAME.old`` inside: it is put back first.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path.rstrip(os.sep)) or "out"
+    prefix = _tmp_prefix(base)
+    removed: list[str] = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        pid = name[len(prefix):].split("-")[0] if name.startswith(prefix) else ""
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        debris = os.path.join(parent, name)
+        old = os.path.join(debris, base + ".old")
+        if os.path.exists(old) and not os.path.lexists(path):
+            os.replace(old, path)
+        shutil.rmtree(debris, ignore_errors=True)
+        removed.append(debris)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def same_file(a: str, b: str) -> bool:

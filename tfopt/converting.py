@@ -112,12 +112,12 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             cluster: int | None = None, cluster_init: str = "kmeans++", prune: float | None = None,
             exclude: Sequence[str] = (), finetune_data: str | None = None, finetune_epochs: int = 2,
             seed: int = 0, allow_nonfinite: bool = False, progress: Callable[[Any], None] | None = None,
-            **options: Any) -> ConvertResult:
+            overwrite: bool = False, **options: Any) -> ConvertResult:
     """Convert one model to every requested target and precision.
 
     Args:
         model: a loaded model or a path (load/freeze/optimize options may be passed too).
-        outdir: output directory, written atomically (replaced as a whole).
+        outdir: output directory, replaced atomically as a whole (``overwrite``: see :mod:`tfopt.outputs`).
         to: formats (default: every format whose extra is installed).
         quantize: precisions: ``fp32`` (``none`` is accepted as an alias), ``fp16``, ``dynamic``, ``int8``, ``int16x8``.
         calibration: ``.npz``/``.npy``/``module:fn`` (see :mod:`tfopt.calibration`); required for
@@ -139,25 +139,28 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             A tripped gate raises :class:`GateFailure` after everything is written.
         allow_nonfinite: accept NaN/Inf in ``calibration``/``eval_data`` (else OptionError); the report counts them.
         progress: called with a ``str`` as each stage starts and a :class:`tfopt.progress.Step`
-            inside long stages (``progress=print`` works).
+            inside long stages (``progress=print`` works). Each call is a safe point for an interrupt.
 
     Raises:
-        OptionError, ConversionError, VerificationError (an fp32/fp16 artifact that differs).
+        OptionError, OutputPathError, ConversionError, VerificationError (an fp32/fp16 artifact that differs).
     """
     import time
 
     from tfopt.calibration import load_calibration
     from tfopt.compressing import compression
+    from tfopt.outputs import check_convert_outputs
     from tfopt.pipeline import optimize_model
     from tfopt.progress import Step
     from tfopt.report.build import eval_arrays
     from tfopt.report.gates import parse_gate
+    from tfopt.signals import checkpoint
 
     gates = [parse_gate(g) for g in fail_if]
     check_ranges({"--calibration-samples": (calibration_samples, 1), "--report-runs": (report_runs, 1),
                   "--threads": (threads, 1), "--opset": (opset, 1)}, integer=True)
     check_ranges({"--accuracy-control": (accuracy_control, 0), "--auto-keep-float": (auto_keep_float, 0)})
     pairs, skipped = plan(to, quantize)
+    check_convert_outputs(outdir, junit, [model, calibration, eval_data, finetune_data], overwrite=overwrite)
     compress = compression(cluster, cluster_init, prune, exclude, finetune_data, finetune_epochs)
     if compress is not None:
         options["compress"] = compress
@@ -170,7 +173,12 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
         import_function(metric, "--metric")
         if not eval_data:
             raise OptionError(f"--metric {metric}: needs --eval-data DATA.npz holding the labels it scores against")
-    say = progress or (lambda _msg: None)
+
+    def say(event: Any) -> None:  # every progress event is a safe point for an interrupt
+        checkpoint()
+        if progress is not None:
+            progress(event)
+
     say("loading, freezing and optimizing (once for every target)")
     stages: dict[str, float] = {}
     start = time.perf_counter()
@@ -240,7 +248,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                                          passes=[p.as_dict() for p in (optimize_report.passes if optimize_report else [])],
                                          stages=stages, preprocess=ov_preprocess,
                                          layers={"layer_errors": result.layer_errors, "keep_float": result.keep_float},
-                                         progress=progress, metric=metric, allow_nonfinite=allow_nonfinite)
+                                         progress=say, metric=metric, allow_nonfinite=allow_nonfinite)
     from tfopt.report.build import finish_gates
 
     try:

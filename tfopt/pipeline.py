@@ -7,6 +7,7 @@ from typing import Any
 
 from tfopt.errors import OptionError
 from tfopt.graph import Model
+from tfopt.signals import checkpoint
 
 LOAD_OPTIONS = ("signature", "tags", "outputs", "unsafe", "custom_objects", "model_fn", "format", "compress")
 SAVE_FORMATS = ("pb", "pbtxt", "savedmodel")
@@ -58,6 +59,7 @@ def optimize_model(model: Model | str | os.PathLike[str], **options: Any) -> tup
     atol, rtol = options.pop("opt_atol", DEFAULT_ATOL), options.pop("opt_rtol", DEFAULT_RTOL)
     check_ranges({"--atol": (atol, 0), "--rtol": (rtol, 0)})  # before the load, not after it
     frozen, freeze_report = freeze_model(model, **options)
+    checkpoint()  # a safe point for an interrupt (see tfopt.signals)
     portable, runtime, report = optimize(frozen, verify=verify, atol=atol, rtol=rtol, **opt)
     return portable, runtime, freeze_report, report
 
@@ -75,15 +77,19 @@ def infer_format(path: str, format: str | None) -> str:
     return "savedmodel"
 
 
-def save_model(model: Model, path: str, *, format: str | None = None, source: str | None = None) -> str:
-    """Emit ``model`` to ``path`` (atomically); refuses to overwrite the ``source`` model."""
-    from tfopt._io import check_writable, same_file
+def save_model(model: Model, path: str, *, format: str | None = None, source: str | None = None,
+               overwrite: bool = False) -> str:
+    """Emit ``model`` to ``path`` (atomically).
 
-    if source is not None and (same_file(path, source) or
-                               os.path.abspath(path).startswith(os.path.abspath(source) + os.sep)):
-        raise OptionError(f"-o {path}: would overwrite the input model {source}; choose another output path")
-    check_writable(path)
+    Refuses (before writing) to overwrite the input model (``source``, else the path ``model`` was
+    loaded from) or an existing directory tfopt did not write, unless ``overwrite``; see
+    :mod:`tfopt.outputs`.
+    """
+    from tfopt.outputs import check_output, model_path
+
     fmt = infer_format(path, format)
+    check_output(path, inputs=[source, model_path(model)], kind="dir" if fmt == "savedmodel" else "file",
+                 overwrite=overwrite)
     if fmt == "savedmodel":
         from tfopt.emitters.savedmodel import emit_savedmodel
 

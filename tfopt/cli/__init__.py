@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from tfopt import signals
 from tfopt.cli import convert, freeze, inspect, verify
 from tfopt.cli.args import EPILOG, parse_inputs, parse_set
 from tfopt.errors import TfoptError
@@ -47,22 +48,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Converters log advice and deprecations at WARNING; the user sees tfopt's own messages only.
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(name)s: %(message)s")
     logging.getLogger("tfopt").setLevel(logging.DEBUG if args.debug else logging.WARNING)
-    try:
-        return COMMANDS[args.command](args)
-    except TfoptError as exc:
-        if args.debug:
-            raise
-        print(f"tfopt: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("tfopt: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # the last line of defence: one line, not a traceback
-        if args.debug:
-            raise
-        print(f"tfopt: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-              "(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
-        return 1
+    # SIGINT/SIGTERM stop the run at a safe point, never inside a finaliser (see tfopt.signals).
+    with signals.handle_signals(restore=argv is not None):  # argv None: the tfopt process itself
+        try:
+            code = COMMANDS[args.command](args)
+            if signals.received():  # too late to stop: the output is in place, but say so and exit 130/143
+                print(f"tfopt: interrupted ({signals.name(signals.received())}) after the output was written",
+                      file=sys.stderr)
+                return 128 + signals.received()
+            return code
+        except TfoptError as exc:
+            if signals.received() and not isinstance(exc, signals.Interrupted):
+                exc = signals.Interrupted(signals.received())  # the interrupt, not what it broke, is the cause
+            if args.debug and not isinstance(exc, signals.Interrupted):
+                raise
+            print(f"tfopt: {'' if isinstance(exc, signals.Interrupted) else 'error: '}{exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:  # no handler installed (not the main thread)
+            print("tfopt: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:  # the last line of defence: one line, not a traceback
+            if signals.received():
+                print(f"tfopt: {signals.Interrupted(signals.received())}", file=sys.stderr)
+                return 128 + signals.received()
+            if args.debug:
+                raise
+            print(f"tfopt: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                  "(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

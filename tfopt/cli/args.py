@@ -15,7 +15,8 @@ from tfopt.errors import OptionError
 
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 bad option, 3 model not found, 4 corrupt model,
 5 unsafe model refused, 6 graph cannot be frozen as asked, 7 verification failed,
-8 output not writable, 9 a target converter cannot express the model, 10 a --fail-if gate tripped"""
+8 output not writable, 9 a target converter cannot express the model, 10 a --fail-if gate tripped,
+130/143 interrupted by SIGINT/SIGTERM (nothing replaced)"""
 
 
 def number(low: float, *, integer: bool = False) -> Any:
@@ -70,6 +71,8 @@ def freeze_options(p: argparse.ArgumentParser) -> None:
     """``freeze``/``optimize``: the model, one output file or directory, and the freeze options."""
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, help="OUT.pb, OUT.pbtxt, or a directory for a serving SavedModel")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing -o directory that tfopt did not write (refused without it)")
     p.add_argument("--output-format", choices=["pb", "pbtxt", "savedmodel"], help="override the format -o implies")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     binding_options(p)

@@ -78,13 +78,15 @@ def _ov_preprocess(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfopt._io import check_writable
     from tfopt.converting import convert
     from tfopt.errors import GateFailure
     from tfopt.loaders import load
+    from tfopt.outputs import check_convert_outputs
     from tfopt.report.console import print_convert
 
-    check_writable(args.output)
+    # Before the model loads: a refused -o costs nothing (the API checks again, it is cheap).
+    check_convert_outputs(args.output, args.junit, [args.model, args.calibration, args.eval_data, args.finetune_data],
+                          overwrite=args.overwrite)
     from tfopt.compressing import compression
 
     compress = compression(args.cluster, args.cluster_init, args.prune, args.exclude, args.finetune_data,
@@ -111,6 +113,6 @@ def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
                      passes=args.passes, skip=args.skip, grappler=args.grappler,
                      fail_if=args.fail_if, junit=args.junit, report_runs=args.report_runs, threads=args.threads,
                      keep_float=args.keep_float, auto_keep_float=args.auto_keep_float, metric=args.metric,
-                     allow_nonfinite=args.allow_nonfinite,
+                     allow_nonfinite=args.allow_nonfinite, overwrite=args.overwrite,
                      progress=None if args.json else ProgressPrinter())
 

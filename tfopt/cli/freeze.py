@@ -21,13 +21,14 @@ def add_parser(sub: Any, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfopt._io import check_writable
     from tfopt.loaders import load
+    from tfopt.outputs import check_output
     from tfopt.pipeline import freeze_model, infer_format, optimize_model, save_model
     from tfopt.report.console import format_bytes, format_value, path_size, print_pass_table
 
-    check_writable(args.output)
-    infer_format(args.output, args.output_format)
+    fmt = infer_format(args.output, args.output_format)
+    check_output(args.output, inputs=[args.model], kind="dir" if fmt == "savedmodel" else "file",
+                 overwrite=args.overwrite)
     model = load(args.model, **load_options(args))
     freeze_opts = freeze_kwargs(args)
     optimizing = args.command == "optimize" or args.optimize
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         result, report = freeze_model(model, **freeze_opts)
         opt_report = None
-    path = save_model(result, args.output, format=args.output_format, source=args.model)
+    path = save_model(result, args.output, format=args.output_format, source=args.model, overwrite=args.overwrite)
     if args.json:
         payload = {"output": path, **report.as_dict()}  # the freeze report, flat, as before
         if opt_report is not None:

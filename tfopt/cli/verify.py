@@ -16,6 +16,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("outdir", metavar="OUTDIR|ARTIFACT",
                    help="a directory written by `tfopt convert`, or one artifact (.tflite, .onnx, OpenVINO .xml, .pb)")
     p.add_argument("--report-dir", metavar="DIR", help="ARTIFACT: write report.json/md/html here (default: print only)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --report-dir: replace report files there that tfopt did not write")
     p.add_argument("--reference", required=True, metavar="MODEL", help="the original model")
     p.add_argument("--eval-data", metavar="DATA.npz", help="inputs by name plus 'labels', for accuracy")
     report_options(p)
@@ -24,13 +26,22 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tfopt.errors import GateFailure
+    from tfopt.outputs import check_output
     from tfopt.report.build import verify_artifact, verify_outdir
     from tfopt.report.console import print_report
 
+    # What verify reads must survive what it writes; an OUTDIR may hold the report (it is tfopt's).
+    is_outdir = os.path.exists(os.path.join(args.outdir, "manifest.json"))
+    inputs = [args.reference, args.eval_data] + ([] if is_outdir else [args.outdir])
+    if args.report_dir:
+        check_output(args.report_dir, inputs=inputs, kind="report-dir", overwrite=args.overwrite,
+                     option="--report-dir")
+    if args.junit:
+        check_output(args.junit, inputs=inputs, kind="file", option="--junit")
     options = load_options(args)
     common = dict(eval_data=args.eval_data, fail_if=args.fail_if, junit=args.junit, runs=args.report_runs,
                   threads=args.threads, metric=args.metric, allow_nonfinite=args.allow_nonfinite, **options)
-    if not os.path.exists(os.path.join(args.outdir, "manifest.json")):
+    if not is_outdir:
         try:
             report = verify_artifact(args.outdir, args.reference, report_dir=args.report_dir, **common)
         except GateFailure as exc:
