@@ -75,7 +75,11 @@ def _stable_hashes(*classes: type) -> None:
             _original(self, *args, **kwargs)
 
         cls.__init__ = __init__  # type: ignore[misc]
-        cls.__hash__ = lambda self: self._tfopt_serial  # type: ignore[assignment,method-assign]
+        cls.__hash__ = _serial_hash  # type: ignore[assignment,method-assign]
+
+
+def _serial_hash(self: Any) -> int:
+    return int(self._tfopt_serial)
 
 
 def _main(tmp: str) -> int:
