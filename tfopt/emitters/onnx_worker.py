@@ -62,7 +62,7 @@ def convert_in_child(graph_def: Any, inputs: list[str], outputs: list[str], opse
         return onnx.load_model(result), log
 
 
-def _stable_hashes(*classes: type) -> None:
+def _stable_hashes(*classes: Any) -> None:
     """Hash tf2onnx's nodes and graphs by creation number instead of address, so the sets of them
     its optimizers walk iterate in one order. Only in the child: the user's process is untouched.
     A ``copy.deepcopy`` (tf2onnx copies the graph before each optimizer) keeps the number."""
@@ -74,8 +74,8 @@ def _stable_hashes(*classes: type) -> None:
             self._tfopt_serial = next(counter)
             _original(self, *args, **kwargs)
 
-        cls.__init__ = __init__  # type: ignore[misc]
-        cls.__hash__ = _serial_hash  # type: ignore[assignment,method-assign]
+        cls.__init__ = __init__
+        cls.__hash__ = _serial_hash
 
 
 def _serial_hash(self: Any) -> int:
