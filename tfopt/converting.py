@@ -7,7 +7,6 @@ Which graph each target gets: TFLite, ONNX and OpenVINO read the *portable* grap
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -17,17 +16,19 @@ from typing import Any
 import numpy as np
 
 from tfopt._io import atomic_path, digest, gzip_size, tree_size
+from tfopt.convert_options import (  # noqa: F401  (re-exported: converting is where callers look)
+    EXTRA_MODULE,
+    NEEDS_CALIBRATION,
+    PRECISIONS,
+    SUPPORTED,
+    TARGETS,
+    available_targets,
+    check_options,
+    plan,
+)
 from tfopt.errors import OptionError, VerificationError
 from tfopt.graph import Model
 
-TARGETS = ("pb", "savedmodel", "tflite", "onnx", "openvino")
-PRECISIONS = ("none", "fp16", "dynamic", "int8", "int16x8")
-SUPPORTED = {
-    "pb": ("none",), "savedmodel": ("none",), "tflite": PRECISIONS, "onnx": PRECISIONS,
-    "openvino": ("none", "fp16", "dynamic", "int8"),
-}
-EXTRA_MODULE = {"tflite": "ai_edge_litert", "onnx": "tf2onnx", "openvino": "openvino"}
-NEEDS_CALIBRATION = frozenset({"int8", "int16x8"})
 # Verification bounds (max |artifact - original|, plus the same relative part); quantized
 # artifacts are measured and reported, not bounded: their error is the trade being made.
 TOLERANCE = {"none": 1e-4, "fp16": 1e-2}
@@ -55,41 +56,6 @@ class ConvertResult:
     report: dict[str, Any] | None = None
     layer_errors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "format/precision" -> worst first
     keep_float: dict[str, list[str]] = field(default_factory=dict)
-
-
-def available_targets() -> list[str]:
-    return [t for t in TARGETS if t not in EXTRA_MODULE or importlib.util.find_spec(EXTRA_MODULE[t]) is not None]
-
-
-def plan(to: Sequence[str] | None, precisions: Sequence[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
-    """``(format, precision)`` pairs to build, and those skipped with a reason.
-
-    Explicitly requested pairs that cannot be built are an :class:`OptionError`; with the default
-    target list they are skipped and reported instead.
-    """
-    for p in precisions:
-        if p not in PRECISIONS:
-            raise OptionError(f"--quantize {p}: choose from {', '.join(PRECISIONS)}")
-    explicit = to is not None
-    targets = list(to) if to is not None else available_targets()
-    for target in targets:
-        if target not in TARGETS:
-            raise OptionError(f"--to {target}: choose from {', '.join(TARGETS)}")
-        if target in EXTRA_MODULE and importlib.util.find_spec(EXTRA_MODULE[target]) is None:
-            raise OptionError(f"--to {target}: the '{target}' extra is not installed: pip install 'tfopt[{target}]'")
-    pairs, skipped = [], []
-    for target in targets:
-        for p in precisions:
-            if p in SUPPORTED[target]:
-                pairs.append((target, p))
-            elif target in ("pb", "savedmodel"):
-                if (target, "none") not in pairs:
-                    pairs.append((target, "none"))  # TF-runtime artifacts are always float
-            elif explicit:
-                raise OptionError(f"--to {target} --quantize {p}: {target} has no {p} mode")
-            else:
-                skipped.append((target, p, f"{target} has no {p} mode"))
-    return pairs, skipped
 
 
 def artifact_path(outdir: str, target: str, precision: str) -> str:
@@ -144,22 +110,21 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     from tfopt.progress import Step
     from tfopt.report.gates import parse_gate
 
+    pairs, skipped = check_options(model, outdir, to=to, quantize=quantize, calibration=calibration,
+                                   calibration_samples=calibration_samples, accuracy_control=accuracy_control,
+                                   eval_data=eval_data, keep_float=keep_float, auto_keep_float=auto_keep_float,
+                                   metric=metric, fail_if=fail_if, junit=junit, report_runs=report_runs,
+                                   threads=threads, opset=opset, finetune_data=finetune_data)
     gates = [parse_gate(g) for g in fail_if]
-    pairs, skipped = plan(to, quantize)
     from tfopt.compressing import compression
 
     compress = compression(cluster, cluster_init, prune, exclude, finetune_data, finetune_epochs)
     if compress is not None:
         options["compress"] = compress
-    if accuracy_control is not None and (keep_float or auto_keep_float is not None) and ("openvino", "int8") in pairs:
-        raise OptionError("--accuracy-control is NNCF's own keep-float search for openvino int8; "
-                          "pass it or --keep-float/--auto-keep-float, not both")
-    if metric:  # checked before any conversion work, not after it
+    if metric:  # the user's module, imported before any conversion work, not after it
         from tfopt._user_code import import_function
 
         import_function(metric, "--metric")
-        if not eval_data:
-            raise OptionError(f"--metric {metric}: needs --eval-data DATA.npz holding the labels it scores against")
     say = progress or (lambda _msg: None)
     say("loading, freezing and optimizing (once for every target)")
     stages: dict[str, float] = {}

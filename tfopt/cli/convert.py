@@ -71,17 +71,20 @@ def _ov_preprocess(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfopt._io import check_writable
+    from tfopt.compressing import compression
+    from tfopt.convert_options import check_options
+
+    # Every option the model is not needed for, before TensorFlow is even imported.
+    check_options(args.model, args.output, **{k: v for k, v in vars(args).items() if k != "model"})
+    parse_set(args.set_values)
+    parse_inputs(args.inputs)
+    compress = compression(args.cluster, args.cluster_init, args.prune, args.exclude, args.finetune_data,
+                           args.finetune_epochs)
     from tfopt.converting import convert
     from tfopt.errors import GateFailure
     from tfopt.loaders import load
     from tfopt.report.console import print_convert
 
-    check_writable(args.output)
-    from tfopt.compressing import compression
-
-    compress = compression(args.cluster, args.cluster_init, args.prune, args.exclude, args.finetune_data,
-                           args.finetune_epochs)
     model = load(args.model, compress=compress, **load_options(args))
     try:
         result = _run_convert(args, model, convert)
