@@ -24,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfopt", description="Freeze, optimize and verify TensorFlow models.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"tfopt {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs (implies --verbose)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show what TensorFlow and the converters print (captured, hidden by default)")
+    parser.add_argument("--log", metavar="FILE", help="append everything the converters print to FILE, by stage")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     inspect.add_parser(sub)
     freeze.add_parser(sub, "freeze")
@@ -47,12 +50,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Converters log advice and deprecations at WARNING; the user sees tfopt's own messages only.
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(name)s: %(message)s")
     logging.getLogger("tfopt").setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    from tfopt.cli.capture import Capture, print_captured_tail
+
+    try:
+        args.capture = Capture(verbose=args.verbose or args.debug, log=args.log)
+    except OSError as exc:
+        print(f"tfopt: error: --log {args.log}: {exc.strerror}", file=sys.stderr)
+        return 2
     try:
         return COMMANDS[args.command](args)
     except TfoptError as exc:
         if args.debug:
             raise
         print(f"tfopt: error: {exc}", file=sys.stderr)
+        print_captured_tail(exc, sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("tfopt: interrupted", file=sys.stderr)
@@ -62,8 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"tfopt: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
               "(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
+        print_captured_tail(exc, sys.stderr)
         return 1
-
+    finally:
+        args.capture.close()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -85,9 +85,11 @@ def run(args: argparse.Namespace) -> int:
     from tfopt.loaders import load
     from tfopt.report.console import print_convert
 
-    model = load(args.model, compress=compress, **load_options(args))
+    with args.capture.stage("loading"):
+        model = load(args.model, compress=compress, **load_options(args))
     try:
-        result = _run_convert(args, model, convert)
+        with args.capture.stage("converting"):
+            result = _run_convert(args, model, convert)
     except GateFailure as exc:
         print_convert(args.output, exc.result, as_json=args.json)  # type: ignore[attr-defined]
         raise
@@ -107,5 +109,5 @@ def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
                      passes=args.passes, skip=args.skip, grappler=args.grappler,
                      fail_if=args.fail_if, junit=args.junit, report_runs=args.report_runs, threads=args.threads,
                      keep_float=args.keep_float, auto_keep_float=args.auto_keep_float, metric=args.metric,
-                     progress=None if args.json else ProgressPrinter())
+                     progress=args.capture.progress(None if args.json else ProgressPrinter(args.capture.console)))
 

@@ -28,18 +28,20 @@ def run(args: argparse.Namespace) -> int:
 
     check_writable(args.output)
     infer_format(args.output, args.output_format)
-    model = load(args.model, **load_options(args))
+    with args.capture.stage("loading"):
+        model = load(args.model, **load_options(args))
     freeze_opts = {"set_values": parse_set(args.set_values), "inputs": parse_inputs(args.inputs),
                    "verify": args.verify, "atol": args.atol, "rtol": args.rtol if args.rtol is not None else 1e-5}
     optimizing = args.command == "optimize" or args.optimize
-    if optimizing:
-        _, result, report, opt_report = optimize_model(
-            model, passes=args.passes, skip=args.skip, grappler=args.grappler, opt_atol=args.atol,
-            opt_rtol=args.rtol if args.rtol is not None else 1e-4, **freeze_opts)
-    else:
-        result, report = freeze_model(model, **freeze_opts)
-        opt_report = None
-    path = save_model(result, args.output, format=args.output_format, source=args.model)
+    with args.capture.stage("optimizing" if optimizing else "freezing"):
+        if optimizing:
+            _, result, report, opt_report = optimize_model(
+                model, passes=args.passes, skip=args.skip, grappler=args.grappler, opt_atol=args.atol,
+                opt_rtol=args.rtol if args.rtol is not None else 1e-4, **freeze_opts)
+        else:
+            result, report = freeze_model(model, **freeze_opts)
+            opt_report = None
+        path = save_model(result, args.output, format=args.output_format, source=args.model)
     if args.json:
         payload = {"output": path, **report.as_dict()}  # the freeze report, flat, as before
         if opt_report is not None:

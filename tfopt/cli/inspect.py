@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run is not None:
         return _inspect_passes(args)
 
-    info = inspect_model(args.model, **load_options(args))
+    with args.capture.stage("inspecting"):
+        info = inspect_model(args.model, **load_options(args))
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
@@ -55,7 +56,9 @@ def _inspect_passes(args: argparse.Namespace) -> int:
     from tfopt.pipeline import optimize_model
     from tfopt.report.console import print_pass_table
 
-    _, _, report, opt_report = optimize_model(args.model, passes=args.dry_run, skip=args.skip, **load_options(args))
+    with args.capture.stage("optimizing (dry run)"):
+        _, _, report, opt_report = optimize_model(args.model, passes=args.dry_run, skip=args.skip,
+                                                  **load_options(args))
     if args.json:
         print(json.dumps({"freeze": report.as_dict(), "optimize": opt_report.as_dict()}, indent=2, default=str))
         return 0

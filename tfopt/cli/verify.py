@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
                   threads=args.threads, metric=args.metric, **options)
     if not os.path.exists(os.path.join(args.outdir, "manifest.json")):
         try:
-            report = verify_artifact(args.outdir, args.reference, report_dir=args.report_dir, **common)
+            with args.capture.stage("verifying"):
+                report = verify_artifact(args.outdir, args.reference, report_dir=args.report_dir, **common)
         except GateFailure as exc:
             print_report(exc.report)  # type: ignore[attr-defined]
             raise
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote    {args.report_dir}/report.json, report.md, report.html")
         return 0
     try:
-        report = verify_outdir(args.outdir, args.reference, **common)
+        with args.capture.stage("verifying"):
+            report = verify_outdir(args.outdir, args.reference, **common)
     except GateFailure:
         with open(os.path.join(args.outdir, "report.json")) as f:
             print_report(json.load(f))
