@@ -24,17 +24,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfopt", description="Freeze, optimize and verify TensorFlow models.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"tfopt {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs (implies --verbose)")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="also show what TensorFlow and the converters print (captured, hidden by default)")
-    parser.add_argument("--log", metavar="FILE", help="append everything the converters print to FILE, by stage")
+    _output_options(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     inspect.add_parser(sub)
     freeze.add_parser(sub, "freeze")
     convert.add_parser(sub)
     verify.add_parser(sub)
     freeze.add_parser(sub, "optimize")
+    for command in sub.choices.values():  # also after the command: `tfopt convert ... --log run.log`
+        _output_options(command, argparse.SUPPRESS)
     return parser
+
+
+def _output_options(p: argparse.ArgumentParser, default: object) -> None:
+    """Global options; a subcommand's copy defaults to SUPPRESS so it never resets the global one."""
+    g = p.add_argument_group("output")
+    g.add_argument("--debug", action="store_true", default=default if default else False,
+                   help="show tracebacks and debug logs (implies --verbose)")
+    g.add_argument("-v", "--verbose", action="store_true", default=default if default else False,
+                   help="also show what TensorFlow and the converters print (captured, hidden by default)")
+    g.add_argument("--log", metavar="FILE", default=default,
+                   help="append everything the converters print to FILE, by stage")
 
 
 COMMANDS = {"inspect": inspect.run, "freeze": freeze.run, "optimize": freeze.run, "convert": convert.run,
