@@ -1,16 +1,19 @@
 """tf2onnx in a child process with a fixed hash seed: the only way its output is reproducible.
 
 Why a child process: tf2onnx's graph keeps each tensor's consumers in a ``set`` of node names
-(``Graph._output_to_consumers``), and its optimizers walk those sets (and sets of node objects,
-hashed by address) to decide what to rewrite first. String hashing is salted per process
-(``PYTHONHASHSEED``), so the same model converted in two processes gave different graphs: the
-basic-pitch SavedModel came out with 229 nodes under ``PYTHONHASHSEED=1`` and 225 under ``=2``
-(4 Reshapes more or less), with TFLite and OpenVINO byte-identical. Sorting the output afterwards
-cannot undo a different rewrite, and patching every set in tf2onnx would follow its internals
-release by release; a child started with ``PYTHONHASHSEED=0`` and the same inputs runs the same
-code on the same allocation history, so every set iterates the same way, whatever the parent's
-seed or what it converted before. The cost is one TensorFlow import in the child (a few seconds
-per ONNX conversion; every precision reuses one conversion).
+(``Graph._output_to_consumers``), and its optimizers walk those sets, and sets of node objects
+(``Graph.extract_sub_graph_nodes`` returns ``list(set_of_nodes)`` and that becomes the node order),
+to decide what to rewrite first. String hashes are salted per process (``PYTHONHASHSEED``) and
+object hashes are addresses, so the same graph converted in two processes gave different graphs:
+basic-pitch's came out with 225 to 230 nodes, with TFLite and OpenVINO byte-identical. Sorting
+the ONNX graph afterwards cannot undo a different rewrite, and patching each set in tf2onnx would
+chase its internals release by release. So the child fixes both hashes at their root:
+``PYTHONHASHSEED=0`` for strings, and tf2onnx's ``Node``/``Graph`` hashed by creation number
+instead of address (:func:`_stable_hashes`). A fixed seed alone was not enough (three runs with
+``PYTHONHASHSEED=0``: 324, 330 and 326 nodes before tfopt's own passes; with both: identical).
+The patch lives only in the child, so the user's process and its tf2onnx are untouched, and the
+child starts fresh each time, so nothing converted before can shift a counter. The cost is one
+TensorFlow import in the child (a few seconds per ONNX conversion; every precision reuses one).
 
 Protocol: the parent writes ``graph.pb`` (deterministic serialization) and ``job.json`` (input and
 output tensors, opset) into a temporary directory and runs ``python -m tfopt.emitters.onnx_worker
