@@ -10,7 +10,7 @@ the ONNX graph afterwards cannot undo a different rewrite, and patching each set
 chase its internals release by release. So the child fixes both hashes at their root:
 ``PYTHONHASHSEED=0`` for strings, and tf2onnx's ``Node``/``Graph`` hashed by creation number
 instead of address (:func:`_stable_hashes`). A fixed seed alone was not enough (three runs with
-``PYTHONHASHSEED=0``: 324, 330 and 326 nodes before tfopt's own passes; with both: identical).
+``PYTHONHASHSEED=0``: tf2onnx's optimizers left 324, 330 and 326 nodes; with both: identical).
 The patch lives only in the child, so the user's process and its tf2onnx are untouched, and the
 child starts fresh each time, so nothing converted before can shift a counter. The cost is one
 TensorFlow import in the child (a few seconds per ONNX conversion; every precision reuses one).
