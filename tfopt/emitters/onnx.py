@@ -28,7 +28,9 @@ def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
     """The float ``ModelProto`` of ``model``'s frozen graph, generated names made canonical.
 
     tf2onnx runs in a child process with a fixed hash seed (see :mod:`tfopt.emitters.onnx_worker`
-    for why); its logging goes to ``sys.stderr`` here, which the stage capture collects."""
+    for why). What the child printed is logged at INFO (``--verbose``), and written to stderr when
+    it fails, where the CLI's stage capture shows its last lines under the error."""
+    import logging
     import sys
 
     from tfopt.emitters.onnx_worker import convert_in_child
@@ -41,7 +43,8 @@ def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
         if len(exc.args) > 1:
             sys.stderr.write(exc.args[1])
         raise ConversionError(f"tf2onnx (opset {opset}) failed: {exc.args[0]}; try another --opset") from None
-    sys.stderr.write(log)
+    if log.strip():
+        logging.getLogger(__name__).info("tf2onnx (child process):\n%s", log.rstrip())
     _check_ops(proto, opset)
     _canonical_initializers(proto.graph)
     return proto
