@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from tfopt.cli import convert, freeze, inspect, verify
 from tfopt.cli.args import EPILOG, parse_inputs, parse_set
-from tfopt.errors import TfoptError
+from tfopt.errors import GateFailure, TfoptError
 
 __all__ = ["build_parser", "main", "parse_inputs", "parse_set"]
 
@@ -73,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"tfopt: error: {exc}", file=sys.stderr)
-        print_captured_tail(exc, sys.stderr)
+        if exc.exit_code != GateFailure.exit_code:  # a tripped gate is a verdict, not a failed stage
+            print_captured_tail(exc, sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("tfopt: interrupted", file=sys.stderr)

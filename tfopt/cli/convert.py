@@ -100,6 +100,15 @@ def run(args: argparse.Namespace) -> int:
 def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
     from tfopt.report.console import ProgressPrinter
 
+    display = None if args.json else ProgressPrinter(args.capture.console)
+    try:
+        return _convert(args, model, convert, args.capture.progress(display))
+    finally:
+        if display is not None:
+            display.close()  # a bar left running by a failure would garble the error below it
+
+
+def _convert(args: argparse.Namespace, model: Any, convert: Any, progress: Any) -> Any:
     return convert(model, args.output, to=args.to, quantize=args.quantize, calibration=args.calibration,
                      calibration_samples=args.calibration_samples, mean=args.mean, scale=args.scale,
                      int8_io=args.int8_io, ov_preprocess=_ov_preprocess(args), accuracy_control=args.accuracy_control,
@@ -109,5 +118,5 @@ def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
                      passes=args.passes, skip=args.skip, grappler=args.grappler,
                      fail_if=args.fail_if, junit=args.junit, report_runs=args.report_runs, threads=args.threads,
                      keep_float=args.keep_float, auto_keep_float=args.auto_keep_float, metric=args.metric,
-                     progress=args.capture.progress(None if args.json else ProgressPrinter(args.capture.console)))
+                     progress=progress)
 
