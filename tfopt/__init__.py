@@ -6,7 +6,12 @@ TensorFlow (each function imports what it needs when called).
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# TensorFlow's C++ logging defaults to INFO (68 lines of CUDA probing and absl notices per run);
+# set a quiet default before anything can import TensorFlow, unless the user chose a level.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfopt.errors import (
     ConversionError,

@@ -7,7 +7,6 @@ Which graph each target gets: TFLite, ONNX and OpenVINO read the *portable* grap
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -16,21 +15,22 @@ from typing import Any
 
 import numpy as np
 
-from tfopt._checks import check_ranges
 from tfopt._io import atomic_path, digest, gzip_size, tree_size
+from tfopt.convert_options import (  # noqa: F401  (re-exported: converting is where callers look)
+    EXTRA_MODULE,
+    NEEDS_CALIBRATION,
+    PRECISION_ALIASES,
+    PRECISIONS,
+    SUPPORTED,
+    TARGETS,
+    available_targets,
+    check_options,
+    plan,
+)
 from tfopt.errors import OptionError, VerificationError
 from tfopt.graph import Model
 from tfopt.nonfinite import finite_samples, to_json, worst
 
-TARGETS = ("pb", "savedmodel", "tflite", "onnx", "openvino")
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
-PRECISION_ALIASES = {"none": "fp32"}  # tfopt < 0.2 called float32 "none"
-SUPPORTED = {
-    "pb": ("fp32",), "savedmodel": ("fp32",), "tflite": PRECISIONS, "onnx": PRECISIONS,
-    "openvino": ("fp32", "fp16", "dynamic", "int8"),
-}
-EXTRA_MODULE = {"tflite": "ai_edge_litert", "onnx": "tf2onnx", "openvino": "openvino"}
-NEEDS_CALIBRATION = frozenset({"int8", "int16x8"})
 # Verification bounds (max |artifact - original|, plus the same relative part); quantized
 # artifacts are measured and reported, not bounded: their error is the trade being made.
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
@@ -58,42 +58,6 @@ class ConvertResult:
     report: dict[str, Any] | None = None
     layer_errors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "format/precision" -> worst first
     keep_float: dict[str, list[str]] = field(default_factory=dict)
-
-
-def available_targets() -> list[str]:
-    return [t for t in TARGETS if t not in EXTRA_MODULE or importlib.util.find_spec(EXTRA_MODULE[t]) is not None]
-
-
-def plan(to: Sequence[str] | None, precisions: Sequence[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
-    """``(format, precision)`` pairs to build, and those skipped with a reason.
-
-    Explicitly requested pairs that cannot be built are an :class:`OptionError`; with the default
-    target list they are skipped and reported instead.
-    """
-    precisions = list(dict.fromkeys(PRECISION_ALIASES.get(p, p) for p in precisions))
-    for p in precisions:
-        if p not in PRECISIONS:
-            raise OptionError(f"--quantize {p}: choose from {', '.join(PRECISIONS)}")
-    explicit = to is not None
-    targets = list(to) if to is not None else available_targets()
-    for target in targets:
-        if target not in TARGETS:
-            raise OptionError(f"--to {target}: choose from {', '.join(TARGETS)}")
-        if target in EXTRA_MODULE and importlib.util.find_spec(EXTRA_MODULE[target]) is None:
-            raise OptionError(f"--to {target}: the '{target}' extra is not installed: pip install 'tfopt[{target}]'")
-    pairs, skipped = [], []
-    for target in targets:
-        for p in precisions:
-            if p in SUPPORTED[target]:
-                pairs.append((target, p))
-            elif target in ("pb", "savedmodel"):
-                if (target, "fp32") not in pairs:
-                    pairs.append((target, "fp32"))  # TF-runtime artifacts are always float
-            elif explicit:
-                raise OptionError(f"--to {target} --quantize {p}: {target} has no {p} mode")
-            else:
-                skipped.append((target, p, f"{target} has no {p} mode"))
-    return pairs, skipped
 
 
 def artifact_path(outdir: str, target: str, precision: str) -> str:
@@ -155,19 +119,17 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     from tfopt.report.gates import parse_gate
     from tfopt.signals import checkpoint
 
+    pairs, skipped = check_options(model, outdir, to=to, quantize=quantize, calibration=calibration,
+                                   calibration_samples=calibration_samples, accuracy_control=accuracy_control,
+                                   eval_data=eval_data, keep_float=keep_float, auto_keep_float=auto_keep_float,
+                                   metric=metric, fail_if=fail_if, junit=junit, report_runs=report_runs,
+                                   threads=threads, opset=opset, finetune_data=finetune_data)
     gates = [parse_gate(g) for g in fail_if]
-    check_ranges({"--calibration-samples": (calibration_samples, 1), "--report-runs": (report_runs, 1),
-                  "--threads": (threads, 1), "--opset": (opset, 1)}, integer=True)
-    check_ranges({"--accuracy-control": (accuracy_control, 0), "--auto-keep-float": (auto_keep_float, 0)})
-    pairs, skipped = plan(to, quantize)
     check_convert_outputs(outdir, junit, [model, calibration, eval_data, finetune_data], overwrite=overwrite)
     compress = compression(cluster, cluster_init, prune, exclude, finetune_data, finetune_epochs)
     if compress is not None:
         options["compress"] = compress
-    if accuracy_control is not None and (keep_float or auto_keep_float is not None) and ("openvino", "int8") in pairs:
-        raise OptionError("--accuracy-control is NNCF's own keep-float search for openvino int8; "
-                          "pass it or --keep-float/--auto-keep-float, not both")
-    if metric:  # checked before any conversion work, not after it
+    if metric:  # the user's module, imported before any conversion work, not after it
         from tfopt._user_code import import_function
 
         import_function(metric, "--metric")

@@ -27,24 +27,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfopt.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_output", help="working directory (default: %(default)s)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     from tfopt import cli, examples, load
+    from tfopt.cli.capture import Capture
     from tfopt.runtimes.tensorflow import GraphRunner
 
     out = os.path.abspath(args.out)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    _, _, x_test, y_test = examples.digits()
+    # The demo's own TensorFlow work is captured like the CLI's stages: only tfopt's lines show.
+    quiet = Capture(log=os.path.join(out, "demo.log"))
+    with quiet.stage("reading digits"):
+        _, _, x_test, y_test = examples.digits()
 
     start = time.perf_counter()
     print("== training a Keras 3 CNN on scikit-learn's digits (BatchNorm, Dropout) ...")
-    keras_model = examples.train_keras_cnn(epochs=15)
     keras_dir = os.path.join(out, "keras_savedmodel")
-    keras_model.export(keras_dir, verbose=False)
-    keras_acc = _accuracy(keras_model.predict(x_test, verbose=0), y_test)
+    with quiet.stage("training the Keras CNN"):
+        keras_model = examples.train_keras_cnn(epochs=15)
+        keras_model.export(keras_dir, verbose=False)
+        keras_acc = _accuracy(keras_model.predict(x_test, verbose=0), y_test)
     print("== training the TF1-style graph (is_training cond, Adam, Saver) ...")
-    ckpt = examples.train_tf1_checkpoint(os.path.join(out, "tf1_checkpoint"), steps=150)
+    with quiet.stage("training the TF1 graph"):
+        ckpt = examples.train_tf1_checkpoint(os.path.join(out, "tf1_checkpoint"), steps=150)
     print(f"   trained both in {time.perf_counter() - start:.1f} s\n")
 
     jobs = [("Keras SavedModel", keras_dir, os.path.join(out, "keras_frozen.pb"), keras_acc, "freeze"),
@@ -58,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             if code:
                 return code
             print()
-        frozen = load(dst)
-        probs = GraphRunner(frozen)({frozen.inputs[0].name: x_test})[frozen.outputs[0].name]
-        if original_acc is None:
-            original_acc = _tf1_accuracy(ckpt, x_test, y_test)
+        with quiet.stage(f"accuracy of {dst}"):
+            frozen = load(dst)
+            probs = GraphRunner(frozen)({frozen.inputs[0].name: x_test})[frozen.outputs[0].name]
+            if original_acc is None:
+                original_acc = _tf1_accuracy(ckpt, x_test, y_test)
         print(f"{title}: held-out accuracy original {original_acc:.2%}, {verb}d {_accuracy(probs, y_test):.2%}\n")
     code = _convert_all(ckpt.directory, out, x_test, y_test)
     if code:

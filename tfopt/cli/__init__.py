@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from tfopt import signals
 from tfopt.cli import convert, freeze, inspect, verify
 from tfopt.cli.args import EPILOG, parse_inputs, parse_set
-from tfopt.errors import TfoptError
+from tfopt.errors import GateFailure, TfoptError
 
 __all__ = ["build_parser", "main", "parse_inputs", "parse_set"]
 
@@ -25,14 +25,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfopt", description="Freeze, optimize and verify TensorFlow models.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"tfopt {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    _output_options(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     inspect.add_parser(sub)
     freeze.add_parser(sub, "freeze")
     convert.add_parser(sub)
     verify.add_parser(sub)
     freeze.add_parser(sub, "optimize")
+    for command in sub.choices.values():  # also after the command: `tfopt convert ... --log run.log`
+        _output_options(command, argparse.SUPPRESS)
     return parser
+
+
+def _output_options(p: argparse.ArgumentParser, default: object) -> None:
+    """Global options; a subcommand's copy defaults to SUPPRESS so it never resets the global one."""
+    g = p.add_argument_group("output")
+    g.add_argument("--debug", action="store_true", default=default if default else False,
+                   help="show tracebacks and debug logs (implies --verbose)")
+    g.add_argument("-v", "--verbose", action="store_true", default=default if default else False,
+                   help="also show what TensorFlow and the converters print (captured, hidden by default)")
+    g.add_argument("--log", metavar="FILE", default=default,
+                   help="append everything the converters print to FILE, by stage")
 
 
 COMMANDS = {"inspect": inspect.run, "freeze": freeze.run, "optimize": freeze.run, "convert": convert.run,
@@ -47,7 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Converters log advice and deprecations at WARNING; the user sees tfopt's own messages only.
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(name)s: %(message)s")
-    logging.getLogger("tfopt").setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    logging.getLogger("tfopt").setLevel(logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING)
+    from tfopt.cli.capture import Capture, print_captured_tail
+
+    try:
+        args.capture = Capture(verbose=args.verbose or args.debug, log=args.log)
+    except OSError as exc:
+        print(f"tfopt: error: --log {args.log}: {exc.strerror}", file=sys.stderr)
+        return 2
     # SIGINT/SIGTERM stop the run at a safe point, never inside a finaliser (see tfopt.signals).
     with signals.handle_signals(restore=argv is not None):  # argv None: the tfopt process itself
         try:
@@ -60,9 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except TfoptError as exc:
             if signals.received() and not isinstance(exc, signals.Interrupted):
                 exc = signals.Interrupted(signals.received())  # the interrupt, not what it broke, is the cause
-            if args.debug and not isinstance(exc, signals.Interrupted):
+            interrupted = isinstance(exc, signals.Interrupted)
+            if args.debug and not interrupted:
                 raise
-            print(f"tfopt: {'' if isinstance(exc, signals.Interrupted) else 'error: '}{exc}", file=sys.stderr)
+            print(f"tfopt: {'' if interrupted else 'error: '}{exc}", file=sys.stderr)
+            if not interrupted and exc.exit_code != GateFailure.exit_code:  # a tripped gate is a verdict
+                print_captured_tail(exc, sys.stderr)
             return exc.exit_code
         except KeyboardInterrupt:  # no handler installed (not the main thread)
             print("tfopt: interrupted", file=sys.stderr)
@@ -75,7 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             print(f"tfopt: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
                   "(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
+            print_captured_tail(exc, sys.stderr)
             return 1
+        finally:
+            args.capture.close()
 
 
 if __name__ == "__main__":

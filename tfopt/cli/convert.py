@@ -78,22 +78,30 @@ def _ov_preprocess(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tfopt.compressing import compression
+    from tfopt.convert_options import check_options
+    from tfopt.outputs import check_convert_outputs
+
+    # Every option the model is not needed for, before TensorFlow is even imported.
+    check_options(args.model, args.output, **{k: v for k, v in vars(args).items() if k != "model"})
+    parse_set(args.set_values)
+    parse_inputs(args.inputs)
+    # The output rule too (tfopt.outputs): a refused -o costs nothing. The API checks both again.
+    check_convert_outputs(args.output, args.junit, [args.model, args.calibration, args.eval_data,
+                                                    args.finetune_data], overwrite=args.overwrite)
+    compress = compression(args.cluster, args.cluster_init, args.prune, args.exclude, args.finetune_data,
+                           args.finetune_epochs)
     from tfopt.converting import convert
     from tfopt.errors import GateFailure
     from tfopt.loaders import load
     from tfopt.outputs import check_convert_outputs
     from tfopt.report.console import print_convert
 
-    # Before the model loads: a refused -o costs nothing (the API checks again, it is cheap).
-    check_convert_outputs(args.output, args.junit, [args.model, args.calibration, args.eval_data, args.finetune_data],
-                          overwrite=args.overwrite)
-    from tfopt.compressing import compression
-
-    compress = compression(args.cluster, args.cluster_init, args.prune, args.exclude, args.finetune_data,
-                           args.finetune_epochs)
-    model = load(args.model, compress=compress, **load_options(args))
+    with args.capture.stage("loading"):
+        model = load(args.model, compress=compress, **load_options(args))
     try:
-        result = _run_convert(args, model, convert)
+        with args.capture.stage("converting"):
+            result = _run_convert(args, model, convert)
     except GateFailure as exc:
         print_convert(args.output, exc.result, as_json=args.json)  # type: ignore[attr-defined]
         raise
@@ -104,6 +112,15 @@ def run(args: argparse.Namespace) -> int:
 def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
     from tfopt.report.console import ProgressPrinter
 
+    display = None if args.json else ProgressPrinter(args.capture.console)
+    try:
+        return _convert(args, model, convert, args.capture.progress(display))
+    finally:
+        if display is not None:
+            display.close()  # a bar left running by a failure would garble the error below it
+
+
+def _convert(args: argparse.Namespace, model: Any, convert: Any, progress: Any) -> Any:
     return convert(model, args.output, to=args.to, quantize=args.quantize, calibration=args.calibration,
                      calibration_samples=args.calibration_samples, mean=args.mean, scale=args.scale,
                      int8_io=args.int8_io, ov_preprocess=_ov_preprocess(args), accuracy_control=args.accuracy_control,
@@ -113,6 +130,5 @@ def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
                      passes=args.passes, skip=args.skip, grappler=args.grappler,
                      fail_if=args.fail_if, junit=args.junit, report_runs=args.report_runs, threads=args.threads,
                      keep_float=args.keep_float, auto_keep_float=args.auto_keep_float, metric=args.metric,
-                     allow_nonfinite=args.allow_nonfinite, overwrite=args.overwrite,
-                     progress=None if args.json else ProgressPrinter())
+                     allow_nonfinite=args.allow_nonfinite, overwrite=args.overwrite, progress=progress)
 

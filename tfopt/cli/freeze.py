@@ -29,17 +29,20 @@ def run(args: argparse.Namespace) -> int:
     fmt = infer_format(args.output, args.output_format)
     check_output(args.output, inputs=[args.model], kind="dir" if fmt == "savedmodel" else "file",
                  overwrite=args.overwrite)
-    model = load(args.model, **load_options(args))
+    with args.capture.stage("loading"):
+        model = load(args.model, **load_options(args))
     freeze_opts = freeze_kwargs(args)
     optimizing = args.command == "optimize" or args.optimize
-    if optimizing:
-        _, result, report, opt_report = optimize_model(
-            model, passes=args.passes, skip=args.skip, grappler=args.grappler, opt_atol=args.atol,
-            opt_rtol=args.rtol if args.rtol is not None else 1e-4, **freeze_opts)
-    else:
-        result, report = freeze_model(model, **freeze_opts)
-        opt_report = None
-    path = save_model(result, args.output, format=args.output_format, source=args.model, overwrite=args.overwrite)
+    with args.capture.stage("optimizing" if optimizing else "freezing"):
+        if optimizing:
+            _, result, report, opt_report = optimize_model(
+                model, passes=args.passes, skip=args.skip, grappler=args.grappler, opt_atol=args.atol,
+                opt_rtol=args.rtol if args.rtol is not None else 1e-4, **freeze_opts)
+        else:
+            result, report = freeze_model(model, **freeze_opts)
+            opt_report = None
+        path = save_model(result, args.output, format=args.output_format, source=args.model,
+                          overwrite=args.overwrite)
     if args.json:
         payload = {"output": path, **report.as_dict()}  # the freeze report, flat, as before
         if opt_report is not None:

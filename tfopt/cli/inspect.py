@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
         raise OptionError(f"{', '.join(given)}: used only with --passes (the dry run of freeze and optimize)")
 
-    info = inspect_model(args.model, **load_options(args))
+    with args.capture.stage("inspecting"):
+        info = inspect_model(args.model, **load_options(args))
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
@@ -72,10 +73,11 @@ def _inspect_passes(args: argparse.Namespace) -> int:
     from tfopt.pipeline import optimize_model
     from tfopt.report.console import print_pass_table
 
-    _, _, report, opt_report = optimize_model(
-        args.model, passes=args.dry_run, skip=args.skip, grappler=args.grappler,
-        opt_atol=args.atol, opt_rtol=args.rtol if args.rtol is not None else 1e-4,
-        **freeze_kwargs(args), **load_options(args))
+    with args.capture.stage("optimizing (dry run)"):
+        _, _, report, opt_report = optimize_model(
+            args.model, passes=args.dry_run, skip=args.skip, grappler=args.grappler,
+            opt_atol=args.atol, opt_rtol=args.rtol if args.rtol is not None else 1e-4,
+            **freeze_kwargs(args), **load_options(args))
     if args.json:
         print(json.dumps({"freeze": report.as_dict(), "optimize": opt_report.as_dict()}, indent=2, default=str))
         return 0

@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
                   threads=args.threads, metric=args.metric, allow_nonfinite=args.allow_nonfinite, **options)
     if not is_outdir:
         try:
-            report = verify_artifact(args.outdir, args.reference, report_dir=args.report_dir, **common)
+            with args.capture.stage("verifying"):
+                report = verify_artifact(args.outdir, args.reference, report_dir=args.report_dir, **common)
         except GateFailure as exc:
             print_report(exc.report)  # type: ignore[attr-defined]
             raise
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote    {args.report_dir}/report.json, report.md, report.html")
         return 0
     try:
-        report = verify_outdir(args.outdir, args.reference, **common)
+        with args.capture.stage("verifying"):
+            report = verify_outdir(args.outdir, args.reference, **common)
     except GateFailure:
         from tfopt.nonfinite import from_json
 

@@ -25,20 +25,26 @@ _GENERATED = re.compile(r"(.*?__\d+)(:\d+)?")
 
 
 def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
-    """The float ``ModelProto`` of ``model``'s frozen graph, generated names made canonical."""
-    import tf2onnx
+    """The float ``ModelProto`` of ``model``'s frozen graph, generated names made canonical.
+
+    tf2onnx runs in a child process with a fixed hash seed (see :mod:`tfopt.emitters.onnx_worker`
+    for why). What the child printed is logged at INFO (``--verbose``), and written to stderr when
+    it fails, where the CLI's stage capture shows its last lines under the error."""
+    import logging
+    import sys
+
+    from tfopt.emitters.onnx_worker import convert_in_child
 
     opset = opset or DEFAULT_OPSET
-    # tf2onnx numbers generated nodes from a process-wide counter ("x__251"): reset it so the same
-    # model and options always give the same bytes, whatever was converted before in this process.
-    tf2onnx.utils.INTERNAL_NAME = 1
     try:
-        proto, _ = tf2onnx.convert.from_graph_def(_lower_for_tf2onnx(model.graph_def),
-                                                  input_names=[s.tensor for s in model.inputs],
-                                                  output_names=[s.tensor for s in model.outputs], opset=opset)
-    except Exception as exc:
-        raise ConversionError(f"tf2onnx (opset {opset}) failed: {str(exc).splitlines()[0][:400]}; "
-                              "try another --opset") from exc
+        proto, log = convert_in_child(_lower_for_tf2onnx(model.graph_def), [s.tensor for s in model.inputs],
+                                      [s.tensor for s in model.outputs], opset)
+    except RuntimeError as exc:
+        if len(exc.args) > 1:
+            sys.stderr.write(exc.args[1])
+        raise ConversionError(f"tf2onnx (opset {opset}) failed: {exc.args[0]}; try another --opset") from None
+    if log.strip():
+        logging.getLogger(__name__).info("tf2onnx (child process):\n%s", log.rstrip())
     _check_ops(proto, opset)
     _canonical_initializers(proto.graph)
     return proto

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tfopt.errors import ModelNotFoundError, OptionError
-from tfopt.graph import Model
+from tfopt.graph import Model, canonical_order
 
 
 @dataclass
@@ -101,6 +101,7 @@ def load(path: str | os.PathLike[str], *, format: str | None = None, **options: 
         model = registry.load(path, opts, format)
     except PermissionError as exc:  # a file of the model this user may not read
         raise unreadable(exc, path) from exc
+    canonical_order(model.graph_def)  # TensorFlow's export order varies by process: see canonical_order
     if opts.compress is not None and opts.compress.active and "compression" not in model.provenance:
         raise OptionError(f"--cluster/--prune: {path} is a {model.provenance.get('format')} model; TFMOT clusters and "
                           "prunes Keras 2 (tf_keras) models: pass the .h5 or tf_keras .keras file it was trained as")

@@ -121,34 +121,46 @@ def print_artifact_info(info: dict[str, Any], *, rows: int = 12) -> None:
 
 
 class ProgressPrinter:
-    """Progress on stderr: stage messages as lines; :class:`tfopt.progress.Step` events as a bar
-    redrawn in place on a terminal, or (in CI logs) one line when a stage starts and ends."""
+    """Progress on stderr. Stage messages are lines; :class:`tfopt.progress.Step` events are a
+    ``rich`` progress bar redrawn in place on a terminal. In a CI log (not a TTY) nothing is redrawn:
+    one line when a stepped stage starts and one when it ends, no carriage returns."""
 
     def __init__(self, stream: TextIO | None = None, width: int = 24):
         self.stream = stream or sys.stderr
         self.width = width
         self.tty = self.stream.isatty()
-        self._open = False  # a bar line is being redrawn
+        self._bar: Any = None  # (rich Progress, task id, label) while a bar is drawn
 
     def __call__(self, event: Any) -> None:
         from tfopt.progress import Step
 
         if not isinstance(event, Step):
-            self._close()
+            self.close()
             print(f"  ... {event}", file=self.stream, flush=True)
             return
-        filled = self.width * event.done // max(event.total, 1)
-        line = f"  [{'#' * filled}{'.' * (self.width - filled)}] {event.done}/{event.total} {event.label}"
-        if self.tty:
-            self.stream.write("\r" + line)
-            self._open = True
-            if event.done >= event.total:
-                self._close()
-            self.stream.flush()
-        elif event.done in (1, event.total):
-            print(line, file=self.stream, flush=True)
+        if not self.tty:
+            if event.done in (1, event.total):
+                print(f"  {event.done}/{event.total} {event.label}", file=self.stream, flush=True)
+            return
+        if self._bar is None or self._bar[2] != event.label:
+            self.close()
+            self._bar = (*self._start(event), event.label)
+        bar, task, _ = self._bar
+        bar.update(task, completed=event.done, total=event.total)
+        if event.done >= event.total:
+            self.close()
 
-    def _close(self) -> None:
-        if self._open:
-            self.stream.write("\n")
-            self._open = False
+    def _start(self, event: Any) -> tuple[Any, Any]:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        console = Console(file=self.stream, force_terminal=True, highlight=False)
+        bar = Progress(TextColumn("  "), BarColumn(bar_width=self.width), MofNCompleteColumn(),
+                       TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False)
+        bar.start()
+        return bar, bar.add_task(event.label, total=event.total)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar[0].stop()
+            self._bar = None

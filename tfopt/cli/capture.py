@@ -1,0 +1,133 @@
+"""A quiet terminal: what the converters print is captured per stage, never lost, shown on failure.
+
+TensorFlow's C++ logging, LiteRT's delegate notices, the TFLite converter's MLIR summary, ONNX
+Runtime's advice and NNCF's progress bars are written by native code straight to file descriptors
+1 and 2, below anything Python's ``sys.stdout`` can intercept. During a :meth:`Capture.stage`
+both descriptors are redirected into a pipe (``wurlitzer``) and collected line by line, Python
+writes included; tfopt's own progress goes to a duplicate of the terminal's stderr taken before,
+and its tables are printed between stages, so they reach the terminal untouched.
+
+What was captured is:
+
+* written to ``--log FILE`` (every stage, with a header line naming it), always;
+* echoed live to stderr with ``--verbose`` or ``--debug``;
+* otherwise shown only when the stage fails: its last lines follow the error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+TAIL_LINES = 15
+
+
+class Capture:
+    """Per-stage capture of fds 1 and 2. ``Capture(verbose=False, log=None)``; an inactive one
+    (``active=False``, used under ``--json`` callers' own redirection or in tests) only marks stages."""
+
+    def __init__(self, *, verbose: bool = False, log: str | None = None, active: bool = True):
+        self.verbose = verbose
+        self.active = active
+        self.lines: list[str] = []  # the current stage's
+        self._partial = ""
+        self._lock = threading.Lock()
+        self._log: TextIO | None = open(log, "a", encoding="utf-8") if log else None  # noqa: SIM115
+        sys.stderr.flush()
+        self.console: TextIO = os.fdopen(os.dup(sys.__stderr__.fileno()), "w", buffering=1, encoding="utf-8",
+                                         errors="replace") if active and sys.__stderr__ is not None else sys.stderr
+        self.stage_name = ""
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self.console is not sys.stderr:
+            self.console.close()
+            self.console = sys.stderr
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Capture everything written to fds 1 and 2 while the block runs. An exception leaving the
+        block carries the stage's last lines as ``captured_tail`` (unless they were shown live)."""
+        self.mark(name)
+        if not self.active:
+            yield
+            return
+        from wurlitzer import STDOUT, pipes
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            with pipes(stdout=self, stderr=STDOUT):
+                try:
+                    yield
+                finally:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+        except BaseException as exc:
+            self._flush_partial()
+            if not self.verbose and self.lines and not hasattr(exc, "captured_tail"):
+                exc.captured_tail = (self.stage_name, self.lines[-TAIL_LINES:])  # type: ignore[attr-defined]
+            raise
+        self._flush_partial()
+
+    def mark(self, name: str) -> None:
+        """A new stage (or a step inside one): its lines start the failure tail afresh."""
+        with self._lock:
+            self._flush_partial()
+            self.stage_name = name
+            self.lines = []
+            if self._log is not None:
+                self._log.write(f"== {name}\n")
+                self._log.flush()
+
+    def write(self, text: str) -> None:
+        """wurlitzer's reader thread hands over captured text here."""
+        with self._lock:
+            text = self._partial + text.replace("\r\n", "\n").replace("\r", "\n")
+            *complete, self._partial = text.split("\n")
+            for line in complete:
+                self._line(line)
+
+    def flush(self) -> None:
+        pass
+
+    def _flush_partial(self) -> None:
+        if self._partial:
+            self._line(self._partial)
+            self._partial = ""
+
+    def _line(self, line: str) -> None:
+        if not line.strip():
+            return
+        self.lines.append(line)
+        if self._log is not None:
+            self._log.write(line + "\n")
+            self._log.flush()
+        if self.verbose:
+            self.console.write(f"  | {line}\n")
+
+    def progress(self, display: Callable[[Any], None] | None) -> Callable[[Any], None]:
+        """A ``convert(progress=...)`` callback: each stage message also starts a captured stage."""
+        def callback(event: Any) -> None:
+            if isinstance(event, str):
+                self.mark(event)
+            if display is not None:
+                display(event)
+        return callback
+
+
+def print_captured_tail(exc: BaseException, stream: TextIO) -> None:
+    """After an error line: what the failing stage printed, last lines first seen last."""
+    tail = getattr(exc, "captured_tail", None)
+    if not tail:
+        return
+    stage, lines = tail
+    print(f"tfopt: last output of '{stage}' (all of it with --verbose or --log FILE):", file=stream)
+    for line in lines:
+        print(f"  | {line}", file=stream)
