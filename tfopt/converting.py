@@ -119,13 +119,13 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     from tfopt.report.gates import parse_gate
     from tfopt.signals import checkpoint
 
+    check_convert_outputs(outdir, junit, [model, calibration, eval_data, finetune_data], overwrite=overwrite)
     pairs, skipped = check_options(model, outdir, to=to, quantize=quantize, calibration=calibration,
                                    calibration_samples=calibration_samples, accuracy_control=accuracy_control,
                                    eval_data=eval_data, keep_float=keep_float, auto_keep_float=auto_keep_float,
                                    metric=metric, fail_if=fail_if, junit=junit, report_runs=report_runs,
                                    threads=threads, opset=opset, finetune_data=finetune_data)
     gates = [parse_gate(g) for g in fail_if]
-    check_convert_outputs(outdir, junit, [model, calibration, eval_data, finetune_data], overwrite=overwrite)
     compress = compression(cluster, cluster_init, prune, exclude, finetune_data, finetune_epochs)
     if compress is not None:
         options["compress"] = compress

@@ -25,6 +25,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                    help="output directory: one file per target x precision, manifest.json and the reports")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing -o directory that tfopt did not write (refused without it)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     binding_options(p)
     model_options(p)
@@ -82,19 +84,18 @@ def run(args: argparse.Namespace) -> int:
     from tfopt.convert_options import check_options
     from tfopt.outputs import check_convert_outputs
 
-    # Every option the model is not needed for, before TensorFlow is even imported.
+    # Before TensorFlow is even imported: first the output rule (tfopt.outputs: never the user's
+    # data), then every option the model is not needed for. The API checks both again.
+    check_convert_outputs(args.output, args.junit, [args.model, args.calibration, args.eval_data,
+                                                    args.finetune_data], overwrite=args.overwrite)
     check_options(args.model, args.output, **{k: v for k, v in vars(args).items() if k != "model"})
     parse_set(args.set_values)
     parse_inputs(args.inputs)
-    # The output rule too (tfopt.outputs): a refused -o costs nothing. The API checks both again.
-    check_convert_outputs(args.output, args.junit, [args.model, args.calibration, args.eval_data,
-                                                    args.finetune_data], overwrite=args.overwrite)
     compress = compression(args.cluster, args.cluster_init, args.prune, args.exclude, args.finetune_data,
                            args.finetune_epochs)
     from tfopt.converting import convert
     from tfopt.errors import GateFailure
     from tfopt.loaders import load
-    from tfopt.outputs import check_convert_outputs
     from tfopt.report.console import print_convert
 
     with args.capture.stage("loading"):
