@@ -15,7 +15,8 @@ from tfopt.convert_options import check_options
 from tfopt.errors import OptionError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROBE = ("import sys\nfrom tfopt import cli\ncode = cli.main(sys.argv[1:])\n"
+PROBE = ("import sys\nfrom tfopt import cli\ntry:\n    code = cli.main(sys.argv[1:])\n"
+         "except SystemExit as exc:  # argparse's own range check\n    code = exc.code\n"
          "print('tensorflow imported' if 'tensorflow' in sys.modules else 'tensorflow not imported')\nsys.exit(code)")
 
 
