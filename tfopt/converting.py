@@ -10,14 +10,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from tfopt._io import atomic_path, digest, gzip_size, tree_size
-from tfopt.errors import OptionError, VerificationError
+from tfopt.errors import OptionError
 from tfopt.graph import Model
 
 TARGETS = ("pb", "savedmodel", "tflite", "onnx", "openvino")
@@ -55,6 +53,7 @@ class ConvertResult:
     report: dict[str, Any] | None = None
     layer_errors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "format/precision" -> worst first
     keep_float: dict[str, list[str]] = field(default_factory=dict)
+    verified_at: Any = None  # tfopt.verify.VerifyInputs the artifacts were verified on
 
 
 def available_targets() -> list[str]:
@@ -107,7 +106,8 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             keep_float: Sequence[str] = (), auto_keep_float: float | None = None, metric: str | None = None,
             cluster: int | None = None, cluster_init: str = "kmeans++", prune: float | None = None,
             exclude: Sequence[str] = (), finetune_data: str | None = None, finetune_epochs: int = 2,
-            seed: int = 0, progress: Callable[[Any], None] | None = None, **options: Any) -> ConvertResult:
+            seed: int = 0, verify_shape: Mapping[str, Sequence[int]] | None = None,
+            progress: Callable[[Any], None] | None = None, **options: Any) -> ConvertResult:
     """Convert one model to every requested target and precision.
 
     Args:
@@ -128,6 +128,9 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
         cluster / cluster_init / prune / exclude / finetune_data / finetune_epochs: TFMOT weight
             clustering and magnitude pruning of a Keras 2 model before freezing (see
             :mod:`tfopt.compressing`); the report then measures against the uncompressed model.
+        verify_shape: input name -> a concrete shape to verify every stage at (the artifacts keep
+            their dynamic dimensions); without it, and without ``eval_data``/``calibration``, the
+            inputs are made up at a size the original model answers (see :mod:`tfopt.verify`).
         metric: ``module:fn`` scoring ``fn(first_output, labels) -> float`` (higher is better) on
             ``eval_data``, in place of top-1/top-5 (integer labels) or MAE/RMSE (float labels).
         fail_if: gates over the report (see :mod:`tfopt.report.gates`); ``junit`` writes them as XML.
@@ -164,7 +167,20 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     say("loading, freezing and optimizing (once for every target)")
     stages: dict[str, float] = {}
     start = time.perf_counter()
-    portable, runtime, freeze_report, optimize_report = optimize_model(model, verify=verify, **options)
+    from tfopt.calibration import load_calibration
+    from tfopt.verify import VerifyData
+
+    loaded: list[Any] = []
+
+    def calibration_samples_for(specs: Sequence[Any]) -> Any:  # loaded once, for the frozen inputs
+        loaded[:] = loaded or [load_calibration(calibration or "", specs, samples=calibration_samples, mean=mean,
+                                                scale=scale)]
+        return loaded[0]
+
+    verify_data = VerifyData(eval_data=eval_data, calibration=calibration_samples_for if calibration else None,
+                             calibration_source=calibration, shapes=dict(verify_shape or {}))
+    portable, runtime, freeze_report, optimize_report = optimize_model(model, verify=verify, verify_data=verify_data,
+                                                                       **options)
     stages["load+freeze+optimize"] = time.perf_counter() - start
     qat = is_quantization_aware(portable)
     if not qat and any(p in NEEDS_CALIBRATION for _, p in pairs) and not calibration:
@@ -173,12 +189,10 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     control = None
     if accuracy_control is not None:
         control = _accuracy_control(accuracy_control, eval_data, portable)
-    samples = None
-    if calibration:
-        from tfopt.calibration import load_calibration
-
-        samples = load_calibration(calibration, portable.inputs, samples=calibration_samples, mean=mean, scale=scale)
+    samples = calibration_samples_for(portable.inputs) if calibration else None
     result = ConvertResult(outdir=outdir, skipped=skipped, freeze_report=freeze_report, optimize_report=optimize_report)
+    verified_at = freeze_report.verified_at.with_batch(portable.inputs, 1, seed) if freeze_report.verified_at else None
+    result.verified_at = verified_at
     with atomic_path(outdir, directory=True) as tmp:
         os.makedirs(tmp)
         for index, (target, precision) in enumerate(pairs):
@@ -208,7 +222,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             artifact = Artifact(target, precision, os.path.relpath(written, tmp), tree_size(full), gzip_size(full),
                                 digest(full))
             if verify:  # a QAT model's float artifacts already quantize (QDQ/FakeQuantize): measure only
-                _verify(artifact, portable, written, _verification_feeds(portable, samples, seed), bounded=not qat,
+                _verify(artifact, portable, written, verified_at, bounded=not qat,
                         preprocess=ov_preprocess if target == "openvino" else None)
             result.artifacts.append(artifact)
             stages[f"{target} {precision}"] = time.perf_counter() - start
@@ -218,7 +232,8 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                                                     allow_tf_ops=allow_tf_ops, opset=opset,
                                                     quantization_aware=qat, ov_preprocess=ov_preprocess,
                                                     accuracy_control=accuracy_control,
-                                                    compression=portable.provenance.get("compression")))
+                                                    compression=portable.provenance.get("compression")),
+                        verified_at)
         if result.layer_errors:
             with open(os.path.join(tmp, "layers.json"), "w") as f:
                 json.dump({"layer_errors": result.layer_errors, "keep_float": result.keep_float}, f, indent=2)
@@ -231,7 +246,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                                          passes=[p.as_dict() for p in (optimize_report.passes if optimize_report else [])],
                                          stages=stages, preprocess=ov_preprocess,
                                          layers={"layer_errors": result.layer_errors, "keep_float": result.keep_float},
-                                         progress=progress, metric=metric)
+                                         progress=progress, metric=metric, verified_at=verified_at)
     from tfopt.report.build import finish_gates
 
     try:
@@ -330,46 +345,15 @@ def runner_for(target: str, path: str, model: Model, *, threads: int | None = No
     return GraphRunner(frozen.replace(inputs=model.inputs, outputs=model.outputs))
 
 
-def _verification_feeds(model: Model, samples: Sequence[dict[str, Any]] | None, seed: int) -> dict[str, Any]:
-    """In-distribution inputs when calibration data is given (quantization ranges come from it:
-    random data outside them measures clipping, not the model), else seeded random inputs."""
-    if samples:
-        return {s.name: np.concatenate([x[s.name] for x in samples[:8]]) for s in model.inputs}
-    from tfopt.testing import random_inputs
-
-    return random_inputs(model.inputs, seed=seed, batch=1)
-
-
-def _verify(artifact: Artifact, portable: Model, path: str, feeds: dict[str, Any], *, bounded: bool = True,
+def _verify(artifact: Artifact, portable: Model, path: str, inputs: Any, *, bounded: bool = True,
             preprocess: Any = None) -> None:
-    from tfopt.testing import compare
-    from tfopt.verify import reference_runner
+    from tfopt.verify import verify_artifact
 
-    expected = reference_runner(portable)({**feeds, **(portable.bindings if portable.reference else {})})
-    expected = {s.name: expected[s.name] for s in portable.outputs}
-    raw = {k: preprocess.to_raw(v) for k, v in feeds.items()} if preprocess is not None else feeds
-    try:
-        got = runner_for(artifact.format, path, portable)(raw)
-    except Exception as exc:  # the runtime rejects what the converter wrote: say which, not a traceback
-        from tfopt.errors import ConversionError, TfoptError
-
-        if isinstance(exc, TfoptError):
-            raise
-        first = " ".join(str(exc).split())[:400]
-        raise ConversionError(f"{artifact.format} {artifact.precision}: the converted model does not run in its "
-                              f"runtime ({type(exc).__name__}: {first}); nothing was written") from exc
-    diffs = compare(expected, got, atol=np.inf, rtol=0)
-    artifact.max_abs_err = max(d.max_abs_err for d in diffs)
-    artifact.mean_abs_err = float(np.mean([d.mean_abs_err for d in diffs]))
-    bound = TOLERANCE.get(artifact.precision) if bounded else None
-    if bound is not None:
-        bad = [d for d in compare(expected, got, atol=bound, rtol=bound) if not d.ok]
-        if bad:
-            raise VerificationError(f"{artifact.format} {artifact.precision}: output '{bad[0].name}' differs from the "
-                                    f"original by {bad[0].max_abs_err:.3g} (bound {bound:g}); nothing was written")
+    verify_artifact(artifact, lambda: runner_for(artifact.format, path, portable), portable, inputs,
+                    bound=TOLERANCE.get(artifact.precision) if bounded else None, preprocess=preprocess)
 
 
-def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[str, Any]) -> None:
+def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[str, Any], verified_at: Any) -> None:
     """manifest.json: options, tool versions and artifacts - no timestamps, so it is deterministic."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -386,6 +370,7 @@ def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict
         "inputs": [asdict(s) for s in model.inputs], "outputs": [asdict(s) for s in model.outputs],
         "options": options, "tools": tools, "artifacts": [asdict(a) for a in result.artifacts],
         "skipped": [{"format": f, "precision": p, "reason": r} for f, p, r in result.skipped],
+        "verification": verified_at.as_dict() if verified_at is not None else None,
     }
     with open(os.path.join(tmp, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2, sort_keys=True, default=str)

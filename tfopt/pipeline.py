@@ -41,7 +41,8 @@ def optimize_model(model: Model | str | os.PathLike[str], **options: Any) -> tup
     verify = options.get("verify", True)
     atol, rtol = options.pop("opt_atol", DEFAULT_ATOL), options.pop("opt_rtol", DEFAULT_RTOL)
     frozen, freeze_report = freeze_model(model, **options)
-    portable, runtime, report = optimize(frozen, verify=verify, atol=atol, rtol=rtol, **opt)
+    portable, runtime, report = optimize(frozen, verify=verify, atol=atol, rtol=rtol,
+                                         verified_at=freeze_report.verified_at, **opt)
     return portable, runtime, freeze_report, report
 
 

@@ -50,6 +50,9 @@ def freeze_options(p: argparse.ArgumentParser) -> None:
                    help="the model's inputs, optionally fixing shapes, e.g. x:1x28x28x1 (? for dynamic)")
     p.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE", dest="set_values",
                    help="bind a placeholder to a constant, e.g. keep_prob=1.0")
+    p.add_argument("--verify-shape", nargs="+", default=[], metavar="NAME:SHAPE",
+                   help="verify at this shape, e.g. input_1:1x10100x4 (the result keeps its dynamic dimensions; "
+                        "default: real data when given, else a size the original model answers)")
     p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the original-vs-result check")
     p.add_argument("--atol", type=float, default=1e-5, help="verification absolute tolerance (default: %(default)g)")
     p.add_argument("--rtol", type=float, default=None,
@@ -79,6 +82,15 @@ def parse_inputs(items: Sequence[str]) -> dict[str, tuple[int | None, ...] | Non
         except ValueError:
             raise OptionError(f"--inputs {item}: shape must look like 1x224x224x3 (? for a dynamic dimension)") from None
         out[name] = dims
+    return out
+
+
+def parse_verify_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    out: dict[str, tuple[int, ...]] = {}
+    for name, dims in parse_inputs(items).items():
+        if not dims or any(d is None for d in dims):
+            raise OptionError(f"--verify-shape {name}: give a concrete shape, e.g. {name}:1x10100x4")
+        out[name] = tuple(int(d) for d in dims if d is not None)
     return out
 
 

@@ -12,6 +12,7 @@ from tfopt.cli.args import (
     optimize_options,
     parse_inputs,
     parse_set,
+    parse_verify_shapes,
     report_options,
 )
 
@@ -101,6 +102,7 @@ def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
                      eval_data=args.eval_data,
                      allow_tf_ops=args.allow_tf_ops, opset=args.opset, verify=args.verify,
                      set_values=parse_set(args.set_values), inputs=parse_inputs(args.inputs),
+                     verify_shape=parse_verify_shapes(args.verify_shape),
                      passes=args.passes, skip=args.skip, grappler=args.grappler,
                      fail_if=args.fail_if, junit=args.junit, report_runs=args.report_runs, threads=args.threads,
                      keep_float=args.keep_float, auto_keep_float=args.auto_keep_float, metric=args.metric,

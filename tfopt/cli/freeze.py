@@ -6,7 +6,15 @@ import argparse
 import json
 from typing import Any
 
-from tfopt.cli.args import EPILOG, freeze_options, load_options, optimize_options, parse_inputs, parse_set
+from tfopt.cli.args import (
+    EPILOG,
+    freeze_options,
+    load_options,
+    optimize_options,
+    parse_inputs,
+    parse_set,
+    parse_verify_shapes,
+)
 
 
 def add_parser(sub: Any, command: str) -> None:
@@ -25,12 +33,14 @@ def run(args: argparse.Namespace) -> int:
     from tfopt.loaders import load
     from tfopt.pipeline import freeze_model, infer_format, optimize_model, save_model
     from tfopt.report.console import format_bytes, format_value, path_size, print_pass_table
+    from tfopt.verify import VerifyData
 
     check_writable(args.output)
     infer_format(args.output, args.output_format)
     model = load(args.model, **load_options(args))
     freeze_opts = {"set_values": parse_set(args.set_values), "inputs": parse_inputs(args.inputs),
-                   "verify": args.verify, "atol": args.atol, "rtol": args.rtol if args.rtol is not None else 1e-5}
+                   "verify": args.verify, "atol": args.atol, "rtol": args.rtol if args.rtol is not None else 1e-5,
+                   "verify_data": VerifyData(shapes=parse_verify_shapes(args.verify_shape))}
     optimizing = args.command == "optimize" or args.optimize
     if optimizing:
         _, result, report, opt_report = optimize_model(
@@ -67,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         for label, diffs in opt_report.verification.items():
             for d in diffs:
                 print(f"verified {d.name}: max abs err {d.max_abs_err:.3g} ({label} vs original)")
+    if report.verified_at is not None:
+        print(f"verified at {report.verified_at.describe()} ({report.verified_at.source} inputs)")
     if not args.verify:
         print("verified skipped (--no-verify)")
     print(f"wrote    {path}  ({format_bytes(path_size(path))})")

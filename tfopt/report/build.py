@@ -99,9 +99,11 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
                  passes: list[dict[str, Any]] | None = None, stages: dict[str, float] | None = None,
                  preprocess: Any = None, layers: dict[str, Any] | None = None, progress: Any = None,
                  manifest: dict[str, Any] | None = None, write_to: str | None = "",
-                 metric: str | None = None) -> dict[str, Any]:
+                 metric: str | None = None, verified_at: Any = None) -> dict[str, Any]:
     """Measure every artifact of ``outdir/manifest.json`` (or of ``manifest``) against the original
-    model; write report.json/md/html into ``write_to`` ("" means ``outdir``; None: not written)."""
+    model; write report.json/md/html into ``write_to`` ("" means ``outdir``; None: not written).
+    Made-up inputs take the shape of ``verified_at`` (a :class:`tfopt.verify.VerifyInputs`), else
+    of the manifest's ``verification`` record, at batch 8."""
     from tfopt.report import evaluate_gates, measure, write_reports
     from tfopt.verify import reference_runner
 
@@ -115,8 +117,13 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
         inputs = {s.name: np.concatenate([x[s.name] for x in samples[:32]]) for s in model.inputs}
     else:
         from tfopt.testing import random_inputs
+        from tfopt.verify import VerifyInputs
 
-        inputs = random_inputs(model.inputs, seed=seed, batch=8)
+        recorded = (manifest.get("verification") or {}).get("shapes")
+        if verified_at is None and recorded and set(recorded) == {s.name for s in model.inputs}:
+            verified_at = VerifyInputs(random_inputs(model.inputs, seed=seed, shapes=recorded), "made up")
+        inputs = (verified_at.with_batch(model.inputs, 8, seed).feeds if verified_at is not None
+                  else random_inputs(model.inputs, seed=seed, batch=8))
     score = None
     if metric:
         from tfopt._user_code import import_function
@@ -132,7 +139,9 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
     report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
                      inputs=inputs, labels=labels, runs=runs, threads=threads, progress=progress,
                      metric=score)
-    report.update({"source": manifest.get("source"), "source_format": manifest.get("source_format"),
+    # what the artifacts were verified on (the report's own measurement uses batch 8 of the same shape)
+    report.update({"verification": manifest.get("verification") or (verified_at.as_dict() if verified_at else None),
+                   "source": manifest.get("source"), "source_format": manifest.get("source_format"),
                    "tools": manifest.get("tools"), "passes": passes or [], "stage_seconds": stages or {},
                    "metric": metric or ("top1/top5" if labels is not None and np.issubdtype(labels.dtype, np.integer)
                                         else "mae/rmse" if labels is not None else None),
