@@ -353,6 +353,14 @@ def _verify(artifact: Artifact, portable: Model, path: str, inputs: Any, *, boun
                     bound=TOLERANCE.get(artifact.precision) if bounded else None, preprocess=preprocess)
 
 
+def _onnx_quantization(result: ConvertResult, qat: bool) -> dict[str, Any]:
+    """What each quantized ONNX artifact was built for (7-bit weights: see :mod:`tfopt.emitters.onnx`)."""
+    from tfopt.emitters.onnx import quantization_settings
+
+    return {a.precision: quantization_settings(a.precision) for a in result.artifacts
+            if a.format == "onnx" and quantization_settings(a.precision) and not (qat and a.precision == "int8")}
+
+
 def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[str, Any], verified_at: Any) -> None:
     """manifest.json: options, tool versions and artifacts - no timestamps, so it is deterministic."""
     from importlib.metadata import PackageNotFoundError, version
@@ -371,6 +379,7 @@ def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict
         "options": options, "tools": tools, "artifacts": [asdict(a) for a in result.artifacts],
         "skipped": [{"format": f, "precision": p, "reason": r} for f, p, r in result.skipped],
         "verification": verified_at.as_dict() if verified_at is not None else None,
+        "onnx_quantization": _onnx_quantization(result, options.get("quantization_aware", False)),
     }
     with open(os.path.join(tmp, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2, sort_keys=True, default=str)
