@@ -128,3 +128,16 @@ def test_random_inputs_take_explicit_shapes():
     spec = TensorSpec("x", "x:0", "float32", (None, None, 4))
     assert random_inputs([spec], shapes={"x": (1, 5, 4)})["x"].shape == (1, 5, 4)
     assert random_inputs([spec], dynamic_dim=16)["x"].shape == (2, 16, 4)
+
+
+def test_errors_name_the_stage_once_and_keep_their_class(tmp_path):
+    from tfopt.errors import GraphError, OptionError, stage
+
+    with pytest.raises(tfopt.ModelNotFoundError, match=r"^loading: .*nope"):
+        tfopt.freeze(str(tmp_path / "nope"))
+    with pytest.raises(GraphError, match=r"^freezing: placeholder 'p'") as err, stage("converting"), stage("freezing"):
+        raise GraphError("placeholder 'p' is neither an input nor bound")
+    assert err.value.exit_code == 6
+    # an option is at fault, whatever stage found it
+    with pytest.raises(OptionError, match=r"^--verify-shape x"), stage("freezing"):
+        raise OptionError("--verify-shape x: not an input")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tfopt._io import atomic_path, digest, gzip_size, tree_size
-from tfopt.errors import OptionError
+from tfopt.errors import OptionError, stage
 from tfopt.graph import Model
 
 TARGETS = ("pb", "savedmodel", "tflite", "onnx", "openvino")
@@ -215,9 +215,10 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                 result.layer_errors[f"{target}/{precision}"] = ranking
                 result.keep_float[f"{target}/{precision}"] = kept
             else:
-                written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), samples,
-                                int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat,
-                                ov_preprocess=ov_preprocess, accuracy_control=control)
+                with stage(f"converting to {target} {precision}"):
+                    written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), samples,
+                                    int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat,
+                                    ov_preprocess=ov_preprocess, accuracy_control=control)
             full = os.path.join(tmp, rel)
             artifact = Artifact(target, precision, os.path.relpath(written, tmp), tree_size(full), gzip_size(full),
                                 digest(full))

@@ -257,14 +257,14 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
     except Exception as exc:  # the original ran on these inputs: the converted model is at fault, not them
         if isinstance(exc, TfoptError):
             raise
-        raise ConversionError(f"{what}: the model {CONVERTER.get(artifact.format, 'TensorFlow')} wrote does not run "
-                              f"in {runtime} {at}, where the original model runs "
+        raise ConversionError(f"running {what} in {runtime}: the model {CONVERTER.get(artifact.format, 'TensorFlow')} "
+                              f"wrote does not run {at}, where the original model runs "
                               f"({type(exc).__name__}: {_first_line(exc)}); nothing was written") from exc
     diffs = compare(expected, got, atol=np.inf, rtol=0)
     artifact.max_abs_err = max(d.max_abs_err for d in diffs)
     artifact.mean_abs_err = float(np.mean([d.mean_abs_err for d in diffs]))
     bad = [d for d in compare(expected, got, atol=bound, rtol=bound) if not d.ok] if bound is not None else []
     if bad:
-        raise VerificationError(f"{what}: verifying the {runtime} output '{bad[0].name}' against the original model "
-                                f"(TensorFlow) {at}: {bad[0].problem or 'differs'} (max abs err "
+        raise VerificationError(f"verifying {what} ({runtime}) against the original model (TensorFlow) {at}: output "
+                                f"'{bad[0].name}': {bad[0].problem or 'differs'} (max abs err "
                                 f"{bad[0].max_abs_err:.3g}, bound {bound:g}); nothing was written")

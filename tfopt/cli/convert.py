@@ -74,7 +74,7 @@ def _ov_preprocess(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from tfopt._io import check_writable
     from tfopt.converting import convert
-    from tfopt.errors import GateFailure
+    from tfopt.errors import GateFailure, stage
     from tfopt.loaders import load
     from tfopt.report.console import print_convert
 
@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
     compress = compression(args.cluster, args.cluster_init, args.prune, args.exclude, args.finetune_data,
                            args.finetune_epochs)
-    model = load(args.model, compress=compress, **load_options(args))
+    with stage("loading"):
+        model = load(args.model, compress=compress, **load_options(args))
     try:
         result = _run_convert(args, model, convert)
     except GateFailure as exc:

@@ -30,6 +30,7 @@ def add_parser(sub: Any, command: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tfopt._io import check_writable
+    from tfopt.errors import stage
     from tfopt.loaders import load
     from tfopt.pipeline import freeze_model, infer_format, optimize_model, save_model
     from tfopt.report.console import format_bytes, format_value, path_size, print_pass_table
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_writable(args.output)
     infer_format(args.output, args.output_format)
-    model = load(args.model, **load_options(args))
+    with stage("loading"):
+        model = load(args.model, **load_options(args))
     freeze_opts = {"set_values": parse_set(args.set_values), "inputs": parse_inputs(args.inputs),
                    "verify": args.verify, "atol": args.atol, "rtol": args.rtol if args.rtol is not None else 1e-5,
                    "verify_data": VerifyData(shapes=parse_verify_shapes(args.verify_shape))}
