@@ -114,6 +114,13 @@ def test_calibration_data_comes_before_made_up_inputs(saved, tmp_path):
     assert result.freeze_report.verified_at.source == "calibration"
     assert result.verified_at.shapes() == {"spec": [3, 40, 128, 1]}
 
+    from tfopt.report.build import verify_outdir
+
+    short = str(tmp_path / "short.npz")  # 8 frames: the original itself answers NaN
+    np.savez(short, spec=np.ones((2, 40, 8, 1), np.float32), labels=np.zeros(2, np.int64))
+    with pytest.raises(tfopt.OptionError, match=r"--eval-data .*short.npz: the original model's output .* holds NaN"):
+        verify_outdir(str(tmp_path / "out"), saved["audio-pooling"], eval_data=short, runs=1)
+
 
 def test_a_comparison_of_empty_outputs_is_not_a_pass():
     empty = {"y": np.zeros((1, 0, 3), np.float32)}

@@ -111,16 +111,16 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
     data = data or VerifyData()
     if data.eval_data:
         given = VerifyInputs(_npz_inputs(data.eval_data, specs), "eval-data")
-        return _check_given(original, given, f"--eval-data {data.eval_data}", outputs)
+        return check_inputs(original, given, f"--eval-data {data.eval_data}", outputs)
     samples = data.calibration(specs) if callable(data.calibration) else data.calibration
     if samples:
         feeds = {s.name: np.concatenate([x[s.name] for x in samples[:DATA_ROWS]]) for s in specs}
-        return _check_given(original, VerifyInputs(feeds, "calibration"),
+        return check_inputs(original, VerifyInputs(feeds, "calibration"),
                             f"--calibration {data.calibration_source or ''}".rstrip(), outputs)
     if data.shapes:
         shapes = _verify_shapes(data.shapes, specs)
         given = VerifyInputs(random_inputs(specs, seed=seed, batch=batch, shapes=shapes), "verify-shape")
-        return _check_given(original, given, "--verify-shape", outputs)
+        return check_inputs(original, given, "--verify-shape", outputs)
     return _search(original, specs, outputs, batch=batch, seed=seed)
 
 
@@ -149,8 +149,13 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
         f"--verify-shape {example}, or pass real inputs with --calibration/--eval-data")
 
 
-def _check_given(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], given: VerifyInputs, option: str,
+def check_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], given: VerifyInputs, option: str,
                  outputs: Sequence[str] | None) -> VerifyInputs:
+    """``given`` when the original model answers it with non-empty, finite outputs.
+
+    Raises:
+        OptionError: it does not (the inputs given by ``option`` are at fault, not a stage).
+    """
     try:
         problem = output_problem(_select(original(given.feeds), outputs))
     except Exception as exc:

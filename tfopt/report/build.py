@@ -110,20 +110,12 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
     if manifest is None:
         with open(os.path.join(outdir, "manifest.json")) as f:
             manifest = json.load(f)
-    labels = None
-    if eval_data:
-        inputs, labels = eval_arrays(eval_data, model)
-    elif samples:
-        inputs = {s.name: np.concatenate([x[s.name] for x in samples[:32]]) for s in model.inputs}
-    else:
-        from tfopt.testing import random_inputs
-        from tfopt.verify import VerifyInputs
-
-        recorded = (manifest.get("verification") or {}).get("shapes")
-        if verified_at is None and recorded and set(recorded) == {s.name for s in model.inputs}:
-            verified_at = VerifyInputs(random_inputs(model.inputs, seed=seed, shapes=recorded), "made up")
-        inputs = (verified_at.with_batch(model.inputs, 8, seed).feeds if verified_at is not None
-                  else random_inputs(model.inputs, seed=seed, batch=8))
+    # The report's "original" is the model before post-training compression when there was some:
+    # the accuracy a clustered or pruned model gives up is part of the trade it reports.
+    original = model.baseline or reference_runner(model)
+    bindings = model.bindings if model.reference is not None and model.baseline is None else {}
+    inputs, labels = _report_inputs(model, lambda feeds: original({**feeds, **bindings}), eval_data, samples,
+                                    manifest, verified_at, seed)
     score = None
     if metric:
         from tfopt._user_code import import_function
@@ -131,10 +123,6 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
         if not eval_data:
             raise OptionError(f"--metric {metric}: needs --eval-data DATA.npz holding the labels it scores against")
         score = import_function(metric, "--metric")
-    # The report's "original" is the model before post-training compression when there was some:
-    # the accuracy a clustered or pruned model gives up is part of the trade it reports.
-    original = model.baseline or reference_runner(model)
-    bindings = model.bindings if model.reference is not None and model.baseline is None else {}
     artifacts = [a for a in manifest["artifacts"] if not (preprocess is not None and a["format"] == "openvino")]
     report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
                      inputs=inputs, labels=labels, runs=runs, threads=threads, progress=progress,
@@ -173,6 +161,30 @@ def finish_gates(report: dict[str, Any] | None, junit: str | None) -> None:
         listed = "; ".join(f"{r['format']}/{r['precision']}: {r['gate']} ({r['metric']} = {r['value']:.4g})"
                            for r in failed)
         raise GateFailure(f"{len(failed)} gate check(s) failed: {listed}")
+
+
+def _report_inputs(model: Model, run: Any, eval_data: str | None, samples: Any, manifest: dict[str, Any],
+                   verified_at: Any, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """``--eval-data``, else calibration samples, else made-up data at the shape the conversion was
+    verified at (``verified_at``, else the manifest's record, else searched), batch 8. Given data the
+    original model cannot answer is an input problem (:class:`OptionError`), found before any
+    artifact runs."""
+    from tfopt.testing import random_inputs
+    from tfopt.verify import VerifyInputs, check_inputs, choose_inputs
+
+    outputs = [s.name for s in model.outputs]
+    if eval_data or samples:
+        inputs, labels = (eval_arrays(eval_data, model) if eval_data else
+                          ({s.name: np.concatenate([x[s.name] for x in samples[:32]]) for s in model.inputs}, None))
+        first = VerifyInputs({k: v[:1] for k, v in inputs.items()}, "eval-data" if eval_data else "calibration")
+        check_inputs(run, first, f"--eval-data {eval_data}" if eval_data else "--calibration", outputs)
+        return inputs, labels
+    recorded = (manifest.get("verification") or {}).get("shapes")
+    if verified_at is None and recorded and set(recorded) == {s.name for s in model.inputs}:
+        verified_at = VerifyInputs(random_inputs(model.inputs, seed=seed, shapes=recorded), "made up")
+    if verified_at is None:
+        return choose_inputs(run, model.inputs, outputs=outputs, batch=8, seed=seed).feeds, None
+    return verified_at.with_batch(model.inputs, 8, seed).feeds, None
 
 
 def eval_arrays(path: str, model: Model) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -13,7 +13,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -37,8 +37,11 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     for index, artifact in enumerate(artifacts):
         if progress is not None:
             progress(Step("measuring artifacts", index + 1, len(artifacts)))
-        runner = runner_for(artifact["format"], os.path.join(outdir, artifact["path"]), model, threads=threads)
-        got = _batched(runner, inputs, [s.name for s in model.outputs])
+        try:  # the original answered these inputs above: a runtime that rejects them is at fault
+            runner = runner_for(artifact["format"], os.path.join(outdir, artifact["path"]), model, threads=threads)
+            got = _batched(runner, inputs, [s.name for s in model.outputs])
+        except Exception as exc:
+            _blame_runtime(exc, artifact, inputs)
         fidelity = _fidelity(expected, got)
         accuracy = _accuracy(got[model.outputs[0].name], labels, metric) if labels is not None else None
         rows.append({
@@ -50,6 +53,19 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     return {"reference": {"latency_ms": {**reference_latency, "threads": "tensorflow default"},
                           "accuracy": ref_accuracy},
             "samples": len(next(iter(inputs.values()))), "artifacts": rows}
+
+
+def _blame_runtime(exc: Exception, artifact: dict[str, Any], inputs: dict[str, np.ndarray]) -> NoReturn:
+    from tfopt.errors import ConversionError, TfoptError
+    from tfopt.verify import RUNTIME
+
+    if isinstance(exc, TfoptError):
+        raise exc
+    shapes = ", ".join(f"{k}:{'x'.join(map(str, (1, *v.shape[1:])))}" for k, v in inputs.items())
+    raise ConversionError(f"running {artifact['format']} {artifact['precision']} in "
+                          f"{RUNTIME.get(artifact['format'], 'TensorFlow')}: {artifact['path']} does not run at "
+                          f"{shapes}, where the original model runs ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:300]})") from exc
 
 
 def _single_call(run: Callable[[Mapping[str, Any]], Any], inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
