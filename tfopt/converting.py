@@ -381,8 +381,6 @@ def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict
         "skipped": [{"format": f, "precision": p, "reason": r} for f, p, r in result.skipped],
         "verification": verified_at.as_dict() if verified_at is not None else None,
         "onnx_quantization": _onnx_quantization(result, options.get("quantization_aware", False)),
-        "openvino_quantization": ({"overflow_fix": "enable"} if any(a.format == "openvino" and a.precision == "int8"
-                                                                    for a in result.artifacts) else None),
     }
     with open(os.path.join(tmp, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2, sort_keys=True, default=str)

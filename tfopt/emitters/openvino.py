@@ -4,12 +4,6 @@
 compression (INT8 weights, float activations); ``int8``: NNCF post-training quantization with the
 same calibration data as the other targets. OpenVINO has no int16-activation mode. Telemetry is
 impossible (see ``tfopt._openvino``).
-
-int8 applies NNCF's overflow fix to every layer (``OverflowFix.ENABLE``: 7-bit weights), not only
-the first (its default): x86 CPUs without VNNI (AVX2, AVX-512 without VNNI) saturate the 16-bit
-u8 x s8 pair sums, as ONNX Runtime's do (see :mod:`tfopt.emitters.onnx`). Measured on an AVX2 CPU
-without VNNI, the outlier test model with its outlier layer kept float: top-1 agreement 87.5% ->
-93.8% (max abs err 0.61 -> 0.44). On VNNI CPUs it costs one bit of weight precision.
 """
 
 from __future__ import annotations
@@ -93,8 +87,7 @@ def emit_openvino(model: Model, path: str, *, precision: str = "none",
         dataset = nncf().Dataset(list(calibration), lambda sample: [sample[n] for n in order])
         ignored = nncf().IgnoredScope(names=list(keep_float)) if keep_float else None
         if accuracy_control is None:
-            ov_model = nncf().quantize(ov_model, dataset, subset_size=len(calibration), ignored_scope=ignored,
-                                       advanced_parameters=_advanced())
+            ov_model = nncf().quantize(ov_model, dataset, subset_size=len(calibration), ignored_scope=ignored)
         else:
             ov_model = _quantize_with_accuracy_control(ov_model, dataset, order, accuracy_control, len(calibration))
     elif precision == "dynamic":
@@ -146,14 +139,7 @@ def _quantize_with_accuracy_control(ov_model: Any, dataset: Any, order: list[str
 
     return nncf().quantize_with_accuracy_control(ov_model, dataset, validation, validation_fn=top1,
                                                  max_drop=control.max_drop, drop_type=nncf().DropType.ABSOLUTE,
-                                                 subset_size=subset, advanced_quantization_parameters=_advanced())
-
-
-OVERFLOW_FIX = "enable"  # recorded in the manifest; see the module docstring
-
-
-def _advanced() -> Any:
-    return nncf().AdvancedQuantizationParameters(overflow_fix=nncf().OverflowFix(OVERFLOW_FIX))
+                                                 subset_size=subset)
 
 
 _AUTO_NAME = re.compile(r"([A-Z][A-Za-z0-9]*)_\d+")

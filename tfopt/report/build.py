@@ -129,8 +129,7 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
                      metric=score)
     # what the artifacts were verified on (the report's own measurement uses batch 8 of the same shape)
     report.update({"verification": manifest.get("verification") or (verified_at.as_dict() if verified_at else None),
-                   "onnx_quantization": manifest.get("onnx_quantization"),
-                   "openvino_quantization": manifest.get("openvino_quantization"), "source": manifest.get("source"), "source_format": manifest.get("source_format"),
+                   "onnx_quantization": manifest.get("onnx_quantization"), "source": manifest.get("source"), "source_format": manifest.get("source_format"),
                    "tools": manifest.get("tools"), "passes": passes or [], "stage_seconds": stages or {},
                    "metric": metric or ("top1/top5" if labels is not None and np.issubdtype(labels.dtype, np.integer)
                                         else "mae/rmse" if labels is not None else None),
