@@ -94,7 +94,7 @@ def test_verify_shape_is_used_as_given(saved):
 
 def test_verify_shape_the_original_cannot_answer_is_an_input_problem(saved):
     with pytest.raises(tfopt.OptionError, match=r"--verify-shape: the original model's output .* is empty "
-                                                 r"\(shape \(1, 0, 3\)\) at seq:1x100x4"):
+                                                 r"\(shape \(1, 0, \d+\)\) at seq:1x100x4"):
         tfopt.freeze(saved["cropping"], verify_shape={"seq": [1, 100, 4]})
     with pytest.raises(tfopt.OptionError, match=r"does not fit the input's shape \?x\?x4"):
         tfopt.freeze(saved["cropping"], verify_shape={"seq": [1, 100, 3]})
@@ -118,9 +118,11 @@ def test_calibration_data_comes_before_made_up_inputs(saved, tmp_path):
 
     from tfopt.report.build import verify_outdir
 
-    short = str(tmp_path / "short.npz")  # 8 frames: the original itself answers NaN
+    # 8 frames: the original itself answers NaN (Eigen) or refuses to pool (oneDNN): the data is at fault
+    short = str(tmp_path / "short.npz")
     np.savez(short, spec=np.ones((2, 40, 8, 1), np.float32), labels=np.zeros(2, np.int64))
-    with pytest.raises(tfopt.OptionError, match=r"--eval-data .*short.npz: the original model's output .* holds NaN"):
+    with pytest.raises(tfopt.OptionError, match=r"--eval-data .*short.npz: the original model('s output .* holds "
+                                                r"NaN| does not run on these inputs \(spec:1x40x8x1\))"):
         verify_outdir(str(tmp_path / "out"), saved["audio-pooling"], eval_data=short, runs=1)
 
 
