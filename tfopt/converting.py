@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import numpy as np
 
 from tfopt._io import atomic_path, digest, gzip_size, tree_size
 from tfopt.convert_options import (  # noqa: F401  (re-exported: converting is where callers look)
@@ -27,9 +25,9 @@ from tfopt.convert_options import (  # noqa: F401  (re-exported: converting is w
     check_options,
     plan,
 )
-from tfopt.errors import OptionError, VerificationError
+from tfopt.errors import OptionError, stage
 from tfopt.graph import Model
-from tfopt.nonfinite import finite_samples, to_json, worst
+from tfopt.nonfinite import check_finite, finite_samples, to_json
 
 # Verification bounds (max |artifact - original|, plus the same relative part); quantized
 # artifacts are measured and reported, not bounded: their error is the trade being made.
@@ -58,6 +56,7 @@ class ConvertResult:
     report: dict[str, Any] | None = None
     layer_errors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "format/precision" -> worst first
     keep_float: dict[str, list[str]] = field(default_factory=dict)
+    verified_at: Any = None  # tfopt.verify.VerifyInputs the artifacts were verified on
 
 
 def artifact_path(outdir: str, target: str, precision: str) -> str:
@@ -75,8 +74,9 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             keep_float: Sequence[str] = (), auto_keep_float: float | None = None, metric: str | None = None,
             cluster: int | None = None, cluster_init: str = "kmeans++", prune: float | None = None,
             exclude: Sequence[str] = (), finetune_data: str | None = None, finetune_epochs: int = 2,
-            seed: int = 0, allow_nonfinite: bool = False, progress: Callable[[Any], None] | None = None,
-            overwrite: bool = False, **options: Any) -> ConvertResult:
+            seed: int = 0, allow_nonfinite: bool = False, verify_shape: Mapping[str, Sequence[int]] | None = None,
+            progress: Callable[[Any], None] | None = None, overwrite: bool = False,
+            **options: Any) -> ConvertResult:
     """Convert one model to every requested target and precision.
 
     Args:
@@ -97,6 +97,9 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
         cluster / cluster_init / prune / exclude / finetune_data / finetune_epochs: TFMOT weight
             clustering and magnitude pruning of a Keras 2 model before freezing (see
             :mod:`tfopt.compressing`); the report then measures against the uncompressed model.
+        verify_shape: input name -> a concrete shape to verify every stage at (the artifacts keep
+            their dynamic dimensions); without it, and without ``eval_data``/``calibration``, the
+            inputs are made up at a size the original model answers (see :mod:`tfopt.verify`).
         metric: ``module:fn`` scoring ``fn(first_output, labels) -> float`` (higher is better) on
             ``eval_data``, in place of top-1/top-5 (integer labels) or MAE/RMSE (float labels).
         fail_if: gates over the report (see :mod:`tfopt.report.gates`); ``junit`` writes them as XML.
@@ -144,7 +147,27 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     say("loading, freezing and optimizing (once for every target)")
     stages: dict[str, float] = {}
     start = time.perf_counter()
-    portable, runtime, freeze_report, optimize_report = optimize_model(model, verify=verify, **options)
+    from tfopt.verify import VerifyData
+
+    loaded: list[Any] = []
+
+    def calibration_samples_for(specs: Sequence[Any]) -> Any:  # loaded once, for the frozen inputs
+        loaded[:] = loaded or [load_calibration(calibration or "", specs, samples=calibration_samples, mean=mean,
+                                                scale=scale, allow_nonfinite=allow_nonfinite)]
+        return loaded[0]
+
+    if eval_data:  # NaN/Inf are refused (or counted) before any work; names are checked after loading
+        import numpy as np
+
+        with np.load(eval_data, allow_pickle=False) as arrays:
+            check_finite({k: arrays[k] for k in arrays.files}, f"--eval-data {eval_data}", allow=allow_nonfinite)
+    # Verification compares on finite data only: with --allow-nonfinite, what holds NaN/Inf is measured
+    # in the report, not used to decide whether freezing kept the model.
+    verify_data = VerifyData(eval_data=None if allow_nonfinite else eval_data,
+                             calibration=(lambda specs: finite_samples(calibration_samples_for(specs))) if calibration else None,
+                             calibration_source=calibration, shapes=dict(verify_shape or {}))
+    portable, runtime, freeze_report, optimize_report = optimize_model(model, verify=verify, verify_data=verify_data,
+                                                                       **options)
     stages["load+freeze+optimize"] = time.perf_counter() - start
     qat = is_quantization_aware(portable)
     if not qat and any(p in NEEDS_CALIBRATION for _, p in pairs) and not calibration:
@@ -153,10 +176,11 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     if eval_data:  # its NaN/Inf, names and format are refused before any artifact is built
         eval_arrays(eval_data, portable, allow_nonfinite=allow_nonfinite)
     control = _accuracy_control(accuracy_control, eval_data, portable) if accuracy_control is not None else None
-    samples = load_calibration(calibration, portable.inputs, samples=calibration_samples, mean=mean, scale=scale,
-                               allow_nonfinite=allow_nonfinite) if calibration else None
+    samples = calibration_samples_for(portable.inputs) if calibration else None
     ranges = finite_samples(samples)  # what the quantizers calibrate on (the report measures on every sample)
     result = ConvertResult(outdir=outdir, skipped=skipped, freeze_report=freeze_report, optimize_report=optimize_report)
+    verified_at = freeze_report.verified_at.with_batch(portable.inputs, 1, seed) if freeze_report.verified_at else None
+    result.verified_at = verified_at
     with atomic_path(outdir, directory=True) as tmp:
         os.makedirs(tmp)
         for index, (target, precision) in enumerate(pairs):
@@ -179,14 +203,15 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                 result.layer_errors[f"{target}/{precision}"] = ranking
                 result.keep_float[f"{target}/{precision}"] = kept
             else:
-                written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), ranges,
-                                int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat,
-                                ov_preprocess=ov_preprocess, accuracy_control=control)
+                with stage(f"converting to {target} {precision}"):
+                    written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), ranges,
+                                    int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat,
+                                    ov_preprocess=ov_preprocess, accuracy_control=control)
             full = os.path.join(tmp, rel)
             artifact = Artifact(target, precision, os.path.relpath(written, tmp), tree_size(full), gzip_size(full),
                                 digest(full))
             if verify:  # a QAT model's float artifacts already quantize (QDQ/FakeQuantize): measure only
-                _verify(artifact, portable, written, _verification_feeds(portable, samples, seed), bounded=not qat,
+                _verify(artifact, portable, written, verified_at, bounded=not qat,
                         preprocess=ov_preprocess if target == "openvino" else None)
             result.artifacts.append(artifact)
             stages[f"{target} {precision}"] = time.perf_counter() - start
@@ -196,7 +221,8 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                                                     allow_tf_ops=allow_tf_ops, opset=opset,
                                                     quantization_aware=qat, ov_preprocess=ov_preprocess,
                                                     accuracy_control=accuracy_control, allow_nonfinite=allow_nonfinite,
-                                                    compression=portable.provenance.get("compression")))
+                                                    compression=portable.provenance.get("compression")),
+                        verified_at)
         if result.layer_errors:
             with open(os.path.join(tmp, "layers.json"), "w") as f:
                 json.dump(to_json({"layer_errors": result.layer_errors, "keep_float": result.keep_float}), f, indent=2,
@@ -210,7 +236,8 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                                          passes=[p.as_dict() for p in (optimize_report.passes if optimize_report else [])],
                                          stages=stages, preprocess=ov_preprocess,
                                          layers={"layer_errors": result.layer_errors, "keep_float": result.keep_float},
-                                         progress=say, metric=metric, allow_nonfinite=allow_nonfinite)
+                                         progress=say, metric=metric, allow_nonfinite=allow_nonfinite,
+                                         verified_at=verified_at, converted_here=True)
     from tfopt.report.build import finish_gates
 
     try:
@@ -309,46 +336,23 @@ def runner_for(target: str, path: str, model: Model, *, threads: int | None = No
     return GraphRunner(frozen.replace(inputs=model.inputs, outputs=model.outputs))
 
 
-def _verification_feeds(model: Model, samples: Sequence[dict[str, Any]] | None, seed: int) -> dict[str, Any]:
-    """In-distribution inputs when calibration data is given (quantization ranges come from it:
-    random data outside them measures clipping, not the model), else seeded random inputs."""
-    if samples:
-        return {s.name: np.concatenate([x[s.name] for x in samples[:8]]) for s in model.inputs}
-    from tfopt.testing import random_inputs
-
-    return random_inputs(model.inputs, seed=seed, batch=1, graph_def=model.graph_def)
-
-
-def _verify(artifact: Artifact, portable: Model, path: str, feeds: dict[str, Any], *, bounded: bool = True,
+def _verify(artifact: Artifact, portable: Model, path: str, inputs: Any, *, bounded: bool = True,
             preprocess: Any = None) -> None:
-    from tfopt.testing import compare
-    from tfopt.verify import reference_runner
+    from tfopt.verify import verify_artifact
 
-    expected = reference_runner(portable)({**feeds, **(portable.bindings if portable.reference else {})})
-    expected = {s.name: expected[s.name] for s in portable.outputs}
-    raw = {k: preprocess.to_raw(v) for k, v in feeds.items()} if preprocess is not None else feeds
-    try:
-        got = runner_for(artifact.format, path, portable)(raw)
-    except Exception as exc:  # the runtime rejects what the converter wrote: say which, not a traceback
-        from tfopt.errors import ConversionError, TfoptError
-
-        if isinstance(exc, TfoptError):
-            raise
-        first = " ".join(str(exc).split())[:400]
-        raise ConversionError(f"{artifact.format} {artifact.precision}: the converted model does not run in its "
-                              f"runtime ({type(exc).__name__}: {first}); nothing was written") from exc
-    diffs = compare(expected, got, atol=np.inf, rtol=0)
-    artifact.max_abs_err = worst(d.max_abs_err for d in diffs)  # NaN stays NaN (Python's max drops it)
-    artifact.mean_abs_err = float(np.mean([d.mean_abs_err for d in diffs]))
-    bound = TOLERANCE.get(artifact.precision) if bounded else None
-    if bound is not None:
-        bad = [d for d in compare(expected, got, atol=bound, rtol=bound) if not d.ok]
-        if bad:
-            raise VerificationError(f"{artifact.format} {artifact.precision}: output '{bad[0].name}' differs from the "
-                                    f"original by {bad[0].max_abs_err:.3g} (bound {bound:g}); nothing was written")
+    verify_artifact(artifact, lambda: runner_for(artifact.format, path, portable), portable, inputs,
+                    bound=TOLERANCE.get(artifact.precision) if bounded else None, preprocess=preprocess)
 
 
-def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[str, Any]) -> None:
+def _onnx_quantization(result: ConvertResult, qat: bool) -> dict[str, Any]:
+    """What each quantized ONNX artifact was built for (7-bit weights: see :mod:`tfopt.emitters.onnx`)."""
+    from tfopt.emitters.onnx import quantization_settings
+
+    return {a.precision: quantization_settings(a.precision) for a in result.artifacts
+            if a.format == "onnx" and quantization_settings(a.precision) and not (qat and a.precision == "int8")}
+
+
+def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[str, Any], verified_at: Any) -> None:
     """manifest.json: options, tool versions and artifacts - no timestamps, so it is deterministic."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -365,6 +369,8 @@ def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict
         "inputs": [asdict(s) for s in model.inputs], "outputs": [asdict(s) for s in model.outputs],
         "options": options, "tools": tools, "artifacts": [asdict(a) for a in result.artifacts],
         "skipped": [{"format": f, "precision": p, "reason": r} for f, p, r in result.skipped],
+        "verification": verified_at.as_dict() if verified_at is not None else None,
+        "onnx_quantization": _onnx_quantization(result, options.get("quantization_aware", False)),
     }
     with open(os.path.join(tmp, "manifest.json"), "w") as f:
         json.dump(to_json(manifest), f, indent=2, sort_keys=True, default=str, allow_nan=False)

@@ -21,7 +21,8 @@ code  class                   meaning
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 
 class TfoptError(Exception):
@@ -70,3 +71,23 @@ def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
     """Return ``" Did you mean: a, b?"`` for the closest candidates, or ``""``."""
     close = difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
     return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+STAGES = ("loading", "freezing", "optimizing", "converting", "running", "verifying")
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Name the pipeline stage in every error raised inside: ``freezing: placeholder 'x' ...``.
+
+    ``name`` starts with one of :data:`STAGES` (``"converting to onnx int8"``). The class, exit
+    code and attributes stay; a message that already names a stage is left alone, and so is an
+    :class:`OptionError`, which names the option at fault whatever stage found it.
+    """
+    try:
+        yield
+    except TfoptError as exc:
+        message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
+        if message is not None and not isinstance(exc, OptionError) and not message.startswith(STAGES):
+            exc.args = (f"{name}: {message}", *exc.args[1:])
+        raise

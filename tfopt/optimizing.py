@@ -41,7 +41,7 @@ class OptimizeReport:
 
 def optimize(frozen: Model, *, passes: str | Sequence[str] = "default", skip: Sequence[str] = (),
              grappler: Sequence[str] | None = None, verify: bool = True, atol: float = DEFAULT_ATOL,
-             rtol: float = DEFAULT_RTOL, seed: int = 0) -> tuple[Model, Model, OptimizeReport]:
+             rtol: float = DEFAULT_RTOL, seed: int = 0, verified_at: Any = None) -> tuple[Model, Model, OptimizeReport]:
     """Run the selected passes on a frozen model.
 
     Args:
@@ -50,6 +50,8 @@ def optimize(frozen: Model, *, passes: str | Sequence[str] = "default", skip: Se
         skip: pass names to leave out.
         grappler: Grappler optimizers to run offline after tfopt's passes (``["constfold", ...]``).
         verify: compare both results with the original model on seeded inputs.
+        verified_at: the :class:`tfopt.verify.VerifyInputs` freezing was verified on (default:
+            chosen again, see :mod:`tfopt.verify`).
 
     Returns:
         ``(portable, runtime, report)``.
@@ -80,5 +82,6 @@ def optimize(frozen: Model, *, passes: str | Sequence[str] = "default", skip: Se
             if label == "runtime" and runtime is portable:
                 continue
             report.verification[label] = verify_against_reference(
-                frozen, model, bindings, atol=atol, rtol=rtol, seed=seed, what=f"the optimized ({label}) model")
+                frozen, model, bindings, atol=atol, rtol=rtol, seed=seed, inputs=verified_at,
+                what=f"the optimized ({label}) model", stage="optimizing")
     return portable, runtime, report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tfopt.errors import OptionError
+from tfopt.errors import OptionError, stage
 from tfopt.graph import Model
 from tfopt.signals import checkpoint
 
@@ -35,10 +35,12 @@ def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple
     options = cli_names(options)
     load_opts = {k: options.pop(k) for k in list(options) if k in LOAD_OPTIONS}
     if not isinstance(model, Model):
-        model = load(model, **load_opts)
+        with stage("loading"):
+            model = load(model, **load_opts)
     elif load_opts:
         raise OptionError(f"load options {sorted(load_opts)} given for an already loaded model")
-    return freeze(model, **options)
+    with stage("freezing"):
+        return freeze(model, **options)
 
 
 OPTIMIZE_OPTIONS = ("passes", "skip", "grappler")
@@ -60,7 +62,9 @@ def optimize_model(model: Model | str | os.PathLike[str], **options: Any) -> tup
     check_ranges({"--atol": (atol, 0), "--rtol": (rtol, 0)})  # before the load, not after it
     frozen, freeze_report = freeze_model(model, **options)
     checkpoint()  # a safe point for an interrupt (see tfopt.signals)
-    portable, runtime, report = optimize(frozen, verify=verify, atol=atol, rtol=rtol, **opt)
+    with stage("optimizing"):
+        portable, runtime, report = optimize(frozen, verify=verify, atol=atol, rtol=rtol,
+                                             verified_at=freeze_report.verified_at, **opt)
     return portable, runtime, freeze_report, report
 
 

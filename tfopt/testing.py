@@ -1,7 +1,8 @@
 """The one strict comparison used by tfopt's verification and by its tests.
 
 ``compare`` checks shape, then dtype, then values with ``|got - ref| <= atol + rtol * |ref|``
-(numpy's ``allclose`` rule) and returns the error statistics; ``assert_equivalent`` raises
+(numpy's ``allclose`` rule) and returns the error statistics; an empty output never passes
+(a verification that compared nothing is not a pass); ``assert_equivalent`` raises
 :class:`~tfopt.errors.VerificationError` naming the first output that differs.
 """
 
@@ -29,9 +30,10 @@ class OutputDiff:
     problem: str = ""
 
 
-def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
-                  dynamic_dim: int = 8, graph_def: Any = None) -> dict[str, np.ndarray]:
-    """Seeded inputs matching ``specs``; unknown dims become ``batch`` (first) or ``dynamic_dim``.
+def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2, dynamic_dim: int = 8,
+                  shapes: Mapping[str, Sequence[int]] | None = None, graph_def: Any = None) -> dict[str, np.ndarray]:
+    """Seeded inputs matching ``specs``; unknown dims become ``batch`` (first) or ``dynamic_dim``,
+    unless ``shapes`` gives an input's whole shape.
 
     Floats are standard normal, integers uniform in [0, 8), bools False, strings ``b"a"``. With
     ``graph_def``, an integer input used as the indices of a Gather (an Embedding) stays below the
@@ -43,6 +45,8 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
     for spec in specs:
         dims = spec.shape if spec.shape is not None else (batch,)
         shape = tuple((batch if i == 0 else dynamic_dim) if d is None else d for i, d in enumerate(dims))
+        if shapes and spec.name in shapes:
+            shape = tuple(int(d) for d in shapes[spec.name])
         if spec.dtype in ("float16", "float32", "float64", "bfloat16"):
             out[spec.name] = rng.standard_normal(shape).astype(spec.dtype if spec.dtype != "bfloat16" else "float32")
         elif spec.dtype.startswith(("int", "uint")):
@@ -128,6 +132,10 @@ def compare(reference: Mapping[str, Any], got: Mapping[str, Any], *, atol: float
         if ref.dtype == object or ref.dtype.kind in "SU":
             same = bool(np.array_equal(ref, val))
             diffs.append(OutputDiff(name, 0.0 if same else float("inf"), 0.0 if same else float("inf"), same))
+            continue
+        if ref.size == 0:  # a verification that compared nothing is not a pass
+            diffs.append(OutputDiff(name, float("inf"), float("inf"), False,
+                                    f"empty output {ref.shape}: nothing was compared"))
             continue
         r, v = ref.astype(np.float64), val.astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, 0 * inf: NaN, reported, not warned about

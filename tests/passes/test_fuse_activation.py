@@ -6,7 +6,7 @@ import pytest
 from tests.helpers import graph_model, ops
 from tfopt.errors import OptionError
 from tfopt.passes.base import run_passes
-from tfopt.passes.fuse_activation import FuseActivation, Grappler
+from tfopt.passes.fuse_activation import FuseActivation, Grappler, remapper_fuses
 from tfopt.runtimes.tensorflow import GraphRunner
 
 RNG = np.random.default_rng(0)
@@ -27,6 +27,29 @@ def test_conv_bias_activation_fused(activation):
     x = RNG.normal(size=(1, 6, 6, 3)).astype(np.float32)
     np.testing.assert_allclose(GraphRunner(result)({"x": x})["out"], GraphRunner(model)({"x": x})["out"],
                                rtol=1e-5, atol=1e-6)
+
+
+def test_swish_fuses_where_the_runtime_says_it_does():
+    """Conv + bias + x·sigmoid(x) fuses only with oneDNN: the pass does what the probe reports, and
+    an unfused result is the plain graph (the bias-only fusion undone), not a half-fused one."""
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, [1, 6, 6, 3], name="x")
+        y = t.nn.bias_add(t.nn.conv2d(x, RNG.normal(size=(3, 3, 3, 4)).astype(np.float32), 1, "SAME"),
+                          RNG.normal(size=4).astype(np.float32))
+        t.identity(y * t.sigmoid(y), name="out")
+    model = graph_model(build, {"x": (1, 6, 6, 3)}, ["out"])
+    result, _ = run_passes(model, [FuseActivation()], max_iterations=1)
+    after = ops(result)
+    if remapper_fuses("swish"):
+        assert after.get("_FusedConv2D") == 1 and "Sigmoid" not in after
+    else:
+        assert after == ops(model)
+    x = RNG.normal(size=(1, 6, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(GraphRunner(result)({"x": x})["out"], GraphRunner(model)({"x": x})["out"],
+                               rtol=1e-5, atol=1e-6)
+    assert remapper_fuses("relu")  # every build fuses Conv + BiasAdd + Relu
+    with pytest.raises(OptionError, match="choose from"):
+        remapper_fuses("gelu")
 
 
 def test_bias_only_fusion_is_left_to_the_runtime():

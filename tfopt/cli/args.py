@@ -87,6 +87,9 @@ def binding_options(p: argparse.ArgumentParser) -> None:
                    help="the model's inputs, optionally fixing shapes, e.g. x:1x28x28x1 (? for dynamic)")
     g.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE", dest="set_values",
                    help="bind a placeholder to a constant, e.g. keep_prob=1.0")
+    g.add_argument("--verify-shape", nargs="+", default=[], metavar="NAME:SHAPE",
+                   help="verify at this shape, e.g. input_1:1x10100x4 (the result keeps its dynamic dimensions; "
+                        "default: real data when given, else a size the original model answers)")
     g.add_argument("--no-verify", dest="verify", action="store_false", help="skip the original-vs-result check")
     g.add_argument("--atol", type=TOLERANCE, default=1e-5, help="verification absolute tolerance (default: %(default)g)")
     g.add_argument("--rtol", type=TOLERANCE, default=None,
@@ -96,7 +99,8 @@ def binding_options(p: argparse.ArgumentParser) -> None:
 def freeze_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`tfopt.freeze` from :func:`binding_options`."""
     return {"set": parse_set(args.set_values), "inputs": parse_inputs(args.inputs), "verify": args.verify,
-            "atol": args.atol, "rtol": args.rtol if args.rtol is not None else 1e-5}
+            "atol": args.atol, "rtol": args.rtol if args.rtol is not None else 1e-5,
+            "verify_shape": parse_verify_shapes(args.verify_shape)}
 
 
 def optimize_options(p: argparse.ArgumentParser) -> None:
@@ -122,6 +126,15 @@ def parse_inputs(items: Sequence[str]) -> dict[str, tuple[int | None, ...] | Non
         if any(d is not None and d < 0 for d in dims):
             raise OptionError(f"--inputs {item}: dimensions must be >= 0 (? or -1 for a dynamic dimension)")
         out[name] = dims
+    return out
+
+
+def parse_verify_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    out: dict[str, tuple[int, ...]] = {}
+    for name, dims in parse_inputs(items).items():
+        if not dims or any(d is None for d in dims):
+            raise OptionError(f"--verify-shape {name}: give a concrete shape, e.g. {name}:1x10100x4")
+        out[name] = tuple(int(d) for d in dims if d is not None)
     return out
 
 

@@ -15,6 +15,7 @@ from tfopt.cli.args import (
     optimize_options,
     parse_inputs,
     parse_set,
+    parse_verify_shapes,
     report_options,
 )
 
@@ -94,11 +95,11 @@ def run(args: argparse.Namespace) -> int:
     compress = compression(args.cluster, args.cluster_init, args.prune, args.exclude, args.finetune_data,
                            args.finetune_epochs)
     from tfopt.converting import convert
-    from tfopt.errors import GateFailure
+    from tfopt.errors import GateFailure, stage
     from tfopt.loaders import load
     from tfopt.report.console import print_convert
 
-    with args.capture.stage("loading"):
+    with args.capture.stage("loading"), stage("loading"):
         model = load(args.model, compress=compress, **load_options(args))
     try:
         with args.capture.stage("converting"):
@@ -128,6 +129,7 @@ def _convert(args: argparse.Namespace, model: Any, convert: Any, progress: Any) 
                      eval_data=args.eval_data,
                      allow_tf_ops=args.allow_tf_ops, opset=args.opset, verify=args.verify,
                      set=parse_set(args.set_values), inputs=parse_inputs(args.inputs),
+                     verify_shape=parse_verify_shapes(args.verify_shape),
                      passes=args.passes, skip=args.skip, grappler=args.grappler,
                      fail_if=args.fail_if, junit=args.junit, report_runs=args.report_runs, threads=args.threads,
                      keep_float=args.keep_float, auto_keep_float=args.auto_keep_float, metric=args.metric,

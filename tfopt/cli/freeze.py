@@ -21,6 +21,7 @@ def add_parser(sub: Any, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tfopt.errors import stage
     from tfopt.loaders import load
     from tfopt.outputs import check_output
     from tfopt.pipeline import freeze_model, infer_format, optimize_model, save_model
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = infer_format(args.output, args.output_format)
     check_output(args.output, inputs=[args.model], kind="dir" if fmt == "savedmodel" else "file",
                  overwrite=args.overwrite)
-    with args.capture.stage("loading"):
+    with args.capture.stage("loading"), stage("loading"):
         model = load(args.model, **load_options(args))
     freeze_opts = freeze_kwargs(args)
     optimizing = args.command == "optimize" or args.optimize
@@ -74,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         for label, diffs in opt_report.verification.items():
             for d in diffs:
                 print(f"verified {d.name}: max abs err {d.max_abs_err:.3g} ({label} vs original)")
+    if report.verified_at is not None:
+        print(f"verified at {report.verified_at.describe()} ({report.verified_at.source} inputs)")
     if not args.verify:
         print("verified skipped (--no-verify)")
     print(f"wrote    {path}  ({format_bytes(path_size(path))})")

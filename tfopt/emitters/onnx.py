@@ -4,6 +4,13 @@
 is ONNX Runtime's dynamic quantization (int8 weights); ``int8`` and ``int16x8`` are static QDQ
 quantization (int8 or int16 activations, int8 per-channel weights) calibrated on the same data as
 the other targets. Models over 2 GB are written with external data next to the ``.onnx``.
+
+int8 weights are 7-bit (``reduce_range``): ONNX Runtime's x86 kernels multiply u8 x s8 pairs
+with ``VPMADDUBSW``, whose 16-bit pair sums saturate on CPUs without VNNI (AVX2, AVX-512 without
+VNNI); 7-bit weights keep every pair sum in range, at one bit of weight precision on VNNI CPUs
+(ONNX Runtime's quantization guide). Measured on an AVX2 CPU without VNNI, the digits CNN's top-1
+agreement with the float model goes from 98.3% to 100% (max abs err 0.161 to 0.019). The settings
+are recorded in the manifest (``onnx_quantization``), so an artifact says what it was built for.
 """
 
 from __future__ import annotations
@@ -85,10 +92,12 @@ def _check_ops(proto: Any, opset: int) -> None:
 
 
 def emit_onnx(model: Model, path: str, *, precision: str = "fp32", calibration: Sequence[dict[str, Any]] | None = None,
-              opset: int | None = None, keep_float: Sequence[str] = (), converted: Any = None) -> str:
+              opset: int | None = None, keep_float: Sequence[str] = (), converted: Any = None,
+              reduce_range: bool = True) -> str:
     """Write a ``.onnx``. ``keep_float`` (int8/int16x8) names nodes ONNX Runtime's quantizer leaves
     in float (``nodes_to_exclude``); ``converted`` is a :func:`convert_to_onnx` result to start from
-    (copied, not changed)."""
+    (copied, not changed); ``reduce_range=False`` gives 8-bit int8 weights (for VNNI CPUs only:
+    see the module docstring)."""
     import onnx
 
     if converted is not None:
@@ -101,7 +110,7 @@ def emit_onnx(model: Model, path: str, *, precision: str = "fp32", calibration: 
 
         proto = convert_float_to_float16(proto, keep_io_types=True)
     elif precision in ("dynamic", "int8", "int16x8"):
-        proto = _quantize(proto, model, precision, calibration, keep_float)
+        proto = _quantize(proto, model, precision, calibration, keep_float, reduce_range=reduce_range)
     elif precision not in ("fp32", "none"):
         raise OptionError(f"onnx: unknown precision '{precision}'")
     with atomic_path(path) as tmp:
@@ -111,8 +120,18 @@ def emit_onnx(model: Model, path: str, *, precision: str = "fp32", calibration: 
     return path
 
 
+def quantization_settings(precision: str, *, reduce_range: bool = True) -> dict[str, Any] | None:
+    """What ONNX Runtime's quantizer is asked for at ``precision`` (None: no quantization)."""
+    if precision == "dynamic":
+        return {"weight_type": "QInt8", "reduce_range": reduce_range}
+    if precision in ("int8", "int16x8"):
+        return {"format": "QDQ", "activation_type": "QInt16" if precision == "int16x8" else "QInt8",
+                "weight_type": "QInt8", "per_channel": True, "reduce_range": reduce_range and precision == "int8"}
+    return None
+
+
 def _quantize(proto: Any, model: Model, precision: str, calibration: Sequence[dict[str, Any]] | None,
-              keep_float: Sequence[str] = ()) -> Any:
+              keep_float: Sequence[str] = (), *, reduce_range: bool = True) -> Any:
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -125,8 +144,9 @@ def _quantize(proto: Any, model: Model, precision: str, calibration: Sequence[di
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "quant.onnx")
         onnx.save_model(proto, src)
+        settings = quantization_settings(precision, reduce_range=reduce_range) or {}
         if precision == "dynamic":
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, reduce_range=settings["reduce_range"])
             return onnx.load_model(dst)
         if not calibration:
             raise OptionError(f"onnx {precision} needs calibration data: pass --calibration DATA")
@@ -140,9 +160,10 @@ def _quantize(proto: Any, model: Model, precision: str, calibration: Sequence[di
                 sample = next(self._it, None)
                 return None if sample is None else {n: sample[s.name] for n, s in zip(names, model.inputs)}
 
-        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt16 if precision == "int16x8" else QuantType.QInt8,
-                        weight_type=QuantType.QInt8, nodes_to_exclude=list(keep_float))
+        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=settings["per_channel"],
+                        activation_type=getattr(QuantType, settings["activation_type"]),
+                        weight_type=getattr(QuantType, settings["weight_type"]),
+                        reduce_range=settings["reduce_range"], nodes_to_exclude=list(keep_float))
         return onnx.load_model(dst)
 
 

@@ -56,6 +56,7 @@ class FreezeReport:
     ops_after: dict[str, int] = field(default_factory=dict)
     training_nodes_left: list[str] = field(default_factory=list)
     verification: list[OutputDiff] = field(default_factory=list)
+    verified_at: Any = None  # tfopt.verify.VerifyInputs: the inputs every later stage is verified on too
 
     def removed_ops(self) -> dict[str, int]:
         return {op: n - self.ops_after.get(op, 0) for op, n in self.ops_before.items()
@@ -68,6 +69,7 @@ class FreezeReport:
             "removed_ops": self.removed_ops(), "passes": [p.as_dict() for p in self.passes],
             "training_nodes_left": self.training_nodes_left,
             "verification": [d.__dict__ for d in self.verification],
+            "verified_at": self.verified_at.as_dict() if self.verified_at is not None else None,
         }
 
 
@@ -78,7 +80,8 @@ def freeze_passes(bindings: Mapping[str, Any]) -> list[Any]:
 
 def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
            inputs: Mapping[str, Sequence[int | None] | None] | None = None, verify: bool = True,
-           atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, seed: int = 0) -> tuple[Model, FreezeReport]:
+           atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, seed: int = 0,
+           verify_shape: Mapping[str, Sequence[int]] | None = None, verify_data: Any = None) -> tuple[Model, FreezeReport]:
     """Freeze a loaded model.
 
     Args:
@@ -88,6 +91,11 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
             the only inputs: every other placeholder must be bound.
         verify: run the original and the frozen model on the same seeded inputs and raise
             :class:`~tfopt.errors.VerificationError` when they differ beyond ``atol``/``rtol``.
+        verify_shape: input name -> a concrete shape to verify at (``--verify-shape``); the frozen
+            model keeps its dynamic dimensions.
+        verify_data: a :class:`tfopt.verify.VerifyData` (eval data, calibration, ``--verify-shape``);
+            without one the inputs are made up at a size the original model answers (see
+            :mod:`tfopt.verify`). The inputs used are ``report.verified_at``.
 
     Returns:
         The frozen model and a :class:`FreezeReport`.
@@ -95,7 +103,7 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
     Raises:
         OptionError: an unknown placeholder in ``set_values``/``inputs`` or a value of the wrong dtype.
         GraphError: a placeholder that is neither an input nor bound; a variable left unfrozen.
-        VerificationError: outputs differ.
+        VerificationError: outputs differ, or no made-up input gives the original a usable output.
     """
     check_ranges({"--atol": (atol, 0), "--rtol": (rtol, 0)})
     report = FreezeReport(nodes_before=len(model.graph_def.node), ops_before=op_histogram(model.graph_def))
@@ -128,10 +136,17 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
     frozen = frozen.replace(variable_values=None,
                             provenance={**model.provenance, "frozen": True})
     if verify:
-        from tfopt.verify import verify_against_reference
+        from tfopt.verify import VerifyData, choose_inputs, reference_runner, verify_against_reference
 
+        if verify_shape:
+            verify_data = VerifyData(**{**(verify_data.__dict__ if verify_data else {}), "shapes": dict(verify_shape)})
+        original = reference_runner(model)
+        report.verified_at = choose_inputs(lambda feeds: original({**feeds, **bindings}), frozen.inputs, verify_data,
+                                           outputs=[s.name for s in frozen.outputs], seed=seed,
+                                           graph_def=frozen.graph_def)
         try:
-            report.verification = verify_against_reference(model, frozen, bindings, atol=atol, rtol=rtol, seed=seed)
+            report.verification = verify_against_reference(model, frozen, bindings, atol=atol, rtol=rtol,
+                                                            inputs=report.verified_at)
         except VerificationError as exc:
             raise VerificationError(f"{exc}{_noise_hint(model, frozen)}") from exc
     return frozen, report

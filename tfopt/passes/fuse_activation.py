@@ -6,13 +6,20 @@ done by Grappler's own remapper run offline, so the kernels are TensorFlow's. A 
 bias alone is undone (see ``_unfuse_bias_only``): only conv/matmul + bias + activation is kept. ``_Fused*`` ops
 exist only in TensorFlow: this pass runs for the frozen ``.pb`` and the serving SavedModel, and
 never for TFLite, ONNX or OpenVINO exports, which read the folded graph and fuse for themselves.
+
+Which activations fuse depends on the TensorFlow build and the CPU: Relu, Relu6, Elu and
+LeakyRelu always; Swish (``x·sigmoid(x)``) only when TensorFlow runs with oneDNN, which it
+turns on by itself only on some CPUs (``TF_ENABLE_ONEDNN_OPTS=1`` forces it).
+:func:`remapper_fuses` asks the runtime instead of assuming.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from tfopt._grappler import run_grappler
+from tfopt.errors import OptionError
 from tfopt.graph import Model, op_histogram, unique_name
 from tfopt.passes.base import Pass, PassResult, protected_nodes
 
@@ -52,6 +59,35 @@ def _unfuse_bias_only(graph_def: Any) -> None:
         node.attr["data_format"].s = b"NHWC"
         del node.input[:]
         node.input.extend([base.name, bias])
+
+
+ACTIVATIONS = ("relu", "relu6", "elu", "leaky_relu", "swish")
+
+
+@functools.cache
+def remapper_fuses(activation: str) -> bool:
+    """Whether :class:`FuseActivation` fuses Conv2D + BiasAdd + ``activation`` here (this
+    TensorFlow build, this CPU): asked of Grappler with a one-conv graph.
+
+    Raises:
+        OptionError: ``activation`` is not one of :data:`ACTIVATIONS`.
+    """
+    import numpy as np
+
+    from tfopt._tf import tf
+    from tfopt.graph import TensorSpec
+
+    if activation not in ACTIVATIONS:
+        raise OptionError(f"activation {activation!r}: choose from {', '.join(ACTIVATIONS)}")
+    t = tf()
+    graph = t.Graph()
+    with graph.as_default():
+        x = t.compat.v1.placeholder(t.float32, [1, 6, 6, 3], name="x")
+        y = t.nn.bias_add(t.nn.conv2d(x, np.ones((3, 3, 3, 4), np.float32), 1, "SAME"), np.ones(4, np.float32))
+        t.identity(y * t.sigmoid(y) if activation == "swish" else getattr(t.nn, activation)(y), name="out")
+    probe = Model(graph_def=graph.as_graph_def(), inputs=[TensorSpec("x", "x:0", "float32", (1, 6, 6, 3))],
+                  outputs=[TensorSpec("out", "out:0", "float32", (1, 6, 6, 4))])
+    return "_FusedConv2D" in op_histogram(FuseActivation().run(probe).model.graph_def)
 
 
 class Grappler(Pass):

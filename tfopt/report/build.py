@@ -104,25 +104,26 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
                  passes: list[dict[str, Any]] | None = None, stages: dict[str, float] | None = None,
                  preprocess: Any = None, layers: dict[str, Any] | None = None, progress: Any = None,
                  manifest: dict[str, Any] | None = None, write_to: str | None = "",
-                 metric: str | None = None, allow_nonfinite: bool = False) -> dict[str, Any]:
+                 metric: str | None = None, allow_nonfinite: bool = False, verified_at: Any = None,
+                 converted_here: bool = False) -> dict[str, Any]:
     """Measure every artifact of ``outdir/manifest.json`` (or of ``manifest``) against the original
     model; write report.json/md/html into ``write_to`` ("" means ``outdir``; None: not written).
-    The inputs measured on are counted for NaN/Inf (``nonfinite_inputs``)."""
+    Made-up inputs take the shape of ``verified_at`` (a :class:`tfopt.verify.VerifyInputs`), else
+    of the manifest's ``verification`` record, at batch 8. The inputs measured on are counted for
+    NaN/Inf (``nonfinite_inputs``). ``converted_here``: :func:`tfopt.convert` built the artifacts
+    from ``model`` just now, so a runtime failing where the original runs is the runtime's fault."""
     from tfopt.report import evaluate_gates, measure, write_reports
     from tfopt.verify import reference_runner
 
     if manifest is None:
         with open(os.path.join(outdir, "manifest.json")) as f:
             manifest = json.load(f)
-    labels = None
-    if eval_data:
-        inputs, labels = eval_arrays(eval_data, model, allow_nonfinite=allow_nonfinite)
-    elif samples:
-        inputs = {s.name: np.concatenate([x[s.name] for x in samples[:32]]) for s in model.inputs}
-    else:
-        from tfopt.testing import random_inputs
-
-        inputs = random_inputs(model.inputs, seed=seed, batch=8, graph_def=model.graph_def)
+    # The report's "original" is the model before post-training compression when there was some:
+    # the accuracy a clustered or pruned model gives up is part of the trade it reports.
+    original = model.baseline or reference_runner(model)
+    bindings = model.bindings if model.reference is not None and model.baseline is None else {}
+    inputs, labels = _report_inputs(model, lambda feeds: original({**feeds, **bindings}), eval_data, samples,
+                                    manifest, verified_at, seed, allow_nonfinite)
     score = None
     if metric:
         from tfopt._user_code import import_function
@@ -130,15 +131,13 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
         if not eval_data:
             raise OptionError(f"--metric {metric}: needs --eval-data DATA.npz holding the labels it scores against")
         score = import_function(metric, "--metric")
-    # The report's "original" is the model before post-training compression when there was some:
-    # the accuracy a clustered or pruned model gives up is part of the trade it reports.
-    original = model.baseline or reference_runner(model)
-    bindings = model.bindings if model.reference is not None and model.baseline is None else {}
     artifacts = [a for a in manifest["artifacts"] if not (preprocess is not None and a["format"] == "openvino")]
     report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
                      inputs=inputs, labels=labels, runs=runs, threads=threads, progress=progress,
-                     metric=score)
-    report.update({"source": manifest.get("source"), "source_format": manifest.get("source_format"),
+                     metric=score, converted_here=converted_here)
+    # what the artifacts were verified on (the report's own measurement uses batch 8 of the same shape)
+    report.update({"verification": manifest.get("verification") or (verified_at.as_dict() if verified_at else None),
+                   "onnx_quantization": manifest.get("onnx_quantization"), "source": manifest.get("source"), "source_format": manifest.get("source_format"),
                    "tools": manifest.get("tools"), "passes": passes or [], "stage_seconds": stages or {},
                    "metric": metric or ("top1/top5" if labels is not None and np.issubdtype(labels.dtype, np.integer)
                                         else "mae/rmse" if labels is not None else None),
@@ -177,6 +176,31 @@ def _check_runs(runs: int, threads: int | None) -> None:
     from tfopt._checks import check_ranges
 
     check_ranges({"--report-runs": (runs, 1), "--threads": (threads, 1)}, integer=True)
+
+
+def _report_inputs(model: Model, run: Any, eval_data: str | None, samples: Any, manifest: dict[str, Any],
+                   verified_at: Any, seed: int, allow_nonfinite: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """``--eval-data``, else calibration samples, else made-up data at the shape the conversion was
+    verified at (``verified_at``, else the manifest's record, else searched), batch 8. Given data the
+    original model cannot answer is an input problem (:class:`OptionError`), found before any
+    artifact runs."""
+    from tfopt.testing import random_inputs
+    from tfopt.verify import VerifyInputs, check_inputs, choose_inputs
+
+    outputs = [s.name for s in model.outputs]
+    if eval_data or samples:
+        inputs, labels = (eval_arrays(eval_data, model, allow_nonfinite=allow_nonfinite) if eval_data else
+                          ({s.name: np.concatenate([x[s.name] for x in samples[:32]]) for s in model.inputs}, None))
+        first = VerifyInputs({k: v[:1] for k, v in inputs.items()}, "eval-data" if eval_data else "calibration")
+        if not allow_nonfinite:  # data holding NaN/Inf gives NaN outputs: measured and reported, not refused
+            check_inputs(run, first, f"--eval-data {eval_data}" if eval_data else "--calibration", outputs)
+        return inputs, labels
+    recorded = (manifest.get("verification") or {}).get("shapes")
+    if verified_at is None and recorded and set(recorded) == {s.name for s in model.inputs}:
+        verified_at = VerifyInputs(random_inputs(model.inputs, seed=seed, shapes=recorded), "made up")
+    if verified_at is None:
+        return choose_inputs(run, model.inputs, outputs=outputs, batch=8, seed=seed, graph_def=model.graph_def).feeds, None
+    return verified_at.with_batch(model.inputs, 8, seed).feeds, None
 
 
 def eval_arrays(path: str, model: Model, *, allow_nonfinite: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:

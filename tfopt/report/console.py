@@ -72,6 +72,9 @@ def print_convert(output: str, result: Any, *, as_json: bool = False, verified: 
         with open(os.path.join(output, "manifest.json")) as f:
             print(f.read())
         return
+    at = getattr(result, "verified_at", None)
+    if at is not None:
+        print(f"verified at {at.describe()} ({at.source} inputs)")
     if result.report is not None:
         print_report(result.report)
         if result.report.get("compression"):

@@ -14,7 +14,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -27,9 +27,11 @@ from tfopt.nonfinite import worst
 def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]], model: Model, artifacts: list[dict[str, Any]],
             *, inputs: dict[str, np.ndarray], labels: np.ndarray | None = None, runs: int = 20,
             threads: int | None = None, progress: Callable[[Any], None] | None = None,
-            metric: Callable[[np.ndarray, np.ndarray], float] | None = None) -> dict[str, Any]:
+            metric: Callable[[np.ndarray, np.ndarray], float] | None = None,
+            converted_here: bool = False) -> dict[str, Any]:
     """Build the report dict (see the README's report schema). ``metric(predictions, labels)``
-    replaces the built-in accuracy: a score, higher is better; the drop is reference - artifact."""
+    replaces the built-in accuracy: a score, higher is better; the drop is reference - artifact.
+    ``converted_here``: the artifacts were just converted from ``model`` (see :func:`_run_artifact`)."""
     from tfopt.progress import Step
 
     at_least("--report-runs", runs, 1, integer=True)
@@ -41,7 +43,7 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     for index, artifact in enumerate(artifacts):
         if progress is not None:
             progress(Step("measuring artifacts", index + 1, len(artifacts)))
-        got, runner = _run_artifact(artifact, outdir, model, inputs, threads)
+        got, runner = _run_artifact(artifact, outdir, model, inputs, threads, converted_here=converted_here)
         fidelity = _fidelity(expected, got)
         accuracy = _accuracy(got[model.outputs[0].name], labels, metric) if labels is not None else None
         rows.append({
@@ -56,9 +58,13 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
 
 
 def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: dict[str, np.ndarray],
-                  threads: int) -> tuple[dict[str, np.ndarray], Any]:
+                  threads: int, *, converted_here: bool = False) -> tuple[dict[str, np.ndarray], Any]:
     """The artifact's outputs on ``inputs``, and its runner; a file its runtime cannot open, or
-    whose inputs/outputs are not the reference model's, is a typed error naming the file."""
+    whose inputs/outputs are not the reference model's, is a typed error naming the file.
+
+    The original model answered ``inputs``: when this run just converted the artifact from it
+    (``converted_here``), a runtime that fails on them is at fault (:class:`ConversionError`);
+    an artifact given to ``tfopt verify`` more likely belongs to another model (:class:`OptionError`)."""
     from tfopt.converting import runner_for
 
     path = os.path.join(outdir, artifact["path"])
@@ -78,6 +84,8 @@ def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: d
     except TfoptError:
         raise
     except Exception as exc:
+        if converted_here:
+            _blame_runtime(exc, artifact, inputs)
         raise OptionError(f"{path}: does not run as the reference model does ({_names(model)}; "
                           f"{type(exc).__name__}: {_first(exc)}); is --reference the model it was converted from?") from exc
 
@@ -89,6 +97,19 @@ def _names(model: Model) -> str:
 
 def _first(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
+
+
+def _blame_runtime(exc: Exception, artifact: dict[str, Any], inputs: dict[str, np.ndarray]) -> NoReturn:
+    from tfopt.errors import ConversionError, TfoptError
+    from tfopt.verify import RUNTIME
+
+    if isinstance(exc, TfoptError):
+        raise exc
+    shapes = ", ".join(f"{k}:{'x'.join(map(str, (1, *v.shape[1:])))}" for k, v in inputs.items())
+    raise ConversionError(f"running {artifact['format']} {artifact['precision']} in "
+                          f"{RUNTIME.get(artifact['format'], 'TensorFlow')}: {artifact['path']} does not run at "
+                          f"{shapes}, where the original model runs ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:300]})") from exc
 
 
 def _single_call(run: Callable[[Mapping[str, Any]], Any], inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
