@@ -152,3 +152,18 @@ def test_errors_name_the_stage_once_and_keep_their_class(tmp_path):
     # an option is at fault, whatever stage found it
     with pytest.raises(OptionError, match=r"^--verify-shape x"), stage("freezing"):
         raise OptionError("--verify-shape x: not an input")
+
+
+def test_float_ids_into_a_keras2_embedding_are_whole_numbers_inside_the_table(tmp_path):
+    """Keras 2 declared an Embedding's input float32 and casts it (shakkala's GRU models): made-up
+    standard-normal floats would be negative ids the reference run's gather rejects."""
+    import tf_keras
+
+    ids = tf_keras.Input((6,), dtype="float32", name="ids")
+    model = tf_keras.Model(ids, tf_keras.layers.Flatten()(tf_keras.layers.Embedding(3, 2)(ids)))
+    model.save(tmp_path / "emb.h5")
+    _, report = tfopt.freeze(str(tmp_path / "emb.h5"))
+    assert report.verified_at.source == "made up"
+    feeds = report.verified_at.feeds["ids"]
+    assert feeds.dtype == np.float32 and np.array_equal(feeds, np.round(feeds)) and 0 <= feeds.min() <= feeds.max() < 3
+    assert all(d.max_abs_err == 0 for d in report.verification)

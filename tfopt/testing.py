@@ -36,8 +36,9 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
     unless ``shapes`` gives an input's whole shape.
 
     Floats are standard normal, integers uniform in [0, 8), bools False, strings ``b"a"``. With
-    ``graph_def``, an integer input used as the indices of a Gather (an Embedding) stays below the
-    table's first dimension (see :func:`index_bounds`).
+    ``graph_def``, an input used as the indices of a Gather (an Embedding) stays below the table's
+    first dimension (see :func:`index_bounds`); a float one (Keras 2 declared an Embedding's input
+    float32 and casts it) then holds whole numbers, as ids do.
     """
     bounds = index_bounds(graph_def) if graph_def is not None else {}
     rng = np.random.default_rng(seed)
@@ -47,7 +48,10 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
         shape = tuple((batch if i == 0 else dynamic_dim) if d is None else d for i, d in enumerate(dims))
         if shapes and spec.name in shapes:
             shape = tuple(int(d) for d in shapes[spec.name])
-        if spec.dtype in ("float16", "float32", "float64", "bfloat16"):
+        if spec.dtype in ("float16", "float32", "float64", "bfloat16") and spec.name in bounds:
+            ids = rng.integers(0, max(1, min(8, bounds[spec.name])), size=shape)
+            out[spec.name] = ids.astype(spec.dtype if spec.dtype != "bfloat16" else "float32")
+        elif spec.dtype in ("float16", "float32", "float64", "bfloat16"):
             out[spec.name] = rng.standard_normal(shape).astype(spec.dtype if spec.dtype != "bfloat16" else "float32")
         elif spec.dtype.startswith(("int", "uint")):
             out[spec.name] = rng.integers(0, max(1, min(8, bounds.get(spec.name, 8))), size=shape).astype(spec.dtype)
