@@ -127,6 +127,19 @@ def test_lstm_tflite_needs_select_ops(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_default_targets_skip_the_one_that_cannot_express_the_model(tmp_path):
+    """No --to: the LSTM's TFLite failure is reported as skipped; ONNX and OpenVINO are still built."""
+    path, model = _lstm(tmp_path)
+    result = convert(path, str(tmp_path / "out"), report_runs=1)
+    built = {a.format for a in result.artifacts}
+    assert {"pb", "savedmodel", "onnx", "openvino"} <= built and "tflite" not in built
+    (reason,) = [r for f, p, r in result.skipped if f == "tflite" and p == "fp32"]
+    assert "converting to tflite fp32" in reason and "--allow-tf-ops" in reason
+    with open(tmp_path / "out" / "manifest.json") as f:
+        assert {"format": "tflite", "precision": "fp32", "reason": reason} in json.load(f)["skipped"]
+    assert all(a.max_abs_err <= 1e-4 for a in result.artifacts)
+
+
 def test_deterministic(digits_model, tmp_path):
     kwargs = dict(to=["pb", "tflite", "onnx", "openvino"], quantize=["none", "int8"], calibration=digits_model["calib"])  # "none": the old name of fp32
     convert(digits_model["path"], str(tmp_path / "a"), **kwargs)

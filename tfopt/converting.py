@@ -25,7 +25,7 @@ from tfopt.convert_options import (  # noqa: F401  (re-exported: converting is w
     check_options,
     plan,
 )
-from tfopt.errors import OptionError, stage
+from tfopt.errors import ConversionError, OptionError, stage
 from tfopt.graph import Model
 from tfopt.nonfinite import check_finite, finite_samples, to_json
 
@@ -82,7 +82,8 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     Args:
         model: a loaded model or a path (load/freeze/optimize options may be passed too).
         outdir: output directory, replaced atomically as a whole (``overwrite``: see :mod:`tfopt.outputs`).
-        to: formats (default: every format whose extra is installed).
+        to: formats (default: every format whose extra is installed; from that default list, a
+            format whose converter cannot express the model is skipped with the reason, not fatal).
         quantize: precisions: ``fp32`` (``none`` is accepted as an alias), ``fp16``, ``dynamic``, ``int8``, ``int16x8``.
         calibration: ``.npz``/``.npy``/``module:fn`` (see :mod:`tfopt.calibration`); required for
             int8 and int16x8.
@@ -203,10 +204,18 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                 result.layer_errors[f"{target}/{precision}"] = ranking
                 result.keep_float[f"{target}/{precision}"] = kept
             else:
-                with stage(f"converting to {target} {precision}"):
-                    written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), ranges,
-                                    int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat,
-                                    ov_preprocess=ov_preprocess, accuracy_control=control)
+                try:
+                    with stage(f"converting to {target} {precision}"):
+                        written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), ranges,
+                                        int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat,
+                                        ov_preprocess=ov_preprocess, accuracy_control=control)
+                except ConversionError as exc:
+                    # Asked for by name (--to), a target that cannot be built is an error; from the
+                    # default list, it is skipped with the converter's reason and the rest are built.
+                    if to is not None or (index == len(pairs) - 1 and not result.artifacts):
+                        raise
+                    result.skipped.append((target, precision, str(exc)))
+                    continue
             full = os.path.join(tmp, rel)
             artifact = Artifact(target, precision, os.path.relpath(written, tmp), tree_size(full), gzip_size(full),
                                 digest(full))
