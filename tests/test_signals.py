@@ -93,12 +93,12 @@ def interrupt(work, signum: int, marker: str, delay: float = 0.0, repeat: int = 
 
 CASES = {
     # id: (signal, progress line to wait for, seconds after it)
-    "sigint-while-emitting": (signal.SIGINT, "... savedmodel none", 0.0),
+    "sigint-while-emitting": (signal.SIGINT, "... savedmodel fp32", 0.0),
 }
 SLOW_CASES = {
     f"{sig.name.lower()}-{label}-{delay}s-{rep}": (sig, marker, delay)
     for sig in (signal.SIGINT, signal.SIGTERM)
-    for label, marker in (("load", "loading, freezing"), ("emit", "... pb none"), ("measure", "measuring every"))
+    for label, marker in (("load", "loading, freezing"), ("emit", "... pb fp32"), ("measure", "measuring every"))
     for delay in (0.0, 0.3)
     for rep in range(2)
 }
@@ -157,7 +157,7 @@ def test_second_signal_stops_at_once(work):
 def test_killed_runs_temp_dir_is_removed_by_the_next_run(work, capsys, monkeypatch):
     root, before = work
     run = Run(root)
-    run.wait_for("... pb none")
+    run.wait_for("... pb fp32")
     run.proc.kill()
     run.finish()
     left = debris(root)
