@@ -82,12 +82,14 @@ def stage(name: str) -> Iterator[None]:
 
     ``name`` starts with one of :data:`STAGES` (``"converting to onnx int8"``). The class, exit
     code and attributes stay; a message that already names a stage is left alone, and so is an
-    :class:`OptionError`, which names the option at fault whatever stage found it.
+    :class:`OptionError`, which names the option at fault whatever stage found it, and an error
+    whose class sets ``names_stage = False`` (an interrupt: the user stopped the run, no stage failed).
     """
     try:
         yield
     except TfoptError as exc:
         message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
-        if message is not None and not isinstance(exc, OptionError) and not message.startswith(STAGES):
+        if message is not None and not isinstance(exc, OptionError) and getattr(exc, "names_stage", True) \
+                and not message.startswith(STAGES):
             exc.args = (f"{name}: {message}", *exc.args[1:])
         raise

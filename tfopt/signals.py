@@ -48,6 +48,8 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class Interrupted(TfoptError):
     """The run was stopped by SIGINT (exit 130) or SIGTERM (exit 143); nothing was replaced."""
 
+    names_stage = False  # see tfopt.errors.stage: the user stopped the run, no stage failed
+
     def __init__(self, signum: int):
         super().__init__(f"interrupted ({name(signum)}); the previous output, if any, is left as it was")
         self.signum = signum
