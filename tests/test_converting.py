@@ -11,7 +11,9 @@ import pytest
 
 import tfopt
 from tfopt import examples
-from tfopt.converting import convert, manifest_model, runner_for
+from tfopt.converting import convert
+from tfopt.manifest import manifest_model
+from tfopt.runtimes import runner_for
 
 PRECISIONS = ["fp32", "fp16", "dynamic", "int8", "int16x8"]
 

@@ -18,9 +18,11 @@ import numpy as np
 
 from tfopt._checks import check_ranges
 from tfopt._io import atomic_path, digest, gzip_size, tree_size
-from tfopt.errors import OptionError, VerificationError
+from tfopt.errors import GateFailure, OptionError, VerificationError
 from tfopt.graph import Model
+from tfopt.manifest import manifest_model  # noqa: F401  (re-exported: moved there)
 from tfopt.nonfinite import finite_samples, to_json, worst
+from tfopt.runtimes import runner_for
 
 TARGETS = ("pb", "savedmodel", "tflite", "onnx", "openvino")
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
@@ -245,8 +247,8 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
 
     try:
         finish_gates(result.report, junit)
-    except Exception as exc:  # GateFailure: everything is written; let callers show the result too
-        exc.result = result  # type: ignore[attr-defined]
+    except GateFailure as exc:  # everything is written; let callers show the result too
+        exc.result = result
         raise
     return result
 
@@ -299,44 +301,6 @@ def _emit(target: str, precision: str, portable: Model, runtime: Model, path: st
     return emit_openvino(portable, path, precision=precision, calibration=samples, preprocess=ov_preprocess,
                          accuracy_control=accuracy_control if precision == "int8" else None,
                          keep_float=keep_float, converted=converted)
-
-
-def manifest_model(outdir: str) -> Model:
-    """The inputs/outputs recorded in ``outdir/manifest.json`` (an empty graph): what
-    :func:`runner_for` needs to run any artifact of that conversion."""
-    from tfopt._tf import graph_def_class
-    from tfopt.graph import TensorSpec
-
-    with open(os.path.join(outdir, "manifest.json")) as f:
-        manifest = json.load(f)
-
-    def specs(key: str) -> list[TensorSpec]:
-        return [TensorSpec(s["name"], s["tensor"], s["dtype"], None if s["shape"] is None else tuple(s["shape"]))
-                for s in manifest[key]]
-
-    return Model(graph_def=graph_def_class()(), inputs=specs("inputs"), outputs=specs("outputs"))
-
-
-def runner_for(target: str, path: str, model: Model, *, threads: int | None = None) -> Any:
-    """A ``runner(feeds) -> outputs`` for an artifact (OpenVINO at explicit f32 precision)."""
-    if target == "tflite":
-        from tfopt.runtimes.tflite import TFLiteRunner
-
-        return TFLiteRunner(path, model.inputs, model.outputs, threads=threads)
-    if target == "onnx":
-        from tfopt.runtimes.onnx import ONNXRunner
-
-        return ONNXRunner(path, model.inputs, model.outputs, threads=threads)
-    if target == "openvino":
-        from tfopt.runtimes.openvino import OpenVINORunner
-
-        return OpenVINORunner(path, model.inputs, model.outputs, precision="f32", threads=threads)
-    from tfopt.loaders import load
-    from tfopt.runtimes.tensorflow import GraphRunner
-
-    # A GraphDef has no signature: name the outputs, or a multi-output graph is ambiguous.
-    frozen = load(path, outputs=[s.tensor for s in model.outputs]) if path.endswith(".pb") else load(path)
-    return GraphRunner(frozen.replace(inputs=model.inputs, outputs=model.outputs))
 
 
 def _verification_feeds(model: Model, samples: Sequence[dict[str, Any]] | None, seed: int) -> dict[str, Any]:

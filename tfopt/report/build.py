@@ -18,9 +18,9 @@ def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, 
                   junit: str | None = None, runs: int = 20, threads: int | None = None, metric: str | None = None,
                   allow_nonfinite: bool = False, **load_options: Any) -> dict[str, Any]:
     """``tfopt verify``: measure an existing conversion's artifacts against the reference model."""
-    from tfopt.converting import manifest_model
     from tfopt.freezing import freeze
     from tfopt.loaders import load
+    from tfopt.manifest import manifest_model
     from tfopt.report.gates import parse_gate
 
     gates = [parse_gate(g) for g in fail_if]
@@ -62,11 +62,7 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
     report = build_report(os.path.dirname(os.path.abspath(path)), frozen, eval_data=eval_data, runs=runs,
                           threads=threads, gates=gates, manifest=manifest, write_to=report_dir, metric=metric,
                           allow_nonfinite=allow_nonfinite)
-    try:
-        finish_gates(report, junit)
-    except Exception as exc:  # GateFailure: the caller shows the report too
-        exc.report = report  # type: ignore[attr-defined]
-        raise
+    finish_gates(report, junit)  # a GateFailure carries the report: the caller shows it too
     return report
 
 
@@ -170,7 +166,7 @@ def finish_gates(report: dict[str, Any] | None, junit: str | None) -> None:
     if failed:
         listed = "; ".join(f"{r['format']}/{r['precision']}: {r['gate']} ({r['metric']} = {r['value']:.4g})"
                            for r in failed)
-        raise GateFailure(f"{len(failed)} gate check(s) failed: {listed}")
+        raise GateFailure(f"{len(failed)} gate check(s) failed: {listed}", report=report or {})
 
 
 def _check_runs(runs: int, threads: int | None) -> None:

@@ -46,7 +46,7 @@ def selective(target: str, precision: str, model: Model, path: str, samples: Any
 def drop_points(target: str, model: Model, path: str, inputs: dict[str, np.ndarray], labels: np.ndarray | None,
                 to_raw: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
     """Top-1 points lost by the artifact: against the labels, else against the original's argmax."""
-    from tfopt.converting import runner_for
+    from tfopt.runtimes import runner_for
     from tfopt.verify import reference_runner
 
     original = reference_runner(model)

@@ -26,7 +26,7 @@ from tfopt.report.layer_targets import LayerQuantizer, relative_error
 def rank_layers(quantizer: LayerQuantizer, model: Model, samples: Sequence[dict[str, Any]],
                 say: Callable[[Any], None] = lambda _m: None) -> list[dict[str, Any]]:
     """``[{layer, op, output_error, tensor_error?, ...debugger stats}]``, worst first."""
-    from tfopt.converting import runner_for
+    from tfopt.runtimes import runner_for
     from tfopt.verify import reference_runner
 
     original = reference_runner(model)

@@ -59,7 +59,7 @@ def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: d
                   threads: int) -> tuple[dict[str, np.ndarray], Any]:
     """The artifact's outputs on ``inputs``, and its runner; a file its runtime cannot open, or
     whose inputs/outputs are not the reference model's, is a typed error naming the file."""
-    from tfopt.converting import runner_for
+    from tfopt.runtimes import runner_for
 
     path = os.path.join(outdir, artifact["path"])
     fmt = artifact["format"]
