@@ -128,7 +128,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
         accuracy_control: OpenVINO int8 through NNCF's accuracy control with this maximal top-1
             drop (absolute, e.g. 0.01), measured on ``eval_data`` (``.npz`` of inputs + ``labels``).
         keep_float: layers the int8 artifacts (TFLite, ONNX, OpenVINO; ONNX int16x8 too) keep in
-            float: a TF node name, or the target's own layer name (see :mod:`tfopt.report.layers`).
+            float: a TF node name, or the target's own layer name (see :mod:`tfopt.quantizing.layers`).
         auto_keep_float: rank the layers (each quantized alone, worst first), then keep the worst in
             float, one at a time, until the top-1 agreement drop (accuracy drop with ``eval_data``)
             is within this many points; for every quantizing target.
@@ -148,11 +148,10 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     """
     import time
 
-    from tfopt.calibration import load_calibration
+    from tfopt.calibration import eval_arrays, load_calibration
     from tfopt.compressing import compression
     from tfopt.pipeline import optimize_model
     from tfopt.progress import Step
-    from tfopt.report.build import eval_arrays
     from tfopt.report.gates import parse_gate
 
     gates = [parse_gate(g) for g in fail_if]
@@ -197,7 +196,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             start = time.perf_counter()
             rel = artifact_path(outdir, target, precision)
             if _selective(target, precision, qat, keep_float, auto_keep_float):
-                from tfopt.report.keep_float import selective
+                from tfopt.quantizing.keep_float import selective
 
                 def emit(path: str, kept: list[str], converted: Any, target: str = target, precision: str = precision) -> str:
                     return _emit(target, precision, portable, runtime, path, ranges, int8_io=int8_io,
@@ -259,8 +258,8 @@ def is_quantization_aware(model: Model) -> bool:
 
 
 def _accuracy_control(max_drop: float, eval_data: str | None, model: Model) -> Any:
+    from tfopt.calibration import eval_arrays
     from tfopt.emitters.openvino import AccuracyControl
-    from tfopt.report.build import eval_arrays
 
     if not eval_data:
         raise OptionError("--accuracy-control needs --eval-data DATA.npz holding the inputs (by name) and 'labels'")
@@ -270,7 +269,7 @@ def _accuracy_control(max_drop: float, eval_data: str | None, model: Model) -> A
 
 
 def _selective(target: str, precision: str, qat: bool, keep: Sequence[str], auto: float | None) -> bool:
-    from tfopt.report.layer_targets import KEEP_FLOAT_PRECISIONS
+    from tfopt.quantizing.layer_targets import KEEP_FLOAT_PRECISIONS
 
     return (not qat and bool(keep or auto is not None) and precision in KEEP_FLOAT_PRECISIONS.get(target, ()))
 

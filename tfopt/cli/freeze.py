@@ -21,10 +21,10 @@ def add_parser(sub: Any, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfopt._io import check_writable
+    from tfopt._io import check_writable, tree_size
     from tfopt.loaders import load
     from tfopt.pipeline import freeze_model, infer_format, optimize_model, save_model
-    from tfopt.report.console import format_bytes, format_value, path_size, print_pass_table
+    from tfopt.report.console import format_bytes, format_value, print_pass_table
 
     check_writable(args.output)
     infer_format(args.output, args.output_format)
@@ -72,6 +72,6 @@ def run(args: argparse.Namespace) -> int:
                 print(f"verified {d.name}: max abs err {d.max_abs_err:.3g} ({label} vs original)")
     if not args.verify:
         print("verified skipped (--no-verify)")
-    print(f"wrote    {path}  ({format_bytes(path_size(path))})")
+    print(f"wrote    {path}  ({format_bytes(tree_size(path))})")
     return 0
 

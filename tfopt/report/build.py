@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from tfopt.calibration import eval_arrays
 from tfopt.errors import OptionError
 from tfopt.graph import Model
-from tfopt.nonfinite import check_finite, count_nonfinite
+from tfopt.nonfinite import count_nonfinite
 
 
 def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
@@ -173,17 +174,3 @@ def _check_runs(runs: int, threads: int | None) -> None:
     from tfopt._checks import check_ranges
 
     check_ranges({"--report-runs": (runs, 1), "--threads": (threads, 1)}, integer=True)
-
-
-def eval_arrays(path: str, model: Model, *, allow_nonfinite: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The inputs (by name) and ``labels`` of an ``.npz``; NaN/Inf refused unless ``allow_nonfinite``."""
-    if not path.endswith(".npz") or not os.path.exists(path):
-        raise OptionError(f"--eval-data {path}: expected an existing .npz of inputs (by name) and 'labels'")
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    missing = [s.name for s in model.inputs if s.name not in arrays] + ([] if "labels" in arrays else ["labels"])
-    if missing:
-        raise OptionError(f"--eval-data {path}: missing {', '.join(missing)}")
-    inputs = {s.name: arrays[s.name].astype(s.dtype) for s in model.inputs}
-    check_finite({**inputs, "labels": arrays["labels"]}, f"--eval-data {path}", allow=allow_nonfinite)
-    return inputs, arrays["labels"]
