@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tfopt._checks import at_least
-from tfopt.errors import ModelFormatError, OptionError, TfoptError
+from tfopt.errors import ModelFormatError, OptionError, TensorPairingError, TfoptError
 from tfopt.graph import Model
 from tfopt.nonfinite import worst
 
@@ -68,6 +68,9 @@ def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: d
     except (KeyError, IndexError) as exc:
         raise OptionError(f"{path}: its inputs/outputs do not pair with the reference model's "
                           f"({_names(model)}; no {exc}); is --reference the model it was converted from?") from exc
+    except TensorPairingError as exc:
+        raise OptionError(f"{path}: does not run as the reference model does ({_names(model)}; {exc}); "
+                          "is --reference the model it was converted from?") from exc
     except TfoptError:
         raise
     except Exception as exc:
