@@ -11,7 +11,9 @@ import pytest
 
 import tfopt
 from tfopt import examples
-from tfopt.converting import convert, manifest_model, runner_for
+from tfopt.converting import convert
+from tfopt.manifest import manifest_model
+from tfopt.runtimes import runner_for
 
 PRECISIONS = ["fp32", "fp16", "dynamic", "int8", "int16x8"]
 
@@ -129,7 +131,7 @@ def test_lstm_tflite_needs_select_ops(tmp_path):
 
 def test_default_targets_skip_the_one_that_cannot_express_the_model(tmp_path):
     """No --to: the LSTM's TFLite failure is reported as skipped; ONNX and OpenVINO are still built."""
-    path, model = _lstm(tmp_path)
+    path, _ = _lstm(tmp_path)
     result = convert(path, str(tmp_path / "out"), report_runs=1)
     built = {a.format for a in result.artifacts}
     assert {"pb", "savedmodel", "onnx", "openvino"} <= built and "tflite" not in built

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from tfopt import examples
-from tfopt.converting import convert, manifest_model, runner_for
+from tfopt.converting import convert
+from tfopt.manifest import manifest_model
+from tfopt.runtimes import runner_for
 
 tfmot = pytest.importorskip("tensorflow_model_optimization")
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from tfopt._checks import at_least
 from tfopt.errors import OptionError, did_you_mean
-from tfopt.graph import TensorSpec
+from tfopt.graph import Model, TensorSpec
 from tfopt.nonfinite import check_finite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -173,3 +173,17 @@ def _check(batch: dict[str, Any], inputs: Sequence[TensorSpec], source: str) -> 
 
 def _dims(shape: Sequence[int | None]) -> str:
     return "x".join("?" if d is None else str(d) for d in shape)
+
+
+def eval_arrays(path: str, model: Model, *, allow_nonfinite: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The inputs (by name) and ``labels`` of an ``.npz``; NaN/Inf refused unless ``allow_nonfinite``."""
+    if not path.endswith(".npz") or not os.path.exists(path):
+        raise OptionError(f"--eval-data {path}: expected an existing .npz of inputs (by name) and 'labels'")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    missing = [s.name for s in model.inputs if s.name not in arrays] + ([] if "labels" in arrays else ["labels"])
+    if missing:
+        raise OptionError(f"--eval-data {path}: missing {', '.join(missing)}")
+    inputs = {s.name: arrays[s.name].astype(s.dtype) for s in model.inputs}
+    check_finite({**inputs, "labels": arrays["labels"]}, f"--eval-data {path}", allow=allow_nonfinite)
+    return inputs, arrays["labels"]

@@ -25,9 +25,11 @@ from tfopt.convert_options import (  # noqa: F401  (re-exported: converting is w
     check_options,
     plan,
 )
-from tfopt.errors import ConversionError, OptionError, stage
+from tfopt.errors import ConversionError, GateFailure, OptionError, stage
 from tfopt.graph import Model
+from tfopt.manifest import manifest_model  # noqa: F401  (re-exported: moved there)
 from tfopt.nonfinite import check_finite, finite_samples, to_json
+from tfopt.runtimes import runner_for
 
 # Verification bounds (max |artifact - original|, plus the same relative part); quantized
 # artifacts are measured and reported, not bounded: their error is the trade being made.
@@ -91,7 +93,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
         accuracy_control: OpenVINO int8 through NNCF's accuracy control with this maximal top-1
             drop (absolute, e.g. 0.01), measured on ``eval_data`` (``.npz`` of inputs + ``labels``).
         keep_float: layers the int8 artifacts (TFLite, ONNX, OpenVINO; ONNX int16x8 too) keep in
-            float: a TF node name, or the target's own layer name (see :mod:`tfopt.report.layers`).
+            float: a TF node name, or the target's own layer name (see :mod:`tfopt.quantizing.layers`).
         auto_keep_float: rank the layers (each quantized alone, worst first), then keep the worst in
             float, one at a time, until the top-1 agreement drop (accuracy drop with ``eval_data``)
             is within this many points; for every quantizing target.
@@ -114,12 +116,11 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     """
     import time
 
-    from tfopt.calibration import load_calibration
+    from tfopt.calibration import eval_arrays, load_calibration
     from tfopt.compressing import compression
     from tfopt.outputs import check_convert_outputs
     from tfopt.pipeline import optimize_model
     from tfopt.progress import Step
-    from tfopt.report.build import eval_arrays
     from tfopt.report.gates import parse_gate
     from tfopt.signals import checkpoint
 
@@ -190,7 +191,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             start = time.perf_counter()
             rel = artifact_path(outdir, target, precision)
             if _selective(target, precision, qat, keep_float, auto_keep_float):
-                from tfopt.report.keep_float import selective
+                from tfopt.quantizing.keep_float import selective
 
                 def emit(path: str, kept: list[str], converted: Any, target: str = target, precision: str = precision) -> str:
                     return _emit(target, precision, portable, runtime, path, ranges, int8_io=int8_io,
@@ -251,8 +252,8 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
 
     try:
         finish_gates(result.report, junit)
-    except Exception as exc:  # GateFailure: everything is written; let callers show the result too
-        exc.result = result  # type: ignore[attr-defined]
+    except GateFailure as exc:  # everything is written; let callers show the result too
+        exc.result = result
         raise
     return result
 
@@ -263,8 +264,8 @@ def is_quantization_aware(model: Model) -> bool:
 
 
 def _accuracy_control(max_drop: float, eval_data: str | None, model: Model) -> Any:
+    from tfopt.calibration import eval_arrays
     from tfopt.emitters.openvino import AccuracyControl
-    from tfopt.report.build import eval_arrays
 
     if not eval_data:
         raise OptionError("--accuracy-control needs --eval-data DATA.npz holding the inputs (by name) and 'labels'")
@@ -274,7 +275,7 @@ def _accuracy_control(max_drop: float, eval_data: str | None, model: Model) -> A
 
 
 def _selective(target: str, precision: str, qat: bool, keep: Sequence[str], auto: float | None) -> bool:
-    from tfopt.report.layer_targets import KEEP_FLOAT_PRECISIONS
+    from tfopt.quantizing.layer_targets import KEEP_FLOAT_PRECISIONS
 
     return (not qat and bool(keep or auto is not None) and precision in KEEP_FLOAT_PRECISIONS.get(target, ()))
 
@@ -305,44 +306,6 @@ def _emit(target: str, precision: str, portable: Model, runtime: Model, path: st
     return emit_openvino(portable, path, precision=precision, calibration=samples, preprocess=ov_preprocess,
                          accuracy_control=accuracy_control if precision == "int8" else None,
                          keep_float=keep_float, converted=converted)
-
-
-def manifest_model(outdir: str) -> Model:
-    """The inputs/outputs recorded in ``outdir/manifest.json`` (an empty graph): what
-    :func:`runner_for` needs to run any artifact of that conversion."""
-    from tfopt._tf import graph_def_class
-    from tfopt.graph import TensorSpec
-
-    with open(os.path.join(outdir, "manifest.json")) as f:
-        manifest = json.load(f)
-
-    def specs(key: str) -> list[TensorSpec]:
-        return [TensorSpec(s["name"], s["tensor"], s["dtype"], None if s["shape"] is None else tuple(s["shape"]))
-                for s in manifest[key]]
-
-    return Model(graph_def=graph_def_class()(), inputs=specs("inputs"), outputs=specs("outputs"))
-
-
-def runner_for(target: str, path: str, model: Model, *, threads: int | None = None) -> Any:
-    """A ``runner(feeds) -> outputs`` for an artifact (OpenVINO at explicit f32 precision)."""
-    if target == "tflite":
-        from tfopt.runtimes.tflite import TFLiteRunner
-
-        return TFLiteRunner(path, model.inputs, model.outputs, threads=threads)
-    if target == "onnx":
-        from tfopt.runtimes.onnx import ONNXRunner
-
-        return ONNXRunner(path, model.inputs, model.outputs, threads=threads)
-    if target == "openvino":
-        from tfopt.runtimes.openvino import OpenVINORunner
-
-        return OpenVINORunner(path, model.inputs, model.outputs, precision="f32", threads=threads)
-    from tfopt.loaders import load
-    from tfopt.runtimes.tensorflow import GraphRunner
-
-    # A GraphDef has no signature: name the outputs, or a multi-output graph is ambiguous.
-    frozen = load(path, outputs=[s.tensor for s in model.outputs]) if path.endswith(".pb") else load(path)
-    return GraphRunner(frozen.replace(inputs=model.inputs, outputs=model.outputs))
 
 
 def _verify(artifact: Artifact, portable: Model, path: str, inputs: Any, *, bounded: bool = True,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 class TfoptError(Exception):
@@ -63,8 +64,20 @@ class ConversionError(TfoptError):
     exit_code = 9
 
 
+class TensorPairingError(ConversionError):
+    """A runtime runner cannot pair an artifact's inputs/outputs with the model's by name."""
+
+
 class GateFailure(TfoptError):
+    """A ``--fail-if`` gate tripped. Everything was written first: ``report`` is the report the gates
+    read, ``result`` the :class:`~tfopt.converting.ConvertResult` (``tfopt convert`` only)."""
+
     exit_code = 10
+
+    def __init__(self, message: str, *, report: dict[str, Any], result: Any = None):
+        super().__init__(message)
+        self.report: dict[str, Any] = report
+        self.result: Any = result
 
 
 def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:

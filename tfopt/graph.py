@@ -9,7 +9,7 @@ fast paths (``tfopt inspect`` of a frozen graph) stay fast.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +23,22 @@ CONTROL_FLOW_V1_OPS = frozenset(
 PLACEHOLDER_OPS = frozenset({"Placeholder", "PlaceholderV2", "PlaceholderWithDefault"})
 VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
 
-# TensorFlow DataType enum values -> numpy-style names (tensorflow/core/framework/types.proto).
+# TensorFlow DataType enum values (tensorflow/core/framework/types.proto), named here so that the
+# GraphDef helpers and passes need not import TensorFlow to read or set a dtype attribute.
+DT_FLOAT = 1
+DT_DOUBLE = 2
+DT_INT32 = 3
+DT_INT64 = 9
+DT_BOOL = 10
+DT_BFLOAT16 = 14
+DT_HALF = 19
+# The float types the weight folds rewrite (bfloat16 is left alone: numpy has no exact type for it).
+FLOAT_TYPES = frozenset({DT_FLOAT, DT_DOUBLE, DT_HALF})
+
+# DataType enum values -> numpy-style names.
 DTYPE_NAMES = {
-    1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "string",
-    8: "complex64", 9: "int64", 10: "bool", 14: "bfloat16", 17: "uint16", 19: "float16",
+    DT_FLOAT: "float32", DT_DOUBLE: "float64", DT_INT32: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "string",
+    8: "complex64", DT_INT64: "int64", DT_BOOL: "bool", DT_BFLOAT16: "bfloat16", 17: "uint16", DT_HALF: "float16",
     20: "resource", 21: "variant", 22: "uint32", 23: "uint64",
 }
 
@@ -209,6 +221,69 @@ def subgraph(graph_def: Any, keep: set[str]) -> Any:
 def attr_bytes(node: Any, key: str, default: bytes = b"") -> bytes:
     """``node.attr[key].s`` without inserting an empty attr (protobuf maps create on read)."""
     return node.attr[key].s if key in node.attr else default
+
+
+def control_inputs(node: Any) -> list[str]:
+    """``node``'s control inputs (``^name``), in order."""
+    return [r for r in node.input if is_control(r)]
+
+
+def set_inputs(node: Any, refs: Iterable[str]) -> None:
+    """Replace ``node``'s inputs (data and control) with ``refs``, in order."""
+    refs = list(refs)  # may read node.input itself
+    del node.input[:]
+    node.input.extend(refs)
+
+
+def replace_nodes(graph_def: Any, nodes: Iterable[Any]) -> None:
+    """Make ``nodes`` the graph's node list, in order (e.g. the ones a pass keeps).
+
+    Args:
+        graph_def: the ``GraphDef`` to edit in place.
+        nodes: ``NodeDef`` messages, possibly the graph's own. The graph holds copies afterwards:
+            edit the nodes before the call, not through the caller's references after it.
+    """
+    nodes = list(nodes)
+    del graph_def.node[:]
+    graph_def.node.extend(nodes)
+
+
+def remove_nodes(graph_def: Any, names: Collection[str]) -> None:
+    """Delete the nodes named in ``names``, keeping the others in order (no rewiring)."""
+    replace_nodes(graph_def, [n for n in graph_def.node if n.name not in names])
+
+
+def rewrite_node(node: Any, op: str, *, inputs: Iterable[str] | None = None, types: Mapping[str, int] | None = None,
+                 type_lists: Mapping[str, Iterable[int]] | None = None, ints: Mapping[str, int] | None = None,
+                 strings: Mapping[str, bytes] | None = None) -> None:
+    """Turn ``node`` into an ``op`` node in place, keeping its name, so its consumers need no rewiring.
+
+    Every attribute is cleared (the old op's attributes mean nothing to the new one), then set from
+    the arguments. Arguments are read before anything changes, so they may come from ``node`` itself.
+
+    Args:
+        node: the ``NodeDef`` to rewrite.
+        op: the new op type.
+        inputs: the new inputs, data then control; ``None`` keeps the current ones.
+        types: ``type`` attributes (DataType enum values, e.g. :data:`DT_FLOAT`).
+        type_lists: ``list(type)`` attributes.
+        ints: ``int`` attributes.
+        strings: ``string`` attributes.
+    """
+    refs = None if inputs is None else list(inputs)
+    type_lists = {k: list(v) for k, v in (type_lists or {}).items()}
+    node.op = op
+    node.attr.clear()
+    for key, dtype in (types or {}).items():
+        node.attr[key].type = dtype
+    for key, dtypes in type_lists.items():
+        node.attr[key].list.type.extend(dtypes)
+    for key, value in (ints or {}).items():
+        node.attr[key].i = value
+    for key, text in (strings or {}).items():
+        node.attr[key].s = text
+    if refs is not None:
+        set_inputs(node, refs)
 
 
 def validate(graph_def: Any) -> None:

@@ -65,8 +65,8 @@ def optimize(frozen: Model, *, passes: str | Sequence[str] = "default", skip: Se
     chosen = registry.build(select_passes(passes, skip))
     if grappler:
         chosen.append(Grappler(list(grappler)))
-    portable_passes = [p for p in chosen if not getattr(p, "tf_runtime_only", False)]
-    runtime_passes = [p for p in chosen if getattr(p, "tf_runtime_only", False)]
+    portable_passes = [p for p in chosen if not p.tf_runtime_only]
+    runtime_passes = [p for p in chosen if p.tf_runtime_only]
     report = OptimizeReport(nodes_before=len(frozen.graph_def.node), ops_before=op_histogram(frozen.graph_def))
     portable, stats = run_passes(frozen, portable_passes) if portable_passes else (frozen, [])
     runtime, runtime_stats = run_passes(portable, runtime_passes, max_iterations=1) if runtime_passes else (portable, [])

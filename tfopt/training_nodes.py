@@ -11,7 +11,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tfopt.graph import CONTROL_FLOW_V1_OPS, PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, consumers, node_map, tensor_node
+from tfopt.graph import (
+    CONTROL_FLOW_V1_OPS,
+    DT_BOOL,
+    PLACEHOLDER_OPS,
+    VARIABLE_OPS,
+    ancestors,
+    consumers,
+    node_map,
+    tensor_node,
+)
 
 TRAINING_OPS = frozenset({
     "Assign", "AssignAdd", "AssignSub", "AssignVariableOp", "AssignAddVariableOp",
@@ -46,7 +55,7 @@ def is_training_node(node: Any) -> bool:
 
 def is_training_flag(node: Any, graph_def: Any | None = None) -> bool:
     """A scalar bool placeholder named like a training flag or selecting a cond branch."""
-    if node.op not in PLACEHOLDER_OPS or node.attr["dtype"].type != 10:  # DT_BOOL
+    if node.op not in PLACEHOLDER_OPS or node.attr["dtype"].type != DT_BOOL:
         return False
     if "shape" in node.attr and len(node.attr["shape"].shape.dim) > 0:
         return False

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         with args.capture.stage("converting"):
             result = _run_convert(args, model, convert)
     except GateFailure as exc:
-        print_convert(args.output, exc.result, as_json=args.json)  # type: ignore[attr-defined]
+        print_convert(args.output, exc.result, as_json=args.json)
         raise
     print_convert(args.output, result, as_json=args.json, verified=args.verify)
     return 0

@@ -21,11 +21,12 @@ def add_parser(sub: Any, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tfopt._io import tree_size
     from tfopt.errors import stage
     from tfopt.loaders import load
     from tfopt.outputs import check_output
     from tfopt.pipeline import freeze_model, infer_format, optimize_model, save_model
-    from tfopt.report.console import format_bytes, format_value, path_size, print_pass_table
+    from tfopt.report.console import format_bytes, format_value, print_pass_table
 
     fmt = infer_format(args.output, args.output_format)
     check_output(args.output, inputs=[args.model], kind="dir" if fmt == "savedmodel" else "file",
@@ -79,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"verified at {report.verified_at.describe()} ({report.verified_at.source} inputs)")
     if not args.verify:
         print("verified skipped (--no-verify)")
-    print(f"wrote    {path}  ({format_bytes(path_size(path))})")
+    print(f"wrote    {path}  ({format_bytes(tree_size(path))})")
     return 0
 

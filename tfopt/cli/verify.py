@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             with args.capture.stage("verifying"):
                 report = verify_artifact(args.outdir, args.reference, report_dir=args.report_dir, **common)
         except GateFailure as exc:
-            print_report(exc.report)  # type: ignore[attr-defined]
+            print_report(exc.report)
             raise
         print_report(report)
         if args.report_dir:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tfopt._tf import make_const
-from tfopt.graph import Model
+from tfopt.graph import Model, rewrite_node
 from tfopt.passes.base import Pass, PassResult, copy_graph
 
 
@@ -31,9 +31,6 @@ class BindPlaceholders(Pass):
                 node.CopyFrom(const)
                 changed = True
             elif node.op == "PlaceholderWithDefault" and node.name not in inputs:
-                dtype = node.attr["dtype"].type
-                node.op = "Identity"
-                node.attr.clear()
-                node.attr["T"].type = dtype
+                rewrite_node(node, "Identity", types={"T": node.attr["dtype"].type})
                 changed = True
         return PassResult(model.replace(graph_def=graph_def) if changed else model, changed)

@@ -15,7 +15,7 @@ from typing import Any
 
 from tfopt._tf import make_const
 from tfopt.errors import GraphError
-from tfopt.graph import VARIABLE_OPS, Model, consumers
+from tfopt.graph import DT_INT32, VARIABLE_OPS, Model, consumers, rewrite_node
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
 from tfopt.training_nodes import is_training_node
 
@@ -78,16 +78,10 @@ def _resource_readers(users: dict[str, list[tuple[Any, int]]], name: str) -> tup
 
 def _to_gather(graph_def: Any, node: Any) -> None:
     axis_name = node.name + "/axis"
-    dtype = node.attr["dtype"].type
-    tindices = node.attr["Tindices"].type
-    batch_dims = node.attr["batch_dims"].i if "batch_dims" in node.attr else 0
-    node.op = "GatherV2"
-    node.attr.clear()
-    node.attr["Tparams"].type = dtype
-    node.attr["Tindices"].type = tindices
-    node.attr["Taxis"].type = 3
-    node.attr["batch_dims"].i = batch_dims
-    node.input.insert(2, axis_name)
+    rewrite_node(node, "GatherV2", inputs=[*node.input[:2], axis_name, *node.input[2:]],
+                 types={"Tparams": node.attr["dtype"].type, "Tindices": node.attr["Tindices"].type,
+                        "Taxis": DT_INT32},
+                 ints={"batch_dims": node.attr["batch_dims"].i if "batch_dims" in node.attr else 0})
     graph_def.node.append(make_const(axis_name, 0, dtype="int32"))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tfopt.freezing.resolve_switch import constant_predicate
-from tfopt.graph import Model, edge_ref, is_control, node_map, tensor_node, tensor_port
+from tfopt.graph import Model, edge_ref, is_control, node_map, rewrite_node, tensor_node, tensor_port
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
 
 IF_OPS = ("If", "StatelessIf")
@@ -63,10 +63,7 @@ def inline_function(graph_def: Any, node: Any, fdef: Any, prefix: str, *, first_
             else:
                 new.input.append(edge_ref(renamed[src], tensor_port(ref)))
         if body_node.op == "Placeholder" and body_node.name in arg_names:
-            dtype = body_node.attr["dtype"].type
-            new.op = "Identity"
-            new.attr.clear()
-            new.attr["T"].type = dtype
+            rewrite_node(new, "Identity", types={"T": body_node.attr["dtype"].type})
             new.input.append(args[arg_names.index(body_node.name)])
             new.input.extend(controls)
         new.attr.pop("_output_shapes", None)
@@ -74,9 +71,4 @@ def inline_function(graph_def: Any, node: Any, fdef: Any, prefix: str, *, first_
     for out_arg in fdef.signature.output_arg:
         flat = nested_to_flat[fdef.ret[out_arg.name]]
         results.append(edge_ref(renamed[tensor_node(flat)], tensor_port(flat)))
-    out_types = list(node.attr["Tout"].list.type)
-    node.op = "IdentityN"
-    node.attr.clear()
-    node.attr["T"].list.type.extend(out_types)
-    del node.input[:]
-    node.input.extend(results)
+    rewrite_node(node, "IdentityN", inputs=results, type_lists={"T": node.attr["Tout"].list.type})

@@ -24,12 +24,21 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.graph import PLACEHOLDER_OPS, Model, consumers, is_control, node_map, tensor_node
+from tfopt.graph import (
+    FLOAT_TYPES,
+    PLACEHOLDER_OPS,
+    Model,
+    consumers,
+    control_inputs,
+    is_control,
+    node_map,
+    rewrite_node,
+    tensor_node,
+)
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
 
 KNOB_NAMES = re.compile(r"(^|/)\w*(keep_?prob\w*|dropout\w*|drop_?rate|rate)(_\d+)?$", re.IGNORECASE)
 _PASS_THROUGH = ("Identity", "Snapshot")
-_FLOAT_TYPES = frozenset({1, 2, 19})  # DT_FLOAT, DT_DOUBLE, DT_HALF
 
 
 def _source(nodes: dict[str, Any], ref: str) -> str:
@@ -178,7 +187,7 @@ def dropout_knobs(graph_def: Any, *, any_placeholder: bool = False) -> dict[str,
             continue
         if not any_placeholder and (node.op == "PlaceholderWithDefault" or not KNOB_NAMES.search(node.name)):
             continue
-        if node.attr["dtype"].type not in _FLOAT_TYPES or len(node.attr["shape"].shape.dim) > 0:
+        if node.attr["dtype"].type not in FLOAT_TYPES or len(node.attr["shape"].shape.dim) > 0:
             continue
         behind = _knob_placeholder(nodes, d["knob_ref"], d["kind"])
         if behind is not None:
@@ -221,12 +230,6 @@ class RemoveDropout(Pass):
                 skips.append(Skip(d["node"], d["reason"]))
                 continue
             node = nodes[d["node"]]
-            dtype = node.attr["T"].type
-            controls = [r for r in node.input if is_control(r)]
-            node.op = "Identity"
-            node.attr.clear()
-            node.attr["T"].type = dtype
-            del node.input[:]
-            node.input.extend([d["x"], *controls])
+            rewrite_node(node, "Identity", inputs=[d["x"], *control_inputs(node)], types={"T": node.attr["T"].type})
             changed = True
         return PassResult(model.replace(graph_def=graph_def) if changed else model, changed, skips)

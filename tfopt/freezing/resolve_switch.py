@@ -20,7 +20,18 @@ from typing import Any
 import numpy as np
 
 from tfopt._tf import const_value, make_const
-from tfopt.graph import Model, is_control, node_map, rewire, tensor_node, tensor_port
+from tfopt.graph import (
+    Model,
+    control_inputs,
+    is_control,
+    node_map,
+    replace_nodes,
+    rewire,
+    rewrite_node,
+    set_inputs,
+    tensor_node,
+    tensor_port,
+)
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
 
 SWITCH_OPS = ("Switch", "RefSwitch")
@@ -80,11 +91,8 @@ class ResolveSwitch(Pass):
         removed = dead | set(live_port)
         kept = [n for n in graph_def.node if n.name not in removed]
         for n in kept:
-            new = [r for r in n.input if tensor_node(r) not in removed or not is_control(r)]
-            del n.input[:]
-            n.input.extend(new)
-        del graph_def.node[:]
-        graph_def.node.extend(kept)
+            set_inputs(n, [r for r in n.input if tensor_node(r) not in removed or not is_control(r)])
+        replace_nodes(graph_def, kept)
         return PassResult(model.replace(graph_def=graph_def), True, skips)
 
     @staticmethod
@@ -114,13 +122,7 @@ class ResolveSwitch(Pass):
             const_name = f"{name}/value_index"
             graph_def.node.append(make_const(const_name, np.int32(index)))
             rewire(graph_def, rewire_index, const_name)
-        dtype = node.attr["T"].type
-        controls = [r for r in node.input if is_control(r)]
-        node.op = "Identity"
-        node.attr.clear()
-        node.attr["T"].type = dtype
-        del node.input[:]
-        node.input.extend([live, *controls])
+        rewrite_node(node, "Identity", inputs=[live, *control_inputs(node)], types={"T": node.attr["T"].type})
 
 
 def _dead_edge(ref: str, dead: set[str], live_port: dict[str, int]) -> bool:

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from tfopt.graph import Model, consumers, is_control, node_map, tensor_node
+from tfopt.graph import Model, consumers, is_control, node_map, remove_nodes, set_inputs, tensor_node
 from tfopt.passes.base import Pass, PassResult, copy_graph, protected_nodes
 from tfopt.training_nodes import is_training_node
 
@@ -43,12 +43,9 @@ class StripTrainingOps(Pass):
             new = [r for r in node.input
                    if not (is_control(r) and (tensor_node(r) in drop or tensor_node(r) in training))]
             if len(new) != len(node.input):
-                del node.input[:]
-                node.input.extend(new)
+                set_inputs(node, new)
                 changed = True
         if drop:
-            kept = [n for n in graph_def.node if n.name not in drop]
-            del graph_def.node[:]
-            graph_def.node.extend(kept)
+            remove_nodes(graph_def, drop)
             changed = True
         return PassResult(model.replace(graph_def=graph_def) if changed else model, changed)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-from tfopt.errors import OptionError, did_you_mean
+from tfopt.errors import OptionError, TfoptError, did_you_mean
 from tfopt.passes.base import Pass, PassResult, PassStats, Skip, run_passes
 
 __all__ = ["DEFAULT_PIPELINE", "Pass", "PassRegistry", "PassResult", "PassStats", "Skip", "registry",
@@ -12,15 +12,19 @@ __all__ = ["DEFAULT_PIPELINE", "Pass", "PassRegistry", "PassResult", "PassStats"
 
 
 class PassRegistry:
-    """Pass name -> factory, in canonical order (the order passes run in, whatever the user lists)."""
+    """Pass name -> pass class, in canonical order (the order passes run in, whatever the user lists)."""
 
     def __init__(self) -> None:
-        self._factories: dict[str, Callable[[], Pass]] = {}
+        self._factories: dict[str, type[Pass]] = {}
         self._docs: dict[str, str] = {}
 
-    def register(self, name: str, factory: Callable[[], Pass], doc: str) -> None:
-        self._factories[name] = factory
-        self._docs[name] = doc
+    def register(self, cls: type[Pass]) -> None:
+        """Register ``cls`` under its ``name``, summarised by its docstring's first line."""
+        doc = (cls.__doc__ or "").strip().splitlines()
+        if cls.name in self._factories or not doc:
+            raise TfoptError(f"pass {cls.__name__}: needs a unique name (not '{cls.name}') and a docstring")
+        self._factories[cls.name] = cls
+        self._docs[cls.name] = doc[0].rstrip(".")
 
     def names(self) -> list[str]:
         return list(self._factories)
@@ -59,14 +63,14 @@ def _register_builtin(reg: PassRegistry) -> None:
     # fold_pad after them: it only looks at Pad -> Conv, which no earlier pass creates.
     # prune_dead last: the folds leave the old constants unread.
     # fuse_activation after the fixed point, for TensorFlow-runtime artifacts only.
-    reg.register("remove_identity", RemoveIdentity, "remove Identity/IdentityN/Snapshot nodes")
-    reg.register("fold_constants", FoldConstants, "evaluate constant subgraphs and static shape arithmetic")
-    reg.register("fold_batchnorm", FoldBatchNorm, "lower inference FusedBatchNorm to a per-channel Mul + Add")
-    reg.register("fold_mul_into_weights", FoldMulIntoWeights, "fold per-channel multiplies into conv/matmul weights")
-    reg.register("fold_add_into_bias", FoldAddIntoBias, "fold per-channel adds into conv/matmul biases")
-    reg.register("fold_pad", FoldPad, "fold explicit zero Pad into conv SAME padding where exact")
-    reg.register("prune_dead", PruneDead, "drop nodes the outputs do not need")
-    reg.register("fuse_activation", FuseActivation, "Conv/MatMul+BiasAdd+activation -> _Fused* (TF runtime only)")
+    reg.register(RemoveIdentity)
+    reg.register(FoldConstants)
+    reg.register(FoldBatchNorm)
+    reg.register(FoldMulIntoWeights)
+    reg.register(FoldAddIntoBias)
+    reg.register(FoldPad)
+    reg.register(PruneDead)
+    reg.register(FuseActivation)
 
 
 registry = PassRegistry()

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from tfopt._tf import const_value
-from tfopt.graph import attr_bytes, is_control, tensor_node, tensor_port
+from tfopt.graph import attr_bytes, control_inputs, is_control, rewrite_node, tensor_node, tensor_port
 
 LINEAR_OPS = frozenset({"Conv2D", "Conv3D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "MatMul"})
 
@@ -158,3 +158,8 @@ def match_per_channel(nodes: dict[str, Any], users: dict[str, list[Any]], node: 
     if vector is None:
         return f"constant of shape {list(value.shape)} is not per output channel ({linear.channels})"
     return PerChannelMatch(linear, vector, x)
+
+
+def to_identity(node: Any, source: str) -> None:
+    """Turn ``node`` (a folded per-channel op) into ``Identity(source)``, keeping its name and controls."""
+    rewrite_node(node, "Identity", inputs=[source, *control_inputs(node)], types={"T": node.attr["T"].type})

@@ -36,9 +36,17 @@ class PassResult:
 
 
 class Pass:
-    """Base class: subclasses set ``name`` and implement :meth:`run`."""
+    """Base class: subclasses set ``name``, a docstring whose first line summarises the pass, and
+    implement :meth:`run`.
 
-    name = "pass"
+    Attributes:
+        name: the pass's key in the registry and on the command line (``--skip fold_pad``).
+        tf_runtime_only: the rewrite yields ops only TensorFlow runs (``_FusedConv2D``): the pass
+            optimizes the ``pb``/``savedmodel`` graph, never the portable one TFLite/ONNX/OpenVINO read.
+    """
+
+    name: str = "pass"
+    tf_runtime_only: bool = False
 
     def run(self, model: Model) -> PassResult:
         raise NotImplementedError

@@ -12,15 +12,16 @@ Not folded (reported): as for ``fold_mul_into_weights``; ``c − x`` (the conv w
 from __future__ import annotations
 
 from tfopt._tf import const_value, make_const
-from tfopt.graph import Model, consumers, node_map, unique_name
-from tfopt.passes._linear import PerChannelMatch, match_per_channel
+from tfopt.graph import FLOAT_TYPES, Model, consumers, control_inputs, node_map, rewrite_node, unique_name
+from tfopt.passes._linear import PerChannelMatch, match_per_channel, to_identity
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
-from tfopt.passes.fold_mul_into_weights import FLOAT_TYPES, _to_identity
 
 ADD_OPS = frozenset({"Add", "AddV2", "BiasAdd", "Sub"})
 
 
 class FoldAddIntoBias(Pass):
+    """fold per-channel adds into conv/matmul biases."""
+
     name = "fold_add_into_bias"
 
     def run(self, model: Model) -> PassResult:
@@ -44,18 +45,12 @@ class FoldAddIntoBias(Pass):
             if linear.bias is not None:
                 linear.bias.CopyFrom(make_const(linear.bias.name, const_value(linear.bias) + c,
                                                 dtype=linear.bias.attr["dtype"].type))
-                _to_identity(node, x)
+                to_identity(node, x)
             else:
                 bias_name = unique_name(graph_def, f"{node.name}/bias")
                 graph_def.node.append(make_const(bias_name, c, dtype=node.attr["T"].type))
-                dtype = node.attr["T"].type
-                controls = [r for r in node.input if r.startswith("^")]
-                node.op = "BiasAdd"
-                node.attr.clear()
-                node.attr["T"].type = dtype
-                node.attr["data_format"].s = b"NHWC"
-                del node.input[:]
-                node.input.extend([x, bias_name, *controls])
+                rewrite_node(node, "BiasAdd", inputs=[x, bias_name, *control_inputs(node)],
+                             types={"T": node.attr["T"].type}, strings={"data_format": b"NHWC"})
             touched.add(linear.op.name)
         changed = bool(touched)
         return PassResult(model.replace(graph_def=graph_def) if changed else model, changed, skips)

@@ -20,7 +20,20 @@ from typing import Any
 import numpy as np
 
 from tfopt._tf import const_value, make_const
-from tfopt.graph import Model, attr_bytes, consumers, is_control, node_map, tensor_port
+from tfopt.graph import (
+    DT_BFLOAT16,
+    DT_DOUBLE,
+    DT_FLOAT,
+    DT_HALF,
+    Model,
+    attr_bytes,
+    consumers,
+    control_inputs,
+    is_control,
+    node_map,
+    rewrite_node,
+    tensor_port,
+)
 from tfopt.passes._linear import plain_const
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
 
@@ -28,6 +41,8 @@ BATCHNORM_OPS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNorm
 
 
 class FoldBatchNorm(Pass):
+    """lower inference FusedBatchNorm to a per-channel Mul + Add."""
+
     name = "fold_batchnorm"
 
     def run(self, model: Model) -> PassResult:
@@ -55,12 +70,7 @@ class FoldBatchNorm(Pass):
             graph_def.node.append(make_const(shift_c, shift.astype(_np(dtype)), dtype=dtype))
             mul_node = graph_def.node.add(name=mul, op="Mul", input=[node.input[0], scale_c])
             mul_node.attr["T"].type = dtype
-            controls = [r for r in node.input if is_control(r)]
-            node.op = "AddV2"
-            node.attr.clear()
-            node.attr["T"].type = dtype
-            del node.input[:]
-            node.input.extend([mul, shift_c, *controls])
+            rewrite_node(node, "AddV2", inputs=[mul, shift_c, *control_inputs(node)], types={"T": dtype})
             changed = True
         return PassResult(model.replace(graph_def=graph_def) if changed else model, changed, skips)
 
@@ -81,4 +91,5 @@ class FoldBatchNorm(Pass):
 
 
 def _np(dtype_enum: int) -> type:
-    return {1: np.float32, 2: np.float64, 19: np.float16, 14: np.float32}.get(dtype_enum, np.float32)
+    return {DT_FLOAT: np.float32, DT_DOUBLE: np.float64, DT_HALF: np.float16,
+            DT_BFLOAT16: np.float32}.get(dtype_enum, np.float32)

@@ -18,12 +18,16 @@ import numpy as np
 from tfopt._tf import GraphFacts, make_const, tf
 from tfopt.graph import (
     CONTROL_FLOW_V1_OPS,
+    DT_INT32,
+    DT_INT64,
     PLACEHOLDER_OPS,
     Model,
     ancestors,
     edge_ref,
     is_control,
     node_map,
+    replace_nodes,
+    set_inputs,
     subgraph,
     tensor_node,
     tensor_port,
@@ -40,6 +44,8 @@ NEVER_FOLD = PLACEHOLDER_OPS | CONTROL_FLOW_V1_OPS | frozenset({
 
 
 class FoldConstants(Pass):
+    """evaluate constant subgraphs and static shape arithmetic."""
+
     name = "fold_constants"
 
     def run(self, model: Model) -> PassResult:
@@ -112,10 +118,8 @@ class FoldConstants(Pass):
             for n in kept:
                 refs = [r for r in n.input if tensor_node(r) not in interior]
                 if len(refs) != len(n.input):  # only control edges can point into the interior
-                    del n.input[:]
-                    n.input.extend(refs)
-            del new.node[:]
-            new.node.extend(kept)
+                    set_inputs(n, refs)
+            replace_nodes(new, kept)
         return PassResult(model.replace(graph_def=new), True, skips)
 
     @staticmethod
@@ -137,8 +141,8 @@ def _plain_const(node: Any) -> bool:
 
 
 def _shape_value(node: Any, shape: tuple[int, ...]) -> np.ndarray:
-    out_type = node.attr["out_type"].type if "out_type" in node.attr else 3
-    dtype = np.int64 if out_type == 9 else np.int32
+    out_type = node.attr["out_type"].type if "out_type" in node.attr else DT_INT32
+    dtype = np.int64 if out_type == DT_INT64 else np.int32
     if node.op == "Shape":
         return np.array(shape, dtype=dtype)
     if node.op == "Size":

@@ -14,17 +14,15 @@ constant that is not per output channel.
 
 from __future__ import annotations
 
-from typing import Any
-
 from tfopt._tf import const_value, make_const
-from tfopt.graph import Model, consumers, node_map
-from tfopt.passes._linear import PerChannelMatch, match_per_channel
+from tfopt.graph import FLOAT_TYPES, Model, consumers, node_map
+from tfopt.passes._linear import PerChannelMatch, match_per_channel, to_identity
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
-
-FLOAT_TYPES = frozenset({1, 2, 19})  # float32, float64, float16
 
 
 class FoldMulIntoWeights(Pass):
+    """fold per-channel multiplies into conv/matmul weights."""
+
     name = "fold_mul_into_weights"
 
     def run(self, model: Model) -> PassResult:
@@ -47,17 +45,8 @@ class FoldMulIntoWeights(Pass):
             if linear.bias is not None:
                 linear.bias.CopyFrom(make_const(linear.bias.name, const_value(linear.bias) * s,
                                                 dtype=linear.bias.attr["dtype"].type))
-            _to_identity(node, x)
+            to_identity(node, x)
             touched.add(linear.op.name)
         changed = bool(touched)
         return PassResult(model.replace(graph_def=graph_def) if changed else model, changed, skips)
 
-
-def _to_identity(node: Any, source: str) -> None:
-    dtype = node.attr["T"].type
-    controls = [r for r in node.input if r.startswith("^")]
-    node.op = "Identity"
-    node.attr.clear()
-    node.attr["T"].type = dtype
-    del node.input[:]
-    node.input.extend([source, *controls])

@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 from tfopt._tf import GraphFacts, const_value
-from tfopt.graph import Model, attr_bytes, consumers, node_map, tensor_node
+from tfopt.graph import Model, attr_bytes, consumers, node_map, remove_nodes, tensor_node
 from tfopt.passes._linear import plain_const
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
 
@@ -31,6 +31,8 @@ def same_pads(size: int, stride: int, kernel: int, dilation: int) -> tuple[int, 
 
 
 class FoldPad(Pass):
+    """fold explicit zero Pad into conv SAME padding where exact."""
+
     name = "fold_pad"
 
     def run(self, model: Model) -> PassResult:
@@ -56,9 +58,7 @@ class FoldPad(Pass):
             conv.attr["padding"].s = b"SAME"
             folded.add(pad.name)  # its only reader was this conv
         if folded:
-            kept = [n for n in graph_def.node if n.name not in folded]
-            del graph_def.node[:]
-            graph_def.node.extend(kept)
+            remove_nodes(graph_def, folded)
         changed = bool(folded)
         return PassResult(model.replace(graph_def=graph_def) if changed else model, changed, skips)
 

@@ -20,11 +20,13 @@ from typing import Any
 
 from tfopt._grappler import run_grappler
 from tfopt.errors import OptionError
-from tfopt.graph import Model, op_histogram, unique_name
+from tfopt.graph import Model, op_histogram, rewrite_node, unique_name
 from tfopt.passes.base import Pass, PassResult, protected_nodes
 
 
 class FuseActivation(Pass):
+    """Conv/MatMul+BiasAdd+activation -> _Fused* (TF runtime only)."""
+
     name = "fuse_activation"
     tf_runtime_only = True
 
@@ -52,13 +54,8 @@ def _unfuse_bias_only(graph_def: Any) -> None:
                     "transpose_a", "transpose_b"):
             if key in node.attr:
                 base.attr[key].CopyFrom(node.attr[key])
-        bias, dtype = node.input[2], node.attr["T"].type
-        node.op = "BiasAdd"
-        node.attr.clear()
-        node.attr["T"].type = dtype
-        node.attr["data_format"].s = b"NHWC"
-        del node.input[:]
-        node.input.extend([base.name, bias])
+        rewrite_node(node, "BiasAdd", inputs=[base.name, node.input[2]], types={"T": node.attr["T"].type},
+                     strings={"data_format": b"NHWC"})
 
 
 ACTIVATIONS = ("relu", "relu6", "elu", "leaky_relu", "swish")

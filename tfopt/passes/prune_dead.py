@@ -14,6 +14,8 @@ from tfopt.passes.base import Pass, PassResult, copy_graph
 
 
 class PruneDead(Pass):
+    """drop nodes the outputs do not need."""
+
     name = "prune_dead"
 
     def run(self, model: Model) -> PassResult:

@@ -20,7 +20,9 @@ from tfopt.graph import (
     consumers,
     is_control,
     node_map,
+    remove_nodes,
     rename_node,
+    set_inputs,
     tensor_node,
     tensor_port,
 )
@@ -31,6 +33,8 @@ FRAME_OPS = CONTROL_FLOW_V1_OPS - {"Switch", "RefSwitch", "Merge", "RefMerge"}
 
 
 class RemoveIdentity(Pass):
+    """remove Identity/IdentityN/Snapshot nodes."""
+
     name = "remove_identity"
 
     def run(self, model: Model) -> PassResult:
@@ -71,11 +75,8 @@ class RemoveIdentity(Pass):
                 first, *extra = resolve(ref)
                 (controls if is_control(first) else data).append(first)
                 controls.extend(extra)
-            del node.input[:]
-            node.input.extend([*data, *controls])
-        kept = [n for n in graph_def.node if n.name not in removable]
-        del graph_def.node[:]
-        graph_def.node.extend(kept)
+            set_inputs(node, [*data, *controls])
+        remove_nodes(graph_def, removable)
         # Renames are decided on what is left: an output's producer may have been an Identity.
         for identity, producer in self._output_renames(model, node_map(graph_def), consumers(graph_def), keep).items():
             _take_name(graph_def, identity, producer)
@@ -107,9 +108,7 @@ class RemoveIdentity(Pass):
 
 def _take_name(graph_def: Any, identity: str, producer: str) -> None:
     """Delete ``identity`` and give its name to ``producer`` (rewiring every reference)."""
-    kept = [n for n in graph_def.node if n.name != identity]
-    del graph_def.node[:]
-    graph_def.node.extend(kept)
+    remove_nodes(graph_def, {identity})
     rename_node(graph_def, producer, identity)
 
 
@@ -127,7 +126,6 @@ def _dedupe_controls(graph_def: object) -> None:
                 seen.add(src)
             new.append(ref)
         if len(new) != len(node.input):
-            del node.input[:]
-            node.input.extend(new)
+            set_inputs(node, new)
 
 

@@ -9,18 +9,19 @@ from typing import Any
 
 import numpy as np
 
+from tfopt.calibration import eval_arrays
 from tfopt.errors import OptionError
 from tfopt.graph import Model
-from tfopt.nonfinite import check_finite, count_nonfinite
+from tfopt.nonfinite import count_nonfinite
 
 
 def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
                   junit: str | None = None, runs: int = 20, threads: int | None = None, metric: str | None = None,
                   allow_nonfinite: bool = False, **load_options: Any) -> dict[str, Any]:
     """``tfopt verify``: measure an existing conversion's artifacts against the reference model."""
-    from tfopt.converting import manifest_model
     from tfopt.freezing import freeze
     from tfopt.loaders import load
+    from tfopt.manifest import manifest_model
     from tfopt.report.gates import parse_gate
 
     gates = [parse_gate(g) for g in fail_if]
@@ -62,11 +63,7 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
     report = build_report(os.path.dirname(os.path.abspath(path)), frozen, eval_data=eval_data, runs=runs,
                           threads=threads, gates=gates, manifest=manifest, write_to=report_dir, metric=metric,
                           allow_nonfinite=allow_nonfinite)
-    try:
-        finish_gates(report, junit)
-    except Exception as exc:  # GateFailure: the caller shows the report too
-        exc.report = report  # type: ignore[attr-defined]
-        raise
+    finish_gates(report, junit)  # a GateFailure carries the report: the caller shows it too
     return report
 
 
@@ -169,7 +166,7 @@ def finish_gates(report: dict[str, Any] | None, junit: str | None) -> None:
     if failed:
         listed = "; ".join(f"{r['format']}/{r['precision']}: {r['gate']} ({r['metric']} = {r['value']:.4g})"
                            for r in failed)
-        raise GateFailure(f"{len(failed)} gate check(s) failed: {listed}")
+        raise GateFailure(f"{len(failed)} gate check(s) failed: {listed}", report=report or {})
 
 
 def _check_runs(runs: int, threads: int | None) -> None:
@@ -201,17 +198,3 @@ def _report_inputs(model: Model, run: Any, eval_data: str | None, samples: Any, 
     if verified_at is None:
         return choose_inputs(run, model.inputs, outputs=outputs, batch=8, seed=seed, graph_def=model.graph_def).feeds, None
     return verified_at.with_batch(model.inputs, 8, seed).feeds, None
-
-
-def eval_arrays(path: str, model: Model, *, allow_nonfinite: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The inputs (by name) and ``labels`` of an ``.npz``; NaN/Inf refused unless ``allow_nonfinite``."""
-    if not path.endswith(".npz") or not os.path.exists(path):
-        raise OptionError(f"--eval-data {path}: expected an existing .npz of inputs (by name) and 'labels'")
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    missing = [s.name for s in model.inputs if s.name not in arrays] + ([] if "labels" in arrays else ["labels"])
-    if missing:
-        raise OptionError(f"--eval-data {path}: missing {', '.join(missing)}")
-    inputs = {s.name: arrays[s.name].astype(s.dtype) for s in model.inputs}
-    check_finite({**inputs, "labels": arrays["labels"]}, f"--eval-data {path}", allow=allow_nonfinite)
-    return inputs, arrays["labels"]

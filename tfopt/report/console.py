@@ -7,6 +7,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from tfopt.report.table import HEADER, compression_summary
+from tfopt.report.table import rows as table_rows
+
 
 def print_pass_table(passes: Sequence[Any], *, max_skips: int = 10) -> None:
     """One row per pass: nodes before -> after (its own changes), ops removed/added, then skips."""
@@ -24,9 +27,7 @@ def print_pass_table(passes: Sequence[Any], *, max_skips: int = 10) -> None:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    from tfopt.report.write import HEADER, _rows
-
-    rows = [HEADER, *_rows(report)]
+    rows = [HEADER, *table_rows(report)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     for row in rows:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
@@ -48,12 +49,6 @@ def format_value(value: Any) -> str:
     if arr.size == 1:
         return str(arr.item())
     return f"{arr.flat[0]} (filled to shape {'x'.join(map(str, arr.shape))})"
-
-
-def path_size(path: str) -> int:
-    if os.path.isdir(path):
-        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-    return os.path.getsize(path)
 
 
 def format_bytes(n: int | None) -> str:
@@ -93,19 +88,6 @@ def print_convert(output: str, result: Any, *, as_json: bool = False, verified: 
         print(f"skipped  {fmt} {precision}: {reason}")
     print(f"wrote    {output}/manifest.json"
           + ("" if verified else " (not verified: --no-verify)"))
-
-
-def compression_summary(c: dict[str, Any]) -> str:
-    """One paragraph: what clustering/pruning did per layer, and whether it was fine-tuned."""
-    what = " + ".join(x for x in (f"pruned to {100 * c['prune']:.0f}% zeros" if c.get("prune") else "",
-                                  f"clustered to {c['cluster']} values ({c['cluster_init']})" if c.get("cluster") else "")
-                      if x)
-    done = [f"{r['layer']} ({r['unique']} values, {100 * r['sparsity']:.0f}% zeros)" for r in c["layers"] if r["actions"]]
-    alone = [f"{r['layer']}: {r['left_alone']}" for r in c["layers"] if r["left_alone"]]
-    tuned = (f"fine-tuned {c['finetune_epochs']} epoch(s)" if c["finetuned"]
-             else "post-training only (no --finetune-data): accuracy and agreement above are against the uncompressed model")
-    return (f"compression: {what}; {tuned}\n  changed: {', '.join(done) or 'nothing'}"
-            + (f"\n  left alone: {'; '.join(alone)}" if alone else ""))
 
 
 def print_artifact_info(info: dict[str, Any], *, rows: int = 12) -> None:

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from tfopt._checks import at_least
-from tfopt.errors import ModelFormatError, OptionError, TfoptError
+from tfopt.errors import ModelFormatError, OptionError, TensorPairingError, TfoptError
 from tfopt.graph import Model
 from tfopt.nonfinite import worst
 
@@ -65,7 +65,7 @@ def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: d
     The original model answered ``inputs``: when this run just converted the artifact from it
     (``converted_here``), a runtime that fails on them is at fault (:class:`ConversionError`);
     an artifact given to ``tfopt verify`` more likely belongs to another model (:class:`OptionError`)."""
-    from tfopt.converting import runner_for
+    from tfopt.runtimes import runner_for
 
     path = os.path.join(outdir, artifact["path"])
     fmt = artifact["format"]
@@ -74,6 +74,9 @@ def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: d
     except (KeyError, IndexError) as exc:
         raise OptionError(f"{path}: its inputs/outputs do not pair with the reference model's "
                           f"({_names(model)}; no {exc}); is --reference the model it was converted from?") from exc
+    except TensorPairingError as exc:
+        raise OptionError(f"{path}: does not run as the reference model does ({_names(model)}; {exc}); "
+                          "is --reference the model it was converted from?") from exc
     except TfoptError:
         raise
     except Exception as exc:

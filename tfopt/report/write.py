@@ -9,6 +9,8 @@ from typing import Any
 
 from tfopt._io import atomic_path
 from tfopt.nonfinite import to_json
+from tfopt.report.table import HEADER, compression_summary
+from tfopt.report.table import rows as table_rows
 
 
 def write_reports(outdir: str, report: dict[str, Any]) -> list[str]:
@@ -23,24 +25,6 @@ def write_reports(outdir: str, report: dict[str, Any]) -> list[str]:
     return paths
 
 
-def _rows(report: dict[str, Any]) -> list[list[str]]:
-    out = []
-    for a in report["artifacts"]:
-        acc = a.get("accuracy") or {}
-        acc_text = f"{acc['top1']:.2f}%" if "top1" in acc else f"MAE {acc['mae']:.4g}" if "mae" in acc else "-"
-        drop = "-" if a.get("accuracy_drop") is None else f"{a['accuracy_drop']:+.2f}"
-        f = a["fidelity"]
-        out.append([a["format"], "fp32" if a["precision"] == "none" else a["precision"], f"{a['bytes']:,}",
-                    f"{a['gzip_bytes']:,}" if a.get("gzip_bytes") else "-", f"{f['max_abs_err']:.3g}",
-                    f"{f['cosine']:.6f}", f"{f['top1_agreement']:.1f}%", acc_text, drop,
-                    f"{a['latency_ms']['median']:.2f}", f"{a['latency_ms']['p90']:.2f}"])
-    return out
-
-
-HEADER = ["format", "precision", "bytes", "gzip bytes", "max abs err", "cosine", "top-1 agree", "accuracy",
-          "drop (pts)", "latency ms", "p90 ms"]
-
-
 def _markdown(report: dict[str, Any]) -> str:
     ref = report["reference"]
     lines = ["# tfopt report", "", f"Source: `{report.get('source')}` ({report.get('source_format')}); "
@@ -50,7 +34,7 @@ def _markdown(report: dict[str, Any]) -> str:
              + (f", top-1 {ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else "")
              + (f"; inputs hold NaN/Inf: {report['nonfinite_inputs']}" if report.get("nonfinite_inputs") else ""),
              "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(row) + " |" for row in _rows(report)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
     if report.get("passes"):
         lines += ["", "## Passes", "", "| pass | nodes before | nodes after | skipped |", "|---|---|---|---|"]
         lines += [f"| {p['name']} | {p['nodes_before']} | {p['nodes_after']} | {len(p['skips'])} |" for p in report["passes"]]
@@ -63,8 +47,6 @@ def _markdown(report: dict[str, Any]) -> str:
                   f"{'-' if r.get('tensor_error') is None else format(r['tensor_error'], '.4g')} | "
                   f"{'yes' if r['layer'] in kept else ''} |" for r in ranking[:20]]
     if report.get("compression"):
-        from tfopt.report.console import compression_summary
-
         lines += ["", "## Compression", "", compression_summary(report["compression"]).replace("\n  ", "\n- "), "",
                   "| artifact | tensor | weights | unique | zeros |", "|---|---|---|---|---|"]
         for a in report["artifacts"]:
@@ -78,7 +60,7 @@ def _markdown(report: dict[str, Any]) -> str:
 
 
 def _html(report: dict[str, Any]) -> str:
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in _rows(report))
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table_rows(report))
     head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>tfopt report</title><style>"

@@ -8,31 +8,39 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import TensorSpec
+from tfopt.runtimes.base import pair_by_name
 
 
 class ONNXRunner:
+    """``runner(feeds) -> {output name: array}`` on ONNX Runtime's CPU provider.
+
+    Pairing: tfopt gives tf2onnx the graph tensor names (:attr:`TensorSpec.tensor`, ``x:0``) as the
+    ONNX input and output names, and quantization keeps them; a model converted elsewhere may use
+    the spec names instead. A spec neither name matches raises.
+    """
+
     def __init__(self, path: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], *, threads: int | None = None):
         import onnxruntime as ort
 
+        self.inputs, self.outputs = list(inputs), list(outputs)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        self._inputs = _pair([i.name for i in self._session.get_inputs()], inputs)
-        self._outputs = _pair([o.name for o in self._session.get_outputs()], outputs)
+        self._inputs = _pair(path, "input", [i.name for i in self._session.get_inputs()], inputs)
+        self._outputs = _pair(path, "output", [o.name for o in self._session.get_outputs()], outputs)
 
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         values = self._session.run(list(self._outputs.values()), {onnx: np.asarray(feeds[name])
                                                                  for name, onnx in self._inputs.items()})
         return dict(zip(self._outputs, values))
 
+    def close(self) -> None:
+        """ONNX Runtime frees the session with its last reference."""
+        self._session = None
 
-def _pair(names: list[str], specs: Sequence[TensorSpec]) -> dict[str, str]:
-    """spec name -> graph name, matched on the TF tensor name tf2onnx keeps (``x:0``), else order."""
-    out = {}
-    for spec in specs:
-        for name in names:
-            if name in (spec.tensor, spec.name, spec.node, f"{spec.name}:0"):
-                out[spec.name] = name
-                break
-    return out if len(out) == len(specs) else {s.name: n for s, n in zip(specs, names)}
+
+def _pair(path: str, kind: str, names: list[str], specs: Sequence[TensorSpec]) -> dict[str, str]:
+    """spec name -> ONNX name: the TF tensor name tf2onnx was given (``x:0``), or the spec's name."""
+    return pair_by_name(kind, path, specs, names, lambda name: {name},
+                        lambda spec: {spec.tensor, spec.name, spec.node, f"{spec.name}:0"})

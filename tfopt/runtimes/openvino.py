@@ -14,33 +14,40 @@ import numpy as np
 
 from tfopt._openvino import openvino
 from tfopt.graph import TensorSpec
+from tfopt.runtimes.base import pair_by_name
 
 
 class OpenVINORunner:
+    """``runner(feeds) -> {output name: array}`` on the CPU plugin at an explicit ``precision``.
+
+    Pairing: OpenVINO's TensorFlow frontend keeps the graph's tensor names (``x:0``, and the node
+    name ``x``) as each port's names, and tfopt never renames tensors; a spec whose names no port
+    carries raises.
+    """
+
     def __init__(self, path: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], *,
                  precision: str = "f32", threads: int | None = None):
         ov = openvino()
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
+        self.inputs, self.outputs = list(inputs), list(outputs)
         self.precision = precision
         core = ov.Core()
         model = core.read_model(path)
         self._compiled = core.compile_model(model, "CPU", config)
-        self._inputs = _pair([set(i.get_names()) for i in self._compiled.inputs], inputs)
-        self._outputs = _pair([set(o.get_names()) for o in self._compiled.outputs], outputs)
+        self._inputs = _pair(path, "input", list(self._compiled.inputs), inputs)
+        self._outputs = _pair(path, "output", list(self._compiled.outputs), outputs)
 
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        result = self._compiled({idx: np.asarray(feeds[name]) for name, idx in self._inputs.items()})
-        values = list(result.values())
-        return {name: np.asarray(values[idx]) for name, idx in self._outputs.items()}
+        result = self._compiled({port: np.asarray(feeds[name]) for name, port in self._inputs.items()})
+        return {name: np.asarray(result[port]) for name, port in self._outputs.items()}
+
+    def close(self) -> None:
+        """OpenVINO frees the compiled model with its last reference."""
+        self._compiled = None
 
 
-def _pair(names: list[set[str]], specs: Sequence[TensorSpec]) -> dict[str, int]:
-    out = {}
-    for spec in specs:
-        for idx, aliases in enumerate(names):
-            if aliases & {spec.tensor, spec.name, spec.node}:
-                out[spec.name] = idx
-                break
-    return out if len(out) == len(specs) else {s.name: i for i, s in enumerate(specs)}
+def _pair(path: str, kind: str, ports: list[Any], specs: Sequence[TensorSpec]) -> dict[str, Any]:
+    return pair_by_name(kind, path, specs, ports, lambda port: set(port.get_names()),
+                        lambda spec: {spec.tensor, spec.name, spec.node})

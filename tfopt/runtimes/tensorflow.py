@@ -12,10 +12,15 @@ from tfopt.graph import Model
 
 
 class GraphRunner:
-    """``runner(feeds) -> {output name: array}``; feeds keyed by input name (or placeholder name)."""
+    """``runner(feeds) -> {output name: array}``; feeds keyed by input name (or placeholder name).
+
+    Pairing: a frozen graph's specs *are* its tensor names (:attr:`TensorSpec.tensor`), so there is
+    nothing to guess; a spec naming a tensor the graph lacks fails on import.
+    """
 
     def __init__(self, model: Model, *, extra_feeds: Mapping[str, Any] | None = None):
         t = tf()
+        self.inputs, self.outputs = list(model.inputs), list(model.outputs)
         self._graph = t.Graph()
         with self._graph.as_default():
             t.graph_util.import_graph_def(model.graph_def, name="")

@@ -8,18 +8,30 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import TensorSpec
+from tfopt.runtimes.base import pair_by_name
 
 
 class TFLiteRunner:
-    """``runner(feeds) -> {output name: array}``; quantized int8 inputs/outputs are (de)quantized."""
+    """``runner(feeds) -> {output name: array}``; quantized int8 inputs/outputs are (de)quantized.
+
+    Pairing: tfopt converts one concrete function, so the flatbuffer has one signature whose input
+    keys are the graph's placeholder names (:attr:`TensorSpec.node`) and whose outputs are named
+    ``output_0``, ``output_1``... in the model's output order (tensor order is not that). Without
+    that signature (a flatbuffer tfopt did not write), tensors are paired on their own names
+    (``x``, ``x:0``, ``serving_default_x:0``); a spec no name matches raises.
+    """
 
     def __init__(self, path: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], *, threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
+        self.inputs, self.outputs = list(inputs), list(outputs)
         self._interpreter = Interpreter(model_path=path, num_threads=threads)
         self._interpreter.allocate_tensors()
-        self._inputs = _match(self._interpreter.get_input_details(), inputs)
-        self._outputs = _by_signature(self._interpreter, outputs) or _match(self._interpreter.get_output_details(), outputs)
+        signature = _signature(self._interpreter)
+        self._inputs = _inputs_by_signature(self._interpreter, signature, inputs) or _by_name(
+            path, "input", self._interpreter.get_input_details(), inputs)
+        self._outputs = _outputs_by_signature(self._interpreter, signature, outputs) or _by_name(
+            path, "output", self._interpreter.get_output_details(), outputs)
 
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         it = self._interpreter
@@ -37,33 +49,50 @@ class TFLiteRunner:
         it.invoke()
         return {name: _dequantize(it.get_tensor(d["index"]), d) for name, d in self._outputs.items()}
 
+    def close(self) -> None:
+        """LiteRT frees the interpreter with its last reference."""
+        self._interpreter = None
 
-def _by_signature(interpreter: Any, specs: Sequence[TensorSpec]) -> dict[str, dict[str, Any]] | None:
-    """Outputs through the flatbuffer's signature: tfopt converts one function whose outputs are
-    named ``output_0``, ``output_1``... in the model's output order (tensor order is not that)."""
+
+def _signature(interpreter: Any) -> Any:
     signatures = interpreter.get_signature_list()
-    if len(signatures) != 1:
+    return interpreter.get_signature_runner(next(iter(signatures))) if len(signatures) == 1 else None
+
+
+def _inputs_by_signature(interpreter: Any, signature: Any, specs: Sequence[TensorSpec]) -> dict[str, dict[str, Any]] | None:
+    """Inputs through the signature, whose keys are the placeholder names (or the spec names)."""
+    if signature is None:
         return None
-    key = next(iter(signatures))
-    outputs = interpreter.get_signature_runner(key).get_output_details()
+    keys = signature.get_input_details()
+    by_index = {d["index"]: d for d in interpreter.get_input_details()}
+    out = {}
+    for spec in specs:
+        key = next((k for k in (spec.node, spec.name) if k in keys), None)
+        if key is None:
+            return None
+        out[spec.name] = by_index[keys[key]["index"]]
+    return out
+
+
+def _outputs_by_signature(interpreter: Any, signature: Any, specs: Sequence[TensorSpec]) -> dict[str, dict[str, Any]] | None:
+    """Outputs through the signature: ``output_i`` is the model's i-th output (how tfopt converts)."""
+    if signature is None:
+        return None
+    outputs = signature.get_output_details()
     if sorted(outputs) != sorted(f"output_{i}" for i in range(len(specs))):
         return None
     by_index = {d["index"]: d for d in interpreter.get_output_details()}
     return {spec.name: by_index[outputs[f"output_{i}"]["index"]] for i, spec in enumerate(specs)}
 
 
-def _match(details: list[dict[str, Any]], specs: Sequence[TensorSpec]) -> dict[str, dict[str, Any]]:
-    """Pair interpreter tensors with specs by name (``x``, ``x:0``, ``serving_default_x:0``), else order."""
-    by_name = {}
-    for spec in specs:
-        for d in details:
-            base = d["name"].split(":")[0]
-            if base in (spec.name, spec.node) or base.endswith("_" + spec.name):
-                by_name[spec.name] = d
-                break
-    if len(by_name) == len(specs):
-        return by_name
-    return {spec.name: d for spec, d in zip(specs, details)}
+def _by_name(path: str, kind: str, details: list[dict[str, Any]], specs: Sequence[TensorSpec]) -> dict[str, dict[str, Any]]:
+    """Pair interpreter tensors with specs by name (``x``, ``x:0``, ``serving_default_x:0``)."""
+
+    def names(detail: dict[str, Any]) -> set[str]:
+        base = detail["name"].split(":")[0]
+        return {detail["name"], base, base.removeprefix("serving_default_")}
+
+    return pair_by_name(kind, path, specs, details, names, lambda spec: {spec.name, spec.node, spec.tensor})
 
 
 def _refresh(details: list[dict[str, Any]], old: dict[str, Any]) -> dict[str, Any]:

@@ -16,12 +16,12 @@ def selective(target: str, precision: str, model: Model, path: str, samples: Any
               auto: float | None, eval_data: str | None, say: Callable[[Any], None],
               emit: Callable[[str, list[str], Any], str], *, opset: int | None = None,
               to_raw: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[str, list[str], list[dict[str, Any]]]:
-    """Rank the layers (:func:`tfopt.report.layers.rank_layers`), then write ``path`` with
+    """Rank the layers (:func:`tfopt.quantizing.layers.rank_layers`), then write ``path`` with
     ``emit(path, kept, converted)`` keeping ``keep`` in float, and with ``auto`` add the worst
     remaining layer until the drop is within ``auto`` points. Returns (file, kept, ranking)."""
-    from tfopt.report.build import eval_arrays
-    from tfopt.report.layer_targets import quantizer_for
-    from tfopt.report.layers import rank_layers, resolve_layers
+    from tfopt.calibration import eval_arrays
+    from tfopt.quantizing.layer_targets import quantizer_for
+    from tfopt.quantizing.layers import rank_layers, resolve_layers
 
     if not samples:
         raise OptionError("--keep-float/--auto-keep-float need calibration data: pass --calibration DATA")
@@ -46,7 +46,7 @@ def selective(target: str, precision: str, model: Model, path: str, samples: Any
 def drop_points(target: str, model: Model, path: str, inputs: dict[str, np.ndarray], labels: np.ndarray | None,
                 to_raw: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
     """Top-1 points lost by the artifact: against the labels, else against the original's argmax."""
-    from tfopt.converting import runner_for
+    from tfopt.runtimes import runner_for
     from tfopt.verify import reference_runner
 
     original = reference_runner(model)

@@ -1,0 +1,44 @@
+"""The GraphDef edit helpers every pass uses (no TensorFlow runtime needed, only its protos)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tfopt._tf import graph_def_class
+from tfopt.graph import DT_FLOAT, DT_INT32, control_inputs, remove_nodes, replace_nodes, rewrite_node
+
+
+@pytest.fixture
+def graph():
+    g = graph_def_class()()
+    for name, op, inputs in (("x", "Placeholder", []), ("c", "Const", []), ("mul", "Mul", ["x", "c", "^c"]),
+                             ("out", "Identity", ["mul"])):
+        node = g.node.add(name=name, op=op, input=inputs)
+        node.attr["T"].type = DT_FLOAT
+    return g
+
+
+def test_rewrite_node_keeps_the_name_clears_old_attrs_and_reads_its_arguments_first(graph):
+    mul = graph.node[2]
+    mul.attr["_output_shapes"].list.shape.add()
+    rewrite_node(mul, "BiasAdd", inputs=[mul.input[0], "c", *control_inputs(mul)], types={"T": mul.attr["T"].type},
+                 strings={"data_format": b"NHWC"}, ints={"n": 2}, type_lists={"Tout": [DT_FLOAT, DT_INT32]})
+    assert (mul.name, mul.op, list(mul.input)) == ("mul", "BiasAdd", ["x", "c", "^c"])
+    assert sorted(mul.attr) == ["T", "Tout", "data_format", "n"]
+    assert mul.attr["T"].type == DT_FLOAT and list(mul.attr["Tout"].list.type) == [DT_FLOAT, DT_INT32]
+
+
+def test_rewrite_node_without_inputs_keeps_them(graph):
+    rewrite_node(graph.node[3], "Snapshot", types={"T": DT_FLOAT})
+    assert graph.node[3].op == "Snapshot" and list(graph.node[3].input) == ["mul"]
+
+
+def test_remove_nodes_keeps_the_rest_in_order(graph):
+    remove_nodes(graph, {"c", "out"})
+    assert [n.name for n in graph.node] == ["x", "mul"]
+
+
+def test_replace_nodes_accepts_the_graphs_own_nodes(graph):
+    replace_nodes(graph, list(graph.node)[::-1])
+    assert [n.name for n in graph.node] == ["out", "mul", "c", "x"]
+    assert list(graph.node[1].input) == ["x", "c", "^c"]

@@ -1,0 +1,38 @@
+"""The report's artifact table and compression summary, shared by the terminal, Markdown and HTML."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def rows(report: dict[str, Any]) -> list[list[str]]:
+    """One row of :data:`HEADER` cells per artifact of ``report``."""
+    out = []
+    for a in report["artifacts"]:
+        acc = a.get("accuracy") or {}
+        acc_text = f"{acc['top1']:.2f}%" if "top1" in acc else f"MAE {acc['mae']:.4g}" if "mae" in acc else "-"
+        drop = "-" if a.get("accuracy_drop") is None else f"{a['accuracy_drop']:+.2f}"
+        f = a["fidelity"]
+        out.append([a["format"], "fp32" if a["precision"] == "none" else a["precision"], f"{a['bytes']:,}",
+                    f"{a['gzip_bytes']:,}" if a.get("gzip_bytes") else "-", f"{f['max_abs_err']:.3g}",
+                    f"{f['cosine']:.6f}", f"{f['top1_agreement']:.1f}%", acc_text, drop,
+                    f"{a['latency_ms']['median']:.2f}", f"{a['latency_ms']['p90']:.2f}"])
+    return out
+
+
+# The columns of :func:`rows`, in order.
+HEADER = ["format", "precision", "bytes", "gzip bytes", "max abs err", "cosine", "top-1 agree", "accuracy",
+          "drop (pts)", "latency ms", "p90 ms"]
+
+
+def compression_summary(c: dict[str, Any]) -> str:
+    """One paragraph: what clustering/pruning did per layer, and whether it was fine-tuned."""
+    what = " + ".join(x for x in (f"pruned to {100 * c['prune']:.0f}% zeros" if c.get("prune") else "",
+                                  f"clustered to {c['cluster']} values ({c['cluster_init']})" if c.get("cluster") else "")
+                      if x)
+    done = [f"{r['layer']} ({r['unique']} values, {100 * r['sparsity']:.0f}% zeros)" for r in c["layers"] if r["actions"]]
+    alone = [f"{r['layer']}: {r['left_alone']}" for r in c["layers"] if r["left_alone"]]
+    tuned = (f"fine-tuned {c['finetune_epochs']} epoch(s)" if c["finetuned"]
+             else "post-training only (no --finetune-data): accuracy and agreement above are against the uncompressed model")
+    return (f"compression: {what}; {tuned}\n  changed: {', '.join(done) or 'nothing'}"
+            + (f"\n  left alone: {'; '.join(alone)}" if alone else ""))
