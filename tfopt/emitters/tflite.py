@@ -28,15 +28,16 @@ def emit_tflite(model: Model, path: str, *, precision: str = "fp32", calibration
     model) adds the converter's sparsity-aware encoding, which stores a tensor sparse where that
     is smaller (it pays off from roughly 70-80% zeros)."""
     if keep_float and precision == "int8" and calibration:
-        data = tflite_debugger(model, calibration, keep_float).get_nondebug_quantized_model()
+        try:
+            data = _keep_float_int8(model, calibration, keep_float, int8_io=int8_io, allow_tf_ops=allow_tf_ops,
+                                    sparse=sparse)
+        except Exception as exc:  # the converter raises ConverterError with the MLIR diagnostics
+            raise ConversionError(_explain(str(exc), precision)) from exc
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             f.write(data)
         return path
     t = tf()
-    function = concrete_function(model)
-    holder = t.Module()  # the converter wants the function's owner (its deprecated path otherwise)
-    holder.function = function
-    converter = t.lite.TFLiteConverter.from_concrete_functions([function], trackable_obj=holder)
+    converter = _converter(model)
     builtins = t.lite.OpsSet.TFLITE_BUILTINS
     ops = [builtins]
     if precision == "fp16":
@@ -83,10 +84,7 @@ def emit_tflite(model: Model, path: str, *, precision: str = "fp32", calibration
 def tflite_debugger(model: Model, calibration: Sequence[dict[str, Any]], keep_float: Sequence[str] = ()) -> Any:
     """A QuantizationDebugger over the full-int8 conversion of ``model`` (``keep_float`` denylisted)."""
     t = tf()
-    function = concrete_function(model)
-    holder = t.Module()
-    holder.function = function
-    converter = t.lite.TFLiteConverter.from_concrete_functions([function], trackable_obj=holder)
+    converter = _converter(model)
     converter.optimizations = [t.lite.Optimize.DEFAULT]
 
     def dataset() -> Any:
@@ -95,6 +93,41 @@ def tflite_debugger(model: Model, calibration: Sequence[dict[str, Any]], keep_fl
     converter.representative_dataset = dataset
     options = t.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(keep_float)) if keep_float else None
     return t.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset, debug_options=options)
+
+
+def _converter(model: Model) -> Any:
+    t = tf()
+    function = concrete_function(model)
+    holder = t.Module()  # the converter wants the function's owner (its deprecated path otherwise)
+    holder.function = function
+    return t.lite.TFLiteConverter.from_concrete_functions([function], trackable_obj=holder)
+
+
+def _keep_float_int8(model: Model, calibration: Sequence[dict[str, Any]], keep_float: Sequence[str], *,
+                     int8_io: bool, allow_tf_ops: bool, sparse: bool) -> bytes:
+    """Full-int8 with ``keep_float`` denylisted: QuantizationDebugger's own steps (calibrate only,
+    then ``mlir_quantize`` with the denylist), done here because its quantize call takes none of
+    ``int8_io`` (``fully_quantize`` with int8 input/output types), ``allow_tf_ops`` (the
+    calibration conversion's ``supported_ops``) or ``sparse`` (``mlir_sparsify`` afterwards, as
+    the converter's own EXPERIMENTAL_SPARSITY does)."""
+    from tensorflow.lite.python import convert
+
+    t = tf()
+    converter = _converter(model)
+    converter.optimizations = [t.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([sample[s.name] for s in model.inputs] for sample in calibration)
+    ops = [t.lite.OpsSet.TFLITE_BUILTINS]
+    if allow_tf_ops:
+        ops.append(t.lite.OpsSet.SELECT_TF_OPS)
+        converter._experimental_lower_tensor_list_ops = False
+    converter.target_spec.supported_ops = ops
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # as QuantizationDebugger sets it up
+    calibrated = converter.convert()
+    io_type = t.int8 if int8_io else t.float32
+    data = convert.mlir_quantize(calibrated, fully_quantize=int8_io, input_data_type=io_type,
+                                 output_data_type=io_type, denylisted_nodes=list(keep_float))
+    return bytes(convert.mlir_sparsify(data) if sparse else data)
 
 
 def _explain(message: str, precision: str) -> str:
