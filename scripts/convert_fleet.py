@@ -3,7 +3,9 @@
 
     python scripts/convert_fleet.py fleet.yaml [-o OUTROOT] [--jobs N] [--force] [--overwrite] [--only NAME ...]
 
-The manifest (paths relative to the manifest's directory)::
+The manifest (paths relative to the manifest's directory, which is also where modules named by
+``custom_objects``, ``model_fn``, ``metric`` or a ``module:fn`` calibration are imported from, as
+the CLI imports them from the working directory)::
 
     defaults:                      # options for every model: tfopt.convert keyword arguments,
       to: [tflite, onnx]           # or the CLI's option names (eval-data, fail-if, ...)
@@ -17,6 +19,12 @@ The manifest (paths relative to the manifest's directory)::
       - name: legacy
         path: ckpt/                # anything tfopt loads
         outputs: [probs]
+      - name: custom
+        path: models/custom.keras
+        custom_objects: my_layers  # a module (my_layers.py next to the manifest), not a path
+
+A key that is not an option of ``tfopt.convert`` (or the CLI's name for one) is an error naming
+the closest valid key.
 
 Each model converts in its own worker process (``--jobs``, default 2; TensorFlow runs once per
 process). A model is skipped when its artifacts and report are up to date: same options and
@@ -42,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-PATH_OPTIONS = ("path", "calibration", "eval_data", "junit", "custom_objects_file")
+PATH_OPTIONS = ("path", "calibration", "eval_data", "finetune_data", "junit")
 STAMP = ".fleet-stamp.json"
 
 
@@ -53,10 +61,10 @@ def load_manifest(path: str) -> list[dict[str, Any]]:
     with open(path) as f:
         manifest = yaml.safe_load(f) or {}
     base = os.path.dirname(os.path.abspath(path))
-    defaults = _normalise(manifest.get("defaults") or {})
+    defaults = _checked(_normalise(manifest.get("defaults") or {}), f"{path}: defaults")
     models, names = [], set()
     for index, entry in enumerate(manifest.get("models") or []):
-        options = {**defaults, **_normalise(entry)}
+        options = {**defaults, **_checked(_normalise(entry), f"{path}: models[{index}]")}
         name = options.pop("name", None)
         if not name or "path" not in options:
             raise SystemExit(f"{path}: models[{index}] needs 'name' and 'path'")
@@ -66,10 +74,38 @@ def load_manifest(path: str) -> list[dict[str, Any]]:
         for key in PATH_OPTIONS:
             if isinstance(options.get(key), str) and ":" not in options[key]:  # module:fn stays as it is
                 options[key] = os.path.normpath(os.path.join(base, options[key]))
-        models.append({"name": name, "options": options})
+        models.append({"name": name, "options": options, "base": base})
     if not models:
         raise SystemExit(f"{path}: no models")
     return models
+
+
+def option_names() -> frozenset[str]:
+    """The keys a manifest entry may hold: ``name``, ``path`` and what :func:`tfopt.convert` takes
+    (its own keywords, and the load/freeze/optimize options it passes on, under either name)."""
+    import inspect
+
+    from tfopt.converting import convert
+    from tfopt.freezing import freeze
+    from tfopt.pipeline import CLI_NAMES, LOAD_OPTIONS, OPTIMIZE_OPTIONS
+
+    internal = {"model", "outdir", "options", "progress", "overwrite", "verify_data", "compress"}
+    return frozenset({"name", "path", *inspect.signature(convert).parameters, *inspect.signature(freeze).parameters,
+                      *LOAD_OPTIONS, *CLI_NAMES, *CLI_NAMES.values(), *OPTIMIZE_OPTIONS, "opt_atol", "opt_rtol"}
+                     - internal)
+
+
+def _checked(options: dict[str, Any], where: str) -> dict[str, Any]:
+    """``options``, or SystemExit naming the first key that is no option (and the closest that is)."""
+    from tfopt.errors import did_you_mean
+
+    valid = option_names()
+    for key in options:
+        if key == "overwrite":
+            raise SystemExit(f"{where}: 'overwrite' is this script's --overwrite flag, not a manifest option")
+        if key not in valid:
+            raise SystemExit(f"{where}: unknown option '{key}'.{did_you_mean(key, valid)}")
+    return options
 
 
 def _normalise(options: dict[str, Any]) -> dict[str, Any]:
@@ -125,9 +161,12 @@ def check_outputs(models: list[dict[str, Any]], root: str, *, overwrite: bool) -
     return problems
 
 
-def convert_one(name: str, options: dict[str, Any], outdir: str, stamp: str) -> dict[str, Any]:
-    """Worker: one model, its outcome as a summary row (never raises)."""
+def convert_one(name: str, options: dict[str, Any], outdir: str, stamp: str, base: str) -> dict[str, Any]:
+    """Worker: one model, its outcome as a summary row (never raises). It runs in the manifest's
+    directory ``base`` (every path is absolute by now), so tfopt imports the modules the options
+    name from there, as the CLI does from its working directory."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.chdir(base)
     import tfopt
     from tfopt.errors import GateFailure
 
@@ -196,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({**row, "status": "up to date" if not row["gates_failed"] else "gate failed",
                          "message": "", "seconds": 0.0})
         else:
-            pending.append((model["name"], {**model["options"], "overwrite": args.overwrite}, outdir, stamp))
+            pending.append((model["name"], {**model["options"], "overwrite": args.overwrite}, outdir, stamp,
+                            model["base"]))
     print(f"{len(models)} model(s): {len(pending)} to convert, {len(models) - len(pending)} up to date", flush=True)
     if pending:
         with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=get_context("spawn")) as pool:

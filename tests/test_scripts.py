@@ -101,3 +101,45 @@ def test_ci_shell_example(digits_model, tmp_path):
     suite = ET.parse(out + ".gates.xml").getroot()
     assert int(suite.get("tests")) >= 7 and suite.get("failures") == "0"
     assert os.path.exists(os.path.join(out, "report.html"))
+
+
+CUSTOM_LAYERS = '''
+import keras
+
+
+class Doubled(keras.layers.Layer):
+    def call(self, x):
+        return x * 2.0
+'''
+
+
+def test_fleet_custom_objects_module_next_to_the_manifest(tmp_path):
+    """``custom_objects`` is a module name, imported from the manifest's directory (the script runs
+    from elsewhere), as the CLI imports it from the working directory."""
+    import importlib.util
+
+    import keras
+    import yaml
+
+    (tmp_path / "fleet_layers.py").write_text(CUSTOM_LAYERS)
+    spec = importlib.util.spec_from_file_location("fleet_layers", tmp_path / "fleet_layers.py")
+    layers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layers)
+    inputs = keras.Input((4,), name="x")
+    keras.Model(inputs, layers.Doubled()(inputs)).save(str(tmp_path / "custom.keras"))
+    with open(tmp_path / "m.yaml", "w") as f:
+        yaml.safe_dump({"defaults": {"to": ["tflite"], "report_runs": 1},
+                        "models": [{"name": "custom", "path": "custom.keras", "custom-objects": "fleet_layers"}]}, f)
+    result = _run([sys.executable, os.path.join(ROOT, "scripts", "convert_fleet.py"), str(tmp_path / "m.yaml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert os.path.exists(tmp_path / "fleet_out" / "custom" / "model.fp32.tflite")
+
+
+def test_fleet_unknown_option_names_the_closest(tmp_path):
+    import yaml
+
+    with open(tmp_path / "m.yaml", "w") as f:
+        yaml.safe_dump({"models": [{"name": "a", "path": "a.keras", "custom_objects_file": "layers.py"}]}, f)
+    result = _run([sys.executable, os.path.join(ROOT, "scripts", "convert_fleet.py"), str(tmp_path / "m.yaml")])
+    assert result.returncode == 1 and "to convert" not in result.stdout, result.stdout + result.stderr
+    assert "models[0]: unknown option 'custom_objects_file'. Did you mean: custom_objects" in result.stderr
