@@ -1,13 +1,16 @@
 """tfopt: take a TensorFlow model from training to lean, verified deployment artifacts.
 
-The public API is a thin layer over :mod:`tfopt.pipeline`; importing :mod:`tfopt` does not import
-TensorFlow (each function imports what it needs when called).
+Each public function forwards to the module that does the work - :func:`tfopt.loaders.load`,
+:mod:`tfopt.pipeline` (freeze, optimize, save), :func:`tfopt.converting.convert`,
+:func:`tfopt.inspect_model.inspect_model` - importing it when called, so importing :mod:`tfopt`
+does not import TensorFlow (the return types are imported for type checkers only). Keywords are
+the CLI's option names.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # TensorFlow's C++ logging defaults to INFO (68 lines of CUDA probing and absl notices per run);
 # set a quiet default before anything can import TensorFlow, unless the user chose a level.
@@ -25,6 +28,12 @@ from tfopt.errors import (
     VerificationError,
 )
 
+if TYPE_CHECKING:
+    from tfopt.converting import ConvertResult
+    from tfopt.freezing import FreezeReport
+    from tfopt.graph import Model
+    from tfopt.optimizing import OptimizeReport
+
 __version__ = "0.1.0"
 __all__ = [
     "ConversionError",
@@ -33,7 +42,7 @@ __all__ = [
 ]
 
 
-def load(path: Any, **options: Any) -> Any:
+def load(path: Any, **options: Any) -> Model:
     """Load any supported model; see :func:`tfopt.loaders.load`."""
     from tfopt.loaders import load as _load
     from tfopt.pipeline import cli_names
@@ -41,7 +50,7 @@ def load(path: Any, **options: Any) -> Any:
     return _load(path, **cli_names(options))
 
 
-def freeze(model: Any, **options: Any) -> Any:
+def freeze(model: Any, **options: Any) -> tuple[Model, FreezeReport]:
     """Freeze a loaded model (or a path, loaded first); see :func:`tfopt.freezing.freeze`.
 
     Keywords are the CLI's option names: ``set={"keep_prob": 1.0}`` (``--set``), ``inputs``,
@@ -54,7 +63,7 @@ def freeze(model: Any, **options: Any) -> Any:
     return freeze_model(model, **options)
 
 
-def optimize(model: Any, **options: Any) -> Any:
+def optimize(model: Any, **options: Any) -> tuple[Model, Model, FreezeReport, OptimizeReport]:
     """Freeze (loading first when given a path) and run the optimization passes.
 
     Returns ``(portable, runtime, freeze_report, optimize_report)``; see :func:`tfopt.optimizing.optimize`
@@ -65,7 +74,7 @@ def optimize(model: Any, **options: Any) -> Any:
     return optimize_model(model, **options)
 
 
-def convert(model: Any, outdir: str, **options: Any) -> Any:
+def convert(model: Any, outdir: str, **options: Any) -> ConvertResult:
     """Load, freeze and optimize once, then emit and verify every target x precision into ``outdir``.
 
     Returns a :class:`tfopt.converting.ConvertResult`; see :func:`tfopt.converting.convert`.

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfopt.errors import OptionError, stage
 from tfopt.graph import Model
 from tfopt.signals import checkpoint
+
+if TYPE_CHECKING:
+    from tfopt.freezing import FreezeReport
+    from tfopt.optimizing import OptimizeReport
 
 LOAD_OPTIONS = ("signature", "tags", "outputs", "unsafe", "custom_objects", "model_fn", "format", "compress")
 SAVE_FORMATS = ("pb", "pbtxt", "savedmodel")
@@ -27,7 +31,7 @@ def cli_names(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple[Model, Any]:
+def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple[Model, FreezeReport]:
     """Load (when given a path) and freeze. Load options and freeze options may be mixed."""
     from tfopt.freezing import freeze
     from tfopt.loaders import load
@@ -46,7 +50,7 @@ def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple
 OPTIMIZE_OPTIONS = ("passes", "skip", "grappler")
 
 
-def optimize_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple[Model, Model, Any, Any]:
+def optimize_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple[Model, Model, FreezeReport, OptimizeReport]:
     """Load (when given a path), freeze and optimize.
 
     Returns ``(portable, runtime, freeze_report, optimize_report)``: ``portable`` is folded but

@@ -72,6 +72,9 @@ def _cell(path: str, options: dict[str, Any], target: str, precision: str, calib
                          calibration=calibration if precision in ("int8", "int16x8") else None, **options)
     except Exception as exc:
         return {**_failure(exc), "seconds": time.perf_counter() - start}
+    if result.report is None:  # convert(verify=False) measures nothing; an entry's options are load options
+        return {"ok": False, "error": "no report", "message": "converted without verification",
+                "seconds": time.perf_counter() - start}
     artifact = result.report["artifacts"][0]
     return {"ok": True, "max_abs_err": artifact["fidelity"]["max_abs_err"],
             "top1_agreement": artifact["fidelity"]["top1_agreement"], "bytes": artifact["bytes"],
