@@ -24,7 +24,8 @@ def emit_tflite(model: Model, path: str, *, precision: str = "fp32", calibration
                 keep_float: Sequence[str] = (), sparse: bool = False) -> str:
     """Write a ``.tflite``. A quantization-aware model (fake-quant ops) converts to int8 from its own
     ranges, without calibration data. ``keep_float`` (int8 only) names layers left in float:
-    TFLite's own selective quantization (QuantizationDebugger's denylist). ``sparse`` (a pruned
+    TFLite's own selective quantization (QuantizationDebugger's denylist), with ``int8_io``,
+    ``allow_tf_ops`` and ``sparse`` applied as in the plain int8 build. ``sparse`` (a pruned
     model) adds the converter's sparsity-aware encoding, which stores a tensor sparse where that
     is smaller (it pays off from roughly 70-80% zeros)."""
     if keep_float and precision == "int8" and calibration:
