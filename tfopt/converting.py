@@ -181,7 +181,7 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     samples = calibration_samples_for(portable.inputs) if calibration else None
     ranges = finite_samples(samples)  # what the quantizers calibrate on (the report measures on every sample)
     result = ConvertResult(outdir=outdir, skipped=skipped, freeze_report=freeze_report, optimize_report=optimize_report)
-    verified_at = freeze_report.verified_at.with_batch(portable.inputs, 1, seed) if freeze_report.verified_at else None
+    verified_at = freeze_report.verified_at.with_batch(portable.inputs, 1, seed, portable.graph_def) if freeze_report.verified_at else None
     result.verified_at = verified_at
     with atomic_path(outdir, directory=True) as tmp:
         os.makedirs(tmp)

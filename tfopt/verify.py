@@ -63,13 +63,14 @@ class VerifyInputs:
         """``input_1:1x10100x4, mask:1x10100``."""
         return ", ".join(f"{k}:{'x'.join(str(d) for d in np.shape(v)) or 'scalar'}" for k, v in self.feeds.items())
 
-    def with_batch(self, specs: Sequence[TensorSpec], batch: int, seed: int = 0) -> VerifyInputs:
-        """Made-up inputs at the same non-batch dimensions with another batch size; given data as is."""
+    def with_batch(self, specs: Sequence[TensorSpec], batch: int, seed: int = 0, graph_def: Any = None) -> VerifyInputs:
+        """Made-up inputs at the same non-batch dimensions with another batch size; given data as is.
+        ``graph_def``: as for :func:`tfopt.testing.random_inputs` (ids stay inside their table)."""
         if self.source != "made up":
             return self
         shapes = {s.name: (batch, *np.shape(self.feeds[s.name])[1:]) if s.shape and s.shape[0] is None
                   else np.shape(self.feeds[s.name]) for s in specs}
-        return VerifyInputs(random_inputs(specs, seed=seed, shapes=shapes), self.source, self.tried)
+        return VerifyInputs(random_inputs(specs, seed=seed, shapes=shapes, graph_def=graph_def), self.source, self.tried)
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "shapes": self.shapes(), "tried": self.tried}

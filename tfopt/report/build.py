@@ -194,7 +194,7 @@ def _report_inputs(model: Model, run: Any, eval_data: str | None, samples: Any, 
         return inputs, labels
     recorded = (manifest.get("verification") or {}).get("shapes")
     if verified_at is None and recorded and set(recorded) == {s.name for s in model.inputs}:
-        verified_at = VerifyInputs(random_inputs(model.inputs, seed=seed, shapes=recorded), "made up")
+        verified_at = VerifyInputs(random_inputs(model.inputs, seed=seed, shapes=recorded, graph_def=model.graph_def), "made up")
     if verified_at is None:
         return choose_inputs(run, model.inputs, outputs=outputs, batch=8, seed=seed, graph_def=model.graph_def).feeds, None
-    return verified_at.with_batch(model.inputs, 8, seed).feeds, None
+    return verified_at.with_batch(model.inputs, 8, seed, model.graph_def).feeds, None
