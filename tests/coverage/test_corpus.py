@@ -18,17 +18,11 @@ import pytest
 from tfopt.coverage import corpus
 
 CACHE = os.environ.get("TFOPT_CORPUS_CACHE", corpus.DEFAULT_CACHE)
-# Entries whose first contact fails today, with the diagnosis (see the corpus notes in the README).
-KNOWN_FAILURES = {
-    "spliceai": "verification feeds length 8 to a model that crops 5000 each side (Cropping1D): "
-                "empty outputs, ONNX Runtime rejects the zero-length conv (verification shape selection)",
-    "russtress": "TFLite cannot lower the Bidirectional LSTM's TensorList ops (dynamic batch); the typed "
-                 "error for tflite stops the onnx and openvino artifacts too (both convert alone)",
-    "shakkala-gru": "the Embedding's input is declared float32: verification feeds standard-normal floats, "
-                    "negative ids fail the reference run's gather (untyped InvalidArgumentError)",
-    "shakkala-bilstm": "as shakkala-gru: float32 ids into an Embedding, negative ids from random verification "
-                       "inputs",
-}
+# Entries whose first contact with --to tflite,onnx,openvino fails today, with the diagnosis: a stated
+# limit (README "Known limits"). With no --to, tfopt skips TFLite for them, says why, and builds the rest.
+TFLITE_RECURRENT = ("TFLite cannot lower this recurrent layer's TensorList ops with a dynamic batch; TensorFlow's "
+                    "own converter fails the same way (--allow-tf-ops keeps them as Select TF ops)")
+KNOWN_FAILURES = {"russtress": TFLITE_RECURRENT, "shakkala-gru": TFLITE_RECURRENT, "shakkala-bilstm": TFLITE_RECURRENT}
 
 
 @pytest.mark.slow
