@@ -24,3 +24,14 @@ def graph_model(build, inputs: dict[str, tuple], outputs: list[str], *, v1_contr
 
 def ops(model: Model) -> dict[str, int]:
     return op_histogram(model.graph_def)
+
+
+def graph_pb(path, build) -> str:
+    """Write the GraphDef of ``build(tf)`` (run in a fresh graph) to ``path``."""
+    t = tf()
+    graph = t.Graph()
+    with graph.as_default():
+        build(t)
+    with open(path, "wb") as f:
+        f.write(graph.as_graph_def().SerializeToString())
+    return str(path)

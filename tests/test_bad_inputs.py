@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import snapshot
+from tests.helpers import graph_pb
 from tfopt import cli
 from tfopt._tf import tf
 
@@ -33,14 +34,6 @@ def _truncate(path, keep):
         f.write(data[:keep])
 
 
-def _graph_pb(path, build):
-    t = tf()
-    graph = t.Graph()
-    with graph.as_default():
-        build(t)
-    with open(path, "wb") as f:
-        f.write(graph.as_graph_def().SerializeToString())
-    return str(path)
 
 
 def _cycle_graph_def():
@@ -90,10 +83,10 @@ def models(tmp_path_factory):
         table = t.concat([t.ones([2, 2]), t.zeros([2, 2])], axis=0)
         t.identity(t.gather(table, ids), name="out")
 
-    _graph_pb(root / "opaque.pb", opaque_gather)
+    graph_pb(root / "opaque.pb", opaque_gather)
     with open(root / "cycle.pb", "wb") as f:
         f.write(_cycle_graph_def().SerializeToString())
-    shutil.copy(_graph_pb(root / "plain.pb", lambda t: t.identity(
+    shutil.copy(graph_pb(root / "plain.pb", lambda t: t.identity(
         t.compat.v1.placeholder(t.float32, [None, 2], name="x") * 2.0, name="out")), root / "graph.bin")
     with zipfile.ZipFile(root / "dense.keras") as z:
         items = {n: z.read(n) for n in z.namelist()}
@@ -328,7 +321,7 @@ def test_unreadable_model_is_permission_denied_for_a_normal_user():
     import tempfile
 
     shared = pathlib.Path(tempfile.mkdtemp(prefix="tfopt-perm-"))  # pytest's tmp dirs are private to root
-    pb = _graph_pb(shared / "model.pb", lambda t: t.identity(t.compat.v1.placeholder(t.float32, [1], name="x"),
+    pb = graph_pb(shared / "model.pb", lambda t: t.identity(t.compat.v1.placeholder(t.float32, [1], name="x"),
                                                                  name="out"))
     os.chmod(pb, 0)
     os.chmod(shared, 0o755)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import snapshot
+from tests.helpers import graph_pb
 from tfopt import cli
-from tfopt._tf import tf
 
 
 def run(capsys, *argv):
@@ -23,15 +23,6 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def _graph_pb(path, build):
-    """Write the GraphDef of ``build()`` (run in a fresh graph) to ``path``."""
-    t = tf()
-    graph = t.Graph()
-    with graph.as_default():
-        build(t)
-    with open(path, "wb") as f:
-        f.write(graph.as_graph_def().SerializeToString())
-    return str(path)
 
 
 @pytest.fixture
@@ -40,7 +31,7 @@ def two_input_pb(tmp_path):
         x = t.compat.v1.placeholder(t.float32, [None, 3], name="x")
         y = t.compat.v1.placeholder(t.float32, [2, 3], name="y")
         t.identity(x * 2.0 + y, name="out")
-    return _graph_pb(tmp_path / "two.pb", build)
+    return graph_pb(tmp_path / "two.pb", build)
 
 
 @pytest.fixture
@@ -130,7 +121,7 @@ def test_verification_failure_is_an_error(tmp_path, capsys):
     def build(t):
         x = t.compat.v1.placeholder(t.float32, [2, 3], name="x")
         t.identity(x + t.random.uniform([2, 3]), name="noisy")
-    pb = _graph_pb(tmp_path / "noisy.pb", build)
+    pb = graph_pb(tmp_path / "noisy.pb", build)
     code, _, err = run(capsys, "freeze", pb, "-o", tmp_path / "o.pb")
     assert code == 7 and "differs from the original" in err and "noisy" in err
     assert not (tmp_path / "o.pb").exists()
