@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             probs = GraphRunner(frozen)({frozen.inputs[0].name: x_test})[frozen.outputs[0].name]
             if original_acc is None:
                 original_acc = _tf1_accuracy(ckpt, x_test, y_test)
-        print(f"{title}: held-out accuracy original {original_acc:.2%}, {verb}d {_accuracy(probs, y_test):.2%}\n")
+        print(f"{title}: held-out accuracy original {original_acc:.2%}, {'frozen' if verb == 'freeze' else verb + 'd'} {_accuracy(probs, y_test):.2%}\n")
     code = _convert_all(ckpt.directory, out, x_test, y_test)
     if code:
         return code
