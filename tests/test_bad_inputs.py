@@ -355,7 +355,7 @@ def test_permission_denied_maps_to_model_not_found():
 def test_a_v1_while_loop_back_edge_is_not_a_cycle():
     """Merge(Enter, NextIteration) -> body -> NextIteration is how TF1 spells a loop."""
     from tfopt.errors import GraphError
-    from tfopt.graph import check_acyclic
+    from tfopt.graph_order import check_acyclic
 
     g = tf().compat.v1.GraphDef()
     for name, op, inputs in (("x", "Placeholder", []), ("enter", "Enter", ["x"]), ("merge", "Merge", ["enter", "next"]),

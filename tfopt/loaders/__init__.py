@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tfopt.errors import ModelNotFoundError, OptionError
-from tfopt.graph import Model, canonical_order
+from tfopt.graph import Model
+from tfopt.graph_order import canonical_order
 
 
 @dataclass

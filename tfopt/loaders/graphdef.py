@@ -6,7 +6,8 @@ import os
 from typing import Any
 
 from tfopt.errors import ModelFormatError
-from tfopt.graph import Model, check_acyclic
+from tfopt.graph import Model
+from tfopt.graph_order import check_acyclic
 from tfopt.loaders._signature import input_specs, output_specs, resolve_outputs
 
 FORMAT = "graphdef"

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from tfopt.errors import GraphError, ModelFormatError, ModelNotFoundError
-from tfopt.graph import VARIABLE_OPS, Model, ancestors, check_acyclic, node_map, subgraph, tensor_node
+from tfopt.graph import VARIABLE_OPS, Model, ancestors, node_map, subgraph, tensor_node
+from tfopt.graph_order import check_acyclic
 from tfopt.loaders._signature import input_specs, output_specs, resolve_outputs
 from tfopt.training_nodes import is_training_node
 
