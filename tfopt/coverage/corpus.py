@@ -72,7 +72,7 @@ CORPUS: tuple[Entry, ...] = (
     Entry("russtress", "russtress", "0.1.4", "russtress/weights.96.hdf5", "keras2-h5",
           "Keras 2.0.4 .hdf5; Bidirectional LSTM over characters"),
     Entry("shakkala-gru", "shakkala", "1.7", "shakkala/model/simple_model.h5", "keras2-h5",
-          "Keras 2.0.8 .h5; Embedding + GRU (int ids in)"),
+          "Keras 2.0.8 .h5; Embedding + GRU (ids declared float32 and cast)"),
     Entry("shakkala-bilstm", "shakkala", "1.7", "shakkala/model/second_model6.h5", "keras2-h5",
           "Keras 2.1.6 .h5; Embedding + stacked Bidirectional LSTM + BatchNorm"),
     Entry("crepe", "crepe", "0.0.16", "crepe/model-full.h5", "keras2-h5",
