@@ -81,18 +81,12 @@ def load_manifest(path: str) -> list[dict[str, Any]]:
 
 
 def option_names() -> frozenset[str]:
-    """The keys a manifest entry may hold: ``name``, ``path`` and what :func:`tfopt.convert` takes
-    (its own keywords, and the load/freeze/optimize options it passes on, under either name)."""
-    import inspect
+    """The keys a manifest entry may hold: ``name``, ``path`` and the flat names of
+    :class:`tfopt.options.ConvertOptions` (what ``tfopt.convert`` takes as keywords) but
+    ``overwrite`` and ``compress`` (the script's flag, and what ``cluster``/``prune`` build)."""
+    from tfopt.options import flat_names
 
-    from tfopt.converting import convert
-    from tfopt.freezing import freeze
-    from tfopt.pipeline import CLI_NAMES, LOAD_OPTIONS, OPTIMIZE_OPTIONS
-
-    internal = {"model", "outdir", "options", "progress", "overwrite", "verify_data", "compress"}
-    return frozenset({"name", "path", *inspect.signature(convert).parameters, *inspect.signature(freeze).parameters,
-                      *LOAD_OPTIONS, *CLI_NAMES, *CLI_NAMES.values(), *OPTIMIZE_OPTIONS, "opt_atol", "opt_rtol"}
-                     - internal)
+    return frozenset({"name", "path", *flat_names()} - {"overwrite", "compress"})
 
 
 def _checked(options: dict[str, Any], where: str) -> dict[str, Any]:
@@ -105,6 +99,13 @@ def _checked(options: dict[str, Any], where: str) -> dict[str, Any]:
             raise SystemExit(f"{where}: 'overwrite' is this script's --overwrite flag, not a manifest option")
         if key not in valid:
             raise SystemExit(f"{where}: unknown option '{key}'.{did_you_mean(key, valid)}")
+    from tfopt.errors import OptionError
+    from tfopt.options import ConvertOptions
+
+    try:  # the same objects tfopt convert builds: two names for one option are refused here too
+        ConvertOptions.from_kwargs(**{k: v for k, v in options.items() if k not in ("name", "path")})
+    except OptionError as exc:
+        raise SystemExit(f"{where}: {exc}") from None
     return options
 
 

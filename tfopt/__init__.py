@@ -27,6 +27,15 @@ from tfopt.errors import (
     UnsafeModelError,
     VerificationError,
 )
+from tfopt.options import (
+    CompressOptions,
+    ConvertOptions,
+    FreezeOptions,
+    LoadOptions,
+    OptimizeOptions,
+    QuantizeOptions,
+    ReportOptions,
+)
 
 if TYPE_CHECKING:
     from tfopt.converting import ConvertResult
@@ -36,18 +45,39 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = [
+    "CompressOptions",
     "ConversionError",
-    "GraphError", "ModelFormatError", "ModelNotFoundError", "OptionError", "OutputPathError",
-    "TfoptError", "UnsafeModelError", "VerificationError", "convert", "freeze", "inspect", "load", "optimize", "save",
+    "ConvertOptions",
+    "FreezeOptions",
+    "GraphError",
+    "LoadOptions",
+    "ModelFormatError",
+    "ModelNotFoundError",
+    "OptimizeOptions",
+    "OptionError",
+    "OutputPathError",
+    "QuantizeOptions",
+    "ReportOptions",
+    "TfoptError",
+    "UnsafeModelError",
+    "VerificationError",
+    "convert",
+    "freeze",
+    "inspect",
+    "load",
+    "optimize",
+    "save",
 ]
 
 
 def load(path: Any, **options: Any) -> Model:
     """Load any supported model; see :func:`tfopt.loaders.load`."""
     from tfopt.loaders import load as _load
-    from tfopt.pipeline import cli_names
+    from tfopt.options import split
+    from tfopt.pipeline import load_kwargs
 
-    return _load(path, **cli_names(options))
+    (load_options,) = split(options, "load")
+    return _load(path, **load_kwargs(load_options))
 
 
 def freeze(model: Any, **options: Any) -> tuple[Model, FreezeReport]:
@@ -74,14 +104,17 @@ def optimize(model: Any, **options: Any) -> tuple[Model, Model, FreezeReport, Op
     return optimize_model(model, **options)
 
 
-def convert(model: Any, outdir: str, **options: Any) -> ConvertResult:
+def convert(model: Any, outdir: str, options: ConvertOptions | None = None, **kwargs: Any) -> ConvertResult:
     """Load, freeze and optimize once, then emit and verify every target x precision into ``outdir``.
 
-    Returns a :class:`tfopt.converting.ConvertResult`; see :func:`tfopt.converting.convert`.
+    ``options`` is a :class:`tfopt.options.ConvertOptions`; keywords build the same object (or
+    change the one given): ``tfopt.convert("m.keras", "out", to=["tflite"], quantize=["int8"],
+    calibration="calib.npz")``. Returns a :class:`tfopt.converting.ConvertResult`; see
+    :func:`tfopt.converting.convert`.
     """
     from tfopt.converting import convert as _convert
 
-    return _convert(model, outdir, **options)
+    return _convert(model, outdir, options, **kwargs)
 
 
 def save(model: Any, path: str, *, format: str | None = None, overwrite: bool = False) -> str:

@@ -15,7 +15,6 @@ test is whether the model's files mention TFMOT's ``QuantizeWrapper`` or a
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import zipfile
 from collections.abc import Sequence
@@ -23,69 +22,53 @@ from typing import Any
 
 from tfopt._checks import check_ranges
 from tfopt.errors import OptionError
+from tfopt.options import ConvertOptions
+from tfopt.targets import NEEDS_CALIBRATION, TABLE, Precision, available_targets, target
 
-TARGETS = ("pb", "savedmodel", "tflite", "onnx", "openvino")
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
-PRECISION_ALIASES = {"none": "fp32"}  # tfopt < 0.2 called float32 "none"
-SUPPORTED = {
-    "pb": ("fp32",), "savedmodel": ("fp32",), "tflite": PRECISIONS, "onnx": PRECISIONS,
-    "openvino": ("fp32", "fp16", "dynamic", "int8"),
-}
-EXTRA_MODULE = {"tflite": "ai_edge_litert", "onnx": "tf2onnx", "openvino": "openvino"}
-NEEDS_CALIBRATION = frozenset({"int8", "int16x8"})
 CALIBRATION_SUFFIXES = (".npz", ".npy", ".tfrecord", ".tfrecords", ".tfr")
 MAX_OPSET = 18  # tf2onnx 1.17's newest
 QAT_MARKERS = (b"QuantizeWrapper", b"FakeQuantWithMinMax")
 
 
-def available_targets() -> list[str]:
-    return [t for t in TARGETS if t not in EXTRA_MODULE or importlib.util.find_spec(EXTRA_MODULE[t]) is not None]
-
-
 def plan(to: Sequence[str] | None, precisions: Sequence[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
-    """``(format, precision)`` pairs to build, and those skipped with a reason.
+    """``(format, precision)`` pairs to build, and those skipped with a reason, from the table of
+    :mod:`tfopt.targets`.
 
     Explicitly requested pairs that cannot be built are an :class:`OptionError`; with the default
-    target list they are skipped and reported instead.
+    target list they are skipped and reported instead. A float-only target builds fp32 once,
+    whatever the precisions.
     """
-    precisions = list(dict.fromkeys(PRECISION_ALIASES.get(p, p) for p in precisions))
-    for p in precisions:
-        if p not in PRECISIONS:
-            raise OptionError(f"--quantize {p}: choose from {', '.join(PRECISIONS)}")
+    wanted = list(dict.fromkeys(Precision.parse(p).value for p in precisions))
     explicit = to is not None
-    targets = list(to) if to is not None else available_targets()
-    for target in targets:
-        if target not in TARGETS:
-            raise OptionError(f"--to {target}: choose from {', '.join(TARGETS)}")
-        if target in EXTRA_MODULE and importlib.util.find_spec(EXTRA_MODULE[target]) is None:
-            raise OptionError(f"--to {target}: the '{target}' extra is not installed: pip install 'tfopt[{target}]'")
+    records = [target(name) for name in to] if to is not None else [TABLE[n] for n in available_targets()]
+    for record in records:
+        if not record.available():
+            raise OptionError(f"--to {record.name}: the '{record.name}' extra is not installed: "
+                              f"pip install 'tfopt[{record.name}]'")
     pairs, skipped = [], []
-    for target in targets:
-        for p in precisions:
-            if p in SUPPORTED[target]:
-                pairs.append((target, p))
-            elif target in ("pb", "savedmodel"):
-                if (target, "fp32") not in pairs:
-                    pairs.append((target, "fp32"))  # TF-runtime artifacts are always float
+    for record in records:
+        for p in wanted:
+            if p in record.precisions:
+                pairs.append((record.name, p))
+            elif record.float_only:
+                if (record.name, "fp32") not in pairs:
+                    pairs.append((record.name, "fp32"))
             elif explicit:
-                raise OptionError(f"--to {target} --quantize {p}: {target} has no {p} mode")
+                raise OptionError(f"--to {record.name} --quantize {p}: {record.name} has no {p} mode")
             else:
-                skipped.append((target, p, f"{target} has no {p} mode"))
+                skipped.append((record.name, p, f"{record.name} has no {p} mode"))
     return pairs, skipped
 
 
-def check_options(model: Any, outdir: str, *, to: Sequence[str] | None = None, quantize: Sequence[str] = ("fp32",),
-                  calibration: str | None = None, calibration_samples: int = 100,
-                  accuracy_control: float | None = None, eval_data: str | None = None,
-                  keep_float: Sequence[str] = (), auto_keep_float: float | None = None, metric: str | None = None,
-                  fail_if: Sequence[str] = (), junit: str | None = None, report_runs: int = 20,
-                  threads: int | None = None, opset: int | None = None, finetune_data: str | None = None,
-                  **_ignored: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+def check_options(model: Any, outdir: str, options: ConvertOptions | None = None,
+                  **kwargs: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
     """Check every convert option that needs no loaded model; return :func:`plan`'s result.
 
     Args:
         model: the path (or an already loaded :class:`tfopt.graph.Model`).
-        outdir, to, quantize, ...: :func:`tfopt.convert`'s keywords of the same names; others are ignored.
+        outdir: the output directory.
+        options: the :class:`ConvertOptions` (default: built from ``kwargs``, the flat keywords
+            of :func:`tfopt.convert`).
 
     Raises:
         OptionError: a bad value or combination, naming the option and the fix.
@@ -94,39 +77,43 @@ def check_options(model: Any, outdir: str, *, to: Sequence[str] | None = None, q
     from tfopt._io import check_writable
     from tfopt.report.gates import parse_gate
 
-    for gate in fail_if:
+    o = ConvertOptions.from_kwargs(options, **kwargs)
+    q, r = o.quantize, o.report
+    for gate in r.fail_if:
         parse_gate(gate)
-    pairs, skipped = plan(to, quantize)
-    check_ranges({"--calibration-samples": (calibration_samples, 1), "--report-runs": (report_runs, 1),
-                  "--threads": (threads, 1), "--opset": (opset, 7)}, integer=True)
-    check_ranges({"--accuracy-control": (accuracy_control, 0), "--auto-keep-float": (auto_keep_float, 0)})
-    if opset is not None and opset > MAX_OPSET:
-        raise OptionError(f"--opset {opset}: tf2onnx converts up to opset {MAX_OPSET}")
-    if accuracy_control is not None:
-        if not eval_data:
+    pairs, skipped = plan(q.to, q.quantize)
+    check_ranges({"--calibration-samples": (q.calibration_samples, 1), "--report-runs": (r.report_runs, 1),
+                  "--threads": (r.threads, 1), "--opset": (q.opset, 7)}, integer=True)
+    check_ranges({"--accuracy-control": (q.accuracy_control, 0), "--auto-keep-float": (q.auto_keep_float, 0),
+                  "--atol": (o.freeze.atol, 0), "--rtol": (o.freeze.rtol, 0)})
+    if q.opset is not None and q.opset > MAX_OPSET:
+        raise OptionError(f"--opset {q.opset}: tf2onnx converts up to opset {MAX_OPSET}")
+    quantized = any(p in NEEDS_CALIBRATION for _, p in pairs)
+    if q.accuracy_control is not None:
+        if not r.eval_data:
             raise OptionError("--accuracy-control needs --eval-data DATA.npz holding the inputs (by name) and 'labels'")
         if ("openvino", "int8") not in pairs:
             raise OptionError("--accuracy-control is OpenVINO int8's: add openvino to --to and int8 to --quantize")
-        if keep_float or auto_keep_float is not None:
+        if q.keep_float or q.auto_keep_float is not None:
             raise OptionError("--accuracy-control is NNCF's own keep-float search for openvino int8; "
                               "pass it or --keep-float/--auto-keep-float, not both")
-    if metric and not eval_data:
-        raise OptionError(f"--metric {metric}: needs --eval-data DATA.npz holding the labels it scores against")
-    if metric and (":" not in metric or metric.startswith(":") or metric.endswith(":")):
-        raise OptionError(f"--metric '{metric}': expected 'package.module:function'")
-    if auto_keep_float is not None and not any(p in NEEDS_CALIBRATION for _, p in pairs):
+    if r.metric and not r.eval_data:
+        raise OptionError(f"--metric {r.metric}: needs --eval-data DATA.npz holding the labels it scores against")
+    if r.metric and (":" not in r.metric or r.metric.startswith(":") or r.metric.endswith(":")):
+        raise OptionError(f"--metric '{r.metric}': expected 'package.module:function'")
+    if q.auto_keep_float is not None and not quantized:
         raise OptionError("--auto-keep-float ranks layers of int8/int16x8 artifacts: add int8 to --quantize")
-    for option, path in (("--eval-data", eval_data), ("--finetune-data", finetune_data)):
+    for option, path in (("--eval-data", r.eval_data), ("--finetune-data", o.compress.finetune_data)):
         if path is not None:
             _check_npz(option, path)
-    if calibration is not None:
-        _check_calibration(calibration)
-    elif any(p in NEEDS_CALIBRATION for _, p in pairs) and not _could_be_quantization_aware(model):
+    if q.calibration is not None:
+        _check_calibration(q.calibration)
+    elif quantized and not _could_be_quantization_aware(model):
         raise OptionError("--quantize int8/int16x8 needs calibration data: pass --calibration DATA "
                           "(.npz keyed by input name, .npy, .tfrecord, an image directory, or module:function)")
     check_writable(outdir)
-    if junit:
-        check_writable(junit)
+    if r.junit:
+        check_writable(r.junit)
     return pairs, skipped
 
 

@@ -7,33 +7,22 @@ Which graph each target gets: TFLite, ONNX and OpenVINO read the *portable* grap
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tfopt._io import atomic_path, digest, gzip_size, tree_size
-from tfopt.convert_options import (  # noqa: F401  (re-exported: converting is where callers look)
-    EXTRA_MODULE,
-    NEEDS_CALIBRATION,
-    PRECISION_ALIASES,
-    PRECISIONS,
-    SUPPORTED,
-    TARGETS,
-    available_targets,
-    check_options,
-    plan,
-)
+from tfopt.convert_options import check_options
 from tfopt.errors import ConversionError, GateFailure, OptionError, stage
 from tfopt.graph import Model
-from tfopt.manifest import manifest_model  # noqa: F401  (re-exported: moved there)
 from tfopt.nonfinite import check_finite, finite_samples, to_json
+from tfopt.options import ConvertOptions, QuantizeOptions
 from tfopt.runtimes import runner_for
-
-# Verification bounds (max |artifact - original|, plus the same relative part); quantized
-# artifacts are measured and reported, not bounded: their error is the trade being made.
-TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
+from tfopt.targets import NEEDS_CALIBRATION, TABLE, EmitJob
+from tfopt.tolerances import ARTIFACT
 
 
 @dataclass
@@ -62,28 +51,20 @@ class ConvertResult:
 
 
 def artifact_path(outdir: str, target: str, precision: str) -> str:
-    tag = PRECISION_ALIASES.get(precision, precision)
-    return {"pb": "model.pb", "savedmodel": "savedmodel", "tflite": f"model.{tag}.tflite",
-            "onnx": f"model.{tag}.onnx", "openvino": f"openvino.{tag}"}[target]
+    """The artifact's path relative to ``outdir`` (see :attr:`tfopt.targets.Target.file`)."""
+    return TABLE[target].artifact_path(precision)
 
 
-def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
-            quantize: Sequence[str] = ("fp32",), calibration: str | None = None, calibration_samples: int = 100,
-            mean: Sequence[float] = (0.0,), scale: Sequence[float] = (1.0,),
-            int8_io: bool = False, allow_tf_ops: bool = False, opset: int | None = None, verify: bool = True,
-            ov_preprocess: Any = None, accuracy_control: float | None = None, eval_data: str | None = None,
-            fail_if: Sequence[str] = (), junit: str | None = None, report_runs: int = 20, threads: int | None = None,
-            keep_float: Sequence[str] = (), auto_keep_float: float | None = None, metric: str | None = None,
-            cluster: int | None = None, cluster_init: str = "kmeans++", prune: float | None = None,
-            exclude: Sequence[str] = (), finetune_data: str | None = None, finetune_epochs: int = 2,
-            seed: int = 0, allow_nonfinite: bool = False, verify_shape: Mapping[str, Sequence[int]] | None = None,
-            progress: Callable[[Any], None] | None = None, overwrite: bool = False,
-            **options: Any) -> ConvertResult:
+def convert(model: Model | str, outdir: str, options: ConvertOptions | None = None, *,
+            progress: Callable[[Any], None] | None = None, **kwargs: Any) -> ConvertResult:
     """Convert one model to every requested target and precision.
 
     Args:
-        model: a loaded model or a path (load/freeze/optimize options may be passed too).
+        model: a loaded model or a path.
         outdir: output directory, replaced atomically as a whole (``overwrite``: see :mod:`tfopt.outputs`).
+        options: a :class:`tfopt.options.ConvertOptions`, one object per stage. The keywords below
+            (and every load, freeze and optimize option: see :func:`tfopt.options.flat_names`)
+            build the same object, or change the given one.
         to: formats (default: every format whose extra is installed; from that default list, a
             format whose converter cannot express the model is skipped with the reason, not fatal).
         quantize: precisions: ``fp32`` (``none`` is accepted as an alias), ``fp16``, ``dynamic``, ``int8``, ``int16x8``.
@@ -119,27 +100,22 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     from tfopt.calibration import eval_arrays, load_calibration
     from tfopt.compressing import compression
     from tfopt.outputs import check_convert_outputs
-    from tfopt.pipeline import optimize_model
+    from tfopt.pipeline import run_optimize
     from tfopt.progress import Step
     from tfopt.report.gates import parse_gate
     from tfopt.signals import checkpoint
 
-    check_convert_outputs(outdir, junit, [model, calibration, eval_data, finetune_data], overwrite=overwrite)
-    pairs, skipped = check_options(model, outdir, to=to, quantize=quantize, calibration=calibration,
-                                   calibration_samples=calibration_samples, accuracy_control=accuracy_control,
-                                   eval_data=eval_data, keep_float=keep_float, auto_keep_float=auto_keep_float,
-                                   metric=metric, fail_if=fail_if, junit=junit, report_runs=report_runs,
-                                   threads=threads, opset=opset, finetune_data=finetune_data)
-    gates = [parse_gate(g) for g in fail_if]
-    compress = compression(cluster, cluster_init, prune, exclude, finetune_data, finetune_epochs)
-    if compress is not None:
-        options["compress"] = compress
-    if metric:  # the user's module, imported before any conversion work, not after it
+    o = ConvertOptions.from_kwargs(options, **kwargs)
+    q, r, c = o.quantize, o.report, o.compress
+    check_convert_outputs(outdir, r.junit, [model, q.calibration, r.eval_data, c.finetune_data], overwrite=o.overwrite)
+    pairs, skipped = check_options(model, outdir, o)
+    gates = [parse_gate(g) for g in r.fail_if]
+    compress = compression(c.cluster, c.cluster_init, c.prune, c.exclude, c.finetune_data, c.finetune_epochs)
+    load = o.load if compress is None else dataclasses.replace(o.load, compress=compress)
+    if r.metric:  # the user's module, imported before any conversion work, not after it
         from tfopt._user_code import import_function
 
-        import_function(metric, "--metric")
-        if not eval_data:
-            raise OptionError(f"--metric {metric}: needs --eval-data DATA.npz holding the labels it scores against")
+        import_function(r.metric, "--metric")
 
     def say(event: Any) -> None:  # every progress event is a safe point for an interrupt
         checkpoint()
@@ -154,34 +130,37 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
     loaded: list[Any] = []
 
     def calibration_samples_for(specs: Sequence[Any]) -> Any:  # loaded once, for the frozen inputs
-        loaded[:] = loaded or [load_calibration(calibration or "", specs, samples=calibration_samples, mean=mean,
-                                                scale=scale, allow_nonfinite=allow_nonfinite)]
+        loaded[:] = loaded or [load_calibration(q.calibration or "", specs, samples=q.calibration_samples,
+                                                mean=q.mean, scale=q.scale, allow_nonfinite=r.allow_nonfinite)]
         return loaded[0]
 
-    if eval_data:  # NaN/Inf are refused (or counted) before any work; names are checked after loading
+    if r.eval_data:  # NaN/Inf are refused (or counted) before any work; names are checked after loading
         import numpy as np
 
-        with np.load(eval_data, allow_pickle=False) as arrays:
-            check_finite({k: arrays[k] for k in arrays.files}, f"--eval-data {eval_data}", allow=allow_nonfinite)
+        with np.load(r.eval_data, allow_pickle=False) as arrays:
+            check_finite({k: arrays[k] for k in arrays.files}, f"--eval-data {r.eval_data}", allow=r.allow_nonfinite)
     # Verification compares on finite data only: with --allow-nonfinite, what holds NaN/Inf is measured
     # in the report, not used to decide whether freezing kept the model.
-    verify_data = VerifyData(eval_data=None if allow_nonfinite else eval_data,
-                             calibration=(lambda specs: finite_samples(calibration_samples_for(specs))) if calibration else None,
-                             calibration_source=calibration, shapes=dict(verify_shape or {}))
-    portable, runtime, freeze_report, optimize_report = optimize_model(model, verify=verify, verify_data=verify_data,
-                                                                       **options)
+    verify_data = VerifyData(eval_data=None if r.allow_nonfinite else r.eval_data,
+                             calibration=(lambda specs: finite_samples(calibration_samples_for(specs)))
+                             if q.calibration else None,
+                             calibration_source=q.calibration, shapes=dict(o.freeze.verify_shape))
+    portable, runtime, freeze_report, optimize_report = run_optimize(model, load, o.freeze, o.optimize,
+                                                                     verify_data=verify_data)
     stages["load+freeze+optimize"] = time.perf_counter() - start
+    verify = o.freeze.verify
     qat = is_quantization_aware(portable)
-    if not qat and any(p in NEEDS_CALIBRATION for _, p in pairs) and not calibration:
+    if not qat and any(p in NEEDS_CALIBRATION for _, p in pairs) and not q.calibration:
         raise OptionError("--quantize int8/int16x8 needs calibration data: pass --calibration DATA "
                           "(.npz keyed by input name, .npy, .tfrecord, an image directory, or module:function)")
-    if eval_data:  # its NaN/Inf, names and format are refused before any artifact is built
-        eval_arrays(eval_data, portable, allow_nonfinite=allow_nonfinite)
-    control = _accuracy_control(accuracy_control, eval_data, portable) if accuracy_control is not None else None
-    samples = calibration_samples_for(portable.inputs) if calibration else None
+    if r.eval_data:  # its NaN/Inf, names and format are refused before any artifact is built
+        eval_arrays(r.eval_data, portable, allow_nonfinite=r.allow_nonfinite)
+    control = _accuracy_control(q.accuracy_control, r.eval_data, portable) if q.accuracy_control is not None else None
+    samples = calibration_samples_for(portable.inputs) if q.calibration else None
     ranges = finite_samples(samples)  # what the quantizers calibrate on (the report measures on every sample)
     result = ConvertResult(outdir=outdir, skipped=skipped, freeze_report=freeze_report, optimize_report=optimize_report)
-    verified_at = freeze_report.verified_at.with_batch(portable.inputs, 1, seed, portable.graph_def) if freeze_report.verified_at else None
+    verified_at = (freeze_report.verified_at.with_batch(portable.inputs, 1, r.seed, portable.graph_def)
+                   if freeze_report.verified_at else None)
     result.verified_at = verified_at
     with atomic_path(outdir, directory=True) as tmp:
         os.makedirs(tmp)
@@ -189,31 +168,30 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             say(Step("artifacts", index + 1, len(pairs)))
             say(f"{target} {precision}")
             start = time.perf_counter()
-            rel = artifact_path(outdir, target, precision)
-            if _selective(target, precision, qat, keep_float, auto_keep_float):
+            record = TABLE[target]
+            rel = record.artifact_path(precision)
+            job = EmitJob(portable, runtime, os.path.join(tmp, rel), precision, ranges, q, qat, accuracy_control=control)
+            if not qat and (q.keep_float or q.auto_keep_float is not None) and precision in record.keep_float:
                 from tfopt.quantizing.keep_float import selective
 
-                def emit(path: str, kept: list[str], converted: Any, target: str = target, precision: str = precision) -> str:
-                    return _emit(target, precision, portable, runtime, path, ranges, int8_io=int8_io,
-                                 allow_tf_ops=allow_tf_ops, opset=opset, ov_preprocess=ov_preprocess,
-                                 keep_float=kept, converted=converted)
+                def emit(path: str, kept: list[str], converted: Any, job: EmitJob = job, target: str = target) -> str:
+                    return _emit(target, dataclasses.replace(job, path=path, keep_float=kept, converted=converted,
+                                                     accuracy_control=None))
 
-                written, kept, ranking = selective(
-                    target, precision, portable, os.path.join(tmp, rel), ranges, keep_float, auto_keep_float,
-                    eval_data, say, emit, opset=opset,
-                    to_raw=ov_preprocess.to_raw if ov_preprocess is not None and target == "openvino" else None)
+                to_raw = q.ov_preprocess.to_raw if q.ov_preprocess is not None and record.takes_preprocess else None
+                written, kept, ranking = selective(target, precision, portable, job.path, ranges, q.keep_float,
+                                                   q.auto_keep_float, r.eval_data, say, emit, opset=q.opset,
+                                                   to_raw=to_raw)
                 result.layer_errors[f"{target}/{precision}"] = ranking
                 result.keep_float[f"{target}/{precision}"] = kept
             else:
                 try:
                     with stage(f"converting to {target} {precision}"):
-                        written = _emit(target, precision, portable, runtime, os.path.join(tmp, rel), ranges,
-                                        int8_io=int8_io, allow_tf_ops=allow_tf_ops, opset=opset, qat=qat,
-                                        ov_preprocess=ov_preprocess, accuracy_control=control)
+                        written = _emit(target, job)
                 except ConversionError as exc:
                     # Asked for by name (--to), a target that cannot be built is an error; from the
                     # default list, it is skipped with the converter's reason and the rest are built.
-                    if to is not None or (index == len(pairs) - 1 and not result.artifacts):
+                    if q.to is not None or (index == len(pairs) - 1 and not result.artifacts):
                         raise
                     result.skipped.append((target, precision, str(exc)))
                     continue
@@ -222,17 +200,10 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
                                 digest(full))
             if verify:  # a QAT model's float artifacts already quantize (QDQ/FakeQuantize): measure only
                 _verify(artifact, portable, written, verified_at, bounded=not qat,
-                        preprocess=ov_preprocess if target == "openvino" else None)
+                        preprocess=q.ov_preprocess if record.takes_preprocess else None)
             result.artifacts.append(artifact)
             stages[f"{target} {precision}"] = time.perf_counter() - start
-        _write_manifest(tmp, result, portable, dict(to=to, quantize=list(quantize), calibration=calibration,
-                                                    calibration_samples=calibration_samples, mean=list(mean),
-                                                    scale=list(scale), int8_io=int8_io,
-                                                    allow_tf_ops=allow_tf_ops, opset=opset,
-                                                    quantization_aware=qat, ov_preprocess=ov_preprocess,
-                                                    accuracy_control=accuracy_control, allow_nonfinite=allow_nonfinite,
-                                                    compression=portable.provenance.get("compression")),
-                        verified_at)
+        _write_manifest(tmp, result, portable, _manifest_options(q, qat, r.allow_nonfinite, portable), verified_at)
         if result.layer_errors:
             with open(os.path.join(tmp, "layers.json"), "w") as f:
                 json.dump(to_json({"layer_errors": result.layer_errors, "keep_float": result.keep_float}), f, indent=2,
@@ -241,17 +212,17 @@ def convert(model: Model | str, outdir: str, *, to: Sequence[str] | None = None,
             say("measuring every artifact for the report")
             from tfopt.report.build import build_report
 
-            result.report = build_report(tmp, portable, eval_data=eval_data, samples=samples, seed=seed,
-                                         runs=report_runs, threads=threads, gates=gates,
+            result.report = build_report(tmp, portable, eval_data=r.eval_data, samples=samples, seed=r.seed,
+                                         runs=r.report_runs, threads=r.threads, gates=gates,
                                          passes=[p.as_dict() for p in (optimize_report.passes if optimize_report else [])],
-                                         stages=stages, preprocess=ov_preprocess,
+                                         stages=stages, preprocess=q.ov_preprocess,
                                          layers={"layer_errors": result.layer_errors, "keep_float": result.keep_float},
-                                         progress=say, metric=metric, allow_nonfinite=allow_nonfinite,
+                                         progress=say, metric=r.metric, allow_nonfinite=r.allow_nonfinite,
                                          verified_at=verified_at, converted_here=True)
     from tfopt.report.build import finish_gates
 
     try:
-        finish_gates(result.report, junit)
+        finish_gates(result.report, r.junit)
     except GateFailure as exc:  # everything is written; let callers show the result too
         exc.result = result
         raise
@@ -274,38 +245,14 @@ def _accuracy_control(max_drop: float, eval_data: str | None, model: Model) -> A
     return AccuracyControl(max_drop, inputs, labels)
 
 
-def _selective(target: str, precision: str, qat: bool, keep: Sequence[str], auto: float | None) -> bool:
-    from tfopt.quantizing.layer_targets import KEEP_FLOAT_PRECISIONS
-
-    return (not qat and bool(keep or auto is not None) and precision in KEEP_FLOAT_PRECISIONS.get(target, ()))
-
-
-def _emit(target: str, precision: str, portable: Model, runtime: Model, path: str, samples: Any, *,
-          int8_io: bool, allow_tf_ops: bool, opset: int | None, qat: bool = False, ov_preprocess: Any = None,
-          accuracy_control: Any = None, keep_float: Sequence[str] = (), converted: Any = None) -> str:
-    if qat and precision == "int8" and target in ("onnx", "openvino"):
-        precision = "fp32"  # the fake-quant ops already become QDQ / FakeQuantize: real int8
-    if target in ("pb", "savedmodel"):
-        from tfopt.pipeline import save_model
-
-        return save_model(runtime, path, format=target)
-    if target == "tflite":
-        from tfopt.emitters.tflite import emit_tflite
-
-        # fp32 only: LiteRT's XNNPACK delegate rejects sparse int8 FULLY_CONNECTED (measured here)
-        pruned = precision == "fp32" and bool((portable.provenance.get("compression") or {}).get("prune"))
-        return emit_tflite(portable, path, precision=precision, calibration=samples, int8_io=int8_io,
-                           allow_tf_ops=allow_tf_ops, quantization_aware=qat, keep_float=keep_float, sparse=pruned)
-    if target == "onnx":
-        from tfopt.emitters.onnx import emit_onnx
-
-        return emit_onnx(portable, path, precision=precision, calibration=samples, opset=opset,
-                         keep_float=keep_float, converted=converted)
-    from tfopt.emitters.openvino import emit_openvino
-
-    return emit_openvino(portable, path, precision=precision, calibration=samples, preprocess=ov_preprocess,
-                         accuracy_control=accuracy_control if precision == "int8" else None,
-                         keep_float=keep_float, converted=converted)
+def _emit(target: str, job: EmitJob) -> str:
+    """Write one artifact through its target's record. For a quantization-aware graph, a target
+    whose converter turns fake quants into its own quantize ops builds int8 as that conversion."""
+    record = TABLE[target]
+    if job.quantization_aware and job.precision == "int8" and record.qat_int8_as:
+        job = dataclasses.replace(job, precision=record.qat_int8_as)
+    written: str = record.call("emit", job)
+    return written
 
 
 def _verify(artifact: Artifact, portable: Model, path: str, inputs: Any, *, bounded: bool = True,
@@ -313,15 +260,29 @@ def _verify(artifact: Artifact, portable: Model, path: str, inputs: Any, *, boun
     from tfopt.verify import verify_artifact
 
     verify_artifact(artifact, lambda: runner_for(artifact.format, path, portable), portable, inputs,
-                    bound=TOLERANCE.get(artifact.precision) if bounded else None, preprocess=preprocess)
+                    bound=ARTIFACT.get(artifact.precision) if bounded else None, preprocess=preprocess)
 
 
-def _onnx_quantization(result: ConvertResult, qat: bool) -> dict[str, Any]:
-    """What each quantized ONNX artifact was built for (7-bit weights: see :mod:`tfopt.emitters.onnx`)."""
-    from tfopt.emitters.onnx import quantization_settings
+def _manifest_options(q: QuantizeOptions, qat: bool, allow_nonfinite: bool, model: Model) -> dict[str, Any]:
+    """The options ``manifest.json`` records (what the artifacts depend on, not where output went)."""
+    return dict(to=q.to, quantize=list(q.quantize), calibration=q.calibration, calibration_samples=q.calibration_samples,
+                mean=list(q.mean), scale=list(q.scale), int8_io=q.int8_io, allow_tf_ops=q.allow_tf_ops, opset=q.opset,
+                quantization_aware=qat, ov_preprocess=q.ov_preprocess, accuracy_control=q.accuracy_control,
+                allow_nonfinite=allow_nonfinite, compression=model.provenance.get("compression"))
 
-    return {a.precision: quantization_settings(a.precision) for a in result.artifacts
-            if a.format == "onnx" and quantization_settings(a.precision) and not (qat and a.precision == "int8")}
+
+def _target_quantization(result: ConvertResult, qat: bool) -> dict[str, dict[str, Any]]:
+    """``{"<target>_quantization": {precision: settings}}`` for each target whose record names
+    ``quantization_settings`` (ONNX: 7-bit weights, see :mod:`tfopt.emitters.onnx`). A QAT
+    model's int8 is the model's own ranges: nothing to record."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in TABLE.values():
+        if record.quantization_settings is None:
+            continue
+        settings = {a.precision: record.call("quantization_settings", a.precision) for a in result.artifacts
+                    if a.format == record.name and not (qat and a.precision == "int8")}
+        out[f"{record.name}_quantization"] = {p: v for p, v in settings.items() if v}
+    return out
 
 
 def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[str, Any], verified_at: Any) -> None:
@@ -331,7 +292,7 @@ def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict
     import tfopt
 
     tools = {"tfopt": tfopt.__version__}
-    for dist in ("tensorflow", "ai-edge-litert", "tf2onnx", "onnx", "onnxruntime", "openvino", "nncf"):
+    for dist in dict.fromkeys(d for record in TABLE.values() for d in record.distributions):
         try:
             tools[dist] = version(dist)
         except PackageNotFoundError:
@@ -342,7 +303,7 @@ def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict
         "options": options, "tools": tools, "artifacts": [asdict(a) for a in result.artifacts],
         "skipped": [{"format": f, "precision": p, "reason": r} for f, p, r in result.skipped],
         "verification": verified_at.as_dict() if verified_at is not None else None,
-        "onnx_quantization": _onnx_quantization(result, options.get("quantization_aware", False)),
+        **_target_quantization(result, options.get("quantization_aware", False)),
     }
     with open(os.path.join(tmp, "manifest.json"), "w") as f:
         json.dump(to_json(manifest), f, indent=2, sort_keys=True, default=str, allow_nan=False)

@@ -14,9 +14,10 @@ from typing import Any
 from tfopt.graph import Model, op_histogram
 from tfopt.passes import PassStats, registry, run_passes, select_passes
 from tfopt.testing import OutputDiff
+from tfopt.tolerances import OPTIMIZE_ATOL, OPTIMIZE_RTOL
 
-DEFAULT_ATOL = 1e-5
-DEFAULT_RTOL = 1e-4  # folding reorders float arithmetic: W·s then conv is not conv then ·s bit for bit
+DEFAULT_ATOL = OPTIMIZE_ATOL  # (see tfopt.tolerances)
+DEFAULT_RTOL = OPTIMIZE_RTOL
 
 
 @dataclass

@@ -16,9 +16,10 @@ import numpy as np
 
 from tfopt.errors import VerificationError
 from tfopt.graph import TensorSpec
+from tfopt.tolerances import FREEZE_ATOL, FREEZE_RTOL
 
-DEFAULT_ATOL = 1e-5
-DEFAULT_RTOL = 1e-5
+DEFAULT_ATOL = FREEZE_ATOL  # (see tfopt.tolerances)
+DEFAULT_RTOL = FREEZE_RTOL
 
 
 @dataclass(frozen=True)

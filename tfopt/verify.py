@@ -27,8 +27,6 @@ from tfopt.testing import OutputDiff, assert_equivalent, random_inputs
 SEARCH_SIZES = tuple(8 << i for i in range(12))  # 8 .. 16384
 ELEMENT_BUDGET = 1 << 22  # per input: 4 Mi elements (16 MB of float32) at most
 DATA_ROWS = 8  # rows of --eval-data / --calibration used to verify each stage
-CONVERTER = {"tflite": "the LiteRT converter", "onnx": "tf2onnx", "openvino": "OpenVINO's converter"}
-RUNTIME = {"tflite": "the LiteRT interpreter", "onnx": "ONNX Runtime", "openvino": "the OpenVINO runtime"}
 
 
 @dataclass(frozen=True)
@@ -258,11 +256,13 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
         ConversionError: the artifact does not run in its runtime on inputs the original runs on.
         VerificationError: an output differs beyond ``bound``.
     """
+    from tfopt.targets import target
     from tfopt.testing import compare
 
     at = f"at {inputs.describe()} ({inputs.source} inputs)"
     what = f"{artifact.format} {artifact.precision}"
-    runtime = RUNTIME.get(artifact.format, "TensorFlow")
+    record = target(artifact.format, "format")
+    runtime = record.runtime_name
     expected = reference_runner(original)({**inputs.feeds, **(original.bindings if original.reference else {})})
     expected = {s.name: expected[s.name] for s in original.outputs}
     raw = {k: preprocess.to_raw(v) for k, v in inputs.feeds.items()} if preprocess is not None else inputs.feeds
@@ -271,7 +271,7 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
     except Exception as exc:  # the original ran on these inputs: the converted model is at fault, not them
         if isinstance(exc, TfoptError):
             raise
-        raise ConversionError(f"running {what} in {runtime}: the model {CONVERTER.get(artifact.format, 'TensorFlow')} "
+        raise ConversionError(f"running {what} in {runtime}: the model {record.converter} "
                               f"wrote does not run {at}, where the original model runs "
                               f"({type(exc).__name__}: {_first_line(exc)}); nothing was written") from exc
     diffs = compare(expected, got, atol=np.inf, rtol=0)

@@ -12,6 +12,8 @@ from typing import Any
 
 from tfopt._checks import range_problem
 from tfopt.errors import OptionError
+from tfopt.options import FreezeOptions, LoadOptions, OptimizeOptions, ReportOptions
+from tfopt.tolerances import FREEZE_ATOL, FREEZE_RTOL, OPTIMIZE_RTOL
 
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 bad option, 3 model not found, 4 corrupt model,
 5 unsafe model refused, 6 graph cannot be frozen as asked, 7 verification failed,
@@ -91,7 +93,7 @@ def binding_options(p: argparse.ArgumentParser) -> None:
                    help="verify at this shape, e.g. input_1:1x10100x4 (the result keeps its dynamic dimensions; "
                         "default: real data when given, else a size the original model answers)")
     g.add_argument("--no-verify", dest="verify", action="store_false", help="skip the original-vs-result check")
-    g.add_argument("--atol", type=TOLERANCE, default=1e-5, help="verification absolute tolerance (default: %(default)g)")
+    g.add_argument("--atol", type=TOLERANCE, default=FREEZE_ATOL, help="verification absolute tolerance (default: %(default)g)")
     g.add_argument("--rtol", type=TOLERANCE, default=None,
                    help="verification relative tolerance (default: 1e-5 frozen, 1e-4 optimized)")
 
@@ -99,7 +101,7 @@ def binding_options(p: argparse.ArgumentParser) -> None:
 def freeze_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`tfopt.freeze` from :func:`binding_options`."""
     return {"set": parse_set(args.set_values), "inputs": parse_inputs(args.inputs), "verify": args.verify,
-            "atol": args.atol, "rtol": args.rtol if args.rtol is not None else 1e-5,
+            "atol": args.atol, "rtol": args.rtol if args.rtol is not None else FREEZE_RTOL,
             "verify_shape": parse_verify_shapes(args.verify_shape)}
 
 
@@ -152,3 +154,30 @@ def load_options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in ("signature", "tags", "outputs", "unsafe", "custom_objects", "model_fn", "format")
             if getattr(args, k) not in (None, [], False)}
 
+
+# One options object per argument group (see tfopt.options): what the commands hand the pipeline.
+
+def load_of(args: argparse.Namespace) -> LoadOptions:
+    """:class:`LoadOptions` from :func:`model_options`."""
+    return LoadOptions(signature=args.signature, tags=args.tags, outputs=list(args.outputs), unsafe=args.unsafe,
+                       custom_objects=args.custom_objects, model_fn=args.model_fn, input_format=args.format)
+
+
+def freeze_of(args: argparse.Namespace) -> FreezeOptions:
+    """:class:`FreezeOptions` from :func:`binding_options` (``--rtol`` defaults per stage)."""
+    return FreezeOptions(set=parse_set(args.set_values), inputs=parse_inputs(args.inputs), verify=args.verify,
+                         verify_shape=parse_verify_shapes(args.verify_shape), atol=args.atol,
+                         rtol=args.rtol if args.rtol is not None else FREEZE_RTOL)
+
+
+def optimize_of(args: argparse.Namespace) -> OptimizeOptions:
+    """:class:`OptimizeOptions` from :func:`optimize_options`, with :func:`binding_options`' tolerances."""
+    return OptimizeOptions(passes=args.passes, skip=list(args.skip), grappler=args.grappler, atol=args.atol,
+                           rtol=args.rtol if args.rtol is not None else OPTIMIZE_RTOL)
+
+
+def report_of(args: argparse.Namespace) -> ReportOptions:
+    """:class:`ReportOptions` from :func:`report_options`."""
+    return ReportOptions(eval_data=getattr(args, "eval_data", None), metric=args.metric, fail_if=list(args.fail_if),
+                         junit=args.junit, report_runs=args.report_runs, threads=args.threads,
+                         allow_nonfinite=args.allow_nonfinite)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from tfopt.cli.args import (
@@ -10,14 +11,15 @@ from tfopt.cli.args import (
     EPILOG,
     TOLERANCE,
     binding_options,
-    load_options,
+    freeze_of,
+    load_of,
     model_options,
+    optimize_of,
     optimize_options,
-    parse_inputs,
-    parse_set,
-    parse_verify_shapes,
+    report_of,
     report_options,
 )
+from tfopt.options import CompressOptions, ConvertOptions, LoadOptions, QuantizeOptions
 
 
 def add_parser(sub: Any) -> None:
@@ -80,6 +82,29 @@ def _ov_preprocess(args: argparse.Namespace) -> Any:
                       scale=tuple(args.ov_scale_values or ()), reverse_channels=args.ov_reverse_input_channels)
 
 
+def quantize_of(args: argparse.Namespace) -> QuantizeOptions:
+    """:class:`QuantizeOptions` from the "targets" group."""
+    return QuantizeOptions(to=args.to, quantize=args.quantize, calibration=args.calibration,
+                           calibration_samples=args.calibration_samples, mean=args.mean, scale=args.scale,
+                           int8_io=args.int8_io, allow_tf_ops=args.allow_tf_ops, opset=args.opset,
+                           ov_preprocess=_ov_preprocess(args), accuracy_control=args.accuracy_control,
+                           keep_float=args.keep_float, auto_keep_float=args.auto_keep_float)
+
+
+def compress_of(args: argparse.Namespace) -> CompressOptions:
+    """:class:`CompressOptions` from the "post-training compression" group."""
+    return CompressOptions(cluster=args.cluster, cluster_init=args.cluster_init, prune=args.prune,
+                           exclude=args.exclude, finetune_data=args.finetune_data,
+                           finetune_epochs=args.finetune_epochs)
+
+
+def options_of(args: argparse.Namespace) -> ConvertOptions:
+    """Every argument group as its options object: what ``tfopt convert`` hands :func:`tfopt.convert`."""
+    return ConvertOptions(load=load_of(args), freeze=freeze_of(args), optimize=optimize_of(args),
+                          compress=compress_of(args), quantize=quantize_of(args), report=report_of(args),
+                          overwrite=args.overwrite)
+
+
 def run(args: argparse.Namespace) -> int:
     from tfopt.compressing import compression
     from tfopt.convert_options import check_options
@@ -89,21 +114,25 @@ def run(args: argparse.Namespace) -> int:
     # data), then every option the model is not needed for. The API checks both again.
     check_convert_outputs(args.output, args.junit, [args.model, args.calibration, args.eval_data,
                                                     args.finetune_data], overwrite=args.overwrite)
-    check_options(args.model, args.output, **{k: v for k, v in vars(args).items() if k != "model"})
-    parse_set(args.set_values)
-    parse_inputs(args.inputs)
-    compress = compression(args.cluster, args.cluster_init, args.prune, args.exclude, args.finetune_data,
-                           args.finetune_epochs)
+    options = options_of(args)
+    check_options(args.model, args.output, options)
+    c = options.compress
+    compress = compression(c.cluster, c.cluster_init, c.prune, c.exclude, c.finetune_data, c.finetune_epochs)
     from tfopt.converting import convert
     from tfopt.errors import GateFailure, stage
     from tfopt.loaders import load
+    from tfopt.pipeline import load_kwargs
     from tfopt.report.console import print_convert
 
+    # Loaded here (its own stage in the terminal), compressed as it loads; convert gets the model.
+    load_options = dataclasses.replace(options.load, compress=compress)
+    options = dataclasses.replace(options, load=LoadOptions(), compress=CompressOptions())
     with args.capture.stage("loading"), stage("loading"):
-        model = load(args.model, compress=compress, **load_options(args))
+        model = load(args.model, **load_kwargs(load_options))
     try:
         with args.capture.stage("converting"):
-            result = _run_convert(args, model, convert)
+            result = _run_convert(args, model, lambda progress: convert(model, args.output, options,
+                                                                        progress=progress))
     except GateFailure as exc:
         print_convert(args.output, exc.result, as_json=args.json)
         raise
@@ -116,22 +145,7 @@ def _run_convert(args: argparse.Namespace, model: Any, convert: Any) -> Any:
 
     display = None if args.json else ProgressPrinter(args.capture.console)
     try:
-        return _convert(args, model, convert, args.capture.progress(display))
+        return convert(args.capture.progress(display))
     finally:
         if display is not None:
             display.close()  # a bar left running by a failure would garble the error below it
-
-
-def _convert(args: argparse.Namespace, model: Any, convert: Any, progress: Any) -> Any:
-    return convert(model, args.output, to=args.to, quantize=args.quantize, calibration=args.calibration,
-                     calibration_samples=args.calibration_samples, mean=args.mean, scale=args.scale,
-                     int8_io=args.int8_io, ov_preprocess=_ov_preprocess(args), accuracy_control=args.accuracy_control,
-                     eval_data=args.eval_data,
-                     allow_tf_ops=args.allow_tf_ops, opset=args.opset, verify=args.verify,
-                     set=parse_set(args.set_values), inputs=parse_inputs(args.inputs),
-                     verify_shape=parse_verify_shapes(args.verify_shape),
-                     passes=args.passes, skip=args.skip, grappler=args.grappler,
-                     fail_if=args.fail_if, junit=args.junit, report_runs=args.report_runs, threads=args.threads,
-                     keep_float=args.keep_float, auto_keep_float=args.auto_keep_float, metric=args.metric,
-                     allow_nonfinite=args.allow_nonfinite, overwrite=args.overwrite, progress=progress)
-

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from tfopt.cli.args import EPILOG, freeze_kwargs, freeze_options, load_options, optimize_options
+from tfopt.tolerances import OPTIMIZE_RTOL
 
 
 def add_parser(sub: Any, command: str) -> None:
@@ -25,11 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from tfopt.errors import stage
     from tfopt.loaders import load
     from tfopt.outputs import check_output
-    from tfopt.pipeline import freeze_model, infer_format, optimize_model, save_model
+    from tfopt.pipeline import freeze_model, infer_format, optimize_model, output_kind, save_model
     from tfopt.report.console import format_bytes, format_value, print_pass_table
 
     fmt = infer_format(args.output, args.output_format)
-    check_output(args.output, inputs=[args.model], kind="dir" if fmt == "savedmodel" else "file",
+    check_output(args.output, inputs=[args.model], kind=output_kind(fmt),
                  overwrite=args.overwrite)
     with args.capture.stage("loading"), stage("loading"):
         model = load(args.model, **load_options(args))
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         if optimizing:
             _, result, report, opt_report = optimize_model(
                 model, passes=args.passes, skip=args.skip, grappler=args.grappler, opt_atol=args.atol,
-                opt_rtol=args.rtol if args.rtol is not None else 1e-4, **freeze_opts)
+                opt_rtol=args.rtol if args.rtol is not None else OPTIMIZE_RTOL, **freeze_opts)
         else:
             result, report = freeze_model(model, **freeze_opts)
             opt_report = None

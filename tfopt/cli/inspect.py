@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from tfopt.cli.args import binding_options, freeze_kwargs, load_options, model_options
+from tfopt.tolerances import OPTIMIZE_RTOL
 
 
 def add_parser(sub: Any) -> None:
@@ -76,7 +77,7 @@ def _inspect_passes(args: argparse.Namespace) -> int:
     with args.capture.stage("optimizing (dry run)"):
         _, _, report, opt_report = optimize_model(
             args.model, passes=args.dry_run, skip=args.skip, grappler=args.grappler,
-            opt_atol=args.atol, opt_rtol=args.rtol if args.rtol is not None else 1e-4,
+            opt_atol=args.atol, opt_rtol=args.rtol if args.rtol is not None else OPTIMIZE_RTOL,
             **freeze_kwargs(args), **load_options(args))
     if args.json:
         print(json.dumps({"freeze": report.as_dict(), "optimize": opt_report.as_dict()}, indent=2, default=str))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfopt._io import atomic_path
 from tfopt.graph import Model
+
+if TYPE_CHECKING:
+    from tfopt.targets import EmitJob
 
 
 def emit_frozen_graph(model: Model, path: str, *, text: bool = False) -> str:
@@ -20,3 +23,8 @@ def emit_frozen_graph(model: Model, path: str, *, text: bool = False) -> str:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
     return path
+
+
+def emit(job: EmitJob) -> str:
+    """The ``pb`` target (:mod:`tfopt.targets`): the runtime graph as a binary frozen GraphDef."""
+    return emit_frozen_graph(job.runtime, job.path)

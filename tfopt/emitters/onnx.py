@@ -19,11 +19,14 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfopt._io import atomic_path
 from tfopt.errors import ConversionError, OptionError
 from tfopt.graph import Model
+
+if TYPE_CHECKING:
+    from tfopt.targets import EmitJob
 
 DEFAULT_OPSET = 17  # supported by tf2onnx 1.17 (max 18) and every current onnxruntime
 TWO_GB = 2 << 30
@@ -239,3 +242,10 @@ def _sort_initializers(graph: Any) -> None:
                 _sort_initializers(attr.g)
             for sub in attr.graphs:
                 _sort_initializers(sub)
+
+
+def emit(job: EmitJob) -> str:
+    """The ``onnx`` target (:mod:`tfopt.targets`)."""
+    return emit_onnx(job.portable, job.path, precision=job.precision, calibration=job.calibration,
+                     opset=job.quantize.opset if job.quantize is not None else None, keep_float=job.keep_float,
+                     converted=job.converted)

@@ -13,7 +13,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from tfopt._io import atomic_path
 from tfopt._openvino import nncf, openvino
 from tfopt.errors import ConversionError, OptionError
 from tfopt.graph import Model
+
+if TYPE_CHECKING:
+    from tfopt.targets import EmitJob
 
 
 @dataclass(frozen=True)
@@ -153,3 +156,11 @@ def _canonical_names(ov_model: Any) -> None:
         auto = _AUTO_NAME.fullmatch(op.get_friendly_name())  # "Transpose_103500", also on a folded Const
         if auto:
             op.set_friendly_name(f"{auto.group(1)}_{index}")
+
+
+def emit(job: EmitJob) -> str:
+    """The ``openvino`` target (:mod:`tfopt.targets`): NNCF's accuracy control applies to int8 only."""
+    return emit_openvino(job.portable, job.path, precision=job.precision, calibration=job.calibration,
+                         preprocess=job.quantize.ov_preprocess if job.quantize is not None else None,
+                         accuracy_control=job.accuracy_control if job.precision == "int8" else None,
+                         keep_float=job.keep_float, converted=job.converted)

@@ -16,11 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfopt._io import atomic_path
 from tfopt._tf import tf
 from tfopt.graph import Model
+
+if TYPE_CHECKING:
+    from tfopt.targets import EmitJob
 
 
 def emit_savedmodel(model: Model, path: str, *, signature: str = "serving_default") -> str:
@@ -79,3 +82,8 @@ def _deterministic_fingerprint(directory: str) -> None:
 
 def _shape(shape: Any) -> Any:
     return None if shape is None else list(shape)
+
+
+def emit(job: EmitJob) -> str:
+    """The ``savedmodel`` target (:mod:`tfopt.targets`): the runtime graph as a serving SavedModel."""
+    return emit_savedmodel(job.runtime, job.path)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfopt._io import atomic_path
 from tfopt._tf import tf
 from tfopt.errors import ConversionError, OptionError
 from tfopt.graph import Model
+
+if TYPE_CHECKING:
+    from tfopt.targets import EmitJob
 from tfopt.runtimes.tensorflow import concrete_function
 
 
@@ -143,3 +146,13 @@ def _explain(message: str, precision: str) -> str:
                 "(the app then needs the Flex delegate)")
     first = next((line.strip() for line in message.splitlines() if "error" in line.lower()), message.strip()[:300])
     return f"TFLite conversion ({precision}) failed: {first[:400]}"
+
+
+def emit(job: EmitJob) -> str:
+    """The ``tflite`` target (:mod:`tfopt.targets`). A pruned model's fp32 flatbuffer is written
+    sparse; int8 is not (LiteRT's XNNPACK delegate rejects sparse int8 FULLY_CONNECTED, measured here)."""
+    options = job.quantize
+    pruned = job.precision == "fp32" and bool((job.portable.provenance.get("compression") or {}).get("prune"))
+    return emit_tflite(job.portable, job.path, precision=job.precision, calibration=job.calibration,
+                       int8_io=bool(options and options.int8_io), allow_tf_ops=bool(options and options.allow_tf_ops),
+                       quantization_aware=job.quantization_aware, keep_float=job.keep_float, sparse=pruned)

@@ -7,37 +7,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from tfopt.errors import ModelNotFoundError, OptionError
 from tfopt.graph import Model
 from tfopt.graph_order import canonical_order
-
-
-@dataclass
-class LoadOptions:
-    """Options every loader may read (each ignores what does not apply to it).
-
-    Attributes:
-        signature: SavedModel signature key.
-        tags: SavedModel MetaGraph tags (``None``: the loader's default, ``serve``).
-        outputs: output node/tensor names for graphs without a signature (TF1, GraphDef).
-        unsafe: allow Keras Lambda layers / arbitrary code in the model file.
-        custom_objects: module to import whose classes/functions Keras may deserialize.
-        model_fn: ``package.module:fn`` building the model for a TF2 object checkpoint.
-        compress: a :class:`tfopt.compressing.Compression` (clustering/pruning) applied to a Keras 2
-            model before freezing; other sources refuse it.
-    """
-
-    signature: str = "serving_default"
-    tags: list[str] | None = None
-    outputs: list[str] = field(default_factory=list)
-    unsafe: bool = False
-    custom_objects: str | None = None
-    model_fn: str | None = None
-    compress: Any = None
-
+from tfopt.options import LoadOptions
 
 LoaderFn = Callable[[str, LoadOptions], Model]
 DetectFn = Callable[[str], bool]
@@ -96,6 +71,7 @@ def load(path: str | os.PathLike[str], *, format: str | None = None, **options: 
         raise ModelNotFoundError(f"{path}: {why_missing(path)}")
     try:
         opts = LoadOptions(**options)
+        format = format or opts.input_format
     except TypeError as exc:
         raise OptionError(f"unknown load option: {exc}") from exc
     try:

@@ -25,11 +25,14 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import Model
+from tfopt.targets import TABLE
+from tfopt.targets import target as record
 
 ONNX_LAYERS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 OPENVINO_LAYERS = frozenset({"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData",
                              "GroupConvolutionBackpropData"})
-KEEP_FLOAT_PRECISIONS = {"tflite": ("int8",), "onnx": ("int8", "int16x8"), "openvino": ("int8",)}
+# target -> the precisions it can keep layers in float at (from each record of tfopt.targets)
+KEEP_FLOAT_PRECISIONS = {t.name: t.keep_float for t in TABLE.values() if t.keep_float}
 
 
 @dataclass
@@ -48,10 +51,20 @@ class LayerQuantizer:
 
 def quantizer_for(target: str, precision: str, model: Model, samples: Sequence[dict[str, Any]],
                   opset: int | None = None) -> LayerQuantizer:
-    if target == "tflite":
-        return _tflite(model, samples)
-    if target == "onnx":
-        return _onnx(model, samples, precision, opset)
+    """The :class:`LayerQuantizer` of ``target`` (its record's ``layer_quantizer`` in :mod:`tfopt.targets`)."""
+    quantizer: LayerQuantizer = record(target).call("layer_quantizer", model, samples, precision, opset)
+    return quantizer
+
+
+def tflite_quantizer(model: Model, samples: Sequence[dict[str, Any]], precision: str, opset: int | None) -> LayerQuantizer:
+    return _tflite(model, samples)
+
+
+def onnx_quantizer(model: Model, samples: Sequence[dict[str, Any]], precision: str, opset: int | None) -> LayerQuantizer:
+    return _onnx(model, samples, precision, opset)
+
+
+def openvino_quantizer(model: Model, samples: Sequence[dict[str, Any]], precision: str, opset: int | None) -> LayerQuantizer:
     return _openvino(model, samples)
 
 

@@ -13,6 +13,7 @@ from tfopt.calibration import eval_arrays
 from tfopt.errors import OptionError
 from tfopt.graph import Model
 from tfopt.nonfinite import count_nonfinite
+from tfopt.targets import PRECISIONS, target, target_of_file
 
 
 def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
@@ -55,7 +56,7 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
     fmt, path = artifact_format(path)
     frozen, _ = freeze(load(reference, **load_options), verify=False)
     name = os.path.basename(path)
-    match = next((p for p in ("fp16", "dynamic", "int8", "int16x8", "fp32") if f".{p}." in f".{name}."), None)
+    match = next((p for p in PRECISIONS if f".{p}." in f".{name}."), None)
     size, gzipped = artifact_sizes(fmt, path)
     manifest = {"source": reference, "artifacts": [{"format": fmt, "precision": match or "unknown",
                                                      "path": os.path.abspath(path), "bytes": size,
@@ -72,22 +73,18 @@ def artifact_sizes(fmt: str, path: str) -> tuple[int, int]:
     ``.xml`` plus its ``.bin``)."""
     from tfopt._io import gzip_size, tree_size
 
-    files = [path, path[:-4] + ".bin"] if fmt == "openvino" else [path]
+    stem = os.path.splitext(path)[0]
+    files = [path, *(stem + suffix for suffix in target(fmt, "format").companions)]
     files = [f for f in files if os.path.exists(f)]
     return sum(tree_size(f) for f in files), sum(gzip_size(f) for f in files)
 
 
 def artifact_format(path: str) -> tuple[str, str]:
     """``(format, path to run)`` of a single artifact, from its name."""
-    if os.path.isdir(path):
-        if os.path.exists(os.path.join(path, "model.xml")):
-            return "openvino", os.path.join(path, "model.xml")
-        if os.path.exists(os.path.join(path, "saved_model.pb")):
-            return "savedmodel", path
-    elif os.path.exists(path):
-        ext = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino", ".pb": "pb"}.get(os.path.splitext(path)[1])
-        if ext:
-            return ext, path
+    if os.path.exists(path):
+        record = target_of_file(path)
+        if record is not None:
+            return record.name, os.path.join(path, record.run_file) if os.path.isdir(path) else path
     else:
         from tfopt.errors import ModelNotFoundError
 
@@ -128,7 +125,7 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
         if not eval_data:
             raise OptionError(f"--metric {metric}: needs --eval-data DATA.npz holding the labels it scores against")
         score = import_function(metric, "--metric")
-    artifacts = [a for a in manifest["artifacts"] if not (preprocess is not None and a["format"] == "openvino")]
+    artifacts = [a for a in manifest["artifacts"] if not (preprocess is not None and target(a["format"], "format").takes_preprocess)]
     report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
                      inputs=inputs, labels=labels, runs=runs, threads=threads, progress=progress,
                      metric=score, converted_here=converted_here)

@@ -19,6 +19,7 @@ from xml.sax.saxutils import quoteattr
 
 from tfopt.errors import OptionError
 from tfopt.nonfinite import is_nan
+from tfopt.targets import ALIASES, PRECISIONS, precision_name
 
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq, "!=": operator.ne}
 _GATE = re.compile(r"^\s*(?:(?P<fmt>\w+)(?:/(?P<prec>\w+))?\s*:)?\s*(?P<metric>\w+)\s*(?P<op><=|>=|==|!=|<|>)\s*"
@@ -56,12 +57,12 @@ class Gate:
     value: float
 
     def matches(self, row: dict[str, Any]) -> bool:
-        precision = "fp32" if row["precision"] == "none" else row["precision"]
+        precision = precision_name(row["precision"])
         return (self.fmt is None or self.fmt == row["format"]) and \
             (self.precision is None or self.precision in (precision, row["precision"]))
 
 
-PRECISION_NAMES = frozenset({"none", "fp32", "fp16", "dynamic", "int8", "int16x8"})
+PRECISION_NAMES = frozenset({*PRECISIONS, *ALIASES})
 UNITS = {"max_abs_err": "output units", "mean_abs_err": "output units", "rel_err": "ratio", "cosine": "ratio",
          "top1_agreement": "%", "accuracy": "% (or the --metric score)", "accuracy_drop": "points",
          "latency_ms": "ms", "latency_p90_ms": "ms", "bytes": "bytes", "gzip_bytes": "bytes"}
@@ -80,8 +81,8 @@ def parse_gate(text: str) -> Gate:
     fmt, precision = match["fmt"], match["prec"]
     if fmt in PRECISION_NAMES and precision is None:
         fmt, precision = None, fmt
-    if precision == "none":  # tfopt < 0.2's name for fp32
-        precision = "fp32"
+    if precision is not None:
+        precision = precision_name(precision)
     return Gate(text, fmt, precision, match["metric"], match["op"], float(match["value"]))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tfopt.targets import precision_name
+
 
 def rows(report: dict[str, Any]) -> list[list[str]]:
     """One row of :data:`HEADER` cells per artifact of ``report``."""
@@ -13,7 +15,7 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
         acc_text = f"{acc['top1']:.2f}%" if "top1" in acc else f"MAE {acc['mae']:.4g}" if "mae" in acc else "-"
         drop = "-" if a.get("accuracy_drop") is None else f"{a['accuracy_drop']:+.2f}"
         f = a["fidelity"]
-        out.append([a["format"], "fp32" if a["precision"] == "none" else a["precision"], f"{a['bytes']:,}",
+        out.append([a["format"], precision_name(a["precision"]), f"{a['bytes']:,}",
                     f"{a['gzip_bytes']:,}" if a.get("gzip_bytes") else "-", f"{f['max_abs_err']:.3g}",
                     f"{f['cosine']:.6f}", f"{f['top1_agreement']:.1f}%", acc_text, drop,
                     f"{a['latency_ms']['median']:.2f}", f"{a['latency_ms']['p90']:.2f}"])

@@ -11,6 +11,7 @@ from tfopt._io import atomic_path
 from tfopt.nonfinite import to_json
 from tfopt.report.table import HEADER, compression_summary
 from tfopt.report.table import rows as table_rows
+from tfopt.targets import precision_name
 
 
 def write_reports(outdir: str, report: dict[str, Any]) -> list[str]:
@@ -99,7 +100,7 @@ def _scatter(report: dict[str, Any]) -> str:
         x = pad + (width - 2 * pad) * a["bytes"] / max_x
         y = height - pad - (height - 2 * pad) * a["latency_ms"]["median"] / max_y
         quality = (a.get("accuracy") or {}).get("top1", a["fidelity"]["top1_agreement"]) / 100.0
-        label = html.escape(f"{a['format']} {'fp32' if a['precision'] == 'none' else a['precision']}")
+        label = html.escape(f"{a['format']} {precision_name(a['precision'])}")
         marks.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='{3 + 9 * quality:.1f}' fill='#3a7' fill-opacity='0.6'/>"
                      f"<text x='{x + 8:.1f}' y='{y - 8:.1f}' font-size='11'>{label}</text>")
     axes = (f"<line x1='{pad}' y1='{height - pad}' x2='{width - pad}' y2='{height - pad}' stroke='#333'/>"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from tfopt.graph import TensorSpec
+from tfopt.graph import Model, TensorSpec
 from tfopt.runtimes.base import pair_by_name
 
 
@@ -44,3 +44,17 @@ def _pair(path: str, kind: str, names: list[str], specs: Sequence[TensorSpec]) -
     """spec name -> ONNX name: the TF tensor name tf2onnx was given (``x:0``), or the spec's name."""
     return pair_by_name(kind, path, specs, names, lambda name: {name},
                         lambda spec: {spec.tensor, spec.name, spec.node, f"{spec.name}:0"})
+
+
+def open_runner(path: str, model: Model, threads: int | None = None) -> ONNXRunner:
+    """The ``onnx`` target's runner (:mod:`tfopt.targets`)."""
+    return ONNXRunner(path, model.inputs, model.outputs, threads=threads)
+
+
+def read_weights(path: str) -> Iterator[tuple[str, np.ndarray]]:
+    """Every constant tensor of the artifact: ``(name, values)`` (see :mod:`tfopt.report.weights`)."""
+    import onnx
+    from onnx import numpy_helper
+
+    for tensor in onnx.load(path).graph.initializer:
+        yield tensor.name, numpy_helper.to_array(tensor)

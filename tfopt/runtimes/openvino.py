@@ -7,13 +7,14 @@ The CPU plugin runs an FP32 IR in bf16 wherever the processor supports it unless
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from tfopt._openvino import openvino
-from tfopt.graph import TensorSpec
+from tfopt.graph import Model, TensorSpec
 from tfopt.runtimes.base import pair_by_name
 
 
@@ -51,3 +52,16 @@ class OpenVINORunner:
 def _pair(path: str, kind: str, ports: list[Any], specs: Sequence[TensorSpec]) -> dict[str, Any]:
     return pair_by_name(kind, path, specs, ports, lambda port: set(port.get_names()),
                         lambda spec: {spec.tensor, spec.name, spec.node})
+
+
+def open_runner(path: str, model: Model, threads: int | None = None) -> OpenVINORunner:
+    """The ``openvino`` target's runner (:mod:`tfopt.targets`): explicit f32 inference precision."""
+    return OpenVINORunner(path, model.inputs, model.outputs, precision="f32", threads=threads)
+
+
+def read_weights(path: str) -> Iterator[tuple[str, np.ndarray]]:
+    """Every constant tensor of the artifact: ``(name, values)`` (see :mod:`tfopt.report.weights`)."""
+    xml = os.path.join(path, "model.xml") if os.path.isdir(path) else path
+    for op in openvino().Core().read_model(xml).get_ordered_ops():
+        if op.get_type_name() == "Constant":
+            yield op.get_friendly_name(), np.asarray(op.get_data())

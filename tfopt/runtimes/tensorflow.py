@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -48,3 +49,22 @@ def concrete_function(model: Model) -> Any:
     wrapped = t.compat.v1.wrap_function(lambda: t.compat.v1.import_graph_def(graph_def, name=""), [])
     return wrapped.prune([wrapped.graph.get_tensor_by_name(s.tensor) for s in model.inputs],
                          [wrapped.graph.get_tensor_by_name(s.tensor) for s in model.outputs])
+
+
+def open_artifact(path: str, model: Model, threads: int | None = None) -> GraphRunner:
+    """The ``pb``/``savedmodel`` targets' runner (:mod:`tfopt.targets`). A GraphDef has no
+    signature: its outputs are named, or a multi-output graph would be ambiguous."""
+    from tfopt.loaders import load
+
+    frozen = load(path, outputs=[s.tensor for s in model.outputs]) if os.path.isfile(path) else load(path)
+    return GraphRunner(frozen.replace(inputs=model.inputs, outputs=model.outputs))
+
+
+def read_weights(path: str) -> Iterator[tuple[str, np.ndarray]]:
+    """Every constant tensor of the artifact: ``(name, values)`` (see :mod:`tfopt.report.weights`)."""
+    from tfopt._tf import const_value
+    from tfopt.loaders import load
+
+    for node in load(path).graph_def.node:
+        if node.op == "Const":
+            yield node.name, np.asarray(const_value(node))

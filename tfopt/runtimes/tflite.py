@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from tfopt.graph import TensorSpec
+from tfopt.graph import Model, TensorSpec
 from tfopt.runtimes.base import pair_by_name
 
 
@@ -113,3 +113,33 @@ def _dequantize(value: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     if np.issubdtype(value.dtype, np.integer) and scale:
         return ((value.astype(np.float32) - zero) * scale).astype(np.float32)
     return value
+
+
+def open_runner(path: str, model: Model, threads: int | None = None) -> TFLiteRunner:
+    """The ``tflite`` target's runner (:mod:`tfopt.targets`)."""
+    return TFLiteRunner(path, model.inputs, model.outputs, threads=threads)
+
+
+def read_weights(path: str) -> Iterator[tuple[str, np.ndarray]]:
+    """Every constant tensor of the artifact: ``(name, values)`` (see :mod:`tfopt.report.weights`)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(path)
+    types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    numpy_types = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8,
+                   "int16": np.int16, "int32": np.int32, "int64": np.int64}
+    seen = set()
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            buffer = model.buffers[tensor.buffer]
+            dtype = numpy_types.get(types.get(tensor.type, ""))
+            if tensor.buffer in seen or buffer.data is None or dtype is None:
+                continue
+            seen.add(tensor.buffer)
+            name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+            values = np.frombuffer(bytes(buffer.data), dtype=dtype)
+            if tensor.sparsity is not None:  # sparse encoding (a pruned model): the buffer holds the non-zeros
+                size = int(np.prod(tensor.shape))
+                values = np.concatenate([values, np.zeros(max(size - values.size, 0), dtype)])
+            yield name, values

@@ -1,0 +1,224 @@
+"""The one table of deployment targets, and the precisions they build.
+
+A :class:`Target` record says everything the rest of tfopt needs to know about a format: which
+precisions it builds, the extra it needs, its file name in a ``tfopt convert`` directory, and the
+functions that emit it, run it and read its weights. Those functions are named as
+``"module:function"`` strings and imported when first called, so reading the table imports no
+converter and no runtime. ``converting``, ``verify``, ``runtimes`` and ``report`` ask the table;
+none of them switches on a target's name. A new target is one record here plus its own modules
+(see ARCHITECTURE.md).
+
+The functions a record names have one signature per role:
+
+- ``emit(job: EmitJob) -> str``: write the artifact at ``job.path``; return the path written.
+- ``runner(path, model, threads) -> Runner``: a :class:`tfopt.runtimes.base.Runner` for it.
+- ``weights(path) -> Iterator[(name, numpy array)]``: its constant tensors (for the report).
+- ``layer_quantizer(model, samples, precision, opset) -> LayerQuantizer``: per-layer
+  quantization for keep-float (see :mod:`tfopt.quantizing.layer_targets`).
+- ``quantization_settings(precision) -> dict | None``: what a quantized artifact was built for,
+  recorded in ``manifest.json`` as ``"<target>_quantization"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from tfopt.errors import OptionError, did_you_mean
+
+if TYPE_CHECKING:
+    from tfopt.graph import Model
+
+
+class Precision(str, Enum):
+    """A numeric precision an artifact is built at. The value is the name users type and read."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    DYNAMIC = "dynamic"  # int8 weights, float activations (no calibration)
+    INT8 = "int8"  # int8 weights and activations (calibrated)
+    INT16X8 = "int16x8"  # int8 weights, int16 activations (calibrated)
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Activation ranges come from data: int8 and int16x8 (unless the model is quantization-aware)."""
+        return self in (Precision.INT8, Precision.INT16X8)
+
+    @classmethod
+    def parse(cls, text: str, option: str = "--quantize") -> Precision:
+        """``text`` (or an alias of it) as a Precision; an :class:`OptionError` naming ``option`` otherwise."""
+        name = ALIASES.get(text, text)
+        try:
+            return cls(name)
+        except ValueError:
+            raise OptionError(f"{option} {text}: choose from {', '.join(p.value for p in cls)}"
+                              f".{did_you_mean(text, [p.value for p in cls])}") from None
+
+
+ALIASES = {"none": "fp32"}  # tfopt < 0.2 called float32 "none"; manifests it wrote still say so
+PRECISIONS = tuple(p.value for p in Precision)
+NEEDS_CALIBRATION = frozenset(p.value for p in Precision if p.needs_calibration)
+
+
+def precision_name(text: str) -> str:
+    """The display name of a precision as it was written (an alias such as ``none`` -> ``fp32``)."""
+    return ALIASES.get(text, text)
+
+
+@dataclass(frozen=True)
+class EmitJob:
+    """What an emitter gets: the graphs, where to write, and the options that concern it.
+
+    Attributes:
+        portable: folded, unfused graph (what TFLite, ONNX and OpenVINO read).
+        runtime: the same plus TF-only fusion (what ``pb``/``savedmodel`` get).
+        path: where to write (inside the temporary OUTDIR).
+        precision: a :class:`Precision` value.
+        calibration: finite calibration samples (a list of feed dicts), or ``None``.
+        quantize: the :class:`tfopt.options.QuantizeOptions` in force (int8_io, opset, ...).
+        quantization_aware: the graph carries fake-quant ops (QAT): int8 uses their ranges.
+        keep_float: layers to leave in float (selective quantization).
+        converted: a float conversion to start from (ONNX proto, ``ov.Model``), or ``None``.
+        accuracy_control: :class:`tfopt.emitters.openvino.AccuracyControl`, or ``None``.
+    """
+
+    portable: Model
+    runtime: Model
+    path: str
+    precision: str
+    calibration: Any = None
+    quantize: Any = None
+    quantization_aware: bool = False
+    keep_float: Sequence[str] = ()
+    converted: Any = None
+    accuracy_control: Any = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One deployment format.
+
+    Attributes:
+        name: the ``--to`` name and the ``format`` in manifests and reports.
+        precisions: what it builds; a float-only target (``float_only``) builds fp32 whatever
+            ``--quantize`` says.
+        file: its path in a ``tfopt convert`` directory; ``{precision}`` is replaced.
+        emit, runner, weights: ``"module:function"`` (signatures in the module docstring).
+        suffixes: file name endings that identify a single artifact of this format.
+        marker: a file inside a directory artifact that identifies it (``model.xml``).
+        run_file: the file inside a directory artifact that runners open (``""``: the directory).
+        companions: sibling files that belong to the artifact (an IR's ``.bin``), replacing the suffix.
+        extra: the module it needs (``pip install 'tfopt[<name>]'``); ``None``: always there.
+        distributions: packages whose versions ``manifest.json`` records.
+        graph: ``"portable"`` or ``"runtime"`` (see :mod:`tfopt.converting`).
+        converter, runtime_name: named in error messages.
+        keep_float: precisions that support keeping layers in float; ``layer_quantizer`` builds them.
+        qat_int8_as: for a quantization-aware graph, int8 is the conversion at this precision
+            (the fake quants become the format's own quantize ops); ``None``: the emitter handles it.
+        takes_preprocess: the artifact can bake input preprocessing in (``--ov-mean-values``...).
+        quantization_settings: ``"module:function"`` recorded in the manifest, or ``None``.
+    """
+
+    name: str
+    precisions: tuple[str, ...]
+    file: str
+    emit: str
+    runner: str
+    weights: str
+    suffixes: tuple[str, ...] = ()
+    marker: str | None = None
+    run_file: str = ""
+    companions: tuple[str, ...] = ()
+    extra: str | None = None
+    distributions: tuple[str, ...] = ()
+    graph: str = "portable"
+    converter: str = "TensorFlow"
+    runtime_name: str = "TensorFlow"
+    float_only: bool = False
+    keep_float: tuple[str, ...] = ()
+    layer_quantizer: str | None = None
+    qat_int8_as: str | None = None
+    takes_preprocess: bool = False
+    quantization_settings: str | None = None
+
+    def artifact_path(self, precision: str) -> str:
+        """The artifact's path relative to OUTDIR, e.g. ``model.int8.tflite``."""
+        return self.file.format(precision=precision_name(precision))
+
+    def available(self) -> bool:
+        """Whether its extra is installed (checked without importing it)."""
+        return self.extra is None or importlib.util.find_spec(self.extra) is not None
+
+    def call(self, role: str, *args: Any, **kwargs: Any) -> Any:
+        """Import and call the function this record names for ``role`` (``"emit"``, ``"runner"``...)."""
+        spec = getattr(self, role)
+        if spec is None:
+            raise OptionError(f"{self.name} has no {role.replace('_', ' ')}")
+        module, _, function = spec.partition(":")
+        return getattr(importlib.import_module(module), function)(*args, **kwargs)
+
+
+
+
+def _graphdef(name: str, file: str, emit: str, **where: Any) -> Target:
+    """A TensorFlow-runtime artifact: the runtime graph, always fp32, run and read by TensorFlow."""
+    return Target(name, precisions=("fp32",), file=file, emit=emit, runner="tfopt.runtimes.tensorflow:open_artifact",
+                  weights="tfopt.runtimes.tensorflow:read_weights", graph="runtime", float_only=True,
+                  distributions=("tensorflow",), **where)
+
+
+TABLE: Mapping[str, Target] = {t.name: t for t in (
+    _graphdef("pb", "model.pb", "tfopt.emitters.frozen_graph:emit", suffixes=(".pb",)),
+    _graphdef("savedmodel", "savedmodel", "tfopt.emitters.savedmodel:emit", marker="saved_model.pb"),
+    Target("tflite", precisions=PRECISIONS, file="model.{precision}.tflite", emit="tfopt.emitters.tflite:emit",
+           runner="tfopt.runtimes.tflite:open_runner", weights="tfopt.runtimes.tflite:read_weights",
+           suffixes=(".tflite",), extra="ai_edge_litert", distributions=("ai-edge-litert",),
+           converter="the LiteRT converter", runtime_name="the LiteRT interpreter", keep_float=("int8",),
+           layer_quantizer="tfopt.quantizing.layer_targets:tflite_quantizer"),
+    Target("onnx", precisions=PRECISIONS, file="model.{precision}.onnx", emit="tfopt.emitters.onnx:emit",
+           runner="tfopt.runtimes.onnx:open_runner", weights="tfopt.runtimes.onnx:read_weights",
+           suffixes=(".onnx",), extra="tf2onnx", distributions=("tf2onnx", "onnx", "onnxruntime"),
+           converter="tf2onnx", runtime_name="ONNX Runtime", keep_float=("int8", "int16x8"),
+           layer_quantizer="tfopt.quantizing.layer_targets:onnx_quantizer", qat_int8_as="fp32",
+           quantization_settings="tfopt.emitters.onnx:quantization_settings"),
+    Target("openvino", precisions=("fp32", "fp16", "dynamic", "int8"), file="openvino.{precision}",
+           emit="tfopt.emitters.openvino:emit", runner="tfopt.runtimes.openvino:open_runner",
+           weights="tfopt.runtimes.openvino:read_weights", suffixes=(".xml",), marker="model.xml",
+           run_file="model.xml", companions=(".bin",), extra="openvino", distributions=("openvino", "nncf"),
+           converter="OpenVINO's converter", runtime_name="the OpenVINO runtime", keep_float=("int8",),
+           layer_quantizer="tfopt.quantizing.layer_targets:openvino_quantizer", qat_int8_as="fp32",
+           takes_preprocess=True),
+)}
+NAMES = tuple(TABLE)
+
+
+def target(name: str, option: str = "--to") -> Target:
+    """The record for ``name``; an :class:`OptionError` naming ``option`` and the closest name otherwise."""
+    try:
+        return TABLE[name]
+    except KeyError:
+        raise OptionError(f"{option} {name}: choose from {', '.join(NAMES)}.{did_you_mean(name, NAMES)}") from None
+
+
+def available_targets() -> list[str]:
+    """Every target whose extra is installed, in table order."""
+    return [t.name for t in TABLE.values() if t.available()]
+
+
+def target_of_file(path: str) -> Target | None:
+    """The target a single artifact file or directory is, from its name or its marker file."""
+    import os
+
+    for t in TABLE.values():
+        if os.path.isdir(path) and t.marker and os.path.exists(os.path.join(path, t.marker)):
+            return t
+    if os.path.isfile(path):
+        return next((t for t in TABLE.values() if path.endswith(t.suffixes) and t.suffixes), None)
+    return None
