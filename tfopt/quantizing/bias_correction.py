@@ -1,0 +1,171 @@
+"""Empirical bias correction of weight quantization (Nagel et al. 2019, section 4.2).
+
+Quantizing a layer's weights, ``W̃ = W + ε``, shifts the mean of its output::
+
+    E[ỹ] = E[W̃x] = E[y] + ε·E[x]
+
+and that shift, unlike the noise around it, survives every later average (pooling, the
+classifier's logits) and grows through the layers. The correction measures it and moves it into
+the bias, per output channel k::
+
+    b'_k = b_k + E[y_k − ỹ_k]
+
+Empirically, sequentially: layers are visited producers first; ``y`` is the layer's output in the
+float model and ``ỹ`` the same layer's output in the model whose weights are all quantized and
+whose *earlier* layers' biases are already corrected. So ``ỹ`` is computed from the quantized
+model's own input to the layer, and the correction also absorbs the mean shift that reaches the
+layer from above. Expectations are over the calibration samples and every spatial position.
+
+The returned model keeps its float weights; only biases change (a BiasAdd is created for a layer
+that has none). The engine then quantizes the weights exactly as :func:`quantize_weights_sim` did
+here: symmetric int8, ``q = clip(round(w/Δ), −127, 127)``, ``Δ = max|w|/127`` per output channel
+(``per_channel=True``, what TFLite, ONNX Runtime and OpenVINO do for conv/dense weights) or per
+tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tfopt.graph import Model, consumers, node_map
+from tfopt.passes.base import Skip, copy_graph
+from tfopt.quantizing._channels import (
+    LAYER_OPS,
+    Layer,
+    Samples,
+    add_bias,
+    as_layer,
+    channel_stats,
+    const_array,
+    out_channels,
+    sample_batches,
+    set_const,
+    topological_rank,
+)
+
+
+def quantize_weights_sim(w: np.ndarray, per_channel: bool, axis: int | Sequence[int]) -> np.ndarray:
+    """Fake-quantized weights: ``clip(round(w/Δ), −127, 127)·Δ`` with ``Δ = max|w|/127``.
+
+    Args:
+        w: the float weights.
+        per_channel: one ``Δ`` per channel along ``axis`` (else one for the whole tensor).
+        axis: the axis, or axes, indexing output channels (``(2, 3)`` for depthwise ``[h, w, in, m]``).
+
+    Returns:
+        An array of ``w``'s dtype and shape holding the values int8 can represent. An all-zero
+        channel stays zero.
+    """
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = tuple(a % w.ndim for a in axes)
+    wf = np.asarray(w, dtype=np.float64)
+    if per_channel:
+        other = tuple(a for a in range(w.ndim) if a not in axes)
+        scale = np.abs(wf).max(axis=other, keepdims=True) / 127.0
+    else:
+        scale = np.abs(wf).max(initial=0.0) / 127.0 * np.ones([1] * w.ndim)
+    scale = np.where(scale > 0, scale, 1.0)
+    return (np.clip(np.round(wf / scale), -127, 127) * scale).astype(w.dtype)
+
+
+def quantizable_layers(graph_def: Any) -> tuple[list[Layer], list[Skip]]:
+    """Every Conv2D / DepthwiseConv2dNative / MatMul, producers first, and why the others are not."""
+    nodes, users = node_map(graph_def), consumers(graph_def)
+    rank = topological_rank(graph_def)
+    layers: list[Layer] = []
+    skips: list[Skip] = []
+    for node in sorted((n for n in graph_def.node if n.op in LAYER_OPS), key=lambda n: rank[n.name]):
+        layer = as_layer(nodes, users, node)
+        if isinstance(layer, Layer):
+            layers.append(layer)
+        else:
+            skips.append(Skip(node.name, f"weights not quantized: {layer}"))
+    return layers, skips
+
+
+def fake_quantize_weights(model: Model, *, per_channel: bool = True) -> Model:
+    """``model`` with every quantizable layer's weights replaced by :func:`quantize_weights_sim`'s."""
+    graph_def = copy_graph(model.graph_def)
+    for layer in quantizable_layers(graph_def)[0]:
+        w = const_array(layer.weights)
+        set_const(layer.weights, quantize_weights_sim(w, per_channel, layer.out_axes))
+    return model.replace(graph_def=graph_def)
+
+
+@dataclass
+class CorrectedLayer:
+    """One layer's correction ``E[y − ỹ]``, summarised."""
+
+    layer: str
+    op: str
+    channels: int
+    max_abs: float
+    mean_abs: float
+    bias_created: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class BiasCorrectionReport:
+    per_channel: bool
+    batches: int
+    layers: list[CorrectedLayer] = field(default_factory=list)
+    skips: list[Skip] = field(default_factory=list)
+    corrections: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # layer -> E[y − ỹ]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"per_channel": self.per_channel, "batches": self.batches,
+                "layers": [row.as_dict() for row in self.layers], "skips": [str(s) for s in self.skips]}
+
+
+def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True) -> tuple[Model, BiasCorrectionReport]:
+    """Empirical bias correction of int8 weight quantization (see the module doc).
+
+    Args:
+        model: a frozen, BatchNorm-folded model; never modified.
+        samples: calibration data, ``{input name: array}`` (first axis = samples) or a list of
+            such dicts.
+        per_channel: the weight quantizer the engine will use: per output channel (default) or
+            per tensor.
+
+    Returns:
+        ``(model, report)``: float weights, corrected biases; ``report.corrections`` holds each
+        layer's ``E[y − ỹ]`` by its original name. Cost: one pass over ``samples`` for the float
+        model, then one per layer (each layer sees the corrections made above it).
+
+    Raises:
+        OptionError: no samples, or samples missing one of the model's inputs.
+    """
+    batches = sample_batches(samples, model.inputs)
+    report = BiasCorrectionReport(per_channel, len(batches))
+    work = copy_graph(model.graph_def)
+    layers, report.skips = quantizable_layers(work)
+    if not layers:
+        return model, report
+    names = [layer.op.name for layer in layers]
+    expected = channel_stats(model, [f"{n}:0" for n in names], batches)
+    floats = {}
+    for layer in layers:
+        floats[layer.weights.name] = const_array(layer.weights)
+        set_const(layer.weights, quantize_weights_sim(floats[layer.weights.name], per_channel, layer.out_axes))
+    for name, layer in zip(names, layers):
+        # layer.op.name is still ``name``: only this layer's own BiasAdd creation, below, renames it.
+        got = channel_stats(model.replace(graph_def=work), [f"{name}:0"], batches)[f"{name}:0"][0]
+        delta = expected[f"{name}:0"][0] - got
+        # Look the layer up again: an earlier layer's new BiasAdd changed the graph around it.
+        nodes = node_map(work)
+        fresh = as_layer(nodes, consumers(work), nodes[name])
+        created = add_bias(work, fresh if isinstance(fresh, Layer) else layer, delta)
+        report.corrections[name] = delta
+        report.layers.append(CorrectedLayer(name, layer.op.op, out_channels(layer), float(np.abs(delta).max()),
+                                            float(np.abs(delta).mean()), created))
+    nodes = node_map(work)
+    for weights_name, value in floats.items():
+        set_const(nodes[weights_name], value)
+    return model.replace(graph_def=work), report
