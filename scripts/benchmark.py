@@ -4,6 +4,7 @@
     python scripts/benchmark.py tf [--models mobilenetv2 resnet50] [--batches 1 8] [--runs 50]
     python scripts/benchmark.py convert [--model mobilenetv2] [--runs 50]
     python scripts/benchmark.py all [--runs 50]      # both, with their defaults (about 10 minutes)
+    python scripts/benchmark.py int8 [--models mobilenet resnet]  # int8 accuracy (scripts/benchmark_int8.py)
 
 ``tf``: node counts and TensorFlow-runtime latency of (a) the original SavedModel signature,
 (b) TensorFlow's plain ``convert_variables_to_constants_v2``, (c) TensorFlow's
@@ -215,6 +216,11 @@ def _call(model: Any) -> Any:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["int8"]:  # its own module: scripts/benchmark_int8.py
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from benchmark_int8 import main as int8_main
+
+        return int8_main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("tf", help="TF runtime: original, plain freeze, optimize_for_inference, tfopt")
@@ -224,6 +230,7 @@ def main() -> int:
     p = sub.add_parser("convert", help="tfopt convert vs the TFLite converter, tf2onnx and ovc; artifact size/latency")
     p.add_argument("--model", choices=sorted(MODELS), default="mobilenetv2")
     p.add_argument("--runs", type=int, default=50)
+    sub.add_parser("int8", help="int8 accuracy: native quantizers vs tfopt's engine (scripts/benchmark_int8.py)")
     p = sub.add_parser("all", help="every benchmark, with its defaults")
     p.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()

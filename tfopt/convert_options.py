@@ -101,6 +101,7 @@ def check_options(model: Any, outdir: str, options: ConvertOptions | None = None
         raise OptionError(f"--metric {r.metric}: needs --eval-data DATA.npz holding the labels it scores against")
     if r.metric and (":" not in r.metric or r.metric.startswith(":") or r.metric.endswith(":")):
         raise OptionError(f"--metric '{r.metric}': expected 'package.module:function'")
+    _check_int8(q, pairs)
     if q.auto_keep_float is not None and not quantized:
         raise OptionError("--auto-keep-float ranks layers of int8/int16x8 artifacts: add int8 to --quantize")
     for option, path in (("--eval-data", r.eval_data), ("--finetune-data", o.compress.finetune_data)):
@@ -115,6 +116,29 @@ def check_options(model: Any, outdir: str, options: ConvertOptions | None = None
     if r.junit:
         check_writable(r.junit)
     return pairs, skipped
+
+
+def _check_int8(q: Any, pairs: list[tuple[str, str]]) -> None:
+    """The int8 engine's options: valid values, and only where the engine builds int8."""
+    from tfopt.quantizing.engine import Recipe
+    from tfopt.quantizing.int8_plan import QUANTIZERS
+    from tfopt.quantizing.ranges import parse_method
+
+    if q.quantizer not in QUANTIZERS:
+        raise OptionError(f"--quantizer {q.quantizer}: choose tfopt (int8 decided once in the TF graph, the same "
+                          "in every target) or native (each converter's own)")
+    if q.int8_recipe not in (None, "auto"):
+        Recipe.parse(q.int8_recipe)
+    if q.calibration_method:
+        parse_method(q.calibration_method)
+    check_ranges({"--adaround-budget": (q.adaround_budget, 0)})
+    engine_options = [name for name, given in (("--int8-recipe", q.int8_recipe), ("--calibration-method",
+                      q.calibration_method), ("--per-tensor", q.per_tensor)) if given]
+    if engine_options and q.quantizer != "tfopt":
+        raise OptionError(f"{engine_options[0]} sets tfopt's int8 engine: drop it or use --quantizer tfopt "
+                          "(the native converters choose their own ranges)")
+    if engine_options and not any(p == "int8" for _, p in pairs):
+        raise OptionError(f"{engine_options[0]} applies to int8 artifacts: add int8 to --quantize")
 
 
 def _check_npz(option: str, path: str) -> None:

@@ -20,6 +20,7 @@ from tfopt.errors import ConversionError, GateFailure, OptionError, stage
 from tfopt.graph import Model
 from tfopt.nonfinite import check_finite, finite_samples, to_json
 from tfopt.options import ConvertOptions, QuantizeOptions
+from tfopt.quantizing.int8_plan import engine_builds
 from tfopt.runtimes import runner_for
 from tfopt.targets import NEEDS_CALIBRATION, TABLE, EmitJob
 from tfopt.tolerances import ARTIFACT
@@ -35,6 +36,7 @@ class Artifact:
     sha256: str
     max_abs_err: float | None = None
     mean_abs_err: float | None = None
+    int8_ops: dict[str, Any] | None = None  # quantized: layers running int8 kernels (tfopt.quantizing.int8_ops)
 
 
 @dataclass
@@ -48,6 +50,7 @@ class ConvertResult:
     layer_errors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "format/precision" -> worst first
     keep_float: dict[str, list[str]] = field(default_factory=dict)
     verified_at: Any = None  # tfopt.verify.VerifyInputs the artifacts were verified on
+    int8: dict[str, Any] | None = None  # what tfopt's int8 engine did (tfopt.quantizing.int8_plan.Int8Plan.record)
 
 
 def artifact_path(outdir: str, target: str, precision: str) -> str:
@@ -162,6 +165,12 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
     verified_at = (freeze_report.verified_at.with_batch(portable.inputs, 1, r.seed, portable.graph_def)
                    if freeze_report.verified_at else None)
     result.verified_at = verified_at
+    int8 = None  # tfopt's engine: one fake-quant graph the int8 artifacts all execute
+    if any(engine_builds(q, t, p, qat) for t, p in pairs):
+        from tfopt.quantizing.int8_plan import Int8Plan
+
+        evaluate = _recipe_evaluator(portable, runtime, ranges, q, r, gates) if q.int8_recipe == "auto" else None
+        int8 = Int8Plan(portable, ranges, q, evaluate=evaluate, progress=say)
     with atomic_path(outdir, directory=True) as tmp:
         os.makedirs(tmp)
         for index, (target, precision) in enumerate(pairs):
@@ -171,7 +180,11 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
             record = TABLE[target]
             rel = record.artifact_path(precision)
             job = EmitJob(portable, runtime, os.path.join(tmp, rel), precision, ranges, q, qat, accuracy_control=control)
-            if not qat and (q.keep_float or q.auto_keep_float is not None) and precision in record.keep_float:
+            engine = int8 is not None and engine_builds(q, target, precision, qat)
+            if engine and int8 is not None:
+                with stage(f"quantizing for {target} int8 (tfopt engine)"):
+                    job = dataclasses.replace(job, portable=int8.model_for(target), quantization_aware=True)
+            if not engine and not qat and (q.keep_float or q.auto_keep_float is not None) and precision in record.keep_float:
                 from tfopt.quantizing.keep_float import selective
 
                 def emit(path: str, kept: list[str], converted: Any, job: EmitJob = job, target: str = target) -> str:
@@ -198,11 +211,16 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
             full = os.path.join(tmp, rel)
             artifact = Artifact(target, precision, os.path.relpath(written, tmp), tree_size(full), gzip_size(full),
                                 digest(full))
+            if precision in NEEDS_CALIBRATION or engine:  # which layers really run int8 kernels
+                from tfopt.quantizing.int8_ops import count_quantized_ops
+
+                artifact.int8_ops = count_quantized_ops(target, written)
             if verify:  # a QAT model's float artifacts already quantize (QDQ/FakeQuantize): measure only
                 _verify(artifact, portable, written, verified_at, bounded=not qat,
                         preprocess=q.ov_preprocess if record.takes_preprocess else None)
             result.artifacts.append(artifact)
             stages[f"{target} {precision}"] = time.perf_counter() - start
+        result.int8 = int8.record() if int8 is not None else None
         _write_manifest(tmp, result, portable, _manifest_options(q, qat, r.allow_nonfinite, portable), verified_at)
         if result.layer_errors:
             with open(os.path.join(tmp, "layers.json"), "w") as f:
@@ -245,6 +263,39 @@ def _accuracy_control(max_drop: float, eval_data: str | None, model: Model) -> A
     return AccuracyControl(max_drop, inputs, labels)
 
 
+def _recipe_evaluator(portable: Model, runtime: Model, samples: Any, q: QuantizeOptions, r: Any,
+                      gates: Sequence[Any]) -> Any:
+    """``--int8-recipe auto``'s measurement of one candidate: its real artifact, run in its runtime on
+    the eval data (else the calibration data, scored by agreement with the float model)."""
+    import numpy as np
+
+    from tfopt.calibration import eval_arrays
+    from tfopt.quantizing.int8_plan import scratch_evaluator
+    from tfopt.report.measure import measure
+    from tfopt.verify import reference_runner
+
+    if r.eval_data:
+        inputs, labels = eval_arrays(r.eval_data, portable, allow_nonfinite=r.allow_nonfinite)
+    else:
+        inputs = {s.name: np.concatenate([np.asarray(x[s.name]) for x in samples]) for s in portable.inputs}
+        labels = None
+    reference = reference_runner(portable)
+
+    def build(target: str, model: Model, scratch: str) -> str:
+        path = os.path.join(scratch, TABLE[target].artifact_path("int8"))
+        return _emit(target, EmitJob(model, runtime, path, "int8", samples, q, quantization_aware=True))
+
+    def measure_row(target: str, scratch: str, path: str) -> dict[str, Any]:
+        full = os.path.join(scratch, path)
+        artifact = {"format": target, "precision": "int8", "path": path, "bytes": tree_size(full),
+                    "gzip_bytes": gzip_size(full)}
+        row: dict[str, Any] = measure(scratch, reference, portable, [artifact], inputs=inputs, labels=labels, runs=5,
+                                      threads=r.threads, converted_here=True)["artifacts"][0]
+        return row
+
+    return scratch_evaluator(build, measure_row, gates)
+
+
 def _emit(target: str, job: EmitJob) -> str:
     """Write one artifact through its target's record. For a quantization-aware graph, a target
     whose converter turns fake quants into its own quantize ops builds int8 as that conversion."""
@@ -268,6 +319,8 @@ def _manifest_options(q: QuantizeOptions, qat: bool, allow_nonfinite: bool, mode
     return dict(to=q.to, quantize=list(q.quantize), calibration=q.calibration, calibration_samples=q.calibration_samples,
                 mean=list(q.mean), scale=list(q.scale), int8_io=q.int8_io, allow_tf_ops=q.allow_tf_ops, opset=q.opset,
                 quantization_aware=qat, ov_preprocess=q.ov_preprocess, accuracy_control=q.accuracy_control,
+                quantizer=q.quantizer, int8_recipe=q.int8_recipe, calibration_method=q.calibration_method,
+                per_tensor=q.per_tensor,
                 allow_nonfinite=allow_nonfinite, compression=model.provenance.get("compression"))
 
 
@@ -304,6 +357,7 @@ def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict
         "skipped": [{"format": f, "precision": p, "reason": r} for f, p, r in result.skipped],
         "verification": verified_at.as_dict() if verified_at is not None else None,
         **_target_quantization(result, options.get("quantization_aware", False)),
+        "int8_engine": result.int8,
     }
     with open(os.path.join(tmp, "manifest.json"), "w") as f:
         json.dump(to_json(manifest), f, indent=2, sort_keys=True, default=str, allow_nan=False)

@@ -139,3 +139,48 @@ def train_keras_cnn(*, epochs: int = 3, seed: int = 0) -> Any:
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
     return model
+
+
+def keras_mobilenet_like(seed: int = 0) -> Any:
+    """A MobileNet-style digits classifier: depthwise-separable blocks, each conv followed by
+    BatchNormalization and ReLU6 (the architecture where per-tensor int8 weights are known to fail:
+    folding BatchNorm gives each depthwise channel its own weight range)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 1), name="images")
+    h = _conv_bn_relu6(keras, keras.layers.Conv2D(16, 3, padding="same", use_bias=False), inputs)
+    for filters, stride in ((32, 1), (64, 2), (64, 1)):
+        h = _conv_bn_relu6(keras, keras.layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False), h)
+        h = _conv_bn_relu6(keras, keras.layers.Conv2D(filters, 1, use_bias=False), h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    outputs = keras.layers.Dense(10, activation="softmax", name="probs")(h)
+    return keras.Model(inputs, outputs, name="digits_mobilenet")
+
+
+def keras_resnet_like(seed: int = 0) -> Any:
+    """A ResNet-style digits classifier: two residual blocks (conv-BN-ReLU-conv-BN + skip, ReLU)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 1), name="images")
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization(momentum=0.9)(keras.layers.Conv2D(16, 3, padding="same")(inputs)))
+    for _ in range(2):
+        r = keras.layers.ReLU()(keras.layers.BatchNormalization(momentum=0.9)(keras.layers.Conv2D(16, 3, padding="same")(h)))
+        r = keras.layers.BatchNormalization(momentum=0.9)(keras.layers.Conv2D(16, 3, padding="same")(r))
+        h = keras.layers.ReLU()(keras.layers.Add()([h, r]))
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    outputs = keras.layers.Dense(10, activation="softmax", name="probs")(h)
+    return keras.Model(inputs, outputs, name="digits_resnet")
+
+
+def _conv_bn_relu6(keras: Any, layer: Any, x: Any) -> Any:
+    return keras.layers.ReLU(6.0)(keras.layers.BatchNormalization(momentum=0.9)(layer(x)))
+
+
+def train(model: Any, *, epochs: int = 10, seed: int = 0) -> Any:
+    """Fit any of these digits models (Adam, batch 64); returns it."""
+    x_train, y_train, _, _ = digits(seed)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
+    return model

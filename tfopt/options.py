@@ -109,6 +109,13 @@ class QuantizeOptions:
         accuracy_control: OpenVINO int8 through NNCF accuracy control: the largest top-1 drop.
         keep_float: layers int8 artifacts keep in float.
         auto_keep_float: keep the worst layers in float until the drop is within this many points.
+        quantizer: ``tfopt`` (int8 decided once in the TF graph, :mod:`tfopt.quantizing.engine`) or
+            ``native`` (each converter's own post-training quantization).
+        int8_recipe: the engine's recipe (``mse+equalize+bias_correction``...), or ``auto`` to
+            search the candidates per target (:mod:`tfopt.quantizing.int8_plan`).
+        calibration_method: ``minmax``, ``percentile[:P]``, ``entropy`` or ``mse`` (overrides the recipe's).
+        per_tensor: one weight range per tensor instead of per output channel (for accelerators).
+        adaround_budget: seconds AdaRound may spend (a recipe with ``+adaround``).
     """
 
     to: Sequence[str] | None = None
@@ -124,6 +131,11 @@ class QuantizeOptions:
     accuracy_control: float | None = None
     keep_float: Sequence[str] = ()
     auto_keep_float: float | None = None
+    quantizer: str = "tfopt"
+    int8_recipe: str | None = None
+    calibration_method: str | None = None
+    per_tensor: bool = False
+    adaround_budget: float | None = None
 
 
 @dataclass

@@ -59,6 +59,17 @@ def add_parser(sub: Any) -> None:
                    help="int8 (TFLite, ONNX, OpenVINO): keep these layers in float (TF node or target layer names)")
     g.add_argument("--auto-keep-float", type=TOLERANCE, metavar="DROP",
                    help="int8: rank layers by quantization error, keep the worst in float until the drop <= DROP points")
+    g = p.add_argument_group("int8 quantization (tfopt's engine: decided once in the TF graph, run by every target)")
+    g.add_argument("--quantizer", choices=["tfopt", "native"], default="tfopt",
+                   help="tfopt: one set of int8 ranges and weights for every target; native: each converter's own "
+                        "(default: %(default)s)")
+    g.add_argument("--int8-recipe", metavar="RECIPE",
+                   help="METHOD[+equalize][+adaround][+bias_correction][+per_tensor] (default: "
+                        "mse+equalize+bias_correction), or auto: measure the candidates per target, keep the best")
+    g.add_argument("--calibration-method", metavar="METHOD",
+                   help="activation ranges: minmax, percentile[:99.99], entropy or mse (overrides the recipe's)")
+    g.add_argument("--per-tensor", action="store_true", help="one weight range per tensor (for accelerators/DSPs)")
+    g.add_argument("--adaround-budget", type=TOLERANCE, metavar="SECONDS", help="time AdaRound may spend (+adaround)")
     g = p.add_argument_group("post-training compression (TFMOT, Keras 2 / tf_keras models)")
     g.add_argument("--cluster", type=int, metavar="N", help="snap each layer's weights to N shared values")
     g.add_argument("--cluster-init", default="kmeans++", choices=["kmeans++", "linear", "density", "random"],
@@ -88,7 +99,10 @@ def quantize_of(args: argparse.Namespace) -> QuantizeOptions:
                            calibration_samples=args.calibration_samples, mean=args.mean, scale=args.scale,
                            int8_io=args.int8_io, allow_tf_ops=args.allow_tf_ops, opset=args.opset,
                            ov_preprocess=_ov_preprocess(args), accuracy_control=args.accuracy_control,
-                           keep_float=args.keep_float, auto_keep_float=args.auto_keep_float)
+                           keep_float=args.keep_float, auto_keep_float=args.auto_keep_float,
+                           quantizer=args.quantizer, int8_recipe=args.int8_recipe,
+                           calibration_method=args.calibration_method, per_tensor=args.per_tensor,
+                           adaround_budget=args.adaround_budget)
 
 
 def compress_of(args: argparse.Namespace) -> CompressOptions:

@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""int8 accuracy benchmark: each target's native post-training quantization against tfopt's engine,
+one technique added at a time, per channel and per tensor (``python scripts/benchmark.py int8``).
+
+Models are trained here on scikit-learn's bundled digits (no download): a MobileNet-style network
+(depthwise-separable blocks, BatchNorm, ReLU6: where per-tensor int8 is known to break) and a
+ResNet-style one. Calibration: 200 training images; accuracy: the 360 held-out test images. Every
+artifact is built by ``tfopt.convert`` and run in its real runtime (LiteRT, ONNX Runtime, OpenVINO
+CPU at f32 inference precision); the numbers are top-1 accuracy in percent, and the drop against
+the float model in points. ``agree`` is the lowest top-1 agreement between two targets' int8
+outputs (cross-target consistency) next to the lowest agreement of a target with float.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import tempfile
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np
+
+TARGETS = ["tflite", "onnx", "openvino"]
+MODELS = {"mobilenet": "keras_mobilenet_like", "resnet": "keras_resnet_like", "cnn": "keras_cnn"}
+# Each row adds one technique to the one above it (the method row keeps the best range method).
+STEPS = [("native", dict(quantizer="native")),
+         ("minmax", dict(int8_recipe="minmax")),
+         ("best range method", None),  # filled in: the best of percentile, entropy, mse
+         ("+ equalize", "equalize"),
+         ("+ bias correction", "bias_correction"),
+         ("+ adaround", "adaround")]
+METHODS = ("percentile", "entropy", "mse")
+
+
+def train(name: str, epochs: int, root: str) -> dict[str, Any]:
+    from tfopt import examples
+
+    model = examples.train(getattr(examples, MODELS[name])(), epochs=epochs)
+    x_train, _, x_test, y_test = examples.digits()
+    path = os.path.join(root, name)
+    model.export(path, verbose=False)
+    calib, evald = os.path.join(root, f"{name}.calib.npz"), os.path.join(root, f"{name}.eval.npz")
+    np.savez(calib, images=x_train[:200])
+    np.savez(evald, images=x_test, labels=y_test)
+    return {"path": path, "calib": calib, "eval": evald, "x": x_test}
+
+
+def run(model: dict[str, Any], root: str, label: str, **options: Any) -> dict[str, Any]:
+    """Accuracy per target, the float accuracy, and the cross-target agreement of one configuration."""
+    import tfopt
+    from tfopt.manifest import manifest_model
+    from tfopt.runtimes import runner_for
+
+    out = os.path.join(root, "out", label.replace(" ", "_").replace("+", "p"))
+    result = tfopt.convert(model["path"], out, to=TARGETS, quantize=["int8"], calibration=model["calib"],
+                           eval_data=model["eval"], report_runs=3, overwrite=True, **options)
+    rows = {a["format"]: a for a in result.report["artifacts"]}
+    spec = manifest_model(out)
+    tops = {}
+    for a in result.artifacts:
+        runner = runner_for(a.format, os.path.join(out, a.path), spec)
+        tops[a.format] = np.concatenate([np.argmax(runner({"images": model["x"][i:i + 1]})[spec.outputs[0].name], -1)
+                                         for i in range(len(model["x"]))])
+    cross = min((100 * float(np.mean(tops[a] == tops[b])) for a, b in itertools.combinations(tops, 2)), default=np.nan)
+    with_float = min(rows[t]["fidelity"]["top1_agreement"] for t in rows)
+    return {"fp32": result.report["reference"]["accuracy"], "acc": {t: rows[t]["accuracy"] for t in rows},
+            "cross": cross, "with_float": with_float, "recipe": (result.int8 or {}).get("recipe")}
+
+
+def bench_int8(names: list[str], epochs: int, adaround: bool) -> None:
+    print("| model | weights | quantizer / recipe | fp32 | " + " | ".join(f"{t} int8 (drop)" for t in TARGETS)
+          + " | agree: targets / with float |")
+    print("|---|---|---|---|" + "---|" * len(TARGETS) + "---|")
+    with tempfile.TemporaryDirectory(prefix="tfopt-bench-int8-") as root:
+        for name in names:
+            model = train(name, epochs, root)
+            for per_tensor in (False, True):
+                grid = "per-tensor" if per_tensor else "per-channel"
+                recipe = "minmax"
+                for label, step in STEPS:
+                    if step == "adaround" and not adaround:
+                        continue
+                    if label == "native":
+                        if per_tensor:
+                            continue  # the converters' native int8 is per channel (TFLite, NNCF) or fixed
+                        options: dict[str, Any] = dict(step)  # type: ignore[arg-type]
+                    elif label == "minmax":
+                        options = dict(int8_recipe="minmax", per_tensor=per_tensor)
+                    elif step is None:
+                        scored = {m: run(model, root, f"{name}-{grid}-{m}", int8_recipe=m, per_tensor=per_tensor)
+                                  for m in METHODS}
+                        recipe = max(scored, key=lambda m: np.nanmean(list(scored[m]["acc"].values())))
+                        _row(name, grid, f"tfopt {recipe}", scored[recipe])
+                        continue
+                    else:
+                        recipe = f"{recipe}+{step}"
+                        options = dict(int8_recipe=recipe, per_tensor=per_tensor)
+                    _row(name, grid, "native" if label == "native" else f"tfopt {recipe}",
+                         run(model, root, f"{name}-{grid}-{label}", **options))
+
+
+def _row(name: str, grid: str, label: str, r: dict[str, Any]) -> None:
+    cells = [f"{r['acc'][t]:.1f} ({r['fp32'] - r['acc'][t]:+.1f})" if t in r["acc"] else "-" for t in TARGETS]
+    print(f"| {name} | {grid} | {label} | {r['fp32']:.1f} | " + " | ".join(cells)
+          + f" | {r['cross']:.1f} / {r['with_float']:.1f} |", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["mobilenet", "resnet"])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--no-adaround", dest="adaround", action="store_false")
+    args = parser.parse_args(argv)
+    bench_int8(args.models, args.epochs, args.adaround)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

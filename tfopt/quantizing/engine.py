@@ -1,0 +1,167 @@
+"""tfopt's int8 engine: ranges and weights decided once, in the TensorFlow graph, for every target.
+
+One recipe turns the portable float graph into a graph with fake-quant ops, which every target's
+converter then executes as int8 (see :mod:`tfopt.quantizing.fake_quant`)::
+
+    float graph --equalize--> --adaround--> --bias correction--> transformed float graph
+        --statistics (one streaming pass)--> ranges (calibration method, per tensor)
+        --insert fake quants (weights per channel or per tensor, activations per tensor)--> int8 graph
+
+- ``equalize`` (:mod:`.equalize`): cross-layer equalization, exact in float.
+- ``adaround`` (:mod:`.adaround`): learned rounding of each weight, layer by layer.
+- ``bias_correction`` (:mod:`.bias_correction`): the mean output shift weight rounding causes,
+  measured on the calibration data, is subtracted from each bias.
+- The calibration method (:mod:`.ranges`): ``minmax``, ``percentile[:P]``, ``entropy``, ``mse``.
+
+The weight transforms change activations, so statistics are collected on the transformed graph;
+candidates that differ only in their calibration method share one collection (:class:`Engine`
+caches per transform set).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tfopt.errors import OptionError
+from tfopt.graph import Model
+
+TRANSFORMS = ("equalize", "adaround", "bias_correction")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to quantize: a calibration method, the weight transforms, the weight granularity.
+
+    Its text form is ``METHOD[+equalize][+adaround][+bias_correction][+per_tensor]``, e.g.
+    ``mse+equalize+bias_correction``; ``str(recipe)`` gives it back, in that order.
+    """
+
+    method: str = "minmax"
+    equalize: bool = False
+    adaround: bool = False
+    bias_correction: bool = False
+    per_channel: bool = True
+
+    def __str__(self) -> str:
+        parts = [self.method, *(t for t in TRANSFORMS if getattr(self, t))]
+        return "+".join(parts + ([] if self.per_channel else ["per_tensor"]))
+
+    @property
+    def transforms(self) -> tuple[bool, bool, bool, bool]:
+        """What the statistics depend on (everything but the method)."""
+        return (self.equalize, self.adaround, self.bias_correction, self.per_channel)
+
+    @classmethod
+    def parse(cls, text: str, option: str = "--int8-recipe") -> Recipe:
+        from tfopt.quantizing.ranges import parse_method
+
+        method, *flags = [p.strip() for p in text.split("+") if p.strip()] or ["minmax"]
+        method = str(parse_method(method))
+        unknown = [f for f in flags if f not in (*TRANSFORMS, "per_tensor")]
+        if unknown:
+            raise OptionError(f"{option} {text}: unknown step '{unknown[0]}'; a recipe is METHOD[+equalize]"
+                              "[+adaround][+bias_correction][+per_tensor], e.g. mse+equalize+bias_correction")
+        return cls(method, "equalize" in flags, "adaround" in flags, "bias_correction" in flags,
+                   "per_tensor" not in flags)
+
+
+@dataclass
+class EngineReport:
+    """What the engine did: the recipe, each transform's own report, and the ranges it chose."""
+
+    recipe: str
+    transforms: dict[str, Any] = field(default_factory=dict)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    kept_float: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"recipe": self.recipe, "transforms": self.transforms, "activation_ranges": len(self.ranges),
+                "kept_float": self.kept_float, "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+
+
+class Engine:
+    """Quantizes one float model by any number of recipes, collecting statistics once per transform set.
+
+    Args:
+        model: the portable float graph (folded, unfused).
+        samples: calibration samples (a list of feed dicts, or ``{input: array}``).
+        keep_float: TF node names of layers left without fake quants (float in every target).
+        adaround_budget: seconds AdaRound may spend on the whole model.
+        progress: called with progress events (strings and :class:`tfopt.progress.Step`).
+    """
+
+    def __init__(self, model: Model, samples: Any, *, keep_float: Sequence[str] = (),
+                 adaround_budget: float | None = None, progress: Callable[[Any], None] | None = None):
+        self.model, self.samples, self.keep_float = model, samples, list(keep_float)
+        self.adaround_budget = adaround_budget
+        self._progress = progress
+        self._prepared: dict[tuple[bool, ...], tuple[Model, dict[str, Any], dict[str, Any], dict[str, float]]] = {}
+
+    def quantize(self, recipe: Recipe) -> tuple[Model, EngineReport]:
+        """The fake-quant graph of ``recipe``, and what was done to make it."""
+        from tfopt.quantizing.fake_quant import insert_fake_quant
+        from tfopt.quantizing.ranges import compute_range
+
+        transformed, stats, reports, seconds = self._prepare(recipe)
+        start = time.perf_counter()
+        ranges = {tensor: compute_range(s, recipe.method) for tensor, s in stats.items()}
+        quantized = insert_fake_quant(transformed, ranges, per_channel=recipe.per_channel, keep_float=self.keep_float)
+        report = EngineReport(str(recipe), dict(reports), ranges, list(self.keep_float),
+                              {**seconds, "ranges+fake_quant": time.perf_counter() - start})
+        return quantized, report
+
+    def _prepare(self, recipe: Recipe) -> tuple[Model, dict[str, Any], dict[str, Any], dict[str, float]]:
+        key = recipe.transforms
+        if key in self._prepared:
+            return self._prepared[key]
+        from tfopt.quantizing.fake_quant import activation_tensors
+        from tfopt.quantizing.statistics import collect
+
+        model, reports, seconds = self.model, {}, {}
+        if recipe.equalize:
+            from tfopt.quantizing.equalize import equalize
+
+            self._say("equalizing weights (cross-layer equalization)")
+            start = time.perf_counter()
+            model, equalized = equalize(model, samples=self.samples)
+            reports["equalize"], seconds["equalize"] = equalized.as_dict(), time.perf_counter() - start
+        if recipe.adaround:
+            from tfopt.quantizing.adaround import adaround
+
+            self._say("learning weight rounding (AdaRound)")
+            start = time.perf_counter()
+            model, rounded = adaround(model, self.samples, per_channel=recipe.per_channel,
+                                      time_budget=self.adaround_budget, progress=self._progress)
+            reports["adaround"], seconds["adaround"] = rounded.as_dict(), time.perf_counter() - start
+        if recipe.bias_correction:
+            from tfopt.quantizing.bias_correction import bias_correct
+
+            self._say("correcting biases for weight rounding")
+            start = time.perf_counter()
+            model, corrected = bias_correct(model, self.samples, per_channel=recipe.per_channel)
+            reports["bias_correction"], seconds["bias_correction"] = corrected.as_dict(), time.perf_counter() - start
+        self._say("collecting activation statistics")
+        start = time.perf_counter()
+        stats = collect(model, self.samples, activation_tensors(model, keep_float=self.keep_float),
+                        progress=self._progress)
+        seconds["statistics"] = time.perf_counter() - start
+        self._prepared[key] = (model, stats, reports, seconds)
+        return self._prepared[key]
+
+    def _say(self, event: Any) -> None:
+        if self._progress is not None:
+            self._progress(event)
+
+
+def quantize_model(model: Model, samples: Any, recipe: Recipe | str = Recipe(), *, keep_float: Sequence[str] = (),
+                   adaround_budget: float | None = None,
+                   progress: Callable[[Any], None] | None = None) -> tuple[Model, EngineReport]:
+    """``model`` with fake-quant ops by ``recipe`` (a :class:`Recipe` or its text); see :class:`Engine`."""
+    if isinstance(recipe, str):
+        recipe = Recipe.parse(recipe)
+    return Engine(model, samples, keep_float=keep_float, adaround_budget=adaround_budget,
+                  progress=progress).quantize(recipe)

@@ -1,0 +1,147 @@
+"""Which int8 artifacts tfopt's engine builds in ``tfopt convert``, and the recipe each one gets.
+
+``--quantizer tfopt`` (the default) quantizes once, in the TF graph (:mod:`.engine`): every int8
+artifact converts the same fake-quant graph, so TFLite, ONNX and OpenVINO execute the same
+decisions. ``--quantizer native`` is each converter's own post-training quantization (the TFLite
+converter, ONNX Runtime's ``quantize_static``, NNCF), kept for comparison. The native path also
+builds what the engine does not decide: int16x8 and dynamic precisions, ``--auto-keep-float``
+(each target ranks its own layers), and OpenVINO under ``--accuracy-control`` (NNCF's own search).
+
+``--int8-recipe auto`` tries each candidate of :data:`CANDIDATES` per target, in its real runtime,
+on the eval data (accuracy with labels; otherwise top-1 agreement with the float model on the
+calibration data), and keeps the best that passes the ``--fail-if`` gates; ties go to the
+earlier (simpler) candidate. Candidates share the statistics (:class:`~.engine.Engine`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from tfopt.graph import Model
+from tfopt.quantizing.engine import Engine, Recipe
+
+DEFAULT_RECIPE = "mse+equalize+bias_correction"
+QUANTIZERS = ("tfopt", "native")
+# Simplest first: a later candidate must do strictly better to be kept.
+CANDIDATES = tuple(Recipe.parse(t) for t in (
+    "minmax", "percentile", "entropy", "mse", "minmax+equalize", "mse+equalize", "mse+bias_correction",
+    "mse+equalize+bias_correction", "entropy+equalize+bias_correction", "percentile+equalize+bias_correction"))
+
+
+def engine_builds(quantize: Any, target: str, precision: str, qat: bool) -> bool:
+    """Whether the engine builds ``target``'s ``precision`` artifact under ``quantize`` (QuantizeOptions)."""
+    if precision != "int8" or qat or quantize.quantizer != "tfopt" or quantize.auto_keep_float is not None:
+        return False
+    return not (quantize.accuracy_control is not None and target == "openvino")
+
+
+def base_recipe(quantize: Any) -> Recipe:
+    """The recipe ``--int8-recipe``, ``--calibration-method`` and ``--per-tensor`` name together."""
+    text = quantize.int8_recipe if quantize.int8_recipe not in (None, "auto") else DEFAULT_RECIPE
+    recipe = Recipe.parse(text)
+    if quantize.calibration_method:
+        from tfopt.quantizing.ranges import parse_method
+
+        recipe = replace(recipe, method=str(parse_method(quantize.calibration_method)))
+    return replace(recipe, per_channel=recipe.per_channel and not quantize.per_tensor)
+
+
+class Int8Plan:
+    """The engine's models for one conversion: one recipe for every target, or one per target (auto).
+
+    Args:
+        portable: the float graph the targets read.
+        samples: finite calibration samples.
+        quantize: the :class:`tfopt.options.QuantizeOptions`.
+        evaluate: ``evaluate(target, model) -> (score, row)`` for recipe search: builds ``target``'s
+            int8 artifact of ``model`` in a scratch directory and measures it (higher is better;
+            ``row`` is the report row the gates read, or ``None`` when a gate failed).
+    """
+
+    def __init__(self, portable: Model, samples: Any, quantize: Any, *,
+                 evaluate: Callable[[str, Model], tuple[tuple[float, float], dict[str, Any] | None]] | None = None,
+                 progress: Callable[[Any], None] | None = None):
+        self.quantize = quantize
+        self.recipe = base_recipe(quantize)
+        self.engine = Engine(portable, samples, keep_float=quantize.keep_float,
+                             adaround_budget=quantize.adaround_budget, progress=progress)
+        self._evaluate = evaluate
+        self._models: dict[str, tuple[Model, Any]] = {}
+        self.searches: dict[str, list[dict[str, Any]]] = {}
+        self._say = progress or (lambda event: None)
+
+    def model_for(self, target: str) -> Model:
+        """The fake-quant graph ``target``'s int8 artifact converts."""
+        key = target if self.quantize.int8_recipe == "auto" else ""
+        if key not in self._models:
+            self._models[key] = self._search(target) if key else self.engine.quantize(self.recipe)
+        return self._models[key][0]
+
+    def record(self) -> dict[str, Any]:
+        """For ``manifest.json``: the recipe (per target when searched), what each step did, the candidates."""
+        reports = {key or "*": report.as_dict() for key, (_, report) in self._models.items()}
+        return {"quantizer": "tfopt", "recipe": {k: r["recipe"] for k, r in reports.items()}, "engine": reports,
+                "candidates": self.searches}
+
+    def _search(self, target: str) -> tuple[Model, Any]:
+        from tfopt.progress import Step
+
+        if self._evaluate is None:
+            raise ValueError("recipe search needs an evaluate function")
+        grid = self.recipe.per_channel
+        tried: list[dict[str, Any]] = []
+        best: tuple[tuple[float, float], Model, Any] | None = None
+        for index, candidate in enumerate(CANDIDATES):
+            candidate = replace(candidate, per_channel=grid)
+            self._say(Step(f"{target} int8 recipes", index + 1, len(CANDIDATES)))
+            model, report = self.engine.quantize(candidate)
+            score, row = self._evaluate(target, model)
+            tried.append({"recipe": str(candidate), "score": score[0], "passes_gates": row is not None,
+                          **({k: row.get(k) for k in ("bytes", "accuracy", "accuracy_drop")} if row else {}),
+                          "top1_agreement": (row or {}).get("fidelity", {}).get("top1_agreement"),
+                          "latency_ms": (row or {}).get("latency_ms", {}).get("median")})
+            if row is not None and (best is None or score > best[0]):
+                best = (score, model, report)
+        kept = best if best is not None else ((0.0, 0.0), *self.engine.quantize(replace(self.recipe, per_channel=grid)))
+        for entry in tried:
+            entry["kept"] = entry["recipe"] == kept[2].recipe
+        self.searches[target] = tried
+        return kept[1], kept[2]
+
+
+def scratch_evaluator(build: Callable[[str, Model, str], str],
+                      measure_row: Callable[[str, str, str], dict[str, Any]],
+                      gates: Sequence[Any]) -> Callable[[str, Model], Any]:
+    """``evaluate(target, model)`` for :class:`Int8Plan`: ``build(target, model, directory)`` writes
+    the artifact into a scratch directory, ``measure_row(target, directory, relative path)`` gives
+    its report row (:func:`tfopt.report.measure.measure`); the gates decide pass or fail."""
+    from tfopt.report.gates import evaluate_gates
+
+    def evaluate(target: str, model: Model) -> tuple[tuple[float, float], dict[str, Any] | None]:
+        with tempfile.TemporaryDirectory(prefix="tfopt-recipe-") as scratch:
+            path = build(target, model, scratch)
+            row = measure_row(target, scratch, os.path.relpath(path, scratch))
+        failed = any(r["failed"] for r in evaluate_gates({"artifacts": [row]}, gates))
+        return score_of(row), (None if failed else row)
+
+    return evaluate
+
+
+def score_of(row: dict[str, Any]) -> tuple[float, float]:
+    """Higher is better: accuracy (or the --metric score) with labels, else top-1 agreement with the
+    float model; then the negative relative error (what separates candidates that agree alike, and
+    models with no classes). NaN scores lowest."""
+    fidelity = row.get("fidelity") or {}
+
+    def finite(value: Any) -> float:
+        return float(value) if value is not None and np.isfinite(value) else -np.inf
+
+    primary = row.get("accuracy") if row.get("accuracy") is not None else fidelity.get("top1_agreement")
+    rel = fidelity.get("rel_err")
+    return finite(primary), -finite(rel) if rel is not None and np.isfinite(rel) else -np.inf
