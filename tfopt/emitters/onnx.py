@@ -56,13 +56,20 @@ def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
     if log.strip():
         logging.getLogger(__name__).info("tf2onnx (child process):\n%s", log.rstrip())
     _check_ops(proto, opset)
+    from tfopt.emitters.onnx_weight_quant import fold_weight_qdq
+
+    fold_weight_qdq(proto.graph)
     _canonical_initializers(proto.graph)
     return proto
 
 
 def _lower_for_tf2onnx(graph_def: Any) -> Any:
     """Rewrite TF ops tf2onnx has no handler for into ones it has:
-    ``Erfc(x) = 1 − Erf(x)`` (Keras 3's exact GELU, ``0.5·x·erfc(−x/√2)``, uses Erfc)."""
+    ``Erfc(x) = 1 − Erf(x)`` (Keras 3's exact GELU, ``0.5·x·erfc(−x/√2)``, uses Erfc); weight fake
+    quants into int8 QDQ pairs (:mod:`tfopt.emitters.onnx_weight_quant`)."""
+    from tfopt.emitters.onnx_weight_quant import lower_weight_fake_quant
+
+    graph_def = lower_weight_fake_quant(graph_def)
     if not any(n.op == "Erfc" for n in graph_def.node):
         return graph_def
     from tfopt._tf import graph_def_class, make_const

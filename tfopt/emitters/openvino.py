@@ -66,6 +66,9 @@ def convert_to_openvino(model: Model) -> Any:
             ov_model = ov.convert_model(pb)
         except Exception as exc:
             raise ConversionError(f"openvino.convert_model failed: {_first_error(str(exc))}") from exc
+    from tfopt.emitters.openvino_weight_quant import fold_weight_reshapes
+
+    fold_weight_reshapes(ov_model)  # fake-quantized depthwise kernels: int8, not f32 (see there)
     _canonical_names(ov_model)  # before NNCF too: it derives its layer names from these
     return ov_model
 

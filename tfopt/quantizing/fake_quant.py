@@ -1,0 +1,391 @@
+"""Quantize once, in the TF graph: fake-quant ops that every target then executes as int8.
+
+Pattern (a conv layer; depthwise and dense alike)::
+
+    x -> Conv2D(W) -> BiasAdd(b) -> Relu                                   before
+    x -> FQ(x) -> Conv2D(FQc(W)) -> BiasAdd(b') -> Relu -> FQ              after
+
+``FQ``: ``FakeQuantWithMinMaxVars`` on an activation (per tensor, 8 bits, ``narrow_range=False``);
+``FQc``: ``FakeQuantWithMinMaxVarsPerChannel`` on a weight (symmetric, ``narrow_range=True``, one
+range per output channel). This is the graph quantization-aware training leaves, so the
+converters' QAT paths read it: TFLite makes int8 kernels of it, tf2onnx QuantizeLinear/
+DequantizeLinear pairs (int8 kernels in ONNX Runtime), OpenVINO FakeQuantize (int8 in its CPU
+plugin). :mod:`tfopt.quantizing.int8_ops` counts which kernels each artifact runs in int8.
+
+TensorFlow's fake quant (``q_min = narrow_range ? 1 : 0``, ``q_max = 2^bits − 1``)::
+
+    s  = (max − min) / (q_max − q_min)                    step (scale)
+    z  = clamp(round(q_min − min / s), q_min, q_max)      nudged zero point
+    min' = (q_min − z)·s,  max' = (q_max − z)·s           nudged range
+    FQ(x) = round((clamp(x, min', max') − min') / s)·s + min'
+
+A range without 0 is *shifted* by that nudge (z is clamped), not widened: [0.5, 3] becomes
+[0, 2.5]. So every range is first widened to contain 0 (``min ← min(min, 0)``, ``max ← max(max,
+0)``), then nudged here, and the graph stores the nudged ``min'``/``max'``: 0 is exact, TF's own
+nudge is the identity, and converters that recompute ``s`` and ``z`` (tf2onnx, OpenVINO) land on
+the same grid.
+
+Weights, per output channel c with ``s_c = max|W_c| / 127``: ``[−127·s_c, 127·s_c]`` with
+``narrow_range`` (``z = 128``: the int8 grid −127..127 with zero point 0 TFLite's kernels
+require), else ``[−128·s_c, 127·s_c]``. A ``Conv2D`` kernel ``[H, W, in, out]`` has its channel
+last; a ``DepthwiseConv2dNative`` kernel ``[H, W, in, mult]`` has ``in·mult`` (``c = i·mult + m``),
+so it is reshaped to ``[H, W, 1, in·mult]``, fake-quantized there and reshaped back: the layout of
+TFLite's depthwise kernel (quantized dimension 3 of ``[1, H, W, in·mult]``); tf2onnx and OpenVINO
+get the reshape folded into the stored weight (:mod:`tfopt.emitters.onnx_weight_quant`,
+:mod:`tfopt.emitters.openvino_weight_quant`). ``MatMul`` weights are per tensor (``PER_CHANNEL_OPS``).
+
+Biases: an int8 kernel adds the bias in int32 at its accumulator's scale ``s_in·s_w[c]``, so the
+graph's bias is put on that grid too, ``b'[c] = round(b[c] / (s_in·s_w[c]))·s_in·s_w[c]``: the
+fake-quant graph then computes what the kernels do (measured: 10x closer to TFLite's output).
+
+Placement: :func:`activation_tensors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tfopt.errors import OptionError
+from tfopt.graph import Model, canonical_tensor, consumers, dtype_name, is_control, node_map, tensor_node, tensor_port
+
+# Layers with a constant weight in input 1: their output channel is the weight's last axis
+# (depthwise: the last two axes, flattened).
+LINEAR_OPS = frozenset({"Conv2D", "DepthwiseConv2dNative", "MatMul"})
+# Per-channel weights where the converters can carry them; MatMul's are per tensor (as TFMOT's Dense):
+# TFLite transposes the [in, out] weight into FULLY_CONNECTED's [out, in] and rejects a per-channel
+# axis through that transpose ("'tfl.transpose' op has mismatched quantized axes").
+PER_CHANNEL_OPS = frozenset({"Conv2D", "DepthwiseConv2dNative"})
+# Folded into the layer by every converter (bias add, then a clamp-like activation): the range goes
+# after the last of them, not in between, as a QAT graph has it.
+BIAS_OPS = frozenset({"BiasAdd", "Add", "AddV2"})
+FUSED_ACTIVATIONS = frozenset({"Relu", "Relu6"})
+# Ops whose output range is not their input's: each needs its own range to stay int8.
+REQUANTIZING_OPS = frozenset({"Add", "AddV2", "Sub", "Mul", "ConcatV2", "Mean", "AvgPool", "Relu", "Relu6",
+                              "LeakyRelu", "Sigmoid", "Tanh", "Softmax", "Maximum", "Minimum", "Elu",
+                              "SquaredDifference"})
+# Ops whose int8 kernels reuse their input's scale need no range of their own: converters propagate it.
+# Any other op gets none either, and runs as its converter decides.
+SCALE_PRESERVING_OPS = frozenset({"MaxPool", "Reshape", "Squeeze", "ExpandDims", "Transpose", "Identity", "Pad",
+                                  "StridedSlice", "Slice", "SpaceToDepth", "DepthToSpace"})
+FLOAT_DTYPES = frozenset({"float32"})
+ACT_BITS = 8
+WEIGHT_LEVELS = 127  # symmetric int8 weights: −127..127 (narrow) or −128..127
+MIN_RANGE = 1e-6  # a constant-zero tensor still needs a positive step
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A linear op and the bias/activation nodes it fuses with (``nodes``: linear, bias, activation)."""
+
+    linear: str
+    nodes: tuple[str, ...]
+
+
+def layers(model: Model) -> list[Layer]:
+    """Every quantizable layer (``LINEAR_OPS`` with a constant weight), with its fused tail, in graph order."""
+    nodes = node_map(model.graph_def)
+    users = _data_consumers(model.graph_def)
+    outputs = {tensor_node(s.tensor) for s in model.outputs}
+    out = []
+    for node in model.graph_def.node:
+        if node.op in LINEAR_OPS and _const_input(nodes, node, 1) is not None:
+            chain = [node.name]
+            for allowed in (BIAS_OPS, FUSED_ACTIVATIONS):
+                nxt = _single_user(users, chain[-1], outputs)
+                if nxt is not None and nxt.op in allowed and (allowed is not BIAS_OPS or _is_bias(nodes, nxt)):
+                    chain.append(nxt.name)
+            out.append(Layer(node.name, tuple(chain)))
+    return out
+
+
+def activation_tensors(model: Model, keep_float: Collection[str] = ()) -> list[str]:
+    """The tensors (``"node:index"``) that need an activation range, where a QAT graph has them.
+
+    1. each float model input (the first layer's int8 input);
+    2. each layer's output after its bias and fused ``Relu``/``Relu6`` (``Conv2D``/
+       ``DepthwiseConv2dNative``/``MatMul`` -> ``BiasAdd`` -> ``Relu``): converters fuse these into
+       one int8 kernel whose output scale is this range; a range in between would split it;
+    3. the output of every other op in ``REQUANTIZING_OPS`` (``Add``, ``ConcatV2``, ``Mean``,
+       ``AvgPool``, a standalone ``Relu``...), extended over a single-consumer ``Relu``/``Relu6``
+       after it (``Add -> Relu``: one range, as TFMOT places it): their int8 output scale differs
+       from their inputs', so a converter without it falls back to float there.
+
+    Scale-preserving ops (``MaxPool``, ``Reshape``, ``Squeeze``, ``Transpose``, ``Pad``...) get
+    none: every converter carries their input's scale through. A layer or op named in
+    ``keep_float`` (any of its nodes) gets none, so converters keep it in float.
+
+    Raises:
+        OptionError: a ``keep_float`` name is not a layer or op that would get a range.
+    """
+    kept = _kept(model, keep_float)
+    inputs = [s.tensor for s in model.inputs if s.dtype in FLOAT_DTYPES]
+    return [canonical_tensor(t) for t in inputs] + [out for group, out in _range_groups(model) if not kept & set(group)]
+
+
+def nudge(lo: float, hi: float, *, bits: int = ACT_BITS, narrow_range: bool = False) -> tuple[float, float]:
+    """``[lo, hi]`` widened to contain 0, then nudged as ``FakeQuantWithMinMaxVars`` does (module
+    docstring): the returned float32 range holds 0 exactly and is its own nudge."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        raise OptionError(f"range [{lo}, {hi}] is not finite")
+    if hi - lo < MIN_RANGE:
+        hi = lo + MIN_RANGE
+    q_min, q_max = (1 if narrow_range else 0), 2 ** bits - 1
+    scale = (hi - lo) / (q_max - q_min)
+    zero = min(max(round(q_min - lo / scale), q_min), q_max)
+    return float(np.float32((q_min - zero) * scale)), float(np.float32((q_max - zero) * scale))
+
+
+def weight_ranges(weight: np.ndarray, op: str, *, per_channel: bool = True,
+                  narrow_range: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric ``(min, max)`` per output channel (shape ``[channels]``) or per tensor (scalars)
+    of a layer's weight: ``s = max|W| / 127``, ``[−127·s, 127·s]`` (narrow) or ``[−128·s, 127·s]``."""
+    w = np.abs(weight.astype(np.float64))
+    if per_channel:
+        m = w.reshape(-1, weight.shape[-1] * (weight.shape[-2] if op == "DepthwiseConv2dNative" else 1)).max(axis=0)
+    else:
+        m = np.asarray(w.max())
+    scale = np.maximum(m, MIN_RANGE) / WEIGHT_LEVELS
+    low = -(WEIGHT_LEVELS if narrow_range else WEIGHT_LEVELS + 1) * scale
+    return low.astype(np.float32), (WEIGHT_LEVELS * scale).astype(np.float32)
+
+
+def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *, per_channel: bool = True,
+                      keep_float: Collection[str] = (), narrow_range: bool = True) -> Model:
+    """A copy of ``model`` with fake-quant ops on every layer's weights and on the activations
+    :func:`activation_tensors` names; ``model`` itself is not changed.
+
+    Args:
+        model: a frozen model (the portable graph of :func:`tfopt.optimize`).
+        ranges: ``"node:index"`` -> ``(min, max)`` for each activation tensor (from any range
+            method); widened to contain 0 and nudged (module docstring).
+        per_channel: one weight range per output channel (``FakeQuantWithMinMaxVarsPerChannel``);
+            False: one per weight tensor.
+        keep_float: TF node names of layers/ops to leave in float (no fake quant on their weights
+            or output).
+        narrow_range: weights on −127..127 (what TFLite's int8 kernels expect) rather than −128..127.
+
+    Returns:
+        A new :class:`Model` with the same inputs and outputs (a graph output that gets a range
+        keeps its name: the fake quant takes it, its producer becomes ``<name>/float``). It is its
+        own ``reference`` (later stages are verified against the fake-quant graph); its
+        ``baseline`` is the float model, which the report measures the int8 artifacts against.
+
+    Raises:
+        OptionError: a range is missing for a tensor that needs one, or is not finite; a
+            ``keep_float`` name is unknown.
+    """
+    from tfopt._tf import const_value, graph_def_class
+    from tfopt.graph import unique_name, validate
+    from tfopt.graph_order import canonical_order
+
+    kept = _kept(model, keep_float)
+    tensors = activation_tensors(model, keep_float)
+    given = {canonical_tensor(k): v for k, v in ranges.items()}
+    missing = [t for t in tensors if t not in given]
+    if missing:
+        raise OptionError(f"no activation range for {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}: "
+                          "pass one (min, max) per tensor activation_tensors() names")
+    graph = graph_def_class()()
+    graph.CopyFrom(model.graph_def)
+    nodes = node_map(graph)
+    act_ranges = {t: nudge(*given[t]) for t in tensors}
+    weights = biases = 0
+    for layer in layers(model):
+        if kept & set(layer.nodes):
+            continue
+        linear = nodes[layer.linear]
+        value = const_value(_const_input(nodes, linear, 1))
+        lo, hi = weight_ranges(value, linear.op, per_channel=per_channel and linear.op in PER_CHANNEL_OPS,
+                               narrow_range=narrow_range)
+        linear.input[1] = _quantize_weight(graph, layer.linear, linear.input[1], value.shape,
+                                           lo, hi, depthwise=linear.op == "DepthwiseConv2dNative",
+                                           narrow_range=narrow_range)
+        weights += 1
+        source = _scale_source(nodes, linear.input[0], act_ranges)
+        if len(layer.nodes) > 1 and nodes[layer.nodes[1]].op in BIAS_OPS and source is not None:
+            in_lo, in_hi = act_ranges[source]
+            bias_scale = (in_hi - in_lo) / (2 ** ACT_BITS - 1) * hi / WEIGHT_LEVELS
+            biases += _round_bias(graph, nodes, nodes[layer.nodes[1]], bias_scale)
+    output_nodes = {tensor_node(s.tensor) for s in model.outputs}
+    readers: dict[str, list[tuple[Any, int]]] = {}
+    for reader in graph.node:
+        for i, ref in enumerate(reader.input):
+            if not is_control(ref):
+                readers.setdefault(canonical_tensor(ref), []).append((reader, i))
+    for tensor in tensors:
+        node, port = tensor_node(tensor), tensor_port(tensor)
+        if node in output_nodes and port == 0:
+            # The fake quant takes the output node's name, so the output and every reader of port 0
+            # see the quantized value; the producer is renamed, and its other ports' readers follow it.
+            producer = unique_name(graph, f"{node}/float")
+            nodes[node].name = producer
+            for reader, i in (r for ref, rs in readers.items() if tensor_node(ref) == node and tensor_port(ref) for r in rs):
+                reader.input[i] = f"{producer}:{tensor_port(reader.input[i])}"
+            _add_fake_quant(graph, node, producer, *act_ranges[tensor], narrow_range=False)
+            continue
+        name = unique_name(graph, f"{node}/act_quant" if port == 0 else f"{node}/act_quant_{port}")
+        _add_fake_quant(graph, name, tensor if port else node, *act_ranges[tensor], narrow_range=False)
+        for reader, i in readers.get(tensor, []):
+            reader.input[i] = name
+    canonical_order(graph)
+    validate(graph)
+    provenance = {**model.provenance, "fake_quant": {"weights": weights, "biases": biases, "activations": len(tensors),
+                                                     "per_channel": per_channel, "keep_float": sorted(kept)}}
+    return model.replace(graph_def=graph, provenance=provenance, reference=None,
+                         baseline=model.baseline or _float_runner(model))
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+def _float_runner(model: Model) -> Any:
+    """Runs ``model``'s frozen float graph, its TF session opened on first use."""
+    opened: list[Any] = []
+
+    def run(feeds: Mapping[str, Any]) -> dict[str, Any]:
+        if not opened:
+            from tfopt.runtimes.tensorflow import GraphRunner
+
+            opened.append(GraphRunner(model.replace(reference=None)))
+        return dict(opened[0](feeds))
+
+    return run
+
+
+def _quantize_weight(graph: Any, layer: str, source: str, shape: Sequence[int], lo: np.ndarray, hi: np.ndarray, *,
+                     depthwise: bool, narrow_range: bool) -> str:
+    """Add the weight's fake quant (a depthwise kernel's through ``[H, W, 1, in·mult]``); returns its tensor."""
+    from tfopt._tf import make_const
+    from tfopt.graph import DT_FLOAT, DT_INT32, unique_name
+
+    base = unique_name(graph, f"{layer}/weights_quant")
+    if not (depthwise and lo.ndim):
+        _add_fake_quant(graph, base, source, lo, hi, narrow_range=narrow_range)
+        return base
+    h, w, cin, mult = shape
+    graph.node.extend([make_const(f"{base}/flat_shape", np.array([h, w, 1, cin * mult], np.int32)),
+                       make_const(f"{base}/shape", np.array(shape, np.int32)),
+                       _node(f"{base}/flat", "Reshape", [source, f"{base}/flat_shape"], T=DT_FLOAT, Tshape=DT_INT32)])
+    _add_fake_quant(graph, f"{base}/fq", f"{base}/flat", lo, hi, narrow_range=narrow_range)
+    graph.node.append(_node(base, "Reshape", [f"{base}/fq", f"{base}/shape"], T=DT_FLOAT, Tshape=DT_INT32))
+    return base
+
+
+def _scale_source(nodes: Mapping[str, Any], ref: str, act_ranges: Mapping[str, Any]) -> str | None:
+    """The activation tensor whose range sets the scale of ``ref``: itself, or the one a chain of
+    scale-preserving ops (MaxPool, Reshape...) reads; None if there is none (a kept-float input)."""
+    tensor = canonical_tensor(ref)
+    while tensor not in act_ranges:
+        node = nodes.get(tensor_node(tensor))
+        if node is None or node.op not in SCALE_PRESERVING_OPS or not node.input:
+            return None
+        tensor = canonical_tensor(node.input[0])
+    return tensor
+
+
+def _round_bias(graph: Any, nodes: Mapping[str, Any], bias_op: Any, scale: np.ndarray) -> int:
+    """Put the bias on the int32 grid the int8 kernels hold it on: ``b' = round(b / (s_in·s_w))·s_in·s_w``."""
+    from tfopt._tf import const_value, make_const
+    from tfopt.graph import unique_name
+
+    const = _const_input(nodes, bias_op, 1)  # (an Add is a bias only with its constant second: _is_bias)
+    if const is None:
+        return 0
+    bias = const_value(const).astype(np.float64)
+    step = np.maximum(np.asarray(scale, np.float64), np.finfo(np.float32).tiny)
+    name = unique_name(graph, f"{bias_op.name}/bias_quant")
+    graph.node.append(make_const(name, (np.round(bias / step) * step).astype(np.float32)))
+    bias_op.input[1] = name
+    return 1
+
+
+def _add_fake_quant(graph: Any, name: str, source: str, lo: np.ndarray | float, hi: np.ndarray | float, *,
+                    narrow_range: bool) -> None:
+    """``name = FakeQuantWithMinMaxVars[PerChannel](source, lo, hi)`` (per channel when ``lo`` is a vector)."""
+    from tfopt._tf import make_const
+
+    per_channel = bool(np.ndim(lo))
+    graph.node.extend([make_const(f"{name}/min", np.asarray(lo, np.float32)),
+                       make_const(f"{name}/max", np.asarray(hi, np.float32))])
+    op = "FakeQuantWithMinMaxVarsPerChannel" if per_channel else "FakeQuantWithMinMaxVars"
+    fq = _node(name, op, [source, f"{name}/min", f"{name}/max"])
+    fq.attr["num_bits"].i = ACT_BITS
+    fq.attr["narrow_range"].b = narrow_range
+    graph.node.append(fq)
+
+
+def _node(name: str, op: str, inputs: Sequence[str], **types: int) -> Any:
+    from tensorflow.core.framework import node_def_pb2
+
+    node = node_def_pb2.NodeDef(name=name, op=op, input=list(inputs))
+    for key, dtype in types.items():
+        node.attr[key].type = dtype
+    return node
+
+
+def _data_consumers(graph_def: Any) -> dict[str, list[Any]]:
+    return {name: [n for n, i in uses if not is_control(n.input[i])] for name, uses in consumers(graph_def).items()}
+
+
+def _single_user(users: Mapping[str, list[Any]], name: str, outputs: Collection[str]) -> Any:
+    """The one node reading ``name``, unless ``name`` is also read elsewhere or is a graph output."""
+    readers = users.get(name, [])
+    return readers[0] if len(readers) == 1 and name not in outputs else None
+
+
+def _const_input(nodes: Mapping[str, Any], node: Any, index: int) -> Any:
+    source = nodes.get(tensor_node(node.input[index])) if len(node.input) > index else None
+    return source if source is not None and source.op == "Const" else None
+
+
+def _is_bias(nodes: Mapping[str, Any], node: Any) -> bool:
+    """``BiasAdd``, or ``Add``/``AddV2`` of a constant vector (a bias that was never a BiasAdd)."""
+    const = _const_input(nodes, node, 1)
+    return node.op == "BiasAdd" or (const is not None and len(const.attr["value"].tensor.tensor_shape.dim) <= 1)
+
+
+def _dtype(node: Any) -> str:
+    return dtype_name(node.attr["T"].type) if "T" in node.attr else "float32"
+
+
+def _range_groups(model: Model) -> list[tuple[tuple[str, ...], str]]:
+    """``(nodes, output tensor)`` of every layer and every requantizing op (with the Relu/Relu6 it
+    fuses with), in graph order: each group gets one range, on its output."""
+    users = _data_consumers(model.graph_def)
+    outputs = {tensor_node(s.tensor) for s in model.outputs}
+    groups = {layer.linear: layer.nodes for layer in layers(model)}
+    taken = {n for group in groups.values() for n in group}
+    for node in model.graph_def.node:  # Add -> Relu: the Relu joins the Add's group, whatever the node order
+        if node.op in REQUANTIZING_OPS and node.op not in FUSED_ACTIVATIONS and node.name not in taken \
+                and _dtype(node) in FLOAT_DTYPES:
+            nxt = _single_user(users, node.name, outputs)
+            fused = nxt is not None and nxt.op in FUSED_ACTIVATIONS and nxt.name not in taken
+            groups[node.name] = (node.name, nxt.name) if fused else (node.name,)
+            taken.update(groups[node.name])
+    for node in model.graph_def.node:
+        if node.op in FUSED_ACTIVATIONS and node.name not in taken and _dtype(node) in FLOAT_DTYPES:
+            groups[node.name] = (node.name,)
+    order = {n.name: i for i, n in enumerate(model.graph_def.node)}
+    return [(group, f"{group[-1]}:0") for _, group in sorted(groups.items(), key=lambda kv: order[kv[0]])]
+
+
+def _kept(model: Model, keep_float: Collection[str]) -> set[str]:
+    """The TF node names ``keep_float`` covers: every node of a group named by any of its nodes."""
+    names = set(node_map(model.graph_def))
+    groups = [set(group) for group, _ in _range_groups(model)]
+    known = set().union(*groups)
+    unknown = [k for k in keep_float if k not in known]
+    if unknown:
+        from tfopt.errors import did_you_mean
+
+        what = "not a node of this graph" if unknown[0] not in names else "not a quantized layer or op"
+        raise OptionError(f"keep_float {unknown[0]}: {what}.{did_you_mean(unknown[0], sorted(known))}")
+    kept = set(keep_float)
+    for group in groups:
+        if group & kept:
+            kept |= group
+    return kept
