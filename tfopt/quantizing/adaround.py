@@ -59,6 +59,7 @@ from tfopt.graph import (
 )
 from tfopt.passes.base import Skip
 from tfopt.progress import Step
+from tfopt.quantizing.fake_quant import PER_CHANNEL_OPS
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ def weight_amax(w: np.ndarray, op: str, *, per_channel: bool, transpose_b: bool 
     """``max|W|`` per output channel (see the module docstring for the axes) or per tensor, shaped to
     broadcast against ``w``: the range ``[-amax, amax]`` the weight quantizer uses."""
     keep = {"Conv2D": (w.ndim - 1,), "DepthwiseConv2dNative": (2, 3),
-            "MatMul": (0,) if transpose_b else (1,)}[op] if per_channel else ()
+            "MatMul": (0,) if transpose_b else (1,)}[op] if per_channel and op in PER_CHANNEL_OPS else ()
     return np.max(np.abs(w), axis=tuple(a for a in range(w.ndim) if a not in keep), keepdims=True)
 
 
@@ -190,7 +191,8 @@ def adaround(model: Model, samples: Mapping[str, np.ndarray], *, per_channel: bo
     Args:
         model: a frozen model; it is not modified.
         samples: calibration inputs, input name -> array with the samples on axis 0.
-        per_channel: one scale per output channel (else one per weight tensor).
+        per_channel: one scale per output channel of a conv/depthwise layer (MatMul weights are
+            per tensor, as the engine's fake quants: ``fake_quant.PER_CHANNEL_OPS``); else one per tensor.
         bits: weight bits (symmetric narrow range: ±(2**(bits-1) - 1)).
         iterations: optimisation steps per layer.
         time_budget: seconds for the whole run, shared equally by the layers still to do.

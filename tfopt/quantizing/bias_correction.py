@@ -19,8 +19,8 @@ layer from above. Expectations are over the calibration samples and every spatia
 The returned model keeps its float weights; only biases change (a BiasAdd is created for a layer
 that has none). The engine then quantizes the weights exactly as :func:`quantize_weights_sim` did
 here: symmetric int8, ``q = clip(round(w/Δ), −127, 127)``, ``Δ = max|w|/127`` per output channel
-(``per_channel=True``, what TFLite, ONNX Runtime and OpenVINO do for conv/dense weights) or per
-tensor.
+for conv and depthwise layers (``per_channel=True``) and per tensor for MatMul, as the engine's
+fake quants are (:data:`tfopt.quantizing.fake_quant.PER_CHANNEL_OPS`), or per tensor throughout.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from tfopt.quantizing._channels import (
     set_const,
     topological_rank,
 )
+from tfopt.quantizing.fake_quant import PER_CHANNEL_OPS
 
 
 def quantize_weights_sim(w: np.ndarray, per_channel: bool, axis: int | Sequence[int]) -> np.ndarray:
@@ -92,7 +93,7 @@ def fake_quantize_weights(model: Model, *, per_channel: bool = True) -> Model:
     graph_def = copy_graph(model.graph_def)
     for layer in quantizable_layers(graph_def)[0]:
         w = const_array(layer.weights)
-        set_const(layer.weights, quantize_weights_sim(w, per_channel, layer.out_axes))
+        set_const(layer.weights, quantize_weights_sim(w, per_channel and layer.op.op in PER_CHANNEL_OPS, layer.out_axes))
     return model.replace(graph_def=graph_def)
 
 
@@ -153,7 +154,8 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True) ->
     floats = {}
     for layer in layers:
         floats[layer.weights.name] = const_array(layer.weights)
-        set_const(layer.weights, quantize_weights_sim(floats[layer.weights.name], per_channel, layer.out_axes))
+        set_const(layer.weights, quantize_weights_sim(floats[layer.weights.name], per_channel and layer.op.op in PER_CHANNEL_OPS,
+                                                       layer.out_axes))
     for name, layer in zip(names, layers):
         # layer.op.name is still ``name``: only this layer's own BiasAdd creation, below, renames it.
         got = channel_stats(model.replace(graph_def=work), [f"{name}:0"], batches)[f"{name}:0"][0]
