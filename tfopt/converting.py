@@ -37,6 +37,7 @@ class Artifact:
     max_abs_err: float | None = None
     mean_abs_err: float | None = None
     int8_ops: dict[str, Any] | None = None  # quantized: layers running int8 kernels (tfopt.quantizing.int8_ops)
+    quantizer: str | None = None  # quantized: "tfopt" (the engine's graph) or "native" (the converter's own)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class ConvertResult:
     keep_float: dict[str, list[str]] = field(default_factory=dict)
     verified_at: Any = None  # tfopt.verify.VerifyInputs the artifacts were verified on
     int8: dict[str, Any] | None = None  # what tfopt's int8 engine did (tfopt.quantizing.int8_plan.Int8Plan.record)
+    engine_fallbacks: dict[str, str] = field(default_factory=dict)  # target -> why its converter took the native path
 
 
 def artifact_path(outdir: str, target: str, precision: str) -> str:
@@ -181,6 +183,7 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
             rel = record.artifact_path(precision)
             job = EmitJob(portable, runtime, os.path.join(tmp, rel), precision, ranges, q, qat, accuracy_control=control)
             engine = int8 is not None and engine_builds(q, target, precision, qat)
+            native_job = job
             if engine and int8 is not None:
                 with stage(f"quantizing for {target} int8 (tfopt engine)"):
                     job = dataclasses.replace(job, portable=int8.model_for(target), quantization_aware=True)
@@ -200,7 +203,7 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
             else:
                 try:
                     with stage(f"converting to {target} {precision}"):
-                        written = _emit(target, job)
+                        written = _emit(target, job) if not engine else _emit_engine(target, job, native_job, say, result)
                 except ConversionError as exc:
                     # Asked for by name (--to), a target that cannot be built is an error; from the
                     # default list, it is skipped with the converter's reason and the rest are built.
@@ -215,6 +218,7 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
                 from tfopt.quantizing.int8_ops import count_quantized_ops
 
                 artifact.int8_ops = count_quantized_ops(target, written)
+                artifact.quantizer = "native" if not engine or target in result.engine_fallbacks else "tfopt"
             if verify:  # a QAT model's float artifacts already quantize (QDQ/FakeQuantize): measure only
                 _verify(artifact, portable, written, verified_at, bounded=not qat,
                         preprocess=q.ov_preprocess if record.takes_preprocess else None)
@@ -296,6 +300,20 @@ def _recipe_evaluator(portable: Model, runtime: Model, samples: Any, q: Quantize
     return scratch_evaluator(build, measure_row, gates)
 
 
+def _emit_engine(target: str, job: EmitJob, native: EmitJob, say: Callable[[Any], None], result: ConvertResult) -> str:
+    """The engine's int8 artifact; when the target's converter cannot express the engine's graph
+    (an op its int8 path lacks once fake quants split a fused pattern), the converter's own int8,
+    said as it happens and recorded (``engine_fallbacks``, the artifact's ``quantizer``)."""
+    try:
+        return _emit(target, job)
+    except ConversionError as exc:
+        reason = " ".join(str(exc).split())[:300]
+        say(f"{target} int8: its converter cannot express tfopt's int8 graph ({reason}); "
+            f"building it with {target}'s own quantizer")
+        result.engine_fallbacks[target] = reason
+        return _emit(target, native)
+
+
 def _emit(target: str, job: EmitJob) -> str:
     """Write one artifact through its target's record. For a quantization-aware graph, a target
     whose converter turns fake quants into its own quantize ops builds int8 as that conversion."""
@@ -357,7 +375,7 @@ def _write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict
         "skipped": [{"format": f, "precision": p, "reason": r} for f, p, r in result.skipped],
         "verification": verified_at.as_dict() if verified_at is not None else None,
         **_target_quantization(result, options.get("quantization_aware", False)),
-        "int8_engine": result.int8,
+        "int8_engine": None if result.int8 is None else {**result.int8, "fallbacks": result.engine_fallbacks},
     }
     with open(os.path.join(tmp, "manifest.json"), "w") as f:
         json.dump(to_json(manifest), f, indent=2, sort_keys=True, default=str, allow_nan=False)

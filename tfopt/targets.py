@@ -124,6 +124,8 @@ class Target:
             (the fake quants become the format's own quantize ops); ``None``: the emitter handles it.
         takes_preprocess: the artifact can bake input preprocessing in (``--ov-mean-values``...).
         quantization_settings: ``"module:function"`` recorded in the manifest, or ``None``.
+        engine_weight_bits: the widest weights tfopt's int8 engine gives this target (7: OpenVINO's
+            CPU plugin saturates int16 pair sums of 8-bit weights on CPUs without VNNI).
     """
 
     name: str
@@ -147,6 +149,7 @@ class Target:
     qat_int8_as: str | None = None
     takes_preprocess: bool = False
     quantization_settings: str | None = None
+    engine_weight_bits: int = 8
 
     def artifact_path(self, precision: str) -> str:
         """The artifact's path relative to OUTDIR, e.g. ``model.int8.tflite``."""
@@ -194,7 +197,7 @@ TABLE: Mapping[str, Target] = {t.name: t for t in (
            run_file="model.xml", companions=(".bin",), extra="openvino", distributions=("openvino", "nncf"),
            converter="OpenVINO's converter", runtime_name="the OpenVINO runtime", keep_float=("int8",),
            layer_quantizer="tfopt.quantizing.layer_targets:openvino_quantizer", qat_int8_as="fp32",
-           takes_preprocess=True),
+           takes_preprocess=True, engine_weight_bits=7),
 )}
 NAMES = tuple(TABLE)
 

@@ -49,8 +49,9 @@ from tfopt.quantizing._channels import (
 from tfopt.quantizing.fake_quant import PER_CHANNEL_OPS
 
 
-def quantize_weights_sim(w: np.ndarray, per_channel: bool, axis: int | Sequence[int]) -> np.ndarray:
-    """Fake-quantized weights: ``clip(round(w/Δ), −127, 127)·Δ`` with ``Δ = max|w|/127``.
+def quantize_weights_sim(w: np.ndarray, per_channel: bool, axis: int | Sequence[int], levels: int = 127) -> np.ndarray:
+    """Fake-quantized weights: ``clip(round(w/Δ), −L, L)·Δ`` with ``Δ = max|w|/L``, ``L = levels``
+    (127; 63 for 7-bit weights, see :func:`tfopt.quantizing.fake_quant.weight_ranges`).
 
     Args:
         w: the float weights.
@@ -66,11 +67,11 @@ def quantize_weights_sim(w: np.ndarray, per_channel: bool, axis: int | Sequence[
     wf = np.asarray(w, dtype=np.float64)
     if per_channel:
         other = tuple(a for a in range(w.ndim) if a not in axes)
-        scale = np.abs(wf).max(axis=other, keepdims=True) / 127.0
+        scale = np.abs(wf).max(axis=other, keepdims=True) / levels
     else:
-        scale = np.abs(wf).max(initial=0.0) / 127.0 * np.ones([1] * w.ndim)
+        scale = np.abs(wf).max(initial=0.0) / levels * np.ones([1] * w.ndim)
     scale = np.where(scale > 0, scale, 1.0)
-    return (np.clip(np.round(wf / scale), -127, 127) * scale).astype(w.dtype)
+    return (np.clip(np.round(wf / scale), -levels, levels) * scale).astype(w.dtype)
 
 
 def quantizable_layers(graph_def: Any) -> tuple[list[Layer], list[Skip]]:
@@ -125,7 +126,8 @@ class BiasCorrectionReport:
                 "layers": [row.as_dict() for row in self.layers], "skips": [str(s) for s in self.skips]}
 
 
-def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True) -> tuple[Model, BiasCorrectionReport]:
+def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True,
+                 levels: int = 127) -> tuple[Model, BiasCorrectionReport]:
     """Empirical bias correction of int8 weight quantization (see the module doc).
 
     Args:
@@ -134,6 +136,7 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True) ->
             such dicts.
         per_channel: the weight quantizer the engine will use: per output channel (default) or
             per tensor.
+        levels: its steps of ``max|w|`` (127; 63 for 7-bit weights).
 
     Returns:
         ``(model, report)``: float weights, corrected biases; ``report.corrections`` holds each
@@ -154,8 +157,8 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True) ->
     floats = {}
     for layer in layers:
         floats[layer.weights.name] = const_array(layer.weights)
-        set_const(layer.weights, quantize_weights_sim(floats[layer.weights.name], per_channel and layer.op.op in PER_CHANNEL_OPS,
-                                                       layer.out_axes))
+        grid = per_channel and layer.op.op in PER_CHANNEL_OPS
+        set_const(layer.weights, quantize_weights_sim(floats[layer.weights.name], grid, layer.out_axes, levels))
     for name, layer in zip(names, layers):
         # layer.op.name is still ``name``: only this layer's own BiasAdd creation, below, renames it.
         got = channel_stats(model.replace(graph_def=work), [f"{name}:0"], batches)[f"{name}:0"][0]

@@ -20,6 +20,7 @@ caches per transform set).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +36,10 @@ TRANSFORMS = ("equalize", "adaround", "bias_correction")
 class Recipe:
     """One way to quantize: a calibration method, the weight transforms, the weight granularity.
 
-    Its text form is ``METHOD[+equalize][+adaround][+bias_correction][+per_tensor]``, e.g.
-    ``mse+equalize+bias_correction``; ``str(recipe)`` gives it back, in that order.
+    Its text form is ``METHOD[+equalize][+adaround][+bias_correction][+per_tensor][+7bit]``, e.g.
+    ``mse+equalize+bias_correction``; ``str(recipe)`` gives it back, in that order. ``7bit`` keeps
+    weights within ±63 steps of the int8 grid (see :func:`tfopt.quantizing.fake_quant.weight_ranges`:
+    no int16 saturation on CPUs without VNNI).
     """
 
     method: str = "minmax"
@@ -44,15 +47,22 @@ class Recipe:
     adaround: bool = False
     bias_correction: bool = False
     per_channel: bool = True
+    weight_bits: int = 8
 
     def __str__(self) -> str:
         parts = [self.method, *(t for t in TRANSFORMS if getattr(self, t))]
-        return "+".join(parts + ([] if self.per_channel else ["per_tensor"]))
+        return "+".join(parts + ([] if self.per_channel else ["per_tensor"])
+                        + ([] if self.weight_bits == 8 else [f"{self.weight_bits}bit"]))
 
     @property
-    def transforms(self) -> tuple[bool, bool, bool, bool]:
+    def weight_levels(self) -> int:
+        """Steps of ``max|W|`` on each side of zero: 127 for 8-bit weights, 63 for 7-bit."""
+        return 2 ** (self.weight_bits - 1) - 1
+
+    @property
+    def transforms(self) -> tuple[bool, bool, bool, bool, int]:
         """What the statistics depend on (everything but the method)."""
-        return (self.equalize, self.adaround, self.bias_correction, self.per_channel)
+        return (self.equalize, self.adaround, self.bias_correction, self.per_channel, self.weight_bits)
 
     @classmethod
     def parse(cls, text: str, option: str = "--int8-recipe") -> Recipe:
@@ -60,12 +70,12 @@ class Recipe:
 
         method, *flags = [p.strip() for p in text.split("+") if p.strip()] or ["minmax"]
         method = str(parse_method(method))
-        unknown = [f for f in flags if f not in (*TRANSFORMS, "per_tensor")]
+        unknown = [f for f in flags if f not in (*TRANSFORMS, "per_tensor", "7bit")]
         if unknown:
             raise OptionError(f"{option} {text}: unknown step '{unknown[0]}'; a recipe is METHOD[+equalize]"
-                              "[+adaround][+bias_correction][+per_tensor], e.g. mse+equalize+bias_correction")
+                              "[+adaround][+bias_correction][+per_tensor][+7bit], e.g. mse+equalize+bias_correction")
         return cls(method, "equalize" in flags, "adaround" in flags, "bias_correction" in flags,
-                   "per_tensor" not in flags)
+                   "per_tensor" not in flags, 7 if "7bit" in flags else 8)
 
 
 @dataclass
@@ -99,7 +109,7 @@ class Engine:
         self.model, self.samples, self.keep_float = model, samples, list(keep_float)
         self.adaround_budget = adaround_budget
         self._progress = progress
-        self._prepared: dict[tuple[bool, ...], tuple[Model, dict[str, Any], dict[str, Any], dict[str, float]]] = {}
+        self._prepared: dict[tuple[Any, ...], tuple[Model, dict[str, Any], dict[str, Any], dict[str, float]]] = {}
 
     def quantize(self, recipe: Recipe) -> tuple[Model, EngineReport]:
         """The fake-quant graph of ``recipe``, and what was done to make it."""
@@ -109,7 +119,8 @@ class Engine:
         transformed, stats, reports, seconds = self._prepare(recipe)
         start = time.perf_counter()
         ranges = {tensor: compute_range(s, recipe.method) for tensor, s in stats.items()}
-        quantized = insert_fake_quant(transformed, ranges, per_channel=recipe.per_channel, keep_float=self.keep_float)
+        quantized = insert_fake_quant(transformed, ranges, per_channel=recipe.per_channel, keep_float=self.keep_float,
+                                      weight_levels=recipe.weight_levels)
         report = EngineReport(str(recipe), dict(reports), ranges, list(self.keep_float),
                               {**seconds, "ranges+fake_quant": time.perf_counter() - start})
         return quantized, report
@@ -134,15 +145,19 @@ class Engine:
 
             self._say("learning weight rounding (AdaRound)")
             start = time.perf_counter()
-            model, rounded = adaround(model, self.samples, per_channel=recipe.per_channel,
+            model, rounded = adaround(model, self.samples, per_channel=recipe.per_channel, bits=recipe.weight_bits,
                                       time_budget=self.adaround_budget, progress=self._progress)
-            reports["adaround"], seconds["adaround"] = rounded.as_dict(), time.perf_counter() - start
+            reports["adaround"] = {"done": rounded.done, "kept_float": rounded.kept_float,
+                                   "layers": [dataclasses.asdict(layer) for layer in rounded.layers],
+                                   "skips": [str(s) for s in rounded.skips]}
+            seconds["adaround"] = time.perf_counter() - start
         if recipe.bias_correction:
             from tfopt.quantizing.bias_correction import bias_correct
 
             self._say("correcting biases for weight rounding")
             start = time.perf_counter()
-            model, corrected = bias_correct(model, self.samples, per_channel=recipe.per_channel)
+            model, corrected = bias_correct(model, self.samples, per_channel=recipe.per_channel,
+                                            levels=recipe.weight_levels)
             reports["bias_correction"], seconds["bias_correction"] = corrected.as_dict(), time.perf_counter() - start
         self._say("collecting activation statistics")
         start = time.perf_counter()

@@ -140,22 +140,27 @@ def nudge(lo: float, hi: float, *, bits: int = ACT_BITS, narrow_range: bool = Fa
     return float(np.float32((q_min - zero) * scale)), float(np.float32((q_max - zero) * scale))
 
 
-def weight_ranges(weight: np.ndarray, op: str, *, per_channel: bool = True,
-                  narrow_range: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def weight_ranges(weight: np.ndarray, op: str, *, per_channel: bool = True, narrow_range: bool = True,
+                  levels: int = WEIGHT_LEVELS) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric ``(min, max)`` per output channel (shape ``[channels]``) or per tensor (scalars)
-    of a layer's weight: ``s = max|W| / 127``, ``[−127·s, 127·s]`` (narrow) or ``[−128·s, 127·s]``."""
+    of a layer's weight: ``s = max|W| / levels``, ``[−127·s, 127·s]`` (narrow) or ``[−128·s, 127·s]``.
+
+    ``levels`` below 127 (63: 7-bit weights) keeps every weight within ``±levels`` steps of the int8
+    grid: products of uint8 activations and such weights cannot saturate the int16 pair sums of
+    CPUs without VNNI (AVX2's ``vpmaddubsw``), which OpenVINO's CPU plugin runs int8 on."""
     w = np.abs(weight.astype(np.float64))
     if per_channel:
         m = w.reshape(-1, weight.shape[-1] * (weight.shape[-2] if op == "DepthwiseConv2dNative" else 1)).max(axis=0)
     else:
         m = np.asarray(w.max())
-    scale = np.maximum(m, MIN_RANGE) / WEIGHT_LEVELS
+    scale = np.maximum(m, MIN_RANGE) / levels
     low = -(WEIGHT_LEVELS if narrow_range else WEIGHT_LEVELS + 1) * scale
     return low.astype(np.float32), (WEIGHT_LEVELS * scale).astype(np.float32)
 
 
 def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *, per_channel: bool = True,
-                      keep_float: Collection[str] = (), narrow_range: bool = True) -> Model:
+                      keep_float: Collection[str] = (), narrow_range: bool = True,
+                      weight_levels: int = WEIGHT_LEVELS) -> Model:
     """A copy of ``model`` with fake-quant ops on every layer's weights and on the activations
     :func:`activation_tensors` names; ``model`` itself is not changed.
 
@@ -168,6 +173,7 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
         keep_float: TF node names of layers/ops to leave in float (no fake quant on their weights
             or output).
         narrow_range: weights on −127..127 (what TFLite's int8 kernels expect) rather than −128..127.
+        weight_levels: steps of ``max|W|`` (127; 63 for 7-bit weights, see :func:`weight_ranges`).
 
     Returns:
         A new :class:`Model` with the same inputs and outputs (a graph output that gets a range
@@ -201,7 +207,7 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
         linear = nodes[layer.linear]
         value = const_value(_const_input(nodes, linear, 1))
         lo, hi = weight_ranges(value, linear.op, per_channel=per_channel and linear.op in PER_CHANNEL_OPS,
-                               narrow_range=narrow_range)
+                               narrow_range=narrow_range, levels=weight_levels)
         linear.input[1] = _quantize_weight(graph, layer.linear, linear.input[1], value.shape,
                                            lo, hi, depthwise=linear.op == "DepthwiseConv2dNative",
                                            narrow_range=narrow_range)

@@ -76,16 +76,23 @@ class Int8Plan:
         self.searches: dict[str, list[dict[str, Any]]] = {}
         self._say = progress or (lambda event: None)
 
+    def recipe_for(self, target: str) -> Recipe:
+        """The recipe for ``target``: the chosen one, with weights no wider than the target takes
+        (:attr:`tfopt.targets.Target.engine_weight_bits`)."""
+        from tfopt.targets import TABLE
+
+        return replace(self.recipe, weight_bits=min(self.recipe.weight_bits, TABLE[target].engine_weight_bits))
+
     def model_for(self, target: str) -> Model:
-        """The fake-quant graph ``target``'s int8 artifact converts."""
-        key = target if self.quantize.int8_recipe == "auto" else ""
+        """The fake-quant graph ``target``'s int8 artifact converts (targets with the same recipe share it)."""
+        key = target if self.quantize.int8_recipe == "auto" else str(self.recipe_for(target))
         if key not in self._models:
-            self._models[key] = self._search(target) if key else self.engine.quantize(self.recipe)
+            self._models[key] = self._search(target) if key == target else self.engine.quantize(self.recipe_for(target))
         return self._models[key][0]
 
     def record(self) -> dict[str, Any]:
         """For ``manifest.json``: the recipe (per target when searched), what each step did, the candidates."""
-        reports = {key or "*": report.as_dict() for key, (_, report) in self._models.items()}
+        reports = {key: report.as_dict() for key, (_, report) in self._models.items()}
         return {"quantizer": "tfopt", "recipe": {k: r["recipe"] for k, r in reports.items()}, "engine": reports,
                 "candidates": self.searches}
 
@@ -94,11 +101,11 @@ class Int8Plan:
 
         if self._evaluate is None:
             raise ValueError("recipe search needs an evaluate function")
-        grid = self.recipe.per_channel
+        base = self.recipe_for(target)
         tried: list[dict[str, Any]] = []
         best: tuple[tuple[float, float], Model, Any] | None = None
         for index, candidate in enumerate(CANDIDATES):
-            candidate = replace(candidate, per_channel=grid)
+            candidate = replace(candidate, per_channel=base.per_channel, weight_bits=base.weight_bits)
             self._say(Step(f"{target} int8 recipes", index + 1, len(CANDIDATES)))
             model, report = self.engine.quantize(candidate)
             score, row = self._evaluate(target, model)
@@ -108,7 +115,7 @@ class Int8Plan:
                           "latency_ms": (row or {}).get("latency_ms", {}).get("median")})
             if row is not None and (best is None or score > best[0]):
                 best = (score, model, report)
-        kept = best if best is not None else ((0.0, 0.0), *self.engine.quantize(replace(self.recipe, per_channel=grid)))
+        kept = best if best is not None else ((0.0, 0.0), *self.engine.quantize(base))
         for entry in tried:
             entry["kept"] = entry["recipe"] == kept[2].recipe
         self.searches[target] = tried
