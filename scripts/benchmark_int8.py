@@ -56,6 +56,7 @@ def run(model: dict[str, Any], root: str, label: str, **options: Any) -> dict[st
     from tfopt.manifest import manifest_model
     from tfopt.runtimes import runner_for
 
+    os.makedirs(os.path.join(root, "out"), exist_ok=True)
     out = os.path.join(root, "out", label.replace(" ", "_").replace("+", "p"))
     result = tfopt.convert(model["path"], out, to=TARGETS, quantize=["int8"], calibration=model["calib"],
                            eval_data=model["eval"], report_runs=3, overwrite=True, **options)

@@ -187,6 +187,8 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
             if engine and int8 is not None:
                 with stage(f"quantizing for {target} int8 (tfopt engine)"):
                     job = dataclasses.replace(job, portable=int8.model_for(target), quantization_aware=True)
+                if q.keep_float:  # no fake quants on them: float in every target
+                    result.keep_float[f"{target}/{precision}"] = list(q.keep_float)
             if not engine and not qat and (q.keep_float or q.auto_keep_float is not None) and precision in record.keep_float:
                 from tfopt.quantizing.keep_float import selective
 

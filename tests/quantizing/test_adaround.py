@@ -15,6 +15,7 @@ from tfopt.errors import OptionError
 from tfopt.freezing import freeze
 from tfopt.graph import TensorSpec, canonical_tensor, node_map
 from tfopt.quantizing.adaround import AdaRoundHyper, adaround, find_layers
+from tfopt.quantizing.fake_quant import PER_CHANNEL_OPS
 from tfopt.runtimes.tensorflow import GraphRunner
 
 LAYERS = ["conv", "dw", "logits"]
@@ -63,10 +64,11 @@ def _channels_last(w, op):
 
 
 def _fake_quant(w, op, *, bits, per_channel):
-    """TensorFlow's FakeQuantWithMinMaxVarsPerChannel(min=-max|W|, max=max|W|, narrow_range=True)."""
+    """TensorFlow's FakeQuantWithMinMaxVarsPerChannel(min=-max|W|, max=max|W|, narrow_range=True);
+    MatMul weights per tensor, as the engine quantizes them (fake_quant.PER_CHANNEL_OPS)."""
     flat = _channels_last(w, op)
     amax = np.abs(flat).reshape(-1, flat.shape[-1]).max(axis=0)
-    if not per_channel:
+    if not per_channel or op not in PER_CHANNEL_OPS:
         amax = np.full_like(amax, amax.max())
     q = tf().quantization.fake_quant_with_min_max_vars_per_channel(flat, -amax, amax, num_bits=bits, narrow_range=True)
     return q.numpy().reshape(w.shape), amax

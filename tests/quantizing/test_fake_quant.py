@@ -189,10 +189,10 @@ def test_a_missing_range_is_an_error_naming_the_tensor(float_model, ranges):
         insert_fake_quant(float_model, {k: v for k, v in ranges.items() if k != dropped})
 
 
-@pytest.mark.parametrize("name, why", [("nope", "not a node of this graph"), ("images", "not a quantized layer")],
+@pytest.mark.parametrize("name, why", [("nope", "not a node of this graph"), ("images", "a node outside any quantized")],
                          ids=["unknown", "not-quantized"])
 def test_a_keep_float_name_that_is_no_layer_is_an_error(float_model, ranges, name, why):
-    with pytest.raises(OptionError, match=f"keep_float {name}: {why}"):
+    with pytest.raises(OptionError, match=rf"--keep-float {name}: not a quantized layer \({why}"):
         insert_fake_quant(float_model, ranges, keep_float=[name])
 
 

@@ -38,8 +38,9 @@ def outlier_model(tmp_path_factory):
 
 def test_ranks_the_outlier_layer_first_and_auto_keep_float_fixes_it(outlier_model, tmp_path):
     path, calib = outlier_model
-    plain = convert(path, str(tmp_path / "plain"), to=["tflite"], quantize=["int8"], calibration=calib)
-    assert plain.report["artifacts"][0]["fidelity"]["top1_agreement"] < 60  # int8 really breaks it
+    plain = convert(path, str(tmp_path / "plain"), to=["tflite"], quantize=["int8"], calibration=calib,
+                    quantizer="native")
+    assert plain.report["artifacts"][0]["fidelity"]["top1_agreement"] < 60  # the converter's int8 breaks it
 
     out = str(tmp_path / "auto")
     result = convert(path, out, to=["tflite"], quantize=["int8"], calibration=calib, auto_keep_float=5.0)
@@ -65,7 +66,7 @@ def test_keep_float_by_tf_name(outlier_model, tmp_path):
     # A TF node name (Keras names its model functional_N, N depending on what the process built before)
     relu = next(n.name for n in frozen.graph_def.node if n.op == "Relu" and "/outlier" in n.name)
     result = convert(path, str(tmp_path / "out"), to=["tflite"], quantize=["int8"], calibration=calib,
-                     keep_float=[relu])
+                     keep_float=[relu], quantizer="native")
     assert result.report["artifacts"][0]["fidelity"]["top1_agreement"] >= 95
 
 
@@ -82,7 +83,8 @@ def test_ranks_and_fixes_the_outlier_layer_for(target, outlier_model, tmp_path):
     """NNCF (OpenVINO) and ONNX Runtime's quantizer fall into the same outlier trap; the ranking
     puts that layer first and --auto-keep-float fixes it through their own exclusion lists."""
     path, calib = outlier_model
-    plain = convert(path, str(tmp_path / "plain"), to=[target], quantize=["int8"], calibration=calib)
+    plain = convert(path, str(tmp_path / "plain"), to=[target], quantize=["int8"], calibration=calib,
+                    quantizer="native")
     assert plain.report["artifacts"][0]["fidelity"]["top1_agreement"] < 60
 
     result = convert(path, str(tmp_path / "auto"), to=[target], quantize=["int8"], calibration=calib,
@@ -133,3 +135,34 @@ def test_accuracy_control_and_keep_float_are_refused_together_before_any_work(ou
         convert(path, str(tmp_path / "out"), to=["openvino"], quantize=["int8"], calibration=calib,
                 accuracy_control=0.01, eval_data=calib, auto_keep_float=1.0)
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_the_engine_survives_the_outlier_that_breaks_every_converter(outlier_model, tmp_path):
+    """The converters' own int8 agrees with float on < 60 % (above); tfopt's engine (MSE ranges,
+    equalization, bias correction), with no layer kept in float, on at least 75 % in every target."""
+    path, calib = outlier_model
+    result = convert(path, str(tmp_path / "out"), to=["tflite", "onnx", "openvino"], quantize=["int8"],
+                     calibration=calib)
+    for artifact in result.report["artifacts"]:
+        assert artifact["fidelity"]["top1_agreement"] >= 75, artifact["format"]
+    assert {a.quantizer for a in result.artifacts} == {"tfopt"}
+
+
+def test_the_engine_keeps_a_layer_float_in_every_target(outlier_model, tmp_path):
+    """--keep-float with the engine: the layer gets no fake quants, so every target runs it in float.
+    Its output has no int8 range either, so a converter may run the next layer in float too
+    (TFLite does: its input has no scale); the layers before it stay int8."""
+    from tfopt.freezing import freeze
+    from tfopt.loaders import load
+
+    path, calib = outlier_model
+    frozen, _ = freeze(load(path), verify=False)
+    relu = next(n.name for n in frozen.graph_def.node if n.op == "Relu" and "/outlier" in n.name)
+    result = convert(path, str(tmp_path / "out"), to=["tflite", "onnx", "openvino"], quantize=["int8"],
+                     calibration=calib, keep_float=[relu])
+    for a in result.artifacts:
+        layers = a.int8_ops["layers"]
+        assert layers[0]["precision"] == "int8" and a.int8_ops["float"] in (1, 2), (a.format, a.int8_ops)
+        assert next(x for x in layers if "outlier" in x["name"] or x is layers[1])["precision"] == "float", a.format
+        assert result.keep_float[f"{a.format}/int8"] == [relu]
+

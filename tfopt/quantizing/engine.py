@@ -148,7 +148,8 @@ class Engine:
             model, rounded = adaround(model, self.samples, per_channel=recipe.per_channel, bits=recipe.weight_bits,
                                       time_budget=self.adaround_budget, progress=self._progress)
             reports["adaround"] = {"done": rounded.done, "kept_float": rounded.kept_float,
-                                   "layers": [dataclasses.asdict(layer) for layer in rounded.layers],
+                                   "layers": [{k: v for k, v in dataclasses.asdict(layer).items() if k != "seconds"}
+                                              for layer in rounded.layers],
                                    "skips": [str(s) for s in rounded.skips]}
             seconds["adaround"] = time.perf_counter() - start
         if recipe.bias_correction:

@@ -388,8 +388,9 @@ def _kept(model: Model, keep_float: Collection[str]) -> set[str]:
     if unknown:
         from tfopt.errors import did_you_mean
 
-        what = "not a node of this graph" if unknown[0] not in names else "not a quantized layer or op"
-        raise OptionError(f"keep_float {unknown[0]}: {what}.{did_you_mean(unknown[0], sorted(known))}")
+        what = "not a node of this graph" if unknown[0] not in names else "a node outside any quantized layer or op"
+        raise OptionError(f"--keep-float {unknown[0]}: not a quantized layer ({what}); name a TF node of the "
+                          f"layer.{did_you_mean(unknown[0], sorted(known))}")
     kept = set(keep_float)
     for group in groups:
         if group & kept:

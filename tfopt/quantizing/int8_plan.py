@@ -73,6 +73,7 @@ class Int8Plan:
                              adaround_budget=quantize.adaround_budget, progress=progress)
         self._evaluate = evaluate
         self._models: dict[str, tuple[Model, Any]] = {}
+        self._keys: dict[str, str] = {}
         self.searches: dict[str, list[dict[str, Any]]] = {}
         self._say = progress or (lambda event: None)
 
@@ -86,14 +87,21 @@ class Int8Plan:
     def model_for(self, target: str) -> Model:
         """The fake-quant graph ``target``'s int8 artifact converts (targets with the same recipe share it)."""
         key = target if self.quantize.int8_recipe == "auto" else str(self.recipe_for(target))
+        self._keys[target] = key
         if key not in self._models:
             self._models[key] = self._search(target) if key == target else self.engine.quantize(self.recipe_for(target))
         return self._models[key][0]
 
+    def chosen(self, target: str) -> str:
+        """The recipe ``target``'s int8 artifact was built with (after :meth:`model_for`)."""
+        return str(self._models[self._keys[target]][1].recipe)
+
     def record(self) -> dict[str, Any]:
         """For ``manifest.json``: the recipe (per target when searched), what each step did, the candidates."""
-        reports = {key: report.as_dict() for key, (_, report) in self._models.items()}
-        return {"quantizer": "tfopt", "recipe": {k: r["recipe"] for k, r in reports.items()}, "engine": reports,
+        # no timings: manifest.json is deterministic (the stage times are in the report)
+        reports = {key: {k: v for k, v in report.as_dict().items() if k != "seconds"}
+                   for key, (_, report) in self._models.items()}
+        return {"quantizer": "tfopt", "recipe": {t: self.chosen(t) for t in self._keys}, "engine": reports,
                 "candidates": self.searches}
 
     def _search(self, target: str) -> tuple[Model, Any]:
@@ -111,8 +119,7 @@ class Int8Plan:
             score, row = self._evaluate(target, model)
             tried.append({"recipe": str(candidate), "score": score[0], "passes_gates": row is not None,
                           **({k: row.get(k) for k in ("bytes", "accuracy", "accuracy_drop")} if row else {}),
-                          "top1_agreement": (row or {}).get("fidelity", {}).get("top1_agreement"),
-                          "latency_ms": (row or {}).get("latency_ms", {}).get("median")})
+                          "top1_agreement": (row or {}).get("fidelity", {}).get("top1_agreement")})
             if row is not None and (best is None or score > best[0]):
                 best = (score, model, report)
         kept = best if best is not None else ((0.0, 0.0), *self.engine.quantize(base))

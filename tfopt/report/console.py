@@ -74,6 +74,7 @@ def print_convert(output: str, result: Any, *, as_json: bool = False, verified: 
         print_report(result.report)
         if result.report.get("compression"):
             print(compression_summary(result.report["compression"]))
+        print_int8(result)
         for a in result.artifacts:
             print(f"wrote    {os.path.join(output, a.path)}")
         for fmt, precision, reason in result.skipped:
@@ -88,6 +89,24 @@ def print_convert(output: str, result: Any, *, as_json: bool = False, verified: 
         print(f"skipped  {fmt} {precision}: {reason}")
     print(f"wrote    {output}/manifest.json"
           + ("" if verified else " (not verified: --no-verify)"))
+
+
+def print_int8(result: Any) -> None:
+    """One line per quantized artifact: who quantized it (tfopt's engine and its recipe, or the
+    converter's own) and how many layers run int8 kernels in its runtime."""
+    recipes = (getattr(result, "int8", None) or {}).get("recipe", {})
+    for a in result.artifacts:
+        ops = getattr(a, "int8_ops", None)
+        if not ops:
+            continue
+        by = a.quantizer or "native"
+        if by == "tfopt":
+            by = f"tfopt engine ({recipes.get(a.format, '?')})"
+        layers = ops.get("int8", 0) + ops.get("float", 0)
+        print(f"int8     {a.format} {a.precision}: {ops.get('int8', 0)}/{layers} layers run int8 kernels; quantized by {by}")
+    for target, reason in (getattr(result, "engine_fallbacks", None) or {}).items():
+        print(f"note     {target} int8: its converter could not express tfopt's int8 graph ({reason}); "
+              "built with its own quantizer")
 
 
 def print_artifact_info(info: dict[str, Any], *, rows: int = 12) -> None:
