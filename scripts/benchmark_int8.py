@@ -69,7 +69,7 @@ def run(model: dict[str, Any], root: str, label: str, **options: Any) -> dict[st
                                          for i in range(len(model["x"]))])
     cross = min((100 * float(np.mean(tops[a] == tops[b])) for a, b in itertools.combinations(tops, 2)), default=np.nan)
     with_float = min(rows[t]["fidelity"]["top1_agreement"] for t in rows)
-    return {"fp32": result.report["reference"]["accuracy"], "acc": {t: rows[t]["accuracy"] for t in rows},
+    return {"fp32": result.report["reference"]["accuracy"]["top1"], "acc": {t: rows[t]["accuracy"]["top1"] for t in rows},
             "cross": cross, "with_float": with_float, "recipe": (result.int8 or {}).get("recipe")}
 
 

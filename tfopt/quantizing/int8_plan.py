@@ -118,7 +118,7 @@ class Int8Plan:
             model, report = self.engine.quantize(candidate)
             score, row = self._evaluate(target, model)
             tried.append({"recipe": str(candidate), "score": score[0], "passes_gates": row is not None,
-                          **({k: row.get(k) for k in ("bytes", "accuracy", "accuracy_drop")} if row else {}),
+                          **({k: row.get(k) for k in ("bytes", "accuracy_drop")} if row else {}),
                           "top1_agreement": (row or {}).get("fidelity", {}).get("top1_agreement")})
             if row is not None and (best is None or score > best[0]):
                 best = (score, model, report)
@@ -148,14 +148,15 @@ def scratch_evaluator(build: Callable[[str, Model, str], str],
 
 
 def score_of(row: dict[str, Any]) -> tuple[float, float]:
-    """Higher is better: accuracy (or the --metric score) with labels, else top-1 agreement with the
-    float model; then the negative relative error (what separates candidates that agree alike, and
-    models with no classes). NaN scores lowest."""
+    """Higher is better: minus the accuracy drop with labels (top-1 points, the --metric score's drop,
+    or the MAE increase), else top-1 agreement with the float model; then the negative relative
+    error (what separates candidates that agree alike, and models with no classes). NaN scores lowest."""
     fidelity = row.get("fidelity") or {}
 
     def finite(value: Any) -> float:
         return float(value) if value is not None and np.isfinite(value) else -np.inf
 
-    primary = row.get("accuracy") if row.get("accuracy") is not None else fidelity.get("top1_agreement")
+    drop = row.get("accuracy_drop")
+    primary = -drop if drop is not None else fidelity.get("top1_agreement")
     rel = fidelity.get("rel_err")
     return finite(primary), -finite(rel) if rel is not None and np.isfinite(rel) else -np.inf
