@@ -141,18 +141,19 @@ def train_keras_cnn(*, epochs: int = 3, seed: int = 0) -> Any:
     return model
 
 
-def keras_mobilenet_like(seed: int = 0) -> Any:
+def keras_mobilenet_like(seed: int = 0, *, max_value: float | None = 6.0) -> Any:
     """A MobileNet-style digits classifier: depthwise-separable blocks, each conv followed by
-    BatchNormalization and ReLU6 (the architecture where per-tensor int8 weights are known to fail:
-    folding BatchNorm gives each depthwise channel its own weight range)."""
+    BatchNormalization and ReLU6 (``max_value=None``: ReLU), the architecture where per-tensor int8
+    weights are known to fail: folding BatchNorm gives each depthwise channel its own weight range."""
     import keras
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((8, 8, 1), name="images")
-    h = _conv_bn_relu6(keras, keras.layers.Conv2D(16, 3, padding="same", use_bias=False), inputs)
+    h = _conv_bn_relu6(keras, keras.layers.Conv2D(16, 3, padding="same", use_bias=False), inputs, max_value)
     for filters, stride in ((32, 1), (64, 2), (64, 1)):
-        h = _conv_bn_relu6(keras, keras.layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False), h)
-        h = _conv_bn_relu6(keras, keras.layers.Conv2D(filters, 1, use_bias=False), h)
+        h = _conv_bn_relu6(keras, keras.layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False), h,
+                           max_value)
+        h = _conv_bn_relu6(keras, keras.layers.Conv2D(filters, 1, use_bias=False), h, max_value)
     h = keras.layers.GlobalAveragePooling2D()(h)
     outputs = keras.layers.Dense(10, activation="softmax", name="probs")(h)
     return keras.Model(inputs, outputs, name="digits_mobilenet")
@@ -174,8 +175,31 @@ def keras_resnet_like(seed: int = 0) -> Any:
     return keras.Model(inputs, outputs, name="digits_resnet")
 
 
-def _conv_bn_relu6(keras: Any, layer: Any, x: Any) -> Any:
-    return keras.layers.ReLU(6.0)(keras.layers.BatchNormalization(momentum=0.9)(layer(x)))
+def _conv_bn_relu6(keras: Any, layer: Any, x: Any, max_value: float | None = 6.0) -> Any:
+    return keras.layers.ReLU(max_value)(keras.layers.BatchNormalization(momentum=0.9)(layer(x)))
+
+
+def spread_depthwise_channels(model: Any, *, decades: float = 3.0, seed: int = 0) -> Any:
+    """Rescale each depthwise BatchNorm's output channel by a factor over ``decades`` decades and
+    divide the next 1x1 conv's matching input channel by it: the float function is unchanged
+    through a ReLU (``relu(k·x) = k·relu(x)``, k > 0), but the folded depthwise kernel's channel
+    ranges now differ as a MobileNet's trained BatchNorms leave them (small γ, large variance)."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    layers = model.layers
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, keras.layers.DepthwiseConv2D):
+            continue
+        bn = layers[i + 1]
+        conv = next(x for x in layers[i + 2:] if isinstance(x, keras.layers.Conv2D))
+        gamma, beta, mean, var = bn.get_weights()
+        k = (10 ** rng.uniform(-decades, 0, gamma.shape[0])).astype(np.float32)
+        bn.set_weights([gamma * k, beta * k, mean, var])
+        kernel = conv.get_weights()
+        kernel[0] = kernel[0] / k.reshape(1, 1, -1, 1)
+        conv.set_weights(kernel)
+    return model
 
 
 def train(model: Any, *, epochs: int = 10, seed: int = 0) -> Any:

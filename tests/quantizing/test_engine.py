@@ -183,3 +183,12 @@ def test_auto_recipe_measures_every_candidate_in_the_runtime_and_keeps_the_best(
     assert result.int8["recipe"]["tflite"] == kept["recipe"]
     with open(f"{out}/manifest.json") as f:
         assert json.load(f)["int8_engine"]["candidates"]["tflite"] == tried
+
+
+def test_adaround_in_a_recipe_takes_the_calibration_as_convert_loads_it(relu_mobilenet):
+    """convert hands the engine a list of feed dicts (tfopt.calibration); AdaRound reads it."""
+    x = relu_mobilenet["calib"][0]["images"]
+    feeds = [{"images": x[i:i + 50]} for i in range(0, 200, 50)]
+    engine = Engine(relu_mobilenet["model"], feeds, adaround_budget=5.0)
+    quantized, report = engine.quantize(Recipe.parse("minmax+adaround"))
+    assert report.transforms["adaround"]["layers"] and any(n.op.startswith("FakeQuant") for n in quantized.graph_def.node)

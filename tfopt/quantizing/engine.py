@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +106,10 @@ class Engine:
 
     def __init__(self, model: Model, samples: Any, *, keep_float: Sequence[str] = (),
                  adaround_budget: float | None = None, progress: Callable[[Any], None] | None = None):
+        if not isinstance(samples, Mapping):  # load_calibration's list of feed dicts: one dict of arrays
+            import numpy as np
+
+            samples = {s.name: np.concatenate([np.asarray(feed[s.name]) for feed in samples]) for s in model.inputs}
         self.model, self.samples, self.keep_float = model, samples, list(keep_float)
         self.adaround_budget = adaround_budget
         self._progress = progress
