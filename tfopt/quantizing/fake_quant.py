@@ -38,92 +38,42 @@ Biases: an int8 kernel adds the bias in int32 at its accumulator's scale ``s_in�
 graph's bias is put on that grid too, ``b'[c] = round(b[c] / (s_in·s_w[c]))·s_in·s_w[c]``: the
 fake-quant graph then computes what the kernels do (measured: 10x closer to TFLite's output).
 
-Placement: :func:`activation_tensors`.
+Placement (which activations get a range): :mod:`tfopt.quantizing.placement`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from tfopt.errors import OptionError
-from tfopt.graph import Model, canonical_tensor, consumers, dtype_name, is_control, node_map, tensor_node, tensor_port
+from tfopt.graph import Model, canonical_tensor, is_control, node_map, tensor_node, tensor_port
+from tfopt.quantizing.placement import (
+    BIAS_OPS,
+    FLOAT_DTYPES,
+    FUSED_ACTIVATIONS,
+    LINEAR_OPS,
+    PER_CHANNEL_OPS,
+    REQUANTIZING_OPS,
+    SCALE_PRESERVING_OPS,
+    Layer,
+    activation_tensors,
+    composites,
+    const_input,
+    kept_nodes,
+    layers,
+)
 
-# Layers with a constant weight in input 1: their output channel is the weight's last axis
-# (depthwise: the last two axes, flattened).
-LINEAR_OPS = frozenset({"Conv2D", "DepthwiseConv2dNative", "MatMul"})
-# Per-channel weights where the converters can carry them; MatMul's are per tensor (as TFMOT's Dense):
-# TFLite transposes the [in, out] weight into FULLY_CONNECTED's [out, in] and rejects a per-channel
-# axis through that transpose ("'tfl.transpose' op has mismatched quantized axes").
-PER_CHANNEL_OPS = frozenset({"Conv2D", "DepthwiseConv2dNative"})
-# Folded into the layer by every converter (bias add, then a clamp-like activation): the range goes
-# after the last of them, not in between, as a QAT graph has it.
-BIAS_OPS = frozenset({"BiasAdd", "Add", "AddV2"})
-FUSED_ACTIVATIONS = frozenset({"Relu", "Relu6"})
-# Ops whose output range is not their input's: each needs its own range to stay int8.
-REQUANTIZING_OPS = frozenset({"Add", "AddV2", "Sub", "Mul", "ConcatV2", "Mean", "AvgPool", "Relu", "Relu6",
-                              "LeakyRelu", "Sigmoid", "Tanh", "Softmax", "Maximum", "Minimum", "Elu",
-                              "SquaredDifference"})
-# Ops whose int8 kernels reuse their input's scale need no range of their own: converters propagate it.
-# Any other op gets none either, and runs as its converter decides.
-SCALE_PRESERVING_OPS = frozenset({"MaxPool", "Reshape", "Squeeze", "ExpandDims", "Transpose", "Identity", "Pad",
-                                  "StridedSlice", "Slice", "SpaceToDepth", "DepthToSpace"})
-FLOAT_DTYPES = frozenset({"float32"})
+# The placement rules live in :mod:`.placement`; these names stay importable from here.
+__all__ = ["ACT_BITS", "BIAS_OPS", "FLOAT_DTYPES", "FUSED_ACTIVATIONS", "LINEAR_OPS", "PER_CHANNEL_OPS",
+           "REQUANTIZING_OPS", "SCALE_PRESERVING_OPS", "WEIGHT_LEVELS", "Layer", "activation_tensors", "composites",
+           "insert_fake_quant", "layers", "nudge", "weight_ranges"]
+
 ACT_BITS = 8
 WEIGHT_LEVELS = 127  # symmetric int8 weights: −127..127 (narrow) or −128..127
 MIN_RANGE = 1e-6  # a constant-zero tensor still needs a positive step
-
-
-@dataclass(frozen=True)
-class Layer:
-    """A linear op and the bias/activation nodes it fuses with (``nodes``: linear, bias, activation)."""
-
-    linear: str
-    nodes: tuple[str, ...]
-
-
-def layers(model: Model) -> list[Layer]:
-    """Every quantizable layer (``LINEAR_OPS`` with a constant weight), with its fused tail, in graph order."""
-    nodes = node_map(model.graph_def)
-    users = _data_consumers(model.graph_def)
-    outputs = {tensor_node(s.tensor) for s in model.outputs}
-    out = []
-    for node in model.graph_def.node:
-        if node.op in LINEAR_OPS and _const_input(nodes, node, 1) is not None:
-            chain = [node.name]
-            for allowed in (BIAS_OPS, FUSED_ACTIVATIONS):
-                nxt = _single_user(users, chain[-1], outputs)
-                if nxt is not None and nxt.op in allowed and (allowed is not BIAS_OPS or _is_bias(nodes, nxt)):
-                    chain.append(nxt.name)
-            out.append(Layer(node.name, tuple(chain)))
-    return out
-
-
-def activation_tensors(model: Model, keep_float: Collection[str] = ()) -> list[str]:
-    """The tensors (``"node:index"``) that need an activation range, where a QAT graph has them.
-
-    1. each float model input (the first layer's int8 input);
-    2. each layer's output after its bias and fused ``Relu``/``Relu6`` (``Conv2D``/
-       ``DepthwiseConv2dNative``/``MatMul`` -> ``BiasAdd`` -> ``Relu``): converters fuse these into
-       one int8 kernel whose output scale is this range; a range in between would split it;
-    3. the output of every other op in ``REQUANTIZING_OPS`` (``Add``, ``ConcatV2``, ``Mean``,
-       ``AvgPool``, a standalone ``Relu``...), extended over a single-consumer ``Relu``/``Relu6``
-       after it (``Add -> Relu``: one range, as TFMOT places it): their int8 output scale differs
-       from their inputs', so a converter without it falls back to float there.
-
-    Scale-preserving ops (``MaxPool``, ``Reshape``, ``Squeeze``, ``Transpose``, ``Pad``...) get
-    none: every converter carries their input's scale through. A layer or op named in
-    ``keep_float`` (any of its nodes) gets none, so converters keep it in float.
-
-    Raises:
-        OptionError: a ``keep_float`` name is not a layer or op that would get a range.
-    """
-    kept = _kept(model, keep_float)
-    inputs = [s.tensor for s in model.inputs if s.dtype in FLOAT_DTYPES]
-    return [canonical_tensor(t) for t in inputs] + [out for group, out in _range_groups(model) if not kept & set(group)]
 
 
 def nudge(lo: float, hi: float, *, bits: int = ACT_BITS, narrow_range: bool = False) -> tuple[float, float]:
@@ -189,7 +139,7 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
     from tfopt.graph import unique_name, validate
     from tfopt.graph_order import canonical_order
 
-    kept = _kept(model, keep_float)
+    kept = kept_nodes(model, keep_float)
     tensors = activation_tensors(model, keep_float)
     given = {canonical_tensor(k): v for k, v in ranges.items()}
     missing = [t for t in tensors if t not in given]
@@ -205,7 +155,7 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
         if kept & set(layer.nodes):
             continue
         linear = nodes[layer.linear]
-        value = const_value(_const_input(nodes, linear, 1))
+        value = const_value(const_input(nodes, linear, 1))
         lo, hi = weight_ranges(value, linear.op, per_channel=per_channel and linear.op in PER_CHANNEL_OPS,
                                narrow_range=narrow_range, levels=weight_levels)
         linear.input[1] = _quantize_weight(graph, layer.linear, linear.input[1], value.shape,
@@ -213,10 +163,11 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
                                            narrow_range=narrow_range)
         weights += 1
         source = _scale_source(nodes, linear.input[0], act_ranges)
-        if len(layer.nodes) > 1 and nodes[layer.nodes[1]].op in BIAS_OPS and source is not None:
+        bias = next((nodes[n] for n in layer.nodes[1:] if nodes[n].op in BIAS_OPS), None)  # (after a Reshape)
+        if bias is not None and source is not None:
             in_lo, in_hi = act_ranges[source]
             bias_scale = (in_hi - in_lo) / (2 ** ACT_BITS - 1) * hi / WEIGHT_LEVELS
-            biases += _round_bias(graph, nodes, nodes[layer.nodes[1]], bias_scale)
+            biases += _round_bias(graph, nodes, bias, bias_scale)
     output_nodes = {tensor_node(s.tensor) for s in model.outputs}
     readers: dict[str, list[tuple[Any, int]]] = {}
     for reader in graph.node:
@@ -240,8 +191,11 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
             reader.input[i] = name
     canonical_order(graph)
     validate(graph)
+    fused, skipped = composites(model)
     provenance = {**model.provenance, "fake_quant": {"weights": weights, "biases": biases, "activations": len(tensors),
-                                                     "per_channel": per_channel, "keep_float": sorted(kept)}}
+                                                     "per_channel": per_channel, "keep_float": sorted(kept),
+                                                     "composites": [f"{c.kind}: {c.nodes[-1]}" for c in fused],
+                                                     "composite_skips": skipped}}
     return model.replace(graph_def=graph, provenance=provenance, reference=None,
                          baseline=model.baseline or _float_runner(model))
 
@@ -298,7 +252,7 @@ def _round_bias(graph: Any, nodes: Mapping[str, Any], bias_op: Any, scale: np.nd
     from tfopt._tf import const_value, make_const
     from tfopt.graph import unique_name
 
-    const = _const_input(nodes, bias_op, 1)  # (an Add is a bias only with its constant second: _is_bias)
+    const = const_input(nodes, bias_op, 1)  # (an Add is a bias only with its constant second: _is_bias)
     if const is None:
         return 0
     bias = const_value(const).astype(np.float64)
@@ -331,68 +285,3 @@ def _node(name: str, op: str, inputs: Sequence[str], **types: int) -> Any:
     for key, dtype in types.items():
         node.attr[key].type = dtype
     return node
-
-
-def _data_consumers(graph_def: Any) -> dict[str, list[Any]]:
-    return {name: [n for n, i in uses if not is_control(n.input[i])] for name, uses in consumers(graph_def).items()}
-
-
-def _single_user(users: Mapping[str, list[Any]], name: str, outputs: Collection[str]) -> Any:
-    """The one node reading ``name``, unless ``name`` is also read elsewhere or is a graph output."""
-    readers = users.get(name, [])
-    return readers[0] if len(readers) == 1 and name not in outputs else None
-
-
-def _const_input(nodes: Mapping[str, Any], node: Any, index: int) -> Any:
-    source = nodes.get(tensor_node(node.input[index])) if len(node.input) > index else None
-    return source if source is not None and source.op == "Const" else None
-
-
-def _is_bias(nodes: Mapping[str, Any], node: Any) -> bool:
-    """``BiasAdd``, or ``Add``/``AddV2`` of a constant vector (a bias that was never a BiasAdd)."""
-    const = _const_input(nodes, node, 1)
-    return node.op == "BiasAdd" or (const is not None and len(const.attr["value"].tensor.tensor_shape.dim) <= 1)
-
-
-def _dtype(node: Any) -> str:
-    return dtype_name(node.attr["T"].type) if "T" in node.attr else "float32"
-
-
-def _range_groups(model: Model) -> list[tuple[tuple[str, ...], str]]:
-    """``(nodes, output tensor)`` of every layer and every requantizing op (with the Relu/Relu6 it
-    fuses with), in graph order: each group gets one range, on its output."""
-    users = _data_consumers(model.graph_def)
-    outputs = {tensor_node(s.tensor) for s in model.outputs}
-    groups = {layer.linear: layer.nodes for layer in layers(model)}
-    taken = {n for group in groups.values() for n in group}
-    for node in model.graph_def.node:  # Add -> Relu: the Relu joins the Add's group, whatever the node order
-        if node.op in REQUANTIZING_OPS and node.op not in FUSED_ACTIVATIONS and node.name not in taken \
-                and _dtype(node) in FLOAT_DTYPES:
-            nxt = _single_user(users, node.name, outputs)
-            fused = nxt is not None and nxt.op in FUSED_ACTIVATIONS and nxt.name not in taken
-            groups[node.name] = (node.name, nxt.name) if fused else (node.name,)
-            taken.update(groups[node.name])
-    for node in model.graph_def.node:
-        if node.op in FUSED_ACTIVATIONS and node.name not in taken and _dtype(node) in FLOAT_DTYPES:
-            groups[node.name] = (node.name,)
-    order = {n.name: i for i, n in enumerate(model.graph_def.node)}
-    return [(group, f"{group[-1]}:0") for _, group in sorted(groups.items(), key=lambda kv: order[kv[0]])]
-
-
-def _kept(model: Model, keep_float: Collection[str]) -> set[str]:
-    """The TF node names ``keep_float`` covers: every node of a group named by any of its nodes."""
-    names = set(node_map(model.graph_def))
-    groups = [set(group) for group, _ in _range_groups(model)]
-    known = set().union(*groups)
-    unknown = [k for k in keep_float if k not in known]
-    if unknown:
-        from tfopt.errors import did_you_mean
-
-        what = "not a node of this graph" if unknown[0] not in names else "a node outside any quantized layer or op"
-        raise OptionError(f"--keep-float {unknown[0]}: not a quantized layer ({what}); name a TF node of the "
-                          f"layer.{did_you_mean(unknown[0], sorted(known))}")
-    kept = set(keep_float)
-    for group in groups:
-        if group & kept:
-            kept |= group
-    return kept
