@@ -216,7 +216,7 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
             full = os.path.join(tmp, rel)
             artifact = Artifact(target, precision, os.path.relpath(written, tmp), tree_size(full), gzip_size(full),
                                 digest(full))
-            if precision in NEEDS_CALIBRATION or engine:  # which layers really run int8 kernels
+            if precision == "int8":  # which layers really run int8 kernels (int16x8's are int16: not counted)
                 from tfopt.quantizing.int8_ops import count_quantized_ops
 
                 artifact.int8_ops = count_quantized_ops(target, written)
