@@ -1,4 +1,6 @@
-"""Emitters: one module per target, each ``emit_X(model, path, *, ...) -> str``.
+"""Emitters: one module per target, each ``emit_X(model, path, *, ...) -> str``, plus ``emit(job)``,
+the one-argument form its record in :mod:`tfopt.targets` names (it reads the target's options
+from the :class:`~tfopt.targets.EmitJob` and calls ``emit_X``).
 
 What they share is the shape: a frozen :class:`tfopt.graph.Model` and an output path,
 positionally, then keyword-only options, returning the file written. The options themselves are
