@@ -119,10 +119,11 @@ class Engine:
         """The fake-quant graph of ``recipe``, and what was done to make it."""
         from tfopt.quantizing.fake_quant import insert_fake_quant
         from tfopt.quantizing.ranges import compute_range
+        from tfopt.quantizing.shared_scales import share_concat_ranges
 
         transformed, stats, reports, seconds = self._prepare(recipe)
         start = time.perf_counter()
-        ranges = {tensor: compute_range(s, recipe.method) for tensor, s in stats.items()}
+        ranges = share_concat_ranges(transformed, {tensor: compute_range(s, recipe.method) for tensor, s in stats.items()})
         quantized = insert_fake_quant(transformed, ranges, per_channel=recipe.per_channel, keep_float=self.keep_float,
                                       weight_levels=recipe.weight_levels)
         report = EngineReport(str(recipe), dict(reports), ranges, list(self.keep_float),
