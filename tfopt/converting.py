@@ -169,10 +169,17 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
     result.verified_at = verified_at
     int8 = None  # tfopt's engine: one fake-quant graph the int8 artifacts all execute
     if any(engine_builds(q, t, p, qat) for t, p in pairs):
-        from tfopt.quantizing.int8_plan import Int8Plan
+        from tfopt.quantizing.int8_plan import Int8Plan, scratch_evaluator
 
-        evaluate = _recipe_evaluator(portable, runtime, ranges, q, r, gates) if q.int8_recipe == "auto" else None
-        int8 = Int8Plan(portable, ranges, q, evaluate=evaluate, progress=say)
+        measure = _int8_measure(portable, runtime, ranges, q, r) \
+            if q.int8_recipe == "auto" or q.auto_keep_float is not None else None
+        evaluate = scratch_evaluator(measure, gates) if q.int8_recipe == "auto" and measure is not None else None
+        labeled = None
+        if q.auto_keep_float is not None and r.eval_data:
+            inputs, labels = eval_arrays(r.eval_data, portable, allow_nonfinite=r.allow_nonfinite)
+            labeled = {"inputs": inputs, "labels": labels}
+        int8 = Int8Plan(portable, ranges, q, evaluate=evaluate, measure=measure, labels=labeled, progress=say,
+                        targets=[t for t, p in pairs if engine_builds(q, t, p, qat)])
     with atomic_path(outdir, directory=True) as tmp:
         os.makedirs(tmp)
         for index, (target, precision) in enumerate(pairs):
@@ -187,8 +194,10 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
             if engine and int8 is not None:
                 with stage(f"quantizing for {target} int8 (tfopt engine)"):
                     job = dataclasses.replace(job, portable=int8.model_for(target), quantization_aware=True)
-                if q.keep_float:  # no fake quants on them: float in every target
-                    result.keep_float[f"{target}/{precision}"] = list(q.keep_float)
+                if int8.engine.keep_float:  # no fake quants on them: float in every target
+                    result.keep_float[f"{target}/{precision}"] = list(int8.engine.keep_float)
+                if int8.ranking:
+                    result.layer_errors[f"{target}/{precision}"] = int8.ranking
             if not engine and not qat and (q.keep_float or q.auto_keep_float is not None) and precision in record.keep_float:
                 from tfopt.quantizing.keep_float import selective
 
@@ -269,14 +278,14 @@ def _accuracy_control(max_drop: float, eval_data: str | None, model: Model) -> A
     return AccuracyControl(max_drop, inputs, labels)
 
 
-def _recipe_evaluator(portable: Model, runtime: Model, samples: Any, q: QuantizeOptions, r: Any,
-                      gates: Sequence[Any]) -> Any:
-    """``--int8-recipe auto``'s measurement of one candidate: its real artifact, run in its runtime on
-    the eval data (else the calibration data, scored by agreement with the float model)."""
+def _int8_measure(portable: Model, runtime: Model, samples: Any, q: QuantizeOptions, r: Any) -> Any:
+    """``measure(target, model) -> row`` for ``--int8-recipe auto`` and ``--auto-keep-float``: an engine
+    graph's real artifact, run in its runtime on the eval data (else the calibration data, scored by
+    agreement with the float model)."""
     import numpy as np
 
     from tfopt.calibration import eval_arrays
-    from tfopt.quantizing.int8_plan import scratch_evaluator
+    from tfopt.quantizing.int8_plan import scratch_measure
     from tfopt.report.measure import measure
     from tfopt.verify import reference_runner
 
@@ -299,7 +308,7 @@ def _recipe_evaluator(portable: Model, runtime: Model, samples: Any, q: Quantize
                                       threads=r.threads, converted_here=True)["artifacts"][0]
         return row
 
-    return scratch_evaluator(build, measure_row, gates)
+    return scratch_measure(build, measure_row)
 
 
 def _emit_engine(target: str, job: EmitJob, native: EmitJob, say: Callable[[Any], None], result: ConvertResult) -> str:

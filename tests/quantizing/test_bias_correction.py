@@ -104,6 +104,19 @@ def test_only_biases_change(model):
     assert np.abs(report.corrections["fc"]).max() > 1e-3  # a real correction, not a no-op
 
 
+def test_layers_kept_float_are_neither_rounded_nor_corrected(model):
+    """A layer the engine keeps in float has no rounding shift of its own: ``skip`` leaves its bias
+    alone, and the layers after it are corrected for the others' rounding only."""
+    samples = {"x": _images(32, seed=1)}
+    _, full = bias_correct(model, samples)
+    corrected, report = bias_correct(model, samples, skip=["c1"])
+    assert "c1" not in report.corrections and set(report.corrections) == set(full.corrections) - {"c1"}
+    old, new = node_map(model.graph_def), node_map(corrected.graph_def)
+    bias = old["BiasAdd"].input[1]  # c1's bias
+    np.testing.assert_array_equal(const_value(new[bias]), const_value(old[bias]))
+    assert not np.allclose(report.corrections["fc"], full.corrections["fc"])  # c1's rounding no longer upstream
+
+
 def test_float_output_moves_by_the_correction_alone():
     def build(t):
         x = t.compat.v1.placeholder(t.float32, SHAPE, name="x")

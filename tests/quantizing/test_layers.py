@@ -43,7 +43,8 @@ def test_ranks_the_outlier_layer_first_and_auto_keep_float_fixes_it(outlier_mode
     assert plain.report["artifacts"][0]["fidelity"]["top1_agreement"] < 60  # the converter's int8 breaks it
 
     out = str(tmp_path / "auto")
-    result = convert(path, out, to=["tflite"], quantize=["int8"], calibration=calib, auto_keep_float=5.0)
+    result = convert(path, out, to=["tflite"], quantize=["int8"], calibration=calib, auto_keep_float=5.0,
+                     quantizer="native")
     ranking = result.layer_errors["tflite/int8"]
     assert "outlier" in ranking[0]["layer"] and ranking[0]["output_error"] > 10 * ranking[1]["output_error"]
     kept = result.keep_float["tflite/int8"]
@@ -88,7 +89,7 @@ def test_ranks_and_fixes_the_outlier_layer_for(target, outlier_model, tmp_path):
     assert plain.report["artifacts"][0]["fidelity"]["top1_agreement"] < 60
 
     result = convert(path, str(tmp_path / "auto"), to=[target], quantize=["int8"], calibration=calib,
-                     auto_keep_float=5.0)
+                     auto_keep_float=5.0, quantizer="native")
     ranking = result.layer_errors[f"{target}/int8"]
     assert [r["op"] for r in ranking].count(ranking[0]["op"]) == 3  # the three dense layers
     assert "outlier" in ranking[0]["layer"] and ranking[0]["output_error"] > 5 * ranking[1]["output_error"]

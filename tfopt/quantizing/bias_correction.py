@@ -25,7 +25,7 @@ fake quants are (:data:`tfopt.quantizing.fake_quant.PER_CHANNEL_OPS`), or per te
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,7 +127,7 @@ class BiasCorrectionReport:
 
 
 def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True,
-                 levels: int = 127) -> tuple[Model, BiasCorrectionReport]:
+                 levels: int = 127, skip: Collection[str] = ()) -> tuple[Model, BiasCorrectionReport]:
     """Empirical bias correction of int8 weight quantization (see the module doc).
 
     Args:
@@ -137,6 +137,8 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True,
         per_channel: the weight quantizer the engine will use: per output channel (default) or
             per tensor.
         levels: its steps of ``max|w|`` (127; 63 for 7-bit weights).
+        skip: layer (op) names the engine keeps in float: their weights stay float here too, and
+            their biases are not corrected (a float layer has no rounding shift of its own).
 
     Returns:
         ``(model, report)``: float weights, corrected biases; ``report.corrections`` holds each
@@ -150,6 +152,7 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True,
     report = BiasCorrectionReport(per_channel, len(batches))
     work = copy_graph(model.graph_def)
     layers, report.skips = quantizable_layers(work)
+    layers = [layer for layer in layers if layer.op.name not in skip]
     if not layers:
         return model, report
     names = [layer.op.name for layer in layers]

@@ -115,23 +115,33 @@ class Engine:
         self._progress = progress
         self._prepared: dict[tuple[Any, ...], tuple[Model, dict[str, Any], dict[str, Any], dict[str, float]]] = {}
 
-    def quantize(self, recipe: Recipe) -> tuple[Model, EngineReport]:
-        """The fake-quant graph of ``recipe``, and what was done to make it."""
+    def quantize(self, recipe: Recipe, keep_float: Sequence[str] | None = None) -> tuple[Model, EngineReport]:
+        """The fake-quant graph of ``recipe``, and what was done to make it.
+
+        ``keep_float`` (TF node names; default: the engine's own) names the layers left float. Weight
+        transforms that measure rounding (bias correction, AdaRound) leave those layers alone, so a
+        different set is a different transform; statistics cover every tensor that can take a range,
+        so sets that share the transforms share one collection.
+        """
         from tfopt.quantizing.fake_quant import insert_fake_quant
+        from tfopt.quantizing.placement import kept_nodes
         from tfopt.quantizing.ranges import compute_range
         from tfopt.quantizing.shared_scales import share_concat_ranges
 
-        transformed, stats, reports, seconds = self._prepare(recipe)
+        kept = list(self.keep_float if keep_float is None else keep_float)
+        transformed, stats, reports, seconds = self._prepare(recipe, frozenset(kept_nodes(self.model, kept)))
         start = time.perf_counter()
         ranges = share_concat_ranges(transformed, {tensor: compute_range(s, recipe.method) for tensor, s in stats.items()})
-        quantized = insert_fake_quant(transformed, ranges, per_channel=recipe.per_channel, keep_float=self.keep_float,
+        quantized = insert_fake_quant(transformed, ranges, per_channel=recipe.per_channel, keep_float=kept,
                                       weight_levels=recipe.weight_levels)
-        report = EngineReport(str(recipe), dict(reports), ranges, list(self.keep_float),
+        report = EngineReport(str(recipe), dict(reports), ranges, kept,
                               {**seconds, "ranges+fake_quant": time.perf_counter() - start})
         return quantized, report
 
-    def _prepare(self, recipe: Recipe) -> tuple[Model, dict[str, Any], dict[str, Any], dict[str, float]]:
-        key = recipe.transforms
+    def _prepare(self, recipe: Recipe,
+                 kept: frozenset[str]) -> tuple[Model, dict[str, Any], dict[str, Any], dict[str, float]]:
+        measured = recipe.bias_correction or recipe.adaround  # transforms that depend on what is kept
+        key = (recipe.transforms, kept if measured else frozenset())
         if key in self._prepared:
             return self._prepared[key]
         from tfopt.quantizing.fake_quant import activation_tensors
@@ -146,12 +156,13 @@ class Engine:
             model, equalized = equalize(model, samples=self.samples)
             reports["equalize"], seconds["equalize"] = equalized.as_dict(), time.perf_counter() - start
         if recipe.adaround:
-            from tfopt.quantizing.adaround import adaround
+            from tfopt.quantizing.adaround import adaround, find_layers
 
             self._say("learning weight rounding (AdaRound)")
             start = time.perf_counter()
+            chosen = [layer.node.name for layer in find_layers(model.graph_def)[0] if layer.node.name not in kept]
             model, rounded = adaround(model, self.samples, per_channel=recipe.per_channel, bits=recipe.weight_bits,
-                                      time_budget=self.adaround_budget, progress=self._progress)
+                                      time_budget=self.adaround_budget, progress=self._progress, layers=chosen)
             reports["adaround"] = {"done": rounded.done, "kept_float": rounded.kept_float,
                                    "layers": [{k: v for k, v in dataclasses.asdict(layer).items() if k != "seconds"}
                                               for layer in rounded.layers],
@@ -163,12 +174,11 @@ class Engine:
             self._say("correcting biases for weight rounding")
             start = time.perf_counter()
             model, corrected = bias_correct(model, self.samples, per_channel=recipe.per_channel,
-                                            levels=recipe.weight_levels)
+                                            levels=recipe.weight_levels, skip=kept)
             reports["bias_correction"], seconds["bias_correction"] = corrected.as_dict(), time.perf_counter() - start
         self._say("collecting activation statistics")
         start = time.perf_counter()
-        stats = collect(model, self.samples, activation_tensors(model, keep_float=self.keep_float),
-                        progress=self._progress)
+        stats = collect(model, self.samples, activation_tensors(model), progress=self._progress)
         seconds["statistics"] = time.perf_counter() - start
         self._prepared[key] = (model, stats, reports, seconds)
         return self._prepared[key]

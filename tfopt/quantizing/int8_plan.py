@@ -4,8 +4,12 @@
 artifact converts the same fake-quant graph, so TFLite, ONNX and OpenVINO execute the same
 decisions. ``--quantizer native`` is each converter's own post-training quantization (the TFLite
 converter, ONNX Runtime's ``quantize_static``, NNCF), kept for comparison. The native path also
-builds what the engine does not decide: int16x8 and dynamic precisions, ``--auto-keep-float``
-(each target ranks its own layers), and OpenVINO under ``--accuracy-control`` (NNCF's own search).
+builds what the engine does not decide: int16x8 and dynamic precisions, and OpenVINO under
+``--accuracy-control`` (NNCF's own search).
+
+``--auto-keep-float DROP`` ranks the engine's quantized groups (each quantized alone, in TensorFlow)
+and keeps the worst in float until every target's drop is within ``DROP`` points
+(:mod:`.sensitivity`): the same float layers in every target.
 
 ``--int8-recipe auto`` tries each candidate of :data:`CANDIDATES` per target, in its real runtime,
 on the eval data (accuracy with labels; otherwise top-1 agreement with the float model on the
@@ -36,7 +40,7 @@ CANDIDATES = tuple(Recipe.parse(t) for t in (
 
 def engine_builds(quantize: Any, target: str, precision: str, qat: bool) -> bool:
     """Whether the engine builds ``target``'s ``precision`` artifact under ``quantize`` (QuantizeOptions)."""
-    if precision != "int8" or qat or quantize.quantizer != "tfopt" or quantize.auto_keep_float is not None:
+    if precision != "int8" or qat or quantize.quantizer != "tfopt":
         return False
     return not (quantize.accuracy_control is not None and target == "openvino")
 
@@ -62,11 +66,16 @@ class Int8Plan:
         evaluate: ``evaluate(target, model) -> (score, row)`` for recipe search: builds ``target``'s
             int8 artifact of ``model`` in a scratch directory and measures it (higher is better;
             ``row`` is the report row the gates read, or ``None`` when a gate failed).
+        measure: ``measure(target, model) -> row`` (the report row of ``target``'s int8 artifact of
+            ``model``), for ``--auto-keep-float``'s check of every target.
+        targets: the targets whose int8 the engine builds (what ``--auto-keep-float`` checks).
+        labels: ``{"inputs": ..., "labels": ...}`` (the eval data) for ``--auto-keep-float``'s drop.
     """
 
     def __init__(self, portable: Model, samples: Any, quantize: Any, *,
                  evaluate: Callable[[str, Model], tuple[tuple[float, float], dict[str, Any] | None]] | None = None,
-                 progress: Callable[[Any], None] | None = None):
+                 measure: Callable[[str, Model], dict[str, Any]] | None = None, targets: Sequence[str] = (),
+                 labels: dict[str, Any] | None = None, progress: Callable[[Any], None] | None = None):
         self.quantize = quantize
         self.recipe = base_recipe(quantize)
         self.engine = Engine(portable, samples, keep_float=quantize.keep_float,
@@ -76,6 +85,34 @@ class Int8Plan:
         self._keys: dict[str, str] = {}
         self.searches: dict[str, list[dict[str, Any]]] = {}
         self._say = progress or (lambda event: None)
+        self.ranking: list[dict[str, Any]] = []
+        self.auto_keep: dict[str, Any] | None = None
+        if quantize.auto_keep_float is not None:
+            self._choose_float(measure, targets, labels)
+
+    def _choose_float(self, measure: Callable[[str, Model], dict[str, Any]] | None, targets: Sequence[str],
+                      labels: dict[str, Any] | None) -> None:
+        """``--auto-keep-float``: rank the groups, keep the worst in float (:mod:`.sensitivity`)."""
+        from tfopt.quantizing.placement import kept_nodes
+        from tfopt.quantizing.sensitivity import choose_float_layers, groups, rank_groups
+
+        user = [name for name, _ in groups(self.engine.model)
+                if name in kept_nodes(self.engine.model, self.quantize.keep_float)]
+        self._say("tfopt int8: per-layer quantization error")
+        self.ranking = rank_groups(self.engine, self.recipe, kept=user, say=self._say)
+
+        def drops(kept: list[str]) -> dict[str, float]:
+            out = {}
+            for target in targets:
+                model, _ = self.engine.quantize(self.recipe_for(target), keep_float=kept)
+                out[target] = drop_of(measure(target, model)) if measure is not None else float("nan")
+            return out
+
+        kept, steps = choose_float_layers(self.engine, self.recipe, self.quantize.auto_keep_float, self.ranking,
+                                          kept=user, labels=labels, measure=drops if measure and targets else None,
+                                          say=self._say)
+        self.engine.keep_float = kept
+        self.auto_keep = {"bound": self.quantize.auto_keep_float, "kept": kept, "steps": steps}
 
     def recipe_for(self, target: str) -> Recipe:
         """The recipe for ``target``: the chosen one, with weights no wider than the target takes
@@ -102,7 +139,7 @@ class Int8Plan:
         reports = {key: {k: v for k, v in report.as_dict().items() if k != "seconds"}
                    for key, (_, report) in self._models.items()}
         return {"quantizer": "tfopt", "recipe": {t: self.chosen(t) for t in self._keys}, "engine": reports,
-                "candidates": self.searches}
+                "candidates": self.searches, **({"auto_keep_float": self.auto_keep} if self.auto_keep else {})}
 
     def _search(self, target: str) -> tuple[Model, Any]:
         from tfopt.progress import Step
@@ -129,22 +166,41 @@ class Int8Plan:
         return kept[1], kept[2]
 
 
-def scratch_evaluator(build: Callable[[str, Model, str], str],
-                      measure_row: Callable[[str, str, str], dict[str, Any]],
+def scratch_measure(build: Callable[[str, Model, str], str],
+                    measure_row: Callable[[str, str, str], dict[str, Any]]) -> Callable[[str, Model], dict[str, Any]]:
+    """``measure(target, model) -> row``: ``build(target, model, directory)`` writes the artifact
+    into a scratch directory, ``measure_row(target, directory, relative path)`` gives its report
+    row (:func:`tfopt.report.measure.measure`)."""
+
+    def measure(target: str, model: Model) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="tfopt-int8-") as scratch:
+            path = build(target, model, scratch)
+            return measure_row(target, scratch, os.path.relpath(path, scratch))
+
+    return measure
+
+
+def scratch_evaluator(measure: Callable[[str, Model], dict[str, Any]],
                       gates: Sequence[Any]) -> Callable[[str, Model], Any]:
-    """``evaluate(target, model)`` for :class:`Int8Plan`: ``build(target, model, directory)`` writes
-    the artifact into a scratch directory, ``measure_row(target, directory, relative path)`` gives
-    its report row (:func:`tfopt.report.measure.measure`); the gates decide pass or fail."""
+    """``evaluate(target, model)`` for :class:`Int8Plan`'s recipe search: the :func:`scratch_measure`
+    row, scored (:func:`score_of`); the gates decide pass or fail."""
     from tfopt.report.gates import evaluate_gates
 
     def evaluate(target: str, model: Model) -> tuple[tuple[float, float], dict[str, Any] | None]:
-        with tempfile.TemporaryDirectory(prefix="tfopt-recipe-") as scratch:
-            path = build(target, model, scratch)
-            row = measure_row(target, scratch, os.path.relpath(path, scratch))
+        row = measure(target, model)
         failed = any(r["failed"] for r in evaluate_gates({"artifacts": [row]}, gates))
         return score_of(row), (None if failed else row)
 
     return evaluate
+
+
+def drop_of(row: dict[str, Any]) -> float:
+    """Top-1 points a report row loses: its accuracy drop with labels, else its disagreement with
+    the float model (100 − top-1 agreement); NaN when neither was measured."""
+    if row.get("accuracy_drop") is not None:
+        return float(row["accuracy_drop"])
+    agreement = (row.get("fidelity") or {}).get("top1_agreement")
+    return 100.0 - float(agreement) if agreement is not None else float("nan")
 
 
 def score_of(row: dict[str, Any]) -> tuple[float, float]:

@@ -1,0 +1,53 @@
+"""--auto-keep-float on tfopt's engine: each quantized group ranked by quantizing it alone in the
+fake-quant graph, the worst kept in float until every target is within the bound, the same set in
+every target."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.quantizing.test_layers import KEPT_FLOAT_AGREEMENT, outlier_model  # noqa: F401  (fixture)
+from tfopt.converting import convert
+
+
+def test_engine_ranks_the_outlier_first_and_keeps_it_float_in_every_target(outlier_model, tmp_path):  # noqa: F811
+    path, calib = outlier_model
+    # min-max ranges, no equalization: the outlier weights set every channel's scale (the engine's
+    # default recipe survives this layer: test_layers.py)
+    plain = convert(path, str(tmp_path / "plain"), to=["tflite", "onnx", "openvino"], quantize=["int8"],
+                    calibration=calib, int8_recipe="minmax")
+    assert min(a["fidelity"]["top1_agreement"] for a in plain.report["artifacts"]) < 60
+    result = convert(path, str(tmp_path / "auto"), to=["tflite", "onnx", "openvino"], quantize=["int8"],
+                     calibration=calib, int8_recipe="minmax", auto_keep_float=5.0)
+    ranking = result.layer_errors["tflite/int8"]
+    assert "outlier" in ranking[0]["layer"] and ranking[0]["output_error"] > 10 * ranking[1]["output_error"]
+    kept = {key: tuple(value) for key, value in result.keep_float.items()}
+    assert set(kept) == {"tflite/int8", "onnx/int8", "openvino/int8"}
+    assert len(set(kept.values())) == 1  # one decision, the same in every target
+    assert len(kept["tflite/int8"]) == 1 and "outlier" in kept["tflite/int8"][0]
+    for artifact in result.report["artifacts"]:
+        assert artifact["quantizer"] == "tfopt" if "quantizer" in artifact else True
+        assert artifact["fidelity"]["top1_agreement"] >= KEPT_FLOAT_AGREEMENT[artifact["format"]], artifact["format"]
+    steps = result.int8["auto_keep_float"]["steps"]
+    assert steps[0]["kept"] == 0 and steps[0]["simulated_drop"] > 5.0  # int8 everywhere: over the bound
+    assert steps[-1]["kept"] == 1 and set(steps[-1]["targets"]) == {"tflite", "onnx", "openvino"}
+
+
+def test_rank_and_choose_on_the_engine_directly(outlier_model):  # noqa: F811
+    import tfopt
+    from tfopt.quantizing.engine import Engine, Recipe
+    from tfopt.quantizing.sensitivity import choose_float_layers, groups, rank_groups
+
+    path, calib = outlier_model
+    model, _, _, _ = tfopt.optimize(path)
+    samples = {"x": np.load(calib)["x"]}
+    engine = Engine(model, samples)
+    recipe = Recipe.parse("minmax")
+    ranking = rank_groups(engine, recipe)
+    assert sorted(r["layer"] for r in ranking) == sorted(name for name, _ in groups(model))
+    assert "outlier" in ranking[0]["layer"]
+    # a bound the int8 graph already meets keeps nothing: one step, measured once
+    kept, steps = choose_float_layers(engine, recipe, 100.0, ranking)
+    assert kept == [] and len(steps) == 1
+    kept, steps = choose_float_layers(engine, recipe, 5.0, ranking)
+    assert kept == [ranking[0]["layer"]] and steps[-1]["simulated_drop"] <= 5.0
