@@ -56,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
     portable, feeds = _load(args)
     print(f"reducing {len(portable.graph_def.node)} nodes for {args.target} {precision}, --check {check.describe()}")
     with args.capture.stage("converting"):
+        # Trial lines go to the terminal's stderr: fds 1 and 2 are captured during the stage.
         result = reduce(portable, feeds, args.target, precision=precision, check=check, max_steps=args.max_steps,
-                        say=print)
+                        say=lambda line: args.capture.console.write(line + "\n"))
         write_repro(result, args.output, args.target, precision, check)
     state = "" if result.complete else f" (stopped at --max-steps {args.max_steps}: may reduce further)"
     print(f"reduced  {result.ops_before} -> {len(result.cut.kept)} op(s): {', '.join(result.cut.kept)}{state}")
