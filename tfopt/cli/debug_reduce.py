@@ -1,0 +1,103 @@
+"""``tfopt debug reduce MODEL --target T``: the smallest subgraph that still fails to convert, or
+still mismatches, written with its inputs and a standalone ``repro.py`` (see :mod:`tfopt.debug.reduce`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tfopt.cli.args import COUNT, EPILOG, model_options
+
+REDUCE_TARGETS = ("tflite", "onnx", "openvino")
+
+
+def add_parser(debug_subparsers: Any) -> None:
+    """Add ``reduce`` to ``tfopt debug``'s subcommands."""
+    p = debug_subparsers.add_parser(
+        "reduce", help="bisect a model to the smallest subgraph that still fails to convert or still mismatches",
+        description="Bisects the frozen graph over its topological order (keep the prefix, then the suffix, that "
+                    "still shows the problem), then drops single ops until none can go. Cut points become "
+                    "placeholders fed with the values TensorFlow computed there. Writes OUT/reduced.pb, "
+                    "inputs.npz, converter_call.txt, repro.py (runs with only TensorFlow and the converter) "
+                    "and reduce.json.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--target", required=True, choices=REDUCE_TARGETS, help="the converter to reduce against")
+    p.add_argument("--precision", default="fp32",
+                   help="fp32 (default), fp16, dynamic, int8 (calibrated on each cut's real inputs), int16x8")
+    p.add_argument("--check", default="fails", metavar="fails|mismatch[:TOL]",
+                   help="fails: the converter raises or the artifact does not load or run, in the same way as the "
+                        "full model; mismatch[:TOL]: outputs off by more than TOL of their scale (default TOL: "
+                        "fp32 1e-3, fp16 1e-2, quantized 0.1)")
+    p.add_argument("--inputs", metavar="DATA.npz",
+                   help="inputs by name (first row used); default: made-up inputs the model answers")
+    p.add_argument("--max-steps", type=COUNT, default=200, metavar="N",
+                   help="conversions to try at most, the full model's included (default %(default)s)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="directory to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT that tfopt did not write")
+    model_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tfopt.debug.check import Check
+    from tfopt.debug.reduce import reduce
+    from tfopt.debug.repro import write_repro
+    from tfopt.outputs import check_output
+    from tfopt.targets import TABLE, Precision
+
+    precision = Precision.parse(args.precision, "--precision").value
+    record = TABLE[args.target]
+    if precision not in record.precisions:
+        from tfopt.errors import OptionError
+
+        raise OptionError(f"--precision {precision}: {args.target} builds {', '.join(record.precisions)}")
+    check = Check.parse(args.check, precision)
+    check_output(args.output, inputs=[args.model, args.inputs], overwrite=args.overwrite)
+    portable, feeds = _load(args)
+    print(f"reducing {len(portable.graph_def.node)} nodes for {args.target} {precision}, --check {check.describe()}")
+    with args.capture.stage("converting"):
+        # Trial lines go to the terminal's stderr: fds 1 and 2 are captured during the stage.
+        result = reduce(portable, feeds, args.target, precision=precision, check=check, max_steps=args.max_steps,
+                        say=lambda line: args.capture.console.write(line + "\n"))
+        write_repro(result, args.output, args.target, precision, check)
+    state = "" if result.complete else f" (stopped at --max-steps {args.max_steps}: may reduce further)"
+    print(f"reduced  {result.ops_before} -> {len(result.cut.kept)} op(s): {', '.join(result.cut.kept)}{state}")
+    print(f"         {result.outcome.describe()}")
+    print(f"tried    {result.conversions} conversions in {result.seconds:.1f} s")
+    print(f"wrote    {args.output}/reduced.pb, inputs.npz, converter_call.txt, repro.py, reduce.json")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The portable (frozen, optimized) graph the converters read, and one set of its inputs."""
+    from tfopt.cli.args import load_of
+    from tfopt.options import FreezeOptions, OptimizeOptions
+    from tfopt.pipeline import run_optimize
+    from tfopt.verify import check_inputs, choose_inputs, reference_runner
+
+    with args.capture.stage("loading"):
+        portable, _, _, _ = run_optimize(args.model, load_of(args), FreezeOptions(), OptimizeOptions())
+    if args.inputs:
+        given = check_inputs(reference_runner(portable), _npz_inputs(args.inputs, portable.inputs),
+                             f"--inputs {args.inputs}", None)
+    else:
+        given = choose_inputs(reference_runner(portable), portable.inputs, batch=1, graph_def=portable.graph_def)
+    return portable, {name: value[:1] for name, value in given.feeds.items()}
+
+
+def _npz_inputs(path: str, specs: Any) -> Any:
+    import os
+
+    import numpy as np
+
+    from tfopt.errors import OptionError
+    from tfopt.verify import VerifyInputs
+
+    if not path.endswith(".npz") or not os.path.isfile(path):
+        raise OptionError(f"--inputs {path}: expected an existing .npz holding the model's inputs by name")
+    with np.load(path, allow_pickle=False) as data:
+        missing = [s.name for s in specs if s.name not in data.files]
+        if missing:
+            raise OptionError(f"--inputs {path}: holds {', '.join(data.files) or 'nothing'}, not the input(s) "
+                              f"{', '.join(missing)}")
+        return VerifyInputs({s.name: data[s.name][:1].astype(s.dtype) for s in specs}, "inputs")

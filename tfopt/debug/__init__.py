@@ -1,0 +1,1 @@
+"""``tfopt debug``: find where an artifact diverges from TensorFlow, and the smallest graph that still breaks a converter."""
