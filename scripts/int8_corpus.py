@@ -83,11 +83,16 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--recipes", nargs="+", default=["default"], help="engine recipes to compare (default: tfopt's)")
+    parser.add_argument("--recipes", nargs="*", default=["default"], help="engine recipes to compare (default: tfopt's)")
+    parser.add_argument("--auto-keep-float", type=float, nargs="*", default=[], metavar="DROP",
+                        help="also the default recipe with --auto-keep-float DROP (the rows say how many layers stay float)")
+    parser.add_argument("--only", nargs="*", default=[], help="models whose label starts with one of these")
     args = parser.parse_args(argv)
     print("| model | quantizer | " + " | ".join(f"{t} int8 agreement" for t in TARGETS) + " |")
     print("|---|---|" + "---|" * len(TARGETS))
     for label, (package, relpath, make) in MODELS.items():
+        if args.only and not any(label.startswith(o) for o in args.only):
+            continue
         path = os.path.join(CACHE, "unpacked", package, relpath)
         if not os.path.exists(path):
             print(f"| {label} | not in the corpus cache ({path}): run scripts/corpus.py fetch |")
@@ -100,12 +105,16 @@ def main(argv: list[str] | None = None) -> int:
             held = make(args.samples, 2)
             shape = [1, *held.shape[1:]]
             configs = [("native", {"quantizer": "native"})] + [
-                (f"tfopt ({r})", {} if r == "default" else {"int8_recipe": r}) for r in args.recipes]
+                (f"tfopt ({r})", {} if r == "default" else {"int8_recipe": r}) for r in args.recipes] + [
+                (f"tfopt (auto-keep-float {d:g})", {"auto_keep_float": d}) for d in args.auto_keep_float]
             for quantizer, options in configs:
                 out = os.path.join(root, "out")
-                tfopt.convert(path, out, to=TARGETS, quantize=["int8"], calibration=calib, report_runs=2,
+                result = tfopt.convert(path, out, to=TARGETS, quantize=["int8"], calibration=calib, report_runs=2,
                               overwrite=True, verify_shape={name: shape}, **options)
                 agree, _ = agreement(path, out, held, name)
+                kept = (result.int8 or {}).get("auto_keep_float")
+                if kept is not None:
+                    quantizer += f": {len(kept['kept'])} of {len(result.layer_errors.get('tflite/int8', []))} layers float"
                 print(f"| {label} | {quantizer} | " + " | ".join(f"{agree.get(t, float('nan')):.1f}%" for t in TARGETS)
                       + " |", flush=True)
     return 0

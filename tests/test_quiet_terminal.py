@@ -23,7 +23,8 @@ FOREIGN = [re.compile(p) for p in (
 # tfopt's own line shapes: progress, the report table, the files written, errors.
 OWN = [re.compile(p) for p in (
     r"^  \.\.\. ", r"^  \d+/\d+ \w", r"^\s*format\s+precision", r"^\s*(tflite|onnx|openvino|pb|savedmodel)\s+\S+\s",
-    r"^original model: ", r"^wrote    ", r"^skipped  ", r"^tfopt: ", r"^  \| ", r"^FAILED   ",
+    r"^original model: ", r"^wrote    ", r"^skipped  ", r"^tfopt: ", r"^  \| ", r"^FAILED   ", r"^verified at ",
+    r"^int8     ", r"^note     ",
 )]
 
 
