@@ -99,7 +99,7 @@ def _lossy(portable: Model, runtime: Model, lossy: Sequence[Any], runtime_passes
     were verified. Their result is the new reference: the TF-runtime graph is fused again from it
     (and checked against it), and artifacts are verified against it."""
     changed, stats = run_passes(portable, lossy, max_iterations=1)
-    report.passes += stats
+    report.passes += [s for s in stats if s.skips or changed is not portable]  # silent when it had nothing to do
     if changed is portable:
         return portable, runtime
     changed = changed.replace(reference=None)  # its own graph is now what artifacts must match
