@@ -122,6 +122,10 @@ def _measure(model: Any, layers: dict[str, dict[str, Any]], options: Compression
             continue
         kernel = max(weights, key=lambda w: w.size)
         entry["unique"] = len(np.unique(kernel))
+        if options.cluster is not None:  # which kernels hold N values (a SeparableConv2D's pointwise, not its
+            # depthwise): the ones cluster_weights snaps again after BatchNorm folding
+            entry["clustered_shapes"] = [list(w.shape) for w in weights
+                                         if w.ndim >= 2 and len(np.unique(w)) <= options.cluster]
         entry["sparsity"] = round(float(np.mean(kernel == 0)), 4)
         done = [a for a in entry["actions"]
                 if (a == "pruned" and entry["sparsity"] >= 0.9 * (options.prune or 0)) or

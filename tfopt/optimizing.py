@@ -66,8 +66,9 @@ def optimize(frozen: Model, *, passes: str | Sequence[str] = "default", skip: Se
     chosen = registry.build(select_passes(passes, skip))
     if grappler:
         chosen.append(Grappler(list(grappler)))
-    portable_passes = [p for p in chosen if not p.tf_runtime_only]
-    runtime_passes = [p for p in chosen if p.tf_runtime_only]
+    portable_passes = [p for p in chosen if not p.tf_runtime_only and not p.lossy]
+    runtime_passes = [p for p in chosen if p.tf_runtime_only and not p.lossy]
+    lossy_passes = [p for p in chosen if p.lossy]
     report = OptimizeReport(nodes_before=len(frozen.graph_def.node), ops_before=op_histogram(frozen.graph_def))
     portable, stats = run_passes(frozen, portable_passes) if portable_passes else (frozen, [])
     runtime, runtime_stats = run_passes(portable, runtime_passes, max_iterations=1) if runtime_passes else (portable, [])
@@ -85,4 +86,30 @@ def optimize(frozen: Model, *, passes: str | Sequence[str] = "default", skip: Se
             report.verification[label] = verify_against_reference(
                 frozen, model, bindings, atol=atol, rtol=rtol, seed=seed, inputs=verified_at,
                 what=f"the optimized ({label}) model", stage="optimizing")
+    if lossy_passes:
+        portable, runtime = _lossy(portable, runtime, lossy_passes, runtime_passes, report, verify=verify, atol=atol,
+                                   rtol=rtol, seed=seed, inputs=verified_at)
     return portable, runtime, report
+
+
+def _lossy(portable: Model, runtime: Model, lossy: Sequence[Any], runtime_passes: Sequence[Any],
+           report: OptimizeReport, *, verify: bool, atol: float, rtol: float, seed: int,
+           inputs: Any = None) -> tuple[Model, Model]:
+    """Passes that change the numbers on purpose (``cluster_weights``), once, after the exact ones
+    were verified. Their result is the new reference: the TF-runtime graph is fused again from it
+    (and checked against it), and artifacts are verified against it."""
+    changed, stats = run_passes(portable, lossy, max_iterations=1)
+    report.passes += [s for s in stats if s.skips or changed is not portable]  # silent when it had nothing to do
+    if changed is portable:
+        return portable, runtime
+    changed = changed.replace(reference=None)  # its own graph is now what artifacts must match
+    if runtime is portable:
+        return changed, changed
+    fused, _ = run_passes(changed, runtime_passes, max_iterations=1)
+    if verify:
+        from tfopt.verify import verify_against_reference
+
+        report.verification["runtime (after lossy passes)"] = verify_against_reference(
+            changed, fused, {}, atol=atol, rtol=rtol, seed=seed, inputs=inputs,
+            what="the optimized (runtime) model", stage="optimizing")
+    return changed, fused

@@ -44,6 +44,7 @@ class PassRegistry:
 
 
 def _register_builtin(reg: PassRegistry) -> None:
+    from tfopt.passes.cluster_weights import ClusterWeights
     from tfopt.passes.fold_add_into_bias import FoldAddIntoBias
     from tfopt.passes.fold_batchnorm import FoldBatchNorm
     from tfopt.passes.fold_constants import FoldConstants
@@ -63,6 +64,7 @@ def _register_builtin(reg: PassRegistry) -> None:
     # fold_pad after them: it only looks at Pad -> Conv, which no earlier pass creates.
     # prune_dead last: the folds leave the old constants unread.
     # fuse_activation after the fixed point, for TensorFlow-runtime artifacts only.
+    # cluster_weights (lossy, --cluster N only) after the optimize check: it snaps the folded kernels.
     reg.register(RemoveIdentity)
     reg.register(FoldConstants)
     reg.register(FoldBatchNorm)
@@ -71,6 +73,7 @@ def _register_builtin(reg: PassRegistry) -> None:
     reg.register(FoldPad)
     reg.register(PruneDead)
     reg.register(FuseActivation)
+    reg.register(ClusterWeights)
 
 
 registry = PassRegistry()

@@ -43,10 +43,13 @@ class Pass:
         name: the pass's key in the registry and on the command line (``--skip fold_pad``).
         tf_runtime_only: the rewrite yields ops only TensorFlow runs (``_FusedConv2D``): the pass
             optimizes the ``pb``/``savedmodel`` graph, never the portable one TFLite/ONNX/OpenVINO read.
+        lossy: the rewrite changes the model's numbers on purpose (``cluster_weights``): it runs once,
+            after the fixed point and the optimize check, and artifacts are verified against its result.
     """
 
     name: str = "pass"
     tf_runtime_only: bool = False
+    lossy: bool = False
 
     def run(self, model: Model) -> PassResult:
         raise NotImplementedError

@@ -36,5 +36,8 @@ def compression_summary(c: dict[str, Any]) -> str:
     alone = [f"{r['layer']}: {r['left_alone']}" for r in c["layers"] if r["left_alone"]]
     tuned = (f"fine-tuned {c['finetune_epochs']} epoch(s)" if c["finetuned"]
              else "post-training only (no --finetune-data): accuracy and agreement above are against the uncompressed model")
+    snapped = c.get("snapped_after_fold") or []  # tfopt.passes.cluster_weights
+    after = (f"\n  snapped after BatchNorm folding: {len(snapped)} kernel(s) to at most {c['cluster']} values "
+             f"({', '.join(d['node'] for d in snapped)})" if snapped else "")
     return (f"compression: {what}; {tuned}\n  changed: {', '.join(done) or 'nothing'}"
-            + (f"\n  left alone: {'; '.join(alone)}" if alone else ""))
+            + (f"\n  left alone: {'; '.join(alone)}" if alone else "") + after)

@@ -1,0 +1,225 @@
+"""cluster_weights: TFMOT-clustered kernels snapped to N values after BatchNorm folding; where it
+must not fire; and end to end on a tf_keras digits CNN with BatchNorm, read back from the artifact."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.helpers import graph_model
+from tfopt._tf import const_value
+from tfopt.graph import node_map
+from tfopt.optimizing import optimize
+from tfopt.passes._kmeans1d import kmeans_1d
+from tfopt.runtimes.tensorflow import GraphRunner
+
+RNG = np.random.default_rng(0)
+N = 4
+C = 6
+
+
+def _clustered(*shape, n=N):
+    """A kernel as TFMOT leaves it: every value one of ``n`` centroids."""
+    return RNG.choice(np.linspace(-1.0, 1.0, n).astype(np.float32), size=shape)
+
+
+def _bn(t, y):
+    c = y.shape[-1]
+    gamma, var = RNG.uniform(0.2, 3.0, c).astype(np.float32), RNG.uniform(0.2, 3.0, c).astype(np.float32)
+    beta, mean = RNG.normal(0, 1, c).astype(np.float32), RNG.normal(0, 1, c).astype(np.float32)
+    if len(y.shape) == 2:  # FusedBatchNorm is 4-D only; Keras 3's decomposed form folds the same way
+        return t.nn.batch_normalization(y, mean, var, beta, gamma, 1e-3)
+    return t.raw_ops.FusedBatchNormV3(x=y, scale=gamma, offset=beta, mean=mean, variance=var, epsilon=1e-3,
+                                      is_training=False)[0]
+
+
+# op -> (input shape, kernel shape, fn(t, x, w))
+OPS = {
+    "conv2d": ((1, 8, 8, 3), (3, 3, 3, C), lambda t, x, w: t.nn.conv2d(x, w, 1, "SAME")),
+    "depthwise": ((1, 8, 8, 3), (3, 3, 3, 2), lambda t, x, w: t.nn.depthwise_conv2d(x, w, [1, 1, 1, 1], "SAME")),
+    "matmul": ((2, 5), (5, C), lambda t, x, w: t.matmul(x, w)),
+}
+
+
+def _compression(*, actions=("clustered",), left_alone=None, shapes=None, layer="conv1", init="kmeans++"):
+    entry = {"layer": layer, "actions": list(actions), "left_alone": left_alone}
+    if shapes is not None:
+        entry["clustered_shapes"] = shapes
+    return {"compression": {"cluster": N, "cluster_init": init, "prune": None, "layers": [entry]}}
+
+
+def _model(op, provenance, kernel=None):
+    x_shape, w_shape, make = OPS[op]
+    w = _clustered(*w_shape) if kernel is None else kernel
+
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, (None, *x_shape[1:]), name="x")
+        with t.name_scope("model/conv1"):
+            y = _bn(t, make(t, x, w))
+        t.nn.relu(y, name="out")
+    return graph_model(build, {"x": x_shape}, ["out"]).replace(provenance=provenance), x_shape
+
+
+def _kernel(model, op_type):
+    nodes = node_map(model.graph_def)
+    op = next(n for n in model.graph_def.node if n.op == op_type)
+    return const_value(nodes[op.input[1]])
+
+
+OP_TYPES = {"conv2d": "Conv2D", "depthwise": "DepthwiseConv2dNative", "matmul": "MatMul"}
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_snaps_the_folded_kernel_to_n_values(op):
+    model, x_shape = _model(op, _compression())
+    plain, _, _ = optimize(model, skip=["fuse_activation", "cluster_weights"], verify=False)
+    snapped, _, report = optimize(model, skip=["fuse_activation"])  # the exact folds are verified first
+    folded = _kernel(plain, OP_TYPES[op])
+    assert len(np.unique(folded)) > N  # what plain TFMOT deploys: N values scaled per channel
+    kernel = _kernel(snapped, OP_TYPES[op])
+    assert len(np.unique(kernel)) <= N and kernel.shape == folded.shape
+    # a k-means fixed point: each shared value is the mean of the folded values it replaced
+    for value in np.unique(kernel):
+        np.testing.assert_allclose(value, folded[kernel == value].mean(), rtol=1e-5, atol=1e-6)
+    done = snapped.provenance["compression"]["snapped_after_fold"]
+    assert [d["layer"] for d in done] == ["conv1"] and done[0]["unique_after"] <= N
+    assert "cluster_weights" in [p.name for p in report.passes] and report.skips() == []
+    assert snapped.reference is None  # artifacts are verified against the snapped graph
+    # numerically: k-means does at least as well as N evenly spaced values (nearest), and the layer's
+    # output moves (relative RMS, on normal inputs) by no more than 1.5x the kernel's relative change
+    grid = np.linspace(folded.min(), folded.max(), N)
+    on_grid = grid[np.abs(folded[..., None] - grid).argmin(-1)]
+    change = np.linalg.norm(kernel - folded) / np.linalg.norm(folded)
+    assert change <= np.linalg.norm(on_grid - folded) / np.linalg.norm(folded)
+    x = RNG.normal(0, 1, (64, *x_shape[1:])).astype(np.float32)
+    want, got = GraphRunner(plain)({"x": x})["out"], GraphRunner(snapped)({"x": x})["out"]
+    assert np.linalg.norm(got - want) <= 1.5 * change * np.linalg.norm(want)
+
+
+def _reasons(model):
+    portable, _, report = optimize(model, skip=["fuse_activation"], verify=False)
+    return portable, " | ".join(s for p, s in report.skips() if p == "cluster_weights")
+
+
+@pytest.mark.parametrize(("provenance", "reason"), [
+    (_compression(actions=(), left_alone="excluded (--exclude)"), "layer 'conv1' was not clustered (excluded (--exclude))"),
+    (_compression(shapes=[[9, 9]]), "TFMOT did not cluster this kernel of layer 'conv1'"),
+    (_compression(layer="other"), "not in a Keras layer TFMOT saw"),
+], ids=["excluded", "kernel-not-clustered", "unknown-layer"])
+def test_not_snapped_with_reason(provenance, reason):
+    model, _ = _model("conv2d", provenance)
+    portable, reasons = _reasons(model)
+    assert reason in reasons
+    plain, _, _ = optimize(model, skip=["fuse_activation", "cluster_weights"], verify=False)
+    np.testing.assert_array_equal(_kernel(portable, "Conv2D"), _kernel(plain, "Conv2D"))  # bit for bit
+
+
+def test_kernel_shared_by_two_convs_not_snapped():
+    w = _clustered(3, 3, 3, C)
+
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, (1, 8, 8, 3), name="x")
+        with t.name_scope("model/conv1"):
+            kernel = t.constant(w)
+            a = _bn(t, t.nn.conv2d(x, kernel, 1, "SAME"))
+            b = t.nn.conv2d(x, kernel, 1, "SAME")
+        t.identity(a + b, name="out")
+    model = graph_model(build, {"x": (1, 8, 8, 3)}, ["out"]).replace(provenance=_compression())
+    portable, reasons = _reasons(model)
+    assert "is shared by 2 ops; snapping it for one would change the others" in reasons
+    np.testing.assert_array_equal(_kernel(portable, "Conv2D"), w)
+
+
+def test_graph_input_kernel_not_snapped():
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, (1, 8, 8, 3), name="x")
+        w = t.compat.v1.placeholder(t.float32, (3, 3, 3, C), name="w")
+        with t.name_scope("model/conv1"):
+            t.identity(_bn(t, t.nn.conv2d(x, w, 1, "SAME")), name="out")
+    model = graph_model(build, {"x": (1, 8, 8, 3), "w": (3, 3, 3, C)}, ["model/conv1/out"])
+    _, reasons = _reasons(model.replace(provenance=_compression()))
+    assert "its kernel is not a constant (a graph input)" in reasons
+
+
+def test_without_cluster_it_does_nothing():
+    model, _ = _model("conv2d", {})
+    portable, _, report = optimize(model, skip=["fuse_activation"], verify=False)
+    plain, _, _ = optimize(model, skip=["fuse_activation", "cluster_weights"], verify=False)
+    np.testing.assert_array_equal(_kernel(portable, "Conv2D"), _kernel(plain, "Conv2D"))
+    assert report.skips() == [] and "snapped_after_fold" not in (portable.provenance.get("compression") or {})
+
+
+@pytest.mark.parametrize("init", ["kmeans++", "linear", "density", "random"])
+def test_kmeans_1d_keeps_zeros_and_at_most_n_values(init):
+    values = RNG.normal(0, 1, 500) * (RNG.uniform(size=500) > 0.5)
+    out = kmeans_1d(values, 8, init, keep_zero=True)
+    assert len(np.unique(out)) <= 8 and np.array_equal(out == 0, values == 0)
+    assert np.mean((out - values) ** 2) < np.var(values)  # better than one shared value
+
+
+# --- end to end: tf_keras CNN with BatchNorm, TFMOT, convert, the artifact read back ---------------
+
+@pytest.fixture(scope="module")
+def keras2_bn_digits(tmp_path_factory):
+    pytest.importorskip("tensorflow_model_optimization")
+    import tf_keras as keras
+
+    from tfopt.examples import digits
+
+    x_train, y_train, x_test, y_test = digits()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1), name="images")
+    h = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="conv1")(inputs)
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn1")(h))
+    h = keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="conv2")(h)
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn2")(h))
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="probs")(h))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x_train, y_train, epochs=6, batch_size=64, verbose=0)
+    root = tmp_path_factory.mktemp("keras2bn")
+    model.save(str(root / "digits_bn.h5"))
+    np.savez(root / "eval.npz", images=x_test, labels=y_test)
+    return {"path": str(root / "digits_bn.h5"), "eval": str(root / "eval.npz"), "model": model, "x": x_test}
+
+
+def _artifact_kernels(path):
+    from tfopt.targets import TABLE
+
+    # the conv kernels (144 and 4608 values; the folded biases have 16 and 32), read flat from the flatbuffer
+    return {layer: w for name, w in TABLE["tflite"].call("weights", path) for layer in ("conv1", "conv2")
+            if f"/{layer}/" in name and w.size >= 100}
+
+
+def test_artifact_holds_n_values_per_kernel(keras2_bn_digits, tmp_path):
+    from tfopt.converting import convert
+    from tfopt.manifest import manifest_model
+    from tfopt.runtimes import runner_for
+
+    n = 16
+    plain = convert(keras2_bn_digits["path"], str(tmp_path / "plain"), to=["tflite"], cluster=n,
+                    skip=["cluster_weights"], report_runs=1)
+    out = str(tmp_path / "folded")
+    result = convert(keras2_bn_digits["path"], out, to=["tflite"], cluster=n, exclude=["probs"],
+                     eval_data=keras2_bn_digits["eval"], report_runs=1)
+    path = os.path.join(out, "model.fp32.tflite")
+    kernels = _artifact_kernels(path)
+    assert len(kernels) == 2 and all(len(np.unique(w)) <= n for w in kernels.values())
+    assert any(len(np.unique(w)) > n for w in _artifact_kernels(os.path.join(str(tmp_path / "plain"),
+                                                                             "model.fp32.tflite")).values())
+    assert result.report["artifacts"][0]["gzip_bytes"] < plain.report["artifacts"][0]["gzip_bytes"]
+    skips = {s for p in result.optimize_report.passes if p.name == "cluster_weights" for s in map(str, p.skips)}
+    assert any("layer 'probs' was not clustered (excluded (--exclude))" in s for s in skips)
+    snapped = result.report["compression"]["snapped_after_fold"]
+    assert sorted(d["layer"] for d in snapped) == ["conv1", "conv2"]
+    # numerically, against the float Keras model on the 360 held-out digits: top-1 agreement >= 90%
+    # and the probabilities within 0.25 (mean absolute difference <= 0.03)
+    x = keras2_bn_digits["x"]
+    want = keras2_bn_digits["model"].predict(x, verbose=0)
+    spec = manifest_model(out)
+    runner = runner_for("tflite", path, spec)
+    got = np.concatenate([runner({"images": x[i:i + 1]})[spec.outputs[0].name] for i in range(len(x))])
+    assert np.mean(got.argmax(-1) == want.argmax(-1)) >= 0.90
+    assert np.abs(got - want).max() <= 0.25 and np.abs(got - want).mean() <= 0.03

@@ -1,0 +1,115 @@
+"""Clustering that survives BatchNorm folding: snap each folded kernel to N shared values.
+
+``--cluster N`` runs TFMOT on the Keras model, before freezing: each clustered kernel W holds N
+values c₁…c_N. Folding the BatchNorm that follows (``fold_batchnorm`` + ``fold_mul_into_weights``)
+then scales output channel k by its own factor sₖ = γₖ/√(σₖ² + ε):
+
+    W'[…, k] = W[…, k]·sₖ  ∈  {cⱼ·sₖ}
+
+so the deployed kernel holds up to N·C values (C output channels), not N, and gzip finds little
+to share. This pass runs on the folded graph and clusters what is deployed, per kernel:
+
+    Ŵ' = argmin over kernels with N values of  Σᵢ (W'ᵢ − Ŵ'ᵢ)²        (1-D k-means, ``_kmeans1d``)
+
+The error it minimizes is the folded one, ‖(W − Ŵ)·s‖², in the units the layer's output sees;
+clustering W before the fold minimizes ‖W − Ŵ‖², which weighs a channel the BatchNorm scales
+by 10 like one it scales by 0.1. The centroids are initialised the way the user chose
+(``--cluster-init``); with ``--prune``, zeros stay zero and count as one of the N values. With
+``--finetune-data``, TFMOT fine-tunes as before and this snap runs on the fine-tuned, folded
+kernel. No bias correction: k-means makes the mean error over the whole kernel zero (each
+centroid is the mean of its values), not per output channel, and without data the input's mean
+is unknown (measured by ``scripts/benchmark_cluster.py``).
+
+The snap changes the model's numbers on purpose (``lossy``): it runs once, after the folds'
+fixed point and the optimize check (which verifies the exact folds), on the portable graph;
+the TF-runtime graph is fused again from its result, and artifacts are verified against it.
+The report measures it against the uncompressed model, as it does TFMOT's clustering.
+
+Which kernels: those TFMOT clustered, found by name (a conv/depthwise/matmul under the scope of a
+clustered Keras layer) and shape (a SeparableConv2D's pointwise kernel, not its depthwise one).
+Not snapped (reported): a layer excluded (``--exclude``) or left alone by TFMOT, a kernel TFMOT
+did not cluster, a kernel that is not a constant (a graph input), one shared by two ops (the fold
+left it alone, and snapping it for one op would change the other), and non-float kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tfopt._tf import const_value, make_const
+from tfopt.graph import FLOAT_TYPES, Model, consumers, is_control, node_map, tensor_node
+from tfopt.passes._kmeans1d import kmeans_1d
+from tfopt.passes._linear import LINEAR_OPS, plain_const
+from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
+
+
+class ClusterWeights(Pass):
+    """snap each clustered kernel to N shared values after BatchNorm folding (--cluster N)."""
+
+    name = "cluster_weights"
+    lossy = True
+
+    def run(self, model: Model) -> PassResult:
+        spec = model.provenance.get("compression") or {}
+        n = spec.get("cluster")
+        if not n:
+            return PassResult(model, False)
+        layers = {entry["layer"]: entry for entry in spec.get("layers", [])}
+        graph_def = copy_graph(model.graph_def)
+        nodes = node_map(graph_def)
+        users = consumers(graph_def)
+        skips: list[Skip] = []
+        snapped: list[dict[str, Any]] = []
+        for node in list(graph_def.node):
+            if node.op not in LINEAR_OPS:
+                continue
+            found = _kernel(node, nodes, users, layers)
+            if isinstance(found, str):
+                skips.append(Skip(node.name, f"kernel not snapped: {found}"))
+                continue
+            weights, layer = found
+            value = const_value(weights)
+            before = len(np.unique(value))
+            if before <= n:
+                continue  # no BatchNorm folded into it: TFMOT's N values are what is deployed
+            new = kmeans_1d(value, n, spec.get("cluster_init") or "kmeans++", keep_zero=bool(spec.get("prune")))
+            new = new.astype(value.dtype)
+            weights.CopyFrom(make_const(weights.name, new, dtype=weights.attr["dtype"].type))
+            rel = float(np.linalg.norm(new.astype(np.float64) - value) / (np.linalg.norm(value) or 1.0))
+            snapped.append({"node": node.name, "layer": layer, "unique_before": before,
+                            "unique_after": len(np.unique(new)), "relative_change": round(rel, 4)})
+        if not snapped:
+            return PassResult(model, False, skips)
+        provenance = {**model.provenance, "compression": {**spec, "snapped_after_fold": snapped}}
+        return PassResult(model.replace(graph_def=graph_def, provenance=provenance), True, skips)
+
+
+def _kernel(op: Any, nodes: dict[str, Any], users: dict[str, list[Any]],
+            layers: dict[str, dict[str, Any]]) -> tuple[Any, str] | str:
+    """``(kernel Const, layer name)`` of a conv/matmul TFMOT clustered, or why it is not snapped."""
+    layer = next((part for part in op.name.split("/") if part in layers), None)
+    if layer is None:
+        return "not in a Keras layer TFMOT saw"
+    entry = layers[layer]
+    if "clustered" not in entry.get("actions", []):
+        return f"layer '{layer}' was not clustered ({entry.get('left_alone') or 'TFMOT left it alone'})"
+    ref = op.input[1]
+    weights = plain_const(nodes, ref)
+    if weights is None:
+        source = nodes.get(tensor_node(ref))
+        what = "a graph input" if source is not None and source.op == "Placeholder" else \
+            f"{source.op if source is not None else 'missing'} '{tensor_node(ref)}'"
+        return f"its kernel is not a constant ({what})"
+    readers = [u for u, i in users.get(weights.name, []) if not is_control(u.input[i])]
+    if len(readers) > 1:
+        return (f"kernel '{weights.name}' is shared by {len(readers)} ops; snapping it for one would change "
+                "the others")
+    if weights.attr["dtype"].type not in FLOAT_TYPES:
+        return f"kernel '{weights.name}' is not float"
+    shape = [d.size for d in weights.attr["value"].tensor.tensor_shape.dim]
+    shapes = entry.get("clustered_shapes")
+    if shapes is not None and shape not in [list(s) for s in shapes]:
+        return f"TFMOT did not cluster this kernel of layer '{layer}' (shape {shape}; clustered: {shapes})"
+    return weights, layer
