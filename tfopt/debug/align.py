@@ -128,7 +128,7 @@ def tf_names(name: str) -> list[str]:
     ``"a/BiasAdd__n0"`` -> none (it is a Transpose feeding ``a/BiasAdd``, not its value)."""
     out: list[str] = []
     for part in name.split(";"):
-        part = part.strip()
+        part = re.sub(r":\d+$", "", part.strip())
         if not part or _HELPER.search(part):
             continue
         previous = None

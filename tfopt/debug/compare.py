@@ -46,7 +46,7 @@ def errors(expected: np.ndarray, got: np.ndarray) -> dict[str, Any] | None:
     """The four error measures of ``got`` against ``expected`` (module docstring), or ``None``
     when no layout of ``got`` has ``expected``'s shape."""
     exp = expected.astype(np.float64)
-    best = None
+    best: dict[str, Any] | None = None
     for layout, value in _layouts(got.astype(np.float64), exp.shape):
         e = value - exp
         rms = float(np.sqrt(np.mean(exp ** 2))) if exp.size else 0.0
@@ -116,8 +116,8 @@ def compare(model: Model, paths: Sequence[str], samples: Sequence[dict[str, np.n
         inter = open_intermediates(record.name, run_path, model)
         alignment = align(model.graph_def, inter.tensors, inter.anchors)
         _check_same_model(path, inter, alignment)
-        values = {t.key for t in inter.tensors if t.value} - inter.interior
-        opened.append((inter, alignment, boundaries(alignment, values)))
+        comparable = {t.key for t in inter.tensors if t.value} - inter.interior
+        opened.append((inter, alignment, boundaries(alignment, comparable)))
     nodes = node_map(model.graph_def)
     wanted = sorted({n for _, _, b in opened for n in b} & set(float_nodes(model)))
     expected = tf_values(model, wanted, samples)
@@ -166,7 +166,7 @@ def _name(inter: Intermediates, key: str) -> str:
 
 def _check_same_model(path: str, inter: Intermediates, alignment: Alignment) -> None:
     named = [a for a in alignment.tensors.values() if a.how == "name"]
-    if not named and len(inter.tensors) > len(inter.anchors) + 2:
+    if not named and alignment.unaligned:
         raise OptionError(f"{path}: none of the artifact's {len(inter.tensors)} tensor names is a node of the "
                           "model's TF graph: it was converted from a different model (or renamed); pass the model "
                           "it was converted from")

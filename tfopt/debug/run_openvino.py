@@ -103,7 +103,7 @@ def _position(compiled: Any, port: Any) -> int:
 def _interior(compiled: Any, order: list[str]) -> set[str]:
     """``name:0`` of every op the plugin fused into a later op of the same executed node."""
     position = {name: i for i, name in enumerate(order)}
-    out = set()
+    out: set[str] = set()
     for node in compiled.get_runtime_model().get_ordered_ops():
         info = node.get_rt_info()
         fused = [n for n in str(info["originalLayersNames"].astype(str)).split(",") if n in position]
