@@ -115,6 +115,11 @@ class Alignment:
             out.setdefault(item.node, []).append(item)
         return out
 
+    def covering(self, node: str) -> list[Aligned]:
+        """The tensors aligned to ``node`` or whose names cover it (a quantizer that removed a ReLU
+        after a MatMul names the MatMul's output after the ReLU), artifact order."""
+        return [a for a in self.tensors.values() if a.node == node or node in a.fused]
+
     def node_of(self, key: str) -> str | None:
         item = self.tensors.get(key)
         return item.node if item is not None else None
@@ -264,4 +269,39 @@ def boundaries(alignment: Alignment, values: Iterable[str] | None = None) -> dic
         keys = [a.key for a in items if allowed is None or a.key in allowed]
         if keys:
             out[node] = keys[-1]
+    return out
+
+
+def onnx_tensors(proto: Any, values: Iterable[str] = ()) -> list[ArtifactTensor]:
+    """An ONNX model's graph inputs and node outputs; ``values``: the tensor names holding comparable values
+    (every one when empty). Output 0 also carries its node's name (stable where a quantizer renames tensors)."""
+    wanted = set(values)
+    out = [ArtifactTensor(i.name, (i.name,), "Input", (), not wanted or i.name in wanted) for i in proto.graph.input]
+    for node in proto.graph.node:
+        for port, name in enumerate(node.output):
+            if name:
+                out.append(ArtifactTensor(name, (name, node.name) if port == 0 else (name,), node.op_type,
+                                          tuple(i for i in node.input if i), not wanted or name in wanted))
+    return out
+
+
+def openvino_tensors(ov_model: Any) -> list[ArtifactTensor]:
+    """An ``ov.Model``'s op outputs (key ``friendly_name:port``), Results left out; port 0 also carries
+    the op's friendly name."""
+    keys: dict[tuple[str, int], str] = {}
+    out = []
+    for op in ov_model.get_ordered_ops():
+        op_type = op.get_type_name()
+        if op_type == "Result":
+            continue
+        sources = []
+        for i in op.inputs():
+            source = i.get_source_output()
+            sources.append(keys.get((source.get_node().get_friendly_name(), source.get_index()), ""))
+        for port, output in enumerate(op.outputs()):
+            key = f"{op.get_friendly_name()}:{port}"
+            keys[(op.get_friendly_name(), port)] = key
+            names = (*sorted(output.get_names()), *((op.get_friendly_name(),) if port == 0 else ()))
+            out.append(ArtifactTensor(key, names, {"Constant": "Const", "Parameter": "Input"}.get(op_type, op_type),
+                                      tuple(s for s in sources if s), output.get_element_type().is_real()))
     return out

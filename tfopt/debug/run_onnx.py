@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.debug.align import ArtifactTensor
+from tfopt.debug.align import onnx_tensors
 from tfopt.debug.intermediates import Intermediates, concat, output_change
 from tfopt.graph import Model
 
@@ -42,14 +42,7 @@ def open_intermediates(path: str, model: Model) -> Intermediates:
     anchors = {tensor: s.node for s in model.inputs for name, tensor in inputs.items() if name == s.name}
     anchors.update({tensor: s.node for s in model.outputs for name, tensor in outputs.items() if name == s.name})
     scales = _quantize_params(proto)
-    tensors = [ArtifactTensor(i.name, (i.name,), "Input", (), types.get(i.name) in FLOAT_TYPES)
-               for i in proto.graph.input]
-    for node in proto.graph.node:
-        for port, name in enumerate(node.output):
-            if name:
-                names = (name, node.name) if port == 0 else (name,)
-                tensors.append(ArtifactTensor(name, names, node.op_type, tuple(i for i in node.input if i),
-                                              types.get(name) in FLOAT_TYPES or name in scales))
+    tensors = onnx_tensors(proto, [n for n, t in types.items() if t in FLOAT_TYPES] + list(scales))
     quantized = any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
                                   "MatMulInteger", "ConvInteger") for n in proto.graph.node)
     optimized = _optimized(proto)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.debug.align import ArtifactTensor
+from tfopt.debug.align import openvino_tensors
 from tfopt.debug.intermediates import Intermediates, concat, output_change
 from tfopt.graph import Model
 
@@ -32,20 +32,8 @@ def open_intermediates(path: str, model: Model) -> Intermediates:
     core = ov.Core()
     ov_model = core.read_model(path)
     ops = list(ov_model.get_ordered_ops())
-    keys = {}  # (op friendly name, port) -> key
-    tensors = []
-    for op in ops:
-        kind = op.get_type_name()
-        if kind == "Result":
-            continue
-        for port, out in enumerate(op.outputs()):
-            key = f"{op.get_friendly_name()}:{port}"
-            keys[(op.get_friendly_name(), port)] = key
-            names = (*sorted(out.get_names()), *((op.get_friendly_name(),) if port == 0 else ()))
-            sources = tuple(keys.get((i.get_source_output().get_node().get_friendly_name(),
-                                      i.get_source_output().get_index()), "") for i in op.inputs())
-            tensors.append(ArtifactTensor(key, names, {"Constant": "Const", "Parameter": "Input"}.get(kind, kind),
-                                          tuple(s for s in sources if s), out.get_element_type().is_real()))
+    tensors = openvino_tensors(ov_model)
+    keys = {(t.key.rsplit(":", 1)[0], int(t.key.rsplit(":", 1)[1])): t.key for t in tensors}
     plain = core.compile_model(ov_model, "CPU", CONFIG)
     inputs = _pair(path, "input", list(plain.inputs), model.inputs)
     outputs = _pair(path, "output", list(plain.outputs), model.outputs)
