@@ -10,7 +10,9 @@ openvino  Convolution/GroupConvolution/MatMul    NNCF's ``IgnoredScope(names=...
 ========  =====================================  ===========================================
 
 Every layer has *aliases* (its node name, its output tensors without ``:0``, the fused TF names a
-TFLite tensor carries) so users can name it as they know it.
+TFLite tensor carries, the TF node it computes) so users can name it as they know it. Which TF node
+an artifact tensor computes, and so which tensor of a quantized model is a layer's, comes from the
+one alignment :mod:`tfopt.debug.align` (also what ``tfopt debug compare`` uses).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from tfopt.debug.align import align, onnx_tensors, openvino_tensors, tf_names
 from tfopt.graph import Model
 from tfopt.targets import TABLE
 from tfopt.targets import target as record
@@ -81,7 +84,7 @@ def _tflite(model: Model, samples: Sequence[dict[str, Any]]) -> LayerQuantizer:
     for row in csv.DictReader(io.StringIO(buffer.getvalue())):
         mse, scale = float(row["mean_squared_error"]), float(row["scale"] or 0)
         name = row["tensor_name"]
-        layers.append({"layer": name, "op": row["op_name"], "aliases": [name, *name.split(";")]})
+        layers.append({"layer": name, "op": row["op_name"], "aliases": [name, *tf_names(name)]})
         stats[name] = {"error_in_steps": math.sqrt(mse) / scale if scale else 0.0, "mse": mse,
                        "max_abs_error": float(row["max_abs_error"])}
 
@@ -95,7 +98,9 @@ def _onnx(model: Model, samples: Sequence[dict[str, Any]], precision: str, opset
     from tfopt.emitters.onnx import convert_to_onnx, emit_onnx
 
     converted = convert_to_onnx(model, opset)
-    layers = [{"layer": n.name, "op": n.op_type, "aliases": [n.name, *(_port0(o) for o in n.output[:1])]}
+    aligned = align(model.graph_def, onnx_tensors(converted))
+    layers = [{"layer": n.name, "op": n.op_type, "node": aligned.node_of(n.output[0]),
+               "aliases": [n.name, *(_port0(o) for o in n.output[:1]), *_known(aligned.node_of(n.output[0]))]}
               for n in converted.graph.node if n.op_type in ONNX_LAYERS]
 
     def build(path: str, keep: Sequence[str]) -> str:
@@ -114,15 +119,21 @@ def _onnx(model: Model, samples: Sequence[dict[str, Any]], precision: str, opset
 
 def _onnx_tensors(proto: Any, layers: list[dict[str, Any]], model: Model,
                   samples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """Each layer's output (by node name: the quantizer may rename tensors), made a graph output,
-    over every sample."""
+    """Each layer's output, made a graph output, over every sample. The layer's tensor in ``proto``
+    (which a quantizer may have renamed) is the first output of a layer op that
+    :mod:`tfopt.debug.align` aligns with the layer's TF node."""
     import onnx
     import onnxruntime as ort
 
     copy = onnx.ModelProto()
     copy.CopyFrom(proto)
-    wanted = {row["layer"] for row in layers}
-    tensors = {n.name: n.output[0] for n in copy.graph.node if n.name in wanted}
+    ops = {o: n.op_type for n in copy.graph.node for o in n.output[:1]}
+    aligned = align(model.graph_def, onnx_tensors(copy))
+    tensors = {}
+    for row in layers:
+        key = next((a.key for a in aligned.covering(row.get("node") or "") if ops.get(a.key) in ONNX_LAYERS), None)
+        if key is not None:
+            tensors[row["layer"]] = key
     known = {o.name for o in copy.graph.output}
     for tensor in tensors.values():
         if tensor not in known:
@@ -137,12 +148,15 @@ def _openvino(model: Model, samples: Sequence[dict[str, Any]]) -> LayerQuantizer
     from tfopt.emitters.openvino import convert_to_openvino, emit_openvino
 
     converted = convert_to_openvino(model)
+    aligned = align(model.graph_def, openvino_tensors(converted))
     layers = []
     for op in converted.get_ordered_ops():
         if op.get_type_name() in OPENVINO_LAYERS:
             tensors = sorted(op.output(0).get_names())
-            layers.append({"layer": op.get_friendly_name(), "op": op.get_type_name(),
-                           "aliases": [op.get_friendly_name(), *(_port0(t) for t in tensors)], "tensors": tensors})
+            node = aligned.node_of(f"{op.get_friendly_name()}:0")
+            layers.append({"layer": op.get_friendly_name(), "op": op.get_type_name(), "node": node,
+                           "aliases": [op.get_friendly_name(), *(_port0(t) for t in tensors), *_known(node)],
+                           "tensors": tensors})
 
     def build(path: str, keep: Sequence[str]) -> str:
         return emit_openvino(model, path, precision="int8", calibration=samples, keep_float=keep, converted=converted)
@@ -161,18 +175,17 @@ def _openvino(model: Model, samples: Sequence[dict[str, Any]]) -> LayerQuantizer
 
 def _openvino_tensors(ov_model: Any, layers: list[dict[str, Any]], model: Model,
                       samples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """Each layer's output, found by friendly name or output tensor name (NNCF keeps both), added as
-    a model output and run at explicit f32 precision."""
+    """Each layer's output, added as a model output and run at explicit f32 precision. The layer's op
+    in ``ov_model`` is the layer op that :mod:`tfopt.debug.align` aligns with the layer's TF node
+    (OpenVINO drops most TF names; NNCF renames nothing)."""
     from tfopt._openvino import openvino
 
-    by_name: dict[str, Any] = {}
-    for op in ov_model.get_ordered_ops():
-        if op.get_type_name() in OPENVINO_LAYERS:
-            for key in [op.get_friendly_name(), *op.output(0).get_names()]:
-                by_name.setdefault(key, op)
+    ops = {f"{op.get_friendly_name()}:0": op for op in ov_model.get_ordered_ops()
+           if op.get_type_name() in OPENVINO_LAYERS}
+    aligned = align(model.graph_def, openvino_tensors(ov_model))
     ports = {}
     for row in layers:
-        op = next((by_name[k] for k in [row["layer"], *row["tensors"]] if k in by_name), None)
+        op = next((ops[a.key] for a in aligned.covering(row.get("node") or "") if a.key in ops), None)
         if op is not None:
             ports[row["layer"]] = op.output(0)
     added = ov_model.add_outputs(list(ports.values()))  # a model output already is one: not added twice
@@ -184,6 +197,10 @@ def _openvino_tensors(ov_model: Any, layers: list[dict[str, Any]], model: Model,
     order = [s.name for s in model.inputs]
     runs = [list(compiled([x[n] for n in order]).values()) for x in samples]
     return {name: np.concatenate([np.asarray(r[i]) for r in runs]) for name, i in index.items() if i is not None}
+
+
+def _known(node: str | None) -> list[str]:
+    return [node] if node else []
 
 
 def _port0(tensor: str) -> str:

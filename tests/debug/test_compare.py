@@ -1,0 +1,109 @@
+"""`tfopt debug compare` pinpoints a perturbed layer in all three targets, and splits an int8
+artifact's error into conversion and quantization, with the real converters and runtimes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tfopt.debug.compare import compare, first_jump
+
+FP32_REL = 1e-4  # an fp32 artifact agrees with TF at each aligned layer (measured: ~1e-7)
+
+
+def _samples(debug_models):
+    x = np.load(debug_models["data"])["x"][:4]
+    return [{"x": x[i:i + 1]} for i in range(len(x))]
+
+
+def test_first_jump_rule():
+    rows = [{"node": n, "index": i, "rel_err": e} for i, (n, e) in enumerate([("a", 1e-7), ("b", 2e-2), ("c", 5e-2)])]
+    assert first_jump(rows, 1e-3)["node"] == "b"
+    assert first_jump(rows, 1e-1) is None
+    assert first_jump(rows[1:], 1e-3)["node"] == "b"  # the first layer: the floor alone
+
+
+@pytest.mark.parametrize("target", ["tflite", "onnx", "openvino"])
+def test_fp32_artifact_agrees_with_tf_at_every_layer(target, debug_models, portable):
+    result = compare(portable, [debug_models["fp32"][target]], _samples(debug_models))
+    (artifact,) = result["artifacts"]
+    assert artifact["compared"] >= 4 and artifact["first_jump"] is None
+    assert max(r["rel_err"] for r in artifact["layers"]) < FP32_REL, artifact["layers"]
+
+
+@pytest.mark.parametrize("target", ["tflite", "onnx", "openvino"])
+def test_pinpoints_the_perturbed_layer(target, debug_models, portable):
+    """c2's weights perturbed in the artifact, compared against the original model: c1 agrees, c2 jumps."""
+    result = compare(portable, [debug_models["perturbed"][target]], _samples(debug_models))
+    (artifact,) = result["artifacts"]
+    jump = artifact["first_jump"]
+    assert jump is not None and "/c2" in jump["node"] and jump["node"].endswith("Relu"), artifact["layers"]
+    by_node = {r["node"]: r["rel_err"] for r in artifact["layers"]}
+    c1 = next(v for k, v in by_node.items() if "/c1" in k)
+    assert c1 < FP32_REL and jump["rel_err"] > 0.05
+
+
+@pytest.mark.parametrize("target", ["tflite", "onnx", "openvino"])
+def test_outlier_layer_is_the_first_quantization_jump_not_a_conversion_one(target, debug_models, portable):
+    result = compare(portable, [debug_models["fp32"][target], debug_models["int8"][target]], _samples(debug_models))
+    quantized = next(a for a in result["artifacts"] if a["quantized"])
+    split = quantized["split"]
+    assert split["conversion"]["first_jump"] is None
+    assert max(r["rel_err"] for r in split["conversion"]["layers"]) < FP32_REL
+    jump = split["quantization"]["first_jump"]
+    assert jump is not None and "/c2" in jump["node"], split["quantization"]["layers"]
+    assert jump["rel_err"] > 0.3
+
+
+def test_cli_writes_json_html_and_a_table(debug_models, tmp_path, capsys):
+    from tfopt.cli import main
+
+    html = tmp_path / "c.html"
+    code = main(["debug", "compare", debug_models["model"], debug_models["perturbed"]["onnx"],
+                 "--inputs", debug_models["data"], "-o", str(tmp_path), "--html", str(html)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "first jump: " in out and "/c2" in out.split("first jump: ")[1].splitlines()[0]
+    with open(tmp_path / "compare.json") as f:
+        result = json.load(f)
+    assert result["inputs"]["source"] == "given" and result["artifacts"][0]["target"] == "onnx"
+    page = html.read_text()
+    assert "<svg" in page and "<polyline" in page and "http" not in page.replace("http://www.w3.org/2000/svg", "")
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda d, tmp: str(tmp / "weights.txt"), "not a .tflite, .onnx or OpenVINO .xml"),
+    (lambda d, tmp: d["fp32"]["onnx"], "does not come from|not an input|'y' is not a model input"),
+], ids=["unknown-file-type", "input-name-mismatch"])
+def test_errors_are_typed_and_name_the_fault(make, message, debug_models, tmp_path, capsys):
+    from tfopt.cli import main
+
+    (tmp_path / "weights.txt").write_text("x")
+    np.savez(tmp_path / "bad.npz", y=np.zeros((2, 12, 12, 3), np.float32))
+    args = ["debug", "compare", debug_models["model"], make(debug_models, tmp_path), "-o", str(tmp_path)]
+    if "input" in message:
+        args += ["--inputs", str(tmp_path / "bad.npz")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert any(m in err for m in message.split("|")), err
+
+
+def test_artifact_of_a_different_model(debug_models, tmp_path, capsys):
+    """A graph with other node names (a tf.function) and the same input name: refused by name."""
+    import tensorflow as tf
+
+    from tfopt.cli import main
+    from tfopt.converting import convert
+
+    module = tf.Module()
+    module.f = tf.function(lambda x: {"output_0": tf.nn.sigmoid(tf.reduce_sum(x * 3.0, axis=[1, 2]))},
+                           input_signature=[tf.TensorSpec((None, 12, 12, 3), tf.float32, name="x")])
+    tf.saved_model.save(module, str(tmp_path / "other"), signatures=module.f)
+    convert(str(tmp_path / "other"), str(tmp_path / "other_out"), to=["onnx"], quantize=["fp32"])
+    assert main(["debug", "compare", debug_models["model"], str(tmp_path / "other_out" / "model.fp32.onnx"),
+                 "-o", str(tmp_path)]) == 2
+    assert "different model" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "compare.json")

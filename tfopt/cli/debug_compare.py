@@ -1,0 +1,62 @@
+"""``tfopt debug compare MODEL ARTIFACT... [--inputs DATA] [--html OUT] [-o OUTDIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from tfopt.cli.args import EPILOG, model_options, optimize_options
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("compare", help="compare every layer of artifacts with the TF graph",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Run the TF graph and each artifact (.tflite, .onnx, OpenVINO .xml; fp32 or "
+                                   "quantized) on the same inputs keeping intermediate tensors, align the tensors "
+                                   "with TF's nodes, and name the first layer where the error jumps. A quantized "
+                                   "artifact given with a float one of the same format gets its error split into "
+                                   "conversion and quantization.")
+    p.add_argument("model", help="the model the artifacts were converted from (anything tfopt loads)")
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help=".tflite, .onnx, OpenVINO .xml (or its directory)")
+    p.add_argument("--inputs", metavar="DATA", dest="data",
+                   help=".npz of inputs by name (first 8 rows used); default: made-up inputs at a shape the model answers")
+    p.add_argument("--html", metavar="OUT", help="also write an HTML page with the error curves")
+    p.add_argument("-o", "--outdir", default=".", help="where compare.json goes (default: the current directory)")
+    model_options(p)
+    optimize_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tfopt.cli.args import load_of
+    from tfopt.debug.compare import compare
+    from tfopt.debug.inputs import debug_inputs
+    from tfopt.debug.report import table, write_html, write_json
+    from tfopt.errors import ModelNotFoundError
+    from tfopt.options import FreezeOptions, OptimizeOptions
+    from tfopt.pipeline import run_optimize
+
+    for path in args.artifacts:
+        if not os.path.exists(path):
+            raise ModelNotFoundError(f"{path}: no such file or directory")
+    with args.capture.stage("loading"):
+        portable, *_ = run_optimize(args.model, load_of(args), FreezeOptions(),
+                                     OptimizeOptions(passes=args.passes, skip=list(args.skip), grappler=args.grappler))
+    samples, source = debug_inputs(portable, args.data)
+    with args.capture.stage("running"):
+        result = compare(portable, args.artifacts, samples)
+    result["model"], result["inputs"] = args.model, source
+    os.makedirs(args.outdir, exist_ok=True)
+    out = os.path.join(args.outdir, "compare.json")
+    write_json(result, out)
+    print(table(result))
+    for a in result["artifacts"]:
+        for note in a["notes"]:
+            print(f"note: {note}")
+        if a["unaligned"]:
+            print(f"note: {a['target']}: {len(a['unaligned'])} tensor(s) not aligned (see compare.json)")
+    print(f"wrote    {out}")
+    if args.html:
+        write_html(result, args.html)
+        print(f"wrote    {args.html}")
+    return 0

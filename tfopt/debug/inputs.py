@@ -1,0 +1,44 @@
+"""The samples ``tfopt debug`` runs on: given data (``.npz`` by input name) or made-up inputs at a
+shape the model answers (:func:`tfopt.verify.choose_inputs`), split into batch-1 samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tfopt.graph import Model
+
+ROWS = 8  # samples compared (as tfopt.verify.DATA_ROWS)
+
+
+def debug_inputs(model: Model, data: str | None, option: str = "--inputs") -> tuple[list[dict[str, np.ndarray]],
+                                                                                    dict[str, Any]]:
+    """``(samples, {"source", "shapes"})``.
+
+    Raises:
+        OptionError: ``data`` is missing, not loadable, or its names/shapes do not fit the model's inputs.
+        VerificationError: no made-up shape gives the model usable outputs.
+    """
+    from tfopt.errors import OptionError
+
+    if data:
+        from tfopt.calibration import load_calibration
+
+        try:
+            samples = load_calibration(data, model.inputs, samples=ROWS)
+        except OptionError as exc:  # the same checks, named by the option the user gave
+            raise OptionError(str(exc).replace("--calibration", option, 1)) from None
+        source = "given"
+    else:
+        from tfopt.runtimes.tensorflow import GraphRunner
+        from tfopt.verify import choose_inputs
+
+        runner = GraphRunner(model)
+        chosen = choose_inputs(runner, model.inputs, batch=4, graph_def=model.graph_def)
+        runner.close()
+        rows = len(next(iter(chosen.feeds.values()))) if chosen.feeds else 1
+        samples = [{k: v[i:i + 1] for k, v in chosen.feeds.items()} for i in range(rows)]
+        source = "made up"
+    shapes = {s.name: list(np.shape(samples[0][s.name])) for s in model.inputs}
+    return samples, {"source": source, "samples": len(samples), "shapes": shapes}

@@ -1,0 +1,114 @@
+"""Intermediate tensors of the TF graph and of an artifact, on the same samples.
+
+Each runtime's module (``run_tflite``, ``run_onnx``, ``run_openvino``) opens an artifact as an
+:class:`Intermediates`: its tensors (for :mod:`tfopt.debug.align`), the model inputs and outputs
+its runtime paired by name (the alignment's anchors), whether it is quantized, and a ``run`` that
+returns the values of the tensors asked for. Keeping a tensor must not change what is measured:
+each module says in :attr:`Intermediates.notes` what keeping them changed (a disabled delegate or
+fusion, measured on the final outputs and on the executed op count where the runtime tells it), and
+never keeps a tensor that its runtime fuses into a larger kernel (the group is compared at its
+boundary instead; see each module).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tfopt.debug.align import ArtifactTensor
+from tfopt.errors import OptionError
+from tfopt.graph import Model
+
+# target -> "module:function" opening an artifact as Intermediates (targets whose runtime can keep tensors)
+OPENERS = {
+    "tflite": "tfopt.debug.run_tflite:open_intermediates",
+    "onnx": "tfopt.debug.run_onnx:open_intermediates",
+    "openvino": "tfopt.debug.run_openvino:open_intermediates",
+}
+
+
+@dataclass
+class Intermediates:
+    """An artifact opened for ``tfopt debug compare``.
+
+    Attributes:
+        target: its target name (:mod:`tfopt.targets`).
+        path: the file run.
+        tensors: its op outputs in topological order.
+        anchors: tensor key -> TF node, for the inputs and outputs its runtime paired with the model's.
+        quantized: it holds int8/int16 kernels (QDQ, FakeQuantize or quantized tensors).
+        interior: tensor keys its runtime fuses into a larger kernel: not kept, not compared.
+        run: ``run(keys, samples) -> {key: values over all samples}`` (batch-1 samples, concatenated).
+        notes: what keeping the tensors changed, and the precision the runtime ran at.
+    """
+
+    target: str
+    path: str
+    tensors: list[ArtifactTensor]
+    anchors: dict[str, str]
+    quantized: bool
+    run: Callable[[Sequence[str], Sequence[dict[str, np.ndarray]]], dict[str, np.ndarray]]
+    interior: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+    precision: str | None = None
+
+
+def open_intermediates(target: str, path: str, model: Model) -> Intermediates:
+    """The :class:`Intermediates` of one artifact of ``target``.
+
+    Raises:
+        OptionError: ``target``'s runtime cannot keep intermediate tensors (``pb``, ``savedmodel``).
+    """
+    spec = OPENERS.get(target)
+    if spec is None:
+        raise OptionError(f"{path}: tfopt debug compare runs TFLite, ONNX and OpenVINO artifacts, not {target}; "
+                          "a TensorFlow artifact (pb, savedmodel) is the TF graph itself")
+    module, _, function = spec.partition(":")
+    opened: Intermediates = getattr(importlib.import_module(module), function)(path, model)
+    return opened
+
+
+def tf_values(model: Model, nodes: Sequence[str], samples: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The first output of each of ``nodes`` in TensorFlow, over ``samples`` (concatenated)."""
+    from tfopt._tf import tf
+
+    t = tf()
+    graph = t.Graph()
+    with graph.as_default():
+        t.graph_util.import_graph_def(model.graph_def, name="")
+    fetch = [f"{n}:0" for n in nodes]
+    with t.compat.v1.Session(graph=graph) as session:
+        runs = [session.run(fetch, {s.tensor: x[s.name] for s in model.inputs}) for x in samples]
+    return concat(runs, nodes)
+
+
+def float_nodes(model: Model) -> list[str]:
+    """Nodes whose first output is a floating-point tensor computed from the inputs (not constants)."""
+    from tfopt._tf import tf
+
+    t = tf()
+    graph = t.Graph()
+    with graph.as_default():
+        t.graph_util.import_graph_def(model.graph_def, name="")
+    out = []
+    for op in graph.get_operations():
+        if op.type in ("Const", "Placeholder") or not op.outputs or not op.outputs[0].dtype.is_floating:
+            continue
+        out.append(op.name)
+    return out
+
+
+def concat(runs: Sequence[Sequence[Any]], keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """``{key: values of every run, concatenated on the batch axis}`` (scalars become ``[runs, 1]``)."""
+    return {k: np.concatenate([np.asarray(r[i]).reshape(1, -1) if np.ndim(r[i]) == 0 else np.asarray(r[i])
+                               for r in runs]) for i, k in enumerate(keys)}
+
+
+def output_change(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> float:
+    """The largest absolute difference between two runs' final outputs."""
+    return max((float(np.max(np.abs(before[k].astype(np.float64) - after[k].astype(np.float64))))
+                for k in before if k in after and before[k].shape == after[k].shape), default=0.0)
