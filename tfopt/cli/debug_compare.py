@@ -18,7 +18,12 @@ def add_parser(sub: Any) -> None:
                                    "artifact given with a float one of the same format gets its error split into "
                                    "conversion and quantization.")
     p.add_argument("model", help="the model the artifacts were converted from (anything tfopt loads)")
-    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help=".tflite, .onnx, OpenVINO .xml (or its directory)")
+    p.add_argument("artifacts", nargs="*", metavar="ARTIFACT", help=".tflite, .onnx, OpenVINO .xml (or its directory)")
+    p.add_argument("--to", metavar="TARGETS", help="build the artifacts here instead (tflite,onnx,openvino; unverified, "
+                   "into OUTDIR/artifacts): what `tfopt convert` suggests when an artifact fails verification")
+    p.add_argument("--quantize", metavar="PRECISIONS", default="fp32",
+                   help="with --to: the precisions to build (fp32, fp16, dynamic, int8, int16x8; default fp32)")
+    p.add_argument("--calibration", metavar="DATA", help="with --to and int8/int16x8: the calibration data")
     p.add_argument("--inputs", metavar="DATA", dest="data",
                    help=".npz of inputs by name (first 8 rows used); default: made-up inputs at a shape the model answers")
     p.add_argument("--html", metavar="OUT", help="also write an HTML page with the error curves")
@@ -36,9 +41,15 @@ def run(args: argparse.Namespace) -> int:
     from tfopt.options import FreezeOptions, OptimizeOptions
     from tfopt.pipeline import run_optimize
 
+    from tfopt.errors import OptionError
+
+    if bool(args.artifacts) == bool(args.to):
+        raise OptionError("tfopt debug compare: give the ARTIFACT files, or --to TARGETS to build them (not both)")
     for path in args.artifacts:
         if not os.path.exists(path):
             raise ModelNotFoundError(f"{path}: no such file or directory")
+    if args.to:
+        args.artifacts = _build(args)
     with args.capture.stage("loading"):
         portable, *_ = run_optimize(args.model, load_of(args), FreezeOptions(),
                                      OptimizeOptions(passes=args.passes, skip=list(args.skip), grappler=args.grappler))
@@ -60,3 +71,25 @@ def run(args: argparse.Namespace) -> int:
         write_html(result, args.html)
         print(f"wrote    {args.html}")
     return 0
+
+
+def _build(args: argparse.Namespace) -> list[str]:
+    """``--to``: the artifacts, converted without verification into OUTDIR/artifacts (every
+    requested fp32 artifact too, so a quantized one gets its conversion/quantization split)."""
+    from tfopt.cli.args import load_of
+    from tfopt.converting import convert
+    from tfopt.options import ConvertOptions, FreezeOptions
+
+    targets = [t.strip() for t in args.to.split(",") if t.strip()]
+    precisions = [p.strip() for p in args.quantize.split(",") if p.strip()]
+    if any(p != "fp32" for p in precisions) and "fp32" not in precisions:
+        precisions.insert(0, "fp32")
+    outdir = os.path.join(args.outdir, "artifacts")
+    os.makedirs(args.outdir, exist_ok=True)
+    with args.capture.stage("converting"):
+        options = ConvertOptions(load=load_of(args), freeze=FreezeOptions(verify=False))
+        result = convert(args.model, outdir, options, to=targets, quantize=precisions, calibration=args.calibration,
+                         overwrite=True)
+    for artifact in result.artifacts:
+        print(f"wrote    {os.path.join(outdir, artifact.path)}")
+    return [os.path.join(outdir, a.path) for a in result.artifacts]
