@@ -242,6 +242,7 @@ def test_exit_code_gate_in_an_up_to_date_report():
 def test_exit_code_of_the_synthetic_fleet_and_an_output_refusal():
     assert exit_code(fleet()) == 1
     assert exit_code(FleetResult("/o", "local", exit_code=2)) == 2
+    assert exit_code(FleetResult("/o", "local", exit_code=143)) == 143  # SIGTERM, as run_fleet recorded it
 
 
 def test_a_real_report_row(digits_model, tmp_path):

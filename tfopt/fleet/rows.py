@@ -178,9 +178,10 @@ def gate_tripped(model: ModelRecord) -> bool:
 def exit_code(result: FleetResult) -> int:
     """The fleet's exit status: 130 interrupted (a model or task cancelled), 1 anything failed (a
     model, or a task that stayed failed after its retries), 10 a gate tripped and nothing failed,
-    0 all passed. 2 (an output refused, decided before anything runs) is kept when the result has it."""
-    if result.exit_code == 2:
-        return 2
+    0 all passed. What the run itself decided is kept: 2 (an output refused, before anything ran) and
+    128 + N (stopped by signal N: 130 Ctrl-C, 143 SIGTERM)."""
+    if result.exit_code == 2 or result.exit_code >= 128:
+        return result.exit_code
     if any(m.status == "cancelled" for m in result.models) or any(t.status == "cancelled" for t in result.tasks):
         return 130
     if any(m.status == "failed" for m in result.models) or any(t.status in FAILED for t in result.tasks):
