@@ -239,7 +239,7 @@ def task_stats(results: list[Any]) -> dict[str, dict[str, Any]]:
     for key in sorted(groups, key=lambda k: (("prepare", "emit", "finish").index(k.split()[0]), k)):
         seconds = sorted(t.seconds for t in groups[key])
         peaks = [t.peak_rss_mb for t in groups[key] if t.peak_rss_mb is not None]
-        out[key] = {"n": len(seconds), "median": statistics.median(seconds),
+        out[key] = {"n": len(seconds), "median": statistics.median(seconds), "min": seconds[0],
                     "p90": seconds[min(len(seconds) - 1, int(0.9 * len(seconds)))], "peak": max(peaks) if peaks else None}
     return out
 
@@ -279,7 +279,9 @@ def estimate(stats: dict[str, dict[str, Any]], *, count: int, cache_bytes: int, 
     lines += ["", f"Total {total / 3600:.1f} CPU-hours; peak task memory {peak_text} -> {per_node} tasks per node "
               f"({'memory' if per_node < args.cores_per_node else 'cores'}-bound), {slots} at once: about "
               f"**{wall / 60:.0f} min** on the cluster (one machine with {args.jobs} workers: {total / args.jobs / 3600:.1f} h).",
-              f"What dominates: {worst} ({100 * parts[worst] / total:.0f}% of the CPU time).",
+              f"What dominates: {worst} ({100 * parts[worst] / total:.0f}% of the CPU time). The shortest task "
+              f"took {min(v['min'] for v in stats.values()):.1f} s: about the fixed cost of a task (worker start, "
+              "TensorFlow import, model load), which outweighs the conversion itself for models this small.",
               f"A rerun that adds a precision reuses every freeze/optimize from the cache: it saves the prepare share, "
               f"{saved / 3600:.2f} CPU-hours ({100 * saved / (saved + models * (emit + finish)):.0f}% of what that rerun would "
               "otherwise cost); a rerun with nothing changed converts nothing.",
