@@ -157,6 +157,7 @@ def run(args: argparse.Namespace, work: str) -> int:
     walls: dict[tuple[str, str], list[float]] = {}
     results: dict[tuple[str, str], Any] = {}
     outroots: dict[str, str] = {}
+    digests: dict[str, dict[str, str]] = {}
     cache_bytes = 0
     for repeat in range(args.repeats):
         for executor in args.executors:
@@ -173,6 +174,7 @@ def run(args: argparse.Namespace, work: str) -> int:
                 walls.setdefault((executor, phase), []).append(seconds)
                 results[(executor, phase)] = result
             outroots[executor] = os.path.join(tag, "out")
+            digests[executor] = artifact_digests(outroots[executor])  # before the rerun below adds a precision
             cache_bytes = _dir_bytes(cache)
     rerun = None
     if args.new_precision != "none" and "local" in args.executors:
@@ -194,9 +196,9 @@ def run(args: argparse.Namespace, work: str) -> int:
               + f" | {cold['tasks'] / med[(executor, 'cold')]:.2f} | {warm['cache_hits']} |")
     if {"local", "ray"} <= set(args.executors):
         print("| ray / local | " + " | ".join(f"{med[('ray', p)] / med[('local', p)]:.2f}x" for p in phases) + " | | |")
-        same = artifact_digests(outroots["local"]) == artifact_digests(outroots["ray"])
-        print(f"\nArtifacts byte-identical between executors: {'yes' if same else 'NO'} "
-              f"({len(artifact_digests(outroots['local']))} files).")
+        differ = sorted(k for k in {*digests["local"], *digests["ray"]} if digests["local"].get(k) != digests["ray"].get(k))
+        print(f"\nArtifacts byte-identical between executors (cold runs): {'NO' if differ else 'yes'} "
+              f"({len(digests['local'])} files{'; differ: ' + ', '.join(differ[:5]) if differ else ''}).")
     if rerun:
         s = summary(rerun[1])
         print(f"\nRerun of the cold output adding --quantize {args.new_precision} (local): {rerun[0]:.1f} s, "
