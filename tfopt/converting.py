@@ -173,6 +173,10 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
 
         evaluate = _recipe_evaluator(portable, runtime, ranges, q, r, gates) if q.int8_recipe == "auto" else None
         int8 = Int8Plan(portable, ranges, q, evaluate=evaluate, progress=say)
+        if c.finetune_data and compress is None:  # int8 by quantization-aware fine-tune from the engine's ranges
+            from tfopt.quantizing.qat_finetune import qat_plan
+
+            int8 = qat_plan(int8, o, verify_data=verify_data, progress=say)
     with atomic_path(outdir, directory=True) as tmp:
         os.makedirs(tmp)
         for index, (target, precision) in enumerate(pairs):
