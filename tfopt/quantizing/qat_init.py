@@ -138,8 +138,9 @@ def _range_pairs(layer: Any) -> dict[str, tuple[Any, Any]]:
     for v in layer.weights:
         short = v.name.split("/")[-1].split(":")[0]
         for end in ("_min", "_max"):
-            if short.endswith(end):
-                found.setdefault(short[: -len(end)], {})[end] = v
+            if short.endswith(end):  # a QuantizeLayer's pair is named after the layer (quantize_layer_1_min)
+                name = short[: -len(end)]
+                found.setdefault("quantize_layer" if name == layer.name else name, {})[end] = v
     return {k: (d["_min"], d["_max"]) for k, d in found.items() if len(d) == 2}
 
 
