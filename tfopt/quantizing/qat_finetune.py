@@ -128,7 +128,8 @@ def _check_path(path: str) -> None:
 def finetune(original: Any, portable: Model, ranges: Mapping[str, tuple[float, float]],
              samples: Mapping[str, np.ndarray], data: tuple[dict[str, np.ndarray], np.ndarray] | None = None, *,
              epochs: int = 2, learning_rate: float = LEARNING_RATE,
-             evaluate: tuple[dict[str, np.ndarray], np.ndarray] | None = None, seed: int = 0) -> tuple[Any, FinetuneReport]:
+             evaluate: tuple[dict[str, np.ndarray], np.ndarray] | None = None, seed: int = 0,
+             init: str = "engine") -> tuple[Any, FinetuneReport]:
     """A QAT copy of the tf_keras ``original`` with the engine's ranges, fine-tuned on ``data``.
 
     Args:
@@ -140,6 +141,7 @@ def finetune(original: Any, portable: Model, ranges: Mapping[str, tuple[float, f
         epochs, learning_rate: the fine-tune (Adam, batch :data:`BATCH_SIZE`).
         evaluate: ``(inputs, integer labels)`` to measure top-1 on before and after (default: ``data``).
         seed: shuffles the batches.
+        init: ``"engine"``, or ``"tfmot"``: TFMOT's own initial ranges (plain TFMOT QAT, for comparison).
 
     Returns:
         The QAT tf_keras model and a :class:`FinetuneReport`.
@@ -147,7 +149,9 @@ def finetune(original: Any, portable: Model, ranges: Mapping[str, tuple[float, f
     from tfopt.quantizing.qat_init import initialise, quantize_keras, set_weight_ranges
 
     qat = quantize_keras(original)
-    inits = initialise(qat, original, portable, ranges, samples)
+    if init not in ("engine", "tfmot"):
+        raise OptionError(f"finetune init={init!r}: 'engine' (the engine's ranges) or 'tfmot' (TFMOT's defaults)")
+    inits = initialise(qat, original, portable, ranges, samples) if init == "engine" else []
     names = [s.name for s in portable.inputs]
     measured_on = "eval-data" if evaluate is not None else "finetune-data"
     evaluate = evaluate if evaluate is not None else data
