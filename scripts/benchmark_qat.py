@@ -77,7 +77,7 @@ def accuracies(result: Any) -> dict[str, float]:
     return {a["format"]: a["accuracy"]["top1"] for a in result.report["artifacts"]}
 
 
-def bench(name: str, epochs: int, finetune_epochs: int, root: str) -> None:
+def bench(name: str, epochs: int, finetune_epochs: int, root: str, *, skip_ptq: bool = False) -> None:
     import tfopt
     from tfopt import examples
     from tfopt.quantizing.engine import quantize_model
@@ -100,34 +100,33 @@ def bench(name: str, epochs: int, finetune_epochs: int, root: str) -> None:
     def out(label: str) -> str:
         return os.path.join(root, f"{name}-{label}")
 
-    def row(label: str, result: Any, fp32: float, keras_acc: str = "") -> None:
-        acc = accuracies(result)
+    def row(label: str, result: Any, keras_acc: str = "") -> None:
+        acc, fp32 = accuracies(result), result.report["reference"]["accuracy"]["top1"]
         cells = " | ".join(f"{acc[t]:.1f} ({acc[t] - fp32:+.1f})" if t in acc else "-" for t in TARGETS)
         print(f"| {name} | {label} | {fp32:.1f} | {cells} | {keras_acc} |", flush=True)
 
-    ptq = tfopt.convert(path, out("ptq"), calibration=calib, **common)
-    fp32 = ptq.report["reference"]["accuracy"]["top1"]
-    row("PTQ engine (mse+equalize+bias_correction)", ptq, fp32)
-    row("PTQ engine +per_tensor", tfopt.convert(path, out("ptq-pt"), calibration=calib, per_tensor=True, **common), fp32)
-    row("PTQ engine mse (no transforms)", tfopt.convert(path, out("ptq-mse"), calibration=calib, int8_recipe="mse",
-                                                        **common), fp32)
+    if not skip_ptq:
+        row("PTQ engine (mse+equalize+bias_correction)", tfopt.convert(path, out("ptq"), calibration=calib, **common))
+        row("PTQ engine +per_tensor", tfopt.convert(path, out("ptq-pt"), calibration=calib, per_tensor=True, **common))
+        row("PTQ engine mse (no transforms)", tfopt.convert(path, out("ptq-mse"), calibration=calib, int8_recipe="mse",
+                                                            **common))
 
     portable, _, _, _ = tfopt.optimize(path)
     samples = {"images": x_train[:200]}
     _, engine = quantize_model(portable, samples, "mse")
     data, held_out = ({"images": x_train}, y_train), ({"images": x_test}, y_test)
-    for label, init, e in (("QAT engine init, 0 epochs", "engine", 0),
-                           (f"QAT plain TFMOT, {finetune_epochs} epochs", "tfmot", finetune_epochs)):
+    for label, init, e in ((("QAT engine init, 0 epochs", "engine", 0),) if not skip_ptq else ()) + (
+                           (f"QAT plain TFMOT, {finetune_epochs} epochs", "tfmot", finetune_epochs),):
         qat, report = finetune(portable.keepalive, portable, engine.ranges, samples, data, epochs=e, init=init,
                                evaluate=held_out)
         qat_path = os.path.join(root, f"{name}-{init}-{e}.h5")
-        qat.save(qat_path)
+        qat.save(qat_path, include_optimizer=False)  # a second model's Adam state collides in .h5
         keras_acc = f"{report.accuracy_before:.1f} -> {report.accuracy_after:.1f}"
-        row(label, tfopt.convert(qat_path, out(f"{init}-{e}"), **common), fp32, keras_acc)
+        row(label, tfopt.convert(qat_path, out(f"{init}-{e}"), **common), keras_acc)
     tuned = tfopt.convert(path, out("qat"), calibration=calib, finetune_data=train, finetune_epochs=finetune_epochs,
                           **common)
     facts = tuned.int8["qat_finetune"]
-    row(f"QAT engine init, {finetune_epochs} epochs (tfopt convert --finetune-data)", tuned, fp32,
+    row(f"QAT engine init, {finetune_epochs} epochs (tfopt convert --finetune-data)", tuned,
         f"{facts['accuracy_before']:.1f} -> {facts['after']:.1f}")
 
 
@@ -137,13 +136,14 @@ def main(argv: list[str] | None = None) -> int:
                         default=["mobilenet-spread", "mobilenet"])
     parser.add_argument("--epochs", type=int, default=20, help="float training epochs")
     parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser.add_argument("--skip-ptq", action="store_true", help="only the fine-tuned rows (and no init-only row)")
     args = parser.parse_args(argv)
     print("| model | int8 | fp32 | " + " | ".join(f"{t} int8 (vs fp32)" for t in TARGETS)
           + " | Keras QAT top-1 before -> after fine-tune |")
     print("|---|---|---|" + "---|" * len(TARGETS) + "---|")
     with tempfile.TemporaryDirectory(prefix="tfopt-bench-qat-") as root:
         for name in args.models:
-            bench(name, args.epochs, args.finetune_epochs, root)
+            bench(name, args.epochs, args.finetune_epochs, root, skip_ptq=args.skip_ptq)
     return 0
 
 
