@@ -218,12 +218,11 @@ def finetune_arrays(path: str, model: Model) -> tuple[dict[str, np.ndarray], np.
     return inputs, arrays["labels"]
 
 
-def freeze_qat(qat: Any, portable: Model, freeze: Any, optimize: Any, verify_data: Any = None) -> Model:
-    """The QAT model's portable graph (FakeQuant ops), with the float model's input and output names."""
+def load_qat(qat: Any, portable: Model) -> Model:
+    """The QAT tf_keras model as a loaded :class:`Model` (its inference call, variables frozen), with
+    the float model's input and output names (TFMOT renames the output layer ``quant_<name>``)."""
     from tfopt._tf import tf
     from tfopt.loaders._concrete import model_from_concrete
-    from tfopt.options import LoadOptions
-    from tfopt.pipeline import run_optimize
 
     t = tf()
     input_names, output_names = [s.name for s in portable.inputs], [s.name for s in portable.outputs]
@@ -238,9 +237,17 @@ def freeze_qat(qat: Any, portable: Model, freeze: Any, optimize: Any, verify_dat
         return {k: v.numpy() for k, v in serve(*[t.constant(feeds[n]) for n in input_names]).items()}
 
     provenance = {**portable.provenance, "qat_finetune": True}
-    loaded = model_from_concrete(serve.get_concrete_function(), input_names=input_names, output_names=output_names,
-                                 call=call, provenance=provenance, keepalive=qat)
-    qat_portable, _, _, _ = run_optimize(loaded, LoadOptions(), freeze, optimize, verify_data=verify_data)
+    return model_from_concrete(serve.get_concrete_function(), input_names=input_names, output_names=output_names,
+                               call=call, provenance=provenance, keepalive=qat)
+
+
+def freeze_qat(qat: Any, portable: Model, freeze: Any, optimize: Any, verify_data: Any = None) -> Model:
+    """The QAT model's portable graph (FakeQuant ops): :func:`load_qat`, frozen and optimized."""
+    from tfopt.options import LoadOptions
+    from tfopt.pipeline import run_optimize
+
+    qat_portable, _, _, _ = run_optimize(load_qat(qat, portable), LoadOptions(), freeze, optimize,
+                                         verify_data=verify_data)
     return qat_portable
 
 
