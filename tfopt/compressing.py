@@ -59,8 +59,8 @@ class Compression:
 def compression(cluster: int | None = None, cluster_init: str = "kmeans++", prune: float | None = None,
                 exclude: Any = (), finetune_data: str | None = None, finetune_epochs: int = 2) -> Compression | None:
     """The validated :class:`Compression` the convert options ask for, or ``None`` when they ask for none."""
-    if cluster is None and prune is None and not exclude and not finetune_data:
-        return None
+    if cluster is None and prune is None and not exclude:
+        return None  # --finetune-data alone is int8's quantization-aware fine-tune (tfopt.quantizing.qat_finetune)
     return Compression(cluster, cluster_init, prune, tuple(exclude), finetune_data, finetune_epochs).validate()
 
 

@@ -102,6 +102,9 @@ def check_options(model: Any, outdir: str, options: ConvertOptions | None = None
     if r.metric and (":" not in r.metric or r.metric.startswith(":") or r.metric.endswith(":")):
         raise OptionError(f"--metric '{r.metric}': expected 'package.module:function'")
     _check_int8(q, pairs)
+    from tfopt.quantizing.qat_finetune import check_options as check_finetune
+
+    check_finetune(model, q, o.compress, pairs)  # --finetune-data with int8: quantization-aware fine-tune
     if q.auto_keep_float is not None and not quantized:
         raise OptionError("--auto-keep-float ranks layers of int8/int16x8 artifacts: add int8 to --quantize")
     for option, path in (("--eval-data", r.eval_data), ("--finetune-data", o.compress.finetune_data)):

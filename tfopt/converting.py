@@ -180,6 +180,10 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
             labeled = {"inputs": inputs, "labels": labels}
         int8 = Int8Plan(portable, ranges, q, evaluate=evaluate, measure=measure, labels=labeled, progress=say,
                         targets=[t for t, p in pairs if engine_builds(q, t, p, qat)])
+        if c.finetune_data and compress is None:  # int8 by quantization-aware fine-tune from the engine's ranges
+            from tfopt.quantizing.qat_finetune import qat_plan
+
+            int8 = qat_plan(int8, o, verify_data=verify_data, progress=say)
     with atomic_path(outdir, directory=True) as tmp:
         os.makedirs(tmp)
         for index, (target, precision) in enumerate(pairs):

@@ -78,7 +78,9 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--exclude", type=lambda v: [x for x in v.split(",") if x], default=[], metavar="LAYERS",
                    help="Keras layer names to leave untouched, e.g. conv1,probs")
     g.add_argument("--finetune-data", metavar="DATA.npz", help="inputs by name plus 'labels': fine-tune after "
-                   "compressing (TFMOT's way to recover accuracy); without it, compression is post-training only")
+                   "compressing (TFMOT's way to recover accuracy); without it, compression is post-training only. "
+                   "With --quantize int8 and no --cluster/--prune: int8 by a quantization-aware fine-tune "
+                   "started from tfopt's ranges (Keras 2 models)")
     g.add_argument("--finetune-epochs", type=int, default=2, metavar="K")
     report_options(p)
     optimize_options(p)
@@ -140,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
 
     # Loaded here (its own stage in the terminal), compressed as it loads; convert gets the model.
     load_options = dataclasses.replace(options.load, compress=compress)
-    options = dataclasses.replace(options, load=LoadOptions(), compress=CompressOptions())
+    # --finetune-data without --cluster/--prune stays: convert's int8 quantization-aware fine-tune reads it
+    options = dataclasses.replace(options, load=LoadOptions(), compress=CompressOptions() if compress else options.compress)
     with args.capture.stage("loading"), stage("loading"):
         model = load(args.model, **load_kwargs(load_options))
     try:

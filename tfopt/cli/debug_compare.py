@@ -37,11 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from tfopt.debug.compare import compare
     from tfopt.debug.inputs import debug_inputs
     from tfopt.debug.report import table, write_html, write_json
-    from tfopt.errors import ModelNotFoundError
+    from tfopt.errors import ModelNotFoundError, OptionError
     from tfopt.options import FreezeOptions, OptimizeOptions
     from tfopt.pipeline import run_optimize
-
-    from tfopt.errors import OptionError
 
     if bool(args.artifacts) == bool(args.to):
         raise OptionError("tfopt debug compare: give the ARTIFACT files, or --to TARGETS to build them (not both)")
