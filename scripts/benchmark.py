@@ -6,6 +6,7 @@
     python scripts/benchmark.py all [--runs 50]      # both, with their defaults (about 10 minutes)
     python scripts/benchmark.py int8 [--models mobilenet resnet]  # int8 accuracy (scripts/benchmark_int8.py)
     python scripts/benchmark.py cluster [--models mobilenet resnet fer]  # clustering (scripts/benchmark_cluster.py)
+    python scripts/benchmark.py qat               # QAT fine-tune from the engine's ranges (scripts/benchmark_qat.py)
     python scripts/benchmark.py fleet [--models 24] [--quick]    # local vs Ray fleet (scripts/benchmark_fleet.py)
 
 ``tf``: node counts and TensorFlow-runtime latency of (a) the original SavedModel signature,
@@ -228,6 +229,11 @@ def main() -> int:
         from benchmark_cluster import main as cluster_main
 
         return cluster_main(sys.argv[2:])
+    if sys.argv[1:2] == ["qat"]:  # its own module: scripts/benchmark_qat.py
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from benchmark_qat import main as qat_main
+
+        return qat_main(sys.argv[2:])
     if sys.argv[1:2] == ["fleet"]:  # its own module: scripts/benchmark_fleet.py
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from benchmark_fleet import main as fleet_main
@@ -244,6 +250,7 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=50)
     sub.add_parser("int8", help="int8 accuracy: native quantizers vs tfopt's engine (scripts/benchmark_int8.py)")
     sub.add_parser("cluster", help="gzip and agreement: TFMOT clustering vs fold-aware (scripts/benchmark_cluster.py)")
+    sub.add_parser("qat", help="int8 by QAT fine-tune from the engine's ranges vs PTQ (scripts/benchmark_qat.py)")
     sub.add_parser("fleet", help="fleet: local executor vs Ray, cold and warm cache (scripts/benchmark_fleet.py)")
     p = sub.add_parser("all", help="every benchmark, with its defaults")
     p.add_argument("--runs", type=int, default=50)
