@@ -141,7 +141,8 @@ def _run(tasks: list[Task], result: FleetResult, *, executor: str, address: str 
         if progress is not None and scheduler is not None:
             progress(_progress(scheduler, records, last))
 
-    scheduler = Scheduler(runner, tasks, retries=retries, task_timeout=task_timeout, cancel=cancel, on_change=changed)
+    scheduler = Scheduler(runner, tasks, retries=retries, task_timeout=task_timeout, cancel=cancel, on_change=changed,
+                          shortcut=cached_emit)
     try:
         scheduler.run()
     finally:
@@ -154,11 +155,29 @@ def _run(tasks: list[Task], result: FleetResult, *, executor: str, address: str 
             model.status, model.report = outcome.get("model_status", "converted"), read_report(model.outdir)
             model.error = outcome.get("error")
         elif record.status in ("failed", "timeout") and model.error is None:
-            model.error = f"{task.id}: {record.error}"
+            model.error = f"{task.target} {task.precision}: {record.error}" if task.target else record.error
         elif record.status == "cancelled" and model.status == "failed" and model.error is None:
             model.status, model.error = "cancelled", "interrupted"
     if scheduler.interrupted:
         result.exit_code = 128 + scheduler.interrupted
+
+
+def cached_emit(task: Task, outcomes: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """An emit task's outcome straight from the cache (its entry there and intact), without a process."""
+    from tfopt.fleet.cache import Cache
+    from tfopt.fleet.keys import emit_key
+    from tfopt.options import ConvertOptions
+
+    key = outcomes.get(task.deps[0], {}).get("statistics_key") if task.kind == "emit" else None
+    if key is None or task.target is None or task.precision is None:
+        return None
+    options = ConvertOptions.from_kwargs(**task.spec["kwargs"])
+    entry = Cache(task.spec["cache"]).get("emit", emit_key(key, options, task.target, task.precision))
+    if entry is None:
+        return None
+    with open(os.path.join(entry, "emit.json")) as f:
+        record = json.load(f)
+    return {"status": "ok", "cache_hits": ["emit"], "record": record, "seconds": 0.0, "worker": "driver (cached)"}
 
 
 def _progress(scheduler: Any, records: dict[str, ModelRecord], last: str) -> Any:

@@ -5,6 +5,7 @@
 - A task whose worker process died without reporting (``crashed``: a segfault, ``os._exit``, an
   out-of-memory kill) is retried up to ``retries`` times; a task that reported an error (a typed
   tfopt error: the same input fails the same way) or timed out (it would hang again) is not.
+- ``shortcut``: a task whose result is already cached ends at once, without a process.
 - ``task_timeout``: a task running longer is killed (``timeout``).
 - An interrupt (SIGINT/SIGTERM through :mod:`tfopt.signals`, or ``KeyboardInterrupt`` without
   it) stops scheduling: running tasks finish (``cancel=False``; their outputs are atomic) or are
@@ -38,7 +39,8 @@ def log_tail(path: str, lines: int = LOG_TAIL) -> list[str]:
 
 class Scheduler:
     def __init__(self, executor: Any, tasks: list[Task], *, retries: int, task_timeout: float | None,
-                 cancel: bool, on_change: Callable[[str], None]) -> None:
+                 cancel: bool, on_change: Callable[[str], None],
+                 shortcut: Callable[[Task, dict[str, dict[str, Any]]], dict[str, Any] | None] | None = None) -> None:
         self.executor, self.tasks = executor, {t.id: t for t in tasks}
         self.retries, self.timeout, self.cancel = retries, task_timeout, cancel
         self.records = {t.id: TaskRecord(t.model, t.kind, t.target, t.precision, status="pending",
@@ -46,6 +48,7 @@ class Scheduler:
         self.outcomes: dict[str, dict[str, Any]] = {}
         self.started: dict[str, tuple[float, int]] = {}  # task id -> (start time, attempt)
         self.on_change = on_change
+        self.shortcut = shortcut  # a task's outcome without running it (its result is cached), or None
         self.interrupted = 0
 
     def run(self) -> None:
@@ -87,6 +90,13 @@ class Scheduler:
             elif all(s in ("ok", "cached") for s in deps):
                 ready.append(self.tasks[tid])
         ready.sort(key=lambda t: (KIND_ORDER[t.kind], t.order))
+        if self.shortcut is not None:
+            for task in list(ready):
+                outcome = self.shortcut(task, self.outcomes)
+                if outcome is not None:
+                    ready.remove(task)
+                    self.started[task.id] = (time.monotonic(), 0)
+                    self._ended(task.id, outcome)
         for task in ready[:max(0, self.executor.slots - len(self.executor.running()))]:
             self._launch(task, 0)
 

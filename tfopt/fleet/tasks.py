@@ -130,8 +130,8 @@ class _Context:
 
 def prepare_task(spec: dict[str, Any]) -> dict[str, Any]:
     ctx = _Context(spec)
-    ctx.prepared(reference=False)
-    return {"cache_hits": sorted(set(ctx.hits))}
+    prepared = ctx.prepared(reference=False)
+    return {"cache_hits": sorted(set(ctx.hits)), "statistics_key": ctx.statistics_key(prepared.qat)}
 
 
 def emit_task(spec: dict[str, Any]) -> dict[str, Any]:
