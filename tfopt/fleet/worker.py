@@ -32,11 +32,28 @@ def outcome_of(spec: dict[str, Any]) -> dict[str, Any]:
         traceback.print_exc()
         outcome = {"status": "failed", "error": f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"}
     outcome.setdefault("seconds", time.perf_counter() - start)
-    outcome["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    outcome["peak_rss_mb"] = peak_rss_mb()
+    outcome["cpu_seconds"] = usage.ru_utime + usage.ru_stime
     outcome["worker"] = f"pid {os.getpid()}"
+    print(f"tfopt fleet: {spec['kind']} task {outcome['status']} in {outcome['seconds']:.2f} s "
+          f"({outcome['cpu_seconds']:.2f} s CPU), peak RSS {outcome['peak_rss_mb']:.0f} MB", flush=True)
     sys.stdout.flush()
     sys.stderr.flush()
     return outcome
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory, MB: ``VmHWM`` (``ru_maxrss`` would include the parent's
+    peak, inherited through fork)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def write_json(data: dict[str, Any], path: str) -> None:
