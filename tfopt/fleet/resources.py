@@ -8,9 +8,20 @@ imports (LiteRT, ONNX Runtime, tf2onnx, OpenVINO), which dominates for small mod
 model, the frozen GraphDef (weights inlined as constants), the portable and runtime graphs, the
 converter's own copy and the runtime that verifies the artifact.
 
-Measured (``ru_maxrss`` of each task process, tfopt 2.21 / TF 2.21, Linux x86-64, tests/fleet's
-three tiny models of < 0.1 MB, tflite + onnx fp32, 2 shared cores): see MEASURED below; the
-per-model factors are the pipeline's copies counted above (not measured on a large model here).
+Measured (``VmHWM`` of each task process, which a fresh process starts from zero; TF 2.21,
+Linux x86-64, 1 task at a time on 2 shared cores; tests/fleet's three tiny models of < 0.1 MB —
+a conv .keras, a SavedModel, a frozen .pb — to tflite + onnx fp32):
+
+    task      peak RSS (MB)   wall (s)   note
+    prepare   653 - 660       7.2 - 12.6  TF import + load + freeze + optimize + verify
+    emit      683 - 697       7.2 - 25.1  tflite 7-11 s; onnx 16-25 s (tf2onnx runs in a child
+                                          process whose memory this peak does not include)
+    finish    689 - 700       6.7 - 8.3   reload the original + measure every artifact for the report
+
+The base is the measured peak plus ~15% headroom; the per-model factors are the pipeline's copies
+counted above (not measured on a large model here: treat them as an estimate to check against
+the peaks each task reports, ``TaskRecord.peak_rss_mb``). Under Ray, a worker process is reused
+between tasks, so its reported peak is the worker's so far.
 """
 
 from __future__ import annotations
@@ -18,9 +29,9 @@ from __future__ import annotations
 import math
 import os
 
-# Peak RSS of one task process with a tiny model, MB (measured; rounded up, with ~15% headroom).
-MEASURED = {"prepare": 0.0, "emit": 0.0, "finish": 0.0}  # filled from the measurement: see resources_note
-BASE_MB = {"prepare": 1100, "emit": 1300, "finish": 1300}
+# Peak RSS of one task process with a tiny model, MB: measured (see the table above), with ~15% headroom.
+MEASURED_MB = {"prepare": 660, "emit": 697, "finish": 700}
+BASE_MB = {"prepare": 768, "emit": 832, "finish": 832}
 # Copies of the model's bytes held at the peak (see the module docstring).
 PER_MODEL_MB = {"prepare": 6.0, "emit": 5.0, "finish": 4.0}
 CPUS = {"prepare": 1.0, "emit": 1.0, "finish": 1.0}  # TensorFlow's ops run in parallel, but per task one core packs best
