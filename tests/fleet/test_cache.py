@@ -4,6 +4,7 @@ matches, a corrupt entry removed (a miss, so it is rebuilt)."""
 from __future__ import annotations
 
 import os
+import pathlib
 
 import pytest
 
@@ -23,7 +24,7 @@ def test_an_entry_is_read_back_with_its_layout(tmp_path):
     key = _put(cache)
     entry = cache.get("optimize", key)
     assert entry == str(tmp_path / "c" / "v1" / "optimize" / key[:2] / key)
-    assert open(os.path.join(entry, "sub", "graph.pb"), "rb").read() == b"graph bytes"
+    assert pathlib.Path(entry, "sub", "graph.pb").read_bytes() == b"graph bytes"
     assert cache.meta("optimize", key) == {"note": "x"}
     assert os.listdir(os.path.dirname(entry)) == [key]  # no temporary directory left
 
@@ -35,15 +36,15 @@ def test_a_corrupt_entry_is_removed_and_missed(tmp_path, damage):
     entry = cache.entry_dir("optimize", key)
     target = os.path.join(entry, "sub", "graph.pb")
     if damage == "edit":
-        open(target, "wb").write(b"graph bytez")
+        pathlib.Path(target).write_bytes(b"graph bytez")
     elif damage == "truncate":
-        open(target, "wb").close()
+        pathlib.Path(target).write_bytes(b"")
     elif damage == "delete":
         os.remove(target)
     elif damage == "add":
-        open(os.path.join(entry, "stray"), "w").write("?")
+        pathlib.Path(entry, "stray").write_text("?")
     else:
-        open(os.path.join(entry, "entry.json"), "w").write("{not json")
+        pathlib.Path(entry, "entry.json").write_text("{not json")
     assert cache.get("optimize", key) is None
     assert not os.path.exists(entry) and cache.corrupt == [f"optimize/{key}"]
     _put(cache, key)  # rebuilt
@@ -53,7 +54,7 @@ def test_a_corrupt_entry_is_removed_and_missed(tmp_path, damage):
 def test_a_failed_write_leaves_nothing(tmp_path):
     cache = Cache(str(tmp_path / "c"))
     with pytest.raises(RuntimeError), cache.put("emit", "cd" * 32) as tmp:
-        open(os.path.join(tmp, "half"), "w").write("x")
+        pathlib.Path(tmp, "half").write_text("x")
         raise RuntimeError("the emitter failed")
     assert cache.get("emit", "cd" * 32) is None
     assert os.listdir(os.path.join(str(tmp_path / "c"), "v1", "emit", "cd")) == []

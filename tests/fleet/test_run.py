@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import pathlib
 import time
 
 import pytest
@@ -66,7 +67,7 @@ def test_a_rerun_converts_nothing(fleet):
 
 
 def test_a_new_precision_reruns_only_its_tasks_and_hits_the_prepare_cache(fleet):
-    text = open(fleet["manifest"]).read().replace("path: conv.keras\n", "path: conv.keras\n  quantize: [fp32, fp16]\n", 1)
+    text = pathlib.Path(fleet["manifest"]).read_text().replace("path: conv.keras\n", "path: conv.keras\n  quantize: [fp32, fp16]\n", 1)
     manifest = os.path.join(str(fleet["root"]), "fp16.yaml")
     with open(manifest, "w") as f:
         f.write(text)
