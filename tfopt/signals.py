@@ -70,6 +70,7 @@ class _State:
         self.installed = False
         self.temp_dirs: set[str] = set()
         self.lock = threading.RLock()  # held while an output is renamed into place
+        self.patient = 0  # inside patient(): the first signal's grace does not run out
 
 
 _state = _State()
@@ -117,8 +118,19 @@ def _hard_stop() -> None:
         os._exit(128 + (_state.signum or signal.SIGTERM))
 
 
+@contextlib.contextmanager
+def patient() -> Iterator[None]:
+    """While held, the first signal's grace never runs out (a second signal still stops at once): for a
+    caller that stops at once itself but waits for work it does not own (the fleet's running tasks)."""
+    _state.patient += 1
+    try:
+        yield
+    finally:
+        _state.patient -= 1
+
+
 def _stop_unless(done: threading.Event) -> None:
-    if not done.is_set():
+    if not done.is_set() and not _state.patient:
         _hard_stop()
 
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from tfopt import signals
-from tfopt.cli import convert, debug, freeze, inspect, verify
+from tfopt.cli import convert, debug, fleet, freeze, inspect, verify
 from tfopt.cli.args import EPILOG, parse_inputs, parse_set
 from tfopt.errors import GateFailure, TfoptError
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_parser(sub)
     verify.add_parser(sub)
     freeze.add_parser(sub, "optimize")
+    fleet.add_parser(sub)
     debug.add_parser(sub)
     for command in sub.choices.values():  # also after the command: `tfopt convert ... --log run.log`
         _output_options(command, argparse.SUPPRESS)
@@ -50,7 +51,7 @@ def _output_options(p: argparse.ArgumentParser, default: object) -> None:
 
 
 COMMANDS = {"inspect": inspect.run, "freeze": freeze.run, "optimize": freeze.run, "convert": convert.run,
-            "verify": verify.run, "debug": debug.run}
+            "verify": verify.run, "fleet": fleet.run, "debug": debug.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

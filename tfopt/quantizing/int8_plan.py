@@ -129,6 +129,10 @@ class Int8Plan:
             self._models[key] = self._search(target) if key == target else self.engine.quantize(self.recipe_for(target))
         return self._models[key][0]
 
+    def kept_float(self) -> list[str]:
+        """The layers every target keeps in float (``--keep-float``, and what ``--auto-keep-float`` chose)."""
+        return list(self.engine.keep_float)
+
     def chosen(self, target: str) -> str:
         """The recipe ``target``'s int8 artifact was built with (after :meth:`model_for`)."""
         return str(self._models[self._keys[target]][1].recipe)

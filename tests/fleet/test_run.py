@@ -1,0 +1,111 @@
+"""``run_fleet`` on the local executor: a fleet of three formats converts byte-identically to
+``tfopt.convert``; a task that kills its worker fails its model only (retried, with its log's tail);
+a rerun converts nothing; a new precision re-runs only its tasks and hits the prepare cache; a corrupt
+cache entry is rebuilt; a hung task is ended by its timeout. One first run is shared (module scope)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pathlib
+import time
+
+import pytest
+
+from tests.fleet.fleet_models import build_fleet, files_of
+from tfopt.fleet.run import run_fleet
+
+GOOD = ["conv", "dense", "mlp"]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fleet")
+    manifest = build_fleet(root)
+    out = str(root / "out")
+    result = run_fleet(manifest, out, jobs=2, only=[*GOOD, "crash"])
+    return {"root": root, "manifest": manifest, "out": out, "first": result}
+
+
+def _task(result, model, kind, target=None, precision=None):
+    [task] = [t for t in result.tasks if (t.model, t.kind, t.target, t.precision) == (model, kind, target, precision)]
+    return task
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_artifacts_are_byte_identical_to_convert(fleet, name, tmp_path):
+    import tfopt
+
+    model = next(m for m in fleet["first"].models if m.name == name)
+    assert model.status == "converted", model
+    assert {(a["format"], a["precision"]) for a in model.report["artifacts"]} == {("tflite", "fp32"), ("onnx", "fp32")}
+    tfopt.convert(model.source, str(tmp_path / "ref"), to=["tflite", "onnx"], report_runs=1)
+    expected = files_of(str(tmp_path / "ref"))
+    assert {"model.fp32.tflite", "model.fp32.onnx", "manifest.json"} <= set(expected)
+    assert files_of(model.outdir) == expected  # artifacts and manifest.json (verification errors included)
+
+
+def test_a_task_that_kills_its_worker_fails_its_model_only(fleet):
+    result = fleet["first"]
+    assert result.exit_code == 1
+    assert {m.name: m.status for m in result.models} == {"conv": "converted", "dense": "converted",
+                                                         "mlp": "converted", "crash": "failed"}
+    prepare = _task(result, "crash", "prepare")
+    assert prepare.status == "failed" and prepare.retries == 1, prepare
+    assert "exited with status 3" in prepare.error and prepare.log_tail
+    assert _task(result, "crash", "finish").status == "skipped"
+    assert not os.path.exists(os.path.join(fleet["out"], "crash"))  # never half-written
+
+
+def test_a_rerun_converts_nothing(fleet):
+    out = fleet["out"]
+    mtimes = {n: os.path.getmtime(os.path.join(out, n, "report.json")) for n in GOOD}
+    again = run_fleet(fleet["manifest"], out, jobs=2, only=GOOD)
+    assert again.exit_code == 0 and again.tasks == []
+    assert {m.status for m in again.models} == {"up-to-date"}
+    assert {n: os.path.getmtime(os.path.join(out, n, "report.json")) for n in GOOD} == mtimes
+
+
+def test_a_new_precision_reruns_only_its_tasks_and_hits_the_prepare_cache(fleet):
+    text = pathlib.Path(fleet["manifest"]).read_text().replace("path: conv.keras\n", "path: conv.keras\n  quantize: [fp32, fp16]\n", 1)
+    manifest = os.path.join(str(fleet["root"]), "fp16.yaml")
+    with open(manifest, "w") as f:
+        f.write(text)
+    before = files_of(os.path.join(fleet["out"], "conv"))
+    result = run_fleet(manifest, fleet["out"], jobs=2, only=["conv"])
+    assert result.exit_code == 0, result
+    assert {"optimize", "statistics"} <= set(_task(result, "conv", "prepare").cache_hits)
+    for target in ("tflite", "onnx"):
+        assert _task(result, "conv", "emit", target, "fp32").status == "cached"
+        assert _task(result, "conv", "emit", target, "fp16").status == "ok"
+    after = files_of(os.path.join(fleet["out"], "conv"))
+    assert {k: after[k] for k in ("model.fp32.tflite", "model.fp32.onnx")} == \
+        {k: before[k] for k in ("model.fp32.tflite", "model.fp32.onnx")}
+    assert {"model.fp16.tflite", "model.fp16.onnx"} <= set(after)
+
+
+def test_a_corrupt_cache_entry_is_rebuilt_not_used(fleet):
+    entries = glob.glob(os.path.join(fleet["out"], ".tfopt-cache", "v1", "optimize", "*", "*", "portable.pb"))
+    assert entries
+    for path in entries:
+        with open(path, "r+b") as f:
+            f.seek(10)
+            f.write(b"\xff\xff\xff\xff")
+    before = files_of(os.path.join(fleet["out"], "mlp"))
+    result = run_fleet(fleet["manifest"], fleet["out"], jobs=2, only=["mlp"], force=True)
+    assert result.exit_code == 0
+    assert "optimize" not in _task(result, "mlp", "prepare").cache_hits  # found corrupt: rebuilt
+    assert files_of(os.path.join(fleet["out"], "mlp")) == before
+    rebuilt = [p for p in glob.glob(os.path.join(fleet["out"], ".tfopt-cache", "v1", "optimize", "*", "*", "portable.pb"))
+               if os.path.getmtime(p) > time.time() - 600]
+    assert rebuilt
+
+
+def test_a_hung_task_is_ended_by_its_timeout(fleet):
+    start = time.perf_counter()
+    result = run_fleet(fleet["manifest"], fleet["out"], jobs=1, only=["hang"], task_timeout=20, retries=0)
+    assert time.perf_counter() - start < 120
+    prepare = _task(result, "hang", "prepare")
+    assert prepare.status == "timeout" and "--task-timeout 20" in prepare.error
+    assert result.exit_code == 1 and result.models[0].status == "failed"
+    assert not os.path.exists(os.path.join(fleet["out"], "hang"))

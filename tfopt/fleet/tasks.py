@@ -1,0 +1,219 @@
+"""The fleet's three task functions, run in a worker process (:mod:`tfopt.fleet.worker` locally, a
+Ray worker under Ray). Each takes a JSON-able spec (:mod:`tfopt.fleet.plan`) and returns a JSON-able
+outcome; everything between tasks goes through the cache (:mod:`tfopt.fleet.cache`):
+
+- ``prepare``: load -> freeze -> optimize (cache stage ``optimize``), the calibration samples and
+  the int8 engine's fake-quant graph per target (stage ``statistics``).
+- ``emit``: one target x precision: emitted, counted and verified (stage ``emit``: the artifact's
+  files and its record).
+- ``finish``: the model's output directory, written atomically: every artifact copied out of the
+  cache, ``manifest.json``, ``layers.json``, the report, the gates, the resume stamp.
+
+They call the stages of ``tfopt convert`` (:mod:`tfopt.convert_stages`) with the same arguments
+``convert()`` gives them, so the artifacts are byte-identical to ``tfopt convert``'s. A task that
+finds an entry it needs missing or corrupt (removed by the cache's hash check) rebuilds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+STAMP = ".fleet-stamp.json"
+
+
+def run_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one task in this process (its working directory: the manifest's). Exceptions propagate."""
+    os.chdir(spec["base"])
+    kind = spec["kind"]
+    start = time.perf_counter()
+    outcome = {"prepare": prepare_task, "emit": emit_task, "finish": finish_task}[kind](spec)
+    outcome["seconds"] = time.perf_counter() - start
+    return outcome
+
+
+def say(event: Any) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {event}", flush=True)
+
+
+class _Context:
+    """What every task of one model builds first: the plan, the cache, the keys."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        from tfopt.convert_stages import plan
+        from tfopt.fleet.cache import Cache
+        from tfopt.fleet.keys import optimize_key
+
+        self.spec = spec
+        self.path = spec["path"]
+        self.plan = plan(self.path, spec["outdir"], **spec["kwargs"], overwrite=spec["overwrite"])
+        self.cache = Cache(spec["cache"])
+        self.optimize_key = optimize_key(self.path, spec["base"], self.plan.options)
+        self.hits: list[str] = []
+        self._prepared: Any = None
+        self._referenced = False
+
+    def statistics_key(self, qat: bool) -> str:
+        from tfopt.convert_stages import engine_targets
+        from tfopt.fleet.keys import statistics_key
+
+        return statistics_key(self.optimize_key, self.plan.options, engine_targets(self.plan, qat))
+
+    def prepared(self, *, reference: bool = True) -> Any:
+        """The model's Prepared, from the cache (rebuilt when missing), with the original model's
+        runner attached (``reference``: needed to verify and measure)."""
+        if self._prepared is None:
+            self._prepared = self._load()
+        if reference:
+            self.reference(self._prepared)
+        return self._prepared
+
+    def _load(self) -> Any:
+        from tfopt.convert_stages import check_calibration
+        from tfopt.convert_store import load_prepared
+
+        graphs = self.cache.get("optimize", self.optimize_key)
+        statistics = None
+        if graphs is not None:
+            import pickle
+
+            with open(os.path.join(graphs, "graphs.pkl"), "rb") as f:
+                qat = pickle.load(f)["qat"]
+            statistics = self.cache.get("statistics", self.statistics_key(qat))
+        if graphs is None or statistics is None:
+            return self.build()
+        self.hits += ["optimize", "statistics"]
+        prepared = load_prepared(graphs, statistics)
+        check_calibration(self.plan, prepared.qat)
+        return prepared
+
+    def reference(self, prepared: Any) -> None:
+        from tfopt.convert_parts import accuracy_control
+        from tfopt.convert_store import attach_reference
+        from tfopt.loaders import load
+        from tfopt.pipeline import load_kwargs
+
+        if self._referenced or prepared.portable.reference is not None:
+            return
+        self._referenced = True
+        attach_reference(prepared, load(self.path, **load_kwargs(self.plan.load)))
+        q, r = self.plan.options.quantize, self.plan.options.report
+        if q.accuracy_control is not None and prepared.control is None:
+            prepared.control = accuracy_control(q.accuracy_control, r.eval_data, prepared.portable)
+
+    def build(self) -> Any:
+        """Prepare what the cache lacks (the graphs, or just the statistics) and store it."""
+        from tfopt.convert_stages import check_calibration, engine_targets, prepare_graphs, prepare_statistics
+        from tfopt.convert_store import load_prepared, save_graphs, save_statistics
+
+        graphs = self.cache.get("optimize", self.optimize_key)
+        if graphs is not None:
+            self.hits.append("optimize")
+            prepared = load_prepared(graphs, None)
+            check_calibration(self.plan, prepared.qat)
+            self.reference(prepared)  # the int8 engine's search and verification run the original
+        else:
+            say("loading, freezing and optimizing")
+            prepared = prepare_graphs(self.path, self.plan)
+            with self.cache.put("optimize", self.optimize_key) as tmp:
+                save_graphs(prepared, tmp)
+        say("calibration statistics")
+        prepare_statistics(self.plan, prepared, say)
+        with self.cache.put("statistics", self.statistics_key(prepared.qat)) as tmp:
+            save_statistics(prepared, engine_targets(self.plan, prepared.qat), tmp)
+        return prepared
+
+
+def prepare_task(spec: dict[str, Any]) -> dict[str, Any]:
+    ctx = _Context(spec)
+    prepared = ctx.prepared(reference=False)
+    return {"cache_hits": sorted(set(ctx.hits)), "statistics_key": ctx.statistics_key(prepared.qat)}
+
+
+def emit_task(spec: dict[str, Any]) -> dict[str, Any]:
+    ctx = _Context(spec)
+    entry = _emit(ctx, spec["target"], spec["precision"])
+    return {"cache_hits": sorted(set(ctx.hits)), "record": _record(entry)}
+
+
+def _emit(ctx: _Context, target: str, precision: str) -> str:
+    """The emit entry of ``target`` x ``precision`` (built now when the cache lacks it)."""
+    from tfopt.convert_parts import ConvertResult
+    from tfopt.convert_stages import emit_artifact
+    from tfopt.fleet.keys import emit_key
+
+    prepared = ctx.prepared(reference=False)
+    key = emit_key(ctx.statistics_key(prepared.qat), ctx.plan.options, target, precision)
+    entry = ctx.cache.get("emit", key)
+    if entry is not None:
+        ctx.hits.append("emit")
+        return entry
+    ctx.reference(prepared)
+    result = ConvertResult(outdir=ctx.spec["outdir"])
+    say(f"{target} {precision}")
+    with ctx.cache.put("emit", key) as tmp:
+        files = os.path.join(tmp, "files")
+        os.makedirs(files)
+        emit_artifact(ctx.plan, prepared, result, files, target, precision, say, last=False)
+        record = {"artifacts": [dataclasses.asdict(a) for a in result.artifacts],
+                  "skipped": [list(s) for s in result.skipped], "layer_errors": result.layer_errors,
+                  "keep_float": result.keep_float, "engine_fallbacks": result.engine_fallbacks,
+                  "seconds": prepared.stages.get(f"{target} {precision}", 0.0)}
+        from tfopt.nonfinite import to_json
+
+        with open(os.path.join(tmp, "emit.json"), "w") as f:
+            json.dump(to_json(record), f, sort_keys=True, allow_nan=False)
+    entry = ctx.cache.get("emit", key)
+    if entry is None:
+        raise RuntimeError(f"the cache at {ctx.cache.root} lost the entry just written (emit/{key})")
+    return entry
+
+
+def _record(entry: str) -> dict[str, Any]:
+    with open(os.path.join(entry, "emit.json")) as f:
+        record: dict[str, Any] = json.load(f)
+    return record
+
+
+def finish_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """The model's OUTROOT/NAME, atomically: artifacts, manifest, report, gates, resume stamp."""
+    from tfopt._io import atomic_path
+    from tfopt.convert_parts import Artifact, ConvertResult
+    from tfopt.convert_stages import finish
+    from tfopt.errors import ConversionError, GateFailure
+    from tfopt.report.build import finish_gates
+
+    ctx = _Context(spec)
+    p = ctx.plan
+    entries = [(target, precision, _emit(ctx, target, precision)) for target, precision in p.pairs]
+    prepared = ctx.prepared(reference=True)
+    result = ConvertResult(outdir=spec["outdir"], skipped=list(p.skipped), freeze_report=prepared.freeze_report,
+                           optimize_report=prepared.optimize_report, verified_at=prepared.verified_at)
+    with atomic_path(spec["outdir"], directory=True) as tmp:
+        os.makedirs(tmp)
+        for target, precision, entry in entries:  # in the plan's order, as convert() records them
+            record = _record(entry)
+            shutil.copytree(os.path.join(entry, "files"), tmp, dirs_exist_ok=True)
+            result.artifacts += [Artifact(**a) for a in record["artifacts"]]
+            result.skipped += [tuple(s) for s in record["skipped"]]
+            result.layer_errors.update(record["layer_errors"])
+            result.keep_float.update(record["keep_float"])
+            result.engine_fallbacks.update(record["engine_fallbacks"])
+            if record["artifacts"]:
+                prepared.stages[f"{target} {precision}"] = record["seconds"]
+        if not result.artifacts:
+            reasons = "; ".join(f"{t} {p_}: {why}" for t, p_, why in result.skipped)
+            raise ConversionError(f"no target could be built: {reasons}")
+        finish(p, prepared, result, tmp, say)
+        with open(os.path.join(tmp, STAMP), "w") as f:
+            json.dump({"fingerprint": spec["stamp"]}, f)
+    status, error = "converted", None
+    try:
+        finish_gates(result.report, p.options.report.junit)
+    except GateFailure as exc:
+        status, error = "gate-failed", str(exc)
+    return {"cache_hits": sorted(set(ctx.hits)), "model_status": status, "error": error}
