@@ -124,9 +124,11 @@ def test_fp32_targets_for_lstm_and_multi_io(build, targets, tmp_path):
 def test_lstm_tflite_needs_select_ops(tmp_path):
     """Keras 3 LSTM: TFLite builtins cannot lower its TensorList ops (nor can TF's own converter)."""
     path, _ = _lstm(tmp_path)
-    with pytest.raises(tfopt.ConversionError, match=r"TensorListReserve.*--allow-tf-ops"):
+    with pytest.raises(tfopt.ConversionError, match=r"TensorListReserve.*--allow-tf-ops") as caught:
         convert(path, str(tmp_path / "out"), to=["tflite"])
     assert not (tmp_path / "out").exists()
+    # ... and says which tfopt debug command cuts the model down to what the converter fails on
+    assert f"tfopt debug reduce {path} --target tflite --precision fp32 -o reduce-tflite-fp32" in str(caught.value)
 
 
 def test_default_targets_skip_the_one_that_cannot_express_the_model(tmp_path):

@@ -36,7 +36,8 @@ from tfopt.convert_parts import (
     verify,
     write_manifest,
 )
-from tfopt.errors import ConversionError, OptionError, stage
+from tfopt.debug.hints import with_debug_hint
+from tfopt.errors import ConversionError, OptionError, VerificationError, stage
 from tfopt.graph import Model
 from tfopt.nonfinite import check_finite, finite_samples, to_json
 from tfopt.options import ConvertOptions, LoadOptions
@@ -238,7 +239,7 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
             # Asked for by name (--to), a target that cannot be built is an error; from the
             # default list, it is skipped with the converter's reason and the rest are built.
             if q.to is not None or (last and not result.artifacts):
-                raise
+                raise with_debug_hint(exc, portable.provenance.get("path"), target, precision, q.calibration) from exc
             result.skipped.append((target, precision, str(exc)))
             return
     full = os.path.join(tmp, rel)
@@ -250,8 +251,11 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
         artifact.int8_ops = count_quantized_ops(target, written)
         artifact.quantizer = "native" if not engine or target in result.engine_fallbacks else "tfopt"
     if p.options.freeze.verify:  # a QAT model's float artifacts already quantize (QDQ/FakeQuantize): measure only
-        verify(artifact, portable, written, prepared.verified_at, bounded=not qat,
-               preprocess=q.ov_preprocess if record.takes_preprocess else None)
+        try:
+            verify(artifact, portable, written, prepared.verified_at, bounded=not qat,
+                   preprocess=q.ov_preprocess if record.takes_preprocess else None)
+        except (ConversionError, VerificationError) as exc:
+            raise with_debug_hint(exc, portable.provenance.get("path"), target, precision, q.calibration) from exc
     result.artifacts.append(artifact)
     prepared.stages[f"{target} {precision}"] = time.perf_counter() - start
 

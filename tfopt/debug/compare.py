@@ -18,6 +18,9 @@ kernels agree to ~1e-6; ``quantization`` (a quantized artifact against TF or aga
 artifact) 5e-2, several times the ~0.5-1 % one int8 rounding of a ReLU activation costs. Error made
 early flows into every later layer, so a later jump must outgrow everything before it.
 
+Tensors that an engine-built int8 artifact holds rescaled per channel by cross-layer equalization
+(:mod:`tfopt.debug.rescaled`) are marked ``rescaled`` and skipped by the rule.
+
 **Split**: a quantized artifact given with a float (fp32/fp16) artifact of the same target gets
 ``conversion`` (float artifact vs TF) and ``quantization`` (quantized vs float artifact, node by
 node), each with its own first jump.
@@ -33,6 +36,7 @@ import numpy as np
 
 from tfopt.debug.align import Alignment, align, boundaries
 from tfopt.debug.intermediates import Intermediates, float_nodes, open_intermediates, tf_values
+from tfopt.debug.rescaled import rescaled_nodes
 from tfopt.errors import OptionError
 from tfopt.graph import Model, node_map
 
@@ -70,9 +74,12 @@ def _layouts(got: np.ndarray, shape: tuple[int, ...]) -> list[tuple[str, np.ndar
 
 
 def first_jump(rows: Sequence[Mapping[str, Any]], floor: float, factor: float = FACTOR) -> dict[str, Any] | None:
-    """The first row meeting the jump rule (module docstring), with ``over``: its ratio to the max before."""
+    """The first row meeting the jump rule (module docstring), with ``over``: its ratio to the max before.
+    Rows marked ``rescaled`` (held rescaled by equalization, :mod:`tfopt.debug.rescaled`) are skipped."""
     worst = 0.0
     for row in rows:
+        if row.get("rescaled"):
+            continue
         rel = row["rel_err"]
         if rel >= floor and rel >= factor * worst:
             return {"node": row["node"], "index": row["index"], "rel_err": rel,
@@ -132,6 +139,15 @@ def compare(model: Model, paths: Sequence[str], samples: Sequence[dict[str, np.n
         got_by_path[inter.path] = got
         rows = layer_rows(expected, got, order, {n: {**meta[n], "tensor": _name(inter, keys[n]),
                                                      "how": alignment.tensors[keys[n]].how} for n in keys})
+        rescaled = rescaled_nodes(model, inter.path, inter.target) if inter.quantized else set()
+        for row in rows:
+            if row["node"] in rescaled:
+                row["rescaled"] = True
+        if rescaled & {row["node"] for row in rows}:
+            inter.notes.append(f"{inter.target}: built by tfopt's engine with cross-layer equalization: "
+                               f"{len(rescaled & {row['node'] for row in rows})} tensor(s) between equalized layers "
+                               "are rescaled per channel by design (exact at the next layer's output); they are "
+                               "listed as 'rescaled' and do not decide the first jump")
         kind = "quantization" if inter.quantized else "conversion"
         results.append({"path": inter.path, "target": inter.target, "quantized": inter.quantized,
                         "precision": inter.precision, "notes": inter.notes, "layers": rows,
@@ -154,6 +170,10 @@ def _split(result: dict[str, Any], results: list[dict[str, Any]], got: Mapping[s
         return None
     conversion = [r for r in partner["layers"] if r["node"] in got[result["path"]]]
     quantization = layer_rows(got[partner["path"]], got[result["path"]], order, meta)
+    rescaled = {r["node"] for r in result["layers"] if r.get("rescaled")}
+    for row in quantization:
+        if row["node"] in rescaled:
+            row["rescaled"] = True
     return {"float_artifact": partner["path"],
             "conversion": {"layers": conversion, "first_jump": first_jump(conversion, FLOORS["conversion"])},
             "quantization": {"layers": quantization, "first_jump": first_jump(quantization, FLOORS["quantization"])}}

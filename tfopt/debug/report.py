@@ -112,7 +112,10 @@ def table(result: Mapping[str, Any], worst: int = 5) -> str:
                 jump = split["quantization"]["first_jump"]
         lines.append(f"  first jump: {jump['node']} (rel err {jump['rel_err']:.3g})" if jump else "  first jump: none")
         lines.append(f"  {'#':>4}  {'rel err':>9}  {'max abs':>9}  {'cosine':>9}  TF node (op)")
-        for r in sorted(rows, key=lambda r: -r["rel_err"])[:worst]:
+        ranked = [r for r in rows if not r.get("rescaled")]  # rescaled by equalization: not an error
+        for r in sorted(ranked, key=lambda r: -r["rel_err"])[:worst]:
             lines.append(f"  {r['index']:>4}  {r['rel_err']:9.3g}  {r['max_abs_err']:9.3g}  {r['cosine']:9.6f}  "
                          f"{r['node']} ({r.get('op', '')})")
+        if len(ranked) < len(rows):
+            lines.append(f"  ({len(rows) - len(ranked)} tensor(s) rescaled by equalization not ranked)")
     return "\n".join(lines)

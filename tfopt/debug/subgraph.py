@@ -79,6 +79,10 @@ class TensorValues:
         """``{tensor: value}`` for ``"node:port"`` names; the missing ones in one session run."""
         wanted = [canonical_tensor(t) for t in tensors]
         missing = sorted({t for t in wanted if t not in self._cache})
+        for tensor in missing:  # a TensorList/handle cannot leave the session, let alone be fed back
+            dtype = self._graph.get_tensor_by_name(tensor).dtype
+            if dtype.name in ("variant", "resource"):
+                raise GraphError(f"cannot cut at tensor '{tensor}': its {dtype.name} value cannot be fed")
         if missing:
             values = self._session.run(missing, feed_dict=self._feeds)
             self._cache.update({t: np.asarray(v) for t, v in zip(missing, values)})
