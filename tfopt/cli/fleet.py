@@ -50,23 +50,17 @@ def run(args: argparse.Namespace) -> int:
     result = run_fleet(args.manifest, args.output, executor=args.executor, address=args.address, jobs=args.jobs,
                        cache=args.cache, task_timeout=args.task_timeout, retries=args.retries, cancel=args.cancel,
                        force=args.force, overwrite=args.overwrite, only=args.only, progress=_printer())
-    if args.junit:
-        try:
-            from tfopt.fleet.report import write_fleet_report  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            pass
-        else:
-            write_fleet_report(result, junit=args.junit)
+    if args.junit:  # run_fleet wrote OUTROOT/fleet-junit.xml; this puts the JUnit file where asked too
+        from tfopt.fleet.report import write_fleet_report
+
+        write_fleet_report(result, junit=args.junit)
     print_summary(result)
     return result.exit_code
 
 
 def _printer() -> Any:
-    try:
-        from tfopt.fleet.progress import ProgressPrinter  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return lambda p: print(f"[{p.tasks_done}/{p.tasks_total} tasks, {p.tasks_running} running, "
-                               f"{p.tasks_failed} failed] {p.last}", file=sys.stderr, flush=True)
+    from tfopt.fleet.progress import ProgressPrinter
+
     return ProgressPrinter()
 
 

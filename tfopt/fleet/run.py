@@ -16,7 +16,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from types import SimpleNamespace
 from typing import Any
 
 from tfopt.errors import OptionError, TfoptError
@@ -77,6 +76,8 @@ def run_fleet(manifest: str, outroot: str | None = None, *, executor: str = "loc
              task_timeout=task_timeout, cancel=cancel, progress=progress, records=records)
     result.models = [records[m.name] for m in models]
     result.seconds = time.perf_counter() - start
+    from tfopt.fleet.rows import exit_code
+
     result.exit_code = exit_code(result)
     _write_report(result)
     return result
@@ -190,20 +191,9 @@ def _progress(scheduler: Any, records: dict[str, ModelRecord], last: str) -> Any
                   tasks_total=len(statuses), tasks_done=sum(s in ("ok", "cached") for s in statuses),
                   tasks_running=statuses.count("running"), tasks_cached=statuses.count("cached"),
                   tasks_failed=sum(s in ("failed", "timeout") for s in statuses), last=last)
-    try:
-        from tfopt.fleet.progress import FleetProgress  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return SimpleNamespace(**fields)
+    from tfopt.fleet.progress import FleetProgress
+
     return FleetProgress(**fields)
-
-
-def exit_code(result: FleetResult) -> int:
-    if result.exit_code:  # interrupted (set by _run) or refused
-        return result.exit_code
-    statuses = [m.status for m in result.models]
-    if any(s in ("failed", "cancelled") for s in statuses):
-        return 1
-    return 10 if "gate-failed" in statuses else 0
 
 
 def read_report(outdir: str) -> dict[str, Any] | None:
@@ -216,9 +206,7 @@ def read_report(outdir: str) -> dict[str, Any] | None:
 
 
 def _write_report(result: FleetResult) -> None:
-    """The fleet report (:mod:`tfopt.fleet.report`), when that module is installed."""
-    try:
-        from tfopt.fleet.report import write_fleet_report  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return
+    """The fleet report (:mod:`tfopt.fleet.report`)."""
+    from tfopt.fleet.report import write_fleet_report
+
     write_fleet_report(result)
