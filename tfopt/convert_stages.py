@@ -214,7 +214,7 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
     if engine and int8 is not None:
         with stage(f"quantizing for {target} int8 (tfopt engine)"):
             job = dataclasses.replace(job, portable=int8.model_for(target), quantization_aware=True)
-        if int8.kept_float():  # no fake quants on them: float in every target
+        if int8.kept_float() or q.auto_keep_float is not None:  # no fake quants on them: float in every target
             result.keep_float[f"{target}/{precision}"] = list(int8.kept_float())
         if int8.ranking:  # --auto-keep-float's ranking of the engine's groups (the same for every target)
             result.layer_errors[f"{target}/{precision}"] = int8.ranking
