@@ -57,6 +57,25 @@ def test_a_task_that_kills_its_worker_fails_its_model_only(fleet):
     assert not os.path.exists(os.path.join(fleet["out"], "crash"))  # never half-written
 
 
+def test_the_fleet_report_lists_every_artifact_and_the_crash(fleet):
+    """OUTROOT/fleet.{json,md,html} and the JUnit file, from the first run (before the reruns below)."""
+    import xml.etree.ElementTree as ET
+
+    from tfopt.fleet.report import read_fleet_report
+
+    out = fleet["out"]
+    read = read_fleet_report(os.path.join(out, "fleet.json"))
+    assert {m.name: m.status for m in read.models} == {m.name: m.status for m in fleet["first"].models}
+    assert read.exit_code == 1
+    suites = {s.get("name"): s for s in ET.parse(os.path.join(out, "fleet-junit.xml")).getroot()}
+    assert set(suites) == {*GOOD, "crash"}
+    assert all(int(suites[n].get("failures")) == 0 and int(suites[n].get("tests")) == 2 for n in GOOD)
+    assert int(suites["crash"].get("failures")) >= 1
+    html = pathlib.Path(out, "fleet.html").read_text()
+    assert "crash" in html and "<script" not in html and "http" not in html.split("</style>")[-1]
+    assert "| crash |" in pathlib.Path(out, "fleet.md").read_text()
+
+
 def test_a_rerun_converts_nothing(fleet):
     out = fleet["out"]
     mtimes = {n: os.path.getmtime(os.path.join(out, n, "report.json")) for n in GOOD}
