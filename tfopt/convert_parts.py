@@ -85,7 +85,11 @@ def int8_measure(portable: Model, runtime: Model, samples: Any, q: QuantizeOptio
     else:
         inputs = {s.name: np.concatenate([np.asarray(x[s.name]) for x in samples]) for s in portable.inputs}
         labels = None
-    reference = reference_runner(portable)
+    original = reference_runner(portable)
+    bindings = portable.bindings if portable.reference is not None and portable.baseline is None else {}
+
+    def reference(feeds: Any) -> Any:
+        return original({**feeds, **bindings})
 
     def build(target: str, model: Model, scratch: str) -> str:
         path = os.path.join(scratch, TABLE[target].artifact_path("int8"))
