@@ -218,27 +218,17 @@ def _call(model: Any) -> Any:
     return frozen_function(model.graph_def, [s.tensor for s in model.inputs], [s.tensor for s in model.outputs])
 
 
+OWN_MODULES = {"int8": "benchmark_int8", "cluster": "benchmark_cluster", "qat": "benchmark_qat",
+               "fleet": "benchmark_fleet"}
+
+
 def main() -> int:
-    if sys.argv[1:2] == ["int8"]:  # its own module: scripts/benchmark_int8.py
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from benchmark_int8 import main as int8_main
+    if sys.argv[1:2] and sys.argv[1] in OWN_MODULES:  # benchmarks with their own module: scripts/benchmark_<name>.py
+        import importlib
 
-        return int8_main(sys.argv[2:])
-    if sys.argv[1:2] == ["cluster"]:  # its own module: scripts/benchmark_cluster.py
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from benchmark_cluster import main as cluster_main
-
-        return cluster_main(sys.argv[2:])
-    if sys.argv[1:2] == ["qat"]:  # its own module: scripts/benchmark_qat.py
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from benchmark_qat import main as qat_main
-
-        return qat_main(sys.argv[2:])
-    if sys.argv[1:2] == ["fleet"]:  # its own module: scripts/benchmark_fleet.py
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from benchmark_fleet import main as fleet_main
-
-        return fleet_main(sys.argv[2:])
+        code: int = importlib.import_module(OWN_MODULES[sys.argv[1]]).main(sys.argv[2:])
+        return code
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("tf", help="TF runtime: original, plain freeze, optimize_for_inference, tfopt")
