@@ -54,25 +54,6 @@ def mobilenet(*, spread: bool, seed: int = 0) -> Any:
     return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="probs")(h))
 
 
-def spread_channels(model: Any, *, decades: float = 3.0, seed: int = 0) -> None:
-    """``tfopt.examples.spread_depthwise_channels`` for tf_keras layers (in place)."""
-    import tf_keras as keras
-
-    rng = np.random.default_rng(seed)
-    layers = model.layers
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, keras.layers.DepthwiseConv2D):
-            continue
-        bn = layers[i + 1]
-        conv = next(x for x in layers[i + 2:] if isinstance(x, keras.layers.Conv2D))
-        gamma, beta, mean, var = bn.get_weights()
-        k = (10 ** rng.uniform(-decades, 0, gamma.shape[0])).astype(np.float32)
-        bn.set_weights([gamma * k, beta * k, mean, var])
-        kernel = conv.get_weights()
-        kernel[0] = kernel[0] / k.reshape(1, 1, -1, 1)
-        conv.set_weights(kernel)
-
-
 def accuracies(result: Any) -> dict[str, float]:
     return {a["format"]: a["accuracy"]["top1"] for a in result.report["artifacts"]}
 
@@ -88,7 +69,7 @@ def bench(name: str, epochs: int, finetune_epochs: int, root: str, *, skip_ptq: 
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
     if name == "mobilenet-spread":
-        spread_channels(model)
+        examples.spread_depthwise_channels(model)
     path = os.path.join(root, f"{name}.h5")
     model.save(path)
     calib, evald, train = (os.path.join(root, f"{name}.{k}.npz") for k in ("calib", "eval", "train"))

@@ -183,16 +183,16 @@ def spread_depthwise_channels(model: Any, *, decades: float = 3.0, seed: int = 0
     """Rescale each depthwise BatchNorm's output channel by a factor over ``decades`` decades and
     divide the next 1x1 conv's matching input channel by it: the float function is unchanged
     through a ReLU (``relu(k·x) = k·relu(x)``, k > 0), but the folded depthwise kernel's channel
-    ranges now differ as a MobileNet's trained BatchNorms leave them (small γ, large variance)."""
-    import keras
-
+    ranges now differ as a MobileNet's trained BatchNorms leave them (small γ, large variance).
+    Layers are matched by class name, so a tf_keras (Keras 2) model works too (there DepthwiseConv2D
+    subclasses Conv2D)."""
     rng = np.random.default_rng(seed)
     layers = model.layers
     for i, layer in enumerate(layers):
-        if not isinstance(layer, keras.layers.DepthwiseConv2D):
+        if type(layer).__name__ != "DepthwiseConv2D":
             continue
         bn = layers[i + 1]
-        conv = next(x for x in layers[i + 2:] if isinstance(x, keras.layers.Conv2D))
+        conv = next(x for x in layers[i + 2:] if type(x).__name__ == "Conv2D")
         gamma, beta, mean, var = bn.get_weights()
         k = (10 ** rng.uniform(-decades, 0, gamma.shape[0])).astype(np.float32)
         bn.set_weights([gamma * k, beta * k, mean, var])
