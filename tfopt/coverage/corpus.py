@@ -221,6 +221,9 @@ def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, s
             cell["max_abs_err"] = art["fidelity"]["max_abs_err"]
             cell["latency_ms"] = art["latency_ms"]["median"]
         row["inputs"] = manifest["inputs"]
+        row["outputs"] = manifest["outputs"]
+        verified = manifest.get("verification", {}).get("shapes", {})
+        row["verified_shapes"] = [verified.get(i["name"]) for i in manifest["inputs"]]
     return row
 
 
@@ -283,7 +286,9 @@ def _open(target: str, path: str, threads: int) -> tuple[Callable[[list[np.ndarr
 
         ov = openvino()
         core = ov.Core()
-        compiled = core.compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads})
+        # f32 stated, for both files alike: the CPU plugin would otherwise pick bf16 where it can
+        compiled = core.compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                    "INFERENCE_PRECISION_HINT": "f32"})
         specs = [([d.get_length() if d.is_static else -1 for d in i.get_partial_shape()],
                   i.get_element_type().to_dtype().name) for i in compiled.inputs]
         request = compiled.create_infer_request()
@@ -291,40 +296,49 @@ def _open(target: str, path: str, threads: int) -> tuple[Callable[[list[np.ndarr
     raise ValueError(target)
 
 
-def bench_inputs(specs: list[tuple[list, str]], *, dim: int = 64, seed: int = 0) -> list[np.ndarray]:
-    """Seeded inputs for the runtime's input specs: batch 1, other unknown dims ``dim``."""
+def bench_inputs(specs: list[tuple[list, str]], *, dim: int = 64, seed: int = 0,
+                 shapes: Sequence[Sequence[int] | None] = ()) -> list[np.ndarray]:
+    """Seeded inputs for the runtime's input specs, batch 1. An unknown dimension takes its size from
+    ``shapes`` (the shapes tfopt verified at, by input position) where given, else ``dim``."""
     rng = np.random.default_rng(seed)
     out = []
-    for shape, dtype in specs:
-        shape = [(1 if i == 0 else dim) if d is None or d < 0 else d for i, d in enumerate(shape)]
+    for k, (shape, dtype) in enumerate(specs):
+        given = shapes[k] if k < len(shapes) else None
+        known = list(given) if given is not None and len(given) == len(shape) else None
+        shape = [1 if i == 0 and (d is None or d < 0) else
+                 d if d is not None and d >= 0 else (known[i] if known else dim) for i, d in enumerate(shape)]
         out.append(rng.standard_normal(shape).astype(dtype) if dtype.startswith("float")
                    else rng.integers(0, 8, size=shape).astype(dtype))
     return out
 
 
-def interleaved_latency(target: str, ours: str, theirs: str, *, runs: int = 30, threads: int = 1) -> dict[str, Any]:
+def interleaved_latency(target: str, ours: str, theirs: str, *, runs: int = 40, min_seconds: float = 2.0,
+                        threads: int = 1, shapes: Sequence[Sequence[int] | None] = ()) -> dict[str, Any]:
     """Median latency of two artifacts in the same runtime, timed alternately (so load on the machine
-    hits both alike), on the same inputs shaped from ours. ``ratio`` = theirs / ours: above 1 means
-    tfopt's artifact is faster."""
+    hits both alike; the order flips every round, so neither always runs on a cache the other
+    warmed), on the same inputs: unknown dimensions from ``shapes`` (tfopt's verified shapes) where
+    given. At least ``runs`` rounds, and more until each file has run ``min_seconds`` (up to 5,000
+    rounds): a 0.7 ms model timed 40 times is 28 ms of samples, which one burst of load on a shared
+    machine moves by 5 %. ``ratio`` = theirs / ours: above 1 means tfopt's artifact is faster."""
     run_a, specs = _open(target, ours, threads)
     run_b, specs_b = _open(target, theirs, threads)
-    xs = bench_inputs(specs)
+    xs = bench_inputs(specs, shapes=shapes)
     fixed = [[d for d in s] for s, _ in specs_b]
     if len(fixed) != len(xs) or any(len(f) != x.ndim or any(d > 0 and d != n for d, n in zip(f, x.shape))
                                     for f, x in zip(fixed, xs)):
-        xs = bench_inputs(specs_b)  # theirs is more specific (e.g. fixed batch): shape both by theirs
+        xs = bench_inputs(specs_b, shapes=shapes)  # theirs is more specific (e.g. fixed batch): shape by theirs
     for _ in range(3):
         run_a(xs)
         run_b(xs)
-    a, b = [], []
-    for _ in range(runs):
-        t = time.perf_counter()
-        run_a(xs)
-        a.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        run_b(xs)
-        b.append(time.perf_counter() - t)
-    ma, mb = statistics.median(a) * 1e3, statistics.median(b) * 1e3
+    times: dict[str, list[float]] = {"a": [], "b": []}
+    i = 0
+    while i < runs or (min(sum(times["a"]), sum(times["b"])) < min_seconds and i < 5000):
+        i += 1
+        for key, run in (("a", run_a), ("b", run_b)) if i % 2 == 0 else (("b", run_b), ("a", run_a)):
+            t = time.perf_counter()
+            run(xs)
+            times[key].append(time.perf_counter() - t)
+    ma, mb = statistics.median(times["a"]) * 1e3, statistics.median(times["b"]) * 1e3
     return {"ours_ms": ma, "theirs_ms": mb, "ratio": mb / ma, "shapes": [list(x.shape) for x in xs]}
 
 

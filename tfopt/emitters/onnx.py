@@ -115,6 +115,10 @@ def emit_onnx(model: Model, path: str, *, precision: str = "fp32", calibration: 
         proto.CopyFrom(converted)
     else:
         proto = convert_to_onnx(model, opset)
+    quantized = precision not in ("fp32", "none", "fp16") or any(
+        n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)  # the engine's int8
+    if not quantized:
+        _runtime_friendly(proto, fuse_affine=precision != "fp16")
     if precision == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -128,6 +132,29 @@ def emit_onnx(model: Model, path: str, *, precision: str = "fp32", calibration: 
         onnx.save_model(proto, tmp, save_as_external_data=external,
                         location=os.path.basename(path) + ".data" if external else None)
     return path
+
+
+def _runtime_friendly(proto: Any, *, fuse_affine: bool) -> None:
+    """ONNX Runtime's fast paths for what tf2onnx writes literally, in float files: a per-channel
+    Mul + Add that no conv took becomes one ``BatchNormalization`` (float32 only), and lower-rank
+    constant operands of elementwise ops get their partner's rank. Both compute the same numbers;
+    see :mod:`tfopt.emitters.onnx_channel_affine` and :mod:`tfopt.emitters.onnx_full_rank` for why.
+    Quantized files (ONNX Runtime's quantizers, or the engine's QDQ pairs) keep tf2onnx's forms,
+    which ONNX Runtime's QDQ fusions match: a ``[1,C]`` bias turns MatMul + Add into a float Gemm
+    before the int8 MatMul fusion can take it."""
+    import logging
+
+    from tfopt.emitters.onnx_channel_affine import fuse_channel_affine
+    from tfopt.emitters.onnx_full_rank import full_rank_constants
+    from tfopt.emitters.onnx_shapes import inferred_shapes
+
+    shapes = inferred_shapes(proto)
+    fused = fuse_channel_affine(proto.graph, shapes) if fuse_affine else 0
+    ranked = full_rank_constants(proto.graph, shapes)
+    if fused or ranked:
+        _sort_initializers(proto.graph)
+        logging.getLogger(__name__).info("onnx: %d Mul+Add pair(s) -> BatchNormalization, %d constant operand(s) "
+                                         "given full rank", fused, ranked)
 
 
 def quantization_settings(precision: str, *, reduce_range: bool = True) -> dict[str, Any] | None:
