@@ -319,7 +319,10 @@ def interleaved_latency(target: str, ours: str, theirs: str, *, runs: int = 40, 
     warmed), on the same inputs: unknown dimensions from ``shapes`` (tfopt's verified shapes) where
     given. At least ``runs`` rounds, and more until each file has run ``min_seconds`` (up to 5,000
     rounds): a 0.7 ms model timed 40 times is 28 ms of samples, which one burst of load on a shared
-    machine moves by 5 %. ``ratio`` = theirs / ours: above 1 means tfopt's artifact is faster."""
+    machine moves by 5 %. ``ratio`` is the median over rounds of theirs / ours within the round:
+    paired, so load that drifts over seconds (the same two 0.4 s files gave 370 to 430 ms medians
+    from run to run here, and ratios of medians from 0.96 to 1.04) cancels. Above 1 means tfopt's
+    artifact is faster. ``ours_ms``/``theirs_ms`` are each file's median."""
     run_a, specs = _open(target, ours, threads)
     run_b, specs_b = _open(target, theirs, threads)
     xs = bench_inputs(specs, shapes=shapes)
@@ -339,7 +342,8 @@ def interleaved_latency(target: str, ours: str, theirs: str, *, runs: int = 40, 
             run(xs)
             times[key].append(time.perf_counter() - t)
     ma, mb = statistics.median(times["a"]) * 1e3, statistics.median(times["b"]) * 1e3
-    return {"ours_ms": ma, "theirs_ms": mb, "ratio": mb / ma, "shapes": [list(x.shape) for x in xs]}
+    ratio = statistics.median(b / a for a, b in zip(times["a"], times["b"]))
+    return {"ours_ms": ma, "theirs_ms": mb, "ratio": ratio, "rounds": i, "shapes": [list(x.shape) for x in xs]}
 
 
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
