@@ -26,7 +26,7 @@ import traceback
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tfopt.coverage import corpus
+from tfopt.coverage import corpus, latency
 
 
 def say(msg: str) -> None:
@@ -139,7 +139,7 @@ def run_one(entry: corpus.Entry, model: str, out: str, args: argparse.Namespace)
 
 def _latency(target: str, ours: str, theirs: str, shapes: list) -> dict:
     try:
-        return corpus.interleaved_latency(target, ours, theirs, shapes=shapes)
+        return latency.interleaved_latency(target, ours, theirs, shapes=shapes)
     except Exception as exc:  # a runtime that refuses one of the two files: reported in the cell
         return {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
 

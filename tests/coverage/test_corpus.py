@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from tfopt.coverage import corpus
+from tfopt.coverage import corpus, latency
 
 CACHE = os.environ.get("TFOPT_CORPUS_CACHE", corpus.DEFAULT_CACHE)
 # Entries whose first contact with --to tflite,onnx,openvino fails today, with the diagnosis: a stated
@@ -82,10 +82,10 @@ def test_run_child_kills_on_timeout():
 
 
 def test_bench_inputs_take_unknown_sizes_from_the_verified_shapes():
-    xs = corpus.bench_inputs([([-1, -1, 4], "float32"), ([-1, 3], "int64")], shapes=[[2, 10001, 4], None])
+    xs = latency.bench_inputs([([-1, -1, 4], "float32"), ([-1, 3], "int64")], shapes=[[2, 10001, 4], None])
     assert [x.shape for x in xs] == [(1, 10001, 4), (1, 3)]  # batch 1; length from tfopt's verification
     assert xs[1].dtype == "int64"
-    assert corpus.bench_inputs([([-1, -1, 4], "float32")])[0].shape == (1, 64, 4)  # nothing verified: 64
+    assert latency.bench_inputs([([-1, -1, 4], "float32")])[0].shape == (1, 64, 4)  # nothing verified: 64
 
 
 def test_interleaved_latency_is_theirs_over_ours_at_the_verified_shape(tmp_path):
@@ -100,7 +100,7 @@ def test_interleaved_latency_is_theirs_over_ours_at_the_verified_shape(tmp_path)
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
         return path
 
-    got = corpus.interleaved_latency("onnx", chain(1, str(tmp_path / "ours.onnx")),
+    got = latency.interleaved_latency("onnx", chain(1, str(tmp_path / "ours.onnx")),
                                      chain(200, str(tmp_path / "theirs.onnx")), runs=20, min_seconds=0,
                                      shapes=[[1, 2000, 4]])
     assert got["shapes"] == [[1, 2000, 4]]
