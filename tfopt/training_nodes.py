@@ -65,7 +65,7 @@ def is_training_flag(node: Any, graph_def: Any | None = None) -> bool:
 
 
 def _selects_branch(graph_def: Any, name: str) -> bool:
-    """Does ``name`` reach a Switch predicate or an If condition through Identity-like ops?"""
+    """Does ``name`` reach a Switch predicate or an If condition through Identity-like ops (or Enter)?"""
     users = consumers(graph_def)
     frontier, seen = [name], set()
     while frontier:
@@ -78,7 +78,8 @@ def _selects_branch(graph_def: Any, name: str) -> bool:
                 return True
             if node.op in ("If", "StatelessIf") and idx == 0:
                 return True
-            if node.op in ("Identity", "LogicalNot", "Cast") and not node.input[idx].startswith("^"):
+            # A flag captured by a TF1 while_loop reaches the body's Switch through an Enter.
+            if node.op in ("Identity", "LogicalNot", "Cast", "Enter") and not node.input[idx].startswith("^"):
                 frontier.append(node.name)
     return False
 

@@ -118,7 +118,7 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
         if name not in bindings and name not in requested and is_training_flag(node, model.graph_def):
             bindings[name] = np.bool_(False)
             report.bindings[name] = (False, "training flag")
-    for name, value in dropout_knobs(model.graph_def).items():
+    for name, value in dropout_knobs(model.graph_def, outputs=[s.tensor for s in model.outputs]).items():
         if name not in bindings and name not in requested:
             from tfopt.graph import dtype_name
 
