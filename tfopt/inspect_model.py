@@ -72,13 +72,15 @@ def inspect_artifact(path: str) -> dict[str, Any]:
 
 def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
     from tfopt.freezing.remove_dropout import dropout_knobs
+    from tfopt.pipeline_inputs import needed_by, pipeline_fed
 
     reasons = explain_outputs(graph_def)
     candidates = list(reasons)
     chosen = outputs or (candidates if len(candidates) == 1 else [])
-    needed = ancestors(graph_def, chosen) if chosen else {n.name for n in graph_def.node}
+    fed = pipeline_fed(graph_def)  # an iterator-fed PlaceholderWithDefault is the input, not the iterator's handle
+    needed = needed_by(graph_def, chosen, fed) if chosen else {n.name for n in graph_def.node}
     inputs = [placeholder_spec(n) for n in graph_def.node
-              if n.op in PLACEHOLDER_OPS and n.name in needed and not is_training_flag(n, graph_def)
+              if n.op in PLACEHOLDER_OPS and n.name in needed and not _behind(graph_def, n.name, fed) and not is_training_flag(n, graph_def)
               and not is_training_node(n)]
     return {
         "inputs": _specs(inputs),
@@ -91,6 +93,11 @@ def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
         "output_reasons": reasons,
         "dropout_knobs": dropout_knobs(graph_def),
     }
+
+
+def _behind(graph_def: Any, name: str, fed: set[str]) -> bool:
+    """Is placeholder ``name`` the feed of an iterator-fed input's default (its string handle)?"""
+    return name not in fed and any(name in ancestors(graph_def, [f]) for f in fed)
 
 
 def _inspect_graphdef(path: str, outputs: list[str]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from tfopt.graph import (
     node_map,
     tensor_node,
 )
+from tfopt.pipeline_inputs import is_pipeline_op
 
 TRAINING_OPS = frozenset({
     "Assign", "AssignAdd", "AssignSub", "AssignVariableOp", "AssignAddVariableOp",
@@ -149,6 +150,8 @@ def explain_outputs(graph_def: Any) -> dict[str, str]:
         name = node.name
         if name in training or name in loss_side or node.op in _NOT_OUTPUTS or node.op.startswith("Placeholder"):
             continue
+        if is_pipeline_op(node.op):
+            continue  # the tf.data pipeline's plumbing (an iterator's string handle)
         if node.op == "Identity" and any(nodes[tensor_node(r)].op in CONTROL_FLOW_V1_OPS
                                          for r in node.input if tensor_node(r) in nodes):
             continue  # a cond pivot (switch_t/switch_f): control-flow plumbing

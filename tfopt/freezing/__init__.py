@@ -36,8 +36,9 @@ from tfopt.freezing.inline_cond import InlineCond
 from tfopt.freezing.remove_dropout import RemoveDropout, dropout_knobs
 from tfopt.freezing.resolve_switch import ResolveSwitch
 from tfopt.freezing.strip_training_ops import StripTrainingOps
-from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, Model, TensorSpec, ancestors, op_histogram, placeholder_spec
+from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, Model, TensorSpec, op_histogram, placeholder_spec
 from tfopt.passes.base import PassStats, run_passes
+from tfopt.pipeline_inputs import needed_by, pipeline_fed
 from tfopt.passes.prune_dead import PruneDead
 from tfopt.passes.remove_identity import RemoveIdentity
 from tfopt.testing import DEFAULT_ATOL, DEFAULT_RTOL, OutputDiff
@@ -197,7 +198,9 @@ def parse_value(name: str, raw: Any, dtype: str) -> Any:
 
 def _choose_inputs(model: Model, placeholders: Mapping[str, Any], bindings: Mapping[str, Any],
                    requested: Mapping[str, Any]) -> list[TensorSpec]:
-    needed = ancestors(model.graph_def, [s.tensor for s in model.outputs])
+    # A fed PlaceholderWithDefault (an iterator's output, or one named in --inputs) cuts what is behind it.
+    cut = pipeline_fed(model.graph_def) | {n for n in requested if placeholders[n].op == "PlaceholderWithDefault"}
+    needed = needed_by(model.graph_def, [s.tensor for s in model.outputs], cut)
     known = {s.name: s for s in model.inputs}
     by_node = {s.node: s for s in model.inputs}
     if requested:

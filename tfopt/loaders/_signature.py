@@ -8,13 +8,13 @@ from tfopt.errors import GraphError, did_you_mean
 from tfopt.graph import (
     PLACEHOLDER_OPS,
     TensorSpec,
-    ancestors,
     canonical_tensor,
     node_map,
     placeholder_spec,
     tensor_node,
     tensor_port,
 )
+from tfopt.pipeline_inputs import needed_by, pipeline_fed
 from tfopt.training_nodes import explain_outputs, is_training_flag
 
 
@@ -54,11 +54,16 @@ def output_specs(graph_def: Any, outputs: list[str]) -> list[TensorSpec]:
 
 
 def input_specs(graph_def: Any, outputs: list[str], exclude: set[str]) -> list[TensorSpec]:
-    """Placeholders the outputs depend on, minus training flags and ``exclude`` (bound names)."""
-    needed = ancestors(graph_def, outputs)
+    """Placeholders the outputs depend on, minus training flags and ``exclude`` (bound names).
+
+    A ``PlaceholderWithDefault`` fed from a ``tf.data`` iterator is the input, and what is behind it
+    (the iterator's string handle) is not (:mod:`tfopt.pipeline_inputs`); one with a constant
+    default is not an input."""
+    fed = pipeline_fed(graph_def)
+    needed = needed_by(graph_def, outputs, fed)
     return [placeholder_spec(n) for n in graph_def.node
             if n.name in needed and n.op in PLACEHOLDER_OPS and n.name not in exclude
-            and not is_training_flag(n, graph_def) and n.op != "PlaceholderWithDefault"]
+            and not is_training_flag(n, graph_def) and (n.op != "PlaceholderWithDefault" or n.name in fed)]
 
 
 def _output_dtype(node: Any) -> str:
