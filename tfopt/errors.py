@@ -11,7 +11,8 @@ code  class                   meaning
 4     ModelFormatError        the model file is corrupt, truncated or incomplete
 5     UnsafeModelError        the model needs code execution that was not allowed
 6     GraphError              the graph cannot be frozen as asked (names a node)
-7     VerificationError       the frozen model's outputs differ from the original
+7     VerificationError       the frozen model's outputs differ from the original (or the
+                              original is stochastic: ``StochasticModelError`` names its random ops)
 8     OutputPathError         the output location cannot be written
 9     ConversionError         a target converter cannot express the model (names the op)
 10    GateFailure             a ``--fail-if`` gate tripped (the artifacts and report are written)
@@ -54,6 +55,15 @@ class GraphError(TfoptError):
 
 class VerificationError(TfoptError):
     exit_code = 7
+
+
+class StochasticModelError(VerificationError):
+    """The original model draws random numbers: two runs on the same inputs differ, so nothing can be
+    verified against it. ``random_ops`` names the random ops the outputs depend on."""
+
+    def __init__(self, message: str, random_ops: Iterable[str] = ()):
+        super().__init__(message)
+        self.random_ops = list(random_ops)
 
 
 class OutputPathError(TfoptError):

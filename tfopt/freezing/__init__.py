@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from tfopt._checks import check_ranges
-from tfopt.errors import GraphError, OptionError, VerificationError, did_you_mean
+from tfopt.errors import GraphError, OptionError, StochasticModelError, did_you_mean
 from tfopt.freezing.bind_placeholders import BindPlaceholders
 from tfopt.freezing.freeze_variables import FreezeVariables
 from tfopt.freezing.inline_calls import InlineCalls
@@ -38,9 +38,9 @@ from tfopt.freezing.resolve_switch import ResolveSwitch
 from tfopt.freezing.strip_training_ops import StripTrainingOps
 from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, Model, TensorSpec, op_histogram, placeholder_spec
 from tfopt.passes.base import PassStats, run_passes
-from tfopt.pipeline_inputs import needed_by, pipeline_fed
 from tfopt.passes.prune_dead import PruneDead
 from tfopt.passes.remove_identity import RemoveIdentity
+from tfopt.pipeline_inputs import needed_by, pipeline_fed
 from tfopt.testing import DEFAULT_ATOL, DEFAULT_RTOL, OutputDiff
 from tfopt.training_nodes import is_training_flag, is_training_node
 
@@ -148,8 +148,13 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
         try:
             report.verification = verify_against_reference(model, frozen, bindings, atol=atol, rtol=rtol,
                                                             inputs=report.verified_at)
-        except VerificationError as exc:
-            raise VerificationError(f"{exc}{_noise_hint(model, frozen)}") from exc
+        except StochasticModelError as exc:
+            hint = _knob_hint(model)
+            if not hint:
+                raise
+            from tfopt.stochastic import GENERIC_HINT
+
+            raise StochasticModelError(str(exc).replace(GENERIC_HINT, hint), exc.random_ops) from exc
     return frozen, report
 
 
@@ -249,22 +254,13 @@ def _check_frozen(model: Model) -> None:
                              f"or bind it with --set {node.name}=VALUE")
 
 
-RANDOM_OPS = frozenset({"RandomUniform", "RandomStandardNormal", "TruncatedNormal", "RandomUniformInt",
-                        "StatelessRandomUniformV2", "StatelessRandomNormalV2", "Multinomial"})
-
-
-def _noise_hint(model: Model, frozen: Model) -> str:
-    """Why outputs may differ: random ops left in the graph, and which placeholder to bind."""
-    random = [n.name for n in frozen.graph_def.node if n.op in RANDOM_OPS]
-    if not random:
-        return ""
+def _knob_hint(model: Model) -> str:
+    """How to turn dropout off, when a placeholder feeds a dropout mask tfopt did not bind."""
     hints = [f"--set {name}={value}" for name, value in dropout_knobs(model.graph_def, any_placeholder=True).items()]
-    where = ", ".join(random[:3]) + (" ..." if len(random) > 3 else "")
-    if hints:
-        return (f"; the frozen graph still draws random numbers ({where}): dropout is active. "
-                f"Turn it off by binding its placeholder: {', '.join(dict.fromkeys(hints))} "
-                "(a keep probability to 1.0, a rate to 0.0)")
-    return f"; the frozen graph still draws random numbers ({where}): bind the placeholder that turns the noise off with --set"
+    if not hints:
+        return ""
+    return (f"Dropout is active: turn it off by binding its placeholder: {', '.join(dict.fromkeys(hints))} "
+            "(a keep probability to 1.0, a rate to 0.0)")
 
 
 def _jsonable(value: Any) -> Any:
