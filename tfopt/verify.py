@@ -149,11 +149,14 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
         if rejected is not failure:
             raise rejected from failure
     example = ", ".join(_example_shape(s, batch) for s in (dynamic or specs))
+    # Never suggest the very shape that failed (all dimensions known, or an input of unknown rank).
+    shape_hint = (f"verify at a shape the model accepts with --verify-shape {example}, or "
+                  if not set(example.split(", ")) <= set(tried[-1].split(", ")) else "")
     raise VerificationError(
         f"verifying: made-up inputs give the original model no usable output at {tried[-1]}"
         + (f" (tried {len(tried)} sizes up to it)" if len(tried) > 1 else "") + f": {last}. "
-        "This is about the inputs, not freezing or conversion: verify at a shape the model accepts with "
-        f"--verify-shape {example}, or pass real inputs with --calibration/--eval-data")
+        f"This is about the inputs, not freezing or conversion: {shape_hint}pass real inputs with "
+        "--calibration/--eval-data")
 
 
 def check_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], given: VerifyInputs, option: str,
