@@ -194,6 +194,7 @@ def dropout_knobs(graph_def: Any, *, outputs: Sequence[str] | None = None, any_p
     nodes = node_map(graph_def)
     found = find_dropouts(graph_def)
     appliers = {d["node"] for d in found}
+    users = consumers(graph_def)
     out: dict[str, float] = {}
     for d in found:
         name = _placeholder_behind(nodes, d["knob_ref"])
@@ -209,15 +210,15 @@ def dropout_knobs(graph_def: Any, *, outputs: Sequence[str] | None = None, any_p
             if const_scalar(nodes, node.input[0]) == behind[1]:
                 continue  # its default already turns dropout off
         elif not (any_placeholder or KNOB_NAMES.search(node.name)
-                  or (outputs is not None and _only_through(graph_def, node.name, appliers, outputs))):
+                  or (outputs is not None and _only_through(users, node.name, appliers, outputs))):
             continue
         out[node.name] = behind[1]
     return out
 
 
-def _only_through(graph_def: Any, name: str, appliers: set[str], outputs: Sequence[str]) -> bool:
+def _only_through(users: dict[str, list[tuple[Any, int]]], name: str, appliers: set[str],
+                  outputs: Sequence[str]) -> bool:
     """Does ``name`` reach ``outputs`` only through the mask appliers (forward walk stopped there)?"""
-    users = consumers(graph_def)
     targets = {tensor_node(o) for o in outputs}
     stack, seen = [name], set()
     while stack:
