@@ -100,17 +100,21 @@ def test_a_placeholder_that_also_feeds_the_model_is_not_bound_by_structure():
 
 
 BUILDER = os.path.join(os.path.dirname(__file__), "tf1_rnn_dropout_graph.py")
-RNN_CASES = ["gru-time-unknown-rank", "gru-batch-default", "lstm-batch-scalar", "lstm-time-default"]
+RNN_CASES = ["gru-time-unknown-rank", "gru-batch-default", "lstm-batch-scalar", "lstm-time-default",
+             "gru-time-scalar-variational", "lstm-batch-default-variational"]
 
 
 @pytest.mark.parametrize("case", RNN_CASES)
 def test_dropout_wrapper_in_dynamic_rnn_is_removed_inside_the_loop(case, tmp_path):
-    cell, major, knob = case.split("-", 2)
+    cell, major, knob = case.removesuffix("-variational").split("-", 2)
+    variational = ["variational"] if case.endswith("-variational") else []
     directory = str(tmp_path / "ckpt")
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    subprocess.run([sys.executable, BUILDER, directory, cell, major, knob], check=True, env=env, capture_output=True)
+    subprocess.run([sys.executable, BUILDER, directory, cell, major, knob, *variational], check=True, env=env,
+                   capture_output=True)
     model = tfopt.load(directory, outputs=["y"])
-    assert ops(model)["RandomUniform"] == 3  # input, state and output masks, drawn in the loop body
+    # input, state and output masks: drawn in the loop body, or once before it and read through Enter
+    assert ops(model)["RandomUniform"] == 3
     frozen, report = tfopt.freeze(directory, outputs=["y"], atol=1e-6, rtol=1e-6)
     assert report.bindings["keep_prob"][0] == 1.0
     assert [s.name for s in frozen.inputs] == ["x"]

@@ -5,7 +5,9 @@ The dropout masks are drawn inside the ``while_loop`` body; the keep probability
 through the loop's ``Enter``. It also saves ``reference.npz``: an input ``x`` and the output at
 keep probability 1.
 
-Usage: python tf1_rnn_dropout_graph.py DIRECTORY {gru|lstm} {time|batch} {scalar|unknown-rank|default}
+Usage: python tf1_rnn_dropout_graph.py DIRECTORY {gru|lstm} {time|batch} {scalar|unknown-rank|default} [variational]
+
+``variational`` draws one mask per sequence (TF <= 1.12's ``floor(keep + U)`` form) before the loop.
 """
 
 import os
@@ -18,7 +20,7 @@ v1 = tf.compat.v1
 BATCH, TIME, FEATURES, UNITS = 3, 5, 4, 6
 
 
-def main(directory: str, cell_kind: str, major: str, knob: str) -> None:
+def main(directory: str, cell_kind: str, major: str, knob: str, variational: str = "") -> None:
     v1.disable_eager_execution()
     v1.disable_control_flow_v2()
     graph = tf.Graph()
@@ -32,7 +34,8 @@ def main(directory: str, cell_kind: str, major: str, knob: str) -> None:
             keep = v1.placeholder(tf.float32, [] if knob == "scalar" else None, name="keep_prob")
         cell = v1.nn.rnn_cell.GRUCell(UNITS) if cell_kind == "gru" else v1.nn.rnn_cell.LSTMCell(UNITS)
         cell = v1.nn.rnn_cell.DropoutWrapper(cell, input_keep_prob=keep, output_keep_prob=keep,
-                                             state_keep_prob=keep, variational_recurrent=False)
+                                             state_keep_prob=keep, variational_recurrent=bool(variational),
+                                             input_size=FEATURES, dtype=tf.float32)
         out, _ = v1.nn.dynamic_rnn(cell, x, dtype=tf.float32, time_major=major == "time")
         tf.identity(v1.layers.dense(out, 2, name="head"), name="y")
         saver = v1.train.Saver()
