@@ -217,7 +217,7 @@ def _choose_inputs(model: Model, placeholders: Mapping[str, Any], bindings: Mapp
     for name, node in placeholders.items():
         if name in needed and name not in chosen_nodes and name not in bindings and node.op != "PlaceholderWithDefault":
             raise GraphError(f"placeholder '{name}' is needed by the outputs but is neither an input nor bound: "
-                             f"add it to --inputs, or bind it with --set {name}=VALUE")
+                             f"add it to --inputs{_set_hint(node)}")
     return chosen
 
 
@@ -250,8 +250,18 @@ def _check_frozen(model: Model) -> None:
             raise GraphError(f"variable '{node.name}' is still in the frozen graph (its readers could not be "
                              "converted); report this with the model attached")
         if node.op in PLACEHOLDER_OPS and node.name not in inputs and node.op != "PlaceholderWithDefault":
-            raise GraphError(f"placeholder '{node.name}' is neither an input nor bound: add it to --inputs, "
-                             f"or bind it with --set {node.name}=VALUE")
+            raise GraphError(f"placeholder '{node.name}' is neither an input nor bound: add it to --inputs"
+                             f"{_set_hint(node)}")
+
+
+def _set_hint(node: Any) -> str:
+    """``, or bind it with --set NAME=VALUE`` when ``--set`` can bind it (no unknown dimension)."""
+    from tfopt.graph import shape_of
+
+    shape = shape_of(node.attr["shape"].shape) if "shape" in node.attr else None
+    if shape and None in shape:
+        return f" (it has unknown dimensions {shape}, so --set cannot bind it)"
+    return f", or bind it with --set {node.name}=VALUE"
 
 
 def _knob_hint(model: Model) -> str:
