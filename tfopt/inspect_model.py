@@ -91,7 +91,7 @@ def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
         "training_flags": training_flags(graph_def),
         "output_candidates": candidates,
         "output_reasons": reasons,
-        "dropout_knobs": dropout_knobs(graph_def),
+        "dropout_knobs": dropout_knobs(graph_def, outputs=chosen or None),
     }
 
 

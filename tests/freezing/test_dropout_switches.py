@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import tfopt
-from tests.helpers import graph_model, ops
+from tests.helpers import graph_model, graph_pb, ops
+from tfopt.examples import control_flow_v1
 from tfopt.freezing import freeze
 from tfopt.freezing.remove_dropout import RemoveDropout, dropout_knobs
 from tfopt.runtimes.tensorflow import GraphRunner
@@ -143,3 +144,12 @@ def test_an_unbound_placeholder_error_suggests_only_a_set_tfopt_accepts(shape):
     except OptionError:
         accepted = False
     assert accepted == suggested
+
+
+@pytest.mark.parametrize("case", ["keep_prob-unknown-rank-Placeholder_3-loop", "rate-default-knob-plain"])
+def test_inspect_lists_the_switch_it_will_bind(case, tmp_path):
+    kind, rank, name, loop = CASES[case]
+    name = kind if name == "knob" else name
+    with control_flow_v1():
+        path = graph_pb(tmp_path / "m.pb", _builder(kind, rank, name, loop))
+    assert tfopt.inspect(path)["dropout_knobs"] == {name: 1.0 if kind == "keep_prob" else 0.0}
