@@ -57,15 +57,13 @@ def load(path: str, options: Any) -> Model:
     fn = signatures[options.signature]
     kwargs_spec = fn.structured_input_signature[1]
     input_names = sorted(kwargs_spec)  # signature functions take keyword args, flattened by sorted key
-    output_names = sorted(fn.structured_outputs)
 
     def call(feeds: Mapping[str, Any]) -> dict[str, Any]:
         out = fn(**{k: t.constant(feeds[k]) for k in input_names})
         return {k: v.numpy() for k, v in out.items()}
 
     provenance = {"format": FORMAT, "path": path, "signature": options.signature, "signatures": sorted(signatures)}
-    return model_from_concrete(fn, input_names=input_names, output_names=output_names, call=call,
-                               provenance=provenance, keepalive=obj)
+    return model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=obj)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -237,8 +237,8 @@ def load_qat(qat: Any, portable: Model) -> Model:
         return {k: v.numpy() for k, v in serve(*[t.constant(feeds[n]) for n in input_names]).items()}
 
     provenance = {**portable.provenance, "qat_finetune": True}
-    return model_from_concrete(serve.get_concrete_function(), input_names=input_names, output_names=output_names,
-                               call=call, provenance=provenance, keepalive=qat)
+    return model_from_concrete(serve.get_concrete_function(), input_names=input_names, call=call,
+                               provenance=provenance, keepalive=qat)
 
 
 def freeze_qat(qat: Any, portable: Model, freeze: Any, optimize: Any, verify_data: Any = None) -> Model:
