@@ -65,16 +65,17 @@ def model_from_concrete(
                  reference=call, keepalive=keepalive)
 
 
-def named_leaves(structure: Any) -> list[tuple[str, Any]]:
-    """The tensors of a function's output ``structure``, each with its output name.
+def named_leaves(structure: Any, leaf: Callable[[Any], bool] | None = None) -> list[tuple[str, Any]]:
+    """The leaves of a function's output ``structure`` (tensors, or where ``leaf(x)``), each named.
 
-    A dict's keys name its tensors (nested keys joined with ``/``), in the dict's own key order
+    A dict's keys name its leaves (nested keys joined with ``/``), in the dict's own key order
     (the model's order, not the sorted order ``tf.nest`` flattens by); a list, tuple or single
-    tensor is named ``output_<i>``. The same rule names a ConcreteFunction's symbolic outputs and
-    the eager result of calling it, so both sides pair by name.
+    tensor is named ``output_<i>``. The same rule names a ConcreteFunction's outputs and the eager
+    result of calling it, so both sides pair by name.
     """
     t = tf()
-    flat = [(path, x) for path, x in _paths(structure, "") if isinstance(x, t.Tensor)]
+    keep = leaf or (lambda x: isinstance(x, t.Tensor))
+    flat = [(path, x) for path, x in _paths(structure, "") if keep(x)]
     if not isinstance(structure, Mapping):
         return [(f"output_{i}", x) for i, (_, x) in enumerate(flat)]
     return flat
@@ -92,16 +93,26 @@ def _paths(structure: Any, prefix: str) -> list[tuple[str, Any]]:
 
 
 def structured_output_indices(fn: Any) -> list[tuple[str, int]]:
-    """``(output name, index into fn.outputs)`` per output (:func:`named_leaves`): each name is
-    found through its own tensor, so the pairing holds whatever order the flattening chose."""
-    index = {tensor.name: i for i, tensor in enumerate(fn.outputs)}
-    named = [(name, index.get(x.name)) for name, x in named_leaves(fn.structured_outputs)]
-    unpaired = [name for name, i in named if i is None]
-    if unpaired or len(named) != len(fn.outputs):
-        raise GraphError(f"the function's outputs {[x.name for x in fn.outputs]} do not match its structured "
-                         f"outputs {[name for name, _ in named]} (unpaired: {unpaired or 'a count mismatch'}); "
-                         "return a flat dict of tensors from the function")
-    return [(name, i) for name, i in named if i is not None]
+    """``(output name, index into fn.outputs)`` per output, named by :func:`named_leaves`.
+
+    ``fn.outputs`` is ``tf.nest.flatten(fn.structured_outputs)`` without its ``None`` leaves (the
+    leaves are tensors, or TensorSpecs in a loaded signature): packing the indices back into that
+    structure, as TensorFlow does with a call's results, gives each name its own tensor.
+    """
+    t = tf()
+    structure = fn.structured_outputs
+    present = [x is not None for x in t.nest.flatten(structure, expand_composites=True)]
+    if sum(present) != len(fn.outputs):
+        raise GraphError(f"the function's {len(fn.outputs)} outputs do not match its {sum(present)} structured "
+                         "outputs; return a flat dict of tensors from the function")
+    indices = iter(range(len(fn.outputs)))
+    try:
+        packed = t.nest.pack_sequence_as(structure, [next(indices) if p else None for p in present],
+                                         expand_composites=True)
+    except (TypeError, ValueError) as exc:  # a composite (ragged/sparse) output cannot hold indices
+        raise GraphError(f"the function returns a composite tensor ({type(exc).__name__}: {str(exc)[:120]}); "
+                         "tfopt converts dense outputs: return tensors (e.g. ragged.to_tensor())") from exc
+    return named_leaves(packed, leaf=lambda x: isinstance(x, int))
 
 
 def _extra_inputs_message(graph_def: Any, input_names: Sequence[str], tensors: Sequence[Any]) -> str:
