@@ -109,6 +109,7 @@ def test_frozen_outputs_carry_their_own_names(tmp_path, flavour, n, seed):
 E2E_CASES = [("keras2", 3, 7), ("savedmodel", 4, 5)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("flavour", "n", "seed"), E2E_CASES, ids=[_case_id(*c) for c in E2E_CASES])
 def test_every_target_pairs_outputs_by_name(tmp_path, flavour, n, seed):
     """Through every target, each artifact's output of a name equals the original head of that name."""
