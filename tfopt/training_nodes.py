@@ -21,6 +21,7 @@ from tfopt.graph import (
     node_map,
     tensor_node,
 )
+from tfopt.output_choice import decision_source
 
 TRAINING_OPS = frozenset({
     "Assign", "AssignAdd", "AssignSub", "AssignVariableOp", "AssignAddVariableOp",
@@ -140,8 +141,11 @@ def explain_outputs(graph_def: Any) -> dict[str, str]:
     loss_side = _descendants(graph_def, losses, users) - training
     labels = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS
               and (LABEL_NAMES.search(n.name) or _is_label(graph_def, n.name, losses, loss_side, users, training))}
-    loss_side |= _descendants(graph_def, labels, users) - training
     flags = {n.name for n in graph_def.node if is_training_flag(n, graph_def)}
+    metric_side, metric_labels, metric_why = metric_nodes(graph_def, training, flags)
+    labels |= metric_labels
+    loss_side |= _descendants(graph_def, labels, users) - training
+    loss_side |= metric_side
     out: dict[str, str] = {}
     placeholders = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS}
     for node in graph_def.node:
@@ -165,11 +169,76 @@ def explain_outputs(graph_def: Any) -> dict[str, str]:
         feeds = placeholders & ancestors(graph_def, [name], follow_control=False)
         if feeds and feeds <= flags:
             continue  # among placeholders, computed from training flags alone: not a prediction
-        if to_loss:
+        if feeds and not (_value_ancestors(nodes, name) & placeholders) - flags:
+            continue  # reads the inputs' shapes only (the loss's reshape plumbing): not a prediction
+        metrics = sorted({metric_why[u] for u in to_loss if u in metric_why})
+        if to_loss and metrics:
+            out[name] = f"feeds only a metric ({'; '.join(metrics[:2])})"
+        elif to_loss or all_users:  # read by the loss ops (or the loss's scope) only
             out[name] = f"feeds only the loss ({', '.join(sorted(losses)[:2])}, {loss_why})"
         else:
             out[name] = "consumed by nothing (a sink of the forward graph)"
     return out
+
+
+METRIC_OPS = frozenset({"Equal", "NotEqual", "InTopK", "InTopKV2"})
+
+
+def metric_nodes(graph_def: Any, training: set[str], flags: set[str]) -> tuple[set[str], set[str], dict[str, str]]:
+    """An evaluation metric's nodes, its label placeholders, and per node what it measures.
+
+    A metric compares a prediction with labels: an ``Equal``/``NotEqual``/``InTopK`` whose two
+    data operands are computed from disjoint, non-empty sets of placeholders (training flags
+    aside). The side with the smaller subgraph (or named like labels) is the labels; everything
+    computed from the comparison (``Cast``, ``Mean``: the accuracy) is the metric, and so are the
+    decision ops (``ArgMax``, ``Cast``) between the prediction and the comparison that nothing
+    else reads, so the float prediction they decide on is what feeds the metric.
+    """
+    nodes = node_map(graph_def)
+    users = consumers(graph_def)
+    placeholders = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS} - flags
+    side: set[str] = set()
+    labels: set[str] = set()
+    why: dict[str, str] = {}
+    for node in graph_def.node:
+        if node.op not in METRIC_OPS or node.name in training:
+            continue
+        operands = [tensor_node(r) for r in node.input if not r.startswith("^") and tensor_node(r) in nodes]
+        if len(operands) < 2:
+            continue
+        above = [ancestors(graph_def, [o], follow_control=False) for o in operands[:2]]
+        feeds = [a & placeholders for a in above]
+        if not feeds[0] or not feeds[1] or feeds[0] & feeds[1]:
+            continue
+        named = [any(LABEL_NAMES.search(p) for p in f) for f in feeds]
+        label_at = named.index(True) if any(named) and not all(named) else int(len(above[1]) <= len(above[0]))
+        labels |= feeds[label_at]
+        metric = _descendants(graph_def, {node.name}, users) - training
+        chain, _ = decision_source(nodes[operands[1 - label_at]], nodes)
+        for link in chain:  # from the comparison back: keep only links nothing else reads
+            readers = {u.name for u, i in users.get(link, []) if not u.input[i].startswith("^")}
+            if not readers <= metric:
+                break
+            metric.add(link)
+        side |= metric
+        described = f"{node.op} against labels {', '.join(sorted(feeds[label_at]))}"
+        why.update(dict.fromkeys(metric, described))
+    return side, labels, why
+
+
+def _value_ancestors(nodes: dict[str, Any], name: str) -> set[str]:
+    """Ancestors through data edges, not through the input of a ``Shape``-like op (which reads
+    only the shape of its input, not its values)."""
+    seen: set[str] = set()
+    stack = [name]
+    while stack:
+        cur = stack.pop()
+        if cur in seen or cur not in nodes:
+            continue
+        seen.add(cur)
+        if nodes[cur].op not in _SHAPE_OPS:
+            stack += [tensor_node(r) for r in nodes[cur].input if not r.startswith("^")]
+    return seen
 
 
 def _descendants(graph_def: Any, roots: set[str], users: dict[str, list[tuple[Any, int]]]) -> set[str]:
