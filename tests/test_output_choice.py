@@ -151,3 +151,22 @@ def test_several_heads_all_chosen_their_decisions_listed(tmp_path, heads, seed):
     info = tfopt.inspect(path)
     assert sorted(o["name"] for o in info["outputs"]) == sorted(names)
     assert sorted(info["output_alternatives"]) == sorted(f"{n}_class" for n in names)
+
+
+def test_a_comparison_of_two_computed_inputs_is_the_models_output_not_a_metric(tmp_path):
+    """``Equal(argmax(f(a)), argmax(g(b)))`` reduced to a score compares two computed tensors:
+    neither side is plainly labels, so nothing is taken for a metric and both inputs stay."""
+    t = tf()
+    rng = np.random.default_rng(0)
+    graph = t.Graph()
+    with graph.as_default():
+        a = t.compat.v1.placeholder(t.float32, [None, FEATURES], name="a")
+        b = t.compat.v1.placeholder(t.float32, [None, FEATURES], name="b")
+        same = t.equal(t.argmax(_logits(t, a, 1, 3, rng, None), 1), t.argmax(_logits(t, b, 0, 3, rng, None), 1))
+        t.reduce_mean(t.cast(same, t.float32), name="agreement")
+    path = str(tmp_path / "pair.pb")
+    with open(path, "wb") as f:
+        f.write(graph.as_graph_def().SerializeToString())
+    model = tfopt.load(path)
+    assert [s.name for s in model.outputs] == ["agreement"]
+    assert sorted(s.name for s in model.inputs) == ["a", "b"]

@@ -21,7 +21,7 @@ from tfopt.graph import (
     node_map,
     tensor_node,
 )
-from tfopt.output_choice import decision_source
+from tfopt.output_choice import DECISION_OPS, decision_source
 
 TRAINING_OPS = frozenset({
     "Assign", "AssignAdd", "AssignSub", "AssignVariableOp", "AssignAddVariableOp",
@@ -182,6 +182,10 @@ def explain_outputs(graph_def: Any) -> dict[str, str]:
 
 
 METRIC_OPS = frozenset({"Equal", "NotEqual", "InTopK", "InTopKV2"})
+# What lies between a label placeholder and the comparison: reformatting, never weights.
+LABEL_SIDE_OPS = PLACEHOLDER_OPS | DECISION_OPS | {"Const", "OneHot", "Shape", "StridedSlice", "Pack", "Slice",
+                                                   "ConcatV2", "Squeeze", "ExpandDims"}
+REDUCTION_OPS = frozenset({"Mean", "Sum", "Count", "CountNonZero"})
 
 
 def metric_nodes(graph_def: Any, training: set[str], flags: set[str]) -> tuple[set[str], set[str], dict[str, str]]:
@@ -189,8 +193,9 @@ def metric_nodes(graph_def: Any, training: set[str], flags: set[str]) -> tuple[s
 
     A metric compares a prediction with labels: an ``Equal``/``NotEqual``/``InTopK`` whose two
     data operands are computed from disjoint, non-empty sets of placeholders (training flags
-    aside). The side with the smaller subgraph (or named like labels) is the labels; everything
-    computed from the comparison (``Cast``, ``Mean``: the accuracy) is the metric, and so are the
+    aside), one of them plainly labels (named like labels, or reformatting ops only: ``ArgMax`` of
+    a one-hot, ``Cast``, no weights) and the comparison reduced to a score (``Mean``) or under a
+    metric scope. Everything computed from the comparison (the accuracy) is the metric, and so are the
     decision ops (``ArgMax``, ``Cast``) between the prediction and the comparison that nothing
     else reads, so the float prediction they decide on is what feeds the metric.
     """
@@ -211,9 +216,17 @@ def metric_nodes(graph_def: Any, training: set[str], flags: set[str]) -> tuple[s
         if not feeds[0] or not feeds[1] or feeds[0] & feeds[1]:
             continue
         named = [any(LABEL_NAMES.search(p) for p in f) for f in feeds]
-        label_at = named.index(True) if any(named) and not all(named) else int(len(above[1]) <= len(above[0]))
-        labels |= feeds[label_at]
+        plain = [all(nodes[a].op in LABEL_SIDE_OPS for a in above_side if a in nodes) for above_side in above]
+        if any(named) != all(named):
+            label_at = named.index(True)
+        elif plain[0] != plain[1]:
+            label_at = plain.index(True)
+        else:
+            continue  # neither side is plainly labels: two computed tensors compared, a forward op
         metric = _descendants(graph_def, {node.name}, users) - training
+        if not LOSS_SCOPES.search(node.name) and not any(nodes[m].op in REDUCTION_OPS for m in metric):
+            continue  # never reduced to a score: a per-example comparison the model may return
+        labels |= feeds[label_at]
         chain, _ = decision_source(nodes[operands[1 - label_at]], nodes)
         for link in chain:  # from the comparison back: keep only links nothing else reads
             readers = {u.name for u, i in users.get(link, []) if not u.input[i].startswith("^")}
