@@ -38,44 +38,35 @@ def _case_id(flavour: str, n: int, seed: int) -> str:
     return f"{flavour}-{n}out-" + "_".join(f"{name}{w}" for name, w in _heads(n, seed))
 
 
-def _keras_model(k, heads):
+def _keras_model(k, heads, *, as_dict=False):
     x = k.Input((FEATURES,), name="x")
     hidden = k.layers.Dense(6, activation="tanh", name="trunk")(x)
-    return k.Model(x, [k.layers.Dense(w, name=name)(hidden) for name, w in heads])
+    outputs = [k.layers.Dense(w, name=name)(hidden) for name, w in heads]
+    return k.Model(x, dict(zip([name for name, _ in heads], outputs)) if as_dict else outputs)
 
 
 def _keras_file(flavour, heads, directory):
     """Save the model; return the path and ``expect(x) -> {name: array}`` computed head by head."""
-    if flavour == "keras3":
+    if flavour.startswith("keras3"):
         import keras as k
         path = os.path.join(directory, "heads.keras")
     else:
         import tf_keras as k
         path = os.path.join(directory, "heads.h5")
-    model = _keras_model(k, heads)
+    model = _keras_model(k, heads, as_dict=flavour.endswith("dict"))
     model.save(path)
     # One sub-model per head, selected by its layer's name: independent of any output ordering.
     single = {name: k.Model(model.inputs, model.get_layer(name).output) for name, _ in heads}
     return path, lambda x: {name: np.asarray(m(x, training=False)) for name, m in single.items()}
 
 
-class _DictHeads(tf().Module):
-    def __init__(self, heads):
-        super().__init__()
-        rng = np.random.default_rng(len(heads))
-        self.weights = {name: tf().Variable(rng.standard_normal((FEATURES, w)).astype(np.float32))
-                        for name, w in heads}
-
-    @tf().function(input_signature=[tf().TensorSpec((None, FEATURES), tf().float32, name="x")])
-    def __call__(self, x):
-        return {name: tf().matmul(x, w) for name, w in self.weights.items()}  # the heads' own (unsorted) order
-
-
 def _savedmodel(heads, directory):
-    module = _DictHeads(heads)
+    from tests.model_fns import NamedHeads
+
+    module = NamedHeads(heads, seed=len(heads))
     path = os.path.join(directory, "sm")
     tf().saved_model.save(module, path, signatures=module.__call__)
-    weights = {name: v.numpy() for name, v in module.weights.items()}
+    weights = {name: v.numpy() for name, v in module.heads.items()}
     return path, lambda x: {name: x @ w for name, w in weights.items()}
 
 
@@ -92,7 +83,7 @@ def _assert_by_name(got, expected, atol, where):
 
 
 FREEZE_CASES = [(f, n, seed) for f in ("keras3", "keras2", "savedmodel") for n in (1, 2, 3, 5) for seed in (n, 10 + n)
-                if not (n == 1 and seed > 10)]
+                if not (n == 1 and seed > 10)] + [("keras3-dict", n, 20 + n) for n in (2, 4)]
 
 
 @pytest.mark.parametrize(("flavour", "n", "seed"), FREEZE_CASES,
@@ -104,6 +95,19 @@ def test_frozen_outputs_carry_their_own_names(tmp_path, flavour, n, seed):
     widths = dict(_heads(n, seed))
     assert {s.name: s.shape[-1] for s in frozen.outputs} == widths  # each spec describes its own tensor
     _assert_by_name(GraphRunner(frozen)({"x": x}), expect(x), 1e-5, "frozen graph")
+
+
+def test_tf2_checkpoint_module_heads_keep_their_names(tmp_path):
+    """The issue's heads N, D, S (sorted: D, N, S) from a tf.Module restored from an object checkpoint."""
+    from tests.model_fns import ISSUE_HEADS, NamedHeads
+
+    trained = NamedHeads(ISSUE_HEADS, seed=5)  # named_heads() builds seed 0: only a real restore matches
+    prefix = tf().train.Checkpoint(model=trained).save(str(tmp_path / "ckpt"))
+    frozen, _ = tfopt.freeze(prefix, model_fn="tests.model_fns:named_heads")
+    assert [s.name for s in frozen.outputs] == [name for name, _ in ISSUE_HEADS]
+    x = np.random.default_rng(0).standard_normal((2, FEATURES)).astype(np.float32)
+    expected = {name: x @ v.numpy() for name, v in trained.heads.items()}
+    _assert_by_name(GraphRunner(frozen)({"x": x}), expected, 1e-5, "frozen graph")
 
 
 E2E_CASES = [("keras2", 3, 7), ("savedmodel", 4, 5)]
