@@ -170,3 +170,31 @@ def test_a_comparison_of_two_computed_inputs_is_the_models_output_not_a_metric(t
     model = tfopt.load(path)
     assert [s.name for s in model.outputs] == ["agreement"]
     assert sorted(s.name for s in model.inputs) == ["a", "b"]
+
+
+METRIC_KINDS = {
+    "tf.metrics.accuracy": lambda t, prob, y: t.compat.v1.metrics.accuracy(labels=y, predictions=t.argmax(prob, 1)),
+    "in_top_k-mean": lambda t, prob, y: t.reduce_mean(t.cast(t.compat.v1.nn.in_top_k(prob, t.cast(y, t.int32), 2),
+                                                             t.float32)),
+    "tf.metrics.mean_squared_error": lambda t, prob, y: t.compat.v1.metrics.mean_squared_error(
+        labels=t.one_hot(y, 3), predictions=prob),
+}
+
+
+@pytest.mark.parametrize("kind", list(METRIC_KINDS))
+def test_prediction_read_only_by_a_streaming_or_top_k_metric_is_the_output(kind):
+    """tf.metrics keep their state in local variables updated by AssignAdd; their scope is a metric."""
+    from tfopt.output_choice import choose_outputs
+    from tfopt.training_nodes import explain_outputs
+
+    t = tf()
+    graph = t.Graph()
+    with graph.as_default():
+        x = t.compat.v1.placeholder(t.float32, [None, FEATURES])
+        prob = t.nn.softmax(_logits(t, x, 1, 3, np.random.default_rng(0), "net"))
+        y = t.compat.v1.placeholder(t.int64, [None])
+        METRIC_KINDS[kind](t, prob, y)
+    graph_def = graph.as_graph_def()
+    reasons = explain_outputs(graph_def)
+    assert list(reasons) == [prob.op.name] and "metric" in reasons[prob.op.name]
+    assert choose_outputs(graph_def, reasons).chosen == [prob.op.name]

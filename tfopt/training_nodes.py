@@ -137,13 +137,13 @@ def explain_outputs(graph_def: Any) -> dict[str, str]:
     nodes = node_map(graph_def)
     users = consumers(graph_def)
     training = {n.name for n in graph_def.node if is_training_node(n)}
-    losses, loss_why = loss_nodes(graph_def)
-    loss_side = _descendants(graph_def, losses, users) - training
-    labels = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS
-              and (LABEL_NAMES.search(n.name) or _is_label(graph_def, n.name, losses, loss_side, users, training))}
     flags = {n.name for n in graph_def.node if is_training_flag(n, graph_def)}
     metric_side, metric_labels, metric_why = metric_nodes(graph_def, training, flags)
-    labels |= metric_labels
+    losses, loss_why = loss_nodes(graph_def)
+    losses -= metric_side  # an accuracy found by its scope's name is a metric, not the loss
+    loss_side = _descendants(graph_def, losses, users) - training
+    labels = metric_labels | {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS and (
+        LABEL_NAMES.search(n.name) or _is_label(graph_def, n.name, losses, loss_side, users, training))}
     loss_side |= _descendants(graph_def, labels, users) - training
     loss_side |= metric_side
     out: dict[str, str] = {}
@@ -236,7 +236,44 @@ def metric_nodes(graph_def: Any, training: set[str], flags: set[str]) -> tuple[s
         side |= metric
         described = f"{node.op} against labels {', '.join(sorted(feeds[label_at]))}"
         why.update(dict.fromkeys(metric, described))
+    for scope in _streaming_metric_scopes(graph_def, placeholders):
+        members = {n.name for n in graph_def.node if n.name.startswith(scope + "/")}
+        side |= members
+        why.update(dict.fromkeys(members, f"streaming metric {scope}"))
+    grown = True
+    while grown:  # back from a metric: what only it reads and combines the labels with a prediction
+        grown = False
+        for node in graph_def.node:
+            readers = {u.name for u, i in users.get(node.name, []) if not u.input[i].startswith("^")}
+            if node.name in side or node.name in training or not readers or not readers <= side:
+                continue
+            above = [ancestors(graph_def, [tensor_node(r)], follow_control=False) for r in node.input
+                     if not r.startswith("^") and tensor_node(r) in nodes and nodes[tensor_node(r)].op != "Const"]
+            plain = [bool(a & placeholders) and all(nodes[x].op in LABEL_SIDE_OPS for x in a if x in nodes)
+                     for a in above]
+            if any(plain) and not all(plain):
+                side.add(node.name)
+                labels.update(*(a & placeholders for a, p in zip(above, plain) if p))
+                why[node.name] = why[next(iter(readers))]
+                grown = True
+    for name in placeholders - labels:  # what reaches nothing but metrics is labels
+        reach = _descendants(graph_def, {name}, users) - training - {name}
+        if reach and reach <= side:
+            labels.add(name)
     return side, labels, why
+
+
+def _streaming_metric_scopes(graph_def: Any, placeholders: set[str]) -> set[str]:
+    """Scopes of ``tf.compat.v1.metrics.*`` (and Keras metrics in a TF1 graph): a variable that an
+    ``AssignAdd`` accumulates from the inputs (``total``, ``count``) holds a metric's state, and its
+    scope is that metric. A step counter accumulates a constant and is not one."""
+    scopes = set()
+    for node in graph_def.node:
+        if node.op not in ("AssignAdd", "AssignAddVariableOp") or len(node.input) < 2 or "/" not in node.input[0]:
+            continue
+        if ancestors(graph_def, [tensor_node(node.input[1])], follow_control=False) & placeholders:
+            scopes.add(tensor_node(node.input[0]).rsplit("/", 1)[0])
+    return scopes
 
 
 def _value_ancestors(nodes: dict[str, Any], name: str) -> set[str]:
