@@ -136,6 +136,7 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
                    "metric": metric or ("top1/top5" if labels is not None and np.issubdtype(labels.dtype, np.integer)
                                         else "mae/rmse" if labels is not None else None),
                    "nonfinite_inputs": count_nonfinite(inputs),
+                   "failed": manifest.get("failed") or [],  # requested, not built (tfopt convert's partial result)
                    **(layers or {"layer_errors": {}, "keep_float": {}})})
     compression = model.provenance.get("compression")
     report["compression"] = compression
