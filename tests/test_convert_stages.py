@@ -93,7 +93,7 @@ def test_api_writes_every_target_that_builds(order, tmp_path):
 @pytest.mark.parametrize("order", [["pb", "openvino", "tflite"], ["tflite", "pb"]], ids=["tflite-last", "tflite-first"])
 def test_api_all_or_nothing_writes_nothing(order, tmp_path):
     source = _model(tmp_path, "erf", 4, "x")
-    with pytest.raises(ConversionError, match="Erf.*--allow-tf-ops"):
+    with pytest.raises(ConversionError, match=r"Erf.*--allow-tf-ops"):
         tfopt.convert(source, str(tmp_path / "out"), to=order, all_or_nothing=True, report_runs=1)
     assert not (tmp_path / "out").exists()
 
