@@ -43,6 +43,10 @@ class OptionError(TfoptError):
     exit_code = 2
 
 
+class OutputMismatchError(OptionError):
+    """``tfopt verify --reference MODEL``: the reference does not answer the conversion's outputs."""
+
+
 class ModelNotFoundError(TfoptError):
     exit_code = 3
 
