@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     with args.capture.stage("loading"):
         portable, *_ = run_optimize(args.model, load_of(args), freeze_of(args),
                                      OptimizeOptions(passes=args.passes, skip=list(args.skip), grappler=args.grappler))
-    samples, source = debug_inputs(portable, args.data)
+    samples, source = debug_inputs(portable, args.data, "--data")
     with args.capture.stage("running"):
         result = compare(portable, args.artifacts, samples)
     result["model"], result["inputs"] = args.model, source
