@@ -16,7 +16,12 @@ code  class                   meaning
 8     OutputPathError         the output location cannot be written
 9     ConversionError         a target converter cannot express the model (names the op)
 10    GateFailure             a ``--fail-if`` gate tripped (the artifacts and report are written)
+11    (partial result)        some targets failed; the others are written and verified, and
+                              ``manifest.json``/``report.json`` list each failure (``"failed"``)
 ====  ======================  =====================================================
+
+Code 11 is no exception: :func:`tfopt.convert` returns the result (``result.failed``) and the CLI
+exits with :data:`PARTIAL_EXIT_CODE` (see :mod:`tfopt.convert_stages`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import difflib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+PARTIAL_EXIT_CODE = 11  # some targets written and verified, others failed (each listed with its reason)
 
 
 class TfoptError(Exception):
@@ -35,6 +42,10 @@ class TfoptError(Exception):
 
 class OptionError(TfoptError):
     exit_code = 2
+
+
+class OutputMismatchError(OptionError):
+    """``tfopt verify --reference MODEL``: the reference does not answer the conversion's outputs."""
 
 
 class ModelNotFoundError(TfoptError):

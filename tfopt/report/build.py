@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.calibration import eval_arrays
-from tfopt.errors import OptionError
+from tfopt.errors import OptionError, OutputMismatchError
 from tfopt.graph import Model
 from tfopt.nonfinite import count_nonfinite
 from tfopt.targets import PRECISIONS, target, target_of_file
@@ -34,10 +34,26 @@ def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, 
     if [s.name for s in recorded.inputs] != [s.name for s in frozen.inputs]:
         raise OptionError(f"--reference {reference}: inputs {[s.name for s in frozen.inputs]} do not match the "
                           f"conversion's {[s.name for s in recorded.inputs]}")
+    _check_outputs(outdir, reference, [s.name for s in frozen.outputs], [s.name for s in recorded.outputs])
     report = build_report(outdir, frozen.replace(outputs=recorded.outputs), eval_data=eval_data, runs=runs,
                           threads=threads, gates=gates, metric=metric, allow_nonfinite=allow_nonfinite)
     finish_gates(report, junit)
     return report
+
+
+def _check_outputs(outdir: str, reference: str, theirs: list[str], ours: list[str]) -> None:
+    """The reference must answer every output the conversion recorded (it may have more)."""
+    missing = [name for name in ours if name not in theirs]
+    if not missing:
+        return
+    with open(os.path.join(outdir, "manifest.json")) as f:
+        source = json.load(f).get("source")
+    flag = " ".join(["--outputs", *ours])
+    raise OutputMismatchError(
+        f"--reference {reference}: its outputs {theirs} are not the conversion's {ours} ({outdir}/manifest.json; "
+        f"missing: {', '.join(missing)}). Verify against the model {outdir} was converted from"
+        f"{f' ({source})' if source else ''} with the conversion's load options; for a TF1 checkpoint or "
+        f"GraphDef: {flag}")
 
 
 def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
@@ -136,6 +152,7 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
                    "metric": metric or ("top1/top5" if labels is not None and np.issubdtype(labels.dtype, np.integer)
                                         else "mae/rmse" if labels is not None else None),
                    "nonfinite_inputs": count_nonfinite(inputs),
+                   "failed": manifest.get("failed") or [],  # requested, not built (tfopt convert's partial result)
                    **(layers or {"layer_errors": {}, "keep_float": {}})})
     compression = model.provenance.get("compression")
     report["compression"] = compression
