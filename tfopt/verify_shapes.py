@@ -13,9 +13,9 @@ A made-up shape that sets axis 0 of every input to the batch fails every time-ma
    inference on the graph with those input shapes ("Dimensions must be equal, but are 41 and 43";
    "... 41 and 80" fixes a symbol to the known 80). Exactly two symbols in one message are one tie:
    their classes merge (union-find) and the probe runs again, at most once per symbol.
-3. The *batch* is the class spanning the most inputs, among those holding some input's axis 0;
-   another class holding an axis 0 is a batch too unless it shares an input with that one (the time
-   axis of a time-major input is not).
+3. The *batch* is the class spanning the most inputs (a state ``[1, batch, n]`` meets a time-major
+   sequence on its axis 1), else the one holding the first input's axis 0; another class holding an
+   axis 0 is a batch too unless it shares an input with that one (a time-major input's time is not).
 
 Shapes for a search size ``n`` then give every batch class the batch size, every fixed class its size
 and every other class ``n``: ``inputs n x 2 x 80, seq_lengths 2, state 1 x 2 x 896``.
@@ -80,12 +80,14 @@ class DimTies:
     def batch_roots(self) -> set[Dim]:
         """The batch classes (see the module docstring, step 3)."""
         classes = self.classes()
+        spans = {r: {n for n, _ in dims} for r, dims in classes.items()}
         leading = [r for r, dims in classes.items() if any(a == 0 for _, a in dims) and r not in self.fixed]
-        if not leading:
+        shared = [r for r in classes if len(spans[r]) > 1 and r not in self.fixed]
+        if not leading and not shared:
             return set()
         order = {s.name: i for i, s in enumerate(self.specs)}
-        best = max(leading, key=lambda r: (len({n for n, _ in classes[r]}),
-                                           -min(order[n] for n, a in classes[r] if a == 0)))
+        best = max(leading + shared, key=lambda r: (len(spans[r]), r in leading,
+                                                    -min(order[n] + a for n, a in classes[r])))
         best_inputs = {n for n, _ in classes[best]}
         return {best} | {r for r in leading if not {n for n, _ in classes[r]} & best_inputs}
 
@@ -116,7 +118,7 @@ class DimTies:
         return sorted({int(shapes[r[0]][r[1]]) for r in self.classes() if r not in batch_roots and r not in self.fixed})
 
     def example(self, batch: int) -> str:
-        """A ``--verify-shape`` argument that keeps the ties: ``inputs:Nx2x80,seq_lengths:2``; each
+        """``--verify-shape`` arguments that keep the ties: ``inputs:Nx2x80 seq_lengths:2``; each
         class a letter (N, M, K, ...), the batch its size."""
         letters = iter("NMKLPQRSTUVW")
         names: dict[Dim, str] = {}
@@ -132,7 +134,7 @@ class DimTies:
                     or self.find((spec.name, a)) in self.fixed else names[self.find((spec.name, a))]
                     for a, d in enumerate(dims)]
             parts.append(f"{spec.name}:{'x'.join(text)}")
-        return ",".join(parts)
+        return " ".join(parts)
 
     def learn(self, message: str, symbols: Mapping[int, Dim]) -> bool:
         """Merge the two classes ``message`` names (see the module docstring, step 2); False when it
