@@ -40,7 +40,7 @@ def test_ids_stay_in_their_tables_and_the_mask_is_zero_or_one(vocab, tmp_path):
     assert at.source == "made up" and opt_report.verification["portable"]
     frozen, _ = tfopt.freeze(str(tmp_path / "bert"), verify=False)
     for feeds in (at.feeds, at.with_batch(frozen.inputs, 1, graph_def=frozen.graph_def).feeds):
-        assert 0 <= feeds["input_ids"].min() and feeds["input_ids"].max() < vocab
+        assert feeds["input_ids"].min() >= 0 and feeds["input_ids"].max() < vocab
         assert set(np.unique(feeds["token_type_ids"])) <= {0, 1}
         mask = feeds["attention_mask"]
         assert set(np.unique(mask)) <= {0, 1} and mask[:, 0].all()  # padding: a prefix of ones, never empty
