@@ -41,7 +41,10 @@ BIG_BIAS = 1e3  # |c| at least this in mask * c: an additive "minus infinity" bi
 def index_bounds(graph_def: Any) -> dict[str, int]:
     """Placeholder name -> the number of rows of the smallest table it indexes (where a Gather's
     table is a constant or a variable of known shape): valid ids are ``[0, bound)``."""
-    from tfopt.graph import node_map, tensor_node
+    from tfopt.graph import ancestors, node_map, tensor_node
+
+    def off_path(node: Any, ref: str) -> bool:  # follow only the inputs an index passes through
+        return not any(i < len(node.input) and node.input[i] == ref for i in _INDEX_PATH.get(node.op, ()))
 
     nodes = node_map(graph_def)
     bounds: dict[str, int] = {}
@@ -51,18 +54,9 @@ def index_bounds(graph_def: Any) -> dict[str, int]:
         rows = _rows(nodes, tensor_node(node.input[GATHERS[node.op]]))
         if rows is None:
             continue
-        seen, todo = set(), [tensor_node(node.input[1])]
-        while todo:
-            name = todo.pop()
-            if name in seen or name not in nodes:
-                continue
-            seen.add(name)
-            src = nodes[name]
-            if src.op == "Placeholder":
+        for name in ancestors(graph_def, [node.input[1]], follow_control=False, skip_edge=off_path):
+            if nodes[name].op == "Placeholder":
                 bounds[name] = min(rows, bounds.get(name, rows))
-            for i in _INDEX_PATH.get(src.op, ()):
-                if i < len(src.input) and not src.input[i].startswith("^"):
-                    todo.append(tensor_node(src.input[i]))
     return bounds
 
 
