@@ -5,7 +5,7 @@ A made-up shape that sets axis 0 of every input to the batch fails every time-ma
 ``[1, batch, 896]`` share ``inputs``' axis 1. Ties are found by structure, not by position or name:
 
 1. Every unknown dimension of every input gets its own symbol, fed as a distinct prime that appears
-   nowhere else in the graph (37, 41, 43, ...).
+   nowhere else in the graph (11, 13, 17, ...; no probe when an input would pass ``PROBE_BUDGET``).
 2. The original model runs on them. When it refuses, TensorFlow's message names the sizes that
    disagree: a runtime shape assertion ("Expected shape ... is [41] but saw shape: [43]"), a
    ``ConcatV2``/``MatMul``/elementwise op inside a loop ("shape[0] = [41,80] vs. shape[1] =
@@ -32,7 +32,8 @@ import numpy as np
 from tfopt.graph import TensorSpec
 
 Dim = tuple[str, int]  # (input name, axis)
-_PRIMES = [p for p in range(29, 2000) if all(p % q for q in range(2, int(p ** 0.5) + 1))]
+_PRIMES = [p for p in range(11, 2000) if all(p % q for q in range(2, int(p ** 0.5) + 1))]
+PROBE_BUDGET = 1 << 20  # elements per input at the probe's sizes: a 3-D volume of primes stays small
 _STATIC = re.compile(r"Dimensions must be equal, but are (\d+) and (\d+)")
 _INT = re.compile(r"(?<![\w.:/'\"-])(\d+)(?![\w.'\"])")
 
@@ -188,6 +189,8 @@ def find_ties(run: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpe
         symbol_of = dict(zip(roots, primes))
         shapes = ties.shapes(None, symbol_of)
         symbols = {v: r for r, v in symbol_of.items()}
+        if any(np.prod(shape) > PROBE_BUDGET for shape in shapes.values()):
+            return ties
         try:
             run(feeds_at(shapes))
             return ties
