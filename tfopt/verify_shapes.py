@@ -169,6 +169,15 @@ def batch_axes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]])
     return out
 
 
+def split_samples(specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Made-up ``feeds`` as batch-1 samples, each input cut on its batch axis (:func:`batch_axes`)."""
+    axes = batch_axes(specs, {k: np.shape(v) for k, v in feeds.items()})
+    first = next((k for k, a in axes.items() if a is not None), None)
+    rows = 1 if first is None else int(np.shape(feeds[first])[axes[first] or 0])
+    return [{k: v if axes.get(k, 0) is None else np.take(v, [i], axis=axes.get(k, 0) or 0) for k, v in feeds.items()}
+            for i in range(rows)]
+
+
 def find_ties(run: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpec], graph_def: Any,
               feeds_at: Callable[[Mapping[str, Sequence[int]]], Mapping[str, Any]]) -> DimTies:
     """Probe the original model (``run``) at distinct prime sizes until it answers or names no tie.
