@@ -65,7 +65,8 @@ def test_a_bert_like_block_converts_and_verifies(tmp_path):
 
 
 def test_roles_come_from_consumers_not_names():
-    """The same graph with inputs named p, q, r: a mask is a mask by ``1 - x``, a length by a compare."""
+    """Inputs named p..u: a mask is a mask by ``1 - x``, a length by a compare; a float compared
+    with 0 (Keras' Masking) or ``1 - x`` on a float stays a value."""
     from tests.helpers import graph_model
     from tfopt.made_up_inputs import input_roles
 
@@ -74,14 +75,18 @@ def test_roles_come_from_consumers_not_names():
         p = v1.placeholder(t.int32, [None, None], name="p")
         q = v1.placeholder(t.int32, [None], name="q")
         r = v1.placeholder(t.int32, [None, None], name="r")
+        s = v1.placeholder(t.float32, [None, None], name="s")  # Masking: NotEqual(x, 0)
+        f = v1.placeholder(t.float32, [None, None], name="f")  # a float mask as an additive bias
+        u = v1.placeholder(t.float32, [None, None], name="u")  # 1 - u: arithmetic
         table = t.constant(np.ones((11, 4), np.float32))
         emb = t.gather(table, p)
         bias = (1.0 - t.cast(r, t.float32)) * -10000.0
         valid = t.cast(t.less(t.range(t.shape(p)[1])[None, :], q[:, None]), t.float32)
-        t.identity(emb * (bias + valid)[:, :, None], name="y")
+        extra = t.cast(t.not_equal(s, 0.0), t.float32) + (1.0 - f) * -10000.0 + (1.0 - u)
+        t.identity(emb * (bias + valid + extra)[:, :, None], name="y")
 
     model = graph_model(build, {}, ["y"])
-    assert input_roles(model.graph_def) == {"p": ("ids", 11), "r": ("mask", 0), "q": ("length", 0)}
+    assert input_roles(model.graph_def) == {"p": ("ids", 11), "r": ("mask", 0), "q": ("length", 0), "f": ("mask", 0)}
 
 
 def test_the_tolerance_scales_with_the_outputs_magnitude():

@@ -8,9 +8,11 @@ values without changing what they mean (``Identity``, ``Cast``, ``Reshape``, ``E
 
 - **ids** - the indices of a ``Gather``/``ResourceGather`` of a table with ``n`` rows (word,
   position and token-type embeddings): uniform in ``[0, n)``.
-- **mask** - subtracted from the constant 1 (``1 - mask``), multiplied by a constant of magnitude
-  >= 1e3 (an additive attention bias), the condition of a ``Select``, or compared for equality with 0
-  or 1: 0/1, a prefix of ones along the last axis as padding leaves it (at least one 1 per row).
+- **mask** - subtracted from the constant 1 and scaled by a constant of magnitude >= 1e3 (an
+  additive attention bias, ``(1 - mask) * -10000``); for an integer or bool input also ``1 - mask``
+  alone, ``mask * -1e9``, a ``Select`` condition or an equality with 0 or 1 (a float compared with 0
+  is a value: Keras' ``Masking``): 0/1, a prefix of ones along the last axis as padding leaves it
+  (at least one 1 per row).
 - **length** - compared with a counter (``Less``/``GreaterEqual``..., as ``sequence_length`` is in a
   TF1 ``dynamic_rnn`` loop and in ``sequence_mask``), a ``ReverseSequence``'s lengths, or a ``Range``
   limit: uniform in ``[1, L]``, ``L`` the length of the dimension it measures.
@@ -80,13 +82,15 @@ def _rows(nodes: Mapping[str, Any], name: str) -> int | None:
 def input_roles(graph_def: Any) -> dict[str, tuple[str, int]]:
     """Placeholder name -> ``("ids", rows)``, ``("mask", 0)`` or ``("length", 0)`` (see the module
     docstring); placeholders with no such role are left out."""
-    from tfopt.graph import consumers, node_map
+    from tfopt.graph import consumers, dtype_name, node_map
 
     roles: dict[str, tuple[str, int]] = {name: ("ids", rows) for name, rows in index_bounds(graph_def).items()}
     nodes, users = node_map(graph_def), consumers(graph_def)
     for node in graph_def.node:
         if node.op in ("Placeholder", "PlaceholderWithDefault") and node.name not in roles:
             role = _role(node.name, nodes, users)
+            if role == "weak mask":  # a float compared with 0 is a value (Keras Masking), not a mask
+                role = "" if dtype_name(node.attr["dtype"].type).startswith(("float", "bfloat")) else "mask"
             if role:
                 roles[node.name] = (role, 0)
     return roles
@@ -99,29 +103,38 @@ def _role(start: str, nodes: Mapping[str, Any], users: Mapping[str, list[tuple[A
         nxt = []
         for name in frontier:
             for user, index in users.get(name, []):
-                role = _consumer_role(user, index, nodes)
+                role = _consumer_role(user, index, nodes, users)
                 if role:
                     found.add(role)
                 elif user.op in _CARRY and index == 0 and user.name not in seen:
                     seen.add(user.name)
                     nxt.append(user.name)
         frontier = nxt
-    return "mask" if "mask" in found else "length" if "length" in found else ""
+    return next((role for role in ("mask", "weak mask", "length") if role in found), "")
 
 
-def _consumer_role(user: Any, index: int, nodes: Mapping[str, Any]) -> str:
+def _consumer_role(user: Any, index: int, nodes: Mapping[str, Any], users: Mapping[str, list[tuple[Any, int]]]) -> str:
+    """"mask" (any dtype), "weak mask" (a mask when the input is not float), "length" or ""."""
     other = _const(nodes, user.input[1 - index]) if index in (0, 1) and len(user.input) > 1 else None
     if user.op == "Sub" and index == 1 and other is not None and other.size and np.all(other == 1):
-        return "mask"  # 1 - mask
-    if user.op in ("Mul", "MulNoNan") and other is not None and other.size and np.all(np.abs(other) >= BIG_BIAS):
-        return "mask"  # mask * -1e9
+        # (1 - mask) * -10000: a mask whatever its dtype; 1 - x alone may be arithmetic on a float
+        biased = any(_big_bias(u, i, nodes) for u, i in users.get(user.name, []))
+        return "mask" if biased else "weak mask"
+    if _big_bias(user, index, nodes):
+        return "weak mask"  # mask * -1e9 (a float times 1e3 may be a scale)
     if user.op in ("Select", "SelectV2") and index == 0:
-        return "mask"
+        return "weak mask"
     if user.op in ("Equal", "NotEqual") and other is not None and other.size == 1 and float(other.flat[0]) in (0, 1):
-        return "mask"
+        return "weak mask"
     if (user.op in _COMPARE and other is None) or (user.op in ("ReverseSequence", "Range") and index == 1):
         return "length"
     return ""
+
+
+def _big_bias(user: Any, index: int, nodes: Mapping[str, Any]) -> bool:
+    other = _const(nodes, user.input[1 - index]) if index in (0, 1) and len(user.input) > 1 else None
+    return user.op in ("Mul", "MulNoNan") and other is not None and bool(other.size) \
+        and bool(np.all(np.abs(other) >= BIG_BIAS))
 
 
 def _const(nodes: Mapping[str, Any], ref: str) -> np.ndarray | None:
