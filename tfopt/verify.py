@@ -84,7 +84,8 @@ class VerifyInputs:
 
         ties = DimTies.from_shapes(specs, self.shapes())  # the batch found by the search, wherever it is
         sizes = ties.other_sizes(self.shapes())
-        shapes = ties.shapes(batch, {r: int(self.feeds[r[0]].shape[r[1]]) for r in ties.classes()})
+        shapes = {**ties.shapes(batch, {r: int(self.feeds[r[0]].shape[r[1]]) for r in ties.classes()}),
+                  **{s.name: np.shape(self.feeds[s.name]) for s in specs if s.shape is None}}  # rank unknown: as is
         realistic = self.realistic.with_batch(specs, batch, seed, graph_def) if self.realistic else None
         return VerifyInputs(random_inputs(specs, seed=seed, shapes=shapes, graph_def=graph_def,
                                           dynamic_dim=min(sizes, default=self.size)),
