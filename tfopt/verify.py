@@ -77,7 +77,9 @@ class VerifyInputs:
 
     def with_batch(self, specs: Sequence[TensorSpec], batch: int, seed: int = 0, graph_def: Any = None) -> VerifyInputs:
         """Made-up inputs at the same non-batch dimensions with another batch size; given data as is.
-        ``graph_def``: as for :func:`tfopt.testing.random_inputs` (ids stay inside their table)."""
+        The batch is found from the shapes (:meth:`tfopt.verify_shapes.DimTies.from_shapes`: the
+        search gave every dimension tied to it the batch size, on whatever axis). ``graph_def``: as
+        for :func:`tfopt.testing.random_inputs` (ids stay inside their table, masks 0/1)."""
         if self.source != "made up":
             return self
         from tfopt.verify_shapes import DimTies
