@@ -83,9 +83,10 @@ def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if args.data:
         given = check_inputs(reference_runner(portable), _npz_inputs(args.data, portable.inputs),
                              f"--data {args.data}", None)
-    else:
-        given = choose_inputs(reference_runner(portable), portable.inputs, batch=1, graph_def=portable.graph_def)
-    return portable, {name: value[:1] for name, value in given.feeds.items()}
+        return portable, {name: value[:1] for name, value in given.feeds.items()}
+    # made up at batch 1 already (a time-major input's axis 0 is its time, not a batch to cut)
+    return portable, choose_inputs(reference_runner(portable), portable.inputs, batch=1,
+                                   graph_def=portable.graph_def).feeds
 
 
 def _npz_inputs(path: str, specs: Any) -> Any:

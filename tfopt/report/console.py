@@ -69,7 +69,7 @@ def print_convert(output: str, result: Any, *, as_json: bool = False, verified: 
         return
     at = getattr(result, "verified_at", None)
     if at is not None:
-        print(f"verified at {at.describe()} ({at.source} inputs)")
+        print(f"verified at {at.summary()}")
     if result.report is not None:
         print_report(result.report)
         if result.report.get("compression"):
