@@ -97,12 +97,14 @@ def fetch_all(entries: list[corpus.Entry], cache: str) -> dict[str, str | None]:
 
 def run_one(entry: corpus.Entry, model: str, out: str, args: argparse.Namespace) -> dict:
     say(f"{entry.name}: tfopt convert")
-    row = corpus.run_entry(entry, model, os.path.join(out, entry.name), timeout=args.timeout, seed=0)
+    row = corpus.run_entry(entry, model, os.path.join(out, entry.name), timeout=args.timeout, seed=0,
+                           cache=args.cache)
     say(f"{entry.name}: {row['result']} ({row['seconds']} s, {row['peak_mb']} MB)")
     if row["result"] != "ok":
         if not args.no_alone:
             say(f"{entry.name}: each target alone")
-            row["alone"] = corpus.run_targets_alone(entry, model, os.path.join(out, entry.name), timeout=args.timeout)
+            row["alone"] = corpus.run_targets_alone(entry, model, os.path.join(out, entry.name),
+                                                     timeout=args.timeout, cache=args.cache)
         return row
     root = os.path.join(args.cache, "unpacked", f"{entry.package}-{entry.version}")
     row["vs_authors"] = {}
@@ -128,7 +130,7 @@ def run_one(entry: corpus.Entry, model: str, out: str, args: argparse.Namespace)
     if not args.no_determinism:
         say(f"{entry.name}: second conversion, PYTHONHASHSEED=1")
         again = corpus.run_entry(entry, model, os.path.join(out, entry.name + ".seed1"), timeout=args.timeout,
-                                 seed=1)
+                                 seed=1, cache=args.cache)
         if again["result"] != "ok":
             row["determinism"] = {"error": again["result"]}
         else:

