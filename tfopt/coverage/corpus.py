@@ -250,6 +250,30 @@ def run_targets_alone(entry: Entry, model: str, outdir: str, *, timeout: float =
     return cells
 
 
+def failing_targets(row: dict[str, Any]) -> list[str]:
+    """The targets of a row that tfopt did not write and verify (first contact, or each target alone)."""
+    if row["result"] == "ok":
+        return []
+    alone = row.get("alone", {})
+    return [t for t in TARGETS if alone.get(t, {}).get("result") != "ok"]
+
+
+def cell_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """``{"ok", "failed", "cannot_express"}`` over every target cell of ``rows``: a failing cell whose
+    plain converter (``row["plain"]``) fails too is one the converter cannot express."""
+    counts = {"ok": 0, "failed": 0, "cannot_express": 0}
+    for r in rows:
+        failing = failing_targets(r)
+        for t in TARGETS:
+            if t not in failing:
+                counts["ok"] += 1
+            elif r.get("plain", {}).get(t, "ok") != "ok":
+                counts["cannot_express"] += 1
+            else:
+                counts["failed"] += 1
+    return counts
+
+
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The corpus table: first-contact result, fp32 max error per target, time, peak memory, and the
     latency ratios (authors' or plain conversion over tfopt's: above 1, tfopt's is faster)."""
@@ -264,8 +288,10 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
             if cell and cell.get("max_abs_err") is not None:
                 errs.append(f"{cell['max_abs_err']:.1e}")
             elif alone:  # the target converted on its own (--to T) after the all-target run failed
+                plain = r.get("plain", {}).get(t)
                 errs.append(f"alone: {alone['max_abs_err']:.1e}" if alone["result"] == "ok"
-                            else "alone: ✗ " + alone["result"].split(":")[0])
+                            else "alone: ✗ " + alone["result"].split(":")[0]
+                            + ("" if plain is None else " (plain ok)" if plain == "ok" else " (plain ✗ too)"))
             else:
                 errs.append("–")
         result = r["result"] if r["result"] == "ok" else f"✗ {r['result']}"
@@ -273,10 +299,13 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
         if len(result) > 160:
             result = result[:157] + "..."
         lines.append("| " + " | ".join([
-            f"**{r['model']}**", f"`{r['package']}`", r["format"], result, *errs,
+            f"**{r['model']}**" + (" (held out)" if r.get("held_out") else ""), f"`{r['package']}`", r["format"], result, *errs,
             "–" if r.get("seconds") is None else f"{r['seconds']:.0f}",
             "–" if not r.get("peak_mb") else f"{r['peak_mb']}",
             _ratios(r.get("vs_authors", {})), _ratios(r.get("vs_plain", {})), _determinism(r)]) + " |")
+    n = cell_counts(rows)
+    lines.append(f"\nTarget cells: {n['ok']} written and verified, {n['failed']} failed where the plain converter "
+                 f"succeeds or was not tried, {n['cannot_express']} the converter itself cannot express.")
     return "\n".join(lines) + "\n"
 
 
