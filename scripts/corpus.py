@@ -118,7 +118,7 @@ def run_one(entry: corpus.Entry, model: str, out: str, args: argparse.Namespace)
         if not args.no_alone:
             say(f"{entry.name}: each target alone")
             row["alone"] = corpus.run_targets_alone(entry, model, os.path.join(out, entry.name),
-                                                     timeout=args.timeout, cache=args.cache)
+                                                     timeout=args.timeout, cache=args.cache, first=row["result"])
         if args.plain_failing:
             row["plain"] = plain_cells(entry, model, os.path.join(out, entry.name + ".plain"),
                                        corpus.failing_targets(row), args)

@@ -156,3 +156,12 @@ def test_cells_count_written_failed_and_those_the_converter_cannot_express():
     assert "**a** (held out)" in table and "**b** |" in table
     assert "alone: ✗ exit 9 (plain ✗ too)" in table and "alone: ✗ exit 7 (plain ok)" in table
     assert "4 written and verified, 1 failed" in table and "1 the converter itself cannot express" in table
+
+
+def test_targets_alone_keep_the_failure_first_contact_already_names(tmp_path):
+    entry = corpus.Entry("demo", "demo_pkg", "1.0", "m.h5", "keras2-h5", "test")
+    first = "exit 9: converting to tflite fp32: TFLite builtins lack TensorArrayV3"
+    cells = corpus.run_targets_alone(entry, str(tmp_path / "absent.h5"), str(tmp_path / "out"), timeout=120,
+                                     cache=str(tmp_path), first=first)
+    assert cells["tflite"] == {"result": first}
+    assert cells["onnx"]["result"].startswith("exit ") and cells["openvino"]["result"].startswith("exit ")

@@ -231,12 +231,16 @@ def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, s
 
 
 def run_targets_alone(entry: Entry, model: str, outdir: str, *, timeout: float = 1800,
-                      cache: str = DEFAULT_CACHE) -> dict[str, Any]:
+                      cache: str = DEFAULT_CACHE, first: str = "") -> dict[str, Any]:
     """After a failed first contact: each target in its own ``--to T`` conversion, so one target's
-    failure does not hide the others. ``{target: {"result", "max_abs_err"?}}``."""
+    failure does not hide the others. ``{target: {"result", "max_abs_err"?}}``. A target that the
+    first contact's error ``first`` already names (``converting to T``) keeps that result."""
     cells: dict[str, Any] = {}
     env = child_env(entry, cache)
     for target in TARGETS:
+        if first and re.search(rf"\bconverting to {target}\b", first):  # the same conversion would fail again
+            cells[target] = {"result": first}
+            continue
         out = f"{outdir}.{target}"
         shutil.rmtree(out, ignore_errors=True)
         child = run_child(convert_command(entry, model, out, (target,)), timeout=timeout, env=env, log=out + ".log")
