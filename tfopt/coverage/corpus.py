@@ -233,12 +233,14 @@ def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, s
 def run_targets_alone(entry: Entry, model: str, outdir: str, *, timeout: float = 1800,
                       cache: str = DEFAULT_CACHE, first: str = "") -> dict[str, Any]:
     """After a failed first contact: each target in its own ``--to T`` conversion, so one target's
-    failure does not hide the others. ``{target: {"result", "max_abs_err"?}}``. A target that the
-    first contact's error ``first`` already names (``converting to T``) keeps that result."""
+    failure does not hide the others. ``{target: {"result", "max_abs_err"?}}``. A target whose step
+    the first contact's error ``first`` already shows failing (``loading:``, before any target, or
+    ``converting to T``) keeps that result."""
     cells: dict[str, Any] = {}
     env = child_env(entry, cache)
     for target in TARGETS:
-        if first and re.search(rf"\bconverting to {target}\b", first):  # the same conversion would fail again
+        # the same step would fail again: loading happens before any target, conversion names its target
+        if first and re.search(rf"^exit \d+: (loading:|converting to {target}\b)", first):
             cells[target] = {"result": first}
             continue
         out = f"{outdir}.{target}"
