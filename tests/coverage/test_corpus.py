@@ -165,3 +165,10 @@ def test_targets_alone_keep_the_failure_first_contact_already_names(tmp_path):
                                      cache=str(tmp_path), first=first)
     assert cells["tflite"] == {"result": first}
     assert cells["onnx"]["result"].startswith("exit ") and cells["openvino"]["result"].startswith("exit ")
+
+
+def test_first_error_reads_an_internal_error_past_tensorflows_preamble():
+    out = ("E0000 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error\n"
+           "tfopt: internal error: IndexError: list index out of range (rerun with --debug)\n"
+           "  | E0000 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error\n")
+    assert corpus.first_error(out) == "internal error: IndexError: list index out of range (rerun with --debug)"

@@ -187,11 +187,13 @@ def run_child(cmd: Sequence[str], *, timeout: float, env: dict[str, str] | None 
 
 
 def first_error(output: str) -> str:
-    """The first line of tfopt's error message (``tfopt: error: ...``), else the last traceback line."""
+    """The first line of tfopt's error message (``tfopt: error: ...``, or ``internal error: ...``), else
+    the last traceback line."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
     for ln in lines:
-        if ln.startswith("tfopt: error:"):
-            return ln[len("tfopt: error:"):].strip()
+        for head in ("tfopt: error:", "tfopt: internal error:"):
+            if ln.startswith(head):
+                return ("internal error: " if "internal" in head else "") + ln[len(head):].strip()
     tb = [ln for ln in lines if re.match(r"^[A-Za-z_.]+(Error|Exception)\b", ln)]
     return tb[-1] if tb else (lines[-1] if lines else "")
 
