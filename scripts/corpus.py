@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--out", default=None)
     check.add_argument("--timeout", type=float, default=1800)
     check.add_argument("--markdown", metavar="PATH", help="write the Markdown table")
+    check.add_argument("--models", nargs="+", metavar="NAME", help="only these rows")
+    check.add_argument("--targets", nargs="+", choices=corpus.TARGETS, help="only these targets")
     plain = sub.add_parser("_plain", help=argparse.SUPPRESS)  # one plain conversion, in a child process
     plain.add_argument("target")
     plain.add_argument("model")
@@ -161,7 +163,10 @@ def add_plain_checks(args: argparse.Namespace) -> int:
         rows = json.load(f)
     out = args.out or os.path.join(args.cache, "runs")
     for row in rows:
-        failing = [t for t in corpus.failing_targets(row) if t not in row.get("plain", {})]
+        if args.models and row["model"] not in args.models:
+            continue
+        failing = [t for t in corpus.failing_targets(row) if t not in row.get("plain", {})
+                   and (not args.targets or t in args.targets)]
         if failing:
             entry = corpus.BY_NAME[row["model"]]
             model = corpus.fetch(entry, args.cache, download=False)
