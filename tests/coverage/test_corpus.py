@@ -23,17 +23,33 @@ CACHE = os.environ.get("TFOPT_CORPUS_CACHE", corpus.DEFAULT_CACHE)
 TFLITE_RECURRENT = ("TFLite cannot lower this recurrent layer's TensorList ops with a dynamic batch; TensorFlow's "
                     "own converter fails the same way (--allow-tf-ops keeps them as Select TF ops)")
 KNOWN_FAILURES = {"russtress": TFLITE_RECURRENT, "shakkala-gru": TFLITE_RECURRENT, "shakkala-bilstm": TFLITE_RECURRENT}
+# First contact of the issue-24 additions before its fixes (README "Real-model corpus"), by class of the
+# issue; not strict, so a fix that flips one shows as XPASS.
+ISSUE_24 = {
+    "deepbrain": "class 4: the image input is a PlaceholderWithDefault behind a tf.data iterator",
+    "chicksexer": "class 9: 13 candidate outputs in a TF1 checkpoint", "deepnlp-pos": "class 9: 4 candidate outputs",
+    "quickspacer-1": "strings + hash tables inside a While (SavedModel signature takes text)",
+    "quickspacer-3": "strings + hash tables inside a While (SavedModel signature takes text)",
+    **{n: "a Keras 2 lambda activation ('<lambda>' custom object)" for n in ("deeplc-1fd8", "deeplc-8c22", "im2deep")},
+    **{n: "class 5: Keras 2 .h5 with custom objects from a tensorflow.keras module"
+       for n in ("mmsplice-exon", "mmsplice-acceptor", "mtsplice-deep0", "textgenrnn")},
+    **{n: "TFLite cannot lower the TF1 TensorArray / TensorList RNN; class 8: first contact writes nothing"
+       for n in ("foolnltk-seg", "foolnltk-ner", "foolnltk-pos", "ethnicolr-census", "ethnicolr-fl-fullname",
+                 "ethnicolr-nc", "chars2vec", "mhcnuggets")},
+}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", corpus.CORPUS, ids=lambda e: e.name)
-def test_corpus_model_converts(entry, tmp_path):
+def test_corpus_model_converts(entry, tmp_path, request):
     try:
         model = corpus.fetch(entry, CACHE, download=False)
     except corpus.Unavailable as exc:
         pytest.skip(f"{entry.name}: {exc}")
     if entry.name in KNOWN_FAILURES:
         pytest.xfail(KNOWN_FAILURES[entry.name])
+    if entry.name in ISSUE_24:
+        request.applymarker(pytest.mark.xfail(reason=ISSUE_24[entry.name], strict=False))
     row = corpus.run_entry(entry, model, str(tmp_path / "out"), timeout=1800, cache=CACHE)
     assert row["result"] == "ok", row["result"]
     for target in corpus.TARGETS:
@@ -111,6 +127,7 @@ def test_interleaved_latency_is_theirs_over_ours_at_the_verified_shape(tmp_path)
 def test_entries_are_unique_and_span_the_packages_the_issue_asks_for():
     names = [e.name for e in corpus.CORPUS]
     assert len(set(names)) == len(names) == len(corpus.BY_NAME)
+    assert set(ISSUE_24) | set(KNOWN_FAILURES) <= set(names)
     fetchable = [e for e in corpus.CORPUS if e.name != "crepe"]  # crepe's setup.py downloads its weights
     assert len(fetchable) >= 30 and len({e.package for e in fetchable}) >= 20
     held = [e for e in corpus.CORPUS if e.held_out]
