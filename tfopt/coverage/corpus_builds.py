@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 
 def _deepcut(root: str, out: str) -> None:
-    from deepcut.model import get_convo_nn2  # type: ignore[import-not-found]
+    from deepcut.model import get_convo_nn2
 
     model = get_convo_nn2()  # deepcut.DeepcutTokenizer.__init__ does exactly this
     model.load_weights(os.path.join(root, "deepcut", "weight", "cnn_without_ne_ab.h5"))
@@ -24,7 +24,7 @@ def _deepcut(root: str, out: str) -> None:
 
 
 def _textgenrnn(root: str, out: str) -> None:
-    from textgenrnn.model import textgenrnn_model  # type: ignore[import-not-found]
+    from textgenrnn.model import textgenrnn_model
 
     folder = os.path.join(root, "textgenrnn")
     with open(os.path.join(folder, "textgenrnn_vocab.json"), encoding="utf8") as f:
@@ -36,7 +36,7 @@ def _textgenrnn(root: str, out: str) -> None:
 
 
 def _chars2vec(root: str, out: str) -> None:
-    from chars2vec.model import load_model  # type: ignore[import-not-found]
+    from chars2vec.model import load_model
 
     c2v = load_model(os.path.join(root, "chars2vec", "trained_models", "eng_50"))
     c2v.embedding_model.save(out if out.endswith(".keras") else out + ".keras")
@@ -45,8 +45,8 @@ def _chars2vec(root: str, out: str) -> None:
 
 
 def _mhcnuggets(root: str, out: str) -> None:
-    from mhcnuggets.src.aa_embeddings import MHCI_MASK_LEN, NUM_AAS  # type: ignore[import-not-found]
-    from mhcnuggets.src.models import mhcnuggets_lstm  # type: ignore[import-not-found]
+    from mhcnuggets.src.aa_embeddings import MHCI_MASK_LEN, NUM_AAS
+    from mhcnuggets.src.models import mhcnuggets_lstm
 
     model = mhcnuggets_lstm((MHCI_MASK_LEN, NUM_AAS))  # mhcnuggets.src.predict for a class I allele
     model.load_weights(os.path.join(root, "mhcnuggets", "saves", "production", "HLA-A02:01_BA.h5"))
