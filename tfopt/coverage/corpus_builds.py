@@ -1,0 +1,66 @@
+"""Builders for corpus packages that ship weights plus code: the model built the way the package
+itself builds it (its own model function, then ``load_weights``), saved as its users would save it.
+
+Run in a child process as ``python -m tfopt.coverage.corpus_builds NAME ROOT OUT`` with the package's
+modules importable (:func:`tfopt.coverage.corpus.code_dir`); ``ROOT`` is the unpacked archive. A
+package written against ``tensorflow.keras`` of its day gets Keras 2 (``TF_USE_LEGACY_KERAS=1`` in
+the child); one written against plain ``keras`` gets what ``import keras`` gives today (Keras 3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+
+
+def _deepcut(root: str, out: str) -> None:
+    from deepcut.model import get_convo_nn2
+
+    model = get_convo_nn2()  # deepcut.DeepcutTokenizer.__init__ does exactly this
+    model.load_weights(os.path.join(root, "deepcut", "weight", "cnn_without_ne_ab.h5"))
+    model.save(out, save_format="h5")
+
+
+def _textgenrnn(root: str, out: str) -> None:
+    from textgenrnn.model import textgenrnn_model
+
+    folder = os.path.join(root, "textgenrnn")
+    with open(os.path.join(folder, "textgenrnn_vocab.json"), encoding="utf8") as f:
+        vocab = json.load(f)
+    cfg = {"rnn_layers": 2, "rnn_size": 128, "rnn_bidirectional": False, "max_length": 40,  # textgenrnn.config
+           "max_words": 10000, "dim_embeddings": 100, "word_level": False, "single_text": False}
+    model = textgenrnn_model(len(vocab) + 1, cfg=cfg, weights_path=os.path.join(folder, "textgenrnn_weights.hdf5"))
+    model.save(out, save_format="h5")
+
+
+def _chars2vec(root: str, out: str) -> None:
+    from chars2vec.model import load_model
+
+    c2v = load_model(os.path.join(root, "chars2vec", "trained_models", "eng_50"))
+    c2v.embedding_model.save(out if out.endswith(".keras") else out + ".keras")
+    if not out.endswith(".keras"):
+        os.rename(out + ".keras", out)
+
+
+def _mhcnuggets(root: str, out: str) -> None:
+    from mhcnuggets.src.aa_embeddings import MHCI_MASK_LEN, NUM_AAS
+    from mhcnuggets.src.models import mhcnuggets_lstm
+
+    model = mhcnuggets_lstm((MHCI_MASK_LEN, NUM_AAS))  # mhcnuggets.src.predict for a class I allele
+    model.load_weights(os.path.join(root, "mhcnuggets", "saves", "production", "HLA-A02:01_BA.h5"))
+    model.save(out, save_format="h5")
+
+
+BUILDERS: dict[str, Callable[[str, str], None]] = {
+    "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets}
+
+
+def main(argv: list[str]) -> None:
+    name, root, out = argv
+    BUILDERS[name](root, out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

