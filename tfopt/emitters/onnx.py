@@ -117,6 +117,7 @@ def emit_onnx(model: Model, path: str, *, precision: str = "fp32", calibration: 
     import onnx
 
     from tfopt.emitters.onnx_check import check_onnx_file
+    from tfopt.emitters.onnx_scopes import sort_topologically
 
     if converted is not None:
         proto = onnx.ModelProto()
@@ -135,6 +136,7 @@ def emit_onnx(model: Model, path: str, *, precision: str = "fp32", calibration: 
         proto = _quantize(proto, model, precision, calibration, keep_float, reduce_range=reduce_range)
     elif precision not in ("fp32", "none"):
         raise OptionError(f"onnx: unknown precision '{precision}'")
+    sort_topologically(proto.graph)  # ONNX's order (ONNX Runtime's float16 converter leaves casts last)
     with atomic_path(path) as tmp:
         external = proto.ByteSize() > TWO_GB if hasattr(proto, "ByteSize") else False
         onnx.save_model(proto, tmp, save_as_external_data=external,
