@@ -201,6 +201,8 @@ def write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[
         "failed": [asdict(f) for f in result.failed],
         "verification": verified_at.as_dict() if verified_at is not None else None,
         **target_quantization(result, options.get("quantization_aware", False)),
+        "runtime_settings": {t.name: t.call("runtime_settings") for t in TABLE.values()
+                             if t.runtime_settings and any(a.format == t.name for a in result.artifacts)},
         "int8_engine": None if result.int8 is None else {**result.int8, "fallbacks": result.engine_fallbacks},
     }
     with open(os.path.join(tmp, "manifest.json"), "w") as f:

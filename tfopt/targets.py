@@ -124,6 +124,8 @@ class Target:
             (the fake quants become the format's own quantize ops); ``None``: the emitter handles it.
         takes_preprocess: the artifact can bake input preprocessing in (``--ov-mean-values``...).
         quantization_settings: ``"module:function"`` recorded in the manifest, or ``None``.
+        runtime_settings: ``"module:function"`` giving how its artifacts are to be run to get the
+            verified numbers (``runtime_settings`` in the manifest and report), or ``None``.
         engine_weight_bits: the widest weights tfopt's int8 engine gives this target (7: OpenVINO's
             CPU plugin saturates int16 pair sums of 8-bit weights on CPUs without VNNI).
     """
@@ -149,6 +151,7 @@ class Target:
     qat_int8_as: str | None = None
     takes_preprocess: bool = False
     quantization_settings: str | None = None
+    runtime_settings: str | None = None
     engine_weight_bits: int = 8
 
     def artifact_path(self, precision: str) -> str:
@@ -197,7 +200,7 @@ TABLE: Mapping[str, Target] = {t.name: t for t in (
            run_file="model.xml", companions=(".bin",), extra="openvino", distributions=("openvino", "nncf"),
            converter="OpenVINO's converter", runtime_name="the OpenVINO runtime", keep_float=("int8",),
            layer_quantizer="tfopt.quantizing.layer_targets:openvino_quantizer", qat_int8_as="fp32",
-           takes_preprocess=True, engine_weight_bits=7),
+           takes_preprocess=True, engine_weight_bits=7, runtime_settings="tfopt.runtimes.openvino:runtime_settings"),
 )}
 NAMES = tuple(TABLE)
 

@@ -16,7 +16,6 @@ are recorded in the manifest (``onnx_quantization``), so an artifact says what i
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
 
 DEFAULT_OPSET = 17  # supported by tf2onnx 1.17 (max 18) and every current onnxruntime
 TWO_GB = 2 << 30
-_COUNTER = re.compile(r"__\d+$")  # tf2onnx's generated-name suffix
-_GENERATED = re.compile(r"(.*?__\d+)(:\d+)?")
 
 
 def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
@@ -56,10 +53,11 @@ def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
     if log.strip():
         logging.getLogger(__name__).info("tf2onnx (child process):\n%s", log.rstrip())
     _check_ops(proto, opset)
+    from tfopt.emitters.onnx_names import canonical_names
     from tfopt.emitters.onnx_weight_quant import fold_weight_qdq
 
     fold_weight_qdq(proto.graph)
-    _canonical_initializers(proto.graph)
+    canonical_names(proto.graph)
     return proto
 
 
@@ -94,7 +92,9 @@ def _check_ops(proto: Any, opset: int) -> None:
     name them here instead of letting ONNX Runtime reject the file later."""
     import onnx
 
-    unknown = sorted({n.op_type for n in proto.graph.node
+    from tfopt.emitters.onnx_scopes import graphs
+
+    unknown = sorted({n.op_type for graph, _ in graphs(proto.graph) for n in graph.node  # loop bodies too
                       if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type)})
     if unknown:
         raise ConversionError(f"tf2onnx (opset {opset}) has no conversion for TF op(s) {', '.join(unknown)}; "
@@ -107,8 +107,17 @@ def emit_onnx(model: Model, path: str, *, precision: str = "fp32", calibration: 
     """Write a ``.onnx``. ``keep_float`` (int8/int16x8) names nodes ONNX Runtime's quantizer leaves
     in float (``nodes_to_exclude``); ``converted`` is a :func:`convert_to_onnx` result to start from
     (copied, not changed); ``reduce_range=False`` gives 8-bit int8 weights (for VNNI CPUs only:
-    see the module docstring)."""
+    see the module docstring). The file passes ONNX's full checker and loads in ONNX Runtime
+    (:mod:`tfopt.emitters.onnx_check`), or nothing is written.
+
+    Raises:
+        ConversionError: tf2onnx failed, or the file fails the checker or ONNX Runtime.
+        OptionError: an unknown ``precision``, or int8 without ``calibration``.
+    """
     import onnx
+
+    from tfopt.emitters.onnx_check import check_onnx_file
+    from tfopt.emitters.onnx_scopes import sort_topologically
 
     if converted is not None:
         proto = onnx.ModelProto()
@@ -127,10 +136,12 @@ def emit_onnx(model: Model, path: str, *, precision: str = "fp32", calibration: 
         proto = _quantize(proto, model, precision, calibration, keep_float, reduce_range=reduce_range)
     elif precision not in ("fp32", "none"):
         raise OptionError(f"onnx: unknown precision '{precision}'")
+    sort_topologically(proto.graph)  # ONNX's order (ONNX Runtime's float16 converter leaves casts last)
     with atomic_path(path) as tmp:
         external = proto.ByteSize() > TWO_GB if hasattr(proto, "ByteSize") else False
         onnx.save_model(proto, tmp, save_as_external_data=external,
                         location=os.path.basename(path) + ".data" if external else None)
+        check_onnx_file(tmp, label=f"onnx {precision} ({path})")  # a broken file is never published
     return path
 
 
@@ -146,13 +157,14 @@ def _runtime_friendly(proto: Any, *, fuse_affine: bool) -> None:
 
     from tfopt.emitters.onnx_channel_affine import fuse_channel_affine
     from tfopt.emitters.onnx_full_rank import full_rank_constants
+    from tfopt.emitters.onnx_names import sort_initializers
     from tfopt.emitters.onnx_shapes import inferred_shapes
 
     shapes = inferred_shapes(proto)
     fused = fuse_channel_affine(proto.graph, shapes) if fuse_affine else 0
     ranked = full_rank_constants(proto.graph, shapes)
     if fused or ranked:
-        _sort_initializers(proto.graph)
+        sort_initializers(proto.graph)
         logging.getLogger(__name__).info("onnx: %d Mul+Add pair(s) -> BatchNormalization, %d constant operand(s) "
                                          "given full rank", fused, ranked)
 
@@ -202,80 +214,6 @@ def _quantize(proto: Any, model: Model, precision: str, calibration: Sequence[di
                         weight_type=getattr(QuantType, settings["weight_type"]),
                         reduce_range=settings["reduce_range"], nodes_to_exclude=list(keep_float))
         return onnx.load_model(dst)
-
-
-def _canonical_initializers(graph: Any) -> None:
-    """Name generated initializers by first use and sort them, so identical conversions give
-    identical bytes: tf2onnx's optimizers create them in varying order and number them from a
-    counter (``const_fold_opt__34``)."""
-    generated = {t.name for t in graph.initializer if _COUNTER.search(t.name)}
-    rename: dict[str, str] = {}
-    for node in graph.node:
-        for ref in node.input:
-            if ref in generated and ref not in rename:
-                rename[ref] = f"init__{len(rename)}"  # no base name: deduplication keeps either one
-    for tensor in graph.initializer:
-        tensor.name = rename.get(tensor.name, tensor.name)
-    _rename_inputs(graph, rename)
-    _sort_initializers(graph)
-    _canonical_node_names(graph)
-
-
-def _canonical_node_names(graph: Any) -> None:
-    """Renumber generated node/tensor ids (``Reshape__25``, ``Reshape__25:0``) by first appearance
-    in node order; the graph's inputs and outputs (the interface) and initializers (already
-    canonical) keep their names."""
-    interface = {v.name for v in graph.input} | {v.name for v in graph.output} | {t.name for t in graph.initializer}
-    ids: dict[str, str] = {}
-
-    def canon(name: str) -> str:
-        if name in interface:
-            return name
-        match = _GENERATED.fullmatch(name)
-        if not match:
-            return name
-        ident = match.group(1)
-        if ident not in ids:
-            ids[ident] = f"{_COUNTER.sub('', ident)}__n{len(ids)}"
-        return ids[ident] + (match.group(2) or "")
-
-    for node in graph.node:
-        node.name = canon(node.name)
-        for i, ref in enumerate(node.output):
-            node.output[i] = canon(ref)
-        for i, ref in enumerate(node.input):
-            node.input[i] = canon(ref)
-    for value in graph.value_info:
-        value.name = canon(value.name)
-    dims: dict[str, str] = {}  # symbolic dimensions ("unk__37") come from the same counter
-    for value in [*graph.input, *graph.output, *graph.value_info]:
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.dim_param and _COUNTER.search(dim.dim_param):
-                dim.dim_param = dims.setdefault(dim.dim_param, f"unk__{len(dims)}")
-
-
-def _rename_inputs(graph: Any, rename: dict[str, str]) -> None:
-    for node in graph.node:
-        for i, ref in enumerate(node.input):
-            if ref in rename:
-                node.input[i] = rename[ref]
-        for attr in node.attribute:  # subgraphs may read outer initializers
-            if attr.HasField("g"):
-                _rename_inputs(attr.g, rename)
-            for sub in attr.graphs:
-                _rename_inputs(sub, rename)
-
-
-def _sort_initializers(graph: Any) -> None:
-    ordered = sorted(graph.initializer, key=lambda t: t.name)
-    del graph.initializer[:]
-    graph.initializer.extend(ordered)
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                _sort_initializers(attr.g)
-            for sub in attr.graphs:
-                _sort_initializers(sub)
 
 
 def emit(job: EmitJob) -> str:

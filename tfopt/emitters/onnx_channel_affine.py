@@ -16,6 +16,8 @@ Fires when ``s`` and ``t`` are float32 initializers broadcast along axis 1 only 
 axis: shape ``[C,1,…]`` or ``[1,C,1,…]`` against an input of rank ≥ 3 whose dimension 1 is
 statically C), the Mul's only reader is the Add, and the Mul's output is not a graph output. The
 Add's output name is kept. Only for float32 artifacts: quantized ones keep the Mul and Add their quantizer expects.
+Loop bodies and If branches are rewritten too; a reader inside a subgraph counts as a reader, and
+a subgraph's ``s``/``t`` may be initializers of the graphs around it (:mod:`tfopt.emitters.onnx_scopes`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from tfopt.emitters.onnx_scopes import graphs, readers
 from tfopt.emitters.onnx_shapes import Shape, drop_unused_initializers
 
 
@@ -31,19 +34,23 @@ def fuse_channel_affine(graph: Any, shapes: dict[str, Shape]) -> int:
     """Replace each per-channel ``Add(Mul(x, s), t)`` with a ``BatchNormalization``.
 
     Args:
-        graph: the ONNX ``GraphProto``, changed in place.
+        graph: the ONNX ``GraphProto``, changed in place, subgraphs included.
         shapes: :func:`tfopt.emitters.onnx_shapes.inferred_shapes` of its model.
 
     Returns:
         how many pairs were fused.
     """
+    fused = sum(_fuse_in(scope, visible, shapes) for scope, visible in graphs(graph))
+    if fused:
+        drop_unused_initializers(graph)
+    return fused
+
+
+def _fuse_in(graph: Any, inits: dict[str, Any], shapes: dict[str, Shape]) -> int:
+    """The pairs of one graph (not its subgraphs); ``inits``: the initializers it can see."""
     from onnx import helper, numpy_helper
 
-    inits = {t.name: t for t in graph.initializer}
-    readers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for ref in node.input:
-            readers.setdefault(ref, []).append(node)
+    reading = readers(graph)
     outputs = {o.name for o in graph.output}
     replace: dict[int, Any] = {}  # id(Add) -> BatchNormalization
     removed: set[int] = set()  # id(Mul)
@@ -52,7 +59,7 @@ def fuse_channel_affine(graph: Any, shapes: dict[str, Shape]) -> int:
             continue
         x, s = (mul.input[1], mul.input[0]) if mul.input[0] in inits else (mul.input[0], mul.input[1])
         scale = _channel_vector(inits.get(s), shapes.get(x), numpy_helper)
-        users = readers.get(mul.output[0], [])
+        users = reading.get(mul.output[0], [])
         if x in inits or scale is None or len(users) != 1 or users[0].op_type != "Add" or id(users[0]) in replace:
             continue
         add = users[0]
@@ -75,7 +82,6 @@ def fuse_channel_affine(graph: Any, shapes: dict[str, Shape]) -> int:
     nodes = [replace.get(id(n), n) for n in graph.node if id(n) not in removed]
     del graph.node[:]
     graph.node.extend(nodes)
-    drop_unused_initializers(graph)
     return len(replace)
 
 

@@ -115,7 +115,7 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
                  preprocess: Any = None, layers: dict[str, Any] | None = None, progress: Any = None,
                  manifest: dict[str, Any] | None = None, write_to: str | None = "",
                  metric: str | None = None, allow_nonfinite: bool = False, verified_at: Any = None,
-                 converted_here: bool = False) -> dict[str, Any]:
+                 converted_here: bool = False, runtime_default_precision: str | None = None) -> dict[str, Any]:
     """Measure every artifact of ``outdir/manifest.json`` (or of ``manifest``) against the original
     model; write report.json/md/html into ``write_to`` ("" means ``outdir``; None: not written).
     Made-up inputs take the shape of ``verified_at`` (a :class:`tfopt.verify.VerifyInputs`), else
@@ -145,10 +145,11 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
     report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
                      inputs=inputs, labels=labels, runs=runs, threads=threads, progress=progress,
                      metric=score, converted_here=converted_here,
-                     batch_axes=axes)
+                     batch_axes=axes, runtime_default_precision=runtime_default_precision)
     # what the artifacts were verified on (the report's own measurement uses batch 8 of the same shape)
     report.update({"verification": manifest.get("verification") or (verified_at.as_dict() if verified_at else None),
-                   "onnx_quantization": manifest.get("onnx_quantization"), "source": manifest.get("source"), "source_format": manifest.get("source_format"),
+                   "onnx_quantization": manifest.get("onnx_quantization"),
+                   "runtime_settings": manifest.get("runtime_settings"), "source": manifest.get("source"), "source_format": manifest.get("source_format"),
                    "tools": manifest.get("tools"), "passes": passes or [], "stage_seconds": stages or {},
                    "metric": metric or ("top1/top5" if labels is not None and np.issubdtype(labels.dtype, np.integer)
                                         else "mae/rmse" if labels is not None else None),

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from tfopt.report.table import HEADER, compression_summary
+from tfopt.report.table import HEADER, compression_summary, runtime_notes
 from tfopt.report.table import rows as table_rows
 
 
@@ -31,6 +31,8 @@ def print_report(report: dict[str, Any]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     for row in rows:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    for note in runtime_notes(report):
+        print(f"runtime  {note}")
     ref = report["reference"]
     print(f"original model: {ref['latency_ms']['median']:.2f} ms"
           + (f", top-1 {ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else ""))

@@ -5,6 +5,11 @@ similarity of the flattened outputs, and top-1 agreement (same argmax on the las
 labels: top-1/top-5 accuracy (integer labels) or MAE/RMSE (float labels), and the drop from the
 original in points. Latency: median and p90 over ``runs`` timed calls after 3 warm-up calls,
 batch 1, with the thread count stated.
+
+A runtime whose default precision a deployer may get instead of the verified one (OpenVINO's CPU
+plugin runs f32 IRs in bf16 on CPUs with bf16) has its runner offer ``at_runtime_default``: the row
+then carries ``runtime_default``, the fidelity at that precision beside the verified one, or why
+it equals the verified one.
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
             *, inputs: dict[str, np.ndarray], labels: np.ndarray | None = None, runs: int = 20,
             threads: int | None = None, progress: Callable[[Any], None] | None = None,
             metric: Callable[[np.ndarray, np.ndarray], float] | None = None,
-            converted_here: bool = False, batch_axes: Mapping[str, int | None] | None = None) -> dict[str, Any]:
+            converted_here: bool = False, batch_axes: Mapping[str, int | None] | None = None,
+            runtime_default_precision: str | None = None) -> dict[str, Any]:
     """Build the report dict (see the README's report schema). ``metric(predictions, labels)``
     replaces the built-in accuracy: a score, higher is better; the drop is reference - artifact.
     ``converted_here``: the artifacts were just converted from ``model`` (see :func:`_run_artifact`).
     ``batch_axes``: input name -> the axis holding its samples (default 0; None: fed whole), as a
-    time-major RNN's ``[time, batch, features]`` holds them on axis 1."""
+    time-major RNN's ``[time, batch, features]`` holds them on axis 1.
+    ``runtime_default_precision``: the precision hint of the runtime-default run (None: the
+    runtime's own default, as a deployer gets it; see the module docstring)."""
     from tfopt.progress import Step
 
     at_least("--report-runs", runs, 1, integer=True)
@@ -55,6 +63,8 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
             "accuracy": accuracy, "accuracy_drop": _drop(ref_accuracy, accuracy),
             "latency_ms": {**_latency(_single_call(runner, samples), runs), "threads": threads},
         })
+        if hasattr(runner, "at_runtime_default"):
+            rows[-1]["runtime_default"] = _at_runtime_default(runner, expected, samples, runtime_default_precision)
     return {"reference": {"latency_ms": {**reference_latency, "threads": "tensorflow default"},
                           "accuracy": ref_accuracy},
             "samples": samples.count, "artifacts": rows}
@@ -106,6 +116,19 @@ def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: _
             _blame_runtime(exc, artifact, inputs.sample(0))
         raise OptionError(f"{path}: does not run as the reference model does ({_names(model)}; "
                           f"{type(exc).__name__}: {_first(exc)}); is --reference the model it was converted from?") from exc
+
+
+def _at_runtime_default(runner: Any, expected: dict[str, np.ndarray], inputs: _Samples,
+                        precision: str | None) -> dict[str, Any]:
+    """The runner's record of its runtime's default precision, with the fidelity measured there
+    (``None`` when the default is the verified precision: the numbers above)."""
+    record, other = runner.at_runtime_default(precision)
+    if other is None:
+        return {**record, "fidelity": None}
+    try:
+        return {**record, "fidelity": _fidelity(expected, _batched(other, inputs, list(expected)))}
+    finally:
+        other.close()
 
 
 def _names(model: Model) -> str:

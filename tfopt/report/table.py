@@ -27,6 +27,27 @@ HEADER = ["format", "precision", "bytes", "gzip bytes", "max abs err", "cosine",
           "drop (pts)", "latency ms", "p90 ms"]
 
 
+def runtime_notes(report: dict[str, Any]) -> list[str]:
+    """One line per artifact whose runtime may run it at another precision by default (OpenVINO's
+    CPU plugin: bf16 on CPUs with bf16): the call that reproduces the verified numbers, and the
+    fidelity at the runtime's default, or why it is the same."""
+    out = []
+    for a in report["artifacts"]:
+        d = a.get("runtime_default")
+        if not d:
+            continue
+        head = f"{a['format']} {precision_name(a['precision'])}: verified with {d['reproduce']}"
+        if d["fidelity"] is None:
+            out.append(f"{head}; {d['why']}")
+            continue
+        f = d["fidelity"]
+        run = f"hint {d['hint']}" if d["hint"] else "no hint, as a plain compile_model(xml, \"CPU\")"
+        out.append(f"{head} (max abs err {a['fidelity']['max_abs_err']:.3g}); at the runtime's default ({run}, "
+                   f"compiled as {d['compiled_precision']}; this CPU's default is {d['cpu_default_precision']}): "
+                   f"max abs err {f['max_abs_err']:.3g}, cosine {f['cosine']:.6f}, top-1 agree {f['top1_agreement']:.1f}%")
+    return out
+
+
 def compression_summary(c: dict[str, Any]) -> str:
     """One paragraph: what clustering/pruning did per layer, and whether it was fine-tuned."""
     what = " + ".join(x for x in (f"pruned to {100 * c['prune']:.0f}% zeros" if c.get("prune") else "",

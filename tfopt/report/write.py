@@ -9,7 +9,7 @@ from typing import Any
 
 from tfopt._io import atomic_path
 from tfopt.nonfinite import to_json
-from tfopt.report.table import HEADER, compression_summary
+from tfopt.report.table import HEADER, compression_summary, runtime_notes
 from tfopt.report.table import rows as table_rows
 from tfopt.targets import precision_name
 
@@ -36,6 +36,8 @@ def _markdown(report: dict[str, Any]) -> str:
              + (f"; inputs hold NaN/Inf: {report['nonfinite_inputs']}" if report.get("nonfinite_inputs") else ""),
              "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
+    if runtime_notes(report):
+        lines += ["", "## Runtime precision", "", *(f"- {note}" for note in runtime_notes(report))]
     if report.get("failed"):
         lines += ["", "## Failed (requested, not written)", "", "| artifact | stage | error | reason |", "|---|---|---|---|"]
         lines += [f"| {f['format']}/{f['precision']} | {f['stage']} | {f['error']} | "

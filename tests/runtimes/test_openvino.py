@@ -1,0 +1,108 @@
+"""OpenVINO at the precision a deployer gets: tfopt verifies with ``INFERENCE_PRECISION_HINT`` f32,
+and a plain ``core.compile_model(xml, "CPU")`` runs an f32 IR in bf16 on CPUs with bf16. The
+manifest, the report and the printed summary carry the call that reproduces the verified numbers
+and the CPU's default precision; the fidelity at the default is measured separately (here forced
+to a bf16 hint through ``build_report``'s public parameter, since this CPU may have no bf16),
+while the verified row stays f32. Holds on any x86-64 CPU: the assertions are about what is
+recorded and about bounds, not about which precision a CPU has."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tfopt.runtimes.openvino import REPRODUCE, VERIFIED_CONFIG, cpu_default_precision
+
+TOL = 1e-5  # the verified f32 row
+BF16_TOL = 0.1  # a bf16 run of a small CNN with softmax outputs: 8-bit mantissas, a bound any CPU meets
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    import tensorflow as tf
+
+    from tfopt.cli import main
+
+    keras = tf.keras
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 2), name="images")
+    x = keras.layers.Conv2D(6, 3, activation="relu")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(4, activation="softmax")(x))
+    root = tmp_path_factory.mktemp("ov_precision")
+    model.save(str(root / "model.keras"))
+    out = str(root / "out")
+    return str(root / "model.keras"), out, main, model
+
+
+@pytest.fixture(scope="module")
+def printed(converted):
+    import contextlib
+    import io
+
+    path, out, main, _ = converted
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(["convert", path, "-o", out, "--to", "openvino", "--report-runs", "2"]) == 0
+    return buffer.getvalue()
+
+
+def test_manifest_records_the_reproducing_setting_and_the_default_precision(converted, printed):
+    out = converted[1]
+    with open(os.path.join(out, "manifest.json")) as f:
+        settings = json.load(f)["runtime_settings"]["openvino"]
+    assert settings["verified_with"] == VERIFIED_CONFIG == {"INFERENCE_PRECISION_HINT": "f32"}
+    assert settings["reproduce"] == REPRODUCE and '{"INFERENCE_PRECISION_HINT": "f32"}' in REPRODUCE
+    assert settings["cpu_default_precision"] == cpu_default_precision() in ("f32", "bf16", "f16")
+    assert "FP32" in settings["cpu_capabilities"]
+
+
+def test_report_and_summary_show_the_default_precision(converted, printed):
+    out = converted[1]
+    with open(os.path.join(out, "report.json")) as f:
+        report = json.load(f)
+    row = next(a for a in report["artifacts"] if a["format"] == "openvino")
+    default = row["runtime_default"]
+    assert default["verified_with"] == {"INFERENCE_PRECISION_HINT": "f32"} and default["reproduce"] == REPRODUCE
+    assert default["cpu_default_precision"] == cpu_default_precision()
+    if cpu_default_precision() == "f32":  # no second run: the default gives the verified numbers
+        assert default["measured"] is False and default["fidelity"] is None and "f32" in default["why"]
+    else:  # a bf16 CPU: measured at its default, beside the verified row
+        assert default["measured"] is True and default["fidelity"]["cosine"] > 0.99
+    assert row["fidelity"]["max_abs_err"] <= TOL
+    assert report["runtime_settings"]["openvino"]["reproduce"] == REPRODUCE
+    assert f"runtime  openvino fp32: verified with {REPRODUCE}" in printed
+    with open(os.path.join(out, "report.md")) as f:
+        assert REPRODUCE in f.read()
+
+
+def test_a_bf16_default_is_reported_separately_and_the_verified_row_stays_f32(converted, printed):
+    from tfopt.loaders import load
+    from tfopt.report.build import build_report
+    from tfopt.report.table import runtime_notes
+
+    path, out, _, _ = converted
+    report = build_report(out, load(path), runs=1, write_to=None, runtime_default_precision="bf16")
+    row = next(a for a in report["artifacts"] if a["format"] == "openvino")
+    default = row["runtime_default"]
+    assert default["hint"] == "bf16" and default["measured"] is True
+    assert default["compiled_precision"] in ("bf16", "f32")  # a CPU without bf16 falls back to f32
+    assert default["fidelity"] is not row["fidelity"] and default["fidelity"]["max_abs_err"] <= BF16_TOL
+    assert default["verified_with"] == {"INFERENCE_PRECISION_HINT": "f32"}
+    assert row["fidelity"]["max_abs_err"] <= TOL  # the verified numbers: f32, whatever the default run gave
+    note = runtime_notes(report)[0]
+    assert "hint bf16" in note and REPRODUCE in note and "at the runtime's default" in note
+
+
+def test_the_reproducing_setting_gives_the_verified_numbers(converted, printed):
+    from tfopt._openvino import openvino
+
+    _, out, _, model = converted
+    core = openvino().Core()
+    compiled = core.compile_model(os.path.join(out, "openvino.fp32", "model.xml"), "CPU", dict(VERIFIED_CONFIG))
+    assert compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
+    x = np.random.default_rng(0).random((1, 8, 8, 2), dtype=np.float32)
+    np.testing.assert_allclose(compiled(x)[0], model(x).numpy(), rtol=0, atol=TOL)

@@ -1,0 +1,45 @@
+"""Every ``.onnx`` tfopt writes is a valid model that ONNX Runtime loads, checked before it is published.
+
+tfopt rewrites what tf2onnx writes (canonical names, weight QDQ folding, ORT fast paths) and hands
+it to ONNX Runtime's quantizers; a rewrite that forgets a Loop body leaves a file that tf2onnx
+itself would have written correctly, and the user learns it only when the runtime refuses it. So
+the emitter checks its own output, twice: ONNX's checker with ``full_check`` (single assignment
+across subgraphs, topological order in each, strict shape inference) and an ONNX Runtime session
+(graph optimisations off: the check is that the runtime accepts the graph, not its fusions).
+"""
+
+from __future__ import annotations
+
+from tfopt.errors import ConversionError
+
+
+def check_onnx_file(path: str, *, label: str) -> None:
+    """Raise unless ``path`` passes ``onnx.checker.check_model(full_check=True)`` and loads in ONNX Runtime.
+
+    Args:
+        path: the ``.onnx`` (with its external data beside it, if any).
+        label: what the file is, for the message (``"onnx fp32"``).
+
+    Raises:
+        ConversionError: naming the file, the check that failed and its message.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    try:
+        onnx.checker.check_model(path, full_check=True)
+    except Exception as exc:  # onnx's ValidationError / InferenceError: one message either way
+        raise ConversionError(_message(label, "ONNX's checker (full_check)", exc)) from None
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own pybind exception types
+        raise ConversionError(_message(label, "ONNX Runtime", exc)) from None
+
+
+def _message(label: str, check: str, exc: Exception) -> str:
+    first = " ".join(str(exc).split())[:400]
+    return (f"{label}: the written model fails {check}: {first}. This is a tfopt bug (tf2onnx's own file may load): "
+            "report it with the model; meanwhile leave onnx out of --to or try another --opset")
