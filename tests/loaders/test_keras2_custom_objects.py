@@ -19,6 +19,8 @@ IMPORTS = {
     "from_tensorflow": ("from tensorflow import keras", "keras.layers.LSTM", "keras.layers.Layer"),
     "tensorflow_keras_as": ("import tensorflow.keras as K", "K.layers.LSTM", "K.layers.Layer"),
     "from_tensorflow_keras": ("from tensorflow.keras import layers", "layers.LSTM", "layers.Layer"),
+    "from_tensorflow_keras_layers": ("from tensorflow.keras.layers import LSTM, Layer", "LSTM", "Layer"),
+    "tf_attribute": ("", "tf.keras.layers.LSTM", "tf.keras.layers.Layer"),
     "plain_keras": ("import keras", "keras.layers.LSTM", "keras.layers.Layer"),
 }
 
@@ -81,7 +83,7 @@ np.save("{path}.y.npy", model(x).numpy())
 """
 
 SIZES = {"from_tensorflow": (7, 4, 6), "tensorflow_keras_as": (5, 3, 8), "from_tensorflow_keras": (9, 2, 4),
-         "plain_keras": (6, 5, 5)}
+         "from_tensorflow_keras_layers": (4, 6, 3), "tf_attribute": (8, 3, 7), "plain_keras": (6, 5, 5)}
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +150,16 @@ def test_a_module_bound_to_keras3_internals_is_a_typed_error(importable, tmp_pat
     with pytest.raises(OptionError, match=r"k2layers_internal defines ReversedLSTM, Attention on Keras 3") as info:
         tfopt.freeze(str(importable / "from_tensorflow.h5"), custom_objects="k2layers_internal")
     assert "import tf_keras as keras" in str(info.value)
+
+
+@pytest.mark.slow  # tf2onnx's LSTM rewrite: about a minute; the freeze tests above prove the class
+def test_keras2_h5_with_keras3_names_converts_to_onnx(importable, tmp_path):
+    """End to end: the ONNX artifact, run in ONNX Runtime, gives the tf-keras model's numbers."""
+    import onnxruntime as ort
+
+    path = str(importable / "tensorflow_keras_as.h5")
+    result = tfopt.convert(path, str(tmp_path / "out"), to=["onnx"], custom_objects="k2layers_tensorflow_keras_as")
+    (artifact,) = [a for a in result.artifacts if a.format == "onnx" and a.precision == "fp32"]
+    session = ort.InferenceSession(os.path.join(result.outdir, artifact.path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: np.load(f"{path}.x.npy")})
+    np.testing.assert_allclose(got, np.load(f"{path}.y.npy"), rtol=1e-5, atol=1e-5)
