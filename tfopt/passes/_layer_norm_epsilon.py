@@ -23,6 +23,10 @@ import numpy as np
 from tfopt._tf import const_value
 
 LAYER_NORM = "_MklLayerNorm"
+# What a session's Grappler runs up to its remapper, in its order: they clear the way for its
+# fusions (the remapper alone misses layer norms a session then fuses).
+SESSION_ORDER = ("pruning", "function", "common_subgraph_elimination", "debug_stripper", "constfold", "shape",
+                 "arithmetic", "layout", "remap")
 
 
 def _name(ref: str) -> str:
@@ -69,7 +73,7 @@ def restore_epsilons(before: Any, after: Any) -> list[str]:
     old = {n.name: n for n in before.node}
     removed = set(old) - {n.name for n in after.node}
     refused = []
-    for node in [n for n in after.node if n.op == LAYER_NORM]:
+    for node in [n for n in after.node if n.op == LAYER_NORM and old.get(n.name, n).op != LAYER_NORM]:
         nodes = fused_nodes(old, node.name, removed)
         epsilon = graph_epsilon(old, nodes)
         if epsilon is not None:
@@ -79,3 +83,22 @@ def restore_epsilons(before: Any, after: Any) -> list[str]:
         node.CopyFrom(old[node.name])
         after.node.extend(old[n] for n in nodes[1:])
     return refused
+
+
+def layer_norms_fused(graph_def: Any, keep: list[str]) -> Any:
+    """``graph_def`` with every layer norm that a TensorFlow session with oneDNN would fuse already
+    fused, with the graph's ε: a session leaves a fused one alone and would give the others
+    ε = 0.001. Unchanged without oneDNN, or when no more layer norms fuse."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    from tfopt._grappler import run_grappler
+
+    if not _pywrap_util_port.IsMklEnabled() or not any(n.op == "Rsqrt" for n in graph_def.node):
+        return graph_def
+    fused = run_grappler(graph_def, keep, list(SESSION_ORDER))
+    restore_epsilons(graph_def, fused)
+
+    def count(g: Any) -> int:
+        return sum(n.op == LAYER_NORM for n in g.node)
+
+    return fused if count(fused) > count(graph_def) else graph_def
