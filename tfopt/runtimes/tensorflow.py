@@ -24,7 +24,8 @@ class GraphRunner:
         t = tf()
         self.inputs, self.outputs = list(model.inputs), list(model.outputs)
         self._graph = t.Graph()
-        keep = sorted({s.tensor.split(":")[0] for s in [*model.inputs, *model.outputs]})
+        keep = sorted({s.tensor.split(":")[0] for s in [*model.inputs, *model.outputs]}
+                      | {n.name for n in model.graph_def.node if n.op.startswith("Placeholder")})  # fed by name
         with self._graph.as_default():
             # A session with oneDNN would fuse layer norms with epsilon 0.001: fused here, rightly.
             t.graph_util.import_graph_def(layer_norms_fused(model.graph_def, keep), name="")
