@@ -32,6 +32,29 @@ def scaler():
     return Scaler()
 
 
+class NamedHeads(tf().Module):
+    """``x[:, 4] -> {name: x @ W_name}``, the heads in the given (not sorted) order."""
+
+    def __init__(self, heads, seed=0):
+        import numpy as np
+
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        self.heads = {name: tf().Variable(rng.standard_normal((4, width)).astype(np.float32), name=name)
+                      for name, width in heads}
+
+    @tf().function(input_signature=[tf().TensorSpec([None, 4], tf().float32, name="x")])
+    def __call__(self, x):
+        return {name: tf().matmul(x, w) for name, w in self.heads.items()}
+
+
+ISSUE_HEADS = [("N", 3), ("D", 16), ("S", 5)]  # the Keras 2 model of issue 24 class 1, as a tf.Module
+
+
+def named_heads():
+    return NamedHeads(ISSUE_HEADS)
+
+
 def digits_calibration():
     """A calibration generator (``--calibration tests.model_fns:digits_calibration``)."""
     from tfopt.examples import digits

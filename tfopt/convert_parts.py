@@ -39,6 +39,18 @@ class Artifact:
 
 
 @dataclass
+class Failure:
+    """A requested target x precision that could not be built or verified (the others still are)."""
+
+    format: str
+    precision: str
+    stage: str  # "converting" or "verifying"
+    error: str  # the error's class, e.g. "ConversionError"
+    exit_code: int  # what it alone would exit with (see tfopt.errors)
+    reason: str  # the error's message, with the `tfopt debug` command to run next
+
+
+@dataclass
 class ConvertResult:
     outdir: str
     artifacts: list[Artifact] = field(default_factory=list)
@@ -51,6 +63,13 @@ class ConvertResult:
     verified_at: Any = None  # tfopt.verify.VerifyInputs the artifacts were verified on
     int8: dict[str, Any] | None = None  # what tfopt's int8 engine did (tfopt.quantizing.int8_plan.Int8Plan.record)
     engine_fallbacks: dict[str, str] = field(default_factory=dict)  # target -> why its converter took the native path
+    failed: list[Failure] = field(default_factory=list)  # requested, not built: the others were (exit 11)
+    errors: list[Any] = field(default_factory=list, repr=False, compare=False)  # the exceptions behind ``failed``
+
+    @property
+    def partial(self) -> bool:
+        """Some requested artifacts failed and the others were written (the CLI exits 11)."""
+        return bool(self.failed)
 
 
 def is_quantization_aware(model: Model) -> bool:
@@ -179,6 +198,7 @@ def write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[
         "inputs": [asdict(s) for s in model.inputs], "outputs": [asdict(s) for s in model.outputs],
         "options": options, "tools": tools, "artifacts": [asdict(a) for a in result.artifacts],
         "skipped": [{"format": f, "precision": p, "reason": r} for f, p, r in result.skipped],
+        "failed": [asdict(f) for f in result.failed],
         "verification": verified_at.as_dict() if verified_at is not None else None,
         **target_quantization(result, options.get("quantization_aware", False)),
         "int8_engine": None if result.int8 is None else {**result.int8, "fallbacks": result.engine_fallbacks},

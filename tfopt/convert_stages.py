@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from tfopt.convert_options import check_options
 from tfopt.convert_parts import (
     Artifact,
     ConvertResult,
+    Failure,
     accuracy_control,
     emit,
     emit_engine,
@@ -37,7 +39,7 @@ from tfopt.convert_parts import (
     write_manifest,
 )
 from tfopt.debug.hints import with_debug_hint
-from tfopt.errors import ConversionError, OptionError, VerificationError, stage
+from tfopt.errors import ConversionError, OptionError, TfoptError, VerificationError, stage
 from tfopt.graph import Model
 from tfopt.nonfinite import check_finite, finite_samples, to_json
 from tfopt.options import ConvertOptions, LoadOptions
@@ -199,10 +201,11 @@ def engine_targets(p: ConvertPlan, qat: bool) -> list[str]:
 
 def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, target: str, precision: str,
                   say: Say, *, last: bool) -> None:
-    """One artifact into ``tmp``: emitted, counted, verified, recorded in ``result`` (or, from the
-    default target list, skipped with the converter's reason; ``last``: the last pair, which raises
-    when nothing was built)."""
-    q, r = p.options.quantize, p.options.report
+    """One artifact into ``tmp``: emitted, counted, verified, recorded in ``result``. A requested one
+    that fails is recorded in ``result.failed`` (:func:`record_failure`); from the default target
+    list, one its converter cannot express is skipped with the reason (``last``: the last pair, a
+    failure when nothing else was built)."""
+    q = p.options.quantize
     portable, runtime, qat, int8 = prepared.portable, prepared.runtime, prepared.qat, prepared.int8
     ranges, control = prepared.ranges, prepared.control
     start = time.perf_counter()
@@ -218,30 +221,17 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
             result.keep_float[f"{target}/{precision}"] = list(int8.kept_float())
         if int8.ranking:  # --auto-keep-float's ranking of the engine's groups (the same for every target)
             result.layer_errors[f"{target}/{precision}"] = int8.ranking
-    if not engine and not qat and (q.keep_float or q.auto_keep_float is not None) and precision in record.keep_float:
-        from tfopt.quantizing.keep_float import selective
-
-        def emit_kept(path: str, kept: list[str], converted: Any, job: EmitJob = job, target: str = target) -> str:
-            return emit(target, dataclasses.replace(job, path=path, keep_float=kept, converted=converted,
-                                                    accuracy_control=None))
-
-        to_raw = q.ov_preprocess.to_raw if q.ov_preprocess is not None and record.takes_preprocess else None
-        written, kept, ranking = selective(target, precision, portable, job.path, ranges, q.keep_float,
-                                           q.auto_keep_float, r.eval_data, say, emit_kept, opset=q.opset,
-                                           to_raw=to_raw)
-        result.layer_errors[f"{target}/{precision}"] = ranking
-        result.keep_float[f"{target}/{precision}"] = kept
-    else:
-        try:
-            with stage(f"converting to {target} {precision}"):
-                written = emit(target, job) if not engine else emit_engine(target, job, native_job, say, result)
-        except ConversionError as exc:
-            # Asked for by name (--to), a target that cannot be built is an error; from the
-            # default list, it is skipped with the converter's reason and the rest are built.
-            if q.to is not None or (last and not result.artifacts):
-                raise with_debug_hint(exc, portable.provenance.get("path"), target, precision, q.calibration) from exc
+    try:
+        written = _emit_one(p, prepared, result, job, native_job, target, precision, engine, say)
+    except ConversionError as exc:
+        # From the default list (no --to), a target that cannot be built is skipped with the
+        # converter's reason; asked for by name, it is a failure (recorded, or fatal with
+        # all_or_nothing); when nothing at all is built, convert() raises (see check_built).
+        if q.to is None and not (last and not result.artifacts and not result.failed):
             result.skipped.append((target, precision, str(exc)))
             return
+        record_failure(p, result, target, precision, "converting", exc, os.path.join(tmp, rel), portable)
+        return
     full = os.path.join(tmp, rel)
     artifact = Artifact(target, precision, os.path.relpath(written, tmp), tree_size(full), gzip_size(full),
                         digest(full))
@@ -255,9 +245,66 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
             verify(artifact, portable, written, prepared.verified_at, bounded=not qat,
                    preprocess=q.ov_preprocess if record.takes_preprocess else None)
         except (ConversionError, VerificationError) as exc:
-            raise with_debug_hint(exc, portable.provenance.get("path"), target, precision, q.calibration) from exc
+            record_failure(p, result, target, precision, "verifying", exc, full, portable)
+            return
     result.artifacts.append(artifact)
     prepared.stages[f"{target} {precision}"] = time.perf_counter() - start
+
+
+def _emit_one(p: ConvertPlan, prepared: Prepared, result: ConvertResult, job: EmitJob, native_job: EmitJob,
+              target: str, precision: str, engine: bool, say: Say) -> str:
+    """Write one artifact (the keep-float search, tfopt's int8 engine, or the converter): its path."""
+    q, r = p.options.quantize, p.options.report
+    portable, qat, record = prepared.portable, prepared.qat, TABLE[target]
+    if not engine and not qat and (q.keep_float or q.auto_keep_float is not None) and precision in record.keep_float:
+        from tfopt.quantizing.keep_float import selective
+
+        def emit_kept(path: str, kept: list[str], converted: Any) -> str:
+            return emit(target, dataclasses.replace(job, path=path, keep_float=kept, converted=converted,
+                                                    accuracy_control=None))
+
+        to_raw = q.ov_preprocess.to_raw if q.ov_preprocess is not None and record.takes_preprocess else None
+        written, kept, ranking = selective(target, precision, portable, job.path, prepared.ranges, q.keep_float,
+                                           q.auto_keep_float, r.eval_data, say, emit_kept, opset=q.opset,
+                                           to_raw=to_raw)
+        result.layer_errors[f"{target}/{precision}"] = ranking
+        result.keep_float[f"{target}/{precision}"] = kept
+        return str(written)
+    with stage(f"converting to {target} {precision}"):
+        return emit(target, job) if not engine else emit_engine(target, job, native_job, say, result)
+
+
+def record_failure(p: ConvertPlan, result: ConvertResult, target: str, precision: str, during: str,
+                   exc: TfoptError, path: str, model: Model) -> None:
+    """A requested artifact that failed: its error (with the ``tfopt debug`` command to run next)
+    raised in all-or-nothing mode, else recorded in ``result.failed`` and its file removed, so that
+    the output holds only verified artifacts."""
+    q = p.options.quantize
+    hinted = with_debug_hint(exc, model.provenance.get("path"), target, precision, q.calibration,
+                             options=dataclasses.replace(p.options, load=p.load), provenance=model.provenance)
+    if q.all_or_nothing:
+        raise hinted from exc
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
+    result.failed.append(Failure(target, precision, during, type(exc).__name__, exc.exit_code, str(hinted)))
+    result.errors.append(hinted)
+
+
+def check_built(result: ConvertResult) -> None:
+    """Nothing built, and something failed: raise (the failure itself when there is one, so its class
+    and exit code stay; else a :class:`ConversionError` listing each)."""
+    if result.artifacts or not result.failed:
+        return
+    if len(result.errors) == 1:
+        raise result.errors[0]
+    first = result.errors[0] if result.errors else ConversionError("")
+    reasons = "\n".join(f"  {f.format} {f.precision} ({f.stage}): {f.reason}" for f in result.failed)
+    error: Any = type(first)(f"no target could be built:\n{reasons}") if result.errors else \
+        ConversionError(f"no target could be built:\n{reasons}")
+    error.__dict__.update(first.__dict__)
+    raise error
 
 
 def finish(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, say: Say) -> None:

@@ -60,11 +60,20 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
         fail_if: gates over the report (see :mod:`tfopt.report.gates`); ``junit`` writes them as XML.
             A tripped gate raises :class:`GateFailure` after everything is written.
         allow_nonfinite: accept NaN/Inf in ``calibration``/``eval_data`` (else OptionError); the report counts them.
+        all_or_nothing: a requested target that fails (cannot be converted, or differs from the
+            original) fails the whole run and nothing is written. By default the others are
+            written and verified, and each failure is recorded with its reason in
+            ``result.failed``, ``manifest.json`` and ``report.json`` (the CLI exits 11).
         progress: called with a ``str`` as each stage starts and a :class:`tfopt.progress.Step`
             inside long stages (``progress=print`` works). Each call is a safe point for an interrupt.
 
+    Returns:
+        A :class:`ConvertResult`; ``result.failed`` lists the requested targets that failed
+        (``result.partial``), when others were built.
+
     Raises:
-        OptionError, OutputPathError, ConversionError, VerificationError (an fp32/fp16 artifact that differs).
+        OptionError, OutputPathError; ConversionError, VerificationError (an fp32/fp16 artifact that
+        differs) when nothing could be built, or for the first failure with ``all_or_nothing``.
     """
     from tfopt import convert_stages
     from tfopt.progress import Step
@@ -88,6 +97,7 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
             say(f"{target} {precision}")
             convert_stages.emit_artifact(p, prepared, result, tmp, target, precision, say,
                                          last=index == len(p.pairs) - 1)
+        convert_stages.check_built(result)  # nothing built: raise, and nothing is written
         convert_stages.finish(p, prepared, result, tmp, say)
     from tfopt.report.build import finish_gates
 

@@ -11,11 +11,17 @@ code  class                   meaning
 4     ModelFormatError        the model file is corrupt, truncated or incomplete
 5     UnsafeModelError        the model needs code execution that was not allowed
 6     GraphError              the graph cannot be frozen as asked (names a node)
-7     VerificationError       the frozen model's outputs differ from the original
+7     VerificationError       the frozen model's outputs differ from the original (or the
+                              original is stochastic: ``StochasticModelError`` names its random ops)
 8     OutputPathError         the output location cannot be written
 9     ConversionError         a target converter cannot express the model (names the op)
 10    GateFailure             a ``--fail-if`` gate tripped (the artifacts and report are written)
+11    (partial result)        some targets failed; the others are written and verified, and
+                              ``manifest.json``/``report.json`` list each failure (``"failed"``)
 ====  ======================  =====================================================
+
+Code 11 is no exception: :func:`tfopt.convert` returns the result (``result.failed``) and the CLI
+exits with :data:`PARTIAL_EXIT_CODE` (see :mod:`tfopt.convert_stages`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import difflib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+PARTIAL_EXIT_CODE = 11  # some targets written and verified, others failed (each listed with its reason)
 
 
 class TfoptError(Exception):
@@ -34,6 +42,10 @@ class TfoptError(Exception):
 
 class OptionError(TfoptError):
     exit_code = 2
+
+
+class OutputMismatchError(OptionError):
+    """``tfopt verify --reference MODEL``: the reference does not answer the conversion's outputs."""
 
 
 class ModelNotFoundError(TfoptError):
@@ -54,6 +66,15 @@ class GraphError(TfoptError):
 
 class VerificationError(TfoptError):
     exit_code = 7
+
+
+class StochasticModelError(VerificationError):
+    """The original model draws random numbers: two runs on the same inputs differ, so nothing can be
+    verified against it. ``random_ops`` names the random ops the outputs depend on."""
+
+    def __init__(self, message: str, random_ops: Iterable[str] = ()):
+        super().__init__(message)
+        self.random_ops = list(random_ops)
 
 
 class OutputPathError(TfoptError):

@@ -242,10 +242,24 @@ def replace_nodes(graph_def: Any, nodes: Iterable[Any]) -> None:
         graph_def: the ``GraphDef`` to edit in place.
         nodes: ``NodeDef`` messages, possibly the graph's own. The graph holds copies afterwards:
             edit the nodes before the call, not through the caller's references after it.
+
+    Colocation hints (``_class: loc:@name``) naming a node no longer in the graph are dropped:
+    TensorFlow refuses to import a graph whose node asks to sit beside an unknown node (a TF1
+    ``TensorArrayWrite`` is colocated with the value it writes, which a pass may have removed).
     """
     nodes = list(nodes)
     del graph_def.node[:]
     graph_def.node.extend(nodes)
+    names = {n.name.encode() for n in graph_def.node}
+    for node in graph_def.node:
+        if "_class" in node.attr:
+            hints = node.attr["_class"].list.s
+            kept = [h for h in hints if not h.startswith(b"loc:@") or h[5:] in names]
+            if len(kept) != len(hints):
+                del hints[:]
+                hints.extend(kept)
+                if not kept:
+                    del node.attr["_class"]
 
 
 def remove_nodes(graph_def: Any, names: Collection[str]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, TensorSpec, ancestors, op_histogram, placeholder_spec
+from tfopt.output_choice import choose_outputs
 from tfopt.training_nodes import explain_outputs, is_training_flag, is_training_node, training_flags
 
 
@@ -72,14 +73,20 @@ def inspect_artifact(path: str) -> dict[str, Any]:
 
 def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
     from tfopt.freezing.remove_dropout import dropout_knobs
+    from tfopt.pipeline_inputs import needed_by, pipeline_fed
 
     reasons = explain_outputs(graph_def)
     candidates = list(reasons)
-    chosen = outputs or (candidates if len(candidates) == 1 else [])
-    needed = ancestors(graph_def, chosen) if chosen else {n.name for n in graph_def.node}
+    choice = choose_outputs(graph_def, reasons)
+    chosen = outputs or choice.chosen
+    # an alternative says why it was not chosen, where the candidates are listed
+    reasons = {c: f"{r}; not chosen: {choice.alternatives[c]}" if c in choice.alternatives else r
+               for c, r in reasons.items()}
+    fed = pipeline_fed(graph_def)  # an iterator-fed PlaceholderWithDefault is the input, not the iterator's handle
+    needed = needed_by(graph_def, chosen, fed) if chosen else {n.name for n in graph_def.node}
     inputs = [placeholder_spec(n) for n in graph_def.node
-              if n.op in PLACEHOLDER_OPS and n.name in needed and not is_training_flag(n, graph_def)
-              and not is_training_node(n)]
+              if n.op in PLACEHOLDER_OPS and n.name in needed and not _behind(graph_def, n.name, fed)
+              and not is_training_flag(n, graph_def) and not is_training_node(n)]
     return {
         "inputs": _specs(inputs),
         "outputs": [{"name": o} for o in chosen],
@@ -89,8 +96,14 @@ def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
         "training_flags": training_flags(graph_def),
         "output_candidates": candidates,
         "output_reasons": reasons,
-        "dropout_knobs": dropout_knobs(graph_def),
+        "output_alternatives": {} if outputs else choice.alternatives,
+        "dropout_knobs": dropout_knobs(graph_def, outputs=chosen or None),
     }
+
+
+def _behind(graph_def: Any, name: str, fed: set[str]) -> bool:
+    """Is placeholder ``name`` the feed of an iterator-fed input's default (its string handle)?"""
+    return name not in fed and any(name in ancestors(graph_def, [f]) for f in fed)
 
 
 def _inspect_graphdef(path: str, outputs: list[str]) -> dict[str, Any]:

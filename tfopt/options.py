@@ -116,6 +116,8 @@ class QuantizeOptions:
         calibration_method: ``minmax``, ``percentile[:P]``, ``entropy`` or ``mse`` (overrides the recipe's).
         per_tensor: one weight range per tensor instead of per output channel (for accelerators).
         adaround_budget: seconds AdaRound may spend (a recipe with ``+adaround``).
+        all_or_nothing: a target that fails fails the run and nothing is written; by default the
+            others are written and verified and the failure is recorded (``result.failed``).
     """
 
     to: Sequence[str] | None = None
@@ -136,6 +138,7 @@ class QuantizeOptions:
     calibration_method: str | None = None
     per_tensor: bool = False
     adaround_budget: float | None = None
+    all_or_nothing: bool = False
 
 
 @dataclass

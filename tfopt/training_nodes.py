@@ -21,6 +21,8 @@ from tfopt.graph import (
     node_map,
     tensor_node,
 )
+from tfopt.output_choice import DECISION_OPS, decision_source
+from tfopt.pipeline_inputs import is_pipeline_op
 
 TRAINING_OPS = frozenset({
     "Assign", "AssignAdd", "AssignSub", "AssignVariableOp", "AssignAddVariableOp",
@@ -65,7 +67,7 @@ def is_training_flag(node: Any, graph_def: Any | None = None) -> bool:
 
 
 def _selects_branch(graph_def: Any, name: str) -> bool:
-    """Does ``name`` reach a Switch predicate or an If condition through Identity-like ops?"""
+    """Does ``name`` reach a Switch predicate or an If condition through Identity-like ops (or Enter)?"""
     users = consumers(graph_def)
     frontier, seen = [name], set()
     while frontier:
@@ -78,7 +80,8 @@ def _selects_branch(graph_def: Any, name: str) -> bool:
                 return True
             if node.op in ("If", "StatelessIf") and idx == 0:
                 return True
-            if node.op in ("Identity", "LogicalNot", "Cast") and not node.input[idx].startswith("^"):
+            # A flag captured by a TF1 while_loop reaches the body's Switch through an Enter.
+            if node.op in ("Identity", "LogicalNot", "Cast", "Enter") and not node.input[idx].startswith("^"):
                 frontier.append(node.name)
     return False
 
@@ -136,18 +139,23 @@ def explain_outputs(graph_def: Any) -> dict[str, str]:
     nodes = node_map(graph_def)
     users = consumers(graph_def)
     training = {n.name for n in graph_def.node if is_training_node(n)}
-    losses, loss_why = loss_nodes(graph_def)
-    loss_side = _descendants(graph_def, losses, users) - training
-    labels = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS
-              and (LABEL_NAMES.search(n.name) or _is_label(graph_def, n.name, losses, loss_side, users, training))}
-    loss_side |= _descendants(graph_def, labels, users) - training
     flags = {n.name for n in graph_def.node if is_training_flag(n, graph_def)}
+    metric_side, metric_labels, metric_why = metric_nodes(graph_def, training, flags)
+    losses, loss_why = loss_nodes(graph_def)
+    losses -= metric_side  # an accuracy found by its scope's name is a metric, not the loss
+    loss_side = _descendants(graph_def, losses, users) - training
+    labels = metric_labels | {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS and (
+        LABEL_NAMES.search(n.name) or _is_label(graph_def, n.name, losses, loss_side, users, training))}
+    loss_side |= _descendants(graph_def, labels, users) - training
+    loss_side |= metric_side
     out: dict[str, str] = {}
     placeholders = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS}
     for node in graph_def.node:
         name = node.name
         if name in training or name in loss_side or node.op in _NOT_OUTPUTS or node.op.startswith("Placeholder"):
             continue
+        if is_pipeline_op(node.op):
+            continue  # the tf.data pipeline's plumbing (an iterator's string handle)
         if node.op == "Identity" and any(nodes[tensor_node(r)].op in CONTROL_FLOW_V1_OPS
                                          for r in node.input if tensor_node(r) in nodes):
             continue  # a cond pivot (switch_t/switch_f): control-flow plumbing
@@ -165,11 +173,126 @@ def explain_outputs(graph_def: Any) -> dict[str, str]:
         feeds = placeholders & ancestors(graph_def, [name], follow_control=False)
         if feeds and feeds <= flags:
             continue  # among placeholders, computed from training flags alone: not a prediction
-        if to_loss:
+        if feeds and not (_value_ancestors(nodes, name) & placeholders) - flags:
+            continue  # reads the inputs' shapes only (the loss's reshape plumbing): not a prediction
+        metrics = sorted({metric_why[u] for u in to_loss if u in metric_why})
+        if to_loss and metrics:
+            out[name] = f"feeds only a metric ({'; '.join(metrics[:2])})"
+        elif to_loss or all_users:  # read by the loss ops (or the loss's scope) only
             out[name] = f"feeds only the loss ({', '.join(sorted(losses)[:2])}, {loss_why})"
         else:
             out[name] = "consumed by nothing (a sink of the forward graph)"
     return out
+
+
+METRIC_OPS = frozenset({"Equal", "NotEqual", "InTopK", "InTopKV2"})
+# What lies between a label placeholder and the comparison: reformatting, never weights.
+LABEL_SIDE_OPS = PLACEHOLDER_OPS | DECISION_OPS | {"Const", "OneHot", "Shape", "StridedSlice", "Pack", "Slice",
+                                                   "ConcatV2", "Squeeze", "ExpandDims"}
+REDUCTION_OPS = frozenset({"Mean", "Sum", "Count", "CountNonZero"})
+
+
+def metric_nodes(graph_def: Any, training: set[str], flags: set[str]) -> tuple[set[str], set[str], dict[str, str]]:
+    """An evaluation metric's nodes, its label placeholders, and per node what it measures.
+
+    A metric compares a prediction with labels: an ``Equal``/``NotEqual``/``InTopK`` whose two
+    data operands are computed from disjoint, non-empty sets of placeholders (training flags
+    aside), one of them plainly labels (named like labels, or reformatting ops only: ``ArgMax`` of
+    a one-hot, ``Cast``, no weights) and the comparison reduced to a score (``Mean``) or under a
+    metric scope. Everything computed from the comparison (the accuracy) is the metric, and so are the
+    decision ops (``ArgMax``, ``Cast``) between the prediction and the comparison that nothing
+    else reads, so the float prediction they decide on is what feeds the metric.
+    """
+    nodes = node_map(graph_def)
+    users = consumers(graph_def)
+    placeholders = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS} - flags
+    side: set[str] = set()
+    labels: set[str] = set()
+    why: dict[str, str] = {}
+    for node in graph_def.node:
+        if node.op not in METRIC_OPS or node.name in training:
+            continue
+        operands = [tensor_node(r) for r in node.input if not r.startswith("^") and tensor_node(r) in nodes]
+        if len(operands) < 2:
+            continue
+        above = [ancestors(graph_def, [o], follow_control=False) for o in operands[:2]]
+        feeds = [a & placeholders for a in above]
+        if not feeds[0] or not feeds[1] or feeds[0] & feeds[1]:
+            continue
+        named = [any(LABEL_NAMES.search(p) for p in f) for f in feeds]
+        plain = [all(nodes[a].op in LABEL_SIDE_OPS for a in above_side if a in nodes) for above_side in above]
+        if any(named) != all(named):
+            label_at = named.index(True)
+        elif plain[0] != plain[1]:
+            label_at = plain.index(True)
+        else:
+            continue  # neither side is plainly labels: two computed tensors compared, a forward op
+        metric = _descendants(graph_def, {node.name}, users) - training
+        if not LOSS_SCOPES.search(node.name) and not any(nodes[m].op in REDUCTION_OPS for m in metric):
+            continue  # never reduced to a score: a per-example comparison the model may return
+        labels |= feeds[label_at]
+        chain, _ = decision_source(nodes[operands[1 - label_at]], nodes)
+        for link in chain:  # from the comparison back: keep only links nothing else reads
+            readers = {u.name for u, i in users.get(link, []) if not u.input[i].startswith("^")}
+            if not readers <= metric:
+                break
+            metric.add(link)
+        side |= metric
+        described = f"{node.op} against labels {', '.join(sorted(feeds[label_at]))}"
+        why.update(dict.fromkeys(metric, described))
+    for scope in _streaming_metric_scopes(graph_def, placeholders):
+        members = {n.name for n in graph_def.node if n.name.startswith(scope + "/")}
+        side |= members
+        why.update(dict.fromkeys(members, f"streaming metric {scope}"))
+    grown = True
+    while grown:  # back from a metric: what only it reads and combines the labels with a prediction
+        grown = False
+        for node in graph_def.node:
+            readers = {u.name for u, i in users.get(node.name, []) if not u.input[i].startswith("^")}
+            if node.name in side or node.name in training or not readers or not readers <= side:
+                continue
+            above = [ancestors(graph_def, [tensor_node(r)], follow_control=False) for r in node.input
+                     if not r.startswith("^") and tensor_node(r) in nodes and nodes[tensor_node(r)].op != "Const"]
+            plain = [bool(a & placeholders) and all(nodes[x].op in LABEL_SIDE_OPS for x in a if x in nodes)
+                     for a in above]
+            if any(plain) and not all(plain):
+                side.add(node.name)
+                labels.update(*(a & placeholders for a, p in zip(above, plain) if p))
+                why[node.name] = why[next(iter(readers))]
+                grown = True
+    for name in placeholders - labels:  # what reaches nothing but metrics is labels
+        reach = _descendants(graph_def, {name}, users) - training - {name}
+        if reach and reach <= side:
+            labels.add(name)
+    return side, labels, why
+
+
+def _streaming_metric_scopes(graph_def: Any, placeholders: set[str]) -> set[str]:
+    """Scopes of ``tf.compat.v1.metrics.*`` (and Keras metrics in a TF1 graph): a variable that an
+    ``AssignAdd`` accumulates from the inputs (``total``, ``count``) holds a metric's state, and its
+    scope is that metric. A step counter accumulates a constant and is not one."""
+    scopes = set()
+    for node in graph_def.node:
+        if node.op not in ("AssignAdd", "AssignAddVariableOp") or len(node.input) < 2 or "/" not in node.input[0]:
+            continue
+        if ancestors(graph_def, [tensor_node(node.input[1])], follow_control=False) & placeholders:
+            scopes.add(tensor_node(node.input[0]).rsplit("/", 1)[0])
+    return scopes
+
+
+def _value_ancestors(nodes: dict[str, Any], name: str) -> set[str]:
+    """Ancestors through data edges, not through the input of a ``Shape``-like op (which reads
+    only the shape of its input, not its values)."""
+    seen: set[str] = set()
+    stack = [name]
+    while stack:
+        cur = stack.pop()
+        if cur in seen or cur not in nodes:
+            continue
+        seen.add(cur)
+        if nodes[cur].op not in _SHAPE_OPS:
+            stack += [tensor_node(r) for r in nodes[cur].input if not r.startswith("^")]
+    return seen
 
 
 def _descendants(graph_def: Any, roots: set[str], users: dict[str, list[tuple[Any, int]]]) -> set[str]:

@@ -2,13 +2,19 @@
 
 Inputs come, in order, from ``--eval-data``, from ``--calibration``, from ``--verify-shape``
 (a concrete shape to verify at; the artifact keeps its dynamic dimensions), and only then are
-made up. Made-up inputs fill an unknown batch dimension with the batch size and search the
-other unknown dimensions: the *original* model runs at 8, 16, 32, ... (one size for every
-unknown dimension, within an element budget per input) until every output is non-empty and
-finite. A cropping layer empties a short sequence; six poolings of a short time axis leave a
-global average over nothing (NaN): neither is a verification, and neither is the fault of
-freezing or a converter, so when no size works the error names the input and asks for
-``--verify-shape``.
+made up. Made-up inputs first learn which unknown dimensions the graph ties together
+(:mod:`tfopt.verify_shapes`: a time-major RNN's batch is axis 1 of its sequence and axis 0 of its
+lengths), fill the batch with the batch size and search the other dimensions: the *original* model
+runs at 8, 16, 32, ... (one size for every other dimension, within an element budget per input)
+until every output is non-empty and finite. A cropping layer empties a short sequence; six
+poolings of a short time axis leave a global average over nothing (NaN): neither is a
+verification, and neither is the fault of freezing or a converter, so when no size works the
+error names the failing node and asks for a ``--verify-shape`` that keeps the ties. Values keep to
+what the graph does with each input (:mod:`tfopt.made_up_inputs`: ids, masks, lengths).
+
+A size below ``REALISTIC`` (8x8 for an image model) is verified at one realistic size too, the
+first of 64, 128, 256 the original model answers: a network's error at 8x8 is not its error at
+368x432 (padding dominates a tiny image).
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ import numpy as np
 from tfopt.errors import ConversionError, GraphError, OptionError, TfoptError, VerificationError
 from tfopt.graph import Model, TensorSpec
 from tfopt.runtimes.tensorflow import GraphRunner
+from tfopt.stochastic import check_reproducible
 from tfopt.testing import OutputDiff, assert_equivalent, random_inputs
 
 SEARCH_SIZES = tuple(8 << i for i in range(12))  # 8 .. 16384
+REALISTIC = 64  # the smallest size that is verified as "realistic" (see the module docstring)
+REALISTIC_TRIES = 3  # 64, 128, 256 at most: one extra verified size, its search bounded
 ELEMENT_BUDGET = 1 << 22  # per input: 4 Mi elements (16 MB of float32) at most
 DATA_ROWS = 8  # rows of --eval-data / --calibration used to verify each stage
 
@@ -53,6 +62,12 @@ class VerifyInputs:
     feeds: dict[str, np.ndarray]
     source: str  # "eval-data", "calibration", "verify-shape" or "made up"
     tried: list[str] = field(default_factory=list)  # made-up shapes that gave no usable output
+    realistic: VerifyInputs | None = None  # the same inputs at a realistic size, verified too
+    size: int = 8  # the made-up size of the non-batch dimensions (integer lengths stay within it)
+
+    def sets(self) -> list[VerifyInputs]:
+        """Every set of inputs to verify on: these, then the realistic size."""
+        return [self] + ([self.realistic] if self.realistic is not None else [])
 
     def shapes(self) -> dict[str, list[int]]:
         return {k: list(np.shape(v)) for k, v in self.feeds.items()}
@@ -63,15 +78,32 @@ class VerifyInputs:
 
     def with_batch(self, specs: Sequence[TensorSpec], batch: int, seed: int = 0, graph_def: Any = None) -> VerifyInputs:
         """Made-up inputs at the same non-batch dimensions with another batch size; given data as is.
-        ``graph_def``: as for :func:`tfopt.testing.random_inputs` (ids stay inside their table)."""
+        The batch is found from the shapes (:meth:`tfopt.verify_shapes.DimTies.from_shapes`: the
+        search gave every dimension tied to it the batch size, on whatever axis). ``graph_def``: as
+        for :func:`tfopt.testing.random_inputs` (ids stay inside their table, masks 0/1)."""
         if self.source != "made up":
             return self
-        shapes = {s.name: (batch, *np.shape(self.feeds[s.name])[1:]) if s.shape and s.shape[0] is None
-                  else np.shape(self.feeds[s.name]) for s in specs}
-        return VerifyInputs(random_inputs(specs, seed=seed, shapes=shapes, graph_def=graph_def), self.source, self.tried)
+        from tfopt.verify_shapes import DimTies
+
+        ties = DimTies.from_shapes(specs, self.shapes())  # the batch found by the search, wherever it is
+        sizes = ties.other_sizes(self.shapes())
+        shapes = {**ties.shapes(batch, {r: int(self.feeds[r[0]].shape[r[1]]) for r in ties.classes()}),
+                  **{s.name: np.shape(self.feeds[s.name]) for s in specs if s.shape is None}}  # rank unknown: as is
+        realistic = self.realistic.with_batch(specs, batch, seed, graph_def) if self.realistic else None
+        return VerifyInputs(random_inputs(specs, seed=seed, shapes=shapes, graph_def=graph_def,
+                                          dynamic_dim=min(sizes, default=self.size)),
+                            self.source, self.tried, realistic, self.size)
+
+    def summary(self) -> str:
+        """``img:2x8x8x3 (made up inputs); also at img:2x64x64x3 (a realistic size)``."""
+        also = f"; also at {self.realistic.describe()} (a realistic size)" if self.realistic is not None else ""
+        return f"{self.describe()} ({self.source} inputs){also}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "shapes": self.shapes(), "tried": self.tried}
+        out = {"source": self.source, "shapes": self.shapes(), "tried": self.tried}
+        if self.realistic is not None:
+            out["realistic_shapes"] = self.realistic.shapes()
+        return out
 
 
 def reference_runner(model: Model) -> Any:
@@ -127,32 +159,60 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
 
 def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: Sequence[TensorSpec],
             outputs: Sequence[str] | None, *, batch: int, seed: int, graph_def: Any = None) -> VerifyInputs:
-    dynamic = [s for s in specs if s.shape is not None and any(d is None for d in s.shape[1:])]
+    from tfopt.verify_shapes import find_ties, tf_error_summary
+
+    def feeds_at(shapes: Mapping[str, Sequence[int]], size: int = 8) -> dict[str, np.ndarray]:
+        return random_inputs(specs, seed=seed, batch=batch, shapes=shapes, dynamic_dim=size, graph_def=graph_def)
+
+    def problem(feeds: Mapping[str, Any]) -> tuple[str, Exception | None]:
+        try:
+            return output_problem(_select(original(feeds), outputs)), None
+        except Exception as exc:  # a size the model cannot take (a VALID conv longer than the input)
+            return f"the original model fails: {type(exc).__name__}: {tf_error_summary(exc)}", exc
+
+    ties = find_ties(original, specs, graph_def, feeds_at)
+    dynamic = bool(ties.other_sizes(ties.shapes(batch, 8)))
     tried: list[str] = []
-    last = ""
-    failure: Exception | None = None
+    first: dict[str, np.ndarray] | None = None
     for size in SEARCH_SIZES if dynamic else SEARCH_SIZES[:1]:
-        feeds = random_inputs(specs, seed=seed, batch=batch, dynamic_dim=size, graph_def=graph_def)
+        feeds = feeds_at(ties.shapes(batch, size), size)
         if tried and any(v.size > ELEMENT_BUDGET for v in feeds.values()):
             break
-        candidate = VerifyInputs(feeds, "made up", list(tried))
-        try:
-            last, failure = output_problem(_select(original(feeds), outputs)), None
-        except Exception as exc:  # a size the model cannot take (a VALID conv longer than the input)
-            last, failure = f"the original model fails: {type(exc).__name__}: {_first_line(exc)}", exc
+        first = feeds if first is None else first
+        candidate = VerifyInputs(feeds, "made up", list(tried), size=size)
+        last, failure = problem(feeds)
         if not last:
+            candidate.realistic = _realistic(ties, size, batch, feeds_at, problem) if dynamic else None
             return candidate
         tried.append(candidate.describe())
-    if failure is not None:  # ids or indices out of a range tfopt cannot see fail at every size
-        rejected = _random_inputs_rejected(failure, specs, graph_def, feeds)
+    if failure is not None and first is not None:  # ids or indices out of a range tfopt cannot see
+        rejected = _random_inputs_rejected(failure, specs, graph_def, first, original)
         if rejected is not failure:
             raise rejected from failure
-    example = ", ".join(_example_shape(s, batch) for s in (dynamic or specs))
+    example = ties.example(batch)
+    # Never suggest the very shape that failed (all dimensions known, or an input of unknown rank).
+    suggest = dynamic and not set(example.split(", ")) <= set(tried[-1].split(", "))
+    fix = (f"verify at a shape the model accepts with --verify-shape {example}, or pass real inputs with "
+           "--calibration/--eval-data") if suggest else "pass real inputs with --calibration/--eval-data"
     raise VerificationError(
         f"verifying: made-up inputs give the original model no usable output at {tried[-1]}"
         + (f" (tried {len(tried)} sizes up to it)" if len(tried) > 1 else "") + f": {last}. "
-        "This is about the inputs, not freezing or conversion: verify at a shape the model accepts with "
-        f"--verify-shape {example}, or pass real inputs with --calibration/--eval-data")
+        f"This is about the inputs, not freezing or conversion: {fix}")
+
+
+def _realistic(ties: Any, size: int, batch: int, feeds_at: Callable[..., dict[str, np.ndarray]],
+               problem: Callable[[Mapping[str, Any]], tuple[str, Exception | None]]) -> VerifyInputs | None:
+    """The same inputs at the first of ``REALISTIC_TRIES`` sizes >= ``REALISTIC`` that the original
+    model answers (None when ``size`` already is one, or none within the element budget works)."""
+    if size >= REALISTIC:
+        return None
+    for big in [s for s in SEARCH_SIZES if s >= REALISTIC][:REALISTIC_TRIES]:
+        feeds = feeds_at(ties.shapes(batch, big), big)
+        if any(v.size > ELEMENT_BUDGET for v in feeds.values()):
+            return None
+        if not problem(feeds)[0]:
+            return VerifyInputs(feeds, "made up", size=big)
+    return None
 
 
 def check_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], given: VerifyInputs, option: str,
@@ -236,15 +296,25 @@ def verify_against_reference(original: Model, derived: Model, bindings: Mapping[
     if inputs is None:
         inputs = choose_inputs(lambda f: runner({**f, **bindings}), derived.inputs, outputs=names, seed=seed,
                                graph_def=derived.graph_def)
-    expected = runner({**inputs.feeds, **bindings})
-    expected = {n: expected[n] for n in names}
-    try:
-        got = GraphRunner(derived)(inputs.feeds)
-    except Exception as exc:
-        raise GraphError(f"{stage}: {what} does not run in TensorFlow at {inputs.describe()} although the original "
-                         f"model does ({type(exc).__name__}: {_first_line(exc)}); report this with the model") from exc
-    return assert_equivalent(expected, got, atol=atol, rtol=rtol,
-                             what=f"{stage}: {what} (at {inputs.describe()}, {inputs.source} inputs)")
+    diffs: list[OutputDiff] = []
+    for at in inputs.sets():  # the realistic size too: errors grow with the image
+        expected = runner({**at.feeds, **bindings})
+        expected = {n: expected[n] for n in names}
+        try:
+            got = GraphRunner(derived)(at.feeds)
+        except Exception as exc:
+            raise GraphError(f"{stage}: {what} does not run in TensorFlow at {at.describe()} although the original "
+                             f"model does ({type(exc).__name__}: {_first_line(exc)}); report this with the model") from exc
+        try:
+            found = assert_equivalent(expected, got, atol=atol, rtol=rtol,
+                                      what=f"{stage}: {what} (at {at.describe()}, {at.source} inputs)")
+        except VerificationError:  # a reference that disagrees with itself is not the stage's fault
+            check_reproducible(lambda f: runner({**f, **bindings}), at.feeds, expected, graph_def=derived.graph_def,
+                               outputs=names, tensors=[s.tensor for s in derived.outputs],
+                               at=f"(at {at.describe()})", what=what)
+            raise
+        diffs = found if not diffs else [max(a, b, key=lambda d: d.max_abs_err) for a, b in zip(diffs, found)]
+    return diffs
 
 
 def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Model, inputs: VerifyInputs, *,
@@ -259,41 +329,55 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
     from tfopt.targets import target
     from tfopt.testing import compare
 
-    at = f"at {inputs.describe()} ({inputs.source} inputs)"
     what = f"{artifact.format} {artifact.precision}"
     record = target(artifact.format, "format")
-    runtime = record.runtime_name
-    expected = reference_runner(original)({**inputs.feeds, **(original.bindings if original.reference else {})})
-    expected = {s.name: expected[s.name] for s in original.outputs}
-    raw = {k: preprocess.to_raw(v) for k, v in inputs.feeds.items()} if preprocess is not None else inputs.feeds
-    try:
-        got = open_runner()(raw)
-    except Exception as exc:  # the original ran on these inputs: the converted model is at fault, not them
-        if isinstance(exc, TfoptError):
-            raise
-        raise ConversionError(f"running {what} in {runtime}: the model {record.converter} "
-                              f"wrote does not run {at}, where the original model runs "
-                              f"({type(exc).__name__}: {_first_line(exc)}); nothing was written") from exc
-    diffs = compare(expected, got, atol=np.inf, rtol=0)
-    artifact.max_abs_err = max(d.max_abs_err for d in diffs)
-    artifact.mean_abs_err = float(np.mean([d.mean_abs_err for d in diffs]))
-    bad = [d for d in compare(expected, got, atol=bound, rtol=bound) if not d.ok] if bound is not None else []
-    if bad:
-        raise VerificationError(f"verifying {what} ({runtime}) against the original model (TensorFlow) {at}: output "
-                                f"'{bad[0].name}': {bad[0].problem or 'differs'} (max abs err "
-                                f"{bad[0].max_abs_err:.3g}, bound {bound:g}); nothing was written")
+    runner = None
+    worst: list[float] = []
+    means: list[float] = []
+    for inputs_at in inputs.sets():  # the realistic size too: errors grow with the image
+        at = f"at {inputs_at.describe()} ({inputs_at.source} inputs)"
+        expected = reference_runner(original)({**inputs_at.feeds, **(original.bindings if original.reference else {})})
+        expected = {s.name: expected[s.name] for s in original.outputs}
+        raw = ({k: preprocess.to_raw(v) for k, v in inputs_at.feeds.items()} if preprocess is not None
+               else inputs_at.feeds)
+        try:
+            runner = runner or open_runner()
+            got = runner(raw)
+        except Exception as exc:  # the original ran on these inputs: the converted model is at fault, not them
+            if isinstance(exc, TfoptError):
+                raise
+            raise ConversionError(f"running {what} in {record.runtime_name}: the model {record.converter} "
+                                  f"wrote does not run {at}, where the original model runs "
+                                  f"({type(exc).__name__}: {_first_line(exc)}); nothing was written") from exc
+        diffs = compare(expected, got, atol=np.inf, rtol=0)
+        worst.append(max(d.max_abs_err for d in diffs))
+        means.append(float(np.mean([d.mean_abs_err for d in diffs])))
+        artifact.max_abs_err, artifact.mean_abs_err = max(worst), max(means)
+        bad = [d for d in compare(expected, got, atol=bound, rtol=bound) if not d.ok] if bound is not None else []
+        if bad:
+            check_reproducible(lambda f: reference_runner(original)({**f, **(original.bindings if original.reference
+                                                                               else {})}),
+                               inputs_at.feeds, expected, graph_def=original.graph_def, outputs=list(expected),
+                               tensors=[s.tensor for s in original.outputs], at=at, what=what)
+            raise VerificationError(f"verifying {what} ({record.runtime_name}) against the original model "
+                                    f"(TensorFlow) {at}: output '{bad[0].name}': {bad[0].problem or 'differs'} "
+                                    f"(max abs err {bad[0].max_abs_err:.3g}, bound {bound:g}); nothing was written")
 
 
 def _random_inputs_rejected(exc: Exception, specs: Sequence[TensorSpec], graph_def: Any,
-                            feeds: Mapping[str, Any]) -> Exception:
+                            feeds: Mapping[str, Any], original: Callable[[Mapping[str, Any]], Any]) -> Exception:
     """An integer input whose valid range the graph does not show (ids into a table tfopt cannot
-    see, a class index...) can make the original model fail on the random data: say which."""
-    from tfopt.errors import TfoptError, VerificationError
-    from tfopt.testing import index_bounds
+    see, a class index...) can make the original model fail on the random data: say which, when
+    the model runs with those inputs at 0 (a shape tie or any other refusal is not their range)."""
+    from tfopt.made_up_inputs import index_bounds
 
     known = index_bounds(graph_def) if graph_def is not None else {}
     ints = [s for s in specs if s.dtype.startswith(("int", "uint")) and s.name not in known]
     if isinstance(exc, TfoptError) or not ints:
+        return exc
+    try:
+        original({**feeds, **{s.name: np.zeros_like(feeds[s.name]) for s in ints}})
+    except Exception:
         return exc
     first = " ".join(str(exc).split())[:300]
     drawn = ", ".join(f"'{s.name}' ({s.dtype}, drawn in [0, {int(feeds[s.name].max()) + 1}))" for s in ints)

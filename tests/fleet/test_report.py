@@ -233,6 +233,26 @@ def test_exit_code(change, code):
     assert exit_code(_with(passing(), **change)) == code
 
 
+@pytest.mark.parametrize(("change", "code"), [
+    ({}, 11), ({"model": ("b", "gate-failed")}, 11), ({"model": ("b", "failed")}, 1),
+    ({"task": ("a", "emit", "cancelled")}, 130),
+], ids=["partial", "partial-outranks-gate", "failed-outranks-partial", "interrupted"])
+def test_a_partial_model_fails_its_row_and_exits_11(change, code):
+    """A model whose report lists a failed target (its emit task ran and recorded the failure):
+    that row is failed with the reason, the others as measured; the fleet exits 11 as convert does."""
+    result = passing()
+    a = result.models[0]
+    a.status = "partial"
+    a.report["failed"] = [{"format": "onnx", "precision": "fp32", "stage": "converting", "error": "ConversionError",
+                           "exit_code": 9, "reason": "converting to onnx fp32: no\nhandler for Foo"}]
+    result.tasks.insert(2, TaskRecord("a", "emit", target="onnx", precision="fp32", status="ok"))
+    by_name = {(r.model, r.name): r for r in rows(result)}
+    assert by_name[("a", "onnx/fp32")].status == "failed"
+    assert by_name[("a", "onnx/fp32")].message == "converting to onnx fp32: no handler for Foo"
+    assert by_name[("a", "tflite/fp32")].status == "ok" and summary(result)["models_partial"] == 1
+    assert exit_code(_with(result, **change)) == code
+
+
 def test_exit_code_gate_in_an_up_to_date_report():
     result = passing()
     result.models[1].report["gates"] = [gate("accuracy_drop>0", "onnx", "fp32", 0.5, True)]

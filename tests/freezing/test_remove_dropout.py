@@ -94,17 +94,16 @@ def test_unrelated_placeholder_named_rate_is_not_bound():
 
 
 
-def test_active_dropout_fails_verification_naming_the_placeholder():
-    """A PlaceholderWithDefault rate defaulting to a training rate: dropout stays, outputs differ
-    run to run, and the error says which placeholder to bind."""
-    from tfopt.errors import VerificationError
-
+def test_training_default_is_overridden_and_set_still_accepted():
+    """A PlaceholderWithDefault rate defaulting to a training rate is bound to 0 (the default would
+    make the graph random); ``--set`` on it is accepted too."""
     def build(t):
         x = t.compat.v1.placeholder(t.float32, [64, 16], name="x")
         rate = t.compat.v1.placeholder_with_default(0.5, [], name="drop_prob")
         t.identity(t.nn.dropout(x, rate=rate), name="out")
     model = graph_model(build, {"x": (64, 16)}, ["out"])
-    with pytest.raises(VerificationError, match=r"random numbers .*--set drop_prob=0.0"):
-        freeze(model)
+    frozen, report = freeze(model, atol=0, rtol=0)
+    assert report.bindings["drop_prob"] == (0.0, "dropout rate")
+    assert not RANDOM & set(ops(frozen))
     frozen, _ = tfopt.freeze(model, set={"drop_prob": 0.0})  # the public API: keywords = CLI names
     assert not RANDOM & set(ops(frozen))

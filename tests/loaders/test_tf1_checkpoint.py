@@ -90,8 +90,9 @@ def test_old_meta_graph_that_tensorflow_cannot_import(tf1_ckpt, tmp_path, digits
     np.testing.assert_allclose(GraphRunner(frozen)({"images": x})["probs"], saver_predict(tf1_ckpt, x), atol=1e-5)
 
 
-def test_ambiguous_outputs_lists_candidates(tf1_ckpt, tmp_path):
-    """A second forward sink makes auto-detection refuse, naming both candidates."""
+def test_two_float_sinks_are_both_chosen_and_listed(tf1_ckpt, tmp_path, caplog):
+    """A second forward sink: both float heads are converted; the choice is not certain, so the
+    candidates and their reasons are recorded and the warning names --outputs."""
     from tensorflow.core.protobuf import meta_graph_pb2
 
     meta = meta_graph_pb2.MetaGraphDef()
@@ -104,11 +105,14 @@ def test_ambiguous_outputs_lists_candidates(tf1_ckpt, tmp_path):
         shutil.copy(tf1_ckpt.prefix + suffix, prefix + suffix)
     with open(prefix + ".meta", "wb") as f:
         f.write(meta.SerializeToString())
-    with pytest.raises(tfopt.GraphError, match=r"2 candidate outputs: .*(probs.*embedding_out|embedding_out.*probs).*--outputs") as err:
-        tfopt.load(prefix)
-    assert "probs (consumed by nothing (a sink of the forward graph))" in str(err.value)  # each says why
-    model = tfopt.load(prefix, outputs=["probs", "embedding_out"])
-    assert [s.name for s in model.outputs] == ["probs", "embedding_out"]
+    with caplog.at_level("WARNING", logger="tfopt"):
+        model = tfopt.load(prefix)
+    assert sorted(s.name for s in model.outputs) == ["embedding_out", "probs"]
+    chosen_from = model.provenance["outputs_chosen_from"]
+    assert chosen_from["probs"] == "consumed by nothing (a sink of the forward graph)"  # each says why
+    assert "--outputs" in caplog.text and "embedding_out" in caplog.text
+    model = tfopt.load(prefix, outputs=["probs"])
+    assert [s.name for s in model.outputs] == ["probs"] and "outputs_chosen_from" not in model.provenance
 
 
 def test_inspect_reports_training_baggage(tf1_ckpt):

@@ -48,7 +48,8 @@ def test_ranks_the_outlier_layer_first_and_auto_keep_float_fixes_it(outlier_mode
     ranking = result.layer_errors["tflite/int8"]
     assert "outlier" in ranking[0]["layer"] and ranking[0]["output_error"] > 10 * ranking[1]["output_error"]
     kept = result.keep_float["tflite/int8"]
-    assert len(kept) == 1 and "outlier" in kept[0]  # one step was enough
+    # the worst first, in ranking order; how many the bound needs depends on the CPU's kernels
+    assert kept and "outlier" in kept[0] and kept == [r["layer"] for r in ranking[:len(kept)]]
     assert result.report["artifacts"][0]["fidelity"]["top1_agreement"] >= 95
     with open(os.path.join(out, "layers.json")) as f:
         assert json.load(f)["keep_float"]["tflite/int8"] == kept

@@ -24,13 +24,18 @@ def test_engine_ranks_the_outlier_first_and_keeps_it_float_in_every_target(outli
     kept = {key: tuple(value) for key, value in result.keep_float.items()}
     assert set(kept) == {"tflite/int8", "onnx/int8", "openvino/int8"}
     assert len(set(kept.values())) == 1  # one decision, the same in every target
-    assert len(kept["tflite/int8"]) == 1 and "outlier" in kept["tflite/int8"][0]
+    # How many layers the bound needs depends on the CPU's int8 kernels (AVX-512 VNNI rounds otherwise):
+    # assert the order and the stopping rule, not a count
+    chosen = list(kept["tflite/int8"])
+    assert chosen and "outlier" in chosen[0]
+    assert chosen == [r["layer"] for r in ranking[:len(chosen)]]  # the worst first, in ranking order
     for artifact in result.report["artifacts"]:
         assert artifact["quantizer"] == "tfopt" if "quantizer" in artifact else True
         assert artifact["fidelity"]["top1_agreement"] >= KEPT_FLOAT_AGREEMENT[artifact["format"]], artifact["format"]
     steps = result.int8["auto_keep_float"]["steps"]
     assert steps[0]["kept"] == 0 and steps[0]["simulated_drop"] > 5.0  # int8 everywhere: over the bound
-    assert steps[-1]["kept"] == 1 and set(steps[-1]["targets"]) == {"tflite", "onnx", "openvino"}
+    assert steps[-1]["kept"] == len(chosen) and set(steps[-1]["targets"]) == {"tflite", "onnx", "openvino"}
+    assert [s["kept"] for s in steps] == sorted(s["kept"] for s in steps)  # one more layer a step, never fewer
 
 
 def test_rank_and_choose_on_the_engine_directly(outlier_model):  # noqa: F811
@@ -50,4 +55,8 @@ def test_rank_and_choose_on_the_engine_directly(outlier_model):  # noqa: F811
     kept, steps = choose_float_layers(engine, recipe, 100.0, ranking)
     assert kept == [] and len(steps) == 1
     kept, steps = choose_float_layers(engine, recipe, 5.0, ranking)
-    assert kept == [ranking[0]["layer"]] and steps[-1]["simulated_drop"] <= 5.0
+    # greedy: the worst first, in ranking order, stopping at the first set within the bound (every
+    # earlier step was over it); how many it takes depends on the CPU's kernels, so no count
+    assert kept and kept == [r["layer"] for r in ranking[:len(kept)]]
+    assert steps[-1]["simulated_drop"] <= 5.0
+    assert all(step["simulated_drop"] > 5.0 for step in steps[:-1])

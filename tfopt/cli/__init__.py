@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from tfopt import signals
@@ -83,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if signals.received() and not isinstance(exc, signals.Interrupted):
                 exc = signals.Interrupted(signals.received())  # the interrupt, not what it broke, is the cause
             interrupted = isinstance(exc, signals.Interrupted)
-            if args.debug and not interrupted:
-                raise
+            if args.debug and not interrupted:  # the traceback, and still the exit code CI reads
+                traceback.print_exc(file=sys.stderr)
             print(f"tfopt: {'' if interrupted else 'error: '}{exc}", file=sys.stderr)
             if not interrupted and exc.exit_code != GateFailure.exit_code:  # a tripped gate is a verdict
                 print_captured_tail(exc, sys.stderr)
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"tfopt: {signals.Interrupted(signals.received())}", file=sys.stderr)
                 return 128 + signals.received()
             if args.debug:
-                raise
+                traceback.print_exc(file=sys.stderr)
             print(f"tfopt: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
                   "(rerun with --debug for the traceback, and please report it)", file=sys.stderr)
             print_captured_tail(exc, sys.stderr)

@@ -18,6 +18,7 @@ from tfopt.tolerances import FREEZE_ATOL, FREEZE_RTOL, OPTIMIZE_RTOL
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 bad option, 3 model not found, 4 corrupt model,
 5 unsafe model refused, 6 graph cannot be frozen as asked, 7 verification failed,
 8 output not writable, 9 a target converter cannot express the model, 10 a --fail-if gate tripped,
+11 some targets failed, the others are written and verified (convert; --all-or-nothing: none written),
 130/143 interrupted by SIGINT/SIGTERM (nothing replaced)"""
 
 

@@ -11,19 +11,41 @@ What was captured is:
 
 * written to ``--log FILE`` (every stage, with a header line naming it), always;
 * echoed live to stderr with ``--verbose`` or ``--debug``;
-* otherwise shown only when the stage fails: its last lines follow the error message.
+* otherwise shown only when the stage fails: its last lines follow the error message, without
+  the start-up preamble TensorFlow prints on every run (:data:`PREAMBLE`), which explains nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 TAIL_LINES = 15
+
+# What TensorFlow (and XLA, cuDNN, absl) print at start-up on any machine, whatever the model: never
+# the reason for a failure, so never in the tail under an error (--log and --verbose keep them).
+PREAMBLE: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(pattern)) for name, pattern in (
+    ("absl", r"All log messages before absl::InitializeLog\(\) is called are written to STDERR"),
+    ("cudart", r"cudart_stub\.cc.*Could not find cuda drivers|Could not find cuda drivers on your machine"),
+    ("cuInit", r"failed call to cuInit|cuda_(platform|executor|diagnostics)\.cc|kernel driver does not appear"),
+    ("gpu-libraries", r"Cannot dlopen some GPU libraries|Skipping registering GPU devices"),
+    ("cuda-factory", r"Unable to register cu(DNN|FFT|BLAS) factory|Attempting to register factory for plugin cu"),
+    ("tensorrt", r"TF-TRT Warning: Could not find TensorRT"),
+    ("computation-placer", r"computation placer already registered|computation_placer\.cc"),
+    ("oneDNN", r"oneDNN custom operations are on|TF_ENABLE_ONEDNN_OPTS=0"),
+    ("cpu-features", r"This TensorFlow binary is optimized to use available CPU instructions|"
+                     r"To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags"),
+))
+
+
+def explains(line: str) -> bool:
+    """Whether a captured line can explain a failure: not TensorFlow's start-up preamble (:data:`PREAMBLE`)."""
+    return not any(pattern.search(line) for _, pattern in PREAMBLE)
 
 
 class Capture:
@@ -71,8 +93,9 @@ class Capture:
                     sys.stderr.flush()
         except BaseException as exc:
             self._flush_partial()
-            if not self.verbose and self.lines and not hasattr(exc, "captured_tail"):
-                exc.captured_tail = (self.stage_name, self.lines[-TAIL_LINES:])  # type: ignore[attr-defined]
+            lines = [line for line in self.lines if explains(line)]
+            if not self.verbose and lines and not hasattr(exc, "captured_tail"):
+                exc.captured_tail = (self.stage_name, lines[-TAIL_LINES:])  # type: ignore[attr-defined]
             raise
         self._flush_partial()
 
@@ -123,11 +146,14 @@ class Capture:
 
 
 def print_captured_tail(exc: BaseException, stream: TextIO) -> None:
-    """After an error line: what the failing stage printed, last lines first seen last."""
+    """After an error line: what the failing stage printed that can explain it (:func:`explains`),
+    last lines first seen last; nothing when no line can."""
     tail = getattr(exc, "captured_tail", None)
     if not tail:
         return
-    stage, lines = tail
+    stage, lines = tail[0], [line for line in tail[1] if explains(line)]
+    if not lines:
+        return
     print(f"tfopt: last output of '{stage}' (all of it with --verbose or --log FILE):", file=stream)
     for line in lines:
         print(f"  | {line}", file=stream)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from typing import Any
 
 from tfopt.cli.args import (
@@ -36,6 +37,9 @@ def add_parser(sub: Any) -> None:
     g = p.add_argument_group("targets")
     g.add_argument("--to", type=lambda v: [x for x in v.split(",") if x], metavar="LIST",
                    help="pb,savedmodel,tflite,onnx,openvino (default: every one whose extra is installed)")
+    g.add_argument("--all-or-nothing", action="store_true",
+                   help="a target that fails fails the run and nothing is written (default: the others are "
+                        "written and verified, the failures listed in manifest.json, and the exit code is 11)")
     g.add_argument("--quantize", type=lambda v: [x for x in v.split(",") if x], default=["fp32"], metavar="MODES",
                    help="fp32, fp16, dynamic, int8, int16x8; a comma-separated list builds each ('none' = fp32)")
     g.add_argument("--calibration", metavar="DATA",
@@ -104,7 +108,7 @@ def quantize_of(args: argparse.Namespace) -> QuantizeOptions:
                            keep_float=args.keep_float, auto_keep_float=args.auto_keep_float,
                            quantizer=args.quantizer, int8_recipe=args.int8_recipe,
                            calibration_method=args.calibration_method, per_tensor=args.per_tensor,
-                           adaround_budget=args.adaround_budget)
+                           adaround_budget=args.adaround_budget, all_or_nothing=args.all_or_nothing)
 
 
 def compress_of(args: argparse.Namespace) -> CompressOptions:
@@ -135,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     c = options.compress
     compress = compression(c.cluster, c.cluster_init, c.prune, c.exclude, c.finetune_data, c.finetune_epochs)
     from tfopt.converting import convert
-    from tfopt.errors import GateFailure, stage
+    from tfopt.debug.hints import PROVENANCE_KEY, load_flags
+    from tfopt.errors import PARTIAL_EXIT_CODE, GateFailure, stage
     from tfopt.loaders import load
     from tfopt.pipeline import load_kwargs
     from tfopt.report.console import print_convert
@@ -146,14 +151,25 @@ def run(args: argparse.Namespace) -> int:
     options = dataclasses.replace(options, load=LoadOptions(), compress=CompressOptions() if compress else options.compress)
     with args.capture.stage("loading"), stage("loading"):
         model = load(args.model, **load_kwargs(load_options))
+    model.provenance[PROVENANCE_KEY] = load_flags(load_options)  # what a suggested `tfopt debug` repeats
     try:
         with args.capture.stage("converting"):
             result = _run_convert(args, model, lambda progress: convert(model, args.output, options,
                                                                         progress=progress))
     except GateFailure as exc:
         print_convert(args.output, exc.result, as_json=args.json)
-        raise
-    print_convert(args.output, result, as_json=args.json, verified=args.verify)
+        if exc.result is None or not exc.result.failed:
+            raise
+        print(f"tfopt: error: {exc}", file=sys.stderr)
+        result = exc.result  # a missing target outranks a tripped gate: exit 11
+    else:
+        print_convert(args.output, result, as_json=args.json, verified=args.verify)
+    if result.failed:
+        built = len({(a.format, a.precision) for a in result.artifacts})
+        print(f"tfopt: error: {len(result.failed)} of {built + len(result.failed)} requested artifacts failed "
+              f"({', '.join(f'{f.format} {f.precision}' for f in result.failed)}); the others are written and "
+              f"verified in {args.output} (manifest.json lists each failure)", file=sys.stderr)
+        return PARTIAL_EXIT_CODE
     return 0
 
 

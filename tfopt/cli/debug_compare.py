@@ -1,4 +1,6 @@
-"""``tfopt debug compare MODEL ARTIFACT... [--inputs DATA] [--html OUT] [-o OUTDIR]``."""
+"""``tfopt debug compare MODEL ARTIFACT... [--data DATA.npz] [--html OUT] [-o OUTDIR]``, with the load and
+freeze options of ``tfopt convert`` (``--outputs``, ``--inputs NAME[:SHAPE]``, ``--set`` ...), so that the
+graph compared is the one the conversion froze."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import argparse
 import os
 from typing import Any
 
-from tfopt.cli.args import EPILOG, model_options, optimize_options
+from tfopt.cli.args import EPILOG, binding_options, model_options, optimize_options
 
 
 def add_parser(sub: Any) -> None:
@@ -24,23 +26,25 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--quantize", metavar="PRECISIONS", default="fp32",
                    help="with --to: the precisions to build (fp32, fp16, dynamic, int8, int16x8; default fp32)")
     p.add_argument("--calibration", metavar="DATA", help="with --to and int8/int16x8: the calibration data")
-    p.add_argument("--inputs", metavar="DATA", dest="data",
-                   help=".npz of inputs by name (first 8 rows used); default: made-up inputs at a shape the model answers")
+    p.add_argument("--data", metavar="DATA.npz", help=".npz of inputs by name (first 8 rows used; `--inputs DATA.npz` "
+                   "is read the same way); default: made-up inputs at a shape the model answers")
     p.add_argument("--html", metavar="OUT", help="also write an HTML page with the error curves")
     p.add_argument("-o", "--outdir", default=".", help="where compare.json goes (default: the current directory)")
+    binding_options(p)
     model_options(p)
     optimize_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfopt.cli.args import load_of
+    from tfopt.cli.args import freeze_of, load_of
     from tfopt.debug.compare import compare
     from tfopt.debug.inputs import debug_inputs
     from tfopt.debug.report import table, write_html, write_json
     from tfopt.errors import ModelNotFoundError, OptionError
-    from tfopt.options import FreezeOptions, OptimizeOptions
+    from tfopt.options import OptimizeOptions
     from tfopt.pipeline import run_optimize
 
+    data_from_inputs(args)
     if bool(args.artifacts) == bool(args.to):
         raise OptionError("tfopt debug compare: give the ARTIFACT files, or --to TARGETS to build them (not both)")
     for path in args.artifacts:
@@ -49,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     if args.to:
         args.artifacts = _build(args)
     with args.capture.stage("loading"):
-        portable, *_ = run_optimize(args.model, load_of(args), FreezeOptions(),
+        portable, *_ = run_optimize(args.model, load_of(args), freeze_of(args),
                                      OptimizeOptions(passes=args.passes, skip=list(args.skip), grappler=args.grappler))
-    samples, source = debug_inputs(portable, args.data)
+    samples, source = debug_inputs(portable, args.data, "--data")
     with args.capture.stage("running"):
         result = compare(portable, args.artifacts, samples)
     result["model"], result["inputs"] = args.model, source
@@ -74,9 +78,11 @@ def run(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> list[str]:
     """``--to``: the artifacts, converted without verification into OUTDIR/artifacts (every
     requested fp32 artifact too, so a quantized one gets its conversion/quantization split)."""
-    from tfopt.cli.args import load_of
+    import dataclasses
+
+    from tfopt.cli.args import freeze_of, load_of
     from tfopt.converting import convert
-    from tfopt.options import ConvertOptions, FreezeOptions
+    from tfopt.options import ConvertOptions
 
     targets = [t.strip() for t in args.to.split(",") if t.strip()]
     precisions = [p.strip() for p in args.quantize.split(",") if p.strip()]
@@ -85,9 +91,16 @@ def _build(args: argparse.Namespace) -> list[str]:
     outdir = os.path.join(args.outdir, "artifacts")
     os.makedirs(args.outdir, exist_ok=True)
     with args.capture.stage("converting"):
-        options = ConvertOptions(load=load_of(args), freeze=FreezeOptions(verify=False))
+        options = ConvertOptions(load=load_of(args), freeze=dataclasses.replace(freeze_of(args), verify=False))
         result = convert(args.model, outdir, options, to=targets, quantize=precisions, calibration=args.calibration,
                          overwrite=True)
     for artifact in result.artifacts:
         print(f"wrote    {os.path.join(outdir, artifact.path)}")
     return [os.path.join(outdir, a.path) for a in result.artifacts]
+
+
+def data_from_inputs(args: argparse.Namespace) -> None:
+    """``--inputs DATA.npz`` (the debug commands' name for ``--data`` before they took the freeze
+    options): read as ``--data``, since no input is named like an ``.npz`` file."""
+    if len(args.inputs) == 1 and args.inputs[0].endswith(".npz") and not args.data:
+        args.data, args.inputs = args.inputs[0], []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tfopt.cli.args import COUNT, EPILOG, model_options
+from tfopt.cli.args import COUNT, EPILOG, binding_options, model_options
 
 REDUCE_TARGETS = ("tflite", "onnx", "openvino")
 
@@ -29,16 +29,18 @@ def add_parser(debug_subparsers: Any) -> None:
                    help="fails: the converter raises or the artifact does not load or run, in the same way as the "
                         "full model; mismatch[:TOL]: outputs off by more than TOL of their scale (default TOL: "
                         "fp32 1e-3, fp16 1e-2, quantized 0.1)")
-    p.add_argument("--inputs", metavar="DATA.npz",
-                   help="inputs by name (first row used); default: made-up inputs the model answers")
+    p.add_argument("--data", metavar="DATA.npz", help="inputs by name (first row used; `--inputs DATA.npz` is read "
+                   "the same way); default: made-up inputs the model answers")
     p.add_argument("--max-steps", type=COUNT, default=200, metavar="N",
                    help="conversions to try at most, the full model's included (default %(default)s)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT that tfopt did not write")
+    binding_options(p)  # the graph tfopt convert froze: --inputs NAME[:SHAPE], --set, --verify-shape
     model_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from tfopt.cli.debug_compare import data_from_inputs
     from tfopt.debug.check import Check
     from tfopt.debug.reduce import reduce
     from tfopt.debug.repro import write_repro
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
         raise OptionError(f"--precision {precision}: {args.target} builds {', '.join(record.precisions)}")
     check = Check.parse(args.check, precision)
-    check_output(args.output, inputs=[args.model, args.inputs], overwrite=args.overwrite)
+    data_from_inputs(args)
+    check_output(args.output, inputs=[args.model, args.data], overwrite=args.overwrite)
     portable, feeds = _load(args)
     print(f"reducing {len(portable.graph_def.node)} nodes for {args.target} {precision}, --check {check.describe()}")
     with args.capture.stage("converting"):
@@ -70,19 +73,20 @@ def run(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The portable (frozen, optimized) graph the converters read, and one set of its inputs."""
-    from tfopt.cli.args import load_of
-    from tfopt.options import FreezeOptions, OptimizeOptions
+    from tfopt.cli.args import freeze_of, load_of
+    from tfopt.options import OptimizeOptions
     from tfopt.pipeline import run_optimize
     from tfopt.verify import check_inputs, choose_inputs, reference_runner
 
     with args.capture.stage("loading"):
-        portable, _, _, _ = run_optimize(args.model, load_of(args), FreezeOptions(), OptimizeOptions())
-    if args.inputs:
-        given = check_inputs(reference_runner(portable), _npz_inputs(args.inputs, portable.inputs),
-                             f"--inputs {args.inputs}", None)
-    else:
-        given = choose_inputs(reference_runner(portable), portable.inputs, batch=1, graph_def=portable.graph_def)
-    return portable, {name: value[:1] for name, value in given.feeds.items()}
+        portable, _, _, _ = run_optimize(args.model, load_of(args), freeze_of(args), OptimizeOptions())
+    if args.data:
+        given = check_inputs(reference_runner(portable), _npz_inputs(args.data, portable.inputs),
+                             f"--data {args.data}", None)
+        return portable, {name: value[:1] for name, value in given.feeds.items()}
+    # made up at batch 1 already (a time-major input's axis 0 is its time, not a batch to cut)
+    return portable, choose_inputs(reference_runner(portable), portable.inputs, batch=1,
+                                   graph_def=portable.graph_def).feeds
 
 
 def _npz_inputs(path: str, specs: Any) -> Any:
@@ -94,10 +98,10 @@ def _npz_inputs(path: str, specs: Any) -> Any:
     from tfopt.verify import VerifyInputs
 
     if not path.endswith(".npz") or not os.path.isfile(path):
-        raise OptionError(f"--inputs {path}: expected an existing .npz holding the model's inputs by name")
+        raise OptionError(f"--data {path}: expected an existing .npz holding the model's inputs by name")
     with np.load(path, allow_pickle=False) as data:
         missing = [s.name for s in specs if s.name not in data.files]
         if missing:
-            raise OptionError(f"--inputs {path}: holds {', '.join(data.files) or 'nothing'}, not the input(s) "
+            raise OptionError(f"--data {path}: holds {', '.join(data.files) or 'nothing'}, not the input(s) "
                               f"{', '.join(missing)}")
         return VerifyInputs({s.name: data[s.name][:1].astype(s.dtype) for s in specs}, "inputs")

@@ -1,6 +1,7 @@
 """``tfopt fleet MANIFEST``: every model of a YAML manifest converted on a local process pool or on
 Ray (see :mod:`tfopt.fleet`). Exit status: 0 all converted and passed their gates, 10 a gate failed
-(reports written), 1 a model failed, 2 an output refused, 130/143 interrupted."""
+(reports written), 11 a model partial (some targets failed, the others written: as `tfopt convert`),
+1 a model failed, 2 an output refused, 130/143 interrupted."""
 
 from __future__ import annotations
 

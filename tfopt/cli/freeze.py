@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             for d in diffs:
                 print(f"verified {d.name}: max abs err {d.max_abs_err:.3g} ({label} vs original)")
     if report.verified_at is not None:
-        print(f"verified at {report.verified_at.describe()} ({report.verified_at.source} inputs)")
+        print(f"verified at {report.verified_at.summary()}")
     if not args.verify:
         print("verified skipped (--no-verify)")
     print(f"wrote    {path}  ({format_bytes(tree_size(path))})")

@@ -37,8 +37,9 @@ def debug_inputs(model: Model, data: str | None, option: str = "--inputs") -> tu
         runner = GraphRunner(model)
         chosen = choose_inputs(runner, model.inputs, batch=4, graph_def=model.graph_def)
         runner.close()
-        rows = len(next(iter(chosen.feeds.values()))) if chosen.feeds else 1
-        samples = [{k: v[i:i + 1] for k, v in chosen.feeds.items()} for i in range(rows)]
+        from tfopt.verify_shapes import split_samples
+
+        samples = split_samples(model.inputs, chosen.feeds) if chosen.feeds else [{}]
         source = "made up"
     shapes = {s.name: list(np.shape(samples[0][s.name])) for s in model.inputs}
     return samples, {"source": source, "samples": len(samples), "shapes": shapes}

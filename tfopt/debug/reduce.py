@@ -213,4 +213,4 @@ def _nothing_to_reduce(search: _Search, outcome: Outcome) -> str:
                 "use --check fails to reduce that failure")
     return (f"--check {search.check.describe()}: the full model's worst output error on {what} is "
             f"{outcome.error:.3g} of its scale, within the tolerance: nothing to reduce. Give a smaller TOL "
-            "(--check mismatch:TOL), other --inputs, or another --target/--precision")
+            "(--check mismatch:TOL), other --data, or another --target/--precision")

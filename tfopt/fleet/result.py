@@ -11,7 +11,7 @@ from typing import Any
 
 TASK_KINDS = ("prepare", "emit", "finish")
 TASK_STATUSES = ("ok", "cached", "failed", "timeout", "cancelled", "skipped")
-MODEL_STATUSES = ("converted", "up-to-date", "gate-failed", "failed", "cancelled")
+MODEL_STATUSES = ("converted", "up-to-date", "gate-failed", "partial", "failed", "cancelled")  # partial: some targets failed
 
 
 @dataclass
@@ -48,4 +48,4 @@ class FleetResult:
     models: list[ModelRecord] = field(default_factory=list)
     tasks: list[TaskRecord] = field(default_factory=list)
     seconds: float = 0.0
-    exit_code: int = 0              # 0 all passed; 10 a gate failed (reports written); 1 a model failed; 2 an output refused; 130 interrupted
+    exit_code: int = 0              # 0 all passed; 10 a gate failed (reports written); 11 a model partial; 1 a model failed; 2 an output refused; 130 interrupted

@@ -4,7 +4,7 @@ One :class:`Row` per model x target x precision (from the model's emit tasks and
 artifacts, joined on ``(format, precision)``), plus one row per failed ``prepare``/``finish`` task
 (``target`` is None), plus one row for a failed or cancelled model that no task explains. A row's
 status is the task's when the task did not finish (failed, timeout, cancelled, skipped), else
-``gate-failed`` when a gate of the model's report tripped on that artifact, else ``ok``/``cached``.
+``failed`` when the model's report lists the artifact as failed (a partial model), else ``gate-failed`` when a gate of the model's report tripped on that artifact, else ``ok``/``cached``.
 
 Order (:func:`sort_key`): worst offenders first - failed and timed-out rows, then gate-failed, then
 cancelled, skipped, and the rest; within a rank by accuracy drop (points, descending), then
@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tfopt.errors import PARTIAL_EXIT_CODE
 from tfopt.fleet.result import FleetResult, ModelRecord, TaskRecord
 from tfopt.targets import precision_name
 
@@ -110,6 +111,7 @@ def _model_rows(model: ModelRecord, tasks: list[TaskRecord]) -> list[Row]:
         if gate.get("failed"):
             key = (gate.get("format"), precision_name(str(gate.get("precision"))))
             tripped.setdefault(key, []).append(f"fail-if {gate.get('gate')}: {gate.get('metric')} = {gate.get('value')}")
+    failed = {(f.get("format"), precision_name(str(f.get("precision")))): f for f in report.get("failed") or []}
     out, seen = [], set()
     for task in tasks:
         if task.kind != "emit":
@@ -118,10 +120,16 @@ def _model_rows(model: ModelRecord, tasks: list[TaskRecord]) -> list[Row]:
             continue
         key = (task.target, precision_name(task.precision or ""))
         seen.add(key)
-        out.append(_task_row(model.name, task, "emit", *key, artifacts.get(key, {}), tripped.get(key)))
+        row = _task_row(model.name, task, "emit", *key, artifacts.get(key, {}), tripped.get(key))
+        if key in failed and row.status in ("ok", "cached"):  # the task ran; its artifact failed (a partial model)
+            row = replace(row, status="failed", message=clean(" ".join(failed[key].get("reason", "").split())))
+        out.append(row)
     for key in sorted(set(artifacts) - seen, key=lambda k: (str(k[0]), k[1])):  # e.g. an up-to-date model with no tasks
         status = "cached" if model.status == "up-to-date" else "ok"
         out.append(_artifact_row(model.name, key, artifacts[key], status, tripped.get(key)))
+    for key in sorted(set(failed) - seen, key=lambda k: (str(k[0]), k[1])):
+        out.append(Row(model.name, "emit", "failed", key[0], key[1],
+                       message=clean(" ".join(failed[key].get("reason", "").split()))))
     if model.status in ("failed", "cancelled") and not any(r.status in (*FAILED, "cancelled") for r in out):
         out.append(Row(model.name, "model", model.status if model.status == "cancelled" else "failed",
                        message=clean(model.error or f"model {model.status}")))
@@ -155,7 +163,7 @@ def summary(result: FleetResult) -> dict[str, Any]:
     return {
         "models": len(result.models),
         **{f"models_{status.replace('-', '_')}": models.get(status, 0)
-           for status in ("converted", "up-to-date", "gate-failed", "failed", "cancelled")},
+           for status in ("converted", "up-to-date", "gate-failed", "partial", "failed", "cancelled")},
         "tasks": len(result.tasks),
         "tasks_run": sum(tasks.get(s, 0) for s in ("ok", "failed", "timeout")),
         "tasks_cached": tasks.get("cached", 0),
@@ -177,7 +185,8 @@ def gate_tripped(model: ModelRecord) -> bool:
 
 def exit_code(result: FleetResult) -> int:
     """The fleet's exit status: 130 interrupted (a model or task cancelled), 1 anything failed (a
-    model, or a task that stayed failed after its retries), 10 a gate tripped and nothing failed,
+    model, or a task that stayed failed after its retries), 11 a model is partial (some of its
+    targets failed, the others written, as ``tfopt convert`` exits), 10 a gate tripped and nothing failed,
     0 all passed. What the run itself decided is kept: 2 (an output refused, before anything ran) and
     128 + N (stopped by signal N: 130 Ctrl-C, 143 SIGTERM)."""
     if result.exit_code == 2 or result.exit_code >= 128:
@@ -186,6 +195,8 @@ def exit_code(result: FleetResult) -> int:
         return 130
     if any(m.status == "failed" for m in result.models) or any(t.status in FAILED for t in result.tasks):
         return 1
+    if any(m.status == "partial" for m in result.models):
+        return PARTIAL_EXIT_CODE
     return 10 if any(gate_tripped(m) for m in result.models) else 0
 
 
@@ -206,6 +217,7 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     peak = "-" if s["peak_rss_mb"] is None else f"{s['peak_rss_mb']:.0f} MB"
     return [f"models {s['models']}: {s['models_converted']} converted, {s['models_up_to_date']} up-to-date, "
             f"{s['models_gate_failed']} gate-failed, {s['models_failed']} failed"
+            + (f", {s['models_partial']} partial" if s.get("models_partial") else "")
             + (f", {s['models_cancelled']} cancelled" if s["models_cancelled"] else ""),
             f"tasks {s['tasks']}: {s['tasks_run']} run, {s['tasks_cached']} cached, {s['tasks_failed']} failed, "
             f"{s['tasks_retried']} retried" + (f", {s['tasks_skipped']} skipped" if s["tasks_skipped"] else "")

@@ -6,7 +6,8 @@ others' tasks (:mod:`tfopt.fleet.plan`); run them (:mod:`tfopt.fleet.schedule`) 
 executor or Ray; write the fleet report (:mod:`tfopt.fleet.report`).
 
 Exit code (``FleetResult.exit_code``): 0 every model converted (or was up to date) and passed its
-gates; 10 a gate failed (every report written); 1 a model failed; 2 an output was refused
+gates; 10 a gate failed (every report written); 11 a model partial (some targets failed, the others
+written); 1 a model failed; 2 an output was refused
 (nothing converted); 128 + the signal when interrupted.
 """
 

@@ -161,6 +161,7 @@ def _emit(ctx: _Context, target: str, precision: str) -> str:
         emit_artifact(ctx.plan, prepared, result, files, target, precision, say, last=False)
         record = {"artifacts": [dataclasses.asdict(a) for a in result.artifacts],
                   "skipped": [list(s) for s in result.skipped], "layer_errors": result.layer_errors,
+                  "failed": [dataclasses.asdict(f) for f in result.failed],
                   "keep_float": result.keep_float, "engine_fallbacks": result.engine_fallbacks,
                   "seconds": prepared.stages.get(f"{target} {precision}", 0.0)}
         from tfopt.nonfinite import to_json
@@ -182,7 +183,7 @@ def _record(entry: str) -> dict[str, Any]:
 def finish_task(spec: dict[str, Any]) -> dict[str, Any]:
     """The model's OUTROOT/NAME, atomically: artifacts, manifest, report, gates, resume stamp."""
     from tfopt._io import atomic_path
-    from tfopt.convert_parts import Artifact, ConvertResult
+    from tfopt.convert_parts import Artifact, ConvertResult, Failure
     from tfopt.convert_stages import finish
     from tfopt.errors import ConversionError, GateFailure
     from tfopt.report.build import finish_gates
@@ -200,13 +201,15 @@ def finish_task(spec: dict[str, Any]) -> dict[str, Any]:
             shutil.copytree(os.path.join(entry, "files"), tmp, dirs_exist_ok=True)
             result.artifacts += [Artifact(**a) for a in record["artifacts"]]
             result.skipped += [tuple(s) for s in record["skipped"]]
+            result.failed += [Failure(**f) for f in record.get("failed", [])]
             result.layer_errors.update(record["layer_errors"])
             result.keep_float.update(record["keep_float"])
             result.engine_fallbacks.update(record["engine_fallbacks"])
             if record["artifacts"]:
                 prepared.stages[f"{target} {precision}"] = record["seconds"]
         if not result.artifacts:
-            reasons = "; ".join(f"{t} {p_}: {why}" for t, p_, why in result.skipped)
+            reasons = "; ".join([f"{t} {p_}: {why}" for t, p_, why in result.skipped]
+                                + [f"{f.format} {f.precision}: {f.reason}" for f in result.failed])
             raise ConversionError(f"no target could be built: {reasons}")
         finish(p, prepared, result, tmp, say)
         with open(os.path.join(tmp, STAMP), "w") as f:
@@ -216,4 +219,7 @@ def finish_task(spec: dict[str, Any]) -> dict[str, Any]:
         finish_gates(result.report, p.options.report.junit)
     except GateFailure as exc:
         status, error = "gate-failed", str(exc)
+    if result.failed:  # as `tfopt convert`: a missing artifact outranks a tripped gate
+        status = "partial"
+        error = "; ".join(f"{f.format} {f.precision}: {f.reason.splitlines()[0]}" for f in result.failed)
     return {"cache_hits": sorted(set(ctx.hits)), "model_status": status, "error": error}

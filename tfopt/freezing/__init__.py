@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from tfopt._checks import check_ranges
-from tfopt.errors import GraphError, OptionError, VerificationError, did_you_mean
+from tfopt.errors import GraphError, OptionError, StochasticModelError, did_you_mean
 from tfopt.freezing.bind_placeholders import BindPlaceholders
 from tfopt.freezing.freeze_variables import FreezeVariables
 from tfopt.freezing.inline_calls import InlineCalls
@@ -36,10 +36,11 @@ from tfopt.freezing.inline_cond import InlineCond
 from tfopt.freezing.remove_dropout import RemoveDropout, dropout_knobs
 from tfopt.freezing.resolve_switch import ResolveSwitch
 from tfopt.freezing.strip_training_ops import StripTrainingOps
-from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, Model, TensorSpec, ancestors, op_histogram, placeholder_spec
+from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, Model, TensorSpec, op_histogram, placeholder_spec
 from tfopt.passes.base import PassStats, run_passes
 from tfopt.passes.prune_dead import PruneDead
 from tfopt.passes.remove_identity import RemoveIdentity
+from tfopt.pipeline_inputs import needed_by, pipeline_fed
 from tfopt.testing import DEFAULT_ATOL, DEFAULT_RTOL, OutputDiff
 from tfopt.training_nodes import is_training_flag, is_training_node
 
@@ -118,7 +119,7 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
         if name not in bindings and name not in requested and is_training_flag(node, model.graph_def):
             bindings[name] = np.bool_(False)
             report.bindings[name] = (False, "training flag")
-    for name, value in dropout_knobs(model.graph_def).items():
+    for name, value in dropout_knobs(model.graph_def, outputs=[s.tensor for s in model.outputs]).items():
         if name not in bindings and name not in requested:
             from tfopt.graph import dtype_name
 
@@ -147,8 +148,13 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
         try:
             report.verification = verify_against_reference(model, frozen, bindings, atol=atol, rtol=rtol,
                                                             inputs=report.verified_at)
-        except VerificationError as exc:
-            raise VerificationError(f"{exc}{_noise_hint(model, frozen)}") from exc
+        except StochasticModelError as exc:
+            hint = _knob_hint(model)
+            if not hint:
+                raise
+            from tfopt.stochastic import GENERIC_HINT
+
+            raise StochasticModelError(str(exc).replace(GENERIC_HINT, hint), exc.random_ops) from exc
     return frozen, report
 
 
@@ -197,7 +203,9 @@ def parse_value(name: str, raw: Any, dtype: str) -> Any:
 
 def _choose_inputs(model: Model, placeholders: Mapping[str, Any], bindings: Mapping[str, Any],
                    requested: Mapping[str, Any]) -> list[TensorSpec]:
-    needed = ancestors(model.graph_def, [s.tensor for s in model.outputs])
+    # A fed PlaceholderWithDefault (an iterator's output, or one named in --inputs) cuts what is behind it.
+    cut = pipeline_fed(model.graph_def) | {n for n in requested if placeholders[n].op == "PlaceholderWithDefault"}
+    needed = needed_by(model.graph_def, [s.tensor for s in model.outputs], cut)
     known = {s.name: s for s in model.inputs}
     by_node = {s.node: s for s in model.inputs}
     if requested:
@@ -209,7 +217,7 @@ def _choose_inputs(model: Model, placeholders: Mapping[str, Any], bindings: Mapp
     for name, node in placeholders.items():
         if name in needed and name not in chosen_nodes and name not in bindings and node.op != "PlaceholderWithDefault":
             raise GraphError(f"placeholder '{name}' is needed by the outputs but is neither an input nor bound: "
-                             f"add it to --inputs, or bind it with --set {name}=VALUE")
+                             f"add it to --inputs{_set_hint(node)}")
     return chosen
 
 
@@ -242,26 +250,27 @@ def _check_frozen(model: Model) -> None:
             raise GraphError(f"variable '{node.name}' is still in the frozen graph (its readers could not be "
                              "converted); report this with the model attached")
         if node.op in PLACEHOLDER_OPS and node.name not in inputs and node.op != "PlaceholderWithDefault":
-            raise GraphError(f"placeholder '{node.name}' is neither an input nor bound: add it to --inputs, "
-                             f"or bind it with --set {node.name}=VALUE")
+            raise GraphError(f"placeholder '{node.name}' is neither an input nor bound: add it to --inputs"
+                             f"{_set_hint(node)}")
 
 
-RANDOM_OPS = frozenset({"RandomUniform", "RandomStandardNormal", "TruncatedNormal", "RandomUniformInt",
-                        "StatelessRandomUniformV2", "StatelessRandomNormalV2", "Multinomial"})
+def _set_hint(node: Any) -> str:
+    """``, or bind it with --set NAME=VALUE`` when ``--set`` can bind it (no unknown dimension)."""
+    from tfopt.graph import shape_of
+
+    shape = shape_of(node.attr["shape"].shape) if "shape" in node.attr else None
+    if shape and None in shape:
+        return f" (it has unknown dimensions {shape}, so --set cannot bind it)"
+    return f", or bind it with --set {node.name}=VALUE"
 
 
-def _noise_hint(model: Model, frozen: Model) -> str:
-    """Why outputs may differ: random ops left in the graph, and which placeholder to bind."""
-    random = [n.name for n in frozen.graph_def.node if n.op in RANDOM_OPS]
-    if not random:
-        return ""
+def _knob_hint(model: Model) -> str:
+    """How to turn dropout off, when a placeholder feeds a dropout mask tfopt did not bind."""
     hints = [f"--set {name}={value}" for name, value in dropout_knobs(model.graph_def, any_placeholder=True).items()]
-    where = ", ".join(random[:3]) + (" ..." if len(random) > 3 else "")
-    if hints:
-        return (f"; the frozen graph still draws random numbers ({where}): dropout is active. "
-                f"Turn it off by binding its placeholder: {', '.join(dict.fromkeys(hints))} "
-                "(a keep probability to 1.0, a rate to 0.0)")
-    return f"; the frozen graph still draws random numbers ({where}): bind the placeholder that turns the noise off with --set"
+    if not hints:
+        return ""
+    return (f"Dropout is active: turn it off by binding its placeholder: {', '.join(dict.fromkeys(hints))} "
+            "(a keep probability to 1.0, a rate to 0.0)")
 
 
 def _jsonable(value: Any) -> Any:

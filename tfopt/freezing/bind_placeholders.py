@@ -2,7 +2,10 @@
 
 ``Placeholder(name=p)`` => ``Const(name=p, value=v)`` for every ``p`` in the bindings (training
 flags bound to False, ``--set NAME=VALUE``). A ``PlaceholderWithDefault`` that is not a model input
-becomes ``Identity(default)``: with nothing fed, that is exactly what it computes.
+becomes ``Identity(default)``: with nothing fed, that is exactly what it computes. One that is a
+model input and whose default comes from a ``tf.data`` iterator or another feed becomes a plain
+``Placeholder``: the input is always fed, so the pipeline behind it never runs and is pruned
+(:mod:`tfopt.pipeline_inputs`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 from tfopt._tf import make_const
 from tfopt.graph import Model, rewrite_node
 from tfopt.passes.base import Pass, PassResult, copy_graph
+from tfopt.pipeline_inputs import pipeline_fed
 
 
 class BindPlaceholders(Pass):
@@ -23,12 +27,17 @@ class BindPlaceholders(Pass):
 
     def run(self, model: Model) -> PassResult:
         inputs = {s.node for s in model.inputs}
+        fed = pipeline_fed(model.graph_def) & inputs
         graph_def = copy_graph(model.graph_def)
         changed = False
         for node in graph_def.node:
             if node.op in ("Placeholder", "PlaceholderV2", "PlaceholderWithDefault") and node.name in self.values:
                 const = make_const(node.name, self.values[node.name], dtype=node.attr["dtype"].type)
                 node.CopyFrom(const)
+                changed = True
+            elif node.name in fed:
+                node.op = "Placeholder"
+                del node.input[:]
                 changed = True
             elif node.op == "PlaceholderWithDefault" and node.name not in inputs:
                 rewrite_node(node, "Identity", types={"T": node.attr["dtype"].type})

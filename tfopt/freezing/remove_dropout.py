@@ -20,6 +20,7 @@ training flags.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -41,10 +42,18 @@ KNOB_NAMES = re.compile(r"(^|/)\w*(keep_?prob\w*|dropout\w*|drop_?rate|rate)(_\d
 _PASS_THROUGH = ("Identity", "Snapshot")
 
 
+def _passes_through(node: Any) -> bool:
+    """Identity-like: forwards input 0 unchanged. A loop-invariant ``Enter`` (``is_constant``) is
+    one too: every iteration of a TF1 ``while_loop`` body reads the value it captured outside."""
+    if node.op in _PASS_THROUGH:
+        return True
+    return node.op in ("Enter", "RefEnter") and node.attr["is_constant"].b
+
+
 def _source(nodes: dict[str, Any], ref: str) -> str:
-    """The node behind Identity chains."""
+    """The node behind Identity chains (and loop-invariant ``Enter``)."""
     name = tensor_node(ref)
-    while name in nodes and nodes[name].op in _PASS_THROUGH and nodes[name].input:
+    while name in nodes and _passes_through(nodes[name]) and nodes[name].input:
         name = tensor_node(nodes[name].input[0])
     return name
 
@@ -71,7 +80,7 @@ def _data_users(users: dict[str, list[tuple[Any, int]]], name: str) -> list[tupl
     for user, idx in users.get(name, []):
         if is_control(user.input[idx]):
             continue
-        if user.op in _PASS_THROUGH:
+        if _passes_through(user):
             out += _data_users(users, user.name)
         else:
             out.append((user, idx))
@@ -138,9 +147,11 @@ def _describe(nodes: dict[str, Any], name: str, scaled: str, knob: str, kind: st
     knob_name = _source(nodes, knob)
     if value is None:
         behind = _knob_placeholder(nodes, knob, kind)
-        hint = f"--set {behind[0]}={behind[1]}" if behind else f"--set {knob_name}={identity}"
+        hint = (f"turn it off with --set {behind[0]}={behind[1]}" if behind else
+                f"it is computed by {nodes[knob_name].op if knob_name in nodes else 'a node'} '{knob_name}', "
+                "not from a placeholder tfopt can bind")
         entry["reason"] = (f"{'rate' if kind == 'rate' else 'keep probability'} '{knob_name}' is not a constant; "
-                           f"dropout kept (turn it off with {hint})")
+                           f"dropout kept ({hint})")
         return entry
     if value != identity:
         entry["reason"] = f"{'rate' if kind == 'rate' else 'keep probability'} is {value:g}, not {identity:g}: dropout kept"
@@ -169,30 +180,56 @@ def _placeholder_behind(nodes: dict[str, Any], ref: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def dropout_knobs(graph_def: Any, *, any_placeholder: bool = False) -> dict[str, float]:
+def dropout_knobs(graph_def: Any, *, outputs: Sequence[str] | None = None, any_placeholder: bool = False) -> dict[str, float]:
     """Placeholders to bind so every dropout becomes the identity: name -> value.
 
-    A knob is a float scalar ``Placeholder`` named like a keep probability or a rate
-    (``keep_prob``, ``dropout_rate``, ``rate``) from which a dropout mask's threshold is computed.
-    The value is 1 when the mask is ``U >= 1 - knob`` or ``floor(knob + U)`` (a keep probability),
-    0 when it is ``U >= knob`` (a rate). ``any_placeholder=True`` accepts any name and
-    ``PlaceholderWithDefault`` too (for error hints: what to bind to turn the noise off).
+    A knob is a float placeholder of scalar or unknown rank from which a dropout mask's threshold
+    is computed (directly, through ``1 - v`` steps, or through a loop's ``Enter``). The value is 1
+    when the mask is ``U >= 1 - knob`` or ``floor(knob + U)`` (a keep probability), 0 when it is
+    ``U >= knob`` (a rate). A ``Placeholder`` qualifies when it is named like one (``keep_prob``,
+    ``dropout_rate``, ``rate``) or when it reaches ``outputs`` only through dropout masks (a
+    ``Placeholder_3`` that only sets dropout); a ``PlaceholderWithDefault`` qualifies unless its
+    default already turns dropout off. ``any_placeholder=True`` accepts any name (for error hints).
     """
     nodes = node_map(graph_def)
+    found = find_dropouts(graph_def)
+    appliers = {d["node"] for d in found}
+    users = consumers(graph_def)
     out: dict[str, float] = {}
-    for d in find_dropouts(graph_def):
+    for d in found:
         name = _placeholder_behind(nodes, d["knob_ref"])
         node = nodes.get(name or "")
         if node is None or node.op not in PLACEHOLDER_OPS:
             continue
-        if not any_placeholder and (node.op == "PlaceholderWithDefault" or not KNOB_NAMES.search(node.name)):
-            continue
         if node.attr["dtype"].type not in FLOAT_TYPES or len(node.attr["shape"].shape.dim) > 0:
             continue
         behind = _knob_placeholder(nodes, d["knob_ref"], d["kind"])
-        if behind is not None:
-            out[node.name] = behind[1]
+        if behind is None:
+            continue
+        if node.op == "PlaceholderWithDefault":
+            if const_scalar(nodes, node.input[0]) == behind[1]:
+                continue  # its default already turns dropout off
+        elif not (any_placeholder or KNOB_NAMES.search(node.name)
+                  or (outputs is not None and _only_through(users, node.name, appliers, outputs))):
+            continue
+        out[node.name] = behind[1]
     return out
+
+
+def _only_through(users: dict[str, list[tuple[Any, int]]], name: str, appliers: set[str],
+                  outputs: Sequence[str]) -> bool:
+    """Does ``name`` reach ``outputs`` only through the mask appliers (forward walk stopped there)?"""
+    targets = {tensor_node(o) for o in outputs}
+    stack, seen = [name], set()
+    while stack:
+        cur = stack.pop()
+        if cur in seen:
+            continue
+        seen.add(cur)
+        if cur in targets:
+            return False
+        stack += [u.name for u, i in users.get(cur, []) if not is_control(u.input[i]) and u.name not in appliers]
+    return True
 
 
 def _knob_placeholder(nodes: dict[str, Any], ref: str, kind: str) -> tuple[str, float] | None:

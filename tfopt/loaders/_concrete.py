@@ -4,7 +4,9 @@ TF2 variables are resource handles captured by the function; only TensorFlow's o
 resolve them inside nested function bodies (If/While/PartitionedCall), so it is used here, with
 control flow kept functional (``lower_control_flow=False``) so portable exporters can read it.
 Placeholders are renamed to the signature's input keys and each output gets an ``Identity`` node
-named after its output key, so the frozen graph speaks the same names as the signature.
+named after its output key, so the frozen graph speaks the same names as the signature. Outputs are
+paired with their keys through the function's structured outputs (each key's own tensor), never by
+zipping two lists: ``tf.function`` flattens a dict by sorted key, which is not the model's order.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ def model_from_concrete(
     fn: Any,
     *,
     input_names: Sequence[str],
-    output_names: Sequence[str],
     call: Callable[[Mapping[str, Any]], dict[str, Any]],
     provenance: dict[str, Any],
     keepalive: Any = None,
@@ -32,13 +33,14 @@ def model_from_concrete(
 
     Args:
         fn: a ConcreteFunction whose first ``len(input_names)`` inputs are the model inputs.
-        input_names / output_names: logical names, in ``fn.inputs`` / ``fn.outputs`` order.
+        input_names: logical names, in ``fn.inputs`` order.
         call: runs the original model on a dict of inputs (the verification reference).
         provenance: source facts; variable count and bytes are added here.
         keepalive: object that owns the variables (a loaded SavedModel must stay referenced).
     """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+    named = structured_output_indices(fn)
     variables = list(fn.variables)
     provenance = dict(provenance)
     provenance["variables"] = len(variables)
@@ -57,12 +59,60 @@ def model_from_concrete(
         _rename_placeholder(graph_def, tensor_node(ph), name, t)
         for ph, name, t in zip(placeholders, input_names, frozen.inputs)
     ]
-    outputs = [
-        _name_output(graph_def, t.name, name, t) for t, name in zip(frozen.outputs, output_names)
-    ]
+    outputs = [_name_output(graph_def, frozen.outputs[i].name, name, frozen.outputs[i]) for name, i in named]
     provenance["source_nodes"] = len(graph_def.node)
     return Model(graph_def=graph_def, inputs=inputs, outputs=outputs, provenance=provenance,
                  reference=call, keepalive=keepalive)
+
+
+def named_leaves(structure: Any, leaf: Callable[[Any], bool] | None = None) -> list[tuple[str, Any]]:
+    """The leaves of a function's output ``structure`` (tensors, or where ``leaf(x)``), each named.
+
+    A dict's keys name its leaves (nested keys joined with ``/``), in the dict's own key order
+    (the model's order, not the sorted order ``tf.nest`` flattens by); a list, tuple or single
+    tensor is named ``output_<i>``. The same rule names a ConcreteFunction's outputs and the eager
+    result of calling it, so both sides pair by name.
+    """
+    t = tf()
+    keep = leaf or (lambda x: isinstance(x, t.Tensor))
+    flat = [(path, x) for path, x in _paths(structure, "") if keep(x)]
+    if not isinstance(structure, Mapping):
+        return [(f"output_{i}", x) for i, (_, x) in enumerate(flat)]
+    return flat
+
+
+def _paths(structure: Any, prefix: str) -> list[tuple[str, Any]]:
+    """Leaves with ``/``-joined keys, dicts in their own key order (``tf.nest`` would sort them)."""
+    if isinstance(structure, Mapping):
+        items: Any = structure.items()
+    elif isinstance(structure, (list, tuple)):
+        items = enumerate(structure)
+    else:
+        return [(prefix, structure)]
+    return [leaf for k, v in items for leaf in _paths(v, f"{prefix}/{k}" if prefix else str(k))]
+
+
+def structured_output_indices(fn: Any) -> list[tuple[str, int]]:
+    """``(output name, index into fn.outputs)`` per output, named by :func:`named_leaves`.
+
+    ``fn.outputs`` is ``tf.nest.flatten(fn.structured_outputs)`` without its ``None`` leaves (the
+    leaves are tensors, or TensorSpecs in a loaded signature): packing the indices back into that
+    structure, as TensorFlow does with a call's results, gives each name its own tensor.
+    """
+    t = tf()
+    structure = fn.structured_outputs
+    present = [x is not None for x in t.nest.flatten(structure, expand_composites=True)]
+    if sum(present) != len(fn.outputs):
+        raise GraphError(f"the function's {len(fn.outputs)} outputs do not match its {sum(present)} structured "
+                         "outputs; return a flat dict of tensors from the function")
+    indices = iter(range(len(fn.outputs)))
+    try:
+        packed = t.nest.pack_sequence_as(structure, [next(indices) if p else None for p in present],
+                                         expand_composites=True)
+    except (TypeError, ValueError) as exc:  # a composite (ragged/sparse) output cannot hold indices
+        raise GraphError(f"the function returns a composite tensor ({type(exc).__name__}: {str(exc)[:120]}); "
+                         "tfopt converts dense outputs: return tensors (e.g. ragged.to_tensor())") from exc
+    return named_leaves(packed, leaf=lambda x: isinstance(x, int))
 
 
 def _extra_inputs_message(graph_def: Any, input_names: Sequence[str], tensors: Sequence[Any]) -> str:

@@ -2,38 +2,52 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from tfopt.errors import GraphError, did_you_mean
 from tfopt.graph import (
     PLACEHOLDER_OPS,
     TensorSpec,
-    ancestors,
     canonical_tensor,
     node_map,
     placeholder_spec,
     tensor_node,
     tensor_port,
 )
+from tfopt.output_choice import MAX_HEADS, choose_outputs, node_dtype
+from tfopt.pipeline_inputs import needed_by, pipeline_fed
 from tfopt.training_nodes import explain_outputs, is_training_flag
 
+log = logging.getLogger(__name__)
 
-def resolve_outputs(graph_def: Any, requested: list[str], path: str) -> list[str]:
-    """Validate ``requested`` names (``node`` or ``node:i``), or pick the single forward sink."""
+
+def resolve_outputs(graph_def: Any, requested: list[str], path: str) -> tuple[list[str], dict[str, Any]]:
+    """Validate ``requested`` names (``node`` or ``node:i``), or choose the forward graph's heads
+    (:func:`tfopt.output_choice.choose_outputs`).
+
+    Returns:
+        The outputs, and what to add to the model's provenance: when the automatic choice was not
+        certain, every candidate with its reason and every alternative with why it was not chosen
+        (also logged as a warning naming ``--outputs``).
+    """
     nodes = node_map(graph_def)
     if requested:
         for ref in requested:
             if tensor_node(ref) not in nodes:
                 raise GraphError(f"{path}: output '{ref}' is not a node of the graph.{did_you_mean(tensor_node(ref), nodes)}")
-        return list(requested)
+        return list(requested), {}
     explained = explain_outputs(graph_def)
-    candidates = list(explained)
-    if len(candidates) == 1:
-        return candidates
-    if not candidates:
+    if not explained:
         raise GraphError(f"{path}: found no forward-graph output; name them with --outputs NODE [NODE ...]")
-    shown = "; ".join(f"{c} ({explained[c]})" for c in candidates[:20]) + (" ..." if len(candidates) > 20 else "")
-    raise GraphError(f"{path}: {len(candidates)} candidate outputs: {shown}. Choose with --outputs NODE [NODE ...]")
+    choice = choose_outputs(graph_def, explained)
+    if len(choice.chosen) > MAX_HEADS:
+        candidates = list(explained)
+        shown = "; ".join(f"{c} ({explained[c]})" for c in candidates[:20]) + (" ..." if len(candidates) > 20 else "")
+        raise GraphError(f"{path}: {len(candidates)} candidate outputs: {shown}. Choose with --outputs NODE [NODE ...]")
+    if not choice.certain:
+        log.warning("%s", choice.message(path))
+    return choice.chosen, choice.provenance()
 
 
 def output_specs(graph_def: Any, outputs: list[str]) -> list[TensorSpec]:
@@ -43,7 +57,7 @@ def output_specs(graph_def: Any, outputs: list[str]) -> list[TensorSpec]:
     for ref in outputs:
         node = nodes[tensor_node(ref)]
         port = tensor_port(ref)
-        dtype = _output_dtype(node)
+        dtype = node_dtype(node)
         shapes = node.attr["_output_shapes"].list.shape if "_output_shapes" in node.attr else []
         shape = None
         if port < len(shapes) and not shapes[port].unknown_rank:
@@ -54,17 +68,14 @@ def output_specs(graph_def: Any, outputs: list[str]) -> list[TensorSpec]:
 
 
 def input_specs(graph_def: Any, outputs: list[str], exclude: set[str]) -> list[TensorSpec]:
-    """Placeholders the outputs depend on, minus training flags and ``exclude`` (bound names)."""
-    needed = ancestors(graph_def, outputs)
+    """Placeholders the outputs depend on, minus training flags and ``exclude`` (bound names).
+
+    A ``PlaceholderWithDefault`` fed from a ``tf.data`` iterator is the input, and what is behind it
+    (the iterator's string handle) is not (:mod:`tfopt.pipeline_inputs`); one with a constant
+    default is not an input."""
+    fed = pipeline_fed(graph_def)
+    needed = needed_by(graph_def, outputs, fed)
     return [placeholder_spec(n) for n in graph_def.node
             if n.name in needed and n.op in PLACEHOLDER_OPS and n.name not in exclude
-            and not is_training_flag(n, graph_def) and n.op != "PlaceholderWithDefault"]
+            and not is_training_flag(n, graph_def) and (n.op != "PlaceholderWithDefault" or n.name in fed)]
 
-
-def _output_dtype(node: Any) -> str:
-    from tfopt.graph import dtype_name
-
-    for key in ("T", "dtype", "out_type", "output_type", "DstT", "Tout"):
-        if key in node.attr and node.attr[key].type:
-            return dtype_name(node.attr[key].type)
-    return "float32"

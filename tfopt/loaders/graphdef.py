@@ -42,11 +42,11 @@ def load(path: str, options: Any) -> Model:
 
     graph_def = read_graph_def(path, graph_def_class())
     check_acyclic(graph_def, path)
-    outputs = resolve_outputs(graph_def, options.outputs, path)
+    outputs, chosen_from = resolve_outputs(graph_def, options.outputs, path)
     return Model(
         graph_def=graph_def,
         inputs=input_specs(graph_def, outputs, exclude=set()),
         outputs=output_specs(graph_def, outputs),
         provenance={"format": FORMAT, "path": path, "variables": 0, "variable_bytes": 0,
-                    "source_nodes": len(graph_def.node)},
+                    "source_nodes": len(graph_def.node), **chosen_from},
     )

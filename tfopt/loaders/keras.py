@@ -87,8 +87,7 @@ def model_from_keras(model: Any, provenance: dict[str, Any]) -> Model:
 
     @t.function(input_signature=specs, autograph=False)
     def serve(*args: Any) -> dict[str, Any]:
-        out = model(list(args) if len(args) > 1 else args[0], training=False)
-        return dict(zip(output_names, t.nest.flatten(out)))
+        return named_outputs(model(list(args) if len(args) > 1 else args[0], training=False), output_names)
 
     fn = serve.get_concrete_function()
 
@@ -96,8 +95,7 @@ def model_from_keras(model: Any, provenance: dict[str, Any]) -> Model:
         out = serve(*[t.constant(feeds[n]) for n in input_names])
         return {k: v.numpy() for k, v in out.items()}
 
-    return model_from_concrete(fn, input_names=input_names, output_names=output_names, call=call,
-                               provenance=provenance, keepalive=model)
+    return model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=model)
 
 
 def _io_names(model: Any) -> tuple[list[str], list[str]]:
@@ -112,10 +110,26 @@ def keras_runner(model: Any) -> Any:
 
     def call(feeds: Mapping[str, Any]) -> dict[str, Any]:
         args = [feeds[n] for n in input_names]
-        out = model(args if len(args) > 1 else args[0], training=False)
-        return {k: np.asarray(v) for k, v in zip(output_names, tf().nest.flatten(out))}
+        out = named_outputs(model(args if len(args) > 1 else args[0], training=False), output_names)
+        return {k: np.asarray(v) for k, v in out.items()}
 
     return call
+
+
+def named_outputs(out: Any, output_names: list[str]) -> dict[str, Any]:
+    """A Keras call's outputs by name, paired through their structure.
+
+    A dict is already keyed by name (``tf.nest.flatten`` would sort it, not follow
+    ``output_names``); a list or tuple follows ``model.outputs``, whose order ``output_names`` has;
+    a single tensor is the one output.
+    """
+    if isinstance(out, Mapping):
+        return dict(out)
+    flat = tf().nest.flatten(out)
+    if len(flat) != len(output_names):
+        raise ModelFormatError(f"the Keras model returned {len(flat)} outputs for {len(output_names)} output names "
+                               f"{output_names}; rebuild it with one output per name")
+    return dict(zip(output_names, flat))
 
 
 def import_custom_objects(module_name: str | None, *, keras2_for: str = "") -> dict[str, Any]:

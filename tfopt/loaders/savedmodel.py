@@ -57,15 +57,15 @@ def load(path: str, options: Any) -> Model:
     fn = signatures[options.signature]
     kwargs_spec = fn.structured_input_signature[1]
     input_names = sorted(kwargs_spec)  # signature functions take keyword args, flattened by sorted key
-    output_names = sorted(fn.structured_outputs)
 
     def call(feeds: Mapping[str, Any]) -> dict[str, Any]:
         out = fn(**{k: t.constant(feeds[k]) for k in input_names})
         return {k: v.numpy() for k, v in out.items()}
 
     provenance = {"format": FORMAT, "path": path, "signature": options.signature, "signatures": sorted(signatures)}
-    return model_from_concrete(fn, input_names=input_names, output_names=output_names, call=call,
-                               provenance=provenance, keepalive=obj)
+    model = model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=obj)
+    # A SignatureDef's outputs are a protobuf map: no order of their own. Sorted keys keep it stable.
+    return model.replace(outputs=sorted(model.outputs, key=lambda s: s.name))
 
 
 def _first_line(exc: BaseException) -> str:

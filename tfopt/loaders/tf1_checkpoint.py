@@ -166,7 +166,7 @@ def load(path: str, options: Any) -> Model:
     check_checkpoint_files(prefix)
     meta_graph = read_meta_graph(meta)
     full = meta_graph.graph_def
-    outputs = resolve_outputs(full, options.outputs, meta)
+    outputs, chosen_from = resolve_outputs(full, options.outputs, meta)
     out_specs = output_specs(full, outputs)
 
     # Control edges from training-only nodes (update ops, asserts, savers) are not followed.
@@ -206,7 +206,7 @@ def load(path: str, options: Any) -> Model:
         provenance={"format": FORMAT, "path": path, "meta": meta, "checkpoint": prefix,
                     "source_nodes": len(full.node), "variables": len(variables),
                     "variable_bytes": int(sum(v.nbytes for v in values.values())),
-                    **({"variables_from": prefix} if elsewhere else {})},
+                    **({"variables_from": prefix} if elsewhere else {}), **chosen_from},
         reference=reference,
         variable_values=values.__getitem__,
     )

@@ -16,7 +16,7 @@ from tfopt._tf import tf
 from tfopt._user_code import import_function
 from tfopt.errors import GraphError, ModelFormatError, OptionError
 from tfopt.graph import Model
-from tfopt.loaders._concrete import model_from_concrete
+from tfopt.loaders._concrete import model_from_concrete, named_leaves
 from tfopt.loaders.keras import model_from_keras
 from tfopt.loaders.tf1_checkpoint import _prefix_from_state, check_checkpoint_files, open_reader
 
@@ -98,13 +98,9 @@ def _model_from_module(module: Any, signature: str, provenance: dict[str, Any]) 
     fn = method.get_concrete_function()
     flat_specs = t.nest.flatten(fn.structured_input_signature)
     input_names = [s.name or f"input_{i}" for i, s in enumerate(flat_specs)]
-    outputs = fn.structured_outputs
-    output_names = sorted(outputs) if isinstance(outputs, dict) else [f"output_{i}" for i in range(len(fn.outputs))]
 
     def call(feeds: Mapping[str, Any]) -> dict[str, Any]:
         out = method(*[t.constant(feeds[n]) for n in input_names])
-        flat = [out[k] for k in output_names] if isinstance(out, dict) else t.nest.flatten(out)
-        return {k: v.numpy() for k, v in zip(output_names, flat)}
+        return {name: x.numpy() for name, x in named_leaves(out)}
 
-    return model_from_concrete(fn, input_names=input_names, output_names=output_names, call=call,
-                               provenance=provenance, keepalive=module)
+    return model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=module)

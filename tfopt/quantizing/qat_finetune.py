@@ -223,6 +223,7 @@ def load_qat(qat: Any, portable: Model) -> Model:
     the float model's input and output names (TFMOT renames the output layer ``quant_<name>``)."""
     from tfopt._tf import tf
     from tfopt.loaders._concrete import model_from_concrete
+    from tfopt.loaders.keras import named_outputs
 
     t = tf()
     input_names, output_names = [s.name for s in portable.inputs], [s.name for s in portable.outputs]
@@ -230,15 +231,14 @@ def load_qat(qat: Any, portable: Model) -> Model:
 
     @t.function(input_signature=specs, autograph=False)
     def serve(*args: Any) -> dict[str, Any]:
-        out = qat(list(args) if len(args) > 1 else args[0], training=False)
-        return dict(zip(output_names, t.nest.flatten(out)))
+        return named_outputs(qat(list(args) if len(args) > 1 else args[0], training=False), output_names)
 
     def call(feeds: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v.numpy() for k, v in serve(*[t.constant(feeds[n]) for n in input_names]).items()}
 
     provenance = {**portable.provenance, "qat_finetune": True}
-    return model_from_concrete(serve.get_concrete_function(), input_names=input_names, output_names=output_names,
-                               call=call, provenance=provenance, keepalive=qat)
+    return model_from_concrete(serve.get_concrete_function(), input_names=input_names, call=call,
+                               provenance=provenance, keepalive=qat)
 
 
 def freeze_qat(qat: Any, portable: Model, freeze: Any, optimize: Any, verify_data: Any = None) -> Model:

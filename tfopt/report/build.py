@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.calibration import eval_arrays
-from tfopt.errors import OptionError
+from tfopt.errors import OptionError, OutputMismatchError
 from tfopt.graph import Model
 from tfopt.nonfinite import count_nonfinite
 from tfopt.targets import PRECISIONS, target, target_of_file
@@ -34,10 +34,26 @@ def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, 
     if [s.name for s in recorded.inputs] != [s.name for s in frozen.inputs]:
         raise OptionError(f"--reference {reference}: inputs {[s.name for s in frozen.inputs]} do not match the "
                           f"conversion's {[s.name for s in recorded.inputs]}")
+    _check_outputs(outdir, reference, [s.name for s in frozen.outputs], [s.name for s in recorded.outputs])
     report = build_report(outdir, frozen.replace(outputs=recorded.outputs), eval_data=eval_data, runs=runs,
                           threads=threads, gates=gates, metric=metric, allow_nonfinite=allow_nonfinite)
     finish_gates(report, junit)
     return report
+
+
+def _check_outputs(outdir: str, reference: str, theirs: list[str], ours: list[str]) -> None:
+    """The reference must answer every output the conversion recorded (it may have more)."""
+    missing = [name for name in ours if name not in theirs]
+    if not missing:
+        return
+    with open(os.path.join(outdir, "manifest.json")) as f:
+        source = json.load(f).get("source")
+    flag = " ".join(["--outputs", *ours])
+    raise OutputMismatchError(
+        f"--reference {reference}: its outputs {theirs} are not the conversion's {ours} ({outdir}/manifest.json; "
+        f"missing: {', '.join(missing)}). Verify against the model {outdir} was converted from"
+        f"{f' ({source})' if source else ''} with the conversion's load options; for a TF1 checkpoint or "
+        f"GraphDef: {flag}")
 
 
 def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
@@ -116,8 +132,8 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
     # the accuracy a clustered or pruned model gives up is part of the trade it reports.
     original = model.baseline or reference_runner(model)
     bindings = model.bindings if model.reference is not None and model.baseline is None else {}
-    inputs, labels = _report_inputs(model, lambda feeds: original({**feeds, **bindings}), eval_data, samples,
-                                    manifest, verified_at, seed, allow_nonfinite)
+    inputs, labels, axes = _report_inputs(model, lambda feeds: original({**feeds, **bindings}), eval_data, samples,
+                                          manifest, verified_at, seed, allow_nonfinite)
     score = None
     if metric:
         from tfopt._user_code import import_function
@@ -128,7 +144,8 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
     artifacts = [a for a in manifest["artifacts"] if not (preprocess is not None and target(a["format"], "format").takes_preprocess)]
     report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
                      inputs=inputs, labels=labels, runs=runs, threads=threads, progress=progress,
-                     metric=score, converted_here=converted_here)
+                     metric=score, converted_here=converted_here,
+                     batch_axes=axes)
     # what the artifacts were verified on (the report's own measurement uses batch 8 of the same shape)
     report.update({"verification": manifest.get("verification") or (verified_at.as_dict() if verified_at else None),
                    "onnx_quantization": manifest.get("onnx_quantization"), "source": manifest.get("source"), "source_format": manifest.get("source_format"),
@@ -136,6 +153,7 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
                    "metric": metric or ("top1/top5" if labels is not None and np.issubdtype(labels.dtype, np.integer)
                                         else "mae/rmse" if labels is not None else None),
                    "nonfinite_inputs": count_nonfinite(inputs),
+                   "failed": manifest.get("failed") or [],  # requested, not built (tfopt convert's partial result)
                    **(layers or {"layer_errors": {}, "keep_float": {}})})
     compression = model.provenance.get("compression")
     report["compression"] = compression
@@ -173,11 +191,13 @@ def _check_runs(runs: int, threads: int | None) -> None:
 
 
 def _report_inputs(model: Model, run: Any, eval_data: str | None, samples: Any, manifest: dict[str, Any],
-                   verified_at: Any, seed: int, allow_nonfinite: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+                   verified_at: Any, seed: int,
+                   allow_nonfinite: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None, dict[str, int | None] | None]:
     """``--eval-data``, else calibration samples, else made-up data at the shape the conversion was
     verified at (``verified_at``, else the manifest's record, else searched), batch 8. Given data the
     original model cannot answer is an input problem (:class:`OptionError`), found before any
-    artifact runs."""
+    artifact runs. Also each input's batch axis (None: axis 0), read from the shapes at batch 1
+    (:func:`tfopt.verify_shapes.batch_axes`: a time-major input holds its samples on axis 1)."""
     from tfopt.testing import random_inputs
     from tfopt.verify import VerifyInputs, check_inputs, choose_inputs
 
@@ -188,10 +208,13 @@ def _report_inputs(model: Model, run: Any, eval_data: str | None, samples: Any, 
         first = VerifyInputs({k: v[:1] for k, v in inputs.items()}, "eval-data" if eval_data else "calibration")
         if not allow_nonfinite:  # data holding NaN/Inf gives NaN outputs: measured and reported, not refused
             check_inputs(run, first, f"--eval-data {eval_data}" if eval_data else "--calibration", outputs)
-        return inputs, labels
+        return inputs, labels, None
     recorded = (manifest.get("verification") or {}).get("shapes")
     if verified_at is None and recorded and set(recorded) == {s.name for s in model.inputs}:
         verified_at = VerifyInputs(random_inputs(model.inputs, seed=seed, shapes=recorded, graph_def=model.graph_def), "made up")
     if verified_at is None:
-        return choose_inputs(run, model.inputs, outputs=outputs, batch=8, seed=seed, graph_def=model.graph_def).feeds, None
-    return verified_at.with_batch(model.inputs, 8, seed, model.graph_def).feeds, None
+        verified_at = choose_inputs(run, model.inputs, outputs=outputs, batch=1, seed=seed, graph_def=model.graph_def)
+    from tfopt.verify_shapes import batch_axes
+
+    axes = batch_axes(model.inputs, verified_at.with_batch(model.inputs, 1, seed, model.graph_def).shapes())
+    return verified_at.with_batch(model.inputs, 8, seed, model.graph_def).feeds, None, axes

@@ -69,7 +69,7 @@ def print_convert(output: str, result: Any, *, as_json: bool = False, verified: 
         return
     at = getattr(result, "verified_at", None)
     if at is not None:
-        print(f"verified at {at.describe()} ({at.source} inputs)")
+        print(f"verified at {at.summary()}")
     if result.report is not None:
         print_report(result.report)
         if result.report.get("compression"):
@@ -79,6 +79,7 @@ def print_convert(output: str, result: Any, *, as_json: bool = False, verified: 
             print(f"wrote    {os.path.join(output, a.path)}")
         for fmt, precision, reason in result.skipped:
             print(f"skipped  {fmt} {precision}: {reason}")
+        print_failed(result)
         print(f"wrote    {output}/manifest.json, report.json, report.md, report.html")
         return
     print(f"{'format':<11} {'precision':<9} {'bytes':>10}  {'max abs err':>11}  path")
@@ -87,8 +88,19 @@ def print_convert(output: str, result: Any, *, as_json: bool = False, verified: 
         print(f"{a.format:<11} {a.precision:<9} {a.bytes:>10}  {err:>11}  {os.path.join(output, a.path)}")
     for fmt, precision, reason in result.skipped:
         print(f"skipped  {fmt} {precision}: {reason}")
+    print_failed(result)
     print(f"wrote    {output}/manifest.json"
           + ("" if verified else " (not verified: --no-verify)"))
+
+
+def print_failed(result: Any) -> None:
+    """One block per requested artifact that failed (not written): the stage and the error, with
+    the ``tfopt debug`` command it suggests."""
+    for f in getattr(result, "failed", []):
+        first, *rest = f.reason.splitlines() or [""]
+        print(f"FAILED   {f.format} {f.precision} ({f.stage}, {f.error}, not written): {first}")
+        for line in rest:
+            print(f"         {line.strip()}")
 
 
 def print_int8(result: Any) -> None:

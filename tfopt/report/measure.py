@@ -28,36 +28,51 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
             *, inputs: dict[str, np.ndarray], labels: np.ndarray | None = None, runs: int = 20,
             threads: int | None = None, progress: Callable[[Any], None] | None = None,
             metric: Callable[[np.ndarray, np.ndarray], float] | None = None,
-            converted_here: bool = False) -> dict[str, Any]:
+            converted_here: bool = False, batch_axes: Mapping[str, int | None] | None = None) -> dict[str, Any]:
     """Build the report dict (see the README's report schema). ``metric(predictions, labels)``
     replaces the built-in accuracy: a score, higher is better; the drop is reference - artifact.
-    ``converted_here``: the artifacts were just converted from ``model`` (see :func:`_run_artifact`)."""
+    ``converted_here``: the artifacts were just converted from ``model`` (see :func:`_run_artifact`).
+    ``batch_axes``: input name -> the axis holding its samples (default 0; None: fed whole), as a
+    time-major RNN's ``[time, batch, features]`` holds them on axis 1."""
     from tfopt.progress import Step
 
     at_least("--report-runs", runs, 1, integer=True)
     threads = threads or os.cpu_count() or 1
-    expected = _batched(reference, inputs, [s.name for s in model.outputs])
-    reference_latency = _latency(_single_call(reference, inputs), runs)
+    samples = _Samples(inputs, batch_axes or {})
+    expected = _batched(reference, samples, [s.name for s in model.outputs])
+    reference_latency = _latency(_single_call(reference, samples), runs)
     ref_accuracy = _accuracy(expected[model.outputs[0].name], labels, metric) if labels is not None else None
     rows = []
     for index, artifact in enumerate(artifacts):
         if progress is not None:
             progress(Step("measuring artifacts", index + 1, len(artifacts)))
-        got, runner = _run_artifact(artifact, outdir, model, inputs, threads, converted_here=converted_here)
+        got, runner = _run_artifact(artifact, outdir, model, samples, threads, converted_here=converted_here)
         fidelity = _fidelity(expected, got)
         accuracy = _accuracy(got[model.outputs[0].name], labels, metric) if labels is not None else None
         rows.append({
             "format": artifact["format"], "precision": artifact["precision"], "path": artifact["path"],
             "bytes": artifact["bytes"], "gzip_bytes": artifact.get("gzip_bytes"), "fidelity": fidelity,
             "accuracy": accuracy, "accuracy_drop": _drop(ref_accuracy, accuracy),
-            "latency_ms": {**_latency(_single_call(runner, inputs), runs), "threads": threads},
+            "latency_ms": {**_latency(_single_call(runner, samples), runs), "threads": threads},
         })
     return {"reference": {"latency_ms": {**reference_latency, "threads": "tensorflow default"},
                           "accuracy": ref_accuracy},
-            "samples": len(next(iter(inputs.values()))), "artifacts": rows}
+            "samples": samples.count, "artifacts": rows}
 
 
-def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: dict[str, np.ndarray],
+class _Samples:
+    """Inputs split into samples along each input's batch axis."""
+
+    def __init__(self, inputs: dict[str, np.ndarray], axes: Mapping[str, int | None]):
+        self.inputs, self.axes = inputs, {k: axes.get(k, 0) for k in inputs}
+        first = next((k for k, a in self.axes.items() if a is not None), None)
+        self.count = 1 if first is None else int(np.shape(inputs[first])[self.axes[first] or 0])
+
+    def sample(self, i: int) -> dict[str, np.ndarray]:
+        return {k: v if self.axes[k] is None else np.take(v, [i], axis=self.axes[k]) for k, v in self.inputs.items()}
+
+
+def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: _Samples,
                   threads: int, *, converted_here: bool = False) -> tuple[dict[str, np.ndarray], Any]:
     """The artifact's outputs on ``inputs``, and its runner; a file its runtime cannot open, or
     whose inputs/outputs are not the reference model's, is a typed error naming the file.
@@ -88,7 +103,7 @@ def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: d
         raise
     except Exception as exc:
         if converted_here:
-            _blame_runtime(exc, artifact, inputs)
+            _blame_runtime(exc, artifact, inputs.sample(0))
         raise OptionError(f"{path}: does not run as the reference model does ({_names(model)}; "
                           f"{type(exc).__name__}: {_first(exc)}); is --reference the model it was converted from?") from exc
 
@@ -108,25 +123,25 @@ def _blame_runtime(exc: Exception, artifact: dict[str, Any], inputs: dict[str, n
 
     if isinstance(exc, TfoptError):
         raise exc
-    shapes = ", ".join(f"{k}:{'x'.join(map(str, (1, *v.shape[1:])))}" for k, v in inputs.items())
+    shapes = ", ".join(f"{k}:{'x'.join(map(str, v.shape))}" for k, v in inputs.items())
     raise ConversionError(f"running {artifact['format']} {artifact['precision']} in "
                           f"{target(artifact['format'], 'format').runtime_name}: {artifact['path']} does not run at "
                           f"{shapes}, where the original model runs ({type(exc).__name__}: "
                           f"{' '.join(str(exc).split())[:300]})") from exc
 
 
-def _single_call(run: Callable[[Mapping[str, Any]], Any], inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
-    first = {k: v[:1] for k, v in inputs.items()}
+def _single_call(run: Callable[[Mapping[str, Any]], Any], inputs: _Samples) -> Callable[[], Any]:
+    first = inputs.sample(0)
     return lambda: run(first)
 
 
-def _batched(run: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: dict[str, np.ndarray],
+def _batched(run: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: _Samples,
              names: list[str]) -> dict[str, np.ndarray]:
-    """One sample at a time (every runtime accepts batch 1), concatenated."""
-    n = len(next(iter(inputs.values())))
+    """One sample at a time (every runtime accepts batch 1), concatenated (on axis 0: the
+    statistics compare elements, wherever an output keeps its batch)."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in names}
-    for i in range(n):
-        out = run({k: v[i:i + 1] for k, v in inputs.items()})
+    for i in range(inputs.count):
+        out = run(inputs.sample(i))
         for k in names:
             parts[k].append(np.asarray(out[k], dtype=np.float64))
     return {k: np.concatenate(v) for k, v in parts.items()}

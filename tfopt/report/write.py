@@ -36,6 +36,10 @@ def _markdown(report: dict[str, Any]) -> str:
              + (f"; inputs hold NaN/Inf: {report['nonfinite_inputs']}" if report.get("nonfinite_inputs") else ""),
              "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
+    if report.get("failed"):
+        lines += ["", "## Failed (requested, not written)", "", "| artifact | stage | error | reason |", "|---|---|---|---|"]
+        lines += [f"| {f['format']}/{f['precision']} | {f['stage']} | {f['error']} | "
+                  f"{' '.join(f['reason'].split()).replace('|', '/')} |" for f in report["failed"]]
     if report.get("passes"):
         lines += ["", "## Passes", "", "| pass | nodes before | nodes after | skipped |", "|---|---|---|---|"]
         lines += [f"| {p['name']} | {p['nodes_before']} | {p['nodes_after']} | {len(p['skips'])} |" for p in report["passes"]]
@@ -68,9 +72,17 @@ def _html(report: dict[str, Any]) -> str:
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
         "padding:4px 8px;text-align:right}th{background:#eee}</style></head><body>"
         f"<h1>tfopt report</h1><p>Source: <code>{html.escape(str(report.get('source')))}</code></p>"
-        f"<table><tr>{head}</tr>{rows}</table>"
+        f"<table><tr>{head}</tr>{rows}</table>" + _failed(report) +
         "<h2>Size vs latency (bubble area: accuracy or top-1 agreement)</h2>" + _scatter(report) +
         _layer_bars(report) + "</body></html>\n")
+
+
+def _failed(report: dict[str, Any]) -> str:
+    """The requested artifacts that failed (not written), each with its stage and reason."""
+    items = "".join(f"<li><b>{html.escape(f['format'])}/{html.escape(f['precision'])}</b> ({html.escape(f['stage'])}, "
+                    f"{html.escape(f['error'])}): <pre>{html.escape(f['reason'])}</pre></li>"
+                    for f in report.get("failed") or [])
+    return f"<h2>Failed (requested, not written)</h2><ul>{items}</ul>" if items else ""
 
 
 def _layer_bars(report: dict[str, Any]) -> str:

@@ -1,0 +1,140 @@
+"""Which of a graph's output candidates tfopt converts, and which it lists as alternatives.
+
+:func:`tfopt.training_nodes.explain_outputs` finds the candidates (sinks of the forward graph,
+tensors that feed only the loss or only a metric). They are grouped into *heads* by structure:
+
+- a float candidate's head is its *root*, reached backwards through ops that only reshape or
+  squash one float tensor (Identity, Softmax, Sigmoid, Reshape, ...): ``Softmax(logits)``,
+  ``Identity(logits)`` and the loss's ``Reshape(logits)`` are one head, rooted at ``logits``;
+- an int/bool candidate is a *decision* when it is computed from one float tensor ``F`` through
+  decision ops (``ArgMax``, a comparison with a constant, ``Cast``, ...): it joins ``F``'s head.
+
+In each head the float tensors that are sinks or feed a metric are chosen; the decisions derived
+from them and the tensors that feed only the loss become alternatives (a float head carries the
+decision and more: ``argmax(prob) == pred``). A head without such a tensor keeps what it has. Every
+head is chosen, so a multi-head graph converts all its heads. The choice is *certain* when the
+graph had exactly one candidate; otherwise the alternatives are listed for ``--outputs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tfopt.graph import FLOAT_TYPES, PLACEHOLDER_OPS, dtype_name, node_map, tensor_node
+
+# Ops that pass one float tensor on, reshaped or squashed, without weights: a head's own form.
+HEAD_OPS = frozenset({"Identity", "Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Reshape", "Squeeze",
+                      "ExpandDims", "StopGradient", "Snapshot"})
+# Ops that turn scores into a decision (an index, a flag, a rounded value).
+DECISION_OPS = frozenset({"ArgMax", "ArgMin", "Cast", "Round", "Greater", "GreaterEqual", "Less", "LessEqual",
+                          "Equal", "NotEqual", "Identity", "Squeeze", "Reshape", "ExpandDims", "Sign"})
+BOOL_OPS = frozenset({"Equal", "NotEqual", "Greater", "GreaterEqual", "Less", "LessEqual", "LogicalAnd",
+                      "LogicalOr", "LogicalNot", "IsNan", "IsInf", "IsFinite", "InTopK", "InTopKV2",
+                      "ApproximateEqual"})
+_DTYPE_ATTRS = ("output_type", "out_type", "DstT", "dtype", "Tout", "T")
+LOSS_REASON = "feeds only the loss"
+MAX_HEADS = 8
+
+
+def node_dtype(node: Any) -> str:
+    """The dtype of ``node``'s first output, from its attributes (comparisons give ``bool``)."""
+    if node.op in BOOL_OPS:
+        return "bool"
+    for key in _DTYPE_ATTRS:
+        if key in node.attr and node.attr[key].type:
+            return dtype_name(node.attr[key].type)
+    return "float32"
+
+
+def is_float(node: Any) -> bool:
+    return node_dtype(node) in {dtype_name(t) for t in FLOAT_TYPES} | {"bfloat16"}
+
+
+def _data_inputs(node: Any, nodes: dict[str, Any]) -> list[Any]:
+    """Producers of ``node``'s data inputs, constants left out (a threshold, a shape, an axis)."""
+    found = [nodes[tensor_node(r)] for r in node.input if not r.startswith("^") and tensor_node(r) in nodes]
+    return [n for n in found if n.op != "Const"]
+
+
+def decision_source(node: Any, nodes: dict[str, Any]) -> tuple[list[str], Any | None]:
+    """``(chain, F)``: the decision ops from ``node`` back to the one float tensor ``F`` they
+    decide on (``F`` is None when ``node`` is not such a decision)."""
+    chain: list[str] = []
+    cur = node
+    while cur.op in DECISION_OPS and not is_float(cur):
+        chain.append(cur.name)
+        inputs = _data_inputs(cur, nodes)
+        if len(inputs) != 1:
+            return chain, None
+        cur = inputs[0]
+    if not chain or not is_float(cur) or cur.op in PLACEHOLDER_OPS:
+        return chain, None
+    return chain, cur
+
+
+def head_root(node: Any, nodes: dict[str, Any]) -> str:
+    """The tensor ``node`` is a plain form of (back through :data:`HEAD_OPS`)."""
+    cur = node
+    while cur.op in HEAD_OPS:
+        inputs = [n for n in _data_inputs(cur, nodes) if is_float(n)]
+        if len(inputs) != 1:
+            break
+        cur = inputs[0]
+    return str(cur.name)
+
+
+@dataclass
+class OutputChoice:
+    """The outputs chosen from ``reasons``' candidates, and why each other candidate was not."""
+
+    chosen: list[str]
+    reasons: dict[str, str]
+    alternatives: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def certain(self) -> bool:
+        return len(self.reasons) == 1
+
+    def provenance(self) -> dict[str, Any]:
+        """What a loader records when the choice was not certain (empty when it was)."""
+        if self.certain:
+            return {}
+        return {"outputs_chosen_from": dict(self.reasons), "output_alternatives": dict(self.alternatives)}
+
+    def message(self, path: str) -> str:
+        """One line a user can act on: what was chosen, what else there is, how to choose."""
+        heads = "several heads: " if len(self.chosen) > 1 else ""
+        others = "; ".join(f"{n} ({why})" for n, why in self.alternatives.items())
+        return (f"{path}: outputs chosen automatically ({heads}{', '.join(self.chosen)})"
+                + (f"; alternatives: {others}" if others else "") + ". Choose others with --outputs NODE [NODE ...]")
+
+
+def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
+    """Group ``reasons``' candidates (from ``explain_outputs``) into heads and pick in each."""
+    nodes = node_map(graph_def)
+    groups: dict[str, list[str]] = {}
+    decided: dict[str, str] = {}
+    for name in reasons:
+        node = nodes[name]
+        if is_float(node):
+            root = head_root(node, nodes)
+        else:
+            _, source = decision_source(node, nodes)
+            root = head_root(source, nodes) if source is not None else name
+            if source is not None:
+                decided[name] = f"{node_dtype(node)} {node.op} of {source.name}"
+        groups.setdefault(root, []).append(name)
+    chosen: list[str] = []
+    alternatives: dict[str, str] = {}
+    for members in groups.values():
+        floats = [m for m in members if is_float(nodes[m])]
+        preferred = [m for m in floats if not reasons[m].startswith(LOSS_REASON)] or floats or members
+        chosen += preferred
+        for m in members:
+            if m in preferred:
+                continue
+            what = decided.get(m, f"{node_dtype(nodes[m])}, {reasons[m]}")
+            alternatives[m] = f"{what}: the float head {', '.join(preferred)} is chosen"
+    order = list(reasons)
+    return OutputChoice(sorted(chosen, key=order.index), dict(reasons), alternatives)

@@ -1,0 +1,62 @@
+"""Inputs behind a ``tf.data`` iterator (or a TF1 queue): the ``PlaceholderWithDefault`` is the input.
+
+TF1 training scripts feed a model from a pipeline and keep a way to feed it by hand::
+
+    handle = Placeholder(string)                       # Iterator.from_string_handle(handle, ...)
+    batch  = IteratorGetNext(IteratorFromStringHandleV2(handle))
+    img    = PlaceholderWithDefault(batch)             # what the model reads
+
+At inference the user feeds ``img``; the iterator, and the string handle that selects it, are
+training plumbing. So ``img`` is the model input and its default edge is *cut*: nothing behind it
+counts as needed by the outputs, and freezing turns ``img`` into a plain ``Placeholder``.
+
+A ``PlaceholderWithDefault`` is *pipeline-fed* when its default is computed from an iterator or
+queue op, or from another placeholder (its default has to be fed anyway, so the input is the
+``PlaceholderWithDefault`` itself). One whose default is a constant stays a default (a training
+flag, a keep probability): bound, not an input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from tfopt.graph import PLACEHOLDER_OPS, ancestors, is_control, node_map
+
+PIPELINE_OPS = frozenset({
+    "IteratorGetNext", "IteratorGetNextSync", "IteratorGetNextAsOptional", "OptionalGetValue",
+    "IteratorV2", "Iterator", "IteratorFromStringHandle", "IteratorFromStringHandleV2", "AnonymousIteratorV2",
+    "AnonymousIteratorV3", "OneShotIterator", "MultiDeviceIteratorGetNextFromShard",
+    "QueueDequeue", "QueueDequeueV2", "QueueDequeueMany", "QueueDequeueManyV2", "QueueDequeueUpTo",
+    "QueueDequeueUpToV2", "ReaderRead", "ReaderReadV2", "ReaderReadUpTo", "ReaderReadUpToV2",
+})
+
+_PLUMBING_OPS = frozenset({"IteratorToStringHandle", "MakeIterator", "DeleteIterator", "DatasetToGraph",
+                           "DatasetToGraphV2", "OptionalHasValue", "IteratorGetDevice"})
+
+
+def is_pipeline_op(op: str) -> bool:
+    """An op of the input pipeline: a dataset, an iterator or a queue (never a model output)."""
+    return op in PIPELINE_OPS or op in _PLUMBING_OPS or op.endswith(("Dataset", "DatasetV2", "DatasetV3"))
+
+
+def pipeline_fed(graph_def: Any) -> set[str]:
+    """Names of the ``PlaceholderWithDefault`` nodes whose default comes from a pipeline or a feed."""
+    nodes = node_map(graph_def)
+    out = set()
+    for node in graph_def.node:
+        if node.op != "PlaceholderWithDefault" or not node.input:
+            continue
+        behind = ancestors(graph_def, [node.input[0]], follow_control=False)
+        if any(nodes[n].op in PIPELINE_OPS or nodes[n].op in PLACEHOLDER_OPS for n in behind if n in nodes):
+            out.add(node.name)
+    return out
+
+
+def needed_by(graph_def: Any, outputs: Iterable[str], cut: Collection[str]) -> set[str]:
+    """:func:`tfopt.graph.ancestors` of ``outputs`` that do not follow the default edge of a
+    ``PlaceholderWithDefault`` in ``cut`` (it is fed: what computes its default never runs)."""
+    def skip(node: Any, ref: str) -> bool:
+        return node.name in cut and node.op == "PlaceholderWithDefault" and not is_control(ref)
+
+    return ancestors(graph_def, outputs, skip_edge=skip)

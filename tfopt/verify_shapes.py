@@ -1,0 +1,269 @@
+"""Which unknown input dimensions the graph ties together, found by asking TensorFlow.
+
+A made-up shape that sets axis 0 of every input to the batch fails every time-major model: a TF1
+``dynamic_rnn`` over ``inputs [time, batch, 80]`` asserts that ``seq_lengths [batch]`` and the state
+``[1, batch, 896]`` share ``inputs``' axis 1. Ties are found by structure, not by position or name:
+
+1. Every unknown dimension of every input gets its own symbol, fed as a distinct prime that appears
+   nowhere else in the graph (11, 13, 17, ...; no probe when an input would pass ``PROBE_BUDGET``).
+2. The original model runs on them. When it refuses, TensorFlow's message names the sizes that
+   disagree: a runtime shape assertion ("Expected shape ... is [41] but saw shape: [43]"), a
+   ``ConcatV2``/``MatMul``/elementwise op inside a loop ("shape[0] = [41,80] vs. shape[1] =
+   [47,16]"), or, when the run's message names fewer than two symbols, TensorFlow's static shape
+   inference on the graph with those input shapes ("Dimensions must be equal, but are 41 and 43";
+   "... 41 and 80" fixes a symbol to the known 80). Exactly two symbols in one message are one tie:
+   their classes merge (union-find) and the probe runs again, at most once per symbol.
+3. The *batch* is the class spanning the most inputs (a state ``[1, batch, n]`` meets a time-major
+   sequence on its axis 1), else the one holding the first input's axis 0; another class holding an
+   axis 0 is a batch too unless it shares an input with that one (a time-major input's time is not).
+
+Shapes for a search size ``n`` then give every batch class the batch size, every fixed class its size
+and every other class ``n``: ``inputs n x 2 x 80, seq_lengths 2, state 1 x 2 x 896``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tfopt.graph import TensorSpec
+
+Dim = tuple[str, int]  # (input name, axis)
+_PRIMES = [p for p in range(11, 2000) if all(p % q for q in range(2, int(p ** 0.5) + 1))]
+PROBE_BUDGET = 1 << 20  # elements per input at the probe's sizes: a 3-D volume of primes stays small
+_STATIC = re.compile(r"Dimensions must be equal, but are (\d+) and (\d+)")
+_INT = re.compile(r"(?<![\w.:/'\"-])(\d+)(?![\w.'\"])")
+
+
+class DimTies:
+    """Unknown input dimensions grouped into classes that must be equal (a union-find)."""
+
+    def __init__(self, specs: Sequence[TensorSpec]):
+        self.specs = list(specs)
+        self.parent: dict[Dim, Dim] = {(s.name, a): (s.name, a) for s in specs if s.shape is not None
+                                       for a, d in enumerate(s.shape) if d is None}
+        self.fixed: dict[Dim, int] = {}  # class root -> the known size it is tied to
+
+    @classmethod
+    def from_shapes(cls, specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]]) -> DimTies:
+        """Ties read from shapes the model answered: unknown dims of equal size are one class."""
+        ties = cls(specs)
+        by_size: dict[int, Dim] = {}
+        for dim in ties.parent:
+            size = int(shapes[dim[0]][dim[1]])
+            ties.union(dim, by_size.setdefault(size, dim))
+        return ties
+
+    def find(self, dim: Dim) -> Dim:
+        while self.parent[dim] != dim:
+            self.parent[dim] = self.parent[self.parent[dim]]
+            dim = self.parent[dim]
+        return dim
+
+    def union(self, a: Dim, b: Dim) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return False
+        self.parent[rb] = ra
+        if rb in self.fixed:
+            self.fixed.setdefault(ra, self.fixed.pop(rb))
+        return True
+
+    def classes(self) -> dict[Dim, list[Dim]]:
+        out: dict[Dim, list[Dim]] = {}
+        for dim in self.parent:
+            out.setdefault(self.find(dim), []).append(dim)
+        return out
+
+    def batch_roots(self) -> set[Dim]:
+        """The batch classes (see the module docstring, step 3)."""
+        classes = self.classes()
+        spans = {r: {n for n, _ in dims} for r, dims in classes.items()}
+        leading = [r for r, dims in classes.items() if any(a == 0 for _, a in dims) and r not in self.fixed]
+        shared = [r for r in classes if len(spans[r]) > 1 and r not in self.fixed]
+        if not leading and not shared:
+            return set()
+        order = {s.name: i for i, s in enumerate(self.specs)}
+        best = max(leading + shared, key=lambda r: (len(spans[r]), r in leading,
+                                                    -min(order[n] + a for n, a in classes[r])))
+        best_inputs = {n for n, _ in classes[best]}
+        return {best} | {r for r in leading if not {n for n, _ in classes[r]} & best_inputs}
+
+    def shapes(self, batch: int | None, size: int | Mapping[Dim, int]) -> dict[str, tuple[int, ...]]:
+        """Every input's shape: batch classes ``batch``, fixed classes their size, others ``size``
+        (an int, or a size per class root; with ``batch`` None, batch classes too)."""
+        batch_roots = self.batch_roots()
+        out = {}
+        for spec in self.specs:
+            dims = spec.shape if spec.shape is not None else (None,)
+            out[spec.name] = tuple(d if d is not None else self._size((spec.name, a), batch_roots, batch, size)
+                                   for a, d in enumerate(dims))
+        return out
+
+    def _size(self, dim: Dim, batch_roots: set[Dim], batch: int | None, size: int | Mapping[Dim, int]) -> int:
+        if dim not in self.parent:  # an input of unknown rank: fed as a vector of the batch
+            return batch if batch is not None else 2
+        root = self.find(dim)
+        if root in self.fixed:
+            return self.fixed[root]
+        if root in batch_roots and batch is not None:
+            return batch
+        return size if isinstance(size, int) else size[root]
+
+    def other_sizes(self, shapes: Mapping[str, Sequence[int]]) -> list[int]:
+        """The sizes of the non-batch, unfixed classes in ``shapes``."""
+        batch_roots = self.batch_roots()
+        return sorted({int(shapes[r[0]][r[1]]) for r in self.classes() if r not in batch_roots and r not in self.fixed})
+
+    def example(self, batch: int) -> str:
+        """``--verify-shape`` arguments that keep the ties: ``inputs:Nx2x80 seq_lengths:2``; each
+        class a letter (N, M, K, ...), the batch its size."""
+        letters = iter("NMKLPQRSTUVW")
+        names: dict[Dim, str] = {}
+        batch_roots = self.batch_roots()
+        for root in self.classes():
+            if root not in batch_roots and root not in self.fixed:
+                names[root] = next(letters, "N")
+        parts = []
+        for spec in self.specs:
+            dims = spec.shape if spec.shape is not None else (None,)
+            text = [str(d) if d is not None else str(self._size((spec.name, a), batch_roots, batch, 0))
+                    if (spec.name, a) not in self.parent or self.find((spec.name, a)) in batch_roots
+                    or self.find((spec.name, a)) in self.fixed else names[self.find((spec.name, a))]
+                    for a, d in enumerate(dims)]
+            parts.append(f"{spec.name}:{'x'.join(text)}")
+        return " ".join(parts)
+
+    def learn(self, message: str, symbols: Mapping[int, Dim]) -> bool:
+        """Merge the two classes ``message`` names (see the module docstring, step 2); False when it
+        names no tie."""
+        static = _STATIC.search(message)
+        if static:
+            a, b = (int(v) for v in static.groups())
+            if a in symbols and b in symbols:
+                return self.union(symbols[a], symbols[b])
+            if (a in symbols) != (b in symbols):
+                root = self.find(symbols[a] if a in symbols else symbols[b])
+                if root in self.fixed:
+                    return False
+                self.fixed[root] = b if a in symbols else a
+                return True
+            return False
+        named = sorted({int(v) for v in _INT.findall(_plain(message))} & set(symbols))
+        return len(named) == 2 and self.union(symbols[named[0]], symbols[named[1]])
+
+
+def batch_axes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]]) -> dict[str, int | None]:
+    """Input name -> the axis that holds its samples in ``shapes`` made up by :func:`DimTies.shapes`
+    (0 for an input of known shape; None for one holding no batch dimension, fed whole)."""
+    ties = DimTies.from_shapes(specs, shapes)
+    roots = ties.batch_roots()
+    out: dict[str, int | None] = {}
+    for spec in specs:
+        axes = [a for (n, a) in ties.parent if n == spec.name]
+        batch = [a for a in axes if ties.find((spec.name, a)) in roots]
+        out[spec.name] = batch[0] if batch else None if axes and roots else 0
+    return out
+
+
+def split_samples(specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Made-up ``feeds`` as batch-1 samples, each input cut on its batch axis (:func:`batch_axes`)."""
+    axes = batch_axes(specs, {k: np.shape(v) for k, v in feeds.items()})
+    first = next((k for k, a in axes.items() if a is not None), None)
+    rows = 1 if first is None else int(np.shape(feeds[first])[axes[first] or 0])
+    return [{k: v if axes.get(k, 0) is None else np.take(v, [i], axis=axes.get(k, 0) or 0) for k, v in feeds.items()}
+            for i in range(rows)]
+
+
+def find_ties(run: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpec], graph_def: Any,
+              feeds_at: Callable[[Mapping[str, Sequence[int]]], Mapping[str, Any]]) -> DimTies:
+    """Probe the original model (``run``) at distinct prime sizes until it answers or names no tie.
+
+    Args:
+        run: the original model on feeds.
+        specs: its inputs.
+        graph_def: the graph (for static shape inference and the constants primes avoid; may be None).
+        feeds_at: made-up feeds for given shapes.
+    """
+    ties = DimTies(specs)
+    if len(ties.parent) < 2:
+        return ties
+    taken = _graph_ints(graph_def) | {d for s in specs for d in (s.shape or ()) if d is not None}
+    primes = [p for p in _PRIMES if p not in taken]
+    for _ in range(len(ties.parent)):
+        roots = [r for r in ties.classes() if r not in ties.fixed]
+        symbol_of = dict(zip(roots, primes))
+        shapes = ties.shapes(None, symbol_of)
+        symbols = {v: r for r, v in symbol_of.items()}
+        if any(np.prod(shape) > PROBE_BUDGET for shape in shapes.values()):
+            return ties
+        try:
+            run(feeds_at(shapes))
+            return ties
+        except Exception as exc:  # a refusal names the sizes that disagree
+            message = str(exc)
+        if not ties.learn(message, symbols):
+            static = static_problem(graph_def, specs, shapes) if graph_def is not None else ""
+            if not static or not ties.learn(static, symbols):
+                return ties
+    return ties
+
+
+def static_problem(graph_def: Any, specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]]) -> str:
+    """TensorFlow's shape-inference error for ``graph_def`` with inputs of ``shapes`` ("" if none)."""
+    from tfopt._tf import GraphFacts
+
+    g = type(graph_def)()
+    g.CopyFrom(graph_def)
+    names = {s.name for s in specs}
+    for node in g.node:
+        if node.name in names and node.op == "Placeholder" and node.name in shapes:
+            node.attr["shape"].shape.Clear()
+            for d in shapes[node.name]:
+                node.attr["shape"].shape.dim.add().size = int(d)
+    try:
+        GraphFacts(g)
+    except Exception as exc:
+        return str(exc)
+    return ""
+
+
+def _graph_ints(graph_def: Any) -> set[int]:
+    """Small integers the graph holds (shape constants, attrs): a prime among them is no symbol."""
+    out: set[int] = set()
+    if graph_def is None:
+        return out
+    for node in graph_def.node:
+        if node.op == "Const":
+            tensor = node.attr["value"].tensor
+            out.update(int(d.size) for d in tensor.tensor_shape.dim)
+            out.update(int(v) for v in list(tensor.int_val)[:64] + list(tensor.int64_val)[:64])
+            if tensor.dtype in (3, 9) and 0 < len(tensor.tensor_content) <= 512:  # int32 / int64 content
+                out.update(int(v) for v in np.frombuffer(tensor.tensor_content,
+                                                         np.int32 if tensor.dtype == 3 else np.int64))
+        for key in ("shape", "_output_shapes"):
+            if key in node.attr:
+                shape_list = node.attr[key].list.shape if key == "_output_shapes" else [node.attr[key].shape]
+                out.update(int(d.size) for s in shape_list for d in s.dim)
+    return out
+
+
+def _plain(message: str) -> str:
+    """TensorFlow's message without Python stack frames (line numbers are not sizes)."""
+    message = message.split("Original stack trace")[0]
+    return "\n".join(line for line in message.splitlines() if 'File "' not in line)
+
+
+def tf_error_summary(exc: BaseException) -> str:
+    """``node 'rnn/Assert/Assert': assertion failed: [...]``: the failing node and TensorFlow's own
+    message, without the Python stack (the whole message when it names no node)."""
+    text = _plain(str(exc))
+    node = re.search(r"Detected at node '([^']+)'|\{\{node ([^}]+)\}\}", text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    body = [line for line in lines if not line.startswith(("Graph execution error", "Detected at node", "Node:",
+                                                            "[[{{node"))]
+    summary = " ".join(" ".join(body).split())[:300] or " ".join(text.split())[:300]
+    return f"node '{node.group(1) or node.group(2)}': {summary}" if node else summary
