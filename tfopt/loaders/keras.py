@@ -30,9 +30,10 @@ def detect(path: str) -> bool:
 
 
 def load(path: str, options: Any) -> Model:
-    custom = import_custom_objects(options.custom_objects)
     if path.lower().endswith(".keras") and _keras_major(path) >= 3:
         import keras
+
+        custom = import_custom_objects(options.custom_objects)
 
         if options.compress is not None and options.compress.active:
             raise OptionError(
@@ -47,6 +48,8 @@ def load(path: str, options: Any) -> Model:
         if not options.unsafe and path.lower().endswith((".h5", ".hdf5")):
             _refuse_h5_lambda(path)
         import tf_keras
+
+        custom = import_custom_objects(options.custom_objects, keras2_for=path)
 
         stored = _stored_config(path)
         kinds = _tfmot_kinds(stored)
@@ -129,17 +132,27 @@ def named_outputs(out: Any, output_names: list[str]) -> dict[str, Any]:
     return dict(zip(output_names, flat))
 
 
-def import_custom_objects(module_name: str | None) -> dict[str, Any]:
-    """``CUSTOM_OBJECTS`` of ``module_name`` if it defines one, else its public classes/functions."""
+def import_custom_objects(module_name: str | None, *, keras2_for: str = "") -> dict[str, Any]:
+    """``CUSTOM_OBJECTS`` of ``module_name`` if it defines one, else its public classes/functions.
+
+    ``keras2_for`` (the path of a Keras 2 model) imports the module with ``tensorflow.keras`` and
+    ``keras`` bound to tf-keras (see :mod:`tfopt.loaders._keras2_scope`).
+
+    Raises:
+        OptionError: the module cannot be imported, or defines Keras 3 classes for a Keras 2 model.
+    """
     if not module_name:
         return {}
     from tfopt._user_code import import_module
+    from tfopt.loaders._keras2_scope import keras2_import, refuse_keras3_classes
 
-    module = import_module(module_name, "--custom-objects")
+    module = keras2_import(module_name, "--custom-objects") if keras2_for else import_module(module_name, "--custom-objects")
     declared = getattr(module, "CUSTOM_OBJECTS", None)
-    if isinstance(declared, dict):
-        return dict(declared)
-    return {k: v for k, v in vars(module).items() if not k.startswith("_") and callable(v)}
+    objects = dict(declared) if isinstance(declared, dict) else {
+        k: v for k, v in vars(module).items() if not k.startswith("_") and callable(v)}
+    if keras2_for:
+        refuse_keras3_classes(objects, module_name, keras2_for)
+    return objects
 
 
 TFMOT_MARKERS = {"qat": ("QuantizeWrapper", "QuantizeLayer"), "pruned": ("PruneLowMagnitude",),

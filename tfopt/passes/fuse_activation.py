@@ -10,7 +10,9 @@ never for TFLite, ONNX or OpenVINO exports, which read the folded graph and fuse
 Which activations fuse depends on the TensorFlow build and the CPU: Relu, Relu6, Elu and
 LeakyRelu always; Swish (``x·sigmoid(x)``) only when TensorFlow runs with oneDNN, which it
 turns on by itself only on some CPUs (``TF_ENABLE_ONEDNN_OPTS=1`` forces it).
-:func:`remapper_fuses` asks the runtime instead of assuming.
+:func:`remapper_fuses` asks the runtime instead of assuming. With oneDNN the remapper also fuses
+layer norms (``_MklLayerNorm``), with a wrong epsilon that is put right here
+(see :mod:`tfopt.passes._layer_norm_epsilon`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any
 from tfopt._grappler import run_grappler
 from tfopt.errors import OptionError
 from tfopt.graph import Model, op_histogram, rewrite_node, unique_name
-from tfopt.passes.base import Pass, PassResult, protected_nodes
+from tfopt.passes._layer_norm_epsilon import layer_norms_fused, restore_epsilons
+from tfopt.passes.base import Pass, PassResult, Skip, protected_nodes
 
 
 class FuseActivation(Pass):
@@ -31,10 +34,15 @@ class FuseActivation(Pass):
     tf_runtime_only = True
 
     def run(self, model: Model) -> PassResult:
-        graph_def = run_grappler(model.graph_def, sorted(protected_nodes(model)), ["remap"])
+        keep = sorted(protected_nodes(model))
+        graph_def = run_grappler(model.graph_def, keep, ["remap"])
+        skips = [Skip(n, "layer norm not fused: its epsilon is not one scalar, which _MklLayerNorm needs")
+                 for n in restore_epsilons(model.graph_def, graph_def)]
+        # Layer norms the remapper alone missed would be fused by the serving session, wrongly.
+        graph_def = layer_norms_fused(graph_def, keep)
         _unfuse_bias_only(graph_def)
         changed = op_histogram(graph_def) != op_histogram(model.graph_def)
-        return PassResult(model.replace(graph_def=graph_def) if changed else model, changed)
+        return PassResult(model.replace(graph_def=graph_def) if changed else model, changed, skips)
 
 
 def _unfuse_bias_only(graph_def: Any) -> None:

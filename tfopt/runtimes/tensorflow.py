@@ -10,6 +10,7 @@ import numpy as np
 
 from tfopt._tf import tf
 from tfopt.graph import Model
+from tfopt.passes._layer_norm_epsilon import layer_norms_fused
 
 
 class GraphRunner:
@@ -23,8 +24,11 @@ class GraphRunner:
         t = tf()
         self.inputs, self.outputs = list(model.inputs), list(model.outputs)
         self._graph = t.Graph()
+        keep = sorted({s.tensor.split(":")[0] for s in [*model.inputs, *model.outputs]}
+                      | {n.name for n in model.graph_def.node if n.op.startswith("Placeholder")})  # fed by name
         with self._graph.as_default():
-            t.graph_util.import_graph_def(model.graph_def, name="")
+            # A session with oneDNN would fuse layer norms with epsilon 0.001: fused here, rightly.
+            t.graph_util.import_graph_def(layer_norms_fused(model.graph_def, keep), name="")
         self._session = t.compat.v1.Session(graph=self._graph)
         self._inputs = {s.name: s.tensor for s in model.inputs}
         self._outputs = [(s.name, s.tensor) for s in model.outputs]
