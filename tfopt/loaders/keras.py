@@ -289,13 +289,36 @@ def _guarded(path: str, loader: Any) -> Any:
             raise UnsafeModelError(
                 f"{path}: the model contains a Lambda layer, which runs arbitrary Python when loaded. "
                 "If you trust this file, pass --unsafe (unsafe=True)") from exc
-        unknown = re.search(r"[Cc]ould not (?:locate|deserialize) (?:class|function) '?([\w.]+)'?|Unknown \w+:? '?([\w.]+)'?", msg)
-        if unknown:
-            name = unknown.group(1) or unknown.group(2)
-            raise OptionError(f"{path}: the model uses '{name}', which Keras does not know. Pass "
-                              "--custom-objects MODULE naming the module that defines it") from exc
+        name = _unknown_name(msg)
+        if name is not None:
+            raise OptionError(f"{path}: the model uses '{name}', which Keras does not know. "
+                              + _custom_object_fix(name)) from exc
         if isinstance(exc, json.JSONDecodeError):  # the archive's config.json (or an .h5's model_config) is cut
             inner = f"{path}/config.json" if path.endswith(".keras") else f"{path} (model_config)"
             raise ModelFormatError(f"{inner}: not valid JSON ({exc.msg}, char {exc.pos}); the file is truncated or "
                                    "half-written: save the model again") from exc
         raise ModelFormatError(f"{path}: cannot load Keras model: {msg.splitlines()[0][:300] if msg else type(exc).__name__}") from exc
+
+
+# Keras names what it cannot find as "Unknown activation function: 'x'" (tf-keras), "Unknown layer:
+# 'x'", "Could not locate class 'x'" (Keras 3). Older Keras 2 stored a Python lambda as '<lambda>'.
+_UNKNOWN = re.compile(r"[Cc]ould not (?:locate|deserialize) (?:class|function) '?([\w.<>]+)'?"
+                      r"|Unknown (?:\w+ )*?(?:function|layer|class|object|initializer|regularizer|constraint|loss|metric)"
+                      r":? '?([\w.<>]+)'?|Unknown \w+:? '?([\w.<>]+)'?")
+
+
+def _unknown_name(msg: str) -> str | None:
+    """The name Keras says it does not know, as stored in the file (``'<lambda>'`` included)."""
+    found = _UNKNOWN.search(msg)
+    return None if found is None else next(g for g in found.groups() if g)
+
+
+def _custom_object_fix(name: str) -> str:
+    """How a user supplies ``name``: a module's public names, or a ``CUSTOM_OBJECTS`` dict for a
+    stored name that is no Python identifier (a lambda saved as ``'<lambda>'``)."""
+    if name.isidentifier() or all(part.isidentifier() for part in name.split(".")):
+        return "Pass --custom-objects MODULE naming the module that defines it"
+    return (f"'{name}' is how Keras stored a Python lambda (an activation or loss written as `lambda x: ...`), "
+            "so no function name can match it: write a module with "
+            f"CUSTOM_OBJECTS = {{{name!r}: the_function}} (the function the lambda computed, e.g. from the "
+            "training code) and pass --custom-objects MODULE")
