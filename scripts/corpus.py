@@ -121,7 +121,7 @@ def run_one(entry: corpus.Entry, model: str, out: str, args: argparse.Namespace)
                            cache=args.cache)
     say(f"{entry.name}: {row['result']} ({row['seconds']} s, {row['peak_mb']} MB)")
     if row["result"] != "ok":
-        if not args.no_alone:
+        if not args.no_alone and not row.get("failed"):  # a partial result already names each failed target
             say(f"{entry.name}: each target alone")
             row["alone"] = corpus.run_targets_alone(entry, model, os.path.join(out, entry.name),
                                                      timeout=args.timeout, cache=args.cache, first=row["result"])

@@ -175,6 +175,17 @@ def test_cells_count_written_failed_and_those_the_converter_cannot_express():
     assert "4 written and verified, 1 failed" in table and "1 the converter itself cannot express" in table
 
 
+def test_a_partial_first_contact_counts_its_written_targets_and_names_the_failed_one():
+    row = {"model": "p", "package": "p==1", "format": "keras2-h5", "result": "partial: tflite failed",
+           "failed": {"tflite": "exit 9: converting: TFLite cannot lower TensorListReserve"},
+           "targets": {"onnx": {"max_abs_err": 2e-7}, "openvino": {"max_abs_err": 3e-7}},
+           "plain": {"tflite": "exit 1: ConverterError"}}
+    assert corpus.failing_targets(row) == ["tflite"]
+    assert corpus.cell_counts([row]) == {"ok": 2, "failed": 0, "cannot_express": 1}
+    table = corpus.to_markdown([row])
+    assert "| partial: tflite failed |" in table and "✗ exit 9 (plain ✗ too)" in table and "2.0e-07" in table
+
+
 def test_targets_alone_keep_the_failure_first_contact_already_names(tmp_path):
     entry = corpus.Entry("demo", "demo_pkg", "1.0", "m.h5", "keras2-h5", "test")
     first = "exit 9: converting to tflite fp32: TFLite builtins lack TensorArrayV3"

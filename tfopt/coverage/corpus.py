@@ -26,13 +26,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from tfopt.coverage.corpus_entries import BY_NAME, CORPUS, Entry
+from tfopt.errors import PARTIAL_EXIT_CODE as PARTIAL_EXIT
 
 __all__ = ["BY_NAME", "CORPUS", "Entry", "Unavailable", "fetch", "run_entry", "to_markdown"]
 
 TARGETS = ("tflite", "onnx", "openvino")
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "tfopt-corpus")
-
-
 
 
 class Unavailable(Exception):
@@ -211,14 +210,19 @@ def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, s
                            "peak_mb": round(child["peak_mb"]) if child["peak_mb"] else None, "targets": {}}
     if child["exit"] is None:
         row["result"] = f"timeout after {timeout:.0f} s"
-    elif child["exit"] != 0:
+    elif child["exit"] not in (0, PARTIAL_EXIT):
         row["result"] = f"exit {child['exit']}: {first_error(child['output'])}"
     else:
-        row["result"] = "ok"
         with open(os.path.join(outdir, "manifest.json")) as f:
             manifest = json.load(f)
         with open(os.path.join(outdir, "report.json")) as f:
             report = json.load(f)
+        # exit 11: the targets that could be built are written and verified, the manifest names the rest
+        failed = {fail["format"]: f"exit {fail['exit_code']}: {fail['stage']}: {fail['reason'].splitlines()[0]}"
+                  for fail in manifest.get("failed", [])}
+        row["result"] = "ok" if not failed else f"partial: {', '.join(sorted(failed))} failed"
+        if failed:
+            row["failed"] = failed
         for art in manifest["artifacts"]:
             row["targets"][art["format"]] = {"path": os.path.join(outdir, art["path"]), "sha256": art["sha256"],
                                             "bytes": art["bytes"], "verify_max_abs_err": art["max_abs_err"]}
@@ -264,7 +268,7 @@ def failing_targets(row: dict[str, Any]) -> list[str]:
     if row["result"] == "ok":
         return []
     alone = row.get("alone", {})
-    return [t for t in TARGETS if alone.get(t, {}).get("result") != "ok"]
+    return [t for t in TARGETS if t not in row.get("targets", {}) and alone.get(t, {}).get("result") != "ok"]
 
 
 def cell_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
@@ -296,6 +300,10 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
             alone = r.get("alone", {}).get(t)
             if cell and cell.get("max_abs_err") is not None:
                 errs.append(f"{cell['max_abs_err']:.1e}")
+            elif t in r.get("failed", {}):  # a partial first contact: this target failed, the others are written
+                plain = r.get("plain", {}).get(t)
+                errs.append("✗ " + r["failed"][t].split(":")[0]
+                            + ("" if plain is None else " (plain ok)" if plain == "ok" else " (plain ✗ too)"))
             elif alone:  # the target converted on its own (--to T) after the all-target run failed
                 plain = r.get("plain", {}).get(t)
                 errs.append(f"alone: {alone['max_abs_err']:.1e}" if alone["result"] == "ok"
@@ -303,7 +311,7 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
                             + ("" if plain is None else " (plain ok)" if plain == "ok" else " (plain ✗ too)"))
             else:
                 errs.append("–")
-        result = r["result"] if r["result"] == "ok" else f"✗ {r['result']}"
+        result = r["result"] if r["result"] == "ok" else r["result"] if r.get("failed") else f"✗ {r['result']}"
         result = result.replace("|", "\\|")
         if len(result) > 160:
             result = result[:157] + "..."
