@@ -198,3 +198,39 @@ def test_prediction_read_only_by_a_streaming_or_top_k_metric_is_the_output(kind)
     reasons = explain_outputs(graph_def)
     assert list(reasons) == [prob.op.name] and "metric" in reasons[prob.op.name]
     assert choose_outputs(graph_def, reasons).chosen == [prob.op.name]
+
+
+ONLY_DECISIONS = {
+    "greater-const": lambda t, prob, other: t.greater(prob, 0.5, name="pred"),
+    # deepbrain's form: the threshold is shaped like a second pipeline tensor, its values constant
+    "greater-shaped-threshold": lambda t, prob, other: t.greater(prob, t.ones_like(other) * 0.5, name="pred"),
+    "argmax": lambda t, prob, other: t.argmax(prob, -1, name="pred"),
+    "round-cast": lambda t, prob, other: t.cast(t.round(prob), t.int32, name="pred"),
+}
+
+
+@pytest.mark.parametrize("width", [1, 4])
+@pytest.mark.parametrize("decision", list(ONLY_DECISIONS))
+def test_float_tensor_read_only_by_its_decision_is_chosen(tmp_path, decision, width):
+    """``pred = prob > 0.5`` (or argmax, or a rounded cast) is the only sink: ``prob`` is converted
+    and ``pred`` listed; a second input that only shapes the threshold is not needed any more."""
+    t = tf()
+    rng = np.random.default_rng(width)
+    graph = t.Graph()
+    with graph.as_default():
+        x = t.compat.v1.placeholder(t.float32, [None, FEATURES], name="x")
+        other = t.compat.v1.placeholder(t.float32, [None, width], name="mask_like")
+        prob = t.sigmoid(_logits(t, x, 1, width, rng, None), name="prob")
+        ONLY_DECISIONS[decision](t, prob, other)
+    path = str(tmp_path / "model.pb")
+    with open(path, "wb") as f:
+        f.write(graph.as_graph_def().SerializeToString())
+    model = tfopt.load(path)
+    assert [s.name for s in model.outputs] == ["prob"] and model.outputs[0].dtype == "float32"
+    assert list(model.provenance["output_alternatives"]) == ["pred"]
+    assert [s.name for s in model.inputs] == ["x"]
+    frozen, _ = tfopt.freeze(path)
+    probe = np.random.default_rng(2).standard_normal((3, FEATURES)).astype(np.float32)
+    with t.compat.v1.Session(graph=graph) as sess:
+        expected = sess.run("prob:0", {"x:0": probe})
+    np.testing.assert_allclose(GraphRunner(frozen)({"x": probe})["prob"], expected, rtol=1e-6, atol=1e-6)

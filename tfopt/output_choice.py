@@ -7,7 +7,9 @@ tensors that feed only the loss or only a metric). They are grouped into *heads*
   squash one float tensor (Identity, Softmax, Sigmoid, Reshape, ...): ``Softmax(logits)``,
   ``Identity(logits)`` and the loss's ``Reshape(logits)`` are one head, rooted at ``logits``;
 - an int/bool candidate is a *decision* when it is computed from one float tensor ``F`` through
-  decision ops (``ArgMax``, a comparison with a constant, ``Cast``, ...): it joins ``F``'s head.
+  decision ops (``ArgMax``, a comparison with a constant or a shape-only threshold, ``Cast``, ...):
+  it joins ``F``'s head, and when no float tensor of that head is a candidate, ``F`` itself is
+  chosen (``prob`` read only by ``pred = prob > 0.5``: the float head carries the decision).
 
 In each head the float tensors that are sinks or feed a metric are chosen; the decisions derived
 from them and the tensors that feed only the loss become alternatives (a float head carries the
@@ -28,10 +30,14 @@ HEAD_OPS = frozenset({"Identity", "Softmax", "LogSoftmax", "Sigmoid", "Tanh", "R
                       "ExpandDims", "StopGradient", "Snapshot"})
 # Ops that turn scores into a decision (an index, a flag, a rounded value).
 DECISION_OPS = frozenset({"ArgMax", "ArgMin", "Cast", "Round", "Greater", "GreaterEqual", "Less", "LessEqual",
-                          "Equal", "NotEqual", "Identity", "Squeeze", "Reshape", "ExpandDims", "Sign"})
+                          "Equal", "NotEqual", "Identity", "Squeeze", "Reshape", "ExpandDims", "Sign", "Rint", "Floor", "Ceil"})
+# Float-typed decision ops: cast(round(prob)) decides on prob.
+ROUNDING_OPS = frozenset({"Round", "Rint", "Floor", "Ceil", "Sign"})
 BOOL_OPS = frozenset({"Equal", "NotEqual", "Greater", "GreaterEqual", "Less", "LessEqual", "LogicalAnd",
                       "LogicalOr", "LogicalNot", "IsNan", "IsInf", "IsFinite", "InTopK", "InTopKV2",
                       "ApproximateEqual"})
+# Ops whose value depends on their input's shape only (ones_like(x) is OnesLike, or Fill(Shape(x))).
+SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank", "OnesLike", "ZerosLike"})
 _DTYPE_ATTRS = ("output_type", "out_type", "DstT", "dtype", "Tout", "T")
 LOSS_REASON = "feeds only the loss"
 MAX_HEADS = 8
@@ -57,14 +63,30 @@ def _data_inputs(node: Any, nodes: dict[str, Any]) -> list[Any]:
     return [n for n in found if n.op != "Const"]
 
 
+def _value_free(node: Any, nodes: dict[str, Any], seen: set[str] | None = None) -> bool:
+    """True when ``node``'s value depends on no tensor's values, only on constants and on shapes
+    (``Shape``/``Size``/``Rank`` of something): a threshold such as ``ones_like(x) * 0.5``."""
+    seen = set() if seen is None else seen
+    if node.name in seen:
+        return True
+    seen.add(node.name)
+    if node.op in SHAPE_OPS or node.op == "Const":
+        return True
+    if node.op in PLACEHOLDER_OPS or not node.input:
+        return False
+    producers = [tensor_node(r) for r in node.input if not r.startswith("^")]
+    return all(n in nodes and _value_free(nodes[n], nodes, seen) for n in producers)
+
+
 def decision_source(node: Any, nodes: dict[str, Any]) -> tuple[list[str], Any | None]:
     """``(chain, F)``: the decision ops from ``node`` back to the one float tensor ``F`` they
-    decide on (``F`` is None when ``node`` is not such a decision)."""
+    decide on (``F`` is None when ``node`` is not such a decision). A comparison's other side may
+    be a threshold computed from constants and shapes only (``prob > ones_like(x) * 0.5``)."""
     chain: list[str] = []
     cur = node
-    while cur.op in DECISION_OPS and not is_float(cur):
+    while cur.op in DECISION_OPS and (not is_float(cur) or cur.op in ROUNDING_OPS):
         chain.append(cur.name)
-        inputs = _data_inputs(cur, nodes)
+        inputs = [n for n in _data_inputs(cur, nodes) if not _value_free(n, nodes)]
         if len(inputs) != 1:
             return chain, None
         cur = inputs[0]
@@ -127,8 +149,14 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
         groups.setdefault(root, []).append(name)
     chosen: list[str] = []
     alternatives: dict[str, str] = {}
+    reasons = dict(reasons)
     for members in groups.values():
         floats = [m for m in members if is_float(nodes[m])]
+        if not floats:  # only decisions: the float tensor they decide on is the head (prob, not prob > 0.5)
+            sources = [decision_source(nodes[m], nodes)[1] for m in members]
+            for source in sorted({n.name for n in sources if n is not None}):
+                reasons.setdefault(source, f"the float tensor {', '.join(members)} decides on")
+                floats.append(source)
         preferred = [m for m in floats if not reasons[m].startswith(LOSS_REASON)] or floats or members
         chosen += preferred
         for m in members:
@@ -137,4 +165,4 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
             what = decided.get(m, f"{node_dtype(nodes[m])}, {reasons[m]}")
             alternatives[m] = f"{what}: the float head {', '.join(preferred)} is chosen"
     order = list(reasons)
-    return OutputChoice(sorted(chosen, key=order.index), dict(reasons), alternatives)
+    return OutputChoice(sorted(chosen, key=order.index), reasons, alternatives)
