@@ -234,3 +234,35 @@ def test_float_tensor_read_only_by_its_decision_is_chosen(tmp_path, decision, wi
     with t.compat.v1.Session(graph=graph) as sess:
         expected = sess.run("prob:0", {"x:0": probe})
     np.testing.assert_allclose(GraphRunner(frozen)({"x": probe})["prob"], expected, rtol=1e-6, atol=1e-6)
+
+
+BOOKKEEPING_SINKS = {
+    "rnn-min-max": lambda t, lengths, x: [t.reduce_min(lengths), t.reduce_max(lengths)],
+    "total-length": lambda t, lengths, x: [t.cast(t.reduce_sum(lengths), t.int64)],
+    "both-directions": lambda t, lengths, x: [t.reduce_min(lengths, name=f"{d}/Min") for d in ("fw", "bw")]
+    + [t.reduce_max(lengths, name=f"{d}/Max") for d in ("fw", "bw")],
+}
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+@pytest.mark.parametrize("kind", list(BOOKKEEPING_SINKS))
+def test_sinks_computed_from_the_inputs_alone_are_not_heads(tmp_path, kind, heads):
+    """TF1 ``dynamic_rnn`` leaves ``Min``/``Max`` of the lengths unused: int sinks that no float op of
+    the model feeds are listed, not converted, however many there are."""
+    t = tf()
+    rng = np.random.default_rng(heads)
+    graph = t.Graph()
+    with graph.as_default():
+        x = t.compat.v1.placeholder(t.float32, [None, FEATURES], name="x")
+        lengths = t.compat.v1.placeholder(t.int32, [None], name="lengths")
+        names = [f"head{i}" for i in range(heads)]
+        for i, name in enumerate(names):
+            t.sigmoid(_logits(t, x, i, 2 + i, rng, None), name=name)
+        sinks = [s.op.name for s in BOOKKEEPING_SINKS[kind](t, lengths, x)]
+    path = str(tmp_path / "model.pb")
+    with open(path, "wb") as f:
+        f.write(graph.as_graph_def().SerializeToString())
+    model = tfopt.load(path)
+    assert sorted(s.name for s in model.outputs) == names
+    assert set(sinks) <= set(model.provenance["output_alternatives"])
+    assert [s.name for s in model.inputs] == ["x"]

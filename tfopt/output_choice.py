@@ -132,9 +132,37 @@ class OutputChoice:
                 + (f"; alternatives: {others}" if others else "") + ". Choose others with --outputs NODE [NODE ...]")
 
 
+BOOKKEEPING = "computed from the inputs alone, no float computation of the model (e.g. a RNN's min/max length)"
+
+
+def is_bookkeeping(node: Any, nodes: dict[str, Any]) -> bool:
+    """An int/bool tensor no float op of the model feeds: only placeholders, constants and int ops
+    (``reduce_min(seq_len)`` that TF1's ``dynamic_rnn`` leaves unused, ``shape(x)[0]``)."""
+    stack, seen = [node], set()
+    while stack:
+        cur = stack.pop()
+        if cur.name in seen:
+            continue
+        seen.add(cur.name)
+        if cur.op in PLACEHOLDER_OPS or cur.op == "Const" or cur.op in SHAPE_OPS:
+            continue
+        if is_float(cur):
+            return False
+        stack += [nodes[tensor_node(r)] for r in cur.input if not r.startswith("^") and tensor_node(r) in nodes]
+    return True
+
+
 def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
-    """Group ``reasons``' candidates (from ``explain_outputs``) into heads and pick in each."""
+    """Group ``reasons``' candidates (from ``explain_outputs``) into heads and pick in each.
+    Candidates that are :func:`is_bookkeeping` become alternatives when any other candidate is not."""
     nodes = node_map(graph_def)
+    bookkeeping = {n for n in reasons if not is_float(nodes[n]) and is_bookkeeping(nodes[n], nodes)}
+    if bookkeeping and len(bookkeeping) < len(reasons):
+        kept = {n: why for n, why in reasons.items() if n not in bookkeeping}
+        choice = choose_outputs(graph_def, kept)
+        choice.reasons = dict(reasons) | choice.reasons
+        choice.alternatives.update({n: BOOKKEEPING for n in sorted(bookkeeping)})
+        return choice
     groups: dict[str, list[str]] = {}
     decided: dict[str, str] = {}
     for name in reasons:
