@@ -73,8 +73,10 @@ def inspect_artifact(path: str) -> dict[str, Any]:
 
 def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
     from tfopt.freezing.remove_dropout import dropout_knobs
+    from tfopt.loaders._signature import adopt_recorded_shapes
     from tfopt.pipeline_inputs import needed_by, pipeline_fed
 
+    adopt_recorded_shapes(graph_def)  # as the loaders read the inputs
     reasons = explain_outputs(graph_def)
     candidates = list(reasons)
     choice = choose_outputs(graph_def, reasons)

@@ -79,3 +79,36 @@ def input_specs(graph_def: Any, outputs: list[str], exclude: set[str]) -> list[T
             if n.name in needed and n.op in PLACEHOLDER_OPS and n.name not in exclude
             and not is_training_flag(n, graph_def) and (n.op != "PlaceholderWithDefault" or n.name in fed)]
 
+
+
+# TensorFlow's Placeholder shape function: "with graph_def_version <= 21 we cannot tell a scalar shape
+# attribute from an unknown shape", so an empty `shape` there means unknown.
+LEGACY_SHAPE_VERSION = 21
+
+
+def adopt_recorded_shapes(graph_def: Any) -> list[str]:
+    """Give each placeholder of unknown shape the shape its graph recorded for it (in place).
+
+    A TF1 graph refines an input's shape after creating it (``x.set_shape``, a reshape check); the
+    node's ``shape`` attribute keeps the unknown shape and only ``_output_shapes`` (written by
+    ``export_meta_graph``/``add_shapes=True``) holds the rank. Unknown: ``unknown_rank``, or no
+    dimensions in a graph of producer <= 21 (a legacy unknown shape, see above). A known rank in
+    ``_output_shapes[0]`` replaces it; with none, the shape is marked unknown-rank explicitly, so a
+    legacy empty shape is not read as a scalar. Returns the names of the placeholders changed.
+    """
+    legacy = graph_def.versions.producer <= LEGACY_SHAPE_VERSION
+    changed = []
+    for node in graph_def.node:
+        if node.op != "Placeholder":
+            continue
+        shape = node.attr["shape"].shape if "shape" in node.attr else None
+        if shape is not None and not shape.unknown_rank and (shape.dim or not legacy):
+            continue
+        recorded = node.attr["_output_shapes"].list.shape if "_output_shapes" in node.attr else []
+        if recorded and not recorded[0].unknown_rank and (recorded[0].dim or not legacy):
+            node.attr["shape"].shape.CopyFrom(recorded[0])
+        else:
+            node.attr["shape"].shape.Clear()
+            node.attr["shape"].shape.unknown_rank = True
+        changed.append(node.name)
+    return changed

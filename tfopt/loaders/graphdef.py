@@ -8,7 +8,7 @@ from typing import Any
 from tfopt.errors import ModelFormatError
 from tfopt.graph import Model
 from tfopt.graph_order import check_acyclic
-from tfopt.loaders._signature import input_specs, output_specs, resolve_outputs
+from tfopt.loaders._signature import adopt_recorded_shapes, input_specs, output_specs, resolve_outputs
 
 FORMAT = "graphdef"
 
@@ -42,6 +42,7 @@ def load(path: str, options: Any) -> Model:
 
     graph_def = read_graph_def(path, graph_def_class())
     check_acyclic(graph_def, path)
+    adopt_recorded_shapes(graph_def)
     outputs, chosen_from = resolve_outputs(graph_def, options.outputs, path)
     return Model(
         graph_def=graph_def,

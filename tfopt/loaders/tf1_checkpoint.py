@@ -24,7 +24,7 @@ import numpy as np
 from tfopt.errors import GraphError, ModelFormatError, ModelNotFoundError
 from tfopt.graph import VARIABLE_OPS, Model, ancestors, node_map, subgraph, tensor_node
 from tfopt.graph_order import check_acyclic
-from tfopt.loaders._signature import input_specs, output_specs, resolve_outputs
+from tfopt.loaders._signature import adopt_recorded_shapes, input_specs, output_specs, resolve_outputs
 from tfopt.training_nodes import is_training_node
 
 FORMAT = "tf1-checkpoint"
@@ -166,6 +166,7 @@ def load(path: str, options: Any) -> Model:
     check_checkpoint_files(prefix)
     meta_graph = read_meta_graph(meta)
     full = meta_graph.graph_def
+    adopt_recorded_shapes(full)  # before `_output_shapes` are dropped below
     outputs, chosen_from = resolve_outputs(full, options.outputs, meta)
     out_specs = output_specs(full, outputs)
 
