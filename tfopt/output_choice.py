@@ -20,6 +20,7 @@ graph had exactly one candidate; otherwise the alternatives are listed for ``--o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,19 +64,33 @@ def _data_inputs(node: Any, nodes: dict[str, Any]) -> list[Any]:
     return [n for n in found if n.op != "Const"]
 
 
-def _value_free(node: Any, nodes: dict[str, Any], seen: set[str] | None = None) -> bool:
+def _reaches(node: Any, nodes: dict[str, Any], bad: Callable[[Any], bool], *, missing_bad: bool = False) -> bool:
+    """Walk back from ``node`` through data inputs, stopping at constants, :data:`SHAPE_OPS` and
+    placeholders: True when ``bad(n)`` holds for a node on the way (placeholders included), or, with
+    ``missing_bad``, when an input names no node of the graph. Iterative: graphs are deep."""
+    stack, seen = [node], set()
+    while stack:
+        cur = stack.pop()
+        if cur.name in seen:
+            continue
+        seen.add(cur.name)
+        if cur.op == "Const" or cur.op in SHAPE_OPS:
+            continue
+        if bad(cur):
+            return True
+        if cur.op in PLACEHOLDER_OPS:
+            continue
+        refs = [tensor_node(r) for r in cur.input if not r.startswith("^")]
+        if missing_bad and any(r not in nodes for r in refs):
+            return True
+        stack += [nodes[r] for r in refs if r in nodes]
+    return False
+
+
+def _value_free(node: Any, nodes: dict[str, Any]) -> bool:
     """True when ``node``'s value depends on no tensor's values, only on constants and on shapes
     (``Shape``/``Size``/``Rank`` of something): a threshold such as ``ones_like(x) * 0.5``."""
-    seen = set() if seen is None else seen
-    if node.name in seen:
-        return True
-    seen.add(node.name)
-    if node.op in SHAPE_OPS or node.op == "Const":
-        return True
-    if node.op in PLACEHOLDER_OPS or not node.input:
-        return False
-    producers = [tensor_node(r) for r in node.input if not r.startswith("^")]
-    return all(n in nodes and _value_free(nodes[n], nodes, seen) for n in producers)
+    return not _reaches(node, nodes, lambda n: n.op in PLACEHOLDER_OPS or not n.input, missing_bad=True)
 
 
 def decision_source(node: Any, nodes: dict[str, Any]) -> tuple[list[str], Any | None]:
@@ -138,18 +153,7 @@ BOOKKEEPING = "computed from the inputs alone, no float computation of the model
 def is_bookkeeping(node: Any, nodes: dict[str, Any]) -> bool:
     """An int/bool tensor no float op of the model feeds: only placeholders, constants and int ops
     (``reduce_min(seq_len)`` that TF1's ``dynamic_rnn`` leaves unused, ``shape(x)[0]``)."""
-    stack, seen = [node], set()
-    while stack:
-        cur = stack.pop()
-        if cur.name in seen:
-            continue
-        seen.add(cur.name)
-        if cur.op in PLACEHOLDER_OPS or cur.op == "Const" or cur.op in SHAPE_OPS:
-            continue
-        if is_float(cur):
-            return False
-        stack += [nodes[tensor_node(r)] for r in cur.input if not r.startswith("^") and tensor_node(r) in nodes]
-    return True
+    return not _reaches(node, nodes, lambda n: n.op not in PLACEHOLDER_OPS and is_float(n))
 
 
 def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
