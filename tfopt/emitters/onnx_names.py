@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tfopt.emitters.onnx_scopes import subgraphs
+from tfopt.emitters.onnx_scopes import graphs, subgraphs
 
 _COUNTER = re.compile(r"__\d+$")  # tf2onnx's generated-name suffix
 _GENERATED = re.compile(r"(.*?__\d+)(:\d+)?")
@@ -72,11 +72,8 @@ def sort_initializers(graph: Any) -> None:
 
 
 def _graphs(graph: Any) -> Iterator[Any]:
-    """``graph`` and every subgraph, depth first in node order."""
-    yield graph
-    for node in graph.node:
-        for sub in subgraphs(node):
-            yield from _graphs(sub)
+    """``graph`` and every subgraph, depth first in node order (:func:`onnx_scopes.graphs`)."""
+    return (g for g, _ in graphs(graph))
 
 
 def _reads_in_order(graph: Any) -> Iterator[str]:
