@@ -139,3 +139,76 @@ def test_ties_learned_from_tensorflow_messages():
     assert ties.learn("Dimensions must be equal, but are 37 and 80 for 'add'", symbols)
     assert ties.shapes(2, 8) == {"a": (80, 2, 3), "b": (2,)}
     assert np.array_equal(sorted(ties.other_sizes(ties.shapes(2, 8))), [])
+
+
+def _per_word(t, *, tie: str, features: int, word_lens: bool):
+    """Per-word lengths of ``x [batch, words, chars, features]`` flattened to ``[batch*words, ...]``
+    (a char-level RNN under a word-level one): ``lens`` must hold ``batch x words`` entries."""
+    v1 = t.compat.v1
+    x = v1.placeholder(t.float32, [None, None, None, features], name="x")
+    lens = v1.placeholder(t.int32, [None], name="lens")
+    rows = t.reshape(x, [-1, t.shape(x)[2], features])  # [batch*words, chars, features]
+    if tie == "reverse_sequence":
+        y = t.reverse_sequence(rows, lens, seq_axis=1, batch_axis=0)
+    elif tie == "elementwise":
+        y = rows * t.cast(t.reshape(lens, [-1, 1, 1]), t.float32)
+    else:
+        same = v1.assert_equal(t.shape(lens)[0], t.shape(rows)[0], message="one length per word")
+        with t.control_dependencies([same]):
+            y = t.identity(rows)
+    y = t.reduce_sum(y, axis=1)
+    if word_lens:  # a second input on the batch: [batch]
+        n = v1.placeholder(t.float32, [None], name="word_lens")
+        y = t.reshape(y, [t.shape(x)[0], -1, features]) * t.reshape(n, [-1, 1, 1])
+    t.identity(y, name="y")
+
+
+PRODUCT_CASES = [pytest.param(tie, features, word_lens, id=f"{tie}-f{features}{'-word_lens' if word_lens else ''}")
+                 for tie, features, word_lens in [("reverse_sequence", 3, True), ("reverse_sequence", 5, False),
+                                                  ("elementwise", 4, True), ("assert", 2, True), ("assert", 6, False)]]
+
+
+@pytest.mark.parametrize(("tie", "features", "word_lens"), PRODUCT_CASES)
+def test_a_dimension_that_is_a_product_of_two_others_is_found(tie, features, word_lens, tmp_path):
+    """A product tie: TensorFlow names one probe and the product of two others (23 vs. 11 x 13)."""
+    from tests.helpers import graph_pb
+    from tfopt.verify_shapes import split_samples
+
+    pb = graph_pb(tmp_path / "words.pb", lambda t: _per_word(t, tie=tie, features=features, word_lens=word_lens))
+    frozen, report = tfopt.freeze(pb, outputs=["y"])
+    at = report.verified_at
+    shape = at.shapes()
+    batch, words = shape["x"][:2]
+    assert batch == 2 and shape["lens"] == [batch * words] and shape["x"][3] == features
+    if word_lens:
+        assert shape["word_lens"] == [batch]
+    assert all(d.max_abs_err <= 1e-5 for d in report.verification)
+    one = at.with_batch(frozen.inputs, 1).shapes()  # the artifacts' batch-1 inputs keep the product
+    assert one["x"][:2] == [1, words] and one["lens"] == [words]
+    from tfopt.runtimes.tensorflow import GraphRunner
+
+    runner = GraphRunner(frozen)
+    whole = runner(at.feeds)["y"]
+    for i, sample in enumerate(split_samples(frozen.inputs, at.feeds, at.ties)):  # sample i: its own words
+        assert sample["lens"].shape == (words,)
+        np.testing.assert_allclose(runner(sample)["y"], whole[i:i + 1] if word_lens else whole[i * words:(i + 1) * words],
+                                   rtol=1e-5, atol=1e-5)
+    runner.close()
+
+
+def test_product_ties_learned_from_tensorflow_messages():
+    from tfopt.graph import TensorSpec
+    from tfopt.verify_shapes import DimTies
+
+    specs = [TensorSpec("x", "x:0", "float32", (None, None, 4)), TensorSpec("n", "n:0", "int32", (None,)),
+             TensorSpec("lens", "lens:0", "int32", (None,))]
+    ties = DimTies(specs)
+    symbols = {11: ("x", 0), 13: ("x", 1), 17: ("n", 0), 19: ("lens", 0)}
+    assert ties.learn("Incompatible shapes: [11,1] vs. [17,1]", symbols)  # n is the batch
+    assert not ties.learn("Length of seq_lengths != input.dims(0), (19 vs. 14)", symbols)  # 14: no product of probes
+    assert ties.learn("Length of seq_lengths != input.dims(0), (19 vs. 143)", symbols)  # 143 = 11 x 13
+    assert ties.shapes(2, 8) == {"x": (2, 8, 4), "n": (2,), "lens": (16,)}
+    assert ties.shapes(1, 5)["lens"] == (5,)
+    assert ties.example(2) == "x:2xNx4 n:2 lens:2N"
+    assert ties.other_sizes(ties.shapes(2, 8)) == [8]  # the product is no free size of its own
+    assert not ties.learn("Dimensions must be equal, but are 13 and 143", symbols)  # never its own factor

@@ -64,6 +64,7 @@ class VerifyInputs:
     tried: list[str] = field(default_factory=list)  # made-up shapes that gave no usable output
     realistic: VerifyInputs | None = None  # the same inputs at a realistic size, verified too
     size: int = 8  # the made-up size of the non-batch dimensions (integer lengths stay within it)
+    ties: Any = None  # the search's DimTies (made-up inputs): products of dimensions are kept at other batches
 
     def sets(self) -> list[VerifyInputs]:
         """Every set of inputs to verify on: these, then the realistic size."""
@@ -85,14 +86,15 @@ class VerifyInputs:
             return self
         from tfopt.verify_shapes import DimTies
 
-        ties = DimTies.from_shapes(specs, self.shapes())  # the batch found by the search, wherever it is
+        # the batch found by the search, wherever it is; a product tie (batch x words) only the search knows
+        ties = self.ties if self.ties is not None else DimTies.from_shapes(specs, self.shapes())
         sizes = ties.other_sizes(self.shapes())
         shapes = {**ties.shapes(batch, {r: int(self.feeds[r[0]].shape[r[1]]) for r in ties.classes()}),
                   **{s.name: np.shape(self.feeds[s.name]) for s in specs if s.shape is None}}  # rank unknown: as is
         realistic = self.realistic.with_batch(specs, batch, seed, graph_def) if self.realistic else None
         return VerifyInputs(random_inputs(specs, seed=seed, shapes=shapes, graph_def=graph_def,
                                           dynamic_dim=min(sizes, default=self.size)),
-                            self.source, self.tried, realistic, self.size)
+                            self.source, self.tried, realistic, self.size, self.ties)
 
     def summary(self) -> str:
         """``img:2x8x8x3 (made up inputs); also at img:2x64x64x3 (a realistic size)``."""
@@ -179,7 +181,7 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
         if tried and any(v.size > ELEMENT_BUDGET for v in feeds.values()):
             break
         first = feeds if first is None else first
-        candidate = VerifyInputs(feeds, "made up", list(tried), size=size)
+        candidate = VerifyInputs(feeds, "made up", list(tried), size=size, ties=ties)
         last, failure = problem(feeds)
         if not last:
             candidate.realistic = _realistic(ties, size, batch, feeds_at, problem) if dynamic else None
@@ -211,7 +213,7 @@ def _realistic(ties: Any, size: int, batch: int, feeds_at: Callable[..., dict[st
         if any(v.size > ELEMENT_BUDGET for v in feeds.values()):
             return None
         if not problem(feeds)[0]:
-            return VerifyInputs(feeds, "made up", size=big)
+            return VerifyInputs(feeds, "made up", size=big, ties=ties)
     return None
 
 

@@ -13,6 +13,11 @@ A made-up shape that sets axis 0 of every input to the batch fails every time-ma
    inference on the graph with those input shapes ("Dimensions must be equal, but are 41 and 43";
    "... 41 and 80" fixes a symbol to the known 80). Exactly two symbols in one message are one tie:
    their classes merge (union-find) and the probe runs again, at most once per symbol.
+   A *product* tie: TensorFlow names one symbol and a size that is the product of two or more other
+   symbols ("Length of seq_lengths != input.dims(0), (23 vs. 143)" with 143 = 11 x 13: per-word
+   lengths of ``[batch, words, chars]`` reshaped to ``[batch*words, chars]``). The primes are distinct,
+   so the factors are unique; that class is then sized as the product of its factors' classes
+   (batch outermost, as a row-major reshape of ``[batch, ...]`` lays the samples out).
 3. The *batch* is the class spanning the most inputs (a state ``[1, batch, n]`` meets a time-major
    sequence on its axis 1), else the one holding the first input's axis 0; another class holding an
    axis 0 is a batch too unless it shares an input with that one (a time-major input's time is not).
@@ -46,6 +51,7 @@ class DimTies:
         self.parent: dict[Dim, Dim] = {(s.name, a): (s.name, a) for s in specs if s.shape is not None
                                        for a, d in enumerate(s.shape) if d is None}
         self.fixed: dict[Dim, int] = {}  # class root -> the known size it is tied to
+        self.products: dict[Dim, tuple[Dim, ...]] = {}  # class root -> the dims whose sizes multiply to it
 
     @classmethod
     def from_shapes(cls, specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]]) -> DimTies:
@@ -70,7 +76,19 @@ class DimTies:
         self.parent[rb] = ra
         if rb in self.fixed:
             self.fixed.setdefault(ra, self.fixed.pop(rb))
+        if rb in self.products:
+            self.products.setdefault(ra, self.products.pop(rb))
         return True
+
+    def free(self, root: Dim) -> bool:
+        """Whether class ``root`` takes a size of its own (neither fixed nor a product)."""
+        return root not in self.fixed and root not in self.products
+
+    def factors(self, root: Dim) -> list[Dim]:
+        """The class roots whose sizes multiply to product class ``root``, outermost first: the batch
+        first, as a row-major reshape of ``[batch, words, ...]`` to ``[batch*words, ...]`` lays it out."""
+        batch = self.batch_roots()
+        return sorted((self.find(d) for d in self.products[root]), key=lambda r: r not in batch)
 
     def classes(self) -> dict[Dim, list[Dim]]:
         out: dict[Dim, list[Dim]] = {}
@@ -82,8 +100,8 @@ class DimTies:
         """The batch classes (see the module docstring, step 3)."""
         classes = self.classes()
         spans = {r: {n for n, _ in dims} for r, dims in classes.items()}
-        leading = [r for r, dims in classes.items() if any(a == 0 for _, a in dims) and r not in self.fixed]
-        shared = [r for r in classes if len(spans[r]) > 1 and r not in self.fixed]
+        leading = [r for r, dims in classes.items() if any(a == 0 for _, a in dims) and self.free(r)]
+        shared = [r for r in classes if len(spans[r]) > 1 and self.free(r)]
         if not leading and not shared:
             return set()
         order = {s.name: i for i, s in enumerate(self.specs)}
@@ -109,6 +127,8 @@ class DimTies:
         root = self.find(dim)
         if root in self.fixed:
             return self.fixed[root]
+        if root in self.products:
+            return int(np.prod([self._size(f, batch_roots, batch, size) for f in self.factors(root)]))
         if root in batch_roots and batch is not None:
             return batch
         return size if isinstance(size, int) else size[root]
@@ -116,44 +136,75 @@ class DimTies:
     def other_sizes(self, shapes: Mapping[str, Sequence[int]]) -> list[int]:
         """The sizes of the non-batch, unfixed classes in ``shapes``."""
         batch_roots = self.batch_roots()
-        return sorted({int(shapes[r[0]][r[1]]) for r in self.classes() if r not in batch_roots and r not in self.fixed})
+        return sorted({int(shapes[r[0]][r[1]]) for r in self.classes() if r not in batch_roots and self.free(r)})
 
     def example(self, batch: int) -> str:
         """``--verify-shape`` arguments that keep the ties: ``inputs:Nx2x80 seq_lengths:2``; each
-        class a letter (N, M, K, ...), the batch its size."""
+        free class a letter (N, M, K, ...), the batch its size, a product its factors side by side
+        (``char_lens:2N`` for ``batch x words``)."""
         letters = iter("NMKLPQRSTUVW")
-        names: dict[Dim, str] = {}
         batch_roots = self.batch_roots()
-        for root in self.classes():
-            if root not in batch_roots and root not in self.fixed:
-                names[root] = next(letters, "N")
+        names = {root: next(letters, "N") for root in self.classes() if root not in batch_roots and self.free(root)}
+
+        def text(root: Dim) -> str:
+            if root in self.products:
+                parts = [text(f) for f in self.factors(root)]
+                numbers = [int(p) for p in parts if p.isdigit()]
+                return (str(int(np.prod(numbers))) if numbers else "") + "".join(p for p in parts if not p.isdigit())
+            return names[root] if root in names else str(self._size(root, batch_roots, batch, 0))
+
         parts = []
         for spec in self.specs:
             dims = spec.shape if spec.shape is not None else (None,)
-            text = [str(d) if d is not None else str(self._size((spec.name, a), batch_roots, batch, 0))
-                    if (spec.name, a) not in self.parent or self.find((spec.name, a)) in batch_roots
-                    or self.find((spec.name, a)) in self.fixed else names[self.find((spec.name, a))]
-                    for a, d in enumerate(dims)]
-            parts.append(f"{spec.name}:{'x'.join(text)}")
+            shape = [str(d) if d is not None else str(batch) if (spec.name, a) not in self.parent
+                     else text(self.find((spec.name, a))) for a, d in enumerate(dims)]
+            parts.append(f"{spec.name}:{'x'.join(shape)}")
         return " ".join(parts)
 
     def learn(self, message: str, symbols: Mapping[int, Dim]) -> bool:
-        """Merge the two classes ``message`` names (see the module docstring, step 2); False when it
-        names no tie."""
+        """Merge the two classes ``message`` names, or record a product tie (see the module
+        docstring, step 2); False when it names no tie."""
         static = _STATIC.search(message)
         if static:
             a, b = (int(v) for v in static.groups())
             if a in symbols and b in symbols:
                 return self.union(symbols[a], symbols[b])
             if (a in symbols) != (b in symbols):
-                root = self.find(symbols[a] if a in symbols else symbols[b])
-                if root in self.fixed:
+                symbol, other = (a, b) if a in symbols else (b, a)
+                if self.product(symbols[symbol], other, symbols):
+                    return True
+                root = self.find(symbols[symbol])
+                if not self.free(root) or _probe_factors(other, symbols):  # a product of probes is no known size
                     return False
-                self.fixed[root] = b if a in symbols else a
+                self.fixed[root] = other
                 return True
             return False
-        named = sorted({int(v) for v in _INT.findall(_plain(message))} & set(symbols))
+        ints = {int(v) for v in _INT.findall(_plain(message))}
+        named = sorted(ints & set(symbols))
+        if len(named) == 1:
+            return any(self.product(symbols[named[0]], v, symbols) for v in sorted(ints - set(symbols)))
         return len(named) == 2 and self.union(symbols[named[0]], symbols[named[1]])
+
+    def product(self, dim: Dim, value: int, symbols: Mapping[int, Dim]) -> bool:
+        """Record that ``dim``'s class is the product of the symbols ``value`` factors into (two or
+        more distinct probe primes, none of them ``dim``'s own); False when it does not factor so."""
+        factors = _probe_factors(value, symbols)
+        root = self.find(dim)
+        roots = {self.find(f) for f in factors}
+        if not factors or root in roots or not self.free(root):
+            return False
+        self.products[root] = tuple(factors)
+        return True
+
+
+def _probe_factors(value: int, symbols: Mapping[int, Dim]) -> list[Dim]:
+    """The dims of the two or more distinct probe primes whose product is ``value`` ([] if none)."""
+    factors: list[Dim] = []
+    for prime in sorted(symbols):
+        if value % prime == 0:
+            factors.append(symbols[prime])
+            value //= prime
+    return factors if value == 1 and len(factors) >= 2 else []
 
 
 def batch_axes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]]) -> dict[str, int | None]:
@@ -169,13 +220,34 @@ def batch_axes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]])
     return out
 
 
-def split_samples(specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """Made-up ``feeds`` as batch-1 samples, each input cut on its batch axis (:func:`batch_axes`)."""
+def split_samples(specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray],
+                  ties: DimTies | None = None) -> list[dict[str, np.ndarray]]:
+    """Made-up ``feeds`` as batch-1 samples, each input cut on its batch axis (:func:`batch_axes`).
+
+    With the search's ``ties``, an axis sized ``batch x k`` (a product tie whose outermost factor is
+    the batch) is cut into ``batch`` runs of ``k``: sample ``i`` holds rows ``[i*k, (i+1)*k)``."""
     axes = batch_axes(specs, {k: np.shape(v) for k, v in feeds.items()})
+    chunked: dict[str, int] = {}
+    if ties is not None:
+        roots = ties.batch_roots()
+        for spec in specs:
+            mine = [(a, ties.find((n, a))) for (n, a) in ties.parent if n == spec.name]
+            batch = [a for a, r in mine if r in roots]
+            product = [a for a, r in mine if r in ties.products and ties.factors(r)[0] in roots]
+            axes[spec.name] = batch[0] if batch else None if mine and roots else axes.get(spec.name, 0)
+            if not batch and product:
+                chunked[spec.name] = product[0]
     first = next((k for k, a in axes.items() if a is not None), None)
     rows = 1 if first is None else int(np.shape(feeds[first])[axes[first] or 0])
-    return [{k: v if axes.get(k, 0) is None else np.take(v, [i], axis=axes.get(k, 0) or 0) for k, v in feeds.items()}
-            for i in range(rows)]
+
+    def cut(name: str, value: np.ndarray, i: int) -> np.ndarray:
+        if name in chunked:
+            k = np.shape(value)[chunked[name]] // rows
+            return np.take(value, range(i * k, (i + 1) * k), axis=chunked[name])
+        axis = axes.get(name, 0)
+        return value if axis is None else np.take(value, [i], axis=axis)
+
+    return [{k: cut(k, v, i) for k, v in feeds.items()} for i in range(rows)]
 
 
 def find_ties(run: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpec], graph_def: Any,
@@ -194,7 +266,7 @@ def find_ties(run: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpe
     taken = _graph_ints(graph_def) | {d for s in specs for d in (s.shape or ()) if d is not None}
     primes = [p for p in _PRIMES if p not in taken]
     for _ in range(len(ties.parent)):
-        roots = [r for r in ties.classes() if r not in ties.fixed]
+        roots = [r for r in ties.classes() if ties.free(r)]
         symbol_of = dict(zip(roots, primes))
         shapes = ties.shapes(None, symbol_of)
         symbols = {v: r for r, v in symbol_of.items()}

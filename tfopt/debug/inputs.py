@@ -39,7 +39,7 @@ def debug_inputs(model: Model, data: str | None, option: str = "--inputs") -> tu
         runner.close()
         from tfopt.verify_shapes import split_samples
 
-        samples = split_samples(model.inputs, chosen.feeds) if chosen.feeds else [{}]
+        samples = split_samples(model.inputs, chosen.feeds, chosen.ties) if chosen.feeds else [{}]
         source = "made up"
     shapes = {s.name: list(np.shape(samples[0][s.name])) for s in model.inputs}
     return samples, {"source": source, "samples": len(samples), "shapes": shapes}
