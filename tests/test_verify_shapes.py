@@ -212,3 +212,19 @@ def test_product_ties_learned_from_tensorflow_messages():
     assert ties.example(2) == "x:2xNx4 n:2 lens:2N"
     assert ties.other_sizes(ties.shapes(2, 8)) == [8]  # the product is no free size of its own
     assert not ties.learn("Dimensions must be equal, but are 13 and 143", symbols)  # never its own factor
+
+
+def test_a_product_tie_converts_and_its_report_cuts_each_sample(tmp_path):
+    """The report runs batch-1 samples: sample i of ``lens [batch*words]`` is its own run of words."""
+    import importlib.util
+
+    from tests.helpers import graph_pb
+
+    if not importlib.util.find_spec("tf2onnx"):
+        pytest.skip("the onnx extra is needed")
+    pb = graph_pb(tmp_path / "words.pb", lambda t: _per_word(t, tie="reverse_sequence", features=3, word_lens=True))
+    result = tfopt.convert(pb, str(tmp_path / "out"), to=["onnx"], outputs=["y"], report_runs=1)
+    one = result.verified_at.shapes()
+    assert one["x"][0] == 1 and one["lens"] == [one["x"][1]]
+    assert result.artifacts[0].max_abs_err <= 1e-5
+    assert result.report["artifacts"][0]["fidelity"]["max_abs_err"] <= 1e-5

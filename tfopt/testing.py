@@ -11,7 +11,7 @@ carries the same absolute error as its neighbours; an empty output never passes
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,8 +75,12 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
 
 
 def compare(reference: Mapping[str, Any], got: Mapping[str, Any], *, atol: float = DEFAULT_ATOL,
-            rtol: float = DEFAULT_RTOL) -> list[OutputDiff]:
-    """Compare every output of ``reference`` with ``got`` (shape, dtype, values)."""
+            rtol: float = DEFAULT_RTOL, unranked: Collection[str] = ()) -> list[OutputDiff]:
+    """Compare every output of ``reference`` with ``got`` (shape, dtype, values).
+
+    ``unranked``: outputs whose rank the model leaves to the data (a ``Squeeze`` without axes:
+    TensorFlow drops a batch of one too, a converter cannot); for them shapes that differ only in
+    axes of size 1 are the same shape, and the values are compared."""
     diffs = []
     for name, ref in reference.items():
         ref = np.asarray(ref)
@@ -84,6 +88,9 @@ def compare(reference: Mapping[str, Any], got: Mapping[str, Any], *, atol: float
             diffs.append(OutputDiff(name, float("inf"), float("inf"), False, "missing output"))
             continue
         val = np.asarray(got[name])
+        if name in unranked and ref.shape != val.shape and ref.size == val.size and \
+                [d for d in ref.shape if d != 1] == [d for d in val.shape if d != 1]:
+            val = val.reshape(ref.shape)
         if ref.shape != val.shape:
             diffs.append(OutputDiff(name, float("inf"), float("inf"), False, f"shape {val.shape} != {ref.shape}"))
             continue
@@ -108,6 +115,11 @@ def compare(reference: Mapping[str, Any], got: Mapping[str, Any], *, atol: float
             ok = bool(np.all(err <= atol + rtol * scale)) and bool(np.array_equal(np.isnan(r), np.isnan(v)))
         diffs.append(OutputDiff(name, max_err, mean_err, ok, "" if ok else f"max abs err {max_err:.3g}"))
     return diffs
+
+
+def unranked_outputs(specs: Sequence[Any]) -> set[str]:
+    """The names of outputs of unknown rank (``TensorSpec.shape`` None): see :func:`compare`."""
+    return {s.name for s in specs if s.shape is None}
 
 
 def assert_equivalent(reference: Mapping[str, Any], got: Mapping[str, Any], *, atol: float = DEFAULT_ATOL,

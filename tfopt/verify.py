@@ -329,9 +329,10 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
         VerificationError: an output differs beyond ``bound``.
     """
     from tfopt.targets import target
-    from tfopt.testing import compare
+    from tfopt.testing import compare, unranked_outputs
 
     what = f"{artifact.format} {artifact.precision}"
+    unranked = unranked_outputs(original.outputs)
     record = target(artifact.format, "format")
     runner = None
     worst: list[float] = []
@@ -351,11 +352,12 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
             raise ConversionError(f"running {what} in {record.runtime_name}: the model {record.converter} "
                                   f"wrote does not run {at}, where the original model runs "
                                   f"({type(exc).__name__}: {_first_line(exc)}); nothing was written") from exc
-        diffs = compare(expected, got, atol=np.inf, rtol=0)
+        diffs = compare(expected, got, atol=np.inf, rtol=0, unranked=unranked)
         worst.append(max(d.max_abs_err for d in diffs))
         means.append(float(np.mean([d.mean_abs_err for d in diffs])))
         artifact.max_abs_err, artifact.mean_abs_err = max(worst), max(means)
-        bad = [d for d in compare(expected, got, atol=bound, rtol=bound) if not d.ok] if bound is not None else []
+        bad = ([d for d in compare(expected, got, atol=bound, rtol=bound, unranked=unranked) if not d.ok]
+               if bound is not None else [])
         if bad:
             check_reproducible(lambda f: reference_runner(original)({**f, **(original.bindings if original.reference
                                                                                else {})}),

@@ -207,47 +207,41 @@ def _probe_factors(value: int, symbols: Mapping[int, Dim]) -> list[Dim]:
     return factors if value == 1 and len(factors) >= 2 else []
 
 
-def batch_axes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]]) -> dict[str, int | None]:
+def batch_axes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]],
+               ties: DimTies | None = None) -> dict[str, int | None]:
     """Input name -> the axis that holds its samples in ``shapes`` made up by :func:`DimTies.shapes`
-    (0 for an input of known shape; None for one holding no batch dimension, fed whole)."""
-    ties = DimTies.from_shapes(specs, shapes)
+    (0 for an input of known shape; None for one holding no batch dimension, fed whole).
+
+    With the search's ``ties``, an axis sized ``batch x k`` (a product tie whose outermost factor is
+    the batch) holds the samples too, ``k`` rows each (:func:`cut_sample`)."""
+    ties = ties if ties is not None else DimTies.from_shapes(specs, shapes)
     roots = ties.batch_roots()
     out: dict[str, int | None] = {}
     for spec in specs:
-        axes = [a for (n, a) in ties.parent if n == spec.name]
-        batch = [a for a in axes if ties.find((spec.name, a)) in roots]
-        out[spec.name] = batch[0] if batch else None if axes and roots else 0
+        mine = [(a, ties.find((n, a))) for (n, a) in ties.parent if n == spec.name]
+        batch = [a for a, r in mine if r in roots] + [a for a, r in mine if r in ties.products
+                                                       and ties.factors(r)[0] in roots]
+        out[spec.name] = batch[0] if batch else None if mine and roots else 0
     return out
+
+
+def cut_sample(value: np.ndarray, axis: int | None, i: int, rows: int) -> np.ndarray:
+    """Sample ``i`` of ``rows`` in ``value``: index ``i`` on ``axis``; where the axis holds
+    ``rows x k`` entries (a product tie, batch outermost), the run ``[i*k, (i+1)*k)``; all of it
+    when ``axis`` is None."""
+    if axis is None:
+        return value
+    k = np.shape(value)[axis] // rows if rows else 1
+    return np.take(value, range(i * k, (i + 1) * k) if k > 1 else [i], axis=axis)
 
 
 def split_samples(specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray],
                   ties: DimTies | None = None) -> list[dict[str, np.ndarray]]:
-    """Made-up ``feeds`` as batch-1 samples, each input cut on its batch axis (:func:`batch_axes`).
-
-    With the search's ``ties``, an axis sized ``batch x k`` (a product tie whose outermost factor is
-    the batch) is cut into ``batch`` runs of ``k``: sample ``i`` holds rows ``[i*k, (i+1)*k)``."""
-    axes = batch_axes(specs, {k: np.shape(v) for k, v in feeds.items()})
-    chunked: dict[str, int] = {}
-    if ties is not None:
-        roots = ties.batch_roots()
-        for spec in specs:
-            mine = [(a, ties.find((n, a))) for (n, a) in ties.parent if n == spec.name]
-            batch = [a for a, r in mine if r in roots]
-            product = [a for a, r in mine if r in ties.products and ties.factors(r)[0] in roots]
-            axes[spec.name] = batch[0] if batch else None if mine and roots else axes.get(spec.name, 0)
-            if not batch and product:
-                chunked[spec.name] = product[0]
-    first = next((k for k, a in axes.items() if a is not None), None)
-    rows = 1 if first is None else int(np.shape(feeds[first])[axes[first] or 0])
-
-    def cut(name: str, value: np.ndarray, i: int) -> np.ndarray:
-        if name in chunked:
-            k = np.shape(value)[chunked[name]] // rows
-            return np.take(value, range(i * k, (i + 1) * k), axis=chunked[name])
-        axis = axes.get(name, 0)
-        return value if axis is None else np.take(value, [i], axis=axis)
-
-    return [{k: cut(k, v, i) for k, v in feeds.items()} for i in range(rows)]
+    """Made-up ``feeds`` as batch-1 samples, each input cut on its batch axis (:func:`batch_axes`,
+    :func:`cut_sample`)."""
+    axes = batch_axes(specs, {k: np.shape(v) for k, v in feeds.items()}, ties)
+    rows = min((int(np.shape(feeds[k])[a]) for k, a in axes.items() if a is not None), default=1)
+    return [{k: cut_sample(v, axes.get(k, 0), i, rows) for k, v in feeds.items()} for i in range(rows)]
 
 
 def find_ties(run: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpec], graph_def: Any,

@@ -51,6 +51,7 @@ def _register_builtin(reg: PassRegistry) -> None:
     from tfopt.passes.fold_mul_into_weights import FoldMulIntoWeights
     from tfopt.passes.fold_pad import FoldPad
     from tfopt.passes.fuse_activation import FuseActivation
+    from tfopt.passes.pin_squeeze_axes import PinSqueezeAxes
     from tfopt.passes.prune_dead import PruneDead
     from tfopt.passes.remove_identity import RemoveIdentity
 
@@ -62,6 +63,7 @@ def _register_builtin(reg: PassRegistry) -> None:
     # fold_batchnorm lowers FusedBatchNorm to Mul + Add; fold_mul_into_weights and
     #   fold_add_into_bias then absorb those (and Keras 3's own decomposed BatchNorm).
     # fold_pad after them: it only looks at Pad -> Conv, which no earlier pass creates.
+    # pin_squeeze_axes: a Squeeze without axes on [?, 1] gets axis 1, so converters see a rank.
     # prune_dead last: the folds leave the old constants unread.
     # fuse_activation after the fixed point, for TensorFlow-runtime artifacts only.
     # cluster_weights (lossy, --cluster N only) after the optimize check: it snaps the folded kernels.
@@ -71,6 +73,7 @@ def _register_builtin(reg: PassRegistry) -> None:
     reg.register(FoldMulIntoWeights)
     reg.register(FoldAddIntoBias)
     reg.register(FoldPad)
+    reg.register(PinSqueezeAxes)
     reg.register(PruneDead)
     reg.register(FuseActivation)
     reg.register(ClusterWeights)

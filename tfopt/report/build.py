@@ -217,5 +217,6 @@ def _report_inputs(model: Model, run: Any, eval_data: str | None, samples: Any, 
         verified_at = choose_inputs(run, model.inputs, outputs=outputs, batch=1, seed=seed, graph_def=model.graph_def)
     from tfopt.verify_shapes import batch_axes
 
-    axes = batch_axes(model.inputs, verified_at.with_batch(model.inputs, 1, seed, model.graph_def).shapes())
+    axes = batch_axes(model.inputs, verified_at.with_batch(model.inputs, 1, seed, model.graph_def).shapes(),
+                      verified_at.ties)
     return verified_at.with_batch(model.inputs, 8, seed, model.graph_def).feeds, None, axes

@@ -46,7 +46,9 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
 
     at_least("--report-runs", runs, 1, integer=True)
     threads = threads or os.cpu_count() or 1
-    samples = _Samples(inputs, batch_axes or {})
+    from tfopt.testing import unranked_outputs
+
+    samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs))
     expected = _batched(reference, samples, [s.name for s in model.outputs])
     reference_latency = _latency(_single_call(reference, samples), runs)
     ref_accuracy = _accuracy(expected[model.outputs[0].name], labels, metric) if labels is not None else None
@@ -73,13 +75,16 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
 class _Samples:
     """Inputs split into samples along each input's batch axis."""
 
-    def __init__(self, inputs: dict[str, np.ndarray], axes: Mapping[str, int | None]):
+    def __init__(self, inputs: dict[str, np.ndarray], axes: Mapping[str, int | None], unranked: set[str]):
         self.inputs, self.axes = inputs, {k: axes.get(k, 0) for k in inputs}
-        first = next((k for k, a in self.axes.items() if a is not None), None)
-        self.count = 1 if first is None else int(np.shape(inputs[first])[self.axes[first] or 0])
+        self.unranked = unranked  # outputs of unknown rank: compared element by element (tfopt.testing.compare)
+        cut = [int(np.shape(inputs[k])[a]) for k, a in self.axes.items() if a is not None]
+        self.count = min(cut, default=1)  # an axis of batch x k rows (a product tie) holds k per sample
 
     def sample(self, i: int) -> dict[str, np.ndarray]:
-        return {k: v if self.axes[k] is None else np.take(v, [i], axis=self.axes[k]) for k, v in self.inputs.items()}
+        from tfopt.verify_shapes import cut_sample
+
+        return {k: cut_sample(v, self.axes[k], i, self.count) for k, v in self.inputs.items()}
 
 
 def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: _Samples,
@@ -161,12 +166,14 @@ def _single_call(run: Callable[[Mapping[str, Any]], Any], inputs: _Samples) -> C
 def _batched(run: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: _Samples,
              names: list[str]) -> dict[str, np.ndarray]:
     """One sample at a time (every runtime accepts batch 1), concatenated (on axis 0: the
-    statistics compare elements, wherever an output keeps its batch)."""
+    statistics compare elements, wherever an output keeps its batch); an output of unknown rank,
+    whose batch-1 shape TensorFlow may squeeze further than a converter, as its elements in order."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in names}
     for i in range(inputs.count):
         out = run(inputs.sample(i))
         for k in names:
-            parts[k].append(np.asarray(out[k], dtype=np.float64))
+            value = np.atleast_1d(np.asarray(out[k], dtype=np.float64))
+            parts[k].append(value.ravel() if k in inputs.unranked else value)
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
