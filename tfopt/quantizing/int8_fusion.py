@@ -83,7 +83,8 @@ def analyze(ops: list[KernelOp]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     for i, op in enumerate(ops):
         for t in op.inputs:
             readers[t].append(i)
-    layers, separate_ops = [], set()
+    layers: list[dict[str, Any]] = []
+    separate_ops: set[int] = set()
     for i, op in enumerate(ops):
         if op.role != LAYER:
             continue
@@ -99,7 +100,7 @@ def analyze(ops: list[KernelOp]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return layers, {
         "fused": sum(layer["activation"] == "fused" for layer in layers),
         "unfused": sum(layer["activation"] == "separate" for layer in layers),
-        "int8_elementwise": sum(1 for j in separate_ops if j in between and not ops[j].float),
+        "int8_elementwise": len([j for j in separate_ops if j in between and not ops[j].float]),
         "float_islands": len(islands),
         "islands": [[f"{ops[j].op} {ops[j].name}" for j in island] for island in islands],
     }

@@ -112,17 +112,13 @@ def _tflite_ops(path: str) -> list[KernelOp]:
     ops = []
     for g in range(model.SubgraphsLength()):
         graph = model.Subgraphs(g)
-
-        def constant(t: int) -> bool:
-            buffer = model.Buffers(graph.Tensors(t).Buffer())
-            return bool(buffer.DataLength() or buffer.Offset() > 1)
-
+        constant = {t for t in range(graph.TensorsLength()) if _tflite_has_data(model, graph.Tensors(t))}
         for i in range(graph.OperatorsLength()):
             op = graph.Operators(i)
             code = model.OperatorCodes(op.OpcodeIndex())
             name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
             tensors = [op.Inputs(j) for j in range(op.InputsLength()) if op.Inputs(j) >= 0]
-            data = tuple(f"{g}:{t}" for t in tensors if not constant(t))
+            data = tuple(f"{g}:{t}" for t in tensors if t not in constant)
             outputs = [op.Outputs(j) for j in range(op.OutputsLength())]
             out = graph.Tensors(outputs[0])
             computes_float = out.Type() in (types.FLOAT32, types.FLOAT16)
@@ -140,6 +136,12 @@ def _tflite_ops(path: str) -> list[KernelOp]:
                 record = replace(record, role="activation")
             ops.append(record)
     return ops
+
+
+def _tflite_has_data(model: Any, tensor: Any) -> bool:
+    """A constant: its buffer holds data (in the flatbuffer, or past it in a large model)."""
+    buffer = model.Buffers(tensor.Buffer())
+    return bool(buffer.DataLength() or buffer.Offset() > 1)
 
 
 def _tflite_fused(schema: Any, op: Any, name: str) -> bool:
