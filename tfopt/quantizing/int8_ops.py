@@ -45,6 +45,7 @@ ONNX_PRECISION = {
     **dict.fromkeys(("Conv", "ConvTranspose", "MatMul", "Gemm", "FusedConv", "FusedMatMul", "FusedGemm",
                      "NchwcConv"), "float"),
 }
+COUNTED_FORMATS = frozenset({"tflite", "onnx", "openvino"})  # the formats count_quantized_ops reads
 OPENVINO_LAYERS = frozenset({"Convolution", "Deconvolution", "FullyConnected", "MatMul"})
 OPENVINO_PRECISION = {"u8": "int8", "i8": "int8", "f32": "float", "bf16": "float", "f16": "float", "i16": "int16",
                       "u16": "int16"}
