@@ -139,20 +139,21 @@ def _reach(ops: list[KernelOp], readers: dict[str, list[int]], starts: list[int]
 
 def _components(ops: list[KernelOp], readers: dict[str, list[int]], members: list[int]) -> list[list[int]]:
     """``members`` grouped by the tensors they share, each group in execution order."""
-    parent = {i: i for i in members}
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    inside = set(members)
+    links: dict[int, set[int]] = {i: set() for i in members}
     for i in members:
-        for t in ops[i].outputs:
-            for j in readers.get(t, []):
-                if j in parent:
-                    parent[root(j)] = root(i)
-    groups: dict[int, list[int]] = defaultdict(list)
+        for j in (j for t in ops[i].outputs for j in readers.get(t, []) if j in inside):
+            links[i].add(j)
+            links[j].add(i)
+    groups, placed = [], set()
     for i in members:
-        groups[root(i)].append(i)
-    return sorted(groups.values())
+        if i in placed:
+            continue
+        group, todo = {i}, [i]
+        while todo:
+            for j in links[todo.pop()] - group:
+                group.add(j)
+                todo.append(j)
+        placed |= group
+        groups.append(sorted(group))
+    return groups

@@ -23,6 +23,23 @@ openvino    the CPU plugin's compiled model (``get_runtime_model()``, at f32 inf
 ==========  =====================================================================================
 
 ``int8`` means 8-bit integer kernels (ONNX Runtime and OpenVINO take uint8 activations).
+
+Speed needs more than int8 layers: each layer's activation should run inside its kernel, and
+nothing should drop to float between int8 layers. Each reader therefore gives every executed op
+(a :class:`tfopt.quantizing.int8_fusion.KernelOp`: its role, whether it computes in float, and for
+a layer whether its kernel applies an activation), and :func:`tfopt.quantizing.int8_fusion.analyze`
+classifies each layer's activation as ``fused``/``separate``/None and finds the float islands:
+
+==========  =====================================================================================
+format      a layer's activation is fused when
+==========  =====================================================================================
+tflite      its builtin options' ``fused_activation_function`` is not NONE
+onnx        it is a ``FusedConv``/``FusedGemm``, or its output zero point is the integer type's
+            minimum (ONNX Runtime's ReluQuantFusion/ClipQuantFusion removed the Relu/Clip into
+            the requantization, or the quantizer did)
+openvino    its ``originalLayersNames`` holds an activation (Relu, Clamp, Swish...) or a
+            FakeQuantize whose input low is >= 0 (the same clamp at 0)
+==========  =====================================================================================
 """
 
 from __future__ import annotations
