@@ -150,3 +150,15 @@ def test_a_float_island_is_the_float_ops_between_two_int8_layers(length):
     assert [layer["activation"] for layer in layers] == ["separate", "fused"]
     assert (summary["fused"], summary["unfused"], summary["float_islands"]) == (1, 1, 1)
     assert summary["islands"] == [[f"min min{i}" for i in range(length)]] and summary["int8_elementwise"] == 0
+
+
+@pytest.mark.parametrize("layer_clamps", [True, False], ids=["fused-layer", "plain-layer"])
+def test_a_quantize_clamping_at_zero_is_a_separate_relu_only_after_a_layer_that_does_not_clamp(layer_clamps):
+    """A float conv -> QuantizeLinear(zero point at the type's minimum): the ReLU runs in the
+    quantize, separately; after a layer whose kernel clamps already, the quantize adds nothing."""
+    ops = [_op("conv0", "layer", inputs=["x"], precision="float", fused=layer_clamps),
+           _op("q0", "quantize", inputs=["conv0"], fused=True),
+           _op("conv1", "layer", inputs=["q0"], precision="int8")]
+    layers, summary = analyze(ops)
+    assert layers[0]["activation"] == ("fused" if layer_clamps else "separate") and layers[1]["activation"] is None
+    assert summary["float_islands"] == 0  # a float layer is counted as one, not as an island

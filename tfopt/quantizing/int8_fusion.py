@@ -16,7 +16,8 @@ the graph each runtime executes (as :mod:`tfopt.quantizing.int8_ops` gives it, o
     whose input low is >= 0 everywhere (the same clamp at 0).
     ``"separate"``: a separate kernel follows the layer (seen through a Dequantize or a layout
     reorder): a unary activation, an elementwise op whose other operand is a constant (per-channel
-    ``Minimum``/``Maximum``/``Mul``/``Add``), or a separate quantize that clamps at 0.
+    ``Minimum``/``Maximum``/``Mul``/``Add``), or (after a layer that does not clamp itself) a
+    separate quantize that clamps at 0.
     ``None``: no activation is visible (a linear layer, or one whose activation was folded away).
 
 and, for the artifact:
@@ -88,8 +89,9 @@ def analyze(ops: list[KernelOp]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     for i, op in enumerate(ops):
         if op.role != LAYER:
             continue
+        # a quantize clamping at 0 after the layer is its ReLU run separately, unless the kernel clamps already
         after = [j for j in _followers(ops, readers, i)
-                 if ops[j].role == ACTIVATION or (ops[j].role == QUANTIZE and ops[j].fused)]
+                 if ops[j].role == ACTIVATION or (ops[j].role == QUANTIZE and ops[j].fused and not op.fused)]
         separate_ops.update(j for j in after if ops[j].role == ACTIVATION)
         activation = "separate" if after else "fused" if op.fused else None
         layers.append({"name": op.name, "op": op.op, "precision": op.precision, "activation": activation})
