@@ -19,6 +19,9 @@ the graph each runtime executes (as :mod:`tfopt.quantizing.int8_ops` gives it, o
     ``Minimum``/``Maximum``/``Mul``/``Add``), or (after a layer that does not clamp itself) a
     separate quantize that clamps at 0.
     ``None``: no activation is visible (a linear layer, or one whose activation was folded away).
+    In ONNX Runtime and OpenVINO a clamp at 0 is all that is left of a ReLU, so a linear layer
+    whose calibrated output range is one-sided (>= 0) reads as ``"fused"`` too: its kernel does
+    clamp at 0, whatever the float model did.
 
 and, for the artifact:
 
