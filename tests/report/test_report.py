@@ -38,6 +38,12 @@ def test_report_schema(reported):
         assert 0 <= a["fidelity"]["top1_agreement"] <= 100 and a["accuracy"]["top5"] >= a["accuracy"]["top1"]
         if a["precision"] == "fp32":
             assert a["fidelity"]["max_abs_err"] < 1e-4 and abs(a["accuracy_drop"]) < 1e-9
+        if a["precision"] == "int8":  # what its runtime executes (tfopt.quantizing.int8_ops)
+            ops = a["int8_ops"]
+            assert ops["int8"] + ops["float"] == len(ops["layers"]) and ops["fused"] + ops["unfused"] <= len(ops["layers"])
+            assert ops["float_islands"] == len(ops["islands"])
+        else:
+            assert a["int8_ops"] is None
     assert any(p["name"] == "fold_mul_into_weights" for p in report["passes"])
     texts = {}
     for name in ("report.md", "report.html"):
@@ -126,6 +132,9 @@ def test_verify_one_artifact(reported, digits_model, tmp_path, capsys):
         (artifact,) = json.load(f)["artifacts"]
     assert (artifact["format"], artifact["precision"]) == ("tflite", "int8")
     assert artifact["accuracy_drop"] < 5 and artifact["fidelity"]["cosine"] > 0.99
+    # counted from the file (no manifest): every layer int8, the table says how many fused an activation
+    assert artifact["int8_ops"]["int8"] == len(artifact["int8_ops"]["layers"]) > 0
+    assert f"int8 {artifact['int8_ops']['int8']}/{artifact['int8_ops']['int8']}, act fused" in capsys.readouterr().out
 
     perturbed = str(tmp_path / "bad.onnx")
     shutil.copy(os.path.join(reported, "model.fp32.onnx"), perturbed)

@@ -23,6 +23,23 @@ openvino    the CPU plugin's compiled model (``get_runtime_model()``, at f32 inf
 ==========  =====================================================================================
 
 ``int8`` means 8-bit integer kernels (ONNX Runtime and OpenVINO take uint8 activations).
+
+Speed needs more than int8 layers: each layer's activation should run inside its kernel, and
+nothing should drop to float between int8 layers. Each reader therefore gives every executed op
+(a :class:`tfopt.quantizing.int8_fusion.KernelOp`: its role, whether it computes in float, and for
+a layer whether its kernel applies an activation), and :func:`tfopt.quantizing.int8_fusion.analyze`
+classifies each layer's activation as ``fused``/``separate``/None and finds the float islands:
+
+==========  =====================================================================================
+format      a layer's activation is fused when
+==========  =====================================================================================
+tflite      its builtin options' ``fused_activation_function`` is not NONE
+onnx        it is a ``FusedConv``/``FusedGemm``, or its output zero point is the integer type's
+            minimum (ONNX Runtime's ReluQuantFusion/ClipQuantFusion removed the Relu/Clip into
+            the requantization, or the quantizer did)
+openvino    its ``originalLayersNames`` holds an activation (Relu, Clamp, Swish...) or a
+            FakeQuantize whose input low is >= 0 (the same clamp at 0)
+==========  =====================================================================================
 """
 
 from __future__ import annotations
@@ -30,9 +47,11 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from tfopt.errors import OptionError
+from tfopt.quantizing.int8_fusion import KernelOp
 
 TFLITE_LAYERS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV",
                            "CONV_3D"})
@@ -43,13 +62,33 @@ ONNX_PRECISION = {
     **dict.fromkeys(("Conv", "ConvTranspose", "MatMul", "Gemm", "FusedConv", "FusedMatMul", "FusedGemm",
                      "NchwcConv"), "float"),
 }
+COUNTED_FORMATS = frozenset({"tflite", "onnx", "openvino"})  # the formats count_quantized_ops reads
 OPENVINO_LAYERS = frozenset({"Convolution", "Deconvolution", "FullyConnected", "MatMul"})
 OPENVINO_PRECISION = {"u8": "int8", "i8": "int8", "f32": "float", "bf16": "float", "f16": "float", "i16": "int16",
                       "u16": "int16"}
 
+# What follows a layer as a separate kernel (int8_fusion's "activation" role): a unary activation, or
+# (the *_ELEMENTWISE ops) an elementwise op reading one computed tensor, its other operands constants.
+TFLITE_OPTIONS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
+                  "FULLY_CONNECTED": "FullyConnectedOptions", "TRANSPOSE_CONV": "TransposeConvOptions",
+                  "CONV_3D": "Conv3DOptions"}
+TFLITE_ACTIVATIONS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LEAKY_RELU", "HARD_SWISH",
+                                "LOGISTIC", "TANH", "GELU", "ELU"})
+TFLITE_ELEMENTWISE = frozenset({"MINIMUM", "MAXIMUM", "MUL", "ADD", "SUB", "DIV", "PRELU"})
+ONNX_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh", "Gelu",
+                              "FastGelu", "Elu", "Selu", "Softplus", "QLinearLeakyRelu", "QLinearSigmoid"})
+ONNX_ELEMENTWISE = frozenset({"Min", "Max", "Mul", "Add", "Sub", "Div", "PRelu", "QLinearAdd", "QLinearMul"})
+ONNX_FLOAT_TYPES = frozenset({1, 10, 11, 16})  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+# a quantized layer's output zero point: its input index
+ONNX_OUTPUT_ZERO_POINT = {"QLinearConv": 7, "NhwcQLinearConv": 7, "QLinearMatMul": 7, "QLinearConvTranspose": 7,
+                          "QGemm": 8}
+OPENVINO_ACTIVATIONS = frozenset({"Relu", "Clamp", "PRelu", "Swish", "HSwish", "HSigmoid", "Sigmoid", "Tanh", "Elu",
+                                  "Gelu", "Mish", "SoftPlus", "SoftSign", "Minimum", "Maximum"})
+OPENVINO_ELEMENTWISE = frozenset({"Eltwise", "Subgraph", "Math"})
+
 
 def count_quantized_ops(format: str, path: str) -> dict[str, Any]:
-    """Count an artifact's compute layers by the precision they execute in.
+    """Count an artifact's compute layers by the precision they execute in, and how they fuse.
 
     Args:
         format: ``tflite``, ``onnx`` or ``openvino``.
@@ -57,25 +96,30 @@ def count_quantized_ops(format: str, path: str) -> dict[str, Any]:
 
     Returns:
         ``{"int8": n, "float": m, ...}`` (every precision seen, zeros for int8 and float
-        included) and ``"layers"``: ``[{"name", "op", "precision"}]`` in execution order.
+        included); ``"layers"``: ``[{"name", "op", "precision", "activation"}]`` in execution
+        order; and from :func:`tfopt.quantizing.int8_fusion.analyze`: ``"fused"`` and
+        ``"unfused"`` (layers whose activation runs in their kernel / as a separate op),
+        ``"int8_elementwise"``, ``"float_islands"`` and ``"islands"``.
 
     Raises:
         OptionError: an unknown format, or a path that does not exist.
     """
-    readers: dict[str, Callable[[str], list[dict[str, str]]]] = {
-        "tflite": _tflite_layers, "onnx": _onnx_layers, "openvino": _openvino_layers}
+    from tfopt.quantizing.int8_fusion import analyze
+
+    readers: dict[str, Callable[[str], list[KernelOp]]] = {
+        "tflite": _tflite_ops, "onnx": _onnx_ops, "openvino": _openvino_ops}
     if format not in readers:
         raise OptionError(f"count_quantized_ops: format '{format}' is not one of {', '.join(readers)}")
     if not os.path.exists(path):
         raise OptionError(f"count_quantized_ops: {path} does not exist")
-    layers = readers[format](path)
+    layers, fusion = analyze(readers[format](path))
     counts: dict[str, Any] = {"int8": 0, "float": 0}
     for layer in layers:
         counts[layer["precision"]] = counts.get(layer["precision"], 0) + 1
-    return {**counts, "layers": layers}
+    return {**counts, "layers": layers, **fusion}
 
 
-def _tflite_layers(path: str) -> list[dict[str, str]]:
+def _tflite_ops(path: str) -> list[KernelOp]:
     from ai_edge_litert import schema_py_generated as schema
 
     with open(path, "rb") as f:
@@ -83,24 +127,73 @@ def _tflite_layers(path: str) -> list[dict[str, str]]:
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     types = schema.TensorType
     integer = {types.INT8: "int8", types.UINT8: "int8", types.INT16: "int16"}
-    layers = []
+    ops = []
     for g in range(model.SubgraphsLength()):
         graph = model.Subgraphs(g)
+        constant = {t for t in range(graph.TensorsLength()) if _tflite_has_data(model, graph.Tensors(t))}
         for i in range(graph.OperatorsLength()):
             op = graph.Operators(i)
             code = model.OperatorCodes(op.OpcodeIndex())
             name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
-            if name not in TFLITE_LAYERS:
-                continue
-            activation, weight = (graph.Tensors(op.Inputs(j)).Type() for j in (0, 1))
-            precision = integer.get(activation) or ("dynamic" if weight in (types.INT8, types.INT4) else "float")
-            layers.append({"name": graph.Tensors(op.Outputs(0)).Name().decode(), "op": name, "precision": precision})
-    return layers
+            tensors = [op.Inputs(j) for j in range(op.InputsLength()) if op.Inputs(j) >= 0]
+            data = tuple(f"{g}:{t}" for t in tensors if t not in constant)
+            outputs = [op.Outputs(j) for j in range(op.OutputsLength())]
+            out = graph.Tensors(outputs[0])
+            computes_float = out.Type() in (types.FLOAT32, types.FLOAT16)
+            record = KernelOp(out.Name().decode(), name, data, tuple(f"{g}:{t}" for t in outputs),
+                              float=computes_float and name != "DEQUANTIZE")
+            if name in TFLITE_LAYERS:
+                activation, weight = (graph.Tensors(tensors[j]).Type() for j in (0, 1))
+                precision = integer.get(activation) or ("dynamic" if weight in (types.INT8, types.INT4) else "float")
+                record = replace(record, role="layer", precision=precision, fused=_tflite_fused(schema, op, name))
+            elif name == "QUANTIZE":
+                record = replace(record, role="quantize", fused=_tflite_clamps_at_zero(out, types))
+            elif name == "DEQUANTIZE":
+                record = replace(record, role="dequantize")
+            elif name in TFLITE_ACTIVATIONS or (name in TFLITE_ELEMENTWISE and len(data) == 1 < len(tensors)):
+                record = replace(record, role="activation")
+            ops.append(record)
+    return ops
 
 
-def _onnx_layers(path: str) -> list[dict[str, str]]:
+def _tflite_has_data(model: Any, tensor: Any) -> bool:
+    """A constant: its buffer holds data (in the flatbuffer, or past it in a large model)."""
+    buffer = model.Buffers(tensor.Buffer())
+    return bool(buffer.DataLength() or buffer.Offset() > 1)
+
+
+def _tflite_fused(schema: Any, op: Any, name: str) -> bool:
+    """The layer's builtin options name an activation (``fused_activation_function`` != NONE)."""
+    table = op.BuiltinOptions()
+    kind = TFLITE_OPTIONS.get(name)
+    if table is None or kind is None:
+        return False
+    options = getattr(schema, kind)()
+    options.Init(table.Bytes, table.Pos)
+    return bool(options.FusedActivationFunction())
+
+
+def _tflite_clamps_at_zero(tensor: Any, types: Any) -> bool:
+    """Its zero point is its integer type's minimum (see :func:`_at_minimum`)."""
+    q = tensor.Quantization()
+    if q is None or q.ZeroPointLength() != 1:
+        return False
+    return {types.INT8: -128, types.UINT8: 0, types.INT16: -32768}.get(tensor.Type()) == int(q.ZeroPoint(0))
+
+
+def _at_minimum(zero_point: Any) -> bool:
+    """A quantized tensor whose zero point is its integer type's minimum holds no value below 0:
+    quantizing into it is a ReLU (what ONNX Runtime's ReluQuantFusion relies on)."""
+    import numpy as np
+
+    z = np.asarray(zero_point)
+    return z.size > 0 and np.issubdtype(z.dtype, np.integer) and bool(np.all(z == np.iinfo(z.dtype).min))
+
+
+def _onnx_ops(path: str) -> list[KernelOp]:
     import onnx
     import onnxruntime as ort
+    from onnx import numpy_helper
 
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
@@ -109,22 +202,95 @@ def _onnx_layers(path: str) -> list[dict[str, str]]:
         options.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
         ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         graph = onnx.load(options.optimized_model_filepath, load_external_data=False).graph
-    return [{"name": n.name, "op": n.op_type, "precision": ONNX_PRECISION[n.op_type]}
-            for n in graph.node if n.op_type in ONNX_PRECISION]
+    constants = {i.name: i for i in graph.initializer}
+    constants.update({n.output[0]: n.attribute[0].t for n in graph.node if n.op_type == "Constant" and n.attribute
+                      and n.attribute[0].name == "value"})
+    floats = {i.name for i in graph.input if i.type.tensor_type.elem_type in ONNX_FLOAT_TYPES}
+
+    def value(name: str) -> Any:
+        t = constants.get(name)
+        return None if t is None or t.data_location == onnx.TensorProto.EXTERNAL else numpy_helper.to_array(t)
+
+    ops = []
+    for n in graph.node:
+        if n.op_type == "Constant":
+            continue
+        data = tuple(i for i in n.input if i and i not in constants)
+        if (n.op_type == "DequantizeLinear" or ONNX_PRECISION.get(n.op_type) in ("float", "dynamic")
+                or (n.op_type == "QGemm" and (len(n.input) < 8 or not n.input[7]))):  # no y_scale: float out
+            computes_float = True
+        elif n.op_type in ONNX_PRECISION or n.op_type.startswith("QLinear") or "Quantize" in n.op_type:
+            computes_float = False
+        else:
+            computes_float = any(i in floats for i in data)
+        if computes_float:
+            floats.update(n.output)
+        record = KernelOp(n.name, n.op_type, data, tuple(n.output), float=computes_float and n.op_type != "DequantizeLinear")
+        if n.op_type in ONNX_PRECISION:
+            at = ONNX_OUTPUT_ZERO_POINT.get(n.op_type)
+            zero_point = value(n.input[at]) if at is not None and len(n.input) > at else None
+            fused = (any(a.name == "activation" and a.s for a in n.attribute)
+                     or (zero_point is not None and _at_minimum(zero_point)))
+            record = replace(record, role="layer", precision=ONNX_PRECISION[n.op_type], fused=fused)
+        elif n.op_type == "QuantizeLinear":
+            zero_point = value(n.input[2]) if len(n.input) > 2 else None
+            record = replace(record, role="quantize", fused=zero_point is not None and _at_minimum(zero_point))
+        elif n.op_type == "DequantizeLinear":
+            record = replace(record, role="dequantize")
+        elif n.op_type in ONNX_ACTIVATIONS or (n.op_type in ONNX_ELEMENTWISE and len(data) == 1):
+            record = replace(record, role="activation")
+        ops.append(record)
+    return ops
 
 
-def _openvino_layers(path: str) -> list[dict[str, str]]:
+def _openvino_ops(path: str) -> list[KernelOp]:
     from tfopt._openvino import openvino
 
     core = openvino().Core()
-    compiled = core.compile_model(core.read_model(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    layers = []
+    model = core.read_model(path)
+    # what each original op is, before compiling: a compiled layer names the ops it fused
+    kinds = {op.get_friendly_name(): op.get_type_name() for op in model.get_ops()}
+    clamping = {op.get_friendly_name() for op in model.get_ops()
+                if op.get_type_name() == "FakeQuantize" and _ov_low_at_least_zero(op)}
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    constant: set[str] = set()
+    ops = []
     for op in compiled.get_runtime_model().get_ordered_ops():
         info = op.get_rt_info()
-        kind = info["layerType"].astype(str) if "layerType" in info else ""
-        if kind not in OPENVINO_LAYERS:
+        kind = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+        name = op.get_friendly_name()
+        sources = [v.get_node().get_friendly_name() for v in op.input_values()]
+        if kind == "Const" or (sources and all(s in constant for s in sources) and kind != "Input"):
+            constant.add(name)
             continue
-        precision = info["runtimePrecision"].astype(str).lower()
-        original = info["originalLayersNames"].astype(str) if "originalLayersNames" in info else op.get_friendly_name()
-        layers.append({"name": original.split(",")[0], "op": kind, "precision": OPENVINO_PRECISION.get(precision, precision)})
-    return layers
+        data = tuple(f"{v.get_node().get_friendly_name()}:{v.get_index()}" for v in op.input_values()
+                     if v.get_node().get_friendly_name() not in constant)
+        precision = info["runtimePrecision"].astype(str).lower() if "runtimePrecision" in info else ""
+        original = info["originalLayersNames"].astype(str) if "originalLayersNames" in info else name
+        fused = original.split(",")
+        record = KernelOp(name, kind, data, tuple(f"{name}:{k}" for k in range(op.get_output_size())),
+                          float=precision in ("f32", "bf16", "f16") and kind not in ("Input", "Output"))
+        if kind in OPENVINO_LAYERS:
+            record = replace(record, name=fused[0], role="layer",
+                             precision=OPENVINO_PRECISION.get(precision, precision),
+                             fused=any(kinds.get(n) in OPENVINO_ACTIVATIONS or n in clamping for n in fused[1:]))
+        elif kind == "FakeQuantize":
+            record = replace(record, role="quantize", fused=any(n in clamping for n in fused))
+        elif kind in ("Reorder", "Convert"):
+            record = replace(record, role="pass")
+        elif kind in OPENVINO_ELEMENTWISE and len(data) == 1:
+            record = replace(record, role="activation")
+        ops.append(record)
+    return ops
+
+
+def _ov_low_at_least_zero(fake_quantize: Any) -> bool:
+    """A FakeQuantize whose input low is >= 0 in every channel clamps at 0 (a ReLU in it)."""
+    import numpy as np
+
+    node = fake_quantize.input_value(1).get_node()
+    while node.get_type_name() == "Convert":
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "Constant":
+        return False
+    return bool(np.all(node.get_data() >= 0))

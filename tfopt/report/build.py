@@ -146,6 +146,8 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
                      inputs=inputs, labels=labels, runs=runs, threads=threads, progress=progress,
                      metric=score, converted_here=converted_here,
                      batch_axes=axes, runtime_default_precision=runtime_default_precision)
+    for row, artifact in zip(report["artifacts"], artifacts, strict=True):
+        row["int8_ops"] = _int8_ops(outdir, artifact)
     # what the artifacts were verified on (the report's own measurement uses batch 8 of the same shape)
     report.update({"verification": manifest.get("verification") or (verified_at.as_dict() if verified_at else None),
                    "onnx_quantization": manifest.get("onnx_quantization"),
@@ -168,6 +170,20 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
         os.makedirs(write_to or outdir, exist_ok=True)
         write_reports(write_to or outdir, report)
     return report
+
+
+def _int8_ops(outdir: str, artifact: dict[str, Any]) -> dict[str, Any] | None:
+    """An int8 artifact's kernels as its runtime runs them (:mod:`tfopt.quantizing.int8_ops`): the
+    count ``tfopt convert`` recorded in the manifest, else (``tfopt verify`` of one file, or a
+    manifest written before fusion was counted) counted now. None for other precisions."""
+    from tfopt.quantizing.int8_ops import COUNTED_FORMATS, count_quantized_ops
+
+    if artifact.get("precision") != "int8" or artifact["format"] not in COUNTED_FORMATS:
+        return None
+    recorded = artifact.get("int8_ops")
+    if recorded and "fused" in recorded:
+        return dict(recorded)
+    return count_quantized_ops(artifact["format"], os.path.join(outdir, artifact["path"]))
 
 
 def finish_gates(report: dict[str, Any] | None, junit: str | None) -> None:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from tfopt.report.table import HEADER, compression_summary, runtime_notes
+from tfopt.report.table import HEADER, compression_summary, kernels_text, runtime_notes
 from tfopt.report.table import rows as table_rows
 
 
@@ -107,7 +107,8 @@ def print_failed(result: Any) -> None:
 
 def print_int8(result: Any) -> None:
     """One line per quantized artifact: who quantized it (tfopt's engine and its recipe, or the
-    converter's own) and how many layers run int8 kernels in its runtime."""
+    converter's own), how many layers run int8 kernels in its runtime, how many activations run in
+    the layer's kernel (fused) or as a separate op, and the float islands between int8 layers."""
     recipes = (getattr(result, "int8", None) or {}).get("recipe", {})
     for a in result.artifacts:
         ops = getattr(a, "int8_ops", None)
@@ -116,11 +117,17 @@ def print_int8(result: Any) -> None:
         by = a.quantizer or "native"
         if by == "tfopt":
             by = f"tfopt engine ({recipes.get(a.format, '?')})"
-        layers = ops.get("int8", 0) + ops.get("float", 0)
-        print(f"int8     {a.format} {a.precision}: {ops.get('int8', 0)}/{layers} layers run int8 kernels; quantized by {by}")
+        separate = [layer["name"].split(";")[0] for layer in ops.get("layers", []) if layer.get("activation") == "separate"]
+        print(f"int8     {a.format} {a.precision}: {kernels_text(ops)}; quantized by {by}"
+              + (f"; separate activation after {_listed(separate)}" if separate else ""))
     for target, reason in (getattr(result, "engine_fallbacks", None) or {}).items():
         print(f"note     {target} int8: its converter could not express tfopt's int8 graph ({reason}); "
               "built with its own quantizer")
+
+
+def _listed(names: list[str], most: int = 3) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def print_artifact_info(info: dict[str, Any], *, rows: int = 12) -> None:
