@@ -79,15 +79,14 @@ def commands(block: Block) -> list[Command]:
     while i < len(lines):
         line = lines[i]
         i += 1
-        text = line[2:] if console and line.startswith("$ ") else None if console else line
-        if text is None or not text.startswith("tfopt "):
+        text = line.removeprefix("$ ") if console else line
+        if (console and not line.startswith("$ ")) or not text.startswith("tfopt "):
             continue
         while text.rstrip().endswith("\\") and i < len(lines):
             text = text.rstrip()[:-1].rstrip() + " " + lines[i].strip()
             i += 1
         output: list[str] = []
-        while i < len(lines) and (console and not lines[i].startswith("$ ")
-                                  or not console and lines[i][:1].isspace()):
+        while i < len(lines) and (not lines[i].startswith("$ ") if console else lines[i][:1].isspace()):
             if console:
                 output.append(lines[i])
             else:
