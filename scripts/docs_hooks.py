@@ -5,6 +5,8 @@ A page asks for one with a marker line:
 
 - ``<!-- generated:cli COMMAND -->``: that command's reference, from the argparse parser the CLI runs
   (``tfopt.cli.build_parser``); ``<!-- generated:cli -->`` gives every command, nested ones included.
+- ``<!-- generated:exit_codes -->``: the exit codes as ``tfopt --help`` lists them, each with the
+  error classes (``tfopt.errors``) that exit with it.
 - ``<!-- generated:coverage -->``: the coverage matrix, ``tfopt.coverage.matrix.to_markdown`` (what
   ``scripts/coverage.py --markdown`` prints) over the stored rows ``docs/data/coverage.json``
   (``scripts/coverage.py --json PATH`` writes them).
@@ -38,6 +40,8 @@ def generate(kind: str, arg: str | None = None) -> str:
     """The Markdown a marker stands for; an unknown marker is an error, so the strict build fails."""
     if kind == "cli":
         return cli_reference(arg.split() if arg else [])
+    if kind == "exit_codes":
+        return exit_codes()
     if kind in ("coverage", "corpus"):
         with open(os.path.join(DATA, f"{kind}.json"), encoding="utf-8") as f:
             rows = json.load(f)
@@ -47,6 +51,27 @@ def generate(kind: str, arg: str | None = None) -> str:
         from tfopt.coverage.corpus import to_markdown as corpus_markdown
         return corpus_markdown(rows)
     raise ValueError(f"unknown docs marker <!-- generated:{kind} -->")
+
+
+def exit_codes() -> str:
+    """One row per code of the CLI's epilog (``exit codes: 0 ok, 1 internal error, ...``) with the
+    ``tfopt.errors`` classes whose ``exit_code`` it is."""
+    import inspect as pyinspect
+
+    from tfopt import errors
+
+    classes: dict[str, list[str]] = {}
+    for name, cls in vars(errors).items():
+        if pyinspect.isclass(cls) and issubclass(cls, errors.TfoptError):
+            classes.setdefault(str(cls.exit_code), []).append(f"`{name}`")
+    epilog = " ".join((_parser([]).epilog or "").split()).removeprefix("exit codes: ")
+    rows = ["| code | meaning | raised as |", "|---|---|---|"]
+    for item in re.split(r",\s+(?=\d+(?:/\d+)? )", epilog):
+        code, meaning = item.split(" ", 1)
+        raised = ", ".join(classes.get(code, [])) or ("result, not an exception" if code == str(errors.PARTIAL_EXIT_CODE)
+                                                      else "–")
+        rows.append(f"| `{code}` | {_escape(meaning)} | {raised} |")
+    return "\n".join(rows) + "\n"
 
 
 def _parser(path: list[str]) -> argparse.ArgumentParser:
