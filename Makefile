@@ -29,7 +29,7 @@ lint: $(STAMP)
 # The documentation site (mkdocs.yml): docs/ into site/, strict, so a broken link, anchor or API
 # reference fails; the CLI reference and the coverage/corpus tables are generated (scripts/docs_hooks.py).
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 bench: $(STAMP)
 	$(PY) scripts/benchmark.py all
