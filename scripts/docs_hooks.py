@@ -28,12 +28,18 @@ from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "docs", "data")
+SPHINX_ROLE = re.compile(r":(?:func|mod|class|meth|attr|data|exc|obj):<code")
 MARKER = re.compile(r"^<!-- generated:(\w+)(?: ([\w ]+?))? -->$", re.MULTILINE)
 
 
 def on_page_markdown(markdown: str, **_kwargs: Any) -> str:
     """MkDocs hook: replace every marker line of a page by what it names."""
     return MARKER.sub(lambda m: generate(m.group(1), m.group(2)), markdown)
+
+
+def on_page_content(html: str, **_kwargs: Any) -> str:
+    """MkDocs hook: the docstrings' Sphinx roles (``:func:`x` ``) shown as the code they name."""
+    return SPHINX_ROLE.sub("<code", html)
 
 
 def generate(kind: str, arg: str | None = None) -> str:
