@@ -121,5 +121,5 @@ def test_generated_parts_render():
     for page in doc_blocks.pages():
         for m in hooks.MARKER.finditer(doc_blocks.read(page)):
             assert hooks.generate(m.group(1), m.group(2)).strip(), f"{page}: {m.group(0)} is empty"
-    for command in build_parser()._actions[-1].choices:
+    for command in doc_blocks.subcommands(build_parser()):
         assert f"`tfopt {command}`" in hooks.cli_reference([]), f"the CLI reference lacks tfopt {command}"
