@@ -5,7 +5,8 @@
 - every `$ tfopt ...` line of a ```console block runs on the TF1 checkpoint `make demo` trains and
   exits 0, printing the status lines the page shows, in that order;
 - every other `tfopt ...` line of a shell block parses with the CLI's own argparse parser, and a
-  synopsis line (`[--opt X]`, `...`) names only options its command accepts.
+  synopsis line (`[--opt X]`, `...`) names only options its command accepts;
+- every ```yaml fleet manifest (a `models:` key) loads with `tfopt fleet`'s own manifest reader.
 
 `make docs` checks the links (`mkdocs build --strict`); tests/test_readme.py checks the README's.
 """
@@ -50,7 +51,7 @@ def workdir(tmp_path_factory):
 
 def test_the_docs_have_examples_of_every_kind():
     """The collection below is not silently empty (a renamed fence would skip every check)."""
-    assert PYTHON and RUN and PARSE and SYNOPSES
+    assert PYTHON and RUN and PARSE and SYNOPSES and MANIFESTS
     pages = {c.block.page for c in RUN + PARSE}
     for command in ("inspect", "freeze", "optimize", "convert", "verify", "fleet", "debug"):
         assert f"docs/commands/{command}.md" in pages, f"no runnable example on the {command} page"
@@ -108,6 +109,18 @@ def test_synopsis_options_exist(command):
     shown = set(doc_blocks.OPTION.findall(command.text))
     unknown = shown - doc_blocks.options_of(chain)
     assert not unknown, f"{command.block.id}: `{' '.join(p.prog for p in chain[-1:])}` has no {sorted(unknown)}"
+
+
+MANIFESTS = [b for b in doc_blocks.all_blocks("yaml", "yml") if re.search(r"^models:", b.text, re.MULTILINE)]
+
+
+@pytest.mark.parametrize("block", MANIFESTS, ids=[b.id for b in MANIFESTS])
+def test_fleet_manifest_loads(block, tmp_path):
+    from tfopt.fleet.manifest import load_manifest
+
+    (tmp_path / "fleet.yaml").write_text(block.text)
+    models = load_manifest(str(tmp_path / "fleet.yaml"))
+    assert [m.name for m in models] == re.findall(r"^\s*- name: (\S+)", block.text, re.MULTILINE)
 
 
 def test_generated_parts_render():
