@@ -5,8 +5,8 @@ fp32/int8}, converted with tfopt as users do, verified, measured.
     python scripts/coverage.py [--fast | --models NAME ...] [--markdown PATH] [--json PATH] [--runs N]
 
 ``--fast`` is the subset ``make test`` runs; the full matrix takes about 15 minutes on 2 cores.
-``--markdown`` writes the table the README shows (between its coverage markers when PATH is the
-README).
+``--json docs/data/coverage.json`` stores the cells the documentation renders (docs/coverage.md, at
+``make docs``); ``--markdown`` writes the table itself (between coverage markers when PATH has them).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--fast", action="store_true", help="only the small models (the CI subset)")
     group.add_argument("--models", nargs="+", choices=sorted(MODELS), metavar="NAME",
                        help=f"choose from: {', '.join(MODELS)}")
-    parser.add_argument("--markdown", metavar="PATH", help="write the Markdown matrix (README: between its markers)")
+    parser.add_argument("--markdown", metavar="PATH", help="write the Markdown matrix (between the file's coverage markers when it has them)")
     parser.add_argument("--json", metavar="PATH", help="write every cell as JSON")
     parser.add_argument("--runs", type=int, default=10, help="timed runs per artifact (default %(default)s)")
     args = parser.parse_args(argv)

@@ -1,58 +1,34 @@
-"""The README's examples run as written: the Python API block, the quick start's CLI command, and
-every option the CLI synopsis shows exists in that command's --help."""
+"""The README stays a front page: at most 300 lines, its quick start and Python block run as written,
+and every link it makes lands on a file and, for `page.md#anchor`, on a heading of that page (the
+anchors MkDocs makes). Its shell examples are checked with the docs' (tests/test_docs.py)."""
 
 from __future__ import annotations
 
 import os
 import re
 
-import numpy as np
 import pytest
 
+from tests import doc_blocks
 from tfopt import examples
 from tfopt.cli import main
 
-README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
+MAX_LINES = 300
 
 
 def _section(title: str) -> str:
-    with open(README, encoding="utf-8") as f:
-        text = f.read()
+    text = doc_blocks.read("README.md")
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start:end if end > 0 else None]
 
 
-def _blocks(title: str, lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", _section(title), re.DOTALL)
-
-
-def _train_dir(root) -> None:
-    examples.train_tf1_checkpoint(str(root / "train_dir"), steps=10)
-    x_train, _, x_test, y_test = examples.digits()
-    np.savez(root / "calib.npz", images=x_train[:32])
-    np.savez(root / "eval.npz", images=x_test[:32], labels=y_test[:32])
-
-
-@pytest.mark.slow
-def test_python_api_block_runs_as_written(tmp_path, monkeypatch, capsys):
-    (block,) = _blocks("Python API", "python")
-    _train_dir(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(block, "README.md", "exec"), {})
-    assert os.path.exists(tmp_path / "model.pb") and os.path.exists(tmp_path / "deploy" / "report.json")
-
-
-def test_python_api_freeze_and_inspect_lines_run(tmp_path, monkeypatch, capsys):
-    """The block's load/freeze/optimize/save/inspect part (the fast half; the whole block is slow)."""
-    (block,) = _blocks("Python API", "python")
-    _train_dir(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(block[:block.index("result = tfopt.convert(")], "README.md", "exec"), {})
-    assert os.path.exists(tmp_path / "model.pb")
+def test_readme_fits_on_a_few_screens():
+    assert len(doc_blocks.read("README.md").splitlines()) <= MAX_LINES
 
 
 def test_quick_start_cli_command_runs(tmp_path, monkeypatch, capsys):
+    assert "make demo" in _section("Quick start") and "make test" in _section("Quick start")
     (command,) = re.findall(r"^\$ tfopt (.+)$", _section("Quick start"), re.MULTILINE)
     examples.train_tf1_checkpoint(str(tmp_path / "demo_output" / "tf1_checkpoint"), steps=10)
     monkeypatch.chdir(tmp_path)
@@ -60,22 +36,36 @@ def test_quick_start_cli_command_runs(tmp_path, monkeypatch, capsys):
     assert "bound    is_training = False (training flag)" in capsys.readouterr().out
 
 
-def _synopsis() -> list[tuple[str, set[str]]]:
-    """(command, options shown for it) from the CLI section's synopsis."""
-    out: list[tuple[str, set[str]]] = []
-    for line in _blocks("CLI", "sh")[0].splitlines():
-        if line.startswith("tfopt "):
-            out.append((line.split()[1], set()))
-        if out:
-            out[-1][1].update(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line))
-    return out
+def test_python_block_runs(tmp_path, monkeypatch, capsys):
+    (block,) = re.findall(r"```python\n(.*?)```", _section("Python API"), re.DOTALL)
+    examples.train_tf1_checkpoint(str(tmp_path / "demo_output" / "tf1_checkpoint"), steps=10)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    assert os.path.exists(tmp_path / "model.pb")
 
 
-@pytest.mark.parametrize(("command", "options"), _synopsis(), ids=lambda v: v if isinstance(v, str) else "")
-def test_cli_synopsis_options_exist(command, options, capsys):
-    with pytest.raises(SystemExit):
-        main([command, "--help"] if command.isidentifier() else ["--help"])  # `tfopt --debug`, `tfopt ...`
-    shown = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", capsys.readouterr().out))
-    if command.isidentifier():
-        shown |= {"--debug", "--verbose", "--log"}  # top-level options, valid before any command
-    assert options <= shown, f"tfopt {command}: the README shows {sorted(options - shown)}"
+def test_readme_shows_one_example_per_command():
+    shown = {c.text.split()[1] for c in doc_blocks.all_commands() if c.block.page == "README.md"}
+    assert {"inspect", "freeze", "optimize", "convert", "verify", "fleet", "debug"} <= shown
+
+
+LINKS = doc_blocks.links("README.md")
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_readme_link_resolves(link):
+    path, _, anchor = link.partition("#")
+    target = os.path.normpath(os.path.join(doc_blocks.ROOT, path or "README.md"))
+    assert os.path.exists(target), f"README links to {path}, which does not exist"
+    if anchor:
+        page = os.path.relpath(target, doc_blocks.ROOT)
+        assert anchor in doc_blocks.anchors(page), f"{page} has no heading with the anchor #{anchor}"
+
+
+def test_readme_links_into_the_docs():
+    """The README is the way in: it links every concept and every command page."""
+    linked = {os.path.normpath(link.partition("#")[0]) for link in LINKS}
+    for page in ("getting-started", "concepts/freezing", "concepts/folding", "concepts/int8",
+                 "concepts/verification", "commands/inspect", "commands/freeze", "commands/optimize",
+                 "commands/convert", "commands/verify", "commands/fleet", "commands/debug", "known-limits"):
+        assert f"docs/{page}.md" in linked, f"the README does not link docs/{page}.md"

@@ -72,8 +72,10 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
         (``result.partial``), when others were built.
 
     Raises:
-        OptionError, OutputPathError; ConversionError, VerificationError (an fp32/fp16 artifact that
-        differs) when nothing could be built, or for the first failure with ``all_or_nothing``.
+        OptionError: an option or a data file is wrong (checked before any work).
+        OutputPathError: ``outdir`` cannot be written.
+        ConversionError: nothing could be built, or the first failure with ``all_or_nothing``.
+        VerificationError: an fp32/fp16 artifact differs, when nothing could be built or with ``all_or_nothing``.
     """
     from tfopt import convert_stages
     from tfopt.progress import Step
