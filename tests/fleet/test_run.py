@@ -76,6 +76,20 @@ def test_the_fleet_report_lists_every_artifact_and_the_crash(fleet):
     assert "| crash |" in pathlib.Path(out, "fleet.md").read_text()
 
 
+def test_fleet_html_chart_renders_in_chromium(fleet, tmp_path):
+    """fleet.html in headless Chromium: a bar per model (its tasks' seconds by kind) with its status."""
+    from tests.browser import check_charts, render
+
+    page = render(os.path.join(fleet["out"], "fleet.html"), str(tmp_path / "profile"))
+    check_charts(page, ticks=2, legend=3)
+    (chart,) = page.charts
+    assert chart.legend == ["prepare", "emit", "finish"]
+    ran = {(t.model, t.kind) for t in fleet["first"].tasks if t.seconds > 0}
+    assert chart.marks == len(ran) >= 10  # conv, dense, mlp: prepare + emit + finish each; crash: its prepare
+    for model in fleet["first"].models:
+        assert f"{model.status}, " in page.dom
+
+
 def test_a_rerun_converts_nothing(fleet):
     out = fleet["out"]
     mtimes = {n: os.path.getmtime(os.path.join(out, n, "report.json")) for n in GOOD}

@@ -10,7 +10,7 @@ log axis a value <= 0 cannot be placed: it is drawn on the axis floor and the ch
 were; a NaN or infinite value is not drawn, and the chart says so too.
 
 Markup (what the rendered-report test reads): a chart is ``<svg class="chart">``; tick labels are
-``<text class="tick">``; legend entries ``<g class="legend-entry">``; marks (points, lines, bars)
+``<text class="tick">``; legend entries ``<g class="legend-entry">`` (their text ``legend-label``); marks (points, lines, bars)
 are in ``<g class="series" data-series="i">``. :data:`SCRIPT` (inline, once per page) lets a click
 on a legend entry hide or show its series, and marks each chart ``data-ready`` when it ran.
 """
@@ -162,16 +162,16 @@ def _axes(sx: _Scale, sy: _Scale, x: Axis, y: Axis) -> list[str]:
     return out
 
 
-def _marker(kind: str, x: float, y: float, color: str, title: str) -> str:
+def _marker(kind: str, x: float, y: float, color: str, title: str, cls: str = "mark") -> str:
     tip = f"<title>{_esc(title)}</title>" if title else ""
     if kind == "square":
-        return f'<rect class="mark" x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{color}">{tip}</rect>'
+        return f'<rect class="{cls}" x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{color}">{tip}</rect>'
     if kind in ("triangle", "diamond"):
         pts = ((x, y - 5), (x + 5, y + 4), (x - 5, y + 4)) if kind == "triangle" else \
             ((x, y - 5), (x + 5, y), (x, y + 5), (x - 5, y))
-        return (f'<polygon class="mark" points="{" ".join(f"{a:.1f},{b:.1f}" for a, b in pts)}" '
+        return (f'<polygon class="{cls}" points="{" ".join(f"{a:.1f},{b:.1f}" for a, b in pts)}" '
                 f'fill="{color}">{tip}</polygon>')
-    return f'<circle class="mark" cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}">{tip}</circle>'
+    return f'<circle class="{cls}" cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}">{tip}</circle>'
 
 
 def _legend(x: float, entries: Sequence[tuple[str, str, str, int | None]]) -> list[str]:
@@ -182,9 +182,9 @@ def _legend(x: float, entries: Sequence[tuple[str, str, str, int | None]]) -> li
         sym = ("" if kind == "none" else
                f'<line x1="{x}" x2="{x + 16}" y1="{y}" y2="{y}" stroke="{color}" stroke-width="2"/>' if kind == "line"
                else f'<rect x="{x + 2}" y="{y - 6}" width="12" height="12" fill="{color}"/>' if kind == "box"
-               else _marker(kind, x + 8, y, color, ""))
+               else _marker(kind, x + 8, y, color, "", "symbol"))
         attr = f' data-series="{index}"' if index is not None else ""
-        out.append(f'<g class="legend-entry"{attr}>{sym}<text x="{x + 22}" y="{y + 4}">{_esc(label)}</text></g>')
+        out.append(f'<g class="legend-entry"{attr}>{sym}<text class="legend-label" x="{x + 22}" y="{y + 4}">{_esc(label)}</text></g>')
     return out
 
 
