@@ -10,7 +10,7 @@ import pytest
 
 from tfopt.report import svg
 
-NS = "{http://www.w3.org/2000/svg}"
+NS = ""  # inline in HTML: no xmlns
 
 
 @pytest.mark.parametrize(("lo", "hi"), [(0, 1), (0, 7.3), (3, 1700), (-2.5, 0.4), (0.013, 0.021), (5, 5),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 
 from tfopt.fleet.result import FleetResult
-from tfopt.fleet.rows import FAILED, HEADER, Row, cells, rows, summary, summary_lines
+from tfopt.fleet.rows import FAILED, HEADER, Row, cells, latency_line, rows, summary, summary_lines
 
 # Status colours: red failed, orange gate-failed, grey cancelled/skipped, green ok, blue cached.
 _CSS = (
@@ -48,9 +48,10 @@ def fleet_html(result: FleetResult) -> str:
         f"exit code <b>{result.exit_code}</b>.</p>"
         "<div class='cards'>" + "".join(f"<div class='card'><b>{html.escape(str(v))}</b>{html.escape(k)}</div>"
                                         for k, v in cards) + "</div>"
-        + "".join(f"<p>{html.escape(line)}</p>" for line in summary_lines(s))
+        + "".join(f"<p>{html.escape(line)}</p>" for line in summary_lines(s)[:-1])
         + "<h2>Models: status and time</h2>" + model_chart(result)
-        + f"<h2>Every model x target x precision, worst first</h2><table><thead><tr>{head}</tr></thead>"
+        + f"<h2>Every model x target x precision, worst first</h2><p class='latency'><b>{html.escape(latency_line(s))}"
+        f"</b></p><table><thead><tr>{head}</tr></thead>"
         f"<tbody>{body}</tbody></table>"
         + (f"<h2>Failures and tripped gates</h2>{details}" if details else "")
         + svg.SCRIPT + "</body></html>\n")
@@ -60,7 +61,8 @@ KIND_COLORS = {"prepare": "#1f77b4", "emit": "#ff7f0e", "finish": "#2ca02c"}
 
 
 def model_chart(result: FleetResult) -> str:
-    """One bar per model (manifest order): its tasks' seconds stacked by kind, its status after it."""
+    """One bar per model (by name: the page never depends on the order tasks finished in): its
+    tasks' seconds stacked by kind, its status after it."""
     from tfopt.report import svg
 
     seconds: dict[str, dict[str, float]] = {m.name: {} for m in result.models}
@@ -70,8 +72,8 @@ def model_chart(result: FleetResult) -> str:
     status = {m.name: m.status for m in result.models}
     bars = [svg.Bar(name, [(kind, kinds.get(kind, 0.0)) for kind in KIND_COLORS],
                     note=f"{status.get(name, 'failed')}, {sum(kinds.values()):.1f} s",
-                    title=", ".join(f"{k} {v:.1f} s" for k, v in kinds.items()) or "no task ran (up to date)")
-            for name, kinds in seconds.items()]
+                    title=", ".join(f"{k} {kinds[k]:.1f} s" for k in KIND_COLORS if k in kinds) or "no task ran")
+            for name, kinds in sorted(seconds.items())]
     if not bars:
         return "<p>no models</p>"
     return svg.bars(bars, svg.Axis("seconds in tasks (wall time of each task, summed)"), name="models",

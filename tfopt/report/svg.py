@@ -280,7 +280,8 @@ def bars(rows: Sequence[Bar], value: Axis, *, name: str, colors: dict[str, str],
 
 
 def _svg(name: str, width: int, height: int, parts: list[str]) -> str:
-    return (f'<svg class="chart" data-chart="{_esc(name)}" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+    # Inline in HTML: the parser gives <svg> its namespace, so no xmlns (and no URL in the page).
+    return (f'<svg class="chart" data-chart="{_esc(name)}" width="{width}" '
             f'height="{height}" role="img" aria-label="{_esc(name)}">{"".join(parts)}</svg>')
 
 
