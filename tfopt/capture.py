@@ -210,7 +210,10 @@ def passthrough(capture: Capture | None, callback: Callable[..., Any] | None) ->
     def call(*args: Any, **kwargs: Any) -> Any:
         if args and isinstance(args[0], str):
             capture.mark(args[0])
-        with contextlib.redirect_stdout(capture.terminal), contextlib.redirect_stderr(capture.console):
+        # Only streams on the process's own fds are captured; a notebook's streams are not fd-backed.
+        out = capture.terminal if sys.stdout is sys.__stdout__ else sys.stdout
+        err = capture.console if sys.stderr is sys.__stderr__ else sys.stderr
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             return callback(*args, **kwargs)
     return call
 
