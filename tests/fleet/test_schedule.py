@@ -67,9 +67,10 @@ def test_an_exclusive_finish_runs_alone(models, emits, slots):
     assert {r.status for r in scheduler.records.values()} == {"ok"}
     for running in executor.overlaps:
         finishes = [tid for tid in running if tid.endswith("/finish")]
-        assert not finishes or running == tuple(finishes) and len(finishes) == 1, running
+        assert not finishes or (running == tuple(finishes) and len(finishes) == 1), running
     assert all(r.parallel == 0 for r in scheduler.records.values() if r.kind == "finish")
-    assert max(len(r) for r in executor.overlaps) == min(slots, max(len(r) for r in executor.overlaps))
+    most = max(len(r) for r in executor.overlaps)
+    assert most <= slots and (most > 1 or slots == 1 or models * emits == 1)  # the rest still run side by side
 
 
 @pytest.mark.parametrize(("models", "emits", "slots"), [(3, 1, 3), (4, 3, 2), (5, 2, 4)])
