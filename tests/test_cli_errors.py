@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import graph_pb
+from tfopt.capture import PREAMBLE, Capture, explains, print_captured_tail
 from tfopt.cli import main
-from tfopt.cli.capture import PREAMBLE, Capture, explains, print_captured_tail
 from tfopt.errors import PARTIAL_EXIT_CODE, ModelNotFoundError, OptionError, OutputMismatchError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

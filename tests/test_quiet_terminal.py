@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tfopt.cli.capture import Capture
+from tfopt.capture import Capture
 from tfopt.errors import OptionError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -5,6 +5,11 @@ Each public function forwards to the module that does the work - :func:`tfopt.lo
 :func:`tfopt.inspect_model.inspect_model` - importing it when called, so importing :mod:`tfopt`
 does not import TensorFlow (the return types are imported for type checkers only). Keywords are
 the CLI's option names.
+
+Each call is as quiet as the CLI: what TensorFlow, the converters and the runtimes print (C++
+logging, NNCF progress, ONNX Runtime warnings, tf2onnx logging) is captured at the file-descriptor
+level (:func:`tfopt.capture.quiet`). ``verbose=True`` shows it live on stderr, ``log=PATH`` appends it
+to a file; on failure the exception carries its last lines as a note, shown under the traceback.
 """
 
 from __future__ import annotations
@@ -70,63 +75,83 @@ __all__ = [
 ]
 
 
-def load(path: Any, **options: Any) -> Model:
-    """Load any supported model; see :func:`tfopt.loaders.load`."""
+def load(path: Any, *, verbose: bool = False, log: str | None = None, **options: Any) -> Model:
+    """Load any supported model; see :func:`tfopt.loaders.load`. ``verbose``/``log``: see the module docstring."""
+    from tfopt.capture import quiet
     from tfopt.loaders import load as _load
     from tfopt.options import split
     from tfopt.pipeline import load_kwargs
 
     (load_options,) = split(options, "load")
-    return _load(path, **load_kwargs(load_options))
+    with quiet("load", verbose=verbose, log=log):
+        return _load(path, **load_kwargs(load_options))
 
 
-def freeze(model: Any, **options: Any) -> tuple[Model, FreezeReport]:
+def freeze(model: Any, *, verbose: bool = False, log: str | None = None, **options: Any) -> tuple[Model, FreezeReport]:
     """Freeze a loaded model (or a path, loaded first); see :func:`tfopt.freezing.freeze`.
 
     Keywords are the CLI's option names: ``set={"keep_prob": 1.0}`` (``--set``), ``inputs``,
-    ``verify``, ``atol``, ``rtol``, and the load options (``outputs``, ``tags``, ``input_format``...).
+    ``verify``, ``atol``, ``rtol``, and the load options (``outputs``, ``tags``, ``input_format``...);
+    ``verbose``/``log``: see the module docstring.
 
     Returns ``(frozen_model, report)``.
     """
+    from tfopt.capture import quiet
     from tfopt.pipeline import freeze_model
 
-    return freeze_model(model, **options)
+    with quiet("freeze", verbose=verbose, log=log):
+        return freeze_model(model, **options)
 
 
-def optimize(model: Any, **options: Any) -> tuple[Model, Model, FreezeReport, OptimizeReport]:
+def optimize(model: Any, *, verbose: bool = False, log: str | None = None,
+             **options: Any) -> tuple[Model, Model, FreezeReport, OptimizeReport]:
     """Freeze (loading first when given a path) and run the optimization passes.
 
     Returns ``(portable, runtime, freeze_report, optimize_report)``; see :func:`tfopt.optimizing.optimize`
-    for ``passes``, ``skip`` and ``grappler``.
+    for ``passes``, ``skip`` and ``grappler``; ``verbose``/``log``: see the module docstring.
     """
+    from tfopt.capture import quiet
     from tfopt.pipeline import optimize_model
 
-    return optimize_model(model, **options)
+    with quiet("optimize", verbose=verbose, log=log):
+        return optimize_model(model, **options)
 
 
-def convert(model: Any, outdir: str, options: ConvertOptions | None = None, **kwargs: Any) -> ConvertResult:
+def convert(model: Any, outdir: str, options: ConvertOptions | None = None, *, verbose: bool = False,
+            log: str | None = None, **kwargs: Any) -> ConvertResult:
     """Load, freeze and optimize once, then emit and verify every target x precision into ``outdir``.
 
     ``options`` is a :class:`tfopt.options.ConvertOptions`; keywords build the same object (or
     change the one given): ``tfopt.convert("m.keras", "out", to=["tflite"], quantize=["int8"],
-    calibration="calib.npz")``. Returns a :class:`tfopt.converting.ConvertResult`; see
-    :func:`tfopt.converting.convert`.
+    calibration="calib.npz")``. ``progress`` (e.g. ``progress=print``) prints to the terminal,
+    uncaptured; ``verbose``/``log``: see the module docstring. Returns a
+    :class:`tfopt.converting.ConvertResult`; see :func:`tfopt.converting.convert`.
     """
+    from tfopt.capture import passthrough, quiet
     from tfopt.converting import convert as _convert
 
-    return _convert(model, outdir, options, **kwargs)
+    with quiet("convert", verbose=verbose, log=log) as capture:
+        progress = passthrough(capture, kwargs.pop("progress", None))
+        return _convert(model, outdir, options, **({"progress": progress} if progress else {}), **kwargs)
 
 
-def save(model: Any, path: str, *, format: str | None = None, overwrite: bool = False) -> str:
+def save(model: Any, path: str, *, format: str | None = None, overwrite: bool = False, verbose: bool = False,
+         log: str | None = None) -> str:
     """Write a frozen model: ``pb``, ``pbtxt`` or ``savedmodel`` (inferred from ``path``); the
-    output rule of :mod:`tfopt.outputs` applies (``overwrite`` replaces a directory tfopt did not write)."""
+    output rule of :mod:`tfopt.outputs` applies (``overwrite`` replaces a directory tfopt did not write).
+    ``verbose``/``log``: see the module docstring."""
+    from tfopt.capture import quiet
     from tfopt.pipeline import save_model
 
-    return save_model(model, path, format=format, overwrite=overwrite)
+    with quiet("save", verbose=verbose, log=log):
+        return save_model(model, path, format=format, overwrite=overwrite)
 
 
-def inspect(path: Any, **options: Any) -> dict[str, Any]:
-    """Describe a model without changing it; see :func:`tfopt.inspect_model.inspect_model`."""
+def inspect(path: Any, *, verbose: bool = False, log: str | None = None, **options: Any) -> dict[str, Any]:
+    """Describe a model without changing it; see :func:`tfopt.inspect_model.inspect_model`.
+    ``verbose``/``log``: see the module docstring."""
+    from tfopt.capture import quiet
     from tfopt.inspect_model import inspect_model
 
-    return inspect_model(path, **options)
+    with quiet("inspect", verbose=verbose, log=log):
+        return inspect_model(path, **options)

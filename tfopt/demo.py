@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from tfopt import cli, examples, load
-    from tfopt.cli.capture import Capture
+    from tfopt.capture import Capture
     from tfopt.runtimes.tensorflow import GraphRunner
 
     out = os.path.abspath(args.out)

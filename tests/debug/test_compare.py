@@ -107,3 +107,21 @@ def test_artifact_of_a_different_model(debug_models, tmp_path, capsys):
                  "-o", str(tmp_path)]) == 2
     assert "different model" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "compare.json")
+
+
+def test_html_chart_renders_every_curve_in_chromium(debug_models, portable, tmp_path):
+    """compare.html in headless Chromium: one legend entry and one line of points per curve (each
+    artifact vs TF, and the int8 artifact's quantization split), log ticks, no JavaScript error."""
+    from tests.browser import check_charts, render
+    from tfopt.debug.report import series, write_html
+
+    result = compare(portable, [debug_models["fp32"]["tflite"], debug_models["int8"]["tflite"]],
+                     _samples(debug_models))
+    write_html(result, str(tmp_path / "compare.html"))
+    page = render(str(tmp_path / "compare.html"), str(tmp_path / "profile"))
+    check_charts(page, legend=3)
+    (chart,) = page.charts
+    curves = series(result)
+    assert chart.legend == [label for label, _ in curves]
+    assert chart.marks == sum(len(rows) for _, rows in curves)
+    assert any(t.startswith("1e-") for t in chart.ticks)  # the error axis is logarithmic

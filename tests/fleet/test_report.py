@@ -19,6 +19,7 @@ import pytest
 from tfopt.fleet.report import exit_code, read_fleet_report, write_fleet_report
 from tfopt.fleet.result import FleetResult, ModelRecord, TaskRecord
 from tfopt.fleet.rows import rows, summary
+from tfopt.report.svg import SCRIPT
 
 LOG_TAIL = ["Fatal Python error: Segmentation fault", "  File \"<converter>\", line 3 & <more>",
             "\x1b[31mred\x1b[0m and a NUL\x00 ]]> end"]
@@ -162,7 +163,9 @@ def test_custom_junit_path(tmp_path):
 def test_html_is_self_contained_and_escaped(tmp_path):
     result = fleet(str(tmp_path / "out"))
     result.models.append(ModelRecord("golf", "/m/golf", "/o/golf", "failed", error="<script>alert(1)</script>"))
-    text = read(write_fleet_report(result)["html"])
+    page = read(write_fleet_report(result)["html"])
+    assert page.count("<script") == 1  # the charts' own few lines (tfopt.report.svg.SCRIPT), nothing else
+    text = page.replace(SCRIPT, "")
     assert not re.search(r"https?:|<script|<link|<img|<iframe|\bsrc=|@import|url\(", text, re.IGNORECASE)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "<tr class='failed'><td>charlie</td><td>onnx</td>" in text
@@ -281,3 +284,31 @@ def test_a_real_report_row(digits_model, tmp_path):
     assert row.max_abs_err == a["fidelity"]["max_abs_err"] < 1e-5 and row.accuracy_drop == a["accuracy_drop"]
     assert exit_code(result) == 0
     assert read_fleet_report(write_fleet_report(result)["json"]) == result
+
+
+@pytest.mark.parametrize(("labels", "says", "names"), [
+    ({"alpha": "isolated", "bravo": "isolated", "delta": "isolated", "foxtrot": "isolated (an earlier run)"},
+     "measured in isolation", []),
+    ({"alpha": "isolated", "bravo": "under load (3 parallel tasks)", "delta": "isolated",
+      "foxtrot": "under load (1 parallel task)"},
+     "measured UNDER LOAD", ["bravo under load (3 parallel tasks)", "foxtrot under load (1 parallel task)"]),
+    ({"alpha": "under load (an earlier run)", "bravo": None, "delta": "isolated", "foxtrot": "isolated"},
+     "measured UNDER LOAD", ["alpha under load (an earlier run)", "not known how it was taken for bravo"]),
+], ids=["isolated", "under-load", "earlier-and-unknown"])
+def test_every_report_says_how_latency_was_taken(labels, says, names, tmp_path, capsys):
+    """fleet.json (summary), fleet.md, fleet.html and the console state how the latency column was taken."""
+    from tfopt.cli.fleet import print_summary
+
+    result = fleet(str(tmp_path))
+    for model in result.models:
+        model.latency = labels.get(model.name)
+    paths = write_fleet_report(result)
+    body = json.loads(read(paths["json"]))
+    assert {k: v for k, v in body["summary"]["latency"].items() if k in labels} == labels
+    print_summary(result)
+    console = capsys.readouterr().out
+    for text in (read(paths["md"]), read(paths["html"]), console):
+        assert f"latency: {says}" in text
+        for name in names:
+            assert name in text
+    assert read(paths["html"]).count(f"latency: {says}") == 1  # once, above the table

@@ -71,9 +71,36 @@ def test_the_fleet_report_lists_every_artifact_and_the_crash(fleet):
     assert set(suites) == {*GOOD, "crash"}
     assert all(int(suites[n].get("failures")) == 0 and int(suites[n].get("tests")) == 2 for n in GOOD)
     assert int(suites["crash"].get("failures")) >= 1
-    html = pathlib.Path(out, "fleet.html").read_text()
+    from tfopt.report.svg import SCRIPT
+
+    html = pathlib.Path(out, "fleet.html").read_text().replace(SCRIPT, "")  # the charts' own few lines
     assert "crash" in html and "<script" not in html and "http" not in html.split("</style>")[-1]
     assert "| crash |" in pathlib.Path(out, "fleet.md").read_text()
+
+
+def test_latency_is_measured_in_isolation_and_the_reports_say_so(fleet):
+    """Each model's finish task (which times its artifacts) ran with no other task beside it."""
+    result = fleet["first"]
+    finishes = [t for t in result.tasks if t.kind == "finish" and t.status == "ok"]
+    assert len(finishes) == len(GOOD) and all(t.parallel == 0 for t in finishes), finishes
+    assert {m.name: m.latency for m in result.models if m.report} == dict.fromkeys(GOOD, "isolated")
+    for name in ("fleet.md", "fleet.html"):
+        assert "latency: measured in isolation" in pathlib.Path(fleet["out"], name).read_text()
+    assert max(t.parallel for t in result.tasks) >= 1  # the other tasks did run side by side (--jobs 2)
+
+
+def test_fleet_html_chart_renders_in_chromium(fleet, tmp_path):
+    """fleet.html in headless Chromium: a bar per model (its tasks' seconds by kind) with its status."""
+    from tests.browser import check_charts, render
+
+    page = render(os.path.join(fleet["out"], "fleet.html"), str(tmp_path / "profile"))
+    check_charts(page, ticks=2, legend=3)
+    (chart,) = page.charts
+    assert chart.legend == ["prepare", "emit", "finish"]
+    ran = {(t.model, t.kind) for t in fleet["first"].tasks if t.seconds > 0}
+    assert chart.marks == len(ran) >= 10  # conv, dense, mlp: prepare + emit + finish each; crash: its prepare
+    for model in fleet["first"].models:
+        assert f"{model.status}, " in page.dom
 
 
 def test_a_rerun_converts_nothing(fleet):

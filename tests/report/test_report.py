@@ -53,6 +53,24 @@ def test_report_schema(reported):
     assert "<svg" in texts["report.html"]
 
 
+def test_report_html_charts_render_in_chromium(reported, tmp_path):
+    """report.html in headless Chromium: size vs latency and accuracy vs latency, a point per
+    artifact, a legend entry per target and per precision, tick labels, no JavaScript error."""
+    from tests.browser import check_charts, render
+
+    with open(os.path.join(reported, "report.json")) as f:
+        report = json.load(f)
+    page = render(os.path.join(reported, "report.html"), str(tmp_path / "profile"))
+    check_charts(page)
+    charts = {c.name: c for c in page.charts}
+    assert {"size vs latency", "top-1 accuracy, % vs latency"} <= set(charts), list(charts)
+    for name in ("size vs latency", "top-1 accuracy, % vs latency"):
+        chart = charts[name]
+        assert chart.marks == len(report["artifacts"]) == 5
+        assert {"pb", "tflite", "onnx", "precision:", "fp32", "int8"} <= set(chart.legend), chart.legend
+    assert "<table>" in page.dom  # the table stays
+
+
 def test_gate_units_are_the_tables(reported):
     """top1_agreement and accuracy are percent in report.json, the table and the gates alike."""
     from tfopt.report.gates import evaluate_gates, parse_gate

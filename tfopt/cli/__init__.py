@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Converters log advice and deprecations at WARNING; the user sees tfopt's own messages only.
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(name)s: %(message)s")
     logging.getLogger("tfopt").setLevel(logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING)
-    from tfopt.cli.capture import Capture, print_captured_tail
+    from tfopt.capture import Capture, print_captured_tail
 
     try:
         args.capture = Capture(verbose=args.verbose or args.debug, log=args.log)

@@ -37,6 +37,9 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--retries", type=int, default=1, metavar="N",
                    help="run a task whose worker died again, N times (default: %(default)s)")
     g.add_argument("--cancel", action="store_true", help="on Ctrl-C, kill the running tasks (default: let them finish)")
+    g.add_argument("--latency-under-load", action="store_true",
+                   help="time each model's artifacts while other tasks run (faster; the reports then say the "
+                        "latency was measured under load). Default: one model at a time, nothing else running")
     g = p.add_argument_group("which models")
     g.add_argument("--force", action="store_true", help="convert models that are up to date too")
     g.add_argument("--overwrite", action="store_true",
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_fleet(args.manifest, args.output, executor=args.executor, address=args.address, jobs=args.jobs,
                        cache=args.cache, task_timeout=args.task_timeout, retries=args.retries, cancel=args.cancel,
-                       force=args.force, overwrite=args.overwrite, only=args.only, progress=_printer())
+                       force=args.force, overwrite=args.overwrite, only=args.only,
+                       isolate_latency=not args.latency_under_load, progress=_printer())
     if args.junit:  # run_fleet wrote OUTROOT/fleet-junit.xml; this puts the JUnit file where asked too
         from tfopt.fleet.report import write_fleet_report
 
@@ -82,4 +86,7 @@ def print_summary(result: Any) -> None:
             print("\n".join(f"    {line}" for line in t.log_tail))
     counts = {s: sum(m.status == s for m in result.models) for s in ("converted", "up-to-date", "gate-failed",
                                                                      "failed", "cancelled")}
+    from tfopt.fleet.rows import latency_line, summary
+
     print(f"\n{', '.join(f'{k} {v}' for k, v in counts.items())}; {result.seconds:.1f} s; outputs in {result.outroot}")
+    print(latency_line(summary(result)))

@@ -1,19 +1,14 @@
-"""``tfopt debug compare``'s outputs: ``compare.json``, a self-contained HTML page (inline SVG, no
-external assets) with every artifact's relative-error curve along TF's layers, and a terminal table
-of the worst layers."""
+"""``tfopt debug compare``'s outputs: ``compare.json``, a self-contained HTML page (inline SVG from
+:mod:`tfopt.report.svg`, no external assets) with every artifact's relative-error curve along TF's
+layers, and a terminal table of the worst layers."""
 
 from __future__ import annotations
 
 import html
 import json
-import math
 import os
 from collections.abc import Mapping
 from typing import Any
-
-COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
-WIDTH, HEIGHT, PAD = 900, 360, 60
-LOW, HIGH = -8, 1  # log10 range of the y axis (relative error)
 
 
 def write_json(result: Mapping[str, Any], path: str) -> None:
@@ -36,41 +31,31 @@ def series(result: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
 
 
 def svg(result: Mapping[str, Any]) -> str:
-    """The error curves: x = TF topological position of the layer, y = log10(rel_err)."""
-    layers = result["tf_layers"]
-    position = {row["node"]: i for i, row in enumerate(layers)}
-    n = max(len(layers) - 1, 1)
+    """The error curves (:mod:`tfopt.report.svg`): x = the layer's position in TF's topological order,
+    y = its relative error (log scale), one line per curve; hover a point for its node."""
+    from tfopt.report import svg as charts
 
-    def xy(i: int, rel: float) -> tuple[float, float]:
-        y = min(max(math.log10(rel) if rel > 0 else LOW, LOW), HIGH)
-        return PAD + i * (WIDTH - 2 * PAD) / n, HEIGHT - PAD - (y - LOW) * (HEIGHT - 2 * PAD) / (HIGH - LOW)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT + 20 * len(series(result))}" '
-             'font-family="sans-serif" font-size="11">']
-    for p in range(LOW, HIGH + 1):
-        _, y = xy(0, 10.0 ** p)
-        parts.append(f'<line x1="{PAD}" x2="{WIDTH - PAD}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
-                     f'<text x="{PAD - 6}" y="{y + 4:.1f}" text-anchor="end">1e{p}</text>')
-    parts.append(f'<text x="{WIDTH / 2}" y="{HEIGHT - 15}" text-anchor="middle">TF layers in topological order '
-                 '(hover a point for its node)</text><text x="12" y="20">rel err</text>')
-    for k, (label, rows) in enumerate(series(result)):
-        color = COLORS[k % len(COLORS)]
-        points = [(position[r["node"]], r) for r in rows if r["node"] in position]
-        line = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(i, r["rel_err"]) for i, r in points))
-        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{line}"/>')
-        for i, r in points:
-            x, y = xy(i, r["rel_err"])
-            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"><title>'
-                         f'{html.escape(r["node"])} ({r.get("op", "")}): rel err {r["rel_err"]:.3g}</title></circle>')
-        ly = HEIGHT + 20 * k
-        parts.append(f'<rect x="{PAD}" y="{ly - 9}" width="12" height="4" fill="{color}"/>'
-                     f'<text x="{PAD + 18}" y="{ly - 4}">{html.escape(label)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    position = {row["node"]: i for i, row in enumerate(result["tf_layers"])}
+    jumps = {id(a["layers"]): a["first_jump"] for a in result["artifacts"]}
+    for a in result["artifacts"]:
+        if a.get("split"):
+            jumps[id(a["split"]["quantization"]["layers"])] = a["split"]["quantization"]["first_jump"]
+    lines = []
+    for label, rows in series(result):
+        jump = (jumps.get(id(rows)) or {}).get("node")
+        points = [charts.Point(position[r["node"]], float(r["rel_err"]),
+                               title=f'#{position[r["node"]]} {r["node"]} ({r.get("op", "")}): rel err {r["rel_err"]:.3g}',
+                               label="first jump" if r["node"] == jump else "")
+                  for r in rows if r["node"] in position]
+        lines.append(charts.Series(label, sorted(points, key=lambda p: p.x), line=True))
+    return charts.scatter(lines, charts.Axis("TF layer, in topological order (hover a point for its node)",
+                                             fmt=lambda v: f"{v:.0f}", integer=True),
+                          charts.Axis("relative error vs TF", log=True), name="per-layer error", width=980)
 
 
 def write_html(result: Mapping[str, Any], path: str) -> None:
     from tfopt._io import atomic_path
+    from tfopt.report import svg as charts
 
     rows = []
     for a in result["artifacts"]:
@@ -94,8 +79,8 @@ def write_html(result: Mapping[str, Any], path: str) -> None:
                 f"<li>{html.escape(u['tensor'])}: {html.escape(u['reason'])}</li>" for u in a["unaligned"]) + "</ul>")
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>tfopt debug compare</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-            "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body><h1>tfopt debug compare</h1>"
-            f"<p>rule: {html.escape(result['rule'])}</p>{svg(result)}{''.join(rows)}</body></html>")
+            f"td,th{{border:1px solid #ccc;padding:2px 6px}}{charts.STYLE}</style></head><body><h1>tfopt debug compare</h1>"
+            f"<p>rule: {html.escape(result['rule'])}</p>{svg(result)}{''.join(rows)}{charts.SCRIPT}</body></html>")
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(page)
 

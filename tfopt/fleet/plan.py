@@ -37,6 +37,7 @@ class Task:
     num_cpus: float = 1.0
     memory_mb: float = 0.0
     order: int = 0  # the model's index in the manifest
+    exclusive: bool = False  # runs alone: nothing else starts while it runs (a finish task timing latency)
 
     def log_path(self, attempt: int) -> str:
         return os.path.join(self.spec["logs"], f"{self.id.replace('/', '.')}.{attempt}.log")
@@ -66,12 +67,13 @@ def pairs_of(model: FleetModel, outdir: str) -> list[tuple[str, str]]:
 
 
 def model_tasks(model: FleetModel, order: int, outdir: str, *, stamp: str, cache: str, logs: str,
-                overwrite: bool) -> list[Task]:
-    """The tasks that convert ``model`` into ``outdir``."""
+                overwrite: bool, isolate_latency: bool = True) -> list[Task]:
+    """The tasks that convert ``model`` into ``outdir``. ``isolate_latency``: the ``finish`` task
+    (which measures every artifact for the report, latency included) runs alone."""
     size = model_mb(model.path)
     base = {"name": model.name, "base": model.base, "path": model.path, "kwargs": model.convert_kwargs(),
             "outdir": outdir, "cache": cache, "overwrite": overwrite, "stamp": stamp,
-            "logs": os.path.join(logs, model.name)}
+            "logs": os.path.join(logs, model.name), "latency": "isolated" if isolate_latency else "under load"}
 
     def task(kind: str, deps: list[str], target: str | None = None, precision: str | None = None) -> Task:
         suffix = f"/{target}/{precision}" if target else ""
@@ -82,4 +84,6 @@ def model_tasks(model: FleetModel, order: int, outdir: str, *, stamp: str, cache
 
     prepare = task("prepare", [])
     emits = [task("emit", [prepare.id], t, p) for t, p in pairs_of(model, outdir)]
-    return [prepare, *emits, task("finish", [e.id for e in emits] or [prepare.id])]
+    finish = task("finish", [e.id for e in emits] or [prepare.id])
+    finish.exclusive = isolate_latency
+    return [prepare, *emits, finish]

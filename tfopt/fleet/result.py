@@ -10,6 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TASK_KINDS = ("prepare", "emit", "finish")
+LATENCY_ISOLATED = "isolated"
+
+
+def latency_label(parallel: int) -> str:
+    """How a finish task's latency was taken, from the most other tasks running beside it."""
+    return LATENCY_ISOLATED if parallel == 0 else f"under load ({parallel} parallel task{'s' * (parallel > 1)})"
+
 TASK_STATUSES = ("ok", "cached", "failed", "timeout", "cancelled", "skipped")
 MODEL_STATUSES = ("converted", "up-to-date", "gate-failed", "partial", "failed", "cancelled")  # partial: some targets failed
 
@@ -29,6 +36,7 @@ class TaskRecord:
     error: str | None = None        # one line
     log_tail: list[str] = field(default_factory=list)     # last lines of the task's captured log (failed/timeout)
     worker: str | None = None       # "pid 1234" locally, the Ray node id / worker id under Ray
+    parallel: int = 0               # the most other tasks of the fleet running at once while it ran
 
 
 @dataclass
@@ -39,6 +47,7 @@ class ModelRecord:
     status: str                     # one of MODEL_STATUSES
     report: dict[str, Any] | None = None   # the model's OUTROOT/NAME/report.json, when written
     error: str | None = None
+    latency: str | None = None      # how its report's latency was taken: LATENCY_ISOLATED, or under load (N tasks)
 
 
 @dataclass

@@ -176,7 +176,26 @@ def summary(result: FleetResult) -> dict[str, Any]:
         "seconds": result.seconds,
         "task_seconds": sum(t.seconds for t in result.tasks),
         "peak_rss_mb": max((t.peak_rss_mb for t in result.tasks if t.peak_rss_mb is not None), default=None),
+        "latency": {m.name: m.latency for m in result.models if m.report is not None},
     }
+
+
+def latency_line(s: dict[str, Any]) -> str:
+    """How the table's latency was taken: in isolation, or under load (which models, how many tasks)."""
+    how = s.get("latency") or {}
+    if not how:
+        return "latency: none measured"
+    loaded = {name: label for name, label in how.items() if label and label.startswith("under load")}
+    unknown = sorted(name for name, label in how.items() if not label)
+    if not loaded and not unknown:
+        return ("latency: measured in isolation (each model's artifacts timed alone, one model at a time, "
+                "no other task running)")
+    parts = [f"{name} {label}" for name, label in sorted(loaded.items())]
+    line = ("latency: measured UNDER LOAD for " + "; ".join(parts) + " - other tasks shared the cores, so these "
+            "numbers are slower than the artifacts alone (rerun without --latency-under-load)") if parts else "latency:"
+    if unknown:
+        line += f"{';' if parts else ''} not known how it was taken for {', '.join(unknown)} (an older run)"
+    return line
 
 
 def gate_tripped(model: ModelRecord) -> bool:
@@ -213,7 +232,8 @@ def cells(row: Row) -> list[str]:
 
 
 def summary_lines(s: dict[str, Any]) -> list[str]:
-    """The summary header as three lines of text (markdown, HTML and the console share them)."""
+    """The summary header as four lines of text (markdown, HTML and the console share them); the
+    last says how the latency column was taken (:func:`latency_line`)."""
     peak = "-" if s["peak_rss_mb"] is None else f"{s['peak_rss_mb']:.0f} MB"
     return [f"models {s['models']}: {s['models_converted']} converted, {s['models_up_to_date']} up-to-date, "
             f"{s['models_gate_failed']} gate-failed, {s['models_failed']} failed"
@@ -223,7 +243,7 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
             f"{s['tasks_retried']} retried" + (f", {s['tasks_skipped']} skipped" if s["tasks_skipped"] else "")
             + (f", {s['tasks_cancelled']} cancelled" if s["tasks_cancelled"] else ""),
             f"{s['seconds']:.1f} s wall, {s['task_seconds']:.1f} s in tasks, {s['cache_hits']} cache hits, "
-            f"peak task memory {peak}"]
+            f"peak task memory {peak}", latency_line(s)]
 
 
 def _fmt(value: float | int | None, spec: str) -> str:

@@ -5,6 +5,12 @@ Steps: read the manifest (:mod:`tfopt.fleet.manifest`); check every output (tfop
 others' tasks (:mod:`tfopt.fleet.plan`); run them (:mod:`tfopt.fleet.schedule`) on the local
 executor or Ray; write the fleet report (:mod:`tfopt.fleet.report`).
 
+Latency: each model's ``finish`` task measures its artifacts for the report, latency included. By
+default it runs alone (``isolate_latency``: one model at a time, no other task on the cores), so
+the numbers are the artifacts' own; with ``isolate_latency=False`` finishes run beside other tasks
+(faster) and every report (``ModelRecord.latency``, fleet.json/md/html, the console) says
+"under load (N parallel tasks)".
+
 Exit code (``FleetResult.exit_code``): 0 every model converted (or was up to date) and passed its
 gates; 10 a gate failed (every report written); 11 a model partial (some targets failed, the others
 written); 1 a model failed; 2 an output was refused
@@ -22,7 +28,7 @@ from typing import Any
 from tfopt.errors import OptionError, TfoptError
 from tfopt.fleet.manifest import DATA_OPTIONS, FleetModel, fingerprint, load_manifest
 from tfopt.fleet.plan import Task, model_tasks, up_to_date
-from tfopt.fleet.result import FleetResult, ModelRecord
+from tfopt.fleet.result import FleetResult, ModelRecord, latency_label
 
 EXECUTORS = ("local", "ray")
 LOGS = ".fleet-logs"
@@ -31,7 +37,7 @@ LOGS = ".fleet-logs"
 def run_fleet(manifest: str, outroot: str | None = None, *, executor: str = "local", address: str | None = None,
               jobs: int | None = None, cache: str | None = None, task_timeout: float | None = None, retries: int = 1,
               cancel: bool = False, force: bool = False, overwrite: bool = False, only: Sequence[str] = (),
-              progress: Callable[[Any], None] | None = None) -> FleetResult:
+              isolate_latency: bool = True, progress: Callable[[Any], None] | None = None) -> FleetResult:
     """Convert every model of ``manifest`` into ``outroot``/NAME (default: ``fleet_out`` next to the manifest).
 
     Args:
@@ -43,6 +49,8 @@ def run_fleet(manifest: str, outroot: str | None = None, *, executor: str = "loc
         cancel: on an interrupt, kill the running tasks instead of letting them finish.
         force: convert models that are up to date too. overwrite: replace an OUTROOT/NAME tfopt did not write.
         only: convert only these models (by name).
+        isolate_latency: run each model's finish task (which times the artifacts) alone; False runs
+            it beside other tasks and labels its latency "under load (N parallel tasks)".
         progress: called with a progress record (:class:`tfopt.fleet.progress.FleetProgress`) on every change.
 
     Raises:
@@ -71,7 +79,8 @@ def run_fleet(manifest: str, outroot: str | None = None, *, executor: str = "loc
         result.exit_code = 2
         return result
     cache_root = os.path.abspath(cache or os.path.join(root, ".tfopt-cache"))
-    tasks, records = _plan(models, root, cache_root, force=force, overwrite=overwrite)
+    tasks, records = _plan(models, root, cache_root, force=force, overwrite=overwrite,
+                           isolate_latency=isolate_latency)
     if tasks:
         _run(tasks, result, executor=executor, address=address, jobs=jobs, retries=retries,
              task_timeout=task_timeout, cancel=cancel, progress=progress, records=records)
@@ -102,8 +111,8 @@ def check_outputs(models: list[FleetModel], root: str, *, overwrite: bool) -> di
     return problems
 
 
-def _plan(models: list[FleetModel], root: str, cache: str, *, force: bool,
-          overwrite: bool) -> tuple[list[Task], dict[str, ModelRecord]]:
+def _plan(models: list[FleetModel], root: str, cache: str, *, force: bool, overwrite: bool,
+          isolate_latency: bool) -> tuple[list[Task], dict[str, ModelRecord]]:
     tasks: list[Task] = []
     records: dict[str, ModelRecord] = {}
     for order, model in enumerate(models):
@@ -113,12 +122,12 @@ def _plan(models: list[FleetModel], root: str, cache: str, *, force: bool,
             report = read_report(outdir)
             failed = any(g.get("failed") for g in (report or {}).get("gates", []))
             records[model.name] = ModelRecord(model.name, model.path, outdir, "gate-failed" if failed else "up-to-date",
-                                              report=report)
+                                              report=report, latency=_earlier_latency(outdir))
             continue
         records[model.name] = ModelRecord(model.name, model.path, outdir, "failed")
         try:
             tasks += model_tasks(model, order, outdir, stamp=stamp, cache=cache, logs=os.path.join(root, LOGS),
-                                 overwrite=overwrite)
+                                 overwrite=overwrite, isolate_latency=isolate_latency)
         except TfoptError as exc:  # its options cannot be planned: this model fails, the others convert
             records[model.name].error = f"{type(exc).__name__}: {exc}"
     return tasks, records
@@ -155,7 +164,7 @@ def _run(tasks: list[Task], result: FleetResult, *, executor: str, address: str 
         model = records[task.model]
         if task.kind == "finish" and record.status == "ok":
             model.status, model.report = outcome.get("model_status", "converted"), read_report(model.outdir)
-            model.error = outcome.get("error")
+            model.error, model.latency = outcome.get("error"), latency_label(record.parallel)
         elif record.status in ("failed", "timeout") and model.error is None:
             model.error = f"{task.target} {task.precision}: {record.error}" if task.target else record.error
         elif record.status == "cancelled" and model.status == "failed" and model.error is None:
@@ -195,6 +204,18 @@ def _progress(scheduler: Any, records: dict[str, ModelRecord], last: str) -> Any
     from tfopt.fleet.progress import FleetProgress
 
     return FleetProgress(**fields)
+
+
+def _earlier_latency(outdir: str) -> str | None:
+    """How the latency of an up-to-date model's report was taken, from the run that wrote it."""
+    from tfopt.fleet.tasks import STAMP
+
+    try:
+        with open(os.path.join(outdir, STAMP)) as f:
+            how = json.load(f).get("latency")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return f"{how} (an earlier run)" if isinstance(how, str) else None
 
 
 def read_report(outdir: str) -> dict[str, Any] | None:

@@ -7,6 +7,9 @@
   tfopt error: the same input fails the same way) or timed out (it would hang again) is not.
 - ``shortcut``: a task whose result is already cached ends at once, without a process.
 - ``task_timeout``: a task running longer is killed (``timeout``).
+- An ``exclusive`` task (a ``finish`` that times latency) runs alone: when it is next in line the
+  scheduler starts nothing else until the running tasks ended, and nothing while it runs. Each
+  record keeps ``parallel``, the most other tasks running at once beside it (0: it ran alone).
 - An interrupt (SIGINT/SIGTERM through :mod:`tfopt.signals`, or ``KeyboardInterrupt`` without
   it) stops scheduling: running tasks finish (``cancel=False``; their outputs are atomic) or are
   killed (``cancel=True``); tasks not started are ``cancelled``.
@@ -97,13 +100,23 @@ class Scheduler:
                     ready.remove(task)
                     self.started[task.id] = (time.monotonic(), 0)
                     self._ended(task.id, outcome)
-        for task in ready[:max(0, self.executor.slots - len(self.executor.running()))]:
+        for task in ready:
+            running = self.executor.running()
+            if any(self.tasks[tid].exclusive for tid in running) or len(running) >= self.executor.slots:
+                break
+            if task.exclusive and running:
+                break  # drain: it waits for the running tasks, and nothing starts before it
             self._launch(task, 0)
+            if task.exclusive:
+                break
 
     def _launch(self, task: Task, attempt: int) -> None:
         self.executor.start(task, attempt)
         self.started[task.id] = (time.monotonic(), attempt)
         self._set(task.id, "running")
+        running = self.executor.running()
+        for tid in running:  # concurrency only grows when a task starts: the maximum is seen here
+            self.records[tid].parallel = max(self.records[tid].parallel, len(running) - 1)
 
     def _ended(self, tid: str, outcome: dict[str, Any]) -> None:
         task, record = self.tasks[tid], self.records[tid]

@@ -213,7 +213,7 @@ def finish_task(spec: dict[str, Any]) -> dict[str, Any]:
             raise ConversionError(f"no target could be built: {reasons}")
         finish(p, prepared, result, tmp, say)
         with open(os.path.join(tmp, STAMP), "w") as f:
-            json.dump({"fingerprint": spec["stamp"]}, f)
+            json.dump({"fingerprint": spec["stamp"], "latency": spec.get("latency")}, f)
     status, error = "converted", None
     try:
         finish_gates(result.report, p.options.report.junit)

@@ -1,14 +1,17 @@
-"""report.json, report.md and a self-contained report.html (inline SVG charts, no scripts)."""
+"""report.json, report.md and a self-contained report.html (inline SVG charts, :mod:`tfopt.report.svg`)."""
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 from tfopt._io import atomic_path
 from tfopt.nonfinite import to_json
+from tfopt.report import svg
 from tfopt.report.table import HEADER, compression_summary, runtime_notes
 from tfopt.report.table import rows as table_rows
 from tfopt.targets import precision_name
@@ -72,11 +75,9 @@ def _html(report: dict[str, Any]) -> str:
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>tfopt report</title><style>"
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-        "padding:4px 8px;text-align:right}th{background:#eee}</style></head><body>"
+        f"padding:4px 8px;text-align:right}}th{{background:#eee}}{svg.STYLE}</style></head><body>"
         f"<h1>tfopt report</h1><p>Source: <code>{html.escape(str(report.get('source')))}</code></p>"
-        f"<table><tr>{head}</tr>{rows}</table>" + _failed(report) +
-        "<h2>Size vs latency (bubble area: accuracy or top-1 agreement)</h2>" + _scatter(report) +
-        _layer_bars(report) + "</body></html>\n")
+        f"<table><tr>{head}</tr>{rows}</table>" + _failed(report) + charts(report) + svg.SCRIPT + "</body></html>\n")
 
 
 def _failed(report: dict[str, Any]) -> str:
@@ -87,38 +88,89 @@ def _failed(report: dict[str, Any]) -> str:
     return f"<h2>Failed (requested, not written)</h2><ul>{items}</ul>" if items else ""
 
 
+def charts(report: dict[str, Any]) -> str:
+    """Size against latency, quality against latency (one colour per target, one marker per
+    precision; the original model's latency and accuracy as dashed lines), then each
+    quantized target's per-layer error ranking."""
+    artifacts = report["artifacts"]
+    if not artifacts:
+        return "<p>no artifacts</p>"
+    targets = list(dict.fromkeys(a["format"] for a in artifacts))
+    precisions = list(dict.fromkeys(precision_name(a["precision"]) for a in artifacts))
+    shape = {p: svg.MARKERS[i % len(svg.MARKERS)] for i, p in enumerate(precisions)}
+    ref = report["reference"]
+    ref_latency = _number((ref.get("latency_ms") or {}).get("median"))
+    quality = _quality(report)
+    latency = svg.Axis("latency, ms (median, batch 1)", log=_spread([_latency(a) for a in artifacts]))
+
+    def series(y: Callable[[dict[str, Any]], float]) -> list[svg.Series]:
+        return [svg.Series(t, [svg.Point(_latency(a), y(a), title=_title(a), label=precision_name(a["precision"]),
+                                         marker=shape[precision_name(a["precision"])])
+                               for a in artifacts if a["format"] == t]) for t in targets]
+
+    legend = [(p, shape[p]) for p in precisions]
+    rules = [("x", ref_latency, "original")] if ref_latency is not None else []
+    parts = ["<h2>Size vs latency</h2>",
+             svg.scatter(series(lambda a: float(a["bytes"])), latency,
+                         svg.Axis("size", log=_spread([float(a["bytes"]) for a in artifacts]), fmt=svg.size),
+                         name="size vs latency", markers=legend, markers_title="precision", rules=rules)]
+    if quality is not None:
+        title, axis, value, ref_value = quality
+        parts += [f"<h2>{'Fidelity' if axis.log else 'Accuracy'} vs latency</h2>",
+                  svg.scatter(series(value), latency, axis, name=f"{title} vs latency", markers=legend, markers_title="precision",
+                              rules=rules + ([("y", ref_value, "original")] if ref_value is not None else []))]
+    return "".join(parts) + _layer_bars(report)
+
+
+def _quality(report: dict[str, Any]) -> tuple[str, svg.Axis, Callable[[dict[str, Any]], float], float | None] | None:
+    """The y of the second chart: the accuracy the report measured (with the original's), else the
+    fidelity to the original (max abs error, log scale)."""
+    ref = report["reference"].get("accuracy") or {}
+    for key, title in (("top1", "top-1 accuracy, %"), ("score", "score (--metric)"), ("mae", "MAE (lower is better)")):
+        if key in ref:
+            return (title, svg.Axis(title), lambda a, k=key: _number((a.get("accuracy") or {}).get(k)) or math.nan,
+                    _number(ref[key]))
+    errors = [_number(a["fidelity"].get("max_abs_err")) or 0.0 for a in report["artifacts"]]
+    if not any(e > 0 for e in errors):
+        return None
+    return ("max abs error vs the original", svg.Axis("max abs error vs the original", log=True),
+            lambda a: _number(a["fidelity"].get("max_abs_err")) or 0.0, None)
+
+
 def _layer_bars(report: dict[str, Any]) -> str:
     parts = []
     for key, ranking in (report.get("layer_errors") or {}).items():
-        top = ranking[:15]
-        worst = max((r["output_error"] for r in top), default=0.0) or 1.0
-        bars = "".join(
-            f"<rect x='260' y='{20 * i + 5}' width='{300 * r['output_error'] / worst:.1f}' height='14' fill='#c53'/>"
-            f"<text x='255' y='{20 * i + 16}' font-size='11' text-anchor='end'>{html.escape(r['layer'][-40:])}</text>"
-            f"<text x='{265 + 300 * r['output_error'] / worst:.1f}' y='{20 * i + 16}' font-size='11'>"
-            f"{r['output_error']:.3g}</text>" for i, r in enumerate(top))
-        parts.append(f"<h2>Per-layer quantization error: {html.escape(key)}</h2>"
-                     f"<svg xmlns='http://www.w3.org/2000/svg' width='640' height='{20 * len(top) + 10}'>{bars}</svg>")
+        kept = set((report.get("keep_float") or {}).get(key, []))
+        bars = [svg.Bar(r["layer"][-40:], [("kept in float" if r["layer"] in kept else "quantized",
+                                            float(r["output_error"]))], note=f"{r['output_error']:.3g}",
+                        title=f"{r['layer']} ({r['op']})") for r in ranking[:15]]
+        parts.append(f"<h2>Per-layer quantization error: {html.escape(key)} (each layer quantized alone, worst first)"
+                     "</h2>" + svg.bars(bars, svg.Axis("output error with only this layer quantized"),
+                                        name=f"layer errors {key}",
+                                        colors={"quantized": "#c53", "kept in float": "#3a7"}))
     return "".join(parts)
 
 
-def _scatter(report: dict[str, Any]) -> str:
-    points = report["artifacts"]
-    if not points:
-        return "<p>no artifacts</p>"
-    width, height, pad = 640, 360, 50
-    max_x = max(a["bytes"] for a in points) * 1.1
-    max_y = max(a["latency_ms"]["median"] for a in points) * 1.1 or 1.0
-    marks = []
-    for a in points:
-        x = pad + (width - 2 * pad) * a["bytes"] / max_x
-        y = height - pad - (height - 2 * pad) * a["latency_ms"]["median"] / max_y
-        quality = (a.get("accuracy") or {}).get("top1", a["fidelity"]["top1_agreement"]) / 100.0
-        label = html.escape(f"{a['format']} {precision_name(a['precision'])}")
-        marks.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='{3 + 9 * quality:.1f}' fill='#3a7' fill-opacity='0.6'/>"
-                     f"<text x='{x + 8:.1f}' y='{y - 8:.1f}' font-size='11'>{label}</text>")
-    axes = (f"<line x1='{pad}' y1='{height - pad}' x2='{width - pad}' y2='{height - pad}' stroke='#333'/>"
-            f"<line x1='{pad}' y1='{pad}' x2='{pad}' y2='{height - pad}' stroke='#333'/>"
-            f"<text x='{width / 2}' y='{height - 10}' font-size='12'>bytes (max {max_x / 1.1:,.0f})</text>"
-            f"<text x='5' y='{pad - 10}' font-size='12'>latency ms (max {max_y / 1.1:.2f})</text>")
-    return f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}'>{axes}{''.join(marks)}</svg>"
+def _latency(artifact: dict[str, Any]) -> float:
+    return _number(artifact["latency_ms"].get("median")) or math.nan
+
+
+def _title(a: dict[str, Any]) -> str:
+    f = a["fidelity"]
+    return (f"{a['format']} {precision_name(a['precision'])}: {a['bytes']:,} bytes, "
+            f"{_latency(a):.3f} ms, max abs err {_number(f.get('max_abs_err')) or 0:.3g}, "
+            f"top-1 agreement {_number(f.get('top1_agreement')) or 0:.1f}%")
+
+
+def _number(value: Any) -> float | None:
+    """report.json spells non-finite floats "nan"/"inf"."""
+    try:
+        return None if value is None or isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _spread(values: list[float]) -> bool:
+    """Log scale when the values span more than 20x (int8 next to fp32: 4x is linear)."""
+    finite = [v for v in values if math.isfinite(v) and v > 0]
+    return bool(finite) and max(finite) > 20 * min(finite)

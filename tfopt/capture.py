@@ -1,4 +1,6 @@
-"""A quiet terminal: what the converters print is captured per stage, never lost, shown on failure.
+"""A quiet terminal and a quiet API: what the converters print is captured per stage, never lost,
+shown on failure. The CLI (:mod:`tfopt.cli`) and the public API (:mod:`tfopt`, through :func:`quiet`)
+both use it.
 
 TensorFlow's C++ logging, LiteRT's delegate notices, the TFLite converter's MLIR summary, ONNX
 Runtime's advice and NNCF's progress bars are written by native code straight to file descriptors
@@ -13,11 +15,17 @@ What was captured is:
 * echoed live to stderr with ``--verbose`` or ``--debug``;
 * otherwise shown only when the stage fails: its last lines follow the error message, without
   the start-up preamble TensorFlow prints on every run (:data:`PREAMBLE`), which explains nothing.
+
+The API's keywords are the CLI's options: ``verbose=True`` (``--verbose``), ``log=PATH``
+(``--log``); on failure the exception carries the tail as a note (shown under its traceback).
+Capture is process-wide (file descriptors), so only the outermost capture redirects: an API call
+made inside a captured stage (the CLI's, the demo's, another API call's) runs as it is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -26,6 +34,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 TAIL_LINES = 15
+_depth = 0  # captured stages open in this process: fds 1 and 2 are redirected once, by the outermost
 
 # What TensorFlow (and XLA, cuDNN, absl) print at start-up on any machine, whatever the model: never
 # the reason for a failure, so never in the tail under an error (--log and --verbose keep them).
@@ -62,6 +71,9 @@ class Capture:
         sys.stderr.flush()
         self.console: TextIO = os.fdopen(os.dup(sys.__stderr__.fileno()), "w", buffering=1, encoding="utf-8",
                                          errors="replace") if active and sys.__stderr__ is not None else sys.stderr
+        sys.stdout.flush()
+        self.terminal: TextIO = os.fdopen(os.dup(sys.__stdout__.fileno()), "w", buffering=1, encoding="utf-8",
+                                          errors="replace") if active and sys.__stdout__ is not None else sys.stdout
         self.stage_name = ""
 
     def close(self) -> None:
@@ -71,11 +83,15 @@ class Capture:
         if self.console is not sys.stderr:
             self.console.close()
             self.console = sys.stderr
+        if self.terminal is not sys.stdout:
+            self.terminal.close()
+            self.terminal = sys.stdout
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Capture everything written to fds 1 and 2 while the block runs. An exception leaving the
         block carries the stage's last lines as ``captured_tail`` (unless they were shown live)."""
+        global _depth
         self.mark(name)
         if not self.active:
             yield
@@ -86,9 +102,11 @@ class Capture:
         sys.stderr.flush()
         try:
             with pipes(stdout=self, stderr=STDOUT):
+                _depth += 1
                 try:
                     yield
                 finally:
+                    _depth -= 1
                     sys.stdout.flush()
                     sys.stderr.flush()
         except BaseException as exc:
@@ -143,6 +161,61 @@ class Capture:
             if display is not None:
                 display(event)
         return callback
+
+
+def capturing() -> bool:
+    """Whether a captured stage is open in this process (fds 1 and 2 already redirected)."""
+    return _depth > 0
+
+
+def _tail_text(exc: BaseException) -> str | None:
+    tail = getattr(exc, "captured_tail", None)
+    lines = [line for line in tail[1] if explains(line)] if tail else []
+    if not lines:
+        return None
+    return "\n".join([f"last output of '{tail[0]}' (all of it with verbose=True or log=PATH):",  # type: ignore[index]
+                      *(f"  | {line}" for line in lines)])
+
+
+@contextlib.contextmanager
+def quiet(name: str, *, verbose: bool = False, log: str | None = None) -> Iterator[Capture | None]:
+    """The public API's capture: the block's foreign output is captured as one stage ``name``
+    (echoed to stderr with ``verbose``, appended to ``log``); an exception leaving the block
+    carries the stage's last lines as a note. Yields the :class:`Capture` (None when an outer
+    capture is already open: it sees everything)."""
+    if capturing():
+        yield None
+        return
+    capture = Capture(verbose=verbose, log=log)
+    try:
+        with capture.stage(name):
+            yield capture
+    except BaseException as exc:
+        text = _tail_text(exc)
+        if text is not None:
+            exc.add_note(text)
+        raise
+    finally:
+        capture.close()
+
+
+def passthrough(capture: Capture | None, callback: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """A user's callback (``progress=print``) run with Python's ``sys.stdout``/``sys.stderr`` on the
+    terminal, so what the user's own code prints is not captured; a ``str`` event starts a captured
+    step (its lines start a failure tail afresh)."""
+    if capture is None or callback is None:
+        return callback
+
+    @functools.wraps(callback)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], str):
+            capture.mark(args[0])
+        # Only streams on the process's own fds are captured; a notebook's streams are not fd-backed.
+        out = capture.terminal if sys.stdout is sys.__stdout__ else sys.stdout
+        err = capture.console if sys.stderr is sys.__stderr__ else sys.stderr
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            return callback(*args, **kwargs)
+    return call
 
 
 def print_captured_tail(exc: BaseException, stream: TextIO) -> None:
