@@ -174,7 +174,7 @@ def test_every_engine_layer_is_a_fast_int8_kernel_with_the_engines_numbers(arch,
     _assert_the_engines_numbers(quantized, path)
 
 
-@pytest.mark.parametrize("arch", ["conv_stack", "residual"])
+@pytest.mark.parametrize("arch", ["residual", pytest.param("conv_stack", marks=pytest.mark.slow)])
 def test_8bit_weights_keep_the_uint8_grid_and_the_engines_numbers(arch, tmp_path):
     """Weights beyond ±64 steps would saturate u8 x s8 pair sums on CPUs without VNNI: they stay
     on the uint8 grid (zero point 128), and the outputs are still the engine's."""
