@@ -127,7 +127,8 @@ class Target:
         runtime_settings: ``"module:function"`` giving how its artifacts are to be run to get the
             verified numbers (``runtime_settings`` in the manifest and report), or ``None``.
         engine_weight_bits: the widest weights tfopt's int8 engine gives this target (7: OpenVINO's
-            CPU plugin saturates int16 pair sums of 8-bit weights on CPUs without VNNI).
+            CPU plugin saturates int16 pair sums of 8-bit weights on CPUs without VNNI; ONNX
+            Runtime's fast symmetric kernels do too, see :mod:`tfopt.emitters.onnx_weight_quant`).
     """
 
     name: str
@@ -193,7 +194,7 @@ TABLE: Mapping[str, Target] = {t.name: t for t in (
            suffixes=(".onnx",), extra="tf2onnx", distributions=("tf2onnx", "onnx", "onnxruntime"),
            converter="tf2onnx", runtime_name="ONNX Runtime", keep_float=("int8", "int16x8"),
            layer_quantizer="tfopt.quantizing.layer_targets:onnx_quantizer", qat_int8_as="fp32",
-           quantization_settings="tfopt.emitters.onnx:quantization_settings"),
+           quantization_settings="tfopt.emitters.onnx:quantization_settings", engine_weight_bits=7),
     Target("openvino", precisions=("fp32", "fp16", "dynamic", "int8"), file="openvino.{precision}",
            emit="tfopt.emitters.openvino:emit", runner="tfopt.runtimes.openvino:open_runner",
            weights="tfopt.runtimes.openvino:read_weights", suffixes=(".xml",), marker="model.xml",

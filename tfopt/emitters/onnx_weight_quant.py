@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 
 FAKE_QUANT_OPS = frozenset({"FakeQuantWithMinMaxVars", "FakeQuantWithMinMaxVarsPerChannel"})
+# int8 weight steps whose products with uint8 activations never saturate an int16 pair sum:
+# 2 * 255 * 64 = 32640 <= 32767 (VPMADDUBSW on x86 CPUs without VNNI)
+PAIR_SAFE_STEPS = 64
 _WEIGHT_PATH_OPS = frozenset({"Const", "Identity", "Reshape", "Transpose"})  # a weight on its way to a layer
 
 
@@ -90,13 +93,21 @@ def fold_weight_qdq(graph: Any) -> int:
     layer only when DequantizeLinear feeds it directly (a depthwise kernel's reshape would leave it
     float), and the weights are stored at a quarter of the size.
 
-    A symmetric int8 weight (``z = 0``) is stored as uint8 with ``z' = 128``, the same values
-    (``s·(q + 128 − 128)``): ONNX Runtime's x86 u8 x s8 kernels add products in pairs with
-    ``VPMADDUBSW``, whose 16-bit sums saturate on CPUs without VNNI; its u8 x u8 kernels do not.
-    Measured on an AVX2 CPU: the first conv of a small CNN came out up to 94 steps off the grid on 8%
-    of its outputs with int8 weights, and exactly on it (0 steps, as TFLite) with these.
-    (:mod:`tfopt.emitters.onnx` gets the same effect for ONNX Runtime's own quantizer by 7-bit
-    weights; here the weights are given, so they keep every bit.) Loop bodies and If branches too,
+    A symmetric int8 weight (``z = 0``) stays int8 with ``z' = 0`` when every ``|Wq| <= 64``
+    (:data:`PAIR_SAFE_STEPS`), and is stored as uint8 with ``z' = 128`` otherwise, the same values
+    (``s·(q + 128 − 128)``). ONNX Runtime's fast int8 convolutions and matmuls (``MlasConvSym``, the
+    indirect convolution with the requantization fused, and the symmetric QGEMM) take only int8
+    weights with zero point 0; a uint8 weight runs the generic kernel and a separate requantization
+    (measured on an AVX2 CPU: a MobileNetV2's int8 graph, the same fused QLinearConvs, 25% faster
+    with int8 weights). But on x86 CPUs without VNNI the u8 x s8 kernels add products in pairs with
+    ``VPMADDUBSW``, whose 16-bit sums saturate unless ``2·255·|q| <= 32767``, i.e. ``|q| <= 64``;
+    the u8 x u8 kernels do not saturate, so a wider weight keeps every bit on the uint8 grid
+    (measured: with 8-bit int8 weights a small CNN's outputs were up to 94 steps off the grid, top-1
+    agreement 94%; on the uint8 grid, or with 7-bit int8 weights, within one step of TensorFlow's).
+    tfopt's engine gives the ONNX target 7-bit weights (±63 steps,
+    :attr:`tfopt.targets.Target.engine_weight_bits`), so its layers take the fast kernels on every
+    CPU, as ONNX Runtime's own quantizer does by ``reduce_range`` (:mod:`tfopt.emitters.onnx`).
+    Loop bodies and If branches too,
     whose weights may be initializers of the graphs around them (:mod:`tfopt.emitters.onnx_scopes`).
     Returns the weights folded.
     """
@@ -137,8 +148,8 @@ def _fold_in(graph: Any, visible: dict[str, Any]) -> int:
             shape[axis] = -1
         info = np.iinfo(zero.dtype)
         wq = np.clip(np.rint(w / scale.reshape(shape)) + zero.reshape(shape), info.min, info.max).astype(zero.dtype)
-        if zero.dtype == np.int8 and not np.any(zero):  # the same values on the uint8 grid (docstring)
-            wq, zero = (wq.astype(np.int16) + 128).astype(np.uint8), np.full(zero.shape, 128, np.uint8)
+        if zero.dtype == np.int8 and not np.any(zero) and np.abs(wq.astype(np.int16)).max(initial=0) > PAIR_SAFE_STEPS:
+            wq, zero = (wq.astype(np.int16) + 128).astype(np.uint8), np.full(zero.shape, 128, np.uint8)  # docstring
         chain: list[Any] = []
         while True:  # the Reshape/Transpose nodes between the DequantizeLinear and its layer
             nxt = reading.get((chain[-1] if chain else dq).output[0], [])
