@@ -40,7 +40,8 @@ def _conv_relu_conv(t, rng, act="relu"):
     y = t.nn.bias_add(_conv(t, x, (rng.normal(0, 1, (3, 3, 3, 8)) * a).astype(np.float32), "c1"),
                       (rng.normal(0, 1, 8) * a).astype(np.float32))
     y = {"relu": t.nn.relu, "leaky": lambda v: t.nn.leaky_relu(v, 0.1), "none": lambda v: v,
-         "tanh": t.nn.tanh}[act](y)
+         "tanh": t.nn.tanh, "relu-min4": lambda v: t.minimum(t.nn.relu(v), 4.0),
+         "relu-min-per-channel": lambda v: t.minimum(t.nn.relu(v), rng.uniform(2, 6, 8).astype(np.float32))}[act](y)
     y = _conv(t, y, (rng.normal(0, 1, (3, 3, 8, 6)) / a.reshape(1, 1, 8, 1)).astype(np.float32), "c2")
     t.nn.bias_add(y, rng.normal(0, 1, 6).astype(np.float32), name="out")
 
@@ -66,20 +67,24 @@ def _dense(t, rng):
     t.identity(y, name="out")
 
 
-# id -> (builder, input shape, expected pairs, op histogram changes)
+CLIP = {"relu6": "clip"}  # equalize through a per-tensor clip anyway (exact in float, not fused in int8)
+# id -> (builder, input shape, expected pairs, op histogram changes, options)
 CASES = {
-    "conv-relu-conv": (lambda t, r: _conv_relu_conv(t, r), SHAPE, [("c1", "c2")], {}),
-    "conv-leakyrelu-conv": (lambda t, r: _conv_relu_conv(t, r, "leaky"), SHAPE, [("c1", "c2")], {}),
-    "conv-conv": (lambda t, r: _conv_relu_conv(t, r, "none"), SHAPE, [("c1", "c2")], {}),
-    "mobilenet-relu6": (_mobilenet, SHAPE, [("c1", "dw"), ("dw", "c3")], {"Relu6": -2, "Relu": 2, "Minimum": 2}),
-    "depthwise-multiplier-2": (lambda t, r: _mobilenet(t, r, 2), SHAPE, [("c1", "dw"), ("dw", "c3")],
-                               {"Relu6": -2, "Relu": 2, "Minimum": 2}),
-    "dense-transpose-b": (_dense, (None, 16), [("d1", "d2")], {}),
+    "conv-relu-conv": (lambda t, r: _conv_relu_conv(t, r), SHAPE, [("c1", "c2")], {}, {}),
+    "conv-leakyrelu-conv": (lambda t, r: _conv_relu_conv(t, r, "leaky"), SHAPE, [("c1", "c2")], {}, {}),
+    "conv-conv": (lambda t, r: _conv_relu_conv(t, r, "none"), SHAPE, [("c1", "c2")], {}, {}),
+    "conv-relu-per-channel-min-conv": (lambda t, r: _conv_relu_conv(t, r, "relu-min-per-channel"), SHAPE,
+                                       [("c1", "c2")], {}, {}),
+    "mobilenet-relu6-clip": (_mobilenet, SHAPE, [("c1", "dw"), ("dw", "c3")],
+                             {"Relu6": -2, "Relu": 2, "Minimum": 2}, CLIP),
+    "depthwise-multiplier-2-clip": (lambda t, r: _mobilenet(t, r, 2), SHAPE, [("c1", "dw"), ("dw", "c3")],
+                                    {"Relu6": -2, "Relu": 2, "Minimum": 2}, CLIP),
+    "dense-transpose-b": (_dense, (None, 16), [("d1", "d2")], {}, {}),
 }
 
 
 def _model(case):
-    build, shape, _, _ = CASES[case]
+    build, shape, *_ = CASES[case]
     rng = _rng()
     return graph_model(lambda t: build(t, rng), {"x": shape}, ["out"]), shape
 
@@ -124,8 +129,8 @@ def _histogram_delta(before, after):
 @pytest.mark.parametrize("case", list(CASES))
 def test_equalizes_ranges_and_keeps_float_output(case):
     model, shape = _model(case)
-    result, report = equalize(model)
-    expected_pairs, delta = CASES[case][2], CASES[case][3]
+    expected_pairs, delta, options = CASES[case][2:]
+    result, report = equalize(model, **options)
     assert [(p.layer1, p.layer2) for p in report.pairs] == expected_pairs
     assert report.skips == [] and 1 < report.rounds < 20
     assert _histogram_delta(ops(model), ops(result)) == delta
@@ -139,10 +144,10 @@ def test_equalizes_ranges_and_keeps_float_output(case):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("case", ["conv-relu-conv", "mobilenet-relu6", "dense-transpose-b"])
+@pytest.mark.parametrize("case", ["conv-relu-conv", "mobilenet-relu6-clip", "dense-transpose-b"])
 def test_per_tensor_weight_quantization_error_drops(case):
     model, shape = _model(case)
-    result, _ = equalize(model)
+    result, _ = equalize(model, **CASES[case][4])
     x = _inputs(shape, 16)
     want = _run(model, x)["out"]
 
@@ -169,7 +174,10 @@ NEGATIVE = {
     "fan-out": (_fan_out, ["out", "side"], {}, "'Relu' feeds 2 consumers"),
     "intermediate-output": (_conv_relu_conv, ["out", "Relu"], {}, "'Relu' is a model output"),
     "tanh": (lambda t, r: _conv_relu_conv(t, r, "tanh"), ["out"], {}, "Tanh 'Tanh' between them is not positive-homogeneous"),
-    "relu6-skip": (_mobilenet, ["out"], {"relu6": "skip"}, "Relu6 'Relu6' clips at 6"),
+    "relu6": (_mobilenet, ["out"], {}, "Relu6 'Relu6' between them clips every channel at 6: equalizing would "
+              "make the clip per-channel"),
+    "relu-min4": (lambda t, r: _conv_relu_conv(t, r, "relu-min4"), ["out"], {},
+                  "Minimum 'Minimum' between them clips every channel at 4: equalizing would make the clip per-channel"),
     "shared-weights": (_shared_weights, ["out"], {}, "are shared by 2 consumers"),
 }
 
@@ -185,12 +193,12 @@ def test_does_not_fire(case):
 
 
 def test_pass_contract_and_fixed_point():
-    model, _ = _model("mobilenet-relu6")
+    model, _ = _model("mobilenet-relu6-clip")
     before = model.graph_def.SerializeToString()
-    first = Equalize().run(model)
+    first = Equalize(relu6="clip").run(model)
     assert first.changed and first.model is not model
     assert model.graph_def.SerializeToString() == before  # input untouched
-    second = Equalize().run(first.model)
+    second = Equalize(relu6="clip").run(first.model)
     assert not second.changed and second.model is first.model
 
 
