@@ -32,8 +32,8 @@ leaves a pair with a per-tensor clip between its layers alone and reports it (th
 fused ``conv + bias + ReLU6`` kernels); ``relu6="clip"`` rewrites it anyway. Measured: skipping the
 six ReLU6 pairs of ``tfopt.examples``' digits MobileNet loses no accuracy (fake-quant graph, per
 channel and per tensor weights: 98.3 % top-1 either way), while the clip form of MobileNetV2 ran
-1.3× slower in TFLite and 2.2× in OpenVINO (Xeon with VNNI; 1.2-1.3×, 1.3-1.5× and, in ONNX Runtime,
-1.6-1.8× on an AVX2 EPYC). Pairs joined by ``Relu``, ``LeakyRelu``, nothing or an already
+1.3× slower in TFLite and 2.2× in OpenVINO on a Xeon with VNNI (on an AVX2 EPYC, paired medians:
+1.3-1.5× in OpenVINO, 1.6× in ONNX Runtime). Pairs joined by ``Relu``, ``LeakyRelu``, nothing or an already
 per-channel ``Minimum`` are equalized as before: nothing between them changes form.
 
 High-bias absorption (``samples`` given): the paper's data-free version needs the BatchNorm's β and
