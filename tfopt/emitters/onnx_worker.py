@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 HASH_SEED = "0"
 _SHARED: contextvars.ContextVar[Tf2OnnxChild | None] = contextvars.ContextVar("tfopt_tf2onnx_child", default=None)
@@ -58,9 +58,10 @@ class Tf2OnnxChild:
     def __init__(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="tfopt-onnx-")
         self._proc: subprocess.Popen[str] | None = None
-        self._startup: IO[str] | None = None
+        self._startup = ""  # the current child's startup log
         self._jobs = itertools.count()
         self._done: dict[str, tuple[str, str]] = {}  # job key -> (model.onnx, log)
+        self._fresh = False  # the child has not served a job yet
         self.started = 0  # children started
         self.converted = 0  # jobs converted (a repeated job is read back, not counted)
 
@@ -78,12 +79,14 @@ class Tf2OnnxChild:
             f.write(data)
         with open(os.path.join(job, "job.json"), "w") as f:
             f.write(spec)
-        first = self._proc is None or self._proc.poll() is not None
-        if first:
+        if self._proc is not None and self._proc.poll() is not None:
+            self._stop()  # it died after its last job: a new one
+        if self._proc is None:
             self._start()
+        first, self._fresh = self._fresh, False  # its startup log goes with its first job
         answer = self._ask(job)
         self.converted += 1
-        log = (self._startup_log() if first else "") + _read(os.path.join(job, "log.txt"))
+        log = (_read(self._startup) if first else "") + _read(os.path.join(job, "log.txt"))
         result = os.path.join(job, "model.onnx")
         if answer != "ok" or not os.path.exists(result):
             message = _read(os.path.join(job, "error.txt")).strip()
@@ -102,12 +105,12 @@ class Tf2OnnxChild:
         env = {**os.environ, "PYTHONHASHSEED": HASH_SEED,
                "PYTHONPATH": os.pathsep.join(x for x in (root, os.environ.get("PYTHONPATH")) if x)}
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        if self._startup is not None:
-            self._startup.close()
-        self._startup = open(os.path.join(self._dir, f"startup{self.started}.log"), "w+")
-        self._proc = subprocess.Popen([sys.executable, "-m", "tfopt.emitters.onnx_worker"], env=env, text=True,
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._startup)
+        self._startup = os.path.join(self._dir, f"startup{self.started}.log")
+        with open(self._startup, "w") as log:  # the child keeps its own copy of the file
+            self._proc = subprocess.Popen([sys.executable, "-m", "tfopt.emitters.onnx_worker"], env=env, text=True,
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
         self.started += 1
+        self._fresh = True
 
     def _ask(self, job: str) -> str:
         proc = self._proc
@@ -120,35 +123,29 @@ class Tf2OnnxChild:
         except (BrokenPipeError, OSError):  # the child is gone: its exit code and log say why
             return ""
 
-    def _startup_log(self) -> str:
-        if self._startup is None:
-            return ""
-        self._startup.flush()
-        self._startup.seek(0)
-        return self._startup.read()
-
     def _stop(self) -> int | None:
-        """End the child (closing its stdin ends its loop): its exit code."""
+        """End the child (it holds nothing between jobs): its exit code."""
         proc, self._proc = self._proc, None
         if proc is None:
             return None
-        if proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
-            code = proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        code = proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
         return code
+
+    def start(self) -> None:
+        """Start the child now, so that its imports overlap the caller's own work (the first job
+        would start it otherwise)."""
+        if self._proc is None:
+            self._start()
 
     def close(self) -> None:
         """End the child and remove every file it wrote."""
         self._stop()
-        if self._startup is not None:
-            self._startup.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
@@ -199,7 +196,7 @@ def _serial_hash(self: Any) -> int:
 
 
 def _read(path: str) -> str:
-    if not os.path.exists(path):
+    if not path or not os.path.exists(path):
         return ""
     with open(path, errors="replace") as f:
         return f.read()
