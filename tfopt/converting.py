@@ -78,6 +78,7 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
         VerificationError: an fp32/fp16 artifact differs, when nothing could be built or with ``all_or_nothing``.
     """
     from tfopt import convert_stages
+    from tfopt.emitters.onnx_worker import shared_child
     from tfopt.progress import Step
     from tfopt.signals import checkpoint
 
@@ -89,18 +90,22 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
             progress(event)
 
     say("loading, freezing and optimizing (once for every target)")
-    prepared = convert_stages.prepare(model, p, say)
-    result = ConvertResult(outdir=outdir, skipped=p.skipped, freeze_report=prepared.freeze_report,
-                           optimize_report=prepared.optimize_report, verified_at=prepared.verified_at)
-    with atomic_path(outdir, directory=True) as tmp:
-        os.makedirs(tmp)
-        for index, (target, precision) in enumerate(p.pairs):
-            say(Step("artifacts", index + 1, len(p.pairs)))
-            say(f"{target} {precision}")
-            convert_stages.emit_artifact(p, prepared, result, tmp, target, precision, say,
-                                         last=index == len(p.pairs) - 1)
-        convert_stages.check_built(result)  # nothing built: raise, and nothing is written
-        convert_stages.finish(p, prepared, result, tmp, say)
+    # one tf2onnx child process for every ONNX conversion of this run (see emitters.onnx_worker)
+    with shared_child() as child:
+        if any("tf2onnx" in TABLE[t].distributions for t, _ in p.pairs):
+            child.start()  # TensorFlow's import in the child overlaps loading and freezing here
+        prepared = convert_stages.prepare(model, p, say)
+        result = ConvertResult(outdir=outdir, skipped=p.skipped, freeze_report=prepared.freeze_report,
+                               optimize_report=prepared.optimize_report, verified_at=prepared.verified_at)
+        with atomic_path(outdir, directory=True) as tmp:
+            os.makedirs(tmp)
+            for index, (target, precision) in enumerate(p.pairs):
+                say(Step("artifacts", index + 1, len(p.pairs)))
+                say(f"{target} {precision}")
+                convert_stages.emit_artifact(p, prepared, result, tmp, target, precision, say,
+                                             last=index == len(p.pairs) - 1)
+            convert_stages.check_built(result)  # nothing built: raise, and nothing is written
+            convert_stages.finish(p, prepared, result, tmp, say)
     from tfopt.report.build import finish_gates
 
     try:

@@ -11,58 +11,168 @@ chase its internals release by release. So the child fixes both hashes at their 
 ``PYTHONHASHSEED=0`` for strings, and tf2onnx's ``Node``/``Graph`` hashed by creation number
 instead of address (:func:`_stable_hashes`). A fixed seed alone was not enough (three runs with
 ``PYTHONHASHSEED=0``: tf2onnx's optimizers left 324, 330 and 326 nodes; with both: identical).
-The patch lives only in the child, so the user's process and its tf2onnx are untouched, and the
-child starts fresh each time, so nothing converted before can shift a counter. The cost is one
-TensorFlow import in the child (a few seconds per ONNX conversion; every precision reuses one).
+The patch lives only in the child, so the user's process and its tf2onnx are untouched.
+
+One child serves many jobs: importing TensorFlow and tf2onnx costs seconds, once per child. Each
+job starts from the same state (the creation counter and tf2onnx's generated-name counter are
+reset, and tf2onnx imports every graph into a new ``tf.Graph``), so a job's file is byte-identical
+whichever jobs the child ran before. Inside :func:`shared_child` (``tfopt convert`` enters it
+once per conversion) every conversion goes to one child, and a graph converted again with the
+same inputs, outputs and opset (fp32 and fp16 start from the same float conversion) is read back
+instead of converted again. Outside it, each call starts a child for its one job.
 
 Protocol: the parent writes ``graph.pb`` (deterministic serialization) and ``job.json`` (input and
-output tensors, opset) into a temporary directory and runs ``python -m tfopt.emitters.onnx_worker
-DIR``; the child writes ``model.onnx``, or ``error.txt`` and exits 1. The child's own stderr
-(TensorFlow's and tf2onnx's logging) is handed back for the stage log.
+output tensors, opset) into a job directory and sends the directory's path as one line on the
+child's stdin; the child writes ``model.onnx``, or ``error.txt``, then answers one line on its
+stdout (a private copy of it: everything TensorFlow and tf2onnx print goes to the job's
+``log.txt``, handed back for the stage log). End of stdin ends the child.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 HASH_SEED = "0"
+_SHARED: contextvars.ContextVar[Tf2OnnxChild | None] = contextvars.ContextVar("tfopt_tf2onnx_child", default=None)
+
+
+class Tf2OnnxChild:
+    """One tf2onnx child process (started on the first job) and the conversions it made.
+
+    ``convert(...)`` gives ``(path of model.onnx, the child's log)``; the file lives until
+    :meth:`close`. A child that dies (a crash inside TensorFlow) fails its job with what it printed,
+    and the next job starts a new child.
+    """
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="tfopt-onnx-")
+        self._proc: subprocess.Popen[str] | None = None
+        self._startup = ""  # the current child's startup log
+        self._jobs = itertools.count()
+        self._done: dict[str, tuple[str, str]] = {}  # job key -> (model.onnx, log)
+        self._fresh = False  # the child has not served a job yet
+        self.started = 0  # children started
+        self.converted = 0  # jobs converted (a repeated job is read back, not counted)
+
+    def convert(self, graph_def: Any, inputs: list[str], outputs: list[str], opset: int) -> tuple[str, str]:
+        """Convert in the child (or read back the same job's earlier file); raises
+        ``RuntimeError(message, log)`` when tf2onnx fails or the child dies."""
+        data = graph_def.SerializeToString(deterministic=True)
+        spec = json.dumps({"inputs": inputs, "outputs": outputs, "opset": opset}, sort_keys=True)
+        key = hashlib.sha256(data + b"\0" + spec.encode()).hexdigest()
+        if key in self._done:
+            return self._done[key]
+        job = os.path.join(self._dir, f"job{next(self._jobs)}")
+        os.makedirs(job)
+        with open(os.path.join(job, "graph.pb"), "wb") as f:
+            f.write(data)
+        with open(os.path.join(job, "job.json"), "w") as f:
+            f.write(spec)
+        if self._proc is not None and self._proc.poll() is not None:
+            self._stop()  # it died after its last job: a new one
+        if self._proc is None:
+            self._start()
+        first, self._fresh = self._fresh, False  # its startup log goes with its first job
+        answer = self._ask(job)
+        self.converted += 1
+        log = (_read(self._startup) if first else "") + _read(os.path.join(job, "log.txt"))
+        result = os.path.join(job, "model.onnx")
+        if answer != "ok" or not os.path.exists(result):
+            message = _read(os.path.join(job, "error.txt")).strip()
+            if not message:  # it died: its exit code (the whole child's, when that is what died)
+                code = answer.split()[-1] if answer.startswith("exit ") else self._stop()
+                tail = [line for line in log.splitlines() if line.strip()][-3:]
+                message = f"the converter process exited with {code}: {' | '.join(tail)}"
+            raise RuntimeError(message, log)
+        self._done[key] = (result, log)
+        return self._done[key]
+
+    def _start(self) -> None:
+        import tfopt
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(tfopt.__file__)))
+        env = {**os.environ, "PYTHONHASHSEED": HASH_SEED,
+               "PYTHONPATH": os.pathsep.join(x for x in (root, os.environ.get("PYTHONPATH")) if x)}
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        self._startup = os.path.join(self._dir, f"startup{self.started}.log")
+        with open(self._startup, "w") as log:  # the child keeps its own copy of the file
+            self._proc = subprocess.Popen([sys.executable, "-m", "tfopt.emitters.onnx_worker"], env=env, text=True,
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+        self.started += 1
+        self._fresh = True
+
+    def _ask(self, job: str) -> str:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.stdout is None:
+            return ""
+        try:
+            proc.stdin.write(job + "\n")
+            proc.stdin.flush()
+            return proc.stdout.readline().strip()
+        except (BrokenPipeError, OSError):  # the child is gone: its exit code and log say why
+            return ""
+
+    def _stop(self) -> int | None:
+        """End the child (it holds nothing between jobs): its exit code."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.kill()
+        code = proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        return code
+
+    def start(self) -> None:
+        """Start the child now, so that its imports overlap the caller's own work (the first job
+        would start it otherwise)."""
+        if self._proc is None:
+            self._start()
+
+    def close(self) -> None:
+        """End the child and remove every file it wrote."""
+        self._stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def shared_child() -> Iterator[Tf2OnnxChild]:
+    """Inside, every :func:`convert_in_child` goes to one child process, and a repeated job is read
+    back (nested: the outer one's child). The child ends when the outermost scope does."""
+    current = _SHARED.get()
+    if current is not None:
+        yield current
+        return
+    child = Tf2OnnxChild()
+    token = _SHARED.set(child)
+    try:
+        yield child
+    finally:
+        _SHARED.reset(token)
+        child.close()
 
 
 def convert_in_child(graph_def: Any, inputs: list[str], outputs: list[str], opset: int) -> tuple[Any, str]:
-    """``(ModelProto, child's stderr)``; raises ``RuntimeError(message)`` when tf2onnx fails."""
+    """``(ModelProto, child's stderr)``; raises ``RuntimeError(message, log)`` when tf2onnx fails."""
     import onnx
 
-    import tfopt
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(tfopt.__file__)))
-    env = {**os.environ, "PYTHONHASHSEED": HASH_SEED,
-           "PYTHONPATH": os.pathsep.join(x for x in (root, os.environ.get("PYTHONPATH")) if x)}
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with tempfile.TemporaryDirectory(prefix="tfopt-onnx-") as tmp:
-        with open(os.path.join(tmp, "graph.pb"), "wb") as f:
-            f.write(graph_def.SerializeToString(deterministic=True))
-        with open(os.path.join(tmp, "job.json"), "w") as f:
-            json.dump({"inputs": inputs, "outputs": outputs, "opset": opset}, f)
-        child = subprocess.run([sys.executable, "-m", "tfopt.emitters.onnx_worker", tmp], env=env,
-                               capture_output=True, text=True, check=False)
-        log = child.stdout + child.stderr
-        result = os.path.join(tmp, "model.onnx")
-        if child.returncode != 0 or not os.path.exists(result):
-            error = os.path.join(tmp, "error.txt")
-            if os.path.exists(error):
-                with open(error) as f:
-                    message = f.read().strip()
-            else:
-                tail = [line for line in log.splitlines() if line.strip()][-3:]
-                message = f"the converter process exited with {child.returncode}: {' | '.join(tail)}"
-            raise RuntimeError(message, log)
-        return onnx.load_model(result), log
+    with shared_child() as child:
+        path, log = child.convert(graph_def, inputs, outputs, opset)
+        return onnx.load_model(path), log
 
 
 def _stable_hashes(*classes: Any) -> None:
@@ -85,32 +195,74 @@ def _serial_hash(self: Any) -> int:
     return int(self._tfopt_serial)
 
 
-def _main(tmp: str) -> int:
-    """The child: convert ``tmp/graph.pb`` as ``tmp/job.json`` says."""
-    from tfopt._tf import graph_def_class, tf
+def _read(path: str) -> str:
+    if not path or not os.path.exists(path):
+        return ""
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def _convert(job: str) -> str:
+    """One job: convert ``job/graph.pb`` as ``job/job.json`` says, from the state every job starts in."""
+    import tf2onnx
+
+    from tfopt._tf import graph_def_class
+
+    with open(os.path.join(job, "job.json")) as f:
+        spec = json.load(f)
+    graph_def = graph_def_class()()
+    with open(os.path.join(job, "graph.pb"), "rb") as f:
+        graph_def.ParseFromString(f.read())
+    tf2onnx.utils.INTERNAL_NAME = 1  # generated names count from here ("x__1")
+    try:
+        proto, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=spec["inputs"], output_names=spec["outputs"],
+                                                  opset=spec["opset"])
+    except Exception as exc:
+        with open(os.path.join(job, "error.txt"), "w") as f:
+            f.write((str(exc).splitlines() or [type(exc).__name__])[0][:400])
+        return "error"
+    with open(os.path.join(job, "model.onnx"), "wb") as f:
+        f.write(proto.SerializeToString(deterministic=True))
+    return "ok"
+
+
+def _serve() -> int:
+    """The child: one job directory per line of stdin, one answer line each. Each job runs in a
+    fork of this process as it stands after the imports, so no job sees what an earlier one left
+    (objects hashed by address elsewhere in tf2onnx and TensorFlow iterate in the order of a fresh
+    process). What the job prints (Python or C++) goes to its ``log.txt``, never into the answers."""
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # stray prints outside a job: the startup log
+    from tfopt._tf import tf
 
     tf()  # quiet TensorFlow's Python logger before tf2onnx imports it
     import tf2onnx
 
     _stable_hashes(tf2onnx.graph.Node, tf2onnx.graph.Graph)
-
-    with open(os.path.join(tmp, "job.json")) as f:
-        job = json.load(f)
-    graph_def = graph_def_class()()
-    with open(os.path.join(tmp, "graph.pb"), "rb") as f:
-        graph_def.ParseFromString(f.read())
-    tf2onnx.utils.INTERNAL_NAME = 1  # generated names count from here ("x__1")
-    try:
-        proto, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=job["inputs"], output_names=job["outputs"],
-                                                  opset=job["opset"])
-    except Exception as exc:
-        with open(os.path.join(tmp, "error.txt"), "w") as f:
-            f.write((str(exc).splitlines() or [type(exc).__name__])[0][:400])
-        return 1
-    with open(os.path.join(tmp, "model.onnx"), "wb") as f:
-        f.write(proto.SerializeToString(deterministic=True))
+    for line in sys.stdin:
+        job = line.strip()
+        if not job:
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the job: its own copy of the imported state, gone when it ends
+            code = 1
+            try:
+                log = os.open(os.path.join(job, "log.txt"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                os.dup2(log, 1)
+                os.dup2(log, 2)
+                code = 0 if _convert(job) == "ok" else 1
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        answers.write(("ok" if code == 0 else f"exit {code}") + "\n")
+        answers.flush()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1]))
+    sys.exit(_serve())

@@ -1,0 +1,95 @@
+"""One tf2onnx child process serves every ONNX conversion of a run: its files are byte-identical to
+a child per conversion whatever ran before, a failing job is a typed error and the next job still
+converts, and ``tfopt convert`` starts one child for every ONNX artifact."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.helpers import graph_model
+from tfopt.emitters.onnx import convert_to_onnx
+from tfopt.emitters.onnx_worker import convert_in_child, shared_child
+from tfopt.errors import ConversionError
+
+
+def _residual(channels: int, blocks: int):
+    """NHWC convs with two-way branches: tf2onnx's transpose optimizer walks sets of these nodes."""
+
+    def build(tf):
+        rng = np.random.default_rng(channels * 10 + blocks)
+        x = tf.compat.v1.placeholder(tf.float32, (1, 8, 8, channels), name="x")
+        for i in range(blocks):
+            w = tf.constant(rng.standard_normal((3, 3, channels, channels)).astype(np.float32) * 0.2)
+            y = tf.nn.conv2d(x, w, 1, "SAME")
+            x = tf.nn.relu(y) + tf.sigmoid(y) * x
+            x = tf.identity(x, name=f"block{i}")
+        tf.identity(tf.reduce_mean(x, axis=[1, 2]), name="y")
+
+    return graph_model(build, {"x": (1, 8, 8, channels)}, ["y"])
+
+
+MODELS = {f"c{c}_b{b}": (c, b) for c, b in ((2, 1), (3, 3), (5, 2))}
+
+
+def _bytes(model) -> bytes:
+    proto, _ = convert_in_child(model.graph_def, [s.tensor for s in model.inputs], [s.tensor for s in model.outputs],
+                                17)
+    return bytes(proto.SerializeToString(deterministic=True))
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {name: _residual(*shape) for name, shape in MODELS.items()}
+
+
+@pytest.fixture(scope="module")
+def alone(models):
+    """Each graph in a child of its own (outside a shared scope)."""
+    return {name: _bytes(model) for name, model in models.items()}
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse"])
+def test_a_shared_child_writes_what_a_child_per_job_writes(models, alone, order):
+    names = list(models) if order == "forward" else list(models)[::-1]
+    with shared_child() as child:
+        got = {name: _bytes(models[name]) for name in names}
+        assert (child.started, child.converted) == (1, len(names))
+    assert got == alone
+
+
+def test_a_repeated_job_is_read_back(models, alone):
+    name = next(iter(models))
+    with shared_child() as child:
+        first, second = _bytes(models[name]), _bytes(models[name])
+        assert child.converted == 1
+    assert first == second == alone[name]
+
+
+def test_a_failing_job_is_a_typed_error_and_the_next_job_converts(models, alone):
+    name, model = next(iter(models.items()))
+    broken = model.replace(outputs=[dataclasses.replace(model.outputs[0], tensor="no_such_node:0")])
+    with shared_child() as child:
+        with pytest.raises(ConversionError, match=r"tf2onnx \(opset 17\) failed"):
+            convert_to_onnx(broken, 17)
+        assert _bytes(model) == alone[name]
+        assert child.started == 1  # the failure did not take the child down
+
+
+def test_convert_starts_one_child_for_every_onnx_artifact(tmp_path):
+    from tfopt.converting import convert
+    from tfopt.examples import keras_cnn
+
+    path = str(tmp_path / "model.keras")
+    keras_cnn().save(path)
+    with shared_child() as child:  # convert() joins the caller's scope
+        result = convert(path, str(tmp_path / "out"), to=["onnx"], quantize=["fp32", "fp16"])
+        assert (child.started, child.converted) == (1, 1)  # fp16 starts from the fp32 conversion
+    assert sorted(a.precision for a in result.artifacts) == ["fp16", "fp32"]
+    bounds = {"fp32": 1e-4, "fp16": 1e-2}  # verified against TensorFlow: the errors convert() measured
+    for artifact in result.artifacts:
+        assert artifact.max_abs_err is not None and artifact.max_abs_err <= bounds[artifact.precision]
+    assert all(onnx.load(str(tmp_path / "out" / a.path)).graph.node for a in result.artifacts)
