@@ -14,8 +14,8 @@ and keeps the worst in float until every target's drop is within ``DROP`` points
 ``--int8-recipe auto`` builds each candidate of :data:`CANDIDATES` per target, one at a time, and
 measures it in its real runtime: its drop d (top-1 points lost against the float model on the eval
 data; without labels, 100 − its top-1 agreement with the float model on the calibration data) and
-its latency L (median of :data:`LATENCY_RUNS` batch-1 calls after 3 warm-ups, at the report's
-pinned thread count). Candidates share the statistics (:class:`~.engine.Engine`). Of the candidates
+its latency L (median of :data:`LATENCY_RUNS` batch-1 calls after 3 warm-ups, with the runtime's
+threads pinned to ``--threads``, default every core). Candidates share the statistics (:class:`~.engine.Engine`). Of the candidates
 P that pass the ``--fail-if`` gates, :func:`choose` keeps (i is a candidate's place in
 :data:`CANDIDATES`, simplest first; s its score, :func:`score_of`)::
 
@@ -181,7 +181,7 @@ class Int8Plan:
         for index, candidate in enumerate(CANDIDATES):
             candidate = replace(candidate, per_channel=base.per_channel, weight_bits=base.weight_bits)
             self._say(Step(f"{target} int8 recipes", index + 1, len(CANDIDATES)))
-            model, _ = self.engine.quantize(candidate)  # the statistics are shared: quantizing again is cheap
+            model, _ = self.engine.quantize(candidate)
             score, row = self._evaluate(target, model)
             points, top1 = measured_drop(row, has_classes(model)) if row is not None else (None, False)
             in_top1 &= top1 or row is None
@@ -199,7 +199,7 @@ class Int8Plan:
             entry["kept"] = entry["recipe"] == str(recipe)
         self.searches[target] = tried
         self.why[target] = choice[1] if choice else f"no candidate passed the gates: {base} (the base recipe)"
-        return self.engine.quantize(recipe)
+        return self.engine.quantize(recipe)  # again, from the shared statistics: cheaper than keeping ten graphs
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ class Measured:
     Attributes:
         recipe: the candidate's recipe text.
         score: :func:`score_of` (higher is better).
-        drop: the points it loses against float (:func:`drop_in_points`), None when not in points.
+        drop: the points it loses against float (:func:`measured_drop`), None when not in points.
         latency_ms: the median batch-1 latency in its runtime (None: not measured).
         passes: it passed the ``--fail-if`` gates.
     """
