@@ -18,7 +18,8 @@ calls after 5 warm-ups), the artifacts of one runtime called round-robin so that
 machine's load hits each alike, and one runtime at a time (never alternating between runtimes,
 whose thread pools would disturb each other). A cell's ``N.NNx`` is fp32 ms / int8 ms (above 1:
 faster than fp32); the fp32 row gives the ms. The digits models take 8x8 inputs, so a call's fixed
-overhead weighs more than on a real network. The CPU is named in the output; without VNNI
+overhead weighs more than on a real network: ``--models mobilenetv2`` is Keras' MobileNetV2 at
+224x224 with random weights, its "accuracy" the top-1 agreement with its own float model. The CPU is named in the output; without VNNI
 (AVX-512 VNNI, AVX-VNNI or AMX) int8 gains less.
 
 Default (about 3 minutes on 2 cores): ``mobilenet``, per channel, no AdaRound. ``--full``: the
@@ -41,7 +42,7 @@ import numpy as np
 
 TARGETS = ["tflite", "onnx", "openvino"]
 MODELS = {"mobilenet": "keras_mobilenet_like", "resnet": "keras_resnet_like", "cnn": "keras_cnn",
-          "mobilenet-spread": "keras_mobilenet_like"}
+          "mobilenet-spread": "keras_mobilenet_like", "mobilenetv2": "MobileNetV2"}
 # Each row adds one technique to the one above it (the method row keeps the best range method).
 STEPS = [("native", dict(quantizer="native")),
          ("minmax", dict(int8_recipe="minmax")),
@@ -55,6 +56,8 @@ METHODS = ("percentile", "entropy", "mse")
 def train(name: str, epochs: int, root: str) -> dict[str, Any]:
     from tfopt import examples
 
+    if name == "mobilenetv2":
+        return imagenet_sized(root)
     if name == "mobilenet-spread":  # ReLU, then a function-preserving spread of the depthwise channels
         model = examples.spread_depthwise_channels(examples.train(examples.keras_mobilenet_like(max_value=None),
                                                                   epochs=epochs))
@@ -66,7 +69,26 @@ def train(name: str, epochs: int, root: str) -> dict[str, Any]:
     calib, evald = os.path.join(root, f"{name}.calib.npz"), os.path.join(root, f"{name}.eval.npz")
     np.savez(calib, images=x_train[:200])
     np.savez(evald, images=x_test, labels=y_test)
-    return {"path": path, "calib": calib, "eval": evald, "x": x_test}
+    return {"path": path, "calib": calib, "eval": evald, "x": x_test, "input": "images"}
+
+
+def imagenet_sized(root: str) -> dict[str, Any]:
+    """Keras MobileNetV2 at 224x224 with random weights (nothing is downloaded): the speed of a real
+    network. Its labels are its own float top-1 on 50 random images, so "accuracy" is agreement."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
+    path = os.path.join(root, "mobilenetv2")
+    model.export(path, verbose=False)
+    key = next(iter(tf.saved_model.load(path).signatures["serving_default"].structured_input_signature[1]))
+    rng = np.random.default_rng(0)
+    calib_x, x = (rng.uniform(-1, 1, (n, 224, 224, 3)).astype(np.float32) for n in (32, 50))
+    calib, evald = os.path.join(root, "mobilenetv2.calib.npz"), os.path.join(root, "mobilenetv2.eval.npz")
+    np.savez(calib, **{key: calib_x})
+    np.savez(evald, **{key: x, "labels": np.argmax(model.predict(x, verbose=0), -1)})
+    return {"path": path, "calib": calib, "eval": evald, "x": x, "input": key}
 
 
 def run(model: dict[str, Any], root: str, label: str, **options: Any) -> dict[str, Any]:
@@ -88,7 +110,7 @@ def run(model: dict[str, Any], root: str, label: str, **options: Any) -> dict[st
         if a.precision != "int8":
             continue
         runner = runner_for(a.format, os.path.join(out, a.path), spec)
-        tops[a.format] = np.concatenate([np.argmax(runner({"images": model["x"][i:i + 1]})[spec.outputs[0].name], -1)
+        tops[a.format] = np.concatenate([np.argmax(runner({model["input"]: model["x"][i:i + 1]})[spec.outputs[0].name], -1)
                                          for i in range(len(model["x"]))])
     cross = min((100 * float(np.mean(tops[a] == tops[b])) for a, b in itertools.combinations(tops, 2)), default=np.nan)
     with_float = min(rows[t]["fidelity"]["top1_agreement"] for t in rows)
@@ -97,7 +119,8 @@ def run(model: dict[str, Any], root: str, label: str, **options: Any) -> dict[st
             "spec": spec}
 
 
-def speeds(rows: list[tuple[str, dict[str, Any]]], x: np.ndarray, threads: int, runs: int) -> dict[str, dict[str, float]]:
+def speeds(rows: list[tuple[str, dict[str, Any]]], x: dict[str, np.ndarray], threads: int,
+           runs: int) -> dict[str, dict[str, float]]:
     """Per target: ms of its fp32 artifact (key ``fp32``) and of each row's int8 artifact (key: the
     row's label), timed in one block per runtime (see the module docstring)."""
     from benchmark import interleaved_medians
@@ -110,7 +133,7 @@ def speeds(rows: list[tuple[str, dict[str, Any]]], x: np.ndarray, threads: int, 
         paths = {"fp32": next(r["paths"][target, "fp32"] for _, r in rows if (target, "fp32") in r["paths"])}
         paths.update({label: r["paths"][target, "int8"] for label, r in rows if (target, "int8") in r["paths"]})
         runners = {k: runner_for(target, path, spec, threads=threads) for k, path in paths.items()}
-        out[target] = interleaved_medians({k: (lambda r=r: r({"images": x})) for k, r in runners.items()}, runs=runs)
+        out[target] = interleaved_medians({k: (lambda r=r: r(x)) for k, r in runners.items()}, runs=runs)
         for runner in runners.values():
             runner.close()
     return out
@@ -151,7 +174,7 @@ def bench_int8(names: list[str], epochs: int, *, grids: list[str], adaround: boo
                         options["with_fp32"] = True
                     rows.append(("native" if label == "native" else f"tfopt {recipe}",
                                  run(model, root, f"{name}-{grid}-{label}", **options)))
-                ms = speeds(rows, model["x"][:1], threads, runs)
+                ms = speeds(rows, {model["input"]: model["x"][:1]}, threads, runs)
                 _fp32_row(name, grid, rows[0][1], ms)
                 for label, r in rows:
                     _row(name, grid, label, r, ms)
