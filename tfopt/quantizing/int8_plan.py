@@ -237,11 +237,11 @@ def choose(measured: Sequence[Measured], bound: float, *,
         limit = max(bound, best_drop)
         eligible = [i for i in passing if (measured[i].drop or 0.0) <= limit]
         within = (f"within {bound:g} points of float" if best_drop <= bound else
-                  f"none within {bound:g} points of float; the most accurate (drop {best_drop:.2f})")
+                  f"with the best drop, {best_drop:.2f} points (none is within {bound:g} of float)")
     else:
         top = max(measured[i].score for i in passing)
         eligible = [i for i in passing if measured[i].score == top]
-        within = "the best score (its drop is not in top-1 points)"
+        within = "with the best score (the drop is not in top-1 points)"
 
     def latency(i: int) -> float:
         value = measured[i].latency_ms
@@ -251,7 +251,7 @@ def choose(measured: Sequence[Measured], bound: float, *,
     tied = [i for i in eligible if latency(i) <= (1 + noise) * fastest]
     kept = max(tied, key=lambda i: (measured[i].score, -i))
     ms = f"{latency(kept):.3g} ms" if np.isfinite(latency(kept)) else "latency not measured"
-    return kept, (f"{measured[kept].recipe}: the fastest ({ms}) of {len(eligible)} candidate(s) {within}"
+    return kept, (f"{measured[kept].recipe}: the fastest ({ms}) of the {len(eligible)} candidate(s) {within}"
                   + (f"; {len(tied)} within {100 * noise:g} % of the fastest, the most accurate then the simplest"
                      if len(tied) > 1 else ""))
 

@@ -140,7 +140,7 @@ def print_candidates(target: str, tried: Sequence[dict[str, Any]], why: str) -> 
         drop = "-" if t.get("drop") is None else f"{t['drop']:.2f}"
         ms = "-" if t.get("latency_ms") is None else f"{t['latency_ms']:.3g} ms"
         mark = "*" if t.get("kept") else " "
-        print(f"         {mark} {t['recipe']:<40} drop {drop:>6}  {ms:>10}"
+        print(f"         {mark} {t['recipe']:<42} drop {drop:>6}  {ms:>10}"
               + ("" if t.get("passes_gates", True) else "  (fails a --fail-if gate)"))
     if why:
         print(f"         kept {why}")
