@@ -4,7 +4,7 @@
     python scripts/benchmark.py tf [--models mobilenetv2 resnet50] [--batches 1 8] [--runs 50]
     python scripts/benchmark.py convert [--model mobilenetv2] [--runs 50]
     python scripts/benchmark.py all [--runs 50]      # both, with their defaults (about 10 minutes)
-    python scripts/benchmark.py int8 [--models mobilenet resnet]  # int8 accuracy (scripts/benchmark_int8.py)
+    python scripts/benchmark.py int8 [--models mobilenet resnet] [--full]  # int8 accuracy and speed (benchmark_int8.py)
     python scripts/benchmark.py cluster [--models mobilenet resnet fer]  # clustering (scripts/benchmark_cluster.py)
     python scripts/benchmark.py qat               # QAT fine-tune from the engine's ranges (scripts/benchmark_qat.py)
     python scripts/benchmark.py fleet [--models 24] [--quick]    # local vs Ray fleet (scripts/benchmark_fleet.py)
@@ -208,6 +208,29 @@ def bench_convert(model_name: str, runs: int) -> None:
         print("\nOpenVINO runs with INFERENCE_PRECISION_HINT=f32 (the CPU plugin would otherwise use bf16).")
 
 
+INT8_INSTRUCTIONS = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx_int8": "AMX"}
+
+
+def cpu_summary(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """``CPU: <model name>, N cores; int8 dot products: ...``, saying when the CPU has no VNNI (nor AMX):
+    its int8 kernels widen to 16 bits and multiply-add in more instructions, so int8 gains less there."""
+    import platform
+
+    name, flags = "", set()
+    if os.path.exists(cpuinfo):
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not name:
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    found = [label for flag, label in INT8_INSTRUCTIONS.items() if flag in flags]
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
+    isa = ", ".join(found) if found else f"{simd} only, no VNNI (AVX-512 VNNI / AVX-VNNI) nor AMX: int8 gains less here"
+    return f"CPU: {name or platform.processor() or platform.machine()}, {os.cpu_count()} cores; int8 dot products: {isa}"
+
+
 def _dir_bytes(path: str) -> int:
     if os.path.isfile(path):
         return os.path.getsize(path)
@@ -238,7 +261,8 @@ def main() -> int:
     p = sub.add_parser("convert", help="tfopt convert vs the TFLite converter, tf2onnx and ovc; artifact size/latency")
     p.add_argument("--model", choices=sorted(MODELS), default="mobilenetv2")
     p.add_argument("--runs", type=int, default=50)
-    sub.add_parser("int8", help="int8 accuracy: native quantizers vs tfopt's engine (scripts/benchmark_int8.py)")
+    sub.add_parser("int8", help="int8 accuracy and speed vs fp32: native quantizers vs tfopt's engine per target "
+                   "(scripts/benchmark_int8.py)")
     sub.add_parser("cluster", help="gzip and agreement: TFMOT clustering vs fold-aware (scripts/benchmark_cluster.py)")
     sub.add_parser("qat", help="int8 by QAT fine-tune from the engine's ranges vs PTQ (scripts/benchmark_qat.py)")
     sub.add_parser("fleet", help="fleet: local executor vs Ray, cold and warm cache (scripts/benchmark_fleet.py)")

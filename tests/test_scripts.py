@@ -143,3 +143,25 @@ def test_fleet_unknown_option_names_the_closest(tmp_path):
     result = _run([sys.executable, os.path.join(ROOT, "scripts", "convert_fleet.py"), str(tmp_path / "m.yaml")])
     assert result.returncode == 1 and "to convert" not in result.stdout, result.stdout + result.stderr
     assert "models[0]: unknown option 'custom_objects_file'. Did you mean: custom_objects" in result.stderr
+
+
+@pytest.mark.parametrize("flags, has_vnni", [
+    ("fpu sse2 avx2 fma", False), ("avx2 avx512f avx512bw", False), ("avx2 avx512f avx512_vnni", True),
+    ("avx2 avx_vnni", True), ("avx2 avx512f amx_tile amx_int8 amx_bf16", True), ("", False)])
+def test_int8_benchmark_names_the_cpu_and_says_when_it_lacks_vnni(tmp_path, flags, has_vnni):
+    """``scripts/benchmark.py int8`` prints the CPU's model name and whether its int8 kernels have
+    VNNI/AMX dot products (without, int8 gains less)."""
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from benchmark import cpu_summary
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("".join(f"processor\t: {i}\nmodel name\t: Test CPU 9000\nflags\t\t: {flags}\n\n" for i in range(2)))
+    line = cpu_summary(str(info))
+    assert line.startswith("CPU: Test CPU 9000,")
+    assert ("int8 gains less here" in line) is not has_vnni, line
+
+
+def test_int8_benchmark_help_names_its_speed_options():
+    result = _run([sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), "int8", "--help"])
+    assert result.returncode == 0, result.stderr
+    assert all(flag in result.stdout for flag in ("--threads", "--runs", "--full", "--per-tensor")), result.stdout

@@ -95,7 +95,7 @@ def int8_measure(portable: Model, runtime: Model, samples: Any, q: QuantizeOptio
     import numpy as np
 
     from tfopt.calibration import eval_arrays
-    from tfopt.quantizing.int8_plan import scratch_measure
+    from tfopt.quantizing.int8_plan import LATENCY_RUNS, scratch_measure
     from tfopt.report.measure import measure
     from tfopt.verify import reference_runner
 
@@ -118,8 +118,8 @@ def int8_measure(portable: Model, runtime: Model, samples: Any, q: QuantizeOptio
         full = os.path.join(scratch, path)
         artifact = {"format": target, "precision": "int8", "path": path, "bytes": tree_size(full),
                     "gzip_bytes": gzip_size(full)}
-        row: dict[str, Any] = measure(scratch, reference, portable, [artifact], inputs=inputs, labels=labels, runs=5,
-                                      threads=r.threads, converted_here=True)["artifacts"][0]
+        row: dict[str, Any] = measure(scratch, reference, portable, [artifact], inputs=inputs, labels=labels,
+                                      runs=LATENCY_RUNS, threads=r.threads, converted_here=True)["artifacts"][0]
         return row
 
     return scratch_measure(build, measure_row)

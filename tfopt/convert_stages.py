@@ -185,7 +185,7 @@ def prepare_statistics(p: ConvertPlan, prepared: Prepared, say: Say) -> None:
             inputs, labels = eval_arrays(r.eval_data, prepared.portable, allow_nonfinite=r.allow_nonfinite)
             labeled = {"inputs": inputs, "labels": labels}
         prepared.int8 = Int8Plan(prepared.portable, ranges, q, evaluate=evaluate, measure=measure, labels=labeled,
-                                 targets=engine_targets(p, prepared.qat), progress=say)
+                                 targets=engine_targets(p, prepared.qat), progress=say, gates=p.gates)
         if p.options.compress.finetune_data and p.load.compress is None:
             # int8 by quantization-aware fine-tune from the engine's ranges (a Keras 2 model)
             from tfopt.quantizing.qat_finetune import qat_plan

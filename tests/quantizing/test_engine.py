@@ -165,26 +165,6 @@ def test_a_converter_that_cannot_express_the_engine_graph_falls_back_and_says_so
     assert any(isinstance(e, str) and "tflite int8: its converter cannot express" in e for e in events)
 
 
-def test_auto_recipe_measures_every_candidate_in_the_runtime_and_keeps_the_best(digits_model, tmp_path):
-    """--int8-recipe auto: each candidate's real TFLite artifact is measured on the eval data; the
-    one kept has the smallest accuracy drop of those passing the gates; the manifest lists them all."""
-    import json
-
-    import tfopt
-
-    out = str(tmp_path / "out")
-    result = tfopt.convert(digits_model["path"], out, to=["tflite"], quantize=["int8"], int8_recipe="auto",
-                           calibration=digits_model["calib"], eval_data=digits_model["eval"], report_runs=2,
-                           fail_if=["accuracy_drop>50"])
-    tried = result.int8["candidates"]["tflite"]
-    assert len(tried) == len(CANDIDATES) and all(t["passes_gates"] for t in tried)
-    (kept,) = [t for t in tried if t["kept"]]
-    assert kept["accuracy_drop"] == min(t["accuracy_drop"] for t in tried)
-    assert result.int8["recipe"]["tflite"] == kept["recipe"]
-    with open(f"{out}/manifest.json") as f:
-        assert json.load(f)["int8_engine"]["candidates"]["tflite"] == tried
-
-
 def test_adaround_in_a_recipe_takes_the_calibration_as_convert_loads_it(relu_mobilenet):
     """convert hands the engine a list of feed dicts (tfopt.calibration); AdaRound reads it."""
     x = relu_mobilenet["calib"][0]["images"]

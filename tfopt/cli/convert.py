@@ -69,7 +69,8 @@ def add_parser(sub: Any) -> None:
                         "(default: %(default)s)")
     g.add_argument("--int8-recipe", metavar="RECIPE",
                    help="METHOD[+equalize][+adaround][+bias_correction][+per_tensor] (default: "
-                        "mse+equalize+bias_correction), or auto: measure the candidates per target, keep the best")
+                        "mse+equalize+bias_correction), or auto: measure each candidate's drop and latency per target, "
+                        "keep the fastest within 0.5 points of float (or of a --fail-if accuracy_drop gate)")
     g.add_argument("--calibration-method", metavar="METHOD",
                    help="activation ranges: minmax, percentile[:99.99], entropy or mse (overrides the recipe's)")
     g.add_argument("--per-tensor", action="store_true", help="one weight range per tensor (for accelerators/DSPs)")

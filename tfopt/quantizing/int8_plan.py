@@ -11,10 +11,23 @@ builds what the engine does not decide: int16x8 and dynamic precisions, and Open
 and keeps the worst in float until every target's drop is within ``DROP`` points
 (:mod:`.sensitivity`): the same float layers in every target.
 
-``--int8-recipe auto`` tries each candidate of :data:`CANDIDATES` per target, in its real runtime,
-on the eval data (accuracy with labels; otherwise top-1 agreement with the float model on the
-calibration data), and keeps the best that passes the ``--fail-if`` gates; ties go to the
-earlier (simpler) candidate. Candidates share the statistics (:class:`~.engine.Engine`).
+``--int8-recipe auto`` builds each candidate of :data:`CANDIDATES` per target, one at a time, and
+measures it in its real runtime: its drop d (top-1 points lost against the float model on the eval
+data; without labels, 100 − its top-1 agreement with the float model on the calibration data) and
+its latency L (median of :data:`LATENCY_RUNS` batch-1 calls after 3 warm-ups, with the runtime's
+threads pinned to ``--threads``, default every core). Candidates share the statistics (:class:`~.engine.Engine`). Of the candidates
+P that pass the ``--fail-if`` gates, :func:`choose` keeps (i is a candidate's place in
+:data:`CANDIDATES`, simplest first; s its score, :func:`score_of`)::
+
+    B  = the --fail-if accuracy_drop gate's value for this target when given, else 0.5 points
+         (DROP_BOUND; 0 when the drop is not in top-1 points: MAE, a --metric score)
+    d* = min_{i in P} d_i
+    E  = {i in P : d_i <= max(B, d*)}         # within the bound; if none is, the most accurate
+    T  = {i in E : L_i <= 1.05 * min_{j in E} L_j}   # within measurement noise of the fastest
+    kept = argmax_{i in T} (s_i, -i)           # a tie on speed: the more accurate, then the simpler
+
+A model without classes and without labels has no drop in points: E is the candidates of the
+best score (the most accurate), and speed only breaks exact ties.
 """
 
 from __future__ import annotations
@@ -22,7 +35,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,7 +45,10 @@ from tfopt.quantizing.engine import Engine, Recipe
 
 DEFAULT_RECIPE = "mse+equalize+bias_correction"
 QUANTIZERS = ("tfopt", "native")
-# Simplest first: a later candidate must do strictly better to be kept.
+DROP_BOUND = 0.5  # top-1 points a faster candidate may lose against float (no --fail-if drop gate)
+LATENCY_NOISE = 0.05  # latencies within 5 % of the fastest are a tie: medians of a shared CPU move that much
+LATENCY_RUNS = 20  # timed calls per candidate (the median is kept)
+# Simplest first: on a tie a later candidate loses.
 CANDIDATES = tuple(Recipe.parse(t) for t in (
     "minmax", "percentile", "entropy", "mse", "minmax+equalize", "mse+equalize", "mse+bias_correction",
     "mse+equalize+bias_correction", "entropy+equalize+bias_correction", "percentile+equalize+bias_correction"))
@@ -70,12 +86,15 @@ class Int8Plan:
             ``model``), for ``--auto-keep-float``'s check of every target.
         targets: the targets whose int8 the engine builds (what ``--auto-keep-float`` checks).
         labels: ``{"inputs": ..., "labels": ...}`` (the eval data) for ``--auto-keep-float``'s drop.
+        gates: the ``--fail-if`` gates (:class:`tfopt.report.gates.Gate`): an ``accuracy_drop`` gate is
+            the recipe search's drop bound (:func:`choose`).
     """
 
     def __init__(self, portable: Model, samples: Any, quantize: Any, *,
                  evaluate: Callable[[str, Model], tuple[tuple[float, float], dict[str, Any] | None]] | None = None,
                  measure: Callable[[str, Model], dict[str, Any]] | None = None, targets: Sequence[str] = (),
-                 labels: dict[str, Any] | None = None, progress: Callable[[Any], None] | None = None):
+                 labels: dict[str, Any] | None = None, progress: Callable[[Any], None] | None = None,
+                 gates: Sequence[Any] = ()):
         self.quantize = quantize
         self.recipe = base_recipe(quantize)
         self.engine = Engine(portable, samples, keep_float=quantize.keep_float,
@@ -84,6 +103,8 @@ class Int8Plan:
         self._models: dict[str, tuple[Model, Any]] = {}
         self._keys: dict[str, str] = {}
         self.searches: dict[str, list[dict[str, Any]]] = {}
+        self.why: dict[str, str] = {}  # per searched target: why its recipe was kept (:func:`choose`)
+        self.gates = gates
         self._say = progress or (lambda event: None)
         self.ranking: list[dict[str, Any]] = []
         self.auto_keep: dict[str, Any] | None = None
@@ -142,32 +163,121 @@ class Int8Plan:
         # no timings: manifest.json is deterministic (the stage times are in the report)
         reports = {key: {k: v for k, v in report.as_dict().items() if k != "seconds"}
                    for key, (_, report) in self._models.items()}
+        # with --int8-recipe auto the choice weighs measured latency: the candidates carry it
         return {"quantizer": "tfopt", "recipe": {t: self.chosen(t) for t in self._keys}, "engine": reports,
-                "candidates": self.searches, **({"auto_keep_float": self.auto_keep} if self.auto_keep else {})}
+                "candidates": self.searches, **({"why": self.why} if self.why else {}),
+                **({"auto_keep_float": self.auto_keep} if self.auto_keep else {})}
 
     def _search(self, target: str) -> tuple[Model, Any]:
+        """Measure every candidate for ``target`` (one at a time), keep :func:`choose`'s pick."""
         from tfopt.progress import Step
 
         if self._evaluate is None:
             raise ValueError("recipe search needs an evaluate function")
         base = self.recipe_for(target)
         tried: list[dict[str, Any]] = []
-        best: tuple[tuple[float, float], Model, Any] | None = None
+        measured: list[Measured] = []
+        in_top1 = True  # every passing candidate's drop is in top-1 points
         for index, candidate in enumerate(CANDIDATES):
             candidate = replace(candidate, per_channel=base.per_channel, weight_bits=base.weight_bits)
             self._say(Step(f"{target} int8 recipes", index + 1, len(CANDIDATES)))
-            model, report = self.engine.quantize(candidate)
+            model, _ = self.engine.quantize(candidate)
             score, row = self._evaluate(target, model)
+            points, top1 = measured_drop(row, has_classes(model)) if row is not None else (None, False)
+            in_top1 &= top1 or row is None
+            latency = (row or {}).get("latency_ms", {}).get("median")
+            measured.append(Measured(str(candidate), score, points, latency, row is not None))
             tried.append({"recipe": str(candidate), "score": score[0], "passes_gates": row is not None,
                           **({k: row.get(k) for k in ("bytes", "accuracy_drop")} if row else {}),
-                          "top1_agreement": (row or {}).get("fidelity", {}).get("top1_agreement")})
-            if row is not None and (best is None or score > best[0]):
-                best = (score, model, report)
-        kept = best if best is not None else ((0.0, 0.0), *self.engine.quantize(base))
+                          "top1_agreement": (row or {}).get("fidelity", {}).get("top1_agreement"),
+                          "drop": points, "latency_ms": latency})
+        bound = gate_bound(self.gates, target)
+        choice = choose(measured, bound if bound is not None else DROP_BOUND if in_top1 else 0.0)
+        recipe = replace(CANDIDATES[choice[0]], per_channel=base.per_channel,
+                         weight_bits=base.weight_bits) if choice else base
         for entry in tried:
-            entry["kept"] = entry["recipe"] == kept[2].recipe
+            entry["kept"] = entry["recipe"] == str(recipe)
         self.searches[target] = tried
-        return kept[1], kept[2]
+        self.why[target] = choice[1] if choice else f"no candidate passed the gates: {base} (the base recipe)"
+        return self.engine.quantize(recipe)  # again, from the shared statistics: cheaper than keeping ten graphs
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One candidate as :func:`choose` sees it.
+
+    Attributes:
+        recipe: the candidate's recipe text.
+        score: :func:`score_of` (higher is better).
+        drop: the points it loses against float (:func:`measured_drop`), None when not in points.
+        latency_ms: the median batch-1 latency in its runtime (None: not measured).
+        passes: it passed the ``--fail-if`` gates.
+    """
+
+    recipe: str
+    score: tuple[float, float]
+    drop: float | None
+    latency_ms: float | None
+    passes: bool
+
+
+def choose(measured: Sequence[Measured], bound: float, *,
+           noise: float = LATENCY_NOISE) -> tuple[int, str] | None:
+    """The candidate to keep (its index into ``measured``, simplest first) and why; None when none
+    passed the gates. The rule is the module docstring's: within ``bound`` of float (or the most
+    accurate when none is), the fastest; latencies within ``noise`` of the fastest tie, and a tie
+    goes to the higher score, then the simpler. Without a drop for every passing candidate (no
+    classes, no labels; or NaN): the candidates of the best score, the fastest of them."""
+    passing = [i for i, m in enumerate(measured) if m.passes]
+    if not passing:
+        return None
+    drops = [measured[i].drop for i in passing]
+    if all(d is not None and np.isfinite(d) for d in drops):
+        best_drop = min(d for d in drops if d is not None)
+        limit = max(bound, best_drop)
+        eligible = [i for i in passing if (measured[i].drop or 0.0) <= limit]
+        within = (f"within {bound:g} points of float" if best_drop <= bound else
+                  f"with the best drop, {best_drop:.2f} points (none is within {bound:g} of float)")
+    else:
+        top = max(measured[i].score for i in passing)
+        eligible = [i for i in passing if measured[i].score == top]
+        within = "with the best score (the drop is not in top-1 points)"
+
+    def latency(i: int) -> float:
+        value = measured[i].latency_ms
+        return float(value) if value is not None and np.isfinite(value) else np.inf
+
+    fastest = min(latency(i) for i in eligible)
+    tied = [i for i in eligible if latency(i) <= (1 + noise) * fastest]
+    kept = max(tied, key=lambda i: (measured[i].score, -i))
+    ms = f"{latency(kept):.3g} ms" if np.isfinite(latency(kept)) else "latency not measured"
+    return kept, (f"{measured[kept].recipe}: the fastest ({ms}) of the {len(eligible)} candidate(s) {within}"
+                  + (f"; {len(tied)} within {100 * noise:g} % of the fastest, the most accurate then the simplest"
+                     if len(tied) > 1 else ""))
+
+
+def measured_drop(row: dict[str, Any], classes: bool) -> tuple[float | None, bool]:
+    """:func:`drop_of` where it is a drop, and whether it is in top-1 points. With labels: the accuracy
+    drop (top-1 points; a --metric score's or the MAE's in their own unit); without: the top-1
+    disagreement with float when the model has classes (points), else None (agreement is 100 by
+    definition for an output without a class axis)."""
+    accuracy = row.get("accuracy")
+    if row.get("accuracy_drop") is not None:
+        return drop_of(row), "top1" in (accuracy or {})
+    return (drop_of(row), True) if classes and accuracy is None else (None, False)
+
+
+def has_classes(model: Model) -> bool:
+    """Some output has a class axis (rank >= 2, last dimension > 1): top-1 agreement means something."""
+    return any(s.shape is not None and len(s.shape) >= 2 and (s.shape[-1] or 0) > 1 for s in model.outputs)
+
+
+def gate_bound(gates: Sequence[Any], target: str) -> float | None:
+    """The drop the user accepts for ``target``'s int8: the smallest ``accuracy_drop>X`` (or ``>=``)
+    ``--fail-if`` gate that applies to it, else None."""
+    row = {"format": target, "precision": "int8"}
+    values = [g.value for g in gates if g.metric == "accuracy_drop" and g.op in (">", ">=") and g.matches(row)]
+    return min(values) if values else None
 
 
 def scratch_measure(build: Callable[[str, Model, str], str],

@@ -120,6 +120,8 @@ def print_int8(result: Any) -> None:
         separate = [layer["name"].split(";")[0] for layer in ops.get("layers", []) if layer.get("activation") == "separate"]
         print(f"int8     {a.format} {a.precision}: {kernels_text(ops)}; quantized by {by}"
               + (f"; separate activation after {_listed(separate)}" if separate else ""))
+    for target, tried in ((getattr(result, "int8", None) or {}).get("candidates") or {}).items():
+        print_candidates(target, tried, (result.int8.get("why") or {}).get(target, ""))
     for target, reason in (getattr(result, "engine_fallbacks", None) or {}).items():
         print(f"note     {target} int8: its converter could not express tfopt's int8 graph ({reason}); "
               "built with its own quantizer")
@@ -128,6 +130,20 @@ def print_int8(result: Any) -> None:
 def _listed(names: list[str], most: int = 3) -> str:
     shown = ", ".join(names[:most])
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def print_candidates(target: str, tried: Sequence[dict[str, Any]], why: str) -> None:
+    """``--int8-recipe auto``: each candidate's drop against float (top-1 points, or its own unit),
+    its latency, whether it passed the gates; the kept one marked, and why it was kept."""
+    print(f"int8     {target} recipes tried (drop vs float, median latency):")
+    for t in tried:
+        drop = "-" if t.get("drop") is None else f"{t['drop']:.2f}"
+        ms = "-" if t.get("latency_ms") is None else f"{t['latency_ms']:.3g} ms"
+        mark = "*" if t.get("kept") else " "
+        print(f"         {mark} {t['recipe']:<42} drop {drop:>6}  {ms:>10}"
+              + ("" if t.get("passes_gates", True) else "  (fails a --fail-if gate)"))
+    if why:
+        print(f"         kept {why}")
 
 
 def print_artifact_info(info: dict[str, Any], *, rows: int = 12) -> None:
