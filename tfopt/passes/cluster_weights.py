@@ -16,9 +16,14 @@ clustering W before the fold minimizes ‖W − Ŵ‖², which weighs a channel 
 by 10 like one it scales by 0.1. The centroids are initialised the way the user chose
 (``--cluster-init``); with ``--prune``, zeros stay zero and count as one of the N values. With
 ``--finetune-data``, TFMOT fine-tunes as before and this snap runs on the fine-tuned, folded
-kernel. No bias correction: k-means makes the mean error over the whole kernel zero (each
-centroid is the mean of its values), not per output channel, and without data the input's mean
-is unknown (measured by ``scripts/benchmark_cluster.py``).
+kernel.
+
+Bias correction (:mod:`tfopt.passes._snap_bias`): k-means makes the mean error zero over the
+whole kernel (each centroid is the mean of its values), not per output channel; on inputs with a
+non-zero mean (after a ReLU) channel k's output shifts by eₖ = E[op(x; W' − Ŵ')]ₖ. With real
+inputs (``--eval-data`` / ``--calibration``: the rows every stage is verified on) eₖ is measured on
+the unsnapped graph and added to the layer's bias; without them it is not (reported), since
+made-up inputs have the wrong mean.
 
 The snap changes the model's numbers on purpose (``lossy``): it runs once, after the folds'
 fixed point and the optimize check (which verifies the exact folds), on the portable graph;
@@ -42,6 +47,7 @@ from tfopt._tf import const_value, make_const
 from tfopt.graph import FLOAT_TYPES, Model, consumers, is_control, node_map, tensor_node
 from tfopt.passes._kmeans1d import kmeans_1d
 from tfopt.passes._linear import LINEAR_OPS, plain_const
+from tfopt.passes._snap_bias import add_bias, channels_last, mean_errors
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
 
 
@@ -62,6 +68,7 @@ class ClusterWeights(Pass):
         users = consumers(graph_def)
         skips: list[Skip] = []
         snapped: list[dict[str, Any]] = []
+        deltas: list[tuple[Any, np.ndarray]] = []
         for node in list(graph_def.node):
             if node.op not in LINEAR_OPS:
                 continue
@@ -77,13 +84,31 @@ class ClusterWeights(Pass):
             new = kmeans_1d(value, n, spec.get("cluster_init") or "kmeans++", keep_zero=bool(spec.get("prune")))
             new = new.astype(value.dtype)
             weights.CopyFrom(make_const(weights.name, new, dtype=weights.attr["dtype"].type))
+            deltas.append((node, value - new))
             rel = float(np.linalg.norm(new.astype(np.float64) - value) / (np.linalg.norm(value) or 1.0))
             snapped.append({"node": node.name, "layer": layer, "unique_before": before,
                             "unique_after": len(np.unique(new)), "relative_change": round(rel, 4)})
         if not snapped:
             return PassResult(model, False, skips)
+        self._correct(model, graph_def, deltas, snapped, skips)
         provenance = {**model.provenance, "compression": {**spec, "snapped_after_fold": snapped}}
         return PassResult(model.replace(graph_def=graph_def, provenance=provenance), True, skips)
+
+    def _correct(self, model: Model, graph_def: Any, deltas: list[tuple[Any, np.ndarray]],
+                 snapped: list[dict[str, Any]], skips: list[Skip]) -> None:
+        """Add each snapped op's mean output error to its bias (see :mod:`tfopt.passes._snap_bias`)."""
+        if not self.data:
+            skips.append(Skip(snapped[0]["node"], f"bias of {len(snapped)} snapped kernel(s) not corrected: no "
+                              "--eval-data or --calibration (made-up inputs have the wrong mean); pass one"))
+            return
+        todo = [(op, delta) for op, delta in deltas if channels_last(op)]
+        skips.extend(Skip(op.name, "bias not corrected: channels-first op") for op, _ in deltas if not channels_last(op))
+        errors = mean_errors(model, todo, self.data)
+        for (op, delta), entry in zip(deltas, snapped):
+            if op.name in errors:
+                error = errors[op.name]
+                entry["bias_corrected"] = add_bias(graph_def, op, error.astype(delta.dtype))
+                entry["mean_error"] = round(float(np.abs(error).max()), 6)
 
 
 def _kernel(op: Any, nodes: dict[str, Any], users: dict[str, list[Any]],
