@@ -174,6 +174,30 @@ def test_bias_correction_adds_a_bias_where_there_is_none():
     assert np.abs(error.reshape(-1, C).mean(0)).max() <= 0.25 * entry["mean_error"]
 
 
+@pytest.mark.parametrize(("op", "shape"), [("Conv2D", (3, 3, 4, 6)), ("Conv2D", (1, 1, 8, 5)),
+                                           ("DepthwiseConv2dNative", (3, 3, 4, 2)), ("MatMul", (7, 3))])
+def test_float_target_is_the_original_kernel_folded_as_deployed(op, shape):
+    from tensorflow.core.framework import node_def_pb2
+
+    from tfopt.passes.cluster_weights import _float_target
+
+    node = node_def_pb2.NodeDef(name="op", op=op)
+    original = RNG.normal(0, 1, shape).astype(np.float32)
+    clustered = kmeans_1d(original, N).astype(np.float32)  # TFMOT's kernel: N values, its own error
+    channels = shape[-1] * (shape[-2] if op == "DepthwiseConv2dNative" else 1)
+    scale = RNG.uniform(0.1, 5.0, channels)
+    fold = lambda w: (w.reshape(-1, channels) * scale).reshape(shape).astype(np.float32)  # noqa: E731
+    deployed = fold(clustered)
+    target = _float_target(node, deployed, [(original[..., :1], clustered[..., :1]), (original, clustered)])
+    np.testing.assert_allclose(target, fold(original), rtol=1e-5, atol=1e-6)
+    assert np.linalg.norm(target - fold(original)) < 1e-3 * np.linalg.norm(deployed - fold(original))
+    # not derivable: another fold changed the kernel beyond a per-channel scale, or no original
+    changed = deployed.copy()
+    changed.reshape(-1)[0] += 1.0
+    assert _float_target(node, changed, [(original, clustered)]) is changed
+    assert _float_target(node, deployed, []) is deployed
+
+
 def _reasons(model):
     portable, _, report = optimize(model, skip=["fuse_activation"], verify=False)
     return portable, " | ".join(s for p, s in report.skips() if p == "cluster_weights")
