@@ -125,7 +125,7 @@ def build(model: dict[str, Any], out: str, **options: Any) -> dict[str, Any]:
 
 def bench(models: list[dict[str, Any]], clusters: tuple[int, ...], root: str) -> None:
     print("| model | N | plain TFMOT: gzip x / agree % / acc % / tensors <= N | "
-          "fold-aware: gzip x / agree % / acc % / tensors <= N | fold-aware + bias: gzip x / agree % / acc % |")
+          "fold-aware: gzip x / agree % / acc % / tensors <= N | fold-aware + bias: gzip x / agree % / acc % / tensors <= N |")
     print("|---|---|---|---|---|")
     for model in models:
         reference = top1(model["path"], None, model["x"])
