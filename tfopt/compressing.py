@@ -56,6 +56,24 @@ class Compression:
         return self
 
 
+@dataclass(frozen=True)
+class Compressed:
+    """What a compressed Keras model keeps alive (``Model.keepalive``): TFMOT's copy, and the
+    original, whose kernels are what post-training clustering approximates (``cluster_weights``
+    snaps the folded *original* kernel, not TFMOT's, so the two errors do not add up)."""
+
+    model: Any
+    original: Any
+
+    def float_kernels(self, layer: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(original, compressed)`` weight pairs of ``layer``, position for position (none if absent)."""
+        by_name = {x.name: x for x in self.original.layers}
+        work = {x.name: x for x in self.model.layers}
+        if layer not in by_name or layer not in work:
+            return []
+        return [(a, b) for a, b in zip(by_name[layer].get_weights(), work[layer].get_weights()) if a.shape == b.shape]
+
+
 def compression(cluster: int | None = None, cluster_init: str = "kmeans++", prune: float | None = None,
                 exclude: Any = (), finetune_data: str | None = None, finetune_epochs: int = 2) -> Compression | None:
     """The validated :class:`Compression` the convert options ask for, or ``None`` when they ask for none."""

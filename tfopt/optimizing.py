@@ -18,6 +18,7 @@ from tfopt.tolerances import OPTIMIZE_ATOL, OPTIMIZE_RTOL
 
 DEFAULT_ATOL = OPTIMIZE_ATOL  # (see tfopt.tolerances)
 DEFAULT_RTOL = OPTIMIZE_RTOL
+REAL_INPUTS = ("eval-data", "calibration")  # tfopt.verify.VerifyInputs.source of real data
 
 
 @dataclass
@@ -97,7 +98,11 @@ def _lossy(portable: Model, runtime: Model, lossy: Sequence[Any], runtime_passes
            inputs: Any = None) -> tuple[Model, Model]:
     """Passes that change the numbers on purpose (``cluster_weights``), once, after the exact ones
     were verified. Their result is the new reference: the TF-runtime graph is fused again from it
-    (and checked against it), and artifacts are verified against it."""
+    (and checked against it), and artifacts are verified against it. They see the real inputs the
+    stages are verified on (``--eval-data``/``--calibration`` rows), never made-up ones."""
+    real = inputs is not None and getattr(inputs, "source", None) in REAL_INPUTS
+    for p in lossy:
+        p.data = inputs.feeds if real else None
     changed, stats = run_passes(portable, lossy, max_iterations=1)
     report.passes += [s for s in stats if s.skips or changed is not portable]  # silent when it had nothing to do
     if changed is portable:

@@ -85,7 +85,10 @@ def test_snaps_the_folded_kernel_to_n_values(op):
         np.testing.assert_allclose(value, folded[kernel == value].mean(), rtol=1e-5, atol=1e-6)
     done = snapped.provenance["compression"]["snapped_after_fold"]
     assert [d["layer"] for d in done] == ["conv1"] and done[0]["unique_after"] <= N
-    assert "cluster_weights" in [p.name for p in report.passes] and report.skips() == []
+    assert "cluster_weights" in [p.name for p in report.passes]
+    assert [s for _, s in report.skips()] == [f"{done[0]['node']}: bias of 1 snapped kernel(s) not corrected: no "
+                                              "--eval-data or --calibration (made-up inputs have the wrong mean); "
+                                              "pass one"]
     assert snapped.reference is None  # artifacts are verified against the snapped graph
     # numerically: k-means does at least as well as N evenly spaced values (nearest), and the layer's
     # output moves (relative RMS, on normal inputs) by no more than 1.5x the kernel's relative change
@@ -96,6 +99,103 @@ def test_snaps_the_folded_kernel_to_n_values(op):
     x = RNG.normal(0, 1, (64, *x_shape[1:])).astype(np.float32)
     want, got = GraphRunner(plain)({"x": x})["out"], GraphRunner(snapped)({"x": x})["out"]
     assert np.linalg.norm(got - want) <= 1.5 * change * np.linalg.norm(want)
+
+
+# --- bias correction: the snap's per-channel mean output error, put back into the bias --------------
+
+def _skewed_model(op, channels):
+    """x -> ReLU -> op -> BatchNorm: the op's input has a positive mean, so the snap's per-channel
+    error has one too."""
+    x_shape, w_shape, make = OPS[op]
+    w = _clustered(*w_shape[:-1], channels if op != "depthwise" else w_shape[-1])
+
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, (None, *x_shape[1:]), name="x")
+        with t.name_scope("model/conv1"):
+            y = _bn(t, make(t, t.nn.relu(x), w))
+        t.identity(y, name="out")
+    return graph_model(build, {"x": x_shape}, ["out"]).replace(provenance=_compression())
+
+
+def _skewed_inputs(x_shape, rows, seed, mean=1.0):
+    return np.random.default_rng(seed).normal(mean, 0.5, (rows, *x_shape[1:])).astype(np.float32)
+
+
+@pytest.mark.parametrize("mean", [0.5, 2.0])
+@pytest.mark.parametrize("channels", [4, 12])
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_bias_correction_removes_the_mean_error(op, channels, mean):
+    from tfopt.verify import VerifyInputs
+
+    model = _skewed_model(op, channels)
+    x_shape = OPS[op][0]
+    rows = 8 if op != "matmul" else 64  # a matmul sees one position per row
+    calibration = VerifyInputs({"x": _skewed_inputs(x_shape, rows, 1, mean)}, "calibration")
+    plain, _, _ = optimize(model, skip=["fuse_activation", "cluster_weights"], verify=False)
+    uncorrected, _, report = optimize(model, skip=["fuse_activation"], verify=False)
+    assert any("not corrected: no --eval-data or --calibration" in s for _, s in report.skips())
+    corrected, _, report = optimize(model, skip=["fuse_activation"], verify=False, verified_at=calibration)
+    assert report.skips() == []
+    assert "bias" in corrected.provenance["compression"]["snapped_after_fold"][0]["bias_corrected"]
+    np.testing.assert_array_equal(_kernel(corrected, OP_TYPES[op]), _kernel(uncorrected, OP_TYPES[op]))
+    held_out = {"x": _skewed_inputs(x_shape, 256, 2, mean)}
+    want = GraphRunner(plain)(held_out)["out"]
+    errors = {name: GraphRunner(m)(held_out)["out"] - want for name, m in
+              (("uncorrected", uncorrected), ("corrected", corrected))}
+    shift = {k: np.linalg.norm(e.reshape(-1, e.shape[-1]).mean(0)) for k, e in errors.items()}
+    rms = {k: np.sqrt(np.mean(e ** 2)) for k, e in errors.items()}
+    assert shift["uncorrected"] > 0.01 * np.sqrt(np.mean(want ** 2))  # by construction, the snap shifts channels
+    # per-channel mean error on held-out data: at most a quarter of the uncorrected (what is left is the
+    # calibration rows' sampling error); the outputs closer to the unclustered model's
+    assert shift["corrected"] <= 0.25 * shift["uncorrected"]
+    assert rms["corrected"] < rms["uncorrected"]
+
+
+def test_bias_correction_adds_a_bias_where_there_is_none():
+    from tfopt.verify import VerifyInputs
+
+    x_shape, w_shape, make = OPS["conv2d"]
+    w = RNG.normal(0, 1, w_shape).astype(np.float32)
+
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, (None, *x_shape[1:]), name="x")
+        with t.name_scope("model/conv1"):
+            t.identity(make(t, t.nn.relu(x), w), name="out")  # the conv takes its name: a model output
+    model = graph_model(build, {"x": x_shape}, ["model/conv1/out"]).replace(provenance=_compression())
+    plain, _, _ = optimize(model, skip=["fuse_activation", "cluster_weights"], verify=False)
+    calibration = VerifyInputs({"x": _skewed_inputs(x_shape, 8, 1)}, "calibration")
+    corrected, _, report = optimize(model, skip=["fuse_activation"], verify=False, verified_at=calibration)
+    assert report.skips() == []
+    entry = corrected.provenance["compression"]["snapped_after_fold"][0]
+    assert entry["bias_corrected"].startswith("new BiasAdd")
+    held_out = {"x": _skewed_inputs(x_shape, 64, 2)}
+    out = "model/conv1/out"
+    error = GraphRunner(corrected)(held_out)[out] - GraphRunner(plain)(held_out)[out]
+    assert np.abs(error.reshape(-1, C).mean(0)).max() <= 0.25 * entry["mean_error"]
+
+
+@pytest.mark.parametrize(("op", "shape"), [("Conv2D", (3, 3, 4, 6)), ("Conv2D", (1, 1, 8, 5)),
+                                           ("DepthwiseConv2dNative", (3, 3, 4, 2)), ("MatMul", (7, 3))])
+def test_float_target_is_the_original_kernel_folded_as_deployed(op, shape):
+    from tensorflow.core.framework import node_def_pb2
+
+    from tfopt.passes.cluster_weights import _float_target
+
+    node = node_def_pb2.NodeDef(name="op", op=op)
+    original = RNG.normal(0, 1, shape).astype(np.float32)
+    clustered = kmeans_1d(original, N).astype(np.float32)  # TFMOT's kernel: N values, its own error
+    channels = shape[-1] * (shape[-2] if op == "DepthwiseConv2dNative" else 1)
+    scale = RNG.uniform(0.1, 5.0, channels)
+    fold = lambda w: (w.reshape(-1, channels) * scale).reshape(shape).astype(np.float32)  # noqa: E731
+    deployed = fold(clustered)
+    target = _float_target(node, deployed, [(original[..., :1], clustered[..., :1]), (original, clustered)])
+    np.testing.assert_allclose(target, fold(original), rtol=1e-5, atol=1e-6)
+    assert np.linalg.norm(target - fold(original)) < 1e-3 * np.linalg.norm(deployed - fold(original))
+    # not derivable: another fold changed the kernel beyond a per-channel scale, or no original
+    changed = deployed.copy()
+    changed.reshape(-1)[0] += 1.0
+    assert _float_target(node, changed, [(original, clustered)]) is changed
+    assert _float_target(node, deployed, []) is deployed
 
 
 def _reasons(model):

@@ -63,11 +63,11 @@ def load(path: str, options: Any) -> Model:
         if kinds:
             provenance["tfmot"] = sorted(kinds)
         if options.compress is not None and options.compress.active:
-            from tfopt.compressing import compress_keras
+            from tfopt.compressing import Compressed, compress_keras
 
             compressed, provenance["compression"] = compress_keras(model, options.compress)
             built = model_from_keras(compressed, provenance)
-            return built.replace(baseline=keras_runner(model), keepalive=(compressed, model))
+            return built.replace(baseline=keras_runner(model), keepalive=Compressed(compressed, model))
         return model_from_keras(model, provenance)
     if _tfmot_kinds(_stored_config(path)):
         raise OptionError(f"{path}: a Keras 3 model with TFMOT layers: TFMOT works with Keras 2 only. Build "

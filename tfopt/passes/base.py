@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,11 +45,14 @@ class Pass:
             optimizes the ``pb``/``savedmodel`` graph, never the portable one TFLite/ONNX/OpenVINO read.
         lossy: the rewrite changes the model's numbers on purpose (``cluster_weights``): it runs once,
             after the fixed point and the optimize check, and artifacts are verified against its result.
+        data: real inputs by name (the ``--eval-data``/``--calibration`` rows the stages are verified
+            on), given to lossy passes that correct with data; ``None`` when inputs were made up.
     """
 
     name: str = "pass"
     tf_runtime_only: bool = False
     lossy: bool = False
+    data: Mapping[str, Any] | None = None
 
     def run(self, model: Model) -> PassResult:
         raise NotImplementedError
