@@ -8,6 +8,23 @@ import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+
+def _share_cores_between_workers() -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto``) each worker is one process on a machine whose
+    cores all workers share: give TensorFlow's and OpenMP's thread pools ``cores // workers`` threads
+    each, so N workers use the N cores instead of each starting one thread per core. Set before
+    TensorFlow starts (it reads these once); a value the caller exported wins."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = str(max(1, cores // workers))
+    for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(name, threads)
+
+
+_share_cores_between_workers()
+
 import numpy as np
 import pytest
 
