@@ -8,12 +8,18 @@ import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import numpy as np
+import pytest
 
-def _share_cores_between_workers() -> None:
+from tfopt import examples
+from tfopt._tf import tf
+
+
+def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``make test`` runs ``-n auto``) each worker is one process on a machine whose
     cores all workers share: give TensorFlow's and OpenMP's thread pools ``cores // workers`` threads
-    each, so N workers use the N cores instead of each starting one thread per core. Set before
-    TensorFlow starts (it reads these once); a value the caller exported wins."""
+    each, so N workers use the N cores instead of each starting one thread per core. Set before any
+    test runs TensorFlow (it reads these once, at its first op); a value the caller exported wins."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers <= 1:
         return
@@ -21,15 +27,6 @@ def _share_cores_between_workers() -> None:
     threads = str(max(1, cores // workers))
     for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(name, threads)
-
-
-_share_cores_between_workers()
-
-import numpy as np
-import pytest
-
-from tfopt import examples
-from tfopt._tf import tf
 
 
 @pytest.fixture(scope="session")
