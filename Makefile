@@ -5,8 +5,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # The suite runs in parallel (pytest-xdist, one worker per core, at most 8: each holds TensorFlow in
-# memory); `make test XDIST=` runs it in one process. --durations=20 lists the slowest tests.
-XDIST  ?= -n auto --maxprocesses 8
+# memory), a test file per worker (--dist loadfile: a module's shared fixture is built once, not in
+# each worker); `make test XDIST=` runs it in one process. --durations=20 lists the slowest tests.
+XDIST  ?= -n auto --maxprocesses 8 --dist loadfile
 
 .PHONY: demo test test-all lint typecheck docs bench clean
 
