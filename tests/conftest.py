@@ -15,20 +15,6 @@ from tfopt import examples
 from tfopt._tf import tf
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist (``make test`` runs ``-n auto``) each worker is one process on a machine whose
-    cores all workers share: give TensorFlow's and OpenMP's thread pools ``cores // workers`` threads
-    each, so N workers use the N cores instead of each starting one thread per core. Set before any
-    test runs TensorFlow (it reads these once, at its first op); a value the caller exported wins."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers <= 1:
-        return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = str(max(1, cores // workers))
-    for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
-        os.environ.setdefault(name, threads)
-
-
 @pytest.fixture(scope="session")
 def digits_test():
     _, _, x_test, y_test = examples.digits()
