@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The suite runs in parallel (pytest-xdist, one worker per core, at most 8: each holds TensorFlow in
+# memory), a test file per worker (--dist loadfile: a module's shared fixture is built once, not in
+# each worker); `make test XDIST=` runs it in one process. --durations=20 lists the slowest tests.
+XDIST  ?= -n auto --maxprocesses 8 --dist loadfile
 
 .PHONY: demo test test-all lint typecheck docs bench clean
 
@@ -17,10 +21,10 @@ demo: $(STAMP)
 	$(PY) -m tfopt.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" $(XDIST) --durations=20
 
 test-all: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST) --durations=20
 
 lint: $(STAMP)
 	$(PY) -m ruff check tfopt tests scripts

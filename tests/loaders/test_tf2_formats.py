@@ -24,10 +24,8 @@ def _check_frozen_matches(frozen, call, *, seed=3, atol=1e-5):
 
 
 @pytest.fixture(scope="module")
-def keras3_file(tmp_path_factory):
-    from tfopt.examples import train_keras_cnn
-
-    model = train_keras_cnn(epochs=1)
+def keras3_file(digits_model, tmp_path_factory):
+    model = digits_model["keras"]  # the session's trained digits CNN (tests/conftest.py)
     path = str(tmp_path_factory.mktemp("k3") / "cnn.keras")
     model.save(path)
     return path, model

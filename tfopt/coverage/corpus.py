@@ -130,21 +130,31 @@ def _download(entry: Entry, where: str, *, download: bool) -> str:
 
 
 def _unpack(archive: str, root: str) -> None:
-    tmp = root + ".partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    if archive.endswith(".whl") or archive.endswith(".zip"):
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(tmp)
-    else:
-        with tarfile.open(archive) as t:
-            t.extractall(tmp, filter="data")
-        tops = os.listdir(tmp)
-        if len(tops) == 1 and os.path.isdir(os.path.join(tmp, tops[0])):  # an sdist's pkg-ver/ folder
-            inner = os.path.join(tmp, tops[0])
-            os.rename(inner, tmp + ".inner")
-            shutil.rmtree(tmp)
-            os.rename(tmp + ".inner", tmp)
-    os.rename(tmp, root)
+    """Unpack into a folder of this call's own (``mkdtemp`` next to ``root``), then rename it to
+    ``root`` in one step: a concurrent fetch of the same package (two entries of one sdist under
+    pytest-xdist) never deletes or renames what another is writing, and the one that renames second
+    keeps the first's tree (the same archive, so the same files)."""
+    parent = os.path.dirname(root)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(root) + ".", suffix=".partial", dir=parent)
+    try:
+        if archive.endswith(".whl") or archive.endswith(".zip"):
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp)
+            tree = tmp
+        else:
+            with tarfile.open(archive) as t:
+                t.extractall(tmp, filter="data")
+            tops = os.listdir(tmp)
+            single = len(tops) == 1 and os.path.isdir(os.path.join(tmp, tops[0]))
+            tree = os.path.join(tmp, tops[0]) if single else tmp  # an sdist's pkg-ver/ folder
+        try:
+            os.rename(tree, root)
+        except OSError:
+            if not os.path.isdir(root):  # not a concurrent fetch that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def convert_command(entry: Entry, model: str, out: str, targets: Sequence[str] = TARGETS) -> list[str]:
