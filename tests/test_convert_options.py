@@ -1,12 +1,11 @@
-"""Every convert option checkable without the model fails at once: exit 2, within a couple of
-seconds of start, before TensorFlow is imported."""
+"""Every convert option checkable without the model fails at once: exit 2, before TensorFlow is
+imported (the fast part; how fast is a benchmark's business, not a timed test's)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -56,14 +55,11 @@ CASES = {
 @pytest.mark.parametrize(("argv", "message"), list(CASES.values()), ids=list(CASES))
 def test_bad_option_fails_fast_without_tensorflow(files, argv, message):
     argv = [a.format(d=files) for a in argv]
-    start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", PROBE, "convert", str(files / "model.pb"), "-o", str(files / "out"),
                              *argv], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
-    elapsed = time.perf_counter() - start
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert result.stdout.strip().endswith("tensorflow not imported")
-    assert elapsed < 5, f"took {elapsed:.1f} s"  # ~1 s alone; the margin is for a loaded CI machine
     assert not (files / "out").exists()
 
 
