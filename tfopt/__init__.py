@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 # set a quiet default before anything can import TensorFlow, unless the user chose a level.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tfopt._version import __version__ as __version__
 from tfopt.errors import (
     ConversionError,
     GraphError,
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from tfopt.graph import Model
     from tfopt.optimizing import OptimizeReport
 
-__version__ = "0.1.0"
 __all__ = [
     "CompressOptions",
     "ConversionError",

@@ -185,9 +185,9 @@ def write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[
     """manifest.json: options, tool versions and artifacts - no timestamps, so it is deterministic."""
     from importlib.metadata import PackageNotFoundError, version
 
-    import tfopt
+    from tfopt._version import __version__
 
-    tools = {"tfopt": tfopt.__version__}
+    tools = {"tfopt": __version__}
     for dist in dict.fromkeys(d for record in TABLE.values() for d in record.distributions):
         try:
             tools[dist] = version(dist)

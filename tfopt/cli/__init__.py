@@ -21,7 +21,7 @@ __all__ = ["build_parser", "main", "parse_inputs", "parse_set"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tfopt import __version__
+    from tfopt._version import __version__
 
     parser = argparse.ArgumentParser(prog="tfopt", description="Freeze, optimize and verify TensorFlow models.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

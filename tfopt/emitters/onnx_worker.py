@@ -99,9 +99,7 @@ class Tf2OnnxChild:
         return self._done[key]
 
     def _start(self) -> None:
-        import tfopt
-
-        root = os.path.dirname(os.path.dirname(os.path.abspath(tfopt.__file__)))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tfopt's parent
         env = {**os.environ, "PYTHONHASHSEED": HASH_SEED,
                "PYTHONPATH": os.pathsep.join(x for x in (root, os.environ.get("PYTHONPATH")) if x)}
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -61,11 +61,11 @@ def digest_of(document: dict[str, Any]) -> str:
 
 
 def optimize_key(path: str, base: str, o: ConvertOptions) -> str:
-    import tfopt
+    from tfopt._version import __version__
 
     q, r = o.quantize, o.report
     return digest_of({
-        "stage": "optimize", "tfopt": tfopt.__version__, "path": os.path.abspath(path),
+        "stage": "optimize", "tfopt": __version__, "path": os.path.abspath(path),
         "model": tree_digest(path) if os.path.exists(path) else None,
         "data": {k: data_digest(v, base) for k, v in (("calibration", q.calibration), ("eval_data", r.eval_data),
                                                        ("finetune_data", o.compress.finetune_data))},
