@@ -48,7 +48,7 @@ def _value(n: int):
 
 def _equal(a, b):
     assert type(a) is type(b), (a, b)
-    if isinstance(a, np.ndarray) or isinstance(a, np.generic):
+    if isinstance(a, (np.ndarray, np.generic)):
         assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
     elif isinstance(a, dict):
         assert list(a) == list(b)
