@@ -201,6 +201,8 @@ def _emit(ctx: _Context, target: str, precision: str, *, failed_ok: bool) -> str
             os.rename(files, os.path.join(tmp, "files"))
             with open(os.path.join(tmp, "emit.json"), "w") as f:
                 json.dump(to_json(record), f, sort_keys=True, allow_nan=False)
+    if stage == "emit":
+        ctx.cache.remove(FAILED_STAGE, key)  # an earlier run's failure, now built
     entry = ctx.cache.get(stage, key)
     if entry is None:
         raise RuntimeError(f"the cache at {ctx.cache.root} lost the entry just written ({stage}/{key})")
