@@ -91,9 +91,10 @@ def _document(value):
     "pickle", "pickle-npz", "not-json", "version",
     _document({"$object": "os:system", "state": {}}), _document({"$object": "builtins:eval", "state": {}}),
     _document({"$array": "a0"}), _document({"$tuple": [1], "x": 2}), _document({"$reduce": ["os", "system"]}),
-    _document({"$dict": [[[1], 2]]}),
+    _document({"$dict": [[[1], 2]]}), "{" + '"format": "tfopt-store", "version": 1, "value": ' + "[" * 100000 + "]" * 100000 + "}",
+    _document({"$object": "tfopt.graph:TensorSpec", "state": {"__class__": 1}}),
 ], ids=["pickle", "pickle-npz", "not-json", "version", "os.system", "eval", "dangling-array", "extra-key",
-        "unknown-tag", "unhashable-key"])
+        "unknown-tag", "unhashable-key", "deep", "dunder-attribute"])
 def test_a_foreign_file_is_a_typed_error_and_runs_nothing(tmp_path, content):
     marker = str(tmp_path / "pwned")
     if content == "pickle":

@@ -74,7 +74,7 @@ def load(directory: str, name: str) -> Any:
     try:
         with open(path, "rb") as f:
             document = json.loads(f.read().decode("utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise StoreFormatError(f"{path}: not a stored tfopt value ({type(exc).__name__}: {exc}); "
                                "delete it (a cache entry is rebuilt)") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("version") != VERSION:
@@ -85,6 +85,9 @@ def load(directory: str, name: str) -> Any:
     reader = _Arrays(npz if os.path.exists(npz) else None, path)
     try:
         return _decode(document.get("value"), reader, name)
+    except RecursionError:
+        raise StoreFormatError(f"{path}: nested deeper than tfopt ever writes: delete it (a cache entry is "
+                               "rebuilt)") from None
     finally:
         reader.close()
 
@@ -185,7 +188,9 @@ def _decode(value: Any, arrays: _Arrays, where: str) -> Any:
         cls = getattr(importlib.import_module(module), qualname)
         obj = object.__new__(cls)
         for k, v in value["state"].items():
-            object.__setattr__(obj, str(k), _decode(v, arrays, f"{where}.{k}"))
+            if not k.isidentifier() or k.startswith("__"):  # no __class__ / __dict__: attributes only
+                raise _foreign(arrays, f"{where}.{k}", value)
+            object.__setattr__(obj, k, _decode(v, arrays, f"{where}.{k}"))
         return obj
     raise _foreign(arrays, where, value)
 
