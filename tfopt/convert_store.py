@@ -2,10 +2,17 @@
 (the fleet caches them under separate keys, :mod:`tfopt.fleet.cache`):
 
 - **graphs** (``save_graphs``): ``portable.pb``, ``runtime.pb`` (``GraphDef``s, serialized
-  deterministically) and ``graphs.pkl`` (their signatures, provenance and bindings; the freeze and
-  optimize reports; the inputs verified on; the stage times).
-- **statistics** (``save_statistics``): ``statistics.pkl`` (the calibration samples; tfopt's int8
-  engine's record) and ``int8/<target>.pb`` (the engine's fake-quant graph per target).
+  deterministically) and ``graphs.json`` + ``graphs.npz`` (their signatures, provenance and
+  bindings; the freeze and optimize reports; the inputs verified on; the stage times).
+- **statistics** (``save_statistics``): ``statistics.json`` + ``statistics.npz`` (the calibration
+  samples; tfopt's int8 engine's record) and ``int8/<target>.pb`` (the engine's fake-quant graph
+  per target).
+
+Nothing is pickled: the ``.json``/``.npz`` pairs are :mod:`tfopt.store_format` (JSON, arrays read
+with ``allow_pickle=False``, objects only of a closed list of record classes), the graphs are
+protobuf. Reading a directory never runs code from it: what is malformed, of another format
+version or foreign raises :class:`tfopt.errors.StoreFormatError` (the fleet's cache then treats
+the entry as missing and rebuilds it).
 
 What cannot be written is the *original* model's runner (``Model.reference``: a Keras model or a
 SavedModel function, what every artifact is verified against): :func:`attach_reference` puts back
@@ -15,11 +22,12 @@ the one a fresh load of the same model gives.
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfopt import store_format
 from tfopt.convert_stages import Prepared
+from tfopt.errors import StoreFormatError
 from tfopt.graph import Model
 
 LIVE = ("reference", "variable_values", "keepalive", "baseline")  # Model fields that run code: not written
@@ -49,8 +57,8 @@ def save_graphs(prepared: Prepared, directory: str) -> None:
     state = {"portable": _save_model(prepared.portable, os.path.join(directory, "portable.pb")),
              "runtime": _save_model(prepared.runtime, os.path.join(directory, "runtime.pb")),
              "freeze_report": prepared.freeze_report, "optimize_report": prepared.optimize_report,
-             "qat": prepared.qat, "verified_at": prepared.verified_at, "stages": prepared.stages}
-    _dump(state, os.path.join(directory, "graphs.pkl"))
+             "qat": bool(prepared.qat), "verified_at": prepared.verified_at, "stages": prepared.stages}
+    store_format.save(state, directory, "graphs")
 
 
 def save_statistics(prepared: Prepared, targets: list[str], directory: str) -> None:
@@ -64,25 +72,41 @@ def save_statistics(prepared: Prepared, targets: list[str], directory: str) -> N
              "record": prepared.int8.record() if prepared.int8 is not None else None,
              "kept": prepared.int8.kept_float() if prepared.int8 is not None else [],
              "ranking": list(prepared.int8.ranking) if prepared.int8 is not None else []}
-    _dump(state, os.path.join(directory, "statistics.pkl"))
+    store_format.save(state, directory, "statistics")
 
 
 def load_prepared(graphs: str, statistics: str | None) -> Prepared:
     """A Prepared from its two parts (``statistics`` None: no samples, no int8 plan); its models
-    have no reference until :func:`attach_reference`."""
-    state = _load(os.path.join(graphs, "graphs.pkl"))
-    prepared = Prepared(_load_model(state["portable"], os.path.join(graphs, "portable.pb")),
-                        _load_model(state["runtime"], os.path.join(graphs, "runtime.pb")),
-                        state["freeze_report"], state["optimize_report"], state["qat"], None, state["verified_at"],
-                        stages=dict(state["stages"]))
-    if statistics is not None:
-        stats = _load(os.path.join(statistics, "statistics.pkl"))
-        prepared.samples = stats["samples"]
-        if stats["record"] is not None:
-            prepared.int8 = StoredInt8({t: _load_model(meta, os.path.join(statistics, "int8", f"{t}.pb"))
-                                        for t, meta in stats["int8"].items()}, stats["record"],
-                                       stats.get("kept", []), stats.get("ranking", []))
+    have no reference until :func:`attach_reference`.
+
+    Raises:
+        StoreFormatError: a file is missing, malformed, of another format version or foreign.
+    """
+    state = store_format.load(graphs, "graphs")
+    try:
+        prepared = Prepared(_load_model(state["portable"], os.path.join(graphs, "portable.pb")),
+                            _load_model(state["runtime"], os.path.join(graphs, "runtime.pb")),
+                            state["freeze_report"], state["optimize_report"], bool(state["qat"]), None,
+                            state["verified_at"], stages=dict(state["stages"]))
+        if statistics is not None:
+            stats = store_format.load(statistics, "statistics")
+            prepared.samples = stats["samples"]
+            if stats["record"] is not None:
+                prepared.int8 = StoredInt8({t: _load_model(meta, os.path.join(statistics, "int8", f"{t}.pb"))
+                                            for t, meta in stats["int8"].items()}, stats["record"],
+                                           list(stats["kept"]), list(stats["ranking"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # well-formed, but not what save_* writes
+        raise StoreFormatError(f"{graphs}: not a stored prepared model ({type(exc).__name__}: {exc}); delete it "
+                               "(a cache entry is rebuilt)") from None
     return prepared
+
+
+def stored_qat(graphs: str) -> bool:
+    """Whether the graphs stored in ``graphs`` are quantization-aware (what the statistics key needs)."""
+    state = store_format.load(graphs, "graphs")
+    if not isinstance(state, dict) or not isinstance(state.get("qat"), bool):
+        raise StoreFormatError(f"{graphs}: graphs.json holds no 'qat' flag; delete it (a cache entry is rebuilt)")
+    return state["qat"]
 
 
 def attach_reference(prepared: Prepared, loaded: Model | None) -> None:
@@ -103,22 +127,16 @@ def _save_model(model: Model, path: str) -> dict[str, Any]:
 
 
 def _load_model(meta: dict[str, Any], path: str) -> Model:
+    from google.protobuf.message import DecodeError
+
     from tfopt._tf import graph_def_class
 
     graph_def = graph_def_class()()
-    with open(path, "rb") as f:
-        graph_def.ParseFromString(f.read())
-    return Model(graph_def, list(meta["inputs"]), list(meta["outputs"]), provenance=meta["provenance"],
-                 bindings=meta["bindings"])
-
-
-def _dump(state: dict[str, Any], path: str) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _load(path: str) -> dict[str, Any]:
-    # Written by tfopt (a cache entry is hash-checked before it is read): not untrusted input.
-    with open(path, "rb") as f:
-        state: dict[str, Any] = pickle.load(f)
-    return state
+    try:
+        with open(path, "rb") as f:
+            graph_def.ParseFromString(f.read())
+    except (OSError, DecodeError) as exc:
+        raise StoreFormatError(f"{path}: not a GraphDef ({type(exc).__name__}: {exc}); delete it "
+                               "(a cache entry is rebuilt)") from None
+    return Model(graph_def, list(meta["inputs"]), list(meta["outputs"]), provenance=dict(meta["provenance"]),
+                 bindings=dict(meta["bindings"]))

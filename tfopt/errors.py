@@ -60,6 +60,11 @@ class UnsafeModelError(TfoptError):
     exit_code = 5
 
 
+class StoreFormatError(ModelFormatError):
+    """A stored state (:mod:`tfopt.store_format`: a fleet cache entry) is malformed, of another format
+    version, or holds what tfopt never writes (a pickle, an object array, an unknown class)."""
+
+
 class GraphError(TfoptError):
     exit_code = 6
 

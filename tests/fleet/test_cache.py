@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-from tfopt.fleet.cache import Cache
+from tfopt.fleet.cache import VERSION, Cache
 
 
 def _put(cache, key="ab" * 32):
@@ -23,7 +23,7 @@ def test_an_entry_is_read_back_with_its_layout(tmp_path):
     cache = Cache(str(tmp_path / "c"))
     key = _put(cache)
     entry = cache.get("optimize", key)
-    assert entry == str(tmp_path / "c" / "v1" / "optimize" / key[:2] / key)
+    assert entry == str(tmp_path / "c" / VERSION / "optimize" / key[:2] / key)
     assert pathlib.Path(entry, "sub", "graph.pb").read_bytes() == b"graph bytes"
     assert cache.meta("optimize", key) == {"note": "x"}
     assert os.listdir(os.path.dirname(entry)) == [key]  # no temporary directory left
@@ -57,4 +57,4 @@ def test_a_failed_write_leaves_nothing(tmp_path):
         pathlib.Path(tmp, "half").write_text("x")
         raise RuntimeError("the emitter failed")
     assert cache.get("emit", "cd" * 32) is None
-    assert os.listdir(os.path.join(str(tmp_path / "c"), "v1", "emit", "cd")) == []
+    assert os.listdir(os.path.join(str(tmp_path / "c"), VERSION, "emit", "cd")) == []

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.fleet.fleet_models import build_fleet, files_of
+from tfopt.fleet.cache import VERSION
 from tfopt.fleet.run import run_fleet
 
 GOOD = ["conv", "dense", "mlp"]
@@ -131,7 +132,7 @@ def test_a_new_precision_reruns_only_its_tasks_and_hits_the_prepare_cache(fleet)
 
 
 def test_a_corrupt_cache_entry_is_rebuilt_not_used(fleet):
-    entries = glob.glob(os.path.join(fleet["out"], ".tfopt-cache", "v1", "optimize", "*", "*", "portable.pb"))
+    entries = glob.glob(os.path.join(fleet["out"], ".tfopt-cache", VERSION, "optimize", "*", "*", "portable.pb"))
     assert entries
     for path in entries:
         with open(path, "r+b") as f:
@@ -142,7 +143,7 @@ def test_a_corrupt_cache_entry_is_rebuilt_not_used(fleet):
     assert result.exit_code == 0
     assert "optimize" not in _task(result, "mlp", "prepare").cache_hits  # found corrupt: rebuilt
     assert files_of(os.path.join(fleet["out"], "mlp")) == before
-    rebuilt = [p for p in glob.glob(os.path.join(fleet["out"], ".tfopt-cache", "v1", "optimize", "*", "*", "portable.pb"))
+    rebuilt = [p for p in glob.glob(os.path.join(fleet["out"], ".tfopt-cache", VERSION, "optimize", "*", "*", "portable.pb"))
                if os.path.getmtime(p) > time.time() - 600]
     assert rebuilt
 

@@ -2,9 +2,11 @@
 
 Layout (``DIR`` is ``--cache``, default ``OUTROOT/.tfopt-cache``; shared storage on a cluster)::
 
-    DIR/v1/<stage>/<key[:2]>/<key>/entry.json     {"stage", "key", "files": {relative path: sha256}, "meta"}
-    DIR/v1/<stage>/<key[:2]>/<key>/<the stage's files>
-    DIR/v1/<stage>/<key[:2]>/.tmp-<key>-<pid>-<random>/   an entry being written
+    DIR/v2/<stage>/<key[:2]>/<key>/entry.json     {"stage", "key", "files": {relative path: sha256}, "meta"}
+    DIR/v2/<stage>/<key[:2]>/<key>/<the stage's files>
+    DIR/v2/<stage>/<key[:2]>/.tmp-<key>-<pid>-<random>/   an entry being written
+
+(``v1`` held pickles; its entries are never read.)
 
 Stages and what their key hashes (sha256, see :mod:`tfopt.fleet.keys`):
 
@@ -15,8 +17,18 @@ Stages and what their key hashes (sha256, see :mod:`tfopt.fleet.keys`):
 - ``statistics``: the calibration samples and tfopt's int8 engine's fake-quant graph per target.
   Key: the ``optimize`` key, the quantize options but the list of targets and precisions (adding
   ``fp16`` reuses it), the targets the engine builds for.
-- ``emit``: one artifact (its files, and its record: size, digest, verification errors). Key: the
-  ``statistics`` key, the target and precision, the options the emitter reads.
+- ``emit``: one artifact (its files, and its record ``emit.json``: size, digest, verification
+  errors). Key: the ``statistics`` key, the target and precision, the options the emitter reads.
+- ``emit-failed``: the record of an emit that failed (same key): read by the same run's ``finish``
+  only, never served as an artifact; the next run re-tries it (:mod:`tfopt.fleet.tasks`).
+
+Every file in an entry is data: JSON, ``.npz`` read with ``allow_pickle=False``, serialized
+protobuf (``GraphDef``), or an artifact (``.tflite``, ``.onnx``, OpenVINO's ``.xml``/``.bin``),
+copied out as bytes. Nothing read from a cache directory is unpickled or executed
+(:mod:`tfopt.store_format`), so a cache shared across a cluster is as safe as the files in it:
+an entry that passes the hash check but is not tfopt's format is removed and rebuilt. (Ray
+pickles each task's spec and outcome, JSON-able dicts, between its own processes: that is Ray's
+transport, not this cache.)
 
 Writes are atomic: an entry is written into a temporary directory beside its place, and renamed
 into place (a concurrent writer of the same key loses the race harmlessly: the entries are equal).
@@ -36,7 +48,7 @@ import shutil
 from collections.abc import Iterator
 from typing import Any
 
-VERSION = "v1"
+VERSION = "v2"  # v1 entries held pickles: never read
 ENTRY = "entry.json"
 
 

@@ -8,6 +8,9 @@ so Ray packs them onto the cluster's nodes without out-of-memory kills.
 - Ray's own retries are off (``max_retries=0``): the scheduler (:mod:`tfopt.fleet.schedule`) retries
   a crashed task itself, the same way for both executors, and counts it. A timed-out task is
   cancelled with ``ray.cancel(force=True)``, which kills its worker process.
+- Ray pickles each task's spec and outcome (JSON-able dicts) between the driver and its workers:
+  that is Ray's own transport between processes it started, not the cache, whose entries are
+  never unpickled (:mod:`tfopt.fleet.cache`).
 - On a cluster, the manifest's directory, the models, OUTROOT and the cache must be on storage every
   node sees at the same path (the tasks read and write them directly), and tfopt importable there.
 """

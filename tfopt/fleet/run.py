@@ -186,8 +186,13 @@ def cached_emit(task: Task, outcomes: dict[str, dict[str, Any]]) -> dict[str, An
     entry = Cache(task.spec["cache"]).get("emit", emit_key(key, options, task.target, task.precision))
     if entry is None:
         return None
-    with open(os.path.join(entry, "emit.json")) as f:
-        record = json.load(f)
+    try:
+        with open(os.path.join(entry, "emit.json")) as f:
+            record = json.load(f)
+    except (OSError, ValueError):  # not tfopt's: the task runs, and its worker replaces the entry
+        return None
+    if not isinstance(record, dict) or record.get("failed"):  # a failure is never served as a result
+        return None
     return {"status": "ok", "cache_hits": ["emit"], "record": record, "seconds": 0.0, "worker": "driver (cached)"}
 
 

@@ -11,7 +11,15 @@ outcome; everything between tasks goes through the cache (:mod:`tfopt.fleet.cach
 
 They call the stages of ``tfopt convert`` (:mod:`tfopt.convert_stages`) with the same arguments
 ``convert()`` gives them, so the artifacts are byte-identical to ``tfopt convert``'s. A task that
-finds an entry it needs missing or corrupt (removed by the cache's hash check) rebuilds it.
+finds an entry it needs missing or corrupt (removed by the cache's hash check) rebuilds it; so does
+one whose entry passes the hash check but cannot be read as tfopt's format
+(:class:`tfopt.errors.StoreFormatError`: written by something else, e.g. a pickle): it is removed,
+counted in ``Cache.corrupt``, and rebuilt. Nothing read from the cache is unpickled or executed.
+
+A failed emit (the target requested, its converter or verification failed) is stored apart, in
+stage ``emit-failed``: the same run's ``finish`` reads it (the failure is reported once, not
+converted twice), and the next run's emit task never does, so a failure is re-tried every run and
+never served from the cache as an artifact.
 """
 
 from __future__ import annotations
@@ -20,10 +28,12 @@ import dataclasses
 import json
 import os
 import shutil
+import tempfile
 import time
 from typing import Any
 
 STAMP = ".fleet-stamp.json"
+FAILED_STAGE = "emit-failed"  # emit records with a failure: read by this run's finish only
 
 
 def run_task(spec: dict[str, Any]) -> dict[str, Any]:
@@ -74,22 +84,35 @@ class _Context:
 
     def _load(self) -> Any:
         from tfopt.convert_stages import check_calibration
-        from tfopt.convert_store import load_prepared
+        from tfopt.convert_store import load_prepared, stored_qat
 
         graphs = self.cache.get("optimize", self.optimize_key)
         statistics = None
         if graphs is not None:
-            import pickle
-
-            with open(os.path.join(graphs, "graphs.pkl"), "rb") as f:
-                qat = pickle.load(f)["qat"]
-            statistics = self.cache.get("statistics", self.statistics_key(qat))
+            qat = self.readable("optimize", self.optimize_key, lambda: stored_qat(graphs))
+            graphs = None if qat is None else graphs
+            statistics = None if qat is None else self.cache.get("statistics", self.statistics_key(qat))
         if graphs is None or statistics is None:
             return self.build()
+        prepared = self.readable("statistics", self.statistics_key(qat), lambda: load_prepared(graphs, statistics))
+        if prepared is None:
+            return self.build()
         self.hits += ["optimize", "statistics"]
-        prepared = load_prepared(graphs, statistics)
         check_calibration(self.plan, prepared.qat)
         return prepared
+
+    def readable(self, stage: str, key: str, read: Any) -> Any:
+        """``read()``, or None when the entry (hash-checked, so written whole) is not tfopt's format:
+        it is removed and counted as corrupt, so it is rebuilt like a damaged one."""
+        from tfopt.errors import StoreFormatError
+
+        try:
+            return read()
+        except StoreFormatError as exc:
+            say(f"cache entry {stage}/{key[:12]} unreadable, rebuilding it: {exc}")
+            self.cache.corrupt.append(f"{stage}/{key}")
+            self.cache.remove(stage, key)
+            return None
 
     def reference(self, prepared: Any) -> None:
         from tfopt.convert_parts import accuracy_control
@@ -111,9 +134,10 @@ class _Context:
         from tfopt.convert_store import load_prepared, save_graphs, save_statistics
 
         graphs = self.cache.get("optimize", self.optimize_key)
-        if graphs is not None:
+        prepared = None if graphs is None else self.readable("optimize", self.optimize_key,
+                                                             lambda: load_prepared(graphs, None))
+        if prepared is not None:
             self.hits.append("optimize")
-            prepared = load_prepared(graphs, None)
             check_calibration(self.plan, prepared.qat)
             self.reference(prepared)  # the int8 engine's search and verification run the original
         else:
@@ -136,27 +160,33 @@ def prepare_task(spec: dict[str, Any]) -> dict[str, Any]:
 
 def emit_task(spec: dict[str, Any]) -> dict[str, Any]:
     ctx = _Context(spec)
-    entry = _emit(ctx, spec["target"], spec["precision"])
+    entry = _emit(ctx, spec["target"], spec["precision"], failed_ok=False)
     return {"cache_hits": sorted(set(ctx.hits)), "record": _record(entry)}
 
 
-def _emit(ctx: _Context, target: str, precision: str) -> str:
-    """The emit entry of ``target`` x ``precision`` (built now when the cache lacks it)."""
+def _emit(ctx: _Context, target: str, precision: str, *, failed_ok: bool) -> str:
+    """The emit entry of ``target`` x ``precision`` (built now when the cache lacks it).
+    ``failed_ok``: a stored failure counts (``finish``: the failure this run's emit task recorded);
+    else a stored failure is re-tried."""
     from tfopt.convert_parts import ConvertResult
     from tfopt.convert_stages import emit_artifact
     from tfopt.fleet.keys import emit_key
 
     prepared = ctx.prepared(reference=False)
     key = emit_key(ctx.statistics_key(prepared.qat), ctx.plan.options, target, precision)
-    entry = ctx.cache.get("emit", key)
+    entry = _readable_record(ctx, "emit", key)
     if entry is not None:
         ctx.hits.append("emit")
         return entry
+    entry = _readable_record(ctx, FAILED_STAGE, key) if failed_ok else None
+    if entry is not None:
+        return entry  # not a hit: this run's emit task made it
     ctx.reference(prepared)
     result = ConvertResult(outdir=ctx.spec["outdir"])
     say(f"{target} {precision}")
-    with ctx.cache.put("emit", key) as tmp:
-        files = os.path.join(tmp, "files")
+    os.makedirs(ctx.cache.root, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".emit-", dir=ctx.cache.root) as scratch:  # same filesystem: renamed
+        files = os.path.join(scratch, "files")
         os.makedirs(files)
         emit_artifact(ctx.plan, prepared, result, files, target, precision, say, last=False)
         record = {"artifacts": [dataclasses.asdict(a) for a in result.artifacts],
@@ -166,11 +196,32 @@ def _emit(ctx: _Context, target: str, precision: str) -> str:
                   "seconds": prepared.stages.get(f"{target} {precision}", 0.0)}
         from tfopt.nonfinite import to_json
 
-        with open(os.path.join(tmp, "emit.json"), "w") as f:
-            json.dump(to_json(record), f, sort_keys=True, allow_nan=False)
-    entry = ctx.cache.get("emit", key)
+        stage = FAILED_STAGE if result.failed else "emit"  # a failure is never an "emit" entry: re-tried next run
+        with ctx.cache.put(stage, key) as tmp:
+            os.rename(files, os.path.join(tmp, "files"))
+            with open(os.path.join(tmp, "emit.json"), "w") as f:
+                json.dump(to_json(record), f, sort_keys=True, allow_nan=False)
+    if stage == "emit":
+        ctx.cache.remove(FAILED_STAGE, key)  # an earlier run's failure, now built
+    entry = ctx.cache.get(stage, key)
     if entry is None:
-        raise RuntimeError(f"the cache at {ctx.cache.root} lost the entry just written (emit/{key})")
+        raise RuntimeError(f"the cache at {ctx.cache.root} lost the entry just written ({stage}/{key})")
+    return entry
+
+
+def _readable_record(ctx: _Context, stage: str, key: str) -> str | None:
+    """The entry when it holds a readable record (an ``emit`` entry: one without failures)."""
+    entry = ctx.cache.get(stage, key)
+    if entry is None:
+        return None
+    try:
+        record = _record(entry)
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict) or (stage == "emit" and record.get("failed")):
+        ctx.cache.corrupt.append(f"{stage}/{key}")
+        ctx.cache.remove(stage, key)
+        return None
     return entry
 
 
@@ -190,7 +241,7 @@ def finish_task(spec: dict[str, Any]) -> dict[str, Any]:
 
     ctx = _Context(spec)
     p = ctx.plan
-    entries = [(target, precision, _emit(ctx, target, precision)) for target, precision in p.pairs]
+    entries = [(target, precision, _emit(ctx, target, precision, failed_ok=True)) for target, precision in p.pairs]
     prepared = ctx.prepared(reference=True)
     result = ConvertResult(outdir=spec["outdir"], skipped=list(p.skipped), freeze_report=prepared.freeze_report,
                            optimize_report=prepared.optimize_report, verified_at=prepared.verified_at)

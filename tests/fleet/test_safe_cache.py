@@ -1,0 +1,189 @@
+"""The fleet's cache holds data only (issue 26): every file JSON, ``.npz`` without object arrays,
+protobuf or an artifact; a pickle planted in an entry (hash-checked, as a writer with access to a
+shared cache could plant it) is never unpickled: the entry is rebuilt and the payload's marker file
+never appears; a warm run hits every stage and writes the same files; a failed emit is not served
+from the cache next run, it is tried again.
+
+The tasks run in this process (:func:`tfopt.fleet.tasks.run_task`, what each worker runs), in the
+plan's order, so one TensorFlow serves every run."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.fleet.fleet_models import files_of
+from tests.helpers import graph_pb
+from tfopt.fleet.cache import ENTRY, VERSION, Cache, file_sha256, tree_files
+from tfopt.fleet.manifest import fingerprint, load_manifest
+from tfopt.fleet.plan import model_tasks
+from tfopt.fleet.run import cached_emit
+from tfopt.fleet.tasks import run_task
+
+DATA_SUFFIXES = (".json", ".npz", ".pb", ".tflite", ".onnx")
+
+
+class Payload:
+    """Unpickling this creates ``marker``: what a hostile cache writer could run on every reader."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def _mlp(units):
+    def build(tf):
+        rng = np.random.default_rng(units)
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf.constant(rng.normal(size=(4, units)).astype(np.float32))
+        tf.nn.relu(tf.matmul(x, w) + tf.constant(rng.normal(size=units).astype(np.float32)), name="y")
+    return build
+
+
+def _erf(tf):  # TFLite's builtins lack Erf: that emit fails, ONNX's builds
+    x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+    w = tf.constant(np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32))
+    tf.identity(tf.math.erf(tf.matmul(x, w)), name="y")
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    root = tmp_path_factory.mktemp("safe")
+    graph_pb(root / "mlp.pb", _mlp(3))
+    np.savez(root / "cal.npz", x=np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32))
+    graph_pb(root / "erf.pb", _erf)
+    manifest = root / "fleet.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "defaults": {"report_runs": 1},
+        "models": [{"name": "mlp", "path": "mlp.pb", "to": ["tflite"], "quantize": ["fp32", "int8"],
+                    "calibration": "cal.npz"},
+                   {"name": "erf", "path": "erf.pb", "to": ["tflite", "onnx"], "quantize": ["fp32"]}]}))
+    cache = str(root / "cache")
+    cold = {m: _run(manifest, root / "cold", cache, m) for m in ("mlp", "erf")}
+    return {"root": root, "manifest": manifest, "cache": cache, "cold": cold}
+
+
+def _run(manifest, outroot, cache, name):
+    """Every task of model ``name``, in order (prepare, emits, finish): task id -> outcome, and the
+    driver's shortcut for each emit (what ``run_fleet`` would serve from the cache)."""
+    os.makedirs(str(outroot), exist_ok=True)
+    [model] = [m for m in load_manifest(str(manifest)) if m.name == name]
+    tasks = model_tasks(model, 0, os.path.join(str(outroot), name), stamp=fingerprint(model.options), cache=cache,
+                        logs=os.path.join(str(outroot), "logs"), overwrite=True)
+    outcomes, shortcuts = {}, {}
+    cwd = os.getcwd()
+    try:
+        for task in tasks:
+            if task.kind == "emit":
+                shortcuts[task.id] = cached_emit(task, outcomes)
+            outcomes[task.id] = run_task(task.spec)
+    finally:
+        os.chdir(cwd)
+    return {"outcomes": outcomes, "shortcuts": shortcuts, "outdir": os.path.join(str(outroot), name)}
+
+
+def _entries(cache, stage):
+    root = os.path.join(cache, VERSION, stage)
+    return sorted(os.path.join(root, a, b) for a in os.listdir(root) for b in os.listdir(os.path.join(root, a))
+                  if not b.startswith(".")) if os.path.isdir(root) else []
+
+
+def test_every_file_in_the_cache_is_data(fleet):
+    files = [os.path.join(d, f) for d, _, names in os.walk(fleet["cache"]) for f in names]
+    assert files and {os.path.splitext(f)[1] for f in files} >= {".json", ".npz", ".pb"}
+    for path in files:
+        assert path.endswith(DATA_SUFFIXES), path
+        with open(path, "rb") as f:
+            assert not f.read(1).startswith(b"\x80"), f"{path} starts with a pickle protocol header"
+        if path.endswith(".json"):
+            with open(path) as f:
+                json.load(f)
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as arrays:
+                assert all(not arrays[k].dtype.hasobject for k in arrays.files)
+            with zipfile.ZipFile(path) as z:  # every member a .npy (magic \x93NUMPY), no pickle inside
+                assert all(z.read(n).startswith(b"\x93NUMPY") for n in z.namelist())
+
+
+def test_a_warm_run_hits_every_stage_and_writes_the_same_files(fleet, tmp_path):
+    cold, warm = fleet["cold"]["mlp"], _run(fleet["manifest"], tmp_path, fleet["cache"], "mlp")
+    prepare = next(o for t, o in warm["outcomes"].items() if t.endswith("/prepare"))
+    assert set(prepare["cache_hits"]) == {"optimize", "statistics"}
+    assert len(warm["shortcuts"]) == 2 and all(s is not None for s in warm["shortcuts"].values())
+    assert all("emit" in o["cache_hits"] for t, o in warm["outcomes"].items() if "/emit/" in t)
+    assert all(o["model_status"] == "converted" for t, o in warm["outcomes"].items() if t.endswith("/finish"))
+    expected = files_of(cold["outdir"])
+    assert {"model.fp32.tflite", "model.int8.tflite", "manifest.json"} <= set(expected)
+    assert files_of(warm["outdir"]) == expected
+
+
+def _plant(entry, rel, payload: bytes) -> None:
+    """Write ``payload`` as the entry's file ``rel`` and re-hash ``entry.json``: the entry passes the
+    cache's hash check, as one written by a hostile writer of a shared cache would."""
+    with open(os.path.join(entry, rel), "wb") as f:
+        f.write(payload)
+    with open(os.path.join(entry, ENTRY)) as f:
+        document = json.load(f)
+    document["files"] = {r: file_sha256(os.path.join(entry, r)) for r in tree_files(entry) if r != ENTRY}
+    with open(os.path.join(entry, ENTRY), "w") as f:
+        json.dump(document, f)
+
+
+def _object_npz(marker: str) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, a0=np.array([Payload(marker)], dtype=object), allow_pickle=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("stage,how", [("optimize", "pickle"), ("statistics", "pickle"), ("statistics", "npz")])
+def test_a_pickle_planted_in_an_entry_never_runs(fleet, stage, how, tmp_path):
+    marker = str(tmp_path / "pwned")
+    live = str(tmp_path / "live")
+    pickle.loads(pickle.dumps(Payload(live)))  # the payload is live: unpickled, it creates its marker
+    assert os.path.exists(live)
+    cache = shutil.copytree(fleet["cache"], str(tmp_path / "cache"))
+    entries = _entries(cache, stage)
+    for entry in entries:
+        if how == "pickle":  # every metadata file of the entry (not a graph) becomes the pickle
+            for rel in [r for r in tree_files(entry) if r != ENTRY and not r.endswith((".pb", ".npz"))]:
+                _plant(entry, rel, pickle.dumps({"qat": False, "payload": Payload(marker)}))
+        else:
+            for rel in [r for r in tree_files(entry) if r.endswith(".npz")]:
+                _plant(entry, rel, _object_npz(marker))
+    again = _run(fleet["manifest"], tmp_path / "again", cache, "mlp")
+    assert not os.path.exists(marker), "a planted pickle was executed"
+    prepare = next(o for t, o in again["outcomes"].items() if t.endswith("/prepare"))
+    assert stage not in prepare["cache_hits"]  # found foreign: rebuilt, not used
+    assert files_of(again["outdir"]) == files_of(fleet["cold"]["mlp"]["outdir"])
+    assert any(Cache(cache).get(stage, os.path.basename(e)) is not None for e in entries)  # rebuilt in place
+
+
+def test_a_failed_emit_is_tried_again_not_served(fleet, tmp_path):
+    cold = fleet["cold"]["erf"]["outcomes"]
+    assert cold["erf/finish"]["model_status"] == "partial"
+    assert cold["erf/emit/tflite/fp32"]["record"]["failed"] and not cold["erf/emit/onnx/fp32"]["record"]["failed"]
+    for entry in _entries(fleet["cache"], "emit"):  # no failure among the results the cache serves
+        with open(os.path.join(entry, "emit.json")) as f:
+            assert not json.load(f)["failed"]
+    warm = _run(fleet["manifest"], tmp_path, fleet["cache"], "erf")
+    assert warm["shortcuts"]["erf/emit/onnx/fp32"] is not None
+    assert warm["shortcuts"]["erf/emit/tflite/fp32"] is None  # the driver does not serve the failure
+    tflite = warm["outcomes"]["erf/emit/tflite/fp32"]
+    assert "emit" not in tflite["cache_hits"] and tflite["record"]["failed"]  # tried again, failed again
+    assert "emit" in warm["outcomes"]["erf/emit/onnx/fp32"]["cache_hits"]
+    assert warm["outcomes"]["erf/finish"]["model_status"] == "partial"
+    with open(os.path.join(warm["outdir"], "manifest.json")) as f:
+        written = json.load(f)
+    assert [a["format"] for a in written["artifacts"]] == ["onnx"]
+    assert [f["format"] for f in written["failed"]] == ["tflite"]
