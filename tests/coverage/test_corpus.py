@@ -134,6 +134,15 @@ def test_entries_are_unique_and_span_the_packages_the_issue_asks_for():
     assert len(corpus.CORPUS) // 5 <= len(held) <= len(corpus.CORPUS) // 2
 
 
+def test_the_second_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
+    from tfopt.coverage.corpus_entries import HELD_OUT_2
+
+    second = [corpus.BY_NAME[n] for n in HELD_OUT_2]
+    assert all(e.held_out for e in second)
+    earlier = {e.package for e in corpus.CORPUS if e.name not in HELD_OUT_2}
+    assert not {e.package for e in second} & earlier
+
+
 def test_every_built_entry_has_a_builder_and_every_custom_module_is_shipped_code():
     from tfopt.coverage import corpus_builds
 
