@@ -1,0 +1,125 @@
+"""Rules of the package's shape that the repository enforces itself (issue 26), read from the source
+with ``ast`` (no import runs):
+
+- no import cycle among tfopt's modules, lazy imports inside functions included, and an import of a
+  name the package root defines (``from tfopt import __version__``) counted as an import of
+  ``tfopt/__init__.py``, which imports whatever the public API re-exports;
+- no module inside the package imports the package root itself (``import tfopt``): it imports the
+  submodule it needs. The exceptions are the modules that show or measure the public API as a user
+  calls it (:data:`API_CLIENTS`); nothing in the package imports them, so they close no loop.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1] / "tfopt"
+
+
+def _modules() -> dict[str, pathlib.Path]:
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(name: str, path: pathlib.Path) -> set[str]:
+    """The tfopt modules ``name`` imports anywhere in its file (a package counts as its __init__)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            names = [f"{base}.{a.name}" for a in node.names]
+            targets = [t for t in names if t in MODULES] + ([base] if any(t not in MODULES for t in names) else [])
+        for target in targets:
+            while target and target not in MODULES:
+                target = target.rpartition(".")[0]
+            if target and target != name and target.split(".")[0] == "tfopt":
+                found.add(target)
+    return found
+
+
+GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+# The quick start's demo and the coverage matrix call tfopt.load/freeze/convert as users do.
+API_CLIENTS = {"tfopt.__main__", "tfopt.demo", "tfopt.coverage.matrix"}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    out.append(sorted(component))
+    return out
+
+
+def test_no_import_cycles_counting_lazy_imports_and_the_package_root():
+    assert _cycles(GRAPH) == []
+
+
+def test_api_clients_are_leaves():
+    """Nothing in the package imports a module that imports the package root (so no loop through it)."""
+    for name, imported in GRAPH.items():
+        assert not imported & (API_CLIENTS - {"tfopt.__main__"}) or name in API_CLIENTS, name
+
+
+def test_the_rule_sees_a_cycle_closed_through_the_package_root():
+    """The checker itself: ``tfopt.a`` reading ``tfopt.__version__`` lazily closes a loop through
+    ``tfopt/__init__``, which imports ``tfopt.a``."""
+    graph = {"tfopt": {"tfopt.a"}, "tfopt.a": {"tfopt.b"}, "tfopt.b": {"tfopt"}, "tfopt.c": set()}
+    assert _cycles(graph) == [["tfopt", "tfopt.a", "tfopt.b"]]
+    assert _cycles({"tfopt": {"tfopt.a"}, "tfopt.a": set()}) == []
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n != "tfopt"))
+def test_no_module_imports_the_package_root(name):
+    assert "tfopt" not in GRAPH[name] or name in API_CLIENTS, (
+        f"{MODULES[name]} imports the package root 'tfopt' (import tfopt / from tfopt import <name it defines>): "
+        "import the submodule that defines the name instead")
