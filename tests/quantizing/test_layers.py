@@ -104,12 +104,12 @@ def test_ranks_and_fixes_the_outlier_layer_for(target, outlier_model, tmp_path):
 
 
 # With the outlier layer in float, what is left is int8 rounding in each runtime's kernels, which
-# differs by CPU. ONNX Runtime's and LiteRT's stay above 90% everywhere (ONNX int8 weights are 7-bit
-# against saturation without VNNI). NNCF applies its overflow fix to the first layer only, so
-# OpenVINO's later layers saturate on CPUs without VNNI: 87.5% measured on an AVX2 AMD EPYC (32
-# samples: one flip is 3.1 points). Enabling the fix everywhere gave 93.8% here but cost the
-# auto-keep-float test above as much, so the margin is stated instead of chasing one machine.
-KEPT_FLOAT_AGREEMENT = {"tflite": 90, "onnx": 90, "openvino": 80}  # percent
+# differs by CPU. LiteRT's stays above 90% everywhere. ONNX and OpenVINO run the engine's 7-bit
+# weights (int8 with zero point 0, so ONNX Runtime's fast symmetric kernels take them, and no u8 x s8
+# pair saturates on CPUs without VNNI): 84.4% measured for ONNX on an AVX2 AMD EPYC, 87.5% for
+# OpenVINO, whose NNCF overflow fix covers the first layer only (32 samples: one flip is 3.1 points).
+# Plain int8 agrees on < 60% (the tests above), so these bounds still show the layer kept in float.
+KEPT_FLOAT_AGREEMENT = {"tflite": 90, "onnx": 80, "openvino": 80}  # percent
 
 
 def test_keep_float_resolves_one_tf_name_for_every_target(outlier_model, tmp_path):
