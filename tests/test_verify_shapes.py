@@ -228,3 +228,38 @@ def test_a_product_tie_converts_and_its_report_cuts_each_sample(tmp_path):
     assert one["x"][0] == 1 and one["lens"] == [one["x"][1]]
     assert result.artifacts[0].max_abs_err <= 1e-5
     assert result.report["artifacts"][0]["fidelity"]["max_abs_err"] <= 1e-5
+
+
+def _fixed(t, *, shape, side):
+    """``x`` of a shape the graph fixes (a batch of 3, or of 1), optionally beside ``w [5]``, a
+    fixed vector that is no batch of anything, added to an unknown-batch ``z [?, 5]``."""
+    v1 = t.compat.v1
+    x = v1.placeholder(t.float32, shape, name="x")
+    y = t.nn.relu(x * 2.0 + 1.0)
+    if side:
+        w = v1.placeholder(t.float32, [5], name="w")
+        z = v1.placeholder(t.float32, [None, 5], name="z")
+        t.identity(z + w, name="s")
+    t.identity(y, name="y")
+
+
+@pytest.mark.parametrize(("shape", "side"), [([3, 4], False), ([1, 6, 2], False), ([3, 4], True)],
+                         ids=["batch-3", "batch-1", "batch-3-beside-a-fixed-vector"])
+def test_an_input_whose_shape_the_graph_fixes_is_fed_whole_in_the_report(shape, side, tmp_path):
+    """The report runs batch-1 samples; an input of fixed shape takes no other batch (a model's
+    ``[300, 400]`` input failed with an internal error)."""
+    import importlib.util
+
+    from tests.helpers import graph_pb
+    from tfopt.verify_shapes import batch_axes
+
+    if not importlib.util.find_spec("tf2onnx"):
+        pytest.skip("the onnx extra is needed")
+    pb = graph_pb(tmp_path / "fixed.pb", lambda t: _fixed(t, shape=shape, side=side))
+    outputs = ["y", "s"] if side else ["y"]
+    result = tfopt.convert(pb, str(tmp_path / "out"), to=["onnx"], outputs=outputs, report_runs=1)
+    assert result.report["artifacts"][0]["fidelity"]["max_abs_err"] <= 1e-6
+    frozen, _ = tfopt.freeze(pb, outputs=outputs, verify=False)
+    shapes = {s.name: tuple(s.shape) if None not in s.shape else (2, 5) for s in frozen.inputs}
+    axes = batch_axes(frozen.inputs, shapes)
+    assert axes["x"] is None and (not side or (axes["w"] is None and axes["z"] == 0))

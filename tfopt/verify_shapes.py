@@ -210,7 +210,8 @@ def _probe_factors(value: int, symbols: Mapping[int, Dim]) -> list[Dim]:
 def batch_axes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]],
                ties: DimTies | None = None) -> dict[str, int | None]:
     """Input name -> the axis that holds its samples in ``shapes`` made up by :func:`DimTies.shapes`
-    (0 for an input of known shape; None for one holding no batch dimension, fed whole).
+    (None for one holding no batch dimension, fed whole: an input whose shape the graph fixes, such as
+    ``[300, 400]`` or ``[1, 224, 224, 3]``, takes no other batch; 0 for one of unknown rank).
 
     With the search's ``ties``, an axis sized ``batch x k`` (a product tie whose outermost factor is
     the batch) holds the samples too, ``k`` rows each (:func:`cut_sample`)."""
@@ -221,7 +222,8 @@ def batch_axes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]],
         mine = [(a, ties.find((n, a))) for (n, a) in ties.parent if n == spec.name]
         batch = [a for a, r in mine if r in roots] + [a for a, r in mine if r in ties.products
                                                        and ties.factors(r)[0] in roots]
-        out[spec.name] = batch[0] if batch else None if mine and roots else 0
+        known = spec.shape is not None and None not in spec.shape
+        out[spec.name] = batch[0] if batch else None if (mine and roots) or known else 0
     return out
 
 
