@@ -25,7 +25,7 @@ longer holds γ, β, and a max-pool or residual add between two layers has no cl
 
 Where the correction goes: the snapped op's own BiasAdd (the folded bias; not shared), else a new
 BiasAdd that takes over the op's name (so its consumers and the model's outputs read the
-corrected value) while the op becomes ``<name>/snapped``. Channels-first ops are not corrected.
+corrected value) while the op becomes ``<name>/linear``, as in the int8 engine's bias correction. Channels-first ops are not corrected.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from tfopt._tf import const_value, make_const
+from tfopt._tf import make_const
 from tfopt.graph import Model, TensorSpec, attr_bytes, consumers, is_control, node_map, tensor_node
 from tfopt.passes._linear import plain_const
 
@@ -81,24 +81,16 @@ def channels_last(op: Any) -> bool:
 
 
 def add_bias(graph_def: Any, op: Any, error: np.ndarray) -> str:
-    """Add ``error`` (in the kernel's dtype) to ``op``'s bias in ``graph_def`` (its BiasAdd, else a new one); returns where."""
+    """Add ``error`` (in the kernel's dtype) to ``op``'s bias in ``graph_def`` (its unshared
+    per-channel bias, else a new BiasAdd: :func:`tfopt.quantizing._channels.add_bias`); returns where."""
+    from tfopt.quantizing._channels import Layer, find_bias
+    from tfopt.quantizing._channels import add_bias as add_to_layer
+
     nodes = node_map(graph_def)
-    users = consumers(graph_def)
-    readers = [u for u, i in users.get(op.name, []) if not is_control(u.input[i])]
-    if len(readers) == 1 and readers[0].op == "BiasAdd" and channels_last(readers[0]):
-        bias = plain_const(nodes, readers[0].input[1])
-        shared = bias is not None and len([u for u, i in users.get(bias.name, []) if not is_control(u.input[i])]) > 1
-        if bias is not None and not shared:
-            value = const_value(bias)
-            new = (value.astype(np.float64) + error).astype(value.dtype)
-            bias.CopyFrom(make_const(bias.name, new, dtype=bias.attr["dtype"].type))
-            return f"bias '{bias.name}'"
-    dtype = op.attr["T"].type
+    layer = Layer(op, plain_const(nodes, op.input[1]))
+    found = find_bias(nodes, consumers(graph_def), op, int(np.size(error)))
+    if found:
+        layer.bias_add, layer.bias = found
     name = op.name
-    op.name = f"{name}/snapped"
-    bias_name = f"{name}/snap_bias"
-    graph_def.node.append(make_const(bias_name, error, dtype=dtype))
-    bias_add = graph_def.node.add(name=name, op="BiasAdd", input=[op.name, bias_name])
-    bias_add.attr["T"].type = dtype
-    bias_add.attr["data_format"].s = b"NHWC"
-    return f"new BiasAdd '{name}'"
+    add_to_layer(graph_def, layer, error)
+    return f"bias '{found[1].name}'" if found else f"new BiasAdd '{name}'"
