@@ -227,6 +227,12 @@ def batch_axes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]],
     return out
 
 
+def sample_count(feeds: Mapping[str, np.ndarray], axes: Mapping[str, int | None]) -> int:
+    """How many samples ``feeds`` hold: the shortest batch axis (an axis of ``batch x k`` rows, a
+    product tie, is longer); 1 when every input is fed whole."""
+    return min((int(np.shape(feeds[k])[a]) for k, a in axes.items() if a is not None), default=1)
+
+
 def cut_sample(value: np.ndarray, axis: int | None, i: int, rows: int) -> np.ndarray:
     """Sample ``i`` of ``rows`` in ``value``: index ``i`` on ``axis``; where the axis holds
     ``rows x k`` entries (a product tie, batch outermost), the run ``[i*k, (i+1)*k)``; all of it
@@ -242,7 +248,7 @@ def split_samples(specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray],
     """Made-up ``feeds`` as batch-1 samples, each input cut on its batch axis (:func:`batch_axes`,
     :func:`cut_sample`)."""
     axes = batch_axes(specs, {k: np.shape(v) for k, v in feeds.items()}, ties)
-    rows = min((int(np.shape(feeds[k])[a]) for k, a in axes.items() if a is not None), default=1)
+    rows = sample_count(feeds, axes)
     return [{k: cut_sample(v, axes.get(k, 0), i, rows) for k, v in feeds.items()} for i in range(rows)]
 
 

@@ -78,8 +78,9 @@ class _Samples:
     def __init__(self, inputs: dict[str, np.ndarray], axes: Mapping[str, int | None], unranked: set[str]):
         self.inputs, self.axes = inputs, {k: axes.get(k, 0) for k in inputs}
         self.unranked = unranked  # outputs of unknown rank: compared element by element (tfopt.testing.compare)
-        cut = [int(np.shape(inputs[k])[a]) for k, a in self.axes.items() if a is not None]
-        self.count = min(cut, default=1)  # an axis of batch x k rows (a product tie) holds k per sample
+        from tfopt.verify_shapes import sample_count
+
+        self.count = sample_count(inputs, self.axes)
 
     def sample(self, i: int) -> dict[str, np.ndarray]:
         from tfopt.verify_shapes import cut_sample
