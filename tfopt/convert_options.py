@@ -92,10 +92,14 @@ def check_options(model: Any, outdir: str, options: ConvertOptions | None = None
     if q.accuracy_control is not None:
         if not r.eval_data:
             raise OptionError("--accuracy-control needs --eval-data DATA.npz holding the inputs (by name) and 'labels'")
-        if ("openvino", "int8") not in pairs:
-            raise OptionError("--accuracy-control is OpenVINO int8's: add openvino to --to and int8 to --quantize")
+        owners = [t for t in TABLE.values() if t.accuracy_control]  # whose converter runs its own search
+        what = " or ".join(f"{t.name} {'/'.join(t.accuracy_control)}" for t in owners)
+        if not any(p in TABLE[t].accuracy_control for t, p in pairs):
+            modes = "/".join(dict.fromkeys(p for t in owners for p in t.accuracy_control))
+            raise OptionError(f"--accuracy-control is {what}'s: add {' or '.join(t.name for t in owners)} to --to "
+                              f"and {modes} to --quantize")
         if q.keep_float or q.auto_keep_float is not None:
-            raise OptionError("--accuracy-control is NNCF's own keep-float search for openvino int8; "
+            raise OptionError(f"--accuracy-control is {what}'s own keep-float search (its converter's); "
                               "pass it or --keep-float/--auto-keep-float, not both")
     if r.metric and not r.eval_data:
         raise OptionError(f"--metric {r.metric}: needs --eval-data DATA.npz holding the labels it scores against")

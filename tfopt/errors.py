@@ -48,6 +48,11 @@ class OutputMismatchError(OptionError):
     """``tfopt verify --reference MODEL``: the reference does not answer the conversion's outputs."""
 
 
+class TargetError(OptionError):
+    """:func:`tfopt.targets.register_target`: a target record that cannot be added (its name is
+    taken, a role it needs is missing or malformed); the message names the record and each fault."""
+
+
 class ModelNotFoundError(TfoptError):
     exit_code = 3
 

@@ -8,8 +8,6 @@ from typing import Any
 
 from tfopt.cli.args import COUNT, EPILOG, binding_options, model_options
 
-REDUCE_TARGETS = ("tflite", "onnx", "openvino")
-
 
 def add_parser(debug_subparsers: Any) -> None:
     """Add ``reduce`` to ``tfopt debug``'s subcommands."""
@@ -22,7 +20,7 @@ def add_parser(debug_subparsers: Any) -> None:
                     "and reduce.json.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("--target", required=True, choices=REDUCE_TARGETS, help="the converter to reduce against")
+    p.add_argument("--target", required=True, choices=reduce_targets(), help="the converter to reduce against")
     p.add_argument("--precision", default="fp32",
                    help="fp32 (default), fp16, dynamic, int8 (calibrated on each cut's real inputs), int16x8")
     p.add_argument("--check", default="fails", metavar="fails|mismatch[:TOL]",
@@ -37,6 +35,13 @@ def add_parser(debug_subparsers: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT that tfopt did not write")
     binding_options(p)  # the graph tfopt convert froze: --inputs NAME[:SHAPE], --set, --verify-shape
     model_options(p)
+
+
+def reduce_targets() -> list[str]:
+    """The targets ``--target`` takes: those whose record names a ``repro`` (the standalone repro.py)."""
+    from tfopt.targets import with_role
+
+    return [t.name for t in with_role("repro")]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -176,9 +176,9 @@ def _int8_ops(outdir: str, artifact: dict[str, Any]) -> dict[str, Any] | None:
     """An int8 artifact's kernels as its runtime runs them (:mod:`tfopt.quantizing.int8_ops`): the
     count ``tfopt convert`` recorded in the manifest, else (``tfopt verify`` of one file, or a
     manifest written before fusion was counted) counted now. None for other precisions."""
-    from tfopt.quantizing.int8_ops import COUNTED_FORMATS, count_quantized_ops
+    from tfopt.quantizing.int8_ops import count_quantized_ops, counted
 
-    if artifact.get("precision") != "int8" or artifact["format"] not in COUNTED_FORMATS:
+    if artifact.get("precision") != "int8" or not counted(artifact["format"]):
         return None
     recorded = artifact.get("int8_ops")
     if recorded and "fused" in recorded:
