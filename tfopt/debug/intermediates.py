@@ -64,6 +64,7 @@ def open_intermediates(target: str, path: str, model: Model) -> Intermediates:
         raise OptionError(f"{path}: tfopt debug compare runs {compared()} artifacts, not {target}; "
                           "a TensorFlow artifact (a .pb, a SavedModel) is the TF graph itself")
     opened: Intermediates = record.call("intermediates", path, model)
+    opened.target = target  # a record may reuse another's opener (a second ONNX target): named as asked
     return opened
 
 
