@@ -14,7 +14,7 @@ import re
 import pytest
 
 from tfopt import targets
-from tfopt.convert_options import plan
+from tfopt.convert_options import check_options, plan
 from tfopt.errors import OptionError, TargetError
 from tfopt.targets import (
     NAMES,
@@ -228,3 +228,27 @@ def test_a_sixth_target_with_int8_is_one_record(digits_model, tmp_path, register
     assert opened.target == "onnx2" and opened.quantized and opened.tensors
     timed = interleaved_latency("onnx2", path, os.path.join(out, "model.int8.onnx"), runs=3, min_seconds=0)
     assert timed["rounds"] >= 3 and np.isfinite(timed["ratio"])
+
+
+def test_accuracy_control_is_a_role(tmp_path, registered):
+    """--accuracy-control goes to the records that name the precision in ``accuracy_control``: the
+    option check accepts them, and tfopt's int8 engine leaves their int8 to their converter."""
+    import numpy as np
+
+    from tfopt.options import QuantizeOptions
+    from tfopt.quantizing.int8_plan import engine_builds
+
+    (tmp_path / "model.pb").write_bytes(b"\x0a\x05float graph bytes")  # never read as a model here
+    np.savez(tmp_path / "data.npz", x=np.zeros((2, 3), np.float32))
+    data = str(tmp_path / "data.npz")
+    flags = {"quantize": ["int8"], "calibration": data, "accuracy_control": 0.01, "eval_data": data}
+    q = QuantizeOptions(accuracy_control=0.01)
+    assert engine_builds(q, "onnx", "int8", False) and not engine_builds(q, "openvino", "int8", False)
+    with pytest.raises(OptionError, match="is openvino int8's: add openvino to --to and int8 to --quantize"):
+        check_options(str(tmp_path / "model.pb"), str(tmp_path / "out"), to=["onnx"], **flags)
+    registered(_record("onnx2", accuracy_control=("int8",)))
+    assert not engine_builds(q, "onnx2", "int8", False) and engine_builds(QuantizeOptions(), "onnx2", "int8", False)
+    pairs, _ = check_options(str(tmp_path / "model.pb"), str(tmp_path / "out"), to=["onnx2"], **flags)
+    assert pairs == [("onnx2", "int8")]
+    with pytest.raises(OptionError, match="is openvino int8 or onnx2 int8's: add openvino or onnx2 to --to"):
+        check_options(str(tmp_path / "model.pb"), str(tmp_path / "out"), to=["onnx"], **flags)
