@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tfopt.convert_options import plan
+from tfopt.conversion.checks import plan
 from tfopt.errors import OptionError
 from tfopt.targets import NAMES, TABLE, Precision, Target, precision_name, target, target_of_file
 
@@ -54,7 +54,8 @@ def test_no_module_outside_the_table_switches_on_a_target_name():
     names = "|".join(NAMES)
     pattern = re.compile(rf"""(==|!=|\bin)\s*\(?["']({names})["']""")
     offenders = []
-    for folder in ("converting.py", "verify.py", "pipeline.py", "convert_options.py", "runtimes", "report"):
+    for folder in ("conversion/convert.py", "verification/verify.py", "conversion/pipeline.py", "conversion/checks.py",
+                   "runtimes", "report"):
         path = os.path.join(ROOT, "tfopt", folder)
         files = [path] if path.endswith(".py") else [os.path.join(path, f) for f in os.listdir(path) if f.endswith(".py")]
         for file in files:
