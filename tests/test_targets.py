@@ -14,7 +14,7 @@ import re
 import pytest
 
 from tfopt import targets
-from tfopt.convert_options import check_options, plan
+from tfopt.conversion.checks import check_options, plan
 from tfopt.errors import OptionError, TargetError
 from tfopt.targets import (
     NAMES,
@@ -199,9 +199,9 @@ def test_a_sixth_target_with_int8_is_one_record(digits_model, tmp_path, register
 
     import tfopt
     from tfopt.cli.debug_reduce import reduce_targets
+    from tfopt.conversion.manifest import manifest_model
     from tfopt.coverage.latency import interleaved_latency
     from tfopt.debug.intermediates import open_intermediates
-    from tfopt.manifest import manifest_model
 
     registered(_record("onnx2"))
     assert plan(["onnx2"], ["fp32", "int8"]) == ([("onnx2", "fp32"), ("onnx2", "int8")], [])

@@ -131,7 +131,7 @@ class Target:
         companions: sibling files that belong to the artifact (an IR's ``.bin``), replacing the suffix.
         extra: the module it needs (``pip install 'tfopt[<name>]'``); ``None``: always there.
         distributions: packages whose versions ``manifest.json`` records.
-        graph: ``"portable"`` or ``"runtime"`` (see :mod:`tfopt.converting`).
+        graph: ``"portable"`` or ``"runtime"`` (see :mod:`tfopt.conversion.convert`).
         converter, runtime_name: named in error messages.
         keep_float: precisions that support keeping layers in float; ``layer_quantizer`` builds them.
         qat_int8_as: for a quantization-aware graph, int8 is the conversion at this precision

@@ -96,7 +96,7 @@ def test_artifact_of_a_different_model(debug_models, tmp_path, capsys):
     import tensorflow as tf
 
     from tfopt.cli import main
-    from tfopt.converting import convert
+    from tfopt.conversion.convert import convert
 
     module = tf.Module()
     module.f = tf.function(lambda x: {"output_0": tf.nn.sigmoid(tf.reduce_sum(x * 3.0, axis=[1, 2]))},

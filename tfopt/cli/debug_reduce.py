@@ -46,10 +46,10 @@ def reduce_targets() -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from tfopt.cli.debug_compare import data_from_inputs
+    from tfopt.conversion.output_paths import check_output
     from tfopt.debug.check import Check
     from tfopt.debug.reduce import reduce
     from tfopt.debug.repro import write_repro
-    from tfopt.outputs import check_output
     from tfopt.targets import TABLE, Precision
 
     precision = Precision.parse(args.precision, "--precision").value
@@ -79,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The portable (frozen, optimized) graph the converters read, and one set of its inputs."""
     from tfopt.cli.args import freeze_of, load_of
+    from tfopt.conversion.pipeline import run_optimize
     from tfopt.options import OptimizeOptions
-    from tfopt.pipeline import run_optimize
-    from tfopt.verify import check_inputs, choose_inputs, reference_runner
+    from tfopt.verification.verify import check_inputs, choose_inputs, reference_runner
 
     with args.capture.stage("loading"):
         portable, _, _, _ = run_optimize(args.model, load_of(args), freeze_of(args), OptimizeOptions())
@@ -100,7 +100,7 @@ def _npz_inputs(path: str, specs: Any) -> Any:
     import numpy as np
 
     from tfopt.errors import OptionError
-    from tfopt.verify import VerifyInputs
+    from tfopt.verification.verify import VerifyInputs
 
     if not path.endswith(".npz") or not os.path.isfile(path):
         raise OptionError(f"--data {path}: expected an existing .npz holding the model's inputs by name")

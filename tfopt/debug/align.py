@@ -100,7 +100,7 @@ class Alignment:
 
     Attributes:
         tensors: ``{artifact key: Aligned}``, artifact order.
-        order: TF node -> its position in TF's canonical topological order (:mod:`tfopt.graph_order`).
+        order: TF node -> its position in TF's canonical topological order (:mod:`tfopt.graphdef.order`).
         unaligned: ``[(artifact key, first name, reason)]`` for every non-constant value tensor not aligned.
     """
 
@@ -151,8 +151,8 @@ def kind(op: str) -> str:
 
 
 def tf_order(graph_def: Any) -> dict[str, int]:
-    """TF node -> position in the canonical topological order (:func:`tfopt.graph_order.canonical_order`)."""
-    from tfopt.graph_order import canonical_order
+    """TF node -> position in the canonical topological order (:func:`tfopt.graphdef.order.canonical_order`)."""
+    from tfopt.graphdef.order import canonical_order
 
     copy = type(graph_def)()
     copy.node.extend(graph_def.node)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.debug.check import Check, outcome_dict
-from tfopt.nonfinite import to_json
+from tfopt.verification.nonfinite import to_json
 
 TFLITE = '''
 def convert_and_run(graph_def, feeds):

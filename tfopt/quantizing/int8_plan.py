@@ -173,7 +173,7 @@ class Int8Plan:
 
     def _search(self, target: str) -> tuple[Model, Any]:
         """Measure every candidate for ``target`` (one at a time), keep :func:`choose`'s pick."""
-        from tfopt.progress import Step
+        from tfopt.terminal.progress import Step
 
         if self._evaluate is None:
             raise ValueError("recipe search needs an evaluate function")
