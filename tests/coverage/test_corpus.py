@@ -180,6 +180,16 @@ def test_the_second_held_out_set_is_held_out_and_comes_from_packages_new_to_the_
     assert not {e.package for e in second} & earlier
 
 
+def test_the_third_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
+    from tfopt.coverage.corpus_entries import HELD_OUT_2, HELD_OUT_3
+
+    third = [corpus.BY_NAME[n] for n in HELD_OUT_3]
+    assert all(e.held_out for e in third) and 8 <= len(third) <= 10
+    earlier = {e.package for e in corpus.CORPUS if e.name not in HELD_OUT_3}
+    assert not {e.package for e in third} & earlier and len({e.package for e in third}) >= 5
+    assert not set(HELD_OUT_2) & set(HELD_OUT_3)
+
+
 def test_every_built_entry_has_a_builder_and_every_custom_module_is_shipped_code():
     from tfopt.coverage import corpus_builds
 
