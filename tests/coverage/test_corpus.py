@@ -44,6 +44,14 @@ STILL_FAILING = {
     "chiron-dna": "output choice takes the training graph's edit_distance head, fed by label placeholders; with "
                   "--outputs naming the logits, the report's measuring feeds batch 1 to a fixed batch of 300",
     "imspy-prosit": "ONNX 3.8e-4 and OpenVINO 5.9e-4: verified by tfopt but above this test's 1e-4 bound",
+    # the third held-out set's first contact (/work/notes/heldout3_classes.md), before any fix
+    **{n: "TFLite recurrent layer converted with a dynamic batch (TensorListReserve [?, units]); TensorFlow's "
+          "converter lowers it to builtins at batch 1" for n in ("crema-chord", "dgaintel", "seeker")},
+    "mtcnn-pnet": "the LiteRT runner allocates at the placeholder shape (1x1x1x3) before resizing: valid convs "
+                  "have no output there",
+    "address-net": "output choice on a two-tower training checkpoint: 32 candidates, mostly variable-free sinks; "
+                   "with --outputs, resource variables read inside while loops are not frozen",
+    "misic": "TFLite and OpenVINO 1.2e-4: verified by tfopt but above this test's 1e-4 bound",
 }
 
 
