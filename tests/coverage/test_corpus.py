@@ -44,6 +44,14 @@ STILL_FAILING = {
     "chiron-dna": "output choice takes the training graph's edit_distance head, fed by label placeholders; with "
                   "--outputs naming the logits, the report's measuring feeds batch 1 to a fixed batch of 300",
     "imspy-prosit": "ONNX 3.8e-4 and OpenVINO 5.9e-4: verified by tfopt but above this test's 1e-4 bound",
+    # the third held-out set's first contact (/work/notes/heldout3_classes.md), before any fix
+    **{n: "TFLite recurrent layer converted with a dynamic batch (TensorListReserve [?, units]); TensorFlow's "
+          "converter lowers it to builtins at batch 1" for n in ("crema-chord", "dgaintel", "seeker")},
+    "mtcnn-pnet": "the LiteRT runner allocates at the placeholder shape (1x1x1x3) before resizing: valid convs "
+                  "have no output there",
+    "address-net": "output choice on a two-tower training checkpoint: 32 candidates, mostly variable-free sinks; "
+                   "with --outputs, resource variables read inside while loops are not frozen",
+    "misic": "TFLite and OpenVINO 1.2e-4: verified by tfopt but above this test's 1e-4 bound",
 }
 
 
@@ -178,6 +186,16 @@ def test_the_second_held_out_set_is_held_out_and_comes_from_packages_new_to_the_
     assert all(e.held_out for e in second)
     earlier = {e.package for e in corpus.CORPUS if e.name not in HELD_OUT_2}
     assert not {e.package for e in second} & earlier
+
+
+def test_the_third_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
+    from tfopt.coverage.corpus_entries import HELD_OUT_2, HELD_OUT_3
+
+    third = [corpus.BY_NAME[n] for n in HELD_OUT_3]
+    assert all(e.held_out for e in third) and 8 <= len(third) <= 10
+    earlier = {e.package for e in corpus.CORPUS if e.name not in HELD_OUT_3}
+    assert not {e.package for e in third} & earlier and len({e.package for e in third}) >= 5
+    assert not set(HELD_OUT_2) & set(HELD_OUT_3)
 
 
 def test_every_built_entry_has_a_builder_and_every_custom_module_is_shipped_code():

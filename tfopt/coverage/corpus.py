@@ -89,13 +89,13 @@ def child_env(entry: Entry, cache: str = DEFAULT_CACHE, *, seed: int = 0) -> dic
 
 def _built(entry: Entry, root: str, cache: str) -> str:
     """The model built by the package's own code (:mod:`tfopt.coverage.corpus_builds`), cached."""
-    suffix = ".keras" if entry.format == "keras3" else ".h5"
+    suffix = {"keras3": ".keras", "savedmodel": ""}.get(entry.format, ".h5")  # a SavedModel is a folder
     out = os.path.join(cache, "built", entry.name, entry.name + suffix)
     if os.path.exists(out):
         return out
     os.makedirs(os.path.dirname(out), exist_ok=True)
     env = child_env(entry, cache)
-    if entry.format != "keras3":
+    if entry.format == "keras2-h5":
         env["TF_USE_LEGACY_KERAS"] = "1"  # the package's tensorflow.keras is Keras 2, as in its day
     done = run_child([sys.executable, "-m", "tfopt.coverage.corpus_builds", entry.build, root, out + ".partial"],
                      timeout=600, env=env)
