@@ -16,6 +16,8 @@ from them and the tensors that feed only the loss become alternatives (a float h
 decision and more: ``argmax(prob) == pred``). A head without such a tensor keeps what it has. Every
 head is chosen, so a multi-head graph converts all its heads. The choice is *certain* when the
 graph had exactly one candidate; otherwise the alternatives are listed for ``--outputs``.
+Candidates that need labels (:mod:`tfopt.evaluation_heads`: a CTC loss, an edit distance, a
+cross-entropy) are alternatives; with no inference head left, the predictions they compare are chosen.
 """
 
 from __future__ import annotations
@@ -158,7 +160,11 @@ def is_bookkeeping(node: Any, nodes: dict[str, Any]) -> bool:
 
 def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
     """Group ``reasons``' candidates (from ``explain_outputs``) into heads and pick in each.
-    Candidates that are :func:`is_bookkeeping` become alternatives when any other candidate is not."""
+    Candidates that are :func:`is_bookkeeping` become alternatives when any other candidate is not;
+    evaluation heads (:mod:`tfopt.evaluation_heads`: they need labels) become alternatives, replaced
+    by their predictions when no candidate is an inference head."""
+    from tfopt.evaluation_heads import find_evaluation
+
     nodes = node_map(graph_def)
     bookkeeping = {n for n in reasons if not is_float(nodes[n]) and is_bookkeeping(nodes[n], nodes)}
     if bookkeeping and len(bookkeeping) < len(reasons):
@@ -166,6 +172,15 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
         choice = choose_outputs(graph_def, kept)
         choice.reasons = dict(reasons) | choice.reasons
         choice.alternatives.update({n: BOOKKEEPING for n in sorted(bookkeeping)})
+        return choice
+    evaluation = find_evaluation(graph_def, list(reasons))
+    pool = {n: why for n, why in reasons.items() if n not in evaluation.heads}
+    if all(why.startswith(LOSS_REASON) for why in pool.values()):  # no inference head: the predictions
+        pool |= {n: why for n, why in evaluation.predictions.items() if n not in pool}
+    if evaluation.heads and pool:  # never the labels as inputs
+        choice = choose_outputs(graph_def, pool)
+        choice.reasons = dict(reasons) | choice.reasons
+        choice.alternatives.update(evaluation.heads)
         return choice
     groups: dict[str, list[str]] = {}
     decided: dict[str, str] = {}
