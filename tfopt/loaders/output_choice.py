@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfopt.graph import FLOAT_TYPES, PLACEHOLDER_OPS, dtype_name, node_map, tensor_node
+from tfopt.graph import FLOAT_TYPES, PLACEHOLDER_OPS, ancestors, dtype_name, node_map, tensor_node
 
 # Ops that pass one float tensor on, reshaped or squashed, without weights: a head's own form.
 HEAD_OPS = frozenset({"Identity", "Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Reshape", "Squeeze",
@@ -150,6 +150,7 @@ class OutputChoice:
 
 
 BOOKKEEPING = "computed from the inputs alone, no float computation of the model (e.g. a RNN's min/max length)"
+INPUT_FREE = "computed from no input, only variables and constants (e.g. a learning rate's read)"
 
 
 def is_bookkeeping(node: Any, nodes: dict[str, Any]) -> bool:
@@ -160,18 +161,22 @@ def is_bookkeeping(node: Any, nodes: dict[str, Any]) -> bool:
 
 def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
     """Group ``reasons``' candidates (from ``explain_outputs``) into heads and pick in each.
-    Candidates that are :func:`is_bookkeeping` become alternatives when any other candidate is not;
+    Candidates that are :func:`is_bookkeeping`, or read no input at all (a second model copy's
+    learning-rate variable), become alternatives when any other candidate is not;
     evaluation heads (:mod:`tfopt.evaluation_heads`: they need labels) become alternatives, replaced
     by their predictions when no candidate is an inference head."""
     from tfopt.evaluation_heads import find_evaluation
 
     nodes = node_map(graph_def)
-    bookkeeping = {n for n in reasons if not is_float(nodes[n]) and is_bookkeeping(nodes[n], nodes)}
-    if bookkeeping and len(bookkeeping) < len(reasons):
-        kept = {n: why for n, why in reasons.items() if n not in bookkeeping}
+    placeholders = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS}
+    set_aside = {n: BOOKKEEPING for n in reasons if not is_float(nodes[n]) and is_bookkeeping(nodes[n], nodes)}
+    set_aside |= {n: INPUT_FREE for n in reasons if n not in set_aside
+                  and not ancestors(graph_def, [n], follow_control=False) & placeholders}
+    if set_aside and len(set_aside) < len(reasons):
+        kept = {n: why for n, why in reasons.items() if n not in set_aside}
         choice = choose_outputs(graph_def, kept)
         choice.reasons = dict(reasons) | choice.reasons
-        choice.alternatives.update({n: BOOKKEEPING for n in sorted(bookkeeping)})
+        choice.alternatives.update({n: set_aside[n] for n in sorted(set_aside)})
         return choice
     evaluation = find_evaluation(graph_def, list(reasons))
     pool = {n: why for n, why in reasons.items() if n not in evaluation.heads}
