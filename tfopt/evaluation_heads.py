@@ -97,6 +97,7 @@ def find_evaluation(graph_def: Any, candidates: list[str]) -> Evaluation:
         if met and not reached:
             meetings[node.name] = met
     out = Evaluation(labels=set(meetings))
+    seen_signatures: set[tuple[Any, ...]] = set()
     for name in candidates:
         needs = sorted(ancestors(graph_def, [name], follow_control=False) & out.labels)
         if not needs:
@@ -106,9 +107,22 @@ def find_evaluation(graph_def: Any, candidates: list[str]) -> Evaluation:
         out.heads[name] = f"an evaluation head: needs the labels {', '.join(needs)} (not model inputs), at {where}"
         for m in at:
             for ref in _prediction_operands(nodes[m], nodes, is_plain):
-                out.predictions.setdefault(tensor_node(ref), f"the prediction {nodes[m].op} '{m}' compares with labels "
-                                                             f"{', '.join(needs)}")
+                if _signature(nodes[tensor_node(ref)], nodes) not in seen_signatures:  # each head its own transpose
+                    seen_signatures.add(_signature(nodes[tensor_node(ref)], nodes))
+                    out.predictions[tensor_node(ref)] = (f"the prediction {nodes[m].op} '{m}' compares with labels "
+                                                         f"{', '.join(needs)}")
     return out
+
+
+def _signature(node: Any, nodes: dict[str, Any]) -> tuple[Any, ...]:
+    """What ``node`` computes: its op, attributes and inputs, constants by value (two
+    ``Transpose(logits, [1, 0, 2])`` with their own ``perm`` constants are one computation)."""
+    def operand(ref: str) -> Any:
+        const = nodes.get(tensor_node(ref))
+        return const.attr["value"].SerializeToString() if const is not None and const.op == "Const" else ref
+
+    attrs = tuple(sorted((k, v.SerializeToString()) for k, v in node.attr.items() if not k.startswith("_")))
+    return node.op, attrs, tuple(operand(r) for r in node.input if not r.startswith("^"))
 
 
 def _prediction_operands(node: Any, nodes: dict[str, Any], is_plain: Any) -> list[str]:

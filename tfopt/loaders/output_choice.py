@@ -3,8 +3,8 @@
 :func:`tfopt.loaders.training_nodes.explain_outputs` finds the candidates (sinks of the forward graph,
 tensors that feed only the loss or only a metric). They are grouped into *heads* by structure:
 
-- a float candidate's head is its *root*, reached backwards through ops that only reshape or
-  squash one float tensor (Identity, Softmax, Sigmoid, Reshape, ...): ``Softmax(logits)``,
+- a float candidate's head is its *root*, reached backwards through ops that only reshape, transpose
+  or squash one float tensor (Identity, Softmax, Sigmoid, Reshape, Transpose, ...): ``Softmax(logits)``,
   ``Identity(logits)`` and the loss's ``Reshape(logits)`` are one head, rooted at ``logits``;
 - an int/bool candidate is a *decision* when it is computed from one float tensor ``F`` through
   decision ops (``ArgMax``, a comparison with a constant or a shape-only threshold, ``Cast``, ...):
@@ -28,9 +28,10 @@ from typing import Any
 
 from tfopt.graph import FLOAT_TYPES, PLACEHOLDER_OPS, ancestors, dtype_name, node_map, tensor_node
 
-# Ops that pass one float tensor on, reshaped or squashed, without weights: a head's own form.
+# Ops that pass one float tensor on, reshaped, transposed (a time-major copy for a CTC loss) or
+# squashed, without weights: a head's own form.
 HEAD_OPS = frozenset({"Identity", "Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Reshape", "Squeeze",
-                      "ExpandDims", "StopGradient", "Snapshot"})
+                      "ExpandDims", "StopGradient", "Snapshot", "Transpose"})
 # Ops that turn scores into a decision (an index, a flag, a rounded value).
 DECISION_OPS = frozenset({"ArgMax", "ArgMin", "Cast", "Round", "Greater", "GreaterEqual", "Less", "LessEqual",
                           "Equal", "NotEqual", "Identity", "Squeeze", "Reshape", "ExpandDims", "Sign", "Rint", "Floor", "Ceil"})
@@ -149,6 +150,17 @@ class OutputChoice:
                 + (f"; alternatives: {others}" if others else "") + ". Choose others with --outputs NODE [NODE ...]")
 
 
+METRIC_REASON = "feeds only a metric"
+PREDICTION_REASON = "the prediction "  # (tfopt.evaluation_heads)
+
+
+def _rank(reason: str) -> int:
+    """A head's forms by preference: a sink (or what decisions read), a metric's input, an evaluation
+    head's prediction, the loss's input."""
+    prefixes = (METRIC_REASON, PREDICTION_REASON, LOSS_REASON)
+    return next((i + 1 for i, p in enumerate(prefixes) if reason.startswith(p)), 0)
+
+
 BOOKKEEPING = "computed from the inputs alone, no float computation of the model (e.g. a RNN's min/max length)"
 INPUT_FREE = "computed from no input, only variables and constants (e.g. a learning rate's read)"
 
@@ -209,7 +221,8 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
             for source in sorted({n.name for n in sources if n is not None}):
                 reasons.setdefault(source, f"the float tensor {', '.join(members)} decides on")
                 floats.append(source)
-        preferred = [m for m in floats if not reasons[m].startswith(LOSS_REASON)] or floats or members
+        rank = {m: _rank(reasons[m]) for m in floats}  # the most final form of the head wins
+        preferred = [m for m in floats if rank[m] == min(rank.values())] if floats else members
         chosen += preferred
         for m in members:
             if m in preferred:
