@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import tfopt
-from tfopt.testing import compare
-from tfopt.tolerances import ARTIFACT, scaled_error
+from tfopt.verification.testing import compare
+from tfopt.verification.tolerances import ARTIFACT, scaled_error
 
 
 @pytest.mark.parametrize("seed", range(8))

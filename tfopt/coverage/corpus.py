@@ -239,7 +239,7 @@ def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, s
         for art in report["artifacts"]:
             cell = row["targets"].setdefault(art["format"], {})
             cell["max_abs_err"] = art["fidelity"]["max_abs_err"]
-            cell["scaled_err"] = art["fidelity"].get("scaled_err")  # (tfopt.tolerances.scaled_error)
+            cell["scaled_err"] = art["fidelity"].get("scaled_err")  # (tfopt.verification.tolerances.scaled_error)
             cell["latency_ms"] = art["latency_ms"]["median"]
         row["inputs"] = manifest["inputs"]
         row["outputs"] = manifest["outputs"]

@@ -16,7 +16,7 @@ from them and the tensors that feed only the loss become alternatives (a float h
 decision and more: ``argmax(prob) == pred``). A head without such a tensor keeps what it has. Every
 head is chosen, so a multi-head graph converts all its heads. The choice is *certain* when the
 graph had exactly one candidate; otherwise the alternatives are listed for ``--outputs``.
-Candidates that need labels (:mod:`tfopt.evaluation_heads`: a CTC loss, an edit distance, a
+Candidates that need labels (:mod:`tfopt.loaders.evaluation_heads`: a CTC loss, an edit distance, a
 cross-entropy) are alternatives; with no inference head left, the predictions they compare are chosen.
 """
 
@@ -151,7 +151,7 @@ class OutputChoice:
 
 
 METRIC_REASON = "feeds only a metric"
-PREDICTION_REASON = "the prediction "  # (tfopt.evaluation_heads)
+PREDICTION_REASON = "the prediction "  # (tfopt.loaders.evaluation_heads)
 
 
 def _rank(reason: str) -> int:
@@ -175,9 +175,9 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
     """Group ``reasons``' candidates (from ``explain_outputs``) into heads and pick in each.
     Candidates that are :func:`is_bookkeeping`, or read no input at all (a second model copy's
     learning-rate variable), become alternatives when any other candidate is not;
-    evaluation heads (:mod:`tfopt.evaluation_heads`: they need labels) become alternatives, replaced
+    evaluation heads (:mod:`tfopt.loaders.evaluation_heads`: they need labels) become alternatives, replaced
     by their predictions when no candidate is an inference head."""
-    from tfopt.evaluation_heads import find_evaluation
+    from tfopt.loaders.evaluation_heads import find_evaluation
 
     nodes = node_map(graph_def)
     placeholders = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS}

@@ -2,7 +2,7 @@
 
 Per artifact and output: max/mean absolute error, relative error ``max|a−r| / max|r|``, the error
 in the verification's units ``max|a−r| / (1 + max|r|)`` (``scaled_err``: within the fp32 bound when
-<= ``tfopt.tolerances.ARTIFACT["fp32"]``, whatever the outputs' magnitude), cosine
+<= ``tfopt.verification.tolerances.ARTIFACT["fp32"]``, whatever the outputs' magnitude), cosine
 similarity of the flattened outputs, and top-1 agreement (same argmax on the last axis). With
 labels: top-1/top-5 accuracy (integer labels) or MAE/RMSE (float labels), and the drop from the
 original in points. Latency: median and p90 over ``runs`` timed calls after 3 warm-up calls,
@@ -184,7 +184,7 @@ def _batched(run: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: _Sample
 def _fidelity(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
     """Worst case over the outputs (top-1 agreement in percent). NaN/Inf propagate: a NaN anywhere
     makes the statistic NaN (a fold with Python's ``max``/``min`` would turn it into a perfect 0 or 1)."""
-    from tfopt.tolerances import scaled_error
+    from tfopt.verification.tolerances import scaled_error
 
     max_abs, mean_abs, rel, cos, agree, scaled = [], [], [], [], [], []
     for name, ref in expected.items():

@@ -16,7 +16,7 @@ made-up labels give nothing usable (issue 24: chiron). Found by structure, names
   (``CTCLoss``' logits, a cross-entropy's features; the op's :data:`EVAL_OPS` entry names which
   operands are predictions, ``None``: whichever side is not plain).
 
-:func:`tfopt.output_choice.choose_outputs` then prefers the candidates that need no labels
+:func:`tfopt.loaders.output_choice.choose_outputs` then prefers the candidates that need no labels
 (inference heads); when every candidate is an evaluation head, their predictions are the outputs.
 Either way the evaluation heads are listed as alternatives and the labels are no inputs.
 """
