@@ -33,7 +33,6 @@ TFLITE_CANNOT = {
 # strict, so a fix that flips one shows as XPASS.
 STILL_FAILING = {
     "chicksexer": "a product tie: its per-word lengths number batch x words (the shape search ties equal dims only)",
-    "deepnlp-pos": "a head in a second copy of the graph whose variables the checkpoint does not hold",
     "quickspacer-1": "strings + hash tables inside a While (SavedModel signature takes text)",
     "quickspacer-3": "strings + hash tables inside a While (SavedModel signature takes text)",
     **{n: "a Keras 2 lambda activation ('<lambda>'): only the user has the function"
