@@ -85,6 +85,8 @@ class Model:
         bindings: placeholders that loading or freezing replaced by constants, name -> value.
         baseline: runs the model *before* post-training compression (``--cluster``/``--prune``),
             which the report measures accuracy and agreement against; ``None`` otherwise.
+        external: the tensors kept outside the GraphDef (a ``tfopt.external.ExternalTensors``;
+            their nodes are ``ImmutableConst``), or ``None`` when every weight is a ``Const``.
     """
 
     graph_def: Any
@@ -96,6 +98,7 @@ class Model:
     bindings: dict[str, Any] = field(default_factory=dict)
     keepalive: Any = None  # e.g. the loaded SavedModel object, whose variables the reference reads
     baseline: Runner | None = None
+    external: Any = None
 
     def replace(self, **changes: Any) -> Model:
         new = copy.copy(self)

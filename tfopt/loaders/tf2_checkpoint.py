@@ -54,7 +54,7 @@ def load(path: str, options: Any) -> Model:
     provenance = {"format": FORMAT, "path": path, "checkpoint": prefix, "model_fn": options.model_fn,
                   "checkpoint_attribute": attr}
     if hasattr(model, "inputs") and hasattr(model, "layers"):
-        return model_from_keras(model, provenance)
+        return model_from_keras(model, provenance, external_threshold=options.external_threshold)
     return _model_from_module(model, options.signature, provenance)
 
 
@@ -103,4 +103,5 @@ def _model_from_module(module: Any, signature: str, provenance: dict[str, Any]) 
         out = method(*[t.constant(feeds[n]) for n in input_names])
         return {name: x.numpy() for name, x in named_leaves(out)}
 
-    return model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=module)
+    return model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=module,
+                                external_threshold=options.external_threshold)
