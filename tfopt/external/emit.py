@@ -1,0 +1,48 @@
+"""TFLite, ONNX and OpenVINO artifacts of a model with tensors outside its graph.
+
+Every converter reads a SavedModel's variables from its checkpoint, none reads ``ImmutableConst``
+files: the model is written once as a serving SavedModel (:func:`serving_savedmodel`, one per
+graph, kept beside the external tensors) and each target converts from it
+(``tfopt.emitters.large.emit_from_savedmodel``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from tfopt.errors import ConversionError
+from tfopt.graph import Model
+
+
+def serving_savedmodel(model: Model) -> str:
+    """The serving SavedModel of ``model`` (written on first use, in the external tensors' directory)."""
+    from tfopt.external.serving import write_serving_savedmodel
+
+    key = hashlib.sha256(model.graph_def.SerializeToString(deterministic=True)
+                         + repr([(s.name, s.tensor) for s in [*model.inputs, *model.outputs]]).encode()).hexdigest()
+    path = os.path.join(model.external.directory, f"serving-{key[:16]}")
+    if not os.path.isdir(path):
+        write_serving_savedmodel(model, path)
+    return path
+
+
+def emit_large(target: str, job: Any) -> str:
+    """Write ``job``'s artifact for ``target`` from the serving SavedModel of ``job.portable``.
+
+    Raises:
+        ConversionError: this tfopt has no large-model emitter (``tfopt.emitters.large``), or the
+            target cannot write the model (its own reason).
+    """
+    try:
+        from tfopt.emitters.large import emit_from_savedmodel  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise ConversionError(f"--to {target}: this model keeps tensors outside its graph (over 2 GB, or over "
+                              "--external-threshold) and this tfopt has no large-model emitter "
+                              f"(tfopt.emitters.large: {exc}); write --to savedmodel") from exc
+    model = job.portable
+    written: str = emit_from_savedmodel(target, serving_savedmodel(model), job.path, precision=job.precision,
+                                        input_names=[s.name for s in model.inputs],
+                                        output_names=[s.name for s in model.outputs])
+    return written
