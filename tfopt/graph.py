@@ -331,13 +331,19 @@ def unique_name(graph_def: Any, base: str) -> str:
 
 
 def rename_node(graph_def: Any, old: str, new: str) -> None:
-    """Rename node ``old`` to ``new`` and every reference to it (data and control)."""
+    """Rename node ``old`` to ``new`` and every reference to it (data, control, colocation hints)."""
+    hint = f"loc:@{old}".encode()
     for node in graph_def.node:
         if node.name == old:
             node.name = new
         for i, ref in enumerate(node.input):
             if tensor_node(ref) == old:
                 node.input[i] = ref.replace(old, new, 1)
+        if "_class" in node.attr:
+            hints = node.attr["_class"].list.s
+            for i, h in enumerate(hints):
+                if h == hint:
+                    hints[i] = f"loc:@{new}".encode()
 
 
 def rewire(graph_def: Any, old_ref: str, new_ref: str) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 from tfopt.errors import GraphError
 from tfopt.external.resources import read_as_value
 from tfopt.external.tensors import EXTERNAL_DTYPES, ExternalTensors, choose_external
-from tfopt.graph import consumers, node_map, unique_name
+from tfopt.graph import consumers, node_map, rename_node, unique_name
 
 
 def freeze_function(fn: Any, *, threshold: int | None, lower_control_flow: bool,
@@ -52,7 +52,8 @@ def freeze_function(fn: Any, *, threshold: int | None, lower_control_flow: bool,
         external.add(name, variable.value())  # one variable at a time, streamed to its file
         nodes[placeholder].CopyFrom(external.node(name))
         nodes[placeholder].name = placeholder
-        _rename(graph_def, placeholder, name)
+        if placeholder != name:
+            rename_node(graph_def, placeholder, name)
         converted.add(index)
     return c2c._construct_concrete_function(fn, graph_def, converted), external
 
@@ -68,13 +69,6 @@ def _large_captures(fn: Any, threshold: int | None) -> dict[str, tuple[int, Any]
     sizes = {name: int(np.prod(v.shape)) * v.dtype.size for name, (_, v) in found.items()}
     chosen = choose_external(sizes, threshold)
     return {name: found[name] for name in chosen}
-
-
-def _rename(graph_def: Any, old: str, new: str) -> None:
-    from tfopt.graph import rename_node
-
-    if old != new:
-        rename_node(graph_def, old, new)
 
 
 def _mb(variable: Any) -> str:

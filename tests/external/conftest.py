@@ -1,0 +1,75 @@
+"""Small generated models whose weights cross a few-KB threshold, so the large-model code paths run
+(the real 2 GB model is the slow lane's, in tests/emitters)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tfopt._tf import tf
+
+THRESHOLD = 4096  # bytes: every table/kernel below is over it, every bias under it
+
+
+def recommender(vocab: int, dim: int, hidden: int):
+    """Embedding + Dense: inputs ``ids`` int32[?, 8] and ``feats`` float32[?, 16], one sigmoid output."""
+    import keras
+
+    ids = keras.Input((8,), dtype="int32", name="ids")
+    feats = keras.Input((16,), name="feats")
+    e = keras.layers.Flatten()(keras.layers.Embedding(vocab, dim)(ids))
+    x = keras.layers.Dense(hidden, activation="relu")(keras.layers.Concatenate()([e, feats]))
+    return keras.Model([ids, feats], keras.layers.Dense(1, activation="sigmoid")(x))
+
+
+@pytest.fixture(params=[(300, 8, 16), (1000, 32, 64)], ids=["vocab300", "vocab1000"])
+def keras_file(request, tmp_path):
+    path = str(tmp_path / "rec.keras")
+    recommender(*request.param).save(path)
+    return path
+
+
+class _Table(tf().Module):
+    """A TF2 module: a table looked up by ids, a projection matrix, a small bias."""
+
+    def __init__(self, rows: int, dim: int, seed: int):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        self.table = tf().Variable(rng.standard_normal((rows, dim)).astype("float32"), name="table")
+        self.proj = tf().Variable(rng.standard_normal((dim, 4)).astype("float32"), name="proj")
+        self.bias = tf().Variable(np.zeros(4, "float32"), name="bias")
+
+    @tf().function(input_signature=[tf().TensorSpec([None, 5], tf().int32, name="ids")])
+    def serve(self, ids):
+        pooled = tf().reduce_mean(tf().gather(self.table, ids), axis=1)
+        return {"scores": tf().matmul(pooled, self.proj) + self.bias}
+
+
+@pytest.fixture(params=[(200, 16), (700, 24)], ids=["rows200", "rows700"])
+def tf2_savedmodel(request, tmp_path):
+    module = _Table(*request.param, seed=len(request.param))
+    path = str(tmp_path / "sm")
+    tf().saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def tf1_checkpoint(directory: str, rows: int, *, resource: bool) -> str:
+    """A TF1 graph (``ids`` -> embedding lookup -> dense -> ``probs``) saved by a Saver; returns the prefix."""
+    t = tf()
+    v1 = t.compat.v1
+    graph = t.Graph()
+    with graph.as_default():
+        ids = v1.placeholder(t.int32, [None, 6], name="ids")
+        rng = np.random.default_rng(rows)
+        table = v1.get_variable("table", initializer=rng.standard_normal((rows, 12)).astype("float32"),
+                                use_resource=resource)
+        kernel = v1.get_variable("kernel", initializer=rng.standard_normal((12, 3)).astype("float32"),
+                                 use_resource=resource)
+        pooled = t.reduce_sum(t.nn.embedding_lookup(table, ids), axis=1)
+        t.nn.softmax(t.matmul(pooled, kernel), name="probs")
+        saver = v1.train.Saver()
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            return saver.save(session, os.path.join(directory, "model"))

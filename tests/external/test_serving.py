@@ -1,0 +1,89 @@
+"""A model with tensors outside its graph leaves tfopt as a serving SavedModel whose large tensors are
+variables; a single .pb is refused with the reason; ``inspect`` says how the model is stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.external.conftest import THRESHOLD, tf1_checkpoint
+from tfopt._tf import tf
+from tfopt.errors import ProtobufLimitError
+from tfopt.external import write_serving_savedmodel
+from tfopt.inspect_model import inspect_model
+from tfopt.pipeline import freeze_model, optimize_model, save_model
+from tfopt.testing import compare, random_inputs
+from tfopt.tolerances import FREEZE_ATOL, FREEZE_RTOL
+
+
+def largest_constant(directory: str) -> int:
+    """The bytes of the largest constant anywhere in ``directory``'s saved_model.pb (graph and functions)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(directory, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    graph = proto.meta_graphs[0].graph_def
+    nodes = [*graph.node, *(n for fn in graph.library.function for n in fn.node_def)]
+    return max(len(n.attr["value"].tensor.tensor_content) for n in nodes if n.op == "Const")
+
+
+def test_serving_savedmodel_round_trips(keras_file, tmp_path):
+    portable, runtime, _, _ = optimize_model(keras_file, external_threshold=THRESHOLD)
+    out = write_serving_savedmodel(runtime, str(tmp_path / "serving"))
+    assert largest_constant(out) < THRESHOLD  # the tables are variables, not constants of the graph
+    loaded = tf().saved_model.load(out)
+    serve = loaded.signatures["serving_default"]
+    assert sorted(serve.structured_input_signature[1]) == sorted(s.name for s in runtime.inputs)
+    assert len(loaded.weights) == len(runtime.external)
+    for seed in (0, 3):
+        feeds = random_inputs(runtime.inputs, seed=seed, graph_def=runtime.graph_def)
+        got = {k: v.numpy() for k, v in serve(**{k: tf().constant(v) for k, v in feeds.items()}).items()}
+        diffs = compare(runtime.reference(feeds), got, atol=FREEZE_ATOL, rtol=FREEZE_RTOL)
+        assert diffs and all(d.ok for d in diffs), diffs
+
+
+def test_savedmodel_target_and_pb_refused(tf2_savedmodel, tmp_path):
+    frozen, _ = freeze_model(tf2_savedmodel, external_threshold=THRESHOLD)
+    with pytest.raises(ProtobufLimitError, match=r"2 GB.*--to savedmodel"):
+        save_model(frozen, str(tmp_path / "model.pb"))
+    with pytest.raises(ProtobufLimitError):
+        save_model(frozen, str(tmp_path / "model.pbtxt"))
+    assert not os.path.exists(tmp_path / "model.pb")
+    written = save_model(frozen, str(tmp_path / "served"))
+    with open(os.path.join(written, "assets.extra", "tfopt.json")) as f:
+        assert sorted(json.load(f)["external_tensors"]) == sorted(f"{n}:0" for n in frozen.external)
+    from tfopt.loaders import load
+
+    again = load(written)
+    feeds = random_inputs(frozen.inputs, seed=5, graph_def=frozen.graph_def)
+    diffs = compare(frozen.reference(feeds), again.reference(feeds), atol=FREEZE_ATOL, rtol=FREEZE_RTOL)
+    assert diffs and all(d.ok for d in diffs), diffs
+
+
+@pytest.mark.parametrize("threshold, large", [(THRESHOLD, True), (None, False)], ids=["over", "default"])
+def test_inspect_says_how_it_is_stored(tmp_path, tf2_savedmodel, threshold, large):
+    prefix = tf1_checkpoint(str(tmp_path), 400, resource=False)
+    for path in (tf2_savedmodel, prefix + ".meta"):
+        info = inspect_model(path, external_threshold=threshold, **({"outputs": ["probs"]} if path == prefix + ".meta" else {}))
+        assert ("storage" in info) == large
+        if large:
+            assert "outside the frozen graph" in info["storage"]["message"]
+            assert "savedmodel" in info["storage"]["message"]
+            assert not info["storage"]["over_limit"]
+
+
+def test_cli_convert_writes_savedmodel_refuses_pb(tf2_savedmodel, tmp_path):
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "tfopt", "convert", tf2_savedmodel, "-o", str(out),
+                          "--to", "savedmodel,pb", "--external-threshold", "4KB"], capture_output=True, text=True)
+    assert run.returncode == 11, run.stderr
+    assert "ProtobufLimitError" in run.stdout + run.stderr and "--to savedmodel" in run.stdout + run.stderr
+    assert os.path.exists(out / "savedmodel" / "saved_model.pb") and not os.path.exists(out / "model.pb")
+    shown = subprocess.run([sys.executable, "-m", "tfopt", "inspect", tf2_savedmodel, "--external-threshold", "4KB"],
+                           capture_output=True, text=True)
+    assert shown.returncode == 0 and "large model:" in shown.stdout.splitlines()[1]
