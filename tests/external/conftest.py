@@ -31,7 +31,7 @@ def keras_file(request, tmp_path):
     return path
 
 
-class _Table(tf().Module):
+class Table(tf().Module):
     """A TF2 module: a table looked up by ids, a projection matrix, a small bias."""
 
     def __init__(self, rows: int, dim: int, seed: int):
@@ -49,7 +49,7 @@ class _Table(tf().Module):
 
 @pytest.fixture(params=[(200, 16), (700, 24)], ids=["rows200", "rows700"])
 def tf2_savedmodel(request, tmp_path):
-    module = _Table(*request.param, seed=len(request.param))
+    module = Table(*request.param, seed=len(request.param))
     path = str(tmp_path / "sm")
     tf().saved_model.save(module, path, signatures={"serving_default": module.serve})
     return path
@@ -73,3 +73,8 @@ def tf1_checkpoint(directory: str, rows: int, *, resource: bool) -> str:
         with v1.Session(graph=graph) as session:
             session.run(v1.global_variables_initializer())
             return saver.save(session, os.path.join(directory, "model"))
+
+
+def table_module() -> Table:
+    """``--model-fn tests.external.conftest:table_module`` for the TF2 object-checkpoint test."""
+    return Table(500, 16, seed=9)

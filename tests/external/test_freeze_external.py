@@ -81,3 +81,19 @@ def test_optimize_skips_folds_into_external_weights(tmp_path):
     assert any("not constant" in r and EXTERNAL_OP in r for r in reasons), reasons
     for model in (portable, runtime):
         check_frozen(model)
+
+
+@pytest.mark.parametrize("trained", [0.5, -2.0])
+def test_tf2_object_checkpoint(tmp_path, trained):
+    """The checkpoint's values (not the model_fn's initial ones) end up in the external file."""
+    from tests.external.conftest import table_module
+    from tfopt._tf import tf
+
+    module = table_module()
+    module.table.assign(module.table * trained)
+    prefix = tf().train.Checkpoint(model=module).save(str(tmp_path / "ckpt"))
+    frozen, _ = freeze_model(prefix, model_fn="tests.external.conftest:table_module",
+                             signature="serve", external_threshold=THRESHOLD)
+    check_frozen(frozen)
+    (name,) = [n for n in frozen.external if frozen.external[n].shape == (500, 16)]
+    np.testing.assert_array_equal(frozen.external[name].read(), module.table.numpy())

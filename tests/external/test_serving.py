@@ -33,7 +33,7 @@ def largest_constant(directory: str) -> int:
 
 
 def test_serving_savedmodel_round_trips(keras_file, tmp_path):
-    portable, runtime, _, _ = optimize_model(keras_file, external_threshold=THRESHOLD)
+    _, runtime, _, _ = optimize_model(keras_file, external_threshold=THRESHOLD)
     out = write_serving_savedmodel(runtime, str(tmp_path / "serving"))
     assert largest_constant(out) < THRESHOLD  # the tables are variables, not constants of the graph
     loaded = tf().saved_model.load(out)
@@ -77,13 +77,19 @@ def test_inspect_says_how_it_is_stored(tmp_path, tf2_savedmodel, threshold, larg
             assert not info["storage"]["over_limit"]
 
 
-def test_cli_convert_writes_savedmodel_refuses_pb(tf2_savedmodel, tmp_path):
+@pytest.mark.slow
+def test_cli_convert_writes_savedmodel_refuses_pb(tmp_path):
+    """The whole command (flag, artifact, failure record, exit 11); the API tests above are the fast proof."""
+    from tests.external.conftest import Table
+
+    module, model = Table(300, 16, seed=2), str(tmp_path / "sm")
+    tf().saved_model.save(module, model, signatures={"serving_default": module.serve})
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "tfopt", "convert", tf2_savedmodel, "-o", str(out),
-                          "--to", "savedmodel,pb", "--external-threshold", "4KB"], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "tfopt", "convert", model, "-o", str(out), "--to", "savedmodel,pb",
+                          "--external-threshold", "4KB", "--report-runs", "1"], capture_output=True, text=True)
     assert run.returncode == 11, run.stderr
     assert "ProtobufLimitError" in run.stdout + run.stderr and "--to savedmodel" in run.stdout + run.stderr
     assert os.path.exists(out / "savedmodel" / "saved_model.pb") and not os.path.exists(out / "model.pb")
-    shown = subprocess.run([sys.executable, "-m", "tfopt", "inspect", tf2_savedmodel, "--external-threshold", "4KB"],
+    shown = subprocess.run([sys.executable, "-m", "tfopt", "inspect", model, "--external-threshold", "4KB"],
                            capture_output=True, text=True)
     assert shown.returncode == 0 and "large model:" in shown.stdout.splitlines()[1]

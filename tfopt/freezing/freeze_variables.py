@@ -33,7 +33,6 @@ class FreezeVariables(Pass):
         graph_def = copy_graph(model.graph_def)
         users = consumers(graph_def)
         by_name = {n.name: n for n in graph_def.node}
-        external = model.external if model.external is not None else ()
         skips: list[Skip] = []
         changed = False
         for name in variables:
@@ -44,8 +43,8 @@ class FreezeVariables(Pass):
                 skips.append(Skip(name, f"read by {blocker.op} '{blocker.name}', which has no constant "
                                         "equivalent; variable left in place"))
                 continue
-            if name in external:
-                node.CopyFrom(model.external.node(name))  # type: ignore[union-attr]
+            if model.external is not None and name in model.external:
+                node.CopyFrom(model.external.node(name))
             else:
                 node.CopyFrom(make_const(name, model.variable_values(name), dtype=dtype))
             changed = True

@@ -55,7 +55,7 @@ def load(path: str, options: Any) -> Model:
                   "checkpoint_attribute": attr}
     if hasattr(model, "inputs") and hasattr(model, "layers"):
         return model_from_keras(model, provenance, external_threshold=options.external_threshold)
-    return _model_from_module(model, options.signature, provenance)
+    return _model_from_module(model, options.signature, provenance, options.external_threshold)
 
 
 def _restore(model: Any, prefix: str) -> str:
@@ -88,7 +88,8 @@ def _restore(model: Any, prefix: str) -> str:
                      f"(root attributes: {', '.join(names) or 'none'}). Unmatched: " + "; ".join(failures[:3]))
 
 
-def _model_from_module(module: Any, signature: str, provenance: dict[str, Any]) -> Model:
+def _model_from_module(module: Any, signature: str, provenance: dict[str, Any],
+                       external_threshold: int | None = None) -> Model:
     t = tf()
     attr = "__call__" if signature == "serving_default" else signature
     method = getattr(module, attr, None)
@@ -104,4 +105,4 @@ def _model_from_module(module: Any, signature: str, provenance: dict[str, Any]) 
         return {name: x.numpy() for name, x in named_leaves(out)}
 
     return model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=module,
-                                external_threshold=options.external_threshold)
+                                external_threshold=external_threshold)
