@@ -93,3 +93,28 @@ def test_cli_convert_writes_savedmodel_refuses_pb(tmp_path):
     shown = subprocess.run([sys.executable, "-m", "tfopt", "inspect", model, "--external-threshold", "4KB"],
                            capture_output=True, text=True)
     assert shown.returncode == 0 and "large model:" in shown.stdout.splitlines()[1]
+
+
+def test_stored_prepared_model_references_its_files(tf2_savedmodel, tmp_path):
+    """The fleet's cache stores the graphs with their external files beside them (linked, not in the
+    .npz), and a read-back graph runs from the stored files after the original ones are gone."""
+    import shutil
+
+    from tfopt.convert_stages import Prepared
+    from tfopt.convert_store import load_prepared, save_graphs
+    from tfopt.runtimes.tensorflow import GraphRunner
+
+    portable, runtime, freeze_report, optimize_report = optimize_model(tf2_savedmodel, external_threshold=THRESHOLD)
+    feeds = random_inputs(portable.inputs, seed=2, graph_def=portable.graph_def)
+    expected = portable.reference(feeds)
+    entry = str(tmp_path / "entry")
+    save_graphs(Prepared(portable, runtime, freeze_report, optimize_report, False, None,
+                         freeze_report.verified_at), entry)
+    assert len(os.listdir(os.path.join(entry, "external"))) == len(portable.external)  # both graphs, one file each
+    assert os.path.getsize(os.path.join(entry, "graphs.npz")) < portable.external.nbytes
+    shutil.rmtree(portable.external.directory)  # the preparing process's files are gone
+    back = load_prepared(entry, None)
+    for model in (back.portable, back.runtime):
+        assert sorted(model.external) == sorted(portable.external)
+        diffs = compare(expected, GraphRunner(model)(feeds), atol=FREEZE_ATOL, rtol=FREEZE_RTOL)
+        assert diffs and all(d.ok for d in diffs), diffs

@@ -127,9 +127,11 @@ class ExternalTensors:
         self._tensors[name] = record
         return record
 
-    def rename(self, old: str, new: str) -> None:
-        record = self._tensors.pop(old)
-        self._tensors[new] = ExternalTensor(new, record.path, record.dtype, record.shape)
+    def adopt(self, name: str, path: str, dtype: str, shape: tuple[int, ...]) -> ExternalTensor:
+        """Record a file already written (a stored model's: :mod:`tfopt.external.store`)."""
+        record = ExternalTensor(name, path, dtype, shape)
+        self._tensors[name] = record
+        return record
 
     def node(self, name: str) -> Any:
         """The ``ImmutableConst`` NodeDef that stands for ``name`` in the graph."""
