@@ -24,10 +24,12 @@ def recommender(vocab: int, dim: int, hidden: int):
     return keras.Model([ids, feats], keras.layers.Dense(1, activation="sigmoid")(x))
 
 
-@pytest.fixture(params=[(300, 8, 16), (1000, 32, 64)], ids=["vocab300", "vocab1000"])
+@pytest.fixture(params=[((300, 8, 16), "keras"), ((1000, 32, 64), "keras"), ((600, 16, 8), "h5")],
+                ids=["vocab300", "vocab1000", "h5-vocab600"])
 def keras_file(request, tmp_path):
-    path = str(tmp_path / "rec.keras")
-    recommender(*request.param).save(path)
+    sizes, suffix = request.param
+    path = str(tmp_path / f"rec.{suffix}")
+    recommender(*sizes).save(path)
     return path
 
 

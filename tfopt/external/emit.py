@@ -41,8 +41,14 @@ def emit_large(target: str, job: Any) -> str:
         raise ConversionError(f"--to {target}: this model keeps tensors outside its graph (over 2 GB, or over "
                               "--external-threshold) and this tfopt has no large-model emitter "
                               f"(tfopt.emitters.large: {exc}); write --to savedmodel") from exc
+    from tfopt.errors import OptionError
+
     model = job.portable
-    written: str = emit_from_savedmodel(target, serving_savedmodel(model), job.path, precision=job.precision,
-                                        input_names=[s.name for s in model.inputs],
-                                        output_names=[s.name for s in model.outputs])
+    opset = getattr(job.quantize, "opset", None)
+    try:
+        written: str = emit_from_savedmodel(target, serving_savedmodel(model), job.path, precision=job.precision,
+                                            input_names=[s.name for s in model.inputs],
+                                            output_names=[s.name for s in model.outputs], opset=opset)
+    except OptionError as exc:  # known only once the model is loaded: this artifact fails, the others are built
+        raise ConversionError(str(exc)) from exc
     return written
