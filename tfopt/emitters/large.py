@@ -41,6 +41,7 @@ from tfopt.errors import ConversionError, OptionError
 
 PRECISIONS = {"tflite": ("fp32", "fp16", "dynamic"), "onnx": ("fp32", "dynamic"),
               "openvino": ("fp32", "fp16", "dynamic")}
+SIGNATURE = "serving_default"
 WHY_NOT = {("onnx", "fp16"): "ONNX Runtime's float16 converter needs the whole model in one protobuf (2 GB at most); "
                              "use --quantize none or dynamic for onnx"}
 
@@ -75,8 +76,7 @@ def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precisi
     if precision not in PRECISIONS[target]:
         why = WHY_NOT.get((target, precision), f"it writes {', '.join(PRECISIONS[target])}")
         raise OptionError(f"{target} {precision} for a model over 2 GB: not available ({why})")
-    if not os.path.isfile(os.path.join(savedmodel_dir, "saved_model.pb")):
-        raise ConversionError(f"{savedmodel_dir}: not a SavedModel (no saved_model.pb)")
+    _check_signature(savedmodel_dir, input_names, output_names)
     job = {"target": target, "precision": precision, "savedmodel": os.path.abspath(savedmodel_dir),
            "inputs": list(input_names), "outputs": list(output_names), "opset": opset or DEFAULT_OPSET}
     with atomic_path(path, directory=target == "openvino") as tmp:
@@ -100,6 +100,27 @@ def artifact_files(target: str, path: str) -> list[str]:
 def artifact_bytes(target: str, path: str) -> int:
     """The artifact's size on disk, external data included."""
     return sum(os.path.getsize(p) for p in artifact_files(target, path))
+
+
+def _check_signature(savedmodel_dir: str, input_names: Sequence[str], output_names: Sequence[str]) -> None:
+    """Raise unless ``serving_default`` takes exactly ``input_names`` and returns ``output_names``
+    (read from ``saved_model.pb`` alone: the variables are not loaded)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb = os.path.join(savedmodel_dir, "saved_model.pb")
+    if not os.path.isfile(pb):
+        raise ConversionError(f"{savedmodel_dir}: not a SavedModel (no saved_model.pb)")
+    saved = saved_model_pb2.SavedModel()
+    with open(pb, "rb") as f:
+        saved.ParseFromString(f.read())
+    signature = next((m.signature_def[SIGNATURE] for m in saved.meta_graphs if SIGNATURE in m.signature_def), None)
+    if signature is None:
+        raise ConversionError(f"{savedmodel_dir}: no '{SIGNATURE}' signature to convert")
+    for kind, wanted, have in (("inputs", input_names, signature.inputs), ("outputs", output_names, signature.outputs)):
+        if sorted(wanted) != sorted(have):
+            raise ConversionError(f"{savedmodel_dir}: signature '{SIGNATURE}' {kind} are {', '.join(sorted(have))}, "
+                                  f"not {', '.join(wanted)}: write it with the model's names "
+                                  "(tfopt.external.write_serving_savedmodel)")
 
 
 def _run_child(job: dict[str, object], *, label: str) -> None:
