@@ -118,3 +118,21 @@ def test_stored_prepared_model_references_its_files(tf2_savedmodel, tmp_path):
         assert sorted(model.external) == sorted(portable.external)
         diffs = compare(expected, GraphRunner(model)(feeds), atol=FREEZE_ATOL, rtol=FREEZE_RTOL)
         assert diffs and all(d.ok for d in diffs), diffs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["tflite", "onnx", "openvino"])
+def test_converters_read_the_serving_savedmodel(tmp_path, target):
+    """A model with external tensors reaches each converter as its serving SavedModel
+    (tfopt.emitters.large) and the artifact is verified in its runtime like any other."""
+    from tests.external.conftest import recommender
+    from tfopt.converting import convert
+
+    pytest.importorskip({"tflite": "ai_edge_litert", "onnx": "tf2onnx", "openvino": "openvino"}[target])
+    keras_file = str(tmp_path / "rec.keras")
+    recommender(500, 8, 16).save(keras_file)
+    result = convert(keras_file, str(tmp_path / "out"), to=[target], quantize=["none"],
+                     external_threshold=THRESHOLD, report_runs=1)
+    assert not result.failed
+    (artifact,) = result.artifacts
+    assert artifact.format == target and os.path.exists(tmp_path / "out" / artifact.path)

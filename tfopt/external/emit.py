@@ -32,15 +32,10 @@ def emit_large(target: str, job: Any) -> str:
     """Write ``job``'s artifact for ``target`` from the serving SavedModel of ``job.portable``.
 
     Raises:
-        ConversionError: this tfopt has no large-model emitter (``tfopt.emitters.large``), or the
-            target cannot write the model (its own reason).
+        ConversionError: the target cannot write the model (its own reason, e.g. a precision it has
+            no large-model form of).
     """
-    try:
-        from tfopt.emitters.large import emit_from_savedmodel  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise ConversionError(f"--to {target}: this model keeps tensors outside its graph (over 2 GB, or over "
-                              "--external-threshold) and this tfopt has no large-model emitter "
-                              f"(tfopt.emitters.large: {exc}); write --to savedmodel") from exc
+    from tfopt.emitters.large import emit_from_savedmodel
     from tfopt.errors import OptionError
 
     model = job.portable
