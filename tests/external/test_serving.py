@@ -89,6 +89,7 @@ def test_cli_convert_writes_savedmodel_refuses_pb(tmp_path):
                           "--external-threshold", "4KB", "--report-runs", "1"], capture_output=True, text=True)
     assert run.returncode == 11, run.stderr
     assert "ProtobufLimitError" in run.stdout + run.stderr and "--to savedmodel" in run.stdout + run.stderr
+    assert "debug reduce" not in run.stdout + run.stderr  # the size is the reason: nothing to reduce
     assert os.path.exists(out / "savedmodel" / "saved_model.pb") and not os.path.exists(out / "model.pb")
     shown = subprocess.run([sys.executable, "-m", "tfopt", "inspect", model, "--external-threshold", "4KB"],
                            capture_output=True, text=True)
