@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -13,9 +14,13 @@ from tfopt._tf import tf
 THRESHOLD = 4096  # bytes: every table/kernel below is over it, every bias under it
 
 
-def recommender(vocab: int, dim: int, hidden: int):
-    """Embedding + Dense: inputs ``ids`` int32[?, 8] and ``feats`` float32[?, 16], one sigmoid output."""
-    import keras
+def recommender(vocab: int, dim: int, hidden: int, *, keras2: bool = False):
+    """Embedding + Dense: inputs ``ids`` int32[?, 8] and ``feats`` float32[?, 16], one sigmoid output
+    (``keras2``: built with tf_keras, which is what an ``.h5`` file holds)."""
+    if keras2:
+        import tf_keras as keras
+    else:
+        import keras
 
     ids = keras.Input((8,), dtype="int32", name="ids")
     feats = keras.Input((16,), name="feats")
@@ -25,11 +30,13 @@ def recommender(vocab: int, dim: int, hidden: int):
 
 
 @pytest.fixture(params=[((300, 8, 16), "keras"), ((1000, 32, 64), "keras"), ((600, 16, 8), "h5")],
-                ids=["vocab300", "vocab1000", "h5-vocab600"])
+                ids=["vocab300", "vocab1000", "keras2-h5-vocab600"])
 def keras_file(request, tmp_path):
     sizes, suffix = request.param
     path = str(tmp_path / f"rec.{suffix}")
-    recommender(*sizes).save(path)
+    with warnings.catch_warnings():  # tf_keras: "HDF5 ... is considered legacy": that is the format under test
+        warnings.simplefilter("ignore", UserWarning)
+        recommender(*sizes, keras2=suffix == "h5").save(path)
     return path
 
 
