@@ -38,11 +38,8 @@ STILL_FAILING = {
     **{n: "a Keras 2 lambda activation ('<lambda>'): only the user has the function"
        for n in ("deeplc-1fd8", "deeplc-8c22", "im2deep")},
     # the second held-out set's first contact (docs/corpus.md "Second held-out set")
-    # made-up floats now keep to the Sqrt's domain (tfopt.verification.input_domains); what remains:
-    "ionmob-gru": "ONNX: the written file fails onnx full_check (\"Field 'shape' of 'type' is required\"); "
-                  "OpenVINO's CPU plugin: Squeeze with dynamic rank",
-    "ionmob-deeptwomer": "ONNX: the written file fails onnx full_check (\"Field 'shape' of 'type' is required\"); "
-                         "OpenVINO's CPU plugin: TokenizeMHASnippets fails on a Dense MatMul",
+    # made-up floats keep to the Sqrt's domain (tfopt.verification.input_domains); a bare Squeeze with no known
+    # 1 is an Identity (tfopt.passes.pin_squeeze_axes): both ionmob models convert. What remains:
     "astrorapid-ztf": "a layer from another package (keras-tcn's TCN): --custom-objects tcn needs it installed",
     "chiron-dna": "converts (the CTC logits, labels no inputs: ONNX 2.3e-5, OpenVINO 3.2e-5) but the report's "
                   "measuring of a fixed batch of 300 x 400 steps outlasts the corpus timeout",
