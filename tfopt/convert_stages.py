@@ -43,7 +43,7 @@ from tfopt.errors import ConversionError, OptionError, TfoptError, VerificationE
 from tfopt.graph import Model
 from tfopt.nonfinite import check_finite, finite_samples, to_json
 from tfopt.options import ConvertOptions, LoadOptions
-from tfopt.quantizing.int8_plan import engine_builds
+from tfopt.quantizing.engine.plan import engine_builds
 from tfopt.targets import NEEDS_CALIBRATION, TABLE, EmitJob
 
 Say = Callable[[Any], None]
@@ -64,7 +64,7 @@ class ConvertPlan:
 class Prepared:
     """What :func:`prepare` made once for every artifact.
 
-    ``int8`` is a :class:`tfopt.quantizing.int8_plan.Int8Plan`, or anything with its ``model_for(target)``,
+    ``int8`` is a :class:`tfopt.quantizing.engine.plan.Int8Plan`, or anything with its ``model_for(target)``,
     ``kept_float()``, ``ranking`` and ``record()`` (:class:`tfopt.convert_store.StoredInt8`, read back from a directory).
     """
 
@@ -174,7 +174,7 @@ def prepare_statistics(p: ConvertPlan, prepared: Prepared, say: Say) -> None:
                                             mean=q.mean, scale=q.scale, allow_nonfinite=r.allow_nonfinite)
     if any(engine_builds(q, t, pr, prepared.qat) for t, pr in p.pairs):  # one fake-quant graph the int8 artifacts all execute
         from tfopt.calibration import eval_arrays
-        from tfopt.quantizing.int8_plan import Int8Plan, scratch_evaluator
+        from tfopt.quantizing.engine.plan import Int8Plan, scratch_evaluator
 
         ranges = prepared.ranges
         measure = (int8_measure(prepared.portable, prepared.runtime, ranges, q, r)
@@ -188,7 +188,7 @@ def prepare_statistics(p: ConvertPlan, prepared: Prepared, say: Say) -> None:
                                  targets=engine_targets(p, prepared.qat), progress=say, gates=p.gates)
         if p.options.compress.finetune_data and p.load.compress is None:
             # int8 by quantization-aware fine-tune from the engine's ranges (a Keras 2 model)
-            from tfopt.quantizing.qat_finetune import qat_plan
+            from tfopt.quantizing.qat.finetune import qat_plan
 
             prepared.int8 = qat_plan(prepared.int8, p.options, verify_data=prepared.verify_data, progress=say)
 
@@ -257,7 +257,7 @@ def _emit_one(p: ConvertPlan, prepared: Prepared, result: ConvertResult, job: Em
     q, r = p.options.quantize, p.options.report
     portable, qat, record = prepared.portable, prepared.qat, TABLE[target]
     if not engine and not qat and (q.keep_float or q.auto_keep_float is not None) and precision in record.keep_float:
-        from tfopt.quantizing.keep_float import selective
+        from tfopt.quantizing.native.keep_float import selective
 
         def emit_kept(path: str, kept: list[str], converted: Any) -> str:
             return emit(target, dataclasses.replace(job, path=path, keep_float=kept, converted=converted,

@@ -45,7 +45,7 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
         accuracy_control: OpenVINO int8 through NNCF's accuracy control with this maximal top-1
             drop (absolute, e.g. 0.01), measured on ``eval_data`` (``.npz`` of inputs + ``labels``).
         keep_float: layers the int8 artifacts (TFLite, ONNX, OpenVINO; ONNX int16x8 too) keep in
-            float: a TF node name, or the target's own layer name (see :mod:`tfopt.quantizing.layers`).
+            float: a TF node name, or the target's own layer name (see :mod:`tfopt.quantizing.native.ranking`).
         auto_keep_float: rank the layers (each quantized alone, worst first), then keep the worst in
             float, one at a time, until the top-1 agreement drop (accuracy drop with ``eval_data``)
             is within this many points; for every quantizing target.

@@ -14,7 +14,7 @@ The functions a record names have one signature per role:
 - ``runner(path, model, threads) -> Runner``: a :class:`tfopt.runtimes.base.Runner` for it.
 - ``weights(path) -> Iterator[(name, numpy array)]``: its constant tensors (for the report).
 - ``layer_quantizer(model, samples, precision, opset) -> LayerQuantizer``: per-layer
-  quantization for keep-float (see :mod:`tfopt.quantizing.layer_targets`).
+  quantization for keep-float (see :mod:`tfopt.quantizing.native.layer_targets`).
 - ``quantization_settings(precision) -> dict | None``: what a quantized artifact was built for,
   recorded in ``manifest.json`` as ``"<target>_quantization"``.
 """
@@ -188,19 +188,19 @@ TABLE: Mapping[str, Target] = {t.name: t for t in (
            runner="tfopt.runtimes.tflite:open_runner", weights="tfopt.runtimes.tflite:read_weights",
            suffixes=(".tflite",), extra="ai_edge_litert", distributions=("ai-edge-litert",),
            converter="the LiteRT converter", runtime_name="the LiteRT interpreter", keep_float=("int8",),
-           layer_quantizer="tfopt.quantizing.layer_targets:tflite_quantizer"),
+           layer_quantizer="tfopt.quantizing.native.layer_targets:tflite_quantizer"),
     Target("onnx", precisions=PRECISIONS, file="model.{precision}.onnx", emit="tfopt.emitters.onnx:emit",
            runner="tfopt.runtimes.onnx:open_runner", weights="tfopt.runtimes.onnx:read_weights",
            suffixes=(".onnx",), extra="tf2onnx", distributions=("tf2onnx", "onnx", "onnxruntime"),
            converter="tf2onnx", runtime_name="ONNX Runtime", keep_float=("int8", "int16x8"),
-           layer_quantizer="tfopt.quantizing.layer_targets:onnx_quantizer", qat_int8_as="fp32",
+           layer_quantizer="tfopt.quantizing.native.layer_targets:onnx_quantizer", qat_int8_as="fp32",
            quantization_settings="tfopt.emitters.onnx:quantization_settings", engine_weight_bits=7),
     Target("openvino", precisions=("fp32", "fp16", "dynamic", "int8"), file="openvino.{precision}",
            emit="tfopt.emitters.openvino:emit", runner="tfopt.runtimes.openvino:open_runner",
            weights="tfopt.runtimes.openvino:read_weights", suffixes=(".xml",), marker="model.xml",
            run_file="model.xml", companions=(".bin",), extra="openvino", distributions=("openvino", "nncf"),
            converter="OpenVINO's converter", runtime_name="the OpenVINO runtime", keep_float=("int8",),
-           layer_quantizer="tfopt.quantizing.layer_targets:openvino_quantizer", qat_int8_as="fp32",
+           layer_quantizer="tfopt.quantizing.native.layer_targets:openvino_quantizer", qat_int8_as="fp32",
            takes_preprocess=True, engine_weight_bits=7, runtime_settings="tfopt.runtimes.openvino:runtime_settings"),
 )}
 NAMES = tuple(TABLE)

@@ -3,7 +3,7 @@
 - :mod:`tfopt.debug.align`: every artifact tensor mapped back to the TF node it computes (TFLite's
   fused ``a;b;c`` names, tf2onnx names, OpenVINO tensor names and, where OpenVINO dropped them, the
   graph's structure), in TensorFlow's topological order. The per-layer quantization ranking
-  (:mod:`tfopt.quantizing.layer_targets`) uses the same mapping.
+  (:mod:`tfopt.quantizing.native.layer_targets`) uses the same mapping.
 - ``run_tensorflow``, ``run_tflite``, ``run_onnx``, ``run_openvino``: each runtime run once with
   its intermediate tensors kept, saying when keeping them changed what runs.
 - :mod:`tfopt.debug.compare`: per-layer errors, the first layer where the error jumps, the

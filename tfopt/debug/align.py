@@ -1,7 +1,7 @@
 """Map each artifact tensor back to the TF node it computes, and order the result as TensorFlow does.
 
 One mapping for every target (``tfopt debug compare`` and the per-layer quantization ranking of
-:mod:`tfopt.quantizing.layer_targets` both use it). An artifact is described as a list of
+:mod:`tfopt.quantizing.native.layer_targets` both use it). An artifact is described as a list of
 :class:`ArtifactTensor` (one per op output, in the artifact's own topological order); each is
 aligned by the first rule that applies:
 

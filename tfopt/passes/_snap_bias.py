@@ -82,9 +82,9 @@ def channels_last(op: Any) -> bool:
 
 def add_bias(graph_def: Any, op: Any, error: np.ndarray) -> str:
     """Add ``error`` (in the kernel's dtype) to ``op``'s bias in ``graph_def`` (its unshared
-    per-channel bias, else a new BiasAdd: :func:`tfopt.quantizing._channels.add_bias`); returns where."""
-    from tfopt.quantizing._channels import Layer, find_bias
-    from tfopt.quantizing._channels import add_bias as add_to_layer
+    per-channel bias, else a new BiasAdd: :func:`tfopt.quantizing.engine._channels.add_bias`); returns where."""
+    from tfopt.quantizing.engine._channels import Layer, find_bias
+    from tfopt.quantizing.engine._channels import add_bias as add_to_layer
 
     nodes = node_map(graph_def)
     layer = Layer(op, plain_const(nodes, op.input[1]))

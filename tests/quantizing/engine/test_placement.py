@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tfopt.graph import node_map, tensor_node
-from tfopt.quantizing.placement import activation_tensors, composites
+from tfopt.quantizing.engine.placement import activation_tensors, composites
 
 KINDS = {"gelu": "GELU", "gelu_tanh": "GELU (tanh)", "swish": "Swish", "hard_swish": "HardSwish",
          "layer_norm": "LayerNorm"}
@@ -77,7 +77,7 @@ def ranges(model, samples):
 
 @pytest.fixture(scope="module")
 def fq_model(model, ranges):
-    from tfopt.quantizing.fake_quant import insert_fake_quant
+    from tfopt.quantizing.engine.fake_quant import insert_fake_quant
 
     return insert_fake_quant(model, ranges)
 
@@ -148,7 +148,7 @@ def test_tflite_fuses_gelu_and_hard_swish_into_int8_ops(tflite):
 @pytest.mark.parametrize("branch", list(KINDS))
 def test_tflite_int8_computes_what_the_fake_quant_graph_does(branch, tflite, fq_model, ranges, samples):
     from tfopt.manifest import manifest_model
-    from tfopt.quantizing.fake_quant import nudge
+    from tfopt.quantizing.engine.fake_quant import nudge
     from tfopt.runtimes import runner_for
 
     x = samples[1]
@@ -229,7 +229,7 @@ def test_a_dense_on_a_sequence_gets_its_range_after_the_bias(tmp_path):
     import keras
 
     import tfopt
-    from tfopt.quantizing.fake_quant import insert_fake_quant
+    from tfopt.quantizing.engine.fake_quant import insert_fake_quant
 
     keras.utils.set_random_seed(0)
     x = keras.Input((5, 8), name="x")

@@ -1,6 +1,6 @@
 """Quantization ranges from activation statistics: ``--calibration-method minmax|percentile[:P]|entropy|mse``.
 
-Every method reads a :class:`~tfopt.quantizing.statistics.TensorStats` (exact min/max, histogram of
+Every method reads a :class:`~tfopt.quantizing.engine.statistics.TensorStats` (exact min/max, histogram of
 ``x`` with bin width ``w``) and returns ``(lo, hi)`` for an 8-bit grid:
 
 * unsigned tensor (``min >= 0``, a ReLU's output): ``lo = 0``, 256 levels on ``[0, hi]``;
@@ -53,7 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfopt.errors import ConversionError, OptionError, did_you_mean
-from tfopt.quantizing.statistics import TensorStats
+from tfopt.quantizing.engine.statistics import TensorStats
 
 METHODS = ("minmax", "percentile", "entropy", "mse")
 DEFAULT_PERCENTILE = 99.99

@@ -1,7 +1,7 @@
 """tfopt's int8 engine: ranges and weights decided once, in the TensorFlow graph, for every target.
 
 One recipe turns the portable float graph into a graph with fake-quant ops, which every target's
-converter then executes as int8 (see :mod:`tfopt.quantizing.fake_quant`)::
+converter then executes as int8 (see :mod:`tfopt.quantizing.engine.fake_quant`)::
 
     float graph --equalize--> --adaround--> --bias correction--> transformed float graph
         --statistics (one streaming pass)--> ranges (calibration method, per tensor)
@@ -38,7 +38,7 @@ class Recipe:
 
     Its text form is ``METHOD[+equalize][+adaround][+bias_correction][+per_tensor][+7bit]``, e.g.
     ``mse+equalize+bias_correction``; ``str(recipe)`` gives it back, in that order. ``7bit`` keeps
-    weights within ±63 steps of the int8 grid (see :func:`tfopt.quantizing.fake_quant.weight_ranges`:
+    weights within ±63 steps of the int8 grid (see :func:`tfopt.quantizing.engine.fake_quant.weight_ranges`:
     no int16 saturation on CPUs without VNNI).
     """
 
@@ -66,7 +66,7 @@ class Recipe:
 
     @classmethod
     def parse(cls, text: str, option: str = "--int8-recipe") -> Recipe:
-        from tfopt.quantizing.ranges import parse_method
+        from tfopt.quantizing.engine.ranges import parse_method
 
         method, *flags = [p.strip() for p in text.split("+") if p.strip()] or ["minmax"]
         method = str(parse_method(method))
@@ -123,10 +123,10 @@ class Engine:
         different set is a different transform; statistics cover every tensor that can take a range,
         so sets that share the transforms share one collection.
         """
-        from tfopt.quantizing.fake_quant import insert_fake_quant
-        from tfopt.quantizing.placement import kept_nodes
-        from tfopt.quantizing.ranges import compute_range
-        from tfopt.quantizing.shared_scales import share_concat_ranges
+        from tfopt.quantizing.engine.fake_quant import insert_fake_quant
+        from tfopt.quantizing.engine.placement import kept_nodes
+        from tfopt.quantizing.engine.ranges import compute_range
+        from tfopt.quantizing.engine.shared_scales import share_concat_ranges
 
         kept = list(self.keep_float if keep_float is None else keep_float)
         transformed, stats, reports, seconds = self._prepare(recipe, frozenset(kept_nodes(self.model, kept)))
@@ -144,19 +144,19 @@ class Engine:
         key = (recipe.transforms, kept if measured else frozenset())
         if key in self._prepared:
             return self._prepared[key]
-        from tfopt.quantizing.fake_quant import activation_tensors
-        from tfopt.quantizing.statistics import collect
+        from tfopt.quantizing.engine.fake_quant import activation_tensors
+        from tfopt.quantizing.engine.statistics import collect
 
         model, reports, seconds = self.model, {}, {}
         if recipe.equalize:
-            from tfopt.quantizing.equalize import equalize
+            from tfopt.quantizing.engine.equalize import equalize
 
             self._say("equalizing weights (cross-layer equalization)")
             start = time.perf_counter()
             model, equalized = equalize(model, samples=self.samples)
             reports["equalize"], seconds["equalize"] = equalized.as_dict(), time.perf_counter() - start
         if recipe.adaround:
-            from tfopt.quantizing.adaround import adaround, find_layers
+            from tfopt.quantizing.engine.adaround import adaround, find_layers
 
             self._say("learning weight rounding (AdaRound)")
             start = time.perf_counter()
@@ -169,7 +169,7 @@ class Engine:
                                    "skips": [str(s) for s in rounded.skips]}
             seconds["adaround"] = time.perf_counter() - start
         if recipe.bias_correction:
-            from tfopt.quantizing.bias_correction import bias_correct
+            from tfopt.quantizing.engine.bias_correction import bias_correct
 
             self._say("correcting biases for weight rounding")
             start = time.perf_counter()

@@ -10,7 +10,7 @@ from tests.helpers import graph_model, ops
 from tfopt._tf import const_value
 from tfopt.errors import OptionError
 from tfopt.graph import node_map
-from tfopt.quantizing.bias_correction import bias_correct, fake_quantize_weights, quantize_weights_sim
+from tfopt.quantizing.engine.bias_correction import bias_correct, fake_quantize_weights, quantize_weights_sim
 from tfopt.runtimes.tensorflow import GraphRunner
 
 SHAPE = (None, 8, 8, 3)

@@ -59,7 +59,7 @@ from tfopt.graph import (
 )
 from tfopt.passes.base import Skip
 from tfopt.progress import Step
-from tfopt.quantizing.fake_quant import PER_CHANNEL_OPS
+from tfopt.quantizing.engine.fake_quant import PER_CHANNEL_OPS
 
 log = logging.getLogger(__name__)
 

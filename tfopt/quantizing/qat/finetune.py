@@ -7,7 +7,7 @@ model::
 
     engine ranges (its calibration method, on the frozen folded graph; no weight transforms)
       -> quantize_apply wrappers (TFMOT Default8BitQuantizeScheme), ranges set from the engine
-         (:mod:`.qat_init`: which graph tensor each quantizer's range comes from)
+         (:mod:`.wrappers`: which graph tensor each quantizer's range comes from)
       -> E epochs of Adam at LEARNING_RATE, batch BATCH_SIZE, BatchNorm statistics frozen
       -> weight ranges reset from the final weights
       -> freeze + optimize (a QAT graph: FakeQuant ops) -> every target's QAT int8 path
@@ -37,7 +37,7 @@ import numpy as np
 
 from tfopt.errors import OptionError
 from tfopt.graph import Model
-from tfopt.quantizing.int8_plan import Int8Plan
+from tfopt.quantizing.engine.plan import Int8Plan
 
 LEARNING_RATE = 1e-4  # Adam: small, the model is trained already; only rounding is to be learned
 BATCH_SIZE = 32
@@ -136,7 +136,7 @@ def finetune(original: Any, portable: Model, ranges: Mapping[str, tuple[float, f
         original: the trained float tf_keras model (not changed).
         portable: its frozen, folded graph, which ``ranges`` are of.
         ranges: the engine's activation ranges, ``"node:index"`` -> ``(min, max)``.
-        samples: calibration samples ``{input name: array}`` (values matched on, see :mod:`.qat_init`).
+        samples: calibration samples ``{input name: array}`` (values matched on, see :mod:`.wrappers`).
         data: ``({input name: array}, labels)``; ``None`` or ``epochs=0``: init only.
         epochs, learning_rate: the fine-tune (Adam, batch :data:`BATCH_SIZE`).
         evaluate: ``(inputs, integer labels)`` to measure top-1 on before and after (default: ``data``).
@@ -146,7 +146,7 @@ def finetune(original: Any, portable: Model, ranges: Mapping[str, tuple[float, f
     Returns:
         The QAT tf_keras model and a :class:`FinetuneReport`.
     """
-    from tfopt.quantizing.qat_init import initialise, quantize_keras, set_weight_ranges
+    from tfopt.quantizing.qat.wrappers import initialise, quantize_keras, set_weight_ranges
 
     qat = quantize_keras(original)
     if init not in ("engine", "tfmot"):

@@ -1,6 +1,6 @@
 """Where the engine's activation ranges go: one on the output of each op a converter runs as one kernel.
 
-A range (a fake quant, :mod:`tfopt.quantizing.fake_quant`) on a tensor tells every converter "this
+A range (a fake quant, :mod:`tfopt.quantizing.engine.fake_quant`) on a tensor tells every converter "this
 tensor is int8 at this scale". Where a converter fuses several TF ops into one kernel, the tensors
 between them do not exist in its graph: a range there either splits the fusion or rounds a value
 the fused kernel never rounds. So ranges go where a quantization-aware (TFMOT) graph has them
@@ -19,7 +19,7 @@ input's scale through.
 
 Fused composites: activations Keras and ``tf.nn`` build from elementwise ops, which a converter
 matches as one op or a TFMOT graph quantizes as one (a Keras activation, LayerNormalization left
-float). What each target runs, read from its converted graph (TFLite's: ``tests/quantizing/test_placement.py``)::
+float). What each target runs, read from its converted graph (TFLite's: ``tests/quantizing/engine/test_placement.py``)::
 
     composite    TF ops (x: its input)                      TFLite              OpenVINO CPU
     GELU         0.5·x·erfc(−x/√2), 0.5·x·(1 + erf(x/√2))   GELU int8           erf: fused into the layer;

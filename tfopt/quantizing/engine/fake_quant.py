@@ -38,7 +38,7 @@ Biases: an int8 kernel adds the bias in int32 at its accumulator's scale ``s_in�
 graph's bias is put on that grid too, ``b'[c] = round(b[c] / (s_in·s_w[c]))·s_in·s_w[c]``: the
 fake-quant graph then computes what the kernels do (measured: 10x closer to TFLite's output).
 
-Placement (which activations get a range): :mod:`tfopt.quantizing.placement`.
+Placement (which activations get a range): :mod:`tfopt.quantizing.engine.placement`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import numpy as np
 
 from tfopt.errors import OptionError
 from tfopt.graph import Model, canonical_tensor, is_control, node_map, tensor_node, tensor_port
-from tfopt.quantizing.placement import (
+from tfopt.quantizing.engine.placement import (
     BIAS_OPS,
     FLOAT_DTYPES,
     FUSED_ACTIVATIONS,

@@ -16,12 +16,12 @@ def selective(target: str, precision: str, model: Model, path: str, samples: Any
               auto: float | None, eval_data: str | None, say: Callable[[Any], None],
               emit: Callable[[str, list[str], Any], str], *, opset: int | None = None,
               to_raw: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[str, list[str], list[dict[str, Any]]]:
-    """Rank the layers (:func:`tfopt.quantizing.layers.rank_layers`), then write ``path`` with
+    """Rank the layers (:func:`tfopt.quantizing.native.ranking.rank_layers`), then write ``path`` with
     ``emit(path, kept, converted)`` keeping ``keep`` in float, and with ``auto`` add the worst
     remaining layer until the drop is within ``auto`` points. Returns (file, kept, ranking)."""
     from tfopt.calibration import eval_arrays
-    from tfopt.quantizing.layer_targets import quantizer_for
-    from tfopt.quantizing.layers import rank_layers, resolve_layers
+    from tfopt.quantizing.native.layer_targets import quantizer_for
+    from tfopt.quantizing.native.ranking import rank_layers, resolve_layers
 
     if not samples:
         raise OptionError("--keep-float/--auto-keep-float need calibration data: pass --calibration DATA")

@@ -20,7 +20,7 @@ The returned model keeps its float weights; only biases change (a BiasAdd is cre
 that has none). The engine then quantizes the weights exactly as :func:`quantize_weights_sim` did
 here: symmetric int8, ``q = clip(round(w/Δ), −127, 127)``, ``Δ = max|w|/127`` per output channel
 for conv and depthwise layers (``per_channel=True``) and per tensor for MatMul, as the engine's
-fake quants are (:data:`tfopt.quantizing.fake_quant.PER_CHANNEL_OPS`), or per tensor throughout.
+fake quants are (:data:`tfopt.quantizing.engine.fake_quant.PER_CHANNEL_OPS`), or per tensor throughout.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 
 from tfopt.graph import Model, consumers, node_map
 from tfopt.passes.base import Skip, copy_graph
-from tfopt.quantizing._channels import (
+from tfopt.quantizing.engine._channels import (
     LAYER_OPS,
     Layer,
     Samples,
@@ -46,12 +46,12 @@ from tfopt.quantizing._channels import (
     set_const,
     topological_rank,
 )
-from tfopt.quantizing.fake_quant import PER_CHANNEL_OPS
+from tfopt.quantizing.engine.fake_quant import PER_CHANNEL_OPS
 
 
 def quantize_weights_sim(w: np.ndarray, per_channel: bool, axis: int | Sequence[int], levels: int = 127) -> np.ndarray:
     """Fake-quantized weights: ``clip(round(w/Δ), −L, L)·Δ`` with ``Δ = max|w|/L``, ``L = levels``
-    (127; 63 for 7-bit weights, see :func:`tfopt.quantizing.fake_quant.weight_ranges`).
+    (127; 63 for 7-bit weights, see :func:`tfopt.quantizing.engine.fake_quant.weight_ranges`).
 
     Args:
         w: the float weights.

@@ -14,8 +14,8 @@ from tfopt._tf import const_value, tf
 from tfopt.errors import OptionError
 from tfopt.freezing import freeze
 from tfopt.graph import TensorSpec, canonical_tensor, node_map
-from tfopt.quantizing.adaround import AdaRoundHyper, adaround, find_layers
-from tfopt.quantizing.fake_quant import PER_CHANNEL_OPS
+from tfopt.quantizing.engine.adaround import AdaRoundHyper, adaround, find_layers
+from tfopt.quantizing.engine.fake_quant import PER_CHANNEL_OPS
 from tfopt.runtimes.tensorflow import GraphRunner
 
 LAYERS = ["conv", "dw", "logits"]

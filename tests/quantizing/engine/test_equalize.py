@@ -10,8 +10,8 @@ from tests.helpers import graph_model, ops
 from tfopt._tf import const_value
 from tfopt.errors import OptionError
 from tfopt.graph import TensorSpec, node_map
-from tfopt.quantizing.bias_correction import fake_quantize_weights
-from tfopt.quantizing.equalize import Equalize, equalize
+from tfopt.quantizing.engine.bias_correction import fake_quantize_weights
+from tfopt.quantizing.engine.equalize import Equalize, equalize
 from tfopt.runtimes.tensorflow import GraphRunner
 
 SHAPE = (None, 8, 8, 3)

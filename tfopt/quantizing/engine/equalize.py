@@ -60,7 +60,7 @@ from tfopt.errors import OptionError
 from tfopt.graph import Model, consumers, node_map, rewrite_node, tensor_node, tensor_port, unique_name
 from tfopt.passes._linear import const_operand
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph, protected_nodes
-from tfopt.quantizing._channels import (
+from tfopt.quantizing.engine._channels import (
     BIAS_OPS,
     LAYER_OPS,
     Layer,

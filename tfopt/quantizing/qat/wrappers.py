@@ -5,7 +5,7 @@ model's layers; every quantizer keeps its range in a ``<name>_min`` / ``<name>_m
 initialised by TFMOT to ``[-6, 6]`` (activations) and learned as an exponential moving average
 (decay 0.999) while training. A short fine-tune barely moves them from there (``0.999^135 = 0.87``
 after three epochs of 45 steps), so they start from the ranges the engine chose on the frozen,
-folded graph instead (:class:`~tfopt.quantizing.engine.Engine`, its calibration method, no weight
+folded graph instead (:class:`~tfopt.quantizing.engine.quantize.Engine`, its calibration method, no weight
 transforms: equalization rescales the channels of the tensors it spans and the wrappers hold the
 original weights).
 
@@ -21,7 +21,7 @@ float model, computed on the first :data:`PROBE` calibration samples with the *o
 
 That value is compared with every tensor the engine gave a range, of the same shape, on the same
 samples; the closest within ``MATCH_RTOL · max(1, max|v|)`` (max abs difference; folding moves
-floats by ~1e-6) is the tensor, and its range, nudged (:func:`tfopt.quantizing.fake_quant.nudge`),
+floats by ~1e-6) is the tensor, and its range, nudged (:func:`tfopt.quantizing.engine.fake_quant.nudge`),
 initialises the pair. Matching values, not names, because folding renames and removes nodes.
 
 **When there is no engine range** (the engine quantizes no tensor with that value: TFMOT wants a
@@ -91,7 +91,7 @@ def initialise(qat: Any, original: Any, portable: Model, ranges: Mapping[str, tu
     Returns:
         One :class:`QuantizerInit` per activation quantizer, in layer order.
     """
-    from tfopt.quantizing.fake_quant import nudge
+    from tfopt.quantizing.engine.fake_quant import nudge
 
     probe = {k: np.asarray(v[:PROBE]) for k, v in samples.items()}
     values = _keras_values(qat, original, probe)

@@ -9,9 +9,9 @@ import pytest
 from tfopt import examples
 from tfopt.errors import ConversionError, OptionError
 from tfopt.graph import consumers, node_map
-from tfopt.quantizing._channels import as_layer, const_array, set_const
-from tfopt.quantizing.engine import Engine, Recipe
-from tfopt.quantizing.int8_plan import CANDIDATES, Int8Plan
+from tfopt.quantizing.engine._channels import as_layer, const_array, set_const
+from tfopt.quantizing.engine.plan import CANDIDATES, Int8Plan
+from tfopt.quantizing.engine.quantize import Engine, Recipe
 from tfopt.runtimes.tensorflow import GraphRunner
 
 
@@ -79,7 +79,7 @@ def test_per_tensor_equalization_recovers_what_per_tensor_weights_lose(relu_mobi
 
 def test_candidates_share_statistics(relu_mobilenet, monkeypatch):
     """Recipes that differ only in their calibration method collect statistics once."""
-    import tfopt.quantizing.statistics as statistics
+    import tfopt.quantizing.engine.statistics as statistics
 
     calls = []
     real = statistics.collect

@@ -1,6 +1,6 @@
 """Which int8 artifacts tfopt's engine builds in ``tfopt convert``, and the recipe each one gets.
 
-``--quantizer tfopt`` (the default) quantizes once, in the TF graph (:mod:`.engine`): every int8
+``--quantizer tfopt`` (the default) quantizes once, in the TF graph (:mod:`.quantize`): every int8
 artifact converts the same fake-quant graph, so TFLite, ONNX and OpenVINO execute the same
 decisions. ``--quantizer native`` is each converter's own post-training quantization (the TFLite
 converter, ONNX Runtime's ``quantize_static``, NNCF), kept for comparison. The native path also
@@ -15,7 +15,7 @@ and keeps the worst in float until every target's drop is within ``DROP`` points
 measures it in its real runtime: its drop d (top-1 points lost against the float model on the eval
 data; without labels, 100 − its top-1 agreement with the float model on the calibration data) and
 its latency L (median of :data:`LATENCY_RUNS` batch-1 calls after 3 warm-ups, with the runtime's
-threads pinned to ``--threads``, default every core). Candidates share the statistics (:class:`~.engine.Engine`). Of the candidates
+threads pinned to ``--threads``, default every core). Candidates share the statistics (:class:`~.quantize.Engine`). Of the candidates
 P that pass the ``--fail-if`` gates, :func:`choose` keeps (i is a candidate's place in
 :data:`CANDIDATES`, simplest first; s its score, :func:`score_of`)::
 
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import Model
-from tfopt.quantizing.engine import Engine, Recipe
+from tfopt.quantizing.engine.quantize import Engine, Recipe
 
 DEFAULT_RECIPE = "mse+equalize+bias_correction"
 QUANTIZERS = ("tfopt", "native")
@@ -66,7 +66,7 @@ def base_recipe(quantize: Any) -> Recipe:
     text = quantize.int8_recipe if quantize.int8_recipe not in (None, "auto") else DEFAULT_RECIPE
     recipe = Recipe.parse(text)
     if quantize.calibration_method:
-        from tfopt.quantizing.ranges import parse_method
+        from tfopt.quantizing.engine.ranges import parse_method
 
         recipe = replace(recipe, method=str(parse_method(quantize.calibration_method)))
     return replace(recipe, per_channel=recipe.per_channel and not quantize.per_tensor)
@@ -114,8 +114,8 @@ class Int8Plan:
     def _choose_float(self, measure: Callable[[str, Model], dict[str, Any]] | None, targets: Sequence[str],
                       labels: dict[str, Any] | None) -> None:
         """``--auto-keep-float``: rank the groups, keep the worst in float (:mod:`.sensitivity`)."""
-        from tfopt.quantizing.placement import kept_nodes
-        from tfopt.quantizing.sensitivity import choose_float_layers, groups, rank_groups
+        from tfopt.quantizing.engine.placement import kept_nodes
+        from tfopt.quantizing.engine.sensitivity import choose_float_layers, groups, rank_groups
 
         user = [name for name, _ in groups(self.engine.model)
                 if name in kept_nodes(self.engine.model, self.quantize.keep_float)]

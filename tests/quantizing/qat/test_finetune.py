@@ -1,4 +1,4 @@
-"""int8 by quantization-aware fine-tune from the engine's ranges (tfopt.quantizing.qat_finetune / qat_init):
+"""int8 by quantization-aware fine-tune from the engine's ranges (tfopt.quantizing.qat.finetune / qat_init):
 TFMOT wrappers start at the engine's ranges, the fine-tuned int8 artifacts run int8 kernels in LiteRT,
 ONNX Runtime and OpenVINO, and a Keras 3 model is refused with the reason."""
 
@@ -50,9 +50,9 @@ def digits_bn(tmp_path_factory):
 
 def test_wrappers_start_from_the_engine_ranges(digits_bn, tmp_path):
     import tfopt
-    from tfopt.quantizing.engine import quantize_model
-    from tfopt.quantizing.fake_quant import nudge
-    from tfopt.quantizing.qat_finetune import finetune
+    from tfopt.quantizing.engine.fake_quant import nudge
+    from tfopt.quantizing.engine.quantize import quantize_model
+    from tfopt.quantizing.qat.finetune import finetune
 
     portable, _, _, _ = tfopt.optimize(digits_bn["path"])
     samples = {"images": digits_bn["x"]}
@@ -79,7 +79,7 @@ def test_wrappers_start_from_the_engine_ranges(digits_bn, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     from tfopt.options import FreezeOptions, OptimizeOptions
-    from tfopt.quantizing.qat_finetune import freeze_qat
+    from tfopt.quantizing.qat.finetune import freeze_qat
     from tfopt.targets import TABLE, EmitJob
 
     frozen = freeze_qat(qat, portable, FreezeOptions(), OptimizeOptions())

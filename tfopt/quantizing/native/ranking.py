@@ -1,7 +1,7 @@
 """Per-layer quantization error, worst first, for every quantizing target.
 
 Ranking is by *sensitivity*: each layer is quantized alone (every other layer kept in float
-through the target's own mechanism, see :mod:`tfopt.quantizing.layer_targets`) and the model's first
+through the target's own mechanism, see :mod:`tfopt.quantizing.native.layer_targets`) and the model's first
 output is compared with the float model's on the calibration samples:
 ``output_error = rmse(output - float output) / rms(float output)``. That answers "which layer did
 it" directly. Alongside it, ``tensor_error`` compares each layer's own output tensor in the fully
@@ -20,7 +20,7 @@ import numpy as np
 
 from tfopt.graph import Model, node_map
 from tfopt.progress import Step
-from tfopt.quantizing.layer_targets import LayerQuantizer, relative_error
+from tfopt.quantizing.native.layer_targets import LayerQuantizer, relative_error
 
 
 def rank_layers(quantizer: LayerQuantizer, model: Model, samples: Sequence[dict[str, Any]],

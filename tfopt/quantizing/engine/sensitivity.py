@@ -1,6 +1,6 @@
 """Per-layer sensitivity on the engine's graph, and ``--auto-keep-float``'s choice of float layers.
 
-The unit is a *quantized group*: what one range covers (:func:`tfopt.quantizing.placement.range_groups`)
+The unit is a *quantized group*: what one range covers (:func:`tfopt.quantizing.engine.placement.range_groups`)
 — a layer with its bias and fused activation, a fused composite (GELU, Swish, LayerNorm...), or a
 requantizing op (``Add``, ``ConcatV2``, ``Mean``...). Keeping a group in float removes its fake
 quants, so every target runs it in float: one decision, the same in all targets.
@@ -10,7 +10,7 @@ group float — and the fake-quant graph runs in TensorFlow on the calibration s
 
     output_error(g) = rms(y_g − y) / rms(y)        (the first output; y float, y_g with g alone in int8)
 
-the number :mod:`tfopt.quantizing.layers` ranks a converter's own quantizer by, computed here without
+the number :mod:`tfopt.quantizing.native.ranking` ranks a converter's own quantizer by, computed here without
 a converter: the engine's graph is what each target executes. Ranking uses the recipe's range
 method, equalization and weight grid, not its measured transforms (bias correction, AdaRound): those
 depend on which layers are quantized and would be re-measured for every group.
@@ -39,9 +39,9 @@ MAX_SAMPLES = 64  # samples the ranking and the simulated drop run on (the ranki
 
 def groups(model: Model) -> list[tuple[str, str]]:
     """``(name, op)`` of each quantized group, in graph order: the name is the group's first node
-    (a ``--keep-float`` name that covers the group, :func:`tfopt.quantizing.placement.kept_nodes`)."""
+    (a ``--keep-float`` name that covers the group, :func:`tfopt.quantizing.engine.placement.kept_nodes`)."""
     from tfopt.graph import node_map
-    from tfopt.quantizing.placement import range_groups
+    from tfopt.quantizing.engine.placement import range_groups
 
     nodes = node_map(model.graph_def)
     seen: dict[tuple[str, ...], None] = {}
@@ -74,7 +74,7 @@ def choose_float_layers(engine: Any, recipe: Any, bound: float, ranking: Sequenc
     """The groups to keep in float, and each step's measurements.
 
     Args:
-        engine: the :class:`tfopt.quantizing.engine.Engine`.
+        engine: the :class:`tfopt.quantizing.engine.quantize.Engine`.
         recipe: the full recipe the artifacts are built with.
         bound: the largest drop allowed, in top-1 points.
         ranking: :func:`rank_groups`' rows, worst first.
@@ -145,6 +145,6 @@ def _drop(got: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> 
 
 
 def _relative_error(got: np.ndarray, expected: np.ndarray) -> float:
-    from tfopt.quantizing.layer_targets import relative_error
+    from tfopt.quantizing.native.layer_targets import relative_error
 
     return relative_error(got, expected)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.quantizing.test_layers import KEPT_FLOAT_AGREEMENT, outlier_model  # noqa: F401  (fixture)
+from tests.quantizing.native.test_ranking import KEPT_FLOAT_AGREEMENT, outlier_model  # noqa: F401  (fixture)
 from tfopt.converting import convert
 
 
@@ -40,8 +40,8 @@ def test_engine_ranks_the_outlier_first_and_keeps_it_float_in_every_target(outli
 
 def test_rank_and_choose_on_the_engine_directly(outlier_model):  # noqa: F811
     import tfopt
-    from tfopt.quantizing.engine import Engine, Recipe
-    from tfopt.quantizing.sensitivity import choose_float_layers, groups, rank_groups
+    from tfopt.quantizing.engine.quantize import Engine, Recipe
+    from tfopt.quantizing.engine.sensitivity import choose_float_layers, groups, rank_groups
 
     path, calib = outlier_model
     model, _, _, _ = tfopt.optimize(path)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tfopt.graph import Model, canonical_tensor, is_control, node_map, tensor_node
-from tfopt.quantizing.placement import SCALE_PRESERVING_OPS
+from tfopt.quantizing.engine.placement import SCALE_PRESERVING_OPS
 
 
 def share_concat_ranges(model: Model, ranges: Mapping[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:

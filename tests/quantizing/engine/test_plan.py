@@ -1,4 +1,4 @@
-"""``--int8-recipe auto`` (tfopt.quantizing.int8_plan): the candidates' measured drop and latency decide
+"""``--int8-recipe auto`` (tfopt.quantizing.engine.plan): the candidates' measured drop and latency decide
 together. The rule (:func:`choose`): the fastest within the drop bound, latencies within 5 % tie,
 a tie goes to the more accurate, then the simpler."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfopt.quantizing.int8_plan import CANDIDATES, DROP_BOUND, LATENCY_NOISE, Int8Plan, Measured, choose, gate_bound
+from tfopt.quantizing.engine.plan import CANDIDATES, DROP_BOUND, LATENCY_NOISE, Int8Plan, Measured, choose, gate_bound
 from tfopt.report.gates import parse_gate
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from tests.helpers import graph_model
-from tfopt.quantizing.engine import Recipe, quantize_model
-from tfopt.quantizing.shared_scales import share_concat_ranges
+from tfopt.quantizing.engine.quantize import Recipe, quantize_model
+from tfopt.quantizing.engine.shared_scales import share_concat_ranges
 
 
 def _concat_net(t):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tfopt.errors import OptionError
-from tfopt.quantizing.ranges import compute_range
-from tfopt.quantizing.statistics import TensorStats, collect
+from tfopt.quantizing.engine.ranges import compute_range
+from tfopt.quantizing.engine.statistics import TensorStats, collect
 
 
 def _growing_stream(seed: int = 0) -> np.ndarray:

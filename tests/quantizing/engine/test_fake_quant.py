@@ -14,7 +14,7 @@ import pytest
 
 from tfopt.errors import OptionError
 from tfopt.graph import node_map, tensor_node
-from tfopt.quantizing.fake_quant import activation_tensors, insert_fake_quant, nudge
+from tfopt.quantizing.engine.fake_quant import activation_tensors, insert_fake_quant, nudge
 from tfopt.quantizing.int8_ops import count_quantized_ops
 
 TARGETS = ["tflite", "onnx", "openvino"]

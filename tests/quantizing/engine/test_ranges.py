@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tfopt.errors import ConversionError, OptionError
-from tfopt.quantizing.ranges import (
+from tfopt.quantizing.engine.ranges import (
     CalibrationMethod,
     compute_range,
     expected_square_error,
@@ -17,7 +17,7 @@ from tfopt.quantizing.ranges import (
     parse_method,
     quantization_grid,
 )
-from tfopt.quantizing.statistics import TensorStats
+from tfopt.quantizing.engine.statistics import TensorStats
 
 ALL = ["minmax", "percentile", "entropy", "mse"]
 CLIPPING = ["percentile", "entropy", "mse"]
