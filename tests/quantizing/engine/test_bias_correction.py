@@ -10,7 +10,7 @@ from tests.helpers import graph_model, ops
 from tfopt._tf import const_value
 from tfopt.errors import OptionError
 from tfopt.graph import node_map
-from tfopt.quantizing.engine.bias_correction import bias_correct, fake_quantize_weights, quantize_weights_sim
+from tfopt.quantizing.engine.bias_correction import bias_correct, fake_quantize_weights
 from tfopt.runtimes.tensorflow import GraphRunner
 
 SHAPE = (None, 8, 8, 3)
@@ -47,28 +47,6 @@ def model():
 
 def _out(model, x):
     return GraphRunner(model)({"x": x})["out"]
-
-
-@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
-def test_quantize_weights_sim(per_channel):
-    rng = np.random.default_rng(0)
-    w = (rng.normal(0, 1, (3, 3, 4, 5)) * np.array([1e-3, 0.1, 1, 10, 0])).astype(np.float32)
-    q = quantize_weights_sim(w, per_channel, 3)
-    assert q.dtype == w.dtype and q.shape == w.shape
-    scale = np.abs(w).max(axis=(0, 1, 2)) / 127 if per_channel else np.full(5, np.abs(w).max() / 127)
-    levels = q / np.where(scale > 0, scale, 1)
-    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)  # on the int8 grid
-    assert np.abs(levels).max() <= 127 + 1e-3
-    assert (np.abs(q - w) <= scale / 2 * (1 + 1e-5) + 1e-12).all()
-    assert (q[..., 4] == 0).all()  # an all-zero channel stays zero (no division by zero)
-    # per tensor, the 1e-3 channel is below half a step of the 10-channel's grid: it vanishes
-    assert (q[..., 0] == 0).all() != per_channel
-
-
-def test_quantize_weights_sim_depthwise_axes():
-    w = np.stack([np.full((3, 3, 2), 0.01), np.full((3, 3, 2), 1.0)], axis=-1).astype(np.float32)  # [3, 3, 2, 2]
-    q = quantize_weights_sim(w, True, (2, 3))
-    np.testing.assert_allclose(q, w, rtol=1e-6)  # each (in, m) channel has its own step: a constant is exact
 
 
 @pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])

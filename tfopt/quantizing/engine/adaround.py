@@ -2,15 +2,15 @@
 Rounding for Post-Training Quantization"), for every Conv2D / DepthwiseConv2dNative / MatMul whose
 kernel is a float32 Const (possibly read through Identity).
 
-Weight grid (symmetric, narrow range, ``qmax = 2**(bits-1) - 1``, 127 for int8)::
+Weight grid: the engine's (:mod:`tfopt.quantizing.engine.weight_grid`; ``qmax = L = 2**(bits-1) - 1``,
+127 for int8; ``s`` per output channel of a Conv2D / depthwise layer, or per tensor)::
 
-    s = max|W| / qmax            per output channel (Conv2D/MatMul: last axis; depthwise
-                                 [h, w, in, mult]: each in*mult channel), or per tensor
+    s = max(max|W|, MIN_AMAX) / qmax
     W_q = s · clip(⌊W/s⌋ + r, -qmax, qmax),   r ∈ {0, 1}
 
-which is exactly the grid of ``FakeQuantWithMinMaxVarsPerChannel(min=-max|W|, max=max|W|,
-narrow_range=True)``: fake-quantizing ``W_q`` again is the identity. An element with
-``|w| = max|W|`` is pinned to ±qmax, so ``max|W_q| = max|W|`` and the scale does not move.
+the grid the engine's fake quants store: fake-quantizing ``W_q`` again is the identity. An element
+with ``|w| = max|W|`` is pinned to ±qmax, so ``max|W_q| = max|W|`` and the scale does not move (a
+channel below ``MIN_AMAX`` has no pinned element and keeps the step ``MIN_AMAX / qmax``).
 Round-to-nearest is ``r = [W/s - ⌊W/s⌋ ≥ ½]``; AdaRound learns ``r`` instead, relaxed as the
 rectified sigmoid ``h(V) = clip(σ(V)·(ζ-γ) + γ, 0, 1)``, ζ = 1.1, γ = -0.1, minimising per layer::
 
@@ -59,7 +59,7 @@ from tfopt.graph import (
 )
 from tfopt.passes.base import Skip
 from tfopt.progress import Step
-from tfopt.quantizing.engine.fake_quant import PER_CHANNEL_OPS
+from tfopt.quantizing.engine.weight_grid import levels, weight_grid
 
 log = logging.getLogger(__name__)
 
@@ -173,14 +173,6 @@ def _weight_const(nodes: dict[str, Any], users: dict[str, list[Any]], node: Any)
     return producer, ""
 
 
-def weight_amax(w: np.ndarray, op: str, *, per_channel: bool, transpose_b: bool = False) -> np.ndarray:
-    """``max|W|`` per output channel (see the module docstring for the axes) or per tensor, shaped to
-    broadcast against ``w``: the range ``[-amax, amax]`` the weight quantizer uses."""
-    keep = {"Conv2D": (w.ndim - 1,), "DepthwiseConv2dNative": (2, 3),
-            "MatMul": (0,) if transpose_b else (1,)}[op] if per_channel and op in PER_CHANNEL_OPS else ()
-    return np.max(np.abs(w), axis=tuple(a for a in range(w.ndim) if a not in keep), keepdims=True)
-
-
 def adaround(model: Model, samples: Mapping[str, np.ndarray], *, per_channel: bool = True, bits: int = 8,
              iterations: int = 1000, time_budget: float | None = None, layers: Collection[str] | None = None,
              seed: int = 0, progress: Callable[[Any], None] | None = None,
@@ -192,7 +184,7 @@ def adaround(model: Model, samples: Mapping[str, np.ndarray], *, per_channel: bo
         model: a frozen model; it is not modified.
         samples: calibration inputs, input name -> array with the samples on axis 0.
         per_channel: one scale per output channel of a conv/depthwise layer (MatMul weights are
-            per tensor, as the engine's fake quants: ``fake_quant.PER_CHANNEL_OPS``); else one per tensor.
+            per tensor, as the engine's fake quants: ``weight_grid.PER_CHANNEL_OPS``); else one per tensor.
         bits: weight bits (symmetric narrow range: ±(2**(bits-1) - 1)).
         iterations: optimisation steps per layer.
         time_budget: seconds for the whole run, shared equally by the layers still to do.
@@ -310,11 +302,10 @@ def _round_layer(layer: _Layer, x: np.ndarray, y: np.ndarray, row: LayerRounding
     """Learn ``V`` for one layer; return the weights to write (``None``: keep float) and fill ``row``."""
     t, node = tf(), layer.node
     w = const_value(layer.const).astype(np.float32)
-    qmax = 2 ** (bits - 1) - 1
-    amax = weight_amax(w, node.op, per_channel=per_channel,
-                       transpose_b=node.op == "MatMul" and node.attr["transpose_b"].b)
-    scale = np.where(amax > 0, amax / np.float32(qmax), np.float32(1)).astype(np.float32)  # 0-channel: stays 0
-    pinned = (np.abs(w) == amax) & (amax > 0)  # keeps its exact value, so max|W_q| = max|W|
+    qmax = levels(bits)
+    grid = weight_grid(w, node.op, per_channel=per_channel, levels=qmax)
+    scale = grid.scale.astype(np.float32)
+    pinned = np.abs(w) == grid.amax  # keeps its exact value, so max|W_q| = max|W|
     ratio = np.where(pinned, np.sign(w) * qmax, w / scale)
     base = np.floor(ratio)
     rest = np.where(pinned, 0.0, ratio - base)

@@ -17,15 +17,15 @@ model's own input to the layer, and the correction also absorbs the mean shift t
 layer from above. Expectations are over the calibration samples and every spatial position.
 
 The returned model keeps its float weights; only biases change (a BiasAdd is created for a layer
-that has none). The engine then quantizes the weights exactly as :func:`quantize_weights_sim` did
-here: symmetric int8, ``q = clip(round(w/Δ), −127, 127)``, ``Δ = max|w|/127`` per output channel
-for conv and depthwise layers (``per_channel=True``) and per tensor for MatMul, as the engine's
-fake quants are (:data:`tfopt.quantizing.engine.fake_quant.PER_CHANNEL_OPS`), or per tensor throughout.
+that has none). ``W̃`` here is the engine's own weight grid (:mod:`tfopt.quantizing.engine.weight_grid`:
+``q = clip(⌊w/Δ + ½⌋, −L, L)``, ``Δ = max(max|w|, MIN_AMAX)/L`` per output channel for conv and
+depthwise layers with ``per_channel=True``, per tensor for MatMul or throughout), so the shift
+measured is the one the fake-quant graph then has.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,32 +46,7 @@ from tfopt.quantizing.engine._channels import (
     set_const,
     topological_rank,
 )
-from tfopt.quantizing.engine.fake_quant import PER_CHANNEL_OPS
-
-
-def quantize_weights_sim(w: np.ndarray, per_channel: bool, axis: int | Sequence[int], levels: int = 127) -> np.ndarray:
-    """Fake-quantized weights: ``clip(round(w/Δ), −L, L)·Δ`` with ``Δ = max|w|/L``, ``L = levels``
-    (127; 63 for 7-bit weights, see :func:`tfopt.quantizing.engine.fake_quant.weight_ranges`).
-
-    Args:
-        w: the float weights.
-        per_channel: one ``Δ`` per channel along ``axis`` (else one for the whole tensor).
-        axis: the axis, or axes, indexing output channels (``(2, 3)`` for depthwise ``[h, w, in, m]``).
-
-    Returns:
-        An array of ``w``'s dtype and shape holding the values int8 can represent. An all-zero
-        channel stays zero.
-    """
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    axes = tuple(a % w.ndim for a in axes)
-    wf = np.asarray(w, dtype=np.float64)
-    if per_channel:
-        other = tuple(a for a in range(w.ndim) if a not in axes)
-        scale = np.abs(wf).max(axis=other, keepdims=True) / levels
-    else:
-        scale = np.abs(wf).max(initial=0.0) / levels * np.ones([1] * w.ndim)
-    scale = np.where(scale > 0, scale, 1.0)
-    return (np.clip(np.round(wf / scale), -levels, levels) * scale).astype(w.dtype)
+from tfopt.quantizing.engine.weight_grid import LEVELS, weight_grid
 
 
 def quantizable_layers(graph_def: Any) -> tuple[list[Layer], list[Skip]]:
@@ -89,12 +64,12 @@ def quantizable_layers(graph_def: Any) -> tuple[list[Layer], list[Skip]]:
     return layers, skips
 
 
-def fake_quantize_weights(model: Model, *, per_channel: bool = True) -> Model:
-    """``model`` with every quantizable layer's weights replaced by :func:`quantize_weights_sim`'s."""
+def fake_quantize_weights(model: Model, *, per_channel: bool = True, levels: int = LEVELS) -> Model:
+    """``model`` with every quantizable layer's weights on the engine's weight grid (values, not fake quants)."""
     graph_def = copy_graph(model.graph_def)
     for layer in quantizable_layers(graph_def)[0]:
         w = const_array(layer.weights)
-        set_const(layer.weights, quantize_weights_sim(w, per_channel and layer.op.op in PER_CHANNEL_OPS, layer.out_axes))
+        set_const(layer.weights, weight_grid(w, layer.op.op, per_channel=per_channel, levels=levels).quantize(w))
     return model.replace(graph_def=graph_def)
 
 
@@ -127,7 +102,7 @@ class BiasCorrectionReport:
 
 
 def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True,
-                 levels: int = 127, skip: Collection[str] = ()) -> tuple[Model, BiasCorrectionReport]:
+                 levels: int = LEVELS, skip: Collection[str] = ()) -> tuple[Model, BiasCorrectionReport]:
     """Empirical bias correction of int8 weight quantization (see the module doc).
 
     Args:
@@ -160,8 +135,8 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True,
     floats = {}
     for layer in layers:
         floats[layer.weights.name] = const_array(layer.weights)
-        grid = per_channel and layer.op.op in PER_CHANNEL_OPS
-        set_const(layer.weights, quantize_weights_sim(floats[layer.weights.name], grid, layer.out_axes, levels))
+        grid = weight_grid(floats[layer.weights.name], layer.op.op, per_channel=per_channel, levels=levels)
+        set_const(layer.weights, grid.quantize(floats[layer.weights.name]))
     for name, layer in zip(names, layers):
         # layer.op.name is still ``name``: only this layer's own BiasAdd creation, below, renames it.
         got = channel_stats(model.replace(graph_def=work), [f"{name}:0"], batches)[f"{name}:0"][0]

@@ -25,7 +25,8 @@ A range without 0 is *shifted* by that nudge (z is clamped), not widened: [0.5, 
 nudge is the identity, and converters that recompute ``s`` and ``z`` (tf2onnx, OpenVINO) land on
 the same grid.
 
-Weights, per output channel c with ``s_c = max|W_c| / 127``: ``[−127·s_c, 127·s_c]`` with
+Weights: the symmetric grid of :mod:`tfopt.quantizing.engine.weight_grid` (one step ``s_c`` per
+output channel, levels, the zero-range rule), stored as ``[−127·s_c, 127·s_c]`` with
 ``narrow_range`` (``z = 128``: the int8 grid −127..127 with zero point 0 TFLite's kernels
 require), else ``[−128·s_c, 127·s_c]``. A ``Conv2D`` kernel ``[H, W, in, out]`` has its channel
 last; a ``DepthwiseConv2dNative`` kernel ``[H, W, in, mult]`` has ``in·mult`` (``c = i·mult + m``),
@@ -55,7 +56,6 @@ from tfopt.quantizing.engine.placement import (
     FLOAT_DTYPES,
     FUSED_ACTIVATIONS,
     LINEAR_OPS,
-    PER_CHANNEL_OPS,
     REQUANTIZING_OPS,
     SCALE_PRESERVING_OPS,
     Layer,
@@ -65,15 +65,16 @@ from tfopt.quantizing.engine.placement import (
     kept_nodes,
     layers,
 )
+from tfopt.quantizing.engine.weight_grid import LEVELS as WEIGHT_LEVELS
+from tfopt.quantizing.engine.weight_grid import PER_CHANNEL_OPS, weight_grid
 
 # The placement rules live in :mod:`.placement`; these names stay importable from here.
 __all__ = ["ACT_BITS", "BIAS_OPS", "FLOAT_DTYPES", "FUSED_ACTIVATIONS", "LINEAR_OPS", "PER_CHANNEL_OPS",
            "REQUANTIZING_OPS", "SCALE_PRESERVING_OPS", "WEIGHT_LEVELS", "Layer", "activation_tensors", "composites",
-           "insert_fake_quant", "layers", "nudge", "weight_ranges"]
+           "insert_fake_quant", "layers", "nudge"]
 
 ACT_BITS = 8
-WEIGHT_LEVELS = 127  # symmetric int8 weights: −127..127 (narrow) or −128..127
-MIN_RANGE = 1e-6  # a constant-zero tensor still needs a positive step
+MIN_RANGE = 1e-6  # a constant-zero activation still needs a positive step
 
 
 def nudge(lo: float, hi: float, *, bits: int = ACT_BITS, narrow_range: bool = False) -> tuple[float, float]:
@@ -88,24 +89,6 @@ def nudge(lo: float, hi: float, *, bits: int = ACT_BITS, narrow_range: bool = Fa
     scale = (hi - lo) / (q_max - q_min)
     zero = min(max(round(q_min - lo / scale), q_min), q_max)
     return float(np.float32((q_min - zero) * scale)), float(np.float32((q_max - zero) * scale))
-
-
-def weight_ranges(weight: np.ndarray, op: str, *, per_channel: bool = True, narrow_range: bool = True,
-                  levels: int = WEIGHT_LEVELS) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric ``(min, max)`` per output channel (shape ``[channels]``) or per tensor (scalars)
-    of a layer's weight: ``s = max|W| / levels``, ``[−127·s, 127·s]`` (narrow) or ``[−128·s, 127·s]``.
-
-    ``levels`` below 127 (63: 7-bit weights) keeps every weight within ``±levels`` steps of the int8
-    grid: products of uint8 activations and such weights cannot saturate the int16 pair sums of
-    CPUs without VNNI (AVX2's ``vpmaddubsw``), which OpenVINO's CPU plugin runs int8 on."""
-    w = np.abs(weight.astype(np.float64))
-    if per_channel:
-        m = w.reshape(-1, weight.shape[-1] * (weight.shape[-2] if op == "DepthwiseConv2dNative" else 1)).max(axis=0)
-    else:
-        m = np.asarray(w.max())
-    scale = np.maximum(m, MIN_RANGE) / levels
-    low = -(WEIGHT_LEVELS if narrow_range else WEIGHT_LEVELS + 1) * scale
-    return low.astype(np.float32), (WEIGHT_LEVELS * scale).astype(np.float32)
 
 
 def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *, per_channel: bool = True,
@@ -123,7 +106,8 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
         keep_float: TF node names of layers/ops to leave in float (no fake quant on their weights
             or output).
         narrow_range: weights on −127..127 (what TFLite's int8 kernels expect) rather than −128..127.
-        weight_levels: steps of ``max|W|`` (127; 63 for 7-bit weights, see :func:`weight_ranges`).
+        weight_levels: steps of ``max|W|`` (127; 63 for 7-bit weights, see
+            :mod:`tfopt.quantizing.engine.weight_grid`).
 
     Returns:
         A new :class:`Model` with the same inputs and outputs (a graph output that gets a range
@@ -156,8 +140,8 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
             continue
         linear = nodes[layer.linear]
         value = const_value(const_input(nodes, linear, 1))
-        lo, hi = weight_ranges(value, linear.op, per_channel=per_channel and linear.op in PER_CHANNEL_OPS,
-                               narrow_range=narrow_range, levels=weight_levels)
+        lo, hi = weight_grid(value, linear.op, per_channel=per_channel,
+                             levels=weight_levels).ranges(narrow_range=narrow_range)
         linear.input[1] = _quantize_weight(graph, layer.linear, linear.input[1], value.shape,
                                            lo, hi, depthwise=linear.op == "DepthwiseConv2dNative",
                                            narrow_range=narrow_range)

@@ -64,10 +64,6 @@ from tfopt.graph import Model, canonical_tensor, consumers, dtype_name, is_contr
 # Layers with a constant weight in input 1: their output channel is the weight's last axis
 # (depthwise: the last two axes, flattened).
 LINEAR_OPS = frozenset({"Conv2D", "DepthwiseConv2dNative", "MatMul"})
-# Per-channel weights where the converters can carry them; MatMul's are per tensor (as TFMOT's Dense):
-# TFLite transposes the [in, out] weight into FULLY_CONNECTED's [out, in] and rejects a per-channel
-# axis through that transpose ("'tfl.transpose' op has mismatched quantized axes").
-PER_CHANNEL_OPS = frozenset({"Conv2D", "DepthwiseConv2dNative"})
 # Folded into the layer by every converter (bias add, then a clamp-like activation): the range goes
 # after the last of them, not in between, as a QAT graph has it.
 BIAS_OPS = frozenset({"BiasAdd", "Add", "AddV2"})

@@ -38,7 +38,7 @@ class Recipe:
 
     Its text form is ``METHOD[+equalize][+adaround][+bias_correction][+per_tensor][+7bit]``, e.g.
     ``mse+equalize+bias_correction``; ``str(recipe)`` gives it back, in that order. ``7bit`` keeps
-    weights within ±63 steps of the int8 grid (see :func:`tfopt.quantizing.engine.fake_quant.weight_ranges`:
+    weights within ±63 steps of the int8 grid (see :mod:`tfopt.quantizing.engine.weight_grid`:
     no int16 saturation on CPUs without VNNI).
     """
 
@@ -57,7 +57,9 @@ class Recipe:
     @property
     def weight_levels(self) -> int:
         """Steps of ``max|W|`` on each side of zero: 127 for 8-bit weights, 63 for 7-bit."""
-        return 2 ** (self.weight_bits - 1) - 1
+        from tfopt.quantizing.engine.weight_grid import levels
+
+        return levels(self.weight_bits)
 
     @property
     def transforms(self) -> tuple[bool, bool, bool, bool, int]:
