@@ -9,7 +9,8 @@ import pytest
 from tfopt import examples
 from tfopt.errors import ConversionError, OptionError
 from tfopt.graph import consumers, node_map
-from tfopt.quantizing.engine._channels import as_layer, const_array, set_const
+from tfopt.passes._linear import const_array, set_const
+from tfopt.quantizing.engine._channels import as_layer
 from tfopt.quantizing.engine.plan import CANDIDATES, Int8Plan
 from tfopt.quantizing.engine.quantize import Engine, Recipe
 from tfopt.runtimes.tensorflow import GraphRunner

@@ -1,5 +1,6 @@
-"""Per-channel views of conv/matmul weights, their biases, and calibration statistics: shared by
-the weight transforms :mod:`.equalize` and :mod:`.bias_correction`.
+"""Per-channel views of conv/matmul weights and calibration statistics: shared by the weight
+transforms :mod:`.equalize` and :mod:`.bias_correction` (a layer's bias, found or created, is
+:mod:`tfopt.passes._linear`'s, shared with the bias snap).
 
 Channel layout (channels-last graphs only):
 
@@ -34,26 +35,18 @@ from tfopt.graph import (
     attr_bytes,
     is_control,
     tensor_node,
-    tensor_port,
-    unique_name,
 )
-from tfopt.passes._linear import const_operand, plain_const
+from tfopt.passes._linear import Linear, find_bias, plain_const
 
 LAYER_OPS = frozenset({"Conv2D", "DepthwiseConv2dNative", "MatMul"})
-BIAS_OPS = frozenset({"BiasAdd", "Add", "AddV2"})
 WEIGHT_TYPES = frozenset({DT_FLOAT, DT_DOUBLE})
 
 Samples = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 
 @dataclass
-class Layer:
+class Layer(Linear):
     """A conv/matmul with constant weights, and the per-channel bias after it (if any)."""
-
-    op: Any  # NodeDef
-    weights: Any  # its Const NodeDef
-    bias_add: Any | None = None  # BiasAdd/Add NodeDef
-    bias: Any | None = None  # its Const NodeDef
 
     @property
     def out_axes(self) -> tuple[int, ...]:
@@ -111,24 +104,6 @@ def layer_problem(nodes: dict[str, Any], users: Mapping[str, list[tuple[Any, int
     return None
 
 
-def find_bias(nodes: dict[str, Any], users: Mapping[str, list[tuple[Any, int]]], op: Any,
-              channels: int) -> tuple[Any, Any] | None:
-    """``(bias add, bias const)`` when ``op``'s only consumer adds an unshared per-channel constant."""
-    outs = users.get(op.name, [])
-    if len(outs) != 1 or outs[0][0].op not in BIAS_OPS:
-        return None
-    add = outs[0][0]
-    operand = const_operand(nodes, add, second_only=add.op == "BiasAdd")
-    if operand is None or tensor_node(operand[1]) != op.name or tensor_port(operand[1]) != 0:
-        return None
-    const = operand[0]
-    shape = [d.size for d in const.attr["value"].tensor.tensor_shape.dim]
-    if (len(users.get(const.name, [])) > 1 or not shape or shape[-1] != channels or int(np.prod(shape)) != channels
-            or attr_bytes(add, "data_format") not in (b"", b"NHWC")):
-        return None
-    return add, const
-
-
 def out_channels(layer: Layer) -> int:
     shape = [d.size for d in layer.weights.attr["value"].tensor.tensor_shape.dim]
     return int(np.prod([shape[a] for a in layer.out_axes]))
@@ -144,44 +119,6 @@ def as_layer(nodes: dict[str, Any], users: Mapping[str, list[tuple[Any, int]]], 
     if found:
         layer.bias_add, layer.bias = found
     return layer
-
-
-def set_const(node: Any, value: np.ndarray) -> None:
-    """Replace a Const node's value, keeping its dtype."""
-    from tfopt._tf import tf
-
-    node.attr["value"].tensor.CopyFrom(tf().make_tensor_proto(value, dtype=node.attr["dtype"].type))
-
-
-def const_array(node: Any) -> np.ndarray:
-    from tfopt._tf import const_value
-
-    return np.asarray(const_value(node))
-
-
-def add_bias(graph_def: Any, layer: Layer, delta: np.ndarray) -> bool:
-    """Add ``delta`` to ``layer``'s bias; returns True when a new BiasAdd had to be created.
-
-    A new BiasAdd takes the layer's name (the conv/matmul is renamed ``<name>/linear``), so every
-    consumer, model outputs included, reads the biased tensor without rewiring.
-    """
-    if layer.bias is not None:
-        value = const_array(layer.bias)
-        set_const(layer.bias, (value.astype(np.float64).reshape(-1) + delta).astype(value.dtype).reshape(value.shape))
-        return False
-    from tfopt._tf import make_const
-
-    dtype = layer.weights.attr["dtype"].type
-    name = layer.op.name
-    linear = unique_name(graph_def, f"{name}/linear")
-    bias = make_const(unique_name(graph_def, f"{name}/bias"), delta.astype(const_array(layer.weights).dtype), dtype=dtype)
-    layer.op.name = linear
-    graph_def.node.append(bias)
-    add = graph_def.node.add(name=name, op="BiasAdd", input=[linear, bias.name])
-    add.attr["T"].type = dtype
-    add.attr["data_format"].s = b"NHWC"
-    layer.bias_add, layer.bias = graph_def.node[-1], graph_def.node[-2]
-    return True
 
 
 def topological_rank(graph_def: Any) -> dict[str, int]:

@@ -303,9 +303,9 @@ def _round_layer(layer: _Layer, x: np.ndarray, y: np.ndarray, row: LayerRounding
     t, node = tf(), layer.node
     w = const_value(layer.const).astype(np.float32)
     qmax = levels(bits)
-    grid = weight_grid(w, node.op, per_channel=per_channel, levels=qmax)
-    scale = grid.scale.astype(np.float32)
-    pinned = np.abs(w) == grid.amax  # keeps its exact value, so max|W_q| = max|W|
+    layer_grid = weight_grid(w, node.op, per_channel=per_channel, levels=qmax)
+    scale = layer_grid.scale.astype(np.float32)
+    pinned = np.abs(w) == layer_grid.amax  # keeps its exact value, so max|W_q| = max|W|
     ratio = np.where(pinned, np.sign(w) * qmax, w / scale)
     base = np.floor(ratio)
     rest = np.where(pinned, 0.0, ratio - base)

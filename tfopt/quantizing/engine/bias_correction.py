@@ -32,18 +32,16 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import Model, consumers, node_map
+from tfopt.passes._linear import add_bias, const_array, set_const
 from tfopt.passes.base import Skip, copy_graph
 from tfopt.quantizing.engine._channels import (
     LAYER_OPS,
     Layer,
     Samples,
-    add_bias,
     as_layer,
     channel_stats,
-    const_array,
     out_channels,
     sample_batches,
-    set_const,
     topological_rank,
 )
 from tfopt.quantizing.engine.weight_grid import LEVELS, weight_grid

@@ -58,24 +58,20 @@ import numpy as np
 
 from tfopt.errors import OptionError
 from tfopt.graph import Model, consumers, node_map, rewrite_node, tensor_node, tensor_port, unique_name
-from tfopt.passes._linear import const_operand
+from tfopt.passes._linear import BIAS_OPS, add_bias, const_array, const_operand, set_const
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph, protected_nodes
 from tfopt.quantizing.engine._channels import (
-    BIAS_OPS,
     LAYER_OPS,
     Layer,
     Samples,
-    add_bias,
     as_layer,
     channel_max,
     channel_stats,
-    const_array,
     constant_input_response,
     data_consumers,
     out_channels,
     sample_batches,
     scale_axes,
-    set_const,
     topological_rank,
 )
 
