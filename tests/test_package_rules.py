@@ -123,3 +123,26 @@ def test_no_module_imports_the_package_root(name):
     assert "tfopt" not in GRAPH[name] or name in API_CLIENTS, (
         f"{MODULES[name]} imports the package root 'tfopt' (import tfopt / from tfopt import <name it defines>): "
         "import the submodule that defines the name instead")
+
+
+def _is_debug(module: str) -> bool:
+    return module == "tfopt.debug" or module.startswith("tfopt.debug.")
+
+
+# ``tfopt debug`` sits on top of the pipeline: only the debug package itself and the CLI commands
+# that run it import it. A helper production code needs lives in the layer both can import.
+DEBUG_CLIENTS = ("tfopt.cli.debug",)
+
+
+def test_production_code_never_imports_debug():
+    offenders = sorted(f"{name} imports {', '.join(sorted(filter(_is_debug, imported)))}"
+                       for name, imported in GRAPH.items()
+                       if not _is_debug(name) and not name.startswith(DEBUG_CLIENTS) and any(map(_is_debug, imported)))
+    assert offenders == []
+
+
+def test_the_debug_rule_sees_a_lazy_import(tmp_path):
+    """The checker itself: a function-level ``from tfopt.debug.x import y`` counts."""
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from tfopt.debug.align import align\n    return align\n")
+    assert any(map(_is_debug, _imports("tfopt.m", source)))

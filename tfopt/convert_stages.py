@@ -38,12 +38,12 @@ from tfopt.convert_parts import (
     verify,
     write_manifest,
 )
-from tfopt.debug.hints import with_debug_hint
 from tfopt.errors import ConversionError, OptionError, TfoptError, VerificationError, stage
 from tfopt.graph import Model
 from tfopt.nonfinite import check_finite, finite_samples, to_json
 from tfopt.options import ConvertOptions, LoadOptions
 from tfopt.quantizing.engine.plan import engine_builds
+from tfopt.report.hints import with_debug_hint
 from tfopt.targets import NEEDS_CALIBRATION, TABLE, EmitJob
 
 Say = Callable[[Any], None]

@@ -18,12 +18,7 @@ from tfopt.graph import Model
 from tfopt.options import ConvertOptions
 from tfopt.targets import TABLE
 
-__all__ = ["Artifact", "ConvertResult", "artifact_path", "convert", "is_quantization_aware"]
-
-
-def artifact_path(outdir: str, target: str, precision: str) -> str:
-    """The artifact's path relative to ``outdir`` (see :attr:`tfopt.targets.Target.file`)."""
-    return TABLE[target].artifact_path(precision)
+__all__ = ["Artifact", "ConvertResult", "convert", "is_quantization_aware"]
 
 
 def convert(model: Model | str, outdir: str, options: ConvertOptions | None = None, *,

@@ -140,11 +140,11 @@ def run(args: argparse.Namespace) -> int:
     c = options.compress
     compress = compression(c.cluster, c.cluster_init, c.prune, c.exclude, c.finetune_data, c.finetune_epochs)
     from tfopt.converting import convert
-    from tfopt.debug.hints import PROVENANCE_KEY, load_flags
     from tfopt.errors import PARTIAL_EXIT_CODE, GateFailure, stage
     from tfopt.loaders import load
     from tfopt.pipeline import load_kwargs
     from tfopt.report.console import print_convert
+    from tfopt.report.hints import PROVENANCE_KEY, load_flags
 
     # Loaded here (its own stage in the terminal), compressed as it loads; convert gets the model.
     load_options = dataclasses.replace(options.load, compress=compress)

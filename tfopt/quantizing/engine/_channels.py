@@ -121,24 +121,6 @@ def as_layer(nodes: dict[str, Any], users: Mapping[str, list[tuple[Any, int]]], 
     return layer
 
 
-def topological_rank(graph_def: Any) -> dict[str, int]:
-    """Node name -> position in a topological order (producers first)."""
-    deps = {n.name: {tensor_node(r) for r in n.input} for n in graph_def.node}
-    rank: dict[str, int] = {}
-    for root in deps:
-        stack = [(root, False)]
-        while stack:
-            name, done = stack.pop()
-            if done:
-                rank.setdefault(name, len(rank))
-                continue
-            if name in rank or name not in deps:
-                continue
-            stack.append((name, True))
-            stack.extend((d, False) for d in deps[name] if d not in rank)
-    return rank
-
-
 def sample_batches(samples: Samples, inputs: Sequence[TensorSpec]) -> list[dict[str, np.ndarray]]:
     """Calibration samples as feedable batches.
 

@@ -58,6 +58,7 @@ import numpy as np
 
 from tfopt.errors import OptionError
 from tfopt.graph import Model, consumers, node_map, rewrite_node, tensor_node, tensor_port, unique_name
+from tfopt.graph_order import topological_rank
 from tfopt.passes._linear import BIAS_OPS, add_bias, const_array, const_operand, set_const
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph, protected_nodes
 from tfopt.quantizing.engine._channels import (
@@ -72,7 +73,6 @@ from tfopt.quantizing.engine._channels import (
     out_channels,
     sample_batches,
     scale_axes,
-    topological_rank,
 )
 
 HOMOGENEOUS = frozenset({"Relu", "LeakyRelu"})  # f(x/s) = f(x)/s for every s > 0

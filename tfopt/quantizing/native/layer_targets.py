@@ -12,7 +12,7 @@ openvino  Convolution/GroupConvolution/MatMul    NNCF's ``IgnoredScope(names=...
 Every layer has *aliases* (its node name, its output tensors without ``:0``, the fused TF names a
 TFLite tensor carries, the TF node it computes) so users can name it as they know it. Which TF node
 an artifact tensor computes, and so which tensor of a quantized model is a layer's, comes from the
-one alignment :mod:`tfopt.debug.align` (also what ``tfopt debug compare`` uses).
+one alignment :mod:`tfopt.runtimes.align` (also what ``tfopt debug compare`` uses).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.debug.align import align, onnx_tensors, openvino_tensors, tf_names
 from tfopt.graph import Model
+from tfopt.runtimes.align import align, onnx_tensors, openvino_tensors, tf_names
 from tfopt.targets import TABLE
 from tfopt.targets import target as record
 
@@ -121,7 +121,7 @@ def _onnx_tensors(proto: Any, layers: list[dict[str, Any]], model: Model,
                   samples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
     """Each layer's output, made a graph output, over every sample. The layer's tensor in ``proto``
     (which a quantizer may have renamed) is the first output of a layer op that
-    :mod:`tfopt.debug.align` aligns with the layer's TF node."""
+    :mod:`tfopt.runtimes.align` aligns with the layer's TF node."""
     import onnx
     import onnxruntime as ort
 
@@ -176,7 +176,7 @@ def _openvino(model: Model, samples: Sequence[dict[str, Any]]) -> LayerQuantizer
 def _openvino_tensors(ov_model: Any, layers: list[dict[str, Any]], model: Model,
                       samples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
     """Each layer's output, added as a model output and run at explicit f32 precision. The layer's op
-    in ``ov_model`` is the layer op that :mod:`tfopt.debug.align` aligns with the layer's TF node
+    in ``ov_model`` is the layer op that :mod:`tfopt.runtimes.align` aligns with the layer's TF node
     (OpenVINO drops most TF names; NNCF renames nothing)."""
     from tfopt._openvino import openvino
 

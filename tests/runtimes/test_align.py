@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tfopt.debug.align import ArtifactTensor, align, boundaries, kind, tf_names
+from tfopt.runtimes.align import ArtifactTensor, align, boundaries, kind, tf_names
 
 
 @pytest.mark.parametrize(("name", "nodes"), [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tfopt.debug.hints import debug_command, with_debug_hint
 from tfopt.errors import ConversionError, OptionError, VerificationError
+from tfopt.report.hints import debug_command, with_debug_hint
 
 
 def test_a_mismatch_suggests_compare_with_the_same_build():
@@ -47,8 +47,8 @@ def test_the_hint_repeats_the_load_and_freeze_options(exc, command):
 
 
 def test_a_loaded_models_recorded_flags_stand_in_for_its_load_options():
-    from tfopt.debug.hints import PROVENANCE_KEY
     from tfopt.options import ConvertOptions
+    from tfopt.report.hints import PROVENANCE_KEY
 
     hinted = with_debug_hint(ConversionError("x"), "m.pb", "tflite", "fp32", options=ConvertOptions(),
                              provenance={PROVENANCE_KEY: ["--outputs", "y"]})

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tfopt.graph import is_control, node_map, tensor_node
+from tfopt.graph_order import topological_rank
 
 # ops through which TF passes a value unchanged (a consumer behind them consumes the value)
 TF_TRANSPARENT = frozenset({"Identity", "IdentityN", "Snapshot", "StopGradient", "PreventGradient", "CheckNumerics"})
@@ -150,16 +151,6 @@ def kind(op: str) -> str:
     return KINDS.get(key, key)
 
 
-def tf_order(graph_def: Any) -> dict[str, int]:
-    """TF node -> position in the canonical topological order (:func:`tfopt.graph_order.canonical_order`)."""
-    from tfopt.graph_order import canonical_order
-
-    copy = type(graph_def)()
-    copy.node.extend(graph_def.node)
-    canonical_order(copy)
-    return {n.name: i for i, n in enumerate(copy.node)}
-
-
 def align(graph_def: Any, tensors: Sequence[ArtifactTensor], anchors: Mapping[str, str] | None = None) -> Alignment:
     """Align ``tensors`` (artifact topological order) with ``graph_def``'s nodes (rules in the module docstring).
 
@@ -169,7 +160,7 @@ def align(graph_def: Any, tensors: Sequence[ArtifactTensor], anchors: Mapping[st
         anchors: artifact key -> TF node for the model's inputs and outputs, as the runtime paired them.
     """
     nodes = node_map(graph_def)
-    result = Alignment(order=tf_order(graph_def))
+    result = Alignment(order=topological_rank(graph_def))
     consumers = _consumers(nodes)
     constant: set[str] = set()
     known = {t.key for t in tensors}
