@@ -61,21 +61,3 @@ def test_unnamed_ops_align_by_structure_past_a_dropped_bias_and_a_relu_clipping_
         "p": ("x", "anchor"), "t": ("x", "through"), "c": ("conv", "structure"), "a": ("bias", "structure"),
         "q": ("relu", "through")}
     assert result.unaligned == [("m", "Softmax_7", "Softmax: no TF name, and no TF consumer of relu is a softmax op")]
-
-
-@pytest.mark.parametrize("target", ["tflite", "onnx", "openvino"])
-def test_every_conv_layer_of_a_real_artifact_is_aligned(target, debug_models, portable):
-    """Each ReLU (the boundary of conv+bias+relu) and the output of the real fp32 artifacts has a tensor."""
-    import os
-
-    from tfopt.debug.intermediates import open_intermediates
-    from tfopt.targets import target_of_file
-
-    path = debug_models["fp32"][target]
-    record = target_of_file(path)
-    opened = open_intermediates(target, os.path.join(path, record.run_file) if os.path.isdir(path) else path, portable)
-    chosen = boundaries(align(portable.graph_def, opened.tensors, opened.anchors),
-                        {t.key for t in opened.tensors if t.value} - opened.interior)
-    relus = [n.name for n in portable.graph_def.node if n.op == "Relu"]
-    assert len(relus) == 3 and all(r in chosen for r in relus), sorted(chosen)
-    assert portable.outputs[0].node in chosen
