@@ -13,7 +13,7 @@ from typing import Any
 from tfopt._checks import range_problem
 from tfopt.errors import OptionError
 from tfopt.options import FreezeOptions, LoadOptions, OptimizeOptions, ReportOptions
-from tfopt.tolerances import FREEZE_ATOL, FREEZE_RTOL, OPTIMIZE_RTOL
+from tfopt.verification.tolerances import FREEZE_ATOL, FREEZE_RTOL, OPTIMIZE_RTOL
 
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 bad option, 3 model not found, 4 corrupt model,
 5 unsafe model refused, 6 graph cannot be frozen as asked, 7 verification failed,

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from tfopt.cli.args import binding_options, freeze_kwargs, load_options, model_options
-from tfopt.tolerances import OPTIMIZE_RTOL
+from tfopt.verification.tolerances import OPTIMIZE_RTOL
 
 
 def add_parser(sub: Any) -> None:
@@ -24,7 +24,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfopt.inspect_model import inspect_model
+    from tfopt.loaders.inspect_model import inspect_model
     from tfopt.report.console import format_bytes
 
     if args.dry_run is not None:
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _inspect_passes(args: argparse.Namespace) -> int:
-    from tfopt.pipeline import optimize_model
+    from tfopt.conversion.pipeline import optimize_model
     from tfopt.report.console import print_pass_table
 
     with args.capture.stage("optimizing (dry run)"):

@@ -8,7 +8,7 @@ Byte-identical output: TensorFlow writes ``fingerprint.pb`` with a random ``uuid
 hashes (``saved_model_checksum``, ``graph_def_program_hash``, ...). The uuid is rewritten from those
 hashes, so the same graph gives the same bytes, and a different graph a different uuid; the rest of
 the fingerprint is TensorFlow's own. ``assets.extra/tfopt.json`` marks the directory as tfopt's
-(:mod:`tfopt.outputs`): a later run may replace it; loaders and TF Serving ignore ``assets.extra``.
+(:mod:`tfopt.conversion.output_paths`): a later run may replace it; loaders and TF Serving ignore ``assets.extra``.
 """
 
 from __future__ import annotations

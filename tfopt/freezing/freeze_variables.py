@@ -16,8 +16,8 @@ from typing import Any
 from tfopt._tf import make_const
 from tfopt.errors import GraphError
 from tfopt.graph import DT_INT32, VARIABLE_OPS, Model, consumers, rewrite_node
+from tfopt.loaders.training_nodes import is_training_node
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
-from tfopt.training_nodes import is_training_node
 
 
 class FreezeVariables(Pass):

@@ -63,7 +63,7 @@ def load(path: str, options: Any) -> Model:
         if kinds:
             provenance["tfmot"] = sorted(kinds)
         if options.compress is not None and options.compress.active:
-            from tfopt.compressing import Compressed, compress_keras
+            from tfopt.loaders.compressing import Compressed, compress_keras
 
             compressed, provenance["compression"] = compress_keras(model, options.compress)
             built = model_from_keras(compressed, provenance)

@@ -23,9 +23,9 @@ import numpy as np
 
 from tfopt.errors import GraphError, ModelFormatError, ModelNotFoundError
 from tfopt.graph import VARIABLE_OPS, Model, ancestors, node_map, subgraph, tensor_node
-from tfopt.graph_order import check_acyclic
+from tfopt.graphdef.order import check_acyclic
 from tfopt.loaders._signature import adopt_recorded_shapes, input_specs, output_specs, resolve_outputs
-from tfopt.training_nodes import is_training_node
+from tfopt.loaders.training_nodes import is_training_node
 
 FORMAT = "tf1-checkpoint"
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ activations), so padding at the borders (positions that see zeros) is counted ex
 over positions; what a bias cannot remove is the error's variation around that mean.
 
 The inputs are real ones: the ``--eval-data`` / ``--calibration`` rows every stage is verified on
-(:data:`tfopt.verify.DATA_ROWS`). Made-up inputs have the wrong mean, so without real data no
+(:data:`tfopt.verification.verify.DATA_ROWS`). Made-up inputs have the wrong mean, so without real data no
 bias is corrected (reported). The data-free estimate of E[x] from the preceding BatchNorm (β, or
 the rectified-Gaussian mean γ·φ(β/γ) + β·Φ(β/γ) after a ReLU) is not used: the folded graph no
 longer holds γ, β, and a max-pool or residual add between two layers has no closed form.

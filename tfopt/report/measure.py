@@ -26,7 +26,7 @@ import numpy as np
 from tfopt._checks import at_least
 from tfopt.errors import ModelFormatError, OptionError, TensorPairingError, TfoptError
 from tfopt.graph import Model
-from tfopt.nonfinite import worst
+from tfopt.verification.nonfinite import worst
 
 
 def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]], model: Model, artifacts: list[dict[str, Any]],
@@ -42,11 +42,11 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     time-major RNN's ``[time, batch, features]`` holds them on axis 1.
     ``runtime_default_precision``: the precision hint of the runtime-default run (None: the
     runtime's own default, as a deployer gets it; see the module docstring)."""
-    from tfopt.progress import Step
+    from tfopt.terminal.progress import Step
 
     at_least("--report-runs", runs, 1, integer=True)
     threads = threads or os.cpu_count() or 1
-    from tfopt.testing import unranked_outputs
+    from tfopt.verification.testing import unranked_outputs
 
     samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs))
     expected = _batched(reference, samples, [s.name for s in model.outputs])
@@ -77,13 +77,13 @@ class _Samples:
 
     def __init__(self, inputs: dict[str, np.ndarray], axes: Mapping[str, int | None], unranked: set[str]):
         self.inputs, self.axes = inputs, {k: axes.get(k, 0) for k in inputs}
-        self.unranked = unranked  # outputs of unknown rank: compared element by element (tfopt.testing.compare)
-        from tfopt.verify_shapes import sample_count
+        self.unranked = unranked  # outputs of unknown rank: compared element by element (tfopt.verification.testing.compare)
+        from tfopt.verification.shapes import sample_count
 
         self.count = sample_count(inputs, self.axes)
 
     def sample(self, i: int) -> dict[str, np.ndarray]:
-        from tfopt.verify_shapes import cut_sample
+        from tfopt.verification.shapes import cut_sample
 
         return {k: cut_sample(v, self.axes[k], i, self.count) for k, v in self.inputs.items()}
 

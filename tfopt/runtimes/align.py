@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tfopt.graph import is_control, node_map, tensor_node
-from tfopt.graph_order import topological_rank
+from tfopt.graphdef.order import topological_rank
 
 # ops through which TF passes a value unchanged (a consumer behind them consumes the value)
 TF_TRANSPARENT = frozenset({"Identity", "IdentityN", "Snapshot", "StopGradient", "PreventGradient", "CheckNumerics"})
@@ -101,7 +101,7 @@ class Alignment:
 
     Attributes:
         tensors: ``{artifact key: Aligned}``, artifact order.
-        order: TF node -> its position in TF's canonical topological order (:mod:`tfopt.graph_order`).
+        order: TF node -> its position in TF's canonical topological order (:mod:`tfopt.graphdef.order`).
         unaligned: ``[(artifact key, first name, reason)]`` for every non-constant value tensor not aligned.
     """
 

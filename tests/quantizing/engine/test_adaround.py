@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import graph_model
-from tfopt import examples
 from tfopt._tf import const_value, tf
+from tfopt.demos import examples
 from tfopt.errors import OptionError
 from tfopt.freezing import freeze
 from tfopt.graph import TensorSpec, canonical_tensor, node_map

@@ -282,8 +282,8 @@ TARGETS = ["tflite", "onnx", "openvino"]
 def int8_stack(request, tmp_path_factory):
     """One stack converted to int8 by the engine's default recipe (mse+equalize+bias_correction)."""
     import tfopt
-    from tfopt import examples
-    from tfopt.manifest import manifest_model
+    from tfopt.conversion.manifest import manifest_model
+    from tfopt.demos import examples
     from tfopt.runtimes import runner_for
 
     model = _keras_stack(request.param)

@@ -43,7 +43,7 @@ def _agreement(got: np.ndarray, expected: np.ndarray, ranges) -> tuple[float, fl
 
 @pytest.fixture(scope="module")
 def data():
-    from tfopt import examples
+    from tfopt.demos import examples
 
     return examples.digits()
 
@@ -235,7 +235,7 @@ def test_every_layer_runs_int8_in(target, artifacts):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_targets_execute_the_fake_quant_graphs_decisions(target, artifacts, fq_model, ranges, data):
-    from tfopt.manifest import manifest_model
+    from tfopt.conversion.manifest import manifest_model
     from tfopt.runtimes import runner_for
 
     x = data[2][:256]
@@ -251,7 +251,7 @@ def test_targets_execute_the_fake_quant_graphs_decisions(target, artifacts, fq_m
 
 def test_tflite_and_onnx_runtime_agree_with_each_other(artifacts, ranges, data):
     """Two runtimes, one set of decisions: their int8 outputs are the same up to a rounding step."""
-    from tfopt.manifest import manifest_model
+    from tfopt.conversion.manifest import manifest_model
     from tfopt.runtimes import runner_for
 
     outdir, paths = artifacts

@@ -147,7 +147,7 @@ def test_tflite_fuses_gelu_and_hard_swish_into_int8_ops(tflite):
 
 @pytest.mark.parametrize("branch", list(KINDS))
 def test_tflite_int8_computes_what_the_fake_quant_graph_does(branch, tflite, fq_model, ranges, samples):
-    from tfopt.manifest import manifest_model
+    from tfopt.conversion.manifest import manifest_model
     from tfopt.quantizing.engine.fake_quant import nudge
     from tfopt.runtimes import runner_for
 
@@ -260,7 +260,7 @@ def test_transformer_block_converts_to_tflite_int8_through_the_engine(tmp_path):
     TFLite int8 is the engine's graph (no native fallback) and runs its GELU as an int8 op."""
     import tfopt
     from tfopt.coverage.models import _transformer_block
-    from tfopt.testing import random_inputs
+    from tfopt.verification.testing import random_inputs
 
     path = _transformer_block(str(tmp_path))
     portable, _, _, _ = tfopt.optimize(path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfopt import examples
+from tfopt.demos import examples
 from tfopt.errors import ConversionError, OptionError
 from tfopt.graph import consumers, node_map
 from tfopt.passes._linear import const_array, set_const
@@ -123,7 +123,7 @@ def test_every_target_runs_the_engines_int8(digits_model, tmp_path, quantizer):
     and TFLite and ONNX Runtime execute the same decisions (top-1 agreement 100 % on held-out data;
     OpenVINO's 7-bit weights: at least 95 %)."""
     import tfopt
-    from tfopt.manifest import manifest_model
+    from tfopt.conversion.manifest import manifest_model
     from tfopt.runtimes import runner_for
 
     out = str(tmp_path / "out")
@@ -167,7 +167,7 @@ def test_a_converter_that_cannot_express_the_engine_graph_falls_back_and_says_so
 
 
 def test_adaround_in_a_recipe_takes_the_calibration_as_convert_loads_it(relu_mobilenet):
-    """convert hands the engine a list of feed dicts (tfopt.calibration); AdaRound reads it."""
+    """convert hands the engine a list of feed dicts (tfopt.verification.calibration); AdaRound reads it."""
     x = relu_mobilenet["calib"][0]["images"]
     feeds = [{"images": x[i:i + 50]} for i in range(0, 200, 50)]
     engine = Engine(relu_mobilenet["model"], feeds, adaround_budget=5.0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from tests.quantizing.native.test_ranking import KEPT_FLOAT_AGREEMENT, outlier_model  # noqa: F401  (fixture)
-from tfopt.converting import convert
+from tfopt.conversion.convert import convert
 
 
 def test_engine_ranks_the_outlier_first_and_keeps_it_float_in_every_target(outlier_model, tmp_path):  # noqa: F811

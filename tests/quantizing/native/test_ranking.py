@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from tfopt.converting import convert
+from tfopt.conversion.convert import convert
 
 
 @pytest.fixture(scope="module")

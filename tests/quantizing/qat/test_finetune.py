@@ -10,8 +10,9 @@ import os
 import numpy as np
 import pytest
 
-from tfopt import cli, examples
-from tfopt.converting import convert
+from tfopt import cli
+from tfopt.conversion.convert import convert
+from tfopt.demos import examples
 from tfopt.errors import OptionError
 from tfopt.quantizing.int8_ops import count_quantized_ops
 

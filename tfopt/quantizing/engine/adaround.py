@@ -58,8 +58,8 @@ from tfopt.graph import (
     tensor_port,
 )
 from tfopt.passes.base import Skip
-from tfopt.progress import Step
 from tfopt.quantizing.engine.weight_grid import levels, weight_grid
+from tfopt.terminal.progress import Step
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def adaround(model: Model, samples: Mapping[str, np.ndarray], *, per_channel: bo
         time_budget: seconds for the whole run, shared equally by the layers still to do.
         layers: op or weight-Const names to AdaRound (default: every candidate).
         seed: for the activation subsample and the mini-batches.
-        progress: called with a :class:`~tfopt.progress.Step` per layer.
+        progress: called with a :class:`~tfopt.terminal.progress.Step` per layer.
         hyper: :class:`AdaRoundHyper` (defaults when ``None``).
 
     Returns:

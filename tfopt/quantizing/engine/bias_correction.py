@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import Model, consumers, node_map
-from tfopt.graph_order import topological_rank
+from tfopt.graphdef.order import topological_rank
 from tfopt.passes._linear import add_bias, const_array, set_const
 from tfopt.passes.base import Skip, copy_graph
 from tfopt.quantizing.engine._channels import (

@@ -30,7 +30,7 @@ gives ``min(relu(x/s_i), c)·s_i = min(relu(x), c·s_i)``, which is ``min(relu(x
 ``x`` only if ``c·s_i = m`` for every channel, i.e. all ``s_i`` equal. So ``relu6="skip"`` (default)
 leaves a pair with a per-tensor clip between its layers alone and reports it (the layers keep their
 fused ``conv + bias + ReLU6`` kernels); ``relu6="clip"`` rewrites it anyway. Measured: skipping the
-six ReLU6 pairs of ``tfopt.examples``' digits MobileNet loses no accuracy (fake-quant graph, per
+six ReLU6 pairs of ``tfopt.demos.examples``' digits MobileNet loses no accuracy (fake-quant graph, per
 channel and per tensor weights: 98.3 % top-1 either way), while the clip form of MobileNetV2 ran
 1.3× slower in TFLite and 2.2× in OpenVINO on a Xeon with VNNI (on an AVX2 EPYC, paired medians:
 1.3-1.5× in OpenVINO, 1.6× in ONNX Runtime). Pairs joined by ``Relu``, ``LeakyRelu``, nothing or an already
@@ -58,7 +58,7 @@ import numpy as np
 
 from tfopt.errors import OptionError
 from tfopt.graph import Model, consumers, node_map, rewrite_node, tensor_node, tensor_port, unique_name
-from tfopt.graph_order import topological_rank
+from tfopt.graphdef.order import topological_rank
 from tfopt.passes._linear import BIAS_OPS, add_bias, const_array, const_operand, set_const
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph, protected_nodes
 from tfopt.quantizing.engine._channels import (

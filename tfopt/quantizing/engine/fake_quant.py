@@ -121,7 +121,7 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
     """
     from tfopt._tf import const_value, graph_def_class
     from tfopt.graph import unique_name, validate
-    from tfopt.graph_order import canonical_order
+    from tfopt.graphdef.order import canonical_order
 
     kept = kept_nodes(model, keep_float)
     tensors = activation_tensors(model, keep_float)

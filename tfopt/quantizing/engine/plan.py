@@ -55,10 +55,13 @@ CANDIDATES = tuple(Recipe.parse(t) for t in (
 
 
 def engine_builds(quantize: Any, target: str, precision: str, qat: bool) -> bool:
-    """Whether the engine builds ``target``'s ``precision`` artifact under ``quantize`` (QuantizeOptions)."""
+    """Whether the engine builds ``target``'s ``precision`` artifact under ``quantize`` (QuantizeOptions):
+    not one whose converter runs its own search under ``--accuracy-control`` (the record's ``accuracy_control``)."""
+    from tfopt.targets import TABLE
+
     if precision != "int8" or qat or quantize.quantizer != "tfopt":
         return False
-    return not (quantize.accuracy_control is not None and target == "openvino")
+    return not (quantize.accuracy_control is not None and precision in TABLE[target].accuracy_control)
 
 
 def base_recipe(quantize: Any) -> Recipe:
@@ -170,7 +173,7 @@ class Int8Plan:
 
     def _search(self, target: str) -> tuple[Model, Any]:
         """Measure every candidate for ``target`` (one at a time), keep :func:`choose`'s pick."""
-        from tfopt.progress import Step
+        from tfopt.terminal.progress import Step
 
         if self._evaluate is None:
             raise ValueError("recipe search needs an evaluate function")

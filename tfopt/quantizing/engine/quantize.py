@@ -103,7 +103,7 @@ class Engine:
         samples: calibration samples (a list of feed dicts, or ``{input: array}``).
         keep_float: TF node names of layers left without fake quants (float in every target).
         adaround_budget: seconds AdaRound may spend on the whole model.
-        progress: called with progress events (strings and :class:`tfopt.progress.Step`).
+        progress: called with progress events (strings and :class:`tfopt.terminal.progress.Step`).
     """
 
     def __init__(self, model: Model, samples: Any, *, keep_float: Sequence[str] = (),

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import Model
-from tfopt.progress import Step
+from tfopt.terminal.progress import Step
 
 MAX_SAMPLES = 64  # samples the ranking and the simulated drop run on (the ranking repeats per group)
 

@@ -30,7 +30,7 @@ for ResNet50 and 2.3x for MobileNetV2 (96x96 inputs, 128 samples, 2 cores).
 
 NaN and Inf are refused, not counted: a range over a tensor that is sometimes NaN quantizes
 nothing meaningfully, and the calibration inputs are already checked finite
-(:func:`tfopt.calibration.load_calibration`), so the model itself made them on those samples.
+(:func:`tfopt.verification.calibration.load_calibration`), so the model itself made them on those samples.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import numpy as np
 from tfopt._checks import at_least
 from tfopt.errors import OptionError, did_you_mean
 from tfopt.graph import Model, TensorSpec, canonical_tensor, tensor_node
-from tfopt.progress import Step
+from tfopt.terminal.progress import Step
 
 Samples = Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]]
 _F32_MAX_SCALE = float(np.finfo(np.float32).max) / 4
@@ -202,11 +202,11 @@ def collect(model: Model, samples: Samples, tensors: Sequence[str], *, bins: int
     Args:
         model: a frozen model.
         samples: ``{input name: array}`` with samples along axis 0, or a sequence of such dicts
-            (what :func:`tfopt.calibration.load_calibration` returns), read in order.
+            (what :func:`tfopt.verification.calibration.load_calibration` returns), read in order.
         tensors: graph tensors ``"node:index"`` (``"node"`` means ``"node:0"``).
         bins: histogram bins on each side of zero (see the module docstring).
         batch_size: samples per run of the graph.
-        progress: called with a :class:`~tfopt.progress.Step` after each batch.
+        progress: called with a :class:`~tfopt.terminal.progress.Step` after each batch.
 
     Returns:
         ``{tensor as given: TensorStats}``.

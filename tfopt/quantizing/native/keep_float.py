@@ -19,9 +19,9 @@ def selective(target: str, precision: str, model: Model, path: str, samples: Any
     """Rank the layers (:func:`tfopt.quantizing.native.ranking.rank_layers`), then write ``path`` with
     ``emit(path, kept, converted)`` keeping ``keep`` in float, and with ``auto`` add the worst
     remaining layer until the drop is within ``auto`` points. Returns (file, kept, ranking)."""
-    from tfopt.calibration import eval_arrays
     from tfopt.quantizing.native.layer_targets import quantizer_for
     from tfopt.quantizing.native.ranking import rank_layers, resolve_layers
+    from tfopt.verification.calibration import eval_arrays
 
     if not samples:
         raise OptionError("--keep-float/--auto-keep-float need calibration data: pass --calibration DATA")
@@ -47,7 +47,7 @@ def drop_points(target: str, model: Model, path: str, inputs: dict[str, np.ndarr
                 to_raw: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
     """Top-1 points lost by the artifact: against the labels, else against the original's argmax."""
     from tfopt.runtimes import runner_for
-    from tfopt.verify import reference_runner
+    from tfopt.verification.verify import reference_runner
 
     original = reference_runner(model)
     bindings = model.bindings if model.reference is not None else {}

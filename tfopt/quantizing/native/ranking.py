@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import Model, node_map
-from tfopt.progress import Step
 from tfopt.quantizing.native.layer_targets import LayerQuantizer, relative_error
+from tfopt.terminal.progress import Step
 
 
 def rank_layers(quantizer: LayerQuantizer, model: Model, samples: Sequence[dict[str, Any]],
                 say: Callable[[Any], None] = lambda _m: None) -> list[dict[str, Any]]:
     """``[{layer, op, output_error, tensor_error?, ...debugger stats}]``, worst first."""
     from tfopt.runtimes import runner_for
-    from tfopt.verify import reference_runner
+    from tfopt.verification.verify import reference_runner
 
     original = reference_runner(model)
     bindings = model.bindings if model.reference is not None else {}

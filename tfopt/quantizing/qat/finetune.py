@@ -75,7 +75,7 @@ def check_options(model: Any, quantize: Any, compress: Any, pairs: Sequence[tupl
             cannot honour; a model that is not Keras 2 as far as its path tells.
     """
     if not compress.finetune_data or compress.cluster is not None or compress.prune is not None:
-        return  # no fine-tune, or the compression's own (tfopt.compressing)
+        return  # no fine-tune, or the compression's own (tfopt.loaders.compressing)
     if not any(p == "int8" for _, p in pairs):
         raise OptionError("--finetune-data fine-tunes --cluster/--prune, or int8 quantization-aware (--quantize int8 "
                           "--calibration C): add one of them")
@@ -205,7 +205,7 @@ def _accuracy(model: Any, names: list[str], data: tuple[dict[str, np.ndarray], n
 
 def finetune_arrays(path: str, model: Model) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """``--finetune-data``'s inputs (by the model's input names) and ``labels``."""
-    from tfopt.nonfinite import check_finite
+    from tfopt.verification.nonfinite import check_finite
 
     with np.load(path, allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
@@ -243,8 +243,8 @@ def load_qat(qat: Any, portable: Model) -> Model:
 
 def freeze_qat(qat: Any, portable: Model, freeze: Any, optimize: Any, verify_data: Any = None) -> Model:
     """The QAT model's portable graph (FakeQuant ops): :func:`load_qat`, frozen and optimized."""
+    from tfopt.conversion.pipeline import run_optimize
     from tfopt.options import LoadOptions
-    from tfopt.pipeline import run_optimize
 
     qat_portable, _, _, _ = run_optimize(load_qat(qat, portable), LoadOptions(), freeze, optimize,
                                          verify_data=verify_data)
@@ -287,7 +287,7 @@ def qat_plan(base: Int8Plan, options: Any, *, verify_data: Any = None,
     data = finetune_arrays(str(c.finetune_data), portable)
     evaluate = None
     if eval_data:
-        from tfopt.calibration import eval_arrays
+        from tfopt.verification.calibration import eval_arrays
 
         evaluate = eval_arrays(eval_data, portable, allow_nonfinite=options.report.allow_nonfinite)
     say(f"int8 by quantization-aware fine-tune (TFMOT) from tfopt's {recipe.method} ranges: {c.finetune_epochs} "
