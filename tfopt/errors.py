@@ -95,6 +95,11 @@ class ConversionError(TfoptError):
     exit_code = 9
 
 
+class ProtobufLimitError(ConversionError):
+    """A single GraphDef (``.pb``) asked of a model whose tensors are kept outside the graph: a
+    protobuf stops at 2 GB (:mod:`tfopt.external`); the message offers the SavedModel."""
+
+
 class TensorPairingError(ConversionError):
     """A runtime runner cannot pair an artifact's inputs/outputs with the model's by name."""
 

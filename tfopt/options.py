@@ -36,6 +36,9 @@ class LoadOptions:
         input_format: skip detection (``savedmodel``, ``keras``, ``tf1-checkpoint``...).
         compress: a :class:`tfopt.loaders.compressing.Compression` applied to a Keras 2 model before
             freezing (built from :class:`CompressOptions` by ``convert``); other sources refuse it.
+        external_threshold: variables of at least this many bytes stay outside the GraphDef when
+            it is frozen (memory-mapped files: :mod:`tfopt.external`); ``None``: 1 GiB, plus the
+            largest others until the GraphDef holds at most 1 GiB (a protobuf stops at 2 GB).
     """
 
     signature: str = "serving_default"
@@ -46,6 +49,7 @@ class LoadOptions:
     model_fn: str | None = None
     input_format: str | None = None
     compress: Any = None
+    external_threshold: int | None = None
 
 
 @dataclass

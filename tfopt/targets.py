@@ -218,7 +218,7 @@ _BUILT_IN = (
            repro="tfopt.debug.repro:tflite_repro", latency="tfopt.coverage.latency:open_tflite"),
     Target("onnx", precisions=PRECISIONS, file="model.{precision}.onnx", emit="tfopt.emitters.onnx:emit",
            runner="tfopt.runtimes.onnx:open_runner", weights="tfopt.runtimes.onnx:read_weights",
-           suffixes=(".onnx",), extra="tf2onnx", distributions=("tf2onnx", "onnx", "onnxruntime"),
+           suffixes=(".onnx",), companions=(".onnx.data",), extra="tf2onnx", distributions=("tf2onnx", "onnx", "onnxruntime"),
            converter="tf2onnx", runtime_name="ONNX Runtime", keep_float=("int8", "int16x8"),
            layer_quantizer="tfopt.quantizing.native.layer_targets:onnx_quantizer", qat_int8_as="fp32",
            quantization_settings="tfopt.emitters.onnx:quantization_settings", engine_weight_bits=7,

@@ -266,3 +266,41 @@ def test_sinks_computed_from_the_inputs_alone_are_not_heads(tmp_path, kind, head
     assert sorted(s.name for s in model.outputs) == names
     assert set(sinks) <= set(model.provenance["output_alternatives"])
     assert [s.name for s in model.inputs] == ["x"]
+
+
+INPUT_FREE = {  # a second model copy's variable read, as deepnlp's POS checkpoint leaves one
+    "sink-read": lambda t, v, loss: t.identity(v, name="lr_value"),
+    "loss-scale": lambda t, v, loss: loss * v,
+    "unsaved-sink-read": lambda t, v, loss: t.identity(v, name="lr_value"),
+}
+
+
+@pytest.mark.parametrize("depth", [0, 1])
+@pytest.mark.parametrize("kind", list(INPUT_FREE))
+def test_a_candidate_that_reads_no_input_is_not_a_head(tmp_path, kind, depth):
+    """A variable read that is a sink or feeds only the loss computes nothing from the inputs: it is
+    listed, not converted (and a variable the checkpoint does not hold then needs no value)."""
+    t = tf()
+    v1 = t.compat.v1
+    rng = np.random.default_rng(depth)
+    graph = t.Graph()
+    with graph.as_default():
+        x = v1.placeholder(t.float32, [None, FEATURES])
+        logits = _logits(t, x, depth, 3, rng, "net")
+        prediction = t.nn.softmax(logits)
+        y = v1.placeholder(t.int64, [None])
+        loss = t.reduce_mean(t.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        lr = v1.Variable(0.1, name="copy_1/lr")
+        loss = INPUT_FREE[kind](t, lr, loss) if kind == "loss-scale" else loss
+        v1.train.GradientDescentOptimizer(0.1).minimize(loss)
+        if kind != "loss-scale":
+            INPUT_FREE[kind](t, lr, loss)
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            saved = [v for v in v1.global_variables() if not (kind.startswith("unsaved") and v is lr)]
+            prefix = v1.train.Saver(saved).save(sess, str(tmp_path / "model.ckpt"))
+    model = tfopt.load(prefix)
+    assert [s.name for s in model.outputs] == [prediction.op.name]
+    assert [s.name for s in model.inputs] == [x.op.name]
+    if kind != "loss-scale":  # (a read feeding the loss's arithmetic is no candidate to begin with)
+        assert any("no input" in why for why in model.provenance["output_alternatives"].values())

@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         print_artifact_info(info)
         return 0
     print(f"{info['format']}  {info['path']}")
+    if info.get("storage"):
+        print(f"  large model: {info['storage']['message']}")
     if len(info.get("signatures", [])) > 1:
         others = [s for s in info["signatures"] if s != info["signature"]]
         print(f"  signature {info['signature']} (shown); also {', '.join(others)}: choose with --signature NAME")

@@ -83,7 +83,8 @@ def check_options(model: Any, outdir: str, options: ConvertOptions | None = None
         parse_gate(gate)
     pairs, skipped = plan(q.to, q.quantize)
     check_ranges({"--calibration-samples": (q.calibration_samples, 1), "--report-runs": (r.report_runs, 1),
-                  "--threads": (r.threads, 1), "--opset": (q.opset, 7)}, integer=True)
+                  "--threads": (r.threads, 1), "--opset": (q.opset, 7),
+                  "--external-threshold": (o.load.external_threshold, 1)}, integer=True)
     check_ranges({"--accuracy-control": (q.accuracy_control, 0), "--auto-keep-float": (q.auto_keep_float, 0),
                   "--atol": (o.freeze.atol, 0), "--rtol": (o.freeze.rtol, 0)})
     if q.opset is not None and q.opset > MAX_OPSET:

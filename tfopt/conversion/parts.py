@@ -145,6 +145,10 @@ def emit(target: str, job: EmitJob) -> str:
     record = TABLE[target]
     if job.quantization_aware and job.precision == "int8" and record.qat_int8_as:
         job = dataclasses.replace(job, precision=record.qat_int8_as)
+    if job.portable.external is not None and record.graph != "runtime":  # converters read it as a SavedModel
+        from tfopt.external.emit import emit_large
+
+        return emit_large(target, job)
     written: str = record.call("emit", job)
     return written
 

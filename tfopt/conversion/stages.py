@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfopt._io import digest, gzip_size, tree_size
+from tfopt._io import digest
 from tfopt.conversion.checks import check_options
 from tfopt.conversion.parts import (
     Artifact,
@@ -233,8 +233,9 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
         record_failure(p, result, target, precision, "converting", exc, os.path.join(tmp, rel), portable)
         return
     full = os.path.join(tmp, rel)
-    artifact = Artifact(target, precision, os.path.relpath(written, tmp), tree_size(full), gzip_size(full),
-                        digest(full))
+    from tfopt.report.build import artifact_sizes  # its companion files too (an ONNX model's external data)
+
+    artifact = Artifact(target, precision, os.path.relpath(written, tmp), *artifact_sizes(target, full), digest(full))
     if precision == "int8":  # which layers really run int8 kernels (int16x8's are int16: not counted)
         from tfopt.quantizing.int8_ops import count_quantized_ops
 

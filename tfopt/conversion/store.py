@@ -120,10 +120,13 @@ def attach_reference(prepared: Prepared, loaded: Model | None) -> None:
 
 
 def _save_model(model: Model, path: str) -> dict[str, Any]:
+    from tfopt.external.store import store_external
+
+    graph_def, external = store_external(model.graph_def, os.path.dirname(path))  # files linked, never in .npz
     with open(path, "wb") as f:
-        f.write(model.graph_def.SerializeToString(deterministic=True))
+        f.write(graph_def.SerializeToString(deterministic=True))
     return {"inputs": model.inputs, "outputs": model.outputs, "provenance": model.provenance,
-            "bindings": model.bindings}
+            "bindings": model.bindings, **({"external": external} if external else {})}
 
 
 def _load_model(meta: dict[str, Any], path: str) -> Model:
@@ -138,5 +141,8 @@ def _load_model(meta: dict[str, Any], path: str) -> Model:
     except (OSError, DecodeError) as exc:
         raise StoreFormatError(f"{path}: not a GraphDef ({type(exc).__name__}: {exc}); delete it "
                                "(a cache entry is rebuilt)") from None
+    from tfopt.external.store import load_external
+
+    external = load_external(graph_def, os.path.dirname(path), list(meta.get("external", [])))
     return Model(graph_def, list(meta["inputs"]), list(meta["outputs"]), provenance=dict(meta["provenance"]),
-                 bindings=dict(meta["bindings"]))
+                 bindings=dict(meta["bindings"]), external=external)

@@ -85,5 +85,10 @@ def _shape(shape: Any) -> Any:
 
 
 def emit(job: EmitJob) -> str:
-    """The ``savedmodel`` target (:mod:`tfopt.targets`): the runtime graph as a serving SavedModel."""
+    """The ``savedmodel`` target (:mod:`tfopt.targets`): the runtime graph as a serving SavedModel; a
+    model with tensors outside its graph keeps them as the SavedModel's variables (:mod:`tfopt.external`)."""
+    if job.runtime.external is not None:
+        from tfopt.external import write_serving_savedmodel
+
+        return write_serving_savedmodel(job.runtime, job.path)
     return emit_savedmodel(job.runtime, job.path)

@@ -40,10 +40,11 @@ def _inspect(path: str, options: dict[str, Any]) -> dict[str, Any]:
     if fmt == "graphdef":
         return _inspect_graphdef(path, options.get("outputs") or [])
     if fmt == "tf1-checkpoint":
-        return _inspect_tf1(path, options.get("outputs") or [])
+        return _inspect_tf1(path, options.get("outputs") or [], options.get("external_threshold"))
     model = load(path, format=fmt, **options)
     prov = model.provenance
     return {
+        **_storage(model),
         "format": fmt, "path": path, "inputs": _specs(model.inputs), "outputs": _specs(model.outputs),
         # TF2 graphs hide their body behind (Stateful)PartitionedCall: describe the inlined graph.
         "nodes": len(model.graph_def.node), "ops": op_histogram(model.graph_def),
@@ -124,7 +125,17 @@ def _inspect_graphdef(path: str, outputs: list[str]) -> dict[str, Any]:
             "variable_bytes": 0, "constant_bytes": const_bytes}
 
 
-def _inspect_tf1(path: str, outputs: list[str]) -> dict[str, Any]:
+def _storage(model: Any) -> dict[str, Any]:
+    """``{"storage": ...}`` when the loaded model keeps tensors outside its graph (:mod:`tfopt.external`)."""
+    from tfopt.external.describe import storage
+
+    external = model.external
+    outside = {name: external[name].nbytes for name in external} if external is not None else {}
+    found = storage(outside, int(model.provenance.get("variable_bytes", 0)))
+    return {"storage": found} if found else {}
+
+
+def _inspect_tf1(path: str, outputs: list[str], threshold: int | None = None) -> dict[str, Any]:
     from tfopt.loaders.tf1_checkpoint import check_checkpoint_files, locate, open_reader, read_meta_graph
 
     meta, prefix = locate(path)
@@ -132,8 +143,14 @@ def _inspect_tf1(path: str, outputs: list[str]) -> dict[str, Any]:
     graph_def = read_meta_graph(meta).graph_def
     reader = open_reader(prefix)
     shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
-    var_bytes = sum(int(np.prod(shapes[k])) * dtypes[k].size for k in shapes)
-    return {"format": "tf1-checkpoint", "path": path, "meta": meta, "checkpoint": prefix,
+    sizes = {k: int(np.prod(shapes[k])) * dtypes[k].size for k in shapes}
+    var_bytes = sum(sizes.values())
+    from tfopt.external import choose_external
+    from tfopt.external.describe import storage
+
+    found = storage({n: sizes[n] for n in choose_external(sizes, threshold)}, var_bytes)
+    return {**({"storage": found} if found else {}),
+            "format": "tf1-checkpoint", "path": path, "meta": meta, "checkpoint": prefix,
             **_graph_summary(graph_def, outputs),
             "variables": sum(1 for n in graph_def.node if n.op in VARIABLE_OPS), "variable_bytes": var_bytes}
 

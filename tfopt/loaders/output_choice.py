@@ -3,8 +3,8 @@
 :func:`tfopt.loaders.training_nodes.explain_outputs` finds the candidates (sinks of the forward graph,
 tensors that feed only the loss or only a metric). They are grouped into *heads* by structure:
 
-- a float candidate's head is its *root*, reached backwards through ops that only reshape or
-  squash one float tensor (Identity, Softmax, Sigmoid, Reshape, ...): ``Softmax(logits)``,
+- a float candidate's head is its *root*, reached backwards through ops that only reshape, transpose
+  or squash one float tensor (Identity, Softmax, Sigmoid, Reshape, Transpose, ...): ``Softmax(logits)``,
   ``Identity(logits)`` and the loss's ``Reshape(logits)`` are one head, rooted at ``logits``;
 - an int/bool candidate is a *decision* when it is computed from one float tensor ``F`` through
   decision ops (``ArgMax``, a comparison with a constant or a shape-only threshold, ``Cast``, ...):
@@ -16,6 +16,8 @@ from them and the tensors that feed only the loss become alternatives (a float h
 decision and more: ``argmax(prob) == pred``). A head without such a tensor keeps what it has. Every
 head is chosen, so a multi-head graph converts all its heads. The choice is *certain* when the
 graph had exactly one candidate; otherwise the alternatives are listed for ``--outputs``.
+Candidates that need labels (:mod:`tfopt.loaders.evaluation_heads`: a CTC loss, an edit distance, a
+cross-entropy) are alternatives; with no inference head left, the predictions they compare are chosen.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfopt.graph import FLOAT_TYPES, PLACEHOLDER_OPS, dtype_name, node_map, tensor_node
+from tfopt.graph import FLOAT_TYPES, PLACEHOLDER_OPS, ancestors, dtype_name, node_map, tensor_node
 
-# Ops that pass one float tensor on, reshaped or squashed, without weights: a head's own form.
+# Ops that pass one float tensor on, reshaped, transposed (a time-major copy for a CTC loss) or
+# squashed, without weights: a head's own form.
 HEAD_OPS = frozenset({"Identity", "Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Reshape", "Squeeze",
-                      "ExpandDims", "StopGradient", "Snapshot"})
+                      "ExpandDims", "StopGradient", "Snapshot", "Transpose"})
 # Ops that turn scores into a decision (an index, a flag, a rounded value).
 DECISION_OPS = frozenset({"ArgMax", "ArgMin", "Cast", "Round", "Greater", "GreaterEqual", "Less", "LessEqual",
                           "Equal", "NotEqual", "Identity", "Squeeze", "Reshape", "ExpandDims", "Sign", "Rint", "Floor", "Ceil"})
@@ -147,7 +150,19 @@ class OutputChoice:
                 + (f"; alternatives: {others}" if others else "") + ". Choose others with --outputs NODE [NODE ...]")
 
 
+METRIC_REASON = "feeds only a metric"
+PREDICTION_REASON = "the prediction "  # (tfopt.loaders.evaluation_heads)
+
+
+def _rank(reason: str) -> int:
+    """A head's forms by preference: a sink (or what decisions read), a metric's input, an evaluation
+    head's prediction, the loss's input."""
+    prefixes = (METRIC_REASON, PREDICTION_REASON, LOSS_REASON)
+    return next((i + 1 for i, p in enumerate(prefixes) if reason.startswith(p)), 0)
+
+
 BOOKKEEPING = "computed from the inputs alone, no float computation of the model (e.g. a RNN's min/max length)"
+INPUT_FREE = "computed from no input, only variables and constants (e.g. a learning rate's read)"
 
 
 def is_bookkeeping(node: Any, nodes: dict[str, Any]) -> bool:
@@ -158,14 +173,31 @@ def is_bookkeeping(node: Any, nodes: dict[str, Any]) -> bool:
 
 def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
     """Group ``reasons``' candidates (from ``explain_outputs``) into heads and pick in each.
-    Candidates that are :func:`is_bookkeeping` become alternatives when any other candidate is not."""
+    Candidates that are :func:`is_bookkeeping`, or read no input at all (a second model copy's
+    learning-rate variable), become alternatives when any other candidate is not;
+    evaluation heads (:mod:`tfopt.loaders.evaluation_heads`: they need labels) become alternatives, replaced
+    by their predictions when no candidate is an inference head."""
+    from tfopt.loaders.evaluation_heads import find_evaluation
+
     nodes = node_map(graph_def)
-    bookkeeping = {n for n in reasons if not is_float(nodes[n]) and is_bookkeeping(nodes[n], nodes)}
-    if bookkeeping and len(bookkeeping) < len(reasons):
-        kept = {n: why for n, why in reasons.items() if n not in bookkeeping}
+    placeholders = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS}
+    set_aside = {n: BOOKKEEPING for n in reasons if not is_float(nodes[n]) and is_bookkeeping(nodes[n], nodes)}
+    set_aside |= {n: INPUT_FREE for n in reasons if n not in set_aside
+                  and not ancestors(graph_def, [n], follow_control=False) & placeholders}
+    if set_aside and len(set_aside) < len(reasons):
+        kept = {n: why for n, why in reasons.items() if n not in set_aside}
         choice = choose_outputs(graph_def, kept)
         choice.reasons = dict(reasons) | choice.reasons
-        choice.alternatives.update({n: BOOKKEEPING for n in sorted(bookkeeping)})
+        choice.alternatives.update({n: set_aside[n] for n in sorted(set_aside)})
+        return choice
+    evaluation = find_evaluation(graph_def, list(reasons))
+    pool = {n: why for n, why in reasons.items() if n not in evaluation.heads}
+    if all(why.startswith(LOSS_REASON) for why in pool.values()):  # no inference head: the predictions
+        pool |= {n: why for n, why in evaluation.predictions.items() if n not in pool}
+    if evaluation.heads and pool:  # never the labels as inputs
+        choice = choose_outputs(graph_def, pool)
+        choice.reasons = dict(reasons) | choice.reasons
+        choice.alternatives.update(evaluation.heads)
         return choice
     groups: dict[str, list[str]] = {}
     decided: dict[str, str] = {}
@@ -189,7 +221,8 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
             for source in sorted({n.name for n in sources if n is not None}):
                 reasons.setdefault(source, f"the float tensor {', '.join(members)} decides on")
                 floats.append(source)
-        preferred = [m for m in floats if not reasons[m].startswith(LOSS_REASON)] or floats or members
+        rank = {m: _rank(reasons[m]) for m in floats}  # the most final form of the head wins
+        preferred = [m for m in floats if rank[m] == min(rank.values())] if floats else members
         chosen += preferred
         for m in members:
             if m in preferred:

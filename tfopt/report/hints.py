@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from tfopt.errors import ConversionError, TfoptError, VerificationError
+from tfopt.errors import ConversionError, ProtobufLimitError, TfoptError, VerificationError
 
 PROVENANCE_KEY = "load_flags"  # a loaded model's provenance: the CLI flags it was loaded with
 
@@ -32,9 +32,9 @@ def load_flags(load: Any) -> list[str]:
     if load.outputs:
         flags += ["--outputs", *load.outputs]
     for option, value in (("--custom-objects", load.custom_objects), ("--model-fn", load.model_fn),
-                          ("--input-format", load.input_format)):
+                          ("--input-format", load.input_format), ("--external-threshold", load.external_threshold)):
         if value:
-            flags += [option, value]
+            flags += [option, str(value)]
     return flags + (["--unsafe"] if load.unsafe else [])
 
 
@@ -76,8 +76,8 @@ def debug_command(exc: BaseException, source: str | None, target: str, precision
                   calibration: str | None = None, *, flags: str = "") -> str | None:
     """The ``tfopt debug`` command line for ``exc``, or None (no model path, or another error).
     ``flags``: the load and freeze options to repeat (:func:`reproduce_flags`)."""
-    if not source or not isinstance(exc, (ConversionError, VerificationError)):
-        return None
+    if not source or not isinstance(exc, (ConversionError, VerificationError)) or isinstance(exc, ProtobufLimitError):
+        return None  # a model too large for a .pb has nothing a smaller graph would show
     model = shlex.quote(source)
     calib = f" --calibration {shlex.quote(calibration)}" if calibration and precision in ("int8", "int16x8") else ""
     if isinstance(exc, VerificationError):

@@ -75,13 +75,17 @@ def _inputs_by_signature(interpreter: Any, signature: Any, specs: Sequence[Tenso
 
 
 def _outputs_by_signature(interpreter: Any, signature: Any, specs: Sequence[TensorSpec]) -> dict[str, dict[str, Any]] | None:
-    """Outputs through the signature: ``output_i`` is the model's i-th output (how tfopt converts)."""
+    """Outputs through the signature: keyed by the model's output names (a SavedModel's signature,
+    how a model over 2 GB is converted), else ``output_i`` is the model's i-th output (how tfopt
+    converts one concrete function)."""
     if signature is None:
         return None
     outputs = signature.get_output_details()
+    by_index = {d["index"]: d for d in interpreter.get_output_details()}
+    if sorted(outputs) == sorted(spec.name for spec in specs):
+        return {spec.name: by_index[outputs[spec.name]["index"]] for spec in specs}
     if sorted(outputs) != sorted(f"output_{i}" for i in range(len(specs))):
         return None
-    by_index = {d["index"]: d for d in interpreter.get_output_details()}
     return {spec.name: by_index[outputs[f"output_{i}"]["index"]] for i, spec in enumerate(specs)}
 
 
@@ -125,7 +129,7 @@ def read_weights(path: str) -> Iterator[tuple[str, np.ndarray]]:
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.read_model(path)
+    model = flatbuffer_utils.read_model(path)  # a large model's buffers lie after it (offset, size): read there
     types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     numpy_types = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8,
                    "int16": np.int16, "int32": np.int32, "int64": np.int64}
@@ -134,11 +138,12 @@ def read_weights(path: str) -> Iterator[tuple[str, np.ndarray]]:
         for tensor in subgraph.tensors:
             buffer = model.buffers[tensor.buffer]
             dtype = numpy_types.get(types.get(tensor.type, ""))
-            if tensor.buffer in seen or buffer.data is None or dtype is None:
+            if tensor.buffer in seen or (buffer.data is None and buffer.offset <= 1) or dtype is None:
                 continue
             seen.add(tensor.buffer)
             name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
-            values = np.frombuffer(bytes(buffer.data), dtype=dtype)
+            values = (np.frombuffer(bytes(buffer.data), dtype=dtype) if buffer.data is not None else
+                      np.memmap(path, dtype=dtype, mode="r", offset=buffer.offset, shape=(buffer.size // np.dtype(dtype).itemsize,)))
             if tensor.sparsity is not None:  # sparse encoding (a pruned model): the buffer holds the non-zeros
                 size = int(np.prod(tensor.shape))
                 values = np.concatenate([values, np.zeros(max(size - values.size, 0), dtype)])

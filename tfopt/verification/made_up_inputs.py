@@ -72,7 +72,7 @@ def _rows(nodes: Mapping[str, Any], name: str) -> int | None:
         return None
     if node.op == "Const":
         dims = node.attr["value"].tensor.tensor_shape.dim
-    elif node.op in ("VarHandleOp", "VariableV2", "Variable"):
+    elif node.op in ("VarHandleOp", "VariableV2", "Variable", "ImmutableConst"):  # ImmutableConst: tfopt.external
         dims = node.attr["shape"].shape.dim
     else:
         return None

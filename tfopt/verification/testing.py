@@ -42,11 +42,14 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
     Floats are standard normal, integers uniform in [0, 8), bools False, strings ``b"a"``. With
     ``graph_def``, an input keeps to what the graph does with it (:mod:`tfopt.verification.made_up_inputs`): ids
     inside their table (whole numbers when the input is float, as Keras 2 declared an Embedding's
-    input), masks 0/1, integer lengths in ``[1, dynamic_dim]``.
+    input), masks 0/1, integer lengths in ``[1, dynamic_dim]``, and values inside the domain of the
+    ops they reach (:mod:`tfopt.verification.input_domains`: positive before a ``Log``, ``[-1, 1]`` before an ``Acos``).
     """
+    from tfopt.verification.input_domains import draw, input_domains
     from tfopt.verification.made_up_inputs import fill, input_roles
 
     roles = input_roles(graph_def) if graph_def is not None else {}
+    domains = input_domains(graph_def, {s.name for s in specs}) if graph_def is not None else {}
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for spec in specs:
@@ -58,6 +61,8 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
         if role and role[0] == "length" and not spec.dtype.startswith(("int", "uint")):
             role = None  # a float compared with another tensor is a value, not a length
         given = fill(role, shape, spec.dtype, rng, dynamic_dim) if spec.dtype != "string" else None
+        if given is None and spec.name in domains:
+            given = draw(domains[spec.name], shape, spec.dtype, rng)
         if given is not None:
             out[spec.name] = given
         elif spec.dtype in ("float16", "float32", "float64", "bfloat16"):

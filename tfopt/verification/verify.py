@@ -10,7 +10,8 @@ until every output is non-empty and finite. A cropping layer empties a short seq
 poolings of a short time axis leave a global average over nothing (NaN): neither is a
 verification, and neither is the fault of freezing or a converter, so when no size works the
 error names the failing node and asks for a ``--verify-shape`` that keeps the ties. Values keep to
-what the graph does with each input (:mod:`tfopt.verification.made_up_inputs`: ids, masks, lengths).
+what the graph does with each input (:mod:`tfopt.verification.made_up_inputs`: ids, masks, lengths; and
+:mod:`tfopt.verification.input_domains`: positive before a ``Log``).
 
 A size below ``REALISTIC`` (8x8 for an image model) is verified at one realistic size too, the
 first of 64, 128, 256 the original model answers: a network's error at 8x8 is not its error at
@@ -28,6 +29,7 @@ import numpy as np
 from tfopt.errors import ConversionError, GraphError, OptionError, TfoptError, VerificationError
 from tfopt.graph import Model, TensorSpec
 from tfopt.runtimes.tensorflow import GraphRunner
+from tfopt.verification.input_domains import reasons
 from tfopt.verification.stochastic import check_reproducible
 from tfopt.verification.testing import OutputDiff, assert_equivalent, random_inputs
 
@@ -65,6 +67,7 @@ class VerifyInputs:
     realistic: VerifyInputs | None = None  # the same inputs at a realistic size, verified too
     size: int = 8  # the made-up size of the non-batch dimensions (integer lengths stay within it)
     ties: Any = None  # the search's DimTies (made-up inputs): products of dimensions are kept at other batches
+    domains: dict[str, str] = field(default_factory=dict)  # input -> its made-up values' domain and why
 
     def sets(self) -> list[VerifyInputs]:
         """Every set of inputs to verify on: these, then the realistic size."""
@@ -94,17 +97,20 @@ class VerifyInputs:
         realistic = self.realistic.with_batch(specs, batch, seed, graph_def) if self.realistic else None
         return VerifyInputs(random_inputs(specs, seed=seed, shapes=shapes, graph_def=graph_def,
                                           dynamic_dim=min(sizes, default=self.size)),
-                            self.source, self.tried, realistic, self.size, self.ties)
+                            self.source, self.tried, realistic, self.size, self.ties, self.domains)
 
     def summary(self) -> str:
         """``img:2x8x8x3 (made up inputs); also at img:2x64x64x3 (a realistic size)``."""
         also = f"; also at {self.realistic.describe()} (a realistic size)" if self.realistic is not None else ""
-        return f"{self.describe()} ({self.source} inputs){also}"
+        values = "".join(f"; values: {name} {why}" for name, why in self.domains.items())  # (input_domains)
+        return f"{self.describe()} ({self.source} inputs){also}{values}"
 
     def as_dict(self) -> dict[str, Any]:
         out = {"source": self.source, "shapes": self.shapes(), "tried": self.tried}
         if self.realistic is not None:
             out["realistic_shapes"] = self.realistic.shapes()
+        if self.domains:
+            out["domains"] = dict(self.domains)
         return out
 
 
@@ -154,7 +160,7 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
     if data.shapes:
         shapes = _verify_shapes(data.shapes, specs)
         given = VerifyInputs(random_inputs(specs, seed=seed, batch=batch, shapes=shapes, graph_def=graph_def),
-                             "verify-shape")
+                             "verify-shape", domains=reasons(graph_def, specs))
         return check_inputs(original, given, "--verify-shape", outputs)
     return _search(original, specs, outputs, batch=batch, seed=seed, graph_def=graph_def)
 
@@ -173,6 +179,7 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
             return f"the original model fails: {type(exc).__name__}: {tf_error_summary(exc)}", exc
 
     ties = find_ties(original, specs, graph_def, feeds_at)
+    domains = reasons(graph_def, specs)
     dynamic = bool(ties.other_sizes(ties.shapes(batch, 8)))
     tried: list[str] = []
     first: dict[str, np.ndarray] | None = None
@@ -181,10 +188,10 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
         if tried and any(v.size > ELEMENT_BUDGET for v in feeds.values()):
             break
         first = feeds if first is None else first
-        candidate = VerifyInputs(feeds, "made up", list(tried), size=size, ties=ties)
+        candidate = VerifyInputs(feeds, "made up", list(tried), size=size, ties=ties, domains=domains)
         last, failure = problem(feeds)
         if not last:
-            candidate.realistic = _realistic(ties, size, batch, feeds_at, problem) if dynamic else None
+            candidate.realistic = _realistic(ties, size, batch, feeds_at, problem, domains) if dynamic else None
             return candidate
         tried.append(candidate.describe())
     if failure is not None and first is not None:  # ids or indices out of a range tfopt cannot see
@@ -198,12 +205,14 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
            "--calibration/--eval-data") if suggest else "pass real inputs with --calibration/--eval-data"
     raise VerificationError(
         f"verifying: made-up inputs give the original model no usable output at {tried[-1]}"
-        + (f" (tried {len(tried)} sizes up to it)" if len(tried) > 1 else "") + f": {last}. "
+        + (f" (tried {len(tried)} sizes up to it)" if len(tried) > 1 else "")
+        + "".join(f", with {name} {why}" for name, why in domains.items()) + f": {last}. "
         f"This is about the inputs, not freezing or conversion: {fix}")
 
 
 def _realistic(ties: Any, size: int, batch: int, feeds_at: Callable[..., dict[str, np.ndarray]],
-               problem: Callable[[Mapping[str, Any]], tuple[str, Exception | None]]) -> VerifyInputs | None:
+               problem: Callable[[Mapping[str, Any]], tuple[str, Exception | None]],
+               domains: dict[str, str]) -> VerifyInputs | None:
     """The same inputs at the first of ``REALISTIC_TRIES`` sizes >= ``REALISTIC`` that the original
     model answers (None when ``size`` already is one, or none within the element budget works)."""
     if size >= REALISTIC:
@@ -213,7 +222,7 @@ def _realistic(ties: Any, size: int, batch: int, feeds_at: Callable[..., dict[st
         if any(v.size > ELEMENT_BUDGET for v in feeds.values()):
             return None
         if not problem(feeds)[0]:
-            return VerifyInputs(feeds, "made up", size=big, ties=ties)
+            return VerifyInputs(feeds, "made up", size=big, ties=ties, domains=domains)
     return None
 
 

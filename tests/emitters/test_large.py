@@ -1,0 +1,193 @@
+"""Artifacts of a model whose large tensors are variables of a serving SavedModel (models over 2 GB):
+each target written by :func:`tfopt.emitters.large.emit_from_savedmodel`, run in its runtime by
+path and compared with TensorFlow's own outputs; the same code as a real > 2 GB model (slow lane),
+on generated tables of a few MB."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from tfopt._tf import tf
+from tfopt.emitters.large import artifact_bytes, artifact_files, emit_from_savedmodel
+from tfopt.errors import ConversionError, OptionError
+from tfopt.graph import Model, TensorSpec
+from tfopt.runtimes import runner_for
+
+FP32_ATOL = 1e-5  # float32 end to end: only summation order differs
+# dynamic: per-tensor int8 tables (ONNX: 7-bit); a row's error is at most max|table| / 126 per element,
+# and these models' outputs move by at most that times their small weights
+DYNAMIC_ATOL = 2e-2
+SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ""}
+
+
+def _keras_recommender(directory: str, rows: int, dim: int) -> dict:
+    """The issue's shape: Keras 3, ``ids`` int32 [?, 8] and ``feats`` float32 [?, 16], one sigmoid output."""
+    import keras
+
+    keras.utils.set_random_seed(rows)
+    ids = keras.Input((8,), dtype="int32", name="ids")
+    feats = keras.Input((16,), name="feats")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(rows, dim)(ids))
+    hidden = keras.layers.Dense(32, activation="relu")(keras.layers.Concatenate()([pooled, feats]))
+    model = keras.Model({"ids": ids, "feats": feats}, keras.layers.Dense(1, activation="sigmoid")(hidden))
+    model.export(directory, verbose=False)
+    return {"inputs": ["ids", "feats"], "outputs": ["output_0"], "rows": rows, "dim": dim, "seq": 8, "feats": 16}
+
+
+def _module_two_tables(directory: str, rows: int, dim: int) -> dict:
+    """A tf.Module as :func:`tfopt.external.write_serving_savedmodel` writes one: two tables as
+    variables, outputs whose model order (``score``, ``aux``) is not their key order."""
+    t = tf()
+    rng = np.random.default_rng(rows)
+
+    class Recommender(t.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.users = t.Variable(rng.uniform(-0.5, 0.5, (rows, dim)).astype(np.float32))
+            self.items = t.Variable(rng.uniform(-0.5, 0.5, (rows // 2, dim)).astype(np.float32))
+            self.w = t.Variable(rng.normal(0, 0.1, (dim, 3)).astype(np.float32))
+
+        @t.function(input_signature=[t.TensorSpec([None, 4], t.int32, name="user"),
+                                     t.TensorSpec([None, 4], t.int32, name="item")])
+        def serve(self, user, item):
+            u = t.reduce_mean(t.gather(self.users, user), axis=1)
+            v = t.reduce_mean(t.gather(self.items, item), axis=1)
+            logits = t.matmul(u * v * 4.0, self.w)
+            return {"score": t.sigmoid(logits[:, :1]), "aux": logits}
+
+    module = Recommender()
+    t.saved_model.save(module, directory, signatures={"serving_default": module.serve})
+    return {"inputs": ["user", "item"], "outputs": ["score", "aux"], "rows": rows, "dim": dim, "seq": 4}
+
+
+MODELS = {"keras_one_output": (_keras_recommender, 3000, 256),  # 3 MB table
+          "module_two_tables": (_module_two_tables, 2048, 384)}  # 3 MB + 1.5 MB
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def saved(request, tmp_path_factory):
+    build, rows, dim = MODELS[request.param]
+    directory = str(tmp_path_factory.mktemp(request.param) / "sm")
+    info = build(directory, rows, dim)
+    rng = np.random.default_rng(7)
+    feeds = {}
+    for name in info["inputs"]:
+        if name == "feats":
+            feeds[name] = rng.normal(size=(3, info["feats"])).astype(np.float32)
+        else:  # ids over the whole table, the last row included
+            high = info["rows"] // 2 if name == "item" else info["rows"]
+            feeds[name] = np.concatenate([rng.integers(0, high, (2, info["seq"])),
+                                          np.full((1, info["seq"]), high - 1)]).astype(np.int32)
+    signature = tf().saved_model.load(directory).signatures["serving_default"]
+    expected = {k: v.numpy() for k, v in signature(**{k: tf().constant(v) for k, v in feeds.items()}).items()}
+    return {**info, "path": directory, "feeds": feeds, "expected": expected, "name": request.param}
+
+
+def _specs(saved: dict) -> Model:
+    feeds, expected = saved["feeds"], saved["expected"]
+    return Model(graph_def=None, inputs=[TensorSpec(n, f"{n}:0", str(feeds[n].dtype), (None,) + feeds[n].shape[1:])
+                                         for n in saved["inputs"]],
+                 outputs=[TensorSpec(n, f"{n}:0", "float32", (None,) + expected[n].shape[1:])
+                          for n in saved["outputs"]])
+
+
+def _emit(saved: dict, target: str, precision: str, directory: str) -> str:
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"model.{precision}{SUFFIX[target]}")
+    return emit_from_savedmodel(target, saved["path"], path, precision=precision, input_names=saved["inputs"],
+                                output_names=saved["outputs"])
+
+
+def _run(target: str, path: str, saved: dict) -> dict[str, np.ndarray]:
+    runner = runner_for(target, path, _specs(saved))
+    try:
+        return runner(saved["feeds"])
+    finally:
+        runner.close()
+
+
+def _largest_weight(target: str, path: str) -> np.ndarray:
+    from tfopt.targets import target as record
+
+    weights = record(target, "format").call("weights", path)
+    return max((np.asarray(w) for _, w in weights), key=lambda w: w.size)
+
+
+@pytest.mark.parametrize("target", ["tflite", "onnx", "openvino"])
+def test_fp32_artifact_matches_tensorflow(saved, target, tmp_path):
+    written = _emit(saved, target, "fp32", str(tmp_path))
+    got = _run(target, written, saved)
+    assert list(got) == saved["outputs"]  # paired by name, in the model's order
+    for name in saved["outputs"]:
+        np.testing.assert_allclose(got[name], saved["expected"][name], atol=FP32_ATOL, rtol=0, err_msg=name)
+    table = saved["rows"] * saved["dim"]
+    largest = _largest_weight(target, written)
+    assert largest.size == table and largest.dtype == np.float32  # the table is in the artifact, whole
+    assert artifact_bytes(target, written) >= table * 4
+
+
+@pytest.mark.parametrize("target", ["tflite", "onnx", "openvino"])
+def test_dynamic_gathers_from_an_int8_table(saved, target, tmp_path):
+    if saved["name"] != "module_two_tables":
+        pytest.skip("one model is enough for the int8 tables (each conversion is a child process)")
+    written = _emit(saved, target, "dynamic", str(tmp_path))
+    got = _run(target, written, saved)
+    for name in saved["outputs"]:
+        np.testing.assert_allclose(got[name], saved["expected"][name], atol=DYNAMIC_ATOL, rtol=0, err_msg=name)
+    largest = _largest_weight(target, written)
+    assert largest.size == saved["rows"] * saved["dim"] and largest.dtype.itemsize == 1
+    tables = 4 * saved["dim"] * (saved["rows"] + saved["rows"] // 2)
+    assert artifact_bytes(target, written) < 0.35 * tables  # about 4x smaller than the float tables
+
+
+def test_onnx_external_data_loads_by_path_from_anywhere(saved, tmp_path):
+    written = _emit(saved, "onnx", "fp32", str(tmp_path / "a"))
+    files = artifact_files("onnx", written)
+    assert [os.path.basename(f) for f in files] == ["model.fp32.onnx", "model.fp32.onnx.data"]
+    assert os.path.getsize(written) < saved["rows"] * saved["dim"] * 4 / 10  # the tables are not in the protobuf
+    moved = tmp_path / "b"
+    moved.mkdir()
+    for f in files:  # the data file is found beside the model, wherever the pair goes
+        shutil.move(f, moved)
+    import onnx
+
+    onnx.checker.check_model(str(moved / "model.fp32.onnx"), full_check=True)
+    got = _run("onnx", str(moved / "model.fp32.onnx"), saved)
+    np.testing.assert_allclose(got[saved["outputs"][0]], saved["expected"][saved["outputs"][0]], atol=FP32_ATOL)
+
+
+def test_refuses_what_a_target_cannot_write(saved, tmp_path):
+    with pytest.raises(OptionError, match="onnx fp16 .* protobuf"):
+        emit_from_savedmodel("onnx", saved["path"], str(tmp_path / "m.onnx"), precision="fp16",
+                             input_names=saved["inputs"], output_names=saved["outputs"])
+    with pytest.raises(OptionError, match="not 'pb'"):
+        emit_from_savedmodel("pb", saved["path"], str(tmp_path / "m.pb"), precision="fp32",
+                             input_names=saved["inputs"], output_names=saved["outputs"])
+    with pytest.raises(ConversionError, match="outputs are .* not nope"):
+        emit_from_savedmodel("tflite", saved["path"], str(tmp_path / "m.tflite"), precision="fp32",
+                             input_names=saved["inputs"], output_names=["nope"])
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.slow
+def test_table_over_2gb_converts_to_every_target(tmp_path):
+    """The real thing: a 540,000 x 1,024 float table (2.2 GB), all three targets, verified."""
+    directory = str(tmp_path / "sm")
+    info = _keras_recommender(directory, 540_000, 1024)
+    rng = np.random.default_rng(0)
+    feeds = {"ids": np.concatenate([rng.integers(0, 540_000, (3, 8)), np.full((1, 8), 539_999)]).astype(np.int32),
+             "feats": rng.normal(size=(4, 16)).astype(np.float32)}
+    signature = tf().saved_model.load(directory).signatures["serving_default"]
+    expected = {k: v.numpy() for k, v in signature(**{k: tf().constant(v) for k, v in feeds.items()}).items()}
+    del signature
+    saved = {**info, "path": directory, "feeds": feeds, "expected": expected}
+    for target in ("tflite", "onnx", "openvino"):
+        written = _emit(saved, target, "fp32", str(tmp_path / target))
+        assert artifact_bytes(target, written) > 2 << 30
+        got = _run(target, written, saved)
+        np.testing.assert_allclose(got["output_0"], expected["output_0"], atol=FP32_ATOL, rtol=0, err_msg=target)
+        shutil.rmtree(str(tmp_path / target))

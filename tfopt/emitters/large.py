@@ -1,0 +1,159 @@
+"""TFLite, ONNX and OpenVINO artifacts of a model over 2 GB, from its serving SavedModel.
+
+A GraphDef (protobuf) cannot hold 2 GB, so a large model reaches the emitters as a TF2 SavedModel
+whose large tensors are ``tf.Variable`` s (:func:`tfopt.external.write_serving_savedmodel`), and
+each converter reads them from the checkpoint itself:
+
+=========  ===============================================  ============================================
+target     artifact                                         large-model form
+=========  ===============================================  ============================================
+tflite     ``model.tflite``                                 buffers after the flatbuffer, addressed by
+                                                            offset (``_experimental_use_buffer_offset``)
+onnx       ``model.onnx`` + ``model.onnx.data``             ONNX external data (tf2onnx's large-model
+                                                            mode), checked by path (checker + ORT)
+openvino   directory: ``model.xml`` + ``model.bin``         the ``.bin`` has no size limit
+=========  ===============================================  ============================================
+
+Precisions: ``fp32``; ``fp16`` (tflite, openvino); ``dynamic`` (int8 weights, float activations)
+in all three, and each gathers rows straight from an int8 table: TFLite's ``GATHER`` on int8 then
+``DEQUANTIZE``, ONNX Runtime's ``Gather`` on int8 then ``DequantizeLinear`` (per-tensor scale), OpenVINO's
+INT8 weight compression (per-row scale, the dequantizing multiply after the gather). So the table
+shrinks 4x in every target. ONNX has no ``fp16`` here: ONNX Runtime's float16 converter needs the
+whole model as one protobuf.
+
+Every conversion runs in a child process (:mod:`tfopt.emitters.large_worker`), one at a time, so
+what a converter allocates is returned when it ends and the peak memory of all three targets is
+the largest single one's, not their sum.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from tfopt._io import atomic_path
+from tfopt.errors import ConversionError, OptionError
+
+PRECISIONS = {"tflite": ("fp32", "fp16", "dynamic"), "onnx": ("fp32", "dynamic"),
+              "openvino": ("fp32", "fp16", "dynamic")}
+SIGNATURE = "serving_default"
+WHY_NOT = {("onnx", "fp16"): "ONNX Runtime's float16 converter needs the whole model in one protobuf (2 GB at most); "
+                             "use --quantize none or dynamic for onnx"}
+
+
+def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precision: str,
+                         input_names: Sequence[str], output_names: Sequence[str], opset: int | None = None) -> str:
+    """Write ``target``'s artifact of the serving SavedModel ``savedmodel_dir`` at ``path``.
+
+    Args:
+        target: ``tflite``, ``onnx`` or ``openvino``.
+        savedmodel_dir: a TF2 SavedModel with a ``serving_default`` signature whose arguments are
+            ``input_names`` and whose output keys are ``output_names``.
+        path: the artifact: a ``.tflite``, a ``.onnx`` (its data file is ``path + ".data"``), or
+            the IR's directory for OpenVINO.
+        precision: see :data:`PRECISIONS` (``none`` is ``fp32``).
+        input_names, output_names: the model's, in its order. The artifacts name their tensors
+            so (ONNX also orders them so); runners pair them by name.
+        opset: ONNX opset (default :data:`tfopt.emitters.onnx.DEFAULT_OPSET`).
+
+    Returns:
+        The file written (OpenVINO: ``path/model.xml``).
+
+    Raises:
+        OptionError: an unknown target, or a precision the target cannot write for a large model.
+        ConversionError: the converter failed (its message), or the signature lacks a name.
+    """
+    from tfopt.emitters.onnx import DEFAULT_OPSET
+
+    precision = "fp32" if precision == "none" else precision
+    if target not in PRECISIONS:
+        raise OptionError(f"large models convert to {', '.join(PRECISIONS)}, not '{target}'")
+    if precision not in PRECISIONS[target]:
+        why = WHY_NOT.get((target, precision), f"it writes {', '.join(PRECISIONS[target])}")
+        raise OptionError(f"{target} {precision} for a model over 2 GB: not available ({why})")
+    _check_signature(savedmodel_dir, input_names, output_names)
+    job = {"target": target, "precision": precision, "savedmodel": os.path.abspath(savedmodel_dir),
+           "inputs": list(input_names), "outputs": list(output_names), "opset": opset or DEFAULT_OPSET}
+    with atomic_path(path, directory=target == "openvino") as tmp:
+        _run_child({**job, "out": tmp}, label=f"{target} {precision} ({path})")
+        if target == "onnx" and not os.path.exists(tmp + ".data"):
+            raise ConversionError(f"{path}: the converter wrote no external data file")
+        if target == "onnx":  # the data file beside the model: renamed first, so the model never lacks it
+            os.replace(tmp + ".data", path + ".data")
+    return os.path.join(path, "model.xml") if target == "openvino" else path
+
+
+def artifact_files(target: str, path: str) -> list[str]:
+    """Every file of an artifact written by :func:`emit_from_savedmodel` (what its size counts):
+    the ``.onnx`` and its data file, the IR's ``.xml`` and ``.bin``, the ``.tflite``."""
+    if target == "openvino":
+        directory = os.path.dirname(path) if path.endswith(".xml") else path
+        return sorted(os.path.join(directory, f) for f in os.listdir(directory))
+    return [p for p in (path, path + ".data") if os.path.exists(p)] if target == "onnx" else [path]
+
+
+def artifact_bytes(target: str, path: str) -> int:
+    """The artifact's size on disk, external data included."""
+    return sum(os.path.getsize(p) for p in artifact_files(target, path))
+
+
+def _check_signature(savedmodel_dir: str, input_names: Sequence[str], output_names: Sequence[str]) -> None:
+    """Raise unless ``serving_default`` takes exactly ``input_names`` and returns ``output_names``
+    (read from ``saved_model.pb`` alone: the variables are not loaded)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb = os.path.join(savedmodel_dir, "saved_model.pb")
+    if not os.path.isfile(pb):
+        raise ConversionError(f"{savedmodel_dir}: not a SavedModel (no saved_model.pb)")
+    saved = saved_model_pb2.SavedModel()
+    with open(pb, "rb") as f:
+        saved.ParseFromString(f.read())
+    signature = next((m.signature_def[SIGNATURE] for m in saved.meta_graphs if SIGNATURE in m.signature_def), None)
+    if signature is None:
+        raise ConversionError(f"{savedmodel_dir}: no '{SIGNATURE}' signature to convert")
+    for kind, wanted, have in (("inputs", input_names, signature.inputs), ("outputs", output_names, signature.outputs)):
+        if sorted(wanted) != sorted(have):
+            raise ConversionError(f"{savedmodel_dir}: signature '{SIGNATURE}' {kind} are {', '.join(sorted(have))}, "
+                                  f"not {', '.join(wanted)}: write it with the model's names "
+                                  "(tfopt.external.write_serving_savedmodel)")
+
+
+def _run_child(job: dict[str, object], *, label: str) -> None:
+    """Run one conversion in ``python -m tfopt.emitters.large_worker``; its stderr is logged at
+    INFO and its last lines go into the error when it fails (a killed child: its signal)."""
+    import logging
+
+    from tfopt.emitters.onnx_worker import HASH_SEED
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tfopt's parent
+    env = {**os.environ, "PYTHONHASHSEED": HASH_SEED,
+           "PYTHONPATH": os.pathsep.join(x for x in (root, os.environ.get("PYTHONPATH")) if x)}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    work = tempfile.mkdtemp(prefix="tfopt-large-")
+    try:
+        spec = os.path.join(work, "job.json")
+        with open(spec, "w") as f:
+            json.dump(job, f)
+        with open(os.path.join(work, "log.txt"), "w+") as log:
+            code = subprocess.call([sys.executable, "-m", "tfopt.emitters.large_worker", spec], env=env,
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            log.seek(0)
+            text = log.read()
+        if text.strip():
+            logging.getLogger(__name__).info("%s (child process):\n%s", label, text.rstrip())
+        if code != 0:
+            error = os.path.join(work, "error.txt")
+            if os.path.exists(error):
+                with open(error) as f:
+                    message = f.read().strip()
+            else:
+                tail = [line.strip() for line in text.splitlines() if line.strip()][-3:]
+                message = f"the converter process exited with {code} (out of memory?): {' | '.join(tail)}"
+            raise ConversionError(f"{label}: {message}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
