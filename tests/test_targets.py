@@ -181,7 +181,7 @@ def test_a_float_only_target_is_one_record(digits_model, tmp_path, registered):
 
     registered(Target("pbtxt", precisions=("fp32",), file="model.pbtxt", emit=f"{__name__}:emit_pbtxt",
                       runner="tfopt.runtimes.tensorflow:open_artifact", weights="tfopt.runtimes.tensorflow:read_weights",
-                      suffixes=(".pbtxt",), float_only=True))
+                      suffixes=(".pbtxt",), graph="runtime", float_only=True))
     result = tfopt.convert(digits_model["path"], str(tmp_path / "out"), to=["pbtxt"], report_runs=2)
     (artifact,) = result.artifacts
     assert (artifact.format, artifact.path) == ("pbtxt", "model.pbtxt")

@@ -131,6 +131,7 @@ class Target:
         companions: sibling files that belong to the artifact (an IR's ``.bin``), replacing the suffix.
         extra: the module it needs (``pip install 'tfopt[<name>]'``); ``None``: always there.
         distributions: packages whose versions ``manifest.json`` records.
+        graph: ``"portable"`` or ``"runtime"`` (see :mod:`tfopt.conversion.convert`).
         converter, runtime_name: named in error messages.
         keep_float: precisions that support keeping layers in float; ``layer_quantizer`` builds them.
         qat_int8_as: for a quantization-aware graph, int8 is the conversion at this precision
@@ -162,6 +163,7 @@ class Target:
     companions: tuple[str, ...] = ()
     extra: str | None = None
     distributions: tuple[str, ...] = ()
+    graph: str = "portable"
     converter: str = "TensorFlow"
     runtime_name: str = "TensorFlow"
     float_only: bool = False
@@ -202,7 +204,7 @@ ROLES = ("emit", "runner", "weights", "layer_quantizer", "quantization_settings"
 def _graphdef(name: str, file: str, emit: str, **where: Any) -> Target:
     """A TensorFlow-runtime artifact: the runtime graph, always fp32, run and read by TensorFlow."""
     return Target(name, precisions=("fp32",), file=file, emit=emit, runner="tfopt.runtimes.tensorflow:open_artifact",
-                  weights="tfopt.runtimes.tensorflow:read_weights", float_only=True,
+                  weights="tfopt.runtimes.tensorflow:read_weights", graph="runtime", float_only=True,
                   distributions=("tensorflow",), **where)
 
 
