@@ -61,8 +61,8 @@ def accuracies(result: Any) -> dict[str, float]:
 def bench(name: str, epochs: int, finetune_epochs: int, root: str, *, skip_ptq: bool = False) -> None:
     import tfopt
     from tfopt.demos import examples
-    from tfopt.quantizing.engine import quantize_model
-    from tfopt.quantizing.qat_finetune import finetune, load_qat
+    from tfopt.quantizing.engine.quantize import quantize_model
+    from tfopt.quantizing.qat.finetune import finetune, load_qat
 
     x_train, y_train, x_test, y_test = examples.digits()
     model = mobilenet(spread=name == "mobilenet-spread")

@@ -136,3 +136,26 @@ def test_the_package_root_holds_at_most_twelve_modules():
     assert len(root) <= ROOT_MODULES_MAX, (
         f"tfopt/ holds {len(root)} modules ({', '.join(root)}): a module belongs in the package of its "
         "layer (see ARCHITECTURE.md, 'Where a change goes'), not at the root")
+
+
+def _is_debug(module: str) -> bool:
+    return module == "tfopt.debug" or module.startswith("tfopt.debug.")
+
+
+# ``tfopt debug`` sits on top of the pipeline: only the debug package itself and the CLI commands
+# that run it import it. A helper production code needs lives in the layer both can import.
+DEBUG_CLIENTS = ("tfopt.cli.debug",)
+
+
+def test_production_code_never_imports_debug():
+    offenders = sorted(f"{name} imports {', '.join(sorted(filter(_is_debug, imported)))}"
+                       for name, imported in GRAPH.items()
+                       if not _is_debug(name) and not name.startswith(DEBUG_CLIENTS) and any(map(_is_debug, imported)))
+    assert offenders == []
+
+
+def test_the_debug_rule_sees_a_lazy_import(tmp_path):
+    """The checker itself: a function-level ``from tfopt.debug.compare import compare`` counts."""
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from tfopt.debug.compare import compare\n    return compare\n")
+    assert any(map(_is_debug, _imports("tfopt.m", source)))

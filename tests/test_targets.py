@@ -236,7 +236,7 @@ def test_accuracy_control_is_a_role(tmp_path, registered):
     import numpy as np
 
     from tfopt.options import QuantizeOptions
-    from tfopt.quantizing.int8_plan import engine_builds
+    from tfopt.quantizing.engine.plan import engine_builds
 
     (tmp_path / "model.pb").write_bytes(b"\x0a\x05float graph bytes")  # never read as a model here
     np.savez(tmp_path / "data.npz", x=np.zeros((2, 3), np.float32))

@@ -113,10 +113,10 @@ class QuantizeOptions:
         accuracy_control: OpenVINO int8 through NNCF accuracy control: the largest top-1 drop.
         keep_float: layers int8 artifacts keep in float.
         auto_keep_float: keep the worst layers in float until the drop is within this many points.
-        quantizer: ``tfopt`` (int8 decided once in the TF graph, :mod:`tfopt.quantizing.engine`) or
+        quantizer: ``tfopt`` (int8 decided once in the TF graph, :mod:`tfopt.quantizing.engine.quantize`) or
             ``native`` (each converter's own post-training quantization).
         int8_recipe: the engine's recipe (``mse+equalize+bias_correction``...), or ``auto`` to
-            search the candidates per target (:mod:`tfopt.quantizing.int8_plan`).
+            search the candidates per target (:mod:`tfopt.quantizing.engine.plan`).
         calibration_method: ``minmax``, ``percentile[:P]``, ``entropy`` or ``mse`` (overrides the recipe's).
         per_tensor: one weight range per tensor instead of per output channel (for accelerators).
         adaround_budget: seconds AdaRound may spend (a recipe with ``+adaround``).

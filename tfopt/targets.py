@@ -14,7 +14,7 @@ The functions a record names have one signature per role:
 - ``runner(path, model, threads) -> Runner``: a :class:`tfopt.runtimes.base.Runner` for it.
 - ``weights(path) -> Iterator[(name, numpy array)]``: its constant tensors (for the report).
 - ``layer_quantizer(model, samples, precision, opset) -> LayerQuantizer``: per-layer
-  quantization for keep-float (see :mod:`tfopt.quantizing.layer_targets`).
+  quantization for keep-float (see :mod:`tfopt.quantizing.native.layer_targets`).
 - ``quantization_settings(precision) -> dict | None``: what a quantized artifact was built for,
   recorded in ``manifest.json`` as ``"<target>_quantization"``.
 - ``int8_ops(path) -> list[KernelOp]``: every op its runtime executes, in order, as
@@ -215,14 +215,14 @@ _BUILT_IN = (
            runner="tfopt.runtimes.tflite:open_runner", weights="tfopt.runtimes.tflite:read_weights",
            suffixes=(".tflite",), extra="ai_edge_litert", distributions=("ai-edge-litert",),
            converter="the LiteRT converter", runtime_name="the LiteRT interpreter", keep_float=("int8",),
-           layer_quantizer="tfopt.quantizing.layer_targets:tflite_quantizer",
+           layer_quantizer="tfopt.quantizing.native.layer_targets:tflite_quantizer",
            int8_ops="tfopt.quantizing.int8_ops:tflite_ops", intermediates="tfopt.debug.run_tflite:open_intermediates",
            repro="tfopt.debug.repro:tflite_repro", latency="tfopt.coverage.latency:open_tflite"),
     Target("onnx", precisions=PRECISIONS, file="model.{precision}.onnx", emit="tfopt.emitters.onnx:emit",
            runner="tfopt.runtimes.onnx:open_runner", weights="tfopt.runtimes.onnx:read_weights",
            suffixes=(".onnx",), companions=(".onnx.data",), extra="tf2onnx", distributions=("tf2onnx", "onnx", "onnxruntime"),
            converter="tf2onnx", runtime_name="ONNX Runtime", keep_float=("int8", "int16x8"),
-           layer_quantizer="tfopt.quantizing.layer_targets:onnx_quantizer", qat_int8_as="fp32",
+           layer_quantizer="tfopt.quantizing.native.layer_targets:onnx_quantizer", qat_int8_as="fp32",
            quantization_settings="tfopt.emitters.onnx:quantization_settings", engine_weight_bits=7,
            int8_ops="tfopt.quantizing.int8_ops:onnx_ops", intermediates="tfopt.debug.run_onnx:open_intermediates",
            repro="tfopt.debug.repro:onnx_repro", latency="tfopt.coverage.latency:open_onnx"),
@@ -231,7 +231,7 @@ _BUILT_IN = (
            weights="tfopt.runtimes.openvino:read_weights", suffixes=(".xml",), marker="model.xml",
            run_file="model.xml", companions=(".bin",), extra="openvino", distributions=("openvino", "nncf"),
            converter="OpenVINO's converter", runtime_name="the OpenVINO runtime", keep_float=("int8",),
-           layer_quantizer="tfopt.quantizing.layer_targets:openvino_quantizer", qat_int8_as="fp32",
+           layer_quantizer="tfopt.quantizing.native.layer_targets:openvino_quantizer", qat_int8_as="fp32",
            takes_preprocess=True, engine_weight_bits=7, runtime_settings="tfopt.runtimes.openvino:runtime_settings",
            accuracy_control=("int8",), int8_ops="tfopt.quantizing.int8_ops:openvino_ops",
            intermediates="tfopt.debug.run_openvino:open_intermediates", repro="tfopt.debug.repro:openvino_repro",

@@ -141,10 +141,10 @@ def run(args: argparse.Namespace) -> int:
     compress = compression(c.cluster, c.cluster_init, c.prune, c.exclude, c.finetune_data, c.finetune_epochs)
     from tfopt.conversion.convert import convert
     from tfopt.conversion.pipeline import load_kwargs
-    from tfopt.debug.hints import PROVENANCE_KEY, load_flags
     from tfopt.errors import PARTIAL_EXIT_CODE, GateFailure, stage
     from tfopt.loaders import load
     from tfopt.report.console import print_convert
+    from tfopt.report.hints import PROVENANCE_KEY, load_flags
 
     # Loaded here (its own stage in the terminal), compressed as it loads; convert gets the model.
     load_options = dataclasses.replace(options.load, compress=compress)

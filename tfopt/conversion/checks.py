@@ -107,7 +107,7 @@ def check_options(model: Any, outdir: str, options: ConvertOptions | None = None
     if r.metric and (":" not in r.metric or r.metric.startswith(":") or r.metric.endswith(":")):
         raise OptionError(f"--metric '{r.metric}': expected 'package.module:function'")
     _check_int8(q, pairs)
-    from tfopt.quantizing.qat_finetune import check_options as check_finetune
+    from tfopt.quantizing.qat.finetune import check_options as check_finetune
 
     check_finetune(model, q, o.compress, pairs)  # --finetune-data with int8: quantization-aware fine-tune
     if q.auto_keep_float is not None and not quantized:
@@ -128,9 +128,9 @@ def check_options(model: Any, outdir: str, options: ConvertOptions | None = None
 
 def _check_int8(q: Any, pairs: list[tuple[str, str]]) -> None:
     """The int8 engine's options: valid values, and only where the engine builds int8."""
-    from tfopt.quantizing.engine import Recipe
-    from tfopt.quantizing.int8_plan import QUANTIZERS
-    from tfopt.quantizing.ranges import parse_method
+    from tfopt.quantizing.engine.plan import QUANTIZERS
+    from tfopt.quantizing.engine.quantize import Recipe
+    from tfopt.quantizing.engine.ranges import parse_method
 
     if q.quantizer not in QUANTIZERS:
         raise OptionError(f"--quantizer {q.quantizer}: choose tfopt (int8 decided once in the TF graph, the same "

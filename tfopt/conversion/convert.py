@@ -18,12 +18,7 @@ from tfopt.graph import Model
 from tfopt.options import ConvertOptions
 from tfopt.targets import TABLE
 
-__all__ = ["Artifact", "ConvertResult", "artifact_path", "convert", "is_quantization_aware"]
-
-
-def artifact_path(outdir: str, target: str, precision: str) -> str:
-    """The artifact's path relative to ``outdir`` (see :attr:`tfopt.targets.Target.file`)."""
-    return TABLE[target].artifact_path(precision)
+__all__ = ["Artifact", "ConvertResult", "convert", "is_quantization_aware"]
 
 
 def convert(model: Model | str, outdir: str, options: ConvertOptions | None = None, *,
@@ -45,7 +40,7 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
         accuracy_control: OpenVINO int8 through NNCF's accuracy control with this maximal top-1
             drop (absolute, e.g. 0.01), measured on ``eval_data`` (``.npz`` of inputs + ``labels``).
         keep_float: layers the int8 artifacts (TFLite, ONNX, OpenVINO; ONNX int16x8 too) keep in
-            float: a TF node name, or the target's own layer name (see :mod:`tfopt.quantizing.layers`).
+            float: a TF node name, or the target's own layer name (see :mod:`tfopt.quantizing.native.ranking`).
         auto_keep_float: rank the layers (each quantized alone, worst first), then keep the worst in
             float, one at a time, until the top-1 agreement drop (accuracy drop with ``eval_data``)
             is within this many points; for every quantizing target.

@@ -61,7 +61,7 @@ class ConvertResult:
     layer_errors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "format/precision" -> worst first
     keep_float: dict[str, list[str]] = field(default_factory=dict)
     verified_at: Any = None  # tfopt.verification.verify.VerifyInputs the artifacts were verified on
-    int8: dict[str, Any] | None = None  # what tfopt's int8 engine did (tfopt.quantizing.int8_plan.Int8Plan.record)
+    int8: dict[str, Any] | None = None  # what tfopt's int8 engine did (tfopt.quantizing.engine.plan.Int8Plan.record)
     engine_fallbacks: dict[str, str] = field(default_factory=dict)  # target -> why its converter took the native path
     failed: list[Failure] = field(default_factory=list)  # requested, not built: the others were (exit 11)
     errors: list[Any] = field(default_factory=list, repr=False, compare=False)  # the exceptions behind ``failed``
@@ -94,7 +94,7 @@ def int8_measure(portable: Model, runtime: Model, samples: Any, q: QuantizeOptio
     agreement with the float model)."""
     import numpy as np
 
-    from tfopt.quantizing.int8_plan import LATENCY_RUNS, scratch_measure
+    from tfopt.quantizing.engine.plan import LATENCY_RUNS, scratch_measure
     from tfopt.report.measure import measure
     from tfopt.verification.calibration import eval_arrays
     from tfopt.verification.verify import reference_runner

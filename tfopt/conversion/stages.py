@@ -38,11 +38,11 @@ from tfopt.conversion.parts import (
     verify,
     write_manifest,
 )
-from tfopt.debug.hints import with_debug_hint
 from tfopt.errors import ConversionError, OptionError, TfoptError, VerificationError, stage
 from tfopt.graph import Model
 from tfopt.options import ConvertOptions, LoadOptions
-from tfopt.quantizing.int8_plan import engine_builds
+from tfopt.quantizing.engine.plan import engine_builds
+from tfopt.report.hints import with_debug_hint
 from tfopt.targets import NEEDS_CALIBRATION, TABLE, EmitJob
 from tfopt.verification.nonfinite import check_finite, finite_samples, to_json
 
@@ -64,7 +64,7 @@ class ConvertPlan:
 class Prepared:
     """What :func:`prepare` made once for every artifact.
 
-    ``int8`` is a :class:`tfopt.quantizing.int8_plan.Int8Plan`, or anything with its ``model_for(target)``,
+    ``int8`` is a :class:`tfopt.quantizing.engine.plan.Int8Plan`, or anything with its ``model_for(target)``,
     ``kept_float()``, ``ranking`` and ``record()`` (:class:`tfopt.conversion.store.StoredInt8`, read back from a directory).
     """
 
@@ -173,7 +173,7 @@ def prepare_statistics(p: ConvertPlan, prepared: Prepared, say: Say) -> None:
         prepared.samples = load_calibration(q.calibration, prepared.portable.inputs, samples=q.calibration_samples,
                                             mean=q.mean, scale=q.scale, allow_nonfinite=r.allow_nonfinite)
     if any(engine_builds(q, t, pr, prepared.qat) for t, pr in p.pairs):  # one fake-quant graph the int8 artifacts all execute
-        from tfopt.quantizing.int8_plan import Int8Plan, scratch_evaluator
+        from tfopt.quantizing.engine.plan import Int8Plan, scratch_evaluator
         from tfopt.verification.calibration import eval_arrays
 
         ranges = prepared.ranges
@@ -188,7 +188,7 @@ def prepare_statistics(p: ConvertPlan, prepared: Prepared, say: Say) -> None:
                                  targets=engine_targets(p, prepared.qat), progress=say, gates=p.gates)
         if p.options.compress.finetune_data and p.load.compress is None:
             # int8 by quantization-aware fine-tune from the engine's ranges (a Keras 2 model)
-            from tfopt.quantizing.qat_finetune import qat_plan
+            from tfopt.quantizing.qat.finetune import qat_plan
 
             prepared.int8 = qat_plan(prepared.int8, p.options, verify_data=prepared.verify_data, progress=say)
 
@@ -258,7 +258,7 @@ def _emit_one(p: ConvertPlan, prepared: Prepared, result: ConvertResult, job: Em
     q, r = p.options.quantize, p.options.report
     portable, qat, record = prepared.portable, prepared.qat, TABLE[target]
     if not engine and not qat and (q.keep_float or q.auto_keep_float is not None) and precision in record.keep_float:
-        from tfopt.quantizing.keep_float import selective
+        from tfopt.quantizing.native.keep_float import selective
 
         def emit_kept(path: str, kept: list[str], converted: Any) -> str:
             return emit(target, dataclasses.replace(job, path=path, keep_float=kept, converted=converted,

@@ -35,7 +35,7 @@ LIVE = ("reference", "variable_values", "keepalive", "baseline")  # Model fields
 
 @dataclass
 class StoredInt8:
-    """An int8 plan read back: what :class:`tfopt.quantizing.int8_plan.Int8Plan` had decided."""
+    """An int8 plan read back: what :class:`tfopt.quantizing.engine.plan.Int8Plan` had decided."""
 
     models: dict[str, Model] = field(default_factory=dict)
     recorded: dict[str, Any] | None = None

@@ -1,6 +1,6 @@
 """Layer-by-layer errors of artifacts against the TF graph, and where the error first jumps.
 
-For each artifact and each TF node an artifact tensor is aligned to (:mod:`tfopt.debug.align`; the
+For each artifact and each TF node an artifact tensor is aligned to (:mod:`tfopt.runtimes.align`; the
 group boundary the runtime executes, see :mod:`tfopt.debug.intermediates`), with ``e`` the
 artifact's values minus TensorFlow's over every sample (NCHW tensors moved back to NHWC)::
 
@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.debug.align import Alignment, align, boundaries
 from tfopt.debug.intermediates import Intermediates, compared, float_nodes, open_intermediates, tf_values
 from tfopt.debug.rescaled import rescaled_nodes
 from tfopt.errors import OptionError
 from tfopt.graph import Model, node_map
+from tfopt.runtimes.align import Alignment, align, boundaries
 
 FACTOR = 4.0
 FLOORS = {"conversion": 1e-3, "quantization": 5e-2}

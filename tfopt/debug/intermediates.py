@@ -2,7 +2,7 @@
 
 Each target whose record names an ``intermediates`` function (:mod:`tfopt.targets`; for the
 built-in ones ``run_tflite``, ``run_onnx``, ``run_openvino``) opens an artifact as an
-:class:`Intermediates`: its tensors (for :mod:`tfopt.debug.align`), the model inputs and outputs
+:class:`Intermediates`: its tensors (for :mod:`tfopt.runtimes.align`), the model inputs and outputs
 its runtime paired by name (the alignment's anchors), whether it is quantized, and a ``run`` that
 returns the values of the tensors asked for. Keeping a tensor must not change what is measured:
 each module says in :attr:`Intermediates.notes` what keeping them changed (a disabled delegate or
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.debug.align import ArtifactTensor
 from tfopt.errors import OptionError
 from tfopt.graph import Model
+from tfopt.runtimes.align import ArtifactTensor
 
 
 @dataclass

@@ -53,6 +53,20 @@ def canonical_order(graph_def: Any) -> None:
     captured constants in a different order in each process (Python's per-process string hashing),
     and every later pass, and tf2onnx, preserve or walk that order. A cycle (a TF1 ``while``
     loop's ``NextIteration -> Merge``) is entered at its smallest remaining name."""
+    nodes = {n.name: n for n in graph_def.node}
+    order = canonical_names(graph_def)
+    ordered = [nodes[name] for name in order]
+    del graph_def.node[:]
+    graph_def.node.extend(ordered)
+    functions = sorted(graph_def.library.function, key=lambda f: f.signature.name)
+    if [f.signature.name for f in functions] != [f.signature.name for f in graph_def.library.function]:
+        del graph_def.library.function[:]
+        graph_def.library.function.extend(functions)
+
+
+def canonical_names(graph_def: Any) -> list[str]:
+    """``graph_def``'s node names in the canonical order (:func:`canonical_order`), without
+    reordering it: Kahn's algorithm, the smallest ready name first."""
     import heapq
 
     nodes = {n.name: n for n in graph_def.node}
@@ -77,10 +91,10 @@ def canonical_order(graph_def: Any) -> None:
             waiting[user].discard(name)
             if not waiting[user] and user not in placed:
                 heapq.heappush(ready, user)
-    ordered = [nodes[name] for name in order]
-    del graph_def.node[:]
-    graph_def.node.extend(ordered)
-    functions = sorted(graph_def.library.function, key=lambda f: f.signature.name)
-    if [f.signature.name for f in functions] != [f.signature.name for f in graph_def.library.function]:
-        del graph_def.library.function[:]
-        graph_def.library.function.extend(functions)
+    return order
+
+
+def topological_rank(graph_def: Any) -> dict[str, int]:
+    """Node name -> its position in the canonical order (producers first): the one topological
+    order every stage sorts nodes by."""
+    return {name: i for i, name in enumerate(canonical_names(graph_def))}

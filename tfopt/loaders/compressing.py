@@ -78,7 +78,7 @@ def compression(cluster: int | None = None, cluster_init: str = "kmeans++", prun
                 exclude: Any = (), finetune_data: str | None = None, finetune_epochs: int = 2) -> Compression | None:
     """The validated :class:`Compression` the convert options ask for, or ``None`` when they ask for none."""
     if cluster is None and prune is None and not exclude:
-        return None  # --finetune-data alone is int8's quantization-aware fine-tune (tfopt.quantizing.qat_finetune)
+        return None  # --finetune-data alone is int8's quantization-aware fine-tune (tfopt.quantizing.qat.finetune)
     return Compression(cluster, cluster_init, prune, tuple(exclude), finetune_data, finetune_epochs).validate()
 
 
