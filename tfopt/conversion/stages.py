@@ -235,6 +235,8 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
     full = os.path.join(tmp, rel)
     artifact = Artifact(target, precision, os.path.relpath(written, tmp), tree_size(full), gzip_size(full),
                         digest(full))
+    if record.fixed_shapes:
+        artifact.fixed_shapes = record.call("fixed_shapes", written, job.portable)
     if precision == "int8":  # which layers really run int8 kernels (int16x8's are int16: not counted)
         from tfopt.quantizing.int8_ops import count_quantized_ops
 

@@ -44,12 +44,28 @@ def kernels_text(ops: dict[str, Any] | None) -> str:
     return text
 
 
+def fixed_batch_note(fixed_shapes: dict[str, list[int]]) -> str:
+    """What an artifact whose converter fixed the open batch (``fixed_shapes``: input -> shape, -1
+    open) takes, and the ``--inputs`` that builds another batch."""
+
+    def dims(shape: list[int], batch: str) -> str:
+        return "x".join([batch, *("?" if d < 0 else str(d) for d in shape[1:])])
+
+    taken = ", ".join(f"{k}:{dims(v, str(v[0]))}" for k, v in fixed_shapes.items())
+    flag = " ".join(f"{k}:{dims(v, 'N')}" for k, v in fixed_shapes.items())
+    return (f"batch fixed in the file ({taken}): the converter cannot build it with an open batch; "
+            f"feed one sample at a time, or convert with --inputs {flag} for batch N")
+
+
 def runtime_notes(report: dict[str, Any]) -> list[str]:
-    """One line per artifact whose runtime may run it at another precision by default (OpenVINO's
+    """One line per artifact whose batch its converter fixed (:func:`fixed_batch_note`), and per
+    artifact whose runtime may run it at another precision by default (OpenVINO's
     CPU plugin: bf16 on CPUs with bf16): the call that reproduces the verified numbers, and the
     fidelity at the runtime's default, or why it is the same."""
     out = []
     for a in report["artifacts"]:
+        if a.get("fixed_shapes"):
+            out.append(f"{a['format']} {precision_name(a['precision'])}: {fixed_batch_note(a['fixed_shapes'])}")
         d = a.get("runtime_default")
         if not d:
             continue
