@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from tfopt._io import atomic_path
 from tfopt._tf import tf
-from tfopt.errors import ConversionError, OptionError
 from tfopt.emitters.tflite_batch import PINNED_BATCH, pin_batch
+from tfopt.errors import ConversionError, OptionError
 from tfopt.graph import Model
 
 if TYPE_CHECKING:
