@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tfopt._io import atomic_path
 from tfopt._tf import tf
-from tfopt.emitters.tflite_batch import PINNED_BATCH, pin_batch
+from tfopt.emitters.tflite_batch import pin_batch
 from tfopt.errors import ConversionError, OptionError
 from tfopt.graph import Model
 
@@ -105,9 +105,10 @@ def _with_pinned_batch(model: Model, precision: str, build: Callable[[Model], by
     try:
         return build(pinned)
     except Exception as exc:
-        open_shapes = ", ".join(s.describe() for s in model.inputs)
-        raise ConversionError(f"{_explain(str(first), precision)}. Tried with the open batch ({open_shapes}) "
-                              f"and with the batch pinned to {PINNED_BATCH}; pinned, it failed too: "
+        given = ", ".join(s.describe() for s in model.inputs)
+        tried = ", ".join(s.describe() for s in pinned.inputs)
+        raise ConversionError(f"{_explain(str(first), precision)}. Tried at the model's shapes ({given}) and with "
+                              f"the batch fixed ({tried}) and static TensorList element shapes; that failed too: "
                               f"{_explain(str(exc), precision)}") from exc
 
 

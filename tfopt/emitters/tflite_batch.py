@@ -30,41 +30,51 @@ _ELEMENT_SHAPE = {"TensorListReserve": 0, "EmptyTensorList": 0, "TensorListStack
 def pin_batch(model: Model, batch: int = PINNED_BATCH) -> Model | None:
     """``model`` with axis 0 of each input whose axis 0 is unknown set to ``batch`` (placeholder
     ``shape`` attribute and :class:`TensorSpec`) and its TensorLists' element shapes made static
-    (module docstring), or ``None`` when no input has an open batch."""
+    (module docstring), or ``None`` when that changes nothing. When every input's batch is
+    already fixed (``--inputs x:4x?x5``) to one size, the element shapes take that size."""
     open_inputs = {s.node for s in model.inputs if s.shape and s.shape[0] is None}
+    fixed = {s.shape[0] for s in model.inputs if s.shape and s.shape[0] is not None}
     if not open_inputs:
-        return None
+        if len(fixed) != 1:
+            return None
+        batch = int(fixed.pop() or 0) or batch
     graph_def = type(model.graph_def)()
     graph_def.CopyFrom(model.graph_def)
     for node in graph_def.node:
         if node.name in open_inputs and "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
             node.attr["shape"].shape.dim[0].size = batch
             node.attr.pop("_output_shapes", None)
-    _static_element_shapes(graph_def, batch)
+    if not _static_element_shapes(graph_def, batch) and not open_inputs:
+        return None
     _rename_functions(graph_def, f"_batch{batch}")
     inputs = [dataclasses.replace(s, shape=(batch, *s.shape[1:])) if s.node in open_inputs and s.shape else s
               for s in model.inputs]
     return model.replace(graph_def=graph_def, inputs=inputs)
 
 
-def _static_element_shapes(graph_def: Any, batch: int) -> None:
+def _static_element_shapes(graph_def: Any, batch: int) -> bool:
     """Rewrite the ``element_shape`` constants of the TensorList ops (main graph and function
-    bodies) in place, as the module docstring says. A constant shared with another consumer is
-    left alone."""
+    bodies) in place, as the module docstring says; whether any changed. A constant shared with
+    another consumer is left alone."""
     shapes = _inferred_shapes(graph_def)
+    changed = False
     for nodes in [graph_def.node, *(f.node_def for f in graph_def.library.function)]:
         by_name = {n.name: n for n in nodes}
         uses: dict[str, int] = {}
         for node in nodes:
             for name in node.input:
-                uses[tensor_node(name.lstrip("^").split(":")[0])] = uses.get(tensor_node(name.lstrip("^").split(":")[0]), 0) + 1
+                source = tensor_node(name.lstrip("^").split(":")[0])
+                uses[source] = uses.get(source, 0) + 1
         for node in nodes:
             if node.op == "TensorListFromTensor":
                 known = shapes.get(node.input[0]) if nodes is graph_def.node else None
-                _set_shape(by_name, uses, node.input[1], lambda old, known=known: known[1:] if known else None)
+                changed |= _set_shape(by_name, uses, node.input[1],
+                                      lambda old, known=known: known[1:] if known else None)
             elif node.op in _ELEMENT_SHAPE:
-                _set_shape(by_name, uses, node.input[_ELEMENT_SHAPE[node.op]],
-                           lambda old: [batch, *old[1:]] if old and old[0] == -1 and -1 not in old[1:] else None)
+                changed |= _set_shape(by_name, uses, node.input[_ELEMENT_SHAPE[node.op]],
+                                      lambda old: [batch, *old[1:]] if old and old[0] == -1 and -1 not in old[1:]
+                                      else None)
+    return changed
 
 
 def _rename_functions(graph_def: Any, suffix: str) -> None:
@@ -89,20 +99,21 @@ def _rename_functions(graph_def: Any, suffix: str) -> None:
                     func.name = names.get(func.name, func.name)
 
 
-def _set_shape(by_name: dict[str, Any], uses: dict[str, int], name: str, new: Any) -> None:
+def _set_shape(by_name: dict[str, Any], uses: dict[str, int], name: str, new: Any) -> bool:
     from tfopt._tf import const_value, tf
 
     node = by_name.get(name.split(":")[0])
     if node is None or node.op != "Const" or uses.get(node.name, 0) != 1:
-        return
+        return False
     old = [int(d) for d in const_value(node).ravel()]
     if -1 not in old:
-        return
+        return False
     shape = new(old)
     if shape is None or len(shape) != len(old) or any(d is None or d < 0 for d in shape):
-        return
+        return False
     dtype = node.attr["dtype"].type
     node.attr["value"].tensor.CopyFrom(tf().make_tensor_proto([int(d) for d in shape], dtype=tf().as_dtype(dtype)))
+    return True
 
 
 def _inferred_shapes(graph_def: Any) -> dict[str, list[int | None]]:
