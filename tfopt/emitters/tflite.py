@@ -186,8 +186,7 @@ def _keep_float_int8(model: Model, calibration: Sequence[dict[str, Any]], keep_f
 def _explain(message: str, precision: str) -> str:
     if "Lowering tensor list ops is failed" in message:
         return ("TFLite cannot lower this recurrent layer's TensorList ops (tf.TensorListReserve with a dynamic "
-                "element shape). Fix the shapes with --inputs NAME:SHAPE (all dimensions), or pass "
-                "--allow-tf-ops to keep them as Select TF ops (the app then needs the Flex delegate), or "
+                "element shape). Pass --allow-tf-ops to keep them as Select TF ops (the app then needs the Flex delegate), or "
                 "leave tflite out of --to")
     ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", message)))
     if ops:

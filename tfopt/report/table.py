@@ -46,15 +46,10 @@ def kernels_text(ops: dict[str, Any] | None) -> str:
 
 def fixed_batch_note(fixed_shapes: dict[str, list[int]]) -> str:
     """What an artifact whose converter fixed the open batch (``fixed_shapes``: input -> shape, -1
-    open) takes, and the ``--inputs`` that builds another batch."""
-
-    def dims(shape: list[int], batch: str) -> str:
-        return "x".join([batch, *("?" if d < 0 else str(d) for d in shape[1:])])
-
-    taken = ", ".join(f"{k}:{dims(v, str(v[0]))}" for k, v in fixed_shapes.items())
-    flag = " ".join(f"{k}:{dims(v, 'N')}" for k, v in fixed_shapes.items())
+    open) takes: one sample per call."""
+    taken = ", ".join(f"{k}:{'x'.join('?' if d < 0 else str(d) for d in v)}" for k, v in fixed_shapes.items())
     return (f"batch fixed in the file ({taken}): the converter cannot build it with an open batch; "
-            f"feed one sample at a time, or convert with --inputs {flag} for batch N")
+            "feed one sample per call (other dimensions stay open)")
 
 
 def runtime_notes(report: dict[str, Any]) -> list[str]:
