@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import traceback
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -233,6 +234,7 @@ def plain_convert(target: str, model: str, fmt: str, out: str, inputs: list[str]
     import tempfile
 
     os.makedirs(out, exist_ok=True)
+    keras_model = None
     if fmt == "savedmodel":
         source = model
     elif fmt == "keras2-h5":
@@ -248,7 +250,8 @@ def plain_convert(target: str, model: str, fmt: str, out: str, inputs: list[str]
         import keras
 
         source = os.path.join(tempfile.mkdtemp(), "saved")
-        keras.models.load_model(model, compile=False).export(source)
+        keras_model = keras.models.load_model(model, compile=False)
+        keras_model.export(source)
     elif fmt == "tf1-checkpoint":
         source = os.path.join(out, "frozen.pb")
         tf1_freeze(model, outputs, source)
@@ -260,12 +263,8 @@ def plain_convert(target: str, model: str, fmt: str, out: str, inputs: list[str]
     frozen = fmt in ("tf1-checkpoint", "graphdef")
     path = os.path.join(out, {"tflite": "model.tflite", "onnx": "model.onnx", "openvino": "model.xml"}[target])
     if target == "tflite":
-        import tensorflow as tf
-
-        converter = (tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(source, _nodes(inputs), _nodes(outputs))
-                     if frozen else tf.lite.TFLiteConverter.from_saved_model(source))
         with open(path, "wb") as f:
-            f.write(converter.convert())
+            f.write(plain_tflite(source, frozen, _nodes(inputs), _nodes(outputs), keras_model))
     elif target == "onnx":
         where = (["--graphdef", source, "--inputs", ",".join(inputs), "--outputs", ",".join(outputs)] if frozen
                  else ["--saved-model", source])
@@ -277,6 +276,60 @@ def plain_convert(target: str, model: str, fmt: str, out: str, inputs: list[str]
         ov.save_model(ov.convert_model(source), path)
     with open(out + ".path", "w") as f:
         f.write(path)
+
+
+def plain_tflite(source: str, frozen: bool, inputs: list[str], outputs: list[str], keras_model: Any = None) -> bytes:
+    """TensorFlow's TFLite converter as its guide shows it; when that fails, again with the batch
+    (axis 0 of each input that leaves it open) fixed to 1, as the guide does for a model whose
+    recurrent loop needs static shapes: a Keras model traced again at batch 1, a SavedModel's
+    signature called at batch 1, a frozen graph with ``input_shapes``. Both failing: the first
+    error (the cell is one the converter cannot express)."""
+    import tensorflow as tf
+
+    def convert(batch: int | None) -> bytes:
+        if frozen:
+            shapes = _frozen_input_shapes(source, inputs, batch) if batch else None
+            converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(source, inputs, outputs,
+                                                                            input_shapes=shapes)
+        elif batch is None:
+            converter = tf.lite.TFLiteConverter.from_saved_model(source)
+        elif keras_model is not None:
+            specs = [tf.TensorSpec([batch, *t.shape[1:]], t.dtype) for t in keras_model.inputs]
+            function = tf.function(lambda *xs: keras_model(list(xs) if len(xs) > 1 else xs[0]))
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function(*specs)],
+                                                                        keras_model)
+        else:
+            loaded = tf.saved_model.load(source)
+            serving = loaded.signatures["serving_default"]
+            specs = {k: tf.TensorSpec([batch, *s.shape[1:]] if s.shape.rank and s.shape[0] is None else s.shape,
+                                      s.dtype, name=k)
+                     for k, s in serving.structured_input_signature[1].items()}
+            function = tf.function(lambda **kw: serving(**kw)).get_concrete_function(**specs)
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
+        return bytes(converter.convert())
+
+    try:
+        return convert(None)
+    except Exception as first:
+        try:
+            return convert(1)
+        except Exception:
+            raise first from None
+
+
+def _frozen_input_shapes(path: str, inputs: list[str], batch: int) -> dict[str, list[int | None]] | None:
+    """The placeholders' shapes with an open axis 0 set to ``batch`` (``None`` when none is open)."""
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    with open(path, "rb") as f:
+        graph_def.ParseFromString(f.read())
+    shapes: dict[str, list[int | None]] = {}
+    for node in graph_def.node:
+        if node.name in inputs and "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
+            dims: list[int | None] = [d.size if d.size >= 0 else None for d in node.attr["shape"].shape.dim]
+            shapes[node.name] = [batch, *dims[1:]] if dims and dims[0] is None else dims
+    return shapes if len(shapes) == len(inputs) and any(s != [] for s in shapes.values()) else None
 
 
 def _nodes(tensors: list[str]) -> list[str]:

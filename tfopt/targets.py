@@ -146,6 +146,8 @@ class Target:
         accuracy_control: precisions its emitter builds under ``--accuracy-control`` (its converter's
             own keep-float search, given :attr:`EmitJob.accuracy_control`); tfopt's int8 engine
             leaves those to it.
+        fixed_shapes: ``"module:function"`` ``(path, model) -> {input: shape} | None``: inputs whose
+            open batch the written file fixes (recorded as the artifact's ``fixed_shapes``), or ``None``.
         int8_ops, intermediates, repro, latency: ``"module:function"`` or ``None`` (signatures in
             the module docstring): int8 kernel counting, ``tfopt debug compare``, ``tfopt debug
             reduce``'s ``repro.py``, the corpus's latency harness. ``None``: the target has no such role.
@@ -179,6 +181,7 @@ class Target:
     intermediates: str | None = None
     repro: str | None = None
     latency: str | None = None
+    fixed_shapes: str | None = None
 
     def artifact_path(self, precision: str) -> str:
         """The artifact's path relative to OUTDIR, e.g. ``model.int8.tflite``."""
@@ -198,7 +201,7 @@ class Target:
 
 
 ROLES = ("emit", "runner", "weights", "layer_quantizer", "quantization_settings", "runtime_settings", "int8_ops",
-         "intermediates", "repro", "latency")  # the fields naming a "module:function"
+         "intermediates", "repro", "latency", "fixed_shapes")  # the fields naming a "module:function"
 
 
 def _graphdef(name: str, file: str, emit: str, **where: Any) -> Target:
@@ -217,7 +220,8 @@ _BUILT_IN = (
            converter="the LiteRT converter", runtime_name="the LiteRT interpreter", keep_float=("int8",),
            layer_quantizer="tfopt.quantizing.native.layer_targets:tflite_quantizer",
            int8_ops="tfopt.quantizing.int8_ops:tflite_ops", intermediates="tfopt.debug.run_tflite:open_intermediates",
-           repro="tfopt.debug.repro:tflite_repro", latency="tfopt.coverage.latency:open_tflite"),
+           repro="tfopt.debug.repro:tflite_repro", latency="tfopt.coverage.latency:open_tflite",
+           fixed_shapes="tfopt.emitters.tflite:fixed_shapes"),
     Target("onnx", precisions=PRECISIONS, file="model.{precision}.onnx", emit="tfopt.emitters.onnx:emit",
            runner="tfopt.runtimes.onnx:open_runner", weights="tfopt.runtimes.onnx:read_weights",
            suffixes=(".onnx",), companions=(".onnx.data",), extra="tf2onnx", distributions=("tf2onnx", "onnx", "onnxruntime"),

@@ -236,6 +236,8 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
     from tfopt.report.build import artifact_sizes  # its companion files too (an ONNX model's external data)
 
     artifact = Artifact(target, precision, os.path.relpath(written, tmp), *artifact_sizes(target, full), digest(full))
+    if record.fixed_shapes:
+        artifact.fixed_shapes = record.call("fixed_shapes", written, job.portable)
     if precision == "int8":  # which layers really run int8 kernels (int16x8's are int16: not counted)
         from tfopt.quantizing.int8_ops import count_quantized_ops
 

@@ -9,11 +9,12 @@ kernel unless ``int8_io``), ``int16x8`` (int16 activations, int8 weights). Selec
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tfopt._io import atomic_path
 from tfopt._tf import tf
+from tfopt.emitters.tflite_batch import pin_batch
 from tfopt.errors import ConversionError, OptionError
 from tfopt.graph import Model
 
@@ -32,14 +33,22 @@ def emit_tflite(model: Model, path: str, *, precision: str = "fp32", calibration
     model) adds the converter's sparsity-aware encoding, which stores a tensor sparse where that
     is smaller (it pays off from roughly 70-80% zeros)."""
     if keep_float and precision == "int8" and calibration:
-        try:
-            data = _keep_float_int8(model, calibration, keep_float, int8_io=int8_io, allow_tf_ops=allow_tf_ops,
-                                    sparse=sparse)
-        except Exception as exc:  # the converter raises ConverterError with the MLIR diagnostics
-            raise ConversionError(_explain(str(exc), precision)) from exc
+        data = _with_pinned_batch(model, precision, lambda m: _keep_float_int8(
+            m, calibration, keep_float, int8_io=int8_io, allow_tf_ops=allow_tf_ops, sparse=sparse))
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             f.write(data)
         return path
+    data = _with_pinned_batch(model, precision, lambda m: _convert(
+        m, precision, calibration, int8_io=int8_io, allow_tf_ops=allow_tf_ops,
+        quantization_aware=quantization_aware, sparse=sparse))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _convert(model: Model, precision: str, calibration: Sequence[dict[str, Any]] | None, *, int8_io: bool,
+             allow_tf_ops: bool, quantization_aware: bool, sparse: bool) -> bytes:
+    """One conversion of ``model`` (the converter's exceptions propagate)."""
     t = tf()
     converter = _converter(model)
     builtins = t.lite.OpsSet.TFLITE_BUILTINS
@@ -76,13 +85,53 @@ def emit_tflite(model: Model, path: str, *, precision: str = "fp32", calibration
         # Recurrent layers' TensorList ops then stay TF ops instead of failing to lower.
         converter._experimental_lower_tensor_list_ops = False
     converter.target_spec.supported_ops = ops
+    return bytes(converter.convert())
+
+
+def _with_pinned_batch(model: Model, precision: str, build: Callable[[Model], bytes]) -> bytes:
+    """``build(model)``; when that fails and some input has an open batch (axis 0), ``build`` again
+    with the batch pinned to 1 (:func:`pin_batch`). The converter lowers a recurrent layer's
+    TensorList loop only when the list's element shape is static, and with an open batch it is
+    ``[?, H]``; pinned, the same loop becomes builtin ``WHILE`` ops. The file then takes batch 1
+    only (:func:`fixed_shapes` reads that back for the manifest). Both failing: one
+    :class:`ConversionError` saying what was tried."""
     try:
-        data = converter.convert()
+        return build(model)
     except Exception as exc:  # the converter raises ConverterError with the MLIR diagnostics
-        raise ConversionError(_explain(str(exc), precision)) from exc
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-    return path
+        first = exc
+    pinned = pin_batch(model)
+    if pinned is None:
+        raise ConversionError(_explain(str(first), precision)) from first
+    try:
+        return build(pinned)
+    except Exception as exc:
+        given = ", ".join(s.describe() for s in model.inputs)
+        tried = ", ".join(s.describe() for s in pinned.inputs)
+        raise ConversionError(f"{_explain(str(first), precision)}. Tried at the model's shapes ({given}) and with "
+                              f"the batch fixed ({tried}) and static TensorList element shapes; that failed too: "
+                              f"{_explain(str(exc), precision)}") from exc
+
+
+def fixed_shapes(path: str, model: Model) -> dict[str, list[int]] | None:
+    """Inputs whose batch (axis 0) ``model`` leaves open but the ``.tflite`` at ``path`` fixes
+    (its signature's ``shape_signature`` has no -1 there): ``{input name: shape}``, or ``None``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path)
+    signatures = interpreter.get_signature_list()
+    if len(signatures) != 1:
+        return None
+    runner = interpreter.get_signature_runner(next(iter(signatures)))
+    details = runner.get_input_details()
+    out = {}
+    for spec in model.inputs:
+        detail = details.get(spec.node) or details.get(spec.name)
+        if detail is None or not spec.shape or spec.shape[0] is not None:
+            continue
+        signature = [int(d) for d in detail.get("shape_signature", detail["shape"])]
+        if signature and signature[0] != -1:
+            out[spec.name] = signature
+    return out or None
 
 
 def tflite_debugger(model: Model, calibration: Sequence[dict[str, Any]], keep_float: Sequence[str] = ()) -> Any:
@@ -137,8 +186,7 @@ def _keep_float_int8(model: Model, calibration: Sequence[dict[str, Any]], keep_f
 def _explain(message: str, precision: str) -> str:
     if "Lowering tensor list ops is failed" in message:
         return ("TFLite cannot lower this recurrent layer's TensorList ops (tf.TensorListReserve with a dynamic "
-                "element shape; TensorFlow's own converter fails the same way on the SavedModel). Pass "
-                "--allow-tf-ops to keep them as Select TF ops (the app then needs the Flex delegate), or "
+                "element shape). Pass --allow-tf-ops to keep them as Select TF ops (the app then needs the Flex delegate), or "
                 "leave tflite out of --to")
     ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", message)))
     if ops:

@@ -148,6 +148,7 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
                      batch_axes=axes, runtime_default_precision=runtime_default_precision)
     for row, artifact in zip(report["artifacts"], artifacts, strict=True):
         row["int8_ops"] = _int8_ops(outdir, artifact)
+        row["fixed_shapes"] = artifact.get("fixed_shapes")
     # what the artifacts were verified on (the report's own measurement uses batch 8 of the same shape)
     report.update({"verification": manifest.get("verification") or (verified_at.as_dict() if verified_at else None),
                    "onnx_quantization": manifest.get("onnx_quantization"),

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from tfopt.report.table import HEADER, compression_summary, kernels_text, runtime_notes
+from tfopt.report.table import HEADER, compression_summary, fixed_batch_note, kernels_text, runtime_notes
 from tfopt.report.table import rows as table_rows
 
 
@@ -88,6 +88,8 @@ def print_convert(output: str, result: Any, *, as_json: bool = False, verified: 
     for a in result.artifacts:
         err = "-" if a.max_abs_err is None else f"{a.max_abs_err:.3g}"
         print(f"{a.format:<11} {a.precision:<9} {a.bytes:>10}  {err:>11}  {os.path.join(output, a.path)}")
+        if getattr(a, "fixed_shapes", None):
+            print(f"note     {a.format} {a.precision}: {fixed_batch_note(a.fixed_shapes)}")
     for fmt, precision, reason in result.skipped:
         print(f"skipped  {fmt} {precision}: {reason}")
     print_failed(result)

@@ -44,12 +44,23 @@ def kernels_text(ops: dict[str, Any] | None) -> str:
     return text
 
 
+def fixed_batch_note(fixed_shapes: dict[str, list[int]]) -> str:
+    """What an artifact whose converter fixed the open batch (``fixed_shapes``: input -> shape, -1
+    open) takes: one sample per call."""
+    taken = ", ".join(f"{k}:{'x'.join('?' if d < 0 else str(d) for d in v)}" for k, v in fixed_shapes.items())
+    return (f"batch fixed in the file ({taken}): the converter cannot build it with an open batch; "
+            "feed one sample per call (other dimensions stay open)")
+
+
 def runtime_notes(report: dict[str, Any]) -> list[str]:
-    """One line per artifact whose runtime may run it at another precision by default (OpenVINO's
+    """One line per artifact whose batch its converter fixed (:func:`fixed_batch_note`), and per
+    artifact whose runtime may run it at another precision by default (OpenVINO's
     CPU plugin: bf16 on CPUs with bf16): the call that reproduces the verified numbers, and the
     fidelity at the runtime's default, or why it is the same."""
     out = []
     for a in report["artifacts"]:
+        if a.get("fixed_shapes"):
+            out.append(f"{a['format']} {precision_name(a['precision'])}: {fixed_batch_note(a['fixed_shapes'])}")
         d = a.get("runtime_default")
         if not d:
             continue

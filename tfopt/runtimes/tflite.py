@@ -26,7 +26,9 @@ class TFLiteRunner:
 
         self.inputs, self.outputs = list(inputs), list(outputs)
         self._interpreter = Interpreter(model_path=path, num_threads=threads)
-        self._interpreter.allocate_tensors()
+        # Allocated at the first call, at the fed shapes: at the file's default shape (1 for each
+        # open dimension) a fully convolutional model with VALID convolutions has no output.
+        self._allocated = False
         signature = _signature(self._interpreter)
         self._inputs = _inputs_by_signature(self._interpreter, signature, inputs) or _by_name(
             path, "input", self._interpreter.get_input_details(), inputs)
@@ -41,8 +43,9 @@ class TFLiteRunner:
             if tuple(detail["shape"]) != value.shape:
                 it.resize_tensor_input(detail["index"], value.shape)
                 resized = True
-        if resized:
+        if resized or not self._allocated:
             it.allocate_tensors()
+            self._allocated = True
             self._inputs = {n: _refresh(it.get_input_details(), d) for n, d in self._inputs.items()}
         for name, detail in self._inputs.items():
             it.set_tensor(detail["index"], _quantize(np.asarray(feeds[name]), detail))

@@ -1,0 +1,130 @@
+"""Recurrent models whose TensorList loops TFLite lowers only with a static batch: the emitter
+retries with the batch pinned to 1 (:mod:`tfopt.emitters.tflite_batch`), the file runs in LiteRT
+and matches TensorFlow, and :func:`fixed_shapes` reports the fixed batch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tfopt.emitters.tflite import emit_tflite, fixed_shapes
+from tfopt.runtimes.tflite import TFLiteRunner
+
+ATOL = 2e-5  # float32 recurrences of <= 12 steps, LiteRT's kernels vs TensorFlow's
+
+
+def _frozen(path: str):
+    from tfopt.freezing import freeze
+    from tfopt.loaders import load
+
+    frozen, _ = freeze(load(path), verify=False)
+    return frozen
+
+
+def _check(frozen, tmp_path, reference, features: int, lengths=(3, 12), extra=None) -> None:
+    """Emit, check the file fixes batch 1 of ``x``, and compare every output with ``reference``."""
+    path = emit_tflite(frozen, str(tmp_path / "m.tflite"))
+    assert fixed_shapes(path, frozen) == {"x": [1, -1, features]}
+    runner = TFLiteRunner(path, frozen.inputs, frozen.outputs)
+    rng = np.random.default_rng(len(lengths) + features)
+    for steps in lengths:
+        x = rng.normal(size=(1, steps, features)).astype(np.float32)
+        x[0, steps // 2:] = 0.0  # padding steps: masked where the model masks
+        feeds = {"x": x, **(extra(steps) if extra else {})}
+        got = runner(feeds)
+        want = reference(feeds)
+        assert set(got) == set(want)
+        for name, value in want.items():
+            np.testing.assert_allclose(got[name], value, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize(("kind", "units", "features", "masking", "sequences"), [
+    ("LSTM", 6, 5, False, True), ("LSTM", 3, 2, True, False), ("GRU", 7, 5, True, True),
+    ("GRU", 4, 3, False, False), ("SimpleRNN", 5, 4, True, True), ("SimpleRNN", 2, 6, False, False)])
+def test_keras_recurrent_layers_convert_with_the_batch_pinned(tmp_path, kind, units, features, masking, sequences):
+    import keras
+
+    keras.utils.set_random_seed(units * features)
+    inputs = keras.Input((None, features), name="x")
+    h = keras.layers.Masking()(inputs) if masking else inputs
+    h = getattr(keras.layers, kind)(units, return_sequences=sequences)(h)
+    model = keras.Model(inputs, keras.layers.Dense(3)(h))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    frozen = _frozen(path)
+    out = frozen.outputs[0].name
+    _check(frozen, tmp_path, lambda feeds: {out: model(feeds["x"]).numpy()}, features)
+
+
+TF1_RNN = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    v1 = tf.compat.v1
+    v1.disable_eager_execution()
+    v1.enable_control_flow_v2()  # While + TensorList, as TF 1.15+ graphs with control flow v2
+    path, cell_kind, features, units = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(0)
+        x = v1.placeholder(tf.float32, [None, None, features], name="x")
+        lens = v1.placeholder(tf.int32, [None], name="lens")
+        cell = (v1.nn.rnn_cell.GRUCell if cell_kind == "gru" else v1.nn.rnn_cell.LSTMCell)(units)
+        outputs, _ = v1.nn.dynamic_rnn(cell, x, sequence_length=lens, dtype=tf.float32)
+        tf.identity(outputs, name="y")
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            frozen = v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), ["y"])
+            rng = np.random.default_rng(0)
+            answers = {}
+            for steps in (3, 12):
+                xs = rng.normal(size=(1, steps, features)).astype(np.float32)
+                xs[0, steps // 2:] = 0.0
+                answers[f"x{steps}"] = xs
+                answers[f"y{steps}"] = sess.run("y:0", {x: xs, lens: [steps - 1]})
+    with open(path, "wb") as f:
+        f.write(frozen.SerializeToString())
+    np.savez(path + ".npz", **answers)
+""")
+
+
+@pytest.mark.parametrize(("cell", "features", "units"), [("gru", 4, 6), ("lstm", 3, 5)])
+def test_tf1_dynamic_rnn_converts_with_the_batch_pinned(tmp_path, cell, features, units):
+    path = str(tmp_path / "rnn.pb")
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}  # tf.compat.v1.nn.rnn_cell needs Keras 2
+    subprocess.run([sys.executable, "-c", TF1_RNN, path, cell, str(features), str(units)], check=True, env=env,
+                   capture_output=True)
+    answers = dict(np.load(path + ".npz"))
+    frozen = _frozen(path)
+    by_x = {answers[f"x{steps}"].tobytes(): answers[f"y{steps}"] for steps in (3, 12)}
+
+    def reference(feeds):
+        return {frozen.outputs[0].name: by_x[feeds["x"].tobytes()]}
+
+    def lens(steps):
+        return {"lens": np.array([steps - 1], np.int32)}
+
+    rng_inputs = {steps: answers[f"x{steps}"] for steps in (3, 12)}
+    path_tflite = emit_tflite(frozen, str(tmp_path / "m.tflite"))
+    assert fixed_shapes(path_tflite, frozen) == {"x": [1, -1, features], "lens": [1]}
+    runner = TFLiteRunner(path_tflite, frozen.inputs, frozen.outputs)
+    for steps, x in rng_inputs.items():
+        got = runner({"x": x, **lens(steps)})
+        np.testing.assert_allclose(got[frozen.outputs[0].name], reference({"x": x})[frozen.outputs[0].name],
+                                   atol=ATOL, rtol=0)
+
+
+def test_an_open_batch_that_converts_is_kept_open(tmp_path):
+    """No retry when the open-batch conversion works: the file keeps its batch open."""
+    import keras
+
+    inputs = keras.Input((4,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.save(str(tmp_path / "d.keras"))
+    frozen = _frozen(str(tmp_path / "d.keras"))
+    assert fixed_shapes(emit_tflite(frozen, str(tmp_path / "d.tflite")), frozen) is None

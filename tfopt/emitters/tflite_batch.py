@@ -1,0 +1,139 @@
+"""A graph with its open batch pinned, for the TFLite converter.
+
+TFLite's converter lowers a recurrent layer's TensorList loop to builtin ``WHILE`` ops only when
+every list's element shape is static. A graph traced with an open batch has element shapes like
+``[-1, H]`` (Keras ``TensorArrayV2``, ``TensorArrayUnstack``), which the converter rejects ("requires
+element_shape to be static"). :func:`pin_batch` fixes axis 0 of the open-batch inputs to
+``batch`` and then makes the lists' element shapes static:
+
+* ``TensorListFromTensor(t, shape)``: ``shape := t.shape[1:]`` as TensorFlow's shape inference
+  gives it once the inputs are pinned (exact);
+* the other list ops with an element shape (``TensorListReserve``, ``EmptyTensorList``,
+  ``TensorListStack``, ``TensorListGetItem``, ``TensorListPopBack``, ``TensorListGather``) whose ``shape`` is ``[-1, d1, ..., dk]`` with every
+  ``d_i`` known: ``shape[0] := batch`` (a per-step ``[batch, ...]`` state, as recurrent layers
+  write). That is a rule, not a proof: the artifact is verified by value in LiteRT afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tfopt.graph import Model, tensor_node
+
+PINNED_BATCH = 1
+# op -> its element_shape input
+_ELEMENT_SHAPE = {"TensorListReserve": 0, "EmptyTensorList": 0, "TensorListStack": 1, "TensorListGetItem": 2,
+                  "TensorListPopBack": 1, "TensorListGather": 2}
+
+
+def pin_batch(model: Model, batch: int = PINNED_BATCH) -> Model | None:
+    """``model`` with axis 0 of each input whose axis 0 is unknown set to ``batch`` (placeholder
+    ``shape`` attribute and :class:`TensorSpec`) and its TensorLists' element shapes made static
+    (module docstring), or ``None`` when that changes nothing. When every input's batch is
+    already fixed (``--inputs x:4x?x5``) to one size, the element shapes take that size."""
+    open_inputs = {s.node for s in model.inputs if s.shape and s.shape[0] is None}
+    fixed = {s.shape[0] for s in model.inputs if s.shape and s.shape[0] is not None}
+    if not open_inputs:
+        if len(fixed) != 1:
+            return None
+        batch = int(fixed.pop() or 0) or batch
+    graph_def = type(model.graph_def)()
+    graph_def.CopyFrom(model.graph_def)
+    for node in graph_def.node:
+        if node.name in open_inputs and "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
+            node.attr["shape"].shape.dim[0].size = batch
+            node.attr.pop("_output_shapes", None)
+    if not _static_element_shapes(graph_def, batch) and not open_inputs:
+        return None
+    _rename_functions(graph_def, f"_batch{batch}")
+    inputs = [dataclasses.replace(s, shape=(batch, *s.shape[1:])) if s.node in open_inputs and s.shape else s
+              for s in model.inputs]
+    return model.replace(graph_def=graph_def, inputs=inputs)
+
+
+def _static_element_shapes(graph_def: Any, batch: int) -> bool:
+    """Rewrite the ``element_shape`` constants of the TensorList ops (main graph and function
+    bodies) in place, as the module docstring says; whether any changed. A constant shared with
+    another consumer is left alone."""
+    shapes = _inferred_shapes(graph_def)
+    changed = False
+    for nodes in [graph_def.node, *(f.node_def for f in graph_def.library.function)]:
+        by_name = {n.name: n for n in nodes}
+        uses: dict[str, int] = {}
+        for node in nodes:
+            for name in node.input:
+                source = tensor_node(name.lstrip("^").split(":")[0])
+                uses[source] = uses.get(source, 0) + 1
+        for node in nodes:
+            if node.op == "TensorListFromTensor":
+                known = shapes.get(node.input[0]) if nodes is graph_def.node else None
+                changed |= _set_shape(by_name, uses, node.input[1],
+                                      lambda old, known=known: known[1:] if known else None)
+            elif node.op in _ELEMENT_SHAPE:
+                changed |= _set_shape(by_name, uses, node.input[_ELEMENT_SHAPE[node.op]],
+                                      lambda old: [batch, *old[1:]] if old and old[0] == -1 and -1 not in old[1:]
+                                      else None)
+    return changed
+
+
+def _rename_functions(graph_def: Any, suffix: str) -> None:
+    """Give every library function a new name (``name + suffix``) and update its uses (``func``
+    attributes, lists of them, and calls by op name). TensorFlow keeps the functions of an imported
+    graph in its process-wide context: an edited body under its old name is a "duplicate function"
+    there, once the open-batch conversion has registered the original."""
+    names = {f.signature.name: f.signature.name + suffix for f in graph_def.library.function}
+    if not names:
+        return
+    for function in graph_def.library.function:
+        function.signature.name = names[function.signature.name]
+    for grad in graph_def.library.gradient:
+        grad.function_name = names.get(grad.function_name, grad.function_name)
+    for nodes in [graph_def.node, *(f.node_def for f in graph_def.library.function)]:
+        for node in nodes:
+            node.op = names.get(node.op, node.op)
+            for value in node.attr.values():
+                if value.HasField("func"):
+                    value.func.name = names.get(value.func.name, value.func.name)
+                for func in value.list.func:
+                    func.name = names.get(func.name, func.name)
+
+
+def _set_shape(by_name: dict[str, Any], uses: dict[str, int], name: str, new: Any) -> bool:
+    from tfopt._tf import const_value, tf
+
+    node = by_name.get(name.split(":")[0])
+    if node is None or node.op != "Const" or uses.get(node.name, 0) != 1:
+        return False
+    old = [int(d) for d in const_value(node).ravel()]
+    if -1 not in old:
+        return False
+    shape = new(old)
+    if shape is None or len(shape) != len(old) or any(d is None or d < 0 for d in shape):
+        return False
+    dtype = node.attr["dtype"].type
+    node.attr["value"].tensor.CopyFrom(tf().make_tensor_proto([int(d) for d in shape], dtype=tf().as_dtype(dtype)))
+    return True
+
+
+def _inferred_shapes(graph_def: Any) -> dict[str, list[int | None]]:
+    """TensorFlow's static shape of every main-graph tensor that ``TensorListFromTensor`` reads."""
+    t = tf_module()
+    wanted = {n.input[0] for n in graph_def.node if n.op == "TensorListFromTensor"}
+    if not wanted:
+        return {}
+    graph = t.Graph()
+    with graph.as_default():
+        t.compat.v1.import_graph_def(graph_def, name="")
+    out = {}
+    for name in wanted:
+        tensor = graph.get_tensor_by_name(name if ":" in name else name + ":0")
+        if tensor.shape.rank is not None:
+            out[name] = tensor.shape.as_list()
+    return out
+
+
+def tf_module() -> Any:
+    from tfopt._tf import tf
+
+    return tf()
