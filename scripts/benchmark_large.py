@@ -62,7 +62,7 @@ def measure(cmd: list[str], cap: int) -> tuple[float, int, str]:
     import psutil
 
     start = time.perf_counter()
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (read after the process ends, closed with it below)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT})
     peak = [0]
@@ -87,6 +87,7 @@ def measure(cmd: list[str], cap: int) -> tuple[float, int, str]:
     sampler.join()
     log.seek(0)
     out = log.read().decode(errors="replace")
+    log.close()
     if peak[0] > cap:
         raise OverCap(f"stopped above the {cap / 2**30:.1f} GB cap after {seconds:.0f} s")
     if code != 0:
@@ -144,7 +145,6 @@ def tfopt_path(savedmodel: str, out: str, rows: int, precision: str) -> None:
 
 def bench_large(rows: int, dim: int, precision: str, keep: str | None, cap_gb: float | None) -> None:
     import psutil
-
     from benchmark import cpu_summary
 
     table = rows * dim * 4
