@@ -149,6 +149,9 @@ def test_onnx_external_data_loads_by_path_from_anywhere(saved, tmp_path):
     files = artifact_files("onnx", written)
     assert [os.path.basename(f) for f in files] == ["model.fp32.onnx", "model.fp32.onnx.data"]
     assert os.path.getsize(written) < saved["rows"] * saved["dim"] * 4 / 10  # the tables are not in the protobuf
+    from tfopt.report.build import artifact_sizes
+
+    assert artifact_sizes("onnx", written)[0] == artifact_bytes("onnx", written)  # the report counts the data file
     moved = tmp_path / "b"
     moved.mkdir()
     for f in files:  # the data file is found beside the model, wherever the pair goes
