@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m tfopt.demo
+	$(PY) -m tfopt.demos.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(XDIST) --durations=20

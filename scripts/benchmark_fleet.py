@@ -3,7 +3,7 @@
 (``python scripts/benchmark.py fleet [--models 24] [--quick] [--repeats 3] [--jobs 2]``).
 
 A fleet of small digits classifiers (scikit-learn's bundled digits, no download) is built here: MLPs
-and convnets of different widths and depths plus ``tfopt.examples``' CNN, MobileNet- and ResNet-like
+and convnets of different widths and depths plus ``tfopt.demos.examples``' CNN, MobileNet- and ResNet-like
 networks, each trained a few steps and saved in turn as Keras ``.keras``, a SavedModel directory and a
 frozen GraphDef ``.pb``. One manifest converts every model to TFLite, ONNX and OpenVINO at fp32, with
 a 64-image eval set (so the reports carry accuracy) and 5 timed runs per artifact.
@@ -52,7 +52,7 @@ def build_fleet(root: str, count: int, *, steps: int = 4, seed: int = 0) -> str:
     Returns the manifest's path."""
     import yaml
 
-    from tfopt.examples import digits
+    from tfopt.demos.examples import digits
 
     x_train, y_train, x_test, y_test = digits(seed)
     os.makedirs(os.path.join(root, "models"), exist_ok=True)
@@ -80,7 +80,7 @@ def build_fleet(root: str, count: int, *, steps: int = 4, seed: int = 0) -> str:
 def _model(family: str, width: int, depth: int, seed: int) -> Any:
     import keras
 
-    from tfopt import examples
+    from tfopt.demos import examples
 
     if family.startswith("examples."):
         return getattr(examples, family.split(".", 1)[1])(seed)

@@ -54,7 +54,7 @@ METHODS = ("percentile", "entropy", "mse")
 
 
 def train(name: str, epochs: int, root: str) -> dict[str, Any]:
-    from tfopt import examples
+    from tfopt.demos import examples
 
     if name == "mobilenetv2":
         return imagenet_sized(root)
@@ -94,7 +94,7 @@ def imagenet_sized(root: str) -> dict[str, Any]:
 def run(model: dict[str, Any], root: str, label: str, **options: Any) -> dict[str, Any]:
     """Accuracy per target, the float accuracy, and the cross-target agreement of one configuration."""
     import tfopt
-    from tfopt.manifest import manifest_model
+    from tfopt.conversion.manifest import manifest_model
     from tfopt.runtimes import runner_for
 
     os.makedirs(os.path.join(root, "out"), exist_ok=True)

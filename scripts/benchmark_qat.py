@@ -36,7 +36,7 @@ TARGETS = ["tflite", "onnx", "openvino"]
 
 
 def mobilenet(*, spread: bool, seed: int = 0) -> Any:
-    """The tf_keras MobileNet-style digits classifier (``tfopt.examples.keras_mobilenet_like``)."""
+    """The tf_keras MobileNet-style digits classifier (``tfopt.demos.examples.keras_mobilenet_like``)."""
     import tf_keras as keras
 
     keras.utils.set_random_seed(seed)
@@ -60,9 +60,9 @@ def accuracies(result: Any) -> dict[str, float]:
 
 def bench(name: str, epochs: int, finetune_epochs: int, root: str, *, skip_ptq: bool = False) -> None:
     import tfopt
-    from tfopt import examples
-    from tfopt.quantizing.engine import quantize_model
-    from tfopt.quantizing.qat_finetune import finetune, load_qat
+    from tfopt.demos import examples
+    from tfopt.quantizing.engine.quantize import quantize_model
+    from tfopt.quantizing.qat.finetune import finetune, load_qat
 
     x_train, y_train, x_test, y_test = examples.digits()
     model = mobilenet(spread=name == "mobilenet-spread")

@@ -56,9 +56,9 @@ MODELS = {
 
 def agreement(path: str, out: str, x: np.ndarray, name: str) -> tuple[dict[str, float], dict[str, Any]]:
     import tfopt
-    from tfopt.manifest import manifest_model
+    from tfopt.conversion.manifest import manifest_model
     from tfopt.runtimes import runner_for
-    from tfopt.verify import reference_runner
+    from tfopt.verification.verify import reference_runner
 
     frozen, _ = tfopt.freeze(path, verify=False)
     spec = manifest_model(out)

@@ -11,8 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 
-from tfopt import examples
 from tfopt._tf import tf
+from tfopt.demos import examples
 
 
 @pytest.fixture(scope="session")

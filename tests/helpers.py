@@ -10,7 +10,7 @@ def graph_model(build, inputs: dict[str, tuple], outputs: list[str], *, v1_contr
     """Run ``build(tf)`` in a fresh graph; inputs are float32 placeholders name -> shape."""
     import contextlib
 
-    from tfopt.examples import control_flow_v1
+    from tfopt.demos.examples import control_flow_v1
 
     t = tf()
     graph = t.Graph()

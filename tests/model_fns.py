@@ -6,7 +6,7 @@ from tfopt._tf import tf
 
 
 def digits_cnn():
-    from tfopt.examples import keras_cnn
+    from tfopt.demos.examples import keras_cnn
 
     return keras_cnn(seed=1)  # different initial weights: only a real restore can match
 
@@ -57,7 +57,7 @@ def named_heads():
 
 def digits_calibration():
     """A calibration generator (``--calibration tests.model_fns:digits_calibration``)."""
-    from tfopt.examples import digits
+    from tfopt.demos.examples import digits
 
     x_train = digits()[0]
     for start in range(0, 64, 16):

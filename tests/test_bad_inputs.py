@@ -268,7 +268,7 @@ def test_a_nan_metric_fails_every_gate(op):
 
 
 def test_worst_keeps_nan_where_python_max_drops_it():
-    from tfopt.nonfinite import from_json, to_json, worst
+    from tfopt.verification.nonfinite import from_json, to_json, worst
 
     nan = float("nan")
     assert max(0.0, nan) == 0.0  # the bug this guards against
@@ -355,7 +355,7 @@ def test_permission_denied_maps_to_model_not_found():
 def test_a_v1_while_loop_back_edge_is_not_a_cycle():
     """Merge(Enter, NextIteration) -> body -> NextIteration is how TF1 spells a loop."""
     from tfopt.errors import GraphError
-    from tfopt.graph_order import check_acyclic
+    from tfopt.graphdef.order import check_acyclic
 
     g = tf().compat.v1.GraphDef()
     for name, op, inputs in (("x", "Placeholder", []), ("enter", "Enter", ["x"]), ("merge", "Merge", ["enter", "next"]),

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from tests.helpers import graph_pb
-from tfopt.capture import PREAMBLE, Capture, explains, print_captured_tail
 from tfopt.cli import main
 from tfopt.errors import PARTIAL_EXIT_CODE, ModelNotFoundError, OptionError, OutputMismatchError
+from tfopt.terminal.capture import PREAMBLE, Capture, explains, print_captured_tail
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

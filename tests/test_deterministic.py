@@ -66,7 +66,7 @@ def test_artifacts_identical_across_hash_seeds(branchy_savedmodel, tmp_path):
 def test_canonical_order_ignores_the_order_nodes_came_in(branchy_savedmodel):
     """The canonical node order tfopt gives every loaded graph: the same whatever order it came in."""
     from tfopt._tf import graph_def_class
-    from tfopt.graph_order import canonical_order
+    from tfopt.graphdef.order import canonical_order
     from tfopt.loaders import load
 
     graph_def = load(branchy_savedmodel[0]).graph_def

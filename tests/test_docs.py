@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from tests import doc_blocks
-from tfopt import examples
 from tfopt.cli import build_parser, main
+from tfopt.demos import examples
 
 PYTHON = doc_blocks.all_blocks("python")
 COMMANDS = doc_blocks.all_commands()

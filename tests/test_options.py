@@ -10,7 +10,7 @@ import tfopt
 from tfopt.cli import main
 from tfopt.errors import OptionError
 from tfopt.options import ConvertOptions, FreezeOptions, QuantizeOptions, flat_names, split
-from tfopt.tolerances import FREEZE_RTOL, OPTIMIZE_RTOL
+from tfopt.verification.tolerances import FREEZE_RTOL, OPTIMIZE_RTOL
 
 
 def test_keywords_land_on_their_stage():

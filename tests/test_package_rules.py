@@ -6,7 +6,10 @@ with ``ast`` (no import runs):
   ``tfopt/__init__.py``, which imports whatever the public API re-exports;
 - no module inside the package imports the package root itself (``import tfopt``): it imports the
   submodule it needs. The exceptions are the modules that show or measure the public API as a user
-  calls it (:data:`API_CLIENTS`); nothing in the package imports them, so they close no loop.
+  calls it (:data:`API_CLIENTS`); nothing in the package imports them, so they close no loop;
+- the package root holds at most :data:`ROOT_MODULES_MAX` modules: the public API (``__init__``,
+  ``__main__``, ``_version``), errors, options and the primitives every layer shares; the rest lives
+  in the package of its layer (``conversion/``, ``verification/``, ``loaders/``, ...).
 """
 
 from __future__ import annotations
@@ -55,7 +58,10 @@ def _imports(name: str, path: pathlib.Path) -> set[str]:
 
 GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 # The quick start's demo and the coverage matrix call tfopt.load/freeze/convert as users do.
-API_CLIENTS = {"tfopt.__main__", "tfopt.demo", "tfopt.coverage.matrix"}
+API_CLIENTS = {"tfopt.__main__", "tfopt.demos.demo", "tfopt.coverage.matrix"}
+
+
+ROOT_MODULES_MAX = 12
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -123,3 +129,33 @@ def test_no_module_imports_the_package_root(name):
     assert "tfopt" not in GRAPH[name] or name in API_CLIENTS, (
         f"{MODULES[name]} imports the package root 'tfopt' (import tfopt / from tfopt import <name it defines>): "
         "import the submodule that defines the name instead")
+
+
+def test_the_package_root_holds_at_most_twelve_modules():
+    root = sorted(path.name for path in ROOT.glob("*.py"))
+    assert len(root) <= ROOT_MODULES_MAX, (
+        f"tfopt/ holds {len(root)} modules ({', '.join(root)}): a module belongs in the package of its "
+        "layer (see ARCHITECTURE.md, 'Where a change goes'), not at the root")
+
+
+def _is_debug(module: str) -> bool:
+    return module == "tfopt.debug" or module.startswith("tfopt.debug.")
+
+
+# ``tfopt debug`` sits on top of the pipeline: only the debug package itself and the CLI commands
+# that run it import it. A helper production code needs lives in the layer both can import.
+DEBUG_CLIENTS = ("tfopt.cli.debug",)
+
+
+def test_production_code_never_imports_debug():
+    offenders = sorted(f"{name} imports {', '.join(sorted(filter(_is_debug, imported)))}"
+                       for name, imported in GRAPH.items()
+                       if not _is_debug(name) and not name.startswith(DEBUG_CLIENTS) and any(map(_is_debug, imported)))
+    assert offenders == []
+
+
+def test_the_debug_rule_sees_a_lazy_import(tmp_path):
+    """The checker itself: a function-level ``from tfopt.debug.compare import compare`` counts."""
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from tfopt.debug.compare import compare\n    return compare\n")
+    assert any(map(_is_debug, _imports("tfopt.m", source)))

@@ -10,10 +10,10 @@ import typing
 import pytest
 
 import tfopt
-from tfopt.converting import ConvertResult
+from tfopt.conversion.convert import ConvertResult
 from tfopt.freezing import FreezeReport
 from tfopt.graph import Model
-from tfopt.optimizing import OptimizeReport
+from tfopt.passes.optimizing import OptimizeReport
 
 # What the TYPE_CHECKING imports in tfopt/__init__.py bind, for get_type_hints to resolve them.
 NAMES = {"Model": Model, "FreezeReport": FreezeReport, "OptimizeReport": OptimizeReport, "ConvertResult": ConvertResult}

@@ -10,8 +10,8 @@ import re
 import pytest
 
 from tests import doc_blocks
-from tfopt import examples
 from tfopt.cli import main
+from tfopt.demos import examples
 
 MAX_LINES = 300
 

@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from tfopt import examples
-from tfopt.converting import convert
-from tfopt.manifest import manifest_model
+from tfopt.conversion.convert import convert
+from tfopt.conversion.manifest import manifest_model
+from tfopt.demos import examples
 from tfopt.runtimes import runner_for
 
 tfmot = pytest.importorskip("tensorflow_model_optimization")

@@ -1,14 +1,14 @@
 """tfopt: take a TensorFlow model from training to lean, verified deployment artifacts.
 
 Each public function forwards to the module that does the work - :func:`tfopt.loaders.load`,
-:mod:`tfopt.pipeline` (freeze, optimize, save), :func:`tfopt.converting.convert`,
-:func:`tfopt.inspect_model.inspect_model` - importing it when called, so importing :mod:`tfopt`
+:mod:`tfopt.conversion.pipeline` (freeze, optimize, save), :func:`tfopt.conversion.convert.convert`,
+:func:`tfopt.loaders.inspect_model.inspect_model` - importing it when called, so importing :mod:`tfopt`
 does not import TensorFlow (the return types are imported for type checkers only). Keywords are
 the CLI's option names.
 
 Each call is as quiet as the CLI: what TensorFlow, the converters and the runtimes print (C++
 logging, NNCF progress, ONNX Runtime warnings, tf2onnx logging) is captured at the file-descriptor
-level (:func:`tfopt.capture.quiet`). ``verbose=True`` shows it live on stderr, ``log=PATH`` appends it
+level (:func:`tfopt.terminal.capture.quiet`). ``verbose=True`` shows it live on stderr, ``log=PATH`` appends it
 to a file; on failure the exception carries its last lines as a note, shown under the traceback.
 """
 
@@ -44,10 +44,10 @@ from tfopt.options import (
 )
 
 if TYPE_CHECKING:
-    from tfopt.converting import ConvertResult
+    from tfopt.conversion.convert import ConvertResult
     from tfopt.freezing import FreezeReport
     from tfopt.graph import Model
-    from tfopt.optimizing import OptimizeReport
+    from tfopt.passes.optimizing import OptimizeReport
 
 __all__ = [
     "CompressOptions",
@@ -77,10 +77,10 @@ __all__ = [
 
 def load(path: Any, *, verbose: bool = False, log: str | None = None, **options: Any) -> Model:
     """Load any supported model; see :func:`tfopt.loaders.load`. ``verbose``/``log``: see the module docstring."""
-    from tfopt.capture import quiet
+    from tfopt.conversion.pipeline import load_kwargs
     from tfopt.loaders import load as _load
     from tfopt.options import split
-    from tfopt.pipeline import load_kwargs
+    from tfopt.terminal.capture import quiet
 
     (load_options,) = split(options, "load")
     with quiet("load", verbose=verbose, log=log):
@@ -96,8 +96,8 @@ def freeze(model: Any, *, verbose: bool = False, log: str | None = None, **optio
 
     Returns ``(frozen_model, report)``.
     """
-    from tfopt.capture import quiet
-    from tfopt.pipeline import freeze_model
+    from tfopt.conversion.pipeline import freeze_model
+    from tfopt.terminal.capture import quiet
 
     with quiet("freeze", verbose=verbose, log=log):
         return freeze_model(model, **options)
@@ -107,11 +107,11 @@ def optimize(model: Any, *, verbose: bool = False, log: str | None = None,
              **options: Any) -> tuple[Model, Model, FreezeReport, OptimizeReport]:
     """Freeze (loading first when given a path) and run the optimization passes.
 
-    Returns ``(portable, runtime, freeze_report, optimize_report)``; see :func:`tfopt.optimizing.optimize`
+    Returns ``(portable, runtime, freeze_report, optimize_report)``; see :func:`tfopt.passes.optimizing.optimize`
     for ``passes``, ``skip`` and ``grappler``; ``verbose``/``log``: see the module docstring.
     """
-    from tfopt.capture import quiet
-    from tfopt.pipeline import optimize_model
+    from tfopt.conversion.pipeline import optimize_model
+    from tfopt.terminal.capture import quiet
 
     with quiet("optimize", verbose=verbose, log=log):
         return optimize_model(model, **options)
@@ -125,10 +125,10 @@ def convert(model: Any, outdir: str, options: ConvertOptions | None = None, *, v
     change the one given): ``tfopt.convert("m.keras", "out", to=["tflite"], quantize=["int8"],
     calibration="calib.npz")``. ``progress`` (e.g. ``progress=print``) prints to the terminal,
     uncaptured; ``verbose``/``log``: see the module docstring. Returns a
-    :class:`tfopt.converting.ConvertResult`; see :func:`tfopt.converting.convert`.
+    :class:`tfopt.conversion.convert.ConvertResult`; see :func:`tfopt.conversion.convert.convert`.
     """
-    from tfopt.capture import passthrough, quiet
-    from tfopt.converting import convert as _convert
+    from tfopt.conversion.convert import convert as _convert
+    from tfopt.terminal.capture import passthrough, quiet
 
     with quiet("convert", verbose=verbose, log=log) as capture:
         progress = passthrough(capture, kwargs.pop("progress", None))
@@ -138,20 +138,20 @@ def convert(model: Any, outdir: str, options: ConvertOptions | None = None, *, v
 def save(model: Any, path: str, *, format: str | None = None, overwrite: bool = False, verbose: bool = False,
          log: str | None = None) -> str:
     """Write a frozen model: ``pb``, ``pbtxt`` or ``savedmodel`` (inferred from ``path``); the
-    output rule of :mod:`tfopt.outputs` applies (``overwrite`` replaces a directory tfopt did not write).
+    output rule of :mod:`tfopt.conversion.output_paths` applies (``overwrite`` replaces a directory tfopt did not write).
     ``verbose``/``log``: see the module docstring."""
-    from tfopt.capture import quiet
-    from tfopt.pipeline import save_model
+    from tfopt.conversion.pipeline import save_model
+    from tfopt.terminal.capture import quiet
 
     with quiet("save", verbose=verbose, log=log):
         return save_model(model, path, format=format, overwrite=overwrite)
 
 
 def inspect(path: Any, *, verbose: bool = False, log: str | None = None, **options: Any) -> dict[str, Any]:
-    """Describe a model without changing it; see :func:`tfopt.inspect_model.inspect_model`.
+    """Describe a model without changing it; see :func:`tfopt.loaders.inspect_model.inspect_model`.
     ``verbose``/``log``: see the module docstring."""
-    from tfopt.capture import quiet
-    from tfopt.inspect_model import inspect_model
+    from tfopt.loaders.inspect_model import inspect_model
+    from tfopt.terminal.capture import quiet
 
     with quiet("inspect", verbose=verbose, log=log):
         return inspect_model(path, **options)

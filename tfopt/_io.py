@@ -9,8 +9,8 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
-from tfopt import signals
 from tfopt.errors import OutputPathError
+from tfopt.terminal import signals
 
 
 def check_writable(path: str) -> None:
@@ -30,7 +30,7 @@ def atomic_path(path: str, *, directory: bool = False) -> Iterator[str]:
 
     The temporary directory is ``.NAME.tmp-PID-XXXX`` beside ``path``: removed on any error or
     interrupt; a killed run's is removed by the next run writing ``path`` (:func:`remove_stale`).
-    Interrupts (:mod:`tfopt.signals`) are checked once more before the rename, so a stopped run never
+    Interrupts (:mod:`tfopt.terminal.signals`) are checked once more before the rename, so a stopped run never
     replaces ``path``. A full disk, from Python or from TensorFlow's writers, is an
     :class:`OutputPathError`.
     """
@@ -113,13 +113,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
-
-
-def same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def tree_size(path: str) -> int:

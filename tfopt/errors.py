@@ -21,7 +21,7 @@ code  class                   meaning
 ====  ======================  =====================================================
 
 Code 11 is no exception: :func:`tfopt.convert` returns the result (``result.failed``) and the CLI
-exits with :data:`PARTIAL_EXIT_CODE` (see :mod:`tfopt.convert_stages`).
+exits with :data:`PARTIAL_EXIT_CODE` (see :mod:`tfopt.conversion.stages`).
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ class OutputMismatchError(OptionError):
     """``tfopt verify --reference MODEL``: the reference does not answer the conversion's outputs."""
 
 
+class TargetError(OptionError):
+    """:func:`tfopt.targets.register_target`: a target record that cannot be added (its name is
+    taken, a role it needs is missing or malformed); the message names the record and each fault."""
+
+
 class ModelNotFoundError(TfoptError):
     exit_code = 3
 
@@ -61,7 +66,7 @@ class UnsafeModelError(TfoptError):
 
 
 class StoreFormatError(ModelFormatError):
-    """A stored state (:mod:`tfopt.store_format`: a fleet cache entry) is malformed, of another format
+    """A stored state (:mod:`tfopt.conversion.store_format`: a fleet cache entry) is malformed, of another format
     version, or holds what tfopt never writes (a pickle, an object array, an unknown class)."""
 
 
@@ -90,13 +95,18 @@ class ConversionError(TfoptError):
     exit_code = 9
 
 
+class ProtobufLimitError(ConversionError):
+    """A single GraphDef (``.pb``) asked of a model whose tensors are kept outside the graph: a
+    protobuf stops at 2 GB (:mod:`tfopt.external`); the message offers the SavedModel."""
+
+
 class TensorPairingError(ConversionError):
     """A runtime runner cannot pair an artifact's inputs/outputs with the model's by name."""
 
 
 class GateFailure(TfoptError):
     """A ``--fail-if`` gate tripped. Everything was written first: ``report`` is the report the gates
-    read, ``result`` the :class:`~tfopt.converting.ConvertResult` (``tfopt convert`` only)."""
+    read, ``result`` the :class:`~tfopt.conversion.convert.ConvertResult` (``tfopt convert`` only)."""
 
     exit_code = 10
 

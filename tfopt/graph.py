@@ -85,6 +85,8 @@ class Model:
         bindings: placeholders that loading or freezing replaced by constants, name -> value.
         baseline: runs the model *before* post-training compression (``--cluster``/``--prune``),
             which the report measures accuracy and agreement against; ``None`` otherwise.
+        external: the tensors kept outside the GraphDef (a ``tfopt.external.ExternalTensors``;
+            their nodes are ``ImmutableConst``), or ``None`` when every weight is a ``Const``.
     """
 
     graph_def: Any
@@ -96,6 +98,7 @@ class Model:
     bindings: dict[str, Any] = field(default_factory=dict)
     keepalive: Any = None  # e.g. the loaded SavedModel object, whose variables the reference reads
     baseline: Runner | None = None
+    external: Any = None
 
     def replace(self, **changes: Any) -> Model:
         new = copy.copy(self)
@@ -328,13 +331,19 @@ def unique_name(graph_def: Any, base: str) -> str:
 
 
 def rename_node(graph_def: Any, old: str, new: str) -> None:
-    """Rename node ``old`` to ``new`` and every reference to it (data and control)."""
+    """Rename node ``old`` to ``new`` and every reference to it (data, control, colocation hints)."""
+    hint = f"loc:@{old}".encode()
     for node in graph_def.node:
         if node.name == old:
             node.name = new
         for i, ref in enumerate(node.input):
             if tensor_node(ref) == old:
                 node.input[i] = ref.replace(old, new, 1)
+        if "_class" in node.attr:
+            hints = node.attr["_class"].list.s
+            for i, h in enumerate(hints):
+                if h == hint:
+                    hints[i] = f"loc:@{new}".encode()
 
 
 def rewire(graph_def: Any, old_ref: str, new_ref: str) -> int:

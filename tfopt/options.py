@@ -8,7 +8,7 @@ the fleet manifest is checked against the same names. A keyword that is no optio
 
 Flat names are each field's name, plus the aliases in :data:`ALIASES` (the CLI's ``--set`` is the
 field ``set``; ``set_values`` and ``format`` are older internal names). Tolerances default to
-:mod:`tfopt.tolerances`. Nothing here imports TensorFlow.
+:mod:`tfopt.verification.tolerances`. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tfopt.errors import OptionError, did_you_mean
-from tfopt.tolerances import FREEZE_ATOL, FREEZE_RTOL, OPTIMIZE_ATOL, OPTIMIZE_RTOL
+from tfopt.verification.tolerances import FREEZE_ATOL, FREEZE_RTOL, OPTIMIZE_ATOL, OPTIMIZE_RTOL
 
 
 @dataclass
@@ -34,8 +34,11 @@ class LoadOptions:
         custom_objects: module to import whose classes/functions Keras may deserialize.
         model_fn: ``package.module:fn`` building the model for a TF2 object checkpoint.
         input_format: skip detection (``savedmodel``, ``keras``, ``tf1-checkpoint``...).
-        compress: a :class:`tfopt.compressing.Compression` applied to a Keras 2 model before
+        compress: a :class:`tfopt.loaders.compressing.Compression` applied to a Keras 2 model before
             freezing (built from :class:`CompressOptions` by ``convert``); other sources refuse it.
+        external_threshold: variables of at least this many bytes stay outside the GraphDef when
+            it is frozen (memory-mapped files: :mod:`tfopt.external`); ``None``: 1 GiB, plus the
+            largest others until the GraphDef holds at most 1 GiB (a protobuf stops at 2 GB).
     """
 
     signature: str = "serving_default"
@@ -46,6 +49,7 @@ class LoadOptions:
     model_fn: str | None = None
     input_format: str | None = None
     compress: Any = None
+    external_threshold: int | None = None
 
 
 @dataclass
@@ -58,7 +62,7 @@ class FreezeOptions:
         verify: run original and result on the same inputs; raise when they differ.
         verify_shape: input name -> the concrete shape to verify at (the result keeps its
             dynamic dimensions).
-        atol, rtol: the freeze check's tolerances (:mod:`tfopt.tolerances`).
+        atol, rtol: the freeze check's tolerances (:mod:`tfopt.verification.tolerances`).
     """
 
     set: Mapping[str, Any] = field(default_factory=dict)
@@ -71,7 +75,7 @@ class FreezeOptions:
 
 @dataclass
 class OptimizeOptions:
-    """Which passes run (see :mod:`tfopt.optimizing`) and the optimize check's tolerances."""
+    """Which passes run (see :mod:`tfopt.passes.optimizing`) and the optimize check's tolerances."""
 
     passes: str | Sequence[str] = "default"
     skip: Sequence[str] = ()
@@ -82,7 +86,7 @@ class OptimizeOptions:
 
 @dataclass
 class CompressOptions:
-    """TFMOT clustering/pruning of a Keras 2 model before freezing (see :mod:`tfopt.compressing`)."""
+    """TFMOT clustering/pruning of a Keras 2 model before freezing (see :mod:`tfopt.loaders.compressing`)."""
 
     cluster: int | None = None
     cluster_init: str = "kmeans++"
@@ -94,7 +98,7 @@ class CompressOptions:
 
 @dataclass
 class QuantizeOptions:
-    """What to build, and how each target quantizes (see :func:`tfopt.converting.convert`).
+    """What to build, and how each target quantizes (see :func:`tfopt.conversion.convert.convert`).
 
     Attributes:
         to: target names (``None``: every target whose extra is installed).
@@ -109,10 +113,10 @@ class QuantizeOptions:
         accuracy_control: OpenVINO int8 through NNCF accuracy control: the largest top-1 drop.
         keep_float: layers int8 artifacts keep in float.
         auto_keep_float: keep the worst layers in float until the drop is within this many points.
-        quantizer: ``tfopt`` (int8 decided once in the TF graph, :mod:`tfopt.quantizing.engine`) or
+        quantizer: ``tfopt`` (int8 decided once in the TF graph, :mod:`tfopt.quantizing.engine.quantize`) or
             ``native`` (each converter's own post-training quantization).
         int8_recipe: the engine's recipe (``mse+equalize+bias_correction``...), or ``auto`` to
-            search the candidates per target (:mod:`tfopt.quantizing.int8_plan`).
+            search the candidates per target (:mod:`tfopt.quantizing.engine.plan`).
         calibration_method: ``minmax``, ``percentile[:P]``, ``entropy`` or ``mse`` (overrides the recipe's).
         per_tensor: one weight range per tensor instead of per output channel (for accelerators).
         adaround_budget: seconds AdaRound may spend (a recipe with ``+adaround``).

@@ -14,9 +14,22 @@ The functions a record names have one signature per role:
 - ``runner(path, model, threads) -> Runner``: a :class:`tfopt.runtimes.base.Runner` for it.
 - ``weights(path) -> Iterator[(name, numpy array)]``: its constant tensors (for the report).
 - ``layer_quantizer(model, samples, precision, opset) -> LayerQuantizer``: per-layer
-  quantization for keep-float (see :mod:`tfopt.quantizing.layer_targets`).
+  quantization for keep-float (see :mod:`tfopt.quantizing.native.layer_targets`).
 - ``quantization_settings(precision) -> dict | None``: what a quantized artifact was built for,
   recorded in ``manifest.json`` as ``"<target>_quantization"``.
+- ``int8_ops(path) -> list[KernelOp]``: every op its runtime executes, in order, as
+  :class:`tfopt.quantizing.int8_fusion.KernelOp` (int8 kernel counting,
+  :func:`tfopt.quantizing.int8_ops.count_quantized_ops`). Required when it builds int8.
+- ``intermediates(path, model) -> Intermediates``: the artifact opened with its intermediate
+  tensors kept (``tfopt debug compare``, :mod:`tfopt.debug.intermediates`).
+- ``repro(precision) -> (needs, source)``: what a standalone ``repro.py`` needs installed, and the
+  source of its ``convert_and_run(graph_def, feeds)`` (``tfopt debug reduce``, :mod:`tfopt.debug.repro`).
+- ``latency(path, threads) -> (run, specs)``: a bare call of the artifact in its runtime taking the
+  inputs by position, and the inputs' ``(shape, dtype)`` (:mod:`tfopt.coverage.latency`).
+
+A record is added with :func:`register_target` (a plugin, a test); the built-in five are in
+:data:`TABLE` from the start. Everything that lists targets (``--to``, ``tfopt debug compare``,
+``tfopt debug reduce --target``) reads the table when it is asked, so a registered target appears there.
 """
 
 from __future__ import annotations
@@ -26,9 +39,10 @@ import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from tfopt.errors import OptionError, did_you_mean
+from tfopt.errors import OptionError, TargetError, did_you_mean
 
 if TYPE_CHECKING:
     from tfopt.graph import Model
@@ -117,7 +131,7 @@ class Target:
         companions: sibling files that belong to the artifact (an IR's ``.bin``), replacing the suffix.
         extra: the module it needs (``pip install 'tfopt[<name>]'``); ``None``: always there.
         distributions: packages whose versions ``manifest.json`` records.
-        graph: ``"portable"`` or ``"runtime"`` (see :mod:`tfopt.converting`).
+        graph: ``"portable"`` or ``"runtime"`` (see :mod:`tfopt.conversion.convert`).
         converter, runtime_name: named in error messages.
         keep_float: precisions that support keeping layers in float; ``layer_quantizer`` builds them.
         qat_int8_as: for a quantization-aware graph, int8 is the conversion at this precision
@@ -129,6 +143,12 @@ class Target:
         engine_weight_bits: the widest weights tfopt's int8 engine gives this target (7: OpenVINO's
             CPU plugin saturates int16 pair sums of 8-bit weights on CPUs without VNNI; ONNX
             Runtime's fast symmetric kernels do too, see :mod:`tfopt.emitters.onnx_weight_quant`).
+        accuracy_control: precisions its emitter builds under ``--accuracy-control`` (its converter's
+            own keep-float search, given :attr:`EmitJob.accuracy_control`); tfopt's int8 engine
+            leaves those to it.
+        int8_ops, intermediates, repro, latency: ``"module:function"`` or ``None`` (signatures in
+            the module docstring): int8 kernel counting, ``tfopt debug compare``, ``tfopt debug
+            reduce``'s ``repro.py``, the corpus's latency harness. ``None``: the target has no such role.
     """
 
     name: str
@@ -154,6 +174,11 @@ class Target:
     quantization_settings: str | None = None
     runtime_settings: str | None = None
     engine_weight_bits: int = 8
+    accuracy_control: tuple[str, ...] = ()
+    int8_ops: str | None = None
+    intermediates: str | None = None
+    repro: str | None = None
+    latency: str | None = None
 
     def artifact_path(self, precision: str) -> str:
         """The artifact's path relative to OUTDIR, e.g. ``model.int8.tflite``."""
@@ -172,6 +197,8 @@ class Target:
         return getattr(importlib.import_module(module), function)(*args, **kwargs)
 
 
+ROLES = ("emit", "runner", "weights", "layer_quantizer", "quantization_settings", "runtime_settings", "int8_ops",
+         "intermediates", "repro", "latency")  # the fields naming a "module:function"
 
 
 def _graphdef(name: str, file: str, emit: str, **where: Any) -> Target:
@@ -181,29 +208,112 @@ def _graphdef(name: str, file: str, emit: str, **where: Any) -> Target:
                   distributions=("tensorflow",), **where)
 
 
-TABLE: Mapping[str, Target] = {t.name: t for t in (
+_BUILT_IN = (
     _graphdef("pb", "model.pb", "tfopt.emitters.frozen_graph:emit", suffixes=(".pb",)),
     _graphdef("savedmodel", "savedmodel", "tfopt.emitters.savedmodel:emit", marker="saved_model.pb"),
     Target("tflite", precisions=PRECISIONS, file="model.{precision}.tflite", emit="tfopt.emitters.tflite:emit",
            runner="tfopt.runtimes.tflite:open_runner", weights="tfopt.runtimes.tflite:read_weights",
            suffixes=(".tflite",), extra="ai_edge_litert", distributions=("ai-edge-litert",),
            converter="the LiteRT converter", runtime_name="the LiteRT interpreter", keep_float=("int8",),
-           layer_quantizer="tfopt.quantizing.layer_targets:tflite_quantizer"),
+           layer_quantizer="tfopt.quantizing.native.layer_targets:tflite_quantizer",
+           int8_ops="tfopt.quantizing.int8_ops:tflite_ops", intermediates="tfopt.debug.run_tflite:open_intermediates",
+           repro="tfopt.debug.repro:tflite_repro", latency="tfopt.coverage.latency:open_tflite"),
     Target("onnx", precisions=PRECISIONS, file="model.{precision}.onnx", emit="tfopt.emitters.onnx:emit",
            runner="tfopt.runtimes.onnx:open_runner", weights="tfopt.runtimes.onnx:read_weights",
            suffixes=(".onnx",), companions=(".onnx.data",), extra="tf2onnx", distributions=("tf2onnx", "onnx", "onnxruntime"),
            converter="tf2onnx", runtime_name="ONNX Runtime", keep_float=("int8", "int16x8"),
-           layer_quantizer="tfopt.quantizing.layer_targets:onnx_quantizer", qat_int8_as="fp32",
-           quantization_settings="tfopt.emitters.onnx:quantization_settings", engine_weight_bits=7),
+           layer_quantizer="tfopt.quantizing.native.layer_targets:onnx_quantizer", qat_int8_as="fp32",
+           quantization_settings="tfopt.emitters.onnx:quantization_settings", engine_weight_bits=7,
+           int8_ops="tfopt.quantizing.int8_ops:onnx_ops", intermediates="tfopt.debug.run_onnx:open_intermediates",
+           repro="tfopt.debug.repro:onnx_repro", latency="tfopt.coverage.latency:open_onnx"),
     Target("openvino", precisions=("fp32", "fp16", "dynamic", "int8"), file="openvino.{precision}",
            emit="tfopt.emitters.openvino:emit", runner="tfopt.runtimes.openvino:open_runner",
            weights="tfopt.runtimes.openvino:read_weights", suffixes=(".xml",), marker="model.xml",
            run_file="model.xml", companions=(".bin",), extra="openvino", distributions=("openvino", "nncf"),
            converter="OpenVINO's converter", runtime_name="the OpenVINO runtime", keep_float=("int8",),
-           layer_quantizer="tfopt.quantizing.layer_targets:openvino_quantizer", qat_int8_as="fp32",
-           takes_preprocess=True, engine_weight_bits=7, runtime_settings="tfopt.runtimes.openvino:runtime_settings"),
-)}
-NAMES = tuple(TABLE)
+           layer_quantizer="tfopt.quantizing.native.layer_targets:openvino_quantizer", qat_int8_as="fp32",
+           takes_preprocess=True, engine_weight_bits=7, runtime_settings="tfopt.runtimes.openvino:runtime_settings",
+           accuracy_control=("int8",), int8_ops="tfopt.quantizing.int8_ops:openvino_ops",
+           intermediates="tfopt.debug.run_openvino:open_intermediates", repro="tfopt.debug.repro:openvino_repro",
+           latency="tfopt.coverage.latency:open_openvino"),
+)
+_RECORDS: dict[str, Target] = {t.name: t for t in _BUILT_IN}
+TABLE: Mapping[str, Target] = MappingProxyType(_RECORDS)  # read-only: add with register_target
+NAMES = tuple(TABLE)  # the built-in targets; names() includes registered ones
+
+
+def names() -> tuple[str, ...]:
+    """Every target's name, built-in and registered, in table order."""
+    return tuple(TABLE)
+
+
+def with_role(role: str) -> list[Target]:
+    """The targets whose record names a function for ``role`` (e.g. ``"intermediates"``), in table order."""
+    return [t for t in TABLE.values() if getattr(t, role) is not None]
+
+
+def register_target(record: Target) -> Target:
+    """Add ``record`` to the table: ``--to``, ``tfopt.convert``, verify, the report, ``tfopt debug``
+    and int8 kernel counting then know it. Nothing is imported: its functions are checked for
+    form here and imported when first called.
+
+    Raises:
+        TargetError: the name is taken; a role is not ``"module:function"``; a role its
+            precisions need is missing (``int8_ops`` for int8, ``layer_quantizer`` for
+            ``keep_float``); ``keep_float``/``accuracy_control``/``qat_int8_as`` name a precision
+            it does not build or that is unknown; or a suffix or marker already identifies another
+            target's files.
+    """
+    problems = _problems(record)
+    if problems:
+        raise TargetError(f"register_target({record.name!r}): {'; '.join(problems)}")
+    _RECORDS[record.name] = record
+    return record
+
+
+def unregister_target(name: str) -> None:
+    """Remove a target :func:`register_target` added (the built-in ones stay).
+
+    Raises:
+        TargetError: ``name`` is built in, or was never registered.
+    """
+    if name in NAMES or name not in _RECORDS:
+        why = "is built in" if name in NAMES else "is not registered"
+        raise TargetError(f"unregister_target({name!r}): {name} {why}")
+    del _RECORDS[name]
+
+
+def _problems(t: Target) -> list[str]:
+    """What is wrong with a record, one phrase each (empty: it can be registered)."""
+    out = []
+    if not t.name or not t.name.replace("_", "").replace("-", "").isalnum():
+        out.append("the name must be letters, digits, '-' or '_'")
+    if t.name in TABLE:
+        out.append(f"a target named {t.name} exists; choose another name or unregister_target() it first")
+    for role in ROLES:
+        spec = getattr(t, role)
+        module, _, function = (spec or "").partition(":")
+        if spec is not None and not (module and function.isidentifier()):
+            out.append(f"{role}={spec!r} is not 'module:function'")
+    unknown = sorted(set(t.precisions) - set(PRECISIONS))
+    if not t.precisions or unknown:
+        out.append(f"precisions must be some of {', '.join(PRECISIONS)}" + (f", not {', '.join(unknown)}" if unknown else ""))
+    for field in ("keep_float", "accuracy_control"):
+        if not set(getattr(t, field)) <= set(t.precisions):
+            out.append(f"{field} {', '.join(getattr(t, field))}: it builds only {', '.join(t.precisions)}")
+    if t.qat_int8_as is not None and t.qat_int8_as not in t.precisions:
+        out.append(f"qat_int8_as {t.qat_int8_as}: it builds only {', '.join(t.precisions)}")
+    if t.keep_float and t.layer_quantizer is None:
+        out.append("keep_float needs layer_quantizer='module:function'")
+    if "int8" in t.precisions and not t.float_only and t.int8_ops is None:
+        out.append("int8 needs int8_ops='module:function' (which kernels its runtime runs)")
+    if "{precision}" not in t.file and len(t.precisions) > 1 and not t.float_only:
+        out.append(f"file {t.file!r} must hold {{precision}}: it builds several")
+    for other in TABLE.values():
+        shared = set(t.suffixes) & set(other.suffixes)
+        if shared or (t.marker is not None and t.marker == other.marker):
+            out.append(f"{', '.join(sorted(shared)) or t.marker} already identifies {other.name}'s files")
+    return out
 
 
 def target(name: str, option: str = "--to") -> Target:
@@ -211,7 +321,7 @@ def target(name: str, option: str = "--to") -> Target:
     try:
         return TABLE[name]
     except KeyError:
-        raise OptionError(f"{option} {name}: choose from {', '.join(NAMES)}.{did_you_mean(name, NAMES)}") from None
+        raise OptionError(f"{option} {name}: choose from {', '.join(TABLE)}.{did_you_mean(name, TABLE)}") from None
 
 
 def available_targets() -> list[str]:

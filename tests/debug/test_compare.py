@@ -75,7 +75,7 @@ def test_cli_writes_json_html_and_a_table(debug_models, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("make", "message"), [
-    (lambda d, tmp: str(tmp / "weights.txt"), "not a .tflite, .onnx or OpenVINO .xml"),
+    (lambda d, tmp: str(tmp / "weights.txt"), "not a tflite, onnx or openvino artifact"),
     (lambda d, tmp: d["fp32"]["onnx"], "does not come from|not an input|'y' is not a model input"),
 ], ids=["unknown-file-type", "input-name-mismatch"])
 def test_errors_are_typed_and_name_the_fault(make, message, debug_models, tmp_path, capsys):
@@ -96,7 +96,7 @@ def test_artifact_of_a_different_model(debug_models, tmp_path, capsys):
     import tensorflow as tf
 
     from tfopt.cli import main
-    from tfopt.converting import convert
+    from tfopt.conversion.convert import convert
 
     module = tf.Module()
     module.f = tf.function(lambda x: {"output_0": tf.nn.sigmoid(tf.reduce_sum(x * 3.0, axis=[1, 2]))},

@@ -41,3 +41,17 @@ def test_a_dangling_read_is_a_typed_error(tmp_path):
     onnx.save(_chain(3, reverse=False, dangling=True), path)
     with pytest.raises(ConversionError, match="nowhere"):
         check_onnx_file(path, label="onnx fp32")
+
+
+@pytest.mark.parametrize("shapeless", [["y"], ["x", "y"]])
+def test_an_interface_of_unknown_rank_is_named_with_the_fix(shapeless, tmp_path):
+    """tf2onnx's own file for ``tf.squeeze`` of a ``[?, 4]`` output has no shape on it (ONNX requires
+    one on the interface): the error names the tensor and the way out."""
+    model = _chain(2, reverse=False)
+    for value in [*model.graph.input, *model.graph.output]:
+        if value.name in shapeless:
+            value.type.tensor_type.ClearField("shape")
+    path = str(tmp_path / "m.onnx")
+    onnx.save(model, path)
+    with pytest.raises(ConversionError, match=r"of unknown rank in the graph: " + ", ".join(shapeless) + ";.*--inputs"):
+        check_onnx_file(path, label="onnx fp32")

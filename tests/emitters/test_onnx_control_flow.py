@@ -126,8 +126,8 @@ def tf2_control_flow(request, tmp_path_factory):
 
 
 def test_tf2_control_flow_survives_freezing_and_runs(tf2_control_flow, tmp_path):
-    from tfopt.converting import convert
-    from tfopt.manifest import manifest_model
+    from tfopt.conversion.convert import convert
+    from tfopt.conversion.manifest import manifest_model
 
     path, module, features = tf2_control_flow
     out = str(tmp_path / "out")

@@ -12,8 +12,8 @@ import onnx
 import pytest
 import tensorflow as tf
 
-from tfopt.converting import convert
-from tfopt.manifest import manifest_model
+from tfopt.conversion.convert import convert
+from tfopt.conversion.manifest import manifest_model
 from tfopt.runtimes import runner_for
 
 TOL = 1e-5  # fp32 end to end: two graphs of the same float ops

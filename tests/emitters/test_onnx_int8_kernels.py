@@ -30,7 +30,7 @@ import pytest
 
 from tests.helpers import graph_model
 from tfopt.emitters.onnx import emit_onnx
-from tfopt.quantizing.engine import Recipe, quantize_model
+from tfopt.quantizing.engine.quantize import Recipe, quantize_model
 from tfopt.quantizing.int8_ops import count_quantized_ops
 from tfopt.runtimes.tensorflow import GraphRunner
 

@@ -80,8 +80,8 @@ def test_a_failing_job_is_a_typed_error_and_the_next_job_converts(models, alone)
 
 
 def test_convert_starts_one_child_for_every_onnx_artifact(tmp_path):
-    from tfopt.converting import convert
-    from tfopt.examples import keras_cnn
+    from tfopt.conversion.convert import convert
+    from tfopt.demos.examples import keras_cnn
 
     path = str(tmp_path / "model.keras")
     keras_cnn().save(path)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tfopt.emitters.tflite import emit_tflite
-from tfopt.quantizing.layer_targets import quantizer_for
+from tfopt.quantizing.native.layer_targets import quantizer_for
 
 
 @pytest.fixture(scope="module")

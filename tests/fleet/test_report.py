@@ -270,7 +270,7 @@ def test_exit_code_of_the_synthetic_fleet_and_an_output_refusal():
 
 def test_a_real_report_row(digits_model, tmp_path):
     """One row from a real conversion's report.json: the table shows what the report measured."""
-    from tfopt.converting import convert
+    from tfopt.conversion.convert import convert
 
     out = str(tmp_path / "digits")
     convert(digits_model["path"], out, to=["tflite"], quantize=["fp32"], eval_data=digits_model["eval"], report_runs=3)

@@ -16,7 +16,7 @@ import pytest
 
 import tfopt
 from tests.helpers import graph_model, graph_pb, ops
-from tfopt.examples import control_flow_v1
+from tfopt.demos.examples import control_flow_v1
 from tfopt.freezing import freeze
 from tfopt.freezing.remove_dropout import RemoveDropout, dropout_knobs
 from tfopt.runtimes.tensorflow import GraphRunner

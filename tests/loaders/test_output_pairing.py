@@ -17,7 +17,7 @@ import pytest
 
 import tfopt
 from tfopt._tf import tf
-from tfopt.manifest import manifest_model
+from tfopt.conversion.manifest import manifest_model
 from tfopt.runtimes import runner_for
 from tfopt.runtimes.tensorflow import GraphRunner
 

@@ -11,8 +11,8 @@ import pytest
 import tfopt
 from tests.conftest import saver_predict
 from tfopt._tf import tf
+from tfopt.loaders.training_nodes import is_training_node
 from tfopt.runtimes.tensorflow import GraphRunner
-from tfopt.training_nodes import is_training_node
 
 TRAINING_OPS = {"VariableV2", "VarHandleOp", "Assign", "AssignVariableOp", "ApplyAdam", "ResourceApplyAdam",
                 "SaveV2", "RestoreV2", "ScalarSummary", "Switch", "Merge", "If", "StatelessIf"}
@@ -131,7 +131,7 @@ def test_outputs_exclude_what_only_the_training_flag_computes():
     """tf.layers BatchNorm's momentum cond has constant branches: its ``pred_id`` (Identity of the
     training flag) is a sink but no prediction (musicnn 0.1.0 lists nine of them). A sink that mixes
     the flag with real inputs stays a candidate."""
-    from tfopt.training_nodes import output_candidates
+    from tfopt.loaders.training_nodes import output_candidates
 
     tf_ = tf()
     graph = tf_.Graph()

@@ -14,8 +14,8 @@ import pytest
 
 import tfopt
 from tfopt.cli import main
+from tfopt.loaders.training_nodes import explain_outputs, loss_nodes
 from tfopt.runtimes.tensorflow import GraphRunner
-from tfopt.training_nodes import explain_outputs, loss_nodes
 
 BUILDER = os.path.join(os.path.dirname(__file__), os.pardir, "freezing", "tf1_training_graph.py")
 RANDOM_OPS = {"RandomUniform", "RandomStandardNormal", "TruncatedNormal", "Floor", "GreaterEqual", "SelectV2"}

@@ -8,7 +8,7 @@ import pytest
 import tfopt
 from tfopt._tf import tf
 from tfopt.runtimes.tensorflow import GraphRunner
-from tfopt.testing import random_inputs
+from tfopt.verification.testing import random_inputs
 
 
 def _check_frozen_matches(frozen, call, *, seed=3, atol=1e-5):

@@ -11,8 +11,8 @@ import pytest
 from tests.helpers import graph_model
 from tfopt._tf import const_value
 from tfopt.graph import node_map
-from tfopt.optimizing import optimize
 from tfopt.passes._kmeans1d import kmeans_1d
+from tfopt.passes.optimizing import optimize
 from tfopt.runtimes.tensorflow import GraphRunner
 
 RNG = np.random.default_rng(0)
@@ -125,7 +125,7 @@ def _skewed_inputs(x_shape, rows, seed, mean=1.0):
 @pytest.mark.parametrize("channels", [4, 12])
 @pytest.mark.parametrize("op", sorted(OPS))
 def test_bias_correction_removes_the_mean_error(op, channels, mean):
-    from tfopt.verify import VerifyInputs
+    from tfopt.verification.verify import VerifyInputs
 
     model = _skewed_model(op, channels)
     x_shape = OPS[op][0]
@@ -152,7 +152,7 @@ def test_bias_correction_removes_the_mean_error(op, channels, mean):
 
 
 def test_bias_correction_adds_a_bias_where_there_is_none():
-    from tfopt.verify import VerifyInputs
+    from tfopt.verification.verify import VerifyInputs
 
     x_shape, w_shape, make = OPS["conv2d"]
     w = RNG.normal(0, 1, w_shape).astype(np.float32)
@@ -266,7 +266,7 @@ def keras2_bn_digits(tmp_path_factory):
     pytest.importorskip("tensorflow_model_optimization")
     import tf_keras as keras
 
-    from tfopt.examples import digits
+    from tfopt.demos.examples import digits
 
     x_train, y_train, x_test, y_test = digits()
     keras.utils.set_random_seed(0)
@@ -294,8 +294,8 @@ def _artifact_kernels(path):
 
 
 def test_artifact_holds_n_values_per_kernel(keras2_bn_digits, tmp_path):
-    from tfopt.converting import convert
-    from tfopt.manifest import manifest_model
+    from tfopt.conversion.convert import convert
+    from tfopt.conversion.manifest import manifest_model
     from tfopt.runtimes import runner_for
 
     n = 16

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import graph_model, ops
-from tfopt.optimizing import optimize
+from tfopt.passes.optimizing import optimize
 from tfopt.runtimes.tensorflow import GraphRunner
 
 RNG = np.random.default_rng(0)

@@ -34,7 +34,7 @@ def test_folds_constant_subgraph_and_static_shapes():
 
 def test_does_not_fold_random_dynamic_shapes_or_guarded_branches():
     def build(t):
-        from tfopt.examples import control_flow_v1
+        from tfopt.demos.examples import control_flow_v1
 
         x = t.compat.v1.placeholder(t.float32, [None, 3], name="x")
         flag = t.compat.v1.placeholder(t.bool, [], name="flag")

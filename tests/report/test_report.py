@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tfopt import cli
-from tfopt.converting import convert
+from tfopt.conversion.convert import convert
 from tfopt.errors import GateFailure
 
 
@@ -171,8 +171,8 @@ def test_verify_what_is_not_an_artifact(digits_model, tmp_path, capsys):
 def test_progress_bar_on_a_terminal_and_in_ci_logs():
     import io
 
-    from tfopt.progress import Step
     from tfopt.report.console import ProgressPrinter
+    from tfopt.terminal.progress import Step
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from tfopt.converting import convert
+from tfopt.conversion.convert import convert
+from tfopt.conversion.manifest import manifest_model
 from tfopt.errors import TensorPairingError
-from tfopt.manifest import manifest_model
 from tfopt.runtimes import runner_for
 from tfopt.runtimes.base import Runner
 

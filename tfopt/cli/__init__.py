@@ -12,10 +12,10 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from tfopt import signals
 from tfopt.cli import convert, debug, fleet, freeze, inspect, verify
 from tfopt.cli.args import EPILOG, parse_inputs, parse_set
 from tfopt.errors import GateFailure, TfoptError
+from tfopt.terminal import signals
 
 __all__ = ["build_parser", "main", "parse_inputs", "parse_set"]
 
@@ -64,14 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Converters log advice and deprecations at WARNING; the user sees tfopt's own messages only.
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(name)s: %(message)s")
     logging.getLogger("tfopt").setLevel(logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING)
-    from tfopt.capture import Capture, print_captured_tail
+    from tfopt.terminal.capture import Capture, print_captured_tail
 
     try:
         args.capture = Capture(verbose=args.verbose or args.debug, log=args.log)
     except OSError as exc:
         print(f"tfopt: error: --log {args.log}: {exc.strerror}", file=sys.stderr)
         return 2
-    # SIGINT/SIGTERM stop the run at a safe point, never inside a finaliser (see tfopt.signals).
+    # SIGINT/SIGTERM stop the run at a safe point, never inside a finaliser (see tfopt.terminal.signals).
     with signals.handle_signals(restore=argv is not None):  # argv None: the tfopt process itself
         try:
             code = COMMANDS[args.command](args)

@@ -13,7 +13,7 @@ from typing import Any
 from tfopt._checks import range_problem
 from tfopt.errors import OptionError
 from tfopt.options import FreezeOptions, LoadOptions, OptimizeOptions, ReportOptions
-from tfopt.tolerances import FREEZE_ATOL, FREEZE_RTOL, OPTIMIZE_RTOL
+from tfopt.verification.tolerances import FREEZE_ATOL, FREEZE_RTOL, OPTIMIZE_RTOL
 
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 bad option, 3 model not found, 4 corrupt model,
 5 unsafe model refused, 6 graph cannot be frozen as asked, 7 verification failed,
@@ -38,6 +38,20 @@ def number(low: float, *, integer: bool = False) -> Any:
     return parse
 
 
+def byte_size(text: str) -> int:
+    """An argparse ``type=``: bytes, with an optional K/M/G suffix (powers of 1024; ``B``/``iB`` optional)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    body = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = body[-1:] if body[-1:] in units else ""
+    try:
+        value = int(float(body[: len(body) - len(unit)]) * units[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 4096, 64MB, 1GB)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1 byte")
+    return value
+
+
 COUNT = number(1, integer=True)  # runs, samples, threads: at least one
 TOLERANCE = number(0)  # tolerances and allowed drops: never negative
 
@@ -53,6 +67,10 @@ def model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model-fn", metavar="MODULE:FN", help="builds the model for a TF2 object checkpoint")
     g.add_argument("--input-format", dest="format", metavar="FORMAT",
                    help="skip detection: savedmodel, keras, tf1-checkpoint, tf2-checkpoint, graphdef")
+    g.add_argument("--external-threshold", type=byte_size, metavar="BYTES",
+                   help="weights of at least this size (e.g. 64MB) stay outside the frozen graph, memory-mapped "
+                        "(default: 1GB, and the largest others until the graph holds at most 1GB: a protobuf "
+                        "stops at 2GB)")
 
 
 def report_options(p: argparse.ArgumentParser) -> None:
@@ -152,7 +170,8 @@ def parse_set(items: Sequence[str]) -> dict[str, str]:
 
 
 def load_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(args, k) for k in ("signature", "tags", "outputs", "unsafe", "custom_objects", "model_fn", "format")
+    return {k: getattr(args, k) for k in ("signature", "tags", "outputs", "unsafe", "custom_objects", "model_fn", "format",
+                                          "external_threshold")
             if getattr(args, k) not in (None, [], False)}
 
 
@@ -161,7 +180,8 @@ def load_options(args: argparse.Namespace) -> dict[str, Any]:
 def load_of(args: argparse.Namespace) -> LoadOptions:
     """:class:`LoadOptions` from :func:`model_options`."""
     return LoadOptions(signature=args.signature, tags=args.tags, outputs=list(args.outputs), unsafe=args.unsafe,
-                       custom_objects=args.custom_objects, model_fn=args.model_fn, input_format=args.format)
+                       custom_objects=args.custom_objects, model_fn=args.model_fn, input_format=args.format,
+                       external_threshold=args.external_threshold)
 
 
 def freeze_of(args: argparse.Namespace) -> FreezeOptions:

@@ -127,11 +127,11 @@ def options_of(args: argparse.Namespace) -> ConvertOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfopt.compressing import compression
-    from tfopt.convert_options import check_options
-    from tfopt.outputs import check_convert_outputs
+    from tfopt.conversion.checks import check_options
+    from tfopt.conversion.output_paths import check_convert_outputs
+    from tfopt.loaders.compressing import compression
 
-    # Before TensorFlow is even imported: first the output rule (tfopt.outputs: never the user's
+    # Before TensorFlow is even imported: first the output rule (tfopt.conversion.output_paths: never the user's
     # data), then every option the model is not needed for. The API checks both again.
     check_convert_outputs(args.output, args.junit, [args.model, args.calibration, args.eval_data,
                                                     args.finetune_data], overwrite=args.overwrite)
@@ -139,12 +139,12 @@ def run(args: argparse.Namespace) -> int:
     check_options(args.model, args.output, options)
     c = options.compress
     compress = compression(c.cluster, c.cluster_init, c.prune, c.exclude, c.finetune_data, c.finetune_epochs)
-    from tfopt.converting import convert
-    from tfopt.debug.hints import PROVENANCE_KEY, load_flags
+    from tfopt.conversion.convert import convert
+    from tfopt.conversion.pipeline import load_kwargs
     from tfopt.errors import PARTIAL_EXIT_CODE, GateFailure, stage
     from tfopt.loaders import load
-    from tfopt.pipeline import load_kwargs
     from tfopt.report.console import print_convert
+    from tfopt.report.hints import PROVENANCE_KEY, load_flags
 
     # Loaded here (its own stage in the terminal), compressed as it loads; convert gets the model.
     load_options = dataclasses.replace(options.load, compress=compress)

@@ -37,12 +37,12 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tfopt.cli.args import freeze_of, load_of
+    from tfopt.conversion.pipeline import run_optimize
     from tfopt.debug.compare import compare
     from tfopt.debug.inputs import debug_inputs
     from tfopt.debug.report import table, write_html, write_json
     from tfopt.errors import ModelNotFoundError, OptionError
     from tfopt.options import OptimizeOptions
-    from tfopt.pipeline import run_optimize
 
     data_from_inputs(args)
     if bool(args.artifacts) == bool(args.to):
@@ -81,7 +81,7 @@ def _build(args: argparse.Namespace) -> list[str]:
     import dataclasses
 
     from tfopt.cli.args import freeze_of, load_of
-    from tfopt.converting import convert
+    from tfopt.conversion.convert import convert
     from tfopt.options import ConvertOptions
 
     targets = [t.strip() for t in args.to.split(",") if t.strip()]

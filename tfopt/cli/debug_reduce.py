@@ -8,8 +8,6 @@ from typing import Any
 
 from tfopt.cli.args import COUNT, EPILOG, binding_options, model_options
 
-REDUCE_TARGETS = ("tflite", "onnx", "openvino")
-
 
 def add_parser(debug_subparsers: Any) -> None:
     """Add ``reduce`` to ``tfopt debug``'s subcommands."""
@@ -22,7 +20,7 @@ def add_parser(debug_subparsers: Any) -> None:
                     "and reduce.json.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("--target", required=True, choices=REDUCE_TARGETS, help="the converter to reduce against")
+    p.add_argument("--target", required=True, choices=reduce_targets(), help="the converter to reduce against")
     p.add_argument("--precision", default="fp32",
                    help="fp32 (default), fp16, dynamic, int8 (calibrated on each cut's real inputs), int16x8")
     p.add_argument("--check", default="fails", metavar="fails|mismatch[:TOL]",
@@ -39,12 +37,19 @@ def add_parser(debug_subparsers: Any) -> None:
     model_options(p)
 
 
+def reduce_targets() -> list[str]:
+    """The targets ``--target`` takes: those whose record names a ``repro`` (the standalone repro.py)."""
+    from tfopt.targets import with_role
+
+    return [t.name for t in with_role("repro")]
+
+
 def run(args: argparse.Namespace) -> int:
     from tfopt.cli.debug_compare import data_from_inputs
+    from tfopt.conversion.output_paths import check_output
     from tfopt.debug.check import Check
     from tfopt.debug.reduce import reduce
     from tfopt.debug.repro import write_repro
-    from tfopt.outputs import check_output
     from tfopt.targets import TABLE, Precision
 
     precision = Precision.parse(args.precision, "--precision").value
@@ -74,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The portable (frozen, optimized) graph the converters read, and one set of its inputs."""
     from tfopt.cli.args import freeze_of, load_of
+    from tfopt.conversion.pipeline import run_optimize
     from tfopt.options import OptimizeOptions
-    from tfopt.pipeline import run_optimize
-    from tfopt.verify import check_inputs, choose_inputs, reference_runner
+    from tfopt.verification.verify import check_inputs, choose_inputs, reference_runner
 
     with args.capture.stage("loading"):
         portable, _, _, _ = run_optimize(args.model, load_of(args), freeze_of(args), OptimizeOptions())
@@ -95,7 +100,7 @@ def _npz_inputs(path: str, specs: Any) -> Any:
     import numpy as np
 
     from tfopt.errors import OptionError
-    from tfopt.verify import VerifyInputs
+    from tfopt.verification.verify import VerifyInputs
 
     if not path.endswith(".npz") or not os.path.isfile(path):
         raise OptionError(f"--data {path}: expected an existing .npz holding the model's inputs by name")

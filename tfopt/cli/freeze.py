@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from tfopt.cli.args import EPILOG, freeze_kwargs, freeze_options, load_options, optimize_options
-from tfopt.tolerances import OPTIMIZE_RTOL
+from tfopt.verification.tolerances import OPTIMIZE_RTOL
 
 
 def add_parser(sub: Any, command: str) -> None:
@@ -23,10 +23,10 @@ def add_parser(sub: Any, command: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tfopt._io import tree_size
+    from tfopt.conversion.output_paths import check_output
+    from tfopt.conversion.pipeline import freeze_model, infer_format, optimize_model, output_kind, save_model
     from tfopt.errors import stage
     from tfopt.loaders import load
-    from tfopt.outputs import check_output
-    from tfopt.pipeline import freeze_model, infer_format, optimize_model, output_kind, save_model
     from tfopt.report.console import format_bytes, format_value, print_pass_table
 
     fmt = infer_format(args.output, args.output_format)
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         payload = {"output": path, **report.as_dict()}  # the freeze report, flat, as before
         if opt_report is not None:
             payload["optimize"] = opt_report.as_dict()
-        from tfopt.nonfinite import to_json
+        from tfopt.verification.nonfinite import to_json
 
         print(json.dumps(to_json(payload), indent=2, default=str, allow_nan=False))
         return 0

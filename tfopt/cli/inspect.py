@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from tfopt.cli.args import binding_options, freeze_kwargs, load_options, model_options
-from tfopt.tolerances import OPTIMIZE_RTOL
+from tfopt.verification.tolerances import OPTIMIZE_RTOL
 
 
 def add_parser(sub: Any) -> None:
@@ -24,7 +24,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfopt.inspect_model import inspect_model
+    from tfopt.loaders.inspect_model import inspect_model
     from tfopt.report.console import format_bytes
 
     if args.dry_run is not None:
@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         print_artifact_info(info)
         return 0
     print(f"{info['format']}  {info['path']}")
+    if info.get("storage"):
+        print(f"  large model: {info['storage']['message']}")
     if len(info.get("signatures", [])) > 1:
         others = [s for s in info["signatures"] if s != info["signature"]]
         print(f"  signature {info['signature']} (shown); also {', '.join(others)}: choose with --signature NAME")
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _inspect_passes(args: argparse.Namespace) -> int:
-    from tfopt.pipeline import optimize_model
+    from tfopt.conversion.pipeline import optimize_model
     from tfopt.report.console import print_pass_table
 
     with args.capture.stage("optimizing (dry run)"):

@@ -25,8 +25,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tfopt.conversion.output_paths import check_output
     from tfopt.errors import GateFailure
-    from tfopt.outputs import check_output
     from tfopt.report.build import verify_artifact, verify_outdir
     from tfopt.report.console import print_report
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         with args.capture.stage("verifying"):
             report = verify_outdir(args.outdir, args.reference, **common)
     except GateFailure:
-        from tfopt.nonfinite import from_json
+        from tfopt.verification.nonfinite import from_json
 
         with open(os.path.join(args.outdir, "report.json")) as f:
             print_report(from_json(json.load(f)))

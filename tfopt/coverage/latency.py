@@ -1,5 +1,6 @@
 """Latency of tfopt's artifact against another file of the same target, in the same runtime: the
-corpus's "vs authors" and "vs plain" columns (``scripts/corpus.py``)."""
+corpus's "vs authors" and "vs plain" columns (``scripts/corpus.py``). Each target's bare call is
+the function its record's ``latency`` names (:mod:`tfopt.targets`)."""
 
 from __future__ import annotations
 
@@ -10,51 +11,69 @@ from typing import Any
 
 import numpy as np
 
+Opened = tuple[Callable[[list[np.ndarray]], Any], list[tuple[list, str]]]
 
-def _open(target: str, path: str, threads: int) -> tuple[Callable[[list[np.ndarray]], Any], list[tuple[list, str]]]:
-    """A callable taking inputs by position, and the inputs' (shape, dtype) as the runtime reports them."""
-    if target == "tflite":
-        from ai_edge_litert.interpreter import Interpreter
 
-        it = Interpreter(model_path=path, num_threads=threads)
-        details = it.get_input_details()
-        specs = [(list(d["shape_signature"]), np.dtype(d["dtype"]).name) for d in details]
+def _open(target: str, path: str, threads: int) -> Opened:
+    """A callable taking inputs by position, and the inputs' (shape, dtype) as the runtime reports them
+    (the target record's ``latency``)."""
+    from tfopt.targets import TABLE
 
-        def run_tflite(xs: list[np.ndarray]) -> Any:
-            if any(tuple(d["shape"]) != x.shape for d, x in zip(it.get_input_details(), xs)):
-                for d, x in zip(details, xs):
-                    it.resize_tensor_input(d["index"], x.shape)
-                it.allocate_tensors()
-            elif not getattr(run_tflite, "ready", False):
-                it.allocate_tensors()
-            run_tflite.ready = True  # type: ignore[attr-defined]
+    record = TABLE.get(target)
+    if record is None or record.latency is None:
+        raise ValueError(target)
+    opened: Opened = record.call("latency", path, threads)
+    return opened
+
+
+def open_tflite(path: str, threads: int) -> Opened:
+    """A .tflite in the LiteRT interpreter (resized when the inputs' shapes change)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=path, num_threads=threads)
+    details = it.get_input_details()
+    specs = [(list(d["shape_signature"]), np.dtype(d["dtype"]).name) for d in details]
+
+    def run_tflite(xs: list[np.ndarray]) -> Any:
+        if any(tuple(d["shape"]) != x.shape for d, x in zip(it.get_input_details(), xs)):
             for d, x in zip(details, xs):
-                it.set_tensor(d["index"], x)
-            it.invoke()
-        return run_tflite, specs
-    if target == "onnx":
-        import onnxruntime as ort
+                it.resize_tensor_input(d["index"], x.shape)
+            it.allocate_tensors()
+        elif not getattr(run_tflite, "ready", False):
+            it.allocate_tensors()
+        run_tflite.ready = True  # type: ignore[attr-defined]
+        for d, x in zip(details, xs):
+            it.set_tensor(d["index"], x)
+        it.invoke()
+    return run_tflite, specs
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        ins = sess.get_inputs()
-        dt = {"tensor(float)": "float32", "tensor(int32)": "int32", "tensor(int64)": "int64"}
-        specs = [([d if isinstance(d, int) else -1 for d in i.shape], dt.get(i.type, "float32")) for i in ins]
-        return (lambda xs: sess.run(None, {i.name: x for i, x in zip(ins, xs)})), specs
-    if target == "openvino":
-        from tfopt._openvino import openvino
 
-        ov = openvino()
-        core = ov.Core()
-        # f32 stated, for both files alike: the CPU plugin would otherwise pick bf16 where it can
-        compiled = core.compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                    "INFERENCE_PRECISION_HINT": "f32"})
-        specs = [([d.get_length() if d.is_static else -1 for d in i.get_partial_shape()],
-                  i.get_element_type().to_dtype().name) for i in compiled.inputs]
-        request = compiled.create_infer_request()
-        return (lambda xs: request.infer(xs)), specs
-    raise ValueError(target)
+def open_onnx(path: str, threads: int) -> Opened:
+    """A .onnx in ONNX Runtime's CPU provider."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    ins = sess.get_inputs()
+    dt = {"tensor(float)": "float32", "tensor(int32)": "int32", "tensor(int64)": "int64"}
+    specs = [([d if isinstance(d, int) else -1 for d in i.shape], dt.get(i.type, "float32")) for i in ins]
+    return (lambda xs: sess.run(None, {i.name: x for i, x in zip(ins, xs)})), specs
+
+
+def open_openvino(path: str, threads: int) -> Opened:
+    """An OpenVINO IR's .xml compiled for the CPU plugin at f32."""
+    from tfopt._openvino import openvino
+
+    ov = openvino()
+    core = ov.Core()
+    # f32 stated, for both files alike: the CPU plugin would otherwise pick bf16 where it can
+    compiled = core.compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                "INFERENCE_PRECISION_HINT": "f32"})
+    specs = [([d.get_length() if d.is_static else -1 for d in i.get_partial_shape()],
+              i.get_element_type().to_dtype().name) for i in compiled.inputs]
+    request = compiled.create_infer_request()
+    return (lambda xs: request.infer(xs)), specs
 
 
 def bench_inputs(specs: list[tuple[list, str]], *, dim: int = 64, seed: int = 0,

@@ -52,7 +52,7 @@ def _calibration(path: str, entry: Any, tmp: str) -> str:
     """Eight seeded samples matching the frozen model's inputs (unknown dims: batch 1, else the
     model's ``dynamic_dim``), as the .npz any user would pass."""
     from tfopt import freeze, load
-    from tfopt.testing import random_inputs
+    from tfopt.verification.testing import random_inputs
 
     frozen, _ = freeze(load(path, **entry.options), verify=False)
     samples = [random_inputs(frozen.inputs, seed=i, batch=1, dynamic_dim=entry.dynamic_dim) for i in range(8)]

@@ -148,7 +148,7 @@ def _int64_ids(directory: str) -> str:
 
 
 def _tf1_batchnorm(directory: str) -> str:
-    from tfopt.examples import train_tf1_checkpoint
+    from tfopt.demos.examples import train_tf1_checkpoint
 
     return train_tf1_checkpoint(os.path.join(directory, "checkpoint"), steps=5).directory
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.errors import OptionError
-from tfopt.signals import Interrupted, checkpoint
+from tfopt.terminal.signals import Interrupted, checkpoint
 
 DEFAULT_TOL = {"fp32": 1e-3, "fp16": 1e-2}
 QUANTIZED_TOL = 0.1

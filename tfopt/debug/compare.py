@@ -1,6 +1,6 @@
 """Layer-by-layer errors of artifacts against the TF graph, and where the error first jumps.
 
-For each artifact and each TF node an artifact tensor is aligned to (:mod:`tfopt.debug.align`; the
+For each artifact and each TF node an artifact tensor is aligned to (:mod:`tfopt.runtimes.align`; the
 group boundary the runtime executes, see :mod:`tfopt.debug.intermediates`), with ``e`` the
 artifact's values minus TensorFlow's over every sample (NCHW tensors moved back to NHWC)::
 
@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.debug.align import Alignment, align, boundaries
-from tfopt.debug.intermediates import Intermediates, float_nodes, open_intermediates, tf_values
+from tfopt.debug.intermediates import Intermediates, compared, float_nodes, open_intermediates, tf_values
 from tfopt.debug.rescaled import rescaled_nodes
 from tfopt.errors import OptionError
 from tfopt.graph import Model, node_map
+from tfopt.runtimes.align import Alignment, align, boundaries
 
 FACTOR = 4.0
 FLOORS = {"conversion": 1e-3, "quantization": 5e-2}
@@ -108,7 +108,8 @@ def compare(model: Model, paths: Sequence[str], samples: Sequence[dict[str, np.n
         tensors it could not align.
 
     Raises:
-        OptionError: an artifact is no TFLite/ONNX/OpenVINO file, or shares no tensor name with the model.
+        OptionError: an artifact is of no target whose record names ``intermediates``, or shares
+            no tensor name with the model.
         TensorPairingError: its inputs or outputs cannot be paired with the model's by name.
     """
     from tfopt.targets import target_of_file
@@ -116,8 +117,8 @@ def compare(model: Model, paths: Sequence[str], samples: Sequence[dict[str, np.n
     opened: list[tuple[Intermediates, Alignment, dict[str, str]]] = []
     for path in paths:
         record = target_of_file(path)
-        if record is None or record.name not in ("tflite", "onnx", "openvino"):
-            raise OptionError(f"{path}: not a .tflite, .onnx or OpenVINO .xml (or its directory); "
+        if record is None or record.intermediates is None:
+            raise OptionError(f"{path}: not a {compared()} artifact (file or directory); "
                               "tfopt debug compare runs those")
         run_path = os.path.join(path, record.run_file) if os.path.isdir(path) else path
         inter = open_intermediates(record.name, run_path, model)

@@ -1,5 +1,5 @@
 """The samples ``tfopt debug`` runs on: given data (``.npz`` by input name) or made-up inputs at a
-shape the model answers (:func:`tfopt.verify.choose_inputs`), split into batch-1 samples."""
+shape the model answers (:func:`tfopt.verification.verify.choose_inputs`), split into batch-1 samples."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from tfopt.graph import Model
 
-ROWS = 8  # samples compared (as tfopt.verify.DATA_ROWS)
+ROWS = 8  # samples compared (as tfopt.verification.verify.DATA_ROWS)
 
 
 def debug_inputs(model: Model, data: str | None, option: str = "--inputs") -> tuple[list[dict[str, np.ndarray]],
@@ -23,7 +23,7 @@ def debug_inputs(model: Model, data: str | None, option: str = "--inputs") -> tu
     from tfopt.errors import OptionError
 
     if data:
-        from tfopt.calibration import load_calibration
+        from tfopt.verification.calibration import load_calibration
 
         try:
             samples = load_calibration(data, model.inputs, samples=ROWS)
@@ -32,12 +32,12 @@ def debug_inputs(model: Model, data: str | None, option: str = "--inputs") -> tu
         source = "given"
     else:
         from tfopt.runtimes.tensorflow import GraphRunner
-        from tfopt.verify import choose_inputs
+        from tfopt.verification.verify import choose_inputs
 
         runner = GraphRunner(model)
         chosen = choose_inputs(runner, model.inputs, batch=4, graph_def=model.graph_def)
         runner.close()
-        from tfopt.verify_shapes import split_samples
+        from tfopt.verification.shapes import split_samples
 
         samples = split_samples(model.inputs, chosen.feeds, chosen.ties) if chosen.feeds else [{}]
         source = "made up"

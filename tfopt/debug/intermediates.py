@@ -1,7 +1,8 @@
 """Intermediate tensors of the TF graph and of an artifact, on the same samples.
 
-Each runtime's module (``run_tflite``, ``run_onnx``, ``run_openvino``) opens an artifact as an
-:class:`Intermediates`: its tensors (for :mod:`tfopt.debug.align`), the model inputs and outputs
+Each target whose record names an ``intermediates`` function (:mod:`tfopt.targets`; for the
+built-in ones ``run_tflite``, ``run_onnx``, ``run_openvino``) opens an artifact as an
+:class:`Intermediates`: its tensors (for :mod:`tfopt.runtimes.align`), the model inputs and outputs
 its runtime paired by name (the alignment's anchors), whether it is quantized, and a ``run`` that
 returns the values of the tensors asked for. Keeping a tensor must not change what is measured:
 each module says in :attr:`Intermediates.notes` what keeping them changed (a disabled delegate or
@@ -12,23 +13,15 @@ boundary instead; see each module).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from tfopt.debug.align import ArtifactTensor
 from tfopt.errors import OptionError
 from tfopt.graph import Model
-
-# target -> "module:function" opening an artifact as Intermediates (targets whose runtime can keep tensors)
-OPENERS = {
-    "tflite": "tfopt.debug.run_tflite:open_intermediates",
-    "onnx": "tfopt.debug.run_onnx:open_intermediates",
-    "openvino": "tfopt.debug.run_openvino:open_intermediates",
-}
+from tfopt.runtimes.align import ArtifactTensor
 
 
 @dataclass
@@ -58,18 +51,29 @@ class Intermediates:
 
 
 def open_intermediates(target: str, path: str, model: Model) -> Intermediates:
-    """The :class:`Intermediates` of one artifact of ``target``.
+    """The :class:`Intermediates` of one artifact of ``target`` (its record's ``intermediates``).
 
     Raises:
-        OptionError: ``target``'s runtime cannot keep intermediate tensors (``pb``, ``savedmodel``).
+        OptionError: ``target``'s runtime cannot keep intermediate tensors (a TensorFlow artifact:
+            ``pb``, ``savedmodel`` is the TF graph itself).
     """
-    spec = OPENERS.get(target)
-    if spec is None:
-        raise OptionError(f"{path}: tfopt debug compare runs TFLite, ONNX and OpenVINO artifacts, not {target}; "
-                          "a TensorFlow artifact (pb, savedmodel) is the TF graph itself")
-    module, _, function = spec.partition(":")
-    opened: Intermediates = getattr(importlib.import_module(module), function)(path, model)
+    from tfopt.targets import TABLE
+
+    record = TABLE.get(target)
+    if record is None or record.intermediates is None:
+        raise OptionError(f"{path}: tfopt debug compare runs {compared()} artifacts, not {target}; "
+                          "a TensorFlow artifact (a .pb, a SavedModel) is the TF graph itself")
+    opened: Intermediates = record.call("intermediates", path, model)
+    opened.target = target  # a record may reuse another's opener (a second ONNX target): named as asked
     return opened
+
+
+def compared() -> str:
+    """The targets ``tfopt debug compare`` runs, as a phrase (``"tflite, onnx or openvino"``)."""
+    from tfopt.targets import with_role
+
+    names = [t.name for t in with_role("intermediates")]
+    return " or ".join(filter(None, (", ".join(names[:-1]), names[-1])))
 
 
 def tf_values(model: Model, nodes: Sequence[str], samples: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

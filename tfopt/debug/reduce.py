@@ -123,7 +123,7 @@ def reduce(model: Model, feeds: Mapping[str, np.ndarray], target: str, *, precis
     Args:
         model: the frozen (portable) graph the target's converter reads.
         feeds: one set of inputs, by input name; every cut is fed the values they give.
-        target: ``tflite``, ``onnx`` or ``openvino``.
+        target: a target whose record names a ``repro`` (:mod:`tfopt.targets`; ``tflite``, ``onnx``, ``openvino``).
         precision: the artifact's precision; int8 is calibrated on each cut's real inputs.
         check: ``fails`` (default) or ``mismatch`` with its tolerance.
         max_steps: conversions to try at most (the full model's included), at least 1.

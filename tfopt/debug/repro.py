@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.debug.check import Check, outcome_dict
-from tfopt.nonfinite import to_json
+from tfopt.verification.nonfinite import to_json
 
 TFLITE = '''
 def convert_and_run(graph_def, feeds):
@@ -216,21 +216,38 @@ if __name__ == "__main__":
     sys.exit(main())
 '''
 
-NEEDS = {"tflite": "TensorFlow (and ai-edge-litert, or tf.lite.Interpreter)", "onnx": "TensorFlow, tf2onnx and onnxruntime",
-         "openvino": "TensorFlow (for the inputs and the reference), openvino (and nncf for int8/dynamic)"}
+def tflite_repro(precision: str) -> tuple[str, str]:
+    """What a TFLite ``repro.py`` needs installed, and its ``convert_and_run`` at ``precision``."""
+    return "TensorFlow (and ai-edge-litert, or tf.lite.Interpreter)", TFLITE.format(precision=TFLITE_PRECISION[precision])
+
+
+def onnx_repro(precision: str) -> tuple[str, str]:
+    """What an ONNX ``repro.py`` needs installed, and its ``convert_and_run`` at ``precision``."""
+    from tfopt.emitters.onnx import DEFAULT_OPSET
+
+    return ("TensorFlow, tf2onnx and onnxruntime",
+            ONNX.format(opset=DEFAULT_OPSET, precision=ONNX_PRECISION[precision]))
+
+
+def openvino_repro(precision: str) -> tuple[str, str]:
+    """What an OpenVINO ``repro.py`` needs installed, and its ``convert_and_run`` at ``precision``."""
+    return ("TensorFlow (for the inputs and the reference), openvino (and nncf for int8/dynamic)",
+            OPENVINO.format(precision=OPENVINO_PRECISION[precision], fp16=precision == "fp16"))
 
 
 def converter_source(target: str, precision: str) -> str:
-    """The ``convert_and_run`` function repro.py holds for ``target`` at ``precision``."""
-    from tfopt.emitters.onnx import DEFAULT_OPSET
+    """The ``convert_and_run`` function repro.py holds for ``target`` at ``precision`` (its record's ``repro``)."""
+    return _repro(target, precision)[1]
 
-    if target == "tflite":
-        return TFLITE.format(precision=TFLITE_PRECISION[precision])
-    if target == "onnx":
-        return ONNX.format(opset=DEFAULT_OPSET, precision=ONNX_PRECISION[precision])
-    if target == "openvino":
-        return OPENVINO.format(precision=OPENVINO_PRECISION[precision], fp16=precision == "fp16")
-    raise ValueError(f"no repro for target {target!r}")
+
+def _repro(target: str, precision: str) -> tuple[str, str]:
+    from tfopt.targets import TABLE
+
+    record = TABLE.get(target)
+    if record is None or record.repro is None:
+        raise ValueError(f"no repro for target {target!r}")
+    needs_and_source: tuple[str, str] = record.call("repro", precision)
+    return needs_and_source
 
 
 def repro_script(result: Any, target: str, precision: str, check: Check) -> str:
@@ -240,10 +257,11 @@ def repro_script(result: Any, target: str, precision: str, check: Check) -> str:
     model = result.cut.model
     what = ("prints the error it raises" if check.kind == "fails"
             else "compares its outputs with TensorFlow's on the same inputs")
+    needs, source = _repro(target, precision)
     return SCRIPT.format(converter=TABLE[target].converter, check=check.describe(), precision=precision,
-                         needs=NEEDS[target], what=what, inputs=[s.tensor for s in model.inputs],
+                         needs=needs, what=what, inputs=[s.tensor for s in model.inputs],
                          outputs=[s.tensor for s in model.outputs], check_kind=check.kind, tol=check.tol,
-                         expected=result.outcome.describe(), convert=converter_source(target, precision))
+                         expected=result.outcome.describe(), convert=source)
 
 
 def converter_call(result: Any, target: str, precision: str, check: Check) -> str:

@@ -1,6 +1,6 @@
 """Which TF tensors an engine-built int8 artifact holds rescaled per channel, by design.
 
-Cross-layer equalization (:mod:`tfopt.quantizing.equalize`) divides output channel ``i`` of
+Cross-layer equalization (:mod:`tfopt.quantizing.engine.equalize`) divides output channel ``i`` of
 ``layer1`` by ``s_i`` and multiplies the matching input channel of ``layer2`` by it (high-bias
 absorption also shifts it by ``c_i``): exact in float at ``layer2``'s output, but every tensor from
 ``layer1`` up to ``layer2``'s input (its bias, activation and clip) is ``y_i / s_i − c_i`` in the

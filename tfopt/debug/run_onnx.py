@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.debug.align import onnx_tensors
 from tfopt.debug.intermediates import Intermediates, concat, output_change
 from tfopt.graph import Model
+from tfopt.runtimes.align import onnx_tensors
 
 FLOAT_TYPES = frozenset({1, 10, 11, 16})  # FLOAT, FLOAT16, DOUBLE, BFLOAT16 (onnx.TensorProto)
 

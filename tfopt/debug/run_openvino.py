@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.debug.align import openvino_tensors
 from tfopt.debug.intermediates import Intermediates, concat, output_change
 from tfopt.graph import Model
+from tfopt.runtimes.align import openvino_tensors
 
 CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.debug.align import ArtifactTensor
 from tfopt.debug.intermediates import Intermediates, concat, output_change
 from tfopt.graph import Model
+from tfopt.runtimes.align import ArtifactTensor
 
 
 def open_intermediates(path: str, model: Model) -> Intermediates:

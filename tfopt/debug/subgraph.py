@@ -96,7 +96,7 @@ class Cutter:
     """Cuts one frozen model; :attr:`ops` is what a search may keep, in topological order."""
 
     def __init__(self, model: Model, feeds: Mapping[str, np.ndarray]):
-        from tfopt.graph_order import canonical_order
+        from tfopt.graphdef.order import canonical_order
 
         graph = type(model.graph_def)()
         graph.CopyFrom(model.graph_def)

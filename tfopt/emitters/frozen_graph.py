@@ -12,7 +12,14 @@ if TYPE_CHECKING:
 
 
 def emit_frozen_graph(model: Model, path: str, *, text: bool = False) -> str:
-    """Write ``model.graph_def`` to ``path`` atomically. Returns ``path``."""
+    """Write ``model.graph_def`` to ``path`` atomically. Returns ``path``.
+
+    Raises:
+        ProtobufLimitError: the model keeps tensors outside its graph (:mod:`tfopt.external`).
+    """
+    from tfopt.external.checks import refuse_single_graphdef
+
+    refuse_single_graphdef(model, path)
     data: Any
     if text:
         from google.protobuf import text_format

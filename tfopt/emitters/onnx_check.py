@@ -29,7 +29,7 @@ def check_onnx_file(path: str, *, label: str) -> None:
     try:
         onnx.checker.check_model(path, full_check=True)
     except Exception as exc:  # onnx's ValidationError / InferenceError: one message either way
-        raise ConversionError(_message(label, "ONNX's checker (full_check)", exc)) from None
+        raise ConversionError(_message(label, "ONNX's checker (full_check)", exc) + _unknown_rank(path)) from None
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
@@ -37,6 +37,22 @@ def check_onnx_file(path: str, *, label: str) -> None:
         ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own pybind exception types
         raise ConversionError(_message(label, "ONNX Runtime", exc)) from None
+
+
+def _unknown_rank(path: str) -> str:
+    """What to do when the file's interface has a tensor of unknown rank: ONNX requires a shape (a
+    rank) on the main graph's inputs and outputs, and no shape means a rank nobody knows — tf2onnx
+    writes such a file itself when TensorFlow cannot tell the rank (a ``tf.squeeze`` without axes on
+    a shape with unknown dimensions, a ``Reshape`` to a computed shape)."""
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    names = [v.name for v in [*graph.input, *graph.output]
+             if v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape")]
+    if not names:
+        return ""
+    return (f" (of unknown rank in the graph: {', '.join(names)}; give the inputs' shapes with --inputs NAME:SHAPE, "
+            "or give the op that loses the rank, e.g. a tf.squeeze, its axis)")
 
 
 def _message(label: str, check: str, exc: Exception) -> str:

@@ -2,7 +2,7 @@
 
 OpenVINO's TensorFlow frontend stores a fake-quantized weight compressed: an int8 constant, a
 ``Convert`` to f32 and a ``Multiply`` by its per-channel scale. A depthwise kernel fake-quantized
-per output channel (``[H, W, 1, in·mult]``, see :mod:`tfopt.quantizing.fake_quant`) then goes
+per output channel (``[H, W, 1, in·mult]``, see :mod:`tfopt.quantizing.engine.fake_quant`) then goes
 through a ``Reshape`` back to ``[H, W, in, mult]`` and the frontend's ``Transpose``/``Unsqueeze``
 into a ``GroupConvolution`` kernel; the low-precision transformations do not move the scale
 through them, and the layer stays f32 (measured: a ``mult = 2`` depthwise layer ran f32 in an

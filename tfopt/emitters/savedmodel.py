@@ -8,7 +8,7 @@ Byte-identical output: TensorFlow writes ``fingerprint.pb`` with a random ``uuid
 hashes (``saved_model_checksum``, ``graph_def_program_hash``, ...). The uuid is rewritten from those
 hashes, so the same graph gives the same bytes, and a different graph a different uuid; the rest of
 the fingerprint is TensorFlow's own. ``assets.extra/tfopt.json`` marks the directory as tfopt's
-(:mod:`tfopt.outputs`): a later run may replace it; loaders and TF Serving ignore ``assets.extra``.
+(:mod:`tfopt.conversion.output_paths`): a later run may replace it; loaders and TF Serving ignore ``assets.extra``.
 """
 
 from __future__ import annotations
@@ -85,5 +85,10 @@ def _shape(shape: Any) -> Any:
 
 
 def emit(job: EmitJob) -> str:
-    """The ``savedmodel`` target (:mod:`tfopt.targets`): the runtime graph as a serving SavedModel."""
+    """The ``savedmodel`` target (:mod:`tfopt.targets`): the runtime graph as a serving SavedModel; a
+    model with tensors outside its graph keeps them as the SavedModel's variables (:mod:`tfopt.external`)."""
+    if job.runtime.external is not None:
+        from tfopt.external import write_serving_savedmodel
+
+        return write_serving_savedmodel(job.runtime, job.path)
     return emit_savedmodel(job.runtime, job.path)

@@ -25,7 +25,7 @@ Stages and what their key hashes (sha256, see :mod:`tfopt.fleet.keys`):
 Every file in an entry is data: JSON, ``.npz`` read with ``allow_pickle=False``, serialized
 protobuf (``GraphDef``), or an artifact (``.tflite``, ``.onnx``, OpenVINO's ``.xml``/``.bin``),
 copied out as bytes. Nothing read from a cache directory is unpickled or executed
-(:mod:`tfopt.store_format`), so a cache shared across a cluster is as safe as the files in it:
+(:mod:`tfopt.conversion.store_format`), so a cache shared across a cluster is as safe as the files in it:
 an entry that passes the hash check but is not tfopt's format is removed and rebuilt. (Ray
 pickles each task's spec and outcome, JSON-able dicts, between its own processes: that is Ray's
 transport, not this cache.)

@@ -8,7 +8,7 @@
 A model is not planned at all when its output is up to date (same options and input bytes as
 the run that wrote it: the stamp in OUTROOT/NAME, and every artifact still there), unless ``force``.
 Planning imports no TensorFlow: the (target, precision) pairs come from
-:func:`tfopt.convert_options.check_options`.
+:func:`tfopt.conversion.checks.check_options`.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def up_to_date(outdir: str, stamp: str) -> bool:
 
 def pairs_of(model: FleetModel, outdir: str) -> list[tuple[str, str]]:
     """The (target, precision) pairs ``tfopt convert`` would build (no model loaded)."""
-    from tfopt.convert_options import check_options
+    from tfopt.conversion.checks import check_options
     from tfopt.options import ConvertOptions
 
     o = ConvertOptions.from_kwargs(**model.convert_kwargs())

@@ -55,7 +55,7 @@ def write_fleet_report(result: FleetResult, *, junit: str | None = None) -> dict
 
 
 def fleet_json(result: FleetResult) -> str:
-    from tfopt.nonfinite import to_json
+    from tfopt.verification.nonfinite import to_json
 
     body = {
         "format": FORMAT, "version": VERSION,

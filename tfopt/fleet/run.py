@@ -1,7 +1,7 @@
 """``run_fleet``: a manifest's models converted on an executor, each into OUTROOT/NAME.
 
 Steps: read the manifest (:mod:`tfopt.fleet.manifest`); check every output (tfopt's rule,
-:mod:`tfopt.outputs`) before anything converts; skip the models that are up to date; plan the
+:mod:`tfopt.conversion.output_paths`) before anything converts; skip the models that are up to date; plan the
 others' tasks (:mod:`tfopt.fleet.plan`); run them (:mod:`tfopt.fleet.schedule`) on the local
 executor or Ray; write the fleet report (:mod:`tfopt.fleet.report`).
 
@@ -95,7 +95,7 @@ def run_fleet(manifest: str, outroot: str | None = None, *, executor: str = "loc
 
 def check_outputs(models: list[FleetModel], root: str, *, overwrite: bool) -> dict[str, str]:
     """tfopt's output rule for every model's OUTROOT/NAME (and its junit): name -> the refusal."""
-    from tfopt.outputs import check_convert_outputs, check_not_input
+    from tfopt.conversion.output_paths import check_convert_outputs, check_not_input
 
     problems = {}
     for model in models:

@@ -10,7 +10,7 @@
 - An ``exclusive`` task (a ``finish`` that times latency) runs alone: when it is next in line the
   scheduler starts nothing else until the running tasks ended, and nothing while it runs. Each
   record keeps ``parallel``, the most other tasks running at once beside it (0: it ran alone).
-- An interrupt (SIGINT/SIGTERM through :mod:`tfopt.signals`, or ``KeyboardInterrupt`` without
+- An interrupt (SIGINT/SIGTERM through :mod:`tfopt.terminal.signals`, or ``KeyboardInterrupt`` without
   it) stops scheduling: running tasks finish (``cancel=False``; their outputs are atomic) or are
   killed (``cancel=True``); tasks not started are ``cancelled``.
 
@@ -55,7 +55,7 @@ class Scheduler:
         self.interrupted = 0
 
     def run(self) -> None:
-        from tfopt import signals
+        from tfopt.terminal import signals
 
         try:
             with signals.patient():  # the driver stops scheduling at once; running tasks end on their own
@@ -68,7 +68,7 @@ class Scheduler:
             self._set(tid, "cancelled", error="interrupted before it started")
 
     def _loop(self) -> None:
-        from tfopt import signals
+        from tfopt.terminal import signals
 
         while self._pending() or self.executor.running():
             if signals.received() and not self.interrupted:

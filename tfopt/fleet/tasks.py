@@ -9,7 +9,7 @@ outcome; everything between tasks goes through the cache (:mod:`tfopt.fleet.cach
 - ``finish``: the model's output directory, written atomically: every artifact copied out of the
   cache, ``manifest.json``, ``layers.json``, the report, the gates, the resume stamp.
 
-They call the stages of ``tfopt convert`` (:mod:`tfopt.convert_stages`) with the same arguments
+They call the stages of ``tfopt convert`` (:mod:`tfopt.conversion.stages`) with the same arguments
 ``convert()`` gives them, so the artifacts are byte-identical to ``tfopt convert``'s. A task that
 finds an entry it needs missing or corrupt (removed by the cache's hash check) rebuilds it; so does
 one whose entry passes the hash check but cannot be read as tfopt's format
@@ -54,7 +54,7 @@ class _Context:
     """What every task of one model builds first: the plan, the cache, the keys."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        from tfopt.convert_stages import plan
+        from tfopt.conversion.stages import plan
         from tfopt.fleet.cache import Cache
         from tfopt.fleet.keys import optimize_key
 
@@ -68,7 +68,7 @@ class _Context:
         self._referenced = False
 
     def statistics_key(self, qat: bool) -> str:
-        from tfopt.convert_stages import engine_targets
+        from tfopt.conversion.stages import engine_targets
         from tfopt.fleet.keys import statistics_key
 
         return statistics_key(self.optimize_key, self.plan.options, engine_targets(self.plan, qat))
@@ -83,8 +83,8 @@ class _Context:
         return self._prepared
 
     def _load(self) -> Any:
-        from tfopt.convert_stages import check_calibration
-        from tfopt.convert_store import load_prepared, stored_qat
+        from tfopt.conversion.stages import check_calibration
+        from tfopt.conversion.store import load_prepared, stored_qat
 
         graphs = self.cache.get("optimize", self.optimize_key)
         statistics = None
@@ -115,10 +115,10 @@ class _Context:
             return None
 
     def reference(self, prepared: Any) -> None:
-        from tfopt.convert_parts import accuracy_control
-        from tfopt.convert_store import attach_reference
+        from tfopt.conversion.parts import accuracy_control
+        from tfopt.conversion.pipeline import load_kwargs
+        from tfopt.conversion.store import attach_reference
         from tfopt.loaders import load
-        from tfopt.pipeline import load_kwargs
 
         if self._referenced or prepared.portable.reference is not None:
             return
@@ -130,8 +130,8 @@ class _Context:
 
     def build(self) -> Any:
         """Prepare what the cache lacks (the graphs, or just the statistics) and store it."""
-        from tfopt.convert_stages import check_calibration, engine_targets, prepare_graphs, prepare_statistics
-        from tfopt.convert_store import load_prepared, save_graphs, save_statistics
+        from tfopt.conversion.stages import check_calibration, engine_targets, prepare_graphs, prepare_statistics
+        from tfopt.conversion.store import load_prepared, save_graphs, save_statistics
 
         graphs = self.cache.get("optimize", self.optimize_key)
         prepared = None if graphs is None else self.readable("optimize", self.optimize_key,
@@ -168,8 +168,8 @@ def _emit(ctx: _Context, target: str, precision: str, *, failed_ok: bool) -> str
     """The emit entry of ``target`` x ``precision`` (built now when the cache lacks it).
     ``failed_ok``: a stored failure counts (``finish``: the failure this run's emit task recorded);
     else a stored failure is re-tried."""
-    from tfopt.convert_parts import ConvertResult
-    from tfopt.convert_stages import emit_artifact
+    from tfopt.conversion.parts import ConvertResult
+    from tfopt.conversion.stages import emit_artifact
     from tfopt.fleet.keys import emit_key
 
     prepared = ctx.prepared(reference=False)
@@ -194,7 +194,7 @@ def _emit(ctx: _Context, target: str, precision: str, *, failed_ok: bool) -> str
                   "failed": [dataclasses.asdict(f) for f in result.failed],
                   "keep_float": result.keep_float, "engine_fallbacks": result.engine_fallbacks,
                   "seconds": prepared.stages.get(f"{target} {precision}", 0.0)}
-        from tfopt.nonfinite import to_json
+        from tfopt.verification.nonfinite import to_json
 
         stage = FAILED_STAGE if result.failed else "emit"  # a failure is never an "emit" entry: re-tried next run
         with ctx.cache.put(stage, key) as tmp:
@@ -234,8 +234,8 @@ def _record(entry: str) -> dict[str, Any]:
 def finish_task(spec: dict[str, Any]) -> dict[str, Any]:
     """The model's OUTROOT/NAME, atomically: artifacts, manifest, report, gates, resume stamp."""
     from tfopt._io import atomic_path
-    from tfopt.convert_parts import Artifact, ConvertResult, Failure
-    from tfopt.convert_stages import finish
+    from tfopt.conversion.parts import Artifact, ConvertResult, Failure
+    from tfopt.conversion.stages import finish
     from tfopt.errors import ConversionError, GateFailure
     from tfopt.report.build import finish_gates
 

@@ -37,12 +37,12 @@ from tfopt.freezing.remove_dropout import RemoveDropout, dropout_knobs
 from tfopt.freezing.resolve_switch import ResolveSwitch
 from tfopt.freezing.strip_training_ops import StripTrainingOps
 from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, Model, TensorSpec, op_histogram, placeholder_spec
+from tfopt.loaders.pipeline_inputs import needed_by, pipeline_fed
+from tfopt.loaders.training_nodes import is_training_flag, is_training_node
 from tfopt.passes.base import PassStats, run_passes
 from tfopt.passes.prune_dead import PruneDead
 from tfopt.passes.remove_identity import RemoveIdentity
-from tfopt.pipeline_inputs import needed_by, pipeline_fed
-from tfopt.testing import DEFAULT_ATOL, DEFAULT_RTOL, OutputDiff
-from tfopt.training_nodes import is_training_flag, is_training_node
+from tfopt.verification.testing import DEFAULT_ATOL, DEFAULT_RTOL, OutputDiff
 
 
 @dataclass
@@ -57,7 +57,7 @@ class FreezeReport:
     ops_after: dict[str, int] = field(default_factory=dict)
     training_nodes_left: list[str] = field(default_factory=list)
     verification: list[OutputDiff] = field(default_factory=list)
-    verified_at: Any = None  # tfopt.verify.VerifyInputs: the inputs every later stage is verified on too
+    verified_at: Any = None  # tfopt.verification.verify.VerifyInputs: the inputs every later stage is verified on too
 
     def removed_ops(self) -> dict[str, int]:
         return {op: n - self.ops_after.get(op, 0) for op, n in self.ops_before.items()
@@ -94,9 +94,9 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
             :class:`~tfopt.errors.VerificationError` when they differ beyond ``atol``/``rtol``.
         verify_shape: input name -> a concrete shape to verify at (``--verify-shape``); the frozen
             model keeps its dynamic dimensions.
-        verify_data: a :class:`tfopt.verify.VerifyData` (eval data, calibration, ``--verify-shape``);
+        verify_data: a :class:`tfopt.verification.verify.VerifyData` (eval data, calibration, ``--verify-shape``);
             without one the inputs are made up at a size the original model answers (see
-            :mod:`tfopt.verify`). The inputs used are ``report.verified_at``.
+            :mod:`tfopt.verification.verify`). The inputs used are ``report.verified_at``.
 
     Returns:
         The frozen model and a :class:`FreezeReport`.
@@ -137,7 +137,7 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
     frozen = frozen.replace(variable_values=None,
                             provenance={**model.provenance, "frozen": True})
     if verify:
-        from tfopt.verify import VerifyData, choose_inputs, reference_runner, verify_against_reference
+        from tfopt.verification.verify import VerifyData, choose_inputs, reference_runner, verify_against_reference
 
         if verify_shape:
             verify_data = VerifyData(**{**(verify_data.__dict__ if verify_data else {}), "shapes": dict(verify_shape)})
@@ -152,7 +152,7 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
             hint = _knob_hint(model)
             if not hint:
                 raise
-            from tfopt.stochastic import GENERIC_HINT
+            from tfopt.verification.stochastic import GENERIC_HINT
 
             raise StochasticModelError(str(exc).replace(GENERIC_HINT, hint), exc.random_ops) from exc
     return frozen, report

@@ -5,7 +5,7 @@ flags bound to False, ``--set NAME=VALUE``). A ``PlaceholderWithDefault`` that i
 becomes ``Identity(default)``: with nothing fed, that is exactly what it computes. One that is a
 model input and whose default comes from a ``tf.data`` iterator or another feed becomes a plain
 ``Placeholder``: the input is always fed, so the pipeline behind it never runs and is pruned
-(:mod:`tfopt.pipeline_inputs`).
+(:mod:`tfopt.loaders.pipeline_inputs`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from tfopt._tf import make_const
 from tfopt.graph import Model, rewrite_node
+from tfopt.loaders.pipeline_inputs import pipeline_fed
 from tfopt.passes.base import Pass, PassResult, copy_graph
-from tfopt.pipeline_inputs import pipeline_fed
 
 
 class BindPlaceholders(Pass):

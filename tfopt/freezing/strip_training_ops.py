@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 from tfopt.graph import Model, consumers, is_control, node_map, remove_nodes, set_inputs, tensor_node
+from tfopt.loaders.training_nodes import is_training_node
 from tfopt.passes.base import Pass, PassResult, copy_graph, protected_nodes
-from tfopt.training_nodes import is_training_node
 
 DELETE_OPS = frozenset({"Assert", "NoOp"})
 BYPASS_OPS = frozenset({"CheckNumerics", "CheckNumericsV2", "StopGradient", "PreventGradient"})

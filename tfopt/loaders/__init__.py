@@ -11,7 +11,7 @@ from typing import Any
 
 from tfopt.errors import ModelNotFoundError, OptionError
 from tfopt.graph import Model
-from tfopt.graph_order import canonical_order
+from tfopt.graphdef.order import canonical_order
 from tfopt.options import LoadOptions
 
 LoaderFn = Callable[[str, LoadOptions], Model]

@@ -28,6 +28,7 @@ def model_from_concrete(
     call: Callable[[Mapping[str, Any]], dict[str, Any]],
     provenance: dict[str, Any],
     keepalive: Any = None,
+    external_threshold: int | None = None,
 ) -> Model:
     """Freeze ``fn``'s variables and wrap the result.
 
@@ -37,8 +38,10 @@ def model_from_concrete(
         call: runs the original model on a dict of inputs (the verification reference).
         provenance: source facts; variable count and bytes are added here.
         keepalive: object that owns the variables (a loaded SavedModel must stay referenced).
+        external_threshold: variables of at least this many bytes stay outside the GraphDef
+            (:mod:`tfopt.external`); ``None``: only what a GraphDef could not hold.
     """
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tfopt.external.concrete import freeze_function
 
     named = structured_output_indices(fn)
     variables = list(fn.variables)
@@ -47,7 +50,10 @@ def model_from_concrete(
     provenance["variable_bytes"] = int(sum(np.prod(v.shape) * v.dtype.size for v in variables))
 
     try:
-        frozen = convert_variables_to_constants_v2(fn, lower_control_flow=False, aggressive_inlining=True)
+        frozen, external = freeze_function(fn, threshold=external_threshold, lower_control_flow=False,
+                                           aggressive_inlining=True)
+    except GraphError:
+        raise
     except Exception as exc:  # TF raises a zoo of types here; report the op it names
         raise GraphError(f"TensorFlow could not convert the variables of this function to constants: {exc}") from exc
     graph_def = frozen.graph.as_graph_def()
@@ -62,7 +68,7 @@ def model_from_concrete(
     outputs = [_name_output(graph_def, frozen.outputs[i].name, name, frozen.outputs[i]) for name, i in named]
     provenance["source_nodes"] = len(graph_def.node)
     return Model(graph_def=graph_def, inputs=inputs, outputs=outputs, provenance=provenance,
-                 reference=call, keepalive=keepalive)
+                 reference=call, keepalive=keepalive, external=external)
 
 
 def named_leaves(structure: Any, leaf: Callable[[Any], bool] | None = None) -> list[tuple[str, Any]]:

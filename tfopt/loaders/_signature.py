@@ -15,16 +15,16 @@ from tfopt.graph import (
     tensor_node,
     tensor_port,
 )
-from tfopt.output_choice import MAX_HEADS, choose_outputs, node_dtype
-from tfopt.pipeline_inputs import needed_by, pipeline_fed
-from tfopt.training_nodes import explain_outputs, is_training_flag
+from tfopt.loaders.output_choice import MAX_HEADS, choose_outputs, node_dtype
+from tfopt.loaders.pipeline_inputs import needed_by, pipeline_fed
+from tfopt.loaders.training_nodes import explain_outputs, is_training_flag
 
 log = logging.getLogger(__name__)
 
 
 def resolve_outputs(graph_def: Any, requested: list[str], path: str) -> tuple[list[str], dict[str, Any]]:
     """Validate ``requested`` names (``node`` or ``node:i``), or choose the forward graph's heads
-    (:func:`tfopt.output_choice.choose_outputs`).
+    (:func:`tfopt.loaders.output_choice.choose_outputs`).
 
     Returns:
         The outputs, and what to add to the model's provenance: when the automatic choice was not
@@ -71,7 +71,7 @@ def input_specs(graph_def: Any, outputs: list[str], exclude: set[str]) -> list[T
     """Placeholders the outputs depend on, minus training flags and ``exclude`` (bound names).
 
     A ``PlaceholderWithDefault`` fed from a ``tf.data`` iterator is the input, and what is behind it
-    (the iterator's string handle) is not (:mod:`tfopt.pipeline_inputs`); one with a constant
+    (the iterator's string handle) is not (:mod:`tfopt.loaders.pipeline_inputs`); one with a constant
     default is not an input."""
     fed = pipeline_fed(graph_def)
     needed = needed_by(graph_def, outputs, fed)

@@ -7,7 +7,7 @@ from typing import Any
 
 from tfopt.errors import ModelFormatError
 from tfopt.graph import Model
-from tfopt.graph_order import check_acyclic
+from tfopt.graphdef.order import check_acyclic
 from tfopt.loaders._signature import adopt_recorded_shapes, input_specs, output_specs, resolve_outputs
 
 FORMAT = "graphdef"

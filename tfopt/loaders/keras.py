@@ -63,20 +63,22 @@ def load(path: str, options: Any) -> Model:
         if kinds:
             provenance["tfmot"] = sorted(kinds)
         if options.compress is not None and options.compress.active:
-            from tfopt.compressing import Compressed, compress_keras
+            from tfopt.loaders.compressing import Compressed, compress_keras
 
             compressed, provenance["compression"] = compress_keras(model, options.compress)
-            built = model_from_keras(compressed, provenance)
+            built = model_from_keras(compressed, provenance, external_threshold=options.external_threshold)
             return built.replace(baseline=keras_runner(model), keepalive=Compressed(compressed, model))
-        return model_from_keras(model, provenance)
+        return model_from_keras(model, provenance, external_threshold=options.external_threshold)
     if _tfmot_kinds(_stored_config(path)):
         raise OptionError(f"{path}: a Keras 3 model with TFMOT layers: TFMOT works with Keras 2 only. Build "
                           "and save the model with tf_keras (TF_USE_LEGACY_KERAS=1) instead")
-    return model_from_keras(model, {"format": FORMAT, "path": path, "keras": flavour})
+    return model_from_keras(model, {"format": FORMAT, "path": path, "keras": flavour},
+                            external_threshold=options.external_threshold)
 
 
-def model_from_keras(model: Any, provenance: dict[str, Any]) -> Model:
-    """Freeze a built Keras (3 or tf-keras 2) model's inference call (``training=False``)."""
+def model_from_keras(model: Any, provenance: dict[str, Any], *, external_threshold: int | None = None) -> Model:
+    """Freeze a built Keras (3 or tf-keras 2) model's inference call (``training=False``); variables of
+    at least ``external_threshold`` bytes stay outside the graph (:mod:`tfopt.external`)."""
     t = tf()
     if not getattr(model, "inputs", None):
         raise OptionError(
@@ -95,7 +97,8 @@ def model_from_keras(model: Any, provenance: dict[str, Any]) -> Model:
         out = serve(*[t.constant(feeds[n]) for n in input_names])
         return {k: v.numpy() for k, v in out.items()}
 
-    return model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=model)
+    return model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=model,
+                                external_threshold=external_threshold)
 
 
 def _io_names(model: Any) -> tuple[list[str], list[str]]:

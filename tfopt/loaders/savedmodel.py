@@ -63,7 +63,8 @@ def load(path: str, options: Any) -> Model:
         return {k: v.numpy() for k, v in out.items()}
 
     provenance = {"format": FORMAT, "path": path, "signature": options.signature, "signatures": sorted(signatures)}
-    model = model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=obj)
+    model = model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=obj,
+                                external_threshold=options.external_threshold)
     # A SignatureDef's outputs are a protobuf map: no order of their own. Sorted keys keep it stable.
     return model.replace(outputs=sorted(model.outputs, key=lambda s: s.name))
 

@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from tfopt.errors import GraphError, ModelFormatError, ModelNotFoundError
+from tfopt.external.tensors import EXTERNAL_DTYPES, store_large
 from tfopt.graph import VARIABLE_OPS, Model, ancestors, node_map, subgraph, tensor_node
-from tfopt.graph_order import check_acyclic
+from tfopt.graphdef.order import check_acyclic
 from tfopt.loaders._signature import adopt_recorded_shapes, input_specs, output_specs, resolve_outputs
-from tfopt.training_nodes import is_training_node
+from tfopt.loaders.training_nodes import is_training_node
 
 FORMAT = "tf1-checkpoint"
 log = logging.getLogger(__name__)
@@ -196,7 +197,9 @@ def load(path: str, options: Any) -> Model:
             raise ModelFormatError(f"{data}: cannot read variable '{var_name}' ({str(exc).splitlines()[0][:200]}); "
                                    "the checkpoint data file is truncated or corrupt: copy it again") from exc
 
-    values = {v.name: value_of(v.name) for v in variables}
+    external = store_large(_variable_bytes(reader, keys, variables), value_of, options.external_threshold)
+    values = {v.name: external[v.name].read() if external is not None and v.name in external else value_of(v.name)
+              for v in variables}  # a large variable is its memory-mapped file, never a second copy
     given = path if os.path.isdir(path) else os.path.dirname(path) or "."
     elsewhere = os.path.realpath(os.path.dirname(prefix) or ".") != os.path.realpath(given)
     reference = _SessionReference(graph_def, values, [s.tensor for s in out_specs], [s.name for s in out_specs])
@@ -210,7 +213,19 @@ def load(path: str, options: Any) -> Model:
                     **({"variables_from": prefix} if elsewhere else {}), **chosen_from},
         reference=reference,
         variable_values=values.__getitem__,
+        external=external,
     )
+
+
+def _variable_bytes(reader: Any, keys: Mapping[str, str], variables: list[Any]) -> dict[str, int]:
+    """Variable node -> bytes in the checkpoint, for those that could stay outside the graph (numeric)."""
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    sizes = {}
+    for v in variables:
+        key = keys.get(v.name, v.name)
+        if key in shapes and dtypes[key].name in EXTERNAL_DTYPES:
+            sizes[v.name] = int(np.prod(shapes[key], dtype=np.int64)) * dtypes[key].size
+    return sizes
 
 
 def open_reader(prefix: str) -> Any:
@@ -239,15 +254,20 @@ class _SessionReference:
         graph = t.Graph()
         with graph.as_default():
             t.graph_util.import_graph_def(self._graph_def, name="")
-            assigns = []
+            assigns, feed = [], {}
             for name, value in self._values.items():
                 op = graph.get_operation_by_name(name)
+                # fed, not a Const in the graph: a value over 2 GB has no tensor proto
+                given = value
+                if value.dtype.kind != "O":  # strings stay constants (numpy has no TF dtype for them)
+                    given = t.compat.v1.placeholder(value.dtype, value.shape)
+                    feed[given] = value
                 if op.type == "VarHandleOp":
-                    assigns.append(t.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value))
+                    assigns.append(t.raw_ops.AssignVariableOp(resource=op.outputs[0], value=given))
                 else:
-                    assigns.append(t.raw_ops.Assign(ref=op.outputs[0], value=value, validate_shape=False))
+                    assigns.append(t.raw_ops.Assign(ref=op.outputs[0], value=given, validate_shape=False))
         session = t.compat.v1.Session(graph=graph)
-        session.run(assigns)
+        session.run(assigns, feed_dict=feed)
         return session
 
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, Any]:

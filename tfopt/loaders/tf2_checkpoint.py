@@ -54,8 +54,8 @@ def load(path: str, options: Any) -> Model:
     provenance = {"format": FORMAT, "path": path, "checkpoint": prefix, "model_fn": options.model_fn,
                   "checkpoint_attribute": attr}
     if hasattr(model, "inputs") and hasattr(model, "layers"):
-        return model_from_keras(model, provenance)
-    return _model_from_module(model, options.signature, provenance)
+        return model_from_keras(model, provenance, external_threshold=options.external_threshold)
+    return _model_from_module(model, options.signature, provenance, options.external_threshold)
 
 
 def _restore(model: Any, prefix: str) -> str:
@@ -88,7 +88,8 @@ def _restore(model: Any, prefix: str) -> str:
                      f"(root attributes: {', '.join(names) or 'none'}). Unmatched: " + "; ".join(failures[:3]))
 
 
-def _model_from_module(module: Any, signature: str, provenance: dict[str, Any]) -> Model:
+def _model_from_module(module: Any, signature: str, provenance: dict[str, Any],
+                       external_threshold: int | None = None) -> Model:
     t = tf()
     attr = "__call__" if signature == "serving_default" else signature
     method = getattr(module, attr, None)
@@ -103,4 +104,5 @@ def _model_from_module(module: Any, signature: str, provenance: dict[str, Any]) 
         out = method(*[t.constant(feeds[n]) for n in input_names])
         return {name: x.numpy() for name, x in named_leaves(out)}
 
-    return model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=module)
+    return model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=module,
+                                external_threshold=external_threshold)

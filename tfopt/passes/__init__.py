@@ -63,7 +63,8 @@ def _register_builtin(reg: PassRegistry) -> None:
     # fold_batchnorm lowers FusedBatchNorm to Mul + Add; fold_mul_into_weights and
     #   fold_add_into_bias then absorb those (and Keras 3's own decomposed BatchNorm).
     # fold_pad after them: it only looks at Pad -> Conv, which no earlier pass creates.
-    # pin_squeeze_axes: a Squeeze without axes on [?, 1] gets axis 1, so converters see a rank.
+    # pin_squeeze_axes: a Squeeze without axes on [?, 1] gets axis 1 (on [?, 4]: an Identity), so converters
+    #   see a rank.
     # prune_dead last: the folds leave the old constants unread.
     # fuse_activation after the fixed point, for TensorFlow-runtime artifacts only.
     # cluster_weights (lossy, --cluster N only) after the optimize check: it snaps the folded kernels.

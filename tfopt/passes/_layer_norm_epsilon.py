@@ -91,7 +91,7 @@ def layer_norms_fused(graph_def: Any, keep: list[str]) -> Any:
     ε = 0.001. Unchanged without oneDNN, or when no more layer norms fuse."""
     from tensorflow.python.util import _pywrap_util_port
 
-    from tfopt._grappler import run_grappler
+    from tfopt.graphdef.grappler import run_grappler
 
     if not _pywrap_util_port.IsMklEnabled() or not any(n.op == "Rsqrt" for n in graph_def.node):
         return graph_def

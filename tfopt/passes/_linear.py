@@ -16,15 +16,17 @@ so scaling channel ``k`` by ``s[k]`` scales that slice: ``conv(x, W)·s == conv(
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from tfopt._tf import const_value
-from tfopt.graph import attr_bytes, control_inputs, is_control, rewrite_node, tensor_node, tensor_port
+from tfopt.graph import attr_bytes, control_inputs, is_control, rewrite_node, tensor_node, tensor_port, unique_name
 
 LINEAR_OPS = frozenset({"Conv2D", "Conv3D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "MatMul"})
+BIAS_OPS = frozenset({"BiasAdd", "Add", "AddV2"})  # a per-channel constant added after a layer
 
 
 @dataclass
@@ -163,3 +165,61 @@ def match_per_channel(nodes: dict[str, Any], users: dict[str, list[Any]], node: 
 def to_identity(node: Any, source: str) -> None:
     """Turn ``node`` (a folded per-channel op) into ``Identity(source)``, keeping its name and controls."""
     rewrite_node(node, "Identity", inputs=[source, *control_inputs(node)], types={"T": node.attr["T"].type})
+
+
+# --- a layer's bias: found, or created (the int8 weight transforms and the bias snap) ----------------
+
+def find_bias(nodes: dict[str, Any], users: Mapping[str, list[tuple[Any, int]]], op: Any,
+              channels: int) -> tuple[Any, Any] | None:
+    """``(bias add, bias const)`` when ``op``'s only consumer adds an unshared per-channel constant."""
+    outs = users.get(op.name, [])
+    if len(outs) != 1 or outs[0][0].op not in BIAS_OPS:
+        return None
+    add = outs[0][0]
+    operand = const_operand(nodes, add, second_only=add.op == "BiasAdd")
+    if operand is None or tensor_node(operand[1]) != op.name or tensor_port(operand[1]) != 0:
+        return None
+    const = operand[0]
+    shape = [d.size for d in const.attr["value"].tensor.tensor_shape.dim]
+    if (len(users.get(const.name, [])) > 1 or not shape or shape[-1] != channels or int(np.prod(shape)) != channels
+            or attr_bytes(add, "data_format") not in (b"", b"NHWC")):
+        return None
+    return add, const
+
+
+def set_const(node: Any, value: np.ndarray) -> None:
+    """Replace a Const node's value, keeping its dtype."""
+    from tfopt._tf import tf
+
+    node.attr["value"].tensor.CopyFrom(tf().make_tensor_proto(value, dtype=node.attr["dtype"].type))
+
+
+def const_array(node: Any) -> np.ndarray:
+    from tfopt._tf import const_value
+
+    return np.asarray(const_value(node))
+
+
+def add_bias(graph_def: Any, layer: Linear, delta: np.ndarray) -> bool:
+    """Add ``delta`` to ``layer``'s bias; returns True when a new BiasAdd had to be created.
+
+    A new BiasAdd takes the layer's name (the conv/matmul is renamed ``<name>/linear``), so every
+    consumer, model outputs included, reads the biased tensor without rewiring.
+    """
+    if layer.bias is not None:
+        value = const_array(layer.bias)
+        set_const(layer.bias, (value.astype(np.float64).reshape(-1) + delta).astype(value.dtype).reshape(value.shape))
+        return False
+    from tfopt._tf import make_const
+
+    dtype = layer.weights.attr["dtype"].type
+    name = layer.op.name
+    linear = unique_name(graph_def, f"{name}/linear")
+    bias = make_const(unique_name(graph_def, f"{name}/bias"), delta.astype(const_array(layer.weights).dtype), dtype=dtype)
+    layer.op.name = linear
+    graph_def.node.append(bias)
+    add = graph_def.node.add(name=name, op="BiasAdd", input=[linear, bias.name])
+    add.attr["T"].type = dtype
+    add.attr["data_format"].s = b"NHWC"
+    layer.bias_add, layer.bias = graph_def.node[-1], graph_def.node[-2]
+    return True

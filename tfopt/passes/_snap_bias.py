@@ -18,7 +18,7 @@ activations), so padding at the borders (positions that see zeros) is counted ex
 over positions; what a bias cannot remove is the error's variation around that mean.
 
 The inputs are real ones: the ``--eval-data`` / ``--calibration`` rows every stage is verified on
-(:data:`tfopt.verify.DATA_ROWS`). Made-up inputs have the wrong mean, so without real data no
+(:data:`tfopt.verification.verify.DATA_ROWS`). Made-up inputs have the wrong mean, so without real data no
 bias is corrected (reported). The data-free estimate of E[x] from the preceding BatchNorm (β, or
 the rectified-Gaussian mean γ·φ(β/γ) + β·Φ(β/γ) after a ReLU) is not used: the folded graph no
 longer holds γ, β, and a max-pool or residual add between two layers has no closed form.
@@ -37,7 +37,8 @@ import numpy as np
 
 from tfopt._tf import make_const
 from tfopt.graph import Model, TensorSpec, attr_bytes, consumers, is_control, node_map, tensor_node
-from tfopt.passes._linear import plain_const
+from tfopt.passes._linear import Linear, find_bias, plain_const
+from tfopt.passes._linear import add_bias as add_to_layer
 
 
 def mean_errors(model: Model, deltas: Sequence[tuple[Any, np.ndarray]],
@@ -82,12 +83,9 @@ def channels_last(op: Any) -> bool:
 
 def add_bias(graph_def: Any, op: Any, error: np.ndarray) -> str:
     """Add ``error`` (in the kernel's dtype) to ``op``'s bias in ``graph_def`` (its unshared
-    per-channel bias, else a new BiasAdd: :func:`tfopt.quantizing._channels.add_bias`); returns where."""
-    from tfopt.quantizing._channels import Layer, find_bias
-    from tfopt.quantizing._channels import add_bias as add_to_layer
-
+    per-channel bias, else a new BiasAdd: :func:`tfopt.passes._linear.add_bias`); returns where."""
     nodes = node_map(graph_def)
-    layer = Layer(op, plain_const(nodes, op.input[1]))
+    layer = Linear(op, plain_const(nodes, op.input[1]))
     found = find_bias(nodes, consumers(graph_def), op, int(np.size(error)))
     if found:
         layer.bias_add, layer.bias = found

@@ -26,7 +26,7 @@ on) eₖ is measured on the unsnapped graph's activations and added to the layer
 them it is not (reported), since made-up inputs have the wrong mean.
 
 With real inputs, T is the *original* folded kernel W_f·s when the original Keras model is at hand
-(:class:`tfopt.compressing.Compressed`, post-training only): TFMOT's W already carries its own
+(:class:`tfopt.loaders.compressing.Compressed`, post-training only): TFMOT's W already carries its own
 clustering error, snapping W·s adds a second one, and the correction then puts back the mean of
 both. sₖ comes from the deployed kernel (least squares per output channel, sₖ = Σ W'·W / Σ W²,
 checked to reproduce W' to 1e-4). Without real inputs T = W' (measured on the fer mini-Xception at
@@ -53,8 +53,8 @@ from typing import Any
 import numpy as np
 
 from tfopt._tf import const_value, make_const
-from tfopt.compressing import Compressed
 from tfopt.graph import FLOAT_TYPES, Model, consumers, is_control, node_map, tensor_node
+from tfopt.loaders.compressing import Compressed
 from tfopt.passes._kmeans1d import kmeans_1d
 from tfopt.passes._linear import LINEAR_OPS, plain_const
 from tfopt.passes._snap_bias import add_bias, channels_last, mean_errors

@@ -20,9 +20,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from tfopt._grappler import run_grappler
 from tfopt.errors import OptionError
 from tfopt.graph import Model, op_histogram, rewrite_node, unique_name
+from tfopt.graphdef.grappler import run_grappler
 from tfopt.passes._layer_norm_epsilon import layer_norms_fused, restore_epsilons
 from tfopt.passes.base import Pass, PassResult, Skip, protected_nodes
 

@@ -11,9 +11,14 @@ on graph outputs (its checker refuses the file), OpenVINO's CPU plugin refuses a
 
 which is the same computation for every input whose unknown dimensions are not 1; at an unknown
 dimension of size 1 (a batch of one) the result keeps that axis, where TensorFlow would drop it too
-(``[1]`` instead of ``[]``). Left alone (reported): an input of unknown rank, a fully known shape
-(TensorFlow already knows the rank), and an input with no dimension known to be 1 (an empty axis
-list would mean "all" again).
+(``[1]`` instead of ``[]``). Under the same reading, an input with no dimension known to be 1
+(``tf.squeeze`` of a ``[?, 4]`` one-hot charge state: ionmob's CCS head) has nothing to remove::
+
+    Squeeze(x)  with  no d_i == 1  =>  Identity(x)
+
+(an empty axis list would mean "all" again, so the node becomes an ``Identity``; at a batch of one
+it keeps ``[1, 4]`` where TensorFlow gives ``[4]``). Left alone (reported): an input of unknown
+rank, and a fully known shape (TensorFlow already knows the rank).
 """
 
 from __future__ import annotations
@@ -45,14 +50,10 @@ class PinSqueezeAxes(Pass):
             if None not in shape:
                 continue
             ones = [i for i, d in enumerate(shape) if d == 1]
-            if not ones:
-                skips.append(Skip(node.name, f"Squeeze without axes on {_text(shape)}: no dimension is known to be 1, "
-                                             "so its output rank stays unknown"))
-                continue
-            node.attr["squeeze_dims"].list.i.extend(ones)
+            if ones:
+                node.attr["squeeze_dims"].list.i.extend(ones)
+            else:  # nothing known to be 1: nothing to remove, the rank is the input's
+                node.op = "Identity"
+                del node.attr["squeeze_dims"]
             changed = True
         return PassResult(model.replace(graph_def=graph_def) if changed else model, changed, skips)
-
-
-def _text(shape: tuple[int | None, ...]) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"

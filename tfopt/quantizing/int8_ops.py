@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -62,7 +61,6 @@ ONNX_PRECISION = {
     **dict.fromkeys(("Conv", "ConvTranspose", "MatMul", "Gemm", "FusedConv", "FusedMatMul", "FusedGemm",
                      "NchwcConv"), "float"),
 }
-COUNTED_FORMATS = frozenset({"tflite", "onnx", "openvino"})  # the formats count_quantized_ops reads
 OPENVINO_LAYERS = frozenset({"Convolution", "Deconvolution", "FullyConnected", "MatMul"})
 OPENVINO_PRECISION = {"u8": "int8", "i8": "int8", "f32": "float", "bf16": "float", "f16": "float", "i16": "int16",
                       "u16": "int16"}
@@ -87,11 +85,20 @@ OPENVINO_ACTIVATIONS = frozenset({"Relu", "Clamp", "PRelu", "Swish", "HSwish", "
 OPENVINO_ELEMENTWISE = frozenset({"Eltwise", "Subgraph", "Math"})
 
 
+def counted(format: str) -> bool:
+    """Whether :func:`count_quantized_ops` reads ``format``'s artifacts (its target record names ``int8_ops``)."""
+    from tfopt.targets import TABLE
+
+    record = TABLE.get(format)
+    return record is not None and record.int8_ops is not None
+
+
 def count_quantized_ops(format: str, path: str) -> dict[str, Any]:
     """Count an artifact's compute layers by the precision they execute in, and how they fuse.
 
     Args:
-        format: ``tflite``, ``onnx`` or ``openvino``.
+        format: a target whose record names ``int8_ops`` (:mod:`tfopt.targets`; the readers
+            below for the built-in ones).
         path: the artifact (an OpenVINO IR's ``.xml``).
 
     Returns:
@@ -105,21 +112,23 @@ def count_quantized_ops(format: str, path: str) -> dict[str, Any]:
         OptionError: an unknown format, or a path that does not exist.
     """
     from tfopt.quantizing.int8_fusion import analyze
+    from tfopt.targets import TABLE, with_role
 
-    readers: dict[str, Callable[[str], list[KernelOp]]] = {
-        "tflite": _tflite_ops, "onnx": _onnx_ops, "openvino": _openvino_ops}
-    if format not in readers:
-        raise OptionError(f"count_quantized_ops: format '{format}' is not one of {', '.join(readers)}")
+    if not counted(format):
+        readers = ", ".join(t.name for t in with_role("int8_ops"))
+        raise OptionError(f"count_quantized_ops: format '{format}' is not one of {readers}")
     if not os.path.exists(path):
         raise OptionError(f"count_quantized_ops: {path} does not exist")
-    layers, fusion = analyze(readers[format](path))
+    ops: list[KernelOp] = TABLE[format].call("int8_ops", path)
+    layers, fusion = analyze(ops)
     counts: dict[str, Any] = {"int8": 0, "float": 0}
     for layer in layers:
         counts[layer["precision"]] = counts.get(layer["precision"], 0) + 1
     return {**counts, "layers": layers, **fusion}
 
 
-def _tflite_ops(path: str) -> list[KernelOp]:
+def tflite_ops(path: str) -> list[KernelOp]:
+    """The ops the LiteRT interpreter executes, in order (the tflite record's ``int8_ops``)."""
     from ai_edge_litert import schema_py_generated as schema
 
     with open(path, "rb") as f:
@@ -190,7 +199,8 @@ def _at_minimum(zero_point: Any) -> bool:
     return z.size > 0 and np.issubdtype(z.dtype, np.integer) and bool(np.all(z == np.iinfo(z.dtype).min))
 
 
-def _onnx_ops(path: str) -> list[KernelOp]:
+def onnx_ops(path: str) -> list[KernelOp]:
+    """The ops ONNX Runtime executes, in order (the onnx record's ``int8_ops``)."""
     import onnx
     import onnxruntime as ort
     from onnx import numpy_helper
@@ -243,7 +253,8 @@ def _onnx_ops(path: str) -> list[KernelOp]:
     return ops
 
 
-def _openvino_ops(path: str) -> list[KernelOp]:
+def openvino_ops(path: str) -> list[KernelOp]:
+    """The ops OpenVINO's CPU plugin executes, in order (the openvino record's ``int8_ops``)."""
     from tfopt._openvino import openvino
 
     core = openvino().Core()

@@ -9,20 +9,20 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.calibration import eval_arrays
 from tfopt.errors import OptionError, OutputMismatchError
 from tfopt.graph import Model
-from tfopt.nonfinite import count_nonfinite
 from tfopt.targets import PRECISIONS, target, target_of_file
+from tfopt.verification.calibration import eval_arrays
+from tfopt.verification.nonfinite import count_nonfinite
 
 
 def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
                   junit: str | None = None, runs: int = 20, threads: int | None = None, metric: str | None = None,
                   allow_nonfinite: bool = False, **load_options: Any) -> dict[str, Any]:
     """``tfopt verify``: measure an existing conversion's artifacts against the reference model."""
+    from tfopt.conversion.manifest import manifest_model
     from tfopt.freezing import freeze
     from tfopt.loaders import load
-    from tfopt.manifest import manifest_model
     from tfopt.report.gates import parse_gate
 
     gates = [parse_gate(g) for g in fail_if]
@@ -118,12 +118,12 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
                  converted_here: bool = False, runtime_default_precision: str | None = None) -> dict[str, Any]:
     """Measure every artifact of ``outdir/manifest.json`` (or of ``manifest``) against the original
     model; write report.json/md/html into ``write_to`` ("" means ``outdir``; None: not written).
-    Made-up inputs take the shape of ``verified_at`` (a :class:`tfopt.verify.VerifyInputs`), else
+    Made-up inputs take the shape of ``verified_at`` (a :class:`tfopt.verification.verify.VerifyInputs`), else
     of the manifest's ``verification`` record, at batch 8. The inputs measured on are counted for
     NaN/Inf (``nonfinite_inputs``). ``converted_here``: :func:`tfopt.convert` built the artifacts
     from ``model`` just now, so a runtime failing where the original runs is the runtime's fault."""
     from tfopt.report import evaluate_gates, measure, write_reports
-    from tfopt.verify import reference_runner
+    from tfopt.verification.verify import reference_runner
 
     if manifest is None:
         with open(os.path.join(outdir, "manifest.json")) as f:
@@ -176,9 +176,9 @@ def _int8_ops(outdir: str, artifact: dict[str, Any]) -> dict[str, Any] | None:
     """An int8 artifact's kernels as its runtime runs them (:mod:`tfopt.quantizing.int8_ops`): the
     count ``tfopt convert`` recorded in the manifest, else (``tfopt verify`` of one file, or a
     manifest written before fusion was counted) counted now. None for other precisions."""
-    from tfopt.quantizing.int8_ops import COUNTED_FORMATS, count_quantized_ops
+    from tfopt.quantizing.int8_ops import count_quantized_ops, counted
 
-    if artifact.get("precision") != "int8" or artifact["format"] not in COUNTED_FORMATS:
+    if artifact.get("precision") != "int8" or not counted(artifact["format"]):
         return None
     recorded = artifact.get("int8_ops")
     if recorded and "fused" in recorded:
@@ -214,9 +214,9 @@ def _report_inputs(model: Model, run: Any, eval_data: str | None, samples: Any, 
     verified at (``verified_at``, else the manifest's record, else searched), batch 8. Given data the
     original model cannot answer is an input problem (:class:`OptionError`), found before any
     artifact runs. Also each input's batch axis (None: axis 0), read from the shapes at batch 1
-    (:func:`tfopt.verify_shapes.batch_axes`: a time-major input holds its samples on axis 1)."""
-    from tfopt.testing import random_inputs
-    from tfopt.verify import VerifyInputs, check_inputs, choose_inputs
+    (:func:`tfopt.verification.shapes.batch_axes`: a time-major input holds its samples on axis 1)."""
+    from tfopt.verification.testing import random_inputs
+    from tfopt.verification.verify import VerifyInputs, check_inputs, choose_inputs
 
     outputs = [s.name for s in model.outputs]
     if eval_data or samples:
@@ -231,7 +231,7 @@ def _report_inputs(model: Model, run: Any, eval_data: str | None, samples: Any, 
         verified_at = VerifyInputs(random_inputs(model.inputs, seed=seed, shapes=recorded, graph_def=model.graph_def), "made up")
     if verified_at is None:
         verified_at = choose_inputs(run, model.inputs, outputs=outputs, batch=1, seed=seed, graph_def=model.graph_def)
-    from tfopt.verify_shapes import batch_axes
+    from tfopt.verification.shapes import batch_axes
 
     axes = batch_axes(model.inputs, verified_at.with_batch(model.inputs, 1, seed, model.graph_def).shapes(),
                       verified_at.ties)

@@ -162,7 +162,7 @@ def print_artifact_info(info: dict[str, Any], *, rows: int = 12) -> None:
 
 
 class ProgressPrinter:
-    """Progress on stderr. Stage messages are lines; :class:`tfopt.progress.Step` events are a
+    """Progress on stderr. Stage messages are lines; :class:`tfopt.terminal.progress.Step` events are a
     ``rich`` progress bar redrawn in place on a terminal. In a CI log (not a TTY) nothing is redrawn:
     one line when a stepped stage starts and one when it ends, no carriage returns."""
 
@@ -173,7 +173,7 @@ class ProgressPrinter:
         self._bar: Any = None  # (rich Progress, task id, label) while a bar is drawn
 
     def __call__(self, event: Any) -> None:
-        from tfopt.progress import Step
+        from tfopt.terminal.progress import Step
 
         if not isinstance(event, Step):
             self.close()

@@ -18,8 +18,8 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from tfopt.errors import OptionError
-from tfopt.nonfinite import is_nan
 from tfopt.targets import ALIASES, PRECISIONS, precision_name
+from tfopt.verification.nonfinite import is_nan
 
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq, "!=": operator.ne}
 _GATE = re.compile(r"^\s*(?:(?P<fmt>\w+)(?:/(?P<prec>\w+))?\s*:)?\s*(?P<metric>\w+)\s*(?P<op><=|>=|==|!=|<|>)\s*"

@@ -1,6 +1,8 @@
 """Measure each artifact against the original model on the same inputs.
 
-Per artifact and output: max/mean absolute error, relative error ``max|a−r| / max|r|``, cosine
+Per artifact and output: max/mean absolute error, relative error ``max|a−r| / max|r|``, the error
+in the verification's units ``max|a−r| / (1 + max|r|)`` (``scaled_err``: within the fp32 bound when
+<= ``tfopt.verification.tolerances.ARTIFACT["fp32"]``, whatever the outputs' magnitude), cosine
 similarity of the flattened outputs, and top-1 agreement (same argmax on the last axis). With
 labels: top-1/top-5 accuracy (integer labels) or MAE/RMSE (float labels), and the drop from the
 original in points. Latency: median and p90 over ``runs`` timed calls after 3 warm-up calls,
@@ -26,7 +28,7 @@ import numpy as np
 from tfopt._checks import at_least
 from tfopt.errors import ModelFormatError, OptionError, TensorPairingError, TfoptError
 from tfopt.graph import Model
-from tfopt.nonfinite import worst
+from tfopt.verification.nonfinite import worst
 
 
 def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]], model: Model, artifacts: list[dict[str, Any]],
@@ -42,11 +44,11 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     time-major RNN's ``[time, batch, features]`` holds them on axis 1.
     ``runtime_default_precision``: the precision hint of the runtime-default run (None: the
     runtime's own default, as a deployer gets it; see the module docstring)."""
-    from tfopt.progress import Step
+    from tfopt.terminal.progress import Step
 
     at_least("--report-runs", runs, 1, integer=True)
     threads = threads or os.cpu_count() or 1
-    from tfopt.testing import unranked_outputs
+    from tfopt.verification.testing import unranked_outputs
 
     samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs))
     expected = _batched(reference, samples, [s.name for s in model.outputs])
@@ -77,13 +79,13 @@ class _Samples:
 
     def __init__(self, inputs: dict[str, np.ndarray], axes: Mapping[str, int | None], unranked: set[str]):
         self.inputs, self.axes = inputs, {k: axes.get(k, 0) for k in inputs}
-        self.unranked = unranked  # outputs of unknown rank: compared element by element (tfopt.testing.compare)
-        from tfopt.verify_shapes import sample_count
+        self.unranked = unranked  # outputs of unknown rank: compared element by element (tfopt.verification.testing.compare)
+        from tfopt.verification.shapes import sample_count
 
         self.count = sample_count(inputs, self.axes)
 
     def sample(self, i: int) -> dict[str, np.ndarray]:
-        from tfopt.verify_shapes import cut_sample
+        from tfopt.verification.shapes import cut_sample
 
         return {k: cut_sample(v, self.axes[k], i, self.count) for k, v in self.inputs.items()}
 
@@ -182,11 +184,15 @@ def _batched(run: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: _Sample
 def _fidelity(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
     """Worst case over the outputs (top-1 agreement in percent). NaN/Inf propagate: a NaN anywhere
     makes the statistic NaN (a fold with Python's ``max``/``min`` would turn it into a perfect 0 or 1)."""
-    max_abs, mean_abs, rel, cos, agree = [], [], [], [], []
+    from tfopt.verification.tolerances import scaled_error
+
+    max_abs, mean_abs, rel, cos, agree, scaled = [], [], [], [], [], []
     for name, ref in expected.items():
         val = got[name]
         err = np.abs(val - ref)
         max_abs.append(float(err.max()))
+        finite = np.abs(ref[np.isfinite(ref)])
+        scaled.append(scaled_error(err.max(), finite.max() if finite.size else 0.0))
         mean_abs.append(float(err.mean()))
         rel.append(float(err.max() / np.maximum(np.abs(ref).max(), 1e-12)))
         a, b = ref.ravel(), val.ravel()
@@ -196,7 +202,8 @@ def _fidelity(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> di
             finite = bool(np.isfinite(ref).all() and np.isfinite(val).all())  # argmax of NaN is not a class
             agree.append(100.0 * float(np.mean(ref.argmax(-1) == val.argmax(-1))) if finite else math.nan)
     return {"max_abs_err": worst(max_abs), "mean_abs_err": worst(mean_abs), "rel_err": worst(rel),
-            "cosine": worst(cos, lowest=True), "top1_agreement": worst(agree or [100.0], lowest=True)}
+            "cosine": worst(cos, lowest=True), "top1_agreement": worst(agree or [100.0], lowest=True),
+            "scaled_err": worst(scaled)}
 
 
 def _accuracy(output: np.ndarray, labels: np.ndarray,

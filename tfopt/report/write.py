@@ -10,11 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 from tfopt._io import atomic_path
-from tfopt.nonfinite import to_json
 from tfopt.report import svg
 from tfopt.report.table import HEADER, compression_summary, runtime_notes
 from tfopt.report.table import rows as table_rows
 from tfopt.targets import precision_name
+from tfopt.verification.nonfinite import to_json
 
 
 def write_reports(outdir: str, report: dict[str, Any]) -> list[str]:

@@ -13,7 +13,7 @@ def runner_for(target: str, path: str, model: Model, *, threads: int | None = No
     Args:
         target: a target name: ``pb``, ``savedmodel``, ``tflite``, ``onnx`` or ``openvino``.
         path: the artifact (an OpenVINO IR's ``.xml``).
-        model: the inputs/outputs it was converted from (:func:`tfopt.manifest.manifest_model`).
+        model: the inputs/outputs it was converted from (:func:`tfopt.conversion.manifest.manifest_model`).
         threads: intra-op threads for the runtime (default: its own choice).
 
     Raises:

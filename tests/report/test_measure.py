@@ -1,0 +1,66 @@
+"""The report measures each artifact's error in the verification's units, whatever the outputs'
+magnitude: ``scaled_err = max|got - ref| / (1 + max|ref|)`` is within ``ARTIFACT[precision]``
+exactly when the verification's ``atol + rtol * max|ref|`` check holds (issue 24's Prosit: ONNX
+3.8e-4 on outputs up to 13.5, float32 rounding that TensorFlow's own float32 shares, failed an
+absolute 1e-4 bound)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+import tfopt
+from tfopt.verification.testing import compare
+from tfopt.verification.tolerances import ARTIFACT, scaled_error
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_scaled_error_agrees_with_the_verification_check(seed):
+    """Generated outputs of magnitude 1e-3..1e5 with errors around the bound: the check and
+    ``scaled_err <= t`` decide the same, for both precisions' bounds."""
+    rng = np.random.default_rng(seed)
+    magnitude = 10.0 ** rng.uniform(-3, 5)
+    ref = rng.standard_normal(64) * magnitude
+    for t in ARTIFACT.values():
+        bound = t * (1 + np.abs(ref).max())
+        for factor in (0.5, 0.999, 1.001, 2.0):
+            got = ref.copy()
+            got[int(rng.integers(64))] += factor * bound * rng.choice([-1, 1])
+            ok = compare({"y": ref}, {"y": got}, atol=t, rtol=t)[0].ok
+            assert ok == (scaled_error(np.abs(got - ref).max(), np.abs(ref).max()) <= t), (magnitude, t, factor)
+
+
+def _heads(scales: tuple[float, ...]):
+    """A dense chain (depth 6, width 64: long float sums) with one head per output magnitude."""
+    import keras
+
+    x = keras.Input((32,), name="x")
+    h = x
+    for _ in range(6):
+        h = keras.layers.Dense(64, activation="tanh")(h)
+    outs = [keras.layers.Rescaling(s, name=f"head_{i}")(keras.layers.Dense(8)(h)) for i, s in enumerate(scales)]
+    return keras.Model(x, outs)
+
+
+@pytest.mark.slow  # ~60 s on a shared 2-core machine; the property test above proves the bound
+def test_the_report_carries_the_scaled_error_of_every_artifact(tmp_path):
+    import json
+    import os
+
+    import keras
+
+    if not all(importlib.util.find_spec(m) for m in ("tf2onnx", "openvino")):
+        pytest.skip("the onnx and openvino extras are needed")
+    keras.utils.set_random_seed(0)
+    _heads((1.0, 1e2, 1e4)).export(str(tmp_path / "m"), verbose=False)
+    tfopt.convert(str(tmp_path / "m"), str(tmp_path / "out"), to=["tflite", "onnx", "openvino"], report_runs=1)
+    with open(os.path.join(tmp_path / "out", "report.json")) as f:
+        artifacts = json.load(f)["artifacts"]
+    assert len(artifacts) == 3
+    for art in artifacts:
+        fid = art["fidelity"]
+        # outputs up to ~1e4: the worst output's error in its own units, never above the verified bound
+        assert 0 <= fid["scaled_err"] <= ARTIFACT["fp32"], art
+        assert fid["scaled_err"] <= fid["max_abs_err"] + 1e-12

@@ -1,0 +1,1 @@
+"""``tfopt convert``: plan, stages, results, manifest, stored state and the load -> freeze -> optimize pipeline."""

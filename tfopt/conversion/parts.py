@@ -1,0 +1,213 @@
+"""The pieces of ``tfopt convert`` its stages share (:mod:`tfopt.conversion.stages`): the result
+records, how one artifact is emitted and verified, and what ``manifest.json`` holds.
+
+Moved here unchanged from :mod:`tfopt.conversion.convert` so that the stages can run one by one (the fleet
+runs them in separate processes) while ``convert()`` runs them in sequence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tfopt._io import gzip_size, tree_size
+from tfopt.errors import ConversionError, OptionError
+from tfopt.graph import Model
+from tfopt.options import QuantizeOptions
+from tfopt.runtimes import runner_for
+from tfopt.targets import TABLE, EmitJob
+from tfopt.verification.nonfinite import to_json
+from tfopt.verification.tolerances import ARTIFACT
+
+
+@dataclass
+class Artifact:
+    format: str
+    precision: str
+    path: str
+    bytes: int
+    gzip_bytes: int
+    sha256: str
+    max_abs_err: float | None = None
+    mean_abs_err: float | None = None
+    int8_ops: dict[str, Any] | None = None  # quantized: layers running int8 kernels (tfopt.quantizing.int8_ops)
+    quantizer: str | None = None  # quantized: "tfopt" (the engine's graph) or "native" (the converter's own)
+
+
+@dataclass
+class Failure:
+    """A requested target x precision that could not be built or verified (the others still are)."""
+
+    format: str
+    precision: str
+    stage: str  # "converting" or "verifying"
+    error: str  # the error's class, e.g. "ConversionError"
+    exit_code: int  # what it alone would exit with (see tfopt.errors)
+    reason: str  # the error's message, with the `tfopt debug` command to run next
+
+
+@dataclass
+class ConvertResult:
+    outdir: str
+    artifacts: list[Artifact] = field(default_factory=list)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (format, precision, reason)
+    freeze_report: Any = None
+    optimize_report: Any = None
+    report: dict[str, Any] | None = None
+    layer_errors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "format/precision" -> worst first
+    keep_float: dict[str, list[str]] = field(default_factory=dict)
+    verified_at: Any = None  # tfopt.verification.verify.VerifyInputs the artifacts were verified on
+    int8: dict[str, Any] | None = None  # what tfopt's int8 engine did (tfopt.quantizing.engine.plan.Int8Plan.record)
+    engine_fallbacks: dict[str, str] = field(default_factory=dict)  # target -> why its converter took the native path
+    failed: list[Failure] = field(default_factory=list)  # requested, not built: the others were (exit 11)
+    errors: list[Any] = field(default_factory=list, repr=False, compare=False)  # the exceptions behind ``failed``
+
+    @property
+    def partial(self) -> bool:
+        """Some requested artifacts failed and the others were written (the CLI exits 11)."""
+        return bool(self.failed)
+
+
+def is_quantization_aware(model: Model) -> bool:
+    """A QAT model: its fake-quant ops carry the int8 ranges, so int8 needs no calibration."""
+    return any(n.op.startswith("FakeQuantWithMinMax") for n in model.graph_def.node)
+
+
+def accuracy_control(max_drop: float, eval_data: str | None, model: Model) -> Any:
+    from tfopt.emitters.openvino import AccuracyControl
+    from tfopt.verification.calibration import eval_arrays
+
+    if not eval_data:
+        raise OptionError("--accuracy-control needs --eval-data DATA.npz holding the inputs (by name) and 'labels'")
+
+    inputs, labels = eval_arrays(eval_data, model, allow_nonfinite=True)  # refused, if so, by convert first
+    return AccuracyControl(max_drop, inputs, labels)
+
+
+def int8_measure(portable: Model, runtime: Model, samples: Any, q: QuantizeOptions, r: Any) -> Any:
+    """``measure(target, model) -> row`` for ``--int8-recipe auto`` and ``--auto-keep-float``: an engine
+    graph's real artifact, run in its runtime on the eval data (else the calibration data, scored by
+    agreement with the float model)."""
+    import numpy as np
+
+    from tfopt.quantizing.engine.plan import LATENCY_RUNS, scratch_measure
+    from tfopt.report.measure import measure
+    from tfopt.verification.calibration import eval_arrays
+    from tfopt.verification.verify import reference_runner
+
+    if r.eval_data:
+        inputs, labels = eval_arrays(r.eval_data, portable, allow_nonfinite=r.allow_nonfinite)
+    else:
+        inputs = {s.name: np.concatenate([np.asarray(x[s.name]) for x in samples]) for s in portable.inputs}
+        labels = None
+    original = reference_runner(portable)
+    bindings = portable.bindings if portable.reference is not None and portable.baseline is None else {}
+
+    def reference(feeds: Any) -> Any:
+        return original({**feeds, **bindings})
+
+    def build(target: str, model: Model, scratch: str) -> str:
+        path = os.path.join(scratch, TABLE[target].artifact_path("int8"))
+        return emit(target, EmitJob(model, runtime, path, "int8", samples, q, quantization_aware=True))
+
+    def measure_row(target: str, scratch: str, path: str) -> dict[str, Any]:
+        full = os.path.join(scratch, path)
+        artifact = {"format": target, "precision": "int8", "path": path, "bytes": tree_size(full),
+                    "gzip_bytes": gzip_size(full)}
+        row: dict[str, Any] = measure(scratch, reference, portable, [artifact], inputs=inputs, labels=labels,
+                                      runs=LATENCY_RUNS, threads=r.threads, converted_here=True)["artifacts"][0]
+        return row
+
+    return scratch_measure(build, measure_row)
+
+
+def emit_engine(target: str, job: EmitJob, native: EmitJob, say: Callable[[Any], None], result: ConvertResult) -> str:
+    """The engine's int8 artifact; when the target's converter cannot express the engine's graph
+    (an op its int8 path lacks once fake quants split a fused pattern), the converter's own int8,
+    said as it happens and recorded (``engine_fallbacks``, the artifact's ``quantizer``)."""
+    try:
+        return emit(target, job)
+    except ConversionError as exc:
+        reason = " ".join(str(exc).split())[:300]
+        say(f"{target} int8: its converter cannot express tfopt's int8 graph ({reason}); "
+            f"building it with {target}'s own quantizer")
+        result.engine_fallbacks[target] = reason
+        return emit(target, native)
+
+
+def emit(target: str, job: EmitJob) -> str:
+    """Write one artifact through its target's record. For a quantization-aware graph, a target
+    whose converter turns fake quants into its own quantize ops builds int8 as that conversion."""
+    record = TABLE[target]
+    if job.quantization_aware and job.precision == "int8" and record.qat_int8_as:
+        job = dataclasses.replace(job, precision=record.qat_int8_as)
+    if job.portable.external is not None and record.graph != "runtime":  # converters read it as a SavedModel
+        from tfopt.external.emit import emit_large
+
+        return emit_large(target, job)
+    written: str = record.call("emit", job)
+    return written
+
+
+def verify(artifact: Artifact, portable: Model, path: str, inputs: Any, *, bounded: bool = True,
+            preprocess: Any = None) -> None:
+    from tfopt.verification.verify import verify_artifact
+
+    verify_artifact(artifact, lambda: runner_for(artifact.format, path, portable), portable, inputs,
+                    bound=ARTIFACT.get(artifact.precision) if bounded else None, preprocess=preprocess)
+
+
+def manifest_options(q: QuantizeOptions, qat: bool, allow_nonfinite: bool, model: Model) -> dict[str, Any]:
+    """The options ``manifest.json`` records (what the artifacts depend on, not where output went)."""
+    return dict(to=q.to, quantize=list(q.quantize), calibration=q.calibration, calibration_samples=q.calibration_samples,
+                mean=list(q.mean), scale=list(q.scale), int8_io=q.int8_io, allow_tf_ops=q.allow_tf_ops, opset=q.opset,
+                quantization_aware=qat, ov_preprocess=q.ov_preprocess, accuracy_control=q.accuracy_control,
+                quantizer=q.quantizer, int8_recipe=q.int8_recipe, calibration_method=q.calibration_method,
+                per_tensor=q.per_tensor,
+                allow_nonfinite=allow_nonfinite, compression=model.provenance.get("compression"))
+
+
+def target_quantization(result: ConvertResult, qat: bool) -> dict[str, dict[str, Any]]:
+    """``{"<target>_quantization": {precision: settings}}`` for each target whose record names
+    ``quantization_settings`` (ONNX: 7-bit weights, see :mod:`tfopt.emitters.onnx`). A QAT
+    model's int8 is the model's own ranges: nothing to record."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in TABLE.values():
+        if record.quantization_settings is None:
+            continue
+        settings = {a.precision: record.call("quantization_settings", a.precision) for a in result.artifacts
+                    if a.format == record.name and not (qat and a.precision == "int8")}
+        out[f"{record.name}_quantization"] = {p: v for p, v in settings.items() if v}
+    return out
+
+
+def write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[str, Any], verified_at: Any) -> None:
+    """manifest.json: options, tool versions and artifacts - no timestamps, so it is deterministic."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from tfopt._version import __version__
+
+    tools = {"tfopt": __version__}
+    for dist in dict.fromkeys(d for record in TABLE.values() for d in record.distributions):
+        try:
+            tools[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    manifest = {
+        "source": model.provenance.get("path"), "source_format": model.provenance.get("format"),
+        "inputs": [asdict(s) for s in model.inputs], "outputs": [asdict(s) for s in model.outputs],
+        "options": options, "tools": tools, "artifacts": [asdict(a) for a in result.artifacts],
+        "skipped": [{"format": f, "precision": p, "reason": r} for f, p, r in result.skipped],
+        "failed": [asdict(f) for f in result.failed],
+        "verification": verified_at.as_dict() if verified_at is not None else None,
+        **target_quantization(result, options.get("quantization_aware", False)),
+        "runtime_settings": {t.name: t.call("runtime_settings") for t in TABLE.values()
+                             if t.runtime_settings and any(a.format == t.name for a in result.artifacts)},
+        "int8_engine": None if result.int8 is None else {**result.int8, "fallbacks": result.engine_fallbacks},
+    }
+    with open(os.path.join(tmp, "manifest.json"), "w") as f:
+        json.dump(to_json(manifest), f, indent=2, sort_keys=True, default=str, allow_nan=False)

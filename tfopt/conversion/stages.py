@@ -1,0 +1,332 @@
+"""``tfopt convert`` as four stages that can run one by one (:func:`tfopt.conversion.convert.convert` runs
+them in sequence; the fleet, :mod:`tfopt.fleet`, runs them as separate tasks):
+
+1. :func:`plan` — every check that needs no model (options, outputs, gates): a :class:`ConvertPlan`.
+2. :func:`prepare` — load -> freeze -> optimize once, the calibration samples, and tfopt's int8
+   engine's fake-quant graph per target: a :class:`Prepared` (saved to and read back from a
+   directory by :mod:`tfopt.conversion.store`).
+3. :func:`emit_artifact` — one target x precision: emit, count int8 kernels, verify; into ``result``.
+4. :func:`finish` — ``manifest.json``, ``layers.json`` and the report, from every artifact.
+
+Each stage's code is ``convert()``'s, moved unchanged: the artifacts are byte-identical whichever
+way the stages run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tfopt._io import digest
+from tfopt.conversion.checks import check_options
+from tfopt.conversion.parts import (
+    Artifact,
+    ConvertResult,
+    Failure,
+    accuracy_control,
+    emit,
+    emit_engine,
+    int8_measure,
+    is_quantization_aware,
+    manifest_options,
+    verify,
+    write_manifest,
+)
+from tfopt.errors import ConversionError, OptionError, TfoptError, VerificationError, stage
+from tfopt.graph import Model
+from tfopt.options import ConvertOptions, LoadOptions
+from tfopt.quantizing.engine.plan import engine_builds
+from tfopt.report.hints import with_debug_hint
+from tfopt.targets import NEEDS_CALIBRATION, TABLE, EmitJob
+from tfopt.verification.nonfinite import check_finite, finite_samples, to_json
+
+Say = Callable[[Any], None]
+
+
+@dataclass
+class ConvertPlan:
+    """What :func:`plan` decided: the options, the (target, precision) pairs and the gates."""
+
+    options: ConvertOptions
+    load: LoadOptions  # with the compression built from the compress options, when any
+    pairs: list[tuple[str, str]]
+    skipped: list[tuple[str, str, str]]
+    gates: list[Any]
+
+
+@dataclass
+class Prepared:
+    """What :func:`prepare` made once for every artifact.
+
+    ``int8`` is a :class:`tfopt.quantizing.engine.plan.Int8Plan`, or anything with its ``model_for(target)``,
+    ``kept_float()``, ``ranking`` and ``record()`` (:class:`tfopt.conversion.store.StoredInt8`, read back from a directory).
+    """
+
+    portable: Model
+    runtime: Model
+    freeze_report: Any
+    optimize_report: Any
+    qat: bool
+    samples: Any  # calibration samples (a list of {input: array}), or None
+    verified_at: Any  # tfopt.verification.verify.VerifyInputs, at batch 1
+    int8: Any = None
+    control: Any = None  # OpenVINO's accuracy control (tfopt.emitters.openvino.AccuracyControl), or None
+    stages: dict[str, float] = field(default_factory=dict)
+    verify_data: Any = None  # tfopt.verification.verify.VerifyData freezing was verified with (not stored: it holds a loader)
+
+    @property
+    def ranges(self) -> Any:
+        """What the quantizers calibrate on (the report measures on every sample)."""
+        return finite_samples(self.samples)
+
+
+def plan(model: Model | str, outdir: str, options: ConvertOptions | None = None, **kwargs: Any) -> ConvertPlan:
+    """Every check that needs no model: options, outputs (:mod:`tfopt.conversion.output_paths`), gates, ``--metric``'s module."""
+    from tfopt.conversion.output_paths import check_convert_outputs
+    from tfopt.loaders.compressing import compression
+    from tfopt.report.gates import parse_gate
+
+    o = ConvertOptions.from_kwargs(options, **kwargs)
+    q, r, c = o.quantize, o.report, o.compress
+    check_convert_outputs(outdir, r.junit, [model, q.calibration, r.eval_data, c.finetune_data], overwrite=o.overwrite)
+    pairs, skipped = check_options(model, outdir, o)
+    gates = [parse_gate(g) for g in r.fail_if]
+    compress = compression(c.cluster, c.cluster_init, c.prune, c.exclude, c.finetune_data, c.finetune_epochs)
+    load = o.load if compress is None else dataclasses.replace(o.load, compress=compress)
+    if r.metric:  # the user's module, imported before any conversion work, not after it
+        from tfopt._user_code import import_function
+
+        import_function(r.metric, "--metric")
+    return ConvertPlan(o, load, list(pairs), list(skipped), gates)
+
+
+def prepare(model: Model | str, p: ConvertPlan, say: Say) -> Prepared:
+    """Load, freeze and optimize once; the calibration samples; the int8 engine's plan."""
+    prepared = prepare_graphs(model, p)
+    prepare_statistics(p, prepared, say)
+    return prepared
+
+
+def prepare_graphs(model: Model | str, p: ConvertPlan) -> Prepared:
+    """Load, freeze and optimize (verified on the eval or calibration data when given); the
+    calibration samples (read once: verification reads them too)."""
+    from tfopt.conversion.pipeline import run_optimize
+    from tfopt.verification.calibration import eval_arrays, load_calibration
+    from tfopt.verification.verify import VerifyData
+
+    o = p.options
+    q, r = o.quantize, o.report
+    stages: dict[str, float] = {}
+    start = time.perf_counter()
+    loaded: list[Any] = []
+
+    def calibration_samples_for(specs: Sequence[Any]) -> Any:  # loaded once, for the frozen inputs
+        loaded[:] = loaded or [load_calibration(q.calibration or "", specs, samples=q.calibration_samples,
+                                                mean=q.mean, scale=q.scale, allow_nonfinite=r.allow_nonfinite)]
+        return loaded[0]
+
+    if r.eval_data:  # NaN/Inf are refused (or counted) before any work; names are checked after loading
+        import numpy as np
+
+        with np.load(r.eval_data, allow_pickle=False) as arrays:
+            check_finite({k: arrays[k] for k in arrays.files}, f"--eval-data {r.eval_data}", allow=r.allow_nonfinite)
+    # Verification compares on finite data only: with --allow-nonfinite, what holds NaN/Inf is measured
+    # in the report, not used to decide whether freezing kept the model.
+    verify_data = VerifyData(eval_data=None if r.allow_nonfinite else r.eval_data,
+                             calibration=(lambda specs: finite_samples(calibration_samples_for(specs)))
+                             if q.calibration else None,
+                             calibration_source=q.calibration, shapes=dict(o.freeze.verify_shape))
+    portable, runtime, freeze_report, optimize_report = run_optimize(model, p.load, o.freeze, o.optimize,
+                                                                     verify_data=verify_data)
+    stages["load+freeze+optimize"] = time.perf_counter() - start
+    qat = is_quantization_aware(portable)
+    check_calibration(p, qat)
+    if r.eval_data:  # its NaN/Inf, names and format are refused before any artifact is built
+        eval_arrays(r.eval_data, portable, allow_nonfinite=r.allow_nonfinite)
+    control = accuracy_control(q.accuracy_control, r.eval_data, portable) if q.accuracy_control is not None else None
+    samples = calibration_samples_for(portable.inputs) if q.calibration else None
+    verified_at = (freeze_report.verified_at.with_batch(portable.inputs, 1, r.seed, portable.graph_def)
+                   if freeze_report.verified_at else None)
+    return Prepared(portable, runtime, freeze_report, optimize_report, qat, samples, verified_at, control=control,
+                    stages=stages, verify_data=verify_data)
+
+
+def check_calibration(p: ConvertPlan, qat: bool) -> None:
+    """int8/int16x8 without calibration data (and not a QAT model, whose ranges are its own): refused."""
+    if not qat and any(pr in NEEDS_CALIBRATION for _, pr in p.pairs) and not p.options.quantize.calibration:
+        raise OptionError("--quantize int8/int16x8 needs calibration data: pass --calibration DATA "
+                          "(.npz keyed by input name, .npy, .tfrecord, an image directory, or module:function)")
+
+
+def prepare_statistics(p: ConvertPlan, prepared: Prepared, say: Say) -> None:
+    """The calibration samples (when not read yet) and tfopt's int8 engine's plan, into ``prepared``."""
+    from tfopt.verification.calibration import load_calibration
+
+    q, r = p.options.quantize, p.options.report
+    if prepared.samples is None and q.calibration:
+        prepared.samples = load_calibration(q.calibration, prepared.portable.inputs, samples=q.calibration_samples,
+                                            mean=q.mean, scale=q.scale, allow_nonfinite=r.allow_nonfinite)
+    if any(engine_builds(q, t, pr, prepared.qat) for t, pr in p.pairs):  # one fake-quant graph the int8 artifacts all execute
+        from tfopt.quantizing.engine.plan import Int8Plan, scratch_evaluator
+        from tfopt.verification.calibration import eval_arrays
+
+        ranges = prepared.ranges
+        measure = (int8_measure(prepared.portable, prepared.runtime, ranges, q, r)
+                   if q.int8_recipe == "auto" or q.auto_keep_float is not None else None)
+        evaluate = scratch_evaluator(measure, p.gates) if q.int8_recipe == "auto" and measure is not None else None
+        labeled = None
+        if q.auto_keep_float is not None and r.eval_data:
+            inputs, labels = eval_arrays(r.eval_data, prepared.portable, allow_nonfinite=r.allow_nonfinite)
+            labeled = {"inputs": inputs, "labels": labels}
+        prepared.int8 = Int8Plan(prepared.portable, ranges, q, evaluate=evaluate, measure=measure, labels=labeled,
+                                 targets=engine_targets(p, prepared.qat), progress=say, gates=p.gates)
+        if p.options.compress.finetune_data and p.load.compress is None:
+            # int8 by quantization-aware fine-tune from the engine's ranges (a Keras 2 model)
+            from tfopt.quantizing.qat.finetune import qat_plan
+
+            prepared.int8 = qat_plan(prepared.int8, p.options, verify_data=prepared.verify_data, progress=say)
+
+
+def engine_targets(p: ConvertPlan, qat: bool) -> list[str]:
+    """The targets whose int8 artifact is tfopt's engine's graph."""
+    q = p.options.quantize
+    return sorted({t for t, pr in p.pairs if engine_builds(q, t, pr, qat)})
+
+
+def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, target: str, precision: str,
+                  say: Say, *, last: bool) -> None:
+    """One artifact into ``tmp``: emitted, counted, verified, recorded in ``result``. A requested one
+    that fails is recorded in ``result.failed`` (:func:`record_failure`); from the default target
+    list, one its converter cannot express is skipped with the reason (``last``: the last pair, a
+    failure when nothing else was built)."""
+    q = p.options.quantize
+    portable, runtime, qat, int8 = prepared.portable, prepared.runtime, prepared.qat, prepared.int8
+    ranges, control = prepared.ranges, prepared.control
+    start = time.perf_counter()
+    record = TABLE[target]
+    rel = record.artifact_path(precision)
+    job = EmitJob(portable, runtime, os.path.join(tmp, rel), precision, ranges, q, qat, accuracy_control=control)
+    engine = int8 is not None and engine_builds(q, target, precision, qat)
+    native_job = job
+    if engine and int8 is not None:
+        with stage(f"quantizing for {target} int8 (tfopt engine)"):
+            job = dataclasses.replace(job, portable=int8.model_for(target), quantization_aware=True)
+        if int8.kept_float() or q.auto_keep_float is not None:  # no fake quants on them: float in every target
+            result.keep_float[f"{target}/{precision}"] = list(int8.kept_float())
+        if int8.ranking:  # --auto-keep-float's ranking of the engine's groups (the same for every target)
+            result.layer_errors[f"{target}/{precision}"] = int8.ranking
+    try:
+        written = _emit_one(p, prepared, result, job, native_job, target, precision, engine, say)
+    except ConversionError as exc:
+        # From the default list (no --to), a target that cannot be built is skipped with the
+        # converter's reason; asked for by name, it is a failure (recorded, or fatal with
+        # all_or_nothing); when nothing at all is built, convert() raises (see check_built).
+        if q.to is None and not (last and not result.artifacts and not result.failed):
+            result.skipped.append((target, precision, str(exc)))
+            return
+        record_failure(p, result, target, precision, "converting", exc, os.path.join(tmp, rel), portable)
+        return
+    full = os.path.join(tmp, rel)
+    from tfopt.report.build import artifact_sizes  # its companion files too (an ONNX model's external data)
+
+    artifact = Artifact(target, precision, os.path.relpath(written, tmp), *artifact_sizes(target, full), digest(full))
+    if precision == "int8":  # which layers really run int8 kernels (int16x8's are int16: not counted)
+        from tfopt.quantizing.int8_ops import count_quantized_ops
+
+        artifact.int8_ops = count_quantized_ops(target, written)
+        artifact.quantizer = "native" if not engine or target in result.engine_fallbacks else "tfopt"
+    if p.options.freeze.verify:  # a QAT model's float artifacts already quantize (QDQ/FakeQuantize): measure only
+        try:
+            verify(artifact, portable, written, prepared.verified_at, bounded=not qat,
+                   preprocess=q.ov_preprocess if record.takes_preprocess else None)
+        except (ConversionError, VerificationError) as exc:
+            record_failure(p, result, target, precision, "verifying", exc, full, portable)
+            return
+    result.artifacts.append(artifact)
+    prepared.stages[f"{target} {precision}"] = time.perf_counter() - start
+
+
+def _emit_one(p: ConvertPlan, prepared: Prepared, result: ConvertResult, job: EmitJob, native_job: EmitJob,
+              target: str, precision: str, engine: bool, say: Say) -> str:
+    """Write one artifact (the keep-float search, tfopt's int8 engine, or the converter): its path."""
+    q, r = p.options.quantize, p.options.report
+    portable, qat, record = prepared.portable, prepared.qat, TABLE[target]
+    if not engine and not qat and (q.keep_float or q.auto_keep_float is not None) and precision in record.keep_float:
+        from tfopt.quantizing.native.keep_float import selective
+
+        def emit_kept(path: str, kept: list[str], converted: Any) -> str:
+            return emit(target, dataclasses.replace(job, path=path, keep_float=kept, converted=converted,
+                                                    accuracy_control=None))
+
+        to_raw = q.ov_preprocess.to_raw if q.ov_preprocess is not None and record.takes_preprocess else None
+        written, kept, ranking = selective(target, precision, portable, job.path, prepared.ranges, q.keep_float,
+                                           q.auto_keep_float, r.eval_data, say, emit_kept, opset=q.opset,
+                                           to_raw=to_raw)
+        result.layer_errors[f"{target}/{precision}"] = ranking
+        result.keep_float[f"{target}/{precision}"] = kept
+        return str(written)
+    with stage(f"converting to {target} {precision}"):
+        return emit(target, job) if not engine else emit_engine(target, job, native_job, say, result)
+
+
+def record_failure(p: ConvertPlan, result: ConvertResult, target: str, precision: str, during: str,
+                   exc: TfoptError, path: str, model: Model) -> None:
+    """A requested artifact that failed: its error (with the ``tfopt debug`` command to run next)
+    raised in all-or-nothing mode, else recorded in ``result.failed`` and its file removed, so that
+    the output holds only verified artifacts."""
+    q = p.options.quantize
+    hinted = with_debug_hint(exc, model.provenance.get("path"), target, precision, q.calibration,
+                             options=dataclasses.replace(p.options, load=p.load), provenance=model.provenance)
+    if q.all_or_nothing:
+        raise hinted from exc
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
+    result.failed.append(Failure(target, precision, during, type(exc).__name__, exc.exit_code, str(hinted)))
+    result.errors.append(hinted)
+
+
+def check_built(result: ConvertResult) -> None:
+    """Nothing built, and something failed: raise (the failure itself when there is one, so its class
+    and exit code stay; else a :class:`ConversionError` listing each)."""
+    if result.artifacts or not result.failed:
+        return
+    if len(result.errors) == 1:
+        raise result.errors[0]
+    first = result.errors[0] if result.errors else ConversionError("")
+    reasons = "\n".join(f"  {f.format} {f.precision} ({f.stage}): {f.reason}" for f in result.failed)
+    error: Any = type(first)(f"no target could be built:\n{reasons}") if result.errors else \
+        ConversionError(f"no target could be built:\n{reasons}")
+    error.__dict__.update(first.__dict__)
+    raise error
+
+
+def finish(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, say: Say) -> None:
+    """``manifest.json``, ``layers.json`` (keep-float) and the report, into ``tmp``."""
+    q, r = p.options.quantize, p.options.report
+    portable, optimize_report = prepared.portable, prepared.optimize_report
+    result.int8 = prepared.int8.record() if prepared.int8 is not None else None
+    write_manifest(tmp, result, portable, manifest_options(q, prepared.qat, r.allow_nonfinite, portable),
+                   prepared.verified_at)
+    if result.layer_errors:
+        with open(os.path.join(tmp, "layers.json"), "w") as f:
+            json.dump(to_json({"layer_errors": result.layer_errors, "keep_float": result.keep_float}), f, indent=2,
+                      allow_nan=False)
+    if p.options.freeze.verify:
+        say("measuring every artifact for the report")
+        from tfopt.report.build import build_report
+
+        result.report = build_report(tmp, portable, eval_data=r.eval_data, samples=prepared.samples, seed=r.seed,
+                                     runs=r.report_runs, threads=r.threads, gates=p.gates,
+                                     passes=[x.as_dict() for x in (optimize_report.passes if optimize_report else [])],
+                                     stages=prepared.stages, preprocess=q.ov_preprocess,
+                                     layers={"layer_errors": result.layer_errors, "keep_float": result.keep_float},
+                                     progress=say, metric=r.metric, allow_nonfinite=r.allow_nonfinite,
+                                     verified_at=prepared.verified_at, converted_here=True)

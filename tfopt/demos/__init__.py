@@ -1,0 +1,1 @@
+"""The digits models trained in seconds, and ``make demo``."""

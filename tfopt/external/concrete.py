@@ -1,0 +1,75 @@
+"""Freeze a TF2 ``ConcreteFunction`` with its largest variables kept outside the GraphDef.
+
+TensorFlow's ``convert_variables_to_constants_v2`` turns every captured variable into a ``Const``;
+past 2 GB that fails ("Cannot create a tensor proto whose content is larger than 2GB") after
+holding every value in memory at once. Here the variables :func:`~tfopt.external.choose_external`
+picks are put on the converter's deny list (it never reads them), each is streamed to its file,
+and its capture placeholder becomes the ``ImmutableConst`` that maps that file, its readers
+rewritten to read a value (:mod:`tfopt.external.resources`). The rest is TensorFlow's converter,
+unchanged. When nothing is large, this is exactly ``convert_variables_to_constants_v2``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tfopt.errors import GraphError
+from tfopt.external.resources import read_as_value
+from tfopt.external.tensors import EXTERNAL_DTYPES, ExternalTensors, choose_external
+from tfopt.graph import consumers, node_map, rename_node, unique_name
+
+
+def freeze_function(fn: Any, *, threshold: int | None, lower_control_flow: bool,
+                    aggressive_inlining: bool) -> tuple[Any, ExternalTensors | None]:
+    """``(frozen ConcreteFunction, the tensors kept outside or None)``.
+
+    Raises:
+        GraphError: a large variable is read by an op with no value form (e.g. inside a loop body
+            the converter did not inline); the message names it and the threshold to raise.
+    """
+    from tensorflow.python.framework import convert_to_constants as c2c
+
+    large = _large_captures(fn, threshold)
+    if not large:
+        return c2c.convert_variables_to_constants_v2(fn, lower_control_flow=lower_control_flow,
+                                                     aggressive_inlining=aggressive_inlining), None
+    data = c2c._FunctionConverterDataInEager(  # the converter, told to leave the large ones alone
+        func=fn, lower_control_flow=lower_control_flow, aggressive_inlining=aggressive_inlining,
+        variable_names_denylist=set(large))
+    graph_def, converted = c2c._replace_variables_by_constants(converter_data=data)
+    external = ExternalTensors()
+    nodes, users = node_map(graph_def), consumers(graph_def)
+    for placeholder, (index, variable) in sorted(large.items()):
+        dtype = variable.dtype.as_datatype_enum
+        blocker = read_as_value(graph_def, placeholder, dtype, users)
+        if blocker is not None:
+            raise GraphError(f"variable '{variable.name}' ({_mb(variable)} MB) is read by {blocker.op} "
+                             f"'{blocker.name}', which has no form that reads a value outside the graph; "
+                             f"raise --external-threshold above {_mb(variable)} MB to freeze it as a constant")
+        name = unique_name(graph_def, variable.name.split(":")[0])
+        external.add(name, variable.value())  # one variable at a time, streamed to its file
+        nodes[placeholder].CopyFrom(external.node(name))
+        nodes[placeholder].name = placeholder
+        if placeholder != name:
+            rename_node(graph_def, placeholder, name)
+        converted.add(index)
+    return c2c._construct_concrete_function(fn, graph_def, converted), external
+
+
+def _large_captures(fn: Any, threshold: int | None) -> dict[str, tuple[int, Any]]:
+    """Capture placeholder name -> (capture index, variable), for the variables to keep outside."""
+    by_handle = {id(v.handle): v for v in fn.graph.variables}
+    found: dict[str, tuple[int, Any]] = {}
+    for index, (value, placeholder) in enumerate(fn.graph.captures):
+        variable = by_handle.get(id(value))
+        if variable is not None and variable.dtype.name in EXTERNAL_DTYPES:
+            found[placeholder.name.split(":")[0]] = (index, variable)
+    sizes = {name: int(np.prod(v.shape)) * v.dtype.size for name, (_, v) in found.items()}
+    chosen = choose_external(sizes, threshold)
+    return {name: found[name] for name in chosen}
+
+
+def _mb(variable: Any) -> str:
+    return f"{int(np.prod(variable.shape)) * variable.dtype.size / 1e6:.1f}"

@@ -1,0 +1,49 @@
+"""TFLite, ONNX and OpenVINO artifacts of a model with tensors outside its graph.
+
+Every converter reads a SavedModel's variables from its checkpoint, none reads ``ImmutableConst``
+files: the model is written once as a serving SavedModel (:func:`serving_savedmodel`, one per
+graph, kept beside the external tensors) and each target converts from it
+(``tfopt.emitters.large.emit_from_savedmodel``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from tfopt.errors import ConversionError
+from tfopt.graph import Model
+
+
+def serving_savedmodel(model: Model) -> str:
+    """The serving SavedModel of ``model`` (written on first use, in the external tensors' directory)."""
+    from tfopt.external.serving import write_serving_savedmodel
+
+    key = hashlib.sha256(model.graph_def.SerializeToString(deterministic=True)
+                         + repr([(s.name, s.tensor) for s in [*model.inputs, *model.outputs]]).encode()).hexdigest()
+    path = os.path.join(model.external.directory, f"serving-{key[:16]}")
+    if not os.path.isdir(path):
+        write_serving_savedmodel(model, path)
+    return path
+
+
+def emit_large(target: str, job: Any) -> str:
+    """Write ``job``'s artifact for ``target`` from the serving SavedModel of ``job.portable``.
+
+    Raises:
+        ConversionError: the target cannot write the model (its own reason, e.g. a precision it has
+            no large-model form of).
+    """
+    from tfopt.emitters.large import emit_from_savedmodel
+    from tfopt.errors import OptionError
+
+    model = job.portable
+    opset = getattr(job.quantize, "opset", None)
+    try:
+        written: str = emit_from_savedmodel(target, serving_savedmodel(model), job.path, precision=job.precision,
+                                            input_names=[s.name for s in model.inputs],
+                                            output_names=[s.name for s in model.outputs], opset=opset)
+    except OptionError as exc:  # known only once the model is loaded: this artifact fails, the others are built
+        raise ConversionError(str(exc)) from exc
+    return written

@@ -1,0 +1,1 @@
+"""Whole-GraphDef primitives beside :mod:`tfopt.graph`: node order, Grappler, a light protobuf schema."""

@@ -1,0 +1,233 @@
+"""Which of a graph's output candidates tfopt converts, and which it lists as alternatives.
+
+:func:`tfopt.loaders.training_nodes.explain_outputs` finds the candidates (sinks of the forward graph,
+tensors that feed only the loss or only a metric). They are grouped into *heads* by structure:
+
+- a float candidate's head is its *root*, reached backwards through ops that only reshape, transpose
+  or squash one float tensor (Identity, Softmax, Sigmoid, Reshape, Transpose, ...): ``Softmax(logits)``,
+  ``Identity(logits)`` and the loss's ``Reshape(logits)`` are one head, rooted at ``logits``;
+- an int/bool candidate is a *decision* when it is computed from one float tensor ``F`` through
+  decision ops (``ArgMax``, a comparison with a constant or a shape-only threshold, ``Cast``, ...):
+  it joins ``F``'s head, and when no float tensor of that head is a candidate, ``F`` itself is
+  chosen (``prob`` read only by ``pred = prob > 0.5``: the float head carries the decision).
+
+In each head the float tensors that are sinks or feed a metric are chosen; the decisions derived
+from them and the tensors that feed only the loss become alternatives (a float head carries the
+decision and more: ``argmax(prob) == pred``). A head without such a tensor keeps what it has. Every
+head is chosen, so a multi-head graph converts all its heads. The choice is *certain* when the
+graph had exactly one candidate; otherwise the alternatives are listed for ``--outputs``.
+Candidates that need labels (:mod:`tfopt.loaders.evaluation_heads`: a CTC loss, an edit distance, a
+cross-entropy) are alternatives; with no inference head left, the predictions they compare are chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tfopt.graph import FLOAT_TYPES, PLACEHOLDER_OPS, ancestors, dtype_name, node_map, tensor_node
+
+# Ops that pass one float tensor on, reshaped, transposed (a time-major copy for a CTC loss) or
+# squashed, without weights: a head's own form.
+HEAD_OPS = frozenset({"Identity", "Softmax", "LogSoftmax", "Sigmoid", "Tanh", "Reshape", "Squeeze",
+                      "ExpandDims", "StopGradient", "Snapshot", "Transpose"})
+# Ops that turn scores into a decision (an index, a flag, a rounded value).
+DECISION_OPS = frozenset({"ArgMax", "ArgMin", "Cast", "Round", "Greater", "GreaterEqual", "Less", "LessEqual",
+                          "Equal", "NotEqual", "Identity", "Squeeze", "Reshape", "ExpandDims", "Sign", "Rint", "Floor", "Ceil"})
+# Float-typed decision ops: cast(round(prob)) decides on prob.
+ROUNDING_OPS = frozenset({"Round", "Rint", "Floor", "Ceil", "Sign"})
+BOOL_OPS = frozenset({"Equal", "NotEqual", "Greater", "GreaterEqual", "Less", "LessEqual", "LogicalAnd",
+                      "LogicalOr", "LogicalNot", "IsNan", "IsInf", "IsFinite", "InTopK", "InTopKV2",
+                      "ApproximateEqual"})
+# Ops whose value depends on their input's shape only (ones_like(x) is OnesLike, or Fill(Shape(x))).
+SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank", "OnesLike", "ZerosLike"})
+_DTYPE_ATTRS = ("output_type", "out_type", "DstT", "dtype", "Tout", "T")
+LOSS_REASON = "feeds only the loss"
+MAX_HEADS = 8
+
+
+def node_dtype(node: Any) -> str:
+    """The dtype of ``node``'s first output, from its attributes (comparisons give ``bool``)."""
+    if node.op in BOOL_OPS:
+        return "bool"
+    for key in _DTYPE_ATTRS:
+        if key in node.attr and node.attr[key].type:
+            return dtype_name(node.attr[key].type)
+    return "float32"
+
+
+def is_float(node: Any) -> bool:
+    return node_dtype(node) in {dtype_name(t) for t in FLOAT_TYPES} | {"bfloat16"}
+
+
+def _data_inputs(node: Any, nodes: dict[str, Any]) -> list[Any]:
+    """Producers of ``node``'s data inputs, constants left out (a threshold, a shape, an axis)."""
+    found = [nodes[tensor_node(r)] for r in node.input if not r.startswith("^") and tensor_node(r) in nodes]
+    return [n for n in found if n.op != "Const"]
+
+
+def _reaches(node: Any, nodes: dict[str, Any], bad: Callable[[Any], bool], *, missing_bad: bool = False) -> bool:
+    """Walk back from ``node`` through data inputs, stopping at constants, :data:`SHAPE_OPS` and
+    placeholders: True when ``bad(n)`` holds for a node on the way (placeholders included), or, with
+    ``missing_bad``, when an input names no node of the graph. Iterative: graphs are deep."""
+    stack, seen = [node], set()
+    while stack:
+        cur = stack.pop()
+        if cur.name in seen:
+            continue
+        seen.add(cur.name)
+        if cur.op == "Const" or cur.op in SHAPE_OPS:
+            continue
+        if bad(cur):
+            return True
+        if cur.op in PLACEHOLDER_OPS:
+            continue
+        refs = [tensor_node(r) for r in cur.input if not r.startswith("^")]
+        if missing_bad and any(r not in nodes for r in refs):
+            return True
+        stack += [nodes[r] for r in refs if r in nodes]
+    return False
+
+
+def _value_free(node: Any, nodes: dict[str, Any]) -> bool:
+    """True when ``node``'s value depends on no tensor's values, only on constants and on shapes
+    (``Shape``/``Size``/``Rank`` of something): a threshold such as ``ones_like(x) * 0.5``."""
+    return not _reaches(node, nodes, lambda n: n.op in PLACEHOLDER_OPS or not n.input, missing_bad=True)
+
+
+def decision_source(node: Any, nodes: dict[str, Any]) -> tuple[list[str], Any | None]:
+    """``(chain, F)``: the decision ops from ``node`` back to the one float tensor ``F`` they
+    decide on (``F`` is None when ``node`` is not such a decision). A comparison's other side may
+    be a threshold computed from constants and shapes only (``prob > ones_like(x) * 0.5``)."""
+    chain: list[str] = []
+    cur = node
+    while cur.op in DECISION_OPS and (not is_float(cur) or cur.op in ROUNDING_OPS):
+        chain.append(cur.name)
+        inputs = [n for n in _data_inputs(cur, nodes) if not _value_free(n, nodes)]
+        if len(inputs) != 1:
+            return chain, None
+        cur = inputs[0]
+    if not chain or not is_float(cur) or cur.op in PLACEHOLDER_OPS:
+        return chain, None
+    return chain, cur
+
+
+def head_root(node: Any, nodes: dict[str, Any]) -> str:
+    """The tensor ``node`` is a plain form of (back through :data:`HEAD_OPS`)."""
+    cur = node
+    while cur.op in HEAD_OPS:
+        inputs = [n for n in _data_inputs(cur, nodes) if is_float(n)]
+        if len(inputs) != 1:
+            break
+        cur = inputs[0]
+    return str(cur.name)
+
+
+@dataclass
+class OutputChoice:
+    """The outputs chosen from ``reasons``' candidates, and why each other candidate was not."""
+
+    chosen: list[str]
+    reasons: dict[str, str]
+    alternatives: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def certain(self) -> bool:
+        return len(self.reasons) == 1
+
+    def provenance(self) -> dict[str, Any]:
+        """What a loader records when the choice was not certain (empty when it was)."""
+        if self.certain:
+            return {}
+        return {"outputs_chosen_from": dict(self.reasons), "output_alternatives": dict(self.alternatives)}
+
+    def message(self, path: str) -> str:
+        """One line a user can act on: what was chosen, what else there is, how to choose."""
+        heads = "several heads: " if len(self.chosen) > 1 else ""
+        others = "; ".join(f"{n} ({why})" for n, why in self.alternatives.items())
+        return (f"{path}: outputs chosen automatically ({heads}{', '.join(self.chosen)})"
+                + (f"; alternatives: {others}" if others else "") + ". Choose others with --outputs NODE [NODE ...]")
+
+
+METRIC_REASON = "feeds only a metric"
+PREDICTION_REASON = "the prediction "  # (tfopt.loaders.evaluation_heads)
+
+
+def _rank(reason: str) -> int:
+    """A head's forms by preference: a sink (or what decisions read), a metric's input, an evaluation
+    head's prediction, the loss's input."""
+    prefixes = (METRIC_REASON, PREDICTION_REASON, LOSS_REASON)
+    return next((i + 1 for i, p in enumerate(prefixes) if reason.startswith(p)), 0)
+
+
+BOOKKEEPING = "computed from the inputs alone, no float computation of the model (e.g. a RNN's min/max length)"
+INPUT_FREE = "computed from no input, only variables and constants (e.g. a learning rate's read)"
+
+
+def is_bookkeeping(node: Any, nodes: dict[str, Any]) -> bool:
+    """An int/bool tensor no float op of the model feeds: only placeholders, constants and int ops
+    (``reduce_min(seq_len)`` that TF1's ``dynamic_rnn`` leaves unused, ``shape(x)[0]``)."""
+    return not _reaches(node, nodes, lambda n: n.op not in PLACEHOLDER_OPS and is_float(n))
+
+
+def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
+    """Group ``reasons``' candidates (from ``explain_outputs``) into heads and pick in each.
+    Candidates that are :func:`is_bookkeeping`, or read no input at all (a second model copy's
+    learning-rate variable), become alternatives when any other candidate is not;
+    evaluation heads (:mod:`tfopt.loaders.evaluation_heads`: they need labels) become alternatives, replaced
+    by their predictions when no candidate is an inference head."""
+    from tfopt.loaders.evaluation_heads import find_evaluation
+
+    nodes = node_map(graph_def)
+    placeholders = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS}
+    set_aside = {n: BOOKKEEPING for n in reasons if not is_float(nodes[n]) and is_bookkeeping(nodes[n], nodes)}
+    set_aside |= {n: INPUT_FREE for n in reasons if n not in set_aside
+                  and not ancestors(graph_def, [n], follow_control=False) & placeholders}
+    if set_aside and len(set_aside) < len(reasons):
+        kept = {n: why for n, why in reasons.items() if n not in set_aside}
+        choice = choose_outputs(graph_def, kept)
+        choice.reasons = dict(reasons) | choice.reasons
+        choice.alternatives.update({n: set_aside[n] for n in sorted(set_aside)})
+        return choice
+    evaluation = find_evaluation(graph_def, list(reasons))
+    pool = {n: why for n, why in reasons.items() if n not in evaluation.heads}
+    if all(why.startswith(LOSS_REASON) for why in pool.values()):  # no inference head: the predictions
+        pool |= {n: why for n, why in evaluation.predictions.items() if n not in pool}
+    if evaluation.heads and pool:  # never the labels as inputs
+        choice = choose_outputs(graph_def, pool)
+        choice.reasons = dict(reasons) | choice.reasons
+        choice.alternatives.update(evaluation.heads)
+        return choice
+    groups: dict[str, list[str]] = {}
+    decided: dict[str, str] = {}
+    for name in reasons:
+        node = nodes[name]
+        if is_float(node):
+            root = head_root(node, nodes)
+        else:
+            _, source = decision_source(node, nodes)
+            root = head_root(source, nodes) if source is not None else name
+            if source is not None:
+                decided[name] = f"{node_dtype(node)} {node.op} of {source.name}"
+        groups.setdefault(root, []).append(name)
+    chosen: list[str] = []
+    alternatives: dict[str, str] = {}
+    reasons = dict(reasons)
+    for members in groups.values():
+        floats = [m for m in members if is_float(nodes[m])]
+        if not floats:  # only decisions: the float tensor they decide on is the head (prob, not prob > 0.5)
+            sources = [decision_source(nodes[m], nodes)[1] for m in members]
+            for source in sorted({n.name for n in sources if n is not None}):
+                reasons.setdefault(source, f"the float tensor {', '.join(members)} decides on")
+                floats.append(source)
+        rank = {m: _rank(reasons[m]) for m in floats}  # the most final form of the head wins
+        preferred = [m for m in floats if rank[m] == min(rank.values())] if floats else members
+        chosen += preferred
+        for m in members:
+            if m in preferred:
+                continue
+            what = decided.get(m, f"{node_dtype(nodes[m])}, {reasons[m]}")
+            alternatives[m] = f"{what}: the float head {', '.join(preferred)} is chosen"
+    order = list(reasons)
+    return OutputChoice(sorted(chosen, key=order.index), reasons, alternatives)

@@ -1,0 +1,62 @@
+"""Selective quantization: keep named layers in float, or (``auto``) the worst ones, one at a
+time, until the accuracy drop (or the top-1 disagreement with the original) is within bound."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from tfopt.errors import OptionError
+from tfopt.graph import Model
+
+
+def selective(target: str, precision: str, model: Model, path: str, samples: Any, keep: Sequence[str],
+              auto: float | None, eval_data: str | None, say: Callable[[Any], None],
+              emit: Callable[[str, list[str], Any], str], *, opset: int | None = None,
+              to_raw: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[str, list[str], list[dict[str, Any]]]:
+    """Rank the layers (:func:`tfopt.quantizing.native.ranking.rank_layers`), then write ``path`` with
+    ``emit(path, kept, converted)`` keeping ``keep`` in float, and with ``auto`` add the worst
+    remaining layer until the drop is within ``auto`` points. Returns (file, kept, ranking)."""
+    from tfopt.quantizing.native.layer_targets import quantizer_for
+    from tfopt.quantizing.native.ranking import rank_layers, resolve_layers
+    from tfopt.verification.calibration import eval_arrays
+
+    if not samples:
+        raise OptionError("--keep-float/--auto-keep-float need calibration data: pass --calibration DATA")
+    say(f"{target} {precision}: per-layer quantization error")
+    quantizer = quantizer_for(target, precision, model, samples, opset)
+    ranking = rank_layers(quantizer, model, samples, say)
+    kept = resolve_layers(quantizer, keep, model)
+    inputs, labels = eval_arrays(eval_data, model) if eval_data else (
+        {s.name: np.concatenate([x[s.name] for x in samples[:64]]) for s in model.inputs}, None)
+    while True:
+        written = emit(path, list(kept), quantizer.converted)
+        if auto is None:
+            return written, kept, ranking
+        drop = drop_points(target, model, written, inputs, labels, to_raw)
+        say(f"{target} {precision} keeping {len(kept)} layer(s) in float: drop {drop:.2f} points")
+        remaining = [r["layer"] for r in ranking if r["layer"] not in kept]
+        if drop <= auto or not remaining:
+            return written, kept, ranking
+        kept.append(remaining[0])
+
+
+def drop_points(target: str, model: Model, path: str, inputs: dict[str, np.ndarray], labels: np.ndarray | None,
+                to_raw: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
+    """Top-1 points lost by the artifact: against the labels, else against the original's argmax."""
+    from tfopt.runtimes import runner_for
+    from tfopt.verification.verify import reference_runner
+
+    original = reference_runner(model)
+    bindings = model.bindings if model.reference is not None else {}
+    runner = runner_for(target, path, model)
+    raw = to_raw or (lambda v: v)
+    name = model.outputs[0].name
+    n = len(next(iter(inputs.values())))
+    ref = np.concatenate([original({**{k: v[i:i + 1] for k, v in inputs.items()}, **bindings})[name] for i in range(n)])
+    got = np.concatenate([runner({k: raw(v[i:i + 1]) for k, v in inputs.items()})[name] for i in range(n)])
+    if labels is not None:
+        return 100.0 * (float(np.mean(ref.argmax(-1) == labels)) - float(np.mean(got.argmax(-1) == labels)))
+    return 100.0 * (1.0 - float(np.mean(ref.argmax(-1) == got.argmax(-1))))

@@ -1,0 +1,168 @@
+"""What a graph does with each input, read from its consumers, so that made-up values respect it.
+
+Random values that a real input never holds change what is being verified: an attention mask
+drawn in 0..7 makes ``(1 - mask) * -10000`` a bias of -70000 that saturates the softmax, and an id
+past its table makes the gather fail. Each placeholder is followed forward through ops that move
+values without changing what they mean (``Identity``, ``Cast``, ``Reshape``, ``ExpandDims``,
+``StridedSlice``, ``Enter`` into a TF1 loop, ...) to the op that gives it a role:
+
+- **ids** - the indices of a ``Gather``/``ResourceGather`` of a table with ``n`` rows (word,
+  position and token-type embeddings): uniform in ``[0, n)``.
+- **mask** - subtracted from the constant 1 and scaled by a constant of magnitude >= 1e3 (an
+  additive attention bias, ``(1 - mask) * -10000``); for an integer or bool input also ``1 - mask``
+  alone, ``mask * -1e9``, a ``Select`` condition or an equality with 0 or 1 (a float compared with 0
+  is a value: Keras' ``Masking``): 0/1, a prefix of ones along the last axis as padding leaves it
+  (at least one 1 per row).
+- **length** - compared with a counter (``Less``/``GreaterEqual``..., as ``sequence_length`` is in a
+  TF1 ``dynamic_rnn`` loop and in ``sequence_mask``), a ``ReverseSequence``'s lengths, or a ``Range``
+  limit: uniform in ``[1, L]``, ``L`` the length of the dimension it measures.
+
+Ids win over mask over length (an id compared with 0 is still an id). Names play no part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+GATHERS = {"Gather": 0, "GatherV2": 0, "ResourceGather": 0}  # op -> its params input
+# Ops an index passes through on its way to a Gather (Keras 3's Embedding wraps negative ids with
+# SelectV2(ids < 0, ids + n, ids)); a placeholder reached through them indexes the table.
+_INDEX_PATH = {"Identity": (0,), "Cast": (0,), "SelectV2": (1, 2), "Select": (1, 2), "AddV2": (0, 1), "Add": (0, 1),
+               "Reshape": (0,), "ExpandDims": (0,), "Squeeze": (0,)}
+# Ops that carry a value forward unchanged in meaning (input 0 only).
+_CARRY = {"Identity", "Cast", "Reshape", "ExpandDims", "Squeeze", "StridedSlice", "Slice", "Transpose", "Tile",
+          "BroadcastTo", "Enter", "Switch", "Merge", "ToFloat", "ToInt32", "ToInt64"}
+_COMPARE = {"Less", "LessEqual", "Greater", "GreaterEqual"}
+_MAX_DEPTH = 12
+BIG_BIAS = 1e3  # |c| at least this in mask * c: an additive "minus infinity" bias, not a scale
+
+
+def index_bounds(graph_def: Any) -> dict[str, int]:
+    """Placeholder name -> the number of rows of the smallest table it indexes (where a Gather's
+    table is a constant or a variable of known shape): valid ids are ``[0, bound)``."""
+    from tfopt.graph import ancestors, node_map, tensor_node
+
+    def off_path(node: Any, ref: str) -> bool:  # follow only the inputs an index passes through
+        return not any(i < len(node.input) and node.input[i] == ref for i in _INDEX_PATH.get(node.op, ()))
+
+    nodes = node_map(graph_def)
+    bounds: dict[str, int] = {}
+    for node in graph_def.node:
+        if node.op not in GATHERS or len(node.input) < 2:
+            continue
+        rows = _rows(nodes, tensor_node(node.input[GATHERS[node.op]]))
+        if rows is None:
+            continue
+        for name in ancestors(graph_def, [node.input[1]], follow_control=False, skip_edge=off_path):
+            if nodes[name].op == "Placeholder":
+                bounds[name] = min(rows, bounds.get(name, rows))
+    return bounds
+
+
+def _rows(nodes: Mapping[str, Any], name: str) -> int | None:
+    from tfopt.graph import tensor_node
+
+    while name in nodes and nodes[name].op in ("Identity", "ReadVariableOp") and nodes[name].input:
+        name = tensor_node(nodes[name].input[0])
+    node = nodes.get(name)
+    if node is None:
+        return None
+    if node.op == "Const":
+        dims = node.attr["value"].tensor.tensor_shape.dim
+    elif node.op in ("VarHandleOp", "VariableV2", "Variable", "ImmutableConst"):  # ImmutableConst: tfopt.external
+        dims = node.attr["shape"].shape.dim
+    else:
+        return None
+    return int(dims[0].size) if dims and dims[0].size > 0 else None
+
+
+def input_roles(graph_def: Any) -> dict[str, tuple[str, int]]:
+    """Placeholder name -> ``("ids", rows)``, ``("mask", 0)`` or ``("length", 0)`` (see the module
+    docstring); placeholders with no such role are left out."""
+    from tfopt.graph import consumers, dtype_name, node_map
+
+    roles: dict[str, tuple[str, int]] = {name: ("ids", rows) for name, rows in index_bounds(graph_def).items()}
+    nodes, users = node_map(graph_def), consumers(graph_def)
+    for node in graph_def.node:
+        if node.op in ("Placeholder", "PlaceholderWithDefault") and node.name not in roles:
+            role = _role(node.name, nodes, users)
+            if role == "weak mask":  # a float compared with 0 is a value (Keras Masking), not a mask
+                role = "" if dtype_name(node.attr["dtype"].type).startswith(("float", "bfloat")) else "mask"
+            if role:
+                roles[node.name] = (role, 0)
+    return roles
+
+
+def _role(start: str, nodes: Mapping[str, Any], users: Mapping[str, list[tuple[Any, int]]]) -> str:
+    found: set[str] = set()
+    seen, frontier = {start}, [start]
+    for _ in range(_MAX_DEPTH):
+        nxt = []
+        for name in frontier:
+            for user, index in users.get(name, []):
+                role = _consumer_role(user, index, nodes, users)
+                if role:
+                    found.add(role)
+                elif user.op in _CARRY and index == 0 and user.name not in seen:
+                    seen.add(user.name)
+                    nxt.append(user.name)
+        frontier = nxt
+    return next((role for role in ("mask", "weak mask", "length") if role in found), "")
+
+
+def _consumer_role(user: Any, index: int, nodes: Mapping[str, Any], users: Mapping[str, list[tuple[Any, int]]]) -> str:
+    """"mask" (any dtype), "weak mask" (a mask when the input is not float), "length" or ""."""
+    other = _const(nodes, user.input[1 - index]) if index in (0, 1) and len(user.input) > 1 else None
+    if user.op == "Sub" and index == 1 and other is not None and other.size and np.all(other == 1):
+        # (1 - mask) * -10000: a mask whatever its dtype; 1 - x alone may be arithmetic on a float
+        biased = any(_big_bias(u, i, nodes) for u, i in users.get(user.name, []))
+        return "mask" if biased else "weak mask"
+    if _big_bias(user, index, nodes):
+        return "weak mask"  # mask * -1e9 (a float times 1e3 may be a scale)
+    if user.op in ("Select", "SelectV2") and index == 0:
+        return "weak mask"
+    if user.op in ("Equal", "NotEqual") and other is not None and other.size == 1 and float(other.flat[0]) in (0, 1):
+        return "weak mask"
+    if (user.op in _COMPARE and other is None) or (user.op in ("ReverseSequence", "Range") and index == 1):
+        return "length"
+    return ""
+
+
+def _big_bias(user: Any, index: int, nodes: Mapping[str, Any]) -> bool:
+    other = _const(nodes, user.input[1 - index]) if index in (0, 1) and len(user.input) > 1 else None
+    return user.op in ("Mul", "MulNoNan") and other is not None and bool(other.size) \
+        and bool(np.all(np.abs(other) >= BIG_BIAS))
+
+
+def _const(nodes: Mapping[str, Any], ref: str) -> np.ndarray | None:
+    from tfopt._tf import const_value
+    from tfopt.graph import tensor_node
+
+    node = nodes.get(tensor_node(ref))
+    while node is not None and node.op == "Identity" and node.input:
+        node = nodes.get(tensor_node(node.input[0]))
+    if node is None or node.op != "Const" or len(node.attr["value"].tensor.tensor_content) > 1024:
+        return None
+    return np.asarray(const_value(node))
+
+
+def fill(role: tuple[str, int] | None, shape: tuple[int, ...], dtype: str, rng: np.random.Generator,
+         length: int) -> np.ndarray | None:
+    """Values for an input of ``role`` (None: no role; the caller draws as usual)."""
+    if role is None:
+        return None
+    kind, rows = role
+    if kind == "ids":
+        values = rng.integers(0, max(1, rows), size=shape)
+    elif kind == "mask":
+        last = shape[-1] if shape else 1
+        keep = rng.integers(1, max(1, last) + 1, size=(*shape[:-1], 1) if shape else ())
+        values = (np.arange(last) < keep).astype(np.int64) if shape else np.ones((), np.int64)
+        values = np.broadcast_to(values, shape)
+    else:
+        values = rng.integers(1, max(1, length) + 1, size=shape)
+    out_dtype = "float32" if dtype == "bfloat16" else "bool" if dtype == "bool" else dtype
+    return np.asarray(values).astype(out_dtype)

@@ -1,0 +1,400 @@
+"""Verification inputs that fit the model, and the original-vs-derived comparison run on them.
+
+Inputs come, in order, from ``--eval-data``, from ``--calibration``, from ``--verify-shape``
+(a concrete shape to verify at; the artifact keeps its dynamic dimensions), and only then are
+made up. Made-up inputs first learn which unknown dimensions the graph ties together
+(:mod:`tfopt.verification.shapes`: a time-major RNN's batch is axis 1 of its sequence and axis 0 of its
+lengths), fill the batch with the batch size and search the other dimensions: the *original* model
+runs at 8, 16, 32, ... (one size for every other dimension, within an element budget per input)
+until every output is non-empty and finite. A cropping layer empties a short sequence; six
+poolings of a short time axis leave a global average over nothing (NaN): neither is a
+verification, and neither is the fault of freezing or a converter, so when no size works the
+error names the failing node and asks for a ``--verify-shape`` that keeps the ties. Values keep to
+what the graph does with each input (:mod:`tfopt.verification.made_up_inputs`: ids, masks, lengths; and
+:mod:`tfopt.verification.input_domains`: positive before a ``Log``).
+
+A size below ``REALISTIC`` (8x8 for an image model) is verified at one realistic size too, the
+first of 64, 128, 256 the original model answers: a network's error at 8x8 is not its error at
+368x432 (padding dominates a tiny image).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tfopt.errors import ConversionError, GraphError, OptionError, TfoptError, VerificationError
+from tfopt.graph import Model, TensorSpec
+from tfopt.runtimes.tensorflow import GraphRunner
+from tfopt.verification.input_domains import reasons
+from tfopt.verification.stochastic import check_reproducible
+from tfopt.verification.testing import OutputDiff, assert_equivalent, random_inputs
+
+SEARCH_SIZES = tuple(8 << i for i in range(12))  # 8 .. 16384
+REALISTIC = 64  # the smallest size that is verified as "realistic" (see the module docstring)
+REALISTIC_TRIES = 3  # 64, 128, 256 at most: one extra verified size, its search bounded
+ELEMENT_BUDGET = 1 << 22  # per input: 4 Mi elements (16 MB of float32) at most
+DATA_ROWS = 8  # rows of --eval-data / --calibration used to verify each stage
+
+
+@dataclass(frozen=True)
+class VerifyData:
+    """Where verification inputs come from, in the order tried (see the module docstring).
+
+    Attributes:
+        eval_data: ``.npz`` of inputs by name (plus ``labels``, unused here).
+        calibration: calibration samples (as :func:`tfopt.verification.calibration.load_calibration` returns),
+            or a function of the input specs returning them (loaded once the frozen inputs are known).
+        shapes: input name -> concrete shape (``--verify-shape NAME:1x10100x4``).
+    """
+
+    eval_data: str | None = None
+    calibration: Sequence[Mapping[str, np.ndarray]] | Callable[[Sequence[TensorSpec]], Any] | None = None
+    calibration_source: str | None = None
+    shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
+
+
+@dataclass
+class VerifyInputs:
+    """The inputs every stage is verified on, and where they came from."""
+
+    feeds: dict[str, np.ndarray]
+    source: str  # "eval-data", "calibration", "verify-shape" or "made up"
+    tried: list[str] = field(default_factory=list)  # made-up shapes that gave no usable output
+    realistic: VerifyInputs | None = None  # the same inputs at a realistic size, verified too
+    size: int = 8  # the made-up size of the non-batch dimensions (integer lengths stay within it)
+    ties: Any = None  # the search's DimTies (made-up inputs): products of dimensions are kept at other batches
+    domains: dict[str, str] = field(default_factory=dict)  # input -> its made-up values' domain and why
+
+    def sets(self) -> list[VerifyInputs]:
+        """Every set of inputs to verify on: these, then the realistic size."""
+        return [self] + ([self.realistic] if self.realistic is not None else [])
+
+    def shapes(self) -> dict[str, list[int]]:
+        return {k: list(np.shape(v)) for k, v in self.feeds.items()}
+
+    def describe(self) -> str:
+        """``input_1:1x10100x4, mask:1x10100``."""
+        return ", ".join(f"{k}:{'x'.join(str(d) for d in np.shape(v)) or 'scalar'}" for k, v in self.feeds.items())
+
+    def with_batch(self, specs: Sequence[TensorSpec], batch: int, seed: int = 0, graph_def: Any = None) -> VerifyInputs:
+        """Made-up inputs at the same non-batch dimensions with another batch size; given data as is.
+        The batch is found from the shapes (:meth:`tfopt.verification.shapes.DimTies.from_shapes`: the
+        search gave every dimension tied to it the batch size, on whatever axis). ``graph_def``: as
+        for :func:`tfopt.verification.testing.random_inputs` (ids stay inside their table, masks 0/1)."""
+        if self.source != "made up":
+            return self
+        from tfopt.verification.shapes import DimTies
+
+        # the batch found by the search, wherever it is; a product tie (batch x words) only the search knows
+        ties = self.ties if self.ties is not None else DimTies.from_shapes(specs, self.shapes())
+        sizes = ties.other_sizes(self.shapes())
+        shapes = {**ties.shapes(batch, {r: int(self.feeds[r[0]].shape[r[1]]) for r in ties.classes()}),
+                  **{s.name: np.shape(self.feeds[s.name]) for s in specs if s.shape is None}}  # rank unknown: as is
+        realistic = self.realistic.with_batch(specs, batch, seed, graph_def) if self.realistic else None
+        return VerifyInputs(random_inputs(specs, seed=seed, shapes=shapes, graph_def=graph_def,
+                                          dynamic_dim=min(sizes, default=self.size)),
+                            self.source, self.tried, realistic, self.size, self.ties, self.domains)
+
+    def summary(self) -> str:
+        """``img:2x8x8x3 (made up inputs); also at img:2x64x64x3 (a realistic size)``."""
+        also = f"; also at {self.realistic.describe()} (a realistic size)" if self.realistic is not None else ""
+        values = "".join(f"; values: {name} {why}" for name, why in self.domains.items())  # (input_domains)
+        return f"{self.describe()} ({self.source} inputs){also}{values}"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"source": self.source, "shapes": self.shapes(), "tried": self.tried}
+        if self.realistic is not None:
+            out["realistic_shapes"] = self.realistic.shapes()
+        if self.domains:
+            out["domains"] = dict(self.domains)
+        return out
+
+
+def reference_runner(model: Model) -> Any:
+    """The original model's runner; a graph without one (a frozen .pb) runs its own GraphDef."""
+    return model.reference if model.reference is not None else GraphRunner(model)
+
+
+def output_problem(outputs: Mapping[str, Any]) -> str:
+    """Why these outputs of the original model cannot be verified against ("" when they can)."""
+    for name, value in outputs.items():
+        arr = np.asarray(value)
+        if arr.size == 0:
+            return f"output '{name}' is empty (shape {arr.shape})"
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            bad = "NaN" if np.isnan(arr).any() else "inf"
+            return f"output '{name}' holds {bad} ({int(np.sum(~np.isfinite(arr)))} of {arr.size} values)"
+    return ""
+
+
+def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: Sequence[TensorSpec],
+                  data: VerifyData | None = None, *, outputs: Sequence[str] | None = None, batch: int = 2,
+                  seed: int = 0, graph_def: Any = None) -> VerifyInputs:
+    """Inputs the original model gives usable (non-empty, finite) outputs for.
+
+    Args:
+        original: runs the original model (bindings included) on feeds keyed by input name.
+        specs: the inputs to feed (after freezing: what the derived model takes).
+        data: given data and shapes; made-up inputs when it holds none.
+        outputs: the output names that matter (default: every output ``original`` returns).
+        graph_def: the graph the inputs feed: made-up ids into an Embedding stay inside its table.
+
+    Raises:
+        OptionError: given data or a ``--verify-shape`` the original model cannot run or
+            gives empty or non-finite outputs for.
+        VerificationError: no made-up size gives usable outputs.
+    """
+    data = data or VerifyData()
+    if data.eval_data:
+        given = VerifyInputs(_npz_inputs(data.eval_data, specs), "eval-data")
+        return check_inputs(original, given, f"--eval-data {data.eval_data}", outputs)
+    samples = data.calibration(specs) if callable(data.calibration) else data.calibration
+    if samples:
+        feeds = {s.name: np.concatenate([x[s.name] for x in samples[:DATA_ROWS]]) for s in specs}
+        return check_inputs(original, VerifyInputs(feeds, "calibration"),
+                            f"--calibration {data.calibration_source or ''}".rstrip(), outputs)
+    if data.shapes:
+        shapes = _verify_shapes(data.shapes, specs)
+        given = VerifyInputs(random_inputs(specs, seed=seed, batch=batch, shapes=shapes, graph_def=graph_def),
+                             "verify-shape", domains=reasons(graph_def, specs))
+        return check_inputs(original, given, "--verify-shape", outputs)
+    return _search(original, specs, outputs, batch=batch, seed=seed, graph_def=graph_def)
+
+
+def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: Sequence[TensorSpec],
+            outputs: Sequence[str] | None, *, batch: int, seed: int, graph_def: Any = None) -> VerifyInputs:
+    from tfopt.verification.shapes import find_ties, tf_error_summary
+
+    def feeds_at(shapes: Mapping[str, Sequence[int]], size: int = 8) -> dict[str, np.ndarray]:
+        return random_inputs(specs, seed=seed, batch=batch, shapes=shapes, dynamic_dim=size, graph_def=graph_def)
+
+    def problem(feeds: Mapping[str, Any]) -> tuple[str, Exception | None]:
+        try:
+            return output_problem(_select(original(feeds), outputs)), None
+        except Exception as exc:  # a size the model cannot take (a VALID conv longer than the input)
+            return f"the original model fails: {type(exc).__name__}: {tf_error_summary(exc)}", exc
+
+    ties = find_ties(original, specs, graph_def, feeds_at)
+    domains = reasons(graph_def, specs)
+    dynamic = bool(ties.other_sizes(ties.shapes(batch, 8)))
+    tried: list[str] = []
+    first: dict[str, np.ndarray] | None = None
+    for size in SEARCH_SIZES if dynamic else SEARCH_SIZES[:1]:
+        feeds = feeds_at(ties.shapes(batch, size), size)
+        if tried and any(v.size > ELEMENT_BUDGET for v in feeds.values()):
+            break
+        first = feeds if first is None else first
+        candidate = VerifyInputs(feeds, "made up", list(tried), size=size, ties=ties, domains=domains)
+        last, failure = problem(feeds)
+        if not last:
+            candidate.realistic = _realistic(ties, size, batch, feeds_at, problem, domains) if dynamic else None
+            return candidate
+        tried.append(candidate.describe())
+    if failure is not None and first is not None:  # ids or indices out of a range tfopt cannot see
+        rejected = _random_inputs_rejected(failure, specs, graph_def, first, original)
+        if rejected is not failure:
+            raise rejected from failure
+    example = ties.example(batch)
+    # Never suggest the very shape that failed (all dimensions known, or an input of unknown rank).
+    suggest = dynamic and not set(example.split(", ")) <= set(tried[-1].split(", "))
+    fix = (f"verify at a shape the model accepts with --verify-shape {example}, or pass real inputs with "
+           "--calibration/--eval-data") if suggest else "pass real inputs with --calibration/--eval-data"
+    raise VerificationError(
+        f"verifying: made-up inputs give the original model no usable output at {tried[-1]}"
+        + (f" (tried {len(tried)} sizes up to it)" if len(tried) > 1 else "")
+        + "".join(f", with {name} {why}" for name, why in domains.items()) + f": {last}. "
+        f"This is about the inputs, not freezing or conversion: {fix}")
+
+
+def _realistic(ties: Any, size: int, batch: int, feeds_at: Callable[..., dict[str, np.ndarray]],
+               problem: Callable[[Mapping[str, Any]], tuple[str, Exception | None]],
+               domains: dict[str, str]) -> VerifyInputs | None:
+    """The same inputs at the first of ``REALISTIC_TRIES`` sizes >= ``REALISTIC`` that the original
+    model answers (None when ``size`` already is one, or none within the element budget works)."""
+    if size >= REALISTIC:
+        return None
+    for big in [s for s in SEARCH_SIZES if s >= REALISTIC][:REALISTIC_TRIES]:
+        feeds = feeds_at(ties.shapes(batch, big), big)
+        if any(v.size > ELEMENT_BUDGET for v in feeds.values()):
+            return None
+        if not problem(feeds)[0]:
+            return VerifyInputs(feeds, "made up", size=big, ties=ties, domains=domains)
+    return None
+
+
+def check_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], given: VerifyInputs, option: str,
+                 outputs: Sequence[str] | None) -> VerifyInputs:
+    """``given`` when the original model answers it with non-empty, finite outputs.
+
+    Raises:
+        OptionError: it does not (the inputs given by ``option`` are at fault, not a stage).
+    """
+    try:
+        problem = output_problem(_select(original(given.feeds), outputs))
+    except Exception as exc:
+        raise OptionError(f"{option}: the original model does not run on these inputs ({given.describe()}): "
+                          f"{type(exc).__name__}: {_first_line(exc)}") from exc
+    if problem:
+        raise OptionError(f"{option}: the original model's {problem} at {given.describe()}; nothing can be "
+                          "verified on these inputs: give inputs (or a --verify-shape) it answers with finite values")
+    return given
+
+
+def _select(outputs: Mapping[str, Any], names: Sequence[str] | None) -> dict[str, Any]:
+    return dict(outputs) if names is None else {n: outputs[n] for n in names}
+
+
+def _verify_shapes(shapes: Mapping[str, Sequence[int]], specs: Sequence[TensorSpec]) -> dict[str, tuple[int, ...]]:
+    names = {s.name: s for s in specs}
+    out: dict[str, tuple[int, ...]] = {}
+    for name, shape in shapes.items():
+        if name not in names:
+            from tfopt.errors import did_you_mean
+
+            raise OptionError(f"--verify-shape {name}: not an input of the model.{did_you_mean(name, names)}")
+        spec = names[name]
+        if any(d is None or int(d) < 0 for d in shape):
+            raise OptionError(f"--verify-shape {name}: give every dimension, e.g. {_example_shape(spec, 1)}")
+        if spec.shape is not None and (len(shape) != len(spec.shape) or
+                                       any(g is not None and g != d for g, d in zip(spec.shape, shape))):
+            raise OptionError(f"--verify-shape {name}:{'x'.join(map(str, shape))} does not fit the input's shape "
+                              f"{_shape_text(spec.shape)}")
+        out[name] = tuple(int(d) for d in shape)
+    return out
+
+
+def _npz_inputs(path: str, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+    import os
+
+    if not path.endswith(".npz") or not os.path.exists(path):
+        raise OptionError(f"--eval-data {path}: expected an existing .npz of inputs (by name) and 'labels'")
+    with np.load(path, allow_pickle=False) as data:
+        missing = [s.name for s in specs if s.name not in data.files]
+        if missing:
+            raise OptionError(f"--eval-data {path}: missing {', '.join(missing)}")
+        return {s.name: data[s.name][:DATA_ROWS].astype(s.dtype) for s in specs}
+
+
+def _example_shape(spec: TensorSpec, batch: int) -> str:
+    dims = spec.shape or (batch,)
+    return f"{spec.name}:" + "x".join(str(batch) if i == 0 and d is None else "N" if d is None else str(d)
+                                      for i, d in enumerate(dims))
+
+
+def _shape_text(shape: Sequence[int | None]) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape)
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def verify_against_reference(original: Model, derived: Model, bindings: Mapping[str, Any], *,
+                             atol: float, rtol: float, inputs: VerifyInputs | None = None, seed: int = 0,
+                             what: str = "the frozen model", stage: str = "freezing") -> list[OutputDiff]:
+    """Run ``original`` and ``derived`` (in TensorFlow) on ``inputs`` and compare every output.
+
+    Raises:
+        GraphError: ``derived`` does not run in TensorFlow (``stage`` broke it).
+        VerificationError: outputs differ; the message names the stage, the reference and the shape.
+    """
+    runner = reference_runner(original)
+    names = [s.name for s in derived.outputs]
+    if inputs is None:
+        inputs = choose_inputs(lambda f: runner({**f, **bindings}), derived.inputs, outputs=names, seed=seed,
+                               graph_def=derived.graph_def)
+    diffs: list[OutputDiff] = []
+    for at in inputs.sets():  # the realistic size too: errors grow with the image
+        expected = runner({**at.feeds, **bindings})
+        expected = {n: expected[n] for n in names}
+        try:
+            got = GraphRunner(derived)(at.feeds)
+        except Exception as exc:
+            raise GraphError(f"{stage}: {what} does not run in TensorFlow at {at.describe()} although the original "
+                             f"model does ({type(exc).__name__}: {_first_line(exc)}); report this with the model") from exc
+        try:
+            found = assert_equivalent(expected, got, atol=atol, rtol=rtol,
+                                      what=f"{stage}: {what} (at {at.describe()}, {at.source} inputs)")
+        except VerificationError:  # a reference that disagrees with itself is not the stage's fault
+            check_reproducible(lambda f: runner({**f, **bindings}), at.feeds, expected, graph_def=derived.graph_def,
+                               outputs=names, tensors=[s.tensor for s in derived.outputs],
+                               at=f"(at {at.describe()})", what=what)
+            raise
+        diffs = found if not diffs else [max(a, b, key=lambda d: d.max_abs_err) for a, b in zip(diffs, found)]
+    return diffs
+
+
+def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Model, inputs: VerifyInputs, *,
+                    bound: float | None, preprocess: Any = None) -> None:
+    """Run one artifact and the original model on ``inputs``; record the error on ``artifact``
+    (``max_abs_err``/``mean_abs_err``) and raise when it exceeds ``bound`` (None: measure only).
+
+    Raises:
+        ConversionError: the artifact does not run in its runtime on inputs the original runs on.
+        VerificationError: an output differs beyond ``bound``.
+    """
+    from tfopt.targets import target
+    from tfopt.verification.testing import compare, unranked_outputs
+
+    what = f"{artifact.format} {artifact.precision}"
+    unranked = unranked_outputs(original.outputs)
+    record = target(artifact.format, "format")
+    runner = None
+    worst: list[float] = []
+    means: list[float] = []
+    for inputs_at in inputs.sets():  # the realistic size too: errors grow with the image
+        at = f"at {inputs_at.describe()} ({inputs_at.source} inputs)"
+        expected = reference_runner(original)({**inputs_at.feeds, **(original.bindings if original.reference else {})})
+        expected = {s.name: expected[s.name] for s in original.outputs}
+        raw = ({k: preprocess.to_raw(v) for k, v in inputs_at.feeds.items()} if preprocess is not None
+               else inputs_at.feeds)
+        try:
+            runner = runner or open_runner()
+            got = runner(raw)
+        except Exception as exc:  # the original ran on these inputs: the converted model is at fault, not them
+            if isinstance(exc, TfoptError):
+                raise
+            raise ConversionError(f"running {what} in {record.runtime_name}: the model {record.converter} "
+                                  f"wrote does not run {at}, where the original model runs "
+                                  f"({type(exc).__name__}: {_first_line(exc)}); nothing was written") from exc
+        diffs = compare(expected, got, atol=np.inf, rtol=0, unranked=unranked)
+        worst.append(max(d.max_abs_err for d in diffs))
+        means.append(float(np.mean([d.mean_abs_err for d in diffs])))
+        artifact.max_abs_err, artifact.mean_abs_err = max(worst), max(means)
+        bad = ([d for d in compare(expected, got, atol=bound, rtol=bound, unranked=unranked) if not d.ok]
+               if bound is not None else [])
+        if bad:
+            check_reproducible(lambda f: reference_runner(original)({**f, **(original.bindings if original.reference
+                                                                               else {})}),
+                               inputs_at.feeds, expected, graph_def=original.graph_def, outputs=list(expected),
+                               tensors=[s.tensor for s in original.outputs], at=at, what=what)
+            raise VerificationError(f"verifying {what} ({record.runtime_name}) against the original model "
+                                    f"(TensorFlow) {at}: output '{bad[0].name}': {bad[0].problem or 'differs'} "
+                                    f"(max abs err {bad[0].max_abs_err:.3g}, bound {bound:g}); nothing was written")
+
+
+def _random_inputs_rejected(exc: Exception, specs: Sequence[TensorSpec], graph_def: Any,
+                            feeds: Mapping[str, Any], original: Callable[[Mapping[str, Any]], Any]) -> Exception:
+    """An integer input whose valid range the graph does not show (ids into a table tfopt cannot
+    see, a class index...) can make the original model fail on the random data: say which, when
+    the model runs with those inputs at 0 (a shape tie or any other refusal is not their range)."""
+    from tfopt.verification.made_up_inputs import index_bounds
+
+    known = index_bounds(graph_def) if graph_def is not None else {}
+    ints = [s for s in specs if s.dtype.startswith(("int", "uint")) and s.name not in known]
+    if isinstance(exc, TfoptError) or not ints:
+        return exc
+    try:
+        original({**feeds, **{s.name: np.zeros_like(feeds[s.name]) for s in ints}})
+    except Exception:
+        return exc
+    first = " ".join(str(exc).split())[:300]
+    drawn = ", ".join(f"'{s.name}' ({s.dtype}, drawn in [0, {int(feeds[s.name].max()) + 1}))" for s in ints)
+    return VerificationError(f"the original model fails on tfopt's random verification inputs for {drawn}: "
+                             f"{type(exc).__name__}: {first}. Integer inputs are ids or indices whose range tfopt "
+                             "cannot see: give real data (convert: --calibration or --eval-data), or skip this "
+                             "check with --no-verify")
