@@ -89,9 +89,9 @@ def saved(request, tmp_path_factory):
 
 def _specs(saved: dict) -> Model:
     feeds, expected = saved["feeds"], saved["expected"]
-    return Model(graph_def=None, inputs=[TensorSpec(n, f"{n}:0", str(feeds[n].dtype), (None,) + feeds[n].shape[1:])
+    return Model(graph_def=None, inputs=[TensorSpec(n, f"{n}:0", str(feeds[n].dtype), (None, *feeds[n].shape[1:]))
                                          for n in saved["inputs"]],
-                 outputs=[TensorSpec(n, f"{n}:0", "float32", (None,) + expected[n].shape[1:])
+                 outputs=[TensorSpec(n, f"{n}:0", "float32", (None, *expected[n].shape[1:]))
                           for n in saved["outputs"]])
 
 
@@ -149,6 +149,9 @@ def test_onnx_external_data_loads_by_path_from_anywhere(saved, tmp_path):
     files = artifact_files("onnx", written)
     assert [os.path.basename(f) for f in files] == ["model.fp32.onnx", "model.fp32.onnx.data"]
     assert os.path.getsize(written) < saved["rows"] * saved["dim"] * 4 / 10  # the tables are not in the protobuf
+    from tfopt.report.build import artifact_sizes
+
+    assert artifact_sizes("onnx", written)[0] == artifact_bytes("onnx", written)  # the report counts the data file
     moved = tmp_path / "b"
     moved.mkdir()
     for f in files:  # the data file is found beside the model, wherever the pair goes
@@ -161,13 +164,13 @@ def test_onnx_external_data_loads_by_path_from_anywhere(saved, tmp_path):
 
 
 def test_refuses_what_a_target_cannot_write(saved, tmp_path):
-    with pytest.raises(OptionError, match="onnx fp16 .* protobuf"):
+    with pytest.raises(OptionError, match=r"onnx fp16 .* protobuf"):
         emit_from_savedmodel("onnx", saved["path"], str(tmp_path / "m.onnx"), precision="fp16",
                              input_names=saved["inputs"], output_names=saved["outputs"])
     with pytest.raises(OptionError, match="not 'pb'"):
         emit_from_savedmodel("pb", saved["path"], str(tmp_path / "m.pb"), precision="fp32",
                              input_names=saved["inputs"], output_names=saved["outputs"])
-    with pytest.raises(ConversionError, match="outputs are .* not nope"):
+    with pytest.raises(ConversionError, match=r"outputs are .* not nope"):
         emit_from_savedmodel("tflite", saved["path"], str(tmp_path / "m.tflite"), precision="fp32",
                              input_names=saved["inputs"], output_names=["nope"])
     assert not os.listdir(tmp_path)

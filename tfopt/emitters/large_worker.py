@@ -59,9 +59,13 @@ def _openvino(job: dict[str, Any]) -> None:
 
 
 def _onnx(job: dict[str, Any]) -> None:
-    """tf2onnx's large-model mode: the frozen graph's big constants are kept out of the GraphDef
-    (``compress_graph_def``) and out of the ModelProto (``ExternalTensorStorage``); they are written
-    here into one data file beside the ``.onnx`` (8-byte aligned offsets), never into a protobuf."""
+    """tf2onnx on the frozen signature with every big constant kept out of it: each Const of
+    :data:`STREAMED_BYTES` or more is appended to the data file beside the ``.onnx`` as soon as the
+    graph is frozen and becomes a Placeholder, tf2onnx converts that small graph (its large-model
+    mode puts any other constant over 1,024 values in the same file), and the placeholders' ONNX
+    inputs become external initializers again. tf2onnx never holds a table: converting one in its
+    large-model mode alone peaks at about 7 copies of it (measured: 0.9 GB over the imports for a
+    128 MB table)."""
     import tf2onnx
     from tf2onnx import tf_loader
 
@@ -69,6 +73,7 @@ def _onnx(job: dict[str, Any]) -> None:
     from tfopt.emitters.onnx_worker import _stable_hashes
 
     _stable_hashes(tf2onnx.graph.Node, tf2onnx.graph.Graph)  # reproducible output (see onnx_worker)
+    _fresh_node_protos(tf2onnx.graph.Node)
     if not hasattr(tf2onnx.graph.np, "product"):  # tf2onnx 1.17's large-model path calls NumPy 1's np.product
         tf2onnx.graph.np.product = tf2onnx.graph.np.prod  # (removed in NumPy 2): this child only
     tf2onnx.utils.INTERNAL_NAME = 1
@@ -78,21 +83,95 @@ def _onnx(job: dict[str, Any]) -> None:
     inputs, outputs = _signature_tensors(function, job["inputs"], job["outputs"])
     rename = {**{tensor: name for name, tensor in inputs.items()}, **{tensor: name for name, tensor in outputs.items()}}
     ins, outs = list(inputs.values()), list(outputs.values())  # the caller's order, not the signature's
-    with t.device("/cpu:0"):
+    float_path = job["out"] if job["precision"] == "fp32" else job["out"] + ".float.onnx"
+    with t.device("/cpu:0"), open(float_path + ".data", "wb") as data:
         graph_def, tables = tf_loader.from_trackable(imported, function, ins, outs, True)
         del imported, function
+        streamed = _stream_out_constants(graph_def, data)
         proto, storage = tf2onnx.convert._convert_common(
-            graph_def, name=job["savedmodel"], opset=job["opset"], input_names=ins, output_names=outs,
-            large_model=True, tensors_to_rename=rename, initialized_tables=tables)
-    del graph_def
-    float_path = job["out"] if job["precision"] == "fp32" else job["out"] + ".float.onnx"
-    _save_external(proto, storage.name_to_tensor_data, float_path)
+            graph_def, name=job["savedmodel"], opset=job["opset"], input_names=ins + sorted(streamed),
+            output_names=outs, large_model=True, tensors_to_rename=rename, initialized_tables=tables)
+        del graph_def
+        _inputs_to_initializers(proto.graph, streamed, os.path.basename(float_path) + ".data")
+        _save_external(proto, storage.name_to_tensor_data, float_path, data)
     del proto, storage
     if job["precision"] == "dynamic":
         _quantize_dynamic(float_path, job["out"])
     from tfopt.emitters.onnx_check import check_onnx_file
 
     check_onnx_file(job["out"], label=f"onnx {job['precision']} ({job['out']})")
+
+
+STREAMED_BYTES = 1 << 20  # a constant this big goes to the data file before tf2onnx sees the graph
+
+
+def _stream_out_constants(graph_def: Any, data: Any) -> dict[str, dict[str, Any]]:
+    """Append each big Const's bytes to ``data`` (8-byte aligned) and turn the node into a
+    Placeholder of its dtype and shape: ``{"node:0": {dtype, dims, offset, length}}``."""
+    import numpy as np
+    from onnx.helper import np_dtype_to_tensor_dtype
+
+    from tfopt._tf import tf
+
+    streamed = {}
+    for node in graph_def.node:
+        tensor = node.attr["value"].tensor if node.op == "Const" else None
+        if tensor is None or len(tensor.tensor_content) < STREAMED_BYTES:
+            continue
+        offset = data.tell() + (-data.tell() % 8)
+        data.write(b"\0" * (offset - data.tell()))
+        data.write(tensor.tensor_content)
+        dims = [d.size for d in tensor.tensor_shape.dim]
+        numpy_dtype = np.dtype(tf().dtypes.as_dtype(tensor.dtype).as_numpy_dtype)
+        streamed[f"{node.name}:0"] = {"dtype": np_dtype_to_tensor_dtype(numpy_dtype),
+                                      "dims": dims, "offset": offset, "length": len(tensor.tensor_content)}
+        dtype, shape = tensor.dtype, tensor.tensor_shape
+        node.op = "Placeholder"
+        node.attr["dtype"].type = dtype
+        node.attr["shape"].shape.CopyFrom(shape)
+        del node.attr["value"]
+    return streamed
+
+
+def _inputs_to_initializers(graph: Any, streamed: dict[str, dict[str, Any]], location: str) -> None:
+    """The streamed constants' graph inputs become initializers whose data is in ``location``."""
+    from onnx import TensorProto
+
+    kept = [i for i in graph.input if i.name not in streamed]
+    found = {i.name for i in graph.input} & set(streamed)
+    if found != set(streamed):
+        raise JobError(f"tf2onnx dropped the inputs {', '.join(sorted(set(streamed) - found))} standing for big constants")
+    del graph.input[:]
+    graph.input.extend(kept)
+    for name in sorted(streamed):
+        info = streamed[name]
+        tensor = graph.initializer.add(name=name, data_type=info["dtype"], dims=info["dims"])
+        tensor.data_location = TensorProto.EXTERNAL
+        for key in ("location", "offset", "length"):
+            tensor.external_data.add(key=key, value=location if key == "location" else str(info[key]))
+
+
+def _fresh_node_protos(node_class: Any) -> None:
+    """Rebuild each node's ``NodeProto`` on every ``update_proto`` instead of clearing it (this child only).
+
+    Why: tf2onnx's optimizers call ``update_proto`` after each pass (13 passes x 3 iterations), which
+    clears the node's attributes and appends them again. With the upb protobuf runtime a cleared
+    sub-message stays in its parent's arena until the parent is freed, so each call left another
+    copy of a Const's tensor behind: a 128 MB table grew the process by 128 MB per pass (4.3 GB
+    after optimizing, measured), a 2.2 GB table ran out of any memory. A new NodeProto per call
+    frees the old one with its arena: one copy at a time."""
+    from onnx import NodeProto
+
+    original = node_class.update_proto
+
+    def update_proto(self: Any, external_tensor_storage: Any = None) -> None:
+        old = self._op
+        fresh = NodeProto(name=old.name, op_type=old.op_type, domain=old.domain, doc_string=old.doc_string)
+        self._op = fresh
+        del old
+        original(self, external_tensor_storage)
+
+    node_class.update_proto = update_proto
 
 
 def _signature_tensors(function: Any, input_names: list[str], output_names: list[str]) -> tuple[dict[str, str],
@@ -115,26 +194,23 @@ def _signature_tensors(function: Any, input_names: list[str], output_names: list
     return ({n: placeholders[n] for n in input_names}, {n: flat[n].name for n in output_names})
 
 
-def _save_external(proto: Any, data: dict[str, bytes], path: str) -> None:
-    """Write ``proto`` to ``path`` and every external tensor into ``path + ".data"``, one after
-    another at 8-byte-aligned offsets; each tensor's ``external_data`` then names that file."""
+def _save_external(proto: Any, data: dict[str, bytes], path: str, out: Any) -> None:
+    """Write ``proto`` to ``path`` and append every tensor tf2onnx stored externally to ``out``
+    (``path + ".data"``), 8-byte aligned; each tensor's ``external_data`` then names that file."""
     from onnx import TensorProto
 
     location = os.path.basename(path) + ".data"
-    offset = 0
-    with open(path + ".data", "wb") as f:
-        for tensor in _initializers(proto.graph):
-            if tensor.data_location != TensorProto.EXTERNAL:
-                continue
-            key = next(e.value for e in tensor.external_data if e.key == "location")
-            blob = data.pop(key)  # released as it is written: the file holds it now
-            f.write(b"\0" * (-offset % 8))
-            offset += -offset % 8
-            f.write(blob)
-            del tensor.external_data[:]
-            for k, v in (("location", location), ("offset", str(offset)), ("length", str(len(blob)))):
-                tensor.external_data.add(key=k, value=v)
-            offset += len(blob)
+    for tensor in _initializers(proto.graph):
+        if tensor.data_location != TensorProto.EXTERNAL or any(e.key == "offset" for e in tensor.external_data):
+            continue  # not external, or one of the streamed constants (already in the file)
+        key = next(e.value for e in tensor.external_data if e.key == "location")
+        blob = data.pop(key)  # released as it is written: the file holds it now
+        offset = out.tell() + (-out.tell() % 8)
+        out.write(b"\0" * (offset - out.tell()))
+        out.write(blob)
+        del tensor.external_data[:]
+        for k, v in (("location", location), ("offset", str(offset)), ("length", str(len(blob)))):
+            tensor.external_data.add(key=k, value=v)
     with open(path, "wb") as f:
         f.write(proto.SerializeToString(deterministic=True))
 
