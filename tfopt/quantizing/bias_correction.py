@@ -263,13 +263,15 @@ def propagated_corrections(quantized: Model, layers: Sequence[Layer], expected: 
             for b, batch in enumerate(batches):
                 feeds = {**{f"{f}:0": kept[f][b] for f in fed_nodes}, **{k: batch[k] for k in inputs}}
                 got = dict(zip(fetch, runner.fetch(fetch, feeds)))
-                flat = got[f"{name}:0"].astype(np.float64).reshape(-1, got[f"{name}:0"].shape[-1])
-                total, n = total + flat.sum(axis=0), n + len(flat)
+                flat = got[f"{name}:0"].reshape(-1, got[f"{name}:0"].shape[-1])
+                total, n = total + flat.sum(axis=0, dtype=np.float64), n + len(flat)  # no float64 copy
                 outs.append(got[f"{out_of[name]}:0"])
                 count.runs += 1
             deltas[name] = expected[name] - total / n
             if last_read.get(out_of[name], -1) > i:
-                kept[out_of[name]] = [(o + deltas[name]).astype(o.dtype) for o in outs]
+                for out in outs:  # in place: an activation of every sample is large
+                    out += deltas[name].astype(out.dtype)
+                kept[out_of[name]] = outs
             for f in fed_nodes:
                 if last_read[f] == i:
                     del kept[f]
