@@ -155,8 +155,9 @@ class BiasCorrectionReport:
                 "passes": self.passes.as_dict()}
 
 
-def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True,
-                 levels: int = 127, skip: Collection[str] = ()) -> tuple[Model, BiasCorrectionReport]:
+def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True, levels: int = 127,
+                 skip: Collection[str] = (), float_means: dict[str, np.ndarray] | None = None
+                 ) -> tuple[Model, BiasCorrectionReport]:
     """Empirical bias correction of int8 weight quantization (see the module doc).
 
     Args:
@@ -168,6 +169,9 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True,
         levels: its steps of ``max|w|`` (127; 63 for 7-bit weights).
         skip: layer (op) names the engine keeps in float: their weights stay float here too, and
             their biases are not corrected (a float layer has no rounding shift of its own).
+        float_means: layer name -> ``E[y]`` of ``model`` on ``samples``, kept by a caller that
+            corrects the same model for another weight grid: the layers found there are not
+            measured again, the others are measured and added to it.
 
     Returns:
         ``(model, report)``: float weights, corrected biases; ``report.corrections`` holds each
@@ -186,14 +190,17 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True,
     if not layers:
         return model, report
     names = [layer.op.name for layer in layers]
-    expected = channel_stats(model, [f"{n}:0" for n in names], batches)
-    report.passes.sessions, report.passes.runs = 1, len(batches)
+    targets = {} if float_means is None else float_means
+    missing = [n for n in names if n not in targets]
+    if missing:
+        expected = channel_stats(model, [f"{n}:0" for n in missing], batches)
+        targets.update({n: expected[f"{n}:0"][0] for n in missing})
+        report.passes.sessions, report.passes.runs = 1, len(batches)
     floats = {}
     for layer in layers:
         floats[layer.weights.name] = const_array(layer.weights)
         grid = per_channel and layer.op.op in PER_CHANNEL_OPS
         set_const(layer.weights, quantize_weights_sim(floats[layer.weights.name], grid, layer.out_axes, levels))
-    targets = {name: expected[f"{name}:0"][0] for name in names}
     deltas = propagated_corrections(model.replace(graph_def=work), layers, targets, batches, report.passes)
     for name, layer in zip(names, layers):
         delta = deltas[name]
