@@ -12,7 +12,12 @@ from tfopt.errors import OptionError
 from tfopt.graph import consumers, node_map
 from tfopt.passes.base import copy_graph
 from tfopt.quantizing._channels import Layer, add_bias, as_layer, channel_stats, const_array, set_const
-from tfopt.quantizing.bias_correction import bias_correct, fake_quantize_weights, quantizable_layers, quantize_weights_sim
+from tfopt.quantizing.bias_correction import (
+    bias_correct,
+    fake_quantize_weights,
+    quantizable_layers,
+    quantize_weights_sim,
+)
 from tfopt.quantizing.fake_quant import PER_CHANNEL_OPS
 from tfopt.runtimes.tensorflow import GraphRunner
 
