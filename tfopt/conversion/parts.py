@@ -154,12 +154,36 @@ def emit(target: str, job: EmitJob) -> str:
     return written
 
 
+class ReferenceOutputs:
+    """The original model's outputs on each set of verification inputs, run once per set: every
+    artifact of one conversion is verified on the same inputs against the same original.
+    ``runs`` counts the original's runs (one per input set, however many artifacts ask)."""
+
+    def __init__(self, original: Model):
+        self.original, self.runs = original, 0
+        self._runner: Any = None
+        self._done: list[tuple[Any, dict[str, Any]]] = []  # (VerifyInputs, outputs), by identity: it holds arrays
+
+    def __call__(self, inputs_at: Any) -> dict[str, Any]:
+        from tfopt.verification.verify import reference_outputs, reference_runner
+
+        for done, outputs in self._done:
+            if done is inputs_at:
+                return outputs
+        self._runner = self._runner or reference_runner(self.original)
+        self._done.append((inputs_at, reference_outputs(self.original, inputs_at, self._runner)))
+        self.runs += 1
+        return self._done[-1][1]
+
+
 def verify(artifact: Artifact, portable: Model, path: str, inputs: Any, *, bounded: bool = True,
-            preprocess: Any = None) -> None:
+           preprocess: Any = None, reference: ReferenceOutputs | None = None) -> None:
+    """``reference``: the original's outputs, shared by every artifact of the conversion."""
     from tfopt.verification.verify import verify_artifact
 
     verify_artifact(artifact, lambda: runner_for(artifact.format, path, portable), portable, inputs,
-                    bound=ARTIFACT.get(artifact.precision) if bounded else None, preprocess=preprocess)
+                    bound=ARTIFACT.get(artifact.precision) if bounded else None, preprocess=preprocess,
+                    reference=reference)
 
 
 def manifest_options(q: QuantizeOptions, qat: bool, allow_nonfinite: bool, model: Model) -> dict[str, Any]:

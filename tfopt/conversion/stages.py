@@ -29,6 +29,7 @@ from tfopt.conversion.parts import (
     Artifact,
     ConvertResult,
     Failure,
+    ReferenceOutputs,
     accuracy_control,
     emit,
     emit_engine,
@@ -79,6 +80,7 @@ class Prepared:
     control: Any = None  # OpenVINO's accuracy control (tfopt.emitters.openvino.AccuracyControl), or None
     stages: dict[str, float] = field(default_factory=dict)
     verify_data: Any = None  # tfopt.verification.verify.VerifyData freezing was verified with (not stored: it holds a loader)
+    reference_outputs: Any = None  # ReferenceOutputs on verified_at, shared by the artifacts (not stored)
 
     @property
     def ranges(self) -> Any:
@@ -244,9 +246,12 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
         artifact.int8_ops = count_quantized_ops(target, written)
         artifact.quantizer = "native" if not engine or target in result.engine_fallbacks else "tfopt"
     if p.options.freeze.verify:  # a QAT model's float artifacts already quantize (QDQ/FakeQuantize): measure only
+        # the original runs once per input set for all artifacts, not once per artifact
+        prepared.reference_outputs = prepared.reference_outputs or ReferenceOutputs(portable)
         try:
             verify(artifact, portable, written, prepared.verified_at, bounded=not qat,
-                   preprocess=q.ov_preprocess if record.takes_preprocess else None)
+                   preprocess=q.ov_preprocess if record.takes_preprocess else None,
+                   reference=prepared.reference_outputs)
         except (ConversionError, VerificationError) as exc:
             record_failure(p, result, target, precision, "verifying", exc, full, portable)
             return

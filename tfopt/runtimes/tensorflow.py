@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,12 +35,16 @@ class GraphRunner:
         self._extra = {f"{k}:0": v for k, v in (extra_feeds or {}).items()}
 
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        values = self.fetch([t for _, t in self._outputs], feeds)
+        return {name: v for (name, _), v in zip(self._outputs, values)}
+
+    def fetch(self, tensors: Sequence[str], feeds: Mapping[str, Any]) -> list[np.ndarray]:
+        """``tensors`` (names of the model's outputs' tensors) computed from ``feeds``, which may
+        also feed any of them: TensorFlow runs only the nodes between the feeds and the fetches."""
         feed = dict(self._extra)
         for key, value in feeds.items():
-            tensor = self._inputs.get(key, key if ":" in key else f"{key}:0")
-            feed[tensor] = value
-        values = self._session.run([t for _, t in self._outputs], feed_dict=feed)
-        return {name: np.asarray(v) for (name, _), v in zip(self._outputs, values)}
+            feed[self._inputs.get(key, key if ":" in key else f"{key}:0")] = value
+        return [np.asarray(v) for v in self._session.run(list(tensors), feed_dict=feed)]
 
     def close(self) -> None:
         self._session.close()

@@ -119,6 +119,12 @@ def reference_runner(model: Model) -> Any:
     return model.reference if model.reference is not None else GraphRunner(model)
 
 
+def reference_outputs(original: Model, inputs_at: VerifyInputs, runner: Any = None) -> dict[str, Any]:
+    """``{output name: array}`` of the original model on ``inputs_at`` (its bindings fed too)."""
+    got = (runner or reference_runner(original))({**inputs_at.feeds, **(original.bindings if original.reference else {})})
+    return {s.name: got[s.name] for s in original.outputs}
+
+
 def output_problem(outputs: Mapping[str, Any]) -> str:
     """Why these outputs of the original model cannot be verified against ("" when they can)."""
     for name, value in outputs.items():
@@ -329,9 +335,12 @@ def verify_against_reference(original: Model, derived: Model, bindings: Mapping[
 
 
 def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Model, inputs: VerifyInputs, *,
-                    bound: float | None, preprocess: Any = None) -> None:
+                    bound: float | None, preprocess: Any = None,
+                    reference: Callable[[VerifyInputs], dict[str, Any]] | None = None) -> None:
     """Run one artifact and the original model on ``inputs``; record the error on ``artifact``
     (``max_abs_err``/``mean_abs_err``) and raise when it exceeds ``bound`` (None: measure only).
+    ``reference(inputs_at)``: the original's outputs on one set of ``inputs``, when the caller
+    keeps them for every artifact (:class:`tfopt.conversion.parts.ReferenceOutputs`); else run here.
 
     Raises:
         ConversionError: the artifact does not run in its runtime on inputs the original runs on.
@@ -348,8 +357,7 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
     means: list[float] = []
     for inputs_at in inputs.sets():  # the realistic size too: errors grow with the image
         at = f"at {inputs_at.describe()} ({inputs_at.source} inputs)"
-        expected = reference_runner(original)({**inputs_at.feeds, **(original.bindings if original.reference else {})})
-        expected = {s.name: expected[s.name] for s in original.outputs}
+        expected = reference(inputs_at) if reference is not None else reference_outputs(original, inputs_at)
         raw = ({k: preprocess.to_raw(v) for k, v in inputs_at.feeds.items()} if preprocess is not None
                else inputs_at.feeds)
         try:

@@ -92,6 +92,27 @@ def test_candidates_share_statistics(relu_mobilenet, monkeypatch):
     assert len(calls) == 1
 
 
+def test_weight_grids_share_equalization_and_float_means(relu_mobilenet, monkeypatch):
+    """8-bit and 7-bit weights (TFLite's and ONNX's grids) equalize once and measure the float
+    layer means once; each grid's corrected biases equal a fresh engine's (float32 sums: 1e-5)."""
+    import tfopt.quantizing.engine.equalize as equalize
+
+    calls = []
+    real = equalize.equalize
+    monkeypatch.setattr(equalize, "equalize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    engine = Engine(relu_mobilenet["model"], relu_mobilenet["calib"])
+    recipes = [Recipe.parse(r) for r in ("minmax+equalize+bias_correction", "minmax+equalize+bias_correction+7bit",
+                                         "minmax+equalize+bias_correction+per_tensor")]
+    reports = [engine.quantize(r)[1].transforms for r in recipes]
+    assert len(calls) == 1
+    # the float model ran for the first grid only (one session); every grid ran its quantized model
+    assert [r["bias_correction"]["passes"]["sessions"] for r in reports] == [2, 1, 1]
+    alone = Engine(relu_mobilenet["model"], relu_mobilenet["calib"]).quantize(recipes[1])[1].transforms
+    for shared, fresh in zip(reports[1]["bias_correction"]["layers"], alone["bias_correction"]["layers"]):
+        assert shared["layer"] == fresh["layer"]
+        np.testing.assert_allclose(shared["max_abs"], fresh["max_abs"], rtol=1e-3, atol=1e-5)
+
+
 class _Options:
     quantizer, int8_recipe, calibration_method, per_tensor = "tfopt", "auto", None, False
     keep_float, auto_keep_float, accuracy_control, adaround_budget = (), None, None, None

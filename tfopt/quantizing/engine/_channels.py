@@ -160,10 +160,11 @@ def channel_stats(model: Model, tensors: Sequence[str], batches: Sequence[Mappin
     try:
         for batch in batches:
             for name, value in runner(batch).items():
-                flat = value.astype(np.float64).reshape(-1, value.shape[-1])
+                flat = value.reshape(-1, value.shape[-1])  # summed in float64 without a float64 copy
                 s, n, lo, hi = sums.get(name, (0.0, 0, np.inf, -np.inf))
-                sums[name] = (s + flat.sum(axis=0), n + len(flat), np.minimum(lo, flat.min(axis=0)),
-                              np.maximum(hi, flat.max(axis=0)))
+                sums[name] = (s + flat.sum(axis=0, dtype=np.float64), n + len(flat),
+                              np.minimum(lo, flat.min(axis=0).astype(np.float64)),
+                              np.maximum(hi, flat.max(axis=0).astype(np.float64)))
     finally:
         runner.close()
     return {name: (s / n, lo, hi) for name, (s, n, lo, hi) in sums.items()}

@@ -15,6 +15,9 @@ float model and ``ỹ`` the same layer's output in the model whose weights are a
 whose *earlier* layers' biases are already corrected. So ``ỹ`` is computed from the quantized
 model's own input to the layer, and the correction also absorbs the mean shift that reaches the
 layer from above. Expectations are over the calibration samples and every spatial position.
+``ỹ`` depends only on the layers upstream, so one pass of the quantized model computes them all:
+each layer's corrected output ``ỹ + δ`` is fed to the layers below instead of being recomputed
+(:func:`propagated_corrections`; ``report.passes`` counts what ran).
 
 The returned model keeps its float weights; only biases change (a BiasAdd is created for a layer
 that has none). ``W̃`` here is the engine's own weight grid (:mod:`tfopt.quantizing.engine.weight_grid`:
@@ -25,13 +28,13 @@ measured is the one the fake-quant graph then has.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from tfopt.graph import Model, consumers, node_map
+from tfopt.graph import Model, TensorSpec, canonical_tensor, consumers, is_control, node_map, tensor_node
 from tfopt.graphdef.order import topological_rank
 from tfopt.passes._linear import add_bias, const_array, set_const
 from tfopt.passes.base import Skip, copy_graph
@@ -87,20 +90,47 @@ class CorrectedLayer:
 
 
 @dataclass
+class PassCount:
+    """What the correction ran in TensorFlow: the measure of its cost that does not depend on the machine.
+
+    ``node_runs`` counts the quantized graph's nodes one batch evaluates, summed over its runs: a
+    run fed the corrected outputs of the layers above evaluates only the nodes between them and its
+    layer, so the whole correction is ``node_runs / graph_nodes`` ≈ one pass of the quantized model
+    (a node computed once per batch), not one pass per layer.
+    """
+
+    sessions: int = 0  # TF sessions opened (graph imports)
+    runs: int = 0  # session runs, every batch counted
+    node_runs: int = 0  # quantized-graph nodes one batch evaluates, summed over the layers' runs
+    graph_nodes: int = 0  # nodes of the quantized graph
+
+    @property
+    def quantized_passes(self) -> float:
+        """Quantized-model passes per batch the correction cost (``node_runs / graph_nodes``)."""
+        return self.node_runs / max(self.graph_nodes, 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "quantized_passes": round(self.quantized_passes, 3)}
+
+
+@dataclass
 class BiasCorrectionReport:
     per_channel: bool
     batches: int
     layers: list[CorrectedLayer] = field(default_factory=list)
     skips: list[Skip] = field(default_factory=list)
     corrections: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # layer -> E[y − ỹ]
+    passes: PassCount = field(default_factory=PassCount)
 
     def as_dict(self) -> dict[str, Any]:
         return {"per_channel": self.per_channel, "batches": self.batches,
-                "layers": [row.as_dict() for row in self.layers], "skips": [str(s) for s in self.skips]}
+                "layers": [row.as_dict() for row in self.layers], "skips": [str(s) for s in self.skips],
+                "passes": self.passes.as_dict()}
 
 
-def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True,
-                 levels: int = LEVELS, skip: Collection[str] = ()) -> tuple[Model, BiasCorrectionReport]:
+def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True, levels: int = LEVELS,
+                 skip: Collection[str] = (), float_means: dict[str, np.ndarray] | None = None
+                 ) -> tuple[Model, BiasCorrectionReport]:
     """Empirical bias correction of int8 weight quantization (see the module doc).
 
     Args:
@@ -112,11 +142,15 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True,
         levels: its steps of ``max|w|`` (127; 63 for 7-bit weights).
         skip: layer (op) names the engine keeps in float: their weights stay float here too, and
             their biases are not corrected (a float layer has no rounding shift of its own).
+        float_means: layer name -> ``E[y]`` of ``model`` on ``samples``, kept by a caller that
+            corrects the same model for another weight grid: the layers found there are not
+            measured again, the others are measured and added to it.
 
     Returns:
         ``(model, report)``: float weights, corrected biases; ``report.corrections`` holds each
-        layer's ``E[y − ỹ]`` by its original name. Cost: one pass over ``samples`` for the float
-        model, then one per layer (each layer sees the corrections made above it).
+        layer's ``E[y − ỹ]`` by its original name. Cost (``report.passes``): one pass over
+        ``samples`` for the float model and about one for the quantized model, in two sessions
+        (see :func:`propagated_corrections`).
 
     Raises:
         OptionError: no samples, or samples missing one of the model's inputs.
@@ -129,16 +163,20 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True,
     if not layers:
         return model, report
     names = [layer.op.name for layer in layers]
-    expected = channel_stats(model, [f"{n}:0" for n in names], batches)
+    targets = {} if float_means is None else float_means
+    missing = [n for n in names if n not in targets]
+    if missing:
+        expected = channel_stats(model, [f"{n}:0" for n in missing], batches)
+        targets.update({n: expected[f"{n}:0"][0] for n in missing})
+        report.passes.sessions, report.passes.runs = 1, len(batches)
     floats = {}
     for layer in layers:
         floats[layer.weights.name] = const_array(layer.weights)
         grid = weight_grid(floats[layer.weights.name], layer.op.op, per_channel=per_channel, levels=levels)
         set_const(layer.weights, grid.quantize(floats[layer.weights.name]))
+    deltas = propagated_corrections(model.replace(graph_def=work), layers, targets, batches, report.passes)
     for name, layer in zip(names, layers):
-        # layer.op.name is still ``name``: only this layer's own BiasAdd creation, below, renames it.
-        got = channel_stats(model.replace(graph_def=work), [f"{name}:0"], batches)[f"{name}:0"][0]
-        delta = expected[f"{name}:0"][0] - got
+        delta = deltas[name]
         # Look the layer up again: an earlier layer's new BiasAdd changed the graph around it.
         nodes = node_map(work)
         fresh = as_layer(nodes, consumers(work), nodes[name])
@@ -150,3 +188,82 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True,
     for weights_name, value in floats.items():
         set_const(nodes[weights_name], value)
     return model.replace(graph_def=work), report
+
+
+def propagated_corrections(quantized: Model, layers: Sequence[Layer], expected: Mapping[str, np.ndarray],
+                           batches: Sequence[Mapping[str, Any]], count: PassCount) -> dict[str, np.ndarray]:
+    """Each layer's ``E[y] − E[ỹ]``, ``ỹ`` computed in ``quantized`` with every earlier layer corrected.
+
+    Sequential correction without re-running the model per layer: layers are visited producers
+    first, and the corrected output of a visited layer, ``ỹ_j + δ_j`` (its bias output when it has
+    a bias, else the layer's own), is kept per batch and *fed* to the runs below it; TensorFlow
+    prunes each run to the nodes between those feeds and the layer, so every node is evaluated
+    about once per batch. ``ỹ_i`` depends only on the layers upstream of ``i``, all visited
+    before it, so this equals correcting and re-running layer by layer (up to float32 rounding of
+    ``(ỹ + b) + δ`` against ``ỹ + (b + δ)``). A kept output is dropped after its last reader.
+
+    Args:
+        quantized: the graph with quantized weights and uncorrected biases; never modified.
+        layers: the layers to correct, producers first (their ``op`` names are nodes of ``quantized``).
+        expected: layer name -> ``E[y]`` per output channel in the float model.
+        batches: the calibration feeds.
+        count: updated with the session, runs and nodes evaluated.
+    """
+    from tfopt.graph import ancestors
+    from tfopt.runtimes.tensorflow import GraphRunner
+
+    out_of = {layer.op.name: (layer.bias_add.name if layer.bias_add is not None else layer.op.name)
+              for layer in layers}
+    plan: list[tuple[str, list[str], list[str]]] = []  # (layer, kept outputs fed, model inputs fed)
+    visited: set[str] = set()
+    for layer in layers:
+        fed: set[str] = set()
+
+        def is_fed(_consumer: Any, ref: str, fed: set[str] = fed) -> bool:
+            node = tensor_node(ref)
+            if node in visited and not is_control(ref):
+                fed.add(node)
+                return True
+            return False
+        reached = ancestors(quantized.graph_def, [layer.op.name], skip_edge=is_fed)
+        plan.append((layer.op.name, sorted(fed), [s.name for s in quantized.inputs if s.node in reached]))
+        visited.add(out_of[layer.op.name])
+    last_read = {node: i for i, (_, fed_nodes, _) in enumerate(plan) for node in fed_nodes}
+    tensors = sorted({f"{n}:0" for n in [*out_of, *out_of.values()]})
+    runner = GraphRunner(quantized.replace(outputs=[TensorSpec(t, t, "float32", None) for t in tensors]))
+    count.sessions += 1
+    count.graph_nodes = len(quantized.graph_def.node)
+    kept: dict[str, list[np.ndarray]] = {}
+    deltas: dict[str, np.ndarray] = {}
+    try:
+        for i, (name, fed_nodes, inputs) in enumerate(plan):
+            fetch = sorted({f"{name}:0", f"{out_of[name]}:0"})
+            count.node_runs += evaluated(quantized, fetch, [f"{f}:0" for f in fed_nodes])
+            total, n, outs = 0.0, 0, []
+            for b, batch in enumerate(batches):
+                feeds = {**{f"{f}:0": kept[f][b] for f in fed_nodes}, **{k: batch[k] for k in inputs}}
+                got = dict(zip(fetch, runner.fetch(fetch, feeds)))
+                flat = got[f"{name}:0"].reshape(-1, got[f"{name}:0"].shape[-1])
+                total, n = total + flat.sum(axis=0, dtype=np.float64), n + len(flat)  # no float64 copy
+                outs.append(got[f"{out_of[name]}:0"])
+                count.runs += 1
+            deltas[name] = expected[name] - total / n
+            if last_read.get(out_of[name], -1) > i:
+                for out in outs:  # in place: an activation of every sample is large
+                    out += deltas[name].astype(out.dtype)
+                kept[out_of[name]] = outs
+            for f in fed_nodes:
+                if last_read[f] == i:
+                    del kept[f]
+    finally:
+        runner.close()
+    return deltas
+
+
+def evaluated(model: Model, fetch: Sequence[str], feeds: Collection[str]) -> int:
+    """How many nodes of ``model`` a run fetching ``fetch`` and feeding the tensors ``feeds``
+    evaluates: the fetches' ancestors, not looking above a fed tensor (TensorFlow's pruning)."""
+    from tfopt.graph import ancestors
+
+    fed = set(feeds)
+    return len(ancestors(model.graph_def, fetch, skip_edge=lambda _node, ref: not is_control(ref) and canonical_tensor(ref) in fed))

@@ -116,6 +116,10 @@ class Engine:
         self.adaround_budget = adaround_budget
         self._progress = progress
         self._prepared: dict[tuple[Any, ...], tuple[Model, dict[str, Any], dict[str, Any], dict[str, float]]] = {}
+        # shared by recipes that differ in the weight grid only (TFLite's 8-bit and ONNX's 7-bit weights):
+        # equalization does not depend on it, nor do the float layer means bias correction aims at
+        self._equalized: tuple[Model, dict[str, Any]] | None = None
+        self._float_means: dict[bool, dict[str, Any]] = {}  # by recipe.equalize
 
     def quantize(self, recipe: Recipe, keep_float: Sequence[str] | None = None) -> tuple[Model, EngineReport]:
         """The fake-quant graph of ``recipe``, and what was done to make it.
@@ -155,8 +159,11 @@ class Engine:
 
             self._say("equalizing weights (cross-layer equalization)")
             start = time.perf_counter()
-            model, equalized = equalize(model, samples=self.samples)
-            reports["equalize"], seconds["equalize"] = equalized.as_dict(), time.perf_counter() - start
+            if self._equalized is None:
+                equalized_model, equalized = equalize(model, samples=self.samples)
+                self._equalized = (equalized_model, equalized.as_dict())
+            model, reports["equalize"] = self._equalized
+            seconds["equalize"] = time.perf_counter() - start
         if recipe.adaround:
             from tfopt.quantizing.engine.adaround import adaround, find_layers
 
@@ -175,8 +182,10 @@ class Engine:
 
             self._say("correcting biases for weight rounding")
             start = time.perf_counter()
+            # AdaRound's float weights depend on the grid: then the float means are its own
+            means = self._float_means.setdefault(recipe.equalize, {}) if not recipe.adaround else None
             model, corrected = bias_correct(model, self.samples, per_channel=recipe.per_channel,
-                                            levels=recipe.weight_levels, skip=kept)
+                                            levels=recipe.weight_levels, skip=kept, float_means=means)
             reports["bias_correction"], seconds["bias_correction"] = corrected.as_dict(), time.perf_counter() - start
         self._say("collecting activation statistics")
         start = time.perf_counter()
