@@ -89,6 +89,19 @@ def digits_model(tmp_path_factory):
             "eval": str(root / "eval.npz"), "x": x_test, "y": y_test}
 
 
+@pytest.fixture(scope="module")
+def one_tf2onnx_child():
+    """Every ONNX conversion of the module in one tf2onnx child process (``convert()`` joins an
+    enclosing :func:`tfopt.emitters.onnx_worker.shared_child`): a child imports TensorFlow and
+    tf2onnx, seconds of CPU, once per file instead of once per ``convert()``. A shared child writes
+    what a child per job writes (tests/emitters/test_onnx_worker.py); a file that converts one graph
+    twice reads the second back. Use it with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    from tfopt.emitters.onnx_worker import shared_child
+
+    with shared_child() as child:
+        yield child
+
+
 # The files that take the most CPU (seconds on an idle 2-core machine, in one process), run first.
 # With `--dist loadfile --no-loadscope-reorder` (`make test`) xdist hands out files in collection
 # order, two to a worker and one more as each finishes: the longest first, the many short files
