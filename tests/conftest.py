@@ -109,10 +109,10 @@ def one_tf2onnx_child():
 # these few-test files last, one worker running alone at the end). A file missing here only runs
 # later; re-measure with `--durations` when a file's cost changes.
 HEAVY_FIRST = (
-    "tests/fleet/test_run.py",
-    "tests/test_scripts.py",
-    "tests/coverage/test_matrix.py",
-    "tests/conversion/test_convert.py",
+    "tests/fleet/test_run.py",  # 180 s: ~25 fleet worker processes, each importing TensorFlow
+    "tests/test_scripts.py",  # 130 s: the fleet script and the CI example in subprocesses
+    "tests/coverage/test_matrix.py",  # 55 s: 8 models x 6 cells, each a convert()
+    "tests/conversion/test_convert.py",  # 40 s: every target x precision of the digits CNN
 )
 
 
