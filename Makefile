@@ -6,8 +6,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # The suite runs in parallel (pytest-xdist, one worker per core, at most 8: each holds TensorFlow in
 # memory), a test file per worker (--dist loadfile: a module's shared fixture is built once, not in
-# each worker); `make test XDIST=` runs it in one process. --durations=20 lists the slowest tests.
-XDIST  ?= -n auto --maxprocesses 8 --dist loadfile
+# each worker), files in collection order (--no-loadscope-reorder: tests/conftest.py puts the
+# heaviest first, so the workers finish together); `make test XDIST=` runs it in one process.
+# --durations=20 lists the slowest tests.
+XDIST  ?= -n auto --maxprocesses 8 --dist loadfile --no-loadscope-reorder
 
 .PHONY: demo test test-all lint typecheck docs bench clean
 

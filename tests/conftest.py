@@ -87,3 +87,42 @@ def digits_model(tmp_path_factory):
     np.savez(root / "eval.npz", images=x_test[:120], labels=y_test[:120])
     return {"path": str(root / "sm"), "keras": model, "calib": str(root / "calib.npz"),
             "eval": str(root / "eval.npz"), "x": x_test, "y": y_test}
+
+
+@pytest.fixture(scope="module")
+def one_tf2onnx_child():
+    """Every ONNX conversion of the module in one tf2onnx child process (``convert()`` joins an
+    enclosing :func:`tfopt.emitters.onnx_worker.shared_child`): a child imports TensorFlow and
+    tf2onnx, seconds of CPU, once per file instead of once per ``convert()``. A shared child writes
+    what a child per job writes (tests/emitters/test_onnx_worker.py); a file that converts one graph
+    twice reads the second back. Use it with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    from tfopt.emitters.onnx_worker import shared_child
+
+    with shared_child() as child:
+        yield child
+
+
+# The files that take the most CPU (seconds on an idle 2-core machine, in one process), run first.
+# With `--dist loadfile --no-loadscope-reorder` (`make test`) xdist hands out files in collection
+# order, two to a worker and one more as each finishes: the longest first, the many short files
+# fill the gaps and the workers finish together (xdist's default order, most tests first, started
+# these few-test files last, one worker running alone at the end). A file missing here only runs
+# later; re-measure with `--durations` when a file's cost changes.
+HEAVY_FIRST = (
+    "tests/fleet/test_run.py",  # 180 s: ~25 fleet worker processes, each importing TensorFlow
+    "tests/test_scripts.py",  # 130 s: the fleet script and the CI example in subprocesses
+    "tests/coverage/test_matrix.py",  # 55 s: 8 models x 6 cells, each a convert()
+    "tests/conversion/test_convert.py",  # 40 s: every target x precision of the digits CNN
+)
+
+
+def pytest_collection_modifyitems(items):
+    """Move the tests of ``HEAVY_FIRST`` to the front, in its order; every file's tests stay together
+    and in their order (a stable sort)."""
+    rank = {path: i for i, path in enumerate(HEAVY_FIRST)}
+
+    def key(item):
+        path = item.nodeid.split("::", 1)[0]
+        return rank.get(path, len(rank))
+
+    items.sort(key=key)

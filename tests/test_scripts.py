@@ -19,17 +19,30 @@ def _run(args, **kwargs):
     return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900, **kwargs)
 
 
+def _tiny_keras(path) -> None:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,), name="x")
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs)).save(str(path))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A Keras .keras file of one Dense layer: the cheapest model a fleet can convert."""
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    _tiny_keras(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def fleet(digits_model, tf1_ckpt, tmp_path_factory):
     """Three models, three formats: a SavedModel (int8, calibrated, gated), a TF1 checkpoint and a
     Keras .keras file."""
-    import keras
     import yaml
 
     root = tmp_path_factory.mktemp("fleet")
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((4,), name="x")
-    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs)).save(str(root / "tiny.keras"))
+    _tiny_keras(root / "tiny.keras")
     manifest = {
         "defaults": {"to": "tflite,onnx", "quantize": ["none"], "report_runs": 2},
         "models": [
@@ -45,6 +58,53 @@ def fleet(digits_model, tf1_ckpt, tmp_path_factory):
     return root
 
 
+def _mlp_pb(path, scale: float) -> None:
+    from tests.helpers import graph_pb
+
+    def mlp(tf):
+        a = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        tf.nn.relu(tf.matmul(a, tf.constant(np.full((4, 3), scale, np.float32))), name="y")
+
+    graph_pb(path, mlp)
+
+
+def test_fleet_script_converts_then_resumes(tiny, tmp_path):
+    """The script's plan and summary lines, fresh then resumed; a changed input file (its bytes, the
+    manifest unchanged) makes just that model stale. Two small models, TFLite only: the slow
+    ``test_fleet_converts_then_resumes`` runs the same story on an int8 gated SavedModel and a TF1
+    checkpoint."""
+    import yaml
+
+    _mlp_pb(tmp_path / "mlp.pb", 0.5)
+    with open(tmp_path / "fleet.yaml", "w") as f:
+        yaml.safe_dump({"defaults": {"to": ["tflite"], "report_runs": 1},
+                        "models": [{"name": "tiny", "path": str(tiny)}, {"name": "mlp", "path": "mlp.pb"}]}, f)
+    script = os.path.join(ROOT, "scripts", "convert_fleet.py")
+    first = _run([sys.executable, script, str(tmp_path / "fleet.yaml"), "--jobs", "2"])
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "2 to convert" in first.stdout and "converted 2, up to date 0" in first.stdout
+    out = tmp_path / "fleet_out"
+    for name in ("tiny", "mlp"):
+        with open(out / name / "manifest.json") as f:
+            assert [a["format"] for a in json.load(f)["artifacts"]] == ["tflite"]
+
+    mtimes = {p: os.path.getmtime(out / p / "report.json") for p in ("tiny", "mlp")}
+    second = _run([sys.executable, script, str(tmp_path / "fleet.yaml")])
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "0 to convert, 2 up to date" in second.stdout and "converted 0, up to date 2" in second.stdout
+    assert {p: os.path.getmtime(out / p / "report.json") for p in mtimes} == mtimes
+
+    _mlp_pb(tmp_path / "mlp.pb", -0.25)  # same path, other bytes
+    third = _run([sys.executable, script, str(tmp_path / "fleet.yaml")])
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "1 to convert, 1 up to date" in third.stdout and "converted 1, up to date 1" in third.stdout, third.stdout
+    assert os.path.getmtime(out / "tiny" / "report.json") == mtimes["tiny"]
+    assert os.path.getmtime(out / "mlp" / "report.json") > mtimes["mlp"]
+
+
+@pytest.mark.slow  # ~200 s on 2 cores (about 20 worker processes, each importing TensorFlow); the fast lane:
+# test_fleet_script_converts_then_resumes (the script, resume, a stale input) and tests/fleet/test_run.py
+# (run_fleet byte-identical to convert for .keras, SavedModel and .pb; reruns; the prepare cache)
 def test_fleet_converts_then_resumes(fleet, digits_model):
     script = os.path.join(ROOT, "scripts", "convert_fleet.py")
     first = _run([sys.executable, script, str(fleet / "fleet.yaml"), "--jobs", "2"])
@@ -75,11 +135,11 @@ def test_fleet_converts_then_resumes(fleet, digits_model):
     assert third.returncode == 0 and "1 to convert, 1 up to date" in third.stdout, third.stdout + third.stderr
 
 
-def test_fleet_gate_failure_and_bad_model_exit_codes(fleet, tmp_path):
+def test_fleet_gate_failure_and_bad_model_exit_codes(tiny, tmp_path):
     import yaml
 
     manifest = {"defaults": {"to": ["tflite"], "report_runs": 1},
-                "models": [{"name": "strict", "path": str(fleet / "tiny.keras"), "fail_if": "bytes>1"},
+                "models": [{"name": "strict", "path": str(tiny), "fail_if": "bytes>1"},
                            {"name": "missing", "path": str(tmp_path / "nope.keras")}]}
     with open(tmp_path / "m.yaml", "w") as f:
         yaml.safe_dump(manifest, f)

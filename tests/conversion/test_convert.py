@@ -15,6 +15,8 @@ from tfopt.conversion.manifest import manifest_model
 from tfopt.demos import examples
 from tfopt.runtimes import runner_for
 
+pytestmark = pytest.mark.usefixtures("one_tf2onnx_child")  # tests/conftest.py: one tf2onnx child for the file
+
 PRECISIONS = ["fp32", "fp16", "dynamic", "int8", "int16x8"]
 
 

@@ -10,6 +10,8 @@ import pytest
 from tfopt.coverage.matrix import CELLS, run_matrix, to_markdown
 from tfopt.coverage.models import MODELS
 
+pytestmark = pytest.mark.usefixtures("one_tf2onnx_child")  # tests/conftest.py: one tf2onnx child for the file
+
 FAST = [name for name, model in MODELS.items() if model.fast]
 # The cells that cannot work, and the words their error must contain (the limitation and the way out).
 EXPECTED_FAILURES = {

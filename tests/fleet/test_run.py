@@ -16,6 +16,8 @@ from tests.fleet.fleet_models import build_fleet, files_of
 from tfopt.fleet.cache import VERSION
 from tfopt.fleet.run import run_fleet
 
+pytestmark = pytest.mark.usefixtures("one_tf2onnx_child")  # tests/conftest.py: one tf2onnx child for the file
+
 GOOD = ["conv", "dense", "mlp"]
 
 
