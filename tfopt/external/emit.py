@@ -35,12 +35,14 @@ def emit_large(target: str, job: Any) -> str:
         ConversionError: the target cannot write the model (its own reason, e.g. a precision it has
             no large-model form of).
     """
-    from tfopt.emitters.large import emit_from_savedmodel
+    from tfopt.emitters.large import emit_from_savedmodel, emit_onnx_from_graph
     from tfopt.errors import OptionError
 
     model = job.portable
     opset = getattr(job.quantize, "opset", None)
     try:
+        if target == "onnx":  # from the frozen graph itself: TensorFlow never loads the table
+            return emit_onnx_from_graph(model, job.path, precision=job.precision, opset=opset)
         written: str = emit_from_savedmodel(target, serving_savedmodel(model), job.path, precision=job.precision,
                                             input_names=[s.name for s in model.inputs],
                                             output_names=[s.name for s in model.outputs], opset=opset)
