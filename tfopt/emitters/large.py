@@ -1,4 +1,5 @@
-"""TFLite, ONNX and OpenVINO artifacts of a model over 2 GB, from its serving SavedModel.
+"""TFLite, ONNX and OpenVINO artifacts of a model over 2 GB, from its serving SavedModel (ONNX also
+from its frozen graph: :func:`emit_onnx_from_graph`, what ``tfopt convert`` uses).
 
 A GraphDef (protobuf) cannot hold 2 GB, so a large model reaches the emitters as a TF2 SavedModel
 whose large tensors are ``tf.Variable`` s (:func:`tfopt.external.write_serving_savedmodel`), and

@@ -1,11 +1,13 @@
-"""The child process of :mod:`tfopt.emitters.large`: one converter on one serving SavedModel, then exit.
+"""The child process of :mod:`tfopt.emitters.large`: one converter on one large model, then exit.
 
 Run as ``python -m tfopt.emitters.large_worker JOB.json``; the job names the target, the precision,
-the SavedModel, the output path and the signature's input and output names. Exit 0 with the
-artifact written, else 1 with one line in ``error.txt`` beside the job (the parent raises it).
+the model (a serving SavedModel; for ONNX also a frozen GraphDef with ``ImmutableConst`` tables and
+their files), the output path and the input and output names. Exit 0 with the artifact written,
+else 1 with one line in ``error.txt`` beside the job (the parent raises it).
 
-Each converter reads the table from the SavedModel's variables itself (TFLite's and OpenVINO's
-SavedModel importers, tf2onnx's large-model freezing), so no GraphDef ever holds it; the child
+TFLite's and OpenVINO's SavedModel importers read the table from the SavedModel's variables; for
+ONNX the table's file is copied into the external data as it is, never loaded (:func:`_onnx`). No
+GraphDef ever holds it; the child
 exists so that what a converter allocates (and TensorFlow's allocator keeps) is returned to the
 system when it ends, and the three targets' peaks do not add up in one process.
 """
@@ -154,18 +156,21 @@ def _stream_out_external(graph_def: Any, files: dict[str, str], data: Any) -> di
         if os.path.getsize(files[node.name]) != length:
             raise JobError(f"{files[node.name]} holds {os.path.getsize(files[node.name])} bytes, not the "
                            f"{length} of node '{node.name}' ({numpy_dtype.name}{dims})")
-        offset = data.tell() + (-data.tell() % 8)
-        data.write(b"\0" * (offset - data.tell()))
+        offset = _align(data)
         with open(files[node.name], "rb") as src:
             shutil.copyfileobj(src, data, COPY_CHUNK)
         streamed[f"{node.name}:0"] = {"dtype": np_dtype_to_tensor_dtype(numpy_dtype), "dims": dims,
                                       "offset": offset, "length": length}
-        dtype, shape = node.attr["dtype"].type, node.attr["shape"].shape
-        node.op = "Placeholder"
-        node.attr["dtype"].type = dtype
-        node.attr["shape"].shape.CopyFrom(shape)
+        node.op = "Placeholder"  # it has the dtype and shape attributes a Placeholder takes already
         del node.attr["memory_region_name"]
     return streamed
+
+
+def _align(data: Any) -> int:
+    """Pad ``data`` with zeros to the next multiple of 8 bytes: the offset where a tensor starts."""
+    offset = int(data.tell()) + (-data.tell() % 8)
+    data.write(b"\0" * (offset - data.tell()))
+    return offset
 
 
 COPY_CHUNK = 16 << 20  # how much of an external tensor's file is in memory while it is copied
@@ -185,8 +190,7 @@ def _stream_out_constants(graph_def: Any, data: Any) -> dict[str, dict[str, Any]
         tensor = node.attr["value"].tensor if node.op == "Const" else None
         if tensor is None or len(tensor.tensor_content) < STREAMED_BYTES:
             continue
-        offset = data.tell() + (-data.tell() % 8)
-        data.write(b"\0" * (offset - data.tell()))
+        offset = _align(data)
         data.write(tensor.tensor_content)
         dims = [d.size for d in tensor.tensor_shape.dim]
         numpy_dtype = np.dtype(tf().dtypes.as_dtype(tensor.dtype).as_numpy_dtype)
@@ -272,8 +276,7 @@ def _save_external(proto: Any, data: dict[str, bytes], path: str, out: Any) -> N
             continue  # not external, or one of the streamed constants (already in the file)
         key = next(e.value for e in tensor.external_data if e.key == "location")
         blob = data.pop(key)  # released as it is written: the file holds it now
-        offset = out.tell() + (-out.tell() % 8)
-        out.write(b"\0" * (offset - out.tell()))
+        offset = _align(out)
         out.write(blob)
         del tensor.external_data[:]
         for k, v in (("location", location), ("offset", str(offset)), ("length", str(len(blob)))):

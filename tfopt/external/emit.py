@@ -1,9 +1,12 @@
 """TFLite, ONNX and OpenVINO artifacts of a model with tensors outside its graph.
 
-Every converter reads a SavedModel's variables from its checkpoint, none reads ``ImmutableConst``
-files: the model is written once as a serving SavedModel (:func:`serving_savedmodel`, one per
-graph, kept beside the external tensors) and each target converts from it
-(``tfopt.emitters.large.emit_from_savedmodel``).
+TFLite's and OpenVINO's converters read a SavedModel's variables from its checkpoint, neither reads
+``ImmutableConst`` files: for them the model is written once as a serving SavedModel
+(:func:`serving_savedmodel`, one per graph, kept beside the external tensors) and each converts
+from it (``tfopt.emitters.large.emit_from_savedmodel``). ONNX converts the frozen graph itself
+(``tfopt.emitters.large.emit_onnx_from_graph``): ONNX external data is the same raw bytes as the
+external files, so the table is copied, never loaded in TensorFlow (a SavedModel loaded and frozen
+again held about five copies of it), and ``--to onnx`` alone writes no serving SavedModel.
 """
 
 from __future__ import annotations
