@@ -125,7 +125,8 @@ def test_stored_prepared_model_references_its_files(tf2_savedmodel, tmp_path):
 @pytest.mark.parametrize("target", ["tflite", "onnx", "openvino"])
 def test_converters_read_the_serving_savedmodel(tmp_path, target):
     """A model with external tensors reaches each converter as its serving SavedModel
-    (tfopt.emitters.large) and the artifact is verified in its runtime like any other."""
+    (tfopt.emitters.large; onnx: as the frozen graph itself, tests/external/test_emit.py) and the
+    artifact is verified in its runtime like any other."""
     from tests.external.conftest import recommender
     from tfopt.conversion.convert import convert
 

@@ -1,4 +1,5 @@
-"""TFLite, ONNX and OpenVINO artifacts of a model over 2 GB, from its serving SavedModel.
+"""TFLite, ONNX and OpenVINO artifacts of a model over 2 GB, from its serving SavedModel (ONNX also
+from its frozen graph: :func:`emit_onnx_from_graph`, what ``tfopt convert`` uses).
 
 A GraphDef (protobuf) cannot hold 2 GB, so a large model reaches the emitters as a TF2 SavedModel
 whose large tensors are ``tf.Variable`` s (:func:`tfopt.external.write_serving_savedmodel`), and
@@ -35,9 +36,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tfopt._io import atomic_path
 from tfopt.errors import ConversionError, OptionError
+
+if TYPE_CHECKING:
+    from tfopt.graph import Model
 
 PRECISIONS = {"tflite": ("fp32", "fp16", "dynamic"), "onnx": ("fp32", "dynamic"),
               "openvino": ("fp32", "fp16", "dynamic")}
@@ -70,15 +75,27 @@ def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precisi
     """
     from tfopt.emitters.onnx import DEFAULT_OPSET
 
+    precision = _precision(target, precision)
+    _check_signature(savedmodel_dir, input_names, output_names)
+    job = {"target": target, "precision": precision, "savedmodel": os.path.abspath(savedmodel_dir),
+           "inputs": list(input_names), "outputs": list(output_names), "opset": opset or DEFAULT_OPSET}
+    return _emit_in_child(target, job, path, precision)
+
+
+def _precision(target: str, precision: str) -> str:
+    """``precision`` as the child takes it (``none`` is ``fp32``); raises OptionError when
+    ``target`` cannot write it for a large model."""
     precision = "fp32" if precision == "none" else precision
     if target not in PRECISIONS:
         raise OptionError(f"large models convert to {', '.join(PRECISIONS)}, not '{target}'")
     if precision not in PRECISIONS[target]:
         why = WHY_NOT.get((target, precision), f"it writes {', '.join(PRECISIONS[target])}")
         raise OptionError(f"{target} {precision} for a model over 2 GB: not available ({why})")
-    _check_signature(savedmodel_dir, input_names, output_names)
-    job = {"target": target, "precision": precision, "savedmodel": os.path.abspath(savedmodel_dir),
-           "inputs": list(input_names), "outputs": list(output_names), "opset": opset or DEFAULT_OPSET}
+    return precision
+
+
+def _emit_in_child(target: str, job: dict[str, object], path: str, precision: str) -> str:
+    """Run ``job`` in the child, writing ``path`` atomically (with its ONNX data file)."""
     with atomic_path(path, directory=target == "openvino") as tmp:
         _run_child({**job, "out": tmp}, label=f"{target} {precision} ({path})")
         if target == "onnx" and not os.path.exists(tmp + ".data"):
@@ -86,6 +103,40 @@ def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precisi
         if target == "onnx":  # the data file beside the model: renamed first, so the model never lacks it
             os.replace(tmp + ".data", path + ".data")
     return os.path.join(path, "model.xml") if target == "openvino" else path
+
+
+def emit_onnx_from_graph(model: Model, path: str, *, precision: str, opset: int | None = None) -> str:
+    """Write ``model``'s ONNX artifact at ``path`` (its data file is ``path + ".data"``) from its
+    frozen GraphDef, whose large tensors are ``ImmutableConst`` nodes over ``model.external``'s raw
+    files: the child turns each into a Placeholder for tf2onnx and copies its file into the data
+    file, where the ONNX initializer points (``location``/``offset``/``length``). No TensorFlow
+    process loads the table, and no serving SavedModel is written.
+
+    Raises:
+        OptionError: a precision onnx cannot write for a large model (:data:`PRECISIONS`).
+        ConversionError: tf2onnx failed, or the file fails ONNX's checker or ONNX Runtime.
+    """
+    from tfopt.emitters.onnx import DEFAULT_OPSET, _lower_for_tf2onnx
+    from tfopt.external.tensors import external_nodes
+
+    precision = _precision("onnx", precision)
+    external = model.external
+    graph_def = _lower_for_tf2onnx(model.graph_def)
+    files = {n.name: external[n.name].path for n in external_nodes(graph_def) if external is not None
+             and n.name in external}
+    work = tempfile.mkdtemp(prefix="tfopt-large-graph-")
+    try:
+        graph = os.path.join(work, "graph.pb")
+        with open(graph, "wb") as f:
+            f.write(graph_def.SerializeToString(deterministic=True))
+        job = {"target": "onnx", "precision": precision, "graph": graph, "external": files,
+               "inputs": [s.name for s in model.inputs], "outputs": [s.name for s in model.outputs],
+               "input_tensors": [s.tensor for s in model.inputs], "output_tensors": [s.tensor for s in model.outputs],
+               "opset": opset or DEFAULT_OPSET}
+        _emit_in_child("onnx", job, path, precision)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return path
 
 
 def artifact_files(target: str, path: str) -> list[str]:

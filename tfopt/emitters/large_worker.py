@@ -1,11 +1,13 @@
-"""The child process of :mod:`tfopt.emitters.large`: one converter on one serving SavedModel, then exit.
+"""The child process of :mod:`tfopt.emitters.large`: one converter on one large model, then exit.
 
 Run as ``python -m tfopt.emitters.large_worker JOB.json``; the job names the target, the precision,
-the SavedModel, the output path and the signature's input and output names. Exit 0 with the
-artifact written, else 1 with one line in ``error.txt`` beside the job (the parent raises it).
+the model (a serving SavedModel; for ONNX also a frozen GraphDef with ``ImmutableConst`` tables and
+their files), the output path and the input and output names. Exit 0 with the artifact written,
+else 1 with one line in ``error.txt`` beside the job (the parent raises it).
 
-Each converter reads the table from the SavedModel's variables itself (TFLite's and OpenVINO's
-SavedModel importers, tf2onnx's large-model freezing), so no GraphDef ever holds it; the child
+TFLite's and OpenVINO's SavedModel importers read the table from the SavedModel's variables; for
+ONNX the table's file is copied into the external data as it is, never loaded (:func:`_onnx`). No
+GraphDef ever holds it; the child
 exists so that what a converter allocates (and TensorFlow's allocator keeps) is returned to the
 system when it ends, and the three targets' peaks do not add up in one process.
 """
@@ -59,15 +61,17 @@ def _openvino(job: dict[str, Any]) -> None:
 
 
 def _onnx(job: dict[str, Any]) -> None:
-    """tf2onnx on the frozen signature with every big constant kept out of it: each Const of
-    :data:`STREAMED_BYTES` or more is appended to the data file beside the ``.onnx`` as soon as the
-    graph is frozen and becomes a Placeholder, tf2onnx converts that small graph (its large-model
-    mode puts any other constant over 1,024 values in the same file), and the placeholders' ONNX
-    inputs become external initializers again. tf2onnx never holds a table: converting one in its
-    large-model mode alone peaks at about 7 copies of it (measured: 0.9 GB over the imports for a
-    128 MB table)."""
+    """tf2onnx on a frozen graph with every big constant kept out of it: each is appended to the
+    data file beside the ``.onnx`` and becomes a Placeholder, tf2onnx converts that small graph
+    (its large-model mode puts any other constant over 1,024 values in the same file), and the
+    placeholders' ONNX inputs become external initializers again. tf2onnx never holds a table:
+    converting one in its large-model mode alone peaks at about 7 copies of it (measured: 0.9 GB
+    over the imports for a 128 MB table).
+
+    The frozen graph is either the pipeline's own (``job["graph"]``: a GraphDef whose large tensors
+    are ``ImmutableConst`` nodes over raw files, :func:`_frozen_graph`), so TensorFlow never loads
+    the table, or a serving SavedModel's signature frozen here (:func:`_frozen_savedmodel`)."""
     import tf2onnx
-    from tf2onnx import tf_loader
 
     from tfopt._tf import tf
     from tfopt.emitters.onnx_worker import _stable_hashes
@@ -77,19 +81,13 @@ def _onnx(job: dict[str, Any]) -> None:
     if not hasattr(tf2onnx.graph.np, "product"):  # tf2onnx 1.17's large-model path calls NumPy 1's np.product
         tf2onnx.graph.np.product = tf2onnx.graph.np.prod  # (removed in NumPy 2): this child only
     tf2onnx.utils.INTERNAL_NAME = 1
-    t = tf()
-    imported = t.saved_model.load(job["savedmodel"])
-    function = imported.signatures[SIGNATURE]
-    inputs, outputs = _signature_tensors(function, job["inputs"], job["outputs"])
-    rename = {**{tensor: name for name, tensor in inputs.items()}, **{tensor: name for name, tensor in outputs.items()}}
-    ins, outs = list(inputs.values()), list(outputs.values())  # the caller's order, not the signature's
     float_path = job["out"] if job["precision"] == "fp32" else job["out"] + ".float.onnx"
-    with t.device("/cpu:0"), open(float_path + ".data", "wb") as data:
-        graph_def, tables = tf_loader.from_trackable(imported, function, ins, outs, True)
-        del imported, function
-        streamed = _stream_out_constants(graph_def, data)
+    with tf().device("/cpu:0"), open(float_path + ".data", "wb") as data:
+        source = _frozen_graph if "graph" in job else _frozen_savedmodel
+        graph_def, tables, ins, outs, rename, streamed = source(job, data)
+        streamed.update(_stream_out_constants(graph_def, data))
         proto, storage = tf2onnx.convert._convert_common(
-            graph_def, name=job["savedmodel"], opset=job["opset"], input_names=ins + sorted(streamed),
+            graph_def, name=job.get("savedmodel", "model"), opset=job["opset"], input_names=ins + sorted(streamed),
             output_names=outs, large_model=True, tensors_to_rename=rename, initialized_tables=tables)
         del graph_def
         _inputs_to_initializers(proto.graph, streamed, os.path.basename(float_path) + ".data")
@@ -102,6 +100,80 @@ def _onnx(job: dict[str, Any]) -> None:
     check_onnx_file(job["out"], label=f"onnx {job['precision']} ({job['out']})")
 
 
+def _frozen_savedmodel(job: dict[str, Any], data: Any) -> tuple[Any, Any, list[str], list[str], dict[str, str],
+                                                                dict[str, dict[str, Any]]]:
+    """The serving SavedModel's signature, frozen by tf2onnx's loader (the variables are loaded)."""
+    from tf2onnx import tf_loader
+
+    from tfopt._tf import tf
+
+    imported = tf().saved_model.load(job["savedmodel"])
+    function = imported.signatures[SIGNATURE]
+    inputs, outputs = _signature_tensors(function, job["inputs"], job["outputs"])
+    rename = {**{tensor: name for name, tensor in inputs.items()}, **{tensor: name for name, tensor in outputs.items()}}
+    ins, outs = list(inputs.values()), list(outputs.values())  # the caller's order, not the signature's
+    graph_def, tables = tf_loader.from_trackable(imported, function, ins, outs, True)
+    return graph_def, tables, ins, outs, rename, {}
+
+
+def _frozen_graph(job: dict[str, Any], data: Any) -> tuple[Any, Any, list[str], list[str], dict[str, str],
+                                                            dict[str, dict[str, Any]]]:
+    """The pipeline's frozen GraphDef, its ``ImmutableConst`` nodes streamed out (:func:`_stream_out_external`)."""
+    from tfopt._tf import graph_def_class
+
+    graph_def = graph_def_class()()
+    with open(job["graph"], "rb") as f:
+        graph_def.ParseFromString(f.read())
+    tensors = {**dict(zip(job["input_tensors"], job["inputs"])), **dict(zip(job["output_tensors"], job["outputs"]))}
+    streamed = _stream_out_external(graph_def, job["external"], data)
+    return graph_def, None, list(job["input_tensors"]), list(job["output_tensors"]), tensors, streamed
+
+
+def _stream_out_external(graph_def: Any, files: dict[str, str], data: Any) -> dict[str, dict[str, Any]]:
+    """Append each ``ImmutableConst`` node's file (``files``: node name -> path) to ``data`` (8-byte
+    aligned, :data:`COPY_CHUNK` at a time) and turn the node into a Placeholder of its dtype and
+    shape. The file is the tensor's raw C-order bytes in the machine's order and ONNX external data
+    is raw little-endian bytes in the same order, so the bytes are copied unchanged (on a
+    little-endian machine; a big-endian one is refused)."""
+    import shutil
+
+    import numpy as np
+    from onnx.helper import np_dtype_to_tensor_dtype
+
+    from tfopt._tf import tf
+
+    if sys.byteorder != "little":
+        raise JobError("ONNX external data is little-endian: convert a model over 2 GB to onnx on a little-endian CPU")
+    streamed = {}
+    for node in graph_def.node:
+        if node.op != "ImmutableConst":
+            continue
+        if node.name not in files:
+            raise JobError(f"ImmutableConst node '{node.name}' has no external tensor file")
+        dims = [d.size for d in node.attr["shape"].shape.dim]
+        numpy_dtype = np.dtype(tf().dtypes.as_dtype(node.attr["dtype"].type).as_numpy_dtype)
+        length = int(np.prod(dims, dtype=np.int64)) * numpy_dtype.itemsize
+        if os.path.getsize(files[node.name]) != length:
+            raise JobError(f"{files[node.name]} holds {os.path.getsize(files[node.name])} bytes, not the "
+                           f"{length} of node '{node.name}' ({numpy_dtype.name}{dims})")
+        offset = _align(data)
+        with open(files[node.name], "rb") as src:
+            shutil.copyfileobj(src, data, COPY_CHUNK)
+        streamed[f"{node.name}:0"] = {"dtype": np_dtype_to_tensor_dtype(numpy_dtype), "dims": dims,
+                                      "offset": offset, "length": length}
+        node.op = "Placeholder"  # it has the dtype and shape attributes a Placeholder takes already
+        del node.attr["memory_region_name"]
+    return streamed
+
+
+def _align(data: Any) -> int:
+    """Pad ``data`` with zeros to the next multiple of 8 bytes: the offset where a tensor starts."""
+    offset = int(data.tell()) + (-data.tell() % 8)
+    data.write(b"\0" * (offset - data.tell()))
+    return offset
+
+
+COPY_CHUNK = 16 << 20  # how much of an external tensor's file is in memory while it is copied
 STREAMED_BYTES = 1 << 20  # a constant this big goes to the data file before tf2onnx sees the graph
 
 
@@ -118,8 +190,7 @@ def _stream_out_constants(graph_def: Any, data: Any) -> dict[str, dict[str, Any]
         tensor = node.attr["value"].tensor if node.op == "Const" else None
         if tensor is None or len(tensor.tensor_content) < STREAMED_BYTES:
             continue
-        offset = data.tell() + (-data.tell() % 8)
-        data.write(b"\0" * (offset - data.tell()))
+        offset = _align(data)
         data.write(tensor.tensor_content)
         dims = [d.size for d in tensor.tensor_shape.dim]
         numpy_dtype = np.dtype(tf().dtypes.as_dtype(tensor.dtype).as_numpy_dtype)
@@ -205,8 +276,7 @@ def _save_external(proto: Any, data: dict[str, bytes], path: str, out: Any) -> N
             continue  # not external, or one of the streamed constants (already in the file)
         key = next(e.value for e in tensor.external_data if e.key == "location")
         blob = data.pop(key)  # released as it is written: the file holds it now
-        offset = out.tell() + (-out.tell() % 8)
-        out.write(b"\0" * (offset - out.tell()))
+        offset = _align(out)
         out.write(blob)
         del tensor.external_data[:]
         for k, v in (("location", location), ("offset", str(offset)), ("length", str(len(blob)))):

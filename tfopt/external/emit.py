@@ -1,9 +1,12 @@
 """TFLite, ONNX and OpenVINO artifacts of a model with tensors outside its graph.
 
-Every converter reads a SavedModel's variables from its checkpoint, none reads ``ImmutableConst``
-files: the model is written once as a serving SavedModel (:func:`serving_savedmodel`, one per
-graph, kept beside the external tensors) and each target converts from it
-(``tfopt.emitters.large.emit_from_savedmodel``).
+TFLite's and OpenVINO's converters read a SavedModel's variables from its checkpoint, neither reads
+``ImmutableConst`` files: for them the model is written once as a serving SavedModel
+(:func:`serving_savedmodel`, one per graph, kept beside the external tensors) and each converts
+from it (``tfopt.emitters.large.emit_from_savedmodel``). ONNX converts the frozen graph itself
+(``tfopt.emitters.large.emit_onnx_from_graph``): ONNX external data is the same raw bytes as the
+external files, so the table is copied, never loaded in TensorFlow (a SavedModel loaded and frozen
+again held about five copies of it), and ``--to onnx`` alone writes no serving SavedModel.
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ def emit_large(target: str, job: Any) -> str:
         ConversionError: the target cannot write the model (its own reason, e.g. a precision it has
             no large-model form of).
     """
-    from tfopt.emitters.large import emit_from_savedmodel
+    from tfopt.emitters.large import emit_from_savedmodel, emit_onnx_from_graph
     from tfopt.errors import OptionError
 
     model = job.portable
     opset = getattr(job.quantize, "opset", None)
     try:
+        if target == "onnx":  # from the frozen graph itself: TensorFlow never loads the table
+            return emit_onnx_from_graph(model, job.path, precision=job.precision, opset=opset)
         written: str = emit_from_savedmodel(target, serving_savedmodel(model), job.path, precision=job.precision,
                                             input_names=[s.name for s in model.inputs],
                                             output_names=[s.name for s in model.outputs], opset=opset)
