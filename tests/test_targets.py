@@ -120,7 +120,7 @@ def emit_pbtxt(job):
 def _record(name: str, **change) -> Target:
     """A second ONNX target under ``name``: ONNX's own functions for every role, files ``.<name>``."""
     record = dataclasses.replace(TABLE["onnx"], name=name, precisions=("fp32", "int8"),
-                                 file=f"model.{{precision}}.{name}", suffixes=(f".{name}",), keep_float=("int8",))
+                                 file=f"model.{{precision}}.{name}", suffixes=(f".{name}",), keep_float=("int8",), large_precisions=("fp32",))
     return dataclasses.replace(record, **change)
 
 

@@ -148,6 +148,11 @@ class Target:
             leaves those to it.
         fixed_shapes: ``"module:function"`` ``(path, model) -> {input: shape} | None``: inputs whose
             open batch the written file fixes (recorded as the artifact's ``fixed_shapes``), or ``None``.
+        large: ``"module:function"`` ``(record, job) -> path``: writes the artifact of a model whose
+            large tensors are outside its GraphDef (:mod:`tfopt.external`), or ``None`` (no such form).
+        large_converter: ``"module:function"`` the large-model child process runs with the job
+            (:mod:`tfopt.emitters.large_worker`), or ``None``.
+        large_precisions: the precisions ``large`` writes; ``large_note``: why not the others.
         int8_ops, intermediates, repro, latency: ``"module:function"`` or ``None`` (signatures in
             the module docstring): int8 kernel counting, ``tfopt debug compare``, ``tfopt debug
             reduce``'s ``repro.py``, the corpus's latency harness. ``None``: the target has no such role.
@@ -182,6 +187,10 @@ class Target:
     repro: str | None = None
     latency: str | None = None
     fixed_shapes: str | None = None
+    large: str | None = None
+    large_converter: str | None = None
+    large_precisions: tuple[str, ...] = ()
+    large_note: str = ""
 
     def artifact_path(self, precision: str) -> str:
         """The artifact's path relative to OUTDIR, e.g. ``model.int8.tflite``."""
@@ -201,7 +210,7 @@ class Target:
 
 
 ROLES = ("emit", "runner", "weights", "layer_quantizer", "quantization_settings", "runtime_settings", "int8_ops",
-         "intermediates", "repro", "latency", "fixed_shapes")  # the fields naming a "module:function"
+         "intermediates", "repro", "latency", "fixed_shapes", "large", "large_converter")  # the fields naming a "module:function"
 
 
 def _graphdef(name: str, file: str, emit: str, **where: Any) -> Target:
@@ -221,7 +230,8 @@ _BUILT_IN = (
            layer_quantizer="tfopt.quantizing.native.layer_targets:tflite_quantizer",
            int8_ops="tfopt.quantizing.int8_ops:tflite_ops", intermediates="tfopt.debug.run_tflite:open_intermediates",
            repro="tfopt.debug.repro:tflite_repro", latency="tfopt.coverage.latency:open_tflite",
-           fixed_shapes="tfopt.emitters.tflite:fixed_shapes"),
+           fixed_shapes="tfopt.emitters.tflite:fixed_shapes", large="tfopt.external.emit:via_savedmodel",
+           large_converter="tfopt.emitters.large_worker:convert_tflite", large_precisions=("fp32", "fp16", "dynamic")),
     Target("onnx", precisions=PRECISIONS, file="model.{precision}.onnx", emit="tfopt.emitters.onnx:emit",
            runner="tfopt.runtimes.onnx:open_runner", weights="tfopt.runtimes.onnx:read_weights",
            suffixes=(".onnx",), companions=(".onnx.data",), extra="tf2onnx", distributions=("tf2onnx", "onnx", "onnxruntime"),
@@ -229,7 +239,10 @@ _BUILT_IN = (
            layer_quantizer="tfopt.quantizing.native.layer_targets:onnx_quantizer", qat_int8_as="fp32",
            quantization_settings="tfopt.emitters.onnx:quantization_settings", engine_weight_bits=7,
            int8_ops="tfopt.quantizing.int8_ops:onnx_ops", intermediates="tfopt.debug.run_onnx:open_intermediates",
-           repro="tfopt.debug.repro:onnx_repro", latency="tfopt.coverage.latency:open_onnx"),
+           repro="tfopt.debug.repro:onnx_repro", latency="tfopt.coverage.latency:open_onnx",
+           large="tfopt.emitters.large:onnx_from_graph", large_converter="tfopt.emitters.large_worker:convert_onnx",
+           large_precisions=("fp32", "dynamic"),
+           large_note="ONNX Runtime's float16 converter needs the whole model in one protobuf (2 GB at most)"),
     Target("openvino", precisions=("fp32", "fp16", "dynamic", "int8"), file="openvino.{precision}",
            emit="tfopt.emitters.openvino:emit", runner="tfopt.runtimes.openvino:open_runner",
            weights="tfopt.runtimes.openvino:read_weights", suffixes=(".xml",), marker="model.xml",
@@ -239,7 +252,8 @@ _BUILT_IN = (
            takes_preprocess=True, engine_weight_bits=7, runtime_settings="tfopt.runtimes.openvino:runtime_settings",
            accuracy_control=("int8",), int8_ops="tfopt.quantizing.int8_ops:openvino_ops",
            intermediates="tfopt.debug.run_openvino:open_intermediates", repro="tfopt.debug.repro:openvino_repro",
-           latency="tfopt.coverage.latency:open_openvino"),
+           latency="tfopt.coverage.latency:open_openvino", large="tfopt.external.emit:via_savedmodel",
+           large_converter="tfopt.emitters.large_worker:convert_openvino", large_precisions=("fp32", "fp16", "dynamic")),
 )
 _RECORDS: dict[str, Target] = {t.name: t for t in _BUILT_IN}
 TABLE: Mapping[str, Target] = MappingProxyType(_RECORDS)  # read-only: add with register_target
@@ -302,13 +316,15 @@ def _problems(t: Target) -> list[str]:
     unknown = sorted(set(t.precisions) - set(PRECISIONS))
     if not t.precisions or unknown:
         out.append(f"precisions must be some of {', '.join(PRECISIONS)}" + (f", not {', '.join(unknown)}" if unknown else ""))
-    for field in ("keep_float", "accuracy_control"):
+    for field in ("keep_float", "accuracy_control", "large_precisions"):
         if not set(getattr(t, field)) <= set(t.precisions):
             out.append(f"{field} {', '.join(getattr(t, field))}: it builds only {', '.join(t.precisions)}")
     if t.qat_int8_as is not None and t.qat_int8_as not in t.precisions:
         out.append(f"qat_int8_as {t.qat_int8_as}: it builds only {', '.join(t.precisions)}")
     if t.keep_float and t.layer_quantizer is None:
         out.append("keep_float needs layer_quantizer='module:function'")
+    if bool(t.large_precisions) != (t.large is not None):
+        out.append("large and large_precisions go together (a model over 2 GB: how, and in which precisions)")
     if "int8" in t.precisions and not t.float_only and t.int8_ops is None:
         out.append("int8 needs int8_ops='module:function' (which kernels its runtime runs)")
     if "{precision}" not in t.file and len(t.precisions) > 1 and not t.float_only:

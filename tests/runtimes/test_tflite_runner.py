@@ -31,3 +31,4 @@ def test_valid_conv_stack_runs_at_the_fed_size(tmp_path, depth, kernel, sizes):
         x = rng.normal(size=(1, size, size + 1, 3)).astype(np.float32)
         got = runner({"img": x})[frozen.outputs[0].name]
         np.testing.assert_allclose(got, model(x).numpy(), atol=1e-5, rtol=0)  # float32 convolutions of <= 75 terms
+

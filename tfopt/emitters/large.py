@@ -36,19 +36,16 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tfopt._io import atomic_path
 from tfopt.errors import ConversionError, OptionError
 
 if TYPE_CHECKING:
     from tfopt.graph import Model
+    from tfopt.targets import EmitJob, Target
 
-PRECISIONS = {"tflite": ("fp32", "fp16", "dynamic"), "onnx": ("fp32", "dynamic"),
-              "openvino": ("fp32", "fp16", "dynamic")}
 SIGNATURE = "serving_default"
-WHY_NOT = {("onnx", "fp16"): "ONNX Runtime's float16 converter needs the whole model in one protobuf (2 GB at most); "
-                             "use --quantize none or dynamic for onnx"}
 
 
 def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precision: str,
@@ -61,7 +58,7 @@ def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precisi
             ``input_names`` and whose output keys are ``output_names``.
         path: the artifact: a ``.tflite``, a ``.onnx`` (its data file is ``path + ".data"``), or
             the IR's directory for OpenVINO.
-        precision: see :data:`PRECISIONS` (``none`` is ``fp32``).
+        precision: one of the target record's ``large_precisions`` (``none`` is ``fp32``).
         input_names, output_names: the model's, in its order. The artifacts name their tensors
             so (ONNX also orders them so); runners pair them by name.
         opset: ONNX opset (default :data:`tfopt.emitters.onnx.DEFAULT_OPSET`).
@@ -75,34 +72,64 @@ def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precisi
     """
     from tfopt.emitters.onnx import DEFAULT_OPSET
 
-    precision = _precision(target, precision)
+    record = _record(target)
+    precision = _precision(record, precision)
     _check_signature(savedmodel_dir, input_names, output_names)
-    job = {"target": target, "precision": precision, "savedmodel": os.path.abspath(savedmodel_dir),
-           "inputs": list(input_names), "outputs": list(output_names), "opset": opset or DEFAULT_OPSET}
-    return _emit_in_child(target, job, path, precision)
+    job = {"target": target, "converter": record.large_converter, "precision": precision,
+           "saved_model": os.path.abspath(savedmodel_dir), "inputs": list(input_names), "outputs": list(output_names),
+           "opset": opset or DEFAULT_OPSET}
+    return _emit_in_child(record, job, path, precision)
 
 
-def _precision(target: str, precision: str) -> str:
-    """``precision`` as the child takes it (``none`` is ``fp32``); raises OptionError when
-    ``target`` cannot write it for a large model."""
+def _record(target: str) -> Target:
+    """``target``'s record; OptionError unless it has a large-model form (``Target.large_converter``)."""
+    from tfopt.targets import TABLE
+
+    record = TABLE.get(target)
+    if record is None or record.large_converter is None:
+        able = [t.name for t in TABLE.values() if t.large_converter is not None]
+        raise OptionError(f"large models convert to {', '.join(able)}, not '{target}'")
+    return record
+
+
+def _precision(record: Target, precision: str) -> str:
+    """``precision`` as the child takes it (``none`` is ``fp32``); raises OptionError when the
+    target cannot write it for a large model."""
     precision = "fp32" if precision == "none" else precision
-    if target not in PRECISIONS:
-        raise OptionError(f"large models convert to {', '.join(PRECISIONS)}, not '{target}'")
-    if precision not in PRECISIONS[target]:
-        why = WHY_NOT.get((target, precision), f"it writes {', '.join(PRECISIONS[target])}")
-        raise OptionError(f"{target} {precision} for a model over 2 GB: not available ({why})")
+    if precision not in record.large_precisions:
+        why = f"it writes {', '.join(record.large_precisions)}"
+        if record.large_note:
+            why = f"{record.large_note}; {why}"
+        raise OptionError(f"{record.name} {precision} for a model over 2 GB: not available ({why})")
     return precision
 
 
-def _emit_in_child(target: str, job: dict[str, object], path: str, precision: str) -> str:
-    """Run ``job`` in the child, writing ``path`` atomically (with its ONNX data file)."""
-    with atomic_path(path, directory=target == "openvino") as tmp:
-        _run_child({**job, "out": tmp}, label=f"{target} {precision} ({path})")
-        if target == "onnx" and not os.path.exists(tmp + ".data"):
-            raise ConversionError(f"{path}: the converter wrote no external data file")
-        if target == "onnx":  # the data file beside the model: renamed first, so the model never lacks it
-            os.replace(tmp + ".data", path + ".data")
-    return os.path.join(path, "model.xml") if target == "openvino" else path
+def _files(record: Target, path: str) -> list[str]:
+    """The companion files of a single-file artifact at ``path`` (an ONNX model's data file):
+    ``path`` with its suffix replaced by each of the record's ``companions``."""
+    suffix = next((s for s in record.suffixes if path.endswith(s)), "")
+    stem = path[: len(path) - len(suffix)]
+    return [stem + companion for companion in record.companions]
+
+
+def _emit_in_child(record: Target, job: dict[str, Any], path: str, precision: str) -> str:
+    """Run ``job`` in the child, writing ``path`` atomically (with the companion files a
+    single-file artifact has, e.g. ONNX's external data, each renamed before the model)."""
+    directory = record.marker is not None
+    with atomic_path(path, directory=directory) as tmp:
+        _run_child({**job, "out": tmp}, label=f"{record.name} {precision} ({path})")
+        if not directory:
+            for made, final in zip(_files(record, tmp), _files(record, path)):
+                if not os.path.exists(made):
+                    raise ConversionError(f"{path}: the converter wrote no {os.path.basename(final)}")
+                os.replace(made, final)  # the data file first, so the model never lacks it
+    return os.path.join(path, record.run_file) if record.run_file else path
+
+
+def onnx_from_graph(record: Target, job: EmitJob) -> str:
+    """The ``large`` role of the onnx record: :func:`emit_onnx_from_graph` of ``job``."""
+    return emit_onnx_from_graph(job.portable, job.path, precision=job.precision,
+                                opset=getattr(job.quantize, "opset", None))
 
 
 def emit_onnx_from_graph(model: Model, path: str, *, precision: str, opset: int | None = None) -> str:
@@ -113,13 +140,14 @@ def emit_onnx_from_graph(model: Model, path: str, *, precision: str, opset: int 
     process loads the table, and no serving SavedModel is written.
 
     Raises:
-        OptionError: a precision onnx cannot write for a large model (:data:`PRECISIONS`).
+        OptionError: a precision onnx cannot write for a large model (its ``large_precisions``).
         ConversionError: tf2onnx failed, or the file fails ONNX's checker or ONNX Runtime.
     """
     from tfopt.emitters.onnx import DEFAULT_OPSET, _lower_for_tf2onnx
     from tfopt.external.tensors import external_nodes
 
-    precision = _precision("onnx", precision)
+    record = _record("onnx")
+    precision = _precision(record, precision)
     external = model.external
     graph_def = _lower_for_tf2onnx(model.graph_def)
     files = {n.name: external[n.name].path for n in external_nodes(graph_def) if external is not None
@@ -129,11 +157,12 @@ def emit_onnx_from_graph(model: Model, path: str, *, precision: str, opset: int 
         graph = os.path.join(work, "graph.pb")
         with open(graph, "wb") as f:
             f.write(graph_def.SerializeToString(deterministic=True))
-        job = {"target": "onnx", "precision": precision, "graph": graph, "external": files,
+        job = {"target": record.name, "converter": record.large_converter, "precision": precision, "graph": graph,
+               "external": files,
                "inputs": [s.name for s in model.inputs], "outputs": [s.name for s in model.outputs],
                "input_tensors": [s.tensor for s in model.inputs], "output_tensors": [s.tensor for s in model.outputs],
                "opset": opset or DEFAULT_OPSET}
-        _emit_in_child("onnx", job, path, precision)
+        _emit_in_child(record, job, path, precision)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return path
@@ -141,11 +170,15 @@ def emit_onnx_from_graph(model: Model, path: str, *, precision: str, opset: int 
 
 def artifact_files(target: str, path: str) -> list[str]:
     """Every file of an artifact written by :func:`emit_from_savedmodel` (what its size counts):
-    the ``.onnx`` and its data file, the IR's ``.xml`` and ``.bin``, the ``.tflite``."""
-    if target == "openvino":
-        directory = os.path.dirname(path) if path.endswith(".xml") else path
+    a directory artifact's files (the IR's ``.xml`` and ``.bin``), else the file and its companions
+    that exist (the ``.onnx`` and its data file)."""
+    from tfopt.targets import TABLE
+
+    record = TABLE[target]
+    if record.marker is not None:
+        directory = os.path.dirname(path) if record.run_file and path.endswith(record.run_file) else path
         return sorted(os.path.join(directory, f) for f in os.listdir(directory))
-    return [p for p in (path, path + ".data") if os.path.exists(p)] if target == "onnx" else [path]
+    return [path, *(p for p in _files(record, path) if os.path.exists(p))]
 
 
 def artifact_bytes(target: str, path: str) -> int:

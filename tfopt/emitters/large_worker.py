@@ -6,7 +6,7 @@ their files), the output path and the input and output names. Exit 0 with the ar
 else 1 with one line in ``error.txt`` beside the job (the parent raises it).
 
 TFLite's and OpenVINO's SavedModel importers read the table from the SavedModel's variables; for
-ONNX the table's file is copied into the external data as it is, never loaded (:func:`_onnx`). No
+ONNX the table's file is copied into the external data as it is, never loaded (:func:`convert_onnx`). No
 GraphDef ever holds it; the child
 exists so that what a converter allocates (and TensorFlow's allocator keeps) is returned to the
 system when it ends, and the three targets' peaks do not add up in one process.
@@ -14,6 +14,7 @@ system when it ends, and the three targets' peaks do not add up in one process.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -26,7 +27,7 @@ class JobError(Exception):
     """What the parent reports as the conversion's failure (one line)."""
 
 
-def _tflite(job: dict[str, Any]) -> None:
+def convert_tflite(job: dict[str, Any]) -> None:
     """TFLite's large-model form: every constant buffer after the flatbuffer in the same file,
     addressed by ``buffer_offset``/``buffer_size`` (a flatbuffer cannot exceed 2 GB; LiteRT reads
     the offsets). The converter then also skips its buffer de-duplication and metadata passes,
@@ -34,7 +35,7 @@ def _tflite(job: dict[str, Any]) -> None:
     from tfopt._tf import tf
 
     t = tf()
-    converter = t.lite.TFLiteConverter.from_saved_model(job["savedmodel"], signature_keys=[SIGNATURE])
+    converter = t.lite.TFLiteConverter.from_saved_model(job["saved_model"], signature_keys=[SIGNATURE])
     converter._experimental_use_buffer_offset = True
     if job["precision"] in ("fp16", "dynamic"):
         converter.optimizations = [t.lite.Optimize.DEFAULT]
@@ -45,14 +46,14 @@ def _tflite(job: dict[str, Any]) -> None:
         f.write(data)
 
 
-def _openvino(job: dict[str, Any]) -> None:
+def convert_openvino(job: dict[str, Any]) -> None:
     """OpenVINO's TensorFlow frontend reads the SavedModel (variables included); ``dynamic`` is
     NNCF's INT8 weight compression, which covers a Gather's table as well as MatMul weights."""
     from tfopt._openvino import nncf, openvino
     from tfopt.emitters.openvino import _canonical_names
 
     ov = openvino()
-    model = ov.convert_model(job["savedmodel"])
+    model = ov.convert_model(job["saved_model"])
     if job["precision"] == "dynamic":
         model = nncf().compress_weights(model)
     _canonical_names(model)
@@ -60,7 +61,7 @@ def _openvino(job: dict[str, Any]) -> None:
     ov.save_model(model, os.path.join(job["out"], "model.xml"), compress_to_fp16=job["precision"] == "fp16")
 
 
-def _onnx(job: dict[str, Any]) -> None:
+def convert_onnx(job: dict[str, Any]) -> None:
     """tf2onnx on a frozen graph with every big constant kept out of it: each is appended to the
     data file beside the ``.onnx`` and becomes a Placeholder, tf2onnx converts that small graph
     (its large-model mode puts any other constant over 1,024 values in the same file), and the
@@ -87,7 +88,7 @@ def _onnx(job: dict[str, Any]) -> None:
         graph_def, tables, ins, outs, rename, streamed = source(job, data)
         streamed.update(_stream_out_constants(graph_def, data))
         proto, storage = tf2onnx.convert._convert_common(
-            graph_def, name=job.get("savedmodel", "model"), opset=job["opset"], input_names=ins + sorted(streamed),
+            graph_def, name=job.get("saved_model", "model"), opset=job["opset"], input_names=ins + sorted(streamed),
             output_names=outs, large_model=True, tensors_to_rename=rename, initialized_tables=tables)
         del graph_def
         _inputs_to_initializers(proto.graph, streamed, os.path.basename(float_path) + ".data")
@@ -107,7 +108,7 @@ def _frozen_savedmodel(job: dict[str, Any], data: Any) -> tuple[Any, Any, list[s
 
     from tfopt._tf import tf
 
-    imported = tf().saved_model.load(job["savedmodel"])
+    imported = tf().saved_model.load(job["saved_model"])
     function = imported.signatures[SIGNATURE]
     inputs, outputs = _signature_tensors(function, job["inputs"], job["outputs"])
     rename = {**{tensor: name for name, tensor in inputs.items()}, **{tensor: name for name, tensor in outputs.items()}}
@@ -312,14 +313,12 @@ def _quantize_dynamic(src: str, dst: str) -> None:
         os.remove(leftover)
 
 
-CONVERTERS = {"tflite": _tflite, "onnx": _onnx, "openvino": _openvino}
-
-
 def main(argv: list[str]) -> int:
     with open(argv[0]) as f:
         job = json.load(f)
     try:
-        CONVERTERS[job["target"]](job)
+        module, _, function = job["converter"].partition(":")  # the target record's large_converter
+        getattr(importlib.import_module(module), function)(job)
     except Exception as exc:  # every converter's own exception types: one line for the parent
         message = " ".join(str(exc).split()) or type(exc).__name__
         with open(os.path.join(os.path.dirname(argv[0]), "error.txt"), "w") as f:

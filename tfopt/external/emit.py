@@ -32,23 +32,34 @@ def serving_savedmodel(model: Model) -> str:
 
 
 def emit_large(target: str, job: Any) -> str:
-    """Write ``job``'s artifact for ``target`` from the serving SavedModel of ``job.portable``.
+    """Write ``job``'s artifact for ``target`` through the record's ``large`` role.
 
     Raises:
         ConversionError: the target cannot write the model (its own reason, e.g. a precision it has
             no large-model form of).
     """
-    from tfopt.emitters.large import emit_from_savedmodel, emit_onnx_from_graph
     from tfopt.errors import OptionError
+    from tfopt.targets import TABLE
 
-    model = job.portable
-    opset = getattr(job.quantize, "opset", None)
+    record = TABLE[target]
+    if record.large is None:
+        raise ConversionError(f"{target} has no form for a model over 2 GB; "
+                              f"choose from {', '.join(t.name for t in TABLE.values() if t.large)}")
     try:
-        if target == "onnx":  # from the frozen graph itself: TensorFlow never loads the table
-            return emit_onnx_from_graph(model, job.path, precision=job.precision, opset=opset)
-        written: str = emit_from_savedmodel(target, serving_savedmodel(model), job.path, precision=job.precision,
-                                            input_names=[s.name for s in model.inputs],
-                                            output_names=[s.name for s in model.outputs], opset=opset)
+        written: str = record.call("large", record, job)
     except OptionError as exc:  # known only once the model is loaded: this artifact fails, the others are built
         raise ConversionError(str(exc)) from exc
+    return written
+
+
+def via_savedmodel(record: Any, job: Any) -> str:
+    """The ``large`` role of targets whose converter reads a SavedModel's variables (TFLite, OpenVINO):
+    :func:`tfopt.emitters.large.emit_from_savedmodel` of the model's serving SavedModel."""
+    from tfopt.emitters.large import emit_from_savedmodel
+
+    model = job.portable
+    written: str = emit_from_savedmodel(record.name, serving_savedmodel(model), job.path, precision=job.precision,
+                                        input_names=[s.name for s in model.inputs],
+                                        output_names=[s.name for s in model.outputs],
+                                        opset=getattr(job.quantize, "opset", None))
     return written
