@@ -138,6 +138,16 @@ def test_the_package_root_holds_at_most_twelve_modules():
         "layer (see ARCHITECTURE.md, 'Where a change goes'), not at the root")
 
 
+MODULE_LINES_MAX = 400  # ../shared/STYLE.md: one concern per module; past this a module does several
+
+
+def test_every_module_holds_at_most_400_lines():
+    long = sorted((n, str(path.relative_to(ROOT.parent))) for path in ROOT.rglob("*.py")
+                  if (n := sum(1 for _ in path.open(encoding="utf-8"))) > MODULE_LINES_MAX)
+    assert not long, (f"modules over {MODULE_LINES_MAX} lines: {', '.join(f'{p} ({n})' for n, p in long)}: split each "
+                      "by concern (one module per job, ARCHITECTURE.md 'A new module')")
+
+
 def _is_debug(module: str) -> bool:
     return module == "tfopt.debug" or module.startswith("tfopt.debug.")
 

@@ -95,18 +95,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def _npz_inputs(path: str, specs: Any) -> Any:
-    import os
-
-    import numpy as np
-
-    from tfopt.errors import OptionError
+    """The first row of each input in ``--data`` (the one ``.npz`` reader)."""
+    from tfopt.verification.calibration import npz_arrays
     from tfopt.verification.verify import VerifyInputs
 
-    if not path.endswith(".npz") or not os.path.isfile(path):
-        raise OptionError(f"--data {path}: expected an existing .npz holding the model's inputs by name")
-    with np.load(path, allow_pickle=False) as data:
-        missing = [s.name for s in specs if s.name not in data.files]
-        if missing:
-            raise OptionError(f"--data {path}: holds {', '.join(data.files) or 'nothing'}, not the input(s) "
-                              f"{', '.join(missing)}")
-        return VerifyInputs({s.name: data[s.name][:1].astype(s.dtype) for s in specs}, "inputs")
+    return VerifyInputs(npz_arrays(path, specs, option="--data", rows=1), "inputs")

@@ -175,15 +175,29 @@ def _dims(shape: Sequence[int | None]) -> str:
     return "x".join("?" if d is None else str(d) for d in shape)
 
 
+def npz_arrays(path: str, specs: Sequence[TensorSpec], *, option: str = "--eval-data", rows: int | None = None,
+               labels: bool = False) -> dict[str, np.ndarray]:
+    """The one reader of "an ``.npz`` of inputs by name": each spec's array (its first ``rows``
+    rows, in the spec's dtype), plus ``labels`` as stored when asked. ``option`` names the flag in
+    the OptionError a missing file or array raises (the arrays the file does hold are listed)."""
+    what = "inputs (by name) and 'labels'" if labels else "inputs (by name)"
+    if not path.endswith(".npz") or not os.path.isfile(path):
+        raise OptionError(f"{option} {path}: expected an existing .npz of the model's {what}")
+    with np.load(path, allow_pickle=False) as data:
+        missing = [s.name for s in specs if s.name not in data.files] + (
+            ["labels"] if labels and "labels" not in data.files else [])
+        if missing:
+            raise OptionError(f"{option} {path}: missing {', '.join(missing)} (it holds "
+                              f"{', '.join(data.files) or 'nothing'})")
+        out = {s.name: data[s.name][:rows].astype(s.dtype) for s in specs}
+        if labels:
+            out["labels"] = data["labels"][:rows]
+    return out
+
+
 def eval_arrays(path: str, model: Model, *, allow_nonfinite: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The inputs (by name) and ``labels`` of an ``.npz``; NaN/Inf refused unless ``allow_nonfinite``."""
-    if not path.endswith(".npz") or not os.path.exists(path):
-        raise OptionError(f"--eval-data {path}: expected an existing .npz of inputs (by name) and 'labels'")
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    missing = [s.name for s in model.inputs if s.name not in arrays] + ([] if "labels" in arrays else ["labels"])
-    if missing:
-        raise OptionError(f"--eval-data {path}: missing {', '.join(missing)}")
-    inputs = {s.name: arrays[s.name].astype(s.dtype) for s in model.inputs}
-    check_finite({**inputs, "labels": arrays["labels"]}, f"--eval-data {path}", allow=allow_nonfinite)
-    return inputs, arrays["labels"]
+    arrays = npz_arrays(path, model.inputs, labels=True)
+    check_finite(arrays, f"--eval-data {path}", allow=allow_nonfinite)
+    found = arrays.pop("labels")
+    return arrays, found

@@ -29,6 +29,7 @@ import numpy as np
 from tfopt.errors import ConversionError, GraphError, OptionError, TfoptError, VerificationError
 from tfopt.graph import Model, TensorSpec
 from tfopt.runtimes.tensorflow import GraphRunner
+from tfopt.verification.calibration import npz_arrays
 from tfopt.verification.input_domains import reasons
 from tfopt.verification.stochastic import check_reproducible
 from tfopt.verification.testing import OutputDiff, assert_equivalent, random_inputs
@@ -156,7 +157,7 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
     """
     data = data or VerifyData()
     if data.eval_data:
-        given = VerifyInputs(_npz_inputs(data.eval_data, specs), "eval-data")
+        given = VerifyInputs(npz_arrays(data.eval_data, specs, rows=DATA_ROWS), "eval-data")
         return check_inputs(original, given, f"--eval-data {data.eval_data}", outputs)
     samples = data.calibration(specs) if callable(data.calibration) else data.calibration
     if samples:
@@ -271,18 +272,6 @@ def _verify_shapes(shapes: Mapping[str, Sequence[int]], specs: Sequence[TensorSp
                               f"{_shape_text(spec.shape)}")
         out[name] = tuple(int(d) for d in shape)
     return out
-
-
-def _npz_inputs(path: str, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
-    import os
-
-    if not path.endswith(".npz") or not os.path.exists(path):
-        raise OptionError(f"--eval-data {path}: expected an existing .npz of inputs (by name) and 'labels'")
-    with np.load(path, allow_pickle=False) as data:
-        missing = [s.name for s in specs if s.name not in data.files]
-        if missing:
-            raise OptionError(f"--eval-data {path}: missing {', '.join(missing)}")
-        return {s.name: data[s.name][:DATA_ROWS].astype(s.dtype) for s in specs}
 
 
 def _example_shape(spec: TensorSpec, batch: int) -> str:
