@@ -204,18 +204,15 @@ def _accuracy(model: Any, names: list[str], data: tuple[dict[str, np.ndarray], n
 
 
 def finetune_arrays(path: str, model: Model) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """``--finetune-data``'s inputs (by the model's input names) and ``labels``."""
+    """``--finetune-data``'s inputs (by the model's input names) and ``labels`` (the one ``.npz``
+    reader, :func:`tfopt.verification.calibration.npz_arrays`); NaN/Inf refused."""
+    from tfopt.verification.calibration import npz_arrays
     from tfopt.verification.nonfinite import check_finite
 
-    with np.load(path, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
-    missing = [s.name for s in model.inputs if s.name not in arrays] + ([] if "labels" in arrays else ["labels"])
-    if missing:
-        raise OptionError(f"--finetune-data {path}: missing {', '.join(missing)} (has {', '.join(arrays)}); it holds "
-                          "the inputs by name and 'labels'")
-    inputs = {s.name: arrays[s.name].astype(s.dtype) for s in model.inputs}
-    check_finite({**inputs, "labels": arrays["labels"]}, f"--finetune-data {path}", allow=False)
-    return inputs, arrays["labels"]
+    arrays = npz_arrays(path, model.inputs, option="--finetune-data", labels=True)
+    check_finite(arrays, f"--finetune-data {path}", allow=False)
+    labels = arrays.pop("labels")
+    return arrays, labels
 
 
 def load_qat(qat: Any, portable: Model) -> Model:
