@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -195,6 +196,13 @@ class Target:
     def artifact_path(self, precision: str) -> str:
         """The artifact's path relative to OUTDIR, e.g. ``model.int8.tflite``."""
         return self.file.format(precision=precision_name(precision))
+
+    def companion_files(self, path: str) -> list[str]:
+        """The sibling files of the artifact file ``path`` (an ONNX model's ``.onnx.data``, an IR's
+        ``.bin``): ``path`` with its suffix replaced by each of :attr:`companions`, existing or not."""
+        suffix = next((s for s in self.suffixes if path.endswith(s)), os.path.splitext(path)[1])
+        stem = path[: len(path) - len(suffix)]
+        return [stem + companion for companion in self.companions]
 
     def available(self) -> bool:
         """Whether its extra is installed (checked without importing it)."""

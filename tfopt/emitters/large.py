@@ -104,14 +104,6 @@ def _precision(record: Target, precision: str) -> str:
     return precision
 
 
-def _files(record: Target, path: str) -> list[str]:
-    """The companion files of a single-file artifact at ``path`` (an ONNX model's data file):
-    ``path`` with its suffix replaced by each of the record's ``companions``."""
-    suffix = next((s for s in record.suffixes if path.endswith(s)), "")
-    stem = path[: len(path) - len(suffix)]
-    return [stem + companion for companion in record.companions]
-
-
 def _emit_in_child(record: Target, job: dict[str, Any], path: str, precision: str) -> str:
     """Run ``job`` in the child, writing ``path`` atomically (with the companion files a
     single-file artifact has, e.g. ONNX's external data, each renamed before the model)."""
@@ -119,7 +111,7 @@ def _emit_in_child(record: Target, job: dict[str, Any], path: str, precision: st
     with atomic_path(path, directory=directory) as tmp:
         _run_child({**job, "out": tmp}, label=f"{record.name} {precision} ({path})")
         if not directory:
-            for made, final in zip(_files(record, tmp), _files(record, path)):
+            for made, final in zip(record.companion_files(tmp), record.companion_files(path)):
                 if not os.path.exists(made):
                     raise ConversionError(f"{path}: the converter wrote no {os.path.basename(final)}")
                 os.replace(made, final)  # the data file first, so the model never lacks it
@@ -178,7 +170,7 @@ def artifact_files(target: str, path: str) -> list[str]:
     if record.marker is not None:
         directory = os.path.dirname(path) if record.run_file and path.endswith(record.run_file) else path
         return sorted(os.path.join(directory, f) for f in os.listdir(directory))
-    return [path, *(p for p in _files(record, path) if os.path.exists(p))]
+    return [path, *(p for p in record.companion_files(path) if os.path.exists(p))]
 
 
 def artifact_bytes(target: str, path: str) -> int:

@@ -89,9 +89,7 @@ def artifact_sizes(fmt: str, path: str) -> tuple[int, int]:
     ``.xml`` plus its ``.bin``)."""
     from tfopt._io import gzip_size, tree_size
 
-    stem = os.path.splitext(path)[0]
-    files = [path, *(stem + suffix for suffix in target(fmt, "format").companions)]
-    files = [f for f in files if os.path.exists(f)]
+    files = [f for f in (path, *target(fmt, "format").companion_files(path)) if os.path.exists(f)]
     return sum(tree_size(f) for f in files), sum(gzip_size(f) for f in files)
 
 
