@@ -1,6 +1,7 @@
 """int8 by quantization-aware fine-tune from the engine's ranges (tfopt.quantizing.qat.finetune / qat_init):
 TFMOT wrappers start at the engine's ranges, the fine-tuned int8 artifacts run int8 kernels in LiteRT,
-ONNX Runtime and OpenVINO, and a Keras 3 model is refused with the reason."""
+ONNX Runtime and OpenVINO, and a Keras 3 model is refused with the reason. The model: the session's
+tf_keras digits CNN with BatchNorm (tests/conftest.py: ``keras2_digits``)."""
 
 from __future__ import annotations
 
