@@ -37,7 +37,15 @@ _PLUMBING_OPS = frozenset({"IteratorToStringHandle", "MakeIterator", "DeleteIter
 
 def is_pipeline_op(op: str) -> bool:
     """An op of the input pipeline: a dataset, an iterator or a queue (never a model output)."""
-    return op in PIPELINE_OPS or op in _PLUMBING_OPS or op.endswith(("Dataset", "DatasetV2", "DatasetV3"))
+    return (op in PIPELINE_OPS or op in _PLUMBING_OPS or op.endswith(("Dataset", "DatasetV2", "DatasetV3"))
+            or is_pipeline_source(op))
+
+
+def is_pipeline_source(op: str) -> bool:
+    """An op that hands the model a pipeline's next element: ``IteratorGetNext``, a queue's dequeue, and
+    the GetNext of TF 1.x's prefetching resources (``ExperimentalFunctionBufferingResourceGetNext``,
+    ``MultiDeviceIteratorGetNextFromShard``): where a training graph's inputs come from."""
+    return op.endswith(("GetNext", "GetNextSync", "GetNextFromShard")) or op.startswith(("QueueDequeue", "ReaderRead"))
 
 
 def pipeline_fed(graph_def: Any) -> set[str]:
@@ -48,7 +56,7 @@ def pipeline_fed(graph_def: Any) -> set[str]:
         if node.op != "PlaceholderWithDefault" or not node.input:
             continue
         behind = ancestors(graph_def, [node.input[0]], follow_control=False)
-        if any(nodes[n].op in PIPELINE_OPS or nodes[n].op in PLACEHOLDER_OPS for n in behind if n in nodes):
+        if any(is_pipeline_op(nodes[n].op) or nodes[n].op in PLACEHOLDER_OPS for n in behind if n in nodes):
             out.add(node.name)
     return out
 

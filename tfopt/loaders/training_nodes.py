@@ -95,8 +95,9 @@ def output_candidates(graph_def: Any) -> list[str]:
     return list(explain_outputs(graph_def))
 
 
-GRAD_SCOPE = re.compile(r"^gradients(_\d+)?/(?P<fwd>.+?)_grad/")
-GRAD_YS = re.compile(r"^gradients(_\d+)?/(grad_ys_\d+|Fill)$")
+# ``tf.gradients`` under a scope (a tower's ``tower_1/gradients/tower_1/mul_grad/...``) names it the same way.
+GRAD_SCOPE = re.compile(r"^(.*?/)?gradients(_\d+)?/(?P<fwd>.+?)_grad/")
+GRAD_YS = re.compile(r"^(.*?/)?gradients(_\d+)?/(grad_ys_\d+|Fill)$")
 _SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
 
 
