@@ -48,9 +48,13 @@ STILL_FAILING = {
           "converter lowers it to builtins at batch 1" for n in ("crema-chord", "dgaintel", "seeker")},
     "mtcnn-pnet": "the LiteRT runner allocates at the placeholder shape (1x1x1x3) before resizing: valid convs "
                   "have no output there",
-    "address-net": "output choice on a two-tower training checkpoint: 32 candidates, mostly variable-free sinks; "
-                   "with --outputs, resource variables read inside while loops are not frozen",
-    "misic": "TFLite and OpenVINO 1.2e-4: verified by tfopt but above this test's 1e-4 bound",
+    # address-net: the head (dense/Elu of the first tower), its inputs (the iterator's elements) and the frozen
+    # loops are found; what remains is the TRAIN-mode graph's dropout, a constant keep probability inside the
+    # GRU loops (floor(0.8 + U)), with no switch to bind: the original is stochastic and verification says so
+    "address-net": "a TRAIN-mode graph: dropout at a constant keep probability inside its while loops (no switch "
+                   "to bind), so the original is stochastic",
+    # misic: TFLite and OpenVINO max abs err 1.2e-4 on a 0..1 sigmoid map is a scaled error of 6.1e-5
+    # (tfopt.verification.tolerances.scaled_error), inside the bound below: it is no longer listed here
 }
 
 

@@ -244,6 +244,7 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
         return choice
     groups: dict[str, list[str]] = {}
     decided: dict[str, str] = {}
+    decides_on: dict[str, str] = {}  # decision -> the float tensor it decides on
     for name in reasons:
         node = nodes[name]
         if is_float(node):
@@ -253,6 +254,7 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
             root = head_root(source, nodes) if source is not None else name
             if source is not None:
                 decided[name] = f"{node_dtype(node)} {node.op} of {source.name}"
+                decides_on[name] = source.name
         groups.setdefault(root, []).append(name)
     chosen: list[str] = []
     alternatives: dict[str, str] = {}
@@ -264,7 +266,7 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
         if decisions and all(reasons[m].startswith(LOSS_REASON) for m in floats):
             # only decisions, or besides them the loss's own copy: the float tensor they decide on is the
             # head (prob, not prob > 0.5; logits, not argmax(logits) nor the loss's Reshape(logits))
-            for source in sorted({decision_source(nodes[m], nodes)[1].name for m in decisions}):
+            for source in sorted({decides_on[m] for m in decisions}):
                 reasons.setdefault(source, f"the float tensor {', '.join(decisions)} decides on")
                 floats.append(source)
         rank = {m: _rank(reasons[m]) for m in floats}  # the most final form of the head wins
