@@ -86,6 +86,11 @@ def _selects_branch(graph_def: Any, name: str) -> bool:
     return False
 
 
+def is_training_graph(graph_def: Any) -> bool:
+    """A graph built in training mode: it holds its own optimizer (an ``Apply*`` update op)."""
+    return any(n.op.startswith(TRAINING_OP_PREFIXES) for n in graph_def.node)
+
+
 def training_flags(graph_def: Any) -> list[str]:
     return [n.name for n in graph_def.node if is_training_flag(n, graph_def)]
 
