@@ -14,7 +14,7 @@ model several times over (issue 24: address-net's two towers). Found by structur
   replicas), a pipeline's next element (one GetNext per device) its op and nothing behind it;
   ``label_{k+1}(n) = hash(label_k(n), label_k of each input with its port)``, where the
   port of a *slicing* op (``Split``, ``Unpack``: its outputs are interchangeable slices of one
-  batch) and the names of loop frames are left out;
+  batch) and names (loop frames, tensor arrays, shared resources) are left out;
 - two candidates are replicas when their labels, the multisets of labels of their ancestors and the
   primaries of the variables they read are all equal. The first (in graph order, reading the
   primaries) stands for the others.
