@@ -37,10 +37,12 @@ def convert_tflite(job: dict[str, Any]) -> None:
     t = tf()
     converter = t.lite.TFLiteConverter.from_saved_model(job["saved_model"], signature_keys=[SIGNATURE])
     converter._experimental_use_buffer_offset = True
-    if job["precision"] in ("fp16", "dynamic"):
+    if job["precision"] in ("fp16", "dynamic", "int8"):  # int8: the engine's fake quants give the ranges
         converter.optimizations = [t.lite.Optimize.DEFAULT]
     if job["precision"] == "fp16":
         converter.target_spec.supported_types = [t.float16]
+    if job["precision"] == "int8" and job.get("int8_io"):
+        converter.inference_input_type = converter.inference_output_type = t.int8
     data = converter.convert()
     with open(job["out"], "wb") as f:
         f.write(data)
