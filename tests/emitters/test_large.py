@@ -142,6 +142,8 @@ def test_dynamic_gathers_from_an_int8_table(saved, target, tmp_path):
     assert largest.size == saved["rows"] * saved["dim"] and largest.dtype.itemsize == 1
     tables = 4 * saved["dim"] * (saved["rows"] + saved["rows"] // 2)
     assert artifact_bytes(target, written) < 0.35 * tables  # about 4x smaller than the float tables
+    modes = {os.stat(f).st_mode & 0o777 for f in artifact_files(target, written)}
+    assert len(modes) == 1, modes  # every file of the artifact readable by the same users (ONNX's data file too)
 
 
 def test_onnx_external_data_loads_by_path_from_anywhere(saved, tmp_path):

@@ -311,6 +311,9 @@ def _quantize_dynamic(src: str, dst: str) -> None:
     settings = quantization_settings("dynamic") or {}
     quantize_dynamic(src, dst, weight_type=QuantType.QInt8, reduce_range=settings["reduce_range"],
                      use_external_data_format=True)
+    # the quantizer writes the data file through a private temporary file (mode 0600): give it
+    # the model file's mode, so whoever may read the model may read its weights
+    os.chmod(dst + ".data", os.stat(dst).st_mode & 0o777)
     for leftover in (src, src + ".data"):
         os.remove(leftover)
 
