@@ -232,6 +232,8 @@ def test_int8_and_dynamic_on_external_weights(kind, tmp_path):
     built = {(a.format, a.precision): a for a in result.artifacts}
     assert set(built) == {(t, p) for t in ("tflite", "onnx", "openvino") for p in ("int8", "dynamic")}
     for (target, precision), artifact in built.items():
-        atol = INT8_ATOL if precision == "int8" else DYNAMIC_ATOL
+        # the TF1 model sums 6 rows of an N(0, 1) table (logits of magnitude ~10, one int8 step of
+        # the table ~0.035 moves them by ~0.1 before the softmax): its dynamic error is int8's
+        atol = INT8_ATOL if precision == "int8" or kind == "tf1-checkpoint" else DYNAMIC_ATOL
         assert artifact.max_abs_err is not None and artifact.max_abs_err <= atol, (target, precision, artifact)
     assert not result.engine_fallbacks  # every int8 artifact is the engine's
