@@ -90,3 +90,27 @@ class GraphFacts:
 
         op_def = op_def_registry.get(op_type)
         return op_def is None or op_def.is_stateful
+
+
+# Grappler's optimizers (about 14 in a session's default pipeline) each copy the whole graph, its
+# constants' bytes included, when a session first runs it: measured 20-50 s for a 9-node graph
+# holding one 64 MB constant (4 s with them off), paid again by every new session (verification,
+# calibration, debug). tfopt's passes already made the graph what it runs; a graph holding this
+# much in constants runs as it is.
+PLAIN_SESSION_CONST_BYTES = 16 << 20
+
+
+def constant_bytes(graph_def: Any) -> int:
+    """The bytes of the graph's ``Const`` values (its functions' included)."""
+    nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
+    return sum(len(n.attr["value"].tensor.tensor_content) for n in nodes if n.op == "Const")
+
+
+def graph_session(graph: Any, graph_def: Any) -> Any:
+    """A ``tf.compat.v1.Session`` over ``graph`` (imported from ``graph_def``), with grappler's
+    meta-optimizer off when ``graph_def`` holds :data:`PLAIN_SESSION_CONST_BYTES` or more in constants."""
+    t = tf()
+    config = t.compat.v1.ConfigProto()
+    if constant_bytes(graph_def) >= PLAIN_SESSION_CONST_BYTES:
+        config.graph_options.rewrite_options.disable_meta_optimizer = True
+    return t.compat.v1.Session(graph=graph, config=config)

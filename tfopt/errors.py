@@ -96,8 +96,9 @@ class ConversionError(TfoptError):
 
 
 class ProtobufLimitError(ConversionError):
-    """A single GraphDef (``.pb``) asked of a model whose tensors are kept outside the graph: a
-    protobuf stops at 2 GB (:mod:`tfopt.external`); the message offers the SavedModel."""
+    """A form that needs the whole model in one protobuf asked of a model whose tensors are kept
+    outside the graph (:mod:`tfopt.external`; a protobuf stops at 2 GB): a single GraphDef (``.pb``),
+    or a precision a target's large-model form cannot write. The message offers what can."""
 
 
 class TensorPairingError(ConversionError):

@@ -145,3 +145,32 @@ def test_html_chart_renders_every_curve_in_chromium(debug_models, portable, tmp_
     assert chart.legend == [label for label, _ in curves]
     assert chart.marks == sum(len(rows) for _, rows in curves)
     assert any(t.startswith("1e-") for t in chart.ticks)  # the error axis is logarithmic
+
+
+@pytest.mark.parametrize("kind", ["keras", "tf1-checkpoint"])
+def test_a_model_with_external_tensors_compares_at_every_layer(kind, tmp_path):
+    """A model whose table and kernels are kept outside its graph (``--external-threshold``): TFLite
+    and OpenVINO convert it from its serving SavedModel, ONNX from the graph itself; each artifact's
+    layers still carry the graph's names, so every layer is aligned and compared."""
+    from types import SimpleNamespace
+
+    from tests.external.conftest import THRESHOLD, recommender, tf1_checkpoint
+    from tfopt.conversion.pipeline import optimize_model
+    from tfopt.external.emit import emit_large
+    from tfopt.verification.testing import random_inputs
+
+    if kind == "keras":
+        source, outputs = str(tmp_path / "rec.keras"), None
+        recommender(400, 8, 16).save(source)
+    else:
+        source, outputs = tf1_checkpoint(str(tmp_path), 600, resource=True) + ".meta", ["probs"]
+    portable, *_ = optimize_model(source, external_threshold=THRESHOLD, outputs=outputs)
+    assert portable.external
+    paths = [emit_large(target, SimpleNamespace(portable=portable, path=str(tmp_path / name), precision="fp32",
+                                                quantize=None, quantization_aware=False))
+             for target, name in (("tflite", "m.tflite"), ("onnx", "m.onnx"), ("openvino", "ov"))]
+    samples = [random_inputs(portable.inputs, seed=s, graph_def=portable.graph_def) for s in (0, 1)]
+    result = compare(portable, [p if not p.endswith("model.xml") else os.path.dirname(p) for p in paths], samples)
+    for artifact in result["artifacts"]:
+        assert artifact["compared"] >= 3 and artifact["first_jump"] is None, (artifact["target"], artifact)
+        assert max(r["rel_err"] for r in artifact["layers"]) < FP32_REL, artifact["layers"]

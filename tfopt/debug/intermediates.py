@@ -78,14 +78,14 @@ def compared() -> str:
 
 def tf_values(model: Model, nodes: Sequence[str], samples: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """The first output of each of ``nodes`` in TensorFlow, over ``samples`` (concatenated)."""
-    from tfopt._tf import tf
+    from tfopt._tf import graph_session, tf
 
     t = tf()
     graph = t.Graph()
     with graph.as_default():
         t.graph_util.import_graph_def(model.graph_def, name="")
     fetch = [f"{n}:0" for n in nodes]
-    with t.compat.v1.Session(graph=graph) as session:
+    with graph_session(graph, model.graph_def) as session:
         runs = [session.run(fetch, {s.tensor: x[s.name] for s in model.inputs}) for x in samples]
     return concat(runs, nodes)
 

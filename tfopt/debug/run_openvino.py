@@ -42,7 +42,9 @@ def open_intermediates(path: str, model: Model) -> Intermediates:
     anchors = {k: v for k, v in anchors.items() if k}
     interior = _interior(plain, [op.get_friendly_name() for op in ops])
     quantized = any(op.get_type_name() == "FakeQuantize" for op in ops)
-    order = [s.name for s in model.inputs]
+    # fed by the port paired by name, never by position (an IR converted from a SavedModel orders
+    # its inputs as the signature's arguments, not as the model's inputs)
+    position = {name: _position_in(plain.inputs, port) for name, port in inputs.items()}
 
     def run(wanted: Sequence[str], samples: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         by_key = {keys[(op.get_friendly_name(), p)]: op.output(p) for op in ops if op.get_type_name() != "Result"
@@ -56,10 +58,11 @@ def open_intermediates(path: str, model: Model) -> Intermediates:
         finals = [compiled.outputs[_position(compiled, outputs[n])] for n in outputs]
         runs, normal = [], []
         for x in samples:
-            values = compiled([x[n] for n in order])
+            feeds = {i: x[n] for n, i in position.items()}
+            values = compiled(feeds)
             runs.append([np.asarray(values[compiled.outputs[i]]) for i in positions] +
                         [np.asarray(values[f]) for f in finals])
-            base = plain([x[n] for n in order])
+            base = plain(feeds)
             normal.append([np.asarray(base[outputs[n]]) for n in outputs])
         change = output_change(concat(normal, list(outputs)), concat([r[len(wanted):] for r in runs], list(outputs)))
         split = sorted(", ".join(sorted(g)) for g in _groups(plain) - _groups(compiled))
@@ -86,6 +89,11 @@ def _key(port: Any, keys: dict[tuple[str, int], str]) -> str:
 def _position(compiled: Any, port: Any) -> int:
     names = set(port.get_names())
     return next(i for i, o in enumerate(compiled.outputs) if names & set(o.get_names()))
+
+
+def _position_in(ports: Any, port: Any) -> int:
+    names = set(port.get_names())
+    return next(i for i, p in enumerate(ports) if names & set(p.get_names()))
 
 
 def _interior(compiled: Any, order: list[str]) -> set[str]:

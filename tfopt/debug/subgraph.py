@@ -65,13 +65,13 @@ class TensorValues:
     """Every tensor's value in the full graph on one set of inputs, computed on demand and cached."""
 
     def __init__(self, model: Model, feeds: Mapping[str, np.ndarray]):
-        from tfopt._tf import tf
+        from tfopt._tf import graph_session, tf
 
         t = tf()
         self._graph = t.Graph()
         with self._graph.as_default():
             t.graph_util.import_graph_def(model.graph_def, name="")
-        self._session = t.compat.v1.Session(graph=self._graph)
+        self._session = graph_session(self._graph, model.graph_def)
         self._feeds = {s.tensor: np.asarray(feeds[s.name]) for s in model.inputs}
         self._cache: dict[str, np.ndarray] = {canonical_tensor(k): v for k, v in self._feeds.items()}
 

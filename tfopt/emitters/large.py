@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tfopt._io import atomic_path
-from tfopt.errors import ConversionError, OptionError
+from tfopt.errors import ConversionError, OptionError, ProtobufLimitError
 
 if TYPE_CHECKING:
     from tfopt.graph import Model
@@ -49,7 +49,8 @@ SIGNATURE = "serving_default"
 
 
 def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precision: str,
-                         input_names: Sequence[str], output_names: Sequence[str], opset: int | None = None) -> str:
+                         input_names: Sequence[str], output_names: Sequence[str], opset: int | None = None,
+                         quantization_aware: bool = False, int8_io: bool = False) -> str:
     """Write ``target``'s artifact of the serving SavedModel ``savedmodel_dir`` at ``path``.
 
     Args:
@@ -62,20 +63,24 @@ def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precisi
         input_names, output_names: the model's, in its order. The artifacts name their tensors
             so (ONNX also orders them so); runners pair them by name.
         opset: ONNX opset (default :data:`tfopt.emitters.onnx.DEFAULT_OPSET`).
+        quantization_aware: the SavedModel holds fake quants (tfopt's int8 engine's graph): ``int8``
+            converts from their ranges, with no calibration data (TFLite).
+        int8_io: ``int8`` with int8 inputs and outputs.
 
     Returns:
         The file written (OpenVINO: ``path/model.xml``).
 
     Raises:
-        OptionError: an unknown target, or a precision the target cannot write for a large model.
+        OptionError: an unknown target.
+        ProtobufLimitError: a precision the target cannot write for a large model (the reason).
         ConversionError: the converter failed (its message), or the signature lacks a name.
     """
     from tfopt.emitters.onnx import DEFAULT_OPSET
 
     record = _record(target)
-    precision = _precision(record, precision)
+    precision = check_large_precision(target, precision, quantization_aware=quantization_aware)
     _check_signature(savedmodel_dir, input_names, output_names)
-    job = {"target": target, "converter": record.large_converter, "precision": precision,
+    job = {"target": target, "converter": record.large_converter, "precision": precision, "int8_io": int8_io,
            "saved_model": os.path.abspath(savedmodel_dir), "inputs": list(input_names), "outputs": list(output_names),
            "opset": opset or DEFAULT_OPSET}
     return _emit_in_child(record, job, path, precision)
@@ -92,16 +97,36 @@ def _record(target: str) -> Target:
     return record
 
 
-def _precision(record: Target, precision: str) -> str:
-    """``precision`` as the child takes it (``none`` is ``fp32``); raises OptionError when the
-    target cannot write it for a large model."""
+def check_large_precision(target: str, precision: str, *, quantization_aware: bool = False) -> str:
+    """``precision`` as the child takes it (``none`` is ``fp32``).
+
+    Raises:
+        OptionError: ``target`` has no large-model form.
+        ProtobufLimitError: the target cannot write ``precision`` for a model with tensors outside
+            its graph: why, and what to do instead. ``int8`` is the int8 engine's graph
+            (``quantization_aware``) only: a converter's own int8 calibrates a model it holds whole.
+    """
+    record = _record(target)
     precision = "fp32" if precision == "none" else precision
-    if precision not in record.large_precisions:
-        why = f"it writes {', '.join(record.large_precisions)}"
-        if record.large_note:
-            why = f"{record.large_note}; {why}"
-        raise OptionError(f"{record.name} {precision} for a model over 2 GB: not available ({why})")
-    return precision
+    if precision in record.large_precisions and (precision != "int8" or quantization_aware):
+        return precision
+    if precision == "int8":
+        why = (f"{record.converter}'s own int8 quantizer calibrates the model in one piece; tfopt's int8 engine "
+               "(--int8-recipe, the default) builds it from the engine's fake-quant graph")
+    else:
+        why = record.large_note or f"its converter reads such a model from a SavedModel and writes {', '.join(record.large_precisions)}"
+    able = [t.name for t in _large_targets() if precision in t.large_precisions]
+    raise ProtobufLimitError(
+        f"{record.name} {precision} for a model whose tensors are kept outside its graph (over 2 GB, or at or above "
+        f"--external-threshold): not available ({why}). Instead: {', '.join(f'--to {t}' for t in able) or 'no target'}"
+        f" for {precision}, another --quantize for {record.name} ({', '.join(record.large_precisions)}), or, for a model "
+        "under 2 GB, a higher --external-threshold")
+
+
+def _large_targets() -> list[Target]:
+    from tfopt.targets import TABLE
+
+    return [t for t in TABLE.values() if t.large_converter is not None]
 
 
 def _emit_in_child(record: Target, job: dict[str, Any], path: str, precision: str) -> str:
@@ -132,14 +157,14 @@ def emit_onnx_from_graph(model: Model, path: str, *, precision: str, opset: int 
     process loads the table, and no serving SavedModel is written.
 
     Raises:
-        OptionError: a precision onnx cannot write for a large model (its ``large_precisions``).
+        ProtobufLimitError: a precision onnx cannot write for a large model (its ``large_precisions``).
         ConversionError: tf2onnx failed, or the file fails ONNX's checker or ONNX Runtime.
     """
     from tfopt.emitters.onnx import DEFAULT_OPSET, _lower_for_tf2onnx
     from tfopt.external.tensors import external_nodes
 
     record = _record("onnx")
-    precision = _precision(record, precision)
+    precision = check_large_precision(record.name, precision)
     external = model.external
     graph_def = _lower_for_tf2onnx(model.graph_def)
     files = {n.name: external[n.name].path for n in external_nodes(graph_def) if external is not None

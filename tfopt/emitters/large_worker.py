@@ -37,10 +37,12 @@ def convert_tflite(job: dict[str, Any]) -> None:
     t = tf()
     converter = t.lite.TFLiteConverter.from_saved_model(job["saved_model"], signature_keys=[SIGNATURE])
     converter._experimental_use_buffer_offset = True
-    if job["precision"] in ("fp16", "dynamic"):
+    if job["precision"] in ("fp16", "dynamic", "int8"):  # int8: the engine's fake quants give the ranges
         converter.optimizations = [t.lite.Optimize.DEFAULT]
     if job["precision"] == "fp16":
         converter.target_spec.supported_types = [t.float16]
+    if job["precision"] == "int8" and job.get("int8_io"):
+        converter.inference_input_type = converter.inference_output_type = t.int8
     data = converter.convert()
     with open(job["out"], "wb") as f:
         f.write(data)
@@ -309,6 +311,9 @@ def _quantize_dynamic(src: str, dst: str) -> None:
     settings = quantization_settings("dynamic") or {}
     quantize_dynamic(src, dst, weight_type=QuantType.QInt8, reduce_range=settings["reduce_range"],
                      use_external_data_format=True)
+    # the quantizer writes the data file through a private temporary file (mode 0600): give it
+    # the model file's mode, so whoever may read the model may read its weights
+    os.chmod(dst + ".data", os.stat(dst).st_mode & 0o777)
     for leftover in (src, src + ".data"):
         os.remove(leftover)
 

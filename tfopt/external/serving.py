@@ -53,7 +53,8 @@ def write_serving_savedmodel(model: Model, directory: str) -> str:
     def serve(*args: Any) -> dict[str, Any]:
         feeds = {s.tensor: a for s, a in zip(model.inputs, args)}
         feeds.update({key: v.read_value() for key, v in reads.items()})
-        outs = t.graph_util.import_graph_def(graph_def, input_map=feeds, return_elements=fetches, name="model")
+        # no prefix: the artifacts' tensors keep the graph's names, which `tfopt debug compare` aligns by
+        outs = t.graph_util.import_graph_def(graph_def, input_map=feeds, return_elements=fetches, name="")
         return {name: t.identity(out) for name, out in zip(names, outs)}
 
     module.serve = serve

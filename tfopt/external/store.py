@@ -58,7 +58,7 @@ def load_external(graph_def: Any, directory: str, records: list[dict[str, Any]])
     if not records:
         return None
     nodes = node_map(graph_def)
-    external = ExternalTensors(os.path.join(directory, SUBDIR))
+    external = ExternalTensors(os.path.join(directory, SUBDIR), shared=True)  # a cache entry: hash-checked
     for record in records:
         name, file = str(record["node"]), str(record["file"])
         path = os.path.join(directory, SUBDIR, file)

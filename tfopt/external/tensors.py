@@ -79,9 +79,15 @@ class ExternalTensors:
     Args:
         directory: where the files go; ``None`` makes a temporary directory owned by this object
             and deleted with it (the files live as long as a model refers to them).
+        shared: the directory is shared storage nothing may be added to (a stored model's, in a
+            cache entry whose files are hash-checked): what is derived from the tensors (a serving
+            SavedModel) is then found in :attr:`savedmodels` or written to :meth:`scratch`.
     """
 
-    def __init__(self, directory: str | None = None):
+    def __init__(self, directory: str | None = None, *, shared: bool = False):
+        self.shared = shared
+        self.savedmodels: dict[str, str] = {}  # serving SavedModels of graphs over these tensors: key -> directory
+        self._scratch: str | None = None
         if directory is None:
             directory = tempfile.mkdtemp(prefix="tfopt-external-")
             self._cleanup: Any = weakref.finalize(self, shutil.rmtree, directory, True)
@@ -106,6 +112,16 @@ class ExternalTensors:
     @property
     def nbytes(self) -> int:
         return sum(t.nbytes for t in self._tensors.values())
+
+    def scratch(self) -> str:
+        """Where files derived from these tensors may be written: the directory itself, or (when it is
+        :attr:`shared`) a temporary directory owned by this object."""
+        if not self.shared:
+            return self.directory
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="tfopt-external-derived-")
+            weakref.finalize(self, shutil.rmtree, self._scratch, True)
+        return self._scratch
 
     def add(self, name: str, value: Any) -> ExternalTensor:
         """Write ``value`` (an array, or anything ``np.asarray`` reads without copying, e.g. an eager

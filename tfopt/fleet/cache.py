@@ -19,6 +19,8 @@ Stages and what their key hashes (sha256, see :mod:`tfopt.fleet.keys`):
   ``fp16`` reuses it), the targets the engine builds for.
 - ``emit``: one artifact (its files, and its record ``emit.json``: size, digest, verification
   errors). Key: the ``statistics`` key, the target and precision, the options the emitter reads.
+- ``serving``: the serving SavedModel of a model with tensors outside its graph, which the TFLite and
+  OpenVINO converters read (:mod:`tfopt.fleet.serving`). Key: the ``optimize`` key, the graph's.
 - ``emit-failed``: the record of an emit that failed (same key): read by the same run's ``finish``
   only, never served as an artifact; the next run re-tries it (:mod:`tfopt.fleet.tasks`).
 

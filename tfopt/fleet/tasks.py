@@ -153,8 +153,11 @@ class _Context:
 
 
 def prepare_task(spec: dict[str, Any]) -> dict[str, Any]:
+    from tfopt.fleet.serving import provide_serving
+
     ctx = _Context(spec)
     prepared = ctx.prepared(reference=False)
+    provide_serving(ctx.cache, ctx.optimize_key, ctx.plan.pairs, prepared.portable)  # once, for every emit task
     return {"cache_hits": sorted(set(ctx.hits)), "statistics_key": ctx.statistics_key(prepared.qat)}
 
 
@@ -181,7 +184,10 @@ def _emit(ctx: _Context, target: str, precision: str, *, failed_ok: bool) -> str
     entry = _readable_record(ctx, FAILED_STAGE, key) if failed_ok else None
     if entry is not None:
         return entry  # not a hit: this run's emit task made it
+    from tfopt.fleet.serving import provide_serving
+
     ctx.reference(prepared)
+    provide_serving(ctx.cache, ctx.optimize_key, [(target, precision)], prepared.portable)  # prepare's entry
     result = ConvertResult(outdir=ctx.spec["outdir"])
     say(f"{target} {precision}")
     os.makedirs(ctx.cache.root, exist_ok=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tfopt._tf import GraphFacts, make_const, tf
+from tfopt._tf import GraphFacts, graph_session, make_const, tf
 from tfopt.graph import (
     CONTROL_FLOW_V1_OPS,
     DT_INT32,
@@ -127,11 +127,11 @@ class FoldConstants(Pass):
         if not tensors:
             return []
         t = tf()
-        graph = t.Graph()
+        graph, needed = t.Graph(), subgraph(graph_def, ancestors(graph_def, tensors))
         with graph.as_default():  # only what the folded tensors need, not the whole model
-            t.graph_util.import_graph_def(subgraph(graph_def, ancestors(graph_def, tensors)), name="")
+            t.graph_util.import_graph_def(needed, name="")
         feeds = {f"{n}:0": v for n, v in shape_consts.items()}
-        with t.compat.v1.Session(graph=graph) as sess:
+        with graph_session(graph, needed) as sess:
             return [np.asarray(v) for v in sess.run(tensors, feed_dict=feeds)]
 
 

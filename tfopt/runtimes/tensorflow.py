@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tfopt._tf import tf
+from tfopt._tf import graph_session, tf
 from tfopt.graph import Model
 from tfopt.passes._layer_norm_epsilon import layer_norms_fused
 
@@ -29,7 +29,7 @@ class GraphRunner:
         with self._graph.as_default():
             # A session with oneDNN would fuse layer norms with epsilon 0.001: fused here, rightly.
             t.graph_util.import_graph_def(layer_norms_fused(model.graph_def, keep), name="")
-        self._session = t.compat.v1.Session(graph=self._graph)
+        self._session = graph_session(self._graph, model.graph_def)
         self._inputs = {s.name: s.tensor for s in model.inputs}
         self._outputs = [(s.name, s.tensor) for s in model.outputs]
         self._extra = {f"{k}:0": v for k, v in (extra_feeds or {}).items()}

@@ -216,7 +216,7 @@ def collect(model: Model, samples: Samples, tensors: Sequence[str], *, bins: int
             name one the model lacks, inconsistent sample counts, no samples, NaN/Inf in a tensor,
             ``bins < 256`` or ``batch_size < 1``.
     """
-    from tfopt._tf import tf
+    from tfopt._tf import graph_session, tf
 
     at_least("batch_size", batch_size, 1, integer=True)
     at_least("bins", bins, 256, integer=True)
@@ -240,7 +240,7 @@ def collect(model: Model, samples: Samples, tensors: Sequence[str], *, bins: int
 
     stats = {name: TensorStats.empty(name, bins) for name in unique}
     batches = -(-total // batch_size)
-    with t.compat.v1.Session(graph=graph) as session:
+    with graph_session(graph, model.graph_def) as session:
         for done, (start, batch) in enumerate(_batches(items, model.inputs, batch_size), 1):
             where = f" on calibration samples {start}-{start + len(batch[names[0]]) - 1}"
             try:
