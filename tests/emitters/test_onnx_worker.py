@@ -102,7 +102,7 @@ from tfopt.emitters.onnx_worker import shared_child
 
 with shared_child() as child:
     child.start(fork=True)  # nothing of TensorFlow has run in this process yet
-    with open(f"/proc/{child._proc.pid}/cmdline", "rb") as f:
+    with open(f"/proc/{child.pid}/cmdline", "rb") as f:
         same_program = f.read() == open("/proc/self/cmdline", "rb").read()
     files = {name: hashlib.sha256(_bytes(_residual(*shape))).hexdigest() for name, shape in MODELS.items()}
     print(json.dumps({"files": files, "started": child.started, "forked": child.forked, "fork": same_program}))

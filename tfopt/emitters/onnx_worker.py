@@ -144,6 +144,11 @@ class Tf2OnnxChild:
                     pipe.close()
         return code
 
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id (None before it starts)."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self, *, fork: bool = False) -> None:
         """Start the child now, so that its imports overlap the caller's own work (the first job
         would start it otherwise). ``fork``: the caller has done no TensorFlow work yet; when this
