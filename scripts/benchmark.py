@@ -154,7 +154,11 @@ def bench_convert(model_name: str, runs: int) -> None:
             import resource
 
             before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            # this checkout's tfopt (not whichever one the environment installed)
+            root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+            subprocess.run(cmd, check=True, capture_output=True,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": path})
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             return (time.perf_counter() - start,
                     after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -175,7 +179,7 @@ def bench_convert(model_name: str, runs: int) -> None:
         t_int8 = timed([os.path.join(bin_dir, "tfopt"), "convert", sm, "-o", out + "_q", "--to", "tflite,onnx,openvino",
                         "--quantize", "none,fp16,int8", "--calibration", calib, "--no-verify"])
         wall, cpu = (sum(t[i] for t in separate.values()) for i in (0, 1))
-        print(f"\n### convert: {model_name} (weights=None, 224x224), {os.cpu_count()} cores\n")
+        print(f"\n### convert: {model_name} (weights=None, 224x224)\n\n{cpu_summary()}\n")
         print("| conversion | wall s | CPU s (user+sys, process tree) |\n|---|---|---|")
         for name, (w, c) in separate.items():
             print(f"| {name} (separately) | {w:.1f} | {c:.1f} |")

@@ -93,3 +93,37 @@ def test_convert_starts_one_child_for_every_onnx_artifact(tmp_path):
     for artifact in result.artifacts:
         assert artifact.max_abs_err is not None and artifact.max_abs_err <= bounds[artifact.precision]
     assert all(onnx.load(str(tmp_path / "out" / a.path)).graph.node for a in result.artifacts)
+
+
+FORKED = """
+import hashlib, json, os, sys
+from tests.emitters.test_onnx_worker import MODELS, _bytes, _residual
+from tfopt.emitters.onnx_worker import shared_child
+
+with shared_child() as child:
+    child.start(fork=True)  # nothing of TensorFlow has run in this process yet
+    with open(f"/proc/{child.pid}/cmdline", "rb") as f:
+        same_program = f.read() == open("/proc/self/cmdline", "rb").read()
+    files = {name: hashlib.sha256(_bytes(_residual(*shape))).hexdigest() for name, shape in MODELS.items()}
+    print(json.dumps({"files": files, "started": child.started, "forked": child.forked, "fork": same_program}))
+"""
+
+
+@pytest.mark.parametrize("seed", ["0", "1"], ids=["seed-0-forks", "seed-1-spawns"])
+def test_a_forked_child_writes_what_a_new_child_writes(alone, seed):
+    """In a process whose hash seed is the child's (the tfopt command's), the child is a fork of it
+    after TensorFlow's import (one import for both), and writes the same bytes as a new child;
+    with another seed it is a new process, as before."""
+    import hashlib
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", FORKED], env=env, cwd=root, capture_output=True, text=True, check=True)
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    forks = seed == "0"
+    assert (got["started"], got["forked"], got["fork"]) == (1, int(forks), forks)
+    assert got["files"] == {name: hashlib.sha256(data).hexdigest() for name, data in alone.items()}

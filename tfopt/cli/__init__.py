@@ -55,12 +55,31 @@ COMMANDS = {"inspect": inspect.run, "freeze": freeze.run, "optimize": freeze.run
             "verify": verify.run, "fleet": fleet.run, "debug": debug.run}
 
 
+def _with_child_hash_seed() -> None:
+    """The ``tfopt convert`` process, started without ``PYTHONHASHSEED``, runs again (the same
+    command, same process id) with the tf2onnx child's seed, so that its child can be a fork of it
+    instead of a second TensorFlow import (:mod:`tfopt.emitters.onnx_worker`). A seed the user
+    set is kept (the child is then a new process): the files are the same either way."""
+    import os
+
+    from tfopt.emitters.onnx_worker import HASH_SEED
+
+    if "PYTHONHASHSEED" in os.environ or not hasattr(os, "execv") or not getattr(sys, "orig_argv", None):
+        return
+    os.environ["PYTHONHASHSEED"] = HASH_SEED
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    if argv is None and args.command == "convert":
+        _with_child_hash_seed()
     # Converters log advice and deprecations at WARNING; the user sees tfopt's own messages only.
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(name)s: %(message)s")
     logging.getLogger("tfopt").setLevel(logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING)

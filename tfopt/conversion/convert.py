@@ -88,7 +88,9 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
     # one tf2onnx child process for every ONNX conversion of this run (see emitters.onnx_worker)
     with shared_child() as child:
         if any("tf2onnx" in TABLE[t].distributions for t, _ in p.pairs):
-            child.start()  # TensorFlow's import in the child overlaps loading and freezing here
+            # before any TensorFlow work: with the child's hash seed (the tfopt command), a fork of this
+            # process after TensorFlow's import; else a new one, whose import overlaps loading and freezing
+            child.start(fork=True)
         prepared = convert_stages.prepare(model, p, say)
         result = ConvertResult(outdir=outdir, skipped=p.skipped, freeze_report=prepared.freeze_report,
                                optimize_report=prepared.optimize_report, verified_at=prepared.verified_at)

@@ -21,6 +21,13 @@ once per conversion) every conversion goes to one child, and a graph converted a
 same inputs, outputs and opset (fp32 and fp16 start from the same float conversion) is read back
 instead of converted again. Outside it, each call starts a child for its one job.
 
+A process whose own hash seed is already ``PYTHONHASHSEED=0`` (the ``tfopt`` command sets it for
+itself: :func:`tfopt.cli.main`) does not start a new interpreter: :meth:`Tf2OnnxChild.start` forks
+it right after importing TensorFlow, before any TensorFlow work (no session, no thread pool yet),
+so the child serves from the parent's import instead of importing TensorFlow a second time. Its
+state is the one a new child has after its own imports (the same seed, tf2onnx imported and
+patched after the fork): the files are byte-identical to a spawned child's.
+
 Protocol: the parent writes ``graph.pb`` (deterministic serialization) and ``job.json`` (input and
 output tensors, opset) into a job directory and sends the directory's path as one line on the
 child's stdin; the child writes ``model.onnx``, or ``error.txt``, then answers one line on its
@@ -37,11 +44,12 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 HASH_SEED = "0"
 _SHARED: contextvars.ContextVar[Tf2OnnxChild | None] = contextvars.ContextVar("tfopt_tf2onnx_child", default=None)
@@ -57,12 +65,13 @@ class Tf2OnnxChild:
 
     def __init__(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="tfopt-onnx-")
-        self._proc: subprocess.Popen[str] | None = None
+        self._proc: subprocess.Popen[str] | _Forked | None = None
         self._startup = ""  # the current child's startup log
         self._jobs = itertools.count()
         self._done: dict[str, tuple[str, str]] = {}  # job key -> (model.onnx, log)
         self._fresh = False  # the child has not served a job yet
         self.started = 0  # children started
+        self.forked = 0  # of which forks of this process (no TensorFlow import of their own)
         self.converted = 0  # jobs converted (a repeated job is read back, not counted)
 
     def convert(self, graph_def: Any, inputs: list[str], outputs: list[str], opset: int) -> tuple[str, str]:
@@ -135,16 +144,86 @@ class Tf2OnnxChild:
                     pipe.close()
         return code
 
-    def start(self) -> None:
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id (None before it starts)."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self, *, fork: bool = False) -> None:
         """Start the child now, so that its imports overlap the caller's own work (the first job
-        would start it otherwise)."""
+        would start it otherwise). ``fork``: the caller has done no TensorFlow work yet; when this
+        process's hash seed is the child's (:func:`can_fork`), the child is a fork of it after
+        TensorFlow's import (see the module docstring) instead of a new interpreter."""
         if self._proc is None:
-            self._start()
+            if fork and can_fork():
+                self._fork()
+            else:
+                self._start()
+
+    def _fork(self) -> None:
+        from tfopt._tf import tf
+
+        tf()  # imported once, here, for both processes
+        jobs_r, jobs_w = os.pipe()
+        answers_r, answers_w = os.pipe()
+        self._startup = os.path.join(self._dir, f"startup{self.started}.log")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: serve until the parent closes the job pipe, never return into its stack
+            code = 1
+            try:
+                os.close(jobs_w)
+                os.close(answers_r)
+                for sig in (signal.SIGINT, signal.SIGTERM):  # the parent's handlers are the parent's
+                    signal.signal(sig, signal.SIG_DFL)
+                log = os.open(self._startup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                os.dup2(log, 1)
+                os.dup2(log, 2)
+                code = _serve(os.fdopen(jobs_r), os.fdopen(answers_w, "w"))
+            finally:
+                os._exit(code)
+        os.close(jobs_r)
+        os.close(answers_w)
+        self._proc = _Forked(pid, os.fdopen(jobs_w, "w"), os.fdopen(answers_r))
+        self.started += 1
+        self.forked += 1
+        self._fresh = True
 
     def close(self) -> None:
         """End the child and remove every file it wrote."""
         self._stop()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class _Forked:
+    """A forked child with the part of ``subprocess.Popen``'s interface :class:`Tf2OnnxChild` uses."""
+
+    def __init__(self, pid: int, stdin: IO[str], stdout: IO[str]):
+        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+def can_fork() -> bool:
+    """This process hashes strings as the child must (``PYTHONHASHSEED=0``), and can fork."""
+    return os.environ.get("PYTHONHASHSEED") == HASH_SEED and sys.flags.hash_randomization == 0 and hasattr(os, "fork")
 
 
 @contextlib.contextmanager
@@ -224,20 +303,22 @@ def _convert(job: str) -> str:
     return "ok"
 
 
-def _serve() -> int:
-    """The child: one job directory per line of stdin, one answer line each. Each job runs in a
+def _serve(jobs: IO[str] | None = None, answers: IO[str] | None = None) -> int:
+    """The child: one job directory per line of ``jobs`` (stdin), one answer line each on ``answers``
+    (a private copy of stdout). Each job runs in a
     fork of this process as it stands after the imports, so no job sees what an earlier one left
     (objects hashed by address elsewhere in tf2onnx and TensorFlow iterate in the order of a fresh
     process). What the job prints (Python or C++) goes to its ``log.txt``, never into the answers."""
-    answers = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # stray prints outside a job: the startup log
+    if answers is None:
+        answers = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)  # stray prints outside a job: the startup log
     from tfopt._tf import tf
 
     tf()  # quiet TensorFlow's Python logger before tf2onnx imports it
     import tf2onnx
 
     _stable_hashes(tf2onnx.graph.Node, tf2onnx.graph.Graph)
-    for line in sys.stdin:
+    for line in jobs or sys.stdin:
         job = line.strip()
         if not job:
             continue

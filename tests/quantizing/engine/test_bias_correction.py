@@ -220,3 +220,23 @@ def test_one_quantized_pass_whatever_the_depth(blocks, width, seed):
     assert count.graph_nodes == len(model.graph_def.node) and layers >= 4
     assert 0.5 < count.quantized_passes <= 1.25, count  # a node read by two layers is counted twice
     assert report.as_dict()["passes"]["quantized_passes"] == round(count.quantized_passes, 3)
+
+
+@pytest.mark.parametrize(("blocks", "width", "seed"), GENERATED, ids=[f"{b}blocks-{w}wide" for b, w, _ in GENERATED])
+def test_one_batch_corrects_in_one_run(blocks, width, seed):
+    """With one batch (what the engine passes: every sample in one array), the corrections are the
+    layer-by-layer ones, computed in a single run of the quantized graph whatever the depth
+    (one float run for the means, one quantized run), not one run per layer."""
+    model = _generated(blocks, width, seed)
+    images = _images(8, seed=seed)
+    skip = ["b1/expand"] if blocks > 1 else []
+    _, report = bias_correct(model, {"x": images}, skip=skip)
+    count = report.passes
+    assert (count.sessions, count.runs) == (2, 2) and len(report.layers) >= 4
+    assert 0.5 < count.quantized_passes <= 1.25, count
+    want = _layer_by_layer(model, [{"x": images}], per_channel=True, skip=skip)
+    assert list(report.corrections) == list(want)
+    scale = max(np.abs(d).max() for d in want.values())
+    for name, delta in want.items():
+        np.testing.assert_allclose(report.corrections[name], delta, rtol=1e-4, atol=1e-4 * scale, err_msg=name)
+    assert scale > 1e-2

@@ -17,7 +17,9 @@ model's own input to the layer, and the correction also absorbs the mean shift t
 layer from above. Expectations are over the calibration samples and every spatial position.
 ``ỹ`` depends only on the layers upstream, so one pass of the quantized model computes them all:
 each layer's corrected output ``ỹ + δ`` is fed to the layers below instead of being recomputed
-(:func:`propagated_corrections`; ``report.passes`` counts what ran).
+(:func:`propagated_corrections`; ``report.passes`` counts what ran). With one batch (the engine's
+case: every sample in one array) the correction is computed inside the graph and the whole pass is
+one run (:func:`in_graph_corrections`).
 
 The returned model keeps its float weights; only biases change (a BiasAdd is created for a layer
 that has none). ``W̃`` here is the engine's own weight grid (:mod:`tfopt.quantizing.engine.weight_grid`:
@@ -34,7 +36,18 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.graph import Model, TensorSpec, canonical_tensor, consumers, is_control, node_map, tensor_node
+from tfopt.graph import (
+    DT_DOUBLE,
+    DT_INT32,
+    Model,
+    TensorSpec,
+    canonical_tensor,
+    consumers,
+    is_control,
+    node_map,
+    tensor_node,
+    unique_name,
+)
 from tfopt.graphdef.order import topological_rank
 from tfopt.passes._linear import add_bias, const_array, set_const
 from tfopt.passes.base import Skip, copy_graph
@@ -150,7 +163,7 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True, le
         ``(model, report)``: float weights, corrected biases; ``report.corrections`` holds each
         layer's ``E[y − ỹ]`` by its original name. Cost (``report.passes``): one pass over
         ``samples`` for the float model and about one for the quantized model, in two sessions
-        (see :func:`propagated_corrections`).
+        (see :func:`propagated_corrections`; one run each with one batch: :func:`in_graph_corrections`).
 
     Raises:
         OptionError: no samples, or samples missing one of the model's inputs.
@@ -174,7 +187,8 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True, le
         floats[layer.weights.name] = const_array(layer.weights)
         grid = weight_grid(floats[layer.weights.name], layer.op.op, per_channel=per_channel, levels=levels)
         set_const(layer.weights, grid.quantize(floats[layer.weights.name]))
-    deltas = propagated_corrections(model.replace(graph_def=work), layers, targets, batches, report.passes)
+    correct = in_graph_corrections if len(batches) == 1 else propagated_corrections
+    deltas = correct(model.replace(graph_def=work), layers, targets, batches, report.passes)
     for name, layer in zip(names, layers):
         delta = deltas[name]
         # Look the layer up again: an earlier layer's new BiasAdd changed the graph around it.
@@ -258,6 +272,72 @@ def propagated_corrections(quantized: Model, layers: Sequence[Layer], expected: 
     finally:
         runner.close()
     return deltas
+
+
+def in_graph_corrections(quantized: Model, layers: Sequence[Layer], expected: Mapping[str, np.ndarray],
+                         batches: Sequence[Mapping[str, Any]], count: PassCount) -> dict[str, np.ndarray]:
+    """:func:`propagated_corrections` for one batch, in one run of the quantized graph: each layer's
+    correction is computed inside the graph and added to its output there, for every consumer::
+
+        δ_i = E[y_i] − Σ ỹ_i / n     (float64: ỹ_i cast, summed over its rows [n, C]; E[y_i] a constant)
+        ỹ_i + δ_i                    (float32, ``δ_i`` cast as the per-layer runs add it)
+
+    With one batch, ``E[ỹ_i]`` is that batch's mean, known as soon as ``ỹ_i`` is computed, so the
+    layers below read the corrected output in the same run: the same numbers as feeding it back
+    (up to the float64 sum's order), without one run per layer, each pruning and planning the graph
+    anew and copying every activation out of TensorFlow and back in. ``count``: one session, one run.
+    """
+    from tfopt._tf import make_const
+    from tfopt.runtimes.tensorflow import GraphRunner
+
+    work = copy_graph(quantized.graph_def)
+    nodes = node_map(work)
+    fetch: dict[str, str] = {}
+    for layer in layers:
+        name = layer.op.name
+        out = layer.bias_add.name if layer.bias_add is not None else name
+        dtype = nodes[name].attr["T"].type
+        added: list[Any] = []
+
+        def node(op: str, inputs: list[str], added: list[Any] = added, base: str = name, **types: int) -> str:
+            n = work.node.add(name=unique_name(work, f"{base}/bias_correction/{op}"), op=op, input=inputs)
+            for key, value in types.items():
+                n.attr[key].type = value
+            added.append(n.name)
+            return str(n.name)
+
+        def const(value: Any, base: str = name) -> str:
+            c = make_const(unique_name(work, f"{base}/bias_correction/const"), value)
+            work.node.append(c)
+            return str(c.name)
+
+        rows = node("Reshape", [f"{name}:0", const(np.array([-1, out_channels(layer)], np.int32))], T=dtype,
+                    Tshape=DT_INT32)
+        wide = node("Cast", [rows], SrcT=dtype, DstT=DT_DOUBLE)  # summed as np.sum(dtype=float64) sums
+        total = node("Sum", [wide, const(np.array([0], np.int32))], T=DT_DOUBLE, Tidx=DT_INT32)
+        size = node("Cast", [node("Size", [rows], T=dtype, out_type=DT_INT32)], SrcT=DT_INT32, DstT=DT_DOUBLE)
+        n = node("RealDiv", [size, const(np.float64(out_channels(layer)))], T=DT_DOUBLE)  # rows: exact
+        mean = node("RealDiv", [total, n], T=DT_DOUBLE)
+        delta = node("Sub", [const(np.asarray(expected[name], np.float64)), mean], T=DT_DOUBLE)
+        corrected = node("AddV2", [f"{out}:0", node("Cast", [delta], SrcT=DT_DOUBLE, DstT=dtype)], T=dtype)
+        mine = set(added)
+        for consumer in work.node:  # every reader of the output but the correction's own nodes
+            if consumer.name not in mine:
+                for i, ref in enumerate(consumer.input):
+                    if not is_control(ref) and canonical_tensor(ref) == f"{out}:0":
+                        consumer.input[i] = corrected
+        fetch[name] = f"{delta}:0"
+    count.sessions += 1
+    count.graph_nodes = len(quantized.graph_def.node)
+    count.node_runs += evaluated(quantized, [f"{layer.op.name}:0" for layer in layers], [])
+    runner = GraphRunner(quantized.replace(graph_def=work,
+                                           outputs=[TensorSpec(t, t, "float64", None) for t in fetch.values()]))
+    try:
+        values = runner.fetch(list(fetch.values()), batches[0])
+        count.runs += 1
+    finally:
+        runner.close()
+    return dict(zip(fetch, values))
 
 
 def evaluated(model: Model, fetch: Sequence[str], feeds: Collection[str]) -> int:
