@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import collections
 import os
+import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -44,19 +46,24 @@ def _dense(tmp_path, name: str, width: int) -> tuple[str, np.ndarray, np.ndarray
     return path, weights, bias
 
 
-@pytest.fixture
-def load_counter(monkeypatch):
-    """``{realpath: numpy.load calls}``: a counter wrapped around the real ``numpy.load``."""
+def _counting(monkeypatch, owner, name: str) -> collections.Counter[str]:
+    """``{realpath: calls}`` of ``owner.name``, wrapped by a counter that calls the real function."""
     counts: collections.Counter[str] = collections.Counter()
-    real = np.load
+    real = getattr(owner, name)
 
     def counting(file, *args, **kwargs):
         if isinstance(file, (str, os.PathLike)):
             counts[os.path.realpath(file)] += 1
         return real(file, *args, **kwargs)
 
-    monkeypatch.setattr(np, "load", counting)
+    monkeypatch.setattr(owner, name, counting)
     return counts
+
+
+@pytest.fixture
+def load_counter(monkeypatch):
+    """``{realpath: numpy.load calls}``: every read of a data file's arrays."""
+    return _counting(monkeypatch, np, "load")
 
 
 CASES = {  # id: (input name, width, convert keywords beyond to/quantize/calibration/eval_data)
@@ -90,7 +97,7 @@ def test_each_data_file_is_read_once_per_conversion(case, tmp_path, load_counter
 
 
 @pytest.mark.parametrize("width", [3, 6])
-def test_cli_reads_each_data_file_once(width, tmp_path, load_counter):
+def test_cli_reads_each_data_file_once(width, tmp_path, load_counter, monkeypatch):
     from tfopt import cli
 
     path, weights, bias = _dense(tmp_path, "inp", width)
@@ -99,10 +106,13 @@ def test_cli_reads_each_data_file_once(width, tmp_path, load_counter):
     np.savez(calibration, inp=x[:20])
     np.savez(eval_data, inp=x[20:], labels=np.argmax(x[20:] @ weights + bias, -1))
     load_counter.clear()
+    sniffs = _counting(monkeypatch, zipfile, "is_zipfile")  # the plan's format check, before TensorFlow
     assert cli.main(["convert", path, "-o", str(tmp_path / "out"), "--to", "tflite", "--quantize", "int8",
                      "--calibration", calibration, "--eval-data", eval_data, "--report-runs", "1"]) == 0
     assert load_counter[os.path.realpath(calibration)] == 1
     assert load_counter[os.path.realpath(eval_data)] == 1
+    # planned once: each file's format is judged once (the CLI used to plan, then convert planned again)
+    assert sniffs[os.path.realpath(calibration)] == 1 and sniffs[os.path.realpath(eval_data)] == 1
 
 
 SPECS = [TensorSpec("a", "a:0", "float32", (None, 3)), TensorSpec("ids", "ids:0", "int32", (None, 2))]
@@ -136,3 +146,20 @@ def test_labeled_data_casts_within_a_kind_and_keeps_labels(tmp_path):
     data = read_labeled(path, SPECS, option="--finetune-data")
     assert {k: v.dtype for k, v in data.inputs.items()} == {"a": np.float32, "ids": np.int32}
     assert data.labels.tolist() == [0, 1, 2, 3] and data.rows(2)["a"].shape == (2, 3)
+
+
+@pytest.mark.parametrize("content, message", [(None, "no such file"), (b"not a zip", "not a .npz"),
+                                              ("npy", "not a .npz")], ids=["missing", "text", "npy"])
+def test_a_file_numpy_cannot_read_as_npz_is_refused_by_name(content, message, tmp_path):
+    from tfopt.verification.input_data import npz_problem, read_npz
+
+    path = str(tmp_path / "data.npz")
+    if content == "npy":
+        with open(path, "wb") as f:
+            np.save(f, np.zeros(3))
+    elif content is not None:
+        with open(path, "wb") as f:
+            f.write(content)
+    with pytest.raises(OptionError, match=rf"^--eval-data {re.escape(path)}: {message}"):
+        read_npz(path, "--eval-data")
+    assert npz_problem(path).startswith(message)  # the plan's check says the same

@@ -39,15 +39,22 @@ def npz_problem(path: str) -> str | None:
 
 
 def read_npz(path: str, option: str) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` at ``path`` (the only ``numpy.load`` of a user's ``.npz``).
+    """Every array of the ``.npz`` at ``path`` (the only ``numpy.load`` of a user's ``.npz``). Its
+    form is judged before any work by :func:`npz_problem` (``check_options``), not again here: a file
+    numpy cannot read as an archive is refused with the same words.
 
     Raises:
         OptionError: no such file, or not a ``.npz`` (``option`` names the flag).
     """
-    problem = npz_problem(path)
-    if problem:
-        raise OptionError(f"{option} {path}: {problem}")
-    with np.load(path, allow_pickle=False) as data:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise OptionError(f"{option} {path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile):
+        data = None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise OptionError(f"{option} {path}: not a .npz (numpy.savez) file")
+    with data:
         return {k: data[k] for k in data.files}
 
 
