@@ -46,9 +46,8 @@ class VerifyData:
     """Where verification inputs come from, in the order tried (see the module docstring).
 
     Attributes:
-        eval_data: ``.npz`` of inputs by name (plus ``labels``, unused here), or a function of the
-            input specs returning them already read and checked (``convert`` reads each file once).
-        eval_source: the ``--eval-data`` file a function reads, for messages.
+        eval_data: ``.npz`` of inputs by name (plus ``labels``, unused here), or a function of the input
+            specs returning them read and checked (``convert`` reads each file once); ``eval_source``: its file.
         calibration: calibration samples (as :func:`tfopt.verification.calibration.load_calibration` returns),
             or a function of the input specs returning them (loaded once the frozen inputs are known).
         shapes: input name -> concrete shape (``--verify-shape NAME:1x10100x4``).
@@ -162,8 +161,8 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
     if data.eval_data:
         feeds = ({k: v[:DATA_ROWS] for k, v in data.eval_data(specs).items()} if callable(data.eval_data) else
                  npz_arrays(data.eval_data, specs, option="--eval-data", rows=DATA_ROWS))
-        source = data.eval_source or data.eval_data
-        return check_inputs(original, VerifyInputs(feeds, "eval-data"), f"--eval-data {source}", outputs)
+        return check_inputs(original, VerifyInputs(feeds, "eval-data"),
+                            f"--eval-data {data.eval_source or data.eval_data}", outputs)
     samples = data.calibration(specs) if callable(data.calibration) else data.calibration
     if samples:
         feeds = {s.name: np.concatenate([x[s.name] for x in samples[:DATA_ROWS]]) for s in specs}
