@@ -159,9 +159,8 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
     """
     data = data or VerifyData()
     if data.eval_data:
-        feeds = ({k: v[:DATA_ROWS] for k, v in data.eval_data(specs).items()} if callable(data.eval_data) else
-                 npz_arrays(data.eval_data, specs, option="--eval-data", rows=DATA_ROWS))
-        return check_inputs(original, VerifyInputs(feeds, "eval-data"),
+        feeds = data.eval_data(specs) if callable(data.eval_data) else npz_arrays(data.eval_data, specs, option="--eval-data")
+        return check_inputs(original, VerifyInputs({k: v[:DATA_ROWS] for k, v in feeds.items()}, "eval-data"),
                             f"--eval-data {data.eval_source or data.eval_data}", outputs)
     samples = data.calibration(specs) if callable(data.calibration) else data.calibration
     if samples:
