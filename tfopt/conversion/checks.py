@@ -22,16 +22,12 @@ from typing import Any
 
 from tfopt.errors import OptionError
 from tfopt.options import ConvertOptions
-from tfopt.targets import NEEDS_CALIBRATION, TABLE, Precision, available_targets, target
+from tfopt.targets import NEEDS_CALIBRATION, NO_CALIBRATION, TABLE, Precision, available_targets, target
 from tfopt.verification.calibration import calibration_problem
 from tfopt.verification.input_data import npz_problem
 
 MAX_OPSET = 18  # tf2onnx 1.17's newest
 QAT_MARKERS = (b"QuantizeWrapper", b"FakeQuantWithMinMax")
-# int8/int16x8 without calibration data: refused here when the model cannot be quantization-aware,
-# and after loading (tfopt.conversion.stages.check_calibration) when its graph shows it is not
-NO_CALIBRATION = ("--quantize int8/int16x8 needs calibration data: pass --calibration DATA "
-                  "(.npz keyed by input name, .npy, .tfrecord, an image directory, or module:function)")
 
 
 def plan(to: Sequence[str] | None, precisions: Sequence[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
@@ -114,6 +110,8 @@ def check_options(model: Any, outdir: str, options: ConvertOptions | None = None
         if problem:
             raise OptionError(f"{option} {path}: {problem}")
     if q.calibration is None and quantized and not _could_be_quantization_aware(model):
+        # refused here when the model cannot be quantization-aware; after loading
+        # (tfopt.conversion.stages.check_calibration) when its graph shows it is not
         raise OptionError(NO_CALIBRATION)
     check_writable(outdir)
     if r.junit:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tfopt._io import digest
-from tfopt.conversion.checks import NO_CALIBRATION, check_options
+from tfopt.conversion.checks import check_options
 from tfopt.conversion.parts import (
     Artifact,
     ConvertResult,
@@ -44,7 +44,7 @@ from tfopt.graph import Model
 from tfopt.options import CompressOptions, ConvertOptions, LoadOptions
 from tfopt.quantizing.engine.plan import engine_builds
 from tfopt.report.hints import with_debug_hint
-from tfopt.targets import NEEDS_CALIBRATION, TABLE, EmitJob
+from tfopt.targets import NEEDS_CALIBRATION, NO_CALIBRATION, TABLE, EmitJob
 from tfopt.verification.nonfinite import finite_samples, to_json
 
 Say = Callable[[Any], None]

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.errors import OptionError
 from tfopt.graph import Model
+from tfopt.targets import require_calibration
 
 
 def selective(target: str, precision: str, model: Model, path: str, samples: Any, keep: Sequence[str],
@@ -23,8 +23,7 @@ def selective(target: str, precision: str, model: Model, path: str, samples: Any
     from tfopt.quantizing.native.layer_targets import quantizer_for
     from tfopt.quantizing.native.ranking import rank_layers, resolve_layers
 
-    if not samples:
-        raise OptionError("--keep-float/--auto-keep-float need calibration data: pass --calibration DATA")
+    require_calibration(samples)
     say(f"{target} {precision}: per-layer quantization error")
     quantizer = quantizer_for(target, precision, model, samples, opset)
     ranking = rank_layers(quantizer, model, samples, say)
