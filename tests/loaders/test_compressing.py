@@ -104,7 +104,7 @@ def test_inspect_artifact_shows_unique_values_and_zeros(keras2_digits, tmp_path,
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--cluster", "1"], "--cluster 1: the number of clusters must be an integer >= 2"),
+    (["--cluster", "1"], "--cluster 1: must be an integer >= 2"),  # tfopt._checks.RANGES: one message
     (["--prune", "1.5"], r"--prune 1.5: sparsity is a fraction in \(0, 1\)"),
     (["--cluster", "8", "--exclude", "dens"], r"--exclude dens: no such layer. Did you mean: dense\?"),
     (["--exclude", "dense"], "--exclude/--finetune-data apply to --cluster or --prune"),
