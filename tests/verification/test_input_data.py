@@ -10,7 +10,6 @@ sets that each read the data in a different set of stages.
 
 from __future__ import annotations
 
-import collections
 import os
 import re
 import zipfile
@@ -18,6 +17,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from tests.helpers import counting
 from tfopt.conversion.convert import convert
 from tfopt.errors import OptionError
 from tfopt.graph import TensorSpec
@@ -46,24 +46,11 @@ def _dense(tmp_path, name: str, width: int) -> tuple[str, np.ndarray, np.ndarray
     return path, weights, bias
 
 
-def _counting(monkeypatch, owner, name: str) -> collections.Counter[str]:
-    """``{realpath: calls}`` of ``owner.name``, wrapped by a counter that calls the real function."""
-    counts: collections.Counter[str] = collections.Counter()
-    real = getattr(owner, name)
-
-    def counting(file, *args, **kwargs):
-        if isinstance(file, (str, os.PathLike)):
-            counts[os.path.realpath(file)] += 1
-        return real(file, *args, **kwargs)
-
-    monkeypatch.setattr(owner, name, counting)
-    return counts
-
-
 @pytest.fixture
-def load_counter(monkeypatch):
+def load_counter():
     """``{realpath: numpy.load calls}``: every read of a data file's arrays."""
-    return _counting(monkeypatch, np, "load")
+    with counting(np, "load") as counts:
+        yield counts
 
 
 CASES = {  # id: (input name, width, convert keywords beyond to/quantize/calibration/eval_data)
@@ -97,7 +84,7 @@ def test_each_data_file_is_read_once_per_conversion(case, tmp_path, load_counter
 
 
 @pytest.mark.parametrize("width", [3, 6])
-def test_cli_reads_each_data_file_once(width, tmp_path, load_counter, monkeypatch):
+def test_cli_reads_each_data_file_once(width, tmp_path, load_counter):
     from tfopt import cli
 
     path, weights, bias = _dense(tmp_path, "inp", width)
@@ -106,9 +93,9 @@ def test_cli_reads_each_data_file_once(width, tmp_path, load_counter, monkeypatc
     np.savez(calibration, inp=x[:20])
     np.savez(eval_data, inp=x[20:], labels=np.argmax(x[20:] @ weights + bias, -1))
     load_counter.clear()
-    sniffs = _counting(monkeypatch, zipfile, "is_zipfile")  # the plan's format check, before TensorFlow
-    assert cli.main(["convert", path, "-o", str(tmp_path / "out"), "--to", "tflite", "--quantize", "int8",
-                     "--calibration", calibration, "--eval-data", eval_data, "--report-runs", "1"]) == 0
+    with counting(zipfile, "is_zipfile") as sniffs:  # the plan's format check, before TensorFlow
+        assert cli.main(["convert", path, "-o", str(tmp_path / "out"), "--to", "tflite", "--quantize", "int8",
+                         "--calibration", calibration, "--eval-data", eval_data, "--report-runs", "1"]) == 0
     assert load_counter[os.path.realpath(calibration)] == 1
     assert load_counter[os.path.realpath(eval_data)] == 1
     # planned once: each file's format is judged once (the CLI used to plan, then convert planned again)

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.helpers import counting, reads
 from tfopt import cli
 from tfopt.conversion.convert import convert
 from tfopt.demos import examples
@@ -103,8 +104,14 @@ def converted(digits_bn):
                   report_runs=1)
     ptq = convert(digits_bn["path"], str(digits_bn["root"] / "ptq"), **common)
     out = str(digits_bn["root"] / "qat")
-    qat = convert(digits_bn["path"], out, finetune_data=digits_bn["train"], finetune_epochs=2, **common)
-    return {"ptq": ptq, "qat": qat, "out": out}
+    with counting(np, "load") as counts:
+        qat = convert(digits_bn["path"], out, finetune_data=digits_bn["train"], finetune_epochs=2, **common)
+    return {"ptq": ptq, "qat": qat, "out": out, "reads": reads(counts, digits_bn["train"], digits_bn["eval"],
+                                                                digits_bn["calib"])}
+
+
+def test_each_data_file_is_read_once(converted):
+    assert converted["reads"] == [1, 1, 1]  # --finetune-data, --eval-data, --calibration
 
 
 def test_finetuned_int8_runs_int8_kernels_in_every_target(converted):
