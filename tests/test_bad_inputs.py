@@ -211,6 +211,10 @@ RULES = {  # id: (CLI argv, the API call as (function name, keywords), the one m
     "metric-without-eval-data": (["verify", "{dense}", "--reference", "{dense}", "--metric", "m:f"],
                                  ("convert", {"metric": "m:f"}),
                                  "--metric m:f: needs --eval-data DATA.npz holding the labels it scores against"),
+    "prune": (["convert", "{dense}", "-o", "{out}", "--prune", "1.5"], ("convert", {"prune": 1.5}),
+              "--prune 1.5: sparsity is a fraction in (0, 1), e.g. 0.5"),
+    "cluster-init": (["convert", "{dense}", "-o", "{out}", "--cluster-init", "kmeans"], ("convert", {"cluster_init": "kmeans"}),
+                     "--cluster-init kmeans: choose from kmeans++, linear, density, random"),
     "quantizer": (["convert", "{dense}", "-o", "{out}", "--quantizer", "tflite"], ("convert", {"quantizer": "tflite"}),
                   "--quantizer tflite: choose tfopt (int8 decided once in the TF graph, the same in every target) "
                   "or native (each converter's own)"),

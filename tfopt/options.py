@@ -98,6 +98,9 @@ class OptimizeOptions:
         check_ranges({"--atol": self.atol, "--rtol": self.rtol})
 
 
+CLUSTER_INITS = ("kmeans++", "linear", "density", "random")  # TFMOT's centroid initialisations
+
+
 @dataclass
 class CompressOptions:
     """TFMOT clustering/pruning of a Keras 2 model before freezing (see :mod:`tfopt.loaders.compressing`)."""
@@ -110,9 +113,11 @@ class CompressOptions:
     finetune_epochs: int = 2
 
     def check(self) -> None:
-        """Ranges only: ``--prune``'s fraction and ``--cluster-init``'s values are
-        :class:`tfopt.loaders.compressing.Compression`'s."""
         check_ranges({"--cluster": self.cluster, "--finetune-epochs": self.finetune_epochs})
+        if self.cluster_init not in CLUSTER_INITS:
+            raise OptionError(f"--cluster-init {self.cluster_init}: choose from {', '.join(CLUSTER_INITS)}")
+        if self.prune is not None and not 0.0 < self.prune < 1.0:
+            raise OptionError(f"--prune {self.prune}: sparsity is a fraction in (0, 1), e.g. 0.5")
 
 
 @dataclass

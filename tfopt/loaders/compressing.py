@@ -22,8 +22,6 @@ import numpy as np
 
 from tfopt.errors import OptionError
 
-CLUSTER_INITS = ("kmeans++", "linear", "density", "random")
-
 
 @dataclass(frozen=True)
 class Compression:
@@ -39,15 +37,12 @@ class Compression:
         return self.cluster is not None or self.prune is not None
 
     def __post_init__(self) -> None:
-        """Checked once, as it is made (``--cluster`` and ``--finetune-epochs``' ranges are
-        :data:`tfopt._checks.RANGES`'; ``--finetune-data``'s file is read by :func:`compress_keras`)."""
-        from tfopt._checks import check_ranges
+        """Checked as it is made, by the options' own rules (:meth:`tfopt.options.CompressOptions.check`;
+        ``--finetune-data``'s file is read, and checked, by :func:`compress_keras`)."""
+        from tfopt.options import CompressOptions
 
-        check_ranges({"--cluster": self.cluster, "--finetune-epochs": self.finetune_epochs})
-        if self.cluster_init not in CLUSTER_INITS:
-            raise OptionError(f"--cluster-init {self.cluster_init}: choose from {', '.join(CLUSTER_INITS)}")
-        if self.prune is not None and not 0.0 < self.prune < 1.0:
-            raise OptionError(f"--prune {self.prune}: sparsity is a fraction in (0, 1), e.g. 0.5")
+        CompressOptions(cluster=self.cluster, cluster_init=self.cluster_init, prune=self.prune,
+                        finetune_epochs=self.finetune_epochs).check()
         if not self.active and (self.exclude or self.finetune_data):
             raise OptionError("--exclude/--finetune-data apply to --cluster or --prune; pass one of them")
 
