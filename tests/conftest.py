@@ -89,6 +89,39 @@ def digits_model(tmp_path_factory):
             "eval": str(root / "eval.npz"), "x": x_test, "y": y_test}
 
 
+@pytest.fixture(scope="session")
+def keras2_digits(tmp_path_factory):
+    """The tf_keras (Keras 2) digits CNN that TFMOT can wrap, trained once for the session, saved as .h5,
+    with its training, held-out and calibration data. Its layers are what the compression (--cluster,
+    --prune), the clustering-after-BatchNorm and the QAT fine-tune tests look for: ``conv1`` -> ``bn1``
+    -> ReLU ``relu`` -> depthwise ``dw`` -> ``bn2`` -> ReLU6 ``relu6`` -> 1x1 ``conv2`` (+relu) -> max
+    pool -> ``dense`` 64 (+relu) -> ``probs`` softmax; about 35k weights, most in ``dense``, so the
+    weights dominate the file's size. Tests write their outputs elsewhere (it is shared)."""
+    pytest.importorskip("tensorflow_model_optimization")
+    import tf_keras as keras
+
+    x_train, y_train, x_test, y_test = examples.digits()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1), name="images")
+    h = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="conv1")(inputs)
+    h = keras.layers.ReLU(name="relu")(keras.layers.BatchNormalization(name="bn1")(h))
+    h = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(h)
+    h = keras.layers.ReLU(6.0, name="relu6")(keras.layers.BatchNormalization(name="bn2")(h))
+    h = keras.layers.Conv2D(32, 1, activation="relu", name="conv2")(h)
+    h = keras.layers.Flatten()(keras.layers.MaxPooling2D(name="pool")(h))
+    h = keras.layers.Dense(64, activation="relu", name="dense")(h)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="probs")(h))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x_train, y_train, epochs=10, batch_size=32, verbose=0)
+    root = tmp_path_factory.mktemp("keras2_digits")
+    model.save(str(root / "digits.h5"))
+    np.savez(root / "train.npz", images=x_train, labels=y_train)
+    np.savez(root / "eval.npz", images=x_test, labels=y_test)
+    np.savez(root / "calib.npz", images=x_train[:200])
+    return {"path": str(root / "digits.h5"), "train": str(root / "train.npz"), "eval": str(root / "eval.npz"),
+            "calib": str(root / "calib.npz"), "model": model, "x_calib": x_train[:200], "x": x_test}
+
+
 @pytest.fixture(scope="module")
 def one_tf2onnx_child():
     """Every ONNX conversion of the module in one tf2onnx child process (``convert()`` joins an
@@ -102,17 +135,22 @@ def one_tf2onnx_child():
         yield child
 
 
-# The files that take the most CPU (seconds on an idle 2-core machine, in one process), run first.
+# The files that take the most CPU (seconds on an idle 2-core machine, `make test`), run first.
 # With `--dist loadfile --no-loadscope-reorder` (`make test`) xdist hands out files in collection
 # order, two to a worker and one more as each finishes: the longest first, the many short files
 # fill the gaps and the workers finish together (xdist's default order, most tests first, started
-# these few-test files last, one worker running alone at the end). A file missing here only runs
-# later; re-measure with `--durations` when a file's cost changes.
+# these few-test files last, one worker running alone at the end; so did collection order for the
+# tests/test_*.py files, collected after every folder but verification/). A file missing here only
+# runs later; re-measure with `--durations` when a file's cost changes.
 HEAVY_FIRST = (
-    "tests/fleet/test_run.py",  # 180 s: ~25 fleet worker processes, each importing TensorFlow
-    "tests/test_scripts.py",  # 130 s: the fleet script and the CI example in subprocesses
-    "tests/coverage/test_matrix.py",  # 55 s: 8 models x 6 cells, each a convert()
+    "tests/fleet/test_run.py",  # 140 s: ~20 fleet worker processes, each importing TensorFlow (~7 s CPU)
+    "tests/test_scripts.py",  # 100 s: the fleet script and the CI example in subprocesses
+    "tests/test_notebooks.py",  # 80 s: four notebooks, each in its own kernel
+    "tests/coverage/test_matrix.py",  # 50 s: 8 models x 6 cells, each a convert()
+    "tests/test_keras_applications.py",  # 40 s: MobileNetV2 and EfficientNetB0, optimized and verified
     "tests/conversion/test_convert.py",  # 40 s: every target x precision of the digits CNN
+    "tests/debug/test_compare.py",  # 35 s: the debug models, converted to every target and int8
+    "tests/quantizing/qat/test_finetune.py",  # 30 s: post-training and fine-tuned int8 in every target
 )
 
 

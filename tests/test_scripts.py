@@ -68,27 +68,32 @@ def _mlp_pb(path, scale: float) -> None:
     graph_pb(path, mlp)
 
 
-def test_fleet_script_converts_then_resumes(tiny, tmp_path):
+def test_fleet_script_converts_then_resumes(tmp_path):
     """The script's plan and summary lines, fresh then resumed; a changed input file (its bytes, the
-    manifest unchanged) makes just that model stale. Two small models, TFLite only: the slow
-    ``test_fleet_converts_then_resumes`` runs the same story on an int8 gated SavedModel and a TF1
-    checkpoint."""
+    manifest unchanged) makes just that model stale. Two small models, TFLite only: a .keras file whose
+    layer is a custom object (``custom_objects`` is a module name, imported from the manifest's
+    directory while the script runs from elsewhere, as the CLI imports it from the working directory)
+    and a .pb. The slow ``test_fleet_converts_then_resumes`` runs the same story on an int8 gated
+    SavedModel and a TF1 checkpoint."""
     import yaml
 
+    _custom_keras(tmp_path)
     _mlp_pb(tmp_path / "mlp.pb", 0.5)
     with open(tmp_path / "fleet.yaml", "w") as f:
         yaml.safe_dump({"defaults": {"to": ["tflite"], "report_runs": 1},
-                        "models": [{"name": "tiny", "path": str(tiny)}, {"name": "mlp", "path": "mlp.pb"}]}, f)
+                        "models": [{"name": "custom", "path": "custom.keras", "custom-objects": "fleet_layers"},
+                                   {"name": "mlp", "path": "mlp.pb"}]}, f)
     script = os.path.join(ROOT, "scripts", "convert_fleet.py")
     first = _run([sys.executable, script, str(tmp_path / "fleet.yaml"), "--jobs", "2"])
     assert first.returncode == 0, first.stdout + first.stderr
     assert "2 to convert" in first.stdout and "converted 2, up to date 0" in first.stdout
     out = tmp_path / "fleet_out"
-    for name in ("tiny", "mlp"):
+    for name in ("custom", "mlp"):
         with open(out / name / "manifest.json") as f:
             assert [a["format"] for a in json.load(f)["artifacts"]] == ["tflite"]
+    assert os.path.exists(out / "custom" / "model.fp32.tflite")
 
-    mtimes = {p: os.path.getmtime(out / p / "report.json") for p in ("tiny", "mlp")}
+    mtimes = {p: os.path.getmtime(out / p / "report.json") for p in ("custom", "mlp")}
     second = _run([sys.executable, script, str(tmp_path / "fleet.yaml")])
     assert second.returncode == 0, second.stdout + second.stderr
     assert "0 to convert, 2 up to date" in second.stdout and "converted 0, up to date 2" in second.stdout
@@ -98,7 +103,7 @@ def test_fleet_script_converts_then_resumes(tiny, tmp_path):
     third = _run([sys.executable, script, str(tmp_path / "fleet.yaml")])
     assert third.returncode == 0, third.stdout + third.stderr
     assert "1 to convert, 1 up to date" in third.stdout and "converted 1, up to date 1" in third.stdout, third.stdout
-    assert os.path.getmtime(out / "tiny" / "report.json") == mtimes["tiny"]
+    assert os.path.getmtime(out / "custom" / "report.json") == mtimes["custom"]
     assert os.path.getmtime(out / "mlp" / "report.json") > mtimes["mlp"]
 
 
@@ -173,26 +178,18 @@ class Doubled(keras.layers.Layer):
 '''
 
 
-def test_fleet_custom_objects_module_next_to_the_manifest(tmp_path):
-    """``custom_objects`` is a module name, imported from the manifest's directory (the script runs
-    from elsewhere), as the CLI imports it from the working directory."""
+def _custom_keras(directory) -> None:
+    """``directory/custom.keras``, whose one layer is ``fleet_layers.Doubled`` (``directory/fleet_layers.py``)."""
     import importlib.util
 
     import keras
-    import yaml
 
-    (tmp_path / "fleet_layers.py").write_text(CUSTOM_LAYERS)
-    spec = importlib.util.spec_from_file_location("fleet_layers", tmp_path / "fleet_layers.py")
+    (directory / "fleet_layers.py").write_text(CUSTOM_LAYERS)
+    spec = importlib.util.spec_from_file_location("fleet_layers", directory / "fleet_layers.py")
     layers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(layers)
     inputs = keras.Input((4,), name="x")
-    keras.Model(inputs, layers.Doubled()(inputs)).save(str(tmp_path / "custom.keras"))
-    with open(tmp_path / "m.yaml", "w") as f:
-        yaml.safe_dump({"defaults": {"to": ["tflite"], "report_runs": 1},
-                        "models": [{"name": "custom", "path": "custom.keras", "custom-objects": "fleet_layers"}]}, f)
-    result = _run([sys.executable, os.path.join(ROOT, "scripts", "convert_fleet.py"), str(tmp_path / "m.yaml")])
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert os.path.exists(tmp_path / "fleet_out" / "custom" / "model.fp32.tflite")
+    keras.Model(inputs, layers.Doubled()(inputs)).save(str(directory / "custom.keras"))
 
 
 def test_fleet_unknown_option_names_the_closest(tmp_path):

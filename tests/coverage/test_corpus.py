@@ -28,6 +28,9 @@ TFLITE_CANNOT = {
                                      "chars2vec", "mhcnuggets", "textgenrnn", "adtlib-kick", "sleepecg-ws-gru",
                                      "imspy-prosit", "ionmob-gru", "chiron-dna")},
     "deepbrain": "TFLite builtins lack MaxPool3D",
+    # a TF 1.12 dynamic_rnn: TensorArrayV3 ops in a v1 while loop, which TFLite cannot lower at any batch (the
+    # plain converter cannot be tried: TF 2 cannot import the graph's ExperimentalFunctionBufferingResource)
+    "address-net": "TFLite builtins lack TF1's TensorArrayV3 ops (a v1 dynamic_rnn loop)",
 }
 # First contact that still fails after issue 24's fixes (README "Real-model corpus"), by class; not
 # strict, so a fix that flips one shows as XPASS.
@@ -48,9 +51,8 @@ STILL_FAILING = {
           "converter lowers it to builtins at batch 1" for n in ("crema-chord", "dgaintel", "seeker")},
     "mtcnn-pnet": "the LiteRT runner allocates at the placeholder shape (1x1x1x3) before resizing: valid convs "
                   "have no output there",
-    "address-net": "output choice on a two-tower training checkpoint: 32 candidates, mostly variable-free sinks; "
-                   "with --outputs, resource variables read inside while loops are not frozen",
-    "misic": "TFLite and OpenVINO 1.2e-4: verified by tfopt but above this test's 1e-4 bound",
+    # misic: TFLite and OpenVINO max abs err 1.2e-4 on a 0..1 sigmoid map is a scaled error of 6.1e-5
+    # (tfopt.verification.tolerances.scaled_error), inside the bound below: it is no longer listed here
 }
 
 

@@ -1,5 +1,6 @@
 """`tfopt debug compare` pinpoints a perturbed layer in all three targets, and splits an int8
-artifact's error into conversion and quantization, with the real converters and runtimes."""
+artifact's error into conversion and quantization, with the real converters and runtimes; the layer
+alignment it stands on, on the same real artifacts."""
 
 from __future__ import annotations
 
@@ -32,6 +33,25 @@ def test_fp32_artifact_agrees_with_tf_at_every_layer(target, debug_models, porta
     (artifact,) = result["artifacts"]
     assert artifact["compared"] >= 4 and artifact["first_jump"] is None
     assert max(r["rel_err"] for r in artifact["layers"]) < FP32_REL, artifact["layers"]
+
+
+@pytest.mark.parametrize("target", ["tflite", "onnx", "openvino"])
+def test_every_conv_layer_of_a_real_artifact_is_aligned(target, debug_models, portable):
+    """The alignment (:mod:`tfopt.runtimes.align`) on the real fp32 artifacts, opened with their
+    intermediate tensors kept: each ReLU (the boundary of conv+bias+relu) and the output has a tensor.
+    (Here, not in a file of its own: the session's debug models are built once per test process.)"""
+    from tfopt.debug.intermediates import open_intermediates
+    from tfopt.runtimes.align import align, boundaries
+    from tfopt.targets import target_of_file
+
+    path = debug_models["fp32"][target]
+    record = target_of_file(path)
+    opened = open_intermediates(target, os.path.join(path, record.run_file) if os.path.isdir(path) else path, portable)
+    chosen = boundaries(align(portable.graph_def, opened.tensors, opened.anchors),
+                        {t.key for t in opened.tensors if t.value} - opened.interior)
+    relus = [n.name for n in portable.graph_def.node if n.op == "Relu"]
+    assert len(relus) == 3 and all(r in chosen for r in relus), sorted(chosen)
+    assert portable.outputs[0].node in chosen
 
 
 @pytest.mark.parametrize("target", ["tflite", "onnx", "openvino"])

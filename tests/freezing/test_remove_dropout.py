@@ -107,3 +107,80 @@ def test_training_default_is_overridden_and_set_still_accepted():
     assert not RANDOM & set(ops(frozen))
     frozen, _ = tfopt.freeze(model, set={"drop_prob": 0.0})  # the public API: keywords = CLI names
     assert not RANDOM & set(ops(frozen))
+
+
+def _training_checkpoint(directory, *, form, keep, in_loop, optimizer, seed):
+    """A TF1 checkpoint whose dropout has a *constant* keep probability (an Estimator's TRAIN-mode graph),
+    in TF <= 1.12's ``x / k * floor(k + U)`` form or today's ``x * 1/(1-r) * (U >= r)``, inside a while loop
+    body or not, with or without its optimizer. Returns the prefix, an input and the output of the same
+    weights without dropout (a second graph restored from the checkpoint)."""
+    from tfopt._tf import tf
+    from tfopt.demos.examples import control_flow_v1
+
+    t = tf()
+    v1 = t.compat.v1
+    rng = np.random.default_rng(seed)
+    xs = rng.standard_normal((3, 4)).astype(np.float32)
+
+    def build(with_dropout):
+        x = v1.placeholder(t.float32, [None, 4], name="x")
+        w = v1.get_variable("w", initializer=rng.standard_normal((4, 4)).astype(np.float32), use_resource=True)
+
+        def drop(h):
+            if not with_dropout:
+                return h
+            if form == "floor":
+                k = t.constant(keep, name="keep_prob")
+                return h / k * t.floor(k + v1.random_uniform(t.shape(h)))
+            return v1.nn.dropout(h, rate=1.0 - keep)
+
+        if in_loop:
+            h = v1.while_loop(lambda i, h: i < 2, lambda i, h: (i + 1, drop(t.tanh(t.matmul(h, w)))), [0, x])[1]
+        else:
+            h = drop(t.tanh(t.matmul(x, w)))
+        y = t.identity(t.reduce_sum(h, 1, keepdims=True) * 2.0, name="y")
+        if optimizer and with_dropout:
+            v1.train.AdamOptimizer(0.01).minimize(t.reduce_mean(t.square(y)))
+        return y
+
+    for with_dropout in (True, False):
+        graph = t.Graph()
+        with graph.as_default(), control_flow_v1():
+            y = build(with_dropout)
+            saver = v1.train.Saver([v for v in v1.global_variables() if v.op.name == "w"])
+            with v1.Session(graph=graph) as sess:
+                if with_dropout:
+                    sess.run(v1.global_variables_initializer())
+                    prefix = saver.save(sess, f"{directory}/model.ckpt")
+                else:
+                    saver.restore(sess, prefix)
+                    expected = sess.run(y, {"x:0": xs})
+    return prefix, xs, expected
+
+
+TRAINING = [("floor", 0.8, True), ("floor", 0.5, False), ("rate", 0.9, True), ("rate", 0.7, False)]
+
+
+@pytest.mark.parametrize(("form", "keep", "in_loop"), TRAINING,
+                         ids=[f"{f}-keep{k}-{'loop' if i else 'plain'}" for f, k, i in TRAINING])
+def test_constant_dropout_of_a_training_mode_graph_is_off_at_inference(tmp_path, form, keep, in_loop):
+    """A graph that holds its optimizer was built in training mode: its constant-rate dropout (no switch
+    to bind) is turned off, the original verified without it, and no random op is left."""
+    prefix, xs, expected = _training_checkpoint(str(tmp_path), form=form, keep=keep, in_loop=in_loop,
+                                                optimizer=True, seed=int(keep * 10))
+    model = tfopt.load(prefix, outputs=["y"])
+    assert model.provenance["training_dropout_off"]
+    frozen, _ = tfopt.freeze(prefix, outputs=["y"])
+    assert not {"RandomUniform", "RandomUniformInt"} & set(ops(frozen))
+    np.testing.assert_allclose(GraphRunner(frozen)({"x": xs})["y"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_constant_dropout_of_an_inference_graph_is_kept(tmp_path):
+    """Without an optimizer the dropout is the author's (Monte Carlo dropout): kept, so the frozen model
+    does not verify against the random original."""
+    from tfopt.errors import VerificationError
+
+    prefix, _, _ = _training_checkpoint(str(tmp_path), form="floor", keep=0.8, in_loop=False, optimizer=False, seed=3)
+    assert "training_dropout_off" not in tfopt.load(prefix, outputs=["y"]).provenance
+    with pytest.raises(VerificationError):
+        tfopt.freeze(prefix, outputs=["y"])

@@ -8,6 +8,7 @@ optimizer (the softmax is the output); several heads (all chosen, every decision
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -304,3 +305,122 @@ def test_a_candidate_that_reads_no_input_is_not_a_head(tmp_path, kind, depth):
     assert [s.name for s in model.inputs] == [x.op.name]
     if kind != "loss-scale":  # (a read feeding the loss's arithmetic is no candidate to begin with)
         assert any("no input" in why for why in model.provenance["output_alternatives"].values())
+
+
+def _towers_checkpoint(directory, *, towers, feed, mirrored, scopes, seed):
+    """A TF1 multi-device training graph: ``towers`` copies of one model (scopes named ``scopes``), each on
+    its slice of the batch (``tf.split`` of placeholders, or one ``tf.data`` iterator's element per copy),
+    all reading one set of resource variables (or per-copy *mirrored* variables initialized from the
+    first copy's initial values, as ``MirroredStrategy`` builds them), each leaving weight-free sinks
+    (a zero state's shape, the lengths' min), ``ArgMax`` of its float head and a loss averaged over the
+    copies. Returns (the float head of the first copy, a batch x, the Session's value of that head at x, the prefix)."""
+    t = tf()
+    v1 = t.compat.v1
+    rng = np.random.default_rng(seed)
+    graph = t.Graph()
+    batch = 2 * towers
+    xs = rng.standard_normal((batch, FEATURES)).astype(np.float32)
+    ys = rng.integers(0, 3, batch)
+    with graph.as_default():
+        if feed == "iterator":
+            data = t.data.Dataset.from_tensor_slices((xs, np.full(batch, 4, np.int32), ys)).batch(2).repeat()
+            elements = [v1.data.make_one_shot_iterator(data).get_next() for _ in range(towers)]
+        else:
+            x = v1.placeholder(t.float32, [None, FEATURES], name="x")
+            lengths = v1.placeholder(t.int32, [None], name="lengths")
+            y = v1.placeholder(t.int64, [None], name="y")
+            elements = list(zip(t.split(x, towers), t.split(lengths, towers), t.split(y, towers)))
+        w0 = rng.standard_normal((FEATURES, 3)).astype(np.float32)
+        losses, heads, primaries = [], [], []
+        for k, (xk, lk, yk) in enumerate(elements):
+            with t.name_scope(scopes[k]) if k else contextlib.nullcontext():
+                if k == 0 or not mirrored:
+                    with v1.variable_scope("net", reuse=k > 0):
+                        w = v1.get_variable("w", initializer=w0, use_resource=True)
+                        b = v1.get_variable("b", [3], initializer=v1.zeros_initializer(), use_resource=True)
+                    primaries = [w, b]
+                else:  # a mirrored copy: its own variables, initialized from the first copy's initial values
+                    w, b = (v1.Variable(t.identity(p.initial_value), name=f"{p.op.name}/replica_{k}",
+                                        use_resource=True) for p in primaries)
+                logits = t.nn.elu(t.matmul(xk, w) + b)
+                heads.append(logits)
+                t.argmax(logits, 1)
+                t.expand_dims(t.shape(xk)[0], 0)  # a zero state's batch size: reads no weight
+                t.reduce_min(lk)  # dynamic_rnn's min length
+                losses.append(v1.losses.sparse_softmax_cross_entropy(yk, logits))
+        loss = t.add_n(losses) / towers
+        v1.train.AdamOptimizer(0.01).minimize(loss)
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            feed_dict = {} if feed == "iterator" else {"x:0": xs}
+            expected = sess.run(heads[0], feed_dict) if feed == "placeholder" else None
+            prefix = v1.train.Saver().save(sess, os.path.join(directory, "model.ckpt"))
+    return heads[0].op.name, xs, expected, prefix
+
+
+TOWERS = [(1, "placeholder", False), (2, "placeholder", False), (3, "placeholder", True), (2, "iterator", False),
+          (3, "iterator", True)]
+
+
+@pytest.mark.parametrize(("towers", "feed", "mirrored"), TOWERS,
+                         ids=[f"{n}towers-{f}{'-mirrored' if m else ''}" for n, f, m in TOWERS])
+def test_a_multi_device_training_graph_has_one_head(tmp_path, towers, feed, mirrored):
+    """Weight-free sinks are no heads, every copy of the model folds into the first (found by structure:
+    the copies' scopes are random names), and the float head is chosen over its ArgMax and its loss."""
+    rng = np.random.default_rng(towers * 7 + len(feed))
+    scopes = [None] + [f"{''.join(rng.choice(list('abcxyz'), 4))}{k}" for k in range(1, towers)]
+    head, x, expected, prefix = _towers_checkpoint(str(tmp_path), towers=towers, feed=feed, mirrored=mirrored,
+                                                   scopes=scopes, seed=towers)
+    model = tfopt.load(prefix)
+    assert [s.name for s in model.outputs] == [head]
+    why = model.provenance["output_alternatives"]
+    assert sum("replica of" in w for w in why.values()) == towers - 1, why  # each copy's ArgMax
+    assert any("reads no variable" in w or "inputs alone" in w for w in why.values())
+    if feed == "iterator":  # the first copy's element is the input (loaders.pipeline_inputs.cut_pipeline_sources)
+        inputs = [(s.name.endswith("/output_0"), s.dtype, s.shape) for s in model.inputs]
+        assert inputs == [(True, "float32", (None, FEATURES))]
+        assert next(iter(model.provenance["inputs_from_pipeline"].values())).endswith(":0")
+    else:
+        assert [s.name for s in model.inputs] == ["x"]
+        # (the made-up batch of 2 does not split into 3: verified at the batch the towers split)
+        frozen, _ = tfopt.freeze(prefix, verify_shape={"x": list(x.shape)})
+        np.testing.assert_allclose(GraphRunner(frozen)({"x": x})[head], expected, rtol=1e-6, atol=1e-6)
+
+
+def test_siamese_heads_over_shared_weights_are_two_heads(tmp_path):
+    """Two inputs through one set of weights are two heads (not replicas: their inputs differ)."""
+    t = tf()
+    v1 = t.compat.v1
+    graph = t.Graph()
+    with graph.as_default():
+        outs = []
+        for name in ("left", "right"):
+            x = v1.placeholder(t.float32, [None, FEATURES], name=name)
+            with v1.variable_scope("net", reuse=name == "right"):
+                w = v1.get_variable("w", [FEATURES, 3], use_resource=True)
+            outs.append(t.nn.softmax(t.matmul(x, w), name=f"{name}_prob").op.name)
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            prefix = v1.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+    assert sorted(s.name for s in tfopt.load(prefix).outputs) == sorted(outs)
+
+
+@pytest.mark.parametrize("heads", [9, 12])
+def test_too_many_heads_lists_each_with_the_outputs_that_picks_it(tmp_path, heads):
+    """Past MAX_HEADS the choice is left to the user: every remaining head is listed with its --outputs."""
+    from tfopt.errors import GraphError
+
+    t = tf()
+    rng = np.random.default_rng(heads)
+    graph = t.Graph()
+    with graph.as_default():
+        x = t.compat.v1.placeholder(t.float32, [None, FEATURES], name="x")
+        for i in range(heads):
+            t.sigmoid(_logits(t, x, i % 3, 2 + i, rng, None), name=f"head{i}")
+    path = str(tmp_path / "model.pb")
+    with open(path, "wb") as f:
+        f.write(graph.as_graph_def().SerializeToString())
+    with pytest.raises(GraphError) as err:
+        tfopt.load(path)
+    listed = [line.split()[1] for line in str(err.value).splitlines() if line.strip().startswith("--outputs ")]
+    assert listed == [f"head{i}" for i in range(heads)]

@@ -259,51 +259,29 @@ def test_kmeans_1d_keeps_zeros_and_at_most_n_values(init):
     assert np.mean((out - values) ** 2) < np.var(values)  # better than one shared value
 
 
-# --- end to end: tf_keras CNN with BatchNorm, TFMOT, convert, the artifact read back ---------------
-
-@pytest.fixture(scope="module")
-def keras2_bn_digits(tmp_path_factory):
-    pytest.importorskip("tensorflow_model_optimization")
-    import tf_keras as keras
-
-    from tfopt.demos.examples import digits
-
-    x_train, y_train, x_test, y_test = digits()
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 1), name="images")
-    h = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="conv1")(inputs)
-    h = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn1")(h))
-    h = keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="conv2")(h)
-    h = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn2")(h))
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="probs")(h))
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x_train, y_train, epochs=6, batch_size=64, verbose=0)
-    root = tmp_path_factory.mktemp("keras2bn")
-    model.save(str(root / "digits_bn.h5"))
-    np.savez(root / "eval.npz", images=x_test, labels=y_test)
-    return {"path": str(root / "digits_bn.h5"), "eval": str(root / "eval.npz"), "model": model, "x": x_test}
-
+# --- end to end: the session's tf_keras digits CNN with BatchNorm (tests/conftest.py), TFMOT, convert,
+# the artifact read back -------------------------------------------------------------------------
 
 def _artifact_kernels(path):
     from tfopt.targets import TABLE
 
-    # the conv kernels (144 and 4608 values; the folded biases have 16 and 32), read flat from the flatbuffer
+    # the clustered conv kernels (conv1's 144 values, BatchNorm folded into them; the 1x1 conv2's 512, no
+    # BatchNorm; the biases have 16 and 32), read flat from the flatbuffer
     return {layer: w for name, w in TABLE["tflite"].call("weights", path) for layer in ("conv1", "conv2")
             if f"/{layer}/" in name and w.size >= 100}
 
 
-def test_artifact_holds_n_values_per_kernel(keras2_bn_digits, tmp_path):
+def test_artifact_holds_n_values_per_kernel(keras2_digits, tmp_path):
     from tfopt.conversion.convert import convert
     from tfopt.conversion.manifest import manifest_model
     from tfopt.runtimes import runner_for
 
     n = 16
-    plain = convert(keras2_bn_digits["path"], str(tmp_path / "plain"), to=["tflite"], cluster=n,
-                    skip=["cluster_weights"], report_runs=1)
+    plain = convert(keras2_digits["path"], str(tmp_path / "plain"), to=["tflite"], cluster=n, exclude=["probs"],
+                    skip=["cluster_weights"], report_runs=1)  # the same but for the snapping
     out = str(tmp_path / "folded")
-    result = convert(keras2_bn_digits["path"], out, to=["tflite"], cluster=n, exclude=["probs"],
-                     eval_data=keras2_bn_digits["eval"], report_runs=1)
+    result = convert(keras2_digits["path"], out, to=["tflite"], cluster=n, exclude=["probs"],
+                     eval_data=keras2_digits["eval"], report_runs=1)
     path = os.path.join(out, "model.fp32.tflite")
     kernels = _artifact_kernels(path)
     assert len(kernels) == 2 and all(len(np.unique(w)) <= n for w in kernels.values())
@@ -313,11 +291,13 @@ def test_artifact_holds_n_values_per_kernel(keras2_bn_digits, tmp_path):
     skips = {s for p in result.optimize_report.passes if p.name == "cluster_weights" for s in map(str, p.skips)}
     assert any("layer 'probs' was not clustered (excluded (--exclude))" in s for s in skips)
     snapped = result.report["compression"]["snapped_after_fold"]
-    assert sorted(d["layer"] for d in snapped) == ["conv1", "conv2"]
+    assert [d["layer"] for d in snapped] == ["conv1"]  # the one clustered kernel BatchNorm scaled
+    layers = {r["layer"]: r for r in result.report["compression"]["layers"]}
+    assert layers["dw"]["actions"] == [] and layers["dw"]["left_alone"]  # not clustered, and why
     # numerically, against the float Keras model on the 360 held-out digits: top-1 agreement >= 90%
     # and the probabilities within 0.25 (mean absolute difference <= 0.03)
-    x = keras2_bn_digits["x"]
-    want = keras2_bn_digits["model"].predict(x, verbose=0)
+    x = keras2_digits["x"]
+    want = keras2_digits["model"].predict(x, verbose=0)
     spec = manifest_model(out)
     runner = runner_for("tflite", path, spec)
     got = np.concatenate([runner({"images": x[i:i + 1]})[spec.outputs[0].name] for i in range(len(x))])

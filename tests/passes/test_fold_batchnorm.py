@@ -113,14 +113,22 @@ def test_training_mode_batchnorm_not_folded():
     assert ops(portable)["FusedBatchNormV3"] == 1
 
 
-def test_batchnorm_after_concat_reported():
+# DenseNet's pre-activation BatchNorms (keras.applications.DenseNet121, in the slow lane): after the
+# Concat of a dense block, after the stem's MaxPool
+NOT_FOLDABLE = {
+    "ConcatV2": lambda t, x: t.concat([t.nn.conv2d(x, _w(3, 3, 3, 3), 1, "SAME"), x], axis=-1),
+    "MaxPool": lambda t, x: t.nn.max_pool2d(t.nn.conv2d(x, _w(3, 3, 3, 4), 1, "SAME"), 2, 1, "SAME"),
+}
+
+
+@pytest.mark.parametrize("producer", NOT_FOLDABLE)
+def test_batchnorm_after_concat_reported(producer):
     def build(t):
         x = t.compat.v1.placeholder(t.float32, (1, 8, 8, 3), name="x")
-        a = t.nn.conv2d(x, _w(3, 3, 3, 3), 1, "SAME")
-        t.nn.relu(_fused(t, t.concat([a, x], axis=-1)), name="out")
+        t.nn.relu(_fused(t, NOT_FOLDABLE[producer](t, x)), name="out")
     model = graph_model(build, {"x": (1, 8, 8, 3)}, ["out"])
     portable, reasons = _skip_reasons(model)
-    assert "is ConcatV2, not a conv/matmul" in reasons
+    assert f"is {producer}, not a conv/matmul" in reasons
     after = ops(portable)
     assert "FusedBatchNormV3" not in after and after["Mul"] == 1 and after["AddV2"] == 1  # lowered
     x = RNG.normal(0, 1, (1, 8, 8, 3)).astype(np.float32)

@@ -1,7 +1,11 @@
 """Readers of a resource handle rewritten to read a value, so the handle's node can become the value.
 
 ``ReadVariableOp(h)`` => ``Identity(h)``; a resource-typed ``Identity(h)`` carries the value;
-``ResourceGather(h, ids)`` => ``GatherV2(h, ids, axis=0)``. The handle's node is then replaced by
+``ResourceGather(h, ids)`` => ``GatherV2(h, ids, axis=0)``. A handle that enters a TF1 ``while_loop``
+(``Enter(h, T=resource)``, a ``dynamic_rnn`` reading its weights in the body) or passes a ``Switch``
+carries the value the same way: its ``T`` becomes the value's dtype, as TensorFlow's own
+``convert_variables_to_constants`` does (``_Enter``/``_Switch`` in ``convert_to_constants.py``), and
+the readers behind it are rewritten; nested loops chain ``Enter`` nodes. The handle's node is then replaced by
 the value's node (a ``Const``, or the ``ImmutableConst`` of a tensor kept outside the graph) under
 the same name, so no consumer is rewired. Any other consumer (an Assign, an optimizer apply) is
 training-only and left for pruning; an inference op with no value form blocks the rewrite.
@@ -14,6 +18,10 @@ from typing import Any
 from tfopt._tf import make_const
 from tfopt.graph import DT_INT32, consumers, rewrite_node
 from tfopt.loaders.training_nodes import is_training_node
+
+# Ops that pass a resource handle on unchanged (into a loop frame, down a cond branch): given the value
+# instead, they pass the value on.
+PASS_THROUGH = frozenset({"Identity", "Enter", "RefEnter", "Switch", "RefSwitch"})
 
 
 def read_as_value(graph_def: Any, name: str, dtype: int, users: dict[str, list[tuple[Any, int]]] | None = None) -> Any:
@@ -29,7 +37,7 @@ def read_as_value(graph_def: Any, name: str, dtype: int, users: dict[str, list[t
     if blocker is not None:
         return blocker
     for reader in readers:
-        if reader.op == "Identity":  # a resource-typed Identity now carries the value
+        if reader.op in PASS_THROUGH:  # a resource-typed Identity/Enter/Switch now carries the value
             reader.attr["T"].type = dtype
         elif reader.op == "ReadVariableOp":
             reader.op = "Identity"
@@ -41,15 +49,15 @@ def read_as_value(graph_def: Any, name: str, dtype: int, users: dict[str, list[t
 
 
 def _resource_readers(users: dict[str, list[tuple[Any, int]]], name: str) -> tuple[list[Any], Any]:
-    """Nodes reading resource ``name`` (through Identity chains), or the first one that can't be
-    converted. Assigns and optimizer applies are training-only and ignored (pruned later)."""
+    """Nodes reading resource ``name`` (through :data:`PASS_THROUGH` chains), or the first one that
+    can't be converted. Assigns and optimizer applies are training-only and ignored (pruned later)."""
     readers, stack, seen = [], [name], set()
     while stack:
         for user, idx in users.get(stack.pop(), []):
             if user.input[idx].startswith("^") or user.name in seen:
                 continue
             seen.add(user.name)
-            if user.op == "Identity":
+            if user.op in PASS_THROUGH:
                 readers.append(user)
                 stack.append(user.name)
             elif user.op in ("ReadVariableOp", "ResourceGather"):

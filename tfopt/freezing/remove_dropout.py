@@ -140,7 +140,7 @@ def find_dropouts(graph_def: Any) -> list[dict[str, Any]]:
 
 
 def _describe(nodes: dict[str, Any], name: str, scaled: str, knob: str, kind: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"node": name, "knob_ref": knob, "kind": kind, "x": None, "reason": None}
+    entry: dict[str, Any] = {"node": name, "knob_ref": knob, "kind": kind, "x": None, "reason": None, "scaled": scaled}
     value = const_scalar(nodes, knob)
     entry["value"] = value
     identity = 0.0 if kind == "rate" else 1.0
@@ -253,6 +253,59 @@ def _sign_flips(nodes: dict[str, Any], ref: str, target: str) -> int | None:
         name = _source(nodes, node.input[1])
         flips += 1
     return flips
+
+
+def training_mode_off(graph_def: Any) -> list[str]:
+    """Set each dropout's *constant* keep probability (rate) to the value that turns it off, in place
+    (and its scale ``1 / keep`` to 1 when that is a constant of its own), and return the constants changed: for a graph built in training mode (it holds its own optimizer),
+    whose dropout has no switch to bind (an Estimator's ``mode == TRAIN`` graph: ``floor(0.8 + U)``
+    inside a ``dynamic_rnn`` loop). Inverted dropout's expectation is the identity
+    (``E[x / k * floor(k + U)] = x``), which is what inference computes; :class:`RemoveDropout` then
+    removes it. A constant that anything besides its dropouts reads is left alone.
+    """
+    from tfopt._tf import const_value, make_const
+
+    nodes = node_map(graph_def)
+    users = consumers(graph_def)
+    found = [d for d in find_dropouts(graph_def) if d["value"] is not None and d["reason"] is not None
+             and d["value"] != (0.0 if d["kind"] == "rate" else 1.0)]
+    changed = []
+    for d in found:
+        const = _constant_behind(nodes, d["knob_ref"])
+        if const is None or const in changed:
+            continue
+        mine = _dropout_side(nodes, d["node"])
+        if not all(u.name in mine for u, _ in _data_users(users, const)):
+            continue  # the constant also feeds something else: not only a dropout's
+        keep = d["value"] if d["kind"] == "keep" else 1.0 - d["value"]
+        # x * (1 / keep) with its own constant (TF 2's dropout computes the scale in Python): 1 as well
+        scaling = nodes.get(_source(nodes, d["scaled"]))
+        factor = _constant_behind(nodes, scaling.input[1]) if scaling is not None and scaling.op == "Mul" else None
+        for name, value in ((const, 1.0 if d["kind"] == "keep" else 0.0), (factor, 1.0)):
+            if name is None or (name == factor and (name == const or not np.isclose(
+                    const_scalar(nodes, name) or 0.0, 1.0 / keep, rtol=1e-5) or not all(
+                    u.name in mine for u, _ in _data_users(users, name)))):
+                continue
+            old = np.asarray(const_value(nodes[name]))
+            nodes[name].attr["value"].CopyFrom(make_const(name, np.full(old.shape, value, dtype=old.dtype)).attr["value"])
+            changed.append(name)
+    return changed
+
+
+def _constant_behind(nodes: dict[str, Any], ref: str) -> str | None:
+    """The one ``Const`` a knob is read from (through Identity and loop-invariant ``Enter``)."""
+    name = _source(nodes, ref)
+    return name if name in nodes and nodes[name].op == "Const" else None
+
+
+def _dropout_side(nodes: dict[str, Any], applier: str) -> set[str]:
+    """The dropout's own nodes: its applier and the nodes up to four data steps behind it, which hold
+    its mask (``floor(k + U)``, ``U >= rate``) and its scaling (``x / k``, ``x * 1 / (1 - rate)``)."""
+    out, frontier = {applier}, [applier]
+    for _ in range(4):
+        frontier = [tensor_node(r) for n in frontier if n in nodes for r in nodes[n].input if not is_control(r)]
+        out.update(frontier)
+    return out
 
 
 class RemoveDropout(Pass):

@@ -41,10 +41,12 @@ def resolve_outputs(graph_def: Any, requested: list[str], path: str) -> tuple[li
     if not explained:
         raise GraphError(f"{path}: found no forward-graph output; name them with --outputs NODE [NODE ...]")
     choice = choose_outputs(graph_def, explained)
-    if len(choice.chosen) > MAX_HEADS:
-        candidates = list(explained)
-        shown = "; ".join(f"{c} ({explained[c]})" for c in candidates[:20]) + (" ..." if len(candidates) > 20 else "")
-        raise GraphError(f"{path}: {len(candidates)} candidate outputs: {shown}. Choose with --outputs NODE [NODE ...]")
+    if len(choice.chosen) > MAX_HEADS:  # what is left after every rule: each with the --outputs that picks it
+        left = choice.chosen
+        shown = "\n".join(f"  --outputs {c}    ({choice.reasons[c]})" for c in left[:20])
+        raise GraphError(f"{path}: {len(left)} heads remain of {len(explained)} candidate outputs ({len(explained) - len(left)} "
+                         f"set aside: weight-free, replicas, decisions, losses); choose one or more:\n{shown}"
+                         + ("\n  ..." if len(left) > 20 else "") + "\n(several: --outputs NODE [NODE ...])")
     if not choice.certain:
         log.warning("%s", choice.message(path))
     return choice.chosen, choice.provenance()

@@ -26,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfopt.graph import FLOAT_TYPES, PLACEHOLDER_OPS, ancestors, dtype_name, node_map, tensor_node
+from tfopt.graph import FLOAT_TYPES, PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, dtype_name, node_map, tensor_node
+from tfopt.loaders.pipeline_inputs import is_pipeline_source
 
 # Ops that pass one float tensor on, reshaped, transposed (a time-major copy for a CTC loss) or
 # squashed, without weights: a head's own form.
@@ -67,10 +68,16 @@ def _data_inputs(node: Any, nodes: dict[str, Any]) -> list[Any]:
     return [n for n in found if n.op != "Const"]
 
 
+def is_source(node: Any) -> bool:
+    """Where the model's inputs come from: a placeholder, or a ``tf.data`` iterator's next element
+    (a training graph fed by its pipeline has no placeholder at all)."""
+    return node.op in PLACEHOLDER_OPS or is_pipeline_source(node.op)
+
+
 def _reaches(node: Any, nodes: dict[str, Any], bad: Callable[[Any], bool], *, missing_bad: bool = False) -> bool:
     """Walk back from ``node`` through data inputs, stopping at constants, :data:`SHAPE_OPS` and
-    placeholders: True when ``bad(n)`` holds for a node on the way (placeholders included), or, with
-    ``missing_bad``, when an input names no node of the graph. Iterative: graphs are deep."""
+    sources (:func:`is_source`): True when ``bad(n)`` holds for a node on the way (sources included),
+    or, with ``missing_bad``, when an input names no node of the graph. Iterative: graphs are deep."""
     stack, seen = [node], set()
     while stack:
         cur = stack.pop()
@@ -81,7 +88,7 @@ def _reaches(node: Any, nodes: dict[str, Any], bad: Callable[[Any], bool], *, mi
             continue
         if bad(cur):
             return True
-        if cur.op in PLACEHOLDER_OPS:
+        if is_source(cur):
             continue
         refs = [tensor_node(r) for r in cur.input if not r.startswith("^")]
         if missing_bad and any(r not in nodes for r in refs):
@@ -93,7 +100,7 @@ def _reaches(node: Any, nodes: dict[str, Any], bad: Callable[[Any], bool], *, mi
 def _value_free(node: Any, nodes: dict[str, Any]) -> bool:
     """True when ``node``'s value depends on no tensor's values, only on constants and on shapes
     (``Shape``/``Size``/``Rank`` of something): a threshold such as ``ones_like(x) * 0.5``."""
-    return not _reaches(node, nodes, lambda n: n.op in PLACEHOLDER_OPS or not n.input, missing_bad=True)
+    return not _reaches(node, nodes, lambda n: is_source(n) or not n.input, missing_bad=True)
 
 
 def decision_source(node: Any, nodes: dict[str, Any]) -> tuple[list[str], Any | None]:
@@ -163,27 +170,63 @@ def _rank(reason: str) -> int:
 
 BOOKKEEPING = "computed from the inputs alone, no float computation of the model (e.g. a RNN's min/max length)"
 INPUT_FREE = "computed from no input, only variables and constants (e.g. a learning rate's read)"
+WEIGHT_FREE = ("reads no variable: a function of the inputs' sizes, lengths or labels only (e.g. a RNN's zero "
+               "state or min length, the labels' reshape)")
+REPLICA = "a replica of {}: the same computation over the same variables (another device's tower)"
+
+
+def reads_no_variable(node: Any, nodes: dict[str, Any]) -> bool:
+    """Computed without the value of any variable (shapes of things aside): no weight of the model."""
+    return not _reaches(node, nodes, lambda n: n.op in VARIABLE_OPS)
+
+
+def _set_aside(graph_def: Any, nodes: dict[str, Any], reasons: dict[str, str]) -> dict[str, str]:
+    """Candidates that are no head of their own, each with why (see :func:`choose_outputs`)."""
+    from tfopt.loaders.replicas import find_replicas
+
+    sources = {n.name for n in graph_def.node if is_source(n)}
+    out = {n: BOOKKEEPING for n in reasons if not is_float(nodes[n]) and is_bookkeeping(nodes[n], nodes)}
+    out |= {n: INPUT_FREE for n in reasons if n not in out
+            and not ancestors(graph_def, [n], follow_control=False) & sources}
+    if any(n.op in VARIABLE_OPS for n in graph_def.node):  # a graph with weights: a head reads some
+        out |= {n: WEIGHT_FREE for n in reasons if n not in out and reads_no_variable(nodes[n], nodes)}
+    replicas = find_replicas(graph_def, [n for n in reasons if n not in out])
+    return out | {n: REPLICA.format(of) for n, of in replicas.items()}
 
 
 def is_bookkeeping(node: Any, nodes: dict[str, Any]) -> bool:
-    """An int/bool tensor no float op of the model feeds: only placeholders, constants and int ops
+    """An int/bool tensor no float op of the model feeds: only sources, constants and int ops
     (``reduce_min(seq_len)`` that TF1's ``dynamic_rnn`` leaves unused, ``shape(x)[0]``)."""
-    return not _reaches(node, nodes, lambda n: n.op not in PLACEHOLDER_OPS and is_float(n))
+    return not _reaches(node, nodes, lambda n: not is_source(n) and is_float(n))
+
+
+def _loss_of_another_head(graph_def: Any, head: list[str], heads: list[list[str]], reasons: dict[str, str],
+                          alternatives: dict[str, str]) -> bool:
+    """A head whose forms all feed only the loss and are computed from another head (the loss of the
+    prediction, averaged over a training graph's towers) is that head's loss, not a head: listed in
+    ``alternatives``, True. Losses need labels; the head they are computed from is the prediction."""
+    if not all(reasons[m].startswith(LOSS_REASON) for m in head):
+        return False
+    above = ancestors(graph_def, head, follow_control=False)
+    source = next((c for other in heads if other is not head for c in other if c in above), None)
+    if source is None:
+        return False
+    alternatives.update({m: f"{reasons[m]}: computed from the head {source} (a loss needs labels)" for m in head})
+    return True
 
 
 def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
     """Group ``reasons``' candidates (from ``explain_outputs``) into heads and pick in each.
-    Candidates that are :func:`is_bookkeeping`, or read no input at all (a second model copy's
-    learning-rate variable), become alternatives when any other candidate is not;
+    Candidates that are :func:`is_bookkeeping`, read no input at all (a second model copy's
+    learning-rate variable), read no variable in a graph that has some (:func:`reads_no_variable`: a
+    RNN's zero state, the labels' reshape), or replicate another candidate (:mod:`tfopt.loaders.replicas`:
+    a training graph's towers) become alternatives when any other candidate is not;
     evaluation heads (:mod:`tfopt.loaders.evaluation_heads`: they need labels) become alternatives, replaced
     by their predictions when no candidate is an inference head."""
     from tfopt.loaders.evaluation_heads import find_evaluation
 
     nodes = node_map(graph_def)
-    placeholders = {n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS}
-    set_aside = {n: BOOKKEEPING for n in reasons if not is_float(nodes[n]) and is_bookkeeping(nodes[n], nodes)}
-    set_aside |= {n: INPUT_FREE for n in reasons if n not in set_aside
-                  and not ancestors(graph_def, [n], follow_control=False) & placeholders}
+    set_aside = _set_aside(graph_def, nodes, reasons)
     if set_aside and len(set_aside) < len(reasons):
         kept = {n: why for n, why in reasons.items() if n not in set_aside}
         choice = choose_outputs(graph_def, kept)
@@ -201,6 +244,7 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
         return choice
     groups: dict[str, list[str]] = {}
     decided: dict[str, str] = {}
+    decides_on: dict[str, str] = {}  # decision -> the float tensor it decides on
     for name in reasons:
         node = nodes[name]
         if is_float(node):
@@ -210,24 +254,30 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
             root = head_root(source, nodes) if source is not None else name
             if source is not None:
                 decided[name] = f"{node_dtype(node)} {node.op} of {source.name}"
+                decides_on[name] = source.name
         groups.setdefault(root, []).append(name)
     chosen: list[str] = []
     alternatives: dict[str, str] = {}
     reasons = dict(reasons)
+    heads: list[list[str]] = []
     for members in groups.values():
         floats = [m for m in members if is_float(nodes[m])]
-        if not floats:  # only decisions: the float tensor they decide on is the head (prob, not prob > 0.5)
-            sources = [decision_source(nodes[m], nodes)[1] for m in members]
-            for source in sorted({n.name for n in sources if n is not None}):
-                reasons.setdefault(source, f"the float tensor {', '.join(members)} decides on")
+        decisions = [m for m in members if m in decided]
+        if decisions and all(reasons[m].startswith(LOSS_REASON) for m in floats):
+            # only decisions, or besides them the loss's own copy: the float tensor they decide on is the
+            # head (prob, not prob > 0.5; logits, not argmax(logits) nor the loss's Reshape(logits))
+            for source in sorted({decides_on[m] for m in decisions}):
+                reasons.setdefault(source, f"the float tensor {', '.join(decisions)} decides on")
                 floats.append(source)
         rank = {m: _rank(reasons[m]) for m in floats}  # the most final form of the head wins
         preferred = [m for m in floats if rank[m] == min(rank.values())] if floats else members
-        chosen += preferred
+        heads.append(preferred)
         for m in members:
             if m in preferred:
                 continue
             what = decided.get(m, f"{node_dtype(nodes[m])}, {reasons[m]}")
             alternatives[m] = f"{what}: the float head {', '.join(preferred)} is chosen"
+    for head in heads:
+        chosen += head if not _loss_of_another_head(graph_def, head, heads, reasons, alternatives) else []
     order = list(reasons)
     return OutputChoice(sorted(chosen, key=order.index), reasons, alternatives)

@@ -26,7 +26,8 @@ from tfopt.external.tensors import EXTERNAL_DTYPES, store_large
 from tfopt.graph import VARIABLE_OPS, Model, ancestors, node_map, subgraph, tensor_node
 from tfopt.graphdef.order import check_acyclic
 from tfopt.loaders._signature import adopt_recorded_shapes, input_specs, output_specs, resolve_outputs
-from tfopt.loaders.training_nodes import is_training_node
+from tfopt.loaders.pipeline_inputs import cut_pipeline_sources
+from tfopt.loaders.training_nodes import is_training_graph, is_training_node
 
 FORMAT = "tf1-checkpoint"
 log = logging.getLogger(__name__)
@@ -176,7 +177,21 @@ def load(path: str, options: Any) -> Model:
     keep = ancestors(full, outputs, skip_edge=lambda _node, ref: ref.startswith("^") and
                      tensor_node(ref) in full_nodes and is_training_node(full_nodes[tensor_node(ref)]))
     graph_def = subgraph(full, keep)
+    pipeline = cut_pipeline_sources(graph_def)  # inputs taken from a tf.data iterator become placeholders
+    if pipeline:
+        graph_def = subgraph(graph_def, ancestors(graph_def, outputs))
+        log.warning("%s: the model reads its inputs from a tf.data pipeline; its elements are the inputs: %s "
+                    "(name them in --inputs, --set, --verify-shape)", meta,
+                    ", ".join(f"{name} (was {was})" for name, was in pipeline.items()))
     check_acyclic(graph_def, meta)
+    dropout_off: list[str] = []
+    if is_training_graph(full):  # a TRAIN-mode graph: its constant-rate dropout is off at inference
+        from tfopt.freezing.remove_dropout import training_mode_off
+
+        dropout_off = training_mode_off(graph_def)
+        if dropout_off:
+            log.warning("%s: a training-mode graph (it holds its optimizer): dropout at a constant rate turned "
+                        "off for inference in %d place(s) (%s)", meta, len(dropout_off), ", ".join(dropout_off[:3]))
     for node in graph_def.node:
         node.attr.pop("_output_shapes", None)
         node.ClearField("device")
@@ -210,7 +225,9 @@ def load(path: str, options: Any) -> Model:
         provenance={"format": FORMAT, "path": path, "meta": meta, "checkpoint": prefix,
                     "source_nodes": len(full.node), "variables": len(variables),
                     "variable_bytes": int(sum(v.nbytes for v in values.values())),
-                    **({"variables_from": prefix} if elsewhere else {}), **chosen_from},
+                    **({"variables_from": prefix} if elsewhere else {}), **chosen_from,
+                    **({"inputs_from_pipeline": pipeline} if pipeline else {}),
+                    **({"training_dropout_off": dropout_off} if dropout_off else {})},
         reference=reference,
         variable_values=values.__getitem__,
         external=external,

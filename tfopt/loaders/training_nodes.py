@@ -86,6 +86,11 @@ def _selects_branch(graph_def: Any, name: str) -> bool:
     return False
 
 
+def is_training_graph(graph_def: Any) -> bool:
+    """A graph built in training mode: it holds its own optimizer (an ``Apply*`` update op)."""
+    return any(n.op.startswith(TRAINING_OP_PREFIXES) for n in graph_def.node)
+
+
 def training_flags(graph_def: Any) -> list[str]:
     return [n.name for n in graph_def.node if is_training_flag(n, graph_def)]
 
@@ -95,8 +100,9 @@ def output_candidates(graph_def: Any) -> list[str]:
     return list(explain_outputs(graph_def))
 
 
-GRAD_SCOPE = re.compile(r"^gradients(_\d+)?/(?P<fwd>.+?)_grad/")
-GRAD_YS = re.compile(r"^gradients(_\d+)?/(grad_ys_\d+|Fill)$")
+# ``tf.gradients`` under a scope (a tower's ``tower_1/gradients/tower_1/mul_grad/...``) names it the same way.
+GRAD_SCOPE = re.compile(r"^(.*?/)?gradients(_\d+)?/(?P<fwd>.+?)_grad/")
+GRAD_YS = re.compile(r"^(.*?/)?gradients(_\d+)?/(grad_ys_\d+|Fill)$")
 _SHAPE_OPS = frozenset({"Shape", "ShapeN", "Size", "Rank"})
 
 

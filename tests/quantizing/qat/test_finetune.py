@@ -1,6 +1,7 @@
 """int8 by quantization-aware fine-tune from the engine's ranges (tfopt.quantizing.qat.finetune / qat_init):
 TFMOT wrappers start at the engine's ranges, the fine-tuned int8 artifacts run int8 kernels in LiteRT,
-ONNX Runtime and OpenVINO, and a Keras 3 model is refused with the reason."""
+ONNX Runtime and OpenVINO, and a Keras 3 model is refused with the reason. The model: the session's
+tf_keras digits CNN with BatchNorm (tests/conftest.py: ``keras2_digits``)."""
 
 from __future__ import annotations
 
@@ -23,41 +24,14 @@ TARGETS = ["tflite", "onnx", "openvino"]
 MARGIN = 1.0  # top-1 points the fine-tuned int8 may trail the engine's post-training int8 by (360 test digits)
 
 
-@pytest.fixture(scope="module")
-def digits_bn(tmp_path_factory):
-    """A tf_keras conv net with BatchNorm (Conv->BN->ReLU, depthwise->BN->ReLU6, conv+relu, dense softmax)
-    trained on digits, saved as .h5, with its training, held-out and calibration data."""
-    import tf_keras as keras
-
-    x_train, y_train, x_test, y_test = examples.digits()
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 1), name="images")
-    h = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
-    h = keras.layers.ReLU(name="relu")(keras.layers.BatchNormalization(name="bn")(h))
-    h = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(h)
-    h = keras.layers.ReLU(6.0, name="relu6")(keras.layers.BatchNormalization(name="bn2")(h))
-    h = keras.layers.Conv2D(16, 1, activation="relu", name="pw")(h)
-    h = keras.layers.Flatten()(keras.layers.MaxPooling2D(name="pool")(h))
-    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="probs")(h))
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x_train, y_train, epochs=10, batch_size=32, verbose=0)
-    root = tmp_path_factory.mktemp("qat")
-    model.save(str(root / "digits.h5"))
-    np.savez(root / "train.npz", images=x_train, labels=y_train)
-    np.savez(root / "eval.npz", images=x_test, labels=y_test)
-    np.savez(root / "calib.npz", images=x_train[:200])
-    return {"path": str(root / "digits.h5"), "train": str(root / "train.npz"), "eval": str(root / "eval.npz"),
-            "calib": str(root / "calib.npz"), "root": root, "x": x_train[:200]}
-
-
-def test_wrappers_start_from_the_engine_ranges(digits_bn, tmp_path):
+def test_wrappers_start_from_the_engine_ranges(keras2_digits, tmp_path):
     import tfopt
     from tfopt.quantizing.engine.fake_quant import nudge
     from tfopt.quantizing.engine.quantize import quantize_model
     from tfopt.quantizing.qat.finetune import finetune
 
-    portable, _, _, _ = tfopt.optimize(digits_bn["path"])
-    samples = {"images": digits_bn["x"]}
+    portable, _, _, _ = tfopt.optimize(keras2_digits["path"])
+    samples = {"images": keras2_digits["x_calib"]}
     _, engine = quantize_model(portable, samples, "minmax")
     qat, report = finetune(portable.keepalive, portable, engine.ranges, samples)  # no data: init only
     assert report.epochs == 0
@@ -70,7 +44,8 @@ def test_wrappers_start_from_the_engine_ranges(digits_bn, tmp_path):
         ("quantize_layer", "quantize_layer"): "images:0",
         ("quant_relu", "output"): "model/relu/Relu:0",
         ("quant_relu6", "output"): "model/relu6/Relu6:0",
-        ("quant_pw", "post_activation"): "model/pw/Relu:0",
+        ("quant_conv2", "post_activation"): "model/conv2/Relu:0",
+        ("quant_dense", "post_activation"): "model/dense/Relu:0",
         ("quant_probs", "pre_activation"): "model/probs/BiasAdd:0"}
     for (layer, variable), q in by_layer.items():
         values = {w.name.split("/")[-1].split(":")[0]: float(w.numpy()) for w in qat.get_layer(layer).weights
@@ -98,16 +73,17 @@ def test_wrappers_start_from_the_engine_ranges(digits_bn, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def converted(digits_bn):
+def converted(keras2_digits, tmp_path_factory):
     """The engine's post-training int8 and the fine-tuned int8, in every target, measured on held-out digits."""
-    common = dict(to=TARGETS, quantize=["int8"], calibration=digits_bn["calib"], eval_data=digits_bn["eval"],
+    common = dict(to=TARGETS, quantize=["int8"], calibration=keras2_digits["calib"], eval_data=keras2_digits["eval"],
                   report_runs=1)
-    ptq = convert(digits_bn["path"], str(digits_bn["root"] / "ptq"), **common)
-    out = str(digits_bn["root"] / "qat")
+    root = tmp_path_factory.mktemp("qat")
+    ptq = convert(keras2_digits["path"], str(root / "ptq"), **common)
+    out = str(root / "qat")
     with counting(np, "load") as counts:
-        qat = convert(digits_bn["path"], out, finetune_data=digits_bn["train"], finetune_epochs=2, **common)
-    return {"ptq": ptq, "qat": qat, "out": out, "reads": reads(counts, digits_bn["train"], digits_bn["eval"],
-                                                                digits_bn["calib"])}
+        qat = convert(keras2_digits["path"], out, finetune_data=keras2_digits["train"], finetune_epochs=2, **common)
+    return {"ptq": ptq, "qat": qat, "out": out,
+            "reads": reads(counts, keras2_digits["train"], keras2_digits["eval"], keras2_digits["calib"])}
 
 
 def test_each_data_file_is_read_once(converted):
@@ -125,7 +101,7 @@ def test_finetuned_int8_runs_int8_kernels_in_every_target(converted):
     tuned = record["qat_finetune"]
     assert record["recipe"] == {t: "mse+qat_finetune" for t in TARGETS}
     assert tuned["epochs"] == 2 and tuned["samples"] == 1437 and tuned["measured_on"] == "eval-data"
-    assert tuned["range_sources"] == {"engine": 5} and tuned["after"] is not None
+    assert tuned["range_sources"] == {"engine": 6} and tuned["after"] is not None
 
 
 def test_finetuned_int8_is_as_accurate_as_post_training(converted):
@@ -139,21 +115,21 @@ def test_finetuned_int8_is_as_accurate_as_post_training(converted):
 
 
 @pytest.mark.parametrize("kind", ["keras3", "savedmodel"])
-def test_a_model_tfmot_cannot_wrap_is_refused(digits_bn, tmp_path, kind):
+def test_a_model_tfmot_cannot_wrap_is_refused(keras2_digits, tmp_path, kind):
     import keras
 
     model = examples.keras_cnn()
     path = str(tmp_path / ("k3.keras" if kind == "keras3" else "sm"))
     model.save(path) if kind == "keras3" else model.export(path, verbose=False)
     with pytest.raises(OptionError, match="needs a Keras 2 \\(tf_keras\\) model") as info:
-        convert(path, str(tmp_path / "out"), to=["tflite"], quantize=["int8"], calibration=digits_bn["calib"],
-                finetune_data=digits_bn["train"])
+        convert(path, str(tmp_path / "out"), to=["tflite"], quantize=["int8"], calibration=keras2_digits["calib"],
+                finetune_data=keras2_digits["train"])
     assert ("Keras 3 model" in str(info.value)) == (kind == "keras3")
     assert keras.__version__.startswith("3")
 
 
-def test_cli_refuses_finetune_data_without_int8(digits_bn, tmp_path, capsys):
-    code = cli.main(["convert", digits_bn["path"], "-o", str(tmp_path / "out"), "--to", "tflite",
-                     "--finetune-data", digits_bn["train"]])
+def test_cli_refuses_finetune_data_without_int8(keras2_digits, tmp_path, capsys):
+    code = cli.main(["convert", keras2_digits["path"], "-o", str(tmp_path / "out"), "--to", "tflite",
+                     "--finetune-data", keras2_digits["train"]])
     assert code == 2 and "--finetune-data fine-tunes --cluster/--prune, or int8" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "out")
