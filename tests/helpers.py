@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from tfopt._tf import tf
 from tfopt.graph import Model, TensorSpec, op_histogram
 
@@ -35,3 +37,32 @@ def graph_pb(path, build) -> str:
     with open(path, "wb") as f:
         f.write(graph.as_graph_def().SerializeToString())
     return str(path)
+
+
+@contextlib.contextmanager
+def counting(owner, name: str):
+    """``{realpath: calls}`` of ``owner.name`` (e.g. ``numpy.load``) while the block runs, by a counter
+    wrapped around the real function: it observes, every call still happens."""
+    import collections
+    import os
+
+    import pytest
+
+    counts: collections.Counter[str] = collections.Counter()
+    real = getattr(owner, name)
+
+    def counted(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)):
+            counts[os.path.realpath(file)] += 1
+        return real(file, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(owner, name, counted)
+        yield counts
+
+
+def reads(counts, *paths) -> list[int]:
+    """How many times each of ``paths`` was counted by :func:`counting`."""
+    import os
+
+    return [counts[os.path.realpath(p)] for p in paths]

@@ -83,6 +83,7 @@ def load(path: Any, *, verbose: bool = False, log: str | None = None, **options:
     from tfopt.terminal.capture import quiet
 
     (load_options,) = split(options, "load")
+    load_options.check()
     with quiet("load", verbose=verbose, log=log):
         return _load(path, **load_kwargs(load_options))
 

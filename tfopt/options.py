@@ -9,6 +9,10 @@ the fleet manifest is checked against the same names. A keyword that is no optio
 Flat names are each field's name, plus the aliases in :data:`ALIASES` (the CLI's ``--set`` is the
 field ``set``; ``set_values`` and ``format`` are older internal names). Tolerances default to
 :mod:`tfopt.verification.tolerances`. Nothing here imports TensorFlow.
+
+Each object's ``check()`` refuses a value outside its option's range (:data:`tfopt._checks.RANGES`,
+the one statement of each rule, with the one message): the entry points call it once, before any
+work, and the CLI's argument types only parse.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfopt._checks import check_metric, check_ranges
 from tfopt.errors import OptionError, did_you_mean
 from tfopt.verification.tolerances import FREEZE_ATOL, FREEZE_RTOL, OPTIMIZE_ATOL, OPTIMIZE_RTOL
 
@@ -51,6 +56,9 @@ class LoadOptions:
     compress: Any = None
     external_threshold: int | None = None
 
+    def check(self) -> None:
+        check_ranges({"--external-threshold": self.external_threshold})
+
 
 @dataclass
 class FreezeOptions:
@@ -72,6 +80,9 @@ class FreezeOptions:
     atol: float = FREEZE_ATOL
     rtol: float = FREEZE_RTOL
 
+    def check(self) -> None:
+        check_ranges({"--atol": self.atol, "--rtol": self.rtol})
+
 
 @dataclass
 class OptimizeOptions:
@@ -82,6 +93,12 @@ class OptimizeOptions:
     grappler: Sequence[str] | None = None
     atol: float = OPTIMIZE_ATOL
     rtol: float = OPTIMIZE_RTOL
+
+    def check(self) -> None:
+        check_ranges({"--atol": self.atol, "--rtol": self.rtol})
+
+
+CLUSTER_INITS = ("kmeans++", "linear", "density", "random")  # TFMOT's centroid initialisations
 
 
 @dataclass
@@ -94,6 +111,13 @@ class CompressOptions:
     exclude: Sequence[str] = ()
     finetune_data: str | None = None
     finetune_epochs: int = 2
+
+    def check(self) -> None:
+        check_ranges({"--cluster": self.cluster, "--finetune-epochs": self.finetune_epochs})
+        if self.cluster_init not in CLUSTER_INITS:
+            raise OptionError(f"--cluster-init {self.cluster_init}: choose from {', '.join(CLUSTER_INITS)}")
+        if self.prune is not None and not 0.0 < self.prune < 1.0:
+            raise OptionError(f"--prune {self.prune}: sparsity is a fraction in (0, 1), e.g. 0.5")
 
 
 @dataclass
@@ -144,6 +168,11 @@ class QuantizeOptions:
     adaround_budget: float | None = None
     all_or_nothing: bool = False
 
+    def check(self) -> None:
+        check_ranges({"--calibration-samples": self.calibration_samples, "--opset": self.opset,
+                      "--accuracy-control": self.accuracy_control, "--auto-keep-float": self.auto_keep_float,
+                      "--adaround-budget": self.adaround_budget})
+
 
 @dataclass
 class ReportOptions:
@@ -166,6 +195,10 @@ class ReportOptions:
     threads: int | None = None
     allow_nonfinite: bool = False
     seed: int = 0
+
+    def check(self) -> None:
+        check_ranges({"--report-runs": self.report_runs, "--threads": self.threads})
+        check_metric(self.metric, self.eval_data)
 
 
 @dataclass
@@ -201,6 +234,11 @@ class ConvertOptions:
             seen[where] = key
             setattr(groups[where[0]], where[1], value)
         return cls(**groups, overwrite=overwrite)
+
+    def check(self) -> None:
+        """Every stage's :meth:`check`."""
+        for name in GROUPS:
+            getattr(self, name).check()
 
 
 GROUPS = {"load": LoadOptions, "freeze": FreezeOptions, "optimize": OptimizeOptions, "compress": CompressOptions,

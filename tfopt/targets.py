@@ -82,6 +82,18 @@ PRECISIONS = tuple(p.value for p in Precision)
 NEEDS_CALIBRATION = frozenset(p.value for p in Precision if p.needs_calibration)
 
 
+def require_calibration(calibration: Sequence[Any] | None) -> Sequence[Any]:
+    """``calibration`` when there is some; else the one message of the rule "int8/int16x8 need calibration
+    data" (``check_options`` says it before any work; an emitter called on its own, here)."""
+    if not calibration:
+        raise OptionError(NO_CALIBRATION)
+    return calibration
+
+
+NO_CALIBRATION = ("--quantize int8/int16x8 needs calibration data: pass --calibration DATA "
+                  "(.npz keyed by input name, .npy, .tfrecord, an image directory, or module:function)")
+
+
 def precision_name(text: str) -> str:
     """The display name of a precision as it was written (an alias such as ``none`` -> ``fp32``)."""
     return ALIASES.get(text, text)

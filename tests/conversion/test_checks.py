@@ -47,7 +47,7 @@ CASES = {
     "unknown-precision": (["--quantize", "int4"], "--quantize int4: choose from"),
     "unsupported-pair": (["--to", "openvino", "--quantize", "int16x8"], "openvino has no int16x8 mode"),
     "opset": (["--to", "onnx", "--opset", "99"], "--opset 99"),
-    "report-runs": (["--report-runs", "0"], "--report-runs: 0: must be an integer >= 1"),
+    "report-runs": (["--report-runs", "0"], "--report-runs 0: must be an integer >= 1"),
     "auto-keep-float-without-int8": (["--to", "tflite", "--auto-keep-float", "1"], "add int8 to --quantize"),
 }
 

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.helpers import counting, reads
 from tfopt import cli
 from tfopt.conversion.convert import convert
 
@@ -60,18 +61,22 @@ def test_prune_half_leaves_zeros_and_shrinks_gzip(keras2_digits, plain_gzip, tmp
 
 
 def test_finetune_recovers_accuracy(keras2_digits, tmp_path):
-    result = convert(keras2_digits["path"], str(tmp_path / "ft"), to=["tflite"], prune=0.5,
-                     finetune_data=keras2_digits["train"], finetune_epochs=3, eval_data=keras2_digits["eval"],
-                     report_runs=1)
+    with counting(np, "load") as counts:
+        result = convert(keras2_digits["path"], str(tmp_path / "ft"), to=["tflite"], prune=0.5,
+                         finetune_data=keras2_digits["train"], finetune_epochs=3, eval_data=keras2_digits["eval"],
+                         report_runs=1)
+    assert reads(counts, keras2_digits["train"], keras2_digits["eval"]) == [1, 1]  # each file read once
     artifact = result.report["artifacts"][0]
     assert result.report["compression"]["finetuned"] and all(k["sparsity"] >= 0.5 for k in _kernels(artifact).values())
     assert artifact["accuracy_drop"] <= 2.0  # points, against the uncompressed model
 
 
 def test_clustered_int8_runs_in_every_runtime(keras2_digits, tmp_path):
-    result = convert(keras2_digits["path"], str(tmp_path / "int8"), to=["tflite", "onnx", "openvino"],
-                     quantize=["int8"], calibration=keras2_digits["calib"], cluster=16,
-                     eval_data=keras2_digits["eval"], report_runs=1)
+    with counting(np, "load") as counts:
+        result = convert(keras2_digits["path"], str(tmp_path / "int8"), to=["tflite", "onnx", "openvino"],
+                         quantize=["int8"], calibration=keras2_digits["calib"], cluster=16,
+                         eval_data=keras2_digits["eval"], report_runs=1)
+    assert reads(counts, keras2_digits["calib"], keras2_digits["eval"]) == [1, 1]  # each file read once
     assert {a["format"] for a in result.report["artifacts"]} == {"tflite", "onnx", "openvino"}
     for artifact in result.report["artifacts"]:  # measured in LiteRT, ONNX Runtime and OpenVINO
         assert artifact["accuracy_drop"] <= 5.0, artifact["format"]
@@ -86,7 +91,7 @@ def test_inspect_artifact_shows_unique_values_and_zeros(keras2_digits, tmp_path,
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--cluster", "1"], "--cluster 1: the number of clusters must be an integer >= 2"),
+    (["--cluster", "1"], "--cluster 1: must be an integer >= 2"),  # tfopt._checks.RANGES: one message
     (["--prune", "1.5"], r"--prune 1.5: sparsity is a fraction in \(0, 1\)"),
     (["--cluster", "8", "--exclude", "dens"], r"--exclude dens: no such layer. Did you mean: dense\?"),
     (["--exclude", "dense"], "--exclude/--finetune-data apply to --cluster or --prune"),

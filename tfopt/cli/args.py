@@ -10,7 +10,6 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from tfopt._checks import range_problem
 from tfopt.errors import OptionError
 from tfopt.options import FreezeOptions, LoadOptions, OptimizeOptions, ReportOptions
 from tfopt.verification.tolerances import FREEZE_ATOL, FREEZE_RTOL, OPTIMIZE_RTOL
@@ -22,18 +21,14 @@ EPILOG = """exit codes: 0 ok, 1 internal error, 2 bad option, 3 model not found,
 130/143 interrupted by SIGINT/SIGTERM (nothing replaced)"""
 
 
-def number(low: float, *, integer: bool = False) -> Any:
-    """An argparse ``type=``: a number (an integer if asked) ``>= low``, refused with a clear message
-    (argparse exits 2 with usage) before any work is done."""
+def number(*, integer: bool = False) -> Any:
+    """An argparse ``type=``: parses an integer (or a number); its range is the option's rule
+    (:data:`tfopt._checks.RANGES`), checked where the API checks it, with the same message."""
     def parse(text: str) -> float | int:
         try:
-            value: float | int = int(text) if integer else float(text)
+            return int(text) if integer else float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if integer else 'a number'}") from None
-        problem = range_problem(value, low, integer=integer)
-        if problem:
-            raise argparse.ArgumentTypeError(f"{text}: {problem}")
-        return value
     parse.__name__ = "integer" if integer else "number"  # argparse names the type in its messages
     return parse
 
@@ -44,16 +39,13 @@ def byte_size(text: str) -> int:
     body = text.strip().upper().removesuffix("B").removesuffix("I")
     unit = body[-1:] if body[-1:] in units else ""
     try:
-        value = int(float(body[: len(body) - len(unit)]) * units[unit])
+        return int(float(body[: len(body) - len(unit)]) * units[unit])
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 4096, 64MB, 1GB)") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: must be at least 1 byte")
-    return value
 
 
-COUNT = number(1, integer=True)  # runs, samples, threads: at least one
-TOLERANCE = number(0)  # tolerances and allowed drops: never negative
+COUNT = number(integer=True)  # runs, samples, threads (their ranges: tfopt._checks.RANGES)
+TOLERANCE = number()  # tolerances and allowed drops
 
 
 def model_options(p: argparse.ArgumentParser) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
@@ -20,7 +19,7 @@ from tfopt.cli.args import (
     report_of,
     report_options,
 )
-from tfopt.options import CompressOptions, ConvertOptions, LoadOptions, QuantizeOptions
+from tfopt.options import CompressOptions, ConvertOptions, QuantizeOptions
 
 
 def add_parser(sub: Any) -> None:
@@ -64,7 +63,7 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--auto-keep-float", type=TOLERANCE, metavar="DROP",
                    help="int8: rank layers by quantization error, keep the worst in float until the drop <= DROP points")
     g = p.add_argument_group("int8 quantization (tfopt's engine: decided once in the TF graph, run by every target)")
-    g.add_argument("--quantizer", choices=["tfopt", "native"], default="tfopt",
+    g.add_argument("--quantizer", default="tfopt",
                    help="tfopt: one set of int8 ranges and weights for every target; native: each converter's own "
                         "(default: %(default)s)")
     g.add_argument("--int8-recipe", metavar="RECIPE",
@@ -76,17 +75,17 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--per-tensor", action="store_true", help="one weight range per tensor (for accelerators/DSPs)")
     g.add_argument("--adaround-budget", type=TOLERANCE, metavar="SECONDS", help="time AdaRound may spend (+adaround)")
     g = p.add_argument_group("post-training compression (TFMOT, Keras 2 / tf_keras models)")
-    g.add_argument("--cluster", type=int, metavar="N", help="snap each layer's weights to N shared values")
-    g.add_argument("--cluster-init", default="kmeans++", choices=["kmeans++", "linear", "density", "random"],
-                   help="centroid initialisation (default: %(default)s)")
-    g.add_argument("--prune", type=float, metavar="SPARSITY", help="zero this fraction of each layer's weights, e.g. 0.5")
+    g.add_argument("--cluster", type=COUNT, metavar="N", help="snap each layer's weights to N shared values")
+    g.add_argument("--cluster-init", default="kmeans++",
+                   help="centroid initialisation: kmeans++, linear, density or random (default: %(default)s)")
+    g.add_argument("--prune", type=TOLERANCE, metavar="SPARSITY", help="zero this fraction of each layer's weights, e.g. 0.5")
     g.add_argument("--exclude", type=lambda v: [x for x in v.split(",") if x], default=[], metavar="LAYERS",
                    help="Keras layer names to leave untouched, e.g. conv1,probs")
     g.add_argument("--finetune-data", metavar="DATA.npz", help="inputs by name plus 'labels': fine-tune after "
                    "compressing (TFMOT's way to recover accuracy); without it, compression is post-training only. "
                    "With --quantize int8 and no --cluster/--prune: int8 by a quantization-aware fine-tune "
                    "started from tfopt's ranges (Keras 2 models)")
-    g.add_argument("--finetune-epochs", type=int, default=2, metavar="K")
+    g.add_argument("--finetune-epochs", type=COUNT, default=2, metavar="K")
     report_options(p)
     optimize_options(p)
 
@@ -127,19 +126,12 @@ def options_of(args: argparse.Namespace) -> ConvertOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfopt.conversion.checks import check_options
-    from tfopt.conversion.output_paths import check_convert_outputs
-    from tfopt.loaders.compressing import compression
+    from tfopt.conversion.stages import plan
 
-    # Before TensorFlow is even imported: first the output rule (tfopt.conversion.output_paths: never the user's
-    # data), then every option the model is not needed for. The API checks both again.
-    check_convert_outputs(args.output, args.junit, [args.model, args.calibration, args.eval_data,
-                                                    args.finetune_data], overwrite=args.overwrite)
-    options = options_of(args)
-    check_options(args.model, args.output, options)
-    c = options.compress
-    compress = compression(c.cluster, c.cluster_init, c.prune, c.exclude, c.finetune_data, c.finetune_epochs)
-    from tfopt.conversion.convert import convert
+    # Before TensorFlow is even imported: the output rule (tfopt.conversion.output_paths: never the user's
+    # data), then every option the model is not needed for, once (convert_planned does not plan again).
+    p = plan(args.model, args.output, options_of(args))
+    from tfopt.conversion.convert import convert_planned
     from tfopt.conversion.pipeline import load_kwargs
     from tfopt.errors import PARTIAL_EXIT_CODE, GateFailure, stage
     from tfopt.loaders import load
@@ -147,16 +139,13 @@ def run(args: argparse.Namespace) -> int:
     from tfopt.report.hints import PROVENANCE_KEY, load_flags
 
     # Loaded here (its own stage in the terminal), compressed as it loads; convert gets the model.
-    load_options = dataclasses.replace(options.load, compress=compress)
-    # --finetune-data without --cluster/--prune stays: convert's int8 quantization-aware fine-tune reads it
-    options = dataclasses.replace(options, load=LoadOptions(), compress=CompressOptions() if compress else options.compress)
     with args.capture.stage("loading"), stage("loading"):
-        model = load(args.model, **load_kwargs(load_options))
-    model.provenance[PROVENANCE_KEY] = load_flags(load_options)  # what a suggested `tfopt debug` repeats
+        model = load(args.model, **load_kwargs(p.load))
+    model.provenance[PROVENANCE_KEY] = load_flags(p.load)  # what a suggested `tfopt debug` repeats
+    loaded = p.for_loaded_model()
     try:
         with args.capture.stage("converting"):
-            result = _run_convert(args, model, lambda progress: convert(model, args.output, options,
-                                                                        progress=progress))
+            result = _run_convert(args, model, lambda progress: convert_planned(model, loaded, progress=progress))
     except GateFailure as exc:
         print_convert(args.output, exc.result, as_json=args.json)
         if exc.result is None or not exc.result.failed:

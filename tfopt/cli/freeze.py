@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from tfopt.cli.args import EPILOG, freeze_kwargs, freeze_options, load_options, optimize_options
-from tfopt.verification.tolerances import OPTIMIZE_RTOL
+from tfopt.cli.args import EPILOG, freeze_of, freeze_options, load_of, optimize_of, optimize_options
+from tfopt.options import LoadOptions
 
 
 def add_parser(sub: Any, command: str) -> None:
@@ -24,7 +24,7 @@ def add_parser(sub: Any, command: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from tfopt._io import tree_size
     from tfopt.conversion.output_paths import check_output
-    from tfopt.conversion.pipeline import freeze_model, infer_format, optimize_model, output_kind, save_model
+    from tfopt.conversion.pipeline import infer_format, load_kwargs, output_kind, run_freeze, run_optimize, save_model
     from tfopt.errors import stage
     from tfopt.loaders import load
     from tfopt.report.console import format_bytes, format_value, print_pass_table
@@ -32,17 +32,17 @@ def run(args: argparse.Namespace) -> int:
     fmt = infer_format(args.output, args.output_format)
     check_output(args.output, inputs=[args.model], kind=output_kind(fmt),
                  overwrite=args.overwrite)
+    load_opts, freeze_opts, optimize_opts = load_of(args), freeze_of(args), optimize_of(args)
+    for group in (load_opts, freeze_opts, optimize_opts):
+        group.check()  # before the load, once
     with args.capture.stage("loading"), stage("loading"):
-        model = load(args.model, **load_options(args))
-    freeze_opts = freeze_kwargs(args)
+        model = load(args.model, **load_kwargs(load_opts))
     optimizing = args.command == "optimize" or args.optimize
     with args.capture.stage("optimizing" if optimizing else "freezing"):
         if optimizing:
-            _, result, report, opt_report = optimize_model(
-                model, passes=args.passes, skip=args.skip, grappler=args.grappler, opt_atol=args.atol,
-                opt_rtol=args.rtol if args.rtol is not None else OPTIMIZE_RTOL, **freeze_opts)
+            _, result, report, opt_report = run_optimize(model, LoadOptions(), freeze_opts, optimize_opts)
         else:
-            result, report = freeze_model(model, **freeze_opts)
+            result, report = run_freeze(model, LoadOptions(), freeze_opts)
             opt_report = None
         path = save_model(result, args.output, format=args.output_format, source=args.model,
                           overwrite=args.overwrite)

@@ -20,12 +20,12 @@ import zipfile
 from collections.abc import Sequence
 from typing import Any
 
-from tfopt._checks import check_ranges
 from tfopt.errors import OptionError
 from tfopt.options import ConvertOptions
-from tfopt.targets import NEEDS_CALIBRATION, TABLE, Precision, available_targets, target
+from tfopt.targets import NEEDS_CALIBRATION, NO_CALIBRATION, TABLE, Precision, available_targets, target
+from tfopt.verification.calibration import calibration_problem
+from tfopt.verification.input_data import npz_problem
 
-CALIBRATION_SUFFIXES = (".npz", ".npy", ".tfrecord", ".tfrecords", ".tfr")
 MAX_OPSET = 18  # tf2onnx 1.17's newest
 QAT_MARKERS = (b"QuantizeWrapper", b"FakeQuantWithMinMax")
 
@@ -82,11 +82,7 @@ def check_options(model: Any, outdir: str, options: ConvertOptions | None = None
     for gate in r.fail_if:
         parse_gate(gate)
     pairs, skipped = plan(q.to, q.quantize)
-    check_ranges({"--calibration-samples": (q.calibration_samples, 1), "--report-runs": (r.report_runs, 1),
-                  "--threads": (r.threads, 1), "--opset": (q.opset, 7),
-                  "--external-threshold": (o.load.external_threshold, 1)}, integer=True)
-    check_ranges({"--accuracy-control": (q.accuracy_control, 0), "--auto-keep-float": (q.auto_keep_float, 0),
-                  "--atol": (o.freeze.atol, 0), "--rtol": (o.freeze.rtol, 0)})
+    o.check()  # every numeric option's range (tfopt._checks.RANGES), and --metric's form
     if q.opset is not None and q.opset > MAX_OPSET:
         raise OptionError(f"--opset {q.opset}: tf2onnx converts up to opset {MAX_OPSET}")
     quantized = any(p in NEEDS_CALIBRATION for _, p in pairs)
@@ -102,24 +98,21 @@ def check_options(model: Any, outdir: str, options: ConvertOptions | None = None
         if q.keep_float or q.auto_keep_float is not None:
             raise OptionError(f"--accuracy-control is {what}'s own keep-float search (its converter's); "
                               "pass it or --keep-float/--auto-keep-float, not both")
-    if r.metric and not r.eval_data:
-        raise OptionError(f"--metric {r.metric}: needs --eval-data DATA.npz holding the labels it scores against")
-    if r.metric and (":" not in r.metric or r.metric.startswith(":") or r.metric.endswith(":")):
-        raise OptionError(f"--metric '{r.metric}': expected 'package.module:function'")
     _check_int8(q, pairs)
     from tfopt.quantizing.qat.finetune import check_options as check_finetune
 
     check_finetune(model, q, o.compress, pairs)  # --finetune-data with int8: quantization-aware fine-tune
     if q.auto_keep_float is not None and not quantized:
         raise OptionError("--auto-keep-float ranks layers of int8/int16x8 artifacts: add int8 to --quantize")
-    for option, path in (("--eval-data", r.eval_data), ("--finetune-data", o.compress.finetune_data)):
-        if path is not None:
-            _check_npz(option, path)
-    if q.calibration is not None:
-        _check_calibration(q.calibration)
-    elif quantized and not _could_be_quantization_aware(model):
-        raise OptionError("--quantize int8/int16x8 needs calibration data: pass --calibration DATA "
-                          "(.npz keyed by input name, .npy, .tfrecord, an image directory, or module:function)")
+    for option, path in (("--eval-data", r.eval_data), ("--finetune-data", o.compress.finetune_data),
+                         ("--calibration", q.calibration)):
+        problem = path is not None and (calibration_problem if option == "--calibration" else npz_problem)(path)
+        if problem:
+            raise OptionError(f"{option} {path}: {problem}")
+    if q.calibration is None and quantized and not _could_be_quantization_aware(model):
+        # refused here when the model cannot be quantization-aware; after loading
+        # (tfopt.conversion.stages.check_calibration) when its graph shows it is not
+        raise OptionError(NO_CALIBRATION)
     check_writable(outdir)
     if r.junit:
         check_writable(r.junit)
@@ -139,7 +132,6 @@ def _check_int8(q: Any, pairs: list[tuple[str, str]]) -> None:
         Recipe.parse(q.int8_recipe)
     if q.calibration_method:
         parse_method(q.calibration_method)
-    check_ranges({"--adaround-budget": (q.adaround_budget, 0)})
     engine_options = [name for name, given in (("--int8-recipe", q.int8_recipe), ("--calibration-method",
                       q.calibration_method), ("--per-tensor", q.per_tensor)) if given]
     if engine_options and q.quantizer != "tfopt":
@@ -147,34 +139,6 @@ def _check_int8(q: Any, pairs: list[tuple[str, str]]) -> None:
                           "(the native converters choose their own ranges)")
     if engine_options and not any(p == "int8" for _, p in pairs):
         raise OptionError(f"{engine_options[0]} applies to int8 artifacts: add int8 to --quantize")
-
-
-def _check_npz(option: str, path: str) -> None:
-    if not os.path.isfile(path):
-        raise OptionError(f"{option} {path}: no such file")
-    if not zipfile.is_zipfile(path):
-        raise OptionError(f"{option} {path}: not a .npz (numpy.savez) file")
-
-
-def _check_calibration(source: str) -> None:
-    if ":" in source and not os.path.exists(source):
-        module, _, function = source.partition(":")
-        if not module or not function:
-            raise OptionError(f"--calibration '{source}': expected 'package.module:function'")
-        return  # imported when the data is read: it may need the model's TensorFlow
-    if not os.path.exists(source):
-        raise OptionError(f"--calibration {source}: no such file or directory")
-    if os.path.isdir(source):
-        return
-    if not source.endswith(CALIBRATION_SUFFIXES):
-        raise OptionError(f"--calibration {source}: expected a .npz (keyed by input name), a .npy, a .tfrecord, "
-                          "a directory of images or package.module:function")
-    if source.endswith(".npz") and not zipfile.is_zipfile(source):
-        raise OptionError(f"--calibration {source}: not a .npz (numpy.savez) file")
-    if source.endswith(".npy"):
-        with open(source, "rb") as f:
-            if f.read(6) != b"\x93NUMPY":
-                raise OptionError(f"--calibration {source}: not a .npy (numpy.save) file")
 
 
 def _could_be_quantization_aware(model: Any) -> bool:

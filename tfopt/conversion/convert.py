@@ -72,12 +72,20 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
         ConversionError: nothing could be built, or the first failure with ``all_or_nothing``.
         VerificationError: an fp32/fp16 artifact differs, when nothing could be built or with ``all_or_nothing``.
     """
+    from tfopt.conversion.stages import plan
+
+    return convert_planned(model, plan(model, outdir, options, **kwargs), progress=progress)
+
+
+def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], None] | None = None) -> ConvertResult:
+    """:func:`convert` after its plan (:func:`tfopt.conversion.stages.plan`, a ``ConvertPlan``): the CLI
+    plans once, loads the model itself, and hands both here."""
     from tfopt.conversion import stages as convert_stages
     from tfopt.emitters.onnx_worker import shared_child
     from tfopt.terminal.progress import Step
     from tfopt.terminal.signals import checkpoint
 
-    p = convert_stages.plan(model, outdir, options, **kwargs)
+    outdir = p.outdir
 
     def say(event: Any) -> None:  # every progress event is a safe point for an interrupt
         checkpoint()

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tfopt._io import gzip_size, tree_size
-from tfopt.errors import ConversionError, OptionError
+from tfopt.errors import ConversionError
 from tfopt.graph import Model
 from tfopt.options import QuantizeOptions
 from tfopt.runtimes import runner_for
@@ -78,30 +78,26 @@ def is_quantization_aware(model: Model) -> bool:
     return any(n.op.startswith("FakeQuantWithMinMax") for n in model.graph_def.node)
 
 
-def accuracy_control(max_drop: float, eval_data: str | None, model: Model) -> Any:
+def accuracy_control(max_drop: float, labeled: Any) -> Any:
+    """OpenVINO's accuracy control at ``max_drop`` on the eval data (``labeled``, a
+    :class:`tfopt.verification.input_data.LabeledData`: ``check_options`` requires it)."""
     from tfopt.emitters.openvino import AccuracyControl
-    from tfopt.verification.calibration import eval_arrays
 
-    if not eval_data:
-        raise OptionError("--accuracy-control needs --eval-data DATA.npz holding the inputs (by name) and 'labels'")
-
-    inputs, labels = eval_arrays(eval_data, model, allow_nonfinite=True)  # refused, if so, by convert first
-    return AccuracyControl(max_drop, inputs, labels)
+    return AccuracyControl(max_drop, labeled.inputs, labeled.labels)
 
 
-def int8_measure(portable: Model, runtime: Model, samples: Any, q: QuantizeOptions, r: Any) -> Any:
+def int8_measure(portable: Model, runtime: Model, samples: Any, q: QuantizeOptions, r: Any, labeled: Any = None) -> Any:
     """``measure(target, model) -> row`` for ``--int8-recipe auto`` and ``--auto-keep-float``: an engine
-    graph's real artifact, run in its runtime on the eval data (else the calibration data, scored by
-    agreement with the float model)."""
+    graph's real artifact, run in its runtime on the eval data (``labeled``), else the calibration
+    data, scored by agreement with the float model."""
     import numpy as np
 
     from tfopt.quantizing.engine.plan import LATENCY_RUNS, scratch_measure
     from tfopt.report.measure import measure
-    from tfopt.verification.calibration import eval_arrays
     from tfopt.verification.verify import reference_runner
 
-    if r.eval_data:
-        inputs, labels = eval_arrays(r.eval_data, portable, allow_nonfinite=r.allow_nonfinite)
+    if labeled is not None:
+        inputs, labels = labeled.inputs, labeled.labels
     else:
         inputs = {s.name: np.concatenate([np.asarray(x[s.name]) for x in samples]) for s in portable.inputs}
         labels = None

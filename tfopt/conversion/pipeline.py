@@ -50,10 +50,8 @@ def run_optimize(model: Model | str | os.PathLike[str], load: LoadOptions, freez
     Returns ``(portable, runtime, freeze_report, optimize_report)``: ``portable`` is folded but
     unfused (for TFLite/ONNX/OpenVINO), ``runtime`` adds TF-only fusion (for .pb / SavedModel).
     """
-    from tfopt._checks import check_ranges
     from tfopt.passes.optimizing import optimize as run
 
-    check_ranges({"--atol": (optimize.atol, 0), "--rtol": (optimize.rtol, 0)})  # before the load, not after it
     frozen, freeze_report = run_freeze(model, load, freeze, seed=seed, verify_data=verify_data)
     checkpoint()  # a safe point for an interrupt (see tfopt.terminal.signals)
     with stage("optimizing"):
@@ -67,6 +65,8 @@ def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple
     """:func:`run_freeze` from flat keywords (load and freeze options mixed; ``seed``; see :mod:`tfopt.options`)."""
     seed, verify_data = options.pop("seed", 0), options.pop("verify_data", None)
     load, freeze = split(options, "load", "freeze")
+    load.check()  # before the load, not after it
+    freeze.check()
     return run_freeze(model, load, freeze, seed=seed, verify_data=verify_data)
 
 
@@ -75,6 +75,8 @@ def optimize_model(model: Model | str | os.PathLike[str], **options: Any) -> tup
     ``opt_rtol`` are the optimize check's tolerances; see :mod:`tfopt.options`)."""
     seed, verify_data = options.pop("seed", 0), options.pop("verify_data", None)
     load, freeze, optimize = split(options, "load", "freeze", "optimize")
+    for group in (load, freeze, optimize):
+        group.check()  # before the load, not after it
     return run_optimize(model, load, freeze, optimize, seed=seed, verify_data=verify_data)
 
 

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,11 +41,11 @@ from tfopt.conversion.parts import (
 )
 from tfopt.errors import ConversionError, OptionError, TfoptError, VerificationError, stage
 from tfopt.graph import Model
-from tfopt.options import ConvertOptions, LoadOptions
+from tfopt.options import CompressOptions, ConvertOptions, LoadOptions
 from tfopt.quantizing.engine.plan import engine_builds
 from tfopt.report.hints import with_debug_hint
-from tfopt.targets import NEEDS_CALIBRATION, TABLE, EmitJob
-from tfopt.verification.nonfinite import check_finite, finite_samples, to_json
+from tfopt.targets import NEEDS_CALIBRATION, NO_CALIBRATION, TABLE, EmitJob
+from tfopt.verification.nonfinite import finite_samples, to_json
 
 Say = Callable[[Any], None]
 
@@ -59,6 +59,17 @@ class ConvertPlan:
     pairs: list[tuple[str, str]]
     skipped: list[tuple[str, str, str]]
     gates: list[Any]
+    outdir: str = ""
+
+    def for_loaded_model(self) -> ConvertPlan:
+        """This plan for the model it loads (:attr:`load`, its compression included) once loaded by
+        the caller (the CLI: loading is its own stage in the terminal): no load options left, and no
+        compress options (they were applied as the model loaded; ``--finetune-data`` alone stays:
+        it is int8's quantization-aware fine-tune)."""
+        o = self.options
+        compress = CompressOptions() if self.load.compress is not None else o.compress
+        return dataclasses.replace(self, load=LoadOptions(),
+                                   options=dataclasses.replace(o, load=LoadOptions(), compress=compress))
 
 
 @dataclass
@@ -81,6 +92,7 @@ class Prepared:
     stages: dict[str, float] = field(default_factory=dict)
     verify_data: Any = None  # tfopt.verification.verify.VerifyData freezing was verified with (not stored: it holds a loader)
     reference_outputs: Any = None  # ReferenceOutputs on verified_at, shared by the artifacts (not stored)
+    data: Any = None  # tfopt.conversion.inputs.InputData: the data files, read and checked once (not stored)
 
     @property
     def ranges(self) -> Any:
@@ -105,7 +117,7 @@ def plan(model: Model | str, outdir: str, options: ConvertOptions | None = None,
         from tfopt._user_code import import_function
 
         import_function(r.metric, "--metric")
-    return ConvertPlan(o, load, list(pairs), list(skipped), gates)
+    return ConvertPlan(o, load, list(pairs), list(skipped), gates, outdir)
 
 
 def prepare(model: Model | str, p: ConvertPlan, say: Say) -> Prepared:
@@ -116,32 +128,24 @@ def prepare(model: Model | str, p: ConvertPlan, say: Say) -> Prepared:
 
 
 def prepare_graphs(model: Model | str, p: ConvertPlan) -> Prepared:
-    """Load, freeze and optimize (verified on the eval or calibration data when given); the
-    calibration samples (read once: verification reads them too)."""
+    """Load, freeze and optimize (verified on the eval or calibration data when given); the data
+    files, each read and checked once (:mod:`tfopt.conversion.inputs`), for every later stage."""
+    from tfopt.conversion.inputs import InputData
     from tfopt.conversion.pipeline import run_optimize
-    from tfopt.verification.calibration import eval_arrays, load_calibration
     from tfopt.verification.verify import VerifyData
 
     o = p.options
     q, r = o.quantize, o.report
     stages: dict[str, float] = {}
     start = time.perf_counter()
-    loaded: list[Any] = []
-
-    def calibration_samples_for(specs: Sequence[Any]) -> Any:  # loaded once, for the frozen inputs
-        loaded[:] = loaded or [load_calibration(q.calibration or "", specs, samples=q.calibration_samples,
-                                                mean=q.mean, scale=q.scale, allow_nonfinite=r.allow_nonfinite)]
-        return loaded[0]
-
-    if r.eval_data:  # NaN/Inf are refused (or counted) before any work; names are checked after loading
-        import numpy as np
-
-        with np.load(r.eval_data, allow_pickle=False) as arrays:
-            check_finite({k: arrays[k] for k in arrays.files}, f"--eval-data {r.eval_data}", allow=r.allow_nonfinite)
+    data = InputData(o)
+    data.count_nonfinite()  # NaN/Inf are refused (or counted) before any work; names are checked after loading
     # Verification compares on finite data only: with --allow-nonfinite, what holds NaN/Inf is measured
     # in the report, not used to decide whether freezing kept the model.
-    verify_data = VerifyData(eval_data=None if r.allow_nonfinite else r.eval_data,
-                             calibration=(lambda specs: finite_samples(calibration_samples_for(specs)))
+    verify_data = VerifyData(eval_data=None if r.allow_nonfinite or not r.eval_data else
+                             (lambda specs: data.eval(specs).inputs),  # type: ignore[union-attr]
+                             eval_source=r.eval_data,
+                             calibration=(lambda specs: finite_samples(data.calibration(specs)))
                              if q.calibration else None,
                              calibration_source=q.calibration, shapes=dict(o.freeze.verify_shape))
     portable, runtime, freeze_report, optimize_report = run_optimize(model, p.load, o.freeze, o.optimize,
@@ -149,50 +153,55 @@ def prepare_graphs(model: Model | str, p: ConvertPlan) -> Prepared:
     stages["load+freeze+optimize"] = time.perf_counter() - start
     qat = is_quantization_aware(portable)
     check_calibration(p, qat)
-    if r.eval_data:  # its NaN/Inf, names and format are refused before any artifact is built
-        eval_arrays(r.eval_data, portable, allow_nonfinite=r.allow_nonfinite)
-    control = accuracy_control(q.accuracy_control, r.eval_data, portable) if q.accuracy_control is not None else None
-    samples = calibration_samples_for(portable.inputs) if q.calibration else None
+    labeled = data.eval(portable.inputs)  # names and format refused before any artifact is built
+    control = accuracy_control(q.accuracy_control, labeled) if q.accuracy_control is not None else None
+    samples = data.calibration(portable.inputs)
     verified_at = (freeze_report.verified_at.with_batch(portable.inputs, 1, r.seed, portable.graph_def)
                    if freeze_report.verified_at else None)
     return Prepared(portable, runtime, freeze_report, optimize_report, qat, samples, verified_at, control=control,
-                    stages=stages, verify_data=verify_data)
+                    stages=stages, verify_data=verify_data, data=data)
+
+
+def inputs_of(p: ConvertPlan, prepared: Prepared) -> Any:
+    """``prepared``'s :class:`tfopt.conversion.inputs.InputData`; one read back from the fleet's cache
+    gets its own, which reads each file at most once in this process (the samples are stored)."""
+    from tfopt.conversion.inputs import InputData
+
+    if prepared.data is None:
+        prepared.data = InputData(p.options, samples=prepared.samples)
+    return prepared.data
 
 
 def check_calibration(p: ConvertPlan, qat: bool) -> None:
     """int8/int16x8 without calibration data (and not a QAT model, whose ranges are its own): refused."""
     if not qat and any(pr in NEEDS_CALIBRATION for _, pr in p.pairs) and not p.options.quantize.calibration:
-        raise OptionError("--quantize int8/int16x8 needs calibration data: pass --calibration DATA "
-                          "(.npz keyed by input name, .npy, .tfrecord, an image directory, or module:function)")
+        raise OptionError(NO_CALIBRATION)
 
 
 def prepare_statistics(p: ConvertPlan, prepared: Prepared, say: Say) -> None:
     """The calibration samples (when not read yet) and tfopt's int8 engine's plan, into ``prepared``."""
-    from tfopt.verification.calibration import load_calibration
-
     q, r = p.options.quantize, p.options.report
+    data = inputs_of(p, prepared)
     if prepared.samples is None and q.calibration:
-        prepared.samples = load_calibration(q.calibration, prepared.portable.inputs, samples=q.calibration_samples,
-                                            mean=q.mean, scale=q.scale, allow_nonfinite=r.allow_nonfinite)
+        prepared.samples = data.calibration(prepared.portable.inputs)
     if any(engine_builds(q, t, pr, prepared.qat) for t, pr in p.pairs):  # one fake-quant graph the int8 artifacts all execute
         from tfopt.quantizing.engine.plan import Int8Plan, scratch_evaluator
-        from tfopt.verification.calibration import eval_arrays
 
         ranges = prepared.ranges
-        measure = (int8_measure(prepared.portable, prepared.runtime, ranges, q, r)
+        labeled = data.eval(prepared.portable.inputs)
+        measure = (int8_measure(prepared.portable, prepared.runtime, ranges, q, r, labeled)
                    if q.int8_recipe == "auto" or q.auto_keep_float is not None else None)
         evaluate = scratch_evaluator(measure, p.gates) if q.int8_recipe == "auto" and measure is not None else None
-        labeled = None
-        if q.auto_keep_float is not None and r.eval_data:
-            inputs, labels = eval_arrays(r.eval_data, prepared.portable, allow_nonfinite=r.allow_nonfinite)
-            labeled = {"inputs": inputs, "labels": labels}
-        prepared.int8 = Int8Plan(prepared.portable, ranges, q, evaluate=evaluate, measure=measure, labels=labeled,
+        scored = {"inputs": labeled.inputs, "labels": labeled.labels} \
+            if q.auto_keep_float is not None and labeled is not None else None
+        prepared.int8 = Int8Plan(prepared.portable, ranges, q, evaluate=evaluate, measure=measure, labels=scored,
                                  targets=engine_targets(p, prepared.qat), progress=say, gates=p.gates)
         if p.options.compress.finetune_data and p.load.compress is None:
             # int8 by quantization-aware fine-tune from the engine's ranges (a Keras 2 model)
             from tfopt.quantizing.qat.finetune import qat_plan
 
-            prepared.int8 = qat_plan(prepared.int8, p.options, verify_data=prepared.verify_data, progress=say)
+            prepared.int8 = qat_plan(prepared.int8, p.options, data.finetune(prepared.portable.inputs), labeled,
+                                     verify_data=prepared.verify_data, progress=say)
 
 
 def engine_targets(p: ConvertPlan, qat: bool) -> list[str]:
@@ -262,7 +271,7 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
 def _emit_one(p: ConvertPlan, prepared: Prepared, result: ConvertResult, job: EmitJob, native_job: EmitJob,
               target: str, precision: str, engine: bool, say: Say) -> str:
     """Write one artifact (the keep-float search, tfopt's int8 engine, or the converter): its path."""
-    q, r = p.options.quantize, p.options.report
+    q = p.options.quantize
     portable, qat, record = prepared.portable, prepared.qat, TABLE[target]
     if not engine and not qat and (q.keep_float or q.auto_keep_float is not None) and precision in record.keep_float:
         from tfopt.quantizing.native.keep_float import selective
@@ -273,8 +282,8 @@ def _emit_one(p: ConvertPlan, prepared: Prepared, result: ConvertResult, job: Em
 
         to_raw = q.ov_preprocess.to_raw if q.ov_preprocess is not None and record.takes_preprocess else None
         written, kept, ranking = selective(target, precision, portable, job.path, prepared.ranges, q.keep_float,
-                                           q.auto_keep_float, r.eval_data, say, emit_kept, opset=q.opset,
-                                           to_raw=to_raw)
+                                           q.auto_keep_float, inputs_of(p, prepared).eval(portable.inputs), say,
+                                           emit_kept, opset=q.opset, to_raw=to_raw)
         result.layer_errors[f"{target}/{precision}"] = ranking
         result.keep_float[f"{target}/{precision}"] = kept
         return str(written)
@@ -330,7 +339,8 @@ def finish(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, 
         say("measuring every artifact for the report")
         from tfopt.report.build import build_report
 
-        result.report = build_report(tmp, portable, eval_data=r.eval_data, samples=prepared.samples, seed=r.seed,
+        result.report = build_report(tmp, portable, eval_data=inputs_of(p, prepared).eval(portable.inputs),
+                                     samples=prepared.samples, seed=r.seed,
                                      runs=r.report_runs, threads=r.threads, gates=p.gates,
                                      passes=[x.as_dict() for x in (optimize_report.passes if optimize_report else [])],
                                      stages=prepared.stages, preprocess=q.ov_preprocess,

@@ -133,9 +133,10 @@ def reduce(model: Model, feeds: Mapping[str, np.ndarray], target: str, *, precis
         OptionError: the full model does not show the problem (nothing to reduce), or
             ``max_steps`` < 1.
     """
+    from tfopt._checks import check_ranges
+
     check = check or Check("fails")
-    if max_steps < 1:
-        raise OptionError(f"--max-steps {max_steps}: give at least 1")
+    check_ranges({"--max-steps": max_steps})
     start = time.perf_counter()
     cutter = Cutter(model, feeds)
     try:

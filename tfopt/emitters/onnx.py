@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tfopt._io import atomic_path
 from tfopt.errors import ConversionError, OptionError
 from tfopt.graph import Model
+from tfopt.targets import require_calibration
 
 if TYPE_CHECKING:
     from tfopt.targets import EmitJob
@@ -197,8 +198,7 @@ def _quantize(proto: Any, model: Model, precision: str, calibration: Sequence[di
         if precision == "dynamic":
             quantize_dynamic(src, dst, weight_type=QuantType.QInt8, reduce_range=settings["reduce_range"])
             return onnx.load_model(dst)
-        if not calibration:
-            raise OptionError(f"onnx {precision} needs calibration data: pass --calibration DATA")
+        calibration = require_calibration(calibration)
         names = [s.tensor for s in model.inputs]
 
         class Reader(CalibrationDataReader):

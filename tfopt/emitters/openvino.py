@@ -21,6 +21,7 @@ from tfopt._io import atomic_path
 from tfopt._openvino import nncf, openvino
 from tfopt.errors import ConversionError, OptionError
 from tfopt.graph import Model
+from tfopt.targets import require_calibration
 
 if TYPE_CHECKING:
     from tfopt.targets import EmitJob
@@ -87,8 +88,7 @@ def emit_openvino(model: Model, path: str, *, precision: str = "fp32",
         raise OptionError("openvino has no int16-activation mode; use int8 or fp16")
     ov_model = converted.clone() if converted is not None else convert_to_openvino(model)
     if precision == "int8":
-        if not calibration:
-            raise OptionError("openvino int8 needs calibration data: pass --calibration DATA")
+        calibration = require_calibration(calibration)
         order = [s.name for s in model.inputs]
         dataset = nncf().Dataset(list(calibration), lambda sample: [sample[n] for n in order])
         ignored = nncf().IgnoredScope(names=list(keep_float)) if keep_float else None

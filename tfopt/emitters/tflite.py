@@ -17,6 +17,7 @@ from tfopt._tf import tf
 from tfopt.emitters.tflite_batch import pin_batch
 from tfopt.errors import ConversionError, OptionError
 from tfopt.graph import Model
+from tfopt.targets import require_calibration
 
 if TYPE_CHECKING:
     from tfopt.targets import EmitJob
@@ -64,8 +65,7 @@ def _convert(model: Model, precision: str, calibration: Sequence[dict[str, Any]]
             converter.inference_input_type = t.int8
             converter.inference_output_type = t.int8
     elif precision in ("int8", "int16x8"):
-        if not calibration:
-            raise OptionError(f"tflite {precision} needs calibration data: pass --calibration DATA")
+        calibration = require_calibration(calibration)
         converter.optimizations = [t.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([sample[s.name] for s in model.inputs] for sample in calibration)
         if precision == "int16x8":

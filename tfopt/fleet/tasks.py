@@ -117,6 +117,7 @@ class _Context:
     def reference(self, prepared: Any) -> None:
         from tfopt.conversion.parts import accuracy_control
         from tfopt.conversion.pipeline import load_kwargs
+        from tfopt.conversion.stages import inputs_of
         from tfopt.conversion.store import attach_reference
         from tfopt.loaders import load
 
@@ -124,9 +125,10 @@ class _Context:
             return
         self._referenced = True
         attach_reference(prepared, load(self.path, **load_kwargs(self.plan.load)))
-        q, r = self.plan.options.quantize, self.plan.options.report
+        q = self.plan.options.quantize
         if q.accuracy_control is not None and prepared.control is None:
-            prepared.control = accuracy_control(q.accuracy_control, r.eval_data, prepared.portable)
+            prepared.control = accuracy_control(q.accuracy_control,
+                                                inputs_of(self.plan, prepared).eval(prepared.portable.inputs))
 
     def build(self) -> Any:
         """Prepare what the cache lacks (the graphs, or just the statistics) and store it."""

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from tfopt._checks import check_ranges
 from tfopt.errors import GraphError, OptionError, StochasticModelError, did_you_mean
 from tfopt.freezing.bind_placeholders import BindPlaceholders
 from tfopt.freezing.freeze_variables import FreezeVariables
@@ -106,7 +105,6 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
         GraphError: a placeholder that is neither an input nor bound; a variable left unfrozen.
         VerificationError: outputs differ, or no made-up input gives the original a usable output.
     """
-    check_ranges({"--atol": (atol, 0), "--rtol": (rtol, 0)})
     report = FreezeReport(nodes_before=len(model.graph_def.node), ops_before=op_histogram(model.graph_def))
     placeholders = {n.name: n for n in model.graph_def.node if n.op in PLACEHOLDER_OPS}
     bindings = _parse_bindings(set_values or {}, placeholders, report)

@@ -15,15 +15,12 @@ while clustering, which must not move the centroids far), which is how TFMOT rec
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from tfopt.errors import OptionError
-
-CLUSTER_INITS = ("kmeans++", "linear", "density", "random")
 
 
 @dataclass(frozen=True)
@@ -39,21 +36,15 @@ class Compression:
     def active(self) -> bool:
         return self.cluster is not None or self.prune is not None
 
-    def validate(self) -> Compression:
-        if self.cluster is not None and not (isinstance(self.cluster, int) and self.cluster >= 2):
-            raise OptionError(f"--cluster {self.cluster}: the number of clusters must be an integer >= 2, e.g. 16")
-        if self.cluster_init not in CLUSTER_INITS:
-            raise OptionError(f"--cluster-init {self.cluster_init}: choose from {', '.join(CLUSTER_INITS)}")
-        if self.prune is not None and not 0.0 < self.prune < 1.0:
-            raise OptionError(f"--prune {self.prune}: sparsity is a fraction in (0, 1), e.g. 0.5")
-        if self.finetune_epochs < 1:
-            raise OptionError(f"--finetune-epochs {self.finetune_epochs}: at least 1")
-        if self.finetune_data and not (self.finetune_data.endswith(".npz") and os.path.exists(self.finetune_data)):
-            raise OptionError(f"--finetune-data {self.finetune_data}: expected an existing .npz of inputs (by "
-                              "name) and 'labels'")
+    def __post_init__(self) -> None:
+        """Checked as it is made, by the options' own rules (:meth:`tfopt.options.CompressOptions.check`;
+        ``--finetune-data``'s file is read, and checked, by :func:`compress_keras`)."""
+        from tfopt.options import CompressOptions
+
+        CompressOptions(cluster=self.cluster, cluster_init=self.cluster_init, prune=self.prune,
+                        finetune_epochs=self.finetune_epochs).check()
         if not self.active and (self.exclude or self.finetune_data):
             raise OptionError("--exclude/--finetune-data apply to --cluster or --prune; pass one of them")
-        return self
 
 
 @dataclass(frozen=True)
@@ -79,7 +70,7 @@ def compression(cluster: int | None = None, cluster_init: str = "kmeans++", prun
     """The validated :class:`Compression` the convert options ask for, or ``None`` when they ask for none."""
     if cluster is None and prune is None and not exclude:
         return None  # --finetune-data alone is int8's quantization-aware fine-tune (tfopt.quantizing.qat.finetune)
-    return Compression(cluster, cluster_init, prune, tuple(exclude), finetune_data, finetune_epochs).validate()
+    return Compression(cluster, cluster_init, prune, tuple(exclude), finetune_data, finetune_epochs)
 
 
 def compress_keras(model: Any, options: Compression) -> tuple[Any, dict[str, Any]]:
@@ -87,7 +78,6 @@ def compress_keras(model: Any, options: Compression) -> tuple[Any, dict[str, Any
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
-    options.validate()
     names = [layer.name for layer in model.layers]
     unknown = [n for n in options.exclude if n not in names]
     if unknown:
@@ -95,7 +85,7 @@ def compress_keras(model: Any, options: Compression) -> tuple[Any, dict[str, Any
 
         raise OptionError(f"--exclude {unknown[0]}: no such layer.{did_you_mean(unknown[0], names)} "
                           f"Layers: {', '.join(names)}")
-    data = _finetune_arrays(model, options.finetune_data) if options.finetune_data else None
+    data = _finetune_arrays(model, options.finetune_data) if options.finetune_data else None  # read once, here
     work = _copy(model, tf_keras)
     layers: dict[str, dict[str, Any]] = {}
     if options.prune is not None:
@@ -205,11 +195,13 @@ def _train(model: Any, tf_keras: Any, data: tuple[list[np.ndarray], np.ndarray] 
     model.fit(x if len(x) > 1 else x[0], labels, epochs=epochs, batch_size=32, verbose=0, callbacks=callbacks)
 
 
-def _finetune_arrays(model: Any, path: str | None) -> tuple[list[np.ndarray], np.ndarray]:
-    names = [i.name.split(":")[0] for i in model.inputs]
-    with np.load(str(path), allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
-    missing = [n for n in names if n not in arrays] + ([] if "labels" in arrays else ["labels"])
-    if missing:
-        raise OptionError(f"--finetune-data {path}: missing {', '.join(missing)} (has {', '.join(arrays)})")
-    return [arrays[n].astype(np.float32) if arrays[n].dtype.kind == "f" else arrays[n] for n in names], arrays["labels"]
+def _finetune_arrays(model: Any, path: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """``--finetune-data``'s arrays in the Keras model's input order, and its labels: read and checked
+    (names, dtypes, shapes, NaN/Inf) by the one reader, :func:`tfopt.verification.input_data.read_labeled`."""
+    from tfopt.graph import TensorSpec
+    from tfopt.verification.input_data import read_labeled
+
+    specs = [TensorSpec(i.name.split(":")[0], i.name, i.dtype.name if hasattr(i.dtype, "name") else str(i.dtype),
+                        tuple(i.shape)) for i in model.inputs]
+    data = read_labeled(path, specs, option="--finetune-data")
+    return [data.inputs[s.name] for s in specs], data.labels

@@ -12,7 +12,7 @@ import numpy as np
 from tfopt.errors import OptionError, OutputMismatchError
 from tfopt.graph import Model
 from tfopt.targets import PRECISIONS, target, target_of_file
-from tfopt.verification.calibration import eval_arrays
+from tfopt.verification.input_data import LabeledData, read_labeled
 from tfopt.verification.nonfinite import count_nonfinite
 
 
@@ -26,7 +26,7 @@ def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, 
     from tfopt.report.gates import parse_gate
 
     gates = [parse_gate(g) for g in fail_if]
-    _check_runs(runs, threads)
+    _check_options(runs, threads, metric, eval_data)
     if not os.path.exists(os.path.join(outdir, "manifest.json")):
         raise OptionError(f"{outdir}: no manifest.json; verify a directory written by `tfopt convert`")
     frozen, _ = freeze(load(reference, **load_options), verify=False)
@@ -35,7 +35,8 @@ def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, 
         raise OptionError(f"--reference {reference}: inputs {[s.name for s in frozen.inputs]} do not match the "
                           f"conversion's {[s.name for s in recorded.inputs]}")
     _check_outputs(outdir, reference, [s.name for s in frozen.outputs], [s.name for s in recorded.outputs])
-    report = build_report(outdir, frozen.replace(outputs=recorded.outputs), eval_data=eval_data, runs=runs,
+    labeled = _read_eval(eval_data, frozen, allow_nonfinite)
+    report = build_report(outdir, frozen.replace(outputs=recorded.outputs), eval_data=labeled, runs=runs,
                           threads=threads, gates=gates, metric=metric, allow_nonfinite=allow_nonfinite)
     finish_gates(report, junit)
     return report
@@ -68,7 +69,7 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
     from tfopt.report.gates import parse_gate
 
     gates = [parse_gate(g) for g in fail_if]
-    _check_runs(runs, threads)
+    _check_options(runs, threads, metric, eval_data)
     fmt, path = artifact_format(path)
     frozen, _ = freeze(load(reference, **load_options), verify=False)
     name = os.path.basename(path)
@@ -77,7 +78,8 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
     manifest = {"source": reference, "artifacts": [{"format": fmt, "precision": match or "unknown",
                                                      "path": os.path.abspath(path), "bytes": size,
                                                      "gzip_bytes": gzipped}]}
-    report = build_report(os.path.dirname(os.path.abspath(path)), frozen, eval_data=eval_data, runs=runs,
+    report = build_report(os.path.dirname(os.path.abspath(path)), frozen, runs=runs,
+                          eval_data=_read_eval(eval_data, frozen, allow_nonfinite),
                           threads=threads, gates=gates, manifest=manifest, write_to=report_dir, metric=metric,
                           allow_nonfinite=allow_nonfinite)
     finish_gates(report, junit)  # a GateFailure carries the report: the caller shows it too
@@ -107,7 +109,7 @@ def artifact_format(path: str) -> tuple[str, str]:
                       ".pb, a SavedModel directory) nor a `tfopt convert` directory (manifest.json)")
 
 
-def build_report(outdir: str, model: Model, *, eval_data: str | None = None, samples: Any = None, seed: int = 0,
+def build_report(outdir: str, model: Model, *, eval_data: LabeledData | None = None, samples: Any = None, seed: int = 0,
                  runs: int = 20, threads: int | None = None, gates: Sequence[Any] = (),
                  passes: list[dict[str, Any]] | None = None, stages: dict[str, float] | None = None,
                  preprocess: Any = None, layers: dict[str, Any] | None = None, progress: Any = None,
@@ -117,7 +119,8 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
     """Measure every artifact of ``outdir/manifest.json`` (or of ``manifest``) against the original
     model; write report.json/md/html into ``write_to`` ("" means ``outdir``; None: not written).
     Made-up inputs take the shape of ``verified_at`` (a :class:`tfopt.verification.verify.VerifyInputs`), else
-    of the manifest's ``verification`` record, at batch 8. The inputs measured on are counted for
+    of the manifest's ``verification`` record, at batch 8. ``eval_data``: the inputs and labels, read and
+    checked by the caller (:func:`tfopt.verification.input_data.read_labeled`). The inputs measured on are counted for
     NaN/Inf (``nonfinite_inputs``). ``converted_here``: :func:`tfopt.convert` built the artifacts
     from ``model`` just now, so a runtime failing where the original runs is the runtime's fault."""
     from tfopt.report import evaluate_gates, measure, write_reports
@@ -135,9 +138,6 @@ def build_report(outdir: str, model: Model, *, eval_data: str | None = None, sam
     score = None
     if metric:
         from tfopt._user_code import import_function
-
-        if not eval_data:
-            raise OptionError(f"--metric {metric}: needs --eval-data DATA.npz holding the labels it scores against")
         score = import_function(metric, "--metric")
     artifacts = [a for a in manifest["artifacts"] if not (preprocess is not None and target(a["format"], "format").takes_preprocess)]
     report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
@@ -200,13 +200,18 @@ def finish_gates(report: dict[str, Any] | None, junit: str | None) -> None:
         raise GateFailure(f"{len(failed)} gate check(s) failed: {listed}", report=report or {})
 
 
-def _check_runs(runs: int, threads: int | None) -> None:
-    from tfopt._checks import check_ranges
+def _check_options(runs: int, threads: int | None, metric: str | None, eval_data: str | None) -> None:
+    """``tfopt verify``'s options, before any work (``convert``'s are :func:`tfopt.conversion.checks.check_options`')."""
+    from tfopt.options import ReportOptions
 
-    check_ranges({"--report-runs": (runs, 1), "--threads": (threads, 1)}, integer=True)
+    ReportOptions(eval_data=eval_data, metric=metric, report_runs=runs, threads=threads).check()
 
 
-def _report_inputs(model: Model, run: Any, eval_data: str | None, samples: Any, manifest: dict[str, Any],
+def _read_eval(path: str | None, model: Model, allow_nonfinite: bool) -> LabeledData | None:
+    return read_labeled(path, model.inputs, option="--eval-data", allow_nonfinite=allow_nonfinite) if path else None
+
+
+def _report_inputs(model: Model, run: Any, eval_data: LabeledData | None, samples: Any, manifest: dict[str, Any],
                    verified_at: Any, seed: int,
                    allow_nonfinite: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None, dict[str, int | None] | None]:
     """``--eval-data``, else calibration samples, else made-up data at the shape the conversion was
@@ -219,11 +224,11 @@ def _report_inputs(model: Model, run: Any, eval_data: str | None, samples: Any, 
 
     outputs = [s.name for s in model.outputs]
     if eval_data or samples:
-        inputs, labels = (eval_arrays(eval_data, model, allow_nonfinite=allow_nonfinite) if eval_data else
+        inputs, labels = ((eval_data.inputs, eval_data.labels) if eval_data else
                           ({s.name: np.concatenate([x[s.name] for x in samples[:32]]) for s in model.inputs}, None))
         first = VerifyInputs({k: v[:1] for k, v in inputs.items()}, "eval-data" if eval_data else "calibration")
         if not allow_nonfinite:  # data holding NaN/Inf gives NaN outputs: measured and reported, not refused
-            check_inputs(run, first, f"--eval-data {eval_data}" if eval_data else "--calibration", outputs)
+            check_inputs(run, first, eval_data.where if eval_data else "--calibration", outputs)
         return inputs, labels, None
     recorded = (manifest.get("verification") or {}).get("shapes")
     if verified_at is None and recorded and set(recorded) == {s.name for s in model.inputs}:

@@ -25,7 +25,6 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from tfopt._checks import at_least
 from tfopt.errors import ModelFormatError, OptionError, TensorPairingError, TfoptError
 from tfopt.graph import Model
 from tfopt.verification.nonfinite import worst
@@ -46,7 +45,6 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     runtime's own default, as a deployer gets it; see the module docstring)."""
     from tfopt.terminal.progress import Step
 
-    at_least("--report-runs", runs, 1, integer=True)
     threads = threads or os.cpu_count() or 1
     from tfopt.verification.testing import unranked_outputs
 

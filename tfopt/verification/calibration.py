@@ -11,8 +11,9 @@ Sources:
 * ``data.tfrecord`` - tf.train.Examples whose features are the model's inputs, parsed with the
   model's own input specs as the feature spec (``FixedLenFeature(shape[1:], dtype)`` per input).
 
-Every sample is checked against the model's inputs (names, rank, static dimensions, dtype) and
-split into batch-1 samples, which is what the converters' calibrators consume.
+Every sample is checked against the model's inputs by :func:`tfopt.verification.input_data.check_arrays`
+(the rules every data file keeps), NaN/Inf counted once, and split into batch-1 samples, which is
+what the converters' calibrators consume. The result is read once per conversion and trusted after.
 """
 
 from __future__ import annotations
@@ -23,12 +24,35 @@ from typing import Any
 
 import numpy as np
 
-from tfopt._checks import at_least
-from tfopt.errors import OptionError, did_you_mean
-from tfopt.graph import Model, TensorSpec
+from tfopt.errors import OptionError
+from tfopt.graph import TensorSpec
+from tfopt.verification.input_data import check_arrays, npz_problem, read_npz
 from tfopt.verification.nonfinite import check_finite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+SUFFIXES = (".npz", ".npy", ".tfrecord", ".tfrecords", ".tfr")
+
+
+def calibration_problem(source: str) -> str | None:
+    """Why ``source`` is no calibration source, judged without reading its data (a file's head at
+    most), or ``None``. A ``module:function`` is imported when the data is read: it may need TensorFlow."""
+    if ":" in source and not os.path.exists(source):
+        module, _, function = source.partition(":")
+        return None if module and function else "expected 'package.module:function'"
+    if not os.path.exists(source):
+        return "no such file or directory"
+    if os.path.isdir(source):
+        return None
+    if not source.endswith(SUFFIXES):
+        return ("expected a .npz (keyed by input name), a .npy, a .tfrecord, a directory of images or "
+                "package.module:function")
+    if source.endswith(".npz"):
+        return npz_problem(source)
+    if source.endswith(".npy"):
+        with open(source, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                return "not a .npy (numpy.save) file"
+    return None
 
 
 def load_calibration(source: str, inputs: Sequence[TensorSpec], *, samples: int = 100,
@@ -36,34 +60,32 @@ def load_calibration(source: str, inputs: Sequence[TensorSpec], *, samples: int 
                      allow_nonfinite: bool = False) -> list[dict[str, np.ndarray]]:
     """Read ``source`` and return up to ``samples`` batch-1 samples keyed by input name.
 
+    ``samples`` (>= 1) and the source's form are :func:`tfopt.conversion.checks.check_options`' to
+    refuse, before any work; here the data is read and checked against ``inputs``.
+
     Raises:
-        OptionError: missing file, unknown format, wrong names/shapes/dtypes, no samples, or NaN/Inf
-            values (unless ``allow_nonfinite``; the message names the input and the count).
+        OptionError: wrong names/shapes/dtypes, no samples, or NaN/Inf values (unless
+            ``allow_nonfinite``; the message names the input and the count).
     """
-    at_least("--calibration-samples", samples, 1, integer=True)
     names = [s.name for s in inputs]
     if ":" in source and not os.path.exists(source):
         batches = _from_callable(source, names)
-    elif not os.path.exists(source):
-        raise OptionError(f"--calibration {source}: no such file")
     elif os.path.isdir(source):
         batches = [_from_images(source, inputs, samples, mean, scale)]
     elif source.endswith((".tfrecord", ".tfrecords", ".tfr")):
         batches = [_from_tfrecord(source, inputs, samples)]
     elif source.endswith(".npz"):
-        with np.load(source, allow_pickle=False) as data:
-            batches = [{k: data[k] for k in data.files}]
+        batches = [read_npz(source, "--calibration")]
     elif source.endswith(".npy"):
         if len(names) != 1:
             raise OptionError(f"--calibration {source}: a .npy holds one array, the model has inputs "
                               f"{names}; use a .npz keyed by input name")
         batches = [{names[0]: np.load(source, allow_pickle=False)}]
     else:
-        raise OptionError(f"--calibration {source}: expected a .npz (keyed by input name), a .npy, a .tfrecord, "
-                          "a directory of images or package.module:function")
+        raise OptionError(f"--calibration {source}: {calibration_problem(source)}")
     out: list[dict[str, np.ndarray]] = []
     for batch in batches:
-        checked = _check(batch, inputs, source)
+        checked = check_arrays(batch, inputs, f"--calibration {source}", only_inputs=True)
         n = len(next(iter(checked.values())))
         for i in range(n):
             out.append({k: v[i:i + 1] for k, v in checked.items()})
@@ -133,71 +155,3 @@ def _from_callable(spec: str, names: list[str]) -> Iterable[dict[str, Any]]:
 
     for item in import_function(spec, "--calibration")():
         yield item if isinstance(item, dict) else {names[0]: item}
-
-
-def _check(batch: dict[str, Any], inputs: Sequence[TensorSpec], source: str) -> dict[str, np.ndarray]:
-    names = [s.name for s in inputs]
-    for key in batch:
-        if key not in names:
-            raise OptionError(f"--calibration {source}: '{key}' is not a model input.{did_you_mean(key, names)} "
-                              f"Inputs: {', '.join(names)}")
-    out = {}
-    counts = set()
-    for spec in inputs:
-        if spec.name not in batch:
-            raise OptionError(f"--calibration {source}: no data for input '{spec.name}'")
-        value = np.asarray(batch[spec.name])
-        want = np.dtype(spec.dtype) if spec.dtype != "string" else np.dtype(object)
-        if value.dtype != want:
-            same_kind = (np.issubdtype(value.dtype, np.floating) and np.issubdtype(want, np.floating)) or \
-                (np.issubdtype(value.dtype, np.integer) and np.issubdtype(want, np.integer))
-            if not same_kind:
-                raise OptionError(f"--calibration {source}: input '{spec.name}' is {spec.dtype}, the data is {value.dtype}")
-            value = value.astype(want)
-        if spec.shape is not None:
-            if value.ndim != len(spec.shape):
-                raise OptionError(f"--calibration {source}: input '{spec.name}' has rank {len(spec.shape)} "
-                                  f"{_dims(spec.shape)}, the data has shape {value.shape}")
-            for i, (want_dim, got) in enumerate(zip(spec.shape, value.shape)):
-                if i > 0 and want_dim is not None and want_dim != got:
-                    raise OptionError(f"--calibration {source}: input '{spec.name}' expects {_dims(spec.shape)}, "
-                                      f"the data has shape {value.shape}")
-        if value.shape[:1] == (0,):
-            raise OptionError(f"--calibration {source}: input '{spec.name}' has no samples")
-        counts.add(value.shape[0])
-        out[spec.name] = value
-    if len(counts) > 1:
-        raise OptionError(f"--calibration {source}: inputs have different sample counts {sorted(counts)}")
-    return out
-
-
-def _dims(shape: Sequence[int | None]) -> str:
-    return "x".join("?" if d is None else str(d) for d in shape)
-
-
-def npz_arrays(path: str, specs: Sequence[TensorSpec], *, option: str = "--eval-data", rows: int | None = None,
-               labels: bool = False) -> dict[str, np.ndarray]:
-    """The one reader of "an ``.npz`` of inputs by name": each spec's array (its first ``rows``
-    rows, in the spec's dtype), plus ``labels`` as stored when asked. ``option`` names the flag in
-    the OptionError a missing file or array raises (the arrays the file does hold are listed)."""
-    what = "inputs (by name) and 'labels'" if labels else "inputs (by name)"
-    if not path.endswith(".npz") or not os.path.isfile(path):
-        raise OptionError(f"{option} {path}: expected an existing .npz of the model's {what}")
-    with np.load(path, allow_pickle=False) as data:
-        missing = [s.name for s in specs if s.name not in data.files] + (
-            ["labels"] if labels and "labels" not in data.files else [])
-        if missing:
-            raise OptionError(f"{option} {path}: missing {', '.join(missing)} (it holds "
-                              f"{', '.join(data.files) or 'nothing'})")
-        out = {s.name: data[s.name][:rows].astype(s.dtype) for s in specs}
-        if labels:
-            out["labels"] = data["labels"][:rows]
-    return out
-
-
-def eval_arrays(path: str, model: Model, *, allow_nonfinite: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The inputs (by name) and ``labels`` of an ``.npz``; NaN/Inf refused unless ``allow_nonfinite``."""
-    arrays = npz_arrays(path, model.inputs, labels=True)
-    check_finite(arrays, f"--eval-data {path}", allow=allow_nonfinite)
-    found = arrays.pop("labels")
-    return arrays, found

@@ -29,7 +29,7 @@ import numpy as np
 from tfopt.errors import ConversionError, GraphError, OptionError, TfoptError, VerificationError
 from tfopt.graph import Model, TensorSpec
 from tfopt.runtimes.tensorflow import GraphRunner
-from tfopt.verification.calibration import npz_arrays
+from tfopt.verification.input_data import npz_arrays
 from tfopt.verification.input_domains import reasons
 from tfopt.verification.stochastic import check_reproducible
 from tfopt.verification.testing import OutputDiff, assert_equivalent, random_inputs
@@ -46,13 +46,15 @@ class VerifyData:
     """Where verification inputs come from, in the order tried (see the module docstring).
 
     Attributes:
-        eval_data: ``.npz`` of inputs by name (plus ``labels``, unused here).
+        eval_data: ``.npz`` of inputs by name (plus ``labels``, unused here), or a function of the input
+            specs returning them read and checked (``convert`` reads each file once); ``eval_source``: its file.
         calibration: calibration samples (as :func:`tfopt.verification.calibration.load_calibration` returns),
             or a function of the input specs returning them (loaded once the frozen inputs are known).
         shapes: input name -> concrete shape (``--verify-shape NAME:1x10100x4``).
     """
 
-    eval_data: str | None = None
+    eval_data: str | Callable[[Sequence[TensorSpec]], Mapping[str, np.ndarray]] | None = None
+    eval_source: str | None = None
     calibration: Sequence[Mapping[str, np.ndarray]] | Callable[[Sequence[TensorSpec]], Any] | None = None
     calibration_source: str | None = None
     shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
@@ -157,8 +159,9 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
     """
     data = data or VerifyData()
     if data.eval_data:
-        given = VerifyInputs(npz_arrays(data.eval_data, specs, rows=DATA_ROWS), "eval-data")
-        return check_inputs(original, given, f"--eval-data {data.eval_data}", outputs)
+        feeds = data.eval_data(specs) if callable(data.eval_data) else npz_arrays(data.eval_data, specs, option="--eval-data")
+        return check_inputs(original, VerifyInputs({k: v[:DATA_ROWS] for k, v in feeds.items()}, "eval-data"),
+                            f"--eval-data {data.eval_source or data.eval_data}", outputs)
     samples = data.calibration(specs) if callable(data.calibration) else data.calibration
     if samples:
         feeds = {s.name: np.concatenate([x[s.name] for x in samples[:DATA_ROWS]]) for s in specs}

@@ -201,10 +201,10 @@ def test_collect_refuses_a_tensor_that_goes_nan(data):
     (["relu:3"], None, r"tensor 'relu:3' is not in the graph\. Node 'relu' has 1 output"),
     ([], None, "no tensors to calibrate"),
     (["relu:0"], {"y": np.zeros((2, 6), np.float32)}, "'y' is not a model input"),
-    (["relu:0"], [{"x": np.zeros((2, 6), np.float32)}, {}], "no data for input"),
-    (["relu:0"], {"x": np.zeros((0, 6), np.float32)}, "holds no samples"),
-    (["relu:0"], {"x": np.zeros((2, 5), np.float32)}, r"input x \(float32\[\?x6\]\) gets data of shape \(2, 5\)"),
-    (["relu:0"], {"x": np.float32(1.0)}, "x have no sample axis"),
+    (["relu:0"], [{"x": np.zeros((2, 6), np.float32)}, {}], r"--calibration: missing x \(it holds nothing\)"),
+    (["relu:0"], {"x": np.zeros((0, 6), np.float32)}, "input 'x' has no samples"),
+    (["relu:0"], {"x": np.zeros((2, 5), np.float32)}, r"input 'x' expects \?x6, the data has shape \(2, 5\)"),
+    (["relu:0"], {"x": np.float32(1.0)}, r"input 'x' has rank 2 \?x6, the data has shape \(\)"),
 ], ids=["typo", "port", "none", "unknown-input", "missing-input", "empty", "shape", "scalar"])
 def test_collect_errors(mlp, tensors, samples, message):
     with pytest.raises(OptionError, match=message):

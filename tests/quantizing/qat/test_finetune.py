@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.helpers import counting, reads
 from tfopt import cli
 from tfopt.conversion.convert import convert
 from tfopt.demos import examples
@@ -79,8 +80,14 @@ def converted(keras2_digits, tmp_path_factory):
     root = tmp_path_factory.mktemp("qat")
     ptq = convert(keras2_digits["path"], str(root / "ptq"), **common)
     out = str(root / "qat")
-    qat = convert(keras2_digits["path"], out, finetune_data=keras2_digits["train"], finetune_epochs=2, **common)
-    return {"ptq": ptq, "qat": qat, "out": out}
+    with counting(np, "load") as counts:
+        qat = convert(keras2_digits["path"], out, finetune_data=keras2_digits["train"], finetune_epochs=2, **common)
+    return {"ptq": ptq, "qat": qat, "out": out,
+            "reads": reads(counts, keras2_digits["train"], keras2_digits["eval"], keras2_digits["calib"])}
+
+
+def test_each_data_file_is_read_once(converted):
+    assert converted["reads"] == [1, 1, 1]  # --finetune-data, --eval-data, --calibration
 
 
 def test_finetuned_int8_runs_int8_kernels_in_every_target(converted):

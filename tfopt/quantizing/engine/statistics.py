@@ -277,29 +277,11 @@ def _cause(message: str) -> str:
 
 
 def _rows(sample: Mapping[str, Any], inputs: Sequence[TensorSpec]) -> int:
-    """Rows (axis 0) of one ``{input name: array}``, checked against the model's inputs (names, rank
-    and static dimensions after the first)."""
-    names = [s.name for s in inputs]
-    for key in sample:
-        if key not in names:
-            raise OptionError(f"--calibration: '{key}' is not a model input.{did_you_mean(key, names)} "
-                              f"Inputs: {', '.join(names)}")
-    missing = [n for n in names if n not in sample]
-    if missing:
-        raise OptionError(f"--calibration: no data for input(s) {', '.join(missing)}")
-    scalars = [n for n in names if np.ndim(sample[n]) == 0]
-    if scalars:
-        raise OptionError(f"--calibration: input(s) {', '.join(scalars)} have no sample axis; stack the samples "
-                          "along axis 0")
-    for spec in inputs:
-        shape = np.shape(sample[spec.name])
-        if spec.shape is not None and (len(shape) != len(spec.shape) or
-                                       any(w is not None and w != g for w, g in zip(spec.shape[1:], shape[1:]))):
-            raise OptionError(f"--calibration: input {spec.describe()} gets data of shape {shape}")
-    counts = {n: np.shape(sample[n])[0] for n in names}
-    if len(set(counts.values())) > 1:
-        raise OptionError(f"--calibration: inputs have different sample counts {counts}")
-    return next(iter(counts.values()))
+    """Rows (axis 0) of one ``{input name: array}``, checked by the rules every data source keeps
+    (:func:`tfopt.verification.input_data.check_arrays`: names, dtypes, ranks, static dimensions, counts)."""
+    from tfopt.verification.input_data import check_arrays
+
+    return len(next(iter(check_arrays(sample, inputs, "--calibration", only_inputs=True).values())))
 
 
 def _batches(items: list[Mapping[str, Any]], inputs: Sequence[TensorSpec],

@@ -8,28 +8,27 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.errors import OptionError
 from tfopt.graph import Model
+from tfopt.targets import require_calibration
 
 
 def selective(target: str, precision: str, model: Model, path: str, samples: Any, keep: Sequence[str],
-              auto: float | None, eval_data: str | None, say: Callable[[Any], None],
+              auto: float | None, labeled: Any, say: Callable[[Any], None],
               emit: Callable[[str, list[str], Any], str], *, opset: int | None = None,
               to_raw: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[str, list[str], list[dict[str, Any]]]:
     """Rank the layers (:func:`tfopt.quantizing.native.ranking.rank_layers`), then write ``path`` with
     ``emit(path, kept, converted)`` keeping ``keep`` in float, and with ``auto`` add the worst
-    remaining layer until the drop is within ``auto`` points. Returns (file, kept, ranking)."""
+    remaining layer until the drop is within ``auto`` points, measured on ``labeled`` (the eval data, a
+    :class:`tfopt.verification.input_data.LabeledData`) or else the calibration samples. Returns (file, kept, ranking)."""
     from tfopt.quantizing.native.layer_targets import quantizer_for
     from tfopt.quantizing.native.ranking import rank_layers, resolve_layers
-    from tfopt.verification.calibration import eval_arrays
 
-    if not samples:
-        raise OptionError("--keep-float/--auto-keep-float need calibration data: pass --calibration DATA")
+    require_calibration(samples)
     say(f"{target} {precision}: per-layer quantization error")
     quantizer = quantizer_for(target, precision, model, samples, opset)
     ranking = rank_layers(quantizer, model, samples, say)
     kept = resolve_layers(quantizer, keep, model)
-    inputs, labels = eval_arrays(eval_data, model) if eval_data else (
+    inputs, labels = (labeled.inputs, labeled.labels) if labeled is not None else (
         {s.name: np.concatenate([x[s.name] for x in samples[:64]]) for s in model.inputs}, None)
     while True:
         written = emit(path, list(kept), quantizer.converted)

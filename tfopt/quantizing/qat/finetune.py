@@ -79,8 +79,6 @@ def check_options(model: Any, quantize: Any, compress: Any, pairs: Sequence[tupl
     if not any(p == "int8" for _, p in pairs):
         raise OptionError("--finetune-data fine-tunes --cluster/--prune, or int8 quantization-aware (--quantize int8 "
                           "--calibration C): add one of them")
-    if compress.finetune_epochs < 1:
-        raise OptionError(f"--finetune-epochs {compress.finetune_epochs}: at least 1")
     conflicts = [("--quantizer native", quantize.quantizer != "tfopt"), ("--int8-recipe auto", quantize.int8_recipe == "auto"),
                  ("--per-tensor", quantize.per_tensor), ("--keep-float", bool(quantize.keep_float)),
                  ("--auto-keep-float", quantize.auto_keep_float is not None)]
@@ -203,18 +201,6 @@ def _accuracy(model: Any, names: list[str], data: tuple[dict[str, np.ndarray], n
     return 100.0 * float(np.mean(first.reshape(len(data[1]), -1).argmax(-1) == data[1].reshape(-1)))
 
 
-def finetune_arrays(path: str, model: Model) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """``--finetune-data``'s inputs (by the model's input names) and ``labels`` (the one ``.npz``
-    reader, :func:`tfopt.verification.calibration.npz_arrays`); NaN/Inf refused."""
-    from tfopt.verification.calibration import npz_arrays
-    from tfopt.verification.nonfinite import check_finite
-
-    arrays = npz_arrays(path, model.inputs, option="--finetune-data", labels=True)
-    check_finite(arrays, f"--finetune-data {path}", allow=False)
-    labels = arrays.pop("labels")
-    return arrays, labels
-
-
 def load_qat(qat: Any, portable: Model) -> Model:
     """The QAT tf_keras model as a loaded :class:`Model` (its inference call, variables frozen), with
     the float model's input and output names (TFMOT renames the output layer ``quant_<name>``)."""
@@ -271,22 +257,20 @@ class QatPlan(Int8Plan):
                 "candidates": {}, "qat_finetune": self.report.as_dict()}
 
 
-def qat_plan(base: Int8Plan, options: Any, *, verify_data: Any = None,
+def qat_plan(base: Int8Plan, options: Any, train: Any, held_out: Any = None, *, verify_data: Any = None,
              progress: Callable[[Any], None] | None = None) -> QatPlan:
     """``convert``'s int8 plan for ``--finetune-data`` (``options``: the :class:`~tfopt.options.ConvertOptions`):
-    the engine's ranges on ``base``'s graph and samples, the fine-tuned QAT model, frozen."""
+    the engine's ranges on ``base``'s graph and samples, the fine-tuned QAT model, frozen. ``train`` and
+    ``held_out`` are the fine-tune and eval data (:class:`tfopt.verification.input_data.LabeledData`,
+    read and checked once by ``convert``)."""
     say = progress or (lambda event: None)
     portable = base.engine.model
     original = keras2_model(portable)
-    c, eval_data = options.compress, options.report.eval_data
+    c = options.compress
     recipe = replace(base.recipe, equalize=False, adaround=False, bias_correction=False)
     _, ranges_report = base.engine.quantize(recipe)
-    data = finetune_arrays(str(c.finetune_data), portable)
-    evaluate = None
-    if eval_data:
-        from tfopt.verification.calibration import eval_arrays
-
-        evaluate = eval_arrays(eval_data, portable, allow_nonfinite=options.report.allow_nonfinite)
+    data = (train.inputs, train.labels)
+    evaluate = (held_out.inputs, held_out.labels) if held_out is not None else None
     say(f"int8 by quantization-aware fine-tune (TFMOT) from tfopt's {recipe.method} ranges: {c.finetune_epochs} "
         f"epoch(s) on {len(data[1])} samples, Adam at {LEARNING_RATE:g}")
     qat, report = finetune(original, portable, ranges_report.ranges, base.engine.samples, data,
