@@ -223,3 +223,32 @@ def test_regression_metrics(tmp_path):
     assert result.report["reference"]["accuracy"]["rmse"] == pytest.approx(0.1, abs=1e-5)
     assert abs(result.report["artifacts"][0]["accuracy_drop"]) < 1e-5
 
+
+
+@pytest.mark.parametrize("head,squeeze", [("sigmoid", False), ("sigmoid", True), ("logit", False)])
+def test_one_score_binary_classifier_accuracy(tmp_path, head, squeeze):
+    """A binary classifier with one unit ([N, 1] or [N]) and integer labels: the class is the score
+    past 0.5 (probabilities) or 0 (logits), in the original and every artifact. An argmax over the
+    one unit is always class 0: it counted the zero labels, or raised on [N]."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((6,), name="x")
+    score = keras.layers.Dense(1, activation="sigmoid" if head == "sigmoid" else None, name="y")(inputs)
+    if squeeze:
+        score = keras.layers.Reshape(())(score)
+    model = keras.Model(inputs, score)
+    model.export(str(tmp_path / "sm"), verbose=False)
+    x = np.random.default_rng(2).normal(size=(64, 6)).astype(np.float32)
+    scores = np.asarray(model.predict(x, verbose=0)).reshape(-1)
+    predicted = scores > (0.5 if head == "sigmoid" else 0.0)
+    labels = predicted.astype(np.int64)
+    labels[:16] = 1 - labels[:16]  # 48 of 64 right: 75 %, whatever the share of zeros
+    np.savez(tmp_path / "eval.npz", x=x, labels=labels)
+    result = convert(str(tmp_path / "sm"), str(tmp_path / "out"), to=["tflite", "onnx", "openvino"],
+                     eval_data=str(tmp_path / "eval.npz"), report_runs=1)
+    assert result.report["reference"]["accuracy"]["top1"] == pytest.approx(75.0)
+    assert result.report["reference"]["accuracy"]["top5"] is None  # two classes: always within five
+    for row in result.report["artifacts"]:  # fp32 artifacts: within 1e-5 of the original, the same classes
+        assert row["accuracy"]["top1"] == pytest.approx(75.0), row["format"]
+        assert row["accuracy_drop"] == pytest.approx(0.0), row["format"]

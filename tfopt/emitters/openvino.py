@@ -139,9 +139,20 @@ def _quantize_with_accuracy_control(ov_model: Any, dataset: Any, order: list[str
     items = [([control.inputs[name][i:i + 1] for name in order], control.labels[i]) for i in range(n)]
     validation = nncf().Dataset(items, lambda item: item[0])
 
+    from tfopt.verification.classes import threshold
+    from tfopt.verification.classes import top1 as top1_percent
+
+    cuts: list[float] = []  # NNCF scores the original model first: its scores fix a one-score classifier's boundary
+
     def top1(compiled: Any, data: Any) -> float:  # NNCF passes the (sub)set of items to score
-        hits = [int(np.argmax(compiled(inputs)[0]) == label) for inputs, label in data]
-        return float(np.mean(hits)) if hits else 0.0
+        items = list(data)
+        if not items:
+            return 0.0
+        scores = np.concatenate([np.asarray(compiled(inputs)[0]) for inputs, _ in items])
+        labels = np.asarray([label for _, label in items]).reshape(len(items), -1)[:, 0]
+        if not cuts:
+            cuts.append(threshold(scores))
+        return top1_percent(scores, labels, cuts[0]) / 100.0
 
     return nncf().quantize_with_accuracy_control(ov_model, dataset, validation, validation_fn=top1,
                                                  max_drop=control.max_drop, drop_type=nncf().DropType.ABSOLUTE,

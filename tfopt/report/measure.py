@@ -4,7 +4,8 @@ Per artifact and output: max/mean absolute error, relative error ``max|a−r| / 
 in the verification's units ``max|a−r| / (1 + max|r|)`` (``scaled_err``: within the fp32 bound when
 <= ``tfopt.verification.tolerances.ARTIFACT["fp32"]``, whatever the outputs' magnitude), cosine
 similarity of the flattened outputs, and top-1 agreement (same argmax on the last axis). With
-labels: top-1/top-5 accuracy (integer labels) or MAE/RMSE (float labels), and the drop from the
+labels: top-1/top-5 accuracy (integer labels; the class rule of :mod:`tfopt.verification.classes`,
+one-score binary classifiers included) or MAE/RMSE (float labels), and the drop from the
 original in points. Latency: median and p90 over ``runs`` timed calls after 3 warm-up calls,
 batch 1, with the thread count stated.
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from tfopt.errors import ModelFormatError, OptionError, TensorPairingError, TfoptError
 from tfopt.graph import Model
+from tfopt.verification.classes import threshold, top1, top5
 from tfopt.verification.nonfinite import worst
 
 
@@ -51,14 +53,16 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs))
     expected = _batched(reference, samples, [s.name for s in model.outputs])
     reference_latency = _latency(_single_call(reference, samples), runs)
-    ref_accuracy = _accuracy(expected[model.outputs[0].name], labels, metric) if labels is not None else None
+    first = model.outputs[0].name
+    cut = threshold(expected[first])  # one decision boundary for the original and every artifact
+    ref_accuracy = _accuracy(expected[first], labels, metric, cut) if labels is not None else None
     rows = []
     for index, artifact in enumerate(artifacts):
         if progress is not None:
             progress(Step("measuring artifacts", index + 1, len(artifacts)))
         got, runner = _run_artifact(artifact, outdir, model, samples, threads, converted_here=converted_here)
         fidelity = _fidelity(expected, got)
-        accuracy = _accuracy(got[model.outputs[0].name], labels, metric) if labels is not None else None
+        accuracy = _accuracy(got[first], labels, metric, cut) if labels is not None else None
         rows.append({
             "format": artifact["format"], "precision": artifact["precision"], "path": artifact["path"],
             "bytes": artifact["bytes"], "gzip_bytes": artifact.get("gzip_bytes"), "fidelity": fidelity,
@@ -205,15 +209,13 @@ def _fidelity(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> di
 
 
 def _accuracy(output: np.ndarray, labels: np.ndarray,
-              metric: Callable[[np.ndarray, np.ndarray], float] | None = None) -> dict[str, float]:
+              metric: Callable[[np.ndarray, np.ndarray], float] | None, cut: float) -> dict[str, Any]:
     if metric is not None:
         return {"score": float(metric(output, labels))}
     if np.issubdtype(labels.dtype, np.integer):
         if not np.isfinite(output).all():  # a NaN score has no rank: no accuracy to claim
             return {"top1": math.nan, "top5": math.nan}
-        top5 = np.argsort(-output, axis=-1)[:, :5]
-        return {"top1": 100.0 * float(np.mean(output.argmax(-1) == labels)),  # percent, as in the table
-                "top5": 100.0 * float(np.mean([label in row for label, row in zip(labels, top5)]))}
+        return {"top1": top1(output, labels, cut), "top5": top5(output, labels)}  # percent, as in the table
     diff = output.reshape(labels.shape) - labels
     return {"mae": float(np.mean(np.abs(diff))), "rmse": float(np.sqrt(np.mean(diff ** 2)))}
 

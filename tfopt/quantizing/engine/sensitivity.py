@@ -33,6 +33,7 @@ import numpy as np
 
 from tfopt.graph import Model
 from tfopt.terminal.progress import Step
+from tfopt.verification.classes import predicted, sample_classes, threshold
 
 MAX_SAMPLES = 64  # samples the ranking and the simulated drop run on (the ranking repeats per group)
 
@@ -89,14 +90,16 @@ def choose_float_layers(engine: Any, recipe: Any, bound: float, ranking: Sequenc
     """
     feeds = labels["inputs"] if labels is not None else _feeds(engine)
     truth = np.asarray(labels["labels"]) if labels is not None else None
-    reference = _top1(_run(engine.model, feeds))
+    scores = _run(engine.model, feeds)
+    cut = threshold(scores)  # a one-score classifier's boundary, from the float model
+    reference = _classes(scores, truth, cut)
     chosen, steps = list(kept), []
     remaining = [r["layer"] for r in ranking if r["layer"] not in chosen]
     confirming = False
     while True:
         quantized, _ = engine.quantize(recipe, keep_float=chosen)
         step: dict[str, Any] = {"kept": len(chosen), "layers": list(chosen),
-                                "simulated_drop": _drop(_top1(_run(quantized, feeds)), reference, truth)}
+                                "simulated_drop": _drop(_classes(_run(quantized, feeds), truth, cut), reference, truth)}
         drop = step["simulated_drop"]
         if drop <= bound and measure is not None:
             confirming = True
@@ -134,8 +137,8 @@ def _run(model: Model, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
         runner.close()
 
 
-def _top1(values: np.ndarray) -> np.ndarray:
-    return values.reshape(len(values), -1).argmax(-1)
+def _classes(values: np.ndarray, truth: np.ndarray | None, cut: float) -> np.ndarray:
+    return predicted(values, truth, cut) if truth is not None else sample_classes(values, cut)
 
 
 def _drop(got: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> float:

@@ -57,5 +57,8 @@ def drop_points(target: str, model: Model, path: str, inputs: dict[str, np.ndarr
     ref = np.concatenate([original({**{k: v[i:i + 1] for k, v in inputs.items()}, **bindings})[name] for i in range(n)])
     got = np.concatenate([runner({k: raw(v[i:i + 1]) for k, v in inputs.items()})[name] for i in range(n)])
     if labels is not None:
-        return 100.0 * (float(np.mean(ref.argmax(-1) == labels)) - float(np.mean(got.argmax(-1) == labels)))
+        from tfopt.verification.classes import threshold, top1
+
+        cut = threshold(ref)
+        return top1(ref, labels, cut) - top1(got, labels, cut)
     return 100.0 * (1.0 - float(np.mean(ref.argmax(-1) == got.argmax(-1))))

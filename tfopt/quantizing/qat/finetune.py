@@ -195,10 +195,12 @@ def _accuracy(model: Any, names: list[str], data: tuple[dict[str, np.ndarray], n
     """Top-1 in percent on integer labels; ``None`` without data or for other labels."""
     if data is None or not np.issubdtype(data[1].dtype, np.integer):
         return None
+    from tfopt.verification.classes import threshold, top1
+
     x = [data[0][n] for n in names]
     out = model.predict(x if len(x) > 1 else x[0], batch_size=256, verbose=0)
     first = np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
-    return 100.0 * float(np.mean(first.reshape(len(data[1]), -1).argmax(-1) == data[1].reshape(-1)))
+    return top1(first, data[1], threshold(first))
 
 
 def load_qat(qat: Any, portable: Model) -> Model:
