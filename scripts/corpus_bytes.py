@@ -1,0 +1,249 @@
+#!/usr/bin/env python
+"""Convert corpus models at two commits and compare every artifact byte for byte (sha256).
+
+    python scripts/corpus_bytes.py compare BEFORE AFTER [--models NAME ...] [--variants V ...] [--out DIR]
+                                           [--cache DIR] [--timeout S] [--markdown PATH] [--force]
+    python scripts/corpus_bytes.py probe CHECKOUT --model NAME --variant V --like HASHES.json REV
+                                         [--file REL] [--out DIR]
+
+``compare``: BEFORE and AFTER are commits (a detached worktree of each is added under OUT/trees and
+reused) or folders holding a checkout. Each conversion is ``tfopt convert MODEL -o DIR`` plus the
+entry's flags (:func:`tfopt.coverage.corpus.convert_command`) and the variant's flags, run one at a
+time in its own process with ``PYTHONPATH=<checkout>`` and ``PYTHONSAFEPATH=1`` (so the checkout's
+tfopt is imported, not the installed one nor the working directory's) and ``PYTHONHASHSEED=0`` (tf2onnx's output depends on it). Every
+file written is hashed except ``manifest.json``/``report.json`` (times and paths). Hashes go to
+OUT/hashes.json after every conversion (a stopped run resumes; ``--force`` converts again); the
+table (model x variant x artifact: identical / differs / only before / only after / failed) is
+printed and written with ``--markdown``.
+
+``probe`` is a ``git bisect run`` step: convert one model at CHECKOUT and exit 0 when its artifacts
+(or the one ``--file``) hash as REV's did in HASHES.json, 1 when they differ, 125 (skip) when the
+conversion fails::
+
+    git -C TREE bisect start AFTER BEFORE
+    git -C TREE bisect run python scripts/corpus_bytes.py probe TREE --model M --variant fp32 \\
+        --like OUT/hashes.json BEFORE --file model.fp32.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tfopt.coverage import corpus  # noqa: E402
+
+VARIANTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # name: (targets, extra flags)
+    "fp32": (("pb", "tflite", "onnx", "openvino"), ("--no-verify",)),
+    "int8-mse": (("tflite", "onnx", "openvino"), ("--quantize", "int8", "--int8-recipe", "mse", "--no-verify")),
+    "int8": (("tflite", "onnx", "openvino"), ("--quantize", "int8", "--no-verify")),
+}
+"""Each variant's ``--to`` targets and flags; the seeds (PYTHONHASHSEED, tfopt's own) are the same on both sides."""
+
+SKIPPED_FILES = frozenset({"manifest.json", "report.json"})
+"""Written by every conversion with times and absolute paths in them: not artifacts."""
+
+
+def say(msg: str) -> None:
+    print(f"  ... {msg}", file=sys.stderr, flush=True)
+
+
+def file_hashes(folder: str) -> dict[str, str]:
+    """sha256 of every file under ``folder`` by its path relative to it ('/'-separated), but the
+    manifest and report."""
+    out = {}
+    for where, _dirs, files in os.walk(folder):
+        for name in files:
+            if name in SKIPPED_FILES:
+                continue
+            path = os.path.join(where, name)
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            out[os.path.relpath(path, folder).replace(os.sep, "/")] = digest.hexdigest()
+    return dict(sorted(out.items()))
+
+
+def compare(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, str]:
+    """Each artifact's verdict from two conversion records (``{"exit": int|None, "files": {rel: sha}}``):
+    ``identical``, ``differs``, ``only before``, ``only after``; a conversion that wrote nothing and
+    failed is one ``*`` row, ``failed before``/``failed after``/``failed both``."""
+    files_b, files_a = before.get("files", {}), after.get("files", {})
+    failed = [side for side, rec in (("before", before), ("after", after)) if rec.get("exit") not in (0,)
+              and not rec.get("files")]
+    verdicts: dict[str, str] = {}
+    if failed:
+        verdicts["*"] = "failed " + ("both" if len(failed) == 2 else failed[0])
+    for rel in sorted(set(files_b) | set(files_a)):
+        if rel not in files_a:
+            verdicts[rel] = "only before"
+        elif rel not in files_b:
+            verdicts[rel] = "only after"
+        else:
+            verdicts[rel] = "identical" if files_b[rel] == files_a[rel] else "differs"
+    return verdicts
+
+
+def checkout(rev_or_dir: str, trees: str) -> tuple[str, str]:
+    """(folder, label): a folder holding a checkout as it is, or a detached worktree of the commit
+    (added under ``trees`` once, reused). The label is the short commit hash."""
+    if os.path.isdir(rev_or_dir):
+        folder = os.path.abspath(rev_or_dir)
+    else:
+        sha = _git(ROOT, "rev-parse", "--short", rev_or_dir + "^{commit}")
+        folder = os.path.join(os.path.abspath(trees), sha)
+        if not os.path.isdir(folder):
+            os.makedirs(trees, exist_ok=True)
+            _git(ROOT, "worktree", "add", "--detach", folder, sha)
+    return folder, _git(folder, "rev-parse", "--short", "HEAD")
+
+
+def imported_from(tree: str) -> str:
+    """The folder of the tfopt a child run as :func:`convert` runs it imports (must be ``tree``'s)."""
+    env = dict(os.environ, PYTHONPATH=tree, PYTHONSAFEPATH="1")
+    code = "import tfopt, os; print(os.path.dirname(os.path.dirname(os.path.abspath(tfopt.__file__))))"
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env,
+                          cwd=ROOT).stdout.strip()
+
+
+def _git(where: str, *args: str) -> str:
+    return subprocess.run(["git", "-C", where, *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def convert(tree: str, entry: corpus.Entry, model: str, variant: str, out: str, *, cache: str,
+            timeout: float) -> dict[str, Any]:
+    """Convert ``model`` with the tfopt of ``tree`` into ``out`` (emptied first): ``{exit, seconds, files, error}``."""
+    targets, flags = VARIANTS[variant]
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    env = corpus.child_env(entry, cache, seed=0)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (tree, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONSAFEPATH"] = "1"  # `python -m` would put the working directory (another checkout) first
+    cmd = corpus.convert_command(entry, model, out, targets) + list(flags)
+    done = corpus.run_child(cmd, timeout=timeout, env=env, log=out + ".log")
+    files = file_hashes(out) if os.path.isdir(out) else {}
+    error = "" if done["exit"] == 0 else corpus.first_error(done["output"])
+    return {"exit": done["exit"], "seconds": round(done["seconds"], 1), "files": files, "error": error}
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    entries = [corpus.BY_NAME[n] for n in args.models] if args.models else list(corpus.CORPUS)
+    trees = os.path.join(args.out, "trees")
+    sides = [checkout(args.before, trees), checkout(args.after, trees)]
+    for tree, label in sides:
+        if os.path.realpath(imported_from(tree)) != os.path.realpath(tree):
+            raise SystemExit(f"a child would import tfopt from {imported_from(tree)}, not {tree} ({label})")
+    store = os.path.join(args.out, "hashes.json")
+    hashes: dict[str, Any] = _load(store)
+    for entry in entries:
+        try:
+            model = corpus.fetch(entry, args.cache, download=not args.no_download)
+        except corpus.Unavailable as exc:
+            say(f"{entry.name}: skipped: {exc}")
+            continue
+        for variant in args.variants:
+            for tree, label in sides:
+                key = f"{label}/{entry.name}/{variant}"
+                if key in hashes and not args.force:
+                    continue
+                say(f"{key}: converting")
+                hashes[key] = convert(tree, entry, model, variant, os.path.join(args.out, label, entry.name, variant),
+                                      cache=args.cache, timeout=args.timeout)
+                say(f"{key}: exit {hashes[key]['exit']}, {hashes[key]['seconds']} s")
+                _save(store, hashes)
+    text = to_markdown(hashes, sides[0][1], sides[1][1], [e.name for e in entries], args.variants)
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    return 0
+
+
+def to_markdown(hashes: Mapping[str, Any], before: str, after: str, models: list[str], variants: list[str]) -> str:
+    """One row per model x variant x artifact with its verdict, then the counts."""
+    lines = [f"| model | variant | artifact | {before} → {after} |", "| --- | --- | --- | --- |"]
+    counts: dict[str, int] = {}
+    for name in models:
+        for variant in variants:
+            b, a = hashes.get(f"{before}/{name}/{variant}"), hashes.get(f"{after}/{name}/{variant}")
+            if b is None or a is None:
+                continue
+            for rel, verdict in compare(b, a).items():
+                counts[verdict] = counts.get(verdict, 0) + 1
+                lines.append(f"| {name} | {variant} | {rel} | {verdict} |")
+    lines.append("")
+    lines.append(", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
+    return "\n".join(lines) + "\n"
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    entry = corpus.BY_NAME[args.model]
+    reference = _load(args.like[0])[f"{args.like[1]}/{args.model}/{args.variant}"]
+    label = _git(args.checkout, "rev-parse", "--short", "HEAD")
+    rec = convert(os.path.abspath(args.checkout), entry, corpus.fetch(entry, args.cache, download=False),
+                  args.variant, os.path.join(args.out, "probe", label), cache=args.cache, timeout=args.timeout)
+    files = {args.file: rec["files"].get(args.file)} if args.file else rec["files"]
+    wanted = {args.file: reference["files"].get(args.file)} if args.file else reference["files"]
+    if rec["exit"] not in (0,) and not all(files.values()):
+        say(f"{label}: conversion failed ({rec['error']}): skip")
+        return 125
+    same = files == wanted
+    say(f"{label}: {'same as' if same else 'differs from'} {args.like[1]}")
+    return 0 if same else 1
+
+
+def _load(path: str) -> dict[str, Any]:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return dict(json.load(f))
+
+
+def _save(path: str, hashes: Mapping[str, Any]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".partial", "w") as f:
+        json.dump(hashes, f, indent=1, sort_keys=True)
+    os.replace(path + ".partial", path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    cmp = sub.add_parser("compare", help="convert at two commits, compare the hashes")
+    cmp.add_argument("before", help="commit or checkout folder")
+    cmp.add_argument("after", help="commit or checkout folder")
+    cmp.add_argument("--models", nargs="+", choices=sorted(corpus.BY_NAME), metavar="NAME")
+    cmp.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["fp32"])
+    cmp.add_argument("--markdown", metavar="PATH")
+    cmp.add_argument("--force", action="store_true", help="convert again what OUT/hashes.json already holds")
+    cmp.add_argument("--no-download", action="store_true", help="only models already in the cache")
+    probe = sub.add_parser("probe", help="a `git bisect run` step (exit 0 same, 1 differs, 125 failed)")
+    probe.add_argument("checkout")
+    probe.add_argument("--model", required=True, choices=sorted(corpus.BY_NAME), metavar="NAME")
+    probe.add_argument("--variant", choices=list(VARIANTS), default="fp32")
+    probe.add_argument("--like", nargs=2, required=True, metavar=("HASHES", "REV"),
+                       help="the hashes.json of `compare` and the label (short hash) of the good side")
+    probe.add_argument("--file", help="compare only this artifact (relative path)")
+    for p in (cmp, probe):
+        p.add_argument("--out", default=os.path.join(corpus.DEFAULT_CACHE, "bytes"), help="default %(default)s")
+        p.add_argument("--cache", default=corpus.DEFAULT_CACHE)
+        p.add_argument("--timeout", type=float, default=1800, help="seconds per conversion")
+    args = parser.parse_args(argv)
+    args.out = os.path.abspath(args.out)
+    return _run_compare(args) if args.cmd == "compare" else _run_probe(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
