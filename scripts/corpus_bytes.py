@@ -17,8 +17,8 @@ table (model x variant x artifact: identical / differs / only before / only afte
 printed and written with ``--markdown``.
 
 ``probe`` is a ``git bisect run`` step: convert one model at CHECKOUT and exit 0 when its artifacts
-(or the one ``--file``) hash as REV's did in HASHES.json, 1 when they differ, 125 (skip) when the
-conversion fails::
+(or the one ``--file``, present or absent) hash as REV's did in HASHES.json, 1 when they differ, 125
+(skip) when the conversion wrote nothing::
 
     git -C TREE bisect start AFTER BEFORE
     git -C TREE bisect run python scripts/corpus_bytes.py probe TREE --model M --variant fp32 \\
@@ -57,6 +57,28 @@ SKIPPED_FILES = frozenset({"manifest.json", "report.json"})
 
 def say(msg: str) -> None:
     print(f"  ... {msg}", file=sys.stderr, flush=True)
+
+
+def calibration_npz(manifest: str, out: str, *, samples: int = 16, seed: int = 0) -> str:
+    """A seeded ``.npz`` of made-up calibration samples for the inputs a conversion's manifest lists
+    (the batch axis ``samples`` long, any other unknown axis 8; floats ~ N(0, 1), integers in
+    [0, 10)), written once to ``out`` and reused: both sides calibrate on the same bytes."""
+    import numpy as np
+
+    if not os.path.exists(out):
+        with open(manifest) as f:
+            inputs = json.load(f)["inputs"]
+        rng = np.random.default_rng(seed)
+        arrays: dict[str, Any] = {}
+        for spec in inputs:
+            shape = [samples] + [8 if d in (None, -1) else int(d) for d in spec["shape"][1:]]
+            dtype = np.dtype(spec["dtype"])
+            arrays[spec["name"]] = (rng.integers(0, 10, shape).astype(dtype) if dtype.kind in "iub"
+                                    else rng.standard_normal(shape).astype(dtype))
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        np.savez(out + ".partial.npz", **arrays)
+        os.replace(out + ".partial.npz", out)
+    return out
 
 
 def file_hashes(folder: str) -> dict[str, str]:
@@ -123,9 +145,14 @@ def _git(where: str, *args: str) -> str:
 
 
 def convert(tree: str, entry: corpus.Entry, model: str, variant: str, out: str, *, cache: str,
-            timeout: float) -> dict[str, Any]:
-    """Convert ``model`` with the tfopt of ``tree`` into ``out`` (emptied first): ``{exit, seconds, files, error}``."""
+            timeout: float, calibration: str | None = None) -> dict[str, Any]:
+    """Convert ``model`` with the tfopt of ``tree`` into ``out`` (emptied first): ``{exit, seconds, files, error}``.
+    An int8 variant calibrates on ``calibration`` (an ``.npz``)."""
     targets, flags = VARIANTS[variant]
+    if "int8" in variant:
+        if calibration is None:
+            raise ValueError(f"the {variant} variant needs calibration data")
+        flags = (*flags, "--calibration", calibration)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     env = corpus.child_env(entry, cache, seed=0)
@@ -153,15 +180,23 @@ def _run_compare(args: argparse.Namespace) -> int:
         except corpus.Unavailable as exc:
             say(f"{entry.name}: skipped: {exc}")
             continue
-        for variant in args.variants:
+        for variant in sorted(args.variants, key=lambda v: v != "fp32"):  # int8 calibrates on fp32's inputs
+            calibration = None
+            if "int8" in variant:
+                manifest = os.path.join(args.out, sides[1][1], entry.name, "fp32", "manifest.json")
+                if not os.path.exists(manifest):
+                    say(f"{entry.name}/{variant}: skipped: convert fp32 first (its manifest lists the inputs)")
+                    continue
+                calibration = calibration_npz(manifest, os.path.join(args.out, "calibration", entry.name + ".npz"))
             for tree, label in sides:
                 key = f"{label}/{entry.name}/{variant}"
                 if key in hashes and not args.force:
                     continue
                 say(f"{key}: converting")
-                hashes[key] = convert(tree, entry, model, variant, os.path.join(args.out, label, entry.name, variant),
-                                      cache=args.cache, timeout=args.timeout)
-                say(f"{key}: exit {hashes[key]['exit']}, {hashes[key]['seconds']} s")
+                rec = convert(tree, entry, model, variant, os.path.join(args.out, label, entry.name, variant),
+                              cache=args.cache, timeout=args.timeout, calibration=calibration)
+                say(f"{key}: exit {rec['exit']}, {rec['seconds']} s")
+                hashes = {**_load(store), key: rec}  # another run (a probe, a second list) may have added rows
                 _save(store, hashes)
     text = to_markdown(hashes, sides[0][1], sides[1][1], [e.name for e in entries], args.variants)
     print(text)
@@ -192,11 +227,13 @@ def _run_probe(args: argparse.Namespace) -> int:
     entry = corpus.BY_NAME[args.model]
     reference = _load(args.like[0])[f"{args.like[1]}/{args.model}/{args.variant}"]
     label = _git(args.checkout, "rev-parse", "--short", "HEAD")
+    calibration = os.path.join(args.out, "calibration", args.model + ".npz")
     rec = convert(os.path.abspath(args.checkout), entry, corpus.fetch(entry, args.cache, download=False),
-                  args.variant, os.path.join(args.out, "probe", label), cache=args.cache, timeout=args.timeout)
+                  args.variant, os.path.join(args.out, "probe", label), cache=args.cache, timeout=args.timeout,
+                  calibration=calibration if "int8" in args.variant else None)
     files = {args.file: rec["files"].get(args.file)} if args.file else rec["files"]
     wanted = {args.file: reference["files"].get(args.file)} if args.file else reference["files"]
-    if rec["exit"] not in (0,) and not all(files.values()):
+    if rec["exit"] != 0 and not rec["files"]:  # wrote nothing: this commit cannot say
         say(f"{label}: conversion failed ({rec['error']}): skip")
         return 125
     same = files == wanted

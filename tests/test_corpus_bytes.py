@@ -5,14 +5,16 @@ own run, not a test's."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 
-from corpus_bytes import compare, file_hashes, imported_from, to_markdown
+from corpus_bytes import calibration_npz, compare, file_hashes, imported_from, to_markdown
 
 
 def _write(path, data: bytes) -> None:
@@ -67,3 +69,18 @@ def test_child_imports_the_checkout(tmp_path):
     """PYTHONPATH=<checkout> wins over the installed (editable) tfopt and the working directory."""
     _write(tmp_path / "tfopt" / "__init__.py", b"")
     assert os.path.realpath(imported_from(str(tmp_path))) == os.path.realpath(tmp_path)
+
+
+def test_calibration_npz_seeded_and_reused(tmp_path):
+    """Both sides calibrate on the same bytes: one file per model, the same arrays for the same manifest."""
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"inputs": [{"name": "x", "shape": [None, 5, None], "dtype": "float32"},
+                                               {"name": "ids", "shape": [None, 3], "dtype": "int32"}]}))
+    first = calibration_npz(str(manifest), str(tmp_path / "a.npz"), samples=4)
+    second = calibration_npz(str(manifest), str(tmp_path / "b.npz"), samples=4)
+    with np.load(first) as a, np.load(second) as b:
+        assert a["x"].shape == (4, 5, 8) and a["x"].dtype == np.float32
+        assert a["ids"].shape == (4, 3) and a["ids"].dtype == np.int32 and 0 <= a["ids"].min() <= a["ids"].max() < 10
+        assert all(np.array_equal(a[k], b[k]) for k in ("x", "ids"))
+    before = os.path.getmtime(first)
+    assert calibration_npz(str(manifest), first) == first and os.path.getmtime(first) == before
