@@ -3,6 +3,7 @@
 
     python scripts/corpus_bytes.py compare BEFORE AFTER [--models NAME ...] [--variants V ...] [--out DIR]
                                            [--cache DIR] [--timeout S] [--markdown PATH] [--force]
+    python scripts/corpus_bytes.py table BEFORE AFTER [--out DIR] [--hashes MORE.json ...]
     python scripts/corpus_bytes.py probe CHECKOUT --model NAME --variant V --like HASHES.json REV
                                          [--file REL] [--out DIR]
 
@@ -206,20 +207,40 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def artifact_kind(rel: str) -> str:
+    """The table column of an artifact: its file name without the precision (``model.int8.onnx`` ->
+    ``model.onnx``, ``openvino.fp32/model.bin`` -> ``openvino/model.bin``)."""
+    parts = [".".join(p for p in part.split(".") if p not in PRECISIONS) for part in rel.split("/")]
+    return "/".join(parts)
+
+
+PRECISIONS = frozenset({"fp32", "fp16", "dynamic", "int8", "int16x8"})
+
+
 def to_markdown(hashes: Mapping[str, Any], before: str, after: str, models: list[str], variants: list[str]) -> str:
-    """One row per model x variant x artifact with its verdict, then the counts."""
-    lines = [f"| model | variant | artifact | {before} → {after} |", "| --- | --- | --- | --- |"]
+    """One row per model x variant, one column per artifact (its verdict; ``–`` not written on
+    either side), then the counts of each verdict over every artifact."""
+    rows: list[tuple[str, str, dict[str, str], str]] = []
     counts: dict[str, int] = {}
+    kinds: set[str] = set()
     for name in models:
         for variant in variants:
             b, a = hashes.get(f"{before}/{name}/{variant}"), hashes.get(f"{after}/{name}/{variant}")
             if b is None or a is None:
                 continue
-            for rel, verdict in compare(b, a).items():
+            verdicts = {artifact_kind(rel) if rel != "*" else "*": v for rel, v in compare(b, a).items()}
+            for verdict in verdicts.values():
                 counts[verdict] = counts.get(verdict, 0) + 1
-                lines.append(f"| {name} | {variant} | {rel} | {verdict} |")
+            kinds |= set(verdicts) - {"*"}
+            rows.append((name, variant, verdicts, f"{b.get('exit')} → {a.get('exit')}"))
+    columns = sorted(kinds)
+    lines = [f"| model | variant | exit {before} → {after} | " + " | ".join(columns) + " |",
+             "| --- | --- | --- |" + " --- |" * len(columns)]
+    for name, variant, verdicts, exits in rows:
+        cells = [verdicts.get(c, verdicts.get("*", "–")) for c in columns]
+        lines.append(f"| {name} | {variant} | {exits} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
+    lines.append(", ".join(f"{n} {v}" for v, n in sorted(counts.items())) + " (artifacts)")
     return "\n".join(lines) + "\n"
 
 
@@ -277,9 +298,27 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--out", default=os.path.join(corpus.DEFAULT_CACHE, "bytes"), help="default %(default)s")
         p.add_argument("--cache", default=corpus.DEFAULT_CACHE)
         p.add_argument("--timeout", type=float, default=1800, help="seconds per conversion")
+    table = sub.add_parser("table", help="the table of what OUT/hashes.json holds, nothing converted")
+    table.add_argument("before", help="label (short hash) of the first side")
+    table.add_argument("after", help="label (short hash) of the second side")
+    table.add_argument("--out", default=os.path.join(corpus.DEFAULT_CACHE, "bytes"), help="default %(default)s")
+    table.add_argument("--hashes", nargs="*", default=[], help="more hashes.json files to read")
     args = parser.parse_args(argv)
     args.out = os.path.abspath(args.out)
+    if args.cmd == "table":
+        return _run_table(args)
     return _run_compare(args) if args.cmd == "compare" else _run_probe(args)
+
+
+def _run_table(args: argparse.Namespace) -> int:
+    hashes: dict[str, Any] = _load(os.path.join(args.out, "hashes.json"))
+    for path in args.hashes:
+        hashes.update(_load(path))
+    rows = [key.split("/") for key in hashes]
+    models = sorted({m for side, m, _v in rows if side == args.after})
+    variants = [v for v in VARIANTS if any(r[2] == v for r in rows)]
+    print(to_markdown(hashes, args.before, args.after, models, variants))
+    return 0
 
 
 if __name__ == "__main__":

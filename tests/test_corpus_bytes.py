@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 
-from corpus_bytes import calibration_npz, compare, file_hashes, imported_from, to_markdown
+from corpus_bytes import artifact_kind, calibration_npz, compare, file_hashes, imported_from, to_markdown
 
 
 def _write(path, data: bytes) -> None:
@@ -57,12 +57,23 @@ def test_compare_failures():
     assert compare(partial, wrote) == {"model.pb": "identical"}
 
 
-def test_markdown_counts():
-    hashes = {"b/m/fp32": {"exit": 0, "files": {"x": "1", "y": "1"}},
-              "a/m/fp32": {"exit": 0, "files": {"x": "1", "y": "2"}}}
-    text = to_markdown(hashes, "b", "a", ["m", "missing"], ["fp32"])
-    assert "| m | fp32 | x | identical |" in text and "| m | fp32 | y | differs |" in text
-    assert text.strip().splitlines()[-1] == "1 differs, 1 identical"
+def test_markdown_matrix_and_counts():
+    hashes = {"b/m/fp32": {"exit": 0, "files": {"model.pb": "1", "model.fp32.onnx": "1"}},
+              "a/m/fp32": {"exit": 0, "files": {"model.pb": "1", "model.fp32.onnx": "2"}},
+              "b/m/int8": {"exit": 2, "files": {}}, "a/m/int8": {"exit": 2, "files": {}}}
+    text = to_markdown(hashes, "b", "a", ["m", "missing"], ["fp32", "int8"])
+    lines = text.strip().splitlines()
+    assert lines[0] == "| model | variant | exit b → a | model.onnx | model.pb |"
+    assert "| m | fp32 | 0 → 0 | differs | identical |" in lines
+    assert "| m | int8 | 2 → 2 | failed both | failed both |" in lines
+    assert lines[-1] == "1 differs, 1 failed both, 1 identical (artifacts)"
+
+
+@pytest.mark.parametrize(("rel", "kind"), [("model.int8.onnx", "model.onnx"), ("model.pb", "model.pb"),
+                                           ("openvino.fp16/model.bin", "openvino/model.bin"),
+                                           ("model.fp32.onnx.data", "model.onnx.data")])
+def test_artifact_kind(rel, kind):
+    assert artifact_kind(rel) == kind
 
 
 def test_child_imports_the_checkout(tmp_path):
