@@ -24,6 +24,9 @@ printed and written with ``--markdown``.
     git -C TREE bisect start AFTER BEFORE
     git -C TREE bisect run python scripts/corpus_bytes.py probe TREE --model M --variant fp32 \\
         --like OUT/hashes.json BEFORE --file model.fp32.onnx
+
+Bisect from the commit the branches fork from: a branch merged in parallel lacks the other branches'
+changes, so a good side taken inside the range can blame a commit that merely lacks a change.
 """
 
 from __future__ import annotations
