@@ -69,13 +69,16 @@ def _variable(t: Any, record: ExternalTensor, name: str) -> Any:
     ``tf.Variable(array)`` converts the array to a tensor and the variable copies that tensor: three
     copies of the table at once (two when the array is memory-mapped, plus its mapped pages). Created
     as zeros and assigned slice by slice, the table is held once, plus the zeros until the variable
-    owns its own buffer (measured: 2.25x the table at the peak instead of 3x)."""
+    owns its own buffer (measured: 1.75x the table at the peak instead of 3x)."""
     variable = t.Variable(t.zeros(record.shape, t.as_dtype(record.dtype)), trainable=False, name=name)
     if not record.shape:
         variable.assign(record.read())
         return variable
     for start, rows in record.chunks():
-        variable[start:start + len(rows)].assign(rows)
+        # The op on the handle, not ``variable[a:b].assign``: that slice holds a read of the variable, so
+        # every assignment copied the whole table first (measured: 500 s for a 2.2 GB table).
+        t.raw_ops.ResourceStridedSliceAssign(ref=variable.handle, begin=[start], end=[start + len(rows)], strides=[1],
+                                             value=rows)
     return variable
 
 
