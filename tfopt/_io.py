@@ -121,25 +121,46 @@ def tree_size(path: str) -> int:
     return os.path.getsize(path)
 
 
+READ_CHUNK = 16 << 20  # how much of a file is in memory while it is hashed or compressed
+
+
+def _files(path: str) -> list[str]:
+    """``path``, or a directory's files in sorted order."""
+    return sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs) if os.path.isdir(path) else [path]
+
+
+def _chunks(name: str) -> Iterator[bytes]:
+    """The file's bytes, :data:`READ_CHUNK` at a time: an artifact over 2 GB is never held whole."""
+    with open(name, "rb") as f:
+        yield from iter(lambda: f.read(READ_CHUNK), b"")
+
+
 def gzip_size(path: str) -> int:
     """Bytes after gzip: what a download or an app bundle costs (sparse or clustered weights only
-    shrink here - a flatbuffer stores zeros as zeros)."""
-    import gzip
+    shrink here - a flatbuffer stores zeros as zeros). Each file is compressed as a stream, which
+    gives the same bytes as ``gzip.compress(data, mtime=0)`` (deflate only emits a block once it has
+    the input that follows), so neither the file nor its compressed form is ever held whole."""
+    import zlib
 
-    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs) if os.path.isdir(path) else [path]
     total = 0
-    for name in files:
-        with open(name, "rb") as f:
-            total += len(gzip.compress(f.read(), mtime=0))
+    for name in _files(path):
+        stream = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)  # gzip.compress's level and raw deflate
+        size = 0
+        for block in _chunks(name):
+            size += len(stream.compress(block))
+        total += GZIP_FRAME + size + len(stream.flush())
     return total
 
 
+GZIP_FRAME = 18  # gzip's 10-byte header (no file name) and 8-byte trailer (CRC-32, length) around the deflate data
+
+
 def digest(path: str) -> str:
+    """sha256 over the file's bytes (a directory: its files' bytes in sorted order), read a chunk at a time."""
     import hashlib
 
     h = hashlib.sha256()
-    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs) if os.path.isdir(path) else [path]
-    for name in files:
-        with open(name, "rb") as f:
-            h.update(f.read())
+    for name in _files(path):
+        for block in _chunks(name):
+            h.update(block)
     return h.hexdigest()

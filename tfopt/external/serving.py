@@ -40,9 +40,7 @@ def write_serving_savedmodel(model: Model, directory: str) -> str:
     for node in graph_def.node:
         if node.op != EXTERNAL_OP:
             continue
-        record = _record(node)
-        module.weights[node.name] = variable = t.Variable(record.read(), trainable=False,
-                                                          name=node.name.replace("/", "_"))
+        module.weights[node.name] = variable = _variable(t, _record(node), node.name.replace("/", "_"))
         reads[f"{node.name}:0"] = variable
         _to_placeholder(node)
     specs = [t.TensorSpec(None if s.shape is None else list(s.shape), t.as_dtype(s.dtype), name=s.name)
@@ -64,6 +62,25 @@ def write_serving_savedmodel(model: Model, directory: str) -> str:
         with open(os.path.join(tmp, "assets.extra", "tfopt.json"), "w") as f:
             json.dump({"written_by": "tfopt", "external_tensors": sorted(reads)}, f)
     return directory
+
+
+def _variable(t: Any, record: ExternalTensor, name: str) -> Any:
+    """A ``tf.Variable`` holding ``record``'s values, filled a slice at a time from its file.
+
+    ``tf.Variable(array)`` converts the array to a tensor and the variable copies that tensor: three
+    copies of the table at once (two when the array is memory-mapped, plus its mapped pages). Created
+    as zeros and assigned slice by slice, the table is held once, plus the zeros until the variable
+    owns its own buffer (measured: 1.75x the table at the peak instead of 3x)."""
+    variable = t.Variable(t.zeros(record.shape, t.as_dtype(record.dtype)), trainable=False, name=name)
+    if not record.shape:
+        variable.assign(record.read())
+        return variable
+    for start, rows in record.chunks():
+        # The op on the handle, not ``variable[a:b].assign``: that slice holds a read of the variable, so
+        # every assignment copied the whole table first (measured: 500 s for a 2.2 GB table).
+        t.raw_ops.ResourceStridedSliceAssign(ref=variable.handle, begin=[start], end=[start + len(rows)], strides=[1],
+                                             value=rows)
+    return variable
 
 
 def _record(node: Any) -> ExternalTensor:

@@ -72,6 +72,19 @@ class ExternalTensor:
         """The values, memory-mapped read-only (nothing is read until it is used)."""
         return np.memmap(self.path, dtype=self.dtype, mode="r", shape=self.shape)
 
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first row, rows)`` slices of the values along the first axis, about :data:`CHUNK_BYTES`
+        each, read from the file (not mapped: only one slice is ever resident)."""
+        rows = self.shape[0] if self.shape else 1
+        row_bytes = max(1, self.nbytes // max(1, rows))
+        step = max(1, CHUNK_BYTES // row_bytes)
+        with open(self.path, "rb") as f:
+            for start in range(0, rows, step):
+                count = min(step, rows - start)
+                block = np.empty((count, *self.shape[1:]) if self.shape else (), dtype=self.dtype)
+                f.readinto(block.data.cast("B"))
+                yield start, block
+
 
 class ExternalTensors:
     """Node name -> :class:`ExternalTensor`, with the directory that holds their files.
@@ -132,13 +145,13 @@ class ExternalTensors:
             raise GraphError(f"tensor '{name}' ({dtype}{list(array.shape)}) cannot be stored outside the graph: "
                              "only non-empty numeric tensors can; raise --external-threshold above its size")
         path = os.path.join(self.directory, f"{len(self._tensors)}.bin")
-        out = np.memmap(path, dtype=array.dtype, mode="w+", shape=array.shape)
-        flat_in, flat_out = array.reshape(-1), out.reshape(-1)
+        # Written through the file, not a writable memory map: the pages of a map being written stay in
+        # this process's resident memory until it is closed, a second copy of the table at its peak.
+        flat_in = array.reshape(-1)
         step = max(1, CHUNK_BYTES // array.dtype.itemsize)
-        for start in range(0, array.size, step):
-            flat_out[start:start + step] = flat_in[start:start + step]
-        out.flush()
-        del out, flat_out
+        with open(path, "wb") as out:
+            for start in range(0, array.size, step):
+                out.write(np.ascontiguousarray(flat_in[start:start + step]).data)
         record = ExternalTensor(name, path, dtype, tuple(int(d) for d in array.shape))
         self._tensors[name] = record
         return record
