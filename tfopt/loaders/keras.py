@@ -1,4 +1,5 @@
-"""Keras files: Keras 3 ``.keras`` and legacy Keras 2 ``.h5``/``.hdf5`` (through tf-keras).
+"""Keras files: Keras 3 ``.keras`` and legacy ``.h5``/``.hdf5``, each loaded by the Keras that
+wrote it (tf-keras for Keras 2, Keras 3 for an ``.h5`` Keras 3 saved).
 
 Safe mode stays on: a Lambda layer (arbitrary Python) needs ``unsafe=True`` and classes the file
 names but Keras does not know need ``custom_objects="package.module"``. Keras 3 enforces safe mode
@@ -30,7 +31,9 @@ def detect(path: str) -> bool:
 
 
 def load(path: str, options: Any) -> Model:
-    if path.lower().endswith(".keras") and _keras_major(path) >= 3:
+    if not options.unsafe and path.lower().endswith((".h5", ".hdf5")):
+        _refuse_h5_lambda(path)
+    if _keras_major(path) >= 3:  # a .keras archive, or a legacy .h5 that Keras 3 wrote
         import keras
 
         custom = import_custom_objects(options.custom_objects)
@@ -45,8 +48,6 @@ def load(path: str, options: Any) -> Model:
             path, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
         flavour = "keras3"
     else:
-        if not options.unsafe and path.lower().endswith((".h5", ".hdf5")):
-            _refuse_h5_lambda(path)
         import tf_keras
 
         custom = import_custom_objects(options.custom_objects, keras2_for=path)
@@ -257,6 +258,19 @@ def _strip_tfmot(model: Any, kinds: set[str]) -> Any:
 
 
 def _keras_major(path: str) -> int:
+    """The major version of the Keras that wrote the file: a ``.keras`` archive's metadata, or an
+    ``.h5``'s root ``keras_version`` attribute (tf-keras and Keras 2 write 2.x, and Keras 3's
+    legacy ``model.save("m.h5")`` writes 3.x, a config tf-keras cannot read: ``batch_shape``)."""
+    if not path.lower().endswith(".keras"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                stored = f.attrs.get("keras_version", b"2")
+        except OSError:
+            return 2  # not readable as HDF5: tf-keras names the problem (_guarded)
+        version = stored.decode() if isinstance(stored, bytes) else str(stored)
+        return int(version.split(".")[0]) if version[:1].isdigit() else 2
     try:
         with zipfile.ZipFile(path) as zf:
             meta = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
