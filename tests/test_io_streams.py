@@ -26,11 +26,26 @@ def _contents(kind: str, size: int) -> bytes:
     return rng.integers(0, 4, size, dtype=np.uint8).tobytes()  # compressible, with matches across chunks
 
 
+SMALL_CHUNK = 64 << 10  # the chunk boundaries are what is tested; level-9 gzip of 32 MB took a minute
+
+
 @pytest.mark.parametrize("kind", ["zeros", "floats", "small-alphabet"])
-@pytest.mark.parametrize("size", [0, 1, READ_CHUNK - 3, READ_CHUNK, 2 * READ_CHUNK + 5],
+@pytest.mark.parametrize("size", [0, 1, SMALL_CHUNK - 3, SMALL_CHUNK, 2 * SMALL_CHUNK + 5],
                          ids=["empty", "one-byte", "under-a-chunk", "one-chunk", "over-two-chunks"])
-def test_same_numbers_as_the_whole_file(tmp_path, kind, size):
+def test_same_numbers_as_the_whole_file(tmp_path, monkeypatch, kind, size):
+    """Read SMALL_CHUNK at a time (the module's chunk size, set smaller here) across every boundary."""
+    import tfopt._io
+
+    monkeypatch.setattr(tfopt._io, "READ_CHUNK", SMALL_CHUNK)
     data = _contents(kind, size)
+    path = tmp_path / "a.bin"
+    path.write_bytes(data)
+    assert gzip_size(str(path)) == len(gzip.compress(data, mtime=0))
+    assert digest(str(path)) == hashlib.sha256(data).hexdigest()
+
+
+def test_the_real_chunk_size_over_two_chunks(tmp_path):
+    data = _contents("zeros", 2 * READ_CHUNK + 5)
     path = tmp_path / "a.bin"
     path.write_bytes(data)
     assert gzip_size(str(path)) == len(gzip.compress(data, mtime=0))

@@ -72,7 +72,13 @@ def test_cli_sizes(text, value):
     assert byte_size(text) == value
 
 
-@pytest.mark.parametrize("text", ["0", "abc", "-1MB"])
-def test_cli_bad_sizes(text):
-    with pytest.raises(argparse.ArgumentTypeError):
-        byte_size(text)
+def test_cli_bad_sizes():
+    """What is not a size fails parsing; a size below one byte parses and fails the options' one range rule."""
+    with pytest.raises(argparse.ArgumentTypeError, match="not a size"):
+        byte_size("abc")
+    from tfopt.errors import OptionError
+    from tfopt.options import LoadOptions
+
+    for text in ("0", "-1MB"):
+        with pytest.raises(OptionError, match="--external-threshold"):
+            LoadOptions(external_threshold=byte_size(text)).check()
