@@ -10,7 +10,12 @@ across subgraphs, topological order in each, strict shape inference) and an ONNX
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from tfopt.errors import ConversionError
+
+log = logging.getLogger(__name__)
 
 
 def check_onnx_file(path: str, *, label: str) -> None:
@@ -27,7 +32,7 @@ def check_onnx_file(path: str, *, label: str) -> None:
     import onnxruntime as ort
 
     try:
-        onnx.checker.check_model(path, full_check=True)
+        onnx.checker.check_model(_without_unranked_outputs(path), full_check=True)
     except Exception as exc:  # onnx's ValidationError / InferenceError: one message either way
         raise ConversionError(_message(label, "ONNX's checker (full_check)", exc) + _unknown_rank(path)) from None
     options = ort.SessionOptions()
@@ -37,6 +42,29 @@ def check_onnx_file(path: str, *, label: str) -> None:
         ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own pybind exception types
         raise ConversionError(_message(label, "ONNX Runtime", exc)) from None
+
+
+def _without_unranked_outputs(path: str) -> Any:
+    """What ONNX's checker reads: the file itself, or, when some graph outputs have no rank (an
+    output whose rank depends on the data: tf2onnx's ``If`` of branches of different ranks), the
+    model without those outputs' declarations. The checker requires a shape on every interface
+    value, ONNX Runtime does not, and every node (the ones producing those outputs too) is still
+    checked. Inputs of unknown rank stay an error: the user can give their shapes."""
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)
+    unranked = [v.name for v in model.graph.output
+                if v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape")]
+    if not unranked:
+        return path
+    log.warning("%s: output %s has no rank in the ONNX file (it depends on the data); ONNX Runtime runs it, "
+                "and tools that need a rank on every output will not", path, ", ".join(unranked))
+    kept = [v for v in model.graph.output if v.name not in unranked]
+    del model.graph.output[:]
+    model.graph.output.extend(kept)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        return path  # the checker reads external data by path only: the file as written
+    return model
 
 
 def _unknown_rank(path: str) -> str:
