@@ -53,17 +53,17 @@ def _without_unranked_outputs(path: str) -> Any:
     import onnx
 
     model = onnx.load(path, load_external_data=False)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        return path  # the checker reads external data by path only: the file as written
     unranked = [v.name for v in model.graph.output
                 if v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape")]
     if not unranked:
-        return path
+        return model  # loaded once: the checker takes the proto
     log.warning("%s: output %s has no rank in the ONNX file (it depends on the data); ONNX Runtime runs it, "
                 "and tools that need a rank on every output will not", path, ", ".join(unranked))
     kept = [v for v in model.graph.output if v.name not in unranked]
     del model.graph.output[:]
     model.graph.output.extend(kept)
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        return path  # the checker reads external data by path only: the file as written
     return model
 
 

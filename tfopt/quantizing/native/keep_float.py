@@ -44,7 +44,8 @@ def selective(target: str, precision: str, model: Model, path: str, samples: Any
 
 def drop_points(target: str, model: Model, path: str, inputs: dict[str, np.ndarray], labels: np.ndarray | None,
                 to_raw: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
-    """Top-1 points lost by the artifact: against the labels, else against the original's argmax."""
+    """Top-1 points lost by the artifact: against the labels, else against the original's classes
+    (the class rule of :mod:`tfopt.verification.classes`)."""
     from tfopt.runtimes import runner_for
     from tfopt.verification.verify import reference_runner
 
@@ -56,9 +57,9 @@ def drop_points(target: str, model: Model, path: str, inputs: dict[str, np.ndarr
     n = len(next(iter(inputs.values())))
     ref = np.concatenate([original({**{k: v[i:i + 1] for k, v in inputs.items()}, **bindings})[name] for i in range(n)])
     got = np.concatenate([runner({k: raw(v[i:i + 1]) for k, v in inputs.items()})[name] for i in range(n)])
-    if labels is not None:
-        from tfopt.verification.classes import threshold, top1
+    from tfopt.verification.classes import sample_classes, threshold, top1
 
-        cut = threshold(ref)
+    cut = threshold(ref)
+    if labels is not None:
         return top1(ref, labels, cut) - top1(got, labels, cut)
-    return 100.0 * (1.0 - float(np.mean(ref.argmax(-1) == got.argmax(-1))))
+    return 100.0 * (1.0 - float(np.mean(sample_classes(ref, cut) == sample_classes(got, cut))))
