@@ -63,6 +63,10 @@ STILL_FAILING = {
     # maximask's ONNX (an output of data-dependent rank) converts since that class was fixed after the
     # measurement (tests/emitters/test_onnx_check.py): 0.0 max err. What remains is not tfopt's:
     "maximask": "OpenVINO's CPU plugin refuses an If of dynamic rank (its own converter's IR too)",
+    # the fifth held-out set's first contact (/work/notes/heldout5_classes.md), before any fix; every other model of
+    # the set converts in all three targets
+    "sentitoolkit": "a Keras 3 RNN with dropout draws its masks even at training=False (a SeedGenerator state "
+                    "AssignVariableOp) and TensorFlow's freezer stops on the assign (E1)",
 }
 
 
