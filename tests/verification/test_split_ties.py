@@ -68,7 +68,7 @@ def test_the_search_finds_the_batch_a_graph_splits_into_towers(tmp_path, towers,
     assert report.verified_at.ties.sample_rows() == (towers if cut == "split" else 1)
 
 
-@pytest.mark.parametrize("towers", [2, 3, 4])
+@pytest.mark.parametrize("towers", [2, 3, pytest.param(4, marks=pytest.mark.slow)])
 def test_towers_convert_and_verify_with_no_flags(tmp_path, towers):
     pb = graph_pb(tmp_path / "towers.pb", lambda t: _towers(t, towers=towers, cut="split", mask=True))
     targets = ["tflite", "onnx", "openvino"]
@@ -99,12 +99,9 @@ WIDE = 120_000  # x 11 (the first probe) is past the probe budget; x 2 is not pa
 
 def test_giving_up_names_the_split_and_a_verify_shape_that_keeps_its_tie(tmp_path):
     pb = graph_pb(tmp_path / "hidden.pb", _hidden_towers)
-    with pytest.raises(tfopt.VerificationError) as err:
+    with pytest.raises(tfopt.VerificationError, match=rf"node 'split'.* num_split 3.*--verify-shape x:6x{WIDE},"):
         tfopt.freeze(pb, outputs=["y"])
-    message = str(err.value)
-    assert "node 'split'" in message and "num_split 3" in message
-    assert f"--verify-shape x:6x{WIDE}" in message
-    frozen, report = tfopt.freeze(pb, outputs=["y"], verify_shape={"x": [6, WIDE]})  # the suggestion works
+    _, report = tfopt.freeze(pb, outputs=["y"], verify_shape={"x": [6, WIDE]})  # the suggestion works
     assert all(d.max_abs_err == 0 for d in report.verification)
 
 
