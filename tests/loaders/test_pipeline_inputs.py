@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,3 +213,17 @@ def test_an_iterator_read_directly_converts_and_verifies_in_every_target(tmp_pat
     for artifact in result.artifacts:
         runner = target(artifact.format).call("runner", os.path.join(result.outdir, artifact.path), frozen, 1)
         np.testing.assert_allclose(runner(feeds)[out], expected, atol=ATOL, rtol=ATOL, err_msg=artifact.format)
+
+
+def test_an_original_that_cannot_be_fed_at_the_iterator_is_refused_by_name(tmp_path):
+    """A reference that is a plain function (a TF2 ``tf.function``: nothing to prune) cannot verify the cut."""
+    from tfopt.errors import GraphError
+    from tfopt.loaders.pipeline_inputs import cut_model
+
+    paths, _, _, _ = _save_direct("1-single-open-oneshot", tmp_path)
+    model = tfopt.load(paths["frozen-pb"])
+    assert cut_model(model) is model  # nothing left to cut: the same model
+    raw = type(model.graph_def)()
+    raw.ParseFromString(Path(paths["frozen-pb"]).read_bytes())
+    with pytest.raises(GraphError, match="IteratorGetNext:0 from a tf.data iterator inside its function"):
+        cut_model(model.replace(graph_def=raw, reference=lambda feeds: {}))

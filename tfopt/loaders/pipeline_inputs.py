@@ -165,6 +165,8 @@ def cut_model(model: Model) -> Model:
         GraphError: the original model cannot be fed at the iterator's outputs (nothing would
             verify the cut model).
     """
+    if not any(is_pipeline_source(n.op) for n in model.graph_def.node):
+        return model  # no copy of a graph (of up to 2 GB) that reads no pipeline
     graph_def = type(model.graph_def)()
     graph_def.CopyFrom(model.graph_def)
     made = cut_pipeline_sources(graph_def)
