@@ -225,5 +225,5 @@ def test_an_original_that_cannot_be_fed_at_the_iterator_is_refused_by_name(tmp_p
     assert cut_model(model) is model  # nothing left to cut: the same model
     raw = type(model.graph_def)()
     raw.ParseFromString(Path(paths["frozen-pb"]).read_bytes())
-    with pytest.raises(GraphError, match="IteratorGetNext:0 from a tf.data iterator inside its function"):
+    with pytest.raises(GraphError, match=r"IteratorGetNext:0 from a tf\.data iterator inside its function"):
         cut_model(model.replace(graph_def=raw, reference=lambda feeds: {}))
