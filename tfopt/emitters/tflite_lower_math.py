@@ -58,8 +58,8 @@ def _in_float32(f: Callable[..., Any]) -> Callable[[Any, Sequence[Any]], Sequenc
         dtype = inputs[0].dtype
         args = [x if x.dtype == t.float32 else t.cast(x, t.float32) for x in inputs]
         out = f(*args)
-        for arg in args:  # NaN in, NaN out (TFLite's MINIMUM/MAXIMUM drop a NaN)
-            out = t.where(t.not_equal(arg, arg), arg, out)
+        for arg in args:  # NaN in, NaN out (a NaN can fall in the branch a Select drops)
+            out = t.where(t.not_equal(arg, arg), t.constant(math.nan), out)
         return [out if dtype == t.float32 else t.cast(out, dtype)]
 
     return build
@@ -68,8 +68,7 @@ def _in_float32(f: Callable[..., Any]) -> Callable[[Any, Sequence[Any]], Sequenc
 def log1p(x: Any) -> Any:
     """log(1 + x) to a few ulp: a series for |x| ≤ ½ (the module docstring), ``LOG`` past it."""
     t = _t()
-    near = t.clip_by_value(x, -0.5, 0.5)
-    s = near / (2.0 + near)
+    s = x / (2.0 + x)
     z = s * s
     series = t.constant(1.0 / 15.0)
     for k in (13, 11, 9, 7, 5, 3, 1):
@@ -81,18 +80,19 @@ def log1p(x: Any) -> Any:
 def expm1(x: Any) -> Any:
     """e^x − 1 to a few ulp: a Taylor series for |x| ≤ ½ (the module docstring), ``EXP`` past it."""
     t = _t()
-    near = t.clip_by_value(x, -0.5, 0.5)
-    series = 1.0 + near / 9.0
+    series = 1.0 + x / 9.0
     for k in (8, 7, 6, 5, 4, 3, 2):
-        series = 1.0 + near / float(k) * series
-    return t.where(t.less_equal(t.abs(x), 0.5), near * series, t.exp(x) - 1.0)
+        series = 1.0 + x / float(k) * series
+    return t.where(t.less_equal(t.abs(x), 0.5), x * series, t.exp(x) - 1.0)
 
 
 def _log(x: Any) -> Any:
-    """log x, with log(inf) = inf (TFLite's XNNPACK LOG gives 88.4 there; and its EQUAL does not
-    match an inf constant, so "inf" is "above the largest float")."""
+    """log x, with log(inf) = inf (TFLite's XNNPACK LOG gives 88.4 there). The converter stores an
+    inf constant as the largest float, so inf is tested as "above the largest float" and made as
+    ``x + x``; a Select never passes ``x`` itself (in an int8 build, the converter would carry
+    ``x``'s int8 scale into the Select and round the result to it)."""
     t = _t()
-    return t.where(t.greater(x, FLOAT_MAX), x, t.math.log(x))
+    return t.where(t.greater(x, FLOAT_MAX), x + x, t.math.log(x))
 
 
 def _signed(x: Any, magnitude: Any) -> Any:
@@ -103,18 +103,16 @@ def _signed(x: Any, magnitude: Any) -> Any:
 def _asinh(x: Any) -> Any:
     t = _t()
     a = t.abs(x)
-    near = t.minimum(a, BIG)  # the other branch's a² stays finite
-    small = log1p(near + near * near / (1.0 + t.sqrt(1.0 + near * near)))
+    small = log1p(a + a * a / (1.0 + t.sqrt(1.0 + a * a)))
     return _signed(x, t.where(t.greater(a, BIG), _log(a) + LN2, small))
 
 
 def _acosh(x: Any) -> Any:
     t = _t()
-    near = t.minimum(x, BIG)
-    d = near - 1.0
+    d = x - 1.0
     small = log1p(d + t.sqrt(d * (d + 2.0)))
     out = t.where(t.greater(x, BIG), _log(x) + LN2, small)
-    return t.where(t.less(x, 1.0), math.nan * x, out)  # d·(d + 2) ≥ 0 again below −1
+    return t.where(t.less(x, 1.0), t.constant(math.nan), out)  # d·(d + 2) ≥ 0 again below −1
 
 
 def _atanh(x: Any) -> Any:
@@ -126,7 +124,7 @@ def _atanh(x: Any) -> Any:
 def _sinh(x: Any) -> Any:
     t = _t()
     a = t.abs(x)
-    m = expm1(t.minimum(a, EXP_SPLIT))
+    m = expm1(a)
     h = t.exp(0.5 * a)
     return _signed(x, t.where(t.greater(a, EXP_SPLIT), h * (0.5 * h), 0.5 * (m + m / (m + 1.0))))
 
@@ -134,7 +132,7 @@ def _sinh(x: Any) -> Any:
 def _cosh(x: Any) -> Any:
     t = _t()
     a = t.abs(x)
-    e = t.exp(t.minimum(a, EXP_SPLIT))
+    e = t.exp(a)
     h = t.exp(0.5 * a)
     return t.where(t.greater(a, EXP_SPLIT), h * (0.5 * h), 0.5 * (e + 1.0 / e))
 

@@ -91,7 +91,7 @@ def _pool3d(node: Any, inputs: Sequence[Any], *, average: bool) -> list[Any]:
     x = inputs[0]
     k, s = list(node.attr["ksize"].list.i), list(node.attr["strides"].list.i)
     padding = node.attr["padding"].s.decode()
-    _, depth, height, width, channels = (int(d) for d in x.shape)
+    depth, height, width, channels = (int(d) for d in x.shape[1:])
     out_d, before = _window(depth, k[1], s[1], padding)
     out_h, _ = _window(height, k[2], s[2], padding)
     out_w, _ = _window(width, k[3], s[3], padding)
@@ -122,7 +122,7 @@ def _max_pool_with_argmax(node: Any, inputs: Sequence[Any]) -> list[Any]:
     x = inputs[0]
     (kh, kw), (sh, sw) = node.attr["ksize"].list.i[1:3], node.attr["strides"].list.i[1:3]
     padding = node.attr["padding"].s.decode()
-    _, height, width, channels = (int(d) for d in x.shape)
+    height, width, channels = (int(d) for d in x.shape[1:])
     out_h, top = _window(height, kh, sh, padding)
     out_w, left = _window(width, kw, sw, padding)
     bottom = max((out_h - 1) * sh + kh - height - top, 0)
