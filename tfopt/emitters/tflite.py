@@ -208,7 +208,8 @@ def _explain(message: str, precision: str, not_lowered: dict[str, str] | None = 
                 "leave tflite out of --to")
     ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", message)))
     if ops:
-        why = "".join(f" ({op} not lowered: {not_lowered[op]})" for op in ops if op in (not_lowered or {}))
+        skipped = not_lowered or {}
+        why = "".join(f" ({op} not lowered: {skipped[op]})" for op in ops if op in skipped)
         return (f"TFLite builtins lack {', '.join(ops)}{why}; pass --allow-tf-ops to keep them as Select TF ops "
                 "(the app then needs the Flex delegate)")
     first = next((line.strip() for line in message.splitlines() if "error" in line.lower()), message.strip()[:300])
