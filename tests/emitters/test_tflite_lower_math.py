@@ -49,7 +49,7 @@ def _assert_close(out: np.ndarray, ref: np.ndarray, rel: np.ndarray | float) -> 
 
 
 @pytest.mark.parametrize("op", list(UNARY))
-def test_elementwise_math_converts_and_matchestensorflow(op, tmp_path):
+def test_elementwise_math_converts_and_matches_tensorflow(op, tmp_path):
     model = one_op_model(lambda t, x: [getattr(t.raw_ops, op)(x=x)], (None,))
     assert ops(lower_for_builtins(model).model).get(op, 0) == 0
     x = _values(UNARY[op], seed=len(op))

@@ -25,7 +25,7 @@ POOLS_3D = [  # (N, D, H, W, C), ksize, strides, padding
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("case", POOLS_3D, ids=lambda c: f"{'x'.join(map(str, c[0]))}-k{''.join(map(str, c[1]))}"
                          f"-s{''.join(map(str, c[2]))}-{c[3]}")
-def test_pool_3d_matchestensorflow(kind, case, tmp_path):
+def test_pool_3d_matches_tensorflow(kind, case, tmp_path):
     shape, ksize, strides, padding = case
     pool = {"max": "max_pool3d", "avg": "avg_pool3d"}[kind]
     model = one_op_model(lambda t, x: [getattr(t.nn, pool)(x, ksize, strides, padding)], (None, *shape[1:]))
