@@ -7,27 +7,36 @@ measured). ``Erf``, ``Erfc``, ``Digamma``, ``Erfinv``, ``Ndtri`` and the Bessel 
 finite exact formula and stay as they are. float16/bfloat16 are computed in float32 and rounded
 back (as TensorFlow's CPU kernels do); float64 is left alone (TFLite computes in float32).
 
-Formulas (a = |x|, ε = 2⁻²⁴; bounds are relative, in units of ε, for float32 with correctly
-rounded ``LOG``/``EXP``/``SQRT`` to within 1 ulp — measured against TensorFlow in the tests)::
+Formulas (a = |x|, ε = 2⁻²⁴). The bounds are relative, in ulps of float32, measured in LiteRT with
+its default XNNPACK delegate against TensorFlow (the tests): XNNPACK's own ``LOG`` is accurate only
+to an ulp of 1 near 1 (so no formula takes a log of 1 + small), and its ``EXP`` is up to 31 ulps
+off near 88::
 
-    log1p(x) = x                          if 1 + x == 1
-             = log(u) · x / (u − 1)       u = 1 + x  (Goldberg: u − 1 is exact)   ≤ 4ε
-    expm1(x) = x                          if e^x == 1
-             = (u − 1) · x / log(u)       u = e^x, |x| < 1 (Kahan)                 ≤ 4ε
-             = e^x − 1                    |x| ≥ 1 (no cancellation)                ≤ 3ε
-    asinh(x) = sign(x) · log1p(a + a²/(1 + √(1 + a²)))   a ≤ 2¹²               ≤ 8ε
-             = sign(x) · (log(a) + ln 2)                   a > 2¹² (√(a²+1) = a to ε/2)
-    acosh(x) = log1p(t + √(t·(t + 2))),  t = x − 1         x ≤ 2¹²                 ≤ 8ε
-             = log(x) + ln 2                               x > 2¹²;  NaN for x < 1
-    atanh(x) = sign(x) · ½ · log1p(2a / (1 − a))           (±inf at a = 1, NaN past it)  ≤ 8ε
-    sinh(x)  = sign(x) · ½ · (m + m / (m + 1)),  m = expm1(a)     a ≤ 20          ≤ 8ε
-             = sign(x) · h · (h / 2),  h = e^{a/2}         a > 20 (e^{−a} below ε; no early overflow)
-    cosh(x)  = ½ · (e^a + 1/e^a)                           a ≤ 20                 ≤ 3ε
-             = h · (h / 2),  h = e^{a/2}                   a > 20
-    tan(x)   = sin(x) / cos(x)                                                     ≤ 3ε
-    asin(x)  = atan2(x, √((1 − x)(1 + x)))     acos(x) = atan2(√((1 − x)(1 + x)), x)     ≤ 3ε
-    atan(x)  = atan2(x, 1)                                                         exact
-    truncatemod(x, y) = sign(x) · floormod(|x|, |y|)      (fmod's sign rule)       exact
+    log1p(x) = 2s · Σ_{k≤7} s^{2k}/(2k + 1),  s = x/(2 + x)    |x| ≤ ½  (series of 2·atanh s)   ≤ 5
+             = log(1 + x)                                     |x| > ½  (log ≥ 0.4: no loss)
+    expm1(x) = x(1 + x/2(1 + x/3(… (1 + x/9))))               |x| ≤ ½  (Taylor, tail < 2⁻³⁰)  ≤ 3
+             = e^x − 1                                        |x| > ½  (no cancellation)   ≤ 31
+    asinh(x) = sign(x) · log1p(a + a²/(1 + √(1 + a²)))        a ≤ 2¹²                      ≤ 3
+             = sign(x) · (log(a) + ln 2)                      a > 2¹² (√(a²+1) = a to ε/2)
+    acosh(x) = log1p(t + √(t·(t + 2))),  t = x − 1            x ≤ 2¹²                      ≤ 5
+             = log(x) + ln 2                                  x > 2¹²;  NaN for x < 1
+    atanh(x) = sign(x) · ½ · log1p(2a / (1 − a))              (±inf at a = 1, NaN past it)  ≤ 4
+    sinh(x)  = sign(x) · ½ · (m + m / (m + 1)),  m = expm1(a) a ≤ 20                      ≤ 31
+             = sign(x) · h · (h / 2),  h = e^{a/2}            a > 20 (e^{−a} below ε; finite to 89.4)
+    cosh(x)  = ½ · (e^a + 1/e^a)  (a ≤ 20);   h · (h / 2)  (a > 20)                        ≤ 31
+    tan(x)   = sin(x) / cos(x)                      ≤ 4/|cos x| (TFLite's COS: an ulp of 1)
+    asin(x)  = atan2(x, √((1 − x)(1 + x)))     acos(x) = atan2(√((1 − x)(1 + x)), x)      ≤ 4
+    atan(x)  = atan2(x, 1)                                                                 ≤ 3
+    truncatemod(x, y) = sign(x) · floormod(|x|, |y|)     (fmod's sign rule)                exact
+
+±inf and NaN come out as TensorFlow gives them: ``LOG(inf)`` is 88.4 in XNNPACK and the converter
+stores an inf constant as the largest float, so inf is tested as ``x > FLT_MAX`` and made as
+``x + x``; a NaN input is selected through (a NaN may fall in the branch a Select drops). Tan of a
+large argument (|x| > ~1e4) is as inexact as TFLite's own SIN/COS there.
+
+In an int8 build, no Select, Minimum or Maximum here takes the op's input as an operand: the
+converter gives such "same scale" ops the int8 scale of their quantized operand, which would round
+the formula's result to the input's grid (measured: asinh off by 93).
 """
 
 from __future__ import annotations
@@ -152,8 +161,8 @@ UNARY: dict[str, tuple[Callable[[Any], Any], str]] = {
     "Asin": (lambda x: _t().atan2(x, _cosine_side(x)), "atan2(x, √((1 − x)(1 + x)))"),
     "Acos": (lambda x: _t().atan2(_cosine_side(x), x), "atan2(√((1 − x)(1 + x)), x)"),
     "Atan": (lambda x: _t().atan2(x, _t().ones_like(x)), "atan2(x, 1)"),
-    "Log1p": (log1p, "log(u)·x/(u − 1), u = 1 + x"),
-    "Expm1": (expm1, "(u − 1)·x/log u, u = e^x, for |x| < 1"),
+    "Log1p": (log1p, "2·atanh(x/(2 + x)) series for |x| ≤ ½, log(1 + x) past it"),
+    "Expm1": (expm1, "Taylor series for |x| ≤ ½, e^x − 1 past it"),
 }
 
 for _op, (_formula, _what) in UNARY.items():

@@ -7,7 +7,9 @@ TensorFlow's SAME padding per dimension (``out = ⌈in/s⌉``, ``pad = max((out 
     max3d(x) = maxpool2d_HW( max_{j<kd} x_d[:, j :: sd] )                  exact (max commutes)
     avg3d(x) = avgpool2d_HW( Σ_{j<kd} x_d[:, j :: sd] ) / n_d[o]           a few ulp (summation order)
 
-where ``x_d`` is ``x`` padded on D (−inf for max, 0 for the sum; SAME only), each depth slice is
+where ``x_d`` is ``x`` padded on D (SAME only: zeros for the sum; for the max the edge slice
+repeated, which every window holding a pad also holds, so ±inf and NaN stay TensorFlow's: TFLite
+stores an inf constant as the largest float), each depth slice is
 ``[N, Do, H, W, C]``, reshaped to ``[N·Do, H, W, C]`` for the 2-D pool and back. TensorFlow's
 average divides by the number of *valid* elements of the window, which for a box clipped by a box
 is ``n_d · n_h · n_w``: the 2-D pool divides by ``n_h · n_w`` itself, and ``n_d[o]`` (the valid
@@ -76,13 +78,15 @@ def _pool_check(rank: int, data_format: str | None) -> Any:
     return check
 
 
-def _depth_slices(x: Any, k: int, s: int, out: int, before: int, pad_value: float) -> list[Any]:
+def _depth_slices(x: Any, k: int, s: int, out: int, before: int, *, average: bool) -> list[Any]:
     """The ``k`` depth slices ``x_d[:, j :: s]`` of ``x[N, D, ...]`` padded on D (see module docstring)."""
     t = _t()
     size = int(x.shape[1])
     after = max((out - 1) * s + k - size - before, 0)
-    if before or after:
-        x = t.pad(x, [[0, 0], [before, after], [0, 0], [0, 0], [0, 0]], constant_values=pad_value)
+    if average and (before or after):
+        x = t.pad(x, [[0, 0], [before, after], [0, 0], [0, 0], [0, 0]])
+    elif before or after:  # the edge slice repeated: a window holding a pad holds that edge too
+        x = t.concat([x[:, :1]] * before + [x] + [x[:, -1:]] * after, axis=1)
     return [x[:, j: j + (out - 1) * s + 1: s] for j in range(k)]
 
 
@@ -95,7 +99,7 @@ def _pool3d(node: Any, inputs: Sequence[Any], *, average: bool) -> list[Any]:
     out_d, before = _window(depth, k[1], s[1], padding)
     out_h, _ = _window(height, k[2], s[2], padding)
     out_w, _ = _window(width, k[3], s[3], padding)
-    slices = _depth_slices(x, k[1], s[1], out_d, before, 0.0 if average else -np.inf)
+    slices = _depth_slices(x, k[1], s[1], out_d, before, average=average)
     reduced = slices[0]
     for part in slices[1:]:
         reduced = reduced + part if average else t.maximum(reduced, part)
