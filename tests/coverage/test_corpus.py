@@ -31,9 +31,9 @@ TFLITE_CANNOT = {
     # a TF 1.12 dynamic_rnn: TensorArrayV3 ops in a v1 while loop, which TFLite cannot lower at any batch (the
     # plain converter cannot be tried: TF 2 cannot import the graph's ExperimentalFunctionBufferingResource)
     "address-net": "TFLite builtins lack TF1's TensorArrayV3 ops (a v1 dynamic_rnn loop)",
-    # the fourth held-out set (docs/corpus.md, fourth held-out set): TensorFlow's converter fails the same way
-    "deepfinder": "TFLite builtins lack MaxPool3D",
-    "maxitrack": "TFLite builtins lack Asinh",
+    # the fourth held-out set (docs/corpus.md, fourth held-out set): TensorFlow's converter fails the same way.
+    # deepfinder (MaxPool3D) and maxitrack (Asinh) convert since the TFLite emitter lowers such ops to builtins
+    # (tfopt.emitters.tflite_lower)
     "maximask": "TFLite builtins lack Asinh and MaxPoolWithArgmax",
 }
 # First contact that still fails after issue 24's fixes (README "Real-model corpus"), by class; not
