@@ -27,7 +27,7 @@ TFLITE_CANNOT = {
                                      "foolnltk-pos", "ethnicolr-census", "ethnicolr-fl-fullname", "ethnicolr-nc",
                                      "chars2vec", "mhcnuggets", "textgenrnn", "adtlib-kick", "sleepecg-ws-gru",
                                      "imspy-prosit", "ionmob-gru", "chiron-dna")},
-    "deepbrain": "TFLite builtins lack MaxPool3D",
+    # deepbrain (MaxPool3D) converts since the TFLite emitter lowers it (tfopt.emitters.tflite_lower)
     # a TF 1.12 dynamic_rnn: TensorArrayV3 ops in a v1 while loop, which TFLite cannot lower at any batch (the
     # plain converter cannot be tried: TF 2 cannot import the graph's ExperimentalFunctionBufferingResource)
     "address-net": "TFLite builtins lack TF1's TensorArrayV3 ops (a v1 dynamic_rnn loop)",
