@@ -3,7 +3,9 @@
 Precisions: ``fp32``, ``fp16`` (float16 weights), ``dynamic`` (int8 weights, float
 activations), ``int8`` (full integer from calibration data, float fallback for ops without an int8
 kernel unless ``int8_io``), ``int16x8`` (int16 activations, int8 weights). Select-TF ops only with
-``allow_tf_ops``; otherwise an error names the ops the builtins lack.
+``allow_tf_ops``; otherwise an error names the ops the builtins lack. Ops the builtins lack but
+that have an exact decomposition into them (``Asinh``, ``MaxPool3D``, ``MaxPoolWithArgmax``...) are
+lowered first (:mod:`tfopt.emitters.tflite_lower`), in every precision.
 """
 
 from __future__ import annotations
@@ -33,15 +35,16 @@ def emit_tflite(model: Model, path: str, *, precision: str = "fp32", calibration
     ``allow_tf_ops`` and ``sparse`` applied as in the plain int8 build. ``sparse`` (a pruned
     model) adds the converter's sparsity-aware encoding, which stores a tensor sparse where that
     is smaller (it pays off from roughly 70-80% zeros)."""
+    model, not_lowered = _lowered(model)
     if keep_float and precision == "int8" and calibration:
         data = _with_pinned_batch(model, precision, lambda m: _keep_float_int8(
-            m, calibration, keep_float, int8_io=int8_io, allow_tf_ops=allow_tf_ops, sparse=sparse))
+            m, calibration, keep_float, int8_io=int8_io, allow_tf_ops=allow_tf_ops, sparse=sparse), not_lowered)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             f.write(data)
         return path
     data = _with_pinned_batch(model, precision, lambda m: _convert(
         m, precision, calibration, int8_io=int8_io, allow_tf_ops=allow_tf_ops,
-        quantization_aware=quantization_aware, sparse=sparse))
+        quantization_aware=quantization_aware, sparse=sparse), not_lowered)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
     return path
@@ -88,7 +91,21 @@ def _convert(model: Model, precision: str, calibration: Sequence[dict[str, Any]]
     return bytes(converter.convert())
 
 
-def _with_pinned_batch(model: Model, precision: str, build: Callable[[Model], bytes]) -> bytes:
+def _lowered(model: Model) -> tuple[Model, dict[str, str]]:
+    """``model`` with the ops TFLite lacks lowered into builtins where exact
+    (:func:`tfopt.emitters.tflite_lower.lower_for_builtins`), and ``{op type: why not}`` for the
+    ones left (the error names them if the converter then refuses them)."""
+    from tfopt.emitters.tflite_lower import lower_for_builtins
+
+    result = lower_for_builtins(model)
+    library = model.graph_def.library.function
+    op_of = {n.name: n.op for n in model.graph_def.node}
+    op_of.update({f"{f.signature.name}/{n.name}": n.op for f in library for n in f.node_def})
+    return result.model, {op_of.get(s.node, ""): s.reason for s in result.skips}
+
+
+def _with_pinned_batch(model: Model, precision: str, build: Callable[[Model], bytes],
+                       not_lowered: dict[str, str] | None = None) -> bytes:
     """``build(model)``; when that fails and some input has an open batch (axis 0), ``build`` again
     with the batch pinned to 1 (:func:`pin_batch`). The converter lowers a recurrent layer's
     TensorList loop only when the list's element shape is static, and with an open batch it is
@@ -101,15 +118,15 @@ def _with_pinned_batch(model: Model, precision: str, build: Callable[[Model], by
         first = exc
     pinned = pin_batch(model)
     if pinned is None:
-        raise ConversionError(_explain(str(first), precision)) from first
+        raise ConversionError(_explain(str(first), precision, not_lowered)) from first
     try:
         return build(pinned)
     except Exception as exc:
         given = ", ".join(s.describe() for s in model.inputs)
         tried = ", ".join(s.describe() for s in pinned.inputs)
-        raise ConversionError(f"{_explain(str(first), precision)}. Tried at the model's shapes ({given}) and with "
-                              f"the batch fixed ({tried}) and static TensorList element shapes; that failed too: "
-                              f"{_explain(str(exc), precision)}") from exc
+        raise ConversionError(f"{_explain(str(first), precision, not_lowered)}. Tried at the model's shapes ({given}) "
+                              f"and with the batch fixed ({tried}) and static TensorList element shapes; that failed "
+                              f"too: {_explain(str(exc), precision, not_lowered)}") from exc
 
 
 def fixed_shapes(path: str, model: Model) -> dict[str, list[int]] | None:
@@ -137,6 +154,7 @@ def fixed_shapes(path: str, model: Model) -> dict[str, list[int]] | None:
 def tflite_debugger(model: Model, calibration: Sequence[dict[str, Any]], keep_float: Sequence[str] = ()) -> Any:
     """A QuantizationDebugger over the full-int8 conversion of ``model`` (``keep_float`` denylisted)."""
     t = tf()
+    model, _ = _lowered(model)
     converter = _converter(model)
     converter.optimizations = [t.lite.Optimize.DEFAULT]
 
@@ -183,14 +201,16 @@ def _keep_float_int8(model: Model, calibration: Sequence[dict[str, Any]], keep_f
     return bytes(convert.mlir_sparsify(data) if sparse else data)
 
 
-def _explain(message: str, precision: str) -> str:
+def _explain(message: str, precision: str, not_lowered: dict[str, str] | None = None) -> str:
     if "Lowering tensor list ops is failed" in message:
         return ("TFLite cannot lower this recurrent layer's TensorList ops (tf.TensorListReserve with a dynamic "
                 "element shape). Pass --allow-tf-ops to keep them as Select TF ops (the app then needs the Flex delegate), or "
                 "leave tflite out of --to")
     ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", message)))
     if ops:
-        return (f"TFLite builtins lack {', '.join(ops)}; pass --allow-tf-ops to keep them as Select TF ops "
+        skipped = not_lowered or {}
+        why = "".join(f" ({op} not lowered: {skipped[op]})" for op in ops if op in skipped)
+        return (f"TFLite builtins lack {', '.join(ops)}{why}; pass --allow-tf-ops to keep them as Select TF ops "
                 "(the app then needs the Flex delegate)")
     first = next((line.strip() for line in message.splitlines() if "error" in line.lower()), message.strip()[:300])
     return f"TFLite conversion ({precision}) failed: {first[:400]}"

@@ -1,0 +1,150 @@
+"""The registry of op lowerings and the splice that puts one into a GraphDef.
+
+A lowering replaces one TensorFlow op by a subgraph of ops the TFLite converter has builtins for,
+computing the same function (each lowering's docstring states its formula and error bound). It is
+written as ordinary TensorFlow code, ``build(node, *inputs) -> [outputs]``, traced once per node
+in a fresh graph whose placeholders carry the node's input dtypes and static shapes; the traced
+nodes are then copied into the model's GraphDef under ``<node>/lowered/`` with each placeholder
+wired to the node's real input (:func:`splice`). The replacement keeps the node's name: output 0
+is an ``Identity`` named as the node, so its consumers need no rewiring; a consumer of output
+``k > 0`` (``MaxPoolWithArgmax``'s argmax) is rewired to the subgraph's ``k``-th output.
+
+A lowering first checks that it is exact for this node (dtype, static dimensions, attributes) and
+returns the reason when it is not; the pass reports that reason as a skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tfopt.graph import canonical_tensor, tensor_node
+
+Check = Callable[[Any, Sequence["Operand"]], "str | None"]
+Build = Callable[[Any, Sequence[Any]], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One input of the node being lowered: its tensor name, dtype (``tf.DType``) and static shape
+    (``None`` for unknown rank, ``None`` per unknown dimension)."""
+
+    tensor: str
+    dtype: Any
+    shape: tuple[int | None, ...] | None
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """How one op is lowered: ``check`` returns why this node cannot be (or ``None``); ``build`` is
+    the replacement as TensorFlow code; ``what`` says what it becomes, for the report."""
+
+    op: str
+    check: Check
+    build: Build
+    what: str
+
+
+class Lowerings:
+    """Op type -> :class:`Lowering`, filled with :meth:`register` by the modules that define them."""
+
+    def __init__(self) -> None:
+        self._by_op: dict[str, Lowering] = {}
+
+    def register(self, *ops: str, what: str, check: Check | None = None) -> Callable[[Build], Build]:
+        """Decorator: ``build`` lowers each of ``ops``; ``check`` (default: float32/16 inputs) gates it."""
+
+        def add(build: Build) -> Build:
+            for op in ops:
+                if op in self._by_op:
+                    raise ValueError(f"two lowerings for {op}")
+                self._by_op[op] = Lowering(op, check or float_inputs, build, what)
+            return build
+
+        return add
+
+    def get(self, op: str) -> Lowering | None:
+        return self._by_op.get(op)
+
+    def ops(self) -> list[str]:
+        return sorted(self._by_op)
+
+
+registry = Lowerings()
+FLOATS = ("float32", "float16", "bfloat16")
+
+
+def float_inputs(node: Any, operands: Sequence[Operand]) -> str | None:
+    """The default check: every input is float32, float16 or bfloat16 (float64 is not TFLite's)."""
+    bad = [o.dtype.name for o in operands if o.dtype.name not in FLOATS]
+    return f"{node.op} on {bad[0]}: lowered for {', '.join(FLOATS)} only" if bad else None
+
+
+def splice(graph_def: Any, node: Any, operands: Sequence[Operand], build: Build, taken: set[str]) -> dict[str, str]:
+    """Replace ``node`` in ``graph_def`` (in place) by ``build`` traced on ``operands``.
+
+    Returns:
+        ``{old tensor: new tensor}`` for outputs ``k > 0``, which the caller rewires (output 0
+        keeps the node's name).
+    """
+    from tfopt._tf import tf
+
+    t = tf()
+    graph = t.Graph()
+    with graph.as_default():
+        placeholders = [t.compat.v1.placeholder(o.dtype, o.shape, name=f"input_{i}") for i, o in enumerate(operands)]
+        outputs = list(build(node, placeholders))
+        names = [t.identity(out, name=f"output_{k}").op.name for k, out in enumerate(outputs)]
+    traced = graph.as_graph_def()
+    prefix = _free_prefix(node.name + "/lowered", taken)
+    wired = {p.op.name: o.tensor for p, o in zip(placeholders, operands)}
+
+    def rename(name: str) -> str:
+        control = name.startswith("^")
+        base = name.lstrip("^")
+        source, _, index = base.partition(":")
+        if source in wired:
+            return wired[source] if index in ("", "0") else f"{tensor_node(wired[source])}:{index}"
+        new = f"{prefix}/{source}" + (f":{index}" if index else "")
+        return "^" + new if control else new
+
+    controls = [name for name in node.input if name.startswith("^")]
+    device = node.device
+    kept = []
+    for traced_node in traced.node:
+        if traced_node.name in wired:
+            continue
+        copy = type(traced_node)()
+        copy.CopyFrom(traced_node)
+        copy.name = node.name if copy.name == names[0] else f"{prefix}/{copy.name}"
+        del copy.input[:]
+        copy.input.extend(rename(name) for name in traced_node.input)
+        if traced_node.name == names[0]:
+            copy.input.extend(controls)
+        copy.device = device
+        kept.append(copy)
+        taken.add(copy.name)
+    position = list(graph_def.node).index(node)
+    del graph_def.node[position]
+    graph_def.node.extend(kept)
+    return {f"{node.name}:{k}": f"{prefix}/{names[k]}:0" for k in range(1, len(names))}
+
+
+def rewire(graph_def: Any, moved: dict[str, str]) -> None:
+    """Point every input that reads a key of ``moved`` at its value (in place)."""
+    if not moved:
+        return
+    for node in graph_def.node:
+        for i, name in enumerate(node.input):
+            if not name.startswith("^") and canonical_tensor(name) in moved:
+                node.input[i] = moved[canonical_tensor(name)]
+
+
+def _free_prefix(prefix: str, taken: set[str]) -> str:
+    if not any(name == prefix or name.startswith(prefix + "/") for name in taken):
+        return prefix
+    n = 1
+    while any(name.startswith(f"{prefix}_{n}/") for name in taken):
+        n += 1
+    return f"{prefix}_{n}"
