@@ -77,9 +77,12 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
     return convert_planned(model, plan(model, outdir, options, **kwargs), progress=progress)
 
 
-def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], None] | None = None) -> ConvertResult:
+def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], None] | None = None,
+                    release: bool = False) -> ConvertResult:
     """:func:`convert` after its plan (:func:`tfopt.conversion.stages.plan`, a ``ConvertPlan``): the CLI
-    plans once, loads the model itself, and hands both here."""
+    plans once, loads the model itself, and hands both here. ``release``: a ``model`` with tensors
+    outside its graph may be released once its outputs are recorded (its fields that run the
+    original are cleared in place: :mod:`tfopt.conversion.release`); always so for a path."""
     from tfopt.conversion import stages as convert_stages
     from tfopt.emitters.onnx_worker import shared_child
     from tfopt.terminal.progress import Step
@@ -100,6 +103,10 @@ def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], Non
             # process after TensorFlow's import; else a new one, whose import overlaps loading and freezing
             child.start(fork=True)
         prepared = convert_stages.prepare(model, p, say)
+        if release or not isinstance(model, Model):
+            from tfopt.conversion.release import record_and_release
+
+            record_and_release(p, prepared, model if isinstance(model, Model) else None)
         result = ConvertResult(outdir=outdir, skipped=p.skipped, freeze_report=prepared.freeze_report,
                                optimize_report=prepared.optimize_report, verified_at=prepared.verified_at)
         with atomic_path(outdir, directory=True) as tmp:
