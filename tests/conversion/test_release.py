@@ -75,3 +75,13 @@ def test_a_model_the_caller_keeps_is_not_released(tmp_path):
     result = convert_planned(model, p.for_loaded_model())
     assert model.reference is not None and model.keepalive is not None
     assert result.artifacts[0].max_abs_err <= ARTIFACT["fp32"]
+
+
+def test_the_tf2onnx_child_is_not_a_fork_of_a_process_holding_a_large_model(tmp_path):
+    """A fork made after the load keeps the loaded tables in the child for the whole run."""
+    from tfopt.conversion.convert import may_fork
+
+    source = _savedmodel(tmp_path, 200, 16)
+    assert may_fork(source)  # not loaded yet: the fork has no model
+    assert may_fork(load(source))  # every weight a constant of the graph: small
+    assert not may_fork(load(source, external_threshold=THRESHOLD))
