@@ -58,6 +58,15 @@ class OverCap(RuntimeError):
     """The step's process tree went over the memory cap and was stopped (the machine is shared)."""
 
 
+class Failed(RuntimeError):
+    """The step exited with an error: ``seconds`` to the failure, ``peak`` bytes of its tree, ``last``
+    its output's last line (a baseline converter that cannot convert the model is a row, not the end)."""
+
+    def __init__(self, message: str, seconds: float, peak: int, last: str):
+        super().__init__(message)
+        self.seconds, self.peak, self.last = seconds, peak, last
+
+
 def measure(cmd: list[str], cap: int) -> tuple[float, int, str, dict[str, int]]:
     """``(seconds, peak bytes of the process tree, output, {process label: its peak bytes})`` of
     ``cmd``; raises when it fails, and :class:`OverCap` (after killing the tree) when it holds more
@@ -104,7 +113,8 @@ def measure(cmd: list[str], cap: int) -> tuple[float, int, str, dict[str, int]]:
     if peak[0] > cap:
         raise OverCap(f"stopped above the {cap / 2**30:.1f} GB cap after {seconds:.0f} s")
     if code != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])}... exited with {code}:\n{out[-2000:]}")
+        last = (out.strip().splitlines() or [""])[-1][:200]
+        raise Failed(f"{' '.join(cmd[:4])}... exited with {code}:\n{out[-2000:]}", seconds, peak[0], last)
     by_label: dict[str, int] = {}
     for pid, label in labels.items():
         by_label[label] = max(by_label.get(label, 0), peaks.get(pid, 0))
@@ -165,9 +175,16 @@ def bench_large(rows: int, dim: int, keep: str | None, cap_gb: float | None, thr
                 seconds, peak, _, _ = measure([sys.executable, "-c", code, savedmodel, out], cap)
             except OverCap as exc:
                 lines.append(f"| (a) {label} | - | > {cap / 2**30:.1f} | - | {exc} |")
+                print(lines[-1], flush=True)
+                continue
+            except Failed as exc:  # not counted in the sum: it wrote nothing
+                lines.append(f"| (a) {label} | failed after {exc.seconds:.1f} | {exc.peak / 2**30:.2f} | - | {exc.last} |")
+                print(lines[-1], flush=True)
+                subprocess.run(["rm", "-rf", out], check=True)
                 continue
             alone[label] = seconds, peak
             lines.append(f"| (a) {label} | {seconds:.1f} | {peak / 2**30:.2f} | {_tree_bytes(out) / 1e9:.2f} | - |")
+            print(lines[-1], flush=True)  # as it finishes: a later failure keeps it
             subprocess.run(["rm", "-rf", out], check=True)
         total_alone = sum(t for t, _ in alone.values())
         out = os.path.join(tmp, "tfopt")

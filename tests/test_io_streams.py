@@ -85,3 +85,21 @@ def test_memory_does_not_grow_with_the_file(tmp_path, function, size_mb):
     grown = int(subprocess.run([sys.executable, "-c", PEAK, str(path), function], check=True, capture_output=True,
                                text=True).stdout.split()[-1])
     assert grown < 3 * READ_CHUNK, f"{function} of a {size_mb} MB file grew the process by {grown / MB:.0f} MB"
+
+
+@pytest.mark.parametrize("kind,within", [("floats", 0.002), ("small-alphabet", 0.02), ("zeros", 0.05)])
+@pytest.mark.parametrize("size", [3 * MB + 7, 5 * MB])
+def test_a_file_over_the_limit_is_estimated_from_windows(tmp_path, monkeypatch, kind, size, within):
+    """Over ``GZIP_EXACT_LIMIT`` (set to 1 MB here; windows of 16 KB): within ``within`` of the exact
+    size (relative), for the three kinds of content; at or under it, exact as before."""
+    import tfopt._io
+
+    monkeypatch.setattr(tfopt._io, "GZIP_EXACT_LIMIT", MB)
+    monkeypatch.setattr(tfopt._io, "GZIP_WINDOW", 16 << 10)
+    data = _contents(kind, size)
+    (tmp_path / "big.bin").write_bytes(data)
+    (tmp_path / "small.bin").write_bytes(data[:MB])
+    exact = len(gzip.compress(data, mtime=0))
+    estimated = gzip_size(str(tmp_path / "big.bin"))
+    assert abs(estimated - exact) <= within * exact, (estimated, exact)
+    assert gzip_size(str(tmp_path / "small.bin")) == len(gzip.compress(data[:MB], mtime=0))

@@ -64,3 +64,41 @@ def test_the_report_carries_the_scaled_error_of_every_artifact(tmp_path):
         # outputs up to ~1e4: the worst output's error in its own units, never above the verified bound
         assert 0 <= fid["scaled_err"] <= ARTIFACT["fp32"], art
         assert fid["scaled_err"] <= fid["max_abs_err"] + 1e-12
+
+
+@pytest.mark.parametrize("widths,to", [((16,), ["onnx", "openvino"]), ((24, 8), ["tflite", "onnx", "openvino"])],
+                         ids=["two-runtimes", "three-runtimes"])
+def test_the_report_opens_one_runtime_at_a_time(tmp_path, monkeypatch, widths, to):
+    """Each artifact's runtime is released before the next one opens (a model over 2 GB would
+    otherwise be in memory once per runtime): when the report opens a runner, no earlier one lives."""
+    import gc
+    import weakref
+
+    import keras
+
+    import tfopt.runtimes
+    from tfopt.report.build import verify_outdir
+
+    keras.utils.set_random_seed(len(widths))
+    x = keras.Input((12,), name="x")
+    h = x
+    for width in widths:
+        h = keras.layers.Dense(width, activation="relu")(h)
+    keras.Model(x, keras.layers.Dense(3)(h)).export(str(tmp_path / "m"), verbose=False)
+    tfopt.convert(str(tmp_path / "m"), str(tmp_path / "out"), to=to, report_runs=1, verify=False)
+    opened: list[weakref.ref] = []
+    alive_at_open: list[int] = []
+    runner_for = tfopt.runtimes.runner_for
+
+    def watched(*args, **kwargs):
+        gc.collect()
+        alive_at_open.append(sum(r() is not None for r in opened))
+        runner = runner_for(*args, **kwargs)
+        opened.append(weakref.ref(runner))
+        return runner
+
+    monkeypatch.setattr(tfopt.runtimes, "runner_for", watched)
+    report = verify_outdir(str(tmp_path / "out"), str(tmp_path / "m"), runs=1)
+    assert alive_at_open == [0] * len(to)
+    for row in report["artifacts"]:
+        assert row["fidelity"]["scaled_err"] <= ARTIFACT["fp32"], row

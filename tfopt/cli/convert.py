@@ -145,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = p.for_loaded_model()
     try:
         with args.capture.stage("converting"):
-            result = _run_convert(args, model, lambda progress: convert_planned(model, loaded, progress=progress))
+            result = _run_convert(args, model, lambda progress: convert_planned(model, loaded, progress=progress,
+                                                                                release=True))
     except GateFailure as exc:
         print_convert(args.output, exc.result, as_json=args.json)
         if exc.result is None or not exc.result.failed:

@@ -77,9 +77,12 @@ def convert(model: Model | str, outdir: str, options: ConvertOptions | None = No
     return convert_planned(model, plan(model, outdir, options, **kwargs), progress=progress)
 
 
-def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], None] | None = None) -> ConvertResult:
+def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], None] | None = None,
+                    release: bool = False) -> ConvertResult:
     """:func:`convert` after its plan (:func:`tfopt.conversion.stages.plan`, a ``ConvertPlan``): the CLI
-    plans once, loads the model itself, and hands both here."""
+    plans once, loads the model itself, and hands both here. ``release``: a ``model`` with tensors
+    outside its graph may be released once its outputs are recorded (its fields that run the
+    original are cleared in place: :mod:`tfopt.conversion.release`); always so for a path."""
     from tfopt.conversion import stages as convert_stages
     from tfopt.emitters.onnx_worker import shared_child
     from tfopt.terminal.progress import Step
@@ -98,8 +101,12 @@ def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], Non
         if any("tf2onnx" in TABLE[t].distributions for t, _ in p.pairs):
             # before any TensorFlow work: with the child's hash seed (the tfopt command), a fork of this
             # process after TensorFlow's import; else a new one, whose import overlaps loading and freezing
-            child.start(fork=True)
+            child.start(fork=may_fork(model))
         prepared = convert_stages.prepare(model, p, say)
+        if release or not isinstance(model, Model):
+            from tfopt.conversion.release import record_and_release
+
+            record_and_release(p, prepared, model if isinstance(model, Model) else None)
         result = ConvertResult(outdir=outdir, skipped=p.skipped, freeze_report=prepared.freeze_report,
                                optimize_report=prepared.optimize_report, verified_at=prepared.verified_at)
         with atomic_path(outdir, directory=True) as tmp:
@@ -119,3 +126,11 @@ def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], Non
         exc.result = result
         raise
     return result
+
+
+def may_fork(model: Model | str) -> bool:
+    """Whether the tf2onnx child may be a fork of this process: not when it holds a loaded model with
+    tensors outside its graph (the CLI loads before converting). The fork would keep that model's
+    memory for the whole run: copy-on-write pages the parent frees stay the child's (measured: 4.6 GB
+    of the 2.2 GB-table model in the tf2onnx child, after this process had released it)."""
+    return not (isinstance(model, Model) and model.external is not None)

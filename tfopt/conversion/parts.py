@@ -171,6 +171,10 @@ class ReferenceOutputs:
         self.runs += 1
         return self._done[-1][1]
 
+    def release(self, model: Model) -> None:
+        """Keep the outputs computed so far; run ``model`` (the frozen graph) for any other input set."""
+        self.original, self._runner = model, None
+
 
 def verify(artifact: Artifact, portable: Model, path: str, inputs: Any, *, bounded: bool = True,
            preprocess: Any = None, reference: ReferenceOutputs | None = None) -> None:

@@ -93,6 +93,7 @@ class Prepared:
     verify_data: Any = None  # tfopt.verification.verify.VerifyData freezing was verified with (not stored: it holds a loader)
     reference_outputs: Any = None  # ReferenceOutputs on verified_at, shared by the artifacts (not stored)
     data: Any = None  # tfopt.conversion.inputs.InputData: the data files, read and checked once (not stored)
+    report_reference: Any = None  # the report's original part, when the original was released (tfopt.conversion.release)
 
     @property
     def ranges(self) -> Any:
@@ -346,4 +347,5 @@ def finish(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, 
                                      stages=prepared.stages, preprocess=q.ov_preprocess,
                                      layers={"layer_errors": result.layer_errors, "keep_float": result.keep_float},
                                      progress=say, metric=r.metric, allow_nonfinite=r.allow_nonfinite,
-                                     verified_at=prepared.verified_at, converted_here=True)
+                                     verified_at=prepared.verified_at, converted_here=True,
+                                     recorded=prepared.report_reference)

@@ -47,7 +47,10 @@ def serving_savedmodel(model: Model) -> str:
         return known
     path = os.path.join(model.external.scratch(), f"serving-{key[:16]}")
     if not os.path.isdir(path):
+        import gc
+
         write_serving_savedmodel(model, path)
+        gc.collect()  # its variables (the tables, in memory) before a converter child reads them from the files
     model.external.savedmodels[key] = path
     return path
 

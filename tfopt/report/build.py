@@ -115,35 +115,34 @@ def build_report(outdir: str, model: Model, *, eval_data: LabeledData | None = N
                  preprocess: Any = None, layers: dict[str, Any] | None = None, progress: Any = None,
                  manifest: dict[str, Any] | None = None, write_to: str | None = "",
                  metric: str | None = None, allow_nonfinite: bool = False, verified_at: Any = None,
-                 converted_here: bool = False, runtime_default_precision: str | None = None) -> dict[str, Any]:
+                 converted_here: bool = False, runtime_default_precision: str | None = None,
+                 recorded: Any = None) -> dict[str, Any]:
     """Measure every artifact of ``outdir/manifest.json`` (or of ``manifest``) against the original
     model; write report.json/md/html into ``write_to`` ("" means ``outdir``; None: not written).
     Made-up inputs take the shape of ``verified_at`` (a :class:`tfopt.verification.verify.VerifyInputs`), else
     of the manifest's ``verification`` record, at batch 8. ``eval_data``: the inputs and labels, read and
     checked by the caller (:func:`tfopt.verification.input_data.read_labeled`). The inputs measured on are counted for
     NaN/Inf (``nonfinite_inputs``). ``converted_here``: :func:`tfopt.convert` built the artifacts
-    from ``model`` just now, so a runtime failing where the original runs is the runtime's fault."""
+    from ``model`` just now, so a runtime failing where the original runs is the runtime's fault.
+    ``recorded``: the original's part (:func:`record_original`), measured before the original was
+    released; the inputs, labels and reference numbers are then its."""
     from tfopt.report import evaluate_gates, measure, write_reports
-    from tfopt.verification.verify import reference_runner
 
     if manifest is None:
         with open(os.path.join(outdir, "manifest.json")) as f:
             manifest = json.load(f)
-    # The report's "original" is the model before post-training compression when there was some:
-    # the accuracy a clustered or pruned model gives up is part of the trade it reports.
-    original = model.baseline or reference_runner(model)
-    bindings = model.bindings if model.reference is not None and model.baseline is None else {}
-    inputs, labels, axes, rows = _report_inputs(model, lambda feeds: original({**feeds, **bindings}), eval_data, samples,
-                                          manifest, verified_at, seed, allow_nonfinite)
+    if recorded is None:
+        recorded = record_original(model, eval_data=eval_data, samples=samples, seed=seed, runs=runs,
+                                   manifest=manifest, verified_at=verified_at, allow_nonfinite=allow_nonfinite)
+    inputs, labels = recorded.inputs, recorded.labels
     score = None
     if metric:
         from tfopt._user_code import import_function
         score = import_function(metric, "--metric")
     artifacts = [a for a in manifest["artifacts"] if not (preprocess is not None and target(a["format"], "format").takes_preprocess)]
-    report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
-                     inputs=inputs, labels=labels, runs=runs, threads=threads, progress=progress,
-                     metric=score, converted_here=converted_here,
-                     batch_axes=axes, sample_rows=rows, runtime_default_precision=runtime_default_precision)
+    report = measure(outdir, None, model, artifacts, inputs=inputs, labels=labels, runs=runs, threads=threads,
+                     progress=progress, metric=score, converted_here=converted_here, batch_axes=recorded.batch_axes,
+                     runtime_default_precision=runtime_default_precision, recorded=recorded)
     for row, artifact in zip(report["artifacts"], artifacts, strict=True):
         row["int8_ops"] = _int8_ops(outdir, artifact)
         row["fixed_shapes"] = artifact.get("fixed_shapes")
@@ -169,6 +168,27 @@ def build_report(outdir: str, model: Model, *, eval_data: LabeledData | None = N
         os.makedirs(write_to or outdir, exist_ok=True)
         write_reports(write_to or outdir, report)
     return report
+
+
+def record_original(model: Model, *, eval_data: LabeledData | None = None, samples: Any = None, seed: int = 0,
+                    runs: int = 20, manifest: dict[str, Any] | None = None, verified_at: Any = None,
+                    allow_nonfinite: bool = False) -> Any:
+    """The original model's part of the report (:class:`tfopt.report.measure.RecordedReference`):
+    the inputs measured on (see :func:`_report_inputs`), the original's outputs on them and its latency."""
+    from tfopt.report.measure import record_reference
+    from tfopt.verification.verify import reference_runner
+
+    # The report's "original" is the model before post-training compression when there was some:
+    # the accuracy a clustered or pruned model gives up is part of the trade it reports.
+    original = model.baseline or reference_runner(model)
+    bindings = model.bindings if model.reference is not None and model.baseline is None else {}
+
+    def run(feeds: Any) -> Any:
+        return original({**feeds, **bindings})
+
+    inputs, labels, axes, rows = _report_inputs(model, run, eval_data, samples, manifest or {}, verified_at, seed,
+                                                allow_nonfinite)
+    return record_reference(run, model, inputs, axes, runs, labels, rows)
 
 
 def _int8_ops(outdir: str, artifact: dict[str, Any]) -> dict[str, Any] | None:

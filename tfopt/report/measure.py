@@ -22,6 +22,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
@@ -32,12 +33,12 @@ from tfopt.verification.classes import threshold, top1, top5
 from tfopt.verification.nonfinite import worst
 
 
-def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]], model: Model, artifacts: list[dict[str, Any]],
+def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]] | None, model: Model, artifacts: list[dict[str, Any]],
             *, inputs: dict[str, np.ndarray], labels: np.ndarray | None = None, runs: int = 20,
             threads: int | None = None, progress: Callable[[Any], None] | None = None,
             metric: Callable[[np.ndarray, np.ndarray], float] | None = None,
             converted_here: bool = False, batch_axes: Mapping[str, int | None] | None = None, sample_rows: int = 1,
-            runtime_default_precision: str | None = None) -> dict[str, Any]:
+            runtime_default_precision: str | None = None, recorded: RecordedReference | None = None) -> dict[str, Any]:
     """Build the report dict (see the README's report schema). ``metric(predictions, labels)``
     replaces the built-in accuracy: a score, higher is better; the drop is reference - artifact.
     ``converted_here``: the artifacts were just converted from ``model`` (see :func:`_run_artifact`).
@@ -45,15 +46,22 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     time-major RNN's ``[time, batch, features]`` holds them on axis 1; ``sample_rows`` rows there are
     one sample (a batch that a graph splits into N towers: N).
     ``runtime_default_precision``: the precision hint of the runtime-default run (None: the
-    runtime's own default, as a deployer gets it; see the module docstring)."""
+    runtime's own default, as a deployer gets it; see the module docstring).
+    ``recorded``: the original's outputs and latency on these inputs, measured earlier
+    (:func:`record_reference`; ``reference`` is then not called). Each artifact's runtime is closed
+    before the next one opens: one model's weights in memory at a time."""
     from tfopt.terminal.progress import Step
 
     threads = threads or os.cpu_count() or 1
     from tfopt.verification.testing import unranked_outputs
 
-    samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs), sample_rows)
-    expected = _batched(reference, samples, [s.name for s in model.outputs])
-    reference_latency = _latency(_single_call(reference, samples), runs)
+    per_sample = recorded.sample_rows if recorded is not None else sample_rows
+    samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs), per_sample)
+    if recorded is None:
+        if reference is None:
+            raise ValueError("measure: neither the original model (reference) nor its recorded outputs")
+        recorded = record_reference(reference, model, inputs, batch_axes, runs, sample_rows=per_sample)
+    expected, reference_latency = recorded.expected, recorded.latency_ms
     first = model.outputs[0].name
     cut = threshold(expected[first])  # one decision boundary for the original and every artifact
     ref_accuracy = _accuracy(expected[first], labels, metric, cut) if labels is not None else None
@@ -70,11 +78,39 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
             "accuracy": accuracy, "accuracy_drop": _drop(ref_accuracy, accuracy),
             "latency_ms": {**_latency(_single_call(runner, samples), runs), "threads": threads},
         })
+        runner.close()  # before any other runtime opens (a model over 2 GB is in memory once at a time)
         if hasattr(runner, "at_runtime_default"):
             rows[-1]["runtime_default"] = _at_runtime_default(runner, expected, samples, runtime_default_precision)
+        del runner, got
     return {"reference": {"latency_ms": {**reference_latency, "threads": "tensorflow default"},
                           "accuracy": ref_accuracy},
             "samples": samples.count, "artifacts": rows}
+
+
+@dataclass
+class RecordedReference:
+    """The original model's part of a report, measured on its inputs before the artifacts exist:
+    what :func:`measure` compares every artifact with (a model over 2 GB is released after it,
+    see :mod:`tfopt.conversion.release`)."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray | None
+    batch_axes: Mapping[str, int | None] | None
+    expected: dict[str, np.ndarray]  # output name -> the original's outputs, samples concatenated
+    latency_ms: dict[str, Any]
+    sample_rows: int = 1  # rows of one sample (a batch split into N towers: N)
+
+
+def record_reference(reference: Callable[[Mapping[str, Any]], dict[str, Any]], model: Model,
+                     inputs: dict[str, np.ndarray], batch_axes: Mapping[str, int | None] | None, runs: int,
+                     labels: np.ndarray | None = None, sample_rows: int = 1) -> RecordedReference:
+    """The original's outputs on ``inputs`` (one sample at a time, as every artifact runs) and its latency."""
+    from tfopt.verification.testing import unranked_outputs
+
+    samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs), sample_rows)
+    expected = _batched(reference, samples, [s.name for s in model.outputs])
+    return RecordedReference(inputs, labels, batch_axes, expected, _latency(_single_call(reference, samples), runs),
+                             sample_rows)
 
 
 class _Samples:

@@ -1,0 +1,54 @@
+"""A model with tensors outside its graph (over 2 GB): the original model's numbers recorded before
+any artifact is written, then the loaded model released.
+
+The original (a loaded SavedModel, Keras model or checkpoint) holds its variables in memory: for
+the 2.2 GB table of issue 28 a Keras export holds it twice (4.4 GB). Kept as the verification
+reference, it stays in memory while each converter child runs and while the report opens each
+runtime. What the artifacts are compared with is known before they exist: the original's outputs
+on the verification inputs (``VerifyInputs.sets()``) and on the report's inputs, and its latency.
+:func:`record_and_release` computes those first, then drops every field of the models that runs
+the original (:data:`tfopt.conversion.store.LIVE` less ``baseline``), so the frozen graph, whose
+large tensors are files, is all that stays. A later step that needs the original again (a failed
+bound's reproducibility check) runs the frozen graph, which freezing verified against it.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+from tfopt.graph import Model
+
+RELEASED = ("reference", "variable_values", "keepalive")  # the Model fields that hold the original model
+
+
+def record_and_release(p: Any, prepared: Any, loaded: Model | None = None) -> bool:
+    """For a model with external tensors, verified (``p``: a ``ConvertPlan``; ``prepared``: its
+    ``Prepared``): the original's outputs on every verification input set
+    (``prepared.reference_outputs``) and the report's part (``prepared.report_reference``), then
+    :data:`RELEASED` cleared on ``prepared``'s models and on ``loaded`` (the model the caller loaded
+    and handed over, changed in place). Returns whether the original was released."""
+    from tfopt.conversion.parts import ReferenceOutputs
+    from tfopt.conversion.stages import inputs_of
+    from tfopt.report.build import record_original
+
+    portable = prepared.portable
+    if portable.external is None or not p.options.freeze.verify or prepared.int8 is not None \
+            or all(getattr(portable, name) is None for name in RELEASED):
+        return False  # tfopt's int8 engine runs the original while it searches: kept
+    r = p.options.report
+    reference = prepared.reference_outputs or ReferenceOutputs(portable)
+    for inputs_at in prepared.verified_at.sets() if prepared.verified_at is not None else []:
+        reference(inputs_at)
+    prepared.report_reference = record_original(
+        portable, eval_data=inputs_of(p, prepared).eval(portable.inputs), samples=prepared.samples, seed=r.seed,
+        runs=r.report_runs, verified_at=prepared.verified_at, allow_nonfinite=r.allow_nonfinite)
+    cleared = dict.fromkeys(RELEASED)
+    prepared.portable, prepared.runtime = portable.replace(**cleared), prepared.runtime.replace(**cleared)
+    for model in [loaded] if loaded is not None else []:
+        for name in RELEASED:
+            setattr(model, name, None)
+    reference.release(prepared.portable)
+    prepared.reference_outputs = reference
+    gc.collect()  # TensorFlow's function objects hold the variables in reference cycles
+    return True
