@@ -96,10 +96,21 @@ def test_a_model_without_dropout_drops_nothing(tmp_path):
     assert report.state_updates_dropped == []
 
 
+def _stacked(units: int):
+    """The smallest model of the class that still stacks two kinds: LSTM (dropout) -> GRU (recurrent)."""
+    import keras
+
+    keras.utils.set_random_seed(units)
+    seq = keras.Input((STEPS, FEATURES), name="seq")
+    h = keras.layers.LSTM(units, return_sequences=True, dropout=0.2)(seq)
+    return keras.Model(seq, keras.layers.Dense(2)(keras.layers.GRU(units, recurrent_dropout=0.3)(h)))
+
+
 @pytest.mark.parametrize("container", ["keras", pytest.param("export", marks=pytest.mark.slow)])
 def test_keras3_rnn_with_dropout_converts_to_every_target(tmp_path, container):
-    """No flags: TFLite (its batch fixed at 1), ONNX and OpenVINO, each compared with Keras by value."""
-    model = _rnn_model(4, 0.2, 0.3)
+    """No flags: TFLite (its batch fixed at 1), ONNX and OpenVINO, each compared with Keras by value
+    (every layer kind: slow, as a SavedModel from ``model.export``)."""
+    model = _stacked(3) if container == "keras" else _rnn_model(4, 0.2, 0.3)
     out = str(tmp_path / "out")
     result = convert(_save(model, tmp_path, container), out, to=["tflite", "onnx", "openvino"])
     assert sorted(a.format for a in result.artifacts) == ["onnx", "openvino", "tflite"] and not result.failed
