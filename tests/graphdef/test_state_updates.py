@@ -1,7 +1,7 @@
 """State updates no output reads are dropped before freezing; one an output reads is a typed error.
 
 The class: Keras 3 recurrent layers with ``dropout``/``recurrent_dropout`` advance a seed variable on every
-call, ``training=False`` included (LSTM, GRU, SimpleRNN, Bidirectional, stacked), in every container Keras 3
+call, ``training=False`` included (LSTM, GRU, SimpleRNN, Bidirectional, stacked, ConvLSTM), in every container Keras 3
 writes (``.keras``, legacy ``.h5``, ``model.export``'s SavedModel).
 """
 
@@ -89,6 +89,19 @@ def test_keras3_rnn_with_dropout_freezes_and_matches(tmp_path, container, units,
     assert dropped and {d["op"] for d in dropped} == {"AssignVariableOp"}
     assert all(d["variable"].endswith("seed_generator_state") for d in dropped), dropped
     assert report.as_dict()["state_updates_dropped"] == dropped
+
+
+def test_conv_lstm_with_dropout_freezes_and_matches():
+    import keras
+
+    keras.utils.set_random_seed(1)
+    seq = keras.Input((3, 6, 2), name="seq")
+    model = keras.Model(seq, keras.layers.ConvLSTM1D(3, 3, dropout=0.3, recurrent_dropout=0.2)(seq))
+    frozen, report = tfopt.freeze(model_from_keras(model, {"format": "keras", "keras": "keras3"}))
+    x = np.random.default_rng(2).normal(size=(2, 3, 6, 2)).astype(np.float32)
+    (got,) = GraphRunner(frozen)({"seq": x}).values()
+    np.testing.assert_allclose(got, np.asarray(model(x, training=False)), atol=ATOL, rtol=RTOL)
+    assert report.state_updates_dropped
 
 
 def test_a_model_without_dropout_drops_nothing(tmp_path):
