@@ -74,6 +74,15 @@ class GraphError(TfoptError):
     exit_code = 6
 
 
+class StatefulModelError(GraphError):
+    """The model's outputs read a variable its own call writes (a counter, a running statistic): a frozen
+    graph holds one value of it and would answer differently. ``variables`` names each such variable."""
+
+    def __init__(self, message: str, variables: Iterable[str] = ()):
+        super().__init__(message)
+        self.variables = list(variables)
+
+
 class VerificationError(TfoptError):
     exit_code = 7
 

@@ -6,12 +6,13 @@ holding every value in memory at once. Here the variables :func:`~tfopt.external
 picks are put on the converter's deny list (it never reads them), each is streamed to its file,
 and its capture placeholder becomes the ``ImmutableConst`` that maps that file, its readers
 rewritten to read a value (:mod:`tfopt.external.resources`). The rest is TensorFlow's converter,
-unchanged. When nothing is large, this is exactly ``convert_variables_to_constants_v2``.
+unchanged. When nothing is large and nothing writes state, this is exactly
+``convert_variables_to_constants_v2``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -19,26 +20,43 @@ from tfopt.errors import GraphError
 from tfopt.external.resources import read_as_value
 from tfopt.external.tensors import EXTERNAL_DTYPES, ExternalTensors, choose_external
 from tfopt.graph import consumers, node_map, rename_node, unique_name
+from tfopt.graphdef.state_updates import DroppedUpdate, drop_unread_state_updates
+
+
+class Frozen(NamedTuple):
+    """A frozen function, the tensors kept outside the GraphDef (or None), and the state updates dropped."""
+
+    function: Any
+    external: ExternalTensors | None
+    dropped_updates: list[DroppedUpdate]
 
 
 def freeze_function(fn: Any, *, threshold: int | None, lower_control_flow: bool,
-                    aggressive_inlining: bool) -> tuple[Any, ExternalTensors | None]:
-    """``(frozen ConcreteFunction, the tensors kept outside or None)``.
+                    aggressive_inlining: bool) -> Frozen:
+    """Freeze ``fn``'s variables; state updates no output reads are dropped first
+    (:mod:`tfopt.graphdef.state_updates`), since TensorFlow cannot import an assign to a constant.
 
     Raises:
         GraphError: a large variable is read by an op with no value form (e.g. inside a loop body
             the converter did not inline); the message names it and the threshold to raise.
+        StatefulModelError: an output reads a variable the function writes (names it and the op).
     """
     from tensorflow.python.framework import convert_to_constants as c2c
 
     large = _large_captures(fn, threshold)
-    if not large:
-        return c2c.convert_variables_to_constants_v2(fn, lower_control_flow=lower_control_flow,
-                                                     aggressive_inlining=aggressive_inlining), None
     data = c2c._FunctionConverterDataInEager(  # the converter, told to leave the large ones alone
         func=fn, lower_control_flow=lower_control_flow, aggressive_inlining=aggressive_inlining,
         variable_names_denylist=set(large))
     graph_def, converted = c2c._replace_variables_by_constants(converter_data=data)
+    dropped = drop_unread_state_updates(graph_def, [t.name for t in fn.outputs],
+                                        variable_names=_variable_names(fn))
+    external = _keep_outside(graph_def, large, converted) if large else None
+    return Frozen(c2c._construct_concrete_function(fn, graph_def, converted), external, dropped)
+
+
+def _keep_outside(graph_def: Any, large: dict[str, tuple[int, Any]], converted: set[int]) -> ExternalTensors:
+    """Stream each large variable to its file and make its capture placeholder the ``ImmutableConst``
+    that maps it (``converted`` gains its capture index)."""
     external = ExternalTensors()
     nodes, users = node_map(graph_def), consumers(graph_def)
     for placeholder, (index, variable) in sorted(large.items()):
@@ -55,7 +73,15 @@ def freeze_function(fn: Any, *, threshold: int | None, lower_control_flow: bool,
         if placeholder != name:
             rename_node(graph_def, placeholder, name)
         converted.add(index)
-    return c2c._construct_concrete_function(fn, graph_def, converted), external
+    return external
+
+
+def _variable_names(fn: Any) -> dict[str, str]:
+    """Capture placeholder name -> the variable's name (Keras 3: its path, e.g. ``lstm/.../seed_generator_state``)."""
+    by_handle = {id(v.handle): v for v in fn.graph.variables}
+    return {placeholder.name.split(":")[0]: str(getattr(by_handle[id(value)], "path", None)
+                                                or by_handle[id(value)].name.split(":")[0])
+            for value, placeholder in fn.graph.captures if id(value) in by_handle}
 
 
 def _large_captures(fn: Any, threshold: int | None) -> dict[str, tuple[int, Any]]:

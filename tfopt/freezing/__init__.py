@@ -55,6 +55,8 @@ class FreezeReport:
     ops_before: dict[str, int] = field(default_factory=dict)
     ops_after: dict[str, int] = field(default_factory=dict)
     training_nodes_left: list[str] = field(default_factory=list)
+    # state updates no output reads, dropped while loading (op, node, variable, layer): Keras 3 RNN dropout seeds
+    state_updates_dropped: list[dict[str, str]] = field(default_factory=list)
     verification: list[OutputDiff] = field(default_factory=list)
     verified_at: Any = None  # tfopt.verification.verify.VerifyInputs: the inputs every later stage is verified on too
 
@@ -68,6 +70,7 @@ class FreezeReport:
             "nodes_before": self.nodes_before, "nodes_after": self.nodes_after,
             "removed_ops": self.removed_ops(), "passes": [p.as_dict() for p in self.passes],
             "training_nodes_left": self.training_nodes_left,
+            "state_updates_dropped": self.state_updates_dropped,
             "verification": [d.__dict__ for d in self.verification],
             "verified_at": self.verified_at.as_dict() if self.verified_at is not None else None,
         }
@@ -105,7 +108,8 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
         GraphError: a placeholder that is neither an input nor bound; a variable left unfrozen.
         VerificationError: outputs differ, or no made-up input gives the original a usable output.
     """
-    report = FreezeReport(nodes_before=len(model.graph_def.node), ops_before=op_histogram(model.graph_def))
+    report = FreezeReport(nodes_before=len(model.graph_def.node), ops_before=op_histogram(model.graph_def),
+                          state_updates_dropped=list(model.provenance.get("state_updates_dropped", [])))
     placeholders = {n.name: n for n in model.graph_def.node if n.op in PLACEHOLDER_OPS}
     bindings = _parse_bindings(set_values or {}, placeholders, report)
     requested = dict(inputs or {})

@@ -11,6 +11,7 @@ zipping two lists: ``tf.function`` flattens a dict by sorted key, which is not t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ import numpy as np
 from tfopt._tf import tf
 from tfopt.errors import GraphError
 from tfopt.graph import Model, TensorSpec, rename_node, tensor_node, unique_name
+
+log = logging.getLogger(__name__)
 
 
 def model_from_concrete(
@@ -50,12 +53,16 @@ def model_from_concrete(
     provenance["variable_bytes"] = int(sum(np.prod(v.shape) * v.dtype.size for v in variables))
 
     try:
-        frozen, external = freeze_function(fn, threshold=external_threshold, lower_control_flow=False,
-                                           aggressive_inlining=True)
+        frozen, external, dropped = freeze_function(fn, threshold=external_threshold, lower_control_flow=False,
+                                                    aggressive_inlining=True)
     except GraphError:
         raise
     except Exception as exc:  # TF raises a zoo of types here; report the op it names
         raise GraphError(f"TensorFlow could not convert the variables of this function to constants: {exc}") from exc
+    if dropped:  # e.g. Keras 3 RNN dropout masks drawn at inference, each advancing a seed variable
+        provenance["state_updates_dropped"] = [d.as_dict() for d in dropped]
+        variables = sorted({d.variable for d in dropped})
+        log.info("dropped %d state update(s) no output reads, of %s", len(dropped), ", ".join(variables[:3]))
     graph_def = frozen.graph.as_graph_def()
 
     placeholders = [t.name for t in frozen.inputs]

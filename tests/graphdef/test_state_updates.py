@@ -1,0 +1,192 @@
+"""State updates no output reads are dropped before freezing; one an output reads is a typed error.
+
+The class: Keras 3 recurrent layers with ``dropout``/``recurrent_dropout`` advance a seed variable on every
+call, ``training=False`` included (LSTM, GRU, SimpleRNN, Bidirectional, stacked, ConvLSTM), in every container Keras 3
+writes (``.keras``, legacy ``.h5``, ``model.export``'s SavedModel).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import tfopt
+from tfopt.conversion.convert import convert
+from tfopt.conversion.manifest import manifest_model
+from tfopt.errors import StatefulModelError
+from tfopt.loaders.keras import model_from_keras
+from tfopt.runtimes import runner_for
+from tfopt.runtimes.tensorflow import GraphRunner
+
+pytestmark = pytest.mark.usefixtures("one_tf2onnx_child")  # tests/conftest.py: one tf2onnx child for the file
+
+STEPS, FEATURES = 5, 3
+ATOL = RTOL = 1e-5  # float32 through a few recurrent steps; measured errors are below 1e-6
+RATES = [(0.5, 0.0), (0.0, 0.1), (0.1, 0.5)]  # (dropout, recurrent_dropout)
+
+
+def _rnn_model(units: int, dropout: float, recurrent_dropout: float):
+    """Every Keras 3 recurrent layer kind at once, one stacked pair, all with the same dropout rates."""
+    import keras
+
+    keras.utils.set_random_seed(units)
+    kw = {"dropout": dropout, "recurrent_dropout": recurrent_dropout}
+    seq = keras.Input((STEPS, FEATURES), name="seq")
+    stacked = keras.layers.GRU(units, **kw)(keras.layers.LSTM(units, return_sequences=True, **kw)(seq))
+    simple = keras.layers.SimpleRNN(units + 1, **kw)(seq)
+    both_ways = keras.layers.Bidirectional(keras.layers.LSTM(units, **kw))(seq)
+    merged = keras.layers.Concatenate()([stacked, simple, both_ways])
+    return keras.Model(seq, keras.layers.Dense(3, name="score")(merged))
+
+
+def _save(model, tmp_path, container: str) -> str:
+    if container == "export":
+        model.export(str(tmp_path / "exported"), verbose=False)
+        return str(tmp_path / "exported")
+    path = str(tmp_path / f"rnn.{container}")
+    model.save(path)
+    return path
+
+
+def _x(batch: int = 2, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(batch, STEPS, FEATURES)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("units", "dropout", "recurrent_dropout"),
+                         [(u, d, r) for u, (d, r) in zip((2, 5, 6), RATES)], ids=[f"d{d}-r{r}" for d, r in RATES])
+def test_masks_drawn_at_inference_do_not_change_the_outputs(units, dropout, recurrent_dropout):
+    """Why dropping the seed updates is sound: at training=False Keras 3 multiplies by no mask, so the
+    outputs equal those of the same weights with no dropout at all, and two calls agree."""
+    model = _rnn_model(units, dropout, recurrent_dropout)
+    plain = _rnn_model(units, 0.0, 0.0)
+    plain.set_weights(model.get_weights())
+    x = _x()
+    first, second = np.asarray(model(x, training=False)), np.asarray(model(x, training=False))
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first, np.asarray(plain(x, training=False)), atol=1e-6, rtol=0)
+
+
+def _freeze_cases():
+    """Every rate pair as .keras; the other containers at the pair that uses both (the rest: slow)."""
+    for container in ("keras", "h5", "export"):
+        for units, (d, r) in zip((3, 4, 7), RATES):
+            marks = () if container == "keras" or (d, r) == RATES[-1] else (pytest.mark.slow,)
+            yield pytest.param(container, units, d, r, marks=marks, id=f"{container}-d{d}-r{r}")
+
+
+@pytest.mark.parametrize(("container", "units", "dropout", "recurrent_dropout"), list(_freeze_cases()))
+def test_keras3_rnn_with_dropout_freezes_and_matches(tmp_path, container, units, dropout, recurrent_dropout):
+    model = _rnn_model(units, dropout, recurrent_dropout)
+    frozen, report = tfopt.freeze(_save(model, tmp_path, container))
+    (spec,) = frozen.inputs
+    x = _x(batch=3)
+    (got,) = GraphRunner(frozen)({spec.name: x}).values()
+    np.testing.assert_allclose(got, np.asarray(model(x, training=False)), atol=ATOL, rtol=RTOL)
+    assert not {n.op for n in frozen.graph_def.node} & {"AssignVariableOp", "VarHandleOp", "ReadVariableOp"}
+    dropped = report.state_updates_dropped
+    assert dropped and {d["op"] for d in dropped} == {"AssignVariableOp"}
+    assert all(d["variable"].endswith("seed_generator_state") for d in dropped), dropped
+    assert report.as_dict()["state_updates_dropped"] == dropped
+
+
+def test_conv_lstm_with_dropout_freezes_and_matches():
+    import keras
+
+    keras.utils.set_random_seed(1)
+    seq = keras.Input((3, 6, 2), name="seq")
+    model = keras.Model(seq, keras.layers.ConvLSTM1D(3, 3, dropout=0.3, recurrent_dropout=0.2)(seq))
+    frozen, report = tfopt.freeze(model_from_keras(model, {"format": "keras", "keras": "keras3"}))
+    x = np.random.default_rng(2).normal(size=(2, 3, 6, 2)).astype(np.float32)
+    (got,) = GraphRunner(frozen)({"seq": x}).values()
+    np.testing.assert_allclose(got, np.asarray(model(x, training=False)), atol=ATOL, rtol=RTOL)
+    assert report.state_updates_dropped
+
+
+def test_a_model_without_dropout_drops_nothing(tmp_path):
+    _, report = tfopt.freeze(_save(_rnn_model(2, 0.0, 0.0), tmp_path, "keras"))
+    assert report.state_updates_dropped == []
+
+
+def _stacked(units: int):
+    """The smallest model of the class that still stacks two kinds: LSTM (dropout) -> GRU (recurrent)."""
+    import keras
+
+    keras.utils.set_random_seed(units)
+    seq = keras.Input((STEPS, FEATURES), name="seq")
+    h = keras.layers.LSTM(units, return_sequences=True, dropout=0.2)(seq)
+    return keras.Model(seq, keras.layers.Dense(2)(keras.layers.GRU(units, recurrent_dropout=0.3)(h)))
+
+
+@pytest.mark.parametrize("container", ["keras", pytest.param("export", marks=pytest.mark.slow)])
+def test_keras3_rnn_with_dropout_converts_to_every_target(tmp_path, container):
+    """No flags: TFLite (its batch fixed at 1), ONNX and OpenVINO, each compared with Keras by value
+    (every layer kind: slow, as a SavedModel from ``model.export``)."""
+    model = _stacked(3) if container == "keras" else _rnn_model(4, 0.2, 0.3)
+    out = str(tmp_path / "out")
+    result = convert(_save(model, tmp_path, container), out, to=["tflite", "onnx", "openvino"])
+    assert sorted(a.format for a in result.artifacts) == ["onnx", "openvino", "tflite"] and not result.failed
+    frozen = manifest_model(out)
+    (spec,) = frozen.inputs
+    x = _x(batch=3, seed=1)
+    want = np.asarray(model(x, training=False))
+    for artifact in result.artifacts:
+        runner = runner_for(artifact.format, os.path.join(out, artifact.path), frozen)
+        got = np.concatenate([next(iter(runner({spec.name: x[i:i + 1]}).values())) for i in range(len(x))])
+        np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL, err_msg=artifact.format)
+
+
+def _counter_layer_model():
+    import keras
+
+    class Counter(keras.layers.Layer):
+        def build(self, shape):
+            self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False, name="calls")
+
+        def call(self, x):
+            self.calls.assign_add(1.0)
+            return x + self.calls
+
+    x = keras.Input((3,), name="x")
+    model = keras.Model(x, Counter(name="counter")(keras.layers.Dense(2)(x)))
+    return model_from_keras(model, {"format": "keras", "keras": "keras3"})
+
+
+def _module(tmp_path, *, read: bool) -> str:
+    import tensorflow as tf
+
+    class Counted(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable([[2.0], [3.0]], name="w")
+            self.calls = tf.Variable(0.0, name="calls")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+        def __call__(self, x):
+            self.calls.assign_sub(-1.0)
+            y = tf.matmul(x, self.w)
+            return {"y": y + self.calls if read else y}
+
+    module = Counted()
+    path = str(tmp_path / ("read" if read else "unread"))
+    tf.saved_model.save(module, path, signatures=module.__call__)
+    return path
+
+
+def test_an_update_no_output_reads_is_dropped_from_any_tf2_function(tmp_path):
+    frozen, report = tfopt.freeze(_module(tmp_path, read=False))
+    assert [(d["op"], d["variable"]) for d in report.state_updates_dropped] == [("AssignSubVariableOp", "calls")]
+    x = np.array([[1.0, 1.0], [0.5, -2.0]], np.float32)
+    np.testing.assert_allclose(GraphRunner(frozen)({"x": x})["y"], x @ np.array([[2.0], [3.0]], np.float32))
+
+
+@pytest.mark.parametrize("build", ["keras-layer", "tf-module"])
+def test_a_variable_the_outputs_read_after_writing_it_is_a_typed_error(tmp_path, build):
+    if build == "keras-layer":
+        load, op, layer = _counter_layer_model, r"Assign\w*VariableOp", "counter"  # a custom class: built, not saved
+    else:
+        load, op, layer = lambda: tfopt.load(_module(tmp_path, read=True)), "AssignSubVariableOp", ""
+    with pytest.raises(StatefulModelError, match=rf"{op} '[^']*{layer}[^']*' writes variable '[^']*calls'") as caught:
+        load()
+    assert caught.value.exit_code == 6 and caught.value.variables[0].endswith("calls")
