@@ -312,22 +312,26 @@ def correction_graph(quantized: Model, layers: Sequence[Layer], expected: Mappin
 
     work = copy_graph(quantized.graph_def)
     nodes = node_map(work)
+    taken = set(nodes)
+    readers: dict[str, list[tuple[Any, int]]] = {}  # tensor -> (node, input index) of the original graph
+    for consumer in work.node:
+        for i, ref in enumerate(consumer.input):
+            if not is_control(ref):
+                readers.setdefault(canonical_tensor(ref), []).append((consumer, i))
     fetch: dict[str, str] = {}
     for layer in layers:
         name = layer.op.name
         out = layer.bias_add.name if layer.bias_add is not None else name
         dtype = nodes[name].attr["T"].type
-        added: list[Any] = []
 
-        def node(op: str, inputs: list[str], added: list[Any] = added, base: str = name, **types: int) -> str:
-            n = work.node.add(name=unique_name(work, f"{base}/bias_correction/{op}"), op=op, input=inputs)
+        def node(op: str, inputs: list[str], base: str = name, **types: int) -> str:
+            n = work.node.add(name=unique_name(work, f"{base}/bias_correction/{op}", taken), op=op, input=inputs)
             for key, value in types.items():
                 n.attr[key].type = value
-            added.append(n.name)
             return str(n.name)
 
         def const(value: Any, base: str = name) -> str:
-            c = make_const(unique_name(work, f"{base}/bias_correction/const"), value)
+            c = make_const(unique_name(work, f"{base}/bias_correction/const", taken), value)
             work.node.append(c)
             return str(c.name)
 
@@ -339,12 +343,8 @@ def correction_graph(quantized: Model, layers: Sequence[Layer], expected: Mappin
         mean = node("RealDiv", [total, n], T=DT_DOUBLE)
         delta = node("Sub", [const(np.asarray(expected[name], np.float64)), mean], T=DT_DOUBLE)
         corrected = node("AddV2", [f"{out}:0", node("Cast", [delta], SrcT=DT_DOUBLE, DstT=dtype)], T=dtype)
-        mine = set(added)
-        for consumer in work.node:  # every reader of the output but the correction's own nodes
-            if consumer.name not in mine:
-                for i, ref in enumerate(consumer.input):
-                    if not is_control(ref) and canonical_tensor(ref) == f"{out}:0":
-                        consumer.input[i] = corrected
+        for consumer, i in readers.get(f"{out}:0", []):  # every reader of the output in the original graph
+            consumer.input[i] = corrected
         fetch[name] = f"{delta}:0"
     return work, fetch
 
