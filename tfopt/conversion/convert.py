@@ -81,6 +81,7 @@ def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], Non
     """:func:`convert` after its plan (:func:`tfopt.conversion.stages.plan`, a ``ConvertPlan``): the CLI
     plans once, loads the model itself, and hands both here."""
     from tfopt.conversion import stages as convert_stages
+    from tfopt.conversion.sizes import BackgroundSizes
     from tfopt.emitters.onnx_worker import shared_child
     from tfopt.terminal.progress import Step
     from tfopt.terminal.signals import checkpoint
@@ -102,7 +103,7 @@ def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], Non
         prepared = convert_stages.prepare(model, p, say)
         result = ConvertResult(outdir=outdir, skipped=p.skipped, freeze_report=prepared.freeze_report,
                                optimize_report=prepared.optimize_report, verified_at=prepared.verified_at)
-        with atomic_path(outdir, directory=True) as tmp:
+        with atomic_path(outdir, directory=True) as tmp, BackgroundSizes() as prepared.sizes:
             os.makedirs(tmp)
             for index, (target, precision) in enumerate(p.pairs):
                 say(Step("artifacts", index + 1, len(p.pairs)))
