@@ -13,13 +13,8 @@ from tfopt.graph import DT_DOUBLE, TensorSpec, consumers, node_map
 from tfopt.passes._linear import add_bias, const_array, set_const
 from tfopt.passes.base import copy_graph
 from tfopt.quantizing.engine._channels import Layer, as_layer, channel_stats, out_channels
-from tfopt.quantizing.engine.bias_correction import (
-    BLOCK_ROWS,
-    bias_correct,
-    correction_graph,
-    fake_quantize_weights,
-    quantizable_layers,
-)
+from tfopt.quantizing.engine.bias_correction import bias_correct, fake_quantize_weights, quantizable_layers
+from tfopt.quantizing.engine.correction_graph import BLOCK_ROWS, correction_graph, in_graph_means
 from tfopt.quantizing.engine.weight_grid import weight_grid
 from tfopt.runtimes.tensorflow import GraphRunner
 
@@ -283,3 +278,24 @@ def test_in_graph_means_are_float64_sums_of_float32_blocks(blocks, width, seed, 
     for name in cast_inputs:
         size, channels = values[name].size, values[name].shape[-1]
         assert size <= biggest / BLOCK_ROWS + BLOCK_ROWS * channels, (name, values[name].shape)
+
+
+@pytest.mark.parametrize(("blocks", "width", "seed"), GENERATED, ids=[f"{b}blocks-{w}wide" for b, w, _ in GENERATED])
+@pytest.mark.parametrize("samples", [3, 13])
+def test_float_means_in_one_run_within_the_block_bound(blocks, width, seed, samples):
+    """The float model's ``E[y]`` for one batch, summed in the graph, is within ``γ_{B−1}·mean|y|``
+    per channel of the float64 mean of the activations (``channel_stats``, which copies every
+    activation out), and the model itself is left as it was."""
+    model = _generated(blocks, width, seed)
+    layers = quantizable_layers(model.graph_def)[0]
+    batch = {"x": _images(samples, seed=seed)}
+    before = model.graph_def.SerializeToString()
+    got = in_graph_means(model, layers, batch)
+    assert model.graph_def.SerializeToString() == before
+    gamma = (BLOCK_ROWS - 1) * 2.0 ** -24 / (1 - (BLOCK_ROWS - 1) * 2.0 ** -24)
+    runner = GraphRunner(model.replace(outputs=[TensorSpec(f"{n.op.name}:0", f"{n.op.name}:0", "float32", None)
+                                                for n in layers]))
+    values = runner.fetch([f"{n.op.name}:0" for n in layers], batch)
+    for layer, y in zip(layers, values):
+        rows = y.reshape(-1, y.shape[-1]).astype(np.float64)
+        assert np.all(np.abs(got[layer.op.name] - rows.mean(axis=0)) <= gamma * np.abs(rows).mean(axis=0) + 1e-12)

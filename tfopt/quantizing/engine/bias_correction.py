@@ -30,15 +30,13 @@ measured is the one the fake-quant graph then has.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from tfopt.graph import (
-    DT_DOUBLE,
-    DT_INT32,
     Model,
     TensorSpec,
     canonical_tensor,
@@ -46,7 +44,6 @@ from tfopt.graph import (
     is_control,
     node_map,
     tensor_node,
-    unique_name,
 )
 from tfopt.graphdef.order import topological_rank
 from tfopt.passes._linear import add_bias, const_array, set_const
@@ -60,6 +57,7 @@ from tfopt.quantizing.engine._channels import (
     out_channels,
     sample_batches,
 )
+from tfopt.quantizing.engine.correction_graph import correction_graph, in_graph_means
 from tfopt.quantizing.engine.weight_grid import LEVELS, weight_grid
 
 
@@ -178,7 +176,10 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True, le
     names = [layer.op.name for layer in layers]
     targets = {} if float_means is None else float_means
     missing = [n for n in names if n not in targets]
-    if missing:
+    if missing and len(batches) == 1:
+        targets.update(in_graph_means(model, [layer for layer in layers if layer.op.name in missing], batches[0]))
+        report.passes.sessions, report.passes.runs = 1, 1
+    elif missing:
         expected = channel_stats(model, [f"{n}:0" for n in missing], batches)
         targets.update({n: expected[f"{n}:0"][0] for n in missing})
         report.passes.sessions, report.passes.runs = 1, len(batches)
@@ -279,12 +280,12 @@ def in_graph_corrections(quantized: Model, layers: Sequence[Layer], expected: Ma
     """:func:`propagated_corrections` for one batch, in one run of the quantized graph: each layer's
     correction is computed inside the graph and added to its output there, for every consumer::
 
-        δ_i = E[y_i] − Σ ỹ_i / n     (Σ over the rows [n, C] of ỹ_i in float64 blocks: :func:`_block_sum`)
+        δ_i = E[y_i] − Σ ỹ_i / n     (Σ over the rows [n, C] of ỹ_i in float64 blocks: :mod:`.correction_graph`)
         ỹ_i + δ_i                    (float32, ``δ_i`` cast as the per-layer runs add it)
 
     With one batch, ``E[ỹ_i]`` is that batch's mean, known as soon as ``ỹ_i`` is computed, so the
     layers below read the corrected output in the same run: the same numbers as feeding it back
-    (up to the block sums' rounding, bounded in :func:`_block_sum`), without one run per layer, each pruning and planning the graph
+    (up to the block sums' rounding, bounded in :mod:`.correction_graph`), without one run per layer, each pruning and planning the graph
     anew and copying every activation out of TensorFlow and back in. ``count``: one session, one run.
     """
     from tfopt.runtimes.tensorflow import GraphRunner
@@ -301,83 +302,6 @@ def in_graph_corrections(quantized: Model, layers: Sequence[Layer], expected: Ma
     finally:
         runner.close()
     return dict(zip(fetch, values))
-
-
-def correction_graph(quantized: Model, layers: Sequence[Layer], expected: Mapping[str, np.ndarray]
-                     ) -> tuple[Any, dict[str, str]]:
-    """A copy of ``quantized``'s graph whose every layer in ``layers`` adds its correction ``δ_i``
-    (:func:`in_graph_corrections`) to its output for every consumer, and layer name -> ``δ_i``'s
-    tensor (float64)."""
-    from tfopt._tf import make_const
-
-    work = copy_graph(quantized.graph_def)
-    nodes = node_map(work)
-    taken = set(nodes)
-    readers: dict[str, list[tuple[Any, int]]] = {}  # tensor -> (node, input index) of the original graph
-    for consumer in work.node:
-        for i, ref in enumerate(consumer.input):
-            if not is_control(ref):
-                readers.setdefault(canonical_tensor(ref), []).append((consumer, i))
-    fetch: dict[str, str] = {}
-    for layer in layers:
-        name = layer.op.name
-        out = layer.bias_add.name if layer.bias_add is not None else name
-        dtype = nodes[name].attr["T"].type
-
-        def node(op: str, inputs: list[str], base: str = name, **types: int) -> str:
-            n = work.node.add(name=unique_name(work, f"{base}/bias_correction/{op}", taken), op=op, input=inputs)
-            for key, value in types.items():
-                n.attr[key].type = value
-            return str(n.name)
-
-        def const(value: Any, base: str = name) -> str:
-            c = make_const(unique_name(work, f"{base}/bias_correction/const", taken), value)
-            work.node.append(c)
-            return str(c.name)
-
-        rows = node("Reshape", [f"{name}:0", const(np.array([-1, out_channels(layer)], np.int32))], T=dtype,
-                    Tshape=DT_INT32)
-        total = _block_sum(node, const, rows, out_channels(layer), dtype)
-        size = node("Cast", [node("Size", [rows], T=dtype, out_type=DT_INT32)], SrcT=DT_INT32, DstT=DT_DOUBLE)
-        n = node("RealDiv", [size, const(np.float64(out_channels(layer)))], T=DT_DOUBLE)  # rows: exact
-        mean = node("RealDiv", [total, n], T=DT_DOUBLE)
-        delta = node("Sub", [const(np.asarray(expected[name], np.float64)), mean], T=DT_DOUBLE)
-        corrected = node("AddV2", [f"{out}:0", node("Cast", [delta], SrcT=DT_DOUBLE, DstT=dtype)], T=dtype)
-        for consumer, i in readers.get(f"{out}:0", []):  # every reader of the output in the original graph
-            consumer.input[i] = corrected
-        fetch[name] = f"{delta}:0"
-    return work, fetch
-
-
-BLOCK_ROWS = 32  # rows of a float32 partial sum in the corrections' means
-
-
-def _block_sum(node: Callable[..., str], const: Callable[[Any], str], rows: str, channels: int, dtype: int) -> str:
-    """Nodes computing ``Σ_r rows[r, :]`` in float64 from float32 partial sums of ``B = BLOCK_ROWS``
-    rows (the tail of ``n mod B`` rows cast whole)::
-
-        Σ_r x_r = Σ_j fl32(Σ_{r in block j} x_r) + Σ_{r in tail} x_r
-
-    A float32 sum of ``B`` terms, in any order, is within ``γ_{B−1}·Σ|x_r|`` of the exact one
-    (``γ_k = k·u/(1 − k·u)``, ``u = 2⁻²⁴``: 1.85e-6 for ``B = 32``), so the mean is within
-    ``γ_{B−1}·mean|x|`` per channel (plus float64 rounding, ~1e-16 relative). Casting the whole
-    ``[n, C]`` activation to float64 first (a copy twice its size, summed again) cost ~12x more.
-    """
-    block = const(np.int32(BLOCK_ROWS))
-    n = node("FloorDiv", [node("Size", [rows], T=dtype, out_type=DT_INT32), const(np.int32(channels))], T=DT_INT32)
-    whole = node("Mul", [node("FloorDiv", [n, block], T=DT_INT32), block], T=DT_INT32)  # rows in full blocks
-    start = node("Mul", [const(np.array([1, 0], np.int32)), whole], T=DT_INT32)  # [whole, 0]: the tail's start
-    head = node("Slice", [rows, const(np.array([0, 0], np.int32)),
-                          node("AddV2", [start, const(np.array([0, channels], np.int32))], T=DT_INT32)],
-                T=dtype, Index=DT_INT32)
-    blocks = node("Reshape", [head, const(np.array([-1, BLOCK_ROWS, channels], np.int32))], T=dtype, Tshape=DT_INT32)
-    partial = node("Sum", [blocks, const(np.array([1], np.int32))], T=dtype, Tidx=DT_INT32)  # [n // B, C]
-    tail = node("Slice", [rows, start, const(np.array([-1, -1], np.int32))],
-                T=dtype, Index=DT_INT32)
-    axis = const(np.array([0], np.int32))
-    sums = [node("Sum", [node("Cast", [part], SrcT=dtype, DstT=DT_DOUBLE), axis], T=DT_DOUBLE, Tidx=DT_INT32)
-            for part in (partial, tail)]
-    return node("AddV2", sums, T=DT_DOUBLE)
 
 
 def evaluated(model: Model, fetch: Sequence[str], feeds: Collection[str]) -> int:
