@@ -4,8 +4,9 @@ folding (``cluster_weights``), N in {8, 16, 32} (``python scripts/benchmark.py c
 
 Plain TFMOT is ``--cluster N --skip cluster_weights``: TFMOT's N values per kernel, scaled per output
 channel when BatchNorm is folded. Fold-aware is ``--cluster N``: the folded kernel is snapped to N
-values (see :mod:`tfopt.passes.cluster_weights`). "+ bias" is ``--cluster N --calibration DATA``: the
-snap's per-channel mean output error, measured on the calibration rows, is added to each bias. All
+values (see :mod:`tfopt.passes.cluster_weights`). "+ bias" is ``--cluster N --calibration DATA``: every
+clustered kernel is snapped from the original, its centroids fitted to the layer's output and its
+bias corrected layer by layer, on the calibration rows the stages are verified on. All
 are post-training only (no fine-tuning). Calibration data is never the held-out data: the digits'
 training images, other photograph crops (another seed) for ``fer``.
 

@@ -122,13 +122,44 @@ def keras2_digits(tmp_path_factory):
             "calib": str(root / "calib.npz"), "model": model, "x_calib": x_train[:200], "x": x_test}
 
 
+# Files whose tests count or compare tf2onnx children (a child per job, a fork, a shared scope of their own):
+# they run outside the worker's shared child below.
+OWN_TF2ONNX_CHILDREN = ("tests/emitters/test_onnx_worker.py",)
+
+
+@pytest.fixture(scope="session")
+def _worker_tf2onnx_child():
+    from tfopt.emitters.onnx_worker import shared_child
+
+    with shared_child() as child:
+        yield child
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tf2onnx_child_of_the_worker(request):
+    """Every ONNX conversion of a test process (an xdist worker) in one tf2onnx child: outside a
+    shared scope each ``convert()`` to ONNX starts a child that imports TensorFlow and tf2onnx
+    (about 8 s of CPU; pytest's hash seed is not the child's, so it cannot fork), so the suite paid
+    that once per conversion. A shared child writes what a child per job writes, whichever jobs it
+    ran before (tests/emitters/test_onnx_worker.py). The files of ``OWN_TF2ONNX_CHILDREN`` run
+    without it. The child starts on the first ONNX job only."""
+    from tfopt.emitters import onnx_worker
+
+    if request.node.nodeid.split("::", 1)[0] in OWN_TF2ONNX_CHILDREN:
+        token = onnx_worker._SHARED.set(None)
+        yield
+        onnx_worker._SHARED.reset(token)
+        return
+    request.getfixturevalue("_worker_tf2onnx_child")
+    yield
+
+
 @pytest.fixture(scope="module")
 def one_tf2onnx_child():
     """Every ONNX conversion of the module in one tf2onnx child process (``convert()`` joins an
-    enclosing :func:`tfopt.emitters.onnx_worker.shared_child`): a child imports TensorFlow and
-    tf2onnx, seconds of CPU, once per file instead of once per ``convert()``. A shared child writes
-    what a child per job writes (tests/emitters/test_onnx_worker.py); a file that converts one graph
-    twice reads the second back. Use it with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    enclosing :func:`tfopt.emitters.onnx_worker.shared_child`): the worker's child of
+    ``_tf2onnx_child_of_the_worker`` (a nested scope joins the outer one); it states that the file's
+    conversions rely on sharing one. Use it with ``pytestmark = pytest.mark.usefixtures(...)``."""
     from tfopt.emitters.onnx_worker import shared_child
 
     with shared_child() as child:
@@ -143,8 +174,8 @@ def one_tf2onnx_child():
 # tests/test_*.py files, collected after every folder but verification/). A file missing here only
 # runs later; re-measure with `--durations` when a file's cost changes.
 HEAVY_FIRST = (
-    "tests/fleet/test_run.py",  # 140 s: ~20 fleet worker processes, each importing TensorFlow (~7 s CPU)
-    "tests/test_scripts.py",  # 100 s: the fleet script and the CI example in subprocesses
+    "tests/fleet/test_run.py",  # 120 s: ~14 fleet worker processes, each importing TensorFlow (~7 s CPU)
+    "tests/test_scripts.py",  # 110 s: the fleet script and the CI example in subprocesses
     "tests/test_notebooks.py",  # 80 s: four notebooks, each in its own kernel
     "tests/coverage/test_matrix.py",  # 50 s: 8 models x 6 cells, each a convert()
     "tests/test_keras_applications.py",  # 40 s: MobileNetV2 and EfficientNetB0, optimized and verified

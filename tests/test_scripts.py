@@ -69,12 +69,15 @@ def _mlp_pb(path, scale: float) -> None:
 
 
 def test_fleet_script_converts_then_resumes(tmp_path):
-    """The script's plan and summary lines, fresh then resumed; a changed input file (its bytes, the
-    manifest unchanged) makes just that model stale. Two small models, TFLite only: a .keras file whose
-    layer is a custom object (``custom_objects`` is a module name, imported from the manifest's
-    directory while the script runs from elsewhere, as the CLI imports it from the working directory)
-    and a .pb. The slow ``test_fleet_converts_then_resumes`` runs the same story on an int8 gated
-    SavedModel and a TF1 checkpoint."""
+    """The script's plan and summary lines, fresh then resumed: a model converted by an earlier run is
+    up to date (left untouched) while the other converts, then both are. Two small models, TFLite
+    only: a .keras file whose layer is a custom object (``custom_objects`` is a module name, imported
+    from the manifest's directory while the script runs from elsewhere, as the CLI imports it from the
+    working directory) and a .pb. Each model converts once (six worker processes, each importing
+    TensorFlow). That new bytes at the same path make just that model stale is
+    tests/fleet/test_manifest.py's test_changed_input_bytes_make_just_that_model_stale; the slow
+    ``test_fleet_converts_then_resumes`` runs that through the script too, on an int8 gated SavedModel
+    and a TF1 checkpoint."""
     import yaml
 
     _custom_keras(tmp_path)
@@ -84,31 +87,33 @@ def test_fleet_script_converts_then_resumes(tmp_path):
                         "models": [{"name": "custom", "path": "custom.keras", "custom-objects": "fleet_layers"},
                                    {"name": "mlp", "path": "mlp.pb"}]}, f)
     script = os.path.join(ROOT, "scripts", "convert_fleet.py")
-    first = _run([sys.executable, script, str(tmp_path / "fleet.yaml"), "--jobs", "2"])
+    first = _run([sys.executable, script, str(tmp_path / "fleet.yaml"), "--jobs", "2", "--only", "custom"])
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "2 to convert" in first.stdout and "converted 2, up to date 0" in first.stdout
+    assert "1 to convert, 0 up to date" in first.stdout and "converted 1, up to date 0" in first.stdout
     out = tmp_path / "fleet_out"
+    assert not os.path.exists(out / "mlp")
+    mtime = os.path.getmtime(out / "custom" / "report.json")
+
+    second = _run([sys.executable, script, str(tmp_path / "fleet.yaml"), "--jobs", "2"])
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "1 to convert, 1 up to date" in second.stdout and "converted 1, up to date 1" in second.stdout, \
+        second.stdout
     for name in ("custom", "mlp"):
         with open(out / name / "manifest.json") as f:
             assert [a["format"] for a in json.load(f)["artifacts"]] == ["tflite"]
     assert os.path.exists(out / "custom" / "model.fp32.tflite")
+    assert os.path.getmtime(out / "custom" / "report.json") == mtime
 
     mtimes = {p: os.path.getmtime(out / p / "report.json") for p in ("custom", "mlp")}
-    second = _run([sys.executable, script, str(tmp_path / "fleet.yaml")])
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "0 to convert, 2 up to date" in second.stdout and "converted 0, up to date 2" in second.stdout
-    assert {p: os.path.getmtime(out / p / "report.json") for p in mtimes} == mtimes
-
-    _mlp_pb(tmp_path / "mlp.pb", -0.25)  # same path, other bytes
     third = _run([sys.executable, script, str(tmp_path / "fleet.yaml")])
     assert third.returncode == 0, third.stdout + third.stderr
-    assert "1 to convert, 1 up to date" in third.stdout and "converted 1, up to date 1" in third.stdout, third.stdout
-    assert os.path.getmtime(out / "custom" / "report.json") == mtimes["custom"]
-    assert os.path.getmtime(out / "mlp" / "report.json") > mtimes["mlp"]
+    assert "0 to convert, 2 up to date" in third.stdout and "converted 0, up to date 2" in third.stdout
+    assert {p: os.path.getmtime(out / p / "report.json") for p in mtimes} == mtimes
 
 
 @pytest.mark.slow  # ~200 s on 2 cores (about 20 worker processes, each importing TensorFlow); the fast lane:
-# test_fleet_script_converts_then_resumes (the script, resume, a stale input) and tests/fleet/test_run.py
+# test_fleet_script_converts_then_resumes (the script, resume), tests/fleet/test_manifest.py's
+# test_changed_input_bytes_make_just_that_model_stale (a stale input) and tests/fleet/test_run.py
 # (run_fleet byte-identical to convert for .keras, SavedModel and .pb; reruns; the prepare cache)
 def test_fleet_converts_then_resumes(fleet, digits_model):
     script = os.path.join(ROOT, "scripts", "convert_fleet.py")

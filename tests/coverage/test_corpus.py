@@ -63,6 +63,10 @@ STILL_FAILING = {
     # maximask's ONNX (an output of data-dependent rank) converts since that class was fixed after the
     # measurement (tests/emitters/test_onnx_check.py): 0.0 max err. What remains is not tfopt's:
     "maximask": "OpenVINO's CPU plugin refuses an If of dynamic rank (its own converter's IR too)",
+    # the fifth held-out set's first contact (/work/notes/heldout5_classes.md), before any fix; every other model of
+    # the set converts in all three targets
+    "sentitoolkit": "a Keras 3 RNN with dropout draws its masks even at training=False (a SeedGenerator state "
+                    "AssignVariableOp) and TensorFlow's freezer stops on the assign (E1)",
 }
 
 
@@ -189,7 +193,7 @@ def test_entries_are_unique_and_span_the_packages_the_issue_asks_for():
     fetchable = [e for e in corpus.CORPUS if e.name != "crepe"]  # crepe's setup.py downloads its weights
     assert len(fetchable) >= 30 and len({e.package for e in fetchable}) >= 20
     held = [e for e in corpus.CORPUS if e.held_out]
-    assert len(corpus.CORPUS) // 5 <= len(held) <= len(corpus.CORPUS) * 3 // 5  # four held-out rounds
+    assert len(corpus.CORPUS) // 5 <= len(held) <= len(corpus.CORPUS) * 2 // 3  # five held-out rounds
 
 
 def test_the_second_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
@@ -219,6 +223,16 @@ def test_the_fourth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_
     earlier = {e.package for e in corpus.CORPUS if e.name not in HELD_OUT_4}
     assert not {e.package for e in fourth} & earlier and len({e.package for e in fourth}) >= 5
     assert not set(HELD_OUT_4) & (set(HELD_OUT_2) | set(HELD_OUT_3))
+
+
+def test_the_fifth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
+    from tfopt.coverage.corpus_entries import HELD_OUT_2, HELD_OUT_3, HELD_OUT_4, HELD_OUT_5
+
+    fifth = [corpus.BY_NAME[n] for n in HELD_OUT_5]
+    assert all(e.held_out for e in fifth) and 6 <= len(fifth) <= 10
+    earlier = {e.package for e in corpus.CORPUS if e.name not in HELD_OUT_5}
+    assert not {e.package for e in fifth} & earlier and len({e.package for e in fifth}) >= 6
+    assert not set(HELD_OUT_5) & (set(HELD_OUT_2) | set(HELD_OUT_3) | set(HELD_OUT_4))
 
 
 def test_every_built_entry_has_a_builder_and_every_custom_module_is_shipped_code():

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -43,3 +44,35 @@ def test_a_bad_manifest_is_an_option_error(tmp_path, manifest, message):
     with pytest.raises(OptionError, match=None) as info:
         load_manifest(_write(tmp_path, manifest))
     assert message in str(info.value) and os.path.basename(str(tmp_path / "fleet.yaml")) in str(info.value)
+
+
+@pytest.mark.parametrize("changed", ["model-file", "model-dir", "calibration", "eval-data"])
+def test_changed_input_bytes_make_just_that_model_stale(tmp_path, changed):
+    """The stamp holds the bytes of every input file the options name (a directory: each file in it):
+    new bytes at the same path, the manifest unchanged, make that model stale and leave the other up to
+    date. (scripts/convert_fleet.py's run of the story is tests/test_scripts.py's slow
+    test_fleet_converts_then_resumes.)"""
+    from tfopt.fleet.plan import up_to_date
+    from tfopt.fleet.tasks import STAMP
+
+    (tmp_path / "sm" / "variables").mkdir(parents=True)
+    for rel in ("a.pb", "sm/saved_model.pb", "sm/variables/v.data", "b.pb", "cal.npz", "eval.npz"):
+        (tmp_path / rel).write_bytes(rel.encode())
+    path = _write(tmp_path, {"defaults": {"calibration": "cal.npz", "eval-data": "eval.npz"},
+                             "models": [{"name": "a", "path": "sm" if changed == "model-dir" else "a.pb"},
+                                        {"name": "b", "path": "b.pb", "calibration": "b.pb", "eval-data": "b.pb"}]})
+    outdirs = {}
+    for model in load_manifest(path):  # what a finished conversion leaves: its stamp, manifest and report
+        outdirs[model.name] = out = tmp_path / "out" / model.name
+        out.mkdir(parents=True)
+        (out / STAMP).write_text(json.dumps({"fingerprint": fingerprint(model.options)}))
+        (out / "manifest.json").write_text(json.dumps({"artifacts": []}))
+        (out / "report.json").write_text("{}")
+    stamps = {m.name: fingerprint(m.options) for m in load_manifest(path)}
+    assert all(up_to_date(str(outdirs[n]), s) for n, s in stamps.items())
+    target = {"model-file": "a.pb", "model-dir": "sm/variables/v.data", "calibration": "cal.npz",
+              "eval-data": "eval.npz"}[changed]
+    (tmp_path / target).write_bytes(b"other bytes")
+    again = {m.name: fingerprint(m.options) for m in load_manifest(path)}
+    assert again["b"] == stamps["b"] and up_to_date(str(outdirs["b"]), again["b"])
+    assert again["a"] != stamps["a"] and not up_to_date(str(outdirs["a"]), again["a"])

@@ -1,7 +1,8 @@
 """``run_fleet`` on the local executor: a fleet of three formats converts byte-identically to
 ``tfopt.convert`` (TFLite, and ONNX for the .keras model); a task that kills its worker fails its model only (retried, with its log's tail);
-a rerun converts nothing; a new precision re-runs only its tasks and hits the prepare cache; a corrupt
-cache entry is rebuilt; a hung task is ended by its timeout. One first run is shared (module scope)."""
+a rerun converts nothing; a hung task is ended by its timeout; slow lane: a new precision re-runs only its tasks
+and hits the prepare cache, a corrupt cache entry is rebuilt (their fast twins run the tasks in one process:
+tests/fleet/test_safe_cache.py). One first run is shared (module scope)."""
 
 from __future__ import annotations
 
@@ -117,6 +118,9 @@ def test_a_rerun_converts_nothing(fleet):
     assert {n: os.path.getmtime(os.path.join(out, n, "report.json")) for n in GOOD} == mtimes
 
 
+@pytest.mark.slow  # ~40 s of CPU (four worker processes and a tf2onnx child, each importing TensorFlow); the fast
+# lane: tests/fleet/test_safe_cache.py's test_a_new_precision_reruns_only_its_tasks_and_hits_the_prepare_cache (the
+# stamp, the prepare cache, the driver's shortcut that run_fleet reports as cached, the same bytes), in one process
 def test_a_new_precision_reruns_only_its_tasks_and_hits_the_prepare_cache(fleet):
     text = pathlib.Path(fleet["manifest"]).read_text().replace("path: conv.keras\n", "path: conv.keras\n  quantize: [fp32, fp16]\n", 1)
     manifest = os.path.join(str(fleet["root"]), "fp16.yaml")
@@ -135,6 +139,8 @@ def test_a_new_precision_reruns_only_its_tasks_and_hits_the_prepare_cache(fleet)
     assert {"model.fp16.tflite", "model.fp16.onnx"} <= set(after)
 
 
+@pytest.mark.slow  # ~25 s of CPU (three worker processes); the fast lane: tests/fleet/test_safe_cache.py's
+# test_a_corrupt_cache_entry_is_rebuilt_not_used (the same corruption, what each worker runs, in one process)
 def test_a_corrupt_cache_entry_is_rebuilt_not_used(fleet):
     entries = glob.glob(os.path.join(fleet["out"], ".tfopt-cache", VERSION, "optimize", "*", "*", "portable.pb"))
     assert entries

@@ -23,7 +23,7 @@ from tests.fleet.fleet_models import files_of
 from tests.helpers import graph_pb
 from tfopt.fleet.cache import ENTRY, VERSION, Cache, file_sha256, tree_files
 from tfopt.fleet.manifest import fingerprint, load_manifest
-from tfopt.fleet.plan import model_tasks
+from tfopt.fleet.plan import model_tasks, up_to_date
 from tfopt.fleet.run import cached_emit
 from tfopt.fleet.tasks import run_task
 
@@ -187,3 +187,47 @@ def test_a_failed_emit_is_tried_again_not_served(fleet, tmp_path):
         written = json.load(f)
     assert [a["format"] for a in written["artifacts"]] == ["onnx"]
     assert [f["format"] for f in written["failed"]] == ["tflite"]
+
+
+def test_a_new_precision_reruns_only_its_tasks_and_hits_the_prepare_cache(fleet, tmp_path):
+    """Adding ``fp16`` to a converted model: its stamp changes (``run_fleet`` plans it again), the
+    prepare task hits the optimize and statistics entries, the driver serves the fp32 and int8 emits
+    from the cache (what ``run_fleet`` reports as ``cached``, no process) and only fp16 is emitted;
+    the served artifacts are the cold run's bytes. (tests/fleet/test_run.py's slow twin runs it
+    through ``run_fleet``'s worker processes.)"""
+    root, cold = fleet["root"], fleet["cold"]["mlp"]
+    manifest = root / "fp16.yaml"
+    document = yaml.safe_load(fleet["manifest"].read_text())
+    document["models"][0]["quantize"] = ["fp32", "int8", "fp16"]
+    manifest.write_text(yaml.safe_dump(document))
+    [before] = [m for m in load_manifest(str(fleet["manifest"])) if m.name == "mlp"]
+    [after] = [m for m in load_manifest(str(manifest)) if m.name == "mlp"]
+    assert up_to_date(cold["outdir"], fingerprint(before.options))
+    assert not up_to_date(cold["outdir"], fingerprint(after.options))  # the model is planned again
+    again = _run(manifest, tmp_path, fleet["cache"], "mlp")
+    assert {"optimize", "statistics"} <= set(again["outcomes"]["mlp/prepare"]["cache_hits"])
+    served = {t for t, s in again["shortcuts"].items() if s is not None}
+    assert served == {"mlp/emit/tflite/fp32", "mlp/emit/tflite/int8"}
+    assert "emit" not in again["outcomes"]["mlp/emit/tflite/fp16"]["cache_hits"]  # the one new task
+    expected, got = files_of(cold["outdir"]), files_of(again["outdir"])
+    assert {k: got[k] for k in ("model.fp32.tflite", "model.int8.tflite")} == \
+        {k: expected[k] for k in ("model.fp32.tflite", "model.int8.tflite")}
+    assert "model.fp16.tflite" in got and "model.fp16.tflite" not in expected
+
+
+def test_a_corrupt_cache_entry_is_rebuilt_not_used(fleet, tmp_path):
+    """Bytes of an optimize entry's graph overwritten (its hash no longer matches): the entry is
+    removed and rebuilt, never used, and the artifacts are the cold run's. (tests/fleet/test_run.py's
+    slow twin does it through ``run_fleet``.)"""
+    cache = shutil.copytree(fleet["cache"], str(tmp_path / "cache"))
+    entries = [e for e in _entries(cache, "optimize") if os.path.exists(os.path.join(e, "portable.pb"))]
+    assert entries
+    for entry in entries:
+        with open(os.path.join(entry, "portable.pb"), "r+b") as f:
+            f.seek(10)
+            f.write(b"\xff\xff\xff\xff")
+    again = _run(fleet["manifest"], tmp_path / "again", cache, "mlp")
+    assert "optimize" not in again["outcomes"]["mlp/prepare"]["cache_hits"]  # found corrupt: rebuilt
+    assert files_of(again["outdir"]) == files_of(fleet["cold"]["mlp"]["outdir"])
+    rebuilt = [e for e in entries if Cache(cache).get("optimize", os.path.basename(e)) is not None]
+    assert rebuilt  # written again in place, intact

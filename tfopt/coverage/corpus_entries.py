@@ -235,6 +235,32 @@ CORPUS: tuple[Entry, ...] = (
     Entry("sentinews", "sentinews", "0.5.0", "sentinews/docs/model/default_best.h5", "keras2-h5",
           "Keras 2.0.6 .h5 (2017): news sentiment, Embedding over float ids (?, 100) + three stacked GRUs + "
           "BatchNorm + ActivityRegularization", held_out=True),
+    # -- the fifth held-out set: new packages, chosen before measuring (issue 24, round 5)
+    Entry("fifty-4096", "fifty", "1.0.0", "fifty/utilities/models/4096_1.h5", "keras2-h5",
+          "Keras 2.2.4 .h5 Sequential (2019): file-fragment type classifier, Embedding over 4096 byte ids declared "
+          "float32, Conv1D + LeakyReLU + MaxPooling1D + GlobalAveragePooling1D, 75-class softmax", held_out=True),
+    Entry("flarenet20", "flarenet20", "0.1.1", "flarenet/flarenet_model.keras", "keras3",
+          "Keras 3.6 .keras archive: TESS 20-second flare finder, 30 Conv1D + BatchNorm + MaxPooling1D over "
+          "(?, 500, 1) light-curve windows, Flatten + Dense (leaky_relu) + sigmoid; 50 MB", held_out=True),
+    Entry("sentitoolkit", "sentitoolkit", "0.1.8", "SentiAnalyzer/SentiToolKit.keras", "keras3",
+          "Keras 3.5 .keras archive Sequential: 3-class sentiment, Embedding(5000, 50) over float ids (?, 100) + "
+          "two stacked LSTMs (64 return_sequences, 32) + Dense", held_out=True),
+    Entry("tox-block", "tox-block", "0.1.2", "tox_block/trained_models/lstm_model_0.1.2.h5", "keras2-h5",
+          "Keras 2.2.4-tf .h5 functional: 6-way toxicity (multi-label sigmoids), Embedding(20000) over float "
+          "ids (?, 100) + Bidirectional LSTM + GlobalMaxPooling1D + Dense", held_out=True),
+    Entry("toxicity-ru", "toxicity", "0.30", "toxicity/weightedCNN_NavecWordEmbeddings", "savedmodel",
+          "Keras SavedModel written by TF 2.4.1: Russian toxic-comment TextCNN over Navec word vectors "
+          "(?, 31, 300), ExpandDims + five Conv2D + max-over-time, dropout (RandomUniform) in the graph",
+          held_out=True),
+    Entry("worin", "worin", "0.1.0", "worin/model.hdf5", "keras2-h5",
+          "Keras 2.1.6-tf .hdf5 Sequential (2018): Korean POS tagger, Masking + LSTM(32, return_sequences) + "
+          "TimeDistributed(Dense) over (?, 100, 105) one-hot syllables", held_out=True),
+    Entry("ecg-quality-lstm", "ecg-quality", "0.2.0", "ecg_quality/models/LSTM2s.h5", "keras2-h5",
+          "Keras 2.12 .h5 Sequential: ECG signal-quality classifier, two LSTMs (150 units) over 2-second windows "
+          "(?, 500, 1) + Dense + LeakyReLU", held_out=True),
+    Entry("ecg-quality-oscnn", "ecg-quality", "0.2.0", "ecg_quality/models/OSCNN2s.h5", "keras2-h5",
+          "Keras 2.12 .h5 functional: omni-scale CNN, 64 Conv1D with prime kernel sizes 1..113 side by side + "
+          "Concatenate + BatchNorm + ReLU in three stages over (?, 500, 1), GlobalAveragePooling1D", held_out=True),
 )
 HELD_OUT_2 = ("tfpose-mobilenet-thin", "ionmob-gru", "ionmob-deeptwomer", "imspy-prosit", "astrorapid-ztf",
               "adtlib-kick", "chiron-dna", "sleepecg-ws-gru")
@@ -245,4 +271,7 @@ HELD_OUT_3 = ("crema-chord", "mtcnn-onet", "mtcnn-pnet", "birdvoxdetect-t1800", 
 HELD_OUT_4 = ("nudity", "maximask", "maxitrack", "deepfinder", "flavorfetcher", "nids-cnn-lstm", "phylodeep-bd-cnn",
               "humanactivity", "sentinews")
 """The fourth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 4)."""
+HELD_OUT_5 = ("fifty-4096", "flarenet20", "sentitoolkit", "tox-block", "toxicity-ru", "worin", "ecg-quality-lstm",
+              "ecg-quality-oscnn")
+"""The fifth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 5)."""
 BY_NAME = {e.name: e for e in CORPUS}

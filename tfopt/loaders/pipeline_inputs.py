@@ -14,14 +14,33 @@ A ``PlaceholderWithDefault`` is *pipeline-fed* when its default is computed from
 queue op, or from another placeholder (its default has to be fed anyway, so the input is the
 ``PlaceholderWithDefault`` itself). One whose default is a constant stays a default (a training
 flag, a keep probability): bound, not an input.
+
+A graph that reads the iterator directly (a frozen training graph, a TF1 SavedModel or checkpoint of
+one) has no placeholder at all: each element it reads becomes one (:func:`cut_pipeline_sources`),
+for every loader at once (:func:`cut_model`, called where :func:`tfopt.loaders.load` hands the model on).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from typing import Any
+import logging
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
-from tfopt.graph import PLACEHOLDER_OPS, ancestors, is_control, node_map, tensor_node, tensor_port
+from tfopt.errors import GraphError
+from tfopt.graph import (
+    PLACEHOLDER_OPS,
+    Model,
+    Runner,
+    ancestors,
+    is_control,
+    node_map,
+    placeholder_spec,
+    subgraph,
+    tensor_node,
+    tensor_port,
+)
+
+log = logging.getLogger(__name__)
 
 PIPELINE_OPS = frozenset({
     "IteratorGetNext", "IteratorGetNextSync", "IteratorGetNextAsOptional", "OptionalGetValue",
@@ -74,9 +93,11 @@ def cut_pipeline_sources(graph_def: Any) -> dict[str, str]:
     """Make each output of a pipeline source (:func:`is_pipeline_source`) that the model reads
     directly a ``Placeholder`` (in place), so the inputs a training graph took from its iterator are
     the model's inputs: ``GetNext:k`` => ``Placeholder(name=GetNext/output_k, dtype=output_types[k],
-    shape=_output_shapes[k])``, its readers rewired. What builds the iterator is then dead (TF 2 may
-    not even have its ops: TF 1.12's ``ExperimentalFunctionBufferingResource``). A source read only
-    through a ``PlaceholderWithDefault`` is left alone (that one is the input already).
+    shape=output_shapes[k])``, its readers rewired. The dtype and shape are the iterator's own
+    ``output_types``/``output_shapes`` (a queue's ``component_types``; ``_output_shapes`` where the
+    op records no shapes). What builds the iterator is then dead (TF 2 may not even have its ops: TF
+    1.12's ``ExperimentalFunctionBufferingResource``). A source read only through a
+    ``PlaceholderWithDefault`` is left alone (that one is the input already).
 
     Returns:
         The new input's name -> the pipeline output it stands for (``GetNext:1``).
@@ -91,9 +112,7 @@ def cut_pipeline_sources(graph_def: Any) -> dict[str, str]:
                 readers.setdefault(src, []).append((node, i))
     made: dict[str, str] = {}
     for source, uses in readers.items():
-        node = nodes[source]
-        types = list(node.attr["output_types"].list.type) if "output_types" in node.attr else []
-        shapes = list(node.attr["_output_shapes"].list.shape) if "_output_shapes" in node.attr else []
+        types, shapes = _element_types(nodes[source]), _element_shapes(nodes[source])
         for reader, i in uses:
             port = tensor_port(reader.input[i])
             name = f"{source}/output_{port}"
@@ -110,3 +129,62 @@ def cut_pipeline_sources(graph_def: Any) -> dict[str, str]:
                 made[name] = f"{source}:{port}"
             reader.input[i] = name
     return made
+
+
+def _element_types(node: Any) -> list[int]:
+    for key in ("output_types", "component_types"):
+        if key in node.attr:
+            return list(node.attr[key].list.type)
+    return []
+
+
+def _element_shapes(node: Any) -> list[Any]:
+    """The iterator's ``output_shapes`` (what the dataset promises); ``_output_shapes`` without them."""
+    for key in ("output_shapes", "_output_shapes"):
+        if key in node.attr and node.attr[key].list.shape:
+            return list(node.attr[key].list.shape)
+    return []
+
+
+class FedInside(Protocol):
+    """A reference (the original model's runner) that can also run with feeds at interior tensors."""
+
+    def fed_at(self, graph_def: Any, tensors: Mapping[str, str], keep: Sequence[str]) -> Runner | None:
+        """A runner of the original model that takes ``tensors`` (input name -> interior tensor) and the
+        inputs ``keep`` as feeds; ``graph_def`` is the cut graph. None when it cannot be fed there."""
+
+
+def cut_model(model: Model) -> Model:
+    """``model`` with the elements its outputs read from a ``tf.data`` iterator (or a queue) as inputs:
+    :func:`cut_pipeline_sources` on its graph, pruned to what the outputs need; inputs that fed only
+    the pipeline (a string handle) are gone. The original's runner is asked to take the same feeds
+    (:class:`FedInside`); a frozen graph's original is the cut graph itself. Recorded in the
+    provenance (``inputs_from_pipeline``: new input -> the iterator output it stands for).
+
+    Raises:
+        GraphError: the original model cannot be fed at the iterator's outputs (nothing would
+            verify the cut model).
+    """
+    if not any(is_pipeline_source(n.op) for n in model.graph_def.node):
+        return model  # no copy of a graph (of up to 2 GB) that reads no pipeline
+    graph_def = type(model.graph_def)()
+    graph_def.CopyFrom(model.graph_def)
+    made = cut_pipeline_sources(graph_def)
+    if not made:
+        return model
+    graph_def = subgraph(graph_def, ancestors(graph_def, [s.tensor for s in model.outputs]))
+    nodes = node_map(graph_def)
+    kept = [s for s in model.inputs if s.node in nodes]
+    reference = model.reference
+    if reference is not None:
+        fed_at = getattr(reference, "fed_at", None)
+        reference = fed_at(graph_def, made, [s.name for s in kept]) if fed_at is not None else None
+        if reference is None:
+            raise GraphError(f"{model.provenance.get('path')}: the model reads {', '.join(made.values())} from a "
+                             "tf.data iterator inside its function, and tfopt cannot feed the function there; "
+                             "export a signature that takes the dataset's element as its input")
+    log.warning("%s: the model reads its inputs from a tf.data pipeline; its elements are the inputs: %s "
+                "(name them in --inputs, --set, --verify-shape)", model.provenance.get("path"),
+                ", ".join(f"{name} (was {was})" for name, was in made.items()))
+    return model.replace(graph_def=graph_def, inputs=kept + [placeholder_spec(nodes[n]) for n in made],
+                         reference=reference, provenance={**model.provenance, "inputs_from_pipeline": made})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tfopt._tf import tf
@@ -58,11 +58,8 @@ def load(path: str, options: Any) -> Model:
     kwargs_spec = fn.structured_input_signature[1]
     input_names = sorted(kwargs_spec)  # signature functions take keyword args, flattened by sorted key
 
-    def call(feeds: Mapping[str, Any]) -> dict[str, Any]:
-        out = fn(**{k: t.constant(feeds[k]) for k in input_names})
-        return {k: v.numpy() for k, v in out.items()}
-
     provenance = {"format": FORMAT, "path": path, "signature": options.signature, "signatures": sorted(signatures)}
+    call = _SignatureReference(fn, input_names)
     model = model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=obj,
                                 external_threshold=options.external_threshold)
     # A SignatureDef's outputs are a protobuf map: no order of their own. Sorted keys keep it stable.
@@ -72,3 +69,35 @@ def load(path: str, options: Any) -> Model:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+class _SignatureReference:
+    """Runs the signature's function on feeds keyed by input name (the original model)."""
+
+    def __init__(self, fn: Any, input_names: Sequence[str]):
+        self._fn, self._input_names = fn, list(input_names)
+
+    def __call__(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        t = tf()
+        out = self._fn(**{k: t.constant(feeds[k]) for k in self._input_names})
+        return {k: v.numpy() for k, v in out.items()}
+
+    def fed_at(self, graph_def: Any, tensors: Mapping[str, str], keep: Sequence[str]) -> Any:
+        """The function pruned to take ``tensors`` (input name -> a tensor of its graph, an iterator's
+        output) and the inputs ``keep`` as feeds. A TF1 SavedModel's signature is a pruned
+        ``WrappedFunction`` and prunes again; a TF2 ``tf.function`` cannot (None)."""
+        if not hasattr(self._fn, "prune"):
+            return None
+        graph, given = self._fn.graph, dict(zip(self._input_names, self._fn.inputs))
+        names = [n for n in self._input_names if n in keep] + list(tensors)
+        try:
+            feeds = [given[n] if n in given else graph.get_tensor_by_name(tensors[n]) for n in names]
+            pruned = self._fn.prune(feeds, self._fn.structured_outputs)
+        except (KeyError, ValueError, TypeError):
+            return None
+
+        def call(values: Mapping[str, Any]) -> dict[str, Any]:
+            t = tf()
+            out = pruned(*[t.constant(values[n]) for n in names])
+            return {k: v.numpy() for k, v in out.items()}
+        return call

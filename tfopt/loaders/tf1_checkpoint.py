@@ -16,7 +16,7 @@ import glob
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from tfopt.external.tensors import EXTERNAL_DTYPES, store_large
 from tfopt.graph import VARIABLE_OPS, Model, ancestors, node_map, subgraph, tensor_node
 from tfopt.graphdef.order import check_acyclic
 from tfopt.loaders._signature import adopt_recorded_shapes, input_specs, output_specs, resolve_outputs
-from tfopt.loaders.pipeline_inputs import cut_pipeline_sources
+from tfopt.loaders.pipeline_inputs import is_pipeline_source
 from tfopt.loaders.training_nodes import is_training_graph, is_training_node
 
 FORMAT = "tf1-checkpoint"
@@ -177,12 +177,6 @@ def load(path: str, options: Any) -> Model:
     keep = ancestors(full, outputs, skip_edge=lambda _node, ref: ref.startswith("^") and
                      tensor_node(ref) in full_nodes and is_training_node(full_nodes[tensor_node(ref)]))
     graph_def = subgraph(full, keep)
-    pipeline = cut_pipeline_sources(graph_def)  # inputs taken from a tf.data iterator become placeholders
-    if pipeline:
-        graph_def = subgraph(graph_def, ancestors(graph_def, outputs))
-        log.warning("%s: the model reads its inputs from a tf.data pipeline; its elements are the inputs: %s "
-                    "(name them in --inputs, --set, --verify-shape)", meta,
-                    ", ".join(f"{name} (was {was})" for name, was in pipeline.items()))
     check_acyclic(graph_def, meta)
     dropout_off: list[str] = []
     if is_training_graph(full):  # a TRAIN-mode graph: its constant-rate dropout is off at inference
@@ -193,7 +187,8 @@ def load(path: str, options: Any) -> Model:
             log.warning("%s: a training-mode graph (it holds its optimizer): dropout at a constant rate turned "
                         "off for inference in %d place(s) (%s)", meta, len(dropout_off), ", ".join(dropout_off[:3]))
     for node in graph_def.node:
-        node.attr.pop("_output_shapes", None)
+        if not is_pipeline_source(node.op):  # an iterator's element shapes: what its cut reads (loaders.load)
+            node.attr.pop("_output_shapes", None)
         node.ClearField("device")
     keys = checkpoint_keys(full)
     reader = open_reader(prefix)
@@ -226,7 +221,6 @@ def load(path: str, options: Any) -> Model:
                     "source_nodes": len(full.node), "variables": len(variables),
                     "variable_bytes": int(sum(v.nbytes for v in values.values())),
                     **({"variables_from": prefix} if elsewhere else {}), **chosen_from,
-                    **({"inputs_from_pipeline": pipeline} if pipeline else {}),
                     **({"training_dropout_off": dropout_off} if dropout_off else {})},
         reference=reference,
         variable_values=values.__getitem__,
@@ -263,6 +257,14 @@ class _SessionReference:
     def __init__(self, graph_def: Any, values: Mapping[str, np.ndarray], fetches: list[str], names: list[str]):
         self._graph_def, self._values, self._fetches, self._names = graph_def, values, fetches, names
         self._session: Any = None
+
+    def fed_at(self, graph_def: Any, tensors: Mapping[str, str], keep: Sequence[str]) -> _SessionReference:
+        """The same checkpoint on ``graph_def``, the graph cut at an iterator's outputs (the new
+        placeholders are the feeds: :func:`tfopt.loaders.pipeline_inputs.cut_model`); what builds the
+        iterator is not imported (its ops may not exist in this TensorFlow)."""
+        names = {n.name for n in graph_def.node}
+        return _SessionReference(graph_def, {k: v for k, v in self._values.items() if k in names},
+                                 self._fetches, self._names)
 
     def _open(self) -> Any:
         from tfopt._tf import tf

@@ -1,31 +1,28 @@
-"""Bias correction for the cluster snap: put back the mean output error each snapped kernel made.
+"""Bias correction for the cluster snap: put back the mean output shift the snapped kernels make.
 
-Snapping a folded kernel W' to Ŵ' (``cluster_weights``) changes the layer's output by
+Snapping a kernel T to Ŵ (``cluster_weights``) changes the layer's output by
+op(x; T) − op(x; Ŵ) = op(x; T − Ŵ) (the op is linear in its kernel). k-means makes T − Ŵ sum to
+zero over each cluster, i.e. over the whole kernel, not over output channel k's slice, and its
+effect on channel k depends on the input: for a matmul E[op(x; Δ)]ₖ = Σᵢ Δᵢₖ·E[xᵢ]. Inputs after a
+ReLU have a positive mean, so the error has a per-channel mean that the next layers carry as a
+shift (Nagel et al. 2019, "Data-Free Quantization", §4.2). A bias absorbs it:
 
-    y − ŷ = op(x; W') − op(x; Ŵ') = op(x; Δ),        Δ = W' − Ŵ'
+    bₖ ← bₖ + δₖ,        δₖ = E[yₖ] − E[ŷₖ]
 
-(the op is linear in its kernel). k-means makes Δ sum to zero over each cluster, i.e. over the
-whole kernel, not over output channel k's slice, and its effect on channel k depends on the input:
-for a matmul E[op(x; Δ)]ₖ = Σᵢ Δᵢₖ·E[xᵢ], for a conv Σ_{h,w,c} Δ_{hwck}·E[x_c] away from the
-borders. Inputs after a ReLU have a positive mean, so the error has a per-channel mean that the
-next layers carry as a shift (Nagel et al. 2019, "Data-Free Quantization", §4.2). A bias absorbs it:
-
-    bₖ ← bₖ + eₖ,        eₖ = mean over samples and output positions of op(x; Δ)ₖ
-
-which leaves the snapped layer's output with zero mean error per channel on those inputs. eₖ is
-measured, not derived: the op itself is run with kernel Δ on its real input (the unsnapped graph's
-activations), so padding at the borders (positions that see zeros) is counted exactly, averaged
-over positions; what a bias cannot remove is the error's variation around that mean.
+y the layer's output in the unsnapped graph (kernels T), ŷ in the snapped graph *with every earlier
+layer snapped and corrected*: the same sequential correction as the int8 engine's
+(:mod:`tfopt.passes._bias_correction`, shared), so a layer's correction also absorbs the shift the
+snaps above it left. Expectations over the real rows and every output position (borders counted as
+they are). What a bias cannot remove is the error's variation around that mean.
 
 The inputs are real ones: the ``--eval-data`` / ``--calibration`` rows every stage is verified on
-(:data:`tfopt.verification.verify.DATA_ROWS`). Made-up inputs have the wrong mean, so without real data no
-bias is corrected (reported). The data-free estimate of E[x] from the preceding BatchNorm (β, or
-the rectified-Gaussian mean γ·φ(β/γ) + β·Φ(β/γ) after a ReLU) is not used: the folded graph no
-longer holds γ, β, and a max-pool or residual add between two layers has no closed form.
+(:data:`tfopt.verification.verify.DATA_ROWS`). Made-up inputs have the wrong mean, so without real
+data no bias is corrected (reported).
 
 Where the correction goes: the snapped op's own BiasAdd (the folded bias; not shared), else a new
 BiasAdd that takes over the op's name (so its consumers and the model's outputs read the
-corrected value) while the op becomes ``<name>/linear``, as in the int8 engine's bias correction. Channels-first ops are not corrected.
+corrected value) while the op becomes ``<name>/linear``, as in the int8 engine's bias correction.
+Channels-first ops are not corrected.
 """
 
 from __future__ import annotations
@@ -41,40 +38,48 @@ from tfopt.passes._linear import Linear, find_bias, plain_const
 from tfopt.passes._linear import add_bias as add_to_layer
 
 
-def mean_errors(model: Model, deltas: Sequence[tuple[Any, np.ndarray]],
-                feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per snapped op name, eₖ: the mean over samples and positions of ``op(x; Δ)`` per output channel.
+def correct_biases(snapped: Model, ops: Sequence[Any], expected: Mapping[str, np.ndarray],
+                   feeds: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, str]]:
+    """Add δ = E[y] − E[ŷ] to each of ``ops``' biases in ``snapped.graph_def`` (modified in place),
+    producers first, earlier ones corrected (:func:`tfopt.passes._bias_correction.sequential_corrections`).
 
-    ``model`` is the unsnapped graph (its activations are the ops' inputs); ``deltas`` pairs each op
-    node with its kernel's Δ = W' − Ŵ'. One run of the graph with a copy of each op reading Δ.
+    Returns op name -> (δ, where it went).
     """
-    from tfopt.passes.base import copy_graph
-    from tfopt.runtimes.tensorflow import GraphRunner
+    from tfopt.graphdef.order import topological_rank
+    from tfopt.passes._bias_correction import sequential_corrections
 
-    graph_def = copy_graph(model.graph_def)
-    nodes = node_map(graph_def)
-    outputs: list[TensorSpec] = []
-    for op, delta in deltas:
-        dtype = nodes[tensor_node(op.input[1])].attr["dtype"].type
-        delta_name, error_name = f"{op.name}/snap_delta", f"{op.name}/snap_error"
-        graph_def.node.append(make_const(delta_name, delta, dtype=dtype))
-        clone = graph_def.node.add()
-        clone.CopyFrom(op)
-        clone.name = error_name
-        del clone.input[:]
-        clone.input.extend([delta_name if i == 1 else ref for i, ref in enumerate(op.input) if not is_control(ref)])
-        outputs.append(TensorSpec(error_name, f"{error_name}:0", "float32", None))
-    runner = GraphRunner(model.replace(graph_def=graph_def, outputs=outputs))
-    try:
-        values = runner(dict(feeds))
-    finally:
-        runner.close()
-    return {op.name: _channel_mean(values[f"{op.name}/snap_error"]) for op, _ in deltas}
+    graph_def = snapped.graph_def
+    rank = topological_rank(graph_def)
+    nodes, users = node_map(graph_def), consumers(graph_def)
+    layers = [_layer(nodes, users, op) for op in sorted(ops, key=lambda op: rank[op.name])]
+    deltas = sequential_corrections(snapped, layers, expected, [dict(feeds)])
+    out = {}
+    for layer in layers:
+        name = layer.op.name
+        out[name] = (deltas[name], add_bias(graph_def, node_map(graph_def)[name],
+                                            deltas[name].astype(np.float32)))
+    return out
 
 
-def _channel_mean(value: np.ndarray) -> np.ndarray:
-    value = np.asarray(value, dtype=np.float64)
-    return value.reshape(-1, value.shape[-1]).mean(0)
+def _layer(nodes: dict[str, Any], users: dict[str, list[Any]], op: Any) -> Linear:
+    layer = Linear(op, plain_const(nodes, op.input[1]))
+    found = find_bias(nodes, users, op, layer.channels)
+    if found:
+        layer.bias_add, layer.bias = found
+    return layer
+
+
+def add_kernel_copy(graph_def: Any, nodes: Mapping[str, Any], op: Any, name: str, kernel: np.ndarray) -> TensorSpec:
+    """Append to ``graph_def`` a copy of ``op`` named ``name`` that reads ``kernel`` (a new Const
+    ``<name>/kernel`` in the op's kernel dtype) on the same input; its output's spec."""
+    dtype = nodes[tensor_node(op.input[1])].attr["dtype"].type
+    graph_def.node.append(make_const(f"{name}/kernel", kernel, dtype=dtype))
+    clone = graph_def.node.add()
+    clone.CopyFrom(op)
+    clone.name = name
+    del clone.input[:]
+    clone.input.extend([f"{name}/kernel" if i == 1 else ref for i, ref in enumerate(op.input) if not is_control(ref)])
+    return TensorSpec(name, f"{name}:0", "float32", None)
 
 
 def channels_last(op: Any) -> bool:

@@ -133,7 +133,7 @@ def build_report(outdir: str, model: Model, *, eval_data: LabeledData | None = N
     # the accuracy a clustered or pruned model gives up is part of the trade it reports.
     original = model.baseline or reference_runner(model)
     bindings = model.bindings if model.reference is not None and model.baseline is None else {}
-    inputs, labels, axes = _report_inputs(model, lambda feeds: original({**feeds, **bindings}), eval_data, samples,
+    inputs, labels, axes, rows = _report_inputs(model, lambda feeds: original({**feeds, **bindings}), eval_data, samples,
                                           manifest, verified_at, seed, allow_nonfinite)
     score = None
     if metric:
@@ -143,7 +143,7 @@ def build_report(outdir: str, model: Model, *, eval_data: LabeledData | None = N
     report = measure(outdir, lambda feeds: original({**feeds, **bindings}), model, artifacts,
                      inputs=inputs, labels=labels, runs=runs, threads=threads, progress=progress,
                      metric=score, converted_here=converted_here,
-                     batch_axes=axes, runtime_default_precision=runtime_default_precision)
+                     batch_axes=axes, sample_rows=rows, runtime_default_precision=runtime_default_precision)
     for row, artifact in zip(report["artifacts"], artifacts, strict=True):
         row["int8_ops"] = _int8_ops(outdir, artifact)
         row["fixed_shapes"] = artifact.get("fixed_shapes")
@@ -213,12 +213,14 @@ def _read_eval(path: str | None, model: Model, allow_nonfinite: bool) -> Labeled
 
 def _report_inputs(model: Model, run: Any, eval_data: LabeledData | None, samples: Any, manifest: dict[str, Any],
                    verified_at: Any, seed: int,
-                   allow_nonfinite: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None, dict[str, int | None] | None]:
+                   allow_nonfinite: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None,
+                                                   dict[str, int | None] | None, int]:
     """``--eval-data``, else calibration samples, else made-up data at the shape the conversion was
     verified at (``verified_at``, else the manifest's record, else searched), batch 8. Given data the
     original model cannot answer is an input problem (:class:`OptionError`), found before any
     artifact runs. Also each input's batch axis (None: axis 0), read from the shapes at batch 1
-    (:func:`tfopt.verification.shapes.batch_axes`: a time-major input holds its samples on axis 1)."""
+    (:func:`tfopt.verification.shapes.batch_axes`: a time-major input holds its samples on axis 1),
+    and the rows of one sample there (a batch split into N towers: N)."""
     from tfopt.verification.testing import random_inputs
     from tfopt.verification.verify import VerifyInputs, check_inputs, choose_inputs
 
@@ -229,7 +231,7 @@ def _report_inputs(model: Model, run: Any, eval_data: LabeledData | None, sample
         first = VerifyInputs({k: v[:1] for k, v in inputs.items()}, "eval-data" if eval_data else "calibration")
         if not allow_nonfinite:  # data holding NaN/Inf gives NaN outputs: measured and reported, not refused
             check_inputs(run, first, eval_data.where if eval_data else "--calibration", outputs)
-        return inputs, labels, None
+        return inputs, labels, None, 1
     recorded = (manifest.get("verification") or {}).get("shapes")
     if verified_at is None and recorded and set(recorded) == {s.name for s in model.inputs}:
         verified_at = VerifyInputs(random_inputs(model.inputs, seed=seed, shapes=recorded, graph_def=model.graph_def), "made up")
@@ -239,4 +241,5 @@ def _report_inputs(model: Model, run: Any, eval_data: LabeledData | None, sample
 
     axes = batch_axes(model.inputs, verified_at.with_batch(model.inputs, 1, seed, model.graph_def).shapes(),
                       verified_at.ties)
-    return verified_at.with_batch(model.inputs, 8, seed, model.graph_def).feeds, None, axes
+    rows = verified_at.ties.sample_rows() if verified_at.ties is not None else 1
+    return verified_at.with_batch(model.inputs, 8, seed, model.graph_def).feeds, None, axes, rows

@@ -36,13 +36,14 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
             *, inputs: dict[str, np.ndarray], labels: np.ndarray | None = None, runs: int = 20,
             threads: int | None = None, progress: Callable[[Any], None] | None = None,
             metric: Callable[[np.ndarray, np.ndarray], float] | None = None,
-            converted_here: bool = False, batch_axes: Mapping[str, int | None] | None = None,
+            converted_here: bool = False, batch_axes: Mapping[str, int | None] | None = None, sample_rows: int = 1,
             runtime_default_precision: str | None = None) -> dict[str, Any]:
     """Build the report dict (see the README's report schema). ``metric(predictions, labels)``
     replaces the built-in accuracy: a score, higher is better; the drop is reference - artifact.
     ``converted_here``: the artifacts were just converted from ``model`` (see :func:`_run_artifact`).
     ``batch_axes``: input name -> the axis holding its samples (default 0; None: fed whole), as a
-    time-major RNN's ``[time, batch, features]`` holds them on axis 1.
+    time-major RNN's ``[time, batch, features]`` holds them on axis 1; ``sample_rows`` rows there are
+    one sample (a batch that a graph splits into N towers: N).
     ``runtime_default_precision``: the precision hint of the runtime-default run (None: the
     runtime's own default, as a deployer gets it; see the module docstring)."""
     from tfopt.terminal.progress import Step
@@ -50,7 +51,7 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     threads = threads or os.cpu_count() or 1
     from tfopt.verification.testing import unranked_outputs
 
-    samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs))
+    samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs), sample_rows)
     expected = _batched(reference, samples, [s.name for s in model.outputs])
     reference_latency = _latency(_single_call(reference, samples), runs)
     first = model.outputs[0].name
@@ -79,12 +80,13 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
 class _Samples:
     """Inputs split into samples along each input's batch axis."""
 
-    def __init__(self, inputs: dict[str, np.ndarray], axes: Mapping[str, int | None], unranked: set[str]):
+    def __init__(self, inputs: dict[str, np.ndarray], axes: Mapping[str, int | None], unranked: set[str],
+                 rows: int = 1):
         self.inputs, self.axes = inputs, {k: axes.get(k, 0) for k in inputs}
         self.unranked = unranked  # outputs of unknown rank: compared element by element (tfopt.verification.testing.compare)
         from tfopt.verification.shapes import sample_count
 
-        self.count = sample_count(inputs, self.axes)
+        self.count = sample_count(inputs, self.axes, rows)
 
     def sample(self, i: int) -> dict[str, np.ndarray]:
         from tfopt.verification.shapes import cut_sample

@@ -18,16 +18,22 @@ A made-up shape that sets axis 0 of every input to the batch fails every time-ma
    lengths of ``[batch, words, chars]`` reshaped to ``[batch*words, chars]``). The primes are distinct,
    so the factors are unique; that class is then sized as the product of its factors' classes
    (batch outermost, as a row-major reshape of ``[batch, ...]`` lays the samples out).
+   A *split* tie (:mod:`tfopt.verification.split_ties`): a ``Split`` of the probed axis into N parts
+   (multi-GPU towers) makes its class a multiple of N, a ``SplitV`` of constant sizes or an ``Unpack``
+   fixes it. A graph with one unknown dimension is probed only when it holds such a node; a probe
+   past the element budget asks TensorFlow's shape inference alone (nothing runs).
 3. The *batch* is the class spanning the most inputs (a state ``[1, batch, n]`` meets a time-major
    sequence on its axis 1), else the one holding the first input's axis 0; another class holding an
    axis 0 is a batch too unless it shares an input with that one (a time-major input's time is not).
 
 Shapes for a search size ``n`` then give every batch class the batch size, every fixed class its size
-and every other class ``n``: ``inputs n x 2 x 80, seq_lengths 2, state 1 x 2 x 896``.
+and every other class ``n``: ``inputs n x 2 x 80, seq_lengths 2, state 1 x 2 x 896``. A class that must
+be a multiple of m takes m times that (a batch of 2 over 3 towers is 6 rows; one sample is 3 rows).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -35,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import TensorSpec
+from tfopt.verification.split_ties import SplitTie, count_splits, split_tie
 
 Dim = tuple[str, int]  # (input name, axis)
 _PRIMES = [p for p in range(11, 2000) if all(p % q for q in range(2, int(p ** 0.5) + 1))]
@@ -52,6 +59,7 @@ class DimTies:
                                        for a, d in enumerate(s.shape) if d is None}
         self.fixed: dict[Dim, int] = {}  # class root -> the known size it is tied to
         self.products: dict[Dim, tuple[Dim, ...]] = {}  # class root -> the dims whose sizes multiply to it
+        self.multiples: dict[Dim, int] = {}  # class root -> its size is a multiple of this (a split into towers)
 
     @classmethod
     def from_shapes(cls, specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]]) -> DimTies:
@@ -78,6 +86,8 @@ class DimTies:
             self.fixed.setdefault(ra, self.fixed.pop(rb))
         if rb in self.products:
             self.products.setdefault(ra, self.products.pop(rb))
+        if rb in self.multiples:
+            self.multiples[ra] = math.lcm(self.multiples.get(ra, 1), self.multiples.pop(rb))
         return True
 
     def free(self, root: Dim) -> bool:
@@ -129,9 +139,15 @@ class DimTies:
             return self.fixed[root]
         if root in self.products:
             return int(np.prod([self._size(f, batch_roots, batch, size) for f in self.factors(root)]))
+        unit = self.multiples.get(root, 1)
         if root in batch_roots and batch is not None:
-            return batch
-        return size if isinstance(size, int) else size[root]
+            return batch * unit
+        value = size if isinstance(size, int) else size[root]
+        return value if value % unit == 0 else value * unit  # a probe prime stays a factor of its size
+
+    def sample_rows(self) -> int:
+        """Rows of one sample on a batch axis: the towers a split cuts the batch into (1 without)."""
+        return math.lcm(1, *(self.multiples.get(r, 1) for r in self.batch_roots()))
 
     def other_sizes(self, shapes: Mapping[str, Sequence[int]]) -> list[int]:
         """The sizes of the non-batch, unfixed classes in ``shapes``."""
@@ -144,7 +160,8 @@ class DimTies:
         (``char_lens:2N`` for ``batch x words``)."""
         letters = iter("NMKLPQRSTUVW")
         batch_roots = self.batch_roots()
-        names = {root: next(letters, "N") for root in self.classes() if root not in batch_roots and self.free(root)}
+        names = {root: f"{self.multiples.get(root, '')}{next(letters, 'N')}"
+                 for root in self.classes() if root not in batch_roots and self.free(root)}
 
         def text(root: Dim) -> str:
             if root in self.products:
@@ -185,6 +202,35 @@ class DimTies:
             return any(self.product(symbols[named[0]], v, symbols) for v in sorted(ints - set(symbols)))
         return len(named) == 2 and self.union(symbols[named[0]], symbols[named[1]])
 
+    def learn_split(self, tie: SplitTie | None, symbols: Mapping[int, Dim]) -> bool:
+        """Record what a split of a probed axis needs (:mod:`tfopt.verification.split_ties`): the one
+        probe that divides the size it saw (``k`` probes of it when the axis holds ``k x`` the
+        dimension) becomes a multiple of ``N / gcd(N, k)``, or is fixed to ``S / k``."""
+        found = [(dim, tie.size // value) for value, dim in symbols.items() if tie.size % value == 0] if tie else []
+        if tie is None or len(found) != 1 or not self.free(self.find(found[0][0])):
+            return False
+        root, k = self.find(found[0][0]), found[0][1]
+        if tie.exactly is not None:
+            if tie.exactly % k:
+                return False
+            self.fixed[root] = tie.exactly // k
+            self.multiples.pop(root, None)
+            return True
+        need = math.lcm(self.multiples.get(root, 1), tie.multiple // math.gcd(tie.multiple, k))
+        if need == self.multiples.get(root, 1):
+            return False
+        self.multiples[root] = need
+        return True
+
+    def learn_failure(self, message: str, shapes: Mapping[str, Sequence[int]], graph_def: Any) -> bool:
+        """A split tie from a refusal at made-up ``shapes`` (not probes): each class is known by its
+        size there where no other free class has that size (the batch of 2 among sizes of 8)."""
+        sizes: dict[int, list[Dim]] = {}
+        for root in self.classes():
+            if self.free(root):
+                sizes.setdefault(int(shapes[root[0]][root[1]]), []).append(root)
+        return self.learn_split(split_tie(message, graph_def), {v: r[0] for v, r in sizes.items() if len(r) == 1})
+
     def product(self, dim: Dim, value: int, symbols: Mapping[int, Dim]) -> bool:
         """Record that ``dim``'s class is the product of the symbols ``value`` factors into (two or
         more distinct probe primes, none of them ``dim``'s own); False when it does not factor so."""
@@ -222,15 +268,16 @@ def batch_axes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]],
         mine = [(a, ties.find((n, a))) for (n, a) in ties.parent if n == spec.name]
         batch = [a for a, r in mine if r in roots] + [a for a, r in mine if r in ties.products
                                                        and ties.factors(r)[0] in roots]
-        known = spec.shape is not None and None not in spec.shape
-        out[spec.name] = batch[0] if batch else None if (mine and roots) or known else 0
+        fixed = spec.shape is not None and all(ties.find((spec.name, a)) in ties.fixed for a, _ in mine)
+        out[spec.name] = batch[0] if batch else None if (mine and roots) or fixed else 0
     return out
 
 
-def sample_count(feeds: Mapping[str, np.ndarray], axes: Mapping[str, int | None]) -> int:
+def sample_count(feeds: Mapping[str, np.ndarray], axes: Mapping[str, int | None], rows: int = 1) -> int:
     """How many samples ``feeds`` hold: the shortest batch axis (an axis of ``batch x k`` rows, a
-    product tie, is longer); 1 when every input is fed whole."""
-    return min((int(np.shape(feeds[k])[a]) for k, a in axes.items() if a is not None), default=1)
+    product tie, is longer) over ``rows`` a sample (:meth:`DimTies.sample_rows`); 1 when every input
+    is fed whole."""
+    return min((int(np.shape(feeds[k])[a]) // rows for k, a in axes.items() if a is not None), default=1)
 
 
 def cut_sample(value: np.ndarray, axis: int | None, i: int, rows: int) -> np.ndarray:
@@ -248,7 +295,7 @@ def split_samples(specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray],
     """Made-up ``feeds`` as batch-1 samples, each input cut on its batch axis (:func:`batch_axes`,
     :func:`cut_sample`)."""
     axes = batch_axes(specs, {k: np.shape(v) for k, v in feeds.items()}, ties)
-    rows = sample_count(feeds, axes)
+    rows = sample_count(feeds, axes, ties.sample_rows() if ties is not None else 1)
     return [{k: cut_sample(v, axes.get(k, 0), i, rows) for k, v in feeds.items()} for i in range(rows)]
 
 
@@ -263,26 +310,27 @@ def find_ties(run: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpe
         feeds_at: made-up feeds for given shapes.
     """
     ties = DimTies(specs)
-    if len(ties.parent) < 2:
+    splits = count_splits(graph_def)
+    if len(ties.parent) < (1 if splits else 2):
         return ties
     taken = _graph_ints(graph_def) | {d for s in specs for d in (s.shape or ()) if d is not None}
     primes = [p for p in _PRIMES if p not in taken]
-    for _ in range(len(ties.parent)):
+    for _ in range(len(ties.parent) + min(splits, 8)):
         roots = [r for r in ties.classes() if ties.free(r)]
-        symbol_of = dict(zip(roots, primes))
+        symbol_of = {r: p * ties.multiples.get(r, 1) for r, p in zip(roots, primes)}
         shapes = ties.shapes(None, symbol_of)
         symbols = {v: r for r, v in symbol_of.items()}
-        if any(np.prod(shape) > PROBE_BUDGET for shape in shapes.values()):
-            return ties
-        try:
-            run(feeds_at(shapes))
-            return ties
-        except Exception as exc:  # a refusal names the sizes that disagree
-            message = str(exc)
-        if not ties.learn(message, symbols):
-            static = static_problem(graph_def, specs, shapes) if graph_def is not None else ""
-            if not static or not ties.learn(static, symbols):
+        if all(np.prod(shape) <= PROBE_BUDGET for shape in shapes.values()):
+            try:
+                run(feeds_at(shapes))
                 return ties
+            except Exception as exc:  # a refusal names the sizes that disagree
+                message = str(exc)
+            if ties.learn_split(split_tie(message, graph_def), symbols) or ties.learn(message, symbols):
+                continue
+        static = static_problem(graph_def, specs, shapes) if graph_def is not None else ""
+        if not static or not (ties.learn_split(split_tie(static, graph_def), symbols) or ties.learn(static, symbols)):
+            return ties
     return ties
 
 

@@ -208,9 +208,9 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
         rejected = _random_inputs_rejected(failure, specs, graph_def, first, original)
         if rejected is not failure:
             raise rejected from failure
-    example = ties.example(batch)
-    # Never suggest the very shape that failed (all dimensions known, or an input of unknown rank).
-    suggest = dynamic and not set(example.split(", ")) <= set(tried[-1].split(", "))
+    learned = failure is not None and ties.learn_failure(str(failure), candidate.shapes(), graph_def)  # a split
+    example = ties.example(batch)  # never the very shape that failed (all dimensions known, unknown rank):
+    suggest = (dynamic or learned) and not set(example.split(" ")) <= set(tried[-1].split(", "))
     fix = (f"verify at a shape the model accepts with --verify-shape {example}, or pass real inputs with "
            "--calibration/--eval-data") if suggest else "pass real inputs with --calibration/--eval-data"
     raise VerificationError(

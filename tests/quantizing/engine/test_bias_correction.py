@@ -10,11 +10,11 @@ from tests.helpers import graph_model, ops
 from tfopt._tf import const_value
 from tfopt.errors import OptionError
 from tfopt.graph import DT_DOUBLE, TensorSpec, consumers, node_map
+from tfopt.passes._correction_graph import BLOCK_ROWS, correction_graph, in_graph_means
 from tfopt.passes._linear import add_bias, const_array, set_const
 from tfopt.passes.base import copy_graph
 from tfopt.quantizing.engine._channels import Layer, as_layer, channel_stats, out_channels
 from tfopt.quantizing.engine.bias_correction import bias_correct, fake_quantize_weights, quantizable_layers
-from tfopt.quantizing.engine.correction_graph import BLOCK_ROWS, correction_graph, in_graph_means
 from tfopt.quantizing.engine.weight_grid import weight_grid
 from tfopt.runtimes.tensorflow import GraphRunner
 

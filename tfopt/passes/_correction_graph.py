@@ -1,4 +1,4 @@
-"""The bias correction's means computed inside the graph (:mod:`tfopt.quantizing.engine.bias_correction`).
+"""The bias correction's means computed inside the graph (:mod:`tfopt.passes._bias_correction`).
 
 For one batch, each layer's ``E[y_i]`` per output channel is summed where TensorFlow computes ``y_i``
 and only ``C`` float64 values per layer leave the session: in the quantized graph the correction
@@ -16,17 +16,17 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import DT_DOUBLE, DT_INT32, Model, TensorSpec, canonical_tensor, is_control, node_map, unique_name
+from tfopt.passes._linear import Linear
 from tfopt.passes.base import copy_graph
-from tfopt.quantizing.engine._channels import Layer, out_channels
 
 
-def in_graph_means(model: Model, layers: Sequence[Layer], batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def in_graph_means(model: Model, layers: Sequence[Linear], batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """``E[y_i]`` per output channel of each layer of ``layers`` in ``model`` on one batch, in one
     run, summed in the graph as the corrections' means are (:func:`_block_sum`): nothing of
     activation size is copied out of TensorFlow."""
     from tfopt.runtimes.tensorflow import GraphRunner
 
-    work, fetch = correction_graph(model, layers, {layer.op.name: np.zeros(out_channels(layer)) for layer in layers},
+    work, fetch = correction_graph(model, layers, {layer.op.name: np.zeros(layer.channels) for layer in layers},
                                    rewire=False)
     runner = GraphRunner(model.replace(graph_def=work,
                                        outputs=[TensorSpec(t, t, "float64", None) for t in fetch.values()]))
@@ -37,7 +37,7 @@ def in_graph_means(model: Model, layers: Sequence[Layer], batch: Mapping[str, An
     return {name: -value for name, value in zip(fetch, values)}  # δ = 0 − mean, exactly
 
 
-def correction_graph(quantized: Model, layers: Sequence[Layer], expected: Mapping[str, np.ndarray], *,
+def correction_graph(quantized: Model, layers: Sequence[Linear], expected: Mapping[str, np.ndarray], *,
                      rewire: bool = True) -> tuple[Any, dict[str, str]]:
     """A copy of ``quantized``'s graph whose every layer in ``layers`` adds its correction ``δ_i``
     (:func:`in_graph_corrections`) to its output for every consumer, and layer name -> ``δ_i``'s
@@ -69,11 +69,11 @@ def correction_graph(quantized: Model, layers: Sequence[Layer], expected: Mappin
             work.node.append(c)
             return str(c.name)
 
-        rows = node("Reshape", [f"{name}:0", const(np.array([-1, out_channels(layer)], np.int32))], T=dtype,
+        rows = node("Reshape", [f"{name}:0", const(np.array([-1, layer.channels], np.int32))], T=dtype,
                     Tshape=DT_INT32)
-        total = _block_sum(node, const, rows, out_channels(layer), dtype)
+        total = _block_sum(node, const, rows, layer.channels, dtype)
         size = node("Cast", [node("Size", [rows], T=dtype, out_type=DT_INT32)], SrcT=DT_INT32, DstT=DT_DOUBLE)
-        n = node("RealDiv", [size, const(np.float64(out_channels(layer)))], T=DT_DOUBLE)  # rows: exact
+        n = node("RealDiv", [size, const(np.float64(layer.channels))], T=DT_DOUBLE)  # rows: exact
         mean = node("RealDiv", [total, n], T=DT_DOUBLE)
         delta = node("Sub", [const(np.asarray(expected[name], np.float64)), mean], T=DT_DOUBLE)
         corrected = node("AddV2", [f"{out}:0", node("Cast", [delta], SrcT=DT_DOUBLE, DstT=dtype)], T=dtype)
