@@ -42,3 +42,21 @@ def test_replace_nodes_accepts_the_graphs_own_nodes(graph):
     replace_nodes(graph, list(graph.node)[::-1])
     assert [n.name for n in graph.node] == ["out", "mul", "c", "x"]
     assert list(graph.node[1].input) == ["x", "c", "^c"]
+
+
+@pytest.mark.parametrize("existing", [0, 1, 3])
+def test_unique_name_with_kept_names_matches_reading_the_graph(existing):
+    """A caller keeping the taken names gets the names the graph-reading form gives, node after node."""
+    from tfopt.graph import unique_name
+
+    a, b = graph_def_class()(), graph_def_class()()
+    for g in (a, b):
+        g.node.add(name="x")
+        for i in range(existing):
+            g.node.add(name=f"x_{i + 1}" if i else "x/c")
+    taken = {n.name for n in b.node}
+    for base in ["x", "x/c", "x", "y", "x/c"]:
+        a.node.add(name=unique_name(a, base))
+        b.node.add(name=unique_name(b, base, taken))
+        assert [n.name for n in a.node] == [n.name for n in b.node]
+    assert taken == {n.name for n in b.node} and len(taken) == len(b.node)

@@ -320,14 +320,18 @@ def validate(graph_def: Any) -> None:
                 raise GraphError(f"node '{node.name}' reads '{ref}', which is not in the graph")
 
 
-def unique_name(graph_def: Any, base: str) -> str:
-    taken = {n.name for n in graph_def.node}
-    if base not in taken:
-        return base
-    i = 1
-    while f"{base}_{i}" in taken:
+def unique_name(graph_def: Any, base: str, taken: set[str] | None = None) -> str:
+    """``base``, or ``base_i`` with the first free ``i``, not yet a node name of ``graph_def``.
+    ``taken``: those names, kept by a caller adding many nodes (each call otherwise reads the whole
+    graph); the name returned is added to it."""
+    if taken is None:
+        taken = {n.name for n in graph_def.node}
+    name, i = base, 0
+    while name in taken:
         i += 1
-    return f"{base}_{i}"
+        name = f"{base}_{i}"
+    taken.add(name)
+    return name
 
 
 def rename_node(graph_def: Any, old: str, new: str) -> None:

@@ -84,6 +84,7 @@ def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], Non
     outside its graph may be released once its outputs are recorded (its fields that run the
     original are cleared in place: :mod:`tfopt.conversion.release`); always so for a path."""
     from tfopt.conversion import stages as convert_stages
+    from tfopt.conversion.sizes import BackgroundSizes
     from tfopt.emitters.onnx_worker import shared_child
     from tfopt.terminal.progress import Step
     from tfopt.terminal.signals import checkpoint
@@ -109,7 +110,7 @@ def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], Non
             record_and_release(p, prepared, model if isinstance(model, Model) else None)
         result = ConvertResult(outdir=outdir, skipped=p.skipped, freeze_report=prepared.freeze_report,
                                optimize_report=prepared.optimize_report, verified_at=prepared.verified_at)
-        with atomic_path(outdir, directory=True) as tmp:
+        with atomic_path(outdir, directory=True) as tmp, BackgroundSizes() as prepared.sizes:
             os.makedirs(tmp)
             for index, (target, precision) in enumerate(p.pairs):
                 say(Step("artifacts", index + 1, len(p.pairs)))

@@ -94,6 +94,7 @@ class Prepared:
     reference_outputs: Any = None  # ReferenceOutputs on verified_at, shared by the artifacts (not stored)
     data: Any = None  # tfopt.conversion.inputs.InputData: the data files, read and checked once (not stored)
     report_reference: Any = None  # the report's original part, when the original was released (tfopt.conversion.release)
+    sizes: Any = None  # tfopt.conversion.sizes.BackgroundSizes of this run's artifacts, or None: at once (not stored)
 
     @property
     def ranges(self) -> Any:
@@ -247,7 +248,11 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
     full = os.path.join(tmp, rel)
     from tfopt.report.build import artifact_sizes  # its companion files too (an ONNX model's external data)
 
-    artifact = Artifact(target, precision, os.path.relpath(written, tmp), *artifact_sizes(target, full), digest(full))
+    later = prepared.sizes is not None  # gzip in a thread while the next artifacts are built (conversion.sizes)
+    artifact = Artifact(target, precision, os.path.relpath(written, tmp),
+                        *((0, 0) if later else artifact_sizes(target, full)), digest(full))
+    if later:
+        prepared.sizes.measure(artifact, target, full)
     if record.fixed_shapes:
         artifact.fixed_shapes = record.call("fixed_shapes", written, job.portable)
     if precision == "int8":  # which layers really run int8 kernels (int16x8's are int16: not counted)
@@ -330,6 +335,8 @@ def finish(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, 
     q, r = p.options.quantize, p.options.report
     portable, optimize_report = prepared.portable, prepared.optimize_report
     result.int8 = prepared.int8.record() if prepared.int8 is not None else None
+    if prepared.sizes is not None:
+        prepared.sizes.settle(result.artifacts)
     write_manifest(tmp, result, portable, manifest_options(q, prepared.qat, r.allow_nonfinite, portable),
                    prepared.verified_at)
     if result.layer_errors:

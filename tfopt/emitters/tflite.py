@@ -23,7 +23,6 @@ from tfopt.targets import require_calibration
 
 if TYPE_CHECKING:
     from tfopt.targets import EmitJob
-from tfopt.runtimes.tensorflow import concrete_function
 
 
 def emit_tflite(model: Model, path: str, *, precision: str = "fp32", calibration: Sequence[dict[str, Any]] | None = None,
@@ -167,11 +166,10 @@ def tflite_debugger(model: Model, calibration: Sequence[dict[str, Any]], keep_fl
 
 
 def _converter(model: Model) -> Any:
-    t = tf()
-    function = concrete_function(model)
-    holder = t.Module()  # the converter wants the function's owner (its deprecated path otherwise)
-    holder.function = function
-    return t.lite.TFLiteConverter.from_concrete_functions([function], trackable_obj=holder)
+    """The converter of ``model``, its SavedModel step shared by the model's precisions (:mod:`.tflite_saved`)."""
+    from tfopt.emitters.tflite_saved import converter_for
+
+    return converter_for(model)
 
 
 def _keep_float_int8(model: Model, calibration: Sequence[dict[str, Any]], keep_float: Sequence[str], *,

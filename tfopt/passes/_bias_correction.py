@@ -24,18 +24,13 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import (
-    DT_DOUBLE,
-    DT_INT32,
     Model,
     TensorSpec,
     canonical_tensor,
     is_control,
-    node_map,
     tensor_node,
-    unique_name,
 )
 from tfopt.passes._linear import Linear
-from tfopt.passes.base import copy_graph
 
 
 @dataclass
@@ -138,54 +133,18 @@ def in_graph_corrections(quantized: Model, layers: Sequence[Linear], expected: M
     """:func:`propagated_corrections` for one batch, in one run of the quantized graph: each layer's
     correction is computed inside the graph and added to its output there, for every consumer::
 
-        δ_i = E[y_i] − Σ ỹ_i / n     (float64: ỹ_i cast, summed over its rows [n, C]; E[y_i] a constant)
+        δ_i = E[y_i] − Σ ỹ_i / n     (Σ over the rows [n, C] of ỹ_i in float64 blocks: :mod:`._correction_graph`)
         ỹ_i + δ_i                    (float32, ``δ_i`` cast as the per-layer runs add it)
 
     With one batch, ``E[ỹ_i]`` is that batch's mean, known as soon as ``ỹ_i`` is computed, so the
     layers below read the corrected output in the same run: the same numbers as feeding it back
-    (up to the float64 sum's order), without one run per layer, each pruning and planning the graph
+    (up to the block sums' rounding, bounded in :mod:`._correction_graph`), without one run per layer, each pruning and planning the graph
     anew and copying every activation out of TensorFlow and back in. ``count``: one session, one run.
     """
-    from tfopt._tf import make_const
+    from tfopt.passes._correction_graph import correction_graph
     from tfopt.runtimes.tensorflow import GraphRunner
 
-    work = copy_graph(quantized.graph_def)
-    nodes = node_map(work)
-    fetch: dict[str, str] = {}
-    for layer in layers:
-        name = layer.op.name
-        out = layer.bias_add.name if layer.bias_add is not None else name
-        dtype = nodes[name].attr["T"].type
-        added: list[Any] = []
-
-        def node(op: str, inputs: list[str], added: list[Any] = added, base: str = name, **types: int) -> str:
-            n = work.node.add(name=unique_name(work, f"{base}/bias_correction/{op}"), op=op, input=inputs)
-            for key, value in types.items():
-                n.attr[key].type = value
-            added.append(n.name)
-            return str(n.name)
-
-        def const(value: Any, base: str = name) -> str:
-            c = make_const(unique_name(work, f"{base}/bias_correction/const"), value)
-            work.node.append(c)
-            return str(c.name)
-
-        rows = node("Reshape", [f"{name}:0", const(np.array([-1, layer.channels], np.int32))], T=dtype,
-                    Tshape=DT_INT32)
-        wide = node("Cast", [rows], SrcT=dtype, DstT=DT_DOUBLE)  # summed as np.sum(dtype=float64) sums
-        total = node("Sum", [wide, const(np.array([0], np.int32))], T=DT_DOUBLE, Tidx=DT_INT32)
-        size = node("Cast", [node("Size", [rows], T=dtype, out_type=DT_INT32)], SrcT=DT_INT32, DstT=DT_DOUBLE)
-        n = node("RealDiv", [size, const(np.float64(layer.channels))], T=DT_DOUBLE)  # rows: exact
-        mean = node("RealDiv", [total, n], T=DT_DOUBLE)
-        delta = node("Sub", [const(np.asarray(expected[name], np.float64)), mean], T=DT_DOUBLE)
-        corrected = node("AddV2", [f"{out}:0", node("Cast", [delta], SrcT=DT_DOUBLE, DstT=dtype)], T=dtype)
-        mine = set(added)
-        for consumer in work.node:  # every reader of the output but the correction's own nodes
-            if consumer.name not in mine:
-                for i, ref in enumerate(consumer.input):
-                    if not is_control(ref) and canonical_tensor(ref) == f"{out}:0":
-                        consumer.input[i] = corrected
-        fetch[name] = f"{delta}:0"
+    work, fetch = correction_graph(quantized, layers, expected)
     count.sessions += 1
     count.graph_nodes = len(quantized.graph_def.node)
     count.node_runs += evaluated(quantized, [f"{layer.op.name}:0" for layer in layers], [])

@@ -9,10 +9,11 @@ import pytest
 from tests.helpers import graph_model, ops
 from tfopt._tf import const_value
 from tfopt.errors import OptionError
-from tfopt.graph import consumers, node_map
+from tfopt.graph import DT_DOUBLE, TensorSpec, consumers, node_map
+from tfopt.passes._correction_graph import BLOCK_ROWS, correction_graph, in_graph_means
 from tfopt.passes._linear import add_bias, const_array, set_const
 from tfopt.passes.base import copy_graph
-from tfopt.quantizing.engine._channels import Layer, as_layer, channel_stats
+from tfopt.quantizing.engine._channels import Layer, as_layer, channel_stats, out_channels
 from tfopt.quantizing.engine.bias_correction import bias_correct, fake_quantize_weights, quantizable_layers
 from tfopt.quantizing.engine.weight_grid import weight_grid
 from tfopt.runtimes.tensorflow import GraphRunner
@@ -240,3 +241,61 @@ def test_one_batch_corrects_in_one_run(blocks, width, seed):
     for name, delta in want.items():
         np.testing.assert_allclose(report.corrections[name], delta, rtol=1e-4, atol=1e-4 * scale, err_msg=name)
     assert scale > 1e-2
+
+
+@pytest.mark.parametrize(("blocks", "width", "seed"), GENERATED, ids=[f"{b}blocks-{w}wide" for b, w, _ in GENERATED])
+@pytest.mark.parametrize("samples", [3, 8, 13])
+def test_in_graph_means_are_float64_sums_of_float32_blocks(blocks, width, seed, samples):
+    """Each in-graph correction's mean of ``ỹ`` is within ``γ_{B−1}·mean|ỹ|`` per channel of the
+    float64 mean of the same activations (B = BLOCK_ROWS rows per float32 partial sum), for row
+    counts below, at and off a multiple of B; and nothing of activation size is cast to float64:
+    every float64 cast reads at most ``n·C/B + B·C`` values (a cast of the whole ``[n, C]``
+    activation cost ~12x the sum)."""
+    model = _generated(blocks, width, seed)
+    quantized = fake_quantize_weights(model)
+    layers = quantizable_layers(quantized.graph_def)[0]
+    expected = {layer.op.name: np.zeros(out_channels(layer)) for layer in layers}  # so δ = −mean
+    work, fetch = correction_graph(quantized, layers, expected)
+    casts = [n for n in work.node if n.op == "Cast" and n.attr["DstT"].type == DT_DOUBLE and n.input[0] in
+             {m.name for m in work.node if m.op in ("Sum", "Slice", "Reshape")}]
+    outputs = [f"{layer.op.name}:0" for layer in layers]
+    cast_inputs = [f"{n.input[0]}:0" for n in casts]
+    tensors = [*fetch.values(), *outputs, *cast_inputs]
+    runner = GraphRunner(quantized.replace(graph_def=work, outputs=[TensorSpec(t, t, "float32", None) for t in tensors]))
+    try:
+        values = dict(zip(tensors, runner.fetch(tensors, {"x": _images(samples, seed=seed)})))
+    finally:
+        runner.close()
+    gamma = (BLOCK_ROWS - 1) * 2.0 ** -24 / (1 - (BLOCK_ROWS - 1) * 2.0 ** -24)
+    for layer in layers:
+        y = values[f"{layer.op.name}:0"]
+        rows = y.reshape(-1, y.shape[-1]).astype(np.float64)
+        mean, bound = rows.mean(axis=0), gamma * np.abs(rows).mean(axis=0) + 1e-12
+        got = -values[fetch[layer.op.name]]
+        assert np.all(np.abs(got - mean) <= bound), (layer.op.name, np.abs(got - mean).max(), bound.max())
+    assert len(cast_inputs) == 2 * len(layers)
+    biggest = max(values[o].size for o in outputs)
+    for name in cast_inputs:
+        size, channels = values[name].size, values[name].shape[-1]
+        assert size <= biggest / BLOCK_ROWS + BLOCK_ROWS * channels, (name, values[name].shape)
+
+
+@pytest.mark.parametrize(("blocks", "width", "seed"), GENERATED, ids=[f"{b}blocks-{w}wide" for b, w, _ in GENERATED])
+@pytest.mark.parametrize("samples", [3, 13])
+def test_float_means_in_one_run_within_the_block_bound(blocks, width, seed, samples):
+    """The float model's ``E[y]`` for one batch, summed in the graph, is within ``γ_{B−1}·mean|y|``
+    per channel of the float64 mean of the activations (``channel_stats``, which copies every
+    activation out), and the model itself is left as it was."""
+    model = _generated(blocks, width, seed)
+    layers = quantizable_layers(model.graph_def)[0]
+    batch = {"x": _images(samples, seed=seed)}
+    before = model.graph_def.SerializeToString()
+    got = in_graph_means(model, layers, batch)
+    assert model.graph_def.SerializeToString() == before
+    gamma = (BLOCK_ROWS - 1) * 2.0 ** -24 / (1 - (BLOCK_ROWS - 1) * 2.0 ** -24)
+    runner = GraphRunner(model.replace(outputs=[TensorSpec(f"{n.op.name}:0", f"{n.op.name}:0", "float32", None)
+                                                for n in layers]))
+    values = runner.fetch([f"{n.op.name}:0" for n in layers], batch)
+    for layer, y in zip(layers, values):
+        rows = y.reshape(-1, y.shape[-1]).astype(np.float64)
+        assert np.all(np.abs(got[layer.op.name] - rows.mean(axis=0)) <= gamma * np.abs(rows).mean(axis=0) + 1e-12)

@@ -44,6 +44,7 @@ from tfopt.graph import (
 )
 from tfopt.graphdef.order import topological_rank
 from tfopt.passes._bias_correction import PassCount, sequential_corrections
+from tfopt.passes._correction_graph import in_graph_means
 from tfopt.passes._linear import add_bias, const_array, set_const
 from tfopt.passes.base import Skip, copy_graph
 from tfopt.quantizing.engine._channels import (
@@ -149,7 +150,10 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True, le
     names = [layer.op.name for layer in layers]
     targets = {} if float_means is None else float_means
     missing = [n for n in names if n not in targets]
-    if missing:
+    if missing and len(batches) == 1:  # summed in the graph: nothing of activation size copied out
+        targets.update(in_graph_means(model, [layer for layer in layers if layer.op.name in missing], batches[0]))
+        report.passes.sessions, report.passes.runs = 1, 1
+    elif missing:
         expected = channel_stats(model, [f"{n}:0" for n in missing], batches)
         targets.update({n: expected[f"{n}:0"][0] for n in missing})
         report.passes.sessions, report.passes.runs = 1, len(batches)
