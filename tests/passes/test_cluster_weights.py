@@ -129,7 +129,7 @@ def test_bias_correction_removes_the_mean_error(op, channels, mean):
 
     model = _skewed_model(op, channels)
     x_shape = OPS[op][0]
-    rows = 8 if op != "matmul" else 64  # a matmul sees one position per row
+    rows = 8 if op != "matmul" else 128  # a matmul sees one position per row (64 left a sampling error of 0.27 on one case)
     calibration = VerifyInputs({"x": _skewed_inputs(x_shape, rows, 1, mean)}, "calibration")
     plain, _, _ = optimize(model, skip=["fuse_activation", "cluster_weights"], verify=False)
     uncorrected, _, report = optimize(model, skip=["fuse_activation"], verify=False)
