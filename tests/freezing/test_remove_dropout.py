@@ -176,11 +176,10 @@ def test_constant_dropout_of_a_training_mode_graph_is_off_at_inference(tmp_path,
 
 
 def test_constant_dropout_of_an_inference_graph_is_kept(tmp_path):
-    """Without an optimizer the dropout is the author's (Monte Carlo dropout): kept, so the frozen model
-    does not verify against the random original."""
-    from tfopt.errors import VerificationError
-
+    """Without an optimizer the dropout is the author's (Monte Carlo dropout): kept, random op and all.
+    (Whether the kept dropout then verifies depends on how often the seeded original ran before the
+    comparison, so the check is on the graph, not on verification.)"""
     prefix, _, _ = _training_checkpoint(str(tmp_path), form="floor", keep=0.8, in_loop=False, optimizer=False, seed=3)
     assert "training_dropout_off" not in tfopt.load(prefix, outputs=["y"]).provenance
-    with pytest.raises(VerificationError):
-        tfopt.freeze(prefix, outputs=["y"])
+    frozen, _ = tfopt.freeze(prefix, outputs=["y"], verify=False)
+    assert {"RandomUniform", "Floor"} <= set(ops(frozen))
