@@ -175,6 +175,18 @@ class ReferenceOutputs:
         """Keep the outputs computed so far; run ``model`` (the frozen graph) for any other input set."""
         self.original, self._runner = model, None
 
+    def on(self, sets: list[Any]) -> list[dict[str, Any]]:
+        """The outputs on each of ``sets`` (computed now for a set not seen yet), in their order."""
+        return [self(inputs_at) for inputs_at in sets]
+
+    @classmethod
+    def recorded(cls, model: Model, sets: list[Any], outputs: list[dict[str, Any]]) -> ReferenceOutputs:
+        """The original's ``outputs`` on each of ``sets``, recorded earlier (:meth:`on`); ``model``
+        (the frozen graph) runs any other input set."""
+        reference = cls(model)
+        reference._done = list(zip(sets, outputs, strict=True))
+        return reference
+
 
 def verify(artifact: Artifact, portable: Model, path: str, inputs: Any, *, bounded: bool = True,
            preprocess: Any = None, reference: ReferenceOutputs | None = None) -> None:

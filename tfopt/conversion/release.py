@@ -22,6 +22,13 @@ from tfopt.graph import Model
 RELEASED = ("reference", "variable_values", "keepalive")  # the Model fields that hold the original model
 
 
+def releasable(p: Any, prepared: Any) -> bool:
+    """Whether the original of ``prepared`` (a ``Prepared`` of plan ``p``) is recorded and released:
+    a model with external tensors, verified, without tfopt's int8 engine (which runs the original
+    while it searches, so the original is kept)."""
+    return prepared.portable.external is not None and p.options.freeze.verify and prepared.int8 is None
+
+
 def record_and_release(p: Any, prepared: Any, loaded: Model | None = None) -> bool:
     """For a model with external tensors, verified (``p``: a ``ConvertPlan``; ``prepared``: its
     ``Prepared``): the original's outputs on every verification input set
@@ -33,9 +40,8 @@ def record_and_release(p: Any, prepared: Any, loaded: Model | None = None) -> bo
     from tfopt.report.build import record_original
 
     portable = prepared.portable
-    if portable.external is None or not p.options.freeze.verify or prepared.int8 is not None \
-            or all(getattr(portable, name) is None for name in RELEASED):
-        return False  # tfopt's int8 engine runs the original while it searches: kept
+    if not releasable(p, prepared) or all(getattr(portable, name) is None for name in RELEASED):
+        return False
     r = p.options.report
     reference = prepared.reference_outputs or ReferenceOutputs(portable)
     for inputs_at in prepared.verified_at.sets() if prepared.verified_at is not None else []:

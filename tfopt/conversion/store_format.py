@@ -49,6 +49,7 @@ CLASSES = (
     "tfopt.verification.testing:OutputDiff",
     "tfopt.verification.verify:VerifyInputs",
     "tfopt.verification.shapes:DimTies",
+    "tfopt.report.measure:RecordedReference",
 )
 _SCALARS = (type(None), bool, int, str)  # exactly these types: a subclass (a str Enum) is not JSON's
 

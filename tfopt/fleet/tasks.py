@@ -115,20 +115,39 @@ class _Context:
             return None
 
     def reference(self, prepared: Any) -> None:
+        """What artifacts are verified and measured against: for a model with external tensors
+        (:func:`tfopt.conversion.release.releasable`), the original's outputs recorded once by the
+        prepare task (:mod:`tfopt.fleet.recording`; recorded now, loading the original, when the
+        cache lacks them); else the original model, loaded."""
         from tfopt.conversion.parts import accuracy_control
-        from tfopt.conversion.pipeline import load_kwargs
+        from tfopt.conversion.release import releasable
         from tfopt.conversion.stages import inputs_of
-        from tfopt.conversion.store import attach_reference
-        from tfopt.loaders import load
+        from tfopt.fleet.recording import STAGE, read_recording, recording_key, store_recording
 
-        if self._referenced or prepared.portable.reference is not None:
+        if self._referenced:
             return
         self._referenced = True
-        attach_reference(prepared, load(self.path, **load_kwargs(self.plan.load)))
+        key = recording_key(self.statistics_key(prepared.qat), self.plan.options) \
+            if releasable(self.plan, prepared) else None
+        if key is not None and self.readable(STAGE, key, lambda: read_recording(self.cache, key, prepared)):
+            self.hits.append(STAGE)
+        else:
+            self.attach(prepared)
+            if key is not None:
+                store_recording(self.cache, key, self.plan, prepared)
         q = self.plan.options.quantize
         if q.accuracy_control is not None and prepared.control is None:
             prepared.control = accuracy_control(q.accuracy_control,
                                                 inputs_of(self.plan, prepared).eval(prepared.portable.inputs))
+
+    def attach(self, prepared: Any) -> None:
+        """The original model, loaded, as ``prepared``'s reference (unless it has one)."""
+        from tfopt.conversion.pipeline import load_kwargs
+        from tfopt.conversion.store import attach_reference
+        from tfopt.loaders import load
+
+        if prepared.portable.reference is None:
+            attach_reference(prepared, load(self.path, **load_kwargs(self.plan.load)))
 
     def build(self) -> Any:
         """Prepare what the cache lacks (the graphs, or just the statistics) and store it."""
@@ -141,7 +160,7 @@ class _Context:
         if prepared is not None:
             self.hits.append("optimize")
             check_calibration(self.plan, prepared.qat)
-            self.reference(prepared)  # the int8 engine's search and verification run the original
+            self.attach(prepared)  # the int8 engine's search and verification run the original
         else:
             say("loading, freezing and optimizing")
             prepared = prepare_graphs(self.path, self.plan)
@@ -155,11 +174,14 @@ class _Context:
 
 
 def prepare_task(spec: dict[str, Any]) -> dict[str, Any]:
+    from tfopt.conversion.release import releasable
     from tfopt.fleet.serving import provide_serving
 
     ctx = _Context(spec)
     prepared = ctx.prepared(reference=False)
     provide_serving(ctx.cache, ctx.optimize_key, ctx.plan.pairs, prepared.portable)  # once, for every emit task
+    if releasable(ctx.plan, prepared):
+        ctx.reference(prepared)  # the original's outputs, recorded once: no emit or finish task loads it
     return {"cache_hits": sorted(set(ctx.hits)), "statistics_key": ctx.statistics_key(prepared.qat)}
 
 
