@@ -21,6 +21,10 @@ Stages and what their key hashes (sha256, see :mod:`tfopt.fleet.keys`):
   errors). Key: the ``statistics`` key, the target and precision, the options the emitter reads.
 - ``serving``: the serving SavedModel of a model with tensors outside its graph, which the TFLite and
   OpenVINO converters read (:mod:`tfopt.fleet.serving`). Key: the ``optimize`` key, the graph's.
+- ``recording``: for a model with tensors outside its graph, the original's outputs on the
+  verification inputs and the report's part, recorded once by the prepare task, so no emit or
+  finish task loads the original (:mod:`tfopt.fleet.recording`). Key: the ``statistics`` key, the
+  report's seed, runs and ``allow_nonfinite``.
 - ``emit-failed``: the record of an emit that failed (same key): read by the same run's ``finish``
   only, never served as an artifact; the next run re-tries it (:mod:`tfopt.fleet.tasks`).
 
