@@ -76,6 +76,8 @@ def test_fleet_converts_models_with_external_tensors(tmp_path, models):
         [(m.name, m.error) for m in result.models]
     finish = [t for t in result.tasks if t.kind == "finish"]
     assert all({"optimize", "statistics"} <= set(t.cache_hits) for t in finish), finish  # nothing was rebuilt
+    emits = [t for t in result.tasks if t.kind == "emit"]
+    assert emits and all("recording" in t.cache_hits for t in emits), emits  # none loaded the original
 
     cache = Cache(os.path.join(out, ".tfopt-cache"))
     stages = [stage for stage, _, _ in _entries(cache.root)]
