@@ -45,8 +45,11 @@ def _stage_entries(cache: Cache, stage: str) -> list[str]:
             if not b.startswith(".")] if os.path.isdir(root) else []
 
 
-@pytest.mark.parametrize("kind,size,to", [("savedmodel", 300, "tflite,onnx"), ("keras", 400, "onnx,openvino"),
-                                          ("tf1", 500, "tflite,openvino")])
+# One fast case with every target; the other formats' recordings are the same record_and_release, proven
+# per format by tests/conversion/test_release.py: their fleet runs are in the slow lane.
+@pytest.mark.parametrize("kind,size,to", [("savedmodel", 300, "tflite,onnx,openvino"),
+                                          pytest.param("keras", 400, "onnx,openvino", marks=pytest.mark.slow),
+                                          pytest.param("tf1", 500, "tflite,openvino", marks=pytest.mark.slow)])
 def test_emit_and_finish_never_load_the_original(tmp_path, monkeypatch, kind, size, to):
     import tfopt.loaders
     from tfopt.conversion import store_format
