@@ -174,8 +174,8 @@ def one_tf2onnx_child():
 # tests/test_*.py files, collected after every folder but verification/). A file missing here only
 # runs later; re-measure with `--durations` when a file's cost changes.
 HEAVY_FIRST = (
-    "tests/fleet/test_run.py",  # 120 s: ~14 fleet worker processes, each importing TensorFlow (~7 s CPU)
     "tests/test_scripts.py",  # 110 s: the fleet script and the CI example in subprocesses
+    "tests/fleet/test_run.py",  # 80 s: 8 fleet worker processes and a tf2onnx child, each importing TensorFlow (~8 s CPU)
     "tests/test_notebooks.py",  # 80 s: four notebooks, each in its own kernel
     "tests/coverage/test_matrix.py",  # 50 s: 8 models x 6 cells, each a convert()
     "tests/test_keras_applications.py",  # 40 s: MobileNetV2 and EfficientNetB0, optimized and verified

@@ -76,3 +76,28 @@ def files_of(directory: str) -> dict[str, bytes]:
                 with open(os.path.join(d, name), "rb") as f:
                     out[rel] = f.read()
     return out
+
+
+def run_tasks_here(manifest, outroot, cache, name):
+    """Every task of model ``name`` in this process (:func:`tfopt.fleet.tasks.run_task`, what each
+    worker runs), in order (prepare, emits, finish): task id -> outcome, and the driver's shortcut for
+    each emit (what ``run_fleet`` would serve from the cache)."""
+    from tfopt.fleet.manifest import fingerprint, load_manifest
+    from tfopt.fleet.plan import model_tasks
+    from tfopt.fleet.run import cached_emit
+    from tfopt.fleet.tasks import run_task
+
+    os.makedirs(str(outroot), exist_ok=True)
+    [model] = [m for m in load_manifest(str(manifest)) if m.name == name]
+    tasks = model_tasks(model, 0, os.path.join(str(outroot), name), stamp=fingerprint(model.options), cache=cache,
+                        logs=os.path.join(str(outroot), "logs"), overwrite=True)
+    outcomes, shortcuts = {}, {}
+    cwd = os.getcwd()
+    try:
+        for task in tasks:
+            if task.kind == "emit":
+                shortcuts[task.id] = cached_emit(task, outcomes)
+            outcomes[task.id] = run_task(task.spec)
+    finally:
+        os.chdir(cwd)
+    return {"outcomes": outcomes, "shortcuts": shortcuts, "outdir": os.path.join(str(outroot), name)}

@@ -19,13 +19,11 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.fleet.fleet_models import files_of
+from tests.fleet.fleet_models import files_of, run_tasks_here
 from tests.helpers import graph_pb
 from tfopt.fleet.cache import ENTRY, VERSION, Cache, file_sha256, tree_files
 from tfopt.fleet.manifest import fingerprint, load_manifest
-from tfopt.fleet.plan import model_tasks, up_to_date
-from tfopt.fleet.run import cached_emit
-from tfopt.fleet.tasks import run_task
+from tfopt.fleet.plan import up_to_date
 
 DATA_SUFFIXES = (".json", ".npz", ".pb", ".tflite", ".onnx")
 
@@ -68,27 +66,8 @@ def fleet(tmp_path_factory):
                     "calibration": "cal.npz"},
                    {"name": "erf", "path": "erf.pb", "to": ["tflite", "onnx"], "quantize": ["fp32"]}]}))
     cache = str(root / "cache")
-    cold = {m: _run(manifest, root / "cold", cache, m) for m in ("mlp", "erf")}
+    cold = {m: run_tasks_here(manifest, root / "cold", cache, m) for m in ("mlp", "erf")}
     return {"root": root, "manifest": manifest, "cache": cache, "cold": cold}
-
-
-def _run(manifest, outroot, cache, name):
-    """Every task of model ``name``, in order (prepare, emits, finish): task id -> outcome, and the
-    driver's shortcut for each emit (what ``run_fleet`` would serve from the cache)."""
-    os.makedirs(str(outroot), exist_ok=True)
-    [model] = [m for m in load_manifest(str(manifest)) if m.name == name]
-    tasks = model_tasks(model, 0, os.path.join(str(outroot), name), stamp=fingerprint(model.options), cache=cache,
-                        logs=os.path.join(str(outroot), "logs"), overwrite=True)
-    outcomes, shortcuts = {}, {}
-    cwd = os.getcwd()
-    try:
-        for task in tasks:
-            if task.kind == "emit":
-                shortcuts[task.id] = cached_emit(task, outcomes)
-            outcomes[task.id] = run_task(task.spec)
-    finally:
-        os.chdir(cwd)
-    return {"outcomes": outcomes, "shortcuts": shortcuts, "outdir": os.path.join(str(outroot), name)}
 
 
 def _entries(cache, stage):
@@ -115,7 +94,7 @@ def test_every_file_in_the_cache_is_data(fleet):
 
 
 def test_a_warm_run_hits_every_stage_and_writes_the_same_files(fleet, tmp_path):
-    cold, warm = fleet["cold"]["mlp"], _run(fleet["manifest"], tmp_path, fleet["cache"], "mlp")
+    cold, warm = fleet["cold"]["mlp"], run_tasks_here(fleet["manifest"], tmp_path, fleet["cache"], "mlp")
     prepare = next(o for t, o in warm["outcomes"].items() if t.endswith("/prepare"))
     assert set(prepare["cache_hits"]) == {"optimize", "statistics"}
     assert len(warm["shortcuts"]) == 2 and all(s is not None for s in warm["shortcuts"].values())
@@ -161,7 +140,7 @@ def test_a_pickle_planted_in_an_entry_never_runs(fleet, stage, how, tmp_path):
         else:
             for rel in [r for r in tree_files(entry) if r.endswith(".npz")]:
                 _plant(entry, rel, _object_npz(marker))
-    again = _run(fleet["manifest"], tmp_path / "again", cache, "mlp")
+    again = run_tasks_here(fleet["manifest"], tmp_path / "again", cache, "mlp")
     assert not os.path.exists(marker), "a planted pickle was executed"
     prepare = next(o for t, o in again["outcomes"].items() if t.endswith("/prepare"))
     assert stage not in prepare["cache_hits"]  # found foreign: rebuilt, not used
@@ -176,7 +155,7 @@ def test_a_failed_emit_is_tried_again_not_served(fleet, tmp_path):
     for entry in _entries(fleet["cache"], "emit"):  # no failure among the results the cache serves
         with open(os.path.join(entry, "emit.json")) as f:
             assert not json.load(f)["failed"]
-    warm = _run(fleet["manifest"], tmp_path, fleet["cache"], "erf")
+    warm = run_tasks_here(fleet["manifest"], tmp_path, fleet["cache"], "erf")
     assert warm["shortcuts"]["erf/emit/onnx/fp32"] is not None
     assert warm["shortcuts"]["erf/emit/tflite/fp32"] is None  # the driver does not serve the failure
     tflite = warm["outcomes"]["erf/emit/tflite/fp32"]
@@ -204,7 +183,7 @@ def test_a_new_precision_reruns_only_its_tasks_and_hits_the_prepare_cache(fleet,
     [after] = [m for m in load_manifest(str(manifest)) if m.name == "mlp"]
     assert up_to_date(cold["outdir"], fingerprint(before.options))
     assert not up_to_date(cold["outdir"], fingerprint(after.options))  # the model is planned again
-    again = _run(manifest, tmp_path, fleet["cache"], "mlp")
+    again = run_tasks_here(manifest, tmp_path, fleet["cache"], "mlp")
     assert {"optimize", "statistics"} <= set(again["outcomes"]["mlp/prepare"]["cache_hits"])
     served = {t for t, s in again["shortcuts"].items() if s is not None}
     assert served == {"mlp/emit/tflite/fp32", "mlp/emit/tflite/int8"}
@@ -226,7 +205,7 @@ def test_a_corrupt_cache_entry_is_rebuilt_not_used(fleet, tmp_path):
         with open(os.path.join(entry, "portable.pb"), "r+b") as f:
             f.seek(10)
             f.write(b"\xff\xff\xff\xff")
-    again = _run(fleet["manifest"], tmp_path / "again", cache, "mlp")
+    again = run_tasks_here(fleet["manifest"], tmp_path / "again", cache, "mlp")
     assert "optimize" not in again["outcomes"]["mlp/prepare"]["cache_hits"]  # found corrupt: rebuilt
     assert files_of(again["outdir"]) == files_of(fleet["cold"]["mlp"]["outdir"])
     rebuilt = [e for e in entries if Cache(cache).get("optimize", os.path.basename(e)) is not None]
