@@ -11,8 +11,8 @@ import onnx
 import pytest
 
 from tests.helpers import graph_model
-from tfopt.emitters.onnx import convert_to_onnx
-from tfopt.emitters.onnx_worker import convert_in_child, shared_child
+from tfopt.emitters.onnx import convert_ahead, convert_to_onnx
+from tfopt.emitters.onnx_worker import convert_in_child, shared_child, submit_in_child
 from tfopt.errors import ConversionError
 
 
@@ -77,6 +77,40 @@ def test_a_failing_job_is_a_typed_error_and_the_next_job_converts(models, alone)
             convert_to_onnx(broken, 17)
         assert _bytes(model) == alone[name]
         assert child.started == 1  # the failure did not take the child down
+
+
+def _spec(model):
+    return model.graph_def, [s.tensor for s in model.inputs], [s.tensor for s in model.outputs], 17
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse"])
+def test_jobs_sent_ahead_write_what_synchronous_jobs_write(models, alone, order):
+    """Each job sent ahead (one in flight: sending the next collects the previous) and collected
+    later gives the file a synchronous job gives, whatever ran before it in the child."""
+    names = list(models) if order == "forward" else list(models)[::-1]
+    assert not submit_in_child(*_spec(models[names[0]]))  # outside a shared scope: nothing is sent
+    with shared_child() as child:
+        for name in names:
+            assert submit_in_child(*_spec(models[name]))
+            assert child.converted == len(child.submitted) - 1  # only the job sent last is in flight
+        got = {name: _bytes(models[name]) for name in names}  # collected, or read back: none converted again
+        assert (child.started, child.converted, len(child.submitted)) == (1, len(names), len(names))
+    assert got == alone
+
+
+def test_a_failing_job_sent_ahead_fails_where_it_is_collected_as_a_synchronous_one_does(models, alone):
+    name, model = next(iter(models.items()))
+    broken = model.replace(outputs=[dataclasses.replace(model.outputs[0], tensor="no_such_node:0")])
+    with shared_child() as child:
+        with pytest.raises(ConversionError, match=r"tf2onnx \(opset 17\) failed") as synchronous:
+            convert_to_onnx(broken, 17)
+        assert convert_ahead(broken, 17)  # sent again: a failure is told once, not remembered
+        assert convert_ahead(model, 17)  # collects the broken job (its failure kept for its stage)
+        with pytest.raises(ConversionError) as ahead:
+            convert_to_onnx(broken, 17)
+        assert (str(ahead.value), ahead.value.exit_code) == (str(synchronous.value), synchronous.value.exit_code)
+        assert _bytes(model) == alone[name]
+        assert (child.started, child.converted) == (1, 3)  # the failures did not take the child down
 
 
 def test_convert_starts_one_child_for_every_onnx_artifact(tmp_path):

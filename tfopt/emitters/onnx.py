@@ -62,6 +62,16 @@ def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
     return proto
 
 
+def convert_ahead(model: Model, opset: int | None = None) -> bool:
+    """Send ``model``'s float conversion (the job :func:`convert_to_onnx` runs) to this run's tf2onnx
+    child now, without waiting: the ``convert_to_onnx`` that needs it collects it, with its error
+    if tf2onnx fails. Returns whether it was sent (only inside :func:`tfopt.emitters.onnx_worker.shared_child`)."""
+    from tfopt.emitters.onnx_worker import submit_in_child
+
+    return submit_in_child(_lower_for_tf2onnx(model.graph_def), [s.tensor for s in model.inputs],
+                           [s.tensor for s in model.outputs], opset or DEFAULT_OPSET)
+
+
 def _lower_for_tf2onnx(graph_def: Any) -> Any:
     """Rewrite TF ops tf2onnx has no handler for into ones it has:
     ``Erfc(x) = 1 − Erf(x)`` (Keras 3's exact GELU, ``0.5·x·erfc(−x/√2)``, uses Erfc); weight fake

@@ -19,7 +19,11 @@ reset, and tf2onnx imports every graph into a new ``tf.Graph``), so a job's file
 whichever jobs the child ran before. Inside :func:`shared_child` (``tfopt convert`` enters it
 once per conversion) every conversion goes to one child, and a graph converted again with the
 same inputs, outputs and opset (fp32 and fp16 start from the same float conversion) is read back
-instead of converted again. Outside it, each call starts a child for its one job.
+instead of converted again. Outside it, each call starts a child for its one job. A job can be
+sent ahead (:func:`submit_in_child`: ``tfopt convert`` sends the float ONNX conversion as soon as
+the frozen graph exists) and collected when its artifact is emitted: the child converts while this
+process builds the other targets. One job is in flight at a time, and the child runs them in the
+order sent, so the files are those of synchronous jobs.
 
 A process whose own hash seed is already ``PYTHONHASHSEED=0`` (the ``tfopt`` command sets it for
 itself: :func:`tfopt.cli.main`) does not start a new interpreter: :meth:`Tf2OnnxChild.start` forks
@@ -69,19 +73,36 @@ class Tf2OnnxChild:
         self._startup = ""  # the current child's startup log
         self._jobs = itertools.count()
         self._done: dict[str, tuple[str, str]] = {}  # job key -> (model.onnx, log)
+        self._failed: dict[str, RuntimeError] = {}  # job key -> its error, until told
+        self._pending: tuple[str, str, bool, bool] | None = None  # the job in flight: key, dir, first, sent
+        self.submitted: list[str] = []  # job keys in the order sent to a child
         self._fresh = False  # the child has not served a job yet
         self.started = 0  # children started
         self.forked = 0  # of which forks of this process (no TensorFlow import of their own)
         self.converted = 0  # jobs converted (a repeated job is read back, not counted)
 
     def convert(self, graph_def: Any, inputs: list[str], outputs: list[str], opset: int) -> tuple[str, str]:
-        """Convert in the child (or read back the same job's earlier file); raises
-        ``RuntimeError(message, log)`` when tf2onnx fails or the child dies."""
+        """Convert in the child (or read back the same job's earlier file, or collect the job
+        :meth:`submit` sent ahead); raises ``RuntimeError(message, log)`` when tf2onnx fails or the
+        child dies."""
+        key = self.submit(graph_def, inputs, outputs, opset)
+        self._collect()
+        failed = self._failed.pop(key, None)  # a failure is told once, as a job converted now would be
+        if failed is not None:
+            raise failed
+        return self._done[key]
+
+    def submit(self, graph_def: Any, inputs: list[str], outputs: list[str], opset: int) -> str:
+        """Send a job to the child without waiting for it (one job in flight: an earlier one is
+        collected first), so that it converts while this process works on; :meth:`convert` with the
+        same arguments collects it. The child runs its jobs in the order sent: each file is the one
+        a synchronous job writes. Returns the job's key."""
         data = graph_def.SerializeToString(deterministic=True)
         spec = json.dumps({"inputs": inputs, "outputs": outputs, "opset": opset}, sort_keys=True)
         key = hashlib.sha256(data + b"\0" + spec.encode()).hexdigest()
-        if key in self._done:
-            return self._done[key]
+        if key in self._done or key in self._failed or (self._pending is not None and self._pending[0] == key):
+            return key
+        self._collect()
         job = os.path.join(self._dir, f"job{next(self._jobs)}")
         os.makedirs(job)
         with open(os.path.join(job, "graph.pb"), "wb") as f:
@@ -93,7 +114,16 @@ class Tf2OnnxChild:
         if self._proc is None:
             self._start()
         first, self._fresh = self._fresh, False  # its startup log goes with its first job
-        answer = self._ask(job)
+        self._pending = (key, job, first, self._send(job))
+        self.submitted.append(key)
+        return key
+
+    def _collect(self) -> None:
+        """Wait for the job in flight, if any: its file into ``_done``, or its error into ``_failed``."""
+        if self._pending is None:
+            return
+        (key, job, first, sent), self._pending = self._pending, None
+        answer = self._answer() if sent else ""
         self.converted += 1
         log = (_read(self._startup) if first else "") + _read(os.path.join(job, "log.txt"))
         result = os.path.join(job, "model.onnx")
@@ -103,9 +133,9 @@ class Tf2OnnxChild:
                 code = answer.split()[-1] if answer.startswith("exit ") else self._stop()
                 tail = [line for line in log.splitlines() if line.strip()][-3:]
                 message = f"the converter process exited with {code}: {' | '.join(tail)}"
-            raise RuntimeError(message, log)
+            self._failed[key] = RuntimeError(message, log)
+            return
         self._done[key] = (result, log)
-        return self._done[key]
 
     def _start(self) -> None:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tfopt's parent
@@ -119,15 +149,24 @@ class Tf2OnnxChild:
         self.started += 1
         self._fresh = True
 
-    def _ask(self, job: str) -> str:
+    def _send(self, job: str) -> bool:
         proc = self._proc
-        if proc is None or proc.stdin is None or proc.stdout is None:
-            return ""
+        if proc is None or proc.stdin is None:
+            return False
         try:
             proc.stdin.write(job + "\n")
             proc.stdin.flush()
-            return proc.stdout.readline().strip()
+            return True
         except (BrokenPipeError, OSError):  # the child is gone: its exit code and log say why
+            return False
+
+    def _answer(self) -> str:
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            return ""
+        try:
+            return proc.stdout.readline().strip()
+        except OSError:
             return ""
 
     def _stop(self) -> int | None:
@@ -250,6 +289,17 @@ def convert_in_child(graph_def: Any, inputs: list[str], outputs: list[str], opse
     with shared_child() as child:
         path, log = child.convert(graph_def, inputs, outputs, opset)
         return onnx.load_model(path), log
+
+
+def submit_in_child(graph_def: Any, inputs: list[str], outputs: list[str], opset: int) -> bool:
+    """Send a job ahead to the current :func:`shared_child` (:meth:`Tf2OnnxChild.submit`); its
+    :func:`convert_in_child` collects it. Outside a shared scope nothing is sent (each call's child
+    ends with the call): returns whether the job was sent."""
+    child = _SHARED.get()
+    if child is None:
+        return False
+    child.submit(graph_def, inputs, outputs, opset)
+    return True
 
 
 def _stable_hashes(*classes: Any) -> None:
