@@ -131,7 +131,7 @@ def test_cli_all_or_nothing_exits_with_the_failure_and_writes_nothing(tmp_path, 
 
 
 # The ONNX job sent ahead (issue 25, conversion time): ``convert()`` sends the float ONNX conversion to
-# the tf2onnx child as soon as the frozen graph exists (stages.convert_onnx_ahead), and collects it at
+# the tf2onnx child as soon as the frozen graph exists (stages.send_ahead), and collects it at
 # the ONNX stage. Invariants: the job is in flight (sent, not collected) when the TFLite emission
 # starts, and every file is byte-identical to the synchronous path's (the job sent at the ONNX stage).
 
@@ -186,7 +186,7 @@ def test_the_onnx_job_is_sent_before_tflite_and_writes_the_synchronous_bytes(cha
     for event, sent, collected in seen:
         if event.startswith(("tflite", "openvino")) and order.index(event.split(" ")[0]) < order.index("onnx"):
             assert (sent, collected) == (1, 0), event  # in flight while the parent builds the others
-    monkeypatch.setattr(stages, "convert_onnx_ahead", lambda p, prepared: False)  # the synchronous path
+    monkeypatch.setattr(stages, "send_ahead", lambda p, prepared: False)  # the synchronous path
     with shared_child() as child:
         sync = tfopt.convert(source, str(tmp_path / "sync"), to=order, quantize=["fp32", "fp16"], report_runs=1)
         assert child.converted == 1  # fp16 read back from fp32's conversion, as with the job sent ahead

@@ -104,7 +104,7 @@ def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], Non
             # process after TensorFlow's import; else a new one, whose import overlaps loading and freezing
             child.start(fork=may_fork(model))
         prepared = convert_stages.prepare_graphs(model, p)
-        convert_stages.convert_onnx_ahead(p, prepared)  # tf2onnx works while the other targets are built
+        convert_stages.send_ahead(p, prepared)  # tf2onnx works while the other targets are built
         convert_stages.prepare_statistics(p, prepared, say)
         if release or not isinstance(model, Model):
             from tfopt.conversion.release import record_and_release
