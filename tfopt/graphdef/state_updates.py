@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tfopt.errors import StatefulModelError
-from tfopt.graph import consumers, is_control, node_map, tensor_node
+from tfopt.graph import ancestors, consumers, is_control, node_map, tensor_node
 
 STATE_UPDATE_OPS = frozenset({"AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp"})
 _PASS_THROUGH = frozenset({"Identity", "IdentityN"})
@@ -69,7 +69,7 @@ def drop_unread_state_updates(graph_def: Any, outputs: Iterable[str], *,
                and _source(nodes, n.input[0]).op == "Const"]
     if not updates:
         return []
-    read = _data_ancestors(nodes, [tensor_node(o) for o in outputs])
+    read = ancestors(graph_def, outputs, follow_control=False)  # control edges carry no value
     stateful = [u for u in updates if _source(nodes, u.input[0]).name in read]
     if stateful:
         lines = [f"{u.op} '{u.name}' writes variable '{_name(names, nodes, u)}' (layer '{layer_of(u.name)}')"
@@ -96,19 +96,6 @@ def _source(nodes: Mapping[str, Any], ref: str) -> Any:
 def _name(names: Mapping[str, str], nodes: Mapping[str, Any], update: Any) -> str:
     const = _source(nodes, update.input[0]).name
     return names.get(const, const)
-
-
-def _data_ancestors(nodes: Mapping[str, Any], roots: Iterable[str]) -> set[str]:
-    """Every node whose value reaches ``roots`` through data edges (control edges carry no value)."""
-    seen: set[str] = set()
-    stack = [r for r in roots if r in nodes]
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        stack.extend(tensor_node(i) for i in nodes[name].input if not is_control(i) and tensor_node(i) in nodes)
-    return seen
 
 
 def _remove_with_feeders(graph_def: Any, doomed: set[str], *, keep: set[str]) -> None:
