@@ -46,7 +46,7 @@ def pin_batch(model: Model, batch: int = PINNED_BATCH) -> Model | None:
             node.attr.pop("_output_shapes", None)
     if not _static_element_shapes(graph_def, batch) and not open_inputs:
         return None
-    _rename_functions(graph_def, f"_batch{batch}")
+    rename_functions(graph_def, f"_batch{batch}")
     inputs = [dataclasses.replace(s, shape=(batch, *s.shape[1:])) if s.node in open_inputs and s.shape else s
               for s in model.inputs]
     return model.replace(graph_def=graph_def, inputs=inputs)
@@ -77,7 +77,7 @@ def _static_element_shapes(graph_def: Any, batch: int) -> bool:
     return changed
 
 
-def _rename_functions(graph_def: Any, suffix: str) -> None:
+def rename_functions(graph_def: Any, suffix: str) -> None:
     """Give every library function a new name (``name + suffix``) and update its uses (``func``
     attributes, lists of them, and calls by op name). TensorFlow keeps the functions of an imported
     graph in its process-wide context: an edited body under its old name is a "duplicate function"

@@ -16,7 +16,9 @@ them in float between int8 tensors, as one op would be. Lowering before the engi
 range on every intermediate ``Add``/``Mul`` and round them to 8 bits, and would change the graph
 the other targets quantize.
 
-Only the main graph is lowered: an op inside a function body (a ``While`` loop) is reported.
+The same ops inside functional control flow are lowered too: every function body the graph reaches
+(``While``/``If``/``Case`` bodies and branches, ``PartitionedCall`` functions, nested ones), each
+once however many nodes call it (:mod:`tfopt.emitters.tflite_lower_bodies`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from tfopt.graph import Model, canonical_tensor
-from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
+from tfopt.passes.base import Pass, PassResult, copy_graph
 
 
 class LowerForBuiltins(Pass):
@@ -34,38 +36,28 @@ class LowerForBuiltins(Pass):
 
     def run(self, model: Model) -> PassResult:
         from tfopt.emitters import tflite_lower_math, tflite_lower_pool  # noqa: F401  (they fill the registry)
-        from tfopt.emitters.tflite_lowering import Operand, registry, rewire, splice
+        from tfopt.emitters.tflite_lower_bodies import bodies_to_lower, lower_bodies
+        from tfopt.emitters.tflite_lowering import Operand, lower_nodes, registry, rewire
 
-        skips = [Skip(f"{function.signature.name}/{node.name}",
-                      f"{node.op} inside a function body: not lowered (only the main graph is)")
-                 for function in model.graph_def.library.function for node in function.node_def
-                 if registry.get(node.op)]
         wanted = [n.name for n in model.graph_def.node if registry.get(n.op)]
-        if not wanted:
-            return PassResult(model, False, skips)
+        bodies = bodies_to_lower(model.graph_def)
+        if not wanted and not bodies:
+            return PassResult(model, False)
         from tfopt._tf import GraphFacts
 
         facts = GraphFacts(model.graph_def)
         graph_def = copy_graph(model.graph_def)
-        taken = {n.name for n in graph_def.node}
-        by_name = {n.name: n for n in graph_def.node}
-        moved: dict[str, str] = {}
-        lowered: list[str] = []
-        for name in wanted:
-            node = by_name[name]
-            lowering = registry.get(node.op)
-            assert lowering is not None
-            operands = [Operand(ref, facts.graph.get_tensor_by_name(canonical_tensor(ref)).dtype, facts.shape(ref))
-                        for ref in node.input if not ref.startswith("^")]
-            reason = lowering.check(node, operands)
-            if reason is not None:
-                skips.append(Skip(name, reason))
-                continue
-            moved.update(splice(graph_def, node, operands, lowering.build, taken))
-            lowered.append(f"{name} ({node.op}: {lowering.what})")
+
+        def operand(ref: str) -> Operand:
+            return Operand(ref, facts.graph.get_tensor_by_name(canonical_tensor(ref)).dtype, facts.shape(ref))
+
+        done = lower_nodes(graph_def.node, wanted, operand, {n.name for n in graph_def.node})
+        moved = {f"{name}:{k}": new for name, outputs in done.outputs.items() for k, new in enumerate(outputs) if k}
+        rewire(graph_def, moved)
+        in_bodies = lower_bodies(graph_def, bodies, facts.graph)
+        lowered, skips = done.lowered + in_bodies.lowered, done.skips + in_bodies.skips
         if not lowered:
             return PassResult(model, False, skips)
-        rewire(graph_def, moved)
         outputs = [_moved_spec(s, moved) for s in model.outputs]
         provenance = {**model.provenance, "lowered_for_builtins": lowered}
         return PassResult(model.replace(graph_def=graph_def, outputs=outputs, provenance=provenance), True, skips)

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tfopt.graph import canonical_tensor, tensor_node
+from tfopt.graph import canonical_tensor
+from tfopt.passes.base import Skip
 
 Check = Callable[[Any, Sequence["Operand"]], "str | None"]
 Build = Callable[[Any, Sequence[Any]], Sequence[Any]]
@@ -81,12 +82,52 @@ def float_inputs(node: Any, operands: Sequence[Operand]) -> str | None:
     return f"{node.op} on {bad[0]}: lowered for {', '.join(FLOATS)} only" if bad else None
 
 
-def splice(graph_def: Any, node: Any, operands: Sequence[Operand], build: Build, taken: set[str]) -> dict[str, str]:
-    """Replace ``node`` in ``graph_def`` (in place) by ``build`` traced on ``operands``.
+@dataclass
+class Lowered:
+    """What :func:`lower_nodes` did: each lowered node's new output tensors (:func:`splice`), the
+    report lines of the lowered nodes and the skips of the declined ones."""
+
+    outputs: dict[str, list[str]]
+    lowered: list[str]
+    skips: list[Skip]
+
+
+def lower_nodes(nodes: Any, wanted: Sequence[str], operand: Callable[[str], Operand], taken: set[str], *,
+                nested: bool = False, label: Callable[[str], str] = str) -> Lowered:
+    """Lower each node of ``nodes`` named in ``wanted`` (in place) whose lowering's check passes.
+
+    Args:
+        nodes: ``graph_def.node`` or a FunctionDef's ``node_def``.
+        wanted: names of nodes whose op has a lowering.
+        operand: an input's :class:`Operand` from its name (as the node's ``input`` spells it).
+        taken: names in use in that scope; the new nodes' names are added.
+        nested: ``nodes`` are a function body: tensors are named ``node:arg:index`` (FunctionDef).
+        label: how a node is named in the report (a function body's name in front).
+    """
+    by_name = {n.name: n for n in nodes}
+    done = Lowered({}, [], [])
+    for name in wanted:
+        node = by_name[name]
+        lowering = registry.get(node.op)
+        assert lowering is not None
+        operands = [operand(ref) for ref in node.input if not ref.startswith("^")]
+        reason = lowering.check(node, operands)
+        if reason is not None:
+            done.skips.append(Skip(label(name), reason))
+            continue
+        done.outputs[name] = splice(nodes, node, operands, lowering.build, taken, nested=nested)
+        done.lowered.append(f"{label(name)} ({node.op}: {lowering.what})")
+    return done
+
+
+def splice(nodes: Any, node: Any, operands: Sequence[Operand], build: Build, taken: set[str], *,
+           nested: bool = False) -> list[str]:
+    """Replace ``node`` in ``nodes`` (in place) by ``build`` traced on ``operands``.
 
     Returns:
-        ``{old tensor: new tensor}`` for outputs ``k > 0``, which the caller rewires (output 0
-        keeps the node's name).
+        The tensor each output of ``node`` now is, in order: output 0 is the ``Identity`` under the
+        node's own name; in GraphDef form (``name``, ``name:0``), or ``nested`` in FunctionDef
+        form (``name:output:0``; the inputs of the copied nodes too).
     """
     from tfopt._tf import tf
 
@@ -99,15 +140,20 @@ def splice(graph_def: Any, node: Any, operands: Sequence[Operand], build: Build,
     traced = graph.as_graph_def()
     prefix = _free_prefix(node.name + "/lowered", taken)
     wired = {p.op.name: o.tensor for p, o in zip(placeholders, operands)}
+    args = _output_args(graph) if nested else {}
 
     def rename(name: str) -> str:
         control = name.startswith("^")
         base = name.lstrip("^")
         source, _, index = base.partition(":")
         if source in wired:
-            return wired[source] if index in ("", "0") else f"{tensor_node(wired[source])}:{index}"
-        new = f"{prefix}/{source}" + (f":{index}" if index else "")
-        return "^" + new if control else new
+            return wired[source]  # a placeholder has one output
+        new = f"{prefix}/{source}"
+        if control:
+            return "^" + new
+        if nested:
+            return f"{new}:{args[source][int(index or 0)]}"
+        return new + (f":{index}" if index else "")
 
     controls = [name for name in node.input if name.startswith("^")]
     device = node.device
@@ -115,7 +161,7 @@ def splice(graph_def: Any, node: Any, operands: Sequence[Operand], build: Build,
     for traced_node in traced.node:
         if traced_node.name in wired:
             continue
-        copy = type(traced_node)()
+        copy = type(node)()
         copy.CopyFrom(traced_node)
         copy.name = node.name if copy.name == names[0] else f"{prefix}/{copy.name}"
         del copy.input[:]
@@ -125,10 +171,27 @@ def splice(graph_def: Any, node: Any, operands: Sequence[Operand], build: Build,
         copy.device = device
         kept.append(copy)
         taken.add(copy.name)
-    position = list(graph_def.node).index(node)
-    del graph_def.node[position]
-    graph_def.node.extend(kept)
-    return {f"{node.name}:{k}": f"{prefix}/{names[k]}:0" for k in range(1, len(names))}
+    position = list(nodes).index(node)
+    del nodes[position]
+    nodes.extend(kept)
+    new = [node.name] + [f"{prefix}/{name}" for name in names[1:]]
+    return [f"{name}:output:0" if nested else (name if k == 0 else f"{name}:0") for k, name in enumerate(new)]
+
+
+def _output_args(graph: Any) -> dict[str, list[str]]:
+    """Op name -> ``arg:index`` of each of its outputs in order: how a FunctionDef names them."""
+    from tensorflow.python.framework import op_def_registry
+
+    out = {}
+    for op in graph.get_operations():
+        attrs = op.node_def.attr
+        names: list[str] = []
+        for arg in op_def_registry.get(op.type).output_arg:
+            count = (attrs[arg.number_attr].i if arg.number_attr
+                     else len(attrs[arg.type_list_attr].list.type) if arg.type_list_attr else 1)
+            names.extend(f"{arg.name}:{i}" for i in range(count))
+        out[op.name] = names
+    return out
 
 
 def rewire(graph_def: Any, moved: dict[str, str]) -> None:
