@@ -14,13 +14,9 @@ import math
 import numpy as np
 import pytest
 
-from tests.emitters.tflite_graphs import litert, one_op_model, tensorflow
+from tests.emitters.tflite_graphs import REL, assert_close, litert, one_op_model, tensorflow
 from tests.helpers import ops
 from tfopt.emitters.tflite_lower import lower_for_builtins
-
-ULP = 2.0 ** -24
-REL = 64 * ULP
-
 
 EDGES = [0.0, -0.0, 1e-30, -1e-7, 1e-6, 3e-4, -0.49, 0.5, 0.51, -0.99, 0.9999, 1.0, -1.0, 1.5, 20.0, 21.0, -50.0,
          88.0, 89.0, 4000.0, 5000.0, -1e6, 3e20, 1e30, math.inf, -math.inf, math.nan]
@@ -38,16 +34,6 @@ def _values(where: str, seed: int) -> np.ndarray:
     return values
 
 
-def _assert_close(out: np.ndarray, ref: np.ndarray, rel: np.ndarray | float) -> None:
-    assert out.shape == ref.shape and out.dtype == ref.dtype
-    finite = np.isfinite(ref)
-    np.testing.assert_array_equal(out[~finite], ref[~finite])  # ±inf and NaN where TensorFlow has them
-    err = np.abs(out[finite].astype(np.float64) - ref[finite])
-    bound = np.broadcast_to(rel, ref.shape)[finite] * np.maximum(np.abs(ref[finite]), np.finfo(np.float32).tiny)
-    worst = int(np.argmax(err - bound))
-    assert np.all(err <= bound), (ref[finite][worst], out[finite][worst])
-
-
 @pytest.mark.parametrize("op", list(UNARY))
 def test_elementwise_math_converts_and_matches_tensorflow(op, tmp_path):
     model = one_op_model(lambda t, x: [getattr(t.raw_ops, op)(x=x)], (None,))
@@ -56,7 +42,7 @@ def test_elementwise_math_converts_and_matches_tensorflow(op, tmp_path):
     out, ref = litert(model, x, tmp_path)["y"], tensorflow(model, x)["y"]
     # tan = sin/cos: TFLite's COS is accurate to an ulp of 1, not of cos x, near a pole
     rel = REL * (1.0 + 1.0 / np.abs(np.cos(x.astype(np.float64)))) if op == "Tan" else REL
-    _assert_close(out, ref, rel)
+    assert_close(out, ref, rel)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -67,7 +53,7 @@ def test_half_precision_is_computed_in_float32_and_rounded_back(dtype, tmp_path)
     x = tf.cast(tf.constant(_values("moderate", seed=3)), dtype).numpy()
     out, ref = litert(model, x, tmp_path), tensorflow(model, x)
     for name in ("a", "b"):  # one rounding of the float32 result more than TensorFlow's: one half ulp
-        _assert_close(out[name].astype(np.float32), ref[name].astype(np.float32), 2.0 ** -7 if dtype == "bfloat16" else 2.0 ** -10)
+        assert_close(out[name].astype(np.float32), ref[name].astype(np.float32), 2.0 ** -7 if dtype == "bfloat16" else 2.0 ** -10)
 
 
 def test_truncate_mod_keeps_the_dividend_sign(tmp_path):
@@ -75,4 +61,4 @@ def test_truncate_mod_keeps_the_dividend_sign(tmp_path):
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.integers(-9, 9, 40), rng.standard_normal(40) * 1e4, [0.0, -0.0, 7.0, -7.0]]).astype(np.float32)
     out, ref = litert(model, x, tmp_path)["y"], tensorflow(model, x)["y"]
-    _assert_close(out, ref, REL)
+    assert_close(out, ref, REL)

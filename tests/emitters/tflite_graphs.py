@@ -8,6 +8,9 @@ from tests.helpers import graph_model
 from tfopt.emitters.tflite import emit_tflite
 from tfopt.graph import Model, TensorSpec
 
+ULP = 2.0 ** -24
+REL = 64 * ULP  # the lowered math's bound in LiteRT (tests of tflite_lower_math)
+
 
 def one_op_model(build, shape, outputs=("y",), dtype="float32") -> Model:
     """A graph of ``build(tf, x)`` (a list of tensors, named ``outputs``) on one input ``x``."""
@@ -37,3 +40,14 @@ def tensorflow(model: Model, x: np.ndarray) -> dict[str, np.ndarray]:
     from tfopt.runtimes.tensorflow import GraphRunner
 
     return GraphRunner(model)({"x": x})
+
+
+def assert_close(out: np.ndarray, ref: np.ndarray, rel: np.ndarray | float) -> None:
+    """``out`` within ``rel`` of ``ref`` relative to ``|ref|`` where ``ref`` is finite, and non-finite where it is."""
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    finite = np.isfinite(ref)
+    np.testing.assert_array_equal(out[~finite], ref[~finite])  # ±inf and NaN where TensorFlow has them
+    err = np.abs(out[finite].astype(np.float64) - ref[finite])
+    bound = np.broadcast_to(rel, ref.shape)[finite] * np.maximum(np.abs(ref[finite]), np.finfo(np.float32).tiny)
+    worst = int(np.argmax(err - bound))
+    assert np.all(err <= bound), (ref[finite][worst], out[finite][worst])

@@ -12,10 +12,12 @@ output of the node is rewired. The signature, ``arg_attr``, ``attr`` and ``contr
 Dtypes and shapes are TensorFlow's own, from importing the body (``function_def_to_graph``: the
 arguments' recorded shapes, then shape inference).
 
-When a body changed, every library function is renamed ``<name>_lowered`` (its uses too): TensorFlow
-keeps the functions of an imported graph in its process-wide context, where the unlowered body may
-already be registered under its own name (the graph was verified in TensorFlow), and a different body
-under that name is then a "duplicate function".
+When a body changed, every library function is renamed ``<name>_lowered_<hash of the library>`` (its
+uses too): TensorFlow keeps the functions of a graph wrapped as a ``ConcreteFunction`` in its
+process-wide context, where the unlowered body may already be under its own name (the loader's
+frozen function, another target's conversion), and a different body under a registered name is then
+refused as a "duplicate function" or, measured, silently replaced by the registered one. The hash
+keeps two different lowered libraries apart and gives the same one the same names (deterministic).
 """
 
 from __future__ import annotations
@@ -55,9 +57,12 @@ def lower_bodies(graph_def: Any, names: list[str], graph: Any) -> Lowered:
             done.lowered.extend(body.lowered)
             done.skips.extend(body.skips)
     if done.lowered:
+        import hashlib
+
         from tfopt.emitters.tflite_batch import rename_functions
 
-        rename_functions(graph_def, SUFFIX)
+        content = b"".join(f.SerializeToString(deterministic=True) for f in graph_def.library.function)
+        rename_functions(graph_def, f"{SUFFIX}_{hashlib.sha256(content).hexdigest()[:8]}")
     return done
 
 
