@@ -7,7 +7,10 @@ in a fresh graph whose placeholders carry the node's input dtypes and static sha
 nodes are then copied into the model's GraphDef under ``<node>/lowered/`` with each placeholder
 wired to the node's real input (:func:`splice`). The replacement keeps the node's name: output 0
 is an ``Identity`` named as the node, so its consumers need no rewiring; a consumer of output
-``k > 0`` (``MaxPoolWithArgmax``'s argmax) is rewired to the subgraph's ``k``-th output.
+``k > 0`` (``MaxPoolWithArgmax``'s argmax) is rewired to the subgraph's ``k``-th output. The same
+splice works on a FunctionDef's body (``nested``): there tensors are named ``node:arg:index``, so
+output 0 becomes ``node:output:0`` and its readers are rewired too
+(:mod:`tfopt.emitters.tflite_lower_bodies`). :func:`lower_nodes` applies the registry to one scope.
 
 A lowering first checks that it is exact for this node (dtype, static dimensions, attributes) and
 returns the reason when it is not; the pass reports that reason as a skip.
