@@ -32,7 +32,7 @@ def write_reports(outdir: str, report: dict[str, Any]) -> list[str]:
 def _markdown(report: dict[str, Any]) -> str:
     ref = report["reference"]
     lines = ["# tfopt report", "", f"Source: `{report.get('source')}` ({report.get('source_format')}); "
-             f"{report['samples']} samples; latency at batch 1, threads "
+             f"{report.get('batching') or str(report['samples']) + ' samples'}; latency at batch 1, threads "
              f"{report['artifacts'][0]['latency_ms']['threads'] if report['artifacts'] else '-'}.", "",
              f"Original model: latency {ref['latency_ms']['median']:.2f} ms"
              + (f", top-1 {ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else "")
