@@ -62,7 +62,7 @@ def test_eval_data_is_fed_in_whole_batches_and_every_sample_counts(tmp_path, tow
     expected = 100.0 * (samples - len(wrong)) / samples
     assert report["reference"]["accuracy"]["top1"] == pytest.approx(expected)
     batches = math.ceil(samples / unit)
-    assert report["samples"] == batches
+    assert report["samples"] == batches and report["batch_rows"] == unit
     assert report["batching"].startswith(f"{samples} samples in {batches} batches of {unit} rows")
     assert f"completed with {batches * unit - samples} row" in report["batching"]
     for row in report["artifacts"]:

@@ -85,7 +85,7 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
         del runner, got
     return {"reference": {"latency_ms": {**reference_latency, "threads": "tensorflow default"},
                           "accuracy": ref_accuracy},
-            "samples": samples.count, "batching": recorded.batching or None, "artifacts": rows}
+            "samples": samples.count, "batch_rows": per_sample, "batching": recorded.batching or None, "artifacts": rows}
 
 
 @dataclass
