@@ -55,7 +55,14 @@ def run(args: argparse.Namespace) -> int:
     for kind in ("inputs", "outputs"):
         for s in info[kind]:
             shape = "x".join("?" if d is None else str(d) for d in s["shape"]) if s.get("shape") is not None else "?"
-            print(f"  {kind[:-1]:<6} {s['name']}" + (f"  {s['dtype']}[{shape}]" if "dtype" in s else ""))
+            where = s.get("from_pipeline")
+            print(f"  {kind[:-1]:<6} {s['name']}" + (f"  {s['dtype']}[{shape}]" if "dtype" in s else "")
+                  + (f"  <- {where['element']}" if where else ""))
+    if info.get("pipeline_cut"):
+        cut = info["pipeline_cut"]
+        print(f"  tf.data iterator cut: {', '.join(cut['iterators'])}; its elements (<-) are the inputs tfopt feeds "
+              "(name them in --inputs)" + (f"; not an input: {', '.join(cut['not_inputs'])} (fed only the iterator)"
+                                           if cut["not_inputs"] else ""))
     print(f"  nodes {info['nodes']}, variables {info['variables']} ({format_bytes(info['variable_bytes'])}), "
           f"training-only nodes {info['training_nodes']}")
     if info.get("training_flags"):

@@ -43,9 +43,11 @@ def _inspect(path: str, options: dict[str, Any]) -> dict[str, Any]:
         return _inspect_tf1(path, options.get("outputs") or [], options.get("external_threshold"))
     model = load(path, format=fmt, **options)
     prov = model.provenance
+    record = dict(prov.get("pipeline_cut") or {"inputs": {}})  # the cut load made (tf.data elements read directly)
+    record["inputs"] = {**record["inputs"], **_fed_defaults(model.graph_def, [s.name for s in model.inputs])}
     return {
         **_storage(model),
-        "format": fmt, "path": path, "inputs": _specs(model.inputs), "outputs": _specs(model.outputs),
+        "format": fmt, "path": path, **_with_pipeline(_specs(model.inputs), record), "outputs": _specs(model.outputs),
         # TF2 graphs hide their body behind (Stateful)PartitionedCall: describe the inlined graph.
         "nodes": len(model.graph_def.node), "ops": op_histogram(model.graph_def),
         "variables": prov.get("variables", 0), "variable_bytes": prov.get("variable_bytes", 0),
@@ -75,7 +77,7 @@ def inspect_artifact(path: str) -> dict[str, Any]:
 def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
     from tfopt.freezing.remove_dropout import dropout_knobs
     from tfopt.loaders._signature import adopt_recorded_shapes
-    from tfopt.loaders.pipeline_inputs import needed_by, pipeline_fed
+    from tfopt.loaders.pipeline_inputs import cut_copy, describe_cut, needed_by, pipeline_fed, pipeline_handles
 
     adopt_recorded_shapes(graph_def)  # as the loaders read the inputs
     reasons = explain_outputs(graph_def)
@@ -85,13 +87,20 @@ def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
     # an alternative says why it was not chosen, where the candidates are listed
     reasons = {c: f"{r}; not chosen: {choice.alternatives[c]}" if c in choice.alternatives else r
                for c, r in reasons.items()}
-    fed = pipeline_fed(graph_def)  # an iterator-fed PlaceholderWithDefault is the input, not the iterator's handle
-    needed = needed_by(graph_def, chosen, fed) if chosen else {n.name for n in graph_def.node}
-    inputs = [placeholder_spec(n) for n in graph_def.node
-              if n.op in PLACEHOLDER_OPS and n.name in needed and not _behind(graph_def, n.name, fed)
-              and not is_training_flag(n, graph_def) and not is_training_node(n)]
+    # the elements the outputs read straight from an iterator become inputs: the cut `load` makes
+    cut, made = cut_copy(graph_def)
+    handles = set(pipeline_handles(cut))
+    fed = pipeline_fed(cut)  # an iterator-fed PlaceholderWithDefault is the input, not the iterator's handle
+    needed = needed_by(cut, chosen, fed) if chosen else {n.name for n in cut.node}
+    inputs = [placeholder_spec(n) for n in cut.node
+              if n.op in PLACEHOLDER_OPS and n.name in needed and n.name not in handles
+              and not _behind(cut, n.name, fed) and not is_training_flag(n, cut) and not is_training_node(n)]
+    record = describe_cut(cut, made)
+    record["inputs"].update(_fed_defaults(cut, [s.name for s in inputs]))
+    reach = ancestors(graph_def, chosen) if chosen else handles
+    record["not_inputs"] = [h for h in sorted(handles) if h in reach]
     return {
-        "inputs": _specs(inputs),
+        **_with_pipeline(_specs(inputs), record),
         "outputs": [{"name": o} for o in chosen],
         "nodes": len(graph_def.node),
         "ops": op_histogram(graph_def),
@@ -102,6 +111,31 @@ def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
         "output_alternatives": {} if outputs else choice.alternatives,
         "dropout_knobs": dropout_knobs(graph_def, outputs=chosen or None),
     }
+
+
+def _fed_defaults(graph_def: Any, inputs: list[str]) -> dict[str, Any]:
+    """:func:`~tfopt.loaders.pipeline_inputs.describe_cut` of the ``PlaceholderWithDefault`` inputs
+    whose default is an iterator's element (freezing cuts that edge)."""
+    from tfopt.loaders.pipeline_inputs import describe_cut
+
+    nodes = {n.name: n for n in graph_def.node}
+    defaults = {i: nodes[i].input[0] for i in inputs
+                if i in nodes and nodes[i].op == "PlaceholderWithDefault" and nodes[i].input}
+    return describe_cut(graph_def, defaults)["inputs"] if defaults else {}
+
+
+def _with_pipeline(inputs: list[dict[str, Any]], record: dict[str, Any]) -> dict[str, Any]:
+    """``{"inputs": ...}``, each input an iterator's element carrying ``from_pipeline`` (its
+    :func:`~tfopt.loaders.pipeline_inputs.describe_cut` entry), and, when there was a cut,
+    ``pipeline_cut``: ``iterators`` (the nodes cut) and ``not_inputs`` (the string handles that fed
+    only the iterator)."""
+    where = record.get("inputs") or {}
+    for spec in inputs:
+        if spec["name"] in where:
+            spec["from_pipeline"] = where[spec["name"]]
+    cut = {"iterators": sorted({w["iterator"] or w["element"] for w in where.values()}),
+           "not_inputs": list(record.get("not_inputs") or [])}
+    return {"inputs": inputs, **({"pipeline_cut": cut} if where or cut["not_inputs"] else {})}
 
 
 def _behind(graph_def: Any, name: str, fed: set[str]) -> bool:

@@ -131,6 +131,48 @@ def cut_pipeline_sources(graph_def: Any) -> dict[str, str]:
     return made
 
 
+def cut_copy(graph_def: Any) -> tuple[Any, dict[str, str]]:
+    """A copy of ``graph_def`` cut by :func:`cut_pipeline_sources` and what it made; ``graph_def``
+    itself (not copied) and ``{}`` when it reads no pipeline source. The one cut that ``load``
+    (:func:`cut_model`) and ``tfopt inspect`` both make."""
+    if not any(is_pipeline_source(n.op) for n in graph_def.node):
+        return graph_def, {}
+    copy = type(graph_def)()
+    copy.CopyFrom(graph_def)
+    made = cut_pipeline_sources(copy)
+    return (copy, made) if made else (graph_def, {})
+
+
+def describe_cut(graph_def: Any, fed: Mapping[str, str]) -> dict[str, Any]:
+    """Where each pipeline-fed input comes from, for people: ``{"inputs": {input: {"element":
+    "IteratorGetNext:1", "source": op of the GetNext, "iterator": the node it reads (the iterator,
+    its string-handle op, a queue), "iterator_op": its op}}}``. ``fed``: input name -> the tensor
+    behind it (:func:`cut_pipeline_sources`' result, or a ``PlaceholderWithDefault``'s default);
+    an input with no pipeline source behind it is left out. ``graph_def`` still holds the iterator."""
+    nodes = node_map(graph_def)
+    out: dict[str, dict[str, str]] = {}
+    for name, tensor in fed.items():
+        source = nodes.get(tensor_node(tensor))
+        if source is None or not is_pipeline_source(source.op):
+            continue
+        feeder = nodes.get(tensor_node(source.input[0])) if source.input else None
+        out[name] = {"element": tensor if ":" in tensor else f"{tensor}:0", "source": source.op,
+                     "iterator": feeder.name if feeder is not None else "",
+                     "iterator_op": feeder.op if feeder is not None else ""}
+    return {"inputs": out}
+
+
+def pipeline_handles(graph_def: Any) -> list[str]:
+    """Placeholders whose every consumer is a pipeline op (an iterator's string handle, a file name
+    queue's feed): never a model input once the pipeline is cut."""
+    users: dict[str, list[str]] = {}
+    for node in graph_def.node:
+        for ref in node.input:
+            users.setdefault(tensor_node(ref), []).append(node.op)
+    return [n.name for n in graph_def.node if n.op in PLACEHOLDER_OPS and users.get(n.name)
+            and all(is_pipeline_op(op) for op in users[n.name])]
+
+
 def _element_types(node: Any) -> list[int]:
     for key in ("output_types", "component_types"):
         if key in node.attr:
@@ -159,22 +201,21 @@ def cut_model(model: Model) -> Model:
     :func:`cut_pipeline_sources` on its graph, pruned to what the outputs need; inputs that fed only
     the pipeline (a string handle) are gone. The original's runner is asked to take the same feeds
     (:class:`FedInside`); a frozen graph's original is the cut graph itself. Recorded in the
-    provenance (``inputs_from_pipeline``: new input -> the iterator output it stands for).
+    provenance (``inputs_from_pipeline``: new input -> the iterator output it stands for;
+    ``pipeline_cut``: :func:`describe_cut`, with ``not_inputs`` the inputs that fed only the pipeline).
 
     Raises:
         GraphError: the original model cannot be fed at the iterator's outputs (nothing would
             verify the cut model).
     """
-    if not any(is_pipeline_source(n.op) for n in model.graph_def.node):
-        return model  # no copy of a graph (of up to 2 GB) that reads no pipeline
-    graph_def = type(model.graph_def)()
-    graph_def.CopyFrom(model.graph_def)
-    made = cut_pipeline_sources(graph_def)
+    graph_def, made = cut_copy(model.graph_def)
     if not made:
-        return model
+        return model  # no copy of a graph (of up to 2 GB) that reads no pipeline
+    record = describe_cut(graph_def, made)
     graph_def = subgraph(graph_def, ancestors(graph_def, [s.tensor for s in model.outputs]))
     nodes = node_map(graph_def)
     kept = [s for s in model.inputs if s.node in nodes]
+    record["not_inputs"] = [s.name for s in model.inputs if s.node not in nodes]
     reference = model.reference
     if reference is not None:
         fed_at = getattr(reference, "fed_at", None)
@@ -187,4 +228,5 @@ def cut_model(model: Model) -> Model:
                 "(name them in --inputs, --set, --verify-shape)", model.provenance.get("path"),
                 ", ".join(f"{name} (was {was})" for name, was in made.items()))
     return model.replace(graph_def=graph_def, inputs=kept + [placeholder_spec(nodes[n]) for n in made],
-                         reference=reference, provenance={**model.provenance, "inputs_from_pipeline": made})
+                         reference=reference,
+                         provenance={**model.provenance, "inputs_from_pipeline": made, "pipeline_cut": record})

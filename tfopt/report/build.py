@@ -12,6 +12,7 @@ import numpy as np
 from tfopt.errors import OptionError, OutputMismatchError
 from tfopt.graph import Model
 from tfopt.targets import PRECISIONS, target, target_of_file
+from tfopt.verification.data_batches import batch_unit, describe, rows_of, whole_batches
 from tfopt.verification.input_data import LabeledData, read_labeled
 from tfopt.verification.nonfinite import count_nonfinite
 
@@ -186,9 +187,11 @@ def record_original(model: Model, *, eval_data: LabeledData | None = None, sampl
     def run(feeds: Any) -> Any:
         return original({**feeds, **bindings})
 
-    inputs, labels, axes, rows = _report_inputs(model, run, eval_data, samples, manifest or {}, verified_at, seed,
-                                                allow_nonfinite)
-    return record_reference(run, model, inputs, axes, runs, labels, rows)
+    inputs, labels, axes, rows, padded = _report_inputs(model, run, eval_data, samples, manifest or {}, verified_at,
+                                                        seed, allow_nonfinite)
+    batching = describe(len(labels) if labels is not None else rows_of(inputs) - padded, rows, padded) \
+        if eval_data or samples else ""
+    return record_reference(run, model, inputs, axes, runs, labels, rows, padded, batching)
 
 
 def _int8_ops(outdir: str, artifact: dict[str, Any]) -> dict[str, Any] | None:
@@ -234,13 +237,14 @@ def _read_eval(path: str | None, model: Model, allow_nonfinite: bool) -> Labeled
 def _report_inputs(model: Model, run: Any, eval_data: LabeledData | None, samples: Any, manifest: dict[str, Any],
                    verified_at: Any, seed: int,
                    allow_nonfinite: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None,
-                                                   dict[str, int | None] | None, int]:
+                                                   dict[str, int | None] | None, int, int]:
     """``--eval-data``, else calibration samples, else made-up data at the shape the conversion was
     verified at (``verified_at``, else the manifest's record, else searched), batch 8. Given data the
     original model cannot answer is an input problem (:class:`OptionError`), found before any
     artifact runs. Also each input's batch axis (None: axis 0), read from the shapes at batch 1
     (:func:`tfopt.verification.shapes.batch_axes`: a time-major input holds its samples on axis 1),
-    and the rows of one sample there (a batch split into N towers: N)."""
+    and the rows of one sample there (a batch split into N towers: N), and the rows that complete given
+    data's last batch (:mod:`tfopt.verification.data_batches`: a graph that takes whole batches of N rows)."""
     from tfopt.verification.testing import random_inputs
     from tfopt.verification.verify import VerifyInputs, check_inputs, choose_inputs
 
@@ -248,10 +252,13 @@ def _report_inputs(model: Model, run: Any, eval_data: LabeledData | None, sample
     if eval_data or samples:
         inputs, labels = ((eval_data.inputs, eval_data.labels) if eval_data else
                           ({s.name: np.concatenate([x[s.name] for x in samples[:32]]) for s in model.inputs}, None))
-        first = VerifyInputs({k: v[:1] for k, v in inputs.items()}, "eval-data" if eval_data else "calibration")
+        ties = verified_at.ties if verified_at is not None else None
+        unit = batch_unit(run, model.inputs, model.graph_def, ties=ties, seed=seed).rows  # towers: whole batches
+        inputs, padded = whole_batches(inputs, unit)
+        first = VerifyInputs({k: v[:unit] for k, v in inputs.items()}, "eval-data" if eval_data else "calibration")
         if not allow_nonfinite:  # data holding NaN/Inf gives NaN outputs: measured and reported, not refused
             check_inputs(run, first, eval_data.where if eval_data else "--calibration", outputs)
-        return inputs, labels, None, 1
+        return inputs, labels, None, unit, padded
     recorded = (manifest.get("verification") or {}).get("shapes")
     if verified_at is None and recorded and set(recorded) == {s.name for s in model.inputs}:
         verified_at = VerifyInputs(random_inputs(model.inputs, seed=seed, shapes=recorded, graph_def=model.graph_def), "made up")
@@ -262,4 +269,4 @@ def _report_inputs(model: Model, run: Any, eval_data: LabeledData | None, sample
     axes = batch_axes(model.inputs, verified_at.with_batch(model.inputs, 1, seed, model.graph_def).shapes(),
                       verified_at.ties)
     rows = verified_at.ties.sample_rows() if verified_at.ties is not None else 1
-    return verified_at.with_batch(model.inputs, 8, seed, model.graph_def).feeds, None, axes, rows
+    return verified_at.with_batch(model.inputs, 8, seed, model.graph_def).feeds, None, axes, rows, 0

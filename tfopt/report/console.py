@@ -36,6 +36,8 @@ def print_report(report: dict[str, Any]) -> None:
     ref = report["reference"]
     print(f"original model: {ref['latency_ms']['median']:.2f} ms"
           + (f", top-1 {ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else ""))
+    if report.get("batching") and report.get("batch_rows", 1) > 1:
+        print(f"measured on {report['batching']}")  # a graph that takes whole batches (towers)
     if report.get("nonfinite_inputs"):
         print("measured on inputs holding NaN/Inf (--allow-nonfinite): "
               + ", ".join(f"{name} {n}" for name, n in report["nonfinite_inputs"].items()))

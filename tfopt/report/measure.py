@@ -56,7 +56,8 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     from tfopt.verification.testing import unranked_outputs
 
     per_sample = recorded.sample_rows if recorded is not None else sample_rows
-    samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs), per_sample)
+    samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs), per_sample,
+                       recorded.padded if recorded is not None else 0)
     if recorded is None:
         if reference is None:
             raise ValueError("measure: neither the original model (reference) nor its recorded outputs")
@@ -84,7 +85,7 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
         del runner, got
     return {"reference": {"latency_ms": {**reference_latency, "threads": "tensorflow default"},
                           "accuracy": ref_accuracy},
-            "samples": samples.count, "artifacts": rows}
+            "samples": samples.count, "batch_rows": per_sample, "batching": recorded.batching or None, "artifacts": rows}
 
 
 @dataclass
@@ -99,30 +100,41 @@ class RecordedReference:
     expected: dict[str, np.ndarray]  # output name -> the original's outputs, samples concatenated
     latency_ms: dict[str, Any]
     sample_rows: int = 1  # rows of one sample (a batch split into N towers: N)
+    padded: int = 0  # rows that complete given data's last batch (its first rows again): their outputs dropped
+    batching: str = ""  # how given data was batched (tfopt.verification.data_batches.describe)
 
 
 def record_reference(reference: Callable[[Mapping[str, Any]], dict[str, Any]], model: Model,
                      inputs: dict[str, np.ndarray], batch_axes: Mapping[str, int | None] | None, runs: int,
-                     labels: np.ndarray | None = None, sample_rows: int = 1) -> RecordedReference:
-    """The original's outputs on ``inputs`` (one sample at a time, as every artifact runs) and its latency."""
+                     labels: np.ndarray | None = None, sample_rows: int = 1, padded: int = 0,
+                     batching: str = "") -> RecordedReference:
+    """The original's outputs on ``inputs`` (one sample at a time, as every artifact runs) and its latency.
+    ``padded``: the last sample's last rows complete a batch (:mod:`tfopt.verification.data_batches`);
+    their outputs are dropped, here and for every artifact."""
     from tfopt.verification.testing import unranked_outputs
 
-    samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs), sample_rows)
+    samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs), sample_rows, padded)
     expected = _batched(reference, samples, [s.name for s in model.outputs])
     return RecordedReference(inputs, labels, batch_axes, expected, _latency(_single_call(reference, samples), runs),
-                             sample_rows)
+                             sample_rows, padded, batching)
 
 
 class _Samples:
     """Inputs split into samples along each input's batch axis."""
 
     def __init__(self, inputs: dict[str, np.ndarray], axes: Mapping[str, int | None], unranked: set[str],
-                 rows: int = 1):
+                 rows: int = 1, padded: int = 0):
         self.inputs, self.axes = inputs, {k: axes.get(k, 0) for k in inputs}
+        self.rows, self.padded = rows, padded  # the last sample's last ``padded`` rows complete its batch
         self.unranked = unranked  # outputs of unknown rank: compared element by element (tfopt.verification.testing.compare)
         from tfopt.verification.shapes import sample_count
 
         self.count = sample_count(inputs, self.axes, rows)
+
+    def real(self, i: int, value: np.ndarray) -> np.ndarray:
+        """Sample ``i``'s output without the rows that only completed the last batch."""
+        last = i == self.count - 1 and self.padded and value.ndim and value.shape[0] == self.rows
+        return value[:self.rows - self.padded] if last else value
 
     def sample(self, i: int) -> dict[str, np.ndarray]:
         from tfopt.verification.shapes import cut_sample
@@ -216,6 +228,7 @@ def _batched(run: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: _Sample
         out = run(inputs.sample(i))
         for k in names:
             value = np.atleast_1d(np.asarray(out[k], dtype=np.float64))
+            value = inputs.real(i, value)
             parts[k].append(value.ravel() if k in inputs.unranked else value)
     return {k: np.concatenate(v) for k, v in parts.items()}
 
@@ -248,6 +261,8 @@ def _fidelity(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> di
 
 def _accuracy(output: np.ndarray, labels: np.ndarray,
               metric: Callable[[np.ndarray, np.ndarray], float] | None, cut: float) -> dict[str, Any]:
+    if output.ndim == 1 and labels.ndim and output.size != len(labels) and output.size % max(len(labels), 1) == 0:
+        output = output.reshape(len(labels), -1)  # an output of unknown rank: each sample's elements in order
     if metric is not None:
         return {"score": float(metric(output, labels))}
     if np.issubdtype(labels.dtype, np.integer):

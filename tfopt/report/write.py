@@ -32,7 +32,7 @@ def write_reports(outdir: str, report: dict[str, Any]) -> list[str]:
 def _markdown(report: dict[str, Any]) -> str:
     ref = report["reference"]
     lines = ["# tfopt report", "", f"Source: `{report.get('source')}` ({report.get('source_format')}); "
-             f"{report['samples']} samples; latency at batch 1, threads "
+             f"{report.get('batching') or str(report['samples']) + ' samples'}; latency at batch 1, threads "
              f"{report['artifacts'][0]['latency_ms']['threads'] if report['artifacts'] else '-'}.", "",
              f"Original model: latency {ref['latency_ms']['median']:.2f} ms"
              + (f", top-1 {ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else "")
@@ -76,7 +76,8 @@ def _html(report: dict[str, Any]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>tfopt report</title><style>"
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
         f"padding:4px 8px;text-align:right}}th{{background:#eee}}{svg.STYLE}</style></head><body>"
-        f"<h1>tfopt report</h1><p>Source: <code>{html.escape(str(report.get('source')))}</code></p>"
+        f"<h1>tfopt report</h1><p>Source: <code>{html.escape(str(report.get('source')))}</code>"
+        + (f"; {html.escape(report['batching'])}" if report.get("batching") else "") + "</p>"
         f"<table><tr>{head}</tr>{rows}</table>" + _failed(report) + charts(report) + svg.SCRIPT + "</body></html>\n")
 
 

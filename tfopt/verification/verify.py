@@ -29,6 +29,7 @@ import numpy as np
 from tfopt.errors import ConversionError, GraphError, OptionError, TfoptError, VerificationError
 from tfopt.graph import Model, TensorSpec
 from tfopt.runtimes.tensorflow import GraphRunner
+from tfopt.verification.data_batches import DATA_ROWS, given_rows
 from tfopt.verification.input_data import npz_arrays
 from tfopt.verification.input_domains import reasons
 from tfopt.verification.stochastic import check_reproducible
@@ -38,7 +39,6 @@ SEARCH_SIZES = tuple(8 << i for i in range(12))  # 8 .. 16384
 REALISTIC = 64  # the smallest size that is verified as "realistic" (see the module docstring)
 REALISTIC_TRIES = 3  # 64, 128, 256 at most: one extra verified size, its search bounded
 ELEMENT_BUDGET = 1 << 22  # per input: 4 Mi elements (16 MB of float32) at most
-DATA_ROWS = 8  # rows of --eval-data / --calibration used to verify each stage
 
 
 @dataclass(frozen=True)
@@ -160,12 +160,12 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
     data = data or VerifyData()
     if data.eval_data:
         feeds = data.eval_data(specs) if callable(data.eval_data) else npz_arrays(data.eval_data, specs, option="--eval-data")
-        return check_inputs(original, VerifyInputs({k: v[:DATA_ROWS] for k, v in feeds.items()}, "eval-data"),
+        return check_inputs(original, VerifyInputs(given_rows(original, specs, feeds, graph_def, seed), "eval-data"),
                             f"--eval-data {data.eval_source or data.eval_data}", outputs)
     samples = data.calibration(specs) if callable(data.calibration) else data.calibration
     if samples:
         feeds = {s.name: np.concatenate([x[s.name] for x in samples[:DATA_ROWS]]) for s in specs}
-        return check_inputs(original, VerifyInputs(feeds, "calibration"),
+        return check_inputs(original, VerifyInputs(given_rows(original, specs, feeds, graph_def, seed), "calibration"),
                             f"--calibration {data.calibration_source or ''}".rstrip(), outputs)
     if data.shapes:
         shapes = _verify_shapes(data.shapes, specs)
