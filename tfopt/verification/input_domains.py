@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-_MAX_DEPTH = 12
+_MAX_DEPTH = 24  # ops from an input to a restricted op (a body's own Identity/_SwitchN count)
 _CARRY = {"Identity", "Cast", "Reshape", "ExpandDims", "Squeeze", "StridedSlice", "Slice", "Transpose", "Tile",
-          "BroadcastTo", "Enter", "Switch", "Merge", "ConcatV2", "Concat", "Pack", "ToFloat", "IdentityN",
+          "BroadcastTo", "Enter", "Switch", "_SwitchN", "Merge", "ConcatV2", "Concat", "Pack", "ToFloat", "IdentityN",
           "StopGradient", "PreventGradient", "Max", "Min"}  # a reduction's max/min is one of x's values
 
 
@@ -210,7 +210,7 @@ def _step(user: Any, index: int, scope: _Scope) -> Callable[[Domain], Domain | N
 
 # Ops folded when every input is known (a loop counter's first value through ``Cast`` and ``Pow``).
 _FOLD: dict[str, Callable[..., np.ndarray]] = {
-    "Identity": lambda a: a, "Neg": np.negative, "Square": np.square, "Pow": np.power, "Mul": np.multiply,
+    "Neg": np.negative, "Square": np.square, "Pow": np.power, "Mul": np.multiply,
     "AddV2": np.add, "Add": np.add, "Sub": np.subtract, "RealDiv": np.divide, "Maximum": np.maximum,
     "Minimum": np.minimum}
 
@@ -235,12 +235,14 @@ def _const(scope: _Scope, ref: str, depth: int = 0) -> np.ndarray | None:
         value = np.asarray(const_value(node))
         return value.astype(np.float64) if value.dtype.kind in "fiub" else None
     data = [r for r in node.input if not r.startswith("^")]
+    if node.op in ("Identity", "Switch", "_SwitchN", "Enter") and data:  # the value of input 0, passed on
+        return _const(scope, data[0], depth + 1)
     if node.op == "Cast" and len(data) == 1:  # to an integer: toward zero, as TensorFlow casts
         value = _const(scope, data[0], depth + 1)
         to = dtype_name(node.attr["DstT"].type)
         return None if value is None or to == "bool" else np.trunc(value) if to.startswith(("int", "uint")) else value
     fold = _FOLD.get(node.op)
-    if fold is None or len(data) != (1 if node.op in ("Identity", "Neg", "Square") else 2):
+    if fold is None or len(data) != (1 if node.op in ("Neg", "Square") else 2):
         return None
     values = [_const(scope, r, depth + 1) for r in data]
     if any(v is None or v.size > 1 << 16 for v in values):
