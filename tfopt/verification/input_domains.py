@@ -12,7 +12,19 @@ value ``v`` reached, and each restricted op's domain ``D`` is pulled back to ``x
   or scaled by ``c`` (for an array ``c``, the intersection over its extremes: the preimage of an
   interval under ``x -> a*x + b`` is an interval, and intersecting the ones at ``c_min`` and ``c_max``
   bounds every ``c`` in between);
-- any other op ends the walk: what it computes is not an elementwise map of ``x`` tfopt can invert.
+- any other op ends the walk: what it computes is not an elementwise map of ``x`` tfopt can invert;
+- a call into the function library (``While``/``StatelessWhile``, ``If``/``StatelessIf``/``Case``,
+  ``PartitionedCall``, a direct call; :mod:`tfopt.graphdef.calls`): the value goes on as the called
+  body's argument (input ``i`` -> ``signature.input_arg[i]``; ``If``/``Case``: input 0 selects, input
+  ``i`` is argument ``i - 1``), through the body's nodes and nested calls, by the same rules, and the
+  domain found there is pulled back through the caller's chain to ``x``.
+
+A ``While`` body sees its loop variables' initial values in the first iteration only: the next one
+sees what the body returned (``x -> f(x)``). The walk reads the first iteration: an argument fed a
+constant (a loop counter) is that constant there, so ``u * s**i`` scales by ``s**0 = 1``, and small
+ops over known values (``Cast``, ``Pow``, ``Mul``, ``Add``...) are folded. Outputs of a body are not
+followed back in. The domain found is thus what the first iteration needs (all of them, when the
+variable is passed through unchanged): a necessary condition, never a guessed one.
 
 Domains: ``Sqrt`` ``[0, inf)``; ``Log``, ``Rsqrt``, ``Lgamma``, ``Digamma`` and the base of a
 ``Pow`` whose exponent is not a constant of whole numbers ``(0, inf)`` (``[0, inf)`` when the
@@ -238,9 +250,9 @@ def _const(scope: _Scope, ref: str, depth: int = 0) -> np.ndarray | None:
     if node.op in ("Identity", "Switch", "_SwitchN", "Enter") and data:  # the value of input 0, passed on
         return _const(scope, data[0], depth + 1)
     if node.op == "Cast" and len(data) == 1:  # to an integer: toward zero, as TensorFlow casts
-        value = _const(scope, data[0], depth + 1)
+        source = _const(scope, data[0], depth + 1)
         to = dtype_name(node.attr["DstT"].type)
-        return None if value is None or to == "bool" else np.trunc(value) if to.startswith(("int", "uint")) else value
+        return None if source is None or to == "bool" else np.trunc(source) if to.startswith(("int", "uint")) else source
     fold = _FOLD.get(node.op)
     if fold is None or len(data) != (1 if node.op in ("Neg", "Square") else 2):
         return None
