@@ -1,1 +1,2 @@
-"""Whole-GraphDef primitives beside :mod:`tfopt.graph`: node order, Grappler, a light protobuf schema."""
+"""Whole-GraphDef primitives beside :mod:`tfopt.graph`: node order, Grappler, a light protobuf schema,
+calls into the function library."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tfopt.graph import Model, ancestors, is_control, node_map, subgraph, tensor_node
+from tfopt.graphdef.calls import callees, library_of
 from tfopt.passes.base import Pass, PassResult, copy_graph
 
 
@@ -39,18 +40,13 @@ class PruneDead(Pass):
 
 def called_functions(graph_def: Any) -> set[str]:
     """Names of library functions reachable from the graph's nodes (through nested bodies too)."""
-    library = {f.signature.name: f for f in graph_def.library.function}
+    library = library_of(graph_def)
     found: set[str] = set()
     stack = [n for n in graph_def.node]
     while stack:
         node = stack.pop()
-        names = [node.op] if node.op in library else []
-        for attr in node.attr.values():
-            if attr.HasField("func"):
-                names.append(attr.func.name)
-            names.extend(f.name for f in attr.list.func)
-        for name in names:
-            if name in library and name not in found:
+        for name in callees(node, library):
+            if name not in found:
                 found.add(name)
                 stack.extend(library[name].node_def)
     return found
