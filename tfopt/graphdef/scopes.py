@@ -102,6 +102,15 @@ class Scope:
         return {self.source(r)[0] for r in self.returns()} | set(self.function.control_ret.values())
 
 
+def join_path(outer: str, name: str) -> str:
+    """``name`` inside the call path ``outer``, their overlap once: a body's node names repeat the tail
+    of the scope the call was made in (``model/rnn/while`` + ``rnn/while/cell/Assign`` ->
+    ``model/rnn/while/cell/Assign``)."""
+    head, tail = outer.split("/") if outer else [], name.split("/")
+    overlap = max((k for k in range(1, min(len(head), len(tail)) + 1) if head[len(head) - k:] == tail[:k]), default=0)
+    return "/".join(head + tail[overlap:])
+
+
 def calls(node: Any, library: dict[str, Any]) -> Iterator[tuple[str, int]]:
     """``(function name, input index of its first arg)`` for each function ``node`` calls."""
     if node.op in library:
@@ -131,7 +140,7 @@ def walk_scopes(graph_def: Any) -> Iterator[tuple[Scope, Callable[[str], str | N
         for node in scope.nodes:
             inputs = scope.data_inputs(node)
             for name, offset in calls(node, library):
-                callee = Scope(graph_def, library[name], f"{scope.path}/{node.name}".lstrip("/"))
+                callee = Scope(graph_def, library[name], join_path(scope.path, node.name))
                 outer = {a: inputs[i + offset] for i, a in enumerate(callee.args) if i + offset < len(inputs)}
                 yield from visit(callee, _origin_in(callee, outer, origin))
 

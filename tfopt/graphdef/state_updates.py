@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tfopt.errors import StatefulModelError
-from tfopt.graphdef.scopes import Liveness, Scope, walk_scopes
+from tfopt.graphdef.scopes import Liveness, Scope, join_path, walk_scopes
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class _Write:
 
     @property
     def path(self) -> str:
-        return f"{self.scope.path}/{self.node.name}".lstrip("/")
+        return join_path(self.scope.path, self.node.name)
 
 
 def layer_of(node: str) -> str:
