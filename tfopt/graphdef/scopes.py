@@ -24,7 +24,9 @@ from typing import Any
 
 from tfopt.graph import is_control
 
-_PASS_THROUGH = frozenset({"Identity", "IdentityN"})
+# ops that hand their input 0 on unchanged (on some port): a resource reaches a write through them, also
+# where TensorFlow lowered a Case/If to Switch ops in the main graph
+_PASS_THROUGH = frozenset({"Identity", "IdentityN", "Switch", "_SwitchN", "RefSwitch", "Enter", "RefEnter"})
 
 # op -> the attrs naming the functions it calls, and the input index where their args start
 _CALL_ATTRS: dict[str, tuple[tuple[str, ...], int]] = {
@@ -81,7 +83,7 @@ class Scope:
         return [r for r in node.input if not is_control(r)]
 
     def through_identity(self, ref: str) -> str:
-        """The node or arg a tensor comes from, through Identity chains."""
+        """The node or arg a tensor comes from, through Identity chains (and Switch/Enter routing)."""
         name, _ = self.source(ref)
         while name in self.by_name and self.by_name[name].op in _PASS_THROUGH and self.data_inputs(self.by_name[name]):
             name, _ = self.source(self.data_inputs(self.by_name[name])[0])
