@@ -353,3 +353,106 @@ def test_a_generator_draw_the_outputs_read_keeps_drawing_and_is_named(tmp_path, 
     x = _both_branches()[0]
     first, second = (GraphRunner(frozen)({"x": x})["y"] for _ in range(2))
     assert np.isfinite(first).all() and not np.array_equal(first, second)
+
+
+def _keras_stateful(kind: str, units: int, *, read: bool = False):
+    """A Keras 3 model with a custom layer that changes state inside a body: ``counter-loop`` (assign_add in
+    a tf.while_loop), ``seed-in-rnn`` (a SeedGenerator draw in every RNN step), ``generator-in-rnn`` (a
+    tf.random.Generator draw in every step), ``generator-noise`` (a draw on every call). The draws are added
+    only in training (``read``: always; the counter: the output adds it), as such layers are written."""
+    import keras
+    import tensorflow as tf
+
+    class LoopCounter(keras.layers.Layer):
+        def build(self, shape):
+            self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False, name="calls")
+
+        def call(self, x):
+            def body(i, acc):
+                self.calls.assign_add(1.0)
+                return i + 1, acc * 0.5 + (self.calls if read else 0.0)
+
+            return tf.while_loop(lambda i, a: i < 3, body, [tf.constant(0), x])[1]
+
+    class NoisyCell(keras.layers.Layer):
+        def __init__(self, generator: bool, **kw):
+            super().__init__(**kw)
+            self.state_size = units
+            self.draw = (tf.random.Generator.from_seed(units).normal if generator else
+                         lambda shape, sg=keras.random.SeedGenerator(units): keras.random.normal(shape, seed=sg))
+
+        def build(self, shape):
+            self.k = self.add_weight(shape=(shape[-1] + units, units), name="k")
+
+        def call(self, x, states, training=False):
+            noise = self.draw(tf.shape(x))
+            if training or read:
+                x = x + noise
+            h = keras.ops.tanh(keras.ops.matmul(keras.ops.concatenate([x, states[0]], -1), self.k))
+            return h, [h]
+
+    class GeneratorNoise(keras.layers.Layer):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.gen = tf.random.Generator.from_seed(units)
+
+        def call(self, x, training=False):
+            noise = self.gen.normal(tf.shape(x))
+            return x + noise if training or read else x
+
+    keras.utils.set_random_seed(units)
+    seq = keras.Input((STEPS, FEATURES), name="seq")
+    if kind.endswith("-in-rnn"):
+        y = keras.layers.RNN(NoisyCell(kind.startswith("generator"), name="cell"), name="rnn")(seq)
+    else:
+        layer = LoopCounter(name="counter") if kind == "counter-loop" else GeneratorNoise(name="noise")
+        y = layer(keras.layers.Dense(units)(keras.layers.Flatten()(seq)))
+    return keras.Model(seq, keras.layers.Dense(2, name="score")(y))
+
+
+KERAS_KINDS = {"counter-loop": {"AssignVariableOp"}, "seed-in-rnn": {"AssignVariableOp"},
+               "generator-in-rnn": {"RngReadAndSkip"}, "generator-noise": {"RngReadAndSkip"}}
+
+
+@pytest.mark.parametrize("units", [2, 5])
+@pytest.mark.parametrize("kind", list(KERAS_KINDS))
+def test_keras3_layers_changing_state_in_bodies_freeze_and_match(kind, units):
+    model = _keras_stateful(kind, units)
+    frozen, report = tfopt.freeze(model_from_keras(model, {"format": "keras", "keras": "keras3"}))
+    assert {d["op"] for d in report.state_updates_dropped} == KERAS_KINDS[kind]
+    assert not _ops_everywhere(frozen.graph_def) & (STATE_OPS | set(RANDOM_OPS))
+    x = _x(batch=3, seed=units)
+    np.testing.assert_allclose(GraphRunner(frozen)({"seq": x})["score"], np.asarray(model(x, training=False)),
+                               atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=() if k == "generator-in-rnn" else (pytest.mark.slow,))
+                                  for k in KERAS_KINDS])
+def test_keras3_layers_changing_state_in_bodies_convert_to_every_target(tmp_path, kind):
+    model = _keras_stateful(kind, 3)
+    x = _x(batch=3, seed=2)
+    _assert_every_target(model_from_keras(model, {"format": "keras", "keras": "keras3"}), str(tmp_path / "out"),
+                         x, np.asarray(model(x, training=False)))
+
+
+@pytest.mark.parametrize("kind", ["while", "cond-in-while"])
+def test_a_module_writing_in_a_body_converts_to_every_target(tmp_path, kind):
+    module = _body_module(kind, "assign_add", units=3)
+    x = np.concatenate(_both_branches(2))  # the branch taken depends on the batch's sum: one sample at a time
+    want = np.concatenate([module(x[i:i + 1])["y"].numpy() for i in range(len(x))])
+    _assert_every_target(_saved(tmp_path, module, kind), str(tmp_path / "out"), x, want)
+
+
+@pytest.mark.parametrize(("kind", "error", "named"), [
+    ("counter-loop", StatefulModelError, "counter/calls"),
+    ("seed-in-rnn", StatefulModelError, "seed_generator_state"),
+    ("generator-in-rnn", StochasticModelError, "RngReadAndSkip"),
+    ("generator-noise", StochasticModelError, "RngReadAndSkip")])
+def test_keras3_layers_whose_outputs_read_the_state_are_refused_by_name(kind, error, named):
+    """A counter or a Keras SeedGenerator state the outputs read: the variable, by name; a tf.random.Generator
+    draw they read: a stochastic model, its draw named (every run of the original differs)."""
+    model = _keras_stateful(kind, 2, read=True)
+    with pytest.raises(error) as caught:
+        tfopt.freeze(model_from_keras(model, {"format": "keras", "keras": "keras3"}))
+    names = caught.value.variables if error is StatefulModelError else caught.value.random_ops
+    assert any(named in n for n in names), names

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tfopt.errors import StatefulModelError
-from tfopt.graphdef.scopes import Liveness, Scope, join_path, walk_scopes
+from tfopt.graphdef.call_tidy import tidy_calls
+from tfopt.graphdef.scopes import Liveness, Scope, join_path, library_of, walk_scopes
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +128,12 @@ def drop_unread_state_updates(graph_def: Any, outputs: Iterable[str], *,
             continue
         doomed |= _downstream(w.scope, w.node.name)
         dropped.append(DroppedUpdate(w.node.op, w.path, names.get(w.variable, w.variable)))
-    library = {f.signature.name: f for f in graph_def.library.function}
+    library = library_of(graph_def)
     for name, (doomed, fresh) in edits.items():
         scope = Scope(graph_def, library[name] if name is not None else None)
         released = {old for draw in fresh for old in _fresh_state(scope, scope.by_name[draw])}
         _remove(scope, doomed, keep=liveness.live.get(name, set()), released=released)
+    tidy_calls(graph_def, {name for name in edits if name is not None})
     return dropped
 
 
