@@ -48,7 +48,7 @@ GENERATOR_OPS = frozenset({DRAW, "RngSkip", "StatefulRandomBinomial", "StatefulS
                            "StatefulUniformFullInt", "StatefulTruncatedNormal"})
 WRITES = STATE_UPDATE_OPS | GENERATOR_OPS  # each writes the variable its input 0 holds
 _RESOURCE = 20  # DT_RESOURCE: an arg still of this type is a live resource, not a frozen variable
-_FRESH_STATE_MAX = 2**31 - 1  # key/counter words a runtime's int64 RandomUniformInt can draw everywhere
+_FRESH_STATE_MAX = 2**31 - 1  # a fresh state's words: any value keys Philox; a range every runtime's op draws
 
 
 @dataclass(frozen=True)
