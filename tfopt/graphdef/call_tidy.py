@@ -18,7 +18,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from tfopt.graphdef.scopes import Scope, calls, library_of
+from tfopt.graphdef.calls import call_sites as calls
+from tfopt.graphdef.calls import library_of
+from tfopt.graphdef.scopes import Scope
 
 _ARG_CALLS = frozenset({"If", "StatelessIf", "Case", "StatelessCase", "PartitionedCall", "StatefulPartitionedCall"})
 

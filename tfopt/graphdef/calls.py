@@ -57,6 +57,14 @@ def argument_inputs(node: Any, fdef: Any, library: Mapping[str, Any]) -> dict[st
     return {arg.name: ref for arg, ref in zip(fdef.signature.input_arg, data, strict=False)}
 
 
+def call_sites(node: Any, library: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """``(function name, input index of its first argument)`` for each function ``node`` calls as a
+    control-flow or call op (a direct call, While, If, Case, PartitionedCall); empty for other ops,
+    such as a dataset's map function, whose inputs do not map to arguments."""
+    offset = _offset(node, library)
+    return [] if offset is None else [(name, offset) for name in callees(node, library)]
+
+
 def _offset(node: Any, library: Mapping[str, Any]) -> int | None:
     if node.op in _AFTER_SELECTOR:
         return 1

@@ -23,19 +23,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from tfopt.graph import is_control
+from tfopt.graphdef.calls import call_sites as calls
+from tfopt.graphdef.calls import library_of
 
 # ops that hand their input 0 on unchanged (on some port): a resource reaches a write through them, also
 # where TensorFlow lowered a Case/If to Switch ops in the main graph
 _PASS_THROUGH = frozenset({"Identity", "IdentityN", "Switch", "_SwitchN", "RefSwitch", "Enter", "RefEnter"})
-
-# op -> the attrs naming the functions it calls, and the input index where their args start
-_CALL_ATTRS: dict[str, tuple[tuple[str, ...], int]] = {
-    "While": (("cond", "body"), 0), "StatelessWhile": (("cond", "body"), 0),
-    "If": (("then_branch", "else_branch"), 1), "StatelessIf": (("then_branch", "else_branch"), 1),
-    "Case": (("branches",), 1), "StatelessCase": (("branches",), 1),
-    "PartitionedCall": (("f",), 0), "StatefulPartitionedCall": (("f",), 0),
-}
-
 
 class Scope:
     """One body of code: the main graph (``function is None``) or a library function.
@@ -111,24 +104,6 @@ def join_path(outer: str, name: str) -> str:
     head, tail = outer.split("/") if outer else [], name.split("/")
     overlap = max((k for k in range(1, min(len(head), len(tail)) + 1) if head[len(head) - k:] == tail[:k]), default=0)
     return "/".join(head + tail[overlap:])
-
-
-def calls(node: Any, library: dict[str, Any]) -> Iterator[tuple[str, int]]:
-    """``(function name, input index of its first arg)`` for each function ``node`` calls."""
-    if node.op in library:
-        yield node.op, 0
-        return
-    attrs, offset = _CALL_ATTRS.get(node.op, ((), 0))
-    for attr in attrs:
-        value = node.attr[attr]
-        names = [f.name for f in value.list.func] if attr == "branches" else [value.func.name]
-        for name in names:
-            if name in library:
-                yield name, offset
-
-
-def library_of(graph_def: Any) -> dict[str, Any]:
-    return {f.signature.name: f for f in graph_def.library.function}
 
 
 def walk_scopes(graph_def: Any) -> Iterator[tuple[Scope, Callable[[str], str | None]]]:

@@ -37,7 +37,8 @@ from typing import Any
 
 from tfopt.errors import StatefulModelError
 from tfopt.graphdef.call_tidy import tidy_calls
-from tfopt.graphdef.scopes import Liveness, Scope, join_path, library_of, walk_scopes
+from tfopt.graphdef.calls import library_of
+from tfopt.graphdef.scopes import Liveness, Scope, join_path, walk_scopes
 
 log = logging.getLogger(__name__)
 
