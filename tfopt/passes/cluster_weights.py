@@ -63,6 +63,7 @@ from tfopt.graph import FLOAT_TYPES, Model, consumers, is_control, node_map, ten
 from tfopt.loaders.compressing import Compressed
 from tfopt.passes._kmeans1d import kmeans_1d
 from tfopt.passes._linear import LINEAR_OPS, plain_const
+from tfopt.passes._snap_assign import reassign
 from tfopt.passes._snap_bias import channels_last, correct_biases
 from tfopt.passes._snap_fit import fit_centroids
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
@@ -119,6 +120,7 @@ class ClusterWeights(Pass):
         (:mod:`tfopt.passes._snap_fit`), then add each op's mean output shift to its bias, producers
         first (:mod:`tfopt.passes._snap_bias`). Records each kernel's values and change."""
         kernels: dict[str, np.ndarray] = {}
+        assigned: dict[str, str] = {}
         names = [op.name for op, _, _ in deltas]  # a new BiasAdd takes over its op's name
         if not self.data:
             skips.append(Skip(snapped[0]["node"], f"bias of {len(snapped)} snapped kernel(s) not corrected: no "
@@ -129,15 +131,17 @@ class ClusterWeights(Pass):
                          if not channels_last(op))
             target = copy_graph(graph_def)
             _set_kernels(target, [(op, value) for op, value, _ in todo])
-            kernels, means = fit_centroids(model.replace(graph_def=target), todo, self.data,
-                                           keep_zero=bool((model.provenance.get("compression") or {}).get("prune")))
+            keep_zero = bool((model.provenance.get("compression") or {}).get("prune"))
+            todo, assigned = reassign(model.replace(graph_def=target), todo, self.data, keep_zero=keep_zero)
+            kernels, means = fit_centroids(model.replace(graph_def=target), todo, self.data, keep_zero=keep_zero)
             _set_kernels(graph_def, list(zip([op for op, _, _ in todo], [kernels[op.name] for op, _, _ in todo])))
             corrected = correct_biases(model.replace(graph_def=graph_def), [op for op, _, _ in todo], means, self.data)
         for name, (_, value, new), entry in zip(names, deltas, snapped):
             final = kernels.get(name, new)
             rel = float(np.linalg.norm(final.astype(np.float64) - value) / (np.linalg.norm(value) or 1.0))
             entry.update({"unique_after": len(np.unique(final)), "relative_change": round(rel, 4),
-                          "centroids": "fitted to the output" if name in kernels else "k-means"})
+                          "centroids": "fitted to the output" if name in kernels else "k-means",
+                          "assignment": assigned.get(name, "nearest centroid")})
             if name in kernels:
                 error, where = corrected[name]
                 entry["bias_corrected"] = where
