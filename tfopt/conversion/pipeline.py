@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from tfopt.passes.optimizing import OptimizeReport
 
 SAVE_FORMATS = ("pb", "pbtxt", "savedmodel")
+FIT_ROWS = 64  # calibration rows the lossy passes fit on (the cluster snap's H, centroids and biases)
 
 
 def load_kwargs(options: LoadOptions) -> dict[str, Any]:
@@ -57,8 +58,21 @@ def run_optimize(model: Model | str | os.PathLike[str], load: LoadOptions, freez
     with stage("optimizing"):
         portable, runtime, report = run(frozen, passes=optimize.passes, skip=optimize.skip,
                                         grappler=optimize.grappler, verify=freeze.verify, atol=optimize.atol,
-                                        rtol=optimize.rtol, seed=seed, verified_at=freeze_report.verified_at)
+                                        rtol=optimize.rtol, seed=seed, verified_at=freeze_report.verified_at,
+                                        fit_data=calibration_rows(verify_data, frozen))
     return portable, runtime, freeze_report, report
+
+
+def calibration_rows(verify_data: Any, frozen: Model) -> dict[str, Any] | None:
+    """The first :data:`FIT_ROWS` calibration samples, concatenated per input, or None without
+    ``--calibration`` (the lossy passes then fit on the rows every stage is verified on)."""
+    import numpy as np
+
+    source = getattr(verify_data, "calibration", None)
+    samples = source(frozen.inputs) if callable(source) else source
+    if not samples:
+        return None
+    return {s.name: np.concatenate([x[s.name] for x in samples[:FIT_ROWS]]) for s in frozen.inputs}
 
 
 def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple[Model, FreezeReport]:

@@ -4,10 +4,12 @@ k-means (:mod:`tfopt.passes._kmeans1d`) gives each weight the nearest of the ker
 which minimises Σᵢ (Tᵢ − Ŵᵢ)² (T the kernel snapped). The layer computes y = X·W (X: one row per
 input patch, P × D, the kernel flattened to D × C), so what the next layers see is the output error
 
-    E = Σ_k (T_k − Ŵ_k)ᵀ·H·(T_k − Ŵ_k),        H = X̃ᵀX̃   (D × D)
+    E = Σ_k ‖X·(T_k − Ŵ_k)‖² = Σ_k (T_k − Ŵ_k)ᵀ·H·(T_k − Ŵ_k),        H = XᵀX   (D × D)
 
-per output column k, X̃ the real inputs centred per input (the bias correction puts each output
-channel's mean back, :mod:`tfopt.passes._snap_bias`). Rounding each weight alone ignores that inputs
+per output column k. H is not centred although the bias correction puts each output channel's mean
+error back (:mod:`tfopt.passes._snap_bias`): measured on the fer mini-Xception at 16 clusters (8
+calibration rows, 2000 development crops), XᵀX gave 84.0 % top-1 agreement against 82.45 % for the
+covariance X̃ᵀX̃ (mean KL 0.042 against 0.044). Rounding each weight alone ignores that inputs
 are correlated: a rounding error on one weight can be cancelled by moving the weights whose inputs
 it correlates with. This is the Optimal Brain Quantizer / GPTQ step (Frantar et al. 2022,
 "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained Transformers", §3), with the
@@ -44,7 +46,7 @@ ASSIGNED_OPS = frozenset({"Conv2D", "DepthwiseConv2dNative", "MatMul"})
 
 def input_hessians(target: Model, ops: Sequence[tuple[Any, tuple[int, ...]]], feeds: Mapping[str, np.ndarray]
                    ) -> dict[str, np.ndarray | str]:
-    """Each op's input covariance H = X̃ᵀX̃ over the real rows (every patch of every row).
+    """Each op's input second moments H = XᵀX over the real rows (every patch of every row).
 
     Args:
         target: the graph whose ops' data inputs are the activations H is measured on.
@@ -66,7 +68,7 @@ def input_hessians(target: Model, ops: Sequence[tuple[Any, tuple[int, ...]]], fe
         return out
     specs = [TensorSpec(f"{op.name}/input", op.input[0] if ":" in op.input[0] else f"{op.input[0]}:0", "float32", None)
              for op in live]
-    sums: dict[str, list[Any]] = {op.name: [0.0, 0.0, 0] for op in live}  # Σxxᵀ, Σx, patches
+    sums: dict[str, Any] = {op.name: 0.0 for op in live}  # Σ xxᵀ over the patches
     runner = GraphRunner(target.replace(outputs=specs))
     try:
         rows = len(next(iter(feeds.values())))
@@ -74,16 +76,11 @@ def input_hessians(target: Model, ops: Sequence[tuple[Any, tuple[int, ...]]], fe
             values = runner({k: np.asarray(v)[start:start + CHUNK_ROWS] for k, v in feeds.items()})
             for op in live:
                 x = _patches(op, shapes[op.name], values[f"{op.name}/input"])
-                acc = sums[op.name]
-                acc[0] = acc[0] + np.matmul(x.transpose(1, 2, 0), x.transpose(1, 0, 2))
-                acc[1] = acc[1] + x.sum(0)
-                acc[2] += len(x)
+                sums[op.name] = sums[op.name] + np.matmul(x.transpose(1, 2, 0), x.transpose(1, 0, 2))
     finally:
         runner.close()
     for op in live:
-        second, first, count = sums[op.name]
-        mean = first / max(count, 1)
-        h = second - count * np.einsum("cd,ce->cde", mean, mean)
+        h = sums[op.name]
         out[op.name] = h[0] if op.op != "DepthwiseConv2dNative" else np.repeat(h, shapes[op.name][-1], axis=0)
     return out
 
