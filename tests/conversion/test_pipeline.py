@@ -29,3 +29,11 @@ def test_calibration_rows_are_the_first_fit_rows_samples(count, lazy):
 @pytest.mark.parametrize("data", [None, VerifyData(), VerifyData(calibration=[])], ids=["none", "no-data", "empty"])
 def test_no_calibration_no_rows(data):
     assert calibration_rows(data, _model()) is None
+
+
+def test_samples_of_another_shape_are_left_out():
+    """Variable-length samples: only those shaped as the first one stack."""
+    rng = np.random.default_rng(0)
+    samples = [{"a": rng.normal(size=(1, 3 if i % 3 else 5)), "b": rng.normal(size=(1, 2))} for i in range(10)]
+    rows = calibration_rows(VerifyData(calibration=samples), _model())
+    assert rows["a"].shape == (4, 5) and rows["b"].shape == (4, 2)

@@ -65,14 +65,18 @@ def run_optimize(model: Model | str | os.PathLike[str], load: LoadOptions, freez
 
 def calibration_rows(verify_data: Any, frozen: Model) -> dict[str, Any] | None:
     """The first :data:`FIT_ROWS` calibration samples, concatenated per input, or None without
-    ``--calibration`` (the lossy passes then fit on the rows every stage is verified on)."""
+    ``--calibration`` (the lossy passes then fit on the rows every stage is verified on). Samples
+    whose shapes differ from the first one's (variable lengths) are left out: rows must stack."""
     import numpy as np
 
     source = getattr(verify_data, "calibration", None)
     samples = source(frozen.inputs) if callable(source) else source
     if not samples:
         return None
-    return {s.name: np.concatenate([x[s.name] for x in samples[:FIT_ROWS]]) for s in frozen.inputs}
+    names = [s.name for s in frozen.inputs]
+    shapes = [np.shape(samples[0][n]) for n in names]
+    same = [x for x in samples if [np.shape(x[n]) for n in names] == shapes][:FIT_ROWS]
+    return {n: np.concatenate([x[n] for x in same]) for n in names}
 
 
 def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple[Model, FreezeReport]:
