@@ -5,8 +5,9 @@ folding (``cluster_weights``), N in {8, 16, 32} (``python scripts/benchmark.py c
 Plain TFMOT is ``--cluster N --skip cluster_weights``: TFMOT's N values per kernel, scaled per output
 channel when BatchNorm is folded. Fold-aware is ``--cluster N``: the folded kernel is snapped to N
 values (see :mod:`tfopt.passes.cluster_weights`). "+ bias" is ``--cluster N --calibration DATA``: every
-clustered kernel is snapped from the original, its centroids fitted to the layer's output and its
-bias corrected layer by layer, on the calibration rows the stages are verified on. All
+clustered kernel is snapped from the original, its weights assigned to the centroids through the
+layer's inputs (:mod:`tfopt.passes._snap_assign`), its centroids fitted to the layer's output and its
+bias corrected layer by layer, on the first 64 calibration rows. All
 are post-training only (no fine-tuning). Calibration data is never the held-out data: the digits'
 training images, other photograph crops (another seed) for ``fer``.
 
@@ -125,6 +126,9 @@ def build(model: dict[str, Any], out: str, **options: Any) -> dict[str, Any]:
 
 
 def bench(models: list[dict[str, Any]], clusters: tuple[int, ...], root: str) -> None:
+    from benchmark import cpu_summary
+
+    print(f"{cpu_summary()}\n")
     print("| model | N | plain TFMOT: gzip x / agree % / acc % / tensors <= N | "
           "fold-aware: gzip x / agree % / acc % / tensors <= N | fold-aware + bias: gzip x / agree % / acc % / tensors <= N |")
     print("|---|---|---|---|---|")

@@ -137,9 +137,9 @@ def test_bias_correction_removes_the_mean_error(op, channels, mean):
     corrected, _, report = optimize(model, skip=["fuse_activation"], verify=False, verified_at=calibration)
     assert report.skips() == []
     assert "bias" in corrected.provenance["compression"]["snapped_after_fold"][0]["bias_corrected"]
-    # the same clusters as the uncorrected snap's, their values fitted to the output (tfopt.passes._snap_fit)
-    fitted, clusters = _kernel(corrected, OP_TYPES[op]), _kernel(uncorrected, OP_TYPES[op])
-    assert all(len(np.unique(fitted[clusters == value])) == 1 for value in np.unique(clusters))
+    # at most N values: clusters re-assigned through the inputs (tfopt.passes._snap_assign), their values
+    # fitted to the output (tfopt.passes._snap_fit)
+    assert len(np.unique(_kernel(corrected, OP_TYPES[op]))) <= N
     held_out = {"x": _skewed_inputs(x_shape, 256, 2, mean)}
     want = GraphRunner(plain)(held_out)["out"]
     errors = {name: GraphRunner(m)(held_out)["out"] - want for name, m in

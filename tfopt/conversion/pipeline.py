@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from tfopt.passes.optimizing import OptimizeReport
 
 SAVE_FORMATS = ("pb", "pbtxt", "savedmodel")
+FIT_ROWS = 64  # calibration rows the lossy passes fit on (the cluster snap's H, centroids and biases)
 
 
 def load_kwargs(options: LoadOptions) -> dict[str, Any]:
@@ -57,8 +58,25 @@ def run_optimize(model: Model | str | os.PathLike[str], load: LoadOptions, freez
     with stage("optimizing"):
         portable, runtime, report = run(frozen, passes=optimize.passes, skip=optimize.skip,
                                         grappler=optimize.grappler, verify=freeze.verify, atol=optimize.atol,
-                                        rtol=optimize.rtol, seed=seed, verified_at=freeze_report.verified_at)
+                                        rtol=optimize.rtol, seed=seed, verified_at=freeze_report.verified_at,
+                                        fit_data=calibration_rows(verify_data, frozen))
     return portable, runtime, freeze_report, report
+
+
+def calibration_rows(verify_data: Any, frozen: Model) -> dict[str, Any] | None:
+    """The first :data:`FIT_ROWS` calibration samples, concatenated per input, or None without
+    ``--calibration`` (the lossy passes then fit on the rows every stage is verified on). Samples
+    whose shapes differ from the first one's (variable lengths) are left out: rows must stack."""
+    import numpy as np
+
+    source = getattr(verify_data, "calibration", None)
+    samples = source(frozen.inputs) if callable(source) else source
+    if not samples:
+        return None
+    names = [s.name for s in frozen.inputs]
+    shapes = [np.shape(samples[0][n]) for n in names]
+    same = [x for x in samples if [np.shape(x[n]) for n in names] == shapes][:FIT_ROWS]
+    return {n: np.concatenate([x[n] for x in same]) for n in names}
 
 
 def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple[Model, FreezeReport]:

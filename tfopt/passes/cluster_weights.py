@@ -18,14 +18,19 @@ The centroids are initialised the way the user chose (``--cluster-init``); with 
 stay zero and count as one of the N values. With ``--finetune-data``, TFMOT fine-tunes as before
 and this snap runs on the fine-tuned, folded kernel.
 
-With real inputs (``--eval-data`` / ``--calibration``: the rows every stage is verified on), two
-steps follow the k-means snap; without them neither runs (reported), since made-up inputs have the
-wrong mean and the wrong correlations:
+With real inputs (the first 64 ``--calibration`` rows, :data:`tfopt.conversion.pipeline.FIT_ROWS`;
+else the ``--eval-data`` rows every stage is verified on), three steps follow the k-means snap;
+without them none runs (reported), since made-up inputs have the wrong mean and the wrong
+correlations:
 
-1. Centroids fitted to the output (:mod:`tfopt.passes._snap_fit`): each kernel keeps k-means's
+1. Error-compensating assignment (:mod:`tfopt.passes._snap_assign`): each weight is re-assigned to
+   one of k-means's N centroids input by input, each snap's error pushed onto the weights not yet
+   snapped through H = XᵀX of the op's real inputs (GPTQ/OBQ), so that ‖X·(T − Ŵ')‖², the output
+   error, is at most nearest-centroid rounding's per output channel.
+2. Centroids fitted to the output (:mod:`tfopt.passes._snap_fit`): each kernel keeps those
    clusters, and their N values are refitted by least squares so that op(x; Ŵ') matches op(x; T)
    on the real activations x (T the kernel snapped), up to a per-channel constant.
-2. Bias correction (:mod:`tfopt.passes._snap_bias`): bₖ += E[yₖ] − E[ŷₖ] per output channel, layer
+3. Bias correction (:mod:`tfopt.passes._snap_bias`): bₖ += E[yₖ] − E[ŷₖ] per output channel, layer
    by layer with the layers above already snapped and corrected (the int8 engine's sequential
    correction, :mod:`tfopt.passes._bias_correction`), so what a snap shifts is put back below it.
 
@@ -36,8 +41,9 @@ both. A kernel no BatchNorm scaled (TFMOT's N values deployed as they are) is th
 too. sₖ comes from the deployed kernel (least squares per output channel, sₖ = Σ W'·W / Σ W²,
 checked to reproduce W' to 1e-4). Without real inputs T = W' (measured on the fer mini-Xception at
 16 clusters, 200 inputs: snapping W_f·s without the correction gave 65.0 % top-1 agreement against
-68.0 % for W', within noise; with the parallel correction 75.5 %, with both steps above 79.5 % in
-LiteRT). After ``--finetune-data`` (the fine-tuned W is the
+68.0 % for W', within noise; with the parallel correction 75.5 %, with the refit and the sequential
+correction on 8 rows 79.5 % in LiteRT; the assignment on 64 rows is measured in
+:mod:`tfopt.passes._snap_assign`). After ``--finetune-data`` (the fine-tuned W is the
 model) or when the check fails (another fold changed the kernel), T = W'.
 
 The snap changes the model's numbers on purpose (``lossy``): it runs once, after the folds'
@@ -63,6 +69,7 @@ from tfopt.graph import FLOAT_TYPES, Model, consumers, is_control, node_map, ten
 from tfopt.loaders.compressing import Compressed
 from tfopt.passes._kmeans1d import kmeans_1d
 from tfopt.passes._linear import LINEAR_OPS, plain_const
+from tfopt.passes._snap_assign import reassign
 from tfopt.passes._snap_bias import channels_last, correct_biases
 from tfopt.passes._snap_fit import fit_centroids
 from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
@@ -119,6 +126,7 @@ class ClusterWeights(Pass):
         (:mod:`tfopt.passes._snap_fit`), then add each op's mean output shift to its bias, producers
         first (:mod:`tfopt.passes._snap_bias`). Records each kernel's values and change."""
         kernels: dict[str, np.ndarray] = {}
+        assigned: dict[str, str] = {}
         names = [op.name for op, _, _ in deltas]  # a new BiasAdd takes over its op's name
         if not self.data:
             skips.append(Skip(snapped[0]["node"], f"bias of {len(snapped)} snapped kernel(s) not corrected: no "
@@ -129,15 +137,17 @@ class ClusterWeights(Pass):
                          if not channels_last(op))
             target = copy_graph(graph_def)
             _set_kernels(target, [(op, value) for op, value, _ in todo])
-            kernels, means = fit_centroids(model.replace(graph_def=target), todo, self.data,
-                                           keep_zero=bool((model.provenance.get("compression") or {}).get("prune")))
+            keep_zero = bool((model.provenance.get("compression") or {}).get("prune"))
+            todo, assigned = reassign(model.replace(graph_def=target), todo, self.data, keep_zero=keep_zero)
+            kernels, means = fit_centroids(model.replace(graph_def=target), todo, self.data, keep_zero=keep_zero)
             _set_kernels(graph_def, list(zip([op for op, _, _ in todo], [kernels[op.name] for op, _, _ in todo])))
             corrected = correct_biases(model.replace(graph_def=graph_def), [op for op, _, _ in todo], means, self.data)
         for name, (_, value, new), entry in zip(names, deltas, snapped):
             final = kernels.get(name, new)
             rel = float(np.linalg.norm(final.astype(np.float64) - value) / (np.linalg.norm(value) or 1.0))
             entry.update({"unique_after": len(np.unique(final)), "relative_change": round(rel, 4),
-                          "centroids": "fitted to the output" if name in kernels else "k-means"})
+                          "centroids": "fitted to the output" if name in kernels else "k-means",
+                          "assignment": assigned.get(name, "nearest centroid")})
             if name in kernels:
                 error, where = corrected[name]
                 entry["bias_corrected"] = where

@@ -7,7 +7,7 @@ Both are verified against the original model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +43,8 @@ class OptimizeReport:
 
 def optimize(frozen: Model, *, passes: str | Sequence[str] = "default", skip: Sequence[str] = (),
              grappler: Sequence[str] | None = None, verify: bool = True, atol: float = DEFAULT_ATOL,
-             rtol: float = DEFAULT_RTOL, seed: int = 0, verified_at: Any = None) -> tuple[Model, Model, OptimizeReport]:
+             rtol: float = DEFAULT_RTOL, seed: int = 0, verified_at: Any = None,
+             fit_data: Mapping[str, Any] | None = None) -> tuple[Model, Model, OptimizeReport]:
     """Run the selected passes on a frozen model.
 
     Args:
@@ -54,6 +55,8 @@ def optimize(frozen: Model, *, passes: str | Sequence[str] = "default", skip: Se
         verify: compare both results with the original model on seeded inputs.
         verified_at: the :class:`tfopt.verification.verify.VerifyInputs` freezing was verified on (default:
             chosen again, see :mod:`tfopt.verification.verify`).
+        fit_data: real rows the lossy passes fit on (the calibration rows, more than the few every stage
+            is verified on); default: ``verified_at``'s rows when they are real.
 
     Returns:
         ``(portable, runtime, report)``.
@@ -89,20 +92,21 @@ def optimize(frozen: Model, *, passes: str | Sequence[str] = "default", skip: Se
                 what=f"the optimized ({label}) model", stage="optimizing")
     if lossy_passes:
         portable, runtime = _lossy(portable, runtime, lossy_passes, runtime_passes, report, verify=verify, atol=atol,
-                                   rtol=rtol, seed=seed, inputs=verified_at)
+                                   rtol=rtol, seed=seed, inputs=verified_at, fit_data=fit_data)
     return portable, runtime, report
 
 
 def _lossy(portable: Model, runtime: Model, lossy: Sequence[Any], runtime_passes: Sequence[Any],
            report: OptimizeReport, *, verify: bool, atol: float, rtol: float, seed: int,
-           inputs: Any = None) -> tuple[Model, Model]:
+           inputs: Any = None, fit_data: Mapping[str, Any] | None = None) -> tuple[Model, Model]:
     """Passes that change the numbers on purpose (``cluster_weights``), once, after the exact ones
     were verified. Their result is the new reference: the TF-runtime graph is fused again from it
     (and checked against it), and artifacts are verified against it. They see the real inputs the
-    stages are verified on (``--eval-data``/``--calibration`` rows), never made-up ones."""
+    stages are verified on (``--eval-data``/``--calibration`` rows), or ``fit_data`` (the calibration
+    rows) when given; never made-up ones."""
     real = inputs is not None and getattr(inputs, "source", None) in REAL_INPUTS
     for p in lossy:
-        p.data = inputs.feeds if real else None
+        p.data = dict(fit_data) if fit_data is not None else inputs.feeds if real else None
     changed, stats = run_passes(portable, lossy, max_iterations=1)
     report.passes += [s for s in stats if s.skips or changed is not portable]  # silent when it had nothing to do
     if changed is portable:
