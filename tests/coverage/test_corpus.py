@@ -67,6 +67,10 @@ STILL_FAILING = {
     # the fifth held-out set (/work/notes/heldout5_classes.md): sentitoolkit's Keras 3 RNN dropout seeds advance
     # at training=False; the updates no output reads are dropped before freezing (tfopt.graphdef.state_updates),
     # and every model of the set converts in all three targets
+    # the sixth held-out set's first contact (/work/notes/heldout6_classes.md), before any fix
+    "idaes-reformer": "a .keras archive written by Keras 2.15 on Windows: its weight groups are named 'layers\\dense'",
+    "facenet-keras": "21 Lambda layers stored as Python-3.6 bytecode: only the user has the function (needs --unsafe)",
+    "deepcon": "the freezing check's 1e-5 bound is below the reference's own float32 error (Grappler on constants)",
 }
 
 
