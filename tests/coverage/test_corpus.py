@@ -67,6 +67,10 @@ STILL_FAILING = {
     # the fifth held-out set (/work/notes/heldout5_classes.md): sentitoolkit's Keras 3 RNN dropout seeds advance
     # at training=False; the updates no output reads are dropped before freezing (tfopt.graphdef.state_updates),
     # and every model of the set converts in all three targets
+    # the sixth held-out set's first contact (/work/notes/heldout6_classes.md), before any fix
+    "idaes-reformer": "a .keras archive written by Keras 2.15 on Windows: its weight groups are named 'layers\\dense'",
+    "facenet-keras": "21 Lambda layers stored as Python-3.6 bytecode: only the user has the function (needs --unsafe)",
+    "deepcon": "the freezing check's 1e-5 bound is below the reference's own float32 error (Grappler on constants)",
 }
 
 
@@ -193,7 +197,7 @@ def test_entries_are_unique_and_span_the_packages_the_issue_asks_for():
     fetchable = [e for e in corpus.CORPUS if e.name != "crepe"]  # crepe's setup.py downloads its weights
     assert len(fetchable) >= 30 and len({e.package for e in fetchable}) >= 20
     held = [e for e in corpus.CORPUS if e.held_out]
-    assert len(corpus.CORPUS) // 5 <= len(held) <= len(corpus.CORPUS) * 2 // 3  # five held-out rounds
+    assert len(corpus.CORPUS) // 5 <= len(held) <= len(corpus.CORPUS) * 2 // 3  # six held-out rounds
 
 
 def test_the_second_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
@@ -234,6 +238,16 @@ def test_the_fifth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_c
     assert not {e.package for e in fifth} & earlier and len({e.package for e in fifth}) >= 6
     assert not set(HELD_OUT_5) & (set(HELD_OUT_2) | set(HELD_OUT_3) | set(HELD_OUT_4))
 
+
+
+def test_the_sixth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
+    from tfopt.coverage.corpus_entries import HELD_OUT_2, HELD_OUT_3, HELD_OUT_4, HELD_OUT_5, HELD_OUT_6
+
+    sixth = [corpus.BY_NAME[n] for n in HELD_OUT_6]
+    assert all(e.held_out for e in sixth) and 6 <= len(sixth) <= 10
+    earlier = {e.package for e in corpus.CORPUS if e.name not in HELD_OUT_6}
+    assert not {e.package for e in sixth} & earlier and len({e.package for e in sixth}) >= 6
+    assert not set(HELD_OUT_6) & (set(HELD_OUT_2) | set(HELD_OUT_3) | set(HELD_OUT_4) | set(HELD_OUT_5))
 
 def test_every_built_entry_has_a_builder_and_every_custom_module_is_shipped_code():
     from tfopt.coverage import corpus_builds

