@@ -176,10 +176,10 @@ def one_tf2onnx_child():
 HEAVY_FIRST = (
     "tests/test_scripts.py",  # 85 s: the fleet script (one model converted twice) and the CI example in subprocesses
     "tests/fleet/test_run.py",  # 70 s: 6 fleet worker processes and a tf2onnx child, each importing TensorFlow (~8 s CPU)
+    "tests/emitters/test_onnx_worker.py",  # 60 s: 11 processes importing TensorFlow (tf2onnx children, two scripts)
     "tests/test_notebooks.py",  # 60 s: four notebooks in one kernel (and their `!tfopt` commands)
     "tests/coverage/test_matrix.py",  # 40 s: 8 models x 2 convert() calls (a precision's cells in one)
     "tests/conversion/test_convert.py",  # 40 s: every target x precision of the digits CNN
-    "tests/emitters/test_onnx_worker.py",  # 40 s: 9 tf2onnx children (a child per job, a shared one, a fork)
     "tests/debug/test_compare.py",  # 35 s: the debug models, converted to every target and int8
     "tests/test_keras_applications.py",  # 30 s: MobileNetV2 and EfficientNetB0, optimized and verified
     "tests/quantizing/qat/test_finetune.py",  # 30 s: post-training and fine-tuned int8 in every target
