@@ -174,13 +174,14 @@ def one_tf2onnx_child():
 # tests/test_*.py files, collected after every folder but verification/). A file missing here only
 # runs later; re-measure with `--durations` when a file's cost changes.
 HEAVY_FIRST = (
-    "tests/test_scripts.py",  # 110 s: the fleet script and the CI example in subprocesses
-    "tests/fleet/test_run.py",  # 80 s: 8 fleet worker processes and a tf2onnx child, each importing TensorFlow (~8 s CPU)
-    "tests/test_notebooks.py",  # 80 s: four notebooks, each in its own kernel
-    "tests/coverage/test_matrix.py",  # 50 s: 8 models x 6 cells, each a convert()
-    "tests/test_keras_applications.py",  # 40 s: MobileNetV2 and EfficientNetB0, optimized and verified
+    "tests/test_scripts.py",  # 85 s: the fleet script (one model converted twice) and the CI example in subprocesses
+    "tests/fleet/test_run.py",  # 70 s: 6 fleet worker processes and a tf2onnx child, each importing TensorFlow (~8 s CPU)
+    "tests/emitters/test_onnx_worker.py",  # 60 s: 11 processes importing TensorFlow (tf2onnx children, two scripts)
+    "tests/test_notebooks.py",  # 60 s: four notebooks in one kernel (and their `!tfopt` commands)
+    "tests/coverage/test_matrix.py",  # 40 s: 8 models x 2 convert() calls (a precision's cells in one)
     "tests/conversion/test_convert.py",  # 40 s: every target x precision of the digits CNN
     "tests/debug/test_compare.py",  # 35 s: the debug models, converted to every target and int8
+    "tests/test_keras_applications.py",  # 30 s: MobileNetV2 and EfficientNetB0, optimized and verified
     "tests/quantizing/qat/test_finetune.py",  # 30 s: post-training and fine-tuned int8 in every target
 )
 

@@ -28,14 +28,6 @@ def _tiny_keras(path) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A Keras .keras file of one Dense layer: the cheapest model a fleet can convert."""
-    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
-    _tiny_keras(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def fleet(digits_model, tf1_ckpt, tmp_path_factory):
     """Three models, three formats: a SavedModel (int8, calibrated, gated), a TF1 checkpoint and a
     Keras .keras file."""
@@ -58,22 +50,14 @@ def fleet(digits_model, tf1_ckpt, tmp_path_factory):
     return root
 
 
-def _mlp_pb(path, scale: float) -> None:
-    from tests.helpers import graph_pb
-
-    def mlp(tf):
-        a = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
-        tf.nn.relu(tf.matmul(a, tf.constant(np.full((4, 3), scale, np.float32))), name="y")
-
-    graph_pb(path, mlp)
-
-
-def test_fleet_script_converts_then_resumes(tmp_path):
-    """The script's plan and summary lines, fresh then resumed: a model converted by an earlier run is
-    up to date (left untouched) while the other converts, then both are. Two small models, TFLite
-    only: a .keras file whose layer is a custom object (``custom_objects`` is a module name, imported
-    from the manifest's directory while the script runs from elsewhere, as the CLI imports it from the
-    working directory) and a .pb. Each model converts once (six worker processes, each importing
+def test_fleet_script_converts_resumes_and_exits_by_outcome(tmp_path):
+    """The script's plan and summary lines and exit status, fresh then resumed: a model converted by an
+    earlier run is up to date (left untouched) while the others convert; a tripped gate exits 10, a
+    model that cannot be converted 1 (the others still convert); a model whose gate failed stays
+    up to date and still reports its failure. One small model, TFLite only: a .keras file whose layer
+    is a custom object (``custom_objects`` is a module name, imported from the manifest's directory
+    while the script runs from elsewhere, as the CLI imports it from the working directory),
+    converted twice (as ``custom``, and gated as ``strict``: six worker processes, each importing
     TensorFlow). That new bytes at the same path make just that model stale is
     tests/fleet/test_manifest.py's test_changed_input_bytes_make_just_that_model_stale; the slow
     ``test_fleet_converts_then_resumes`` runs that through the script too, on an int8 gated SavedModel
@@ -81,38 +65,41 @@ def test_fleet_script_converts_then_resumes(tmp_path):
     import yaml
 
     _custom_keras(tmp_path)
-    _mlp_pb(tmp_path / "mlp.pb", 0.5)
+    custom = {"path": "custom.keras", "custom-objects": "fleet_layers"}
     with open(tmp_path / "fleet.yaml", "w") as f:
         yaml.safe_dump({"defaults": {"to": ["tflite"], "report_runs": 1},
-                        "models": [{"name": "custom", "path": "custom.keras", "custom-objects": "fleet_layers"},
-                                   {"name": "mlp", "path": "mlp.pb"}]}, f)
+                        "models": [{"name": "custom", **custom}, {"name": "strict", **custom, "fail_if": "bytes>1"},
+                                   {"name": "missing", "path": "nope.keras"}]}, f)
     script = os.path.join(ROOT, "scripts", "convert_fleet.py")
     first = _run([sys.executable, script, str(tmp_path / "fleet.yaml"), "--jobs", "2", "--only", "custom"])
     assert first.returncode == 0, first.stdout + first.stderr
     assert "1 to convert, 0 up to date" in first.stdout and "converted 1, up to date 0" in first.stdout
     out = tmp_path / "fleet_out"
-    assert not os.path.exists(out / "mlp")
+    assert not os.path.exists(out / "strict")
     mtime = os.path.getmtime(out / "custom" / "report.json")
 
     second = _run([sys.executable, script, str(tmp_path / "fleet.yaml"), "--jobs", "2"])
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "1 to convert, 1 up to date" in second.stdout and "converted 1, up to date 1" in second.stdout, \
-        second.stdout
-    for name in ("custom", "mlp"):
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "2 to convert, 1 up to date" in second.stdout and \
+        "converted 1, up to date 1, gate failures 1, errors 1" in second.stdout, second.stdout
+    assert "missing: ModelNotFoundError" in second.stdout and "strict               gate failed" in second.stdout
+    for name in ("custom", "strict"):
         with open(out / name / "manifest.json") as f:
             assert [a["format"] for a in json.load(f)["artifacts"]] == ["tflite"]
-    assert os.path.exists(out / "custom" / "model.fp32.tflite")
+    assert os.path.exists(out / "custom" / "model.fp32.tflite") and not os.path.exists(out / "missing")
     assert os.path.getmtime(out / "custom" / "report.json") == mtime
 
-    mtimes = {p: os.path.getmtime(out / p / "report.json") for p in ("custom", "mlp")}
-    third = _run([sys.executable, script, str(tmp_path / "fleet.yaml")])
-    assert third.returncode == 0, third.stdout + third.stderr
-    assert "0 to convert, 2 up to date" in third.stdout and "converted 0, up to date 2" in third.stdout
+    mtimes = {p: os.path.getmtime(out / p / "report.json") for p in ("custom", "strict")}
+    third = _run([sys.executable, script, str(tmp_path / "fleet.yaml"), "--only", "custom", "strict"])
+    assert third.returncode == 10, third.stdout + third.stderr  # only a gate failed: reports written
+    assert "0 to convert, 2 up to date" in third.stdout and \
+        "converted 0, up to date 1, gate failures 1, errors 0" in third.stdout, third.stdout
+    assert "strict               gate failed" in third.stdout
     assert {p: os.path.getmtime(out / p / "report.json") for p in mtimes} == mtimes
 
 
 @pytest.mark.slow  # ~200 s on 2 cores (about 20 worker processes, each importing TensorFlow); the fast lane:
-# test_fleet_script_converts_then_resumes (the script, resume), tests/fleet/test_manifest.py's
+# test_fleet_script_converts_resumes_and_exits_by_outcome (the script, resume, exit codes), tests/fleet/test_manifest.py's
 # test_changed_input_bytes_make_just_that_model_stale (a stale input) and tests/fleet/test_run.py
 # (run_fleet byte-identical to convert for .keras, SavedModel and .pb; reruns; the prepare cache)
 def test_fleet_converts_then_resumes(fleet, digits_model):
@@ -143,22 +130,6 @@ def test_fleet_converts_then_resumes(fleet, digits_model):
     (fleet / "edited.yaml").write_text(text)
     third = _run([sys.executable, script, str(fleet / "edited.yaml"), "--only", "digits", "legacy"])
     assert third.returncode == 0 and "1 to convert, 1 up to date" in third.stdout, third.stdout + third.stderr
-
-
-def test_fleet_gate_failure_and_bad_model_exit_codes(tiny, tmp_path):
-    import yaml
-
-    manifest = {"defaults": {"to": ["tflite"], "report_runs": 1},
-                "models": [{"name": "strict", "path": str(tiny), "fail_if": "bytes>1"},
-                           {"name": "missing", "path": str(tmp_path / "nope.keras")}]}
-    with open(tmp_path / "m.yaml", "w") as f:
-        yaml.safe_dump(manifest, f)
-    script = os.path.join(ROOT, "scripts", "convert_fleet.py")
-    gate_only = _run([sys.executable, script, str(tmp_path / "m.yaml"), "--only", "strict"])
-    assert gate_only.returncode == 10 and "gate failed" in gate_only.stdout, gate_only.stdout + gate_only.stderr
-    both = _run([sys.executable, script, str(tmp_path / "m.yaml")])
-    assert both.returncode == 1, both.stdout + both.stderr
-    assert "missing: ModelNotFoundError" in both.stdout and "strict               gate failed" in both.stdout
 
 
 def test_ci_shell_example(digits_model, tmp_path):

@@ -1,5 +1,8 @@
 """The coverage matrix: each model x each target cell converted with ``tfopt.convert`` exactly as a
-user would, one cell per call (a failing target must not hide the others), verified and measured.
+user would, verified and measured. A model's cells of one precision are one call (the model is
+loaded, frozen and optimized once for them, as for a user's ``--to a,b,c``): a failing target does
+not hide the others (``convert`` records it and builds the rest); when nothing of the call could be
+built, each of its cells is converted alone, so that each says its own error.
 
 A cell is ``ok`` (with the report's max abs error, top-1 agreement, bytes and median latency) or
 ``failed`` with tfopt's typed error: the op or feature, the target's limitation, and what to do.
@@ -40,10 +43,14 @@ def run_matrix(names: Sequence[str], *, cells: Sequence[tuple[str, str]] = CELLS
                 row["cells"] = {f"{t}/{p}": failure for t, p in cells}
                 rows.append({**row, "seconds": time.perf_counter() - start})
                 continue
+            by_precision: dict[str, list[str]] = {}
             for target, precision in cells:
-                say(f"{name}: {target} {precision}")
-                row["cells"][f"{target}/{precision}"] = _cell(path, entry.options, target, precision, calibration,
-                                                              os.path.join(tmp, f"{target}-{precision}"), runs)
+                by_precision.setdefault(precision, []).append(target)
+            for precision, targets in by_precision.items():
+                say(f"{name}: {','.join(targets)} {precision}")
+                row["cells"].update(_cells(path, entry.options, targets, precision, calibration,
+                                           os.path.join(tmp, precision), runs))
+            row["cells"] = {f"{t}/{p}": row["cells"][f"{t}/{p}"] for t, p in cells}
         rows.append({**row, "seconds": time.perf_counter() - start})
     return rows
 
@@ -62,23 +69,41 @@ def _calibration(path: str, entry: Any, tmp: str) -> str:
     return out
 
 
-def _cell(path: str, options: dict[str, Any], target: str, precision: str, calibration: str, outdir: str,
-          runs: int) -> dict[str, Any]:
+def _cells(path: str, options: dict[str, Any], targets: list[str], precision: str, calibration: str, outdir: str,
+           runs: int) -> dict[str, dict[str, Any]]:
+    """The cells ``target/precision`` of ``targets`` from one ``convert`` (each cell's ``seconds``: its
+    share of the call); when it builds nothing, each target alone (each cell then says its own error)."""
     from tfopt import convert
 
     start = time.perf_counter()
     try:
-        result = convert(path, outdir, to=[target], quantize=[precision], report_runs=runs,
+        result = convert(path, outdir, to=targets, quantize=[precision], report_runs=runs,
                          calibration=calibration if precision in ("int8", "int16x8") else None, **options)
     except Exception as exc:
-        return {**_failure(exc), "seconds": time.perf_counter() - start}
+        if len(targets) == 1:
+            return {f"{targets[0]}/{precision}": {**_failure(exc), "seconds": time.perf_counter() - start}}
+        return {key: cell for i, target in enumerate(targets)
+                for key, cell in _cells(path, options, [target], precision, calibration, f"{outdir}-{i}", runs).items()}
+    seconds = (time.perf_counter() - start) / len(targets)
     if result.report is None:  # convert(verify=False) measures nothing; an entry's options are load options
-        return {"ok": False, "error": "no report", "message": "converted without verification",
-                "seconds": time.perf_counter() - start}
-    artifact = result.report["artifacts"][0]
-    return {"ok": True, "max_abs_err": artifact["fidelity"]["max_abs_err"],
+        return {f"{t}/{precision}": {"ok": False, "error": "no report", "message": "converted without verification",
+                                     "seconds": seconds} for t in targets}
+    built = {a["format"]: a for a in result.report["artifacts"] if a["precision"] == precision}
+    failed = {f.format: error for f, error in zip(result.failed, result.errors)}
+    cells = {}
+    for target in targets:
+        artifact = built.get(target)
+        if artifact is None:
+            error = failed.get(target)
+            cells[f"{target}/{precision}"] = {**(_failure(error) if error is not None else
+                                                 {"ok": False, "error": "not built", "message": "no artifact"}),
+                                              "seconds": seconds}
+            continue
+        cells[f"{target}/{precision}"] = {
+            "ok": True, "max_abs_err": artifact["fidelity"]["max_abs_err"],
             "top1_agreement": artifact["fidelity"]["top1_agreement"], "bytes": artifact["bytes"],
-            "latency_ms": artifact["latency_ms"]["median"], "seconds": time.perf_counter() - start}
+            "latency_ms": artifact["latency_ms"]["median"], "seconds": seconds}
+    return cells
 
 
 def _failure(exc: Exception) -> dict[str, Any]:
