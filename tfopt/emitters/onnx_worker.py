@@ -21,9 +21,10 @@ once per conversion) every conversion goes to one child, and a graph converted a
 same inputs, outputs and opset (fp32 and fp16 start from the same float conversion) is read back
 instead of converted again. Outside it, each call starts a child for its one job. A job can be
 sent ahead (:func:`submit_in_child`: ``tfopt convert`` sends the float ONNX conversion as soon as
-the frozen graph exists) and collected when its artifact is emitted: the child converts while this
-process builds the other targets. One job is in flight at a time, and the child runs them in the
-order sent, so the files are those of synchronous jobs.
+the frozen graph exists, and the int8 engine's graph as soon as the engine made it) and collected
+when its artifact is emitted: the child converts while this process builds the other targets.
+Jobs sent ahead queue in the child (it reads one line at a time) and run one at a time in the order
+sent, each answered in that order, so the files are those of synchronous jobs.
 
 A process whose own hash seed is already ``PYTHONHASHSEED=0`` (the ``tfopt`` command sets it for
 itself: :func:`tfopt.cli.main`) does not start a new interpreter: :meth:`Tf2OnnxChild.start` forks
@@ -74,7 +75,7 @@ class Tf2OnnxChild:
         self._jobs = itertools.count()
         self._done: dict[str, tuple[str, str]] = {}  # job key -> (model.onnx, log)
         self._failed: dict[str, RuntimeError] = {}  # job key -> its error, until told
-        self._pending: tuple[str, str, bool, bool] | None = None  # the job in flight: key, dir, first, sent
+        self._pending: list[tuple[str, str, bool, bool]] = []  # jobs sent, answered in this order: key, dir, first, sent
         self.submitted: list[str] = []  # job keys in the order sent to a child
         self._fresh = False  # the child has not served a job yet
         self.started = 0  # children started
@@ -86,23 +87,26 @@ class Tf2OnnxChild:
         :meth:`submit` sent ahead); raises ``RuntimeError(message, log)`` when tf2onnx fails or the
         child dies."""
         key = self.submit(graph_def, inputs, outputs, opset)
-        self._collect()
+        while any(pending[0] == key for pending in self._pending):
+            self._collect()
         failed = self._failed.pop(key, None)  # a failure is told once, as a job converted now would be
         if failed is not None:
             raise failed
         return self._done[key]
 
     def submit(self, graph_def: Any, inputs: list[str], outputs: list[str], opset: int) -> str:
-        """Send a job to the child without waiting for it (one job in flight: an earlier one is
-        collected first), so that it converts while this process works on; :meth:`convert` with the
-        same arguments collects it. The child runs its jobs in the order sent: each file is the one
-        a synchronous job writes. Returns the job's key."""
+        """Send a job to the child without waiting for it (earlier jobs still queued or converting
+        stay so), so that it converts while this process works on; :meth:`convert` with the same
+        arguments collects it. The child runs its jobs one at a time in the order sent: each file is
+        the one a synchronous job writes. Returns the job's key."""
         data = graph_def.SerializeToString(deterministic=True)
         spec = json.dumps({"inputs": inputs, "outputs": outputs, "opset": opset}, sort_keys=True)
         key = hashlib.sha256(data + b"\0" + spec.encode()).hexdigest()
-        if key in self._done or key in self._failed or (self._pending is not None and self._pending[0] == key):
+        if key in self._done or key in self._failed or any(pending[0] == key for pending in self._pending):
             return key
-        self._collect()
+        if self._proc is not None and self._proc.poll() is not None:
+            while self._pending:  # it died: the jobs it was sent fail as they would have, then a new one
+                self._collect()
         job = os.path.join(self._dir, f"job{next(self._jobs)}")
         os.makedirs(job)
         with open(os.path.join(job, "graph.pb"), "wb") as f:
@@ -114,15 +118,15 @@ class Tf2OnnxChild:
         if self._proc is None:
             self._start()
         first, self._fresh = self._fresh, False  # its startup log goes with its first job
-        self._pending = (key, job, first, self._send(job))
+        self._pending.append((key, job, first, self._send(job)))
         self.submitted.append(key)
         return key
 
     def _collect(self) -> None:
-        """Wait for the job in flight, if any: its file into ``_done``, or its error into ``_failed``."""
-        if self._pending is None:
+        """Wait for the oldest job sent, if any: its file into ``_done``, or its error into ``_failed``."""
+        if not self._pending:
             return
-        (key, job, first, sent), self._pending = self._pending, None
+        key, job, first, sent = self._pending.pop(0)
         answer = self._answer() if sent else ""
         self.converted += 1
         log = (_read(self._startup) if first else "") + _read(os.path.join(job, "log.txt"))
@@ -134,8 +138,18 @@ class Tf2OnnxChild:
                 tail = [line for line in log.splitlines() if line.strip()][-3:]
                 message = f"the converter process exited with {code}: {' | '.join(tail)}"
             self._failed[key] = RuntimeError(message, log)
+            if self._proc is None and self._pending:  # the child died: a new one runs the jobs queued behind
+                self._resend()
             return
         self._done[key] = (result, log)
+
+    def _resend(self) -> None:
+        """Send every queued job again, in order, to a new child (as a job sent after a death would be)."""
+        self._start()
+        queued, self._pending = self._pending, []
+        for key, job, _, _ in queued:
+            first, self._fresh = self._fresh, False
+            self._pending.append((key, job, first, self._send(job)))
 
     def _start(self) -> None:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tfopt's parent
