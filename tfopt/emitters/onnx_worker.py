@@ -16,28 +16,25 @@ The patch lives only in the child, so the user's process and its tf2onnx are unt
 One child serves many jobs: importing TensorFlow and tf2onnx costs seconds, once per child. Each
 job starts from the same state (the creation counter and tf2onnx's generated-name counter are
 reset, and tf2onnx imports every graph into a new ``tf.Graph``), so a job's file is byte-identical
-whichever jobs the child ran before. Inside :func:`shared_child` (``tfopt convert`` enters it
-once per conversion) every conversion goes to one child, and a graph converted again with the
-same inputs, outputs and opset (fp32 and fp16 start from the same float conversion) is read back
-instead of converted again. Outside it, each call starts a child for its one job. A job can be
-sent ahead (:func:`submit_in_child`: ``tfopt convert`` sends the float ONNX conversion as soon as
-the frozen graph exists, and the int8 engine's graph as soon as the engine made it) and collected
-when its artifact is emitted: the child converts while this process builds the other targets.
-Jobs sent ahead queue in the child (it reads one line at a time) and run one at a time in the order
-sent, each answered in that order, so the files are those of synchronous jobs.
+whichever jobs the child ran before. Inside :func:`shared_child` (``tfopt convert`` enters it once
+per conversion) every conversion goes to one child, and a repeated job (same graph, inputs, outputs
+and opset: fp32 and fp16 start from one float conversion) is read back. Outside it, each call
+starts a child for its one job. A job can be sent ahead (:func:`submit_in_child`: ``tfopt convert``
+sends the float graph and the int8 engine's as soon as each exists) and collected when its
+artifact is emitted; jobs queue in the child and run one at a time in the order sent, so the
+files are those of synchronous jobs while this process builds the other targets.
 
 A process whose own hash seed is already ``PYTHONHASHSEED=0`` (the ``tfopt`` command sets it for
 itself: :func:`tfopt.cli.main`) does not start a new interpreter: :meth:`Tf2OnnxChild.start` forks
-it right after importing TensorFlow, before any TensorFlow work (no session, no thread pool yet),
-so the child serves from the parent's import instead of importing TensorFlow a second time. Its
-state is the one a new child has after its own imports (the same seed, tf2onnx imported and
-patched after the fork): the files are byte-identical to a spawned child's.
+it right after importing TensorFlow, so the child serves from the parent's import instead of
+importing TensorFlow again. Its state is a new child's after its own imports (the same seed,
+tf2onnx imported and patched after the fork): the files are byte-identical to a spawned child's.
 
 Protocol: the parent writes ``graph.pb`` (deterministic serialization) and ``job.json`` (input and
-output tensors, opset) into a job directory and sends the directory's path as one line on the
-child's stdin; the child writes ``model.onnx``, or ``error.txt``, then answers one line on its
-stdout (a private copy of it: everything TensorFlow and tf2onnx print goes to the job's
-``log.txt``, handed back for the stage log). End of stdin ends the child.
+output tensors, opset) into a job directory and sends its path as one line on the child's stdin;
+the child writes ``model.onnx`` or ``error.txt``, then answers one line on a private copy of its
+stdout (what TensorFlow and tf2onnx print goes to the job's ``log.txt``, for the stage log).
+End of stdin ends the child.
 """
 
 from __future__ import annotations
@@ -105,7 +102,7 @@ class Tf2OnnxChild:
         if key in self._done or key in self._failed or any(pending[0] == key for pending in self._pending):
             return key
         if self._proc is not None and self._proc.poll() is not None:
-            while self._pending:  # it died: the jobs it was sent fail as they would have, then a new one
+            while self._pending:  # it died: its jobs fail, or run again in a new child, as they would have
                 self._collect()
         job = os.path.join(self._dir, f"job{next(self._jobs)}")
         os.makedirs(job)
@@ -145,11 +142,9 @@ class Tf2OnnxChild:
 
     def _resend(self) -> None:
         """Send every queued job again, in order, to a new child (as a job sent after a death would be)."""
-        self._start()
-        queued, self._pending = self._pending, []
-        for key, job, _, _ in queued:
-            first, self._fresh = self._fresh, False
-            self._pending.append((key, job, first, self._send(job)))
+        self._start()  # its startup log goes with the first of them
+        self._pending = [(key, job, index == 0, self._send(job)) for index, (key, job, _, _) in enumerate(self._pending)]
+        self._fresh = False
 
     def _start(self) -> None:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tfopt's parent
@@ -165,23 +160,19 @@ class Tf2OnnxChild:
 
     def _send(self, job: str) -> bool:
         proc = self._proc
-        if proc is None or proc.stdin is None:
-            return False
-        try:
-            proc.stdin.write(job + "\n")
-            proc.stdin.flush()
-            return True
-        except (BrokenPipeError, OSError):  # the child is gone: its exit code and log say why
-            return False
+        with contextlib.suppress(OSError):  # the child is gone (a broken pipe): its exit code and log say why
+            if proc is not None and proc.stdin is not None:
+                proc.stdin.write(job + "\n")
+                proc.stdin.flush()
+                return True
+        return False
 
     def _answer(self) -> str:
         proc = self._proc
-        if proc is None or proc.stdout is None:
-            return ""
-        try:
-            return proc.stdout.readline().strip()
-        except OSError:
-            return ""
+        with contextlib.suppress(OSError):
+            if proc is not None and proc.stdout is not None:
+                return proc.stdout.readline().strip()
+        return ""
 
     def _stop(self) -> int | None:
         """End the child (it holds nothing between jobs): its exit code."""
@@ -207,11 +198,10 @@ class Tf2OnnxChild:
         would start it otherwise). ``fork``: the caller has done no TensorFlow work yet; when this
         process's hash seed is the child's (:func:`can_fork`), the child is a fork of it after
         TensorFlow's import (see the module docstring) instead of a new interpreter."""
-        if self._proc is None:
-            if fork and can_fork():
-                self._fork()
-            else:
-                self._start()
+        if self._proc is None and fork and can_fork():
+            self._fork()
+        elif self._proc is None:
+            self._start()
 
     def _fork(self) -> None:
         from tfopt._tf import tf
@@ -306,9 +296,8 @@ def convert_in_child(graph_def: Any, inputs: list[str], outputs: list[str], opse
 
 
 def submit_in_child(graph_def: Any, inputs: list[str], outputs: list[str], opset: int) -> bool:
-    """Send a job ahead to the current :func:`shared_child` (:meth:`Tf2OnnxChild.submit`); its
-    :func:`convert_in_child` collects it. Outside a shared scope nothing is sent (each call's child
-    ends with the call): returns whether the job was sent."""
+    """Send a job ahead to the current :func:`shared_child` (:meth:`Tf2OnnxChild.submit`); its :func:`convert_in_child`
+    collects it. Outside a shared scope nothing is sent (each call's child ends with the call): whether it was sent."""
     child = _SHARED.get()
     if child is None:
         return False
