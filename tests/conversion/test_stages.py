@@ -10,7 +10,6 @@ Numbers are compared with the original graph run by TensorFlow, within 1e-5 (fp3
 
 from __future__ import annotations
 
-import contextvars
 import itertools
 import json
 import os
@@ -128,72 +127,3 @@ def test_cli_all_or_nothing_exits_with_the_failure_and_writes_nothing(tmp_path, 
     code = main(["convert", source, "-o", str(out), "--to", "openvino,tflite", "--all-or-nothing"])
     assert code == ConversionError.exit_code and not out.exists()
     assert "Erf" in capsys.readouterr().err
-
-
-# The ONNX job sent ahead (issue 25, conversion time): ``convert()`` sends the float ONNX conversion to
-# the tf2onnx child as soon as the frozen graph exists (stages.send_ahead), and collects it at
-# the ONNX stage. Invariants: the job is in flight (sent, not collected) when the TFLite emission
-# starts, and every file is byte-identical to the synchronous path's (the job sent at the ONNX stage).
-
-AHEAD = [pytest.param(2, 1, ["tflite", "onnx", "openvino"], id="tflite-onnx-openvino"),  # the issue's command
-         pytest.param(3, 2, ["tflite", "onnx"], id="tflite-onnx", marks=pytest.mark.slow),  # ~40 s each, loaded
-         pytest.param(4, 3, ["openvino", "tflite", "onnx"], id="openvino-tflite-onnx", marks=pytest.mark.slow)]
-
-
-def _convs(tmp_path, channels: int, blocks: int) -> str:
-    """NHWC convs with two-way branches (tf2onnx's transpose optimizer walks sets of these nodes)."""
-    rng = np.random.default_rng(channels * 10 + blocks)
-
-    def build(tf):
-        x = tf.compat.v1.placeholder(tf.float32, (1, 8, 8, channels), name="x")
-        for i in range(blocks):
-            w = tf.constant(rng.standard_normal((3, 3, channels, channels)).astype(np.float32) * 0.2)
-            y = tf.nn.conv2d(x, w, 1, "SAME")
-            x = tf.identity(tf.nn.relu(y) + tf.sigmoid(y) * x, name=f"block{i}")
-        tf.identity(tf.reduce_mean(x, axis=[1, 2]), name="y")
-
-    return graph_pb(tmp_path / f"convs_{channels}_{blocks}.pb", build)
-
-
-def _files(out: str) -> dict[str, bytes]:
-    found = {}
-    for root, _, names in os.walk(out):
-        for name in names:
-            if not name.startswith("report"):  # the report holds latencies
-                with open(os.path.join(root, name), "rb") as f:
-                    found[os.path.relpath(os.path.join(root, name), out)] = f.read()
-    return found
-
-
-@pytest.mark.parametrize(("channels", "blocks", "order"), AHEAD)
-def test_the_onnx_job_is_sent_before_tflite_and_writes_the_synchronous_bytes(channels, blocks, order, tmp_path,
-                                                                             monkeypatch):
-    from tfopt.conversion import stages
-    from tfopt.emitters import onnx_worker
-    from tfopt.emitters.onnx_worker import shared_child
-
-    monkeypatch.setattr(onnx_worker, "_SHARED", contextvars.ContextVar("own", default=None))  # a child per run
-    source = _convs(tmp_path, channels, blocks)
-    seen: list[tuple[str, int, int]] = []  # (stage, jobs sent to the child, jobs collected) as each stage starts
-    with shared_child() as child:  # convert() joins it
-
-        def progress(event):
-            if isinstance(event, str) and event.split(" ")[0] in order:
-                seen.append((event, len(child.submitted), child.converted))
-
-        ahead = tfopt.convert(source, str(tmp_path / "ahead"), to=order, quantize=["fp32", "fp16"], report_runs=1,
-                              progress=progress)
-    for event, sent, collected in seen:
-        if event.startswith(("tflite", "openvino")) and order.index(event.split(" ")[0]) < order.index("onnx"):
-            assert (sent, collected) == (1, 0), event  # in flight while the parent builds the others
-    monkeypatch.setattr(stages, "send_ahead", lambda p, prepared: False)  # the synchronous path
-    with shared_child() as child:
-        sync = tfopt.convert(source, str(tmp_path / "sync"), to=order, quantize=["fp32", "fp16"], report_runs=1)
-        assert child.converted == 1  # fp16 read back from fp32's conversion, as with the job sent ahead
-    assert [(a.format, a.precision, a.path, a.sha256) for a in ahead.artifacts] == \
-        [(a.format, a.precision, a.path, a.sha256) for a in sync.artifacts]
-    assert [a.format for a in ahead.artifacts][::2] == order  # the asked order, fp32 then fp16
-    assert _files(str(tmp_path / "ahead")) == _files(str(tmp_path / "sync"))  # manifest included
-    bounds = {"fp32": 1e-4, "fp16": 2e-2}  # against TensorFlow, as convert() verified them
-    for artifact in ahead.artifacts:
-        assert artifact.max_abs_err is not None and artifact.max_abs_err <= bounds[artifact.precision], artifact

@@ -5,6 +5,8 @@ converts, and ``tfopt convert`` starts one child for every ONNX artifact."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 
 import numpy as np
 import onnx
@@ -70,17 +72,33 @@ def _spec(model):
 
 @pytest.mark.parametrize("order", ["forward", "reverse"])
 def test_jobs_sent_ahead_write_what_synchronous_jobs_write(models, alone, order):
-    """Each job sent ahead (one in flight: sending the next collects the previous) and collected
+    """Each job sent ahead (queued in the child: sending the next waits for none) and collected
     later gives the file a synchronous job gives, whatever ran before it in the child."""
     names = list(models) if order == "forward" else list(models)[::-1]
     assert not submit_in_child(*_spec(models[names[0]]))  # outside a shared scope: nothing is sent
     with shared_child() as child:
         for name in names:
             assert submit_in_child(*_spec(models[name]))
-            assert child.converted == len(child.submitted) - 1  # only the job sent last is in flight
+            assert child.converted == 0  # every job sent is still queued or converting
         got = {name: _bytes(models[name]) for name in names}  # collected, or read back: none converted again
         assert (child.started, child.converted, len(child.submitted)) == (1, len(names), len(names))
     assert got == alone
+
+
+@pytest.mark.parametrize("queued", [1, 2])
+def test_jobs_queued_behind_a_child_that_died_run_in_a_new_child(models, alone, queued):
+    """The child dies with jobs queued: the one it was converting fails with its exit code, as a
+    synchronous job would; the jobs behind it are sent again, in order, to a new child."""
+    names = list(models)[:queued + 1]
+    with shared_child() as child:
+        for name in names:
+            assert submit_in_child(*_spec(models[name]))
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)  # while it imports TensorFlow: no job answered yet
+        with pytest.raises(RuntimeError, match=f"exited with {-signal.SIGKILL}"):
+            child.convert(*_spec(models[names[0]]))
+        assert {name: _bytes(models[name]) for name in names[1:]} == {name: alone[name] for name in names[1:]}
+        assert (child.started, child.converted, len(child.submitted)) == (2, queued + 1, queued + 1)
 
 
 def test_a_failing_job_sent_ahead_fails_where_it_is_collected_as_a_synchronous_one_does(models, alone):
@@ -92,7 +110,7 @@ def test_a_failing_job_sent_ahead_fails_where_it_is_collected_as_a_synchronous_o
         with pytest.raises(ConversionError, match=r"tf2onnx \(opset 17\) failed") as synchronous:
             convert_to_onnx(broken, 17)
         assert convert_ahead(broken, 17)  # sent again: a failure is told once, not remembered
-        assert convert_ahead(model, 17)  # collects the broken job (its failure kept for its stage)
+        assert convert_ahead(model, 17)  # queued behind the broken job (its failure kept for its stage)
         with pytest.raises(ConversionError) as ahead:
             convert_to_onnx(broken, 17)
         assert (str(ahead.value), ahead.value.exit_code) == (str(synchronous.value), synchronous.value.exit_code)

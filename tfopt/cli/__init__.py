@@ -11,6 +11,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from tfopt.cli import convert, debug, fleet, freeze, inspect, verify
 from tfopt.cli.args import EPILOG, parse_inputs, parse_set
@@ -80,6 +81,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if argv is None and args.command == "convert":
         _with_child_hash_seed()
+        _exit_now(_run(args, argv))
+    return _run(args, argv)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the ``tfopt convert`` process once its command returned: the exit handlers run and the
+    streams are flushed, then the process exits without the interpreter's teardown of every module
+    it imported (TensorFlow, OpenVINO, ONNX Runtime: measured 1 to 4 s of a 2-core machine after
+    the last file was written). Every file is closed by then (written atomically), the tf2onnx
+    child has ended, and the exit code is the command's."""
+    import atexit
+    import contextlib
+    import os
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     # Converters log advice and deprecations at WARNING; the user sees tfopt's own messages only.
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(name)s: %(message)s")
     logging.getLogger("tfopt").setLevel(logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING)

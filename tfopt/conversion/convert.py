@@ -83,6 +83,7 @@ def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], Non
     plans once, loads the model itself, and hands both here. ``release``: a ``model`` with tensors
     outside its graph may be released once its outputs are recorded (its fields that run the
     original are cleared in place: :mod:`tfopt.conversion.release`); always so for a path."""
+    from tfopt.conversion import ahead
     from tfopt.conversion import stages as convert_stages
     from tfopt.conversion.sizes import BackgroundSizes
     from tfopt.emitters.onnx_worker import shared_child
@@ -104,8 +105,9 @@ def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], Non
             # process after TensorFlow's import; else a new one, whose import overlaps loading and freezing
             child.start(fork=may_fork(model))
         prepared = convert_stages.prepare_graphs(model, p)
-        convert_stages.send_ahead(p, prepared)  # tf2onnx works while the other targets are built
+        ahead.send_ahead(p, prepared)  # tf2onnx works while the other targets are built
         convert_stages.prepare_statistics(p, prepared, say)
+        ahead.send_engine_ahead(p, prepared)  # the int8 engine's graph too, queued behind it
         if release or not isinstance(model, Model):
             from tfopt.conversion.release import record_and_release
 

@@ -206,32 +206,6 @@ def prepare_statistics(p: ConvertPlan, prepared: Prepared, say: Say) -> None:
                                      verify_data=prepared.verify_data, progress=say)
 
 
-def send_ahead(p: ConvertPlan, prepared: Prepared) -> bool:
-    """Send the float conversion of every target that converts in a helper process (its record's
-    ``ahead``, e.g. :func:`tfopt.emitters.onnx.convert_ahead`) as soon as the frozen graph exists,
-    so that the helper works while this process builds the statistics and the other targets; the
-    target's stage collects it, with its error when it failed. Only for an artifact converted from
-    ``prepared.portable`` as :func:`emit_artifact` would (not the engine's int8 graph, a keep-float
-    search or a model with external tensors). Returns whether a job was sent."""
-    q, qat = p.options.quantize, prepared.qat
-    if prepared.portable.external is not None:
-        return False
-    searched = q.keep_float or q.auto_keep_float is not None
-    sent = False
-    for name in dict.fromkeys(t for t, _ in p.pairs):
-        record = TABLE.get(name)
-        if record is None or record.ahead is None:
-            continue
-        if not any(t == name and not engine_builds(q, t, pr, qat) and not (not qat and searched and pr in record.keep_float)
-                   for t, pr in p.pairs):
-            continue
-        try:
-            sent = bool(record.call("ahead", prepared.portable, q.opset)) or sent
-        except Exception:  # the target's stage converts it again and reports the error there
-            continue
-    return sent
-
-
 def engine_targets(p: ConvertPlan, qat: bool) -> list[str]:
     """The targets whose int8 artifact is tfopt's engine's graph."""
     q = p.options.quantize

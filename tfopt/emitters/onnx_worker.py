@@ -16,27 +16,25 @@ The patch lives only in the child, so the user's process and its tf2onnx are unt
 One child serves many jobs: importing TensorFlow and tf2onnx costs seconds, once per child. Each
 job starts from the same state (the creation counter and tf2onnx's generated-name counter are
 reset, and tf2onnx imports every graph into a new ``tf.Graph``), so a job's file is byte-identical
-whichever jobs the child ran before. Inside :func:`shared_child` (``tfopt convert`` enters it
-once per conversion) every conversion goes to one child, and a graph converted again with the
-same inputs, outputs and opset (fp32 and fp16 start from the same float conversion) is read back
-instead of converted again. Outside it, each call starts a child for its one job. A job can be
-sent ahead (:func:`submit_in_child`: ``tfopt convert`` sends the float ONNX conversion as soon as
-the frozen graph exists) and collected when its artifact is emitted: the child converts while this
-process builds the other targets. One job is in flight at a time, and the child runs them in the
-order sent, so the files are those of synchronous jobs.
+whichever jobs the child ran before. Inside :func:`shared_child` (``tfopt convert`` enters it once
+per conversion) every conversion goes to one child, and a repeated job (same graph, inputs, outputs
+and opset: fp32 and fp16 start from one float conversion) is read back. Outside it, each call
+starts a child for its one job. A job can be sent ahead (:func:`submit_in_child`: ``tfopt convert``
+sends the float graph and the int8 engine's as soon as each exists) and collected when its
+artifact is emitted; jobs queue in the child and run one at a time in the order sent, so the
+files are those of synchronous jobs while this process builds the other targets.
 
 A process whose own hash seed is already ``PYTHONHASHSEED=0`` (the ``tfopt`` command sets it for
 itself: :func:`tfopt.cli.main`) does not start a new interpreter: :meth:`Tf2OnnxChild.start` forks
-it right after importing TensorFlow, before any TensorFlow work (no session, no thread pool yet),
-so the child serves from the parent's import instead of importing TensorFlow a second time. Its
-state is the one a new child has after its own imports (the same seed, tf2onnx imported and
-patched after the fork): the files are byte-identical to a spawned child's.
+it right after importing TensorFlow, so the child serves from the parent's import instead of
+importing TensorFlow again. Its state is a new child's after its own imports (the same seed,
+tf2onnx imported and patched after the fork): the files are byte-identical to a spawned child's.
 
 Protocol: the parent writes ``graph.pb`` (deterministic serialization) and ``job.json`` (input and
-output tensors, opset) into a job directory and sends the directory's path as one line on the
-child's stdin; the child writes ``model.onnx``, or ``error.txt``, then answers one line on its
-stdout (a private copy of it: everything TensorFlow and tf2onnx print goes to the job's
-``log.txt``, handed back for the stage log). End of stdin ends the child.
+output tensors, opset) into a job directory and sends its path as one line on the child's stdin;
+the child writes ``model.onnx`` or ``error.txt``, then answers one line on a private copy of its
+stdout (what TensorFlow and tf2onnx print goes to the job's ``log.txt``, for the stage log).
+End of stdin ends the child.
 """
 
 from __future__ import annotations
@@ -74,7 +72,7 @@ class Tf2OnnxChild:
         self._jobs = itertools.count()
         self._done: dict[str, tuple[str, str]] = {}  # job key -> (model.onnx, log)
         self._failed: dict[str, RuntimeError] = {}  # job key -> its error, until told
-        self._pending: tuple[str, str, bool, bool] | None = None  # the job in flight: key, dir, first, sent
+        self._pending: list[tuple[str, str, bool, bool]] = []  # jobs sent, answered in this order: key, dir, first, sent
         self.submitted: list[str] = []  # job keys in the order sent to a child
         self._fresh = False  # the child has not served a job yet
         self.started = 0  # children started
@@ -86,23 +84,26 @@ class Tf2OnnxChild:
         :meth:`submit` sent ahead); raises ``RuntimeError(message, log)`` when tf2onnx fails or the
         child dies."""
         key = self.submit(graph_def, inputs, outputs, opset)
-        self._collect()
+        while any(pending[0] == key for pending in self._pending):
+            self._collect()
         failed = self._failed.pop(key, None)  # a failure is told once, as a job converted now would be
         if failed is not None:
             raise failed
         return self._done[key]
 
     def submit(self, graph_def: Any, inputs: list[str], outputs: list[str], opset: int) -> str:
-        """Send a job to the child without waiting for it (one job in flight: an earlier one is
-        collected first), so that it converts while this process works on; :meth:`convert` with the
-        same arguments collects it. The child runs its jobs in the order sent: each file is the one
-        a synchronous job writes. Returns the job's key."""
+        """Send a job to the child without waiting for it (earlier jobs still queued or converting
+        stay so), so that it converts while this process works on; :meth:`convert` with the same
+        arguments collects it. The child runs its jobs one at a time in the order sent: each file is
+        the one a synchronous job writes. Returns the job's key."""
         data = graph_def.SerializeToString(deterministic=True)
         spec = json.dumps({"inputs": inputs, "outputs": outputs, "opset": opset}, sort_keys=True)
         key = hashlib.sha256(data + b"\0" + spec.encode()).hexdigest()
-        if key in self._done or key in self._failed or (self._pending is not None and self._pending[0] == key):
+        if key in self._done or key in self._failed or any(pending[0] == key for pending in self._pending):
             return key
-        self._collect()
+        if self._proc is not None and self._proc.poll() is not None:
+            while self._pending:  # it died: its jobs fail, or run again in a new child, as they would have
+                self._collect()
         job = os.path.join(self._dir, f"job{next(self._jobs)}")
         os.makedirs(job)
         with open(os.path.join(job, "graph.pb"), "wb") as f:
@@ -114,15 +115,15 @@ class Tf2OnnxChild:
         if self._proc is None:
             self._start()
         first, self._fresh = self._fresh, False  # its startup log goes with its first job
-        self._pending = (key, job, first, self._send(job))
+        self._pending.append((key, job, first, self._send(job)))
         self.submitted.append(key)
         return key
 
     def _collect(self) -> None:
-        """Wait for the job in flight, if any: its file into ``_done``, or its error into ``_failed``."""
-        if self._pending is None:
+        """Wait for the oldest job sent, if any: its file into ``_done``, or its error into ``_failed``."""
+        if not self._pending:
             return
-        (key, job, first, sent), self._pending = self._pending, None
+        key, job, first, sent = self._pending.pop(0)
         answer = self._answer() if sent else ""
         self.converted += 1
         log = (_read(self._startup) if first else "") + _read(os.path.join(job, "log.txt"))
@@ -134,8 +135,16 @@ class Tf2OnnxChild:
                 tail = [line for line in log.splitlines() if line.strip()][-3:]
                 message = f"the converter process exited with {code}: {' | '.join(tail)}"
             self._failed[key] = RuntimeError(message, log)
+            if self._proc is None and self._pending:  # the child died: a new one runs the jobs queued behind
+                self._resend()
             return
         self._done[key] = (result, log)
+
+    def _resend(self) -> None:
+        """Send every queued job again, in order, to a new child (as a job sent after a death would be)."""
+        self._start()  # its startup log goes with the first of them
+        self._pending = [(key, job, index == 0, self._send(job)) for index, (key, job, _, _) in enumerate(self._pending)]
+        self._fresh = False
 
     def _start(self) -> None:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tfopt's parent
@@ -151,23 +160,19 @@ class Tf2OnnxChild:
 
     def _send(self, job: str) -> bool:
         proc = self._proc
-        if proc is None or proc.stdin is None:
-            return False
-        try:
-            proc.stdin.write(job + "\n")
-            proc.stdin.flush()
-            return True
-        except (BrokenPipeError, OSError):  # the child is gone: its exit code and log say why
-            return False
+        with contextlib.suppress(OSError):  # the child is gone (a broken pipe): its exit code and log say why
+            if proc is not None and proc.stdin is not None:
+                proc.stdin.write(job + "\n")
+                proc.stdin.flush()
+                return True
+        return False
 
     def _answer(self) -> str:
         proc = self._proc
-        if proc is None or proc.stdout is None:
-            return ""
-        try:
-            return proc.stdout.readline().strip()
-        except OSError:
-            return ""
+        with contextlib.suppress(OSError):
+            if proc is not None and proc.stdout is not None:
+                return proc.stdout.readline().strip()
+        return ""
 
     def _stop(self) -> int | None:
         """End the child (it holds nothing between jobs): its exit code."""
@@ -193,11 +198,10 @@ class Tf2OnnxChild:
         would start it otherwise). ``fork``: the caller has done no TensorFlow work yet; when this
         process's hash seed is the child's (:func:`can_fork`), the child is a fork of it after
         TensorFlow's import (see the module docstring) instead of a new interpreter."""
-        if self._proc is None:
-            if fork and can_fork():
-                self._fork()
-            else:
-                self._start()
+        if self._proc is None and fork and can_fork():
+            self._fork()
+        elif self._proc is None:
+            self._start()
 
     def _fork(self) -> None:
         from tfopt._tf import tf
@@ -292,9 +296,8 @@ def convert_in_child(graph_def: Any, inputs: list[str], outputs: list[str], opse
 
 
 def submit_in_child(graph_def: Any, inputs: list[str], outputs: list[str], opset: int) -> bool:
-    """Send a job ahead to the current :func:`shared_child` (:meth:`Tf2OnnxChild.submit`); its
-    :func:`convert_in_child` collects it. Outside a shared scope nothing is sent (each call's child
-    ends with the call): returns whether the job was sent."""
+    """Send a job ahead to the current :func:`shared_child` (:meth:`Tf2OnnxChild.submit`); its :func:`convert_in_child`
+    collects it. Outside a shared scope nothing is sent (each call's child ends with the call): whether it was sent."""
     child = _SHARED.get()
     if child is None:
         return False
