@@ -4,14 +4,17 @@ A float input that nothing else constrains is drawn standard normal. A network t
 [0, 1] or on small standardized features meets N(0, 1) far outside its data, and its sigmoid or
 softmax head then answers exactly 0/1 for every row (issue 24: ebeer's CNN over 128x128x3 images):
 every artifact is compared on constants, and the check cannot fail. A float output ``y`` is
-*degenerate* (``eps`` the float32 machine epsilon, 1.19e-7) when
+*degenerate* (``eps`` the float32 machine epsilon, 1.19e-7; ``t`` the fp32 artifact bound, 1e-4) when
 
-- every value sits at a saturation level: ``min over c in {-1, 0, 1} of |y - c| <= eps`` (a saturated
-  sigmoid, one-hot softmax or tanh; a dead ReLU, all zero);
-- it holds one value: ``|y - y[0]| <= eps * max|y|`` over at least two values;
-- its rows (axis 0, two or more) repeat: ``|y[i] - y[0]| <= eps * max|y|`` (the output ignores the input).
+- every sample's values (a row: axis 0) sit at saturation levels, ``min over c in {-1, 0, 1} of
+  |y - c| <= t`` (a saturated sigmoid, one-hot softmax or tanh; a dead ReLU, all zero), or are one
+  value, ``|y_i - y_i[0]| <= eps * max|y_i|`` over two or more (a softmax of equal logits);
+- or its rows (two or more) repeat: ``|y_i - y_0| <= eps * max|y|`` (the output ignores the input).
 
-A perturbed weight moves none of these values by more than ``eps``: no bound can see it.
+Why ``t`` for levels: a sigmoid's slope is ``s(1 - s)``, at most its distance to 0 or 1 (a softmax's
+likewise), so an output within ``t`` of its level damps an error in the logits below ``t`` unless that
+error exceeds 1; and an output within ``t`` of 0 passes the absolute bound whatever it holds. Equal
+values and repeated rows move by no more than ``eps`` under a perturbed weight: no bound sees that.
 
 When the standard-normal draw leaves an output degenerate, the free float inputs (no role - ids, masks,
 lengths, :mod:`tfopt.verification.made_up_inputs` - and no domain, :mod:`tfopt.verification.input_domains`;
@@ -37,9 +40,12 @@ from typing import Any
 
 import numpy as np
 
+from tfopt.verification.tolerances import ARTIFACT
+
 NORMAL = "standard normal"
 LADDER = (NORMAL, "uniform [0, 1]", "normal x 0.1", "normal x 0.01")  # see the module docstring
 EPS = float(np.finfo(np.float32).eps)
+LEVEL_TOL = ARTIFACT["fp32"]  # within this of a level, the artifact bound cannot see an error (docstring)
 LEVELS = (-1.0, 0.0, 1.0)
 REAL_CHECK = "--calibration or --eval-data gives a real check"
 
@@ -65,15 +71,17 @@ def degenerate(outputs: Mapping[str, Any]) -> dict[str, str]:
         y = np.asarray(value)
         if y.dtype.kind != "f" or y.size == 0 or not np.all(np.isfinite(y)):
             continue
-        y = y.astype(np.float64)
-        tol = EPS * float(np.max(np.abs(y)))
-        if np.all(np.min([np.abs(y - c) for c in LEVELS], axis=0) <= EPS):
-            levels = sorted({c for c in LEVELS if np.any(np.abs(y - c) <= EPS)})
-            found[name] = f"every value at {' or '.join(f'{c:g}' for c in levels)}"
-        elif y.size >= 2 and np.all(np.abs(y - y.flat[0]) <= tol):
-            found[name] = f"one value ({float(y.flat[0]):.4g}) everywhere"
-        elif y.ndim >= 1 and y.shape[0] >= 2 and np.all(np.abs(y - y[:1]) <= tol):
-            found[name] = "the same row for every sample"
+        rows = y.astype(np.float64).reshape(y.shape[0] if y.ndim else 1, -1)  # one row per sample
+        leveled = np.all(np.min(np.abs(rows[..., None] - np.array(LEVELS)), axis=-1) <= LEVEL_TOL, axis=1)
+        tol = EPS * np.max(np.abs(rows), axis=1, keepdims=True)
+        flat = np.all(np.abs(rows - rows[:, :1]) <= tol, axis=1) & (rows.shape[1] >= 2)
+        if np.all(leveled):
+            levels = [c for c in LEVELS if np.any(np.abs(rows - c) <= LEVEL_TOL)]
+            found[name] = f"every value within {LEVEL_TOL:g} of {' or '.join(f'{c:g}' for c in levels)}"
+        elif np.all(leveled | flat):
+            found[name] = f"every sample's values within {LEVEL_TOL:g} of 0/1 or all one value"
+        elif rows.shape[0] >= 2 and np.all(np.abs(rows - rows[:1]) <= EPS * np.max(np.abs(rows))):
+            found[name] = "the same values for every sample"
     return found
 
 
