@@ -137,9 +137,9 @@ def test_a_head_nothing_unsaturates_is_verified_and_said_to_be_saturated(tmp_pat
 
 def test_ids_masks_and_domains_keep_their_values_on_every_rung():
     """Only unconstrained floats move: ids into a table and a value before a Log are drawn the same."""
+    from tests.helpers import graph_model
     from tfopt.verification.saturation import LADDER, degenerate, scaled
     from tfopt.verification.testing import random_inputs
-    from tests.helpers import graph_model
 
     def build(t):
         ids = t.compat.v1.placeholder(t.int32, (None, 4), name="ids")
@@ -154,10 +154,11 @@ def test_ids_masks_and_domains_keep_their_values_on_every_rung():
         feeds = random_inputs(model.inputs, graph_def=model.graph_def, values=rung)
         assert np.array_equal(feeds["ids"], base["ids"]) and np.array_equal(feeds["pos"], base["pos"])
         assert np.array_equal(feeds["img"], scaled(base["img"], rung))
-    assert 0 <= scaled(base["img"], "uniform [0, 1]").min() and scaled(base["img"], "uniform [0, 1]").max() <= 1
+    assert scaled(base["img"], "uniform [0, 1]").min() >= 0 and scaled(base["img"], "uniform [0, 1]").max() <= 1
     found = degenerate({"a": np.array([[1.0, 0.0], [1.0, 1e-30]], np.float32), "b": np.zeros((2, 3)),
                         "c": np.array([[0.3, 0.7], [0.3, 0.7]]), "d": np.array([[0.3], [0.9]]), "e": np.array([1, 0]),
                         "f": np.array([[0.25] * 4, [0, 0, 0, 1.0]]), "g": np.array([[0.25] * 4, [0.1, 0.2, 0.3, 0.4]]),
                         "h": np.array([[1.0], [1e-5]]), "i": np.array([[1.0], [1e-3]]),
-                        "j": np.array([[0.5, 0.5], [0.5, 0.5 + 1e-6]], np.float32)})
+                        "j": np.array([[0.5, 0.5], [0.5, 0.5 + 1e-6]], np.float32),
+                        "k": np.array([[12.0] * 3, [-3.0] * 3])})  # one value per row, varying: information
     assert set(found) == {"a", "b", "c", "f", "h"}, found

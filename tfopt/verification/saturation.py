@@ -7,8 +7,9 @@ every artifact is compared on constants, and the check cannot fail. A float outp
 *degenerate* (``eps`` the float32 machine epsilon, 1.19e-7; ``t`` the fp32 artifact bound, 1e-4) when
 
 - every sample's values (a row: axis 0) sit at saturation levels, ``min over c in {-1, 0, 1} of
-  |y - c| <= t`` (a saturated sigmoid, one-hot softmax or tanh; a dead ReLU, all zero), or are one
-  value, ``|y_i - y_i[0]| <= eps * max|y_i|`` over two or more (a softmax of equal logits);
+  |y - c| <= t`` (a saturated sigmoid, one-hot softmax or tanh; a dead ReLU, all zero), or some do
+  and the others are one value each, ``|y_i - y_i[0]| <= eps * max|y_i|`` over two or more (a softmax
+  of equal logits: dead features; rows of one value that vary from sample to sample are information);
 - or its rows (two or more) repeat: ``|y_i - y_0| <= eps * max|y|`` (the output ignores the input).
 
 Why ``t`` for levels: a sigmoid's slope is ``s(1 - s)``, at most its distance to 0 or 1 (a softmax's
@@ -78,7 +79,7 @@ def degenerate(outputs: Mapping[str, Any]) -> dict[str, str]:
         if np.all(leveled):
             levels = [c for c in LEVELS if np.any(np.abs(rows - c) <= LEVEL_TOL)]
             found[name] = f"every value within {LEVEL_TOL:g} of {' or '.join(f'{c:g}' for c in levels)}"
-        elif np.all(leveled | flat):
+        elif np.any(leveled) and np.all(leveled | flat):
             found[name] = f"every sample's values within {LEVEL_TOL:g} of 0/1 or all one value"
         elif rows.shape[0] >= 2 and np.all(np.abs(rows - rows[:1]) <= EPS * np.max(np.abs(rows))):
             found[name] = "the same values for every sample"
