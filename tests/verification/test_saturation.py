@@ -162,3 +162,27 @@ def test_ids_masks_and_domains_keep_their_values_on_every_rung():
                         "j": np.array([[0.5, 0.5], [0.5, 0.5 + 1e-6]], np.float32),
                         "k": np.array([[12.0] * 3, [-3.0] * 3])})  # one value per row, varying: information
     assert set(found) == {"a", "b", "c", "f", "h"}, found
+
+
+def test_the_rung_is_used_for_the_artifact_and_recorded(tmp_path, capsys):
+    """The TFLite artifact (LiteRT) is verified on the chosen rung at batch 1; manifest, report.md and
+    the printed summary say which floats were made up and why."""
+    import json
+
+    from tfopt.report.console import print_convert
+
+    k = _keras("keras3")
+    k.utils.set_random_seed(3)
+    path = _save(k, _model(k, "mlp", "sigmoid", seed=3, scale=300.0), str(tmp_path), "model")
+    out = str(tmp_path / "out")
+    result = tfopt.convert(path, out, to=["tflite"], report_runs=1)
+    at = result.verified_at
+    assert at.values != "standard normal" and at.shapes() == {next(iter(at.feeds)): [1, 8, 8, 3]}
+    assert all(a.max_abs_err <= ARTIFACT["fp32"] for a in result.artifacts)
+    with open(os.path.join(out, "manifest.json")) as f:
+        assert json.load(f)["verification"]["values"]["floats"] == at.values
+    with open(os.path.join(out, "report.md")) as f:
+        assert f"made-up floats {at.values}" in f.read()
+    print_convert(out, result)
+    printed = capsys.readouterr().out
+    assert f"made-up floats {at.values} (standard normal saturates '" in printed.splitlines()[0]

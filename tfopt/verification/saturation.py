@@ -119,7 +119,7 @@ def informative(make: Callable[[str], dict[str, np.ndarray]],
 
 def note(values: str, saturated: Mapping[str, str], before: Mapping[str, str]) -> str:
     """The summary's words for the rung chosen (empty for standard normal on informative outputs)."""
-    outs = lambda d: ", ".join(f"'{k}' {v}" for k, v in d.items())  # noqa: E731
+    outs = lambda d: "; ".join(f"'{k}': {v}" for k, v in d.items())  # noqa: E731
     text = ""
     if values != NORMAL:
         text += f"; made-up floats {values} (standard normal saturates {outs(before)})"
@@ -138,3 +138,9 @@ def record(values: str, saturated: Mapping[str, str], before: Mapping[str, str])
         out["saturated"] = dict(saturated)
         out["advice"] = REAL_CHECK
     return {"values": out}
+
+
+def recorded_note(values: Mapping[str, Any]) -> str:
+    """:func:`note`'s words from a report's ``verification.values`` record (for report.md)."""
+    return note(values.get("floats", NORMAL), values.get("saturated") or {},
+                values.get("saturated_at_standard_normal") or {}).lstrip("; ")
