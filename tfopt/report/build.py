@@ -261,7 +261,9 @@ def _report_inputs(model: Model, run: Any, eval_data: LabeledData | None, sample
         return inputs, labels, None, unit, padded
     recorded = (manifest.get("verification") or {}).get("shapes")
     if verified_at is None and recorded and set(recorded) == {s.name for s in model.inputs}:
-        verified_at = VerifyInputs(random_inputs(model.inputs, seed=seed, shapes=recorded, graph_def=model.graph_def), "made up")
+        values = ((manifest.get("verification") or {}).get("values") or {}).get("floats", "standard normal")
+        verified_at = VerifyInputs(random_inputs(model.inputs, seed=seed, shapes=recorded, graph_def=model.graph_def,
+                                                 values=values), "made up", values=values)
     if verified_at is None:
         verified_at = choose_inputs(run, model.inputs, outputs=outputs, batch=1, seed=seed, graph_def=model.graph_def)
     from tfopt.verification.shapes import batch_axes

@@ -41,6 +41,10 @@ def _markdown(report: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
     if runtime_notes(report):
         lines += ["", "## Runtime precision", "", *(f"- {note}" for note in runtime_notes(report))]
+    if ((report.get("verification") or {}).get("values")):  # made-up floats other than standard normal, or saturated
+        from tfopt.verification.saturation import recorded_note
+
+        lines += ["", "## Verification inputs", "", recorded_note(report["verification"]["values"])]
     if report.get("failed"):
         lines += ["", "## Failed (requested, not written)", "", "| artifact | stage | error | reason |", "|---|---|---|---|"]
         lines += [f"| {f['format']}/{f['precision']} | {f['stage']} | {f['error']} | "

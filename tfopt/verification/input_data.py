@@ -115,6 +115,33 @@ def dims(shape: Sequence[int | None]) -> str:
     return "x".join("?" if d is None else str(d) for d in shape)
 
 
+def verify_shapes(shapes: Mapping[str, Sequence[int]], specs: Sequence[TensorSpec]) -> dict[str, tuple[int, ...]]:
+    """``--verify-shape`` shapes by input name, checked against ``specs`` (every dimension given, fitting).
+
+    Raises:
+        OptionError: an unknown input, a dimension left out, or a shape the input cannot take.
+    """
+    names = {s.name: s for s in specs}
+    out: dict[str, tuple[int, ...]] = {}
+    for name, shape in shapes.items():
+        if name not in names:
+            raise OptionError(f"--verify-shape {name}: not an input of the model.{did_you_mean(name, names)}")
+        spec = names[name]
+        if any(d is None or int(d) < 0 for d in shape):
+            raise OptionError(f"--verify-shape {name}: give every dimension, e.g. {_example_shape(spec, 1)}")
+        if spec.shape is not None and (len(shape) != len(spec.shape) or
+                                       any(g is not None and g != d for g, d in zip(spec.shape, shape))):
+            raise OptionError(f"--verify-shape {name}:{'x'.join(map(str, shape))} does not fit the input's shape "
+                              f"{dims(spec.shape)}")
+        out[name] = tuple(int(d) for d in shape)
+    return out
+
+
+def _example_shape(spec: TensorSpec, batch: int) -> str:
+    shape = spec.shape or (batch,)
+    return f"{spec.name}:" + "x".join(str(batch) if i == 0 and d is None else "N" if d is None else str(d)
+                                      for i, d in enumerate(shape))
+
 def npz_arrays(path: str, specs: Sequence[TensorSpec], *, option: str, rows: int | None = None) -> dict[str, np.ndarray]:
     """Each spec's array of an ``.npz`` of inputs by name (its first ``rows`` rows), checked."""
     checked = check_arrays(read_npz(path, option), specs, f"{option} {path}")

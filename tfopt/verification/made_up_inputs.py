@@ -22,7 +22,7 @@ Ids win over mask over length (an id compared with 0 is still an id). Names play
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -166,3 +166,26 @@ def fill(role: tuple[str, int] | None, shape: tuple[int, ...], dtype: str, rng: 
         values = rng.integers(1, max(1, length) + 1, size=shape)
     out_dtype = "float32" if dtype == "bfloat16" else "bool" if dtype == "bool" else dtype
     return np.asarray(values).astype(out_dtype)
+
+
+def random_inputs_rejected(exc: Exception, specs: Sequence[Any], graph_def: Any,
+                            feeds: Mapping[str, Any], original: Any) -> Exception:
+    """An integer input whose valid range the graph does not show (ids into a table tfopt cannot
+    see, a class index...) can make the original model fail on the random data: say which, when
+    the model runs with those inputs at 0 (a shape tie or any other refusal is not their range)."""
+    from tfopt.errors import TfoptError, VerificationError
+
+    known = index_bounds(graph_def) if graph_def is not None else {}
+    ints = [s for s in specs if s.dtype.startswith(("int", "uint")) and s.name not in known]
+    if isinstance(exc, TfoptError) or not ints:
+        return exc
+    try:
+        original({**feeds, **{s.name: np.zeros_like(feeds[s.name]) for s in ints}})
+    except Exception:
+        return exc
+    first = " ".join(str(exc).split())[:300]
+    drawn = ", ".join(f"'{s.name}' ({s.dtype}, drawn in [0, {int(feeds[s.name].max()) + 1}))" for s in ints)
+    return VerificationError(f"the original model fails on tfopt's random verification inputs for {drawn}: "
+                             f"{type(exc).__name__}: {first}. Integer inputs are ids or indices whose range tfopt "
+                             "cannot see: give real data (convert: --calibration or --eval-data), or skip this "
+                             "check with --no-verify")

@@ -35,11 +35,13 @@ class OutputDiff:
 
 
 def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2, dynamic_dim: int = 8,
-                  shapes: Mapping[str, Sequence[int]] | None = None, graph_def: Any = None) -> dict[str, np.ndarray]:
+                  shapes: Mapping[str, Sequence[int]] | None = None, graph_def: Any = None,
+                  values: str = "standard normal") -> dict[str, np.ndarray]:
     """Seeded inputs matching ``specs``; unknown dims become ``batch`` (first) or ``dynamic_dim``,
     unless ``shapes`` gives an input's whole shape.
 
-    Floats are standard normal, integers uniform in [0, 8), bools False, strings ``b"a"``. With
+    Floats are standard normal (``values``: a rung of :data:`tfopt.verification.saturation.LADDER`,
+    drawn from the same normal values, for floats nothing below constrains), integers uniform in [0, 8), bools False, strings ``b"a"``. With
     ``graph_def``, an input keeps to what the graph does with it (:mod:`tfopt.verification.made_up_inputs`): ids
     inside their table (whole numbers when the input is float, as Keras 2 declared an Embedding's
     input), masks 0/1, integer lengths in ``[1, dynamic_dim]``, and values inside the domain of the
@@ -47,6 +49,7 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
     """
     from tfopt.verification.input_domains import draw, input_domains
     from tfopt.verification.made_up_inputs import fill, input_roles
+    from tfopt.verification.saturation import scaled
 
     roles = input_roles(graph_def) if graph_def is not None else {}
     domains = input_domains(graph_def, {s.name for s in specs}) if graph_def is not None else {}
@@ -66,7 +69,8 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
         if given is not None:
             out[spec.name] = given
         elif spec.dtype in ("float16", "float32", "float64", "bfloat16"):
-            out[spec.name] = rng.standard_normal(shape).astype(spec.dtype if spec.dtype != "bfloat16" else "float32")
+            z = rng.standard_normal(shape).astype(spec.dtype if spec.dtype != "bfloat16" else "float32")
+            out[spec.name] = scaled(z, values)
         elif spec.dtype.startswith(("int", "uint")):
             out[spec.name] = rng.integers(0, 8, size=shape).astype(spec.dtype)
         elif spec.dtype == "bool":

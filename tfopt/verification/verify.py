@@ -11,7 +11,9 @@ poolings of a short time axis leave a global average over nothing (NaN): neither
 verification, and neither is the fault of freezing or a converter, so when no size works the
 error names the failing node and asks for a ``--verify-shape`` that keeps the ties. Values keep to
 what the graph does with each input (:mod:`tfopt.verification.made_up_inputs`: ids, masks, lengths; and
-:mod:`tfopt.verification.input_domains`: positive before a ``Log``).
+:mod:`tfopt.verification.input_domains`: positive before a ``Log``), and outputs must carry information
+(:mod:`tfopt.verification.saturation`: a head saturated at 0/1 by standard-normal floats is tried at
+uniform [0, 1], then smaller scales, and said to be saturated when none helps).
 
 A size below ``REALISTIC`` (8x8 for an image model) is verified at one realistic size too, the
 first of 64, 128, 256 the original model answers: a network's error at 8x8 is not its error at
@@ -30,8 +32,9 @@ from tfopt.errors import ConversionError, GraphError, OptionError, TfoptError, V
 from tfopt.graph import Model, TensorSpec
 from tfopt.runtimes.tensorflow import GraphRunner
 from tfopt.verification.data_batches import DATA_ROWS, given_rows
-from tfopt.verification.input_data import npz_arrays
+from tfopt.verification.input_data import npz_arrays, verify_shapes
 from tfopt.verification.input_domains import reasons
+from tfopt.verification.saturation import NORMAL, informative, note, record
 from tfopt.verification.stochastic import check_reproducible
 from tfopt.verification.testing import OutputDiff, assert_equivalent, random_inputs
 
@@ -71,6 +74,9 @@ class VerifyInputs:
     size: int = 8  # the made-up size of the non-batch dimensions (integer lengths stay within it)
     ties: Any = None  # the search's DimTies (made-up inputs): products of dimensions are kept at other batches
     domains: dict[str, str] = field(default_factory=dict)  # input -> its made-up values' domain and why
+    values: str = NORMAL  # the made-up floats' rung of tfopt.verification.saturation.LADDER
+    saturated: dict[str, str] = field(default_factory=dict)  # outputs degenerate even at ``values``, and why
+    saturated_before: dict[str, str] = field(default_factory=dict)  # outputs degenerate at standard normal
 
     def sets(self) -> list[VerifyInputs]:
         """Every set of inputs to verify on: these, then the realistic size."""
@@ -99,14 +105,16 @@ class VerifyInputs:
                   **{s.name: np.shape(self.feeds[s.name]) for s in specs if s.shape is None}}  # rank unknown: as is
         realistic = self.realistic.with_batch(specs, batch, seed, graph_def) if self.realistic else None
         return VerifyInputs(random_inputs(specs, seed=seed, shapes=shapes, graph_def=graph_def,
-                                          dynamic_dim=min(sizes, default=self.size)),
-                            self.source, self.tried, realistic, self.size, self.ties, self.domains)
+                                          dynamic_dim=min(sizes, default=self.size), values=self.values),
+                            self.source, self.tried, realistic, self.size, self.ties, self.domains, self.values,
+                            self.saturated, self.saturated_before)
 
     def summary(self) -> str:
         """``img:2x8x8x3 (made up inputs); also at img:2x64x64x3 (a realistic size)``."""
         also = f"; also at {self.realistic.describe()} (a realistic size)" if self.realistic is not None else ""
         values = "".join(f"; values: {name} {why}" for name, why in self.domains.items())  # (input_domains)
-        return f"{self.describe()} ({self.source} inputs){also}{values}"
+        return f"{self.describe()} ({self.source} inputs){also}{values}" + \
+            note(self.values, self.saturated, self.saturated_before)  # (saturation)
 
     def as_dict(self) -> dict[str, Any]:
         out = {"source": self.source, "shapes": self.shapes(), "tried": self.tried}
@@ -114,7 +122,7 @@ class VerifyInputs:
             out["realistic_shapes"] = self.realistic.shapes()
         if self.domains:
             out["domains"] = dict(self.domains)
-        return out
+        return {**out, **record(self.values, self.saturated, self.saturated_before)}
 
 
 def reference_runner(model: Model) -> Any:
@@ -168,10 +176,15 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
         return check_inputs(original, VerifyInputs(given_rows(original, specs, feeds, graph_def, seed), "calibration"),
                             f"--calibration {data.calibration_source or ''}".rstrip(), outputs)
     if data.shapes:
-        shapes = _verify_shapes(data.shapes, specs)
-        given = VerifyInputs(random_inputs(specs, seed=seed, batch=batch, shapes=shapes, graph_def=graph_def),
-                             "verify-shape", domains=reasons(graph_def, specs))
-        return check_inputs(original, given, "--verify-shape", outputs)
+        shapes = verify_shapes(data.shapes, specs)
+        made = lambda v: random_inputs(specs, seed=seed, batch=batch, shapes=shapes, graph_def=graph_def,  # noqa: E731
+                                       values=v)
+        given = check_inputs(original, VerifyInputs(made(NORMAL), "verify-shape", domains=reasons(graph_def, specs)),
+                             "--verify-shape", outputs)
+        usable = lambda f: None if output_problem(got := _select(original(f), outputs)) else got  # noqa: E731
+        given.values, given.feeds, given.saturated, given.saturated_before = informative(
+            made, usable, given.feeds, usable(given.feeds) or {})  # outputs that carry information (saturation)
+        return given
     return _search(original, specs, outputs, batch=batch, seed=seed, graph_def=graph_def)
 
 
@@ -179,12 +192,17 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
             outputs: Sequence[str] | None, *, batch: int, seed: int, graph_def: Any = None) -> VerifyInputs:
     from tfopt.verification.shapes import find_ties, tf_error_summary
 
-    def feeds_at(shapes: Mapping[str, Sequence[int]], size: int = 8) -> dict[str, np.ndarray]:
-        return random_inputs(specs, seed=seed, batch=batch, shapes=shapes, dynamic_dim=size, graph_def=graph_def)
+    def feeds_at(shapes: Mapping[str, Sequence[int]], size: int = 8, values: str = NORMAL) -> dict[str, np.ndarray]:
+        return random_inputs(specs, seed=seed, batch=batch, shapes=shapes, dynamic_dim=size, graph_def=graph_def,
+                             values=values)
+
+    got: dict[str, Any] = {}  # the original's outputs on the feeds ``problem`` last ran
 
     def problem(feeds: Mapping[str, Any]) -> tuple[str, Exception | None]:
+        got.clear()
         try:
-            return output_problem(_select(original(feeds), outputs)), None
+            got.update(_select(original(feeds), outputs))
+            return output_problem(got), None
         except Exception as exc:  # a size the model cannot take (a VALID conv longer than the input)
             return f"the original model fails: {type(exc).__name__}: {tf_error_summary(exc)}", exc
 
@@ -201,11 +219,12 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
         candidate = VerifyInputs(feeds, "made up", list(tried), size=size, ties=ties, domains=domains)
         last, failure = problem(feeds)
         if not last:
-            candidate.realistic = _realistic(ties, size, batch, feeds_at, problem, domains) if dynamic else None
-            return candidate
+            return _informative(candidate, got, batch, feeds_at, problem, dynamic)
         tried.append(candidate.describe())
     if failure is not None and first is not None:  # ids or indices out of a range tfopt cannot see
-        rejected = _random_inputs_rejected(failure, specs, graph_def, first, original)
+        from tfopt.verification.made_up_inputs import random_inputs_rejected
+
+        rejected = random_inputs_rejected(failure, specs, graph_def, first, original)
         if rejected is not failure:
             raise rejected from failure
     learned = failure is not None and ties.learn_failure(str(failure), candidate.shapes(), graph_def)  # a split
@@ -218,6 +237,21 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
         + (f" (tried {len(tried)} sizes up to it)" if len(tried) > 1 else "")
         + "".join(f", with {name} {why}" for name, why in domains.items()) + f": {last}. "
         f"This is about the inputs, not freezing or conversion: {fix}")
+
+
+def _informative(found: VerifyInputs, got: Mapping[str, Any], batch: int, feeds_at: Callable[..., dict[str, np.ndarray]],
+                 problem: Callable[[Mapping[str, Any]], tuple[str, Exception | None]], dynamic: bool) -> VerifyInputs:
+    """``found`` with the first rung of made-up floats whose outputs carry information
+    (:mod:`tfopt.verification.saturation`), and its realistic size at that rung. ``got``: the outputs
+    of the feeds ``problem`` last ran (it refills them)."""
+    shapes = found.ties.shapes(batch, found.size)
+    found.values, found.feeds, found.saturated, found.saturated_before = informative(
+        lambda v: feeds_at(shapes, found.size, v), lambda f: None if problem(f)[0] else dict(got), found.feeds, got)
+    at_values = lambda s, z: feeds_at(s, z, found.values)  # noqa: E731
+    found.realistic = _realistic(found.ties, found.size, batch, at_values, problem, found.domains) if dynamic else None
+    if found.realistic is not None:
+        found.realistic.values = found.values
+    return found
 
 
 def _realistic(ties: Any, size: int, batch: int, feeds_at: Callable[..., dict[str, np.ndarray]],
@@ -256,35 +290,6 @@ def check_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], giv
 
 def _select(outputs: Mapping[str, Any], names: Sequence[str] | None) -> dict[str, Any]:
     return dict(outputs) if names is None else {n: outputs[n] for n in names}
-
-
-def _verify_shapes(shapes: Mapping[str, Sequence[int]], specs: Sequence[TensorSpec]) -> dict[str, tuple[int, ...]]:
-    names = {s.name: s for s in specs}
-    out: dict[str, tuple[int, ...]] = {}
-    for name, shape in shapes.items():
-        if name not in names:
-            from tfopt.errors import did_you_mean
-
-            raise OptionError(f"--verify-shape {name}: not an input of the model.{did_you_mean(name, names)}")
-        spec = names[name]
-        if any(d is None or int(d) < 0 for d in shape):
-            raise OptionError(f"--verify-shape {name}: give every dimension, e.g. {_example_shape(spec, 1)}")
-        if spec.shape is not None and (len(shape) != len(spec.shape) or
-                                       any(g is not None and g != d for g, d in zip(spec.shape, shape))):
-            raise OptionError(f"--verify-shape {name}:{'x'.join(map(str, shape))} does not fit the input's shape "
-                              f"{_shape_text(spec.shape)}")
-        out[name] = tuple(int(d) for d in shape)
-    return out
-
-
-def _example_shape(spec: TensorSpec, batch: int) -> str:
-    dims = spec.shape or (batch,)
-    return f"{spec.name}:" + "x".join(str(batch) if i == 0 and d is None else "N" if d is None else str(d)
-                                      for i, d in enumerate(dims))
-
-
-def _shape_text(shape: Sequence[int | None]) -> str:
-    return "x".join("?" if d is None else str(d) for d in shape)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -376,25 +381,3 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
                                     f"(TensorFlow) {at}: output '{bad[0].name}': {bad[0].problem or 'differs'} "
                                     f"(max abs err {bad[0].max_abs_err:.3g}, bound {bound:g}); nothing was written")
 
-
-def _random_inputs_rejected(exc: Exception, specs: Sequence[TensorSpec], graph_def: Any,
-                            feeds: Mapping[str, Any], original: Callable[[Mapping[str, Any]], Any]) -> Exception:
-    """An integer input whose valid range the graph does not show (ids into a table tfopt cannot
-    see, a class index...) can make the original model fail on the random data: say which, when
-    the model runs with those inputs at 0 (a shape tie or any other refusal is not their range)."""
-    from tfopt.verification.made_up_inputs import index_bounds
-
-    known = index_bounds(graph_def) if graph_def is not None else {}
-    ints = [s for s in specs if s.dtype.startswith(("int", "uint")) and s.name not in known]
-    if isinstance(exc, TfoptError) or not ints:
-        return exc
-    try:
-        original({**feeds, **{s.name: np.zeros_like(feeds[s.name]) for s in ints}})
-    except Exception:
-        return exc
-    first = " ".join(str(exc).split())[:300]
-    drawn = ", ".join(f"'{s.name}' ({s.dtype}, drawn in [0, {int(feeds[s.name].max()) + 1}))" for s in ints)
-    return VerificationError(f"the original model fails on tfopt's random verification inputs for {drawn}: "
-                             f"{type(exc).__name__}: {first}. Integer inputs are ids or indices whose range tfopt "
-                             "cannot see: give real data (convert: --calibration or --eval-data), or skip this "
-                             "check with --no-verify")
