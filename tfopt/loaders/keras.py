@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from tfopt._tf import tf
-from tfopt.errors import ModelFormatError, OptionError, UnsafeModelError
+from tfopt.errors import ModelFormatError, OptionError, TfoptError, UnsafeModelError
 from tfopt.graph import Model
 from tfopt.loaders._concrete import model_from_concrete
+from tfopt.loaders._keras_archive import readable_archive
+from tfopt.loaders._keras_lambda import check_readable, lambda_shim, stored_lambdas, supplied, writer_version
 
 FORMAT = "keras"
 _SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -31,11 +33,18 @@ def detect(path: str) -> bool:
 
 
 def load(path: str, options: Any) -> Model:
-    if not options.unsafe and path.lower().endswith((".h5", ".hdf5")):
-        _refuse_h5_lambda(path)
+    # A .keras saved on Windows by Keras 2.13-2.15 is read through a copy with '/' weight names.
+    with readable_archive(path) as (source, note):
+        return _load(path, source, options, note)
+
+
+def _load(path: str, source: str, options: Any, note: dict[str, Any]) -> Model:
+    """Load ``source`` (``path`` itself or a readable copy of it); errors name ``path``."""
     if _keras_major(path) >= 3:  # a .keras archive, or a legacy .h5 that Keras 3 wrote
         import keras
 
+        if not options.unsafe and path.lower().endswith((".h5", ".hdf5")):
+            _refuse_h5_lambda(path)
         custom = import_custom_objects(options.custom_objects)
 
         if options.compress is not None and options.compress.active:
@@ -45,7 +54,7 @@ def load(path: str, options: Any) -> Model:
                 "load the weights (model.save_weights('w.weights.h5') in Keras 3, then load_weights), and save it "
                 "as .h5; or pass --cluster/--prune to the training script's tf_keras model")
         model = _guarded(path, lambda: keras.saving.load_model(
-            path, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
+            source, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
         flavour = "keras3"
     else:
         import tf_keras
@@ -53,16 +62,24 @@ def load(path: str, options: Any) -> Model:
         custom = import_custom_objects(options.custom_objects, keras2_for=path)
 
         stored = _stored_config(path)
+        lambdas = _stored_lambdas(stored)
+        given = supplied(lambdas, custom)
+        check_readable(path, lambdas, given, writer_version(path))
+        if not options.unsafe and path.lower().endswith((".h5", ".hdf5")):
+            _refuse_h5_lambda(path, supplied=set(given))
         kinds = _tfmot_kinds(stored)
-        custom = {**_legacy_shims(stored), **custom}  # the user's own classes win
+        # the user's own classes win; a function supplied for a Lambda layer is that layer's, not a Keras name
+        custom = {**_legacy_shims(stored), **lambda_shim(given), **{k: v for k, v in custom.items() if k not in given}}
         with _tfmot_scopes(kinds, path):
             model = _guarded(path, lambda: tf_keras.models.load_model(
-                path, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
+                source, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
         model = _strip_tfmot(model, kinds)
         flavour = "keras2"
-        provenance: dict[str, Any] = {"format": FORMAT, "path": path, "keras": flavour}
+        provenance: dict[str, Any] = {"format": FORMAT, "path": path, "keras": flavour, **note}
         if kinds:
             provenance["tfmot"] = sorted(kinds)
+        if given:
+            provenance["lambda_functions_supplied"] = sorted(given)
         if options.compress is not None and options.compress.active:
             from tfopt.loaders.compressing import Compressed, compress_keras
 
@@ -73,7 +90,7 @@ def load(path: str, options: Any) -> Model:
     if _tfmot_kinds(_stored_config(path)):
         raise OptionError(f"{path}: a Keras 3 model with TFMOT layers: TFMOT works with Keras 2 only. Build "
                           "and save the model with tf_keras (TF_USE_LEGACY_KERAS=1) instead")
-    return model_from_keras(model, {"format": FORMAT, "path": path, "keras": flavour},
+    return model_from_keras(model, {"format": FORMAT, "path": path, "keras": flavour, **note},
                             external_threshold=options.external_threshold)
 
 
@@ -280,7 +297,18 @@ def _keras_major(path: str) -> int:
     return int(version.split(".")[0]) if version[:1].isdigit() else 3
 
 
-def _refuse_h5_lambda(path: str) -> None:
+def _stored_lambdas(stored: str) -> list[Any]:
+    """The Lambda layers of a stored config (none when it is not valid JSON: the loader says so)."""
+    if '"Lambda"' not in stored:
+        return []
+    try:
+        return stored_lambdas(_walk_layers(json.loads(stored)))
+    except ValueError:
+        return []
+
+
+def _refuse_h5_lambda(path: str, *, supplied: set[str] | None = None) -> None:
+    """Safe mode for a legacy ``.h5``: refuse a Lambda layer unless the user ``supplied`` its function."""
     import h5py
 
     try:
@@ -292,14 +320,19 @@ def _refuse_h5_lambda(path: str) -> None:
         raise ModelFormatError(f"{path}: HDF5 file holds no model_config (weights-only file?); "
                                "save the full model with model.save(...)")
     text = config.decode() if isinstance(config, bytes) else str(config)
-    if '"class_name": "Lambda"' in text:
+    if '"class_name": "Lambda"' in text and not (supplied and all(
+            layer.name in supplied for layer in _stored_lambdas(text))):
         raise UnsafeModelError(f"{path}: the model contains a Lambda layer, which runs arbitrary Python "
                                "when loaded. If you trust this file, pass --unsafe (unsafe=True)")
 
 
 def _guarded(path: str, loader: Any) -> Any:
+    """Run ``loader``; whatever Keras raises while rebuilding the model becomes a typed error naming
+    ``path`` (and the layer being rebuilt, when a frame shows it)."""
     try:
         return loader()
+    except TfoptError:
+        raise
     except (ValueError, TypeError, KeyError, OSError, AttributeError) as exc:
         msg = str(exc)
         if "safe_mode" in msg or "Lambda" in msg:
@@ -314,7 +347,27 @@ def _guarded(path: str, loader: Any) -> Any:
             inner = f"{path}/config.json" if path.endswith(".keras") else f"{path} (model_config)"
             raise ModelFormatError(f"{inner}: not valid JSON ({exc.msg}, char {exc.pos}); the file is truncated or "
                                    "half-written: save the model again") from exc
-        raise ModelFormatError(f"{path}: cannot load Keras model: {msg.splitlines()[0][:300] if msg else type(exc).__name__}") from exc
+        raise ModelFormatError(f"{path}: cannot load Keras model{_at_layer(exc)}: "
+                               f"{msg.splitlines()[0][:300] if msg else type(exc).__name__}") from exc
+    except Exception as exc:  # EOFError, SystemError, ImportError, NameError... from deserializing stored code
+        msg = str(exc).splitlines()[0][:300] if str(exc) else ""
+        raise ModelFormatError(
+            f"{path}: cannot load Keras model{_at_layer(exc)}: Keras failed rebuilding it ({type(exc).__name__}"
+            f"{': ' + msg if msg else ''}). The file may hold code or objects this Python/Keras cannot read "
+            "(e.g. a Lambda saved by another Python version): load it where it was written and save it as a "
+            "SavedModel (tf.saved_model.save), or supply the missing objects with --custom-objects") from exc
+
+
+def _at_layer(exc: BaseException) -> str:
+    """`` at layer 'x'`` for the innermost frame of ``exc`` that was rebuilding a named layer, or ``""``."""
+    tb, name = exc.__traceback__, ""
+    while tb is not None:
+        for key in ("config", "cls_config", "layer_config"):
+            config = tb.tb_frame.f_locals.get(key)
+            if isinstance(config, dict) and isinstance(config.get("name"), str):
+                name = config["name"]
+        tb = tb.tb_next
+    return f" at layer '{name}'" if name else ""
 
 
 # Keras names what it cannot find as "Unknown activation function: 'x'" (tf-keras), "Unknown layer:
