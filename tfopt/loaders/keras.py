@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -18,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from tfopt._tf import tf
-from tfopt.errors import ModelFormatError, OptionError, TfoptError, UnsafeModelError
+from tfopt.errors import ModelFormatError, OptionError, UnsafeModelError
 from tfopt.graph import Model
 from tfopt.loaders._concrete import model_from_concrete
 from tfopt.loaders._keras_archive import readable_archive
+from tfopt.loaders._keras_errors import guarded as _guarded
 from tfopt.loaders._keras_lambda import check_readable, lambda_shim, stored_lambdas, supplied, writer_version
 
 FORMAT = "keras"
@@ -324,71 +324,3 @@ def _refuse_h5_lambda(path: str, *, supplied: set[str] | None = None) -> None:
             layer.name in supplied for layer in _stored_lambdas(text))):
         raise UnsafeModelError(f"{path}: the model contains a Lambda layer, which runs arbitrary Python "
                                "when loaded. If you trust this file, pass --unsafe (unsafe=True)")
-
-
-def _guarded(path: str, loader: Any) -> Any:
-    """Run ``loader``; whatever Keras raises while rebuilding the model becomes a typed error naming
-    ``path`` (and the layer being rebuilt, when a frame shows it)."""
-    try:
-        return loader()
-    except TfoptError:
-        raise
-    except (ValueError, TypeError, KeyError, OSError, AttributeError) as exc:
-        msg = str(exc)
-        if "safe_mode" in msg or "Lambda" in msg:
-            raise UnsafeModelError(
-                f"{path}: the model contains a Lambda layer, which runs arbitrary Python when loaded. "
-                "If you trust this file, pass --unsafe (unsafe=True)") from exc
-        name = _unknown_name(msg)
-        if name is not None:
-            raise OptionError(f"{path}: the model uses '{name}', which Keras does not know. "
-                              + _custom_object_fix(name)) from exc
-        if isinstance(exc, json.JSONDecodeError):  # the archive's config.json (or an .h5's model_config) is cut
-            inner = f"{path}/config.json" if path.endswith(".keras") else f"{path} (model_config)"
-            raise ModelFormatError(f"{inner}: not valid JSON ({exc.msg}, char {exc.pos}); the file is truncated or "
-                                   "half-written: save the model again") from exc
-        raise ModelFormatError(f"{path}: cannot load Keras model{_at_layer(exc)}: "
-                               f"{msg.splitlines()[0][:300] if msg else type(exc).__name__}") from exc
-    except Exception as exc:  # EOFError, SystemError, ImportError, NameError... from deserializing stored code
-        msg = str(exc).splitlines()[0][:300] if str(exc) else ""
-        raise ModelFormatError(
-            f"{path}: cannot load Keras model{_at_layer(exc)}: Keras failed rebuilding it ({type(exc).__name__}"
-            f"{': ' + msg if msg else ''}). The file may hold code or objects this Python/Keras cannot read "
-            "(e.g. a Lambda saved by another Python version): load it where it was written and save it as a "
-            "SavedModel (tf.saved_model.save), or supply the missing objects with --custom-objects") from exc
-
-
-def _at_layer(exc: BaseException) -> str:
-    """`` at layer 'x'`` for the innermost frame of ``exc`` that was rebuilding a named layer, or ``""``."""
-    tb, name = exc.__traceback__, ""
-    while tb is not None:
-        for key in ("config", "cls_config", "layer_config"):
-            config = tb.tb_frame.f_locals.get(key)
-            if isinstance(config, dict) and isinstance(config.get("name"), str):
-                name = config["name"]
-        tb = tb.tb_next
-    return f" at layer '{name}'" if name else ""
-
-
-# Keras names what it cannot find as "Unknown activation function: 'x'" (tf-keras), "Unknown layer:
-# 'x'", "Could not locate class 'x'" (Keras 3). Older Keras 2 stored a Python lambda as '<lambda>'.
-_UNKNOWN = re.compile(r"[Cc]ould not (?:locate|deserialize) (?:class|function) '?([\w.<>]+)'?"
-                      r"|Unknown (?:\w+ )*?(?:function|layer|class|object|initializer|regularizer|constraint|loss|metric)"
-                      r":? '?([\w.<>]+)'?|Unknown \w+:? '?([\w.<>]+)'?")
-
-
-def _unknown_name(msg: str) -> str | None:
-    """The name Keras says it does not know, as stored in the file (``'<lambda>'`` included)."""
-    found = _UNKNOWN.search(msg)
-    return None if found is None else next(g for g in found.groups() if g)
-
-
-def _custom_object_fix(name: str) -> str:
-    """How a user supplies ``name``: a module's public names, or a ``CUSTOM_OBJECTS`` dict for a
-    stored name that is no Python identifier (a lambda saved as ``'<lambda>'``)."""
-    if name.isidentifier() or all(part.isidentifier() for part in name.split(".")):
-        return "Pass --custom-objects MODULE naming the module that defines it"
-    return (f"'{name}' is how Keras stored a Python lambda (an activation or loss written as `lambda x: ...`), "
-            "so no function name can match it: write a module with "
-            f"CUSTOM_OBJECTS = {{{name!r}: the_function}} (the function the lambda computed, e.g. from the "
-            "training code) and pass --custom-objects MODULE")
