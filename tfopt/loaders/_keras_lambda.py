@@ -79,10 +79,20 @@ def stored_lambdas(layers: list[dict[str, Any]]) -> list[StoredLambda]:
         if layer.get("class_name") != "Lambda":
             continue
         config = layer["config"]
-        problems = {part: problem for part, kind in _PARTS
-                    if config.get(kind) == "lambda" and (problem := code_problem(config.get(part)))}
+        problems = {part: problem for part, kind in _PARTS if (problem := _problem(config, part, kind))}
         found.append(StoredLambda(str(config.get("name", "?")), dict(config.get("arguments") or {}), problems))
     return found
+
+
+def _problem(config: dict[str, Any], part: str, kind: str) -> str:
+    """Why ``config[part]`` (Keras 2: ``kind == "lambda"``; Keras 3: ``{"class_name": "__lambda__",
+    "config": {"code": ...}}``) cannot be rebuilt here, or ``""``."""
+    stored = config.get(part)
+    if config.get(kind) == "lambda":
+        return code_problem(stored)
+    if isinstance(stored, dict) and stored.get("class_name") == "__lambda__":
+        return code_problem((stored.get("config") or {}).get("code"))
+    return ""
 
 
 def supplied(lambdas: list[StoredLambda], custom: Mapping[str, Any]) -> dict[str, Callable[..., Any]]:
@@ -98,8 +108,10 @@ def supplied(lambdas: list[StoredLambda], custom: Mapping[str, Any]) -> dict[str
     return chosen
 
 
-def check_readable(path: str, lambdas: list[StoredLambda], given: Mapping[str, Any], keras_version: str) -> None:
-    """Stop before loading when a Lambda's stored function cannot be rebuilt and was not supplied.
+def check_readable(path: str, lambdas: list[StoredLambda], given: Mapping[str, Any], keras_version: str, *,
+                   can_supply: bool = True) -> None:
+    """Stop before loading when a Lambda's stored function cannot be rebuilt and was not supplied
+    (``can_supply=False``: Keras 3, which takes no replacement for a built-in layer's function).
 
     Raises:
         LambdaCodeError: naming the file, every such layer with its ``arguments``, the writer, and the fix.
@@ -117,14 +129,17 @@ def check_readable(path: str, lambdas: list[StoredLambda], given: Mapping[str, A
     listed = "; ".join(f"{', '.join(names)} -- {why}" for why, names in by_problem.items())
     writer = f"Keras {keras_version}" if keras_version else "an older Keras"
     example = ", ".join(f"{layer.name!r}: fn" for layer in missing[:2]) + (", ..." if len(missing) > 2 else "")
+    supply = ("Either supply the functions: write a module with CUSTOM_OBJECTS = {" + example + "} keyed by "
+              f"layer name (or {{{ANY_LAMBDA!r}: fn}} for all of them), each fn computing what the layer did and "
+              "called as fn(inputs, **arguments), and pass --custom-objects MODULE (no --unsafe needed for them); "
+              "or load" if can_supply else
+              "Rebuild the model in code with the functions (Lambda(fn, ...)) and load its weights "
+              "(model.load_weights on this file); or load")
     raise LambdaCodeError(
         f"{path}: {len(missing)} Lambda layer(s) store their Python function as bytecode that Python {python} "
         f"cannot rebuild (written by {writer} in another Python version; --unsafe cannot help): {listed}. "
-        "Either supply the functions: write a module with CUSTOM_OBJECTS = {" + example + "} keyed by layer "
-        f"name (or {{{ANY_LAMBDA!r}: fn}} for all of them), each fn computing what the layer did and called as "
-        "fn(inputs, **arguments), and pass --custom-objects MODULE (no --unsafe needed for them); or load the "
-        "model in the Python and Keras that wrote it and save it as a SavedModel (tf.saved_model.save), then "
-        "convert that")
+        f"{supply} the model in the Python and Keras that wrote it and save it as a SavedModel "
+        "(tf.saved_model.save), then convert that")
 
 
 def lambda_shim(given: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:

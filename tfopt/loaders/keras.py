@@ -43,6 +43,7 @@ def _load(path: str, source: str, options: Any, note: dict[str, Any]) -> Model:
     if _keras_major(path) >= 3:  # a .keras archive, or a legacy .h5 that Keras 3 wrote
         import keras
 
+        check_readable(path, _stored_lambdas(_stored_config(path)), {}, writer_version(path), can_supply=False)
         if not options.unsafe and path.lower().endswith((".h5", ".hdf5")):
             _refuse_h5_lambda(path)
         custom = import_custom_objects(options.custom_objects)
