@@ -86,21 +86,34 @@ FOREIGN = {"py36_layout": lambda raw: _py36_code(marshal.loads(raw)),
 
 
 def _saved_with_foreign_bytecode(path: str, names: list[str], foreign: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Save the model as a Keras 2 .h5, replace every Lambda's bytecode; returns (input, output)."""
+    """Save the model with tf-keras (an .h5, or a .keras archive as Keras 2.13-2.15 wrote), replace every
+    Lambda's bytecode in the stored config; returns (input, output)."""
     import json
+    import zipfile
 
     model = _model(names, seed)
     x = np.random.default_rng(seed).standard_normal((4, FEATURES)).astype(np.float32)
     expected = model(x, training=False).numpy()
-    model.save(path)
-    with h5py.File(path, "r+") as f:
-        config = json.loads(f.attrs["model_config"])
+
+    def replaced(text) -> str:
+        config = json.loads(text)
         for layer in config["config"]["layers"]:
             if layer["class_name"] == "Lambda":
                 stored = layer["config"]["function"]
                 raw = FOREIGN[foreign](base64.b64decode(stored[0]))
                 layer["config"]["function"] = [base64.b64encode(raw).decode(), *stored[1:]]
-        f.attrs["model_config"] = json.dumps(config)
+        return json.dumps(config)
+
+    if path.endswith(".keras"):
+        model.save(path + ".saved.keras")
+        with zipfile.ZipFile(path + ".saved.keras") as zf, zipfile.ZipFile(path, "w") as out:
+            for info in zf.infolist():
+                data = zf.read(info)
+                out.writestr(info, replaced(data).encode() if info.filename == "config.json" else data)
+        return x, expected
+    model.save(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["model_config"] = replaced(f.attrs["model_config"])
     return x, expected
 
 
@@ -109,11 +122,12 @@ CASES = [(["block_scale_sum"], "py36_layout"), (["act", "affine_a"], "truncated"
 CASE_IDS = ["+".join(names) + "-" + foreign for names, foreign in CASES]
 
 
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
 @pytest.mark.parametrize("unsafe", [False, True], ids=["safe", "unsafe"])
 @pytest.mark.parametrize(("names", "foreign"), CASES, ids=CASE_IDS)
 def test_unreadable_lambda_bytecode_is_a_typed_error_naming_every_layer_and_the_fix(tmp_path, names, foreign,
-                                                                                    unsafe):
-    path = str(tmp_path / "m.h5")
+                                                                                    unsafe, suffix):
+    path = str(tmp_path / f"m{suffix}")
     _saved_with_foreign_bytecode(path, names, foreign, seed=len(names))
     with pytest.raises(LambdaCodeError) as caught:
         load(path, unsafe=unsafe)
@@ -141,13 +155,14 @@ SUPPLIED = [(["block_scale_sum", "act", "affine_b"], "py36_layout", "layer_name"
             (["affine_a", "affine_b"], "py36_layout", "any_lambda")]  # one function serves every layer
 
 
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
 @pytest.mark.parametrize(("names", "foreign", "keyed"), SUPPLIED, ids=["-".join(("+".join(n), f, k)) for n, f, k in SUPPLIED])
-def test_supplied_functions_rebuild_the_model_to_the_same_numbers(tmp_path, monkeypatch, names, foreign, keyed):
-    path = str(tmp_path / "m.h5")
+def test_supplied_functions_rebuild_the_model_to_the_same_numbers(tmp_path, monkeypatch, names, foreign, keyed, suffix):
+    path = str(tmp_path / f"m{suffix}")
     x, expected = _saved_with_foreign_bytecode(path, names, foreign, seed=len(names))
     functions = {name: KINDS[LAMBDAS[name][0]][1].__name__ for name in names}
     entries = functions if keyed == "layer_name" else {"<lambda>": functions[names[0]]}
-    module = _supply(tmp_path, monkeypatch, f"lambdas_{keyed}_{len(names)}_{foreign}", entries)
+    module = _supply(tmp_path, monkeypatch, f"lambdas_{keyed}_{len(names)}_{foreign}_{suffix[1:]}", entries)
     try:
         model = load(path, custom_objects=module)  # no --unsafe: no stored code runs
     finally:

@@ -25,10 +25,14 @@ import codecs
 import dis
 import json
 import marshal
+import os
+import shutil
 import sys
+import tempfile
 import types
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,6 +144,50 @@ def check_readable(path: str, lambdas: list[StoredLambda], given: Mapping[str, A
         f"cannot rebuild (written by {writer} in another Python version; --unsafe cannot help): {listed}. "
         f"{supply} the model in the Python and Keras that wrote it and save it as a SavedModel "
         "(tf.saved_model.save), then convert that")
+
+
+SUPPLIED_KEY = "tfopt_supplied_lambda:"  # + layer name: where a supplied function is found in custom_objects
+
+
+@contextmanager
+def with_supplied(path: str, given: Mapping[str, Callable[..., Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(path to load, custom objects)`` for a ``.keras`` archive written by Keras 2 (tf-keras's zip
+    format, which asks no ``custom_objects`` entry for its own Lambda class): a temporary copy whose
+    config names each supplied function (``function_type: "function"``, found under
+    :data:`SUPPLIED_KEY` + layer name) and drops the stored shape function; other files as they are."""
+    if not given or not path.lower().endswith(".keras"):
+        yield path, {}
+        return
+    tmp = tempfile.mkdtemp(prefix="tfopt-keras-")
+    try:
+        copy = os.path.join(tmp, os.path.basename(path))
+        with zipfile.ZipFile(path) as zf, zipfile.ZipFile(copy, "w") as out:
+            for info in zf.infolist():
+                data = zf.read(info)
+                if info.filename == "config.json":
+                    config = json.loads(data)
+                    _name_supplied(config, given)
+                    data = json.dumps(config).encode()
+                out.writestr(info, data)
+        yield copy, {SUPPLIED_KEY + name: fn for name, fn in given.items()}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _name_supplied(node: Any, given: Mapping[str, Any]) -> None:
+    """Point every supplied Lambda of a stored config (nested models included) at its supplied function."""
+    if isinstance(node, dict):
+        config = node.get("config")
+        if node.get("class_name") == "Lambda" and isinstance(config, dict) and config.get("name") in given:
+            config.update(function=SUPPLIED_KEY + config["name"], function_type="function")
+            config.pop("module", None)
+            if config.get("output_shape_type") == "lambda":  # stored code: TF infers the shape instead
+                config.update(output_shape=None, output_shape_type="raw")
+        for value in node.values():
+            _name_supplied(value, given)
+    elif isinstance(node, list):
+        for value in node:
+            _name_supplied(value, given)
 
 
 def lambda_shim(given: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:

@@ -22,7 +22,14 @@ from tfopt.graph import Model
 from tfopt.loaders._concrete import model_from_concrete
 from tfopt.loaders._keras_archive import readable_archive
 from tfopt.loaders._keras_errors import guarded as _guarded
-from tfopt.loaders._keras_lambda import check_readable, lambda_shim, stored_lambdas, supplied, writer_version
+from tfopt.loaders._keras_lambda import (
+    check_readable,
+    lambda_shim,
+    stored_lambdas,
+    supplied,
+    with_supplied,
+    writer_version,
+)
 
 FORMAT = "keras"
 _SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -71,9 +78,9 @@ def _load(path: str, source: str, options: Any, note: dict[str, Any]) -> Model:
         kinds = _tfmot_kinds(stored)
         # the user's own classes win; a function supplied for a Lambda layer is that layer's, not a Keras name
         custom = {**_legacy_shims(stored), **lambda_shim(given), **{k: v for k, v in custom.items() if k not in given}}
-        with _tfmot_scopes(kinds, path):
+        with _tfmot_scopes(kinds, path), with_supplied(source, given) as (source, named):
             model = _guarded(path, lambda: tf_keras.models.load_model(
-                source, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
+                source, custom_objects={**custom, **named}, compile=False, safe_mode=not options.unsafe))
         model = _strip_tfmot(model, kinds)
         flavour = "keras2"
         provenance: dict[str, Any] = {"format": FORMAT, "path": path, "keras": flavour, **note}
