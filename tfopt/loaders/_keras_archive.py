@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -75,6 +75,28 @@ def normalise_weights(src: str, dst: str) -> int:
 
 
 @contextmanager
+def archive_copy(path: str, member: str, rewrite: Callable[[str, str], None]) -> Iterator[str]:
+    """A temporary copy of the zip archive ``path`` whose ``member`` is what ``rewrite(stored file,
+    new file)`` writes; every other entry is copied byte for byte. The copy is removed on exit."""
+    tmp = tempfile.mkdtemp(prefix="tfopt-keras-")
+    try:
+        copy = os.path.join(tmp, os.path.basename(path))
+        with zipfile.ZipFile(path) as zf, zipfile.ZipFile(copy, "w") as out:
+            for info in zf.infolist():
+                if info.filename != member:
+                    out.writestr(info, zf.read(info))
+                    continue
+                stored, rewritten = os.path.join(tmp, "stored"), os.path.join(tmp, "rewritten")
+                with zf.open(info) as stream, open(stored, "wb") as raw:
+                    shutil.copyfileobj(stream, raw)
+                rewrite(stored, rewritten)
+                out.write(rewritten, member, compress_type=info.compress_type)
+        yield copy
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
 def readable_archive(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(path to load, provenance note)``: the archive itself, or a temporary copy with its weight
     groups renamed (the note says so; it is empty when nothing was renamed). The copy is removed on exit.
@@ -86,28 +108,20 @@ def readable_archive(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
     if not names:
         yield path, {}
         return
-    tmp = tempfile.mkdtemp(prefix="tfopt-keras-")
-    try:
-        fixed = os.path.join(tmp, os.path.basename(path))
-        with zipfile.ZipFile(path) as zf, zipfile.ZipFile(fixed, "w") as out:
-            for info in zf.infolist():
-                if info.filename != WEIGHTS:
-                    out.writestr(info, zf.read(info))
-                    continue
-                stored, renamed = os.path.join(tmp, "stored.h5"), os.path.join(tmp, "renamed.h5")
-                with zf.open(info) as stream, open(stored, "wb") as raw:
-                    shutil.copyfileobj(stream, raw)
-                try:
-                    count = normalise_weights(stored, renamed)
-                except (OSError, ValueError, KeyError) as exc:
-                    raise ModelFormatError(f"{path}/{WEIGHTS}: its weight groups are named with '\\' (saved on "
-                                           f"Windows by Keras 2.13-2.15) and cannot be renamed: {exc}") from exc
-                out.write(renamed, WEIGHTS, compress_type=info.compress_type)
+    count = 0
+
+    def rename(stored: str, renamed: str) -> None:
+        nonlocal count
+        try:
+            count = normalise_weights(stored, renamed)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelFormatError(f"{path}/{WEIGHTS}: its weight groups are named with '\\' (saved on Windows "
+                                   f"by Keras 2.13-2.15) and cannot be renamed: {exc}") from exc
+
+    with archive_copy(path, WEIGHTS, rename) as fixed:
         note = {"weight_names_normalised": {
             "groups": count, "example": names[0],
             "why": "saved on Windows by Keras 2.13-2.15: weight groups named with '\\' instead of '/'"}}
         log.info("%s: %d weight groups named with '\\' (a .keras saved on Windows by Keras 2.13-2.15), e.g. %r; "
                  "loading a copy with '/' names", path, count, names[0])
         yield fixed, note
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

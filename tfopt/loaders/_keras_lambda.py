@@ -25,10 +25,7 @@ import codecs
 import dis
 import json
 import marshal
-import os
-import shutil
 import sys
-import tempfile
 import types
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
@@ -158,20 +155,17 @@ def with_supplied(path: str, given: Mapping[str, Callable[..., Any]]) -> Iterato
     if not given or not path.lower().endswith(".keras"):
         yield path, {}
         return
-    tmp = tempfile.mkdtemp(prefix="tfopt-keras-")
-    try:
-        copy = os.path.join(tmp, os.path.basename(path))
-        with zipfile.ZipFile(path) as zf, zipfile.ZipFile(copy, "w") as out:
-            for info in zf.infolist():
-                data = zf.read(info)
-                if info.filename == "config.json":
-                    config = json.loads(data)
-                    _name_supplied(config, given)
-                    data = json.dumps(config).encode()
-                out.writestr(info, data)
+    from tfopt.loaders._keras_archive import archive_copy
+
+    def point(stored: str, rewritten: str) -> None:
+        with open(stored, "rb") as f:
+            config = json.load(f)
+        _name_supplied(config, given)
+        with open(rewritten, "w") as f:
+            json.dump(config, f)
+
+    with archive_copy(path, "config.json", point) as copy:
         yield copy, {SUPPLIED_KEY + name: fn for name, fn in given.items()}
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _name_supplied(node: Any, given: Mapping[str, Any]) -> None:
