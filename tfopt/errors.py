@@ -61,6 +61,11 @@ class ModelFormatError(TfoptError):
     exit_code = 4
 
 
+class LambdaCodeError(ModelFormatError):
+    """A Keras Lambda layer stores its Python function as bytecode this Python cannot rebuild
+    (marshalled by another Python version); names every such layer and how to supply the function."""
+
+
 class UnsafeModelError(TfoptError):
     exit_code = 5
 

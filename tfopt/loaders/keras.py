@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +20,16 @@ from tfopt._tf import tf
 from tfopt.errors import ModelFormatError, OptionError, UnsafeModelError
 from tfopt.graph import Model
 from tfopt.loaders._concrete import model_from_concrete
+from tfopt.loaders._keras_archive import readable_archive
+from tfopt.loaders._keras_errors import guarded as _guarded
+from tfopt.loaders._keras_lambda import (
+    check_readable,
+    lambda_shim,
+    stored_lambdas,
+    supplied,
+    with_supplied,
+    writer_version,
+)
 
 FORMAT = "keras"
 _SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -31,11 +40,19 @@ def detect(path: str) -> bool:
 
 
 def load(path: str, options: Any) -> Model:
-    if not options.unsafe and path.lower().endswith((".h5", ".hdf5")):
-        _refuse_h5_lambda(path)
+    # A .keras saved on Windows by Keras 2.13-2.15 is read through a copy with '/' weight names.
+    with readable_archive(path) as (source, note):
+        return _load(path, source, options, note)
+
+
+def _load(path: str, source: str, options: Any, note: dict[str, Any]) -> Model:
+    """Load ``source`` (``path`` itself or a readable copy of it); errors name ``path``."""
     if _keras_major(path) >= 3:  # a .keras archive, or a legacy .h5 that Keras 3 wrote
         import keras
 
+        check_readable(path, _stored_lambdas(_stored_config(path)), {}, writer_version(path), can_supply=False)
+        if not options.unsafe and path.lower().endswith((".h5", ".hdf5")):
+            _refuse_h5_lambda(path)
         custom = import_custom_objects(options.custom_objects)
 
         if options.compress is not None and options.compress.active:
@@ -45,7 +62,7 @@ def load(path: str, options: Any) -> Model:
                 "load the weights (model.save_weights('w.weights.h5') in Keras 3, then load_weights), and save it "
                 "as .h5; or pass --cluster/--prune to the training script's tf_keras model")
         model = _guarded(path, lambda: keras.saving.load_model(
-            path, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
+            source, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
         flavour = "keras3"
     else:
         import tf_keras
@@ -53,16 +70,24 @@ def load(path: str, options: Any) -> Model:
         custom = import_custom_objects(options.custom_objects, keras2_for=path)
 
         stored = _stored_config(path)
+        lambdas = _stored_lambdas(stored)
+        given = supplied(lambdas, custom)
+        check_readable(path, lambdas, given, writer_version(path))
+        if not options.unsafe and path.lower().endswith((".h5", ".hdf5")):
+            _refuse_h5_lambda(path, supplied=set(given))
         kinds = _tfmot_kinds(stored)
-        custom = {**_legacy_shims(stored), **custom}  # the user's own classes win
-        with _tfmot_scopes(kinds, path):
+        # the user's own classes win; a function supplied for a Lambda layer is that layer's, not a Keras name
+        custom = {**_legacy_shims(stored), **lambda_shim(given), **{k: v for k, v in custom.items() if k not in given}}
+        with _tfmot_scopes(kinds, path), with_supplied(source, given) as (source, named):
             model = _guarded(path, lambda: tf_keras.models.load_model(
-                path, custom_objects=custom, compile=False, safe_mode=not options.unsafe))
+                source, custom_objects={**custom, **named}, compile=False, safe_mode=not options.unsafe))
         model = _strip_tfmot(model, kinds)
         flavour = "keras2"
-        provenance: dict[str, Any] = {"format": FORMAT, "path": path, "keras": flavour}
+        provenance: dict[str, Any] = {"format": FORMAT, "path": path, "keras": flavour, **note}
         if kinds:
             provenance["tfmot"] = sorted(kinds)
+        if given:
+            provenance["lambda_functions_supplied"] = sorted(given)
         if options.compress is not None and options.compress.active:
             from tfopt.loaders.compressing import Compressed, compress_keras
 
@@ -73,7 +98,7 @@ def load(path: str, options: Any) -> Model:
     if _tfmot_kinds(_stored_config(path)):
         raise OptionError(f"{path}: a Keras 3 model with TFMOT layers: TFMOT works with Keras 2 only. Build "
                           "and save the model with tf_keras (TF_USE_LEGACY_KERAS=1) instead")
-    return model_from_keras(model, {"format": FORMAT, "path": path, "keras": flavour},
+    return model_from_keras(model, {"format": FORMAT, "path": path, "keras": flavour, **note},
                             external_threshold=options.external_threshold)
 
 
@@ -280,7 +305,18 @@ def _keras_major(path: str) -> int:
     return int(version.split(".")[0]) if version[:1].isdigit() else 3
 
 
-def _refuse_h5_lambda(path: str) -> None:
+def _stored_lambdas(stored: str) -> list[Any]:
+    """The Lambda layers of a stored config (none when it is not valid JSON: the loader says so)."""
+    if '"Lambda"' not in stored:
+        return []
+    try:
+        return stored_lambdas(_walk_layers(json.loads(stored)))
+    except ValueError:
+        return []
+
+
+def _refuse_h5_lambda(path: str, *, supplied: set[str] | None = None) -> None:
+    """Safe mode for a legacy ``.h5``: refuse a Lambda layer unless the user ``supplied`` its function."""
     import h5py
 
     try:
@@ -292,50 +328,7 @@ def _refuse_h5_lambda(path: str) -> None:
         raise ModelFormatError(f"{path}: HDF5 file holds no model_config (weights-only file?); "
                                "save the full model with model.save(...)")
     text = config.decode() if isinstance(config, bytes) else str(config)
-    if '"class_name": "Lambda"' in text:
+    if '"class_name": "Lambda"' in text and not (supplied and all(
+            layer.name in supplied for layer in _stored_lambdas(text))):
         raise UnsafeModelError(f"{path}: the model contains a Lambda layer, which runs arbitrary Python "
                                "when loaded. If you trust this file, pass --unsafe (unsafe=True)")
-
-
-def _guarded(path: str, loader: Any) -> Any:
-    try:
-        return loader()
-    except (ValueError, TypeError, KeyError, OSError, AttributeError) as exc:
-        msg = str(exc)
-        if "safe_mode" in msg or "Lambda" in msg:
-            raise UnsafeModelError(
-                f"{path}: the model contains a Lambda layer, which runs arbitrary Python when loaded. "
-                "If you trust this file, pass --unsafe (unsafe=True)") from exc
-        name = _unknown_name(msg)
-        if name is not None:
-            raise OptionError(f"{path}: the model uses '{name}', which Keras does not know. "
-                              + _custom_object_fix(name)) from exc
-        if isinstance(exc, json.JSONDecodeError):  # the archive's config.json (or an .h5's model_config) is cut
-            inner = f"{path}/config.json" if path.endswith(".keras") else f"{path} (model_config)"
-            raise ModelFormatError(f"{inner}: not valid JSON ({exc.msg}, char {exc.pos}); the file is truncated or "
-                                   "half-written: save the model again") from exc
-        raise ModelFormatError(f"{path}: cannot load Keras model: {msg.splitlines()[0][:300] if msg else type(exc).__name__}") from exc
-
-
-# Keras names what it cannot find as "Unknown activation function: 'x'" (tf-keras), "Unknown layer:
-# 'x'", "Could not locate class 'x'" (Keras 3). Older Keras 2 stored a Python lambda as '<lambda>'.
-_UNKNOWN = re.compile(r"[Cc]ould not (?:locate|deserialize) (?:class|function) '?([\w.<>]+)'?"
-                      r"|Unknown (?:\w+ )*?(?:function|layer|class|object|initializer|regularizer|constraint|loss|metric)"
-                      r":? '?([\w.<>]+)'?|Unknown \w+:? '?([\w.<>]+)'?")
-
-
-def _unknown_name(msg: str) -> str | None:
-    """The name Keras says it does not know, as stored in the file (``'<lambda>'`` included)."""
-    found = _UNKNOWN.search(msg)
-    return None if found is None else next(g for g in found.groups() if g)
-
-
-def _custom_object_fix(name: str) -> str:
-    """How a user supplies ``name``: a module's public names, or a ``CUSTOM_OBJECTS`` dict for a
-    stored name that is no Python identifier (a lambda saved as ``'<lambda>'``)."""
-    if name.isidentifier() or all(part.isidentifier() for part in name.split(".")):
-        return "Pass --custom-objects MODULE naming the module that defines it"
-    return (f"'{name}' is how Keras stored a Python lambda (an activation or loss written as `lambda x: ...`), "
-            "so no function name can match it: write a module with "
-            f"CUSTOM_OBJECTS = {{{name!r}: the_function}} (the function the lambda computed, e.g. from the "
-            "training code) and pass --custom-objects MODULE")
