@@ -74,9 +74,10 @@ def _scaled(got: np.ndarray, ref: np.ndarray) -> float:
 def test_a_deep_conv_bn_stack_freezes_with_the_exact_bound(tmp_path, which, depth, width, dilations, channels, gain):
     path = _residual_stack(str(tmp_path / ("m.h5" if which == "tf_keras" else "m.keras")), which, depth, width,
                            dilations, channels, gain)
-    frozen, report = tfopt.freeze(path)  # the default check: 1e-5/1e-5, no flags
+    original = tfopt.load(path)
+    frozen, report = tfopt.freeze(original)  # the default check: 1e-5/1e-5, no flags
     at = report.verified_at.feeds
-    reference = tfopt.load(path).reference(at)["map"]
+    reference = original.reference(at)["map"]
     as_written = GraphRunner(frozen, rewrites=False)(at)["map"]
     rewritten = GraphRunner(frozen)(at)["map"]
     scaled = _scaled(as_written, reference)
@@ -107,7 +108,7 @@ def test_a_wrong_frozen_constant_still_fails_the_check(tmp_path, which):
     path = _residual_stack(str(tmp_path / ("m.h5" if which == "tf_keras" else "m.keras")), which, 4, 16, (1, 2), 8,
                            4.0)
     original = tfopt.load(path)
-    frozen, report = tfopt.freeze(path)
+    frozen, report = tfopt.freeze(original)
     verify_against_reference(original, frozen, {}, atol=FREEZE_ATOL, rtol=FREEZE_RTOL, inputs=report.verified_at,
                              as_written=True)  # the untouched frozen model passes
     with pytest.raises(VerificationError, match="freezing"):
