@@ -149,7 +149,7 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
                                            graph_def=frozen.graph_def)
         try:
             report.verification = verify_against_reference(model, frozen, bindings, atol=atol, rtol=rtol,
-                                                            inputs=report.verified_at)
+                                                            inputs=report.verified_at, as_written=True)
         except StochasticModelError as exc:
             hint = _knob_hint(model)
             if not hint:

@@ -18,9 +18,10 @@ class GraphRunner:
 
     Pairing: a frozen graph's specs *are* its tensor names (:attr:`TensorSpec.tensor`), so there is
     nothing to guess; a spec naming a tensor the graph lacks fails on import.
+    ``rewrites=False``: grappler off, the graph runs as written (:func:`tfopt._tf.graph_session`).
     """
 
-    def __init__(self, model: Model, *, extra_feeds: Mapping[str, Any] | None = None):
+    def __init__(self, model: Model, *, extra_feeds: Mapping[str, Any] | None = None, rewrites: bool = True):
         t = tf()
         self.inputs, self.outputs = list(model.inputs), list(model.outputs)
         self._graph = t.Graph()
@@ -29,7 +30,7 @@ class GraphRunner:
         with self._graph.as_default():
             # A session with oneDNN would fuse layer norms with epsilon 0.001: fused here, rightly.
             t.graph_util.import_graph_def(layer_norms_fused(model.graph_def, keep), name="")
-        self._session = graph_session(self._graph, model.graph_def)
+        self._session = graph_session(self._graph, model.graph_def, rewrites=rewrites)
         self._inputs = {s.name: s.tensor for s in model.inputs}
         self._outputs = [(s.name, s.tensor) for s in model.outputs]
         self._extra = {f"{k}:0": v for k, v in (extra_feeds or {}).items()}

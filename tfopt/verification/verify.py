@@ -298,14 +298,19 @@ def _first_line(exc: BaseException) -> str:
 
 def verify_against_reference(original: Model, derived: Model, bindings: Mapping[str, Any], *,
                              atol: float, rtol: float, inputs: VerifyInputs | None = None, seed: int = 0,
-                             what: str = "the frozen model", stage: str = "freezing") -> list[OutputDiff]:
+                             what: str = "the frozen model", stage: str = "freezing",
+                             as_written: bool = False) -> list[OutputDiff]:
     """Run ``original`` and ``derived`` (in TensorFlow) on ``inputs`` and compare every output.
+
+    ``as_written``: run the GraphDefs with grappler off, so the comparison sees what the stage
+    did to the graph and nothing a session would rewrite once weights are constants (folding
+    BatchNorm scales into conv weights changes float32 rounding: not the stage's doing).
 
     Raises:
         GraphError: ``derived`` does not run in TensorFlow (``stage`` broke it).
         VerificationError: outputs differ; the message names the stage, the reference and the shape.
     """
-    runner = reference_runner(original)
+    runner = original.reference if original.reference is not None else GraphRunner(original, rewrites=not as_written)
     names = [s.name for s in derived.outputs]
     if inputs is None:
         inputs = choose_inputs(lambda f: runner({**f, **bindings}), derived.inputs, outputs=names, seed=seed,
@@ -315,7 +320,7 @@ def verify_against_reference(original: Model, derived: Model, bindings: Mapping[
         expected = runner({**at.feeds, **bindings})
         expected = {n: expected[n] for n in names}
         try:
-            got = GraphRunner(derived)(at.feeds)
+            got = GraphRunner(derived, rewrites=not as_written)(at.feeds)
         except Exception as exc:
             raise GraphError(f"{stage}: {what} does not run in TensorFlow at {at.describe()} although the original "
                              f"model does ({type(exc).__name__}: {_first_line(exc)}); report this with the model") from exc
