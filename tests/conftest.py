@@ -181,6 +181,7 @@ HEAVY_FIRST = (
     "tests/coverage/test_matrix.py",  # 40 s: 8 models x 2 convert() calls (a precision's cells in one)
     "tests/conversion/test_convert.py",  # 40 s: every target x precision of the digits CNN
     "tests/debug/test_compare.py",  # 35 s: the debug models, converted to every target and int8
+    "tests/conversion/test_ahead.py",  # 37 s: the float and int8 ONNX jobs sent ahead, every target built
     "tests/test_keras_applications.py",  # 30 s: MobileNetV2 and EfficientNetB0, optimized and verified
     "tests/quantizing/qat/test_finetune.py",  # 30 s: post-training and fine-tuned int8 in every target
 )

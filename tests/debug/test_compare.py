@@ -147,7 +147,9 @@ def test_html_chart_renders_every_curve_in_chromium(debug_models, portable, tmp_
     assert any(t.startswith("1e-") for t in chart.ticks)  # the error axis is logarithmic
 
 
-@pytest.mark.parametrize("kind", ["keras", "tf1-checkpoint"])
+# each loader keeps tensors outside the graph in its own tests (tests/emitters/test_large.py); compare
+# needs one format in the fast lane
+@pytest.mark.parametrize("kind", [pytest.param("keras", marks=pytest.mark.slow), "tf1-checkpoint"])
 def test_a_model_with_external_tensors_compares_at_every_layer(kind, tmp_path):
     """A model whose table and kernels are kept outside its graph (``--external-threshold``): TFLite
     and OpenVINO convert it from its serving SavedModel, ONNX from the graph itself; each artifact's
