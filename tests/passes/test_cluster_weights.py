@@ -287,7 +287,7 @@ def test_artifact_holds_n_values_per_kernel(keras2_digits, tmp_path):
     from tfopt.runtimes import runner_for
 
     n = 16
-    plain = convert(keras2_digits["path"], str(tmp_path / "plain"), to=["tflite"], cluster=n, exclude=["probs"],
+    convert(keras2_digits["path"], str(tmp_path / "plain"), to=["tflite"], cluster=n, exclude=["probs"],
                     skip=["cluster_weights"], report_runs=1)  # the same but for the snapping
     out = str(tmp_path / "folded")
     result = convert(keras2_digits["path"], out, to=["tflite"], cluster=n, exclude=["probs"],
