@@ -65,8 +65,10 @@ def batch_unit(original: Callable[[Mapping[str, Any]], Any], specs: Sequence[Ten
 
 
 def rows_of(feeds: Mapping[str, np.ndarray]) -> int:
-    """Samples in given data: the rows of its shortest input (axis 0)."""
-    return min((int(np.shape(v)[0]) for v in feeds.values() if np.ndim(v)), default=1)
+    """Samples in given data: the rows of its shortest input (axis 0; a scalar has none)."""
+    from tfopt.verification.shapes import sample_count
+
+    return sample_count(feeds, {k: 0 if np.ndim(v) else None for k, v in feeds.items()})
 
 
 def whole_batches(feeds: Mapping[str, np.ndarray], unit: int, rows: int | None = None) -> tuple[dict[str, np.ndarray], int]:
