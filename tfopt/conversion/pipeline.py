@@ -69,6 +69,8 @@ def calibration_rows(verify_data: Any, frozen: Model) -> dict[str, Any] | None:
     whose shapes differ from the first one's (variable lengths) are left out: rows must stack."""
     import numpy as np
 
+    from tfopt.verification.data_batches import join_samples
+
     source = getattr(verify_data, "calibration", None)
     samples = source(frozen.inputs) if callable(source) else source
     if not samples:
@@ -76,7 +78,7 @@ def calibration_rows(verify_data: Any, frozen: Model) -> dict[str, Any] | None:
     names = [s.name for s in frozen.inputs]
     shapes = [np.shape(samples[0][n]) for n in names]
     same = [x for x in samples if [np.shape(x[n]) for n in names] == shapes][:FIT_ROWS]
-    return {n: np.concatenate([x[n] for x in same]) for n in names}
+    return join_samples(same, frozen.inputs)  # on each input's batch axis
 
 
 def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple[Model, FreezeReport]:

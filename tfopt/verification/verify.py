@@ -31,7 +31,7 @@ import numpy as np
 from tfopt.errors import ConversionError, GraphError, OptionError, TfoptError, VerificationError
 from tfopt.graph import Model, TensorSpec
 from tfopt.runtimes.tensorflow import GraphRunner
-from tfopt.verification.data_batches import DATA_ROWS, given_rows
+from tfopt.verification.data_batches import DATA_ROWS, given_rows, join_samples
 from tfopt.verification.input_data import npz_arrays, verify_shapes
 from tfopt.verification.input_domains import reasons
 from tfopt.verification.saturation import NORMAL, informative, note, record
@@ -172,7 +172,7 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
                             f"--eval-data {data.eval_source or data.eval_data}", outputs)
     samples = data.calibration(specs) if callable(data.calibration) else data.calibration
     if samples:
-        feeds = {s.name: np.concatenate([x[s.name] for x in samples[:DATA_ROWS]]) for s in specs}
+        feeds = join_samples(samples[:DATA_ROWS], specs)
         return check_inputs(original, VerifyInputs(given_rows(original, specs, feeds, graph_def, seed), "calibration"),
                             f"--calibration {data.calibration_source or ''}".rstrip(), outputs)
     if data.shapes:

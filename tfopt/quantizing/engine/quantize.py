@@ -109,9 +109,9 @@ class Engine:
     def __init__(self, model: Model, samples: Any, *, keep_float: Sequence[str] = (),
                  adaround_budget: float | None = None, progress: Callable[[Any], None] | None = None):
         if not isinstance(samples, Mapping):  # load_calibration's list of feed dicts: one dict of arrays
-            import numpy as np
+            from tfopt.verification.data_batches import join_samples
 
-            samples = {s.name: np.concatenate([np.asarray(feed[s.name]) for feed in samples]) for s in model.inputs}
+            samples = join_samples(samples, model.inputs)  # on each input's batch axis
         self.model, self.samples, self.keep_float = model, samples, list(keep_float)
         self.adaround_budget = adaround_budget
         self._progress = progress
