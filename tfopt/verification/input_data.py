@@ -88,7 +88,7 @@ def check_arrays(arrays: Mapping[str, Any], specs: Sequence[TensorSpec], where: 
     from tfopt.verification.data_batches import sample_axes
 
     axes = {**sample_axes(out, specs), "labels": 0}  # a time-major input holds its samples on axis 1
-    counts = {v.shape[axes[k]] if v.ndim else 0 for k, v in out.items()}
+    counts = {v.shape[axes[k] or 0] if v.ndim else 0 for k, v in out.items()}
     if len(counts) > 1:
         raise OptionError(f"{where}: inputs have different sample counts {sorted(counts)}")
     return out
