@@ -84,3 +84,20 @@ def test_time_major_eval_data_converts_and_every_sample_counts(tmp_path, time, b
     (row,) = report["artifacts"]
     assert row["accuracy"]["top1"] == pytest.approx(expected)
     assert row["fidelity"]["max_abs_err"] <= ATOL
+
+
+INT8_SCALED = 0.05  # int8 of one dense layer over means: error / (1 + max|y|), a few 8-bit steps
+
+
+@pytest.mark.parametrize(("time", "batch"), [(6, 20), (4, 9)], ids=["t6-b20", "t4-b9"])
+def test_time_major_calibration_feeds_the_int8_engine(tmp_path, time, batch):
+    """tfopt's int8 engine takes its statistics, equalization and bias correction from calibration
+    samples cut and joined on the batch axis (a state ``[1, batch, h]`` has a static axis 0 of 1)."""
+    pb = graph_pb(tmp_path / "tm.pb", lambda t: _time_major(t, state=True))
+    np.savez(tmp_path / "calib.npz", **_data(time, batch, True))
+    result = tfopt.convert(pb, str(tmp_path / "out"), to=["onnx"], outputs=["y"], quantize=["int8"],
+                           calibration=str(tmp_path / "calib.npz"), report_runs=1)
+    (row,) = result.report["artifacts"]
+    assert row["precision"] == "int8" and result.int8 is not None, result.failed
+    assert result.report["samples"] == min(batch, 32)  # the report's calibration rows, on axis 1
+    assert row["fidelity"]["scaled_err"] <= INT8_SCALED

@@ -123,6 +123,13 @@ def first_batches(feeds: Mapping[str, np.ndarray], unit: Unit, rows: int, axes: 
     return whole_batches(feeds, unit.rows, take, axes)[0]
 
 
+def take_rows(feeds: Mapping[str, Any], start: int, stop: int, axes: Axes | None = None) -> dict[str, Any]:
+    """Rows ``[start, stop)`` of each input on its batch axis (``axes``, default 0; None: whole), as views."""
+    where = _axes(feeds, axes)
+    return {k: v if where[k] is None else v[(slice(None),) * (where[k] or 0) + (slice(start, stop),)]
+            for k, v in feeds.items()}
+
+
 def join_samples(samples: Sequence[Mapping[str, Any]], specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
     """Calibration samples (batch-1 feeds) as one set, each input joined on its batch axis
     (:func:`sample_axes` of the first sample; a time-major ``[time, 1, n]`` on axis 1)."""

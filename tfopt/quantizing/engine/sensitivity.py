@@ -117,7 +117,10 @@ def choose_float_layers(engine: Any, recipe: Any, bound: float, ranking: Sequenc
 # --- helpers ----------------------------------------------------------------------------------------
 
 def _feeds(engine: Any) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v)[:MAX_SAMPLES] for k, v in engine.samples.items()}
+    from tfopt.verification.data_batches import sample_axes, take_rows
+
+    samples = {k: np.asarray(v) for k, v in engine.samples.items()}
+    return take_rows(samples, 0, MAX_SAMPLES, sample_axes(samples, engine.model.inputs))  # on each batch axis
 
 
 def _run(model: Model, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
