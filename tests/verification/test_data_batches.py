@@ -71,18 +71,21 @@ def test_eval_data_is_fed_in_whole_batches_and_every_sample_counts(tmp_path, tow
     assert report["batching"] in (tmp_path / "out" / "report.md").read_text()
 
 
-@pytest.mark.parametrize("towers", [2, 3])
-def test_the_int8_measurements_feed_whole_batches(tmp_path, towers):
-    """--auto-keep-float measures the engine's int8 graph (in TensorFlow, then each target's artifact
-    through the report's measurement) on eval data whose size is no multiple of the batch the graph
-    takes, in whole batches as verification does: fed all at once or one row at a time, a graph that
-    splits its batch into towers refuses the data."""
-    cut = "split"
+INT8_CASES = [(2, "split"), (3, "split"), (3, "unpack")]
+
+
+@pytest.mark.parametrize(("towers", "cut"), INT8_CASES, ids=[f"{c}-{n}" for n, c in INT8_CASES])
+def test_the_int8_engine_feeds_whole_batches(tmp_path, towers, cut):
+    """tfopt's int8 engine calibrates (statistics, equalization, bias correction) and --auto-keep-float
+    measures (the engine's graph in TensorFlow, then each target's artifact through the report's
+    measurement) on data whose size is no multiple of the batch the graph takes, in whole batches as
+    verification does: fed all at once, 32 rows at a time or one row at a time, a graph that splits its
+    batch into towers (or takes exactly N rows) refuses the data."""
     pb = _pb(tmp_path, towers, cut)
     samples = 2 * _unit(towers, cut) + 1
     x = np.random.default_rng(towers).normal(size=[samples, FEATURES]).astype(np.float32)
     np.savez(tmp_path / "eval.npz", x=x, labels=np.zeros(samples, np.int64))
-    np.savez(tmp_path / "calib.npz", x=np.resize(x, [4 * _unit(towers, cut), FEATURES]))  # statistics: whole batches
+    np.savez(tmp_path / "calib.npz", x=x)
     result = tfopt.convert(pb, str(tmp_path / "out"), to=["onnx"], outputs=["y"], quantize=["int8"],
                            calibration=str(tmp_path / "calib.npz"), eval_data=str(tmp_path / "eval.npz"),
                            auto_keep_float=100.0, report_runs=1)
