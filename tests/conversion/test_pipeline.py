@@ -1,4 +1,5 @@
-"""The rows the lossy passes fit on: the first FIT_ROWS calibration samples, whatever their count."""
+"""The rows the lossy passes fit on: the first FIT_ROWS calibration samples, whatever their count; without
+calibration, the first FIT_ROWS rows of the eval data (not the few rows every stage is verified on)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,20 @@ def test_samples_of_another_shape_are_left_out():
     samples = [{"a": rng.normal(size=(1, 3 if i % 3 else 5)), "b": rng.normal(size=(1, 2))} for i in range(10)]
     rows = calibration_rows(VerifyData(calibration=samples), _model())
     assert rows["a"].shape == (4, 5) and rows["b"].shape == (4, 2)
+
+
+@pytest.mark.parametrize("count", [1, FIT_ROWS - 1, 3 * FIT_ROWS])
+@pytest.mark.parametrize("form", ["read", "file"])
+def test_without_calibration_the_eval_data_rows(tmp_path, count, form):
+    """``--cluster N --eval-data X`` alone: the clusters fit on up to FIT_ROWS rows of X, as with
+    ``--calibration`` (read by the conversion, or a file's path); calibration still comes first."""
+    rng = np.random.default_rng(count)
+    arrays = {"a": rng.normal(size=(count, 3)).astype(np.float32), "b": rng.normal(size=(count, 2)).astype(np.float32)}
+    np.savez(tmp_path / "eval.npz", labels=np.zeros(count), **arrays)
+    source = (lambda specs: arrays) if form == "read" else str(tmp_path / "eval.npz")
+    rows = calibration_rows(VerifyData(eval_data=source), _model())
+    assert sorted(rows) == ["a", "b"]
+    for name, value in arrays.items():
+        np.testing.assert_array_equal(rows[name], value[:FIT_ROWS])
+    calibration = [{"a": np.ones((1, 3)), "b": np.ones((1, 2))}]
+    assert len(calibration_rows(VerifyData(eval_data=source, calibration=calibration), _model())["a"]) == 1

@@ -69,3 +69,28 @@ def test_eval_data_is_fed_in_whole_batches_and_every_sample_counts(tmp_path, tow
         assert row["accuracy"]["top1"] == pytest.approx(expected), row["format"]
         assert row["fidelity"]["max_abs_err"] <= ATOL, row["format"]
     assert report["batching"] in (tmp_path / "out" / "report.md").read_text()
+
+
+INT8_CASES = [(2, "split"), (3, "split"), (3, "unpack")]
+
+
+@pytest.mark.parametrize(("towers", "cut"), INT8_CASES, ids=[f"{c}-{n}" for n, c in INT8_CASES])
+def test_the_int8_engine_feeds_whole_batches(tmp_path, towers, cut):
+    """tfopt's int8 engine calibrates (statistics, equalization, bias correction) and --auto-keep-float
+    measures (the engine's graph in TensorFlow, then each target's artifact through the report's
+    measurement) on data whose size is no multiple of the batch the graph takes, in whole batches as
+    verification does: fed all at once, 32 rows at a time or one row at a time, a graph that splits its
+    batch into towers (or takes exactly N rows) refuses the data."""
+    pb = _pb(tmp_path, towers, cut)
+    samples = 2 * _unit(towers, cut) + 1
+    x = np.random.default_rng(towers).normal(size=[samples, FEATURES]).astype(np.float32)
+    np.savez(tmp_path / "eval.npz", x=x, labels=np.zeros(samples, np.int64))
+    np.savez(tmp_path / "calib.npz", x=x)
+    result = tfopt.convert(pb, str(tmp_path / "out"), to=["onnx"], outputs=["y"], quantize=["int8"],
+                           calibration=str(tmp_path / "calib.npz"), eval_data=str(tmp_path / "eval.npz"),
+                           auto_keep_float=100.0, report_runs=1)
+    assert [(a.format, a.precision) for a in result.artifacts] == [("onnx", "int8")], result.failed
+    assert result.keep_float["onnx/int8"] == []  # within the bound with nothing kept: measured, not refused
+    assert "targets" in result.int8["auto_keep_float"]["steps"][-1]  # the real artifact was measured
+    (row,) = result.report["artifacts"]
+    assert row["fidelity"]["top1_agreement"] >= 50.0  # int8 of a 5-term dense layer agrees with float on most rows

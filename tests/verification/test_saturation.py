@@ -181,8 +181,40 @@ def test_the_rung_is_used_for_the_artifact_and_recorded(tmp_path, capsys):
     assert all(a.max_abs_err <= ARTIFACT["fp32"] for a in result.artifacts)
     with open(os.path.join(out, "manifest.json")) as f:
         assert json.load(f)["verification"]["values"]["floats"] == at.values
-    with open(os.path.join(out, "report.md")) as f:
-        assert f"made-up floats {at.values}" in f.read()
+    for name in ("report.md", "report.html"):  # the one rendering, in both
+        with open(os.path.join(out, name)) as f:
+            assert f"made-up floats {at.values}" in f.read(), name
     print_convert(out, result)
     printed = capsys.readouterr().out
     assert f"made-up floats {at.values} (standard normal saturates '" in printed.splitlines()[0]
+
+
+# y = sigmoid(a * sum(x^2) - b) over an image of unknown height and width: E[x^2] is 1 (standard normal),
+# 1/3 (uniform [0, 1]), 0.01 (x 0.1), so the head saturates at 64x64 where it does not at 8x8.
+REALISTIC = [(0.005, 7.0, "uniform [0, 1]"), (0.02, 5.0, "normal x 0.1"), (0.0001, 0.0, None)]
+
+
+@pytest.mark.parametrize(("a", "b", "rung"), REALISTIC, ids=["uniform", "x0.1", "unchanged"])
+def test_the_rung_is_rechecked_at_the_realistic_size(tmp_path, a, b, rung):
+    """The realistic size does not inherit the search size's rung blindly: where its outputs saturate,
+    the ladder is climbed again there, and the record, the summary, report.md and report.html say so."""
+    from tests.helpers import graph_pb
+
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, [None, None, None, 1], name="image")
+        energy = t.reduce_sum(x * x, axis=[1, 2, 3])[:, None] * t.constant([[1.0, 1.1, 1.2]])
+        t.sigmoid(a * energy - b, name="y")
+
+    pb = graph_pb(tmp_path / "energy.pb", build)
+    out = str(tmp_path / "out")
+    result = tfopt.convert(pb, out, to=["onnx"], outputs=["y"], report_runs=1)
+    at = result.verified_at
+    assert at.values == "standard normal" and at.realistic is not None and at.realistic.size >= 64
+    assert at.realistic.values == (rung or "standard normal") and not at.realistic.saturated
+    recorded = at.as_dict().get("realistic_values")
+    assert (recorded or {}).get("floats") == rung
+    words = f"at the realistic size: made-up floats {rung}"
+    assert (words in at.summary()) == (rung is not None)
+    for name in ("report.md", "report.html"):
+        with open(os.path.join(out, name)) as f:
+            assert (words in f.read()) == (rung is not None), name

@@ -89,20 +89,18 @@ def accuracy_control(max_drop: float, labeled: Any) -> Any:
 def int8_measure(portable: Model, runtime: Model, samples: Any, q: QuantizeOptions, r: Any, labeled: Any = None) -> Any:
     """``measure(target, model) -> row`` for ``--int8-recipe auto`` and ``--auto-keep-float``: an engine
     graph's real artifact, run in its runtime on the eval data (``labeled``), else the calibration
-    data, scored by agreement with the float model."""
-    import numpy as np
-
+    data, scored by agreement with the float model. The data is fed as the report feeds it, in whole
+    batches the graph takes (:func:`tfopt.verification.data_batches.batched`), and the original's part
+    is recorded once for every candidate."""
     from tfopt.quantizing.engine.plan import LATENCY_RUNS, scratch_measure
-    from tfopt.report.measure import measure
+    from tfopt.report.measure import measure, record_reference
+    from tfopt.verification.data_batches import batched, join_samples
     from tfopt.verification.verify import reference_runner
 
-    if labeled is not None:
-        inputs, labels = labeled.inputs, labeled.labels
-    else:
-        inputs = {s.name: np.concatenate([np.asarray(x[s.name]) for x in samples]) for s in portable.inputs}
-        labels = None
+    inputs, labels = (labeled.inputs, labeled.labels) if labeled is not None else (join_samples(samples, portable.inputs), None)
     original = reference_runner(portable)
     bindings = portable.bindings if portable.reference is not None and portable.baseline is None else {}
+    recorded: list[Any] = []  # the original's outputs and latency, once
 
     def reference(feeds: Any) -> Any:
         return original({**feeds, **bindings})
@@ -112,11 +110,16 @@ def int8_measure(portable: Model, runtime: Model, samples: Any, q: QuantizeOptio
         return emit(target, EmitJob(model, runtime, path, "int8", samples, q, quantization_aware=True))
 
     def measure_row(target: str, scratch: str, path: str) -> dict[str, Any]:
+        if not recorded:
+            given = batched(reference, portable.inputs, inputs, portable.graph_def, seed=r.seed)
+            recorded.append(record_reference(reference, portable, given.inputs, given.axes, LATENCY_RUNS, labels,
+                                             given.rows, given.padded))
         full = os.path.join(scratch, path)
         artifact = {"format": target, "precision": "int8", "path": path, "bytes": tree_size(full),
                     "gzip_bytes": gzip_size(full)}
-        row: dict[str, Any] = measure(scratch, reference, portable, [artifact], inputs=inputs, labels=labels,
-                                      runs=LATENCY_RUNS, threads=r.threads, converted_here=True)["artifacts"][0]
+        row: dict[str, Any] = measure(scratch, None, portable, [artifact], inputs=recorded[0].inputs, labels=labels,
+                                      runs=LATENCY_RUNS, threads=r.threads, converted_here=True,
+                                      batch_axes=recorded[0].batch_axes, recorded=recorded[0])["artifacts"][0]
         return row
 
     return scratch_measure(build, measure_row)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from tfopt.passes.optimizing import OptimizeReport
 
 SAVE_FORMATS = ("pb", "pbtxt", "savedmodel")
-FIT_ROWS = 64  # calibration rows the lossy passes fit on (the cluster snap's H, centroids and biases)
+FIT_ROWS = 64  # calibration (else eval) rows the lossy passes fit on (the cluster snap's H, centroids and biases)
 
 
 def load_kwargs(options: LoadOptions) -> dict[str, Any]:
@@ -64,19 +64,37 @@ def run_optimize(model: Model | str | os.PathLike[str], load: LoadOptions, freez
 
 
 def calibration_rows(verify_data: Any, frozen: Model) -> dict[str, Any] | None:
-    """The first :data:`FIT_ROWS` calibration samples, concatenated per input, or None without
-    ``--calibration`` (the lossy passes then fit on the rows every stage is verified on). Samples
-    whose shapes differ from the first one's (variable lengths) are left out: rows must stack."""
+    """The rows the lossy passes fit on: the first :data:`FIT_ROWS` calibration samples, joined per
+    input, else the first :data:`FIT_ROWS` rows of ``--eval-data``, or None with neither (they then
+    fit on the rows every stage is verified on). Calibration samples whose shapes differ from the
+    first one's (variable lengths) are left out: rows must stack. Rows are taken on each input's
+    batch axis (:mod:`tfopt.verification.data_batches`)."""
     import numpy as np
+
+    from tfopt.verification.data_batches import join_samples
 
     source = getattr(verify_data, "calibration", None)
     samples = source(frozen.inputs) if callable(source) else source
     if not samples:
-        return None
+        return _eval_rows(getattr(verify_data, "eval_data", None), frozen)
     names = [s.name for s in frozen.inputs]
     shapes = [np.shape(samples[0][n]) for n in names]
     same = [x for x in samples if [np.shape(x[n]) for n in names] == shapes][:FIT_ROWS]
-    return {n: np.concatenate([x[n] for x in same]) for n in names}
+    return join_samples(same, frozen.inputs)  # on each input's batch axis
+
+
+def _eval_rows(source: Any, frozen: Model) -> dict[str, Any] | None:
+    """The first :data:`FIT_ROWS` rows of ``--eval-data`` (a path, or a function of the input specs
+    returning its inputs read and checked), or None without it."""
+    from tfopt.verification.data_batches import sample_axes, whole_batches
+    from tfopt.verification.input_data import npz_arrays
+
+    if not source:
+        return None
+    if not callable(source):
+        return npz_arrays(source, frozen.inputs, option="--eval-data", rows=FIT_ROWS)
+    feeds = source(frozen.inputs)
+    return whole_batches(feeds, 1, FIT_ROWS, sample_axes(feeds, frozen.inputs))[0]
 
 
 def freeze_model(model: Model | str | os.PathLike[str], **options: Any) -> tuple[Model, FreezeReport]:

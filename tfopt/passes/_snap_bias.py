@@ -15,8 +15,8 @@ layer snapped and corrected*: the same sequential correction as the int8 engine'
 snaps above it left. Expectations over the real rows and every output position (borders counted as
 they are). What a bias cannot remove is the error's variation around that mean.
 
-The inputs are real ones: the first ``--calibration`` rows (:data:`tfopt.conversion.pipeline.FIT_ROWS`),
-else the ``--eval-data`` rows every stage is verified on (:data:`tfopt.verification.verify.DATA_ROWS`). Made-up inputs have the wrong mean, so without real
+The inputs are real ones: the first ``--calibration`` rows, else the first ``--eval-data`` rows
+(:data:`tfopt.conversion.pipeline.FIT_ROWS` of either). Made-up inputs have the wrong mean, so without real
 data no bias is corrected (reported).
 
 Where the correction goes: the snapped op's own BiasAdd (the folded bias; not shared), else a new

@@ -18,8 +18,8 @@ The centroids are initialised the way the user chose (``--cluster-init``); with 
 stay zero and count as one of the N values. With ``--finetune-data``, TFMOT fine-tunes as before
 and this snap runs on the fine-tuned, folded kernel.
 
-With real inputs (the first 64 ``--calibration`` rows, :data:`tfopt.conversion.pipeline.FIT_ROWS`;
-else the ``--eval-data`` rows every stage is verified on), three steps follow the k-means snap;
+With real inputs (the first 64 ``--calibration`` rows, else the first 64 ``--eval-data`` rows:
+:data:`tfopt.conversion.pipeline.FIT_ROWS`), three steps follow the k-means snap;
 without them none runs (reported), since made-up inputs have the wrong mean and the wrong
 correlations:
 

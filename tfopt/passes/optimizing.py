@@ -55,7 +55,7 @@ def optimize(frozen: Model, *, passes: str | Sequence[str] = "default", skip: Se
         verify: compare both results with the original model on seeded inputs.
         verified_at: the :class:`tfopt.verification.verify.VerifyInputs` freezing was verified on (default:
             chosen again, see :mod:`tfopt.verification.verify`).
-        fit_data: real rows the lossy passes fit on (the calibration rows, more than the few every stage
+        fit_data: real rows the lossy passes fit on (calibration, else eval rows: more than the few every stage
             is verified on); default: ``verified_at``'s rows when they are real.
 
     Returns:
@@ -102,8 +102,8 @@ def _lossy(portable: Model, runtime: Model, lossy: Sequence[Any], runtime_passes
     """Passes that change the numbers on purpose (``cluster_weights``), once, after the exact ones
     were verified. Their result is the new reference: the TF-runtime graph is fused again from it
     (and checked against it), and artifacts are verified against it. They see the real inputs the
-    stages are verified on (``--eval-data``/``--calibration`` rows), or ``fit_data`` (the calibration
-    rows) when given; never made-up ones."""
+    stages are verified on (``--eval-data``/``--calibration`` rows), or ``fit_data`` (calibration, else
+    eval rows) when given; never made-up ones."""
     real = inputs is not None and getattr(inputs, "source", None) in REAL_INPUTS
     for p in lossy:
         p.data = dict(fit_data) if fit_data is not None else inputs.feeds if real else None

@@ -12,7 +12,7 @@ import numpy as np
 from tfopt.errors import OptionError, OutputMismatchError
 from tfopt.graph import Model
 from tfopt.targets import PRECISIONS, target, target_of_file
-from tfopt.verification.data_batches import batch_unit, describe, rows_of, whole_batches
+from tfopt.verification.data_batches import batched, describe, join_samples, rows_of
 from tfopt.verification.input_data import LabeledData, read_labeled
 from tfopt.verification.nonfinite import count_nonfinite
 
@@ -189,7 +189,7 @@ def record_original(model: Model, *, eval_data: LabeledData | None = None, sampl
 
     inputs, labels, axes, rows, padded = _report_inputs(model, run, eval_data, samples, manifest or {}, verified_at,
                                                         seed, allow_nonfinite)
-    batching = describe(len(labels) if labels is not None else rows_of(inputs) - padded, rows, padded) \
+    batching = describe(len(labels) if labels is not None else rows_of(inputs, axes) - padded, rows, padded) \
         if eval_data or samples else ""
     return record_reference(run, model, inputs, axes, runs, labels, rows, padded, batching)
 
@@ -251,14 +251,13 @@ def _report_inputs(model: Model, run: Any, eval_data: LabeledData | None, sample
     outputs = [s.name for s in model.outputs]
     if eval_data or samples:
         inputs, labels = ((eval_data.inputs, eval_data.labels) if eval_data else
-                          ({s.name: np.concatenate([x[s.name] for x in samples[:32]]) for s in model.inputs}, None))
+                          (join_samples(samples[:32], model.inputs), None))
         ties = verified_at.ties if verified_at is not None else None
-        unit = batch_unit(run, model.inputs, model.graph_def, ties=ties, seed=seed).rows  # towers: whole batches
-        inputs, padded = whole_batches(inputs, unit)
-        first = VerifyInputs({k: v[:unit] for k, v in inputs.items()}, "eval-data" if eval_data else "calibration")
+        given = batched(run, model.inputs, inputs, model.graph_def, ties=ties, seed=seed)  # towers: whole batches
+        first = VerifyInputs(given.sample(0), "eval-data" if eval_data else "calibration")
         if not allow_nonfinite:  # data holding NaN/Inf gives NaN outputs: measured and reported, not refused
             check_inputs(run, first, eval_data.where if eval_data else "--calibration", outputs)
-        return inputs, labels, None, unit, padded
+        return given.inputs, labels, given.axes, given.rows, given.padded
     recorded = (manifest.get("verification") or {}).get("shapes")
     if verified_at is None and recorded and set(recorded) == {s.name for s in model.inputs}:
         values = ((manifest.get("verification") or {}).get("values") or {}).get("floats", "standard normal")

@@ -30,6 +30,7 @@ import numpy as np
 from tfopt.errors import ModelFormatError, OptionError, TensorPairingError, TfoptError
 from tfopt.graph import Model
 from tfopt.verification.classes import threshold, top1, top5
+from tfopt.verification.data_batches import Batches
 from tfopt.verification.nonfinite import worst
 
 
@@ -119,27 +120,13 @@ def record_reference(reference: Callable[[Mapping[str, Any]], dict[str, Any]], m
                              sample_rows, padded, batching)
 
 
-class _Samples:
-    """Inputs split into samples along each input's batch axis."""
+class _Samples(Batches):
+    """Inputs split into samples along each input's batch axis (:class:`tfopt.verification.data_batches.Batches`)."""
 
     def __init__(self, inputs: dict[str, np.ndarray], axes: Mapping[str, int | None], unranked: set[str],
                  rows: int = 1, padded: int = 0):
-        self.inputs, self.axes = inputs, {k: axes.get(k, 0) for k in inputs}
-        self.rows, self.padded = rows, padded  # the last sample's last ``padded`` rows complete its batch
+        super().__init__(inputs, axes, rows, padded)
         self.unranked = unranked  # outputs of unknown rank: compared element by element (tfopt.verification.testing.compare)
-        from tfopt.verification.shapes import sample_count
-
-        self.count = sample_count(inputs, self.axes, rows)
-
-    def real(self, i: int, value: np.ndarray) -> np.ndarray:
-        """Sample ``i``'s output without the rows that only completed the last batch."""
-        last = i == self.count - 1 and self.padded and value.ndim and value.shape[0] == self.rows
-        return value[:self.rows - self.padded] if last else value
-
-    def sample(self, i: int) -> dict[str, np.ndarray]:
-        from tfopt.verification.shapes import cut_sample
-
-        return {k: cut_sample(v, self.axes[k], i, self.count) for k, v in self.inputs.items()}
 
 
 def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: _Samples,

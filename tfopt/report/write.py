@@ -41,10 +41,8 @@ def _markdown(report: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
     if runtime_notes(report):
         lines += ["", "## Runtime precision", "", *(f"- {note}" for note in runtime_notes(report))]
-    if ((report.get("verification") or {}).get("values")):  # made-up floats other than standard normal, or saturated
-        from tfopt.verification.saturation import recorded_note
-
-        lines += ["", "## Verification inputs", "", recorded_note(report["verification"]["values"])]
+    if _inputs_note(report):  # made-up floats other than standard normal, or saturated
+        lines += ["", "## Verification inputs", "", _inputs_note(report)]
     if report.get("failed"):
         lines += ["", "## Failed (requested, not written)", "", "| artifact | stage | error | reason |", "|---|---|---|---|"]
         lines += [f"| {f['format']}/{f['precision']} | {f['stage']} | {f['error']} | "
@@ -82,7 +80,16 @@ def _html(report: dict[str, Any]) -> str:
         f"padding:4px 8px;text-align:right}}th{{background:#eee}}{svg.STYLE}</style></head><body>"
         f"<h1>tfopt report</h1><p>Source: <code>{html.escape(str(report.get('source')))}</code>"
         + (f"; {html.escape(report['batching'])}" if report.get("batching") else "") + "</p>"
-        f"<table><tr>{head}</tr>{rows}</table>" + _failed(report) + charts(report) + svg.SCRIPT + "</body></html>\n")
+        f"<table><tr>{head}</tr>{rows}</table>"
+        + (f"<h2>Verification inputs</h2><p>{html.escape(_inputs_note(report))}</p>" if _inputs_note(report) else "")
+        + _failed(report) + charts(report) + svg.SCRIPT + "</body></html>\n")
+
+
+def _inputs_note(report: dict[str, Any]) -> str:
+    """The made-up inputs' scale (:func:`tfopt.verification.saturation.recorded_note`; "" for none to tell)."""
+    from tfopt.verification.saturation import recorded_note
+
+    return recorded_note(report.get("verification") or {})
 
 
 def _failed(report: dict[str, Any]) -> str:

@@ -13,7 +13,8 @@ Sources:
 
 Every sample is checked against the model's inputs by :func:`tfopt.verification.input_data.check_arrays`
 (the rules every data file keeps), NaN/Inf counted once, and split into batch-1 samples, which is
-what the converters' calibrators consume. The result is read once per conversion and trusted after.
+what the converters' calibrators consume, each input cut on its batch axis
+(:func:`tfopt.verification.data_batches.sample_axes`: a time-major ``[time, batch, n]`` on axis 1). The result is read once per conversion and trusted after.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 from tfopt.errors import OptionError
 from tfopt.graph import TensorSpec
+from tfopt.verification.data_batches import join_samples, rows_of, sample_axes
 from tfopt.verification.input_data import check_arrays, npz_problem, read_npz
 from tfopt.verification.nonfinite import check_finite
 
@@ -86,9 +88,9 @@ def load_calibration(source: str, inputs: Sequence[TensorSpec], *, samples: int 
     out: list[dict[str, np.ndarray]] = []
     for batch in batches:
         checked = check_arrays(batch, inputs, f"--calibration {source}", only_inputs=True)
-        n = len(next(iter(checked.values())))
-        for i in range(n):
-            out.append({k: v[i:i + 1] for k, v in checked.items()})
+        axes = sample_axes(checked, inputs)  # each input cut on its batch axis (time-major: axis 1)
+        for i in range(rows_of(checked, axes)):
+            out.append({k: np.take(v, [i], axis=axes[k]) if axes[k] is not None else v for k, v in checked.items()})
             if len(out) >= samples:
                 break
         if len(out) >= samples:
@@ -97,7 +99,7 @@ def load_calibration(source: str, inputs: Sequence[TensorSpec], *, samples: int 
         raise OptionError(f"--calibration {source}: holds no samples")
     # Counted on the samples used: NaN in calibration makes quantization ranges and the report's
     # measurements meaningless, and a NaN-vs-NaN comparison must not pass for agreement.
-    check_finite({s.name: np.concatenate([x[s.name] for x in out]) for s in inputs}, f"--calibration {source}",
+    check_finite(join_samples(out, inputs), f"--calibration {source}",
                  allow=allow_nonfinite)
     return out
 

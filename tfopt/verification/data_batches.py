@@ -16,7 +16,14 @@ none twice.
 
 The unit is read from the input specs and, when the graph holds a split, from the dimension ties
 that :func:`tfopt.verification.shapes.find_ties` learns by probing the original model (the same
-search the made-up inputs use). The batch of given data is axis 0 of every input.
+search the made-up inputs use).
+
+The batch of given data is axis 0 of every input when every input holds as many rows there; else
+each input's batch axis as the dimension ties read from the data's shapes place it
+(:func:`sample_axes`: a time-major ``inputs [time, batch, 80]`` beside ``seq_lengths [batch]`` or a
+state ``[1, batch, n]`` holds its samples on axis 1). Every place that cuts given data into rows
+(calibration samples, the rows verification runs on, the report's and the int8 measurements'
+batches) cuts it there, through this module.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ import numpy as np
 
 from tfopt.graph import TensorSpec
 
+Axes = Mapping[str, int | None]  # input name -> the axis holding its samples (None: fed whole)
+
 DATA_ROWS = 8  # rows of --eval-data / --calibration used to verify each stage (whole batches: given_rows)
 
 
@@ -39,14 +48,30 @@ class Unit(NamedTuple):
     exact: bool
 
 
+def sample_axes(feeds: Mapping[str, Any], specs: Sequence[TensorSpec]) -> dict[str, int | None]:
+    """Input name -> the axis of given data ``feeds`` that holds its samples (None: a scalar). Axis 0
+    when every input holds as many rows there; else the batch axis that
+    :func:`tfopt.verification.shapes.batch_axes` finds from the dimension ties of the data's shapes
+    (the class of equal unknown dimensions spanning the most inputs), axis 0 where it finds none."""
+    shapes = {s.name: tuple(np.shape(feeds[s.name])) for s in specs if s.name in feeds}
+    axes: dict[str, int | None] = {k: 0 if shape else None for k, shape in shapes.items()}
+    if len({shape[0] for shape in shapes.values() if shape}) > 1:
+        from tfopt.verification.shapes import batch_axes
+
+        found = batch_axes([s for s in specs if s.name in shapes and s.shape is not None], shapes)
+        axes.update({k: a for k, a in found.items() if a is not None and shapes[k]})
+    return axes
+
+
 def batch_unit(original: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpec], graph_def: Any,
-               *, ties: Any = None, seed: int = 0) -> Unit:
-    """The batch the graph takes on axis 0 (see the module docstring). ``ties``: a
-    :class:`~tfopt.verification.shapes.DimTies` already learned (searched for when None and the graph
-    holds a ``Split``/``SplitV``/``Unpack``)."""
+               *, ties: Any = None, seed: int = 0, axes: Axes | None = None) -> Unit:
+    """The batch the graph takes on each input's batch axis (``axes``, default 0; see the module
+    docstring). ``ties``: a :class:`~tfopt.verification.shapes.DimTies` already learned (searched for
+    when None and the graph holds a ``Split``/``SplitV``/``Unpack``)."""
     from tfopt.verification.split_ties import count_splits
 
-    leading = {s.shape[0] for s in specs if s.shape}
+    axis = {s.name: (axes or {}).get(s.name, 0) or 0 for s in specs}
+    leading = {s.shape[axis[s.name]] for s in specs if s.shape and axis[s.name] < len(s.shape)}
     fixed = {int(d) for d in leading if d is not None} if len(leading) == 1 else set()  # all inputs' batch B
     if ties is None and count_splits(graph_def):
         from tfopt.verification.shapes import find_ties
@@ -56,38 +81,103 @@ def batch_unit(original: Callable[[Mapping[str, Any]], Any], specs: Sequence[Ten
                          lambda shapes: random_inputs(specs, seed=seed, shapes=shapes, graph_def=graph_def))
     multiples = []
     for spec in specs if ties is not None else []:
-        if (spec.name, 0) in ties.parent:
-            root = ties.find((spec.name, 0))
+        if (spec.name, axis[spec.name]) in ties.parent:
+            root = ties.find((spec.name, axis[spec.name]))
             if root in ties.fixed:
                 fixed.add(int(ties.fixed[root]))
             multiples.append(int(ties.multiples.get(root, 1)))
     return Unit(max(fixed), True) if fixed else Unit(math.lcm(1, *multiples), False)
 
 
-def rows_of(feeds: Mapping[str, np.ndarray]) -> int:
-    """Samples in given data: the rows of its shortest input (axis 0; a scalar has none)."""
+def _axes(feeds: Mapping[str, Any], axes: Axes | None) -> dict[str, int | None]:
+    """``axes`` for every input of ``feeds`` (default: axis 0; a scalar: None)."""
+    return {k: (axes.get(k, 0) if axes is not None else 0) if np.ndim(v) else None for k, v in feeds.items()}
+
+
+def rows_of(feeds: Mapping[str, np.ndarray], axes: Axes | None = None) -> int:
+    """Samples in given data: the rows of its shortest input on its batch axis (``axes``, default 0;
+    a scalar has none)."""
     from tfopt.verification.shapes import sample_count
 
-    return sample_count(feeds, {k: 0 if np.ndim(v) else None for k, v in feeds.items()})
+    return sample_count(feeds, _axes(feeds, axes))
 
 
-def whole_batches(feeds: Mapping[str, np.ndarray], unit: int, rows: int | None = None) -> tuple[dict[str, np.ndarray], int]:
-    """``feeds`` as whole batches of ``unit`` rows: its first ``rows`` rows (default: all), completed
-    to a multiple of ``unit`` with the set's first rows (wrapping). Returns the feeds and ``p``, the
-    rows added (whose outputs a caller drops)."""
-    have = rows_of(feeds)
+def whole_batches(feeds: Mapping[str, np.ndarray], unit: int, rows: int | None = None,
+                  axes: Axes | None = None) -> tuple[dict[str, np.ndarray], int]:
+    """``feeds`` as whole batches of ``unit`` rows on each input's batch axis (``axes``, default 0):
+    its first ``rows`` rows (default: all), completed to a multiple of ``unit`` with the set's first
+    rows (wrapping). Returns the feeds and ``p``, the rows added (whose outputs a caller drops)."""
+    where = _axes(feeds, axes)
+    have = rows_of(feeds, where)
     rows = have if rows is None else min(rows, have)
     padded = -rows % unit
     take = np.arange(rows + padded) % have
-    return {k: np.take(v, take, axis=0) if np.ndim(v) else v for k, v in feeds.items()}, padded
+    return {k: np.take(v, take, axis=where[k]) if where[k] is not None else v for k, v in feeds.items()}, padded
 
 
-def first_batches(feeds: Mapping[str, np.ndarray], unit: Unit, rows: int) -> dict[str, np.ndarray]:
+def first_batches(feeds: Mapping[str, np.ndarray], unit: Unit, rows: int, axes: Axes | None = None) -> dict[str, np.ndarray]:
     """About ``rows`` rows of ``feeds`` to verify on in one call: the batch itself when it is fixed,
     else the most whole batches within ``rows`` rows, at least one (completed from the set's first
     rows when it holds fewer)."""
     take = unit.rows if unit.exact else max(unit.rows, rows // unit.rows * unit.rows)
-    return whole_batches(feeds, unit.rows, take)[0]
+    return whole_batches(feeds, unit.rows, take, axes)[0]
+
+
+def take_rows(feeds: Mapping[str, Any], start: int, stop: int, axes: Axes | None = None) -> dict[str, Any]:
+    """Rows ``[start, stop)`` of each input on its batch axis (``axes``, default 0; None: whole), as views."""
+    where = _axes(feeds, axes)
+    return {k: v if where[k] is None else v[(slice(None),) * (where[k] or 0) + (slice(start, stop),)]
+            for k, v in feeds.items()}
+
+
+def join_samples(samples: Sequence[Mapping[str, Any]], specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+    """Calibration samples (batch-1 feeds) as one set, each input joined on its batch axis
+    (:func:`sample_axes` of the first sample; a time-major ``[time, 1, n]`` on axis 1)."""
+    axes = sample_axes(samples[0], specs)
+    return {s.name: np.concatenate([np.asarray(x[s.name]) for x in samples], axis=axes.get(s.name) or 0)
+            for s in specs}
+
+
+class Batches:
+    """Given data in whole batches the graph takes (:func:`batched`): batch ``i`` is ``rows`` rows of
+    each input's batch axis (``axes``; None: fed whole), the last one's final ``padded`` rows only
+    complete it (their outputs dropped: :meth:`real`)."""
+
+    def __init__(self, inputs: dict[str, np.ndarray], axes: Axes, rows: int = 1, padded: int = 0):
+        from tfopt.verification.shapes import sample_count
+
+        self.inputs, self.axes, self.rows, self.padded = inputs, {k: axes.get(k, 0) for k in inputs}, rows, padded
+        self.count = sample_count(inputs, self.axes, rows)
+
+    def sample(self, i: int) -> dict[str, np.ndarray]:
+        """Batch ``i`` (:func:`tfopt.verification.shapes.cut_sample` on each input's batch axis)."""
+        from tfopt.verification.shapes import cut_sample
+
+        return {k: cut_sample(v, self.axes[k], i, self.count) for k, v in self.inputs.items()}
+
+    def real(self, i: int, value: np.ndarray) -> np.ndarray:
+        """Batch ``i``'s output (batch on axis 0) without the rows that only completed the last batch."""
+        last = i == self.count - 1 and self.padded and value.ndim and value.shape[0] == self.rows
+        return value[:self.rows - self.padded] if last else value
+
+    def run(self, run: Callable[[Mapping[str, Any]], Mapping[str, Any]], names: Sequence[str]) -> dict[str, np.ndarray]:
+        """``run``'s outputs ``names`` on every batch, each sample's once, joined on axis 0."""
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in names}
+        for i in range(self.count):
+            out = run(self.sample(i))
+            for k in names:
+                parts[k].append(self.real(i, np.atleast_1d(np.asarray(out[k]))))
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def batched(original: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray],
+            graph_def: Any, *, ties: Any = None, seed: int = 0) -> Batches:
+    """Every row of given data ``feeds`` in whole batches of the graph's :func:`batch_unit`, on each
+    input's batch axis (:func:`sample_axes`): what the report and the int8 measurements run on."""
+    axes = sample_axes(feeds, specs)
+    unit = batch_unit(original, specs, graph_def, ties=ties, seed=seed, axes=axes).rows
+    inputs, padded = whole_batches(feeds, unit, axes=axes)
+    return Batches(inputs, axes, unit, padded)
 
 
 def describe(samples: int, unit: int, padded: int) -> str:
@@ -106,5 +196,6 @@ def describe(samples: int, unit: int, padded: int) -> str:
 def given_rows(original: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray],
                graph_def: Any, seed: int = 0) -> dict[str, np.ndarray]:
     """The rows of given data that verify each stage: about :data:`DATA_ROWS`, whole batches of the
-    graph's :func:`batch_unit` (:func:`first_batches`)."""
-    return first_batches(feeds, batch_unit(original, specs, graph_def, seed=seed), DATA_ROWS)
+    graph's :func:`batch_unit` on each input's batch axis (:func:`first_batches`, :func:`sample_axes`)."""
+    axes = sample_axes(feeds, specs)
+    return first_batches(feeds, batch_unit(original, specs, graph_def, seed=seed, axes=axes), DATA_ROWS, axes)

@@ -8,7 +8,9 @@ the file and the input):
 * every model input has an array (other arrays in the file, ``labels`` among them, are not inputs);
 * dtypes of the same kind are cast to the input's (float64 -> float32); another kind is refused;
 * the rank and every static dimension after the first (the sample axis) match the input's;
-* every input (and ``labels``) holds the same number of samples, at least one.
+* every input (and ``labels``) holds the same number of samples, at least one: on axis 0, or on
+  each input's batch axis when the inputs disagree there
+  (:func:`tfopt.verification.data_batches.sample_axes`: a time-major ``[time, batch, n]``).
 
 :class:`LabeledData` is the result for a file of inputs plus ``labels``, with its NaN/Inf counted
 (refused unless allowed). Stages that use it take the object and never check again.
@@ -83,7 +85,10 @@ def check_arrays(arrays: Mapping[str, Any], specs: Sequence[TensorSpec], where: 
     out = {spec.name: _fit(np.asarray(arrays[spec.name]), spec, where) for spec in specs}
     if labels:
         out["labels"] = np.asarray(arrays["labels"])
-    counts = {len(v) if v.ndim else 0 for v in out.values()}
+    from tfopt.verification.data_batches import sample_axes
+
+    axes = {**sample_axes(out, specs), "labels": 0}  # a time-major input holds its samples on axis 1
+    counts = {v.shape[axes[k] or 0] if v.ndim else 0 for k, v in out.items()}
     if len(counts) > 1:
         raise OptionError(f"{where}: inputs have different sample counts {sorted(counts)}")
     return out
@@ -143,9 +148,12 @@ def _example_shape(spec: TensorSpec, batch: int) -> str:
                                       for i, d in enumerate(shape))
 
 def npz_arrays(path: str, specs: Sequence[TensorSpec], *, option: str, rows: int | None = None) -> dict[str, np.ndarray]:
-    """Each spec's array of an ``.npz`` of inputs by name (its first ``rows`` rows), checked."""
+    """Each spec's array of an ``.npz`` of inputs by name (its first ``rows`` rows, on each input's
+    batch axis), checked."""
+    from tfopt.verification.data_batches import sample_axes, whole_batches
+
     checked = check_arrays(read_npz(path, option), specs, f"{option} {path}")
-    return {k: v[:rows] for k, v in checked.items()}
+    return checked if rows is None else whole_batches(checked, 1, rows, sample_axes(checked, specs))[0]
 
 
 @dataclass(frozen=True)
@@ -159,6 +167,7 @@ class LabeledData:
     inputs: dict[str, np.ndarray]
     labels: np.ndarray
     nonfinite: dict[str, int] = field(default_factory=dict)
+    axes: dict[str, int | None] = field(default_factory=dict)  # input -> its samples' axis (default 0: batch-major)
 
     @property
     def where(self) -> str:
@@ -166,8 +175,10 @@ class LabeledData:
         return f"{self.option} {self.source}"
 
     def rows(self, n: int) -> dict[str, np.ndarray]:
-        """The inputs' first ``n`` rows (what every stage is verified on)."""
-        return {k: v[:n] for k, v in self.inputs.items()}
+        """The inputs' first ``n`` rows (what every stage is verified on), on each input's batch axis."""
+        from tfopt.verification.data_batches import whole_batches
+
+        return whole_batches(self.inputs, 1, n, self.axes)[0]
 
 
 def labeled(arrays: Mapping[str, Any], specs: Sequence[TensorSpec], *, source: str, option: str,
@@ -175,7 +186,9 @@ def labeled(arrays: Mapping[str, Any], specs: Sequence[TensorSpec], *, source: s
     """:class:`LabeledData` from arrays already read and counted (:func:`read_counted`), checked against ``specs``."""
     checked = check_arrays(arrays, specs, f"{option} {source}", labels=True)
     found = checked.pop("labels")
-    return LabeledData(source, option, checked, found, dict(nonfinite))
+    from tfopt.verification.data_batches import sample_axes
+
+    return LabeledData(source, option, checked, found, dict(nonfinite), sample_axes(checked, specs))
 
 
 def read_counted(path: str, option: str, *, allow_nonfinite: bool = False) -> tuple[dict[str, np.ndarray], dict[str, int]]:

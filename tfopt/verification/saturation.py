@@ -32,6 +32,10 @@ When no rung makes every output informative, the rung with the fewest degenerate
 (the earliest on a tie: standard normal first), and the record says which outputs stayed saturated
 and that ``--calibration``/``--eval-data`` gives a real check. Outputs informative at standard normal
 keep today's inputs: the ladder is not tried.
+
+The realistic size (:mod:`tfopt.verification.verify`: 64, 128, ... when the search settled below it)
+keeps the rung chosen at the search size when its outputs there carry information; else the ladder
+is climbed again there (:func:`recheck`), and the record says the realistic size's rung when it differs.
 """
 
 from __future__ import annotations
@@ -117,6 +121,24 @@ def informative(make: Callable[[str], dict[str, np.ndarray]],
     return best[0], best[1], best[2], before
 
 
+def recheck(values: str, feeds: dict[str, np.ndarray], outputs: Mapping[str, Any],
+            make: Callable[[str], dict[str, np.ndarray]],
+            run: Callable[[Mapping[str, np.ndarray]], Mapping[str, Any] | None]) -> tuple[str, dict[str, np.ndarray],
+                                                                                       dict[str, str], dict[str, str]]:
+    """:func:`informative` at a second size of the same inputs: ``values`` (the rung chosen at the
+    search size) with ``feeds`` when its ``outputs`` there carry information, else the ladder climbed
+    again from standard normal (``make``, ``run`` as for :func:`informative`)."""
+    if not degenerate(outputs):
+        return values, feeds, {}, {}
+    if values != NORMAL:
+        normal = make(NORMAL)
+        got = run(normal)
+        if got is None:  # no usable output at standard normal there: the rung as it is
+            return values, feeds, degenerate(outputs), {}
+        feeds, outputs = normal, got
+    return informative(make, run, feeds, outputs)
+
+
 def note(values: str, saturated: Mapping[str, str], before: Mapping[str, str]) -> str:
     """The summary's words for the rung chosen (empty for standard normal on informative outputs)."""
     outs = lambda d: "; ".join(f"'{k}': {v}" for k, v in d.items())  # noqa: E731
@@ -131,16 +153,31 @@ def note(values: str, saturated: Mapping[str, str], before: Mapping[str, str]) -
 
 def record(values: str, saturated: Mapping[str, str], before: Mapping[str, str]) -> dict[str, Any]:
     """The report's ``verification.values`` (empty for standard normal on informative outputs)."""
-    if values == NORMAL and not saturated:
-        return {}
+    return {"values": values_record(values, saturated, before)} if values != NORMAL or saturated else {}
+
+
+def values_record(values: str, saturated: Mapping[str, str], before: Mapping[str, str]) -> dict[str, Any]:
+    """One rung's record: ``{"floats", "saturated_at_standard_normal", "saturated"?, "advice"?}``."""
     out: dict[str, Any] = {"floats": values, "saturated_at_standard_normal": dict(before)}
     if saturated:
         out["saturated"] = dict(saturated)
         out["advice"] = REAL_CHECK
-    return {"values": out}
+    return out
 
 
-def recorded_note(values: Mapping[str, Any]) -> str:
-    """:func:`note`'s words from a report's ``verification.values`` record (for report.md)."""
-    return note(values.get("floats", NORMAL), values.get("saturated") or {},
-                values.get("saturated_at_standard_normal") or {}).lstrip("; ")
+def realistic_note(values: str, saturated: Mapping[str, str], before: Mapping[str, str]) -> str:
+    """The summary's words for the realistic size's rung when it differs from the search size's."""
+    return f"; at the realistic size: made-up floats {values}" + (note(values, saturated, before) if saturated else "")
+
+
+def recorded_note(verification: Mapping[str, Any]) -> str:
+    """:func:`note`'s words (and :func:`realistic_note`'s) from a report's ``verification`` record:
+    the one rendering of the made-up inputs' scale, for report.md and report.html ("" when there is
+    nothing to say)."""
+    text = ""
+    for key, words in (("values", note), ("realistic_values", realistic_note)):
+        values = verification.get(key)
+        if values:
+            text += words(values.get("floats", NORMAL), values.get("saturated") or {},
+                          values.get("saturated_at_standard_normal") or {})
+    return text.lstrip("; ")

@@ -31,10 +31,10 @@ import numpy as np
 from tfopt.errors import ConversionError, GraphError, OptionError, TfoptError, VerificationError
 from tfopt.graph import Model, TensorSpec
 from tfopt.runtimes.tensorflow import GraphRunner
-from tfopt.verification.data_batches import DATA_ROWS, given_rows
+from tfopt.verification.data_batches import DATA_ROWS, given_rows, join_samples
 from tfopt.verification.input_data import npz_arrays, verify_shapes
 from tfopt.verification.input_domains import reasons
-from tfopt.verification.saturation import NORMAL, informative, note, record
+from tfopt.verification.saturation import NORMAL, informative, note, realistic_note, recheck, record, values_record
 from tfopt.verification.stochastic import check_reproducible
 from tfopt.verification.testing import OutputDiff, assert_equivalent, random_inputs
 
@@ -109,17 +109,26 @@ class VerifyInputs:
                             self.source, self.tried, realistic, self.size, self.ties, self.domains, self.values,
                             self.saturated, self.saturated_before)
 
+    def realistic_rung(self) -> VerifyInputs | None:
+        """The realistic size when its made-up floats are another rung, or saturate where these do not."""
+        real = self.realistic
+        return real if real and (real.values != self.values or bool(real.saturated) != bool(self.saturated)) else None
+
     def summary(self) -> str:
         """``img:2x8x8x3 (made up inputs); also at img:2x64x64x3 (a realistic size)``."""
-        also = f"; also at {self.realistic.describe()} (a realistic size)" if self.realistic is not None else ""
+        real = self.realistic
+        also = f"; also at {real.describe()} (a realistic size)" if real is not None else ""
+        also += realistic_note(r.values, r.saturated, r.saturated_before) if (r := self.realistic_rung()) else ""
         values = "".join(f"; values: {name} {why}" for name, why in self.domains.items())  # (input_domains)
         return f"{self.describe()} ({self.source} inputs){also}{values}" + \
             note(self.values, self.saturated, self.saturated_before)  # (saturation)
 
     def as_dict(self) -> dict[str, Any]:
         out = {"source": self.source, "shapes": self.shapes(), "tried": self.tried}
-        if self.realistic is not None:
-            out["realistic_shapes"] = self.realistic.shapes()
+        if (real := self.realistic) is not None:
+            out["realistic_shapes"] = real.shapes()
+            if self.realistic_rung():  # (saturation.recheck)
+                out["realistic_values"] = values_record(real.values, real.saturated, real.saturated_before)
         if self.domains:
             out["domains"] = dict(self.domains)
         return {**out, **record(self.values, self.saturated, self.saturated_before)}
@@ -172,7 +181,7 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
                             f"--eval-data {data.eval_source or data.eval_data}", outputs)
     samples = data.calibration(specs) if callable(data.calibration) else data.calibration
     if samples:
-        feeds = {s.name: np.concatenate([x[s.name] for x in samples[:DATA_ROWS]]) for s in specs}
+        feeds = join_samples(samples[:DATA_ROWS], specs)
         return check_inputs(original, VerifyInputs(given_rows(original, specs, feeds, graph_def, seed), "calibration"),
                             f"--calibration {data.calibration_source or ''}".rstrip(), outputs)
     if data.shapes:
@@ -248,9 +257,12 @@ def _informative(found: VerifyInputs, got: Mapping[str, Any], batch: int, feeds_
     found.values, found.feeds, found.saturated, found.saturated_before = informative(
         lambda v: feeds_at(shapes, found.size, v), lambda f: None if problem(f)[0] else dict(got), found.feeds, got)
     at_values = lambda s, z: feeds_at(s, z, found.values)  # noqa: E731
-    found.realistic = _realistic(found.ties, found.size, batch, at_values, problem, found.domains) if dynamic else None
-    if found.realistic is not None:
-        found.realistic.values = found.values
+    found.realistic = real = _realistic(found.ties, found.size, batch, at_values, problem, found.domains) if dynamic else None
+    if real is not None:  # the rung re-checked at the realistic size (``got``: its outputs there)
+        big = found.ties.shapes(batch, real.size)
+        real.values, real.feeds, real.saturated, real.saturated_before = recheck(
+            found.values, real.feeds, dict(got), lambda v: feeds_at(big, real.size, v),
+            lambda f: None if problem(f)[0] else dict(got))
     return found
 
 

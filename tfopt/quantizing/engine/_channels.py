@@ -125,7 +125,8 @@ def sample_batches(samples: Samples, inputs: Sequence[TensorSpec]) -> list[dict[
     """Calibration samples as feedable batches.
 
     Args:
-        samples: ``{input name: array}`` (first axis = samples; split into the inputs' static batch
+        samples: ``{input name: array}`` (samples on each input's batch axis,
+            :func:`tfopt.verification.data_batches.sample_axes`; split into the inputs' static batch
             size when they have one) or a sequence of such dicts, each fed as is.
         inputs: the model's inputs.
 
@@ -133,11 +134,14 @@ def sample_batches(samples: Samples, inputs: Sequence[TensorSpec]) -> list[dict[
         OptionError: no samples, or a sample missing one of the model's inputs.
     """
     if isinstance(samples, Mapping):
+        from tfopt.verification.data_batches import rows_of, sample_axes, take_rows
+
         arrays = {k: np.asarray(v) for k, v in samples.items()}
-        n = len(next(iter(arrays.values()))) if arrays else 0
-        fixed = [s.shape[0] for s in inputs if s.shape and s.shape[0] is not None]
+        axes = sample_axes(arrays, inputs)  # each input's batch axis (a time-major sequence: axis 1)
+        n = rows_of(arrays, axes) if arrays else 0
+        fixed = [int(d) for s in inputs if s.shape and (a := axes.get(s.name)) is not None and (d := s.shape[a]) is not None]
         step = fixed[0] if fixed else max(n, 1)
-        batches = [{k: v[i:i + step] for k, v in arrays.items()} for i in range(0, n - step + 1, step)]
+        batches = [take_rows(arrays, i, i + step, axes) for i in range(0, n - step + 1, step)]
     else:
         batches = [dict(b) for b in samples]
     if not batches:

@@ -109,10 +109,11 @@ class Engine:
     def __init__(self, model: Model, samples: Any, *, keep_float: Sequence[str] = (),
                  adaround_budget: float | None = None, progress: Callable[[Any], None] | None = None):
         if not isinstance(samples, Mapping):  # load_calibration's list of feed dicts: one dict of arrays
-            import numpy as np
+            from tfopt.verification.data_batches import join_samples
 
-            samples = {s.name: np.concatenate([np.asarray(feed[s.name]) for feed in samples]) for s in model.inputs}
-        self.model, self.samples, self.keep_float = model, samples, list(keep_float)
+            samples = join_samples(samples, model.inputs)  # on each input's batch axis
+        self.model, self.keep_float = model, list(keep_float)
+        self.samples, self._fed, self._batch_rows = _whole_batches(model, samples)
         self.adaround_budget = adaround_budget
         self._progress = progress
         self._prepared: dict[tuple[Any, ...], tuple[Model, dict[str, Any], dict[str, Any], dict[str, float]]] = {}
@@ -160,7 +161,7 @@ class Engine:
             self._say("equalizing weights (cross-layer equalization)")
             start = time.perf_counter()
             if self._equalized is None:
-                equalized_model, equalized = equalize(model, samples=self.samples)
+                equalized_model, equalized = equalize(model, samples=self._fed)
                 self._equalized = (equalized_model, equalized.as_dict())
             model, reports["equalize"] = self._equalized
             seconds["equalize"] = time.perf_counter() - start
@@ -184,12 +185,13 @@ class Engine:
             start = time.perf_counter()
             # AdaRound's float weights depend on the grid: then the float means are its own
             means = self._float_means.setdefault(recipe.equalize, {}) if not recipe.adaround else None
-            model, corrected = bias_correct(model, self.samples, per_channel=recipe.per_channel,
+            model, corrected = bias_correct(model, self._fed, per_channel=recipe.per_channel,
                                             levels=recipe.weight_levels, skip=kept, float_means=means)
             reports["bias_correction"], seconds["bias_correction"] = corrected.as_dict(), time.perf_counter() - start
         self._say("collecting activation statistics")
         start = time.perf_counter()
-        stats = collect(model, self.samples, activation_tensors(model), progress=self._progress)
+        stats = collect(model, self._fed, activation_tensors(model), batch_size=self._batch_rows,
+                        progress=self._progress)
         seconds["statistics"] = time.perf_counter() - start
         self._prepared[key] = (model, stats, reports, seconds)
         return self._prepared[key]
@@ -197,6 +199,31 @@ class Engine:
     def _say(self, event: Any) -> None:
         if self._progress is not None:
             self._progress(event)
+
+
+def _whole_batches(model: Model, samples: Mapping[str, Any]) -> tuple[dict[str, Any], Any, int]:
+    """The calibration samples in whole batches the graph takes (towers, a fixed batch:
+    :mod:`tfopt.verification.data_batches`; the last completed with the first rows), what each step
+    is fed (the samples, or their batches one by one when the batch is fixed), and the statistics'
+    rows a run (32, rounded down to whole batches)."""
+    from tfopt.runtimes.tensorflow import GraphRunner
+    from tfopt.verification.data_batches import batch_unit, rows_of, sample_axes, take_rows, whole_batches
+
+    def run(feeds: Mapping[str, Any]) -> Any:  # only a graph that splits its batch is probed
+        runner = GraphRunner(model.replace(reference=None))
+        try:
+            return runner(feeds)
+        finally:
+            runner.close()
+
+    axes = sample_axes(samples, model.inputs)
+    unit = batch_unit(run, model.inputs, model.graph_def, axes=axes)
+    if unit.rows == 1:  # any batch (or a fixed one of 1, which sample_batches feeds row by row): as given
+        return dict(samples), samples, 32
+    whole, _ = whole_batches(samples, unit.rows, axes=axes)
+    if not unit.exact:
+        return whole, whole, max(unit.rows, 32 // unit.rows * unit.rows)
+    return whole, [take_rows(whole, i, i + unit.rows, axes) for i in range(0, rows_of(whole, axes), unit.rows)], unit.rows
 
 
 def quantize_model(model: Model, samples: Any, recipe: Recipe | str = Recipe(), *, keep_float: Sequence[str] = (),

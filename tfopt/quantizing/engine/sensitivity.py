@@ -117,22 +117,26 @@ def choose_float_layers(engine: Any, recipe: Any, bound: float, ranking: Sequenc
 # --- helpers ----------------------------------------------------------------------------------------
 
 def _feeds(engine: Any) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v)[:MAX_SAMPLES] for k, v in engine.samples.items()}
+    from tfopt.verification.data_batches import sample_axes, take_rows
+
+    samples = {k: np.asarray(v) for k, v in engine.samples.items()}
+    return take_rows(samples, 0, MAX_SAMPLES, sample_axes(samples, engine.model.inputs))  # on each batch axis
 
 
 def _run(model: Model, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The first output on every sample: one batched run when the graph takes a batch, else one per sample."""
+    """The first output on every sample: one run of them all when the graph takes it, else whole
+    batches of the batch it takes (:func:`tfopt.verification.data_batches.batched`: a fixed batch, or
+    towers that split it), as verification feeds given data."""
     from tfopt.runtimes.tensorflow import GraphRunner
+    from tfopt.verification.data_batches import batched
 
     runner = GraphRunner(model.replace(reference=None))
     name = model.outputs[0].name
     try:
         try:
             return np.asarray(runner(feeds)[name])
-        except Exception:  # a fixed batch of 1 (or an op that will not batch): one sample at a time
-            n = len(next(iter(feeds.values())))
-            return np.concatenate([np.asarray(runner({k: v[i:i + 1] for k, v in feeds.items()})[name])
-                                   for i in range(n)])
+        except Exception:  # a fixed batch (or towers, or an op that will not batch): the batches it takes
+            return batched(runner, model.inputs, feeds, model.graph_def).run(runner, [name])[name]
     finally:
         runner.close()
 

@@ -241,8 +241,8 @@ def collect(model: Model, samples: Samples, tensors: Sequence[str], *, bins: int
     stats = {name: TensorStats.empty(name, bins) for name in unique}
     batches = -(-total // batch_size)
     with graph_session(graph, model.graph_def) as session:
-        for done, (start, batch) in enumerate(_batches(items, model.inputs, batch_size), 1):
-            where = f" on calibration samples {start}-{start + len(batch[names[0]]) - 1}"
+        for done, (start, rows, batch) in enumerate(_batches(items, model.inputs, batch_size), 1):
+            where = f" on calibration samples {start}-{start + rows - 1}"
             try:
                 values = session.run(fetches, {tensor: np.asarray(batch[n], dtype) for n, tensor, dtype in feeds})
             except (t.errors.OpError, ValueError) as exc:  # ValueError: a feed the placeholder's shape refuses
@@ -277,36 +277,39 @@ def _cause(message: str) -> str:
 
 
 def _rows(sample: Mapping[str, Any], inputs: Sequence[TensorSpec]) -> int:
-    """Rows (axis 0) of one ``{input name: array}``, checked by the rules every data source keeps
-    (:func:`tfopt.verification.input_data.check_arrays`: names, dtypes, ranks, static dimensions, counts)."""
+    """Rows (on each input's batch axis) of one ``{input name: array}``, checked by the rules every data
+    source keeps (:func:`tfopt.verification.input_data.check_arrays`: names, dtypes, ranks, static
+    dimensions, counts)."""
+    from tfopt.verification.data_batches import rows_of, sample_axes
     from tfopt.verification.input_data import check_arrays
 
-    return len(next(iter(check_arrays(sample, inputs, "--calibration", only_inputs=True).values())))
+    checked = check_arrays(sample, inputs, "--calibration", only_inputs=True)
+    return rows_of(checked, sample_axes(checked, inputs))
 
 
 def _batches(items: list[Mapping[str, Any]], inputs: Sequence[TensorSpec],
-             batch_size: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(first sample index, {input: batch})``, ``batch_size`` rows each (the last may be short).
+             batch_size: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """``(first sample index, rows, {input: batch})``, ``batch_size`` rows each (the last may be short),
+    on each input's batch axis.
 
     A large item is sliced (views, no copy); small ones (batch-1 samples) are gathered until a
     batch is full.
     """
+    from tfopt.verification.data_batches import join_samples, sample_axes, take_rows
+
     names = [s.name for s in inputs]
     start, pending, held = 0, [], 0
     for item in items:
         n = _rows(item, inputs)
+        axes = sample_axes(item, inputs)  # each input's batch axis (a time-major sequence: axis 1)
         offset = 0
         while offset < n:
             take = min(batch_size - held, n - offset)
-            pending.append({k: item[k][offset:offset + take] for k in names})
+            pending.append(take_rows({k: item[k] for k in names}, offset, offset + take, axes))
             held += take
             offset += take
             if held == batch_size:
-                yield start, _join(pending, names)
+                yield start, held, pending[0] if len(pending) == 1 else join_samples(pending, inputs)
                 start, pending, held = start + held, [], 0
     if held:
-        yield start, _join(pending, names)
-
-
-def _join(parts: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
-    return parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in names}
+        yield start, held, pending[0] if len(pending) == 1 else join_samples(pending, inputs)

@@ -22,6 +22,7 @@ def selective(target: str, precision: str, model: Model, path: str, samples: Any
     :class:`tfopt.verification.input_data.LabeledData`) or else the calibration samples. Returns (file, kept, ranking)."""
     from tfopt.quantizing.native.layer_targets import quantizer_for
     from tfopt.quantizing.native.ranking import rank_layers, resolve_layers
+    from tfopt.verification.data_batches import join_samples
 
     require_calibration(samples)
     say(f"{target} {precision}: per-layer quantization error")
@@ -29,7 +30,7 @@ def selective(target: str, precision: str, model: Model, path: str, samples: Any
     ranking = rank_layers(quantizer, model, samples, say)
     kept = resolve_layers(quantizer, keep, model)
     inputs, labels = (labeled.inputs, labeled.labels) if labeled is not None else (
-        {s.name: np.concatenate([x[s.name] for x in samples[:64]]) for s in model.inputs}, None)
+        join_samples(samples[:64], model.inputs), None)
     while True:
         written = emit(path, list(kept), quantizer.converted)
         if auto is None:
@@ -45,8 +46,10 @@ def selective(target: str, precision: str, model: Model, path: str, samples: Any
 def drop_points(target: str, model: Model, path: str, inputs: dict[str, np.ndarray], labels: np.ndarray | None,
                 to_raw: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
     """Top-1 points lost by the artifact: against the labels, else against the original's classes
-    (the class rule of :mod:`tfopt.verification.classes`)."""
+    (the class rule of :mod:`tfopt.verification.classes`), on every row of ``inputs`` in whole batches
+    the graph takes (:func:`tfopt.verification.data_batches.batched`)."""
     from tfopt.runtimes import runner_for
+    from tfopt.verification.data_batches import batched
     from tfopt.verification.verify import reference_runner
 
     original = reference_runner(model)
@@ -54,9 +57,10 @@ def drop_points(target: str, model: Model, path: str, inputs: dict[str, np.ndarr
     runner = runner_for(target, path, model)
     raw = to_raw or (lambda v: v)
     name = model.outputs[0].name
-    n = len(next(iter(inputs.values())))
-    ref = np.concatenate([original({**{k: v[i:i + 1] for k, v in inputs.items()}, **bindings})[name] for i in range(n)])
-    got = np.concatenate([runner({k: raw(v[i:i + 1]) for k, v in inputs.items()})[name] for i in range(n)])
+    reference = lambda f: original({**f, **bindings})  # noqa: E731
+    given = batched(reference, model.inputs, inputs, model.graph_def)  # the batches the graph takes, as verified
+    ref = given.run(reference, [name])[name]
+    got = given.run(lambda f: runner({k: raw(v) for k, v in f.items()}), [name])[name]
     from tfopt.verification.classes import sample_classes, threshold, top1
 
     cut = threshold(ref)
