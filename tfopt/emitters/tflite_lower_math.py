@@ -1,9 +1,10 @@
 """Elementwise math TFLite has no builtin for, as builtins (``LOG``, ``EXP``, ``SQRT``, ``ATAN2``...).
 
 Which ops: those the converter refuses (``Asinh``, ``Acosh``, ``Atanh``, ``Asin``, ``Acos``,
-``Atan``, ``Sinh``, ``Cosh``, ``Tan``, float ``TruncateMod``), and two it converts inexactly
+``Atan``, ``Sinh``, ``Cosh``, ``Tan``, float ``TruncateMod``), and three it converts inexactly
 (``Log1p`` as ``LOG(1 + x)``, ``Expm1`` as ``EXP(x) - 1``: a relative error of 5% at x = 1e-6,
-measured). ``Erf``, ``Erfc``, ``Digamma``, ``Erfinv``, ``Ndtri`` and the Bessel functions have no
+measured; ``Softplus`` as ``LOG(1 + EXP(x))``, which is 88.4 for every x past ~88.4 where
+TensorFlow gives x). ``Erf``, ``Erfc``, ``Digamma``, ``Erfinv``, ``Ndtri`` and the Bessel functions have no
 finite exact formula and stay as they are. float16/bfloat16 are computed in float32 and rounded
 back (as TensorFlow's CPU kernels do); float64 is left alone (TFLite computes in float32).
 
@@ -28,6 +29,7 @@ off near 88::
     asin(x)  = atan2(x, √((1 − x)(1 + x)))     acos(x) = atan2(√((1 − x)(1 + x)), x)      ≤ 4
     atan(x)  = atan2(x, 1)                                                                 ≤ 3
     truncatemod(x, y) = sign(x) · floormod(|x|, |y|)     (fmod's sign rule)                exact
+    softplus(x) = ½x + ½|x| + log1p(e^{−|x|})       (max(x, 0) without overflow; −inf → 0)  ≤ 31
 
 ±inf and NaN come out as TensorFlow gives them: ``LOG(inf)`` is 88.4 in XNNPACK and the converter
 stores an inf constant as the largest float, so inf is tested as ``x > FLT_MAX`` and made as
@@ -146,6 +148,16 @@ def _cosh(x: Any) -> Any:
     return t.where(t.greater(a, EXP_SPLIT), h * (0.5 * h), 0.5 * (e + 1.0 / e))
 
 
+def _softplus(x: Any) -> Any:
+    """log(1 + e^x) = max(x, 0) + log1p(e^{−|x|}): the exponent is never positive, so nothing
+    overflows. max(x, 0) is ½x + ½|x| (exact in float32, finite up to the largest float), not a
+    Maximum with ``x`` as an operand (see the int8 note above); −inf gives NaN there and is 0."""
+    t = _t()
+    a = t.abs(x)
+    out = (0.5 * x + 0.5 * a) + log1p(t.exp(-a))
+    return t.where(t.less(x, -FLOAT_MAX), t.zeros_like(out), out)
+
+
 def _cosine_side(x: Any) -> Any:
     t = _t()
     return t.sqrt((1.0 - x) * (1.0 + x))
@@ -163,6 +175,7 @@ UNARY: dict[str, tuple[Callable[[Any], Any], str]] = {
     "Atan": (lambda x: _t().atan2(x, _t().ones_like(x)), "atan2(x, 1)"),
     "Log1p": (log1p, "2·atanh(x/(2 + x)) series for |x| ≤ ½, log(1 + x) past it"),
     "Expm1": (expm1, "Taylor series for |x| ≤ ½, e^x − 1 past it"),
+    "Softplus": (_softplus, "½x + ½|x| + log1p(e^−|x|)"),
 }
 
 for _op, (_formula, _what) in UNARY.items():

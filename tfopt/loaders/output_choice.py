@@ -77,14 +77,18 @@ def is_source(node: Any) -> bool:
 def _reaches(node: Any, nodes: dict[str, Any], bad: Callable[[Any], bool], *, missing_bad: bool = False) -> bool:
     """Walk back from ``node`` through data inputs, stopping at constants, :data:`SHAPE_OPS` and
     sources (:func:`is_source`): True when ``bad(n)`` holds for a node on the way (sources included),
-    or, with ``missing_bad``, when an input names no node of the graph. Iterative: graphs are deep."""
+    or, with ``missing_bad``, when an input names no node of the graph. Iterative: graphs are deep.
+    A ``Shape`` of a tensor whose size values chose is walked through (:mod:`tfopt.loaders.dynamic_size`)."""
+    from tfopt.loaders.dynamic_size import SizedByValues
+
+    sized = SizedByValues(nodes)
     stack, seen = [node], set()
     while stack:
         cur = stack.pop()
         if cur.name in seen:
             continue
         seen.add(cur.name)
-        if cur.op == "Const" or cur.op in SHAPE_OPS:
+        if cur.op == "Const" or (cur.op in SHAPE_OPS and not sized(cur)):
             continue
         if bad(cur):
             return True

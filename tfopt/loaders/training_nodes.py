@@ -288,7 +288,11 @@ def _streaming_metric_scopes(graph_def: Any, placeholders: set[str]) -> set[str]
 
 def _value_ancestors(nodes: dict[str, Any], name: str) -> set[str]:
     """Ancestors through data edges, not through the input of a ``Shape``-like op (which reads
-    only the shape of its input, not its values)."""
+    only the shape of its input, not its values) unless the values chose that shape (the count of
+    boxes non-max suppression kept: :mod:`tfopt.loaders.dynamic_size`)."""
+    from tfopt.loaders.dynamic_size import SizedByValues
+
+    sized = SizedByValues(nodes)
     seen: set[str] = set()
     stack = [name]
     while stack:
@@ -296,7 +300,7 @@ def _value_ancestors(nodes: dict[str, Any], name: str) -> set[str]:
         if cur in seen or cur not in nodes:
             continue
         seen.add(cur)
-        if nodes[cur].op not in _SHAPE_OPS:
+        if nodes[cur].op not in _SHAPE_OPS or sized(nodes[cur]):
             stack += [tensor_node(r) for r in nodes[cur].input if not r.startswith("^")]
     return seen
 
