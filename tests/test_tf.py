@@ -50,7 +50,7 @@ def _exported(tmp_path, name: str, build) -> str:
     return path
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # two processes that each convert three models to three targets: 1-4 min on 2 shared cores
 def test_savedmodels_convert_without_keras_to_the_same_bytes(tmp_path):
     """Keras-exported SavedModels of several shapes (dense, conv + pooling, two branches): converted in a
     process where tfopt imported TensorFlow (no Keras), the artifacts are byte-identical to those of a
@@ -84,6 +84,7 @@ def test_keras_still_imports_after_tensorflow():
     built and run; its optimizers module is the real one, not the marker that kept it out."""
     out = _python("""
 import json, sys
+import numpy as np
 from tfopt._tf import tf, KERAS3_EAGER_IMPORT
 t = tf()
 before = "keras" in sys.modules
