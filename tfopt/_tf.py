@@ -5,24 +5,56 @@ Importing TensorFlow costs seconds; ``tfopt --help`` and ``tfopt inspect x.pb`` 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 _TF: Any = None
 
+# What ``import tensorflow`` imports eagerly so that Keras's optimizers register with the SavedModel
+# registry (TensorFlow's own comment, b/196254385): Keras 3's package, which imports all of Keras
+# (and scikit-learn, for its wrappers, when installed).
+KERAS3_EAGER_IMPORT = "keras.src.optimizers"
+
 
 def tf() -> Any:
-    """Return the ``tensorflow`` module, importing it quietly the first time."""
+    """Return the ``tensorflow`` module, importing it quietly the first time.
+
+    Without Keras 3 (:func:`_without_keras3`): tfopt imports Keras where a Keras model needs it.
+    """
     global _TF
     if _TF is None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorflow
+        with _without_keras3():
+            import tensorflow
 
         tensorflow.get_logger().setLevel("ERROR")
         _TF = tensorflow
     return _TF
+
+
+@contextlib.contextmanager
+def _without_keras3() -> Iterator[None]:
+    """``import tensorflow`` inside this block does not import Keras 3: 2.1 of its 6.3 CPU s on a
+    2-core machine (Keras, and scikit-learn through Keras's wrappers). TensorFlow imports
+    :data:`KERAS3_EAGER_IMPORT` inside ``try ... except ImportError: pass``; a ``None`` in
+    ``sys.modules`` makes that import fail at once. Keras 3 registers nothing with TensorFlow's
+    SavedModel registry (Keras 2, ``tf_keras`` under ``TF_USE_LEGACY_KERAS=1``, does: its import is
+    left alone), so what TensorFlow loads is the same; ``tf.keras``, ``import keras`` and tfopt's
+    Keras loaders import Keras 3 when they are used, as they would have."""
+    if "tensorflow" in sys.modules or KERAS3_EAGER_IMPORT in sys.modules:
+        yield
+        return
+    sys.modules[KERAS3_EAGER_IMPORT] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if KERAS3_EAGER_IMPORT in sys.modules and sys.modules[KERAS3_EAGER_IMPORT] is None:
+            del sys.modules[KERAS3_EAGER_IMPORT]
 
 
 def graph_def_class() -> Any:
