@@ -134,7 +134,10 @@ def cut_pipeline_sources(graph_def: Any) -> dict[str, str]:
 def cut_copy(graph_def: Any) -> tuple[Any, dict[str, str]]:
     """A copy of ``graph_def`` cut by :func:`cut_pipeline_sources` and what it made; ``graph_def``
     itself (not copied) and ``{}`` when it reads no pipeline source. The one cut that ``load``
-    (:func:`cut_model`) and ``tfopt inspect`` both make."""
+    (:func:`cut_model`) and ``tfopt inspect`` both make, and the graph output choice and label
+    detection look at (:func:`tfopt.loaders._signature.resolve_outputs`): the images and the labels
+    one ``IteratorGetNext`` hands over are two inputs there, a feature and a label, as if fed; every
+    other node keeps its name, so the choice holds for the uncut graph."""
     if not any(is_pipeline_source(n.op) for n in graph_def.node):
         return graph_def, {}
     copy = type(graph_def)()
