@@ -131,6 +131,18 @@ def cut_pipeline_sources(graph_def: Any) -> dict[str, str]:
     return made
 
 
+def element_source(node: Any, nodes: Mapping[str, Any]) -> tuple[Any, int] | None:
+    """``(GetNext, k)`` when ``node`` is the ``Placeholder`` :func:`cut_pipeline_sources` made for
+    ``GetNext:k`` (the source is kept in the graph it cut), else None."""
+    if node.op != "Placeholder" or "/output_" not in node.name:
+        return None
+    source, _, port = node.name.rpartition("/output_")
+    found = nodes.get(source)
+    if found is None or not is_pipeline_source(found.op) or not port.isdigit():
+        return None
+    return found, int(port)
+
+
 def cut_copy(graph_def: Any) -> tuple[Any, dict[str, str]]:
     """A copy of ``graph_def`` cut by :func:`cut_pipeline_sources` and what it made; ``graph_def``
     itself (not copied) and ``{}`` when it reads no pipeline source. The one cut that ``load``
