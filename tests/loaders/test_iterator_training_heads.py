@@ -106,7 +106,7 @@ def test_the_logits_are_the_head_and_no_metric_update_is_a_candidate(saved):
 
 @pytest.mark.parametrize("case", ["conv-initializable-3", "dense-one-shot-3"])
 def test_converts_and_verifies_in_every_target_without_flags(case, tmp_path):
-    prefix, logits, images, expected = _save(case, tmp_path)
+    prefix, _, images, expected = _save(case, tmp_path)
     targets = ["tflite", "onnx", "openvino", "savedmodel"]  # the SavedModel's argument: the element's name as TF allows
     result = tfopt.convert(prefix, str(tmp_path / "out"), to=targets)
     assert sorted(a.format for a in result.artifacts) == sorted(targets)
