@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
+import pytest
 
 import tfopt
 from tests.conftest import saver_predict
@@ -32,3 +34,40 @@ def test_pb_is_deterministic(tf1_ckpt, tmp_path):
     with open(a, "rb") as fa, open(b, "rb") as fb:
         assert fa.read() == fb.read()
     assert sorted(os.listdir(tmp_path)) == ["a.pb", "b.pb"]  # no temporaries left behind
+
+
+INPUT_NAMES = [["IteratorGetNext/output_0"], ["input/x", "input/lengths_1"], ["0x", "images"]]
+
+
+@pytest.mark.parametrize("names", INPUT_NAMES, ids=["iterator-element", "scoped-pair", "digit-first"])
+def test_inputs_named_outside_python_rules_are_carried_and_verified(names, tmp_path):
+    """Inputs whose names a signature argument cannot hold (an iterator's element cut into an input,
+    a scoped placeholder, a leading digit): the SavedModel writes TensorFlow's argument name, records
+    it in tfopt.json, the artifact verifies (its runner pairs by that name) and gives TF's numbers."""
+    from tests.helpers import graph_pb
+    from tfopt.emitters.savedmodel import serving_arg_name
+    from tfopt.targets import target
+
+    rng = np.random.default_rng(len(names[0]))
+    weights = [rng.normal(size=[3, 2]).astype(np.float32) for _ in names]
+
+    def build(t):
+        xs = [t.compat.v1.placeholder(t.float32, [None, 3], name=n) for n in names]
+        t.identity(t.add_n([t.matmul(x, w) for x, w in zip(xs, weights)]), name="head/out")
+
+    pb = graph_pb(tmp_path / "frozen.pb", build)
+    result = tfopt.convert(pb, str(tmp_path / "out"), to=["savedmodel"])
+    (artifact,) = result.artifacts
+    assert artifact.max_abs_err is not None and artifact.max_abs_err <= 1e-6
+    path = os.path.join(result.outdir, artifact.path)
+    feeds = {n: rng.normal(size=[2, 3]).astype(np.float32) for n in names}
+    expected = sum(feeds[n] @ w for n, w in zip(names, weights))
+    with open(os.path.join(path, "assets.extra", "tfopt.json")) as f:
+        recorded = json.load(f).get("inputs", {})
+    assert recorded == {n: serving_arg_name(n) for n in names if serving_arg_name(n) != n}
+    fn = tf().saved_model.load(path).signatures["serving_default"]
+    got = fn(**{serving_arg_name(n): tf().constant(v) for n, v in feeds.items()})["head/out"].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+    frozen = tfopt.load(pb)
+    runner = target("savedmodel").call("runner", path, frozen, 1)
+    np.testing.assert_allclose(runner(feeds)["head/out"], expected, atol=1e-5, rtol=1e-5)

@@ -9,6 +9,11 @@ hashes (``saved_model_checksum``, ``graph_def_program_hash``, ...). The uuid is 
 hashes, so the same graph gives the same bytes, and a different graph a different uuid; the rest of
 the fingerprint is TensorFlow's own. ``assets.extra/tfopt.json`` marks the directory as tfopt's
 (:mod:`tfopt.conversion.output_paths`): a later run may replace it; loaders and TF Serving ignore ``assets.extra``.
+
+Input names: a signature's arguments follow Python's naming rule (TensorFlow's ``sanitize_arg_name``),
+so an input named ``IteratorGetNext/output_0`` (a ``tf.data`` element cut into an input) or ``input/x``
+is the argument :func:`serving_arg_name` gives it, ``IteratorGetNext_output_0``; ``tfopt.json``
+records each such renaming (``inputs``) and the artifact's runner pairs the model's inputs through it.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ def emit_savedmodel(model: Model, path: str, *, signature: str = "serving_defaul
     feeds = [graph.get_tensor_by_name(s.tensor) for s in model.inputs]
     fetches = [graph.get_tensor_by_name(s.tensor) for s in model.outputs]
     pruned = wrapped.prune(feeds=feeds, fetches=fetches)
-    specs = [t.TensorSpec(_shape(s.shape), t.as_dtype(s.dtype), name=s.name) for s in model.inputs]
+    specs = [t.TensorSpec(_shape(s.shape), t.as_dtype(s.dtype), name=serving_arg_name(s.name)) for s in model.inputs]
     names = [s.name for s in model.outputs]
 
     module = t.Module()
@@ -54,8 +59,23 @@ def emit_savedmodel(model: Model, path: str, *, signature: str = "serving_defaul
         _deterministic_fingerprint(tmp)
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         with open(os.path.join(tmp, "assets.extra", "tfopt.json"), "w") as f:
-            json.dump({"written_by": "tfopt"}, f)
+            json.dump({"written_by": "tfopt", **renamed_inputs(model)}, f)
     return path
+
+
+def serving_arg_name(name: str) -> str:
+    """The signature argument TensorFlow makes of input ``name`` (its ``sanitize_arg_name``): every
+    character that is not a letter or a digit becomes ``_``, and ``arg_`` is put in front of a name
+    that does not start with a letter. ``images`` stays ``images``; ``input/x:1`` is ``input_x_1``."""
+    swapped = "".join(c if c.isalnum() else "_" for c in name)
+    return swapped if swapped[:1].isalpha() else f"arg_{swapped}"
+
+
+def renamed_inputs(model: Model) -> dict[str, dict[str, str]]:
+    """``{"inputs": {input name: its signature argument}}`` for the inputs :func:`serving_arg_name`
+    renames (``{}`` when none is)."""
+    renamed = {s.name: serving_arg_name(s.name) for s in model.inputs if serving_arg_name(s.name) != s.name}
+    return {"inputs": renamed} if renamed else {}
 
 
 def _deterministic_fingerprint(directory: str) -> None:

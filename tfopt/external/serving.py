@@ -31,6 +31,8 @@ def write_serving_savedmodel(model: Model, directory: str) -> str:
         GraphError: an ``ImmutableConst`` whose file is missing (the model's external tensors were
             deleted: keep the :class:`~tfopt.graph.Model` alive while writing).
     """
+    from tfopt.emitters.savedmodel import renamed_inputs, serving_arg_name
+
     t = tf()
     graph_def = type(model.graph_def)()
     graph_def.CopyFrom(model.graph_def)
@@ -43,7 +45,7 @@ def write_serving_savedmodel(model: Model, directory: str) -> str:
         module.weights[node.name] = variable = _variable(t, _record(node), node.name.replace("/", "_"))
         reads[f"{node.name}:0"] = variable
         _to_placeholder(node)
-    specs = [t.TensorSpec(None if s.shape is None else list(s.shape), t.as_dtype(s.dtype), name=s.name)
+    specs = [t.TensorSpec(None if s.shape is None else list(s.shape), t.as_dtype(s.dtype), name=serving_arg_name(s.name))
              for s in model.inputs]
     names, fetches = [s.name for s in model.outputs], [s.tensor for s in model.outputs]
 
@@ -60,7 +62,7 @@ def write_serving_savedmodel(model: Model, directory: str) -> str:
         t.saved_model.save(module, tmp, signatures={SIGNATURE: serve.get_concrete_function()})
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         with open(os.path.join(tmp, "assets.extra", "tfopt.json"), "w") as f:
-            json.dump({"written_by": "tfopt", "external_tensors": sorted(reads)}, f)
+            json.dump({"written_by": "tfopt", "external_tensors": sorted(reads), **renamed_inputs(model)}, f)
     return directory
 
 

@@ -16,7 +16,7 @@ from tfopt.graph import (
     tensor_port,
 )
 from tfopt.loaders.output_choice import MAX_HEADS, choose_outputs, node_dtype
-from tfopt.loaders.pipeline_inputs import needed_by, pipeline_fed
+from tfopt.loaders.pipeline_inputs import cut_copy, needed_by, pipeline_fed
 from tfopt.loaders.training_nodes import explain_outputs, is_training_flag
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,11 @@ def resolve_outputs(graph_def: Any, requested: list[str], path: str) -> tuple[li
             if tensor_node(ref) not in nodes:
                 raise GraphError(f"{path}: output '{ref}' is not a node of the graph.{did_you_mean(tensor_node(ref), nodes)}")
         return list(requested), {}
-    explained = explain_outputs(graph_def)
+    view, _ = cut_copy(graph_def)  # a tf.data iterator's images and labels: two inputs, as if fed
+    explained = explain_outputs(view)
     if not explained:
         raise GraphError(f"{path}: found no forward-graph output; name them with --outputs NODE [NODE ...]")
-    choice = choose_outputs(graph_def, explained)
+    choice = choose_outputs(view, explained)
     if len(choice.chosen) > MAX_HEADS:  # what is left after every rule: each with the --outputs that picks it
         left = choice.chosen
         shown = "\n".join(f"  --outputs {c}    ({choice.reasons[c]})" for c in left[:20])

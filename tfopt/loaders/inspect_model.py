@@ -80,15 +80,15 @@ def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
     from tfopt.loaders.pipeline_inputs import cut_copy, describe_cut, needed_by, pipeline_fed, pipeline_handles
 
     adopt_recorded_shapes(graph_def)  # as the loaders read the inputs
-    reasons = explain_outputs(graph_def)
+    # the elements the outputs read straight from an iterator become inputs: the cut `load` makes
+    cut, made = cut_copy(graph_def)
+    reasons = explain_outputs(cut)  # as the loaders choose: the iterator's elements are inputs
     candidates = list(reasons)
-    choice = choose_outputs(graph_def, reasons)
+    choice = choose_outputs(cut, reasons)
     chosen = outputs or choice.chosen
     # an alternative says why it was not chosen, where the candidates are listed
     reasons = {c: f"{r}; not chosen: {choice.alternatives[c]}" if c in choice.alternatives else r
                for c, r in reasons.items()}
-    # the elements the outputs read straight from an iterator become inputs: the cut `load` makes
-    cut, made = cut_copy(graph_def)
     handles = set(pipeline_handles(cut))
     fed = pipeline_fed(cut)  # an iterator-fed PlaceholderWithDefault is the input, not the iterator's handle
     needed = needed_by(cut, chosen, fed) if chosen else {n.name for n in cut.node}

@@ -219,6 +219,22 @@ def _loss_of_another_head(graph_def: Any, head: list[str], heads: list[list[str]
     return True
 
 
+def _network_form(head: list[str], nodes: dict[str, Any], reasons: dict[str, str],
+                  alternatives: dict[str, str]) -> list[str]:
+    """A head whose forms all feed only the loss (the loss's ``Reshape(logits, [-1, classes])``) is
+    the network's own tensor they are a plain form of, its root (:func:`head_root`): the logits at
+    their own shape ([?, 40, 40, 5], not the loss's [?, 5]). Other heads as they are."""
+    roots = {head_root(nodes[m], nodes) for m in head}
+    if not all(reasons[m].startswith(LOSS_REASON) for m in head) or len(roots) != 1:
+        return head
+    root = nodes[roots.pop()]
+    if root.name in head or not is_float(root) or is_source(root) or root.op in VARIABLE_OPS | {"Const"}:
+        return head
+    reasons.setdefault(root.name, f"the network's tensor {', '.join(head)} (the loss's plain form of it) reads")
+    alternatives.update({m: f"{reasons[m]}: the network's own form {root.name} is chosen" for m in head})
+    return [root.name]
+
+
 def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
     """Group ``reasons``' candidates (from ``explain_outputs``) into heads and pick in each.
     Candidates that are :func:`is_bookkeeping`, read no input at all (a second model copy's
@@ -282,6 +298,7 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
             what = decided.get(m, f"{node_dtype(nodes[m])}, {reasons[m]}")
             alternatives[m] = f"{what}: the float head {', '.join(preferred)} is chosen"
     for head in heads:
-        chosen += head if not _loss_of_another_head(graph_def, head, heads, reasons, alternatives) else []
+        if not _loss_of_another_head(graph_def, head, heads, reasons, alternatives):
+            chosen += _network_form(head, nodes, reasons, alternatives)
     order = list(reasons)
     return OutputChoice(sorted(chosen, key=order.index), reasons, alternatives)

@@ -131,10 +131,25 @@ def cut_pipeline_sources(graph_def: Any) -> dict[str, str]:
     return made
 
 
+def element_source(node: Any, nodes: Mapping[str, Any]) -> tuple[Any, int] | None:
+    """``(GetNext, k)`` when ``node`` is the ``Placeholder`` :func:`cut_pipeline_sources` made for
+    ``GetNext:k`` (the source is kept in the graph it cut), else None."""
+    if node.op != "Placeholder" or "/output_" not in node.name:
+        return None
+    source, _, port = node.name.rpartition("/output_")
+    found = nodes.get(source)
+    if found is None or not is_pipeline_source(found.op) or not port.isdigit():
+        return None
+    return found, int(port)
+
+
 def cut_copy(graph_def: Any) -> tuple[Any, dict[str, str]]:
     """A copy of ``graph_def`` cut by :func:`cut_pipeline_sources` and what it made; ``graph_def``
     itself (not copied) and ``{}`` when it reads no pipeline source. The one cut that ``load``
-    (:func:`cut_model`) and ``tfopt inspect`` both make."""
+    (:func:`cut_model`) and ``tfopt inspect`` both make, and the graph output choice and label
+    detection look at (:func:`tfopt.loaders._signature.resolve_outputs`): the images and the labels
+    one ``IteratorGetNext`` hands over are two inputs there, a feature and a label, as if fed; every
+    other node keeps its name, so the choice holds for the uncut graph."""
     if not any(is_pipeline_source(n.op) for n in graph_def.node):
         return graph_def, {}
     copy = type(graph_def)()

@@ -11,7 +11,8 @@ model several times over (issue 24: address-net's two towers). Found by structur
 - every node gets a structural label by Weisfeiler-Lehman refinement over data edges:
   ``label_0(n) = (op, attributes but names, Const value)``, a variable's label its primary's name,
   a placeholder's its own name (two inputs are two inputs: a siamese net's twin heads are not
-  replicas), a pipeline's next element (one GetNext per device) its op and nothing behind it;
+  replicas), a pipeline's next element (one GetNext per device) its op and nothing behind it (its
+  port too once cut into an input: :func:`tfopt.loaders.pipeline_inputs.element_source`);
   ``label_{k+1}(n) = hash(label_k(n), label_k of each input with its port)``, where the
   port of a *slicing* op (``Split``, ``Unpack``: its outputs are interchangeable slices of one
   batch) and names (loop frames, tensor arrays, shared resources) are left out;
@@ -27,7 +28,7 @@ from collections import Counter
 from typing import Any
 
 from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, node_map, tensor_node, tensor_port
-from tfopt.loaders.pipeline_inputs import is_pipeline_source
+from tfopt.loaders.pipeline_inputs import element_source, is_pipeline_source
 
 ASSIGN_OPS = frozenset({"Assign", "AssignVariableOp"})
 SLICING_OPS = frozenset({"Split", "SplitV", "Unpack"})
@@ -66,9 +67,12 @@ def _digest(*parts: Any) -> str:
 def structural_labels(graph_def: Any, primary: dict[str, str]) -> dict[str, str]:
     """Each node's Weisfeiler-Lehman label after :data:`ROUNDS` refinements (module docstring)."""
     labels: dict[str, str] = {}
+    nodes = node_map(graph_def)
     for node in graph_def.node:
         if node.op in VARIABLE_OPS:
             labels[node.name] = _digest("variable", primary.get(node.name, node.name))
+        elif (element := element_source(node, nodes)) is not None:  # an iterator's element, cut into an input
+            labels[node.name] = _digest("pipeline", element[0].op, element[1])
         elif node.op in PLACEHOLDER_OPS:
             labels[node.name] = _digest("input", node.name)
         elif is_pipeline_source(node.op):
@@ -77,7 +81,6 @@ def structural_labels(graph_def: Any, primary: dict[str, str]) -> dict[str, str]
             attrs = sorted((k, v.SerializeToString()) for k, v in node.attr.items()
                            if not k.startswith("_") and k not in NAME_ATTRS)
             labels[node.name] = _digest(node.op, attrs)
-    nodes = node_map(graph_def)
     edges = {n.name: [(tensor_node(r), 0 if nodes[tensor_node(r)].op in SLICING_OPS else tensor_port(r))
                       for r in n.input if not r.startswith("^") and tensor_node(r) in nodes]
              for n in graph_def.node if not is_pipeline_source(n.op)}

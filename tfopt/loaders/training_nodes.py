@@ -181,6 +181,8 @@ def explain_outputs(graph_def: Any) -> dict[str, str]:
             continue  # among placeholders, computed from training flags alone: not a prediction
         if feeds and not (_value_ancestors(nodes, name) & placeholders) - flags:
             continue  # reads the inputs' shapes only (the loss's reshape plumbing): not a prediction
+        if _reads_update(nodes, name):
+            continue  # a metric's or counter's update (Select(count > 0, total / count, 0)): state, not a head
         metrics = sorted({metric_why[u] for u in to_loss if u in metric_why})
         if to_loss and metrics:
             out[name] = f"feeds only a metric ({'; '.join(metrics[:2])})"
@@ -303,6 +305,29 @@ def _value_ancestors(nodes: dict[str, Any], name: str) -> set[str]:
         if nodes[cur].op not in _SHAPE_OPS or sized(nodes[cur]):
             stack += [tensor_node(r) for r in nodes[cur].input if not r.startswith("^")]
     return seen
+
+
+STATE_UPDATE_OPS = frozenset({"Assign", "AssignAdd", "AssignSub", "AssignVariableOp", "AssignAddVariableOp",
+                              "AssignSubVariableOp", "ScatterAdd", "ScatterSub", "ScatterUpdate",
+                              "ResourceScatterAdd", "ResourceScatterUpdate"})
+
+
+def _reads_update(nodes: dict[str, Any], name: str) -> bool:
+    """Is ``name``'s value computed from a variable's update: an ``Assign``/``AssignAdd`` result (a ref
+    variable's new value), or a ``ReadVariableOp`` that waits on an ``Assign*VariableOp`` (a resource
+    variable's ``assign_add(...)`` value)? A streaming metric's ``update_op`` and a step counter's
+    increment are; a prediction never is (running it would change the model's state)."""
+    for cur in _value_ancestors(nodes, name):
+        node = nodes.get(cur)
+        if node is None:
+            continue
+        if node.op in STATE_UPDATE_OPS:
+            return True
+        if node.op == "ReadVariableOp" and any(
+                r.startswith("^") and nodes.get(r[1:]) is not None and nodes[r[1:]].op in STATE_UPDATE_OPS
+                for r in node.input):
+            return True
+    return False
 
 
 def _descendants(graph_def: Any, roots: set[str], users: dict[str, list[tuple[Any, int]]]) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tfopt._tf import graph_session, tf
-from tfopt.graph import Model
+from tfopt.graph import Model, TensorSpec
 from tfopt.passes._layer_norm_epsilon import layer_norms_fused
 
 
@@ -66,7 +67,21 @@ def open_artifact(path: str, model: Model, threads: int | None = None) -> GraphR
     from tfopt.loaders import load
 
     frozen = load(path, outputs=[s.tensor for s in model.outputs]) if os.path.isfile(path) else load(path)
-    return GraphRunner(frozen.replace(inputs=model.inputs, outputs=model.outputs))
+    return GraphRunner(frozen.replace(inputs=_signature_inputs(path, model, frozen), outputs=model.outputs))
+
+
+def _signature_inputs(path: str, model: Model, frozen: Model) -> list[TensorSpec]:
+    """``model``'s inputs at the artifact's tensors: a SavedModel's signature argument is the input's
+    name as TensorFlow allows it (:func:`tfopt.emitters.savedmodel.serving_arg_name`: ``IteratorGetNext/output_0``
+    is ``IteratorGetNext_output_0``), a placeholder of that name in the frozen signature."""
+    from tfopt.emitters.savedmodel import serving_arg_name
+    from tfopt.runtimes.base import pair_by_name
+
+    nodes = {n.name for n in frozen.graph_def.node}
+    moved = [s for s in model.inputs if s.node not in nodes]
+    paired = pair_by_name("input", path, moved, frozen.inputs, lambda s: {s.name},
+                          lambda s: {s.name, serving_arg_name(s.name)}) if moved else {}
+    return [dataclasses.replace(s, tensor=paired[s.name].tensor) if s.name in paired else s for s in model.inputs]
 
 
 def read_weights(path: str) -> Iterator[tuple[str, np.ndarray]]:
