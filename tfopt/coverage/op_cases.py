@@ -130,7 +130,7 @@ CASES: dict[str, OpCase] = {c.name: c for c in [
     OpCase("batch_gather_top_k", "gather", (VEC,), lambda tf, x, w: tf.gather(
         x[0] * w[0], tf.math.top_k(x[0], 3).indices, batch_dims=1), ((8,),)),
     OpCase("scatter_nd", "scatter", (VEC,), lambda tf, x, w: tf.scatter_nd(
-        [[1], [3]], tf.stack([tf.reduce_sum(x[0] * w[0], 0), tf.reduce_max(x[0], 0)]), [5, 8])),
+        [[1], [3]], tf.stack([tf.reduce_sum(x[0] * w[0], 0), tf.reduce_max(x[0], 0)]), [5, 8]), ((8,),)),
     OpCase("tensor_scatter_update", "scatter", (In("x", (4, 8)),), lambda tf, x, w: tf.tensor_scatter_nd_update(
         x[0] * w[0], [[1], [3]], tf.ones([2, 8])), ((8,),)),
     OpCase("tensor_scatter_add", "scatter", (In("x", (4, 8)),), lambda tf, x, w: tf.tensor_scatter_nd_add(

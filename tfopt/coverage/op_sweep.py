@@ -145,7 +145,7 @@ def save_case(case: OpCase, directory: str) -> dict[str, str]:
         paths.update(save_tf1(case, directory))
     if "savedmodel" in case.formats and not case.tf1:
         paths["savedmodel"] = save_savedmodel(case, directory)
-    return {f: paths[f] for f in case.formats if f in paths}
+    return {f: paths[f] for f in case.formats if f in paths and (f != "checkpoint" or case.weights)}
 
 
 def classify(exc: BaseException) -> dict[str, Any]:
@@ -187,7 +187,7 @@ def sweep_case(case: OpCase, *, formats: Sequence[str] | None = None,
                targets: Sequence[str] = TARGETS) -> list[dict[str, Any]]:
     """Every cell of one case: ``{case, group, format, target, status, ...}`` rows."""
     rows: list[dict[str, Any]] = []
-    wanted = [f for f in (formats or case.formats) if f in case.formats]
+    wanted = [f for f in (formats or case.formats) if f in case.formats and (f != "checkpoint" or case.weights)]
     with tempfile.TemporaryDirectory() as tmp:
         try:
             paths = save_case(case, tmp)

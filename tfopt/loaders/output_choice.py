@@ -55,7 +55,15 @@ def node_dtype(node: Any) -> str:
     for key in _DTYPE_ATTRS:
         if key in node.attr and node.attr[key].type:
             return dtype_name(node.attr[key].type)
+        if key in node.attr and node.attr[key].list.type:  # a function call's Tout: its first output's
+            return dtype_name(node.attr[key].list.type[0])
     return "float32"
+
+
+def _output_index(ref: str) -> int:
+    """``k`` of a tensor reference ``node:k`` (0 for ``node``)."""
+    tail = ref.rsplit(":", 1)
+    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else 0
 
 
 def is_float(node: Any) -> bool:
@@ -111,10 +119,13 @@ def decision_source(node: Any, nodes: dict[str, Any]) -> tuple[list[str], Any | 
     cur = node
     while cur.op in DECISION_OPS and (not is_float(cur) or cur.op in ROUNDING_OPS):
         chain.append(cur.name)
-        inputs = [n for n in _data_inputs(cur, nodes) if not _value_free(n, nodes)]
-        if len(inputs) != 1:
+        refs = [r for r in cur.input if not r.startswith("^") and tensor_node(r) in nodes
+                and nodes[tensor_node(r)].op != "Const" and not _value_free(nodes[tensor_node(r)], nodes)]
+        if len(refs) != 1 or _output_index(refs[0]) != 0:
+            # a second output of a multi-output op (TopKV2:1, a function call's :1) is a tensor of its own:
+            # the op's first output (the only one node_dtype sees) is not what it decides on
             return chain, None
-        cur = inputs[0]
+        cur = nodes[tensor_node(refs[0])]
     if not chain or not is_float(cur) or cur.op in PLACEHOLDER_OPS:
         return chain, None
     return chain, cur
