@@ -34,7 +34,7 @@ from tfopt.runtimes.tensorflow import GraphRunner
 from tfopt.verification.data_batches import DATA_ROWS, given_rows
 from tfopt.verification.input_data import npz_arrays, verify_shapes
 from tfopt.verification.input_domains import reasons
-from tfopt.verification.saturation import NORMAL, informative, note, record
+from tfopt.verification.saturation import NORMAL, informative, note, record, usable_rung
 from tfopt.verification.stochastic import check_reproducible
 from tfopt.verification.testing import OutputDiff, assert_equivalent, random_inputs
 
@@ -221,6 +221,16 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
         if not last:
             return _informative(candidate, got, batch, feeds_at, problem, dynamic)
         tried.append(candidate.describe())
+    if failure is None:  # empty or non-finite at every size: the values decide (a score threshold)
+        why = {n: output_problem({n: v}).split(" is ", 1)[-1] for n, v in got.items() if output_problem({n: v})}
+        size = SEARCH_SIZES[0]
+        found = usable_rung(lambda rows, rung: feeds_at(ties.shapes(rows, size), size, rung),
+                            lambda f: not problem(f)[0], batch, ELEMENT_BUDGET)
+        if found is not None:
+            rung, rows, feeds = found
+            return _informative(VerifyInputs(feeds, "made up", tried, size=size, ties=ties, domains=domains, values=rung,
+                                             saturated_before=why if rung != NORMAL else {}),
+                                got, rows, feeds_at, problem, dynamic)
     if failure is not None and first is not None:  # ids or indices out of a range tfopt cannot see
         from tfopt.verification.made_up_inputs import random_inputs_rejected
 
@@ -243,10 +253,12 @@ def _informative(found: VerifyInputs, got: Mapping[str, Any], batch: int, feeds_
                  problem: Callable[[Mapping[str, Any]], tuple[str, Exception | None]], dynamic: bool) -> VerifyInputs:
     """``found`` with the first rung of made-up floats whose outputs carry information
     (:mod:`tfopt.verification.saturation`), and its realistic size at that rung. ``got``: the outputs
-    of the feeds ``problem`` last ran (it refills them)."""
+    of the feeds ``problem`` last ran (it refills them). A rung already chosen (:func:`_by_values`) is kept."""
     shapes = found.ties.shapes(batch, found.size)
-    found.values, found.feeds, found.saturated, found.saturated_before = informative(
-        lambda v: feeds_at(shapes, found.size, v), lambda f: None if problem(f)[0] else dict(got), found.feeds, got)
+    if found.values == NORMAL:
+        found.values, found.feeds, found.saturated, found.saturated_before = informative(
+            lambda v: feeds_at(shapes, found.size, v), lambda f: None if problem(f)[0] else dict(got), found.feeds,
+            got)
     at_values = lambda s, z: feeds_at(s, z, found.values)  # noqa: E731
     found.realistic = _realistic(found.ties, found.size, batch, at_values, problem, found.domains) if dynamic else None
     if found.realistic is not None:
