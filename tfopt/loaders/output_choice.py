@@ -26,7 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfopt.graph import FLOAT_TYPES, PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, dtype_name, node_map, tensor_node
+from tfopt.graph import (
+    FLOAT_TYPES,
+    PLACEHOLDER_OPS,
+    VARIABLE_OPS,
+    ancestors,
+    dtype_name,
+    node_map,
+    tensor_node,
+    tensor_port,
+)
 from tfopt.loaders.pipeline_inputs import is_pipeline_source
 
 # Ops that pass one float tensor on, reshaped, transposed (a time-major copy for a CTC loss) or
@@ -58,12 +67,6 @@ def node_dtype(node: Any) -> str:
         if key in node.attr and node.attr[key].list.type:  # a function call's Tout: its first output's
             return dtype_name(node.attr[key].list.type[0])
     return "float32"
-
-
-def _output_index(ref: str) -> int:
-    """``k`` of a tensor reference ``node:k`` (0 for ``node``)."""
-    tail = ref.rsplit(":", 1)
-    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else 0
 
 
 def is_float(node: Any) -> bool:
@@ -121,7 +124,7 @@ def decision_source(node: Any, nodes: dict[str, Any]) -> tuple[list[str], Any | 
         chain.append(cur.name)
         refs = [r for r in cur.input if not r.startswith("^") and tensor_node(r) in nodes
                 and nodes[tensor_node(r)].op != "Const" and not _value_free(nodes[tensor_node(r)], nodes)]
-        if len(refs) != 1 or _output_index(refs[0]) != 0:
+        if len(refs) != 1 or tensor_port(refs[0]) != 0:
             # a second output of a multi-output op (TopKV2:1, a function call's :1) is a tensor of its own:
             # the op's first output (the only one node_dtype sees) is not what it decides on
             return chain, None
@@ -193,6 +196,7 @@ def reads_no_variable(node: Any, nodes: dict[str, Any]) -> bool:
 
 def _set_aside(graph_def: Any, nodes: dict[str, Any], reasons: dict[str, str]) -> dict[str, str]:
     """Candidates that are no head of their own, each with why (see :func:`choose_outputs`)."""
+    from tfopt.loaders.loop_outputs import carried_loop_variables
     from tfopt.loaders.replicas import find_replicas
 
     sources = {n.name for n in graph_def.node if is_source(n)}
@@ -201,6 +205,7 @@ def _set_aside(graph_def: Any, nodes: dict[str, Any], reasons: dict[str, str]) -
             and not ancestors(graph_def, [n], follow_control=False) & sources}
     if any(n.op in VARIABLE_OPS for n in graph_def.node):  # a graph with weights: a head reads some
         out |= {n: WEIGHT_FREE for n in reasons if n not in out and reads_no_variable(nodes[n], nodes)}
+    out |= {n: why for n, why in carried_loop_variables(graph_def, nodes, [n for n in reasons if n not in out]).items()}
     replicas = find_replicas(graph_def, [n for n in reasons if n not in out])
     return out | {n: REPLICA.format(of) for n, of in replicas.items()}
 
