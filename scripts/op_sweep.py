@@ -24,8 +24,8 @@ sys.path.insert(0, ROOT)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tfopt.coverage.op_cases import CASES
-    from tfopt.coverage.op_sweep import FORMATS, to_markdown
+    from tfopt.coverage.op_cases import CASES, FORMATS
+    from tfopt.coverage.op_sweep import to_markdown
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), metavar="NAME")

@@ -56,7 +56,7 @@ def test_cells_say_ok_or_whose_error(tmp_path):
 
 
 def test_a_broken_case_is_a_build_row_not_a_tfopt_cell():
-    from tfopt.coverage.op_sweep import In, OpCase
+    from tfopt.coverage.op_cases import In, OpCase
 
     broken = OpCase("broken", "test", (In("x", (None, 4)),), lambda t, x, w: w[0])  # no weight declared
     rows = sweep_case(broken, formats=["frozen"], targets=("onnx",))

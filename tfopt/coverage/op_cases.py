@@ -6,9 +6,47 @@ graph alike; inputs keep an unknown batch where users leave one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from tfopt.coverage.op_sweep import In, OpCase
+import numpy as np
+
+FORMATS = ("savedmodel", "checkpoint", "frozen")
+
+
+@dataclass(frozen=True)
+class In:
+    """One input: name, shape (``None``: unknown, as users leave the batch) and dtype name."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class OpCase:
+    """One swept op or pattern.
+
+    ``weights``: shapes of seeded float32 variables (standard normal x ``scale``) handed to ``body``
+    after the inputs; ``tf1``: built with TF1 control flow (``Enter``/``Exit`` loops, ``Switch``/``Merge``
+    conds) in the graph formats, the way TF 1.x wrote them; ``formats``: where the case makes sense.
+    """
+
+    name: str
+    group: str
+    inputs: tuple[In, ...]
+    body: Callable[..., Any]
+    weights: tuple[tuple[int, ...], ...] = ()
+    scale: float = 0.5
+    tf1: bool = False
+    formats: tuple[str, ...] = FORMATS
+
+
+def weight_values(case: OpCase, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal(shape) * case.scale).astype(np.float32) for shape in case.weights]
+
 
 IMG = In("image", (None, 6, 8, 3))
 SEQ = In("x", (None, 12))

@@ -5,7 +5,7 @@ seeded ("trained-looking") variables, saved the three ways users save them and c
 Formats: ``savedmodel`` (a ``tf.Module`` saved by ``tf.saved_model.save`` with one signature, or for a
 TF1 case a TF1 SavedModel with two signatures), ``checkpoint`` (TF1 ``.meta`` + ``.index``/``.data``)
 and ``frozen`` (a ``.pb`` GraphDef from ``convert_variables_to_constants``). The cases themselves are
-:mod:`tfopt.coverage.op_cases`; a case is a body ``f(tf, inputs, weights) -> tensor | tuple`` that runs in
+:mod:`tfopt.coverage.op_cases` (with the case record); a case is a body ``f(tf, inputs, weights) -> tensor | tuple`` that runs in
 a ``tf.function`` and in a TF1 graph alike.
 
 Each cell (case x format x target) is one of:
@@ -22,48 +22,13 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
+from tfopt.coverage.op_cases import OpCase, weight_values
 
 TARGETS = ("tflite", "onnx", "openvino")
-FORMATS = ("savedmodel", "checkpoint", "frozen")
 FP32_BOUND = 1e-4  # what an fp32 artifact may differ from the original (the coverage matrix's bound)
-
-
-@dataclass(frozen=True)
-class In:
-    """One input: name, shape (``None``: unknown, as users leave the batch) and dtype name."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str = "float32"
-
-
-@dataclass(frozen=True)
-class OpCase:
-    """One swept op or pattern.
-
-    ``weights``: shapes of seeded float32 variables (standard normal x ``scale``) handed to ``body``
-    after the inputs; ``tf1``: built with TF1 control flow (``Enter``/``Exit`` loops, ``Switch``/``Merge``
-    conds) in the graph formats, the way TF 1.x wrote them; ``formats``: where the case makes sense.
-    """
-
-    name: str
-    group: str
-    inputs: tuple[In, ...]
-    body: Callable[..., Any]
-    weights: tuple[tuple[int, ...], ...] = ()
-    scale: float = 0.5
-    tf1: bool = False
-    formats: tuple[str, ...] = FORMATS
-
-
-def weight_values(case: OpCase, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [(rng.standard_normal(shape) * case.scale).astype(np.float32) for shape in case.weights]
 
 
 def _outputs(result: Any) -> list[Any]:
