@@ -223,12 +223,11 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
         tried.append(candidate.describe())
     if failure is None:  # empty or non-finite at every size: the values decide (a score threshold)
         why = {n: output_problem({n: v}).split(" is ", 1)[-1] for n, v in got.items() if output_problem({n: v})}
-        size = SEARCH_SIZES[0]
-        found = usable_rung(lambda rows, rung: feeds_at(ties.shapes(rows, size), size, rung),
+        found = usable_rung(lambda rows, rung: feeds_at(ties.shapes(rows, SEARCH_SIZES[0]), SEARCH_SIZES[0], rung),
                             lambda f: not problem(f)[0], batch, ELEMENT_BUDGET)
         if found is not None:
             rung, rows, feeds = found
-            return _informative(VerifyInputs(feeds, "made up", tried, size=size, ties=ties, domains=domains, values=rung,
+            return _informative(VerifyInputs(feeds, "made up", tried, size=SEARCH_SIZES[0], ties=ties, domains=domains, values=rung,
                                              saturated_before=why if rung != NORMAL else {}),
                                 got, rows, feeds_at, problem, dynamic)
     if failure is not None and first is not None:  # ids or indices out of a range tfopt cannot see
@@ -251,9 +250,8 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
 
 def _informative(found: VerifyInputs, got: Mapping[str, Any], batch: int, feeds_at: Callable[..., dict[str, np.ndarray]],
                  problem: Callable[[Mapping[str, Any]], tuple[str, Exception | None]], dynamic: bool) -> VerifyInputs:
-    """``found`` with the first rung of made-up floats whose outputs carry information
-    (:mod:`tfopt.verification.saturation`), and its realistic size at that rung. ``got``: the outputs
-    of the feeds ``problem`` last ran (it refills them). A rung already chosen (:func:`_by_values`) is kept."""
+    """``found`` with the first rung of made-up floats whose outputs carry information (:mod:`tfopt.verification.saturation`;
+    a rung ``usable_rung`` chose is kept), and its realistic size at it. ``got``: the last outputs ``problem`` ran."""
     shapes = found.ties.shapes(batch, found.size)
     if found.values == NORMAL:
         found.values, found.feeds, found.saturated, found.saturated_before = informative(
@@ -361,6 +359,7 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
         VerificationError: an output differs beyond ``bound``.
     """
     from tfopt.targets import target
+    from tfopt.verification.data_sized import padded_output_hint as padded
     from tfopt.verification.testing import compare, unranked_outputs
 
     what = f"{artifact.format} {artifact.precision}"
@@ -396,5 +395,6 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
                                tensors=[s.tensor for s in original.outputs], at=at, what=what)
             raise VerificationError(f"verifying {what} ({record.runtime_name}) against the original model "
                                     f"(TensorFlow) {at}: output '{bad[0].name}': {bad[0].problem or 'differs'} "
-                                    f"(max abs err {bad[0].max_abs_err:.3g}, bound {bound:g}); nothing was written")
+                                    f"(max abs err {bad[0].max_abs_err:.3g}, bound {bound:g})"
+                                    f"{padded(original.graph_def, bad[0].problem, artifact.format)}; nothing was written")
 
