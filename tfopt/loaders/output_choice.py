@@ -26,7 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfopt.graph import FLOAT_TYPES, PLACEHOLDER_OPS, VARIABLE_OPS, ancestors, dtype_name, node_map, tensor_node
+from tfopt.graph import (
+    FLOAT_TYPES,
+    PLACEHOLDER_OPS,
+    VARIABLE_OPS,
+    ancestors,
+    dtype_name,
+    node_map,
+    tensor_node,
+    tensor_port,
+)
 from tfopt.loaders.pipeline_inputs import is_pipeline_source
 
 # Ops that pass one float tensor on, reshaped, transposed (a time-major copy for a CTC loss) or
@@ -55,6 +64,8 @@ def node_dtype(node: Any) -> str:
     for key in _DTYPE_ATTRS:
         if key in node.attr and node.attr[key].type:
             return dtype_name(node.attr[key].type)
+        if key in node.attr and node.attr[key].list.type:  # a function call's Tout: its first output's
+            return dtype_name(node.attr[key].list.type[0])
     return "float32"
 
 
@@ -115,10 +126,13 @@ def decision_source(node: Any, nodes: dict[str, Any]) -> tuple[list[str], Any | 
     cur = node
     while cur.op in DECISION_OPS and (not is_float(cur) or cur.op in ROUNDING_OPS):
         chain.append(cur.name)
-        inputs = [n for n in _data_inputs(cur, nodes) if not _value_free(n, nodes)]
-        if len(inputs) != 1:
+        refs = [r for r in cur.input if not r.startswith("^") and tensor_node(r) in nodes
+                and nodes[tensor_node(r)].op != "Const" and not _value_free(nodes[tensor_node(r)], nodes)]
+        if len(refs) != 1 or tensor_port(refs[0]) != 0:
+            # a second output of a multi-output op (TopKV2:1, a function call's :1) is a tensor of its own:
+            # the op's first output (the only one node_dtype sees) is not what it decides on
             return chain, None
-        cur = inputs[0]
+        cur = nodes[tensor_node(refs[0])]
     if not chain or not is_float(cur) or cur.op in PLACEHOLDER_OPS:
         return chain, None
     return chain, cur
@@ -186,6 +200,7 @@ def reads_no_variable(node: Any, nodes: dict[str, Any]) -> bool:
 
 def _set_aside(graph_def: Any, nodes: dict[str, Any], reasons: dict[str, str]) -> dict[str, str]:
     """Candidates that are no head of their own, each with why (see :func:`choose_outputs`)."""
+    from tfopt.loaders.loop_outputs import carried_loop_variables
     from tfopt.loaders.replicas import find_replicas
 
     sources = {n.name for n in graph_def.node if is_source(n)}
@@ -194,6 +209,7 @@ def _set_aside(graph_def: Any, nodes: dict[str, Any], reasons: dict[str, str]) -
             and not ancestors(graph_def, [n], follow_control=False) & sources}
     if any(n.op in VARIABLE_OPS for n in graph_def.node):  # a graph with weights: a head reads some
         out |= {n: WEIGHT_FREE for n in reasons if n not in out and reads_no_variable(nodes[n], nodes)}
+    out |= {n: why for n, why in carried_loop_variables(graph_def, nodes, [n for n in reasons if n not in out]).items()}
     replicas = find_replicas(graph_def, [n for n in reasons if n not in out])
     return out | {n: REPLICA.format(of) for n, of in replicas.items()}
 

@@ -53,6 +53,7 @@ EPS = float(np.finfo(np.float32).eps)
 LEVEL_TOL = ARTIFACT["fp32"]  # within this of a level, the artifact bound cannot see an error (docstring)
 LEVELS = (-1.0, 0.0, 1.0)
 REAL_CHECK = "--calibration or --eval-data gives a real check"
+BATCH_STEPS = (1, 8, 64)  # rows tried (x the batch) when the values decide an output's size (usable_rung)
 
 
 def scaled(z: np.ndarray, values: str) -> np.ndarray:
@@ -137,6 +138,22 @@ def recheck(values: str, feeds: dict[str, np.ndarray], outputs: Mapping[str, Any
             return values, feeds, degenerate(outputs), {}
         feeds, outputs = normal, got
     return informative(make, run, feeds, outputs)
+
+
+def usable_rung(make: Callable[[int, str], dict[str, np.ndarray]], usable: Callable[[Mapping[str, np.ndarray]], bool],
+                batch: int, budget: int) -> tuple[str, int, dict[str, np.ndarray]] | None:
+    """``(rung, rows, feeds)``: the first rung, then the first of ``batch x`` :data:`BATCH_STEPS` rows, at which
+    the original gives usable outputs, for an output whose *size* the values decide (non-max suppression's
+    score threshold, ``boolean_mask``, ``where``: empty on a few standard-normal rows, whatever the other
+    sizes). ``make(rows, rung)``: the made-up feeds; None when nothing works within ``budget`` elements."""
+    for step in BATCH_STEPS:
+        for rung in LADDER[1:] if step == 1 else LADDER:
+            feeds = make(batch * step, rung)
+            if any(v.size > budget for v in feeds.values()):
+                return None
+            if usable(feeds):
+                return rung, batch * step, feeds
+    return None
 
 
 def note(values: str, saturated: Mapping[str, str], before: Mapping[str, str]) -> str:

@@ -257,7 +257,8 @@ def batch_axes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]],
                ties: DimTies | None = None) -> dict[str, int | None]:
     """Input name -> the axis that holds its samples in ``shapes`` made up by :func:`DimTies.shapes`
     (None for one holding no batch dimension, fed whole: an input whose shape the graph fixes, such as
-    ``[300, 400]`` or ``[1, 224, 224, 3]``, takes no other batch; 0 for one of unknown rank).
+    ``[300, 400]`` or ``[1, 224, 224, 3]``, takes no other batch, nor one whose axis 0 is static and no
+    batch class was found, such as a time-major ``[5, None, 4]``; 0 for one of unknown rank).
 
     With the search's ``ties``, an axis sized ``batch x k`` (a product tie whose outermost factor is
     the batch) holds the samples too, ``k`` rows each (:func:`cut_sample`)."""
@@ -269,7 +270,9 @@ def batch_axes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]],
         batch = [a for a, r in mine if r in roots] + [a for a, r in mine if r in ties.products
                                                        and ties.factors(r)[0] in roots]
         fixed = spec.shape is not None and all(ties.find((spec.name, a)) in ties.fixed for a, _ in mine)
-        out[spec.name] = batch[0] if batch else None if (mine and roots) or fixed else 0
+        # a static axis 0 ([time, batch, features] with the time fixed) holds no samples: fed whole
+        static_first = spec.shape is not None and len(spec.shape) > 0 and spec.shape[0] is not None
+        out[spec.name] = batch[0] if batch else None if (mine and roots) or fixed or static_first else 0
     return out
 
 

@@ -34,7 +34,16 @@ from tfopt.runtimes.tensorflow import GraphRunner
 from tfopt.verification.data_batches import DATA_ROWS, given_rows, join_samples
 from tfopt.verification.input_data import npz_arrays, verify_shapes
 from tfopt.verification.input_domains import reasons
-from tfopt.verification.saturation import NORMAL, informative, note, realistic_note, recheck, record, values_record
+from tfopt.verification.saturation import (
+    NORMAL,
+    informative,
+    note,
+    realistic_note,
+    recheck,
+    record,
+    usable_rung,
+    values_record,
+)
 from tfopt.verification.stochastic import check_reproducible
 from tfopt.verification.testing import OutputDiff, assert_equivalent, random_inputs
 
@@ -230,6 +239,15 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
         if not last:
             return _informative(candidate, got, batch, feeds_at, problem, dynamic)
         tried.append(candidate.describe())
+    if failure is None:  # empty or non-finite at every size: the values decide (a score threshold)
+        why = {n: output_problem({n: v}).split(" is ", 1)[-1] for n, v in got.items() if output_problem({n: v})}
+        found = usable_rung(lambda rows, rung: feeds_at(ties.shapes(rows, SEARCH_SIZES[0]), SEARCH_SIZES[0], rung),
+                            lambda f: not problem(f)[0], batch, ELEMENT_BUDGET)
+        if found is not None:
+            rung, rows, feeds = found
+            return _informative(VerifyInputs(feeds, "made up", tried, size=SEARCH_SIZES[0], ties=ties, domains=domains, values=rung,
+                                             saturated_before=why if rung != NORMAL else {}),
+                                got, rows, feeds_at, problem, dynamic)
     if failure is not None and first is not None:  # ids or indices out of a range tfopt cannot see
         from tfopt.verification.made_up_inputs import random_inputs_rejected
 
@@ -250,12 +268,13 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
 
 def _informative(found: VerifyInputs, got: Mapping[str, Any], batch: int, feeds_at: Callable[..., dict[str, np.ndarray]],
                  problem: Callable[[Mapping[str, Any]], tuple[str, Exception | None]], dynamic: bool) -> VerifyInputs:
-    """``found`` with the first rung of made-up floats whose outputs carry information
-    (:mod:`tfopt.verification.saturation`), and its realistic size at that rung. ``got``: the outputs
-    of the feeds ``problem`` last ran (it refills them)."""
+    """``found`` with the first rung of made-up floats whose outputs carry information (:mod:`tfopt.verification.saturation`;
+    a rung ``usable_rung`` chose is kept), and its realistic size at it. ``got``: the last outputs ``problem`` ran."""
     shapes = found.ties.shapes(batch, found.size)
-    found.values, found.feeds, found.saturated, found.saturated_before = informative(
-        lambda v: feeds_at(shapes, found.size, v), lambda f: None if problem(f)[0] else dict(got), found.feeds, got)
+    if found.values == NORMAL:
+        found.values, found.feeds, found.saturated, found.saturated_before = informative(
+            lambda v: feeds_at(shapes, found.size, v), lambda f: None if problem(f)[0] else dict(got), found.feeds,
+            got)
     at_values = lambda s, z: feeds_at(s, z, found.values)  # noqa: E731
     found.realistic = real = _realistic(found.ties, found.size, batch, at_values, problem, found.domains) if dynamic else None
     if real is not None:  # the rung re-checked at the realistic size (``got``: its outputs there)
@@ -361,6 +380,7 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
         VerificationError: an output differs beyond ``bound``.
     """
     from tfopt.targets import target
+    from tfopt.verification.data_sized import padded_output_hint as padded
     from tfopt.verification.testing import compare, unranked_outputs
 
     what = f"{artifact.format} {artifact.precision}"
@@ -396,5 +416,6 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
                                tensors=[s.tensor for s in original.outputs], at=at, what=what)
             raise VerificationError(f"verifying {what} ({record.runtime_name}) against the original model "
                                     f"(TensorFlow) {at}: output '{bad[0].name}': {bad[0].problem or 'differs'} "
-                                    f"(max abs err {bad[0].max_abs_err:.3g}, bound {bound:g}); nothing was written")
+                                    f"(max abs err {bad[0].max_abs_err:.3g}, bound {bound:g})"
+                                    f"{padded(original.graph_def, bad[0].problem, artifact.format)}; nothing was written")
 
