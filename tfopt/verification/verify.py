@@ -190,6 +190,7 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
 
 def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: Sequence[TensorSpec],
             outputs: Sequence[str] | None, *, batch: int, seed: int, graph_def: Any = None) -> VerifyInputs:
+    from tfopt.verification.kernels import kernel_refusal
     from tfopt.verification.shapes import find_ties, tf_error_summary
 
     def feeds_at(shapes: Mapping[str, Sequence[int]], size: int = 8, values: str = NORMAL) -> dict[str, np.ndarray]:
@@ -220,6 +221,9 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
         last, failure = problem(feeds)
         if not last:
             return _informative(candidate, got, batch, feeds_at, problem, dynamic)
+        refusal = kernel_refusal(failure)  # no kernel for an op as configured: no other size helps
+        if refusal is not None:
+            raise refusal from failure
         tried.append(candidate.describe())
     if failure is not None and first is not None:  # ids or indices out of a range tfopt cannot see
         from tfopt.verification.made_up_inputs import random_inputs_rejected
