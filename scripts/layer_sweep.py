@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tfopt.coverage import layer_sweep
+    from tfopt.coverage import layer_cases, layer_sweep
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", nargs="+", metavar="NAME", help="only these layer classes")
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     if not args.table_only:
         index, total = (int(p) for p in args.chunk.split("/"))
-        selected = [c for c in layer_sweep.cases() if not args.layers or c.layer in args.layers]
+        selected = [c for c in layer_cases.cases() if not args.layers or c.layer in args.layers]
         selected = selected[index - 1::total]
         formats = {api: [f for f in fmts if not args.formats or f in args.formats]
                    for api, fmts in layer_sweep.FORMATS.items()}
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jsonl and os.path.exists(args.jsonl):
         with open(args.jsonl) as f:
             rows = [json.loads(line) for line in f if line.strip()]
-    text = layer_sweep.to_markdown(rows, {api: layer_sweep.uncovered(api) for api in args.apis})
+    text = layer_sweep.to_markdown(rows, {api: layer_cases.uncovered(api) for api in args.apis})
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text)

@@ -57,8 +57,8 @@ def _imports(name: str, path: pathlib.Path) -> set[str]:
 
 
 GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
-# The quick start's demo and the coverage matrix call tfopt.load/freeze/convert as users do.
-API_CLIENTS = {"tfopt.__main__", "tfopt.demos.demo", "tfopt.coverage.matrix"}
+# The quick start's demo, the coverage matrix and the layer sweep call tfopt.load/freeze/convert as users do.
+API_CLIENTS = {"tfopt.__main__", "tfopt.demos.demo", "tfopt.coverage.matrix", "tfopt.coverage.layer_sweep"}
 
 
 ROOT_MODULES_MAX = 12
