@@ -2,7 +2,7 @@
 """The Keras layer sweep: every public Keras 3 / Keras 2 layer in a tiny model, saved as users
 save it, converted to TFLite, ONNX and OpenVINO at fp32 with verification.
 
-    python scripts/layer_sweep.py [--layers NAME ...] [--apis keras3 keras2] [--formats keras h5 ...]
+    python scripts/layer_sweep.py [--layers NAME ...] [--match TEXT ...] [--apis keras3 keras2] [--formats keras h5 ...]
                                   [--chunk I/N] [--jsonl PATH] [--markdown PATH] [--table-only]
 
 ``--chunk I/N`` runs the I-th of N slices of the cases (run chunks in separate processes, appending
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", nargs="+", metavar="NAME", help="only these layer classes")
+    parser.add_argument("--match", nargs="+", metavar="TEXT", help="only cases whose name holds one of these, e.g. time_major")
     parser.add_argument("--apis", nargs="+", choices=sorted(layer_sweep.FORMATS), default=sorted(layer_sweep.FORMATS, reverse=True))
     parser.add_argument("--formats", nargs="+", metavar="FORMAT", help="only these save formats (keras, export, h5, savedmodel)")
     parser.add_argument("--chunk", default="1/1", metavar="I/N", help="run the I-th of N slices of the cases")
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     if not args.table_only:
         index, total = (int(p) for p in args.chunk.split("/"))
-        selected = [c for c in layer_cases.cases() if not args.layers or c.layer in args.layers]
+        selected = [c for c in layer_cases.cases() if (not args.layers or c.layer in args.layers)
+                    and (not args.match or any(text in c.name for text in args.match))]
         selected = selected[index - 1::total]
         formats = {api: [f for f in fmts if not args.formats or f in args.formats]
                    for api, fmts in layer_sweep.FORMATS.items()}

@@ -48,3 +48,29 @@ def test_channels_first_model_is_named_as_such_not_blamed_on_inputs(tmp_path, op
     message = str(info.value)
     assert "channels_first" in message and "channels_last" in message and "node '" in message, message
     assert "about the inputs" not in message and "--calibration" not in message, message
+
+
+@pytest.mark.parametrize("config,words", [
+    ({"filters": 4, "kernel_size": 2, "groups": 2}, "grouped convolution"),
+    ({"filters": 6, "kernel_size": 3, "groups": 3}, "grouped convolution"),
+    ({"filters": 3, "kernel_size": 2, "data_format": "channels_first"}, "channels_first"),
+], ids=["groups2", "groups3", "channels-first"])
+def test_keras3_layer_whose_exported_graph_cannot_run_is_named_not_blamed_on_freezing(tmp_path, config, words):
+    """Keras 3 answers when called (it runs these Conv3D another way eagerly), but the graph it
+    exports holds a Conv3D the CPU kernel refuses: before, "freezing: the frozen model does not run
+    ... report this with the model"."""
+    import keras
+
+    import tfopt
+
+    keras.utils.set_random_seed(0)
+    shape = (6, 5, 5, 4) if config.get("data_format") is None else (4, 5, 5, 6)
+    channels = config["groups"] * 2 if "groups" in config else shape[0]
+    shape = (*shape[:3], channels) if "groups" in config else shape
+    x = keras.Input(shape, name="x")
+    path = str(tmp_path / "model.keras")
+    keras.Model(x, keras.layers.Conv3D(**config)(x)).save(path)
+    with pytest.raises(VerificationError) as info:
+        tfopt.convert(path, str(tmp_path / "out"), to=["onnx"], quantize=["fp32"])
+    message = str(info.value)
+    assert words in message and "node '" in message and "report this" not in message, message

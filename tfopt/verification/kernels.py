@@ -1,9 +1,11 @@
-"""The original model fails whatever the inputs: TensorFlow has no kernel on this device for one
-of its ops as configured. The common case is a model built for a GPU with
-``data_format="channels_first"``: TensorFlow's CPU kernels of Conv1D/2D/3D, their transposes and
-depthwise/separable convolutions take channels-last only (``NCHW``/``NCDHW`` -> ``Unimplemented``
-or "only supports NHWC"). No made-up size or value changes that, so the error says so and names
-the node, instead of blaming the inputs.
+"""A model whose graph TensorFlow cannot run on this device as configured, whatever the inputs.
+
+TensorFlow's CPU kernels refuse some op configurations outright: channels-first convolutions
+(``data_format="channels_first"``, built for a GPU: Conv1D/2D/3D, their transposes, depthwise and
+separable ones take channels-last only) and grouped 3-D convolutions (``Conv3D(groups > 1)``). A
+Keras model may still answer when called (Keras 3 takes another path eagerly), while the graph it
+exports holds the refused op. No made-up size or value changes that, and freezing did not cause
+it: the error says so, names the node and the way out, instead of blaming the inputs or a stage.
 """
 
 from __future__ import annotations
@@ -12,28 +14,30 @@ import re
 
 from tfopt.errors import VerificationError
 
-# TensorFlow's words for "this op, as configured, has no kernel here" (errors_impl.UnimplementedError
-# is the class; layout refusals of the CPU convolution kernels come as InvalidArgumentError).
-_LAYOUT = re.compile(r"only supports (the )?N\w*HWC|only supported for NHWC|supports the NHWC tensor format|"
-                     r"only supports NDHWC|NHWC tensor format")
+# TensorFlow's words for each refusal -> why, and what to do. UnimplementedError is the generic class.
+_REFUSALS = (
+    (re.compile(r"only supports (the )?N\w*HWC|only supported for NHWC|NHWC tensor format|only supports NDHWC"),
+     "TensorFlow's CPU kernels of convolutions take channels-last data only: the model was built with "
+     "data_format='channels_first' (for a GPU). Rebuild it with data_format='channels_last' and the same weights "
+     "(a convolution kernel's layout does not depend on the data format), or convert where TensorFlow has a GPU"),
+    (re.compile(r"Number of channels in filter \(\d+\) must match"),
+     "TensorFlow's CPU Conv3D has no grouped convolution (groups > 1): split the layer into `groups` Conv3D layers "
+     "on slices of the channels and concatenate them (the same weights, sliced), or convert where TensorFlow has a GPU"),
+)
+_UNIMPLEMENTED = "No input size or value changes that: run tfopt where TensorFlow has that kernel"
 
 
-def kernel_refusal(exc: BaseException | None) -> VerificationError | None:
-    """A :class:`VerificationError` naming the node whose kernel TensorFlow lacks (and the way out
-    for a channels-first model), or ``None`` when ``exc`` may depend on the inputs."""
+def kernel_refusal(exc: BaseException | None, *, subject: str = "the original model") -> VerificationError | None:
+    """A :class:`VerificationError` naming the node whose kernel TensorFlow lacks and the way out,
+    or ``None`` when ``exc`` may depend on the inputs. ``subject``: what failed to run."""
     from tfopt.verification.shapes import tf_error_summary
 
     if exc is None:
         return None
     summary = tf_error_summary(exc)
-    layout = bool(_LAYOUT.search(summary))
-    if not layout and type(exc).__name__ != "UnimplementedError":
+    why = next((fix for pattern, fix in _REFUSALS if pattern.search(summary)), None)
+    if why is None and type(exc).__name__ != "UnimplementedError":
         return None
-    why = (" TensorFlow's CPU kernels of convolutions take channels-last data only: the model was built with "
-           "data_format='channels_first' (for a GPU). Rebuild it with data_format='channels_last' and the same "
-           "weights (a convolution kernel's layout does not depend on the data format), or convert on a machine "
-           "whose TensorFlow has a GPU" if layout else
-           " No input size or value changes that: run tfopt where TensorFlow has that kernel")
     return VerificationError(
-        f"verifying: the original model cannot run in this TensorFlow ({type(exc).__name__}: {summary}), whatever "
-        f"the inputs, so it cannot be the reference the artifacts are checked against.{why}")
+        f"verifying: {subject} cannot run in this TensorFlow ({type(exc).__name__}: {summary}), whatever the "
+        f"inputs, so it cannot be checked against the original. {why or _UNIMPLEMENTED}")

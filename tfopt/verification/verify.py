@@ -34,6 +34,7 @@ from tfopt.runtimes.tensorflow import GraphRunner
 from tfopt.verification.data_batches import DATA_ROWS, given_rows
 from tfopt.verification.input_data import npz_arrays, verify_shapes
 from tfopt.verification.input_domains import reasons
+from tfopt.verification.kernels import kernel_refusal
 from tfopt.verification.saturation import NORMAL, informative, note, record
 from tfopt.verification.stochastic import check_reproducible
 from tfopt.verification.testing import OutputDiff, assert_equivalent, random_inputs
@@ -190,7 +191,6 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
 
 def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: Sequence[TensorSpec],
             outputs: Sequence[str] | None, *, batch: int, seed: int, graph_def: Any = None) -> VerifyInputs:
-    from tfopt.verification.kernels import kernel_refusal
     from tfopt.verification.shapes import find_ties, tf_error_summary
 
     def feeds_at(shapes: Mapping[str, Sequence[int]], size: int = 8, values: str = NORMAL) -> dict[str, np.ndarray]:
@@ -326,6 +326,9 @@ def verify_against_reference(original: Model, derived: Model, bindings: Mapping[
         try:
             got = GraphRunner(derived, rewrites=not as_written)(at.feeds)
         except Exception as exc:
+            refusal = kernel_refusal(exc, subject=f"{what} (the graph the model exports)")  # not the stage's doing
+            if refusal is not None:
+                raise refusal from exc
             raise GraphError(f"{stage}: {what} does not run in TensorFlow at {at.describe()} although the original "
                              f"model does ({type(exc).__name__}: {_first_line(exc)}); report this with the model") from exc
         try:
