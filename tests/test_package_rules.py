@@ -57,8 +57,9 @@ def _imports(name: str, path: pathlib.Path) -> set[str]:
 
 
 GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
-# The quick start's demo, the coverage matrix and the op sweep call tfopt.load/freeze/convert as users do.
-API_CLIENTS = {"tfopt.__main__", "tfopt.demos.demo", "tfopt.coverage.matrix", "tfopt.coverage.op_sweep"}
+# The quick start's demo, the coverage matrix and the op and layer sweeps call tfopt.load/freeze/convert as users do.
+API_CLIENTS = {"tfopt.__main__", "tfopt.demos.demo", "tfopt.coverage.matrix", "tfopt.coverage.op_sweep",
+               "tfopt.coverage.layer_sweep"}
 
 
 ROOT_MODULES_MAX = 12

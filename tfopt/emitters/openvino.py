@@ -8,6 +8,7 @@ impossible (see ``tfopt._openvino``).
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import tempfile
@@ -19,8 +20,9 @@ import numpy as np
 
 from tfopt._io import atomic_path
 from tfopt._openvino import nncf, openvino
+from tfopt._tf import tf
 from tfopt.errors import ConversionError, OptionError
-from tfopt.graph import Model
+from tfopt.graph import Model, rename_node, tensor_port, unique_name
 from tfopt.targets import require_calibration
 
 if TYPE_CHECKING:
@@ -56,22 +58,50 @@ class AccuracyControl:
 
 def convert_to_openvino(model: Model) -> Any:
     """The FP32 ``ov.Model`` of ``model``'s frozen graph, auto-named layers renumbered canonically."""
+    ov_model = _convert_graph(model.graph_def)
+    lost = _unnamed_outputs(ov_model, model)
+    if lost:  # the frontend replaced the output's op and dropped its name (TensorListStack of a loop)
+        ov_model = _convert_graph(_outputs_behind_identity(model, lost))
+    from tfopt.emitters.openvino_weight_quant import fold_weight_reshapes
+
+    fold_weight_reshapes(ov_model)  # fake-quantized depthwise kernels: int8, not f32 (see there)
+    _canonical_names(ov_model)  # before NNCF too: it derives its layer names from these
+    return ov_model
+
+
+def _convert_graph(graph_def: Any) -> Any:
     ov = openvino()
     # Through a .pb file: OpenVINO's C++ TensorFlow frontend reads function bodies (While/If) that
     # its Python GraphDef iterator cannot ("'_DefinedFunction' object has no attribute 'graph'").
     with tempfile.TemporaryDirectory() as tmp_pb:
         pb = os.path.join(tmp_pb, "frozen.pb")
         with open(pb, "wb") as f:
-            f.write(model.graph_def.SerializeToString())
+            f.write(graph_def.SerializeToString())
         try:
-            ov_model = ov.convert_model(pb)
+            return ov.convert_model(pb)
         except Exception as exc:
             raise ConversionError(f"openvino.convert_model failed: {_first_error(str(exc))}") from exc
-    from tfopt.emitters.openvino_weight_quant import fold_weight_reshapes
 
-    fold_weight_reshapes(ov_model)  # fake-quantized depthwise kernels: int8, not f32 (see there)
-    _canonical_names(ov_model)  # before NNCF too: it derives its layer names from these
-    return ov_model
+
+def _unnamed_outputs(ov_model: Any, model: Model) -> list[str]:
+    """The model's output nodes (port 0) whose names no output of ``ov_model`` carries."""
+    names = {name for port in ov_model.outputs for name in port.get_names()}
+    return [spec.node for spec in model.outputs
+            if not names & {spec.name, spec.tensor, spec.node} and tensor_port(spec.tensor) == 0]
+
+
+def _outputs_behind_identity(model: Model, nodes: Sequence[str]) -> Any:
+    """A copy of the graph where each output node ``X`` is renamed ``X/value`` and read by an
+    ``Identity`` named ``X``: the frontend keeps an Identity's name on the tensor it forwards, even
+    when it replaces the op that computes it."""
+    graph_def = copy.deepcopy(model.graph_def)
+    dtypes = {spec.node: spec.dtype for spec in model.outputs}
+    for name in nodes:
+        value = unique_name(graph_def, f"{name}/value")
+        rename_node(graph_def, name, value)
+        node = graph_def.node.add(name=name, op="Identity", input=[value])
+        node.attr["T"].type = tf().as_dtype(dtypes[name]).as_datatype_enum
+    return graph_def
 
 
 def emit_openvino(model: Model, path: str, *, precision: str = "fp32",

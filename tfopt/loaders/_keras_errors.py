@@ -54,14 +54,14 @@ def guarded(path: str, loader: Any) -> Any:
         raise
     except (ValueError, TypeError, KeyError, OSError, AttributeError) as exc:
         msg = str(exc)
+        name = None if "safe_mode" in msg else _unknown_name(msg)  # a name Keras cannot find, also inside a Lambda
+        if name is not None:
+            raise OptionError(f"{path}: the model uses '{name}', which Keras does not know. "
+                              + _custom_object_fix(name)) from exc
         if "safe_mode" in msg or "Lambda" in msg:
             raise UnsafeModelError(
                 f"{path}: the model contains a Lambda layer, which runs arbitrary Python when loaded. "
                 "If you trust this file, pass --unsafe (unsafe=True)") from exc
-        name = _unknown_name(msg)
-        if name is not None:
-            raise OptionError(f"{path}: the model uses '{name}', which Keras does not know. "
-                              + _custom_object_fix(name)) from exc
         if isinstance(exc, json.JSONDecodeError):  # the archive's config.json (or an .h5's model_config) is cut
             inner = f"{path}/config.json" if path.endswith(".keras") else f"{path} (model_config)"
             raise ModelFormatError(f"{inner}: not valid JSON ({exc.msg}, char {exc.pos}); the file is truncated or "

@@ -34,6 +34,7 @@ from tfopt.runtimes.tensorflow import GraphRunner
 from tfopt.verification.data_batches import DATA_ROWS, given_rows, join_samples
 from tfopt.verification.input_data import npz_arrays, verify_shapes
 from tfopt.verification.input_domains import reasons
+from tfopt.verification.kernels import kernel_refusal
 from tfopt.verification.saturation import (
     NORMAL,
     informative,
@@ -238,6 +239,9 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
         last, failure = problem(feeds)
         if not last:
             return _informative(candidate, got, batch, feeds_at, problem, dynamic)
+        refusal = kernel_refusal(failure)  # no kernel for an op as configured: no other size helps
+        if refusal is not None:
+            raise refusal from failure
         tried.append(candidate.describe())
     if failure is None:  # empty or non-finite at every size: the values decide (a score threshold)
         why = {n: output_problem({n: v}).split(" is ", 1)[-1] for n, v in got.items() if output_problem({n: v})}
@@ -353,6 +357,9 @@ def verify_against_reference(original: Model, derived: Model, bindings: Mapping[
         try:
             got = GraphRunner(derived, rewrites=not as_written)(at.feeds)
         except Exception as exc:
+            refusal = kernel_refusal(exc, subject=f"{what} (the graph the model exports)")  # not the stage's doing
+            if refusal is not None:
+                raise refusal from exc
             raise GraphError(f"{stage}: {what} does not run in TensorFlow at {at.describe()} although the original "
                              f"model does ({type(exc).__name__}: {_first_line(exc)}); report this with the model") from exc
         try:
