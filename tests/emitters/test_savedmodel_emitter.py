@@ -45,7 +45,7 @@ def test_inputs_named_outside_python_rules_are_carried_and_verified(names, tmp_p
     a scoped placeholder, a leading digit): the SavedModel writes TensorFlow's argument name, records
     it in tfopt.json, the artifact verifies (its runner pairs by that name) and gives TF's numbers."""
     from tests.helpers import graph_pb
-    from tfopt.emitters.savedmodel import serving_arg_name
+    from tfopt.external.serving import serving_arg_name
     from tfopt.targets import target
 
     rng = np.random.default_rng(len(names[0]))

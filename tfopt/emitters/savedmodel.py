@@ -12,7 +12,7 @@ the fingerprint is TensorFlow's own. ``assets.extra/tfopt.json`` marks the direc
 
 Input names: a signature's arguments follow Python's naming rule (TensorFlow's ``sanitize_arg_name``),
 so an input named ``IteratorGetNext/output_0`` (a ``tf.data`` element cut into an input) or ``input/x``
-is the argument :func:`serving_arg_name` gives it, ``IteratorGetNext_output_0``; ``tfopt.json``
+is the argument :func:`tfopt.external.serving.serving_arg_name` gives it, ``IteratorGetNext_output_0``; ``tfopt.json``
 records each such renaming (``inputs``) and the artifact's runner pairs the model's inputs through it.
 """
 
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from tfopt._io import atomic_path
 from tfopt._tf import tf
+from tfopt.external.serving import renamed_inputs, serving_arg_name
 from tfopt.graph import Model
 
 if TYPE_CHECKING:
@@ -61,21 +62,6 @@ def emit_savedmodel(model: Model, path: str, *, signature: str = "serving_defaul
         with open(os.path.join(tmp, "assets.extra", "tfopt.json"), "w") as f:
             json.dump({"written_by": "tfopt", **renamed_inputs(model)}, f)
     return path
-
-
-def serving_arg_name(name: str) -> str:
-    """The signature argument TensorFlow makes of input ``name`` (its ``sanitize_arg_name``): every
-    character that is not a letter or a digit becomes ``_``, and ``arg_`` is put in front of a name
-    that does not start with a letter. ``images`` stays ``images``; ``input/x:1`` is ``input_x_1``."""
-    swapped = "".join(c if c.isalnum() else "_" for c in name)
-    return swapped if swapped[:1].isalpha() else f"arg_{swapped}"
-
-
-def renamed_inputs(model: Model) -> dict[str, dict[str, str]]:
-    """``{"inputs": {input name: its signature argument}}`` for the inputs :func:`serving_arg_name`
-    renames (``{}`` when none is)."""
-    renamed = {s.name: serving_arg_name(s.name) for s in model.inputs if serving_arg_name(s.name) != s.name}
-    return {"inputs": renamed} if renamed else {}
 
 
 def _deterministic_fingerprint(directory: str) -> None:

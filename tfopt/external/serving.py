@@ -31,7 +31,6 @@ def write_serving_savedmodel(model: Model, directory: str) -> str:
         GraphError: an ``ImmutableConst`` whose file is missing (the model's external tensors were
             deleted: keep the :class:`~tfopt.graph.Model` alive while writing).
     """
-    from tfopt.emitters.savedmodel import renamed_inputs, serving_arg_name
 
     t = tf()
     graph_def = type(model.graph_def)()
@@ -104,3 +103,18 @@ def _to_placeholder(node: Any) -> None:
     node.attr.clear()
     node.attr["dtype"].type = dtype
     node.attr["shape"].shape.CopyFrom(shape)
+
+
+def serving_arg_name(name: str) -> str:
+    """The signature argument TensorFlow makes of input ``name`` (its ``sanitize_arg_name``): every
+    character that is not a letter or a digit becomes ``_``, and ``arg_`` is put in front of a name
+    that does not start with a letter. ``images`` stays ``images``; ``input/x:1`` is ``input_x_1``."""
+    swapped = "".join(c if c.isalnum() else "_" for c in name)
+    return swapped if swapped[:1].isalpha() else f"arg_{swapped}"
+
+
+def renamed_inputs(model: Model) -> dict[str, dict[str, str]]:
+    """``{"inputs": {input name: its signature argument}}`` for the inputs :func:`serving_arg_name`
+    renames (``{}`` when none is)."""
+    renamed = {s.name: serving_arg_name(s.name) for s in model.inputs if serving_arg_name(s.name) != s.name}
+    return {"inputs": renamed} if renamed else {}

@@ -72,9 +72,9 @@ def open_artifact(path: str, model: Model, threads: int | None = None) -> GraphR
 
 def _signature_inputs(path: str, model: Model, frozen: Model) -> list[TensorSpec]:
     """``model``'s inputs at the artifact's tensors: a SavedModel's signature argument is the input's
-    name as TensorFlow allows it (:func:`tfopt.emitters.savedmodel.serving_arg_name`: ``IteratorGetNext/output_0``
+    name as TensorFlow allows it (:func:`tfopt.external.serving.serving_arg_name`: ``IteratorGetNext/output_0``
     is ``IteratorGetNext_output_0``), a placeholder of that name in the frozen signature."""
-    from tfopt.emitters.savedmodel import serving_arg_name
+    from tfopt.external.serving import serving_arg_name
     from tfopt.runtimes.base import pair_by_name
 
     nodes = {n.name for n in frozen.graph_def.node}
