@@ -8,7 +8,7 @@ import pytest
 
 from tfopt.conversion.pipeline import FIT_ROWS, calibration_rows
 from tfopt.graph import Model, TensorSpec
-from tfopt.verification.verify import VerifyData
+from tfopt.verification.verify_inputs import VerifyData
 
 
 def _model():

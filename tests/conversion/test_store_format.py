@@ -17,7 +17,7 @@ from tfopt.graph import TensorSpec
 from tfopt.passes.base import PassStats, Skip
 from tfopt.verification.shapes import DimTies
 from tfopt.verification.testing import OutputDiff
-from tfopt.verification.verify import VerifyInputs
+from tfopt.verification.verify_inputs import VerifyInputs
 
 
 class Payload:

@@ -125,7 +125,7 @@ def _skewed_inputs(x_shape, rows, seed, mean=1.0):
 @pytest.mark.parametrize("channels", [4, 12])
 @pytest.mark.parametrize("op", sorted(OPS))
 def test_bias_correction_removes_the_mean_error(op, channels, mean):
-    from tfopt.verification.verify import VerifyInputs
+    from tfopt.verification.verify_inputs import VerifyInputs
 
     model = _skewed_model(op, channels)
     x_shape = OPS[op][0]
@@ -154,7 +154,7 @@ def test_bias_correction_removes_the_mean_error(op, channels, mean):
 
 
 def test_bias_correction_adds_a_bias_where_there_is_none():
-    from tfopt.verification.verify import VerifyInputs
+    from tfopt.verification.verify_inputs import VerifyInputs
 
     x_shape, w_shape, make = OPS["conv2d"]
     w = RNG.normal(0, 1, w_shape).astype(np.float32)

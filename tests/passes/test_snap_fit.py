@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import graph_model
 from tfopt.passes.optimizing import optimize
 from tfopt.runtimes.tensorflow import GraphRunner
-from tfopt.verification.verify import VerifyInputs
+from tfopt.verification.verify_inputs import VerifyInputs
 
 N = 4
 

@@ -12,7 +12,8 @@ from tests.helpers import graph_model
 from tfopt.errors import StochasticModelError, VerificationError
 from tfopt.freezing import freeze
 from tfopt.verification.stochastic import random_ops
-from tfopt.verification.verify import VerifyInputs, verify_artifact
+from tfopt.verification.verify import verify_artifact
+from tfopt.verification.verify_inputs import VerifyInputs
 
 NOISES = {
     "uniform-added": lambda t, h: h + t.random.uniform(t.shape(h), name="noise"),

@@ -97,6 +97,6 @@ def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 def _npz_inputs(path: str, specs: Any) -> Any:
     """The first row of each input in ``--data`` (the one ``.npz`` reader)."""
     from tfopt.verification.input_data import npz_arrays
-    from tfopt.verification.verify import VerifyInputs
+    from tfopt.verification.verify_inputs import VerifyInputs
 
     return VerifyInputs(npz_arrays(path, specs, option="--data", rows=1), "inputs")

@@ -61,7 +61,7 @@ class ConvertResult:
     report: dict[str, Any] | None = None
     layer_errors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "format/precision" -> worst first
     keep_float: dict[str, list[str]] = field(default_factory=dict)
-    verified_at: Any = None  # tfopt.verification.verify.VerifyInputs the artifacts were verified on
+    verified_at: Any = None  # tfopt.verification.verify_inputs.VerifyInputs the artifacts were verified on
     int8: dict[str, Any] | None = None  # what tfopt's int8 engine did (tfopt.quantizing.engine.plan.Int8Plan.record)
     engine_fallbacks: dict[str, str] = field(default_factory=dict)  # target -> why its converter took the native path
     failed: list[Failure] = field(default_factory=list)  # requested, not built: the others were (exit 11)

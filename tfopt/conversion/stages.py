@@ -86,11 +86,11 @@ class Prepared:
     optimize_report: Any
     qat: bool
     samples: Any  # calibration samples (a list of {input: array}), or None
-    verified_at: Any  # tfopt.verification.verify.VerifyInputs, at batch 1
+    verified_at: Any  # tfopt.verification.verify_inputs.VerifyInputs, at batch 1
     int8: Any = None
     control: Any = None  # OpenVINO's accuracy control (tfopt.emitters.openvino.AccuracyControl), or None
     stages: dict[str, float] = field(default_factory=dict)
-    verify_data: Any = None  # tfopt.verification.verify.VerifyData freezing was verified with (not stored: it holds a loader)
+    verify_data: Any = None  # tfopt.verification.verify_inputs.VerifyData freezing was verified with (not stored: it holds a loader)
     reference_outputs: Any = None  # ReferenceOutputs on verified_at, shared by the artifacts (not stored)
     data: Any = None  # tfopt.conversion.inputs.InputData: the data files, read and checked once (not stored)
     report_reference: Any = None  # the report's original part, when the original was released (tfopt.conversion.release)
@@ -134,7 +134,7 @@ def prepare_graphs(model: Model | str, p: ConvertPlan) -> Prepared:
     files, each read and checked once (:mod:`tfopt.conversion.inputs`), for every later stage."""
     from tfopt.conversion.inputs import InputData
     from tfopt.conversion.pipeline import run_optimize
-    from tfopt.verification.verify import VerifyData
+    from tfopt.verification.verify_inputs import VerifyData
 
     o = p.options
     q, r = o.quantize, o.report

@@ -10,7 +10,7 @@ are tagged objects with one ``$`` key:
 - ``{"$float": "nan" | "inf" | "-inf"}`` (JSON has none), ``{"$bytes": BASE64}``,
 - ``{"$array": "a3"}`` and ``{"$scalar": "a4"}``: member ``a3`` of the ``.npz`` (a NumPy scalar is
   a 0-d array, read back as ``array[()]``, so its dtype survives), ``{"$dtype": "float32"}``,
-- ``{"$object": "tfopt.verification.verify:VerifyInputs", "state": {attribute: value}}``: an instance of one
+- ``{"$object": "tfopt.verification.verify_inputs:VerifyInputs", "state": {attribute: value}}``: an instance of one
   of the classes in :data:`CLASSES` (the only ones ever built), its attributes set without
   calling ``__init__`` (as unpickling does, but from a closed list).
 
@@ -47,7 +47,7 @@ CLASSES = (
     "tfopt.passes.base:PassStats",
     "tfopt.passes.base:Skip",
     "tfopt.verification.testing:OutputDiff",
-    "tfopt.verification.verify:VerifyInputs",
+    "tfopt.verification.verify_inputs:VerifyInputs",
     "tfopt.verification.shapes:DimTies",
     "tfopt.report.measure:RecordedReference",
 )

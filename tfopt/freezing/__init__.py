@@ -58,7 +58,7 @@ class FreezeReport:
     # state updates no output reads, dropped while loading (op, node, variable, layer): Keras 3 RNN dropout seeds
     state_updates_dropped: list[dict[str, str]] = field(default_factory=list)
     verification: list[OutputDiff] = field(default_factory=list)
-    verified_at: Any = None  # tfopt.verification.verify.VerifyInputs: the inputs every later stage is verified on too
+    verified_at: Any = None  # tfopt.verification.verify_inputs.VerifyInputs: the inputs every later stage is verified on too
 
     def removed_ops(self) -> dict[str, int]:
         return {op: n - self.ops_after.get(op, 0) for op, n in self.ops_before.items()
@@ -96,7 +96,7 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
             :class:`~tfopt.errors.VerificationError` when they differ beyond ``atol``/``rtol``.
         verify_shape: input name -> a concrete shape to verify at (``--verify-shape``); the frozen
             model keeps its dynamic dimensions.
-        verify_data: a :class:`tfopt.verification.verify.VerifyData` (eval data, calibration, ``--verify-shape``);
+        verify_data: a :class:`tfopt.verification.verify_inputs.VerifyData` (eval data, calibration, ``--verify-shape``);
             without one the inputs are made up at a size the original model answers (see
             :mod:`tfopt.verification.verify`). The inputs used are ``report.verified_at``.
 
@@ -139,7 +139,8 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
     frozen = frozen.replace(variable_values=None,
                             provenance={**model.provenance, "frozen": True})
     if verify:
-        from tfopt.verification.verify import VerifyData, choose_inputs, reference_runner, verify_against_reference
+        from tfopt.verification.verify import choose_inputs, reference_runner, verify_against_reference
+        from tfopt.verification.verify_inputs import VerifyData
 
         if verify_shape:
             verify_data = VerifyData(**{**(verify_data.__dict__ if verify_data else {}), "shapes": dict(verify_shape)})

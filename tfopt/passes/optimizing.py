@@ -18,7 +18,7 @@ from tfopt.verification.tolerances import OPTIMIZE_ATOL, OPTIMIZE_RTOL
 
 DEFAULT_ATOL = OPTIMIZE_ATOL  # (see tfopt.verification.tolerances)
 DEFAULT_RTOL = OPTIMIZE_RTOL
-REAL_INPUTS = ("eval-data", "calibration")  # tfopt.verification.verify.VerifyInputs.source of real data
+REAL_INPUTS = ("eval-data", "calibration")  # tfopt.verification.verify_inputs.VerifyInputs.source of real data
 
 
 @dataclass
@@ -53,7 +53,7 @@ def optimize(frozen: Model, *, passes: str | Sequence[str] = "default", skip: Se
         skip: pass names to leave out.
         grappler: Grappler optimizers to run offline after tfopt's passes (``["constfold", ...]``).
         verify: compare both results with the original model on seeded inputs.
-        verified_at: the :class:`tfopt.verification.verify.VerifyInputs` freezing was verified on (default:
+        verified_at: the :class:`tfopt.verification.verify_inputs.VerifyInputs` freezing was verified on (default:
             chosen again, see :mod:`tfopt.verification.verify`).
         fit_data: real rows the lossy passes fit on (calibration, else eval rows: more than the few every stage
             is verified on); default: ``verified_at``'s rows when they are real.

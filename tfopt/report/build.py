@@ -120,7 +120,7 @@ def build_report(outdir: str, model: Model, *, eval_data: LabeledData | None = N
                  recorded: Any = None) -> dict[str, Any]:
     """Measure every artifact of ``outdir/manifest.json`` (or of ``manifest``) against the original
     model; write report.json/md/html into ``write_to`` ("" means ``outdir``; None: not written).
-    Made-up inputs take the shape of ``verified_at`` (a :class:`tfopt.verification.verify.VerifyInputs`), else
+    Made-up inputs take the shape of ``verified_at`` (a :class:`tfopt.verification.verify_inputs.VerifyInputs`), else
     of the manifest's ``verification`` record, at batch 8. ``eval_data``: the inputs and labels, read and
     checked by the caller (:func:`tfopt.verification.input_data.read_labeled`). The inputs measured on are counted for
     NaN/Inf (``nonfinite_inputs``). ``converted_here``: :func:`tfopt.convert` built the artifacts
@@ -246,7 +246,8 @@ def _report_inputs(model: Model, run: Any, eval_data: LabeledData | None, sample
     and the rows of one sample there (a batch split into N towers: N), and the rows that complete given
     data's last batch (:mod:`tfopt.verification.data_batches`: a graph that takes whole batches of N rows)."""
     from tfopt.verification.testing import random_inputs
-    from tfopt.verification.verify import VerifyInputs, check_inputs, choose_inputs
+    from tfopt.verification.verify import check_inputs, choose_inputs
+    from tfopt.verification.verify_inputs import VerifyInputs
 
     outputs = [s.name for s in model.outputs]
     if eval_data or samples:
