@@ -97,7 +97,8 @@ print(json.dumps({"before": before, "after": "keras" in sys.modules, "shape": li
     assert out == {"before": False, "after": True, "shape": [4, 2], "optimizers": True}
 
 
-@pytest.mark.parametrize("first", ["import tensorflow", "import keras"])
+# "import keras" imports TensorFlow first: the fast lane keeps that case (one TensorFlow import per case)
+@pytest.mark.parametrize("first", [pytest.param("import tensorflow", marks=pytest.mark.slow), "import keras"])
 def test_tensorflow_imported_before_is_left_alone(first):
     """TensorFlow (or Keras, which imports it) imported before tfopt's first use: nothing is blocked
     or removed, Keras is there as TensorFlow imported it."""
