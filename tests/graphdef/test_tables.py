@@ -77,13 +77,19 @@ def _tf1_savedmodel(directory: str, n: int, in_cond: bool, seed: int):
                 score = _lookup(keys, values, default, idv)
             got[f"score{i}"] = score + lg.max(axis=1)
         return got
+    expect.weights = weights  # type: ignore[attr-defined]
     return path, expect
 
 
-def _inputs(seed: int, positive: bool) -> np.ndarray:
-    """A batch whose argmax hits every class (and the miss of the shifted ids), of the sign wanted."""
-    x = np.random.default_rng(seed).standard_normal((16, FEATURES)).astype(np.float32) * 2
-    return x + (3.0 if positive else -3.0)
+def _inputs(seed: int, positive: bool, weights: np.ndarray) -> np.ndarray:
+    """16 rows whose argmax spans the classes (and the misses), each row's sum of the sign wanted (a
+    target may run a batch row by row: the cond's predicate must not change); each row's top two logits
+    at least 0.05 apart, so a target's last-bit rounding cannot flip the id it looks up."""
+    x = np.random.default_rng(seed).standard_normal((256, FEATURES)).astype(np.float32) * 2
+    x = x + (3.0 if positive else -3.0)
+    top2 = np.sort(x @ weights, axis=1)[:, -2:]
+    sign = x.sum(axis=1) > 0 if positive else x.sum(axis=1) < 0
+    return x[(top2[:, 1] - top2[:, 0] > 0.05) & sign][:16]
 
 
 def _check(got, expected, where):
@@ -104,5 +110,33 @@ def test_tf1_savedmodel_tables_freeze_to_constants(tmp_path, n, in_cond, seed):
     assert not ops & {"HashTableV2", "LookupTableFindV2"}, ops
     run = GraphRunner(frozen)
     for positive in (True, False):
-        x = _inputs(seed, positive)
+        x = _inputs(seed, positive, expect.weights)
         _check(run({"x": x}), expect(x), f"frozen graph, sum(x) {'>' if positive else '<'} 0")
+
+
+def _run_artifacts(result, out, feeds):
+    """``{(format, precision): outputs}`` of every artifact, run in its own runtime."""
+    from tfopt.conversion.manifest import manifest_model
+    from tfopt.runtimes import runner_for
+
+    model, got = manifest_model(out), {}
+    for artifact in result.artifacts:
+        runner = runner_for(artifact.format, os.path.join(out, artifact.path), model)
+        try:
+            got[(artifact.format, artifact.precision)] = runner(feeds)
+        finally:
+            runner.close()
+    return got
+
+
+@pytest.mark.parametrize("target", ["tflite", "onnx", "openvino"])
+def test_every_target_reads_the_constant_tables_by_value(tmp_path, target):
+    """Two tables, one inside a ``tf.cond``, and a variable: each target's artifact equals the numbers."""
+    path, expect = _tf1_savedmodel(str(tmp_path), 2, True, 7)
+    out = str(tmp_path / "out")
+    result = tfopt.convert(path, out, to=[target])
+    assert [a.format for a in result.artifacts] == [target]
+    for positive in (True, False):
+        x = _inputs(7, positive, expect.weights)
+        for where, got in _run_artifacts(result, out, {"x": x}).items():
+            _check(got, expect(x), f"{where}, sum(x) {'>' if positive else '<'} 0")
