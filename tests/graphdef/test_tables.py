@@ -140,3 +140,55 @@ def test_every_target_reads_the_constant_tables_by_value(tmp_path, target):
         x = _inputs(7, positive, expect.weights)
         for where, got in _run_artifacts(result, out, {"x": x}).items():
             _check(got, expect(x), f"{where}, sum(x) {'>' if positive else '<'} 0")
+
+
+def _string_savedmodel(directory: str, vocabulary: list[str]):
+    """words (string) -> ids through a table (a default for unknown words) -> ids and a variable's rows."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    rows = np.arange(2 * (len(vocabulary) + 1), dtype=np.float32).reshape(-1, 2)
+    path = os.path.join(directory, "sm_strings")
+    with tf.Graph().as_default(), v1.Session() as session:
+        words = v1.placeholder(tf.string, [None], name="words")
+        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(vocabulary), tf.range(1, len(vocabulary) + 1, dtype=tf.int64)), 0)
+        ids = table.lookup(words)
+        embedded = tf.gather(v1.get_variable("rows", initializer=tf.constant(rows)), ids)
+        session.run([v1.global_variables_initializer(), v1.tables_initializer()])
+        builder = v1.saved_model.Builder(path)
+        signature = v1.saved_model.predict_signature_def({"words": words}, {"ids": ids, "rows": embedded})
+        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature},
+                                             main_op=v1.tables_initializer())
+        builder.save()
+
+    def expect(feed: np.ndarray) -> dict[str, np.ndarray]:
+        ids = np.array([vocabulary.index(w.decode()) + 1 if w.decode() in vocabulary else 0 for w in feed], np.int64)
+        return {"ids": ids, "rows": rows[ids]}
+    return path, expect
+
+
+@pytest.mark.parametrize("vocabulary", [["cat"], ["the", "cat", "sat", "on", "mat"]], ids=["1word", "5words"])
+def test_string_table_freezes_to_constants(tmp_path, vocabulary):
+    path, expect = _string_savedmodel(str(tmp_path), vocabulary)
+    frozen, _ = tfopt.freeze(path)
+    words = np.array([b"mat", b"cat", b"dog", b"", b"the"], dtype=object)
+    _check(GraphRunner(frozen)({"words": words}), expect(words), "frozen graph")
+
+
+@pytest.mark.parametrize(("target", "named"), [("tflite", None), ("onnx", "Equal '"), ("openvino", "input 'words'")])
+def test_string_table_in_each_target_by_value_or_a_typed_error(tmp_path, target, named):
+    """TFLite has string EQUAL/GATHER: by value. ONNX (through tf2onnx) and OpenVINO cannot express a string
+    comparison: a ConversionError naming the target and the op or input, never "Failed to import metagraph"."""
+    from tfopt.errors import ConversionError
+
+    path, expect = _string_savedmodel(str(tmp_path), ["the", "cat", "sat"])
+    out = str(tmp_path / "out")
+    words = np.array([b"sat", b"cat", b"dog", b"", b"the"], dtype=object)
+    if named is None:
+        result = tfopt.convert(path, out, to=[target])
+        for where, got in _run_artifacts(result, out, {"words": words}).items():
+            _check(got, expect(words), str(where))
+        return
+    with pytest.raises(ConversionError, match=f"{target}: .*{named}"):
+        tfopt.convert(path, out, to=[target])

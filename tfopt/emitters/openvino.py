@@ -56,6 +56,9 @@ class AccuracyControl:
 
 def convert_to_openvino(model: Model) -> Any:
     """The FP32 ``ov.Model`` of ``model``'s frozen graph, auto-named layers renumbered canonically."""
+    from tfopt.emitters.strings import check_strings
+
+    check_strings(model, "openvino")
     ov = openvino()
     # Through a .pb file: OpenVINO's C++ TensorFlow frontend reads function bodies (While/If) that
     # its Python GraphDef iterator cannot ("'_DefinedFunction' object has no attribute 'graph'").
