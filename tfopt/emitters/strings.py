@@ -11,8 +11,6 @@ the op and the string tensor, with what to do instead.
 
 from __future__ import annotations
 
-from typing import Any
-
 from tfopt.errors import ConversionError
 from tfopt.graph import Model
 
