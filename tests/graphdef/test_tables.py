@@ -58,6 +58,8 @@ def _tf1_savedmodel(directory: str, n: int, in_cond: bool, seed: int):
             else:
                 score = table.lookup(ids)
             outputs[f"score{i}"] = score + tf.reduce_max(logits, axis=1)
+            if i == n - 1:  # LookupTableSizeV2: the constant n, broadcast to the batch
+                outputs["size"] = table.size() + tf.zeros_like(ids)
         session.run([v1.global_variables_initializer(), v1.tables_initializer()])
         builder = v1.saved_model.Builder(path)
         signature = v1.saved_model.predict_signature_def({"x": x}, outputs)
@@ -76,6 +78,7 @@ def _tf1_savedmodel(directory: str, n: int, in_cond: bool, seed: int):
             else:
                 score = _lookup(keys, values, default, idv)
             got[f"score{i}"] = score + lg.max(axis=1)
+        got["size"] = np.full(len(xv), len(tables[-1][0]), np.int64)
         return got
     expect.weights = weights  # type: ignore[attr-defined]
     return path, expect

@@ -26,7 +26,7 @@ def check_strings(model: Model, target: str) -> None:
         if bad is not None:
             raise ConversionError(
                 f"onnx: {bad.op} '{bad.name}' compares strings, which tf2onnx converts by casting them to integers "
-                "(ONNX Equal takes strings only from opset 19); a string lookup table is such a comparison. "
+                "(ONNX Equal takes strings only from opset 19; a string lookup table made constant compares too). "
                 "Convert to tflite, or feed the looked-up ids instead of the strings")
         return
     strings = [s.name for s in model.inputs if s.dtype == "string"]

@@ -73,12 +73,14 @@ def inline_tables(graph_def: Any, contents: Contents) -> list[str]:
                                  f"at one call and '{table}' at another; tfopt cannot make both constant")
             found[key] = (scope, node, table)
     tables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    main = {n.name: n for n in graph_def.node}
     for scope, node, table in found.values():
-        if node.op in SIZE_OPS:
-            size = len(contents(table, node.attr["key_dtype"].type, node.attr["value_dtype"].type)[0]) \
-                if "key_dtype" in node.attr else None
-            if size is None:
-                raise GraphError(f"{node.op} '{node.name}' reads table '{table}' whose key type it does not state")
+        if node.op in SIZE_OPS:  # the dtypes come from the table op (a TF2 capture states none)
+            made = main.get(table)
+            if made is None or "key_dtype" not in made.attr:
+                raise GraphError(f"{node.op} '{node.name}' reads table '{table}', whose key and value types the "
+                                 "graph does not state; tfopt cannot read its size")
+            size = len(contents(table, made.attr["key_dtype"].type, made.attr["value_dtype"].type)[0])
             _rename_output(scope, node, "output")
             node.CopyFrom(make_const(node.name, np.int64(size)))
             continue
@@ -101,7 +103,6 @@ def _lookup(scope: Scope, node: Any, keys: np.ndarray, values: np.ndarray, kd: i
     data = scope.data_inputs(node)
     controls = [r for r in node.input if r.startswith("^")]
     x, default = data[1], data[2]
-    added: list[Any] = []
 
     def add(suffix: str, op: str, inputs: list[str], output: str = "output", **attrs: Any) -> str:
         new = scope.function.node_def.add() if scope.function is not None else scope.graph_def.node.add()
@@ -112,7 +113,6 @@ def _lookup(scope: Scope, node: Any, keys: np.ndarray, values: np.ndarray, kd: i
                 new.attr[key].b = value
             else:
                 new.attr[key].type = value
-        added.append(new)
         return scope.ref(new.name, output)
 
     def const(suffix: str, value: Any, dtype: int | None = None) -> str:
