@@ -15,7 +15,9 @@ pytestmark = pytest.mark.usefixtures("one_tf2onnx_child")  # tests/conftest.py: 
 FAST = [name for name, model in MODELS.items() if model.fast]
 # The cells that cannot work, and the words their error must contain (the limitation and the way out).
 EXPECTED_FAILURES = {
-    **{("string lookup", f"{t}/{p}"): ("GraphError", "lookup table") for t, p in CELLS},
+    # its StaticHashTable is made constant (tfopt.graphdef.tables): TFLite has string EQUAL, the others do not
+    ("string lookup", "onnx/fp32"): ("ConversionError", "compares strings"),
+    **{("string lookup", f"openvino/{p}"): ("ConversionError", "no string tensors") for p in ("fp32", "int8")},
 }
 
 
@@ -47,7 +49,7 @@ def test_markdown_lists_every_failure_with_its_reason(rows):
     text = to_markdown(rows)
     failures = sum(not c["ok"] for r in rows for c in r["cells"].values())
     assert text.count("✗ [") == failures and f"{len(rows) * len(CELLS) - failures} of {len(rows) * len(CELLS)}" in text
-    assert "Do the lookup outside the model" in text  # (--allow-tf-ops: tests/conversion/test_convert.py's Erfc)
+    assert "instead of the strings" in text  # (--allow-tf-ops: tests/conversion/test_convert.py's Erfc)
 
 
 def test_script_writes_the_matrix_between_readme_markers(tmp_path):

@@ -64,6 +64,7 @@ def _calibration(path: str, entry: Any, tmp: str) -> str:
     frozen, _ = freeze(load(path, **entry.options), verify=False)
     samples = [random_inputs(frozen.inputs, seed=i, batch=1, dynamic_dim=entry.dynamic_dim) for i in range(8)]
     arrays = {s.name: np.concatenate([x[s.name] for x in samples]) for s in frozen.inputs}
+    arrays = {k: v.astype("S") if v.dtype == object else v for k, v in arrays.items()}  # strings: no pickle
     out = os.path.join(tmp, "calibration.npz")
     np.savez(out, **arrays)  # type: ignore[arg-type]
     return out

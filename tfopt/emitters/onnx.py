@@ -42,7 +42,9 @@ def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
     import sys
 
     from tfopt.emitters.onnx_worker import convert_in_child
+    from tfopt.emitters.strings import check_strings
 
+    check_strings(model, "onnx")
     opset = opset or DEFAULT_OPSET
     try:
         proto, log = convert_in_child(_lower_for_tf2onnx(model.graph_def), [s.tensor for s in model.inputs],

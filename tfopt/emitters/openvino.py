@@ -58,6 +58,9 @@ class AccuracyControl:
 
 def convert_to_openvino(model: Model) -> Any:
     """The FP32 ``ov.Model`` of ``model``'s frozen graph, auto-named layers renumbered canonically."""
+    from tfopt.emitters.strings import check_strings
+
+    check_strings(model, "openvino")
     ov_model = _convert_graph(model.graph_def)
     lost = _unnamed_outputs(ov_model, model)
     if lost:  # the frontend replaced the output's op and dropped its name (TensorListStack of a loop)

@@ -12,6 +12,8 @@ unchanged. When nothing is large and nothing writes state, this is exactly
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -21,6 +23,8 @@ from tfopt.external.resources import read_as_value
 from tfopt.external.tensors import EXTERNAL_DTYPES, ExternalTensors, choose_external
 from tfopt.graph import consumers, node_map, rename_node, unique_name
 from tfopt.graphdef.state_updates import DroppedUpdate, drop_unread_state_updates
+
+_INIT_COLLECTIONS = ("table_initializer", "saved_model_main_op", "legacy_init_op", "init_op")
 
 
 class Frozen(NamedTuple):
@@ -44,14 +48,36 @@ def freeze_function(fn: Any, *, threshold: int | None, lower_control_flow: bool,
     from tensorflow.python.framework import convert_to_constants as c2c
 
     large = _large_captures(fn, threshold)
-    data = c2c._FunctionConverterDataInEager(  # the converter, told to leave the large ones alone
-        func=fn, lower_control_flow=lower_control_flow, aggressive_inlining=aggressive_inlining,
-        variable_names_denylist=set(large))
+    with _without_init_ops(fn.graph):
+        data = c2c._FunctionConverterDataInEager(  # the converter, told to leave the large ones alone
+            func=fn, lower_control_flow=lower_control_flow, aggressive_inlining=aggressive_inlining,
+            variable_names_denylist=set(large))
     graph_def, converted = c2c._replace_variables_by_constants(converter_data=data)
     dropped = drop_unread_state_updates(graph_def, [t.name for t in fn.outputs],
                                         variable_names=_variable_names(fn))
     external = _keep_outside(graph_def, large, converted) if large else None
     return Frozen(c2c._construct_concrete_function(fn, graph_def, converted), external, dropped)
+
+
+@contextlib.contextmanager
+def _without_init_ops(graph: Any) -> Iterator[None]:
+    """``graph`` without its init-op collections while Grappler inlines it.
+
+    A TF1 SavedModel's signature keeps the MetaGraph's ``table_initializer`` and ``saved_model_main_op``
+    collections, whose ops were pruned away with everything the signature does not read; Grappler then
+    refuses the graph ("Init node .../LookupTableImportV2 doesn't exist in graph"). The init ops already
+    ran when the SavedModel was loaded; the tables they filled are made constant afterwards
+    (:mod:`tfopt.graphdef.tables`).
+    """
+    saved = {key: list(graph.get_collection(key)) for key in _INIT_COLLECTIONS}
+    for key in saved:
+        graph.clear_collection(key)
+    try:
+        yield
+    finally:
+        for key, values in saved.items():
+            for value in values:
+                graph.add_to_collection(key, value)
 
 
 def _keep_outside(graph_def: Any, large: dict[str, tuple[int, Any]], converted: set[int]) -> ExternalTensors:

@@ -64,18 +64,37 @@ def model_from_concrete(
         variables = sorted({d.variable for d in dropped})
         log.info("dropped %d state update(s) no output reads, of %s", len(dropped), ", ".join(variables[:3]))
     graph_def = frozen.graph.as_graph_def()
+    fed = _inline_tables(graph_def, fn, frozen.inputs, provenance)
 
-    placeholders = [t.name for t in frozen.inputs]
+    placeholders = [t.name for t in fed]
     if len(placeholders) != len(input_names):
-        raise GraphError(_extra_inputs_message(graph_def, input_names, frozen.inputs))
+        raise GraphError(_extra_inputs_message(graph_def, input_names, fed))
     inputs = [
         _rename_placeholder(graph_def, tensor_node(ph), name, t)
-        for ph, name, t in zip(placeholders, input_names, frozen.inputs)
+        for ph, name, t in zip(placeholders, input_names, fed)
     ]
     outputs = [_name_output(graph_def, frozen.outputs[i].name, name, frozen.outputs[i]) for name, i in named]
     provenance["source_nodes"] = len(graph_def.node)
     return Model(graph_def=graph_def, inputs=inputs, outputs=outputs, provenance=provenance,
                  reference=call, keepalive=keepalive, external=external)
+
+
+def _inline_tables(graph_def: Any, fn: Any, fed: Sequence[Any], provenance: dict[str, Any]) -> list[Any]:
+    """Make the lookup tables ``graph_def`` reads constant (:mod:`tfopt.graphdef.tables`, contents from
+    ``fn``'s live tables); the function inputs left: those whose placeholder is still in the graph
+    (a TF2 table's captured handle is gone with the table)."""
+    from tfopt.graphdef.tables import FIND_OPS, SIZE_OPS, inline_tables
+    from tfopt.loaders._tables import live_tables
+
+    ops = FIND_OPS | SIZE_OPS
+    if not any(n.op in ops for n in graph_def.node) and \
+            not any(n.op in ops for f in graph_def.library.function for n in f.node_def):
+        return list(fed)
+    tables = inline_tables(graph_def, live_tables(fn))
+    provenance["constant_tables"] = tables
+    log.info("made %d lookup table(s) constant: %s", len(tables), ", ".join(tables[:3]))
+    present = {n.name for n in graph_def.node}
+    return [t for t in fed if tensor_node(t.name) in present]
 
 
 def named_leaves(structure: Any, leaf: Callable[[Any], bool] | None = None) -> list[tuple[str, Any]]:

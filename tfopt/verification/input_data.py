@@ -57,7 +57,16 @@ def read_npz(path: str, option: str) -> dict[str, np.ndarray]:
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise OptionError(f"{option} {path}: not a .npz (numpy.savez) file")
     with data:
-        return {k: data[k] for k in data.files}
+        return {k: _array(data, k, option, path) for k in data.files}
+
+
+def _array(data: Any, key: str, option: str, path: str) -> np.ndarray:
+    """``data[key]``; an object array (strings saved from a list of Python objects) needs pickle, never run."""
+    try:
+        return data[key]
+    except ValueError as exc:
+        raise OptionError(f"{option} {path}: array '{key}' is a numpy object array, which loads only through pickle "
+                          "(not done); save strings as fixed-width bytes: np.array(words, dtype='S')") from exc
 
 
 def check_arrays(arrays: Mapping[str, Any], specs: Sequence[TensorSpec], where: str, *,
@@ -98,7 +107,8 @@ def _fit(value: np.ndarray, spec: TensorSpec, where: str) -> np.ndarray:
     want = np.dtype(spec.dtype) if spec.dtype != "string" else np.dtype(object)
     if value.dtype != want:
         same_kind = (np.issubdtype(value.dtype, np.floating) and np.issubdtype(want, np.floating)) or \
-            (np.issubdtype(value.dtype, np.integer) and np.issubdtype(want, np.integer))
+            (np.issubdtype(value.dtype, np.integer) and np.issubdtype(want, np.integer)) or \
+            (value.dtype.kind == "S" and spec.dtype == "string")  # fixed-width bytes: strings without pickle
         if not same_kind:
             raise OptionError(f"{where}: input '{spec.name}' is {spec.dtype}, the data is {value.dtype}")
         value = value.astype(want)

@@ -146,7 +146,8 @@ def _const(nodes: Mapping[str, Any], ref: str) -> np.ndarray | None:
         node = nodes.get(tensor_node(node.input[0]))
     if node is None or node.op != "Const" or len(node.attr["value"].tensor.tensor_content) > 1024:
         return None
-    return np.asarray(const_value(node))
+    value = np.asarray(const_value(node))
+    return value if value.dtype.kind in "biuf" else None  # a string constant (a table's keys) bounds nothing
 
 
 def fill(role: tuple[str, int] | None, shape: tuple[int, ...], dtype: str, rng: np.random.Generator,

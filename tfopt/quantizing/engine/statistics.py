@@ -236,7 +236,8 @@ def collect(model: Model, samples: Samples, tensors: Sequence[str], *, bins: int
     with graph.as_default():
         t.graph_util.import_graph_def(model.graph_def, name="")
     fetches = [_tensor(graph, name) for name in unique]
-    feeds = [(s.name, graph.get_tensor_by_name(s.tensor), np.dtype(s.dtype)) for s in model.inputs]
+    feeds = [(s.name, graph.get_tensor_by_name(s.tensor), np.dtype(s.dtype if s.dtype != "string" else object))
+             for s in model.inputs]
 
     stats = {name: TensorStats.empty(name, bins) for name in unique}
     batches = -(-total // batch_size)
