@@ -358,20 +358,20 @@ def finish(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, 
                                      verified_at=prepared.verified_at, converted_here=True,
                                      recorded=prepared.report_reference, write_to=None,
                                      bounds=artifact_bounds(result.artifacts, prepared.qat))
-        fail_beyond_bound(p, prepared, result, tmp)
+        fail_beyond_bound(p, prepared, result, result.report, tmp)
         from tfopt.report import write_reports
 
         write_reports(tmp, result.report)
 
 
-def fail_beyond_bound(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str) -> None:
+def fail_beyond_bound(p: ConvertPlan, prepared: Prepared, result: ConvertResult, report: dict[str, Any],
+                      tmp: str) -> None:
     """Each artifact whose report samples exceed its verification bound (:mod:`tfopt.verification.fidelity_bound`)
     fails as verification fails (:func:`record_failure`: removed, or raised with ``all_or_nothing``); the
     manifest, the report's rows, failures and gates then hold the artifacts kept (none: :func:`check_built` raises)."""
     from tfopt.report import evaluate_gates
     from tfopt.verification.fidelity_bound import KEY, fidelity_error
 
-    report = result.report
     beyond = [row for row in report["artifacts"] if row.get(KEY)]
     if not beyond:
         return
