@@ -34,8 +34,10 @@ def beyond_bound(expected: Mapping[str, Any], got: Mapping[str, Any], bound: flo
                  unranked: Collection[str] = ()) -> dict[str, Any] | None:
     """The first output of ``got`` beyond ``bound`` over every sample (verification's check), or None."""
     bad = [d for d in compare(expected, got, atol=bound, rtol=bound, unranked=unranked) if not d.ok]
-    return None if not bad else {"output": bad[0].name, "max_abs_err": bad[0].max_abs_err,
-                                 "problem": bad[0].problem or "differs", "bound": bound}
+    if not bad:
+        return None
+    problem = bad[0].problem if not bad[0].problem.startswith("max abs err") else "differs"  # the error follows
+    return {"output": bad[0].name, "max_abs_err": bad[0].max_abs_err, "problem": problem or "differs", "bound": bound}
 
 
 def fidelity_error(row: Mapping[str, Any], samples: int, verified_at: Any) -> VerificationError:
