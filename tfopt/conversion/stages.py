@@ -45,6 +45,7 @@ from tfopt.options import CompressOptions, ConvertOptions, LoadOptions
 from tfopt.quantizing.engine.plan import engine_builds
 from tfopt.report.hints import with_debug_hint
 from tfopt.targets import NEEDS_CALIBRATION, NO_CALIBRATION, TABLE, EmitJob
+from tfopt.verification.fidelity_bound import artifact_bounds
 from tfopt.verification.nonfinite import finite_samples, to_json
 
 Say = Callable[[Any], None]
@@ -355,4 +356,34 @@ def finish(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, 
                                      layers={"layer_errors": result.layer_errors, "keep_float": result.keep_float},
                                      progress=say, metric=r.metric, allow_nonfinite=r.allow_nonfinite,
                                      verified_at=prepared.verified_at, converted_here=True,
-                                     recorded=prepared.report_reference)
+                                     recorded=prepared.report_reference, write_to=None,
+                                     bounds=artifact_bounds(result.artifacts, prepared.qat))
+        fail_beyond_bound(p, prepared, result, result.report, tmp)
+        from tfopt.report import write_reports
+
+        write_reports(tmp, result.report)
+
+
+def fail_beyond_bound(p: ConvertPlan, prepared: Prepared, result: ConvertResult, report: dict[str, Any],
+                      tmp: str) -> None:
+    """Each artifact whose report samples exceed its verification bound (:mod:`tfopt.verification.fidelity_bound`)
+    fails as verification fails (:func:`record_failure`: removed, or raised with ``all_or_nothing``); the
+    manifest, the report's rows, failures and gates then hold the artifacts kept (none: :func:`check_built` raises)."""
+    from tfopt.report import evaluate_gates
+    from tfopt.verification.fidelity_bound import KEY, fidelity_error
+
+    beyond = [row for row in report["artifacts"] if row.get(KEY)]
+    if not beyond:
+        return
+    for row in beyond:
+        record_failure(p, result, row["format"], row["precision"], "verifying",
+                       fidelity_error(row, report["samples"], prepared.verified_at), os.path.join(tmp, row["path"]),
+                       prepared.portable)
+        result.artifacts = [a for a in result.artifacts if a.path != row["path"]]
+    check_built(result)
+    q, r = p.options.quantize, p.options.report
+    write_manifest(tmp, result, prepared.portable, manifest_options(q, prepared.qat, r.allow_nonfinite, prepared.portable),
+                   prepared.verified_at)
+    report["artifacts"] = [row for row in report["artifacts"] if not row.get(KEY)]
+    report["failed"] = [dataclasses.asdict(f) for f in result.failed]
+    report["gates"] = evaluate_gates(report, p.gates)

@@ -117,7 +117,7 @@ def build_report(outdir: str, model: Model, *, eval_data: LabeledData | None = N
                  manifest: dict[str, Any] | None = None, write_to: str | None = "",
                  metric: str | None = None, allow_nonfinite: bool = False, verified_at: Any = None,
                  converted_here: bool = False, runtime_default_precision: str | None = None,
-                 recorded: Any = None) -> dict[str, Any]:
+                 recorded: Any = None, bounds: dict[str, float] | None = None) -> dict[str, Any]:
     """Measure every artifact of ``outdir/manifest.json`` (or of ``manifest``) against the original
     model; write report.json/md/html into ``write_to`` ("" means ``outdir``; None: not written).
     Made-up inputs take the shape of ``verified_at`` (a :class:`tfopt.verification.verify_inputs.VerifyInputs`), else
@@ -126,7 +126,8 @@ def build_report(outdir: str, model: Model, *, eval_data: LabeledData | None = N
     NaN/Inf (``nonfinite_inputs``). ``converted_here``: :func:`tfopt.convert` built the artifacts
     from ``model`` just now, so a runtime failing where the original runs is the runtime's fault.
     ``recorded``: the original's part (:func:`record_original`), measured before the original was
-    released; the inputs, labels and reference numbers are then its."""
+    released; the inputs, labels and reference numbers are then its. ``bounds``: as for
+    :func:`tfopt.report.measure.measure` (artifact path -> the verification bound over every sample)."""
     from tfopt.report import evaluate_gates, measure, write_reports
 
     if manifest is None:
@@ -143,7 +144,7 @@ def build_report(outdir: str, model: Model, *, eval_data: LabeledData | None = N
     artifacts = [a for a in manifest["artifacts"] if not (preprocess is not None and target(a["format"], "format").takes_preprocess)]
     report = measure(outdir, None, model, artifacts, inputs=inputs, labels=labels, runs=runs, threads=threads,
                      progress=progress, metric=score, converted_here=converted_here, batch_axes=recorded.batch_axes,
-                     runtime_default_precision=runtime_default_precision, recorded=recorded)
+                     runtime_default_precision=runtime_default_precision, recorded=recorded, bounds=bounds)
     for row, artifact in zip(report["artifacts"], artifacts, strict=True):
         row["int8_ops"] = _int8_ops(outdir, artifact)
         row["fixed_shapes"] = artifact.get("fixed_shapes")

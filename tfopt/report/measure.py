@@ -39,7 +39,8 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
             threads: int | None = None, progress: Callable[[Any], None] | None = None,
             metric: Callable[[np.ndarray, np.ndarray], float] | None = None,
             converted_here: bool = False, batch_axes: Mapping[str, int | None] | None = None, sample_rows: int = 1,
-            runtime_default_precision: str | None = None, recorded: RecordedReference | None = None) -> dict[str, Any]:
+            runtime_default_precision: str | None = None, recorded: RecordedReference | None = None,
+            bounds: Mapping[str, float] | None = None) -> dict[str, Any]:
     """Build the report dict (see the README's report schema). ``metric(predictions, labels)``
     replaces the built-in accuracy: a score, higher is better; the drop is reference - artifact.
     ``converted_here``: the artifacts were just converted from ``model`` (see :func:`_run_artifact`).
@@ -50,7 +51,9 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     runtime's own default, as a deployer gets it; see the module docstring).
     ``recorded``: the original's outputs and latency on these inputs, measured earlier
     (:func:`record_reference`; ``reference`` is then not called). Each artifact's runtime is closed
-    before the next one opens: one model's weights in memory at a time."""
+    before the next one opens: one model's weights in memory at a time. ``bounds``: artifact path ->
+    the verification bound, held over every sample here: a row beyond it carries
+    :data:`tfopt.verification.fidelity_bound.KEY` (:func:`~tfopt.verification.fidelity_bound.beyond_bound`)."""
     from tfopt.terminal.progress import Step
 
     threads = threads or os.cpu_count() or 1
@@ -80,6 +83,11 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
             "accuracy": accuracy, "accuracy_drop": _drop(ref_accuracy, accuracy),
             "latency_ms": {**_latency(_single_call(runner, samples), runs), "threads": threads},
         })
+        if (bound := (bounds or {}).get(artifact["path"])) is not None:
+            from tfopt.verification.fidelity_bound import KEY, beyond_bound
+
+            if (bad := beyond_bound(expected, got, bound, samples.unranked)) is not None:
+                rows[-1][KEY] = bad
         runner.close()  # before any other runtime opens (a model over 2 GB is in memory once at a time)
         if hasattr(runner, "at_runtime_default"):
             rows[-1]["runtime_default"] = _at_runtime_default(runner, expected, samples, runtime_default_precision)

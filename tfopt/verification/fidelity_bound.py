@@ -1,0 +1,54 @@
+"""The artifact bound held over every sample the report measures, not only the verification inputs.
+
+Verification runs each artifact on a few inputs (the first :data:`~tfopt.verification.data_batches.DATA_ROWS`
+rows of given data, or a made-up batch of 1-2); the report then runs it on every sample it measures
+(all of ``--eval-data``, up to 32 calibration samples, or 8 made-up ones). An artifact can be right on
+the first and wrong on the others: a float32 ``LOG(1 + EXP(x))`` that saturates past x ~ 88, a float16
+graph that overflows past 65504 on one sample only. So the report's outputs are held to the same
+check as verification, :func:`tfopt.verification.testing.compare` with ``atol = rtol = ARTIFACT[precision]``
+(``|got - ref| <= t + t * max|ref|`` per output, NaN only where the original has NaN), over all its
+samples: one bound for one artifact. Its ``fidelity.scaled_err`` is then ``<= t`` for every artifact
+kept. An artifact beyond it fails as verification fails (:class:`~tfopt.errors.VerificationError`,
+exit 7): removed, recorded in ``failed``, nothing of it written. Not bounded, as in verification:
+int8 artifacts, and float artifacts of a quantization-aware model (they quantize).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from tfopt.errors import VerificationError
+from tfopt.verification.testing import compare
+from tfopt.verification.tolerances import ARTIFACT
+
+KEY = "beyond_bound"  # a report row's record of the first output beyond the bound (popped by the caller)
+
+
+def artifact_bounds(artifacts: list[Any], quantization_aware: bool) -> dict[str, float]:
+    """Artifact path -> the bound verification applied to it (float precisions; none for a QAT model)."""
+    return {} if quantization_aware else {a.path: ARTIFACT[a.precision] for a in artifacts if a.precision in ARTIFACT}
+
+
+def beyond_bound(expected: Mapping[str, Any], got: Mapping[str, Any], bound: float,
+                 unranked: Collection[str] = ()) -> dict[str, Any] | None:
+    """The first output of ``got`` beyond ``bound`` over every sample (verification's check), or None."""
+    bad = [d for d in compare(expected, got, atol=bound, rtol=bound, unranked=unranked) if not d.ok]
+    if not bad:
+        return None
+    problem = bad[0].problem if not bad[0].problem.startswith("max abs err") else "differs"  # the error follows
+    return {"output": bad[0].name, "max_abs_err": bad[0].max_abs_err, "problem": problem or "differs", "bound": bound}
+
+
+def fidelity_error(row: Mapping[str, Any], samples: int, verified_at: Any) -> VerificationError:
+    """The error of a report row that :func:`beyond_bound` marked (``row[KEY]``)."""
+    from tfopt.targets import target
+
+    bad = row[KEY]
+    runtime = target(row["format"], "format").runtime_name
+    where = f", verified at {verified_at.describe()} only" if verified_at is not None else ""
+    return VerificationError(
+        f"verifying {row['format']} {row['precision']} ({runtime}) against the original model (TensorFlow) on the "
+        f"report's {samples} samples{where}: output '{bad['output']}': {bad['problem']} "
+        f"(max abs err {bad['max_abs_err']:.3g}, bound {bad['bound']:g}); the artifact is right on the verification "
+        "inputs and wrong on other samples; nothing was written")
