@@ -55,8 +55,10 @@ def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
         logging.getLogger(__name__).info("tf2onnx (child process):\n%s", log.rstrip())
     _check_ops(proto, opset)
     from tfopt.emitters.onnx_names import canonical_names
+    from tfopt.emitters.onnx_resize import fix_resizes
     from tfopt.emitters.onnx_weight_quant import fold_weight_qdq
 
+    fix_resizes(proto)  # tf2onnx's short scales and its bicubic coefficient (see there)
     fold_weight_qdq(proto.graph)
     canonical_names(proto.graph)
     return proto
@@ -75,10 +77,13 @@ def convert_ahead(model: Model, opset: int | None = None) -> bool:
 def _lower_for_tf2onnx(graph_def: Any) -> Any:
     """Rewrite TF ops tf2onnx has no handler for into ones it has:
     ``Erfc(x) = 1 − Erf(x)`` (Keras 3's exact GELU, ``0.5·x·erfc(−x/√2)``, uses Erfc); weight fake
-    quants into int8 QDQ pairs (:mod:`tfopt.emitters.onnx_weight_quant`)."""
+    quants into int8 QDQ pairs (:mod:`tfopt.emitters.onnx_weight_quant`); resizes tf2onnx maps
+    inexactly (bicubic, area, scale-and-translate) into TensorFlow's own weights as matrix products
+    (:mod:`tfopt.emitters.resize_lower`; a dynamic-size one stays, :mod:`tfopt.emitters.onnx_resize` patches it)."""
     from tfopt.emitters.onnx_weight_quant import lower_weight_fake_quant
+    from tfopt.emitters.resize_lower import lower_resizes
 
-    graph_def = lower_weight_fake_quant(graph_def)
+    graph_def = lower_resizes(lower_weight_fake_quant(graph_def), "onnx")[0]
     if not any(n.op == "Erfc" for n in graph_def.node):
         return graph_def
     from tfopt._tf import graph_def_class, make_const
