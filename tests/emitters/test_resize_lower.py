@@ -110,3 +110,12 @@ def test_the_matrices_are_tensorflows_kernel():
             assert (len(lowered), skips) == ((1, []) if wanted else (0, [])), name
     _, lowered, skips = lower_resizes(_model(RESIZES["tf2_area"], [7, 9], image=(1, None, None, 3)).graph_def, "tflite")
     assert not lowered and "height and width must be static" in skips[0].reason
+
+
+def test_dynamic_size_area_resize_is_a_typed_refusal_in_onnx(tmp_path):
+    """tf2onnx writes ResizeArea as a nearest resize; without static sizes there are no weights to write."""
+    from tfopt.errors import ConversionError
+
+    model = _model(RESIZES["tf2_area"], [7, 9], image=(None, None, None, 3))
+    with pytest.raises(ConversionError, match="ResizeArea 'resize/ResizeArea'.*height and width must be static"):
+        emit_onnx(model, str(tmp_path / "m.onnx"))

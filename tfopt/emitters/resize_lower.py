@@ -18,10 +18,8 @@ So where the input's height and width and the size (and scale/translation) are c
 module asks TensorFlow itself for ``A`` and ``B``: the op applied to the identity basis along one
 axis, the other axis of size 1 resized to 1 (the identity for every kernel), gives that axis's
 matrix column by column. It then checks the product form against the op on a random image (at
-most 1e-5 relative, else the node is left alone) and replaces the node by::
-
-    y = transpose( transpose(x, [0,3,2,1])·... )      i.e.  x ─(·Aᵀ on H)─(·Bᵀ on W)→ y
-
+most 1e-5 relative, else the node is left alone) and replaces the node by ``y = A · x · Bᵀ`` per
+image and channel, written
 as ``Transpose → MatMul(Aᵀ) → Transpose → MatMul(Bᵀ) → Transpose`` (float32; integer or half
 images are cast first, as TensorFlow's kernels compute in float). Error: fp32 rounding of sums of
 at most ``H`` (``W``) products, zeros included — a few ulp of ``max|x|``, and the weights are
@@ -148,8 +146,8 @@ def axis_matrices(node: Any, hw: tuple[int, int], values: list[np.ndarray]) -> t
     rest = [np.asarray(v, np.float32) for v in values[1:]]  # ScaleAndTranslate: scale, translation
     eye_h = np.eye(height, dtype=np.float32).reshape(1, height, 1, height)
     eye_w = np.eye(width, dtype=np.float32).reshape(1, 1, width, width)
-    only_h = [np.int32([size[0], 1])] + [np.float32([v[0], d]) for v, d in zip(rest, (1.0, 0.0))]
-    only_w = [np.int32([1, size[1]])] + [np.float32([d, v[1]]) for v, d in zip(rest, (1.0, 0.0))]
+    only_h = [np.array([size[0], 1], np.int32)] + [np.array([v[0], d], np.float32) for v, d in zip(rest, (1.0, 0.0))]
+    only_w = [np.array([1, size[1]], np.int32)] + [np.array([d, v[1]], np.float32) for v, d in zip(rest, (1.0, 0.0))]
     a = _apply(node, eye_h, only_h)[0, :, 0, :]
     b = _apply(node, eye_w, only_w)[0, 0, :, :]
     return a.astype(np.float32), b.astype(np.float32)
