@@ -57,8 +57,10 @@ def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
         logging.getLogger(__name__).info("tf2onnx (child process):\n%s", log.rstrip())
     _check_ops(proto, opset)
     from tfopt.emitters.onnx_names import canonical_names
+    from tfopt.emitters.onnx_resize import fix_resizes
     from tfopt.emitters.onnx_weight_quant import fold_weight_qdq
 
+    fix_resizes(proto)  # tf2onnx's short scales and its bicubic coefficient (see there)
     fold_weight_qdq(proto.graph)
     canonical_names(proto.graph)
     return proto
@@ -74,13 +76,24 @@ def convert_ahead(model: Model, opset: int | None = None) -> bool:
                            [s.tensor for s in model.outputs], opset or DEFAULT_OPSET)
 
 
+def _node_op(graph_def: Any, name: str) -> str:
+    return next((n.op for n in graph_def.node if n.name == name), "")
+
+
 def _lower_for_tf2onnx(graph_def: Any) -> Any:
     """Rewrite TF ops tf2onnx has no handler for into ones it has:
     ``Erfc(x) = 1 − Erf(x)`` (Keras 3's exact GELU, ``0.5·x·erfc(−x/√2)``, uses Erfc); weight fake
-    quants into int8 QDQ pairs (:mod:`tfopt.emitters.onnx_weight_quant`)."""
+    quants into int8 QDQ pairs (:mod:`tfopt.emitters.onnx_weight_quant`); resizes tf2onnx maps
+    inexactly (bicubic, area, scale-and-translate) into TensorFlow's own weights as matrix products
+    (:mod:`tfopt.emitters.resize_lower`; a dynamic-size one stays, :mod:`tfopt.emitters.onnx_resize` patches it)."""
     from tfopt.emitters.onnx_weight_quant import lower_weight_fake_quant
+    from tfopt.emitters.resize_lower import lower_resizes
 
-    graph_def = lower_weight_fake_quant(graph_def)
+    graph_def, _, kept = lower_resizes(lower_weight_fake_quant(graph_def), "onnx")
+    wrong = [skip for skip in kept if _node_op(graph_def, skip.node) == "ResizeArea"]  # tf2onnx: nearest
+    if wrong:
+        raise ConversionError(f"onnx: ResizeArea '{wrong[0].node}' has no ONNX form (tf2onnx would write a nearest "
+                              f"resize) and tfopt cannot write TensorFlow's weights for it: {wrong[0].reason}")
     if not any(n.op == "Erfc" for n in graph_def.node):
         return graph_def
     from tfopt._tf import graph_def_class, make_const

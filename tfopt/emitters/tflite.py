@@ -94,13 +94,18 @@ def _lowered(model: Model) -> tuple[Model, dict[str, str]]:
     """``model`` with the ops TFLite lacks lowered into builtins where exact
     (:func:`tfopt.emitters.tflite_lower.lower_for_builtins`), and ``{op type: why not}`` for the
     ones left (the error names them if the converter then refuses them)."""
+    from tfopt.emitters.resize_lower import lower_resizes
     from tfopt.emitters.tflite_lower import lower_for_builtins
 
+    graph_def, resized, resize_skips = lower_resizes(model.graph_def, "tflite")
+    if resized:
+        provenance = {**model.provenance, "lowered_resizes": resized}
+        model = model.replace(graph_def=graph_def, provenance=provenance)
     result = lower_for_builtins(model)
     library = model.graph_def.library.function
     op_of = {n.name: n.op for n in model.graph_def.node}
     op_of.update({f"{f.signature.name}/{n.name}": n.op for f in library for n in f.node_def})
-    return result.model, {op_of.get(s.node, ""): s.reason for s in result.skips}
+    return result.model, {op_of.get(s.node, ""): s.reason for s in result.skips + resize_skips}
 
 
 def _with_pinned_batch(model: Model, precision: str, build: Callable[[Model], bytes],
