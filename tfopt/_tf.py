@@ -25,6 +25,17 @@ def tf() -> Any:
     return _TF
 
 
+def without_keras() -> None:
+    """Before TensorFlow's first import, in a child process that converts graphs and SavedModels (the
+    tf2onnx child, the large-model converter's): TensorFlow's ``__init__`` imports Keras when it can (for
+    its optimizers' SavedModel registrations), and Keras imports scikit-learn and matplotlib when they are
+    installed: about a third of the import's CPU, none of it used there (tf2onnx imports Keras only in its
+    Keras front end). With ``keras`` and ``tf_keras`` unimportable, TensorFlow skips them."""
+    import sys
+
+    sys.modules.update(dict.fromkeys(("keras", "tf_keras")))  # type: ignore[arg-type]
+
+
 def graph_def_class() -> Any:
     from tensorflow.core.framework import graph_pb2
 

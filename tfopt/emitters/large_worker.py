@@ -333,4 +333,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from tfopt._tf import without_keras
+
+    without_keras()  # the converters read SavedModels and GraphDefs: a third of TensorFlow's import saved
     sys.exit(main(sys.argv[1:]))

@@ -26,9 +26,8 @@ A process whose own hash seed is already ``PYTHONHASHSEED=0`` (the ``tfopt`` com
 :func:`tfopt.cli.main`) does not start a new interpreter: :meth:`Tf2OnnxChild.start` forks it right after
 importing TensorFlow, so the child serves from the parent's import instead of importing TensorFlow again. Its
 state is a new child's after its own imports (the same seed, tf2onnx imported and patched after the fork): the
-files are byte-identical to a spawned child's. A spawned child does not import Keras (nor ``tf_keras``):
-TensorFlow's import imports it when it can (and Keras scikit-learn and matplotlib), a third of the import, and
-tf2onnx needs it only for its Keras front end, which the child never calls.
+files are byte-identical to a spawned child's. A spawned child does not import Keras
+(:func:`tfopt._tf.without_keras`: a third of TensorFlow's import).
 
 Protocol: the parent writes ``graph.pb`` (deterministic serialization) and ``job.json`` (input and output
 tensors, opset) into a job directory and sends its path as one line on the child's stdin; the child writes
@@ -396,5 +395,6 @@ def _serve(jobs: IO[str] | None = None, answers: IO[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.modules.update(dict.fromkeys(("keras", "tf_keras")))  # type: ignore[arg-type]  # no Keras: see above
+    from tfopt._tf import without_keras
+    without_keras()
     sys.exit(_serve())
