@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 
 import tfopt
-from tests.helpers import graph_model
+from tests.helpers import graph_model, keras2_builds
 from tfopt.emitters.onnx import emit_onnx
 from tfopt.runtimes import runner_for
 from tfopt.runtimes.tensorflow import GraphRunner
@@ -37,28 +37,13 @@ def _valid(path: str) -> onnx.ModelProto:
     return proto
 
 
-FAST_RNNS = [("gru", "time"), ("lstm", "batch")]  # the fast lane's (cell, major); the other two: slow
-# Each graph in a tf.Graph of its own, in one process for those not yet written (tf1_rnn_graph.py's main per
-# graph): the process because tf.compat.v1.nn.rnn_cell needs Keras 2.
-BUILD_RNNS = "import runpy, sys\nmain = runpy.run_path(sys.argv[1])['main']\nfor spec in sys.argv[2:]:\n    main(*spec.split(','))"
+FAST_RNNS = [("gru", "time"), ("lstm", "batch")]  # the fast lane's (cell, major), written by one process
 
 
 @pytest.fixture(scope="module")
 def tf1_rnn_paths(tmp_path_factory):
-    """(cell, major) -> the frozen graph's path, written on first request (the fast ones together)."""
-    root, paths = tmp_path_factory.mktemp("tf1_rnn"), {}
-
-    def path_of(spec):
-        if spec not in paths:
-            todo = [spec] + [s for s in FAST_RNNS if s not in paths and s != spec]
-            paths.update({s: str(root / f"{s[0]}_{s[1]}.pb") for s in todo})
-            env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-            subprocess.run([sys.executable, "-c", BUILD_RNNS, RNN_BUILDER,
-                            *(f"{paths[s]},{s[0]},{s[1]},context" for s in todo)], check=True, env=env,
-                           capture_output=True)
-        return paths[spec]
-
-    return path_of
+    return keras2_builds(RNN_BUILDER, tmp_path_factory.mktemp("tf1_rnn"), FAST_RNNS,
+                         lambda spec, path: [path + ".pb", *spec, "context"])
 
 
 @pytest.fixture(scope="module", params=[
@@ -68,7 +53,7 @@ def tf1_rnn_paths(tmp_path_factory):
     pytest.param(("lstm", "time"), id="lstm-time-major", marks=pytest.mark.slow),
 ])
 def tf1_rnn(request, tf1_rnn_paths):
-    path = tf1_rnn_paths(request.param)
+    path = tf1_rnn_paths(request.param) + ".pb"
     return path, dict(np.load(path + ".npz"))
 
 
