@@ -66,3 +66,34 @@ def reads(counts, *paths) -> list[int]:
     import os
 
     return [counts[os.path.realpath(p)] for p in paths]
+
+
+# Run by keras2_builds: the builder script's ``main(*args)`` for each argument list, in this one process.
+_BUILDS = "import json, runpy, sys\nmain = runpy.run_path(sys.argv[1])['main']\nfor args in json.loads(sys.argv[2]):\n" \
+          "    main(*args)"
+
+
+def keras2_builds(builder: str, root, together: list, args_of):
+    """``get(key)``: the path the script ``builder`` writes for ``key`` (its ``main(*args_of(key, path))``),
+    run on first request in a process of its own with ``TF_USE_LEGACY_KERAS=1`` (``tf.compat.v1.layers`` and
+    ``rnn_cell`` need Keras 2), together with every key of ``together`` not yet written: one TensorFlow import
+    for them all. Each builder's ``main`` makes its graph in a ``tf.Graph`` of its own and sets the global
+    modes (eager, control flow v1/v2) it needs, so the graphs are those of a process each."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    paths: dict = {}
+
+    def get(key):
+        if key not in paths:
+            todo = [key, *(k for k in together if k not in paths and k != key)]
+            paths.update({k: os.path.join(str(root), "-".join(map(str, k)) if isinstance(k, tuple) else str(k))
+                          for k in todo})
+            env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+            subprocess.run([sys.executable, "-c", _BUILDS, builder, json.dumps([args_of(k, paths[k]) for k in todo])],
+                           check=True, env=env, capture_output=True)
+        return paths[key]
+
+    return get

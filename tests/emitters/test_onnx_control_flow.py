@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 
 import tfopt
-from tests.helpers import graph_model
+from tests.helpers import graph_model, keras2_builds
 from tfopt.emitters.onnx import emit_onnx
 from tfopt.runtimes import runner_for
 from tfopt.runtimes.tensorflow import GraphRunner
@@ -37,18 +37,23 @@ def _valid(path: str) -> onnx.ModelProto:
     return proto
 
 
+FAST_RNNS = [("gru", "time"), ("lstm", "batch")]  # the fast lane's (cell, major), written by one process
+
+
+@pytest.fixture(scope="module")
+def tf1_rnn_paths(tmp_path_factory):
+    return keras2_builds(RNN_BUILDER, tmp_path_factory.mktemp("tf1_rnn"), FAST_RNNS,
+                         lambda spec, path: [path + ".pb", *spec, "context"])
+
+
 @pytest.fixture(scope="module", params=[
     pytest.param(("gru", "time"), id="gru-time-major"),
     pytest.param(("lstm", "batch"), id="lstm-batch-major"),
     pytest.param(("gru", "batch"), id="gru-batch-major", marks=pytest.mark.slow),
     pytest.param(("lstm", "time"), id="lstm-time-major", marks=pytest.mark.slow),
 ])
-def tf1_rnn(request, tmp_path_factory):
-    cell, major = request.param
-    path = str(tmp_path_factory.mktemp(f"{cell}_{major}") / "frozen.pb")
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    subprocess.run([sys.executable, RNN_BUILDER, path, cell, major, "context"], check=True, env=env,
-                   capture_output=True)
+def tf1_rnn(request, tf1_rnn_paths):
+    path = tf1_rnn_paths(request.param) + ".pb"
     return path, dict(np.load(path + ".npz"))
 
 

@@ -54,10 +54,14 @@ def alone(models):
     return {name: _bytes(model) for name, model in models.items()}
 
 
-# The reverse order in the slow lane: a synchronous job is a job sent ahead and collected at once
-# (Tf2OnnxChild.convert is submit + collect), and the child runs each the same way:
-# test_jobs_sent_ahead_write_what_synchronous_jobs_write[reverse] keeps that order in the fast lane.
-@pytest.mark.parametrize("order", ["forward", pytest.param("reverse", marks=pytest.mark.slow)])
+# Both orders in the slow lane (each starts a child importing TensorFlow). A synchronous job is a job
+# sent ahead and collected at once (Tf2OnnxChild.convert is submit + collect), and the child runs each
+# the same way: test_jobs_sent_ahead_write_what_synchronous_jobs_write keeps both orders in the fast
+# lane, and test_a_forked_child_writes_what_a_new_child_writes[seed-1-spawns] runs these three graphs
+# as synchronous jobs in one shared child started once (spawned: its process's hash seed is not the
+# child's, as pytest's is not) and compares them with a child per job.
+@pytest.mark.slow
+@pytest.mark.parametrize("order", ["forward", "reverse"])
 def test_a_shared_child_writes_what_a_child_per_job_writes(models, alone, order):
     names = list(models) if order == "forward" else list(models)[::-1]
     with shared_child() as child:
@@ -85,7 +89,9 @@ def test_jobs_sent_ahead_write_what_synchronous_jobs_write(models, alone, order)
     assert got == alone
 
 
-@pytest.mark.parametrize("queued", [1, 2])
+# One job queued behind in the slow lane: two behind (fast) is the same class, the jobs behind the
+# failed one sent again in their order to one new child (two children, one importing TensorFlow).
+@pytest.mark.parametrize("queued", [pytest.param(1, marks=pytest.mark.slow), 2])
 def test_jobs_queued_behind_a_child_that_died_run_in_a_new_child(models, alone, queued):
     """The child dies with jobs queued: the one it was converting fails with its exit code, as a
     synchronous job would; the jobs behind it are sent again, in order, to a new child."""
@@ -145,7 +151,8 @@ with shared_child() as child:
     with open(f"/proc/{child.pid}/cmdline", "rb") as f:
         same_program = f.read() == open("/proc/self/cmdline", "rb").read()
     files = {name: hashlib.sha256(_bytes(_residual(*shape))).hexdigest() for name, shape in MODELS.items()}
-    print(json.dumps({"files": files, "started": child.started, "forked": child.forked, "fork": same_program}))
+    print(json.dumps({"files": files, "started": child.started, "converted": child.converted, "forked": child.forked,
+                      "fork": same_program}))
 """
 
 
@@ -165,5 +172,5 @@ def test_a_forked_child_writes_what_a_new_child_writes(alone, seed):
     done = subprocess.run([sys.executable, "-c", FORKED], env=env, cwd=root, capture_output=True, text=True, check=True)
     got = json.loads(done.stdout.strip().splitlines()[-1])
     forks = seed == "0"
-    assert (got["started"], got["forked"], got["fork"]) == (1, int(forks), forks)
+    assert (got["started"], got["converted"], got["forked"], got["fork"]) == (1, len(MODELS), int(forks), forks)
     assert got["files"] == {name: hashlib.sha256(data).hexdigest() for name, data in alone.items()}

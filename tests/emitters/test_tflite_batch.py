@@ -68,37 +68,51 @@ TF1_RNN = textwrap.dedent("""
     v1 = tf.compat.v1
     v1.disable_eager_execution()
     v1.enable_control_flow_v2()  # While + TensorList, as TF 1.15+ graphs with control flow v2
-    path, cell_kind, features, units = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    graph = tf.Graph()
-    with graph.as_default():
-        v1.set_random_seed(0)
-        x = v1.placeholder(tf.float32, [None, None, features], name="x")
-        lens = v1.placeholder(tf.int32, [None], name="lens")
-        cell = (v1.nn.rnn_cell.GRUCell if cell_kind == "gru" else v1.nn.rnn_cell.LSTMCell)(units)
-        outputs, _ = v1.nn.dynamic_rnn(cell, x, sequence_length=lens, dtype=tf.float32)
-        tf.identity(outputs, name="y")
-        with v1.Session() as sess:
-            sess.run(v1.global_variables_initializer())
-            frozen = v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), ["y"])
-            rng = np.random.default_rng(0)
-            answers = {}
-            for steps in (3, 12):
-                xs = rng.normal(size=(1, steps, features)).astype(np.float32)
-                xs[0, steps // 2:] = 0.0
-                answers[f"x{steps}"] = xs
-                answers[f"y{steps}"] = sess.run("y:0", {x: xs, lens: [steps - 1]})
-    with open(path, "wb") as f:
-        f.write(frozen.SerializeToString())
-    np.savez(path + ".npz", **answers)
+    for i in range(1, len(sys.argv), 4):  # PATH CELL FEATURES UNITS, for each graph: each in its own tf.Graph
+        path, cell_kind, features, units = sys.argv[i], sys.argv[i + 1], int(sys.argv[i + 2]), int(sys.argv[i + 3])
+        graph = tf.Graph()
+        with graph.as_default():
+            v1.set_random_seed(0)
+            x = v1.placeholder(tf.float32, [None, None, features], name="x")
+            lens = v1.placeholder(tf.int32, [None], name="lens")
+            cell = (v1.nn.rnn_cell.GRUCell if cell_kind == "gru" else v1.nn.rnn_cell.LSTMCell)(units)
+            outputs, _ = v1.nn.dynamic_rnn(cell, x, sequence_length=lens, dtype=tf.float32)
+            tf.identity(outputs, name="y")
+            with v1.Session() as sess:
+                sess.run(v1.global_variables_initializer())
+                frozen = v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), ["y"])
+                rng = np.random.default_rng(0)
+                answers = {}
+                for steps in (3, 12):
+                    xs = rng.normal(size=(1, steps, features)).astype(np.float32)
+                    xs[0, steps // 2:] = 0.0
+                    answers[f"x{steps}"] = xs
+                    answers[f"y{steps}"] = sess.run("y:0", {x: xs, lens: [steps - 1]})
+        with open(path, "wb") as f:
+            f.write(frozen.SerializeToString())
+        np.savez(path + ".npz", **answers)
 """)
 
+TF1_RNNS = [("gru", 4, 6), ("lstm", 3, 5)]
 
-@pytest.mark.parametrize(("cell", "features", "units"), [("gru", 4, 6), ("lstm", 3, 5)])
-def test_tf1_dynamic_rnn_converts_with_the_batch_pinned(tmp_path, cell, features, units):
-    path = str(tmp_path / "rnn.pb")
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}  # tf.compat.v1.nn.rnn_cell needs Keras 2
-    subprocess.run([sys.executable, "-c", TF1_RNN, path, cell, str(features), str(units)], check=True, env=env,
-                   capture_output=True)
+
+@pytest.fixture(scope="module")
+def tf1_rnn_graphs(tmp_path_factory):
+    """Every graph of ``TF1_RNNS``, frozen with TensorFlow's answers, written by one process (each graph in a
+    tf.Graph of its own; the process because ``tf.compat.v1.nn.rnn_cell`` needs Keras 2): (cell, features,
+    units) -> path."""
+    root = tmp_path_factory.mktemp("tf1_rnn")
+    paths = {spec: str(root / f"{spec[0]}.pb") for spec in TF1_RNNS}
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
+    subprocess.run([sys.executable, "-c", TF1_RNN, *(str(a) for spec, path in paths.items() for a in (path, *spec))],
+                   check=True, env=env, capture_output=True)
+    return paths
+
+
+
+@pytest.mark.parametrize(("cell", "features", "units"), TF1_RNNS)
+def test_tf1_dynamic_rnn_converts_with_the_batch_pinned(tf1_rnn_graphs, tmp_path, cell, features, units):
+    path = tf1_rnn_graphs[cell, features, units]
     answers = dict(np.load(path + ".npz"))
     frozen = _frozen(path)
     by_x = {answers[f"x{steps}"].tobytes(): answers[f"y{steps}"] for steps in (3, 12)}

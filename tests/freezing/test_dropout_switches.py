@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import tfopt
-from tests.helpers import graph_model, graph_pb, ops
+from tests.helpers import graph_model, graph_pb, keras2_builds, ops
 from tfopt.demos.examples import control_flow_v1
 from tfopt.freezing import freeze
 from tfopt.freezing.remove_dropout import RemoveDropout, dropout_knobs
@@ -106,14 +104,21 @@ RNN_CASES = ["gru-time-unknown-rank", "lstm-batch-scalar", "lstm-batch-default-v
                                                                   "gru-time-scalar-variational"))]
 
 
-@pytest.mark.parametrize("case", RNN_CASES)
-def test_dropout_wrapper_in_dynamic_rnn_is_removed_inside_the_loop(case, tmp_path):
+def _rnn_args(case: str, directory: str) -> list[str]:
     cell, major, knob = case.removesuffix("-variational").split("-", 2)
-    variational = ["variational"] if case.endswith("-variational") else []
-    directory = str(tmp_path / "ckpt")
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    subprocess.run([sys.executable, BUILDER, directory, cell, major, knob, *variational], check=True, env=env,
-                   capture_output=True)
+    return [directory, cell, major, knob, *(["variational"] if case.endswith("-variational") else [])]
+
+
+@pytest.fixture(scope="module")
+def rnn_checkpoints(tmp_path_factory):
+    """case -> its checkpoint directory (the fast cases' written by one process)."""
+    fast = [c for c in RNN_CASES if isinstance(c, str)]
+    return keras2_builds(BUILDER, tmp_path_factory.mktemp("rnn_dropout"), fast, lambda case, path: _rnn_args(case, path))
+
+
+@pytest.mark.parametrize("case", RNN_CASES)
+def test_dropout_wrapper_in_dynamic_rnn_is_removed_inside_the_loop(case, rnn_checkpoints):
+    directory = rnn_checkpoints(case)
     model = tfopt.load(directory, outputs=["y"])
     # input, state and output masks: drawn in the loop body, or once before it and read through Enter
     assert ops(model)["RandomUniform"] == 3

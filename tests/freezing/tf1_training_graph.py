@@ -19,9 +19,12 @@ v1 = tf.compat.v1
 
 
 def main(directory: str, dropout: str = "keep_prob", flow: str = "v1") -> None:
+    os.makedirs(directory, exist_ok=True)
     v1.disable_eager_execution()
     if flow == "v1":
         v1.disable_control_flow_v2()
+    else:  # TensorFlow 2's default, set again for a process that wrote a v1 graph before
+        v1.enable_control_flow_v2()
     rng = np.random.default_rng(0)
     x_train = rng.random((64, 8, 8, 1), dtype=np.float32)
     y_train = rng.integers(0, 10, 64)

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import tfopt
+from tests.helpers import keras2_builds
 from tfopt.cli import main
 from tfopt.loaders.training_nodes import explain_outputs, loss_nodes
 from tfopt.runtimes.tensorflow import GraphRunner
@@ -22,13 +21,16 @@ RANDOM_OPS = {"RandomUniform", "RandomStandardNormal", "TruncatedNormal", "Floor
 CASES = {"keep_prob-switch-merge": ("keep_prob", "v1"), "rate-functional-if": ("rate", "v2")}
 
 
+@pytest.fixture(scope="module")
+def tf1_checkpoints(tmp_path_factory):
+    """case -> its checkpoint directory, every case written by one process."""
+    return keras2_builds(BUILDER, tmp_path_factory.mktemp("tf1_training"), list(CASES),
+                         lambda case, path: [path, *CASES[case]])
+
+
 @pytest.fixture(scope="module", params=list(CASES))
-def tf1_graph(request, tmp_path_factory):
-    dropout, flow = CASES[request.param]
-    directory = str(tmp_path_factory.mktemp(request.param) / "ckpt")
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    subprocess.run([sys.executable, BUILDER, directory, dropout, flow], check=True, env=env, capture_output=True)
-    return {"dir": directory, "dropout": dropout}
+def tf1_graph(request, tf1_checkpoints):
+    return {"dir": tf1_checkpoints(request.param), "dropout": CASES[request.param][0]}
 
 
 def test_loss_and_single_output_found_from_structure(tf1_graph):

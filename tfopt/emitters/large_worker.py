@@ -333,4 +333,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from tfopt._tf import tf
+
+    tf()  # TensorFlow without Keras 3 (the converters read SavedModels and GraphDefs): a third of its import
     sys.exit(main(sys.argv[1:]))

@@ -2,39 +2,37 @@
 
 Why a child process: tf2onnx's graph keeps each tensor's consumers in a ``set`` of node names
 (``Graph._output_to_consumers``), and its optimizers walk those sets, and sets of node objects
-(``Graph.extract_sub_graph_nodes`` returns ``list(set_of_nodes)`` and that becomes the node order),
-to decide what to rewrite first. String hashes are salted per process (``PYTHONHASHSEED``) and
-object hashes are addresses, so the same graph converted in two processes gave different graphs:
-basic-pitch's came out with 225 to 230 nodes, with TFLite and OpenVINO byte-identical. Sorting
-the ONNX graph afterwards cannot undo a different rewrite, and patching each set in tf2onnx would
-chase its internals release by release. So the child fixes both hashes at their root:
-``PYTHONHASHSEED=0`` for strings, and tf2onnx's ``Node``/``Graph`` hashed by creation number
-instead of address (:func:`_stable_hashes`). A fixed seed alone was not enough (three runs with
-``PYTHONHASHSEED=0``: tf2onnx's optimizers left 324, 330 and 326 nodes; with both: identical).
-The patch lives only in the child, so the user's process and its tf2onnx are untouched.
+(``Graph.extract_sub_graph_nodes`` returns ``list(set_of_nodes)`` and that becomes the node order), to decide
+what to rewrite first. String hashes are salted per process (``PYTHONHASHSEED``) and object hashes are
+addresses, so the same graph converted in two processes gave different graphs: basic-pitch's came out with 225
+to 230 nodes, with TFLite and OpenVINO byte-identical. Sorting the ONNX graph afterwards cannot undo a
+different rewrite, and patching each set in tf2onnx would chase its internals release by release. So the child
+fixes both hashes at their root: ``PYTHONHASHSEED=0`` for strings, and tf2onnx's ``Node``/``Graph`` hashed by
+creation number instead of address (:func:`_stable_hashes`). A fixed seed alone was not enough (three runs
+with ``PYTHONHASHSEED=0``: tf2onnx's optimizers left 324, 330 and 326 nodes; with both: identical). The patch
+lives only in the child, so the user's process and its tf2onnx are untouched.
 
-One child serves many jobs: importing TensorFlow and tf2onnx costs seconds, once per child. Each
-job starts from the same state (the creation counter and tf2onnx's generated-name counter are
-reset, and tf2onnx imports every graph into a new ``tf.Graph``), so a job's file is byte-identical
-whichever jobs the child ran before. Inside :func:`shared_child` (``tfopt convert`` enters it once
-per conversion) every conversion goes to one child, and a repeated job (same graph, inputs, outputs
-and opset: fp32 and fp16 start from one float conversion) is read back. Outside it, each call
-starts a child for its one job. A job can be sent ahead (:func:`submit_in_child`: ``tfopt convert``
-sends the float graph and the int8 engine's as soon as each exists) and collected when its
-artifact is emitted; jobs queue in the child and run one at a time in the order sent, so the
-files are those of synchronous jobs while this process builds the other targets.
+One child serves many jobs: importing TensorFlow and tf2onnx costs seconds, once per child. Each job starts
+from the same state (the creation counter and tf2onnx's generated-name counter are reset, and tf2onnx imports
+every graph into a new ``tf.Graph``), so a job's file is byte-identical whichever jobs the child ran before.
+Inside :func:`shared_child` (``tfopt convert`` enters it once per conversion) every conversion goes to one
+child, and a repeated job (same graph, inputs, outputs and opset: fp32 and fp16 start from one float
+conversion) is read back. Outside it, each call starts a child for its one job. A job can be sent ahead
+(:func:`submit_in_child`: ``tfopt convert`` sends the float graph and the int8 engine's as soon as each
+exists) and collected when its artifact is emitted; jobs queue in the child and run one at a time in the order
+sent, so the files are those of synchronous jobs while this process builds the other targets.
 
-A process whose own hash seed is already ``PYTHONHASHSEED=0`` (the ``tfopt`` command sets it for
-itself: :func:`tfopt.cli.main`) does not start a new interpreter: :meth:`Tf2OnnxChild.start` forks
-it right after importing TensorFlow, so the child serves from the parent's import instead of
-importing TensorFlow again. Its state is a new child's after its own imports (the same seed,
-tf2onnx imported and patched after the fork): the files are byte-identical to a spawned child's.
+A process whose own hash seed is already ``PYTHONHASHSEED=0`` (the ``tfopt`` command sets it for itself:
+:func:`tfopt.cli.main`) does not start a new interpreter: :meth:`Tf2OnnxChild.start` forks it right after
+importing TensorFlow, so the child serves from the parent's import instead of importing TensorFlow again. Its
+state is a new child's after its own imports (the same seed, tf2onnx imported and patched after the fork): the
+files are byte-identical to a spawned child's. A spawned child does not import Keras
+(:func:`tfopt._tf.tf` imports TensorFlow without Keras 3: a third of its import).
 
-Protocol: the parent writes ``graph.pb`` (deterministic serialization) and ``job.json`` (input and
-output tensors, opset) into a job directory and sends its path as one line on the child's stdin;
-the child writes ``model.onnx`` or ``error.txt``, then answers one line on a private copy of its
-stdout (what TensorFlow and tf2onnx print goes to the job's ``log.txt``, for the stage log).
-End of stdin ends the child.
+Protocol: the parent writes ``graph.pb`` (deterministic serialization) and ``job.json`` (input and output
+tensors, opset) into a job directory and sends its path as one line on the child's stdin; the child writes
+``model.onnx`` or ``error.txt``, then answers one line on a private copy of its stdout (what TensorFlow and
+tf2onnx print goes to the job's ``log.txt``, for the stage log). End of stdin ends the child.
 """
 
 from __future__ import annotations
@@ -397,4 +395,6 @@ def _serve(jobs: IO[str] | None = None, answers: IO[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from tfopt._tf import tf
+    tf()  # TensorFlow without Keras 3, before tf2onnx imports it
     sys.exit(_serve())
