@@ -95,10 +95,10 @@ def test_the_matrices_are_tensorflows_kernel():
     for name, resize in RESIZES.items():
         for size in SIZES.values():
             model = _model(resize, size, image=(1, 4, 5, 3))
-            _, lowered, skips = lower_resizes(model.graph_def, "onnx")
+            _, lowered, skips = lower_resizes(model.graph_def)
             wanted = "Bicubic" in name or name.startswith("tf2_")
             assert (len(lowered), skips) == ((1, []) if wanted else (0, [])), name
-    _, lowered, skips = lower_resizes(_model(RESIZES["tf2_area"], [7, 9], image=(1, None, None, 3)).graph_def, "tflite")
+    _, lowered, skips = lower_resizes(_model(RESIZES["tf2_area"], [7, 9], image=(1, None, None, 3)).graph_def)
     assert not lowered and "height and width must be static" in skips[0].reason
 
 

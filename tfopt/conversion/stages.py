@@ -333,7 +333,7 @@ def check_built(result: ConvertResult) -> None:
 
 def finish(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, say: Say) -> None:
     """``manifest.json``, ``layers.json`` (keep-float) and the report, into ``tmp``."""
-    q, r = p.options.quantize, p.options.report
+    q, r, c = p.options.quantize, p.options.report, p.options.compress
     portable, optimize_report = prepared.portable, prepared.optimize_report
     result.int8 = prepared.int8.record() if prepared.int8 is not None else None
     if prepared.sizes is not None:
@@ -357,7 +357,8 @@ def finish(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, 
                                      progress=say, metric=r.metric, allow_nonfinite=r.allow_nonfinite,
                                      verified_at=prepared.verified_at, converted_here=True,
                                      recorded=prepared.report_reference, write_to=None,
-                                     bounds=artifact_bounds(result.artifacts, prepared.qat))
+                                     bounds=artifact_bounds(result.artifacts, prepared.qat,
+                                                            compressed=c.cluster is not None or c.prune is not None))
         fail_beyond_bound(p, prepared, result, result.report, tmp)
         from tfopt.report import write_reports
 

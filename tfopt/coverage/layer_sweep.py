@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfopt.coverage.corpus import TARGETS  # the three converters, as the corpus measures them
 from tfopt.coverage.layer_cases import Case, keras_module
 
-TARGETS = ("tflite", "onnx", "openvino")
 FORMATS = {"keras3": ("keras", "export"), "keras2": ("h5", "savedmodel")}
 
 

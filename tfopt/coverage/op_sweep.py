@@ -25,9 +25,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from tfopt.coverage.corpus import TARGETS  # the three converters, as the corpus measures them
 from tfopt.coverage.op_cases import OpCase, weight_values
 
-TARGETS = ("tflite", "onnx", "openvino")
 FP32_BOUND = 1e-4  # what an fp32 artifact may differ from the original (the coverage matrix's bound)
 
 

@@ -42,9 +42,9 @@ def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
     import sys
 
     from tfopt.emitters.onnx_worker import convert_in_child
-    from tfopt.emitters.strings import check_strings
+    from tfopt.emitters.strings import check_string_compares
 
-    check_strings(model, "onnx")
+    check_string_compares(model)
     opset = opset or DEFAULT_OPSET
     try:
         proto, log = convert_in_child(_lower_for_tf2onnx(model.graph_def), [s.tensor for s in model.inputs],
@@ -89,7 +89,7 @@ def _lower_for_tf2onnx(graph_def: Any) -> Any:
     from tfopt.emitters.onnx_weight_quant import lower_weight_fake_quant
     from tfopt.emitters.resize_lower import lower_resizes
 
-    graph_def, _, kept = lower_resizes(lower_weight_fake_quant(graph_def), "onnx")
+    graph_def, _, kept = lower_resizes(lower_weight_fake_quant(graph_def))
     wrong = [skip for skip in kept if _node_op(graph_def, skip.node) == "ResizeArea"]  # tf2onnx: nearest
     if wrong:
         raise ConversionError(f"onnx: ResizeArea '{wrong[0].node}' has no ONNX form (tf2onnx would write a nearest "

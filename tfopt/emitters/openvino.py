@@ -58,9 +58,9 @@ class AccuracyControl:
 
 def convert_to_openvino(model: Model) -> Any:
     """The FP32 ``ov.Model`` of ``model``'s frozen graph, auto-named layers renumbered canonically."""
-    from tfopt.emitters.strings import check_strings
+    from tfopt.emitters.strings import check_no_strings
 
-    check_strings(model, "openvino")
+    check_no_strings(model, "openvino")
     ov_model = _convert_graph(model.graph_def)
     lost = _unnamed_outputs(ov_model, model)
     if lost:  # the frontend replaced the output's op and dropped its name (TensorListStack of a loop)
@@ -82,7 +82,7 @@ def _convert_graph(graph_def: Any) -> Any:
     with tempfile.TemporaryDirectory() as tmp_pb:
         pb = os.path.join(tmp_pb, "frozen.pb")
         with open(pb, "wb") as f:
-            f.write(lower_resizes(graph_def, "openvino")[0].SerializeToString())
+            f.write(lower_resizes(graph_def)[0].SerializeToString())
         try:
             return ov.convert_model(pb)
         except Exception as exc:

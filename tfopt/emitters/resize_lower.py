@@ -40,18 +40,16 @@ from tfopt.passes.base import Skip
 
 MAX_MATRIX = 1 << 20  # entries of one axis's matrix (4 MB as float32)
 FLOAT_OUT = ("ResizeBicubic", "ResizeBilinear", "ResizeArea", "ScaleAndTranslate")  # float32 whatever the input
-NEEDS_MATRIX = {  # per target: resizes its converter has no exact form of
-    "tflite": ("ResizeBicubic", "ResizeArea", "ScaleAndTranslate"),
-    "onnx": ("ResizeBicubic", "ResizeArea", "ScaleAndTranslate"),
-    "openvino": ("ResizeBicubic", "ResizeArea", "ScaleAndTranslate"),
-}
+# Resizes no converter has an exact form of (TFLite, tf2onnx and OpenVINO alike): bilinear and nearest
+# keep each target's native resize.
+NEEDS_MATRIX = ("ResizeBicubic", "ResizeArea", "ScaleAndTranslate")
 
 
-def lower_resizes(graph_def: Any, target: str) -> tuple[Any, list[str], list[Skip]]:
+def lower_resizes(graph_def: Any) -> tuple[Any, list[str], list[Skip]]:
     """``graph_def`` (a copy when anything changes) with each resize of :data:`NEEDS_MATRIX`
-    ``[target]`` replaced by its two matrix products where that is exact; the report lines of the
+    replaced by its two matrix products where that is exact; the report lines of the
     replaced nodes and the skips (with the reason) of the others. Top-level nodes only."""
-    ops = NEEDS_MATRIX[target]
+    ops = NEEDS_MATRIX
     wanted = [n.name for n in graph_def.node if n.op in ops]
     if not wanted:
         return graph_def, [], []

@@ -18,19 +18,25 @@ _DT_STRING = 7
 _ONNX_CASTS = frozenset({"Equal", "NotEqual"})  # tf2onnx's handler casts string operands to int32
 
 
-def check_strings(model: Model, target: str) -> None:
-    """Raise when ``target`` ("onnx" or "openvino") cannot express ``model``'s string tensors."""
-    nodes = [*model.graph_def.node, *(n for f in model.graph_def.library.function for n in f.node_def)]
-    if target == "onnx":
-        bad = next((n for n in nodes if n.op in _ONNX_CASTS and n.attr["T"].type == _DT_STRING), None)
-        if bad is not None:
-            raise ConversionError(
-                f"onnx: {bad.op} '{bad.name}' compares strings, which tf2onnx converts by casting them to integers "
-                "(ONNX Equal takes strings only from opset 19; a string lookup table made constant compares too). "
-                "Convert to tflite, or feed the looked-up ids instead of the strings")
-        return
+def _nodes(model: Model) -> list:
+    return [*model.graph_def.node, *(n for f in model.graph_def.library.function for n in f.node_def)]
+
+
+def check_string_compares(model: Model) -> None:
+    """For tf2onnx: raise when ``model`` compares strings (tf2onnx casts them to integers)."""
+    bad = next((n for n in _nodes(model) if n.op in _ONNX_CASTS and n.attr["T"].type == _DT_STRING), None)
+    if bad is not None:
+        raise ConversionError(
+            f"onnx: {bad.op} '{bad.name}' compares strings, which tf2onnx converts by casting them to integers "
+            "(ONNX Equal takes strings only from opset 19; a string lookup table made constant compares too). "
+            "Convert to tflite, or feed the looked-up ids instead of the strings")
+
+
+def check_no_strings(model: Model, target: str) -> None:
+    """For a runtime without string tensors (OpenVINO): raise when ``model`` takes or computes any;
+    ``target`` names it in the message."""
     strings = [s.name for s in model.inputs if s.dtype == "string"]
-    reader = next((n for n in nodes if n.op not in ("Const", "Placeholder", "Identity")
+    reader = next((n for n in _nodes(model) if n.op not in ("Const", "Placeholder", "Identity")
                    and any(n.attr[k].type == _DT_STRING for k in ("T", "Tin", "Tparams", "dtype") if k in n.attr)),
                   None)
     if strings or reader is not None:

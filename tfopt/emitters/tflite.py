@@ -97,7 +97,7 @@ def _lowered(model: Model) -> tuple[Model, dict[str, str]]:
     from tfopt.emitters.resize_lower import lower_resizes
     from tfopt.emitters.tflite_lower import lower_for_builtins
 
-    graph_def, resized, resize_skips = lower_resizes(model.graph_def, "tflite")
+    graph_def, resized, resize_skips = lower_resizes(model.graph_def)
     if resized:
         provenance = {**model.provenance, "lowered_resizes": resized}
         model = model.replace(graph_def=graph_def, provenance=provenance)

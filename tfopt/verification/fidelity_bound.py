@@ -10,7 +10,9 @@ check as verification, :func:`tfopt.verification.testing.compare` with ``atol = 
 samples: one bound for one artifact. Its ``fidelity.scaled_err`` is then ``<= t`` for every artifact
 kept. An artifact beyond it fails as verification fails (:class:`~tfopt.errors.VerificationError`,
 exit 7): removed, recorded in ``failed``, nothing of it written. Not bounded, as in verification:
-int8 artifacts, and float artifacts of a quantization-aware model (they quantize).
+int8 artifacts, and float artifacts of a quantization-aware model (they quantize). Nor with
+``--cluster``/``--prune``: the report measures against the uncompressed model (the cost of the
+compression, on purpose), while verification checked each artifact against the compressed one.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from tfopt.verification.tolerances import ARTIFACT
 KEY = "beyond_bound"  # a report row's record of the first output beyond the bound (popped by the caller)
 
 
-def artifact_bounds(artifacts: list[Any], quantization_aware: bool) -> dict[str, float]:
-    """Artifact path -> the bound verification applied to it (float precisions; none for a QAT model)."""
-    return {} if quantization_aware else {a.path: ARTIFACT[a.precision] for a in artifacts if a.precision in ARTIFACT}
+def artifact_bounds(artifacts: list[Any], quantization_aware: bool, compressed: bool = False) -> dict[str, float]:
+    """Artifact path -> the bound verification applied to it (float precisions; none for a QAT model, none
+    when ``compressed``: the report's reference is then the uncompressed model, not the one verified against)."""
+    if quantization_aware or compressed:
+        return {}
+    return {a.path: ARTIFACT[a.precision] for a in artifacts if a.precision in ARTIFACT}
 
 
 def beyond_bound(expected: Mapping[str, Any], got: Mapping[str, Any], bound: float,
