@@ -89,8 +89,8 @@ def _reaches(node: Any, nodes: dict[str, Any], bad: Callable[[Any], bool], *, mi
     """Walk back from ``node`` through data inputs, stopping at constants, :data:`SHAPE_OPS` and
     sources (:func:`is_source`): True when ``bad(n)`` holds for a node on the way (sources included),
     or, with ``missing_bad``, when an input names no node of the graph. Iterative: graphs are deep.
-    A ``Shape`` of a tensor whose size values chose is walked through (:mod:`tfopt.loaders.dynamic_size`)."""
-    from tfopt.loaders.dynamic_size import SizedByValues
+    A ``Shape`` of a tensor whose size values chose is walked through (:mod:`tfopt.graphdef.dynamic_size`)."""
+    from tfopt.graphdef.dynamic_size import SizedByValues
 
     sized = SizedByValues(nodes)
     stack, seen = [node], set()

@@ -291,8 +291,8 @@ def _streaming_metric_scopes(graph_def: Any, placeholders: set[str]) -> set[str]
 def _value_ancestors(nodes: dict[str, Any], name: str) -> set[str]:
     """Ancestors through data edges, not through the input of a ``Shape``-like op (which reads
     only the shape of its input, not its values) unless the values chose that shape (the count of
-    boxes non-max suppression kept: :mod:`tfopt.loaders.dynamic_size`)."""
-    from tfopt.loaders.dynamic_size import SizedByValues
+    boxes non-max suppression kept: :mod:`tfopt.graphdef.dynamic_size`)."""
+    from tfopt.graphdef.dynamic_size import SizedByValues
 
     sized = SizedByValues(nodes)
     seen: set[str] = set()

@@ -1,7 +1,7 @@
 """Outputs whose size the data decides, when an artifact answers them at another size.
 
-Non-max suppression (``NonMaxSuppressionV2``-``V5``), ``Where`` with one argument and ``Unique``
-return as many rows as the values select. A converter may lower such an op to a fixed-size kernel
+Non-max suppression, ``Where`` with one argument, ``Unique`` and the other ops of
+:data:`tfopt.graphdef.dynamic_size.DATA_SIZED_OPS` return as many rows as the values select. A converter may lower such an op to a fixed-size kernel
 that returns its maximum (``max_output_size`` indices, the rest padding) where TensorFlow returns
 only the selected rows: the artifact's output is then longer than the original's on that axis, and
 no tolerance can pair them. That is the op's form in the target, not a wrong number: the error names
@@ -13,9 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-DATA_SIZED_OPS = frozenset({"NonMaxSuppression", "NonMaxSuppressionV2", "NonMaxSuppressionV3",
-                            "NonMaxSuppressionV4", "NonMaxSuppressionV5", "NonMaxSuppressionWithOverlaps",
-                            "Where", "Unique", "UniqueV2"})
+from tfopt.graphdef.dynamic_size import DATA_SIZED_OPS  # the one list of ops whose output size values choose
+
 _SHAPES = re.compile(r"^shape \(([\d, ]*)\) != \(([\d, ]*)\)")
 
 

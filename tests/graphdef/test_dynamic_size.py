@@ -1,4 +1,4 @@
-"""A count of what values select is a head (tfopt.loaders.dynamic_size).
+"""A count of what values select is a head (tfopt.graphdef.dynamic_size).
 
 Generated tf.compat.v1 graphs, frozen (weights as constants) and as TF1 checkpoints (weights as
 variables): a float score head beside the count of elements the scores select — boxes non-max
