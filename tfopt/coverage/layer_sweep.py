@@ -23,6 +23,7 @@ from typing import Any
 
 from tfopt.coverage.corpus import TARGETS  # the three converters, as the corpus measures them
 from tfopt.coverage.layer_cases import Case, keras_module
+from tfopt.coverage.op_sweep import convert_cells
 
 FORMATS = {"keras3": ("keras", "export"), "keras2": ("h5", "savedmodel")}
 
@@ -73,8 +74,6 @@ def _sweep_case(case: Case, apis: Sequence[str], formats: dict[str, Sequence[str
 
 
 def _row_cells(case: Case, api: str, fmt: str) -> dict[str, dict[str, Any]]:
-    import tfopt
-
     if api not in case.apis:
         return {t: {"status": "skip", "message": f"no such configuration in {api}"} for t in TARGETS}
     K = keras_module(api)
@@ -86,29 +85,9 @@ def _row_cells(case: Case, api: str, fmt: str) -> dict[str, dict[str, Any]]:
             path = save(case.build(K), api, fmt, tmp)
         except Exception as exc:  # Keras itself refuses the configuration or the save: not tfopt's
             return {t: {"status": "skip", "message": f"Keras cannot build/save it: {_text(exc)}"} for t in TARGETS}
-        try:
-            result = tfopt.convert(path, os.path.join(tmp, "out"), to=list(TARGETS), quantize=["fp32"], report_runs=1,
-                                   **case.options)
-        except Exception as exc:
-            return {t: failure(exc) for t in TARGETS}
-    built = {a["format"]: a for a in (result.report or {}).get("artifacts", [])}
-    failed = {f.format: error for f, error in zip(result.failed, result.errors)}
-    cells = {}
-    for target in TARGETS:
-        if target in built:
-            cells[target] = {"status": "ok", "max_abs_err": built[target]["fidelity"]["max_abs_err"],
-                             "scaled_err": built[target]["fidelity"].get("scaled_err")}
-        else:
-            error = failed.get(target)
-            cells[target] = failure(error) if error is not None else {"status": "internal", "message": "not built, no error"}
-    return cells
-
-
-def failure(exc: BaseException) -> dict[str, Any]:
-    from tfopt.errors import TfoptError
-
-    typed = isinstance(exc, TfoptError)
-    return {"status": "typed" if typed else "internal", "error": type(exc).__name__, "message": _text(exc)}
+        cells = convert_cells(path, os.path.join(tmp, "out"), TARGETS, **case.options)
+    # a verification failure is one of tfopt's typed errors here (the op sweep tells it apart as "mismatch")
+    return {t: {**c, "status": "typed"} if c["status"] == "mismatch" else c for t, c in cells.items()}
 
 
 def _text(exc: BaseException) -> str:

@@ -125,22 +125,25 @@ def classify(exc: BaseException) -> dict[str, Any]:
     return {"status": "internal", "error": type(exc).__name__, "message": message}
 
 
-def convert_cells(path: str, outdir: str, targets: Sequence[str] = TARGETS) -> dict[str, dict[str, Any]]:
-    """``{target: cell}`` from one ``tfopt.convert(path, to=targets)`` at fp32, verified (as a user's
-    ``--to tflite,onnx,openvino``: a failing target does not hide the others)."""
+def convert_cells(path: str, outdir: str, targets: Sequence[str] = TARGETS, **options: Any) -> dict[str, dict[str, Any]]:
+    """``{target: cell}`` from one ``tfopt.convert(path, to=targets, **options)`` at fp32, verified (as a
+    user's ``--to tflite,onnx,openvino``: a failing target does not hide the others). An ok cell holds the
+    verification's ``max_abs_err`` and the report's ``scaled_err`` (the error in the bound's units)."""
     from tfopt import convert
 
     try:
-        result = convert(path, outdir, to=list(targets), quantize=["fp32"], report_runs=1)
+        result = convert(path, outdir, to=list(targets), quantize=["fp32"], report_runs=1, **options)
     except Exception as exc:
         return {t: classify(exc) for t in targets}
+    scaled = {a["format"]: a["fidelity"].get("scaled_err") for a in (result.report or {}).get("artifacts", [])}
     built = {a.format: a for a in result.artifacts}
     failed = dict(zip((f.format for f in result.failed), result.errors))
     cells: dict[str, dict[str, Any]] = {}
     for target in targets:
         if target in built:
             err = built[target].max_abs_err
-            cells[target] = {"status": "ok", "max_abs_err": None if err is None else float(err)}
+            cells[target] = {"status": "ok", "max_abs_err": None if err is None else float(err),
+                             "scaled_err": scaled.get(target)}
         elif target in failed:
             cells[target] = classify(failed[target])
         else:
