@@ -169,6 +169,9 @@ class Target:
         ahead: ``"module:function"`` ``(model, opset) -> bool``: sends the float conversion of the
             portable graph to a helper process before the other targets are built, collected when
             this target's artifact is emitted (``tfopt convert``'s overlap), or ``None``.
+        approximations: ``"module:function"`` ``(graph_def) -> [str]``: the ops of the graph this
+            target computes only approximately, each with the cause and the way out; verification
+            names them when an output differs (``None``: none known).
         int8_ops, intermediates, repro, latency: ``"module:function"`` or ``None`` (signatures in
             the module docstring): int8 kernel counting, ``tfopt debug compare``, ``tfopt debug
             reduce``'s ``repro.py``, the corpus's latency harness. ``None``: the target has no such role.
@@ -208,6 +211,7 @@ class Target:
     large_precisions: tuple[str, ...] = ()
     large_note: str = ""
     ahead: str | None = None
+    approximations: str | None = None
 
     def artifact_path(self, precision: str) -> str:
         """The artifact's path relative to OUTDIR, e.g. ``model.int8.tflite``."""
@@ -234,7 +238,8 @@ class Target:
 
 
 ROLES = ("emit", "runner", "weights", "layer_quantizer", "quantization_settings", "runtime_settings", "int8_ops",
-         "intermediates", "repro", "latency", "fixed_shapes", "large", "large_converter", "ahead")  # the fields naming a "module:function"
+         "intermediates", "repro", "latency", "fixed_shapes", "large", "large_converter", "ahead",
+         "approximations")  # the fields naming a "module:function"
 
 
 def _graphdef(name: str, file: str, emit: str, **where: Any) -> Target:
@@ -266,7 +271,7 @@ _BUILT_IN = (
            int8_ops="tfopt.quantizing.int8_ops:onnx_ops", intermediates="tfopt.debug.run_onnx:open_intermediates",
            repro="tfopt.debug.repro:onnx_repro", latency="tfopt.coverage.latency:open_onnx",
            large="tfopt.emitters.large:onnx_from_graph", large_converter="tfopt.emitters.large_worker:convert_onnx",
-           ahead="tfopt.emitters.onnx:convert_ahead",
+           ahead="tfopt.emitters.onnx:convert_ahead", approximations="tfopt.emitters.onnx_resize:approximate_ops",
            large_precisions=("fp32", "dynamic"),
            large_note="ONNX Runtime's float16 converter needs the whole model in one protobuf (2 GB at most)"),
     Target("openvino", precisions=("fp32", "fp16", "dynamic", "int8"), file="openvino.{precision}",

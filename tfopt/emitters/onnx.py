@@ -76,10 +76,6 @@ def convert_ahead(model: Model, opset: int | None = None) -> bool:
                            [s.tensor for s in model.outputs], opset or DEFAULT_OPSET)
 
 
-def _node_op(graph_def: Any, name: str) -> str:
-    return next((n.op for n in graph_def.node if n.name == name), "")
-
-
 def _lower_for_tf2onnx(graph_def: Any) -> Any:
     """Rewrite TF ops tf2onnx has no handler for into ones it has:
     ``Erfc(x) = 1 − Erf(x)`` (Keras 3's exact GELU, ``0.5·x·erfc(−x/√2)``, uses Erfc); weight fake
@@ -90,7 +86,7 @@ def _lower_for_tf2onnx(graph_def: Any) -> Any:
     from tfopt.emitters.resize_lower import lower_resizes
 
     graph_def, _, kept = lower_resizes(lower_weight_fake_quant(graph_def))
-    wrong = [skip for skip in kept if _node_op(graph_def, skip.node) == "ResizeArea"]  # tf2onnx: nearest
+    wrong = [skip for skip in kept if skip.reason.startswith("ResizeArea")]  # tf2onnx: nearest (a body's too)
     if wrong:
         raise ConversionError(f"onnx: ResizeArea '{wrong[0].node}' has no ONNX form (tf2onnx would write a nearest "
                               f"resize) and tfopt cannot write TensorFlow's weights for it: {wrong[0].reason}")

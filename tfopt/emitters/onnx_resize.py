@@ -15,7 +15,12 @@ for every ResizeBicubic. A cubic ``Resize`` whose ``coordinate_transformation_mo
 ``cubic_coeff_a = −0.75, exclude_outside = 0``. This matters only for a bicubic resize left to
 tf2onnx (a dynamic image size: :mod:`tfopt.emitters.resize_lower` replaces the static ones by
 TensorFlow's exact weights); TensorFlow still rounds the sample offset to 1/1024, so at ratios
-that are not multiples of 1/1024 the two differ by ~1e-3 and verification says so.
+that are not multiples of 1/1024 the two differ by ~1e-3. No ``Resize`` form reaches TensorFlow's
+numbers there: ``sizes`` or ``scales``, ``asymmetric``/``align_corners``/``half_pixel`` or
+``tf_crop_and_resize`` with an roi, ONNX's cubic weighs every tap at the exact offset. So when
+verification finds an output off, it names each such node and the way out
+(:func:`approximate_ops`, the target's ``approximations`` role): static height and width, which
+:mod:`tfopt.emitters.resize_lower` turns into TensorFlow's own weights.
 """
 
 from __future__ import annotations
@@ -99,3 +104,16 @@ def _reaching(scale: np.float32, size: int | None) -> np.float32:
     while Fraction(float(s)) * size < out:
         s = np.nextafter(s, np.float32(np.inf))
     return np.float32(s)
+
+
+def approximate_ops(graph_def: Any) -> list[str]:
+    """The bicubic resizes of ``graph_def`` (main graph and function bodies) that tf2onnx's ``Resize``
+    computes (the matrix form declined them: the reason is given), each with why ONNX Runtime's
+    numbers are not TensorFlow's and the way out. Empty when there are none."""
+    from tfopt.emitters.resize_lower import lower_resizes
+
+    return [f"ResizeBicubic '{skip.node}' as ONNX's cubic Resize ({skip.reason}): ONNX weighs each tap at its "
+            f"exact sample offset, TensorFlow's kernel at the offset rounded to 1/1024, ~1e-3 apart where the "
+            f"size ratio is not a multiple of 1/1024; give the image a static height and width (--inputs) and "
+            f"tfopt writes TensorFlow's own weights"
+            for skip in lower_resizes(graph_def)[2] if skip.reason.startswith("ResizeBicubic")]

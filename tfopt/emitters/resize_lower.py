@@ -28,6 +28,11 @@ for an image of a few hundred pixels a side is small; above :data:`MAX_MATRIX` e
 the node is left to the converter (reported as a skip).
 
 A node whose spatial size is not static is left to the converter, with the reason.
+
+The same resizes inside functional control flow (``tf.cond`` branches, ``tf.while_loop`` bodies,
+``Case`` branches, called functions, nested ones) are lowered in the library, each body once
+(:mod:`tfopt.emitters.tflite_lower_bodies`): there the size comes from the body's own constants and
+static shapes (TensorFlow's ``try_evaluate_constant``), the image's shape from the body's arguments.
 """
 
 from __future__ import annotations
@@ -48,10 +53,14 @@ NEEDS_MATRIX = ("ResizeBicubic", "ResizeArea", "ScaleAndTranslate")
 def lower_resizes(graph_def: Any) -> tuple[Any, list[str], list[Skip]]:
     """``graph_def`` (a copy when anything changes) with each resize of :data:`NEEDS_MATRIX`
     replaced by its two matrix products where that is exact; the report lines of the
-    replaced nodes and the skips (with the reason) of the others. Top-level nodes only."""
+    replaced nodes and the skips (with the reason) of the others. The main graph's nodes and
+    those of every function body it reaches (named ``<function>/<node>``)."""
+    from tfopt.emitters.tflite_lower_bodies import bodies_to_lower
+
     ops = NEEDS_MATRIX
     wanted = [n.name for n in graph_def.node if n.op in ops]
-    if not wanted:
+    bodies = bodies_to_lower(graph_def, ops)
+    if not wanted and not bodies:
         return graph_def, [], []
     from tfopt._tf import GraphFacts
     from tfopt.emitters.tflite_lowering import Operand, splice
@@ -73,8 +82,35 @@ def lower_resizes(graph_def: Any) -> tuple[Any, list[str], list[Skip]]:
             skips.append(Skip(name, matrices))
             continue
         splice(out.node, node, operands, _builder(*matrices), taken)
-        lowered.append(f"{name} ({node.op}: two constant matrix products, TensorFlow's weights)")
-    return out, lowered, skips
+        lowered.append(f"{name} ({node.op}: {WHAT})")
+    if bodies:
+        from tfopt.emitters.tflite_lower_bodies import lower_bodies
+
+        in_bodies = lower_bodies(out, bodies, facts.graph, lowering_of=_body_lowering)
+        lowered, skips = lowered + in_bodies.lowered, skips + in_bodies.skips
+    return (out, lowered, skips) if lowered else (graph_def, lowered, skips)
+
+
+WHAT = "two constant matrix products, TensorFlow's weights"
+
+
+def _body_lowering(node: Any, static: Any) -> Any:
+    """A resize of :data:`NEEDS_MATRIX` inside a function body as a ``Lowering``: its check finds
+    the matrices (or the reason there are none) from the node's operands and ``static`` values."""
+    if node.op not in NEEDS_MATRIX:
+        return None
+    from tfopt.emitters.tflite_lowering import Lowering
+
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def check(node: Any, operands: Any) -> str | None:
+        matrices = _matrices_or_reason(node, operands[0], [static(o.tensor) for o in operands[1:]])
+        if isinstance(matrices, str):
+            return matrices
+        found.append(matrices)
+        return None
+
+    return Lowering(node.op, check, lambda node, inputs: _builder(*found[-1])(node, inputs), WHAT)
 
 
 SHAPE_READERS = ("Shape", "ShapeN", "Size", "Rank")

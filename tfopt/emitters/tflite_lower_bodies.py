@@ -1,4 +1,8 @@
-"""The TFLite lowering inside function bodies: ``While``/``If``/``Case`` bodies and branches.
+"""Lowerings inside function bodies: ``While``/``If``/``Case`` bodies and branches.
+
+Two lowerings use it: the TFLite one (:data:`tfopt.emitters.tflite_lowering.registry`, the default)
+and the resize one every target runs (:mod:`tfopt.emitters.resize_lower`, which passes its own
+``lowering_of``: a resize's weights need the static values of its size inputs in that body).
 
 A frozen TF2 graph keeps functional control flow: ``StatelessWhile(cond=C, body=B)``,
 ``StatelessIf(then_branch=T, else_branch=E)``, ``Case(branches=[...])`` and ``PartitionedCall(f=F)``
@@ -22,30 +26,45 @@ keeps two different lowered libraries apart and gives the same one the same name
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Any
 
-from tfopt.emitters.tflite_lowering import Lowered, Operand, lower_nodes, registry
+import numpy as np
+
+from tfopt.emitters.tflite_lowering import Lowered, Lowering, Operand, lower_nodes, registry
 from tfopt.graph import tensor_node, tensor_port
 
 SUFFIX = "_lowered"
+LoweringOf = Callable[[Any, Callable[[str], "np.ndarray | None"]], "Lowering | None"]
+"""``(node, static) -> Lowering or None``: ``static(ref)`` is an input's value when the body's
+constants and static shapes decide it (TensorFlow's ``try_evaluate_constant``), else ``None``."""
 
 
-def bodies_to_lower(graph_def: Any) -> list[str]:
-    """Names of the library functions reachable from ``graph_def``'s nodes that hold an op with a lowering."""
+def _registered(node: Any, _static: Any) -> Lowering | None:
+    return registry.get(node.op)
+
+
+def bodies_to_lower(graph_def: Any, ops: Collection[str] | None = None) -> list[str]:
+    """Names of the library functions reachable from ``graph_def``'s nodes that hold an op with a
+    lowering (``ops``: one of these op types instead)."""
     from tfopt.passes.prune_dead import called_functions
+
+    def wanted(op: str) -> bool:
+        return op in ops if ops is not None else registry.get(op) is not None
 
     reachable = called_functions(graph_def)
     return sorted(f.signature.name for f in graph_def.library.function
-                  if f.signature.name in reachable and any(registry.get(n.op) for n in f.node_def))
+                  if f.signature.name in reachable and any(wanted(n.op) for n in f.node_def))
 
 
-def lower_bodies(graph_def: Any, names: list[str], graph: Any) -> Lowered:
+def lower_bodies(graph_def: Any, names: list[str], graph: Any, *, lowering_of: LoweringOf = _registered) -> Lowered:
     """Lower the ops of the functions ``names`` of ``graph_def`` (in place; module docstring).
 
     Args:
         graph_def: the graph whose library holds the functions.
         names: from :func:`bodies_to_lower`.
         graph: a ``tf.Graph`` ``graph_def``'s library was imported into (nested calls resolve there).
+        lowering_of: each node's lowering (:data:`LoweringOf`; default: the TFLite registry's).
 
     Returns:
         The lowered nodes and the declined ones, each named ``<function>/<node>``.
@@ -53,7 +72,7 @@ def lower_bodies(graph_def: Any, names: list[str], graph: Any) -> Lowered:
     done = Lowered({}, [], [])
     for fdef in graph_def.library.function:
         if fdef.signature.name in names:
-            body = _lower_body(fdef, graph)
+            body = _lower_body(fdef, graph, lowering_of)
             done.lowered.extend(body.lowered)
             done.skips.extend(body.skips)
     if done.lowered:
@@ -66,7 +85,8 @@ def lower_bodies(graph_def: Any, names: list[str], graph: Any) -> Lowered:
     return done
 
 
-def _lower_body(fdef: Any, graph: Any) -> Lowered:
+def _lower_body(fdef: Any, graph: Any, lowering_of: LoweringOf) -> Lowered:
+    from tensorflow.python.framework import tensor_util
     from tensorflow.python.framework.function_def_to_graph import function_def_to_graph, function_def_to_graph_def
 
     with graph.as_default():
@@ -77,7 +97,16 @@ def _lower_body(fdef: Any, graph: Any) -> Lowered:
         tensor = body.get_tensor_by_name(flat[ref])
         return Operand(ref, tensor.dtype, None if tensor.shape.rank is None else tuple(tensor.shape.as_list()))
 
-    wanted = [n.name for n in fdef.node_def if registry.get(n.op)]
+    def static(ref: str) -> np.ndarray | None:
+        tensor = body.get_tensor_by_name(flat[ref])
+        try:  # TensorFlow's own evaluation: constants, and shape ops on static shapes
+            value = tensor_util.try_evaluate_constant(tensor)
+        except Exception:  # noqa: BLE001 (an op it cannot evaluate: its simpler folding)
+            value = tensor_util.constant_value(tensor)
+        return None if value is None else np.asarray(value)
+
+    lowerings = {n.name: lowering_of(n, static) for n in fdef.node_def}
+    wanted = [name for name, lowering in lowerings.items() if lowering is not None]
     lowering = set(wanted)
     before: dict[str, list[tuple[int, str]]] = {}  # node -> (flat index, FunctionDef name) of its outputs
     for nested, flat_name in flat.items():
@@ -85,7 +114,8 @@ def _lower_body(fdef: Any, graph: Any) -> Lowered:
             before.setdefault(tensor_node(flat_name), []).append((tensor_port(flat_name), nested))
     taken = {n.name for n in fdef.node_def} | {a.name for a in fdef.signature.input_arg}
     name = fdef.signature.name
-    done = lower_nodes(fdef.node_def, wanted, operand, taken, nested=True, label=lambda node: f"{name}/{node}")
+    done = lower_nodes(fdef.node_def, wanted, operand, taken, nested=True, label=lambda node: f"{name}/{node}",
+                       lowering_of=lambda node: lowerings[node.name])
     moved = {old: outputs[k] for node, outputs in done.outputs.items() for k, old in sorted(before[node])}
     for node in fdef.node_def:
         for i, ref in enumerate(node.input):

@@ -96,7 +96,8 @@ class Lowered:
 
 
 def lower_nodes(nodes: Any, wanted: Sequence[str], operand: Callable[[str], Operand], taken: set[str], *,
-                nested: bool = False, label: Callable[[str], str] = str) -> Lowered:
+                nested: bool = False, label: Callable[[str], str] = str,
+                lowering_of: Callable[[Any], Lowering | None] | None = None) -> Lowered:
     """Lower each node of ``nodes`` named in ``wanted`` (in place) whose lowering's check passes.
 
     Args:
@@ -106,13 +107,16 @@ def lower_nodes(nodes: Any, wanted: Sequence[str], operand: Callable[[str], Oper
         taken: names in use in that scope; the new nodes' names are added.
         nested: ``nodes`` are a function body: tensors are named ``node:arg:index`` (FunctionDef).
         label: how a node is named in the report (a function body's name in front).
+        lowering_of: a node's :class:`Lowering` (default: :data:`registry`'s for its op); every
+            node of ``wanted`` has one.
     """
     by_name = {n.name: n for n in nodes}
     done = Lowered({}, [], [])
     for name in wanted:
         node = by_name[name]
-        lowering = registry.get(node.op)
-        assert lowering is not None
+        lowering = lowering_of(node) if lowering_of is not None else registry.get(node.op)
+        if lowering is None:
+            raise ValueError(f"no lowering for {node.op} '{name}'")
         operands = [operand(ref) for ref in node.input if not ref.startswith("^")]
         reason = lowering.check(node, operands)
         if reason is not None:

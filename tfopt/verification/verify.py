@@ -330,5 +330,16 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
             raise VerificationError(f"verifying {what} ({record.runtime_name}) against the original model "
                                     f"(TensorFlow) {at}: output '{bad[0].name}': {bad[0].problem or 'differs'} "
                                     f"(max abs err {bad[0].max_abs_err:.3g}, bound {bound:g})"
-                                    f"{padded(original.graph_def, bad[0].problem, artifact.format)}; nothing was written")
+                                    f"{padded(original.graph_def, bad[0].problem, artifact.format)}"
+                                    f"{_approximations(record, original.graph_def)}; nothing was written")
+
+
+def _approximations(record: Any, graph_def: Any) -> str:
+    """The ops the target computes only approximately in this graph (its ``approximations`` role), as a
+    clause of the error: the likely cause of an output that differs."""
+    notes = record.call("approximations", graph_def) if record.approximations is not None else []
+    if not notes:
+        return ""
+    more = f" (and {len(notes) - 1} more)" if len(notes) > 1 else ""
+    return f"; {record.converter} writes {notes[0]}{more}"
 
