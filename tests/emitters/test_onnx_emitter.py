@@ -61,3 +61,38 @@ def test_the_file_matches_tensorflow(converted):
     runner = runner_for(artifact.format, os.path.join(out, artifact.path), manifest_model(out))
     got = np.concatenate([next(iter(runner({"spec": x[i:i + 1]}).values())) for i in range(len(x))])
     np.testing.assert_allclose(got, model(x).numpy(), rtol=0, atol=TOL)
+
+
+@pytest.mark.slow
+def test_files_identical_across_hash_seeds(tmp_path):
+    """Generated graphs with parallel branches (four attention heads, five concatenated branches,
+    three outputs named out of order, a cond whose branches hold parallel paths) emitted fp32 and
+    int8 in two processes whose string-hash salts differ: every file has the same bytes. The parent
+    (tfopt's rewrites, ONNX Runtime's quantizer) runs under either salt; tf2onnx's child under its
+    own fixed one (tfopt.emitters.onnx_worker). The fp32 files match TensorFlow within TOL."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.emitters.onnx_seed_models import OUTPUTS, SHAPES, model
+    from tfopt.runtimes.tensorflow import GraphRunner
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    hashes = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        out = tmp_path / seed
+        out.mkdir()
+        done = subprocess.run([sys.executable, "-m", "tests.emitters.onnx_seed_models", str(out)], env=env, cwd=root,
+                              capture_output=True, text=True, check=True)
+        hashes.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert len(hashes[0]) == 2 * len(SHAPES) and hashes[0] == hashes[1]
+    x = {name: np.random.default_rng(5).standard_normal((3, *shape[1:])).astype(np.float32)
+         for name, shape in SHAPES.items()}
+    for name in SHAPES:
+        m = model(name)
+        for sign in (1.0, -1.0):  # both branches of the cond
+            got = runner_for("onnx", str(tmp_path / "1" / f"{name}.fp32.onnx"), m)({"x": sign * x[name]})
+            want = GraphRunner(m)({"x": sign * x[name]})
+            for output in OUTPUTS[name]:
+                np.testing.assert_allclose(got[output], want[output], rtol=0, atol=TOL, err_msg=f"{name}/{output}")
