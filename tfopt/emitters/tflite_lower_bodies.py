@@ -101,7 +101,7 @@ def _lower_body(fdef: Any, graph: Any, lowering_of: LoweringOf) -> Lowered:
         tensor = body.get_tensor_by_name(flat[ref])
         try:  # TensorFlow's own evaluation: constants, and shape ops on static shapes
             value = tensor_util.try_evaluate_constant(tensor)
-        except Exception:  # noqa: BLE001 (an op it cannot evaluate: its simpler folding)
+        except Exception:  # an op it cannot evaluate: its simpler folding
             value = tensor_util.constant_value(tensor)
         return None if value is None else np.asarray(value)
 
