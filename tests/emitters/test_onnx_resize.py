@@ -1,10 +1,12 @@
-"""A bicubic resize of a dynamic-size image left to tf2onnx (tfopt.emitters.onnx_resize).
+"""A bicubic resize left to tf2onnx (tfopt.emitters.onnx_resize): one whose output size the data
+decides (``2·H + 1``), which neither TensorFlow's matrices nor the in-graph weights of
+tfopt.emitters.resize_dynamic (a constant size) can write.
 
 ONNX's cubic ``Resize`` weighs each tap at its exact sample offset, TensorFlow's kernel at the offset
 rounded to 1/1024: at size ratios off that grid the two differ by ~1e-3, in every ONNX form
 (the module docstring). Verification must then say which node and why, not only "differs". Generated
 cases: the legacy kernel and the half-pixel one, one file each, verified at several odd image sizes
-(bound 1e-4); at the output's own size (offsets 0) the file matches TensorFlow within 1e-5.
+(bound 1e-4); at a 1 x 1 image (every offset 0) the file matches TensorFlow within 1e-5.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from tfopt.runtimes.tensorflow import GraphRunner
 from tfopt.verification.verify import verify_artifact
 from tfopt.verification.verify_inputs import VerifyInputs
 
-SIZE = [11, 13]  # the resize's output: 11 x 13, whatever the image
 KERNELS = {"legacy": (False, False), "half-pixel": (False, True)}
 ODD = [(5, 7), (9, 4), (7, 10)]  # image sizes whose ratios to 11 x 13 are off the 1/1024 grid
 BOUND = 1e-4
@@ -29,12 +30,13 @@ BOUND = 1e-4
 
 @pytest.fixture(scope="module", params=list(KERNELS))
 def bicubic_onnx(request, tmp_path_factory):
-    """``(model, path of its .onnx)``: ``ResizeBicubic`` of an ``[N, ?, ?, 2]`` image to 11 x 13."""
+    """``(model, path of its .onnx)``: ``ResizeBicubic`` of an ``[N, H, W, 2]`` image to ``2H+1 x 2W+1``."""
     ac, hp = KERNELS[request.param]
 
     def build(t):
         x = t.compat.v1.placeholder(t.float32, (None, None, None, 2), name="x")
-        y = t.raw_ops.ResizeBicubic(images=x, size=SIZE, align_corners=ac, half_pixel_centers=hp, name="bicubic")
+        size = t.shape(x)[1:3] * 2 + 1
+        y = t.raw_ops.ResizeBicubic(images=x, size=size, align_corners=ac, half_pixel_centers=hp, name="bicubic")
         t.identity(y, name="y")
 
     model = graph_model(build, {"x": (None, None, None, 2)}, ["y"])
@@ -57,22 +59,24 @@ def test_verification_names_the_resize_and_the_cause(bicubic_onnx, height, width
     message = str(info.value)
     assert "ResizeBicubic 'bicubic'" in message and "1/1024" in message and "--inputs" in message
     want = GraphRunner(model)({"x": np.zeros((1, height, width, 2), np.float32)})["y"]
-    assert want.shape == (1, *SIZE, 2)
+    assert want.shape == (1, 2 * height + 1, 2 * width + 1, 2)
 
 
-def test_on_the_1024_grid_the_file_is_tensorflows(bicubic_onnx, tmp_path):
-    """At the output's own size every sample offset is 0, on the grid: the same file is TensorFlow's
+def test_on_the_1024_grid_the_file_is_tensorflows(bicubic_onnx):
+    """A 1 x 1 image: every tap is the one pixel, whatever the offsets: the same file is TensorFlow's
     within 1e-5, so what the odd sizes show is the grid, not a broken file."""
     model, path = bicubic_onnx
-    assert _verify(model, path, *SIZE).max_abs_err < 1e-5  # the same size: every offset is 0
+    assert _verify(model, path, 1, 1).max_abs_err < 1e-5
 
 
-def test_static_sizes_have_nothing_approximate():
-    """With a static image the matrix form takes the node: nothing to name."""
+@pytest.mark.parametrize("image", [(1, 5, 7, 2), (None, None, None, 2)], ids=["static", "dynamic"])
+def test_a_constant_size_has_nothing_approximate(image):
+    """A constant output size: TensorFlow's matrices (static image) or its weights built in the
+    graph (dynamic image) take the node; nothing to name."""
     from tfopt.emitters.onnx_resize import approximate_ops
 
     def build(t):
-        x = t.compat.v1.placeholder(t.float32, (1, 5, 7, 2), name="x")
-        t.identity(t.raw_ops.ResizeBicubic(images=x, size=SIZE), name="y")
+        x = t.compat.v1.placeholder(t.float32, image, name="x")
+        t.identity(t.raw_ops.ResizeBicubic(images=x, size=[11, 13]), name="y")
 
-    assert approximate_ops(graph_model(build, {"x": (1, 5, 7, 2)}, ["y"]).graph_def) == []
+    assert approximate_ops(graph_model(build, {"x": image}, ["y"]).graph_def) == []

@@ -79,10 +79,13 @@ def test_every_resize_in_every_target(tmp_path, resize, size, target):
     _check(tmp_path, _model(RESIZES[resize], SIZES[size]), target)
 
 
-def test_dynamic_size_legacy_bicubic_gets_tensorflows_coefficient_in_onnx(tmp_path):
-    """Height and width unknown: the node stays tf2onnx's ``Resize``, with ``a = -0.75`` and edges
-    clamped (exact where the sample offsets are multiples of 1/1024, as at 2x)."""
-    model = _model(_raw("ResizeBicubic", False, False), [12, 12], image=(None, None, None, 2))
+def test_data_sized_legacy_bicubic_gets_tensorflows_coefficient_in_onnx(tmp_path):
+    """An output size the data decides (twice the image's): the node stays tf2onnx's ``Resize``, with
+    ``a = -0.75`` and edges clamped (exact where the sample offsets are multiples of 1/1024, as at 2x)."""
+    def twice(t, x, _size):
+        return t.raw_ops.ResizeBicubic(images=x, size=t.shape(x)[1:3] * 2, align_corners=False, half_pixel_centers=False)
+
+    model = _model(twice, None, image=(None, None, None, 2))
     x = np.random.default_rng(4).standard_normal((2, 6, 6, 2)).astype(np.float32)
     _check(tmp_path, model, "onnx", x)
 

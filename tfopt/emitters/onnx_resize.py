@@ -13,8 +13,9 @@ edge pixels; tf2onnx writes ``a = −0.5`` with ``exclude_outside = 1`` (the hal
 for every ResizeBicubic. A cubic ``Resize`` whose ``coordinate_transformation_mode`` is
 ``asymmetric`` or ``align_corners`` can only come from the legacy kernel, so it gets
 ``cubic_coeff_a = −0.75, exclude_outside = 0``. This matters only for a bicubic resize left to
-tf2onnx (a dynamic image size: :mod:`tfopt.emitters.resize_lower` replaces the static ones by
-TensorFlow's exact weights); TensorFlow still rounds the sample offset to 1/1024, so at ratios
+tf2onnx (an output size the data decides: :mod:`tfopt.emitters.resize_lower` replaces those of a
+constant size by TensorFlow's exact weights, :mod:`tfopt.emitters.resize_dynamic` when the image's
+size is dynamic); TensorFlow still rounds the sample offset to 1/1024, so at ratios
 that are not multiples of 1/1024 the two differ by ~1e-3. No ``Resize`` form reaches TensorFlow's
 numbers there: ``sizes`` or ``scales``, ``asymmetric``/``align_corners``/``half_pixel`` or
 ``tf_crop_and_resize`` with an roi, ONNX's cubic weighs every tap at the exact offset. So when
@@ -114,6 +115,6 @@ def approximate_ops(graph_def: Any) -> list[str]:
 
     return [f"ResizeBicubic '{skip.node}' as ONNX's cubic Resize ({skip.reason}): ONNX weighs each tap at its "
             f"exact sample offset, TensorFlow's kernel at the offset rounded to 1/1024, ~1e-3 apart where the "
-            f"size ratio is not a multiple of 1/1024; give the image a static height and width (--inputs) and "
-            f"tfopt writes TensorFlow's own weights"
+            f"size ratio is not a multiple of 1/1024; give the resize a constant size (and the image a static "
+            f"height and width: --inputs) and tfopt writes TensorFlow's own weights"
             for skip in lower_resizes(graph_def)[2] if skip.reason.startswith("ResizeBicubic")]

@@ -27,7 +27,9 @@ TensorFlow's own floats. Cost: ``O(oH·H + oW·W)`` constants and a dense produc
 for an image of a few hundred pixels a side is small; above :data:`MAX_MATRIX` entries per axis
 the node is left to the converter (reported as a skip).
 
-A node whose spatial size is not static is left to the converter, with the reason.
+A ``ResizeBicubic`` of constant size whose image's height and width are dynamic gets TensorFlow's
+weights built in the graph instead (:mod:`tfopt.emitters.resize_dynamic`); any other node whose
+spatial size is not static is left to the converter, with the reason.
 
 The same resizes inside functional control flow (``tf.cond`` branches, ``tf.while_loop`` bodies,
 ``Case`` branches, called functions, nested ones) are lowered in the library, each body once
@@ -77,12 +79,13 @@ def lower_resizes(graph_def: Any) -> tuple[Any, list[str], list[Skip]]:
         node = by_name[name]
         refs = [r for r in node.input if not r.startswith("^")]
         operands = [Operand(r, facts.graph.get_tensor_by_name(canonical_tensor(r)).dtype, facts.shape(r)) for r in refs]
-        matrices = _matrices_or_reason(node, operands[0], [_constant(graph_def, facts, r) for r in refs[1:]])
-        if isinstance(matrices, str):
-            skips.append(Skip(name, matrices))
+        values = [_constant(graph_def, facts, r) for r in refs[1:]]
+        build, what = _lowering_or_reason(node, operands[0], values)
+        if build is None:
+            skips.append(Skip(name, what))
             continue
-        splice(out.node, node, operands, _builder(*matrices), taken)
-        lowered.append(f"{name} ({node.op}: {WHAT})")
+        splice(out.node, node, operands, build, taken)
+        lowered.append(f"{name} ({node.op}: {what})")
     if bodies:
         from tfopt.emitters.tflite_lower_bodies import lower_bodies
 
@@ -101,16 +104,30 @@ def _body_lowering(node: Any, static: Any) -> Any:
         return None
     from tfopt.emitters.tflite_lowering import Lowering
 
-    found: list[tuple[np.ndarray, np.ndarray]] = []
+    found: list[Any] = []
 
     def check(node: Any, operands: Any) -> str | None:
-        matrices = _matrices_or_reason(node, operands[0], [static(o.tensor) for o in operands[1:]])
-        if isinstance(matrices, str):
-            return matrices
-        found.append(matrices)
+        build, what = _lowering_or_reason(node, operands[0], [static(o.tensor) for o in operands[1:]])
+        if build is None:
+            return what
+        found.append(build)
         return None
 
-    return Lowering(node.op, check, lambda node, inputs: _builder(*found[-1])(node, inputs), WHAT)
+    return Lowering(node.op, check, lambda node, inputs: found[-1](node, inputs), WHAT)
+
+
+def _lowering_or_reason(node: Any, image: Any, values: list[np.ndarray | None]) -> tuple[Any, str]:
+    """``(build, what it becomes)``: TensorFlow's matrices when the image's size is static, a
+    bicubic's weights built in the graph when it is not (:mod:`tfopt.emitters.resize_dynamic`);
+    else ``(None, why not)``."""
+    from tfopt.emitters.resize_dynamic import WHAT as DYNAMIC
+    from tfopt.emitters.resize_dynamic import dynamic_bicubic
+
+    matrices = _matrices_or_reason(node, image, values)
+    if not isinstance(matrices, str):
+        return _builder(*matrices), WHAT
+    build = dynamic_bicubic(node, image, values) if "must be static" in matrices else None
+    return (build, DYNAMIC) if build is not None else (None, matrices)
 
 
 SHAPE_READERS = ("Shape", "ShapeN", "Size", "Rank")
