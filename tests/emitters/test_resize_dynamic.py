@@ -4,8 +4,9 @@
 Generated cases: each kernel (legacy, align_corners, half-pixel) x each target, one file each,
 run at image sizes whose ratios to the 11 x 13 output are off the 1/1024 grid (where tf2onnx's
 ``Resize`` was ~1e-3 off, and TFLite and OpenVINO had no conversion at all), up and down, a
-one-pixel row among them. Bound: 1e-5 absolute on standard normal images (sums of four fp32
-products per axis; measured 7e-7).
+one-pixel row among them, and an image holding an infinite pixel (non-finite values where
+TensorFlow's are, and the same). Bound: 1e-5 absolute on standard normal images (sums of four
+fp32 products per axis; measured 7e-7).
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def test_dynamic_bicubic_is_tensorflows_at_odd_sizes(tmp_path, kernel, target):
         got, want = run({"x": x})["y"], GraphRunner(model)({"x": x})["y"]
         assert got.shape == want.shape == (2, *SIZE, 2)
         np.testing.assert_allclose(got, want, rtol=0, atol=ATOL, err_msg=f"{height}x{width}")
+    x = np.random.default_rng(0).standard_normal((1, 9, 4, 2)).astype(np.float32)
+    x[0, 4, 1, 0] = np.inf  # TensorFlow: inf/NaN only where its taps reach the pixel
+    got, want = run({"x": x})["y"], GraphRunner(model)({"x": x})["y"]
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+    np.testing.assert_allclose(got, want, rtol=0, atol=ATOL, equal_nan=True)
 
 
 def test_the_table_is_tensorflows():
@@ -63,7 +69,8 @@ def test_the_table_is_tensorflows():
     from tfopt.emitters.resize_dynamic import _axis
 
     for half in (False, True):
-        built = _axis(tf, tf.constant(6), 12, align=False, half=half).numpy()
+        taps, weights = _axis(tf, tf.constant(6), 12, align=False, half=half)
+        built = sum(tf.one_hot(k, 6) * w[:, None] for k, w in zip(taps, weights)).numpy()
         eye = np.eye(6, dtype=np.float32).reshape(1, 6, 1, 6)
         want = tf.raw_ops.ResizeBicubic(images=eye, size=[12, 1], half_pixel_centers=half).numpy()[0, :, 0, :]
         np.testing.assert_array_equal(built, want)

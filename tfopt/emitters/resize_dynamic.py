@@ -1,9 +1,9 @@
 """``ResizeBicubic`` of an image whose height and width only the data knows, as TensorFlow computes it.
 
 :mod:`tfopt.emitters.resize_lower` writes a resize as ``y = A · x · Bᵀ`` with ``A`` and ``B`` asked
-from TensorFlow when the image's size is static. With a dynamic size, ``A[oH, H]`` is built in the
-graph from ``H`` the way TensorFlow's kernel (``resize_bicubic_op.cc``) builds its weights, per
-output row ``i`` (float32 throughout, as the kernel):
+from TensorFlow when the image's size is static. With a dynamic size, each axis's taps and weights
+are built in the graph from its size ``H`` the way TensorFlow's kernel (``resize_bicubic_op.cc``)
+builds them, per output row ``i`` (float32 throughout, as the kernel):
 
     scale = H / oH                       ((H − 1) / (oH − 1) with align_corners and oH > 1)
     c     = i · scale                    ((i + ½) · scale − ½ with half_pixel_centers)
@@ -13,12 +13,14 @@ output row ``i`` (float32 throughout, as the kernel):
 
 with ``T`` TensorFlow's own 1025-entry table of Keys' cubic (``a = −0.75``; ``a = −0.5`` with
 half_pixel_centers, where a tap outside the image gets weight 0 and the four are scaled by the
-reciprocal of their sum), a constant here, so every weight is the kernel's float. ``A`` is
-``Σₖ wₖ · onehot(tapₖ, H)``; the product is the static form's. ONNX's cubic ``Resize`` weighs the
-exact offset instead of the table's (~1e-3 off at ratios that are not multiples of 1/1024); TFLite
-and OpenVINO have no bicubic for TensorFlow's graph at all. Error: the sums' fp32 rounding, as in
-the static form. Like it, an infinite pixel times a zero weight is NaN where TensorFlow, which skips
-the zeros, gives ±inf.
+reciprocal of their sum), a constant here, so every weight is the kernel's float. The image is then
+resized as the kernel does, one axis after the other over the same four taps: rows first,
+``h = w₀ · x[tap₀] + w₁ · x[tap₁] + w₂ · x[tap₂] + w₃ · x[tap₃]`` (``Gather`` on the height axis),
+then columns the same way, summed in the kernel's order, so a zero weight meets only the pixels it
+meets in TensorFlow (an infinite pixel gives ±inf or NaN where TensorFlow's does, not across the
+row as a dense matrix product would). ONNX's cubic ``Resize`` weighs the exact offset instead of the
+table's (~1e-3 off at ratios that are not multiples of 1/1024); TFLite and OpenVINO have no bicubic
+for TensorFlow's graph at all.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 
 TABLE_SIZE = 1024
-WHAT = "TensorFlow's cubic weights built for the image's size, two matrix products"
+WHAT = "TensorFlow's cubic taps and weights built for the image's size, gathered per axis"
 
 
 def coefficients(a: float) -> np.ndarray:
@@ -58,17 +60,25 @@ def dynamic_bicubic(node: Any, image: Any, values: list[Any]) -> Any:
         t = tf()
         x = inputs[0] if inputs[0].dtype == t.float32 else t.cast(inputs[0], t.float32)
         shape = t.shape(x)
-        a = _axis(t, shape[1], out_h, align=align, half=half)  # [oH, H]
-        b = _axis(t, shape[2], out_w, align=align, half=half)  # [oW, W]
-        on_h = t.linalg.matmul(t.transpose(x, [0, 2, 3, 1]), t.transpose(a))  # [N, W, C, oH]
-        on_w = t.linalg.matmul(t.transpose(on_h, [0, 3, 2, 1]), t.transpose(b))  # [N, oH, C, oW]
-        return [t.transpose(on_w, [0, 1, 3, 2])]
+        rows = _resample(t, x, *_axis(t, shape[1], out_h, align=align, half=half), axis=1)
+        return [_resample(t, rows, *_axis(t, shape[2], out_w, align=align, half=half), axis=2)]
 
     return build
 
 
-def _axis(t: Any, size: Any, out: int, *, align: bool, half: bool) -> Any:
-    """``A[out, size]`` of one axis (module docstring), ``size`` an int32 scalar tensor."""
+def _resample(t: Any, x: Any, taps: list[Any], weights: list[Any], *, axis: int) -> Any:
+    """``Σₖ wₖ · x[tapₖ]`` along ``axis`` (1: height, 2: width), left to right as the kernel sums."""
+    shape = [1, -1, 1, 1] if axis == 1 else [1, 1, -1, 1]
+    total = None
+    for tap, weight in zip(taps, weights):
+        term = t.gather(x, tap, axis=axis) * t.reshape(weight, shape)
+        total = term if total is None else total + term
+    return total
+
+
+def _axis(t: Any, size: Any, out: int, *, align: bool, half: bool) -> tuple[list[Any], list[Any]]:
+    """The four taps (``[out]`` int32 each) and weights (``[out]`` float32 each) of one axis
+    (module docstring), ``size`` an int32 scalar tensor."""
     in_f = t.cast(size, t.float32)
     scale = (in_f - 1.0) / float(out - 1) if align and out > 1 else in_f / float(out)
     i = t.range(out, dtype=t.float32)
@@ -85,4 +95,4 @@ def _axis(t: Any, size: Any, out: int, *, align: bool, half: bool) -> Any:
         weights = [t.where(t.equal(tap, clamped), w, t.zeros_like(w)) for tap, w, clamped in zip(taps, weights, index)]
         total = weights[0] + weights[1] + weights[2] + weights[3]
         weights = [w * (1.0 / total) for w in weights]
-    return t.add_n([t.one_hot(k, size, dtype=t.float32) * w[:, None] for k, w in zip(index, weights)])
+    return index, weights
