@@ -351,8 +351,10 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
         if decisions and all(reasons[m].startswith(LOSS_REASON) for m in floats):
             # only decisions, or besides them the loss's own copy: the float tensor they decide on is the
             # head (prob, not prob > 0.5; logits, not argmax(logits) nor the loss's Reshape(logits))
+            fed = min((reasons[m] for m in decisions), key=_rank)  # decisions read by a metric: so is the tensor
+            fed = f"{fed.split(' (')[0]}: " if _rank(fed) else ""
             for source in sorted({decides_on[m] for m in decisions}):
-                reasons.setdefault(source, f"the float tensor {', '.join(decisions)} decides on")
+                reasons.setdefault(source, f"{fed}the float tensor {', '.join(decisions)} decides on")
                 floats.append(source)
         sliced = {m: f"a constant slice of {root}: the head's whole tensor carries it" for m in floats
                   if head_root(nodes[m], nodes) in merged}
