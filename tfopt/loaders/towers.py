@@ -65,8 +65,8 @@ def mode_blind_view(graph_def: Any) -> Any:
     view = type(graph_def)()
     view.CopyFrom(graph_def)
     nodes = node_map(view)
-    valued = _forward(view, {n.name for n in view.node if n.op in PLACEHOLDER_OPS or not n.input and n.op != "Const"
-                             and not is_random(n.op)}, through_shapes=False)
+    valued = _forward(view, {n.name for n in view.node if n.op in PLACEHOLDER_OPS or (not n.input and n.op != "Const"
+                             and not is_random(n.op))}, through_shapes=False)
     noise = _forward(view, {n.name for n in view.node if is_random(n.op)}, through_shapes=True) - valued
     data = {n.name: [r for r in n.input if not r.startswith("^")] for n in view.node}
 
