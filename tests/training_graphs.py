@@ -28,8 +28,8 @@ class Built:
 
 def segmentation_checkpoint(directory, *, towers=2, channels=3, classes=4, size=8, source="iterator",
                             slice_uses=(), iou=False, dropout="v2", seed=0, names=("net", "logits")) -> Built:
-    """Save the graph described in the module docstring; ``slice_uses`` among "summary", "metric",
-    "loss" (what ``logits[..., k]`` feeds), ``iou``: mean_iou metrics over thresholds, ``dropout``:
+    """Save the graph described in the module docstring; ``slice_uses`` among "sink", "summary",
+    "metric", "loss" (what ``logits[..., k]`` is or feeds), ``iou``: mean_iou metrics over thresholds, ``dropout``:
     "v2" (``tf.nn.dropout(rate=)``) or "v1" (``keep_prob``: ``x / keep * floor(keep + u)``)."""
     t = tf()
     v1 = t.compat.v1
@@ -83,6 +83,8 @@ def segmentation_checkpoint(directory, *, towers=2, channels=3, classes=4, size=
             k = int(rng.integers(0, classes))
             if "metric" in slice_uses:
                 v1.metrics.mean_squared_error(y[..., k], t.sigmoid(logits[..., k]), name=f"class_{k}")
+            if "sink" in slice_uses:  # a per-class map the script fetches beside the metrics
+                t.identity(logits[..., k], name=f"class_{k}_map")
             if "summary" in slice_uses:
                 v1.summary.histogram(f"class_{k}_logits", logits[..., k])
                 v1.summary.scalar(f"class_{k}_mean", t.reduce_mean(logits[..., k]))

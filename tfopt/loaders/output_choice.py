@@ -359,8 +359,10 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
         sliced = {m: f"a constant slice of {root}: the head's whole tensor carries it" for m in floats
                   if head_root(nodes[m], nodes) in merged}
         if sliced and len(sliced) == len(floats):  # only slices of it feed metrics or the loss: the tensor itself
-            reasons.setdefault(root, f"the tensor the slices {', '.join(sliced)} select from")
-            floats = [root]
+            sources = {tensor_node(nodes[head_root(nodes[m], nodes)].input[0]) for m in sliced}
+            whole = sources.pop() if len(sources) == 1 else root  # prob, when prob[..., k] is what they read
+            reasons.setdefault(whole, f"the tensor the slices {', '.join(sliced)} select from")
+            floats = [whole]
         floats = [m for m in floats if m not in sliced]
         alternatives.update({m: f"{sliced[m]} ({reasons[m]})" for m in sliced})
         rank = {m: _rank(reasons[m]) for m in floats}  # the most final form of the head wins
