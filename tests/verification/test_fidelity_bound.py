@@ -87,6 +87,11 @@ def test_standalone_verify_holds_the_report_samples_to_the_bound(tmp_path, width
         report = json.load(f)
     assert [(f["format"], f["precision"], f["stage"]) for f in report["failed"]] == [("onnx", "fp16", "verifying")]
     assert all("beyond_bound" not in row for row in report["artifacts"])
+    from tfopt.report.build import verify_artifact  # one file, its precision read from its name: the same bound
+
+    onnx = next(os.path.join(outdir, n) for n in os.listdir(outdir) if n.endswith(".onnx"))
+    with pytest.raises(tfopt.VerificationError, match=r"onnx fp16.*output 'y'"):
+        verify_artifact(onnx, pb, eval_data=str(tmp_path / "eval.npz"), outputs=["y", "other"])
     x[bad_row, 0] = 0.25  # the same data without the bad row: verify passes
     np.savez(tmp_path / "fine.npz", x=x, labels=x)
     assert verify_outdir(outdir, pb, eval_data=str(tmp_path / "fine.npz"), outputs=["y", "other"])["failed"] == []
