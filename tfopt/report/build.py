@@ -46,10 +46,21 @@ def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, 
                           manifest=manifest, write_to=None, bounds=manifest_bounds(manifest))
     beyond = _beyond_bound(report)
     write_reports(outdir, report)
-    if beyond is not None:
-        raise beyond
-    finish_gates(report, junit)
+    _finish(report, junit, beyond)
     return report
+
+
+def _finish(report: dict[str, Any], junit: str | None, beyond: Exception | None) -> None:
+    """Gates and the JUnit file as :func:`finish_gates`; an artifact beyond its bound raises first (exit 7:
+    it is wrong, whatever the gates say), the JUnit file written all the same."""
+    if beyond is None:
+        finish_gates(report, junit)
+        return
+    if junit:
+        from tfopt.report import write_junit
+
+        write_junit(junit, report.get("gates", []))
+    raise beyond
 
 
 def _beyond_bound(report: dict[str, Any]) -> Exception | None:
@@ -125,9 +136,7 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
     if report_dir is not None:
         os.makedirs(report_dir, exist_ok=True)
         write_reports(report_dir, report)
-    if beyond is not None:
-        raise beyond
-    finish_gates(report, junit)  # a GateFailure carries the report: the caller shows it too
+    _finish(report, junit, beyond)  # a GateFailure carries the report: the caller shows it too
     return report
 
 
