@@ -127,3 +127,25 @@ def test_cli_all_or_nothing_exits_with_the_failure_and_writes_nothing(tmp_path, 
     code = main(["convert", source, "-o", str(out), "--to", "openvino,tflite", "--all-or-nothing"])
     assert code == ConversionError.exit_code and not out.exists()
     assert "Erf" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("failing", [("tflite", "int8"), ("onnx", "int8")])
+def test_a_failed_artifacts_layer_table_goes_with_it(tmp_path, failing):
+    """``layers.json`` (per-layer int8 errors, layers kept float) describes artifacts that exist: the
+    failure of one (its file removed) drops its entries, the other target's stay."""
+    from tfopt.conversion.parts import ConvertResult
+    from tfopt.conversion.stages import plan, record_failure
+    from tfopt.errors import VerificationError
+
+    pb = _model(tmp_path, "tanh", 3, "x")
+    p = plan(pb, str(tmp_path / "out"), to=["tflite", "onnx"])
+    result = ConvertResult(str(tmp_path / "out"))
+    for target in ("tflite", "onnx"):
+        result.layer_errors[f"{target}/int8"] = [{"layer": f"{target}_dense", "output_error": 0.5}]
+        result.keep_float[f"{target}/int8"] = [f"{target}_dense"]
+    artifact = tmp_path / "artifact.bin"
+    artifact.write_bytes(b"x")
+    record_failure(p, result, *failing, "verifying", VerificationError("differs"), str(artifact), tfopt.load(pb))
+    other = "onnx" if failing[0] == "tflite" else "tflite"
+    assert not artifact.exists() and [(f.format, f.precision) for f in result.failed] == [failing]
+    assert list(result.layer_errors) == [f"{other}/int8"] and list(result.keep_float) == [f"{other}/int8"]

@@ -63,3 +63,35 @@ def test_the_other_precision_is_kept_and_the_failure_recorded(tmp_path):
     assert [(r["format"], r["precision"]) for r in rows] == [("onnx", "fp32")]
     assert rows[0]["fidelity"]["scaled_err"] <= 1e-4  # the kept artifact holds the bound on every report sample
     assert [f["precision"] for f in result.report["failed"]] == ["fp16"]
+
+
+@pytest.mark.parametrize("width, rows, bad_row", [(3, 10, 6), pytest.param(2, 12, 11, marks=pytest.mark.slow)])
+def test_standalone_verify_holds_the_report_samples_to_the_bound(tmp_path, width, rows, bad_row):
+    """``tfopt verify OUT --reference MODEL`` applies the bound ``tfopt convert`` applies: the fp16 artifact,
+    right at sample 0 and 15x off at ``bad_row``, fails (exit 7) and the report records it in ``failed``."""
+    import json
+
+    from tfopt.report.build import verify_outdir
+
+    x = np.full((rows, width), 0.25, np.float32)
+    x[bad_row, 0] = 4.0  # relu(4 - 3) * 1e6: the clamped fp16 constant gives 65504
+    np.savez(tmp_path / "eval.npz", x=x, labels=x)
+    pb = graph_pb(tmp_path / "m.pb", _graph("y", width))
+    outdir = str(tmp_path / "out")
+    # verified and measured on made-up inputs (standard normal, below 3 here): the artifact holds there
+    tfopt.convert(pb, outdir, to=["onnx"], quantize=["fp16"], outputs=["y", "other"])
+    with pytest.raises(tfopt.VerificationError, match=r"onnx fp16.*output 'y'.*bound 0\.01") as exc:
+        verify_outdir(outdir, pb, eval_data=str(tmp_path / "eval.npz"), outputs=["y", "other"])
+    assert exc.value.exit_code == tfopt.VerificationError("").exit_code
+    with open(os.path.join(outdir, "report.json")) as f:
+        report = json.load(f)
+    assert [(f["format"], f["precision"], f["stage"]) for f in report["failed"]] == [("onnx", "fp16", "verifying")]
+    assert all("beyond_bound" not in row for row in report["artifacts"])
+    from tfopt.report.build import verify_artifact  # one file, its precision read from its name: the same bound
+
+    onnx = next(os.path.join(outdir, n) for n in os.listdir(outdir) if n.endswith(".onnx"))
+    with pytest.raises(tfopt.VerificationError, match=r"onnx fp16.*output 'y'"):
+        verify_artifact(onnx, pb, eval_data=str(tmp_path / "eval.npz"), outputs=["y", "other"])
+    x[bad_row, 0] = 0.25  # the same data without the bad row: verify passes
+    np.savez(tmp_path / "fine.npz", x=x, labels=x)
+    assert verify_outdir(outdir, pb, eval_data=str(tmp_path / "fine.npz"), outputs=["y", "other"])["failed"] == []

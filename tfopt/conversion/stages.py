@@ -314,6 +314,8 @@ def record_failure(p: ConvertPlan, result: ConvertResult, target: str, precision
         os.remove(path)
     result.failed.append(Failure(target, precision, during, type(exc).__name__, exc.exit_code, str(hinted)))
     result.errors.append(hinted)
+    for kept in (result.layer_errors, result.keep_float):  # layers.json describes artifacts that exist
+        kept.pop(f"{target}/{precision}", None)
 
 
 def check_built(result: ConvertResult) -> None:
@@ -340,10 +342,6 @@ def finish(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, 
         prepared.sizes.settle(result.artifacts)
     write_manifest(tmp, result, portable, manifest_options(q, prepared.qat, r.allow_nonfinite, portable),
                    prepared.verified_at)
-    if result.layer_errors:
-        with open(os.path.join(tmp, "layers.json"), "w") as f:
-            json.dump(to_json({"layer_errors": result.layer_errors, "keep_float": result.keep_float}), f, indent=2,
-                      allow_nan=False)
     if p.options.freeze.verify:
         say("measuring every artifact for the report")
         from tfopt.report.build import build_report
@@ -363,6 +361,10 @@ def finish(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, 
         from tfopt.report import write_reports
 
         write_reports(tmp, result.report)
+    if result.layer_errors:  # after every failure is recorded (record_failure drops a failed artifact's entry)
+        with open(os.path.join(tmp, "layers.json"), "w") as f:
+            json.dump(to_json({"layer_errors": result.layer_errors, "keep_float": result.keep_float}), f, indent=2,
+                      allow_nan=False)
 
 
 def fail_beyond_bound(p: ConvertPlan, prepared: Prepared, result: ConvertResult, report: dict[str, Any],
@@ -387,4 +389,5 @@ def fail_beyond_bound(p: ConvertPlan, prepared: Prepared, result: ConvertResult,
                    prepared.verified_at)
     report["artifacts"] = [row for row in report["artifacts"] if not row.get(KEY)]
     report["failed"] = [dataclasses.asdict(f) for f in result.failed]
+    report.update(layer_errors=result.layer_errors, keep_float=result.keep_float)
     report["gates"] = evaluate_gates(report, p.gates)

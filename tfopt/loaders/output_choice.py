@@ -138,15 +138,56 @@ def decision_source(node: Any, nodes: dict[str, Any]) -> tuple[list[str], Any | 
     return chain, cur
 
 
-def head_root(node: Any, nodes: dict[str, Any]) -> str:
-    """The tensor ``node`` is a plain form of (back through :data:`HEAD_OPS`)."""
+def head_root(node: Any, nodes: dict[str, Any], ops: frozenset[str] = HEAD_OPS) -> str:
+    """The tensor ``node`` is a plain form of (back through ``ops``, :data:`HEAD_OPS` by default)."""
     cur = node
-    while cur.op in HEAD_OPS:
+    while cur.op in ops:
         inputs = [n for n in _data_inputs(cur, nodes) if is_float(n)]
         if len(inputs) != 1:
             break
         cur = inputs[0]
     return str(cur.name)
+
+
+# Ops that select part of one tensor with constant positions: ``logits[..., k]`` for a per-class metric,
+# a summary or a dice loss.
+SLICE_OPS = frozenset({"StridedSlice", "Slice", "Gather", "GatherV2"})
+# HEAD_OPS that keep every value where it was, only the shape changes: ``Reshape(logits, [-1, classes])``.
+SHAPE_ONLY_OPS = frozenset({"Identity", "Reshape", "Squeeze", "ExpandDims", "StopGradient", "Snapshot"})
+
+
+def slice_base(name: str, nodes: dict[str, Any]) -> str | None:
+    """The head root (:func:`head_root`) that ``name``, a constant slice, selects from, back through
+    further slices and plain forms; None when ``name`` is no such slice."""
+    cur, found = nodes[name], None
+    while cur.op in SLICE_OPS:
+        refs = [r for r in cur.input if not r.startswith("^")]
+        if not refs or any(tensor_node(r) not in nodes for r in refs) or tensor_port(refs[0]) != 0 \
+                or any(nodes[tensor_node(r)].op != "Const" for r in refs[1:]) or not is_float(nodes[tensor_node(refs[0])]):
+            break
+        found = head_root(nodes[tensor_node(refs[0])], nodes)
+        cur = nodes[found]
+    return found
+
+
+def _merge_slices(groups: dict[str, list[str]], reasons: dict[str, str], nodes: dict[str, Any]) -> dict[str, str]:
+    """Fold into the head of the tensor it selects from every head rooted at a constant slice of a tensor
+    that is a head's root itself, or whose forms all feed only metrics or the loss (in place); returns
+    slice root -> that tensor. ``logits[..., k]`` read by a per-class metric is no head of its own: the
+    logits carry it."""
+    merged: dict[str, str] = {}
+    changed = True
+    while changed:
+        changed = False
+        for root in [r for r in groups if r not in merged]:
+            base = slice_base(root, nodes)
+            if base is None or base == root:
+                continue
+            if base in groups or all(_rank(reasons.get(m, "")) > 0 for m in groups[root] if is_float(nodes[m])):
+                merged[root] = base
+                groups.setdefault(base, []).extend(groups.pop(root))
+                changed = True
+    return merged
 
 
 @dataclass
@@ -241,12 +282,18 @@ def _network_form(head: list[str], nodes: dict[str, Any], reasons: dict[str, str
     the network's own tensor they are a plain form of, its root (:func:`head_root`): the logits at
     their own shape ([?, 40, 40, 5], not the loss's [?, 5]). Other heads as they are."""
     roots = {head_root(nodes[m], nodes) for m in head}
-    if not all(reasons[m].startswith(LOSS_REASON) for m in head) or len(roots) != 1:
+    # a metric's flat Reshape(logits, [-1, classes]) too: only the shape changed, the logits keep theirs
+    flat = all(_rank(reasons[m]) > 0 and head_root(nodes[m], nodes, SHAPE_ONLY_OPS) in roots for m in head)
+    if not (flat or all(reasons[m].startswith(LOSS_REASON) for m in head)) or len(roots) != 1:
         return head
     root = nodes[roots.pop()]
     if root.name in head or not is_float(root) or is_source(root) or root.op in VARIABLE_OPS | {"Const"}:
         return head
-    reasons.setdefault(root.name, f"the network's tensor {', '.join(head)} (the loss's plain form of it) reads")
+    stale = f"the float head {', '.join(head)} is chosen"
+    alternatives.update({m: why.replace(stale, f"the float head {root.name} is chosen")
+                         for m, why in alternatives.items() if why.endswith(stale)})
+    reasons.setdefault(root.name, f"the network's tensor {', '.join(head)} (a plain form of it for the loss or a "
+                                  "metric) reads")
     alternatives.update({m: f"{reasons[m]}: the network's own form {root.name} is chosen" for m in head})
     return [root.name]
 
@@ -260,6 +307,7 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
     evaluation heads (:mod:`tfopt.loaders.evaluation_heads`: they need labels) become alternatives, replaced
     by their predictions when no candidate is an inference head."""
     from tfopt.loaders.evaluation_heads import find_evaluation
+    from tfopt.loaders.towers import find_towers
 
     nodes = node_map(graph_def)
     set_aside = _set_aside(graph_def, nodes, reasons)
@@ -296,25 +344,40 @@ def choose_outputs(graph_def: Any, reasons: dict[str, str]) -> OutputChoice:
     alternatives: dict[str, str] = {}
     reasons = dict(reasons)
     heads: list[list[str]] = []
-    for members in groups.values():
+    merged = _merge_slices(groups, reasons, nodes)
+    for root, members in groups.items():
         floats = [m for m in members if is_float(nodes[m])]
         decisions = [m for m in members if m in decided]
         if decisions and all(reasons[m].startswith(LOSS_REASON) for m in floats):
             # only decisions, or besides them the loss's own copy: the float tensor they decide on is the
             # head (prob, not prob > 0.5; logits, not argmax(logits) nor the loss's Reshape(logits))
+            fed = min((reasons[m] for m in decisions), key=_rank)  # decisions read by a metric: so is the tensor
+            fed = f"{fed.split(' (')[0]}: " if _rank(fed) else ""
             for source in sorted({decides_on[m] for m in decisions}):
-                reasons.setdefault(source, f"the float tensor {', '.join(decisions)} decides on")
+                reasons.setdefault(source, f"{fed}the float tensor {', '.join(decisions)} decides on")
                 floats.append(source)
+        sliced = {m: f"a constant slice of {root}: the head's whole tensor carries it" for m in floats
+                  if head_root(nodes[m], nodes) in merged}
+        if sliced and len(sliced) == len(floats):  # only slices of it feed metrics or the loss: the tensor itself
+            sources = {tensor_node(nodes[head_root(nodes[m], nodes)].input[0]) for m in sliced}
+            whole = sources.pop() if len(sources) == 1 else root  # prob, when prob[..., k] is what they read
+            reasons.setdefault(whole, f"the tensor the slices {', '.join(sliced)} select from")
+            floats = [whole]
+        floats = [m for m in floats if m not in sliced]
+        alternatives.update({m: f"{sliced[m]} ({reasons[m]})" for m in sliced})
         rank = {m: _rank(reasons[m]) for m in floats}  # the most final form of the head wins
         preferred = [m for m in floats if rank[m] == min(rank.values())] if floats else members
         heads.append(preferred)
         for m in members:
-            if m in preferred:
+            if m in preferred or m in sliced:
                 continue
             what = decided.get(m, f"{node_dtype(nodes[m])}, {reasons[m]}")
             alternatives[m] = f"{what}: the float head {', '.join(preferred)} is chosen"
     for head in heads:
         if not _loss_of_another_head(graph_def, head, heads, reasons, alternatives):
             chosen += _network_form(head, nodes, reasons, alternatives)
+    towers = find_towers(graph_def, chosen)  # a training script's train and eval copies: the eval one
+    alternatives.update(towers)
+    chosen = [c for c in chosen if c not in towers]
     order = list(reasons)
     return OutputChoice(sorted(chosen, key=order.index), reasons, alternatives)

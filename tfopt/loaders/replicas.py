@@ -64,8 +64,9 @@ def _digest(*parts: Any) -> str:
     return hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
 
 
-def structural_labels(graph_def: Any, primary: dict[str, str]) -> dict[str, str]:
-    """Each node's Weisfeiler-Lehman label after :data:`ROUNDS` refinements (module docstring)."""
+def structural_labels(graph_def: Any, primary: dict[str, str], *, inputs_by_name: bool = True) -> dict[str, str]:
+    """Each node's Weisfeiler-Lehman label after :data:`ROUNDS` refinements (module docstring); a
+    placeholder labelled by its dtype and shape instead of its name when not ``inputs_by_name``."""
     labels: dict[str, str] = {}
     nodes = node_map(graph_def)
     for node in graph_def.node:
@@ -74,7 +75,9 @@ def structural_labels(graph_def: Any, primary: dict[str, str]) -> dict[str, str]
         elif (element := element_source(node, nodes)) is not None:  # an iterator's element, cut into an input
             labels[node.name] = _digest("pipeline", element[0].op, element[1])
         elif node.op in PLACEHOLDER_OPS:
-            labels[node.name] = _digest("input", node.name)
+            labels[node.name] = _digest("input", node.name if inputs_by_name else
+                                        sorted((k, v.SerializeToString()) for k, v in node.attr.items()
+                                               if k in ("dtype", "shape")))
         elif is_pipeline_source(node.op):
             labels[node.name] = _digest("pipeline", node.op)
         else:
@@ -91,12 +94,13 @@ def structural_labels(graph_def: Any, primary: dict[str, str]) -> dict[str, str]
     return labels
 
 
-def find_replicas(graph_def: Any, candidates: list[str]) -> dict[str, str]:
-    """Candidate -> the candidate it replicates (absent when it replicates none), see the module docstring."""
+def find_replicas(graph_def: Any, candidates: list[str], *, inputs_by_name: bool = True) -> dict[str, str]:
+    """Candidate -> the candidate it replicates (absent when it replicates none), see the module docstring
+    (``inputs_by_name``: see :func:`structural_labels`)."""
     if len(candidates) < 2 or not any(n.op in VARIABLE_OPS for n in graph_def.node):
         return {}
     primary = mirrored_variables(graph_def)
-    labels = structural_labels(graph_def, primary)
+    labels = structural_labels(graph_def, primary, inputs_by_name=inputs_by_name)
     nodes = node_map(graph_def)
     order = {n.name: i for i, n in enumerate(graph_def.node)}
     keys: dict[str, tuple[Any, ...]] = {}

@@ -21,6 +21,7 @@ from tfopt.graph import (
     node_map,
     tensor_node,
 )
+from tfopt.loaders.metric_state import accumulator_metrics
 from tfopt.loaders.output_choice import DECISION_OPS, decision_source
 from tfopt.loaders.pipeline_inputs import is_pipeline_op
 
@@ -248,6 +249,9 @@ def metric_nodes(graph_def: Any, training: set[str], flags: set[str]) -> tuple[s
         side |= metric
         described = f"{node.op} against labels {', '.join(sorted(feeds[label_at]))}"
         why.update(dict.fromkeys(metric, described))
+    accumulated = accumulator_metrics(graph_def, training)  # by structure: mean_iou's confusion matrix, any scope
+    side |= set(accumulated)
+    why.update(accumulated)
     for scope in _streaming_metric_scopes(graph_def, placeholders):
         members = {n.name for n in graph_def.node if n.name.startswith(scope + "/")}
         side |= members

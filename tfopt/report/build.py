@@ -13,6 +13,7 @@ from tfopt.errors import OptionError, OutputMismatchError
 from tfopt.graph import Model
 from tfopt.targets import PRECISIONS, target, target_of_file
 from tfopt.verification.data_batches import batched, describe, join_samples, rows_of
+from tfopt.verification.fidelity_bound import manifest_bounds
 from tfopt.verification.input_data import LabeledData, read_labeled
 from tfopt.verification.nonfinite import count_nonfinite
 
@@ -24,6 +25,7 @@ def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, 
     from tfopt.conversion.manifest import manifest_model
     from tfopt.freezing import freeze
     from tfopt.loaders import load
+    from tfopt.report import write_reports
     from tfopt.report.gates import parse_gate
 
     gates = [parse_gate(g) for g in fail_if]
@@ -37,10 +39,52 @@ def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, 
                           f"conversion's {[s.name for s in recorded.inputs]}")
     _check_outputs(outdir, reference, [s.name for s in frozen.outputs], [s.name for s in recorded.outputs])
     labeled = _read_eval(eval_data, frozen, allow_nonfinite)
+    with open(os.path.join(outdir, "manifest.json")) as f:
+        manifest = json.load(f)
     report = build_report(outdir, frozen.replace(outputs=recorded.outputs), eval_data=labeled, runs=runs,
-                          threads=threads, gates=gates, metric=metric, allow_nonfinite=allow_nonfinite)
-    finish_gates(report, junit)
+                          threads=threads, gates=gates, metric=metric, allow_nonfinite=allow_nonfinite,
+                          manifest=manifest, write_to=None, bounds=manifest_bounds(manifest))
+    beyond = _beyond_bound(report)
+    write_reports(outdir, report)
+    _finish(report, junit, beyond)
     return report
+
+
+def _finish(report: dict[str, Any], junit: str | None, beyond: Exception | None) -> None:
+    """Gates and the JUnit file as :func:`finish_gates`; an artifact beyond its bound raises first (exit 7:
+    it is wrong, whatever the gates say), the JUnit file written all the same."""
+    if beyond is None:
+        finish_gates(report, junit)
+        return
+    if junit:
+        from tfopt.report import write_junit
+
+        write_junit(junit, report.get("gates", []))
+    raise beyond
+
+
+def _beyond_bound(report: dict[str, Any]) -> Exception | None:
+    """The report's rows beyond their verification bound (:mod:`tfopt.verification.fidelity_bound`, as
+    ``tfopt convert`` holds them): each recorded in ``failed`` (stage "verifying"), and the error to raise
+    (None when every row is within its bound). ``tfopt verify`` removes no file: it fails."""
+    import dataclasses
+
+    from tfopt.conversion.parts import Failure
+    from tfopt.verification.fidelity_bound import KEY, fidelity_error
+
+    errors = []
+    for row in report["artifacts"]:
+        if row.get(KEY):
+            errors.append(fidelity_error(row, report["samples"], None))
+            del row[KEY]
+            failure = Failure(row["format"], row["precision"], "verifying", type(errors[-1]).__name__,
+                              errors[-1].exit_code, str(errors[-1]))
+            report["failed"] = [*report.get("failed", []), dataclasses.asdict(failure)]
+    if not errors:
+        return None
+    if len(errors) > 1:
+        errors[0].args = ("\n".join(str(e) for e in errors),)
+    return errors[0]
 
 
 def _check_outputs(outdir: str, reference: str, theirs: list[str], ours: list[str]) -> None:
@@ -64,9 +108,13 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
                     **load_options: Any) -> dict[str, Any]:
     """``tfopt verify ARTIFACT``: measure one file (``.tflite``, ``.onnx``, an OpenVINO ``.xml`` or
     its directory, ``.pb``, a SavedModel directory) against the reference model. The report is
-    written to ``report_dir`` when given; nothing is written next to the artifact."""
+    written to ``report_dir`` when given; nothing is written next to the artifact. Both hold every
+    sample to the artifact's verification bound (:mod:`tfopt.verification.fidelity_bound`), as
+    ``tfopt convert`` does: one beyond it is a :class:`~tfopt.errors.VerificationError`."""
+    from tfopt.conversion.parts import is_quantization_aware
     from tfopt.freezing import freeze
     from tfopt.loaders import load
+    from tfopt.report import write_reports
     from tfopt.report.gates import parse_gate
 
     gates = [parse_gate(g) for g in fail_if]
@@ -81,9 +129,14 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
                                                      "gzip_bytes": gzipped}]}
     report = build_report(os.path.dirname(os.path.abspath(path)), frozen, runs=runs,
                           eval_data=_read_eval(eval_data, frozen, allow_nonfinite),
-                          threads=threads, gates=gates, manifest=manifest, write_to=report_dir, metric=metric,
-                          allow_nonfinite=allow_nonfinite)
-    finish_gates(report, junit)  # a GateFailure carries the report: the caller shows it too
+                          threads=threads, gates=gates, manifest=manifest, write_to=None, metric=metric,
+                          allow_nonfinite=allow_nonfinite,
+                          bounds=manifest_bounds(manifest, quantization_aware=is_quantization_aware(frozen)))
+    beyond = _beyond_bound(report)
+    if report_dir is not None:
+        os.makedirs(report_dir, exist_ok=True)
+        write_reports(report_dir, report)
+    _finish(report, junit, beyond)  # a GateFailure carries the report: the caller shows it too
     return report
 
 

@@ -35,6 +35,18 @@ def artifact_bounds(artifacts: list[Any], quantization_aware: bool, compressed: 
     return {a.path: ARTIFACT[a.precision] for a in artifacts if a.precision in ARTIFACT}
 
 
+def manifest_bounds(manifest: Mapping[str, Any], quantization_aware: bool | None = None) -> dict[str, float]:
+    """:func:`artifact_bounds` of the artifacts a ``manifest.json`` lists (``tfopt verify``): QAT and
+    compression as the conversion recorded them in its options, or ``quantization_aware`` when given
+    (one artifact verified on its own has no recorded options)."""
+    from types import SimpleNamespace
+
+    options = manifest.get("options") or {}
+    qat = bool(options.get("quantization_aware")) if quantization_aware is None else quantization_aware
+    artifacts = [SimpleNamespace(path=a["path"], precision=a["precision"]) for a in manifest["artifacts"]]
+    return artifact_bounds(artifacts, qat, compressed=bool(options.get("compression")))
+
+
 def beyond_bound(expected: Mapping[str, Any], got: Mapping[str, Any], bound: float,
                  unranked: Collection[str] = ()) -> dict[str, Any] | None:
     """The first output of ``got`` beyond ``bound`` over every sample (verification's check), or None."""
