@@ -15,7 +15,8 @@ from tfopt.graph import (
     tensor_node,
     tensor_port,
 )
-from tfopt.loaders.output_choice import MAX_HEADS, choose_outputs, node_dtype
+from tfopt.loaders.head_kinds import node_dtype
+from tfopt.loaders.output_choice import MAX_HEADS, choose_outputs
 from tfopt.loaders.pipeline_inputs import cut_copy, needed_by, pipeline_fed
 from tfopt.loaders.training_nodes import explain_outputs, is_training_flag
 

@@ -30,7 +30,7 @@ ACCUMULATE_OPS = frozenset({"AssignAdd", "AssignAddVariableOp"})
 def accumulator_metrics(graph_def: Any, training: set[str]) -> dict[str, str]:
     """Metric node -> what it measures ("streaming metric accumulating into V"), see the module docstring.
     ``training``: the training-only nodes (the updates themselves), never members."""
-    from tfopt.loaders.output_choice import is_float, is_source
+    from tfopt.loaders.head_kinds import is_float, is_source
 
     nodes, users = node_map(graph_def), consumers(graph_def)
     # float tensors computed from the weights through float ops only (logits, prob; not a confusion

@@ -21,8 +21,8 @@ from tfopt.graph import (
     node_map,
     tensor_node,
 )
+from tfopt.loaders.head_kinds import DECISION_OPS, decision_source
 from tfopt.loaders.metric_state import accumulator_metrics
-from tfopt.loaders.output_choice import DECISION_OPS, decision_source
 from tfopt.loaders.pipeline_inputs import is_pipeline_op
 
 TRAINING_OPS = frozenset({
