@@ -50,16 +50,21 @@ class Unit(NamedTuple):
 
 def sample_axes(feeds: Mapping[str, Any], specs: Sequence[TensorSpec]) -> dict[str, int | None]:
     """Input name -> the axis of given data ``feeds`` that holds its samples (None: a scalar). Axis 0
-    when every input holds as many rows there; else the batch axis that
-    :func:`tfopt.verification.shapes.batch_axes` finds from the dimension ties of the data's shapes
-    (the class of equal unknown dimensions spanning the most inputs), axis 0 where it finds none."""
+    when every input holds as many rows there and the graph's structure names no other axis
+    (:attr:`TensorSpec.batch_axis`: a lone time-major ``[time, batch, n]`` holds them on axis 1); else
+    the batch axis that :func:`tfopt.verification.shapes.batch_axes` finds from the dimension ties of
+    the data's shapes (the class of equal unknown dimensions spanning the most inputs, the structure's
+    axis among equals), axis 0 where it finds none."""
     shapes = {s.name: tuple(np.shape(feeds[s.name])) for s in specs if s.name in feeds}
     axes: dict[str, int | None] = {k: 0 if shape else None for k, shape in shapes.items()}
-    if len({shape[0] for shape in shapes.values() if shape}) > 1:
+    said = any(s.batch_axis for s in specs if s.name in shapes)  # the structure names another axis
+    if said or len({shape[0] for shape in shapes.values() if shape}) > 1:
         from tfopt.verification.shapes import batch_axes
 
         found = batch_axes([s for s in specs if s.name in shapes and s.shape is not None], shapes)
         axes.update({k: a for k, a in found.items() if a is not None and shapes[k]})
+        axes.update({s.name: s.batch_axis for s in specs if s.name in shapes and s.batch_axis is not None
+                     and found.get(s.name) is None and s.batch_axis < len(shapes[s.name])})  # a static shape
     return axes
 
 
