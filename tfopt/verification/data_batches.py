@@ -135,6 +135,30 @@ def take_rows(feeds: Mapping[str, Any], start: int, stop: int, axes: Axes | None
             for k, v in feeds.items()}
 
 
+def split_batches(feeds: Mapping[str, Any], rows: int, axes: Axes | None = None) -> list[dict[str, Any]]:
+    """``feeds`` (whole batches) as one feed per batch of ``rows`` rows on each input's batch axis."""
+    return [take_rows(feeds, i, i + rows, axes) for i in range(0, rows_of(feeds, axes), rows)]
+
+
+def sample_batches(samples: Sequence[Mapping[str, Any]], original: Callable[[Mapping[str, Any]], Any],
+                   specs: Sequence[TensorSpec], graph_def: Any, *, seed: int = 0) -> list[dict[str, Any]]:
+    """Batch-1 calibration samples as the whole batches the graph takes, one feed each: joined on
+    each input's batch axis (:func:`join_samples`), completed to a multiple of the graph's
+    :func:`batch_unit` with the first samples (:func:`whole_batches`) and cut into batches of the
+    unit (:func:`split_batches`). What a converter's own calibration steps through (TFLite's
+    representative dataset, ONNX Runtime's reader, NNCF's dataset): fed one sample a step, a graph
+    that splits its batch into towers, or takes a fixed batch, refuses them. ``samples`` as given
+    when the graph takes any batch (the unit is 1)."""
+    if not samples:
+        return list(samples)
+    joined = join_samples(samples, specs)
+    axes = sample_axes(joined, specs)
+    unit = batch_unit(original, specs, graph_def, seed=seed, axes=axes)
+    if unit.rows == 1:
+        return list(samples)  # type: ignore[arg-type]
+    return split_batches(whole_batches(joined, unit.rows, axes=axes)[0], unit.rows, axes)
+
+
 def join_samples(samples: Sequence[Mapping[str, Any]], specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
     """Calibration samples (batch-1 feeds) as one set, each input joined on its batch axis
     (:func:`sample_axes` of the first sample; a time-major ``[time, 1, n]`` on axis 1)."""
