@@ -56,7 +56,7 @@ def pin_batch(model: Model, batch: int = PINNED_BATCH) -> Model | None:
 
 
 def _pinned(shape: tuple[int | None, ...], axis: int, batch: int) -> tuple[int | None, ...]:
-    return shape[:axis] + (batch,) + shape[axis + 1:]
+    return (*shape[:axis], batch, *shape[axis + 1:])
 
 
 def _static_element_shapes(graph_def: Any, batch: int) -> bool:

@@ -115,7 +115,8 @@ def _ref(ref: str) -> str:
 def _follow(start: str, axes: Axes, nodes: Mapping[str, Any], consumers: Mapping[str, list[Any]],
             output_refs: set[str]) -> _Facts:
     facts = _Facts()
-    todo, seen = [(start, axes)], set()
+    todo: list[tuple[str, Axes]] = [(start, axes)]
+    seen: set[str] = set()
     while todo:
         ref, axes = todo.pop()
         if ref in seen or len(seen) > 20000:
@@ -165,7 +166,7 @@ def _step(node: Any, slot: int, axes: Axes, nodes: Mapping[str, Any], consumers:
         if dim is None:
             return []
         at = int(dim.ravel()[0]) % (len(axes) + 1)
-        return [(f"{name}:0", axes[:at] + (None,) + axes[at:])]
+        return [(f"{name}:0", (*axes[:at], None, *axes[at:]))]
     if op == "Squeeze" and slot == 0 and node.attr["squeeze_dims"].list.i:
         gone = {int(d) % len(axes) for d in node.attr["squeeze_dims"].list.i}
         return [(f"{name}:0", tuple(a for i, a in enumerate(axes) if i not in gone))]

@@ -150,12 +150,12 @@ def sample_batches(samples: Sequence[Mapping[str, Any]], original: Callable[[Map
     that splits its batch into towers, or takes a fixed batch, refuses them. ``samples`` as given
     when the graph takes any batch (the unit is 1)."""
     if not samples:
-        return list(samples)
+        return []
     joined = join_samples(samples, specs)
     axes = sample_axes(joined, specs)
     unit = batch_unit(original, specs, graph_def, seed=seed, axes=axes)
     if unit.rows == 1:
-        return list(samples)  # type: ignore[arg-type]
+        return [dict(sample) for sample in samples]
     return split_batches(whole_batches(joined, unit.rows, axes=axes)[0], unit.rows, axes)
 
 

@@ -25,11 +25,9 @@ A made-up shape that sets axis 0 of every input to the batch fails every time-ma
 3. The *batch* is the class spanning the most inputs (a state ``[1, batch, n]`` meets a time-major
    sequence on its axis 1), else the one holding the first input's *leading* axis; another class
    holding a leading axis is a batch too unless it shares an input with that one (a time-major input's
-   time is not). An input's leading axis is the one the graph's structure says holds its samples
-   (:attr:`TensorSpec.batch_axis`, :mod:`tfopt.graphdef.batch_axis`: the axis beside the one a loop
-   iterates over, or the one that reaches the outputs' axis 0), else axis 0; among classes spanning
-   as many inputs, one the structure names wins. A lone time-major ``x [time, batch, n]`` is so cut
-   on axis 1, with no tie to tell.
+   time is not). An input's leading axis is the one its structure names (:attr:`TensorSpec.batch_axis`,
+   :mod:`tfopt.graphdef.batch_axis`: a lone time-major ``x [time, batch, n]``'s 1), else axis 0; among
+   classes spanning as many inputs, the one the structure names wins.
 
 Shapes for a search size ``n`` then give every batch class the batch size, every fixed class its size
 and every other class ``n``: ``inputs n x 2 x 80, seq_lengths 2, state 1 x 2 x 896``. A class that must
@@ -274,13 +272,12 @@ def batch_axes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]],
     out: dict[str, int | None] = {}
     for spec in specs:
         mine = sorted(((a, ties.find((n, a))) for (n, a) in ties.parent if n == spec.name),
-                      key=lambda ar: ar[0] != spec.batch_axis)  # the axis the structure says first (T == B)
+                      key=lambda ar: ar[0] != spec.batch_axis)  # the structure's axis first (T == B)
         batch = [a for a, r in mine if r in roots] + [a for a, r in mine if r in ties.products
                                                        and ties.factors(r)[0] in roots]
         fixed = spec.shape is not None and all(ties.find((spec.name, a)) in ties.fixed for a, _ in mine)
         # a static axis 0 ([time, batch, features] with the time fixed) holds no samples: fed whole
-        static_first = spec.shape is not None and len(spec.shape) > 0 and spec.shape[0] is not None \
-            and spec.batch_axis in (None, 0)
+        static_first = bool(spec.shape) and spec.shape[0] is not None and not spec.batch_axis  # type: ignore[index]
         out[spec.name] = batch[0] if batch else None if (mine and roots) or fixed or static_first else 0
     return out
 

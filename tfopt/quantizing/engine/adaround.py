@@ -286,8 +286,8 @@ def _collect(model: Model, layer: _Layer, samples: dict[str, np.ndarray], axes: 
     runner = GraphRunner(model.replace(outputs=[TensorSpec("x", x_ref, "float32", None),
                                                 TensorSpec("y", y_ref, "float32", None)]))
     feeds = {f"{name}:0": value for name, value in rounded.items()}
-    fixed = [s.shape[axes[s.name]] for s in model.inputs
-             if s.shape and len(s.shape) > axes[s.name] and s.shape[axes[s.name]] is not None]
+    fixed = [int(d) for s in model.inputs if s.shape and len(s.shape) > axes[s.name]
+             for d in [s.shape[axes[s.name]]] if d is not None]
     chunk, count = fixed[0] if fixed else 16, next(v.shape[axes[k]] for k, v in samples.items())
     if count < chunk and fixed:  # a fixed batch dimension is fed whole; a partial chunk is dropped
         raise OptionError(f"adaround samples: {count} sample(s), but the model's batch dimension is fixed at {chunk}")
