@@ -52,12 +52,16 @@ class TensorSpec:
         tensor: the graph tensor, ``"node:index"``.
         dtype: numpy-style dtype name, e.g. ``"float32"``.
         shape: dimensions, ``None`` for an unknown dimension; ``None`` for unknown rank.
+        batch_axis: the axis holding the samples as the graph's structure says it (a time-major
+            ``[time, batch, n]``: 1; :mod:`tfopt.graphdef.batch_axis`), ``None`` when nothing says
+            (the dimension ties and axis 0 decide: :mod:`tfopt.verification.shapes`). Not compared.
     """
 
     name: str
     tensor: str
     dtype: str
     shape: tuple[int | None, ...] | None
+    batch_axis: int | None = field(default=None, compare=False)
 
     @property
     def node(self) -> str:

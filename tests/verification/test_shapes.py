@@ -263,3 +263,23 @@ def test_an_input_whose_shape_the_graph_fixes_is_fed_whole_in_the_report(shape, 
     shapes = {s.name: tuple(s.shape) if None not in s.shape else (2, 5) for s in frozen.inputs}
     axes = batch_axes(frozen.inputs, shapes)
     assert axes["x"] is None and (not side or (axes["w"] is None and axes["z"] == 0))
+
+
+@pytest.mark.parametrize(("shape", "time", "batch"), [((None, None, 4), 5, 3), ((None, None, 2), 3, 3), ((6, None, 4), 6, 2)],
+                         ids=["open", "time-equals-batch", "static-time"])
+def test_the_structure_s_batch_axis_leads_a_lone_input(shape, time, batch):
+    """A lone input whose structure names axis 1 (a time-major ``[time, batch, n]``,
+    :attr:`TensorSpec.batch_axis`): made-up shapes put the batch there, and samples are cut there,
+    also when the time and the batch have one size."""
+    from tfopt.graph import TensorSpec
+    from tfopt.verification.shapes import DimTies, batch_axes, split_samples
+
+    spec = TensorSpec("x", "x:0", "float32", shape, batch_axis=1)
+    made_up = DimTies([spec]).shapes(batch, time)["x"]
+    assert made_up == (time, batch, shape[2])
+    assert batch_axes([spec], {"x": made_up})["x"] == 1
+    x = np.arange(np.prod(made_up), dtype=np.float32).reshape(made_up)
+    samples = split_samples([spec], {"x": x})
+    assert len(samples) == batch
+    for i, sample in enumerate(samples):
+        np.testing.assert_array_equal(sample["x"], x[:, i:i + 1])

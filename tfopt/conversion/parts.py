@@ -251,3 +251,23 @@ def write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[
     }
     with open(os.path.join(tmp, "manifest.json"), "w") as f:
         json.dump(to_json(manifest), f, indent=2, sort_keys=True, default=str, allow_nan=False)
+
+
+def converter_calibration(portable: Model, samples: Any) -> Any:
+    """Calibration samples as a converter's own quantizer steps through them (``--quantizer native``,
+    keep-float): the whole batches the graph takes, one a step
+    (:func:`tfopt.verification.data_batches.sample_batches`: towers, a fixed batch; the rule the int8
+    engine and verification use). None stays None."""
+    if not samples:
+        return samples
+    from tfopt.runtimes.tensorflow import GraphRunner
+    from tfopt.verification.data_batches import sample_batches
+
+    def run(feeds: Any) -> Any:  # only a graph that splits its batch is probed
+        runner = GraphRunner(portable.replace(reference=None))
+        try:
+            return runner(feeds)
+        finally:
+            runner.close()
+
+    return sample_batches(samples, run, portable.inputs, portable.graph_def)

@@ -31,6 +31,7 @@ from tfopt.conversion.parts import (
     Failure,
     ReferenceOutputs,
     accuracy_control,
+    converter_calibration,
     emit,
     emit_engine,
     int8_measure,
@@ -225,7 +226,8 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
     start = time.perf_counter()
     record = TABLE[target]
     rel = record.artifact_path(precision)
-    job = EmitJob(portable, runtime, os.path.join(tmp, rel), precision, ranges, q, qat, accuracy_control=control)
+    calibration = converter_calibration(portable, ranges) if precision in NEEDS_CALIBRATION else ranges  # whole batches
+    job = EmitJob(portable, runtime, os.path.join(tmp, rel), precision, calibration, q, qat, accuracy_control=control)
     engine = int8 is not None and engine_builds(q, target, precision, qat)
     native_job = job
     if engine and int8 is not None:
@@ -288,7 +290,7 @@ def _emit_one(p: ConvertPlan, prepared: Prepared, result: ConvertResult, job: Em
                                                     accuracy_control=None))
 
         to_raw = q.ov_preprocess.to_raw if q.ov_preprocess is not None and record.takes_preprocess else None
-        written, kept, ranking = selective(target, precision, portable, job.path, prepared.ranges, q.keep_float,
+        written, kept, ranking = selective(target, precision, portable, job.path, job.calibration, q.keep_float,
                                            q.auto_keep_float, inputs_of(p, prepared).eval(portable.inputs), say,
                                            emit_kept, opset=q.opset, to_raw=to_raw)
         result.layer_errors[f"{target}/{precision}"] = ranking

@@ -134,7 +134,7 @@ def _with_pinned_batch(model: Model, precision: str, build: Callable[[Model], by
 
 
 def fixed_shapes(path: str, model: Model) -> dict[str, list[int]] | None:
-    """Inputs whose batch (axis 0) ``model`` leaves open but the ``.tflite`` at ``path`` fixes
+    """Inputs whose batch (axis 0, or :attr:`TensorSpec.batch_axis`) ``model`` leaves open but the ``.tflite`` at ``path`` fixes
     (its signature's ``shape_signature`` has no -1 there): ``{input name: shape}``, or ``None``."""
     from ai_edge_litert.interpreter import Interpreter
 
@@ -147,10 +147,11 @@ def fixed_shapes(path: str, model: Model) -> dict[str, list[int]] | None:
     out = {}
     for spec in model.inputs:
         detail = details.get(spec.node) or details.get(spec.name)
-        if detail is None or not spec.shape or spec.shape[0] is not None:
+        axis = spec.batch_axis or 0  # a time-major [time, batch, n]: axis 1
+        if detail is None or not spec.shape or len(spec.shape) <= axis or spec.shape[axis] is not None:
             continue
         signature = [int(d) for d in detail.get("shape_signature", detail["shape"])]
-        if signature and signature[0] != -1:
+        if len(signature) > axis and signature[axis] != -1:
             out[spec.name] = signature
     return out or None
 

@@ -3,8 +3,9 @@
 TFLite's converter lowers a recurrent layer's TensorList loop to builtin ``WHILE`` ops only when
 every list's element shape is static. A graph traced with an open batch has element shapes like
 ``[-1, H]`` (Keras ``TensorArrayV2``, ``TensorArrayUnstack``), which the converter rejects ("requires
-element_shape to be static"). :func:`pin_batch` fixes axis 0 of the open-batch inputs to
-``batch`` and then makes the lists' element shapes static:
+element_shape to be static"). :func:`pin_batch` fixes the batch axis of the open-batch inputs to
+``batch`` (axis 0, or the one :attr:`TensorSpec.batch_axis` names: a time-major ``[time, batch, n]``
+keeps its time open and gets its batch pinned) and then makes the lists' element shapes static:
 
 * ``TensorListFromTensor(t, shape)``: ``shape := t.shape[1:]`` as TensorFlow's shape inference
   gives it once the inputs are pinned (exact);
@@ -28,12 +29,14 @@ _ELEMENT_SHAPE = {"TensorListReserve": 0, "EmptyTensorList": 0, "TensorListStack
 
 
 def pin_batch(model: Model, batch: int = PINNED_BATCH) -> Model | None:
-    """``model`` with axis 0 of each input whose axis 0 is unknown set to ``batch`` (placeholder
+    """``model`` with the batch axis (0, or :attr:`TensorSpec.batch_axis`) of each input where it is unknown set to ``batch`` (placeholder
     ``shape`` attribute and :class:`TensorSpec`) and its TensorLists' element shapes made static
     (module docstring), or ``None`` when that changes nothing. When every input's batch is
     already fixed (``--inputs x:4x?x5``) to one size, the element shapes take that size."""
-    open_inputs = {s.node for s in model.inputs if s.shape and s.shape[0] is None}
-    fixed = {s.shape[0] for s in model.inputs if s.shape and s.shape[0] is not None}
+    axis = {s.node: s.batch_axis or 0 for s in model.inputs}  # a time-major [time, batch, n]: axis 1
+    open_inputs = {s.node for s in model.inputs if s.shape and len(s.shape) > axis[s.node] and s.shape[axis[s.node]] is None}
+    fixed = {s.shape[axis[s.node]] for s in model.inputs if s.shape and len(s.shape) > axis[s.node]
+             and s.shape[axis[s.node]] is not None}
     if not open_inputs:
         if len(fixed) != 1:
             return None
@@ -42,14 +45,18 @@ def pin_batch(model: Model, batch: int = PINNED_BATCH) -> Model | None:
     graph_def.CopyFrom(model.graph_def)
     for node in graph_def.node:
         if node.name in open_inputs and "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
-            node.attr["shape"].shape.dim[0].size = batch
+            node.attr["shape"].shape.dim[axis[node.name]].size = batch
             node.attr.pop("_output_shapes", None)
     if not _static_element_shapes(graph_def, batch) and not open_inputs:
         return None
     rename_functions(graph_def, f"_batch{batch}")
-    inputs = [dataclasses.replace(s, shape=(batch, *s.shape[1:])) if s.node in open_inputs and s.shape else s
-              for s in model.inputs]
+    inputs = [dataclasses.replace(s, shape=_pinned(s.shape, axis[s.node], batch)) if s.node in open_inputs and s.shape
+              else s for s in model.inputs]
     return model.replace(graph_def=graph_def, inputs=inputs)
+
+
+def _pinned(shape: tuple[int | None, ...], axis: int, batch: int) -> tuple[int | None, ...]:
+    return (*shape[:axis], batch, *shape[axis + 1:])
 
 
 def _static_element_shapes(graph_def: Any, batch: int) -> bool:

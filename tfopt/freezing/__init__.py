@@ -21,6 +21,7 @@ Run to a fixed point: removing a branch exposes new Identities and dead nodes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -214,6 +215,9 @@ def _choose_inputs(model: Model, placeholders: Mapping[str, Any], bindings: Mapp
     if requested:
         chosen = [by_node.get(n) or known.get(n) or placeholder_spec(placeholders[n]) for n in requested]
         chosen = [_reshape(s, requested[s.node]) for s in chosen]
+        from tfopt.graphdef.batch_axis import with_batch_axes  # a placeholder named in --inputs: its own axis
+
+        chosen = with_batch_axes(model.graph_def, chosen, model.outputs)
     else:
         chosen = [s for s in model.inputs if s.node not in bindings]
     chosen_nodes = {s.node for s in chosen}
@@ -229,7 +233,7 @@ def _reshape(spec: TensorSpec, shape: Sequence[int | None] | None) -> TensorSpec
         return spec
     if spec.shape is not None and len(spec.shape) != len(shape):
         raise OptionError(f"--inputs {spec.name}: rank {len(shape)} does not match the graph's rank {len(spec.shape)}")
-    return TensorSpec(spec.name, spec.tensor, spec.dtype, tuple(shape))
+    return dataclasses.replace(spec, shape=tuple(shape), batch_axis=None)  # a new shape: the axis read again
 
 
 def _with_shapes(graph_def: Any, requested: Mapping[str, Any]) -> Any:

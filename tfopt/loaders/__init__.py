@@ -11,6 +11,7 @@ from typing import Any
 
 from tfopt.errors import ModelNotFoundError, OptionError
 from tfopt.graph import Model
+from tfopt.graphdef.batch_axis import with_batch_axes
 from tfopt.graphdef.order import canonical_order
 from tfopt.loaders.pipeline_inputs import cut_model
 from tfopt.options import LoadOptions
@@ -80,6 +81,8 @@ def load(path: str | os.PathLike[str], *, format: str | None = None, **options: 
     except PermissionError as exc:  # a file of the model this user may not read
         raise unreadable(exc, path) from exc
     model = cut_model(model)  # every format: elements read from a tf.data iterator become inputs
+    # the axis holding each input's samples, where the graph's structure says (a time-major [time, batch, n])
+    model = model.replace(inputs=with_batch_axes(model.graph_def, model.inputs, model.outputs))
     canonical_order(model.graph_def)  # TensorFlow's export order varies by process: see canonical_order
     if opts.compress is not None and opts.compress.active and "compression" not in model.provenance:
         raise OptionError(f"--cluster/--prune: {path} is a {model.provenance.get('format')} model; TFMOT clusters and "

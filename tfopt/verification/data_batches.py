@@ -50,16 +50,21 @@ class Unit(NamedTuple):
 
 def sample_axes(feeds: Mapping[str, Any], specs: Sequence[TensorSpec]) -> dict[str, int | None]:
     """Input name -> the axis of given data ``feeds`` that holds its samples (None: a scalar). Axis 0
-    when every input holds as many rows there; else the batch axis that
-    :func:`tfopt.verification.shapes.batch_axes` finds from the dimension ties of the data's shapes
-    (the class of equal unknown dimensions spanning the most inputs), axis 0 where it finds none."""
+    when every input holds as many rows there and the graph's structure names no other axis
+    (:attr:`TensorSpec.batch_axis`: a lone time-major ``[time, batch, n]`` holds them on axis 1); else
+    the batch axis that :func:`tfopt.verification.shapes.batch_axes` finds from the dimension ties of
+    the data's shapes (the class of equal unknown dimensions spanning the most inputs, the structure's
+    axis among equals), axis 0 where it finds none."""
     shapes = {s.name: tuple(np.shape(feeds[s.name])) for s in specs if s.name in feeds}
     axes: dict[str, int | None] = {k: 0 if shape else None for k, shape in shapes.items()}
-    if len({shape[0] for shape in shapes.values() if shape}) > 1:
+    said = any(s.batch_axis for s in specs if s.name in shapes)  # the structure names another axis
+    if said or len({shape[0] for shape in shapes.values() if shape}) > 1:
         from tfopt.verification.shapes import batch_axes
 
         found = batch_axes([s for s in specs if s.name in shapes and s.shape is not None], shapes)
         axes.update({k: a for k, a in found.items() if a is not None and shapes[k]})
+        axes.update({s.name: s.batch_axis for s in specs if s.name in shapes and s.batch_axis is not None
+                     and found.get(s.name) is None and s.batch_axis < len(shapes[s.name])})  # a static shape
     return axes
 
 
@@ -128,6 +133,30 @@ def take_rows(feeds: Mapping[str, Any], start: int, stop: int, axes: Axes | None
     where = _axes(feeds, axes)
     return {k: v if where[k] is None else v[(slice(None),) * (where[k] or 0) + (slice(start, stop),)]
             for k, v in feeds.items()}
+
+
+def split_batches(feeds: Mapping[str, Any], rows: int, axes: Axes | None = None) -> list[dict[str, Any]]:
+    """``feeds`` (whole batches) as one feed per batch of ``rows`` rows on each input's batch axis."""
+    return [take_rows(feeds, i, i + rows, axes) for i in range(0, rows_of(feeds, axes), rows)]
+
+
+def sample_batches(samples: Sequence[Mapping[str, Any]], original: Callable[[Mapping[str, Any]], Any],
+                   specs: Sequence[TensorSpec], graph_def: Any, *, seed: int = 0) -> list[dict[str, Any]]:
+    """Batch-1 calibration samples as the whole batches the graph takes, one feed each: joined on
+    each input's batch axis (:func:`join_samples`), completed to a multiple of the graph's
+    :func:`batch_unit` with the first samples (:func:`whole_batches`) and cut into batches of the
+    unit (:func:`split_batches`). What a converter's own calibration steps through (TFLite's
+    representative dataset, ONNX Runtime's reader, NNCF's dataset): fed one sample a step, a graph
+    that splits its batch into towers, or takes a fixed batch, refuses them. ``samples`` as given
+    when the graph takes any batch (the unit is 1)."""
+    if not samples:
+        return []
+    joined = join_samples(samples, specs)
+    axes = sample_axes(joined, specs)
+    unit = batch_unit(original, specs, graph_def, seed=seed, axes=axes)
+    if unit.rows == 1:
+        return [dict(sample) for sample in samples]
+    return split_batches(whole_batches(joined, unit.rows, axes=axes)[0], unit.rows, axes)
 
 
 def join_samples(samples: Sequence[Mapping[str, Any]], specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:

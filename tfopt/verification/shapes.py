@@ -23,8 +23,11 @@ A made-up shape that sets axis 0 of every input to the batch fails every time-ma
    fixes it. A graph with one unknown dimension is probed only when it holds such a node; a probe
    past the element budget asks TensorFlow's shape inference alone (nothing runs).
 3. The *batch* is the class spanning the most inputs (a state ``[1, batch, n]`` meets a time-major
-   sequence on its axis 1), else the one holding the first input's axis 0; another class holding an
-   axis 0 is a batch too unless it shares an input with that one (a time-major input's time is not).
+   sequence on its axis 1), else the one holding the first input's *leading* axis; another class
+   holding a leading axis is a batch too unless it shares an input with that one (a time-major input's
+   time is not). An input's leading axis is the one its structure names (:attr:`TensorSpec.batch_axis`,
+   :mod:`tfopt.graphdef.batch_axis`: a lone time-major ``x [time, batch, n]``'s 1), else axis 0; among
+   classes spanning as many inputs, the one the structure names wins.
 
 Shapes for a search size ``n`` then give every batch class the batch size, every fixed class its size
 and every other class ``n``: ``inputs n x 2 x 80, seq_lengths 2, state 1 x 2 x 896``. A class that must
@@ -110,12 +113,14 @@ class DimTies:
         """The batch classes (see the module docstring, step 3)."""
         classes = self.classes()
         spans = {r: {n for n, _ in dims} for r, dims in classes.items()}
-        leading = [r for r, dims in classes.items() if any(a == 0 for _, a in dims) and self.free(r)]
+        said = {(s.name, s.batch_axis) for s in self.specs if s.batch_axis is not None}
+        first = {s.name: s.batch_axis if s.batch_axis is not None else 0 for s in self.specs}
+        leading = [r for r, dims in classes.items() if any(a == first[n] for n, a in dims) and self.free(r)]
         shared = [r for r in classes if len(spans[r]) > 1 and self.free(r)]
         if not leading and not shared:
             return set()
         order = {s.name: i for i, s in enumerate(self.specs)}
-        best = max(leading + shared, key=lambda r: (len(spans[r]), r in leading,
+        best = max(leading + shared, key=lambda r: (len(spans[r]), bool(said & set(classes[r])), r in leading,
                                                     -min(order[n] + a for n, a in classes[r])))
         best_inputs = {n for n, _ in classes[best]}
         return {best} | {r for r in leading if not {n for n, _ in classes[r]} & best_inputs}
@@ -266,12 +271,13 @@ def batch_axes(specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]],
     roots = ties.batch_roots()
     out: dict[str, int | None] = {}
     for spec in specs:
-        mine = [(a, ties.find((n, a))) for (n, a) in ties.parent if n == spec.name]
+        mine = sorted(((a, ties.find((n, a))) for (n, a) in ties.parent if n == spec.name),
+                      key=lambda ar: ar[0] != spec.batch_axis)  # the structure's axis first (T == B)
         batch = [a for a, r in mine if r in roots] + [a for a, r in mine if r in ties.products
                                                        and ties.factors(r)[0] in roots]
         fixed = spec.shape is not None and all(ties.find((spec.name, a)) in ties.fixed for a, _ in mine)
         # a static axis 0 ([time, batch, features] with the time fixed) holds no samples: fed whole
-        static_first = spec.shape is not None and len(spec.shape) > 0 and spec.shape[0] is not None
+        static_first = bool(spec.shape) and spec.shape[0] is not None and not spec.batch_axis  # type: ignore[index]
         out[spec.name] = batch[0] if batch else None if (mine and roots) or fixed or static_first else 0
     return out
 

@@ -182,7 +182,8 @@ def adaround(model: Model, samples: Mapping[str, np.ndarray], *, per_channel: bo
 
     Args:
         model: a frozen model; it is not modified.
-        samples: calibration inputs, input name -> array with the samples on axis 0.
+        samples: calibration inputs, input name -> array with the samples on the input's batch axis
+            (:func:`tfopt.verification.data_batches.sample_axes`: axis 0, a time-major ``[time, batch, n]``'s 1).
         per_channel: one scale per output channel of a conv/depthwise layer (MatMul weights are
             per tensor, as the engine's fake quants: ``weight_grid.PER_CHANNEL_OPS``); else one per tensor.
         bits: weight bits (symmetric narrow range: ±(2**(bits-1) - 1)).
@@ -207,7 +208,7 @@ def adaround(model: Model, samples: Mapping[str, np.ndarray], *, per_channel: bo
                       (time_budget is not None and time_budget < 0, f"time_budget={time_budget}: use seconds >= 0")):
         if bad:
             raise OptionError(f"adaround {what}")
-    samples = _check_samples(model, samples)
+    samples, axes = _check_samples(model, samples)
     found, skips = find_layers(model.graph_def)
     if layers is not None:
         found = _select(found, skips, layers)
@@ -225,7 +226,7 @@ def adaround(model: Model, samples: Mapping[str, np.ndarray], *, per_channel: bo
             continue
         deadline = time.monotonic() + left / (len(found) - i)  # an equal share of what is left
         began = time.monotonic()
-        x, y = _collect(model, layer, samples, rounded, rng, hyper.max_values)
+        x, y = _collect(model, layer, samples, axes, rounded, rng, hyper.max_values)
         w = _round_layer(layer, x, y, row, per_channel=per_channel, bits=bits, hyper=hyper, rng=rng,
                          deadline=deadline)
         row.seconds = time.monotonic() - began
@@ -242,7 +243,11 @@ def adaround(model: Model, samples: Mapping[str, np.ndarray], *, per_channel: bo
     return model.replace(graph_def=graph_def), report
 
 
-def _check_samples(model: Model, samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _check_samples(model: Model, samples: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """The samples as arrays, and each input's batch axis (the one rule of given data:
+    :func:`tfopt.verification.data_batches.sample_axes`)."""
+    from tfopt.verification.data_batches import sample_axes
+
     names = [s.name for s in model.inputs]
     unknown, missing = [k for k in samples if k not in names], [n for n in names if n not in samples]
     if unknown or missing:
@@ -250,9 +255,12 @@ def _check_samples(model: Model, samples: Mapping[str, np.ndarray]) -> dict[str,
         raise OptionError(f"adaround samples: give every model input ({', '.join(names)}); "
                           f"unknown {unknown}, missing {missing}.{hint}")
     arrays = {k: np.asarray(v) for k, v in samples.items()}
-    if len({v.shape[:1] for v in arrays.values()}) != 1 or any(v.ndim == 0 or not len(v) for v in arrays.values()):
-        raise OptionError("adaround samples: every input needs the same, non-zero number of samples on axis 0")
-    return arrays
+    if any(v.ndim == 0 for v in arrays.values()):
+        raise OptionError("adaround samples: every input needs the same, non-zero number of samples on its batch axis")
+    axes = {k: int(a or 0) for k, a in sample_axes(arrays, model.inputs).items()}
+    if len({v.shape[axes[k]] for k, v in arrays.items()}) != 1 or any(not v.shape[axes[k]] for k, v in arrays.items()):
+        raise OptionError("adaround samples: every input needs the same, non-zero number of samples on its batch axis")
+    return arrays, axes
 
 
 def _select(found: list[_Layer], skips: list[Skip], names: Collection[str]) -> list[_Layer]:
@@ -267,24 +275,26 @@ def _select(found: list[_Layer], skips: list[Skip], names: Collection[str]) -> l
     return [layer for layer in found if layer.node.name in wanted]
 
 
-def _collect(model: Model, layer: _Layer, samples: dict[str, np.ndarray], rounded: dict[str, np.ndarray],
-             rng: np.random.Generator, max_values: int) -> tuple[np.ndarray, np.ndarray]:
+def _collect(model: Model, layer: _Layer, samples: dict[str, np.ndarray], axes: Mapping[str, int],
+             rounded: dict[str, np.ndarray], rng: np.random.Generator, max_values: int) -> tuple[np.ndarray, np.ndarray]:
     """``(x̂, W x)``: the layer's input with ``rounded`` weights fed in, and the float graph's
-    output, on a random subset of the samples holding at most about ``max_values`` floats each."""
+    output, on a random subset of the samples (taken on each input's batch axis ``axes``) holding at
+    most about ``max_values`` floats each."""
     from tfopt.runtimes.tensorflow import GraphRunner
 
     x_ref, y_ref = canonical_tensor(layer.node.input[0]), f"{layer.node.name}:0"
     runner = GraphRunner(model.replace(outputs=[TensorSpec("x", x_ref, "float32", None),
                                                 TensorSpec("y", y_ref, "float32", None)]))
     feeds = {f"{name}:0": value for name, value in rounded.items()}
-    fixed = [s.shape[0] for s in model.inputs if s.shape and s.shape[0] is not None]
-    chunk, count = fixed[0] if fixed else 16, len(next(iter(samples.values())))
+    fixed = [int(d) for s in model.inputs if s.shape and len(s.shape) > axes[s.name]
+             for d in [s.shape[axes[s.name]]] if d is not None]
+    chunk, count = fixed[0] if fixed else 16, next(v.shape[axes[k]] for k, v in samples.items())
     if count < chunk and fixed:  # a fixed batch dimension is fed whole; a partial chunk is dropped
         raise OptionError(f"adaround samples: {count} sample(s), but the model's batch dimension is fixed at {chunk}")
     order, xs, ys, size = rng.permutation(count), [], [], 0
     try:
         for begin in range(0, count - chunk + 1 if fixed else count, chunk):
-            feed = {k: v[order[begin:begin + chunk]] for k, v in samples.items()}
+            feed = {k: np.take(v, order[begin:begin + chunk], axis=axes[k]) for k, v in samples.items()}
             out = runner(feed)
             xs.append(runner({**feed, **feeds})["x"] if feeds else out["x"])
             ys.append(out["y"])

@@ -207,7 +207,7 @@ def _whole_batches(model: Model, samples: Mapping[str, Any]) -> tuple[dict[str, 
     is fed (the samples, or their batches one by one when the batch is fixed), and the statistics'
     rows a run (32, rounded down to whole batches)."""
     from tfopt.runtimes.tensorflow import GraphRunner
-    from tfopt.verification.data_batches import batch_unit, rows_of, sample_axes, take_rows, whole_batches
+    from tfopt.verification.data_batches import batch_unit, sample_axes, split_batches, whole_batches
 
     def run(feeds: Mapping[str, Any]) -> Any:  # only a graph that splits its batch is probed
         runner = GraphRunner(model.replace(reference=None))
@@ -223,7 +223,7 @@ def _whole_batches(model: Model, samples: Mapping[str, Any]) -> tuple[dict[str, 
     whole, _ = whole_batches(samples, unit.rows, axes=axes)
     if not unit.exact:
         return whole, whole, max(unit.rows, 32 // unit.rows * unit.rows)
-    return whole, [take_rows(whole, i, i + unit.rows, axes) for i in range(0, rows_of(whole, axes), unit.rows)], unit.rows
+    return whole, split_batches(whole, unit.rows, axes), unit.rows
 
 
 def quantize_model(model: Model, samples: Any, recipe: Recipe | str = Recipe(), *, keep_float: Sequence[str] = (),

@@ -1,0 +1,208 @@
+"""Which axis of an input holds its samples, read from what the graph does with the input.
+
+A lone time-major input ``x [time, batch, n]`` ties no dimension to another input, so the dimension
+ties (:mod:`tfopt.verification.shapes`) cannot tell its batch from its time, and axis 0 would be cut
+into samples. The graph says which is which. Each input's axes are followed forward through ops whose
+output axes are a known function of their input axes (``out[i] = x[axes[i]]``):
+
+    elementwise ops, BiasAdd, Pad, ConcatV2        every axis stays where it is
+    Transpose(x, perm)  (constant perm)            out axis i is x axis perm[i]
+    Sum/Mean/Max/... (constant axes, no keep_dims) the reduced axes leave
+    ExpandDims / Squeeze (constant axes)           an axis enters / the squeezed ones leave
+    MatMul (x on the left, not transposed)         out axis 0 is x axis 0
+    Conv/Pool/FusedBatchNorm                       out axis 0 is x axis 0
+    Unpack(x, axis=a)                              every part holds x's axes without a
+
+Two facts are collected, both in terms of the input's own axes:
+
+1. **Time** ``t``: the axis a loop iterates over. ``TensorArrayScatterV3`` (TF1 ``dynamic_rnn``'s
+   ``TensorArray.unstack``), ``TensorListFromTensor`` (TF2 / Keras 2 RNNs) take axis 0 of their value
+   apart step by step; ``Unpack`` (``tf.unstack``, a ``static_rnn``) takes axis ``a`` apart.
+   **Reads** ``R``: the axes whose size the graph reads, ``StridedSlice(Shape(x), [k])`` of a followed
+   tensor. An RNN reads the batch size to build its zero state (``zeros([shape(x)[1], units])``);
+   ``tf.map_fn`` over a batch reads only the axis it iterates.
+   The batch is the smallest read axis other than ``t`` when exactly one axis is iterated and that
+   axis is unknown (``None``) in the input's shape: a loop over a batch (``map_fn``, towers cut by
+   ``Unpack``) reads no other axis and is no evidence.
+2. Else, **the axis that reaches the outputs' batch axis**: the input axis that arrives, followed as
+   above, at axis 0 of a model output (``tf.transpose(x, [1, 0, 2])`` at the start of a batch-major
+   network, then reductions and dense layers), when every output reached says the same one.
+
+Nothing else is read: when neither fact holds (no loop over the input, the trail lost in a Reshape),
+the input gets no batch axis here and the dimension ties and axis 0 decide as before. A batch-major
+input that says axis 0 gets 0, which changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tfopt.graph import TensorSpec, tensor_node
+
+Axes = tuple[int | None, ...]  # position in a followed tensor -> the input axis there (None: none)
+
+_SAME = frozenset({
+    "Identity", "Snapshot", "StopGradient", "PreventGradient", "CheckNumerics", "EnsureShape", "Cast", "Neg", "Abs",
+    "Tanh", "Sigmoid", "Relu", "Relu6", "Elu", "Selu", "LeakyRelu", "Softplus", "Softsign", "Exp", "Log", "Log1p",
+    "Sqrt", "Rsqrt", "Square", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Erf", "Softmax",
+    "LogSoftmax", "Add", "AddV2", "Sub", "Mul", "RealDiv", "Div", "DivNoNan", "Maximum", "Minimum", "Pow",
+    "SquaredDifference", "BiasAdd", "FloorDiv", "FloorMod", "Pad", "PadV2", "MirrorPad", "ConcatV2", "Select",
+    "SelectV2", "ClipByValue", "IdentityN",
+})
+_KEEP_FIRST = frozenset({"Conv2D", "Conv3D", "DepthwiseConv2dNative", "MaxPool", "AvgPool", "MaxPool3D", "AvgPool3D",
+                         "FusedBatchNorm", "FusedBatchNormV3", "Conv1D"})
+_REDUCE = frozenset({"Sum", "Mean", "Max", "Min", "Prod", "All", "Any"})
+_ITERATE_AXIS0 = {"TensorArrayScatterV3": 2, "TensorListFromTensor": 0}  # op -> the input it takes apart on axis 0
+
+
+@dataclasses.dataclass
+class _Facts:
+    iterated: set[int] = dataclasses.field(default_factory=set)
+    reads: set[int] = dataclasses.field(default_factory=set)
+    at_outputs: set[int | None] = dataclasses.field(default_factory=set)
+
+
+def structural_batch_axes(graph_def: Any, specs: Sequence[TensorSpec], outputs: Sequence[TensorSpec] = ()) -> dict[str, int]:
+    """Input name -> the axis of its samples that the graph's structure says (see the module
+    docstring); inputs about which nothing is said are absent."""
+    if graph_def is None:
+        return {}
+    nodes = {n.name: n for n in graph_def.node}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph_def.node:
+        for ref in node.input:
+            if not ref.startswith("^"):
+                consumers.setdefault(tensor_node(ref), []).append(node)
+    output_refs = {_ref(o.tensor) for o in outputs}
+    out: dict[str, int] = {}
+    for spec in specs:
+        if spec.shape is None or not spec.shape or spec.node not in nodes:
+            continue
+        facts = _follow(_ref(spec.tensor), tuple(range(len(spec.shape))), nodes, consumers, output_refs)
+        axis = _decide(spec, facts)
+        if axis is not None:
+            out[spec.name] = axis
+    return out
+
+
+def with_batch_axes(graph_def: Any, specs: Sequence[TensorSpec], outputs: Sequence[TensorSpec] = ()) -> list[TensorSpec]:
+    """``specs`` with :attr:`TensorSpec.batch_axis` set where :func:`structural_batch_axes` says one."""
+    found = structural_batch_axes(graph_def, specs, outputs)
+    return [dataclasses.replace(s, batch_axis=found[s.name]) if s.name in found else s for s in specs]
+
+
+def _decide(spec: TensorSpec, facts: _Facts) -> int | None:
+    shape = spec.shape or ()
+    if len(facts.iterated) == 1:
+        (time,) = facts.iterated
+        batch = sorted(a for a in facts.reads if a != time)
+        if batch and shape[batch[0]] is None:
+            return batch[0]
+    reached = {a for a in facts.at_outputs if a is not None}
+    if len(reached) == 1 and None not in facts.at_outputs:
+        return reached.pop()
+    return None
+
+
+def _ref(ref: str) -> str:
+    return ref if ":" in ref else f"{ref}:0"
+
+
+def _follow(start: str, axes: Axes, nodes: Mapping[str, Any], consumers: Mapping[str, list[Any]],
+            output_refs: set[str]) -> _Facts:
+    facts = _Facts()
+    todo: list[tuple[str, Axes]] = [(start, axes)]
+    seen: set[str] = set()
+    while todo:
+        ref, axes = todo.pop()
+        if ref in seen or len(seen) > 20000:
+            continue
+        seen.add(ref)
+        if ref in output_refs:
+            facts.at_outputs.add(axes[0] if axes else None)
+        for node in consumers.get(tensor_node(ref), ()):
+            slots = [i for i, r in enumerate(node.input) if _ref(r) == ref]
+            for slot in slots:
+                todo.extend(_step(node, slot, axes, nodes, consumers, facts))
+    return facts
+
+
+def _step(node: Any, slot: int, axes: Axes, nodes: Mapping[str, Any], consumers: Mapping[str, list[Any]],
+          facts: _Facts) -> list[tuple[str, Axes]]:
+    """What ``node`` makes of a followed tensor at its input ``slot``: the followed outputs, and facts."""
+    op, name = node.op, node.name
+    if _ITERATE_AXIS0.get(op) == slot:
+        _note(facts.iterated, axes[:1])
+        return []
+    if op == "Unpack" and slot == 0:
+        a = int(node.attr["axis"].i) % len(axes) if axes else 0
+        _note(facts.iterated, axes[a:a + 1])
+        rest = axes[:a] + axes[a + 1:]
+        return [(f"{name}:{i}", rest) for i in range(int(node.attr["num"].i))]
+    if op == "Shape" and slot == 0:
+        facts.reads.update(_shape_reads(consumers.get(name, ()), axes, nodes))
+        return []
+    if op in _SAME:
+        return [(f"{name}:{slot}" if op == "IdentityN" else f"{name}:0", axes)]
+    if op == "Transpose" and slot == 0:
+        perm = _const(nodes, node.input[1])
+        if perm is None or len(perm) != len(axes):
+            return []
+        return [(f"{name}:0", tuple(axes[int(p)] for p in perm))]
+    if op in _REDUCE and slot == 0:
+        drop = _const(nodes, node.input[1])
+        if drop is None:
+            return []
+        if node.attr["keep_dims"].b:
+            return [(f"{name}:0", axes)]
+        gone = {int(d) % len(axes) for d in drop.ravel()} if axes else set()
+        return [(f"{name}:0", tuple(a for i, a in enumerate(axes) if i not in gone))]
+    if op == "ExpandDims" and slot == 0:
+        dim = _const(nodes, node.input[1])
+        if dim is None:
+            return []
+        at = int(dim.ravel()[0]) % (len(axes) + 1)
+        return [(f"{name}:0", (*axes[:at], None, *axes[at:]))]
+    if op == "Squeeze" and slot == 0 and node.attr["squeeze_dims"].list.i:
+        gone = {int(d) % len(axes) for d in node.attr["squeeze_dims"].list.i}
+        return [(f"{name}:0", tuple(a for i, a in enumerate(axes) if i not in gone))]
+    if op == "MatMul" and slot == 0 and not node.attr["transpose_a"].b and len(axes) == 2:
+        return [(f"{name}:0", (axes[0], None))]
+    if op in _KEEP_FIRST and slot == 0 and axes:
+        return [(f"{name}:0", (axes[0],) + (None,) * (len(axes) - 1))]
+    return []
+
+
+def _shape_reads(users: Sequence[Any], axes: Axes, nodes: Mapping[str, Any]) -> set[int]:
+    """The input axes whose size a ``StridedSlice(shape, [k], ...)`` among a ``Shape``'s ``users`` reads."""
+    reads: set[int] = set()
+    for node in users:
+        if node.op != "StridedSlice":
+            continue
+        begin = _const(nodes, node.input[1])
+        if begin is None or begin.size != 1:
+            continue
+        k = int(begin.ravel()[0])
+        if -len(axes) <= k < len(axes) and axes[k] is not None:
+            reads.add(int(axes[k]))  # type: ignore[arg-type]
+    return reads
+
+
+def _note(into: set[int], axes: Axes) -> None:
+    into.update(int(a) for a in axes if a is not None)
+
+
+def _const(nodes: Mapping[str, Any], ref: str) -> np.ndarray | None:
+    """The value of the ``Const`` behind ``ref`` (through ``Identity``), or None."""
+    from tfopt._tf import const_value
+
+    node = nodes.get(tensor_node(ref))
+    while node is not None and node.op == "Identity" and node.input:
+        node = nodes.get(tensor_node(node.input[0]))
+    if node is None or node.op != "Const":
+        return None
+    return np.asarray(const_value(node))
