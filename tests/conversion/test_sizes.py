@@ -56,62 +56,57 @@ def test_sizes_in_the_background_are_the_files_sizes(width, seed, targets, tmp_p
         assert artifact.gzip_bytes > 0
 
 
-@pytest.mark.parametrize("count", [3, 5])
-def test_settle_measures_what_the_thread_has_not_started(count, tmp_path, monkeypatch):
-    """The thread holds the oldest artifact; settle() measures every newer one on the main thread
-    (newest first), then takes the oldest's from the thread: each artifact's sizes are its file's."""
+
+def _files(tmp_path, count):
+    rng = np.random.default_rng(count)
+    paths = [str(tmp_path / f"model{i}.tflite") for i in range(count)]
+    for i, path in enumerate(paths):
+        with open(path, "wb") as f:
+            f.write(rng.integers(0, 4, 20_000 + 997 * i, dtype=np.uint8).tobytes())
+    return paths
+
+
+def _settle_held(monkeypatch, paths, kept, *, removed=None):
+    """Measure every file in the background, the thread held on its first job until the main thread
+    measured the second (the last it can take, newest first); remove ``removed`` (a failed artifact), then settle the first ``kept`` artifacts.
+    Returns (artifacts, path -> measured on the main thread)."""
     import tfopt.conversion.sizes as sizes
 
-    rng = np.random.default_rng(count)
-    paths = []
-    for i in range(count):
-        path = tmp_path / f"model{i}.tflite"
-        path.write_bytes(rng.integers(0, 4, 20_000 + 997 * i, dtype=np.uint8).tobytes())
-        paths.append(str(path))
-    real, release, on_main = build.artifact_sizes, threading.Event(), {}
+    release, on_main = threading.Event(), {}
 
     def held(fmt, path):
-        main = threading.current_thread() is threading.main_thread()
-        on_main[path] = main
-        if not main:
-            release.wait(timeout=5)  # the thread's first job waits until the main thread took the rest
-        elif path == paths[1]:
+        on_main[path] = threading.current_thread() is threading.main_thread()
+        if on_main[path] and path == paths[1]:
             release.set()
-        return real(fmt, path)
+        elif not on_main[path]:
+            release.wait(timeout=5)  # the thread's first job waits until the main thread took the rest
+        return build.artifact_sizes(fmt, path)
     monkeypatch.setattr(sizes, "artifact_sizes", held)
     artifacts = [Artifact("tflite", "fp32", os.path.basename(p), 0, 0, "") for p in paths]
     with BackgroundSizes() as background:
         for artifact, path in zip(artifacts, paths):
             background.measure(artifact, "tflite", path)
-        background.settle(artifacts)
+        if removed is not None:
+            os.remove(removed)
+        background.settle(artifacts[:kept])
+    return artifacts, on_main
+
+
+@pytest.mark.parametrize("count", [3, 5])
+def test_settle_measures_what_the_thread_has_not_started(count, tmp_path, monkeypatch):
+    """The thread holds the oldest artifact; settle() measures every newer one on the main thread
+    (newest first), then takes the oldest's from the thread: each artifact's sizes are its file's."""
+    paths = _files(tmp_path, count)
+    artifacts, on_main = _settle_held(monkeypatch, paths, count)
     assert on_main == {p: i > 0 for i, p in enumerate(paths)}
-    assert [(a.bytes, a.gzip_bytes) for a in artifacts] == [real("tflite", p) for p in paths]
+    assert [(a.bytes, a.gzip_bytes) for a in artifacts] == [build.artifact_sizes("tflite", p) for p in paths]
 
 
 def test_settle_skips_a_failed_artifact_not_started(tmp_path, monkeypatch):
     """An artifact measured but not kept (it failed verification, its file removed) and not started
     by the thread is never measured: no read of a removed file."""
-    import tfopt.conversion.sizes as sizes
-
-    paths = [str(tmp_path / f"m{i}.tflite") for i in range(3)]
-    for i, path in enumerate(paths):
-        with open(path, "wb") as f:
-            f.write(bytes(range(256)) * (10 + i))
-    real, release, seen = build.artifact_sizes, threading.Event(), []
-
-    def held(fmt, path):
-        seen.append(path)
-        if threading.current_thread() is not threading.main_thread():
-            release.wait(timeout=5)
-        else:
-            release.set()
-        return real(fmt, path)
-    monkeypatch.setattr(sizes, "artifact_sizes", held)
-    artifacts = [Artifact("tflite", "fp32", os.path.basename(p), 0, 0, "") for p in paths]
-    with BackgroundSizes() as background:
-        for artifact, path in zip(artifacts, paths):
-            background.measure(artifact, "tflite", path)
-        os.remove(paths[2])  # the newest failed: removed, then settled without it
-        background.settle(artifacts[:2])
-    assert paths[2] not in seen
-    assert [(a.bytes, a.gzip_bytes) for a in artifacts[:2]] == [real("tflite", p) for p in paths[:2]]
+    paths = _files(tmp_path, 3)
+    expected = [build.artifact_sizes("tflite", p) for p in paths[:2]]
+    artifacts, on_main = _settle_held(monkeypatch, paths, 2, removed=paths[2])
+    assert paths[2] not in on_main
+    assert [(a.bytes, a.gzip_bytes) for a in artifacts[:2]] == expected
