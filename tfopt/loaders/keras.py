@@ -21,6 +21,7 @@ from tfopt.errors import ModelFormatError, OptionError, UnsafeModelError
 from tfopt.graph import Model
 from tfopt.loaders._concrete import model_from_concrete
 from tfopt.loaders._keras_archive import readable_archive
+from tfopt.loaders._keras_nested_outputs import unwrapped_archive
 from tfopt.loaders._keras_errors import guarded as _guarded
 from tfopt.loaders._keras_lambda import (
     check_readable,
@@ -40,9 +41,10 @@ def detect(path: str) -> bool:
 
 
 def load(path: str, options: Any) -> Model:
-    # A .keras saved on Windows by Keras 2.13-2.15 is read through a copy with '/' weight names.
-    with readable_archive(path) as (source, note):
-        return _load(path, source, options, note)
+    # A .keras saved on Windows by Keras 2.13-2.15 is read through a copy with '/' weight names; one whose
+    # Sequential nests a model stored with a one-element output list (Keras 3.4-3.8) through an unwrapped copy.
+    with readable_archive(path) as (source, note), unwrapped_archive(source) as (source, unwrapped):
+        return _load(path, source, options, {**note, **unwrapped})
 
 
 def _load(path: str, source: str, options: Any, note: dict[str, Any]) -> Model:
