@@ -21,7 +21,6 @@ from tfopt.errors import ModelFormatError, OptionError, UnsafeModelError
 from tfopt.graph import Model
 from tfopt.loaders._concrete import model_from_concrete
 from tfopt.loaders._keras_archive import readable_archive
-from tfopt.loaders._keras_nested_outputs import unwrapped_archive
 from tfopt.loaders._keras_errors import guarded as _guarded
 from tfopt.loaders._keras_lambda import (
     check_readable,
@@ -31,6 +30,7 @@ from tfopt.loaders._keras_lambda import (
     with_supplied,
     writer_version,
 )
+from tfopt.loaders._keras_nested_outputs import unwrapped_archive
 
 FORMAT = "keras"
 _SUFFIXES = (".keras", ".h5", ".hdf5")
