@@ -10,18 +10,16 @@ it out: the nested model's ``output_layers`` is ``[[name, node, index]]`` instea
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 
 import numpy as np
 import pytest
 
 import tfopt
-from tfopt.conversion.manifest import manifest_model
+from tests.helpers import assert_artifacts_match
 from tfopt.freezing import freeze
 from tfopt.loaders import load
 from tfopt.loaders._keras_nested_outputs import unwrap
-from tfopt.runtimes import runner_for
 from tfopt.runtimes.tensorflow import GraphRunner
 
 TOLERANCE = 1e-4  # fp32 artifacts against the Keras model at these magnitudes
@@ -104,14 +102,7 @@ def test_nested_one_element_outputs_convert_to_every_target(tmp_path):
     out = str(tmp_path / "out")
     result = tfopt.convert(path, out, to=["tflite", "onnx", "openvino"], report_runs=1)
     assert {a.format for a in result.artifacts} >= {"tflite", "onnx", "openvino"}
-    loaded = manifest_model(out)
-    for artifact in result.artifacts:
-        runner = runner_for(artifact.format, os.path.join(out, artifact.path), loaded)
-        try:
-            got = runner({loaded.inputs[0].name: x})[loaded.outputs[0].name]
-        finally:
-            getattr(runner, "close", lambda: None)()
-        np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=TOLERANCE, err_msg=artifact.format)
+    assert_artifacts_match(out, result, x, expected, TOLERANCE)
 
 
 def test_only_sequential_layers_are_unwrapped():
