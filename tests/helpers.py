@@ -97,3 +97,22 @@ def keras2_builds(builder: str, root, together: list, args_of):
         return paths[key]
 
     return get
+
+
+def assert_artifacts_match(out: str, result, x, expected, tolerance: float) -> None:
+    """Every artifact of ``result`` (written to ``out``) gives ``expected`` on the first input ``x``."""
+    import os
+
+    import numpy as np
+
+    from tfopt.conversion.manifest import manifest_model
+    from tfopt.runtimes import runner_for
+
+    loaded = manifest_model(out)
+    for artifact in result.artifacts:
+        runner = runner_for(artifact.format, os.path.join(out, artifact.path), loaded)
+        try:
+            got = runner({loaded.inputs[0].name: x})[loaded.outputs[0].name]
+        finally:
+            getattr(runner, "close", lambda: None)()
+        np.testing.assert_allclose(got, expected, atol=tolerance, rtol=tolerance, err_msg=artifact.format)

@@ -19,10 +19,9 @@ import numpy as np
 import pytest
 
 import tfopt
-from tfopt.conversion.manifest import manifest_model
+from tests.helpers import assert_artifacts_match
 from tfopt.freezing import freeze
 from tfopt.loaders import load
-from tfopt.runtimes import runner_for
 from tfopt.runtimes.tensorflow import GraphRunner
 
 TOLERANCE = 1e-4  # fp32 artifacts against the Keras model (the artifact bound at these magnitudes)
@@ -136,14 +135,7 @@ def test_windows_archive_converts_to_every_target(tmp_path, writer, kind):
     out = str(tmp_path / "out")
     result = tfopt.convert(path, out, to=["tflite", "onnx", "openvino"], report_runs=1)
     assert {a.format for a in result.artifacts} >= {"tflite", "onnx", "openvino"}
-    loaded = manifest_model(out)
-    for artifact in result.artifacts:
-        runner = runner_for(artifact.format, os.path.join(out, artifact.path), loaded)
-        try:
-            got = runner({loaded.inputs[0].name: x})[loaded.outputs[0].name]
-        finally:
-            getattr(runner, "close", lambda: None)()
-        np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=TOLERANCE, err_msg=artifact.format)
+    assert_artifacts_match(out, result, x, expected, TOLERANCE)
     assert _digest(path) == before
 
 

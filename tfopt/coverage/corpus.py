@@ -89,7 +89,7 @@ def child_env(entry: Entry, cache: str = DEFAULT_CACHE, *, seed: int = 0) -> dic
 
 def _built(entry: Entry, root: str, cache: str) -> str:
     """The model built by the package's own code (:mod:`tfopt.coverage.corpus_builds`), cached."""
-    suffix = {"keras3": ".keras", "savedmodel": ""}.get(entry.format, ".h5")  # a SavedModel is a folder
+    suffix = {"keras3": ".keras", "savedmodel": "", "tf2-checkpoint": ""}.get(entry.format, ".h5")  # folders
     out = os.path.join(cache, "built", entry.name, entry.name + suffix)
     if os.path.exists(out):
         return out

