@@ -73,9 +73,9 @@ def saved(request, tmp_path_factory):
     return _saved(request.param, str(tmp_path_factory.mktemp(request.param) / "sm"))
 
 
-def _saved(name: str, directory: str) -> dict:
-    """Model ``name`` of MODELS written to ``directory``, its feeds and TensorFlow's own outputs."""
-    build, rows, dim = MODELS[name]
+def _saved(model: str, directory: str) -> dict:
+    """Model ``model`` of MODELS written to ``directory``, its feeds and TensorFlow's own outputs."""
+    build, rows, dim = MODELS[model]
     info = build(directory, rows, dim)
     rng = np.random.default_rng(7)
     feeds = {}
@@ -88,7 +88,7 @@ def _saved(name: str, directory: str) -> dict:
                                           np.full((1, info["seq"]), high - 1)]).astype(np.int32)
     signature = tf().saved_model.load(directory).signatures["serving_default"]
     expected = {k: v.numpy() for k, v in signature(**{k: tf().constant(v) for k, v in feeds.items()}).items()}
-    return {**info, "path": directory, "feeds": feeds, "expected": expected, "name": name}
+    return {**info, "path": directory, "feeds": feeds, "expected": expected, "name": model}
 
 
 def _specs(saved: dict) -> Model:
