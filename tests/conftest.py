@@ -178,13 +178,13 @@ HEAVY_FIRST = (
     "tests/fleet/test_run.py",  # 70 s: 6 fleet worker processes and a tf2onnx child, each importing TensorFlow (~8 s CPU)
     "tests/emitters/test_onnx_worker.py",  # 60 s: 11 processes importing TensorFlow (tf2onnx children, two scripts)
     "tests/test_notebooks.py",  # 60 s: four notebooks in one kernel (and their `!tfopt` commands)
-    "tests/emitters/test_large.py",  # 60 s of CPU: a large-model converter child per artifact, each importing TensorFlow
+    "tests/emitters/test_large.py",  # 40 s of CPU: 7 large-model converter children (one per artifact), each importing TensorFlow
     "tests/coverage/test_matrix.py",  # 40 s: 8 models x 2 convert() calls (a precision's cells in one)
     "tests/conversion/test_convert.py",  # 40 s: every target x precision of the digits CNN
     "tests/debug/test_compare.py",  # 35 s: the debug models, converted to every target and int8
     "tests/conversion/test_ahead.py",  # 37 s: the float and int8 ONNX jobs sent ahead, every target built
     "tests/test_keras_applications.py",  # 30 s: MobileNetV2 and EfficientNetB0, optimized and verified
-    "tests/conversion/test_release.py",  # 35 s of CPU: five conversions, most with large-model converter children
+    "tests/conversion/test_release.py",  # 28 s of CPU: four conversions, most with large-model converter children
     "tests/quantizing/qat/test_finetune.py",  # 30 s: post-training and fine-tuned int8 in every target
 )
 

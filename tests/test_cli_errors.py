@@ -120,16 +120,24 @@ def _tfopt(*argv: str, cwd: str = ROOT) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_failing_stage_tail_shows_the_reason_not_the_preamble(digits_model, tmp_path):
+    """Also tests/terminal/test_quiet_terminal.py's (slow) test_a_failing_stage_shows_its_captured_tail,
+    in the same run: the native line under the error, and nothing else foreign printed."""
+    from tests.terminal.test_quiet_terminal import _foreign
+
     noise = "".join(f"    os.write(2, {line!r}.encode() + b'\\n')\n" for line in PREAMBLE_LINES.values())
     (tmp_path / "noisy_data.py").write_text(
-        f"import os\n\ndef samples():\n{noise}    os.write(2, b'no images in /data/cal\\n')\n"
-        "    raise ValueError('no data today')\n")
+        f"import os\n\ndef samples():\n{noise}    os.write(2, b'native noise from the data reader\\n')\n"
+        "    os.write(2, b'no images in /data/cal\\n')\n    raise ValueError('no data today')\n")
     result = _tfopt("convert", digits_model["path"], "-o", str(tmp_path / "out"), "--to", "tflite", "--quantize",
                     "int8", "--calibration", "noisy_data:samples", cwd=str(tmp_path))
     assert result.returncode != 0
     tail = [line for line in result.stderr.splitlines() if line.startswith("  | ")]
     assert "  | no images in /data/cal" in tail, result.stderr
     assert all(explains(line) for line in tail), tail
+    lines = result.stderr.splitlines()
+    error = next(i for i, line in enumerate(lines) if line.startswith("tfopt: error") or "internal error" in line)
+    assert "  | native noise from the data reader" in lines[error + 1:]
+    assert not _foreign(result.stdout + result.stderr)
 
 
 @pytest.mark.parametrize("debug", [[], ["--debug"]], ids=["plain", "debug"])

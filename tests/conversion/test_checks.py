@@ -21,12 +21,16 @@ PROBE = ("import sys\nfrom tfopt import cli\ntry:\n    code = cli.main(sys.argv[
 
 @pytest.fixture
 def files(tmp_path):
+    return _write_files(tmp_path)
+
+
+def _write_files(directory):
     """A 'model' that is never read as one (the checks must not need it), and data files."""
-    (tmp_path / "model.pb").write_bytes(b"\x0a\x05float graph bytes")
-    np.savez(tmp_path / "calib.npz", x=np.zeros((2, 3), np.float32))
-    (tmp_path / "fake.npz").write_text("not a zip")
-    (tmp_path / "calib.csv").write_text("1,2,3")
-    return tmp_path
+    (directory / "model.pb").write_bytes(b"\x0a\x05float graph bytes")
+    np.savez(directory / "calib.npz", x=np.zeros((2, 3), np.float32))
+    (directory / "fake.npz").write_text("not a zip")
+    (directory / "calib.csv").write_text("1,2,3")
+    return directory
 
 
 CASES = {
@@ -52,14 +56,49 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize(("argv", "message"), list(CASES.values()), ids=list(CASES))
-def test_bad_option_fails_fast_without_tensorflow(files, argv, message):
-    argv = [a.format(d=files) for a in argv]
-    result = subprocess.run([sys.executable, "-c", PROBE, "convert", str(files / "model.pb"), "-o", str(files / "out"),
-                             *argv], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr
-    assert result.stdout.strip().endswith("tensorflow not imported")
+# Every case of CASES, one after the other in one process (one interpreter start for them all, not one
+# each): its exit code, what it printed to stderr, and whether TensorFlow was imported by then (once
+# imported, it stays: a case that imports it fails, and so does every case after it).
+PROBE_ALL = """
+import contextlib, io, json, sys
+from tfopt import cli
+done = {}
+for name, argv in json.loads(sys.argv[1]).items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as exc:  # argparse's own range check
+            code = exc.code
+    done[name] = {"code": code, "stderr": err.getvalue(), "tensorflow": "tensorflow" in sys.modules}
+print(json.dumps(done))
+"""
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    """Each case run by ``tfopt convert`` on its own files: case -> (its files, what PROBE_ALL saw)."""
+    import json
+
+    root, jobs = tmp_path_factory.mktemp("checks"), {}
+    for name, (argv, _) in CASES.items():
+        d = root / name
+        d.mkdir()
+        _write_files(d)
+        jobs[name] = ["convert", str(d / "model.pb"), "-o", str(d / "out"), *(a.format(d=d) for a in argv)]
+    result = subprocess.run([sys.executable, "-c", PROBE_ALL, json.dumps(jobs)], capture_output=True, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stderr
+    done = json.loads(result.stdout.strip().splitlines()[-1])
+    return {name: (root / name, done[name]) for name in CASES}
+
+
+@pytest.mark.parametrize(("case", "message"), [(name, message) for name, (_, message) in CASES.items()], ids=list(CASES))
+def test_bad_option_fails_fast_without_tensorflow(probed, case, message):
+    files, result = probed[case]
+    assert result["code"] == 2, result["stderr"]
+    assert message in result["stderr"]
+    assert not result["tensorflow"]
     assert not (files / "out").exists()
 
 

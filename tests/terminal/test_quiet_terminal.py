@@ -60,6 +60,9 @@ def test_verbose_shows_what_was_captured(digits_model, tmp_path):
     assert any(line.startswith("  | ") for line in result.stderr.splitlines()), result.stderr
 
 
+# The fast lane: tests/test_cli_errors.py's test_a_failing_stage_tail_shows_the_reason_not_the_preamble
+# asserts this on its own run (the same command, a data reader writing this line and the preamble).
+@pytest.mark.slow
 def test_a_failing_stage_shows_its_captured_tail(digits_model, tmp_path):
     (tmp_path / "noisy_data.py").write_text(
         "import os\n\ndef samples():\n    os.write(2, b'native noise from the data reader\\n')\n"
