@@ -74,11 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     plain.add_argument("--inputs", nargs="*", default=[], help="tensor names (a TF1 checkpoint)")
     plain.add_argument("--outputs", nargs="*", default=[], help="tensor names (a TF1 checkpoint)")
     plain.add_argument("--custom-objects", default=None, help="module of a Keras 2 file's custom objects")
+    plain.add_argument("--model-fn", default=None, help="module:function building a TF2 checkpoint's model")
     args = parser.parse_args(argv)
 
     if args.cmd == "_plain":
         plain_convert(args.target, args.model, args.format, args.out, args.inputs, args.outputs,
-                      args.custom_objects)
+                      args.custom_objects, args.model_fn)
         return 0
     if args.cmd == "plain-failing":
         return add_plain_checks(args)
@@ -142,8 +143,7 @@ def run_one(entry: corpus.Entry, model: str, out: str, args: argparse.Namespace)
             dest = os.path.join(out, entry.name + ".plain", target)
             names = (["--inputs", *(i["tensor"] for i in row["inputs"]),
                       "--outputs", *(o["tensor"] for o in row["outputs"])] if entry.format == "tf1-checkpoint" else [])
-            child = corpus.run_child([sys.executable, os.path.abspath(__file__), "_plain", target, model,
-                                      entry.format, dest, *names], timeout=args.timeout, log=dest + ".log")
+            child = plain_child(entry, model, target, dest, names, args)
             if child["exit"] != 0:
                 row["vs_plain"][target] = {"error": corpus.first_error(child["output"])[:200]}
                 continue
@@ -201,17 +201,25 @@ def plain_cells(entry: corpus.Entry, model: str, out: str, targets: list[str],
             return {t: "plain not run: tfopt inspect failed" for t in targets}
         outs = entry.outputs or tuple(o["name"] for o in info["outputs"]) or tuple(info["output_candidates"])
         names = ["--inputs", *(f"{i['name']}:0" for i in info["inputs"]), "--outputs", *(f"{o}:0" for o in outs)]
-    custom = list(entry.args[entry.args.index("--custom-objects"):][:2]) if "--custom-objects" in entry.args else []
     cells = {}
     for target in targets:
         say(f"{entry.name}: plain {target} (after a failing cell)")
-        child = corpus.run_child([sys.executable, os.path.abspath(__file__), "_plain", target, model, entry.format,
-                                  os.path.join(out, target), *names, *custom], timeout=args.timeout,
-                                 env=dict(env, TF_USE_LEGACY_KERAS="1") if entry.format == "keras2-h5" else env,
-                                 log=os.path.join(out, target) + ".log")
+        child = plain_child(entry, model, target, os.path.join(out, target), names, args)
         cells[target] = "ok" if child["exit"] == 0 else (
             "timeout" if child["exit"] is None else f"exit {child['exit']}: {corpus.first_error(child['output'])[:200]}")
     return cells
+
+
+def plain_child(entry: corpus.Entry, model: str, target: str, dest: str, names: list[str],
+                args: argparse.Namespace) -> dict[str, Any]:
+    """``_plain`` in a child process, with what the user must say (``--custom-objects``,
+    ``--model-fn``) and the entry's code importable; a Keras 2 file gets tf-keras."""
+    env = corpus.child_env(entry, args.cache)
+    user = [a for flag in ("--custom-objects", "--model-fn") if flag in entry.args
+            for a in entry.args[entry.args.index(flag):][:2]]
+    return corpus.run_child([sys.executable, os.path.abspath(__file__), "_plain", target, model, entry.format, dest,
+                             *names, *user], timeout=args.timeout, log=dest + ".log",
+                            env=dict(env, TF_USE_LEGACY_KERAS="1") if entry.format == "keras2-h5" else env)
 
 
 def _latency(target: str, ours: str, theirs: str, shapes: list) -> dict:
@@ -222,9 +230,10 @@ def _latency(target: str, ours: str, theirs: str, shapes: list) -> dict:
 
 
 def plain_convert(target: str, model: str, fmt: str, out: str, inputs: list[str], outputs: list[str],
-                  custom_objects: str | None = None) -> None:
+                  custom_objects: str | None = None, model_fn: str | None = None) -> None:
     """The backend's own converter, as its documentation shows it, on a SavedModel of the model (a
-    Keras 2 file is re-saved as one with tf-keras). A TF1 checkpoint goes TensorFlow's own way
+    Keras 2 file is re-saved as one with tf-keras; a TF2 object checkpoint is restored into the
+    model ``model_fn`` builds and saved, :mod:`tfopt.coverage.corpus_plain_tf2`). A TF1 checkpoint goes TensorFlow's own way
     first, as TF1-era deployment guides show it: restore the meta graph, bind each bool placeholder
     (``is_training``) to False (no converter can run a training branch), drop the stale
     ``_output_shapes`` attributes TF 2.x refuses to import, freeze with
@@ -252,6 +261,11 @@ def plain_convert(target: str, model: str, fmt: str, out: str, inputs: list[str]
         source = os.path.join(tempfile.mkdtemp(), "saved")
         keras_model = keras.models.load_model(model, compile=False)
         keras_model.export(source)
+    elif fmt == "tf2-checkpoint" and model_fn:
+        source = os.path.join(tempfile.mkdtemp(), "saved")
+        from tfopt.coverage.corpus_plain_tf2 import saved_from_checkpoint
+
+        keras_model = saved_from_checkpoint(model, model_fn, source)
     elif fmt == "tf1-checkpoint":
         source = os.path.join(out, "frozen.pb")
         tf1_freeze(model, outputs, source)

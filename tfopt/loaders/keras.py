@@ -130,9 +130,21 @@ def model_from_keras(model: Any, provenance: dict[str, Any], *, external_thresho
 
 
 def _io_names(model: Any) -> tuple[list[str], list[str]]:
-    """A Keras model's input names and output keys (as its signature names them)."""
-    return ([i.name.split(":")[0] for i in model.inputs],
-            list(getattr(model, "output_names", None) or [f"output_{i}" for i in range(len(model.outputs))]))
+    """A Keras model's input names and output keys: its ``output_names`` as Keras reports them.
+
+    A Keras 3 ``Sequential`` has no ``output_names``; its one output is its last layer's output, so
+    it is named after that layer (as tf-keras and a Keras 3 Functional name it), whatever the last
+    layer or the layers before it are (a nested Functional or Sequential included). Only a model
+    whose outputs cannot be named so gets ``output_i``.
+    """
+    names = list(getattr(model, "output_names", None) or [])
+    if not names and getattr(model, "layers", None) and len(model.outputs) == 1 and _is_sequential(model):
+        names = [model.layers[-1].name]
+    return ([i.name.split(":")[0] for i in model.inputs], names or [f"output_{i}" for i in range(len(model.outputs))])
+
+
+def _is_sequential(model: Any) -> bool:
+    return any(c.__name__ == "Sequential" for c in type(model).__mro__)
 
 
 def keras_runner(model: Any) -> Any:
