@@ -162,7 +162,7 @@ def _seeded_draws(write: _Write) -> list[str]:
     scope = write.scope
     reached = _downstream(scope, scope.through_identity(write.node.input[0]))  # its reads are Identities now
     return sorted(f"{scope.by_name[n].op} '{join_path(scope.path, n)}'" for n in reached
-                  if _RANDOM_SEEDED.fullmatch(scope.by_name[n].op))
+                  if n in scope.by_name and _RANDOM_SEEDED.fullmatch(scope.by_name[n].op))
 
 
 def _frozen_writes(graph_def: Any) -> list[_Write]:
