@@ -54,7 +54,7 @@ def one(layer: str, shape: Sequence[int | None], variant: str = "", *, dtype: st
 
 def after_dense(layer: str, shape: Sequence[int], *, apis: tuple[str, ...] = ("keras3", "keras2"), **config: Any) -> Case:
     """``Dense -> layer``: a layer that is the identity at inference sits inside a model, as in real
-    ones (a model whose output is its input passed through is a class of its own: see the notes)."""
+    ones; the ``alone`` cases keep the model whose output is its input passed through."""
     def build(K: Any) -> Any:
         x = K.Input(tuple(shape), name="x")
         return K.Model(x, getattr(K.layers, layer)(**config)(K.layers.Dense(shape[-1])(x)))
@@ -229,7 +229,9 @@ def cases() -> list[Case]:
             after_dense("SpatialDropout2D", (5, 5, 3), rate=0.5), after_dense("GaussianNoise", (6,), stddev=0.1),
             after_dense("GaussianDropout", (6,), rate=0.1), after_dense("AlphaDropout", (6,), rate=0.1),
             after_dense("ActivityRegularization", (6,), l1=0.01), Case("Lambda", "plain function", _lambda, options={"unsafe": True}),
-            after_dense("Identity", (6,), apis=("keras3",))]
+            after_dense("Identity", (6,), apis=("keras3",)),
+            # alone: the output is the input once frozen (an Identity chain the converters collapse)
+            one("Dropout", (6,), "alone", rate=0.5), one("GaussianNoise", (5, 6), "alone", stddev=0.1)]
     out += [_merge(layer, [(5, 4), (5, 4)]) for layer in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")]
     out += [_merge("Concatenate", [(5, 4), (5, 3)]), _merge("Dot", [(5, 4), (5, 4)], axes=2),
             _merge("Dot", [(6,), (6,)], "normalize", axes=1, normalize=True)]

@@ -47,7 +47,7 @@ def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
     check_string_compares(model)
     opset = opset or DEFAULT_OPSET
     try:
-        proto, log = convert_in_child(_lower_for_tf2onnx(model.graph_def), [s.tensor for s in model.inputs],
+        proto, log = convert_in_child(_tf2onnx_graph(model), [s.tensor for s in model.inputs],
                                       [s.tensor for s in model.outputs], opset)
     except RuntimeError as exc:
         if len(exc.args) > 1:
@@ -72,8 +72,18 @@ def convert_ahead(model: Model, opset: int | None = None) -> bool:
     if tf2onnx fails. Returns whether it was sent (only inside :func:`tfopt.emitters.onnx_worker.shared_child`)."""
     from tfopt.emitters.onnx_worker import submit_in_child
 
-    return submit_in_child(_lower_for_tf2onnx(model.graph_def), [s.tensor for s in model.inputs],
+    return submit_in_child(_tf2onnx_graph(model), [s.tensor for s in model.inputs],
                            [s.tensor for s in model.outputs], opset or DEFAULT_OPSET)
+
+
+def _tf2onnx_graph(model: Model) -> Any:
+    """The graph tf2onnx converts: an output computed by a functional op read through an Identity
+    of its name (grappler inlines the op and tf2onnx then cannot find the output:
+    :mod:`tfopt.emitters.output_identity`), then :func:`_lower_for_tf2onnx`."""
+    from tfopt.emitters.output_identity import functional_outputs, outputs_behind_identity
+
+    nodes = functional_outputs(model)
+    return _lower_for_tf2onnx(outputs_behind_identity(model, nodes) if nodes else model.graph_def)
 
 
 def _lower_for_tf2onnx(graph_def: Any) -> Any:

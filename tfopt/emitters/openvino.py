@@ -8,7 +8,6 @@ impossible (see ``tfopt._openvino``).
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import tempfile
@@ -20,9 +19,8 @@ import numpy as np
 
 from tfopt._io import atomic_path
 from tfopt._openvino import nncf, openvino
-from tfopt._tf import tf
 from tfopt.errors import ConversionError, OptionError
-from tfopt.graph import Model, rename_node, tensor_port, unique_name
+from tfopt.graph import Model, tensor_port
 from tfopt.targets import require_calibration
 
 if TYPE_CHECKING:
@@ -57,14 +55,19 @@ class AccuracyControl:
 
 
 def convert_to_openvino(model: Model) -> Any:
-    """The FP32 ``ov.Model`` of ``model``'s frozen graph, auto-named layers renumbered canonically."""
+    """The FP32 ``ov.Model`` of ``model``'s frozen graph, every output named after the model's output
+    (:mod:`tfopt.emitters.openvino_outputs`), auto-named layers renumbered canonically."""
     from tfopt.emitters.strings import check_no_strings
 
     check_no_strings(model, "openvino")
+    from tfopt.emitters.openvino_outputs import name_outputs, unnamed_outputs
+    from tfopt.emitters.output_identity import outputs_behind_identity
+
     ov_model = _convert_graph(model.graph_def)
-    lost = _unnamed_outputs(ov_model, model)
+    lost = [spec.node for spec in unnamed_outputs(ov_model, model) if tensor_port(spec.tensor) == 0]
     if lost:  # the frontend replaced the output's op and dropped its name (TensorListStack of a loop)
-        ov_model = _convert_graph(_outputs_behind_identity(model, lost))
+        ov_model = _convert_graph(outputs_behind_identity(model, lost))
+    name_outputs(ov_model, model)  # pass-through, constant and folded outputs (openvino_outputs)
     from tfopt.emitters.openvino_weight_quant import fold_weight_reshapes
 
     fold_weight_reshapes(ov_model)  # fake-quantized depthwise kernels: int8, not f32 (see there)
@@ -87,27 +90,6 @@ def _convert_graph(graph_def: Any) -> Any:
             return ov.convert_model(pb)
         except Exception as exc:
             raise ConversionError(f"openvino.convert_model failed: {_first_error(str(exc))}") from exc
-
-
-def _unnamed_outputs(ov_model: Any, model: Model) -> list[str]:
-    """The model's output nodes (port 0) whose names no output of ``ov_model`` carries."""
-    names = {name for port in ov_model.outputs for name in port.get_names()}
-    return [spec.node for spec in model.outputs
-            if not names & {spec.name, spec.tensor, spec.node} and tensor_port(spec.tensor) == 0]
-
-
-def _outputs_behind_identity(model: Model, nodes: Sequence[str]) -> Any:
-    """A copy of the graph where each output node ``X`` is renamed ``X/value`` and read by an
-    ``Identity`` named ``X``: the frontend keeps an Identity's name on the tensor it forwards, even
-    when it replaces the op that computes it."""
-    graph_def = copy.deepcopy(model.graph_def)
-    dtypes = {spec.node: spec.dtype for spec in model.outputs}
-    for name in nodes:
-        value = unique_name(graph_def, f"{name}/value")
-        rename_node(graph_def, name, value)
-        node = graph_def.node.add(name=name, op="Identity", input=[value])
-        node.attr["T"].type = tf().as_dtype(dtypes[name]).as_datatype_enum
-    return graph_def
 
 
 def emit_openvino(model: Model, path: str, *, precision: str = "fp32",

@@ -26,11 +26,16 @@ draw (:mod:`tfopt.verification.stochastic`), exactly as for ``tf.random.normal``
 instead repeat one noise pattern forever. When an output reads ``v`` itself (a counter, a running
 statistic, a Keras ``SeedGenerator`` state), the frozen graph would hold one value of a variable the model
 changes on every call: :class:`~tfopt.errors.StatefulModelError` names the variable and the op that writes it.
+When that variable seeds a ``Stateless*Random*`` op (a ``SeedGenerator``: read, used as the seed, advanced), the
+outputs are random on every call, as Keras 3's ``model.export`` of a random augmentation layer traces it
+(``training`` unset is training for those layers): the error says so, and how to save the inference call.
+A seed update whose draw no output reads (``training=False``: the draw is unused) is removed as any other.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +53,7 @@ GENERATOR_OPS = frozenset({DRAW, "RngSkip", "StatefulRandomBinomial", "StatefulS
                            "StatefulStandardNormalV2", "StatefulUniform", "StatefulUniformInt",
                            "StatefulUniformFullInt", "StatefulTruncatedNormal"})
 WRITES = STATE_UPDATE_OPS | GENERATOR_OPS  # each writes the variable its input 0 holds
+_RANDOM_SEEDED = re.compile(r"Stateless(Random|Multinomial|TruncatedNormal|Shuffle|ParameterizedTruncatedNormal)\w*")
 _RESOURCE = 20  # DT_RESOURCE: an arg still of this type is a live resource, not a frozen variable
 _FRESH_STATE_MAX = 2**31 - 1  # a fresh state's words: any value keys Philox; a range every runtime's op draws
 
@@ -106,6 +112,18 @@ def drop_unread_state_updates(graph_def: Any, outputs: Iterable[str], *,
     liveness = Liveness(graph_def, opaque=lambda n: n.op == DRAW)  # a kept draw will not read its state
     read = liveness.of_outputs(outputs)
     stateful = [w for w in writes if w.variable in read]
+    seeded = [(w, draws) for w in stateful for draws in [_seeded_draws(w)] if draws]
+    if seeded:
+        w, draws = seeded[0]
+        raise StatefulModelError(
+            f"the model's outputs are random: layer '{layer_of(w.path)}' seeds {draws[0]} from variable "
+            f"'{names.get(w.variable, w.variable)}', which {w.node.op} '{w.path}' advances on every call, so "
+            "each call draws new numbers and a frozen graph (one seed) would repeat one draw forever. The saved "
+            "function runs the layer's training-time (random) branch: Keras 3's model.export traces the model "
+            "with `training` unset, which random augmentation layers treat as training. Convert the .keras "
+            "file, or export a function that calls the model with training=False "
+            "(keras.export.ExportArchive().add_endpoint(..., lambda x: model(x, training=False), ...))",
+            variables=[names.get(v.variable, v.variable) for v, _ in seeded])
     if stateful:
         lines = [f"{w.node.op} '{w.path}' writes variable '{names.get(w.variable, w.variable)}' "
                  f"(layer '{layer_of(w.path)}')" for w in stateful]
@@ -136,6 +154,15 @@ def drop_unread_state_updates(graph_def: Any, outputs: Iterable[str], *,
         _remove(scope, doomed, keep=liveness.live.get(name, set()), released=released)
     tidy_calls(graph_def, {name for name in edits if name is not None})
     return dropped
+
+
+def _seeded_draws(write: _Write) -> list[str]:
+    """The stateless random ops (``StatelessRandomUniformV2 'name'``) that read, in the write's own body,
+    the (frozen) variable it writes: a seed state (Keras' ``SeedGenerator``: read, used as a seed, then advanced)."""
+    scope = write.scope
+    reached = _downstream(scope, scope.through_identity(write.node.input[0]))  # its reads are Identities now
+    return sorted(f"{scope.by_name[n].op} '{join_path(scope.path, n)}'" for n in reached
+                  if n in scope.by_name and _RANDOM_SEEDED.fullmatch(scope.by_name[n].op))
 
 
 def _frozen_writes(graph_def: Any) -> list[_Write]:
