@@ -119,10 +119,24 @@ def _sumonet(root: str, out: str) -> None:
     tf.train.Checkpoint(model=model).save(os.path.join(out, "ckpt"))
 
 
+def _acdc(root: str, out: str) -> None:
+    import types
+
+    # acdc_nn.nn imports silence_tensorflow only to quiet TF's logging: a no-op stands in for it
+    sys.modules.setdefault("silence_tensorflow", types.SimpleNamespace(silence_tensorflow=lambda: None))  # type: ignore[arg-type]
+    from acdc_nn import nn
+
+    # acdc_nn.acdc_nn.ACDCSeq: nn.build_acdc_seq(num_H=[128, 64], d=0.35), then load_weights(acdc_nn_seq.h5)
+    model = nn.build_acdc_seq(num_H=[128, 64], d=0.35)
+    model.load_weights(os.path.join(root, "acdc_nn", "weights", "acdc_nn_seq.h5"))
+    model.save(out, save_format="h5")
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
     "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
-    "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet}
+    "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet,
+    "acdc": _acdc}
 
 
 def main(argv: list[str]) -> None:

@@ -48,6 +48,7 @@ _QUICKSPACER = "quickspacer/resources/default_saved_model"
 _DEEPLC = "deeplc/mods/full_hc_PXD005573_mcp_"
 _ETHNICOLR = "ethnicolr/models"
 _IONMOB = "ionmob/pretrained_models"
+_DEPTH = "DePTH/data/trained_models"
 
 CORPUS: tuple[Entry, ...] = (
     Entry("spliceai", "spliceai", "1.3.1", "spliceai/models/spliceai1.h5", "keras2-h5",
@@ -346,6 +347,26 @@ CORPUS: tuple[Entry, ...] = (
           "keras2-h5", "Keras 2.14 .h5 functional (2025): amyloid signalling motif detector, the first of the six "
           "cross-validation models the package ensembles, Embedding over (?, 40) ids + Bidirectional LSTM + Dense",
           held_out=True),
+    Entry("depth-hla1", "depth", "2.1.0", f"{_DEPTH}/HLA_I/model_1383_4065_6352", "savedmodel",
+          "TF2 SavedModel (TF 2.15, Keras 2 with keras_metadata.pb + fingerprint.pb): DePTH's TCR-HLA class I "
+          "association net, the first of its 20-seed ensemble; six inputs (CDR3, CDR3_len, CDR1, CDR2, CDR2.5, "
+          "HLA (?, 40, 21)), 1-D convs (Conv2D in the graph) + Dense, one sigmoid output", held_out=True),
+    Entry("depth-hla2-legacy", "depth", "2.1.0", f"{_DEPTH}_legacy2.0/HLA_II/model_1383_4065_6352", "savedmodel",
+          "TF2 SavedModel (TF 2.15, Keras 2): DePTH 2.0's TCR-HLA class II net (HLA pseudo-sequence (?, 45, 21)), "
+          "six inputs, one output", held_out=True),
+    Entry("acdc-nn-seq", "acdc-nn", "0.0.17", "acdc_nn/weights/acdc_nn_seq.h5", "keras2-h5",
+          "Keras 2.4 weights only (2022) built by the package's build_acdc_seq (ACDCSeq's way) and saved as .h5: "
+          "protein-stability predictor, siamese direct/inverse nets over four inputs, two Lambda heads "
+          "(out_diff, out_av): a multi-output model", held_out=True, build="acdc",
+          code=("acdc_nn/nn.py",)),
+    Entry("drowsiness-cnn", "drowsiness-validator", "0.1.7",
+          "drowsiness_validator/modules/predict/drowsiness_cnn_model.h5", "keras3",
+          "Keras 3.9.2 written as legacy .h5 (2025): Sequential CNN drowsiness classifier, 3 Conv2D + MaxPooling2D "
+          "+ Dense + Dropout over 48x48x3", held_out=True),
+    Entry("pneumonia-xception", "pneumonia-model-package", "0.3.0",
+          "pneumonia_model_package/trained_models/pneumonia_xception_model_val-acc_0.861.keras", "keras3",
+          "Keras 3.3.3 .keras (87 MB, 2024): Xception (nested Functional, separable convs) + GlobalAveragePooling2D "
+          "+ Dense + Dropout chest X-ray classifier", held_out=True),
 )
 HELD_OUT_2 = ("tfpose-mobilenet-thin", "ionmob-gru", "ionmob-deeptwomer", "imspy-prosit", "astrorapid-ztf",
               "adtlib-kick", "chiron-dna", "sleepecg-ws-gru")
@@ -366,4 +387,6 @@ HELD_OUT_7 = ("deepglow-ism", "mordecai-rank", "mordecai-country-multi", "mordec
 """The seventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 7)."""
 HELD_OUT_8 = ("bgcolor", "capricorn", "ao-compensation-gru", "tada-t2", "sumonet", "asmscan-bilstm")
 """The eighth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 8)."""
+HELD_OUT_9 = ("depth-hla1", "depth-hla2-legacy", "acdc-nn-seq", "drowsiness-cnn", "pneumonia-xception")
+"""The ninth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 9)."""
 BY_NAME = {e.name: e for e in CORPUS}
