@@ -358,7 +358,7 @@ CORPUS: tuple[Entry, ...] = (
           "Keras 2.4 weights only (2022) built by the package's build_acdc_seq (ACDCSeq's way) and saved as .h5: "
           "protein-stability predictor, siamese direct/inverse nets over four inputs, two Lambda heads "
           "(out_diff, out_av): a multi-output model", held_out=True, build="acdc",
-          code=("acdc_nn/nn.py",)),
+          code=("acdc_nn/nn.py",), args=("--unsafe",)),  # Lambda heads: what a user must say (added after the first run)
     Entry("drowsiness-cnn", "drowsiness-validator", "0.1.7",
           "drowsiness_validator/modules/predict/drowsiness_cnn_model.h5", "keras3",
           "Keras 3.9.2 written as legacy .h5 (2025): Sequential CNN drowsiness classifier, 3 Conv2D + MaxPooling2D "
