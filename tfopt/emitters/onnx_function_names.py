@@ -41,9 +41,9 @@ def unique_function_node_names(graph_def: Any) -> Any:
     out = type(graph_def)()
     out.CopyFrom(graph_def)
     for fdef in out.library.function:
-        renames = plans.get(fdef.signature.name)
-        if renames:
-            _rename(fdef, renames)
+        function_renames = plans.get(fdef.signature.name)
+        if function_renames:
+            _rename(fdef, function_renames)
     return out
 
 
