@@ -4,6 +4,7 @@ Keras 3's ConvNeXt depthwise conv) are inlined, so every target and pass sees pl
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tfopt._tf import tf
 
@@ -42,3 +43,47 @@ def test_jit_compile_call_is_inlined_and_converts_to_onnx(tmp_path):
     result = convert(path, str(tmp_path / "out"), to=["onnx", "tflite"], report_runs=1)  # verified within 1e-4
     assert all(a["fidelity"]["max_abs_err"] < 1e-4 for a in result.report["artifacts"])
     assert np.isfinite([a["fidelity"]["cosine"] for a in result.report["artifacts"]]).all()
+
+
+def _frozen_call_with_control_flow(path: str, kind: str, width: int, tag: str) -> dict:
+    """A frozen ``.pb`` of a TF1 graph calling a ``tf.function`` (a ``PartitionedCall``) whose body holds
+    ``kind`` control flow (an ``If``, a ``While``, or an ``If`` in a ``While``), its functions renamed to
+    names this process never registered (as in a process that only loads the ``.pb``). Returns ``x``, ``y``."""
+    from tfopt.emitters.tflite_batch import rename_functions
+
+    t = tf()
+    v1 = t.compat.v1
+    graph = t.Graph()
+    with graph.as_default():
+        x = v1.placeholder(t.float32, [None, width], name="x")
+
+        def cond(a):
+            return t.cond(t.reduce_sum(a) > 0, lambda: a * 2.0, lambda: a - 1.0)
+
+        def loop(a, step=cond if kind == "while+if" else (lambda a: a * 0.5 + 1.0)):
+            return v1.while_loop(lambda i, b: i < 3, lambda i, b: (i + 1, step(b)), [0, a])[1]
+
+        y = t.identity(t.function(cond if kind == "if" else loop)(x), name="y")
+        xs = np.random.default_rng(width).normal(size=[3, width]).astype(np.float32)
+        with v1.Session(graph=graph) as sess:
+            ys = sess.run(y, {x: xs})
+        graph_def = graph.as_graph_def()
+    assert "PartitionedCall" in {n.op for n in graph_def.node}
+    rename_functions(graph_def, f"_{tag}_unseen")
+    with open(path, "wb") as f:
+        f.write(graph_def.SerializeToString())
+    return {"x": xs, "y": ys}
+
+
+@pytest.mark.parametrize("kind,width", [("if", 4), ("while", 3), ("while+if", 5)])
+def test_a_call_whose_body_holds_control_flow_is_inlined(kind, width, tmp_path):
+    """The body's ``If``/``While`` names functions of the file's library only: reading the body must find
+    them there (it raised ``ValueError: Function ... was not found`` in a fresh process)."""
+    from tfopt import freeze
+    from tfopt.runtimes.tensorflow import GraphRunner
+
+    path = str(tmp_path / "call.pb")
+    ref = _frozen_call_with_control_flow(path, kind, width, f"{kind.replace('+', '_')}{width}")
+    frozen, _ = freeze(path, outputs=["y"], atol=1e-6, rtol=1e-6)
+    assert not {"PartitionedCall", "StatefulPartitionedCall"} & {n.op for n in frozen.graph_def.node}
+    np.testing.assert_allclose(GraphRunner(frozen)({"x": ref["x"]})["y"], ref["y"], atol=1e-6, rtol=1e-6)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from tfopt._tf import make_const
+from tfopt.external.resource_calls import CALLERS, Plan, apply, ref_name, ref_port, walk_call
 from tfopt.graph import DT_INT32, consumers, rewrite_node
 from tfopt.loaders.training_nodes import is_training_node
 
@@ -25,7 +26,8 @@ PASS_THROUGH = frozenset({"Identity", "Enter", "RefEnter", "Switch", "RefSwitch"
 
 
 def read_as_value(graph_def: Any, name: str, dtype: int, users: dict[str, list[tuple[Any, int]]] | None = None) -> Any:
-    """Rewrite every reader of resource ``name`` (through Identity chains) to read a ``dtype`` value.
+    """Rewrite every reader of resource ``name`` (through Identity chains, and into the functions of the
+    loops, branches and calls it is passed to: :mod:`tfopt.external.resource_calls`) to read a ``dtype`` value.
 
     Args:
         users: :func:`~tfopt.graph.consumers` of ``graph_def``, when the caller rewrites many handles.
@@ -33,44 +35,53 @@ def read_as_value(graph_def: Any, name: str, dtype: int, users: dict[str, list[t
     Returns:
         ``None`` when done, else the first reader that has no value form (nothing changed then).
     """
-    readers, blocker = _resource_readers(users if users is not None else consumers(graph_def), name)
+    users = users if users is not None else consumers(graph_def)
+    library = {f.signature.name: f for f in graph_def.library.function}
+    plan = Plan()
+
+    def scope_users(scope: Any, source: str) -> list[tuple[Any, int]]:
+        if scope is graph_def:
+            return users.get(source, [])
+        return [(n, i) for n in scope.node_def for i, ref in enumerate(n.input) if ref_name(ref) == source]
+
+    def walk(scope: Any, source: str, port: int | None) -> Any:
+        for user, idx in scope_users(scope, source):
+            ref = user.input[idx]
+            if ref.startswith("^") or (port is not None and ref_port(ref) != port):
+                continue
+            key = (id(scope), f"{user.name}:{idx}")
+            if key in plan.seen:
+                continue
+            plan.seen.add(key)
+            if user.op in PASS_THROUGH:
+                plan.typed.append(user)
+                plan.carried.setdefault(id(scope), set()).add(user.name)
+                blocker = walk(scope, user.name, None)
+            elif user.op in ("ReadVariableOp", "ResourceGather"):
+                plan.reads.append((user, scope))
+                blocker = None
+            elif user.op in CALLERS:
+                blocker = walk_call(user, idx, scope, library, plan, walk)
+            elif is_training_node(user) or user.op.startswith(("Assign", "VarIsInitialized")):
+                blocker = None
+            else:
+                blocker = user
+            if blocker is not None:
+                return blocker
+        return None
+
+    blocker = walk(graph_def, name, None)
     if blocker is not None:
         return blocker
-    for reader in readers:
-        if reader.op in PASS_THROUGH:  # a resource-typed Identity/Enter/Switch now carries the value
-            reader.attr["T"].type = dtype
-        elif reader.op == "ReadVariableOp":
-            reader.op = "Identity"
-            reader.attr["T"].type = reader.attr["dtype"].type
-            del reader.attr["dtype"]
-        else:
-            _to_gather(graph_def, reader)
+    apply(plan, dtype, lambda scope, node: _to_gather(scope, node, in_function=scope is not graph_def))
     return None
 
 
-def _resource_readers(users: dict[str, list[tuple[Any, int]]], name: str) -> tuple[list[Any], Any]:
-    """Nodes reading resource ``name`` (through :data:`PASS_THROUGH` chains), or the first one that
-    can't be converted. Assigns and optimizer applies are training-only and ignored (pruned later)."""
-    readers, stack, seen = [], [name], set()
-    while stack:
-        for user, idx in users.get(stack.pop(), []):
-            if user.input[idx].startswith("^") or user.name in seen:
-                continue
-            seen.add(user.name)
-            if user.op in PASS_THROUGH:
-                readers.append(user)
-                stack.append(user.name)
-            elif user.op in ("ReadVariableOp", "ResourceGather"):
-                readers.append(user)
-            elif not is_training_node(user) and not user.op.startswith(("Assign", "VarIsInitialized")):
-                return [], user
-    return readers, None
-
-
-def _to_gather(graph_def: Any, node: Any) -> None:
+def _to_gather(scope: Any, node: Any, *, in_function: bool) -> None:
     axis_name = node.name + "/axis"
-    rewrite_node(node, "GatherV2", inputs=[*node.input[:2], axis_name, *node.input[2:]],
+    axis_ref = f"{axis_name}:output:0" if in_function else axis_name
+    rewrite_node(node, "GatherV2", inputs=[*node.input[:2], axis_ref, *node.input[2:]],
                  types={"Tparams": node.attr["dtype"].type, "Tindices": node.attr["Tindices"].type,
                         "Taxis": DT_INT32},
                  ints={"batch_dims": node.attr["batch_dims"].i if "batch_dims" in node.attr else 0})
-    graph_def.node.append(make_const(axis_name, 0, dtype="int32"))
+    (scope.node_def if in_function else scope.node).append(make_const(axis_name, 0, dtype="int32"))

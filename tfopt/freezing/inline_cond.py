@@ -43,10 +43,22 @@ class InlineCond(Pass):
 
 def inline_function(graph_def: Any, node: Any, fdef: Any, prefix: str, *, first_arg: int = 0) -> None:
     """Put ``fdef``'s body into ``graph_def`` (nodes renamed ``prefix + name``), its arguments
-    Identities of ``node``'s inputs from ``first_arg`` on, and ``node`` an IdentityN of its results."""
+    Identities of ``node``'s inputs from ``first_arg`` on, and ``node`` an IdentityN of its results.
+
+    The body is read inside a ``tf.Graph`` holding ``graph_def``'s library: TensorFlow's reader checks that
+    every function a body's ``If``/``While``/call names is known to the default graph, and in a process that
+    only loaded a ``.pb`` it is known nowhere else (``ValueError: Function cond_true_68 was not found``)."""
     from tensorflow.python.framework.function_def_to_graph import function_def_to_graph_def
 
-    body, nested_to_flat = function_def_to_graph_def(fdef)
+    from tfopt._tf import graph_def_class
+    from tfopt._tf import tf as _tf
+
+    tf = _tf()
+    library_only = graph_def_class()()
+    library_only.library.CopyFrom(graph_def.library)
+    with tf.Graph().as_default():
+        tf.graph_util.import_graph_def(library_only, name="")
+        body, nested_to_flat = function_def_to_graph_def(fdef)
     args = [r for r in node.input[first_arg:] if not is_control(r)]
     controls = [r for r in node.input if is_control(r)]
     arg_names = [a.name for a in fdef.signature.input_arg]
