@@ -97,15 +97,13 @@ def _lower_for_tf2onnx(graph_def: Any) -> Any:
     ``_lower_using_switch_merge=False``, as TensorFlow's own ``convert_variables_to_constants_v2(...,
     lower_control_flow=False)`` marks a SavedModel's: tf2onnx's grappler pass would otherwise lower a frozen
     ``.pb``'s or a checkpoint's ``While`` into TF1 Switch/Merge frames, where its TensorList handlers (which
-    convert a ``While`` body's TensorListReserve/SetItem into an ONNX Loop's scan outputs) never apply.
-    Function node names are made unique across the library (:mod:`tfopt.emitters.onnx_function_names`)."""
+    convert a ``While`` body's TensorListReserve/SetItem into an ONNX Loop's scan outputs) never apply."""
     from tensorflow.python.framework.convert_to_constants import disable_lower_using_switch_merge
 
-    from tfopt.emitters.onnx_function_names import unique_function_node_names
     from tfopt.emitters.onnx_weight_quant import lower_weight_fake_quant
     from tfopt.emitters.resize_lower import lower_resizes
 
-    graph_def = unique_function_node_names(disable_lower_using_switch_merge(graph_def))
+    graph_def = disable_lower_using_switch_merge(graph_def)
     graph_def, _, kept = lower_resizes(lower_weight_fake_quant(graph_def))
     wrong = [skip for skip in kept if skip.reason.startswith("ResizeArea")]  # tf2onnx: nearest (a body's too)
     if wrong:
