@@ -33,7 +33,10 @@ def _written_by_keras2(fn: str, tmp_path, seed: int):
 def test_keras2_subclassed_checkpoint_freezes_to_the_same_numbers(tmp_path, fn):
     prefix, model = _written_by_keras2(fn, tmp_path, seed=len(fn))
     frozen, _ = tfopt.freeze(prefix, model_fn=f"tests.model_fns_keras2:{fn}")
-    assert frozen.provenance.get("keras") == "keras2"
+    # "keras2": Keras 3's build made no weights and the model was built again with tf-keras. In a long test
+    # process the module can already hold tf-keras classes (imported under tfopt's Keras 2 scope by an earlier
+    # test): then the first build matches. Either way the restore was complete (the numbers below).
+    assert frozen.provenance.get("keras") in ("keras2", None)
     steps, features = FNS[fn]
     for batch in (1, 3):
         x = np.random.default_rng(batch).standard_normal((batch, steps, features)).astype(np.float32)

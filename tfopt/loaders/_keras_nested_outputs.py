@@ -57,12 +57,14 @@ def unwrapped_archive(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
     if not path.lower().endswith(".keras") or not zipfile.is_zipfile(path):
         yield path, {}
         return
-    with zipfile.ZipFile(path) as zf:
-        if CONFIG not in zf.namelist():
-            yield path, {}
-            return
-        config = json.loads(zf.read(CONFIG))
-    names = unwrap(config)
+    import zlib
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            config = json.loads(zf.read(CONFIG)) if CONFIG in zf.namelist() else None
+    except (ValueError, OSError, zipfile.BadZipFile, zlib.error):  # damaged: Keras's own load names file and cause
+        config = None
+    names = unwrap(config) if isinstance(config, dict) else []
     if not names:
         yield path, {}
         return
