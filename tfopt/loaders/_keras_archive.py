@@ -125,3 +125,17 @@ def readable_archive(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
         log.info("%s: %d weight groups named with '\\' (a .keras saved on Windows by Keras 2.13-2.15), e.g. %r; "
                  "loading a copy with '/' names", path, count, names[0])
         yield fixed, note
+
+
+def walk_layers(node: Any) -> list[dict[str, Any]]:
+    """Every ``{"class_name", "config"}`` dict in a stored Keras config (nested models, wrappers)."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if "class_name" in node and isinstance(node.get("config"), dict):
+            found.append(node)
+        for value in node.values():
+            found += walk_layers(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += walk_layers(value)
+    return found

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tfopt.loaders._keras_archive import archive_copy
+from tfopt.loaders._keras_archive import archive_copy, walk_layers
 
 CONFIG = "config.json"
 
@@ -32,19 +32,14 @@ def _is_leaf(ref: Any) -> bool:
 def unwrap(config: Any) -> list[str]:
     """Rewrite ``config`` in place; return the names of the nested models unwrapped."""
     done: list[str] = []
-    if isinstance(config, dict):
-        inner = config.get("config")
-        if config.get("class_name") == "Sequential" and isinstance(inner, dict):
-            for layer in inner.get("layers", []):
-                outs = layer.get("config", {}).get("output_layers") if isinstance(layer, dict) else None
-                if isinstance(outs, list) and len(outs) == 1 and _is_leaf(outs[0]):
-                    layer["config"]["output_layers"] = outs[0]
-                    done.append(str(layer["config"].get("name", layer.get("name", "?"))))
-        for value in config.values():
-            done += unwrap(value)
-    elif isinstance(config, list):
-        for value in config:
-            done += unwrap(value)
+    for seq in walk_layers(config):
+        if seq.get("class_name") != "Sequential":
+            continue
+        for layer in seq["config"].get("layers", []):
+            outs = layer.get("config", {}).get("output_layers") if isinstance(layer, dict) else None
+            if isinstance(outs, list) and len(outs) == 1 and _is_leaf(outs[0]):
+                layer["config"]["output_layers"] = outs[0]
+                done.append(str(layer["config"].get("name", layer.get("name", "?"))))
     return done
 
 

@@ -20,7 +20,7 @@ from tfopt._tf import tf
 from tfopt.errors import ModelFormatError, OptionError, UnsafeModelError
 from tfopt.graph import Model
 from tfopt.loaders._concrete import model_from_concrete
-from tfopt.loaders._keras_archive import readable_archive
+from tfopt.loaders._keras_archive import readable_archive, walk_layers
 from tfopt.loaders._keras_errors import guarded as _guarded
 from tfopt.loaders._keras_lambda import (
     check_readable,
@@ -230,7 +230,7 @@ def _legacy_shims(config: str) -> dict[str, Any]:
     if not config or '"GRU"' not in config:
         return {}
     try:
-        layers = _walk_layers(json.loads(config))
+        layers = walk_layers(json.loads(config))
     except ValueError:
         return {}
     if not any(c.get("class_name") == "GRU" and "reset_after" not in c.get("config", {}) for c in layers):
@@ -243,20 +243,6 @@ def _legacy_shims(config: str) -> dict[str, Any]:
             return tf_keras.layers.GRU.from_config({"reset_after": False, **config})
 
     return {"GRU": GRU}
-
-
-def _walk_layers(node: Any) -> list[dict[str, Any]]:
-    """Every ``{"class_name", "config"}`` dict in a stored Keras config (nested models, wrappers)."""
-    found: list[dict[str, Any]] = []
-    if isinstance(node, dict):
-        if "class_name" in node and isinstance(node.get("config"), dict):
-            found.append(node)
-        for value in node.values():
-            found += _walk_layers(value)
-    elif isinstance(node, list):
-        for value in node:
-            found += _walk_layers(value)
-    return found
 
 
 def _tfmot_kinds(config: str) -> set[str]:
@@ -324,7 +310,7 @@ def _stored_lambdas(stored: str) -> list[Any]:
     if '"Lambda"' not in stored:
         return []
     try:
-        return stored_lambdas(_walk_layers(json.loads(stored)))
+        return stored_lambdas(walk_layers(json.loads(stored)))
     except ValueError:
         return []
 
