@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfopt.graphdef.calls import callees, ref_node
+
 # op -> (index of the first input handed to the functions, the type-list attribute, function attributes)
 CALLERS: dict[str, tuple[int, str, tuple[str, ...]]] = {
     "While": (0, "T", ("cond", "body")), "StatelessWhile": (0, "T", ("cond", "body")),
@@ -44,26 +46,6 @@ class Plan:
     carried: dict[int, set[str]] = field(default_factory=dict)  # scope id -> names that now carry the value
 
 
-def ref_name(ref: str) -> str:
-    """The node (or function argument) a GraphDef or FunctionDef input names: ``^a``, ``a:1``, ``a:output:0``."""
-    return ref.lstrip("^").split(":")[0]
-
-
-def ref_port(ref: str) -> int:
-    """The output index of a reference (``a`` -> 0, ``a:1`` -> 1, ``a:output:2`` -> 2)."""
-    tail = ref.rsplit(":", 1)
-    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else 0
-
-
-def functions_of(node: Any, library: dict[str, Any]) -> list[Any]:
-    """The FunctionDefs a functional op calls (those in ``library``)."""
-    names = []
-    for attr in CALLERS[node.op][2]:
-        value = node.attr[attr]
-        names += [value.func.name] if value.HasField("func") else [f.name for f in value.list.func]
-    return [library[n] for n in names if n in library]
-
-
 def walk_call(node: Any, index: int, scope: Any, library: dict[str, Any], plan: Plan,
               walk: Any) -> Any:
     """Plan the handle entering ``node`` (a :data:`CALLERS` op in ``scope``) at input ``index``.
@@ -76,7 +58,7 @@ def walk_call(node: Any, index: int, scope: Any, library: dict[str, Any], plan: 
         return node
     arg = index - first
     plan.calls.append((node, arg))
-    for fdef in functions_of(node, library):
+    for fdef in (library[name] for name in callees(node, library)):
         if (id(fdef), f"arg:{arg}") in plan.seen:
             continue
         plan.seen.add((id(fdef), f"arg:{arg}"))
@@ -87,7 +69,7 @@ def walk_call(node: Any, index: int, scope: Any, library: dict[str, Any], plan: 
             return blocker
         carried = {arg_name} | plan.carried.get(id(fdef), set())
         for k, out in enumerate(fdef.signature.output_arg):
-            if ref_name(fdef.ret[out.name]) not in carried:
+            if ref_node(fdef.ret[out.name]) not in carried:
                 continue
             if node.op not in LOOPS or k != arg:
                 return node

@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from tfopt._tf import make_const
-from tfopt.external.resource_calls import CALLERS, Plan, apply, ref_name, ref_port, walk_call
-from tfopt.graph import DT_INT32, consumers, rewrite_node
+from tfopt.external.resource_calls import CALLERS, Plan, apply, walk_call
+from tfopt.graph import DT_INT32, consumers, rewrite_node, tensor_port
+from tfopt.graphdef.calls import ref_node
 from tfopt.loaders.training_nodes import is_training_node
 
 # Ops that pass a resource handle on unchanged (into a loop frame, down a cond branch): given the value
@@ -42,12 +43,12 @@ def read_as_value(graph_def: Any, name: str, dtype: int, users: dict[str, list[t
     def scope_users(scope: Any, source: str) -> list[tuple[Any, int]]:
         if scope is graph_def:
             return users.get(source, [])
-        return [(n, i) for n in scope.node_def for i, ref in enumerate(n.input) if ref_name(ref) == source]
+        return [(n, i) for n in scope.node_def for i, ref in enumerate(n.input) if ref_node(ref) == source]
 
     def walk(scope: Any, source: str, port: int | None) -> Any:
         for user, idx in scope_users(scope, source):
             ref = user.input[idx]
-            if ref.startswith("^") or (port is not None and ref_port(ref) != port):
+            if ref.startswith("^") or (port is not None and tensor_port(ref) != port):
                 continue
             key = (id(scope), f"{user.name}:{idx}")
             if key in plan.seen:
