@@ -79,6 +79,20 @@ def const_value(node: Any) -> np.ndarray:
     return tf().make_ndarray(node.attr["value"].tensor)
 
 
+def constant_behind(nodes: Any, ref: str, max_bytes: int = 1024) -> Any:
+    """The numeric value (an ``np.ndarray``) of the ``Const`` behind ``ref``, through ``Identity``; None
+    when there is none, when it is a string constant (a table's keys), or when its packed content exceeds
+    ``max_bytes`` (a weight, not a perm, an axis or a threshold)."""
+    from tfopt.graph import tensor_node
+
+    node = nodes.get(tensor_node(ref))
+    while node is not None and node.op == "Identity" and node.input:
+        node = nodes.get(tensor_node(node.input[0]))
+    if node is None or node.op != "Const" or len(node.attr["value"].tensor.tensor_content) > max_bytes:
+        return None
+    value = np.asarray(const_value(node))
+    return value if value.dtype.kind in "biuf" else None
+
 
 class GraphFacts:
     """Static shapes, dtypes and statefulness, read by importing a GraphDef into ``tf.Graph`` once.

@@ -39,8 +39,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
+from tfopt._tf import constant_behind
 from tfopt.graph import TensorSpec, tensor_node
 
 Axes = tuple[int | None, ...]  # position in a followed tensor -> the input axis there (None: none)
@@ -149,12 +148,12 @@ def _step(node: Any, slot: int, axes: Axes, nodes: Mapping[str, Any], consumers:
     if op in _SAME:
         return [(f"{name}:{slot}" if op == "IdentityN" else f"{name}:0", axes)]
     if op == "Transpose" and slot == 0:
-        perm = _const(nodes, node.input[1])
+        perm = constant_behind(nodes, node.input[1])
         if perm is None or len(perm) != len(axes):
             return []
         return [(f"{name}:0", tuple(axes[int(p)] for p in perm))]
     if op in _REDUCE and slot == 0:
-        drop = _const(nodes, node.input[1])
+        drop = constant_behind(nodes, node.input[1])
         if drop is None:
             return []
         if node.attr["keep_dims"].b:
@@ -162,7 +161,7 @@ def _step(node: Any, slot: int, axes: Axes, nodes: Mapping[str, Any], consumers:
         gone = {int(d) % len(axes) for d in drop.ravel()} if axes else set()
         return [(f"{name}:0", tuple(a for i, a in enumerate(axes) if i not in gone))]
     if op == "ExpandDims" and slot == 0:
-        dim = _const(nodes, node.input[1])
+        dim = constant_behind(nodes, node.input[1])
         if dim is None:
             return []
         at = int(dim.ravel()[0]) % (len(axes) + 1)
@@ -183,7 +182,7 @@ def _shape_reads(users: Sequence[Any], axes: Axes, nodes: Mapping[str, Any]) -> 
     for node in users:
         if node.op != "StridedSlice":
             continue
-        begin = _const(nodes, node.input[1])
+        begin = constant_behind(nodes, node.input[1])
         if begin is None or begin.size != 1:
             continue
         k = int(begin.ravel()[0])
@@ -194,15 +193,3 @@ def _shape_reads(users: Sequence[Any], axes: Axes, nodes: Mapping[str, Any]) -> 
 
 def _note(into: set[int], axes: Axes) -> None:
     into.update(int(a) for a in axes if a is not None)
-
-
-def _const(nodes: Mapping[str, Any], ref: str) -> np.ndarray | None:
-    """The value of the ``Const`` behind ``ref`` (through ``Identity``), or None."""
-    from tfopt._tf import const_value
-
-    node = nodes.get(tensor_node(ref))
-    while node is not None and node.op == "Identity" and node.input:
-        node = nodes.get(tensor_node(node.input[0]))
-    if node is None or node.op != "Const":
-        return None
-    return np.asarray(const_value(node))

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from tfopt._tf import constant_behind
+
 GATHERS = {"Gather": 0, "GatherV2": 0, "ResourceGather": 0}  # op -> its params input
 # Ops an index passes through on its way to a Gather (Keras 3's Embedding wraps negative ids with
 # SelectV2(ids < 0, ids + n, ids)); a placeholder reached through them indexes the table.
@@ -115,7 +117,7 @@ def _role(start: str, nodes: Mapping[str, Any], users: Mapping[str, list[tuple[A
 
 def _consumer_role(user: Any, index: int, nodes: Mapping[str, Any], users: Mapping[str, list[tuple[Any, int]]]) -> str:
     """"mask" (any dtype), "weak mask" (a mask when the input is not float), "length" or ""."""
-    other = _const(nodes, user.input[1 - index]) if index in (0, 1) and len(user.input) > 1 else None
+    other = constant_behind(nodes, user.input[1 - index]) if index in (0, 1) and len(user.input) > 1 else None
     if user.op == "Sub" and index == 1 and other is not None and other.size and np.all(other == 1):
         # (1 - mask) * -10000: a mask whatever its dtype; 1 - x alone may be arithmetic on a float
         biased = any(_big_bias(u, i, nodes) for u, i in users.get(user.name, []))
@@ -132,22 +134,10 @@ def _consumer_role(user: Any, index: int, nodes: Mapping[str, Any], users: Mappi
 
 
 def _big_bias(user: Any, index: int, nodes: Mapping[str, Any]) -> bool:
-    other = _const(nodes, user.input[1 - index]) if index in (0, 1) and len(user.input) > 1 else None
+    other = constant_behind(nodes, user.input[1 - index]) if index in (0, 1) and len(user.input) > 1 else None
     return user.op in ("Mul", "MulNoNan") and other is not None and bool(other.size) \
         and bool(np.all(np.abs(other) >= BIG_BIAS))
 
-
-def _const(nodes: Mapping[str, Any], ref: str) -> np.ndarray | None:
-    from tfopt._tf import const_value
-    from tfopt.graph import tensor_node
-
-    node = nodes.get(tensor_node(ref))
-    while node is not None and node.op == "Identity" and node.input:
-        node = nodes.get(tensor_node(node.input[0]))
-    if node is None or node.op != "Const" or len(node.attr["value"].tensor.tensor_content) > 1024:
-        return None
-    value = np.asarray(const_value(node))
-    return value if value.dtype.kind in "biuf" else None  # a string constant (a table's keys) bounds nothing
 
 
 def fill(role: tuple[str, int] | None, shape: tuple[int, ...], dtype: str, rng: np.random.Generator,
