@@ -21,14 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfopt.graphdef.calls import callees, ref_node
+from tfopt.graphdef.calls import callees, first_argument, ref_node
 
-# op -> (index of the first input handed to the functions, the type-list attribute, function attributes)
-CALLERS: dict[str, tuple[int, str, tuple[str, ...]]] = {
-    "While": (0, "T", ("cond", "body")), "StatelessWhile": (0, "T", ("cond", "body")),
-    "If": (1, "Tin", ("then_branch", "else_branch")), "StatelessIf": (1, "Tin", ("then_branch", "else_branch")),
-    "Case": (1, "Tin", ("branches",)), "StatelessCase": (1, "Tin", ("branches",)),
-    "PartitionedCall": (0, "Tin", ("f",)), "StatefulPartitionedCall": (0, "Tin", ("f",)),
+# op -> its type-list attribute (which input feeds which argument: graphdef.calls.first_argument)
+CALLERS: dict[str, str] = {
+    "While": "T", "StatelessWhile": "T", "If": "Tin", "StatelessIf": "Tin", "Case": "Tin",
+    "StatelessCase": "Tin", "PartitionedCall": "Tin", "StatefulPartitionedCall": "Tin",
 }
 LOOPS = ("While", "StatelessWhile")
 
@@ -53,8 +51,8 @@ def walk_call(node: Any, index: int, scope: Any, library: dict[str, Any], plan: 
     ``walk(scope, name, port)`` plans the consumers of ``name[:port]`` in ``scope`` (``None`` for every port)
     and returns the first blocker or ``None``. Returns the first blocker or ``None``.
     """
-    first, _, _ = CALLERS[node.op]
-    if index < first:
+    first = first_argument(node, library)
+    if first is None or index < first:
         return node
     arg = index - first
     plan.calls.append((node, arg))
@@ -93,8 +91,7 @@ def apply(plan: Plan, dtype: int, to_gather: Any) -> None:
         else:
             to_gather(scope, node)
     for node, arg in plan.calls:
-        _, type_attr, _ = CALLERS[node.op]
-        node.attr[type_attr].list.type[arg] = dtype
+        node.attr[CALLERS[node.op]].list.type[arg] = dtype
         if node.op in LOOPS and node.attr["output_shapes"].list.shape:
             shape = node.attr["output_shapes"].list.shape[arg]
             shape.Clear()

@@ -37,7 +37,7 @@ def callees(node: Any, library: Mapping[str, Any]) -> list[str]:
 def arguments(node: Any, index: int, library: Mapping[str, Any]) -> list[tuple[Any, str]]:
     """``(FunctionDef, argument name)`` for each function that data input ``index`` of ``node`` feeds
     (empty for a predicate / branch index and for ops whose inputs do not map to arguments)."""
-    offset = _offset(node, library)
+    offset = first_argument(node, library)
     if offset is None:
         return []
     out = []
@@ -50,7 +50,7 @@ def arguments(node: Any, index: int, library: Mapping[str, Any]) -> list[tuple[A
 
 def argument_inputs(node: Any, fdef: Any, library: Mapping[str, Any]) -> dict[str, str]:
     """Argument name of ``fdef`` (called by ``node``) -> the input of ``node`` that feeds it."""
-    offset = _offset(node, library)
+    offset = first_argument(node, library)
     if offset is None:
         return {}
     data = [ref for ref in node.input if not ref.startswith("^")][offset:]
@@ -61,11 +61,13 @@ def call_sites(node: Any, library: Mapping[str, Any]) -> list[tuple[str, int]]:
     """``(function name, input index of its first argument)`` for each function ``node`` calls as a
     control-flow or call op (a direct call, While, If, Case, PartitionedCall); empty for other ops,
     such as a dataset's map function, whose inputs do not map to arguments."""
-    offset = _offset(node, library)
+    offset = first_argument(node, library)
     return [] if offset is None else [(name, offset) for name in callees(node, library)]
 
 
-def _offset(node: Any, library: Mapping[str, Any]) -> int | None:
+def first_argument(node: Any, library: Mapping[str, Any]) -> int | None:
+    """The index of ``node``'s first data input that feeds a function argument (1 after an ``If``/``Case``
+    selector, else 0), or ``None`` for ops whose inputs do not map to arguments."""
     if node.op in _AFTER_SELECTOR:
         return 1
     return 0 if node.op in _BY_POSITION or node.op in library else None
