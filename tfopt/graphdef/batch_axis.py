@@ -92,8 +92,8 @@ def output_batch_axes(graph_def: Any, inputs: Sequence[TensorSpec], outputs: Seq
             for axes in arrived:
                 at = [i for i, a in enumerate(axes) if a == batch]
                 where.setdefault(ref, set()).add(at[0] if len(at) == 1 else None)
-    found = {ref: axes.pop() for ref, axes in where.items() if len(axes) == 1 and None not in axes}
-    return {o.name: found[_ref(o.tensor)] for o in outputs if found.get(_ref(o.tensor)) is not None}
+    found = {ref: next(iter(axes)) for ref, axes in where.items() if len(axes) == 1}
+    return {o.name: axis for o in outputs if (axis := found.get(_ref(o.tensor))) is not None}
 
 
 def _followed(graph_def: Any, specs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> list[tuple[TensorSpec, _Facts]]:
