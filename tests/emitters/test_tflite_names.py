@@ -37,22 +37,48 @@ def _keras3(path: str, heads: tuple[str, ...]):
     return model
 
 
+class _Frozen:
+    """A TF1 graph frozen to a ``.pb`` (heads named by their nodes), called as the Keras models are."""
+
+    def __init__(self, path: str, heads: tuple[str, ...]):
+        from tests.helpers import graph_pb
+
+        self.w = np.linspace(-1, 1, 8 * len(heads), dtype=np.float32).reshape(8, len(heads))
+
+        def build(t):
+            a = t.compat.v1.placeholder(t.float32, (None, 3), name="a")
+            b = t.compat.v1.placeholder(t.float32, (None, 5), name="b")
+            h = t.matmul(t.concat([a, b], axis=1), self.w)
+            for i, name in enumerate(heads):
+                t.identity(t.tanh(h[:, i:i + 1]) * (i + 1), name=name)
+
+        graph_pb(path, build)
+        self.heads = heads
+
+    def __call__(self, feeds):
+        h = np.concatenate(feeds, axis=1) @ self.w
+        return [np.tanh(h[:, i:i + 1]) * (i + 1) for i in range(len(self.heads))]
+
+
 @pytest.mark.parametrize("kind,heads,precision", [
     ("lambda", ("out_diff", "out_av"), "fp32"),
     ("lambda", ("z_head", "a_head", "m_head"), "fp16"),
     ("plain", ("scores", "boxes"), "dynamic"),
     ("keras3", ("second", "first"), "fp32"),
     ("keras3", ("only",), "fp32"),
-], ids=["keras2-lambda-2", "keras2-lambda-3-fp16", "keras2-dense-dynamic", "keras3-2", "keras3-single"])
+    ("frozen", ("logits", "scores/prob"), "fp32"),
+], ids=["keras2-lambda-2", "keras2-lambda-3-fp16", "keras2-dense-dynamic", "keras3-2", "keras3-single", "frozen-pb"])
 def test_tflite_outputs_carry_the_models_names(tmp_path, kind, heads, precision):
     from ai_edge_litert.interpreter import Interpreter
 
     import tfopt
 
-    path = str(tmp_path / ("model.keras" if kind == "keras3" else "model.h5"))
-    model = _keras3(path, heads) if kind == "keras3" else _keras2(kind, path, heads)
+    path = str(tmp_path / {"keras3": "model.keras", "frozen": "model.pb"}.get(kind, "model.h5"))
+    model = (_keras3(path, heads) if kind == "keras3" else _Frozen(path, heads) if kind == "frozen"
+             else _keras2(kind, path, heads))
     out = tmp_path / "out"
-    result = tfopt.convert(path, str(out), to=["tflite"], quantize=[precision], report_runs=1, unsafe=True)
+    result = tfopt.convert(path, str(out), to=["tflite"], quantize=[precision], report_runs=1, unsafe=True,
+                           outputs=list(heads) if kind == "frozen" else [])
     assert not result.failed, result.errors
     interpreter = Interpreter(model_path=str(out / f"model.{precision}.tflite"))
     assert sorted(d["name"] for d in interpreter.get_output_details()) == sorted(heads)
