@@ -156,8 +156,13 @@ def consumers(graph_def: Any) -> dict[str, list[tuple[Any, int]]]:
 
 
 def op_histogram(graph_def: Any) -> dict[str, int]:
+    return nodes_histogram(graph_def.node)
+
+
+def nodes_histogram(nodes: Iterable[Any]) -> dict[str, int]:
+    """``{op: count}`` of ``nodes``, most frequent first (a GraphDef's, or a function body's)."""
     hist: dict[str, int] = {}
-    for n in graph_def.node:
+    for n in nodes:
         hist[n.op] = hist.get(n.op, 0) + 1
     return dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
 

@@ -65,6 +65,14 @@ def run(args: argparse.Namespace) -> int:
                                            if cut["not_inputs"] else ""))
     print(f"  nodes {info['nodes']}, variables {info['variables']} ({format_bytes(info['variable_bytes'])}), "
           f"training-only nodes {info['training_nodes']}")
+    if info.get("library"):  # the bodies of While/If/Case and tf.function calls, which the counts above stop at
+        lib = info["library"]
+        ops = list(lib["ops"].items())[:8]
+        print(f"  function library: {lib['functions']} functions ({lib['reached']} called by the graph), nodes "
+              f"{lib['nodes']}, training-only nodes {lib['training_nodes']}; ops: "
+              + ", ".join(f"{op} {n}" for op, n in ops) + (" ..." if len(lib["ops"]) > 8 else ""))
+        for name, found in lib["training_ops"].items():
+            print(f"    training-only ops in {name}: {', '.join(found)}")
     if info.get("training_flags"):
         print(f"  training flags (bound to False when freezing): {', '.join(info['training_flags'])}")
     if info.get("dropout_knobs"):

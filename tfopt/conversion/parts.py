@@ -230,6 +230,7 @@ def write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[
     from importlib.metadata import PackageNotFoundError, version
 
     from tfopt._version import __version__
+    from tfopt.conversion.manifest import spec_records
 
     tools = {"tfopt": __version__}
     for dist in dict.fromkeys(d for record in TABLE.values() for d in record.distributions):
@@ -239,7 +240,7 @@ def write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[
             continue
     manifest = {
         "source": model.provenance.get("path"), "source_format": model.provenance.get("format"),
-        "inputs": [asdict(s) for s in model.inputs], "outputs": [asdict(s) for s in model.outputs],
+        **spec_records(model),  # with each input's and output's batch axis
         "options": options, "tools": tools, "artifacts": [asdict(a) for a in result.artifacts],
         "skipped": [{"format": f, "precision": p, "reason": r} for f, p, r in result.skipped],
         "failed": [asdict(f) for f in result.failed],

@@ -50,7 +50,8 @@ SIGNATURE = "serving_default"
 
 def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precision: str,
                          input_names: Sequence[str], output_names: Sequence[str], opset: int | None = None,
-                         quantization_aware: bool = False, int8_io: bool = False) -> str:
+                         quantization_aware: bool = False, int8_io: bool = False,
+                         input_tensors: Sequence[str] = (), output_tensors: Sequence[str] = ()) -> str:
     """Write ``target``'s artifact of the serving SavedModel ``savedmodel_dir`` at ``path``.
 
     Args:
@@ -66,6 +67,8 @@ def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precisi
         quantization_aware: the SavedModel holds fake quants (tfopt's int8 engine's graph): ``int8``
             converts from their ranges, with no calibration data (TFLite).
         int8_io: ``int8`` with int8 inputs and outputs.
+        input_tensors, output_tensors: the frozen graph's tensors of those inputs and outputs: OpenVINO's
+            ports carry them too, as the frozen-graph path's do (``out:0`` beside ``out``).
 
     Returns:
         The file written (OpenVINO: ``path/model.xml``).
@@ -82,7 +85,7 @@ def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precisi
     _check_signature(savedmodel_dir, input_names, output_names)
     job = {"target": target, "converter": record.large_converter, "precision": precision, "int8_io": int8_io,
            "saved_model": os.path.abspath(savedmodel_dir), "inputs": list(input_names), "outputs": list(output_names),
-           "opset": opset or DEFAULT_OPSET}
+           "opset": opset or DEFAULT_OPSET, "input_tensors": list(input_tensors), "output_tensors": list(output_tensors)}
     return _emit_in_child(record, job, path, precision)
 
 

@@ -53,9 +53,13 @@ def convert_openvino(job: dict[str, Any]) -> None:
     NNCF's INT8 weight compression, which covers a Gather's table as well as MatMul weights."""
     from tfopt._openvino import nncf, openvino
     from tfopt.emitters.openvino import _canonical_names
+    from tfopt.emitters.openvino_outputs import name_signature_ports
 
     ov = openvino()
     model = ov.convert_model(job["saved_model"])
+    # the names the frozen-graph path gives: graph tensors beside signature keys, outputs of their own
+    name_signature_ports(model, list(zip(job["inputs"], job.get("input_tensors") or job["inputs"])),
+                         list(zip(job["outputs"], job.get("output_tensors") or job["outputs"])))
     if job["precision"] == "dynamic":
         model = nncf().compress_weights(model)
     _canonical_names(model)

@@ -19,6 +19,7 @@ constant (3) is added back from the frozen graph's value. An output found none o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -69,15 +70,58 @@ def _aliases(spec: TensorSpec) -> set[str]:
 
 def _own_tensor(ov: Any, ov_model: Any, result: Any, spec: TensorSpec) -> None:
     source = result.input_value(0)
-    shared = len([t for t in source.get_target_inputs() if t.get_node().get_type_name() == "Result"]) > 1
-    if shared or source.get_node().get_type_name() in ("Parameter", "Constant") or source.get_names():
+    copy = _shared(source) or bool(source.get_names())
+    _give_names(ov, result, {spec.tensor}, copy=copy, friendly=spec.node)
+
+
+def _shared(source: Any) -> bool:
+    """``source`` is an input's or a constant's tensor, or more than one output returns it."""
+    results = [t for t in source.get_target_inputs() if t.get_node().get_type_name() == "Result"]
+    return len(results) > 1 or source.get_node().get_type_name() in ("Parameter", "Constant")
+
+
+def _give_names(ov: Any, result: Any, names: set[str], *, copy: bool, friendly: str) -> None:
+    """``result``'s tensor named ``names``: on a copy of its source (``x * 1``) when ``copy``, whose
+    source then keeps its other names only; else added to the source's."""
+    source = result.input_value(0)
+    if copy:
         copy_ = _copy(ov, source)
-        copy_.set_friendly_name(spec.node)
+        copy_.set_friendly_name(friendly)
         result.input(0).replace_source_output(copy_.output(0))
-        copy_.output(0).get_tensor().set_names({spec.tensor})  # only its own (a Result's rewiring may carry the input's over)
+        copy_.output(0).get_tensor().set_names(names)  # only its own (a Result's rewiring may carry the input's over)
+        source.get_tensor().set_names(set(source.get_names()) - names)
     else:
-        source.get_tensor().add_names({spec.tensor})
-    result.output(0).get_tensor().set_names({spec.tensor})  # a Result keeps names of its own, which win
+        source.get_tensor().add_names(names)
+    result.output(0).get_tensor().set_names(names)  # a Result keeps names of its own, which win
+
+
+def name_signature_ports(ov_model: Any, inputs: Sequence[tuple[str, str]], outputs: Sequence[tuple[str, str]]) -> None:
+    """The names the frozen-graph path gives (:func:`name_outputs`) on an IR converted from a serving
+    SavedModel (a model over 2 GB, :mod:`tfopt.emitters.large_worker`), in place. That frontend names a
+    port by its signature key (``out``), not by the graph's tensor (``out:0``), and an output passing an
+    input through shares the input's tensor (one port, both names). Each ``(name, tensor)`` input gets
+    ``tensor`` beside its key; each output a tensor of its own (copied when it is an input's, a
+    constant's or another output's) named ``{name, tensor}``.
+
+    Raises:
+        ConversionError: a signature key no port carries (a frontend change).
+    """
+    ov = openvino()
+    keys = {name for name, _ in (*inputs, *outputs)}
+    for name, tensor in inputs:
+        port = next((p for p in ov_model.inputs if name in p.get_names()), None)
+        if port is not None:  # an argument renamed for TensorFlow (serving_arg_name) keeps that name only
+            port.get_tensor().add_names({tensor})
+    for name, tensor in outputs:
+        result = next((r for r in ov_model.get_results() if name in r.input_value(0).get_names()
+                       or name in r.output(0).get_names()), None)
+        if result is None:
+            raise ConversionError(f"openvino: the IR converted from the serving SavedModel has no output named "
+                                  f"'{name}'; leave openvino out of --to or report this model")
+        source = result.input_value(0)
+        copy = _shared(source) or bool((set(source.get_names()) & keys) - {name})
+        _give_names(ov, result, {name, tensor}, copy=copy, friendly=tensor_node(tensor))
+    ov_model.validate_nodes_and_infer_types()
 
 
 def _copy(ov: Any, source: Any) -> Any:

@@ -34,16 +34,17 @@ def emit_tflite(model: Model, path: str, *, precision: str = "fp32", calibration
     ``allow_tf_ops`` and ``sparse`` applied as in the plain int8 build. ``sparse`` (a pruned
     model) adds the converter's sparsity-aware encoding, which stores a tensor sparse where that
     is smaller (it pays off from roughly 70-80% zeros)."""
+    from tfopt.emitters.tflite_names import name_outputs
+
     model, not_lowered = _lowered(model)
     if keep_float and precision == "int8" and calibration:
         data = _with_pinned_batch(model, precision, lambda m: _keep_float_int8(
             m, calibration, keep_float, int8_io=int8_io, allow_tf_ops=allow_tf_ops, sparse=sparse), not_lowered)
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            f.write(data)
-        return path
-    data = _with_pinned_batch(model, precision, lambda m: _convert(
-        m, precision, calibration, int8_io=int8_io, allow_tf_ops=allow_tf_ops,
-        quantization_aware=quantization_aware, sparse=sparse), not_lowered)
+    else:
+        data = _with_pinned_batch(model, precision, lambda m: _convert(
+            m, precision, calibration, int8_io=int8_io, allow_tf_ops=allow_tf_ops,
+            quantization_aware=quantization_aware, sparse=sparse), not_lowered)
+    data = name_outputs(data, [s.name for s in model.outputs])  # the model's names, not PartitionedCall:i
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
     return path

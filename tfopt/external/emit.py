@@ -95,6 +95,8 @@ def via_savedmodel(record: Any, job: Any) -> str:
     written: str = emit_from_savedmodel(record.name, serving_savedmodel(model), job.path, precision=job.precision,
                                         input_names=[s.name for s in model.inputs],
                                         output_names=[s.name for s in model.outputs],
+                                        input_tensors=[s.tensor for s in model.inputs],
+                                        output_tensors=[s.tensor for s in model.outputs],
                                         opset=getattr(job.quantize, "opset", None), quantization_aware=qat,
                                         int8_io=bool(getattr(job.quantize, "int8_io", False)))
     return written

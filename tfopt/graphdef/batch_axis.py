@@ -31,6 +31,10 @@ Two facts are collected, both in terms of the input's own axes:
 Nothing else is read: when neither fact holds (no loop over the input, the trail lost in a Reshape),
 the input gets no batch axis here and the dimension ties and axis 0 decide as before. A batch-major
 input that says axis 0 gets 0, which changes nothing.
+
+An output's batch axis (:func:`output_batch_axes`, recorded in ``manifest.json``) is where the inputs'
+batch axes arrive, followed the same way: an output reached by them at one axis only (a transposed
+time-major output ``[time, batch, n]``: 1); none when a trail is lost or an input's batch is reduced away.
 """
 
 from __future__ import annotations
@@ -63,13 +67,39 @@ class _Facts:
     iterated: set[int] = dataclasses.field(default_factory=set)
     reads: set[int] = dataclasses.field(default_factory=set)
     at_outputs: set[int | None] = dataclasses.field(default_factory=set)
+    arrived: dict[str, set[Axes]] = dataclasses.field(default_factory=dict)  # output ref -> the axes there
 
 
 def structural_batch_axes(graph_def: Any, specs: Sequence[TensorSpec], outputs: Sequence[TensorSpec] = ()) -> dict[str, int]:
     """Input name -> the axis of its samples that the graph's structure says (see the module
     docstring); inputs about which nothing is said are absent."""
+    out: dict[str, int] = {}
+    for spec, facts in _followed(graph_def, specs, outputs):
+        axis = _decide(spec, facts)
+        if axis is not None:
+            out[spec.name] = axis
+    return out
+
+
+def output_batch_axes(graph_def: Any, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> dict[str, int]:
+    """Output name -> the axis of its samples: where the batch axis of every input reaching it arrives
+    (an input's :attr:`TensorSpec.batch_axis`, else its axis 0), when that is one axis; outputs no
+    input's batch reaches, or reaches at two axes or not at all (reduced away), are absent."""
+    where: dict[str, set[int | None]] = {}
+    for spec, facts in _followed(graph_def, inputs, outputs):
+        batch = spec.batch_axis if spec.batch_axis is not None else 0
+        for ref, arrived in facts.arrived.items():
+            for axes in arrived:
+                at = [i for i, a in enumerate(axes) if a == batch]
+                where.setdefault(ref, set()).add(at[0] if len(at) == 1 else None)
+    found = {ref: next(iter(axes)) for ref, axes in where.items() if len(axes) == 1}
+    return {o.name: axis for o in outputs if (axis := found.get(_ref(o.tensor))) is not None}
+
+
+def _followed(graph_def: Any, specs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> list[tuple[TensorSpec, _Facts]]:
+    """Each ranked input of ``specs`` in ``graph_def`` with what following its axes found."""
     if graph_def is None:
-        return {}
+        return []
     nodes = {n.name: n for n in graph_def.node}
     consumers: dict[str, list[Any]] = {}
     for node in graph_def.node:
@@ -77,15 +107,8 @@ def structural_batch_axes(graph_def: Any, specs: Sequence[TensorSpec], outputs: 
             if not ref.startswith("^"):
                 consumers.setdefault(tensor_node(ref), []).append(node)
     output_refs = {_ref(o.tensor) for o in outputs}
-    out: dict[str, int] = {}
-    for spec in specs:
-        if spec.shape is None or not spec.shape or spec.node not in nodes:
-            continue
-        facts = _follow(_ref(spec.tensor), tuple(range(len(spec.shape))), nodes, consumers, output_refs)
-        axis = _decide(spec, facts)
-        if axis is not None:
-            out[spec.name] = axis
-    return out
+    return [(spec, _follow(_ref(spec.tensor), tuple(range(len(spec.shape))), nodes, consumers, output_refs))
+            for spec in specs if spec.shape and spec.node in nodes]
 
 
 def with_batch_axes(graph_def: Any, specs: Sequence[TensorSpec], outputs: Sequence[TensorSpec] = ()) -> list[TensorSpec]:
@@ -123,6 +146,7 @@ def _follow(start: str, axes: Axes, nodes: Mapping[str, Any], consumers: Mapping
         seen.add(ref)
         if ref in output_refs:
             facts.at_outputs.add(axes[0] if axes else None)
+            facts.arrived.setdefault(ref, set()).add(axes)
         for node in consumers.get(tensor_node(ref), ()):
             slots = [i for i, r in enumerate(node.input) if _ref(r) == ref]
             for slot in slots:

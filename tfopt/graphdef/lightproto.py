@@ -1,8 +1,8 @@
 """A minimal GraphDef schema in a private protobuf pool, for reading ``.pb`` files without
 importing TensorFlow (``import tensorflow`` costs seconds; ``tfopt inspect x.pb`` should not).
 
-Field numbers match ``tensorflow/core/framework/*.proto``; unknown fields (the function library,
-debug info) are kept as unknown bytes, so a binary GraphDef parses completely. Enum fields are
+Field numbers match ``tensorflow/core/framework/*.proto``; the function library is read as far as
+its functions' names, arguments and nodes; unknown fields (the rest, debug info) are kept as unknown bytes, so a binary GraphDef parses completely. Enum fields are
 declared as int32, which has the same wire encoding. Text ``.pbtxt`` files use TensorFlow's classes.
 """
 
@@ -39,13 +39,20 @@ _SCHEMA: dict[str, list[tuple[str, int, str, bool]]] = {
                 ("device", 4, "string", False), ("attr", 5, "map:AttrValue", True)],
     "VersionDef": [("producer", 1, "int32", False), ("min_consumer", 2, "int32", False),
                    ("bad_consumers", 3, "int32", True)],
-    "GraphDef": [("node", 1, "NodeDef", True), ("versions", 4, "VersionDef", False)],
+    # the function library: each function's name, arguments and nodes (`tfopt inspect` counts them);
+    # its other fields (ret, attrs) stay unknown bytes
+    "ArgDef": [("name", 1, "string", False), ("type", 3, "int32", False)],
+    "OpDef": [("name", 1, "string", False), ("input_arg", 2, "ArgDef", True), ("output_arg", 3, "ArgDef", True)],
+    "FunctionDef": [("signature", 1, "OpDef", False), ("node_def", 3, "NodeDef", True)],
+    "FunctionDefLibrary": [("function", 1, "FunctionDef", True)],
+    "GraphDef": [("node", 1, "NodeDef", True), ("library", 2, "FunctionDefLibrary", False),
+                 ("versions", 4, "VersionDef", False)],
 }
 
 
 @cache
 def graph_def_class() -> Any:
-    """The light ``GraphDef`` message class (fields ``node`` and ``versions``)."""
+    """The light ``GraphDef`` message class (fields ``node``, ``library`` and ``versions``)."""
     fdp = descriptor_pb2.FileDescriptorProto(name="tfopt_light_graph.proto", package="tfopt_light", syntax="proto3")
     for msg_name, fields in _SCHEMA.items():
         msg = fdp.message_type.add(name=msg_name)

@@ -54,6 +54,7 @@ def _inspect(path: str, options: dict[str, Any]) -> dict[str, Any]:
         "training_nodes": sum(1 for n in model.graph_def.node if is_training_node(n)),
         "training_flags": [s.name for s in model.inputs if s.dtype == "bool" and s.shape == ()],
         "output_candidates": [s.name for s in model.outputs],
+        **_library(model.graph_def),  # While/If bodies and calls that loading kept
         **({"signature": prov["signature"], "signatures": prov["signatures"]} if "signatures" in prov else {}),
     }
 
@@ -110,7 +111,16 @@ def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:
         "output_reasons": reasons,
         "output_alternatives": {} if outputs else choice.alternatives,
         "dropout_knobs": dropout_knobs(graph_def, outputs=chosen or None),
+        **_library(graph_def),
     }
+
+
+def _library(graph_def: Any) -> dict[str, Any]:
+    """``{"library": ...}`` when ``graph_def`` holds functions (:mod:`tfopt.loaders.inspect_library`)."""
+    from tfopt.loaders.inspect_library import library_summary
+
+    found = library_summary(graph_def)
+    return {"library": found} if found else {}
 
 
 def _fed_defaults(graph_def: Any, inputs: list[str]) -> dict[str, Any]:

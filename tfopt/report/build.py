@@ -205,6 +205,7 @@ def build_report(outdir: str, model: Model, *, eval_data: LabeledData | None = N
     report.update({"verification": manifest.get("verification") or (verified_at.as_dict() if verified_at else None),
                    "onnx_quantization": manifest.get("onnx_quantization"),
                    "runtime_settings": manifest.get("runtime_settings"), "source": manifest.get("source"), "source_format": manifest.get("source_format"),
+                   "inputs": manifest.get("inputs"), "outputs": manifest.get("outputs"),  # with their batch axes
                    "tools": manifest.get("tools"), "passes": passes or [], "stage_seconds": stages or {},
                    "metric": metric or ("top1/top5" if labels is not None and np.issubdtype(labels.dtype, np.integer)
                                         else "mae/rmse" if labels is not None else None),

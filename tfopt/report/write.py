@@ -29,6 +29,18 @@ def write_reports(outdir: str, report: dict[str, Any]) -> list[str]:
     return paths
 
 
+def _batch_axes(report: dict[str, Any]) -> str:
+    """``Batch axis: inputs x 1 (graph), ...; outputs y 0 (graph)``: the manifest's record of each
+    input's and output's batch axis (:mod:`tfopt.conversion.manifest`); "" when it has none."""
+    def part(kind: str) -> str:
+        specs = report.get(kind) or []
+        return f"{kind} " + ", ".join(f"`{s['name']}` {'-' if s.get('batch_axis') is None else s['batch_axis']}"
+                                      + (f" ({s['batch_axis_source']})" if s.get("batch_axis_source") else "")
+                                      for s in specs) if specs else ""
+    parts = [p for p in (part("inputs"), part("outputs")) if p]
+    return f"Batch axis: {'; '.join(parts)}." if parts and "batch_axis_source" in (report.get("inputs") or [{}])[0] else ""
+
+
 def _markdown(report: dict[str, Any]) -> str:
     ref = report["reference"]
     lines = ["# tfopt report", "", f"Source: `{report.get('source')}` ({report.get('source_format')}); "
@@ -37,6 +49,7 @@ def _markdown(report: dict[str, Any]) -> str:
              f"Original model: latency {ref['latency_ms']['median']:.2f} ms"
              + (f", top-1 {ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else "")
              + (f"; inputs hold NaN/Inf: {report['nonfinite_inputs']}" if report.get("nonfinite_inputs") else ""),
+             *(["", _batch_axes(report)] if _batch_axes(report) else []),
              "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
     if runtime_notes(report):

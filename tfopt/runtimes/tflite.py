@@ -15,8 +15,9 @@ class TFLiteRunner:
     """``runner(feeds) -> {output name: array}``; quantized int8 inputs/outputs are (de)quantized.
 
     Pairing: tfopt converts one concrete function, so the flatbuffer has one signature whose input
-    keys are the graph's placeholder names (:attr:`TensorSpec.node`) and whose outputs are named
-    ``output_0``, ``output_1``... in the model's output order (tensor order is not that). Without
+    keys are the graph's placeholder names (:attr:`TensorSpec.node`) and whose output keys are the
+    model's output names (:mod:`tfopt.emitters.tflite_names`; files of earlier tfopt versions:
+    ``output_0``, ``output_1``... in the model's output order, tensor order is not that). Without
     that signature (a flatbuffer tfopt did not write), tensors are paired on their own names
     (``x``, ``x:0``, ``serving_default_x:0``); a spec no name matches raises.
     """
@@ -92,9 +93,9 @@ def _inputs_by_signature(interpreter: Any, signature: Any, specs: Sequence[Tenso
 
 
 def _outputs_by_signature(interpreter: Any, signature: Any, specs: Sequence[TensorSpec]) -> dict[str, dict[str, Any]] | None:
-    """Outputs through the signature: keyed by the model's output names (a SavedModel's signature,
-    how a model over 2 GB is converted), else ``output_i`` is the model's i-th output (how tfopt
-    converts one concrete function)."""
+    """Outputs through the signature: keyed by the model's output names (how tfopt names them, and a
+    SavedModel's signature, how a model over 2 GB is converted), else ``output_i`` is the model's
+    i-th output (how earlier tfopt versions left a converted concrete function's)."""
     if signature is None:
         return None
     outputs = signature.get_output_details()
