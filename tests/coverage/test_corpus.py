@@ -286,6 +286,17 @@ def test_the_ninth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_c
     assert not set(ce.HELD_OUT_9) & rounds
 
 
+def test_the_tenth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
+    from tfopt.coverage import corpus_entries as ce
+
+    tenth = [corpus.BY_NAME[n] for n in ce.HELD_OUT_10]
+    assert all(e.held_out for e in tenth) and 6 <= len(tenth) <= 10
+    earlier = {e.package for e in corpus.CORPUS if e.name not in ce.HELD_OUT_10}
+    assert not {e.package for e in tenth} & earlier and len({e.package for e in tenth}) >= 5
+    rounds = set().union(*(getattr(ce, f"HELD_OUT_{k}") for k in range(2, 10)))
+    assert not set(ce.HELD_OUT_10) & rounds
+
+
 def test_every_built_entry_has_a_builder_and_every_custom_module_is_shipped_code():
     from tfopt.coverage import corpus_builds
 
