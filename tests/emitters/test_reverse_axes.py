@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import graph_model
+from tests.helpers import converted_everywhere, graph_model
 
 CASES = {
     "two-axes": ([1, 2], "int32"),
@@ -21,8 +21,6 @@ CASES = {
 
 @pytest.mark.parametrize(("axes", "index"), CASES.values(), ids=CASES.keys())
 def test_a_reverse_over_several_axes_converts_to_every_target(tmp_path, axes, index):
-    import tfopt
-
     def build(t):
         x = t.compat.v1.placeholder(t.float32, [None, 7, 4], name="x")
         both = t.reverse(x, axis=t.constant(axes, dtype=index), name="reverse_complement")
@@ -31,12 +29,7 @@ def test_a_reverse_over_several_axes_converts_to_every_target(tmp_path, axes, in
         t.identity(both, name="rc")
 
     model = graph_model(build, {"x": (None, 7, 4)}, ["out", "rc"])
-    result = tfopt.convert(model, str(tmp_path / "out"), to=["tflite", "onnx", "openvino"], quantize=["fp32"],
-                           report_runs=1)
-    assert not result.failed, [f.reason for f in result.failed]
-    artifacts = result.report["artifacts"]
-    assert sorted(a["format"] for a in artifacts) == ["onnx", "openvino", "tflite"]
-    assert all(a["fidelity"]["max_abs_err"] <= 1e-6 for a in artifacts), artifacts
+    converted_everywhere(model, str(tmp_path / "out"), 1e-6)
 
 
 def test_the_split_graph_computes_the_same_reverse(tmp_path):

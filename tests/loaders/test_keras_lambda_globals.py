@@ -82,7 +82,7 @@ def test_an_unimportable_defining_module_is_a_typed_error_naming_the_global_the_
     with pytest.raises(ModelFormatError) as err:
         load(path, unsafe=True)
     text = str(err.value)
-    assert "'K'" in text and "lambda_globals_gone" in text and "ImportError" in text
+    assert "'K'" in text and "'reverse_complement'" in text and "lambda_globals_gone" in text and "ImportError" in text
     assert "CUSTOM_OBJECTS" in text and "--custom-objects" in text and path in text
 
 

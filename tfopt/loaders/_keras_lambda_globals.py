@@ -64,14 +64,17 @@ def missing_global_error(path: str, exc: BaseException, lambdas: list[Any],
     name = _undefined_name(exc)
     if name is None:
         return None
+    from tfopt.loaders._keras_errors import at_layer
+
     modules = sorted({m for layer in lambdas for m in layer.modules})
     where = f" of the module that defined it ({', '.join(modules)})" if modules else ""
     why = "".join(f" {m} cannot be imported here ({reason})." for m, reason in sorted(failed.items()))
+    example = " (tf_keras.backend for K)" if name == "K" else ""
     return ModelFormatError(
-        f"{path}: a Lambda layer's stored code uses '{name}', a global{where} that Keras finds only in that "
-        f"module, imported.{why} Make the module importable (its package installed, or its folder on "
-        f"PYTHONPATH), or write a module with CUSTOM_OBJECTS = {{'{name}': <what it named there, e.g. "
-        f"tf_keras.backend for K>}} and pass --custom-objects MODULE")
+        f"{path}: cannot load Keras model{at_layer(exc.__cause__ or exc)}: its Lambda code uses '{name}' "
+        f"(NameError), a global{where} that Keras finds only in that module, imported.{why} Make the module "
+        f"importable (its package installed, or its folder on PYTHONPATH), or write a module with "
+        f"CUSTOM_OBJECTS = {{'{name}': <what it named there{example}>}} and pass --custom-objects MODULE")
 
 
 def _undefined_name(exc: BaseException) -> str | None:
