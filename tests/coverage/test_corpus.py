@@ -42,6 +42,10 @@ STILL_FAILING = {
     "chicksexer": "a product tie: its per-word lengths number batch x words (the shape search ties equal dims only)",
     "quickspacer-1": "strings + hash tables inside a While (SavedModel signature takes text)",
     "quickspacer-3": "strings + hash tables inside a While (SavedModel signature takes text)",
+    # the tenth held-out set: their Lambdas read K from deepac.nn_train, which does not import on Python >= 3.10
+    # (collections.Iterable); a typed error names K and the fix; with CUSTOM_OBJECTS {"K": tf_keras.backend}
+    # both convert to every target (deepac-lstm verified on one-hot reads via --calibration, docs/corpus.md)
+    **{n: "Lambda code reads K from deepac.nn_train, unimportable on this Python" for n in ("deepac-lstm", "deepac-cnn")},
     **{n: "a Keras 2 lambda activation ('<lambda>'): only the user has the function"
        for n in ("deeplc-1fd8", "deeplc-8c22", "im2deep")},
     # the second held-out set's first contact (docs/corpus.md "Second held-out set")
