@@ -116,3 +116,16 @@ def assert_artifacts_match(out: str, result, x, expected, tolerance: float) -> N
         finally:
             getattr(runner, "close", lambda: None)()
         np.testing.assert_allclose(got, expected, atol=tolerance, rtol=tolerance, err_msg=artifact.format)
+
+
+def converted_everywhere(model: Model, out: str, max_abs_err: float) -> list[dict]:
+    """``model`` converted to every target at fp32: all written and verified by tfopt within
+    ``max_abs_err``; the report's artifacts."""
+    import tfopt
+
+    result = tfopt.convert(model, out, to=["tflite", "onnx", "openvino"], quantize=["fp32"], report_runs=1)
+    assert not result.failed, [f.reason for f in result.failed]
+    artifacts = result.report["artifacts"]
+    assert sorted(a["format"] for a in artifacts) == ["onnx", "openvino", "tflite"]
+    assert all(a["fidelity"]["max_abs_err"] <= max_abs_err for a in artifacts), artifacts
+    return artifacts

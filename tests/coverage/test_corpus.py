@@ -42,6 +42,10 @@ STILL_FAILING = {
     "chicksexer": "a product tie: its per-word lengths number batch x words (the shape search ties equal dims only)",
     "quickspacer-1": "strings + hash tables inside a While (SavedModel signature takes text)",
     "quickspacer-3": "strings + hash tables inside a While (SavedModel signature takes text)",
+    # the tenth held-out set: their Lambdas read K from deepac.nn_train, which does not import on Python >= 3.10
+    # (collections.Iterable); a typed error names K and the fix; with CUSTOM_OBJECTS {"K": tf_keras.backend}
+    # both convert to every target (deepac-lstm verified on one-hot reads via --calibration, docs/corpus.md)
+    **{n: "Lambda code reads K from deepac.nn_train, unimportable on this Python" for n in ("deepac-lstm", "deepac-cnn")},
     **{n: "a Keras 2 lambda activation ('<lambda>'): only the user has the function"
        for n in ("deeplc-1fd8", "deeplc-8c22", "im2deep")},
     # the second held-out set's first contact (docs/corpus.md "Second held-out set")
@@ -265,25 +269,22 @@ def test_the_seventh_held_out_set_is_held_out_and_comes_from_packages_new_to_the
     assert not set(HELD_OUT_7) & rounds
 
 
-def test_the_eighth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
+# round -> (fewest models, fewest new packages) the round's brief asked for
+LATER_ROUNDS = {8: (6, 6), 9: (5, 4), 10: (6, 5)}
+
+
+@pytest.mark.parametrize("k", LATER_ROUNDS, ids=lambda k: f"set{k}")
+def test_a_later_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus(k):
     from tfopt.coverage import corpus_entries as ce
 
-    eighth = [corpus.BY_NAME[n] for n in ce.HELD_OUT_8]
-    assert all(e.held_out for e in eighth) and 6 <= len(eighth) <= 10
-    earlier = {e.package for e in corpus.CORPUS if e.name not in ce.HELD_OUT_8}
-    assert not {e.package for e in eighth} & earlier and len({e.package for e in eighth}) >= 6
-    rounds = set().union(*(getattr(ce, f"HELD_OUT_{k}") for k in range(2, 8)))
-    assert not set(ce.HELD_OUT_8) & rounds
-
-def test_the_ninth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
-    from tfopt.coverage import corpus_entries as ce
-
-    ninth = [corpus.BY_NAME[n] for n in ce.HELD_OUT_9]
-    assert all(e.held_out for e in ninth) and 5 <= len(ninth) <= 10
-    earlier = {e.package for e in corpus.CORPUS if e.name not in ce.HELD_OUT_9}
-    assert not {e.package for e in ninth} & earlier and len({e.package for e in ninth}) >= 4
-    rounds = set().union(*(getattr(ce, f"HELD_OUT_{k}") for k in range(2, 9)))
-    assert not set(ce.HELD_OUT_9) & rounds
+    names = getattr(ce, f"HELD_OUT_{k}")
+    chosen = [corpus.BY_NAME[n] for n in names]
+    fewest_models, fewest_packages = LATER_ROUNDS[k]
+    assert all(e.held_out for e in chosen) and fewest_models <= len(chosen) <= 10
+    earlier = {e.package for e in corpus.CORPUS if e.name not in names}
+    assert not {e.package for e in chosen} & earlier and len({e.package for e in chosen}) >= fewest_packages
+    rounds = set().union(*(getattr(ce, f"HELD_OUT_{j}") for j in range(2, k)))
+    assert not set(names) & rounds
 
 
 def test_every_built_entry_has_a_builder_and_every_custom_module_is_shipped_code():

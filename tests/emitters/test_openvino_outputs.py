@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import graph_model
+from tests.helpers import converted_everywhere, graph_model
 
 
 def _output(t, kind: str, x, name: str, depth: int):
@@ -45,7 +45,6 @@ CASES = {
 
 @pytest.mark.parametrize("kinds", CASES.values(), ids=CASES.keys())
 def test_every_output_keeps_its_name_in_every_target(tmp_path, kinds):
-    import tfopt
     from tfopt._openvino import openvino
 
     names = [f"out{i}_{kind}" for i, kind in enumerate(kinds)]
@@ -56,12 +55,7 @@ def test_every_output_keeps_its_name_in_every_target(tmp_path, kinds):
             _output(t, kind, x, name, depth=2 + i % 3)
 
     model = graph_model(build, {"x": (None, 6)}, names)
-    result = tfopt.convert(model, str(tmp_path / "out"), to=["tflite", "onnx", "openvino"], quantize=["fp32"],
-                           report_runs=1)
-    assert not result.failed, [f.reason for f in result.failed]
-    artifacts = result.report["artifacts"]
-    assert sorted(a["format"] for a in artifacts) == ["onnx", "openvino", "tflite"]
-    assert all(a["fidelity"]["max_abs_err"] <= 1e-6 for a in artifacts), artifacts
+    converted_everywhere(model, str(tmp_path / "out"), 1e-6)
     ir = openvino().Core().read_model(str(tmp_path / "out" / "openvino.fp32" / "model.xml"))
     for name in names:  # one port per output, found by its name
         assert len([p for p in ir.outputs if f"{name}:0" in p.get_names()]) == 1, [p.get_names() for p in ir.outputs]

