@@ -111,3 +111,17 @@ def test_a_foreign_file_is_a_typed_error_and_runs_nothing(tmp_path, content):
     with pytest.raises(StoreFormatError, match="state"):
         store_format.load(str(tmp_path), "state")
     assert not os.path.exists(marker)
+
+
+def test_a_record_written_before_a_field_existed_reads_back_with_its_default(tmp_path):
+    """A cache entry written by an earlier tfopt (the same version string) lacks a field added since
+    (VerifyInputs.saturated_fraction): it reads back with the field's default, not an AttributeError later."""
+    inputs = VerifyInputs({"x": np.zeros((1, 2), np.float32)}, "made up")
+    store_format.save(inputs, str(tmp_path), "state")
+    with open(tmp_path / "state.json") as f:
+        document = json.load(f)
+    del document["value"]["state"]["saturated_fraction"]
+    with open(tmp_path / "state.json", "w") as f:
+        json.dump(document, f)
+    back = store_format.load(str(tmp_path), "state")
+    assert back.saturated_fraction == {} and back.summary() == inputs.summary() and back.as_dict() == inputs.as_dict()

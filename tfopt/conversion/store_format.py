@@ -12,7 +12,8 @@ are tagged objects with one ``$`` key:
   a 0-d array, read back as ``array[()]``, so its dtype survives), ``{"$dtype": "float32"}``,
 - ``{"$object": "tfopt.verification.verify_inputs:VerifyInputs", "state": {attribute: value}}``: an instance of one
   of the classes in :data:`CLASSES` (the only ones ever built), its attributes set without
-  calling ``__init__`` (as unpickling does, but from a closed list).
+  calling ``__init__`` (as unpickling does, but from a closed list); a dataclass field the state lacks
+  (a cache entry written before the field was added, under the same version) gets its default factory's value.
 
 Reading checks everything: the format and version, every tag, every class name against
 :data:`CLASSES`, every array reference; the ``.npz`` is opened with ``allow_pickle=False`` (an
@@ -24,6 +25,7 @@ that could not be read back equal.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import importlib
 import json
 import math
@@ -192,6 +194,9 @@ def _decode(value: Any, arrays: _Arrays, where: str) -> Any:
             if not k.isidentifier() or k.startswith("__"):  # no __class__ / __dict__: attributes only
                 raise _foreign(arrays, f"{where}.{k}", value)
             object.__setattr__(obj, k, _decode(v, arrays, f"{where}.{k}"))
+        for f in dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ():
+            if not hasattr(obj, f.name) and f.default_factory is not dataclasses.MISSING:
+                object.__setattr__(obj, f.name, f.default_factory())  # written before the field existed
         return obj
     raise _foreign(arrays, where, value)
 

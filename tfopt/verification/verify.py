@@ -36,6 +36,7 @@ from tfopt.verification.input_domains import reasons
 from tfopt.verification.kernels import kernel_refusal
 from tfopt.verification.saturation import (
     NORMAL,
+    PROBE_ROWS,
     informative,
     recheck,
     usable_rung,
@@ -107,7 +108,8 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
         given = check_inputs(original, VerifyInputs(made(NORMAL), "verify-shape", domains=reasons(graph_def, specs)),
                              "--verify-shape", outputs)
         usable = lambda f: None if output_problem(got := _select(original(f), outputs)) else got  # noqa: E731
-        given.values, given.feeds, given.saturated, given.saturated_before = informative(
+        (given.values, given.feeds, given.saturated, given.saturated_before,
+         given.saturated_fraction) = informative(
             made, usable, given.feeds, usable(given.feeds) or {})  # outputs that carry information (saturation)
         return given
     return _search(original, specs, outputs, batch=batch, seed=seed, graph_def=graph_def)
@@ -178,18 +180,26 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
 
 def _informative(found: VerifyInputs, got: Mapping[str, Any], batch: int, feeds_at: Callable[..., dict[str, np.ndarray]],
                  problem: Callable[[Mapping[str, Any]], tuple[str, Exception | None]], dynamic: bool) -> VerifyInputs:
-    """``found`` with the first rung of made-up floats whose outputs carry information (:mod:`tfopt.verification.saturation`;
+    """``found`` with the rung of made-up floats whose outputs are the least saturated (:mod:`tfopt.verification.saturation`;
     a rung ``usable_rung`` chose is kept), and its realistic size at it. ``got``: the last outputs ``problem`` ran."""
     shapes = found.ties.shapes(batch, found.size)
+
+    def probe(values: str) -> dict[str, np.ndarray] | None:  # more rows measure an output of few values
+        for rows in PROBE_ROWS:  # the most within the element budget
+            feeds = feeds_at(found.ties.shapes(rows, found.size), found.size, values)
+            if all(v.size <= ELEMENT_BUDGET for v in feeds.values()):
+                return feeds
+        return None
+
     if found.values == NORMAL:
-        found.values, found.feeds, found.saturated, found.saturated_before = informative(
+        found.values, found.feeds, found.saturated, found.saturated_before, found.saturated_fraction = informative(
             lambda v: feeds_at(shapes, found.size, v), lambda f: None if problem(f)[0] else dict(got), found.feeds,
-            got)
+            got, probe=probe)
     at_values = lambda s, z: feeds_at(s, z, found.values)  # noqa: E731
     found.realistic = real = _realistic(found.ties, found.size, batch, at_values, problem, found.domains) if dynamic else None
     if real is not None:  # the rung re-checked at the realistic size (``got``: its outputs there)
         big = found.ties.shapes(batch, real.size)
-        real.values, real.feeds, real.saturated, real.saturated_before = recheck(
+        real.values, real.feeds, real.saturated, real.saturated_before, real.saturated_fraction = recheck(
             found.values, real.feeds, dict(got), lambda v: feeds_at(big, real.size, v),
             lambda f: None if problem(f)[0] else dict(got))
     return found

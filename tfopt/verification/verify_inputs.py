@@ -50,6 +50,7 @@ class VerifyInputs:
     values: str = NORMAL  # the made-up floats' rung of tfopt.verification.saturation.LADDER
     saturated: dict[str, str] = field(default_factory=dict)  # outputs degenerate even at ``values``, and why
     saturated_before: dict[str, str] = field(default_factory=dict)  # outputs degenerate at standard normal
+    saturated_fraction: dict[str, float] = field(default_factory=dict)  # output -> share saturated at ``values``
 
     def sets(self) -> list[VerifyInputs]:
         """Every set of inputs to verify on: these, then the realistic size."""
@@ -80,7 +81,7 @@ class VerifyInputs:
         return VerifyInputs(random_inputs(specs, seed=seed, shapes=shapes, graph_def=graph_def,
                                           dynamic_dim=min(sizes, default=self.size), values=self.values),
                             self.source, self.tried, realistic, self.size, self.ties, self.domains, self.values,
-                            self.saturated, self.saturated_before)
+                            self.saturated, self.saturated_before, self.saturated_fraction)
 
     def realistic_rung(self) -> VerifyInputs | None:
         """The realistic size when its made-up floats are another rung, or saturate where these do not."""
@@ -91,17 +92,19 @@ class VerifyInputs:
         """``img:2x8x8x3 (made up inputs); also at img:2x64x64x3 (a realistic size)``."""
         real = self.realistic
         also = f"; also at {real.describe()} (a realistic size)" if real is not None else ""
-        also += realistic_note(r.values, r.saturated, r.saturated_before) if (r := self.realistic_rung()) else ""
+        if (r := self.realistic_rung()) is not None:  # (saturation.recheck)
+            also += realistic_note(r.values, r.saturated, r.saturated_before, r.saturated_fraction)
         values = "".join(f"; values: {name} {why}" for name, why in self.domains.items())  # (input_domains)
         return f"{self.describe()} ({self.source} inputs){also}{values}" + \
-            note(self.values, self.saturated, self.saturated_before)  # (saturation)
+            note(self.values, self.saturated, self.saturated_before, self.saturated_fraction)  # (saturation)
 
     def as_dict(self) -> dict[str, Any]:
         out = {"source": self.source, "shapes": self.shapes(), "tried": self.tried}
         if (real := self.realistic) is not None:
             out["realistic_shapes"] = real.shapes()
             if self.realistic_rung():  # (saturation.recheck)
-                out["realistic_values"] = values_record(real.values, real.saturated, real.saturated_before)
+                out["realistic_values"] = values_record(real.values, real.saturated, real.saturated_before,
+                                                         real.saturated_fraction)
         if self.domains:
             out["domains"] = dict(self.domains)
-        return {**out, **record(self.values, self.saturated, self.saturated_before)}
+        return {**out, **record(self.values, self.saturated, self.saturated_before, self.saturated_fraction)}
