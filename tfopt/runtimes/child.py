@@ -38,7 +38,7 @@ import numpy as np
 from tfopt.errors import TfoptError, VerificationTimeoutError
 from tfopt.graph import Model, TensorSpec
 
-START = 30.0  # seconds the child may take to start and import its runtime, beyond the bound of opening the file
+START = 120.0  # seconds the child may take to start and import its runtime, beyond the bound of opening the file (a loaded CI machine)
 
 
 class ChildRunner:

@@ -111,7 +111,9 @@ def read_weights(path: str) -> Iterator[tuple[str, np.ndarray]]:
 
 def has_loop(path: str) -> bool:
     """The IR holds a ``Loop`` (a ``TensorIterator`` runs over a sequence: it ends): the CPU plugin may never
-    leave it (the ``openvino`` target's ``loops`` role, :mod:`tfopt.targets`). Read from the IR's XML text."""
+    leave it (the ``openvino`` target's ``loops`` role, :mod:`tfopt.targets`). Found in the IR's XML text."""
+    import mmap
+
     xml = os.path.join(path, "model.xml") if os.path.isdir(path) else path
-    with open(xml, errors="replace") as f:
-        return any('type="Loop"' in line for line in f)
+    with open(xml, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.find(b'type="Loop"') >= 0
