@@ -184,7 +184,7 @@ def deadline(seconds: float | None) -> Iterator[None]:
     ``CancelledError``/``DeadlineExceededError``: a ``tf.function`` call through an eager cancellation
     manager that one watchdog thread starts at the deadline, a ``Session.run`` through :func:`run_options`
     (its step is cancelled). Both stop a ``While`` loop between iterations (measured: a loop of 2**31 steps
-    stops within 0.05 s of the bound), which a Python thread cannot do to native code. A call costs a few
+    stops within 0.1 s of the bound, the watchdog's period), which a Python thread cannot do to native code. A call costs a few
     microseconds (no thread is started per call: the report times calls made through it)."""
     if not seconds:
         yield

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tfopt._io import gzip_size, tree_size
-from tfopt.errors import ConversionError
+from tfopt.errors import ConversionError, VerificationTimeoutError
 from tfopt.graph import Model
 from tfopt.options import QuantizeOptions
 from tfopt.runtimes import runner_for
@@ -117,9 +117,12 @@ def int8_measure(portable: Model, runtime: Model, samples: Any, q: QuantizeOptio
         full = os.path.join(scratch, path)
         artifact = {"format": target, "precision": "int8", "path": path, "bytes": tree_size(full),
                     "gzip_bytes": gzip_size(full)}
-        row: dict[str, Any] = measure(scratch, None, portable, [artifact], inputs=recorded[0].inputs, labels=labels,
-                                      runs=LATENCY_RUNS, threads=r.threads, converted_here=True,
-                                      batch_axes=recorded[0].batch_axes, recorded=recorded[0])["artifacts"][0]
+        report = measure(scratch, None, portable, [artifact], inputs=recorded[0].inputs, labels=labels,
+                         runs=LATENCY_RUNS, threads=r.threads, converted_here=True,
+                         batch_axes=recorded[0].batch_axes, recorded=recorded[0])
+        if report.get("timed_out"):  # its runtime did not end in the bound (tfopt.verification.deadline)
+            raise VerificationTimeoutError(report["timed_out"][0]["reason"])
+        row: dict[str, Any] = report["artifacts"][0]
         return row
 
     return scratch_measure(build, measure_row)

@@ -199,8 +199,9 @@ def prepare_statistics(p: ConvertPlan, prepared: Prepared, say: Say) -> None:
         evaluate = scratch_evaluator(measure, p.gates) if q.int8_recipe == "auto" and measure is not None else None
         scored = {"inputs": labeled.inputs, "labels": labeled.labels} \
             if q.auto_keep_float is not None and labeled is not None else None
-        prepared.int8 = Int8Plan(prepared.portable, ranges, q, evaluate=evaluate, measure=measure, labels=scored,
-                                 targets=engine_targets(p, prepared.qat), progress=say, gates=p.gates)
+        with verify_timeout(p.options.freeze.verify_timeout):  # the candidates it measures in their runtimes
+            prepared.int8 = Int8Plan(prepared.portable, ranges, q, evaluate=evaluate, measure=measure, labels=scored,
+                                     targets=engine_targets(p, prepared.qat), progress=say, gates=p.gates)
         if p.options.compress.finetune_data and p.load.compress is None:
             # int8 by quantization-aware fine-tune from the engine's ranges (a Keras 2 model)
             from tfopt.quantizing.qat.finetune import qat_plan

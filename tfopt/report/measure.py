@@ -75,6 +75,7 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     for index, artifact in enumerate(artifacts):
         if progress is not None:
             progress(Step("measuring artifacts", index + 1, len(artifacts)))
+        runner = None
         try:
             got, runner = _run_artifact(artifact, outdir, model, samples, threads, converted_here=converted_here,
                                         seconds=seconds)
@@ -82,6 +83,8 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
                 _latency(_single_call(getattr(runner, "unbounded", runner), samples), runs)  # sample 0 ended in the bound
         except VerificationTimeoutError as exc:  # it alone fails (no row: no numbers); the others are measured
             timed_out.append({k: artifact[k] for k in ("format", "precision", "path")} | {"reason": str(exc)})
+            if runner is not None:
+                runner.close()
             continue
         fidelity = _fidelity(expected, got)
         accuracy = _accuracy(got[first], labels, metric, cut) if labels is not None else None

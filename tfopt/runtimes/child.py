@@ -1,8 +1,7 @@
 """An artifact run in a child process that is killed when a call outlives its bound.
 
-Native code cannot be interrupted from a Python thread, and not every runtime can cancel a run (ONNX
-Runtime's ``RunOptions.terminate`` and OpenVINO's ``InferRequest.cancel`` can, LiteRT's interpreter
-cannot), so a bound that must hold is a process boundary: :class:`ChildRunner` opens the artifact in
+Native code cannot be interrupted from a Python thread, and not every runtime can cancel a run (LiteRT's
+interpreter has no cancellation at all), so a bound that must hold for every runtime is a process boundary: :class:`ChildRunner` opens the artifact in
 ``python -m tfopt.runtimes.child`` (numpy and the one runtime imported, no TensorFlow) and waits for each
 answer at most the bound; at the bound it kills the child (its own process id) and raises
 :class:`~tfopt.VerificationTimeoutError` naming the artifact, the runtime, the bound and the fix.

@@ -67,10 +67,13 @@ def reference_bound() -> float | None:
     return REFERENCE_DEFAULT
 
 
-def describe_bound(seconds: float) -> str:
-    """``"5 s (--verify-timeout)"`` or ``"60 s (the default: ...)"``: where a bound came from."""
+def describe_bound(seconds: float, *, original: bool = False) -> str:
+    """``"5 s (--verify-timeout)"`` or ``"60 s (the default: ...)"``: where a bound came from (``original``: the
+    bound of the original model's runs)."""
     if given():
         return f"{seconds:g} s (--verify-timeout)"
+    if original:
+        return f"{seconds:g} s (the default bound of the original's runs)"
     return f"{seconds:g} s (the default bound: max({FLOOR:g} s, {FACTOR:g}x the original's time))"
 
 
@@ -122,7 +125,7 @@ class BoundedReference:
         which = (f"; {', '.join(repr(n) for n in loops)} reach{'es' if len(loops) == 1 else ''} a loop of the graph, "
                  "whose trip count may come from the values fed") if loops else ""
         return VerificationTimeoutError(
-            f"verifying: the original model (TensorFlow) did not end within {describe_bound(bound)} on inputs "
+            f"verifying: the original model (TensorFlow) did not end within {describe_bound(bound, original=True)} on inputs "
             f"{shapes}{which}. Verify on inputs it ends on: pass real inputs with --calibration/--eval-data, "
             "bind the input with --set NAME=VALUE or fix its shape with --inputs; or raise --verify-timeout "
             "SECONDS (0: no bound), or skip verification with --no-verify")
