@@ -41,6 +41,7 @@ from tfopt.errors import (  # every typed error, catchable as tfopt.<Name> (test
     TfoptError,
     UnsafeModelError,
     VerificationError,
+    VerificationTimeoutError,
 )
 from tfopt.options import (
     CompressOptions,
@@ -84,6 +85,7 @@ __all__ = [
     "TfoptError",
     "UnsafeModelError",
     "VerificationError",
+    "VerificationTimeoutError",
     "convert",
     "freeze",
     "inspect",

@@ -20,7 +20,7 @@ RANGES: dict[str, tuple[float, bool]] = {
     "--external-threshold": (1, True), "--finetune-epochs": (1, True), "--cluster": (2, True),
     "--max-steps": (1, True),
     "--atol": (0, False), "--rtol": (0, False), "--accuracy-control": (0, False), "--auto-keep-float": (0, False),
-    "--adaround-budget": (0, False),
+    "--adaround-budget": (0, False), "--verify-timeout": (0, False),
 }
 
 

@@ -12,7 +12,8 @@ code  class                   meaning
 5     UnsafeModelError        the model needs code execution that was not allowed
 6     GraphError              the graph cannot be frozen as asked (names a node)
 7     VerificationError       the frozen model's outputs differ from the original (or the
-                              original is stochastic: ``StochasticModelError`` names its random ops)
+                              original is stochastic: ``StochasticModelError`` names its random ops;
+                              or a run did not end in its bound: ``VerificationTimeoutError``)
 8     OutputPathError         the output location cannot be written
 9     ConversionError         a target converter cannot express the model (names the op)
 10    GateFailure             a ``--fail-if`` gate tripped (the artifacts and report are written)
@@ -99,6 +100,12 @@ class StochasticModelError(VerificationError):
     def __init__(self, message: str, random_ops: Iterable[str] = ()):
         super().__init__(message)
         self.random_ops = list(random_ops)
+
+
+class VerificationTimeoutError(VerificationError):
+    """A run verification made did not end within its time bound (``--verify-timeout``): an artifact in its
+    runtime (``tfopt convert`` records that target as failed and goes on) or the original model on its
+    verification inputs. The message names what ran, the runtime, the bound and the way out."""
 
 
 class OutputPathError(TfoptError):

@@ -71,6 +71,9 @@ class FreezeOptions:
         verify_shape: input name -> the concrete shape to verify at (the result keeps its
             dynamic dimensions).
         atol, rtol: the freeze check's tolerances (:mod:`tfopt.verification.tolerances`).
+        verify_timeout: seconds one verification run (the original model's, an artifact's in its runtime)
+            may take; ``None``: derived from the original's own time (:mod:`tfopt.verification.deadline`);
+            ``0``: no bound.
     """
 
     set: Mapping[str, Any] = field(default_factory=dict)
@@ -79,9 +82,10 @@ class FreezeOptions:
     verify_shape: Mapping[str, Sequence[int]] = field(default_factory=dict)
     atol: float = FREEZE_ATOL
     rtol: float = FREEZE_RTOL
+    verify_timeout: float | None = None
 
     def check(self) -> None:
-        check_ranges({"--atol": self.atol, "--rtol": self.rtol})
+        check_ranges({"--atol": self.atol, "--rtol": self.rtol, "--verify-timeout": self.verify_timeout})
 
 
 @dataclass

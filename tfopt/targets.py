@@ -26,6 +26,9 @@ The functions a record names have one signature per role:
   source of its ``convert_and_run(graph_def, feeds)`` (``tfopt debug reduce``, :mod:`tfopt.debug.repro`).
 - ``latency(path, threads) -> (run, specs)``: a bare call of the artifact in its runtime taking the
   inputs by position, and the inputs' ``(shape, dtype)`` (:mod:`tfopt.coverage.latency`).
+- ``loops(path) -> bool``: the artifact holds a loop, which its runtime may never leave: a bounded run
+  (``--verify-timeout``) goes to a child process killed at the bound (:mod:`tfopt.runtimes.child`).
+  ``None``: its runtime is TensorFlow, whose runs stop at the bound in process (:func:`tfopt._tf.deadline`).
 
 A record is added with :func:`register_target` (a plugin, a test); the built-in five are in
 :data:`TABLE` from the start. Everything that lists targets (``--to``, ``tfopt debug compare``,
@@ -172,9 +175,9 @@ class Target:
         approximations: ``"module:function"`` ``(graph_def) -> [str]``: the ops of the graph this
             target computes only approximately, each with the cause and the way out; verification
             names them when an output differs (``None``: none known).
-        int8_ops, intermediates, repro, latency: ``"module:function"`` or ``None`` (signatures in
+        int8_ops, intermediates, repro, latency, loops: ``"module:function"`` or ``None`` (signatures in
             the module docstring): int8 kernel counting, ``tfopt debug compare``, ``tfopt debug
-            reduce``'s ``repro.py``, the corpus's latency harness. ``None``: the target has no such role.
+            reduce``'s ``repro.py``, the corpus's latency harness, bounded runs. ``None``: no such role.
     """
 
     name: str
@@ -212,6 +215,7 @@ class Target:
     large_note: str = ""
     ahead: str | None = None
     approximations: str | None = None
+    loops: str | None = None
 
     def artifact_path(self, precision: str) -> str:
         """The artifact's path relative to OUTDIR, e.g. ``model.int8.tflite``."""
@@ -239,7 +243,7 @@ class Target:
 
 ROLES = ("emit", "runner", "weights", "layer_quantizer", "quantization_settings", "runtime_settings", "int8_ops",
          "intermediates", "repro", "latency", "fixed_shapes", "large", "large_converter", "ahead",
-         "approximations")  # the fields naming a "module:function"
+         "approximations", "loops")  # the fields naming a "module:function"
 
 
 def _graphdef(name: str, file: str, emit: str, **where: Any) -> Target:
@@ -261,7 +265,7 @@ _BUILT_IN = (
            repro="tfopt.debug.repro:tflite_repro", latency="tfopt.coverage.latency:open_tflite",
            fixed_shapes="tfopt.emitters.tflite:fixed_shapes", large="tfopt.external.emit:via_savedmodel",
            large_converter="tfopt.emitters.large_worker:convert_tflite",
-           large_precisions=("fp32", "fp16", "dynamic", "int8")),
+           large_precisions=("fp32", "fp16", "dynamic", "int8"), loops="tfopt.runtimes.tflite:has_loop"),
     Target("onnx", precisions=PRECISIONS, file="model.{precision}.onnx", emit="tfopt.emitters.onnx:emit",
            runner="tfopt.runtimes.onnx:open_runner", weights="tfopt.runtimes.onnx:read_weights",
            suffixes=(".onnx",), companions=(".onnx.data",), extra="tf2onnx", distributions=("tf2onnx", "onnx", "onnxruntime"),
@@ -272,7 +276,7 @@ _BUILT_IN = (
            repro="tfopt.debug.repro:onnx_repro", latency="tfopt.coverage.latency:open_onnx",
            large="tfopt.emitters.large:onnx_from_graph", large_converter="tfopt.emitters.large_worker:convert_onnx",
            ahead="tfopt.emitters.onnx:convert_ahead", approximations="tfopt.emitters.onnx_resize:approximate_ops",
-           large_precisions=("fp32", "dynamic"),
+           large_precisions=("fp32", "dynamic"), loops="tfopt.runtimes.onnx:has_loop",
            large_note="ONNX Runtime's float16 converter needs the whole model in one protobuf (2 GB at most)"),
     Target("openvino", precisions=("fp32", "fp16", "dynamic", "int8"), file="openvino.{precision}",
            emit="tfopt.emitters.openvino:emit", runner="tfopt.runtimes.openvino:open_runner",
@@ -284,7 +288,8 @@ _BUILT_IN = (
            accuracy_control=("int8",), int8_ops="tfopt.quantizing.int8_ops:openvino_ops",
            intermediates="tfopt.debug.run_openvino:open_intermediates", repro="tfopt.debug.repro:openvino_repro",
            latency="tfopt.coverage.latency:open_openvino", large="tfopt.external.emit:via_savedmodel",
-           large_converter="tfopt.emitters.large_worker:convert_openvino", large_precisions=("fp32", "fp16", "dynamic")),
+           large_converter="tfopt.emitters.large_worker:convert_openvino", large_precisions=("fp32", "fp16", "dynamic"),
+           loops="tfopt.runtimes.openvino:has_loop"),
 )
 _RECORDS: dict[str, Target] = {t.name: t for t in _BUILT_IN}
 TABLE: Mapping[str, Target] = MappingProxyType(_RECORDS)  # read-only: add with register_target

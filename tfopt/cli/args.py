@@ -104,6 +104,7 @@ def binding_options(p: argparse.ArgumentParser) -> None:
                    help="verify at this shape, e.g. input_1:1x10100x4 (the result keeps its dynamic dimensions; "
                         "default: real data when given, else a size the original model answers)")
     g.add_argument("--no-verify", dest="verify", action="store_false", help="skip the original-vs-result check")
+    verify_timeout_option(g)
     g.add_argument("--atol", type=TOLERANCE, default=FREEZE_ATOL, help="verification absolute tolerance (default: %(default)g)")
     g.add_argument("--rtol", type=TOLERANCE, default=None,
                    help="verification relative tolerance (default: 1e-5 frozen, 1e-4 optimized)")
@@ -113,7 +114,15 @@ def freeze_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`tfopt.freeze` from :func:`binding_options`."""
     return {"set": parse_set(args.set_values), "inputs": parse_inputs(args.inputs), "verify": args.verify,
             "atol": args.atol, "rtol": args.rtol if args.rtol is not None else FREEZE_RTOL,
-            "verify_shape": parse_verify_shapes(args.verify_shape)}
+            "verify_shape": parse_verify_shapes(args.verify_shape), "verify_timeout": args.verify_timeout}
+
+
+def verify_timeout_option(g: Any) -> None:
+    """``--verify-timeout SECONDS``: freeze, optimize, convert and verify."""
+    g.add_argument("--verify-timeout", type=float, default=None, metavar="SECONDS",
+                   help="seconds one verification run (the original model's, or an artifact's in its runtime) may "
+                        "take before it is stopped and reported; 0: no bound (default: max(60, 50x the original's "
+                        "time); the original's own runs: 600)")
 
 
 def optimize_options(p: argparse.ArgumentParser) -> None:
@@ -180,7 +189,7 @@ def freeze_of(args: argparse.Namespace) -> FreezeOptions:
     """:class:`FreezeOptions` from :func:`binding_options` (``--rtol`` defaults per stage)."""
     return FreezeOptions(set=parse_set(args.set_values), inputs=parse_inputs(args.inputs), verify=args.verify,
                          verify_shape=parse_verify_shapes(args.verify_shape), atol=args.atol,
-                         rtol=args.rtol if args.rtol is not None else FREEZE_RTOL)
+                         rtol=args.rtol if args.rtol is not None else FREEZE_RTOL, verify_timeout=args.verify_timeout)
 
 
 def optimize_of(args: argparse.Namespace) -> OptimizeOptions:

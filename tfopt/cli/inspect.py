@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run is not None:
         return _inspect_passes(args)
     given = [opt for opt, on in (("--set", args.set_values), ("--inputs", args.inputs), ("--no-verify", not args.verify),
-                                 ("--skip", args.skip), ("--grappler", args.grappler)) if on]
+                                 ("--skip", args.skip), ("--grappler", args.grappler),
+                                 ("--verify-timeout", args.verify_timeout is not None)) if on]
     if given:
         from tfopt.errors import OptionError
 

@@ -7,7 +7,7 @@ import json
 import os
 from typing import Any
 
-from tfopt.cli.args import EPILOG, load_options, model_options, report_options
+from tfopt.cli.args import EPILOG, load_options, model_options, report_options, verify_timeout_option
 
 
 def add_parser(sub: Any) -> None:
@@ -20,6 +20,7 @@ def add_parser(sub: Any) -> None:
                    help="with --report-dir: replace report files there that tfopt did not write")
     p.add_argument("--reference", required=True, metavar="MODEL", help="the original model")
     p.add_argument("--eval-data", metavar="DATA.npz", help="inputs by name plus 'labels', for accuracy")
+    verify_timeout_option(p)
     report_options(p)
     model_options(p)
 
@@ -40,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.junit, inputs=inputs, kind="file", option="--junit")
     options = load_options(args)
     common = dict(eval_data=args.eval_data, fail_if=args.fail_if, junit=args.junit, runs=args.report_runs,
-                  threads=args.threads, metric=args.metric, allow_nonfinite=args.allow_nonfinite, **options)
+                  threads=args.threads, metric=args.metric, allow_nonfinite=args.allow_nonfinite,
+                  verify_timeout=args.verify_timeout, **options)
     if not is_outdir:
         try:
             with args.capture.stage("verifying"):

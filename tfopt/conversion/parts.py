@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tfopt._io import gzip_size, tree_size
-from tfopt.errors import ConversionError
+from tfopt.errors import ConversionError, VerificationTimeoutError
 from tfopt.graph import Model
 from tfopt.options import QuantizeOptions
 from tfopt.runtimes import runner_for
@@ -117,9 +117,12 @@ def int8_measure(portable: Model, runtime: Model, samples: Any, q: QuantizeOptio
         full = os.path.join(scratch, path)
         artifact = {"format": target, "precision": "int8", "path": path, "bytes": tree_size(full),
                     "gzip_bytes": gzip_size(full)}
-        row: dict[str, Any] = measure(scratch, None, portable, [artifact], inputs=recorded[0].inputs, labels=labels,
-                                      runs=LATENCY_RUNS, threads=r.threads, converted_here=True,
-                                      batch_axes=recorded[0].batch_axes, recorded=recorded[0])["artifacts"][0]
+        report = measure(scratch, None, portable, [artifact], inputs=recorded[0].inputs, labels=labels,
+                         runs=LATENCY_RUNS, threads=r.threads, converted_here=True,
+                         batch_axes=recorded[0].batch_axes, recorded=recorded[0])
+        if report.get("timed_out"):  # its runtime did not end in the bound (tfopt.verification.deadline)
+            raise VerificationTimeoutError(report["timed_out"][0]["reason"])
+        row: dict[str, Any] = report["artifacts"][0]
         return row
 
     return scratch_measure(build, measure_row)
@@ -156,7 +159,8 @@ def emit(target: str, job: EmitJob) -> str:
 class ReferenceOutputs:
     """The original model's outputs on each set of verification inputs, run once per set: every
     artifact of one conversion is verified on the same inputs against the same original.
-    ``runs`` counts the original's runs (one per input set, however many artifacts ask)."""
+    ``runs`` counts the original's runs (one per input set, however many artifacts ask); ``seconds`` is the
+    longest of them (None: none ran here), what an artifact's time bound scales (:mod:`tfopt.verification.deadline`)."""
 
     def __init__(self, original: Model):
         self.original, self.runs = original, 0
@@ -173,6 +177,10 @@ class ReferenceOutputs:
         self._done.append((inputs_at, reference_outputs(self.original, inputs_at, self._runner)))
         self.runs += 1
         return self._done[-1][1]
+
+    @property
+    def seconds(self) -> float | None:
+        return getattr(self._runner, "seconds", None) or None
 
     def release(self, model: Model) -> None:
         """Keep the outputs computed so far; run ``model`` (the frozen graph) for any other input set."""
@@ -193,10 +201,16 @@ class ReferenceOutputs:
 
 def verify(artifact: Artifact, portable: Model, path: str, inputs: Any, *, bounded: bool = True,
            preprocess: Any = None, reference: ReferenceOutputs | None = None) -> None:
-    """``reference``: the original's outputs, shared by every artifact of the conversion."""
+    """``reference``: the original's outputs, shared by every artifact of the conversion. Each runtime call is
+    held to the time bound (:mod:`tfopt.verification.deadline`), scaled by the original's time when known."""
+    from tfopt.verification.deadline import artifact_bound, describe_bound
     from tfopt.verification.verify import verify_artifact
 
-    verify_artifact(artifact, lambda: runner_for(artifact.format, path, portable), portable, inputs,
+    def open_runner() -> Any:  # after the original ran on the first input set: its time is known
+        return runner_for(artifact.format, path, portable, describe_bound=describe_bound,
+                          timeout=artifact_bound(reference.seconds if reference is not None else None))
+
+    verify_artifact(artifact, open_runner, portable, inputs,
                     bound=ARTIFACT.get(artifact.precision) if bounded else None, preprocess=preprocess,
                     reference=reference)
 

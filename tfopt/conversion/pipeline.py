@@ -11,6 +11,7 @@ from tfopt.graph import Model
 from tfopt.options import FreezeOptions, LoadOptions, OptimizeOptions, split
 from tfopt.targets import TABLE, EmitJob
 from tfopt.terminal.signals import checkpoint
+from tfopt.verification.deadline import verify_timeout
 
 if TYPE_CHECKING:
     from tfopt.freezing import FreezeReport
@@ -37,7 +38,7 @@ def run_freeze(model: Model | str | os.PathLike[str], load: LoadOptions, freeze:
     elif load != LoadOptions():
         changed = [f.name for f in dataclasses.fields(load) if getattr(load, f.name) != getattr(LoadOptions(), f.name)]
         raise OptionError(f"load options {changed} given for an already loaded model")
-    with stage("freezing"):
+    with stage("freezing"), verify_timeout(freeze.verify_timeout):
         return run(model, set_values=dict(freeze.set), inputs=dict(freeze.inputs), verify=freeze.verify,
                    atol=freeze.atol, rtol=freeze.rtol, seed=seed, verify_shape=dict(freeze.verify_shape),
                    verify_data=verify_data)
@@ -55,7 +56,7 @@ def run_optimize(model: Model | str | os.PathLike[str], load: LoadOptions, freez
 
     frozen, freeze_report = run_freeze(model, load, freeze, seed=seed, verify_data=verify_data)
     checkpoint()  # a safe point for an interrupt (see tfopt.terminal.signals)
-    with stage("optimizing"):
+    with stage("optimizing"), verify_timeout(freeze.verify_timeout):
         portable, runtime, report = run(frozen, passes=optimize.passes, skip=optimize.skip,
                                         grappler=optimize.grappler, verify=freeze.verify, atol=optimize.atol,
                                         rtol=optimize.rtol, seed=seed, verified_at=freeze_report.verified_at,

@@ -40,12 +40,13 @@ from tfopt.conversion.parts import (
     verify,
     write_manifest,
 )
-from tfopt.errors import ConversionError, OptionError, TfoptError, VerificationError, stage
+from tfopt.errors import ConversionError, OptionError, TfoptError, VerificationError, VerificationTimeoutError, stage
 from tfopt.graph import Model
 from tfopt.options import CompressOptions, ConvertOptions, LoadOptions
 from tfopt.quantizing.engine.plan import engine_builds
 from tfopt.report.hints import with_debug_hint
 from tfopt.targets import NEEDS_CALIBRATION, NO_CALIBRATION, TABLE, EmitJob
+from tfopt.verification.deadline import verify_timeout
 from tfopt.verification.fidelity_bound import artifact_bounds
 from tfopt.verification.nonfinite import finite_samples, to_json
 
@@ -198,8 +199,9 @@ def prepare_statistics(p: ConvertPlan, prepared: Prepared, say: Say) -> None:
         evaluate = scratch_evaluator(measure, p.gates) if q.int8_recipe == "auto" and measure is not None else None
         scored = {"inputs": labeled.inputs, "labels": labeled.labels} \
             if q.auto_keep_float is not None and labeled is not None else None
-        prepared.int8 = Int8Plan(prepared.portable, ranges, q, evaluate=evaluate, measure=measure, labels=scored,
-                                 targets=engine_targets(p, prepared.qat), progress=say, gates=p.gates)
+        with verify_timeout(p.options.freeze.verify_timeout):  # the candidates it measures in their runtimes
+            prepared.int8 = Int8Plan(prepared.portable, ranges, q, evaluate=evaluate, measure=measure, labels=scored,
+                                     targets=engine_targets(p, prepared.qat), progress=say, gates=p.gates)
         if p.options.compress.finetune_data and p.load.compress is None:
             # int8 by quantization-aware fine-tune from the engine's ranges (a Keras 2 model)
             from tfopt.quantizing.qat.finetune import qat_plan
@@ -267,9 +269,10 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
         # the original runs once per input set for all artifacts, not once per artifact
         prepared.reference_outputs = prepared.reference_outputs or ReferenceOutputs(portable)
         try:
-            verify(artifact, portable, written, prepared.verified_at, bounded=not qat,
-                   preprocess=q.ov_preprocess if record.takes_preprocess else None,
-                   reference=prepared.reference_outputs)
+            with verify_timeout(p.options.freeze.verify_timeout):  # a run past it fails this artifact alone
+                verify(artifact, portable, written, prepared.verified_at, bounded=not qat,
+                       preprocess=q.ov_preprocess if record.takes_preprocess else None,
+                       reference=prepared.reference_outputs)
         except (ConversionError, VerificationError) as exc:
             record_failure(p, result, target, precision, "verifying", exc, full, portable)
             return
@@ -348,17 +351,16 @@ def finish(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, 
         say("measuring every artifact for the report")
         from tfopt.report.build import build_report
 
-        result.report = build_report(tmp, portable, eval_data=inputs_of(p, prepared).eval(portable.inputs),
-                                     samples=prepared.samples, seed=r.seed,
-                                     runs=r.report_runs, threads=r.threads, gates=p.gates,
-                                     passes=[x.as_dict() for x in (optimize_report.passes if optimize_report else [])],
-                                     stages=prepared.stages, preprocess=q.ov_preprocess,
-                                     layers={"layer_errors": result.layer_errors, "keep_float": result.keep_float},
-                                     progress=say, metric=r.metric, allow_nonfinite=r.allow_nonfinite,
-                                     verified_at=prepared.verified_at, converted_here=True,
-                                     recorded=prepared.report_reference, write_to=None,
-                                     bounds=artifact_bounds(result.artifacts, prepared.qat,
-                                                            compressed=c.cluster is not None or c.prune is not None))
+        with verify_timeout(p.options.freeze.verify_timeout):
+            result.report = build_report(
+                tmp, portable, eval_data=inputs_of(p, prepared).eval(portable.inputs), samples=prepared.samples,
+                seed=r.seed, runs=r.report_runs, threads=r.threads, gates=p.gates,
+                passes=[x.as_dict() for x in (optimize_report.passes if optimize_report else [])],
+                stages=prepared.stages, preprocess=q.ov_preprocess,
+                layers={"layer_errors": result.layer_errors, "keep_float": result.keep_float}, progress=say,
+                metric=r.metric, allow_nonfinite=r.allow_nonfinite, verified_at=prepared.verified_at,
+                converted_here=True, recorded=prepared.report_reference, write_to=None,
+                bounds=artifact_bounds(result.artifacts, prepared.qat, compressed=c.cluster is not None or c.prune is not None))
         fail_beyond_bound(p, prepared, result, result.report, tmp)
         from tfopt.report import write_reports
 
@@ -371,18 +373,21 @@ def finish(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, 
 
 def fail_beyond_bound(p: ConvertPlan, prepared: Prepared, result: ConvertResult, report: dict[str, Any],
                       tmp: str) -> None:
-    """Each artifact whose report samples exceed its verification bound (:mod:`tfopt.verification.fidelity_bound`)
-    fails as verification fails (:func:`record_failure`: removed, or raised with ``all_or_nothing``); the
-    manifest, the report's rows, failures and gates then hold the artifacts kept (none: :func:`check_built` raises)."""
+    """Each artifact whose report samples exceed its verification bound (:mod:`tfopt.verification.fidelity_bound`),
+    or whose runtime did not end within its time bound on them (``report["timed_out"]``), fails as verification
+    fails (:func:`record_failure`: removed, or raised with ``all_or_nothing``); the manifest, the report's rows,
+    failures and gates then hold the artifacts kept (none: :func:`check_built` raises)."""
     from tfopt.report import evaluate_gates
     from tfopt.verification.fidelity_bound import KEY, fidelity_error
 
     beyond = [row for row in report["artifacts"] if row.get(KEY)]
-    if not beyond:
+    timed_out = report.pop("timed_out", [])
+    if not beyond and not timed_out:
         return
-    for row in beyond:
-        record_failure(p, result, row["format"], row["precision"], "verifying",
-                       fidelity_error(row, report["samples"], prepared.verified_at), os.path.join(tmp, row["path"]),
+    for row in [*timed_out, *beyond]:  # a timed-out artifact has no row of its own in the report: no numbers
+        error = VerificationTimeoutError(row["reason"]) if "reason" in row else fidelity_error(
+            row, report["samples"], prepared.verified_at)
+        record_failure(p, result, row["format"], row["precision"], "verifying", error, os.path.join(tmp, row["path"]),
                        prepared.portable)
         result.artifacts = [a for a in result.artifacts if a.path != row["path"]]
     check_built(result)

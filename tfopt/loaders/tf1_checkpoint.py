@@ -293,4 +293,6 @@ class _SessionReference:
         if self._session is None:
             self._session = self._open()
         feed = {f"{k}:0" if ":" not in k else k: v for k, v in feeds.items()}
-        return dict(zip(self._names, self._session.run(self._fetches, feed_dict=feed)))
+        from tfopt._tf import run_options
+
+        return dict(zip(self._names, self._session.run(self._fetches, feed_dict=feed, options=run_options())))

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.errors import OptionError, OutputMismatchError
+from tfopt.errors import OptionError, OutputMismatchError, VerificationTimeoutError
 from tfopt.graph import Model
 from tfopt.targets import PRECISIONS, target, target_of_file
+from tfopt.verification import deadline
 from tfopt.verification.data_batches import batched, describe, join_samples, rows_of
 from tfopt.verification.fidelity_bound import manifest_bounds
 from tfopt.verification.input_data import LabeledData, read_labeled
@@ -20,8 +21,9 @@ from tfopt.verification.nonfinite import count_nonfinite
 
 def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
                   junit: str | None = None, runs: int = 20, threads: int | None = None, metric: str | None = None,
-                  allow_nonfinite: bool = False, **load_options: Any) -> dict[str, Any]:
-    """``tfopt verify``: measure an existing conversion's artifacts against the reference model."""
+                  allow_nonfinite: bool = False, verify_timeout: float | None = None, **load_options: Any) -> dict[str, Any]:
+    """``tfopt verify``: measure an existing conversion's artifacts against the reference model; each run
+    held to ``verify_timeout`` (:mod:`tfopt.verification.deadline`)."""
     from tfopt.conversion.manifest import manifest_model
     from tfopt.freezing import freeze
     from tfopt.loaders import load
@@ -29,7 +31,7 @@ def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, 
     from tfopt.report.gates import parse_gate
 
     gates = [parse_gate(g) for g in fail_if]
-    _check_options(runs, threads, metric, eval_data)
+    _check_options(runs, threads, metric, eval_data, verify_timeout)
     if not os.path.exists(os.path.join(outdir, "manifest.json")):
         raise OptionError(f"{outdir}: no manifest.json; verify a directory written by `tfopt convert`")
     frozen, _ = freeze(load(reference, **load_options), verify=False)
@@ -41,9 +43,10 @@ def verify_outdir(outdir: str, reference: str, *, eval_data: str | None = None, 
     labeled = _read_eval(eval_data, frozen, allow_nonfinite)
     with open(os.path.join(outdir, "manifest.json")) as f:
         manifest = json.load(f)
-    report = build_report(outdir, frozen.replace(outputs=recorded.outputs), eval_data=labeled, runs=runs,
-                          threads=threads, gates=gates, metric=metric, allow_nonfinite=allow_nonfinite,
-                          manifest=manifest, write_to=None, bounds=manifest_bounds(manifest))
+    with deadline.verify_timeout(verify_timeout):
+        report = build_report(outdir, frozen.replace(outputs=recorded.outputs), eval_data=labeled, runs=runs,
+                              threads=threads, gates=gates, metric=metric, allow_nonfinite=allow_nonfinite,
+                              manifest=manifest, write_to=None, bounds=manifest_bounds(manifest))
     beyond = _beyond_bound(report)
     write_reports(outdir, report)
     _finish(report, junit, beyond)
@@ -72,13 +75,14 @@ def _beyond_bound(report: dict[str, Any]) -> Exception | None:
     from tfopt.conversion.parts import Failure
     from tfopt.verification.fidelity_bound import KEY, fidelity_error
 
-    errors = []
-    for row in report["artifacts"]:
-        if row.get(KEY):
-            errors.append(fidelity_error(row, report["samples"], None))
-            del row[KEY]
+    errors: list[Exception] = []
+    for row in [*report.pop("timed_out", []), *report["artifacts"]]:  # a timed-out artifact has no row: no numbers
+        if "reason" in row or row.get(KEY):
+            errors.append(VerificationTimeoutError(row["reason"]) if "reason" in row else
+                          fidelity_error(row, report["samples"], None))
+            row.pop(KEY, None)
             failure = Failure(row["format"], row["precision"], "verifying", type(errors[-1]).__name__,
-                              errors[-1].exit_code, str(errors[-1]))
+                              errors[-1].exit_code, str(errors[-1]))  # type: ignore[attr-defined]
             report["failed"] = [*report.get("failed", []), dataclasses.asdict(failure)]
     if not errors:
         return None
@@ -105,7 +109,7 @@ def _check_outputs(outdir: str, reference: str, theirs: list[str], ours: list[st
 def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, fail_if: Sequence[str] = (),
                     junit: str | None = None, runs: int = 20, threads: int | None = None,
                     report_dir: str | None = None, metric: str | None = None, allow_nonfinite: bool = False,
-                    **load_options: Any) -> dict[str, Any]:
+                    verify_timeout: float | None = None, **load_options: Any) -> dict[str, Any]:
     """``tfopt verify ARTIFACT``: measure one file (``.tflite``, ``.onnx``, an OpenVINO ``.xml`` or
     its directory, ``.pb``, a SavedModel directory) against the reference model. The report is
     written to ``report_dir`` when given; nothing is written next to the artifact. Both hold every
@@ -118,7 +122,7 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
     from tfopt.report.gates import parse_gate
 
     gates = [parse_gate(g) for g in fail_if]
-    _check_options(runs, threads, metric, eval_data)
+    _check_options(runs, threads, metric, eval_data, verify_timeout)
     fmt, path = artifact_format(path)
     frozen, _ = freeze(load(reference, **load_options), verify=False)
     name = os.path.basename(path)
@@ -127,11 +131,12 @@ def verify_artifact(path: str, reference: str, *, eval_data: str | None = None, 
     manifest = {"source": reference, "artifacts": [{"format": fmt, "precision": match or "unknown",
                                                      "path": os.path.abspath(path), "bytes": size,
                                                      "gzip_bytes": gzipped}]}
-    report = build_report(os.path.dirname(os.path.abspath(path)), frozen, runs=runs,
-                          eval_data=_read_eval(eval_data, frozen, allow_nonfinite),
-                          threads=threads, gates=gates, manifest=manifest, write_to=None, metric=metric,
-                          allow_nonfinite=allow_nonfinite,
-                          bounds=manifest_bounds(manifest, quantization_aware=is_quantization_aware(frozen)))
+    with deadline.verify_timeout(verify_timeout):
+        report = build_report(os.path.dirname(os.path.abspath(path)), frozen, runs=runs,
+                              eval_data=_read_eval(eval_data, frozen, allow_nonfinite),
+                              threads=threads, gates=gates, manifest=manifest, write_to=None, metric=metric,
+                              allow_nonfinite=allow_nonfinite,
+                              bounds=manifest_bounds(manifest, quantization_aware=is_quantization_aware(frozen)))
     beyond = _beyond_bound(report)
     if report_dir is not None:
         os.makedirs(report_dir, exist_ok=True)
@@ -198,7 +203,8 @@ def build_report(outdir: str, model: Model, *, eval_data: LabeledData | None = N
     report = measure(outdir, None, model, artifacts, inputs=inputs, labels=labels, runs=runs, threads=threads,
                      progress=progress, metric=score, converted_here=converted_here, batch_axes=recorded.batch_axes,
                      runtime_default_precision=runtime_default_precision, recorded=recorded, bounds=bounds)
-    for row, artifact in zip(report["artifacts"], artifacts, strict=True):
+    measured = {row["path"] for row in report["artifacts"]}  # not those that timed out (report["timed_out"])
+    for row, artifact in zip(report["artifacts"], [a for a in artifacts if a["path"] in measured], strict=True):
         row["int8_ops"] = _int8_ops(outdir, artifact)
         row["fixed_shapes"] = artifact.get("fixed_shapes")
     # what the artifacts were verified on (the report's own measurement uses batch 8 of the same shape)
@@ -278,11 +284,14 @@ def finish_gates(report: dict[str, Any] | None, junit: str | None) -> None:
         raise GateFailure(f"{len(failed)} gate check(s) failed: {listed}", report=report or {})
 
 
-def _check_options(runs: int, threads: int | None, metric: str | None, eval_data: str | None) -> None:
+def _check_options(runs: int, threads: int | None, metric: str | None, eval_data: str | None,
+                   verify_timeout: float | None = None) -> None:
     """``tfopt verify``'s options, before any work (``convert``'s are :func:`tfopt.conversion.checks.check_options`')."""
+    from tfopt._checks import check_ranges
     from tfopt.options import ReportOptions
 
     ReportOptions(eval_data=eval_data, metric=metric, report_runs=runs, threads=threads).check()
+    check_ranges({"--verify-timeout": verify_timeout})
 
 
 def _read_eval(path: str | None, model: Model, allow_nonfinite: bool) -> LabeledData | None:

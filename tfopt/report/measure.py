@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
 
-from tfopt.errors import ModelFormatError, OptionError, TensorPairingError, TfoptError
+from tfopt.errors import ModelFormatError, OptionError, TensorPairingError, TfoptError, VerificationTimeoutError
 from tfopt.graph import Model
+from tfopt.runtimes.base import latency as _latency
 from tfopt.verification.classes import threshold, top1, top5
 from tfopt.verification.data_batches import Batches
+from tfopt.verification.deadline import artifact_bound
 from tfopt.verification.nonfinite import worst
 
 
@@ -70,18 +70,29 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
     first = model.outputs[0].name
     cut = threshold(expected[first])  # one decision boundary for the original and every artifact
     ref_accuracy = _accuracy(expected[first], labels, metric, cut) if labels is not None else None
-    rows = []
+    rows, timed_out = [], []
+    seconds = artifact_bound(reference_latency["median"] / 1e3)  # each call of an artifact (tfopt.verification.deadline)
     for index, artifact in enumerate(artifacts):
         if progress is not None:
             progress(Step("measuring artifacts", index + 1, len(artifacts)))
-        got, runner = _run_artifact(artifact, outdir, model, samples, threads, converted_here=converted_here)
+        runner = None
+        try:
+            got, runner = _run_artifact(artifact, outdir, model, samples, threads, converted_here=converted_here,
+                                        seconds=seconds)
+            latency = runner.latency(samples.sample(0), runs) if hasattr(runner, "latency") else \
+                _latency(_single_call(getattr(runner, "unbounded", runner), samples), runs)  # sample 0 ended in the bound
+        except VerificationTimeoutError as exc:  # it alone fails (no row: no numbers); the others are measured
+            timed_out.append({k: artifact[k] for k in ("format", "precision", "path")} | {"reason": str(exc)})
+            if runner is not None:
+                runner.close()
+            continue
         fidelity = _fidelity(expected, got)
         accuracy = _accuracy(got[first], labels, metric, cut) if labels is not None else None
         rows.append({
             "format": artifact["format"], "precision": artifact["precision"], "path": artifact["path"],
             "bytes": artifact["bytes"], "gzip_bytes": artifact.get("gzip_bytes"), "fidelity": fidelity,
             "accuracy": accuracy, "accuracy_drop": _drop(ref_accuracy, accuracy),
-            "latency_ms": {**_latency(_single_call(runner, samples), runs), "threads": threads},
+            "latency_ms": {**latency, "threads": threads},
         })
         if (bound := (bounds or {}).get(artifact["path"])) is not None:
             from tfopt.verification.fidelity_bound import KEY, beyond_bound
@@ -94,7 +105,8 @@ def measure(outdir: str, reference: Callable[[Mapping[str, Any]], dict[str, Any]
         del runner, got
     return {"reference": {"latency_ms": {**reference_latency, "threads": "tensorflow default"},
                           "accuracy": ref_accuracy},
-            "samples": samples.count, "batch_rows": per_sample, "batching": recorded.batching or None, "artifacts": rows}
+            "samples": samples.count, "batch_rows": per_sample, "batching": recorded.batching or None, "artifacts": rows,
+            **({"timed_out": timed_out} if timed_out else {})}
 
 
 @dataclass
@@ -124,7 +136,8 @@ def record_reference(reference: Callable[[Mapping[str, Any]], dict[str, Any]], m
 
     samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs), sample_rows, padded)
     expected = _batched(reference, samples, [s.name for s in model.outputs])
-    return RecordedReference(inputs, labels, batch_axes, expected, _latency(_single_call(reference, samples), runs),
+    timed = getattr(reference, "unbounded", reference)  # sample 0 just ended within the bound: timed without it
+    return RecordedReference(inputs, labels, batch_axes, expected, _latency(_single_call(timed, samples), runs),
                              sample_rows, padded, batching)
 
 
@@ -138,19 +151,21 @@ class _Samples(Batches):
 
 
 def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: _Samples,
-                  threads: int, *, converted_here: bool = False) -> tuple[dict[str, np.ndarray], Any]:
+                  threads: int, *, converted_here: bool = False, seconds: float | None = None) -> tuple[dict[str, np.ndarray], Any]:
     """The artifact's outputs on ``inputs``, and its runner; a file its runtime cannot open, or
     whose inputs/outputs are not the reference model's, is a typed error naming the file.
 
     The original model answered ``inputs``: when this run just converted the artifact from it
     (``converted_here``), a runtime that fails on them is at fault (:class:`ConversionError`);
-    an artifact given to ``tfopt verify`` more likely belongs to another model (:class:`OptionError`)."""
+    an artifact given to ``tfopt verify`` more likely belongs to another model (:class:`OptionError`).
+    ``seconds``: each call's time bound (:func:`tfopt.runtimes.runner_for`)."""
     from tfopt.runtimes import runner_for
+    from tfopt.verification.deadline import describe_bound
 
     path = os.path.join(outdir, artifact["path"])
     fmt = artifact["format"]
     try:
-        runner = runner_for(fmt, path, model, threads=threads)
+        runner = runner_for(fmt, path, model, threads=threads, timeout=seconds, describe_bound=describe_bound)
     except (KeyError, IndexError) as exc:
         raise OptionError(f"{path}: its inputs/outputs do not pair with the reference model's "
                           f"({_names(model)}; no {exc}); is --reference the model it was converted from?") from exc
@@ -277,15 +292,3 @@ def _drop(reference: dict[str, float] | None, value: dict[str, float] | None) ->
     if "top1" in reference:
         return reference["top1"] - value["top1"]  # percentage points
     return value["mae"] - reference["mae"]
-
-
-def _latency(call: Callable[[], Any], runs: int) -> dict[str, Any]:
-    for _ in range(3):
-        call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1e3)
-    times.sort()
-    return {"median": statistics.median(times), "p90": times[min(len(times) - 1, int(0.9 * len(times)))], "runs": runs}

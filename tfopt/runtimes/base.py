@@ -9,6 +9,8 @@ such name for a spec raises :class:`~tfopt.errors.TensorPairingError`; it never 
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -74,3 +76,17 @@ def pair_by_name(kind: str, path: str, specs: Sequence[TensorSpec], tensors: Ite
                 "artifact was converted from (manifest.json beside it)")
         out[spec.name] = tensors[hits[0]]
     return out
+
+
+def latency(call: Callable[[], Any], runs: int) -> dict[str, Any]:
+    """Median and p90 milliseconds of ``call`` over ``runs`` timed calls after 3 warm-up calls (the report's
+    latency; a runner in a child process times it there: :meth:`tfopt.runtimes.child.ChildRunner.latency`)."""
+    for _ in range(3):
+        call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1e3)
+    times.sort()
+    return {"median": statistics.median(times), "p90": times[min(len(times) - 1, int(0.9 * len(times)))], "runs": runs}

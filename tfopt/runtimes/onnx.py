@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -58,3 +59,18 @@ def read_weights(path: str) -> Iterator[tuple[str, np.ndarray]]:
 
     for tensor in onnx.load(path).graph.initializer:
         yield tensor.name, numpy_helper.to_array(tensor)
+
+
+def has_loop(path: str) -> bool:
+    """The file holds an ONNX ``Loop`` (in its graph or any subgraph): ONNX Runtime may never leave it
+    (the ``onnx`` target's ``loops`` role, :mod:`tfopt.targets`). ``Scan`` runs over a sequence: it ends.
+
+    Read as bytes, not parsed: every node's ``op_type`` is serialized as field 4 (``0x22``), its length and
+    its text, so a ``Loop`` node is the bytes ``22 04 'Loop'`` wherever it is. Weights that happen to hold
+    them only cost a child process, never a missed loop; a memory map reads a large file at disk speed."""
+    import mmap
+
+    if os.path.getsize(path) == 0:
+        return False
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.find(b"\x22\x04Loop") >= 0

@@ -107,3 +107,13 @@ def read_weights(path: str) -> Iterator[tuple[str, np.ndarray]]:
     for op in openvino().Core().read_model(xml).get_ordered_ops():
         if op.get_type_name() == "Constant":
             yield op.get_friendly_name(), np.asarray(op.get_data())
+
+
+def has_loop(path: str) -> bool:
+    """The IR holds a ``Loop`` (a ``TensorIterator`` runs over a sequence: it ends): the CPU plugin may never
+    leave it (the ``openvino`` target's ``loops`` role, :mod:`tfopt.targets`). Found in the IR's XML text."""
+    import mmap
+
+    xml = os.path.join(path, "model.xml") if os.path.isdir(path) else path
+    with open(xml, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.find(b'type="Loop"') >= 0

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from tfopt._tf import graph_session, tf
+from tfopt._tf import graph_session, run_options, tf
 from tfopt.graph import Model, TensorSpec
 from tfopt.passes._layer_norm_epsilon import layer_norms_fused
 
@@ -46,7 +46,7 @@ class GraphRunner:
         feed = dict(self._extra)
         for key, value in feeds.items():
             feed[self._inputs.get(key, key if ":" in key else f"{key}:0")] = value
-        return [np.asarray(v) for v in self._session.run(list(tensors), feed_dict=feed)]
+        return [np.asarray(v) for v in self._session.run(list(tensors), feed_dict=feed, options=run_options())]
 
     def close(self) -> None:
         self._session.close()

@@ -166,3 +166,18 @@ def read_weights(path: str) -> Iterator[tuple[str, np.ndarray]]:
                 size = int(np.prod(tensor.shape))
                 values = np.concatenate([values, np.zeros(max(size - values.size, 0), dtype)])
             yield name, values
+
+
+def has_loop(path: str) -> bool:
+    """The flatbuffer uses the ``WHILE`` operator: the LiteRT interpreter may never leave it, and it cannot
+    be cancelled (the ``tflite`` target's ``loops`` role, :mod:`tfopt.targets`). Read through a memory map:
+    a model over 2 GB keeps its buffers after the flatbuffer."""
+    import mmap
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    loops = {schema.BuiltinOperator.WHILE, schema.BuiltinOperator.STABLEHLO_WHILE}
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        model = schema.Model.GetRootAs(data, 0)
+        codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+        return any(max(c.BuiltinCode(), c.DeprecatedBuiltinCode()) in loops for c in codes)

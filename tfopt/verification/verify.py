@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.errors import ConversionError, GraphError, OptionError, TfoptError, VerificationError
+from tfopt.errors import (
+    ConversionError,
+    GraphError,
+    OptionError,
+    TfoptError,
+    VerificationError,
+    VerificationTimeoutError,
+)
 from tfopt.graph import Model, TensorSpec
 from tfopt.runtimes.tensorflow import GraphRunner
 from tfopt.verification.data_batches import DATA_ROWS, given_rows, join_samples
@@ -51,9 +58,13 @@ REALISTIC_TRIES = 3  # 64, 128, 256 at most: one extra verified size, its search
 ELEMENT_BUDGET = 1 << 22  # per input: 4 Mi elements (16 MB of float32) at most
 
 
-def reference_runner(model: Model) -> Any:
-    """The original model's runner; a graph without one (a frozen .pb) runs its own GraphDef."""
-    return model.reference if model.reference is not None else GraphRunner(model)
+def reference_runner(model: Model, run: Any = None) -> Any:
+    """The original model's runner (``run``, else its own; a graph without one, a frozen .pb, runs its
+    GraphDef), each call held to the verification bound (:class:`tfopt.verification.deadline.BoundedReference`)."""
+    from tfopt.verification.deadline import BoundedReference
+
+    run = run or (model.reference if model.reference is not None else GraphRunner(model))
+    return run if isinstance(run, BoundedReference) else BoundedReference(run, model.graph_def, model.inputs)
 
 
 def reference_outputs(original: Model, inputs_at: VerifyInputs, runner: Any = None) -> dict[str, Any]:
@@ -130,6 +141,8 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
         try:
             got.update(_select(original(feeds), outputs))
             return output_problem(got), None
+        except VerificationTimeoutError:
+            raise
         except Exception as exc:  # a size the model cannot take (a VALID conv longer than the input)
             return f"the original model fails: {type(exc).__name__}: {tf_error_summary(exc)}", exc
 
@@ -230,6 +243,8 @@ def check_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], giv
     """
     try:
         problem = output_problem(_select(original(given.feeds), outputs))
+    except VerificationTimeoutError:
+        raise
     except Exception as exc:
         raise OptionError(f"{option}: the original model does not run on these inputs ({given.describe()}): "
                           f"{type(exc).__name__}: {_first_line(exc)}") from exc
@@ -261,7 +276,8 @@ def verify_against_reference(original: Model, derived: Model, bindings: Mapping[
         GraphError: ``derived`` does not run in TensorFlow (``stage`` broke it).
         VerificationError: outputs differ; the message names the stage, the reference and the shape.
     """
-    runner = original.reference if original.reference is not None else GraphRunner(original, rewrites=not as_written)
+    runner = reference_runner(original, original.reference if original.reference is not None else
+                              GraphRunner(original, rewrites=not as_written))
     names = [s.name for s in derived.outputs]
     if inputs is None:
         inputs = choose_inputs(lambda f: runner({**f, **bindings}), derived.inputs, outputs=names, seed=seed,
@@ -271,8 +287,10 @@ def verify_against_reference(original: Model, derived: Model, bindings: Mapping[
         expected = runner({**at.feeds, **bindings})
         expected = {n: expected[n] for n in names}
         try:
-            got = GraphRunner(derived, rewrites=not as_written)(at.feeds)
+            got = reference_runner(derived, GraphRunner(derived, rewrites=not as_written))(at.feeds)
         except Exception as exc:
+            if isinstance(exc, VerificationTimeoutError):
+                raise
             refusal = kernel_refusal(exc, subject=f"{what} (the graph the model exports)")  # not the stage's doing
             if refusal is not None:
                 raise refusal from exc
@@ -301,6 +319,7 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
     Raises:
         ConversionError: the artifact does not run in its runtime on inputs the original runs on.
         VerificationError: an output differs beyond ``bound``.
+        VerificationTimeoutError: a call of the artifact (``open_runner``'s runner) outlived its time bound.
     """
     from tfopt.targets import target
     from tfopt.verification.data_sized import padded_output_hint as padded
@@ -312,36 +331,40 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
     runner = None
     worst: list[float] = []
     means: list[float] = []
-    for inputs_at in inputs.sets():  # the realistic size too: errors grow with the image
-        at = f"at {inputs_at.describe()} ({inputs_at.source} inputs)"
-        expected = reference(inputs_at) if reference is not None else reference_outputs(original, inputs_at)
-        raw = ({k: preprocess.to_raw(v) for k, v in inputs_at.feeds.items()} if preprocess is not None
-               else inputs_at.feeds)
-        try:
-            runner = runner or open_runner()
-            got = runner(raw)
-        except Exception as exc:  # the original ran on these inputs: the converted model is at fault, not them
-            if isinstance(exc, TfoptError):
-                raise
-            raise ConversionError(f"running {what} in {record.runtime_name}: the model {record.converter} "
-                                  f"wrote does not run {at}, where the original model runs "
-                                  f"({type(exc).__name__}: {_first_line(exc)}); nothing was written") from exc
-        diffs = compare(expected, got, atol=np.inf, rtol=0, unranked=unranked)
-        worst.append(max(d.max_abs_err for d in diffs))
-        means.append(float(np.mean([d.mean_abs_err for d in diffs])))
-        artifact.max_abs_err, artifact.mean_abs_err = max(worst), max(means)
-        bad = ([d for d in compare(expected, got, atol=bound, rtol=bound, unranked=unranked) if not d.ok]
-               if bound is not None else [])
-        if bad:
-            check_reproducible(lambda f: reference_runner(original)({**f, **(original.bindings if original.reference
-                                                                               else {})}),
-                               inputs_at.feeds, expected, graph_def=original.graph_def, outputs=list(expected),
-                               tensors=[s.tensor for s in original.outputs], at=at, what=what)
-            raise VerificationError(f"verifying {what} ({record.runtime_name}) against the original model "
-                                    f"(TensorFlow) {at}: output '{bad[0].name}': {bad[0].problem or 'differs'} "
-                                    f"(max abs err {bad[0].max_abs_err:.3g}, bound {bound:g})"
-                                    f"{padded(original.graph_def, bad[0].problem, artifact.format)}"
-                                    f"{_approximations(record, original.graph_def)}; nothing was written")
+    try:
+        for inputs_at in inputs.sets():  # the realistic size too: errors grow with the image
+            at = f"at {inputs_at.describe()} ({inputs_at.source} inputs)"
+            expected = reference(inputs_at) if reference is not None else reference_outputs(original, inputs_at)
+            raw = ({k: preprocess.to_raw(v) for k, v in inputs_at.feeds.items()} if preprocess is not None
+                   else inputs_at.feeds)
+            try:
+                runner = runner or open_runner()
+                got = runner(raw)
+            except Exception as exc:  # the original ran on these inputs: the converted model is at fault, not them
+                if isinstance(exc, TfoptError):
+                    raise
+                raise ConversionError(f"running {what} in {record.runtime_name}: the model {record.converter} "
+                                      f"wrote does not run {at}, where the original model runs "
+                                      f"({type(exc).__name__}: {_first_line(exc)}); nothing was written") from exc
+            diffs = compare(expected, got, atol=np.inf, rtol=0, unranked=unranked)
+            worst.append(max(d.max_abs_err for d in diffs))
+            means.append(float(np.mean([d.mean_abs_err for d in diffs])))
+            artifact.max_abs_err, artifact.mean_abs_err = max(worst), max(means)
+            bad = ([d for d in compare(expected, got, atol=bound, rtol=bound, unranked=unranked) if not d.ok]
+                   if bound is not None else [])
+            if bad:
+                check_reproducible(lambda f: reference_runner(original)({**f, **(original.bindings if original.reference
+                                                                                   else {})}),
+                                   inputs_at.feeds, expected, graph_def=original.graph_def, outputs=list(expected),
+                                   tensors=[s.tensor for s in original.outputs], at=at, what=what)
+                raise VerificationError(f"verifying {what} ({record.runtime_name}) against the original model "
+                                        f"(TensorFlow) {at}: output '{bad[0].name}': {bad[0].problem or 'differs'} "
+                                        f"(max abs err {bad[0].max_abs_err:.3g}, bound {bound:g})"
+                                        f"{padded(original.graph_def, bad[0].problem, artifact.format)}"
+                                        f"{_approximations(record, original.graph_def)}; nothing was written")
+    finally:  # a runtime in a child process ends with its runner
+        if runner is not None:
+            runner.close()
 
 
 def _approximations(record: Any, graph_def: Any) -> str:

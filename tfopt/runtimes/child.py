@@ -1,0 +1,222 @@
+"""An artifact run in a child process that is killed when a call outlives its bound.
+
+Native code cannot be interrupted from a Python thread, and not every runtime can cancel a run (LiteRT's
+interpreter has no cancellation at all), so a bound that must hold for every runtime is a process boundary: :class:`ChildRunner` opens the artifact in
+``python -m tfopt.runtimes.child`` (numpy and the one runtime imported, no TensorFlow) and waits for each
+answer at most the bound; at the bound it kills the child (its own process id) and raises
+:class:`~tfopt.VerificationTimeoutError` naming the artifact, the runtime, the bound and the fix.
+A child that dies (a crash inside the runtime) fails the call with its exit code and last lines.
+
+It costs a process start and the runtime's import (about a second), so :func:`tfopt.runtimes.runner_for`
+uses it only for an artifact whose target's ``loops`` role says it holds a loop: a graph without one ends.
+
+Protocol: one JSON line a request on the child's stdin, one JSON line an answer on a private copy of its
+stdout (what the runtime prints goes to a log file); arrays travel as ``.npz`` files (no pickle) in a
+private directory. Requests: ``open`` (target, path, input/output specs, threads), ``run`` (feeds file,
+outputs file), ``latency`` (feeds file, runs: timed in the child, as :func:`tfopt.runtimes.base.latency`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
+
+import numpy as np
+
+from tfopt.errors import TfoptError, VerificationTimeoutError
+from tfopt.graph import Model, TensorSpec
+
+START = 120.0  # seconds the child may take to start and import its runtime, beyond the bound of opening the file (a loaded CI machine)
+
+
+class ChildRunner:
+    """A :class:`tfopt.runtimes.base.Runner` whose runtime runs in a child process, each call (opening
+    included) bounded by ``seconds``; ``describe_bound(seconds)`` says where the bound came from."""
+
+    def __init__(self, target: str, path: str, model: Model, threads: int | None, seconds: float, *,
+                 describe_bound: Any = None):
+        self.target, self.path, self.seconds = target, path, seconds
+        self.inputs, self.outputs = list(model.inputs), list(model.outputs)
+        self._describe = describe_bound or (lambda s: f"{s:g} s")
+        self._dir = tempfile.mkdtemp(prefix="tfopt-run-")
+        self._log = os.path.join(self._dir, "log.txt")
+        self._calls = 0
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tfopt's parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(x for x in (root, os.environ.get("PYTHONPATH")) if x)}
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with open(self._log, "w") as log:
+            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, "-m", "tfopt.runtimes.child"], env=env, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=log)
+        from tfopt.targets import target as record
+
+        try:  # the runner's "module:function", not the target's name: a registered target is not in the child's table
+            self._ask({"open": {"runner": record(target, "format").runner, "path": path, "threads": threads,
+                                "inputs": [dataclasses.asdict(s) for s in self.inputs],
+                                "outputs": [dataclasses.asdict(s) for s in self.outputs]}}, "opening it",
+                      allowance=START)
+        except BaseException:
+            self.close()
+            raise
+
+    def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        sent, got = self._feeds(feeds), os.path.join(self._dir, "outputs.npz")
+        self._ask({"run": sent, "out": got}, "running it")
+        with np.load(got, allow_pickle=False) as data:
+            return {s.name: data[s.name] for s in self.outputs}
+
+    def latency(self, feeds: Mapping[str, Any], runs: int) -> dict[str, Any]:
+        """:func:`tfopt.runtimes.base.latency` of one call on ``feeds``, timed in the child (no transfer in it);
+        each timed call is held to the bound."""
+        answer = self._ask({"latency": self._feeds(feeds), "runs": runs}, "timing it", calls=runs + 3)
+        return dict(answer["latency"])
+
+    def close(self) -> None:
+        """End the child and remove its files."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                if proc.stdin is not None:
+                    proc.stdin.close()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _feeds(self, feeds: Mapping[str, Any]) -> str:
+        self._calls += 1
+        path = os.path.join(self._dir, f"feeds{self._calls % 2}.npz")
+        _savez(path, {s.name: np.asarray(feeds[s.name]) for s in self.inputs})
+        return path
+
+    def _ask(self, request: dict[str, Any], doing: str, *, calls: int = 1, allowance: float = 0.0) -> dict[str, Any]:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.stdout is None:
+            raise RuntimeError(f"{self.path}: its runtime's process is closed")
+        with contextlib.suppress(OSError):
+            proc.stdin.write((json.dumps(request) + "\n").encode())
+            proc.stdin.flush()
+        line = _readline(proc.stdout, self.seconds * calls + allowance)
+        if line is None:  # the bound passed: the runtime is still in its call
+            self._kill()
+            raise self.timed_out(doing)
+        if not line:
+            code = self._kill()
+            tail = [x for x in _read(self._log).splitlines() if x.strip()][-3:]
+            raise RuntimeError(f"its runtime's process exited with {code} while {doing}: {' | '.join(tail)}")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            cls = vars(sys.modules[TfoptError.__module__]).get(answer["error"])
+            if isinstance(cls, type) and issubclass(cls, TfoptError):
+                raise cls(answer["message"])
+            raise RuntimeError(f"{answer['error']}: {answer['message']}")
+        return answer
+
+    def timed_out(self, doing: str) -> VerificationTimeoutError:
+        return timed_out(self.target, self.path, self._describe(self.seconds), doing, stopped=True)
+
+    def _kill(self) -> int | None:
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.kill()
+        code = proc.wait()
+        self.close()
+        return code
+
+
+def timed_out(target_name: str, path: str, bound: str, doing: str, *, stopped: bool) -> VerificationTimeoutError:
+    """The error of an artifact call that outlived its bound (``bound``: its seconds and where they came from)."""
+    from tfopt.targets import target
+
+    runtime = target(target_name, "format").runtime_name
+    return VerificationTimeoutError(
+        f"running {path} in {runtime}: no answer within {bound} while {doing} (a loop whose condition never "
+        f"turns false runs forever){'; its process was stopped' if stopped else ''}. If it is only slow, raise "
+        "--verify-timeout SECONDS (0: no bound); or skip verification with --no-verify")
+
+
+def _readline(stream: IO[bytes], seconds: float) -> bytes | None:
+    """One line from ``stream`` (b"" at its end), or ``None`` when none comes within ``seconds``."""
+    end = time.monotonic() + seconds
+    fd, data = stream.fileno(), b""
+    while not data.endswith(b"\n"):
+        left = end - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def _read(path: str) -> str:
+    with contextlib.suppress(OSError), open(path, errors="replace") as f:
+        return f.read()
+    return ""
+
+
+def _serve(requests: IO[str], answers: IO[str]) -> int:
+    """The child: answer each request line (see the module docstring) until stdin ends."""
+    import importlib
+
+    from tfopt.runtimes.base import latency
+
+    runner: Any = None
+    for line in requests:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        try:
+            if "open" in request:
+                spec = request["open"]
+                model = Model(graph_def=None, inputs=_specs(spec["inputs"]), outputs=_specs(spec["outputs"]))
+                module, _, function = spec["runner"].partition(":")
+                runner = getattr(importlib.import_module(module), function)(spec["path"], model, spec["threads"])
+                answer: dict[str, Any] = {"ok": True}
+            elif "run" in request:
+                with np.load(request["run"], allow_pickle=False) as data:
+                    got = runner(dict(data))
+                _savez(request["out"], {k: np.asarray(v) for k, v in got.items()})
+                answer = {"ok": True}
+            else:
+                with np.load(request["latency"], allow_pickle=False) as data:
+                    feeds = dict(data)
+                answer = {"ok": True, "latency": latency(functools.partial(runner, feeds), int(request["runs"]))}
+        except Exception as exc:  # told to the parent, which raises it (a TfoptError as its own class)
+            answer = {"error": type(exc).__name__, "message": " ".join(str(exc).split())[:2000]}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+    return 0
+
+
+def _savez(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+    savez: Any = np.savez  # its stub reads the members' dict as its own keyword arguments
+    savez(path, **arrays)
+
+
+def _specs(items: Sequence[Mapping[str, Any]]) -> list[TensorSpec]:
+    return [TensorSpec(**{**s, "shape": None if s.get("shape") is None else tuple(s["shape"])}) for s in items]
+
+
+if __name__ == "__main__":
+    _answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # what the runtime prints goes to the log, never into the answers
+    sys.exit(_serve(sys.stdin, _answers))
