@@ -2,7 +2,8 @@
 
 TensorFlow's CPU kernels refuse some op configurations outright: channels-first convolutions
 (``data_format="channels_first"``, built for a GPU: Conv1D/2D/3D, their transposes, depthwise and
-separable ones take channels-last only) and grouped 3-D convolutions (``Conv3D(groups > 1)``). A
+separable ones take channels-last only, unless oneDNN runs them: it does channels-first too) and grouped 3-D
+convolutions (``Conv3D(groups > 1)``, with or without oneDNN). A
 Keras model may still answer when called (Keras 3 takes another path eagerly), while the graph it
 exports holds the refused op. No made-up size or value changes that, and freezing did not cause
 it: the error says so, names the node and the way out, instead of blaming the inputs or a stage.
@@ -20,7 +21,8 @@ _REFUSALS = (
      "TensorFlow's CPU kernels of convolutions take channels-last data only: the model was built with "
      "data_format='channels_first' (for a GPU). Rebuild it with data_format='channels_last' and the same weights "
      "(a convolution kernel's layout does not depend on the data format), or convert where TensorFlow has a GPU"),
-    (re.compile(r"Number of channels in filter \(\d+\) must match"),
+    # Eigen's kernel, and oneDNN's (TF_ENABLE_ONEDNN_OPTS=1, the default on AVX-512 CPUs), in their words
+    (re.compile(r"Number of channels in filter \(\d+\) must match|input and filter must have the same depth"),
      "TensorFlow's CPU Conv3D has no grouped convolution (groups > 1): split the layer into `groups` Conv3D layers "
      "on slices of the channels and concatenate them (the same weights, sliced), or convert where TensorFlow has a GPU"),
 )
