@@ -101,6 +101,12 @@ class StochasticModelError(VerificationError):
         self.random_ops = list(random_ops)
 
 
+class MadeUpInputsError(VerificationError):
+    """Nothing was compared: the original model gives no usable output on the inputs tfopt makes up
+    (values only the data can satisfy: ragged row lengths that must sum to the values' count, a string
+    format). Not a mismatch of any artifact; real inputs (``--calibration``/``--eval-data``) verify it."""
+
+
 class OutputPathError(TfoptError):
     exit_code = 8
 
