@@ -108,6 +108,12 @@ class VerificationTimeoutError(VerificationError):
     verification inputs. The message names what ran, the runtime, the bound and the way out."""
 
 
+class MadeUpInputsError(VerificationError):
+    """Nothing was compared: the original model gives no usable output on the inputs tfopt makes up
+    (values only the data can satisfy: ragged row lengths that must sum to the values' count, a string
+    format). Not a mismatch of any artifact; real inputs (``--calibration``/``--eval-data``) verify it."""
+
+
 class OutputPathError(TfoptError):
     exit_code = 8
 

@@ -102,3 +102,22 @@ def test_the_report_opens_one_runtime_at_a_time(tmp_path, monkeypatch, widths, t
     assert alive_at_open == [0] * len(to)
     for row in report["artifacts"]:
         assert row["fidelity"]["scaled_err"] <= ARTIFACT["fp32"], row
+
+
+def test_outputs_whose_samples_differ_in_size_are_compared_element_by_element():
+    """A size the data decides (a CTC decode's longest sequence, per sample): no axis concatenates the
+    samples, so each sample's elements follow in order (``ctc_greedy_decoder`` was an internal error);
+    an artifact whose samples hold other sizes gets no statistic (NaN), never a crash."""
+    import math
+
+    from tfopt.report.measure import _batched, _fidelity, _Samples
+
+    samples = _Samples({"x": np.arange(3, dtype=np.float32).reshape(3, 1)}, {"x": 0}, set())
+
+    def run(feed):
+        return {"y": np.full((1, int(feed["x"][0, 0]) + 1), feed["x"][0, 0])}
+
+    got = _batched(run, samples, ["y"])
+    np.testing.assert_array_equal(got["y"], [0, 1, 1, 2, 2, 2])
+    assert _fidelity(got, got)["max_abs_err"] == 0
+    assert math.isnan(_fidelity(got, {"y": np.zeros(5)})["max_abs_err"])

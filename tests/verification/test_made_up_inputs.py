@@ -98,3 +98,31 @@ def test_the_tolerance_scales_with_the_outputs_magnitude():
     assert not compare(ref, {"y": np.array([1000.0, 1e-3 + 2e-2])}, atol=1e-5, rtol=1e-5)[0].ok
     small = {"y": np.array([1.0, 1e-3])}
     assert not compare(small, {"y": np.array([1.0, 1e-3 + 5e-3])}, atol=1e-5, rtol=1e-5)[0].ok
+
+
+def test_a_string_the_graph_parses_as_a_number_is_made_up_as_a_numeral():
+    """``tf.strings.to_number`` after a ``regex_replace`` (and directly): the made-up strings parse,
+    so the original model runs on them (``b"a"`` made StringToNumber fail, and the op sweep called
+    that a mismatch); a string no op parses stays ``b"a"``."""
+    from tests.helpers import graph_model
+    from tfopt.graph import TensorSpec
+    from tfopt.runtimes.tensorflow import GraphRunner
+    from tfopt.verification.testing import random_inputs
+
+    def build(t):
+        v1 = t.compat.v1
+        text = v1.placeholder(t.string, [None], name="text")
+        plain = v1.placeholder(t.string, [None, 2], name="plain")
+        other = v1.placeholder(t.string, [None], name="other")
+        number = t.strings.to_number(t.strings.regex_replace(text, "[^0-9]", ""))
+        t.identity(number[:, None] + t.strings.to_number(plain) + t.cast(t.strings.length(other), t.float32)[:, None],
+                   name="y")
+
+    model = graph_model(build, {}, ["y"])
+    specs = [TensorSpec(n, f"{n}:0", "string", s) for n, s in (("text", (None,)), ("plain", (None, 2)),
+                                                               ("other", (None,)))]
+    feeds = random_inputs(specs, graph_def=model.graph_def)
+    assert {v for k in ("text", "plain") for v in feeds[k].ravel()} <= {str(n).encode() for n in range(8)}
+    assert set(feeds["other"].ravel()) == {b"a"}
+    y = GraphRunner(model.replace(inputs=specs))(feeds)["y"]
+    assert y.shape == (2, 2) and np.all(np.isfinite(y))

@@ -12,7 +12,8 @@ Each cell (case x format x target) is one of:
 
 - ``ok``: built and verified in its runtime; ``max_abs_err`` against the original;
 - ``typed``: a :class:`tfopt.errors.TfoptError` (a converter's limitation or a model tfopt refuses,
-  explained); ``mismatch`` is the typed ``VerificationError`` (the artifact's numbers are wrong);
+  explained); ``mismatch`` is the typed ``VerificationError`` (the artifact's numbers are wrong), but
+  a ``MadeUpInputsError`` is ``typed`` (nothing was compared: the inputs tfopt made up do not run);
 - ``internal``: any other exception: a tfopt bug whatever its cause;
 - ``build``: the case could not even be saved (a bug of the case, never counted against tfopt).
 """
@@ -115,10 +116,10 @@ def save_case(case: OpCase, directory: str) -> dict[str, str]:
 
 def classify(exc: BaseException) -> dict[str, Any]:
     """A failure as a cell: ``typed``/``mismatch`` for tfopt's own errors, else ``internal``."""
-    from tfopt.errors import TfoptError, VerificationError
+    from tfopt.errors import MadeUpInputsError, TfoptError, VerificationError
 
     message = " ".join(str(exc).split())[:600]
-    if isinstance(exc, VerificationError):
+    if isinstance(exc, VerificationError) and not isinstance(exc, MadeUpInputsError):
         return {"status": "mismatch", "error": type(exc).__name__, "message": message}
     if isinstance(exc, TfoptError):
         return {"status": "typed", "error": type(exc).__name__, "message": message}

@@ -91,7 +91,9 @@ def _lower_for_tf2onnx(graph_def: Any) -> Any:
     ``Erfc(x) = 1 − Erf(x)`` (Keras 3's exact GELU, ``0.5·x·erfc(−x/√2)``, uses Erfc); weight fake
     quants into int8 QDQ pairs (:mod:`tfopt.emitters.onnx_weight_quant`); resizes tf2onnx maps
     inexactly (bicubic, area, scale-and-translate) into TensorFlow's own weights as matrix products
-    (:mod:`tfopt.emitters.resize_lower`; a dynamic-size one stays, :mod:`tfopt.emitters.onnx_resize` patches it).
+    (:mod:`tfopt.emitters.resize_lower`; a dynamic-size one stays, :mod:`tfopt.emitters.onnx_resize` patches it);
+    ``CropAndResize`` into gathers at TensorFlow's own sample coordinates (:mod:`tfopt.emitters.crop_lower`:
+    tf2onnx's ``tf_crop_and_resize`` Resize puts a box edge at the image border one ulp outside and fills it).
 
     Functional control flow (``While``/``If``/``Case``, in the graph and in its functions) is marked
     ``_lower_using_switch_merge=False``, as TensorFlow's own ``convert_variables_to_constants_v2(...,
@@ -100,11 +102,12 @@ def _lower_for_tf2onnx(graph_def: Any) -> Any:
     convert a ``While`` body's TensorListReserve/SetItem into an ONNX Loop's scan outputs) never apply."""
     from tensorflow.python.framework.convert_to_constants import disable_lower_using_switch_merge
 
+    from tfopt.emitters.crop_lower import lower_crops
     from tfopt.emitters.onnx_weight_quant import lower_weight_fake_quant
     from tfopt.emitters.resize_lower import lower_resizes
 
     graph_def = disable_lower_using_switch_merge(graph_def)
-    graph_def, _, kept = lower_resizes(lower_weight_fake_quant(graph_def))
+    graph_def, _, kept = lower_resizes(lower_crops(lower_weight_fake_quant(graph_def)))
     wrong = [skip for skip in kept if skip.reason.startswith("ResizeArea")]  # tf2onnx: nearest (a body's too)
     if wrong:
         raise ConversionError(f"onnx: ResizeArea '{wrong[0].node}' has no ONNX form (tf2onnx would write a nearest "

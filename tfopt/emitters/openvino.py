@@ -76,18 +76,20 @@ def convert_to_openvino(model: Model) -> Any:
 
 
 def _convert_graph(graph_def: Any) -> Any:
+    from tfopt.emitters.lrn_lower import lower_lrns
     from tfopt.emitters.resize_lower import lower_resizes
     from tfopt.emitters.reverse_axes import split_reverses
 
     ov = openvino()
     # Resizes OpenVINO's frontend has no exact form of: TensorFlow's weights (resize_lower); a reverse
-    # over several axes, which it cannot translate: one reverse per axis (reverse_axes).
+    # over several axes, which it cannot translate: one reverse per axis (reverse_axes); LRN, whose CPU
+    # kernel misses TensorFlow's formula: the formula itself (lrn_lower).
     # Through a .pb file: OpenVINO's C++ TensorFlow frontend reads function bodies (While/If) that
     # its Python GraphDef iterator cannot ("'_DefinedFunction' object has no attribute 'graph'").
     with tempfile.TemporaryDirectory() as tmp_pb:
         pb = os.path.join(tmp_pb, "frozen.pb")
         with open(pb, "wb") as f:
-            f.write(lower_resizes(split_reverses(graph_def))[0].SerializeToString())
+            f.write(lower_resizes(lower_lrns(split_reverses(graph_def)))[0].SerializeToString())
         try:
             return ov.convert_model(pb)
         except Exception as exc:

@@ -1,8 +1,10 @@
 """Lowerings inside function bodies: ``While``/``If``/``Case`` bodies and branches.
 
-Two lowerings use it: the TFLite one (:data:`tfopt.emitters.tflite_lowering.registry`, the default)
-and the resize one every target runs (:mod:`tfopt.emitters.resize_lower`, which passes its own
-``lowering_of``: a resize's weights need the static values of its size inputs in that body).
+The lowerings that use it: the TFLite one (:data:`tfopt.emitters.tflite_lowering.registry`, the default),
+the resize one every target runs (:mod:`tfopt.emitters.resize_lower`, which passes its own
+``lowering_of``: a resize's weights need the static values of its size inputs in that body), and one
+op for one target's converter, main graph and bodies at once (:func:`lower_everywhere`: ``CropAndResize``
+for tf2onnx, ``LRN`` for OpenVINO).
 
 A frozen TF2 graph keeps functional control flow: ``StatelessWhile(cond=C, body=B)``,
 ``StatelessIf(then_branch=T, else_branch=E)``, ``Case(branches=[...])`` and ``PartitionedCall(f=F)``
@@ -125,3 +127,29 @@ def _lower_body(fdef: Any, graph: Any, lowering_of: LoweringOf) -> Lowered:
         if ref in moved:
             fdef.ret[key] = moved[ref]
     return done
+
+
+def lower_everywhere(graph_def: Any, lowering: Lowering) -> Any:
+    """``graph_def`` (a copy when anything changes) with every node of ``lowering.op`` in the main graph
+    and in the function bodies it reaches lowered by ``lowering`` where its check passes: one op lowered
+    for one target's converter (:mod:`tfopt.emitters.crop_lower`, :mod:`tfopt.emitters.lrn_lower`)."""
+    wanted = [n.name for n in graph_def.node if n.op == lowering.op]
+    bodies = bodies_to_lower(graph_def, (lowering.op,))
+    if not wanted and not bodies:
+        return graph_def
+    from tfopt._tf import GraphFacts
+    from tfopt.graph import canonical_tensor
+    from tfopt.passes.base import copy_graph
+
+    facts = GraphFacts(graph_def)
+    out = copy_graph(graph_def)
+
+    def operand(ref: str) -> Operand:
+        return Operand(ref, facts.graph.get_tensor_by_name(canonical_tensor(ref)).dtype, facts.shape(ref))
+
+    def only(node: Any, *_static: Any) -> Lowering | None:
+        return lowering if node.op == lowering.op else None
+
+    done = lower_nodes(out.node, wanted, operand, {n.name for n in out.node}, lowering_of=only)
+    in_bodies = lower_bodies(out, bodies, facts.graph, lowering_of=only)
+    return out if done.lowered or in_bodies.lowered else graph_def

@@ -232,7 +232,9 @@ def _batched(run: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: _Sample
              names: list[str]) -> dict[str, np.ndarray]:
     """One sample at a time (every runtime accepts batch 1), concatenated (on axis 0: the
     statistics compare elements, wherever an output keeps its batch); an output of unknown rank,
-    whose batch-1 shape TensorFlow may squeeze further than a converter, as its elements in order."""
+    whose batch-1 shape TensorFlow may squeeze further than a converter, as its elements in order;
+    so is an output whose samples differ past axis 0 (a size the data decides: a CTC decode's
+    longest sequence), which no axis concatenates."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in names}
     for i in range(inputs.count):
         out = run(inputs.sample(i))
@@ -240,7 +242,8 @@ def _batched(run: Callable[[Mapping[str, Any]], dict[str, Any]], inputs: _Sample
             value = np.atleast_1d(np.asarray(out[k], dtype=np.float64))
             value = inputs.real(i, value)
             parts[k].append(value.ravel() if k in inputs.unranked else value)
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    return {k: np.concatenate(v if len({p.shape[1:] for p in v}) <= 1 else [p.ravel() for p in v])
+            for k, v in parts.items()}
 
 
 @np.errstate(invalid="ignore", over="ignore")  # inf - inf is NaN, and NaN is what gets reported
@@ -252,6 +255,8 @@ def _fidelity(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> di
     max_abs, mean_abs, rel, cos, agree, scaled = [], [], [], [], [], []
     for name, ref in expected.items():
         val = got[name]
+        if val.shape != ref.shape:  # samples of data-decided sizes that differ from the original's: no statistic
+            val = np.full(ref.shape, np.nan)
         err = np.abs(val - ref)
         max_abs.append(float(err.max()))
         finite = np.abs(ref[np.isfinite(ref)])

@@ -16,8 +16,11 @@ values without changing what they mean (``Identity``, ``Cast``, ``Reshape``, ``E
 - **length** - compared with a counter (``Less``/``GreaterEqual``..., as ``sequence_length`` is in a
   TF1 ``dynamic_rnn`` loop and in ``sequence_mask``), a ``ReverseSequence``'s lengths, or a ``Range``
   limit: uniform in ``[1, L]``, ``L`` the length of the dimension it measures.
+- **numeral** - a string parsed by ``StringToNumber`` (``tf.strings.to_number``), directly or after
+  string ops that keep digits digits (``RegexReplace``, ``StringStrip``, case changes): whole numbers
+  in ``[0, 8)`` written out (``b"5"``), where the usual made-up string ``b"a"`` makes the op fail.
 
-Ids win over mask over length (an id compared with 0 is still an id). Names play no part.
+Ids win over mask over length over numeral (an id compared with 0 is still an id). Names play no part.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ _INDEX_PATH = {"Identity": (0,), "Cast": (0,), "SelectV2": (1, 2), "Select": (1,
                "Reshape": (0,), "ExpandDims": (0,), "Squeeze": (0,)}
 # Ops that carry a value forward unchanged in meaning (input 0 only).
 _CARRY = {"Identity", "Cast", "Reshape", "ExpandDims", "Squeeze", "StridedSlice", "Slice", "Transpose", "Tile",
-          "BroadcastTo", "Enter", "Switch", "Merge", "ToFloat", "ToInt32", "ToInt64"}
+          "BroadcastTo", "Enter", "Switch", "Merge", "ToFloat", "ToInt32", "ToInt64",
+          "RegexReplace", "StaticRegexReplace", "StringStrip", "StringLower", "StringUpper"}
 _COMPARE = {"Less", "LessEqual", "Greater", "GreaterEqual"}
 _MAX_DEPTH = 12
 BIG_BIAS = 1e3  # |c| at least this in mask * c: an additive "minus infinity" bias, not a scale
@@ -82,7 +86,7 @@ def _rows(nodes: Mapping[str, Any], name: str) -> int | None:
 
 
 def input_roles(graph_def: Any) -> dict[str, tuple[str, int]]:
-    """Placeholder name -> ``("ids", rows)``, ``("mask", 0)`` or ``("length", 0)`` (see the module
+    """Placeholder name -> ``("ids", rows)``, ``("mask", 0)``, ``("length", 0)`` or ``("numeral", 0)`` (see the module
     docstring); placeholders with no such role are left out."""
     from tfopt.graph import consumers, dtype_name, node_map
 
@@ -112,11 +116,13 @@ def _role(start: str, nodes: Mapping[str, Any], users: Mapping[str, list[tuple[A
                     seen.add(user.name)
                     nxt.append(user.name)
         frontier = nxt
-    return next((role for role in ("mask", "weak mask", "length") if role in found), "")
+    return next((role for role in ("mask", "weak mask", "length", "numeral") if role in found), "")
 
 
 def _consumer_role(user: Any, index: int, nodes: Mapping[str, Any], users: Mapping[str, list[tuple[Any, int]]]) -> str:
-    """"mask" (any dtype), "weak mask" (a mask when the input is not float), "length" or ""."""
+    """"mask" (any dtype), "weak mask" (a mask when the input is not float), "length", "numeral" or ""."""
+    if user.op == "StringToNumber":
+        return "numeral"
     other = constant_behind(nodes, user.input[1 - index]) if index in (0, 1) and len(user.input) > 1 else None
     if user.op == "Sub" and index == 1 and other is not None and other.size and np.all(other == 1):
         # (1 - mask) * -10000: a mask whatever its dtype; 1 - x alone may be arithmetic on a float
@@ -146,6 +152,10 @@ def fill(role: tuple[str, int] | None, shape: tuple[int, ...], dtype: str, rng: 
     if role is None:
         return None
     kind, rows = role
+    if kind == "numeral":
+        return np.vectorize(lambda n: str(n).encode(), otypes=[object])(rng.integers(0, 8, size=shape))
+    if dtype == "string":
+        return None
     if kind == "ids":
         values = rng.integers(0, max(1, rows), size=shape)
     elif kind == "mask":
@@ -164,7 +174,7 @@ def random_inputs_rejected(exc: Exception, specs: Sequence[Any], graph_def: Any,
     """An integer input whose valid range the graph does not show (ids into a table tfopt cannot
     see, a class index...) can make the original model fail on the random data: say which, when
     the model runs with those inputs at 0 (a shape tie or any other refusal is not their range)."""
-    from tfopt.errors import TfoptError, VerificationError
+    from tfopt.errors import MadeUpInputsError, TfoptError
 
     known = index_bounds(graph_def) if graph_def is not None else {}
     ints = [s for s in specs if s.dtype.startswith(("int", "uint")) and s.name not in known]
@@ -176,7 +186,7 @@ def random_inputs_rejected(exc: Exception, specs: Sequence[Any], graph_def: Any,
         return exc
     first = " ".join(str(exc).split())[:300]
     drawn = ", ".join(f"'{s.name}' ({s.dtype}, drawn in [0, {int(feeds[s.name].max()) + 1}))" for s in ints)
-    return VerificationError(f"the original model fails on tfopt's random verification inputs for {drawn}: "
+    return MadeUpInputsError(f"the original model fails on tfopt's random verification inputs for {drawn}: "
                              f"{type(exc).__name__}: {first}. Integer inputs are ids or indices whose range tfopt "
                              "cannot see: give real data (convert: --calibration or --eval-data), or skip this "
                              "check with --no-verify")

@@ -41,7 +41,7 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
     unless ``shapes`` gives an input's whole shape.
 
     Floats are standard normal (``values``: a rung of :data:`tfopt.verification.saturation.LADDER`,
-    drawn from the same normal values, for floats nothing below constrains), integers uniform in [0, 8), bools False, strings ``b"a"``. With
+    drawn from the same normal values, for floats nothing below constrains), integers uniform in [0, 8), bools False, strings ``b"a"`` (numerals where the graph parses them). With
     ``graph_def``, an input keeps to what the graph does with it (:mod:`tfopt.verification.made_up_inputs`): ids
     inside their table (whole numbers when the input is float, as Keras 2 declared an Embedding's
     input), masks 0/1, integer lengths in ``[1, dynamic_dim]``, and values inside the domain of the
@@ -63,7 +63,7 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
         role = roles.get(spec.name)
         if role and role[0] == "length" and not spec.dtype.startswith(("int", "uint")):
             role = None  # a float compared with another tensor is a value, not a length
-        given = fill(role, shape, spec.dtype, rng, dynamic_dim) if spec.dtype != "string" else None
+        given = fill(role, shape, spec.dtype, rng, dynamic_dim)
         if given is None and spec.name in domains:
             given = draw(domains[spec.name], shape, spec.dtype, rng)
         if given is not None:

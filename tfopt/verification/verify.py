@@ -30,6 +30,7 @@ import numpy as np
 from tfopt.errors import (
     ConversionError,
     GraphError,
+    MadeUpInputsError,
     OptionError,
     TfoptError,
     VerificationError,
@@ -100,7 +101,7 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
     Raises:
         OptionError: given data or a ``--verify-shape`` the original model cannot run or
             gives empty or non-finite outputs for.
-        VerificationError: no made-up size gives usable outputs.
+        MadeUpInputsError: no made-up size gives usable outputs.
     """
     data = data or VerifyData()
     if data.eval_data:
@@ -184,7 +185,7 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
     suggest = (dynamic or learned) and not set(example.split(" ")) <= set(tried[-1].split(", "))
     fix = (f"verify at a shape the model accepts with --verify-shape {example}, or pass real inputs with "
            "--calibration/--eval-data") if suggest else "pass real inputs with --calibration/--eval-data"
-    raise VerificationError(
+    raise MadeUpInputsError(
         f"verifying: made-up inputs give the original model no usable output at {tried[-1]}"
         + (f" (tried {len(tried)} sizes up to it)" if len(tried) > 1 else "")
         + "".join(f", with {name} {why}" for name, why in domains.items()) + f": {last}. "
