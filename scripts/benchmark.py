@@ -65,6 +65,38 @@ def interleaved_medians(fns: dict[str, Callable[[], Any]], runs: int, warmup: in
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def paired_speeds(fns: dict[str, Callable[[], Any]], base: str, rounds: int, block: int = 5, warmup: int = 5,
+                  clock: Callable[[], float] = time.perf_counter) -> dict[str, tuple[float, float, float]]:
+    """Speed of ``fns[base]`` against each other function, measured paired: every round times a
+    block of ``block`` calls of each function back to back (the order rotated each round, so no
+    function always runs first or after the same one), takes each block's median call, and divides:
+    ``other ms / base ms`` for that round. Load that drifts over seconds hits both sides of a
+    round alike and cancels in its ratio; what two separate medians would compare does not.
+
+    Returns:
+        per other function: the median of its per-round ratios and their 25th and 75th
+        percentiles (above 1: ``base`` is faster).
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    names = list(fns)
+    per_round: dict[str, list[float]] = {k: [] for k in names if k != base}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        block_ms = {}
+        for name in order if r % 2 == 0 else order[::-1]:
+            calls = []
+            for _ in range(block):
+                start = clock()
+                fns[name]()
+                calls.append(clock() - start)
+            block_ms[name] = statistics.median(calls)
+        for name in per_round:
+            per_round[name].append(block_ms[name] / block_ms[base])
+    return {k: (statistics.median(v), *(float(q) for q in np.percentile(v, [25, 75]))) for k, v in per_round.items()}
+
+
 def bench_tf(model_name: str, batches: list[int], runs: int) -> None:
     import keras
     import tensorflow as tf

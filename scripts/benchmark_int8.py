@@ -19,8 +19,22 @@ machine's load hits each alike, and one runtime at a time (never alternating bet
 whose thread pools would disturb each other). A cell's ``N.NNx`` is fp32 ms / int8 ms (above 1:
 faster than fp32); the fp32 row gives the ms. The digits models take 8x8 inputs, so a call's fixed
 overhead weighs more than on a real network: ``--models mobilenetv2`` is Keras' MobileNetV2 at
-224x224 with random weights, its "accuracy" the top-1 agreement with its own float model. The CPU is named in the output; without VNNI
-(AVX-512 VNNI, AVX-VNNI or AMX) int8 gains less.
+224x224 with random weights, its "accuracy" the top-1 agreement with its own float model
+(``mobilenetv2-bn``: with random BatchNorm statistics, so that its convolutions have biases as
+trained ones do; see :func:`imagenet_sized`). The CPU
+is named in the output; without VNNI (AVX-512 VNNI, AVX-VNNI or AMX) int8 gains less.
+
+The ``tfopt default`` row is exactly what ``tfopt convert --quantize int8`` writes (no
+``--int8-recipe``: ``DEFAULT_RECIPE`` with each target's own weight grid). Whether it is as fast
+as the native int8 is decided by a *paired* measurement, not by two medians taken apart (on a
+shared machine those move by several percent from one block of calls to the next): in the same
+runtime process the default, native and fp32 artifacts are called in alternating blocks of 5
+calls for ``--rounds`` rounds (:func:`benchmark.paired_speeds`), each round giving ``native ms /
+default ms`` and ``fp32 ms / default ms``, in CPU time of the process (one runtime thread: the
+latency, without the time spent waiting for a core while other jobs run). The second table prints the median of those per-round
+ratios with their 25th-75th percentiles and whether issue 25's targets are met: the default at
+least as fast as native (>= 1.0) and faster than fp32; with VNNI, >= 2x fp32 in TFLite and
+OpenVINO, >= 1.2x in ONNX Runtime.
 
 Default (about 3 minutes on 2 cores): ``mobilenet``, per channel, no AdaRound. ``--full``: the
 README's table (mobilenet, resnet, mobilenet-spread; per channel and per tensor; AdaRound).
@@ -33,6 +47,7 @@ import itertools
 import os
 import sys
 import tempfile
+import time
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -42,7 +57,7 @@ import numpy as np
 
 TARGETS = ["tflite", "onnx", "openvino"]
 MODELS = {"mobilenet": "keras_mobilenet_like", "resnet": "keras_resnet_like", "cnn": "keras_cnn",
-          "mobilenet-spread": "keras_mobilenet_like", "mobilenetv2": "MobileNetV2"}
+          "mobilenet-spread": "keras_mobilenet_like", "mobilenetv2": "MobileNetV2", "mobilenetv2-bn": "MobileNetV2"}
 # Each row adds one technique to the one above it (the method row keeps the best range method).
 STEPS = [("native", dict(quantizer="native")),
          ("minmax", dict(int8_recipe="minmax")),
@@ -51,13 +66,16 @@ STEPS = [("native", dict(quantizer="native")),
          ("+ bias correction", "bias_correction"),
          ("+ adaround", "adaround")]
 METHODS = ("percentile", "entropy", "mse")
+# issue 25: the default int8's speed against fp32 on a CPU with VNNI (without it: faster than fp32)
+VNNI_TARGETS = {"tflite": 2.0, "onnx": 1.2, "openvino": 2.0}
+DEFAULT = "tfopt default"  # the row of no --int8-recipe: printed with the recipe's name
 
 
 def train(name: str, epochs: int, root: str) -> dict[str, Any]:
     from tfopt.demos import examples
 
-    if name == "mobilenetv2":
-        return imagenet_sized(root)
+    if name.startswith("mobilenetv2"):
+        return imagenet_sized(root, name)
     if name == "mobilenet-spread":  # ReLU, then a function-preserving spread of the depthwise channels
         model = examples.spread_depthwise_channels(examples.train(examples.keras_mobilenet_like(max_value=None),
                                                                   epochs=epochs))
@@ -72,20 +90,33 @@ def train(name: str, epochs: int, root: str) -> dict[str, Any]:
     return {"path": path, "calib": calib, "eval": evald, "x": x_test, "input": "images"}
 
 
-def imagenet_sized(root: str) -> dict[str, Any]:
+def imagenet_sized(root: str, name: str = "mobilenetv2") -> dict[str, Any]:
     """Keras MobileNetV2 at 224x224 with random weights (nothing is downloaded): the speed of a real
-    network. Its labels are its own float top-1 on 50 random images, so "accuracy" is agreement."""
+    network. Its labels are its own float top-1 on 50 random images, so "accuracy" is agreement.
+
+    ``mobilenetv2``: Keras' initial weights, whose BatchNorms (beta 0, mean 0) fold to a zero bias,
+    so no convolution has a bias, unlike any trained network. ``mobilenetv2-bn``: the same with
+    random BatchNorm statistics (gamma, beta, moving mean and variance), so every folded
+    convolution has a bias, as with trained weights; native and engine int8 then have the same
+    layers (bias correction adds a bias only where there is none)."""
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
-    path = os.path.join(root, "mobilenetv2")
+    if name == "mobilenetv2-bn":
+        rng = np.random.default_rng(0)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                c = layer.gamma.shape[0]
+                layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c), rng.normal(0, 0.2, c),
+                                   rng.uniform(0.5, 1.5, c)])
+    path = os.path.join(root, name)
     model.export(path, verbose=False)
     key = next(iter(tf.saved_model.load(path).signatures["serving_default"].structured_input_signature[1]))
     rng = np.random.default_rng(0)
     calib_x, x = (rng.uniform(-1, 1, (n, 224, 224, 3)).astype(np.float32) for n in (32, 50))
-    calib, evald = os.path.join(root, "mobilenetv2.calib.npz"), os.path.join(root, "mobilenetv2.eval.npz")
+    calib, evald = os.path.join(root, f"{name}.calib.npz"), os.path.join(root, f"{name}.eval.npz")
     np.savez(calib, **{key: calib_x})
     np.savez(evald, **{key: x, "labels": np.argmax(model.predict(x, verbose=0), -1)})
     return {"path": path, "calib": calib, "eval": evald, "x": x, "input": key}
@@ -119,33 +150,41 @@ def run(model: dict[str, Any], root: str, label: str, **options: Any) -> dict[st
             "spec": spec}
 
 
-def speeds(rows: list[tuple[str, dict[str, Any]]], x: dict[str, np.ndarray], threads: int,
-           runs: int) -> dict[str, dict[str, float]]:
+def speeds(rows: list[tuple[str, dict[str, Any]]], x: dict[str, np.ndarray], threads: int, runs: int,
+           rounds: int) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, tuple[float, float, float]]]]:
     """Per target: ms of its fp32 artifact (key ``fp32``) and of each row's int8 artifact (key: the
-    row's label), timed in one block per runtime (see the module docstring)."""
-    from benchmark import interleaved_medians
+    row's label), timed in one block per runtime; then, when the table has a default and a native
+    row, the paired speeds of the default against them and fp32 (see the module docstring)."""
+    from benchmark import interleaved_medians, paired_speeds
 
     from tfopt.runtimes import runner_for
 
     spec = rows[0][1]["spec"]
     out: dict[str, dict[str, float]] = {}
+    paired: dict[str, dict[str, tuple[float, float, float]]] = {}
     for target in TARGETS:
         paths = {"fp32": next(r["paths"][target, "fp32"] for _, r in rows if (target, "fp32") in r["paths"])}
         paths.update({label: r["paths"][target, "int8"] for label, r in rows if (target, "int8") in r["paths"]})
         runners = {k: runner_for(target, path, spec, threads=threads) for k, path in paths.items()}
-        out[target] = interleaved_medians({k: (lambda r=r: r(x)) for k, r in runners.items()}, runs=runs)
+        calls = {k: (lambda r=r: r(x)) for k, r in runners.items()}
+        out[target] = interleaved_medians(calls, runs=runs)
+        if DEFAULT in calls and "native" in calls:
+            paired[target] = paired_speeds({k: calls[k] for k in (DEFAULT, "native", "fp32")}, DEFAULT, rounds,
+                                           clock=time.process_time)
         for runner in runners.values():
             runner.close()
-    return out
+    return out, paired
 
 
-def bench_int8(names: list[str], epochs: int, *, grids: list[str], adaround: bool, threads: int, runs: int) -> None:
+def bench_int8(names: list[str], epochs: int, *, grids: list[str], adaround: bool, threads: int, runs: int,
+               rounds: int, default_only: bool = False) -> None:
     from benchmark import cpu_summary
 
     print(f"{cpu_summary()}; latency at batch 1, {threads} thread(s) per runtime, medians of {runs} calls\n")
     print("| model | weights | quantizer / recipe | fp32 | "
           + " | ".join(f"{t} int8 (drop) | {t} speed vs fp32" for t in TARGETS) + " | agree: targets / with float |")
     print("|---|---|---|---|" + "---|---|" * len(TARGETS) + "---|")
+    paired_rows: dict[tuple[str, str], dict[str, tuple[float, float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="tfopt-bench-int8-") as root:
         for name in names:
             model = train(name, epochs, root)
@@ -153,7 +192,7 @@ def bench_int8(names: list[str], epochs: int, *, grids: list[str], adaround: boo
                 per_tensor = grid == "per-tensor"
                 recipe, rows = "minmax", []
                 for label, step in STEPS:
-                    if step == "adaround" and not adaround:
+                    if (step == "adaround" and not adaround) or (default_only and label != "native"):
                         continue
                     if label == "native":
                         if per_tensor:
@@ -174,10 +213,37 @@ def bench_int8(names: list[str], epochs: int, *, grids: list[str], adaround: boo
                         options["with_fp32"] = True
                     rows.append(("native" if label == "native" else f"tfopt {recipe}",
                                  run(model, root, f"{name}-{grid}-{label}", **options)))
-                ms = speeds(rows, {model["input"]: model["x"][:1]}, threads, runs)
+                if not per_tensor:  # what `tfopt convert --quantize int8` writes: no recipe option at all
+                    rows.append((DEFAULT, run(model, root, f"{name}-{grid}-default")))
+                if not rows:  # --default-only on the per-tensor grid: no native, no default
+                    continue
+                ms, paired = speeds(rows, {model["input"]: model["x"][:1]}, threads, runs, rounds)
                 _fp32_row(name, grid, rows[0][1], ms)
                 for label, r in rows:
                     _row(name, grid, label, r, ms)
+                paired_rows.update({(name, t): v for t, v in paired.items()})
+            _paired_table(paired_rows, rounds)  # per model: a long run shows what it has measured so far
+            paired_rows.clear()
+
+
+def _paired_table(found: dict[tuple[str, str], dict[str, tuple[float, float, float]]], rounds: int) -> None:
+    from benchmark import cpu_summary
+
+    if not found:
+        return
+    vnni = "no VNNI" not in cpu_summary()
+    print(f"\nPaired, in each runtime's process: {DEFAULT} against native int8 and fp32 ({rounds} rounds of "
+          "alternating 5-call blocks; per-round ratio of process CPU ms per call, median [25th-75th percentile]; "
+          "above 1: the default is faster)\n")
+    print("| model | target | default vs native | default vs fp32 | issue-25 targets (>= 1.0 vs native; vs fp32 "
+          + ("with VNNI" if vnni else "without VNNI: > 1.0") + ") |\n|---|---|---|---|---|")
+    for (name, target), ratios in found.items():
+        need = VNNI_TARGETS[target] if vnni else 1.0
+        native, fp32 = ratios["native"], ratios["fp32"]
+        met = [f"{'met' if native[0] >= 1.0 else 'NOT met'} vs native",
+               f"{'met' if fp32[0] >= need and fp32[0] > 1.0 else 'NOT met'} vs fp32 (>= {need:.1f}x)"]
+        print(f"| {name} | {target} | {native[0]:.3f}x [{native[1]:.3f}-{native[2]:.3f}] "
+              f"| {fp32[0]:.3f}x [{fp32[1]:.2f}-{fp32[2]:.2f}] | {', '.join(met)} |", flush=True)
 
 
 def _fp32_row(name: str, grid: str, r: dict[str, Any], ms: dict[str, dict[str, float]]) -> None:
@@ -188,6 +254,10 @@ def _fp32_row(name: str, grid: str, r: dict[str, Any], ms: dict[str, dict[str, f
 def _row(name: str, grid: str, label: str, r: dict[str, Any], ms: dict[str, dict[str, float]]) -> None:
     cells = [(f"{r['acc'][t]:.1f} ({r['fp32'] - r['acc'][t]:+.1f}) | {ms[t]['fp32'] / ms[t][label]:.2f}x"
               if t in r["acc"] else "- | -") for t in TARGETS]
+    if label == DEFAULT:
+        from tfopt.quantizing.engine.plan import DEFAULT_RECIPE
+
+        label = f"**{DEFAULT} ({DEFAULT_RECIPE})**"
     print(f"| {name} | {grid} | {label} | {r['fp32']:.1f} | " + " | ".join(cells)
           + f" | {r['cross']:.1f} / {r['with_float']:.1f} |", flush=True)
 
@@ -202,11 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="the README's table: three models, both grids, AdaRound")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads in every runtime (default: 1)")
     parser.add_argument("--runs", type=int, default=200, help="timed calls per artifact (default: 200)")
+    parser.add_argument("--default-only", action="store_true", help="only the native and default rows (no "
+                        "recipe steps): the paired speed check in a fraction of the time")
+    parser.add_argument("--rounds", type=int, default=40, help="rounds of the paired default/native/fp32 "
+                        "measurement, 5 calls per artifact each (default: 40)")
     args = parser.parse_args(argv)
     names = args.models or (["mobilenet", "resnet", "mobilenet-spread"] if args.full else ["mobilenet"])
     grids = ["per-channel", "per-tensor"] if args.full or args.per_tensor else ["per-channel"]
     bench_int8(names, args.epochs, grids=grids, adaround=args.full or args.adaround, threads=args.threads,
-               runs=args.runs)
+               runs=args.runs, rounds=args.rounds, default_only=args.default_only)
     return 0
 
 

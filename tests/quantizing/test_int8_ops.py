@@ -52,19 +52,35 @@ def _chain_model(path: str, size: int, width: int) -> None:
 
 
 @pytest.fixture(scope="module", params=[(10, 8), (7, 16)], ids=["10px-8ch", "7px-16ch"])
-def native(request, tmp_path_factory):
-    """The chain quantized by each converter's own quantizer, verified and reported: (result, outdir)."""
-    import tfopt
-
+def chain(request, tmp_path_factory):
+    """The chain as a SavedModel and its calibration data: the folder holding ``sm`` and ``calib.npz``."""
     size, width = request.param
     root = tmp_path_factory.mktemp(f"chain{size}x{width}")
     _chain_model(str(root / "sm"), size, width)
     rng = np.random.default_rng(size)
     np.savez(root / "calib.npz", images=rng.normal(size=(32, size, size, 3)).astype(np.float32))
-    out = str(root / "out")
+    return root
+
+
+def _convert(root, quantizer):
+    import tfopt
+
+    out = str(root / f"out-{quantizer}")
     result = tfopt.convert(str(root / "sm"), out, to=TARGETS, quantize=["int8"], calibration=str(root / "calib.npz"),
-                           quantizer="native", report_runs=1)  # verified against the original (int8 tolerances)
+                           quantizer=quantizer, report_runs=1)  # verified against the original (int8 tolerances)
     return result, out
+
+
+@pytest.fixture(scope="module")
+def native(chain):
+    """The chain quantized by each converter's own quantizer, verified and reported: (result, outdir)."""
+    return _convert(chain, "native")
+
+
+@pytest.fixture(scope="module")
+def engine(chain):
+    """The chain as ``tfopt convert --quantize int8`` writes it (the engine's default recipe): (result, outdir)."""
+    return _convert(chain, "tfopt")
 
 
 def _counts(native, target):
@@ -109,6 +125,22 @@ def test_a_per_channel_minimum_after_a_conv_runs_separately(native, target):
         assert counts["int8_elementwise"] >= 1 and counts["float_islands"] == 0, counts
     if target == "onnx":  # DequantizeLinear -> Min -> QuantizeLinear between two QLinearConvs
         assert counts["float_islands"] >= 1 and any("Min " in op for island in counts["islands"] for op in island)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_engines_default_int8_keeps_every_fast_path_the_native_int8_has(native, engine, target):
+    """What makes int8 fast, per runtime: every layer an int8 kernel, each ReLU/ReLU6 fused where the
+    runtime fuses it, and no more separate activations, int8 elementwise kernels or float islands
+    than the converter's own int8 of the same model (an engine transform that broke a fusion, as
+    equalization through ReLU6 once did, or left a Dequantize -> float -> Quantize, fails here)."""
+    counts, reference = _counts(engine, target), _counts(native, target)
+    layers = counts["layers"]
+    assert (counts["int8"], counts["float"]) == (len(CHAIN), 0), layers
+    for layer, (_, activation) in zip(layers, CHAIN, strict=True):
+        if activation in ("relu", "relu6"):
+            assert layer["activation"] in FUSABLE[target], layer
+    for key in ("unfused", "int8_elementwise", "float_islands"):
+        assert counts[key] <= reference[key], (key, counts, reference)
 
 
 def test_the_report_shows_fused_activations_per_int8_artifact(native, capsys):

@@ -71,6 +71,9 @@ def convert_to_openvino(model: Model) -> Any:
     from tfopt.emitters.openvino_weight_quant import fold_weight_reshapes
 
     fold_weight_reshapes(ov_model)  # fake-quantized depthwise kernels: int8, not f32 (see there)
+    from tfopt.emitters.openvino_bias_fold import fold_biases_into_quantize
+
+    fold_biases_into_quantize(ov_model)  # conv + bias + fake quant: one int8 kernel (see there)
     _canonical_names(ov_model)  # before NNCF too: it derives its layer names from these
     return ov_model
 

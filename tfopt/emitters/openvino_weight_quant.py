@@ -50,12 +50,17 @@ def fold_weight_reshapes(ov_model: Any) -> int:
         new_scale = np.ascontiguousarray(full[tuple(slice(0, 1) if k == 1 else slice(None) for k in keep)])
         dequantized = ops.multiply(ops.convert(ops.constant(np.ascontiguousarray(weight)), "f32"),
                                    ops.constant(new_scale.astype(np.float32)))
-        dequantized.set_friendly_name(last.get_friendly_name())
-        last.output(0).replace(dequantized.output(0))
+        replace_node(last, dequantized)
         folded += 1
     if folded:
         ov_model.validate_nodes_and_infer_types()
     return folded
+
+
+def replace_node(old: Any, new: Any) -> None:
+    """``new`` in place of ``old`` in its model: ``old``'s readers read ``new``, which takes its name."""
+    new.set_friendly_name(old.get_friendly_name())
+    old.output(0).replace(new.output(0))
 
 
 def _dequantization(multiply: Any) -> tuple[np.ndarray, np.ndarray] | None:

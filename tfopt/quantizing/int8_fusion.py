@@ -13,7 +13,7 @@ the graph each runtime executes (as :mod:`tfopt.quantizing.int8_ops` gives it, o
     point is the integer type's minimum (its requantization clamps at 0: ONNX Runtime's
     ``ReluQuantFusion``/``ClipQuantFusion`` removed the ReLU/Clip into it, or the quantizer did);
     OpenVINO's compiled layer whose ``originalLayersNames`` holds an activation, or a FakeQuantize
-    whose input low is >= 0 everywhere (the same clamp at 0).
+    whose output low is >= 0 everywhere (the same clamp at 0).
     ``"separate"``: a separate kernel follows the layer (seen through a Dequantize or a layout
     reorder): a unary activation, an elementwise op whose other operand is a constant (per-channel
     ``Minimum``/``Maximum``/``Mul``/``Add``), or (after a layer that does not clamp itself) a

@@ -38,7 +38,7 @@ onnx        it is a ``FusedConv``/``FusedGemm``, or its output zero point is the
             minimum (ONNX Runtime's ReluQuantFusion/ClipQuantFusion removed the Relu/Clip into
             the requantization, or the quantizer did)
 openvino    its ``originalLayersNames`` holds an activation (Relu, Clamp, Swish...) or a
-            FakeQuantize whose input low is >= 0 (the same clamp at 0)
+            FakeQuantize whose output low is >= 0 (the same clamp at 0)
 ==========  =====================================================================================
 """
 
@@ -296,10 +296,13 @@ def openvino_ops(path: str) -> list[KernelOp]:
 
 
 def _ov_low_at_least_zero(fake_quantize: Any) -> bool:
-    """A FakeQuantize whose input low is >= 0 in every channel clamps at 0 (a ReLU in it)."""
+    """A FakeQuantize whose output low is >= 0 in every channel clamps at 0 (a ReLU in it): every
+    value below its input low comes out as that output low. (Its output low, not its input low:
+    :mod:`tfopt.emitters.openvino_bias_fold` moves a layer's bias into the input thresholds, so
+    ``FakeQuantize(y, -b, 6 - b, 0, 6)`` is the ReLU6 of ``y + b``.)"""
     import numpy as np
 
-    node = fake_quantize.input_value(1).get_node()
+    node = fake_quantize.input_value(3).get_node()
     while node.get_type_name() == "Convert":
         node = node.input_value(0).get_node()
     if node.get_type_name() != "Constant":
