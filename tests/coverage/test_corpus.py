@@ -353,3 +353,14 @@ def test_first_error_reads_an_internal_error_past_tensorflows_preamble():
            "tfopt: internal error: IndexError: list index out of range (rerun with --debug)\n"
            "  | E0000 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error\n")
     assert corpus.first_error(out) == "internal error: IndexError: list index out of range (rerun with --debug)"
+
+
+def test_a_row_keeps_the_fidelity_at_the_runtimes_default_precision():
+    """The report's ``runtime_default`` (OpenVINO's bf16 default on a bf16 CPU) is kept in the row,
+    short; on a CPU whose default is the verified precision, no second number."""
+    measured = {"cpu_default_precision": "bf16", "compiled_precision": "bf16", "measured": True, "hint": None,
+                "fidelity": {"max_abs_err": 0.94, "cosine": 0.792, "top1_agreement": 62.5, "rel_err": 0.3}}
+    assert corpus.runtime_default_cell(measured) == {"cpu_default_precision": "bf16", "compiled_precision": "bf16",
+                                                     "max_abs_err": 0.94, "cosine": 0.792, "top1_agreement": 62.5}
+    same = {"cpu_default_precision": "f32", "compiled_precision": "f32", "measured": False, "fidelity": None}
+    assert corpus.runtime_default_cell(same)["max_abs_err"] is None

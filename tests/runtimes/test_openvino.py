@@ -79,6 +79,25 @@ def test_report_and_summary_show_the_default_precision(converted, printed):
         assert REPRODUCE in f.read()
 
 
+def test_the_html_report_tells_the_runtime_precision_as_the_markdown_does(converted, printed):
+    """report.html carries every runtime note report.md and the summary carry: the reproducing call,
+    and on a bf16 CPU the fidelity a plain compile_model gives (issue 24: users are told what they
+    get by default)."""
+    import html
+
+    from tfopt.report.table import runtime_notes
+
+    out = converted[1]
+    with open(os.path.join(out, "report.json")) as f:
+        notes = runtime_notes(json.load(f))
+    with open(os.path.join(out, "report.html")) as f:
+        page = f.read()
+    assert notes and any(REPRODUCE in n and cpu_default_precision() in n for n in notes)
+    assert "<h2>Runtime precision</h2>" in page
+    for note in notes:
+        assert html.escape(note) in page
+
+
 def test_a_bf16_default_is_reported_separately_and_the_verified_row_stays_f32(converted, printed):
     from tfopt.loaders import load
     from tfopt.report.build import build_report

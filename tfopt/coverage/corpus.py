@@ -241,11 +241,24 @@ def run_entry(entry: Entry, model: str, outdir: str, *, timeout: float = 1800, s
             cell["max_abs_err"] = art["fidelity"]["max_abs_err"]
             cell["scaled_err"] = art["fidelity"].get("scaled_err")  # (tfopt.verification.tolerances.scaled_error)
             cell["latency_ms"] = art["latency_ms"]["median"]
+            if art.get("runtime_default"):  # OpenVINO: what a plain compile_model(xml, "CPU") runs here
+                cell["runtime_default"] = runtime_default_cell(art["runtime_default"])
         row["inputs"] = manifest["inputs"]
         row["outputs"] = manifest["outputs"]
         verified = manifest.get("verification", {}).get("shapes", {})
         row["verified_shapes"] = [verified.get(i["name"]) for i in manifest["inputs"]]
     return row
+
+
+def runtime_default_cell(record: dict[str, Any]) -> dict[str, Any]:
+    """The report's ``runtime_default`` of an artifact, short: this CPU's default precision, what the
+    plugin compiled, and the fidelity there (``None``: the default is the verified precision)."""
+    fidelity = record.get("fidelity")
+    return {"cpu_default_precision": record.get("cpu_default_precision"),
+            "compiled_precision": record.get("compiled_precision"),
+            "max_abs_err": None if fidelity is None else fidelity.get("max_abs_err"),
+            "cosine": None if fidelity is None else fidelity.get("cosine"),
+            "top1_agreement": None if fidelity is None else fidelity.get("top1_agreement")}
 
 
 def run_targets_alone(entry: Entry, model: str, outdir: str, *, timeout: float = 1800,
@@ -272,6 +285,8 @@ def run_targets_alone(entry: Entry, model: str, outdir: str, *, timeout: float =
             art = json.load(f)["artifacts"][0]
         cells[target] = {"result": "ok", "max_abs_err": art["fidelity"]["max_abs_err"],
                          "scaled_err": art["fidelity"].get("scaled_err")}
+        if art.get("runtime_default"):
+            cells[target]["runtime_default"] = runtime_default_cell(art["runtime_default"])
     return cells
 
 

@@ -93,9 +93,17 @@ def _html(report: dict[str, Any]) -> str:
         f"padding:4px 8px;text-align:right}}th{{background:#eee}}{svg.STYLE}</style></head><body>"
         f"<h1>tfopt report</h1><p>Source: <code>{html.escape(str(report.get('source')))}</code>"
         + (f"; {html.escape(report['batching'])}" if report.get("batching") else "") + "</p>"
-        f"<table><tr>{head}</tr>{rows}</table>"
+        f"<table><tr>{head}</tr>{rows}</table>" + _runtime_precision(report)
         + (f"<h2>Verification inputs</h2><p>{html.escape(_inputs_note(report))}</p>" if _inputs_note(report) else "")
         + _failed(report) + charts(report) + svg.SCRIPT + "</body></html>\n")
+
+
+def _runtime_precision(report: dict[str, Any]) -> str:
+    """The notes report.md and the summary print under "Runtime precision" (:func:`runtime_notes`:
+    the call that reproduces the verified numbers, the fidelity at the runtime's default precision,
+    a batch the converter fixed), so the HTML reader is told them too ("" for none)."""
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in runtime_notes(report))
+    return f"<h2>Runtime precision</h2><ul>{items}</ul>" if items else ""
 
 
 def _inputs_note(report: dict[str, Any]) -> str:
