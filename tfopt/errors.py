@@ -12,7 +12,8 @@ code  class                   meaning
 5     UnsafeModelError        the model needs code execution that was not allowed
 6     GraphError              the graph cannot be frozen as asked (names a node)
 7     VerificationError       the frozen model's outputs differ from the original (or the
-                              original is stochastic: ``StochasticModelError`` names its random ops)
+                              original is stochastic: ``StochasticModelError`` names its random ops; or ill-conditioned
+                              on made-up inputs: ``IllConditionedError``)
 8     OutputPathError         the output location cannot be written
 9     ConversionError         a target converter cannot express the model (names the op)
 10    GateFailure             a ``--fail-if`` gate tripped (the artifacts and report are written)
@@ -99,6 +100,16 @@ class StochasticModelError(VerificationError):
     def __init__(self, message: str, random_ops: Iterable[str] = ()):
         super().__init__(message)
         self.random_ops = list(random_ops)
+
+
+class IllConditionedError(VerificationError):
+    """The original model disagrees with itself on made-up inputs (a batch vs its rows one at a time)
+    about as much as an artifact differs from it, at every scale tried: nothing can be verified on
+    them (:mod:`tfopt.verification.conditioning`). ``gap``: its self-disagreement (the bound's units)."""
+
+    def __init__(self, message: str, gap: float = 0.0):
+        super().__init__(message)
+        self.gap = gap
 
 
 class OutputPathError(TfoptError):

@@ -337,11 +337,32 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
                                                                                else {})}),
                                inputs_at.feeds, expected, graph_def=original.graph_def, outputs=list(expected),
                                tensors=[s.tensor for s in original.outputs], at=at, what=what)
+            feed = runner if preprocess is None else lambda f, r=runner: r({k: preprocess.to_raw(v) for k, v in f.items()})
+            if _ill_conditioned(artifact, feed, original, inputs_at, expected, got, bound or 0.0, what):
+                continue
             raise VerificationError(f"verifying {what} ({record.runtime_name}) against the original model "
                                     f"(TensorFlow) {at}: output '{bad[0].name}': {bad[0].problem or 'differs'} "
                                     f"(max abs err {bad[0].max_abs_err:.3g}, bound {bound:g})"
                                     f"{padded(original.graph_def, bad[0].problem, artifact.format)}"
                                     f"{_approximations(record, original.graph_def)}; nothing was written")
+
+
+def _ill_conditioned(artifact: Any, runner: Any, original: Model, inputs_at: VerifyInputs, expected: Mapping[str, Any],
+                     got: Mapping[str, Any], bound: float, what: str) -> bool:
+    """True when an original ill-conditioned on these made-up inputs verified the artifact at a self-consistent
+    rung instead (recorded on ``artifact.conditioning``; :mod:`tfopt.verification.conditioning`)."""
+    from tfopt.errors import IllConditionedError
+    from tfopt.verification.conditioning import beyond, on_made_up, record, scaled_gap
+
+    try:
+        found = on_made_up(original, inputs_at, runner, scaled_gap(got, expected), bound)
+    except IllConditionedError as exc:
+        raise IllConditionedError(f"verifying {what}: {exc}", exc.gap) from None
+    if found is not None and (problem := beyond(found, bound)):
+        raise VerificationError(f"verifying {what}: the original is ill-conditioned on made-up inputs; {problem}")
+    if found is not None:
+        artifact.conditioning = record(inputs_at.values, *found)
+    return found is not None
 
 
 def _approximations(record: Any, graph_def: Any) -> str:
