@@ -67,6 +67,27 @@ def test_chaotic_at_every_scale_says_ill_conditioned(tmp_path):
                                                    r".*--calibration or --eval-data") as info:
         tfopt.convert(path, str(tmp_path / "out"), to=["onnx"])
     assert info.value.exit_code == 7 and info.value.gap > ARTIFACT["fp32"]
+    assert "tfopt debug compare" not in str(info.value)  # the original is at fault: nothing to debug in the artifact
+
+
+@pytest.mark.parametrize("source", ["made up", "eval-data"])
+def test_verification_inputs_judge_the_original_on_made_up_rows_only(tmp_path, source):
+    """The verification inputs (not the report's rows): 8 standard-normal rows of the model chaotic at every
+    scale. Made up: ill-conditioned, typed; given data (the user vouches for it): the artifact's error stands."""
+    from tfopt.errors import VerificationError
+    from tfopt.runtimes import runner_for
+    from tfopt.verification.verify import verify_artifact
+    from tfopt.verification.verify_inputs import VerifyInputs
+
+    path = _logistic(str(tmp_path / "m.pb"), 1e4)
+    (artifact,) = tfopt.convert(path, str(tmp_path / "out"), to=["onnx"], verify=False).artifacts
+    model = tfopt.load(path)
+    feeds = {"x": np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)}
+    expected = IllConditionedError if source == "made up" else VerificationError
+    with pytest.raises(expected) as info:
+        verify_artifact(artifact, lambda: runner_for("onnx", str(tmp_path / "out" / artifact.path), model), model,
+                        VerifyInputs(feeds, source), bound=ARTIFACT["fp32"])
+    assert (type(info.value) is IllConditionedError) == (source == "made up")
 
 
 def test_an_error_beyond_k_times_the_self_disagreement_stands():
