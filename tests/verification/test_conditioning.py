@@ -17,6 +17,16 @@ from tfopt.verification.tolerances import ARTIFACT
 STEPS = 60
 
 
+def _map(t, x, gain: float, *, expanded: bool = False):
+    r = 2.0 + 1.9 * t.tanh(gain * t.abs(x))
+    u = 0.5 + 0.4 * t.tanh(x)
+    for _ in range(STEPS):
+        s = t.reduce_sum(u, axis=0, keepdims=True)
+        v = (u + s) - s
+        u = r * v - r * v * u if expanded else r * v * (1.0 - u)  # the same map, rounded another way
+    return t.identity(u + x, name="out")
+
+
 def _logistic(path: str, gain: float) -> str:
     """``u <- r u (1 - u)`` over ``STEPS`` steps, ``r = 2 + 1.9 tanh(gain |x|)``: chaotic (r > 3.57) where
     ``gain |x| > 1.2``, a stable fixed point (r < 3) where ``gain |x| < 0.58``. ``(u + s) - s``, ``s`` the sum
@@ -25,13 +35,7 @@ def _logistic(path: str, gain: float) -> str:
 
     graph = tf.Graph()
     with graph.as_default():
-        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
-        r = 2.0 + 1.9 * tf.tanh(gain * tf.abs(x))
-        u = 0.5 + 0.4 * tf.tanh(x)
-        for _ in range(STEPS):
-            s = tf.reduce_sum(u, axis=0, keepdims=True)
-            u = r * ((u + s) - s) * (1.0 - u)
-        tf.identity(u + x, name="out")
+        _map(tf, tf.compat.v1.placeholder(tf.float32, [None, 4], name="x"), gain)
     with open(path, "wb") as f:
         f.write(graph.as_graph_def().SerializeToString())
     return path
@@ -94,3 +98,26 @@ def test_an_error_beyond_k_times_the_self_disagreement_stands():
     """The artifact is blamed as before when the original's own noise cannot explain its error."""
     never = lambda feeds: pytest.fail("no rung is tried")  # noqa: E731
     assert stable_rung(never, never, never, NORMAL, error=K * 0.01 * 1.5, gap=0.01, bound=1e-4, at="") is None
+
+
+@pytest.mark.parametrize("gain", [1.5, 1e4], ids=["stable-at-small-scale", "chaotic-at-every-scale"])
+def test_a_stage_is_not_blamed_for_the_originals_instability(gain):
+    """A stage's graph that computes the same map rounded another way (``r v - r v u`` for ``r v (1 - u)``),
+    checked as freezing is (both in TensorFlow, tolerance 1e-5) on 8 standard-normal rows."""
+    from tests.helpers import graph_model
+    from tfopt.verification.tolerances import FREEZE_ATOL, FREEZE_RTOL
+    from tfopt.verification.verify import verify_against_reference
+    from tfopt.verification.verify_inputs import VerifyInputs
+
+    def model(expanded: bool):
+        return graph_model(lambda t: _map(t, t.compat.v1.placeholder(t.float32, [None, 4], name="x"), gain,
+                                          expanded=expanded), {"x": (None, 4)}, ["out"])
+
+    feeds = VerifyInputs({"x": np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)}, "made up")
+    check = lambda: verify_against_reference(model(False), model(True), {}, atol=FREEZE_ATOL,  # noqa: E731
+                                             rtol=FREEZE_RTOL, inputs=feeds, what="the stage's graph")
+    if gain > 100:
+        with pytest.raises(IllConditionedError, match=r"verifying the stage's graph: .*ill-conditioned"):
+            check()
+    else:
+        check()  # verified at a self-consistent scale (normal x 0.1 or below)

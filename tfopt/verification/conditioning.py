@@ -107,13 +107,15 @@ def stable_rung(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], artifact:
 
 
 def on_made_up(model: Any, verified_at: Any, artifact: Callable[[Mapping[str, np.ndarray]], Mapping[str, Any]],
-               error: float, bound: float, seed: int = 0) -> tuple[str, float, float] | None:
+               error: float, bound: float, seed: int = 0,
+               original: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None) -> tuple[str, float, float] | None:
     """An artifact ``error`` beyond ``bound`` (the bound's units) on made-up inputs ``verified_at``, judged
     again (see the module docstring) on :data:`PROBE_BATCH` rows of them, as the report makes its rows.
 
     Args:
         model: the original (its runner, bindings, inputs and outputs).
         artifact: the artifact on feeds (run a row at a time here: every runtime takes batch 1).
+        original: the original on feeds, bindings included (default: ``model``'s reference, as verification runs it).
 
     Returns:
         None when the error stands (given data: the user vouches for it; rows that cannot be split; an
@@ -131,7 +133,8 @@ def on_made_up(model: Any, verified_at: Any, artifact: Callable[[Mapping[str, np
     reference = model.reference if model.reference is not None else GraphRunner(model)  # as verify's reference_runner
     names = [s.name for s in model.outputs]
     bindings = model.bindings if model.reference is not None else {}
-    run = lambda f: {n: np.asarray(reference({**f, **bindings})[n]) for n in names}  # noqa: E731
+    call = original or (lambda f: reference({**f, **bindings}))
+    run = lambda f: {n: np.asarray(call(f)[n]) for n in names}  # noqa: E731
 
     def made(rung: str) -> dict[str, np.ndarray]:
         at = dataclasses.replace(verified_at, values=rung, realistic=None)
@@ -149,6 +152,18 @@ def on_made_up(model: Any, verified_at: Any, artifact: Callable[[Mapping[str, np
     at = "at " + ", ".join(f"{k}:{shape(v)}" for k, v in feeds.items()) + f" ({verified_at.values})"
     found = stable_rung(run, rows, made, verified_at.values, error, gap, bound, at)
     return None if found is None else (found[0], gap, found[1])
+
+
+def judge(model: Any, at: Any, derived: Any, error: float, bound: float, what: str,
+            run: Any = None) -> tuple[str, float, float] | None:
+    """:func:`on_made_up`, its errors naming ``what`` (a stage's graph, an artifact)."""
+    try:
+        found = on_made_up(model, at, derived, error, bound, original=run)
+    except IllConditionedError as exc:
+        raise IllConditionedError(f"verifying {what}: {exc}", exc.gap) from None
+    if found is not None and (problem := beyond(found, bound)):
+        raise VerificationError(f"verifying {what}: the original is ill-conditioned on made-up inputs; {problem}")
+    return found
 
 
 def reconsider(row: dict[str, Any], samples: int, verified_at: Any, model: Any, outdir: str,
