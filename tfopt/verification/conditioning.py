@@ -57,7 +57,8 @@ def self_disagreement(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], fee
                       batched: Mapping[str, Any] | None = None) -> float | None:
     """The original's outputs on ``feeds`` as one batch against the same rows one at a time
     (:func:`scaled_gap`); ``batched``: its outputs on ``feeds`` when already run. None when the
-    rows cannot be split (inputs without one shared leading batch of two or more)."""
+    rows cannot be split (inputs without one shared leading batch of two or more, a graph of a fixed
+    batch) or are not independent (an output that does not hold one row per input row)."""
     rows = {np.shape(v)[0] if np.ndim(v) else 0 for v in feeds.values()}
     if len(rows) != 1 or (n := rows.pop()) < 2:
         return None
@@ -67,6 +68,8 @@ def self_disagreement(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], fee
         joined = {k: np.concatenate([np.asarray(s[k]) for s in singles]) for k in batched}
     except Exception:  # nothing to measure: the artifact's error stands as it was
         return None
+    if any(np.ndim(v) == 0 or np.shape(v)[0] != n or np.shape(joined[k]) != np.shape(v) for k, v in batched.items()):
+        return None  # an output that is not one row per input row (NMS over the batch): its rows are not independent
     return scaled_gap(joined, batched)
 
 
