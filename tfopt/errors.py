@@ -13,7 +13,8 @@ code  class                   meaning
 6     GraphError              the graph cannot be frozen as asked (names a node)
 7     VerificationError       the frozen model's outputs differ from the original (or the
                               original is stochastic: ``StochasticModelError`` names its random ops;
-                              or a run did not end in its bound: ``VerificationTimeoutError``)
+                              ill-conditioned on made-up inputs: ``IllConditionedError``; or a run did not end in
+                              its bound: ``VerificationTimeoutError``)
 8     OutputPathError         the output location cannot be written
 9     ConversionError         a target converter cannot express the model (names the op)
 10    GateFailure             a ``--fail-if`` gate tripped (the artifacts and report are written)
@@ -112,6 +113,16 @@ class MadeUpInputsError(VerificationError):
     """Nothing was compared: the original model gives no usable output on the inputs tfopt makes up
     (values only the data can satisfy: ragged row lengths that must sum to the values' count, a string
     format). Not a mismatch of any artifact; real inputs (``--calibration``/``--eval-data``) verify it."""
+
+
+class IllConditionedError(VerificationError):
+    """The original model disagrees with itself on made-up inputs (a batch vs its rows one at a time)
+    about as much as an artifact differs from it, at every scale tried: nothing can be verified on
+    them (:mod:`tfopt.verification.conditioning`). ``gap``: its self-disagreement (the bound's units)."""
+
+    def __init__(self, message: str, gap: float = 0.0):
+        super().__init__(message)
+        self.gap = gap
 
 
 class OutputPathError(TfoptError):

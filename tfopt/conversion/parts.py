@@ -37,6 +37,7 @@ class Artifact:
     int8_ops: dict[str, Any] | None = None  # quantized: layers running int8 kernels (tfopt.quantizing.int8_ops)
     quantizer: str | None = None  # quantized: "tfopt" (the engine's graph) or "native" (the converter's own)
     fixed_shapes: dict[str, list[int]] | None = None  # inputs whose open batch the file fixes (TFLite's pinned retry)
+    conditioning: dict[str, Any] | None = None  # verified at a smaller made-up rung (tfopt.verification.conditioning)
 
 
 @dataclass

@@ -378,15 +378,21 @@ def fail_beyond_bound(p: ConvertPlan, prepared: Prepared, result: ConvertResult,
     fails (:func:`record_failure`: removed, or raised with ``all_or_nothing``); the manifest, the report's rows,
     failures and gates then hold the artifacts kept (none: :func:`check_built` raises)."""
     from tfopt.report import evaluate_gates
-    from tfopt.verification.fidelity_bound import KEY, fidelity_error
+    from tfopt.verification.conditioning import reconsider
+    from tfopt.verification.fidelity_bound import KEY
 
     beyond = [row for row in report["artifacts"] if row.get(KEY)]
     timed_out = report.pop("timed_out", [])
     if not beyond and not timed_out:
         return
     for row in [*timed_out, *beyond]:  # a timed-out artifact has no row of its own in the report: no numbers
-        error = VerificationTimeoutError(row["reason"]) if "reason" in row else fidelity_error(
-            row, report["samples"], prepared.verified_at)
+        error: Exception | None
+        if "reason" in row:
+            error = VerificationTimeoutError(row["reason"])
+        # an ill-conditioned original on made-up rows does not fail the artifact (conditioning)
+        elif (error := reconsider(row, report["samples"], prepared.verified_at, prepared.portable, tmp,
+                                  p.options.report.seed)) is None:
+            continue
         record_failure(p, result, row["format"], row["precision"], "verifying", error, os.path.join(tmp, row["path"]),
                        prepared.portable)
         result.artifacts = [a for a in result.artifacts if a.path != row["path"]]

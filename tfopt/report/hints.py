@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from tfopt.errors import ConversionError, ProtobufLimitError, TfoptError, VerificationError
+from tfopt.errors import ConversionError, IllConditionedError, ProtobufLimitError, TfoptError, VerificationError
 
 PROVENANCE_KEY = "load_flags"  # a loaded model's provenance: the CLI flags it was loaded with
 
@@ -76,8 +76,10 @@ def debug_command(exc: BaseException, source: str | None, target: str, precision
                   calibration: str | None = None, *, flags: str = "") -> str | None:
     """The ``tfopt debug`` command line for ``exc``, or None (no model path, or another error).
     ``flags``: the load and freeze options to repeat (:func:`reproduce_flags`)."""
-    if not source or not isinstance(exc, (ConversionError, VerificationError)) or isinstance(exc, ProtobufLimitError):
-        return None  # a model too large for a .pb has nothing a smaller graph would show
+    if not source or not isinstance(exc, (ConversionError, VerificationError)) \
+            or isinstance(exc, (ProtobufLimitError, IllConditionedError)):
+        return None  # a model too large for a .pb has nothing a smaller graph would show; an ill-conditioned
+        # original (tfopt.verification.conditioning) nothing a comparison layer by layer would
     model = shlex.quote(source)
     calib = f" --calibration {shlex.quote(calibration)}" if calibration and precision in ("int8", "int16x8") else ""
     if isinstance(exc, VerificationError):

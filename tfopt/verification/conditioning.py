@@ -1,0 +1,224 @@
+"""Ill-conditioned originals: made-up inputs on which the original model disagrees with itself.
+
+A recurrent network (issue 24: deepac-lstm, a reverse-complement Bidirectional LSTM over one-hot
+DNA) or an iterated map amplifies round-off: on standard-normal inputs, far from the one-hot reads it
+was trained on, the *original* gives different numbers for the same rows run as one batch and run one
+row at a time (0.35 apart, oneDNN off; 0.57 between oneDNN on and off), while on one-hot reads the two
+agree within 2.4e-7. An artifact compared with such a reference differs by the reference's own noise
+(7e-4 there), and blaming it says nothing about the artifact.
+
+So when an artifact fails its bound ``t`` on **made-up** inputs (only then: a passing check costs
+nothing, and given data is what the user vouches for), the original is run again in a way that must
+give the same numbers mathematically: the batch one row at a time (:func:`self_disagreement`). In
+verification units (``max|a - b| / (1 + max|b|)``, what ``t`` bounds), with ``e`` the artifact's error
+and ``d`` the original's disagreement with itself:
+
+- ``e <= K * d`` (:data:`K` = 10) - the reference is as unstable as the artifact is wrong: the
+  artifact is not blamed. The made-up floats climb the ladder of
+  :mod:`tfopt.verification.saturation` (uniform [0, 1], normal x 0.1, normal x 0.01) to the first rung
+  where the original is *self-consistent*, ``d <= t / K`` (its own noise at most a tenth of the bound),
+  and the artifact is held to ``t`` there (:func:`stable_rung`). Ten: round-off amplified by a
+  recurrence varies by an order of magnitude from one kernel to another (0.35 vs 0.57 above), so an
+  artifact error within ten times the measured self-disagreement is that same noise, and a reference
+  that reproduces itself within a tenth of the bound cannot by itself fail it.
+- no rung is self-consistent: :class:`~tfopt.errors.IllConditionedError` (a
+  :class:`~tfopt.errors.VerificationError`, exit 7, like a stochastic original: nothing could be
+  verified, and only real inputs - ``--calibration``/``--eval-data`` - can verify it).
+- otherwise (``e > K * d``, or a self-consistent rung where the artifact still fails): the
+  artifact's error stands, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from tfopt.errors import IllConditionedError, TfoptError, VerificationError
+from tfopt.verification.saturation import LADDER
+
+K = 10.0  # see the module docstring
+PROBE_BATCH = 8  # rows a rung is measured on: a batch of 1 cannot disagree with its single row
+
+
+def scaled_gap(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """``max over float outputs of max|a - b| / (1 + max|b|)`` (the bound's units); 0 for none."""
+    worst = 0.0
+    for name, ref in b.items():
+        x, y = np.asarray(a[name], np.float64), np.asarray(ref, np.float64)
+        if y.dtype.kind != "f" or x.shape != y.shape or not y.size or not np.all(np.isfinite(y)):
+            continue
+        worst = max(worst, float(np.max(np.abs(x - y)) / (1.0 + np.max(np.abs(y)))))
+    return worst
+
+
+def self_disagreement(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], feeds: Mapping[str, np.ndarray],
+                      batched: Mapping[str, Any] | None = None) -> float | None:
+    """The original's outputs on ``feeds`` as one batch against the same rows one at a time
+    (:func:`scaled_gap`); ``batched``: its outputs on ``feeds`` when already run. None when the
+    rows cannot be split (inputs without one shared leading batch of two or more, a graph of a fixed
+    batch) or are not independent (an output that does not hold one row per input row)."""
+    rows = {np.shape(v)[0] if np.ndim(v) else 0 for v in feeds.values()}
+    if len(rows) != 1 or (n := rows.pop()) < 2:
+        return None
+    try:  # a graph of a fixed batch refuses single rows; an output without the batch on axis 0 cannot be joined
+        batched = dict(batched) if batched is not None else dict(run(feeds))
+        singles = [run({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
+        joined = {k: np.concatenate([np.asarray(s[k]) for s in singles]) for k in batched}
+    except Exception:  # nothing to measure: the artifact's error stands as it was
+        return None
+    if any(np.ndim(v) == 0 or np.shape(v)[0] != n or np.shape(joined[k]) != np.shape(v) for k, v in batched.items()):
+        return None  # an output that is not one row per input row (NMS over the batch): its rows are not independent
+    return scaled_gap(joined, batched)
+
+
+def stable_rung(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], artifact: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+                make: Callable[[str], dict[str, np.ndarray]], current: str, error: float, gap: float,
+                bound: float, at: str) -> tuple[str, float] | None:
+    """Where the artifact is judged when the original is ill-conditioned (see the module docstring).
+
+    Args:
+        run, artifact: the original model and the artifact on feeds keyed by input name.
+        make: made-up feeds at a rung of the ladder (:data:`PROBE_BATCH` rows).
+        current: the rung ``error`` (the artifact's) and ``gap`` (the original's) were measured at.
+        at: where (``at x:8x4 (made up inputs)``), for the error.
+
+    Returns:
+        None when the reference is stable enough to blame the artifact (``error > K * gap``);
+        else ``(rung, error there)`` at the first self-consistent rung below ``current``, where the
+        artifact is within ``bound`` (the caller then keeps it) or not (the caller fails it there).
+
+    Raises:
+        IllConditionedError: no rung of the ladder is self-consistent.
+    """
+    if error > K * gap:
+        return None
+    below = LADDER[LADDER.index(current) + 1:] if current in LADDER else ()
+    for rung in below:
+        try:
+            feeds = make(rung)
+            expected = dict(run(feeds))
+        except Exception:  # the original gives nothing at this rung: not a self-consistent one
+            continue
+        there = self_disagreement(run, feeds, expected)
+        if there is not None and there <= bound / K:
+            return rung, scaled_gap(artifact(feeds), expected)
+    raise IllConditionedError(
+        f"the original model is ill-conditioned on made-up inputs {at}: it differs from itself by {gap:.3g} "
+        f"(batched vs single rows, max|a-b|/(1+max|b|)), about as much as the artifact differs from it "
+        f"({error:.3g} <= {K:g} x {gap:.3g}), and at every smaller scale tried "
+        f"({', '.join(below) or 'none'}) too, so the artifact is not blamed and nothing was verified: "
+        "pass --calibration or --eval-data (real inputs)", gap)
+
+
+def on_made_up(model: Any, verified_at: Any, artifact: Callable[[Mapping[str, np.ndarray]], Mapping[str, Any]],
+               error: float, bound: float, seed: int = 0,
+               original: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None) -> tuple[str, float, float] | None:
+    """An artifact ``error`` beyond ``bound`` (the bound's units) on made-up inputs ``verified_at``, judged
+    again (see the module docstring) on :data:`PROBE_BATCH` rows of them, as the report makes its rows.
+
+    Args:
+        model: the original (its runner, bindings, inputs and outputs).
+        artifact: the artifact on feeds (run a row at a time here: every runtime takes batch 1).
+        original: the original on feeds, bindings included (default: ``model``'s reference, as verification runs it).
+
+    Returns:
+        None when the error stands (given data: the user vouches for it; rows that cannot be split; an
+        original stable enough to blame the artifact); else ``(rung, self-disagreement, error there)``.
+
+    Raises:
+        IllConditionedError: no rung of the ladder is self-consistent.
+    """
+    import dataclasses
+
+    from tfopt.runtimes.tensorflow import GraphRunner
+
+    if verified_at is None or verified_at.source != "made up":
+        return None
+    reference = model.reference if model.reference is not None else GraphRunner(model)  # as verify's reference_runner
+    names = [s.name for s in model.outputs]
+    bindings = model.bindings if model.reference is not None else {}
+    call = original or (lambda f: reference({**f, **bindings}))
+    run = lambda f: {n: np.asarray(call(f)[n]) for n in names}  # noqa: E731
+
+    def made(rung: str) -> dict[str, np.ndarray]:
+        at = dataclasses.replace(verified_at, values=rung, realistic=None)
+        return at.with_batch(model.inputs, PROBE_BATCH, seed, model.graph_def).feeds
+
+    def rows(f: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = [artifact({k: v[i:i + 1] for k, v in f.items()}) for i in range(len(next(iter(f.values()))))]
+        return {k: np.concatenate([np.asarray(o[k]) for o in outs]) for k in names}
+
+    try:
+        feeds = made(verified_at.values)
+    except Exception:  # shapes that take no other batch: nothing to measure, the error stands
+        return None
+    gap = self_disagreement(run, feeds)
+    if gap is None:
+        return None
+    shape = lambda v: "x".join(map(str, np.shape(v)))  # noqa: E731
+    at = "at " + ", ".join(f"{k}:{shape(v)}" for k, v in feeds.items()) + f" ({verified_at.values})"
+    found = stable_rung(run, rows, made, verified_at.values, error, gap, bound, at)
+    return None if found is None else (found[0], gap, found[1])
+
+
+def judge(model: Any, at: Any, derived: Any, error: float, bound: float, what: str,
+            run: Any = None) -> tuple[str, float, float] | None:
+    """:func:`on_made_up`, its errors naming ``what`` (a stage's graph, an artifact)."""
+    try:
+        found = on_made_up(model, at, derived, error, bound, original=run)
+    except IllConditionedError as exc:
+        raise IllConditionedError(f"verifying {what}: {exc}", exc.gap) from None
+    if found is not None and (problem := beyond(found, bound)):
+        raise VerificationError(f"verifying {what}: the original is ill-conditioned on made-up inputs; {problem}")
+    return found
+
+
+def reconsider(row: dict[str, Any], samples: int, verified_at: Any, model: Any, outdir: str,
+               seed: int = 0) -> TfoptError | None:
+    """A report row beyond its bound (:mod:`tfopt.verification.fidelity_bound`) judged by :func:`on_made_up`.
+
+    Returns:
+        None when the artifact is verified at a self-consistent rung: the row's ``beyond_bound`` is
+        then replaced by ``conditioning`` (:func:`record`); else the error to fail it with
+        (:func:`~tfopt.verification.fidelity_bound.fidelity_error`, or :class:`~tfopt.errors.IllConditionedError`).
+    """
+    import os
+
+    from tfopt.runtimes import runner_for
+    from tfopt.verification.fidelity_bound import KEY, fidelity_error
+
+    failure = fidelity_error(row, samples, verified_at)
+    if verified_at is None or verified_at.source != "made up":
+        return failure
+    runner = runner_for(row["format"], os.path.join(outdir, row["path"]), model)
+    what = f"verifying {row['format']} {row['precision']}"
+    try:
+        found = on_made_up(model, verified_at, runner, float(row["fidelity"]["scaled_err"]),
+                           bound := float(row[KEY]["bound"]), seed)
+    except IllConditionedError as exc:
+        return IllConditionedError(f"{what}: {exc}", exc.gap)
+    finally:
+        runner.close()
+    if found is None:
+        return failure
+    if (problem := beyond(found, bound)):
+        return VerificationError(f"{failure}; {problem}")
+    row.pop(KEY)
+    row["conditioning"] = record(verified_at.values, *found)
+    return None
+
+
+def beyond(found: tuple[str, float, float], bound: float) -> str:
+    """Why the artifact fails at the self-consistent rung ``found`` (empty: it passes)."""
+    rung, _, there = found
+    return (f"at made-up floats {rung}, where the original is self-consistent, the artifact's error is {there:.3g} "
+            f"(bound {bound:g})") if there > bound else ""
+
+
+def record(current: str, rung: str, gap: float, error: float) -> dict[str, Any]:
+    """What the manifest and report keep when an artifact was verified at a smaller rung than ``current``."""
+    return {"self_disagreement": gap, "at": current, "verified_at": rung, "scaled_err": error,
+            "note": f"the original differs from itself by {gap:.3g} at made-up floats {current} (batched vs "
+                    f"single rows): verified at {rung} instead, error {error:.3g}"}
