@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,10 +24,10 @@ from typing import Any
 
 from tfopt._io import digest
 from tfopt.conversion.checks import check_options
+from tfopt.conversion.failures import check_built, record_failure
 from tfopt.conversion.parts import (
     Artifact,
     ConvertResult,
-    Failure,
     ReferenceOutputs,
     accuracy_control,
     converter_calibration,
@@ -44,7 +43,6 @@ from tfopt.errors import ConversionError, OptionError, TfoptError, VerificationE
 from tfopt.graph import Model
 from tfopt.options import CompressOptions, ConvertOptions, LoadOptions
 from tfopt.quantizing.engine.plan import engine_builds
-from tfopt.report.hints import with_debug_hint
 from tfopt.targets import NEEDS_CALIBRATION, NO_CALIBRATION, TABLE, EmitJob
 from tfopt.verification.deadline import verify_timeout
 from tfopt.verification.fidelity_bound import artifact_bounds
@@ -303,41 +301,6 @@ def _emit_one(p: ConvertPlan, prepared: Prepared, result: ConvertResult, job: Em
         return emit(target, job) if not engine else emit_engine(target, job, native_job, say, result)
 
 
-def record_failure(p: ConvertPlan, result: ConvertResult, target: str, precision: str, during: str,
-                   exc: TfoptError, path: str, model: Model) -> None:
-    """A requested artifact that failed: its error (with the ``tfopt debug`` command to run next)
-    raised in all-or-nothing mode, else recorded in ``result.failed`` and its file removed, so that
-    the output holds only verified artifacts."""
-    q = p.options.quantize
-    hinted = with_debug_hint(exc, model.provenance.get("path"), target, precision, q.calibration,
-                             options=dataclasses.replace(p.options, load=p.load), provenance=model.provenance)
-    if q.all_or_nothing:
-        raise hinted from exc
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    elif os.path.exists(path):
-        os.remove(path)
-    result.failed.append(Failure(target, precision, during, type(exc).__name__, exc.exit_code, str(hinted)))
-    result.errors.append(hinted)
-    for kept in (result.layer_errors, result.keep_float):  # layers.json describes artifacts that exist
-        kept.pop(f"{target}/{precision}", None)
-
-
-def check_built(result: ConvertResult) -> None:
-    """Nothing built, and something failed: raise (the failure itself when there is one, so its class
-    and exit code stay; else a :class:`ConversionError` listing each)."""
-    if result.artifacts or not result.failed:
-        return
-    if len(result.errors) == 1:
-        raise result.errors[0]
-    first = result.errors[0] if result.errors else ConversionError("")
-    reasons = "\n".join(f"  {f.format} {f.precision} ({f.stage}): {f.reason}" for f in result.failed)
-    error: Any = type(first)(f"no target could be built:\n{reasons}") if result.errors else \
-        ConversionError(f"no target could be built:\n{reasons}")
-    error.__dict__.update(first.__dict__)
-    raise error
-
-
 def finish(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, say: Say) -> None:
     """``manifest.json``, ``layers.json`` (keep-float) and the report, into ``tmp``."""
     q, r, c = p.options.quantize, p.options.report, p.options.compress
@@ -386,7 +349,7 @@ def fail_beyond_bound(p: ConvertPlan, prepared: Prepared, result: ConvertResult,
     if not beyond and not timed_out:
         return
     for row in [*timed_out, *beyond]:  # a timed-out artifact has no row of its own in the report: no numbers
-        error: Exception | None
+        error: TfoptError | None
         if "reason" in row:
             error = VerificationTimeoutError(row["reason"])
         # an ill-conditioned original on made-up rows does not fail the artifact (conditioning)

@@ -30,13 +30,20 @@ and ``d`` the original's disagreement with itself:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tfopt.errors import IllConditionedError, TfoptError, VerificationError
 from tfopt.verification.saturation import LADDER
+
+if TYPE_CHECKING:
+    from tfopt.graph import Model
+    from tfopt.verification.verify_inputs import VerifyInputs
+
+_log = logging.getLogger(__name__)
 
 K = 10.0  # see the module docstring
 PROBE_BATCH = 8  # rows a rung is measured on: a batch of 1 cannot disagree with its single row
@@ -222,3 +229,27 @@ def record(current: str, rung: str, gap: float, error: float) -> dict[str, Any]:
     return {"self_disagreement": gap, "at": current, "verified_at": rung, "scaled_err": error,
             "note": f"the original differs from itself by {gap:.3g} at made-up floats {current} (batched vs "
                     f"single rows): verified at {rung} instead, error {error:.3g}"}
+
+
+def verified_at_a_stable_scale(artifact: Any, runner: Any, original: Model, inputs_at: VerifyInputs,
+                               expected: Mapping[str, Any], got: Mapping[str, Any], bound: float, what: str) -> bool:
+    """True when an original ill-conditioned on these made-up inputs verified the artifact at a self-consistent
+    rung instead (recorded on ``artifact.conditioning``)."""
+    found = judge(original, inputs_at, runner, scaled_gap(got, expected), bound, what)
+    if found is not None:
+        artifact.conditioning = record(inputs_at.values, *found)
+    return found is not None
+
+
+def stage_verified_at_a_stable_scale(run: Callable[[Mapping[str, Any]], Any], derived: Model, at: VerifyInputs,
+                                     expected: Mapping[str, Any], got: Mapping[str, Any], bound: float, what: str,
+                                     as_written: bool) -> bool:
+    """:func:`verified_at_a_stable_scale` for a stage's graph (run in TensorFlow): True when it is verified at a
+    self-consistent rung instead (logged: a stage keeps no record of its own)."""
+    from tfopt.runtimes.tensorflow import GraphRunner
+
+    stage_graph = GraphRunner(derived, rewrites=not as_written)
+    found = judge(derived, at, stage_graph, scaled_gap(got, expected), bound, what, run)
+    if found is not None:
+        _log.info("%s: %s", what, record(at.values, *found)["note"])
+    return found is not None

@@ -38,6 +38,7 @@ from tfopt.errors import (
 )
 from tfopt.graph import Model, TensorSpec
 from tfopt.runtimes.tensorflow import GraphRunner
+from tfopt.verification.conditioning import stage_verified_at_a_stable_scale, verified_at_a_stable_scale
 from tfopt.verification.data_batches import DATA_ROWS, given_rows, join_samples
 from tfopt.verification.input_data import npz_arrays, verify_shapes
 from tfopt.verification.input_domains import reasons
@@ -304,7 +305,7 @@ def verify_against_reference(original: Model, derived: Model, bindings: Mapping[
             check_reproducible(lambda f: runner({**f, **bindings}), at.feeds, expected, graph_def=derived.graph_def,
                                outputs=names, tensors=[s.tensor for s in derived.outputs],
                                at=f"(at {at.describe()})", what=what)
-            if not _stage_ill_conditioned(lambda f: runner({**f, **bindings}), derived, at, expected, got,
+            if not stage_verified_at_a_stable_scale(lambda f: runner({**f, **bindings}), derived, at, expected, got,
                                           min(atol, rtol) or max(atol, rtol), what, as_written):
                 raise
             continue
@@ -363,7 +364,7 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
                                    tensors=[s.tensor for s in original.outputs], at=at, what=what)
                 feed = runner if preprocess is None else lambda f, r=runner: r({k: preprocess.to_raw(v)
                                                                                 for k, v in f.items()})
-                if _ill_conditioned(artifact, feed, original, inputs_at, expected, got, bound or 0.0, what):
+                if verified_at_a_stable_scale(artifact, feed, original, inputs_at, expected, got, bound or 0.0, what):
                     continue
                 raise VerificationError(f"verifying {what} ({record.runtime_name}) against the original model "
                                         f"(TensorFlow) {at}: output '{bad[0].name}': {bad[0].problem or 'differs'} "
@@ -373,34 +374,6 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
     finally:  # a runtime in a child process ends with its runner
         if runner is not None:
             runner.close()
-
-
-def _ill_conditioned(artifact: Any, runner: Any, original: Model, inputs_at: VerifyInputs, expected: Mapping[str, Any],
-                     got: Mapping[str, Any], bound: float, what: str) -> bool:
-    """True when an original ill-conditioned on these made-up inputs verified the artifact at a self-consistent
-    rung instead (recorded on ``artifact.conditioning``; :mod:`tfopt.verification.conditioning`)."""
-    from tfopt.verification.conditioning import judge, record, scaled_gap
-
-    found = judge(original, inputs_at, runner, scaled_gap(got, expected), bound, what)
-    if found is not None:
-        artifact.conditioning = record(inputs_at.values, *found)
-    return found is not None
-
-
-def _stage_ill_conditioned(run: Callable[[Mapping[str, Any]], Any], derived: Model, at: VerifyInputs,
-                           expected: Mapping[str, Any], got: Mapping[str, Any], bound: float, what: str,
-                           as_written: bool) -> bool:
-    """:func:`_ill_conditioned` for a stage's graph (run in TensorFlow): True when it is verified at a
-    self-consistent rung instead (logged: a stage keeps no record of its own)."""
-    import logging
-
-    from tfopt.verification.conditioning import judge, record, scaled_gap
-
-    stage_graph = GraphRunner(derived, rewrites=not as_written)
-    found = judge(derived, at, stage_graph, scaled_gap(got, expected), bound, what, run)
-    if found is not None:
-        logging.getLogger(__name__).info("%s: %s", what, record(at.values, *found)["note"])
-    return found is not None
 
 
 def _approximations(record: Any, graph_def: Any) -> str:
