@@ -125,3 +125,32 @@ def test_the_reproducing_setting_gives_the_verified_numbers(converted, printed):
     assert compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
     x = np.random.default_rng(0).random((1, 8, 8, 2), dtype=np.float32)
     np.testing.assert_allclose(compiled(x)[0], model(x).numpy(), rtol=0, atol=TOL)
+
+
+def _has_bf16() -> bool:
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo") or not _has_bf16(),
+                    reason="needs a CPU with bf16: only there does OpenVINO default to bf16 under an AVX2 cap")
+def test_a_runtime_default_the_plugin_refuses_is_reported_not_fatal(converted, tmp_path):
+    """With oneDNN capped to AVX2 on a bf16 CPU the plugin still defaults to bf16, which capped oneDNN
+    cannot run: the conversion is verified at f32 as always, and the report says the plain call fails
+    (before: the report's extra run raised and the conversion ended with an internal RuntimeError)."""
+    import subprocess
+    import sys
+
+    path, _, _, _ = converted
+    out = str(tmp_path / "out")
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", TF_ENABLE_ONEDNN_OPTS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    child = subprocess.run([sys.executable, "-m", "tfopt", "convert", path, "-o", out, "--to", "openvino",
+                            "--report-runs", "2"], env=env, capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, child.stdout[-2000:] + child.stderr[-2000:]
+    with open(os.path.join(out, "report.json")) as f:
+        row = json.load(f)["artifacts"][0]
+    assert row["fidelity"]["max_abs_err"] <= TOL
+    default = row["runtime_default"]
+    assert default["measured"] is False and default["fidelity"] is None and default["fails"], default
+    assert "fails on this machine" in default["why"] and "compile_model" in default["why"], default

@@ -197,6 +197,8 @@ def _at_runtime_default(runner: Any, expected: dict[str, np.ndarray], inputs: _S
         return {**record, "fidelity": None}
     try:
         return {**record, "fidelity": _fidelity(expected, _batched(other, inputs, list(expected)))}
+    except RuntimeError as exc:  # compiled, but the plugin cannot run it at that precision here
+        return runner.default_failed(record, exc)
     finally:
         other.close()
 

@@ -64,8 +64,24 @@ class OpenVINORunner:
         if precision is None and default == self.compiled_precision:
             return {**record, "compiled_precision": default, "measured": False,
                     "why": f"the CPU's default precision is {default}, the verified one: the same numbers"}, None
-        runner = OpenVINORunner(self.path, self.inputs, self.outputs, precision=precision, threads=self.threads)
+        try:
+            runner = OpenVINORunner(self.path, self.inputs, self.outputs, precision=precision, threads=self.threads)
+        except RuntimeError as exc:  # the plugin's own default, which it cannot run here
+            return self.default_failed(record, exc), None
         return {**record, "compiled_precision": runner.compiled_precision, "measured": True}, runner
+
+    @staticmethod
+    def default_failed(record: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+        """``record`` (of :meth:`at_runtime_default`) for a runtime-default run the CPU plugin refused, with why:
+        the artifact is verified (the f32 call works), but a deployer's plain ``compile_model(xml, "CPU")`` does not
+        run it on this machine. Seen with oneDNN's instruction set capped (``ONEDNN_MAX_CPU_ISA=AVX2``) on a CPU
+        with bf16: the plugin still defaults to bf16 from the CPU's own flags, and capped oneDNN has no bf16
+        kernel."""
+        first = " ".join(str(exc).split())
+        first = (first[first.find("[CPU]"):] if "[CPU]" in first else first[-300:])[:300]
+        return {**record, "compiled_precision": None, "measured": False, "fidelity": None, "fails": first,
+                "why": f"a plain compile_model(xml, \"CPU\") fails on this machine at its default precision "
+                       f"({record['cpu_default_precision']}): {first}; use the verified call"}
 
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         result = self._compiled({port: np.asarray(feeds[name]) for name, port in self._inputs.items()})
