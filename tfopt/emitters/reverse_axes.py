@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import tensor_node as node_name
+from tfopt.graph import unique_name
 
 
 def split_reverses(graph_def: Any) -> Any:
@@ -25,6 +26,7 @@ def split_reverses(graph_def: Any) -> Any:
     wanted = [n.name for n in graph_def.node if n.op == "ReverseV2" and len(_axes(n, consts)) > 1]
     if not wanted:
         return graph_def
+    from tfopt._tf import make_const
     from tfopt.passes.base import copy_graph
 
     out = copy_graph(graph_def)
@@ -34,14 +36,14 @@ def split_reverses(graph_def: Any) -> Any:
         source = node.input[0]
         controls = [r for r in node.input if r.startswith("^")]
         for i, axis in enumerate(axes):
-            axis_const = _unique(f"{node.name}/axis_{i}", taken)
-            out.node.add().CopyFrom(_const(axis_const, axis, index_type))
+            axis_const = unique_name(out, f"{node.name}/axis_{i}", taken)
+            out.node.add().CopyFrom(make_const(axis_const, np.array([axis]), dtype=index_type))
             if i == len(axes) - 1:  # the last keeps the node (its name, attributes, control inputs)
                 step = node
             else:
                 step = out.node.add()
                 step.CopyFrom(node)
-                step.name = _unique(f"{node.name}/reverse_{i}", taken)
+                step.name = unique_name(out, f"{node.name}/reverse_{i}", taken)
             del step.input[:]
             step.input.extend([source, axis_const, *controls])
             source = step.name
@@ -52,26 +54,6 @@ def _axes(node: Any, consts: dict[str, Any]) -> list[int]:
     """The constant axes of a ``ReverseV2`` node, or ``[]`` when they are computed."""
     if len(node.input) < 2 or node_name(node.input[1]) not in consts:
         return []
-    from tfopt._tf import tf
+    from tfopt._tf import const_value
 
-    value = tf().make_ndarray(consts[node_name(node.input[1])].attr["value"].tensor)
-    return [int(a) for a in np.atleast_1d(value)]
-
-
-def _const(name: str, axis: int, index_type: int) -> Any:
-    from tfopt._tf import tf
-
-    t = tf()
-    node = t.compat.v1.NodeDef(name=name, op="Const")
-    node.attr["dtype"].type = index_type
-    dtype = t.dtypes.as_dtype(index_type).as_numpy_dtype
-    node.attr["value"].tensor.CopyFrom(t.make_tensor_proto(np.array([axis], dtype=dtype)))
-    return node
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    candidate, k = name, 1
-    while candidate in taken:
-        candidate, k = f"{name}_{k}", k + 1
-    taken.add(candidate)
-    return candidate
+    return [int(a) for a in np.atleast_1d(const_value(consts[node_name(node.input[1])]))]
