@@ -38,6 +38,7 @@ import numpy as np
 
 from tfopt.errors import IllConditionedError, TfoptError, VerificationError
 from tfopt.verification.saturation import LADDER
+from tfopt.verification.tolerances import scaled_error
 
 if TYPE_CHECKING:
     from tfopt.graph import Model
@@ -50,13 +51,14 @@ PROBE_BATCH = 8  # rows a rung is measured on: a batch of 1 cannot disagree with
 
 
 def scaled_gap(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
-    """``max over float outputs of max|a - b| / (1 + max|b|)`` (the bound's units); 0 for none."""
+    """The worst float output's :func:`~tfopt.verification.tolerances.scaled_error` of ``a`` against ``b``
+    (``max|a - b| / (1 + max|b|)``, the bound's units); 0 for none."""
     worst = 0.0
     for name, ref in b.items():
         x, y = np.asarray(a[name], np.float64), np.asarray(ref, np.float64)
         if y.dtype.kind != "f" or x.shape != y.shape or not y.size or not np.all(np.isfinite(y)):
             continue
-        worst = max(worst, float(np.max(np.abs(x - y)) / (1.0 + np.max(np.abs(y)))))
+        worst = max(worst, scaled_error(np.max(np.abs(x - y)), np.max(np.abs(y))))
     return worst
 
 
