@@ -81,19 +81,12 @@ def emit_forever(job) -> str:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny SavedModel: y = 2x + 1 (x: [batch, 4])."""
+    from tests.helpers import saved_function
     from tfopt._tf import tf
 
     t = tf()
-
-    class M(t.Module):
-        @t.function(input_signature=[t.TensorSpec([None, 4], t.float32, name="x")])
-        def serve(self, x):
-            return {"y": 2.0 * x + 1.0}
-
-    path = str(tmp_path_factory.mktemp("m") / "saved")
-    m = M()
-    t.saved_model.save(m, path, signatures=m.serve.get_concrete_function())
-    return path
+    return saved_function(tmp_path_factory.mktemp("m") / "saved", lambda x: {"y": 2.0 * x + 1.0},
+                          [t.TensorSpec([None, 4], t.float32, name="x")])
 
 
 @pytest.fixture()
