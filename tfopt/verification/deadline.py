@@ -95,18 +95,19 @@ def artifact_ends(target: str, path: str, model: Any, samples: Sequence[Mapping[
                   reference_seconds: float | None) -> None:
     """Run ``path`` on every sample through :func:`bounded_runner`, before code that runs the same file in its
     runtime in process (a debugger, intermediate tensors), which no bound can stop: a file with no loop ends
-    (not run here); one with a loop runs in a child process.
+    (not run here, :func:`tfopt.runtimes.holds_loop`); one with a loop runs in a child process.
 
     Raises:
         VerificationTimeoutError: a call did not end within the bound (named by the stage in force).
     """
-    from tfopt.runtimes.child import ChildRunner
+    from tfopt.runtimes import holds_loop
 
+    if not holds_loop(target, path):  # only a file with a loop may not end
+        return
     runner = bounded_runner(target, path, model, reference_seconds)
     try:
-        if isinstance(runner, ChildRunner):  # only a file with a loop may not end
-            for sample in samples:
-                runner(sample)
+        for sample in samples:
+            runner(sample)
     finally:
         runner.close()
 
