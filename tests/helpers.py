@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
+
 from tfopt._tf import tf
 from tfopt.graph import Model, TensorSpec, op_histogram
 
@@ -22,6 +24,35 @@ def graph_model(build, inputs: dict[str, tuple], outputs: list[str], *, v1_contr
     return Model(graph_def=graph_def,
                  inputs=[TensorSpec(n, f"{n}:0", "float32", s) for n, s in inputs.items()],
                  outputs=[TensorSpec(n, f"{n}:0", "float32", None) for n in outputs])
+
+
+def saved_function(path, fn, input_signature) -> str:
+    """``fn`` (its inputs' tensors -> a dict of outputs) saved as a SavedModel at ``path`` whose serving signature
+    takes ``input_signature`` (the specs' names are the inputs' names)."""
+    t = tf()
+    module = t.Module()
+    module.serve = t.function(fn, input_signature=input_signature)
+    t.saved_model.save(module, str(path), signatures=module.serve.get_concrete_function())
+    return str(path)
+
+
+def loop_checkpoint(directory: str, x, cond, body, units: int, xs: np.ndarray) -> np.ndarray:
+    """In the graph being built (``x``: its input placeholder): ``y``, the ``h`` of
+    ``v1.while_loop(cond, body, [0, zeros([batch, units])])``; the variables initialised, ``y`` computed on
+    ``xs`` by TensorFlow's own Session and the checkpoint saved as ``directory/model.ckpt`` by a ``Saver``.
+    Returns ``y``."""
+    import os
+
+    t = tf()
+    v1 = t.compat.v1
+    h0 = t.zeros([t.shape(x)[0], units])
+    _, h = v1.while_loop(cond, body, [0, h0])
+    t.identity(h, name="y")
+    with v1.Session(graph=x.graph) as sess:
+        sess.run(v1.global_variables_initializer())
+        y = sess.run("y:0", {x: xs})
+        v1.train.Saver().save(sess, os.path.join(directory, "model.ckpt"))
+    return y
 
 
 def ops(model: Model) -> dict[str, int]:

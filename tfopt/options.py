@@ -72,7 +72,7 @@ class FreezeOptions:
             dynamic dimensions).
         atol, rtol: the freeze check's tolerances (:mod:`tfopt.verification.tolerances`).
         verify_timeout: seconds one verification run (the original model's, an artifact's in its runtime)
-            may take; ``None``: derived from the original's own time (:mod:`tfopt.verification.deadline`);
+            may take, and one run of the native keep-float search; ``None``: derived from the original's own time (:mod:`tfopt.verification.deadline`);
             ``0``: no bound.
     """
 

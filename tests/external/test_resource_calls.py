@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import tfopt
-from tests.helpers import ops
+from tests.helpers import loop_checkpoint, ops
 from tfopt._tf import tf
 from tfopt.graph import VARIABLE_OPS
 from tfopt.runtimes.tensorflow import GraphRunner
@@ -58,14 +58,8 @@ def _build(directory: str, *, n_vars: int, units: int, steps: int, read_in: str,
                 return t.logical_and(step < steps, t.reduce_max(t.abs(h)) < 10.0 + t.reduce_sum(extra * 0.0))
             return step < steps
 
-        h0 = t.zeros([t.shape(x)[0], units])
-        _, h = v1.while_loop(cond, body, [0, h0])
-        t.identity(h, name="y")
         xs = rng.normal(size=[2, steps, FEATURES]).astype(np.float32)
-        with v1.Session(graph=graph) as sess:
-            sess.run(v1.global_variables_initializer())
-            y = sess.run("y:0", {x: xs})
-            v1.train.Saver().save(sess, os.path.join(directory, "model.ckpt"))
+        y = loop_checkpoint(directory, x, cond, body, units, xs)
     return {"x": xs, "y": y}
 
 

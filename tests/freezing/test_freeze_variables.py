@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import tfopt
-from tests.helpers import ops
+from tests.helpers import loop_checkpoint, ops
 from tfopt._tf import tf
 from tfopt.demos.examples import control_flow_v1
 from tfopt.graph import VARIABLE_OPS
@@ -47,14 +47,8 @@ def _build_checkpoint(directory: str, *, n_vars: int, units: int, nested: bool, 
                 z += weights[2]
             return step + 1, t.tanh(z)
 
-        h0 = t.zeros([t.shape(x)[0], units])
-        _, h = v1.while_loop(lambda step, h: step < TIME, body, [0, h0])
-        t.identity(h, name="y")
         xs = rng.normal(size=[2, TIME, FEATURES]).astype(np.float32)
-        with v1.Session(graph=graph) as sess:
-            sess.run(v1.global_variables_initializer())
-            y = sess.run("y:0", {x: xs})
-            v1.train.Saver().save(sess, os.path.join(directory, "model.ckpt"))
+        y = loop_checkpoint(directory, x, lambda step, h: step < TIME, body, units, xs)
     np.savez(os.path.join(directory, "reference.npz"), x=xs, y=y)
     return y
 

@@ -17,19 +17,12 @@ def test_custom_objects_module_in_the_working_directory(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_savedmodel(tmp_path_factory):
+    from tests.helpers import saved_function
     from tfopt._tf import tf
 
     t = tf()
-
-    class Tiny(t.Module):
-        @t.function(input_signature=[t.TensorSpec([None, 3], t.float32, name="x")])
-        def __call__(self, x):
-            return {"y": x * 2.0}
-
-    path = str(tmp_path_factory.mktemp("sm") / "tiny")
-    module = Tiny()
-    t.saved_model.save(module, path, signatures=module.__call__)
-    return path
+    return saved_function(tmp_path_factory.mktemp("sm") / "tiny", lambda x: {"y": x * 2.0},
+                          [t.TensorSpec([None, 3], t.float32, name="x")])
 
 
 def test_wrong_tags_is_a_bad_option_listing_the_tag_sets(tiny_savedmodel, capsys):

@@ -20,55 +20,13 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("ai_edge_litert")
 
 import tfopt
+from tests.runtimes.forever import forever_onnx
 from tfopt.errors import PARTIAL_EXIT_CODE, VerificationTimeoutError
 from tfopt.targets import TABLE, register_target, unregister_target
 
 BOUND = 3.0  # seconds: the tests' --verify-timeout
 SLACK = 40.0  # seconds a convert or verify of the tiny model may take besides (loading, the other target)
 HANG = "onnx_hang"  # the registered target whose emitter writes the ONNX model that never ends
-
-
-def forever_onnx(path: str, inputs: list[tuple[str, list[int | None]]], outputs: list[str], *, nested: bool = False) -> str:
-    """An ONNX model that loops forever: ``Loop(M=2**63-1, cond=true)`` carrying the first input, the condition
-    passed through unchanged (``nested``: that loop inside another loop's body, as tf2onnx writes nested TF
-    while-loops). Each output is the carried value plus the other inputs' sum (so every input is read)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    first = inputs[0][0]
-
-    def body(name: str, inner: onnx.GraphProto | None) -> onnx.GraphProto:
-        def n(x: str) -> str:  # names unique across scopes (ONNX graphs are in SSA form)
-            return f"{name}_{x}"
-
-        nodes = [helper.make_node("Identity", [n("cond_in")], [n("cond_out")])]
-        if inner is None:
-            nodes.append(helper.make_node("Identity", [n("v_in")], [n("v_out")]))
-        else:
-            nodes += [helper.make_node("Constant", [], [n("m")],
-                                       value=helper.make_tensor(n("m"), TensorProto.INT64, [], [2**63 - 1])),
-                      helper.make_node("Loop", [n("m"), n("cond_in"), n("v_in")], [n("v_out")], body=inner)]
-        return helper.make_graph(nodes, name, [helper.make_tensor_value_info(n("i"), TensorProto.INT64, []),
-                                               helper.make_tensor_value_info(n("cond_in"), TensorProto.BOOL, []),
-                                               helper.make_tensor_value_info(n("v_in"), TensorProto.FLOAT, None)],
-                                 [helper.make_tensor_value_info(n("cond_out"), TensorProto.BOOL, []),
-                                  helper.make_tensor_value_info(n("v_out"), TensorProto.FLOAT, None)])
-
-    loop_body = body("outer", body("inner", None) if nested else None)
-    nodes = [helper.make_node("Constant", [], ["m"], value=helper.make_tensor("m", TensorProto.INT64, [], [2**63 - 1])),
-             helper.make_node("Constant", [], ["c"], value=helper.make_tensor("c", TensorProto.BOOL, [], [True])),
-             helper.make_node("Loop", ["m", "c", first], ["carried"], body=loop_body)]
-    total = "carried"
-    for index, (name, _) in enumerate(inputs[1:]):
-        nodes.append(helper.make_node("Add", [total, name], [f"sum{index}"]))
-        total = f"sum{index}"
-    nodes += [helper.make_node("Identity", [total], [out]) for out in outputs]
-    graph = helper.make_graph(nodes, "forever",
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
-                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, path)
-    return path
 
 
 def emit_forever(job) -> str:
@@ -81,19 +39,12 @@ def emit_forever(job) -> str:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny SavedModel: y = 2x + 1 (x: [batch, 4])."""
+    from tests.helpers import saved_function
     from tfopt._tf import tf
 
     t = tf()
-
-    class M(t.Module):
-        @t.function(input_signature=[t.TensorSpec([None, 4], t.float32, name="x")])
-        def serve(self, x):
-            return {"y": 2.0 * x + 1.0}
-
-    path = str(tmp_path_factory.mktemp("m") / "saved")
-    m = M()
-    t.saved_model.save(m, path, signatures=m.serve.get_concrete_function())
-    return path
+    return saved_function(tmp_path_factory.mktemp("m") / "saved", lambda x: {"y": 2.0 * x + 1.0},
+                          [t.TensorSpec([None, 4], t.float32, name="x")])
 
 
 @pytest.fixture()

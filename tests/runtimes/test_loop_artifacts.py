@@ -22,21 +22,18 @@ BOUND = 1.5  # seconds
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """``y = (steps while every |x| > 0) + sum(x)``, unverified (the loop never ends on made-up inputs)."""
+    from tests.helpers import saved_function
     from tfopt._tf import tf
 
     t = tf()
 
-    class M(t.Module):
-        @t.function(input_signature=[t.TensorSpec([None, 3], t.float32, name="x")])
-        def serve(self, x):
-            count, _ = t.while_loop(lambda i, v: t.reduce_min(t.abs(v)) > 0.0, lambda i, v: (i + 1.0, v),
-                                    [t.constant(0.0), x])
-            return {"y": count + t.reduce_sum(x)}
+    def serve(x):
+        count, _ = t.while_loop(lambda i, v: t.reduce_min(t.abs(v)) > 0.0, lambda i, v: (i + 1.0, v),
+                                [t.constant(0.0), x])
+        return {"y": count + t.reduce_sum(x)}
 
     root = tmp_path_factory.mktemp("loop")
-    path = str(root / "saved")
-    m = M()
-    t.saved_model.save(m, path, signatures=m.serve.get_concrete_function())
+    path = saved_function(root / "saved", serve, [t.TensorSpec([None, 3], t.float32, name="x")])
     out = str(root / "out")
     result = tfopt.convert(path, out, to=LOOPING, quantize=["fp32"], verify=False)
     return out, {a.format: os.path.join(out, a.path) for a in result.artifacts}

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import tfopt
+from tests.helpers import saved_function
 from tfopt._tf import deadline, tf
 from tfopt.errors import OptionError, VerificationTimeoutError
 from tfopt.verification.deadline import artifact_bound, loop_inputs, reference_bound, verify_timeout
@@ -35,16 +36,11 @@ def _saved_function(root, looped: str, other: str) -> str:
     t = tf()
     spec = [t.TensorSpec([None, 3], t.float32, name="x"), t.TensorSpec([None, 3], t.float32, name="bias")]
 
-    class M(t.Module):
-        @t.function(input_signature=spec)
-        def serve(self, x, bias):
-            inputs = {"x": x, "bias": bias}
-            return {"y": _loop(t, inputs[looped], inputs[other])}
+    def serve(x, bias):
+        inputs = {"x": x, "bias": bias}
+        return {"y": _loop(t, inputs[looped], inputs[other])}
 
-    path = os.path.join(root, f"fn_{looped}")
-    m = M()
-    t.saved_model.save(m, path, signatures=m.serve.get_concrete_function())
-    return path
+    return saved_function(os.path.join(root, f"fn_{looped}"), serve, spec)
 
 
 def _frozen_graph(root, looped: str, other: str) -> str:

@@ -5,7 +5,9 @@ graph compared is the one the conversion froze."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from tfopt.cli.args import EPILOG, binding_options, model_options, optimize_options
@@ -55,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
     with args.capture.stage("loading"):
         portable, *_ = run_optimize(args.model, load_of(args), freeze_of(args),
                                      OptimizeOptions(passes=args.passes, skip=list(args.skip), grappler=args.grappler))
-    samples, source = debug_inputs(portable, args.data, "--data")
-    with args.capture.stage("running"):
-        result = compare(portable, args.artifacts, samples)
+    with bounded(args, "tfopt debug compare"):  # its runs of the model and of each artifact
+        samples, source = debug_inputs(portable, args.data, "--data")
+        with args.capture.stage("running"):
+            result = compare(portable, args.artifacts, samples)
     result["model"], result["inputs"] = args.model, source
     os.makedirs(args.outdir, exist_ok=True)
     out = os.path.join(args.outdir, "compare.json")
@@ -97,6 +100,21 @@ def _build(args: argparse.Namespace) -> list[str]:
     for artifact in result.artifacts:
         print(f"wrote    {os.path.join(outdir, artifact.path)}")
     return [os.path.join(outdir, a.path) for a in result.artifacts]
+
+
+@contextlib.contextmanager
+def bounded(args: argparse.Namespace, command: str) -> Iterator[None]:
+    """Inside, each run of the model (TensorFlow) and of an artifact (its runtime) is held to ``--verify-timeout``
+    (:mod:`tfopt.verification.deadline`), one past it a :class:`~tfopt.errors.VerificationTimeoutError` naming
+    ``command`` and the model (:mod:`tfopt.runtimes.bounded_stage`)."""
+    from tfopt.runtimes.bounded_stage import Stage, within
+    from tfopt.verification.deadline import verify_timeout
+
+    stage = Stage(command, model=args.model, skip="",
+                  inputs="pass --data DATA.npz of inputs it ends on, bind the input with --set NAME=VALUE or fix its "
+                         "shape with --inputs")
+    with verify_timeout(args.verify_timeout), within(stage):
+        yield
 
 
 def data_from_inputs(args: argparse.Namespace) -> None:

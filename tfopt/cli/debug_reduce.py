@@ -45,11 +45,14 @@ def reduce_targets() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfopt.cli.debug_compare import data_from_inputs
+    from tfopt.cli.args import freeze_of, load_of
+    from tfopt.cli.debug_compare import bounded, data_from_inputs
     from tfopt.conversion.output_paths import check_output
+    from tfopt.conversion.pipeline import run_optimize
     from tfopt.debug.check import Check
     from tfopt.debug.reduce import reduce
     from tfopt.debug.repro import write_repro
+    from tfopt.options import OptimizeOptions
     from tfopt.targets import TABLE, Precision
 
     precision = Precision.parse(args.precision, "--precision").value
@@ -61,9 +64,12 @@ def run(args: argparse.Namespace) -> int:
     check = Check.parse(args.check, precision)
     data_from_inputs(args)
     check_output(args.output, inputs=[args.model, args.data], overwrite=args.overwrite)
-    portable, feeds = _load(args)
+    with args.capture.stage("loading"):
+        portable, _, _, _ = run_optimize(args.model, load_of(args), freeze_of(args), OptimizeOptions())
+    with bounded(args, "tfopt debug reduce"):  # its runs of the model and of each trial's artifact
+        feeds = _inputs(args, portable)
     print(f"reducing {len(portable.graph_def.node)} nodes for {args.target} {precision}, --check {check.describe()}")
-    with args.capture.stage("converting"):
+    with args.capture.stage("converting"), bounded(args, "tfopt debug reduce"):
         # Trial lines go to the terminal's stderr: fds 1 and 2 are captured during the stage.
         result = reduce(portable, feeds, args.target, precision=precision, check=check, max_steps=args.max_steps,
                         say=lambda line: args.capture.console.write(line + "\n"))
@@ -76,22 +82,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """The portable (frozen, optimized) graph the converters read, and one set of its inputs."""
-    from tfopt.cli.args import freeze_of, load_of
-    from tfopt.conversion.pipeline import run_optimize
-    from tfopt.options import OptimizeOptions
+def _inputs(args: argparse.Namespace, portable: Any) -> dict[str, Any]:
+    """One set of inputs of the portable (frozen, optimized) graph the converters read."""
     from tfopt.verification.verify import check_inputs, choose_inputs, reference_runner
 
-    with args.capture.stage("loading"):
-        portable, _, _, _ = run_optimize(args.model, load_of(args), freeze_of(args), OptimizeOptions())
     if args.data:
         given = check_inputs(reference_runner(portable), _npz_inputs(args.data, portable.inputs),
                              f"--data {args.data}", None)
-        return portable, {name: value[:1] for name, value in given.feeds.items()}
+        return {name: value[:1] for name, value in given.feeds.items()}
     # made up at batch 1 already (a time-major input's axis 0 is its time, not a batch to cut)
-    return portable, choose_inputs(reference_runner(portable), portable.inputs, batch=1,
-                                   graph_def=portable.graph_def).feeds
+    return choose_inputs(reference_runner(portable), portable.inputs, batch=1, graph_def=portable.graph_def).feeds
 
 
 def _npz_inputs(path: str, specs: Any) -> Any:

@@ -248,6 +248,9 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
             return
         record_failure(p, result, target, precision, "converting", exc, os.path.join(tmp, rel), portable)
         return
+    except VerificationTimeoutError as exc:  # the keep-float search's runs: this target fails alone, as in verifying
+        record_failure(p, result, target, precision, "converting", exc, os.path.join(tmp, rel), portable)
+        return
     full = os.path.join(tmp, rel)
     from tfopt.report.build import artifact_sizes  # its companion files too (an ONNX model's external data)
 
@@ -291,9 +294,10 @@ def _emit_one(p: ConvertPlan, prepared: Prepared, result: ConvertResult, job: Em
                                                     accuracy_control=None))
 
         to_raw = q.ov_preprocess.to_raw if q.ov_preprocess is not None and record.takes_preprocess else None
-        written, kept, ranking = selective(target, precision, portable, job.path, job.calibration, q.keep_float,
-                                           q.auto_keep_float, inputs_of(p, prepared).eval(portable.inputs), say,
-                                           emit_kept, opset=q.opset, to_raw=to_raw)
+        with verify_timeout(p.options.freeze.verify_timeout):  # its runs of the original and of the candidates
+            written, kept, ranking = selective(target, precision, portable, job.path, job.calibration, q.keep_float,
+                                               q.auto_keep_float, inputs_of(p, prepared).eval(portable.inputs), say,
+                                               emit_kept, opset=q.opset, to_raw=to_raw)
         result.layer_errors[f"{target}/{precision}"] = ranking
         result.keep_float[f"{target}/{precision}"] = kept
         return str(written)

@@ -111,15 +111,16 @@ class Outcome:
 def run_trial(cut: Any, target: str, precision: str, *, names: Collection[str], workdir: str) -> Outcome:
     """Convert ``cut.model`` for ``target`` at ``precision`` (int8: calibrated on ``cut.feeds``),
     load it in the target's runtime, run it on ``cut.feeds`` and measure it against
-    ``cut.expected``. Exceptions become an :class:`Outcome`; an interrupt or an
+    ``cut.expected``. Exceptions become an :class:`Outcome` (a run past the bound in force,
+    ``--verify-timeout`` or else :data:`tfopt.verification.deadline.FLOOR`, included); an interrupt or an
     :class:`OptionError` (a wrong option, not a converter's failure) propagates.
 
     Args:
         names: node names of the original graph (normalised out of messages).
         workdir: where the artifact is written (removed afterwards).
     """
-    from tfopt.runtimes import runner_for
     from tfopt.targets import TABLE, EmitJob, Precision
+    from tfopt.verification.deadline import bounded_runner
 
     checkpoint()
     record = TABLE[target]
@@ -132,7 +133,7 @@ def run_trial(cut: Any, target: str, precision: str, *, names: Collection[str], 
                       calibration=calibration)
         path = record.call("emit", job)
         stage = "load"
-        runner = runner_for(target, path, cut.model)
+        runner = bounded_runner(target, path, cut.model, None)  # one that does not end is this trial's outcome
         stage = "run"
         try:
             got = runner(cut.feeds)

@@ -39,6 +39,7 @@ from tfopt.debug.rescaled import rescaled_nodes
 from tfopt.errors import OptionError
 from tfopt.graph import Model, node_map
 from tfopt.runtimes.align import Alignment, align, boundaries
+from tfopt.verification.deadline import artifact_ends
 
 FACTOR = 4.0
 FLOORS = {"conversion": 1e-3, "quantization": 5e-2}
@@ -111,6 +112,8 @@ def compare(model: Model, paths: Sequence[str], samples: Sequence[dict[str, np.n
         OptionError: an artifact is of no target whose record names ``intermediates``, or shares
             no tensor name with the model.
         TensorPairingError: its inputs or outputs cannot be paired with the model's by name.
+        VerificationTimeoutError: the model or an artifact did not end on a sample within the bound in force
+            (``--verify-timeout``: :mod:`tfopt.verification.deadline`).
     """
     from tfopt.targets import target_of_file
 
@@ -128,7 +131,9 @@ def compare(model: Model, paths: Sequence[str], samples: Sequence[dict[str, np.n
         opened.append((inter, alignment, boundaries(alignment, comparable)))
     nodes = node_map(model.graph_def)
     wanted = sorted({n for _, _, b in opened for n in b} & set(float_nodes(model)))
-    expected = tf_values(model, wanted, samples)
+    expected, seconds = tf_values(model, wanted, samples)
+    for inter, _, _ in opened:  # its runtime keeps the tensors in process next, which no bound can stop
+        artifact_ends(inter.target, inter.path, model, samples, seconds)
     order = opened[0][1].order if opened else {}
     meta = {n: {"op": nodes[n].op} for n in wanted}
     results = []

@@ -19,6 +19,7 @@ def debug_inputs(model: Model, data: str | None, option: str = "--inputs") -> tu
     Raises:
         OptionError: ``data`` is missing, not loadable, or its names/shapes do not fit the model's inputs.
         VerificationError: no made-up shape gives the model usable outputs.
+        VerificationTimeoutError: the model did not end on made-up inputs within the bound (``--verify-timeout``).
     """
     from tfopt.errors import OptionError
 
@@ -32,11 +33,13 @@ def debug_inputs(model: Model, data: str | None, option: str = "--inputs") -> tu
         source = "given"
     else:
         from tfopt.runtimes.tensorflow import GraphRunner
-        from tfopt.verification.verify import choose_inputs
+        from tfopt.verification.verify import choose_inputs, reference_runner
 
-        runner = GraphRunner(model)
-        chosen = choose_inputs(runner, model.inputs, batch=4, graph_def=model.graph_def)
-        runner.close()
+        runner = reference_runner(model, GraphRunner(model))  # each run held to the bound in force (--verify-timeout)
+        try:
+            chosen = choose_inputs(runner, model.inputs, batch=4, graph_def=model.graph_def)
+        finally:
+            runner.close()
         from tfopt.verification.shapes import split_samples
 
         samples = split_samples(model.inputs, chosen.feeds, chosen.ties) if chosen.feeds else [{}]

@@ -76,9 +76,17 @@ def compared() -> str:
     return " or ".join(filter(None, (", ".join(names[:-1]), names[-1])))
 
 
-def tf_values(model: Model, nodes: Sequence[str], samples: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The first output of each of ``nodes`` in TensorFlow, over ``samples`` (concatenated)."""
-    from tfopt._tf import graph_session, tf
+def tf_values(model: Model, nodes: Sequence[str],
+              samples: Sequence[dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], float]:
+    """The first output of each of ``nodes`` in TensorFlow, over ``samples`` (concatenated), and the longest
+    call's seconds. Each call is held to the bound in force (``--verify-timeout``:
+    :class:`tfopt.verification.deadline.BoundedReference`, a ``While`` stopped at it).
+
+    Raises:
+        VerificationTimeoutError: a call did not end within the bound.
+    """
+    from tfopt._tf import graph_session, run_options, tf
+    from tfopt.verification.deadline import BoundedReference
 
     t = tf()
     graph = t.Graph()
@@ -86,8 +94,10 @@ def tf_values(model: Model, nodes: Sequence[str], samples: Sequence[dict[str, np
         t.graph_util.import_graph_def(model.graph_def, name="")
     fetch = [f"{n}:0" for n in nodes]
     with graph_session(graph, model.graph_def) as session:
-        runs = [session.run(fetch, {s.tensor: x[s.name] for s in model.inputs}) for x in samples]
-    return concat(runs, nodes)
+        original = BoundedReference(lambda x: dict(zip(fetch, session.run(
+            fetch, {s.tensor: x[s.name] for s in model.inputs}, options=run_options()))), model.graph_def, model.inputs)
+        runs = [list(original(x).values()) for x in samples]
+    return concat(runs, nodes), original.seconds
 
 
 def float_nodes(model: Model) -> list[str]:

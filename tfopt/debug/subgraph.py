@@ -72,20 +72,29 @@ class TensorValues:
         with self._graph.as_default():
             t.graph_util.import_graph_def(model.graph_def, name="")
         self._session = graph_session(self._graph, model.graph_def)
+        self._model, self._named = model, {s.name: np.asarray(feeds[s.name]) for s in model.inputs}
         self._feeds = {s.tensor: np.asarray(feeds[s.name]) for s in model.inputs}
         self._cache: dict[str, np.ndarray] = {canonical_tensor(k): v for k, v in self._feeds.items()}
 
     def get(self, tensors: Iterable[str]) -> dict[str, np.ndarray]:
-        """``{tensor: value}`` for ``"node:port"`` names; the missing ones in one session run."""
+        """``{tensor: value}`` for ``"node:port"`` names; the missing ones in one session run.
+
+        Raises:
+            VerificationTimeoutError: that run did not end within the bound in force (``--verify-timeout``).
+        """
         wanted = [canonical_tensor(t) for t in tensors]
         missing = sorted({t for t in wanted if t not in self._cache})
         for tensor in missing:  # a TensorList/handle cannot leave the session, let alone be fed back
             dtype = self._graph.get_tensor_by_name(tensor).dtype
             if dtype.name in ("variant", "resource"):
                 raise GraphError(f"cannot cut at tensor '{tensor}': its {dtype.name} value cannot be fed")
-        if missing:
-            values = self._session.run(missing, feed_dict=self._feeds)
-            self._cache.update({t: np.asarray(v) for t, v in zip(missing, values)})
+        if missing:  # held to the bound in force (--verify-timeout), as every run of the model
+            from tfopt._tf import run_options
+            from tfopt.verification.deadline import BoundedReference
+
+            run = BoundedReference(lambda _: dict(zip(missing, self._session.run(
+                missing, feed_dict=self._feeds, options=run_options()))), self._model.graph_def, self._model.inputs)
+            self._cache.update({t: np.asarray(v) for t, v in run(self._named).items()})
         return {t: self._cache[t] for t in wanted}
 
     def close(self) -> None:

@@ -16,14 +16,18 @@ so scaling channel ``k`` by ``s[k]`` scales that slice: ``conv(x, W)·s == conv(
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tfopt._tf import const_value
 from tfopt.graph import attr_bytes, control_inputs, is_control, rewrite_node, tensor_node, tensor_port, unique_name
+from tfopt.passes.base import PassResult, Skip, copy_graph
+
+if TYPE_CHECKING:
+    from tfopt.graph import Model
 
 LINEAR_OPS = frozenset({"Conv2D", "Conv3D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "MatMul"})
 BIAS_OPS = frozenset({"BiasAdd", "Add", "AddV2"})  # a per-channel constant added after a layer
@@ -160,6 +164,33 @@ def match_per_channel(nodes: dict[str, Any], users: dict[str, list[Any]], node: 
     if vector is None:
         return f"constant of shape {list(value.shape)} is not per output channel ({linear.channels})"
     return PerChannelMatch(linear, vector, x)
+
+
+def fold_per_channel(model: Model, *, ops: frozenset[str], what: str, rewrite: Callable[[Any, Any, PerChannelMatch], bool],
+                     second_only: frozenset[str] = frozenset()) -> PassResult:
+    """The loop of a per-channel fold pass: each float node of ``ops`` matched (:func:`match_per_channel`; the
+    constant only as the second operand for ``second_only`` ops), every reason it does not fold reported as a
+    ``Skip``, and ``rewrite(graph_def, node, match)`` run on a copy of the graph, at most once per conv/matmul
+    per run (the fixed point picks up the next); ``rewrite`` returns whether it rewrote. Returns the
+    :class:`PassResult`."""
+    from tfopt.graph import FLOAT_TYPES, consumers, node_map
+
+    graph_def = copy_graph(model.graph_def)
+    nodes = node_map(graph_def)
+    users = consumers(graph_def)
+    skips: list[Skip] = []
+    touched: set[str] = set()
+    for node in list(graph_def.node):
+        if node.op not in ops or node.attr["T"].type not in FLOAT_TYPES:
+            continue
+        match = match_per_channel(nodes, users, node, what=what, second_only=node.op in second_only)
+        if isinstance(match, str):
+            skips.append(Skip(node.name, match))
+        if isinstance(match, PerChannelMatch) and match.linear.op.name not in touched \
+                and rewrite(graph_def, node, match):
+            touched.add(match.linear.op.name)
+    changed = bool(touched)
+    return PassResult(model.replace(graph_def=graph_def) if changed else model, changed, skips)
 
 
 def to_identity(node: Any, source: str) -> None:

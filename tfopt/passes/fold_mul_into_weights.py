@@ -14,10 +14,12 @@ constant that is not per output channel.
 
 from __future__ import annotations
 
+from typing import Any
+
 from tfopt._tf import const_value, make_const
-from tfopt.graph import FLOAT_TYPES, Model, consumers, node_map
-from tfopt.passes._linear import PerChannelMatch, match_per_channel, to_identity
-from tfopt.passes.base import Pass, PassResult, Skip, copy_graph
+from tfopt.graph import Model
+from tfopt.passes._linear import PerChannelMatch, fold_per_channel, to_identity
+from tfopt.passes.base import Pass, PassResult
 
 
 class FoldMulIntoWeights(Pass):
@@ -26,27 +28,15 @@ class FoldMulIntoWeights(Pass):
     name = "fold_mul_into_weights"
 
     def run(self, model: Model) -> PassResult:
-        graph_def = copy_graph(model.graph_def)
-        nodes = node_map(graph_def)
-        users = consumers(graph_def)
-        skips: list[Skip] = []
-        touched: set[str] = set()
-        for node in list(graph_def.node):
-            if node.op != "Mul" or node.attr["T"].type not in FLOAT_TYPES:
-                continue
-            match = match_per_channel(nodes, users, node, what="multiply")
-            if isinstance(match, str):
-                skips.append(Skip(node.name, match))
-            if not isinstance(match, PerChannelMatch) or match.linear.op.name in touched:
-                continue  # one rewrite per conv per run; the fixed point picks up the next
-            linear, s, x = match.linear, match.vector, match.x
-            linear.weights.CopyFrom(make_const(linear.weights.name, linear.scaled_weights(s),
-                                               dtype=linear.weights.attr["dtype"].type))
-            if linear.bias is not None:
-                linear.bias.CopyFrom(make_const(linear.bias.name, const_value(linear.bias) * s,
-                                                dtype=linear.bias.attr["dtype"].type))
-            to_identity(node, x)
-            touched.add(linear.op.name)
-        changed = bool(touched)
-        return PassResult(model.replace(graph_def=graph_def) if changed else model, changed, skips)
+        return fold_per_channel(model, ops=frozenset({"Mul"}), what="multiply", rewrite=_fold)
 
+
+def _fold(graph_def: Any, node: Any, match: PerChannelMatch) -> bool:
+    linear, s, x = match.linear, match.vector, match.x
+    linear.weights.CopyFrom(make_const(linear.weights.name, linear.scaled_weights(s),
+                                       dtype=linear.weights.attr["dtype"].type))
+    if linear.bias is not None:
+        linear.bias.CopyFrom(make_const(linear.bias.name, const_value(linear.bias) * s,
+                                        dtype=linear.bias.attr["dtype"].type))
+    to_identity(node, x)
+    return True

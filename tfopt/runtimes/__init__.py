@@ -36,12 +36,21 @@ def runner_for(target: str, path: str, model: Model, *, threads: int | None = No
 
     found = record(target, "format")
     describe = describe_bound or (lambda s: f"{s:g} s")
-    if timeout and found.loops is not None and found.call("loops", path):
+    if timeout and holds_loop(target, path):
         from tfopt.runtimes.child import ChildRunner
 
         return ChildRunner(target, path, model, threads, timeout, describe_bound=describe)
     runner: Runner = found.call("runner", path, model, threads)
     return _InTensorFlow(runner, target, path, timeout, describe(timeout)) if timeout and found.loops is None else runner
+
+
+def holds_loop(target: str, path: str) -> bool:
+    """Whether ``path`` holds a loop its runtime cannot be interrupted in (its target's ``loops`` role): what
+    runs in a child process under a bound."""
+    from tfopt.targets import target as record
+
+    found = record(target, "format")
+    return found.loops is not None and bool(found.call("loops", path))
 
 
 class _InTensorFlow:

@@ -142,14 +142,17 @@ class ChildRunner:
 
 
 def timed_out(target_name: str, path: str, bound: str, doing: str, *, stopped: bool) -> VerificationTimeoutError:
-    """The error of an artifact call that outlived its bound (``bound``: its seconds and where they came from)."""
+    """The error of an artifact call that outlived its bound (``bound``: its seconds and where they came from),
+    in the stage in force (:mod:`tfopt.runtimes.bounded_stage`: verification unless another is entered)."""
+    from tfopt.runtimes.bounded_stage import current
     from tfopt.targets import target
 
     runtime = target(target_name, "format").runtime_name
+    stage = current()
     return VerificationTimeoutError(
-        f"running {path} in {runtime}: no answer within {bound} while {doing} (a loop whose condition never "
-        f"turns false runs forever){'; its process was stopped' if stopped else ''}. If it is only slow, raise "
-        "--verify-timeout SECONDS (0: no bound); or skip verification with --no-verify")
+        f"{'' if stage.verifying else stage.head() + ': '}running {path} in {runtime}: no answer within {bound} "
+        f"while {doing} (a loop whose condition never turns false runs forever){'; its process was stopped' if stopped else ''}. "
+        f"If it is only slow, raise --verify-timeout SECONDS (0: no bound){stage.way_out().replace(', or', '; or', 1)}")
 
 
 def _readline(stream: IO[bytes], seconds: float) -> bytes | None:

@@ -14,6 +14,11 @@ verification and the report make is bounded:
   (it has no time of its own to scale yet), through :func:`tfopt._tf.deadline`
   (:class:`BoundedReference`: the error names the inputs that reach a loop).
 
+The stages that run the original or an artifact without verifying it are held to the same bound (the native
+keep-float search, ``tfopt debug compare``/``reduce``): an artifact through :func:`bounded_runner`, and through
+:func:`artifact_ends` before code that runs the same file in process; their errors name the stage
+(:mod:`tfopt.runtimes.bounded_stage`).
+
 The bound in force is set once per entry point (:func:`verify_timeout`, a context variable the
 conversion stages, :func:`tfopt.freeze`/:func:`tfopt.optimize` and ``tfopt verify`` enter from the
 options), so every stage below reads the same value without a keyword through each call.
@@ -77,6 +82,36 @@ def describe_bound(seconds: float, *, original: bool = False) -> str:
     return f"{seconds:g} s (the default bound: max({FLOOR:g} s, {FACTOR:g}x the original's time))"
 
 
+def bounded_runner(target: str, path: str, model: Any, reference_seconds: float | None) -> Any:
+    """The runner of an artifact (:func:`tfopt.runtimes.runner_for`) with each call held to
+    :func:`artifact_bound` of the original's ``reference_seconds`` (a file with a loop runs in a child process
+    killed at the bound). The caller closes it."""
+    from tfopt.runtimes import runner_for
+
+    return runner_for(target, path, model, timeout=artifact_bound(reference_seconds), describe_bound=describe_bound)
+
+
+def artifact_ends(target: str, path: str, model: Any, samples: Sequence[Mapping[str, Any]],
+                  reference_seconds: float | None) -> None:
+    """Run ``path`` on every sample through :func:`bounded_runner`, before code that runs the same file in its
+    runtime in process (a debugger, intermediate tensors), which no bound can stop: a file with no loop ends
+    (not run here, :func:`tfopt.runtimes.holds_loop`); one with a loop runs in a child process.
+
+    Raises:
+        VerificationTimeoutError: a call did not end within the bound (named by the stage in force).
+    """
+    from tfopt.runtimes import holds_loop
+
+    if not holds_loop(target, path):  # only a file with a loop may not end
+        return
+    runner = bounded_runner(target, path, model, reference_seconds)
+    try:
+        for sample in samples:
+            runner(sample)
+    finally:
+        runner.close()
+
+
 class BoundedReference:
     """The original model's runner with each call held to :func:`reference_bound` (TensorFlow's runs stop
     at it: :func:`tfopt._tf.deadline`); ``seconds``: the longest call so far (what artifacts' bounds scale).
@@ -120,15 +155,19 @@ class BoundedReference:
             close()
 
     def timed_out(self, feeds: Mapping[str, Any], bound: float) -> VerificationTimeoutError:
+        """The error, in the stage in force (:mod:`tfopt.runtimes.bounded_stage`: verification unless another
+        is entered)."""
+        from tfopt.runtimes.bounded_stage import current
+
+        stage = current()
         shapes = ", ".join(f"{k}:{'x'.join(map(str, getattr(v, 'shape', ()))) or 'scalar'}" for k, v in feeds.items())
         loops = loop_inputs(self.graph_def, self.specs)
         which = (f"; {', '.join(repr(n) for n in loops)} reach{'es' if len(loops) == 1 else ''} a loop of the graph, "
                  "whose trip count may come from the values fed") if loops else ""
         return VerificationTimeoutError(
-            f"verifying: the original model (TensorFlow) did not end within {describe_bound(bound, original=True)} on inputs "
-            f"{shapes}{which}. Verify on inputs it ends on: pass real inputs with --calibration/--eval-data, "
-            "bind the input with --set NAME=VALUE or fix its shape with --inputs; or raise --verify-timeout "
-            "SECONDS (0: no bound), or skip verification with --no-verify")
+            f"{stage.head()}: the original model (TensorFlow) did not end within {describe_bound(bound, original=True)} "
+            f"on inputs {shapes}{which}. {'Verify' if stage.verifying else 'Run it'} on inputs it ends on: "
+            f"{stage.inputs}; or raise --verify-timeout SECONDS (0: no bound){stage.way_out()}")
 
 
 def loop_inputs(graph_def: Any, specs: Sequence[Any]) -> list[str]:

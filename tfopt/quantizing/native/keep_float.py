@@ -19,15 +19,36 @@ def selective(target: str, precision: str, model: Model, path: str, samples: Any
     """Rank the layers (:func:`tfopt.quantizing.native.ranking.rank_layers`), then write ``path`` with
     ``emit(path, kept, converted)`` keeping ``keep`` in float, and with ``auto`` add the worst
     remaining layer until the drop is within ``auto`` points, measured on ``labeled`` (the eval data, a
-    :class:`tfopt.verification.input_data.LabeledData`) or else the calibration samples. Returns (file, kept, ranking)."""
+    :class:`tfopt.verification.input_data.LabeledData`) or else the calibration samples. Returns (file, kept, ranking).
+
+    Every run of the original and of a candidate file is held to the bound in force (``--verify-timeout``,
+    :mod:`tfopt.verification.deadline`): the original runs the samples first, in TensorFlow, before any converter
+    calibrates or debugs on them in process (native code no bound stops).
+
+    Raises:
+        VerificationTimeoutError: a run did not end within the bound; names this search, the model and the option.
+    """
+    from tfopt.runtimes.bounded_stage import Stage, within
+
+    stage = Stage(f"the keep-float search of {target} {precision} (--keep-float/--auto-keep-float)",
+                  model=model.provenance.get("path") or "", inputs="pass --calibration (and --eval-data) data it ends on",
+                  skip="leave out --keep-float/--auto-keep-float")
+    with within(stage):
+        return _selective(target, precision, model, path, samples, keep, auto, labeled, say, emit, opset, to_raw)
+
+
+def _selective(target: str, precision: str, model: Model, path: str, samples: Any, keep: Sequence[str],
+               auto: float | None, labeled: Any, say: Callable[[Any], None], emit: Callable[[str, list[str], Any], str],
+               opset: int | None, to_raw: Callable[[np.ndarray], np.ndarray] | None) -> tuple[str, list[str], list[dict[str, Any]]]:
     from tfopt.quantizing.native.layer_targets import quantizer_for
-    from tfopt.quantizing.native.ranking import rank_layers, resolve_layers
+    from tfopt.quantizing.native.ranking import expected_outputs, rank_layers, resolve_layers
     from tfopt.verification.data_batches import join_samples
 
     require_calibration(samples)
+    expected = expected_outputs(model, samples)  # the original first: a loop the samples never leave stops here
     say(f"{target} {precision}: per-layer quantization error")
     quantizer = quantizer_for(target, precision, model, samples, opset)
-    ranking = rank_layers(quantizer, model, samples, say)
+    ranking = rank_layers(quantizer, model, samples, say, expected)
     kept = resolve_layers(quantizer, keep, model)
     inputs, labels = (labeled.inputs, labeled.labels) if labeled is not None else (
         join_samples(samples[:64], model.inputs), None)
@@ -48,19 +69,22 @@ def drop_points(target: str, model: Model, path: str, inputs: dict[str, np.ndarr
     """Top-1 points lost by the artifact: against the labels, else against the original's classes
     (the class rule of :mod:`tfopt.verification.classes`), on every row of ``inputs`` in whole batches
     the graph takes (:func:`tfopt.verification.data_batches.batched`)."""
-    from tfopt.runtimes import runner_for
     from tfopt.verification.data_batches import batched
+    from tfopt.verification.deadline import bounded_runner
     from tfopt.verification.verify import reference_runner
 
     original = reference_runner(model)
     bindings = model.bindings if model.reference is not None else {}
-    runner = runner_for(target, path, model)
     raw = to_raw or (lambda v: v)
     name = model.outputs[0].name
     reference = lambda f: original({**f, **bindings})  # noqa: E731
     given = batched(reference, model.inputs, inputs, model.graph_def)  # the batches the graph takes, as verified
     ref = given.run(reference, [name])[name]
-    got = given.run(lambda f: runner({k: raw(v) for k, v in f.items()}), [name])[name]
+    runner = bounded_runner(target, path, model, original.seconds)  # its bound scaled by the original's time
+    try:
+        got = given.run(lambda f: runner({k: raw(v) for k, v in f.items()}), [name])[name]
+    finally:
+        runner.close()
     from tfopt.verification.classes import sample_classes, threshold, top1
 
     cut = threshold(ref)

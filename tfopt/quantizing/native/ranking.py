@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,16 +24,35 @@ from tfopt.quantizing.native.layer_targets import LayerQuantizer, relative_error
 from tfopt.terminal.progress import Step
 
 
-def rank_layers(quantizer: LayerQuantizer, model: Model, samples: Sequence[dict[str, Any]],
-                say: Callable[[Any], None] = lambda _m: None) -> list[dict[str, Any]]:
-    """``[{layer, op, output_error, tensor_error?, ...debugger stats}]``, worst first."""
-    from tfopt.runtimes import runner_for
+@dataclass(frozen=True)
+class Expected:
+    """The original's first output over the samples, and its longest call (what a candidate's bound scales)."""
+
+    values: np.ndarray
+    seconds: float
+
+
+def expected_outputs(model: Model, samples: Sequence[dict[str, Any]]) -> Expected:
+    """The original's first output over ``samples``, each call held to the bound in force
+    (:class:`tfopt.verification.deadline.BoundedReference`: a ``While`` stops at it, in TensorFlow)."""
     from tfopt.verification.verify import reference_runner
 
     original = reference_runner(model)
     bindings = model.bindings if model.reference is not None else {}
     name = model.outputs[0].name
-    expected = np.concatenate([np.asarray(original({**x, **bindings})[name]) for x in samples])
+    values = np.concatenate([np.asarray(original({**x, **bindings})[name]) for x in samples])
+    return Expected(values, original.seconds)
+
+
+def rank_layers(quantizer: LayerQuantizer, model: Model, samples: Sequence[dict[str, Any]],
+                say: Callable[[Any], None] = lambda _m: None, expected: Expected | None = None) -> list[dict[str, Any]]:
+    """``[{layer, op, output_error, tensor_error?, ...debugger stats}]``, worst first. ``expected``: the original's
+    outputs on ``samples`` (:func:`expected_outputs`) when already run. Each candidate's call is held to the bound
+    scaled by the original's time (:func:`tfopt.verification.deadline.bounded_runner`)."""
+    from tfopt.verification.deadline import artifact_ends, bounded_runner
+
+    expected = expected or expected_outputs(model, samples)
+    name = model.outputs[0].name
     names = [row["layer"] for row in quantizer.layers]
     rows = []
     label = f"{quantizer.target} {quantizer.precision}: each layer quantized alone"
@@ -40,12 +60,17 @@ def rank_layers(quantizer: LayerQuantizer, model: Model, samples: Sequence[dict[
         for i, layer in enumerate(quantizer.layers):
             say(Step(label, i + 1, len(names)))
             path = quantizer.build(os.path.join(tmp, f"alone{i}"), [n for n in names if n != layer["layer"]])
-            runner = runner_for(quantizer.target, path, model)
-            got = np.concatenate([runner(x)[name] for x in samples])
-            rows.append({"layer": layer["layer"], "op": layer["op"], "output_error": relative_error(got, expected),
-                         **quantizer.stats.get(layer["layer"], {})})
+            runner = bounded_runner(quantizer.target, path, model, expected.seconds)
+            try:
+                got = np.concatenate([runner(x)[name] for x in samples])
+            finally:
+                runner.close()
+            rows.append({"layer": layer["layer"], "op": layer["op"],
+                         "output_error": relative_error(got, expected.values), **quantizer.stats.get(layer["layer"], {})})
         if quantizer.tensor_errors is not None and rows:
-            errors = quantizer.tensor_errors(quantizer.build(os.path.join(tmp, "all"), []))
+            every = quantizer.build(os.path.join(tmp, "all"), [])
+            artifact_ends(quantizer.target, every, model, samples, expected.seconds)  # tensor_errors runs it in process
+            errors = quantizer.tensor_errors(every)
             for row in rows:
                 row["tensor_error"] = errors.get(row["layer"])
     return sorted(rows, key=lambda r: -r["output_error"])
