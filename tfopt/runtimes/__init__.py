@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -36,12 +37,29 @@ def runner_for(target: str, path: str, model: Model, *, threads: int | None = No
 
     found = record(target, "format")
     describe = describe_bound or (lambda s: f"{s:g} s")
-    if timeout and found.loops is not None and found.call("loops", path):
+    if timeout and found.loops is not None and holds_loop(target, path):
         from tfopt.runtimes.child import ChildRunner
 
         return ChildRunner(target, path, model, threads, timeout, describe_bound=describe)
     runner: Runner = found.call("runner", path, model, threads)
     return _InTensorFlow(runner, target, path, timeout, describe(timeout)) if timeout and found.loops is None else runner
+
+
+def holds_loop(target: str, path: str) -> bool:
+    """The target's ``loops`` role on the artifact at ``path``, read once per file: verification and the report
+    each open the artifact (:func:`runner_for`), and the answer is the file's until it changes (its size or
+    modification time, a rewritten file is read again)."""
+    import os
+
+    stat = os.stat(path)
+    return _holds_loop(target, os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _holds_loop(target: str, path: str, mtime_ns: int, size: int) -> bool:
+    from tfopt.targets import target as record
+
+    return bool(record(target, "format").call("loops", path))
 
 
 class _InTensorFlow:
