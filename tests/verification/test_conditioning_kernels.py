@@ -122,3 +122,24 @@ def test_converted_and_recorded_with_the_measure_that_found_it(saved, tmp_path):
         np.testing.assert_allclose(runner({spec.name: x[i:i + 1]})["out"], model.reference({spec.name: x[i:i + 1]})["out"],
                                    atol=ARTIFACT["fp32"], rtol=ARTIFACT["fp32"])
     runner.close()
+
+
+@pytest.mark.parametrize("error", [0.0, 1e-3])
+def test_an_original_that_reproduces_itself_exactly_explains_no_error(error):
+    """``d = 0`` by every measure (an NMS graph's kernels agree exactly): the artifact's error stands, even a float
+    error of 0 (its failure is elsewhere: a padded output, ids)."""
+    from tfopt.verification.conditioning import Gap, stable_rung
+    from tfopt.verification.saturation import NORMAL
+
+    never = lambda feeds: pytest.fail("no rung is tried")  # noqa: E731
+    assert stable_rung(never, never, never, NORMAL, error=error, gap=Gap(0.0, "kernels"), bound=1e-4, at="") is None
+
+
+def test_an_output_of_another_size_or_other_ids_is_no_noise():
+    from tfopt.verification.conditioning import artifact_gap
+
+    boxes, ids = np.zeros((1, 4), np.float32), np.array([2, 0])
+    assert artifact_gap({"b": np.zeros((5, 4), np.float32)}, {"b": boxes}) == np.inf
+    assert artifact_gap({"b": boxes, "i": ids[::-1]}, {"b": boxes, "i": ids}) < np.inf  # noise may flip ids...
+    assert artifact_gap({"b": boxes, "i": ids[::-1]}, {"b": boxes, "i": ids}, exact=True) == np.inf  # ...not here
+    assert artifact_gap({"b": boxes.ravel() + 1e-3}, {"b": boxes}) == pytest.approx(1e-3)  # rank left to the data

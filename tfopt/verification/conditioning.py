@@ -31,8 +31,9 @@ and ``d`` the original's disagreement with itself:
 - no rung is self-consistent: :class:`~tfopt.errors.IllConditionedError` (a
   :class:`~tfopt.errors.VerificationError`, exit 7, like a stochastic original: nothing could be
   verified, and only real inputs - ``--calibration``/``--eval-data`` - can verify it).
-- otherwise (``e > K * d``, or a self-consistent rung where the artifact still fails): the
-  artifact's error stands, as before.
+- otherwise (``e > K * d``, ``d = 0``, or a self-consistent rung where the artifact still fails): the
+  artifact's error stands, as before. An output of another size, or at the self-consistent rung a non-float
+  output that differs, is an infinite error (:func:`artifact_gap`): no noise of the original explains it.
 """
 
 from __future__ import annotations
@@ -88,6 +89,21 @@ def scaled_gap(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
             continue
         worst = max(worst, scaled_error(np.max(np.abs(x - y)), np.max(np.abs(y))))
     return worst
+
+
+def artifact_gap(got: Mapping[str, Any], expected: Mapping[str, Any], *, exact: bool = False) -> float:
+    """The artifact's error in the bound's units (:func:`scaled_gap`), infinite where the original's noise cannot
+    explain it: an output of another size (NMS padded to its maximum), or with ``exact`` (at a self-consistent
+    scale) a non-float output (ids, classes) that differs."""
+    shaped = {}
+    for name, ref in expected.items():
+        x, y = np.asarray(got[name]), np.asarray(ref)
+        if x.size != y.size:
+            return float("inf")
+        if exact and y.dtype.kind != "f" and not np.array_equal(x.reshape(y.shape), y):
+            return float("inf")
+        shaped[name] = x.reshape(y.shape)  # an output whose rank the data decides is compared element by element
+    return scaled_gap(shaped, expected)
 
 
 def self_disagreement(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], feeds: Mapping[str, np.ndarray],
@@ -146,7 +162,7 @@ def stable_rung(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], artifact:
         kernels: the second kernel choice measured at each rung too (:func:`disagreement`).
 
     Returns:
-        None when the reference is stable enough to blame the artifact (``error > K * gap``);
+        None when the reference is stable enough to blame the artifact (``error > K * gap``, or ``gap`` 0);
         else ``(rung, error there)`` at the first self-consistent rung below ``current``, where the
         artifact is within ``bound`` (the caller then keeps it) or not (the caller fails it there).
 
@@ -154,7 +170,7 @@ def stable_rung(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], artifact:
         IllConditionedError: no rung of the ladder is self-consistent.
     """
     gap = gap if isinstance(gap, Gap) else Gap(gap, "rows")
-    if error > K * gap.value:
+    if gap.value <= 0 or error > K * gap.value:  # an original that reproduces itself exactly explains no error
         return None
     below = LADDER[LADDER.index(current) + 1:] if current in LADDER else ()
     for rung in below:
@@ -165,7 +181,7 @@ def stable_rung(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], artifact:
             continue
         there = disagreement(run, feeds, expected, kernels)
         if there is not None and there.value <= bound / K:
-            return rung, scaled_gap(artifact(feeds), expected)
+            return rung, artifact_gap(artifact(feeds), expected, exact=True)
     raise IllConditionedError(
         f"the original model is ill-conditioned on made-up inputs {at}: it differs from itself by {gap.value:.3g} "
         f"({MEASURES[gap.by]}, max|a-b|/(1+max|b|)), about as much as the artifact differs from it "
@@ -305,7 +321,7 @@ def verified_at_a_stable_scale(artifact: Any, runner: Any, original: Model, inpu
                                expected: Mapping[str, Any], got: Mapping[str, Any], bound: float, what: str) -> bool:
     """True when an original ill-conditioned on these made-up inputs verified the artifact at a self-consistent
     rung instead (recorded on ``artifact.conditioning``)."""
-    found = judge(original, inputs_at, runner, scaled_gap(got, expected), bound, what)
+    found = judge(original, inputs_at, runner, artifact_gap(got, expected), bound, what)
     if found is not None:
         artifact.conditioning = record(inputs_at.values, found)
     return found is not None
@@ -322,7 +338,7 @@ def stage_verified_at_a_stable_scale(run: Callable[[Mapping[str, Any]], Any], or
 
     stage_graph = GraphRunner(derived, rewrites=not as_written)
     try:
-        found = judge(derived, at, stage_graph, scaled_gap(got, expected), bound, what, run,
+        found = judge(derived, at, stage_graph, artifact_gap(got, expected), bound, what, run,
                       KernelChoices(original, bindings))
     finally:
         stage_graph.close()
