@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -46,11 +47,24 @@ def runner_for(target: str, path: str, model: Model, *, threads: int | None = No
 
 def holds_loop(target: str, path: str) -> bool:
     """Whether ``path`` holds a loop its runtime cannot be interrupted in (its target's ``loops`` role): what
-    runs in a child process under a bound."""
+    runs in a child process under a bound. Read once per file: verification and the report each open the
+    artifact (:func:`runner_for`), and the answer is the file's until it changes (its size or modification
+    time; a rewritten file is read again)."""
+    import os
+
     from tfopt.targets import target as record
 
-    found = record(target, "format")
-    return found.loops is not None and bool(found.call("loops", path))
+    if record(target, "format").loops is None:
+        return False
+    stat = os.stat(path)
+    return _holds_loop(target, os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _holds_loop(target: str, path: str, mtime_ns: int, size: int) -> bool:
+    from tfopt.targets import target as record
+
+    return bool(record(target, "format").call("loops", path))
 
 
 class _InTensorFlow:

@@ -12,8 +12,15 @@ uses it only for an artifact whose target's ``loops`` role says it holds a loop:
 
 Protocol: one JSON line a request on the child's stdin, one JSON line an answer on a private copy of its
 stdout (what the runtime prints goes to a log file); arrays travel as ``.npz`` files (no pickle) in a
-private directory. Requests: ``open`` (target, path, input/output specs, threads), ``run`` (feeds file,
-outputs file), ``latency`` (feeds file, runs: timed in the child, as :func:`tfopt.runtimes.base.latency`).
+private directory. Requests: ``open`` (target, path, input/output specs, threads; answered with whether the
+runner offers a runtime-default run), ``run`` (feeds file, outputs file), ``latency`` (feeds file, runs: timed in
+the child, as :func:`tfopt.runtimes.base.latency`), ``at_runtime_default`` (a precision hint or null: the runner's
+``at_runtime_default`` in the child, whose other runner then answers every ``run``).
+
+A runner that offers ``at_runtime_default`` in process (OpenVINO's: what a plain ``compile_model(xml, "CPU")``
+runs, bf16 on CPUs with bf16) offers it here too, so the report's runtime-default column is measured for an IR
+that holds a loop as for any other: :meth:`ChildRunner.at_runtime_default` opens the artifact in a second child
+at that precision (the report closes each runner before it asks), its runs held to the same bound.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ class ChildRunner:
                  describe_bound: Any = None):
         self.target, self.path, self.seconds = target, path, seconds
         self.inputs, self.outputs = list(model.inputs), list(model.outputs)
+        self._model, self._threads = model, threads
         self._describe = describe_bound or (lambda s: f"{s:g} s")
         self._dir = tempfile.mkdtemp(prefix="tfopt-run-")
         self._log = os.path.join(self._dir, "log.txt")
@@ -62,13 +70,17 @@ class ChildRunner:
         from tfopt.targets import target as record
 
         try:  # the runner's "module:function", not the target's name: a registered target is not in the child's table
-            self._ask({"open": {"runner": record(target, "format").runner, "path": path, "threads": threads,
-                                "inputs": [dataclasses.asdict(s) for s in self.inputs],
-                                "outputs": [dataclasses.asdict(s) for s in self.outputs]}}, "opening it",
-                      allowance=START)
+            opened = self._ask({"open": {"runner": record(target, "format").runner, "path": path, "threads": threads,
+                                         "inputs": [dataclasses.asdict(s) for s in self.inputs],
+                                         "outputs": [dataclasses.asdict(s) for s in self.outputs]}}, "opening it",
+                               allowance=START)
         except BaseException:
             self.close()
             raise
+        self._runner_class = opened.get("runtime_default")  # "module:Class" of a runner that offers it, else None
+        if self._runner_class:  # asked with hasattr (tfopt.report.measure): present only when the runner offers it
+            self.at_runtime_default = self._at_runtime_default
+            self.default_failed = self._default_failed
 
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         sent, got = self._feeds(feeds), os.path.join(self._dir, "outputs.npz")
@@ -81,6 +93,30 @@ class ChildRunner:
         each timed call is held to the bound."""
         answer = self._ask({"latency": self._feeds(feeds), "runs": runs}, "timing it", calls=runs + 3)
         return dict(answer["latency"])
+
+    def _at_runtime_default(self, precision: str | None = None) -> tuple[dict[str, Any], ChildRunner | None]:
+        """The runner's ``at_runtime_default(precision)`` (OpenVINO's: ``(record, runner)``), computed in a second
+        child that then runs at that precision (``None`` when it would give the verified numbers, or cannot
+        compile: the record says why). A run there that outlives the bound fails as the plugin's refusal does
+        (a ``RuntimeError``: the record tells it), not the report."""
+        other = _DefaultChild(self.target, self.path, self._model, self._threads, self.seconds,
+                              describe_bound=self._describe)
+        try:
+            answer = other._ask({"at_runtime_default": precision}, "compiling it at the runtime's default precision")
+        except BaseException:
+            other.close()
+            raise
+        if not answer["switched"]:
+            other.close()
+            return dict(answer["record"]), None
+        return dict(answer["record"]), other
+
+    def _default_failed(self, record: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+        """The runner class's own ``default_failed(record, exc)``, for a runtime-default run that failed."""
+        import importlib
+
+        module, _, name = str(self._runner_class).partition(":")
+        return dict(getattr(importlib.import_module(module), name).default_failed(record, exc))
 
     def close(self) -> None:
         """End the child and remove its files."""
@@ -141,6 +177,17 @@ class ChildRunner:
         return code
 
 
+class _DefaultChild(ChildRunner):
+    """A child running the artifact at its runtime's default precision: a call that outlives the bound raises a
+    ``RuntimeError`` (the report records it as that run's failure, beside the verified row)."""
+
+    def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        try:
+            return super().__call__(feeds)
+        except VerificationTimeoutError as exc:
+            raise RuntimeError(f"at the runtime's default precision: {exc}") from exc
+
+
 def timed_out(target_name: str, path: str, bound: str, doing: str, *, stopped: bool) -> VerificationTimeoutError:
     """The error of an artifact call that outlived its bound (``bound``: its seconds and where they came from),
     in the stage in force (:mod:`tfopt.runtimes.bounded_stage`: verification unless another is entered)."""
@@ -193,7 +240,15 @@ def _serve(requests: IO[str], answers: IO[str]) -> int:
                 model = Model(graph_def=None, inputs=_specs(spec["inputs"]), outputs=_specs(spec["outputs"]))
                 module, _, function = spec["runner"].partition(":")
                 runner = getattr(importlib.import_module(module), function)(spec["path"], model, spec["threads"])
-                answer: dict[str, Any] = {"ok": True}
+                offers = hasattr(runner, "at_runtime_default") and hasattr(type(runner), "default_failed")
+                answer: dict[str, Any] = {"ok": True, "runtime_default": f"{type(runner).__module__}:"
+                                          f"{type(runner).__qualname__}" if offers else None}
+            elif "at_runtime_default" in request:
+                record, other = runner.at_runtime_default(request["at_runtime_default"])
+                if other is not None:  # every later run is at that precision
+                    runner.close()
+                    runner = other
+                answer = {"ok": True, "record": record, "switched": other is not None}
             elif "run" in request:
                 with np.load(request["run"], allow_pickle=False) as data:
                     got = runner(dict(data))

@@ -8,9 +8,16 @@ agree within 2.4e-7. An artifact compared with such a reference differs by the r
 (7e-4 there), and blaming it says nothing about the artifact.
 
 So when an artifact fails its bound ``t`` on **made-up** inputs (only then: a passing check costs
-nothing, and given data is what the user vouches for), the original is run again in a way that must
-give the same numbers mathematically: the batch one row at a time (:func:`self_disagreement`). In
-verification units (``max|a - b| / (1 + max|b|)``, what ``t`` bounds), with ``e`` the artifact's error
+nothing, and given data is what the user vouches for), the original is run again in ways that must
+give the same numbers mathematically (:func:`disagreement`, the largest of them, recorded by name):
+
+- ``rows``: the batch one row at a time (:func:`self_disagreement`);
+- ``kernels``: its graph under a second kernel choice, in TensorFlow sessions with Grappler's rewrites on
+  and off (:mod:`tfopt.verification.kernel_choice`). On an AVX-512 CPU with oneDNN on, deepac-lstm's
+  batch and rows agree (1.5e-7) while its eager Keras call and its graph in a session differ by 0.0242:
+  the kernels differ, and so does its frozen graph.
+
+In verification units (``max|a - b| / (1 + max|b|)``, what ``t`` bounds), with ``e`` the artifact's error
 and ``d`` the original's disagreement with itself:
 
 - ``e <= K * d`` (:data:`K` = 10) - the reference is as unstable as the artifact is wrong: the
@@ -24,19 +31,22 @@ and ``d`` the original's disagreement with itself:
 - no rung is self-consistent: :class:`~tfopt.errors.IllConditionedError` (a
   :class:`~tfopt.errors.VerificationError`, exit 7, like a stochastic original: nothing could be
   verified, and only real inputs - ``--calibration``/``--eval-data`` - can verify it).
-- otherwise (``e > K * d``, or a self-consistent rung where the artifact still fails): the
-  artifact's error stands, as before.
+- otherwise (``e > K * d``, ``d = 0``, or a self-consistent rung where the artifact still fails): the
+  artifact's error stands, as before. An output of another size, or at the self-consistent rung a non-float
+  output that differs, is an infinite error (:func:`artifact_gap`): no noise of the original explains it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from tfopt.errors import IllConditionedError, TfoptError, VerificationError
+from tfopt.verification.kernel_choice import WHAT as KERNELS_WHAT
+from tfopt.verification.kernel_choice import KernelChoices
 from tfopt.verification.saturation import LADDER
 from tfopt.verification.tolerances import scaled_error
 
@@ -48,6 +58,25 @@ _log = logging.getLogger(__name__)
 
 K = 10.0  # see the module docstring
 PROBE_BATCH = 8  # rows a rung is measured on: a batch of 1 cannot disagree with its single row
+MEASURES = {"rows": "batched vs single rows", "kernels": KERNELS_WHAT}  # what each measure compares
+
+
+class Gap(NamedTuple):
+    """The original's self-disagreement (the bound's units) and the measure of :data:`MEASURES` that found it."""
+
+    value: float
+    by: str
+
+
+class Found(NamedTuple):
+    """An ill-conditioned original's verdict: the self-consistent ``rung`` the artifact was judged at, the
+    original's self-disagreement ``gap`` at the failing inputs, found ``by`` that measure, and the artifact's
+    ``error`` at the rung."""
+
+    rung: str
+    gap: float
+    error: float
+    by: str
 
 
 def scaled_gap(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
@@ -60,6 +89,21 @@ def scaled_gap(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
             continue
         worst = max(worst, scaled_error(np.max(np.abs(x - y)), np.max(np.abs(y))))
     return worst
+
+
+def artifact_gap(got: Mapping[str, Any], expected: Mapping[str, Any], *, exact: bool = False) -> float:
+    """The artifact's error in the bound's units (:func:`scaled_gap`), infinite where the original's noise cannot
+    explain it: an output of another size (NMS padded to its maximum), or with ``exact`` (at a self-consistent
+    scale) a non-float output (ids, classes) that differs."""
+    shaped = {}
+    for name, ref in expected.items():
+        x, y = np.asarray(got[name]), np.asarray(ref)
+        if x.size != y.size:
+            return float("inf")
+        if exact and y.dtype.kind != "f" and not np.array_equal(x.reshape(y.shape), y):
+            return float("inf")
+        shaped[name] = x.reshape(y.shape)  # an output whose rank the data decides is compared element by element
+    return scaled_gap(shaped, expected)
 
 
 def self_disagreement(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], feeds: Mapping[str, np.ndarray],
@@ -82,26 +126,51 @@ def self_disagreement(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], fee
     return scaled_gap(joined, batched)
 
 
+def disagreement(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], feeds: Mapping[str, np.ndarray],
+                 expected: Mapping[str, Any] | None = None, kernels: KernelChoices | None = None) -> Gap | None:
+    """The largest of the original's self-disagreements on ``feeds`` (see the module docstring: ``rows``,
+    and ``kernels`` when ``kernels`` is given), with the measure that found it; ``expected``: its outputs on
+    ``feeds`` when already run. None when neither measures anything."""
+    try:
+        expected = dict(expected) if expected is not None else dict(run(feeds))
+    except Exception:  # the original gives nothing on these feeds: nothing to measure
+        return None
+    found: dict[str, float] = {}
+    if (rows := self_disagreement(run, feeds, expected)) is not None:
+        found["rows"] = rows
+    others = [scaled_gap({k: o[k] for k in expected}, expected) for o in (kernels(feeds) if kernels else [])
+              if all(k in o for k in expected)]
+    if others:
+        found["kernels"] = max(others)
+    if not found:
+        return None
+    by = max(found, key=lambda k: found[k])  # ties: rows, the cheaper and older measure
+    return Gap(found[by], by)
+
+
 def stable_rung(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], artifact: Callable[[Mapping[str, Any]], Mapping[str, Any]],
-                make: Callable[[str], dict[str, np.ndarray]], current: str, error: float, gap: float,
-                bound: float, at: str) -> tuple[str, float] | None:
+                make: Callable[[str], dict[str, np.ndarray]], current: str, error: float, gap: float | Gap,
+                bound: float, at: str, kernels: KernelChoices | None = None) -> tuple[str, float] | None:
     """Where the artifact is judged when the original is ill-conditioned (see the module docstring).
 
     Args:
         run, artifact: the original model and the artifact on feeds keyed by input name.
         make: made-up feeds at a rung of the ladder (:data:`PROBE_BATCH` rows).
-        current: the rung ``error`` (the artifact's) and ``gap`` (the original's) were measured at.
+        current: the rung ``error`` (the artifact's) and ``gap`` (the original's, a bare float: ``rows``)
+            were measured at.
         at: where (``at x:8x4 (made up inputs)``), for the error.
+        kernels: the second kernel choice measured at each rung too (:func:`disagreement`).
 
     Returns:
-        None when the reference is stable enough to blame the artifact (``error > K * gap``);
+        None when the reference is stable enough to blame the artifact (``error > K * gap``, or ``gap`` 0);
         else ``(rung, error there)`` at the first self-consistent rung below ``current``, where the
         artifact is within ``bound`` (the caller then keeps it) or not (the caller fails it there).
 
     Raises:
         IllConditionedError: no rung of the ladder is self-consistent.
     """
-    if error > K * gap:
+    gap = gap if isinstance(gap, Gap) else Gap(gap, "rows")
+    if gap.value <= 0 or error > K * gap.value:  # an original that reproduces itself exactly explains no error
         return None
     below = LADDER[LADDER.index(current) + 1:] if current in LADDER else ()
     for rung in below:
@@ -110,20 +179,21 @@ def stable_rung(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], artifact:
             expected = dict(run(feeds))
         except Exception:  # the original gives nothing at this rung: not a self-consistent one
             continue
-        there = self_disagreement(run, feeds, expected)
-        if there is not None and there <= bound / K:
-            return rung, scaled_gap(artifact(feeds), expected)
+        there = disagreement(run, feeds, expected, kernels)
+        if there is not None and there.value <= bound / K:
+            return rung, artifact_gap(artifact(feeds), expected, exact=True)
     raise IllConditionedError(
-        f"the original model is ill-conditioned on made-up inputs {at}: it differs from itself by {gap:.3g} "
-        f"(batched vs single rows, max|a-b|/(1+max|b|)), about as much as the artifact differs from it "
-        f"({error:.3g} <= {K:g} x {gap:.3g}), and at every smaller scale tried "
+        f"the original model is ill-conditioned on made-up inputs {at}: it differs from itself by {gap.value:.3g} "
+        f"({MEASURES[gap.by]}, max|a-b|/(1+max|b|)), about as much as the artifact differs from it "
+        f"({error:.3g} <= {K:g} x {gap.value:.3g}), and at every smaller scale tried "
         f"({', '.join(below) or 'none'}) too, so the artifact is not blamed and nothing was verified: "
-        "pass --calibration or --eval-data (real inputs)", gap)
+        "pass --calibration or --eval-data (real inputs)", gap.value)
 
 
 def on_made_up(model: Any, verified_at: Any, artifact: Callable[[Mapping[str, np.ndarray]], Mapping[str, Any]],
                error: float, bound: float, seed: int = 0,
-               original: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None) -> tuple[str, float, float] | None:
+               original: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+               kernels: KernelChoices | None = None) -> Found | None:
     """An artifact ``error`` beyond ``bound`` (the bound's units) on made-up inputs ``verified_at``, judged
     again (see the module docstring) on :data:`PROBE_BATCH` rows of them, as the report makes its rows.
 
@@ -131,24 +201,37 @@ def on_made_up(model: Any, verified_at: Any, artifact: Callable[[Mapping[str, np
         model: the original (its runner, bindings, inputs and outputs).
         artifact: the artifact on feeds (run a row at a time here: every runtime takes batch 1).
         original: the original on feeds, bindings included (default: ``model``'s reference, as verification runs it).
+        kernels: the second kernel choice (default: ``model``'s graph, :class:`KernelChoices`); closed here.
 
     Returns:
-        None when the error stands (given data: the user vouches for it; rows that cannot be split; an
-        original stable enough to blame the artifact); else ``(rung, self-disagreement, error there)``.
+        None when the error stands (given data: the user vouches for it; nothing measured; an original
+        stable enough to blame the artifact); else :class:`Found`.
 
     Raises:
         IllConditionedError: no rung of the ladder is self-consistent.
     """
+    if verified_at is None or verified_at.source != "made up":
+        return None
+    bindings = model.bindings if model.reference is not None else {}
+    kernels = kernels or KernelChoices(model, bindings)
+    try:
+        return _on_made_up(model, verified_at, artifact, error, bound, seed, original, kernels, bindings)
+    finally:
+        kernels.close()
+
+
+def _on_made_up(model: Any, verified_at: Any, artifact: Callable[[Mapping[str, np.ndarray]], Mapping[str, Any]],
+                error: float, bound: float, seed: int, original: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None,
+                kernels: KernelChoices, bindings: Mapping[str, Any]) -> Found | None:
     import dataclasses
 
     from tfopt.runtimes.tensorflow import GraphRunner
 
-    if verified_at is None or verified_at.source != "made up":
-        return None
-    reference = model.reference if model.reference is not None else GraphRunner(model)  # as verify's reference_runner
+    if original is None:
+        reference = model.reference if model.reference is not None else GraphRunner(model)  # as verify's reference_runner
+        original = lambda f: reference({**f, **bindings})  # noqa: E731
     names = [s.name for s in model.outputs]
-    bindings = model.bindings if model.reference is not None else {}
-    call = original or (lambda f: reference({**f, **bindings}))
+    call = original
     run = lambda f: {n: np.asarray(call(f)[n]) for n in names}  # noqa: E731
 
     def made(rung: str) -> dict[str, np.ndarray]:
@@ -163,20 +246,20 @@ def on_made_up(model: Any, verified_at: Any, artifact: Callable[[Mapping[str, np
         feeds = made(verified_at.values)
     except Exception:  # shapes that take no other batch: nothing to measure, the error stands
         return None
-    gap = self_disagreement(run, feeds)
+    gap = disagreement(run, feeds, kernels=kernels)
     if gap is None:
         return None
     shape = lambda v: "x".join(map(str, np.shape(v)))  # noqa: E731
     at = "at " + ", ".join(f"{k}:{shape(v)}" for k, v in feeds.items()) + f" ({verified_at.values})"
-    found = stable_rung(run, rows, made, verified_at.values, error, gap, bound, at)
-    return None if found is None else (found[0], gap, found[1])
+    found = stable_rung(run, rows, made, verified_at.values, error, gap, bound, at, kernels)
+    return None if found is None else Found(found[0], gap.value, found[1], gap.by)
 
 
 def judge(model: Any, at: Any, derived: Any, error: float, bound: float, what: str,
-            run: Any = None) -> tuple[str, float, float] | None:
+          run: Any = None, kernels: KernelChoices | None = None) -> Found | None:
     """:func:`on_made_up`, its errors naming ``what`` (a stage's graph, an artifact)."""
     try:
-        found = on_made_up(model, at, derived, error, bound, original=run)
+        found = on_made_up(model, at, derived, error, bound, original=run, kernels=kernels)
     except IllConditionedError as exc:
         raise IllConditionedError(f"verifying {what}: {exc}", exc.gap) from None
     if found is not None and (problem := beyond(found, bound)):
@@ -215,43 +298,50 @@ def reconsider(row: dict[str, Any], samples: int, verified_at: Any, model: Any, 
     if (problem := beyond(found, bound)):
         return VerificationError(f"{failure}; {problem}")
     row.pop(KEY)
-    row["conditioning"] = record(verified_at.values, *found)
+    row["conditioning"] = record(verified_at.values, found)
     return None
 
 
-def beyond(found: tuple[str, float, float], bound: float) -> str:
+def beyond(found: Found, bound: float) -> str:
     """Why the artifact fails at the self-consistent rung ``found`` (empty: it passes)."""
-    rung, _, there = found
-    return (f"at made-up floats {rung}, where the original is self-consistent, the artifact's error is {there:.3g} "
-            f"(bound {bound:g})") if there > bound else ""
+    return (f"at made-up floats {found.rung}, where the original is self-consistent, the artifact's error is "
+            f"{found.error:.3g} (bound {bound:g})") if found.error > bound else ""
 
 
-def record(current: str, rung: str, gap: float, error: float) -> dict[str, Any]:
-    """What the manifest and report keep when an artifact was verified at a smaller rung than ``current``."""
-    return {"self_disagreement": gap, "at": current, "verified_at": rung, "scaled_err": error,
-            "note": f"the original differs from itself by {gap:.3g} at made-up floats {current} (batched vs "
-                    f"single rows): verified at {rung} instead, error {error:.3g}"}
+def record(current: str, found: Found) -> dict[str, Any]:
+    """What the manifest and report keep when an artifact was verified at a smaller rung than ``current``:
+    ``measure`` names what found the original's self-disagreement (``rows``, ``kernels``)."""
+    return {"self_disagreement": found.gap, "measure": found.by, "at": current, "verified_at": found.rung,
+            "scaled_err": found.error,
+            "note": f"the original differs from itself by {found.gap:.3g} at made-up floats {current} "
+                    f"({MEASURES[found.by]}): verified at {found.rung} instead, error {found.error:.3g}"}
 
 
 def verified_at_a_stable_scale(artifact: Any, runner: Any, original: Model, inputs_at: VerifyInputs,
                                expected: Mapping[str, Any], got: Mapping[str, Any], bound: float, what: str) -> bool:
     """True when an original ill-conditioned on these made-up inputs verified the artifact at a self-consistent
     rung instead (recorded on ``artifact.conditioning``)."""
-    found = judge(original, inputs_at, runner, scaled_gap(got, expected), bound, what)
+    found = judge(original, inputs_at, runner, artifact_gap(got, expected), bound, what)
     if found is not None:
-        artifact.conditioning = record(inputs_at.values, *found)
+        artifact.conditioning = record(inputs_at.values, found)
     return found is not None
 
 
-def stage_verified_at_a_stable_scale(run: Callable[[Mapping[str, Any]], Any], derived: Model, at: VerifyInputs,
+def stage_verified_at_a_stable_scale(run: Callable[[Mapping[str, Any]], Any], original: Model,
+                                     bindings: Mapping[str, Any], derived: Model, at: VerifyInputs,
                                      expected: Mapping[str, Any], got: Mapping[str, Any], bound: float, what: str,
                                      as_written: bool) -> bool:
-    """:func:`verified_at_a_stable_scale` for a stage's graph (run in TensorFlow): True when it is verified at a
+    """:func:`verified_at_a_stable_scale` for a stage's graph (run in TensorFlow) against ``original`` (run by
+    ``run``; its graph, fed ``bindings``, is the second kernel choice): True when it is verified at a
     self-consistent rung instead (logged: a stage keeps no record of its own)."""
     from tfopt.runtimes.tensorflow import GraphRunner
 
     stage_graph = GraphRunner(derived, rewrites=not as_written)
-    found = judge(derived, at, stage_graph, scaled_gap(got, expected), bound, what, run)
+    try:
+        found = judge(derived, at, stage_graph, artifact_gap(got, expected), bound, what, run,
+                      KernelChoices(original, bindings))
+    finally:
+        stage_graph.close()
     if found is not None:
-        _log.info("%s: %s", what, record(at.values, *found)["note"])
+        _log.info("%s: %s", what, record(at.values, found)["note"])
     return found is not None

@@ -305,8 +305,9 @@ def verify_against_reference(original: Model, derived: Model, bindings: Mapping[
             check_reproducible(lambda f: runner({**f, **bindings}), at.feeds, expected, graph_def=derived.graph_def,
                                outputs=names, tensors=[s.tensor for s in derived.outputs],
                                at=f"(at {at.describe()})", what=what)
-            if not stage_verified_at_a_stable_scale(lambda f: runner({**f, **bindings}), derived, at, expected, got,
-                                          min(atol, rtol) or max(atol, rtol), what, as_written):
+            if not stage_verified_at_a_stable_scale(lambda f: runner({**f, **bindings}), original, bindings, derived,
+                                                    at, expected, got, min(atol, rtol) or max(atol, rtol), what,
+                                                    as_written):
                 raise
             continue
         diffs = found if not diffs else [max(a, b, key=lambda d: d.max_abs_err) for a, b in zip(diffs, found)]
