@@ -37,7 +37,7 @@ def unique_function_names(graph_def: Any) -> Any:
     taken = {n.name for n in graph_def.node}
     plans: dict[str, dict[str, str]] = {}
     for fdef in sorted(graph_def.library.function, key=lambda f: f.signature.name):
-        renames = {}
+        renames: dict[str, str] = {}
         prefix = fdef.signature.name
         for name, is_arg in [*((a.name, True) for a in fdef.signature.input_arg),
                              *((n.name, False) for n in fdef.node_def)]:
@@ -52,9 +52,8 @@ def unique_function_names(graph_def: Any) -> Any:
     out = type(graph_def)()
     out.CopyFrom(graph_def)
     for fdef in out.library.function:
-        renames = plans.get(fdef.signature.name)
-        if renames:
-            _rename(fdef, renames)
+        if fdef.signature.name in plans:
+            _rename(fdef, plans[fdef.signature.name])
     return out
 
 
