@@ -35,7 +35,7 @@ class LowerForBuiltins(Pass):
     name = "lower_for_builtins"
 
     def run(self, model: Model) -> PassResult:
-        from tfopt.emitters import tflite_lower_math, tflite_lower_pool  # noqa: F401  (they fill the registry)
+        from tfopt.emitters import tflite_lower_math, tflite_lower_no_nan, tflite_lower_pool  # noqa: F401  (they fill the registry)
         from tfopt.emitters.tflite_lower_bodies import bodies_to_lower, lower_bodies, static_value
         from tfopt.emitters.tflite_lowering import Operand, lower_nodes, registry, rewire
 
