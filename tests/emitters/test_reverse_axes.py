@@ -88,3 +88,32 @@ def test_a_reverse_over_several_axes_in_loop_and_cond_bodies_converts_to_openvin
         for name in ("branched", "looped"):
             np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-6, err_msg=name)
     assert len(seen) > 1
+
+
+def test_axes_from_static_shapes_are_split_and_axes_from_data_are_left(tmp_path):
+    """The axes reach the lowering as values (``Lowering.constants``) when the graph's constants and
+    static shapes decide them (``range(1, rank(x))``); axes fed at run time are left to the converter."""
+    from tfopt._tf import tf
+    from tfopt.emitters.reverse_axes import split_reverses
+
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, [None, 5, 3, 2], name="x")
+        axes = t.compat.v1.placeholder(t.int32, [2], name="axes")
+        t.identity(t.reverse(x, axis=t.range(1, t.rank(x))), name="static")
+        t.identity(t.reverse(x, axis=axes), name="fed")
+
+    model = graph_model(build, {"x": (None, 5, 3, 2)}, ["static", "fed"])
+    split = split_reverses(model.graph_def)
+    single = [n for n in split.node if n.op == "ReverseV2" and n.name.startswith("ReverseV2/lowered")]
+    assert len(single) == 3  # the static reverse, one per axis; the fed one is untouched
+    assert [n.input for n in split.node if n.name == "ReverseV2_1"] == [n.input for n in model.graph_def.node
+                                                                        if n.name == "ReverseV2_1"]
+    x = np.random.default_rng(1).standard_normal((2, 5, 3, 2)).astype(np.float32)
+    t = tf()
+    graph = t.Graph()
+    with graph.as_default():
+        t.graph_util.import_graph_def(split, name="")
+    with t.compat.v1.Session(graph=graph) as sess:
+        got, fed = sess.run(["static:0", "fed:0"], {"x:0": x, "axes:0": np.array([1, 3], np.int32)})
+    np.testing.assert_array_equal(got, x[:, ::-1, ::-1, ::-1])
+    np.testing.assert_array_equal(fed, x[:, ::-1, :, ::-1])
