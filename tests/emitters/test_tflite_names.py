@@ -1,8 +1,10 @@
 """A ``.tflite`` names its outputs as the model does. The converter goes through a SavedModel whose
 signature returns a flat list, so every output was ``output_i`` in LiteRT's signature runner and
 ``PartitionedCall:i`` in ``get_output_details()``, for every model (a Keras 2 ``.h5`` with ``Lambda``
-heads, plain heads, Keras 3), while ONNX and OpenVINO carried the heads' names. Checked in the real
-LiteRT runtime, by name and by value against the original."""
+heads, plain heads, Keras 3), while ONNX and OpenVINO carried the heads' names. A model above
+``--external-threshold`` (TFLite's large-model form, its buffers after the flatbuffer at absolute
+offsets) kept ``StatefulPartitionedCall:i`` in ``get_output_details()``: forced onto that path by a tiny
+threshold here. Checked in the real LiteRT runtime, by name and by value against the original."""
 
 from __future__ import annotations
 
@@ -69,6 +71,27 @@ class _Frozen:
     ("frozen", ("logits", "scores/prob"), "fp32"),
 ], ids=["keras2-lambda-2", "keras2-lambda-3-fp16", "keras2-dense-dynamic", "keras3-2", "keras3-single", "frozen-pb"])
 def test_tflite_outputs_carry_the_models_names(tmp_path, kind, heads, precision):
+    _check_names(tmp_path, kind, heads, precision)
+
+
+LARGE_THRESHOLD = 128  # bytes: each model here has a kernel larger (192 to 256), so it takes the large path
+
+
+@pytest.mark.parametrize("kind,heads,precision", [
+    ("lambda", ("out_diff", "out_av"), "fp32"),
+    ("plain", ("scores", "boxes"), "dynamic"),
+    ("keras3", ("second", "first"), "fp32"),
+], ids=["keras2-lambda-2", "keras2-dense-dynamic", "keras3-2"])
+def test_large_model_tflite_outputs_carry_the_models_names(tmp_path, kind, heads, precision):
+    from tests.helpers import counting
+    from tfopt.emitters import large
+
+    with counting(large, "emit_from_savedmodel") as calls:
+        _check_names(tmp_path, kind, heads, precision, external_threshold=LARGE_THRESHOLD)
+    assert calls  # the large-model path wrote it
+
+
+def _check_names(tmp_path, kind, heads, precision, external_threshold=None):
     from ai_edge_litert.interpreter import Interpreter
 
     import tfopt
@@ -78,7 +101,7 @@ def test_tflite_outputs_carry_the_models_names(tmp_path, kind, heads, precision)
              else _keras2(kind, path, heads))
     out = tmp_path / "out"
     result = tfopt.convert(path, str(out), to=["tflite"], quantize=[precision], report_runs=1, unsafe=True,
-                           outputs=list(heads) if kind == "frozen" else [])
+                           outputs=list(heads) if kind == "frozen" else [], external_threshold=external_threshold)
     assert not result.failed, result.errors
     interpreter = Interpreter(model_path=str(out / f"model.{precision}.tflite"))
     assert sorted(d["name"] for d in interpreter.get_output_details()) == sorted(heads)

@@ -44,8 +44,11 @@ def convert_tflite(job: dict[str, Any]) -> None:
     if job["precision"] == "int8" and job.get("int8_io"):
         converter.inference_input_type = converter.inference_output_type = t.int8
     data = converter.convert()
+    from tfopt.emitters.tflite_names import name_offset_outputs
+
     with open(job["out"], "wb") as f:
-        f.write(data)
+        for part in name_offset_outputs(data):  # output tensors named as the signature keys (the model's names)
+            f.write(part)
 
 
 def convert_openvino(job: dict[str, Any]) -> None:

@@ -79,11 +79,15 @@ def convert_ahead(model: Model, opset: int | None = None) -> bool:
 def _tf2onnx_graph(model: Model) -> Any:
     """The graph tf2onnx converts: an output computed by a functional op read through an Identity
     of its name (grappler inlines the op and tf2onnx then cannot find the output:
-    :mod:`tfopt.emitters.output_identity`), then :func:`_lower_for_tf2onnx`."""
+    :mod:`tfopt.emitters.output_identity`), then :func:`_lower_for_tf2onnx`, then every function's node
+    and argument names made unique across the graph (tf2onnx treats them as global: nested loops whose
+    bodies share names gave a file the checker refuses or one ONNX Runtime never leaves,
+    :mod:`tfopt.emitters.onnx_function_names`)."""
+    from tfopt.emitters.onnx_function_names import unique_function_names
     from tfopt.emitters.output_identity import functional_outputs, outputs_behind_identity
 
     nodes = functional_outputs(model)
-    return _lower_for_tf2onnx(outputs_behind_identity(model, nodes) if nodes else model.graph_def)
+    return unique_function_names(_lower_for_tf2onnx(outputs_behind_identity(model, nodes) if nodes else model.graph_def))
 
 
 def _lower_for_tf2onnx(graph_def: Any) -> Any:

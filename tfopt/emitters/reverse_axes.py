@@ -4,56 +4,53 @@
 the reverse complement of one-hot DNA in deepac's nets). OpenVINO's TensorFlow frontend translates
 only a single axis and stops on more ("unconverted ops: ReverseV2"). Reversing along several axes is
 the composition of the reverses along each of them, in any order, and moves values without computing
-any: each node whose axes are a constant list of two or more is replaced by a chain of single-axis
-``ReverseV2`` nodes (the last keeping the node's name, so its consumers are unchanged). Exact.
-Nodes of the main graph only; one with a computed axis list is left to the converter.
+any::
+
+    reverse(x, [a₁, …, aₙ]) = reverse(… reverse(x, [a₁]) …, [aₙ])
+
+So before OpenVINO converts the graph (:func:`tfopt.emitters.openvino._convert_graph`) each node whose
+axes the graph decides (a constant, or computed from constants and static shapes) and number two or
+more becomes that chain, spliced under the node's own name by the shared lowering
+(:func:`tfopt.emitters.tflite_lower_bodies.lower_everywhere`: in the main graph and in every
+``While``/``If``/``Case``/call body it reaches; the axes reach the lowering as values through
+``Lowering.constants``). Exact. A reverse whose axes the data decides is left to the converter,
+which names it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from tfopt.graph import tensor_node as node_name
-from tfopt.graph import unique_name
+from tfopt.emitters.tflite_lowering import Lowering, Operand
+
+WHAT = "one reverse per axis"
+
+
+def check(node: Any, operands: Sequence[Operand]) -> str | None:
+    axes = operands[1].value
+    if axes is None:
+        return "ReverseV2 whose axes the data decides: left to OpenVINO's frontend"
+    if np.size(axes) < 2:
+        return "ReverseV2 over one axis: OpenVINO translates it"
+    return None
+
+
+def reverse_per_axis(node: Any, inputs: Sequence[Any]) -> list[Any]:
+    from tfopt._tf import tf
+
+    x, axes = inputs
+    for axis in np.atleast_1d(axes):
+        x = tf().reverse(x, axis=np.array([axis], dtype=axes.dtype))
+    return [x]
 
 
 def split_reverses(graph_def: Any) -> Any:
-    """``graph_def`` (a copy when anything changes) with every multi-axis ``ReverseV2`` whose axes
-    are a constant written as single-axis reverses."""
-    consts = {n.name: n for n in graph_def.node if n.op == "Const"}
-    wanted = [n.name for n in graph_def.node if n.op == "ReverseV2" and len(_axes(n, consts)) > 1]
-    if not wanted:
-        return graph_def
-    from tfopt._tf import make_const
-    from tfopt.passes.base import copy_graph
+    """``graph_def`` (a copy when anything changes) with every multi-axis ``ReverseV2`` of the main
+    graph and of the function bodies it reaches whose axes the graph decides written as single-axis
+    reverses (:func:`reverse_per_axis`); the graph OpenVINO converts."""
+    from tfopt.emitters.tflite_lower_bodies import lower_everywhere
 
-    out = copy_graph(graph_def)
-    taken = {n.name for n in out.node}
-    for node in [n for n in out.node if n.name in wanted]:
-        axes, index_type = _axes(node, consts), consts[node_name(node.input[1])].attr["dtype"].type
-        source = node.input[0]
-        controls = [r for r in node.input if r.startswith("^")]
-        for i, axis in enumerate(axes):
-            axis_const = unique_name(out, f"{node.name}/axis_{i}", taken)
-            out.node.add().CopyFrom(make_const(axis_const, np.array([axis]), dtype=index_type))
-            if i == len(axes) - 1:  # the last keeps the node (its name, attributes, control inputs)
-                step = node
-            else:
-                step = out.node.add()
-                step.CopyFrom(node)
-                step.name = unique_name(out, f"{node.name}/reverse_{i}", taken)
-            del step.input[:]
-            step.input.extend([source, axis_const, *controls])
-            source = step.name
-    return out
-
-
-def _axes(node: Any, consts: dict[str, Any]) -> list[int]:
-    """The constant axes of a ``ReverseV2`` node, or ``[]`` when they are computed."""
-    if len(node.input) < 2 or node_name(node.input[1]) not in consts:
-        return []
-    from tfopt._tf import const_value
-
-    return [int(a) for a in np.atleast_1d(const_value(consts[node_name(node.input[1])]))]
+    return lower_everywhere(graph_def, Lowering("ReverseV2", check, reverse_per_axis, WHAT, constants=(1,)))

@@ -4,7 +4,7 @@ The lowerings that use it: the TFLite one (:data:`tfopt.emitters.tflite_lowering
 the resize one every target runs (:mod:`tfopt.emitters.resize_lower`, which passes its own
 ``lowering_of``: a resize's weights need the static values of its size inputs in that body), and one
 op for one target's converter, main graph and bodies at once (:func:`lower_everywhere`: ``CropAndResize``
-for tf2onnx, ``LRN`` for OpenVINO).
+for tf2onnx, ``LRN`` and multi-axis ``ReverseV2`` for OpenVINO).
 
 A frozen TF2 graph keeps functional control flow: ``StatelessWhile(cond=C, body=B)``,
 ``StatelessIf(then_branch=T, else_branch=E)``, ``Case(branches=[...])`` and ``PartitionedCall(f=F)``
@@ -40,6 +40,18 @@ SUFFIX = "_lowered"
 LoweringOf = Callable[[Any, Callable[[str], "np.ndarray | None"]], "Lowering | None"]
 """``(node, static) -> Lowering or None``: ``static(ref)`` is an input's value when the body's
 constants and static shapes decide it (TensorFlow's ``try_evaluate_constant``), else ``None``."""
+
+
+def static_value(tensor: Any) -> np.ndarray | None:
+    """``tensor``'s value (a ``tf.Tensor`` of an imported graph or body) when its graph's constants and
+    static shapes decide it (TensorFlow's ``try_evaluate_constant``), else ``None``."""
+    from tensorflow.python.framework import tensor_util
+
+    try:  # TensorFlow's own evaluation: constants, and shape ops on static shapes
+        value = tensor_util.try_evaluate_constant(tensor)
+    except Exception:  # an op it cannot evaluate: its simpler folding
+        value = tensor_util.constant_value(tensor)
+    return None if value is None else np.asarray(value)
 
 
 def _registered(node: Any, _static: Any) -> Lowering | None:
@@ -88,7 +100,6 @@ def lower_bodies(graph_def: Any, names: list[str], graph: Any, *, lowering_of: L
 
 
 def _lower_body(fdef: Any, graph: Any, lowering_of: LoweringOf) -> Lowered:
-    from tensorflow.python.framework import tensor_util
     from tensorflow.python.framework.function_def_to_graph import function_def_to_graph, function_def_to_graph_def
 
     with graph.as_default():
@@ -100,12 +111,7 @@ def _lower_body(fdef: Any, graph: Any, lowering_of: LoweringOf) -> Lowered:
         return Operand(ref, tensor.dtype, None if tensor.shape.rank is None else tuple(tensor.shape.as_list()))
 
     def static(ref: str) -> np.ndarray | None:
-        tensor = body.get_tensor_by_name(flat[ref])
-        try:  # TensorFlow's own evaluation: constants, and shape ops on static shapes
-            value = tensor_util.try_evaluate_constant(tensor)
-        except Exception:  # an op it cannot evaluate: its simpler folding
-            value = tensor_util.constant_value(tensor)
-        return None if value is None else np.asarray(value)
+        return static_value(body.get_tensor_by_name(flat[ref]))
 
     lowerings = {n.name: lowering_of(n, static) for n in fdef.node_def}
     wanted = [name for name, lowering in lowerings.items() if lowering is not None]
@@ -117,13 +123,13 @@ def _lower_body(fdef: Any, graph: Any, lowering_of: LoweringOf) -> Lowered:
     taken = {n.name for n in fdef.node_def} | {a.name for a in fdef.signature.input_arg}
     name = fdef.signature.name
     done = lower_nodes(fdef.node_def, wanted, operand, taken, nested=True, label=lambda node: f"{name}/{node}",
-                       lowering_of=lambda node: lowerings[node.name])
+                       lowering_of=lambda node: lowerings[node.name], static=static)
     moved = {old: outputs[k] for node, outputs in done.outputs.items() for k, old in sorted(before[node])}
     for node in fdef.node_def:
         for i, ref in enumerate(node.input):
             if ref in moved:
                 node.input[i] = moved[ref]
-    for key, ref in fdef.ret.items():
+    for key, ref in list(fdef.ret.items()):  # a protobuf map written while iterated may skip entries
         if ref in moved:
             fdef.ret[key] = moved[ref]
     return done
@@ -132,7 +138,8 @@ def _lower_body(fdef: Any, graph: Any, lowering_of: LoweringOf) -> Lowered:
 def lower_everywhere(graph_def: Any, lowering: Lowering) -> Any:
     """``graph_def`` (a copy when anything changes) with every node of ``lowering.op`` in the main graph
     and in the function bodies it reaches lowered by ``lowering`` where its check passes: one op lowered
-    for one target's converter (:mod:`tfopt.emitters.crop_lower`, :mod:`tfopt.emitters.lrn_lower`)."""
+    for one target's converter (:mod:`tfopt.emitters.crop_lower`, :mod:`tfopt.emitters.lrn_lower`,
+    :mod:`tfopt.emitters.reverse_axes`; the inputs it names in ``constants`` carry their values)."""
     wanted = [n.name for n in graph_def.node if n.op == lowering.op]
     bodies = bodies_to_lower(graph_def, (lowering.op,))
     if not wanted and not bodies:
@@ -150,6 +157,9 @@ def lower_everywhere(graph_def: Any, lowering: Lowering) -> Any:
     def only(node: Any, *_static: Any) -> Lowering | None:
         return lowering if node.op == lowering.op else None
 
-    done = lower_nodes(out.node, wanted, operand, {n.name for n in out.node}, lowering_of=only)
+    def static(ref: str) -> np.ndarray | None:  # a large constant is a placeholder in facts: no value
+        return static_value(facts.graph.get_tensor_by_name(canonical_tensor(ref)))
+
+    done = lower_nodes(out.node, wanted, operand, {n.name for n in out.node}, lowering_of=only, static=static)
     in_bodies = lower_bodies(out, bodies, facts.graph, lowering_of=only)
     return out if done.lowered or in_bodies.lowered else graph_def

@@ -14,40 +14,55 @@ output 0 becomes ``node:output:0`` and its readers are rewired too
 
 A lowering first checks that it is exact for this node (dtype, static dimensions, attributes) and
 returns the reason when it is not; the pass reports that reason as a skip.
+
+A lowering whose formula depends on an input's value (``ReverseV2``'s axes) names that input in
+``Lowering.constants``: its :class:`Operand` then carries the value when the graph's constants and
+static shapes decide it (``static``, given by the scope: main graph or body), the check refuses the
+node when it is ``None``, and ``build`` receives that input as its value (a NumPy array) instead of a
+placeholder; the traced subgraph holds its own constant and the node's input is no longer read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from tfopt.graph import canonical_tensor
 from tfopt.passes.base import Skip
 
 Check = Callable[[Any, Sequence["Operand"]], "str | None"]
 Build = Callable[[Any, Sequence[Any]], Sequence[Any]]
+Static = Callable[[str], "np.ndarray | None"]
+"""An input's value (its name as the node's ``input`` spells it) when the scope's constants and static
+shapes decide it, else ``None``."""
 
 
 @dataclass(frozen=True)
 class Operand:
-    """One input of the node being lowered: its tensor name, dtype (``tf.DType``) and static shape
-    (``None`` for unknown rank, ``None`` per unknown dimension)."""
+    """One input of the node being lowered: its tensor name, dtype (``tf.DType``), static shape
+    (``None`` for unknown rank, ``None`` per unknown dimension) and, for an input the lowering names in
+    ``Lowering.constants``, its value when the graph decides it (else ``None``)."""
 
     tensor: str
     dtype: Any
     shape: tuple[int | None, ...] | None
+    value: np.ndarray | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class Lowering:
     """How one op is lowered: ``check`` returns why this node cannot be (or ``None``); ``build`` is
-    the replacement as TensorFlow code; ``what`` says what it becomes, for the report."""
+    the replacement as TensorFlow code; ``what`` says what it becomes, for the report; ``constants``
+    are the positions of the inputs ``build`` takes as values (module docstring)."""
 
     op: str
     check: Check
     build: Build
     what: str
+    constants: tuple[int, ...] = ()
 
 
 class Lowerings:
@@ -97,7 +112,7 @@ class Lowered:
 
 def lower_nodes(nodes: Any, wanted: Sequence[str], operand: Callable[[str], Operand], taken: set[str], *,
                 nested: bool = False, label: Callable[[str], str] = str,
-                lowering_of: Callable[[Any], Lowering | None] | None = None) -> Lowered:
+                lowering_of: Callable[[Any], Lowering | None] | None = None, static: Static | None = None) -> Lowered:
     """Lower each node of ``nodes`` named in ``wanted`` (in place) whose lowering's check passes.
 
     Args:
@@ -109,6 +124,8 @@ def lower_nodes(nodes: Any, wanted: Sequence[str], operand: Callable[[str], Oper
         label: how a node is named in the report (a function body's name in front).
         lowering_of: a node's :class:`Lowering` (default: :data:`registry`'s for its op); every
             node of ``wanted`` has one.
+        static: an input's value in that scope (:data:`Static`), read for the inputs a lowering
+            names in ``constants``; without it they have none and such a lowering is declined.
     """
     by_name = {n.name: n for n in nodes}
     done = Lowered({}, [], [])
@@ -117,7 +134,9 @@ def lower_nodes(nodes: Any, wanted: Sequence[str], operand: Callable[[str], Oper
         lowering = lowering_of(node) if lowering_of is not None else registry.get(node.op)
         if lowering is None:
             raise ValueError(f"no lowering for {node.op} '{name}'")
-        operands = [operand(ref) for ref in node.input if not ref.startswith("^")]
+        refs = [ref for ref in node.input if not ref.startswith("^")]
+        operands = [_with_value(operand(ref), static) if i in lowering.constants else operand(ref)
+                    for i, ref in enumerate(refs)]
         reason = lowering.check(node, operands)
         if reason is not None:
             done.skips.append(Skip(label(name), reason))
@@ -127,9 +146,16 @@ def lower_nodes(nodes: Any, wanted: Sequence[str], operand: Callable[[str], Oper
     return done
 
 
+def _with_value(operand: Operand, static: Static | None) -> Operand:
+    import dataclasses
+
+    return dataclasses.replace(operand, value=None if static is None else static(operand.tensor))
+
+
 def splice(nodes: Any, node: Any, operands: Sequence[Operand], build: Build, taken: set[str], *,
            nested: bool = False) -> list[str]:
-    """Replace ``node`` in ``nodes`` (in place) by ``build`` traced on ``operands``.
+    """Replace ``node`` in ``nodes`` (in place) by ``build`` traced on ``operands`` (an operand with a
+    ``value`` reaches ``build`` as that value, the others as placeholders wired to their tensors).
 
     Returns:
         The tensor each output of ``node`` now is, in order: output 0 is the ``Identity`` under the
@@ -141,12 +167,13 @@ def splice(nodes: Any, node: Any, operands: Sequence[Operand], build: Build, tak
     t = tf()
     graph = t.Graph()
     with graph.as_default():
-        placeholders = [t.compat.v1.placeholder(o.dtype, o.shape, name=f"input_{i}") for i, o in enumerate(operands)]
-        outputs = list(build(node, placeholders))
+        placeholders = {i: t.compat.v1.placeholder(o.dtype, o.shape, name=f"input_{i}")
+                        for i, o in enumerate(operands) if o.value is None}
+        outputs = list(build(node, [placeholders.get(i, o.value) for i, o in enumerate(operands)]))
         names = [t.identity(out, name=f"output_{k}").op.name for k, out in enumerate(outputs)]
     traced = graph.as_graph_def()
     prefix = _free_prefix(node.name + "/lowered", taken)
-    wired = {p.op.name: o.tensor for p, o in zip(placeholders, operands)}
+    wired = {p.op.name: operands[i].tensor for i, p in placeholders.items()}
     args = _output_args(graph) if nested else {}
 
     def rename(name: str) -> str:
