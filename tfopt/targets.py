@@ -159,6 +159,8 @@ class Target:
         engine_weight_bits: the widest weights tfopt's int8 engine gives this target (7: OpenVINO's
             CPU plugin saturates int16 pair sums of 8-bit weights on CPUs without VNNI; ONNX
             Runtime's fast symmetric kernels do too, see :mod:`tfopt.emitters.onnx_weight_quant`).
+        engine_new_biases: False: the engine gives no layer with a zero or no bias one (OpenVINO: its kernels pay
+            a per-channel add for it; ``no_new_bias`` in :class:`tfopt.quantizing.engine.quantize.Recipe`).
         accuracy_control: precisions its emitter builds under ``--accuracy-control`` (its converter's
             own keep-float search, given :attr:`EmitJob.accuracy_control`); tfopt's int8 engine
             leaves those to it.
@@ -203,6 +205,7 @@ class Target:
     quantization_settings: str | None = None
     runtime_settings: str | None = None
     engine_weight_bits: int = 8
+    engine_new_biases: bool = True
     accuracy_control: tuple[str, ...] = ()
     int8_ops: str | None = None
     intermediates: str | None = None
@@ -284,7 +287,7 @@ _BUILT_IN = (
            run_file="model.xml", companions=(".bin",), extra="openvino", distributions=("openvino", "nncf"),
            converter="OpenVINO's converter", runtime_name="the OpenVINO runtime", keep_float=("int8",),
            layer_quantizer="tfopt.quantizing.native.layer_targets:openvino_quantizer", qat_int8_as="fp32",
-           takes_preprocess=True, engine_weight_bits=7, runtime_settings="tfopt.runtimes.openvino:runtime_settings",
+           takes_preprocess=True, engine_weight_bits=7, engine_new_biases=False, runtime_settings="tfopt.runtimes.openvino:runtime_settings",
            accuracy_control=("int8",), int8_ops="tfopt.quantizing.int8_ops:openvino_ops",
            intermediates="tfopt.debug.run_openvino:open_intermediates", repro="tfopt.debug.repro:openvino_repro",
            latency="tfopt.coverage.latency:open_openvino", large="tfopt.external.emit:via_savedmodel",

@@ -130,17 +130,22 @@ def test_a_per_channel_minimum_after_a_conv_runs_separately(native, target):
 @pytest.mark.parametrize("target", TARGETS)
 def test_the_engines_default_int8_keeps_every_fast_path_the_native_int8_has(native, engine, target):
     """What makes int8 fast, per runtime: every layer an int8 kernel, each ReLU/ReLU6 fused where the
-    runtime fuses it, and no more separate activations, int8 elementwise kernels or float islands
-    than the converter's own int8 of the same model (an engine transform that broke a fusion, as
-    equalization through ReLU6 once did, or left a Dequantize -> float -> Quantize, fails here)."""
+    runtime fuses it, and no more separate activations, int8 elementwise kernels, float islands or
+    per-channel offsets than the converter's own int8 of the same model (an engine transform that
+    broke a fusion, as equalization through ReLU6 once did, or left a Dequantize -> float ->
+    Quantize, fails here; so does a bias the engine gives a layer the float model has none on, which
+    OpenVINO's CPU plugin runs as a per-channel add in the layer's kernel: the chain's layers have
+    zero biases, Keras' initial ones)."""
     counts, reference = _counts(engine, target), _counts(native, target)
     layers = counts["layers"]
     assert (counts["int8"], counts["float"]) == (len(CHAIN), 0), layers
     for layer, (_, activation) in zip(layers, CHAIN, strict=True):
         if activation in ("relu", "relu6"):
             assert layer["activation"] in FUSABLE[target], layer
-    for key in ("unfused", "int8_elementwise", "float_islands"):
+    for key in ("unfused", "int8_elementwise", "float_islands", "offsets"):
         assert counts[key] <= reference[key], (key, counts, reference)
+    with_offset = [i for i, layer in enumerate(layers) if layer["offset"]]
+    assert with_offset == [i for i, layer in enumerate(reference["layers"]) if layer["offset"]], (layers, reference)
 
 
 def test_the_report_shows_fused_activations_per_int8_artifact(native, capsys):

@@ -33,6 +33,11 @@ and, for the artifact:
 ``int8_elementwise``
     separate activation-like ops that run in integer arithmetic between int8 layers (TFLite's
     int8 ``MINIMUM`` after a conv): no float, but one more kernel and requantization each.
+``offsets``
+    layers whose kernel adds a per-channel offset where the runtime charges for one (OpenVINO: a
+    bias input, or a bias folded into the output FakeQuantize's per-channel input thresholds; a
+    layer without one runs its requantization as a scale only). TFLite's and ONNX Runtime's int8
+    kernels always add a bias, so their readers report none.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class KernelOp:
         float: it computes in floating point.
         precision: a layer's: ``int8``, ``int16``, ``float`` or ``dynamic``.
         fused: a layer's kernel applies an activation; a quantize op clamps at 0 (a ReLU in it).
+        offset: a layer's kernel adds a per-channel offset the runtime charges for (``offsets`` above).
     """
 
     name: str
@@ -70,6 +76,7 @@ class KernelOp:
     float: bool = False
     precision: str | None = None
     fused: bool = False
+    offset: bool = False
 
 
 def analyze(ops: list[KernelOp]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -79,9 +86,9 @@ def analyze(ops: list[KernelOp]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         ops: the executed ops, in execution order.
 
     Returns:
-        ``(layers, summary)``: per layer ``{"name", "op", "precision", "activation"}`` in order;
-        ``{"fused", "unfused", "int8_elementwise", "float_islands", "islands"}`` (``islands``: each
-        island's ops as ``"OP name"``).
+        ``(layers, summary)``: per layer ``{"name", "op", "precision", "activation", "offset"}`` in
+        order; ``{"fused", "unfused", "int8_elementwise", "offsets", "float_islands", "islands"}``
+        (``islands``: each island's ops as ``"OP name"``).
     """
     readers: dict[str, list[int]] = defaultdict(list)
     for i, op in enumerate(ops):
@@ -97,7 +104,8 @@ def analyze(ops: list[KernelOp]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                  if ops[j].role == ACTIVATION or (ops[j].role == QUANTIZE and ops[j].fused and not op.fused)]
         separate_ops.update(j for j in after if ops[j].role == ACTIVATION)
         activation = "separate" if after else "fused" if op.fused else None
-        layers.append({"name": op.name, "op": op.op, "precision": op.precision, "activation": activation})
+        layers.append({"name": op.name, "op": op.op, "precision": op.precision, "activation": activation,
+                       "offset": op.offset})
     int8 = [i for i, op in enumerate(ops) if op.role == LAYER and op.precision == "int8"]
     between = _reach(ops, readers, int8, forward=True) & _reach(ops, readers, int8, forward=False)
     members = sorted(i for i in between if ops[i].float and ops[i].role not in (LAYER, QUANTIZE, DEQUANTIZE))
@@ -106,6 +114,7 @@ def analyze(ops: list[KernelOp]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         "fused": sum(layer["activation"] == "fused" for layer in layers),
         "unfused": sum(layer["activation"] == "separate" for layer in layers),
         "int8_elementwise": len([j for j in separate_ops if j in between and not ops[j].float]),
+        "offsets": sum(op.offset for op in ops if op.role == LAYER),
         "float_islands": len(islands),
         "islands": [[f"{ops[j].op} {ops[j].name}" for j in island] for island in islands],
     }

@@ -106,7 +106,7 @@ def count_quantized_ops(format: str, path: str) -> dict[str, Any]:
         included); ``"layers"``: ``[{"name", "op", "precision", "activation"}]`` in execution
         order; and from :func:`tfopt.quantizing.int8_fusion.analyze`: ``"fused"`` and
         ``"unfused"`` (layers whose activation runs in their kernel / as a separate op),
-        ``"int8_elementwise"``, ``"float_islands"`` and ``"islands"``.
+        ``"int8_elementwise"``, ``"offsets"``, ``"float_islands"`` and ``"islands"``.
 
     Raises:
         OptionError: an unknown format, or a path that does not exist.
@@ -263,6 +263,8 @@ def openvino_ops(path: str) -> list[KernelOp]:
     kinds = {op.get_friendly_name(): op.get_type_name() for op in model.get_ops()}
     clamping = {op.get_friendly_name() for op in model.get_ops()
                 if op.get_type_name() == "FakeQuantize" and _ov_low_at_least_zero(op)}
+    shifting = {op.get_friendly_name() for op in model.get_ops()
+                if op.get_type_name() == "FakeQuantize" and _ov_input_low_per_channel(op)}
     compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     constant: set[str] = set()
     ops = []
@@ -284,7 +286,8 @@ def openvino_ops(path: str) -> list[KernelOp]:
         if kind in OPENVINO_LAYERS:
             record = replace(record, name=fused[0], role="layer",
                              precision=OPENVINO_PRECISION.get(precision, precision),
-                             fused=any(kinds.get(n) in OPENVINO_ACTIVATIONS or n in clamping for n in fused[1:]))
+                             fused=any(kinds.get(n) in OPENVINO_ACTIVATIONS or n in clamping for n in fused[1:]),
+                             offset=_ov_bias_input(op) or any(n in shifting for n in fused[1:]))
         elif kind == "FakeQuantize":
             record = replace(record, role="quantize", fused=any(n in clamping for n in fused))
         elif kind in ("Reorder", "Convert"):
@@ -295,6 +298,29 @@ def openvino_ops(path: str) -> list[KernelOp]:
     return ops
 
 
+def _ov_bias_input(layer: Any) -> bool:
+    """A compiled layer that reads a float vector besides its data and weights: its bias."""
+    return any(len(v.get_partial_shape()) == 1 and v.get_element_type().is_real() for v in layer.input_values()[2:])
+
+
+def _ov_input_low_per_channel(fake_quantize: Any) -> bool:
+    """A FakeQuantize of computed values whose input low differs between channels: a bias moved into
+    its thresholds (:mod:`tfopt.emitters.openvino_bias_fold`), which the CPU plugin applies as a
+    per-channel shift of the layer's requantization."""
+    import numpy as np
+
+    source = fake_quantize.input_value(0).get_node()
+    low = _ov_constant(fake_quantize.input_value(1).get_node())
+    return source.get_type_name() != "Constant" and low is not None and np.unique(low).size > 1
+
+
+def _ov_constant(node: Any) -> Any:
+    """The value of ``node`` seen through ``Convert``s, or None when it is not a constant."""
+    while node.get_type_name() == "Convert":
+        node = node.input_value(0).get_node()
+    return node.get_data() if node.get_type_name() == "Constant" else None
+
+
 def _ov_low_at_least_zero(fake_quantize: Any) -> bool:
     """A FakeQuantize whose output low is >= 0 in every channel clamps at 0 (a ReLU in it): every
     value below its input low comes out as that output low. (Its output low, not its input low:
@@ -302,9 +328,5 @@ def _ov_low_at_least_zero(fake_quantize: Any) -> bool:
     ``FakeQuantize(y, -b, 6 - b, 0, 6)`` is the ReLU6 of ``y + b``.)"""
     import numpy as np
 
-    node = fake_quantize.input_value(3).get_node()
-    while node.get_type_name() == "Convert":
-        node = node.input_value(0).get_node()
-    if node.get_type_name() != "Constant":
-        return False
-    return bool(np.all(node.get_data() >= 0))
+    low = _ov_constant(fake_quantize.input_value(3).get_node())
+    return low is not None and bool(np.all(low >= 0))

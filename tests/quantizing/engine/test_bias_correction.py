@@ -25,8 +25,8 @@ def _conv(t, x, w, name):
     return t.raw_ops.Conv2D(input=x, filter=w, strides=[1, 1, 1, 1], padding="SAME", name=name)
 
 
-def _net(t):
-    """conv+bias -> Relu -> conv (no bias) -> Relu -> depthwise -> mean -> dense+bias."""
+def _net(t, fc_bias=None):
+    """conv+bias -> Relu -> conv (no bias) -> Relu -> depthwise -> mean -> dense+bias (zeros by default)."""
     rng = np.random.default_rng(11)
     a = 10 ** rng.uniform(-1.5, 0.5, 8)
     x = t.compat.v1.placeholder(t.float32, SHAPE, name="x")
@@ -36,8 +36,8 @@ def _net(t):
     y = t.raw_ops.DepthwiseConv2dNative(input=y, filter=rng.normal(0, 1, (3, 3, 8, 1)).astype(np.float32),
                                         strides=[1, 1, 1, 1], padding="SAME", name="dw")
     y = t.reduce_mean(y, axis=[1, 2])
-    t.nn.bias_add(t.matmul(y, rng.normal(0, 1, (8, 4)).astype(np.float32), name="fc"), np.zeros(4, np.float32),
-                  name="out")
+    t.nn.bias_add(t.matmul(y, rng.normal(0, 1, (8, 4)).astype(np.float32), name="fc"),
+                  np.zeros(4, np.float32) if fc_bias is None else fc_bias, name="out")
 
 
 def _images(n, seed):
@@ -101,6 +101,37 @@ def test_layers_kept_float_are_neither_rounded_nor_corrected(model):
     # E[input] = the float one either way: its correction is the same up to float32 rounding)
     for name in ("c2", "dw"):
         assert not np.allclose(report.corrections[name], full.corrections[name], rtol=0.05), name
+
+
+def test_no_new_bias_corrects_only_layers_with_a_bias(model):
+    """``new_biases=False`` (a target whose int8 kernels pay for a bias, OpenVINO): layers whose bias
+    is absent (c2, dw) or zero (fc) are rounded but not corrected, no BiasAdd is created, fc's zero
+    bias stays zero; c1, the one biased layer, gets the same correction as with every layer corrected."""
+    samples = {"x": _images(32, seed=1)}
+    _, full = bias_correct(model, samples)
+    corrected, report = bias_correct(model, samples, new_biases=False)
+    assert list(report.corrections) == ["c1"] and not any(row.bias_created for row in report.layers)
+    assert sorted(s.node for s in report.skips) == ["c2", "dw", "fc"], report.skips
+    assert ops(corrected) == ops(model)
+    old, new = node_map(model.graph_def), node_map(corrected.graph_def)
+    assert not np.any(const_value(new[old["out"].input[1]]))
+    np.testing.assert_allclose(report.corrections["c1"], full.corrections["c1"], rtol=1e-6)
+
+
+def test_no_new_bias_leaves_the_uncorrected_shift_to_the_next_biased_layer():
+    """With fc biased, c2's and dw's rounding shift reaches fc, whose correction includes it: the
+    mean output error on held-out data drops as much as when every layer is corrected."""
+    fc_bias = np.random.default_rng(3).normal(0, 1, 4).astype(np.float32)
+    biased = graph_model(lambda t: _net(t, fc_bias), {"x": SHAPE}, ["out"])
+    samples, held_out = {"x": _images(64, seed=1)}, _images(64, seed=2)
+    want = _out(biased, held_out)
+
+    def mean_error(m):
+        return np.abs((_out(fake_quantize_weights(m), held_out) - want).mean(axis=0)).mean()
+    corrected, report = bias_correct(biased, samples, new_biases=False)
+    assert list(report.corrections) == ["c1", "fc"]
+    before, after = mean_error(biased), mean_error(corrected)
+    assert after * 10 <= before, (before, after)
 
 
 def test_float_output_moves_by_the_correction_alone():

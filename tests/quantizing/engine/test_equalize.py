@@ -210,14 +210,15 @@ def test_bad_options():
         equalize(model, 0)
 
 
-def _high_bias(t, rng, layer2="1x1"):
+def _high_bias(t, rng, layer2="1x1", bias2=False):
     """A positive bias no input can overcome: the Relu's output never reaches zero."""
     x = t.compat.v1.placeholder(t.float32, SHAPE, name="x")
     y = t.nn.bias_add(_conv(t, x, rng.normal(0, 0.1, (3, 3, 3, 8)).astype(np.float32), "c1"),
                       rng.uniform(2, 4, 8).astype(np.float32))
     y = t.nn.relu(y, name="act")
     kernel = (1, 1) if layer2 == "1x1" else (3, 3)
-    t.identity(_conv(t, y, rng.normal(0, 1, (*kernel, 8, 5)).astype(np.float32), "c2"), name="out")
+    y = _conv(t, y, rng.normal(0, 1, (*kernel, 8, 5)).astype(np.float32), "c2")
+    t.identity(t.nn.bias_add(y, rng.normal(0, 1, 5).astype(np.float32)) if bias2 else y, name="out")
 
 
 def test_high_bias_absorbed_exactly_on_calibration_data():
@@ -234,6 +235,25 @@ def test_high_bias_absorbed_exactly_on_calibration_data():
     assert shifted["act"].min(axis=(0, 1, 2)).min() > 0.1
     np.testing.assert_allclose(got["out"], want["out"], rtol=0, atol=1e-5 * np.abs(want["out"]).max())
     assert not Equalize(samples={"x": calibration}).run(result).changed
+
+
+@pytest.mark.parametrize("bias2", [False, True], ids=["c2-without-bias", "c2-with-bias"])
+def test_no_new_bias_absorbs_only_between_layers_that_have_biases(bias2):
+    """``new_biases=False`` (a target whose kernels pay for a bias): absorbing into a layer without a
+    bias would give it one, so the pair is left alone and named; between two biased layers it is
+    absorbed as always, exactly."""
+    rng = _rng()
+    model = graph_model(lambda t: _high_bias(t, rng, bias2=bias2), {"x": SHAPE}, ["out"])
+    calibration = _inputs(SHAPE, 32, seed=3)
+    result, report = equalize(model, samples={"x": calibration}, new_biases=False)
+    assert _histogram_delta(ops(model), ops(result)).get("BiasAdd", 0) == 0
+    if bias2:
+        assert report.pairs[0].absorbed > 1
+        want, got = (_run(m, calibration)["out"] for m in (model, result))
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+    else:
+        assert report.pairs[0].absorbed == 0
+        assert any("'c2' has no bias and would get one (no_new_bias)" in s.reason for s in report.skips), report.skips
 
 
 def test_high_bias_not_absorbed_through_zero_padding():

@@ -11,22 +11,60 @@ from tfopt.quantizing.engine.plan import CANDIDATES, DROP_BOUND, LATENCY_NOISE, 
 from tfopt.report.gates import parse_gate
 
 
-@pytest.fixture(scope="module")
-def tiny_classifier(tmp_path_factory):
-    """An untrained conv + dense classifier (4 classes), optimized as convert does: the engine's input."""
+def _tiny(root, biases=False):
+    """An untrained conv + dense classifier (4 classes), optimized as convert does: the engine's
+    input. Keras' initial biases are zeros; ``biases``: random ones, as trained layers have."""
     import keras
 
     import tfopt
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6, 6, 2), name="images")
-    h = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
-    outputs = keras.layers.Dense(4, activation="softmax", name="probs")(keras.layers.Flatten()(h))
-    path = str(tmp_path_factory.mktemp("tiny_classifier") / "sm")
+    conv, dense = keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.Dense(4, activation="softmax", name="probs")
+    outputs = dense(keras.layers.Flatten()(conv(inputs)))
+    if biases:
+        for layer in (conv, dense):
+            layer.bias.assign(np.random.default_rng(1).normal(0, 0.1, 4))
+    path = str(root / "sm")
     keras.Model(inputs, outputs).export(path, verbose=False)
     portable, _, _, _ = tfopt.optimize(path)
     x = np.random.default_rng(0).uniform(0, 1, (16, 6, 6, 2)).astype(np.float32)
     return {"model": portable, "calib": [{"images": x}]}
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory):
+    return _tiny(tmp_path_factory.mktemp("tiny_classifier"))
+
+
+class _Default:
+    quantizer, int8_recipe, calibration_method, per_tensor = "tfopt", None, None, False
+    keep_float, auto_keep_float, accuracy_control, adaround_budget = (), None, None, None
+
+
+@pytest.mark.parametrize("biases", [False, True], ids=["zero-biases", "biases"])
+def test_a_target_that_pays_for_a_bias_gets_none_where_the_float_layer_has_none(tiny_classifier, tmp_path, biases):
+    """OpenVINO (``engine_new_biases=False`` in the target table): the default recipe gets
+    ``no_new_bias`` when a layer has a zero bias, and no bias is created in its graph; TFLite and ONNX
+    keep bias correction on every layer. With every layer biased the step changes nothing, and
+    OpenVINO shares ONNX's graph (both 7-bit)."""
+    from tfopt._tf import const_value
+    from tfopt.graph import node_map
+
+    data = _tiny(tmp_path, biases=True) if biases else tiny_classifier
+    plan = Int8Plan(data["model"], data["calib"], _Default())
+    recipes = {t: str(plan.recipe_for(t)) for t in ("tflite", "onnx", "openvino")}
+    assert recipes["tflite"] == "mse+equalize+bias_correction" and recipes["onnx"] == "mse+equalize+bias_correction+7bit"
+    assert recipes["openvino"] == recipes["onnx"] + ("" if biases else "+no_new_bias"), recipes
+    assert (plan.model_for("onnx") is plan.model_for("openvino")) == biases
+    before = {n.name for n in data["model"].graph_def.node if n.op == "BiasAdd"}
+    assert before  # Keras' layers: a BiasAdd each, of zeros until trained
+    for target in ("onnx", "openvino"):
+        graph_def = plan.model_for(target).graph_def
+        nodes = node_map(graph_def)
+        assert {n.name for n in graph_def.node if n.op == "BiasAdd"} == before, target
+        for name in before:  # corrected (nonzero), except OpenVINO's zero ones
+            assert np.any(const_value(nodes[nodes[name].input[1]])) == (target == "onnx" or biases), (target, name)
 
 
 class _Auto:

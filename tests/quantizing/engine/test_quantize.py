@@ -21,6 +21,9 @@ def test_recipe_text_round_trips_and_names_bad_steps():
     assert (recipe.method, recipe.equalize, recipe.bias_correction, recipe.per_channel, recipe.weight_bits) == (
         "percentile:99.9", True, True, False, 7)
     assert Recipe.parse(str(recipe)) == recipe and recipe.weight_levels == 63
+    kept = Recipe.parse("mse+equalize+bias_correction+7bit+no_new_bias")
+    assert not kept.new_biases and Recipe.parse(str(kept)) == kept and str(kept).endswith("+7bit+no_new_bias")
+    assert Recipe.parse("mse+no_new_bias").new_biases  # nothing in it would create a bias
     with pytest.raises(OptionError, match="unknown step 'equalise'"):
         Recipe.parse("mse+equalise")
     with pytest.raises(OptionError, match="--calibration-method"):

@@ -74,6 +74,11 @@ def quantizable_layers(graph_def: Any) -> tuple[list[Layer], list[Skip]]:
     return layers, skips
 
 
+def bias_free_layers(graph_def: Any) -> list[str]:
+    """The quantizable layers whose bias is zero or absent (what ``new_biases=False`` leaves alone)."""
+    return [layer.op.name for layer in quantizable_layers(graph_def)[0] if not _has_bias(layer)]
+
+
 def fake_quantize_weights(model: Model, *, per_channel: bool = True, levels: int = LEVELS) -> Model:
     """``model`` with every quantizable layer's weights on the engine's weight grid (values, not fake quants)."""
     graph_def = copy_graph(model.graph_def)
@@ -114,8 +119,8 @@ class BiasCorrectionReport:
 
 
 def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True, levels: int = LEVELS,
-                 skip: Collection[str] = (), float_means: dict[str, np.ndarray] | None = None
-                 ) -> tuple[Model, BiasCorrectionReport]:
+                 skip: Collection[str] = (), float_means: dict[str, np.ndarray] | None = None,
+                 new_biases: bool = True) -> tuple[Model, BiasCorrectionReport]:
     """Empirical bias correction of int8 weight quantization (see the module doc).
 
     Args:
@@ -130,6 +135,9 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True, le
         float_means: layer name -> ``E[y]`` of ``model`` on ``samples``, kept by a caller that
             corrects the same model for another weight grid: the layers found there are not
             measured again, the others are measured and added to it.
+        new_biases: False: a layer whose float bias is zero or absent has its weights quantized
+            but is not corrected, so it stays without a bias (``report.skips`` names it); the shift
+            of its rounding reaches the next corrected layer, whose ``E[y − ỹ]`` includes it.
 
     Returns:
         ``(model, report)``: float weights, corrected biases; ``report.corrections`` holds each
@@ -145,13 +153,16 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True, le
     work = copy_graph(model.graph_def)
     layers, report.skips = quantizable_layers(work)
     layers = [layer for layer in layers if layer.op.name not in skip]
-    if not layers:
+    corrected = layers if new_biases else [layer for layer in layers if _has_bias(layer)]
+    report.skips += [Skip(layer.op.name, "no bias in the float layer: not corrected (no_new_bias)")
+                     for layer in layers if not any(layer is c for c in corrected)]
+    if not corrected:
         return model, report
-    names = [layer.op.name for layer in layers]
+    names = [layer.op.name for layer in corrected]
     targets = {} if float_means is None else float_means
     missing = [n for n in names if n not in targets]
     if missing and len(batches) == 1:  # summed in the graph: nothing of activation size copied out
-        targets.update(in_graph_means(model, [layer for layer in layers if layer.op.name in missing], batches[0]))
+        targets.update(in_graph_means(model, [layer for layer in corrected if layer.op.name in missing], batches[0]))
         report.passes.sessions, report.passes.runs = 1, 1
     elif missing:
         expected = channel_stats(model, [f"{n}:0" for n in missing], batches)
@@ -162,8 +173,8 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True, le
         floats[layer.weights.name] = const_array(layer.weights)
         grid = weight_grid(floats[layer.weights.name], layer.op.op, per_channel=per_channel, levels=levels)
         set_const(layer.weights, grid.quantize(floats[layer.weights.name]))
-    deltas = sequential_corrections(model.replace(graph_def=work), layers, targets, batches, report.passes)
-    for name, layer in zip(names, layers):
+    deltas = sequential_corrections(model.replace(graph_def=work), corrected, targets, batches, report.passes)
+    for name, layer in zip(names, corrected):
         delta = deltas[name]
         # Look the layer up again: an earlier layer's new BiasAdd changed the graph around it.
         nodes = node_map(work)
@@ -176,3 +187,8 @@ def bias_correct(model: Model, samples: Samples, *, per_channel: bool = True, le
     for weights_name, value in floats.items():
         set_const(nodes[weights_name], value)
     return model.replace(graph_def=work), report
+
+
+def _has_bias(layer: Layer) -> bool:
+    """Whether ``layer`` adds a bias that is not zero everywhere."""
+    return layer.bias is not None and bool(np.any(const_array(layer.bias)))

@@ -120,7 +120,8 @@ class _Pair:
 
 
 def equalize(model: Model, iterations: int = 20, *, relu6: Literal["clip", "skip"] = "skip",
-             samples: Samples | None = None, tolerance: float = 1e-3) -> tuple[Model, EqualizeReport]:
+             samples: Samples | None = None, tolerance: float = 1e-3,
+             new_biases: bool = True) -> tuple[Model, EqualizeReport]:
     """Cross-layer equalization (and, given ``samples``, high-bias absorption); see the module doc.
 
     Args:
@@ -133,6 +134,9 @@ def equalize(model: Model, iterations: int = 20, *, relu6: Literal["clip", "skip
         samples: calibration data (``{input: array}`` or a list of such dicts) for absorption;
             ``None`` skips it.
         tolerance: converged when no factor changes by more than ``exp(tolerance)`` in a round.
+        new_biases: False: no absorption gives a layer a bias it has not (layer1's zero bias,
+            layer2's zero or absent one): the pair is reported and left alone (the engine's
+            ``no_new_bias``, :class:`tfopt.quantizing.engine.quantize.Recipe`).
 
     Returns:
         ``(model, report)``; the input model itself when nothing changed.
@@ -163,7 +167,8 @@ def equalize(model: Model, iterations: int = 20, *, relu6: Literal["clip", "skip
             _write(graph_def, pair, weights)
         after = _spread(channel_max(weights[pair.layer1.op.name], pair.layer1.out_axes))
         report.pairs.append(EqualizedPair(pair.layer1.op.name, pair.layer2.op.name, _act_name(pair), spread, after))
-    absorbed = samples is not None and _absorb(model.replace(graph_def=graph_def), pairs, report, samples, tolerance)
+    absorbed = samples is not None and _absorb(model.replace(graph_def=graph_def), pairs, report, samples, tolerance,
+                                               new_biases)
     return (model.replace(graph_def=graph_def) if moved or absorbed else model), report
 
 
@@ -294,14 +299,16 @@ def _write(graph_def: Any, pair: _Pair, weights: dict[str, np.ndarray]) -> None:
         set_const(pair.clip_const, (per_channel / s).astype(m.dtype))
 
 
-def _absorb(model: Model, pairs: list[_Pair], report: EqualizeReport, samples: Samples, tolerance: float) -> bool:
+def _absorb(model: Model, pairs: list[_Pair], report: EqualizeReport, samples: Samples, tolerance: float,
+            new_biases: bool = True) -> bool:
     """High-bias absorption (module doc), in place on ``model``'s graph (a private copy):
     b1 −= c, m −= c, b2 += W2ᵀc. Returns whether any bias moved."""
     graph_def = model.graph_def
     candidates = []
     for pair, row in zip(pairs, report.pairs):
         bias_add = pair.layer1.bias_add
-        reason = f"'{pair.layer1.op.name}' has no bias to absorb" if bias_add is None else _absorb_problem(pair)
+        reason = (f"'{pair.layer1.op.name}' has no bias to absorb" if bias_add is None
+                  else _absorb_problem(pair) or (None if new_biases else _new_bias_problem(pair)))
         if bias_add is not None and not reason:
             candidates.append((pair, row, f"{bias_add.name}:0"))
         else:
@@ -329,6 +336,13 @@ def _absorb(model: Model, pairs: list[_Pair], report: EqualizeReport, samples: S
         row.absorbed = float(np.abs(c).max())
         changed = True
     return changed
+
+
+def _new_bias_problem(pair: _Pair) -> str | None:
+    for layer in (pair.layer1, pair.layer2):
+        if layer.bias is None or not np.any(const_array(layer.bias)):
+            return f"'{layer.op.name}' has no bias and would get one (no_new_bias)"
+    return None
 
 
 def _absorb_problem(pair: _Pair) -> str | None:

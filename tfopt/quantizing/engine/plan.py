@@ -140,10 +140,21 @@ class Int8Plan:
 
     def recipe_for(self, target: str) -> Recipe:
         """The recipe for ``target``: the chosen one, with weights no wider than the target takes
-        (:attr:`tfopt.targets.Target.engine_weight_bits`)."""
+        (:attr:`tfopt.targets.Target.engine_weight_bits`), and bias correction creating no bias on a
+        layer without one where a new bias costs the target's kernels
+        (:attr:`tfopt.targets.Target.engine_new_biases`; only when the model has such a layer, so
+        targets that differ in nothing else share one graph)."""
+        return self._fitted(self.recipe, target)
+
+    def _fitted(self, recipe: Recipe, target: str) -> Recipe:
         from tfopt.targets import TABLE
 
-        return replace(self.recipe, weight_bits=min(self.recipe.weight_bits, TABLE[target].engine_weight_bits))
+        record = TABLE[target]
+        recipe = replace(recipe, weight_bits=min(recipe.weight_bits, record.engine_weight_bits))
+        if ((recipe.bias_correction or recipe.equalize) and not record.engine_new_biases
+                and self.engine.has_bias_free_layers()):
+            recipe = replace(recipe, new_biases=False)
+        return recipe
 
     def model_for(self, target: str) -> Model:
         """The fake-quant graph ``target``'s int8 artifact converts (targets with the same recipe share it)."""
@@ -181,8 +192,10 @@ class Int8Plan:
         tried: list[dict[str, Any]] = []
         measured: list[Measured] = []
         in_top1 = True  # every passing candidate's drop is in top-1 points
-        for index, candidate in enumerate(CANDIDATES):
-            candidate = replace(candidate, per_channel=base.per_channel, weight_bits=base.weight_bits)
+        fitted = [self._fitted(replace(c, per_channel=base.per_channel, weight_bits=base.weight_bits,
+                                       new_biases=self.recipe.new_biases or not (c.bias_correction or c.equalize)), target)
+                  for c in CANDIDATES]
+        for index, candidate in enumerate(fitted):
             self._say(Step(f"{target} int8 recipes", index + 1, len(CANDIDATES)))
             model, _ = self.engine.quantize(candidate)
             score, row = self._evaluate(target, model)
@@ -196,8 +209,7 @@ class Int8Plan:
                           "drop": points, "latency_ms": latency})
         bound = gate_bound(self.gates, target)
         choice = choose(measured, bound if bound is not None else DROP_BOUND if in_top1 else 0.0)
-        recipe = replace(CANDIDATES[choice[0]], per_channel=base.per_channel,
-                         weight_bits=base.weight_bits) if choice else base
+        recipe = fitted[choice[0]] if choice else base
         for entry in tried:
             entry["kept"] = entry["recipe"] == str(recipe)
         self.searches[target] = tried

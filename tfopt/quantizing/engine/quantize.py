@@ -36,10 +36,14 @@ TRANSFORMS = ("equalize", "adaround", "bias_correction")
 class Recipe:
     """One way to quantize: a calibration method, the weight transforms, the weight granularity.
 
-    Its text form is ``METHOD[+equalize][+adaround][+bias_correction][+per_tensor][+7bit]``, e.g.
-    ``mse+equalize+bias_correction``; ``str(recipe)`` gives it back, in that order. ``7bit`` keeps
+    Its text form is ``METHOD[+equalize][+adaround][+bias_correction][+per_tensor][+7bit][+no_new_bias]``,
+    e.g. ``mse+equalize+bias_correction``; ``str(recipe)`` gives it back, in that order. ``7bit`` keeps
     weights within ±63 steps of the int8 grid (see :mod:`tfopt.quantizing.engine.weight_grid`:
-    no int16 saturation on CPUs without VNNI).
+    no int16 saturation on CPUs without VNNI). ``no_new_bias`` (with ``bias_correction`` or ``equalize``):
+    no step gives a layer whose float bias is zero or absent a bias (for a target whose int8 kernels
+    pay for one: :attr:`tfopt.targets.Target.engine_new_biases`): bias correction leaves such a layer
+    uncorrected (the mean shift of its rounding reaches the next corrected layer, whose correction
+    includes it) and high-bias absorption leaves a pair with such a layer alone.
     """
 
     method: str = "minmax"
@@ -48,11 +52,13 @@ class Recipe:
     bias_correction: bool = False
     per_channel: bool = True
     weight_bits: int = 8
+    new_biases: bool = True
 
     def __str__(self) -> str:
         parts = [self.method, *(t for t in TRANSFORMS if getattr(self, t))]
         return "+".join(parts + ([] if self.per_channel else ["per_tensor"])
-                        + ([] if self.weight_bits == 8 else [f"{self.weight_bits}bit"]))
+                        + ([] if self.weight_bits == 8 else [f"{self.weight_bits}bit"])
+                        + ([] if self.new_biases else ["no_new_bias"]))
 
     @property
     def weight_levels(self) -> int:
@@ -62,9 +68,9 @@ class Recipe:
         return levels(self.weight_bits)
 
     @property
-    def transforms(self) -> tuple[bool, bool, bool, bool, int]:
+    def transforms(self) -> tuple[bool, bool, bool, bool, int, bool]:
         """What the statistics depend on (everything but the method)."""
-        return (self.equalize, self.adaround, self.bias_correction, self.per_channel, self.weight_bits)
+        return (self.equalize, self.adaround, self.bias_correction, self.per_channel, self.weight_bits, self.new_biases)
 
     @classmethod
     def parse(cls, text: str, option: str = "--int8-recipe") -> Recipe:
@@ -72,12 +78,14 @@ class Recipe:
 
         method, *flags = [p.strip() for p in text.split("+") if p.strip()] or ["minmax"]
         method = str(parse_method(method))
-        unknown = [f for f in flags if f not in (*TRANSFORMS, "per_tensor", "7bit")]
+        unknown = [f for f in flags if f not in (*TRANSFORMS, "per_tensor", "7bit", "no_new_bias")]
         if unknown:
             raise OptionError(f"{option} {text}: unknown step '{unknown[0]}'; a recipe is METHOD[+equalize]"
-                              "[+adaround][+bias_correction][+per_tensor][+7bit], e.g. mse+equalize+bias_correction")
+                              "[+adaround][+bias_correction][+per_tensor][+7bit][+no_new_bias], e.g. "
+                              "mse+equalize+bias_correction")
         return cls(method, "equalize" in flags, "adaround" in flags, "bias_correction" in flags,
-                   "per_tensor" not in flags, 7 if "7bit" in flags else 8)
+                   "per_tensor" not in flags, 7 if "7bit" in flags else 8,
+                   "no_new_bias" not in flags or not {"bias_correction", "equalize"} & set(flags))
 
 
 @dataclass
@@ -119,8 +127,17 @@ class Engine:
         self._prepared: dict[tuple[Any, ...], tuple[Model, dict[str, Any], dict[str, Any], dict[str, float]]] = {}
         # shared by recipes that differ in the weight grid only (TFLite's 8-bit and ONNX's 7-bit weights):
         # equalization does not depend on it, nor do the float layer means bias correction aims at
-        self._equalized: tuple[Model, dict[str, Any]] | None = None
-        self._float_means: dict[bool, dict[str, Any]] = {}  # by recipe.equalize
+        self._equalized: dict[bool, tuple[Model, dict[str, Any]]] = {}  # by recipe.new_biases
+        self._float_means: dict[tuple[bool, bool], dict[str, Any]] = {}  # by recipe.equalize, recipe.new_biases
+        self._bias_free: bool | None = None
+
+    def has_bias_free_layers(self) -> bool:
+        """Whether a quantizable layer has a zero or no bias (what ``+no_new_bias`` changes)."""
+        if self._bias_free is None:
+            from tfopt.quantizing.engine.bias_correction import bias_free_layers
+
+            self._bias_free = bool(bias_free_layers(self.model.graph_def))
+        return self._bias_free
 
     def quantize(self, recipe: Recipe, keep_float: Sequence[str] | None = None) -> tuple[Model, EngineReport]:
         """The fake-quant graph of ``recipe``, and what was done to make it.
@@ -160,10 +177,10 @@ class Engine:
 
             self._say("equalizing weights (cross-layer equalization)")
             start = time.perf_counter()
-            if self._equalized is None:
-                equalized_model, equalized = equalize(model, samples=self._fed)
-                self._equalized = (equalized_model, equalized.as_dict())
-            model, reports["equalize"] = self._equalized
+            if recipe.new_biases not in self._equalized:
+                equalized_model, equalized = equalize(model, samples=self._fed, new_biases=recipe.new_biases)
+                self._equalized[recipe.new_biases] = (equalized_model, equalized.as_dict())
+            model, reports["equalize"] = self._equalized[recipe.new_biases]
             seconds["equalize"] = time.perf_counter() - start
         if recipe.adaround:
             from tfopt.quantizing.engine.adaround import adaround, find_layers
@@ -184,9 +201,11 @@ class Engine:
             self._say("correcting biases for weight rounding")
             start = time.perf_counter()
             # AdaRound's float weights depend on the grid: then the float means are its own
-            means = self._float_means.setdefault(recipe.equalize, {}) if not recipe.adaround else None
+            means = (self._float_means.setdefault((recipe.equalize, recipe.new_biases), {})
+                     if not recipe.adaround else None)
             model, corrected = bias_correct(model, self._fed, per_channel=recipe.per_channel,
-                                            levels=recipe.weight_levels, skip=kept, float_means=means)
+                                            levels=recipe.weight_levels, skip=kept, float_means=means,
+                                            new_biases=recipe.new_biases)
             reports["bias_correction"], seconds["bias_correction"] = corrected.as_dict(), time.perf_counter() - start
         self._say("collecting activation statistics")
         start = time.perf_counter()
