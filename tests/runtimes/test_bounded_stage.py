@@ -121,3 +121,24 @@ def test_a_ranked_candidate_that_never_ends_stops_in_its_child_process(tmp_path)
     assert message.startswith("the keep-float search of onnx int8 of model.pb: running "), message
     assert os.path.basename(message.split(" in ONNX Runtime")[0]).startswith("alone0"), message
     assert "its process was stopped" in message and "--verify-timeout" in message, message
+
+
+def test_the_int8_engine_stops_at_the_bound_naming_itself_not_verification(looping, tmp_path):
+    """The engine's statistics pass and ``--int8-recipe auto``'s candidates on calibration values the loop
+    never leaves, with ``--no-verify``: its runs stop at the bound (before, they ran until killed); the int8
+    target fails alone, the fp32 one is written, and the message names the engine and how to skip its
+    candidates, not ``--no-verify`` (given already, it skips nothing here)."""
+    data = str(tmp_path / "calibration.npz")
+    np.savez(data, x=np.random.default_rng(0).uniform(1.0, 2.0, (8, 3)).astype(np.float32))
+    result = {}
+
+    def run():
+        result["r"] = tfopt.convert(looping, str(tmp_path / "out"), to=["onnx"], quantize=["fp32", "int8"],
+                                    calibration=data, int8_recipe="auto", verify=False, verify_timeout=BOUND)
+        raise result["r"].errors[0]
+
+    message = _stops(run)
+    assert [(a.format, a.precision) for a in result["r"].artifacts] == [("onnx", "fp32")]
+    assert [(f.format, f.precision, f.stage) for f in result["r"].failed] == [("onnx", "int8", "converting")]
+    assert "tfopt engine" in message and "--int8-recipe" in message and looping in message, message
+    assert "--no-verify" not in message, message

@@ -118,11 +118,11 @@ def freeze_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def verify_timeout_option(g: Any) -> None:
-    """``--verify-timeout SECONDS``: freeze, optimize, convert (its native keep-float search too), verify and
-    the debug commands."""
+    """``--verify-timeout SECONDS``: freeze, optimize, convert (its native keep-float search and int8 engine
+    too), verify and the debug commands."""
     g.add_argument("--verify-timeout", type=float, default=None, metavar="SECONDS",
                    help="seconds one verification run (the original model's, or an artifact's in its runtime; also "
-                        "the native keep-float search's and tfopt debug's runs) may take before it is stopped and "
+                        "the native keep-float search's, the int8 engine's and tfopt debug's runs) may take before it is stopped and "
                         "reported; 0: no bound (default: max(60, 50x the original's time); the original's own runs: 600)")
 
 

@@ -43,6 +43,7 @@ from tfopt.errors import ConversionError, OptionError, TfoptError, VerificationE
 from tfopt.graph import Model
 from tfopt.options import CompressOptions, ConvertOptions, LoadOptions
 from tfopt.quantizing.engine.plan import engine_builds
+from tfopt.runtimes.bounded_stage import Stage, within
 from tfopt.targets import NEEDS_CALIBRATION, NO_CALIBRATION, TABLE, EmitJob
 from tfopt.verification.deadline import verify_timeout
 from tfopt.verification.fidelity_bound import artifact_bounds
@@ -197,7 +198,7 @@ def prepare_statistics(p: ConvertPlan, prepared: Prepared, say: Say) -> None:
         evaluate = scratch_evaluator(measure, p.gates) if q.int8_recipe == "auto" and measure is not None else None
         scored = {"inputs": labeled.inputs, "labels": labeled.labels} \
             if q.auto_keep_float is not None and labeled is not None else None
-        with verify_timeout(p.options.freeze.verify_timeout):  # the candidates it measures in their runtimes
+        with verify_timeout(p.options.freeze.verify_timeout), within(_engine_stage(prepared.portable)):
             prepared.int8 = Int8Plan(prepared.portable, ranges, q, evaluate=evaluate, measure=measure, labels=scored,
                                      targets=engine_targets(p, prepared.qat), progress=say, gates=p.gates)
         if p.options.compress.finetune_data and p.load.compress is None:
@@ -206,6 +207,16 @@ def prepare_statistics(p: ConvertPlan, prepared: Prepared, say: Say) -> None:
 
             prepared.int8 = qat_plan(prepared.int8, p.options, data.finetune(prepared.portable.inputs), labeled,
                                      verify_data=prepared.verify_data, progress=say)
+
+
+def _engine_stage(portable: Model) -> Stage:
+    """The int8 engine's runs (its statistics pass, and the candidates ``--int8-recipe auto`` and
+    ``--auto-keep-float`` measure in their runtimes) as a bounded stage: a timeout names the engine, not
+    verification, whose ``--no-verify`` would not skip them."""
+    return Stage("the statistics and candidate runs (--int8-recipe auto, --auto-keep-float)",
+                 model=portable.provenance.get("path") or "",
+                 inputs="pass --calibration (and --eval-data) data the model ends on",
+                 skip="skip the candidates' runs (not the statistics pass) with a fixed --int8-recipe and no --auto-keep-float")
 
 
 def engine_targets(p: ConvertPlan, qat: bool) -> list[str]:
@@ -231,8 +242,13 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
     engine = int8 is not None and engine_builds(q, target, precision, qat)
     native_job = job
     if engine and int8 is not None:
-        with stage(f"quantizing for {target} int8 (tfopt engine)"):
-            job = dataclasses.replace(job, portable=int8.model_for(target), quantization_aware=True)
+        try:  # the engine's statistics and search run here, on the first target that asks
+            with stage(f"quantizing for {target} int8 (tfopt engine)"), \
+                    verify_timeout(p.options.freeze.verify_timeout), within(_engine_stage(portable)):
+                job = dataclasses.replace(job, portable=int8.model_for(target), quantization_aware=True)
+        except VerificationTimeoutError as exc:  # this target fails alone; the float ones are still written
+            record_failure(p, result, target, precision, "converting", exc, os.path.join(tmp, rel), portable)
+            return
         if int8.kept_float() or q.auto_keep_float is not None:  # no fake quants on them: float in every target
             result.keep_float[f"{target}/{precision}"] = list(int8.kept_float())
         if int8.ranking:  # --auto-keep-float's ranking of the engine's groups (the same for every target)

@@ -159,9 +159,9 @@ class Int8Plan:
     def model_for(self, target: str) -> Model:
         """The fake-quant graph ``target``'s int8 artifact converts (targets with the same recipe share it)."""
         key = target if self.quantize.int8_recipe == "auto" else str(self.recipe_for(target))
-        self._keys[target] = key
         if key not in self._models:
             self._models[key] = self._search(target) if key == target else self.engine.quantize(self.recipe_for(target))
+        self._keys[target] = key  # only once built: a target whose build raised has no recipe to report
         return self._models[key][0]
 
     def kept_float(self) -> list[str]:

@@ -215,8 +215,11 @@ def collect(model: Model, samples: Samples, tensors: Sequence[str], *, bins: int
         OptionError: a tensor that is not in the graph or not numeric, samples that miss an input or
             name one the model lacks, inconsistent sample counts, no samples, NaN/Inf in a tensor,
             ``bins < 256`` or ``batch_size < 1``.
+        VerificationTimeoutError: a run did not end within ``--verify-timeout``'s bound for the original
+            (:class:`tfopt.verification.deadline.BoundedReference`; the message names the stage in force).
     """
-    from tfopt._tf import graph_session, tf
+    from tfopt._tf import graph_session, run_options, tf
+    from tfopt.verification.deadline import BoundedReference
 
     at_least("batch_size", batch_size, 1, integer=True)
     at_least("bins", bins, 256, integer=True)
@@ -241,11 +244,14 @@ def collect(model: Model, samples: Samples, tensors: Sequence[str], *, bins: int
 
     stats = {name: TensorStats.empty(name, bins) for name in unique}
     batches = -(-total // batch_size)
-    with graph_session(graph, model.graph_def) as session:
+    with graph_session(graph, model.graph_def) as session:  # each run held to --verify-timeout's bound
+        run = BoundedReference(lambda batch: dict(enumerate(session.run(
+            fetches, {tensor: np.asarray(batch[n], dtype) for n, tensor, dtype in feeds}, options=run_options()))),
+            model.graph_def, model.inputs)
         for done, (start, rows, batch) in enumerate(_batches(items, model.inputs, batch_size), 1):
             where = f" on calibration samples {start}-{start + rows - 1}"
             try:
-                values = session.run(fetches, {tensor: np.asarray(batch[n], dtype) for n, tensor, dtype in feeds})
+                values = list(run(batch).values())
             except (t.errors.OpError, ValueError) as exc:  # ValueError: a feed the placeholder's shape refuses
                 message = exc.message if isinstance(exc, t.errors.OpError) else str(exc)
                 raise OptionError(f"--calibration: the model fails{where}: {_cause(message)}") from exc
