@@ -23,9 +23,11 @@ ENTRIES: tuple[Entry, ...] = (
           "+ TimeDistributed Dense softmax over the phoneme set)", held_out=True,
           build="phonet-phonemes", code=_PHONET),
     Entry("cutkum", "cutkum", "2.4", "cutkum/frozen_model.pb", "graphdef",
-          "TF1 frozen GraphDef (2018): Thai word segmenter, a time-major LSTM RNN (inputs [time, batch, chars] "
-          "one-hot chars, seq_lengths [batch], an fw_state [2, batch, cells] placeholder, keep_prob) with "
-          "constant settings nodes (cell_sizes, num_layers, ...) frozen beside `probs`", held_out=True),
+          "TF1 frozen GraphDef (2018): Thai word segmenter, a time-major stacked GRU dynamic_rnn (inputs "
+          "[time, batch, 80] one-hot chars, seq_lengths [batch], an fw_state [1, batch, 896] placeholder, "
+          "keep_prob of unknown rank) and a map_fn over its gathered output, all in v1 control flow with "
+          "TensorArrayV3; constant settings nodes (cell_sizes, num_layers, ...) frozen beside `probs`",
+          held_out=True),  # the description corrected after the run (GRU, not LSTM); the model is unchanged
 )
 HELD_OUT_11 = tuple(e.name for e in ENTRIES)
 """The eleventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 11)."""

@@ -42,9 +42,9 @@ def set_tensor_array_ranks(graph_def: Any) -> Any:
     for _ in range(len(ops) + 1):  # a container's rank can follow from one whose rank was just learnt
         known = dict(static)
         known.update({gather: 1 + ranks[array] for gather, array in gathered_from.items() if array in ranks})
-        learnt = {}
+        learnt: dict[str, int] = {}
         for name, found in ops.items():
-            told = {_rank_told(node, known) for node in found} - {None}
+            told = {rank for rank in (_rank_told(node, known) for node in found) if rank is not None}
             if len(told) == 1:
                 learnt[name] = told.pop()
         if learnt == ranks:
