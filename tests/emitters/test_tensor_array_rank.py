@@ -55,7 +55,7 @@ def test_a_tensor_array_of_unknown_element_rank_converts_to_openvino(tmp_path, m
     assert all(a["fidelity"]["max_abs_err"] <= 1e-5 for a in artifacts), artifacts
 
 
-def test_the_ranks_are_written_only_where_the_container_ops_agree_and_tensorflow_computes_the_same():
+def test_the_ranks_are_written_only_where_the_container_ops_tell_one_and_tensorflow_computes_the_same():
     from tfopt._tf import tf
     from tfopt.emitters.tensor_array_rank import set_tensor_array_ranks
 
@@ -77,6 +77,13 @@ def test_the_ranks_are_written_only_where_the_container_ops_agree_and_tensorflow
         with tf().compat.v1.Session(graph=graph) as sess:
             got.append(sess.run("y:0", {"x:0": x}))
     np.testing.assert_array_equal(got[0], got[1])
+    # a container whose ops tell no rank (the value written has none) is left as it is
+    def unknown(t):
+        v = t.compat.v1.placeholder(t.float32, None, name="x")
+        t.identity(t.TensorArray(t.float32, size=2).write(0, v).read(0), name="y")
+
+    told_nothing = graph_model(unknown, {"x": None}, ["y"], v1_control_flow=True)
+    assert set_tensor_array_ranks(told_nothing.graph_def) is told_nothing.graph_def
     # nothing to learn: a graph without TensorArrays comes back as it is
     plain = graph_model(lambda t: t.identity(t.compat.v1.placeholder(t.float32, [None, F], name="x") * 2.0, name="y"),
                         {"x": (None, F)}, ["y"])
