@@ -183,11 +183,29 @@ def _deepac(name: str) -> Callable[[str, str], None]:
     return build
 
 
+def _phonet(which: str) -> Callable[[str, str], None]:
+    def build(root: str, out: str) -> None:
+        import types
+
+        # phonet.py imports these for its audio features, tables and plots, none of which building uses
+        for name in ("python_speech_features", "pandas"):
+            sys.modules.setdefault(name, types.ModuleType(name))
+        from phonet import phonet
+
+        # phonet.Phonet(["all"]) builds both nets (model(), modelp()) and load_weights from the folder
+        # beside phonet.py: that folder is the unpacked archive's
+        phonet.__file__ = os.path.join(root, "phonet", "phonet.py")
+        net = phonet.Phonet(["all"])
+        (net.models if which == "multitask" else net.model_phon).save(out, save_format="h5")
+    return build
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
     "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
     "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet,
-    "acdc": _acdc, "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"), "deepac-cnn": _deepac("rapid-cnn")}
+    "acdc": _acdc, "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"), "deepac-cnn": _deepac("rapid-cnn"),
+    "phonet-multitask": _phonet("multitask"), "phonet-phonemes": _phonet("phonemes")}
 
 
 def main(argv: list[str]) -> None:

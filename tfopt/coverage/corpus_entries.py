@@ -12,8 +12,10 @@ them before and after a round of fixes.
 from __future__ import annotations
 
 from tfopt.coverage.corpus_entry import Entry
+from tfopt.coverage.corpus_heldout import ENTRIES as _LATER
+from tfopt.coverage.corpus_heldout import HELD_OUT_11
 
-__all__ = ["BY_NAME", "CORPUS", "Entry"]
+__all__ = ["BY_NAME", "CORPUS", "HELD_OUT_11", "Entry"]
 
 
 def _mmsplice(name: str, path: str, covers: str, *, held_out: bool = False) -> Entry:
@@ -370,6 +372,7 @@ CORPUS: tuple[Entry, ...] = (
           "Keras 2.2.4 weights (2019) built by the package's RCNet like deepac-lstm: the reverse-complement CNN "
           "(two Conv1D shared by both strands, AveragePooling1D, Lambda strand reversals and splits, shared "
           "Dense)", held_out=True, build="deepac-cnn", code=_DEEPAC, args=("--unsafe",)),
+    *_LATER,
 )
 HELD_OUT_2 = ("tfpose-mobilenet-thin", "ionmob-gru", "ionmob-deeptwomer", "imspy-prosit", "astrorapid-ztf",
               "adtlib-kick", "chiron-dna", "sleepecg-ws-gru")

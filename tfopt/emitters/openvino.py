@@ -82,17 +82,19 @@ def _convert_graph(graph_def: Any) -> Any:
     from tfopt.emitters.lrn_lower import lower_lrns
     from tfopt.emitters.resize_lower import lower_resizes
     from tfopt.emitters.reverse_axes import split_reverses
+    from tfopt.emitters.tensor_array_rank import set_tensor_array_ranks
 
     ov = openvino()
     # Resizes OpenVINO's frontend has no exact form of: TensorFlow's weights (resize_lower); a reverse
     # over several axes, which it cannot translate: one reverse per axis (reverse_axes); LRN, whose CPU
-    # kernel misses TensorFlow's formula: the formula itself (lrn_lower).
+    # kernel misses TensorFlow's formula: the formula itself (lrn_lower); a TF1 TensorArray whose
+    # element rank it cannot learn: the rank TensorFlow knows (tensor_array_rank).
     # Through a .pb file: OpenVINO's C++ TensorFlow frontend reads function bodies (While/If) that
     # its Python GraphDef iterator cannot ("'_DefinedFunction' object has no attribute 'graph'").
     with tempfile.TemporaryDirectory() as tmp_pb:
         pb = os.path.join(tmp_pb, "frozen.pb")
         with open(pb, "wb") as f:
-            f.write(lower_resizes(lower_lrns(split_reverses(graph_def)))[0].SerializeToString())
+            f.write(lower_resizes(lower_lrns(split_reverses(set_tensor_array_ranks(graph_def))))[0].SerializeToString())
         try:
             return ov.convert_model(pb)
         except Exception as exc:
