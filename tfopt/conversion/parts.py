@@ -161,10 +161,15 @@ class ReferenceOutputs:
     """The original model's outputs on each set of verification inputs, run once per set: every
     artifact of one conversion is verified on the same inputs against the same original.
     ``runs`` counts the original's runs (one per input set, however many artifacts ask); ``seconds`` is the
-    longest of them (None: none ran here), what an artifact's time bound scales (:mod:`tfopt.verification.deadline`)."""
+    longest of them (None: none ran here), what an artifact's time bound scales (:mod:`tfopt.verification.deadline`).
+    ``self_disagreements``: the original's, measured once per made-up input set when checks fail on them
+    (:class:`tfopt.verification.conditioning.SelfDisagreements`)."""
 
     def __init__(self, original: Model):
+        from tfopt.verification.conditioning import SelfDisagreements
+
         self.original, self.runs = original, 0
+        self.self_disagreements = SelfDisagreements()
         self._runner: Any = None
         self._done: list[tuple[Any, dict[str, Any]]] = []  # (VerifyInputs, outputs), by identity: it holds arrays
 
