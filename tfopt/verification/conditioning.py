@@ -267,7 +267,7 @@ def beyond(found: Found, bound: float, subject: str = "the artifact") -> str:
 
 
 def record(current: str, found: Found) -> dict[str, Any]:
-    """What the manifest and report keep when an artifact was verified at a smaller rung than ``current``:
+    """What the manifest and report keep when an artifact or a stage's graph was verified at a smaller rung than ``current``:
     ``measure`` names what found the original's self-disagreement (``rows``, ``kernels``)."""
     return {"self_disagreement": found.gap, "measure": found.by, "at": current, "verified_at": found.rung,
             "scaled_err": found.error,
