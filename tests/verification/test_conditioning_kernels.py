@@ -12,8 +12,9 @@ import pytest
 
 import tfopt
 from tfopt.errors import IllConditionedError
-from tfopt.verification.conditioning import MEASURES, K, disagreement
+from tfopt.verification.conditioning import MEASURES, K
 from tfopt.verification.kernel_choice import KernelChoices
+from tfopt.verification.self_disagreement import disagreement
 from tfopt.verification.tolerances import ARTIFACT, FREEZE_ATOL, FREEZE_RTOL
 
 STEPS = 60
@@ -93,17 +94,22 @@ def test_the_freezing_check_is_not_blamed_and_verifies_at_a_stable_scale(saved, 
 @pytest.mark.parametrize("form", sorted(FORMS))
 def test_chaotic_at_every_scale_stops_freezing_with_the_typed_error(saved, form):
     """gain 1e4: chaotic down to normal x 0.01: the freezing check says the original is ill-conditioned (exit 7),
-    naming the measure that found it, and asks for real inputs."""
+    naming the measure that found it and what was checked (the frozen model, not an artifact), and asks for real
+    inputs."""
     with pytest.raises(IllConditionedError, match=r"verifying the frozen model: .*ill-conditioned on made-up inputs"
                                                    r".*--calibration or --eval-data") as info:
         tfopt.freeze(tfopt.load(saved(form, 1e4)))
     assert info.value.exit_code == 7 and info.value.gap > FREEZE_RTOL
     assert any(f"({what}, " in str(info.value) for what in MEASURES.values())
+    assert "as much as the frozen model differs from it" in str(info.value) and "artifact" not in str(info.value)
 
 
 def test_converted_and_recorded_with_the_measure_that_found_it(saved, tmp_path):
     """End to end (freezing, optimizing, ONNX): written and verified at a self-consistent scale; the manifest's
-    record names the measure; the artifact agrees with the original there within the fp32 bound."""
+    record names the measure, for the artifact and for the frozen graph (under the verification inputs, with the
+    report's), and report.md shows both notes; the artifact agrees with the original there within the fp32 bound."""
+    import json
+
     from tfopt.runtimes import runner_for
 
     path = saved("mul-chain", 1.5)
@@ -114,6 +120,12 @@ def test_converted_and_recorded_with_the_measure_that_found_it(saved, tmp_path):
     record = row.get("conditioning") or artifact.conditioning
     assert record is not None and record["measure"] in MEASURES and record["self_disagreement"] > ARTIFACT["fp32"]
     assert record["scaled_err"] <= ARTIFACT["fp32"]
+    out = tmp_path / "out"
+    frozen = json.loads((out / "manifest.json").read_text())["verification"]["conditioning"]["the frozen model"]
+    assert frozen == json.loads((out / "report.json").read_text())["verification"]["conditioning"]["the frozen model"]
+    assert frozen["measure"] in MEASURES and frozen["scaled_err"] <= FREEZE_RTOL < frozen["self_disagreement"]
+    text = (out / "report.md").read_text()
+    assert f"- the frozen model: {frozen['note']}" in text and f"- onnx/fp32: {record['note']}" in text
     model = tfopt.load(path)
     (spec,) = model.inputs
     x = (0.1 * np.random.default_rng(2).standard_normal((8, spec.shape[1]))).astype(np.float32)

@@ -161,10 +161,15 @@ class ReferenceOutputs:
     """The original model's outputs on each set of verification inputs, run once per set: every
     artifact of one conversion is verified on the same inputs against the same original.
     ``runs`` counts the original's runs (one per input set, however many artifacts ask); ``seconds`` is the
-    longest of them (None: none ran here), what an artifact's time bound scales (:mod:`tfopt.verification.deadline`)."""
+    longest of them (None: none ran here), what an artifact's time bound scales (:mod:`tfopt.verification.deadline`).
+    ``self_disagreements``: the original's, measured once per made-up input set when checks fail on them
+    (:class:`tfopt.verification.self_disagreement.SelfDisagreements`)."""
 
     def __init__(self, original: Model):
+        from tfopt.verification.self_disagreement import SelfDisagreements
+
         self.original, self.runs = original, 0
+        self.self_disagreements = SelfDisagreements()
         self._runner: Any = None
         self._done: list[tuple[Any, dict[str, Any]]] = []  # (VerifyInputs, outputs), by identity: it holds arrays
 
@@ -184,8 +189,12 @@ class ReferenceOutputs:
         return getattr(self._runner, "seconds", None) or None
 
     def release(self, model: Model) -> None:
-        """Keep the outputs computed so far; run ``model`` (the frozen graph) for any other input set."""
+        """Keep the outputs computed so far; run ``model`` (the frozen graph) for any other input set (its
+        self-disagreements measured anew: another original)."""
+        from tfopt.verification.self_disagreement import SelfDisagreements
+
         self.original, self._runner = model, None
+        self.self_disagreements = SelfDisagreements()
 
     def on(self, sets: list[Any]) -> list[dict[str, Any]]:
         """The outputs on each of ``sets`` (computed now for a set not seen yet), in their order."""

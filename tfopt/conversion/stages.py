@@ -374,7 +374,11 @@ def fail_beyond_bound(p: ConvertPlan, prepared: Prepared, result: ConvertResult,
             error = VerificationTimeoutError(row["reason"])
         # an ill-conditioned original on made-up rows does not fail the artifact (conditioning)
         elif (error := reconsider(row, report["samples"], prepared.verified_at, prepared.portable, tmp,
-                                  p.options.report.seed)) is None:
+                                  p.options.report.seed, getattr(prepared.reference_outputs, "self_disagreements",
+                                                                 None))) is None:
+            for artifact in result.artifacts:  # the manifest keeps the record too, as verification's are kept
+                if artifact.path == row["path"]:
+                    artifact.conditioning = row["conditioning"]
             continue
         record_failure(p, result, row["format"], row["precision"], "verifying", error, os.path.join(tmp, row["path"]),
                        prepared.portable)

@@ -56,6 +56,8 @@ def _markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Runtime precision", "", *(f"- {note}" for note in runtime_notes(report))]
     if _inputs_note(report):  # made-up floats other than standard normal, or saturated
         lines += ["", "## Verification inputs", "", _inputs_note(report)]
+    if conditioning_notes(report):
+        lines += ["", "## Ill-conditioned original", "", *(f"- {note}" for note in conditioning_notes(report))]
     if report.get("failed"):
         lines += ["", "## Failed (requested, not written)", "", "| artifact | stage | error | reason |", "|---|---|---|---|"]
         lines += [f"| {f['format']}/{f['precision']} | {f['stage']} | {f['error']} | "
@@ -95,6 +97,8 @@ def _html(report: dict[str, Any]) -> str:
         + (f"; {html.escape(report['batching'])}" if report.get("batching") else "") + "</p>"
         f"<table><tr>{head}</tr>{rows}</table>" + _runtime_precision(report)
         + (f"<h2>Verification inputs</h2><p>{html.escape(_inputs_note(report))}</p>" if _inputs_note(report) else "")
+        + ("<h2>Ill-conditioned original</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in conditioning_notes(report))
+           + "</ul>" if conditioning_notes(report) else "")
         + _failed(report) + charts(report) + svg.SCRIPT + "</body></html>\n")
 
 
@@ -111,6 +115,16 @@ def _inputs_note(report: dict[str, Any]) -> str:
     from tfopt.verification.saturation import recorded_note
 
     return recorded_note(report.get("verification") or {})
+
+
+def conditioning_notes(report: dict[str, Any]) -> list[str]:
+    """``the frozen model: the original differs from itself ...``, ``onnx/fp32: ...``: each stage's graph and artifact
+    verified at a smaller made-up scale than the others, the original being ill-conditioned on made-up inputs
+    (:func:`tfopt.verification.conditioning.record`)."""
+    stages = ((report.get("verification") or {}).get("conditioning") or {}).items()
+    return ([f"{what}: {record['note']}" for what, record in stages]
+            + [f"{a['format']}/{a['precision']}: {a['conditioning']['note']}" for a in report["artifacts"]
+               if a.get("conditioning")])
 
 
 def _failed(report: dict[str, Any]) -> str:

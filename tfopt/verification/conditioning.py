@@ -9,9 +9,10 @@ agree within 2.4e-7. An artifact compared with such a reference differs by the r
 
 So when an artifact fails its bound ``t`` on **made-up** inputs (only then: a passing check costs
 nothing, and given data is what the user vouches for), the original is run again in ways that must
-give the same numbers mathematically (:func:`disagreement`, the largest of them, recorded by name):
+give the same numbers mathematically (:func:`~tfopt.verification.self_disagreement.disagreement`, the largest
+of them, recorded by name; once per set of feeds in a conversion):
 
-- ``rows``: the batch one row at a time (:func:`self_disagreement`);
+- ``rows``: the batch one row at a time;
 - ``kernels``: its graph under a second kernel choice, in TensorFlow sessions with Grappler's rewrites on
   and off (:mod:`tfopt.verification.kernel_choice`). On an AVX-512 CPU with oneDNN on, deepac-lstm's
   batch and rows agree (1.5e-7) while its eager Keras call and its graph in a session differ by 0.0242:
@@ -45,10 +46,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from tfopt.errors import IllConditionedError, TfoptError, VerificationError
-from tfopt.verification.kernel_choice import WHAT as KERNELS_WHAT
 from tfopt.verification.kernel_choice import KernelChoices
 from tfopt.verification.saturation import LADDER
-from tfopt.verification.tolerances import scaled_error
+from tfopt.verification.self_disagreement import MEASURES, Gap, Measure, SelfDisagreements, measure, scaled_gap
 
 if TYPE_CHECKING:
     from tfopt.graph import Model
@@ -58,14 +58,6 @@ _log = logging.getLogger(__name__)
 
 K = 10.0  # see the module docstring
 PROBE_BATCH = 8  # rows a rung is measured on: a batch of 1 cannot disagree with its single row
-MEASURES = {"rows": "batched vs single rows", "kernels": KERNELS_WHAT}  # what each measure compares
-
-
-class Gap(NamedTuple):
-    """The original's self-disagreement (the bound's units) and the measure of :data:`MEASURES` that found it."""
-
-    value: float
-    by: str
 
 
 class Found(NamedTuple):
@@ -77,18 +69,6 @@ class Found(NamedTuple):
     gap: float
     error: float
     by: str
-
-
-def scaled_gap(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
-    """The worst float output's :func:`~tfopt.verification.tolerances.scaled_error` of ``a`` against ``b``
-    (``max|a - b| / (1 + max|b|)``, the bound's units); 0 for none."""
-    worst = 0.0
-    for name, ref in b.items():
-        x, y = np.asarray(a[name], np.float64), np.asarray(ref, np.float64)
-        if y.dtype.kind != "f" or x.shape != y.shape or not y.size or not np.all(np.isfinite(y)):
-            continue
-        worst = max(worst, scaled_error(np.max(np.abs(x - y)), np.max(np.abs(y))))
-    return worst
 
 
 def artifact_gap(got: Mapping[str, Any], expected: Mapping[str, Any], *, exact: bool = False) -> float:
@@ -106,51 +86,10 @@ def artifact_gap(got: Mapping[str, Any], expected: Mapping[str, Any], *, exact: 
     return scaled_gap(shaped, expected)
 
 
-def self_disagreement(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], feeds: Mapping[str, np.ndarray],
-                      batched: Mapping[str, Any] | None = None) -> float | None:
-    """The original's outputs on ``feeds`` as one batch against the same rows one at a time
-    (:func:`scaled_gap`); ``batched``: its outputs on ``feeds`` when already run. None when the
-    rows cannot be split (inputs without one shared leading batch of two or more, a graph of a fixed
-    batch) or are not independent (an output that does not hold one row per input row)."""
-    rows = {np.shape(v)[0] if np.ndim(v) else 0 for v in feeds.values()}
-    if len(rows) != 1 or (n := rows.pop()) < 2:
-        return None
-    try:  # a graph of a fixed batch refuses single rows; an output without the batch on axis 0 cannot be joined
-        batched = dict(batched) if batched is not None else dict(run(feeds))
-        singles = [run({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
-        joined = {k: np.concatenate([np.asarray(s[k]) for s in singles]) for k in batched}
-    except Exception:  # nothing to measure: the artifact's error stands as it was
-        return None
-    if any(np.ndim(v) == 0 or np.shape(v)[0] != n or np.shape(joined[k]) != np.shape(v) for k, v in batched.items()):
-        return None  # an output that is not one row per input row (NMS over the batch): its rows are not independent
-    return scaled_gap(joined, batched)
-
-
-def disagreement(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], feeds: Mapping[str, np.ndarray],
-                 expected: Mapping[str, Any] | None = None, kernels: KernelChoices | None = None) -> Gap | None:
-    """The largest of the original's self-disagreements on ``feeds`` (see the module docstring: ``rows``,
-    and ``kernels`` when ``kernels`` is given), with the measure that found it; ``expected``: its outputs on
-    ``feeds`` when already run. None when neither measures anything."""
-    try:
-        expected = dict(expected) if expected is not None else dict(run(feeds))
-    except Exception:  # the original gives nothing on these feeds: nothing to measure
-        return None
-    found: dict[str, float] = {}
-    if (rows := self_disagreement(run, feeds, expected)) is not None:
-        found["rows"] = rows
-    others = [scaled_gap({k: o[k] for k in expected}, expected) for o in (kernels(feeds) if kernels else [])
-              if all(k in o for k in expected)]
-    if others:
-        found["kernels"] = max(others)
-    if not found:
-        return None
-    by = max(found, key=lambda k: found[k])  # ties: rows, the cheaper and older measure
-    return Gap(found[by], by)
-
-
 def stable_rung(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], artifact: Callable[[Mapping[str, Any]], Mapping[str, Any]],
                 make: Callable[[str], dict[str, np.ndarray]], current: str, error: float, gap: float | Gap,
-                bound: float, at: str, kernels: KernelChoices | None = None) -> tuple[str, float] | None:
+                bound: float, at: str, kernels: KernelChoices | None = None, measured: Measure | None = None,
+                subject: str = "the artifact") -> tuple[str, float] | None:
     """Where the artifact is judged when the original is ill-conditioned (see the module docstring).
 
     Args:
@@ -160,6 +99,9 @@ def stable_rung(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], artifact:
             were measured at.
         at: where (``at x:8x4 (made up inputs)``), for the error.
         kernels: the second kernel choice measured at each rung too (:func:`disagreement`).
+        measured: the original's outputs and disagreement on feeds (default :func:`measure`; a conversion's
+            :class:`SelfDisagreements` measures each rung once).
+        subject: what was checked, for the error (the frozen model, an optimized graph, an artifact).
 
     Returns:
         None when the reference is stable enough to blame the artifact (``error > K * gap``, or ``gap`` 0);
@@ -176,24 +118,24 @@ def stable_rung(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], artifact:
     for rung in below:
         try:
             feeds = make(rung)
-            expected = dict(run(feeds))
+            expected, there = measured(feeds) if measured else measure(run, feeds, kernels)
         except Exception:  # the original gives nothing at this rung: not a self-consistent one
             continue
-        there = disagreement(run, feeds, expected, kernels)
         if there is not None and there.value <= bound / K:
             return rung, artifact_gap(artifact(feeds), expected, exact=True)
     raise IllConditionedError(
         f"the original model is ill-conditioned on made-up inputs {at}: it differs from itself by {gap.value:.3g} "
-        f"({MEASURES[gap.by]}, max|a-b|/(1+max|b|)), about as much as the artifact differs from it "
+        f"({MEASURES[gap.by]}, max|a-b|/(1+max|b|)), about as much as {subject} differs from it "
         f"({error:.3g} <= {K:g} x {gap.value:.3g}), and at every smaller scale tried "
-        f"({', '.join(below) or 'none'}) too, so the artifact is not blamed and nothing was verified: "
+        f"({', '.join(below) or 'none'}) too, so {subject} is not blamed and nothing was verified: "
         "pass --calibration or --eval-data (real inputs)", gap.value)
 
 
 def on_made_up(model: Any, verified_at: Any, artifact: Callable[[Mapping[str, np.ndarray]], Mapping[str, Any]],
                error: float, bound: float, seed: int = 0,
                original: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
-               kernels: KernelChoices | None = None) -> Found | None:
+               kernels: KernelChoices | None = None, measured: SelfDisagreements | None = None,
+               subject: str = "the artifact") -> Found | None:
     """An artifact ``error`` beyond ``bound`` (the bound's units) on made-up inputs ``verified_at``, judged
     again (see the module docstring) on :data:`PROBE_BATCH` rows of them, as the report makes its rows.
 
@@ -202,6 +144,8 @@ def on_made_up(model: Any, verified_at: Any, artifact: Callable[[Mapping[str, np
         artifact: the artifact on feeds (run a row at a time here: every runtime takes batch 1).
         original: the original on feeds, bindings included (default: ``model``'s reference, as verification runs it).
         kernels: the second kernel choice (default: ``model``'s graph, :class:`KernelChoices`); closed here.
+        measured: the conversion's measurements of ``model`` (:class:`SelfDisagreements`), else measured here.
+        subject: what was checked, for the error.
 
     Returns:
         None when the error stands (given data: the user vouches for it; nothing measured; an original
@@ -215,14 +159,16 @@ def on_made_up(model: Any, verified_at: Any, artifact: Callable[[Mapping[str, np
     bindings = model.bindings if model.reference is not None else {}
     kernels = kernels or KernelChoices(model, bindings)
     try:
-        return _on_made_up(model, verified_at, artifact, error, bound, seed, original, kernels, bindings)
+        return _on_made_up(model, verified_at, artifact, error, bound, seed, original, kernels, bindings, measured,
+                           subject)
     finally:
         kernels.close()
 
 
 def _on_made_up(model: Any, verified_at: Any, artifact: Callable[[Mapping[str, np.ndarray]], Mapping[str, Any]],
                 error: float, bound: float, seed: int, original: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None,
-                kernels: KernelChoices, bindings: Mapping[str, Any]) -> Found | None:
+                kernels: KernelChoices, bindings: Mapping[str, Any], cache: SelfDisagreements | None,
+                subject: str) -> Found | None:
     import dataclasses
 
     from tfopt.runtimes.tensorflow import GraphRunner
@@ -242,34 +188,40 @@ def _on_made_up(model: Any, verified_at: Any, artifact: Callable[[Mapping[str, n
         outs = [artifact({k: v[i:i + 1] for k, v in f.items()}) for i in range(len(next(iter(f.values()))))]
         return {k: np.concatenate([np.asarray(o[k]) for o in outs]) for k in names}
 
+    def measured(f: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], Gap | None]:
+        return cache(run, f, kernels) if cache is not None else measure(run, f, kernels)
+
     try:
         feeds = made(verified_at.values)
-    except Exception:  # shapes that take no other batch: nothing to measure, the error stands
+        _, gap = measured(feeds)
+    except Exception:  # shapes that take no other batch, an original that gives nothing: the error stands
         return None
-    gap = disagreement(run, feeds, kernels=kernels)
     if gap is None:
         return None
     shape = lambda v: "x".join(map(str, np.shape(v)))  # noqa: E731
     at = "at " + ", ".join(f"{k}:{shape(v)}" for k, v in feeds.items()) + f" ({verified_at.values})"
-    found = stable_rung(run, rows, made, verified_at.values, error, gap, bound, at, kernels)
+    found = stable_rung(run, rows, made, verified_at.values, error, gap, bound, at, kernels, measured, subject)
     return None if found is None else Found(found[0], gap.value, found[1], gap.by)
 
 
-def judge(model: Any, at: Any, derived: Any, error: float, bound: float, what: str,
-          run: Any = None, kernels: KernelChoices | None = None) -> Found | None:
-    """:func:`on_made_up`, its errors naming ``what`` (a stage's graph, an artifact)."""
+def judge(model: Any, at: Any, derived: Any, error: float, bound: float, what: str, run: Any = None,
+          kernels: KernelChoices | None = None, measured: SelfDisagreements | None = None,
+          subject: str = "the artifact") -> Found | None:
+    """:func:`on_made_up`, its errors naming ``what`` (a stage's graph, an artifact) and ``subject``."""
     try:
-        found = on_made_up(model, at, derived, error, bound, original=run, kernels=kernels)
+        found = on_made_up(model, at, derived, error, bound, original=run, kernels=kernels, measured=measured,
+                           subject=subject)
     except IllConditionedError as exc:
         raise IllConditionedError(f"verifying {what}: {exc}", exc.gap) from None
-    if found is not None and (problem := beyond(found, bound)):
+    if found is not None and (problem := beyond(found, bound, subject)):
         raise VerificationError(f"verifying {what}: the original is ill-conditioned on made-up inputs; {problem}")
     return found
 
 
 def reconsider(row: dict[str, Any], samples: int, verified_at: Any, model: Any, outdir: str,
-               seed: int = 0) -> TfoptError | None:
-    """A report row beyond its bound (:mod:`tfopt.verification.fidelity_bound`) judged by :func:`on_made_up`.
+               seed: int = 0, measured: SelfDisagreements | None = None) -> TfoptError | None:
+    """A report row beyond its bound (:mod:`tfopt.verification.fidelity_bound`) judged by :func:`on_made_up`
+    (``measured``: the conversion's measurements of ``model``, :class:`SelfDisagreements`).
 
     Returns:
         None when the artifact is verified at a self-consistent rung: the row's ``beyond_bound`` is
@@ -286,30 +238,36 @@ def reconsider(row: dict[str, Any], samples: int, verified_at: Any, model: Any, 
         return failure
     runner = runner_for(row["format"], os.path.join(outdir, row["path"]), model)
     what = f"verifying {row['format']} {row['precision']}"
+    subject = artifact_subject(f"{row['format']} {row['precision']}")
     try:
         found = on_made_up(model, verified_at, runner, float(row["fidelity"]["scaled_err"]),
-                           bound := float(row[KEY]["bound"]), seed)
+                           bound := float(row[KEY]["bound"]), seed, measured=measured, subject=subject)
     except IllConditionedError as exc:
         return IllConditionedError(f"{what}: {exc}", exc.gap)
     finally:
         runner.close()
     if found is None:
         return failure
-    if (problem := beyond(found, bound)):
+    if (problem := beyond(found, bound, subject)):
         return VerificationError(f"{failure}; {problem}")
     row.pop(KEY)
     row["conditioning"] = record(verified_at.values, found)
     return None
 
 
-def beyond(found: Found, bound: float) -> str:
-    """Why the artifact fails at the self-consistent rung ``found`` (empty: it passes)."""
-    return (f"at made-up floats {found.rung}, where the original is self-consistent, the artifact's error is "
+def artifact_subject(what: str) -> str:
+    """``the onnx fp32 artifact``: an artifact named by its target and precision (``what``), as errors name it."""
+    return f"the {what} artifact"
+
+
+def beyond(found: Found, bound: float, subject: str = "the artifact") -> str:
+    """Why ``subject`` fails at the self-consistent rung ``found`` (empty: it passes)."""
+    return (f"at made-up floats {found.rung}, where the original is self-consistent, {subject}'s error is "
             f"{found.error:.3g} (bound {bound:g})") if found.error > bound else ""
 
 
 def record(current: str, found: Found) -> dict[str, Any]:
-    """What the manifest and report keep when an artifact was verified at a smaller rung than ``current``:
+    """What the manifest and report keep when an artifact or a stage's graph was verified at a smaller rung than ``current``:
     ``measure`` names what found the original's self-disagreement (``rows``, ``kernels``)."""
     return {"self_disagreement": found.gap, "measure": found.by, "at": current, "verified_at": found.rung,
             "scaled_err": found.error,
@@ -318,10 +276,13 @@ def record(current: str, found: Found) -> dict[str, Any]:
 
 
 def verified_at_a_stable_scale(artifact: Any, runner: Any, original: Model, inputs_at: VerifyInputs,
-                               expected: Mapping[str, Any], got: Mapping[str, Any], bound: float, what: str) -> bool:
-    """True when an original ill-conditioned on these made-up inputs verified the artifact at a self-consistent
-    rung instead (recorded on ``artifact.conditioning``)."""
-    found = judge(original, inputs_at, runner, artifact_gap(got, expected), bound, what)
+                               expected: Mapping[str, Any], got: Mapping[str, Any], bound: float, what: str,
+                               measured: SelfDisagreements | None = None) -> bool:
+    """True when an original ill-conditioned on these made-up inputs verified the artifact (``what``: its target and
+    precision) at a self-consistent rung instead (recorded on ``artifact.conditioning``); ``measured``: the
+    conversion's measurements of ``original`` (:class:`SelfDisagreements`)."""
+    found = judge(original, inputs_at, runner, artifact_gap(got, expected), bound, what, measured=measured,
+                  subject=artifact_subject(what))
     if found is not None:
         artifact.conditioning = record(inputs_at.values, found)
     return found is not None
@@ -330,18 +291,22 @@ def verified_at_a_stable_scale(artifact: Any, runner: Any, original: Model, inpu
 def stage_verified_at_a_stable_scale(run: Callable[[Mapping[str, Any]], Any], original: Model,
                                      bindings: Mapping[str, Any], derived: Model, at: VerifyInputs,
                                      expected: Mapping[str, Any], got: Mapping[str, Any], bound: float, what: str,
-                                     as_written: bool) -> bool:
-    """:func:`verified_at_a_stable_scale` for a stage's graph (run in TensorFlow) against ``original`` (run by
-    ``run``; its graph, fed ``bindings``, is the second kernel choice): True when it is verified at a
-    self-consistent rung instead (logged: a stage keeps no record of its own)."""
+                                     as_written: bool, records: dict[str, Any] | None = None) -> bool:
+    """:func:`verified_at_a_stable_scale` for a stage's graph (``what``: the frozen model, an optimized one; run in
+    TensorFlow) against ``original`` (run by ``run``; its graph, fed ``bindings``, is the second kernel choice):
+    True when it is verified at a self-consistent rung instead, recorded in ``records`` under ``what`` (the
+    verification inputs' :attr:`~tfopt.verification.verify_inputs.VerifyInputs.conditioning`) and logged."""
     from tfopt.runtimes.tensorflow import GraphRunner
 
     stage_graph = GraphRunner(derived, rewrites=not as_written)
     try:
         found = judge(derived, at, stage_graph, artifact_gap(got, expected), bound, what, run,
-                      KernelChoices(original, bindings))
+                      KernelChoices(original, bindings), subject=what)
     finally:
         stage_graph.close()
     if found is not None:
-        _log.info("%s: %s", what, record(at.values, found)["note"])
+        kept = record(at.values, found)
+        if records is not None:
+            records.setdefault(what, kept)  # the first input set's (the realistic size's is checked after it)
+        _log.info("%s: %s", what, kept["note"])
     return found is not None

@@ -307,7 +307,7 @@ def verify_against_reference(original: Model, derived: Model, bindings: Mapping[
                                at=f"(at {at.describe()})", what=what)
             if not stage_verified_at_a_stable_scale(lambda f: runner({**f, **bindings}), original, bindings, derived,
                                                     at, expected, got, min(atol, rtol) or max(atol, rtol), what,
-                                                    as_written):
+                                                    as_written, inputs.conditioning):
                 raise
             continue
         diffs = found if not diffs else [max(a, b, key=lambda d: d.max_abs_err) for a, b in zip(diffs, found)]
@@ -320,7 +320,8 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
     """Run one artifact and the original model on ``inputs``; record the error on ``artifact``
     (``max_abs_err``/``mean_abs_err``) and raise when it exceeds ``bound`` (None: measure only).
     ``reference(inputs_at)``: the original's outputs on one set of ``inputs``, when the caller
-    keeps them for every artifact (:class:`tfopt.conversion.parts.ReferenceOutputs`); else run here.
+    keeps them for every artifact (:class:`tfopt.conversion.parts.ReferenceOutputs`, whose ``self_disagreements``
+    then measures the ill-conditioned original once for all of them too); else run here.
 
     Raises:
         ConversionError: the artifact does not run in its runtime on inputs the original runs on.
@@ -365,7 +366,8 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
                                    tensors=[s.tensor for s in original.outputs], at=at, what=what)
                 feed = runner if preprocess is None else lambda f, r=runner: r({k: preprocess.to_raw(v)
                                                                                 for k, v in f.items()})
-                if verified_at_a_stable_scale(artifact, feed, original, inputs_at, expected, got, bound or 0.0, what):
+                if verified_at_a_stable_scale(artifact, feed, original, inputs_at, expected, got, bound or 0.0, what,
+                                              getattr(reference, "self_disagreements", None)):
                     continue
                 raise VerificationError(f"verifying {what} ({record.runtime_name}) against the original model "
                                         f"(TensorFlow) {at}: output '{bad[0].name}': {bad[0].problem or 'differs'} "

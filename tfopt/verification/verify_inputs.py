@@ -51,6 +51,8 @@ class VerifyInputs:
     saturated: dict[str, str] = field(default_factory=dict)  # outputs degenerate even at ``values``, and why
     saturated_before: dict[str, str] = field(default_factory=dict)  # outputs degenerate at standard normal
     saturated_fraction: dict[str, float] = field(default_factory=dict)  # output -> share saturated at ``values``
+    # a stage's graph verified at a smaller made-up scale (the original ill-conditioned here): what -> its record
+    conditioning: dict[str, dict[str, Any]] = field(default_factory=dict)  # (tfopt.verification.conditioning)
 
     def sets(self) -> list[VerifyInputs]:
         """Every set of inputs to verify on: these, then the realistic size."""
@@ -81,7 +83,7 @@ class VerifyInputs:
         return VerifyInputs(random_inputs(specs, seed=seed, shapes=shapes, graph_def=graph_def,
                                           dynamic_dim=min(sizes, default=self.size), values=self.values),
                             self.source, self.tried, realistic, self.size, self.ties, self.domains, self.values,
-                            self.saturated, self.saturated_before, self.saturated_fraction)
+                            self.saturated, self.saturated_before, self.saturated_fraction, self.conditioning)
 
     def realistic_rung(self) -> VerifyInputs | None:
         """The realistic size when its made-up floats are another rung, or saturate where these do not."""
@@ -107,4 +109,6 @@ class VerifyInputs:
                                                          real.saturated_fraction)
         if self.domains:
             out["domains"] = dict(self.domains)
+        if self.conditioning:
+            out["conditioning"] = dict(self.conditioning)
         return {**out, **record(self.values, self.saturated, self.saturated_before, self.saturated_fraction)}
