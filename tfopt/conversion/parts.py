@@ -309,7 +309,7 @@ def calibration_stage(portable: Model, target: str, precision: str) -> Any:
     names the converter's calibration (its target fails alone, in ``converting``), not verification."""
     from tfopt.runtimes.bounded_stage import Stage
 
-    return Stage(f"the {precision} calibration of {target} ({TABLE[target].converter}'s own quantizer)",
+    return Stage(f"the {precision} calibration of {target} (its converter's own quantizer)",
                  model=portable.provenance.get("path") or "", inputs="pass --calibration data the model ends on",
                  skip="build int8 with tfopt's engine (--quantizer tfopt), whose runs are bounded" if precision == "int8"
                  else f"leave {precision} out of --quantize")
