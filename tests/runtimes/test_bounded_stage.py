@@ -188,3 +188,29 @@ def test_debug_compare_to_stops_at_the_bound_while_building_its_artifacts(loopin
     assert code == VerificationTimeoutError.exit_code, err
     assert took < BOUND + SLACK, took
     assert "the int16x8 calibration of tflite" in err and looping in err and "--verify-timeout" in err, err
+
+
+@pytest.mark.skipif(not TABLE["tflite"].available(), reason="the tflite extra is needed")
+def test_the_batch_probe_of_a_graph_that_splits_its_batch_stops_at_the_bound(tmp_path):
+    """A graph that splits its batch into towers is probed for the batch it takes before a converter calibrates
+    (:func:`tfopt.conversion.parts.converter_calibration`), on made-up values its loop never leaves: the probe runs
+    through the bound (before, an unbounded TensorFlow runner hung ahead of the keep-float search's own bound)."""
+    from tfopt._tf import tf
+
+    t = tf()
+    model = saved_function(tmp_path / "towers", lambda x: {"y": t.concat([t.matmul(h, W) for h in t.split(x, 2)], 0)
+                                                                + _nonzero(t, x)},
+                           [t.TensorSpec([None, 3], t.float32, name="x")])
+    data = str(tmp_path / "calibration.npz")
+    np.savez(data, x=np.random.default_rng(0).uniform(1.0, 2.0, (8, 3)).astype(np.float32))
+    result = {}
+
+    def run():
+        result["r"] = tfopt.convert(model, str(tmp_path / "out"), to=["tflite"], quantize=["fp32", "int8"],
+                                    calibration=data, quantizer="native", auto_keep_float=1.0, verify=False,
+                                    verify_timeout=BOUND)
+        raise result["r"].errors[0]
+
+    message = _stops(run)
+    assert [(f.format, f.precision, f.stage) for f in result["r"].failed] == [("tflite", "int8", "converting")]
+    assert "the int8 calibration of tflite" in message and "--verify-timeout" in message and "'x'" in message, message

@@ -292,15 +292,24 @@ def converter_calibration(portable: Model, samples: Any, target: str, precision:
     from tfopt.verification.deadline import loop_inputs, verify_timeout
     from tfopt.verification.verify import reference_runner
 
+    opened: list[Any] = []  # the graph the converter calibrates, opened on its first run (a plain graph: never)
+
+    def run(feeds: Any) -> Any:
+        if not opened:
+            opened.append(reference_runner(portable.replace(reference=None)))
+        return opened[0](feeds)
+
     with verify_timeout(timeout), within(calibration_stage(portable, target, precision)):
-        runner = reference_runner(portable.replace(reference=None))  # the graph the converter calibrates
         try:
-            batches = sample_batches(samples, runner, portable.inputs, portable.graph_def)  # probed: one that splits
+            batches = sample_batches(samples, run, portable.inputs, portable.graph_def)  # probed: one that splits
+            if opened and opened[0].stopped is not None:  # a probe past the bound, taken as a refusal by the search
+                raise opened[0].stopped
             if calibrates and loop_inputs(portable.graph_def, portable.inputs):
                 for batch in batches:
-                    runner(batch)
+                    run(batch)
         finally:
-            runner.close()
+            for runner in opened:
+                runner.close()
     return batches
 
 
@@ -310,7 +319,7 @@ def calibration_stage(portable: Model, target: str, precision: str) -> Any:
     from tfopt.runtimes.bounded_stage import Stage
 
     return Stage(f"the {precision} calibration of {target} (its converter's own quantizer)",
-                 model=portable.provenance.get("path") or "", inputs="pass --calibration data the model ends on",
+                 model=portable.provenance.get("path") or "",  # the probe runs made-up values: every way to inputs
                  skip="build int8 with tfopt's engine (--quantizer tfopt), whose runs are bounded" if precision == "int8"
                  else f"leave {precision} out of --quantize")
 
