@@ -25,7 +25,8 @@ trained ones do; see :func:`imagenet_sized`). The CPU
 is named in the output; without VNNI (AVX-512 VNNI, AVX-VNNI or AMX) int8 gains less.
 
 The ``tfopt default`` row is exactly what ``tfopt convert --quantize int8`` writes (no
-``--int8-recipe``: ``DEFAULT_RECIPE`` with each target's own weight grid). Whether it is as fast
+``--int8-recipe``: ``DEFAULT_RECIPE`` with each target's own weight grid; the row names each target's recipe as
+its plan chose it). Whether it is as fast
 as the native int8 is decided by a *paired* measurement, not by two medians taken apart (on a
 shared machine those move by several percent from one block of calls to the next): in the same
 runtime process the default, native and fp32 artifacts are called in alternating blocks of 5
@@ -255,11 +256,19 @@ def _row(name: str, grid: str, label: str, r: dict[str, Any], ms: dict[str, dict
     cells = [(f"{r['acc'][t]:.1f} ({r['fp32'] - r['acc'][t]:+.1f}) | {ms[t]['fp32'] / ms[t][label]:.2f}x"
               if t in r["acc"] else "- | -") for t in TARGETS]
     if label == DEFAULT:
-        from tfopt.quantizing.engine.plan import DEFAULT_RECIPE
-
-        label = f"**{DEFAULT} ({DEFAULT_RECIPE})**"
+        label = f"**{DEFAULT} ({_recipes(r.get('recipe') or {})})**"
     print(f"| {name} | {grid} | {label} | {r['fp32']:.1f} | " + " | ".join(cells)
           + f" | {r['cross']:.1f} / {r['with_float']:.1f} |", flush=True)
+
+
+def _recipes(chosen: dict[str, str]) -> str:
+    """The recipe each target's default int8 was built with (the plan's ``chosen(target)``, in the manifest):
+    one name when every target's is the same, else ``target: recipe`` each (OpenVINO's adds ``7bit+no_new_bias``
+    on a model with zero-bias layers)."""
+    found = {t: chosen[t] for t in TARGETS if t in chosen}
+    if len(set(found.values())) == 1:
+        return next(iter(found.values()))
+    return "; ".join(f"{t}: {recipe}" for t, recipe in found.items()) or "no engine recipe recorded"
 
 
 def main(argv: list[str] | None = None) -> int:

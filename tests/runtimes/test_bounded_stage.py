@@ -142,3 +142,75 @@ def test_the_int8_engine_stops_at_the_bound_naming_itself_not_verification(loopi
     assert [(f.format, f.precision, f.stage) for f in result["r"].failed] == [("onnx", "int8", "converting")]
     assert "tfopt engine" in message and "--int8-recipe" in message and looping in message, message
     assert "--no-verify" not in message, message
+
+
+NATIVE_INT8 = [r.name for r in TABLE.values() if "int8" in r.precisions and not r.float_only]  # converters that calibrate
+
+
+@pytest.mark.parametrize("target", NATIVE_INT8)
+def test_a_converters_own_int8_calibration_stops_at_the_bound_naming_itself(looping, tmp_path, target):
+    """``--quantizer native --quantize int8`` with ``--no-verify`` on calibration values the loop never leaves: the
+    converter's calibrator (TFLite's, ONNX Runtime's, NNCF's: native code in process, no bound reaches) would run
+    them forever. The original runs them first, bounded; the int8 target fails alone (``converting``), the fp32 one is
+    written, and the message names the calibration, the model, the input and the option."""
+    if not TABLE[target].available():
+        pytest.skip(f"the {TABLE[target].extra} extra is needed")
+    data = str(tmp_path / "calibration.npz")
+    np.savez(data, x=np.random.default_rng(0).uniform(1.0, 2.0, (8, 3)).astype(np.float32))
+    result = {}
+
+    def run():
+        result["r"] = tfopt.convert(looping, str(tmp_path / "out"), to=[target], quantize=["fp32", "int8"],
+                                    calibration=data, quantizer="native", verify=False, verify_timeout=BOUND)
+        raise result["r"].errors[0]
+
+    message = _stops(run)
+    assert [(a.format, a.precision) for a in result["r"].artifacts] == [(target, "fp32")]
+    assert [(f.format, f.precision, f.stage) for f in result["r"].failed] == [(target, "int8", "converting")]
+    assert f"the int8 calibration of {target}" in message and looping in message, message
+    assert "--verify-timeout" in message and "--calibration" in message and "'x'" in message, message
+
+
+def test_debug_compare_to_stops_at_the_bound_while_building_its_artifacts(looping, tmp_path, capsys):
+    """``tfopt debug compare --to tflite --quantize int16x8`` (no int8 engine: TFLite's own calibration) on calibration
+    values the loop never leaves: building the artifacts stops at the bound with exit code 7, naming the calibration."""
+    if not TABLE["tflite"].available():
+        pytest.skip("the tflite extra is needed")
+    from tfopt.cli import main
+
+    data = str(tmp_path / "calibration.npz")
+    np.savez(data, x=np.random.default_rng(0).uniform(1.0, 2.0, (8, 3)).astype(np.float32))
+    start = time.monotonic()
+    code = main(["debug", "compare", looping, "--to", "tflite", "--quantize", "int16x8", "--calibration", data,
+                 "-o", str(tmp_path / "out"), "--no-verify", "--verify-timeout", f"{BOUND:g}"])
+    took = time.monotonic() - start
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == VerificationTimeoutError.exit_code, err
+    assert took < BOUND + SLACK, took
+    assert "the int16x8 calibration of tflite" in err and looping in err and "--verify-timeout" in err, err
+
+
+@pytest.mark.skipif(not TABLE["tflite"].available(), reason="the tflite extra is needed")
+def test_the_batch_probe_of_a_graph_that_splits_its_batch_stops_at_the_bound(tmp_path):
+    """A graph that splits its batch into towers is probed for the batch it takes before a converter calibrates
+    (:func:`tfopt.conversion.parts.converter_calibration`), on made-up values its loop never leaves: the probe runs
+    through the bound (before, an unbounded TensorFlow runner hung ahead of the keep-float search's own bound)."""
+    from tfopt._tf import tf
+
+    t = tf()
+    model = saved_function(tmp_path / "towers", lambda x: {"y": t.concat([t.matmul(h, W) for h in t.split(x, 2)], 0)
+                                                                + _nonzero(t, x)},
+                           [t.TensorSpec([None, 3], t.float32, name="x")])
+    data = str(tmp_path / "calibration.npz")
+    np.savez(data, x=np.random.default_rng(0).uniform(1.0, 2.0, (8, 3)).astype(np.float32))
+    result = {}
+
+    def run():
+        result["r"] = tfopt.convert(model, str(tmp_path / "out"), to=["tflite"], quantize=["fp32", "int8"],
+                                    calibration=data, quantizer="native", auto_keep_float=1.0, verify=False,
+                                    verify_timeout=BOUND)
+        raise result["r"].errors[0]
+
+    message = _stops(run)
+    assert [(f.format, f.precision, f.stage) for f in result["r"].failed] == [("tflite", "int8", "converting")]
+    assert "the int8 calibration of tflite" in message and "--verify-timeout" in message and "'x'" in message, message

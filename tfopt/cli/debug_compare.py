@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.exists(path):
             raise ModelNotFoundError(f"{path}: no such file or directory")
     if args.to:
-        args.artifacts = _build(args)
+        with bounded(args, "tfopt debug compare"):  # building them runs the model too (a converter's calibration)
+            args.artifacts = _build(args)
     with args.capture.stage("loading"):
         portable, *_ = run_optimize(args.model, load_of(args), freeze_of(args),
                                      OptimizeOptions(passes=args.passes, skip=list(args.skip), grappler=args.grappler))
@@ -80,11 +81,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> list[str]:
     """``--to``: the artifacts, converted without verification into OUTDIR/artifacts (every
-    requested fp32 artifact too, so a quantized one gets its conversion/quantization split)."""
+    requested fp32 artifact too, so a quantized one gets its conversion/quantization split), each run of the model
+    held to ``--verify-timeout`` (a converter's own calibration first runs it, :mod:`tfopt.conversion.parts`).
+
+    Raises:
+        VerificationTimeoutError: a build's run did not end within the bound.
+    """
     import dataclasses
 
     from tfopt.cli.args import freeze_of, load_of
     from tfopt.conversion.convert import convert
+    from tfopt.errors import VerificationTimeoutError
     from tfopt.options import ConvertOptions
 
     targets = [t.strip() for t in args.to.split(",") if t.strip()]
@@ -99,6 +106,9 @@ def _build(args: argparse.Namespace) -> list[str]:
                          overwrite=True)
     for artifact in result.artifacts:
         print(f"wrote    {os.path.join(outdir, artifact.path)}")
+    for error in result.errors:  # a build that did not end within the bound: nothing asked for is compared past it
+        if isinstance(error, VerificationTimeoutError):
+            raise error
     return [os.path.join(outdir, a.path) for a in result.artifacts]
 
 

@@ -35,6 +35,7 @@ from tfopt.conversion.parts import (
     emit_engine,
     int8_measure,
     is_quantization_aware,
+    keep_float_search,
     manifest_options,
     verify,
     write_manifest,
@@ -237,9 +238,15 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
     start = time.perf_counter()
     record = TABLE[target]
     rel = record.artifact_path(precision)
-    calibration = converter_calibration(portable, ranges) if precision in NEEDS_CALIBRATION else ranges  # whole batches
-    job = EmitJob(portable, runtime, os.path.join(tmp, rel), precision, calibration, q, qat, accuracy_control=control)
     engine = int8 is not None and engine_builds(q, target, precision, qat)
+    native = not (engine or qat or keep_float_search(q, target, precision, engine=engine, qat=qat))  # others: bounded
+    try:  # whole batches; a converter's own calibration runs them in process: the graph runs them first, bounded
+        calibration = converter_calibration(portable, ranges, target, precision, calibrates=native,
+                                            timeout=p.options.freeze.verify_timeout) if precision in NEEDS_CALIBRATION else ranges
+    except VerificationTimeoutError as exc:  # this target fails alone, as the keep-float search's does
+        record_failure(p, result, target, precision, "converting", exc, os.path.join(tmp, rel), portable)
+        return
+    job = EmitJob(portable, runtime, os.path.join(tmp, rel), precision, calibration, q, qat, accuracy_control=control)
     native_job = job
     if engine and int8 is not None:
         try:  # the engine's statistics and search run here, on the first target that asks
@@ -302,7 +309,7 @@ def _emit_one(p: ConvertPlan, prepared: Prepared, result: ConvertResult, job: Em
     """Write one artifact (the keep-float search, tfopt's int8 engine, or the converter): its path."""
     q = p.options.quantize
     portable, qat, record = prepared.portable, prepared.qat, TABLE[target]
-    if not engine and not qat and (q.keep_float or q.auto_keep_float is not None) and precision in record.keep_float:
+    if keep_float_search(q, target, precision, engine=engine, qat=qat):
         from tfopt.quantizing.native.keep_float import selective
 
         def emit_kept(path: str, kept: list[str], converted: Any) -> str:
