@@ -15,7 +15,8 @@ the fused kernel never rounds. So ranges go where a quantization-aware (TFMOT) g
    after it.
 
 Scale-preserving ops (``MaxPool``, ``Reshape``, ``Transpose``...) get none: converters carry their
-input's scale through.
+input's scale through. Nor does any op inside a TF1 (v1 control flow) while loop: its statistics
+cannot be fetched, so it stays float (:mod:`tfopt.quantizing.engine.loops`).
 
 Fused composites: activations Keras and ``tf.nn`` build from elementwise ops, which a converter
 matches as one op or a TFMOT graph quantizes as one (a Keras activation, LayerNormalization left
