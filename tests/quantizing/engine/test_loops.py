@@ -16,6 +16,7 @@ import pytest
 import tfopt
 from tests.helpers import graph_pb
 from tfopt.demos.examples import control_flow_v1
+from tfopt.errors import OptionError
 
 FEATURES, UNITS, CLASSES = 4, 8, 3
 INT8_SCALED = 0.05  # int8 of the dense layers outside the loop: error / (1 + max|y|), a few 8-bit steps
@@ -111,3 +112,5 @@ def test_ops_inside_loops_get_no_range_and_outside_ones_do(tmp_path):
     assert not [t for t in tensors if t.startswith("while/")], tensors
     assert {"x:0", "y:0", "Mean:0"} <= set(tensors) and [layer.linear for layer in layers(model)] == ["y"]
     assert len(loop_skips(model)) == 1 and "while/concat" in loop_skips(model)[0]
+    with pytest.raises(OptionError, match=r"--keep-float while/MatMul: .*inside a TF1 while loop"):
+        activation_tensors(model, keep_float=["while/MatMul"])

@@ -219,7 +219,9 @@ def kept_nodes(model: Model, keep_float: Collection[str]) -> set[str]:
     if unknown:
         from tfopt.errors import did_you_mean
 
-        what = "not a node of this graph" if unknown[0] not in names else "a node outside any quantized layer or op"
+        what = "not a node of this graph" if unknown[0] not in names else \
+            "inside a TF1 while loop, float already" if unknown[0] in loop_frames(model.graph_def) else \
+            "a node outside any quantized layer or op"
         raise OptionError(f"--keep-float {unknown[0]}: not a quantized layer ({what}); name a TF node of the "
                           f"layer.{did_you_mean(unknown[0], sorted(known))}")
     kept = set(keep_float)
