@@ -15,7 +15,8 @@ the fused kernel never rounds. So ranges go where a quantization-aware (TFMOT) g
    after it.
 
 Scale-preserving ops (``MaxPool``, ``Reshape``, ``Transpose``...) get none: converters carry their
-input's scale through.
+input's scale through. Nor does any op inside a TF1 (v1 control flow) while loop: its statistics
+cannot be fetched, so it stays float (:mod:`tfopt.quantizing.engine.loops`).
 
 Fused composites: activations Keras and ``tf.nn`` build from elementwise ops, which a converter
 matches as one op or a TFMOT graph quantizes as one (a Keras activation, LayerNormalization left
@@ -60,6 +61,7 @@ from typing import Any
 
 from tfopt.errors import OptionError
 from tfopt.graph import Model, canonical_tensor, consumers, dtype_name, is_control, node_map, tensor_node
+from tfopt.graphdef.frames import loop_frames
 
 # Layers with a constant weight in input 1: their output channel is the weight's last axis
 # (depthwise: the last two axes, flattened).
@@ -115,9 +117,10 @@ def layers(model: Model) -> list[Layer]:
     nodes = node_map(model.graph_def)
     users = data_consumers(model.graph_def)
     outputs = {tensor_node(s.tensor) for s in model.outputs}
+    looped = loop_frames(model.graph_def)  # left float: :mod:`tfopt.quantizing.engine.loops`
     out = []
     for node in model.graph_def.node:
-        if node.op in LINEAR_OPS and const_input(nodes, node, 1) is not None:
+        if node.op in LINEAR_OPS and node.name not in looped and const_input(nodes, node, 1) is not None:
             chain = [node.name]
             reshape = _single_user(users, node.name, outputs)
             if reshape is not None and reshape.op == "Reshape":  # Keras Dense on 3-D input: Tensordot
@@ -172,10 +175,12 @@ def activation_tensors(model: Model, keep_float: Collection[str] = ()) -> list[s
     return [canonical_tensor(t) for t in inputs] + [out for group, out in range_groups(model) if not kept & set(group)]
 
 
-def range_groups(model: Model) -> list[tuple[tuple[str, ...], str]]:
+def range_groups(model: Model, *, in_loops: bool = False) -> list[tuple[tuple[str, ...], str]]:
     """``(nodes, tensor)`` for each range of every layer, fused composite and requantizing op (with
     the Relu/Relu6 it fuses with), in graph order: a group's range is on its output (a composite's
-    ``ranged`` nodes have one too, listed first)."""
+    ``ranged`` nodes have one too, listed first). None inside a TF1 while loop unless ``in_loops``
+    (they stay float: :mod:`tfopt.quantizing.engine.loops`)."""
+    looped = {} if in_loops else loop_frames(model.graph_def)
     users = data_consumers(model.graph_def)
     outputs = {tensor_node(s.tensor) for s in model.outputs}
     groups = {layer.linear: layer.nodes for layer in layers(model)}
@@ -198,7 +203,7 @@ def range_groups(model: Model) -> list[tuple[tuple[str, ...], str]]:
             groups[node.name] = (node.name,)
     order = {n.name: i for i, n in enumerate(model.graph_def.node)}
     return [(group, f"{node}:0") for key, group in sorted(groups.items(), key=lambda kv: order[kv[0]])
-            for node in (*ranged.get(key, ()), group[-1])]
+            if not looped.keys() & set(group) for node in (*ranged.get(key, ()), group[-1])]
 
 
 def kept_nodes(model: Model, keep_float: Collection[str]) -> set[str]:
@@ -214,7 +219,9 @@ def kept_nodes(model: Model, keep_float: Collection[str]) -> set[str]:
     if unknown:
         from tfopt.errors import did_you_mean
 
-        what = "not a node of this graph" if unknown[0] not in names else "a node outside any quantized layer or op"
+        what = "not a node of this graph" if unknown[0] not in names else \
+            "inside a TF1 while loop, float already" if unknown[0] in loop_frames(model.graph_def) else \
+            "a node outside any quantized layer or op"
         raise OptionError(f"--keep-float {unknown[0]}: not a quantized layer ({what}); name a TF node of the "
                           f"layer.{did_you_mean(unknown[0], sorted(known))}")
     kept = set(keep_float)

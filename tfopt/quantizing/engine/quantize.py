@@ -97,10 +97,12 @@ class EngineReport:
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     kept_float: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    skips: list[str] = field(default_factory=list)  # ops left float by the engine itself, with the reason
 
     def as_dict(self) -> dict[str, Any]:
         return {"recipe": self.recipe, "transforms": self.transforms, "activation_ranges": len(self.ranges),
-                "kept_float": self.kept_float, "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+                "kept_float": self.kept_float, "skips": self.skips,
+                "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
 
 class Engine:
@@ -148,6 +150,7 @@ class Engine:
         so sets that share the transforms share one collection.
         """
         from tfopt.quantizing.engine.fake_quant import insert_fake_quant
+        from tfopt.quantizing.engine.loops import loop_skips
         from tfopt.quantizing.engine.placement import kept_nodes
         from tfopt.quantizing.engine.ranges import compute_range
         from tfopt.quantizing.engine.shared_scales import share_concat_ranges
@@ -159,7 +162,7 @@ class Engine:
         quantized = insert_fake_quant(transformed, ranges, per_channel=recipe.per_channel, keep_float=kept,
                                       weight_levels=recipe.weight_levels)
         report = EngineReport(str(recipe), dict(reports), ranges, kept,
-                              {**seconds, "ranges+fake_quant": time.perf_counter() - start})
+                              {**seconds, "ranges+fake_quant": time.perf_counter() - start}, loop_skips(transformed))
         return quantized, report
 
     def _prepare(self, recipe: Recipe,
