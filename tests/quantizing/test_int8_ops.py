@@ -199,3 +199,20 @@ def test_a_quantize_clamping_at_zero_is_a_separate_relu_only_after_a_layer_that_
     layers, summary = analyze(ops)
     assert layers[0]["activation"] == ("fused" if layer_clamps else "separate") and layers[1]["activation"] is None
     assert summary["float_islands"] == 0  # a float layer is counted as one, not as an island
+
+
+def test_an_int8_artifact_with_no_int8_layer_gets_a_note(capsys):
+    """Every layer left float (inside TF1 loops, or kept float): the summary says the file runs no int8
+    kernel, instead of only a count of zero; a file with int8 layers gets no such note."""
+    from types import SimpleNamespace
+
+    from tfopt.report.console import print_int8
+
+    def artifact(format, int8):
+        layers = [{"name": f"l{i}", "activation": None} for i in range(2)]
+        return SimpleNamespace(format=format, precision="int8", quantizer="tfopt",
+                               int8_ops={"int8": int8, "float": 2 - int8, "layers": layers})
+
+    print_int8(SimpleNamespace(artifacts=[artifact("onnx", 0), artifact("openvino", 2)], int8={"recipe": {}}))
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note")]
+    assert len(notes) == 1 and notes[0].startswith("note     onnx int8: no layer runs an int8 kernel"), notes

@@ -112,7 +112,8 @@ def print_failed(result: Any) -> None:
 def print_int8(result: Any) -> None:
     """One line per quantized artifact: who quantized it (tfopt's engine and its recipe, or the
     converter's own), how many layers run int8 kernels in its runtime, how many activations run in
-    the layer's kernel (fused) or as a separate op, and the float islands between int8 layers."""
+    the layer's kernel (fused) or as a separate op, and the float islands between int8 layers; a note
+    under an artifact in which no layer runs int8 (every layer inside a TF1 loop, or kept float)."""
     recipes = (getattr(result, "int8", None) or {}).get("recipe", {})
     for a in result.artifacts:
         ops = getattr(a, "int8_ops", None)
@@ -124,6 +125,9 @@ def print_int8(result: Any) -> None:
         separate = [layer["name"].split(";")[0] for layer in ops.get("layers", []) if layer.get("activation") == "separate"]
         print(f"int8     {a.format} {a.precision}: {kernels_text(ops)}; quantized by {by}"
               + (f"; separate activation after {_listed(separate)}" if separate else ""))
+        if not ops.get("int8"):  # asked for int8, got a float file: say so where it is seen
+            print(f"note     {a.format} {a.precision}: no layer runs an int8 kernel, so the file is about as large and "
+                  "as fast as fp32 (what stayed float and why: manifest.json, int8_engine and int8_ops)")
     for target, tried in ((getattr(result, "int8", None) or {}).get("candidates") or {}).items():
         print_candidates(target, tried, (result.int8.get("why") or {}).get(target, ""))
     for target, reason in (getattr(result, "engine_fallbacks", None) or {}).items():
