@@ -33,7 +33,6 @@ def test_a_reverse_over_several_axes_converts_to_every_target(tmp_path, axes, in
 
 
 def test_the_split_graph_computes_the_same_reverse(tmp_path):
-    from tfopt._tf import tf
     from tfopt.emitters.reverse_axes import split_reverses
 
     def build(t):
@@ -44,12 +43,7 @@ def test_the_split_graph_computes_the_same_reverse(tmp_path):
     split = split_reverses(model.graph_def)
     assert [len(n.input) for n in split.node if n.op == "ReverseV2"] == [2, 2, 2]
     x = np.random.default_rng(0).standard_normal((2, 5, 3, 2)).astype(np.float32)
-    t = tf()
-    graph = t.Graph()
-    with graph.as_default():
-        t.graph_util.import_graph_def(split, name="")
-    with t.compat.v1.Session(graph=graph) as sess:
-        got = sess.run("y:0", {"x:0": x})
+    got = _run(split, "y:0", {"x:0": x})
     np.testing.assert_array_equal(got, x[:, ::-1, ::-1, ::-1])
 
 
@@ -93,7 +87,6 @@ def test_a_reverse_over_several_axes_in_loop_and_cond_bodies_converts_to_openvin
 def test_axes_from_static_shapes_are_split_and_axes_from_data_are_left(tmp_path):
     """The axes reach the lowering as values (``Lowering.constants``) when the graph's constants and
     static shapes decide them (``range(1, rank(x))``); axes fed at run time are left to the converter."""
-    from tfopt._tf import tf
     from tfopt.emitters.reverse_axes import split_reverses
 
     def build(t):
@@ -109,11 +102,18 @@ def test_axes_from_static_shapes_are_split_and_axes_from_data_are_left(tmp_path)
     assert [n.input for n in split.node if n.name == "ReverseV2_1"] == [n.input for n in model.graph_def.node
                                                                         if n.name == "ReverseV2_1"]
     x = np.random.default_rng(1).standard_normal((2, 5, 3, 2)).astype(np.float32)
+    got, fed = _run(split, ["static:0", "fed:0"], {"x:0": x, "axes:0": np.array([1, 3], np.int32)})
+    np.testing.assert_array_equal(got, x[:, ::-1, ::-1, ::-1])
+    np.testing.assert_array_equal(fed, x[:, ::-1, :, ::-1])
+
+
+def _run(graph_def, fetches, feeds):
+    """``graph_def`` run once in a TF1 session: the values of ``fetches``."""
+    from tfopt._tf import tf
+
     t = tf()
     graph = t.Graph()
     with graph.as_default():
-        t.graph_util.import_graph_def(split, name="")
+        t.graph_util.import_graph_def(graph_def, name="")
     with t.compat.v1.Session(graph=graph) as sess:
-        got, fed = sess.run(["static:0", "fed:0"], {"x:0": x, "axes:0": np.array([1, 3], np.int32)})
-    np.testing.assert_array_equal(got, x[:, ::-1, ::-1, ::-1])
-    np.testing.assert_array_equal(fed, x[:, ::-1, :, ::-1])
+        return sess.run(fetches, feeds)
