@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tfopt.errors import ConversionError, OptionError, VerificationError
+from tfopt.errors import ConversionError, IllConditionedError, OptionError, VerificationError, VerificationTimeoutError
 from tfopt.report.hints import debug_command, with_debug_hint
 
 
@@ -21,8 +21,12 @@ def test_a_converter_failure_suggests_reduce():
     assert command == "tfopt debug reduce m.pb --target onnx --precision fp32 -o reduce-onnx-fp32"
 
 
-@pytest.mark.parametrize("exc, source", [(OptionError("bad"), "m.pb"), (ConversionError("x"), None)],
-                         ids=["not-a-conversion-error", "no-model-path"])
+@pytest.mark.parametrize("exc, source", [
+    (OptionError("bad"), "m.pb"), (ConversionError("x"), None),
+    # debug compare would stop at the same bound (the message already says what to change)
+    (VerificationTimeoutError("did not end within 60 s (--verify-timeout)"), "m.pb"),
+    (IllConditionedError("disagrees with itself"), "m.pb")],
+    ids=["not-a-conversion-error", "no-model-path", "timeout", "ill-conditioned"])
 def test_no_hint(exc, source):
     assert with_debug_hint(exc, source, "tflite", "fp32") is exc
 

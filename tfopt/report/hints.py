@@ -15,7 +15,14 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from tfopt.errors import ConversionError, IllConditionedError, ProtobufLimitError, TfoptError, VerificationError
+from tfopt.errors import (
+    ConversionError,
+    IllConditionedError,
+    ProtobufLimitError,
+    TfoptError,
+    VerificationError,
+    VerificationTimeoutError,
+)
 
 PROVENANCE_KEY = "load_flags"  # a loaded model's provenance: the CLI flags it was loaded with
 
@@ -77,9 +84,10 @@ def debug_command(exc: BaseException, source: str | None, target: str, precision
     """The ``tfopt debug`` command line for ``exc``, or None (no model path, or another error).
     ``flags``: the load and freeze options to repeat (:func:`reproduce_flags`)."""
     if not source or not isinstance(exc, (ConversionError, VerificationError)) \
-            or isinstance(exc, (ProtobufLimitError, IllConditionedError)):
+            or isinstance(exc, (ProtobufLimitError, IllConditionedError, VerificationTimeoutError)):
         return None  # a model too large for a .pb has nothing a smaller graph would show; an ill-conditioned
-        # original (tfopt.verification.conditioning) nothing a comparison layer by layer would
+        # original (tfopt.verification.conditioning) nothing a comparison layer by layer would; a run past
+        # --verify-timeout would stop at the same bound in debug compare (its message gives the way out)
     model = shlex.quote(source)
     calib = f" --calibration {shlex.quote(calibration)}" if calibration and precision in ("int8", "int16x8") else ""
     if isinstance(exc, VerificationError):
