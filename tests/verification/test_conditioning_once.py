@@ -62,3 +62,16 @@ def test_each_artifact_recorded_and_shown(converted):
         assert rows[artifact["path"]]["conditioning"] == record
         assert record["self_disagreement"] > ARTIFACT["fp32"] >= record["scaled_err"]
         assert f"- {artifact['format']}/{artifact['precision']}: {record['note']}" in text
+
+
+def test_each_note_printed_in_the_summary(converted, capsys):
+    """What ``tfopt convert`` prints carries the same notes as report.md (a user reading only the console
+    learns which artifacts were verified at a smaller scale, and why)."""
+    from tfopt.report.console import print_report
+
+    result, out, _ = converted
+    print_report(result.report)
+    printed = capsys.readouterr().out
+    for artifact in json.loads((out / "manifest.json").read_text())["artifacts"]:
+        note = artifact["conditioning"]["note"]
+        assert f"note     {artifact['format']}/{artifact['precision']}: {note}" in printed, printed

@@ -7,7 +7,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from tfopt.report.table import HEADER, compression_summary, fixed_batch_note, kernels_text, runtime_notes
+from tfopt.report.table import (
+    HEADER,
+    compression_summary,
+    conditioning_notes,
+    fixed_batch_note,
+    kernels_text,
+    runtime_notes,
+)
 from tfopt.report.table import rows as table_rows
 
 
@@ -33,6 +40,8 @@ def print_report(report: dict[str, Any]) -> None:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
     for note in runtime_notes(report):
         print(f"runtime  {note}")
+    for note in conditioning_notes(report):  # verified at a smaller made-up scale: the original is ill-conditioned
+        print(f"note     {note}")
     ref = report["reference"]
     print(f"original model: {ref['latency_ms']['median']:.2f} ms"
           + (f", top-1 {ref['accuracy']['top1']:.2f}%" if ref.get("accuracy") and "top1" in ref["accuracy"] else ""))

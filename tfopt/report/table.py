@@ -90,3 +90,13 @@ def compression_summary(c: dict[str, Any]) -> str:
              f"({', '.join(d['node'] for d in snapped)})" if snapped else "")
     return (f"compression: {what}; {tuned}\n  changed: {', '.join(done) or 'nothing'}"
             + (f"\n  left alone: {'; '.join(alone)}" if alone else "") + after)
+
+
+def conditioning_notes(report: dict[str, Any]) -> list[str]:
+    """``the frozen model: the original differs from itself ...``, ``onnx/fp32: ...``: each stage's graph and artifact
+    verified at a smaller made-up scale than the others, the original being ill-conditioned on made-up inputs
+    (:func:`tfopt.verification.conditioning.record`)."""
+    stages = ((report.get("verification") or {}).get("conditioning") or {}).items()
+    return ([f"{what}: {record['note']}" for what, record in stages]
+            + [f"{a['format']}/{a['precision']}: {a['conditioning']['note']}" for a in report["artifacts"]
+               if a.get("conditioning")])

@@ -11,7 +11,7 @@ from typing import Any
 
 from tfopt._io import atomic_path
 from tfopt.report import svg
-from tfopt.report.table import HEADER, compression_summary, runtime_notes
+from tfopt.report.table import HEADER, compression_summary, conditioning_notes, runtime_notes
 from tfopt.report.table import rows as table_rows
 from tfopt.targets import precision_name
 from tfopt.verification.nonfinite import to_json
@@ -115,16 +115,6 @@ def _inputs_note(report: dict[str, Any]) -> str:
     from tfopt.verification.saturation import recorded_note
 
     return recorded_note(report.get("verification") or {})
-
-
-def conditioning_notes(report: dict[str, Any]) -> list[str]:
-    """``the frozen model: the original differs from itself ...``, ``onnx/fp32: ...``: each stage's graph and artifact
-    verified at a smaller made-up scale than the others, the original being ill-conditioned on made-up inputs
-    (:func:`tfopt.verification.conditioning.record`)."""
-    stages = ((report.get("verification") or {}).get("conditioning") or {}).items()
-    return ([f"{what}: {record['note']}" for what, record in stages]
-            + [f"{a['format']}/{a['precision']}: {a['conditioning']['note']}" for a in report["artifacts"]
-               if a.get("conditioning")])
 
 
 def _failed(report: dict[str, Any]) -> str:
