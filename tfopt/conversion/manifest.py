@@ -4,7 +4,8 @@ Each record is the :class:`~tfopt.graph.TensorSpec` (name, tensor, dtype, shape)
 holds its samples, so a deployer or CI script can batch each input without guessing:
 
     batch_axis         an input: the axis its graph's structure names (:mod:`tfopt.graphdef.batch_axis`,
-                       a lone time-major ``[time, batch, n]``: 1), else 0, the axis tfopt cuts data on;
+                       a lone time-major ``[time, batch, n]``: 1; its RNN's state ``[1, batch, h]``
+                       tied to it: 1), else 0, the axis tfopt cuts data on;
                        an output: where the inputs' batch axes arrive (:func:`output_batch_axes`);
                        ``null`` for a scalar, an unknown rank, or an output no trail reaches
     batch_axis_source  ``"graph"`` (the structure says), ``"default"`` (an input's axis 0 by convention),

@@ -12,6 +12,9 @@ output axes are a known function of their input axes (``out[i] = x[axes[i]]``):
     MatMul (x on the left, not transposed)         out axis 0 is x axis 0
     Conv/Pool/FusedBatchNorm                       out axis 0 is x axis 0
     Unpack(x, axis=a)                              every part holds x's axes without a
+    StridedSlice (constant, no ellipsis/new axis)  a shrunk axis leaves, one taken whole stays
+    Enter/Exit/Merge/Switch/NextIteration          v1 control flow: every axis stays where it is
+    TensorArrayScatterV3 -> TensorArrayReadV3      a v1 TensorArray's step holds the value's axes after 0
 
 Two facts are collected, both in terms of the input's own axes:
 
@@ -28,7 +31,14 @@ Two facts are collected, both in terms of the input's own axes:
    above, at axis 0 of a model output (``tf.transpose(x, [1, 0, 2])`` at the start of a batch-major
    network, then reductions and dense layers), when every output reached says the same one.
 
-Nothing else is read: when neither fact holds (no loop over the input, the trail lost in a Reshape),
+3. **A tie to a batch found above**: an input neither fact names whose one unknown dimension meets,
+   at an op needing equal sizes (both operands of an elementwise op or a comparison, aligned from
+   the right; a ``Select`` by a vector condition, on axis 0; a ``ConcatV2``, off the joined axis), a
+   dimension tied (transitively) to an input's batch axis from facts 1 and 2 gets that dimension: the
+   initial state ``state [1, batch, h]`` of a time-major RNN, ``state[0]`` concatenated with each step
+   ``[batch, n]`` of ``x [time, batch, n]``, gets 1; the ``seq_len [batch]`` compared per row, 0.
+
+Nothing else is read: when no fact holds (no loop over the input, the trail lost in a Reshape),
 the input gets no batch axis here and the dimension ties and axis 0 decide as before. A batch-major
 input that says axis 0 gets 0, which changes nothing.
 
@@ -54,8 +64,10 @@ _SAME = frozenset({
     "Sqrt", "Rsqrt", "Square", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Erf", "Softmax",
     "LogSoftmax", "Add", "AddV2", "Sub", "Mul", "RealDiv", "Div", "DivNoNan", "Maximum", "Minimum", "Pow",
     "SquaredDifference", "BiasAdd", "FloorDiv", "FloorMod", "Pad", "PadV2", "MirrorPad", "ConcatV2", "Select",
-    "SelectV2", "ClipByValue", "IdentityN",
+    "SelectV2", "ClipByValue", "IdentityN", "Enter", "Exit", "Merge", "NextIteration", "Less", "LessEqual", "Greater",
+    "GreaterEqual", "Equal", "NotEqual", "LogicalAnd", "LogicalOr", "LogicalNot",
 })
+_TIE = _SAME - {"IdentityN", "Enter", "Exit", "Merge", "NextIteration", "Pad", "PadV2", "MirrorPad"}  # operands' sizes agree
 _KEEP_FIRST = frozenset({"Conv2D", "Conv3D", "DepthwiseConv2dNative", "MaxPool", "AvgPool", "MaxPool3D", "AvgPool3D",
                          "FusedBatchNorm", "FusedBatchNormV3", "Conv1D"})
 _REDUCE = frozenset({"Sum", "Mean", "Max", "Min", "Prod", "All", "Any"})
@@ -68,17 +80,66 @@ class _Facts:
     reads: set[int] = dataclasses.field(default_factory=set)
     at_outputs: set[int | None] = dataclasses.field(default_factory=set)
     arrived: dict[str, set[Axes]] = dataclasses.field(default_factory=dict)  # output ref -> the axes there
+    met: dict[str, set[tuple[int, Axes]]] = dataclasses.field(default_factory=dict)  # _TIE node -> (slot, axes) there
 
 
 def structural_batch_axes(graph_def: Any, specs: Sequence[TensorSpec], outputs: Sequence[TensorSpec] = ()) -> dict[str, int]:
     """Input name -> the axis of its samples that the graph's structure says (see the module
     docstring); inputs about which nothing is said are absent."""
     out: dict[str, int] = {}
-    for spec, facts in _followed(graph_def, specs, outputs):
+    followed = _followed(graph_def, specs, outputs)
+    for spec, facts in followed:
         axis = _decide(spec, facts)
         if axis is not None:
             out[spec.name] = axis
+    if out and followed:
+        out.update(_tied(followed, {n.name: n for n in graph_def.node}, out))
     return out
+
+
+def _tied(followed: Sequence[tuple[TensorSpec, _Facts]], nodes: Mapping[str, Any], found: Mapping[str, int]) -> dict[str, int]:
+    """Fact 3: inputs the first two name nothing about, whose one unknown dimension the graph ties to an
+    input's batch axis from them (its operand meets one of that input's at an elementwise op, a
+    comparison, a ``Select``, or a ``ConcatV2`` off the joined axis; ties chain): that dimension."""
+    parent: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def root(d: tuple[str, int]) -> tuple[str, int]:
+        while parent.setdefault(d, d) != d:
+            d = parent[d]
+        return d
+
+    unknown = {(s.name, a) for s, _ in followed for a, d in enumerate(s.shape or ()) if d is None}
+    met: dict[str, list[tuple[str, int, Axes]]] = {}
+    for spec, facts in followed:
+        for node, there in facts.met.items():
+            met.setdefault(node, []).extend((spec.name, slot, axes) for slot, axes in there)
+    for name, seen in met.items():
+        for i, (na, sa, aa) in enumerate(seen):
+            for nb, sb, ab in seen[i + 1:]:
+                if na != nb and sa != sb:
+                    for a, b in _aligned(nodes[name], nodes, aa, ab):
+                        if (na, a) in unknown and (nb, b) in unknown:
+                            parent[root((na, a))] = root((nb, b))
+    batch = {root((n, a)) for n, a in found.items() if (n, a) in unknown}
+    out: dict[str, int] = {}
+    for spec, _ in followed:
+        axes = [a for a in range(len(spec.shape or ())) if (spec.name, a) in unknown and root((spec.name, a)) in batch]
+        if spec.name not in found and len(axes) == 1:
+            out[spec.name] = axes[0]
+    return out
+
+
+def _aligned(node: Any, nodes: Mapping[str, Any], a: Axes, b: Axes) -> list[tuple[int, int]]:
+    """The pairs of input axes that ``node`` needs equal sizes of, ``a`` and ``b`` two of its operands'."""
+    if node.op == "ConcatV2":
+        joined = constant_behind(nodes, node.input[-1])
+        if joined is None or len(a) != len(b) or not a:
+            return []
+        skip = int(joined.ravel()[0]) % len(a)
+        return [(x, y) for i, (x, y) in enumerate(zip(a, b)) if x is not None and y is not None and i != skip]
+    if node.op == "Select" and min(len(a), len(b)) == 1:  # a vector condition picks rows: aligned on axis 0
+        return [(a[0], b[0])] if a[0] is not None and b[0] is not None else []
+    return [(x, y) for x, y in zip(reversed(a), reversed(b)) if x is not None and y is not None]  # broadcast: from the right
 
 
 def output_batch_axes(graph_def: Any, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> dict[str, int]:
@@ -150,6 +211,8 @@ def _follow(start: str, axes: Axes, nodes: Mapping[str, Any], consumers: Mapping
         for node in consumers.get(tensor_node(ref), ()):
             slots = [i for i, r in enumerate(node.input) if _ref(r) == ref]
             for slot in slots:
+                if node.op in _TIE:
+                    facts.met.setdefault(node.name, set()).add((slot, axes))
                 todo.extend(_step(node, slot, axes, nodes, consumers, facts))
     return facts
 
@@ -160,7 +223,14 @@ def _step(node: Any, slot: int, axes: Axes, nodes: Mapping[str, Any], consumers:
     op, name = node.op, node.name
     if _ITERATE_AXIS0.get(op) == slot:
         _note(facts.iterated, axes[:1])
-        return []
+        # a v1 TensorArray's flow carries the steps ``axes[1:]`` to the loop's TensorArrayReadV3
+        return [(f"{name}:0", axes[1:])] if op == "TensorArrayScatterV3" else []
+    if op == "TensorArrayReadV3" and slot == 2:
+        return [(f"{name}:0", axes)]
+    if op == "Switch" and slot == 0:
+        return [(f"{name}:0", axes), (f"{name}:1", axes)]
+    if op == "StridedSlice" and slot == 0:
+        return _strided(node, axes, nodes)
     if op == "Unpack" and slot == 0:
         a = int(node.attr["axis"].i) % len(axes) if axes else 0
         _note(facts.iterated, axes[a:a + 1])
@@ -198,6 +268,19 @@ def _step(node: Any, slot: int, axes: Axes, nodes: Mapping[str, Any], consumers:
     if op in _KEEP_FIRST and slot == 0 and axes:
         return [(f"{name}:0", (axes[0],) + (None,) * (len(axes) - 1))]
     return []
+
+
+def _strided(node: Any, axes: Axes, nodes: Mapping[str, Any]) -> list[tuple[str, Axes]]:
+    """A ``StridedSlice`` of constant bounds without ellipsis or new axes (``state[0]``): the shrunk axes
+    leave, an axis taken whole (both masks set) stays, a part of one is no longer that axis."""
+    begin, strides = constant_behind(nodes, node.input[1]), constant_behind(nodes, node.input[3])
+    attr = {k: int(node.attr[k].i) for k in ("begin_mask", "end_mask", "shrink_axis_mask", "ellipsis_mask", "new_axis_mask")}
+    if begin is None or strides is None or attr["ellipsis_mask"] or attr["new_axis_mask"] or begin.size > len(axes):
+        return []
+    whole = attr["begin_mask"] & attr["end_mask"] & sum(1 << i for i, k in enumerate(strides.ravel()) if k == 1)
+    out = tuple(a if i >= begin.size or whole >> i & 1 else None for i, a in enumerate(axes)
+                if not attr["shrink_axis_mask"] >> i & 1)
+    return [(f"{node.name}:0", out)]
 
 
 def _shape_reads(users: Sequence[Any], axes: Axes, nodes: Mapping[str, Any]) -> set[int]:
