@@ -30,6 +30,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tfopt.graph import unique_name
+
 
 def unique_function_names(graph_def: Any) -> Any:
     """A copy of ``graph_def`` whose function node and argument names are unique across the graph and its
@@ -42,7 +44,8 @@ def unique_function_names(graph_def: Any) -> Any:
         for name, is_arg in [*((a.name, True) for a in fdef.signature.input_arg),
                              *((n.name, False) for n in fdef.node_def)]:
             if name in taken:
-                new = _free(_arg_name(prefix, name) if is_arg else f"{_node_prefix(prefix)}/{name}", taken)
+                new = unique_name(graph_def, _arg_name(prefix, name) if is_arg else f"{_node_prefix(prefix)}/{name}",
+                                  taken)
                 renames[name] = new
             taken.add(renames.get(name, name))
         if renames:
@@ -67,13 +70,6 @@ def _arg_name(function: str, name: str) -> str:
     """An argument name TensorFlow accepts (``[a-z][a-z0-9_]*``) made from the function's and the old one."""
     text = re.sub(r"[^a-z0-9_]", "_", f"{function}_{name}".lower()).lstrip("_0123456789")
     return text or "arg"
-
-
-def _free(name: str, taken: set[str]) -> str:
-    new, n = name, 1
-    while new in taken:
-        new, n = f"{name}_{n}", n + 1
-    return new
 
 
 def _rename(fdef: Any, renames: dict[str, str]) -> None:
