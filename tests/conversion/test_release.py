@@ -88,3 +88,50 @@ def test_the_tf2onnx_child_is_not_a_fork_of_a_process_holding_a_large_model(tmp_
     assert may_fork(source)  # not loaded yet: the fork has no model
     assert may_fork(load(source))  # every weight a constant of the graph: small
     assert not may_fork(load(source, external_threshold=THRESHOLD))
+
+
+BOUND = 1.5  # seconds: --verify-timeout of the test below
+SLACK = 90.0  # loading, freezing, the converter child's start: ~10 s idle (before: the 600 s default bound)
+LOOPS = {  # each ends on an all-zero row and never on the others
+    "trip-count-from-x": lambda t, x: t.while_loop(lambda i: i < t.reduce_max(t.abs(x)) * 1e30,
+                                                   lambda i: [i + 1.0], [t.constant(0.0)])[0],
+    "while-any-nonzero": lambda t, x: t.while_loop(lambda i, v: t.reduce_max(t.abs(v)) > 0.0,
+                                                   lambda i, v: (i + 1.0, v), [t.constant(0.0), x])[0],
+}
+
+
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_the_recording_of_the_original_is_held_to_verify_timeout(tmp_path, loop):
+    """The original's runs of :func:`~tfopt.conversion.release.record_and_release` (a model whose weights are kept
+    outside its graph: its outputs recorded before any artifact is written) are held to ``--verify-timeout``, as
+    verification's: on eval rows its loop never ends (past the 8 rows freezing verifies on, which end), the
+    conversion stops at the bound with the error naming the input and the option; before, the 600 s default."""
+    import time
+
+    import tfopt
+    from tfopt.errors import VerificationTimeoutError
+
+    t = tf()
+    step = LOOPS[loop]
+
+    class Looping(t.Module):
+        def __init__(self):
+            self.w = t.Variable(np.linspace(-1.0, 1.0, 3 * 512, dtype=np.float32).reshape(3, 512))
+
+        @t.function(input_signature=[t.TensorSpec([None, 3], t.float32, name="x")])
+        def serve(self, x):
+            return {"y": t.matmul(x, self.w) + 0.5 + step(t, x)}
+
+    module, source = Looping(), str(tmp_path / "sm")
+    t.saved_model.save(module, source, signatures={"serving_default": module.serve})
+    x = np.zeros((16, 3), np.float32)
+    x[8:] = np.random.default_rng(len(loop)).uniform(1.0, 2.0, (8, 3))  # the report's rows: every row is measured
+    np.savez(tmp_path / "eval.npz", x=x, labels=np.zeros(16, np.int64))
+    start = time.monotonic()
+    with pytest.raises(VerificationTimeoutError) as err:
+        tfopt.convert(source, str(tmp_path / "out"), to=["onnx"], quantize=["fp32"], external_threshold=THRESHOLD,
+                      eval_data=str(tmp_path / "eval.npz"), verify_timeout=BOUND, report_runs=1)
+    assert time.monotonic() - start < BOUND + SLACK
+    message = " ".join(str(err.value).split())
+    assert f"{BOUND:g} s (--verify-timeout)" in message and "'x'" in message, message
+    assert not (tmp_path / "out").exists()

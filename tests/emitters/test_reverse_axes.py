@@ -107,6 +107,36 @@ def test_axes_from_static_shapes_are_split_and_axes_from_data_are_left(tmp_path)
     np.testing.assert_array_equal(fed, x[:, ::-1, :, ::-1])
 
 
+AXES_FROM_DIMS = {  # axes TensorFlow's own evaluation leaves open (the batch is), the static dimensions decide
+    "dims-minus-constant": ((None, 5, 3, 2), lambda t, x: t.shape(x)[1:3] - t.constant([4, 1]), (1, 2)),
+    "dims-over-dims-times-axes": ((None, 4, 6, 3), lambda t, x: t.shape(x)[1:4] // t.shape(x)[1:4] * [3, 1, 2],
+                                  (3, 1, 2)),
+}
+
+
+@pytest.mark.parametrize(("shape", "axes_of", "axes"), AXES_FROM_DIMS.values(), ids=AXES_FROM_DIMS.keys())
+def test_axes_computed_from_static_dimensions_beside_an_open_batch_are_split(tmp_path, shape, axes_of, axes):
+    """``Lowering.constants`` in the main graph: axes computed from ``Shape(x)`` of an input whose batch is open
+    are decided by its static dimensions (:mod:`tfopt.emitters.static_values`; TensorFlow's own evaluation leaves
+    them undecided): split, and OpenVINO computes the reverse (exact: 0 difference)."""
+    from tfopt.emitters.openvino import emit_openvino
+    from tfopt.emitters.reverse_axes import split_reverses
+    from tfopt.runtimes import runner_for
+
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, shape, name="x")
+        t.identity(t.reverse(x, axis=axes_of(t, x)), name="y")
+
+    model = graph_model(build, {"x": shape}, ["y"])
+    split = split_reverses(model.graph_def)
+    assert len([n for n in split.node if n.op == "ReverseV2"]) == len(axes)
+    x = np.random.default_rng(len(axes)).standard_normal((3, *shape[1:])).astype(np.float32)
+    want = np.flip(x, axis=axes)
+    np.testing.assert_array_equal(_run(split, "y:0", {"x:0": x}), want)
+    runner = runner_for("openvino", emit_openvino(model, str(tmp_path / "ov")), model)
+    np.testing.assert_array_equal(runner({"x": x})["y"], want)
+
+
 def _run(graph_def, fetches, feeds):
     """``graph_def`` run once in a TF1 session: the values of ``fetches``."""
     from tfopt._tf import tf

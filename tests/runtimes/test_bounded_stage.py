@@ -214,3 +214,34 @@ def test_the_batch_probe_of_a_graph_that_splits_its_batch_stops_at_the_bound(tmp
     message = _stops(run)
     assert [(f.format, f.precision, f.stage) for f in result["r"].failed] == [("tflite", "int8", "converting")]
     assert "the int8 calibration of tflite" in message and "--verify-timeout" in message and "'x'" in message, message
+
+
+LOOP_TARGETS = [r.name for r in TABLE.values() if r.loops is not None]  # runtimes whose loops run in a child
+
+
+@pytest.mark.parametrize("target", LOOP_TARGETS)
+def test_a_reduce_trial_whose_artifact_never_ends_is_stopped_at_the_bound(tmp_path, target):
+    """``tfopt debug reduce``'s trial (:func:`tfopt.debug.check.run_trial`) of a cut whose converted file never
+    ends in its runtime on the cut's inputs (its loop counts to ``max|x| * 1e30``): the run stops at the bound in
+    its child process and is the trial's outcome (stage ``run``, a timeout naming the stage), not a hang."""
+    if not TABLE[target].available():
+        pytest.skip(f"the {TABLE[target].extra} extra is needed")
+    from tests.helpers import graph_model
+    from tfopt.debug.check import run_trial
+    from tfopt.debug.subgraph import Cut
+    from tfopt.runtimes.bounded_stage import Stage, within
+    from tfopt.verification.deadline import verify_timeout
+
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, [None, 3], name="x")
+        t.identity(t.matmul(x, W) + _counted(t, x), name="y")
+
+    model = graph_model(build, {"x": (None, 3)}, ["y"])
+    cut = Cut(model, {"x": np.ones((1, 3), np.float32)}, {"y": np.zeros((1, 4), np.float32)}, ("y",))
+    start = time.monotonic()
+    with verify_timeout(BOUND), within(Stage("tfopt debug reduce", model="model.pb", skip="")):
+        outcome = run_trial(cut, target, "fp32", names={"x", "y"}, workdir=str(tmp_path))
+    assert time.monotonic() - start < BOUND + SLACK
+    assert (outcome.stage, outcome.error_type) == ("run", "VerificationTimeoutError"), outcome.detail
+    assert outcome.detail.startswith("tfopt debug reduce of model.pb: running ") and "--verify-timeout" in outcome.detail, \
+        outcome.detail

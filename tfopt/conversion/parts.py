@@ -278,61 +278,6 @@ def write_manifest(tmp: str, result: ConvertResult, model: Model, options: dict[
         json.dump(to_json(manifest), f, indent=2, sort_keys=True, default=str, allow_nan=False)
 
 
-def converter_calibration(portable: Model, samples: Any, target: str, precision: str, *, calibrates: bool,
-                          timeout: float | None) -> Any:
-    """Calibration samples as a converter's own quantizer steps through them (``--quantizer native``,
-    keep-float): the whole batches the graph takes, one a step
-    (:func:`tfopt.verification.data_batches.sample_batches`: towers, a fixed batch; the rule the int8
-    engine and verification use). None stays None.
-
-    Every run of the graph here is held to ``timeout`` (``--verify-timeout``, :mod:`tfopt.verification.deadline`),
-    in the stage of ``target``'s ``precision`` calibration: the probe of a graph that splits its batch, and, when
-    the converter ``calibrates`` on the batches (TFLite's calibrator, ONNX Runtime's, NNCF's: in process, where no
-    bound reaches) and an input reaches a loop of the graph (:func:`~tfopt.verification.deadline.loop_inputs`; any
-    other graph ends, and pays nothing), the graph on every batch first.
-
-    Raises:
-        VerificationTimeoutError: a run did not end within the bound; names the calibration, the model, the option.
-    """
-    if not samples:
-        return samples
-    from tfopt.runtimes.bounded_stage import within
-    from tfopt.verification.data_batches import sample_batches
-    from tfopt.verification.deadline import loop_inputs, verify_timeout
-    from tfopt.verification.verify import reference_runner
-
-    opened: list[Any] = []  # the graph the converter calibrates, opened on its first run (a plain graph: never)
-
-    def run(feeds: Any) -> Any:
-        if not opened:
-            opened.append(reference_runner(portable.replace(reference=None)))
-        return opened[0](feeds)
-
-    with verify_timeout(timeout), within(calibration_stage(portable, target, precision)):
-        try:
-            batches = sample_batches(samples, run, portable.inputs, portable.graph_def)  # probed: one that splits
-            if opened and opened[0].stopped is not None:  # a probe past the bound, taken as a refusal by the search
-                raise opened[0].stopped
-            if calibrates and loop_inputs(portable.graph_def, portable.inputs):
-                for batch in batches:
-                    run(batch)
-        finally:
-            for runner in opened:
-                runner.close()
-    return batches
-
-
-def calibration_stage(portable: Model, target: str, precision: str) -> Any:
-    """The runs of :func:`converter_calibration` as a bounded stage (:mod:`tfopt.runtimes.bounded_stage`): a timeout
-    names the converter's calibration (its target fails alone, in ``converting``), not verification."""
-    from tfopt.runtimes.bounded_stage import Stage
-
-    return Stage(f"the {precision} calibration of {target} (its converter's own quantizer)",
-                 model=portable.provenance.get("path") or "",  # the probe runs made-up values: every way to inputs
-                 skip="build int8 with tfopt's engine (--quantizer tfopt), whose runs are bounded" if precision == "int8"
-                 else f"leave {precision} out of --quantize")
-
-
 def keep_float_search(q: QuantizeOptions, target: str, precision: str, *, engine: bool, qat: bool) -> bool:
     """Whether ``target``'s ``precision`` artifact is the native keep-float search's
     (:func:`tfopt.quantizing.native.keep_float.selective`: ``--keep-float``/``--auto-keep-float``)."""

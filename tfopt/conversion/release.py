@@ -9,7 +9,8 @@ on the verification inputs (``VerifyInputs.sets()``) and on the report's inputs,
 :func:`record_and_release` computes those first, then drops every field of the models that runs
 the original (:data:`tfopt.conversion.store.LIVE` less ``baseline``), so the frozen graph, whose
 large tensors are files, is all that stays. A later step that needs the original again (a failed
-bound's reproducibility check) runs the frozen graph, which freezing verified against it.
+bound's reproducibility check) runs the frozen graph, which freezing verified against it. Those runs of
+the original are held to ``--verify-timeout`` as verification's are (:mod:`tfopt.verification.deadline`).
 """
 
 from __future__ import annotations
@@ -38,17 +39,19 @@ def record_and_release(p: Any, prepared: Any, loaded: Model | None = None) -> bo
     from tfopt.conversion.parts import ReferenceOutputs
     from tfopt.conversion.stages import inputs_of
     from tfopt.report.build import record_original
+    from tfopt.verification.deadline import verify_timeout
 
     portable = prepared.portable
     if not releasable(p, prepared) or all(getattr(portable, name) is None for name in RELEASED):
         return False
     r = p.options.report
     reference = prepared.reference_outputs or ReferenceOutputs(portable)
-    for inputs_at in prepared.verified_at.sets() if prepared.verified_at is not None else []:
-        reference(inputs_at)
-    prepared.report_reference = record_original(
-        portable, eval_data=inputs_of(p, prepared).eval(portable.inputs), samples=prepared.samples, seed=r.seed,
-        runs=r.report_runs, verified_at=prepared.verified_at, allow_nonfinite=r.allow_nonfinite)
+    with verify_timeout(p.options.freeze.verify_timeout):  # the bound of the original's runs, as in verifying
+        for inputs_at in prepared.verified_at.sets() if prepared.verified_at is not None else []:
+            reference(inputs_at)
+        prepared.report_reference = record_original(
+            portable, eval_data=inputs_of(p, prepared).eval(portable.inputs), samples=prepared.samples, seed=r.seed,
+            runs=r.report_runs, verified_at=prepared.verified_at, allow_nonfinite=r.allow_nonfinite)
     cleared = dict.fromkeys(RELEASED)
     prepared.portable, prepared.runtime = portable.replace(**cleared), prepared.runtime.replace(**cleared)
     for model in [loaded] if loaded is not None else []:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tfopt._io import digest
+from tfopt.conversion.calibration_batches import CalibrationBatches
 from tfopt.conversion.checks import check_options
 from tfopt.conversion.failures import check_built, record_failure
 from tfopt.conversion.parts import (
@@ -30,7 +31,6 @@ from tfopt.conversion.parts import (
     ConvertResult,
     ReferenceOutputs,
     accuracy_control,
-    converter_calibration,
     emit,
     emit_engine,
     int8_measure,
@@ -98,6 +98,7 @@ class Prepared:
     data: Any = None  # tfopt.conversion.inputs.InputData: the data files, read and checked once (not stored)
     report_reference: Any = None  # the report's original part, when the original was released (tfopt.conversion.release)
     sizes: Any = None  # tfopt.conversion.sizes.BackgroundSizes of this run's artifacts, or None: at once (not stored)
+    calibration: Any = None  # CalibrationBatches every converter that calibrates steps through (not stored)
 
     @property
     def ranges(self) -> Any:
@@ -232,17 +233,16 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
     that fails is recorded in ``result.failed`` (:func:`record_failure`); from the default target
     list, one its converter cannot express is skipped with the reason (``last``: the last pair, a
     failure when nothing else was built)."""
-    q = p.options.quantize
+    q, ranges, control = p.options.quantize, prepared.ranges, prepared.control
     portable, runtime, qat, int8 = prepared.portable, prepared.runtime, prepared.qat, prepared.int8
-    ranges, control = prepared.ranges, prepared.control
     start = time.perf_counter()
     record = TABLE[target]
     rel = record.artifact_path(precision)
     engine = int8 is not None and engine_builds(q, target, precision, qat)
     native = not (engine or qat or keep_float_search(q, target, precision, engine=engine, qat=qat))  # others: bounded
-    try:  # whole batches; a converter's own calibration runs them in process: the graph runs them first, bounded
-        calibration = converter_calibration(portable, ranges, target, precision, calibrates=native,
-                                            timeout=p.options.freeze.verify_timeout) if precision in NEEDS_CALIBRATION else ranges
+    prepared.calibration = prepared.calibration or CalibrationBatches(portable, ranges, p.options.freeze.verify_timeout)
+    try:  # whole batches; a converter's own calibration runs them in process: the graph runs them first (once), bounded
+        calibration = prepared.calibration(target, precision, calibrates=native) if precision in NEEDS_CALIBRATION else ranges
     except VerificationTimeoutError as exc:  # this target fails alone, as the keep-float search's does
         record_failure(p, result, target, precision, "converting", exc, os.path.join(tmp, rel), portable)
         return

@@ -31,10 +31,13 @@ A ``ResizeBicubic`` of constant size whose image's height and width are dynamic 
 weights built in the graph instead (:mod:`tfopt.emitters.resize_dynamic`); any other node whose
 spatial size is not static is left to the converter, with the reason.
 
-The same resizes inside functional control flow (``tf.cond`` branches, ``tf.while_loop`` bodies,
-``Case`` branches, called functions, nested ones) are lowered in the library, each body once
+The size (scale, translation) reaches the lowering as values through ``Lowering.constants``
+(:func:`resize_lowering`): constants, or computed from constants and the inputs' static dimensions
+(:mod:`tfopt.emitters.static_values`: ``tf.image.resize`` computes its scale from ``Shape(images)[1:3]``
+before folding). The same resizes inside functional control flow (``tf.cond`` branches, ``tf.while_loop``
+bodies, ``Case`` branches, called functions, nested ones) are lowered in the library, each body once
 (:mod:`tfopt.emitters.tflite_lower_bodies`): there the size comes from the body's own constants and
-static shapes (TensorFlow's ``try_evaluate_constant``), the image's shape from the body's arguments.
+static shapes, the image's shape from the body's arguments.
 """
 
 from __future__ import annotations
@@ -57,63 +60,35 @@ def lower_resizes(graph_def: Any) -> tuple[Any, list[str], list[Skip]]:
     replaced by its two matrix products where that is exact; the report lines of the
     replaced nodes and the skips (with the reason) of the others. The main graph's nodes and
     those of every function body it reaches (named ``<function>/<node>``)."""
-    from tfopt.emitters.tflite_lower_bodies import bodies_to_lower
+    from tfopt.emitters.tflite_lower_bodies import lower_reported
 
-    ops = NEEDS_MATRIX
-    wanted = [n.name for n in graph_def.node if n.op in ops]
-    bodies = bodies_to_lower(graph_def, ops)
-    if not wanted and not bodies:
-        return graph_def, [], []
-    from tfopt._tf import GraphFacts
-    from tfopt.emitters.tflite_lowering import Operand, splice
-    from tfopt.graph import canonical_tensor
-    from tfopt.passes.base import copy_graph
-
-    facts = GraphFacts(graph_def)
-    out = copy_graph(graph_def)
-    by_name = {n.name: n for n in out.node}
-    taken = set(by_name)
-    lowered: list[str] = []
-    skips: list[Skip] = []
-    for name in wanted:
-        node = by_name[name]
-        refs = [r for r in node.input if not r.startswith("^")]
-        operands = [Operand(r, facts.graph.get_tensor_by_name(canonical_tensor(r)).dtype, facts.shape(r)) for r in refs]
-        values = [_constant(graph_def, facts, r) for r in refs[1:]]
-        build, what = _lowering_or_reason(node, operands[0], values)
-        if build is None:
-            skips.append(Skip(name, what))
-            continue
-        splice(out.node, node, operands, build, taken)
-        lowered.append(f"{name} ({node.op}: {what})")
-    if bodies:
-        from tfopt.emitters.tflite_lower_bodies import lower_bodies
-
-        in_bodies = lower_bodies(out, bodies, facts.graph, lowering_of=_body_lowering)
-        lowered, skips = lowered + in_bodies.lowered, skips + in_bodies.skips
-    return (out, lowered, skips) if lowered else (graph_def, lowered, skips)
+    return lower_reported(graph_def, NEEDS_MATRIX, resize_lowering)
 
 
 WHAT = "two constant matrix products, TensorFlow's weights"
 
 
-def _body_lowering(node: Any, static: Any) -> Any:
-    """A resize of :data:`NEEDS_MATRIX` inside a function body as a ``Lowering``: its check finds
-    the matrices (or the reason there are none) from the node's operands and ``static`` values."""
+def resize_lowering(node: Any, *_static: Any) -> Any:
+    """A resize of :data:`NEEDS_MATRIX` as a ``Lowering`` (``None`` for another op): its size (scale,
+    translation) inputs reach its check as values (``Lowering.constants``: the scope's constants and static
+    shapes, in the main graph or a body), which finds the matrices, or the weights built in the graph, or the
+    reason there are none."""
     if node.op not in NEEDS_MATRIX:
         return None
     from tfopt.emitters.tflite_lowering import Lowering
 
-    found: list[Any] = []
+    found: list[tuple[Any, str]] = []  # (build, what it becomes) of this node, once its check passed
 
     def check(node: Any, operands: Any) -> str | None:
-        build, what = _lowering_or_reason(node, operands[0], [static(o.tensor) for o in operands[1:]])
+        build, what = _lowering_or_reason(node, operands[0], [o.value for o in operands[1:]])
         if build is None:
             return what
-        found.append(build)
+        found.append((build, what))
         return None
 
-    return Lowering(node.op, check, lambda node, inputs: found[-1](node, inputs), WHAT)
+    inputs = sum(1 for ref in node.input if not ref.startswith("^"))
+    return Lowering(node.op, check, lambda node, inputs: found[-1][0](node, inputs), WHAT,
+                    constants=tuple(range(1, inputs)), describe=lambda *_: found[-1][1])
 
 
 def _lowering_or_reason(node: Any, image: Any, values: list[np.ndarray | None]) -> tuple[Any, str]:
@@ -128,43 +103,6 @@ def _lowering_or_reason(node: Any, image: Any, values: list[np.ndarray | None]) 
         return _builder(*matrices), WHAT
     build = dynamic_bicubic(node, image, values) if "must be static" in matrices else None
     return (build, DYNAMIC) if build is not None else (None, matrices)
-
-
-SHAPE_READERS = ("Shape", "ShapeN", "Size", "Rank")
-
-
-def _constant(graph_def: Any, facts: Any, ref: str) -> np.ndarray | None:
-    """The value of tensor ``ref`` when constants and the inputs' static dimensions decide it
-    (``tf.image.resize`` computes its scale from ``Shape(images)[1:3]`` before folding), else
-    ``None``. A placeholder may be read only through a shape op; the value is computed feeding
-    zeros with each unknown dimension 1, then 2, and kept only when both agree."""
-    from tfopt.graph import ancestors, canonical_tensor, node_map, tensor_node, tensor_port
-
-    nodes = node_map(graph_def)
-    source = nodes.get(tensor_node(ref))
-    if source is not None and source.op == "Const" and tensor_port(ref) == 0:
-        from tfopt._tf import tf
-
-        return np.asarray(tf().make_ndarray(source.attr["value"].tensor))
-    by_value = ancestors(graph_def, [ref], skip_edge=lambda node, _: node.op in SHAPE_READERS)
-    if any((nodes[name].op != "Const" and facts.is_stateful(nodes[name].op)) or "Placeholder" in nodes[name].op
-           for name in by_value):
-        return None
-    fed = [nodes[name] for name in ancestors(graph_def, [ref]) if nodes[name].op in ("Placeholder", "PlaceholderWithDefault")]
-    from tfopt._tf import graph_session
-
-    values = []
-    with graph_session(facts.graph, graph_def, rewrites=False) as session:
-        for unknown in (1, 2):
-            feed = {}
-            for node in fed:
-                shape = facts.shape(node.name)
-                if shape is None:
-                    return None
-                dtype = facts.dtypes(node.name)[0].as_numpy_dtype
-                feed[f"{node.name}:0"] = np.zeros([unknown if d is None else d for d in shape], dtype)
-            values.append(np.asarray(session.run(canonical_tensor(ref), feed)))
-    return values[0] if np.array_equal(values[0], values[1]) else None
 
 
 def _matrices_or_reason(node: Any, image: Any, values: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray] | str:

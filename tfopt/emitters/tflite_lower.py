@@ -36,7 +36,8 @@ class LowerForBuiltins(Pass):
 
     def run(self, model: Model) -> PassResult:
         from tfopt.emitters import tflite_lower_math, tflite_lower_no_nan, tflite_lower_pool  # noqa: F401  (they fill the registry)
-        from tfopt.emitters.tflite_lower_bodies import bodies_to_lower, lower_bodies, static_value
+        from tfopt.emitters.static_values import graph_static
+        from tfopt.emitters.tflite_lower_bodies import bodies_to_lower, lower_bodies
         from tfopt.emitters.tflite_lowering import Operand, lower_nodes, registry, rewire
 
         wanted = [n.name for n in model.graph_def.node if registry.get(n.op)]
@@ -51,10 +52,8 @@ class LowerForBuiltins(Pass):
         def operand(ref: str) -> Operand:
             return Operand(ref, facts.graph.get_tensor_by_name(canonical_tensor(ref)).dtype, facts.shape(ref))
 
-        def static(ref: str) -> Any:
-            return static_value(facts.graph.get_tensor_by_name(canonical_tensor(ref)))
-
-        done = lower_nodes(graph_def.node, wanted, operand, {n.name for n in graph_def.node}, static=static)
+        done = lower_nodes(graph_def.node, wanted, operand, {n.name for n in graph_def.node},
+                           static=graph_static(model.graph_def, facts))
         moved = {f"{name}:{k}": new for name, outputs in done.outputs.items() for k, new in enumerate(outputs) if k}
         rewire(graph_def, moved)
         in_bodies = lower_bodies(graph_def, bodies, facts.graph)

@@ -33,25 +33,15 @@ from typing import Any
 
 import numpy as np
 
+from tfopt.emitters.static_values import static_value
 from tfopt.emitters.tflite_lowering import Lowered, Lowering, Operand, lower_nodes, registry
 from tfopt.graph import tensor_node, tensor_port
+from tfopt.passes.base import Skip
 
 SUFFIX = "_lowered"
 LoweringOf = Callable[[Any, Callable[[str], "np.ndarray | None"]], "Lowering | None"]
 """``(node, static) -> Lowering or None``: ``static(ref)`` is an input's value when the body's
 constants and static shapes decide it (TensorFlow's ``try_evaluate_constant``), else ``None``."""
-
-
-def static_value(tensor: Any) -> np.ndarray | None:
-    """``tensor``'s value (a ``tf.Tensor`` of an imported graph or body) when its graph's constants and
-    static shapes decide it (TensorFlow's ``try_evaluate_constant``), else ``None``."""
-    from tensorflow.python.framework import tensor_util
-
-    try:  # TensorFlow's own evaluation: constants, and shape ops on static shapes
-        value = tensor_util.try_evaluate_constant(tensor)
-    except Exception:  # an op it cannot evaluate: its simpler folding
-        value = tensor_util.constant_value(tensor)
-    return None if value is None else np.asarray(value)
 
 
 def _registered(node: Any, _static: Any) -> Lowering | None:
@@ -140,11 +130,23 @@ def lower_everywhere(graph_def: Any, lowering: Lowering) -> Any:
     and in the function bodies it reaches lowered by ``lowering`` where its check passes: one op lowered
     for one target's converter (:mod:`tfopt.emitters.crop_lower`, :mod:`tfopt.emitters.lrn_lower`,
     :mod:`tfopt.emitters.reverse_axes`; the inputs it names in ``constants`` carry their values)."""
-    wanted = [n.name for n in graph_def.node if n.op == lowering.op]
-    bodies = bodies_to_lower(graph_def, (lowering.op,))
+
+    def only(node: Any, *_static: Any) -> Lowering | None:
+        return lowering if node.op == lowering.op else None
+
+    return lower_reported(graph_def, (lowering.op,), only)[0]
+
+
+def lower_reported(graph_def: Any, ops: Collection[str], lowering_of: LoweringOf) -> tuple[Any, list[str], list[Skip]]:
+    """:func:`lower_everywhere` for the nodes of ``ops``, each lowered by ``lowering_of(node, static)`` (a fresh
+    :class:`Lowering` per node may be returned; ``None``: left alone), with the report: ``(graph_def`` or its
+    lowered copy``, lowered, skips)``, a body's nodes named ``<function>/<node>``."""
+    wanted = [n.name for n in graph_def.node if n.op in ops]
+    bodies = bodies_to_lower(graph_def, ops)
     if not wanted and not bodies:
-        return graph_def
+        return graph_def, [], []
     from tfopt._tf import GraphFacts
+    from tfopt.emitters.static_values import graph_static
     from tfopt.graph import canonical_tensor
     from tfopt.passes.base import copy_graph
 
@@ -154,12 +156,12 @@ def lower_everywhere(graph_def: Any, lowering: Lowering) -> Any:
     def operand(ref: str) -> Operand:
         return Operand(ref, facts.graph.get_tensor_by_name(canonical_tensor(ref)).dtype, facts.shape(ref))
 
-    def only(node: Any, *_static: Any) -> Lowering | None:
-        return lowering if node.op == lowering.op else None
-
-    def static(ref: str) -> np.ndarray | None:  # a large constant is a placeholder in facts: no value
-        return static_value(facts.graph.get_tensor_by_name(canonical_tensor(ref)))
-
-    done = lower_nodes(out.node, wanted, operand, {n.name for n in out.node}, lowering_of=only, static=static)
-    in_bodies = lower_bodies(out, bodies, facts.graph, lowering_of=only)
-    return out if done.lowered or in_bodies.lowered else graph_def
+    static = graph_static(graph_def, facts)
+    chosen = set(wanted)
+    lowerings = {node.name: lowering_of(node, static) for node in out.node if node.name in chosen}
+    wanted = [name for name in wanted if lowerings[name] is not None]
+    done = lower_nodes(out.node, wanted, operand, {n.name for n in out.node}, lowering_of=lambda n: lowerings[n.name],
+                       static=static)
+    in_bodies = lower_bodies(out, bodies, facts.graph, lowering_of=lowering_of)
+    lowered, skips = done.lowered + in_bodies.lowered, done.skips + in_bodies.skips
+    return (out, lowered, skips) if lowered else (graph_def, lowered, skips)

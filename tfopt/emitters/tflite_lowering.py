@@ -55,7 +55,8 @@ class Operand:
 @dataclass(frozen=True)
 class Lowering:
     """How one op is lowered: ``check`` returns why this node cannot be (or ``None``); ``build`` is
-    the replacement as TensorFlow code; ``what`` says what it becomes, for the report; ``constants``
+    the replacement as TensorFlow code; ``what`` says what it becomes, for the report (``describe``, when
+    given: what this node becomes, once its check passed, for a lowering with more than one form); ``constants``
     are the positions of the inputs ``build`` takes as values (module docstring)."""
 
     op: str
@@ -63,6 +64,7 @@ class Lowering:
     build: Build
     what: str
     constants: tuple[int, ...] = ()
+    describe: Callable[[Any, Sequence[Operand]], str] | None = None
 
 
 class Lowerings:
@@ -141,8 +143,9 @@ def lower_nodes(nodes: Any, wanted: Sequence[str], operand: Callable[[str], Oper
         if reason is not None:
             done.skips.append(Skip(label(name), reason))
             continue
+        what = lowering.describe(node, operands) if lowering.describe is not None else lowering.what
         done.outputs[name] = splice(nodes, node, operands, lowering.build, taken, nested=nested)
-        done.lowered.append(f"{label(name)} ({node.op}: {lowering.what})")
+        done.lowered.append(f"{label(name)} ({node.op}: {what})")
     return done
 
 

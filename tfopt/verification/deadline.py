@@ -124,6 +124,7 @@ class BoundedReference:
         self.run, self.graph_def, self.specs = run, graph_def, list(specs)
         self.seconds = 0.0
         self.stopped: VerificationTimeoutError | None = None  # once a call outlived the bound, every call raises it
+        self._stopped_on: tuple[Mapping[str, Any], float] | None = None  # that call's inputs and bound
 
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         from tfopt._tf import deadline
@@ -137,7 +138,7 @@ class BoundedReference:
                 out = dict(self.run(feeds))
         except Exception as exc:
             if bound is not None and time.monotonic() - start >= 0.95 * bound:  # stopped by the bound (ms rounding)
-                self.stopped = self.timed_out(feeds, bound)
+                self.stopped, self._stopped_on = self.timed_out(feeds, bound), (feeds, bound)
                 raise self.stopped from exc
             raise
         self.seconds = max(self.seconds, time.monotonic() - start)
@@ -153,6 +154,11 @@ class BoundedReference:
         close = getattr(self.run, "close", None)
         if close is not None:
             close()
+
+    def stopped_here(self) -> VerificationTimeoutError | None:
+        """The error of the call that outlived the bound (``None``: none did), named by the stage in force now: what
+        a later stage that would run the same inputs raises without running them again."""
+        return None if self._stopped_on is None else self.timed_out(*self._stopped_on)
 
     def timed_out(self, feeds: Mapping[str, Any], bound: float) -> VerificationTimeoutError:
         """The error, in the stage in force (:mod:`tfopt.runtimes.bounded_stage`: verification unless another
