@@ -39,6 +39,17 @@ class Scope:
     library: Mapping[str, Any]
     cache: dict[str, tuple[Mapping[str, Any], Mapping[str, list[tuple[Any, int]]]]]
 
+    def resolve(self, ref: str) -> tuple[Scope, Any]:
+        """The scope and node computing ``ref``, an argument followed out to the caller's input that fed
+        it (a ``While`` argument: its initial value); the node is None where the graph holds none."""
+        from tfopt.graphdef.calls import ref_node
+
+        scope, name = self, ref_node(ref)
+        while name in scope.feeds:
+            scope, outer = scope.feeds[name]
+            name = ref_node(outer)
+        return scope, scope.nodes.get(name)
+
     def enter(self, call: Any, index: int) -> list[tuple[Scope, str]]:
         """The scopes (and argument names) that input ``index`` of ``call`` continues into."""
         from tfopt.graphdef.calls import argument_inputs, arguments, function_consumers
@@ -67,13 +78,8 @@ def constant(scope: Scope, ref: str, depth: int = 0) -> np.ndarray | None:
     (a ``While`` argument: its initial value, the first iteration's), or a small op folded over them."""
     from tfopt._tf import const_value
     from tfopt.graph import dtype_name
-    from tfopt.graphdef.calls import ref_node
 
-    name = ref_node(ref)
-    if name in scope.feeds:
-        caller, outer = scope.feeds[name]
-        return constant(caller, outer, depth)
-    node = scope.nodes.get(name)
+    scope, node = scope.resolve(ref)
     if node is None or depth > MAX_DEPTH:
         return None
     if node.op == "Const":

@@ -219,20 +219,17 @@ def _dense_shape(scope: Scope, user: Any, data: list[str], indices: int) -> Need
 def _dim(scope: Scope, ref: str, axis: int, offset: int = 0, depth: int = 0) -> Ref | None:
     """Dimension ``axis`` of the tensor ``ref`` names, as a :class:`Ref` (None: not followed back to an
     input or a constant), through ops that keep that dimension."""
-    from tfopt.graphdef.calls import ref_node
-
-    name = ref_node(ref)
-    if name in scope.feeds:
-        caller, outer = scope.feeds[name]
-        return _dim(caller, outer, axis, offset, depth)
-    node = scope.nodes.get(name)
+    known = constant(scope, ref)
+    if known is not None:
+        return Ref(value=(int(known.shape[axis]) + offset,)) if axis < known.ndim else None
+    scope, node = scope.resolve(ref)
     if node is None or depth > MAX_DEPTH:
         return None
     if node.op in ("Placeholder", "PlaceholderWithDefault"):
         return Ref(node.name, axis, offset)
-    known = constant(scope, ref)
-    if known is not None:
-        return Ref(value=(int(known.shape[axis]) + offset,)) if axis < known.ndim else None
+    if node.op == "Const":  # one too large to fold: its shape alone
+        dims = node.attr["value"].tensor.tensor_shape.dim
+        return Ref(value=(int(dims[axis].size) + offset,)) if axis < len(dims) else None
     data = [r for r in node.input if not r.startswith("^")]
     if not data:
         return None
@@ -256,16 +253,10 @@ def _dim(scope: Scope, ref: str, axis: int, offset: int = 0, depth: int = 0) -> 
 
 def _value(scope: Scope, ref: str, depth: int = 0) -> Ref | None:
     """The value of ``ref`` as a :class:`Ref`: a constant, or an input carried unchanged."""
-    from tfopt.graphdef.calls import ref_node
-
     known = constant(scope, ref)
     if known is not None:
         return Ref(value=tuple(int(v) for v in np.atleast_1d(known).ravel()))
-    name = ref_node(ref)
-    if name in scope.feeds:
-        caller, outer = scope.feeds[name]
-        return _value(caller, outer, depth)
-    node = scope.nodes.get(name)
+    scope, node = scope.resolve(ref)
     if node is None or depth > MAX_DEPTH:
         return None
     if node.op in ("Placeholder", "PlaceholderWithDefault"):

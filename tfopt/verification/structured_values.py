@@ -62,6 +62,8 @@ def _number(ref: Ref | None, feeds: Mapping[str, Any]) -> int | None:
 
 
 def _fail(name: str, need: Need, reason: str) -> MadeUpInputsError:
+    """The error; ``reason`` names the sizes that disagree (``11 ids for 13 values``): the size search's probe
+    at distinct primes learns a tie from it as from TensorFlow's own messages (:mod:`tfopt.verification.shapes`)."""
     return MadeUpInputsError(
         f"verifying: made-up input '{name}' must hold {WHAT[need.kind]} for {need.why}; {reason}. This is about the "
         "inputs, not freezing or conversion: pass real inputs with --calibration or --eval-data (or skip "
