@@ -35,10 +35,21 @@ BUILDS = {b.name: b for b in [
           lambda tf, v, p, w: _ragged(tf, v, p, w, "splits")),
     Build("value_rowids", (("values", (None,), "float32"), ("rowids", (None,), "int64")),
           lambda tf, v, p, w: _ragged(tf, v, p, w, "rowids")),
+    Build("value_rowids_nrows", (("values", (None,), "float32"), ("rowids", (None,), "int64"),
+                                 ("nrows", (), "int64")),
+          lambda tf, v, p, n, w: tf.RaggedTensor.from_value_rowids(v * w, p, nrows=n).to_tensor(shape=[8, 5])),
+    Build("nested_row_lengths", (("values", (None,), "float32"), ("outer", (3,), "int32"),
+                                 ("inner", (None,), "int32")),
+          lambda tf, v, o, i, w: tf.RaggedTensor.from_nested_row_lengths(v * w, [o, i]).to_tensor(shape=[3, 4, 5])),
+    Build("ragged_gather", (("values", (None,), "float32"), ("lengths", (4,), "int32"), ("rows", (None,), "int32")),
+          lambda tf, v, n, r, w: tf.gather(tf.RaggedTensor.from_row_lengths(v * w, n), r).to_tensor(shape=[None, 5])),
     Build("sorted_segment_ids", (("data", (None, 3), "float32"), ("ids", (None,), "int32")),
           lambda tf, d, i, w: tf.math.segment_sum(d * w, i)),
     Build("unsorted_segment_ids", (("data", (None, 3), "float32"), ("ids", (None,), "int32")),
           lambda tf, d, i, w: tf.math.unsorted_segment_sum(d * w, i, num_segments=3)),
+    Build("sparse_segment_ids", (("data", (None, 3), "float32"), ("rows", (None,), "int32"),
+                                 ("ids", (None,), "int32")),
+          lambda tf, d, r, i, w: tf.sparse.segment_sum(d * w, r, i)),
     Build("sparse_to_dense", (("indices", (None, 2), "int64"), ("values", (None,), "float32"),
                               ("dense_shape", (2,), "int64")),
           lambda tf, i, v, s, w: tf.sparse.to_dense(tf.SparseTensor(i, v * w, s))),
@@ -49,10 +60,13 @@ BUILDS = {b.name: b for b in [
           lambda tf, i, v, w: tf.sparse.to_dense(tf.sparse.reshape(tf.SparseTensor(i, v * w, [4, 6]), [6, 4]))),
 ]}
 # the targets each converts to (the others have no kernel for its op: TFLite's builtins and OpenVINO's
-# frontend lack RaggedTensorToTensor, tf2onnx and TFLite SparseTensorDenseMatMul, TFLite SparseReshape;
+# frontend lack RaggedTensorToTensor and SparseSegmentSum, tf2onnx and TFLite SparseTensorDenseMatMul,
+# TFLite SparseReshape;
 # OpenVINO converts SparseReshape but places the value elsewhere: a mismatch, docs/known-limits.md)
-TARGETS = {"row_lengths": ("onnx",), "row_splits": ("onnx",), "value_rowids": ("onnx",),
-           "sparse_matmul": ("openvino",), "sparse_reshape": ("onnx",)}
+TARGETS = {**{name: ("onnx",) for name in ("row_lengths", "row_splits", "value_rowids", "value_rowids_nrows",
+                                            "nested_row_lengths", "ragged_gather", "sparse_segment_ids",
+                                            "sparse_reshape")},
+           "sparse_matmul": ("openvino",)}
 ALL = ("tflite", "onnx", "openvino")
 
 

@@ -44,8 +44,19 @@ def _holds(name: str, feeds: dict) -> None:
             assert part[0] == 0 and np.all(np.diff(part) >= 0) and part[-1] == count
         else:
             assert len(part) == count and np.all(np.diff(part) >= 0) and part.min() >= 0 and part.max() < 4
+    elif name == "value_rowids_nrows":
+        rows = feeds["rowids"]
+        assert len(rows) == len(feeds["values"]) and 1 <= feeds["nrows"] <= 8
+        assert np.all(np.diff(rows) >= 0) and rows.min() >= 0 and rows.max() < feeds["nrows"]
+    elif name == "nested_row_lengths":  # the outer rows split the inner ones, which split the values
+        assert feeds["outer"].sum() == len(feeds["inner"]) and feeds["inner"].sum() == len(feeds["values"])
+    elif name == "ragged_gather":
+        assert feeds["lengths"].sum() == len(feeds["values"]) and 0 <= feeds["rows"].min() <= feeds["rows"].max() < 4
     elif name == "sorted_segment_ids":
         assert feeds["ids"][0] == 0 and set(np.diff(feeds["ids"])) <= {0, 1}
+    elif name == "sparse_segment_ids":
+        assert feeds["ids"][0] == 0 and set(np.diff(feeds["ids"])) <= {0, 1}
+        assert 0 <= feeds["rows"].min() <= feeds["rows"].max() < len(feeds["data"])
     elif name == "unsorted_segment_ids":
         assert feeds["ids"].min() >= 0 and feeds["ids"].max() < 3
     else:

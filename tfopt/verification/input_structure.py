@@ -7,8 +7,8 @@ converter refuses them (tf2onnx's ``ScatterND``: ``values:1, lengths:3``), where
 Each placeholder is followed forward (through ``Identity``/``Cast``/``Enter``..., and into the library
 functions it is passed to, :mod:`tfopt.verification.body_scopes`) to the op that consumes it as structure:
 
-- **row_lengths** / **row_splits** / **value_rowids** - a row partition of ``RaggedTensorToTensor``
-  (each of its ``row_partition_types``) or the nested splits of ``RaggedTensorToSparse``,
+- **row_lengths** / **row_splits** / **value_rowids** / **nrows** - a row partition of ``RaggedTensorToTensor``
+  (each of its ``row_partition_types``; ``FIRST_DIM_SIZE``: the rows value ids index, at least one) or the nested splits of ``RaggedTensorToSparse``,
   ``RaggedTensorToVariant``, ``RaggedGather``; lengths also as ``concat([0], cumsum(lengths))``, the
   splits ``RaggedTensor.from_row_lengths`` builds. Lengths add up to the count of what they split (the
   values' leading dimension, or the next partition's rows), splits start at 0, never decrease and end at
@@ -30,7 +30,7 @@ are chosen: the size search chooses the values' count, and the structure follows
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -64,7 +64,8 @@ class Ref:
 class Need:
     """What an input must hold: ``kind`` (see the module docstring), ``why`` (the op, ``Op 'node'`` and
     where), ``count`` (what a partition splits, a segment's or index's data rows), ``bound`` (a partition's
-    rows, ``num_segments``, the dense shape), ``axis``/``size``: a dense shape's entry tied to a size."""
+    rows, ``num_segments``, the dense shape), ``axis``/``size``: a dense shape's entry tied to a size;
+    ``at``: the node that reads it (and where)."""
 
     kind: str
     why: str
@@ -72,6 +73,7 @@ class Need:
     bound: Ref | None = None
     axis: int = -1
     size: Ref | None = None
+    at: str = ""
 
 
 _CARRY = {"Identity", "Cast", "Enter", "Switch", "_SwitchN", "Merge", "StopGradient", "EnsureShape", "ToInt32",
@@ -119,7 +121,7 @@ def _walk(main: Scope, start: str) -> Need | None:
                     continue
                 need = _anchor(scope, user, index, state)
                 if need is not None:
-                    return need
+                    return replace(need, at=f"'{user.name}'{scope.where}")
                 moves = [(inner, arg, state) for inner, arg in scope.enter(user, index)]
                 after = _after(scope, user, index, state)
                 if after is not None:
@@ -184,8 +186,10 @@ def _anchor(scope: Scope, user: Any, index: int, state: str) -> Need | None:
 def _partition(scope: Scope, user: Any, data: list[str], k: int, state: str) -> Need | None:
     """Partition ``k`` of a ``RaggedTensorToTensor`` (its type from ``row_partition_types``)."""
     types = [t.decode() for t in user.attr["row_partition_types"].list.s]
-    if k >= len(types) or types[k] == "FIRST_DIM_SIZE":
+    if k >= len(types):
         return None
+    if types[k] == "FIRST_DIM_SIZE":  # the number of rows value row ids index
+        return Need("nrows", _why(scope, user, " (FIRST_DIM_SIZE)")) if state == "raw" else None
     levels = [i for i, t in enumerate(types) if t != "FIRST_DIM_SIZE"]
     nxt = [i for i in levels if i > k]
     if not nxt:
@@ -270,13 +274,16 @@ WHOLE = ("row_lengths", "row_splits", "value_rowids", "sorted_ids")  # structure
 
 def fed_whole(graph_def: Any, axes: Mapping[str, int | None]) -> dict[str, int | None]:
     """``axes`` (input -> the axis cut into samples) with None for the inputs a ragged partition or sorted
-    segment ids tie together: the structure and the input whose dimension it splits. One value of
+    segment ids tie together: the structure, the op's other structure inputs and the inputs whose
+    dimension they split. One value of
     ``values [n]`` is no sample: its row lengths ``[3]``, fed whole beside it, would add up to ``n``, not 1;
     one row of a ``segment_sum``'s data is no sample either (its id alone is no longer from 0)."""
     if graph_def is None:
         return dict(axes)
+    needs = input_needs(graph_def, set(axes))
+    ops = {need.at for need in needs.values() if need.kind in WHOLE}
     tied: set[str] = set()
-    for name, need in input_needs(graph_def, set(axes)).items():
-        if need.kind in WHOLE:
-            tied |= {name} | ({need.count.input} if need.count is not None and need.count.input else set())
+    for name, need in needs.items():
+        if need.at in ops:  # every input the same op reads as structure, and those whose rows it counts
+            tied |= {name} | {r.input for r in (need.count, need.bound) if r is not None and r.input and r.axis >= 0}
     return {k: None if k in tied else a for k, a in axes.items()}
