@@ -47,6 +47,8 @@ BUILDS = {b.name: b for b in [
           lambda tf, d, i, w: tf.math.segment_sum(d * w, i)),
     Build("unsorted_segment_ids", (("data", (None, 3), "float32"), ("ids", (None,), "int32")),
           lambda tf, d, i, w: tf.math.unsorted_segment_sum(d * w, i, num_segments=3)),
+    Build("num_segments_input", (("data", (None, 3), "float32"), ("ids", (None,), "int32"), ("n", (), "int32")),
+          lambda tf, d, i, n, w: tf.reduce_sum(tf.math.unsorted_segment_sum(d * w, i, num_segments=n), axis=0)),
     Build("sparse_segment_ids", (("data", (None, 3), "float32"), ("rows", (None,), "int32"),
                                  ("ids", (None,), "int32")),
           lambda tf, d, r, i, w: tf.sparse.segment_sum(d * w, r, i)),

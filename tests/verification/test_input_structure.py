@@ -57,6 +57,8 @@ def _holds(name: str, feeds: dict) -> None:
     elif name == "sparse_segment_ids":
         assert feeds["ids"][0] == 0 and set(np.diff(feeds["ids"])) <= {0, 1}
         assert 0 <= feeds["rows"].min() <= feeds["rows"].max() < len(feeds["data"])
+    elif name == "num_segments_input":
+        assert 1 <= feeds["n"] <= 8 and feeds["ids"].min() >= 0 and feeds["ids"].max() < feeds["n"]
     elif name == "unsorted_segment_ids":
         assert feeds["ids"].min() >= 0 and feeds["ids"].max() < 3
     else:

@@ -8,7 +8,8 @@ Each placeholder is followed forward (through ``Identity``/``Cast``/``Enter``...
 functions it is passed to, :mod:`tfopt.verification.body_scopes`) to the op that consumes it as structure:
 
 - **row_lengths** / **row_splits** / **value_rowids** / **nrows** - a row partition of ``RaggedTensorToTensor``
-  (each of its ``row_partition_types``; ``FIRST_DIM_SIZE``: the rows value ids index, at least one) or the nested splits of ``RaggedTensorToSparse``,
+  (each of its ``row_partition_types``; ``FIRST_DIM_SIZE``: the rows value ids index, at least one, as
+  is a ``num_segments`` input) or the nested splits of ``RaggedTensorToSparse``,
   ``RaggedTensorToVariant``, ``RaggedGather``; lengths also as ``concat([0], cumsum(lengths))``, the
   splits ``RaggedTensor.from_row_lengths`` builds. Lengths add up to the count of what they split (the
   values' leading dimension, or the next partition's rows), splits start at 0, never decrease and end at
@@ -170,6 +171,8 @@ def _anchor(scope: Scope, user: Any, index: int, state: str) -> Need | None:
         return Need("sorted_ids", _why(scope, user, " (segment ids)"), count=_dim(scope, data[0], 0))
     if user.op in _UNSORTED and index == 1 and len(data) > 2:
         return Need("bounded_ids", _why(scope, user, " (segment ids)"), bound=_value(scope, data[2]))
+    if (user.op in _UNSORTED and index == 2) or (user.op in _SPARSE_SEGMENT and index == 3):
+        return Need("nrows", _why(scope, user, " (num_segments)"))
     if user.op in _SPARSE_SEGMENT and index in (1, 2):
         if index == 1:
             return Need("bounded_ids", _why(scope, user, " (indices)"), bound=_dim(scope, data[0], 0))

@@ -7,7 +7,7 @@ The size search chooses every dimension, the values' count with the rest; a stru
 - row lengths: a random split of the count into as many rows as the input has (``multinomial``: each
   value falls in a uniformly drawn row), so they add up to it; row splits: ``0``, then their running sum;
 - value row ids: one per value, sorted, below the number of rows (drawn with the counts as above); a
-  number of rows that is an input: in ``[1, 8]``;
+  number of rows (or ``num_segments``) that is an input: in ``[1, 8]``;
 - sorted segment ids: from 0, each the one before or the next (the canonical form: TensorFlow allows
   gaps, TFLite's ``SEGMENT_SUM`` does not), below ``num_segments`` where given; bounded ids: uniform
   below their bound;
@@ -35,7 +35,7 @@ _FIRST = ("dense_shape", "nrows")  # drawn before the inputs they bound (sparse 
 WHAT = {"row_lengths": "row lengths that add up to the count of what they split",
         "row_splits": "row splits from 0, never decreasing, ending at the count of what they split",
         "value_rowids": "sorted row ids, one per value, below the number of rows",
-        "nrows": "a number of rows of at least one",
+        "nrows": "a count of rows or segments of at least one",
         "sorted_ids": "sorted segment ids", "bounded_ids": "ids below a bound",
         "sparse_indices": "distinct indices inside the dense shape, in row-major order",
         "dense_shape": "a dense shape with room for its indices"}
