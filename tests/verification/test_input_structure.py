@@ -150,3 +150,19 @@ def test_a_count_tfopt_cannot_follow_stops_before_any_converter(tmp_path):
     message = str(caught.value)
     assert "'n'" in message and "RaggedTensorToTensor" in message and "--calibration" in message
     assert not (tmp_path / "out" / "model.fp32.onnx").exists()
+
+
+def test_more_indices_than_a_constant_dense_shape_holds_name_the_shape_that_fits(tmp_path):
+    """A ``[2, 2]`` dense shape has 4 positions: the realistic size's 64 distinct indices cannot exist,
+    and the error says which ``--verify-shape`` does; given it, the conversion verifies."""
+    from tests.verification.structure_builds import Build
+    from tfopt.errors import MadeUpInputsError
+
+    small = Build("small", (("indices", (None, 2), "int64"), ("values", (None,), "float32")),
+                  lambda tf, i, v, w: tf.sparse.to_dense(tf.SparseTensor(i, v * w, [2, 2])))
+    path = save(small, str(tmp_path))["frozen"]
+    with pytest.raises(MadeUpInputsError, match=r"'indices'.*SparseToDense.*at most 4 rows.*--calibration"):
+        tfopt.convert(path, str(tmp_path / "out"), to=["onnx"], quantize=["fp32"], report_runs=1)
+    result = tfopt.convert(path, str(tmp_path / "fits"), to=["onnx"], quantize=["fp32"], report_runs=1,
+                           verify_shape={"indices": [3, 2], "values": [3]})
+    assert [a.format for a in result.artifacts] == ["onnx"] and result.artifacts[0].max_abs_err <= TOLERANCE

@@ -148,7 +148,8 @@ def _sparse_indices(name: str, need: Need, shape: tuple[int, ...], feeds: Mappin
         raise _fail(name, need, f"its {rank} coordinates do not match the dense shape {dense.tolist()}")
     positions = math.prod(int(d) for d in dense) if np.all(dense >= 0) else 0
     if n > positions:
-        raise _fail(name, need, f"{n} distinct indices do not fit the dense shape {dense.tolist()}")
+        raise _fail(name, need, f"{n} distinct indices do not fit the dense shape {dense.tolist()} (--verify-shape "
+                                f"can give '{name}' at most {positions} rows)")
     flat = np.sort(rng.choice(positions, size=n, replace=False)) if n else np.zeros(0, np.int64)
     coords = np.stack(np.unravel_index(flat, tuple(int(d) for d in dense)), axis=-1) if n else np.zeros((0, rank))
     return coords.reshape(shape)
