@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -64,6 +64,40 @@ class Scope:
             out.append((Scope(nodes, users, feeds, f" in {name} (called by '{call.name}'){self.where}",
                                self.library, self.cache), arg))
         return out
+
+
+C = TypeVar("C")  # what a walk carries along with the value (a state, a chain of pull-backs)
+# visit(scope, consumer, its input index, carried) -> ("stop" | "end" | "on", carried on to the consumer's value)
+Visit = Callable[[Scope, Any, int, C], tuple[str, "C | None"]]
+
+
+def follow(main: Scope, start: str, carried: C, visit: Visit[C]) -> None:
+    """Breadth first from ``start`` (at most :data:`MAX_DEPTH` ops): for each consumer ``user`` of the
+    value, at its data input ``index``, ``visit(scope, user, index, carried)`` says ``"stop"`` (the walk
+    ends), ``"end"`` (this edge goes no further) or ``"on"``: the value goes into the library functions
+    ``user`` passes it to, as their argument, and where the second item is not None on to ``user``'s own
+    value carrying it. Each node (or argument) of each scope is reached once."""
+    frontier: list[tuple[Scope, str, C]] = [(main, start, carried)]
+    seen = {(main.where, start)}
+    for _ in range(MAX_DEPTH):
+        nxt = []
+        for scope, name, here in frontier:
+            for user, index in scope.users.get(name, []):
+                if index >= len(user.input) or user.input[index].startswith("^"):
+                    continue
+                verdict, after = visit(scope, user, index, here)
+                if verdict == "stop":
+                    return
+                if verdict == "end":
+                    continue
+                moves = [(inner, arg, here) for inner, arg in scope.enter(user, index)  # the body's argument
+                         if inner.where.count(" in ") <= MAX_DEPTH]
+                moves += [(scope, user.name, after)] if after is not None else []
+                for move in moves:
+                    if (move[0].where, move[1]) not in seen:
+                        seen.add((move[0].where, move[1]))
+                        nxt.append(move)
+        frontier = nxt
 
 
 # Ops folded when every input is known (a loop counter's first value through ``Cast`` and ``Pow``).

@@ -35,15 +35,16 @@ when it is empty). Values are then drawn strictly inside (:func:`draw`). Names p
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from tfopt.verification.body_scopes import MAX_DEPTH as _MAX_DEPTH
-from tfopt.verification.body_scopes import Scope, constant, main_scope
+from tfopt.verification.body_scopes import Scope, constant, follow, main_scope
 
 _CARRY = {"Identity", "Cast", "Reshape", "ExpandDims", "Squeeze", "StridedSlice", "Slice", "Transpose", "Tile",
           "BroadcastTo", "Enter", "Switch", "_SwitchN", "Merge", "ConcatV2", "Concat", "Pack", "ToFloat", "IdentityN",
@@ -141,33 +142,21 @@ def input_domains(graph_def: Any, names: Any = None) -> dict[str, Domain]:
 def _walk(main: Scope, start: str) -> Domain | None:
     """The intersection of the pulled-back domains of every restricted op ``start`` reaches, in the
     main graph and in the function bodies it is passed into."""
-    found: Domain | None = None
-    # (scope, node, the pull-back from that node's value to the input's): a chain of one-op preimages
-    frontier: list[tuple[Scope, str, list[Callable[[Domain], Domain | None]]]] = [(main, start, [])]
-    seen = {(main.where, start)}
-    for _ in range(_MAX_DEPTH):
-        nxt = []
-        for scope, name, chain in frontier:
-            for user, index in scope.users.get(name, []):
-                if index >= len(user.input) or user.input[index].startswith("^"):
-                    continue
-                own = _pow_domain(user, index, scope) if user.op == "Pow" else _DOMAINS.get(user.op)
-                if own is not None:
-                    why = f"{user.op} '{user.name}'{scope.where}"
-                    pulled = _pull(Domain(own.lo, own.hi, own.lo_open, own.hi_open, why), chain)
-                    if pulled is not None:
-                        found = pulled if found is None else found & pulled
-                    continue
-                for inner, arg in scope.enter(user, index):  # the same value, as the body's argument
-                    if (inner.where, arg) not in seen and inner.where.count(" in ") <= _MAX_DEPTH:
-                        seen.add((inner.where, arg))
-                        nxt.append((inner, arg, chain))
-                step = _step(user, index, scope)
-                if step is not None and (scope.where, user.name) not in seen:
-                    seen.add((scope.where, user.name))
-                    nxt.append((scope, user.name, [*chain, step]))
-        frontier = nxt
-    return found
+    found: list[Domain] = []
+
+    # carried: the pull-back from a node's value to the input's, a chain of one-op preimages
+    def visit(scope: Scope, user: Any, index: int, chain: list[Callable[[Domain], Domain | None]]) -> tuple[str, Any]:
+        own = _pow_domain(user, index, scope) if user.op == "Pow" else _DOMAINS.get(user.op)
+        if own is None:
+            step = _step(user, index, scope)
+            return "on", None if step is None else [*chain, step]
+        why = f"{user.op} '{user.name}'{scope.where}"
+        pulled = _pull(Domain(own.lo, own.hi, own.lo_open, own.hi_open, why), chain)
+        found.extend([pulled] if pulled is not None else [])
+        return "end", None
+
+    follow(main, start, [], visit)
+    return functools.reduce(operator.and_, found) if found else None
 
 
 def _pull(domain: Domain, chain: list[Callable[[Domain], Domain | None]]) -> Domain | None:

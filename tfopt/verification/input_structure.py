@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.verification.body_scopes import MAX_DEPTH, Scope, constant, main_scope
+from tfopt.verification.body_scopes import MAX_DEPTH, Scope, constant, follow, main_scope
 
 
 @dataclass(frozen=True)
@@ -113,26 +113,17 @@ def input_needs(graph_def: Any, names: Any = None) -> dict[str, Need]:
 def _walk(main: Scope, start: str) -> Need | None:
     """Forward from ``start`` with its state: ``raw`` (its values), ``cumsum`` (their running sum),
     ``lengths`` (``concat([0], cumsum)``: row splits made from it as row lengths)."""
-    frontier, seen = [(main, start, "raw")], {("", start)}
-    for _ in range(MAX_DEPTH):
-        nxt = []
-        for scope, name, state in frontier:
-            for user, index in scope.users.get(name, []):
-                if index >= len(user.input) or user.input[index].startswith("^"):
-                    continue
-                need = _anchor(scope, user, index, state)
-                if need is not None:
-                    return replace(need, at=f"'{user.name}'{scope.where}")
-                moves = [(inner, arg, state) for inner, arg in scope.enter(user, index)]
-                after = _after(scope, user, index, state)
-                if after is not None:
-                    moves.append((scope, user.name, after))
-                for move in moves:
-                    if (move[0].where, move[1]) not in seen:
-                        seen.add((move[0].where, move[1]))
-                        nxt.append(move)
-        frontier = nxt
-    return None
+    found: list[Need] = []
+
+    def visit(scope: Scope, user: Any, index: int, state: str) -> tuple[str, str | None]:
+        need = _anchor(scope, user, index, state)
+        if need is None:
+            return "on", _after(scope, user, index, state)
+        found.append(replace(need, at=f"'{user.name}'{scope.where}"))
+        return "stop", None
+
+    follow(main, start, "raw", visit)
+    return found[0] if found else None
 
 
 def _after(scope: Scope, user: Any, index: int, state: str) -> str | None:
