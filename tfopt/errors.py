@@ -110,9 +110,10 @@ class VerificationTimeoutError(VerificationError):
 
 
 class MadeUpInputsError(VerificationError):
-    """Nothing was compared: the original model gives no usable output on the inputs tfopt makes up
-    (values only the data can satisfy: ragged row lengths that must sum to the values' count, a string
-    format). Not a mismatch of any artifact; real inputs (``--calibration``/``--eval-data``) verify it."""
+    """Nothing was compared: the original model gives no usable output on the inputs tfopt makes up, or
+    tfopt cannot make an input fit what the graph does with it (values only the data can satisfy: ragged
+    row lengths that must add up to a count the graph computes, a string format). Not a mismatch of any
+    artifact; real inputs (``--calibration``/``--eval-data``) verify it."""
 
 
 class IllConditionedError(VerificationError):

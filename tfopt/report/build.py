@@ -332,9 +332,10 @@ def _report_inputs(model: Model, run: Any, eval_data: LabeledData | None, sample
                                                  values=values), "made up", values=values)
     if verified_at is None:
         verified_at = choose_inputs(run, model.inputs, outputs=outputs, batch=1, seed=seed, graph_def=model.graph_def)
+    from tfopt.verification.input_structure import fed_whole
     from tfopt.verification.shapes import batch_axes
 
-    axes = batch_axes(model.inputs, verified_at.with_batch(model.inputs, 1, seed, model.graph_def).shapes(),
-                      verified_at.ties)
+    axes = fed_whole(model.graph_def, batch_axes(  # a ragged partition and its values: one sample
+        model.inputs, verified_at.with_batch(model.inputs, 1, seed, model.graph_def).shapes(), verified_at.ties))
     rows = verified_at.ties.sample_rows() if verified_at.ties is not None else 1
     return verified_at.with_batch(model.inputs, 8, seed, model.graph_def).feeds, None, axes, rows, 0

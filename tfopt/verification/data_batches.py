@@ -203,7 +203,9 @@ def batched(original: Callable[[Mapping[str, Any]], Any], specs: Sequence[Tensor
             graph_def: Any, *, ties: Any = None, seed: int = 0) -> Batches:
     """Every row of given data ``feeds`` in whole batches of the graph's :func:`batch_unit`, on each
     input's batch axis (:func:`sample_axes`): what the report and the int8 measurements run on."""
-    axes = sample_axes(feeds, specs)
+    from tfopt.verification.input_structure import fed_whole
+
+    axes = fed_whole(graph_def, sample_axes(feeds, specs))  # a ragged partition and its values: one sample
     unit = batch_unit(original, specs, graph_def, ties=ties, seed=seed, axes=axes).rows
     inputs, padded = whole_batches(feeds, unit, axes=axes)
     return Batches(inputs, axes, unit, padded)

@@ -35,14 +35,17 @@ when it is empty). Values are then drawn strictly inside (:func:`draw`). Names p
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Mapping
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-_MAX_DEPTH = 24  # ops from an input to a restricted op (a body's own Identity/_SwitchN count)
+from tfopt.verification.body_scopes import Scope, constant, follow, main_scope
+
 _CARRY = {"Identity", "Cast", "Reshape", "ExpandDims", "Squeeze", "StridedSlice", "Slice", "Transpose", "Tile",
           "BroadcastTo", "Enter", "Switch", "_SwitchN", "Merge", "ConcatV2", "Concat", "Pack", "ToFloat", "IdentityN",
           "StopGradient", "PreventGradient", "Max", "Min"}  # a reduction's max/min is one of x's values
@@ -80,11 +83,11 @@ _DOMAINS = {"Sqrt": _NONNEG, "Rsqrt": _POSITIVE, "Log": _POSITIVE, "Lgamma": _PO
             "Atanh": Domain(-1.0, 1.0, True, True), "Acosh": Domain(1.0, math.inf, False)}
 
 
-def _pow_domain(user: Any, index: int, scope: _Scope) -> Domain | None:
+def _pow_domain(user: Any, index: int, scope: Scope) -> Domain | None:
     """The base of ``x ** e``: any for whole-number constant ``e``; ``[0, inf)`` for positive ``e``."""
     if index != 0:
         return None
-    e = _const(scope, user.input[1])
+    e = constant(scope, user.input[1])
     if e is not None and e.size and np.all(e == np.round(e)):
         return None
     return _NONNEG if e is not None and e.size and np.all(e > 0) else _POSITIVE
@@ -124,10 +127,8 @@ _PULLBACK.update({"AddV2": _PULLBACK["Add"], "BiasAdd": _PULLBACK["Add"], "Div":
 def input_domains(graph_def: Any, names: Any = None) -> dict[str, Domain]:
     """Placeholder name -> the :class:`Domain` its values must keep to (only restricted inputs;
     ``names``: only these placeholders)."""
-    from tfopt.graph import consumers, node_map
-    from tfopt.graphdef.calls import library_of
 
-    main = _Scope(node_map(graph_def), consumers(graph_def), {}, "", library_of(graph_def), {})
+    main = main_scope(graph_def)
     out: dict[str, Domain] = {}
     for node in graph_def.node:
         if node.op not in ("Placeholder", "PlaceholderWithDefault") or (names is not None and node.name not in names):
@@ -138,64 +139,24 @@ def input_domains(graph_def: Any, names: Any = None) -> dict[str, Domain]:
     return out
 
 
-@dataclass(frozen=True)
-class _Scope:
-    """The main graph, or one call of a library function: its nodes and their consumers, and what each
-    argument was fed (the caller's scope and input; for a ``While``, the initial value)."""
-
-    nodes: Mapping[str, Any]
-    users: Mapping[str, list[tuple[Any, int]]]
-    feeds: Mapping[str, tuple[_Scope, str]]
-    where: str  # "" for the main graph, else " in <function> (called by '<node>')"
-    library: Mapping[str, Any]
-    cache: dict[str, tuple[Mapping[str, Any], Mapping[str, list[tuple[Any, int]]]]]
-
-    def enter(self, call: Any, index: int) -> list[tuple[_Scope, str]]:
-        """The scopes (and argument names) that input ``index`` of ``call`` continues into."""
-        from tfopt.graphdef.calls import argument_inputs, arguments, function_consumers
-
-        out = []
-        for fdef, arg in arguments(call, index, self.library):
-            name = fdef.signature.name
-            if name not in self.cache:
-                self.cache[name] = ({n.name: n for n in fdef.node_def}, function_consumers(fdef))
-            nodes, users = self.cache[name]
-            feeds = {a: (self, ref) for a, ref in argument_inputs(call, fdef, self.library).items()}
-            out.append((_Scope(nodes, users, feeds, f" in {name} (called by '{call.name}'){self.where}",
-                               self.library, self.cache), arg))
-        return out
-
-
-def _walk(main: _Scope, start: str) -> Domain | None:
+def _walk(main: Scope, start: str) -> Domain | None:
     """The intersection of the pulled-back domains of every restricted op ``start`` reaches, in the
     main graph and in the function bodies it is passed into."""
-    found: Domain | None = None
-    # (scope, node, the pull-back from that node's value to the input's): a chain of one-op preimages
-    frontier: list[tuple[_Scope, str, list[Callable[[Domain], Domain | None]]]] = [(main, start, [])]
-    seen = {(main.where, start)}
-    for _ in range(_MAX_DEPTH):
-        nxt = []
-        for scope, name, chain in frontier:
-            for user, index in scope.users.get(name, []):
-                if index >= len(user.input) or user.input[index].startswith("^"):
-                    continue
-                own = _pow_domain(user, index, scope) if user.op == "Pow" else _DOMAINS.get(user.op)
-                if own is not None:
-                    why = f"{user.op} '{user.name}'{scope.where}"
-                    pulled = _pull(Domain(own.lo, own.hi, own.lo_open, own.hi_open, why), chain)
-                    if pulled is not None:
-                        found = pulled if found is None else found & pulled
-                    continue
-                for inner, arg in scope.enter(user, index):  # the same value, as the body's argument
-                    if (inner.where, arg) not in seen and inner.where.count(" in ") <= _MAX_DEPTH:
-                        seen.add((inner.where, arg))
-                        nxt.append((inner, arg, chain))
-                step = _step(user, index, scope)
-                if step is not None and (scope.where, user.name) not in seen:
-                    seen.add((scope.where, user.name))
-                    nxt.append((scope, user.name, [*chain, step]))
-        frontier = nxt
-    return found
+    found: list[Domain] = []
+
+    # carried: the pull-back from a node's value to the input's, a chain of one-op preimages
+    def visit(scope: Scope, user: Any, index: int, chain: list[Callable[[Domain], Domain | None]]) -> tuple[str, Any]:
+        own = _pow_domain(user, index, scope) if user.op == "Pow" else _DOMAINS.get(user.op)
+        if own is None:
+            step = _step(user, index, scope)
+            return "on", None if step is None else [*chain, step]
+        why = f"{user.op} '{user.name}'{scope.where}"
+        pulled = _pull(Domain(own.lo, own.hi, own.lo_open, own.hi_open, why), chain)
+        found.extend([pulled] if pulled is not None else [])
+        return "end", None
+
+    follow(main, start, [], visit)
+    return functools.reduce(operator.and_, found) if found else None
 
 
 def _pull(domain: Domain, chain: list[Callable[[Domain], Domain | None]]) -> Domain | None:
@@ -205,7 +166,7 @@ def _pull(domain: Domain, chain: list[Callable[[Domain], Domain | None]]) -> Dom
     return current
 
 
-def _step(user: Any, index: int, scope: _Scope) -> Callable[[Domain], Domain | None] | None:
+def _step(user: Any, index: int, scope: Scope) -> Callable[[Domain], Domain | None] | None:
     """How a domain on ``user``'s value pulls back to its input ``index`` (None: the walk stops)."""
     if user.op in _CARRY:
         return (lambda d: d) if index == 0 or user.op in ("ConcatV2", "Concat", "Pack", "IdentityN") else None
@@ -214,53 +175,10 @@ def _step(user: Any, index: int, scope: _Scope) -> Callable[[Domain], Domain | N
     pullback = _PULLBACK.get(user.op)
     if pullback is None or index not in (0, 1) or len(user.input) < 2:
         return None
-    const = _const(scope, user.input[1 - index])
+    const = constant(scope, user.input[1 - index])
     if const is None:
         return None
     return lambda d: pullback(d, const, index)
-
-
-# Ops folded when every input is known (a loop counter's first value through ``Cast`` and ``Pow``).
-_FOLD: dict[str, Callable[..., np.ndarray]] = {
-    "Neg": np.negative, "Square": np.square, "Pow": np.power, "Mul": np.multiply,
-    "AddV2": np.add, "Add": np.add, "Sub": np.subtract, "RealDiv": np.divide, "Maximum": np.maximum,
-    "Minimum": np.minimum}
-
-
-def _const(scope: _Scope, ref: str, depth: int = 0) -> np.ndarray | None:
-    """The value of ``ref`` when it is known before the graph runs: a ``Const``, an argument fed one
-    (a ``While`` argument: its initial value, the first iteration's), or a small op folded over them."""
-    from tfopt._tf import const_value
-    from tfopt.graph import dtype_name
-    from tfopt.graphdef.calls import ref_node
-
-    name = ref_node(ref)
-    if name in scope.feeds:
-        caller, outer = scope.feeds[name]
-        return _const(caller, outer, depth)
-    node = scope.nodes.get(name)
-    if node is None or depth > _MAX_DEPTH:
-        return None
-    if node.op == "Const":
-        if len(node.attr["value"].tensor.tensor_content) > 1 << 16:
-            return None
-        value = np.asarray(const_value(node))
-        return value.astype(np.float64) if value.dtype.kind in "fiub" else None
-    data = [r for r in node.input if not r.startswith("^")]
-    if node.op in ("Identity", "Switch", "_SwitchN", "Enter") and data:  # the value of input 0, passed on
-        return _const(scope, data[0], depth + 1)
-    if node.op == "Cast" and len(data) == 1:  # to an integer: toward zero, as TensorFlow casts
-        source = _const(scope, data[0], depth + 1)
-        to = dtype_name(node.attr["DstT"].type)
-        return None if source is None or to == "bool" else np.trunc(source) if to.startswith(("int", "uint")) else source
-    fold = _FOLD.get(node.op)
-    if fold is None or len(data) != (1 if node.op in ("Neg", "Square") else 2):
-        return None
-    values = [_const(scope, r, depth + 1) for r in data]
-    if any(v is None or v.size > 1 << 16 for v in values):
-        return None
-    with np.errstate(all="ignore"):
-        return np.asarray(fold(*values), dtype=np.float64)
 
 
 def draw(domain: Domain, shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -> np.ndarray | None:

@@ -21,6 +21,8 @@ values without changing what they mean (``Identity``, ``Cast``, ``Reshape``, ``E
   in ``[0, 8)`` written out (``b"5"``), where the usual made-up string ``b"a"`` makes the op fail.
 
 Ids win over mask over length over numeral (an id compared with 0 is still an id). Names play no part.
+Inputs that are structure (ragged row partitions, segment ids, sparse indices) are drawn last, to fit
+the others: :mod:`tfopt.verification.input_structure`.
 """
 
 from __future__ import annotations

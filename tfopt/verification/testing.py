@@ -45,13 +45,21 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
     ``graph_def``, an input keeps to what the graph does with it (:mod:`tfopt.verification.made_up_inputs`): ids
     inside their table (whole numbers when the input is float, as Keras 2 declared an Embedding's
     input), masks 0/1, integer lengths in ``[1, dynamic_dim]``, and values inside the domain of the
-    ops they reach (:mod:`tfopt.verification.input_domains`: positive before a ``Log``, ``[-1, 1]`` before an ``Acos``).
+    ops they reach (:mod:`tfopt.verification.input_domains`: positive before a ``Log``, ``[-1, 1]`` before an ``Acos``);
+    inputs that are structure fit the others (:mod:`tfopt.verification.input_structure`: ragged row lengths add
+    up to the values' count, segment ids sorted, sparse indices inside their dense shape).
+
+    Raises:
+        MadeUpInputsError: a structure input no made-up value fits (the input, the op, the fix named).
     """
     from tfopt.verification.input_domains import draw, input_domains
+    from tfopt.verification.input_structure import input_needs
     from tfopt.verification.made_up_inputs import fill, input_roles
     from tfopt.verification.saturation import scaled
+    from tfopt.verification.structured_values import constrain
 
     roles = input_roles(graph_def) if graph_def is not None else {}
+    needs = input_needs(graph_def, {s.name for s in specs}) if graph_def is not None else {}
     domains = input_domains(graph_def, {s.name for s in specs}) if graph_def is not None else {}
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
@@ -80,6 +88,7 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
         else:
             raise VerificationError(f"input '{spec.name}': cannot generate data of dtype {spec.dtype}; "
                                     "give inputs explicitly")
+    constrain(needs, out, rng)  # structure (ragged partitions, segment ids, sparse indices) fits the rest
     return out
 
 

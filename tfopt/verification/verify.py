@@ -10,8 +10,9 @@ until every output is non-empty and finite. A cropping layer empties a short seq
 poolings of a short time axis leave a global average over nothing (NaN): neither is a
 verification, and neither is the fault of freezing or a converter, so when no size works the
 error names the failing node and asks for a ``--verify-shape`` that keeps the ties. Values keep to
-what the graph does with each input (:mod:`tfopt.verification.made_up_inputs`: ids, masks, lengths; and
-:mod:`tfopt.verification.input_domains`: positive before a ``Log``), and outputs must carry information
+what the graph does with each input (:mod:`tfopt.verification.made_up_inputs`: ids, masks, lengths;
+:mod:`tfopt.verification.input_domains`: positive before a ``Log``; :mod:`tfopt.verification.input_structure`:
+ragged row lengths that add up to the values' count), and outputs must carry information
 (:mod:`tfopt.verification.saturation`: a head saturated at 0/1 by standard-normal floats is tried at
 uniform [0, 1], then smaller scales, and said to be saturated when none helps).
 
