@@ -17,7 +17,9 @@ Any other element is unknown (``None``); a vector of unknown length is ``None`` 
 order of the elements, so an output dimension equal in size to the input's at the same place, counted
 from the front (all before it equal too) or from the back, holds the same axis; and when exactly one
 dimension is left in between on each side, the two hold the same number of elements and so the same
-axis (``reshape(x [b, 4], [-1, 4])``: both axes kept; ``[t, b, 4] -> [-1, 4]``: only the 4 is).
+axis (``reshape(x [b, 4], [-1, 4])``: both axes kept; ``[t, b, 4] -> [-1, 4]``: only the 4 is). So
+does a dimension with as many elements before and after it on both sides, all of known size
+(``[b, 297, 21] -> [-1, 6237]``: the -1 is b).
 A target element equals an input dimension when it is the same constant as its static size, or when it
 reads that very axis (``tf.shape(x)[0]``). Dimensions of size 1 are set aside first (``[1, b, h] ->
 [-1, h]`` keeps b), and an output dimension that reads an input axis's size (``reshape(y, [shape(x)[0],
@@ -26,6 +28,7 @@ shape(x)[1], h])``, splitting a merged ``[t*b, h]`` back) has that axis's size, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -102,10 +105,28 @@ def reshape_axes(target: Sequence[Size], axes: Sequence[int | None], shape: Sequ
     pairs = [(i, i) for i in range(lead)] + [(q - 1 - i, r - 1 - i) for i in range(trail)]
     if q - lead - trail == 1 and r - lead - trail == 1:  # one dimension left on each side: the same elements
         pairs.append((lead, lead))
+    pairs += _same_strides([shape[axes[i]] if axes[i] is not None else None for i in keep_in],  # type: ignore[index]
+                           [e[1] if e is not None and e[0] == "const" and e[1] >= 0 else None for e in
+                            (target[j] for j in keep_out)])
     out: list[int | None] = [None if e is None or e[0] != "axis" else e[1] for e in target]
     for o, i in pairs:
         out[keep_out[o]] = axes[keep_in[i]]
     return tuple(None if i in ones_out else a for i, a in enumerate(out))
+
+
+def _same_strides(sizes: Sequence[int | None], target: Sequence[int | None]) -> list[tuple[int, int]]:
+    """(output, input) positions with as many elements before and after them, all known: the one unknown
+    dimension of each side (``[b, 297, 21] -> [-1, 6237]``: the -1 is b) holds the same rows."""
+    pairs = []
+    for i in range(len(sizes)):
+        for j in range(len(target)):
+            known = [*sizes[:i], *sizes[i + 1:]], [*target[:j], *target[j + 1:]]
+            if any(v is None for side in known for v in side):
+                continue
+            if (math.prod(sizes[:i]) == math.prod(target[:j])  # type: ignore[arg-type]
+                    and math.prod(sizes[i + 1:]) == math.prod(target[j + 1:])):  # type: ignore[arg-type]
+                pairs.append((j, i))
+    return pairs
 
 
 def axes_in(sizes: Sequence[Size]) -> tuple[int | None, ...]:

@@ -11,12 +11,14 @@ Ops whose output axes are a known function of their input axes (``out[i] = x[axe
     MatMul (x on the left, not transposed)         out axis 0 is x axis 0
     Conv/Pool/FusedBatchNorm                       out axis 0 is x axis 0
     Unpack(x, axis=a)                              every part holds x's axes without a
+    Split/SplitV (constant axis)                   every part holds x's axes, but the one cut
     StridedSlice (constant, no ellipsis/new axis)  a shrunk axis leaves, one taken whole stays
     Reshape(x, target)                             the axes it keeps (:func:`axis_sizes.reshape_axes`)
     Enter/Exit/Merge/Switch/NextIteration          v1 control flow: every axis stays where it is
     TensorArrayScatterV3 -> TensorArrayReadV3      a v1 TensorArray's step holds the value's axes after 0
-    TensorListFromTensor -> TensorListGetItem      a TF2 list's element likewise (the list carries the
-    TensorListSetItem/PushBack -> TensorListStack  element's axes; a stack puts a new axis 0 before them)
+    TensorListFromTensor -> TensorListGetItem      a TF2 list carries the whole tensor's axes: an element
+    TensorListSetItem -> TensorListStack           the axes after 0; an item set, the list's length
+                                                   (``TensorListReserve``'s size read back) before its own
     Fill(dims) / BroadcastTo(x, dims)              out axis i has the size of the input axis dims[i] reads
 
 TF2 ``While``/``If``/calls are walked into through :func:`tfopt.graphdef.call_view.flat_nodes`.
@@ -35,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tfopt._tf import constant_behind
-from tfopt.graph import tensor_node
+from tfopt.graph import tensor_node, tensor_port
 from tfopt.graphdef.axis_sizes import axes_in, reshape_axes, sizes_of
 
 Axes = tuple[int | None, ...]  # position in a followed tensor -> the input axis there (None: none)
@@ -141,6 +143,27 @@ class Walk:
         facts.met.setdefault(node.name, set()).add((slot, axes))  # a Reshape's output / a comparison's operands
         return [(f"{node.name}:0", axes, False)] if node.op == "Reshape" else []  # a tensor not followed yet
 
+    def _length(self, ref: str, facts: Facts) -> int | None:
+        """The input axis a TF2 list's length is, read back from where the list was made (through the
+        joins of loops and calls): ``TensorListReserve(num_elements=shape(x)[k])``, or the axis 0 of
+        the tensor ``TensorListFromTensor`` took apart."""
+        for _ in range(64):
+            node = self.nodes.get(tensor_node(ref))
+            if node is None:
+                return None
+            if node.op == "TensorListReserve":
+                length = axes_in(sizes_of(node.input[1], self.nodes, facts.axes_of) or ())
+                return length[0] if len(length) == 1 else None
+            if node.op == "TensorListFromTensor":
+                return (facts.axes_of.get(_ref(node.input[0])) or (None,))[0]
+            if node.op == "IdentityN":
+                ref = node.input[tensor_port(ref)]
+            elif node.op in {"Merge", "Identity", "TensorListSetItem", "Enter", "Switch"} and node.input:
+                ref = node.input[0]  # a loop's join: the list it was given
+            else:
+                return None
+        return None
+
     def _step(self, node: Any, slot: int, axes: Axes, facts: Facts) -> list[tuple[str, Axes, bool]]:
         """What ``node`` makes of a followed tensor at its input ``slot``: the followed outputs, and facts."""
         op, name, nodes = node.op, node.name, self.nodes
@@ -149,18 +172,27 @@ class Walk:
             return [(f"{name}:0", (), True)]
         if _ITERATE_AXIS0.get(op) == slot:
             _note(facts.iterated, axes[:1])
-            return [(f"{name}:0", axes[1:], False)]  # the TensorArray's flow / the list: its steps' axes
-        if op in {"TensorArrayReadV3", "TensorListGetItem", "TensorListPopBack"} and slot == (2 if op == "TensorArrayReadV3" else 0):
-            return [(f"{name}:{i}", axes, False) for i in range(2 if op == "TensorListPopBack" else 1)]
-        if _LIST_ITEM.get(op) == slot or (op in _LIST_ITEM and slot == 0):
+            # a v1 TensorArray's flow carries its steps' axes; a TF2 list the whole tensor's, its length first
+            return [(f"{name}:0", axes[1:] if op == "TensorArrayScatterV3" else axes, False)]
+        if op == "TensorArrayReadV3" and slot == 2:
             return [(f"{name}:0", axes, False)]
+        if op in {"TensorListGetItem", "TensorListPopBack"} and slot == 0:
+            return [(f"{name}:{int(op == 'TensorListPopBack')}", axes[1:], False)] + (
+                [(f"{name}:0", (None, *axes[1:]), False)] if op == "TensorListPopBack" else [])
+        if op in _LIST_ITEM and slot == 0:  # the list handed on (one longer after a PushBack)
+            return [(f"{name}:0", axes if op == "TensorListSetItem" else (None, *axes[1:]), False)]
+        if _LIST_ITEM.get(op) == slot:  # an item put into a list: the list's length, then the item's axes
+            length = self._length(node.input[0], facts) if op == "TensorListSetItem" else None
+            return [(f"{name}:0", (length, *axes), False)]
         if op in {"TensorListStack", "TensorListGather"} and slot == 0:
-            return [(f"{name}:0", (None, *axes), False)]
+            return [(f"{name}:0", axes if op == "TensorListStack" else (None, *axes[1:]), False)]
         if op == "Reshape" and slot == 0:
             target = sizes_of(node.input[1], nodes, facts.axes_of)
             if target is None:
                 return []
             out = reshape_axes(target, axes, facts.shape)
+            if all(a is None for a in out):  # no axis placed (sizes the walk does not know): the trail is lost
+                return []
             facts.met.setdefault(name, set()).add((0, out))  # its output's sizes: tied to a target read from another input
             return [(f"{name}:0", out, False)]
         if op == "Switch" and slot == 0:
@@ -174,6 +206,13 @@ class Walk:
             return [(f"{name}:{i}", rest, False) for i in range(int(node.attr["num"].i))]
         if op in _SAME:
             return [(f"{name}:{slot}" if op == "IdentityN" else f"{name}:0", axes, False)]
+        if (op, slot) in {("Split", 1), ("SplitV", 0)}:  # each part: the split axis is a part of itself
+            dim = constant_behind(nodes, node.input[0 if op == "Split" else 2])
+            if dim is None or not axes:
+                return []
+            cut = int(dim.ravel()[0]) % len(axes)
+            out = tuple(None if i == cut else a for i, a in enumerate(axes))
+            return [(f"{name}:{i}", out, False) for i in range(int(node.attr["num_split"].i))]
         return [(f"{name}:0", out, False) for out in _shaped(node, slot, axes, nodes)]
 
 

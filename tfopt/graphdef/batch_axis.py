@@ -20,7 +20,9 @@ Two facts are collected, both in terms of the input's own axes:
    ``Unpack``) reads no other axis and is no evidence.
 2. Else, **the axis that reaches the outputs' batch axis**: the input axis that arrives, followed as
    above, at axis 0 of a model output (``tf.transpose(x, [1, 0, 2])`` at the start of a batch-major
-   network, then reductions and dense layers), when every output reached says the same one.
+   network, then reductions and dense layers), when every output reached says the same one. An
+   output whose axis 0 is the axis a loop iterates (the stacked steps of a time-major RNN, ``[time,
+   batch, h]``) says nothing here.
 
 3. **A tie to a batch found above**: an input neither fact names whose one unknown dimension meets,
    at an op needing equal sizes (both operands of an elementwise op or a comparison, aligned from
@@ -148,7 +150,7 @@ def _decide(spec: TensorSpec, facts: Facts) -> int | None:
         batch = sorted(a for a in facts.reads if a != time)
         if batch and shape[batch[0]] is None:
             return batch[0]
-    reached = {a for a in facts.at_outputs if a is not None}
+    reached = {a for a in facts.at_outputs if a is not None} - facts.iterated  # a time-major output: no say
     if len(reached) == 1 and None not in facts.at_outputs:
         return reached.pop()
     return None

@@ -77,16 +77,16 @@ class _Bodies:
         from tfopt._tf import tf as _tf
 
         tf = _tf()
-        if self.graph is None:  # the reader checks that the functions a body calls are known to its graph
-            self.graph = tf.Graph()
-            library_only = graph_def_class()()
-            library_only.library.CopyFrom(self.graph_def.library)
-            with self.graph.as_default():
-                tf.graph_util.import_graph_def(library_only, name="")
         try:
+            if self.graph is None:  # the reader checks that the functions a body calls are known to its graph
+                graph, library_only = tf.Graph(), graph_def_class()()
+                library_only.library.CopyFrom(self.graph_def.library)
+                with graph.as_default():
+                    tf.graph_util.import_graph_def(library_only, name="")
+                self.graph = graph
             with self.graph.as_default():
                 return function_def_to_graph_def(fdef)
-        except (ValueError, KeyError, TypeError):  # an op TensorFlow does not know: the body stays unread
+        except (ValueError, KeyError, TypeError, tf.errors.OpError):  # an op TensorFlow does not know: unread
             return None
 
 
