@@ -168,3 +168,17 @@ def test_made_up_inputs_at_batch_8_verify_on_the_recorded_axes(built, case, fmt,
     assert {a["format"] for a in result.report["artifacts"]} == {"onnx", "openvino"}, result.failed
     for row in result.report["artifacts"]:
         assert row["fidelity"]["max_abs_err"] <= ATOL, row
+
+
+def test_a_body_tensorflow_cannot_read_ends_the_trail_there(built):
+    """A While body holding an op TensorFlow does not know (a custom op of another build) is left out of the
+    walk: the inputs tied only inside it get no axis from it, and nothing fails."""
+    from tfopt.graphdef.batch_axis import structural_batch_axes
+
+    path, kw, _ = built["while"]["pb"]
+    model = tfopt.load(path, **kw)
+    graph_def = type(model.graph_def)()
+    graph_def.CopyFrom(model.graph_def)
+    body = next(f for f in graph_def.library.function if "body" in f.signature.name)
+    next(n for n in body.node_def if n.op == "Tanh").op = "NoSuchCustomOp"
+    assert structural_batch_axes(graph_def, model.inputs, model.outputs) == {}

@@ -77,16 +77,19 @@ class _Bodies:
         from tfopt._tf import tf as _tf
 
         tf = _tf()
-        try:
-            if self.graph is None:  # the reader checks that the functions a body calls are known to its graph
-                graph, library_only = tf.Graph(), graph_def_class()()
-                library_only.library.CopyFrom(self.graph_def.library)
-                with graph.as_default():
+        unreadable = (ValueError, KeyError, TypeError, RuntimeError, tf.errors.OpError)  # an op TensorFlow does not know
+        if self.graph is None:  # the reader checks that the functions a body calls are known to its graph
+            self.graph, library_only = tf.Graph(), graph_def_class()()
+            library_only.library.CopyFrom(self.graph_def.library)
+            try:
+                with self.graph.as_default():
                     tf.graph_util.import_graph_def(library_only, name="")
-                self.graph = graph
+            except unreadable:  # one body TensorFlow cannot read: the others that call no function still can
+                self.graph = tf.Graph()
+        try:
             with self.graph.as_default():
                 return function_def_to_graph_def(fdef)
-        except (ValueError, KeyError, TypeError, tf.errors.OpError):  # an op TensorFlow does not know: unread
+        except unreadable:
             return None
 
 
