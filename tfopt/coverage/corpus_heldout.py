@@ -40,8 +40,9 @@ _SET_12: tuple[Entry, ...] = (
     Entry("tk-cbed-rc", "tk-cbed", "0.1.7", "tk_cbed/models/rc_cbed.h5", "savedmodel",
           "Keras 2.12 weights built by the package's own load_network('rc_cbed') (model_rc_cbed(None), "
           "load_weights) and saved as a Keras 2 SavedModel: two U-Nets in series, the first's centre of mass "
-          "re-centring the pattern by a nearest-neighbour resampling (gather) in a custom layer, two outputs",
-          held_out=True, build="tk-cbed-rc", code=_TK_CBED),
+          "re-centring the pattern by a nearest-neighbour resampling (gather) in a custom layer; one output "
+          "(the shipped .h5's second head is not in the model the package builds)",
+          held_out=True, build="tk-cbed-rc", code=_TK_CBED),  # the description corrected after the run (one output)
     Entry("tk-r-em", "tk-r-em", "1.0.4", "tk_r_em/models/sfr_hrstem", "savedmodel",
           "Keras 2 SavedModel (keras_metadata.pb, TF 2.x): the package's default restoration net for "
           "high-resolution STEM images, a fully convolutional net over (?, ?, ?, 1)", held_out=True),
