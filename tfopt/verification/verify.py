@@ -175,9 +175,13 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
             return _informative(VerifyInputs(feeds, "made up", tried, size=SEARCH_SIZES[0], ties=ties, domains=domains, values=rung,
                                              saturated_before=why if rung != NORMAL else {}),
                                 got, rows, feeds_at, problem, dynamic)
-    if failure is not None and batch > 1 and (single := _one_row_only(original, specs, outputs, batch, seed, graph_def,
-                                                                          last)) is not None:
-        return single
+    if failure is not None and batch > 1:  # one row at a time only: [batch, 5] / [batch] broadcasts at batch 1 alone
+        try:  # (reactionrnn's relu(x) / sum(relu(x), -1)); a failure there too leaves batch 2's error standing
+            found = _search(original, specs, outputs, batch=1, seed=seed, graph_def=graph_def)
+            found.one_row = f"the original model answers batch 1 only (at batch {batch}: {last})"
+            return found
+        except MadeUpInputsError:
+            pass
     if failure is not None and first is not None:  # ids or indices out of a range tfopt cannot see
         from tfopt.verification.made_up_inputs import random_inputs_rejected
 
@@ -194,20 +198,6 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
         + (f" (tried {len(tried)} sizes up to it)" if len(tried) > 1 else "")
         + "".join(f", with {name} {why}" for name, why in domains.items()) + f": {last}. "
         f"This is about the inputs, not freezing or conversion: {fix}")
-
-
-def _one_row_only(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: Sequence[TensorSpec],
-                  outputs: Sequence[str] | None, batch: int, seed: int, graph_def: Any, failed: str) -> VerifyInputs | None:
-    """The search at batch 1, when the original fails at ``batch`` at every size: a model that answers
-    one row at a time only (``relu(x) / sum(relu(x), axis=-1)`` without keepdims divides [batch, 5] by
-    [batch], which broadcasts at batch 1 alone). None when batch 1 fails too; the batch-``batch``
-    failure (``failed``) is kept on the inputs found and said wherever they are."""
-    try:
-        found = _search(original, specs, outputs, batch=1, seed=seed, graph_def=graph_def)
-    except MadeUpInputsError:
-        return None
-    found.one_row = f"the original model answers batch 1 only (at batch {batch}: {failed})"
-    return found
 
 
 def _informative(found: VerifyInputs, got: Mapping[str, Any], batch: int, feeds_at: Callable[..., dict[str, np.ndarray]],
