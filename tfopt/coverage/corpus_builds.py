@@ -200,12 +200,48 @@ def _phonet(which: str) -> Callable[[str, str], None]:
     return build
 
 
+def _reactionrnn(root: str, out: str) -> None:
+    import functools
+
+    # reactionrnn (2017) imports plain `keras` of its day, Keras 2 (keras.preprocessing.text is gone from
+    # Keras 3): tf-keras stands in for it, as a user with a Keras 2 environment has it
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import tf_keras
+
+    sys.modules["keras"] = tf_keras
+    for sub in ("layers", "models", "preprocessing", "backend"):
+        sys.modules[f"keras.{sub}"] = getattr(tf_keras, sub)
+    sys.modules["keras.preprocessing.text"] = tf_keras.preprocessing.text
+    sys.modules["keras.preprocessing.sequence"] = tf_keras.preprocessing.sequence
+    from reactionrnn import reactionrnn as package
+
+    # its weights come from Keras 2.0.6, whose GRU had no reset_after: its gates are today's reset_after=False
+    package.GRU = functools.partial(package.GRU, reset_after=False)
+    folder = os.path.join(root, "reactionrnn")
+    with open(os.path.join(folder, "reactionrnn_vocab.json"), encoding="utf8") as f:
+        vocab = json.load(f)
+    # reactionrnn.reactionrnn.__init__: reactionrnn_model(weights_path, len(vocab) + 1)
+    model = package.reactionrnn_model(os.path.join(folder, "reactionrnn_weights.hdf5"), len(vocab) + 1)
+    model.save(out, save_format="tf")  # a Keras 2 SavedModel: its Dense activation is a lambda, which .h5 cannot keep
+
+
+def _tk_cbed_rc(root: str, out: str) -> None:
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"  # tk_cbed is written for tensorflow.keras 2.12
+    from tk_cbed.tk_cbed import model_rc_cbed
+
+    # tk_cbed.load_network("rc_cbed") -> RC_CBED: model_rc_cbed(crop_shape=None), load_weights(models/rc_cbed.h5)
+    model = model_rc_cbed(None)
+    model.load_weights(os.path.join(root, "tk_cbed", "models", "rc_cbed.h5"))
+    model.save(out, save_format="tf")  # the built base model as a Keras 2 SavedModel
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
     "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
     "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet,
     "acdc": _acdc, "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"), "deepac-cnn": _deepac("rapid-cnn"),
-    "phonet-multitask": _phonet("multitask"), "phonet-phonemes": _phonet("phonemes")}
+    "phonet-multitask": _phonet("multitask"), "phonet-phonemes": _phonet("phonemes"),
+    "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc}
 
 
 def main(argv: list[str]) -> None:

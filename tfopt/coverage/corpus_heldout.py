@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from tfopt.coverage.corpus_entry import Entry
 
-__all__ = ["ENTRIES", "HELD_OUT_11"]
+__all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12"]
 
 _PHONET = ("phonet/phonet.py", "phonet/Phonological.py")
+_TK_CBED = ("tk_cbed/tk_cbed.py", "tk_cbed/model.py")
 
 ENTRIES: tuple[Entry, ...] = (
     # -- the eleventh held-out set: new packages, chosen before measuring (issue 24, round 11)
@@ -29,5 +30,40 @@ ENTRIES: tuple[Entry, ...] = (
           "TensorArrayV3; constant settings nodes (cell_sizes, num_layers, ...) frozen beside `probs`",
           held_out=True),  # the description corrected after the run (GRU, not LSTM); the model is unchanged
 )
+_SET_12: tuple[Entry, ...] = (
+    # -- the twelfth held-out set: new packages, chosen before measuring (issue 24, round 12)
+    Entry("tk-cbed-c", "tk-cbed", "0.1.7", "tk_cbed/models/c_cbed.h5", "keras2-h5",
+          "Keras 2.12 .h5 (2023): a squeeze/attention U-Net over CBED patterns of any height and width "
+          "(?, ?, ?, 1), with the package's own custom layers (a scaling preprocess and a centre-of-mass "
+          "output over the mask, each a tf.function call) (--custom-objects)", held_out=True,
+          code=_TK_CBED, args=("--custom-objects", "tk_cbed.tk_cbed")),
+    Entry("tk-cbed-rc", "tk-cbed", "0.1.7", "tk_cbed/models/rc_cbed.h5", "savedmodel",
+          "Keras 2.12 weights built by the package's own load_network('rc_cbed') (model_rc_cbed(None), "
+          "load_weights) and saved as a Keras 2 SavedModel: two U-Nets in series, the first's centre of mass "
+          "re-centring the pattern by a nearest-neighbour resampling (gather) in a custom layer; one output "
+          "(the shipped .h5's second head is not in the model the package builds)",
+          held_out=True, build="tk-cbed-rc", code=_TK_CBED),  # the description corrected after the run (one output)
+    Entry("tk-r-em", "tk-r-em", "1.0.4", "tk_r_em/models/sfr_hrstem", "savedmodel",
+          "Keras 2 SavedModel (keras_metadata.pb, TF 2.x): the package's default restoration net for "
+          "high-resolution STEM images, a fully convolutional net over (?, ?, ?, 1)", held_out=True),
+    Entry("reactionrnn", "reactionrnn", "0.1", "reactionrnn/reactionrnn_weights.hdf5", "savedmodel",
+          "Keras 2.0.6 weights (CNTK backend, 2017) built by the package's own reactionrnn_model (Embedding + "
+          "GRU(256) + Dense(5) with a lambda activation relu(x)/sum(relu(x))) and saved as a Keras 2 SavedModel; "
+          "140 char ids declared float32", held_out=True, build="reactionrnn",
+          code=("reactionrnn/reactionrnn.py",)),
+    Entry("deepmased", "DeepMAsED", "0.3.1", "DeepMAsED/Model/deepmased_model.h5", "keras2-h5",
+          "Keras 2.2.4 .h5 Sequential: Conv2D + BatchNorm + AveragePooling2D over (?, 10000, 11, 1) "
+          "per-position read features of a contig, a sigmoid misassembly score; compiled with a custom "
+          "metric the loader need not know", held_out=True),
+    Entry("iseeu", "iseeu", "0.1.2", "iseeu/models/kfold4_best.hdf5", "keras2-h5",
+          "Keras 2.2.4 .h5 functional: channels_first Conv2D branches over (?, 1, 22, 48) ICU time series, "
+          "Concatenate, BatchNorm, AveragePooling2D, a sigmoid mortality score", held_out=True),
+    Entry("xseer", "xseer", "0.8", "xseer/xseer.h5", "keras2-h5",
+          "Keras 2.2.4-tf .h5: a dense denoiser of stellar spectra, (?, 4000, 1) -> Flatten, Dropout, ELU "
+          "Dense layers -> 4000 values", held_out=True),
+)
 HELD_OUT_11 = tuple(e.name for e in ENTRIES)
 """The eleventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 11)."""
+HELD_OUT_12 = tuple(e.name for e in _SET_12)
+"""The twelfth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 12)."""
+ENTRIES = ENTRIES + _SET_12

@@ -125,6 +125,11 @@ def _custom_object_fix(name: str) -> str:
     stored name that is no Python identifier (a lambda saved as ``'<lambda>'``)."""
     if name.isidentifier() or all(part.isidentifier() for part in name.split(".")):
         return "Pass --custom-objects MODULE naming the module that defines it"
+    package, sep, short = name.rpartition(">")
+    if sep and package and short.isidentifier():  # register_keras_serializable(package=...), not a lambda
+        return (f"'{name}' is the name class '{short}' was registered under (register_keras_serializable, "
+                f"package '{package}'): pass --custom-objects MODULE naming the module that defines '{short}' "
+                "(tfopt matches the registered name to it)")
     return (f"'{name}' is how Keras stored a Python lambda (an activation or loss written as `lambda x: ...`), "
             "so no function name can match it: write a module with "
             f"CUSTOM_OBJECTS = {{{name!r}: the_function}} (the function the lambda computed, e.g. from the "

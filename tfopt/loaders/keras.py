@@ -32,6 +32,7 @@ from tfopt.loaders._keras_lambda import (
 )
 from tfopt.loaders._keras_lambda_globals import defining_modules_imported, missing_global_error
 from tfopt.loaders._keras_nested_outputs import unwrapped_archive
+from tfopt.loaders._keras_registered import registered_aliases
 
 FORMAT = "keras"
 _SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -57,6 +58,7 @@ def _load(path: str, source: str, options: Any, note: dict[str, Any]) -> Model:
         if not options.unsafe and path.lower().endswith((".h5", ".hdf5")):
             _refuse_h5_lambda(path)
         custom = import_custom_objects(options.custom_objects)
+        custom = {**custom, **registered_aliases(_stored_config(path), custom)}
 
         if options.compress is not None and options.compress.active:
             raise OptionError(
@@ -81,6 +83,7 @@ def _load(path: str, source: str, options: Any, note: dict[str, Any]) -> Model:
         kinds = _tfmot_kinds(stored)
         # the user's own classes win; a function supplied for a Lambda layer is that layer's, not a Keras name
         custom = {**_legacy_shims(stored), **lambda_shim(given), **{k: v for k, v in custom.items() if k not in given}}
+        custom.update(registered_aliases(stored, custom))  # 'Custom>Scale' stored, 'Scale' supplied
         with _tfmot_scopes(kinds, path), with_supplied(source, given) as (source, named), \
                 defining_modules_imported(lambdas if options.unsafe else []) as unimportable:
             try:

@@ -176,6 +176,13 @@ def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: S
             return _informative(VerifyInputs(feeds, "made up", tried, size=SEARCH_SIZES[0], ties=ties, domains=domains, values=rung,
                                              saturated_before=why if rung != NORMAL else {}),
                                 got, rows, feeds_at, problem, dynamic)
+    if failure is not None and batch > 1:  # one row at a time only: [batch, 5] / [batch] broadcasts at batch 1 alone
+        try:  # (reactionrnn's relu(x) / sum(relu(x), -1)); a failure there too leaves batch 2's error standing
+            single = _search(original, specs, outputs, batch=1, seed=seed, graph_def=graph_def)
+            single.one_row = f"the original model answers batch 1 only (at batch {batch}: {last})"
+            return single
+        except MadeUpInputsError:
+            pass
     if failure is not None and first is not None:  # ids or indices out of a range tfopt cannot see
         from tfopt.verification.made_up_inputs import random_inputs_rejected
 

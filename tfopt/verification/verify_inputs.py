@@ -53,6 +53,7 @@ class VerifyInputs:
     saturated_fraction: dict[str, float] = field(default_factory=dict)  # output -> share saturated at ``values``
     # a stage's graph verified at a smaller made-up scale (the original ill-conditioned here): what -> its record
     conditioning: dict[str, dict[str, Any]] = field(default_factory=dict)  # (tfopt.verification.conditioning)
+    one_row: str = ""  # made up at batch 1 because the original fails at every other batch tried, and why
 
     def sets(self) -> list[VerifyInputs]:
         """Every set of inputs to verify on: these, then the realistic size."""
@@ -83,7 +84,8 @@ class VerifyInputs:
         return VerifyInputs(random_inputs(specs, seed=seed, shapes=shapes, graph_def=graph_def,
                                           dynamic_dim=min(sizes, default=self.size), values=self.values),
                             self.source, self.tried, realistic, self.size, self.ties, self.domains, self.values,
-                            self.saturated, self.saturated_before, self.saturated_fraction, self.conditioning)
+                            self.saturated, self.saturated_before, self.saturated_fraction, self.conditioning,
+                            self.one_row)
 
     def realistic_rung(self) -> VerifyInputs | None:
         """The realistic size when its made-up floats are another rung, or saturate where these do not."""
@@ -97,6 +99,7 @@ class VerifyInputs:
         if (r := self.realistic_rung()) is not None:  # (saturation.recheck)
             also += realistic_note(r.values, r.saturated, r.saturated_before, r.saturated_fraction)
         values = "".join(f"; values: {name} {why}" for name, why in self.domains.items())  # (input_domains)
+        values += f"; {self.one_row}" if self.one_row else ""
         return f"{self.describe()} ({self.source} inputs){also}{values}" + \
             note(self.values, self.saturated, self.saturated_before, self.saturated_fraction)  # (saturation)
 
@@ -111,4 +114,6 @@ class VerifyInputs:
             out["domains"] = dict(self.domains)
         if self.conditioning:
             out["conditioning"] = dict(self.conditioning)
+        if self.one_row:
+            out["one_row"] = self.one_row
         return {**out, **record(self.values, self.saturated, self.saturated_before, self.saturated_fraction)}
