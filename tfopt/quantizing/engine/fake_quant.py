@@ -93,7 +93,7 @@ def nudge(lo: float, hi: float, *, bits: int = ACT_BITS, narrow_range: bool = Fa
 
 def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *, per_channel: bool = True,
                       keep_float: Collection[str] = (), narrow_range: bool = True,
-                      weight_levels: int = WEIGHT_LEVELS) -> Model:
+                      weight_levels: int = WEIGHT_LEVELS, unranged: Collection[str] = ()) -> Model:
     """A copy of ``model`` with fake-quant ops on every layer's weights and on the activations
     :func:`activation_tensors` names; ``model`` itself is not changed.
 
@@ -108,6 +108,8 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
         narrow_range: weights on −127..127 (what TFLite's int8 kernels expect) rather than −128..127.
         weight_levels: steps of ``max|W|`` (127; 63 for 7-bit weights, see
             :mod:`tfopt.quantizing.engine.weight_grid`).
+        unranged: activation tensors left without a fake quant although they would take one (a graph
+            output its target computes in float, :func:`tfopt.quantizing.engine.kernel_ranges.float_outputs`).
 
     Returns:
         A new :class:`Model` with the same inputs and outputs (a graph output that gets a range
@@ -124,7 +126,8 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
     from tfopt.graphdef.order import canonical_order
 
     kept = kept_nodes(model, keep_float)
-    tensors = activation_tensors(model, keep_float)
+    skipped_tensors = {canonical_tensor(t) for t in unranged}
+    tensors = [t for t in activation_tensors(model, keep_float) if t not in skipped_tensors]
     given = {canonical_tensor(k): v for k, v in ranges.items()}
     missing = [t for t in tensors if t not in given]
     if missing:
