@@ -156,9 +156,9 @@ class Target:
             kernels do too, see :mod:`tfopt.emitters.onnx_weight_quant`).
         engine_new_biases: False: the engine gives no layer with a zero or no bias one (OpenVINO: its kernels pay
             a per-channel add for it; ``no_new_bias`` in :class:`tfopt.quantizing.engine.quantize.Recipe`).
-        engine_fixed_ranges, engine_float_ops: ``(TF op, lo, hi)``, the output range its int8 kernel of the op
-            always has (TFLite's SOFTMAX: [0, 255/256]); TF ops it runs in float (OpenVINO's Softmax). The
-            engine gives them that range, or none (:mod:`tfopt.quantizing.engine.kernel_ranges`).
+        engine_fixed_ranges, engine_float_ops: ``(TF op, range)``, the output range its int8 kernel of the op always
+            has (TFLite's SOFTMAX ``(0, 255/256)``; ``"input"``: its input's); TF ops it runs in float (OpenVINO's
+            Softmax). The engine gives them that range, or none (:mod:`tfopt.quantizing.engine.kernel_ranges`).
         accuracy_control: precisions its emitter builds under ``--accuracy-control`` (its converter's own
             keep-float search, given :attr:`EmitJob.accuracy_control`); tfopt's int8 engine leaves those to it.
         fixed_shapes: ``"module:function"`` ``(path, model) -> {input: shape} | None``: inputs whose
@@ -203,7 +203,7 @@ class Target:
     runtime_settings: str | None = None
     engine_weight_bits: int = 8
     engine_new_biases: bool = True
-    engine_fixed_ranges: tuple[tuple[str, float, float], ...] = ()
+    engine_fixed_ranges: tuple[tuple[str, tuple[float, float] | str], ...] = ()
     engine_float_ops: tuple[str, ...] = ()
     accuracy_control: tuple[str, ...] = ()
     int8_ops: str | None = None
@@ -268,8 +268,8 @@ _BUILT_IN = (
            fixed_shapes="tfopt.emitters.tflite:fixed_shapes", large="tfopt.external.emit:via_savedmodel",
            large_converter="tfopt.emitters.large_worker:convert_tflite",
            large_precisions=("fp32", "fp16", "dynamic", "int8"), loops="tfopt.runtimes.tflite:has_loop",
-           engine_fixed_ranges=(("Softmax", 0.0, 255 / 256), ("Sigmoid", 0.0, 255 / 256), ("Tanh", -1.0, 127 / 128),
-                                ("LogSoftmax", -255 / 16, 0.0))),
+           engine_fixed_ranges=(("Softmax", (0.0, 255 / 256)), ("Sigmoid", (0.0, 255 / 256)),
+                                ("Tanh", (-1.0, 127 / 128)), ("LogSoftmax", (-255 / 16, 0.0)), ("AvgPool", "input"))),
     Target("onnx", precisions=PRECISIONS, file="model.{precision}.onnx", emit="tfopt.emitters.onnx:emit",
            runner="tfopt.runtimes.onnx:open_runner", weights="tfopt.runtimes.onnx:read_weights",
            suffixes=(".onnx",), companions=(".onnx.data",), extra="tf2onnx", distributions=("tf2onnx", "onnx", "onnxruntime"),

@@ -1,10 +1,12 @@
 """Output ranges a target's kernels decide (tfopt.quantizing.engine.kernel_ranges): the engine gives an
-op whose TFLite int8 kernel fixes its output grid (Softmax, Sigmoid, Tanh) that grid, so the converter
-adds no requantize after it; and OpenVINO, which runs Softmax in float, gets no fake quant on a
-Softmax graph output. Both artifacts still compute the float model within a stated bound.
+op whose TFLite int8 kernel fixes its output grid (Softmax, Sigmoid, Tanh: a constant one; AvgPool:
+its input's) that grid, so the converter adds no requantize after it; and OpenVINO, which runs
+Softmax in float, gets no fake quant on a Softmax graph output. Both artifacts still compute the
+float model within a stated bound.
 
 The models: ``x -> Dense(16, relu) -> Dense(k) -> OP`` with the op at the output, and
-``x -> Dense(16) -> OP -> Dense(4)`` with it inside (read by a layer), at widths ``k`` 4 and 10.
+``x -> Dense(16) -> OP -> Dense(4)`` with it inside (read by a layer), at widths ``k`` 4 and 10;
+AvgPool on 6x6 images between Conv2D layers (``Conv2D(k) -> AvgPool -> Flatten`` at the output).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import numpy as np
 import pytest
 
 # TFLite's int8 kernels: (scale, zero point) of the op's output, whatever the graph's fake quant says
-TFLITE_GRIDS = {"softmax": (1 / 256, -128), "sigmoid": (1 / 256, -128), "tanh": (1 / 128, 0)}
-TFLITE_OPS = {"softmax": "SOFTMAX", "sigmoid": "LOGISTIC", "tanh": "TANH"}
+# (None: its input's)
+TFLITE_GRIDS = {"softmax": (1 / 256, -128), "sigmoid": (1 / 256, -128), "tanh": (1 / 128, 0), "avgpool": None}
+TFLITE_OPS = {"softmax": "SOFTMAX", "sigmoid": "LOGISTIC", "tanh": "TANH", "avgpool": "AVERAGE_POOL_2D"}
 # int8 against float on 64 inputs: mean abs error on the output, relative to the float output's span
 # (measured: at most 0.6 % in TFLite and OpenVINO, before and after the fix), and top-1 agreement (>= 92 %)
 MEAN_ERROR, AGREEMENT = 0.02, 0.9
@@ -27,17 +30,23 @@ def _model(root: str, op: str, where: str, k: int) -> dict:
     import keras
 
     keras.utils.set_random_seed(k)
-    x = keras.Input((8,), name="x")
-    h = keras.layers.Dense(16, activation="relu")(x)
-    if where == "output":
+    shape = (6, 6, 3) if op == "avgpool" else (8,)
+    x = keras.Input(shape, name="x")
+    if op == "avgpool":
+        h = keras.layers.AveragePooling2D(2)(keras.layers.Conv2D(k, 3, padding="same", activation="relu")(x))
+        y = keras.layers.Flatten()(h) if where == "output" else \
+            keras.layers.Dense(4)(keras.layers.Flatten()(keras.layers.Conv2D(8, 3, name="y")(h)))
+    elif where == "output":
+        h = keras.layers.Dense(16, activation="relu")(x)
         y = keras.layers.Activation(op, name="y")(keras.layers.Dense(k)(h))
     else:
+        h = keras.layers.Dense(16, activation="relu")(x)
         y = keras.layers.Dense(4, name="y")(keras.layers.Activation(op)(keras.layers.Dense(k)(h)))
     model = keras.Model(x, y)
     path = os.path.join(root, "sm")
     model.export(path, verbose=False)
     rng = np.random.default_rng(k)
-    calib, test = (rng.normal(0, 2, (n, 8)).astype(np.float32) for n in (128, 64))
+    calib, test = (rng.normal(0, 2, (n, *shape)).astype(np.float32) for n in (128, 64))
     np.savez(os.path.join(root, "calib.npz"), x=calib)
     return {"path": path, "calib": os.path.join(root, "calib.npz"), "x": test,
             "float": np.asarray(model.predict(test, verbose=0))}
@@ -87,10 +96,11 @@ def _tflite_ops(path: str) -> list[tuple[str, list[tuple[str, float, int]], list
 
 def test_tflite_runs_the_op_on_its_kernel_grid_with_no_requantize(converted):
     ops = _tflite_ops(converted["paths"]["tflite"])
-    fixed = [outputs[0] for name, _, outputs in ops if name == TFLITE_OPS[converted["op"]]]
-    assert len(fixed) == 1 and fixed[0][0] == "INT8", ops  # the op runs its int8 kernel
-    scale, zero = TFLITE_GRIDS[converted["op"]]
-    assert fixed[0][1] == pytest.approx(scale, rel=1e-6) and fixed[0][2] == zero, fixed
+    found = [(inputs[0], outputs[0]) for name, inputs, outputs in ops if name == TFLITE_OPS[converted["op"]]]
+    assert len(found) == 1 and found[0][1][0] == "INT8", ops  # the op runs its int8 kernel
+    (_, *input_grid), (_, scale, zero) = found[0]
+    expected = TFLITE_GRIDS[converted["op"]] or tuple(input_grid)
+    assert scale == pytest.approx(expected[0], rel=1e-6) and zero == expected[1], (found, expected)
     requantize = [(name, inputs, outputs) for name, inputs, outputs in ops
                   if name == "QUANTIZE" and inputs[0][0] == outputs[0][0] == "INT8"]
     assert not requantize, ops
@@ -126,7 +136,7 @@ def test_openvino_keeps_no_fake_quant_on_a_float_softmax_output(converted):
     producer = result.input_value(0).get_node()
     if converted["op"] == "softmax" and converted["where"] == "output":
         assert producer.get_type_name() == "Softmax", producer
-    else:  # the range stays where the kernel is int8 or a layer reads the op
+    elif converted["op"] != "avgpool":  # the range stays where the kernel is int8 or a layer reads the op
         assert producer.get_type_name() == "FakeQuantize", producer
     y = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(converted["x"])[0]
     _assert_close(np.asarray(y), converted["float"])

@@ -46,8 +46,8 @@ class Recipe:
     includes it) and high-bias absorption leaves a pair with such a layer alone.
 
     Two knobs come from the target table only, never from ``--int8-recipe`` (the text shows them as
-    ``+fixed_ranges`` and ``+float_outputs``): ``fixed_ranges`` (``(TF op, lo, hi)``: the op's output
-    gets the range its target's int8 kernel always has) and ``float_outputs`` (TF ops the target runs in
+    ``+fixed_ranges`` and ``+float_outputs``): ``fixed_ranges`` (``(TF op, (lo, hi) or "input")``: the
+    op's output gets the range its target's int8 kernel always has) and ``float_outputs`` (TF ops the target runs in
     float: a graph output of one, read by no op, gets no range); see
     :mod:`tfopt.quantizing.engine.kernel_ranges`.
     """
@@ -59,7 +59,7 @@ class Recipe:
     per_channel: bool = True
     weight_bits: int = 8
     new_biases: bool = True
-    fixed_ranges: tuple[tuple[str, float, float], ...] = ()
+    fixed_ranges: tuple[tuple[str, tuple[float, float] | str], ...] = ()
     float_outputs: tuple[str, ...] = ()
 
     def __str__(self) -> str:
@@ -172,7 +172,7 @@ class Engine:
         transformed, stats, reports, seconds = self._prepare(recipe, frozenset(kept_nodes(self.model, kept)))
         start = time.perf_counter()
         ranges = {tensor: compute_range(s, recipe.method) for tensor, s in stats.items()}
-        ranges.update(fixed_output_ranges(transformed, recipe.fixed_ranges))  # (before sharing: a concat unites them)
+        ranges.update(fixed_output_ranges(transformed, recipe.fixed_ranges, ranges))  # (then a concat unites them)
         ranges = share_concat_ranges(transformed, ranges)
         unranged = float_outputs(transformed, recipe.float_outputs)
         quantized = insert_fake_quant(transformed, ranges, per_channel=recipe.per_channel, keep_float=kept,
