@@ -126,17 +126,19 @@ def _assert_close(y: np.ndarray, reference: np.ndarray) -> None:
     assert np.mean(np.argmax(y, -1) == np.argmax(reference, -1)) >= AGREEMENT
 
 
-def test_openvino_keeps_no_fake_quant_on_a_float_softmax_output(converted):
-    """OpenVINO's CPU plugin runs Softmax in float: a fake quant on its graph output would be one more
-    op rounding a float result. Inside the model (read by a layer) the range stays: the layer's int8 input."""
+def test_openvino_quantizes_nothing_only_its_float_softmax_reads(converted):
+    """OpenVINO's CPU plugin runs Softmax in float: a fake quant on its graph output, or on the logits
+    it reads, would only round a float op's input or result. Where a layer reads the Softmax its
+    range stays (the layer's int8 input), and the ops OpenVINO runs in int8 keep theirs."""
     import openvino as ov
 
     model = ov.Core().read_model(converted["paths"]["openvino"])
-    result = model.get_results()[0]
-    producer = result.input_value(0).get_node()
-    if converted["op"] == "softmax" and converted["where"] == "output":
-        assert producer.get_type_name() == "Softmax", producer
-    elif converted["op"] != "avgpool":  # the range stays where the kernel is int8 or a layer reads the op
+    producer = model.get_results()[0].input_value(0).get_node()
+    if converted["op"] == "softmax":
+        softmax = next(op for op in model.get_ordered_ops() if op.get_type_name().startswith("Softmax"))
+        assert softmax.input_value(0).get_node().get_type_name() != "FakeQuantize", softmax
+        assert (producer.get_type_name() == "Softmax") == (converted["where"] == "output"), producer
+    if converted["op"] != "avgpool" and not (converted["op"] == "softmax" and converted["where"] == "output"):
         assert producer.get_type_name() == "FakeQuantize", producer
     y = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(converted["x"])[0]
     _assert_close(np.asarray(y), converted["float"])

@@ -17,9 +17,14 @@ op's output range is the kernel's (:func:`fixed_output_ranges`): the given ``(lo
 
 Other targets run an op in float whatever the graph says (OpenVINO's CPU plugin has no int8
 ``Softmax``; :attr:`tfopt.targets.Target.engine_float_ops`). A range on such an op's output that is a
-graph output read by no op buys only a standalone FakeQuantize rounding the float result, so there
-it gets none (:func:`float_outputs`). Where an op reads it, the range stays: it is that reader's
-int8 input.
+graph output read by no op buys only a standalone FakeQuantize rounding the float result, and a
+range on a tensor only such ops read (the logits before a Softmax) only rounds the float op's input:
+there they get none (:func:`float_outputs`), as in the native int8::
+
+    MatMul -> FQ -> Softmax -> FQ -> output   --OpenVINO-->  FC (int8, requantized, to f32) -> Softmax -> FakeQuantize
+    MatMul -> Softmax -> output               --OpenVINO-->  FC (int8, to f32) -> Softmax
+
+Where another op reads the Softmax, its range stays: it is that reader's int8 input.
 """
 
 from __future__ import annotations
@@ -73,11 +78,18 @@ def _ranged_source(nodes: Mapping[str, Any], ref: str, ranges: Mapping[str, tupl
 
 
 def float_outputs(model: Model, ops: Collection[str]) -> list[str]:
-    """The range-taking tensors that are graph outputs of an op in ``ops`` and read by no op."""
+    """The range-taking tensors no int8 kernel of the target reads: a graph output of an op in ``ops``
+    read by no op, or a tensor (not a graph output) read only by ops in ``ops``."""
     if not ops:
         return []
     nodes = node_map(model.graph_def)
     users = data_consumers(model.graph_def)
     outputs = {canonical_tensor(s.tensor) for s in model.outputs}
-    return [tensor for _, tensor in range_groups(model) if tensor in outputs
-            and nodes[tensor_node(tensor)].op in ops and not users.get(tensor_node(tensor))]
+
+    def unread_in_int8(tensor: str) -> bool:
+        readers = users.get(tensor_node(tensor), [])
+        if tensor in outputs:
+            return not readers and nodes[tensor_node(tensor)].op in ops
+        return bool(readers) and all(r.op in ops for r in readers)
+
+    return [tensor for _, tensor in range_groups(model) if unread_in_int8(tensor)]
