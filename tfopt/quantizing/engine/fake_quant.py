@@ -71,7 +71,7 @@ from tfopt.quantizing.engine.weight_grid import PER_CHANNEL_OPS, weight_grid
 # The placement rules live in :mod:`.placement`; these names stay importable from here.
 __all__ = ["ACT_BITS", "BIAS_OPS", "FLOAT_DTYPES", "FUSED_ACTIVATIONS", "LINEAR_OPS", "PER_CHANNEL_OPS",
            "REQUANTIZING_OPS", "SCALE_PRESERVING_OPS", "WEIGHT_LEVELS", "Layer", "activation_tensors", "composites",
-           "insert_fake_quant", "layers", "nudge"]
+           "insert_fake_quant", "layers", "nudge", "scale_source"]
 
 ACT_BITS = 8
 MIN_RANGE = 1e-6  # a constant-zero activation still needs a positive step
@@ -149,7 +149,7 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
                                            lo, hi, depthwise=linear.op == "DepthwiseConv2dNative",
                                            narrow_range=narrow_range)
         weights += 1
-        source = _scale_source(nodes, linear.input[0], act_ranges)
+        source = scale_source(nodes, linear.input[0], act_ranges)
         bias = next((nodes[n] for n in layer.nodes[1:] if nodes[n].op in BIAS_OPS), None)  # (after a Reshape)
         if bias is not None and source is not None:
             in_lo, in_hi = act_ranges[source]
@@ -222,7 +222,7 @@ def _quantize_weight(graph: Any, layer: str, source: str, shape: Sequence[int], 
     return base
 
 
-def _scale_source(nodes: Mapping[str, Any], ref: str, act_ranges: Mapping[str, Any]) -> str | None:
+def scale_source(nodes: Mapping[str, Any], ref: str, act_ranges: Mapping[str, Any]) -> str | None:
     """The activation tensor whose range sets the scale of ``ref``: itself, or the one a chain of
     scale-preserving ops (MaxPool, Reshape...) reads; None if there is none (a kept-float input)."""
     tensor = canonical_tensor(ref)

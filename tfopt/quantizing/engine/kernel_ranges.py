@@ -30,10 +30,10 @@ Where another op reads the Softmax, its range stays: it is that reader's int8 in
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
 
 from tfopt.graph import Model, canonical_tensor, node_map, tensor_node
-from tfopt.quantizing.engine.placement import SCALE_PRESERVING_OPS, data_consumers, range_groups
+from tfopt.quantizing.engine.fake_quant import scale_source
+from tfopt.quantizing.engine.placement import data_consumers, range_groups
 
 INPUT = "input"  # a table entry's range: the op's input's
 
@@ -58,23 +58,10 @@ def fixed_output_ranges(model: Model, table: Sequence[tuple[str, tuple[float, fl
             out[tensor] = (float(given[0]), float(given[1]))
         elif ranges is None:
             out[tensor] = (0.0, 0.0)
-        elif (source := _ranged_source(nodes, node.input[0], known)) is not None:
+        elif (source := scale_source(nodes, node.input[0], known)) is not None:
             out[tensor] = known[source]
         known.update(out)
     return out
-
-
-def _ranged_source(nodes: Mapping[str, Any], ref: str, ranges: Mapping[str, tuple[float, float]]) -> str | None:
-    """The tensor with a range that ``ref`` reads, through scale-preserving ops; None if none."""
-    tensor = canonical_tensor(ref)
-    for _ in range(64):  # a chain of scale-preserving ops, bounded
-        if tensor in ranges:
-            return tensor
-        node = nodes.get(tensor_node(tensor))
-        if node is None or node.op not in SCALE_PRESERVING_OPS or not node.input:
-            return None
-        tensor = canonical_tensor(node.input[0])
-    return None
 
 
 def float_outputs(model: Model, ops: Collection[str]) -> list[str]:
