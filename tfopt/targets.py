@@ -1,38 +1,34 @@
 """The one table of deployment targets, and the precisions they build.
 
-A :class:`Target` record says everything the rest of tfopt needs to know about a format: which
-precisions it builds, the extra it needs, its file name in a ``tfopt convert`` directory, and the
-functions that emit it, run it and read its weights. Those functions are named as
-``"module:function"`` strings and imported when first called, so reading the table imports no
-converter and no runtime. ``converting``, ``verify``, ``runtimes`` and ``report`` ask the table;
-none of them switches on a target's name. A new target is one record here plus its own modules
-(see ARCHITECTURE.md).
+A :class:`Target` record says everything the rest of tfopt needs to know about a format: which precisions it builds,
+the extra it needs, its file name in a ``tfopt convert`` directory, and the functions that emit it, run it and read
+its weights. Those functions are named as ``"module:function"`` strings and imported when first called, so reading
+the table imports no converter and no runtime. ``converting``, ``verify``, ``runtimes`` and ``report`` ask the
+table; none of them switches on a target's name. A new target is one record here plus its own modules (ARCHITECTURE.md).
 
 The functions a record names have one signature per role:
 
 - ``emit(job: EmitJob) -> str``: write the artifact at ``job.path``; return the path written.
 - ``runner(path, model, threads) -> Runner``: a :class:`tfopt.runtimes.base.Runner` for it.
 - ``weights(path) -> Iterator[(name, numpy array)]``: its constant tensors (for the report).
-- ``layer_quantizer(model, samples, precision, opset) -> LayerQuantizer``: per-layer
-  quantization for keep-float (see :mod:`tfopt.quantizing.native.layer_targets`).
-- ``quantization_settings(precision) -> dict | None``: what a quantized artifact was built for,
-  recorded in ``manifest.json`` as ``"<target>_quantization"``.
-- ``int8_ops(path) -> list[KernelOp]``: every op its runtime executes, in order, as
-  :class:`tfopt.quantizing.int8_fusion.KernelOp` (int8 kernel counting,
-  :func:`tfopt.quantizing.int8_ops.count_quantized_ops`). Required when it builds int8.
-- ``intermediates(path, model) -> Intermediates``: the artifact opened with its intermediate
-  tensors kept (``tfopt debug compare``, :mod:`tfopt.debug.intermediates`).
+- ``layer_quantizer(model, samples, precision, opset) -> LayerQuantizer``: per-layer quantization for
+  keep-float (:mod:`tfopt.quantizing.native.layer_targets`).
+- ``quantization_settings(precision) -> dict | None``: what a quantized artifact was built for
+  (``"<target>_quantization"`` in ``manifest.json``).
+- ``int8_ops(path) -> list[KernelOp]``: every op its runtime executes, in order, as :class:`tfopt.quantizing.
+  int8_fusion.KernelOp` (:func:`tfopt.quantizing.int8_ops.count_quantized_ops`). Required when it builds int8.
+- ``intermediates(path, model) -> Intermediates``: opened with its intermediate tensors kept (``tfopt debug compare``).
 - ``repro(precision) -> (needs, source)``: what a standalone ``repro.py`` needs installed, and the
   source of its ``convert_and_run(graph_def, feeds)`` (``tfopt debug reduce``, :mod:`tfopt.debug.repro`).
-- ``latency(path, threads) -> (run, specs)``: a bare call of the artifact in its runtime taking the
-  inputs by position, and the inputs' ``(shape, dtype)`` (:mod:`tfopt.coverage.latency`).
+- ``latency(path, threads) -> (run, specs)``: a bare call of it taking the inputs by position, and their
+  ``(shape, dtype)`` (:mod:`tfopt.coverage.latency`).
 - ``loops(path) -> bool``: the artifact holds a loop, which its runtime may never leave: a bounded run
   (``--verify-timeout``) goes to a child process killed at the bound (:mod:`tfopt.runtimes.child`).
   ``None``: its runtime is TensorFlow, whose runs stop at the bound in process (:func:`tfopt._tf.deadline`).
 
-A record is added with :func:`register_target` (a plugin, a test); the built-in five are in
-:data:`TABLE` from the start. Everything that lists targets (``--to``, ``tfopt debug compare``,
-``tfopt debug reduce --target``) reads the table when it is asked, so a registered target appears there.
+A record is added with :func:`register_target` (a plugin, a test); the built-in five are in :data:`TABLE` from the
+start. Everything that lists targets (``--to``, ``tfopt debug compare``, ``tfopt debug reduce --target``) reads the
+table when it is asked, so a registered target appears there.
 """
 
 from __future__ import annotations
@@ -93,8 +89,8 @@ def require_calibration(calibration: Sequence[Any] | None) -> Sequence[Any]:
     return calibration
 
 
-NO_CALIBRATION = ("--quantize int8/int16x8 needs calibration data: pass --calibration DATA "
-                  "(.npz keyed by input name, .npy, .tfrecord, an image directory, or module:function)")
+NO_CALIBRATION = ("--quantize int8/int16x8 needs calibration data: pass --calibration DATA (.npz keyed by input "
+                  "name, .npy, .tfrecord, an image directory, or module:function)")
 
 
 def precision_name(text: str) -> str:
@@ -137,49 +133,50 @@ class Target:
 
     Attributes:
         name: the ``--to`` name and the ``format`` in manifests and reports.
-        precisions: what it builds; a float-only target (``float_only``) builds fp32 whatever
-            ``--quantize`` says.
+        precisions: what it builds; a float-only target (``float_only``) builds fp32 whatever ``--quantize`` says.
         file: its path in a ``tfopt convert`` directory; ``{precision}`` is replaced.
         emit, runner, weights: ``"module:function"`` (signatures in the module docstring).
-        suffixes: file name endings that identify a single artifact of this format.
-        marker: a file inside a directory artifact that identifies it (``model.xml``).
+        suffixes, marker: file name endings that identify a single artifact of this format; a file
+            inside a directory artifact that identifies it (``model.xml``).
         run_file: the file inside a directory artifact that runners open (``""``: the directory).
         companions: sibling files that belong to the artifact (an IR's ``.bin``), replacing the suffix.
         extra: the module it needs (``pip install 'tfopt[<name>]'``); ``None``: always there.
         distributions: packages whose versions ``manifest.json`` records.
         graph: ``"portable"`` or ``"runtime"`` (see :mod:`tfopt.conversion.convert`).
-        converter, runtime_name: named in error messages.
-        keep_float: precisions that support keeping layers in float; ``layer_quantizer`` builds them.
+        converter, runtime_name: named in error messages. keep_float: precisions that support keeping
+            layers in float; ``layer_quantizer`` builds them.
         qat_int8_as: for a quantization-aware graph, int8 is the conversion at this precision
             (the fake quants become the format's own quantize ops); ``None``: the emitter handles it.
         takes_preprocess: the artifact can bake input preprocessing in (``--ov-mean-values``...).
         quantization_settings: ``"module:function"`` recorded in the manifest, or ``None``.
-        runtime_settings: ``"module:function"`` giving how its artifacts are to be run to get the
-            verified numbers (``runtime_settings`` in the manifest and report), or ``None``.
-        engine_weight_bits: the widest weights tfopt's int8 engine gives this target (7: OpenVINO's
-            CPU plugin saturates int16 pair sums of 8-bit weights on CPUs without VNNI; ONNX
-            Runtime's fast symmetric kernels do too, see :mod:`tfopt.emitters.onnx_weight_quant`).
+        runtime_settings: ``"module:function"`` giving how its artifacts are run to get the verified
+            numbers (``runtime_settings`` in the manifest and report), or ``None``.
+        engine_weight_bits: the widest weights tfopt's int8 engine gives this target (7: OpenVINO's CPU plugin
+            saturates int16 pair sums of 8-bit weights on CPUs without VNNI; ONNX Runtime's fast symmetric
+            kernels do too, see :mod:`tfopt.emitters.onnx_weight_quant`).
         engine_new_biases: False: the engine gives no layer with a zero or no bias one (OpenVINO: its kernels pay
             a per-channel add for it; ``no_new_bias`` in :class:`tfopt.quantizing.engine.quantize.Recipe`).
-        accuracy_control: precisions its emitter builds under ``--accuracy-control`` (its converter's
-            own keep-float search, given :attr:`EmitJob.accuracy_control`); tfopt's int8 engine
-            leaves those to it.
+        engine_fixed_ranges, engine_float_ops: ``(TF op, range)``, the output range its int8 kernel of the op always
+            has (TFLite's SOFTMAX ``(0, 255/256)``; ``"input"``: its input's); TF ops it runs in float (OpenVINO's
+            Softmax). The engine gives them that range, or none (:mod:`tfopt.quantizing.engine.kernel_ranges`).
+        accuracy_control: precisions its emitter builds under ``--accuracy-control`` (its converter's own
+            keep-float search, given :attr:`EmitJob.accuracy_control`); tfopt's int8 engine leaves those to it.
         fixed_shapes: ``"module:function"`` ``(path, model) -> {input: shape} | None``: inputs whose
             open batch the written file fixes (recorded as the artifact's ``fixed_shapes``), or ``None``.
         large: ``"module:function"`` ``(record, job) -> path``: writes the artifact of a model whose
             large tensors are outside its GraphDef (:mod:`tfopt.external`), or ``None`` (no such form).
         large_converter: ``"module:function"`` the large-model child process runs with the job
-            (:mod:`tfopt.emitters.large_worker`), or ``None``.
-        large_precisions: the precisions ``large`` writes; ``large_note``: why not the others.
-        ahead: ``"module:function"`` ``(model, opset) -> bool``: sends the float conversion of the
-            portable graph to a helper process before the other targets are built, collected when
-            this target's artifact is emitted (``tfopt convert``'s overlap), or ``None``.
-        approximations: ``"module:function"`` ``(graph_def) -> [str]``: the ops of the graph this
-            target computes only approximately, each with the cause and the way out; verification
-            names them when an output differs (``None``: none known).
-        int8_ops, intermediates, repro, latency, loops: ``"module:function"`` or ``None`` (signatures in
-            the module docstring): int8 kernel counting, ``tfopt debug compare``, ``tfopt debug
-            reduce``'s ``repro.py``, the corpus's latency harness, bounded runs. ``None``: no such role.
+            (:mod:`tfopt.emitters.large_worker`), or ``None``. large_precisions: the precisions ``large``
+            writes; ``large_note``: why not the others.
+        ahead: ``"module:function"`` ``(model, opset) -> bool``: sends the float conversion of the portable graph
+            to a helper process before the other targets are built, collected when this target's artifact is
+            emitted (``tfopt convert``'s overlap), or ``None``.
+        approximations: ``"module:function"`` ``(graph_def) -> [str]``: the ops of the graph this target
+            computes only approximately, with the cause and the way out; verification names them when an
+            output differs (``None``: none known).
+        int8_ops, intermediates, repro, latency, loops: ``"module:function"`` (signatures in the module
+            docstring): int8 kernel counting, ``tfopt debug compare``, ``tfopt debug reduce``'s ``repro.py``,
+            the corpus's latency harness, bounded runs. ``None``: no such role.
     """
 
     name: str
@@ -206,6 +203,8 @@ class Target:
     runtime_settings: str | None = None
     engine_weight_bits: int = 8
     engine_new_biases: bool = True
+    engine_fixed_ranges: tuple[tuple[str, tuple[float, float] | str], ...] = ()
+    engine_float_ops: tuple[str, ...] = ()
     accuracy_control: tuple[str, ...] = ()
     int8_ops: str | None = None
     intermediates: str | None = None
@@ -245,8 +244,8 @@ class Target:
 
 
 ROLES = ("emit", "runner", "weights", "layer_quantizer", "quantization_settings", "runtime_settings", "int8_ops",
-         "intermediates", "repro", "latency", "fixed_shapes", "large", "large_converter", "ahead",
-         "approximations", "loops")  # the fields naming a "module:function"
+         "intermediates", "repro", "latency", "fixed_shapes", "large", "large_converter", "ahead", "approximations",
+         "loops")  # the fields naming a "module:function"
 
 
 def _graphdef(name: str, file: str, emit: str, **where: Any) -> Target:
@@ -268,7 +267,9 @@ _BUILT_IN = (
            repro="tfopt.debug.repro:tflite_repro", latency="tfopt.coverage.latency:open_tflite",
            fixed_shapes="tfopt.emitters.tflite:fixed_shapes", large="tfopt.external.emit:via_savedmodel",
            large_converter="tfopt.emitters.large_worker:convert_tflite",
-           large_precisions=("fp32", "fp16", "dynamic", "int8"), loops="tfopt.runtimes.tflite:has_loop"),
+           large_precisions=("fp32", "fp16", "dynamic", "int8"), loops="tfopt.runtimes.tflite:has_loop",
+           engine_fixed_ranges=(("Softmax", (0.0, 255 / 256)), ("Sigmoid", (0.0, 255 / 256)),
+                                ("Tanh", (-1.0, 127 / 128)), ("LogSoftmax", (-255 / 16, 0.0)), ("AvgPool", "input"))),
     Target("onnx", precisions=PRECISIONS, file="model.{precision}.onnx", emit="tfopt.emitters.onnx:emit",
            runner="tfopt.runtimes.onnx:open_runner", weights="tfopt.runtimes.onnx:read_weights",
            suffixes=(".onnx",), companions=(".onnx.data",), extra="tf2onnx", distributions=("tf2onnx", "onnx", "onnxruntime"),
@@ -287,7 +288,8 @@ _BUILT_IN = (
            run_file="model.xml", companions=(".bin",), extra="openvino", distributions=("openvino", "nncf"),
            converter="OpenVINO's converter", runtime_name="the OpenVINO runtime", keep_float=("int8",),
            layer_quantizer="tfopt.quantizing.native.layer_targets:openvino_quantizer", qat_int8_as="fp32",
-           takes_preprocess=True, engine_weight_bits=7, engine_new_biases=False, runtime_settings="tfopt.runtimes.openvino:runtime_settings",
+           takes_preprocess=True, engine_weight_bits=7, engine_new_biases=False, engine_float_ops=("Softmax",),
+           runtime_settings="tfopt.runtimes.openvino:runtime_settings",
            accuracy_control=("int8",), int8_ops="tfopt.quantizing.int8_ops:openvino_ops",
            intermediates="tfopt.debug.run_openvino:open_intermediates", repro="tfopt.debug.repro:openvino_repro",
            latency="tfopt.coverage.latency:open_openvino", large="tfopt.external.emit:via_savedmodel",
@@ -390,8 +392,6 @@ def available_targets() -> list[str]:
 
 def target_of_file(path: str) -> Target | None:
     """The target a single artifact file or directory is, from its name or its marker file."""
-    import os
-
     for t in TABLE.values():
         if os.path.isdir(path) and t.marker and os.path.exists(os.path.join(path, t.marker)):
             return t

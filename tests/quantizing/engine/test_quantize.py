@@ -28,6 +28,8 @@ def test_recipe_text_round_trips_and_names_bad_steps():
         Recipe.parse("mse+equalise")
     with pytest.raises(OptionError, match="--calibration-method"):
         Recipe.parse("kl")
+    with pytest.raises(OptionError, match="'fixed_ranges' is not chosen by the recipe"):
+        Recipe.parse("mse+fixed_ranges")  # the target table's, shown in the text only
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +131,7 @@ def test_recipe_search_keeps_what_the_measurements_say(relu_mobilenet):
 
     def evaluate(target, model):
         recipe = seen[-1] if seen else ""
-        score = scores.get(recipe.replace("+7bit", ""), 90.0)
+        score = scores.get(recipe.replace("+7bit", "").replace("+fixed_ranges", ""), 90.0)  # (softmax: the target's)
         return (score, 0.0), (None if recipe.startswith("entropy+equalize") else {"accuracy": score})
 
     plan = Int8Plan(relu_mobilenet["model"], relu_mobilenet["calib"], _Options(), evaluate=evaluate)
@@ -137,7 +139,7 @@ def test_recipe_search_keeps_what_the_measurements_say(relu_mobilenet):
     plan.engine.quantize = lambda recipe: (seen.append(str(recipe)), real(recipe))[1]  # type: ignore[method-assign]
     plan.model_for("tflite")
     tried = plan.searches["tflite"]
-    assert [t["recipe"] for t in tried if t["kept"]] == ["mse+equalize"]  # 99 failed its gate
+    assert [t["recipe"] for t in tried if t["kept"]] == ["mse+equalize+fixed_ranges"]  # 99 failed its gate
     assert len(tried) == len(CANDIDATES) and not next(t for t in tried if t["recipe"].startswith("entropy+eq"))["passes_gates"]
 
 

@@ -71,7 +71,7 @@ from tfopt.quantizing.engine.weight_grid import PER_CHANNEL_OPS, weight_grid
 # The placement rules live in :mod:`.placement`; these names stay importable from here.
 __all__ = ["ACT_BITS", "BIAS_OPS", "FLOAT_DTYPES", "FUSED_ACTIVATIONS", "LINEAR_OPS", "PER_CHANNEL_OPS",
            "REQUANTIZING_OPS", "SCALE_PRESERVING_OPS", "WEIGHT_LEVELS", "Layer", "activation_tensors", "composites",
-           "insert_fake_quant", "layers", "nudge"]
+           "insert_fake_quant", "layers", "nudge", "scale_source"]
 
 ACT_BITS = 8
 MIN_RANGE = 1e-6  # a constant-zero activation still needs a positive step
@@ -93,7 +93,7 @@ def nudge(lo: float, hi: float, *, bits: int = ACT_BITS, narrow_range: bool = Fa
 
 def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *, per_channel: bool = True,
                       keep_float: Collection[str] = (), narrow_range: bool = True,
-                      weight_levels: int = WEIGHT_LEVELS) -> Model:
+                      weight_levels: int = WEIGHT_LEVELS, unranged: Collection[str] = ()) -> Model:
     """A copy of ``model`` with fake-quant ops on every layer's weights and on the activations
     :func:`activation_tensors` names; ``model`` itself is not changed.
 
@@ -108,6 +108,8 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
         narrow_range: weights on −127..127 (what TFLite's int8 kernels expect) rather than −128..127.
         weight_levels: steps of ``max|W|`` (127; 63 for 7-bit weights, see
             :mod:`tfopt.quantizing.engine.weight_grid`).
+        unranged: activation tensors left without a fake quant although they would take one (a graph
+            output its target computes in float, :func:`tfopt.quantizing.engine.kernel_ranges.float_outputs`).
 
     Returns:
         A new :class:`Model` with the same inputs and outputs (a graph output that gets a range
@@ -124,7 +126,8 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
     from tfopt.graphdef.order import canonical_order
 
     kept = kept_nodes(model, keep_float)
-    tensors = activation_tensors(model, keep_float)
+    skipped_tensors = {canonical_tensor(t) for t in unranged}
+    tensors = [t for t in activation_tensors(model, keep_float) if t not in skipped_tensors]
     given = {canonical_tensor(k): v for k, v in ranges.items()}
     missing = [t for t in tensors if t not in given]
     if missing:
@@ -146,7 +149,7 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
                                            lo, hi, depthwise=linear.op == "DepthwiseConv2dNative",
                                            narrow_range=narrow_range)
         weights += 1
-        source = _scale_source(nodes, linear.input[0], act_ranges)
+        source = scale_source(nodes, linear.input[0], act_ranges)
         bias = next((nodes[n] for n in layer.nodes[1:] if nodes[n].op in BIAS_OPS), None)  # (after a Reshape)
         if bias is not None and source is not None:
             in_lo, in_hi = act_ranges[source]
@@ -219,7 +222,7 @@ def _quantize_weight(graph: Any, layer: str, source: str, shape: Sequence[int], 
     return base
 
 
-def _scale_source(nodes: Mapping[str, Any], ref: str, act_ranges: Mapping[str, Any]) -> str | None:
+def scale_source(nodes: Mapping[str, Any], ref: str, act_ranges: Mapping[str, Any]) -> str | None:
     """The activation tensor whose range sets the scale of ``ref``: itself, or the one a chain of
     scale-preserving ops (MaxPool, Reshape...) reads; None if there is none (a kept-float input)."""
     tensor = canonical_tensor(ref)

@@ -142,8 +142,9 @@ class Int8Plan:
         """The recipe for ``target``: the chosen one, with weights no wider than the target takes
         (:attr:`tfopt.targets.Target.engine_weight_bits`), and bias correction creating no bias on a
         layer without one where a new bias costs the target's kernels
-        (:attr:`tfopt.targets.Target.engine_new_biases`; only when the model has such a layer, so
-        targets that differ in nothing else share one graph)."""
+        (:attr:`tfopt.targets.Target.engine_new_biases`), and the output ranges the target's kernels
+        decide (``engine_fixed_ranges``, ``engine_float_ops``): each only when the model has such a
+        layer or op, so targets that differ in nothing else share one graph."""
         return self._fitted(self.recipe, target)
 
     def _fitted(self, recipe: Recipe, target: str) -> Recipe:
@@ -154,6 +155,12 @@ class Int8Plan:
         if ((recipe.bias_correction or recipe.equalize) and not record.engine_new_biases
                 and self.engine.has_bias_free_layers()):
             recipe = replace(recipe, new_biases=False)
+        from tfopt.quantizing.engine.kernel_ranges import fixed_output_ranges, float_outputs
+
+        if fixed_output_ranges(self.engine.model, record.engine_fixed_ranges):  # (only then: graphs stay shared)
+            recipe = replace(recipe, fixed_ranges=record.engine_fixed_ranges)
+        if float_outputs(self.engine.model, record.engine_float_ops):
+            recipe = replace(recipe, float_outputs=record.engine_float_ops)
         return recipe
 
     def model_for(self, target: str) -> Model:

@@ -44,6 +44,12 @@ class Recipe:
     pay for one: :attr:`tfopt.targets.Target.engine_new_biases`): bias correction leaves such a layer
     uncorrected (the mean shift of its rounding reaches the next corrected layer, whose correction
     includes it) and high-bias absorption leaves a pair with such a layer alone.
+
+    Two knobs come from the target table only, never from ``--int8-recipe`` (the text shows them as
+    ``+fixed_ranges`` and ``+float_outputs``): ``fixed_ranges`` (``(TF op, (lo, hi) or "input")``: the
+    op's output gets the range its target's int8 kernel always has) and ``float_outputs`` (TF ops the target runs in
+    float: a graph output of one, read by no op, gets no range); see
+    :mod:`tfopt.quantizing.engine.kernel_ranges`.
     """
 
     method: str = "minmax"
@@ -53,12 +59,15 @@ class Recipe:
     per_channel: bool = True
     weight_bits: int = 8
     new_biases: bool = True
+    fixed_ranges: tuple[tuple[str, tuple[float, float] | str], ...] = ()
+    float_outputs: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         parts = [self.method, *(t for t in TRANSFORMS if getattr(self, t))]
         return "+".join(parts + ([] if self.per_channel else ["per_tensor"])
                         + ([] if self.weight_bits == 8 else [f"{self.weight_bits}bit"])
-                        + ([] if self.new_biases else ["no_new_bias"]))
+                        + ([] if self.new_biases else ["no_new_bias"])
+                        + (["fixed_ranges"] if self.fixed_ranges else []) + (["float_outputs"] if self.float_outputs else []))
 
     @property
     def weight_levels(self) -> int:
@@ -79,6 +88,9 @@ class Recipe:
         method, *flags = [p.strip() for p in text.split("+") if p.strip()] or ["minmax"]
         method = str(parse_method(method))
         unknown = [f for f in flags if f not in (*TRANSFORMS, "per_tensor", "7bit", "no_new_bias")]
+        if unknown and unknown[0] in ("fixed_ranges", "float_outputs"):
+            raise OptionError(f"{option} {text}: '{unknown[0]}' is not chosen by the recipe: each target's kernels "
+                              "decide it (the target table); leave it out")
         if unknown:
             raise OptionError(f"{option} {text}: unknown step '{unknown[0]}'; a recipe is METHOD[+equalize]"
                               "[+adaround][+bias_correction][+per_tensor][+7bit][+no_new_bias], e.g. "
@@ -150,6 +162,7 @@ class Engine:
         so sets that share the transforms share one collection.
         """
         from tfopt.quantizing.engine.fake_quant import insert_fake_quant
+        from tfopt.quantizing.engine.kernel_ranges import fixed_output_ranges, float_outputs
         from tfopt.quantizing.engine.loops import loop_skips
         from tfopt.quantizing.engine.placement import kept_nodes
         from tfopt.quantizing.engine.ranges import compute_range
@@ -158,11 +171,16 @@ class Engine:
         kept = list(self.keep_float if keep_float is None else keep_float)
         transformed, stats, reports, seconds = self._prepare(recipe, frozenset(kept_nodes(self.model, kept)))
         start = time.perf_counter()
-        ranges = share_concat_ranges(transformed, {tensor: compute_range(s, recipe.method) for tensor, s in stats.items()})
+        ranges = {tensor: compute_range(s, recipe.method) for tensor, s in stats.items()}
+        ranges.update(fixed_output_ranges(transformed, recipe.fixed_ranges, ranges))  # (then a concat unites them)
+        ranges = share_concat_ranges(transformed, ranges)
+        unranged = float_outputs(transformed, recipe.float_outputs)
         quantized = insert_fake_quant(transformed, ranges, per_channel=recipe.per_channel, keep_float=kept,
-                                      weight_levels=recipe.weight_levels)
+                                      weight_levels=recipe.weight_levels, unranged=unranged)
+        skips = loop_skips(transformed) + [f"{tensor}: no range, a graph output its target computes in float"
+                                           for tensor in unranged]
         report = EngineReport(str(recipe), dict(reports), ranges, kept,
-                              {**seconds, "ranges+fake_quant": time.perf_counter() - start}, loop_skips(transformed))
+                              {**seconds, "ranges+fake_quant": time.perf_counter() - start}, skips)
         return quantized, report
 
     def _prepare(self, recipe: Recipe,
