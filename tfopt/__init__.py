@@ -24,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from tfopt._version import __version__ as __version__
 from tfopt.errors import (  # every typed error, catchable as tfopt.<Name> (tests/test_public_api.py)
     ConversionError,
+    ConverterCrashError,
     GateFailure,
     GraphError,
     IllConditionedError,
@@ -65,6 +66,7 @@ __all__ = [
     "CompressOptions",
     "ConversionError",
     "ConvertOptions",
+    "ConverterCrashError",
     "FreezeOptions",
     "GateFailure",
     "GraphError",

@@ -140,6 +140,16 @@ class ProtobufLimitError(ConversionError):
     or a precision a target's large-model form cannot write. The message offers what can."""
 
 
+class ConverterCrashError(ConversionError):
+    """A converter run in a child process (:func:`tfopt.emitters.large.run_converter_child`) was killed by a
+    signal: a crash in its native code. ``signal_name`` (``SIGSEGV``...); the message names the target and
+    precision, the likely cause when known and the fix. In ``tfopt convert`` that target fails alone."""
+
+    def __init__(self, message: str, *, signal_name: str = "") -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
 class TensorPairingError(ConversionError):
     """A runtime runner cannot pair an artifact's inputs/outputs with the model's by name."""
 

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tfopt._io import atomic_path
-from tfopt.errors import ConversionError, OptionError, ProtobufLimitError
+from tfopt.errors import ConversionError, ConverterCrashError, OptionError, ProtobufLimitError
 
 if TYPE_CHECKING:
     from tfopt.graph import Model
@@ -137,7 +137,7 @@ def _emit_in_child(record: Target, job: dict[str, Any], path: str, precision: st
     single-file artifact has, e.g. ONNX's external data, each renamed before the model)."""
     directory = record.marker is not None
     with atomic_path(path, directory=directory) as tmp:
-        _run_child({**job, "out": tmp}, label=f"{record.name} {precision} ({path})")
+        run_converter_child({**job, "out": tmp}, label=f"{record.name} {precision} ({path})")
         if not directory:
             for made, final in zip(record.companion_files(tmp), record.companion_files(path)):
                 if not os.path.exists(made):
@@ -227,10 +227,19 @@ def _check_signature(savedmodel_dir: str, input_names: Sequence[str], output_nam
                                   "(tfopt.external.write_serving_savedmodel)")
 
 
-def _run_child(job: dict[str, object], *, label: str) -> None:
-    """Run one conversion in ``python -m tfopt.emitters.large_worker``; its stderr is logged at
-    INFO and its last lines go into the error when it fails (a killed child: its signal)."""
+def run_converter_child(job: dict[str, object], *, label: str, crash_hint: str = "") -> None:
+    """Run one conversion in ``python -m tfopt.emitters.large_worker`` (``job["converter"]``: the
+    ``"module:function"`` it calls with ``job``); its stderr is logged at INFO and its last lines go into
+    the error when it fails. The large-model path runs every conversion so, and the TFLite emitter its
+    calibrating conversions of a graph that holds a loop (:mod:`tfopt.emitters.tflite_isolated`).
+
+    Raises:
+        ConverterCrashError: the child was killed by a signal (a crash in the converter's native code):
+            names the signal, ``label``, and ``crash_hint`` (the likely cause and the fix).
+        ConversionError: the converter failed (its message in ``error.txt``), or the child exited otherwise.
+    """
     import logging
+    import signal
 
     from tfopt.emitters.onnx_worker import HASH_SEED
 
@@ -250,6 +259,14 @@ def _run_child(job: dict[str, object], *, label: str) -> None:
             text = log.read()
         if text.strip():
             logging.getLogger(__name__).info("%s (child process):\n%s", label, text.rstrip())
+        if code < 0:  # killed by a signal: a crash in native code (SIGSEGV, SIGABRT), or the system's OOM killer (SIGKILL)
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            why = crash_hint or ("out of memory?" if name == "SIGKILL" else "a crash in the converter's native code")
+            raise ConverterCrashError(f"{label}: the converter crashed (its process was killed by {name}; nothing was "
+                                      f"written): {why}", signal_name=name)
         if code != 0:
             error = os.path.join(work, "error.txt")
             if os.path.exists(error):

@@ -10,6 +10,10 @@ ONNX the table's file is copied into the external data as it is, never loaded (:
 GraphDef ever holds it; the child
 exists so that what a converter allocates (and TensorFlow's allocator keeps) is returned to the
 system when it ends, and the three targets' peaks do not add up in one process.
+
+The same child runs TFLite's calibrating conversions of a graph that holds a loop (any size:
+:mod:`tfopt.emitters.tflite_isolated`, converter ``tfopt.emitters.tflite:convert_job``), so that a crash in the
+converter's native code is that target's typed error (the parent reads the signal), not tfopt's end.
 """
 
 from __future__ import annotations

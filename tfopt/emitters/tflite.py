@@ -27,14 +27,22 @@ if TYPE_CHECKING:
 
 def emit_tflite(model: Model, path: str, *, precision: str = "fp32", calibration: Sequence[dict[str, Any]] | None = None,
                 int8_io: bool = False, allow_tf_ops: bool = False, quantization_aware: bool = False,
-                keep_float: Sequence[str] = (), sparse: bool = False) -> str:
+                keep_float: Sequence[str] = (), sparse: bool = False, isolate: bool = True) -> str:
     """Write a ``.tflite``. A quantization-aware model (fake-quant ops) converts to int8 from its own
     ranges, without calibration data. ``keep_float`` (int8 only) names layers left in float:
     TFLite's own selective quantization (QuantizationDebugger's denylist), with ``int8_io``,
     ``allow_tf_ops`` and ``sparse`` applied as in the plain int8 build. ``sparse`` (a pruned
     model) adds the converter's sparsity-aware encoding, which stores a tensor sparse where that
-    is smaller (it pays off from roughly 70-80% zeros)."""
+    is smaller (it pays off from roughly 70-80% zeros). A calibrating conversion of a graph that holds a
+    loop runs in a child process (``isolate``; :mod:`tfopt.emitters.tflite_isolated`): TFLite's calibrator
+    can crash on a loop, and then only this artifact fails (:class:`~tfopt.errors.ConverterCrashError`)."""
+    from tfopt.emitters.tflite_isolated import emit_in_child, isolated
     from tfopt.emitters.tflite_names import name_outputs
+
+    if isolate and isolated(model, precision, calibration, quantization_aware=quantization_aware):
+        return emit_in_child(model, path, precision=precision, calibration=require_calibration(calibration),
+                             options={"int8_io": int8_io, "allow_tf_ops": allow_tf_ops, "keep_float": list(keep_float),
+                                      "sparse": sparse})
 
     model, not_lowered = _lowered(model)
     if keep_float and precision == "int8" and calibration:
@@ -229,3 +237,26 @@ def emit(job: EmitJob) -> str:
     return emit_tflite(job.portable, job.path, precision=job.precision, calibration=job.calibration,
                        int8_io=bool(options and options.int8_io), allow_tf_ops=bool(options and options.allow_tf_ops),
                        quantization_aware=job.quantization_aware, keep_float=job.keep_float, sparse=pruned)
+
+
+def convert_job(job: dict[str, Any]) -> None:
+    """In the child of :func:`tfopt.emitters.tflite_isolated.emit_in_child` (:mod:`tfopt.emitters.large_worker`):
+    the model and calibration read back from ``job`` and converted by :func:`emit_tflite` in that process."""
+    import numpy as np
+
+    from tfopt._tf import graph_def_class
+    from tfopt.emitters.large_worker import JobError
+    from tfopt.errors import TfoptError
+    from tfopt.runtimes.child import specs_of
+
+    graph_def = graph_def_class()()
+    with open(job["graph"], "rb") as f:
+        graph_def.ParseFromString(f.read())
+    model = Model(graph_def=graph_def, inputs=specs_of(job["inputs"]), outputs=specs_of(job["outputs"]))
+    with np.load(job["calibration"], allow_pickle=False) as data:
+        calibration = [{s.name: data[f"{i}_{j}"] for j, s in enumerate(model.inputs)} for i in range(job["samples"])]
+    try:
+        emit_tflite(model, job["out"], precision=job["precision"], calibration=calibration, isolate=False,
+                    **job["options"])
+    except TfoptError as exc:  # the converter's own message, one line for the parent, as in process
+        raise JobError(" ".join(str(exc).split())) from exc

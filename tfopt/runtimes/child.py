@@ -237,7 +237,7 @@ def _serve(requests: IO[str], answers: IO[str]) -> int:
         try:
             if "open" in request:
                 spec = request["open"]
-                model = Model(graph_def=None, inputs=_specs(spec["inputs"]), outputs=_specs(spec["outputs"]))
+                model = Model(graph_def=None, inputs=specs_of(spec["inputs"]), outputs=specs_of(spec["outputs"]))
                 module, _, function = spec["runner"].partition(":")
                 runner = getattr(importlib.import_module(module), function)(spec["path"], model, spec["threads"])
                 offers = hasattr(runner, "at_runtime_default") and hasattr(type(runner), "default_failed")
@@ -270,7 +270,7 @@ def _savez(path: str, arrays: Mapping[str, np.ndarray]) -> None:
     savez(path, **arrays)
 
 
-def _specs(items: Sequence[Mapping[str, Any]]) -> list[TensorSpec]:
+def specs_of(items: Sequence[Mapping[str, Any]]) -> list[TensorSpec]:
     return [TensorSpec(**{**s, "shape": None if s.get("shape") is None else tuple(s["shape"])}) for s in items]
 
 

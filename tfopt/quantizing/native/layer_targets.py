@@ -75,7 +75,9 @@ def _tflite(model: Model, samples: Sequence[dict[str, Any]]) -> LayerQuantizer:
     """Layers and per-tensor statistics from TFLite's QuantizationDebugger. ``error_in_steps`` is
     ``sqrt(mse) / scale``; it cannot rank on its own (an outlier layer also gets coarse steps)."""
     from tfopt.emitters.tflite import emit_tflite, tflite_debugger
+    from tfopt.emitters.tflite_isolated import check_calibrates
 
+    check_calibrates(model, samples)  # a graph with a loop: TFLite's calibrator may crash, so in a child first
     debugger = tflite_debugger(model, samples)
     debugger.run()
     buffer = io.StringIO()
