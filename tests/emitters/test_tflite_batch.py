@@ -142,3 +142,33 @@ def test_an_open_batch_that_converts_is_kept_open(tmp_path):
     model.save(str(tmp_path / "d.keras"))
     frozen = _frozen(str(tmp_path / "d.keras"))
     assert fixed_shapes(emit_tflite(frozen, str(tmp_path / "d.tflite")), frozen) is None
+
+
+def test_an_element_shape_of_unknown_rank_is_left_unknown(tmp_path):
+    """A TensorList created without an element shape has the scalar -1 (unknown rank) there, not a
+    one-axis ``[-1]``: pinning made it ``[1]``, a wrong rank that TensorFlow's shape inference then
+    reported far away (held-out set 13: pfor's fallback loop, "must be evenly divisible by 3 but is 2")."""
+    import tensorflow as tf
+
+    from tfopt.emitters.tflite_batch import pin_batch
+
+    class Steps(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def __call__(self, x):
+            ta = tf.TensorArray(tf.float32, size=3)  # no element_shape: unknown rank
+            for i in tf.range(3):
+                ta = ta.write(i, x * tf.cast(i + 1, tf.float32))
+            return {"y": tf.transpose(ta.stack(), [1, 0, 2])}
+
+    path = str(tmp_path / "steps")
+    tf.saved_model.save(Steps(), path)
+    frozen = _frozen(path)
+    pinned = pin_batch(frozen)
+    graph_def = (pinned or frozen).graph_def
+    nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
+    by_name = {n.name: n for n in nodes}
+    shapes = [tf.make_ndarray(by_name[n.input[0].split(":")[0]].attr["value"].tensor)
+              for n in nodes if n.op == "TensorListReserve" and by_name.get(n.input[0].split(":")[0]) is not None
+              and by_name[n.input[0].split(":")[0]].op == "Const"]
+    assert shapes, "the TensorArray's list is not in the frozen graph"
+    assert all(s.ndim == 0 and int(s) == -1 for s in shapes), shapes

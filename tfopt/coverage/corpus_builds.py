@@ -235,13 +235,23 @@ def _tk_cbed_rc(root: str, out: str) -> None:
     model.save(out, save_format="tf")  # the built base model as a Keras 2 SavedModel
 
 
+def _delight(root: str, out: str) -> None:
+    from delight.delight.model import load_delight_model
+
+    # delight.Delight.load_model: load_delight_model(DELIGHT_v1.weights.h5) (build_delight_model, load_weights)
+    model = load_delight_model(os.path.join(root, "delight", "delight", "DELIGHT_v1.weights.h5"))
+    model.save(out if out.endswith(".keras") else out + ".keras")
+    if not out.endswith(".keras"):
+        os.rename(out + ".keras", out)
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
     "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
     "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet,
     "acdc": _acdc, "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"), "deepac-cnn": _deepac("rapid-cnn"),
     "phonet-multitask": _phonet("multitask"), "phonet-phonemes": _phonet("phonemes"),
-    "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc}
+    "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc, "delight": _delight}
 
 
 def main(argv: list[str]) -> None:

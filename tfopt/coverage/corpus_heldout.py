@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tfopt.coverage.corpus_entry import Entry
 
-__all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12"]
+__all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13"]
 
 _PHONET = ("phonet/phonet.py", "phonet/Phonological.py")
 _TK_CBED = ("tk_cbed/tk_cbed.py", "tk_cbed/model.py")
@@ -62,8 +62,35 @@ _SET_12: tuple[Entry, ...] = (
           "Keras 2.2.4-tf .h5: a dense denoiser of stellar spectra, (?, 4000, 1) -> Flatten, Dropout, ELU "
           "Dense layers -> 4000 values", held_out=True),
 )
+_WALL = "wall_ml_prediction/Models"
+_SET_13: tuple[Entry, ...] = (
+    # -- the thirteenth held-out set: new packages, chosen before measuring (issue 24, round 13)
+    Entry("sklesion", "sklesion", "0.2.2", "sklesion/model.keras", "keras3",
+          "Keras 3.3.3 .keras (2024): skin-lesion classifier, two inputs (an image through a Normalization "
+          "and a nested Xception, and a metadata vector), Dense + BatchNorm + Dropout heads concatenated, a "
+          "softmax over the diagnosis classes", held_out=True),
+    Entry("wall-pfa-ann", "wall-ml-prediction", "1.0.1", f"{_WALL}/PFA_max/PFA_max_ANN.h5", "keras3",
+          "Keras 3.4.1 .h5 (the legacy format, written by Keras 3): a Sequential regressor of a wall's peak "
+          "floor acceleration, Dense + ELU layers, BatchNorm, Dense(1); compiled with the loss 'mse' the "
+          "package resolves by custom_objects", held_out=True),
+    Entry("wall-rdr-ann", "wall-ml-prediction", "1.0.1", f"{_WALL}/rDR_max/rDR_max_ANN.h5", "keras3",
+          "Keras 3.4.1 .h5 like wall-pfa-ann: the residual drift regressor, Dense + LeakyReLU layers", held_out=True),
+    Entry("khmer-translit", "netra-transliterate", "1.0.1",
+          "khmer_transliterator/weights/bi_gru_attention_khmer_transliterator.keras", "keras3",
+          "Keras 3.10 .keras (2025): English-to-Khmer transliterator as trained (teacher forcing), two token "
+          "inputs of open length, Embedding, a Bidirectional GRU encoder, a GRU decoder, AdditiveAttention, "
+          "TimeDistributed Dense, softmax", held_out=True),
+    Entry("delight", "astro-delight", "0.1.0", "delight/delight/DELIGHT_v1.weights.h5", "keras3",
+          "Keras 3 weights (trained with Keras 2.7) built by the package's own load_delight_model "
+          "(build_delight_model: five 30x30 inputs, each through its package-defined Rot90/FlipLeftRight "
+          "custom layers in eight dihedral variants, shared convolutions) and saved as .keras "
+          "(--custom-objects)", held_out=True, build="delight", code=("delight/delight/model.py",),
+          args=("--custom-objects", "delight.delight.model")),
+)
 HELD_OUT_11 = tuple(e.name for e in ENTRIES)
 """The eleventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 11)."""
 HELD_OUT_12 = tuple(e.name for e in _SET_12)
 """The twelfth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 12)."""
-ENTRIES = ENTRIES + _SET_12
+HELD_OUT_13 = tuple(e.name for e in _SET_13)
+"""The thirteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 13)."""
+ENTRIES = ENTRIES + _SET_12 + _SET_13

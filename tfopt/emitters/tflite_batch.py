@@ -112,7 +112,10 @@ def _set_shape(by_name: dict[str, Any], uses: dict[str, int], name: str, new: An
     node = by_name.get(name.split(":")[0])
     if node is None or node.op != "Const" or uses.get(node.name, 0) != 1:
         return False
-    old = [int(d) for d in const_value(node).ravel()]
+    value = const_value(node)
+    if value.ndim != 1:  # a scalar -1 is an element shape of unknown rank, not a shape of one axis
+        return False
+    old = [int(d) for d in value]
     if -1 not in old:
         return False
     shape = new(old)

@@ -33,6 +33,7 @@ from tfopt.loaders._keras_lambda import (
 from tfopt.loaders._keras_lambda_globals import defining_modules_imported, missing_global_error
 from tfopt.loaders._keras_nested_outputs import unwrapped_archive
 from tfopt.loaders._keras_registered import registered_aliases
+from tfopt.loaders._keras_time_distributed import folded as folded_time_distributed
 
 FORMAT = "keras"
 _SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -127,7 +128,8 @@ def model_from_keras(model: Any, provenance: dict[str, Any], *, external_thresho
     def serve(*args: Any) -> dict[str, Any]:
         return named_outputs(model(list(args) if len(args) > 1 else args[0], training=False), output_names)
 
-    fn = serve.get_concrete_function()
+    with folded_time_distributed():  # Keras 3's open-time TimeDistributed, traced as Keras 2 traced it
+        fn = serve.get_concrete_function()
 
     def call(feeds: Mapping[str, Any]) -> dict[str, Any]:
         out = serve(*[t.constant(feeds[n]) for n in input_names])
