@@ -104,6 +104,15 @@ _SET_14: tuple[Entry, ...] = (
           "as .keras: a 4-level U-Net for source finding in radio continuum images, Conv2D + BatchNorm + ReLU, "
           "MaxPooling2D, Dropout, Conv2DTranspose, Concatenate skips, a sigmoid map", held_out=True,
           build="continunet", code=("continunet/network/unet.py", "continunet/constants.py")),
+    # added at 17:19 UTC, after the three above were measured, before anything of promid was
+    Entry("promid-scan", "promid", "1.1", "promid/models/model_scan", "savedmodel",
+          "TF 1.7 SavedModel written as text (saved_model.pbtxt, 2020): promoter scanner over one-hot DNA "
+          "windows (input_prom), fed by the package with two more placeholders (kr: 1.0, a dropout keep "
+          "probability, and in_training_mode: False); its signature 'model' names the output "
+          "'Placeholder:0', while the package reads output_prom:0", held_out=True),
+    Entry("promid-pos", "promid", "1.1", "promid/models/model_pos", "savedmodel",
+          "TF 1.7 text SavedModel like promid-scan: the promoter-position net the package runs on the "
+          "scanner's hits, fed the same way", held_out=True),
 )
 HELD_OUT_11 = tuple(e.name for e in ENTRIES)
 """The eleventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 11)."""
