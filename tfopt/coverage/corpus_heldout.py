@@ -104,7 +104,7 @@ _SET_14: tuple[Entry, ...] = (
           "as .keras: a 4-level U-Net for source finding in radio continuum images, Conv2D + BatchNorm + ReLU, "
           "MaxPooling2D, Dropout, Conv2DTranspose, Concatenate skips, a sigmoid map", held_out=True,
           build="continunet", code=("continunet/network/unet.py", "continunet/constants.py")),
-    # added at 17:19 UTC, after the three above were measured, before anything of promid was
+    # added at 17:17 UTC, after the three above were measured, before anything of promid was
     Entry("promid-scan", "promid", "1.1", "promid/models/model_scan", "savedmodel",
           "TF 1.7 SavedModel written as text (saved_model.pbtxt, 2020): promoter scanner over one-hot DNA "
           "windows (input_prom), fed by the package with two more placeholders (kr: 1.0, a dropout keep "
