@@ -243,7 +243,7 @@ def test_entries_are_unique_and_span_the_packages_the_issue_asks_for():
     fetchable = [e for e in corpus.CORPUS if e.name != "crepe"]  # crepe's setup.py downloads its weights
     assert len(fetchable) >= 30 and len({e.package for e in fetchable}) >= 20
     held = [e for e in corpus.CORPUS if e.held_out]
-    # thirteen held-out rounds (89 of 116 entries); a measured round has been developed on since, so only the newest must stay unseen
+    # fourteen held-out rounds (94 of 121 entries); a measured round has been developed on since, so only the newest must stay unseen
     assert len(corpus.CORPUS) // 5 <= len(held) <= len(corpus.CORPUS) * 4 // 5
 
 
@@ -318,7 +318,8 @@ def test_the_seventh_held_out_set_is_held_out_and_comes_from_packages_new_to_the
 
 
 # round -> (fewest models, fewest new packages) the round's brief asked for
-LATER_ROUNDS = {8: (6, 6), 9: (5, 4), 10: (6, 5), 11: (3, 2), 12: (7, 6)}  # 11 asked 5-7 models; 3 were found in time
+# 11 asked 5-7 models, 3 were found in time; 14 asked 3-5
+LATER_ROUNDS = {8: (6, 6), 9: (5, 4), 10: (6, 5), 11: (3, 2), 12: (7, 6), 14: (3, 3)}
 
 
 @pytest.mark.parametrize("k", LATER_ROUNDS, ids=lambda k: f"set{k}")

@@ -245,13 +245,26 @@ def _delight(root: str, out: str) -> None:
         os.rename(out + ".keras", out)
 
 
+def _continunet(root: str, out: str) -> None:
+    from continunet.network.unet import Unet
+
+    # continunet.Finder.find: Unet(data.shape[1:4], trained_model=...).decode_image() (build_model, then
+    # load_weights); (256, 256, 1) is the image size its docstring names
+    model = Unet((256, 256, 1)).model
+    model.load_weights(os.path.join(root, "continunet", "network", "trained_model.h5"))
+    model.save(out if out.endswith(".keras") else out + ".keras")
+    if not out.endswith(".keras"):
+        os.rename(out + ".keras", out)
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
     "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
     "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet,
     "acdc": _acdc, "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"), "deepac-cnn": _deepac("rapid-cnn"),
     "phonet-multitask": _phonet("multitask"), "phonet-phonemes": _phonet("phonemes"),
-    "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc, "delight": _delight}
+    "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc, "delight": _delight,
+    "continunet": _continunet}
 
 
 def main(argv: list[str]) -> None:

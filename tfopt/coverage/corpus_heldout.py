@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tfopt.coverage.corpus_entry import Entry
 
-__all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13"]
+__all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14"]
 
 _PHONET = ("phonet/phonet.py", "phonet/Phonological.py")
 _TK_CBED = ("tk_cbed/tk_cbed.py", "tk_cbed/model.py")
@@ -87,10 +87,39 @@ _SET_13: tuple[Entry, ...] = (
           "(--custom-objects)", held_out=True, build="delight", code=("delight/delight/model.py",),
           args=("--custom-objects", "delight.delight.model")),
 )
+_SET_14: tuple[Entry, ...] = (
+    # -- the fourteenth held-out set: new packages, chosen before measuring (issue 24, round 14)
+    Entry("rbm-2d-unet", "rbm", "0.0.3", "rbm/scripts/rat_brain-2d_unet.hdf5", "keras2-h5",
+          "Keras 2.2.4 .h5 (2020, TF backend): Rodent Brain Masking, a 2D U-Net over (?, 128, 128, 1) MRI "
+          "slice patches (Conv2D + BatchNorm, MaxPooling2D, UpSampling2D, Concatenate skips, Dropout), a "
+          "sigmoid mask; compiled with the package's dice loss and metric the loader need not know "
+          "(the package declares Python < 3.8)", held_out=True),
+    Entry("rbm3-3d-unet", "rbm3", "0.0.5", "rbm3/scripts/rat_brain-3d_unet.hdf5", "keras2-h5",
+          "Keras 2.3.1 .h5 (2021, TF backend): the 3D sibling of rbm-2d-unet, a 3D U-Net over (?, 64, 64, 64, 1) "
+          "MRI patches (Conv3D + BatchNorm, MaxPooling3D, UpSampling3D, Concatenate skips, Dropout), a sigmoid "
+          "mask; compiled with a dice loss (the package declares Python < 3.8)", held_out=True),
+    Entry("continunet", "continunet", "0.0.9", "continunet/network/trained_model.h5", "keras3",
+          "Keras 2.9 weights (save_weights .h5) built by the package's own Unet((256, 256, 1)) (its docstring's "
+          "image size; the Finder builds it at the pre-processed image's square size) and load_weights, saved "
+          "as .keras: a 4-level U-Net for source finding in radio continuum images, Conv2D + BatchNorm + ReLU, "
+          "MaxPooling2D, Dropout, Conv2DTranspose, Concatenate skips, a sigmoid map", held_out=True,
+          build="continunet", code=("continunet/network/unet.py", "continunet/constants.py")),
+    # added at 17:17 UTC, after the three above were measured, before anything of promid was
+    Entry("promid-scan", "promid", "1.1", "promid/models/model_scan", "savedmodel",
+          "TF 1.7 SavedModel written as text (saved_model.pbtxt, 2020): promoter scanner over one-hot DNA "
+          "windows (input_prom), fed by the package with two more placeholders (kr: 1.0, a dropout keep "
+          "probability, and in_training_mode: False); its signature 'model' names the output "
+          "'Placeholder:0', while the package reads output_prom:0", held_out=True),
+    Entry("promid-pos", "promid", "1.1", "promid/models/model_pos", "savedmodel",
+          "TF 1.7 text SavedModel like promid-scan: the promoter-position net the package runs on the "
+          "scanner's hits, fed the same way", held_out=True),
+)
 HELD_OUT_11 = tuple(e.name for e in ENTRIES)
 """The eleventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 11)."""
 HELD_OUT_12 = tuple(e.name for e in _SET_12)
 """The twelfth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 12)."""
 HELD_OUT_13 = tuple(e.name for e in _SET_13)
 """The thirteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 13)."""
-ENTRIES = ENTRIES + _SET_12 + _SET_13
+HELD_OUT_14 = tuple(e.name for e in _SET_14)
+"""The fourteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 14)."""
+ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14
