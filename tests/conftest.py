@@ -97,7 +97,9 @@ def keras2_digits(tmp_path_factory):
     -> ReLU ``relu`` -> depthwise ``dw`` -> ``bn2`` -> ReLU6 ``relu6`` -> 1x1 ``conv2`` (+relu) -> max
     pool -> ``dense`` 64 (+relu) -> ``probs`` softmax; about 35k weights, most in ``dense``, so the
     weights dominate the file's size. Tests write their outputs elsewhere (it is shared)."""
-    pytest.importorskip("tensorflow_model_optimization")
+    from tests.helpers import tfmot_or_skip
+
+    tfmot_or_skip()
     import tf_keras as keras
 
     x_train, y_train, x_test, y_test = examples.digits()

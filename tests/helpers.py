@@ -160,3 +160,17 @@ def converted_everywhere(model: Model, out: str, max_abs_err: float) -> list[dic
     assert sorted(a["format"] for a in artifacts) == ["onnx", "openvino", "tflite"]
     assert all(a["fidelity"]["max_abs_err"] <= max_abs_err for a in artifacts), artifacts
     return artifacts
+
+
+def tfmot_or_skip():
+    """TFMOT as tfopt imports it (:func:`tfopt._tf.tfmot`: the process's ``tf.keras`` and
+    ``TF_USE_LEGACY_KERAS`` left as they were), or the test skipped when it is not installed.
+    ``pytest.importorskip`` would run TFMOT's import bare, which flips them for every later test."""
+    import pytest
+
+    from tfopt._tf import tfmot
+
+    try:
+        return tfmot()
+    except ImportError as exc:
+        pytest.skip(f"TFMOT is not installed: {exc}", allow_module_level=True)

@@ -143,3 +143,26 @@ except ImportError as exc:
 print(json.dumps({"raised": raised, "marker": KERAS3_EAGER_IMPORT in sys.modules}))
 """)
     assert out == {"raised": "no tensorflow here", "marker": False}
+
+
+@pytest.mark.parametrize("user_choice", [None, "1"], ids=["keras3-process", "user-chose-keras2"])
+def test_tfmot_import_leaves_the_process_keras_and_environment_alone(user_choice):
+    """TFMOT's import sets ``TF_USE_LEGACY_KERAS=1`` and reads ``tf.keras``: imported bare in a fresh process,
+    ``from tensorflow import keras`` then gives Keras 2 for good and every child inherits the variable.
+    Through :func:`tfopt._tf.tfmot` the process keeps the Keras it had (Keras 3, or Keras 2 where the user
+    set the variable) and the variable as it was, and TFMOT still works (its Keras is tf-keras)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", **({"TF_USE_LEGACY_KERAS": user_choice} if user_choice else {})})
+    code = """
+import json, os
+from tfopt._tf import tfmot
+m = tfmot()
+from tensorflow import keras
+print(json.dumps({"env": os.environ.get("TF_USE_LEGACY_KERAS"), "keras": keras.layers.Layer.__module__.split(".")[0],
+                  "tfmot_keras": m.quantization.keras.quantize_annotate_layer.__module__.split(".")[0]}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out == {"env": user_choice, "keras": "tf_keras" if user_choice else "keras",
+                   "tfmot_keras": "tensorflow_model_optimization"}

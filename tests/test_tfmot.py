@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pytest
 
+from tests.helpers import tfmot_or_skip
 from tfopt.conversion.convert import convert
 from tfopt.conversion.manifest import manifest_model
 from tfopt.demos import examples
 from tfopt.runtimes import runner_for
 
-tfmot = pytest.importorskip("tensorflow_model_optimization")
+tfmot = tfmot_or_skip()
 
 
 def _cnn():

@@ -41,6 +41,34 @@ def tf() -> Any:
     return _TF
 
 
+def tfmot() -> Any:
+    """Return ``tensorflow_model_optimization``, imported without changing the process's Keras.
+
+    TFMOT's import sets ``os.environ["TF_USE_LEGACY_KERAS"] = "1"`` and then reads ``tf.keras``. In a
+    process whose lazy ``tf.keras`` was not resolved yet, TensorFlow binds it to Keras 2 for good, and
+    every child process inherits the variable: a custom-object module saying ``from tensorflow import
+    keras`` then gets Keras 2 classes for a Keras 3 file loaded later in the same process (and so does
+    the caller's own code after ``tfopt.convert(..., cluster=16)``). So ``tf.keras`` is resolved first,
+    under the process's own setting (Keras 3 unless the user chose Keras 2: TFMOT then takes
+    ``tf_keras`` itself), and the variable is put back as it was.
+
+    Raises:
+        ImportError: TFMOT is not installed.
+    """
+    if "tensorflow_model_optimization" in sys.modules:
+        return sys.modules["tensorflow_model_optimization"]
+    before = os.environ.get("TF_USE_LEGACY_KERAS")
+    getattr(tf().keras, "version", None)  # resolves TensorFlow's lazy loader now
+    try:
+        import tensorflow_model_optimization
+    finally:
+        if before is None:
+            os.environ.pop("TF_USE_LEGACY_KERAS", None)
+        else:
+            os.environ["TF_USE_LEGACY_KERAS"] = before
+    return tensorflow_model_optimization
+
+
 @contextlib.contextmanager
 def _without_keras3() -> Iterator[None]:
     """``import tensorflow`` inside this block does not import Keras 3: 2.1 of its 6.3 CPU s on a

@@ -9,11 +9,11 @@ import os
 import numpy as np
 import pytest
 
-from tests.helpers import counting, reads
+from tests.helpers import counting, reads, tfmot_or_skip
 from tfopt import cli
 from tfopt.conversion.convert import convert
 
-pytest.importorskip("tensorflow_model_optimization")
+tfmot_or_skip()
 
 
 @pytest.fixture(scope="module")

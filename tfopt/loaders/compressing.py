@@ -75,8 +75,11 @@ def compression(cluster: int | None = None, cluster_init: str = "kmeans++", prun
 
 def compress_keras(model: Any, options: Compression) -> tuple[Any, dict[str, Any]]:
     """A compressed copy of the tf-keras ``model`` and what was done to each layer."""
-    import tensorflow_model_optimization as tfmot
     import tf_keras
+
+    from tfopt._tf import tfmot as load_tfmot
+
+    tfmot = load_tfmot()
 
     names = [layer.name for layer in model.layers]
     unknown = [n for n in options.exclude if n not in names]

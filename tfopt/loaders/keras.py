@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tfopt._tf import tf
+from tfopt._tf import tfmot as load_tfmot
 from tfopt.errors import ModelFormatError, OptionError, UnsafeModelError
 from tfopt.graph import Model
 from tfopt.loaders._concrete import model_from_concrete
@@ -267,7 +268,7 @@ def _tfmot_scopes(kinds: set[str], path: str) -> Any:
     if not kinds:
         return stack
     try:
-        import tensorflow_model_optimization as tfmot
+        tfmot = load_tfmot()
     except ImportError as exc:
         raise OptionError(f"{path}: a TFMOT model ({', '.join(sorted(kinds))}); install the extra: "
                           "pip install 'tfopt[tfmot]'") from exc
@@ -283,7 +284,7 @@ def _strip_tfmot(model: Any, kinds: set[str]) -> Any:
     fake-quant ops carry the ranges the converters need)."""
     if not kinds & {"pruned", "clustered"}:
         return model
-    import tensorflow_model_optimization as tfmot
+    tfmot = load_tfmot()
 
     if "pruned" in kinds:
         model = tfmot.sparsity.keras.strip_pruning(model)

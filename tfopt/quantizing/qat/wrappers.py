@@ -70,7 +70,9 @@ class QuantizerInit:
 
 def quantize_keras(model: Any) -> Any:
     """``quantize_apply(quantize_annotate_model(model))`` with TFMOT's ``Default8BitQuantizeScheme``."""
-    import tensorflow_model_optimization as tfmot
+    from tfopt._tf import tfmot as load_tfmot
+
+    tfmot = load_tfmot()
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import default_8bit_quantize_scheme
 
     q = tfmot.quantization.keras
