@@ -18,7 +18,7 @@ from tfopt.errors import ModelFormatError
 TOLERANCE = 1e-5
 
 
-def _build(path: str, as_text: bool) -> None:
+def _build(path: str, as_text: bool, with_variables: bool = True) -> None:
     import tensorflow as tf
 
     v1 = tf.compat.v1
@@ -29,10 +29,11 @@ def _build(path: str, as_text: bool) -> None:
         training = v1.placeholder(tf.bool, [], name="in_training_mode")
         decoy = v1.placeholder(tf.float32, [None, 2])  # "Placeholder": what the signature names as output
         rng = np.random.default_rng(0)
-        w = v1.get_variable("w", initializer=rng.normal(size=(4, 6)).astype(np.float32))
-        g = v1.get_variable("gamma", initializer=rng.uniform(0.5, 1.5, size=6).astype(np.float32))
-        mean = v1.get_variable("moving_mean", initializer=rng.normal(size=6).astype(np.float32), trainable=False)
-        d = v1.get_variable("d", initializer=rng.normal(size=(6, 2)).astype(np.float32))
+        value = v1.get_variable if with_variables else (lambda _name, initializer, **_: tf.constant(initializer))
+        w = value("w", initializer=rng.normal(size=(4, 6)).astype(np.float32))
+        g = value("gamma", initializer=rng.uniform(0.5, 1.5, size=6).astype(np.float32))
+        mean = value("moving_mean", initializer=rng.normal(size=6).astype(np.float32), trainable=False)
+        d = value("d", initializer=rng.normal(size=(6, 2)).astype(np.float32))
         h = tf.nn.relu(tf.einsum("btc,cf->btf", x, w))
         batch_mean = tf.reduce_mean(h, axis=[0, 1])
         centred = h - v1.cond(training, lambda: batch_mean, lambda: tf.identity(mean))
@@ -114,3 +115,14 @@ def test_a_failing_fallback_says_what_tf2_refused_and_the_flags(saved):
 
     with pytest.raises(GraphError, match=r"(?s)not a node.*TensorFlow 2 refused.*--outputs NODE.*--set NAME=VALUE"):
         tfopt.load(saved, outputs=["no_such_node"])
+
+
+def test_a_savedmodel_without_variables_loads(tmp_path):
+    path = str(tmp_path / "constants")
+    _build(path, as_text=False, with_variables=False)
+    frozen, _ = tfopt.freeze(path, atol=1e-6, rtol=0)
+    assert frozen.provenance["format"] == "savedmodel-tf1"
+    x = np.random.default_rng(4).normal(size=(2, 12, 4)).astype(np.float32)
+    from tfopt.runtimes.tensorflow import GraphRunner
+
+    np.testing.assert_allclose(GraphRunner(frozen)({"x": x})["output_prom"], _session_run(path, x), atol=TOLERANCE)

@@ -199,8 +199,8 @@ def load_meta_graph(meta_graph: Any, prefix: str, path: str, options: Any, *, so
             node.attr.pop("_output_shapes", None)
         node.ClearField("device")
     keys = checkpoint_keys(full)
-    reader = open_reader(prefix)
     variables = [n for n in graph_def.node if n.op in VARIABLE_OPS]
+    reader: Any = open_reader(prefix) if variables else None  # a SavedModel without variables has no checkpoint
 
     def value_of(var_name: str) -> np.ndarray:
         key = keys.get(var_name, var_name)
@@ -238,6 +238,8 @@ def load_meta_graph(meta_graph: Any, prefix: str, path: str, options: Any, *, so
 
 def _variable_bytes(reader: Any, keys: Mapping[str, str], variables: list[Any]) -> dict[str, int]:
     """Variable node -> bytes in the checkpoint, for those that could stay outside the graph (numeric)."""
+    if not variables:
+        return {}
     shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
     sizes = {}
     for v in variables:

@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from tfopt.errors import OptionError
-from tfopt.graph import Model
+from tfopt.graph import VARIABLE_OPS, Model
 
 FORMAT = "savedmodel-tf1"
 GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt")
@@ -73,7 +73,8 @@ def load(path: str, options: Any, refused: str) -> Model:
     proto = read_saved_model(path)
     meta_graph = _meta_graph(path, proto, options.tags or None)
     prefix = os.path.join(path, "variables", "variables")
-    check_checkpoint_files(prefix)
+    if any(n.op in VARIABLE_OPS for n in meta_graph.graph_def.node):
+        check_checkpoint_files(prefix)
     log.warning("%s: TensorFlow 2 cannot load this TF1 SavedModel's signatures (%s); loading its MetaGraph "
                 "as a TF1 checkpoint: outputs chosen among the graph's heads (--outputs to name them)", path, refused)
     signatures = sorted(meta_graph.signature_def)
