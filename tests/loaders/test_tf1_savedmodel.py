@@ -18,7 +18,7 @@ from tfopt.errors import ModelFormatError
 TOLERANCE = 1e-5
 
 
-def _build(path: str, as_text: bool, with_variables: bool = True) -> None:
+def _build(path: str, as_text: bool, with_variables: bool = True, signed: bool = True) -> None:
     import tensorflow as tf
 
     v1 = tf.compat.v1
@@ -44,7 +44,7 @@ def _build(path: str, as_text: bool, with_variables: bool = True) -> None:
             builder = v1.saved_model.Builder(path)
             signature = v1.saved_model.signature_def_utils.predict_signature_def(
                 inputs={"input": x}, outputs={"output": decoy})
-            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={"model": signature})
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={"model": signature} if signed else None)
             builder.save(as_text=as_text)
 
 
@@ -126,3 +126,11 @@ def test_a_savedmodel_without_variables_loads(tmp_path):
     from tfopt.runtimes.tensorflow import GraphRunner
 
     np.testing.assert_allclose(GraphRunner(frozen)({"x": x})["output_prom"], _session_run(path, x), atol=TOLERANCE)
+
+
+def test_a_savedmodel_without_signatures_loads_its_metagraph(tmp_path):
+    path = str(tmp_path / "unsigned")
+    _build(path, as_text=False, signed=False)
+    model = tfopt.load(path)  # TF2 loads it, with no signature to call
+    assert model.provenance["format"] == "savedmodel-tf1" and model.provenance["signatures"] == []
+    assert [s.name for s in model.outputs] == ["output_prom"]
