@@ -9,6 +9,7 @@ from typing import Any
 from tfopt._tf import tf
 from tfopt.errors import ModelFormatError, OptionError
 from tfopt.graph import Model
+from tfopt.loaders import tf1_savedmodel
 from tfopt.loaders._concrete import model_from_concrete
 
 FORMAT = "savedmodel"
@@ -21,16 +22,9 @@ def detect(path: str) -> bool:
 
 
 def tag_sets(path: str) -> list[list[str]]:
-    """The MetaGraph tag sets stored in ``saved_model.pb`` (empty when it cannot be read)."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel()
-    try:
-        with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-            proto.ParseFromString(f.read())
-    except Exception:  # a missing/corrupt file is reported by the load itself
-        return []
-    return [sorted(mg.meta_info_def.tags) for mg in proto.meta_graphs]
+    """The MetaGraph tag sets stored in ``saved_model.pb`` or ``.pbtxt`` (empty when it cannot be read)."""
+    proto = tf1_savedmodel.read_saved_model(path)
+    return [] if proto is None else [sorted(mg.meta_info_def.tags) for mg in proto.meta_graphs]
 
 
 def _check_tags(path: str, tags: list[str]) -> None:
@@ -48,9 +42,14 @@ def load(path: str, options: Any) -> Model:
     try:
         obj = t.saved_model.load(path, tags=tags)
     except Exception as exc:
+        # TF1's builder wrote the whole MetaGraph: load it as a TF1 checkpoint's (tf1_savedmodel)
+        if tf1_savedmodel.is_tf1(tf1_savedmodel.read_saved_model(path)):
+            return tf1_savedmodel.load(path, options, _first_line(exc))
         raise ModelFormatError(f"{path}: cannot load SavedModel ({_first_line(exc)}). "
-                               "Is the directory complete (saved_model.pb, variables/)?") from exc
+                               f"{_missing_hint(path)}") from exc
     signatures = dict(obj.signatures)
+    if not signatures and tf1_savedmodel.is_tf1(tf1_savedmodel.read_saved_model(path)):
+        return tf1_savedmodel.load(path, options, "the SavedModel has no signature")
     if options.signature not in signatures:
         have = ", ".join(sorted(signatures)) or "none"
         raise OptionError(f"{path}: no signature '{options.signature}' (--signature); available: {have}")
@@ -64,6 +63,16 @@ def load(path: str, options: Any) -> Model:
                                 external_threshold=options.external_threshold)
     # A SignatureDef's outputs are a protobuf map: no order of their own. Sorted keys keep it stable.
     return model.replace(outputs=sorted(model.outputs, key=lambda s: s.name))
+
+
+def _missing_hint(path: str) -> str:
+    """What is missing from ``path``, or, for a complete directory, what else to try."""
+    missing = [] if any(os.path.isfile(os.path.join(path, f)) for f in tf1_savedmodel.GRAPH_FILES) else ["saved_model.pb"]
+    missing += [] if os.path.isdir(os.path.join(path, "variables")) else ["variables/"]
+    if missing:
+        return f"The directory lacks {' and '.join(missing)}: copy the whole SavedModel directory."
+    return ("The directory holds saved_model.pb and variables/; choose another MetaGraph with --tags, or freeze the "
+            "graph to a .pb and convert it with --outputs NODE and --set NAME=VALUE.")
 
 
 def _first_line(exc: BaseException) -> str:

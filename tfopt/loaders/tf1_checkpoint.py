@@ -166,7 +166,15 @@ def load(path: str, options: Any) -> Model:
     if not os.path.exists(meta):
         raise ModelNotFoundError(f"{meta}: the .meta graph file is missing")
     check_checkpoint_files(prefix)
-    meta_graph = read_meta_graph(meta)
+    return load_meta_graph(read_meta_graph(meta), prefix, path, options, source=meta,
+                           provenance={"format": FORMAT, "path": path, "meta": meta})
+
+
+def load_meta_graph(meta_graph: Any, prefix: str, path: str, options: Any, *, source: str,
+                    provenance: Mapping[str, Any]) -> Model:
+    """A MetaGraph (a ``.meta`` file's, or a TF1 SavedModel's) cut at its outputs, its variables read
+    from checkpoint ``prefix``; ``source`` names the graph's file in messages."""
+    meta = source
     full = meta_graph.graph_def
     adopt_recorded_shapes(full)  # before `_output_shapes` are dropped below
     outputs, chosen_from = resolve_outputs(full, options.outputs, meta)
@@ -191,8 +199,8 @@ def load(path: str, options: Any) -> Model:
             node.attr.pop("_output_shapes", None)
         node.ClearField("device")
     keys = checkpoint_keys(full)
-    reader = open_reader(prefix)
     variables = [n for n in graph_def.node if n.op in VARIABLE_OPS]
+    reader: Any = open_reader(prefix) if variables else None  # a SavedModel without variables has no checkpoint
 
     def value_of(var_name: str) -> np.ndarray:
         key = keys.get(var_name, var_name)
@@ -217,7 +225,7 @@ def load(path: str, options: Any) -> Model:
         graph_def=graph_def,
         inputs=input_specs(graph_def, outputs, exclude=set()),
         outputs=out_specs,
-        provenance={"format": FORMAT, "path": path, "meta": meta, "checkpoint": prefix,
+        provenance={**provenance, "checkpoint": prefix,
                     "source_nodes": len(full.node), "variables": len(variables),
                     "variable_bytes": int(sum(v.nbytes for v in values.values())),
                     **({"variables_from": prefix} if elsewhere else {}), **chosen_from,
@@ -230,6 +238,8 @@ def load(path: str, options: Any) -> Model:
 
 def _variable_bytes(reader: Any, keys: Mapping[str, str], variables: list[Any]) -> dict[str, int]:
     """Variable node -> bytes in the checkpoint, for those that could stay outside the graph (numeric)."""
+    if not variables:
+        return {}
     shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
     sizes = {}
     for v in variables:
