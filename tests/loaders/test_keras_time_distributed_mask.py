@@ -118,6 +118,9 @@ KINDS = [pytest.param(k, marks=() if k in FAST else pytest.mark.slow) for k in (
 # Not converted to TFLite (docs/known-limits.md): the inner GRU's per-word TensorList has a
 # [batch * sentences, 4] element, which the pinned retry (batch 1) makes [1, 4]: LiteRT refuses it.
 TFLITE_OPEN = {"gru-sequences"}
+# Keras 3 cannot trace these over an open time axis at all (pfor fails inside the outer map): the eager call is
+# the only reference.
+UNTRACEABLE = {"nested"}
 TOL = 1e-5  # float32: one batched call of the inner layer vs Keras's per-step calls (measured <= 1e-6)
 
 
@@ -165,7 +168,8 @@ def test_the_fold_equals_keras_3s_call(importable, kind):
     run = GraphRunner(frozen)
     name, out = frozen.inputs[0].name, frozen.outputs[0].name
     np.testing.assert_allclose(run({name: np.load(path + ".x.npy")})[out], np.load(path + ".y.npy"), rtol=TOL, atol=TOL)
-    if os.path.exists(path + ".traced.npy"):
+    assert os.path.exists(path + ".traced.npy") is (kind not in UNTRACEABLE)
+    if kind not in UNTRACEABLE:
         got = run({name: np.load(path + ".square.npy")})[out]
         np.testing.assert_allclose(got, np.load(path + ".traced.npy"), rtol=TOL, atol=TOL)
 
