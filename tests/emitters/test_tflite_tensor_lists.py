@@ -92,3 +92,23 @@ def test_a_loop_list_of_open_element_shape_is_named_as_a_loop(tmp_path, scope):
     node = re.search(r"TensorList of a loop \(tf\.\w+ '([^']+)'\)", message)
     assert node and f"{scope}/" in node[1], message
     assert "vectorized_map" not in message and "--allow-tf-ops" in message, message
+
+
+# The converter's text where its error carries no structured records (older TensorFlow, a child's one-line
+# message): diagnostics recorded from real conversions (corpus held-out set 2, and this test's Keras 3 model).
+RECORDED = [
+    ('loc(callsite(fused["TensorListReserve:", "sequential_1/bidirectional_1/backward_gru_1/TensorArrayV2_1@__inference'
+     '___call___4090"] at callsite(fused["PartitionedCall:", ...: error: Lowering tensor list ops is failed.',
+     "a loop", "sequential_1/bidirectional_1/backward_gru_1/TensorArrayV2_1"),
+    ('loc(callsite(fused["TensorListReserve:", callsite("functional_1/time_distributed_1/loop_body/strided_slice_1/pfor/'
+     'TensorArrayV2@__inference_pruned_1132"("x.py":7:1) at ...: error: Lowering tensor list ops is failed.',
+     "a tf.vectorized_map fallback loop", "functional_1/time_distributed_1/loop_body/strided_slice_1/pfor/TensorArrayV2"),
+]
+
+
+@pytest.mark.parametrize(("text", "kind", "node"), RECORDED, ids=["loop", "pfor"])
+def test_the_converters_text_names_the_node_without_structured_errors(text, kind, node):
+    from tfopt.emitters.tflite_tensor_lists import explain
+
+    message = explain(RuntimeError(text))
+    assert message.startswith(f"TFLite cannot lower the TensorList of {kind} (tf.TensorListReserve '{node}'"), message
