@@ -131,15 +131,15 @@ def _with_pinned_batch(model: Model, precision: str, build: Callable[[Model], by
         first = exc
     pinned = pin_batch(model)
     if pinned is None:
-        raise ConversionError(_explain(str(first), precision, not_lowered)) from first
+        raise ConversionError(_explain(first, precision, not_lowered)) from first
     try:
         return build(pinned)
     except Exception as exc:
         given = ", ".join(s.describe() for s in model.inputs)
         tried = ", ".join(s.describe() for s in pinned.inputs)
-        raise ConversionError(f"{_explain(str(first), precision, not_lowered)}. Tried at the model's shapes ({given}) "
+        raise ConversionError(f"{_explain(first, precision, not_lowered)}. Tried at the model's shapes ({given}) "
                               f"and with the batch fixed ({tried}) and static TensorList element shapes; that failed "
-                              f"too: {_explain(str(exc), precision, not_lowered)}") from exc
+                              f"too: {_explain(exc, precision, not_lowered)}") from exc
 
 
 def fixed_shapes(path: str, model: Model) -> dict[str, list[int]] | None:
@@ -214,11 +214,12 @@ def _keep_float_int8(model: Model, calibration: Sequence[dict[str, Any]], keep_f
     return bytes(convert.mlir_sparsify(data) if sparse else data)
 
 
-def _explain(message: str, precision: str, not_lowered: dict[str, str] | None = None) -> str:
+def _explain(exc: BaseException, precision: str, not_lowered: dict[str, str] | None = None) -> str:
+    message = str(exc)
     if "Lowering tensor list ops is failed" in message:
-        return ("TFLite cannot lower this recurrent layer's TensorList ops (tf.TensorListReserve with a dynamic "
-                "element shape). Pass --allow-tf-ops to keep them as Select TF ops (the app then needs the Flex delegate), or "
-                "leave tflite out of --to")
+        from tfopt.emitters.tflite_tensor_lists import explain
+
+        return explain(exc)
     ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", message)))
     if ops:
         skipped = not_lowered or {}
