@@ -88,7 +88,7 @@ def test_memory_does_not_grow_with_the_file(tmp_path, function, size_mb):
 
 
 @pytest.mark.parametrize("kind,within", [("floats", 0.002), ("small-alphabet", 0.02), ("zeros", 0.05)])
-@pytest.mark.parametrize("size", [3 * MB + 7, 5 * MB])
+@pytest.mark.parametrize("size", [3 * MB + 7, pytest.param(5 * MB, marks=pytest.mark.slow)])  # 5 MB: more windows, slow lane
 def test_a_file_over_the_limit_is_estimated_from_windows(tmp_path, monkeypatch, kind, size, within):
     """Over ``GZIP_EXACT_LIMIT`` (set to 1 MB here; windows of 16 KB): within ``within`` of the exact
     size (relative), for the three kinds of content; at or under it, exact as before."""

@@ -33,7 +33,9 @@ def _steps(t, x, per: float):
     return t.while_loop(lambda i, h: i < n, lambda i, h: (i + 1, h * 0.9 + 0.1), [t.constant(0), t.matmul(x, W)])[1]
 
 
-@pytest.fixture(scope="module", params=[2.0, 3.0], ids=["2-per-unit", "3-per-unit"])
+# One trip-count rate and one calibration size in the fast lane: the other rate and size are the same
+# sharing (each batch run once for both targets) at other numbers, in the slow lane.
+@pytest.fixture(scope="module", params=[2.0, pytest.param(3.0, marks=pytest.mark.slow)], ids=["2-per-unit", "3-per-unit"])
 def looping(request, tmp_path_factory):
     from tfopt._tf import tf
 
@@ -61,7 +63,7 @@ def calibration_runs(monkeypatch):
     return counts
 
 
-@pytest.mark.parametrize("rows", [5, 8])
+@pytest.mark.parametrize("rows", [5, pytest.param(8, marks=pytest.mark.slow)])
 def test_the_graph_runs_the_calibration_batches_once_for_every_calibrating_target(looping, tmp_path, rows,
                                                                                   calibration_runs):
     if not all(TABLE[t].available() for t in TARGETS):

@@ -82,8 +82,10 @@ def _script():
     return module
 
 
+# The plain tf2onnx cell (a second model, its own child) in the slow lane: restoring the checkpoint is
+# the same code for every target; the Keras 2 test below converts to OpenVINO.
 @pytest.mark.parametrize(("spec", "target"), [("tests.model_fns:digits_cnn", "tflite"),
-                                              ("tests.model_fns:scaler", "onnx")])
+                                              pytest.param("tests.model_fns:scaler", "onnx", marks=pytest.mark.slow)])
 def test_plain_path_restores_the_checkpoint_and_converts_it(tmp_path, spec, target):
     folder, x, expected = _checkpoint(tmp_path, spec, seed=len(spec))
     out = str(tmp_path / "plain" / target)

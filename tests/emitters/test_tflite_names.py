@@ -79,7 +79,7 @@ LARGE_THRESHOLD = 128  # bytes: each model here has a kernel larger (192 to 256)
 
 @pytest.mark.parametrize("kind,heads,precision", [
     ("lambda", ("out_diff", "out_av"), "fp32"),
-    ("plain", ("scores", "boxes"), "dynamic"),
+    pytest.param("plain", ("scores", "boxes"), "dynamic", marks=pytest.mark.slow),  # the same large path, dynamic
     ("keras3", ("second", "first"), "fp32"),
 ], ids=["keras2-lambda-2", "keras2-dense-dynamic", "keras3-2"])
 def test_large_model_tflite_outputs_carry_the_models_names(tmp_path, kind, heads, precision):

@@ -116,7 +116,10 @@ def _check_outputs(model) -> None:
         assert row["latency_ms"]["runs"] >= 1 and np.isfinite(median) and median > 0, row
 
 
-@pytest.mark.parametrize("kind,size", [("keras", 300), ("tf1", 700)])
+# The .keras model in the slow lane: the stored entry left as written is the same check for it, and
+# tests/fleet/test_run.py emits .keras models from the cache; the TF1 checkpoint (a serving SavedModel
+# built from a session graph) is the fleet's only fast TF1 emit.
+@pytest.mark.parametrize("kind,size", [pytest.param("keras", 300, marks=pytest.mark.slow), ("tf1", 700)])
 def test_emit_from_a_stored_model_leaves_its_entry_as_written(tmp_path, kind, size):
     """What an emit task does: read the stored graphs from the cache, convert with the serving
     SavedModel the prepare task stored (one entry, written once), verify against the original.

@@ -19,28 +19,33 @@ import sys
 import keras
 import numpy as np
 
-rng = np.random.default_rng(0)
-kind, path = sys.argv[1], sys.argv[2]
-if kind == "dense":  # token ids of open length -> Embedding -> per-step Dense
-    inp = keras.Input((None,), name="ids")
-    y = keras.layers.TimeDistributed(keras.layers.Dense(5))(keras.layers.Embedding(20, 8)(inp))
-    x = rng.integers(1, 20, size=(3, 7)).astype(np.float32)
-elif kind == "gru-masked":  # a masked GRU's sequence (the mask reaches TimeDistributed) -> per-step softmax
-    inp = keras.Input((None,), name="ids")
-    h = keras.layers.GRU(6, return_sequences=True)(keras.layers.Embedding(20, 8, mask_zero=True)(inp))
-    y = keras.layers.TimeDistributed(keras.layers.Dense(4, activation="softmax"))(h)
-    x = rng.integers(1, 20, size=(2, 9)).astype(np.float32)
-    x[1, 6:] = 0
-else:  # frames of open count, each a (6, 3) signal -> per-frame Conv1D + Flatten
-    inp = keras.Input((None, 6, 3), name="frames")
-    y = keras.layers.TimeDistributed(keras.layers.Conv1D(4, 3, activation="relu"))(inp)
-    y = keras.layers.TimeDistributed(keras.layers.Flatten())(y)
-    x = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
-model = keras.Model(inp, y)
-model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()])
-model.save(path)
-np.save(path + ".x.npy", x)
-np.save(path + ".y.npy", np.asarray(model(x)))
+
+def write(kind, path):
+    rng = np.random.default_rng(0)
+    if kind == "dense":  # token ids of open length -> Embedding -> per-step Dense
+        inp = keras.Input((None,), name="ids")
+        y = keras.layers.TimeDistributed(keras.layers.Dense(5))(keras.layers.Embedding(20, 8)(inp))
+        x = rng.integers(1, 20, size=(3, 7)).astype(np.float32)
+    elif kind == "gru-masked":  # a masked GRU's sequence (the mask reaches TimeDistributed) -> per-step softmax
+        inp = keras.Input((None,), name="ids")
+        h = keras.layers.GRU(6, return_sequences=True)(keras.layers.Embedding(20, 8, mask_zero=True)(inp))
+        y = keras.layers.TimeDistributed(keras.layers.Dense(4, activation="softmax"))(h)
+        x = rng.integers(1, 20, size=(2, 9)).astype(np.float32)
+        x[1, 6:] = 0
+    else:  # frames of open count, each a (6, 3) signal -> per-frame Conv1D + Flatten
+        inp = keras.Input((None, 6, 3), name="frames")
+        y = keras.layers.TimeDistributed(keras.layers.Conv1D(4, 3, activation="relu"))(inp)
+        y = keras.layers.TimeDistributed(keras.layers.Flatten())(y)
+        x = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
+    model = keras.Model(inp, y)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()])
+    model.save(path)
+    np.save(path + ".x.npy", x)
+    np.save(path + ".y.npy", np.asarray(model(x)))
+
+
+for kind, path in zip(sys.argv[1::2], sys.argv[2::2]):  # one process writes every kind (one Keras import)
+    write(kind, path)
 """
 
 KINDS = ("dense", "gru-masked", "conv-frames")
@@ -52,9 +57,8 @@ def saved(tmp_path_factory):
     (root / "writer.py").write_text(WRITER)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("TF_USE_LEGACY_KERAS", None)
-    for kind in KINDS:
-        subprocess.run([sys.executable, str(root / "writer.py"), kind, str(root / f"{kind}.keras")],
-                       check=True, env=env, cwd=root)
+    pairs = [arg for kind in KINDS for arg in (kind, str(root / f"{kind}.keras"))]
+    subprocess.run([sys.executable, str(root / "writer.py"), *pairs], check=True, env=env, cwd=root)
     return root
 
 
