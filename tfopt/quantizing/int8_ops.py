@@ -212,17 +212,18 @@ def onnx_ops(path: str) -> list[KernelOp]:
         options.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
         ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         graph = onnx.load(options.optimized_model_filepath, load_external_data=False).graph
-    constants = {i.name: i for i in graph.initializer}
-    constants.update({n.output[0]: n.attribute[0].t for n in graph.node if n.op_type == "Constant" and n.attribute
-                      and n.attribute[0].name == "value"})
-    floats = {i.name for i in graph.input if i.type.tensor_type.elem_type in ONNX_FLOAT_TYPES}
+    scopes = list(_onnx_scopes(graph))  # the graph, then each Loop body / If branch (ONNX Runtime fuses there too)
+    constants = {i.name: i for g in scopes for i in g.initializer}
+    constants.update({n.output[0]: n.attribute[0].t for g in scopes for n in g.node if n.op_type == "Constant"
+                      and n.attribute and n.attribute[0].name == "value"})
+    floats = {i.name for g in scopes for i in g.input if i.type.tensor_type.elem_type in ONNX_FLOAT_TYPES}
 
     def value(name: str) -> Any:
         t = constants.get(name)
         return None if t is None or t.data_location == onnx.TensorProto.EXTERNAL else numpy_helper.to_array(t)
 
     ops = []
-    for n in graph.node:
+    for n in (n for g in scopes for n in g.node):
         if n.op_type == "Constant":
             continue
         data = tuple(i for i in n.input if i and i not in constants)
@@ -251,6 +252,15 @@ def onnx_ops(path: str) -> list[KernelOp]:
             record = replace(record, role="activation")
         ops.append(record)
     return ops
+
+
+def _onnx_scopes(graph: Any) -> Any:
+    """``graph`` and, depth first, every subgraph of its nodes (a ``Loop`` body, an ``If`` branch)."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                yield from _onnx_scopes(sub)
 
 
 def openvino_ops(path: str) -> list[KernelOp]:
