@@ -85,14 +85,15 @@ def _labels() -> np.ndarray:
     return load_digits().target.astype(np.int32)
 
 
-def _recurrent(t, *, nested: bool = False):
+def _recurrent(t, *, nested: bool = False, cond: bool = False):
     """``y = (h_T + mean_t h_t) · W_out``, ``h_t = tanh([x_t, h_{t-1}] · W + b)`` (``nested``: each
-    step's layer in an inner v1 loop of one iteration)."""
+    step's layer in an inner v1 loop of one iteration; ``cond``: in a ``tf.cond`` branch taken after
+    the first step, ``h`` kept before)."""
     with control_flow_v1():  # TensorArrayV3 and Enter/Exit frames, as TF1 built them
-        _recurrent_v1(t, nested)
+        _recurrent_v1(t, nested, cond)
 
 
-def _recurrent_v1(t, nested: bool) -> None:
+def _recurrent_v1(t, nested: bool, cond: bool) -> None:
     v1 = t.compat.v1
     weights, bias, dense = _trained()  # (trained already, eagerly: the module's autouse fixture)
     x = v1.placeholder(t.float32, [None, None, FEATURES], name="x")  # time-major
@@ -105,7 +106,9 @@ def _recurrent_v1(t, nested: bool) -> None:
 
     def body(i, h, ys):
         joined = t.concat([xs.read(i), h], 1)
-        if nested:
+        if cond:
+            h = t.cond(i > 0, lambda: step(joined), lambda: h)
+        elif nested:
             _, h = v1.while_loop(lambda j, a: j < 1, lambda j, a: (j + 1, step(joined)), [t.constant(0), h])
         else:
             h = step(joined)
@@ -209,6 +212,21 @@ def test_nested_loops_inner_ops_stay_float_and_say_why(tmp_path):
         collect(model, {"x": _digits()[:, :4]}, ["while/while/Tanh:0"])
     with pytest.raises(OptionError, match=r"--keep-float while/while/MatMul: .*nested TF1 while loop"):
         activation_tensors(model, keep_float=["while/while/MatMul"])
+
+
+def test_layer_in_a_cond_branch_of_a_loop_stays_float_and_the_rest_is_quantized(tmp_path):
+    """A tf.cond branch inside the body: its ops (dead on the untaken branch) get no range and the skips
+    say why; the loop's other ops (the ConcatV2) and everything outside are quantized from statistics."""
+    from tfopt.quantizing.engine.loop_statistics import CONDITIONAL
+    from tfopt.quantizing.engine.loops import loop_skips
+    from tfopt.quantizing.engine.quantize import Engine, Recipe
+
+    model = _portable(tmp_path, lambda t: _recurrent(t, cond=True))
+    (skip,) = loop_skips(model)
+    assert "while/cond/MatMul" in skip and CONDITIONAL in skip, skip
+    quantized, report = Engine(model, {"x": _digits()[:, :64]}).quantize(Recipe())
+    assert "while/concat:0" in report.ranges and not [t for t in report.ranges if t.startswith("while/cond/")]
+    assert report.skips == [skip]
 
 
 def test_ops_inside_loops_get_ranges_where_outside_ones_would(tmp_path):
