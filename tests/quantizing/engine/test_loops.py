@@ -220,6 +220,7 @@ def test_layer_in_a_cond_branch_of_a_loop_stays_float_and_the_rest_is_quantized(
     from tfopt.quantizing.engine.loop_statistics import CONDITIONAL
     from tfopt.quantizing.engine.loops import loop_skips
     from tfopt.quantizing.engine.quantize import Engine, Recipe
+    from tfopt.runtimes.tensorflow import GraphRunner
 
     model = _portable(tmp_path, lambda t: _recurrent(t, cond=True))
     (skip,) = loop_skips(model)
@@ -227,6 +228,9 @@ def test_layer_in_a_cond_branch_of_a_loop_stays_float_and_the_rest_is_quantized(
     quantized, report = Engine(model, {"x": _digits()[:, :64]}).quantize(Recipe())
     assert "while/concat:0" in report.ranges and not [t for t in report.ranges if t.startswith("while/cond/")]
     assert report.skips == [skip]
+    x = _digits()[:, 1000:1100]
+    got, expected = (GraphRunner(m.replace(reference=None))({"x": x})["y"] for m in (quantized, model))
+    assert np.linalg.norm(got - expected) / np.linalg.norm(expected) <= REL_RMS
 
 
 def test_ops_inside_loops_get_ranges_where_outside_ones_would(tmp_path):
@@ -241,6 +245,17 @@ def test_ops_inside_loops_get_ranges_where_outside_ones_would(tmp_path):
     assert sorted(layer.linear for layer in layers(model)) == ["while/MatMul", "y"] and not loop_skips(model)
     kept = activation_tensors(model, keep_float=["while/MatMul"])
     assert "while/BiasAdd:0" not in kept and "while/Tanh:0" in kept
+
+
+def test_auto_keep_float_ranks_loop_layers_with_the_rest(tmp_path):
+    """--auto-keep-float's ranking (each group quantized alone, the graph run in TensorFlow) covers the
+    loop's groups: the recurrent MatMul, whose error compounds over the steps, ranks worst."""
+    from tfopt.quantizing.engine.quantize import Engine, Recipe
+    from tfopt.quantizing.engine.sensitivity import rank_groups
+
+    ranking = rank_groups(Engine(_portable(tmp_path), {"x": _digits()[:, :64]}), Recipe())
+    assert {"while/MatMul", "while/concat", "while/Tanh", "y"} <= {row["layer"] for row in ranking}
+    assert ranking[0]["layer"] == "while/MatMul", ranking
 
 
 @pytest.fixture(scope="module")

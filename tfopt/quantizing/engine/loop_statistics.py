@@ -27,7 +27,7 @@ untaken branch it is dead, and a dead write would end the accumulator's loop var
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from tfopt.errors import OptionError
@@ -101,7 +101,7 @@ def accumulate(graph_def: Any, tensors: Sequence[str]) -> tuple[Any, dict[str, s
     for tensor in looped:
         node = nodes[tensor_node(tensor)]
         frame = frames[node.name]
-        dtype = node.attr["T"].type if "T" in node.attr else DT_FLOAT
+        dtype = next((node.attr[k].type for k in ("T", "dtype") if k in node.attr), DT_FLOAT)
         fetch[tensor] = _accumulator(graph, tensor, dtype, frame, conds[frame], iterations.get(frame, 10))
     return graph, fetch
 
@@ -137,7 +137,7 @@ def _accumulator(graph: Any, tensor: str, dtype: int, frame: str, loop_cond: str
     return f"{base}/values:0"
 
 
-def _node(into: list[Any], name: str, op: str, inputs: Sequence[str], **attrs: Mapping[str, Any] | Any) -> Any:
+def _node(into: list[Any], name: str, op: str, inputs: Sequence[str], **attrs: Any) -> Any:
     from tensorflow.core.framework import node_def_pb2
 
     node = node_def_pb2.NodeDef(name=name, op=op, input=list(inputs))
