@@ -12,13 +12,15 @@ tflite      the flatbuffer's operators: ``CONV_2D``/``DEPTHWISE_CONV_2D``/``FULL
             ``BATCH_MATMUL``/``TRANSPOSE_CONV``, by the type of their activation input (int8/uint8:
             ``int8``; int16: ``int16``; float with int8 weights: ``dynamic``; else ``float``).
 onnx        the graph ONNX Runtime executes: the session's own optimized model (its QDQ fusions,
-            at ``ORT_ENABLE_EXTENDED``, where they happen). ``QLinearConv``/``QLinearMatMul``/
-            ``ConvInteger``/``MatMulInteger``/``QGemm`` are ``int8``; ``MatMulIntegerToFloat``/
+            at ``ORT_ENABLE_EXTENDED``, where they happen; Loop bodies and If branches too).
+            ``QLinearConv``/``QLinearMatMul``/``ConvInteger``/``MatMulInteger``/``QGemm`` are
+            ``int8``; ``MatMulIntegerToFloat``/
             ``DynamicQuantizeMatMul`` ``dynamic``; ``Conv``/``MatMul``/``Gemm`` (fused or not)
             ``float``. A DequantizeLinear -> Conv -> QuantizeLinear group that ONNX Runtime did
             not fuse runs as a float Conv, and is counted so.
 openvino    the CPU plugin's compiled model (``get_runtime_model()``, at f32 inference precision
-            as :mod:`tfopt.runtimes.openvino` runs it): ``Convolution``/``Deconvolution``/
+            as :mod:`tfopt.runtimes.openvino` runs it; it shows no loop body's kernels, so layers
+            inside a ``TensorIterator``/``Loop`` are not listed): ``Convolution``/``Deconvolution``/
             ``FullyConnected``/``MatMul`` nodes by their ``runtimePrecision`` (u8/i8: ``int8``).
 ==========  =====================================================================================
 
