@@ -182,6 +182,7 @@ HEAVY_FIRST = (
     "tests/test_notebooks.py",  # 60 s: four notebooks in one kernel (and their `!tfopt` commands)
     "tests/emitters/test_large.py",  # 40 s of CPU: 7 large-model converter children (one per artifact), each importing TensorFlow
     "tests/coverage/test_matrix.py",  # 40 s: 8 models x 2 convert() calls (a precision's cells in one)
+    "tests/quantizing/engine/test_loops.py",  # 40 s: a recurrent model trained, 3 int8 conversions of v1 loops
     "tests/conversion/test_convert.py",  # 40 s: every target x precision of the digits CNN
     "tests/debug/test_compare.py",  # 35 s: the debug models, converted to every target and int8
     "tests/conversion/test_ahead.py",  # 37 s: the float and int8 ONNX jobs sent ahead, every target built

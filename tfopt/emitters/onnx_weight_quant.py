@@ -27,7 +27,7 @@ FAKE_QUANT_OPS = frozenset({"FakeQuantWithMinMaxVars", "FakeQuantWithMinMaxVarsP
 # int8 weight steps whose products with uint8 activations never saturate an int16 pair sum:
 # 2 * 255 * 64 = 32640 <= 32767 (VPMADDUBSW on x86 CPUs without VNNI)
 PAIR_SAFE_STEPS = 64
-_WEIGHT_PATH_OPS = frozenset({"Const", "Identity", "Reshape", "Transpose"})  # a weight on its way to a layer
+_WEIGHT_PATH_OPS = frozenset({"Const", "Identity", "Reshape", "Transpose", "Enter"})  # a weight on its way to a layer (into a loop)
 
 
 def lower_weight_fake_quant(graph_def: Any) -> Any:

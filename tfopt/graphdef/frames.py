@@ -43,3 +43,19 @@ def loop_frames(graph_def: Any) -> dict[str, str]:
                 stacks[node.name] = stack
                 changed = True
     return {name: stack[-1] for name, stack in stacks.items() if stack}
+
+
+def loop_pivots(graph_def: Any) -> dict[str, str]:
+    """``{frame name: its pivot}``: an ``Identity`` of a loop variable's ``Switch`` (its ``:1``, the body
+    side) in that frame, what TensorFlow gives each constant it builds inside the body as a control input
+    so that the constant runs in the frame, once per iteration."""
+    frames = loop_frames(graph_def)
+    conds = {node.name for node in graph_def.node if node.op == "LoopCond"}
+    switches = {node.name for node in graph_def.node if node.op == "Switch" and len(node.input) > 1
+                and tensor_node(node.input[1]) in conds}
+    pivots: dict[str, str] = {}
+    for node in graph_def.node:
+        if node.op == "Identity" and node.input and node.input[0].endswith(":1") \
+                and tensor_node(node.input[0]) in switches and node.name in frames:
+            pivots.setdefault(frames[node.name], node.name)
+    return pivots

@@ -12,13 +12,15 @@ tflite      the flatbuffer's operators: ``CONV_2D``/``DEPTHWISE_CONV_2D``/``FULL
             ``BATCH_MATMUL``/``TRANSPOSE_CONV``, by the type of their activation input (int8/uint8:
             ``int8``; int16: ``int16``; float with int8 weights: ``dynamic``; else ``float``).
 onnx        the graph ONNX Runtime executes: the session's own optimized model (its QDQ fusions,
-            at ``ORT_ENABLE_EXTENDED``, where they happen). ``QLinearConv``/``QLinearMatMul``/
-            ``ConvInteger``/``MatMulInteger``/``QGemm`` are ``int8``; ``MatMulIntegerToFloat``/
+            at ``ORT_ENABLE_EXTENDED``, where they happen; Loop bodies and If branches too).
+            ``QLinearConv``/``QLinearMatMul``/``ConvInteger``/``MatMulInteger``/``QGemm`` are
+            ``int8``; ``MatMulIntegerToFloat``/
             ``DynamicQuantizeMatMul`` ``dynamic``; ``Conv``/``MatMul``/``Gemm`` (fused or not)
             ``float``. A DequantizeLinear -> Conv -> QuantizeLinear group that ONNX Runtime did
             not fuse runs as a float Conv, and is counted so.
 openvino    the CPU plugin's compiled model (``get_runtime_model()``, at f32 inference precision
-            as :mod:`tfopt.runtimes.openvino` runs it): ``Convolution``/``Deconvolution``/
+            as :mod:`tfopt.runtimes.openvino` runs it; it shows no loop body's kernels, so layers
+            inside a ``TensorIterator``/``Loop`` are not listed): ``Convolution``/``Deconvolution``/
             ``FullyConnected``/``MatMul`` nodes by their ``runtimePrecision`` (u8/i8: ``int8``).
 ==========  =====================================================================================
 
@@ -212,17 +214,18 @@ def onnx_ops(path: str) -> list[KernelOp]:
         options.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
         ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         graph = onnx.load(options.optimized_model_filepath, load_external_data=False).graph
-    constants = {i.name: i for i in graph.initializer}
-    constants.update({n.output[0]: n.attribute[0].t for n in graph.node if n.op_type == "Constant" and n.attribute
-                      and n.attribute[0].name == "value"})
-    floats = {i.name for i in graph.input if i.type.tensor_type.elem_type in ONNX_FLOAT_TYPES}
+    scopes = list(_onnx_scopes(graph))  # the graph, then each Loop body / If branch (ONNX Runtime fuses there too)
+    constants = {i.name: i for g in scopes for i in g.initializer}
+    constants.update({n.output[0]: n.attribute[0].t for g in scopes for n in g.node if n.op_type == "Constant"
+                      and n.attribute and n.attribute[0].name == "value"})
+    floats = {i.name for g in scopes for i in g.input if i.type.tensor_type.elem_type in ONNX_FLOAT_TYPES}
 
     def value(name: str) -> Any:
         t = constants.get(name)
         return None if t is None or t.data_location == onnx.TensorProto.EXTERNAL else numpy_helper.to_array(t)
 
     ops = []
-    for n in graph.node:
+    for n in (n for g in scopes for n in g.node):
         if n.op_type == "Constant":
             continue
         data = tuple(i for i in n.input if i and i not in constants)
@@ -251,6 +254,15 @@ def onnx_ops(path: str) -> list[KernelOp]:
             record = replace(record, role="activation")
         ops.append(record)
     return ops
+
+
+def _onnx_scopes(graph: Any) -> Any:
+    """``graph`` and, depth first, every subgraph of its nodes (a ``Loop`` body, an ``If`` branch)."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                yield from _onnx_scopes(sub)
 
 
 def openvino_ops(path: str) -> list[KernelOp]:

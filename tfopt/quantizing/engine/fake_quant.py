@@ -39,6 +39,11 @@ Biases: an int8 kernel adds the bias in int32 at its accumulator's scale ``s_in�
 graph's bias is put on that grid too, ``b'[c] = round(b[c] / (s_in·s_w[c]))·s_in·s_w[c]``: the
 fake-quant graph then computes what the kernels do (measured: 10x closer to TFLite's output).
 
+Inside a TF1 (v1 control flow) while loop the pattern is the same; the weight arrives through a
+constant ``Enter`` (the fake quant goes after it, in the body, so that converters see it next to the
+layer), and each constant added there (ranges, a rounded bias) takes a control input from the loop's
+pivot, as TensorFlow's own body constants do, so that it runs in the loop's frame.
+
 Placement (which activations get a range): :mod:`tfopt.quantizing.engine.placement`.
 """
 
@@ -123,7 +128,13 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
     """
     from tfopt._tf import const_value, graph_def_class
     from tfopt.graph import unique_name, validate
+    from tfopt.graphdef.frames import loop_frames, loop_pivots
     from tfopt.graphdef.order import canonical_order
+
+    frames, pivots = loop_frames(model.graph_def), loop_pivots(model.graph_def)
+
+    def pivot(node: str) -> str | None:  # the control input a constant next to ``node`` needs
+        return pivots[frames[node]] if node in frames else None
 
     kept = kept_nodes(model, keep_float)
     skipped_tensors = {canonical_tensor(t) for t in unranged}
@@ -147,7 +158,7 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
                              levels=weight_levels).ranges(narrow_range=narrow_range)
         linear.input[1] = _quantize_weight(graph, layer.linear, linear.input[1], value.shape,
                                            lo, hi, depthwise=linear.op == "DepthwiseConv2dNative",
-                                           narrow_range=narrow_range)
+                                           narrow_range=narrow_range, control=pivot(layer.linear))
         weights += 1
         source = scale_source(nodes, linear.input[0], act_ranges)
         bias = next((nodes[n] for n in layer.nodes[1:] if nodes[n].op in BIAS_OPS), None)  # (after a Reshape)
@@ -170,10 +181,11 @@ def insert_fake_quant(model: Model, ranges: Mapping[str, tuple[float, float]], *
             nodes[node].name = producer
             for reader, i in (r for ref, rs in readers.items() if tensor_node(ref) == node and tensor_port(ref) for r in rs):
                 reader.input[i] = f"{producer}:{tensor_port(reader.input[i])}"
-            _add_fake_quant(graph, node, producer, *act_ranges[tensor], narrow_range=False)
+            _add_fake_quant(graph, node, producer, *act_ranges[tensor], narrow_range=False, control=pivot(node))
             continue
         name = unique_name(graph, f"{node}/act_quant" if port == 0 else f"{node}/act_quant_{port}")
-        _add_fake_quant(graph, name, tensor if port else node, *act_ranges[tensor], narrow_range=False)
+        _add_fake_quant(graph, name, tensor if port else node, *act_ranges[tensor], narrow_range=False,
+                        control=pivot(node))
         for reader, i in readers.get(tensor, []):
             reader.input[i] = name
     canonical_order(graph)
@@ -204,20 +216,20 @@ def _float_runner(model: Model) -> Any:
 
 
 def _quantize_weight(graph: Any, layer: str, source: str, shape: Sequence[int], lo: np.ndarray, hi: np.ndarray, *,
-                     depthwise: bool, narrow_range: bool) -> str:
-    """Add the weight's fake quant (a depthwise kernel's through ``[H, W, 1, in·mult]``); returns its tensor."""
-    from tfopt._tf import make_const
+                     depthwise: bool, narrow_range: bool, control: str | None = None) -> str:
+    """Add the weight's fake quant (a depthwise kernel's through ``[H, W, 1, in·mult]``); returns its tensor.
+    ``control``: the loop pivot its constants need (module docstring), if the layer is in a loop."""
     from tfopt.graph import DT_FLOAT, DT_INT32, unique_name
 
     base = unique_name(graph, f"{layer}/weights_quant")
     if not (depthwise and lo.ndim):
-        _add_fake_quant(graph, base, source, lo, hi, narrow_range=narrow_range)
+        _add_fake_quant(graph, base, source, lo, hi, narrow_range=narrow_range, control=control)
         return base
     h, w, cin, mult = shape
-    graph.node.extend([make_const(f"{base}/flat_shape", np.array([h, w, 1, cin * mult], np.int32)),
-                       make_const(f"{base}/shape", np.array(shape, np.int32)),
+    graph.node.extend([_const(f"{base}/flat_shape", np.array([h, w, 1, cin * mult], np.int32), control),
+                       _const(f"{base}/shape", np.array(shape, np.int32), control),
                        _node(f"{base}/flat", "Reshape", [source, f"{base}/flat_shape"], T=DT_FLOAT, Tshape=DT_INT32)])
-    _add_fake_quant(graph, f"{base}/fq", f"{base}/flat", lo, hi, narrow_range=narrow_range)
+    _add_fake_quant(graph, f"{base}/fq", f"{base}/flat", lo, hi, narrow_range=narrow_range, control=control)
     graph.node.append(_node(base, "Reshape", [f"{base}/fq", f"{base}/shape"], T=DT_FLOAT, Tshape=DT_INT32))
     return base
 
@@ -235,8 +247,11 @@ def scale_source(nodes: Mapping[str, Any], ref: str, act_ranges: Mapping[str, An
 
 
 def _round_bias(graph: Any, nodes: Mapping[str, Any], bias_op: Any, scale: np.ndarray) -> int:
-    """Put the bias on the int32 grid the int8 kernels hold it on: ``b' = round(b / (s_in·s_w))·s_in·s_w``."""
-    from tfopt._tf import const_value, make_const
+    """Put the bias on the int32 grid the int8 kernels hold it on: ``b' = round(b / (s_in·s_w))·s_in·s_w``.
+    Inside a loop the new bias comes in as the old one did, through a constant ``Enter``, and the old
+    ``Enter``, read by nothing now, goes (OpenVINO's frontend refuses a loop input no op reads: "Model
+    references undeclared parameters")."""
+    from tfopt._tf import const_value
     from tfopt.graph import unique_name
 
     const = const_input(nodes, bias_op, 1)  # (an Add is a bias only with its constant second: _is_bias)
@@ -245,24 +260,41 @@ def _round_bias(graph: Any, nodes: Mapping[str, Any], bias_op: Any, scale: np.nd
     bias = const_value(const).astype(np.float64)
     step = np.maximum(np.asarray(scale, np.float64), np.finfo(np.float32).tiny)
     name = unique_name(graph, f"{bias_op.name}/bias_quant")
-    graph.node.append(make_const(name, (np.round(bias / step) * step).astype(np.float32)))
+    graph.node.append(_const(name, (np.round(bias / step) * step).astype(np.float32), None))
+    enter = nodes.get(tensor_node(bias_op.input[1]))
+    if enter is not None and enter.op == "Enter":
+        entered = graph.node.add()
+        entered.CopyFrom(enter)
+        entered.name, entered.input[0] = unique_name(graph, f"{name}/Enter"), name
+        name = entered.name
     bias_op.input[1] = name
+    if enter is not None and enter.op == "Enter" and not any(tensor_node(ref) == enter.name
+                                                             for node in graph.node for ref in node.input):
+        graph.node.remove(enter)
     return 1
 
 
 def _add_fake_quant(graph: Any, name: str, source: str, lo: np.ndarray | float, hi: np.ndarray | float, *,
-                    narrow_range: bool) -> None:
+                    narrow_range: bool, control: str | None = None) -> None:
     """``name = FakeQuantWithMinMaxVars[PerChannel](source, lo, hi)`` (per channel when ``lo`` is a vector)."""
-    from tfopt._tf import make_const
-
     per_channel = bool(np.ndim(lo))
-    graph.node.extend([make_const(f"{name}/min", np.asarray(lo, np.float32)),
-                       make_const(f"{name}/max", np.asarray(hi, np.float32))])
+    graph.node.extend([_const(f"{name}/min", np.asarray(lo, np.float32), control),
+                       _const(f"{name}/max", np.asarray(hi, np.float32), control)])
     op = "FakeQuantWithMinMaxVarsPerChannel" if per_channel else "FakeQuantWithMinMaxVars"
     fq = _node(name, op, [source, f"{name}/min", f"{name}/max"])
     fq.attr["num_bits"].i = ACT_BITS
     fq.attr["narrow_range"].b = narrow_range
     graph.node.append(fq)
+
+
+def _const(name: str, value: np.ndarray, control: str | None) -> Any:
+    """A ``Const`` node; inside a loop (``control``: its pivot) it runs in the loop's frame."""
+    from tfopt._tf import make_const
+
+    node = make_const(name, value)
+    if control is not None:
+        node.input.append(f"^{control}")
+    return node
 
 
 def _node(name: str, op: str, inputs: Sequence[str], **types: int) -> Any:

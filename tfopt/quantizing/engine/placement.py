@@ -10,13 +10,13 @@ the fused kernel never rounds. So ranges go where a quantization-aware (TFMOT) g
 2. each layer's output, after its bias and ``Relu``/``Relu6`` (:func:`layers`; Keras Dense on a
    sequence, ``MatMul -> Reshape -> BiasAdd``, too: converters fold that bias into the layer);
 3. each fused composite's output, and nowhere inside it (:func:`composites`, below);
-4. the output of every other op whose int8 output scale is not its input's (``REQUANTIZING_OPS``:
-   ``Add``, ``Mul``, ``ConcatV2``, ``Mean``, ``Softmax``...), with a single-consumer ``Relu``/``Relu6``
-   after it.
+4. the output of every other op whose int8 output scale is not its input's (``REQUANTIZING_OPS``: ``Add``,
+   ``Mul``, ``ConcatV2``, ``Mean``, ``Softmax``...), with a single-consumer ``Relu``/``Relu6`` after it;
+5. a TF1 loop's output (``Exit``) or TensorArray element read by a layer: no converter carries a scale there.
 
 Scale-preserving ops (``MaxPool``, ``Reshape``, ``Transpose``...) get none: converters carry their
-input's scale through. Nor does any op inside a TF1 (v1 control flow) while loop: its statistics
-cannot be fetched, so it stays float (:mod:`tfopt.quantizing.engine.loops`).
+input's scale through. Ops inside a TF1 while loop follow the same rules (statistics cover every
+iteration: :mod:`.loop_statistics`), except where those are not gathered: :mod:`.loops`.
 
 Fused composites: activations Keras and ``tf.nn`` build from elementwise ops, which a converter
 matches as one op or a TFMOT graph quantizes as one (a Keras activation, LayerNormalization left
@@ -61,7 +61,7 @@ from typing import Any
 
 from tfopt.errors import OptionError
 from tfopt.graph import Model, canonical_tensor, consumers, dtype_name, is_control, node_map, tensor_node
-from tfopt.graphdef.frames import loop_frames
+from tfopt.quantizing.engine.loop_statistics import unmeasured
 
 # Layers with a constant weight in input 1: their output channel is the weight's last axis
 # (depthwise: the last two axes, flattened).
@@ -117,7 +117,7 @@ def layers(model: Model) -> list[Layer]:
     nodes = node_map(model.graph_def)
     users = data_consumers(model.graph_def)
     outputs = {tensor_node(s.tensor) for s in model.outputs}
-    looped = loop_frames(model.graph_def)  # left float: :mod:`tfopt.quantizing.engine.loops`
+    looped = unmeasured(model.graph_def)  # left float: :mod:`tfopt.quantizing.engine.loops`
     out = []
     for node in model.graph_def.node:
         if node.op in LINEAR_OPS and node.name not in looped and const_input(nodes, node, 1) is not None:
@@ -178,9 +178,9 @@ def activation_tensors(model: Model, keep_float: Collection[str] = ()) -> list[s
 def range_groups(model: Model, *, in_loops: bool = False) -> list[tuple[tuple[str, ...], str]]:
     """``(nodes, tensor)`` for each range of every layer, fused composite and requantizing op (with
     the Relu/Relu6 it fuses with), in graph order: a group's range is on its output (a composite's
-    ``ranged`` nodes have one too, listed first). None inside a TF1 while loop unless ``in_loops``
-    (they stay float: :mod:`tfopt.quantizing.engine.loops`)."""
-    looped = {} if in_loops else loop_frames(model.graph_def)
+    ``ranged`` nodes have one too, listed first). None where a TF1 while loop's values per iteration
+    are not gathered unless ``in_loops`` (they stay float: :mod:`tfopt.quantizing.engine.loops`)."""
+    looped = {} if in_loops else unmeasured(model.graph_def)
     users = data_consumers(model.graph_def)
     outputs = {tensor_node(s.tensor) for s in model.outputs}
     groups = {layer.linear: layer.nodes for layer in layers(model)}
@@ -201,6 +201,9 @@ def range_groups(model: Model, *, in_loops: bool = False) -> list[tuple[tuple[st
     for node in model.graph_def.node:
         if node.op in FUSED_ACTIVATIONS and node.name not in taken and _dtype(node) in FLOAT_DTYPES:
             groups[node.name] = (node.name,)
+        elif node.op in ("Exit", "TensorArrayReadV3") and _dtype(node) in FLOAT_DTYPES and any(
+                u.op in LINEAR_OPS and tensor_node(u.input[0]) == node.name for u in users.get(node.name, [])):
+            groups[node.name] = (node.name,)  # rule 5 (module docstring)
     order = {n.name: i for i, n in enumerate(model.graph_def.node)}
     return [(group, f"{node}:0") for key, group in sorted(groups.items(), key=lambda kv: order[kv[0]])
             if not looped.keys() & set(group) for node in (*ranged.get(key, ()), group[-1])]
@@ -220,7 +223,7 @@ def kept_nodes(model: Model, keep_float: Collection[str]) -> set[str]:
         from tfopt.errors import did_you_mean
 
         what = "not a node of this graph" if unknown[0] not in names else \
-            "inside a TF1 while loop, float already" if unknown[0] in loop_frames(model.graph_def) else \
+            f"{unmeasured(model.graph_def)[unknown[0]]}, float already" if unknown[0] in unmeasured(model.graph_def) else \
             "a node outside any quantized layer or op"
         raise OptionError(f"--keep-float {unknown[0]}: not a quantized layer ({what}); name a TF node of the "
                           f"layer.{did_you_mean(unknown[0], sorted(known))}")
@@ -237,8 +240,13 @@ def data_consumers(graph_def: Any) -> dict[str, list[Any]]:
 
 
 def const_input(nodes: Mapping[str, Any], node: Any, index: int) -> Any:
-    """The ``Const`` node feeding ``node``'s input ``index``, or None."""
+    """The ``Const`` node feeding ``node``'s input ``index`` (inside a TF1 while loop: through the
+    constant ``Enter`` that brings it in, and the ``Identity`` a frozen variable's read left), or None."""
     source = nodes.get(tensor_node(node.input[index])) if len(node.input) > index else None
+    if source is not None and source.op == "Enter" and source.attr["is_constant"].b:
+        source = nodes.get(tensor_node(source.input[0]))
+        while source is not None and source.op == "Identity":
+            source = nodes.get(tensor_node(source.input[0]))
     return source if source is not None and source.op == "Const" else None
 
 

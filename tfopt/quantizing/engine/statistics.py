@@ -219,6 +219,7 @@ def collect(model: Model, samples: Samples, tensors: Sequence[str], *, bins: int
             (:class:`tfopt.verification.deadline.BoundedReference`; the message names the stage in force).
     """
     from tfopt._tf import graph_session, run_options, tf
+    from tfopt.quantizing.engine.loop_statistics import accumulate
     from tfopt.verification.deadline import BoundedReference
 
     at_least("batch_size", batch_size, 1, integer=True)
@@ -233,18 +234,19 @@ def collect(model: Model, samples: Samples, tensors: Sequence[str], *, bins: int
     if total == 0:
         raise OptionError("--calibration: holds no samples")
     unique = list(dict.fromkeys(canonical_tensor(name) for name in tensors))
+    graph_def, looped = accumulate(model.graph_def, unique)  # a loop's tensors: every iteration's values
 
     t = tf()
     graph = t.Graph()
     with graph.as_default():
-        t.graph_util.import_graph_def(model.graph_def, name="")
-    fetches = [_tensor(graph, name) for name in unique]
+        t.graph_util.import_graph_def(graph_def, name="")
+    fetches = [_tensor(graph, looped.get(name, name)) for name in unique]
     feeds = [(s.name, graph.get_tensor_by_name(s.tensor), np.dtype(s.dtype if s.dtype != "string" else object))
              for s in model.inputs]
 
     stats = {name: TensorStats.empty(name, bins) for name in unique}
     batches = -(-total // batch_size)
-    with graph_session(graph, model.graph_def) as session:  # each run held to --verify-timeout's bound
+    with graph_session(graph, graph_def) as session:  # each run held to --verify-timeout's bound
         run = BoundedReference(lambda batch: dict(enumerate(session.run(
             fetches, {tensor: np.asarray(batch[n], dtype) for n, tensor, dtype in feeds}, options=run_options()))),
             model.graph_def, model.inputs)
