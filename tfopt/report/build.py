@@ -254,7 +254,8 @@ def record_original(model: Model, *, eval_data: LabeledData | None = None, sampl
                                                         seed, allow_nonfinite)
     batching = describe(len(labels) if labels is not None else rows_of(inputs, axes) - padded, rows, padded) \
         if eval_data or samples else ""
-    return record_reference(run, model, inputs, axes, runs, labels, rows, padded, batching)
+    given = eval_data.where if eval_data else "--calibration" if samples else ""
+    return record_reference(run, model, inputs, axes, runs, labels, rows, padded, batching, given=given)
 
 
 def _int8_ops(outdir: str, artifact: dict[str, Any]) -> dict[str, Any] | None:

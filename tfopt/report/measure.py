@@ -128,17 +128,55 @@ class RecordedReference:
 def record_reference(reference: Callable[[Mapping[str, Any]], dict[str, Any]], model: Model,
                      inputs: dict[str, np.ndarray], batch_axes: Mapping[str, int | None] | None, runs: int,
                      labels: np.ndarray | None = None, sample_rows: int = 1, padded: int = 0,
-                     batching: str = "") -> RecordedReference:
+                     batching: str = "", given: str = "") -> RecordedReference:
     """The original's outputs on ``inputs`` (one sample at a time, as every artifact runs) and its latency.
     ``padded``: the last sample's last rows complete a batch (:mod:`tfopt.verification.data_batches`);
-    their outputs are dropped, here and for every artifact."""
+    their outputs are dropped, here and for every artifact. ``given``: the option and file the inputs
+    come from (``--eval-data data.npz``; "" for made-up inputs), named when the original fails on a sample.
+
+    Raises:
+        OptionError: the original model does not run on a sample of given data (verification checked
+            only the first: the sample, its rows and TensorFlow's node and message named).
+        MadeUpInputsError: it does not run on a sample of the report's made-up inputs.
+    """
     from tfopt.verification.testing import unranked_outputs
 
     samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs), sample_rows, padded)
-    expected = _batched(reference, samples, [s.name for s in model.outputs])
+    done = [0]
+
+    def counted(feeds: Mapping[str, Any]) -> dict[str, Any]:
+        out = reference(feeds)
+        done[0] += 1
+        return out
+
+    try:
+        expected = _batched(counted, samples, [s.name for s in model.outputs])
+    except TfoptError:
+        raise
+    except Exception as exc:  # TensorFlow's InvalidArgumentError, an assertion tied to the values of one row...
+        raise _original_refuses(exc, samples, done[0], given) from exc
     timed = getattr(reference, "unbounded", reference)  # sample 0 just ended within the bound: timed without it
     return RecordedReference(inputs, labels, batch_axes, expected, _latency(_single_call(timed, samples), runs),
                              sample_rows, padded, batching)
+
+
+def _original_refuses(exc: Exception, samples: _Samples, index: int, given: str) -> TfoptError:
+    """The typed error for the original model failing on sample ``index`` of the report's inputs."""
+    from tfopt.errors import MadeUpInputsError
+    from tfopt.verification.shapes import tf_error_summary
+
+    feeds = samples.sample(index)
+    shapes = ", ".join(f"{k}:{'x'.join(map(str, np.shape(v)))}" for k, v in feeds.items())
+    rows = f"row {index * samples.rows}" if samples.rows == 1 else \
+        f"rows {index * samples.rows}..{(index + 1) * samples.rows - 1}"
+    what = f"sample {index} of {samples.count} ({rows} on each input's batch axis; {shapes})"
+    failure = f"{type(exc).__name__} at {tf_error_summary(exc)}"
+    if given:
+        return OptionError(f"{given}: the original model does not run on {what}: {failure}. The report runs every "
+                           "sample of the data through the original (verification checked the first ones): correct or "
+                           "remove that sample, or give only inputs the model accepts")
+    return MadeUpInputsError(f"the report's made-up inputs: the original model does not run on {what}, although it ran "
+                             f"on the verification's: {failure}. Give real inputs with --eval-data")
 
 
 class _Samples(Batches):
