@@ -69,8 +69,10 @@ def record_given_data(p: Any, prepared: Any) -> None:
     if prepared.report_reference is not None or not p.options.freeze.verify or \
             not (p.options.report.eval_data or prepared.samples):
         return
+    from dataclasses import replace
+
     with verify_timeout(p.options.freeze.verify_timeout):
-        prepared.report_reference = _record_report(p, prepared)
+        prepared.report_reference = replace(_record_report(p, prepared), timed_early=True)
 
 
 def _record_report(p: Any, prepared: Any) -> Any:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 import numpy as np
@@ -123,6 +123,13 @@ class RecordedReference:
     sample_rows: int = 1  # rows of one sample (a batch split into N towers: N)
     padded: int = 0  # rows that complete given data's last batch (its first rows again): their outputs dropped
     batching: str = ""  # how given data was batched (tfopt.verification.data_batches.describe)
+    timed_early: bool = False  # recorded before the artifacts were built, converters busy: latency timed again
+
+    def timed_again(self, reference: Callable[[Mapping[str, Any]], dict[str, Any]], runs: int) -> RecordedReference:
+        """The same outputs, the original's latency measured now (``reference``: the original)."""
+        samples = _Samples(self.inputs, self.batch_axes or {}, set(), self.sample_rows, self.padded)
+        timed = getattr(reference, "unbounded", reference)
+        return replace(self, latency_ms=_latency(_single_call(timed, samples), runs), timed_early=False)
 
 
 def record_reference(reference: Callable[[Mapping[str, Any]], dict[str, Any]], model: Model,
@@ -154,29 +161,15 @@ def record_reference(reference: Callable[[Mapping[str, Any]], dict[str, Any]], m
     except TfoptError:
         raise
     except Exception as exc:  # TensorFlow's InvalidArgumentError, an assertion tied to the values of one row...
-        raise _original_refuses(exc, samples, done[0], given) from exc
+        from tfopt.verification.refused_inputs import sample_refused
+
+        i, n = done[0], samples.rows
+        rows = f"row {i * n}" if n == 1 else f"rows {i * n}..{(i + 1) * n - 1}"
+        raise sample_refused(exc, samples.sample(i), f"sample {i} of {samples.count}", f"{rows} on each input's batch "
+                             "axis", given) from exc
     timed = getattr(reference, "unbounded", reference)  # sample 0 just ended within the bound: timed without it
     return RecordedReference(inputs, labels, batch_axes, expected, _latency(_single_call(timed, samples), runs),
                              sample_rows, padded, batching)
-
-
-def _original_refuses(exc: Exception, samples: _Samples, index: int, given: str) -> TfoptError:
-    """The typed error for the original model failing on sample ``index`` of the report's inputs."""
-    from tfopt.errors import MadeUpInputsError
-    from tfopt.verification.shapes import tf_error_summary
-
-    feeds = samples.sample(index)
-    shapes = ", ".join(f"{k}:{'x'.join(map(str, np.shape(v)))}" for k, v in feeds.items())
-    rows = f"row {index * samples.rows}" if samples.rows == 1 else \
-        f"rows {index * samples.rows}..{(index + 1) * samples.rows - 1}"
-    what = f"sample {index} of {samples.count} ({rows} on each input's batch axis; {shapes})"
-    failure = f"{type(exc).__name__} at {tf_error_summary(exc)}"
-    if given:
-        return OptionError(f"{given}: the original model does not run on {what}: {failure}. The report runs every "
-                           "sample of the data through the original (verification checked the first ones): correct or "
-                           "remove that sample, or give only inputs the model accepts")
-    return MadeUpInputsError(f"the report's made-up inputs: the original model does not run on {what}, although it ran "
-                             f"on the verification's: {failure}. Give real inputs with --eval-data")
 
 
 class _Samples(Batches):
