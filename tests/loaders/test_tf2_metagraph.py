@@ -156,6 +156,16 @@ def test_a_missing_signature_is_named(saved):
         tfopt.load(saved[0], signature="predict")
 
 
+def test_a_missing_variables_file_is_named(written, tmp_path):
+    broken = str(tmp_path / "broken")
+    shutil.copytree(os.path.join(written[0], "output"), broken)
+    for name in os.listdir(os.path.join(broken, "variables")):
+        if name.startswith("variables.data-"):
+            os.remove(os.path.join(broken, "variables", name))
+    with pytest.raises(ModelFormatError, match=r"variables\.data-00000-of-00001: checkpoint data file is missing"):
+        tfopt.load(broken)
+
+
 def _vocabulary_model(path: str, vocabulary: str) -> None:
     import tensorflow as tf
 

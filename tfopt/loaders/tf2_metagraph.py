@@ -74,6 +74,9 @@ def load_signatures(path: str, tags: list[str] | None, refused: str) -> Any:
     try:
         obj = load_v1_in_v2.load(path, tags or ["serve"])
     except Exception as exc:
+        from tfopt.loaders.tf1_checkpoint import check_checkpoint_files
+
+        check_checkpoint_files(os.path.join(path, "variables", "variables"))  # a missing .index or .data named
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ModelFormatError(
             f"{path}: TensorFlow 2 refused this SavedModel's object graph ({refused}), and its MetaGraph does not "
