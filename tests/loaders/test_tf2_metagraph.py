@@ -188,23 +188,66 @@ def test_a_missing_vocabulary_asset_is_named(tmp_path):
         tfopt.load(path)
 
 
-def test_an_op_this_tensorflow_lacks_is_named(tmp_path):
-    """A custom op registered by a library the writer imported: the file is the writer's, one op
-    type renamed to one no TensorFlow has."""
+def _rename_op(path: str, op: str, to: str) -> None:
+    """A custom op registered by a library the writer imported: the file is the writer's, one op type
+    renamed to one no TensorFlow has."""
     from tensorflow.core.protobuf import saved_model_pb2
 
-    path = str(tmp_path / "custom_op")
-    _vocabulary_model(path, str(tmp_path / "colours.txt"))
     proto = saved_model_pb2.SavedModel()
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
         proto.ParseFromString(f.read())
     renamed = 0
     for function in proto.meta_graphs[0].graph_def.library.function:
         for node in function.node_def:
-            if node.op == "LookupTableFindV2":
-                node.op, renamed = "WriterOnlyLookup", renamed + 1
+            if node.op == op:
+                node.op, renamed = to, renamed + 1
     assert renamed
     with open(os.path.join(path, "saved_model.pb"), "wb") as f:
         f.write(proto.SerializeToString())
+
+
+def test_an_op_this_tensorflow_lacks_is_named(tmp_path):
+    path = str(tmp_path / "custom_op")
+    _vocabulary_model(path, str(tmp_path / "colours.txt"))
+    _rename_op(path, "LookupTableFindV2", "WriterOnlyLookup")  # in the serving signature's function
     with pytest.raises(ModelFormatError, match=r"uses op 'WriterOnlyLookup'.*Install that library"):
         tfopt.load(path)
+
+
+@pytest.mark.parametrize("op", ["Sqrt", "StringSplitV2"])
+def test_an_op_only_other_functions_use_is_left_out(tmp_path, op):
+    """The op this TensorFlow lacks is in a function of the object graph no signature calls (a
+    preprocessing function): the library is cut to what the signature reaches, and every target
+    matches the writer's own outputs."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    module = tf.Module()
+    module.w = tf.Variable(rng.normal(size=(6, 4)).astype(np.float32))
+    module.serve = tf.function(lambda features: {"y": tf.nn.sigmoid(tf.matmul(features, module.w))},
+                               input_signature=[tf.TensorSpec([None, 6], tf.float32)])
+    module.other = tf.function(lambda x: tf.sqrt(tf.abs(x)), input_signature=[tf.TensorSpec([None, 6], tf.float32)]) \
+        if op == "Sqrt" else tf.function(lambda s: tf.strings.split(s).to_tensor(),
+                                         input_signature=[tf.TensorSpec([None], tf.string)])
+    path = str(tmp_path / "model")
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    x = rng.normal(size=(3, 6)).astype(np.float32)
+    expected = module.serve(tf.constant(x))["y"].numpy()
+    _rename_op(path, op, "WriterOnlyOp")
+    with pytest.raises(Exception, match="Op type not registered 'WriterOnlyOp'"):  # the premise
+        tf.saved_model.load(path)
+    out = str(tmp_path / "out")
+    result = tfopt.convert(path, out, to=["tflite", "onnx", "openvino"], quantize=["fp32"], report_runs=1)
+    assert not result.failed, [f.reason for f in result.failed]
+    assert tfopt.load(path).provenance["format"] == "savedmodel-metagraph"
+    from tfopt.conversion.manifest import manifest_model
+    from tfopt.runtimes import runner_for
+
+    loaded = manifest_model(out)
+    for artifact in result.artifacts:
+        runner = runner_for(artifact.format, os.path.join(out, artifact.path), loaded)
+        try:
+            got = runner({"features": x})["y"]
+        finally:
+            getattr(runner, "close", lambda: None)()
+        np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=TOLERANCE, err_msg=artifact.format)

@@ -53,7 +53,7 @@ def load(path: str, options: Any) -> Model:
         if proto is None or _missing(path):
             raise ModelFormatError(f"{path}: cannot load SavedModel ({refused}). {_missing_hint(path)}") from exc
         # a TF2 SavedModel whose object graph TF2 cannot rebuild: its MetaGraph's signatures (tf2_metagraph)
-        obj, extra = tf2_metagraph.load_signatures(path, tags, refused), {"tf2_refused": refused}
+        obj, extra = tf2_metagraph.load_signatures(path, tags, str(exc), proto), {"tf2_refused": refused}
     signatures = tf2_metagraph.signatures(obj) if extra else dict(obj.signatures)
     if not signatures and tf1_savedmodel.is_tf1(tf1_savedmodel.read_saved_model(path)):
         return tf1_savedmodel.load(path, options, "the SavedModel has no signature")

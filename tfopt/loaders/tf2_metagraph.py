@@ -52,39 +52,55 @@ def refusal_error(path: str, proto: Any, refused: str) -> ModelFormatError | Non
         return ModelFormatError(
             f"{shown}: asset file missing from the SavedModel (a lookup table's vocabulary, read when the "
             "model loads). Copy the whole SavedModel directory, assets/ included")
-    op = unregistered_op(refused)
-    if op is not None:
-        return ModelFormatError(
-            f"{path}: the graph uses op '{op}', which this TensorFlow does not have (a custom op registered by a "
-            "library the writer imported: tensorflow_text, tensorflow_decision_forests, tensorflow_addons, ...). "
-            f"Install that library and convert through the Python API after importing it (import it, then "
-            f"tfopt.convert), or convert where it is installed")
     return None
 
 
-def load_signatures(path: str, tags: list[str] | None, refused: str) -> Any:
-    """The SavedModel's MetaGraph loaded as TensorFlow loads a TF1 SavedModel: an object whose
-    ``signatures`` are functions over plain tensors, variables restored from ``variables/``.
+def op_error(path: str, op: str) -> ModelFormatError:
+    return ModelFormatError(
+        f"{path}: the graph uses op '{op}', which this TensorFlow does not have (a custom op registered by a "
+        "library the writer imported: tensorflow_text, tensorflow_decision_forests, tensorflow_addons, ...). "
+        "Install that library and convert through the Python API after importing it (import it, then "
+        "tfopt.convert), or convert where it is installed")
+
+
+def load_signatures(path: str, tags: list[str] | None, refused: str, proto: Any) -> Any:
+    """(``refused``: what TensorFlow 2 said, whole.) The SavedModel's MetaGraph loaded as TensorFlow loads a TF1 SavedModel: an object whose
+    ``signatures`` are functions over plain tensors, variables restored from ``variables/``. When
+    TensorFlow refused an op it does not have, the library is first cut to the functions the graph
+    reaches (:mod:`tfopt.loaders._metagraph_prune`): a function no signature calls may use it.
 
     Raises:
-        ModelFormatError: the MetaGraph does not load either (both refusals named).
+        ModelFormatError: the MetaGraph does not load either (both refusals named), or a function a
+            signature calls uses the op TensorFlow lacks.
     """
+    import tempfile
+
     from tensorflow.python.saved_model import load_v1_in_v2
 
+    from tfopt.loaders._metagraph_prune import pruned_copy
+
+    op, said = unregistered_op(refused), refused.strip().splitlines()[0][:300] if refused.strip() else "refused"
     try:
-        obj = load_v1_in_v2.load(path, tags or ["serve"])
+        with tempfile.TemporaryDirectory(prefix="tfopt-metagraph-") as tmp:
+            source, dropped = pruned_copy(path, proto, tmp) if op is not None else (path, 0)
+            obj = load_v1_in_v2.load(source, tags or ["serve"])  # variables restored and assets read here
     except Exception as exc:
         from tfopt.loaders.tf1_checkpoint import check_checkpoint_files
 
         check_checkpoint_files(os.path.join(path, "variables", "variables"))  # a missing .index or .data named
+        if op is not None:
+            raise op_error(path, op) from exc
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ModelFormatError(
-            f"{path}: TensorFlow 2 refused this SavedModel's object graph ({refused}), and its MetaGraph does not "
+            f"{path}: TensorFlow 2 refused this SavedModel's object graph ({said}), and its MetaGraph does not "
             f"load either ({first}). Load it where the writer's Python packages are installed and export the "
             "signature again with tf.saved_model.save, or freeze it to a .pb") from exc
+    if dropped:
+        log.warning("%s: %d function(s) no signature calls were left out (op '%s' is not in this TensorFlow)",
+                    path, dropped, op)
     log.warning("%s: TensorFlow 2 cannot rebuild this SavedModel's object graph (%s); its signatures were loaded "
                 "from the MetaGraph instead (only the signatures: the object graph's other functions are not "
-                "needed to convert)", path, refused)
+                "needed to convert)", path, said)
     return obj
 
 
