@@ -187,6 +187,7 @@ HEAVY_FIRST = (
     "tests/debug/test_compare.py",  # 35 s: the debug models, converted to every target and int8
     "tests/conversion/test_ahead.py",  # 37 s: the float and int8 ONNX jobs sent ahead, every target built
     "tests/test_keras_applications.py",  # 30 s: MobileNetV2 and EfficientNetB0, optimized and verified
+    "tests/loaders/test_tf2_metagraph.py",  # 17 s: a writer subprocess importing TensorFlow, then two SavedModels to every target
     "tests/conversion/test_release.py",  # 28 s of CPU: four conversions, most with large-model converter children
     "tests/quantizing/qat/test_finetune.py",  # 30 s: post-training and fine-tuned int8 in every target
     "tests/conversion/test_calibration_batches.py",  # 29 s: native int8 of loop models to two targets, counted

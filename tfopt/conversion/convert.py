@@ -112,6 +112,9 @@ def convert_planned(model: Model | str, p: Any, *, progress: Callable[[Any], Non
             from tfopt.conversion.release import record_and_release
 
             record_and_release(p, prepared, model if isinstance(model, Model) else None)
+        from tfopt.conversion.release import record_given_data
+
+        record_given_data(p, prepared)  # a sample of given data the original refuses: said before any artifact
         result = ConvertResult(outdir=outdir, skipped=p.skipped, freeze_report=prepared.freeze_report,
                                optimize_report=prepared.optimize_report, verified_at=prepared.verified_at)
         with atomic_path(outdir, directory=True) as tmp, BackgroundSizes() as prepared.sizes:

@@ -37,21 +37,16 @@ def record_and_release(p: Any, prepared: Any, loaded: Model | None = None) -> bo
     :data:`RELEASED` cleared on ``prepared``'s models and on ``loaded`` (the model the caller loaded
     and handed over, changed in place). Returns whether the original was released."""
     from tfopt.conversion.parts import ReferenceOutputs
-    from tfopt.conversion.stages import inputs_of
-    from tfopt.report.build import record_original
     from tfopt.verification.deadline import verify_timeout
 
     portable = prepared.portable
     if not releasable(p, prepared) or all(getattr(portable, name) is None for name in RELEASED):
         return False
-    r = p.options.report
     reference = prepared.reference_outputs or ReferenceOutputs(portable)
     with verify_timeout(p.options.freeze.verify_timeout):  # the bound of the original's runs, as in verifying
         for inputs_at in prepared.verified_at.sets() if prepared.verified_at is not None else []:
             reference(inputs_at)
-        prepared.report_reference = record_original(
-            portable, eval_data=inputs_of(p, prepared).eval(portable.inputs), samples=prepared.samples, seed=r.seed,
-            runs=r.report_runs, verified_at=prepared.verified_at, allow_nonfinite=r.allow_nonfinite)
+        prepared.report_reference = prepared.report_reference or _record_report(p, prepared)
     cleared = dict.fromkeys(RELEASED)
     prepared.portable, prepared.runtime = portable.replace(**cleared), prepared.runtime.replace(**cleared)
     for model in [loaded] if loaded is not None else []:
@@ -61,3 +56,30 @@ def record_and_release(p: Any, prepared: Any, loaded: Model | None = None) -> bo
     prepared.reference_outputs = reference
     gc.collect()  # TensorFlow's function objects hold the variables in reference cycles
     return True
+
+
+def record_given_data(p: Any, prepared: Any) -> None:
+    """With given data (``--eval-data``, else calibration samples) and verification on: the report's
+    part of the original (``prepared.report_reference``) recorded before any artifact is built, so a
+    sample the original does not run on stops the conversion with its typed error
+    (:func:`tfopt.report.measure.record_reference`: the option, the sample, TensorFlow's node) before
+    every target is converted, not after. The report measures the artifacts on these numbers."""
+    from tfopt.verification.deadline import verify_timeout
+
+    if prepared.report_reference is not None or not p.options.freeze.verify or \
+            not (p.options.report.eval_data or prepared.samples):
+        return
+    from dataclasses import replace
+
+    with verify_timeout(p.options.freeze.verify_timeout):
+        prepared.report_reference = replace(_record_report(p, prepared), timed_early=True)
+
+
+def _record_report(p: Any, prepared: Any) -> Any:
+    from tfopt.conversion.stages import inputs_of
+    from tfopt.report.build import record_original
+
+    r, portable = p.options.report, prepared.portable
+    return record_original(portable, eval_data=inputs_of(p, prepared).eval(portable.inputs), samples=prepared.samples,
+                           seed=r.seed, runs=r.report_runs, verified_at=prepared.verified_at,
+                           allow_nonfinite=r.allow_nonfinite)

@@ -9,7 +9,7 @@ from typing import Any
 from tfopt._tf import tf
 from tfopt.errors import ModelFormatError, OptionError
 from tfopt.graph import Model
-from tfopt.loaders import tf1_savedmodel
+from tfopt.loaders import tf1_savedmodel, tf2_metagraph
 from tfopt.loaders._concrete import model_from_concrete
 
 FORMAT = "savedmodel"
@@ -39,15 +39,22 @@ def load(path: str, options: Any) -> Model:
     tags = options.tags or None
     if tags:
         _check_tags(path, tags)
+    extra: dict[str, Any] = {}
     try:
         obj = t.saved_model.load(path, tags=tags)
     except Exception as exc:
+        refused, proto = _first_line(exc), tf1_savedmodel.read_saved_model(path)
+        error = tf2_metagraph.refusal_error(path, proto, str(exc)) if proto is not None else None
+        if error is not None:
+            raise error from exc
         # TF1's builder wrote the whole MetaGraph: load it as a TF1 checkpoint's (tf1_savedmodel)
-        if tf1_savedmodel.is_tf1(tf1_savedmodel.read_saved_model(path)):
-            return tf1_savedmodel.load(path, options, _first_line(exc))
-        raise ModelFormatError(f"{path}: cannot load SavedModel ({_first_line(exc)}). "
-                               f"{_missing_hint(path)}") from exc
-    signatures = dict(obj.signatures)
+        if tf1_savedmodel.is_tf1(proto):
+            return tf1_savedmodel.load(path, options, refused)
+        if proto is None or _missing(path):
+            raise ModelFormatError(f"{path}: cannot load SavedModel ({refused}). {_missing_hint(path)}") from exc
+        # a TF2 SavedModel whose object graph TF2 cannot rebuild: its MetaGraph's signatures (tf2_metagraph)
+        obj, extra = tf2_metagraph.load_signatures(path, tags, str(exc), proto), {"tf2_refused": refused}
+    signatures = tf2_metagraph.signatures(obj) if extra else dict(obj.signatures)
     if not signatures and tf1_savedmodel.is_tf1(tf1_savedmodel.read_saved_model(path)):
         return tf1_savedmodel.load(path, options, "the SavedModel has no signature")
     if options.signature not in signatures:
@@ -57,18 +64,28 @@ def load(path: str, options: Any) -> Model:
     kwargs_spec = fn.structured_input_signature[1]
     input_names = sorted(kwargs_spec)  # signature functions take keyword args, flattened by sorted key
 
-    provenance = {"format": FORMAT, "path": path, "signature": options.signature, "signatures": sorted(signatures)}
+    provenance = {"format": tf2_metagraph.FORMAT if extra else FORMAT, "path": path, "signature": options.signature,
+                  "signatures": sorted(signatures), **extra}
     call = _SignatureReference(fn, input_names)
     model = model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=obj,
                                 external_threshold=options.external_threshold)
+    if extra:  # the MetaGraph's variables are graph resources TensorFlow's converter leaves: tfopt freezes them
+        values = tf2_metagraph.variable_values(obj, model.graph_def)
+        model = model.replace(variable_values=values.__getitem__, provenance={
+            **model.provenance, "variables": len(values), "variable_bytes": int(sum(v.nbytes for v in values.values()))})
     # A SignatureDef's outputs are a protobuf map: no order of their own. Sorted keys keep it stable.
     return model.replace(outputs=sorted(model.outputs, key=lambda s: s.name))
 
 
+def _missing(path: str) -> list[str]:
+    """The parts of a SavedModel directory ``path`` lacks: ``saved_model.pb``, ``variables/``."""
+    missing = [] if any(os.path.isfile(os.path.join(path, f)) for f in tf1_savedmodel.GRAPH_FILES) else ["saved_model.pb"]
+    return missing + ([] if os.path.isdir(os.path.join(path, "variables")) else ["variables/"])
+
+
 def _missing_hint(path: str) -> str:
     """What is missing from ``path``, or, for a complete directory, what else to try."""
-    missing = [] if any(os.path.isfile(os.path.join(path, f)) for f in tf1_savedmodel.GRAPH_FILES) else ["saved_model.pb"]
-    missing += [] if os.path.isdir(os.path.join(path, "variables")) else ["variables/"]
+    missing = _missing(path)
     if missing:
         return f"The directory lacks {' and '.join(missing)}: copy the whole SavedModel directory."
     return ("The directory holds saved_model.pb and variables/; choose another MetaGraph with --tags, or freeze the "

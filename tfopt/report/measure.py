@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 import numpy as np
@@ -123,19 +123,50 @@ class RecordedReference:
     sample_rows: int = 1  # rows of one sample (a batch split into N towers: N)
     padded: int = 0  # rows that complete given data's last batch (its first rows again): their outputs dropped
     batching: str = ""  # how given data was batched (tfopt.verification.data_batches.describe)
+    timed_early: bool = False  # recorded before the artifacts were built, converters busy: latency timed again
+
+    def timed_again(self, reference: Callable[[Mapping[str, Any]], dict[str, Any]], runs: int) -> RecordedReference:
+        """The same outputs, the original's latency measured now (``reference``: the original)."""
+        samples = _Samples(self.inputs, self.batch_axes or {}, set(), self.sample_rows, self.padded)
+        timed = getattr(reference, "unbounded", reference)
+        return replace(self, latency_ms=_latency(_single_call(timed, samples), runs), timed_early=False)
 
 
 def record_reference(reference: Callable[[Mapping[str, Any]], dict[str, Any]], model: Model,
                      inputs: dict[str, np.ndarray], batch_axes: Mapping[str, int | None] | None, runs: int,
                      labels: np.ndarray | None = None, sample_rows: int = 1, padded: int = 0,
-                     batching: str = "") -> RecordedReference:
+                     batching: str = "", given: str = "") -> RecordedReference:
     """The original's outputs on ``inputs`` (one sample at a time, as every artifact runs) and its latency.
     ``padded``: the last sample's last rows complete a batch (:mod:`tfopt.verification.data_batches`);
-    their outputs are dropped, here and for every artifact."""
+    their outputs are dropped, here and for every artifact. ``given``: the option and file the inputs
+    come from (``--eval-data data.npz``; "" for made-up inputs), named when the original fails on a sample.
+
+    Raises:
+        OptionError: the original model does not run on a sample of given data (verification checked
+            only the first: the sample, its rows and TensorFlow's node and message named).
+        MadeUpInputsError: it does not run on a sample of the report's made-up inputs.
+    """
     from tfopt.verification.testing import unranked_outputs
 
     samples = _Samples(inputs, batch_axes or {}, unranked_outputs(model.outputs), sample_rows, padded)
-    expected = _batched(reference, samples, [s.name for s in model.outputs])
+    done = [0]
+
+    def counted(feeds: Mapping[str, Any]) -> dict[str, Any]:
+        out = reference(feeds)
+        done[0] += 1
+        return out
+
+    try:
+        expected = _batched(counted, samples, [s.name for s in model.outputs])
+    except TfoptError:
+        raise
+    except Exception as exc:  # TensorFlow's InvalidArgumentError, an assertion tied to the values of one row...
+        from tfopt.verification.refused_inputs import sample_refused
+
+        i, n = done[0], samples.rows
+        rows = f"row {i * n}" if n == 1 else f"rows {i * n}..{(i + 1) * n - 1}"
+        raise sample_refused(exc, samples.sample(i), f"sample {i} of {samples.count}", f"{rows} on each input's batch "
+                             "axis", given) from exc
     timed = getattr(reference, "unbounded", reference)  # sample 0 just ended within the bound: timed without it
     return RecordedReference(inputs, labels, batch_axes, expected, _latency(_single_call(timed, samples), runs),
                              sample_rows, padded, batching)

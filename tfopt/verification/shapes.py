@@ -395,6 +395,6 @@ def tf_error_summary(exc: BaseException) -> str:
     node = re.search(r"Detected at node '([^']+)'|\{\{node ([^}]+)\}\}", text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     body = [line for line in lines if not line.startswith(("Graph execution error", "Detected at node", "Node:",
-                                                            "[[{{node"))]
+                                                            "[[{{node", "<stack traces unavailable>"))]
     summary = " ".join(" ".join(body).split())[:300] or " ".join(text.split())[:300]
     return f"node '{node.group(1) or node.group(2)}': {summary}" if node else summary

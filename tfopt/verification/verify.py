@@ -44,6 +44,7 @@ from tfopt.verification.data_batches import DATA_ROWS, given_rows, join_samples
 from tfopt.verification.input_data import npz_arrays, verify_shapes
 from tfopt.verification.input_domains import reasons
 from tfopt.verification.kernels import kernel_refusal
+from tfopt.verification.refused_inputs import failure, run_original
 from tfopt.verification.saturation import (
     NORMAL,
     PROBE_ROWS,
@@ -72,7 +73,8 @@ def reference_runner(model: Model, run: Any = None) -> Any:
 
 def reference_outputs(original: Model, inputs_at: VerifyInputs, runner: Any = None) -> dict[str, Any]:
     """``{output name: array}`` of the original model on ``inputs_at`` (its bindings fed too)."""
-    got = (runner or reference_runner(original))({**inputs_at.feeds, **(original.bindings if original.reference else {})})
+    bindings = original.bindings if original.reference else {}
+    got = run_original(runner or reference_runner(original), {**inputs_at.feeds, **bindings}, inputs_at)
     return {s.name: got[s.name] for s in original.outputs}
 
 
@@ -257,7 +259,7 @@ def check_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], giv
         raise
     except Exception as exc:
         raise OptionError(f"{option}: the original model does not run on these inputs ({given.describe()}): "
-                          f"{type(exc).__name__}: {_first_line(exc)}") from exc
+                          f"{failure(exc)}") from exc
     if problem:
         raise OptionError(f"{option}: the original model's {problem} at {given.describe()}; nothing can be "
                           "verified on these inputs: give inputs (or a --verify-shape) it answers with finite values")
