@@ -16,6 +16,15 @@ from tfopt.demos import examples
 
 
 @pytest.fixture(scope="session")
+def tfmot():
+    """TFMOT as tfopt imports it (tests/helpers.py: ``tfmot_or_skip``), or the test skipped. A fixture,
+    not a module-level import: collecting a file must not import tf-keras and TFMOT in every worker."""
+    from tests.helpers import tfmot_or_skip
+
+    return tfmot_or_skip()
+
+
+@pytest.fixture(scope="session")
 def digits_test():
     _, _, x_test, y_test = examples.digits()
     return x_test[:64], y_test[:64]

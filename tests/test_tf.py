@@ -112,18 +112,6 @@ print(json.dumps({{"keras": "keras" in sys.modules, "marker": sys.modules.get(KE
     assert out == {"keras": True, "marker": False}
 
 
-def test_legacy_keras_import_is_kept():
-    """Under ``TF_USE_LEGACY_KERAS=1`` TensorFlow imports Keras 2 (``tf_keras``), whose optimizers
-    register with the SavedModel registry: that import is not touched."""
-    out = _python("""
-import json, sys
-from tfopt._tf import tf
-tf()
-print(json.dumps({"tf_keras": "tf_keras.src.optimizers" in sys.modules}))
-""", env={"TF_USE_LEGACY_KERAS": "1"})
-    assert out == {"tf_keras": True}
-
-
 def test_failed_import_leaves_no_marker():
     """An ``import tensorflow`` that fails inside the block raises its error and leaves no marker
     in ``sys.modules`` (Keras imports afterwards as usual)."""
@@ -150,19 +138,24 @@ def test_tfmot_import_leaves_the_process_keras_and_environment_alone(user_choice
     """TFMOT's import sets ``TF_USE_LEGACY_KERAS=1`` and reads ``tf.keras``: imported bare in a fresh process,
     ``from tensorflow import keras`` then gives Keras 2 for good and every child inherits the variable.
     Through :func:`tfopt._tf.tfmot` the process keeps the Keras it had (Keras 3, or Keras 2 where the user
-    set the variable) and the variable as it was, and TFMOT still works (its Keras is tf-keras)."""
+    set the variable) and the variable as it was, and TFMOT still works (its Keras is tf-keras). Under
+    ``TF_USE_LEGACY_KERAS=1`` TensorFlow's own import of Keras 2 (``tf_keras``, whose optimizers register
+    with the SavedModel registry) is not touched by :func:`tfopt._tf.tf` either."""
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env.update({"TF_CPP_MIN_LOG_LEVEL": "3", **({"TF_USE_LEGACY_KERAS": user_choice} if user_choice else {})})
     code = """
-import json, os
-from tfopt._tf import tfmot
+import json, os, sys
+from tfopt._tf import tf, tfmot
+tf()
+legacy = "tf_keras.src.optimizers" in sys.modules
 m = tfmot()
 from tensorflow import keras
-print(json.dumps({"env": os.environ.get("TF_USE_LEGACY_KERAS"), "keras": keras.layers.Layer.__module__.split(".")[0],
+print(json.dumps({"env": os.environ.get("TF_USE_LEGACY_KERAS"), "legacy": legacy,
+                  "keras": keras.layers.Layer.__module__.split(".")[0],
                   "tfmot_keras": m.quantization.keras.quantize_annotate_layer.__module__.split(".")[0]}))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out == {"env": user_choice, "keras": "tf_keras" if user_choice else "keras",
+    assert out == {"env": user_choice, "legacy": bool(user_choice), "keras": "tf_keras" if user_choice else "keras",
                    "tfmot_keras": "tensorflow_model_optimization"}

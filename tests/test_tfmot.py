@@ -6,13 +6,10 @@ import os
 
 import numpy as np
 
-from tests.helpers import tfmot_or_skip
 from tfopt.conversion.convert import convert
 from tfopt.conversion.manifest import manifest_model
 from tfopt.demos import examples
 from tfopt.runtimes import runner_for
-
-tfmot = tfmot_or_skip()
 
 
 def _cnn():
@@ -31,7 +28,7 @@ def _accuracy(out, artifact, x, y):
     return float(np.mean(probs.argmax(-1) == y))
 
 
-def test_qat_model_converts_to_int8_without_calibration(tmp_path):
+def test_qat_model_converts_to_int8_without_calibration(tmp_path, tfmot):
     import tf_keras
 
     tf_keras.utils.set_random_seed(0)
@@ -54,7 +51,7 @@ def test_qat_model_converts_to_int8_without_calibration(tmp_path):
         assert _accuracy(out, artifact, x_test, y_test) >= qat_accuracy - 0.015, artifact.format
 
 
-def test_pruned_model_is_stripped_and_compresses(tmp_path):
+def test_pruned_model_is_stripped_and_compresses(tmp_path, tfmot):
     import tf_keras
 
     tf_keras.utils.set_random_seed(0)
@@ -83,7 +80,7 @@ def test_pruned_model_is_stripped_and_compresses(tmp_path):
         assert all("gzip_bytes" in a for a in json.load(f)["artifacts"])
 
 
-def test_clustered_model_is_stripped_to_its_centroids(tmp_path):
+def test_clustered_model_is_stripped_to_its_centroids(tmp_path, tfmot):
     import tf_keras
 
     tf_keras.utils.set_random_seed(0)

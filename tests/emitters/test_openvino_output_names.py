@@ -13,7 +13,7 @@ import pytest
 @pytest.mark.parametrize("rnn,steps,units,plain_head", [
     ("LSTM", 4, 3, False),
     ("GRU", 6, 5, True),
-    ("SimpleRNN", 3, 2, True),
+    pytest.param("SimpleRNN", 3, 2, True, marks=pytest.mark.slow),  # the GRU's case with another cell
 ], ids=["lstm", "gru-beside-dense", "simplernn-beside-dense"])
 def test_every_loop_output_keeps_its_name_in_openvino(tmp_path, rnn, steps, units, plain_head):
     import tf_keras as K

@@ -43,9 +43,15 @@ def _check(frozen, tmp_path, reference, features: int, lengths=(3, 12), extra=No
             np.testing.assert_allclose(got[name], value, atol=ATOL, rtol=0)
 
 
+# Each cell once in the fast lane (masked or not, sequences or the last state, between them); the
+# other combination of each cell in the slow lane.
+_SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(("kind", "units", "features", "masking", "sequences"), [
-    ("LSTM", 6, 5, False, True), ("LSTM", 3, 2, True, False), ("GRU", 7, 5, True, True),
-    ("GRU", 4, 3, False, False), ("SimpleRNN", 5, 4, True, True), ("SimpleRNN", 2, 6, False, False)])
+    pytest.param("LSTM", 6, 5, False, True, marks=_SLOW), ("LSTM", 3, 2, True, False), ("GRU", 7, 5, True, True),
+    pytest.param("GRU", 4, 3, False, False, marks=_SLOW), pytest.param("SimpleRNN", 5, 4, True, True, marks=_SLOW),
+    ("SimpleRNN", 2, 6, False, False)])
 def test_keras_recurrent_layers_convert_with_the_batch_pinned(tmp_path, kind, units, features, masking, sequences):
     import keras
 

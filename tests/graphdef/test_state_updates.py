@@ -436,7 +436,7 @@ def test_keras3_layers_changing_state_in_bodies_convert_to_every_target(tmp_path
                          x, np.asarray(model(x, training=False)))
 
 
-@pytest.mark.parametrize("kind", ["while", "cond-in-while"])
+@pytest.mark.parametrize("kind", [pytest.param("while", marks=pytest.mark.slow), "cond-in-while"])  # holds a while
 def test_a_module_writing_in_a_body_converts_to_every_target(tmp_path, kind):
     module = _body_module(kind, "assign_add", units=3)
     x = np.concatenate(_both_branches(2))  # the branch taken depends on the batch's sum: one sample at a time

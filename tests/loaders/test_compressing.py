@@ -9,11 +9,11 @@ import os
 import numpy as np
 import pytest
 
-from tests.helpers import counting, reads, tfmot_or_skip
+from tests.helpers import counting, reads
 from tfopt import cli
 from tfopt.conversion.convert import convert
 
-tfmot_or_skip()
+pytestmark = pytest.mark.usefixtures("tfmot")  # skipped without TFMOT (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,14 @@ import os
 import numpy as np
 import pytest
 
-from tests.helpers import counting, reads, tfmot_or_skip
+from tests.helpers import counting, reads
 from tfopt import cli
 from tfopt.conversion.convert import convert
 from tfopt.demos import examples
 from tfopt.errors import OptionError
 from tfopt.quantizing.int8_ops import count_quantized_ops
 
-tfmot_or_skip()
+pytestmark = pytest.mark.usefixtures("tfmot")  # skipped without TFMOT (tests/conftest.py)
 
 TARGETS = ["tflite", "onnx", "openvino"]
 MARGIN = 1.0  # top-1 points the fine-tuned int8 may trail the engine's post-training int8 by (360 test digits)
