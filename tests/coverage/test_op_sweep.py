@@ -71,6 +71,10 @@ FORMERLY_OPEN = [
     ("local_response_normalization", "frozen", "openvino"),  # OpenVINO's LRN kernel (2.8e-4 off)
     ("ragged_to_dense", "savedmodel", "onnx"),  # made-up row lengths that did not add up (MadeUpInputsError)
     ("ragged_to_dense", "frozen", "onnx"),  # the same, blamed on tf2onnx's ScatterND
+    ("ragged_nested_rowids", "savedmodel", "onnx"),  # nested value row ids not followed (MadeUpInputsError)
+    ("ragged_nested_rowids", "frozen", "onnx"),  # the same; then tf2onnx refused the mixed partitions
+    ("ragged_map_fn", "savedmodel", "onnx"),  # splits [None] made up as [0] at batch 1 (MadeUpInputsError)
+    ("ragged_map_fn", "frozen", "onnx"),  # the same from a TF1 graph
 ]
 
 

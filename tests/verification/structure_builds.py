@@ -41,6 +41,18 @@ BUILDS = {b.name: b for b in [
     Build("nested_row_lengths", (("values", (None,), "float32"), ("outer", (3,), "int32"),
                                  ("inner", (None,), "int32")),
           lambda tf, v, o, i, w: tf.RaggedTensor.from_nested_row_lengths(v * w, [o, i]).to_tensor(shape=[3, 4, 5])),
+    # a nested level of the other form: value row ids inside row splits (ragged_rank 2), row splits inside
+    # value row ids, value row ids inside value row ids (the inner ids imply the rows the outer split)
+    Build("rowids_in_splits", (("values", (None,), "float32"), ("splits", (4,), "int64"), ("rowids", (None,), "int64")),
+          lambda tf, v, s, r, w: tf.RaggedTensor.from_row_splits(
+              tf.RaggedTensor.from_value_rowids(v * w, r), s).to_tensor(shape=[3, 4, 5])),
+    Build("splits_in_rowids", (("values", (None,), "float32"), ("splits", (4,), "int64"), ("rowids", (3,), "int64")),
+          lambda tf, v, s, r, w: tf.RaggedTensor.from_value_rowids(
+              tf.RaggedTensor.from_row_splits(v * w, s), r, nrows=3).to_tensor(shape=[3, 4, 5])),
+    Build("rowids_in_rowids", (("values", (None,), "float32"), ("outer", (None,), "int64"),
+                               ("inner", (None,), "int64")),
+          lambda tf, v, o, i, w: tf.RaggedTensor.from_value_rowids(
+              tf.RaggedTensor.from_value_rowids(v * w, i), o, nrows=3).to_tensor(shape=[3, 4, 5])),
     Build("ragged_gather", (("values", (None,), "float32"), ("lengths", (4,), "int32"), ("rows", (None,), "int32")),
           lambda tf, v, n, r, w: tf.gather(tf.RaggedTensor.from_row_lengths(v * w, n), r).to_tensor(shape=[None, 5])),
     Build("sorted_segment_ids", (("data", (None, 3), "float32"), ("ids", (None,), "int32")),
@@ -66,7 +78,8 @@ BUILDS = {b.name: b for b in [
 # TFLite SparseReshape;
 # OpenVINO converts SparseReshape but places the value elsewhere: a mismatch, docs/known-limits.md)
 TARGETS = {**{name: ("onnx",) for name in ("row_lengths", "row_splits", "value_rowids", "value_rowids_nrows",
-                                            "nested_row_lengths", "ragged_gather", "sparse_segment_ids",
+                                            "nested_row_lengths", "rowids_in_splits",
+                                            "splits_in_rowids", "rowids_in_rowids", "ragged_gather", "sparse_segment_ids",
                                             "sparse_reshape")},
            "sparse_matmul": ("openvino",)}
 ALL = ("tflite", "onnx", "openvino")

@@ -50,6 +50,8 @@ def _holds(name: str, feeds: dict) -> None:
         assert np.all(np.diff(rows) >= 0) and rows.min() >= 0 and rows.max() < feeds["nrows"]
     elif name == "nested_row_lengths":  # the outer rows split the inner ones, which split the values
         assert feeds["outer"].sum() == len(feeds["inner"]) and feeds["inner"].sum() == len(feeds["values"])
+    elif name in ("rowids_in_splits", "splits_in_rowids", "rowids_in_rowids"):
+        _holds_nested(name, feeds)
     elif name == "ragged_gather":
         assert feeds["lengths"].sum() == len(feeds["values"]) and 0 <= feeds["rows"].min() <= feeds["rows"].max() < 4
     elif name == "sorted_segment_ids":
@@ -69,6 +71,27 @@ def _holds(name: str, feeds: dict) -> None:
         assert np.all(np.diff(flat) > 0)  # distinct, in row-major order
         if name == "sparse_matmul":
             assert shape[1] == 6  # the dense operand's rows
+
+
+def _holds_nested(name: str, feeds: dict) -> None:
+    """Two ragged levels of different forms: each level's partition splits exactly the rows of the one
+    below (value row ids imply theirs: last id + 1), the inner one the values."""
+    def ids_ok(ids, rows):
+        return np.all(np.diff(ids) >= 0) and (not len(ids) or (ids.min() >= 0 and ids.max() < rows))
+
+    values = len(feeds["values"])
+    if name == "rowids_in_splits":
+        splits, ids = feeds["splits"], feeds["rowids"]
+        assert len(ids) == values and ids_ok(ids, splits[-1]) and (not values or ids[-1] + 1 == splits[-1])
+        assert splits[0] == 0 and np.all(np.diff(splits) >= 0)
+    elif name == "splits_in_rowids":
+        splits, ids = feeds["splits"], feeds["rowids"]
+        assert splits[0] == 0 and np.all(np.diff(splits) >= 0) and splits[-1] == values
+        assert len(ids) == len(splits) - 1 and ids_ok(ids, 3)
+    else:
+        outer, inner = feeds["outer"], feeds["inner"]
+        assert len(inner) == values and ids_ok(inner, len(outer)) and (not values or inner[-1] + 1 == len(outer))
+        assert ids_ok(outer, 3)
 
 
 @pytest.mark.parametrize("name", sorted(BUILDS))

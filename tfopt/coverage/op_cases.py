@@ -252,6 +252,13 @@ CASES: dict[str, OpCase] = {c.name: c for c in [
         tf.strings.regex_replace(x[0], "[^0-9]", "")) * w[0], ((1,),)),
     OpCase("ragged_to_dense", "dtype", (In("values", (None,)), In("lengths", (3,), "int32")),
            lambda tf, x, w: tf.RaggedTensor.from_row_lengths(x[0], x[1]).to_tensor(shape=[3, 4]) * w[0], ((4,),)),
+    OpCase("ragged_nested_rowids", "dtype", (In("values", (None,)), In("splits", (4,), "int64"),
+                                             In("rowids", (None,), "int64")),
+           lambda tf, x, w: tf.RaggedTensor.from_row_splits(tf.RaggedTensor.from_value_rowids(
+               x[0] * w[0], x[2]), x[1]).to_tensor(shape=[3, 4, 5]), ((1,),)),
+    OpCase("ragged_map_fn", "dtype", (In("values", (None,)), In("splits", (None,), "int64")),  # a RaggedTensorSpec's
+           lambda tf, x, w: tf.map_fn(lambda row: tf.reduce_sum(row * w[0]), tf.RaggedTensor.from_row_splits(
+               x[0], x[1]), fn_output_signature=tf.float32), ((1,),)),
     OpCase("random_in_inference", "random", (VEC,), lambda tf, x, w: x[0] * w[0] + tf.random.normal(
         tf.shape(x[0]), stddev=0.01), ((8,),)),
     OpCase("int64_input", "dtype", (In("ids", (None, 4), "int64"),), lambda tf, x, w: tf.cast(

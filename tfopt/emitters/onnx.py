@@ -97,7 +97,9 @@ def _lower_for_tf2onnx(graph_def: Any) -> Any:
     inexactly (bicubic, area, scale-and-translate) into TensorFlow's own weights as matrix products
     (:mod:`tfopt.emitters.resize_lower`; a dynamic-size one stays, :mod:`tfopt.emitters.onnx_resize` patches it);
     ``CropAndResize`` into gathers at TensorFlow's own sample coordinates (:mod:`tfopt.emitters.crop_lower`:
-    tf2onnx's ``tf_crop_and_resize`` Resize puts a box edge at the image border one ulp outside and fills it).
+    tf2onnx's ``tf_crop_and_resize`` Resize puts a box edge at the image border one ulp outside and fills it);
+    a ``RaggedTensorToTensor`` whose ragged levels mix row splits and value row ids into row splits only
+    (:mod:`tfopt.emitters.ragged_lower`: tf2onnx converts either form alone, not a mix).
 
     Functional control flow (``While``/``If``/``Case``, in the graph and in its functions) is marked
     ``_lower_using_switch_merge=False``, as TensorFlow's own ``convert_variables_to_constants_v2(...,
@@ -108,9 +110,10 @@ def _lower_for_tf2onnx(graph_def: Any) -> Any:
 
     from tfopt.emitters.crop_lower import lower_crops
     from tfopt.emitters.onnx_weight_quant import lower_weight_fake_quant
+    from tfopt.emitters.ragged_lower import lower_ragged_partitions
     from tfopt.emitters.resize_lower import lower_resizes
 
-    graph_def = disable_lower_using_switch_merge(graph_def)
+    graph_def = lower_ragged_partitions(disable_lower_using_switch_merge(graph_def))
     graph_def, _, kept = lower_resizes(lower_crops(lower_weight_fake_quant(graph_def)))
     wrong = [skip for skip in kept if skip.reason.startswith("ResizeArea")]  # tf2onnx: nearest (a body's too)
     if wrong:

@@ -137,9 +137,13 @@ def emit_openvino(model: Model, path: str, *, precision: str = "fp32",
 
 
 def _first_error(message: str) -> str:
+    """The frontend's own line; for ops it has no translation of, what to do (nothing tfopt rewrites helps)."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    detail = next((line for line in lines if line.startswith("--")), lines[0] if lines else "unknown error")
-    return detail[:400]
+    detail = next((line for line in lines if line.startswith("--")), lines[0] if lines else "unknown error")[:400]
+    if "No conversion rule found for operations" in detail:
+        detail += ("; OpenVINO's TensorFlow frontend has no translation of these ops: leave openvino out of --to "
+                   "(the other targets are still written)")
+    return detail
 
 
 def _with_preprocess(ov: Any, ov_model: Any, pre: Preprocess, model: Model) -> Any:

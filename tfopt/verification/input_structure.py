@@ -12,8 +12,10 @@ functions it is passed to, :mod:`tfopt.verification.body_scopes`) to the op that
   is a ``num_segments`` input) or the nested splits of ``RaggedTensorToSparse``,
   ``RaggedTensorToVariant``, ``RaggedGather``; lengths also as ``concat([0], cumsum(lengths))``, the
   splits ``RaggedTensor.from_row_lengths`` builds. Lengths add up to the count of what they split (the
-  values' leading dimension, or the next partition's rows), splits start at 0, never decrease and end at
-  that count, value ids are sorted and below the number of rows;
+  values' leading dimension, or the next partition's rows: value row ids imply theirs, last id + 1, so a
+  nested level's ids, ``from_value_rowids`` inside ``from_row_splits``, end at their last row and are
+  drawn first), splits start at 0, never decrease and end at that count, value ids are sorted and below
+  the number of rows (a nested level's below the count of the value row ids above them);
 - **sorted_ids** - the segment ids of ``Segment*`` and ``SparseSegment*``: sorted;
 - **bounded_ids** - ids below a bound: ``UnsortedSegment*`` (``num_segments``), a ``SparseSegment*``'s
   indices (the data's rows), a ``RaggedGather``'s indices (the params' rows);
@@ -38,11 +40,14 @@ import numpy as np
 
 from tfopt.verification.body_scopes import MAX_DEPTH, Scope, constant, follow, main_scope
 
+VALUE, ROWS = -1, -2  # a Ref's axis: the input's value; the rows value row ids imply (their last + 1)
+
 
 @dataclass(frozen=True)
 class Ref:
-    """A number the made-up inputs decide: dimension ``axis`` of ``input`` (``axis`` -1: its value), plus
-    ``offset``; or a constant ``value``."""
+    """A number the made-up inputs decide: dimension ``axis`` of ``input`` (``axis`` :data:`VALUE`: its
+    value; :data:`ROWS`: the rows its value row ids imply, their last + 1), plus ``offset``; or a
+    constant ``value``."""
 
     input: str = ""
     axis: int = 0
@@ -56,8 +61,12 @@ class Ref:
         if self.input not in feeds:
             return None
         fed = np.asarray(feeds[self.input])
-        if self.axis < 0:
-            return fed.astype(np.int64) + self.offset if fed.dtype.kind in "iu" else None
+        if self.axis < 0 and fed.dtype.kind not in "iu":
+            return None
+        if self.axis == ROWS:
+            return np.asarray((int(fed.max()) + 1 if fed.size else 0) + self.offset)
+        if self.axis == VALUE:
+            return fed.astype(np.int64) + self.offset
         return np.asarray(fed.shape[self.axis] + self.offset) if self.axis < fed.ndim else None
 
 
@@ -66,7 +75,8 @@ class Need:
     """What an input must hold: ``kind`` (see the module docstring), ``why`` (the op, ``Op 'node'`` and
     where), ``count`` (what a partition splits, a segment's or index's data rows), ``bound`` (a partition's
     rows, ``num_segments``, the dense shape), ``axis``/``size``: a dense shape's entry tied to a size;
-    ``at``: the node that reads it (and where)."""
+    ``at``: the node that reads it (and where); ``last_row``: value row ids whose last row holds a value
+    (a nested level's: the rows they imply, last id + 1, are the rows the level above splits)."""
 
     kind: str
     why: str
@@ -75,6 +85,7 @@ class Need:
     axis: int = -1
     size: Ref | None = None
     at: str = ""
+    last_row: bool = False
 
 
 _CARRY = {"Identity", "Cast", "Enter", "Switch", "_SwitchN", "Merge", "StopGradient", "EnsureShape", "ToInt32",
@@ -178,7 +189,11 @@ def _anchor(scope: Scope, user: Any, index: int, state: str) -> Need | None:
 
 
 def _partition(scope: Scope, user: Any, data: list[str], k: int, state: str) -> Need | None:
-    """Partition ``k`` of a ``RaggedTensorToTensor`` (its type from ``row_partition_types``)."""
+    """Partition ``k`` of a ``RaggedTensorToTensor`` (its type from ``row_partition_types``). A level's
+    count is what the next level splits: the values' leading dimension after the last, else the next
+    partition's rows: its splits' length - 1, its lengths' length, or the rows its value row ids imply
+    (their last + 1: TensorFlow's ``from_value_rowids`` without ``nrows``). Nested value row ids are
+    bounded by the rows of value row ids above them (the outer ids' count)."""
     types = [t.decode() for t in user.attr["row_partition_types"].list.s]
     if k >= len(types):
         return None
@@ -189,18 +204,31 @@ def _partition(scope: Scope, user: Any, data: list[str], k: int, state: str) -> 
     if not nxt:
         count = _dim(scope, data[1], 0)  # the values' leading dimension
     else:  # the next partition's rows
-        after = types[nxt[0]]
-        count = _dim(scope, data[3 + nxt[0]], 0, -1) if after == "ROW_SPLITS" else \
-            _dim(scope, data[3 + nxt[0]], 0) if after == "ROW_LENGTHS" else None
+        after, ref = types[nxt[0]], data[3 + nxt[0]]
+        count = _dim(scope, ref, 0, -1) if after == "ROW_SPLITS" else _dim(scope, ref, 0) \
+            if after == "ROW_LENGTHS" else _implied_rows(scope, ref)
     why = _why(scope, user, f" ({types[k]})")
     if types[k] == "ROW_SPLITS" and state in ("raw", "lengths"):
         return Need("row_splits" if state == "raw" else "row_lengths", why, count)
     if types[k] == "ROW_LENGTHS" and state == "raw":
         return Need("row_lengths", why, count)
     if types[k] == "VALUE_ROWIDS" and state == "raw":
-        first = k == 1 and types[0] == "FIRST_DIM_SIZE"
-        return Need("value_rowids", why, count, _value(scope, data[3]) if first else None)
+        if k == 1 and types[0] == "FIRST_DIM_SIZE":
+            return Need("value_rowids", why, count, _value(scope, data[3]))
+        above = [i for i in levels if i < k]
+        bound = _dim(scope, data[3 + above[-1]], 0) if above and types[above[-1]] == "VALUE_ROWIDS" else None
+        return Need("value_rowids", why, count, bound, last_row=bool(above))
     return None
+
+
+def _implied_rows(scope: Scope, ref: str) -> Ref | None:
+    """The rows the value row ids ``ref`` imply (their last + 1), as a :class:`Ref`."""
+    value = _value(scope, ref)
+    if value is None:
+        return None
+    if value.value is not None:
+        return Ref(value=(max(value.value) + 1 if value.value else 0,))
+    return replace(value, axis=ROWS)
 
 
 def _dense_shape(scope: Scope, user: Any, data: list[str], indices: int) -> Need:
@@ -258,7 +286,7 @@ def _value(scope: Scope, ref: str, depth: int = 0) -> Ref | None:
     if node is None or depth > MAX_DEPTH:
         return None
     if node.op in ("Placeholder", "PlaceholderWithDefault"):
-        return Ref(node.name, -1)
+        return Ref(node.name, VALUE)
     data = [r for r in node.input if not r.startswith("^")]
     return _value(scope, data[0], depth + 1) if node.op in _CARRY and data else None
 

@@ -7,7 +7,10 @@ The size search chooses every dimension, the values' count with the rest; a stru
 - row lengths: a random split of the count into as many rows as the input has (``multinomial``: each
   value falls in a uniformly drawn row), so they add up to it; row splits: ``0``, then their running sum;
 - value row ids: one per value, sorted, below the number of rows (drawn with the counts as above); a
-  number of rows (or ``num_segments``) that is an input: in ``[1, 8]``;
+  number of rows (or ``num_segments``) that is an input: in ``[1, 8]``; a nested level's ids (below the
+  rows of the ids above them, else below ``[1, 8]`` rows) end at their last row, whose count the level
+  above splits, drawn after them (an input a :class:`~tfopt.verification.input_structure.Ref` reads the
+  value of is drawn before the input that reads it);
 - sorted segment ids: from 0, each the one before or the next (the canonical form: TensorFlow allows
   gaps, TFLite's ``SEGMENT_SUM`` does not), below ``num_segments`` where given; bounded ids: uniform
   below their bound;
@@ -48,14 +51,35 @@ def constrain(needs: Mapping[str, Need], feeds: dict[str, np.ndarray], rng: np.r
     Raises:
         MadeUpInputsError: a structure no made-up value can satisfy at these shapes.
     """
-    order = sorted((n for n in needs if n in feeds), key=lambda n: needs[n].kind not in _FIRST)
-    for name in order:
+    for name in _order(needs, feeds):
         need, old = needs[name], np.asarray(feeds[name])
         if old.dtype.kind not in "iu":  # a float or string input is data, whatever it reaches
             continue
         values = _draw(name, need, old.shape, feeds, rng)
         if values is not None:
             feeds[name] = np.asarray(values).astype(old.dtype).reshape(old.shape)
+
+
+def room_for_structure(need: Need | None, dims: tuple[int | None, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape``, made up for an input declared ``dims``, with room for its structure: row splits of unknown
+    length (a ``tf.RaggedTensorSpec`` argument's, ``[None]``) hold one row at least, two entries. The batch
+    of one an artifact is verified at gave them one entry, which splits nothing: no values could exist."""
+    if need is not None and need.kind == "row_splits" and dims[:1] == (None,) and shape and shape[0] < 2:
+        return (2, *shape[1:])
+    return shape
+
+
+def _order(needs: Mapping[str, Need], feeds: Mapping[str, Any]) -> list[str]:
+    """The structure inputs of ``feeds``: dense shapes and counts first, then each input after those whose
+    value its :class:`Need` reads (a nested level's value row ids before the splits above them)."""
+    left = sorted((n for n in needs if n in feeds), key=lambda n: needs[n].kind not in _FIRST)
+    order: list[str] = []
+    while left:
+        ready = [n for n in left if not {r.input for r in (needs[n].count, needs[n].bound)
+                                         if r is not None and r.axis < 0} & set(left) - {n}]
+        order.append((ready or left)[0])  # a cycle (none known) keeps the old order
+        left.remove(order[-1])
+    return order
 
 
 def _number(ref: Ref | None, feeds: Mapping[str, Any]) -> int | None:
@@ -95,6 +119,9 @@ def _draw(name: str, need: Need, shape: tuple[int, ...], feeds: Mapping[str, Any
         if rows is None or rows < 0 or (rows == 0 and count > 0):
             raise _fail(name, need, f"{count} values cannot be split into {rows} rows")
         lengths = _split(count, rows, rng)
+        if need.last_row and count and not lengths[-1]:  # the rows the ids imply are the rows drawn
+            lengths[rng.choice(np.flatnonzero(lengths))] -= 1
+            lengths[-1] = 1
         if kind == "row_lengths":
             return lengths
         if kind == "row_splits":

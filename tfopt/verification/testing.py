@@ -56,7 +56,7 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
     from tfopt.verification.input_structure import input_needs
     from tfopt.verification.made_up_inputs import fill, input_roles
     from tfopt.verification.saturation import scaled
-    from tfopt.verification.structured_values import constrain
+    from tfopt.verification.structured_values import constrain, room_for_structure
 
     roles = input_roles(graph_def) if graph_def is not None else {}
     needs = input_needs(graph_def, {s.name for s in specs}) if graph_def is not None else {}
@@ -68,6 +68,7 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
         shape = tuple((batch if i == 0 else dynamic_dim) if d is None else d for i, d in enumerate(dims))
         if shapes and spec.name in shapes:
             shape = tuple(int(d) for d in shapes[spec.name])
+        shape = room_for_structure(needs.get(spec.name), dims, shape)
         role = roles.get(spec.name)
         if role and role[0] == "length" and not spec.dtype.startswith(("int", "uint")):
             role = None  # a float compared with another tensor is a value, not a length
