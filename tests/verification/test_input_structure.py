@@ -105,7 +105,12 @@ def test_made_up_structure_holds_and_tensorflow_runs_it(name, batch, size):
     concrete(*[feeds[n] for n, _, _ in BUILDS[name].inputs])  # TensorFlow's checks: asserts, sorted ids, bounds
 
 
-@pytest.mark.parametrize("name", sorted(BUILDS))
+# From a frozen .pb one kind of each family in the fast lane (splits, nested lengths, nested ids, segment ids,
+# sparse indices); every kind converts from a SavedModel below, and the rest from a .pb in the slow lane.
+FROZEN_FAST = {"row_splits", "nested_row_lengths", "rowids_in_rowids", "sorted_segment_ids", "sparse_matmul"}
+
+
+@pytest.mark.parametrize("name", [n if n in FROZEN_FAST else pytest.param(n, marks=pytest.mark.slow) for n in sorted(BUILDS)])
 def test_structure_converts_and_verifies_from_a_frozen_pb(name, tmp_path):
     _converts(name, "frozen", tmp_path)
 
