@@ -11,8 +11,14 @@ keeps its time open and gets its batch pinned) and then makes the lists' element
   gives it once the inputs are pinned (exact);
 * the other list ops with an element shape (``TensorListReserve``, ``EmptyTensorList``,
   ``TensorListStack``, ``TensorListGetItem``, ``TensorListPopBack``, ``TensorListGather``) whose ``shape`` is ``[-1, d1, ..., dk]`` with every
-  ``d_i`` known: ``shape[0] := batch`` (a per-step ``[batch, ...]`` state, as recurrent layers
-  write). That is a rule, not a proof: the artifact is verified by value in LiteRT afterwards.
+  ``d_i`` known: ``shape[0] := rows``, the rows of a step (a per-step ``[rows, ...]`` state, as recurrent
+  layers write). ``rows`` is the first dimension of the steps the main graph's ``TensorListFromTensor``
+  lists hold (the sequence a recurrent layer unstacks), as inferred once the inputs are pinned, when they
+  all agree on a known one; ``batch`` when the graph unstacks none. When those steps' rows stay unknown
+  (Keras 3 ``TimeDistributed(GRU(...))`` over an open time axis runs its GRU on ``batch * time`` rows)
+  the shapes are left open and the converter's refusal stands: a ``[batch, ...]`` guess there made a
+  file that no LiteRT run could execute. That is a rule, not a proof: the artifact is verified by value
+  in LiteRT afterwards.
 """
 
 from __future__ import annotations
@@ -64,6 +70,9 @@ def _static_element_shapes(graph_def: Any, batch: int) -> bool:
     bodies) in place, as the module docstring says; whether any changed. A constant shared with
     another consumer is left alone."""
     shapes = _inferred_shapes(graph_def)
+    unstacked = {(shape[1],) for shape in shapes.values() if len(shape) > 1} | {
+        (None,) for n in graph_def.node if n.op == "TensorListFromTensor" and n.input[0] not in shapes}
+    rows = (unstacked.pop()[0] if len(unstacked) == 1 else None) if unstacked else batch
     changed = False
     for nodes in [graph_def.node, *(f.node_def for f in graph_def.library.function)]:
         by_name = {n.name: n for n in nodes}
@@ -79,8 +88,8 @@ def _static_element_shapes(graph_def: Any, batch: int) -> bool:
                                       lambda old, known=known: known[1:] if known else None)
             elif node.op in _ELEMENT_SHAPE:
                 changed |= _set_shape(by_name, uses, node.input[_ELEMENT_SHAPE[node.op]],
-                                      lambda old: [batch, *old[1:]] if old and old[0] == -1 and -1 not in old[1:]
-                                      else None)
+                                      lambda old: [rows, *old[1:]] if rows is not None and old and old[0] == -1
+                                      and -1 not in old[1:] else None)
     return changed
 
 
