@@ -1,6 +1,6 @@
 """Shape vectors whose sizes TensorFlow's shape inference loses, though the open batch does not decide them:
 the TFLite file keeps its batch open (:mod:`tfopt.emitters.shape_values`) and matches TensorFlow at batch 1
-and 3; and a TensorList whose step rows stay unknown once the batch is pinned is not given ``[1, units]``."""
+and 3."""
 
 from __future__ import annotations
 
@@ -104,27 +104,3 @@ def test_a_graph_without_shape_vectors_is_left_alone():
         t.identity(t.nn.conv2d(x, _kernel(t, 3, 2), 1, "SAME"), name="y")
 
     assert materialize_shapes(graph_model(graph, {"x": (None, 4, 4, 3)}, ["y"])) is None
-
-
-def test_list_rows_unknown_at_the_pinned_batch_stay_open(tmp_path):
-    """Keras 3 ``TimeDistributed(GRU(return_sequences=True))`` over an open time axis runs its GRU on
-    ``batch * time`` rows: pinning the batch leaves them unknown, and the element shape ``[1, units]`` the old
-    rule wrote made a file LiteRT could not run at any time length. The batch-pinned graph keeps ``-1``."""
-    import keras
-
-    from tfopt._tf import const_value
-    from tfopt.emitters.tflite_batch import pin_batch
-    from tfopt.freezing import freeze
-    from tfopt.loaders import load
-
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((None, 5, 3), name="x")
-    model = keras.Model(inputs, keras.layers.TimeDistributed(keras.layers.GRU(4, return_sequences=True))(inputs))
-    model.save(str(tmp_path / "td.keras"))
-    frozen, _ = freeze(load(str(tmp_path / "td.keras")), verify=False)
-    pinned = pin_batch(frozen)
-    graph_def = (pinned or frozen).graph_def
-    by_name = {n.name: n for n in graph_def.node}
-    shapes = [const_value(by_name[n.input[0]]).tolist() for n in graph_def.node
-              if n.op == "TensorListReserve" and by_name[n.input[0]].op == "Const"]
-    assert shapes and all(s[0] == -1 for s in shapes), shapes
