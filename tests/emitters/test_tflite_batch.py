@@ -178,3 +178,35 @@ def test_an_element_shape_of_unknown_rank_is_left_unknown(tmp_path):
               and by_name[n.input[0].split(":")[0]].op == "Const"]
     assert shapes, "the TensorArray's list is not in the frozen graph"
     assert all(s.ndim == 0 and int(s) == -1 for s in shapes), shapes
+
+
+def test_list_rows_are_inferred_where_the_pinned_graph_knows_them(tmp_path):
+    """A Keras 3 ``GRU(return_sequences=True)`` on ``reshape(x [b, 2, 5, 3], [-1, 5, 3])`` runs on ``2 * batch``
+    rows: the pinned retry gives its per-step list ``[2, units]`` elements (it gave ``[1, units]``, the batch),
+    and the batch-1 file matches TensorFlow."""
+    import keras
+    import tensorflow as tf
+
+    from tfopt._tf import const_value
+    from tfopt.emitters.tflite_batch import pin_batch
+
+    keras.utils.set_random_seed(0)
+    module = tf.Module()
+    module.gru = keras.layers.GRU(4, return_sequences=True)
+    module.gru.build((None, 5, 3))
+    module.serve = tf.function(lambda x: {"y": module.gru(tf.reshape(x, [-1, 5, 3]))},
+                               input_signature=[tf.TensorSpec([None, 2, 5, 3], tf.float32, name="x")])
+    tf.saved_model.save(module, str(tmp_path / "rows"), signatures=module.serve.get_concrete_function())
+    frozen = _frozen(str(tmp_path / "rows"))
+    pinned = pin_batch(frozen)
+    assert pinned is not None
+    by_name = {n.name: n for n in pinned.graph_def.node}
+    shapes = [const_value(by_name[n.input[0]]).tolist() for n in pinned.graph_def.node
+              if n.op == "TensorListReserve" and by_name[n.input[0]].op == "Const"]
+    assert shapes == [[2, 4]], shapes
+    path = emit_tflite(frozen, str(tmp_path / "rows.tflite"))
+    assert fixed_shapes(path, frozen) == {"x": [1, 2, 5, 3]}
+    x = np.random.default_rng(0).normal(size=(1, 2, 5, 3)).astype(np.float32)
+    want = module.serve(tf.constant(x))["y"].numpy()
+    got = TFLiteRunner(path, frozen.inputs, frozen.outputs)({"x": x})["y"]
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)

@@ -54,7 +54,7 @@ def _by_static_shapes(graph_def: Any, facts: Any, ref: str) -> np.ndarray | None
     nodes = node_map(graph_def)
     by_value = ancestors(graph_def, [ref], skip_edge=lambda node, _: node.op in SHAPE_READERS)
     if any((nodes[name].op != "Const" and facts.is_stateful(nodes[name].op)) or "Placeholder" in nodes[name].op
-           or _may_loop(nodes[name]) for name in by_value):
+           or may_loop(nodes[name]) for name in by_value):
         return None
     fed = [nodes[name] for name in ancestors(graph_def, [ref]) if nodes[name].op in ("Placeholder", "PlaceholderWithDefault")]
     values = []
@@ -76,7 +76,7 @@ def _by_static_shapes(graph_def: Any, facts: Any, ref: str) -> np.ndarray | None
     return values[0] if np.array_equal(values[0], values[1]) else None
 
 
-def _may_loop(node: Any) -> bool:
+def may_loop(node: Any) -> bool:
     """A loop frame, or a node that calls a function (a ``While``'s body, an ``If`` branch, a call: any may loop)."""
     return node.op in LOOP_FRAMES or any(v.HasField("func") or (v.HasField("list") and len(v.list.func))
                                          for v in node.attr.values())

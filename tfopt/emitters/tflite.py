@@ -24,6 +24,8 @@ from tfopt.targets import require_calibration
 if TYPE_CHECKING:
     from tfopt.targets import EmitJob
 
+_TENSOR_LISTS = "Lowering tensor list ops is failed"  # the converter's words for a TensorList it cannot lower
+
 
 def emit_tflite(model: Model, path: str, *, precision: str = "fp32", calibration: Sequence[dict[str, Any]] | None = None,
                 int8_io: bool = False, allow_tf_ops: bool = False, quantization_aware: bool = False,
@@ -119,7 +121,10 @@ def _lowered(model: Model) -> tuple[Model, dict[str, str]]:
 
 def _with_pinned_batch(model: Model, precision: str, build: Callable[[Model], bytes],
                        not_lowered: dict[str, str] | None = None) -> bytes:
-    """``build(model)``; when that fails and some input has an open batch (axis 0), ``build`` again
+    """``build(model)``; when that fails, ``build`` again with the shape vectors the open batch does not
+    decide made constant (:func:`~tfopt.emitters.shape_values.materialize_shapes`: a rotation or a reshape
+    whose sizes TensorFlow's shape inference lost, which the converter needs static), the batch still open.
+    When that fails too and some input has an open batch (axis 0), ``build`` again
     with the batch pinned to 1 (:func:`pin_batch`). The converter lowers a recurrent layer's
     TensorList loop only when the list's element shape is static, and with an open batch it is
     ``[?, H]``; pinned, the same loop becomes builtin ``WHILE`` ops. The file then takes batch 1
@@ -129,6 +134,15 @@ def _with_pinned_batch(model: Model, precision: str, build: Callable[[Model], by
         return build(model)
     except Exception as exc:  # the converter raises ConverterError with the MLIR diagnostics
         first = exc
+    from tfopt.emitters.shape_values import materialize_shapes
+
+    # A TensorList refused at the open batch stays refused with static sizes: straight to the pinned retry.
+    materialized = None if _TENSOR_LISTS in str(first) else materialize_shapes(model)
+    if materialized is not None:
+        try:
+            return build(materialized)
+        except Exception:  # the pinned retry's error says what failed, at the model's own shapes
+            pass
     pinned = pin_batch(model)
     if pinned is None:
         raise ConversionError(_explain(first, precision, not_lowered)) from first
@@ -216,7 +230,7 @@ def _keep_float_int8(model: Model, calibration: Sequence[dict[str, Any]], keep_f
 
 def _explain(exc: BaseException, precision: str, not_lowered: dict[str, str] | None = None) -> str:
     message = str(exc)
-    if "Lowering tensor list ops is failed" in message:
+    if _TENSOR_LISTS in message:
         from tfopt.emitters.tflite_tensor_lists import explain
 
         return explain(exc)

@@ -11,8 +11,14 @@ keeps its time open and gets its batch pinned) and then makes the lists' element
   gives it once the inputs are pinned (exact);
 * the other list ops with an element shape (``TensorListReserve``, ``EmptyTensorList``,
   ``TensorListStack``, ``TensorListGetItem``, ``TensorListPopBack``, ``TensorListGather``) whose ``shape`` is ``[-1, d1, ..., dk]`` with every
-  ``d_i`` known: ``shape[0] := batch`` (a per-step ``[batch, ...]`` state, as recurrent layers
-  write). That is a rule, not a proof: the artifact is verified by value in LiteRT afterwards.
+  ``d_i`` known: ``shape[0] := rows``, the rows of a step (a per-step ``[rows, ...]`` state, as recurrent
+  layers write). ``rows`` is the first dimension of the steps the main graph's ``TensorListFromTensor``
+  lists hold (the sequence a recurrent layer unstacks), as inferred once the inputs are pinned, when they
+  all agree on a known one (Keras 3 ``TimeDistributed(GRU(...))`` over 8 steps of time: ``8 * batch``
+  rows); else ``batch``. That is a guess where the rows stay unknown (the same over an open time axis):
+  the converter then lowers the list, and the file runs in LiteRT when the list holds one element (a
+  GRU's last state) but not when it holds every step (``return_sequences=True``), which verification by
+  value in LiteRT finds. Leaving such shapes open instead makes the converter refuse both.
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ def _static_element_shapes(graph_def: Any, batch: int) -> bool:
     bodies) in place, as the module docstring says; whether any changed. A constant shared with
     another consumer is left alone."""
     shapes = _inferred_shapes(graph_def)
+    unstacked = {shape[1] for shape in shapes.values() if len(shape) > 1}
+    rows = next(iter(unstacked)) if len(unstacked) == 1 and None not in unstacked else batch
     changed = False
     for nodes in [graph_def.node, *(f.node_def for f in graph_def.library.function)]:
         by_name = {n.name: n for n in nodes}
@@ -79,8 +87,8 @@ def _static_element_shapes(graph_def: Any, batch: int) -> bool:
                                       lambda old, known=known: known[1:] if known else None)
             elif node.op in _ELEMENT_SHAPE:
                 changed |= _set_shape(by_name, uses, node.input[_ELEMENT_SHAPE[node.op]],
-                                      lambda old: [batch, *old[1:]] if old and old[0] == -1 and -1 not in old[1:]
-                                      else None)
+                                      lambda old: [rows, *old[1:]] if rows is not None and old and old[0] == -1
+                                      and -1 not in old[1:] else None)
     return changed
 
 

@@ -1,0 +1,174 @@
+"""Shape vectors made constant where the open batch does not decide them, for the TFLite converter.
+
+A graph computes sizes from its tensors' shapes: Keras 3 ``ops.rot90`` reshapes by
+``concat([Shape(t)[:-2], [w, h]])``, ``tf.reshape(x, tf.shape(x) * [1, 2, 1, 1] // [1, 1, 2, 1])`` scales
+one. TensorFlow's shape inference reads such a vector back only for a few forms (``Shape``, ``Pack``,
+some ``StridedSlice``); past anything else (arithmetic, a negative slice end, ``Range``) the result's
+dimensions, or its rank, are unknown, although every one but the batch follows from the input's static
+shape. TFLite's converter then refuses what needs them static: a ``Conv2D`` of unknown channels is
+"neither a custom op nor a flex op".
+
+:func:`materialize_shapes` finds the *shape region* of the main graph: the nodes whose value reads the
+graph's inputs only through their shapes (``Shape``/``ShapeN``/``Size``/``Rank``, then pure ops on those
+and on constants: no state, no loop frame, no call). Each tensor where the region meets the rest of the
+graph (its *frontier*) is evaluated by TensorFlow's own shape inference and constant evaluation with
+every open input dimension set to n, for each n in :data:`SIZES`. Then, where the values agree in length:
+
+* every element the same at every n: the tensor becomes that constant (exact for those n, and a value
+  that follows from the static dimensions alone; the artifact is verified by value afterwards);
+* some elements differ and the tensor is only a ``Reshape``'s target, with exactly one element differing and
+  no constant ``-1``: the constant with ``-1`` there. ``Reshape`` infers that element from the element count,
+  so it is the value the original computes whenever the original's reshape is valid;
+* otherwise ``Pack`` of the agreeing elements as constants and the others sliced from the original
+  vector: TensorFlow's shape inference reads a ``Pack`` element by element, so those dimensions are known.
+
+Main graph only; a ``While``/``If`` body keeps its shape vectors (the converter infers a body from the
+shapes the main graph gives it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tfopt.emitters.static_values import LOOP_FRAMES, SHAPE_READERS, may_loop, static_value
+from tfopt.graph import Model, canonical_tensor, is_control, node_map, tensor_node, tensor_port, unique_name
+
+SIZES = (1, 2, 3)  # each open dimension at each size: an element the same at all three is taken as static
+_V1_FLOW = frozenset({*LOOP_FRAMES, "Exit", "Merge", "Switch", "NextIteration", "RefEnter", "RefMerge", "RefSwitch"})
+_MAX_ELEMENTS = 64  # a shape vector, never a tensor of data
+
+
+def materialize_shapes(model: Model) -> Model | None:
+    """``model`` with its shape region's frontier made constant, or packed from constants, where the open
+    dimensions do not decide it (module docstring); ``None`` when nothing changes."""
+    from tfopt._tf import GraphFacts
+
+    nodes = node_map(model.graph_def)
+    region = shape_region(model.graph_def)
+    readers = _readers(model.graph_def, region)  # the frontier: region tensors read outside the region
+    frontier = sorted(readers)
+    if not frontier:
+        return None
+    facts = [GraphFacts(_pinned(model.graph_def, n)) for n in SIZES]
+    values = {ref: [static_value(f.graph.get_tensor_by_name(ref)) for f in facts] for ref in frontier}
+    graph_def = type(model.graph_def)()
+    graph_def.CopyFrom(model.graph_def)
+    taken = {n.name for n in graph_def.node}
+    changed = False
+    by_name = node_map(graph_def)
+    for ref in frontier:
+        found = [v for v in values[ref] if v is not None]
+        if (len(found) < len(SIZES) or any(v.shape != found[0].shape or v.size > _MAX_ELEMENTS for v in found)
+                or found[0].ndim > 1):
+            continue  # not evaluated at some size, or of a length the open sizes decide
+        dtype = facts[0].dtypes(tensor_node(ref))[tensor_port(ref)]
+        if not (dtype.is_integer or dtype.is_floating or dtype.is_bool):
+            continue  # a list, a resource: a handle, not a size
+        new = _replacement(graph_def, taken, ref, found, dtype, reshape_only=all(
+            nodes[name].op == "Reshape" and index == 1 for name, index in readers[ref]))
+        if new is None:
+            continue
+        for name, index in readers[ref]:
+            by_name[name].input[index] = new
+        changed = True
+    return model.replace(graph_def=graph_def) if changed else None
+
+
+def shape_region(graph_def: Any) -> set[str]:
+    """The main-graph nodes whose value reads the inputs only through their shapes (module docstring);
+    constants are not in it (they need nothing), but a node of the region may read them."""
+    from tfopt._tf import GraphFacts
+    from tfopt.graphdef.order import canonical_names
+
+    nodes = node_map(graph_def)
+    region: set[str] = set()
+    for name in canonical_names(graph_def):  # producers first
+        node = nodes[name]
+        if node.op in SHAPE_READERS:
+            region.add(name)
+            continue
+        if (node.op in ("Const", "Placeholder", "PlaceholderWithDefault") or node.op in _V1_FLOW
+                or GraphFacts.is_stateful(node.op) or may_loop(node)):
+            continue
+        data = [tensor_node(r) for r in node.input if not is_control(r)]
+        if data and all(p in region or (p in nodes and nodes[p].op == "Const") for p in data):
+            region.add(name)
+    return region
+
+
+def _readers(graph_def: Any, region: set[str]) -> dict[str, list[tuple[str, int]]]:
+    """Each region tensor a node outside the region reads (data edges) -> [(that reader, input index)]."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for node in graph_def.node:
+        if node.name in region:
+            continue
+        for i, ref in enumerate(node.input):
+            if not is_control(ref) and tensor_node(ref) in region:
+                out.setdefault(canonical_tensor(ref), []).append((node.name, i))
+    return out
+
+
+def _replacement(graph_def: Any, taken: set[str], ref: str, found: list[np.ndarray], dtype: Any, *,
+                 reshape_only: bool) -> str | None:
+    """The tensor that replaces ``ref`` (nodes added to ``graph_def``), or ``None`` when no element is static."""
+    from tfopt._tf import make_const
+
+    base = f"{tensor_node(ref)}/static_{tensor_port(ref)}"
+    stacked = np.stack(found)
+    same = np.all(stacked == stacked[0], axis=0)  # per element (one, for a scalar)
+    if np.all(same):
+        graph_def.node.append(make_const(unique_name(graph_def, base, taken), found[0], dtype))
+        return graph_def.node[-1].name
+    if found[0].ndim == 0 or not np.any(same):
+        return None
+    if reshape_only and int(np.sum(~same)) == 1 and not np.any(found[0][same] == -1):
+        value = np.where(same, found[0], -1).astype(found[0].dtype)
+        graph_def.node.append(make_const(unique_name(graph_def, base, taken), value, dtype))
+        return graph_def.node[-1].name
+    parts = []
+    for i, static in enumerate(same):
+        if static:
+            node = make_const(unique_name(graph_def, f"{base}/{i}", taken), found[0][i], dtype)
+        else:
+            node = _element(graph_def, taken, ref, i, f"{base}/{i}", dtype)
+        graph_def.node.append(node)
+        parts.append(node.name)
+    pack = graph_def.node.add(name=unique_name(graph_def, base, taken), op="Pack", input=parts)
+    pack.attr["T"].type = dtype.as_datatype_enum
+    pack.attr["N"].i = len(parts)
+    pack.attr["axis"].i = 0
+    return pack.name
+
+
+def _element(graph_def: Any, taken: set[str], ref: str, i: int, base: str, dtype: Any) -> Any:
+    """``ref[i]`` (a ``StridedSlice`` shrinking its one axis), its index constants added to ``graph_def``."""
+    from tensorflow.core.framework import node_def_pb2
+
+    from tfopt._tf import make_const
+
+    bounds = []
+    for what, value in (("begin", i), ("end", i + 1), ("strides", 1)):
+        graph_def.node.append(make_const(unique_name(graph_def, f"{base}/{what}", taken), np.array([value], np.int32)))
+        bounds.append(graph_def.node[-1].name)
+    node = node_def_pb2.NodeDef(name=unique_name(graph_def, base, taken), op="StridedSlice", input=[ref, *bounds])
+    node.attr["T"].type = dtype.as_datatype_enum
+    node.attr["Index"].type = 3  # DT_INT32
+    node.attr["shrink_axis_mask"].i = 1
+    for mask in ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask"):
+        node.attr[mask].i = 0
+    return node
+
+
+def _pinned(graph_def: Any, size: int) -> Any:
+    """A copy of ``graph_def`` whose placeholders have every unknown dimension set to ``size``."""
+    out = type(graph_def)()
+    out.CopyFrom(graph_def)
+    for node in out.node:
+        if node.op == "Placeholder" and "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
+            for dim in node.attr["shape"].shape.dim:
+                if dim.size < 0:
+                    dim.size = size
+            node.attr.pop("_output_shapes", None)
+    return out
