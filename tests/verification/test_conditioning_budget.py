@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 
 import tfopt
+from tests.verification.test_conditioning import _map
+from tfopt.verification import verify_inputs
 from tfopt.verification.conditioning import PROBE_BATCH, on_made_up
 from tfopt.verification.saturation import NORMAL
 from tfopt.verification.tolerances import ARTIFACT
-from tfopt.verification import verify_inputs
 from tfopt.verification.verify_inputs import ELEMENT_BUDGET, VerifyInputs
-
-from tests.verification.test_conditioning import _map
 
 SMALL = 1 << 12
 CASES = {  # (budget, elements per row): the probe may take min(8, budget // row) rows
