@@ -16,6 +16,32 @@ import sys
 from collections.abc import Callable
 
 
+def _plain_keras_is_keras2(**submodules: str) -> None:
+    """A package written against plain ``keras`` of its day (Keras 2) imports it: tf-keras stands in for it,
+    as a user with a Keras 2 environment has it. ``submodules`` maps a ``keras.X`` the package imports to the
+    tf-keras attribute path that holds it today (Keras 2.2's ``keras.layers.convolutional`` is ``layers``)."""
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import tf_keras
+
+    sys.modules["keras"] = tf_keras
+    for name, attr in {"layers": "layers", "models": "models", "backend": "backend", **submodules}.items():
+        value = tf_keras
+        for part in attr.split("."):
+            value = getattr(value, part)
+        sys.modules[f"keras.{name}"] = value
+
+
+def _stub_modules(**attributes: tuple[str, ...]) -> None:
+    """Modules a package imports for what building its model does not use (tokenizers, tables, plots):
+    empty stand-ins holding the names it imports from them."""
+    import types
+
+    for name, names in attributes.items():
+        module = sys.modules.setdefault(name, types.ModuleType(name))
+        for attr in names:
+            setattr(module, attr, None)
+
+
 def _deepcut(root: str, out: str) -> None:
     from deepcut.model import get_convo_nn2
 
@@ -185,11 +211,8 @@ def _deepac(name: str) -> Callable[[str, str], None]:
 
 def _phonet(which: str) -> Callable[[str, str], None]:
     def build(root: str, out: str) -> None:
-        import types
-
         # phonet.py imports these for its audio features, tables and plots, none of which building uses
-        for name in ("python_speech_features", "pandas"):
-            sys.modules.setdefault(name, types.ModuleType(name))
+        _stub_modules(python_speech_features=(), pandas=())
         from phonet import phonet
 
         # phonet.Phonet(["all"]) builds both nets (model(), modelp()) and load_weights from the folder
@@ -203,16 +226,9 @@ def _phonet(which: str) -> Callable[[str, str], None]:
 def _reactionrnn(root: str, out: str) -> None:
     import functools
 
-    # reactionrnn (2017) imports plain `keras` of its day, Keras 2 (keras.preprocessing.text is gone from
-    # Keras 3): tf-keras stands in for it, as a user with a Keras 2 environment has it
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    import tf_keras
-
-    sys.modules["keras"] = tf_keras
-    for sub in ("layers", "models", "preprocessing", "backend"):
-        sys.modules[f"keras.{sub}"] = getattr(tf_keras, sub)
-    sys.modules["keras.preprocessing.text"] = tf_keras.preprocessing.text
-    sys.modules["keras.preprocessing.sequence"] = tf_keras.preprocessing.sequence
+    # reactionrnn (2017) imports plain `keras` of its day, Keras 2 (keras.preprocessing.text is gone from Keras 3)
+    _plain_keras_is_keras2(preprocessing="preprocessing", **{"preprocessing.text": "preprocessing.text",
+                                                            "preprocessing.sequence": "preprocessing.sequence"})
     from reactionrnn import reactionrnn as package
 
     # its weights come from Keras 2.0.6, whose GRU had no reset_after: its gates are today's reset_after=False
@@ -257,6 +273,48 @@ def _continunet(root: str, out: str) -> None:
         os.rename(out + ".keras", out)
 
 
+def _rnnmorph(language: str) -> Callable[[str, str], None]:
+    def build(root: str, out: str) -> None:
+        # rnnmorph (Keras 2.8 era) imports plain keras; its tokenizer and tag tables are not used to build
+        _plain_keras_is_keras2(optimizers="optimizers", callbacks="callbacks")
+        _stub_modules(pymorphy2=("MorphAnalyzer",), russian_tagsets=("converters",), nltk=(), jsonpickle=())
+        from rnnmorph.model import ReversedLSTM
+        from tf_keras.models import model_from_json
+
+        # rnnmorph.predictor.RNNMorphPredictor -> LSTMMorphoAnalysis.load_eval: model_from_json(eval_model.json,
+        # custom_objects={'ReversedLSTM': ReversedLSTM}) (build_config.json: use_crf false), load_weights(eval_model.h5)
+        folder = os.path.join(root, "rnnmorph", "models", language)
+        with open(os.path.join(folder, "eval_model.json"), encoding="utf-8") as f:
+            model = model_from_json(f.read(), custom_objects={"ReversedLSTM": ReversedLSTM})
+        model.load_weights(os.path.join(folder, "eval_model.h5"))
+        model.save(out, save_format="tf")  # a Keras 2 SavedModel: its ReversedLSTM needs the package's module in .h5
+    return build
+
+
+def _pyliverlesionseg(root: str, out: str) -> None:
+    # pyliverlesionseg (Keras 2.2.2) imports plain keras, with the submodules of its day
+    _plain_keras_is_keras2(**{"layers.convolutional": "layers", "layers.advanced_activations": "layers",
+                              "layers.normalization": "layers", "regularizers": "regularizers"})
+    from pyliverlesionseg.architectures.unet_generalized import create_unet_like_model
+
+    # cnn_liver_lesion_seg_CT_MR_functions.unet_lesion_predict with segment_size [92, 84, 42], weight_decay 1e-5
+    model = create_unet_like_model(
+        number_input_features=1,
+        subsample_factors_per_pathway=[(1, 1, 1), (2, 2, 2), (4, 4, 4), (8, 8, 8)],
+        kernel_sizes_per_pathway=[[[(3, 3, 1), (3, 3, 3)], [(3, 3, 3), (3, 3, 1)]]] * 3 + [[[(3, 3, 1), (3, 3, 3)], []]],
+        number_features_per_pathway=[[[20, 40], [40, 20]], [[40, 80], [80, 40]], [[80, 160], [160, 80]],
+                                     [[160, 160], []]],
+        output_size=[92, 84, 42], padding="valid", upsampling="copy", mask_output=False,
+        residual_connections=True, l2_reg=1e-5)
+    model.load_weights(os.path.join(root, "pyliverlesionseg", "trained_models",
+                                    "model_unet_ct_mr_lesion_seg_resize_1mm_1mm_3mm_20220207_dice_loss_val_binary_dice_mean.hdf5"))
+    import tensorflow as tf
+
+    # the package never saves the built model (it builds it for each prediction), and Keras 2 cannot serialise its
+    # instance-normalisation Lambda (a closure over keras.backend): a user keeps it as a plain TF SavedModel
+    tf.saved_model.save(model, out)
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
     "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
@@ -264,7 +322,8 @@ BUILDERS: dict[str, Callable[[str, str], None]] = {
     "acdc": _acdc, "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"), "deepac-cnn": _deepac("rapid-cnn"),
     "phonet-multitask": _phonet("multitask"), "phonet-phonemes": _phonet("phonemes"),
     "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc, "delight": _delight,
-    "continunet": _continunet}
+    "continunet": _continunet, "rnnmorph-ru": _rnnmorph("ru"), "rnnmorph-en": _rnnmorph("en"),
+    "pyliverlesionseg": _pyliverlesionseg}
 
 
 def main(argv: list[str]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tfopt.coverage.corpus_entry import Entry
 
-__all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14"]
+__all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14", "HELD_OUT_15"]
 
 _PHONET = ("phonet/phonet.py", "phonet/Phonological.py")
 _TK_CBED = ("tk_cbed/tk_cbed.py", "tk_cbed/model.py")
@@ -114,6 +114,38 @@ _SET_14: tuple[Entry, ...] = (
           "TF 1.7 text SavedModel like promid-scan: the promoter-position net the package runs on the "
           "scanner's hits, fed the same way", held_out=True),
 )
+_RNNMORPH = ("rnnmorph/model.py", "rnnmorph/batch_generator.py", "rnnmorph/char_embeddings_model.py",
+             "rnnmorph/config.py", "rnnmorph/data_preparation/word_vocabulary.py",
+             "rnnmorph/data_preparation/grammeme_vectorizer.py", "rnnmorph/data_preparation/process_tag.py",
+             "rnnmorph/data_preparation/loader.py", "rnnmorph/util/tqdm_open.py")
+_SET_15: tuple[Entry, ...] = (
+    # -- the fifteenth held-out set: new packages, chosen before measuring (issue 24, round 15)
+    Entry("mlreflect", "mlreflect", "0.21.1", "mlreflect/resources/models/default_trained_model_with_absorption.h5",
+          "keras2-h5",
+          "Keras 2.2.4-tf .h5 Sequential (2022): the package's default regressor of thin-film parameters (thickness, "
+          "roughness, SLD) from a specular X-ray reflectivity curve, (?, 109) normalised intensities -> three Dense(500) "
+          "+ ReLU Activation layers -> 3 values; the file also holds the package's own prediction_params group",
+          held_out=True),
+    Entry("rnnmorph-ru", "rnnmorph", "0.4.1", "rnnmorph/models/ru/eval_model.h5", "savedmodel",
+          "Keras 2 weights (eval_model.json written by Keras 2.8) built by the package's own LSTMMorphoAnalysis.load_eval "
+          "(model_from_json with its ReversedLSTM custom layer, load_weights) and saved as a Keras 2 SavedModel: a Russian "
+          "PoS/morphology tagger over (?, ?, 56) grammeme vectors and (?, ?, 32) char ids of open batch and sentence length, "
+          "a char model (Embedding + Dense) nested in a TimeDistributed, a forward LSTM beside a go_backwards LSTM that "
+          "reverses its output, a Bidirectional LSTM, TimeDistributed Dense/BatchNorm heads, a softmax",
+          held_out=True, build="rnnmorph-ru", code=_RNNMORPH),
+    Entry("rnnmorph-en", "rnnmorph", "0.4.1", "rnnmorph/models/en/eval_model.h5", "savedmodel",
+          "Keras 2 weights built like rnnmorph-ru: the package's English tagger", held_out=True, build="rnnmorph-en",
+          code=_RNNMORPH),
+    Entry("pyliverlesionseg", "pyliverlesionseg", "0.3",
+          "pyliverlesionseg/trained_models/model_unet_ct_mr_lesion_seg_resize_1mm_1mm_3mm_20220207_dice_loss_val_binary_"
+          "dice_mean.hdf5", "savedmodel",
+          "Keras 2.2.2 weights (2022) built by the package's own create_unet_like_model with the arguments of its "
+          "unet_lesion_predict (output [92, 84, 42], valid padding, residual connections, copy upsampling) and "
+          "load_weights, saved with tf.saved_model.save (Keras 2 cannot serialise its instance-normalisation Lambda, a "
+          "closure over keras.backend): a 3D U-Net for liver lesions in CT/MR over (?, 180, 172, 86, 1), four pathways "
+          "subsampled by AveragePooling3D (1, 2, 4, 8), Conv3D + LeakyReLU(0), Cropping3D, UpSampling3D, a sigmoid map",
+          held_out=True, build="pyliverlesionseg", code=("pyliverlesionseg/architectures/unet_generalized.py",)),
+)
 HELD_OUT_11 = tuple(e.name for e in ENTRIES)
 """The eleventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 11)."""
 HELD_OUT_12 = tuple(e.name for e in _SET_12)
@@ -122,4 +154,6 @@ HELD_OUT_13 = tuple(e.name for e in _SET_13)
 """The thirteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 13)."""
 HELD_OUT_14 = tuple(e.name for e in _SET_14)
 """The fourteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 14)."""
-ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14
+HELD_OUT_15 = tuple(e.name for e in _SET_15)
+"""The fifteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 15)."""
+ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15

@@ -60,7 +60,7 @@ def convert_to_openvino(model: Model) -> Any:
     from tfopt.emitters.strings import check_no_strings
 
     check_no_strings(model, "openvino")
-    from tfopt.emitters.openvino_outputs import name_outputs, unnamed_outputs
+    from tfopt.emitters.openvino_outputs import model_names_only, name_outputs, unnamed_outputs
     from tfopt.emitters.output_identity import outputs_behind_identity
 
     ov_model = _convert_graph(model.graph_def)
@@ -68,6 +68,7 @@ def convert_to_openvino(model: Model) -> Any:
     if lost:  # the frontend replaced the output's op and dropped its name (TensorListStack of a loop)
         ov_model = _convert_graph(outputs_behind_identity(model, lost))
     name_outputs(ov_model, model)  # pass-through, constant and folded outputs (openvino_outputs)
+    model_names_only(ov_model, model)  # no removed op's name beside an input's or output's (openvino_outputs)
     from tfopt.emitters.openvino_weight_quant import fold_weight_reshapes
 
     fold_weight_reshapes(ov_model)  # fake-quantized depthwise kernels: int8, not f32 (see there)

@@ -15,6 +15,13 @@ so the output is found by that name, never by position. Then: a tensor of its ow
 output's name; a tensor that is an input's or a constant's, or that another output also returns
 (2), is first copied (``x * 1``, exact) so that the name belongs to this output only; a dropped
 constant (3) is added back from the frozen graph's value. An output found none of these ways is a typed error naming it.
+
+The other way round, an op the frontend removes or collapses leaves its tensor's name on the port
+it merged into: an identity ``Transpose`` (Keras 2's ``Tensordot`` on a 3-D input) on an input's
+``Parameter`` (``{"model/dense/Tensordot/transpose:0", "grammemes:0"}``), the ``Reshape`` under a
+collapsed ``Identity`` on an output. OpenVINO's ``get_any_name()`` (what its tools print and user
+code keys on) is then whichever sorts first, here the internal one; :func:`model_names_only` leaves
+each input and output port the model's own names.
 """
 
 from __future__ import annotations
@@ -62,6 +69,18 @@ def name_outputs(ov_model: Any, model: Model) -> None:
     if missing:  # only if a name set above did not reach the port: a frontend change
         raise ConversionError(f"openvino: the IR has no output named {', '.join(s.tensor for s in missing)}; "
                               "leave openvino out of --to or report this model")
+
+
+def model_names_only(ov_model: Any, model: Model) -> None:
+    """Each port of ``ov_model`` that carries a model input's or output's name keeps the model's names
+    only (see the module docstring); in place, after :func:`name_outputs`. A name dropped here is a
+    frontend-removed op's, equal in value to the port it merged into."""
+    own = set().union(*(_aliases(spec) for spec in (*model.inputs, *model.outputs)))
+    for port in (*ov_model.inputs, *(result.input_value(0) for result in ov_model.get_results())):
+        names = set(port.get_names())
+        if names & own and names - own:
+            port.get_tensor().set_names(names & own)
+    ov_model.validate_nodes_and_infer_types()  # a Result's port takes its source's names here
 
 
 def _aliases(spec: TensorSpec) -> set[str]:

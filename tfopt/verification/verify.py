@@ -54,12 +54,11 @@ from tfopt.verification.saturation import (
 )
 from tfopt.verification.stochastic import check_reproducible
 from tfopt.verification.testing import OutputDiff, assert_equivalent, random_inputs
-from tfopt.verification.verify_inputs import VerifyData, VerifyInputs
+from tfopt.verification.verify_inputs import ELEMENT_BUDGET, VerifyData, VerifyInputs
 
 SEARCH_SIZES = tuple(8 << i for i in range(12))  # 8 .. 16384
 REALISTIC = 64  # the smallest size that is verified as "realistic" (see the module docstring)
 REALISTIC_TRIES = 3  # 64, 128, 256 at most: one extra verified size, its search bounded
-ELEMENT_BUDGET = 1 << 22  # per input: 4 Mi elements (16 MB of float32) at most
 
 
 def reference_runner(model: Model, run: Any = None) -> Any:
