@@ -191,21 +191,25 @@ HEAVY_FIRST = (
     "tests/test_notebooks.py",  # 60 s: four notebooks in one kernel (and their `!tfopt` commands)
     "tests/emitters/test_large.py",  # 40 s of CPU: 7 large-model converter children (one per artifact), each importing TensorFlow
     "tests/coverage/test_matrix.py",  # 40 s: 8 models x 2 convert() calls (a precision's cells in one)
+    "tests/graphdef/test_state_updates.py",  # 45 s: stateful bodies and Keras 3 RNN dropout, frozen and converted to every target
+    "tests/loaders/test_compressing.py",  # 40 s: TFMOT clustering and pruning of the Keras 2 digits CNN, int8 in every runtime
     "tests/quantizing/engine/test_loops.py",  # 40 s: a recurrent model trained, 3 int8 conversions of v1 loops
     "tests/conversion/test_convert.py",  # 40 s: every target x precision of the digits CNN
     "tests/debug/test_compare.py",  # 35 s: the debug models, converted to every target and int8
     "tests/conversion/test_ahead.py",  # 37 s: the float and int8 ONNX jobs sent ahead, every target built
     "tests/test_keras_applications.py",  # 30 s: MobileNetV2 and EfficientNetB0, optimized and verified
     "tests/loaders/test_tf2_metagraph.py",  # 17 s: a writer subprocess importing TensorFlow, then two SavedModels to every target
-    "tests/conversion/test_release.py",  # 28 s of CPU: four conversions, most with large-model converter children
+    "tests/test_tf.py",  # 25 s: fresh interpreters importing TensorFlow, Keras and TFMOT in each order
+    "tests/conversion/test_release.py",  # 20 s of CPU: two conversions, three large-model converter children
     "tests/quantizing/qat/test_finetune.py",  # 30 s: post-training and fine-tuned int8 in every target
-    "tests/conversion/test_calibration_batches.py",  # 29 s: native int8 of loop models to two targets, counted
+    "tests/verification/test_lone_time_major.py",  # 20 s: time-major recurrences saved twice, to every target
     "tests/loaders/test_keras_time_distributed.py",  # 19 s: Keras 3 seq models converted to TFLite
     "tests/loaders/test_keras_time_distributed_mask.py",  # 23 s of CPU: masked Keras 3 models to every target
     "tests/verification/test_input_structure.py",  # 19 s: 16 structure kinds, each converted
     "tests/verification/test_ragged_inputs.py",  # 30 s: 4 ragged SavedModels; map_fn over rows to all targets twice
     "tests/graphdef/test_batch_axis_ties.py",  # 13 s: five tied-axis graphs saved twice, one converted
     "tests/emitters/test_tflite_isolated.py",  # 12 s: a crashing calibrator in a tfopt subprocess
+    "tests/conversion/test_calibration_batches.py",  # 10 s: native int8 of a loop model to two targets, counted
 )
 
 
