@@ -257,6 +257,18 @@ def _continunet(root: str, out: str) -> None:
         os.rename(out + ".keras", out)
 
 
+def _pyleaf(root: str, out: str) -> None:
+    from tensorflow.keras.models import model_from_json
+
+    # pyleaf.basefunctions.load_model, whose module imports what building does not use (keras.utils.np_utils,
+    # tkinter): model_from_json(model.json), then load_weights(model.h5), both beside basefunctions.py
+    folder = os.path.join(root, "pyleaf")
+    with open(os.path.join(folder, "model.json"), encoding="utf8") as f:
+        model = model_from_json(f.read())
+    model.load_weights(os.path.join(folder, "model.h5"))
+    model.save(out, save_format="h5")
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
     "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
@@ -264,7 +276,7 @@ BUILDERS: dict[str, Callable[[str, str], None]] = {
     "acdc": _acdc, "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"), "deepac-cnn": _deepac("rapid-cnn"),
     "phonet-multitask": _phonet("multitask"), "phonet-phonemes": _phonet("phonemes"),
     "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc, "delight": _delight,
-    "continunet": _continunet}
+    "continunet": _continunet, "pyleaf": _pyleaf}
 
 
 def main(argv: list[str]) -> None:
