@@ -268,3 +268,14 @@ def test_a_default_computed_from_the_input_keeps_the_network_before_it(kind, tmp
         runner = target(artifact.format).call("runner", os.path.join(result.outdir, artifact.path), frozen, 1)
         np.testing.assert_allclose(runner(feeds)["final_result"], expected, atol=ATOL, rtol=ATOL,
                                    err_msg=artifact.format)
+
+
+def test_the_bottleneck_is_still_an_input_when_named(tmp_path):
+    path = graph_pb(tmp_path / "retrained.pb", _in_graph_default(IN_GRAPH["vector"]))
+    name = "input_1/BottleneckInputPlaceholder"
+    frozen, _ = tfopt.freeze(path, inputs={name: None})
+    assert [(s.name, s.shape) for s in frozen.inputs] == [(name, (None, 5))]
+    assert "Conv2D" not in ops(frozen) and "PlaceholderWithDefault" not in ops(frozen)
+    feeds = {name: np.random.default_rng(4).normal(size=[3, 5]).astype(np.float32)}
+    np.testing.assert_allclose(GraphRunner(frozen)(feeds)["final_result"],
+                               GraphRunner(tfopt.load(path))(feeds)["final_result"], atol=ATOL, rtol=ATOL)
