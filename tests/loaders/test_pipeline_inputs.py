@@ -227,3 +227,55 @@ def test_an_original_that_cannot_be_fed_at_the_iterator_is_refused_by_name(tmp_p
     raw.ParseFromString(Path(paths["frozen-pb"]).read_bytes())
     with pytest.raises(GraphError, match=r"IteratorGetNext:0 from a tf\.data iterator inside its function"):
         cut_model(model.replace(graph_def=raw, reference=lambda feeds: {}))
+
+
+# --- a PlaceholderWithDefault whose default the model itself computes from its input ---------------------
+# TensorFlow's retrain.py keeps its bottleneck as PlaceholderWithDefault(base_network(input)) so training can
+# feed cached bottlenecks; at inference the user feeds the image (nudity, nudityradar). The input is the
+# Placeholder the base network reads, not the bottleneck: the network before it stays in the model.
+
+IN_GRAPH = {"image": [None, 8, 8, 3], "vector": [None, 6]}
+
+
+def _in_graph_default(shape: list):
+    def build(t):
+        v1 = t.compat.v1
+        rng = np.random.default_rng(2)
+        x = v1.placeholder(t.float32, shape, name="input")
+        if len(shape) == 4:
+            w = rng.normal(size=[3, 3, shape[-1], 5]).astype(np.float32)
+            base = t.reduce_mean(t.nn.relu(t.nn.conv2d(x, w, 1, "SAME")), axis=[1, 2])
+        else:
+            base = t.nn.relu(t.matmul(x, rng.normal(size=[shape[-1], 5]).astype(np.float32)))
+        bottleneck = v1.placeholder_with_default(base, [None, 5], name="input_1/BottleneckInputPlaceholder")
+        logits = t.matmul(bottleneck, rng.normal(size=[5, 2]).astype(np.float32))
+        t.nn.softmax(logits, name="final_result")
+    return build
+
+
+@pytest.mark.parametrize("kind", list(IN_GRAPH))
+def test_a_default_computed_from_the_input_keeps_the_network_before_it(kind, tmp_path):
+    shape = IN_GRAPH[kind]
+    path = graph_pb(tmp_path / "retrained.pb", _in_graph_default(shape))
+    assert [s.name for s in tfopt.load(path).inputs] == ["input"]
+    result = tfopt.convert(path, str(tmp_path / "out"), to=["tflite", "onnx", "openvino"])
+    frozen, _ = tfopt.freeze(path)
+    assert [(s.name, s.shape) for s in frozen.inputs] == [("input", tuple(shape))]
+    feeds = {"input": np.random.default_rng(3).normal(size=[3, *shape[1:]]).astype(np.float32)}
+    expected = GraphRunner(tfopt.load(path))(feeds)["final_result"]
+    assert len(result.artifacts) == 3
+    for artifact in result.artifacts:
+        runner = target(artifact.format).call("runner", os.path.join(result.outdir, artifact.path), frozen, 1)
+        np.testing.assert_allclose(runner(feeds)["final_result"], expected, atol=ATOL, rtol=ATOL,
+                                   err_msg=artifact.format)
+
+
+def test_the_bottleneck_is_still_an_input_when_named(tmp_path):
+    path = graph_pb(tmp_path / "retrained.pb", _in_graph_default(IN_GRAPH["vector"]))
+    name = "input_1/BottleneckInputPlaceholder"
+    frozen, _ = tfopt.freeze(path, inputs={name: None})
+    assert [(s.name, s.shape) for s in frozen.inputs] == [(name, (None, 5))]
+    assert "Conv2D" not in ops(frozen) and "PlaceholderWithDefault" not in ops(frozen)
+    feeds = {name: np.random.default_rng(4).normal(size=[3, 5]).astype(np.float32)}
+    np.testing.assert_allclose(GraphRunner(frozen)(feeds)["final_result"],
+                               GraphRunner(tfopt.load(path))(feeds)["final_result"], atol=ATOL, rtol=ATOL)

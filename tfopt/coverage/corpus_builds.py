@@ -315,6 +315,18 @@ def _pyliverlesionseg(root: str, out: str) -> None:
     tf.saved_model.save(model, out)
 
 
+def _pyleaf(root: str, out: str) -> None:
+    from tensorflow.keras.models import model_from_json
+
+    # pyleaf.basefunctions.load_model, whose module imports what building does not use (keras.utils.np_utils,
+    # tkinter): model_from_json(model.json), then load_weights(model.h5), both beside basefunctions.py
+    folder = os.path.join(root, "pyleaf")
+    with open(os.path.join(folder, "model.json"), encoding="utf8") as f:
+        model = model_from_json(f.read())
+    model.load_weights(os.path.join(folder, "model.h5"))
+    model.save(out, save_format="h5")
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
     "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
@@ -323,7 +335,8 @@ BUILDERS: dict[str, Callable[[str, str], None]] = {
     "phonet-multitask": _phonet("multitask"), "phonet-phonemes": _phonet("phonemes"),
     "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc, "delight": _delight,
     "continunet": _continunet, "rnnmorph-ru": _rnnmorph("ru"), "rnnmorph-en": _rnnmorph("en"),
-    "pyliverlesionseg": _pyliverlesionseg}
+    "pyliverlesionseg": _pyliverlesionseg,
+    "pyleaf": _pyleaf}
 
 
 def main(argv: list[str]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tfopt.coverage.corpus_entry import Entry
 
-__all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14", "HELD_OUT_15"]
+__all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14", "HELD_OUT_15", "HELD_OUT_16"]
 
 _PHONET = ("phonet/phonet.py", "phonet/Phonological.py")
 _TK_CBED = ("tk_cbed/tk_cbed.py", "tk_cbed/model.py")
@@ -146,6 +146,34 @@ _SET_15: tuple[Entry, ...] = (
           "subsampled by AveragePooling3D (1, 2, 4, 8), Conv3D + LeakyReLU(0), Cropping3D, UpSampling3D, a sigmoid map",
           held_out=True, build="pyliverlesionseg", code=("pyliverlesionseg/architectures/unet_generalized.py",)),
 )
+
+_OSD = "opticallyshallowdeep/models"
+_SET_16: tuple[Entry, ...] = (
+    # -- the sixteenth held-out set: new packages, chosen before measuring (issue 24, round 16)
+    Entry("osd-sr", "opticallyshallowdeep", "1.2.3.post1", f"{_OSD}/SR.h5", "keras2-h5",
+          "Keras 2.8 .h5 (TF 2.8): optically shallow/deep water classifier on Sentinel-2 surface-reflectance "
+          "pixel features, (?, 13) -> four Dense(64) whose activation is a LeakyReLU layer object (serialized "
+          "as a layer config inside the Dense's config) -> Dense(1, sigmoid)", held_out=True),
+    Entry("osd-toa", "opticallyshallowdeep", "1.2.3.post1", f"{_OSD}/TOA.h5", "keras2-h5",
+          "Keras 2.8 .h5 like osd-sr: the top-of-atmosphere variant, (?, 20) -> six Dense(32) with LeakyReLU "
+          "layer activations -> Dense(1, sigmoid)", held_out=True),
+    Entry("nudityradar", "nudityradar", "0.2.6", "nudityradar/files/retrained_graph.pb",
+          "graphdef", "TF1 frozen GraphDef (retrain.py, 2018-20): a MobileNet retrained as a two-class nudity "
+          "classifier; the package feeds 'input' (1, 224, 224, 3) images normalised by (x - 128) / 128 and reads "
+          "'final_result' (the retrain graph also keeps its bottleneck PlaceholderWithDefault)", held_out=True,
+          outputs=("final_result",)),
+    Entry("pyleaf", "pyleafarea", "2.3.1", "pyleaf/model.h5", "keras2-h5",
+          "Keras 2.2.4 weights plus model.json, built the way the package's own basefunctions.load_model "
+          "builds it (model_from_json, load_weights) and saved as .h5: leaf-pixel classifier over 4 colour "
+          "token ids, Embedding, Conv1D, MaxPooling1D, a Dense on the 3-D sequence, Flatten, softmax over 3 "
+          "classes", held_out=True, build="pyleaf"),
+    Entry("panhumanpy-tscale", "panhumanpy", "1.0.0", "panhumanpy/_tools/v1/calibration/temp_scaler_L_1.keras",
+          "keras3", "Keras 3 .keras (2025): the Azimuth cell-type annotator's level-1 calibration model, two "
+          "inputs (13 logits and an uncertainty) into the package's custom TemperatureScalingTwoParam layer "
+          "(softplus temperature, clip, softmax), registered by its custom_objects module (--custom-objects)",
+          held_out=True, code=("panhumanpy/_tools/v1/calibration/custom_objects.py",),
+          args=("--custom-objects", "panhumanpy._tools.v1.calibration.custom_objects")),
+)
 HELD_OUT_11 = tuple(e.name for e in ENTRIES)
 """The eleventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 11)."""
 HELD_OUT_12 = tuple(e.name for e in _SET_12)
@@ -156,4 +184,6 @@ HELD_OUT_14 = tuple(e.name for e in _SET_14)
 """The fourteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 14)."""
 HELD_OUT_15 = tuple(e.name for e in _SET_15)
 """The fifteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 15)."""
-ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15
+HELD_OUT_16 = tuple(e.name for e in _SET_16)
+"""The sixteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 16)."""
+ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15 + _SET_16

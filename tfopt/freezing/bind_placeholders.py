@@ -3,8 +3,8 @@
 ``Placeholder(name=p)`` => ``Const(name=p, value=v)`` for every ``p`` in the bindings (training
 flags bound to False, ``--set NAME=VALUE``). A ``PlaceholderWithDefault`` that is not a model input
 becomes ``Identity(default)``: with nothing fed, that is exactly what it computes. One that is a
-model input and whose default comes from a ``tf.data`` iterator or another feed becomes a plain
-``Placeholder``: the input is always fed, so the pipeline behind it never runs and is pruned
+model input (its default from a ``tf.data`` iterator, or named in ``--inputs``) becomes a plain
+``Placeholder``: the input is always fed, so what computes its default never runs and is pruned
 (:mod:`tfopt.loaders.pipeline_inputs`).
 """
 
@@ -15,7 +15,6 @@ from typing import Any
 
 from tfopt._tf import make_const
 from tfopt.graph import Model, rewrite_node
-from tfopt.loaders.pipeline_inputs import pipeline_fed
 from tfopt.passes.base import Pass, PassResult, copy_graph
 
 
@@ -27,7 +26,6 @@ class BindPlaceholders(Pass):
 
     def run(self, model: Model) -> PassResult:
         inputs = {s.node for s in model.inputs}
-        fed = pipeline_fed(model.graph_def) & inputs
         graph_def = copy_graph(model.graph_def)
         changed = False
         for node in graph_def.node:
@@ -35,7 +33,7 @@ class BindPlaceholders(Pass):
                 const = make_const(node.name, self.values[node.name], dtype=node.attr["dtype"].type)
                 node.CopyFrom(const)
                 changed = True
-            elif node.name in fed:
+            elif node.op == "PlaceholderWithDefault" and node.name in inputs:  # fed: its default never runs
                 node.op = "Placeholder"
                 del node.input[:]
                 changed = True

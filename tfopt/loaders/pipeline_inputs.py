@@ -11,9 +11,10 @@ training plumbing. So ``img`` is the model input and its default edge is *cut*: 
 counts as needed by the outputs, and freezing turns ``img`` into a plain ``Placeholder``.
 
 A ``PlaceholderWithDefault`` is *pipeline-fed* when its default is computed from an iterator or
-queue op, or from another placeholder (its default has to be fed anyway, so the input is the
-``PlaceholderWithDefault`` itself). One whose default is a constant stays a default (a training
-flag, a keep probability): bound, not an input.
+queue op. One whose default is a constant stays a default (a training flag, a keep probability):
+bound, not an input. So does one whose default the model computes from its own placeholders
+(TensorFlow's retrain.py: ``bottleneck = PlaceholderWithDefault(base_network(input))``, fed cached
+bottlenecks in training only): the user feeds ``input``, and the network before the default stays.
 
 A graph that reads the iterator directly (a frozen training graph, a TF1 SavedModel or checkpoint of
 one) has no placeholder at all: each element it reads becomes one (:func:`cut_pipeline_sources`),
@@ -68,14 +69,15 @@ def is_pipeline_source(op: str) -> bool:
 
 
 def pipeline_fed(graph_def: Any) -> set[str]:
-    """Names of the ``PlaceholderWithDefault`` nodes whose default comes from a pipeline or a feed."""
+    """Names of the ``PlaceholderWithDefault`` nodes whose default comes from a pipeline (not from the
+    model's own placeholders: that default is the model's path from its inputs)."""
     nodes = node_map(graph_def)
     out = set()
     for node in graph_def.node:
         if node.op != "PlaceholderWithDefault" or not node.input:
             continue
         behind = ancestors(graph_def, [node.input[0]], follow_control=False)
-        if any(is_pipeline_op(nodes[n].op) or nodes[n].op in PLACEHOLDER_OPS for n in behind if n in nodes):
+        if any(is_pipeline_op(nodes[n].op) for n in behind if n in nodes):
             out.add(node.name)
     return out
 
