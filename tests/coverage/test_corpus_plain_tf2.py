@@ -97,6 +97,7 @@ def test_plain_path_restores_the_checkpoint_and_converts_it(tmp_path, spec, targ
     np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=TOLERANCE)
 
 
+@pytest.mark.slow  # the corpus harness's baseline (not tfopt): its restored-checkpoint path is the fast test above
 def test_plain_cells_of_a_keras2_checkpoint_entry_build_it_with_keras2(tmp_path, monkeypatch):
     """The harness's own call: the entry's ``--model-fn`` reaches the child, which restarts with tf-keras."""
     spec = "tests.model_fns_keras2:dense_only"
