@@ -69,17 +69,15 @@ def record_given_data(p: Any, prepared: Any) -> None:
     if prepared.report_reference is not None or not p.options.freeze.verify or \
             not (p.options.report.eval_data or prepared.samples):
         return
-    from dataclasses import replace
-
-    with verify_timeout(p.options.freeze.verify_timeout):
-        prepared.report_reference = replace(_record_report(p, prepared), timed_early=True)
+    with verify_timeout(p.options.freeze.verify_timeout):  # timed by the report, once the converters are idle
+        prepared.report_reference = _record_report(p, prepared, timed=False)
 
 
-def _record_report(p: Any, prepared: Any) -> Any:
+def _record_report(p: Any, prepared: Any, timed: bool = True) -> Any:
     from tfopt.conversion.stages import inputs_of
     from tfopt.report.build import record_original
 
     r, portable = p.options.report, prepared.portable
     return record_original(portable, eval_data=inputs_of(p, prepared).eval(portable.inputs), samples=prepared.samples,
                            seed=r.seed, runs=r.report_runs, verified_at=prepared.verified_at,
-                           allow_nonfinite=r.allow_nonfinite)
+                           allow_nonfinite=r.allow_nonfinite, timed=timed)

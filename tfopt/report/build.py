@@ -194,7 +194,7 @@ def build_report(outdir: str, model: Model, *, eval_data: LabeledData | None = N
     if recorded is None:
         recorded = record_original(model, eval_data=eval_data, samples=samples, seed=seed, runs=runs,
                                    manifest=manifest, verified_at=verified_at, allow_nonfinite=allow_nonfinite)
-    elif recorded.timed_early:  # its outputs kept, its latency measured again once the converters are idle
+    elif recorded.untimed:  # recorded before the artifacts: its outputs kept, its latency timed now the converters are idle
         recorded = recorded.timed_again(_original_run(model), runs)
     inputs, labels = recorded.inputs, recorded.labels
     score = None
@@ -238,9 +238,10 @@ def build_report(outdir: str, model: Model, *, eval_data: LabeledData | None = N
 
 def record_original(model: Model, *, eval_data: LabeledData | None = None, samples: Any = None, seed: int = 0,
                     runs: int = 20, manifest: dict[str, Any] | None = None, verified_at: Any = None,
-                    allow_nonfinite: bool = False) -> Any:
+                    allow_nonfinite: bool = False, timed: bool = True) -> Any:
     """The original model's part of the report (:class:`tfopt.report.measure.RecordedReference`):
-    the inputs measured on (see :func:`_report_inputs`), the original's outputs on them and its latency."""
+    the inputs measured on (see :func:`_report_inputs`), the original's outputs on them and its latency
+    (``timed=False``: left to the report, :meth:`~tfopt.report.measure.RecordedReference.timed_again`)."""
     from tfopt.report.measure import record_reference
 
     run = _original_run(model)
@@ -249,7 +250,7 @@ def record_original(model: Model, *, eval_data: LabeledData | None = None, sampl
     batching = describe(len(labels) if labels is not None else rows_of(inputs, axes) - padded, rows, padded) \
         if eval_data or samples else ""
     given = eval_data.where if eval_data else "--calibration" if samples else ""
-    return record_reference(run, model, inputs, axes, runs, labels, rows, padded, batching, given=given)
+    return record_reference(run, model, inputs, axes, runs, labels, rows, padded, batching, given=given, timed=timed)
 
 
 def _original_run(model: Model) -> Any:

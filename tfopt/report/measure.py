@@ -123,23 +123,25 @@ class RecordedReference:
     sample_rows: int = 1  # rows of one sample (a batch split into N towers: N)
     padded: int = 0  # rows that complete given data's last batch (its first rows again): their outputs dropped
     batching: str = ""  # how given data was batched (tfopt.verification.data_batches.describe)
-    timed_early: bool = False  # recorded before the artifacts were built, converters busy: latency timed again
+    untimed: bool = False  # recorded before the artifacts were built (converters busy): latency_ms is {} until
+    # the report times the original (timed_again)
 
     def timed_again(self, reference: Callable[[Mapping[str, Any]], dict[str, Any]], runs: int) -> RecordedReference:
         """The same outputs, the original's latency measured now (``reference``: the original)."""
         samples = _Samples(self.inputs, self.batch_axes or {}, set(), self.sample_rows, self.padded)
         timed = getattr(reference, "unbounded", reference)
-        return replace(self, latency_ms=_latency(_single_call(timed, samples), runs), timed_early=False)
+        return replace(self, latency_ms=_latency(_single_call(timed, samples), runs), untimed=False)
 
 
 def record_reference(reference: Callable[[Mapping[str, Any]], dict[str, Any]], model: Model,
                      inputs: dict[str, np.ndarray], batch_axes: Mapping[str, int | None] | None, runs: int,
                      labels: np.ndarray | None = None, sample_rows: int = 1, padded: int = 0,
-                     batching: str = "", given: str = "") -> RecordedReference:
+                     batching: str = "", given: str = "", timed: bool = True) -> RecordedReference:
     """The original's outputs on ``inputs`` (one sample at a time, as every artifact runs) and its latency.
     ``padded``: the last sample's last rows complete a batch (:mod:`tfopt.verification.data_batches`);
     their outputs are dropped, here and for every artifact. ``given``: the option and file the inputs
     come from (``--eval-data data.npz``; "" for made-up inputs), named when the original fails on a sample.
+    ``timed=False``: the latency is left to :meth:`RecordedReference.timed_again` (``untimed``).
 
     Raises:
         OptionError: the original model does not run on a sample of given data (verification checked
@@ -167,9 +169,10 @@ def record_reference(reference: Callable[[Mapping[str, Any]], dict[str, Any]], m
         rows = f"row {i * n}" if n == 1 else f"rows {i * n}..{(i + 1) * n - 1}"
         raise sample_refused(exc, samples.sample(i), f"sample {i} of {samples.count}", f"{rows} on each input's batch "
                              "axis", given) from exc
-    timed = getattr(reference, "unbounded", reference)  # sample 0 just ended within the bound: timed without it
-    return RecordedReference(inputs, labels, batch_axes, expected, _latency(_single_call(timed, samples), runs),
-                             sample_rows, padded, batching)
+    unbounded = getattr(reference, "unbounded", reference)  # sample 0 just ended within the bound: timed without it
+    latency = _latency(_single_call(unbounded, samples), runs) if timed else {}
+    return RecordedReference(inputs, labels, batch_axes, expected, latency, sample_rows, padded, batching,
+                             untimed=not timed)
 
 
 class _Samples(Batches):
