@@ -32,6 +32,7 @@ DT_INT64 = 9
 DT_BOOL = 10
 DT_BFLOAT16 = 14
 DT_HALF = 19
+DT_RESOURCE = 20
 # The float types the weight folds rewrite (bfloat16 is left alone: numpy has no exact type for it).
 FLOAT_TYPES = frozenset({DT_FLOAT, DT_DOUBLE, DT_HALF})
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tfopt.errors import StatefulModelError
+from tfopt.graph import DT_RESOURCE
 from tfopt.graphdef.call_tidy import tidy_calls
 from tfopt.graphdef.calls import library_of
 from tfopt.graphdef.scopes import Liveness, Scope, join_path, walk_scopes
@@ -54,7 +55,6 @@ GENERATOR_OPS = frozenset({DRAW, "RngSkip", "StatefulRandomBinomial", "StatefulS
                            "StatefulUniformFullInt", "StatefulTruncatedNormal"})
 WRITES = STATE_UPDATE_OPS | GENERATOR_OPS  # each writes the variable its input 0 holds
 _RANDOM_SEEDED = re.compile(r"Stateless(Random|Multinomial|TruncatedNormal|Shuffle|ParameterizedTruncatedNormal)\w*")
-_RESOURCE = 20  # DT_RESOURCE: an arg still of this type is a live resource, not a frozen variable
 _FRESH_STATE_MAX = 2**31 - 1  # a fresh state's words: any value keys Philox; a range every runtime's op draws
 
 
@@ -177,7 +177,7 @@ def _frozen_writes(graph_def: Any) -> list[_Write]:
             if scope.function is None:
                 frozen = source in scope.by_name and scope.by_name[source].op == "Const"
             else:
-                frozen = scope.is_arg(source) and scope.arg_type(source) != _RESOURCE
+                frozen = scope.is_arg(source) and scope.arg_type(source) != DT_RESOURCE  # a live resource, not a frozen variable
             if frozen:
                 found.append(_Write(scope, node, origin(node.input[0]) or source))
     return found

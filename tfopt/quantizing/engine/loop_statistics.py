@@ -31,10 +31,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from tfopt.errors import OptionError
-from tfopt.graph import DT_FLOAT, DT_INT32, canonical_tensor, is_control, node_map, tensor_node, unique_name
+from tfopt.graph import (
+    DT_FLOAT,
+    DT_INT32,
+    DT_RESOURCE,
+    canonical_tensor,
+    consumers,
+    is_control,
+    node_map,
+    tensor_node,
+    unique_name,
+)
 from tfopt.graphdef.frames import loop_frames
 
-DT_RESOURCE = 20
 NESTED = "inside a nested TF1 while loop: its values per iteration are not gathered"
 CONDITIONAL = "behind a tf.cond branch inside a TF1 while loop: its values per iteration are not gathered"
 _ENTER = frozenset({"Enter", "RefEnter"})
@@ -59,14 +68,10 @@ def unmeasured(graph_def: Any) -> dict[str, str]:
     loop_conds = {n.name for n in graph_def.node if n.op == "LoopCond"}
     stack = [n.name for n in graph_def.node if n.op == "Switch" and n.name in frames
              and tensor_node(n.input[1]) not in loop_conds]
-    readers: dict[str, list[str]] = {}
-    for node in graph_def.node:
-        for ref in node.input:
-            if not is_control(ref):
-                readers.setdefault(tensor_node(ref), []).append(node.name)
+    users = consumers(graph_def)
     while stack:
         name = stack.pop()
-        for reader in readers.get(name, []):
+        for reader in (user.name for user, i in users.get(name, []) if not is_control(user.input[i])):
             if reader in frames and reader not in out and nodes[reader].op not in ("Merge", "RefMerge"):
                 out[reader] = CONDITIONAL
                 stack.append(reader)
