@@ -17,29 +17,23 @@ from typing import Any
 
 
 def reached_functions(meta_graph: Any) -> set[str]:
-    """The names of the library functions ``meta_graph``'s graph reaches, transitively."""
-    library = meta_graph.graph_def.library
-    bodies = {f.signature.name: f for f in library.function}
-    gradients = {g.function_name: g.gradient_func for g in library.gradient}
+    """The names of the library functions ``meta_graph``'s graph reaches, transitively: the calls
+    :func:`tfopt.graphdef.calls.callees` names (as :func:`tfopt.passes.prune_dead.called_functions`
+    follows them), and each reached function's registered gradient, which TensorFlow imports with it."""
+    from tfopt.graphdef.calls import callees, library_of
+
+    library = library_of(meta_graph.graph_def)
+    gradients = {g.function_name: g.gradient_func for g in meta_graph.graph_def.library.gradient}
     reached: set[str] = set()
-    pending = [n for node in meta_graph.graph_def.node for n in _called(node, bodies)]
+    pending = [n for node in meta_graph.graph_def.node for n in callees(node, library)]
     while pending:
         name = pending.pop()
-        if name in reached or name not in bodies:
+        if name in reached or name not in library:
             continue
         reached.add(name)
-        pending += [n for node in bodies[name].node_def for n in _called(node, bodies)]
+        pending += [n for node in library[name].node_def for n in callees(node, library)]
         pending += [gradients[name]] if name in gradients else []
     return reached
-
-
-def _called(node: Any, bodies: dict[str, Any]) -> list[str]:
-    names = [node.op] if node.op in bodies else []
-    for value in node.attr.values():
-        if value.HasField("func"):
-            names.append(value.func.name)
-        names += [f.name for f in value.list.func]
-    return names
 
 
 def pruned_copy(path: str, proto: Any, directory: str) -> tuple[str, int]:
