@@ -376,8 +376,7 @@ CORPUS: tuple[Entry, ...] = (
 )
 HELD_OUT_2 = ("tfpose-mobilenet-thin", "ionmob-gru", "ionmob-deeptwomer", "imspy-prosit", "astrorapid-ztf",
               "adtlib-kick", "chiron-dna", "sleepecg-ws-gru")
-"""The second held-out set: packages new to the corpus, chosen before any measurement (issue 24); measured in
-round 2 and developed on since, so no longer held out (room for newer rounds under the 4/5 bound)."""
+"""The second held-out set: new packages, chosen before any measurement (issue 24); developed on since round 3."""
 HELD_OUT_3 = ("crema-chord", "mtcnn-onet", "mtcnn-pnet", "birdvoxdetect-t1800", "dgaintel", "misic", "seeker",
               "address-net", "hed-bsds500")
 """The third held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 3)."""
