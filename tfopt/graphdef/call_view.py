@@ -17,6 +17,11 @@ and the call node itself an ``IdentityN`` of its outputs' Merges, so ``call:k`` 
 ``Merge`` and ``IdentityN`` hand a tensor on with its axes and tie no sizes, as the v1 loop ops do.
 Nested calls are expanded the same way, to a depth of :data:`MAX_DEPTH`. A body TensorFlow cannot read
 (an op it does not know) is left out: its call node stays as it is and the walk stops there, as before.
+
+The bodies are the scopes of :class:`tfopt.graphdef.scopes.Scope`, seen another way: a scope is one body at a
+time in the FunctionDef's own names (no TensorFlow), for walks that know they cross a call; this view inlines
+them so that a walk written for one GraphDef runs through them unchanged, which needs each ``node:output_arg:index``
+as a port number: TensorFlow's reader (it knows every op's output args) gives it.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tfopt.graph import edge_ref, is_control, tensor_node, tensor_port
-from tfopt.graphdef.calls import callees, first_argument, library_of
+from tfopt.graphdef.calls import call_sites, callees, first_argument, library_of
 
 MAX_DEPTH = 8
 _WHILE = frozenset({"While", "StatelessWhile"})
@@ -47,7 +52,7 @@ def flat_nodes(graph_def: Any) -> dict[str, Any]:
     A graph without calls gets its own nodes, unchanged."""
     nodes: dict[str, Any] = {n.name: n for n in graph_def.node}
     library = library_of(graph_def)
-    calls = [n for n in graph_def.node if first_argument(n, library) is not None and callees(n, library)]
+    calls = [n for n in graph_def.node if call_sites(n, library)]
     if not calls:
         return nodes
     bodies = _Bodies(graph_def)
@@ -124,7 +129,7 @@ def _expand(call: Any, name: str, nodes: dict[str, Any], library: Mapping[str, A
                                [("^" + prefix + tensor_node(r)) if is_control(r) else _renamed(prefix, r)
                                 for r in body_node.input], body_node.attr)
             nodes[renamed.name] = renamed
-            if first_argument(body_node, library) is not None and callees(body_node, library):
+            if call_sites(body_node, library):
                 _expand(body_node, renamed.name, nodes, library, bodies, depth + 1)
         if not (call.op in _WHILE and not is_body):  # a While's cond returns its predicate only
             for k, ref in enumerate(results):

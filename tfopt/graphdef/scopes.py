@@ -2,7 +2,10 @@
 
 A GraphDef names a tensor ``node:port``; a ``FunctionDef`` body names one ``node:output_arg:index`` and
 its own inputs by their bare arg names, and returns tensors through ``ret``. :class:`Scope` hides the
-difference, so an analysis written once runs on both.
+difference, so an analysis written once runs on both. A scope entered from its caller (:meth:`Scope.calls`,
+:meth:`Scope.enter`) is one call of the function: it knows what each argument was fed (the caller's scope
+and input; for a ``While``, the initial value, the first iteration's), so a value can be followed out of
+the body (:meth:`Scope.resolve`, :meth:`Scope.origin`) and named where it runs (``path``, ``where``).
 
 :class:`Liveness` answers "which nodes does an output need, by data?" through functional control flow,
 precisely per call output: for a call node and one of its outputs ``j`` it walks the callee back from
@@ -19,32 +22,62 @@ each (call node, output) is walked once. Control edges order ops and carry no va
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from tfopt.graph import is_control
+from tfopt.graphdef.calls import argument_inputs, arguments, library_of, ref_node
 from tfopt.graphdef.calls import call_sites as calls
-from tfopt.graphdef.calls import library_of
 
 # ops that hand their input 0 on unchanged (on some port): a resource reaches a write through them, also
 # where TensorFlow lowered a Case/If to Switch ops in the main graph
 _PASS_THROUGH = frozenset({"Identity", "IdentityN", "Switch", "_SwitchN", "RefSwitch", "Enter", "RefEnter"})
 
-class Scope:
-    """One body of code: the main graph (``function is None``) or a library function.
+Users = dict[str, list[tuple[Any, int]]]
 
-    ``path`` names where it runs, for messages: the call nodes from the main graph down, ``/``-joined.
+
+class Scope:
+    """One body of code: the main graph (``function is None``) or a library function; one call of it when
+    entered from the scope ``caller`` through its node ``call`` (:meth:`calls`, :meth:`enter`).
+
+    Attributes:
+        path: where it runs, for node paths: the call nodes from the main graph down, ``/``-joined.
+        where: the same for messages: ``""`` for the main graph, else ``" in <function> (called by '<node>')"``
+            followed by the caller's.
+        feeds: argument name -> (the caller's scope, the caller's input that fed it); empty unless entered.
     """
 
-    def __init__(self, graph_def: Any, function: Any = None, path: str = ""):
-        self.graph_def, self.function, self.path = graph_def, function, path
+    def __init__(self, graph_def: Any, function: Any = None, *, caller: Scope | None = None, call: Any = None):
+        self.graph_def, self.function = graph_def, function
         self.nodes = graph_def.node if function is None else function.node_def
-        self.by_name = {n.name: n for n in self.nodes}
+        # one walk's scopes share what they read of a function (its nodes by name, its users)
+        self._memo: dict[tuple[str, str | None], Any] = caller._memo if caller is not None else {}
+        self._library: dict[str, Any] | None = caller.library if caller is not None else None
+        self.by_name: dict[str, Any] = self._memoized("by_name", lambda: {n.name: n for n in self.nodes})
         self.args = [] if function is None else [a.name for a in function.signature.input_arg]
+        self.path, self.where = "", ""
+        self.feeds: Mapping[str, tuple[Scope, str]] = {}
+        if caller is not None:
+            self.path = join_path(caller.path, call.name)
+            self.where = f" in {self.name} (called by '{call.name}'){caller.where}"
+            self.feeds = {a: (caller, ref) for a, ref in argument_inputs(call, function, self.library).items()}
 
     @property
     def name(self) -> str | None:
         return None if self.function is None else self.function.signature.name
+
+    @property
+    def library(self) -> dict[str, Any]:
+        """Function name -> FunctionDef, read once per walk."""
+        if self._library is None:
+            self._library = library_of(self.graph_def)
+        return self._library
+
+    @property
+    def users(self) -> Users:
+        """Node or arg name -> [(consumer, input index)] (data and control), read once per walk: for walks
+        that do not change the scope (:meth:`consumers` reads it afresh)."""
+        return self._memoized("users", self._readers)
 
     def source(self, ref: str) -> tuple[str, int]:
         """``(node or arg name, port)`` of a data reference (an arg's port is 0)."""
@@ -83,18 +116,59 @@ class Scope:
         return name
 
     def consumers(self) -> dict[str, list[Any]]:
-        """node or arg name -> the nodes that read it (data or control)."""
-        out: dict[str, list[Any]] = {}
-        for node in self.nodes:
-            for ref in node.input:
-                out.setdefault(self.source(ref.lstrip("^"))[0], []).append(node)
-        return out
+        """node or arg name -> the nodes that read it (data or control), as the scope is now."""
+        return {name: [node for node, _ in users] for name, users in self._readers().items()}
 
     def returned(self) -> set[str]:
         """Nodes a function returns a value of or waits for (``ret`` and ``control_ret``)."""
         if self.function is None:
             return set()
         return {self.source(r)[0] for r in self.returns()} | set(self.function.control_ret.values())
+
+    def calls(self) -> Iterator[Scope]:
+        """One scope per function each node of this scope calls (a control-flow or call op), entered."""
+        for node in self.nodes:
+            for name, _ in calls(node, self.library):
+                yield Scope(self.graph_def, self.library[name], caller=self, call=node)
+
+    def enter(self, call: Any, index: int) -> list[tuple[Scope, str]]:
+        """The scopes (and argument names) that data input ``index`` of ``call`` continues into."""
+        return [(Scope(self.graph_def, fdef, caller=self, call=call), arg)
+                for fdef, arg in arguments(call, index, self.library)]
+
+    def resolve(self, ref: str) -> tuple[Scope, Any]:
+        """The scope and node computing ``ref``, an argument followed out to the caller's input that fed
+        it (a ``While`` argument: its initial value); the node is None where the graph holds none."""
+        scope, name = self, ref_node(ref)
+        while name in scope.feeds:
+            scope, outer = scope.feeds[name]
+            name = ref_node(outer)
+        return scope, scope.by_name.get(name)
+
+    def origin(self, ref: str) -> str | None:
+        """The main-graph node that the value ``ref`` comes from, through Identity chains and call
+        boundaries (None when it is computed in a body, or an argument no input fed)."""
+        scope = self
+        while True:
+            name = scope.through_identity(ref)
+            if not scope.is_arg(name):
+                return name if scope.function is None else None
+            if name not in scope.feeds:
+                return None
+            scope, ref = scope.feeds[name]
+
+    def _readers(self) -> Users:
+        out: Users = {}
+        for node in self.nodes:
+            for i, ref in enumerate(node.input):
+                out.setdefault(ref_node(ref), []).append((node, i))
+        return out
+
+    def _memoized(self, what: str, make: Callable[[], Any]) -> Any:
+        key = (what, self.name)
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
 
 def join_path(outer: str, name: str) -> str:
@@ -106,33 +180,16 @@ def join_path(outer: str, name: str) -> str:
     return "/".join(head + tail[overlap:])
 
 
-def walk_scopes(graph_def: Any) -> Iterator[tuple[Scope, Callable[[str], str | None]]]:
+def walk_scopes(graph_def: Any) -> Iterator[Scope]:
     """Every scope reachable from the main graph through known calls (each function once per call site),
-    with ``origin(arg or ref)``: the main-graph node that a value in that scope comes from, through
-    Identity chains and call boundaries (None when it is computed)."""
-    library = library_of(graph_def)
+    entered: :meth:`Scope.origin` names the main-graph node a value comes from."""
 
-    def visit(scope: Scope, origin: Callable[[str], str | None]) -> Iterator[tuple[Scope, Callable[[str], str | None]]]:
-        yield scope, origin
-        for node in scope.nodes:
-            inputs = scope.data_inputs(node)
-            for name, offset in calls(node, library):
-                callee = Scope(graph_def, library[name], join_path(scope.path, node.name))
-                outer = {a: inputs[i + offset] for i, a in enumerate(callee.args) if i + offset < len(inputs)}
-                yield from visit(callee, _origin_in(callee, outer, origin))
+    def visit(scope: Scope) -> Iterator[Scope]:
+        yield scope
+        for callee in scope.calls():
+            yield from visit(callee)
 
-    main = Scope(graph_def)
-    yield from visit(main, _origin_in(main, {}, lambda _: None))
-
-
-def _origin_in(scope: Scope, outer: dict[str, str], origin_outside: Callable[[str], str | None]
-               ) -> Callable[[str], str | None]:
-    def origin(ref: str) -> str | None:
-        name = scope.through_identity(ref)
-        if scope.is_arg(name):
-            return origin_outside(outer[name]) if name in outer else None
-        return name if scope.function is None else None
-    return origin
+    yield from visit(Scope(graph_def))
 
 
 class Liveness:

@@ -169,7 +169,7 @@ def _frozen_writes(graph_def: Any) -> list[_Write]:
     """Every write whose variable the converter froze: in the main graph its input 0 comes from a
     ``Const``; in a body from an arg no longer of resource type."""
     found = []
-    for scope, origin in walk_scopes(graph_def):
+    for scope in walk_scopes(graph_def):
         for node in scope.nodes:
             if node.op not in WRITES or not scope.data_inputs(node):
                 continue
@@ -179,7 +179,7 @@ def _frozen_writes(graph_def: Any) -> list[_Write]:
             else:
                 frozen = scope.is_arg(source) and scope.arg_type(source) != DT_RESOURCE  # a live resource, not a frozen variable
             if frozen:
-                found.append(_Write(scope, node, origin(node.input[0]) or source))
+                found.append(_Write(scope, node, scope.origin(node.input[0]) or source))
     return found
 
 

@@ -59,11 +59,11 @@ def inline_tables(graph_def: Any, contents: Contents) -> list[str]:
             different tables, or a table still read after the rewrite; each names the table and the op.
     """
     found: dict[tuple[str | None, str], tuple[Scope, Any, str]] = {}
-    for scope, origin in walk_scopes(graph_def):
+    for scope in walk_scopes(graph_def):
         for node in scope.nodes:
             if node.op not in FIND_OPS | SIZE_OPS:
                 continue
-            table = origin(scope.data_inputs(node)[0])
+            table = scope.origin(scope.data_inputs(node)[0])
             if table is None:
                 raise GraphError(f"{node.op} '{node.name}' reads a lookup table tfopt cannot trace to a node of the "
                                  "graph (a table made inside a function body); create the table outside the function")

@@ -249,13 +249,13 @@ def _first(exc: BaseException) -> str:
 def _blame_runtime(exc: Exception, artifact: dict[str, Any], inputs: dict[str, np.ndarray]) -> NoReturn:
     from tfopt.errors import ConversionError, TfoptError
     from tfopt.targets import target
+    from tfopt.verification.feed_shapes import feed_shapes
 
     if isinstance(exc, TfoptError):
         raise exc
-    shapes = ", ".join(f"{k}:{'x'.join(map(str, v.shape))}" for k, v in inputs.items())
     raise ConversionError(f"running {artifact['format']} {artifact['precision']} in "
                           f"{target(artifact['format'], 'format').runtime_name}: {artifact['path']} does not run at "
-                          f"{shapes}, where the original model runs ({type(exc).__name__}: "
+                          f"{feed_shapes(inputs)}, where the original model runs ({type(exc).__name__}: "
                           f"{' '.join(str(exc).split())[:300]})") from exc
 
 

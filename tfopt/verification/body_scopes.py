@@ -1,69 +1,23 @@
-"""A graph's main scope and the scopes of the library functions it calls, for walks that follow an input.
+"""Walks that follow an input through the main graph and the library functions it is passed to.
 
-A :class:`Scope` is the main graph, or one call of a library function (``While``/``If``/``Case`` bodies,
-``PartitionedCall``, a direct call: :mod:`tfopt.graphdef.calls`) with what each of its arguments was fed:
-the caller's scope and input (for a ``While``, the initial value, the first iteration's). The walks of
-:mod:`tfopt.verification.input_domains` (the values an input may hold) and
-:mod:`tfopt.verification.input_structure` (the structure its consumers need) go through them, and
-:func:`constant` reads a value known before the graph runs in any of them.
+The scopes are :class:`tfopt.graphdef.scopes.Scope`: the main graph, or one call of a library function
+(``While``/``If``/``Case`` bodies, ``PartitionedCall``, a direct call: :mod:`tfopt.graphdef.calls`) that
+knows what each of its arguments was fed. The walks of :mod:`tfopt.verification.input_domains` (the
+values an input may hold) and :mod:`tfopt.verification.input_structure` (the structure its consumers
+need) go through them (:func:`follow`), and :func:`constant` reads a value known before the graph runs
+in any of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
 
+from tfopt.graphdef.scopes import Scope
+
 MAX_DEPTH = 24  # ops followed from an input (a body's own Identity/_SwitchN count)
-
-
-def main_scope(graph_def: Any) -> Scope:
-    """The scope of ``graph_def``'s main graph (its library reachable through :meth:`Scope.enter`)."""
-    from tfopt.graph import consumers, node_map
-    from tfopt.graphdef.calls import library_of
-
-    return Scope(node_map(graph_def), consumers(graph_def), {}, "", library_of(graph_def), {})
-
-
-@dataclass(frozen=True)
-class Scope:
-    """The main graph, or one call of a library function: its nodes and their consumers, and what each
-    argument was fed (the caller's scope and input; for a ``While``, the initial value)."""
-
-    nodes: Mapping[str, Any]
-    users: Mapping[str, list[tuple[Any, int]]]
-    feeds: Mapping[str, tuple[Scope, str]]
-    where: str  # "" for the main graph, else " in <function> (called by '<node>')"
-    library: Mapping[str, Any]
-    cache: dict[str, tuple[Mapping[str, Any], Mapping[str, list[tuple[Any, int]]]]]
-
-    def resolve(self, ref: str) -> tuple[Scope, Any]:
-        """The scope and node computing ``ref``, an argument followed out to the caller's input that fed
-        it (a ``While`` argument: its initial value); the node is None where the graph holds none."""
-        from tfopt.graphdef.calls import ref_node
-
-        scope, name = self, ref_node(ref)
-        while name in scope.feeds:
-            scope, outer = scope.feeds[name]
-            name = ref_node(outer)
-        return scope, scope.nodes.get(name)
-
-    def enter(self, call: Any, index: int) -> list[tuple[Scope, str]]:
-        """The scopes (and argument names) that input ``index`` of ``call`` continues into."""
-        from tfopt.graphdef.calls import argument_inputs, arguments, function_consumers
-
-        out = []
-        for fdef, arg in arguments(call, index, self.library):
-            name = fdef.signature.name
-            if name not in self.cache:
-                self.cache[name] = ({n.name: n for n in fdef.node_def}, function_consumers(fdef))
-            nodes, users = self.cache[name]
-            feeds = {a: (self, ref) for a, ref in argument_inputs(call, fdef, self.library).items()}
-            out.append((Scope(nodes, users, feeds, f" in {name} (called by '{call.name}'){self.where}",
-                               self.library, self.cache), arg))
-        return out
 
 
 C = TypeVar("C")  # what a walk carries along with the value (a state, a chain of pull-backs)

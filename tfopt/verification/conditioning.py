@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from tfopt.errors import IllConditionedError, TfoptError, VerificationError
+from tfopt.verification.feed_shapes import feed_shapes
 from tfopt.verification.kernel_choice import KernelChoices
 from tfopt.verification.saturation import LADDER
 from tfopt.verification.self_disagreement import MEASURES, Gap, Measure, SelfDisagreements, measure, scaled_gap
@@ -198,8 +199,7 @@ def _on_made_up(model: Any, verified_at: Any, artifact: Callable[[Mapping[str, n
         return None
     if gap is None:
         return None
-    shape = lambda v: "x".join(map(str, np.shape(v)))  # noqa: E731
-    at = "at " + ", ".join(f"{k}:{shape(v)}" for k, v in feeds.items()) + f" ({verified_at.values})"
+    at = f"at {feed_shapes(feeds)} ({verified_at.values})"
     found = stable_rung(run, rows, made, verified_at.values, error, gap, bound, at, kernels, measured, subject)
     return None if found is None else Found(found[0], gap.value, found[1], gap.by)
 

@@ -164,15 +164,15 @@ class BoundedReference:
         """The error, in the stage in force (:mod:`tfopt.runtimes.bounded_stage`: verification unless another
         is entered)."""
         from tfopt.runtimes.bounded_stage import current
+        from tfopt.verification.feed_shapes import feed_shapes
 
         stage = current()
-        shapes = ", ".join(f"{k}:{'x'.join(map(str, getattr(v, 'shape', ()))) or 'scalar'}" for k, v in feeds.items())
         loops = loop_inputs(self.graph_def, self.specs)
         which = (f"; {', '.join(repr(n) for n in loops)} reach{'es' if len(loops) == 1 else ''} a loop of the graph, "
                  "whose trip count may come from the values fed") if loops else ""
         return VerificationTimeoutError(
             f"{stage.head()}: the original model (TensorFlow) did not end within {describe_bound(bound, original=True)} "
-            f"on inputs {shapes}{which}. {'Verify' if stage.verifying else 'Run it'} on inputs it ends on: "
+            f"on inputs {feed_shapes(feeds)}{which}. {'Verify' if stage.verifying else 'Run it'} on inputs it ends on: "
             f"{stage.inputs}; or raise --verify-timeout SECONDS (0: no bound){stage.way_out()}")
 
 

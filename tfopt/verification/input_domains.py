@@ -44,7 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.verification.body_scopes import Scope, constant, follow, main_scope
+from tfopt.graphdef.scopes import Scope
+from tfopt.verification.body_scopes import constant, follow
 
 _CARRY = {"Identity", "Cast", "Reshape", "ExpandDims", "Squeeze", "StridedSlice", "Slice", "Transpose", "Tile",
           "BroadcastTo", "Enter", "Switch", "_SwitchN", "Merge", "ConcatV2", "Concat", "Pack", "ToFloat", "IdentityN",
@@ -128,7 +129,7 @@ def input_domains(graph_def: Any, names: Any = None) -> dict[str, Domain]:
     """Placeholder name -> the :class:`Domain` its values must keep to (only restricted inputs;
     ``names``: only these placeholders)."""
 
-    main = main_scope(graph_def)
+    main = Scope(graph_def)
     out: dict[str, Domain] = {}
     for node in graph_def.node:
         if node.op not in ("Placeholder", "PlaceholderWithDefault") or (names is not None and node.name not in names):

@@ -38,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.verification.body_scopes import MAX_DEPTH, Scope, constant, follow, main_scope
+from tfopt.graphdef.scopes import Scope
+from tfopt.verification.body_scopes import MAX_DEPTH, constant, follow
 
 VALUE, ROWS = -1, -2  # a Ref's axis: the input's value; the rows value row ids imply (their last + 1)
 
@@ -111,7 +112,7 @@ _BINARY_KEEP = {"Add", "AddV2", "Sub", "Mul", "RealDiv", "Div", "Maximum", "Mini
 def input_needs(graph_def: Any, names: Any = None) -> dict[str, Need]:
     """Placeholder name -> the :class:`Need` of the first structure-consuming op it reaches (only such
     inputs; ``names``: only these placeholders)."""
-    main = main_scope(graph_def)
+    main = Scope(graph_def)
     out: dict[str, Need] = {}
     for node in graph_def.node:
         if node.op in ("Placeholder", "PlaceholderWithDefault") and (names is None or node.name in names):

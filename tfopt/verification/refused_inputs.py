@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-
 from tfopt.errors import MadeUpInputsError, OptionError, TfoptError
+from tfopt.verification.feed_shapes import feed_shapes
 
 
 def failure(exc: BaseException) -> str:
@@ -24,10 +23,6 @@ def failure(exc: BaseException) -> str:
     from tfopt.verification.shapes import tf_error_summary
 
     return f"{type(exc).__name__} at {tf_error_summary(exc)}"
-
-
-def shapes(feeds: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}:{'x'.join(map(str, np.shape(v))) or 'scalar'}" for k, v in feeds.items())
 
 
 def run_original(run: Callable[[Mapping[str, Any]], Any], feeds: Mapping[str, Any], inputs_at: Any) -> Any:
@@ -58,7 +53,7 @@ def run_original(run: Callable[[Mapping[str, Any]], Any], feeds: Mapping[str, An
 def sample_refused(exc: BaseException, feeds: Mapping[str, Any], sample: str, rows: str, given: str) -> TfoptError:
     """The report's original failing on one sample (``sample``: which, ``rows``: its rows; ``given``:
     the option and file of given data, "" for made-up inputs)."""
-    where = f"{sample} ({rows}; {shapes(feeds)})"
+    where = f"{sample} ({rows}; {feed_shapes(feeds)})"
     if given:
         return OptionError(f"{given}: the original model does not run on {where}: {failure(exc)}. The report runs "
                            "every sample of the data through the original (verification checked the first ones): "

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import TensorSpec
+from tfopt.verification.feed_shapes import feed_shapes
 from tfopt.verification.saturation import NORMAL, note, realistic_note, record, values_record
 from tfopt.verification.testing import random_inputs
 
@@ -66,7 +67,7 @@ class VerifyInputs:
 
     def describe(self) -> str:
         """``input_1:1x10100x4, mask:1x10100``."""
-        return ", ".join(f"{k}:{'x'.join(str(d) for d in np.shape(v)) or 'scalar'}" for k, v in self.feeds.items())
+        return feed_shapes(self.feeds)
 
     def with_batch(self, specs: Sequence[TensorSpec], batch: int, seed: int = 0, graph_def: Any = None) -> VerifyInputs:
         """Made-up inputs at the same non-batch dimensions with another batch size; given data as is.
