@@ -49,7 +49,7 @@ def _frozen_call_with_control_flow(path: str, kind: str, width: int, tag: str) -
     """A frozen ``.pb`` of a TF1 graph calling a ``tf.function`` (a ``PartitionedCall``) whose body holds
     ``kind`` control flow (an ``If``, a ``While``, or an ``If`` in a ``While``), its functions renamed to
     names this process never registered (as in a process that only loads the ``.pb``). Returns ``x``, ``y``."""
-    from tfopt.emitters.tflite_batch import rename_functions
+    from tfopt.graphdef.function_names import rename_functions
 
     t = tf()
     v1 = t.compat.v1
@@ -69,7 +69,7 @@ def _frozen_call_with_control_flow(path: str, kind: str, width: int, tag: str) -
             ys = sess.run(y, {x: xs})
         graph_def = graph.as_graph_def()
     assert "PartitionedCall" in {n.op for n in graph_def.node}
-    rename_functions(graph_def, f"_{tag}_unseen")
+    rename_functions(graph_def, {f.signature.name: f"{f.signature.name}_{tag}_unseen" for f in graph_def.library.function})
     with open(path, "wb") as f:
         f.write(graph_def.SerializeToString())
     return {"x": xs, "y": ys}

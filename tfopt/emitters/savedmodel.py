@@ -33,13 +33,10 @@ if TYPE_CHECKING:
 
 
 def emit_savedmodel(model: Model, path: str, *, signature: str = "serving_default") -> str:
+    from tfopt.runtimes.tensorflow import wrapped_graph
+
     t = tf()
-    graph_def = model.graph_def
-
-    def _import() -> None:
-        t.compat.v1.import_graph_def(graph_def, name="")
-
-    wrapped = t.compat.v1.wrap_function(_import, [])
+    wrapped = wrapped_graph(model.graph_def)
     graph = wrapped.graph
     feeds = [graph.get_tensor_by_name(s.tensor) for s in model.inputs]
     fetches = [graph.get_tensor_by_name(s.tensor) for s in model.outputs]

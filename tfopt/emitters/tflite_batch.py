@@ -55,7 +55,6 @@ def pin_batch(model: Model, batch: int = PINNED_BATCH) -> Model | None:
             node.attr.pop("_output_shapes", None)
     if not _static_element_shapes(graph_def, batch) and not open_inputs:
         return None
-    rename_functions(graph_def, f"_batch{batch}")
     inputs = [dataclasses.replace(s, shape=_pinned(s.shape, axis[s.node], batch)) if s.node in open_inputs and s.shape
               else s for s in model.inputs]
     return model.replace(graph_def=graph_def, inputs=inputs)
@@ -90,28 +89,6 @@ def _static_element_shapes(graph_def: Any, batch: int) -> bool:
                                       lambda old: [rows, *old[1:]] if rows is not None and old and old[0] == -1
                                       and -1 not in old[1:] else None)
     return changed
-
-
-def rename_functions(graph_def: Any, suffix: str) -> None:
-    """Give every library function a new name (``name + suffix``) and update its uses (``func``
-    attributes, lists of them, and calls by op name). TensorFlow keeps the functions of an imported
-    graph in its process-wide context: an edited body under its old name is a "duplicate function"
-    there, once the open-batch conversion has registered the original."""
-    names = {f.signature.name: f.signature.name + suffix for f in graph_def.library.function}
-    if not names:
-        return
-    for function in graph_def.library.function:
-        function.signature.name = names[function.signature.name]
-    for grad in graph_def.library.gradient:
-        grad.function_name = names.get(grad.function_name, grad.function_name)
-    for nodes in [graph_def.node, *(f.node_def for f in graph_def.library.function)]:
-        for node in nodes:
-            node.op = names.get(node.op, node.op)
-            for value in node.attr.values():
-                if value.HasField("func"):
-                    value.func.name = names.get(value.func.name, value.func.name)
-                for func in value.list.func:
-                    func.name = names.get(func.name, func.name)
 
 
 def _set_shape(by_name: dict[str, Any], uses: dict[str, int], name: str, new: Any) -> bool:

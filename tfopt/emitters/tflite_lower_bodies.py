@@ -18,12 +18,8 @@ output of the node is rewired. The signature, ``arg_attr``, ``attr`` and ``contr
 Dtypes and shapes are TensorFlow's own, from importing the body (``function_def_to_graph``: the
 arguments' recorded shapes, then shape inference).
 
-When a body changed, every library function is renamed ``<name>_lowered_<hash of the library>`` (its
-uses too): TensorFlow keeps the functions of a graph wrapped as a ``ConcreteFunction`` in its
-process-wide context, where the unlowered body may already be under its own name (the loader's
-frozen function, another target's conversion), and a different body under a registered name is then
-refused as a "duplicate function" or, measured, silently replaced by the registered one. The hash
-keeps two different lowered libraries apart and gives the same one the same names (deterministic).
+A lowered body keeps its function's name; the TensorFlow runtime sees it under a name of its content
+(:func:`tfopt.graphdef.function_names.content_named`), never as the unlowered body's.
 """
 
 from __future__ import annotations
@@ -38,7 +34,6 @@ from tfopt.emitters.tflite_lowering import Lowered, Lowering, Operand, lower_nod
 from tfopt.graph import tensor_node, tensor_port
 from tfopt.passes.base import Skip
 
-SUFFIX = "_lowered"
 LoweringOf = Callable[[Any, Callable[[str], "np.ndarray | None"]], "Lowering | None"]
 """``(node, static) -> Lowering or None``: ``static(ref)`` is an input's value when the body's
 constants and static shapes decide it (TensorFlow's ``try_evaluate_constant``), else ``None``."""
@@ -79,13 +74,6 @@ def lower_bodies(graph_def: Any, names: list[str], graph: Any, *, lowering_of: L
             body = _lower_body(fdef, graph, lowering_of)
             done.lowered.extend(body.lowered)
             done.skips.extend(body.skips)
-    if done.lowered:
-        import hashlib
-
-        from tfopt.emitters.tflite_batch import rename_functions
-
-        content = b"".join(f.SerializeToString(deterministic=True) for f in graph_def.library.function)
-        rename_functions(graph_def, f"{SUFFIX}_{hashlib.sha256(content).hexdigest()[:8]}")
     return done
 
 

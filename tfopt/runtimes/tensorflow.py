@@ -52,11 +52,20 @@ class GraphRunner:
         self._session.close()
 
 
+def wrapped_graph(graph_def: Any) -> Any:
+    """``graph_def`` imported into a ``wrap_function``, its library functions named after their content
+    (:mod:`tfopt.graphdef.function_names`): TensorFlow registers them process-wide, and another graph
+    converted in this process may hold a different function under the same name."""
+    from tfopt.graphdef.function_names import content_named
+
+    t = tf()
+    named = content_named(graph_def)
+    return t.compat.v1.wrap_function(lambda: t.compat.v1.import_graph_def(named, name=""), [])
+
+
 def concrete_function(model: Model) -> Any:
     """The frozen graph as a TF2 ConcreteFunction taking the inputs positionally, in order."""
-    t = tf()
-    graph_def = model.graph_def
-    wrapped = t.compat.v1.wrap_function(lambda: t.compat.v1.import_graph_def(graph_def, name=""), [])
+    wrapped = wrapped_graph(model.graph_def)
     return wrapped.prune([wrapped.graph.get_tensor_by_name(s.tensor) for s in model.inputs],
                          [wrapped.graph.get_tensor_by_name(s.tensor) for s in model.outputs])
 
