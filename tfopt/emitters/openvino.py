@@ -194,14 +194,27 @@ def _quantize_with_accuracy_control(ov_model: Any, dataset: Any, order: list[str
 _AUTO_NAME = re.compile(r"([A-Z][A-Za-z0-9]*)_\d+")
 
 
-def _canonical_names(ov_model: Any) -> None:
+def _canonical_names(ov_model: Any, start: int = 0) -> int:
     """Renumber auto-named layers (``Constant_103497``: a process-wide counter) by topological
-    position, so identical conversions give identical IR. Tensor names, which runtimes bind to,
-    are untouched."""
-    for index, op in enumerate(ov_model.get_ordered_ops()):
+    position, the bodies of ``Loop``/``TensorIterator``/``If`` right after their op, so identical
+    conversions give identical IR in any process, whatever it converted before. Tensor names, which
+    runtimes bind to, are untouched. Returns the next position."""
+    index = start
+    for op in ov_model.get_ordered_ops():
         auto = _AUTO_NAME.fullmatch(op.get_friendly_name())  # "Transpose_103500", also on a folded Const
         if auto:
             op.set_friendly_name(f"{auto.group(1)}_{index}")
+        index += 1
+        for body in _bodies(op):
+            index = _canonical_names(body, index)
+    return index
+
+
+def _bodies(op: Any) -> list[Any]:
+    kind = op.get_type_name()
+    if kind == "If":
+        return [op.get_then_body(), op.get_else_body()]
+    return [op.get_function()] if kind in ("Loop", "TensorIterator") else []
 
 
 def emit(job: EmitJob) -> str:
