@@ -36,6 +36,26 @@ def test_pb_is_deterministic(tf1_ckpt, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.pb", "b.pb"]  # no temporaries left behind
 
 
+def test_the_serving_savedmodel_is_the_same_bytes_written_again_in_the_same_process(tmp_path):
+    """TensorFlow numbers traced functions from a process-wide counter (``__inference_serve_601``): the same
+    model written twice in one process gave two ``saved_model.pb`` (and fingerprints). Renumbered, the bytes
+    are equal, and the directory still loads and serves the model's numbers (a loop holding a cond:
+    library functions the serving function calls)."""
+    from tests.graphdef.test_function_names import _frozen
+    from tfopt.emitters.savedmodel import emit_savedmodel
+    from tfopt.loaders import load
+
+    graph_def, io = _frozen(0.5)
+    (tmp_path / "m.pb").write_bytes(graph_def.SerializeToString())
+    model = load(str(tmp_path / "m.pb"))
+    written = [emit_savedmodel(model, str(tmp_path / f"sm{i}")) for i in range(2)]
+    for name in ("saved_model.pb", "fingerprint.pb"):
+        first, again = ((tmp_path / w / name).read_bytes() for w in written)
+        assert first == again, name
+    served = tf().saved_model.load(written[1]).signatures["serving_default"]
+    np.testing.assert_allclose(served(x=tf().constant(io["x"]))["y"].numpy(), io["y"], atol=1e-5)
+
+
 INPUT_NAMES = [["IteratorGetNext/output_0"], ["input/x", "input/lengths_1"], ["0x", "images"]]
 
 

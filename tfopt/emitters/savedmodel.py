@@ -4,10 +4,8 @@ The frozen GraphDef is imported into a ``wrap_function``, pruned to the model's 
 and exposed as the ``serving_default`` signature, so TF Serving and ``tf.saved_model.load``
 users can drop it in. It holds no variables: all weights are constants of the graph.
 
-Byte-identical output: TensorFlow writes ``fingerprint.pb`` with a random ``uuid`` beside content
-hashes (``saved_model_checksum``, ``graph_def_program_hash``, ...). The uuid is rewritten from those
-hashes, so the same graph gives the same bytes, and a different graph a different uuid; the rest of
-the fingerprint is TensorFlow's own. ``assets.extra/tfopt.json`` marks the directory as tfopt's
+Byte-identical output, in any process: :mod:`tfopt.external.savedmodel_bytes` (the fingerprint's random
+uuid, the traced functions' process-wide uids). ``assets.extra/tfopt.json`` marks the directory as tfopt's
 (:mod:`tfopt.conversion.output_paths`): a later run may replace it; loaders and TF Serving ignore ``assets.extra``.
 
 Input names: a signature's arguments follow Python's naming rule (TensorFlow's ``sanitize_arg_name``),
@@ -18,7 +16,6 @@ records each such renaming (``inputs``) and the artifact's runner pairs the mode
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import TYPE_CHECKING, Any
@@ -33,6 +30,7 @@ if TYPE_CHECKING:
 
 
 def emit_savedmodel(model: Model, path: str, *, signature: str = "serving_default") -> str:
+    from tfopt.external.savedmodel_bytes import canonical_bytes
     from tfopt.runtimes.tensorflow import wrapped_graph
 
     t = tf()
@@ -54,33 +52,11 @@ def emit_savedmodel(model: Model, path: str, *, signature: str = "serving_defaul
     module.serve = serve
     with atomic_path(path, directory=True) as tmp:
         t.saved_model.save(module, tmp, signatures={signature: serve})
-        _deterministic_fingerprint(tmp)
+        canonical_bytes(tmp)
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         with open(os.path.join(tmp, "assets.extra", "tfopt.json"), "w") as f:
             json.dump({"written_by": "tfopt", **renamed_inputs(model)}, f)
     return path
-
-
-def _deterministic_fingerprint(directory: str) -> None:
-    """Replace fingerprint.pb's random uuid with one derived from its content hashes."""
-    path = os.path.join(directory, "fingerprint.pb")
-    if not os.path.exists(path):
-        return
-    from tensorflow.core.protobuf import fingerprint_pb2
-
-    fingerprint = fingerprint_pb2.FingerprintDef()
-    with open(path, "rb") as f:
-        fingerprint.ParseFromString(f.read())
-    if "uuid" not in fingerprint.DESCRIPTOR.fields_by_name:
-        return
-    content = fingerprint.__class__()
-    content.CopyFrom(fingerprint)
-    content.ClearField("uuid")
-    # TF's uuid is a 128-bit number in decimal; keep that form.
-    fingerprint.uuid = str(int.from_bytes(hashlib.sha256(content.SerializeToString(deterministic=True)).digest()[:16],
-                                          "big"))
-    with open(path, "wb") as f:
-        f.write(fingerprint.SerializeToString(deterministic=True))
 
 
 def _shape(shape: Any) -> Any:

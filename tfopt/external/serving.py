@@ -32,9 +32,12 @@ def write_serving_savedmodel(model: Model, directory: str) -> str:
             deleted: keep the :class:`~tfopt.graph.Model` alive while writing).
     """
 
+    from tfopt.external.savedmodel_bytes import canonical_bytes
+    from tfopt.graphdef.function_names import content_named
+
     t = tf()
     graph_def = type(model.graph_def)()
-    graph_def.CopyFrom(model.graph_def)
+    graph_def.CopyFrom(content_named(model.graph_def))  # registered process-wide (graphdef.function_names)
     module = t.Module()
     module.weights = {}
     reads: dict[str, Any] = {}
@@ -59,6 +62,7 @@ def write_serving_savedmodel(model: Model, directory: str) -> str:
     module.serve = serve
     with atomic_path(directory, directory=True) as tmp:
         t.saved_model.save(module, tmp, signatures={SIGNATURE: serve.get_concrete_function()})
+        canonical_bytes(tmp)
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         with open(os.path.join(tmp, "assets.extra", "tfopt.json"), "w") as f:
             json.dump({"written_by": "tfopt", "external_tensors": sorted(reads), **renamed_inputs(model)}, f)
