@@ -35,7 +35,7 @@ def _inputs(features: int) -> list[np.ndarray]:
 def _check(frozen, tmp_path, reference, xs: list[np.ndarray]) -> None:
     """Emit, check the file fixes the batch alone, and compare with ``reference(x)`` for each of ``xs``."""
     path = emit_tflite(frozen, str(tmp_path / "m.tflite"))
-    assert fixed_shapes(path, frozen) == {"x": [1, -1, -1, xs[0].shape[-1]]}
+    assert fixed_shapes(path, frozen) == {"x": [1, -1, -1, *xs[0].shape[3:]]}
     runner = TFLiteRunner(path, frozen.inputs, frozen.outputs)
     for x in xs:
         got = runner({"x": x})[frozen.outputs[0].name]
@@ -57,9 +57,28 @@ def test_keras_time_distributed_recurrence_keeps_its_time_axes_open(tmp_path, ki
     _check(_frozen(str(tmp_path / "m.keras")), tmp_path, lambda x: np.asarray(model(x)), _inputs(features))
 
 
-def test_a_folded_tensor_array_recurrence_keeps_its_time_axes_open(tmp_path):
+@pytest.mark.slow
+def test_a_masked_keras_time_distributed_recurrence_keeps_its_time_axes_open(tmp_path):
+    """Each sentence's words after ``Embedding(mask_zero=True)``: the GRU's loop unstacks the mask's steps too."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None), name="x")
+    words = keras.layers.Embedding(20, 6, mask_zero=True)(inputs)
+    model = keras.Model(inputs, keras.layers.TimeDistributed(keras.layers.GRU(4, return_sequences=True))(words))
+    model.save(str(tmp_path / "m.keras"))
+    rng = np.random.default_rng(0)
+    xs = [rng.integers(1, 20, size=(1, time, steps)).astype(np.float32) for time, steps in LENGTHS]
+    for x in xs:
+        x[0, 0, -1] = 0  # a padded word
+    _check(_frozen(str(tmp_path / "m.keras")), tmp_path, lambda x: np.asarray(model(x)), xs)
+
+
+@pytest.mark.parametrize("masked", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["masked", "plain"])
+def test_a_folded_tensor_array_recurrence_keeps_its_time_axes_open(tmp_path, masked):
     """The same class written with ``tf.TensorArray`` as Keras 2 traces it: the fold by ``reshape(x, [-1, steps,
-    n])``, a list reserved with ``[None, units]`` elements, the unfold by ``time`` read from ``x``."""
+    n])``, a list reserved with ``[None, units]`` elements, the unfold by ``time`` read from ``x``; ``masked``:
+    the loop unstacks a mask's steps too (a row whose first feature is negative keeps its state)."""
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
@@ -71,10 +90,12 @@ def test_a_folded_tensor_array_recurrence_keeps_its_time_axes_open(tmp_path):
         rows = tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
         seq = tf.transpose(rows, [1, 0, 2])
         steps = tf.TensorArray(tf.float32, size=tf.shape(seq)[0]).unstack(seq)
+        keep = tf.TensorArray(tf.bool, size=tf.shape(seq)[0]).unstack(seq[..., :1] >= 0)
         out = tf.TensorArray(tf.float32, size=tf.shape(seq)[0], element_shape=[None, 4])
         h = tf.zeros([tf.shape(rows)[0], 4])
         for i in tf.range(tf.shape(seq)[0]):
-            h = tf.tanh(tf.matmul(steps.read(i), w) + tf.matmul(h, u))
+            new = tf.tanh(tf.matmul(steps.read(i), w) + tf.matmul(h, u))
+            h = tf.where(keep.read(i), new, h) if masked else new
             out = out.write(i, h)
         y = tf.transpose(out.stack(), [1, 0, 2])
         return {"y": tf.reshape(y, tf.concat([[-1, tf.shape(x)[1]], tf.shape(y)[1:]], 0))}

@@ -87,7 +87,7 @@ def _static_element_shapes(graph_def: Any, batch: int) -> bool:
             for name in node.input:
                 source = tensor_node(name.lstrip("^").split(":")[0])
                 uses[source] = uses.get(source, 0) + 1
-        for node in nodes:
+        for node in list(nodes):  # write_rows adds nodes to the main graph
             own = per_loop.get(node.name) if nodes is graph_def.node else None
             if node.op == "TensorListFromTensor":
                 known = shapes.get(node.input[0], (None, 0))[0] if nodes is graph_def.node else None

@@ -8,7 +8,8 @@ takes a *computed* one as it is. With the batch pinned, ``rows`` is static for a
 (``1``), but not when the layer runs on a folded axis the batch does not decide: Keras's
 ``TimeDistributed(GRU(..., return_sequences=True))`` over an open time axis runs the GRU on
 ``[batch * time, steps, features]`` rows. :func:`rows_of_loops` pairs each reserved list with the
-sequence its loop unstacks, and :func:`write_rows` gives the list the element shape
+sequences its loop unstacks (the steps, and a mask's steps, of the same rows), and :func:`write_rows`
+gives the list the element shape
 
     shape' = concat(Shape(seq)[1:2], shape[1:])        (rows as the loop reads them, at run time)
 
@@ -30,23 +31,22 @@ _WHILE = ("While", "StatelessWhile")
 
 def rows_of_loops(graph_def: Any, shapes: dict[str, tuple[list[int | None], int]]) -> dict[str, int | str]:
     """``{reserved list node: rows}`` for each main-graph ``TensorListReserve``/``EmptyTensorList`` passed
-    into a ``While`` whose ``TensorListFromTensor`` inputs all unstack one sequence: that sequence's
-    static axis 1 where ``shapes`` (its inferred static shape and dtype) knows it, else the sequence's
-    name (its rows known at run time only: :func:`write_rows`)."""
+    into a ``While`` together with the sequences its ``TensorListFromTensor`` inputs unstack (a recurrent
+    layer's steps, and its mask's): their static axis 1 where ``shapes`` (their inferred static shapes and
+    dtypes) knows it, else the first sequence's name (its rows known at run time only: :func:`write_rows`).
+    Sequences of different static rows, or of unknown rank, pair with nothing."""
     by_name = {n.name: n for n in graph_def.node}
     out: dict[str, int | str] = {}
     for loop in graph_def.node:
         if loop.op not in _WHILE:
             continue
         inputs = [by_name.get(tensor_node(ref)) for ref in loop.input if not ref.startswith("^")]
-        sources = {n.input[0] for n in inputs if n is not None and n.op == "TensorListFromTensor"}
-        if len(sources) != 1:
-            continue
-        source = sources.pop()
-        shape, _ = shapes.get(source, ([], 0))
-        if len(shape) < 2:
-            continue
-        rows: int | str = shape[1] if shape[1] is not None else source
+        sources = sorted({n.input[0] for n in inputs if n is not None and n.op == "TensorListFromTensor"})
+        steps = [shapes.get(source, ([], 0))[0] for source in sources]
+        known = {int(shape[1]) for shape in steps if len(shape) > 1 and shape[1] is not None}
+        if not sources or any(len(shape) < 2 for shape in steps) or len(known) > 1:
+            continue  # no sequence, one of unknown rank, or sequences of different rows: no pairing
+        rows: int | str = known.pop() if known else sources[0]
         for node in inputs:
             if node is not None and node.op in _RESERVE:
                 out[node.name] = rows
