@@ -60,3 +60,24 @@ def _axes(build, width):
 ], ids=["loop-time-major", "loop-batch-major", "transpose-time-major", "batch-major", "map-over-batch", "reshape"])
 def test_the_structure_names_the_batch_axis(build, want, width):
     assert _axes(build, width) == want
+
+
+def _folded(t, width):
+    """Keras 2's ``TimeDistributed(GRU(...))`` over ``x [batch, time, steps, n]``: batch and time folded into
+    the recurrence's rows, a loop over the steps with a zero state sized by the rows, the output unfolded by
+    reading ``time``. The steps do not hold ``time``: its read is no evidence (it was taken for the batch)."""
+    x = t.compat.v1.placeholder(t.float32, [None, None, None, width], name="x")
+    rows = t.reshape(x, t.concat([[-1], t.shape(x)[2:]], 0))
+    seq = t.transpose(rows, [1, 0, 2])
+    steps = t.TensorArray(t.float32, size=t.shape(seq)[0]).unstack(seq)
+    w = t.constant(np.ones([width, 2], np.float32))
+    zeros = t.zeros(t.stack([t.shape(rows)[0], 2]))
+    _, h = t.while_loop(lambda i, h: i < t.shape(seq)[0], lambda i, h: (i + 1, t.tanh(t.matmul(steps.read(i), w) + h)),
+                        [t.constant(0), zeros])
+    t.identity(t.reshape(h, t.stack([-1, t.shape(x)[1], 2])), name="y")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_an_axis_the_steps_do_not_hold_is_not_the_batch(width):
+    model = graph_model(lambda t: _folded(t, width), {"x": (None, None, None, width)}, ["y"])
+    assert structural_batch_axes(model.graph_def, model.inputs, model.outputs).get("x", 0) == 0

@@ -12,7 +12,10 @@ shape. TFLite's converter then refuses what needs them static: a ``Conv2D`` of u
 graph's inputs only through their shapes (``Shape``/``ShapeN``/``Size``/``Rank``, then pure ops on those
 and on constants: no state, no loop frame, no call). Each tensor where the region meets the rest of the
 graph (its *frontier*) is evaluated by TensorFlow's own shape inference and constant evaluation with
-every open input dimension set to n, for each n in :data:`SIZES`. Then, where the values agree in length:
+every open input dimension set to n, for each n in :data:`SIZES`, and, when some element is the same at all
+of them, once more at a larger n (:func:`~tfopt.emitters.static_values.probe_size`: 61, or 11 or 5 where an
+input would exceed its element budget): ``maximum(batch, 3)`` or ``batch // 4`` is the same at 1, 2 and 3
+only. A tensor not evaluated at some n is left as it is. Then, where the values agree in length:
 
 * every element the same at every n: the tensor becomes that constant (exact for those n, and a value
   that follows from the static dimensions alone; the artifact is verified by value afterwards);
@@ -32,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.emitters.static_values import LOOP_FRAMES, SHAPE_READERS, may_loop, static_value
+from tfopt.emitters.static_values import LOOP_FRAMES, SHAPE_READERS, may_loop, probe_size, static_value
 from tfopt.graph import Model, canonical_tensor, is_control, node_map, tensor_node, tensor_port, unique_name
 
-SIZES = (1, 2, 3)  # each open dimension at each size: an element the same at all three is taken as static
+SIZES = (1, 2, 3)  # each open dimension at each size, then at probe_size where some element is the same at all three
 _V1_FLOW = frozenset({*LOOP_FRAMES, "Exit", "Merge", "Switch", "NextIteration", "RefEnter", "RefMerge", "RefSwitch"})
 _MAX_ELEMENTS = 64  # a shape vector, never a tensor of data
 
@@ -53,6 +56,10 @@ def materialize_shapes(model: Model) -> Model | None:
         return None
     facts = [GraphFacts(_pinned(model.graph_def, n)) for n in SIZES]
     values = {ref: [static_value(f.graph.get_tensor_by_name(ref)) for f in facts] for ref in frontier}
+    if any(_agrees(found) for found in values.values()):  # one larger probe, only where it can change an answer
+        facts.append(GraphFacts(_pinned(model.graph_def, probe_size(_open_shapes(model.graph_def)))))
+        for ref in frontier:
+            values[ref].append(static_value(facts[-1].graph.get_tensor_by_name(ref)))
     graph_def = type(model.graph_def)()
     graph_def.CopyFrom(model.graph_def)
     taken = {n.name for n in graph_def.node}
@@ -60,7 +67,7 @@ def materialize_shapes(model: Model) -> Model | None:
     by_name = node_map(graph_def)
     for ref in frontier:
         found = [v for v in values[ref] if v is not None]
-        if (len(found) < len(SIZES) or any(v.shape != found[0].shape or v.size > _MAX_ELEMENTS for v in found)
+        if (len(found) < len(values[ref]) or any(v.shape != found[0].shape or v.size > _MAX_ELEMENTS for v in found)
                 or found[0].ndim > 1):
             continue  # not evaluated at some size, or of a length the open sizes decide
         dtype = facts[0].dtypes(tensor_node(ref))[tensor_port(ref)]
@@ -159,6 +166,20 @@ def _element(graph_def: Any, taken: set[str], ref: str, i: int, base: str, dtype
     for mask in ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask"):
         node.attr[mask].i = 0
     return node
+
+
+def _agrees(found: list[np.ndarray | None]) -> bool:
+    """Whether the values of one tensor at the small sizes have an element the same at each (a constant candidate)."""
+    if any(v is None for v in found) or len({v.shape for v in found}) != 1:  # type: ignore[union-attr]
+        return False
+    stacked = np.stack(found)  # type: ignore[arg-type]
+    return bool(stacked.size and np.any(np.all(stacked == stacked[0], axis=0)))
+
+
+def _open_shapes(graph_def: Any) -> list[list[int]]:
+    """The shapes of the placeholders :func:`_pinned` pins (an open dimension: -1)."""
+    return [[d.size for d in n.attr["shape"].shape.dim] for n in graph_def.node
+            if n.op == "Placeholder" and "shape" in n.attr and not n.attr["shape"].shape.unknown_rank]
 
 
 def _pinned(graph_def: Any, size: int) -> Any:

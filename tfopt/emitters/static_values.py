@@ -5,20 +5,26 @@ TensorFlow's own evaluation (``try_evaluate_constant``: constants, and shape ops
 such values. In the main graph it leaves one common form undecided: a value computed from an input's *static*
 dimensions while another of its dimensions is open, e.g. ``tf.image.resize``'s scale ``size / Shape(images)[1:3]``
 of an image whose batch is open. There the value is computed by TensorFlow feeding zeros, each open dimension 1,
-then 2, and kept only when both agree (:func:`graph_static`). Only a value that reads the inputs through their
+then 2, and kept only when both agree and a third run at a larger size (:func:`probe_size`: 61, or less where an
+input would exceed :data:`PROBE_ELEMENTS`) agrees too (:func:`graph_static`): a value like ``maximum(batch, 2)`` or
+``batch // 4`` is the same at the small sizes and only there. Only a value that reads the inputs through their
 shapes (``Shape``/``ShapeN``/``Size``/``Rank``), no stateful op, no loop frame and no function call (a ``While``,
 ``If`` or call body may loop) is evaluated so: a finite graph of such ops ends, so this run needs no time bound.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 SHAPE_READERS = ("Shape", "ShapeN", "Size", "Rank")
 LOOP_FRAMES = ("Enter", "LoopCond")  # a TF1 loop; a TF2 one is a While node calling its bodies
+# The size every open dimension takes in the one probe beyond the small ones (1, 2, 3): the first at which no
+# input holds more than PROBE_ELEMENTS elements (primes: no common multiple with the small sizes' factors).
+PROBE_SIZES = (61, 11, 5)
+PROBE_ELEMENTS = 1 << 22  # as verification's made-up runs (verification/verify_inputs.ELEMENT_BUDGET): 16 MB of float32
 
 
 def static_value(tensor: Any) -> np.ndarray | None:
@@ -57,23 +63,36 @@ def _by_static_shapes(graph_def: Any, facts: Any, ref: str) -> np.ndarray | None
            or may_loop(nodes[name]) for name in by_value):
         return None
     fed = [nodes[name] for name in ancestors(graph_def, [ref]) if nodes[name].op in ("Placeholder", "PlaceholderWithDefault")]
-    values = []
     from tfopt._tf import tf
 
+    shapes = {node.name: facts.shape(node.name) for node in fed}
+    if any(shape is None for shape in shapes.values()):
+        return None
+    value = None
     with graph_session(facts.graph, graph_def, rewrites=False) as session:
-        for unknown in (1, 2):
-            feed = {}
-            for node in fed:
-                shape = facts.shape(node.name)
-                if shape is None:
-                    return None
-                dtype = facts.dtypes(node.name)[0].as_numpy_dtype
-                feed[f"{node.name}:0"] = np.zeros([unknown if d is None else d for d in shape], dtype)
+        for unknown in (1, 2, probe_size(shapes.values())):  # the larger probe only once the small ones agree
+            feed = {f"{node.name}:0": np.zeros([unknown if d is None else d for d in shapes[node.name] or ()],
+                                               facts.dtypes(node.name)[0].as_numpy_dtype) for node in fed}
             try:
-                values.append(np.asarray(session.run(canonical_tensor(ref), feed)))
+                found = np.asarray(session.run(canonical_tensor(ref), feed))
             except tf().errors.OpError:  # not computable on zeros (a large constant's value, an op's check)
                 return None
-    return values[0] if np.array_equal(values[0], values[1]) else None
+            if value is not None and not np.array_equal(value, found):
+                return None
+            value = found
+    return value
+
+
+def probe_size(shapes: Iterable[Sequence[int | None] | None]) -> int:
+    """The size of every open dimension (``None`` or negative) in the probe beyond the small sizes: the first of
+    :data:`PROBE_SIZES` at which none of ``shapes`` holds more than :data:`PROBE_ELEMENTS` elements (the last
+    when none fits)."""
+    known = [s for s in shapes if s is not None]
+    for size in PROBE_SIZES:
+        if all(int(np.prod([size if d is None or d < 0 else d for d in s], dtype=np.int64)) <= PROBE_ELEMENTS
+               for s in known):
+            return size
+    return PROBE_SIZES[-1]
 
 
 def may_loop(node: Any) -> bool:

@@ -10,15 +10,15 @@ keeps its time open and gets its batch pinned) and then makes the lists' element
 * ``TensorListFromTensor(t, shape)``: ``shape := t.shape[1:]`` as TensorFlow's shape inference
   gives it once the inputs are pinned (exact);
 * the other list ops with an element shape (``TensorListReserve``, ``EmptyTensorList``,
-  ``TensorListStack``, ``TensorListGetItem``, ``TensorListPopBack``, ``TensorListGather``) whose ``shape`` is ``[-1, d1, ..., dk]`` with every
-  ``d_i`` known: ``shape[0] := rows``, the rows of a step (a per-step ``[rows, ...]`` state, as recurrent
-  layers write). ``rows`` is the first dimension of the steps the main graph's ``TensorListFromTensor``
-  lists hold (the sequence a recurrent layer unstacks), as inferred once the inputs are pinned, when they
-  all agree on a known one (Keras 3 ``TimeDistributed(GRU(...))`` over 8 steps of time: ``8 * batch``
-  rows); else ``batch``. That is a guess where the rows stay unknown (the same over an open time axis):
-  the converter then lowers the list, and the file runs in LiteRT when the list holds one element (a
-  GRU's last state) but not when it holds every step (``return_sequences=True``), which verification by
-  value in LiteRT finds. Leaving such shapes open instead makes the converter refuse both.
+  ``TensorListStack``, ``TensorListGetItem``, ``TensorListPopBack``, ``TensorListGather``) whose ``shape`` is
+  ``[-1, d1, ..., dk]`` with every ``d_i`` known: ``shape[0] := rows``, the rows of a step (a per-step
+  ``[rows, ...]`` state, as recurrent layers write). A list a ``While`` reserves gets the rows of the steps
+  the same loop unstacks (:mod:`tfopt.emitters.tflite_list_rows`): static where the pinned graph knows
+  them (Keras 3 ``TimeDistributed(GRU(...))`` over 8 steps of time: ``8 * batch`` rows), else computed
+  from that sequence at run time (the same over an open time axis; the converter lowers a computed shape,
+  and the file keeps the time open). Another list takes the first dimension of the steps the main graph's
+  ``TensorListFromTensor`` lists hold when they all agree on a known one; else, unless some list's rows
+  are computed (then it is left open), ``batch``: a guess, which verification by value in LiteRT checks.
 """
 
 from __future__ import annotations
@@ -68,9 +68,16 @@ def _static_element_shapes(graph_def: Any, batch: int) -> bool:
     """Rewrite the ``element_shape`` constants of the TensorList ops (main graph and function
     bodies) in place, as the module docstring says; whether any changed. A constant shared with
     another consumer is left alone."""
+    from tfopt.emitters.tflite_list_rows import rows_of_loops, write_rows
+
     shapes = _inferred_shapes(graph_def)
-    unstacked = {shape[1] for shape in shapes.values() if len(shape) > 1}
-    rows = next(iter(unstacked)) if len(unstacked) == 1 and None not in unstacked else batch
+    unstacked = {shape[1] for shape, _ in shapes.values() if len(shape) > 1}
+    rows: int | None = next(iter(unstacked)) if len(unstacked) == 1 and None not in unstacked else None
+    per_loop = rows_of_loops(graph_def, shapes)
+    run_time = any(isinstance(r, str) for r in per_loop.values())
+    # rows nothing decides: the batch, a guess, unless some list's rows are read at run time (then the
+    # other element shapes stay open: a guessed static row count would contradict the run-time one)
+    rows = rows if rows is not None or run_time else batch
     changed = False
     for nodes in [graph_def.node, *(f.node_def for f in graph_def.library.function)]:
         by_name = {n.name: n for n in nodes}
@@ -79,14 +86,20 @@ def _static_element_shapes(graph_def: Any, batch: int) -> bool:
             for name in node.input:
                 source = tensor_node(name.lstrip("^").split(":")[0])
                 uses[source] = uses.get(source, 0) + 1
-        for node in nodes:
+        for node in list(nodes):  # write_rows adds nodes to the main graph
+            own = per_loop.get(node.name) if nodes is graph_def.node else None
             if node.op == "TensorListFromTensor":
-                known = shapes.get(node.input[0]) if nodes is graph_def.node else None
+                known = shapes.get(node.input[0], (None, 0))[0] if nodes is graph_def.node else None
                 changed |= _set_shape(by_name, uses, node.input[1],
                                       lambda old, known=known: known[1:] if known else None)
+            elif isinstance(own, str):  # rows known at run time only: the sequence's, computed
+                constant = by_name.get(tensor_node(node.input[0]))
+                if constant is not None and constant.op == "Const" and uses.get(constant.name, 0) == 1:
+                    changed |= write_rows(graph_def, node, own, shapes[own][1], constant)
             elif node.op in _ELEMENT_SHAPE:
+                rows_here = own if own is not None else rows
                 changed |= _set_shape(by_name, uses, node.input[_ELEMENT_SHAPE[node.op]],
-                                      lambda old: [rows, *old[1:]] if rows is not None and old and old[0] == -1
+                                      lambda old, r=rows_here: [r, *old[1:]] if r is not None and old and old[0] == -1
                                       and -1 not in old[1:] else None)
     return changed
 
@@ -111,8 +124,8 @@ def _set_shape(by_name: dict[str, Any], uses: dict[str, int], name: str, new: An
     return True
 
 
-def _inferred_shapes(graph_def: Any) -> dict[str, list[int | None]]:
-    """TensorFlow's static shape of every main-graph tensor that ``TensorListFromTensor`` reads."""
+def _inferred_shapes(graph_def: Any) -> dict[str, tuple[list[int | None], int]]:
+    """TensorFlow's static shape and dtype (enum) of every main-graph tensor that ``TensorListFromTensor`` reads."""
     t = tf_module()
     wanted = {n.input[0] for n in graph_def.node if n.op == "TensorListFromTensor"}
     if not wanted:
@@ -124,7 +137,7 @@ def _inferred_shapes(graph_def: Any) -> dict[str, list[int | None]]:
     for name in wanted:
         tensor = graph.get_tensor_by_name(name if ":" in name else name + ":0")
         if tensor.shape.rank is not None:
-            out[name] = tensor.shape.as_list()
+            out[name] = (tensor.shape.as_list(), int(tensor.dtype.as_datatype_enum))
     return out
 
 

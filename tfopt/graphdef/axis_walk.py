@@ -67,6 +67,7 @@ class Facts:
     """What following one input found, in terms of the input's own axes."""
 
     iterated: set[int] = dataclasses.field(default_factory=set)  # the axes a loop takes apart
+    stepped: set[int] = dataclasses.field(default_factory=set)  # the axes its steps hold (the others)
     reads: set[int] = dataclasses.field(default_factory=set)  # the axes whose size a StridedSlice(Shape) reads
     at_outputs: set[int | None] = dataclasses.field(default_factory=set)  # the axis at a model output's axis 0
     arrived: dict[str, set[Axes]] = dataclasses.field(default_factory=dict)  # output ref -> the axes there
@@ -172,6 +173,7 @@ class Walk:
             return [(f"{name}:0", (), True)]
         if _ITERATE_AXIS0.get(op) == slot:
             _note(facts.iterated, axes[:1])
+            _note(facts.stepped, axes[1:])
             # a v1 TensorArray's flow carries its steps' axes; a TF2 list the whole tensor's, its length first
             return [(f"{name}:0", axes[1:] if op == "TensorArrayScatterV3" else axes, False)]
         if op == "TensorArrayReadV3" and slot == 2:
@@ -203,6 +205,7 @@ class Walk:
             a = int(node.attr["axis"].i) % len(axes) if axes else 0
             _note(facts.iterated, axes[a:a + 1])
             rest = axes[:a] + axes[a + 1:]
+            _note(facts.stepped, rest)
             return [(f"{name}:{i}", rest, False) for i in range(int(node.attr["num"].i))]
         if op in _SAME:
             return [(f"{name}:{slot}" if op == "IdentityN" else f"{name}:0", axes, False)]

@@ -15,9 +15,12 @@ Two facts are collected, both in terms of the input's own axes:
    **Reads** ``R``: the axes whose size the graph reads, ``StridedSlice(Shape(x), [k])`` of a followed
    tensor. An RNN reads the batch size to build its zero state (``zeros([shape(x)[1], units])``);
    ``tf.map_fn`` over a batch reads only the axis it iterates.
-   The batch is the smallest read axis other than ``t`` when exactly one axis is iterated and that
-   axis is unknown (``None``) in the input's shape: a loop over a batch (``map_fn``, towers cut by
-   ``Unpack``) reads no other axis and is no evidence.
+   The batch is the smallest read axis other than ``t`` that the loop's steps hold, when exactly one
+   axis is iterated and that axis is unknown (``None``) in the input's shape: a loop over a batch
+   (``map_fn``, towers cut by ``Unpack``) reads no other axis and is no evidence, and neither is an
+   axis the steps do not hold (Keras 2's ``TimeDistributed(GRU(...))`` over ``x [batch, time, steps,
+   n]`` folds batch and time into the GRU's rows, ``[batch * time, steps, n]``, and reads ``time``
+   only to unfold its output: the walk loses the folded axes, and ``time`` is not the batch).
 2. Else, **the axis that reaches the outputs' batch axis**: the input axis that arrives, followed as
    above, at axis 0 of a model output (``tf.transpose(x, [1, 0, 2])`` at the start of a batch-major
    network, then reductions and dense layers), when every output reached says the same one. An
@@ -147,7 +150,7 @@ def _decide(spec: TensorSpec, facts: Facts) -> int | None:
     shape = spec.shape or ()
     if len(facts.iterated) == 1:
         (time,) = facts.iterated
-        batch = sorted(a for a in facts.reads if a != time)
+        batch = sorted(a for a in facts.reads if a != time and a in facts.stepped)
         if batch and shape[batch[0]] is None:
             return batch[0]
     reached = {a for a in facts.at_outputs if a is not None} - facts.iterated  # a time-major output: no say
