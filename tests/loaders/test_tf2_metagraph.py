@@ -23,45 +23,13 @@ import numpy as np
 import pytest
 
 import tfopt
+from tests.loaders.registered_types import masked_type_source
 from tfopt.errors import ModelFormatError
 
 TOLERANCE = 1e-5  # fp32 everywhere: the same matmuls and tanh, summed in another order
 WHERE = ("output", "input")  # where the unregistered TypeSpec appears in the object graph's function
 
-WRITER = textwrap.dedent('''
-    import sys
-    import numpy as np
-    import tensorflow as tf
-    from tensorflow.python.framework import composite_tensor, type_spec, type_spec_registry
-
-    @type_spec_registry.register("writer_only.MaskedSpec")
-    class MaskedSpec(type_spec.TypeSpec):
-        value_type = property(lambda self: Masked)
-
-        def __init__(self, shape, dtype=tf.float32):
-            self._shape, self._dtype = tf.TensorShape(shape), tf.as_dtype(dtype)
-
-        def _serialize(self):
-            return (self._shape, self._dtype)
-
-        @property
-        def _component_specs(self):
-            return (tf.TensorSpec(self._shape, self._dtype), tf.TensorSpec(self._shape, tf.bool))
-
-        def _to_components(self, value):
-            return (value.values, value.mask)
-
-        def _from_components(self, components):
-            return Masked(*components)
-
-    class Masked(composite_tensor.CompositeTensor):
-        def __init__(self, values, mask):
-            self.values, self.mask = values, mask
-
-        @property
-        def _type_spec(self):
-            return MaskedSpec(self.values.shape, self.values.dtype)
-
+WRITER = "import sys\nimport numpy as np\n" + masked_type_source('"writer_only"') + textwrap.dedent('''
     class Model(tf.Module):
         def __init__(self, where):
             rng = np.random.default_rng(0)
@@ -251,3 +219,4 @@ def test_an_op_only_other_functions_use_is_left_out(tmp_path, op):
         finally:
             getattr(runner, "close", lambda: None)()
         np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=TOLERANCE, err_msg=artifact.format)
+

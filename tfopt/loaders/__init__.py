@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from tfopt._user_code import PROVENANCE_KEY
 from tfopt.errors import ModelNotFoundError, OptionError
 from tfopt.graph import Model
 from tfopt.graphdef.batch_axis import with_batch_axes
@@ -76,10 +77,14 @@ def load(path: str | os.PathLike[str], *, format: str | None = None, **options: 
         format = format or opts.input_format
     except TypeError as exc:
         raise OptionError(f"unknown load option: {exc}") from exc
+    format = format or registry.detect(path)
+    imported = import_user_module(opts.custom_objects, format)
     try:
         model = registry.load(path, opts, format)
     except PermissionError as exc:  # a file of the model this user may not read
         raise unreadable(exc, path) from exc
+    if imported:
+        model = model.replace(provenance={**model.provenance, PROVENANCE_KEY: [imported]})
     model = cut_model(model)  # every format: elements read from a tf.data iterator become inputs
     # the axis holding each input's samples, where the graph's structure says (a time-major [time, batch, n])
     model = model.replace(inputs=with_batch_axes(model.graph_def, model.inputs, model.outputs))
@@ -88,6 +93,23 @@ def load(path: str | os.PathLike[str], *, format: str | None = None, **options: 
         raise OptionError(f"--cluster/--prune: {path} is a {model.provenance.get('format')} model; TFMOT clusters and "
                           "prunes Keras 2 (tf_keras) models: pass the .h5 or tf_keras .keras file it was trained as")
     return model
+
+
+def import_user_module(name: str | None, fmt: str) -> list[str]:
+    """Import ``--custom-objects`` before any loader runs: what it registers (a ``tf.load_op_library`` op, an
+    ``ExtensionType``, a conversion function) must exist when TensorFlow reads the model. Its record
+    (:func:`tfopt._user_code.import_for_model`), or ``[]``. A Keras file's loader imports the module itself,
+    with the Keras its file needs (a Keras 2 file's module under tf-keras names: ``_keras2_scope``).
+
+    Raises:
+        OptionError: the module cannot be imported (named, with what it raised).
+    """
+    from tfopt._user_code import import_for_model
+    from tfopt.loaders.keras import FORMAT as KERAS
+
+    if not name or fmt == KERAS:
+        return []
+    return import_for_model(name, "--custom-objects")
 
 
 def unreadable(exc: PermissionError, path: str) -> ModelNotFoundError:

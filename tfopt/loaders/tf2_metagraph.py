@@ -59,8 +59,8 @@ def op_error(path: str, op: str) -> ModelFormatError:
     return ModelFormatError(
         f"{path}: the graph uses op '{op}', which this TensorFlow does not have (a custom op registered by a "
         "library the writer imported: tensorflow_text, tensorflow_decision_forests, tensorflow_addons, ...). "
-        "Install that library and convert through the Python API after importing it (import it, then "
-        "tfopt.convert), or convert where it is installed")
+        "Install that library and name a module that imports it (or calls tf.load_op_library) with --custom-objects "
+        "MODULE: tfopt imports it before the model loads")
 
 
 def load_signatures(path: str, tags: list[str] | None, refused: str, proto: Any) -> Any:
