@@ -20,7 +20,7 @@ import pytest
 
 import tfopt
 from tests.loaders.registered_types import masked_type_source
-from tfopt.errors import OptionError
+from tfopt.errors import ModelFormatError, OptionError
 
 TOLERANCE = 1e-6  # fp32 matmul + tanh, the same kernels in both loads
 
@@ -172,7 +172,7 @@ def test_a_custom_op_library_loaded_by_the_module(tmp_path, monkeypatch):
     (tmp_path / "model.pb").write_bytes(graph.SerializeToString())
     (tmp_path / "tfopt_twice_ops.py").write_text(f"import tensorflow as tf\ntf.load_op_library({library!r})\n")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(Exception, match="Op type not registered 'TfoptTestTwice'"):  # the premise
+    with pytest.raises(ModelFormatError, match="uses op 'TfoptTestTwice'"):  # without the module
         tfopt.freeze(str(tmp_path / "model.pb"), outputs=["y"])
     frozen, _ = tfopt.freeze(str(tmp_path / "model.pb"), outputs=["y"], custom_objects="tfopt_twice_ops")
     assert [n.op for n in frozen.graph_def.node] == ["Placeholder", "TfoptTestTwice"]
@@ -182,3 +182,18 @@ def test_a_custom_op_library_loaded_by_the_module(tmp_path, monkeypatch):
         with tf.compat.v1.Session(graph=graph) as session:
             got = session.run("y:0", {"x:0": feed})
     np.testing.assert_allclose(got, feed * 2.0, atol=0, rtol=0)
+
+
+def test_an_op_no_module_registers_is_named(tmp_path):
+    """A graph whose op this TensorFlow lacks (its library not loaded) stops at load, typed, naming the node, the
+    op and --custom-objects, not later as TensorFlow's NotFoundError from inside freezing."""
+    import tensorflow as tf
+
+    graph = tf.compat.v1.GraphDef()
+    x = graph.node.add(name="x", op="Placeholder")
+    x.attr["dtype"].type = tf.float32.as_datatype_enum
+    graph.node.add(name="scaled", op="TfoptNoSuchOp", input=["x"])
+    graph.node.add(name="y", op="Identity", input=["scaled"]).attr["T"].type = tf.float32.as_datatype_enum
+    (tmp_path / "model.pb").write_bytes(graph.SerializeToString())
+    with pytest.raises(ModelFormatError, match=r"model\.pb: node 'scaled' uses op 'TfoptNoSuchOp'.*--custom-objects"):
+        tfopt.load(str(tmp_path / "model.pb"), outputs=["y"])
