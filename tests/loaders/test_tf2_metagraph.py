@@ -260,7 +260,7 @@ BIG_WRITER = "import sys\nimport numpy as np\n" + masked_type_source('"writer_on
 ''')
 
 
-@pytest.mark.slow  # writes and converts a 2.25 GB table (~6 min, ~12 GB of memory at its peak, on 2 cores)
+@pytest.mark.slow  # writes and converts a 2.25 GB table: 200 s on 2 cores (366 s with the machine busy), ~7 GB in this process
 def test_a_refused_savedmodel_over_2gb_converts(tmp_path):
     """550,000 x 1,024 float32 (2.25 GB) in a SavedModel TensorFlow 2 refuses: before, freezing made the table a
     constant and stopped ("Cannot create a tensor proto whose content is larger than 2GB"); now it stays in its
