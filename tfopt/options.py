@@ -36,7 +36,7 @@ class LoadOptions:
         tags: SavedModel MetaGraph tags (``None``: the loader's default, ``serve``).
         outputs: output node/tensor names for graphs without a signature (TF1, GraphDef).
         unsafe: allow Keras Lambda layers / arbitrary code in the model file.
-        custom_objects: module to import whose classes/functions Keras may deserialize.
+        custom_objects: module imported before the model loads (what it registers: ops, types, Keras objects).
         model_fn: ``package.module:fn`` building the model for a TF2 object checkpoint.
         input_format: skip detection (``savedmodel``, ``keras``, ``tf1-checkpoint``...).
         compress: a :class:`tfopt.loaders.compressing.Compression` applied to a Keras 2 model before

@@ -69,3 +69,42 @@ def test_large_path_names_outputs_as_the_frozen_graph_path(tmp_path, kind):
             assert len(hits) == 1, (route, name, [p.get_names() for p in compiled.outputs])
             assert not inputs & hits[0].get_names(), (route, name)  # a tensor of its own, not an input's
             np.testing.assert_allclose(got[hits[0]], np.asarray(value), rtol=1e-5, atol=1e-5)  # float32 both ways
+
+
+MERGED = {  # the internal names a frontend leaves on the model's input and output ports (scopes sorting
+    # before and after the model's names, as on the frozen-graph path: Tensordot's transpose, a collapsed Reshape)
+    "on-the-input": ({"A/model/dense/Tensordot/transpose:0"}, set()),
+    "on-the-output": (set(), {"zz/dense/Reshape:0", "A/dense/Reshape_1:0"}),
+    "on-both": ({"zz/Tensordot/transpose:0"}, {"A/model/Reshape:0"}),
+}
+
+
+@pytest.mark.parametrize("through", [False, True], ids=["alone", "beside-a-pass-through"])
+@pytest.mark.parametrize(("internal_in", "internal_out"), MERGED.values(), ids=MERGED.keys())
+def test_signature_ports_keep_the_model_names_only(internal_in, internal_out, through):
+    """The large path's :func:`name_signature_ports` leaves each port the model's names only, as
+    ``model_names_only`` does on the frozen-graph path (``get_any_name()`` is the one that sorts first)."""
+    from tfopt._openvino import openvino
+    from tfopt.emitters.openvino_outputs import name_signature_ports
+
+    ov = openvino()
+    x = ov.opset13.parameter([-1, 5], np.float32)
+    x.output(0).get_tensor().set_names({"grammemes", *internal_in} | ({"passed"} if through else set()))
+    w = np.linspace(-1, 1, 15, dtype=np.float32).reshape(5, 3)
+    y = ov.opset13.matmul(x, ov.opset13.constant(w), False, False)
+    y.output(0).get_tensor().set_names({"out", *internal_out})
+    results = [ov.opset13.result(y)] + ([ov.opset13.result(x)] if through else [])
+    ir = ov.Model(results, [x])
+    outputs = [("out", "out:0")] + ([("passed", "passed:0")] if through else [])
+    name_signature_ports(ir, [("grammemes", "grammemes:0")], outputs)
+    own = {"grammemes", "grammemes:0", "out", "out:0", "passed", "passed:0"}
+    named = {p.get_any_name(): p.get_names() for p in (*ir.inputs, *ir.outputs)}
+    assert sorted(named) == sorted(["grammemes", "out"] + (["passed"] if through else [])), named
+    assert all(names <= own for names in named.values()), named
+    compiled = ov.Core().compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    feed = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    got = compiled({compiled.inputs[0]: feed})
+    by_name = {name: got[port] for port in compiled.outputs for name in port.get_names()}
+    np.testing.assert_allclose(by_name["out:0"], feed @ w, rtol=1e-6, atol=1e-6)  # float32 both ways
+    if through:
+        np.testing.assert_array_equal(by_name["passed:0"], feed)

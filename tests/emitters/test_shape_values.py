@@ -108,3 +108,24 @@ def test_a_graph_without_shape_vectors_is_left_alone():
         t.identity(t.nn.conv2d(x, _kernel(t, 3, 2), 1, "SAME"), name="y")
 
     assert materialize_shapes(graph_model(graph, {"x": (None, 4, 4, 3)}, ["y"])) is None
+
+
+@pytest.mark.parametrize("name", ["scaled_reshape", pytest.param("batch_and_minus_one", marks=pytest.mark.slow)])
+def test_select_tf_ops_are_kept_only_where_no_builtin_lowers(tmp_path, name):
+    """With --allow-tf-ops the first conversion succeeds by keeping the refused Conv2D as a Select TF op
+    (FlexConv2D); the build from the materialized shape vectors lowers it as a builtin, batch still open."""
+    from tfopt.emitters.tflite import select_tf_ops
+    from tfopt.runtimes.tflite import open_runner
+
+    model = _model(name)
+    path = emit_tflite(model, str(tmp_path / "m.tflite"), allow_tf_ops=True)
+    with open(path, "rb") as f:
+        assert select_tf_ops(f.read()) == 0
+    assert fixed_shapes(path, model) is None
+    runner = open_runner(path, model)
+    try:
+        for batch in (1, 3):
+            x = np.random.default_rng(batch).normal(size=(batch, *CASES[name][1])).astype(np.float32)
+            np.testing.assert_allclose(runner({"x": x})["y"], tensorflow(model, x)["y"], atol=ATOL, rtol=0)
+    finally:
+        runner.close()

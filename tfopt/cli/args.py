@@ -55,7 +55,7 @@ def model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--outputs", nargs="+", default=[], metavar="NODE",
                    help="output nodes of a TF1 checkpoint or GraphDef (default: the forward graph's single sink)")
     g.add_argument("--unsafe", action="store_true", help="allow Keras Lambda layers (runs code stored in the file)")
-    g.add_argument("--custom-objects", metavar="MODULE", help="module defining the model's custom Keras objects")
+    g.add_argument("--custom-objects", metavar="MODULE", help="module imported before the model loads: its custom Keras objects, ops (tf.load_op_library), registered types")
     g.add_argument("--model-fn", metavar="MODULE:FN", help="builds the model for a TF2 object checkpoint")
     g.add_argument("--input-format", dest="format", metavar="FORMAT",
                    help="skip detection: savedmodel, keras, tf1-checkpoint, tf2-checkpoint, graphdef")

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tfopt._io import atomic_path
+from tfopt._user_code import PROVENANCE_KEY
 from tfopt.errors import ConversionError, ConverterCrashError, OptionError, ProtobufLimitError
 
 if TYPE_CHECKING:
@@ -51,7 +52,8 @@ SIGNATURE = "serving_default"
 def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precision: str,
                          input_names: Sequence[str], output_names: Sequence[str], opset: int | None = None,
                          quantization_aware: bool = False, int8_io: bool = False,
-                         input_tensors: Sequence[str] = (), output_tensors: Sequence[str] = ()) -> str:
+                         input_tensors: Sequence[str] = (), output_tensors: Sequence[str] = (),
+                         imports: Sequence[Sequence[str]] = ()) -> str:
     """Write ``target``'s artifact of the serving SavedModel ``savedmodel_dir`` at ``path``.
 
     Args:
@@ -69,6 +71,8 @@ def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precisi
         int8_io: ``int8`` with int8 inputs and outputs.
         input_tensors, output_tensors: the frozen graph's tensors of those inputs and outputs: OpenVINO's
             ports carry them too, as the frozen-graph path's do (``out:0`` beside ``out``).
+        imports: the user's modules the model's loading imported (``Model.provenance``'s
+            :data:`tfopt._user_code.PROVENANCE_KEY`): the child imports them before it converts.
 
     Returns:
         The file written (OpenVINO: ``path/model.xml``).
@@ -85,7 +89,8 @@ def emit_from_savedmodel(target: str, savedmodel_dir: str, path: str, *, precisi
     _check_signature(savedmodel_dir, input_names, output_names)
     job = {"target": target, "converter": record.large_converter, "precision": precision, "int8_io": int8_io,
            "saved_model": os.path.abspath(savedmodel_dir), "inputs": list(input_names), "outputs": list(output_names),
-           "opset": opset or DEFAULT_OPSET, "input_tensors": list(input_tensors), "output_tensors": list(output_tensors)}
+           "opset": opset or DEFAULT_OPSET, "input_tensors": list(input_tensors), "output_tensors": list(output_tensors),
+           "imports": [list(i) for i in imports]}
     return _emit_in_child(record, job, path, precision)
 
 
@@ -181,7 +186,7 @@ def emit_onnx_from_graph(model: Model, path: str, *, precision: str, opset: int 
                "external": files,
                "inputs": [s.name for s in model.inputs], "outputs": [s.name for s in model.outputs],
                "input_tensors": [s.tensor for s in model.inputs], "output_tensors": [s.tensor for s in model.outputs],
-               "opset": opset or DEFAULT_OPSET}
+               "opset": opset or DEFAULT_OPSET, "imports": model.provenance.get(PROVENANCE_KEY, [])}
         _emit_in_child(record, job, path, precision)
     finally:
         shutil.rmtree(work, ignore_errors=True)

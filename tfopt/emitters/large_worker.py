@@ -24,6 +24,8 @@ import os
 import sys
 from typing import Any
 
+from tfopt._user_code import import_recorded
+
 SIGNATURE = "serving_default"
 
 
@@ -333,6 +335,7 @@ def main(argv: list[str]) -> int:
     with open(argv[0]) as f:
         job = json.load(f)
     try:
+        import_recorded(job.get("imports", ()))  # what the model's loading needed: its ops, its types
         module, _, function = job["converter"].partition(":")  # the target record's large_converter
         getattr(importlib.import_module(module), function)(job)
     except Exception as exc:  # every converter's own exception types: one line for the parent

@@ -75,7 +75,11 @@ def model_names_only(ov_model: Any, model: Model) -> None:
     """Each port of ``ov_model`` that carries a model input's or output's name keeps the model's names
     only (see the module docstring); in place, after :func:`name_outputs`. A name dropped here is a
     frontend-removed op's, equal in value to the port it merged into."""
-    own = set().union(*(_aliases(spec) for spec in (*model.inputs, *model.outputs)))
+    _names_only(ov_model, set().union(*(_aliases(spec) for spec in (*model.inputs, *model.outputs))))
+
+
+def _names_only(ov_model: Any, own: set[str]) -> None:
+    """Each input and output port of ``ov_model`` that carries a name in ``own`` keeps those names only."""
     for port in (*ov_model.inputs, *(result.input_value(0) for result in ov_model.get_results())):
         names = set(port.get_names())
         if names & own and names - own:
@@ -120,7 +124,8 @@ def name_signature_ports(ov_model: Any, inputs: Sequence[tuple[str, str]], outpu
     port by its signature key (``out``), not by the graph's tensor (``out:0``), and an output passing an
     input through shares the input's tensor (one port, both names). Each ``(name, tensor)`` input gets
     ``tensor`` beside its key; each output a tensor of its own (copied when it is an input's, a
-    constant's or another output's) named ``{name, tensor}``.
+    constant's or another output's) named ``{name, tensor}``; then every such port keeps those names only, as
+    :func:`model_names_only` leaves them on the frozen-graph path.
 
     Raises:
         ConversionError: a signature key no port carries (a frontend change).
@@ -141,6 +146,8 @@ def name_signature_ports(ov_model: Any, inputs: Sequence[tuple[str, str]], outpu
         copy = _shared(source) or bool((set(source.get_names()) & keys) - {name})
         _give_names(ov, result, {name, tensor}, copy=copy, friendly=tensor_node(tensor))
     ov_model.validate_nodes_and_infer_types()
+    # as model_names_only on the frozen-graph path: no name of an op the frontend removed beside the model's
+    _names_only(ov_model, {n for name, tensor in (*inputs, *outputs) for n in (name, tensor, tensor_node(tensor))})
 
 
 def _copy(ov: Any, source: Any) -> Any:

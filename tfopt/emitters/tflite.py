@@ -129,13 +129,16 @@ def _with_pinned_batch(model: Model, precision: str, build: Callable[[Model], by
     TensorList loop only when the list's element shape is static, and with an open batch it is
     ``[?, H]``; pinned, the same loop becomes builtin ``WHILE`` ops. The file then takes batch 1
     only (:func:`fixed_shapes` reads that back for the manifest). Both failing: one
-    :class:`ConversionError` saying what was tried."""
-    try:
-        return build(model)
-    except Exception as exc:  # the converter raises ConverterError with the MLIR diagnostics
-        first = exc
+    :class:`ConversionError` saying what was tried. A first build that succeeds by keeping Select TF ops
+    (``--allow-tf-ops``) is built again from the materialized shapes too (:func:`_fewer_select_ops`)."""
     from tfopt.emitters.shape_values import materialize_shapes
 
+    try:
+        data = build(model)
+    except Exception as exc:  # the converter raises ConverterError with the MLIR diagnostics
+        first = exc
+    else:
+        return _fewer_select_ops(data, lambda: materialize_shapes(model), build)
     # A TensorList refused at the open batch stays refused with static sizes: straight to the pinned retry.
     materialized = None if _TENSOR_LISTS in str(first) else materialize_shapes(model)
     if materialized is not None:
@@ -154,6 +157,37 @@ def _with_pinned_batch(model: Model, precision: str, build: Callable[[Model], by
         raise ConversionError(f"{_explain(first, precision, not_lowered)}. Tried at the model's shapes ({given}) "
                               f"and with the batch fixed ({tried}) and static TensorList element shapes; that failed "
                               f"too: {_explain(exc, precision, not_lowered)}") from exc
+
+
+def _fewer_select_ops(data: bytes, materialized: Callable[[], Model | None], build: Callable[[Model], bytes]) -> bytes:
+    """``data``, or the build of the model with its shape vectors made constant when that keeps fewer Select TF
+    ops. With ``--allow-tf-ops`` the converter does not fail on an op it cannot lower: a ``Conv2D`` whose channels
+    TensorFlow's shape inference lost stays a TensorFlow op (``FlexConv2D``) where, with the sizes static
+    (:mod:`tfopt.emitters.shape_values`), it is a builtin. A Select TF op is kept only where no builtin lowering
+    exists at the model's own (open) batch."""
+    kept = select_tf_ops(data)
+    if not kept:
+        return data
+    model = materialized()
+    if model is None:
+        return data
+    try:
+        again = build(model)
+    except Exception:  # the first file stands: it converted
+        return data
+    return again if select_tf_ops(again) < kept else data
+
+
+def select_tf_ops(data: bytes) -> int:
+    """How many operators of the flatbuffer ``data`` are Select TF ops (custom code ``Flex...``: the app then needs
+    the Flex delegate)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(data, 0)
+    flex = {i for i in range(model.OperatorCodesLength())
+            if (model.OperatorCodes(i).CustomCode() or b"").startswith(b"Flex")}
+    return sum(1 for g in range(model.SubgraphsLength()) for o in range(model.Subgraphs(g).OperatorsLength())
+               if model.Subgraphs(g).Operators(o).OpcodeIndex() in flex)
 
 
 def fixed_shapes(path: str, model: Model) -> dict[str, list[int]] | None:

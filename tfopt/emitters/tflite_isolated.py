@@ -61,6 +61,7 @@ def emit_in_child(model: Model, path: str, *, precision: str, calibration: Seque
     import numpy as np
 
     from tfopt._io import atomic_path
+    from tfopt._user_code import PROVENANCE_KEY
     from tfopt.emitters.large import run_converter_child
 
     work = tempfile.mkdtemp(prefix="tfopt-tflite-child-")
@@ -75,7 +76,8 @@ def emit_in_child(model: Model, path: str, *, precision: str, calibration: Seque
         job = {"converter": "tfopt.emitters.tflite:convert_job", "graph": graph, "calibration": samples,
                "samples": len(calibration), "precision": precision, "options": dict(options),
                "inputs": [dataclasses.asdict(s) for s in model.inputs],
-               "outputs": [dataclasses.asdict(s) for s in model.outputs]}
+               "outputs": [dataclasses.asdict(s) for s in model.outputs],
+               "imports": model.provenance.get(PROVENANCE_KEY, [])}
         with atomic_path(path) as tmp:
             run_converter_child({**job, "out": tmp}, label=f"converting to tflite {precision}",
                                 crash_hint=_crash_hint(precision))

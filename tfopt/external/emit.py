@@ -88,6 +88,7 @@ def emit_large(target: str, job: Any) -> str:
 def via_savedmodel(record: Any, job: Any) -> str:
     """The ``large`` role of targets whose converter reads a SavedModel's variables (TFLite, OpenVINO):
     :func:`tfopt.emitters.large.emit_from_savedmodel` of the model's serving SavedModel."""
+    from tfopt._user_code import PROVENANCE_KEY
     from tfopt.emitters.large import check_large_precision, emit_from_savedmodel
 
     model, qat = job.portable, bool(job.quantization_aware)
@@ -98,5 +99,6 @@ def via_savedmodel(record: Any, job: Any) -> str:
                                         input_tensors=[s.tensor for s in model.inputs],
                                         output_tensors=[s.tensor for s in model.outputs],
                                         opset=getattr(job.quantize, "opset", None), quantization_aware=qat,
-                                        int8_io=bool(getattr(job.quantize, "int8_io", False)))
+                                        int8_io=bool(getattr(job.quantize, "int8_io", False)),
+                                        imports=model.provenance.get(PROVENANCE_KEY, []))
     return written

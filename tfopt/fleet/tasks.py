@@ -83,6 +83,7 @@ class _Context:
         return self._prepared
 
     def _load(self) -> Any:
+        from tfopt._user_code import PROVENANCE_KEY, import_recorded
         from tfopt.conversion.stages import check_calibration
         from tfopt.conversion.store import load_prepared, stored_qat
 
@@ -99,6 +100,8 @@ class _Context:
             return self.build()
         self.hits += ["optimize", "statistics"]
         check_calibration(self.plan, prepared.qat)
+        # the cached graphs were loaded by another task: what --custom-objects registers (its ops) exists here too
+        import_recorded(prepared.portable.provenance.get(PROVENANCE_KEY, []))
         return prepared
 
     def readable(self, stage: str, key: str, read: Any) -> Any:

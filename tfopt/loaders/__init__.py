@@ -9,7 +9,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from tfopt.errors import ModelNotFoundError, OptionError
+from tfopt._user_code import PROVENANCE_KEY
+from tfopt.errors import ModelFormatError, ModelNotFoundError, OptionError
 from tfopt.graph import Model
 from tfopt.graphdef.batch_axis import with_batch_axes
 from tfopt.graphdef.order import canonical_order
@@ -76,10 +77,15 @@ def load(path: str | os.PathLike[str], *, format: str | None = None, **options: 
         format = format or opts.input_format
     except TypeError as exc:
         raise OptionError(f"unknown load option: {exc}") from exc
+    format = format or registry.detect(path)
+    imported = import_user_module(opts.custom_objects, format)
     try:
         model = registry.load(path, opts, format)
     except PermissionError as exc:  # a file of the model this user may not read
         raise unreadable(exc, path) from exc
+    if imported:
+        model = model.replace(provenance={**model.provenance, PROVENANCE_KEY: [imported]})
+    check_ops_registered(model.graph_def, path)
     model = cut_model(model)  # every format: elements read from a tf.data iterator become inputs
     # the axis holding each input's samples, where the graph's structure says (a time-major [time, batch, n])
     model = model.replace(inputs=with_batch_axes(model.graph_def, model.inputs, model.outputs))
@@ -88,6 +94,44 @@ def load(path: str | os.PathLike[str], *, format: str | None = None, **options: 
         raise OptionError(f"--cluster/--prune: {path} is a {model.provenance.get('format')} model; TFMOT clusters and "
                           "prunes Keras 2 (tf_keras) models: pass the .h5 or tf_keras .keras file it was trained as")
     return model
+
+
+def import_user_module(name: str | None, fmt: str) -> list[str]:
+    """Import ``--custom-objects`` before any loader runs: what it registers (a ``tf.load_op_library`` op, an
+    ``ExtensionType``, a conversion function) must exist when TensorFlow reads the model. Its record
+    (:func:`tfopt._user_code.import_for_model`), or ``[]``. A Keras file's loader imports the module itself,
+    with the Keras its file needs (a Keras 2 file's module under tf-keras names: ``_keras2_scope``).
+
+    Raises:
+        OptionError: the module cannot be imported (named, with what it raised).
+    """
+    from tfopt._user_code import import_for_model
+    from tfopt.loaders.keras import FORMAT as KERAS
+
+    if not name or fmt == KERAS:
+        return []
+    return import_for_model(name, "--custom-objects")
+
+
+def check_ops_registered(graph_def: Any, path: str) -> None:
+    """Every op of the graph and of its functions is one this TensorFlow knows (a custom op's library loaded).
+
+    Raises:
+        ModelFormatError: naming the first unknown op, its node, the file and ``--custom-objects``.
+    """
+    from tensorflow.python.framework import op_def_registry
+
+    functions = {f.signature.name for f in graph_def.library.function}
+    nodes = [*((n, "") for n in graph_def.node),
+             *((n, f" in function '{f.signature.name}'") for f in graph_def.library.function for n in f.node_def)]
+    unknown = next(((n, where) for n, where in nodes if n.op not in functions and op_def_registry.get(n.op) is None),
+                   None)
+    if unknown is not None:
+        node, where = unknown
+        raise ModelFormatError(
+            f"{path}: node '{node.name}'{where} uses op '{node.op}', which this TensorFlow does not have (a custom op "
+            "of a library the model's writer loaded). Name a module that loads it (tf.load_op_library, or an import "
+            "of the package that registers it) with --custom-objects MODULE: tfopt imports it before the model loads")
 
 
 def unreadable(exc: PermissionError, path: str) -> ModelNotFoundError:

@@ -32,11 +32,12 @@ def inspect_model(path: Any, **options: Any) -> dict[str, Any]:
 
 
 def _inspect(path: str, options: dict[str, Any]) -> dict[str, Any]:
-    from tfopt.loaders import load, registry
+    from tfopt.loaders import import_user_module, load, registry
 
     if path.endswith((".tflite", ".onnx", ".xml")) or os.path.exists(os.path.join(path, "model.xml")):
         return inspect_artifact(path)
     fmt = options.pop("format", None) or registry.detect(path)
+    import_user_module(options.get("custom_objects"), fmt)  # the formats read here without load() too
     if fmt == "graphdef":
         return _inspect_graphdef(path, options.get("outputs") or [])
     if fmt == "tf1-checkpoint":

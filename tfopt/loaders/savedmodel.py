@@ -70,9 +70,7 @@ def load(path: str, options: Any) -> Model:
     model = model_from_concrete(fn, input_names=input_names, call=call, provenance=provenance, keepalive=obj,
                                 external_threshold=options.external_threshold)
     if extra:  # the MetaGraph's variables are graph resources TensorFlow's converter leaves: tfopt freezes them
-        values = tf2_metagraph.variable_values(obj, model.graph_def)
-        model = model.replace(variable_values=values.__getitem__, provenance={
-            **model.provenance, "variables": len(values), "variable_bytes": int(sum(v.nbytes for v in values.values()))})
+        model = tf2_metagraph.with_variables(model, obj, options.external_threshold)
     # A SignatureDef's outputs are a protobuf map: no order of their own. Sorted keys keep it stable.
     return model.replace(outputs=sorted(model.outputs, key=lambda s: s.name))
 

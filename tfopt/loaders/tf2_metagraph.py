@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 from tfopt.errors import ModelFormatError
+from tfopt.graph import Model
 
 FORMAT = "savedmodel-metagraph"
 INIT_SIGNATURE = "__saved_model_init_op"  # the MetaGraph's initialiser, a signature with no outputs
@@ -59,8 +60,8 @@ def op_error(path: str, op: str) -> ModelFormatError:
     return ModelFormatError(
         f"{path}: the graph uses op '{op}', which this TensorFlow does not have (a custom op registered by a "
         "library the writer imported: tensorflow_text, tensorflow_decision_forests, tensorflow_addons, ...). "
-        "Install that library and convert through the Python API after importing it (import it, then "
-        "tfopt.convert), or convert where it is installed")
+        "Install that library and name a module that imports it (or calls tf.load_op_library) with --custom-objects "
+        "MODULE: tfopt imports it before the model loads")
 
 
 def load_signatures(path: str, tags: list[str] | None, refused: str, proto: Any) -> Any:
@@ -109,14 +110,53 @@ def signatures(obj: Any) -> dict[str, Any]:
     return {k: v for k, v in obj.signatures.items() if k != INIT_SIGNATURE}
 
 
-def variable_values(obj: Any, graph_def: Any) -> dict[str, Any]:
-    """The values of the resource variables left in ``graph_def`` (the frozen signature), read from
-    the loaded MetaGraph's graph, where the saver restored them: a MetaGraph imported without its
-    object graph has no Python variables for TensorFlow's converter to fold, so its ``VarHandleOp``
-    nodes stay, and tfopt's freezing makes them constants (:mod:`tfopt.freezing.freeze_variables`)."""
+def with_variables(model: Model, obj: Any, threshold: int | None) -> Model:
+    """``model`` (a signature of the loaded MetaGraph) with the values of the resource variables left in its
+    graph. A MetaGraph imported without its object graph has no Python variables for TensorFlow's converter
+    to fold, so its ``VarHandleOp`` nodes stay, and tfopt's freezing makes them constants
+    (:mod:`tfopt.freezing.freeze_variables`). The variables :func:`~tfopt.external.tensors.choose_external`
+    picks (at least ``threshold`` bytes, and whatever a GraphDef under 2 GB cannot hold) are kept outside
+    the graph as memory-mapped files (``model.external``: :mod:`tfopt.external`), each read and written
+    alone; the others are read together."""
+    from tfopt.external.tensors import EXTERNAL_DTYPES, ExternalTensors, choose_external
+
+    handles = {n.name: n for n in model.graph_def.node if n.op == "VarHandleOp"}
+    sizes = {name: _nbytes(node) for name, node in handles.items()
+             if _dtype(node) in EXTERNAL_DTYPES and _nbytes(node) > 0}
+    large = choose_external(sizes, threshold)
+    values = _read(obj, [name for name in handles if name not in large])
+    external = model.external
+    for name in sorted(large):  # one at a time: a large table is in memory once, then only in its file
+        external = external if external is not None else ExternalTensors()
+        values[name] = external.add(name, _read(obj, [name])[name]).read()
+    return model.replace(variable_values=values.__getitem__, external=external, provenance={
+        **model.provenance, "variables": len(values), "variable_bytes": int(sum(v.nbytes for v in values.values()))})
+
+
+def _dtype(node: Any) -> str:
     from tfopt._tf import tf
 
-    names = [n.name for n in graph_def.node if n.op == "VarHandleOp"]
+    return str(tf().as_dtype(node.attr["dtype"].type).name)
+
+
+def _nbytes(node: Any) -> int:
+    """The variable's size from its handle's ``shape`` attribute; 0 when a dimension is unknown."""
+    from tfopt._tf import tf
+
+    shape = node.attr["shape"].shape
+    dims = [d.size for d in shape.dim]
+    if shape.unknown_rank or any(d < 0 for d in dims):
+        return 0
+    count = 1
+    for d in dims:
+        count *= d
+    return count * int(tf().as_dtype(node.attr["dtype"].type).size)
+
+
+def _read(obj: Any, names: list[str]) -> dict[str, Any]:
+    """The values of the variables ``names``, read from the loaded MetaGraph's graph, where the saver restored them."""
+    from tfopt._tf import tf
+
     if not names:
         return {}
     t = tf()
