@@ -256,6 +256,15 @@ def test_the_sixteenth_held_out_set_is_held_out_and_comes_from_packages_new_to_t
     assert not {e.package for e in sixteenth} & earlier
 
 
+def test_the_eighteenth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
+    from tfopt.coverage.corpus_entries import HELD_OUT_18
+
+    eighteenth = [corpus.BY_NAME[n] for n in HELD_OUT_18]
+    assert len(eighteenth) == 4 and all(e.held_out for e in eighteenth)
+    earlier = {e.package for e in corpus.CORPUS if e.name not in HELD_OUT_18}
+    assert not {e.package for e in eighteenth} & earlier and len({e.package for e in eighteenth}) == 3
+
+
 def test_the_thirteenth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
     from tfopt.coverage.corpus_entries import HELD_OUT_13
 

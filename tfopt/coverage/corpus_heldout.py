@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from tfopt.coverage.corpus_entry import Entry
 
-__all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14", "HELD_OUT_15", "HELD_OUT_16"]
+__all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14", "HELD_OUT_15", "HELD_OUT_16",
+           "HELD_OUT_18"]
 
 _PHONET = ("phonet/phonet.py", "phonet/Phonological.py")
 _TK_CBED = ("tk_cbed/tk_cbed.py", "tk_cbed/model.py")
@@ -174,6 +175,27 @@ _SET_16: tuple[Entry, ...] = (
           held_out=True, code=("panhumanpy/_tools/v1/calibration/custom_objects.py",),
           args=("--custom-objects", "panhumanpy._tools.v1.calibration.custom_objects")),
 )
+_VVAD = "vvadlrs3"
+_SET_18: tuple[Entry, ...] = (
+    # -- the eighteenth held-out set: new packages, chosen before measuring (issue 24, round 18)
+    Entry("vvad-face-e2e", "vvadlrs3", "0.2.0", f"{_VVAD}/bestFaceEndToEnd.h5", "keras2-h5",
+          "Keras 2.2.4 .h5 Sequential (2021): visual voice activity detection on video, (?, 36, 96, 96, 3) face "
+          "crops through a TimeDistributed nested MobileNet (Model inside the layer: DepthwiseConv2D + BatchNorm + "
+          "ReLU), Flatten, an LSTM(32) over the frames, BatchNorm, Dense, a sigmoid score; the package's "
+          "pretrained_models.getFaceImageModel loads it with load_model", held_out=True),
+    Entry("vvad-face-features", "vvadlrs3", "0.2.0", f"{_VVAD}/faceFeatureModel.h5", "keras2-h5",
+          "Keras 2.2.4 .h5 Sequential: the same task on 68 facial landmarks per frame, a TimeDistributed(Flatten) "
+          "whose per-frame input shape (?, 68, 2) is stored on the wrapped layer only, an LSTM(32), BatchNorm, "
+          "Dense, a sigmoid score (getFaceFeatureModel)", held_out=True),
+    Entry("pybia-bw", "pyBIA", "1.0.0", "pyBIA/data/Bw_CNN_Model.h5", "keras2-h5",
+          "Keras 2.6 .h5 Sequential (2022): Lyman-alpha blob classifier of 50x50 blue-broadband survey cut-outs "
+          "(?, 50, 50, 1), AlexNet-like Conv2D + MaxPooling2D + BatchNorm, Dense tanh layers with Dropout, a "
+          "2-class softmax; the package's cnn_model.bw_model loads it with tf.keras load_model", held_out=True),
+    Entry("dgad-lstm", "dgad", "4.1.1", "dgad/models/lstm_best.h5", "keras2-h5",
+          "Keras 2.4 .h5 Sequential (2020-22): binary DGA domain classifier over (?, 120) padded character ids, "
+          "Embedding + LSTM + Dropout + Dense + a sigmoid Activation layer (the package's default TCN models need "
+          "keras-tcn, another package)", held_out=True),
+)
 HELD_OUT_11 = tuple(e.name for e in ENTRIES)
 """The eleventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 11)."""
 HELD_OUT_12 = tuple(e.name for e in _SET_12)
@@ -186,4 +208,6 @@ HELD_OUT_15 = tuple(e.name for e in _SET_15)
 """The fifteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 15)."""
 HELD_OUT_16 = tuple(e.name for e in _SET_16)
 """The sixteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 16)."""
-ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15 + _SET_16
+HELD_OUT_18 = tuple(e.name for e in _SET_18)
+"""The eighteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 18)."""
+ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15 + _SET_16 + _SET_18
