@@ -248,7 +248,7 @@ def test_entries_are_unique_and_span_the_packages_the_issue_asks_for():
 
 
 def test_the_sixteenth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
-    from tfopt.coverage.corpus_entries import HELD_OUT_16
+    from tfopt.coverage.corpus_heldout import HELD_OUT_16
 
     sixteenth = [corpus.BY_NAME[n] for n in HELD_OUT_16]
     assert len(sixteenth) == 5 and all(e.held_out for e in sixteenth)
@@ -257,7 +257,7 @@ def test_the_sixteenth_held_out_set_is_held_out_and_comes_from_packages_new_to_t
 
 
 def test_the_eighteenth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
-    from tfopt.coverage.corpus_entries import HELD_OUT_18
+    from tfopt.coverage.corpus_heldout import HELD_OUT_18
 
     eighteenth = [corpus.BY_NAME[n] for n in HELD_OUT_18]
     assert len(eighteenth) == 4 and all(e.held_out for e in eighteenth)
@@ -266,7 +266,7 @@ def test_the_eighteenth_held_out_set_is_held_out_and_comes_from_packages_new_to_
 
 
 def test_the_thirteenth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
-    from tfopt.coverage.corpus_entries import HELD_OUT_13
+    from tfopt.coverage.corpus_heldout import HELD_OUT_13
 
     thirteenth = [corpus.BY_NAME[n] for n in HELD_OUT_13]
     assert len(thirteenth) == 5 and all(e.held_out for e in thirteenth)
@@ -275,7 +275,7 @@ def test_the_thirteenth_held_out_set_is_held_out_and_comes_from_packages_new_to_
 
 
 def test_the_fifteenth_held_out_set_is_held_out_and_comes_from_packages_new_to_the_corpus():
-    from tfopt.coverage.corpus_entries import HELD_OUT_15
+    from tfopt.coverage.corpus_heldout import HELD_OUT_15
 
     fifteenth = [corpus.BY_NAME[n] for n in HELD_OUT_15]
     assert len(fifteenth) == 4 and all(e.held_out for e in fifteenth)

@@ -13,18 +13,8 @@ from __future__ import annotations
 
 from tfopt.coverage.corpus_entry import Entry
 from tfopt.coverage.corpus_heldout import ENTRIES as _LATER
-from tfopt.coverage.corpus_heldout import (
-    HELD_OUT_11,
-    HELD_OUT_12,
-    HELD_OUT_13,
-    HELD_OUT_14,
-    HELD_OUT_15,
-    HELD_OUT_16,
-    HELD_OUT_18,
-)
 
-__all__ = ["BY_NAME", "CORPUS", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14", "HELD_OUT_15", "HELD_OUT_16", "HELD_OUT_18",
-           "Entry"]
+__all__ = ["BY_NAME", "CORPUS", "Entry"]  # the later held-out sets' names: corpus_heldout.HELD_OUT_11 ...
 
 
 def _mmsplice(name: str, path: str, covers: str, *, held_out: bool = False) -> Entry:
