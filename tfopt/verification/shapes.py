@@ -153,8 +153,8 @@ class DimTies:
             return self.fixed[root]
         if root in self.products:
             return int(np.prod([self._size(f, batch_roots, batch, size) for f in self.factors(root)]))
-        if root in self.derived:  # sized by shape inference once the other inputs are (:meth:`shapes`)
-            return 1
+        if root in self.derived:  # sized by shape inference once the other inputs are (:meth:`shapes`); 0
+            return 0  # where it cannot size it: refused, where 1 would broadcast against any length
         unit = self.multiples.get(root, 1)
         if root in batch_roots and batch is not None:
             return batch * unit
