@@ -327,6 +327,17 @@ def _pyleaf(root: str, out: str) -> None:
     model.save(out, save_format="h5")
 
 
+def _audioanalytics(root: str, out: str) -> None:
+    from tensorflow.keras.models import model_from_json
+
+    # audioanalytics.model_final.model_load: model_from_json(model_85.json), then load_weights(model_85.h5)
+    folder = os.path.join(root, "audioanalytics")
+    with open(os.path.join(folder, "model_85.json"), encoding="utf8") as f:
+        model = model_from_json(f.read())
+    model.load_weights(os.path.join(folder, "model_85.h5"))
+    model.save(out, save_format="h5")
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
     "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
@@ -336,7 +347,7 @@ BUILDERS: dict[str, Callable[[str, str], None]] = {
     "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc, "delight": _delight,
     "continunet": _continunet, "rnnmorph-ru": _rnnmorph("ru"), "rnnmorph-en": _rnnmorph("en"),
     "pyliverlesionseg": _pyliverlesionseg,
-    "pyleaf": _pyleaf}
+    "pyleaf": _pyleaf, "audioanalytics": _audioanalytics}
 
 
 def main(argv: list[str]) -> None:

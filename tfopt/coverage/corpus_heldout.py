@@ -7,7 +7,7 @@ from __future__ import annotations
 from tfopt.coverage.corpus_entry import Entry
 
 __all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14", "HELD_OUT_15", "HELD_OUT_16",
-           "HELD_OUT_18"]
+           "HELD_OUT_17", "HELD_OUT_18"]
 
 _PHONET = ("phonet/phonet.py", "phonet/Phonological.py")
 _TK_CBED = ("tk_cbed/tk_cbed.py", "tk_cbed/model.py")
@@ -175,6 +175,28 @@ _SET_16: tuple[Entry, ...] = (
           held_out=True, code=("panhumanpy/_tools/v1/calibration/custom_objects.py",),
           args=("--custom-objects", "panhumanpy._tools.v1.calibration.custom_objects")),
 )
+_NEUROL = "neurol/models"
+_SET_17: tuple[Entry, ...] = (
+    # -- the seventeenth held-out set: new packages, chosen before measuring (issue 24, round 17)
+    Entry("resmico", "resmico", "1.2.2", "resmico/model/resmico.h5", "keras2-h5",
+          "Keras 2.4 .h5 (TF 2.4, 2022): ResMiCo, a residual 1-D CNN scoring metagenome contigs for "
+          "misassembly, two inputs: per-position read features (?, ?, 14) of open contig length and a 0/1 "
+          "mask (?, ?) that the GlobalAveragePooling1D takes as its mask; 14 residual blocks of Conv1D + "
+          "BatchNorm + ReLU with Cropping1D skips, Dense + Dropout, a sigmoid score; compiled with the "
+          "package's custom recall metrics the loader need not know", held_out=True),
+    Entry("audioanalytics", "audioanalytics", "0.1.3", "audioanalytics/model_85.h5", "keras2-h5",
+          "Keras 2.3.1 weights plus model_85.json, built the way the package's own model_final.model_load "
+          "builds them (model_from_json, load_weights) and saved as .h5: a speech-emotion classifier over "
+          "(?, 181, 1) averaged MFCC/chroma/mel/zero-crossing features, Conv1D(64), Flatten, Dense layers, "
+          "Dropout, a softmax over 4 emotions", held_out=True, build="audioanalytics"),
+    Entry("neurol-blink-balanced", "neurol", "0.0.5", f"{_NEUROL}/blink_balanced.h5", "keras2-h5",
+          "Keras 2.3.1 .h5 Sequential (2020) as the package's own model_tools.get_model loads it: an EEG "
+          "blink detector over (?, 125, 2) two-channel epochs, four Conv1D (ReLU), MaxPooling1D, "
+          "GlobalAveragePooling1D, Dropout, a softmax over 2 classes", held_out=True),
+    Entry("neurol-blink-recall", "neurol", "0.0.5", f"{_NEUROL}/blink_recall.h5", "keras2-h5",
+          "Keras 2.3.1 .h5 like neurol-blink-balanced: the same architecture trained for recall (other "
+          "weights)", held_out=True),
+)
 _VVAD = "vvadlrs3"
 _SET_18: tuple[Entry, ...] = (
     # -- the eighteenth held-out set: new packages, chosen before measuring (issue 24, round 18)
@@ -208,6 +230,8 @@ HELD_OUT_15 = tuple(e.name for e in _SET_15)
 """The fifteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 15)."""
 HELD_OUT_16 = tuple(e.name for e in _SET_16)
 """The sixteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 16)."""
+HELD_OUT_17 = tuple(e.name for e in _SET_17)
+"""The seventeenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 17)."""
 HELD_OUT_18 = tuple(e.name for e in _SET_18)
 """The eighteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 18)."""
-ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15 + _SET_16 + _SET_18
+ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15 + _SET_16 + _SET_17 + _SET_18

@@ -32,7 +32,7 @@ _UNIMPLEMENTED = "No input size or value changes that: run tfopt where TensorFlo
 def kernel_refusal(exc: BaseException | None, *, subject: str = "the original model") -> VerificationError | None:
     """A :class:`VerificationError` naming the node whose kernel TensorFlow lacks and the way out,
     or ``None`` when ``exc`` may depend on the inputs. ``subject``: what failed to run."""
-    from tfopt.verification.shapes import tf_error_summary
+    from tfopt.verification.tf_errors import tf_error_summary
 
     if exc is None:
         return None

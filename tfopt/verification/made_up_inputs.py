@@ -11,8 +11,9 @@ values without changing what they mean (``Identity``, ``Cast``, ``Reshape``, ``E
 - **mask** - subtracted from the constant 1 and scaled by a constant of magnitude >= 1e3 (an
   additive attention bias, ``(1 - mask) * -10000``); for an integer or bool input also ``1 - mask``
   alone, ``mask * -1e9``, a ``Select`` condition or an equality with 0 or 1 (a float compared with 0
-  is a value: Keras' ``Masking``): 0/1, a prefix of ones along the last axis as padding leaves it
-  (at least one 1 per row).
+  is a value: Keras' ``Masking``); a bool input of rank >= 1 cast to a number (a 0/1 weight: Keras'
+  masked pooling divides by its sum, so all False is 0/0): 0/1, a prefix of ones along the last axis
+  as padding leaves it (at least one 1 per row).
 - **length** - compared with a counter (``Less``/``GreaterEqual``..., as ``sequence_length`` is in a
   TF1 ``dynamic_rnn`` loop and in ``sequence_mask``), a ``ReverseSequence``'s lengths, or a ``Range``
   limit: uniform in ``[1, L]``, ``L`` the length of the dimension it measures.
@@ -99,9 +100,18 @@ def input_roles(graph_def: Any) -> dict[str, tuple[str, int]]:
             role = _role(node.name, nodes, users)
             if role == "weak mask":  # a float compared with 0 is a value (Keras Masking), not a mask
                 role = "" if dtype_name(node.attr["dtype"].type).startswith(("float", "bfloat")) else "mask"
+            if not role and dtype_name(node.attr["dtype"].type) == "bool" and _ranked(node) \
+                    and any(u.op == "Cast" for u, _ in users.get(node.name, [])):
+                role = "mask"  # a bool weight (a scalar bool is a switch: training, not a mask)
             if role:
                 roles[node.name] = (role, 0)
     return roles
+
+
+def _ranked(node: Any) -> bool:
+    """Whether the placeholder's declared shape has rank >= 1 (an unknown rank is not known to)."""
+    shape = node.attr["shape"].shape
+    return not shape.unknown_rank and len(shape.dim) >= 1
 
 
 def _role(start: str, nodes: Mapping[str, Any], users: Mapping[str, list[tuple[Any, int]]]) -> str:

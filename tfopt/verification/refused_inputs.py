@@ -20,7 +20,7 @@ from tfopt.verification.feed_shapes import feed_shapes
 
 def failure(exc: BaseException) -> str:
     """``InvalidArgumentError at node 'Gather': indices[0,2] = 13 is not in [0, 10)``."""
-    from tfopt.verification.shapes import tf_error_summary
+    from tfopt.verification.tf_errors import tf_error_summary
 
     return f"{type(exc).__name__} at {tf_error_summary(exc)}"
 

@@ -12,7 +12,9 @@ A made-up shape that sets axis 0 of every input to the batch fails every time-ma
    [47,16]"), or, when the run's message names fewer than two symbols, TensorFlow's static shape
    inference on the graph with those input shapes ("Dimensions must be equal, but are 41 and 43";
    "... 41 and 80" fixes a symbol to the known 80). Exactly two symbols in one message are one tie:
-   their classes merge (union-find) and the probe runs again, at most once per symbol.
+   their classes merge (union-find) and the probe runs again, at most once per symbol. A refusal that
+   names no probe (a deep residual conv's crops do not fit 13) is probed once more with the classes
+   past the batch at primes > ``LARGE_PROBE``; a *derived* dimension: :mod:`tfopt.verification.derived_ties`.
    A *product* tie: TensorFlow names one symbol and a size that is the product of two or more other
    symbols ("Length of seq_lengths != input.dims(0), (23 vs. 143)" with 143 = 11 x 13: per-word
    lengths of ``[batch, words, chars]`` reshaped to ``[batch*words, chars]``). The primes are distinct,
@@ -44,11 +46,14 @@ from typing import Any
 import numpy as np
 
 from tfopt.graph import TensorSpec
+from tfopt.verification.derived_ties import DerivedTie, derived_sizes, learn_derived
 from tfopt.verification.split_ties import SplitTie, count_splits, split_tie
+from tfopt.verification.tf_errors import plain
 
 Dim = tuple[str, int]  # (input name, axis)
 _PRIMES = [p for p in range(11, 2000) if all(p % q for q in range(2, int(p ** 0.5) + 1))]
 PROBE_BUDGET = 1 << 20  # elements per input at the probe's sizes: a 3-D volume of primes stays small
+LARGE_PROBE = 1000  # a second probe's sizes past the batch: a deep residual conv refuses 13 (its crops)
 _STATIC = re.compile(r"Dimensions must be equal, but are (\d+) and (\d+)")
 _INT = re.compile(r"(?<![\w.:/'\"-])(\d+)(?![\w.'\"])")
 
@@ -63,6 +68,8 @@ class DimTies:
         self.fixed: dict[Dim, int] = {}  # class root -> the known size it is tied to
         self.products: dict[Dim, tuple[Dim, ...]] = {}  # class root -> the dims whose sizes multiply to it
         self.multiples: dict[Dim, int] = {}  # class root -> its size is a multiple of this (a split into towers)
+        self.derived: dict[Dim, DerivedTie] = {}  # class root -> the op whose other operand sizes it
+        self.graph_def: Any = None  # for the derived sizes (shape inference)
 
     @classmethod
     def from_shapes(cls, specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]]) -> DimTies:
@@ -94,8 +101,8 @@ class DimTies:
         return True
 
     def free(self, root: Dim) -> bool:
-        """Whether class ``root`` takes a size of its own (neither fixed nor a product)."""
-        return root not in self.fixed and root not in self.products
+        """Whether class ``root`` takes a size of its own (neither fixed, a product nor derived)."""
+        return root not in self.fixed and root not in self.products and root not in self.derived
 
     def factors(self, root: Dim) -> list[Dim]:
         """The class roots whose sizes multiply to product class ``root``, outermost first: the batch
@@ -134,7 +141,9 @@ class DimTies:
             dims = spec.shape if spec.shape is not None else (None,)
             out[spec.name] = tuple(d if d is not None else self._size((spec.name, a), batch_roots, batch, size)
                                    for a, d in enumerate(dims))
-        return out
+        sized = derived_sizes(self.graph_def, self.specs, out, {d: self.derived[self.find(d)] for d in self.parent
+                                                                if self.find(d) in self.derived}) if self.derived else {}
+        return {n: tuple(sized.get((n, a), d) for a, d in enumerate(shape)) for n, shape in out.items()}
 
     def _size(self, dim: Dim, batch_roots: set[Dim], batch: int | None, size: int | Mapping[Dim, int]) -> int:
         if dim not in self.parent:  # an input of unknown rank: fed as a vector of the batch
@@ -144,6 +153,8 @@ class DimTies:
             return self.fixed[root]
         if root in self.products:
             return int(np.prod([self._size(f, batch_roots, batch, size) for f in self.factors(root)]))
+        if root in self.derived:  # sized by shape inference once the other inputs are (:meth:`shapes`); 0
+            return 0  # where it cannot size it: refused, where 1 would broadcast against any length
         unit = self.multiples.get(root, 1)
         if root in batch_roots and batch is not None:
             return batch * unit
@@ -166,7 +177,7 @@ class DimTies:
         letters = iter("NMKLPQRSTUVW")
         batch_roots = self.batch_roots()
         names = {root: f"{self.multiples.get(root, '')}{next(letters, 'N')}"
-                 for root in self.classes() if root not in batch_roots and self.free(root)}
+                 for root in self.classes() if root not in batch_roots and (self.free(root) or root in self.derived)}
 
         def text(root: Dim) -> str:
             if root in self.products:
@@ -201,7 +212,7 @@ class DimTies:
                 self.fixed[root] = other
                 return True
             return False
-        ints = {int(v) for v in _INT.findall(_plain(message))}
+        ints = {int(v) for v in _INT.findall(plain(message))}
         named = sorted(ints & set(symbols))
         if len(named) == 1:
             return any(self.product(symbols[named[0]], v, symbols) for v in sorted(ints - set(symbols)))
@@ -319,14 +330,17 @@ def find_ties(run: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpe
         feeds_at: made-up feeds for given shapes.
     """
     ties = DimTies(specs)
+    ties.graph_def = graph_def
     splits = count_splits(graph_def)
     if len(ties.parent) < (1 if splits else 2):
         return ties
     taken = _graph_ints(graph_def) | {d for s in specs for d in (s.shape or ()) if d is not None}
     primes = [p for p in _PRIMES if p not in taken]
-    for _ in range(len(ties.parent) + min(splits, 8)):
-        roots = [r for r in ties.classes() if ties.free(r)]
-        symbol_of = {r: p * ties.multiples.get(r, 1) for r, p in zip(roots, primes)}
+    big = False  # a refusal that names no probe: the probe's sizes were too small for the net
+    for _ in range(len(ties.parent) + min(splits, 8) + 1):
+        roots, batch = [r for r in ties.classes() if ties.free(r)], ties.batch_roots() if big else set()
+        small, large = iter(primes), iter(p for p in primes if p > LARGE_PROBE)
+        symbol_of = {r: next(large if big and r not in batch else small) * ties.multiples.get(r, 1) for r in roots}
         shapes = ties.shapes(None, symbol_of)
         symbols = {v: r for r, v in symbol_of.items()}
         if all(np.prod(shape) <= PROBE_BUDGET for shape in shapes.values()):
@@ -335,11 +349,14 @@ def find_ties(run: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpe
                 return ties
             except Exception as exc:  # a refusal names the sizes that disagree
                 message = str(exc)
-            if ties.learn_split(split_tie(message, graph_def), symbols) or ties.learn(message, symbols):
+            if (ties.learn_split(split_tie(message, graph_def), symbols) or learn_derived(ties, message, symbols)
+                    or ties.learn(message, symbols)):
                 continue
         static = static_problem(graph_def, specs, shapes) if graph_def is not None else ""
         if not static or not (ties.learn_split(split_tie(static, graph_def), symbols) or ties.learn(static, symbols)):
-            return ties
+            if big:
+                return ties
+            big = True  # once more past the batch at primes > LARGE_PROBE
     return ties
 
 
@@ -380,21 +397,3 @@ def _graph_ints(graph_def: Any) -> set[int]:
                 shape_list = node.attr[key].list.shape if key == "_output_shapes" else [node.attr[key].shape]
                 out.update(int(d.size) for s in shape_list for d in s.dim)
     return out
-
-
-def _plain(message: str) -> str:
-    """TensorFlow's message without Python stack frames (line numbers are not sizes)."""
-    message = message.split("Original stack trace")[0]
-    return "\n".join(line for line in message.splitlines() if 'File "' not in line)
-
-
-def tf_error_summary(exc: BaseException) -> str:
-    """``node 'rnn/Assert/Assert': assertion failed: [...]``: the failing node and TensorFlow's own
-    message, without the Python stack (the whole message when it names no node)."""
-    text = _plain(str(exc))
-    node = re.search(r"Detected at node '([^']+)'|\{\{node ([^}]+)\}\}", text)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    body = [line for line in lines if not line.startswith(("Graph execution error", "Detected at node", "Node:",
-                                                            "[[{{node", "<stack traces unavailable>"))]
-    summary = " ".join(" ".join(body).split())[:300] or " ".join(text.split())[:300]
-    return f"node '{node.group(1) or node.group(2)}': {summary}" if node else summary

@@ -132,7 +132,8 @@ def choose_inputs(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], sp
 
 def _search(original: Callable[[Mapping[str, Any]], Mapping[str, Any]], specs: Sequence[TensorSpec],
             outputs: Sequence[str] | None, *, batch: int, seed: int, graph_def: Any = None) -> VerifyInputs:
-    from tfopt.verification.shapes import find_ties, tf_error_summary
+    from tfopt.verification.shapes import find_ties
+    from tfopt.verification.tf_errors import tf_error_summary
 
     def feeds_at(shapes: Mapping[str, Sequence[int]], size: int = 8, values: str = NORMAL) -> dict[str, np.ndarray]:
         return random_inputs(specs, seed=seed, batch=batch, shapes=shapes, dynamic_dim=size, graph_def=graph_def,

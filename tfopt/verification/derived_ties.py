@@ -1,0 +1,100 @@
+"""An input dimension the graph *computes* from other inputs (not their product, a tie of
+:mod:`tfopt.verification.shapes`), found by structure: ResMiCo's ``mask [batch, M]`` weights a
+``GlobalAveragePooling1D`` over the feature map that convolutions made of ``input [batch, L, 14]``
+(a VALID kernel crops it, strides halve it), so ``M = f(L)``. No class of equal sizes holds that:
+every made-up ``M = L`` (or ``M`` = the batch) is refused.
+
+The probe (:func:`tfopt.verification.shapes.find_ties`) feeds each unknown dimension its own prime;
+TensorFlow's refusal of an elementwise op then reads ``Incompatible shapes: [11,5,1] vs. [11,3,4]``:
+one axis disagrees, one side is a probe prime (the mask's ``M``) and the other a size no probe makes
+(the feature map's). That makes ``M``'s class *derived* from the op's other operand. Its size at any
+shapes of the other inputs is what TensorFlow's shape inference gives that operand there (the derived
+dimension left unknown), so a search size ``L`` gets its ``M`` with no extra run of the model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tfopt.graph import TensorSpec
+
+Dim = tuple[str, int]  # (input name, axis)
+_INCOMPATIBLE = re.compile(r"Incompatible shapes: \[([\d,\s]*)\] vs\. \[([\d,\s]*)\]")
+_NODE = re.compile(r"node '([^']+)'|\{\{node ([^}]+)\}\}")
+
+
+@dataclass(frozen=True)
+class DerivedTie:
+    """The dimension takes the size of axis ``-back`` (from the end, as broadcasting aligns) of
+    whichever input of ``node`` shape inference sizes there."""
+
+    node: str
+    back: int
+
+
+def derived_tie(message: str, graph_def: Any, symbols: Mapping[int, Dim]) -> tuple[Dim, DerivedTie] | None:
+    """The probed dimension ``message`` compares with a size no probe makes, and where that size is
+    computed; None when the refusal is no such broadcast (or its node is not in ``graph_def``)."""
+    shapes, node = _INCOMPATIBLE.search(message), _NODE.search(message)
+    name = None if shapes is None or node is None or graph_def is None else node.group(1) or node.group(2)
+    if name is None or name not in {n.name for n in graph_def.node}:
+        return None
+    a, b = ([int(v) for v in s.split(",") if v.strip()] for s in shapes.groups())  # type: ignore[union-attr]
+    rank = max(len(a), len(b))
+    a, b = [1] * (rank - len(a)) + a, [1] * (rank - len(b)) + b
+    differ = [(i, x, y) for i, (x, y) in enumerate(zip(a, b)) if x != y and 1 not in (x, y)]
+    if len(differ) != 1:
+        return None
+    i, x, y = differ[0]
+    if (x in symbols) == (y in symbols) or _of_probes(y if x in symbols else x, symbols):
+        return None  # two probes are an equality tie, a product of probes a product tie; no probe, no tie
+    return symbols[x if x in symbols else y], DerivedTie(name, rank - i)
+
+
+def _of_probes(value: int, symbols: Mapping[int, Dim]) -> bool:
+    """Whether ``value`` is a product of probe primes (``batch x words``: a product tie, not derived)."""
+    for prime in symbols:
+        while value % prime == 0:
+            value //= prime
+    return value == 1
+
+
+def learn_derived(ties: Any, message: str, symbols: Mapping[int, Dim]) -> bool:
+    """Record in ``ties`` (a :class:`tfopt.verification.shapes.DimTies`) the dimension ``message`` shows
+    the graph computes from others; False when it shows none."""
+    found = derived_tie(message, ties.graph_def, symbols)
+    if found is None or not ties.free(ties.find(found[0])):
+        return False
+    ties.derived[ties.find(found[0])] = found[1]
+    return True
+
+
+def derived_sizes(graph_def: Any, specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]],
+                  derived: Mapping[Dim, DerivedTie]) -> dict[Dim, int]:
+    """Each derived dimension's size when the other inputs have ``shapes`` (TensorFlow's shape
+    inference on ``graph_def``; a dimension it cannot size is left out)."""
+    from tfopt._tf import GraphFacts
+
+    g = type(graph_def)()
+    g.CopyFrom(graph_def)
+    names = {s.name for s in specs}
+    for node in g.node:
+        if node.name in names and node.op in ("Placeholder", "PlaceholderWithDefault") and node.name in shapes:
+            node.attr["shape"].shape.Clear()
+            for a, d in enumerate(shapes[node.name]):
+                node.attr["shape"].shape.dim.add().size = -1 if (node.name, a) in derived else int(d)
+    try:
+        graph = GraphFacts(g).graph
+    except Exception:  # shapes TensorFlow refuses statically: no size to derive
+        return {}
+    out: dict[Dim, int] = {}
+    for dim, tie in derived.items():
+        for tensor in graph.get_operation_by_name(tie.node).inputs:
+            known = tensor.shape.as_list() if tensor.shape.rank is not None else []
+            if len(known) >= tie.back and known[-tie.back] not in (None, 1):
+                out[dim] = int(known[-tie.back])
+                break
+    return out
