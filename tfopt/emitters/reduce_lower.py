@@ -1,39 +1,48 @@
-"""A large float32 ``Mean``/``Sum`` as a chain of small ones, for TFLite, ONNX and OpenVINO.
+"""A large float32 ``Mean``/``Sum`` as a chain of small ones, for ONNX and OpenVINO (TFLite: rows).
 
 A mean over millions of elements (an instance normalisation over a 3-D volume, a global mean) is
 summed in float32, and how far a float32 sum is from the exact one depends on its order. Summed in
-one run, each of ``n`` additions rounds a partial sum that grows to ``n·|x̄|``: the error bound is
-``γₙ·Σ|xᵢ| ≈ n·u·Σ|xᵢ|`` (``u = 2⁻²⁴``), about ``u·√n`` relative when the rounding errors are random.
-TensorFlow's Eigen kernel sums a reduction over contiguous memory as a tree (``log₂ n`` levels:
-``u·log₂ n``); ONNX Runtime's ``ReduceMean``/``GlobalAveragePool``, OpenVINO's ``ReduceMean`` and
-TFLite's ``Mean`` sum it in one run. Measured on a ``180×172×86`` volume of ``50 + N(0, 1)``: the
-runtimes' instance-normalised output 3.8 (ONNX Runtime, TFLite) and 0.07 (OpenVINO) away from
-TensorFlow's, which was 2e-6 from float64. A normalisation divides the mean's error by the standard
-deviation, so it grows with ``|x̄|/σ``, and a network of many normalisations compounds it.
+one run, ``n`` additions round a partial sum that grows to ``n·|x̄|``: the bound is ``γₙ·Σ|xᵢ|``
+(``γₙ ≈ n·u``, ``u = 2⁻²⁴``), about ``u·√n`` relative when the rounding errors are random; a tree of
+levels of ``nⱼ`` terms each is bounded by ``Σⱼ γ_{nⱼ}``. A normalisation divides the mean's error by
+the standard deviation, so it grows with ``|x̄|/σ``, and a network of many normalisations compounds it.
 
-So before each converter reads the graph, a float32 ``Mean``/``Sum`` over more than :data:`BLOCK`
-elements becomes reductions of at most :data:`BLOCK` elements each, spliced under the node's own
-name by the shared lowering (:func:`tfopt.emitters.tflite_lower_bodies.lower_reported`: the main
-graph and every body it reaches; the axes must be decided by the graph, ``Lowering.constants``)::
+Measured (AMD EPYC Zen 4, ``docs/concepts/reductions.md``): TensorFlow sums a reduction that ends at the
+innermost axis (contiguous rows) as a tree, but a column reduction (channels-last spatial axes with
+more than one channel) row after row, in one run. ONNX Runtime's ``ReduceMean``, OpenVINO's and
+TFLite's ``Mean`` sum in one run too, each in its own order and, for ONNX and OpenVINO, often in another
+layout (a 3-D U-Net's activations channels-first). On a ``180×172×86×1`` volume of ``50 + N(0, 1)``
+normalised three times, ONNX Runtime and TFLite were 3.8 from TensorFlow and OpenVINO 0.074, with
+TensorFlow 2.4e-6 from float64; on pyliverlesionseg's first normalisation (``178×170×86×20``) all
+four were about 5.7e-3 from float64.
 
-    mean(x, [a₁, …, aₖ]) = mean(… mean(x, [aₖ]) …, [a₁])        (every slice has the same count)
-    sum(x, [a₁, …, aₖ])  = sum(… sum(x, [aₖ]) …, [a₁])
+So before ONNX's and OpenVINO's converters read the graph, a float32 ``Mean``/``Sum`` over more than
+:data:`BLOCK` elements becomes a chain of small reductions, spliced under the node's own name by the
+shared lowering (:func:`tfopt.emitters.tflite_lower_bodies.lower_reported`: the main graph and every
+body it reaches; the axes must be decided by the graph, ``Lowering.constants``). With the reduced
+axes static (a kept axis may be dynamic), size-1 axes are dropped and each run of neighbouring reduced
+(kept) axes merged, a free reshape; a reduced run of ``n`` elements is written as its factors
+``n = n₁·n₂·…`` (:func:`factors`: at most :data:`LEVEL` each, a prime up to :data:`BLOCK` alone, a
+larger prime: zeros padded to a multiple of ``LEVEL^k``), and reduced one factor at a time from the
+innermost::
 
-one axis at a time from the innermost (the first reads each row of contiguous memory once). An axis
-longer than :data:`BLOCK` (static) is first reshaped into factors of at most :data:`BLOCK`
-(``n = n₁·n₂·…``, a free reshape), each reduced in turn; a length with no such factors (a large
-prime) is padded with zeros to a multiple of :data:`BLOCK` and summed, a mean then scaled by ``1/n``.
-Each partial sum adds at most :data:`BLOCK` terms, so the bound is ``Σⱼ γ_{nⱼ} ≤ levels·BLOCK·u``
-relative to ``Σ|xᵢ|`` (random errors: ``u·Σⱼ √nⱼ``), whatever order the runtime sums each level in:
-about 1e-5 relative for the levels a 3-D volume has, against 0.15 for ``n = 2.66 M`` in one run.
-Dynamic sizes are fine (the chain needs only the axes); a dynamic axis is not split (its length is
-unknown), so a single dynamic axis is left as it is. Work: the first level reads the tensor once as
-the original did; the rest read ``1/n₁`` of it.
+    Σᵢ x = Σ_{i₁} Σ_{i₂} … x[i₁, i₂, …]            x̄ = Σᵢ x / n
 
-Where TensorFlow itself sums in one run (a channels-last reduction over the spatial axes with more
-than one channel is a column reduction, which Eigen accumulates row after row), the chain is closer
-to the exact mean than TensorFlow is, and the artifact then differs from the original by
-TensorFlow's own rounding (docs/concepts/reductions.md).
+The levels alternate ``Sum`` and ``Mean`` (:class:`Scale`: converters merge two of one kind in a row,
+OpenVINO's ``ReduceMerge`` and TFLite's converter did, undoing the split) and one constant factor
+makes the result the op's. A dynamic reduced axis is reduced one axis at a time, unsplit
+(``mean(x, [a, b]) = mean(mean(x, [b]), [a])``: every slice has the same count); a single dynamic
+axis is left as it is. Error: ``Σⱼ γ_{nⱼ}`` with ``nⱼ ≤ 64`` (``≤ 5·64·u ≈ 2e-5`` worst case for
+five levels, measured within 2 ulp of float64), whatever order each level is summed in, plus one
+rounding of the factor. Work: the first level reads the tensor once, as the original did, the rest
+``1/n₁`` of it; measured faster in ONNX Runtime (its strided and channels-first reductions are slow)
+and as fast in OpenVINO.
+
+TFLite keeps TensorFlow's layout, so it gets only reductions that end at the innermost axis
+(``rows_only``), where TensorFlow's tree and TFLite's one run differ; a column reduction is summed in
+one run by both, and the split form was 1.4x slower in TFLite. Where TensorFlow sums in one run, the
+split artifact is closer to the exact result than the original, and differs from it by TensorFlow's
+own rounding (pyliverlesionseg: docs/known-limits.md).
 """
 
 from __future__ import annotations
@@ -45,10 +54,13 @@ import numpy as np
 
 from tfopt.emitters.tflite_lowering import Lowering, Operand
 
+LEVEL = 64
+"""The most elements one partial reduction adds when the length's prime factors allow it."""
 BLOCK = 1024
-"""The most elements one partial reduction adds (``u·√BLOCK ≈ 2e-6`` relative per level)."""
+"""A reduction over at most this many elements is left as it is; a prime factor up to it is one level
+of its own (a larger one: zero padding, module docstring)."""
 OPS = ("Mean", "Sum")
-WHAT = "partial reductions of at most 1024 elements, one axis at a time"
+WHAT = "partial reductions of at most 64 elements each (Sum and Mean in turn)"
 
 
 def _axes(operands: Sequence[Operand]) -> list[int] | None:
@@ -80,21 +92,34 @@ def is_large(operands: Sequence[Operand]) -> bool:
     if not axes or shape is None:
         return False
     sizes = [shape[a] for a in axes]
-    if None in sizes:
+    known = [n for n in sizes if n is not None]
+    if len(known) < len(sizes):
         return len(axes) > 1
-    return int(np.prod(sizes)) > BLOCK
+    return int(np.prod(known)) > BLOCK
 
 
 def factors(n: int) -> list[int] | None:
-    """``n`` as factors of at most :data:`BLOCK`, outermost first (``None``: ``n`` has a prime factor above it)."""
-    out, rest = [], n
-    while rest > BLOCK:
-        factor = next((d for d in range(BLOCK, 1, -1) if rest % d == 0), None)
-        if factor is None:
-            return None
-        out.append(factor)
-        rest //= factor
-    return [rest, *reversed(out)]
+    """``n`` as a product of levels: its prime factors packed into factors of at most :data:`LEVEL`
+    (first fit, largest first), a prime between :data:`LEVEL` and :data:`BLOCK` alone; ``None`` when
+    ``n`` has a prime factor above :data:`BLOCK`."""
+    primes, rest, p = [], n, 2
+    while p * p <= rest:
+        while rest % p == 0:
+            primes.append(p)
+            rest //= p
+        p += 1
+    if rest > 1:
+        primes.append(rest)
+    if max(primes, default=1) > BLOCK:
+        return None
+    bins: list[int] = []
+    for prime in sorted(primes, reverse=True):
+        fit = next((i for i, b in enumerate(bins) if b * prime <= LEVEL), None)
+        if fit is None:
+            bins.append(prime)
+        else:
+            bins[fit] *= prime
+    return sorted(bins) or [1]  # the largest innermost: the first level, which reads the whole tensor, shrinks it most
 
 
 def split_reduce(node: Any, inputs: Sequence[Any]) -> list[Any]:
@@ -121,7 +146,7 @@ def split_reduce(node: Any, inputs: Sequence[Any]) -> list[Any]:
 def _grouped(t: Any, x: Any, axes: list[int], scale: Scale) -> Any:
     """Static reduced axes (one kept axis may be dynamic): size-1 axes dropped, each run of neighbouring
     reduced (kept) axes merged into one (a free reshape: the runtimes' kernels are fastest on it), a
-    reduced run longer than BLOCK written as its factors, then one level per factor, innermost first."""
+    reduced run longer than LEVEL written as its factors, then one level per factor, innermost first."""
     groups: list[tuple[int, bool]] = []  # (length or -1, reduced)
     for a, n in enumerate(x.shape.as_list()):
         if n == 1:
@@ -132,27 +157,27 @@ def _grouped(t: Any, x: Any, axes: list[int], scale: Scale) -> Any:
         else:
             groups.append((n, a in axes))
     dims: list[int] = []
-    levels: list[tuple[int, int, bool]] = []  # (axis in dims, length, the run's last factor)
+    levels: list[tuple[int, int]] = []  # (axis in dims, length)
     pads: list[list[int]] = []
     for n, reduced in groups:
-        parts = factors(n) if reduced and n > BLOCK else [n]
+        parts = factors(n) if reduced and n > LEVEL else [n]
         pad = 0
-        if parts is None:  # a large prime factor: zeros up to a multiple of BLOCK^(levels-1)
-            unit = BLOCK
-            while unit * BLOCK < n:
-                unit *= BLOCK
+        if parts is None:  # a prime factor above BLOCK: zeros up to a multiple of LEVEL^(levels-1)
+            unit = LEVEL
+            while unit * LEVEL < n:
+                unit *= LEVEL
             pad = -(-n // unit) * unit - n
-            parts = factors(n + pad) or [n + pad]  # a multiple of BLOCK^(levels-1) always has factors
+            parts = factors(n + pad) or [n + pad]  # (n + pad) / unit <= LEVEL: every factor is
         pads.append([0, pad])
         if reduced:
-            levels.extend((len(dims) + k, parts[k], k == 0) for k in range(len(parts)))
+            levels.extend((len(dims) + k, part) for k, part in enumerate(parts))
             scale.whole(n)
         dims.extend(parts)
     y = t.reshape(x, [n for n, _ in groups] or [1])
     if any(p[1] for p in pads):
         y = t.pad(y, pads)
     y = t.reshape(y, dims)
-    for axis, length, _ in reversed(levels):  # innermost first: measured fastest in all three runtimes
+    for axis, length in reversed(levels):  # innermost first: measured fastest in all three runtimes
         y = scale.level(y, axis, length, whole=False)
     return y
 
