@@ -71,6 +71,7 @@ CASES = {  # input shape, axes, op, keep_dims
     "negative-axis": ((2, 3000, 5), [-2], "Sum", True),
     "prime-length-padded": ((3, 2 * 1031), [1], "Mean", False),
     "dynamic-axes": ((None, None, 64, 40), [1, 2], "Mean", True),
+    "dynamic-to-a-scalar": ((None, 70, 40), None, "Sum", False),
     "outer-and-inner": ((1200, 3, 7), [0, 2], "Mean", True),
 }
 
@@ -133,3 +134,17 @@ def test_factors_multiply_back_within_the_block(n):
 
 def test_a_prime_above_the_block_has_no_factors():
     assert factors(2 * 1031) is None
+
+
+def test_a_large_mean_inside_a_cond_branch_is_split():
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, (None, 90, 80, 1), name="x")
+        y = t.cond(t.reduce_max(x) > 0, lambda: t.reduce_mean(x, [1, 2]), lambda: t.reduce_sum(x, [1, 2]))
+        t.identity(y, name="y")
+
+    model = graph_model(build, {"x": (None, 90, 80, 1)}, ["y"])
+    graph_def, lowered = lower_reductions(model.graph_def)
+    assert [line for line in lowered if line.split(" ")[0].count("/") == 1 and "Mean" in line], lowered  # in a branch
+    x = (OFFSET + np.random.default_rng(2).standard_normal((2, 90, 80, 1))).astype(np.float32)
+    got = GraphRunner(model.replace(graph_def=graph_def))({"x": x})["y"]
+    np.testing.assert_allclose(got, x.astype(np.float64).mean(axis=(1, 2)), rtol=4e-7, atol=0)

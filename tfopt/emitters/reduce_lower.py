@@ -140,7 +140,8 @@ def split_reduce(node: Any, inputs: Sequence[Any]) -> list[Any]:
     dims = t.unstack(t.shape(x)) if None in shape else shape
     keep = node.attr["keep_dims"].b
     out = [1 if a in axes else dims[a] for a in range(rank) if keep or a not in axes]
-    return [t.reshape(y, t.stack(out) if None in shape else out)]
+    dynamic = any(not isinstance(n, int) for n in out)  # a scalar result ([]) is never stacked: float32
+    return [t.reshape(y, t.stack(out) if dynamic else out)]
 
 
 def _grouped(t: Any, x: Any, axes: list[int], scale: Scale) -> Any:
@@ -268,8 +269,8 @@ def lower_reductions(graph_def: Any, *, rows_only: bool = False) -> tuple[Any, l
             return f"{node.op} with kept axes inside: TensorFlow sums it in one run too (TFLite keeps its layout)"
         return reason
 
-    def lowering(node: Any, _static: Any) -> Lowering:
-        return Lowering(node.op, checked, split_reduce, WHAT, constants=(1,))
+    def lowering(node: Any, _static: Any) -> Lowering | None:  # asked of every node of a body
+        return Lowering(node.op, checked, split_reduce, WHAT, constants=(1,)) if node.op in OPS else None
 
     graph_def, lowered, _ = lower_reported(graph_def, OPS, lowering)
     return graph_def, lowered
