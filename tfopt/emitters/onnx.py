@@ -111,9 +111,10 @@ def _lower_for_tf2onnx(graph_def: Any) -> Any:
     from tfopt.emitters.crop_lower import lower_crops
     from tfopt.emitters.onnx_weight_quant import lower_weight_fake_quant
     from tfopt.emitters.ragged_lower import lower_ragged_partitions
+    from tfopt.emitters.reduce_lower import lower_reductions
     from tfopt.emitters.resize_lower import lower_resizes
 
-    graph_def = lower_ragged_partitions(disable_lower_using_switch_merge(graph_def))
+    graph_def = lower_reductions(lower_ragged_partitions(disable_lower_using_switch_merge(graph_def)))[0]
     graph_def, _, kept = lower_resizes(lower_crops(lower_weight_fake_quant(graph_def)))
     wrong = [skip for skip in kept if skip.reason.startswith("ResizeArea")]  # tf2onnx: nearest (a body's too)
     if wrong:

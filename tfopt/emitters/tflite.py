@@ -105,12 +105,14 @@ def _lowered(model: Model) -> tuple[Model, dict[str, str]]:
     """``model`` with the ops TFLite lacks lowered into builtins where exact
     (:func:`tfopt.emitters.tflite_lower.lower_for_builtins`), and ``{op type: why not}`` for the
     ones left (the error names them if the converter then refuses them)."""
+    from tfopt.emitters.reduce_lower import lower_reductions
     from tfopt.emitters.resize_lower import lower_resizes
     from tfopt.emitters.tflite_lower import lower_for_builtins
 
-    graph_def, resized, resize_skips = lower_resizes(model.graph_def)
-    if resized:
-        provenance = {**model.provenance, "lowered_resizes": resized}
+    graph_def, split = lower_reductions(model.graph_def, rows_only=True)  # TFLite's MEAN sums in one run
+    graph_def, resized, resize_skips = lower_resizes(graph_def)
+    if resized or split:
+        provenance = {**model.provenance, **({"lowered_resizes": resized} if resized else {})}
         model = model.replace(graph_def=graph_def, provenance=provenance)
     result = lower_for_builtins(model)
     library = model.graph_def.library.function
