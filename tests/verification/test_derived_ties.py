@@ -47,6 +47,12 @@ def test_a_mask_sized_by_the_graphs_convolutions_verifies_with_no_flags(tmp_path
     at = report.verified_at.shapes()
     assert at["mask"] == [at["x"][0], _mask_size(at["x"][1], kernel, stride, depth)]
     assert all(d.max_abs_err <= ATOL for d in report.verification)
+    # the fleet's cache stores the report as data (no GraphDef object), and the ties still size the mask
+    from tfopt.conversion import store_format
+
+    store_format.save(report.verified_at, str(tmp_path), "verified_at")
+    ties = store_format.load(str(tmp_path), "verified_at").ties
+    assert ties.derived and ties.shapes(2, 61)["mask"] == (2, _mask_size(61, kernel, stride, depth))
 
 
 @pytest.mark.slow  # the class's fast case is the freeze above; this one writes and verifies all three targets

@@ -51,6 +51,7 @@ CLASSES = (
     "tfopt.verification.testing:OutputDiff",
     "tfopt.verification.verify_inputs:VerifyInputs",
     "tfopt.verification.shapes:DimTies",
+    "tfopt.verification.derived_ties:DerivedTie",
     "tfopt.report.measure:RecordedReference",
 )
 _SCALARS = (type(None), bool, int, str)  # exactly these types: a subclass (a str Enum) is not JSON's

@@ -62,24 +62,25 @@ def _of_probes(value: int, symbols: Mapping[int, Dim]) -> bool:
     return value == 1
 
 
-def learn_derived(ties: Any, message: str, symbols: Mapping[int, Dim]) -> bool:
+def learn_derived(ties: Any, message: str, symbols: Mapping[int, Dim], graph_def: Any) -> bool:
     """Record in ``ties`` (a :class:`tfopt.verification.shapes.DimTies`) the dimension ``message`` shows
-    the graph computes from others; False when it shows none."""
-    found = derived_tie(message, ties.graph_def, symbols)
+    ``graph_def`` computes from others (and the graph, serialized, for its sizes); False when it shows none."""
+    found = derived_tie(message, graph_def, symbols)
     if found is None or not ties.free(ties.find(found[0])):
         return False
     ties.derived[ties.find(found[0])] = found[1]
+    ties.graph = ties.graph or graph_def.SerializeToString()
     return True
 
 
-def derived_sizes(graph_def: Any, specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]],
+def derived_sizes(graph: bytes, specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]],
                   derived: Mapping[Dim, DerivedTie]) -> dict[Dim, int]:
     """Each derived dimension's size when the other inputs have ``shapes`` (TensorFlow's shape
-    inference on ``graph_def``; a dimension it cannot size is left out)."""
-    from tfopt._tf import GraphFacts
+    inference on the serialized GraphDef ``graph``; a dimension it cannot size is left out)."""
+    from tfopt._tf import GraphFacts, graph_def_class
 
-    g = type(graph_def)()
-    g.CopyFrom(graph_def)
+    g = graph_def_class()()
+    g.ParseFromString(graph)
     names = {s.name for s in specs}
     for node in g.node:
         if node.name in names and node.op in ("Placeholder", "PlaceholderWithDefault") and node.name in shapes:
@@ -87,12 +88,12 @@ def derived_sizes(graph_def: Any, specs: Sequence[TensorSpec], shapes: Mapping[s
             for a, d in enumerate(shapes[node.name]):
                 node.attr["shape"].shape.dim.add().size = -1 if (node.name, a) in derived else int(d)
     try:
-        graph = GraphFacts(g).graph
+        inferred = GraphFacts(g).graph
     except Exception:  # shapes TensorFlow refuses statically: no size to derive
         return {}
     out: dict[Dim, int] = {}
     for dim, tie in derived.items():
-        for tensor in graph.get_operation_by_name(tie.node).inputs:
+        for tensor in inferred.get_operation_by_name(tie.node).inputs:
             known = tensor.shape.as_list() if tensor.shape.rank is not None else []
             if len(known) >= tie.back and known[-tie.back] not in (None, 1):
                 out[dim] = int(known[-tie.back])

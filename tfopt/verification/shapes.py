@@ -69,7 +69,8 @@ class DimTies:
         self.products: dict[Dim, tuple[Dim, ...]] = {}  # class root -> the dims whose sizes multiply to it
         self.multiples: dict[Dim, int] = {}  # class root -> its size is a multiple of this (a split into towers)
         self.derived: dict[Dim, DerivedTie] = {}  # class root -> the op whose other operand sizes it
-        self.graph_def: Any = None  # for the derived sizes (shape inference)
+        self.graph = b""  # the serialized graph once a dimension is derived (its sizes need shape inference);
+        # bytes, not a GraphDef, so that the fleet's cache stores the ties as data
 
     @classmethod
     def from_shapes(cls, specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]]) -> DimTies:
@@ -141,7 +142,7 @@ class DimTies:
             dims = spec.shape if spec.shape is not None else (None,)
             out[spec.name] = tuple(d if d is not None else self._size((spec.name, a), batch_roots, batch, size)
                                    for a, d in enumerate(dims))
-        sized = derived_sizes(self.graph_def, self.specs, out, {d: self.derived[self.find(d)] for d in self.parent
+        sized = derived_sizes(self.graph, self.specs, out, {d: self.derived[self.find(d)] for d in self.parent
                                                                 if self.find(d) in self.derived}) if self.derived else {}
         return {n: tuple(sized.get((n, a), d) for a, d in enumerate(shape)) for n, shape in out.items()}
 
@@ -330,7 +331,6 @@ def find_ties(run: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpe
         feeds_at: made-up feeds for given shapes.
     """
     ties = DimTies(specs)
-    ties.graph_def = graph_def
     splits = count_splits(graph_def)
     if len(ties.parent) < (1 if splits else 2):
         return ties
@@ -349,7 +349,7 @@ def find_ties(run: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpe
                 return ties
             except Exception as exc:  # a refusal names the sizes that disagree
                 message = str(exc)
-            if (ties.learn_split(split_tie(message, graph_def), symbols) or learn_derived(ties, message, symbols)
+            if (ties.learn_split(split_tie(message, graph_def), symbols) or learn_derived(ties, message, symbols, graph_def)
                     or ties.learn(message, symbols)):
                 continue
         static = static_problem(graph_def, specs, shapes) if graph_def is not None else ""
