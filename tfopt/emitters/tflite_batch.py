@@ -71,8 +71,10 @@ def _static_element_shapes(graph_def: Any, batch: int) -> bool:
     from tfopt.emitters.tflite_list_rows import rows_of_loops, write_rows
 
     shapes = _inferred_shapes(graph_def)
-    unstacked = {shape[1] for shape, _ in shapes.values() if len(shape) > 1}
-    rows: int | None = next(iter(unstacked)) if len(unstacked) == 1 and None not in unstacked else None
+    # the rows the sequences' static shapes agree on; a sequence read from another loop's list (a stacked
+    # LSTM -> GRU) has none until that list's element shape is set, so it does not veto the others'
+    unstacked = {shape[1] for shape, _ in shapes.values() if len(shape) > 1 and shape[1] is not None}
+    rows: int | None = next(iter(unstacked)) if len(unstacked) == 1 else None
     per_loop = rows_of_loops(graph_def, shapes)
     run_time = any(isinstance(r, str) for r in per_loop.values())
     # rows nothing decides: the batch, a guess, unless some list's rows are read at run time (then the
