@@ -315,27 +315,25 @@ def _pyliverlesionseg(root: str, out: str) -> None:
     tf.saved_model.save(model, out)
 
 
-def _pyleaf(root: str, out: str) -> None:
+def _json_and_weights(folder: str, json_name: str, weights_name: str, out: str) -> None:
+    """The way such packages load their model: model_from_json(JSON), then load_weights(WEIGHTS), saved as .h5."""
     from tensorflow.keras.models import model_from_json
 
-    # pyleaf.basefunctions.load_model, whose module imports what building does not use (keras.utils.np_utils,
-    # tkinter): model_from_json(model.json), then load_weights(model.h5), both beside basefunctions.py
-    folder = os.path.join(root, "pyleaf")
-    with open(os.path.join(folder, "model.json"), encoding="utf8") as f:
+    with open(os.path.join(folder, json_name), encoding="utf8") as f:
         model = model_from_json(f.read())
-    model.load_weights(os.path.join(folder, "model.h5"))
+    model.load_weights(os.path.join(folder, weights_name))
     model.save(out, save_format="h5")
+
+
+def _pyleaf(root: str, out: str) -> None:
+    # pyleaf.basefunctions.load_model, whose module imports what building does not use (keras.utils.np_utils,
+    # tkinter): model.json and model.h5 beside basefunctions.py
+    _json_and_weights(os.path.join(root, "pyleaf"), "model.json", "model.h5", out)
 
 
 def _audioanalytics(root: str, out: str) -> None:
-    from tensorflow.keras.models import model_from_json
-
-    # audioanalytics.model_final.model_load: model_from_json(model_85.json), then load_weights(model_85.h5)
-    folder = os.path.join(root, "audioanalytics")
-    with open(os.path.join(folder, "model_85.json"), encoding="utf8") as f:
-        model = model_from_json(f.read())
-    model.load_weights(os.path.join(folder, "model_85.h5"))
-    model.save(out, save_format="h5")
+    # audioanalytics.model_final.model_load: model_85.json, then model_85.h5
+    _json_and_weights(os.path.join(root, "audioanalytics"), "model_85.json", "model_85.h5", out)
 
 
 BUILDERS: dict[str, Callable[[str, str], None]] = {
