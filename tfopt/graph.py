@@ -184,6 +184,23 @@ def placeholder_spec(node: Any) -> TensorSpec:
     return TensorSpec(node.name, f"{node.name}:0", dtype_name(dtype), shape)
 
 
+def with_input_shapes(graph_def: Any, shapes: Mapping[str, Iterable[int | None] | None], *,
+                      ops: Collection[str] = PLACEHOLDER_OPS) -> Any:
+    """A copy of ``graph_def`` whose placeholders (nodes of ``ops`` named in ``shapes``) declare the given
+    shapes (``None``/-1: unknown), for TensorFlow's shape inference; ``graph_def`` itself when no shape is given."""
+    if not any(v is not None for v in shapes.values()):
+        return graph_def
+    new = type(graph_def)()
+    new.CopyFrom(graph_def)
+    for node in new.node:
+        shape = shapes.get(node.name)
+        if shape is not None and node.op in ops:
+            node.attr["shape"].shape.Clear()
+            for d in shape:
+                node.attr["shape"].shape.dim.add().size = -1 if d is None else int(d)
+    return new
+
+
 def ancestors(graph_def: Any, roots: Iterable[str], *, follow_control: bool = True,
               skip_edge: Callable[[Any, str], bool] | None = None) -> set[str]:
     """Names of ``roots`` and every node they (transitively) depend on.

@@ -36,7 +36,15 @@ from tfopt.freezing.inline_cond import InlineCond
 from tfopt.freezing.remove_dropout import RemoveDropout, dropout_knobs
 from tfopt.freezing.resolve_switch import ResolveSwitch
 from tfopt.freezing.strip_training_ops import StripTrainingOps
-from tfopt.graph import PLACEHOLDER_OPS, VARIABLE_OPS, Model, TensorSpec, op_histogram, placeholder_spec
+from tfopt.graph import (
+    PLACEHOLDER_OPS,
+    VARIABLE_OPS,
+    Model,
+    TensorSpec,
+    op_histogram,
+    placeholder_spec,
+    with_input_shapes,
+)
 from tfopt.loaders.pipeline_inputs import needed_by, pipeline_fed
 from tfopt.loaders.training_nodes import is_training_flag, is_training_node
 from tfopt.passes.base import PassStats, run_passes
@@ -130,7 +138,7 @@ def freeze(model: Model, *, set_values: Mapping[str, Any] | None = None,
             report.bindings[name] = (value, "dropout keep probability" if value == 1.0 else "dropout rate")
     new_inputs = _choose_inputs(model, placeholders, bindings, requested)
     staged = model.replace(inputs=new_inputs, bindings={**model.bindings, **bindings})
-    staged = staged.replace(graph_def=_with_shapes(staged.graph_def, requested))
+    staged = staged.replace(graph_def=with_input_shapes(staged.graph_def, requested))
 
     frozen, report.passes = run_passes(staged, freeze_passes(bindings))
     _check_frozen(frozen)
@@ -234,20 +242,6 @@ def _reshape(spec: TensorSpec, shape: Sequence[int | None] | None) -> TensorSpec
     if spec.shape is not None and len(spec.shape) != len(shape):
         raise OptionError(f"--inputs {spec.name}: rank {len(shape)} does not match the graph's rank {len(spec.shape)}")
     return dataclasses.replace(spec, shape=tuple(shape), batch_axis=None)  # a new shape: the axis read again
-
-
-def _with_shapes(graph_def: Any, requested: Mapping[str, Any]) -> Any:
-    if not any(v is not None for v in requested.values()):
-        return graph_def
-    new = type(graph_def)()
-    new.CopyFrom(graph_def)
-    for node in new.node:
-        shape = requested.get(node.name)
-        if shape is not None and node.op in PLACEHOLDER_OPS:
-            node.attr["shape"].shape.Clear()
-            for d in shape:
-                node.attr["shape"].shape.dim.add().size = -1 if d is None else int(d)
-    return new
 
 
 def _check_frozen(model: Model) -> None:

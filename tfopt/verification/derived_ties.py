@@ -78,15 +78,12 @@ def derived_sizes(graph: bytes, specs: Sequence[TensorSpec], shapes: Mapping[str
     """Each derived dimension's size when the other inputs have ``shapes`` (TensorFlow's shape
     inference on the serialized GraphDef ``graph``; a dimension it cannot size is left out)."""
     from tfopt._tf import GraphFacts, graph_def_class
+    from tfopt.graph import with_input_shapes
 
     g = graph_def_class()()
     g.ParseFromString(graph)
-    names = {s.name for s in specs}
-    for node in g.node:
-        if node.name in names and node.op in ("Placeholder", "PlaceholderWithDefault") and node.name in shapes:
-            node.attr["shape"].shape.Clear()
-            for a, d in enumerate(shapes[node.name]):
-                node.attr["shape"].shape.dim.add().size = -1 if (node.name, a) in derived else int(d)
+    g = with_input_shapes(g, {s.name: [None if (s.name, a) in derived else d for a, d in enumerate(shapes[s.name])]
+                              for s in specs if s.name in shapes}, ops=("Placeholder", "PlaceholderWithDefault"))
     try:
         inferred = GraphFacts(g).graph
     except Exception:  # shapes TensorFlow refuses statically: no size to derive

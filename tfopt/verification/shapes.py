@@ -363,15 +363,9 @@ def find_ties(run: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpe
 def static_problem(graph_def: Any, specs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]]) -> str:
     """TensorFlow's shape-inference error for ``graph_def`` with inputs of ``shapes`` ("" if none)."""
     from tfopt._tf import GraphFacts
+    from tfopt.graph import with_input_shapes
 
-    g = type(graph_def)()
-    g.CopyFrom(graph_def)
-    names = {s.name for s in specs}
-    for node in g.node:
-        if node.name in names and node.op == "Placeholder" and node.name in shapes:
-            node.attr["shape"].shape.Clear()
-            for d in shapes[node.name]:
-                node.attr["shape"].shape.dim.add().size = int(d)
+    g = with_input_shapes(graph_def, {s.name: shapes.get(s.name) for s in specs}, ops=("Placeholder",))
     try:
         GraphFacts(g)
     except Exception as exc:
