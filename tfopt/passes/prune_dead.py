@@ -34,33 +34,38 @@ class PruneDead(Pass):
         if len(keep) < len(graph_def.node):
             graph_def = subgraph(graph_def, keep)
             changed = True
-        changed |= prune_library(graph_def)
+        changed |= prune_library(graph_def) > 0
         return PassResult(model.replace(graph_def=graph_def) if changed else model, changed)
 
 
-def called_functions(graph_def: Any) -> set[str]:
-    """Names of library functions reachable from the graph's nodes (through nested bodies too)."""
+def called_functions(graph_def: Any, *, gradients: bool = False) -> set[str]:
+    """Names of library functions reachable from the graph's nodes (through nested bodies too); with
+    ``gradients``, each reached function's registered gradient too (TensorFlow imports it with the function)."""
     library = library_of(graph_def)
+    registered = {g.function_name: g.gradient_func for g in graph_def.library.gradient} if gradients else {}
     found: set[str] = set()
-    stack = [n for n in graph_def.node]
-    while stack:
-        node = stack.pop()
-        for name in callees(node, library):
-            if name not in found:
-                found.add(name)
-                stack.extend(library[name].node_def)
+    pending = [name for node in graph_def.node for name in callees(node, library)]
+    while pending:
+        name = pending.pop()
+        if name in found or name not in library:
+            continue
+        found.add(name)
+        pending += [callee for node in library[name].node_def for callee in callees(node, library)]
+        pending += [registered[name]] if name in registered else []
     return found
 
 
-def prune_library(graph_def: Any) -> bool:
-    used = called_functions(graph_def)
+def prune_library(graph_def: Any, *, gradients: bool = False) -> int:
+    """Drop the library functions the graph does not reach (:func:`called_functions`) and their gradient
+    entries, in place; how many functions were dropped."""
+    used = called_functions(graph_def, gradients=gradients)
     unused = [f for f in graph_def.library.function if f.signature.name not in used]
     if not unused:
-        return False
+        return 0
     kept = [f for f in graph_def.library.function if f.signature.name in used]
     del graph_def.library.function[:]
     graph_def.library.function.extend(kept)
     kept_grads = [g for g in graph_def.library.gradient if g.function_name in used]
     del graph_def.library.gradient[:]
     graph_def.library.gradient.extend(kept_grads)
-    return True
+    return len(unused)
