@@ -52,11 +52,9 @@ def canonical_function_names(directory: str) -> bool:
             continue
         changed = True
         rename_functions(meta.graph_def, names)
-        library = [f.SerializeToString(deterministic=True) for f in  # TensorFlow's order followed the old names
-                   sorted(meta.graph_def.library.function, key=lambda f: f.signature.name)]
-        del meta.graph_def.library.function[:]
-        for data in library:
-            meta.graph_def.library.function.add().ParseFromString(data)
+        library = sorted(meta.graph_def.library.function, key=lambda f: f.signature.name)  # TensorFlow's order
+        del meta.graph_def.library.function[:]  # followed the old names
+        meta.graph_def.library.function.extend(library)
         objects = meta.object_graph_def
         for old, new in names.items():
             if old in objects.concrete_functions:

@@ -36,8 +36,10 @@ def write_serving_savedmodel(model: Model, directory: str) -> str:
     from tfopt.graphdef.function_names import content_named
 
     t = tf()
-    graph_def = type(model.graph_def)()
-    graph_def.CopyFrom(content_named(model.graph_def))  # registered process-wide (graphdef.function_names)
+    graph_def = content_named(model.graph_def)  # registered process-wide (graphdef.function_names)
+    if graph_def is model.graph_def:  # no library: still a copy, the placeholders below change it
+        graph_def = type(model.graph_def)()
+        graph_def.CopyFrom(model.graph_def)
     module = t.Module()
     module.weights = {}
     reads: dict[str, Any] = {}
