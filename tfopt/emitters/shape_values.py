@@ -36,10 +36,19 @@ from typing import Any
 import numpy as np
 
 from tfopt.emitters.static_values import LOOP_FRAMES, SHAPE_READERS, may_loop, probe_size, static_value
-from tfopt.graph import Model, canonical_tensor, is_control, node_map, tensor_node, tensor_port, unique_name
+from tfopt.graph import (
+    CONTROL_FLOW_V1_OPS,
+    Model,
+    canonical_tensor,
+    is_control,
+    node_map,
+    tensor_node,
+    tensor_port,
+    unique_name,
+)
 
 SIZES = (1, 2, 3)  # each open dimension at each size, then at probe_size where some element is the same at all three
-_V1_FLOW = frozenset({*LOOP_FRAMES, "Exit", "Merge", "Switch", "NextIteration", "RefEnter", "RefMerge", "RefSwitch"})
+_V1_FLOW = CONTROL_FLOW_V1_OPS | set(LOOP_FRAMES)
 _MAX_ELEMENTS = 64  # a shape vector, never a tensor of data
 
 
