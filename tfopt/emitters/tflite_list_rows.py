@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfopt.graph import tensor_node
+from tfopt.graph import DT_INT32, tensor_node
 
 _RESERVE = ("TensorListReserve", "EmptyTensorList")
 _WHILE = ("While", "StatelessWhile")
@@ -58,9 +58,8 @@ def write_rows(graph_def: Any, reserve: Any, source: str, source_dtype: int, con
     ``[-1, d1, ..., dk]`` that only it reads) the element shape ``concat(Shape(source)[1:2], [d1, ..., dk])``
     (module docstring; ``source_dtype``: the sequence's dtype enum); whether it changed. ``constant``
     keeps ``[d1, ..., dk]``."""
-    from tfopt._tf import const_value, tf
+    from tfopt._tf import const_value, make_const
 
-    t = tf()
     old = [int(d) for d in const_value(constant)]
     if len(old) < 1 or old[0] != -1 or any(d < 0 for d in old[1:]):
         return False
@@ -68,12 +67,11 @@ def write_rows(graph_def: Any, reserve: Any, source: str, source_dtype: int, con
     if any(n.name.startswith(base + "/") for n in graph_def.node):
         return False
     dtype = constant.attr["dtype"].type
-    constant.attr["value"].tensor.CopyFrom(t.make_tensor_proto(old[1:], dtype=t.as_dtype(dtype), shape=[len(old) - 1]))
+    constant.attr["value"].CopyFrom(make_const(constant.name, old[1:], dtype).attr["value"])
 
-    def const(name: str, values: list[int]) -> str:
-        node = graph_def.node.add(name=f"{base}/{name}", op="Const")
-        node.attr["dtype"].type = dtype
-        node.attr["value"].tensor.CopyFrom(t.make_tensor_proto(values, dtype=t.as_dtype(dtype)))
+    def const(name: str, values: Any, of: int = dtype) -> str:
+        node = graph_def.node.add()
+        node.CopyFrom(make_const(f"{base}/{name}", values, of))
         return node.name
 
     shape = graph_def.node.add(name=f"{base}/shape", op="Shape", input=[source])
@@ -83,13 +81,11 @@ def write_rows(graph_def: Any, reserve: Any, source: str, source_dtype: int, con
                               input=[shape.name, const("begin", [1]), const("end", [2]), const("stride", [1])])
     rows.attr["T"].type = dtype
     rows.attr["Index"].type = dtype
-    axis = graph_def.node.add(name=f"{base}/axis", op="Const")
-    axis.attr["dtype"].type = t.int32.as_datatype_enum
-    axis.attr["value"].tensor.CopyFrom(t.make_tensor_proto(0, dtype=t.int32))
-    concat = graph_def.node.add(name=f"{base}/element_shape", op="ConcatV2", input=[rows.name, constant.name, axis.name])
+    axis = const("axis", 0, DT_INT32)
+    concat = graph_def.node.add(name=f"{base}/element_shape", op="ConcatV2", input=[rows.name, constant.name, axis])
     concat.attr["T"].type = dtype
     concat.attr["N"].i = 2
-    concat.attr["Tidx"].type = t.int32.as_datatype_enum
+    concat.attr["Tidx"].type = DT_INT32
     reserve.input[0] = concat.name
     return True
 
