@@ -176,6 +176,9 @@ class GraphFacts:
 # calibration, debug). tfopt's passes already made the graph what it runs; a graph holding this
 # much in constants runs as it is.
 PLAIN_SESSION_CONST_BYTES = 16 << 20
+# Per input: 4 Mi elements (16 MB of float32) at most in any run of a graph on made-up values (verification's
+# runs of the original, the emitters' probes of a value the static shapes decide): one budget for every layer.
+ELEMENT_BUDGET = 1 << 22
 
 
 def constant_bytes(graph_def: Any) -> int:
