@@ -118,39 +118,19 @@ def with_variables(model: Model, obj: Any, threshold: int | None) -> Model:
     picks (at least ``threshold`` bytes, and whatever a GraphDef under 2 GB cannot hold) are kept outside
     the graph as memory-mapped files (``model.external``: :mod:`tfopt.external`), each read and written
     alone; the others are read together."""
-    from tfopt.external.tensors import EXTERNAL_DTYPES, ExternalTensors, choose_external
+    from tfopt._tf import tf
+    from tfopt.external.tensors import storable_bytes, store_large
 
     handles = {n.name: n for n in model.graph_def.node if n.op == "VarHandleOp"}
-    sizes = {name: _nbytes(node) for name, node in handles.items()
-             if _dtype(node) in EXTERNAL_DTYPES and _nbytes(node) > 0}
-    large = choose_external(sizes, threshold)
-    values = _read(obj, [name for name in handles if name not in large])
-    external = model.external
-    for name in sorted(large):  # one at a time: a large table is in memory once, then only in its file
-        external = external if external is not None else ExternalTensors()
-        values[name] = external.add(name, _read(obj, [name])[name]).read()
+    sizes = {name: storable_bytes(None if node.attr["shape"].shape.unknown_rank else
+                                  [d.size for d in node.attr["shape"].shape.dim], tf().as_dtype(node.attr["dtype"].type))
+             for name, node in handles.items()}
+    external = store_large(sizes, lambda name: _read(obj, [name])[name], threshold, into=model.external)
+    outside = [name for name in handles if external is not None and name in external]
+    values = _read(obj, [name for name in handles if name not in outside])  # the others, read together
+    values.update({name: external[name].read() for name in outside if external is not None})  # its file: one copy
     return model.replace(variable_values=values.__getitem__, external=external, provenance={
         **model.provenance, "variables": len(values), "variable_bytes": int(sum(v.nbytes for v in values.values()))})
-
-
-def _dtype(node: Any) -> str:
-    from tfopt._tf import tf
-
-    return str(tf().as_dtype(node.attr["dtype"].type).name)
-
-
-def _nbytes(node: Any) -> int:
-    """The variable's size from its handle's ``shape`` attribute; 0 when a dimension is unknown."""
-    from tfopt._tf import tf
-
-    shape = node.attr["shape"].shape
-    dims = [d.size for d in shape.dim]
-    if shape.unknown_rank or any(d < 0 for d in dims):
-        return 0
-    count = 1
-    for d in dims:
-        count *= d
-    return count * int(tf().as_dtype(node.attr["dtype"].type).size)
 
 
 def _read(obj: Any, names: list[str]) -> dict[str, Any]:
