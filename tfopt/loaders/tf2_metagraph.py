@@ -12,7 +12,7 @@ back as functions over plain tensors with their own inputs and outputs.
 
 What stops the MetaGraph too stops here with a typed error: a missing file, a missing asset (the
 vocabulary of a lookup table: :func:`missing_assets`), an op this TensorFlow does not have
-(:func:`unregistered_op`).
+(:func:`unregistered_op`, :mod:`tfopt.loaders.registered_ops`).
 """
 
 from __future__ import annotations
@@ -56,14 +56,6 @@ def refusal_error(path: str, proto: Any, refused: str) -> ModelFormatError | Non
     return None
 
 
-def op_error(path: str, op: str) -> ModelFormatError:
-    return ModelFormatError(
-        f"{path}: the graph uses op '{op}', which this TensorFlow does not have (a custom op registered by a "
-        "library the writer imported: tensorflow_text, tensorflow_decision_forests, tensorflow_addons, ...). "
-        "Install that library and name a module that imports it (or calls tf.load_op_library) with --custom-objects "
-        "MODULE: tfopt imports it before the model loads")
-
-
 def load_signatures(path: str, tags: list[str] | None, refused: str, proto: Any) -> Any:
     """(``refused``: what TensorFlow 2 said, whole.) The SavedModel's MetaGraph loaded as TensorFlow loads a TF1 SavedModel: an object whose
     ``signatures`` are functions over plain tensors, variables restored from ``variables/``. When
@@ -90,7 +82,9 @@ def load_signatures(path: str, tags: list[str] | None, refused: str, proto: Any)
 
         check_checkpoint_files(os.path.join(path, "variables", "variables"))  # a missing .index or .data named
         if op is not None:
-            raise op_error(path, op) from exc
+            from tfopt.loaders.registered_ops import unregistered_op_error
+
+            raise unregistered_op_error(path, op, [mg.graph_def for mg in proto.meta_graphs]) from exc
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ModelFormatError(
             f"{path}: TensorFlow 2 refused this SavedModel's object graph ({said}), and its MetaGraph does not "
