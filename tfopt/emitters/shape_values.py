@@ -45,6 +45,7 @@ from tfopt.graph import (
     tensor_node,
     tensor_port,
     unique_name,
+    with_input_shapes,
 )
 
 SIZES = (1, 2, 3)  # each open dimension at each size, then at probe_size where some element is the same at all three
@@ -66,7 +67,7 @@ def materialize_shapes(model: Model) -> Model | None:
     facts = [GraphFacts(_pinned(model.graph_def, n)) for n in SIZES]
     values = {ref: [static_value(f.graph.get_tensor_by_name(ref)) for f in facts] for ref in frontier}
     if any(_agrees(found) for found in values.values()):  # one larger probe, only where it can change an answer
-        facts.append(GraphFacts(_pinned(model.graph_def, probe_size(_open_shapes(model.graph_def)))))
+        facts.append(GraphFacts(_pinned(model.graph_def, probe_size(_open_shapes(model.graph_def).values()))))
         for ref in frontier:
             values[ref].append(static_value(facts[-1].graph.get_tensor_by_name(ref)))
     graph_def = type(model.graph_def)()
@@ -129,7 +130,7 @@ def _readers(graph_def: Any, region: set[str]) -> dict[str, list[tuple[str, int]
 def _replacement(graph_def: Any, taken: set[str], ref: str, found: list[np.ndarray], dtype: Any, *,
                  reshape_only: bool) -> str | None:
     """The tensor that replaces ``ref`` (nodes added to ``graph_def``), or ``None`` when no element is static."""
-    from tfopt._tf import make_const
+    from tfopt._tf import add_vector_slice, make_const
 
     base = f"{tensor_node(ref)}/static_{tensor_port(ref)}"
     stacked = np.stack(found)
@@ -146,35 +147,16 @@ def _replacement(graph_def: Any, taken: set[str], ref: str, found: list[np.ndarr
     parts = []
     for i, static in enumerate(same):
         if static:
-            node = make_const(unique_name(graph_def, f"{base}/{i}", taken), found[0][i], dtype)
-        else:
-            node = _element(graph_def, taken, ref, i, f"{base}/{i}", dtype)
-        graph_def.node.append(node)
-        parts.append(node.name)
+            graph_def.node.append(make_const(unique_name(graph_def, f"{base}/{i}", taken), found[0][i], dtype))
+            parts.append(graph_def.node[-1].name)
+        else:  # ref[i]
+            parts.append(add_vector_slice(graph_def, ref, i, i + 1, dtype, f"{base}/{i}", shrink=True,
+                                          unique=lambda name: unique_name(graph_def, name, taken)))
     pack = graph_def.node.add(name=unique_name(graph_def, base, taken), op="Pack", input=parts)
     pack.attr["T"].type = dtype.as_datatype_enum
     pack.attr["N"].i = len(parts)
     pack.attr["axis"].i = 0
     return pack.name
-
-
-def _element(graph_def: Any, taken: set[str], ref: str, i: int, base: str, dtype: Any) -> Any:
-    """``ref[i]`` (a ``StridedSlice`` shrinking its one axis), its index constants added to ``graph_def``."""
-    from tensorflow.core.framework import node_def_pb2
-
-    from tfopt._tf import make_const
-
-    bounds = []
-    for what, value in (("begin", i), ("end", i + 1), ("strides", 1)):
-        graph_def.node.append(make_const(unique_name(graph_def, f"{base}/{what}", taken), np.array([value], np.int32)))
-        bounds.append(graph_def.node[-1].name)
-    node = node_def_pb2.NodeDef(name=unique_name(graph_def, base, taken), op="StridedSlice", input=[ref, *bounds])
-    node.attr["T"].type = dtype.as_datatype_enum
-    node.attr["Index"].type = 3  # DT_INT32
-    node.attr["shrink_axis_mask"].i = 1
-    for mask in ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask"):
-        node.attr[mask].i = 0
-    return node
 
 
 def _agrees(found: list[np.ndarray | None]) -> bool:
@@ -185,20 +167,13 @@ def _agrees(found: list[np.ndarray | None]) -> bool:
     return bool(stacked.size and np.any(np.all(stacked == stacked[0], axis=0)))
 
 
-def _open_shapes(graph_def: Any) -> list[list[int]]:
-    """The shapes of the placeholders :func:`_pinned` pins (an open dimension: -1)."""
-    return [[d.size for d in n.attr["shape"].shape.dim] for n in graph_def.node
-            if n.op == "Placeholder" and "shape" in n.attr and not n.attr["shape"].shape.unknown_rank]
+def _open_shapes(graph_def: Any) -> dict[str, list[int]]:
+    """Each placeholder of known rank -> its shape (an open dimension: -1): what :func:`_pinned` pins."""
+    return {n.name: [d.size for d in n.attr["shape"].shape.dim] for n in graph_def.node
+            if n.op == "Placeholder" and "shape" in n.attr and not n.attr["shape"].shape.unknown_rank}
 
 
 def _pinned(graph_def: Any, size: int) -> Any:
     """A copy of ``graph_def`` whose placeholders have every unknown dimension set to ``size``."""
-    out = type(graph_def)()
-    out.CopyFrom(graph_def)
-    for node in out.node:
-        if node.op == "Placeholder" and "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
-            for dim in node.attr["shape"].shape.dim:
-                if dim.size < 0:
-                    dim.size = size
-            node.attr.pop("_output_shapes", None)
-    return out
+    return with_input_shapes(graph_def, {name: [size if d < 0 else d for d in shape]
+                                         for name, shape in _open_shapes(graph_def).items()}, ops=("Placeholder",))
