@@ -73,7 +73,8 @@ def _tf1_savedmodel(tf, directory: str, where: str) -> tuple[str, str]:
     with graph.as_default(), tf.compat.v1.Session() as session:
         session.run(tf.compat.v1.global_variables_initializer())
         v1 = tf.compat.v1.saved_model
-        signature = v1.predict_signature_def({"x": graph.get_tensor_by_name("x:0")}, {"y": graph.get_tensor_by_name("y:0")})
+        tensor = graph.get_tensor_by_name
+        signature = v1.predict_signature_def({"x": tensor("x:0")}, {"y": tensor("y:0")})
         builder = v1.Builder(path)
         builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature})
         builder.save()
@@ -114,6 +115,7 @@ def test_every_load_path_names_the_file_the_node_the_op_and_the_fix(tmp_path, ca
     assert (error.op, error.node, error.exit_code) == (OP, node, 4)
     in_function = r" in function '[^']+'" if where == "function" else ""
     assert error.args[0].startswith(path), error.args[0]
+    fix = (r"\. Install that library and name a module that imports it \(or calls tf\.load_op_library\) "
+           r"with --custom-objects MODULE")
     assert re.search(rf": node '{re.escape(node)}'{in_function} uses op '{OP}', which this TensorFlow does not have "
-                     r"\(.*\)\. Install that library and name a module that imports it \(or calls tf\.load_op_library\) "
-                     r"with --custom-objects MODULE", error.args[0]), error.args[0]
+                     rf"\(.*\){fix}", error.args[0]), error.args[0]

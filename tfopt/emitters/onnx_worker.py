@@ -8,8 +8,9 @@ addresses, so the same graph converted in two processes gave different graphs: b
 to 230 nodes, with TFLite and OpenVINO byte-identical. Sorting the ONNX graph afterwards cannot undo a
 different rewrite, and patching each set in tf2onnx would chase its internals release by release. So the child
 fixes both hashes at their root: ``PYTHONHASHSEED=0`` for strings, and tf2onnx's ``Node``/``Graph`` hashed by
-creation number instead of address (:func:`tfopt.emitters.tf2onnx_hashes.stable_hashes`). A fixed seed alone was not enough (three runs
-with ``PYTHONHASHSEED=0``: tf2onnx's optimizers left 324, 330 and 326 nodes; with both: identical). The patch
+creation number instead of address (:func:`tfopt.emitters.tf2onnx_hashes.stable_hashes`). A fixed seed alone was
+not enough (three runs with ``PYTHONHASHSEED=0``: tf2onnx's optimizers left 324, 330 and 326 nodes; with both:
+identical). The patch
 lives only in the child, so the user's process and its tf2onnx are untouched.
 
 One child serves many jobs: importing TensorFlow and tf2onnx costs seconds, once per child. Each job starts

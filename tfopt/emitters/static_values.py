@@ -6,10 +6,11 @@ such values. In the main graph it leaves one common form undecided: a value comp
 dimensions while another of its dimensions is open, e.g. ``tf.image.resize``'s scale ``size / Shape(images)[1:3]``
 of an image whose batch is open. There the value is computed by TensorFlow feeding zeros, each open dimension 1,
 then 2, and kept only when both agree and a third run at a larger size (:func:`probe_size`: 61, or less where an
-input would exceed :data:`tfopt._tf.ELEMENT_BUDGET`) agrees too (:func:`graph_static`): a value like ``maximum(batch, 2)`` or
-``batch // 4`` is the same at the small sizes and only there. Only a value that reads the inputs through their
-shapes (``Shape``/``ShapeN``/``Size``/``Rank``), no stateful op, no loop frame and no function call (a ``While``,
-``If`` or call body may loop) is evaluated so: a finite graph of such ops ends, so this run needs no time bound.
+input would exceed :data:`tfopt._tf.ELEMENT_BUDGET`) agrees too (:func:`graph_static`): a value like
+``maximum(batch, 2)`` or ``batch // 4`` is the same at the small sizes and only there. Only a value that reads the
+inputs through their shapes (``Shape``/``ShapeN``/``Size``/``Rank``), no stateful op, no loop frame and no function
+call (a ``While``, ``If`` or call body may loop) is evaluated so: a finite graph of such ops ends, so this run needs
+no time bound.
 """
 
 from __future__ import annotations

@@ -116,9 +116,9 @@ def with_variables(model: Model, obj: Any, threshold: int | None) -> Model:
     from tfopt.external.tensors import storable_bytes, store_large
 
     handles = {n.name: n for n in model.graph_def.node if n.op == "VarHandleOp"}
-    sizes = {name: storable_bytes(None if node.attr["shape"].shape.unknown_rank else
-                                  [d.size for d in node.attr["shape"].shape.dim], tf().as_dtype(node.attr["dtype"].type))
-             for name, node in handles.items()}
+    shapes = {name: node.attr["shape"].shape for name, node in handles.items()}
+    sizes = {name: storable_bytes(None if shapes[name].unknown_rank else [d.size for d in shapes[name].dim],
+                                  tf().as_dtype(node.attr["dtype"].type)) for name, node in handles.items()}
     external = store_large(sizes, lambda name: _read(obj, [name])[name], threshold, into=model.external)
     outside = [name for name in handles if external is not None and name in external]
     values = _read(obj, [name for name in handles if name not in outside])  # the others, read together
