@@ -60,3 +60,19 @@ def test_unique_name_with_kept_names_matches_reading_the_graph(existing):
         b.node.add(name=unique_name(b, base, taken))
         assert [n.name for n in a.node] == [n.name for n in b.node]
     assert taken == {n.name for n in b.node} and len(taken) == len(b.node)
+
+
+@pytest.mark.parametrize("given", [(5, 3), (None, 3), (2, None)], ids=["pinned", "opened", "other-axis-opened"])
+def test_with_input_shapes_is_the_shape_tensorflow_imports(given):
+    """A graph written with ``add_shapes=True`` records each node's ``_output_shapes``; the placeholder's record
+    goes with its old shape (TensorFlow's import took it over the new shape, or refused the two as inconsistent)."""
+    from tfopt._tf import tf
+    from tfopt.graph import with_input_shapes
+
+    t = tf()
+    graph = t.Graph()
+    with graph.as_default():
+        t.compat.v1.placeholder(t.float32, [2, 3], name="x")
+    with t.Graph().as_default() as imported:
+        t.graph_util.import_graph_def(with_input_shapes(graph.as_graph_def(add_shapes=True), {"x": given}), name="")
+    assert tuple(imported.get_tensor_by_name("x:0").shape) == given

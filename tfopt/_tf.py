@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -107,6 +107,25 @@ def make_const(name: str, value: Any, dtype: Any = None) -> Any:
     return node
 
 
+def add_vector_slice(graph_def: Any, ref: str, begin: int, end: int, dtype: Any, name: str, *, shrink: bool = False,
+                     unique: Callable[[str], str] = str) -> str:
+    """Add ``ref[begin:end]`` of the vector ``ref`` (of ``dtype``: an enum or a ``tf.DType``), ``ref[begin]`` when
+    ``shrink``, to ``graph_def``: a ``StridedSlice`` named ``unique(name)`` and its int32 bounds, ``unique(name +
+    "/begin")``, ``/end``, ``/strides`` (``unique``: a fresh name in the graph; the names as they are by default).
+    Returns the slice's name."""
+    bounds = []
+    for what, value in (("begin", begin), ("end", end), ("strides", 1)):
+        graph_def.node.append(make_const(unique(f"{name}/{what}"), np.array([value], np.int32)))
+        bounds.append(graph_def.node[-1].name)
+    node = graph_def.node.add(name=unique(name), op="StridedSlice", input=[ref, *bounds])
+    node.attr["T"].type = getattr(dtype, "as_datatype_enum", dtype)
+    node.attr["Index"].type = tf().int32.as_datatype_enum
+    for mask in ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask"):
+        node.attr[mask].i = 0
+    node.attr["shrink_axis_mask"].i = int(shrink)
+    return node.name
+
+
 def const_value(node: Any) -> np.ndarray:
     return tf().make_ndarray(node.attr["value"].tensor)
 
@@ -176,6 +195,9 @@ class GraphFacts:
 # calibration, debug). tfopt's passes already made the graph what it runs; a graph holding this
 # much in constants runs as it is.
 PLAIN_SESSION_CONST_BYTES = 16 << 20
+# Per input: 4 Mi elements (16 MB of float32) at most in any run of a graph on made-up values (verification's
+# runs of the original, the emitters' probes of a value the static shapes decide): one budget for every layer.
+ELEMENT_BUDGET = 1 << 22
 
 
 def constant_bytes(graph_def: Any) -> int:

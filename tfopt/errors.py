@@ -63,6 +63,16 @@ class ModelFormatError(TfoptError):
     exit_code = 4
 
 
+class UnregisteredOpError(ModelFormatError):
+    """The model uses an op this TensorFlow does not have (a custom op registered by a library its writer
+    imported): the message names the file, the node, the op and ``--custom-objects``; ``op``, ``node``: those
+    (``node`` empty where no graph at hand holds it). :mod:`tfopt.loaders.registered_ops` raises it."""
+
+    def __init__(self, message: str, *, op: str = "", node: str = ""):
+        super().__init__(message)
+        self.op, self.node = op, node
+
+
 class LambdaCodeError(ModelFormatError):
     """A Keras Lambda layer stores its Python function as bytecode this Python cannot rebuild
     (marshalled by another Python version); names every such layer and how to supply the function."""

@@ -187,7 +187,9 @@ def placeholder_spec(node: Any) -> TensorSpec:
 def with_input_shapes(graph_def: Any, shapes: Mapping[str, Iterable[int | None] | None], *,
                       ops: Collection[str] = PLACEHOLDER_OPS) -> Any:
     """A copy of ``graph_def`` whose placeholders (nodes of ``ops`` named in ``shapes``) declare the given
-    shapes (``None``/-1: unknown), for TensorFlow's shape inference; ``graph_def`` itself when no shape is given."""
+    shapes (``None``/-1: unknown), for TensorFlow's shape inference; ``graph_def`` itself when no shape is given.
+    A placeholder's recorded ``_output_shapes`` goes with its old shape: TensorFlow's import would take it over
+    the new one (refined back, or refused as inconsistent)."""
     if not any(v is not None for v in shapes.values()):
         return graph_def
     new = type(graph_def)()
@@ -198,6 +200,7 @@ def with_input_shapes(graph_def: Any, shapes: Mapping[str, Iterable[int | None] 
             node.attr["shape"].shape.Clear()
             for d in shape:
                 node.attr["shape"].shape.dim.add().size = -1 if d is None else int(d)
+            node.attr.pop("_output_shapes", None)
     return new
 
 

@@ -1,6 +1,7 @@
 """Shape vectors whose sizes TensorFlow's shape inference loses, though the open batch does not decide them:
 the TFLite file keeps its batch open (:mod:`tfopt.emitters.shape_values`) and matches TensorFlow at batch 1,
-3 and 5; an element the same at the small sizes only (``maximum(batch, 3)``) is not taken for a constant."""
+3, 5 and 101; an element the same at the small sizes only (``maximum(batch, 3)``), or up to the larger probe
+(``maximum(batch, 100)``, ``batch // 100``: the far probe), is not taken for a constant."""
 
 from __future__ import annotations
 
@@ -49,10 +50,21 @@ def _thresholded(t, x):  # a slice end the same at batch 1, 2 and 3 (3), the bat
     return _scaled_reshape(t, x)[:t.maximum(t.shape(x)[0], 3)]
 
 
+def _past_the_probes(kind: str):  # the same at 1, 2, 3 and the larger probe, 61; another past 100 rows
+    def build(t, x):
+        rows = t.shape(x)[0]
+        end = t.maximum(rows, 100) if kind == "maximum" else rows // 100 + 3
+        return _scaled_reshape(t, x)[:end]
+
+    return build
+
+
 CASES = {"rot90_k1": (_rot90(1, (1, 2)), (6, 8, 3)), "rot90_k3": (_rot90(3, (1, 2)), (5, 7, 3)),
          "rot90_k1_square": (_rot90(1, (1, 2)), (4, 4, 3)),
          "scaled_reshape": (_scaled_reshape, (4, 6, 2)), "masked_reshape": (_masked_reshape, (4, 6, 2)),
-         "batch_and_minus_one": (_batch_and_minus_one, (4, 6, 2)), "thresholded": (_thresholded, (4, 6, 2))}
+         "batch_and_minus_one": (_batch_and_minus_one, (4, 6, 2)), "thresholded": (_thresholded, (4, 6, 2)),
+         "maximum_past_the_probes": (_past_the_probes("maximum"), (4, 6, 2)),
+         "floor_division_past_the_probes": (_past_the_probes("floor_division"), (4, 6, 2))}
 
 
 def _model(name: str) -> Model:
@@ -74,7 +86,7 @@ def test_the_tflite_file_keeps_the_batch_open(tmp_path, name):
     assert fixed_shapes(path, model) is None  # shape_signature -1 at axis 0, not the pinned batch-1 file
     runner = open_runner(path, model)
     try:
-        for batch in (1, 3, 5):  # 5: beyond the small sizes the shape vectors are evaluated at
+        for batch in (1, 3, 5, 101):  # 5: beyond the small sizes the shape vectors are evaluated at; 101: the probes
             x = np.random.default_rng(batch).normal(size=(batch, *CASES[name][1])).astype(np.float32)
             got, want = runner({"x": x})["y"], tensorflow(model, x)["y"]
             assert got.shape == want.shape

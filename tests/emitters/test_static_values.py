@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import graph_model
-from tfopt.emitters.static_values import PROBE_ELEMENTS, PROBE_SIZES, graph_static, probe_size
+from tfopt._tf import ELEMENT_BUDGET
+from tfopt.emitters.static_values import PROBE_SIZES, graph_static, probe_size
 
 SHAPE = (None, 3, 4, 5)
 
@@ -38,7 +39,7 @@ def test_a_value_is_static_only_when_a_larger_batch_agrees(kind, want):
 
 def test_the_probe_size_keeps_every_input_within_the_element_budget():
     assert probe_size([(None, 3, 4, 5), None]) == PROBE_SIZES[0]
-    per_row = PROBE_ELEMENTS // PROBE_SIZES[1]  # fits 11 rows, not 61
+    per_row = ELEMENT_BUDGET // PROBE_SIZES[1]  # fits 11 rows, not 61
     assert probe_size([(None, per_row)]) == PROBE_SIZES[1]
-    assert probe_size([(-1, -1, PROBE_ELEMENTS)]) == PROBE_SIZES[-1]  # nothing fits: the smallest
+    assert probe_size([(-1, -1, ELEMENT_BUDGET)]) == PROBE_SIZES[-1]  # nothing fits: the smallest
     assert all(np.gcd(size, 6) == 1 for size in PROBE_SIZES)  # shares no factor with the small sizes 1, 2, 3

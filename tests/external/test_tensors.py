@@ -11,6 +11,7 @@ from tfopt.cli.args import byte_size
 from tfopt.conversion.checks import check_options
 from tfopt.errors import GraphError, OptionError
 from tfopt.external import GRAPH_BUDGET, ExternalTensors, choose_external
+from tfopt.external.tensors import storable_bytes
 
 GB = 1 << 30
 
@@ -59,6 +60,20 @@ def test_directory_removed_with_its_owner():
 def test_strings_cannot_go_outside():
     with pytest.raises(GraphError, match="--external-threshold"):
         ExternalTensors().add("s", np.array([b"a"], dtype=object))
+
+
+@pytest.mark.parametrize("shape, dtype, size", [
+    ((33, 5), "float32", 660), ((), "float64", 8), ((0, 4), "int8", 0), ((7,), "string", 0), ((7,), "resource", 0),
+    ((None, 4), "float32", 0), ((-1, 4), "float32", 0), (None, "float32", 0),
+], ids=["float32", "scalar", "empty", "string", "resource", "open-none", "open-negative", "unknown-rank"])
+def test_storable_bytes(shape, dtype, size):
+    """Every loader sizes a variable for :func:`choose_external` by this one rule (a TF1 checkpoint's reader, a
+    MetaGraph's ``VarHandleOp`` attrs, a function's captured variables): what cannot go outside weighs 0."""
+    from tfopt._tf import tf
+
+    got = storable_bytes(shape, tf().as_dtype(dtype))
+    assert got == size
+    assert (choose_external({"v": got}, 1) == {"v"}) == (size > 0)  # a 0 is never picked
 
 
 @pytest.mark.parametrize("bad", [0, -5, 1.5])

@@ -184,16 +184,60 @@ def test_a_custom_op_library_loaded_by_the_module(tmp_path, monkeypatch):
     np.testing.assert_allclose(got, feed * 2.0, atol=0, rtol=0)
 
 
-def test_an_op_no_module_registers_is_named(tmp_path):
-    """A graph whose op this TensorFlow lacks (its library not loaded) stops at load, typed, naming the node, the
-    op and --custom-objects, not later as TensorFlow's NotFoundError from inside freezing."""
-    import tensorflow as tf
+# The user's module registers tf2onnx conversions of two ops tf2onnx lacks (tf2onnx's documented way to add one:
+# a handler class per TF op), as a custom op's package ships a handler for its op.
+ONNX_HANDLERS = textwrap.dedent('''
+    import numpy as np
+    from tf2onnx import utils
+    from tf2onnx.handler import tf_op
 
-    graph = tf.compat.v1.GraphDef()
-    x = graph.node.add(name="x", op="Placeholder")
-    x.attr["dtype"].type = tf.float32.as_datatype_enum
-    graph.node.add(name="scaled", op="TfoptNoSuchOp", input=["x"])
-    graph.node.add(name="y", op="Identity", input=["scaled"]).attr["T"].type = tf.float32.as_datatype_enum
-    (tmp_path / "model.pb").write_bytes(graph.SerializeToString())
-    with pytest.raises(ModelFormatError, match=r"model\.pb: node 'scaled' uses op 'TfoptNoSuchOp'.*--custom-objects"):
-        tfopt.load(str(tmp_path / "model.pb"), outputs=["y"])
+
+    def _one(ctx, node):
+        return ctx.make_const(utils.make_name(node.name + "/one"), np.array(1, np.float32)).output[0]
+
+
+    @tf_op("Expm1")
+    class Expm1:
+        @classmethod
+        def version_1(cls, ctx, node, **kwargs):  # exp(x) - 1
+            exp = ctx.make_node("Exp", [node.input[0]])
+            node.type = "Sub"
+            ctx.replace_inputs(node, [exp.output[0], _one(ctx, node)])
+
+
+    @tf_op("Log1p")
+    class Log1p:
+        @classmethod
+        def version_1(cls, ctx, node, **kwargs):  # log(1 + x)
+            total = ctx.make_node("Add", [node.input[0], _one(ctx, node)])
+            node.type = "Log"
+            ctx.replace_inputs(node, [total.output[0]])
+''')
+
+
+def test_the_onnx_child_imports_the_module(tmp_path, monkeypatch):
+    """tf2onnx runs in a child process (:mod:`tfopt.emitters.onnx_worker`), which imports the recorded module
+    before it converts, as every other child that reads the model's graphs does: a model whose ONNX conversion
+    needs what the module registers converts, and matches TensorFlow."""
+    from tests.helpers import graph_pb
+    from tfopt.conversion.manifest import manifest_model
+    from tfopt.runtimes import runner_for
+
+    (tmp_path / "tfopt_onnx_handlers.py").write_text(ONNX_HANDLERS)
+    monkeypatch.chdir(tmp_path)
+
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, [None, 5], name="x")
+        t.identity(t.math.expm1(x) * 0.5 + t.math.log1p(t.abs(x)), name="y")
+
+    path = graph_pb(tmp_path / "model.pb", build)
+    out = str(tmp_path / "out")
+    (artifact,) = tfopt.convert(path, out, to=["onnx"], outputs=["y"], custom_objects="tfopt_onnx_handlers",
+                                report_runs=1).artifacts
+    x = np.random.default_rng(3).normal(size=(4, 5)).astype(np.float32)
+    runner = runner_for("onnx", os.path.join(out, artifact.path), manifest_model(out))
+    try:
+        got = runner({"x": x})["y"]
+    finally:
+        runner.close()
+    np.testing.assert_allclose(got, np.expm1(x) * 0.5 + np.log1p(np.abs(x)), atol=1e-6, rtol=1e-6)  # fp32 rounding

@@ -15,18 +15,18 @@ import pytest
 
 import tfopt
 from tests.verification.test_conditioning import _map
-from tfopt.verification import verify_inputs
+from tfopt import _tf
 from tfopt.verification.conditioning import PROBE_BATCH, on_made_up
 from tfopt.verification.saturation import NORMAL
 from tfopt.verification.tolerances import ARTIFACT
-from tfopt.verification.verify_inputs import ELEMENT_BUDGET, VerifyInputs
+from tfopt.verification.verify_inputs import VerifyInputs
 
 SMALL = 1 << 12
 CASES = {  # (budget, elements per row): the probe may take min(8, budget // row) rows
     "8-rows-fit": (SMALL, 6),
     "3-rows-fit": (SMALL, SMALL // 3),
     "2-rows-fit": (SMALL, SMALL // 2),
-    "3-rows-fit-real-budget": pytest.param((ELEMENT_BUDGET, ELEMENT_BUDGET // 3), marks=pytest.mark.slow),
+    "3-rows-fit-real-budget": pytest.param((_tf.ELEMENT_BUDGET, _tf.ELEMENT_BUDGET // 3), marks=pytest.mark.slow),
 }
 
 
@@ -48,7 +48,7 @@ def test_the_probe_keeps_the_element_budget_and_still_finds_a_stable_scale(tmp_p
     from tfopt.verification.verify import reference_runner
 
     budget, width = case
-    monkeypatch.setattr(verify_inputs, "ELEMENT_BUDGET", budget)
+    monkeypatch.setattr(_tf, "ELEMENT_BUDGET", budget)
     path = _chaotic(str(tmp_path / "m.pb"), width)
     (artifact,) = tfopt.convert(path, str(tmp_path / "out"), to=["onnx"], verify=False).artifacts
     model = tfopt.load(path)

@@ -90,9 +90,9 @@ def convert_onnx(job: dict[str, Any]) -> None:
     import tf2onnx
 
     from tfopt._tf import tf
-    from tfopt.emitters.onnx_worker import _stable_hashes
+    from tfopt.emitters.tf2onnx_hashes import stable_hashes
 
-    _stable_hashes(tf2onnx.graph.Node, tf2onnx.graph.Graph)  # reproducible output (see onnx_worker)
+    stable_hashes(tf2onnx.graph.Node, tf2onnx.graph.Graph)  # reproducible output (see onnx_worker)
     _fresh_node_protos(tf2onnx.graph.Node)
     if not hasattr(tf2onnx.graph.np, "product"):  # tf2onnx 1.17's large-model path calls NumPy 1's np.product
         tf2onnx.graph.np.product = tf2onnx.graph.np.prod  # (removed in NumPy 2): this child only

@@ -48,7 +48,7 @@ def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
     opset = opset or DEFAULT_OPSET
     try:
         proto, log = convert_in_child(_tf2onnx_graph(model), [s.tensor for s in model.inputs],
-                                      [s.tensor for s in model.outputs], opset)
+                                      [s.tensor for s in model.outputs], opset, _imports(model))
     except RuntimeError as exc:
         if len(exc.args) > 1:
             sys.stderr.write(exc.args[1])
@@ -73,7 +73,14 @@ def convert_ahead(model: Model, opset: int | None = None) -> bool:
     from tfopt.emitters.onnx_worker import submit_in_child
 
     return submit_in_child(_tf2onnx_graph(model), [s.tensor for s in model.inputs],
-                           [s.tensor for s in model.outputs], opset or DEFAULT_OPSET)
+                           [s.tensor for s in model.outputs], opset or DEFAULT_OPSET, _imports(model))
+
+
+def _imports(model: Model) -> list[list[str]]:
+    """The modules ``model``'s loading imported (``--custom-objects``): tf2onnx's child imports them first."""
+    from tfopt._user_code import PROVENANCE_KEY
+
+    return [list(record) for record in model.provenance.get(PROVENANCE_KEY, [])]
 
 
 def _tf2onnx_graph(model: Model) -> Any:

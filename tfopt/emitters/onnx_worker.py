@@ -8,8 +8,9 @@ addresses, so the same graph converted in two processes gave different graphs: b
 to 230 nodes, with TFLite and OpenVINO byte-identical. Sorting the ONNX graph afterwards cannot undo a
 different rewrite, and patching each set in tf2onnx would chase its internals release by release. So the child
 fixes both hashes at their root: ``PYTHONHASHSEED=0`` for strings, and tf2onnx's ``Node``/``Graph`` hashed by
-creation number instead of address (:func:`_stable_hashes`). A fixed seed alone was not enough (three runs
-with ``PYTHONHASHSEED=0``: tf2onnx's optimizers left 324, 330 and 326 nodes; with both: identical). The patch
+creation number instead of address (:func:`tfopt.emitters.tf2onnx_hashes.stable_hashes`). A fixed seed alone was
+not enough (three runs with ``PYTHONHASHSEED=0``: tf2onnx's optimizers left 324, 330 and 326 nodes; with both:
+identical). The patch
 lives only in the child, so the user's process and its tf2onnx are untouched.
 
 One child serves many jobs: importing TensorFlow and tf2onnx costs seconds, once per child. Each job starts
@@ -48,7 +49,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 HASH_SEED = "0"
@@ -77,11 +78,12 @@ class Tf2OnnxChild:
         self.forked = 0  # of which forks of this process (no TensorFlow import of their own)
         self.converted = 0  # jobs converted (a repeated job is read back, not counted)
 
-    def convert(self, graph_def: Any, inputs: list[str], outputs: list[str], opset: int) -> tuple[str, str]:
+    def convert(self, graph_def: Any, inputs: list[str], outputs: list[str], opset: int,
+                imports: Sequence[Sequence[str]] = ()) -> tuple[str, str]:
         """Convert in the child (or read back the same job's earlier file, or collect the job
         :meth:`submit` sent ahead); raises ``RuntimeError(message, log)`` when tf2onnx fails or the
         child dies."""
-        key = self.submit(graph_def, inputs, outputs, opset)
+        key = self.submit(graph_def, inputs, outputs, opset, imports)
         while any(pending[0] == key for pending in self._pending):
             self._collect()
         failed = self._failed.pop(key, None)  # a failure is told once, as a job converted now would be
@@ -89,13 +91,17 @@ class Tf2OnnxChild:
             raise failed
         return self._done[key]
 
-    def submit(self, graph_def: Any, inputs: list[str], outputs: list[str], opset: int) -> str:
+    def submit(self, graph_def: Any, inputs: list[str], outputs: list[str], opset: int,
+               imports: Sequence[Sequence[str]] = ()) -> str:
         """Send a job to the child without waiting for it (earlier jobs still queued or converting
         stay so), so that it converts while this process works on; :meth:`convert` with the same
         arguments collects it. The child runs its jobs one at a time in the order sent: each file is
-        the one a synchronous job writes. Returns the job's key."""
+        the one a synchronous job writes. ``imports``: the modules the model's loading imported
+        (``--custom-objects``: :data:`tfopt._user_code.PROVENANCE_KEY`), imported by the job before it
+        converts (a custom op's library, a tf2onnx handler of it). Returns the job's key."""
         data = graph_def.SerializeToString(deterministic=True)
-        spec = json.dumps({"inputs": inputs, "outputs": outputs, "opset": opset}, sort_keys=True)
+        spec = json.dumps({"inputs": inputs, "outputs": outputs, "opset": opset, "imports": [list(i) for i in imports]},
+                          sort_keys=True)
         key = hashlib.sha256(data + b"\0" + spec.encode()).hexdigest()
         if key in self._done or key in self._failed or any(pending[0] == key for pending in self._pending):
             return key
@@ -284,43 +290,26 @@ def shared_child() -> Iterator[Tf2OnnxChild]:
         child.close()
 
 
-def convert_in_child(graph_def: Any, inputs: list[str], outputs: list[str], opset: int) -> tuple[Any, str]:
-    """``(ModelProto, child's stderr)``; raises ``RuntimeError(message, log)`` when tf2onnx fails."""
+def convert_in_child(graph_def: Any, inputs: list[str], outputs: list[str], opset: int,
+                     imports: Sequence[Sequence[str]] = ()) -> tuple[Any, str]:
+    """``(ModelProto, child's stderr)``, the job importing ``imports`` first (:meth:`Tf2OnnxChild.submit`);
+    raises ``RuntimeError(message, log)`` when tf2onnx fails."""
     import onnx
 
     with shared_child() as child:
-        path, log = child.convert(graph_def, inputs, outputs, opset)
+        path, log = child.convert(graph_def, inputs, outputs, opset, imports)
         return onnx.load_model(path), log
 
 
-def submit_in_child(graph_def: Any, inputs: list[str], outputs: list[str], opset: int) -> bool:
+def submit_in_child(graph_def: Any, inputs: list[str], outputs: list[str], opset: int,
+                    imports: Sequence[Sequence[str]] = ()) -> bool:
     """Send a job ahead to the current :func:`shared_child` (:meth:`Tf2OnnxChild.submit`); its :func:`convert_in_child`
     collects it. Outside a shared scope nothing is sent (each call's child ends with the call): whether it was sent."""
     child = _SHARED.get()
     if child is None:
         return False
-    child.submit(graph_def, inputs, outputs, opset)
+    child.submit(graph_def, inputs, outputs, opset, imports)
     return True
-
-
-def _stable_hashes(*classes: Any) -> None:
-    """Hash tf2onnx's nodes and graphs by creation number instead of address, so the sets of them
-    its optimizers walk iterate in one order. Only in the child: the user's process is untouched.
-    A ``copy.deepcopy`` (tf2onnx copies the graph before each optimizer) keeps the number."""
-    counter = itertools.count()
-    for cls in classes:
-        original = cls.__init__
-
-        def __init__(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> None:
-            self._tfopt_serial = next(counter)
-            _original(self, *args, **kwargs)
-
-        cls.__init__ = __init__
-        cls.__hash__ = _serial_hash
-
-
-def _serial_hash(self: Any) -> int:
-    return int(self._tfopt_serial)
 
 
 def _read(path: str) -> str:
@@ -335,6 +324,7 @@ def _convert(job: str) -> str:
     import tf2onnx
 
     from tfopt._tf import graph_def_class
+    from tfopt._user_code import import_recorded
 
     with open(os.path.join(job, "job.json")) as f:
         spec = json.load(f)
@@ -342,7 +332,8 @@ def _convert(job: str) -> str:
     with open(os.path.join(job, "graph.pb"), "rb") as f:
         graph_def.ParseFromString(f.read())
     tf2onnx.utils.INTERNAL_NAME = 1  # generated names count from here ("x__1")
-    try:
+    try:  # this job's fork imports what the model's loading imported (its ops, a tf2onnx handler of them)
+        import_recorded(spec.get("imports", ()))
         proto, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=spec["inputs"], output_names=spec["outputs"],
                                                   opset=spec["opset"])
     except Exception as exc:
@@ -368,7 +359,9 @@ def _serve(jobs: IO[str] | None = None, answers: IO[str] | None = None) -> int:
     tf()  # quiet TensorFlow's Python logger before tf2onnx imports it
     import tf2onnx
 
-    _stable_hashes(tf2onnx.graph.Node, tf2onnx.graph.Graph)
+    from tfopt.emitters.tf2onnx_hashes import stable_hashes
+
+    stable_hashes(tf2onnx.graph.Node, tf2onnx.graph.Graph)
     for line in jobs or sys.stdin:
         job = line.strip()
         if not job:

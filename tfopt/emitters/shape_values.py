@@ -15,7 +15,10 @@ graph (its *frontier*) is evaluated by TensorFlow's own shape inference and cons
 every open input dimension set to n, for each n in :data:`SIZES`, and, when some element is the same at all
 of them, once more at a larger n (:func:`~tfopt.emitters.static_values.probe_size`: 61, or 11 or 5 where an
 input would exceed its element budget): ``maximum(batch, 3)`` or ``batch // 4`` is the same at 1, 2 and 3
-only. A tensor not evaluated at some n is left as it is. Then, where the values agree in length:
+only; and once more far past it (:func:`far_size`: 65521, less where a tensor's ``Size`` would pass int32),
+where every tensor of the region stays small there (evaluating one then computes only shape vectors:
+``maximum(batch, 100)``, ``batch // 100``, a padding to a multiple of 128 are the same up to 61 only). A tensor
+not evaluated at some n is left as it is (at the far n: that probe has no say). Then, where the values agree in length:
 
 * every element the same at every n: the tensor becomes that constant (exact for those n, and a value
   that follows from the static dimensions alone; the artifact is verified by value afterwards);
@@ -31,11 +34,20 @@ shapes the main graph gives it).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from tfopt.emitters.static_values import LOOP_FRAMES, SHAPE_READERS, may_loop, probe_size, static_value
+from tfopt.emitters.static_values import (
+    LOOP_FRAMES,
+    PROBE_SIZES,
+    SHAPE_READERS,
+    may_loop,
+    probe_size,
+    static_value,
+)
 from tfopt.graph import (
     CONTROL_FLOW_V1_OPS,
     Model,
@@ -45,11 +57,16 @@ from tfopt.graph import (
     tensor_node,
     tensor_port,
     unique_name,
+    with_input_shapes,
 )
 
 SIZES = (1, 2, 3)  # each open dimension at each size, then at probe_size where some element is the same at all three
 _V1_FLOW = CONTROL_FLOW_V1_OPS | set(LOOP_FRAMES)
 _MAX_ELEMENTS = 64  # a shape vector, never a tensor of data
+# The far probe (module docstring): an element that changes only past the larger probe (``batch // 100``, a padding
+# to a multiple of 128) changes by then; it is made only where none of the region's tensors is larger than this.
+FAR_SIZE = 65521  # the largest prime under 2**16
+_FAR_ELEMENTS = 1 << 16
 
 
 def materialize_shapes(model: Model) -> Model | None:
@@ -66,9 +83,14 @@ def materialize_shapes(model: Model) -> Model | None:
     facts = [GraphFacts(_pinned(model.graph_def, n)) for n in SIZES]
     values = {ref: [static_value(f.graph.get_tensor_by_name(ref)) for f in facts] for ref in frontier}
     if any(_agrees(found) for found in values.values()):  # one larger probe, only where it can change an answer
-        facts.append(GraphFacts(_pinned(model.graph_def, probe_size(_open_shapes(model.graph_def)))))
+        larger = probe_size(_open_shapes(model.graph_def).values())
+        facts.append(GraphFacts(_pinned(model.graph_def, larger)))
         for ref in frontier:
             values[ref].append(static_value(facts[-1].graph.get_tensor_by_name(ref)))
+        far = _far_facts(model.graph_def, region, _most_elements(facts[-1]) // larger)  # where it allocates little
+        for ref in frontier if far is not None else ():
+            value = static_value(far.graph.get_tensor_by_name(ref))
+            values[ref] += [value] if value is not None else []  # not evaluated there: no say
     graph_def = type(model.graph_def)()
     graph_def.CopyFrom(model.graph_def)
     taken = {n.name for n in graph_def.node}
@@ -129,7 +151,7 @@ def _readers(graph_def: Any, region: set[str]) -> dict[str, list[tuple[str, int]
 def _replacement(graph_def: Any, taken: set[str], ref: str, found: list[np.ndarray], dtype: Any, *,
                  reshape_only: bool) -> str | None:
     """The tensor that replaces ``ref`` (nodes added to ``graph_def``), or ``None`` when no element is static."""
-    from tfopt._tf import make_const
+    from tfopt._tf import add_vector_slice, make_const
 
     base = f"{tensor_node(ref)}/static_{tensor_port(ref)}"
     stacked = np.stack(found)
@@ -146,35 +168,16 @@ def _replacement(graph_def: Any, taken: set[str], ref: str, found: list[np.ndarr
     parts = []
     for i, static in enumerate(same):
         if static:
-            node = make_const(unique_name(graph_def, f"{base}/{i}", taken), found[0][i], dtype)
-        else:
-            node = _element(graph_def, taken, ref, i, f"{base}/{i}", dtype)
-        graph_def.node.append(node)
-        parts.append(node.name)
+            graph_def.node.append(make_const(unique_name(graph_def, f"{base}/{i}", taken), found[0][i], dtype))
+            parts.append(graph_def.node[-1].name)
+        else:  # ref[i]
+            parts.append(add_vector_slice(graph_def, ref, i, i + 1, dtype, f"{base}/{i}", shrink=True,
+                                          unique=lambda name: unique_name(graph_def, name, taken)))
     pack = graph_def.node.add(name=unique_name(graph_def, base, taken), op="Pack", input=parts)
     pack.attr["T"].type = dtype.as_datatype_enum
     pack.attr["N"].i = len(parts)
     pack.attr["axis"].i = 0
     return pack.name
-
-
-def _element(graph_def: Any, taken: set[str], ref: str, i: int, base: str, dtype: Any) -> Any:
-    """``ref[i]`` (a ``StridedSlice`` shrinking its one axis), its index constants added to ``graph_def``."""
-    from tensorflow.core.framework import node_def_pb2
-
-    from tfopt._tf import make_const
-
-    bounds = []
-    for what, value in (("begin", i), ("end", i + 1), ("strides", 1)):
-        graph_def.node.append(make_const(unique_name(graph_def, f"{base}/{what}", taken), np.array([value], np.int32)))
-        bounds.append(graph_def.node[-1].name)
-    node = node_def_pb2.NodeDef(name=unique_name(graph_def, base, taken), op="StridedSlice", input=[ref, *bounds])
-    node.attr["T"].type = dtype.as_datatype_enum
-    node.attr["Index"].type = 3  # DT_INT32
-    node.attr["shrink_axis_mask"].i = 1
-    for mask in ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask"):
-        node.attr[mask].i = 0
-    return node
 
 
 def _agrees(found: list[np.ndarray | None]) -> bool:
@@ -185,20 +188,50 @@ def _agrees(found: list[np.ndarray | None]) -> bool:
     return bool(stacked.size and np.any(np.all(stacked == stacked[0], axis=0)))
 
 
-def _open_shapes(graph_def: Any) -> list[list[int]]:
-    """The shapes of the placeholders :func:`_pinned` pins (an open dimension: -1)."""
-    return [[d.size for d in n.attr["shape"].shape.dim] for n in graph_def.node
-            if n.op == "Placeholder" and "shape" in n.attr and not n.attr["shape"].shape.unknown_rank]
+def _far_facts(graph_def: Any, region: set[str], per_row: int) -> Any:
+    """The graph's facts with every open dimension at a far size (:func:`far_size`: no tensor of the graph past
+    2**31 - 1 elements there, at ``per_row`` elements a row, as the larger probe found), when that is past the
+    probes and every node of the shape region then holds at most :data:`_FAR_ELEMENTS` elements (evaluating a
+    frontier tensor computes only region nodes: shape inference and small vectors, never a run on data); else
+    ``None``."""
+    from tfopt._tf import GraphFacts
+
+    size = far_size(_open_shapes(graph_def).values(), per_row)
+    if size <= PROBE_SIZES[0]:
+        return None
+    facts = GraphFacts(_pinned(graph_def, size))
+    if _most_elements(facts) >= 1 << 31 or any(  # a tensor growing faster than the batch: an int32 Size overflows
+            not out.shape.is_fully_defined() or out.shape.num_elements() > _FAR_ELEMENTS
+            for name in region for out in facts.graph.get_operation_by_name(name).outputs):
+        return None
+    return facts
+
+
+def _most_elements(facts: Any) -> int:
+    """The most elements a tensor of ``facts``' graph holds, among those of a static shape."""
+    return max((out.shape.num_elements() for op in facts.graph.get_operations() for out in op.outputs
+                if out.shape.is_fully_defined()), default=1)
+
+
+def far_size(shapes: Iterable[Sequence[int]], per_row: int = 1) -> int:
+    """The largest prime up to :data:`FAR_SIZE` at which no input of ``shapes`` (an open dimension: -1), nor a
+    tensor of ``per_row`` elements a row, holds 2**31 elements or more (its ``Size``, an int32 by default, does not
+    overflow); 1 when none fits."""
+    limit = min(FAR_SIZE, ((1 << 31) - 1) // max(per_row, 1))
+    for shape in shapes:
+        opened, static = sum(d < 0 for d in shape), math.prod(max(d, 1) for d in shape if d >= 0)
+        while opened and limit > 1 and static * limit ** opened >= 1 << 31:
+            limit = min(limit - 1, int(((1 << 31) / static) ** (1 / opened)))
+    return next((n for n in range(limit, 1, -1) if all(n % q for q in range(2, math.isqrt(n) + 1))), 1)
+
+
+def _open_shapes(graph_def: Any) -> dict[str, list[int]]:
+    """Each placeholder of known rank -> its shape (an open dimension: -1): what :func:`_pinned` pins."""
+    return {n.name: [d.size for d in n.attr["shape"].shape.dim] for n in graph_def.node
+            if n.op == "Placeholder" and "shape" in n.attr and not n.attr["shape"].shape.unknown_rank}
 
 
 def _pinned(graph_def: Any, size: int) -> Any:
     """A copy of ``graph_def`` whose placeholders have every unknown dimension set to ``size``."""
-    out = type(graph_def)()
-    out.CopyFrom(graph_def)
-    for node in out.node:
-        if node.op == "Placeholder" and "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
-            for dim in node.attr["shape"].shape.dim:
-                if dim.size < 0:
-                    dim.size = size
-            node.attr.pop("_output_shapes", None)
-    return out
+    return with_input_shapes(graph_def, {name: [size if d < 0 else d for d in shape]
+                                         for name, shape in _open_shapes(graph_def).items()}, ops=("Placeholder",))

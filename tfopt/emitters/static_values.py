@@ -6,10 +6,11 @@ such values. In the main graph it leaves one common form undecided: a value comp
 dimensions while another of its dimensions is open, e.g. ``tf.image.resize``'s scale ``size / Shape(images)[1:3]``
 of an image whose batch is open. There the value is computed by TensorFlow feeding zeros, each open dimension 1,
 then 2, and kept only when both agree and a third run at a larger size (:func:`probe_size`: 61, or less where an
-input would exceed :data:`PROBE_ELEMENTS`) agrees too (:func:`graph_static`): a value like ``maximum(batch, 2)`` or
-``batch // 4`` is the same at the small sizes and only there. Only a value that reads the inputs through their
-shapes (``Shape``/``ShapeN``/``Size``/``Rank``), no stateful op, no loop frame and no function call (a ``While``,
-``If`` or call body may loop) is evaluated so: a finite graph of such ops ends, so this run needs no time bound.
+input would exceed :data:`tfopt._tf.ELEMENT_BUDGET`) agrees too (:func:`graph_static`): a value like
+``maximum(batch, 2)`` or ``batch // 4`` is the same at the small sizes and only there. Only a value that reads the
+inputs through their shapes (``Shape``/``ShapeN``/``Size``/``Rank``), no stateful op, no loop frame and no function
+call (a ``While``, ``If`` or call body may loop) is evaluated so: a finite graph of such ops ends, so this run needs
+no time bound.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from tfopt._tf import ELEMENT_BUDGET
+
 SHAPE_READERS = ("Shape", "ShapeN", "Size", "Rank")
 LOOP_FRAMES = ("Enter", "LoopCond")  # a TF1 loop; a TF2 one is a While node calling its bodies
 # The size every open dimension takes in the one probe beyond the small ones (1, 2, 3): the first at which no
-# input holds more than PROBE_ELEMENTS elements (primes: no common multiple with the small sizes' factors).
+# input holds more than _tf.ELEMENT_BUDGET elements (primes: no common multiple with the small sizes' factors).
 PROBE_SIZES = (61, 11, 5)
-PROBE_ELEMENTS = 1 << 22  # as verification's made-up runs (verification/verify_inputs.ELEMENT_BUDGET): 16 MB of float32
 
 
 def static_value(tensor: Any) -> np.ndarray | None:
@@ -85,11 +87,11 @@ def _by_static_shapes(graph_def: Any, facts: Any, ref: str) -> np.ndarray | None
 
 def probe_size(shapes: Iterable[Sequence[int | None] | None]) -> int:
     """The size of every open dimension (``None`` or negative) in the probe beyond the small sizes: the first of
-    :data:`PROBE_SIZES` at which none of ``shapes`` holds more than :data:`PROBE_ELEMENTS` elements (the last
+    :data:`PROBE_SIZES` at which none of ``shapes`` holds more than :data:`tfopt._tf.ELEMENT_BUDGET` elements (the last
     when none fits)."""
     known = [s for s in shapes if s is not None]
     for size in PROBE_SIZES:
-        if all(int(np.prod([size if d is None or d < 0 else d for d in s], dtype=np.int64)) <= PROBE_ELEMENTS
+        if all(int(np.prod([size if d is None or d < 0 else d for d in s], dtype=np.int64)) <= ELEMENT_BUDGET
                for s in known):
             return size
     return PROBE_SIZES[-1]

@@ -58,7 +58,7 @@ def write_rows(graph_def: Any, reserve: Any, source: str, source_dtype: int, con
     ``[-1, d1, ..., dk]`` that only it reads) the element shape ``concat(Shape(source)[1:2], [d1, ..., dk])``
     (module docstring; ``source_dtype``: the sequence's dtype enum); whether it changed. ``constant``
     keeps ``[d1, ..., dk]``."""
-    from tfopt._tf import const_value, make_const
+    from tfopt._tf import add_vector_slice, const_value, make_const
 
     old = [int(d) for d in const_value(constant)]
     if len(old) < 1 or old[0] != -1 or any(d < 0 for d in old[1:]):
@@ -77,12 +77,9 @@ def write_rows(graph_def: Any, reserve: Any, source: str, source_dtype: int, con
     shape = graph_def.node.add(name=f"{base}/shape", op="Shape", input=[source])
     shape.attr["T"].type = source_dtype
     shape.attr["out_type"].type = dtype
-    rows = graph_def.node.add(name=f"{base}/rows", op="StridedSlice",
-                              input=[shape.name, const("begin", [1]), const("end", [2]), const("stride", [1])])
-    rows.attr["T"].type = dtype
-    rows.attr["Index"].type = dtype
+    rows = add_vector_slice(graph_def, shape.name, 1, 2, dtype, f"{base}/rows")
     axis = const("axis", 0, DT_INT32)
-    concat = graph_def.node.add(name=f"{base}/element_shape", op="ConcatV2", input=[rows.name, constant.name, axis])
+    concat = graph_def.node.add(name=f"{base}/element_shape", op="ConcatV2", input=[rows, constant.name, axis])
     concat.attr["T"].type = dtype
     concat.attr["N"].i = 2
     concat.attr["Tidx"].type = DT_INT32

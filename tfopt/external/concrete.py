@@ -20,7 +20,7 @@ import numpy as np
 
 from tfopt.errors import GraphError
 from tfopt.external.resources import read_as_value
-from tfopt.external.tensors import EXTERNAL_DTYPES, ExternalTensors, choose_external
+from tfopt.external.tensors import ExternalTensors, choose_external, storable_bytes
 from tfopt.graph import consumers, node_map, rename_node, unique_name
 from tfopt.graphdef.state_updates import DroppedUpdate, drop_unread_state_updates
 
@@ -113,12 +113,10 @@ def _variable_names(fn: Any) -> dict[str, str]:
 def _large_captures(fn: Any, threshold: int | None) -> dict[str, tuple[int, Any]]:
     """Capture placeholder name -> (capture index, variable), for the variables to keep outside."""
     by_handle = {id(v.handle): v for v in fn.graph.variables}
-    found: dict[str, tuple[int, Any]] = {}
-    for index, (value, placeholder) in enumerate(fn.graph.captures):
-        variable = by_handle.get(id(value))
-        if variable is not None and variable.dtype.name in EXTERNAL_DTYPES:
-            found[placeholder.name.split(":")[0]] = (index, variable)
-    sizes = {name: int(np.prod(v.shape)) * v.dtype.size for name, (_, v) in found.items()}
+    found = {placeholder.name.split(":")[0]: (index, by_handle[id(value)])
+             for index, (value, placeholder) in enumerate(fn.graph.captures) if id(value) in by_handle}
+    sizes = {name: storable_bytes(v.shape.as_list() if v.shape.rank is not None else None, v.dtype)
+             for name, (_, v) in found.items()}
     chosen = choose_external(sizes, threshold)
     return {name: found[name] for name in chosen}
 

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,15 @@ PROTOBUF_LIMIT = 2 << 30
 CHUNK_BYTES = 64 << 20  # how much of a tensor is in flight while it is written
 EXTERNAL_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16", "int8", "uint8", "int16", "uint16",
                              "int32", "uint32", "int64", "uint64", "complex64", "bool"})
+
+
+def storable_bytes(shape: Sequence[int | None] | None, dtype: Any) -> int:
+    """The bytes of a tensor of ``shape`` (``None``: unknown rank; a dimension ``None`` or negative: unknown) and
+    ``dtype`` (a ``tf.DType``) that may stay outside the graph: 0 when it cannot (a dtype outside
+    :data:`EXTERNAL_DTYPES`, an unknown size), so :func:`choose_external` never picks it."""
+    if shape is None or any(d is None or d < 0 for d in shape) or dtype.name not in EXTERNAL_DTYPES:
+        return 0
+    return int(np.prod(np.asarray(shape, dtype=np.int64))) * int(dtype.size)
 
 
 def choose_external(sizes: Mapping[str, int], threshold: int | None = None) -> set[str]:
@@ -182,13 +191,15 @@ def external_nodes(graph_def: Any) -> list[Any]:
     return [n for n in graph_def.node if n.op == EXTERNAL_OP]
 
 
-def store_large(sizes: Mapping[str, int], read: Any, threshold: int | None) -> ExternalTensors | None:
+def store_large(sizes: Mapping[str, int], read: Any, threshold: int | None,
+                into: ExternalTensors | None = None) -> ExternalTensors | None:
     """Write the tensors :func:`choose_external` picks from ``sizes``, each read once by ``read(name)``
-    (and dropped before the next is read); ``None`` when none is large."""
+    (and dropped before the next is read: a large tensor is in memory once, then only in its file), into ``into``
+    (a model's tensors already outside) or a new :class:`ExternalTensors`; ``into`` when none is large."""
     chosen = choose_external(sizes, threshold)
     if not chosen:
-        return None
-    external = ExternalTensors()
+        return into
+    external = into if into is not None else ExternalTensors()
     for name in sorted(chosen):
         external.add(name, read(name))
     return external

@@ -10,11 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 from tfopt._user_code import PROVENANCE_KEY
-from tfopt.errors import ModelFormatError, ModelNotFoundError, OptionError
+from tfopt.errors import ModelNotFoundError, OptionError
 from tfopt.graph import Model
 from tfopt.graphdef.batch_axis import with_batch_axes
 from tfopt.graphdef.order import canonical_order
 from tfopt.loaders.pipeline_inputs import cut_model
+from tfopt.loaders.registered_ops import check_ops_registered
 from tfopt.options import LoadOptions
 
 LoaderFn = Callable[[str, LoadOptions], Model]
@@ -111,27 +112,6 @@ def import_user_module(name: str | None, fmt: str) -> list[str]:
     if not name or fmt == KERAS:
         return []
     return import_for_model(name, "--custom-objects")
-
-
-def check_ops_registered(graph_def: Any, path: str) -> None:
-    """Every op of the graph and of its functions is one this TensorFlow knows (a custom op's library loaded).
-
-    Raises:
-        ModelFormatError: naming the first unknown op, its node, the file and ``--custom-objects``.
-    """
-    from tensorflow.python.framework import op_def_registry
-
-    functions = {f.signature.name for f in graph_def.library.function}
-    nodes = [*((n, "") for n in graph_def.node),
-             *((n, f" in function '{f.signature.name}'") for f in graph_def.library.function for n in f.node_def)]
-    unknown = next(((n, where) for n, where in nodes if n.op not in functions and op_def_registry.get(n.op) is None),
-                   None)
-    if unknown is not None:
-        node, where = unknown
-        raise ModelFormatError(
-            f"{path}: node '{node.name}'{where} uses op '{node.op}', which this TensorFlow does not have (a custom op "
-            "of a library the model's writer loaded). Name a module that loads it (tf.load_op_library, or an import "
-            "of the package that registers it) with --custom-objects MODULE: tfopt imports it before the model loads")
 
 
 def unreadable(exc: PermissionError, path: str) -> ModelNotFoundError:

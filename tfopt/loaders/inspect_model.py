@@ -192,8 +192,10 @@ def _inspect_tf1(path: str, outputs: list[str], threshold: int | None = None) ->
     var_bytes = sum(sizes.values())
     from tfopt.external import choose_external
     from tfopt.external.describe import storage
+    from tfopt.external.tensors import storable_bytes
 
-    found = storage({n: sizes[n] for n in choose_external(sizes, threshold)}, var_bytes)
+    chosen = choose_external({k: storable_bytes(shapes[k], dtypes[k]) for k in shapes}, threshold)  # as the load
+    found = storage({n: sizes[n] for n in chosen}, var_bytes)
     return {**({"storage": found} if found else {}),
             "format": "tf1-checkpoint", "path": path, "meta": meta, "checkpoint": prefix,
             **_graph_summary(graph_def, outputs),

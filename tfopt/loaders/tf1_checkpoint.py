@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from tfopt.errors import GraphError, ModelFormatError, ModelNotFoundError
-from tfopt.external.tensors import EXTERNAL_DTYPES, store_large
+from tfopt.external.tensors import storable_bytes, store_large
 from tfopt.graph import VARIABLE_OPS, Model, ancestors, node_map, subgraph, tensor_node
 from tfopt.graphdef.order import check_acyclic
 from tfopt.loaders._signature import adopt_recorded_shapes, input_specs, output_specs, resolve_outputs
@@ -241,12 +241,8 @@ def _variable_bytes(reader: Any, keys: Mapping[str, str], variables: list[Any]) 
     if not variables:
         return {}
     shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
-    sizes = {}
-    for v in variables:
-        key = keys.get(v.name, v.name)
-        if key in shapes and dtypes[key].name in EXTERNAL_DTYPES:
-            sizes[v.name] = int(np.prod(shapes[key], dtype=np.int64)) * dtypes[key].size
-    return sizes
+    found = {v.name: keys.get(v.name, v.name) for v in variables}
+    return {name: storable_bytes(shapes[key], dtypes[key]) for name, key in found.items() if key in shapes}
 
 
 def open_reader(prefix: str) -> Any:

@@ -12,7 +12,7 @@ back as functions over plain tensors with their own inputs and outputs.
 
 What stops the MetaGraph too stops here with a typed error: a missing file, a missing asset (the
 vocabulary of a lookup table: :func:`missing_assets`), an op this TensorFlow does not have
-(:func:`unregistered_op`).
+(:func:`unregistered_op`, :mod:`tfopt.loaders.registered_ops`).
 """
 
 from __future__ import annotations
@@ -56,14 +56,6 @@ def refusal_error(path: str, proto: Any, refused: str) -> ModelFormatError | Non
     return None
 
 
-def op_error(path: str, op: str) -> ModelFormatError:
-    return ModelFormatError(
-        f"{path}: the graph uses op '{op}', which this TensorFlow does not have (a custom op registered by a "
-        "library the writer imported: tensorflow_text, tensorflow_decision_forests, tensorflow_addons, ...). "
-        "Install that library and name a module that imports it (or calls tf.load_op_library) with --custom-objects "
-        "MODULE: tfopt imports it before the model loads")
-
-
 def load_signatures(path: str, tags: list[str] | None, refused: str, proto: Any) -> Any:
     """(``refused``: what TensorFlow 2 said, whole.) The SavedModel's MetaGraph loaded as TensorFlow loads a TF1 SavedModel: an object whose
     ``signatures`` are functions over plain tensors, variables restored from ``variables/``. When
@@ -90,7 +82,9 @@ def load_signatures(path: str, tags: list[str] | None, refused: str, proto: Any)
 
         check_checkpoint_files(os.path.join(path, "variables", "variables"))  # a missing .index or .data named
         if op is not None:
-            raise op_error(path, op) from exc
+            from tfopt.loaders.registered_ops import unregistered_op_error
+
+            raise unregistered_op_error(path, op, [mg.graph_def for mg in proto.meta_graphs]) from exc
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ModelFormatError(
             f"{path}: TensorFlow 2 refused this SavedModel's object graph ({said}), and its MetaGraph does not "
@@ -118,39 +112,19 @@ def with_variables(model: Model, obj: Any, threshold: int | None) -> Model:
     picks (at least ``threshold`` bytes, and whatever a GraphDef under 2 GB cannot hold) are kept outside
     the graph as memory-mapped files (``model.external``: :mod:`tfopt.external`), each read and written
     alone; the others are read together."""
-    from tfopt.external.tensors import EXTERNAL_DTYPES, ExternalTensors, choose_external
+    from tfopt._tf import tf
+    from tfopt.external.tensors import storable_bytes, store_large
 
     handles = {n.name: n for n in model.graph_def.node if n.op == "VarHandleOp"}
-    sizes = {name: _nbytes(node) for name, node in handles.items()
-             if _dtype(node) in EXTERNAL_DTYPES and _nbytes(node) > 0}
-    large = choose_external(sizes, threshold)
-    values = _read(obj, [name for name in handles if name not in large])
-    external = model.external
-    for name in sorted(large):  # one at a time: a large table is in memory once, then only in its file
-        external = external if external is not None else ExternalTensors()
-        values[name] = external.add(name, _read(obj, [name])[name]).read()
+    shapes = {name: node.attr["shape"].shape for name, node in handles.items()}
+    sizes = {name: storable_bytes(None if shapes[name].unknown_rank else [d.size for d in shapes[name].dim],
+                                  tf().as_dtype(node.attr["dtype"].type)) for name, node in handles.items()}
+    external = store_large(sizes, lambda name: _read(obj, [name])[name], threshold, into=model.external)
+    outside = [name for name in handles if external is not None and name in external]
+    values = _read(obj, [name for name in handles if name not in outside])  # the others, read together
+    values.update({name: external[name].read() for name in outside if external is not None})  # its file: one copy
     return model.replace(variable_values=values.__getitem__, external=external, provenance={
         **model.provenance, "variables": len(values), "variable_bytes": int(sum(v.nbytes for v in values.values()))})
-
-
-def _dtype(node: Any) -> str:
-    from tfopt._tf import tf
-
-    return str(tf().as_dtype(node.attr["dtype"].type).name)
-
-
-def _nbytes(node: Any) -> int:
-    """The variable's size from its handle's ``shape`` attribute; 0 when a dimension is unknown."""
-    from tfopt._tf import tf
-
-    shape = node.attr["shape"].shape
-    dims = [d.size for d in shape.dim]
-    if shape.unknown_rank or any(d < 0 for d in dims):
-        return 0
-    count = 1
-    for d in dims:
-        count *= d
-    return count * int(tf().as_dtype(node.attr["dtype"].type).size)
 
 
 def _read(obj: Any, names: list[str]) -> dict[str, Any]:

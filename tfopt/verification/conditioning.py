@@ -209,11 +209,11 @@ def probe_rows(at: VerifyInputs, specs: Any, graph_def: Any = None) -> int:
     element budget every made-up run of the original keeps (a 3-D U-Net over 180x172x86 voxels: 8 rows ran
     the original on 21 M voxels, 14-20 GB, and the OS killed tfopt); at least 1, where only the ``kernels``
     measure can see a disagreement."""
-    from tfopt.verification.verify_inputs import ELEMENT_BUDGET
+    from tfopt import _tf
 
     one = at.with_batch(specs, 1, 0, graph_def).feeds
     per_row = max((int(np.size(v)) for v in one.values()), default=1)
-    return max(1, min(PROBE_BATCH, ELEMENT_BUDGET // max(per_row, 1)))
+    return max(1, min(PROBE_BATCH, _tf.ELEMENT_BUDGET // max(per_row, 1)))
 
 
 def judge(model: Any, at: Any, derived: Any, error: float, bound: float, what: str, run: Any = None,

@@ -349,8 +349,8 @@ def find_ties(run: Callable[[Mapping[str, Any]], Any], specs: Sequence[TensorSpe
                 return ties
             except Exception as exc:  # a refusal names the sizes that disagree
                 message = str(exc)
-            if (ties.learn_split(split_tie(message, graph_def), symbols) or learn_derived(ties, message, symbols, graph_def)
-                    or ties.learn(message, symbols)):
+            if (ties.learn_split(split_tie(message, graph_def), symbols)
+                    or learn_derived(ties, message, symbols, graph_def, shapes) or ties.learn(message, symbols)):
                 continue
         static = static_problem(graph_def, specs, shapes) if graph_def is not None else ""
         if not static or not (ties.learn_split(split_tie(static, graph_def), symbols) or ties.learn(static, symbols)):

@@ -1,12 +1,11 @@
 """Verification inputs that fit the model, and the original-vs-derived comparison run on them.
 
-Inputs come, in order, from ``--eval-data``, from ``--calibration``, from ``--verify-shape``
-(a concrete shape to verify at; the artifact keeps its dynamic dimensions), and only then are
-made up. Made-up inputs first learn which unknown dimensions the graph ties together
-(:mod:`tfopt.verification.shapes`: a time-major RNN's batch is axis 1 of its sequence and axis 0 of its
-lengths), fill the batch with the batch size and search the other dimensions: the *original* model
-runs at 8, 16, 32, ... (one size for every other dimension, within an element budget per input)
-until every output is non-empty and finite. A cropping layer empties a short sequence; six
+Inputs come, in order, from ``--eval-data``, from ``--calibration``, from ``--verify-shape`` (a concrete shape to
+verify at; the artifact keeps its dynamic dimensions), and only then are made up. Made-up inputs first learn which
+unknown dimensions the graph ties together (:mod:`tfopt.verification.shapes`: a time-major RNN's batch is axis 1 of
+its sequence and axis 0 of its lengths), fill the batch with the batch size and search the other dimensions: the
+*original* model runs at 8, 16, 32, ... (one size for every other dimension, within :data:`tfopt._tf.ELEMENT_BUDGET`
+per input) until every output is non-empty and finite. A cropping layer empties a short sequence; six
 poolings of a short time axis leave a global average over nothing (NaN): neither is a
 verification, and neither is the fault of freezing or a converter, so when no size works the
 error names the failing node and asks for a ``--verify-shape`` that keeps the ties. Values keep to
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from tfopt._tf import ELEMENT_BUDGET
 from tfopt.errors import (
     ConversionError,
     GraphError,
@@ -54,7 +54,7 @@ from tfopt.verification.saturation import (
 )
 from tfopt.verification.stochastic import check_reproducible
 from tfopt.verification.testing import OutputDiff, assert_equivalent, random_inputs
-from tfopt.verification.verify_inputs import ELEMENT_BUDGET, VerifyData, VerifyInputs
+from tfopt.verification.verify_inputs import VerifyData, VerifyInputs
 
 SEARCH_SIZES = tuple(8 << i for i in range(12))  # 8 .. 16384
 REALISTIC = 64  # the smallest size that is verified as "realistic" (see the module docstring)

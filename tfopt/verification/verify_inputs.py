@@ -17,8 +17,6 @@ from tfopt.verification.feed_shapes import feed_shapes
 from tfopt.verification.saturation import NORMAL, note, realistic_note, record, values_record
 from tfopt.verification.testing import random_inputs
 
-ELEMENT_BUDGET = 1 << 22  # per input: 4 Mi elements (16 MB of float32) at most in any made-up run of the original
-
 
 @dataclass(frozen=True)
 class VerifyData:
