@@ -22,6 +22,8 @@ CONTROL_FLOW_V1_OPS = frozenset(
 )
 PLACEHOLDER_OPS = frozenset({"Placeholder", "PlaceholderV2", "PlaceholderWithDefault"})
 VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
+# Ops that make a loop, functional or v1: a graph holding one can run unboundedly long.
+LOOP_OPS = frozenset({"While", "StatelessWhile", "_While", "LoopCond", "Enter"})
 
 # TensorFlow DataType enum values (tensorflow/core/framework/types.proto), named here so that the
 # GraphDef helpers and passes need not import TensorFlow to read or set a dtype attribute.

@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from tfopt.graph import Model
+from tfopt.graph import LOOP_OPS, Model
 
 CALIBRATING = ("int8", "int16x8")  # the precisions whose conversion runs the graph on calibration data
 
@@ -40,9 +40,7 @@ def isolated(model: Model, precision: str, calibration: Sequence[Any] | None, *,
 
 
 def holds_loop(graph_def: Any) -> bool:
-    """A loop op (:data:`tfopt.verification.deadline.LOOP_OPS`) in the graph or in any function of its library."""
-    from tfopt.verification.deadline import LOOP_OPS
-
+    """A loop op (:data:`tfopt.graph.LOOP_OPS`) in the graph or in any function of its library."""
     if any(n.op in LOOP_OPS for n in graph_def.node):
         return True
     return any(n.op in LOOP_OPS for f in graph_def.library.function for n in f.node_def)

@@ -33,11 +33,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from tfopt.errors import VerificationTimeoutError
+from tfopt.graph import LOOP_OPS
 
 FLOOR = 60.0  # seconds: an artifact's call is never cut before this (a runtime's first call compiles)
 FACTOR = 50.0  # x the original's own time on the same inputs (an interpreter 50x slower than TensorFlow still ends)
 REFERENCE_DEFAULT = 600.0  # seconds: the original's call, before any time of its own is known
-LOOP_OPS = frozenset({"While", "StatelessWhile", "_While", "LoopCond", "Enter"})
 
 _GIVEN: contextvars.ContextVar[float | None] = contextvars.ContextVar("tfopt_verify_timeout", default=None)
 
