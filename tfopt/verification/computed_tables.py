@@ -68,3 +68,45 @@ def table_sizes(graph_def: Any, shapes: Mapping[str, Sequence[int]], tables: Map
         if sizes:
             out[name] = min(sizes)
     return out
+
+
+_PROBES = (1009, 1013, 1019, 1021, 1031, 1033, 1039, 1049, 1051, 1061, 1063, 1069, 1087, 1091, 1093, 1097)
+
+
+def cut_tables(graph_def: Any, axes: Mapping[str, int | None]) -> set[str]:
+    """The inputs a sample cut on the batch axes would break: an index into a computed table whose
+    gathered axis is the batch axis (a graph network's atoms), and the inputs that size it. One atom
+    of ``atoms [N, F]`` with its neighbour list ``nlist [1, K]`` is no sample: the list still points
+    at the other ``N - 1`` rows. Read by shape inference with every batch axis one prime (a table of
+    another size gathers inside each sample: ``batch_dims=1``), then each its own prime to name the
+    inputs that size the table; when shape inference refuses those (the batch axes meet in one op),
+    or cannot size the table at all, every input with a batch axis goes whole beside the index."""
+    tables = computed_tables(graph_def)
+    cut = {k: a for k, a in axes.items() if a is not None}
+    if not tables or not cut:
+        return set()
+    common = table_sizes(graph_def, _probed(graph_def, cut, dict.fromkeys(cut, _PROBES[0])), tables)
+    on_batch = [i for i in tables if common.get(i, _PROBES[0]) == _PROBES[0]]  # unsized: as if on the batch
+    if not on_batch:
+        return set()
+    probes = dict(zip(sorted(cut), _PROBES[1:]))
+    sizes = table_sizes(graph_def, _probed(graph_def, cut, probes), tables)
+    tied: set[str] = set()
+    for index in on_batch:
+        named = {k for k, p in probes.items() if p == sizes.get(index)}
+        tied |= {index} | (named or set(cut))
+    return tied
+
+
+def _probed(graph_def: Any, cut: Mapping[str, int | None], probes: Mapping[str, int]) -> dict[str, list[int | None]]:
+    """Each input's declared shape with its batch axis (``cut``) the size ``probes`` gives it."""
+    from tfopt.graph import node_map
+
+    nodes = node_map(graph_def)
+    shapes: dict[str, list[int | None]] = {}
+    for name, axis in cut.items():
+        node = nodes.get(name)
+        dims = [d.size for d in node.attr["shape"].shape.dim] if node is not None else []
+        if axis is not None and 0 <= axis < len(dims):
+            shapes[name] = [probes[name] if i == axis else (None if d < 0 else d) for i, d in enumerate(dims)]
+    return shapes
