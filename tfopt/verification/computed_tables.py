@@ -44,7 +44,8 @@ def computed_tables(graph_def: Any) -> dict[str, list[Table]]:
     return out
 
 
-def table_sizes(graph_def: Any, shapes: Mapping[str, Sequence[int]], tables: Mapping[str, list[Table]]) -> dict[str, int]:
+def table_sizes(graph_def: Any, shapes: Mapping[str, Sequence[int | None]],
+                tables: Mapping[str, list[Table]]) -> dict[str, int]:
     """Each index input's bound (the smallest of its tables' gathered axes) when the inputs have
     ``shapes``; an input none of whose tables shape inference sizes is left out."""
     from tfopt._tf import GraphFacts

@@ -75,7 +75,9 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
     rows = table_sizes(graph_def, chosen, computed_tables(graph_def)) if graph_def is not None else {}
     for spec in specs:
         shape = chosen[spec.name]
-        role = roles.get(spec.name) or (("ids", rows[spec.name]) if spec.name in rows else None)
+        role = roles.get(spec.name)
+        if spec.name in rows:  # the smaller of a constant table's rows and a computed one's, both indexed
+            role = ("ids", min(rows[spec.name], role[1]) if role and role[0] == "ids" else rows[spec.name])
         if role and role[0] == "length" and not spec.dtype.startswith(("int", "uint")):
             role = None  # a float compared with another tensor is a value, not a length
         given = fill(role, shape, spec.dtype, rng, dynamic_dim)
