@@ -81,13 +81,14 @@ def cut_tables(graph_def: Any, axes: Mapping[str, int | None]) -> set[str]:
     at the other ``N - 1`` rows. Read by shape inference with every batch axis one prime (a table of
     another size gathers inside each sample: ``batch_dims=1``), then each its own prime to name the
     inputs that size the table; when shape inference refuses those (the batch axes meet in one op),
-    or cannot size the table at all, every input with a batch axis goes whole beside the index."""
+    every input with a batch axis goes whole beside the index. A table shape inference cannot size at
+    all leaves the inputs cut into rows, as they were."""
     tables = computed_tables(graph_def)
     cut = {k: a for k, a in axes.items() if a is not None}
     if not tables or not cut:
         return set()
     common = table_sizes(graph_def, _probed(graph_def, cut, dict.fromkeys(cut, _PROBES[0])), tables)
-    on_batch = [i for i in tables if common.get(i, _PROBES[0]) == _PROBES[0]]  # unsized: as if on the batch
+    on_batch = [i for i in tables if common.get(i) == _PROBES[0]]  # unsized: cut as before (no evidence)
     if not on_batch:
         return set()
     probes = dict(zip(sorted(cut), _PROBES[1:]))
