@@ -7,7 +7,7 @@ from __future__ import annotations
 from tfopt.coverage.corpus_entry import Entry
 
 __all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14", "HELD_OUT_15", "HELD_OUT_16",
-           "HELD_OUT_17", "HELD_OUT_18"]
+           "HELD_OUT_17", "HELD_OUT_18", "HELD_OUT_19"]
 
 _PHONET = ("phonet/phonet.py", "phonet/Phonological.py")
 _TK_CBED = ("tk_cbed/tk_cbed.py", "tk_cbed/model.py")
@@ -218,6 +218,27 @@ _SET_18: tuple[Entry, ...] = (
           "Embedding + LSTM + Dropout + Dense + a sigmoid Activation layer (the package's default TCN models need "
           "keras-tcn, another package)", held_out=True),
 )
+_DEEPCOIL = "deepcoil/weights"
+_SET_19: tuple[Entry, ...] = (
+    # -- the nineteenth held-out set: new packages, chosen before measuring (issue 24, round 19)
+    Entry("deepcoil-seq1", "deepcoil", "2.0.1", f"{_DEEPCOIL}/seq_1.h5", "keras2-h5",
+          "Keras 2.4 .h5 functional (2020): DeepCoil 2, coiled-coil domains in protein sequences, over (?, 500, 1024) "
+          "SeqVec residue embeddings, a residual 1-D CNN (Conv1D + BatchNorm + LeakyReLU + Dropout, Add skips), two "
+          "per-residue heads: a sigmoid coiled-coil score and a 3-way softmax over heptad positions (a multi-output "
+          "model); the package loads seq.json and each of five weight files in turn and averages them", held_out=True),
+    Entry("deepcoil-seq5", "deepcoil", "2.0.1", f"{_DEEPCOIL}/seq_5.h5", "keras2-h5",
+          "Keras 2.4 .h5 like deepcoil-seq1: the fifth cross-validation fold (same architecture, other weights, "
+          "other layer names)", held_out=True),
+    Entry("nmrgnn", "nmrgnn", "0.7", "nmrgnn/models/baseline", "savedmodel",
+          "TF2 SavedModel (2021, no keras_metadata): a message-passing graph network predicting NMR chemical shifts "
+          "per atom, four inputs that share the atom axis: one-hot elements (?, 10), a neighbour list of atom indices "
+          "(?, 16) int32 that the model gathers with, neighbour distances (?, 16) and the inverse degree (?,); one "
+          "output per atom", held_out=True),
+    Entry("checkm2-comp", "CheckM2", "1.0.1", "checkm2/models/specific_model_COMP.hd5", "keras2-h5",
+          "Keras 2.3.0-tf .h5 Sequential saved as .hd5 (2023, sdist): CheckM2's completeness predictor for genome bins, "
+          "(?, 20021, 1) annotation feature vectors, four Conv1D + BatchNorm, Flatten, Dense, a sigmoid "
+          "completeness", held_out=True),
+)
 HELD_OUT_11 = tuple(e.name for e in ENTRIES)
 """The eleventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 11)."""
 HELD_OUT_12 = tuple(e.name for e in _SET_12)
@@ -234,4 +255,6 @@ HELD_OUT_17 = tuple(e.name for e in _SET_17)
 """The seventeenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 17)."""
 HELD_OUT_18 = tuple(e.name for e in _SET_18)
 """The eighteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 18)."""
-ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15 + _SET_16 + _SET_17 + _SET_18
+HELD_OUT_19 = tuple(e.name for e in _SET_19)
+"""The nineteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 19)."""
+ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15 + _SET_16 + _SET_17 + _SET_18 + _SET_19

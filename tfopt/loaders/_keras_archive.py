@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from tfopt.errors import ModelFormatError
+from tfopt.loaders._keras_files import ARCHIVE, keras_kind
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def windows_names(path: str) -> list[str]:
     """Root names of a ``.keras`` archive's weight file that hold a ``\\`` (none for other files)."""
     import h5py
 
-    if not path.lower().endswith(".keras"):
+    if keras_kind(path) != ARCHIVE:
         return []
     try:
         with zipfile.ZipFile(path) as zf:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from tfopt.errors import ModelFormatError, OptionError, TfoptError, UnsafeModelError
+from tfopt.loaders._keras_files import ARCHIVE, keras_kind
 
 
 @contextmanager
@@ -63,7 +64,7 @@ def guarded(path: str, loader: Any) -> Any:
                 f"{path}: the model contains a Lambda layer, which runs arbitrary Python when loaded. "
                 "If you trust this file, pass --unsafe (unsafe=True)") from exc
         if isinstance(exc, json.JSONDecodeError):  # the archive's config.json (or an .h5's model_config) is cut
-            inner = f"{path}/config.json" if path.endswith(".keras") else f"{path} (model_config)"
+            inner = f"{path}/config.json" if keras_kind(path) == ARCHIVE else f"{path} (model_config)"
             raise ModelFormatError(f"{inner}: not valid JSON ({exc.msg}, char {exc.pos}); the file is truncated or "
                                    "half-written: save the model again") from exc
         raise ModelFormatError(f"{path}: cannot load Keras model{at_layer(exc)}: "

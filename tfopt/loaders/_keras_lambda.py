@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tfopt.errors import LambdaCodeError
+from tfopt.loaders._keras_files import ARCHIVE, keras_kind
 
 ANY_LAMBDA = "<lambda>"  # the key that supplies one function for every unreadable Lambda
 _PARTS = (("function", "function_type"), ("output_shape", "output_shape_type"), ("mask", "mask_type"))
@@ -155,7 +156,7 @@ def with_supplied(path: str, given: Mapping[str, Callable[..., Any]]) -> Iterato
     format, which asks no ``custom_objects`` entry for its own Lambda class): a temporary copy whose
     config names each supplied function (``function_type: "function"``, found under
     :data:`SUPPLIED_KEY` + layer name) and drops the stored shape function; other files as they are."""
-    if not given or not path.lower().endswith(".keras"):
+    if not given or keras_kind(path) != ARCHIVE:
         yield path, {}
         return
     from tfopt.loaders._keras_archive import archive_copy
@@ -211,7 +212,7 @@ def lambda_shim(given: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
 def writer_version(path: str) -> str:
     """The Keras version that wrote ``path`` as the file records it, or ``""``."""
     try:
-        if path.lower().endswith(".keras"):
+        if keras_kind(path) == ARCHIVE:
             with zipfile.ZipFile(path) as zf:
                 return str(json.loads(zf.read("metadata.json")).get("keras_version", ""))
         import h5py

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from tfopt.loaders._keras_archive import archive_copy, walk_layers
+from tfopt.loaders._keras_files import ARCHIVE, keras_kind
 
 CONFIG = "config.json"
 
@@ -49,7 +50,7 @@ def unwrapped_archive(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
     models' one-element output lists unwrapped (the note names them). The copy is removed on exit."""
     import zipfile
 
-    if not path.lower().endswith(".keras") or not zipfile.is_zipfile(path):
+    if keras_kind(path) != ARCHIVE or not zipfile.is_zipfile(path):
         yield path, {}
         return
     import zlib

@@ -23,6 +23,7 @@ from tfopt.graph import Model
 from tfopt.loaders._concrete import model_from_concrete
 from tfopt.loaders._keras_archive import readable_archive, walk_layers
 from tfopt.loaders._keras_errors import guarded as _guarded
+from tfopt.loaders._keras_files import ARCHIVE, HDF5, keras_kind, suffixed
 from tfopt.loaders._keras_lambda import (
     check_readable,
     lambda_shim,
@@ -37,17 +38,16 @@ from tfopt.loaders._keras_registered import registered_aliases
 from tfopt.loaders._keras_time_distributed import folded as folded_time_distributed
 
 FORMAT = "keras"
-_SUFFIXES = (".keras", ".h5", ".hdf5")
-
-
 def detect(path: str) -> bool:
-    return os.path.isfile(path) and path.lower().endswith(_SUFFIXES)
+    return os.path.isfile(path) and keras_kind(path) is not None
 
 
 def load(path: str, options: Any) -> Model:
     # A .keras saved on Windows by Keras 2.13-2.15 is read through a copy with '/' weight names; one whose
     # Sequential nests a model stored with a one-element output list (Keras 3.4-3.8) through an unwrapped copy.
-    with readable_archive(path) as (source, note), unwrapped_archive(source) as (source, unwrapped):
+    # A Keras file under another name (CheckM2's .hd5) is loaded through a link with the suffix its loader reads.
+    with suffixed(path) as named, readable_archive(named) as (source, note), \
+            unwrapped_archive(source) as (source, unwrapped):
         return _load(path, source, options, {**note, **unwrapped})
 
 
@@ -57,7 +57,7 @@ def _load(path: str, source: str, options: Any, note: dict[str, Any]) -> Model:
         import keras
 
         check_readable(path, _stored_lambdas(_stored_config(path)), {}, writer_version(path), can_supply=False)
-        if not options.unsafe and path.lower().endswith((".h5", ".hdf5")):
+        if not options.unsafe and keras_kind(path) == HDF5:
             _refuse_h5_lambda(path)
         custom = import_custom_objects(options.custom_objects)
         custom = {**custom, **registered_aliases(_stored_config(path), custom)}
@@ -80,7 +80,7 @@ def _load(path: str, source: str, options: Any, note: dict[str, Any]) -> Model:
         lambdas = _stored_lambdas(stored)
         given = supplied(lambdas, custom)
         check_readable(path, lambdas, given, writer_version(path))
-        if not options.unsafe and path.lower().endswith((".h5", ".hdf5")):
+        if not options.unsafe and keras_kind(path) == HDF5:
             _refuse_h5_lambda(path, supplied=set(given))
         kinds = _tfmot_kinds(stored)
         # the user's own classes win; a function supplied for a Lambda layer is that layer's, not a Keras name
@@ -216,7 +216,7 @@ TFMOT_MARKERS = {"qat": ("QuantizeWrapper", "QuantizeLayer"), "pruned": ("PruneL
 def _stored_config(path: str) -> str:
     """The model config JSON as stored in the file (without loading it), or ``""``."""
     try:
-        if path.lower().endswith(".keras"):
+        if keras_kind(path) == ARCHIVE:
             with zipfile.ZipFile(path) as zf:
                 return zf.read("config.json").decode() if "config.json" in zf.namelist() else ""
         import h5py
@@ -297,7 +297,7 @@ def _keras_major(path: str) -> int:
     """The major version of the Keras that wrote the file: a ``.keras`` archive's metadata, or an
     ``.h5``'s root ``keras_version`` attribute (tf-keras and Keras 2 write 2.x, and Keras 3's
     legacy ``model.save("m.h5")`` writes 3.x, a config tf-keras cannot read: ``batch_shape``)."""
-    if not path.lower().endswith(".keras"):
+    if keras_kind(path) != ARCHIVE:
         import h5py
 
         try:

@@ -300,7 +300,10 @@ def fed_whole(graph_def: Any, axes: Mapping[str, int | None]) -> dict[str, int |
     segment ids tie together: the structure, the op's other structure inputs and the inputs whose
     dimension they split. One value of
     ``values [n]`` is no sample: its row lengths ``[3]``, fed whole beside it, would add up to ``n``, not 1;
-    one row of a ``segment_sum``'s data is no sample either (its id alone is no longer from 0)."""
+    one row of a ``segment_sum``'s data is no sample either (its id alone is no longer from 0), nor one
+    atom of a graph network with its neighbour list (:func:`tfopt.verification.computed_tables.cut_tables`)."""
+    from tfopt.verification.computed_tables import cut_tables
+
     if graph_def is None:
         return dict(axes)
     needs = input_needs(graph_def, set(axes))
@@ -309,4 +312,5 @@ def fed_whole(graph_def: Any, axes: Mapping[str, int | None]) -> dict[str, int |
     for name, need in needs.items():
         if need.at in ops:  # every input the same op reads as structure, and those whose rows it counts
             tied |= {name} | {r.input for r in (need.count, need.bound) if r is not None and r.input and r.axis >= 0}
+    tied |= cut_tables(graph_def, axes)  # a neighbour list into the batch's own rows (a graph network)
     return {k: None if k in tied else a for k, a in axes.items()}

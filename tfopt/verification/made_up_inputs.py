@@ -51,27 +51,36 @@ BIG_BIAS = 1e3  # |c| at least this in mask * c: an additive "minus infinity" bi
 
 def index_bounds(graph_def: Any) -> dict[str, int]:
     """Placeholder name -> the number of rows of the smallest table it indexes (where a Gather's
-    table is a constant or a variable of known shape): valid ids are ``[0, bound)``."""
-    from tfopt.graph import ancestors, node_map, tensor_node
-
-    def off_path(node: Any, ref: str) -> bool:  # follow only the inputs an index passes through
-        return not any(i < len(node.input) and node.input[i] == ref for i in _INDEX_PATH.get(node.op, ()))
+    table is a constant or a variable of known shape): valid ids are ``[0, bound)``. A table the model
+    computes is sized at the made-up shapes: :mod:`tfopt.verification.computed_tables`."""
+    from tfopt.graph import node_map, tensor_node
 
     nodes = node_map(graph_def)
     bounds: dict[str, int] = {}
     for node in graph_def.node:
         if node.op not in GATHERS or len(node.input) < 2:
             continue
-        rows = _rows(nodes, tensor_node(node.input[GATHERS[node.op]]))
+        rows = table_rows(nodes, tensor_node(node.input[GATHERS[node.op]]))
         if rows is None:
             continue
-        for name in ancestors(graph_def, [node.input[1]], follow_control=False, skip_edge=off_path):
-            if nodes[name].op == "Placeholder":
-                bounds[name] = min(rows, bounds.get(name, rows))
+        for name in gather_indexers(graph_def, nodes, node):
+            bounds[name] = min(rows, bounds.get(name, rows))
     return bounds
 
 
-def _rows(nodes: Mapping[str, Any], name: str) -> int | None:
+def gather_indexers(graph_def: Any, nodes: Mapping[str, Any], gather: Any) -> list[str]:
+    """The placeholders whose values reach ``gather``'s indices through the ops an index passes through."""
+    from tfopt.graph import ancestors
+
+    def off_path(node: Any, ref: str) -> bool:  # follow only the inputs an index passes through
+        return not any(i < len(node.input) and node.input[i] == ref for i in _INDEX_PATH.get(node.op, ()))
+
+    return sorted(name for name in ancestors(graph_def, [gather.input[1]], follow_control=False, skip_edge=off_path)
+                  if nodes[name].op == "Placeholder")
+
+
+def table_rows(nodes: Mapping[str, Any], name: str) -> int | None:
+    """The rows of the table ``name`` when it is a constant or a variable of known first dimension."""
     from tfopt.graph import tensor_node
 
     while name in nodes and nodes[name].op in ("Identity", "ReadVariableOp") and nodes[name].input:

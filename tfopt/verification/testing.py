@@ -44,7 +44,7 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
     drawn from the same normal values, for floats nothing below constrains), integers uniform in [0, 8), bools False, strings ``b"a"`` (numerals where the graph parses them). With
     ``graph_def``, an input keeps to what the graph does with it (:mod:`tfopt.verification.made_up_inputs`): ids
     inside their table (whole numbers when the input is float, as Keras 2 declared an Embedding's
-    input), masks 0/1, integer lengths in ``[1, dynamic_dim]``, and values inside the domain of the
+    input; a table the model computes sized at these shapes, :mod:`tfopt.verification.computed_tables`), masks 0/1, integer lengths in ``[1, dynamic_dim]``, and values inside the domain of the
     ops they reach (:mod:`tfopt.verification.input_domains`: positive before a ``Log``, ``[-1, 1]`` before an ``Acos``);
     inputs that are structure fit the others (:mod:`tfopt.verification.input_structure`: ragged row lengths add
     up to the values' count, segment ids sorted, sparse indices inside their dense shape).
@@ -52,6 +52,7 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
     Raises:
         MadeUpInputsError: a structure input no made-up value fits (the input, the op, the fix named).
     """
+    from tfopt.verification.computed_tables import computed_tables, table_sizes
     from tfopt.verification.input_domains import draw, input_domains
     from tfopt.verification.input_structure import input_needs
     from tfopt.verification.made_up_inputs import fill, input_roles
@@ -63,13 +64,20 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
     domains = input_domains(graph_def, {s.name for s in specs}) if graph_def is not None else {}
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
+    chosen: dict[str, tuple[int, ...]] = {}
     for spec in specs:
         dims = spec.shape if spec.shape is not None else (batch,)
         shape = tuple((batch if i == 0 else dynamic_dim) if d is None else d for i, d in enumerate(dims))
         if shapes and spec.name in shapes:
             shape = tuple(int(d) for d in shapes[spec.name])
-        shape = room_for_structure(needs.get(spec.name), dims, shape)
+        chosen[spec.name] = room_for_structure(needs.get(spec.name), dims, shape)
+    # indices into a table the model computes (a graph network's neighbour list): bounded at these shapes
+    rows = table_sizes(graph_def, chosen, computed_tables(graph_def)) if graph_def is not None else {}
+    for spec in specs:
+        shape = chosen[spec.name]
         role = roles.get(spec.name)
+        if spec.name in rows:  # the smaller of a constant table's rows and a computed one's, both indexed
+            role = ("ids", min(rows[spec.name], role[1]) if role and role[0] == "ids" else rows[spec.name])
         if role and role[0] == "length" and not spec.dtype.startswith(("int", "uint")):
             role = None  # a float compared with another tensor is a value, not a length
         given = fill(role, shape, spec.dtype, rng, dynamic_dim)
