@@ -133,3 +133,20 @@ def test_cli_refuses_finetune_data_without_int8(keras2_digits, tmp_path, capsys)
                      "--finetune-data", keras2_digits["train"]])
     assert code == 2 and "--finetune-data fine-tunes --cluster/--prune, or int8" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_keras_file_is_judged_by_its_content_not_its_name(keras2_digits, tmp_path):
+    """A Keras 2 ``.h5`` shipped as ``.hd5`` (CheckM2) passes the path check; a Keras 3 archive under a
+    name without ``.keras`` is still refused as Keras 3, not as "not a Keras .h5 model"."""
+    import shutil
+
+    from tfopt.quantizing.qat.finetune import _check_path
+
+    renamed = str(tmp_path / "model.hd5")
+    shutil.copy(keras2_digits["path"], renamed)
+    _check_path(renamed)
+    keras3 = str(tmp_path / "k3.keras")
+    examples.keras_cnn().save(keras3)
+    shutil.move(keras3, tmp_path / "k3.bin")
+    with pytest.raises(OptionError, match="is a Keras 3 model"):
+        _check_path(str(tmp_path / "k3.bin"))

@@ -37,11 +37,11 @@ import numpy as np
 
 from tfopt.errors import OptionError
 from tfopt.graph import Model
+from tfopt.loaders._keras_files import ARCHIVE, HDF5, keras_kind
 from tfopt.quantizing.engine.plan import Int8Plan
 
 LEARNING_RATE = 1e-4  # Adam: small, the model is trained already; only rounding is to be learned
 BATCH_SIZE = 32
-_KERAS2_SUFFIXES = (".h5", ".hdf5")
 
 
 @dataclass
@@ -106,17 +106,17 @@ def keras2_model(model: Model) -> Any:
 
 
 def _check_path(path: str) -> None:
-    lower = path.lower()
-    if lower.endswith(_KERAS2_SUFFIXES):
+    kind = keras_kind(path)  # by the suffix, else by the content (a package's .hd5 or suffix-less file)
+    if kind == HDF5:
         return
     keras3 = False
-    if lower.endswith(".keras") and zipfile.is_zipfile(path):
+    if kind == ARCHIVE:
         import json
 
         with zipfile.ZipFile(path) as archive:
             meta = json.loads(archive.read("metadata.json")) if "metadata.json" in archive.namelist() else {}
         keras3 = not str(meta.get("keras_version", "3")).startswith("2")
-    if keras3 or not lower.endswith(".keras"):
+    if keras3 or kind != ARCHIVE:
         what = "a Keras 3 model" if keras3 else "not a Keras .h5 model"
         raise OptionError(f"--finetune-data with --quantize int8: {path} is {what}. The quantization-aware fine-tune "
                           "runs through TFMOT, which needs a Keras 2 (tf_keras) model: save it with tf_keras "
