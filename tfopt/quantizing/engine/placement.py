@@ -11,7 +11,9 @@ the fused kernel never rounds. So ranges go where a quantization-aware (TFMOT) g
    sequence, ``MatMul -> Reshape -> BiasAdd``, too: converters fold that bias into the layer);
 3. each fused composite's output, and nowhere inside it (:func:`composites`, below);
 4. the output of every other op whose int8 output scale is not its input's (``REQUANTIZING_OPS``: ``Add``,
-   ``Mul``, ``ConcatV2``, ``Mean``, ``Softmax``...), with a single-consumer ``Relu``/``Relu6`` after it;
+   ``Mul``, ``ConcatV2``, ``Mean``, ``Softmax``...; and a ``RealDiv`` by a constant, which converters run as
+   an int8 multiplication by its reciprocal: Keras' ``hard_sigmoid``, ``relu6(x + 3) / 6``, and
+   ``Normalization``), with a single-consumer ``Relu``/``Relu6`` after it;
 5. a TF1 loop's output (``Exit``) or TensorArray element read by a layer: no converter carries a scale there.
 
 Scale-preserving ops (``MaxPool``, ``Reshape``, ``Transpose``...) get none: converters carry their
@@ -191,9 +193,10 @@ def range_groups(model: Model, *, in_loops: bool = False) -> list[tuple[tuple[st
             groups[composite.nodes[0]] = composite.nodes
             ranged[composite.nodes[0]] = composite.ranged
             taken.update(composite.nodes)
+    nodes = node_map(model.graph_def)
     for node in model.graph_def.node:  # Add -> Relu: the Relu joins the Add's group, whatever the node order
-        if node.op in REQUANTIZING_OPS and node.op not in FUSED_ACTIVATIONS and node.name not in taken \
-                and _dtype(node) in FLOAT_DTYPES:
+        requantizing = node.op in REQUANTIZING_OPS or (node.op == "RealDiv" and const_input(nodes, node, 1) is not None)
+        if requantizing and node.op not in FUSED_ACTIVATIONS and node.name not in taken and _dtype(node) in FLOAT_DTYPES:
             nxt = _single_user(users, node.name, outputs)
             fused = nxt is not None and nxt.op in FUSED_ACTIVATIONS and nxt.name not in taken
             groups[node.name] = (node.name, nxt.name) if fused else (node.name,)
