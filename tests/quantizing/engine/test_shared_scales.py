@@ -12,16 +12,23 @@ from tfopt.quantizing.engine.quantize import Recipe, quantize_model
 from tfopt.quantizing.engine.shared_scales import share_concat_ranges
 
 
-def _concat_net(t):
+def _concat_net(t, pooled: bool = False):
     """conv(a) -> relu, conv(b) -> relu -> maxpool(1x1), concat, then a 1x1 conv; the branches'
-    ranges differ by 10x."""
-    rng = np.random.default_rng(0)
+    ranges differ by 10x. ``pooled``: a 2x2 AvgPool after a and a 2x2 MaxPool after b instead, the
+    pooled branches of an Inception- or DenseNet-style block."""
+    rng = np.random.default_rng(2 if pooled else 0)
     x = t.compat.v1.placeholder(t.float32, (None, 8, 8, 3), name="x")
     a = t.nn.relu(t.nn.conv2d(x, rng.normal(0, 1, (3, 3, 3, 4)).astype(np.float32), 1, "SAME"), name="a")
+    if pooled:
+        a = t.nn.avg_pool2d(a, 2, 2, "VALID", name="avg")
     b = t.nn.relu(t.nn.conv2d(x, rng.normal(0, 10, (3, 3, 3, 4)).astype(np.float32), 1, "SAME"), name="b")
-    b = t.nn.max_pool2d(b, 1, 1, "SAME", name="pool")
+    b = t.nn.max_pool2d(b, 2, 2, "VALID", name="pool") if pooled else t.nn.max_pool2d(b, 1, 1, "SAME", name="pool")
     c = t.concat([a, b], axis=-1, name="cat")
     t.nn.conv2d(c, rng.normal(0, 1, (1, 1, 8, 2)).astype(np.float32), 1, "SAME", name="out")
+
+
+def _pool_concat_net(t):
+    _concat_net(t, pooled=True)
 
 
 def test_concat_inputs_and_output_share_the_union_through_scale_preserving_ops():
@@ -43,19 +50,6 @@ def test_the_engines_concat_graph_converts_to_tflite_int8(tmp_path):
     path = emit_tflite(quantized, str(tmp_path / "m.tflite"), precision="int8", calibration=[samples],
                        quantization_aware=True)  # refused before: "violate the same scale constraint"
     assert count_quantized_ops("tflite", path)["float"] == 0
-
-
-def _pool_concat_net(t):
-    """conv(a) -> relu -> avgpool 2x2, conv(b) -> relu -> maxpool 2x2, concat, then a 1x1 conv; the
-    branches' ranges differ by 10x: the pooled branches of an Inception- or DenseNet-style block."""
-    rng = np.random.default_rng(2)
-    x = t.compat.v1.placeholder(t.float32, (None, 8, 8, 3), name="x")
-    a = t.nn.relu(t.nn.conv2d(x, rng.normal(0, 1, (3, 3, 3, 4)).astype(np.float32), 1, "SAME"), name="a")
-    a = t.nn.avg_pool2d(a, 2, 2, "VALID", name="avg")
-    b = t.nn.relu(t.nn.conv2d(x, rng.normal(0, 10, (3, 3, 3, 4)).astype(np.float32), 1, "SAME"), name="b")
-    b = t.nn.max_pool2d(b, 2, 2, "VALID", name="pool")
-    c = t.concat([a, b], axis=-1, name="cat")
-    t.nn.conv2d(c, rng.normal(0, 1, (1, 1, 8, 2)).astype(np.float32), 1, "SAME", name="out")
 
 
 def test_an_input_grid_op_before_a_concat_joins_its_input_to_the_concat_range():
