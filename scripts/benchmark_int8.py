@@ -35,7 +35,8 @@ default ms`` and ``fp32 ms / default ms``, in CPU time of the process (one runti
 latency, without the time spent waiting for a core while other jobs run). The second table prints the median of those per-round
 ratios with their 25th-75th percentiles and whether issue 25's targets are met: the default at
 least as fast as native (>= 1.0) and faster than fp32; with VNNI, >= 2x fp32 in TFLite and
-OpenVINO, >= 1.2x in ONNX Runtime.
+OpenVINO, >= 1.2x in ONNX Runtime. Its last column says what the two int8 artifacts run differently
+(:func:`_kernel_diff`): ``same kernels`` where a ratio near 1.0 is all the same work can give.
 
 Default (about 3 minutes on 2 cores): ``mobilenet``, per channel, no AdaRound. ``--full``: the
 README's table (mobilenet, resnet, mobilenet-spread; per channel and per tensor; AdaRound).
@@ -186,6 +187,7 @@ def bench_int8(names: list[str], epochs: int, *, grids: list[str], adaround: boo
           + " | ".join(f"{t} int8 (drop) | {t} speed vs fp32" for t in TARGETS) + " | agree: targets / with float |")
     print("|---|---|---|---|" + "---|---|" * len(TARGETS) + "---|")
     paired_rows: dict[tuple[str, str], dict[str, tuple[float, float, float]]] = {}
+    kernels: dict[tuple[str, str], str] = {}
     with tempfile.TemporaryDirectory(prefix="tfopt-bench-int8-") as root:
         for name in names:
             model = train(name, epochs, root)
@@ -223,11 +225,29 @@ def bench_int8(names: list[str], epochs: int, *, grids: list[str], adaround: boo
                 for label, r in rows:
                     _row(name, grid, label, r, ms)
                 paired_rows.update({(name, t): v for t, v in paired.items()})
-            _paired_table(paired_rows, rounds)  # per model: a long run shows what it has measured so far
+                kernels.update({(name, t): _kernel_diff(t, dict(rows)) for t in paired})
+            _paired_table(paired_rows, rounds, kernels)  # per model: a long run shows what it has measured so far
             paired_rows.clear()
 
 
-def _paired_table(found: dict[tuple[str, str], dict[str, tuple[float, float, float]]], rounds: int) -> None:
+def _kernel_diff(target: str, rows: dict[str, dict[str, Any]]) -> str:
+    """What the default int8 runs that the native does not, or the reverse, in the counts of
+    :func:`tfopt.quantizing.int8_ops.count_quantized_ops` (float layers, unfused activations, int8
+    elementwise kernels, float islands, per-channel offsets; each layer's kernel, precision, offset and
+    whether its activation runs separately): ``same kernels`` when nothing differs. (A clamp at 0 in a
+    layer's requantization, fused or not, costs the kernel nothing.)"""
+    from tfopt.quantizing.int8_ops import count_quantized_ops
+
+    default, native = (count_quantized_ops(target, rows[k]["paths"][target, "int8"]) for k in (DEFAULT, "native"))
+    keys = ("float", "unfused", "int8_elementwise", "float_islands", "offsets")
+    diff = [f"{k} {default[k] - native[k]:+d}" for k in keys if default[k] != native[k]]
+    layers = [[(x["op"], x["precision"], x["activation"] == "separate", x["offset"]) for x in c["layers"]]
+              for c in (default, native)]
+    return ", ".join(diff) or ("same kernels" if layers[0] == layers[1] else "same counts, other layers")
+
+
+def _paired_table(found: dict[tuple[str, str], dict[str, tuple[float, float, float]]], rounds: int,
+                  kernels: dict[tuple[str, str], str]) -> None:
     from benchmark import cpu_summary
 
     if not found:
@@ -237,14 +257,16 @@ def _paired_table(found: dict[tuple[str, str], dict[str, tuple[float, float, flo
           "alternating 5-call blocks; per-round ratio of process CPU ms per call, median [25th-75th percentile]; "
           "above 1: the default is faster)\n")
     print("| model | target | default vs native | default vs fp32 | issue-25 targets (>= 1.0 vs native; vs fp32 "
-          + ("with VNNI" if vnni else "without VNNI: > 1.0") + ") |\n|---|---|---|---|---|")
+          + ("with VNNI" if vnni else "without VNNI: > 1.0") + ") | kernels: default against native |\n"
+          "|---|---|---|---|---|---|")
     for (name, target), ratios in found.items():
         need = VNNI_TARGETS[target] if vnni else 1.0
         native, fp32 = ratios["native"], ratios["fp32"]
         met = [f"{'met' if native[0] >= 1.0 else 'NOT met'} vs native",
                f"{'met' if fp32[0] >= need and fp32[0] > 1.0 else 'NOT met'} vs fp32 (>= {need:.1f}x)"]
         print(f"| {name} | {target} | {native[0]:.3f}x [{native[1]:.3f}-{native[2]:.3f}] "
-              f"| {fp32[0]:.3f}x [{fp32[1]:.2f}-{fp32[2]:.2f}] | {', '.join(met)} |", flush=True)
+              f"| {fp32[0]:.3f}x [{fp32[1]:.2f}-{fp32[2]:.2f}] | {', '.join(met)} | {kernels.get((name, target), '-')} |",
+              flush=True)
 
 
 def _fp32_row(name: str, grid: str, r: dict[str, Any], ms: dict[str, dict[str, float]]) -> None:

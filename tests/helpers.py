@@ -162,6 +162,31 @@ def converted_everywhere(model: Model, out: str, max_abs_err: float) -> list[dic
     return artifacts
 
 
+def engine_tflite(model: Model, samples: dict, recipe, path: str) -> tuple[list[tuple[str, str]], np.ndarray, np.ndarray]:
+    """``model`` (one float input) quantized by the engine's ``recipe`` on ``samples`` and converted to TFLite
+    int8 at ``path`` as tfopt converts it: ``(ops, int8 output, float output)``, the ops as ``(builtin op,
+    type of its first input)`` in execution order, the outputs on the first 8 samples."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfopt.emitters.tflite import emit_tflite
+    from tfopt.quantizing.engine.quantize import quantize_model
+    from tfopt.runtimes.tensorflow import GraphRunner
+
+    quantized, _ = quantize_model(model, samples, recipe)
+    emit_tflite(quantized, path, precision="int8", calibration=[samples], quantization_aware=True)
+    interpreter = Interpreter(path)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = [(op["op_name"], np.dtype(tensors[op["inputs"][0]]["dtype"]).name) for op in interpreter._get_ops_details()
+           if op["op_name"] != "DELEGATE"]
+    (name, x), (feed,), (fetch,) = next(iter(samples.items())), interpreter.get_input_details(), interpreter.get_output_details()
+    interpreter.resize_tensor_input(feed["index"], [8, *x.shape[1:]])
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(feed["index"], x[:8])
+    interpreter.invoke()
+    want = GraphRunner(model)({name: x[:8]})[model.outputs[0].name]
+    return ops, interpreter.get_tensor(fetch["index"]), want
+
+
 def tfmot_or_skip():
     """TFMOT as tfopt imports it (:func:`tfopt._tf.tfmot`: the process's ``tf.keras`` and
     ``TF_USE_LEGACY_KERAS`` left as they were), or the test skipped when it is not installed.

@@ -218,3 +218,26 @@ def test_an_int8_artifact_with_no_int8_layer_gets_a_note(capsys):
     print_int8(SimpleNamespace(artifacts=[artifact("onnx", 0), artifact("openvino", 2)], int8={"recipe": {}}))
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note")]
     assert len(notes) == 1 and notes[0].startswith("note     onnx int8: no layer runs an int8 kernel"), notes
+
+
+@pytest.mark.parametrize(("per_channel", "bias"), [(False, False), (True, False), (False, True), (True, True)])
+def test_an_openvino_dense_has_an_offset_exactly_when_it_adds_a_bias(tmp_path, per_channel, bias):
+    """An int8 MatMul as the OpenVINO IRs of both quantizers have it (FakeQuantize'd u8 input, i8 weights
+    times a per-tensor or per-channel scale, then an optional bias Add): the CPU plugin's FullyConnected
+    reads its weights' scale on a port after the bias's, and a per-tensor scale (one float) was counted
+    as a bias, so the engine's int8 (per-tensor weights) showed an offset the native's had not."""
+    import openvino as ov
+    import openvino.opset13 as op
+
+    rng = np.random.default_rng(6)
+    c = lambda v: op.constant(np.asarray(v, np.float32))  # noqa: E731
+    x = op.parameter([-1, 16], np.float32, name="x")
+    scale = rng.uniform(0.01, 0.02, (10, 1) if per_channel else (1, 1))
+    weights = op.multiply(op.convert(op.constant(rng.integers(-127, 128, (10, 16)).astype(np.int8)), "f32"), c(scale))
+    y = op.matmul(op.fake_quantize(x, c(0), c(4), c(0), c(4), 256), weights, False, True)
+    if bias:
+        y = op.add(y, c(rng.normal(0, 1, (1, 10))))
+    path = str(tmp_path / "dense.xml")
+    ov.save_model(ov.Model([y], [x]), path)
+    (layer,) = count_quantized_ops("openvino", path)["layers"]
+    assert layer["precision"] == "int8" and layer["offset"] is bias, layer

@@ -299,7 +299,8 @@ def openvino_ops(path: str) -> list[KernelOp]:
             record = replace(record, name=fused[0], role="layer",
                              precision=OPENVINO_PRECISION.get(precision, precision),
                              fused=any(kinds.get(n) in OPENVINO_ACTIVATIONS or n in clamping for n in fused[1:]),
-                             offset=_ov_bias_input(op) or any(n in shifting for n in fused[1:]))
+                             offset=_ov_bias_input(op) or any(n in shifting or (kind == "FullyConnected" and kinds.get(n) == "Add")
+                                                              for n in fused[1:]))
         elif kind == "FakeQuantize":
             record = replace(record, role="quantize", fused=any(n in clamping for n in fused))
         elif kind in ("Reorder", "Convert"):
@@ -311,8 +312,11 @@ def openvino_ops(path: str) -> list[KernelOp]:
 
 
 def _ov_bias_input(layer: Any) -> bool:
-    """A compiled layer that reads a float vector besides its data and weights: its bias."""
-    return any(len(v.get_partial_shape()) == 1 and v.get_element_type().is_real() for v in layer.input_values()[2:])
+    """A compiled layer that reads a float vector on its bias port (input 2, after data and weights).
+    Not the ports after it: a ``FullyConnected``'s 3 and 4 are its weights' dequantization scale and
+    zero point (a per-tensor scale is a float vector of one element, no bias; a bias the plugin fused
+    into a ``FullyConnected`` as a post-op is in its ``originalLayersNames``)."""
+    return any(len(v.get_partial_shape()) == 1 and v.get_element_type().is_real() for v in layer.input_values()[2:3])
 
 
 def _ov_input_low_per_channel(fake_quantize: Any) -> bool:

@@ -11,7 +11,7 @@ the fused kernel never rounds. So ranges go where a quantization-aware (TFMOT) g
    sequence, ``MatMul -> Reshape -> BiasAdd``, too: converters fold that bias into the layer);
 3. each fused composite's output, and nowhere inside it (:func:`composites`, below);
 4. the output of every other op whose int8 output scale is not its input's (``REQUANTIZING_OPS``: ``Add``,
-   ``Mul``, ``ConcatV2``, ``Mean``, ``Softmax``...), with a single-consumer ``Relu``/``Relu6`` after it;
+   ``Mul``, ``ConcatV2``, ``Softmax``..., a ``RealDiv`` by a constant), with a single-consumer ``Relu``/``Relu6`` after it;
 5. a TF1 loop's output (``Exit``) or TensorArray element read by a layer: no converter carries a scale there.
 
 Scale-preserving ops (``MaxPool``, ``Reshape``, ``Transpose``...) get none: converters carry their
@@ -181,7 +181,7 @@ def range_groups(model: Model, *, in_loops: bool = False) -> list[tuple[tuple[st
     ``ranged`` nodes have one too, listed first). None where a TF1 while loop's values per iteration
     are not gathered unless ``in_loops`` (they stay float: :mod:`tfopt.quantizing.engine.loops`)."""
     looped = {} if in_loops else unmeasured(model.graph_def)
-    users = data_consumers(model.graph_def)
+    users, nodes = data_consumers(model.graph_def), node_map(model.graph_def)
     outputs = {tensor_node(s.tensor) for s in model.outputs}
     groups = {layer.linear: layer.nodes for layer in layers(model)}
     taken = {n for group in groups.values() for n in group}
@@ -192,8 +192,8 @@ def range_groups(model: Model, *, in_loops: bool = False) -> list[tuple[tuple[st
             ranged[composite.nodes[0]] = composite.ranged
             taken.update(composite.nodes)
     for node in model.graph_def.node:  # Add -> Relu: the Relu joins the Add's group, whatever the node order
-        if node.op in REQUANTIZING_OPS and node.op not in FUSED_ACTIVATIONS and node.name not in taken \
-                and _dtype(node) in FLOAT_DTYPES:
+        if (node.op in REQUANTIZING_OPS or (node.op == "RealDiv" and const_input(nodes, node, 1) is not None)) \
+                and node.op not in FUSED_ACTIVATIONS and node.name not in taken and _dtype(node) in FLOAT_DTYPES:
             nxt = _single_user(users, node.name, outputs)
             fused = nxt is not None and nxt.op in FUSED_ACTIVATIONS and nxt.name not in taken
             groups[node.name] = (node.name, nxt.name) if fused else (node.name,)

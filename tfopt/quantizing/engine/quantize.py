@@ -162,7 +162,7 @@ class Engine:
         so sets that share the transforms share one collection.
         """
         from tfopt.quantizing.engine.fake_quant import insert_fake_quant
-        from tfopt.quantizing.engine.kernel_ranges import fixed_output_ranges, float_outputs
+        from tfopt.quantizing.engine.kernel_ranges import INPUT, fixed_output_ranges, float_outputs
         from tfopt.quantizing.engine.loops import loop_skips
         from tfopt.quantizing.engine.placement import kept_nodes
         from tfopt.quantizing.engine.ranges import compute_range
@@ -173,7 +173,7 @@ class Engine:
         start = time.perf_counter()
         ranges = {tensor: compute_range(s, recipe.method) for tensor, s in stats.items()}
         ranges.update(fixed_output_ranges(transformed, recipe.fixed_ranges, ranges))  # (then a concat unites them)
-        ranges = share_concat_ranges(transformed, ranges)
+        ranges = share_concat_ranges(transformed, ranges, [op for op, r in recipe.fixed_ranges if r == INPUT])
         unranged = float_outputs(transformed, recipe.float_outputs)
         quantized = insert_fake_quant(transformed, ranges, per_channel=recipe.per_channel, keep_float=kept,
                                       weight_levels=recipe.weight_levels, unranged=unranged)

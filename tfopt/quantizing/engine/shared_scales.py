@@ -12,20 +12,31 @@ concatenation' op quantization parameters violate the same scale constraint"). S
 An input's range is found by walking up through scale-preserving ops (MaxPool, Reshape...: they
 carry their input's scale) to the tensor that has one. Concats that share an input are merged
 into one group (a union-find over tensors), so the result satisfies every constraint at once.
+
+An op whose int8 kernel writes on its input's grid (``same_grid``: the target's ``"input"`` entries
+of :attr:`tfopt.targets.Target.engine_fixed_ranges`, TFLite's ``AvgPool``) ties its output to its
+input in the same union. Without it a concatenation widened the pool's output alone, and the
+converter added a requantize (an int8 ``QUANTIZE``) from the pool's grid to the concatenation's,
+which the converter's own int8 has not (it gives the conv before the pool the concatenation's scale)::
+
+    conv -> AvgPool -> FQ[concat range] -> concat   --TFLite-->  CONV_2D -> AVERAGE_POOL_2D -> QUANTIZE -> CONCATENATION
+    conv -> FQ[concat range] -> AvgPool -> concat   --TFLite-->  CONV_2D -> AVERAGE_POOL_2D -> CONCATENATION
 The widened range costs the narrower inputs resolution; it is what TFMOT and the converters' own
 calibrators do too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from tfopt.graph import Model, canonical_tensor, is_control, node_map, tensor_node
 from tfopt.quantizing.engine.placement import SCALE_PRESERVING_OPS
 
 
-def share_concat_ranges(model: Model, ranges: Mapping[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
-    """``ranges`` with every concatenation's inputs and output on one range (module docstring)."""
+def share_concat_ranges(model: Model, ranges: Mapping[str, tuple[float, float]],
+                        same_grid: Collection[str] = ()) -> dict[str, tuple[float, float]]:
+    """``ranges`` with every concatenation's inputs and output on one range, and each output of an op
+    in ``same_grid`` (TF op types) on its input's (module docstring)."""
     nodes = node_map(model.graph_def)
     given = {canonical_tensor(k): v for k, v in ranges.items()}
     parent = {t: t for t in given}
@@ -48,10 +59,16 @@ def share_concat_ranges(model: Model, ranges: Mapping[str, tuple[float, float]])
         return None
 
     for node in model.graph_def.node:
-        if node.op != "ConcatV2" or f"{node.name}:0" not in given:
+        if f"{node.name}:0" not in given:
             continue
-        count = node.attr["N"].i or len([i for i in node.input if not is_control(i)]) - 1
-        members = [f"{node.name}:0", *(s for s in (source(i) for i in node.input[:count]) if s is not None)]
+        if node.op == "ConcatV2":
+            count = node.attr["N"].i or len([i for i in node.input if not is_control(i)]) - 1
+            inputs = node.input[:count]
+        elif node.op in same_grid and node.input:
+            inputs = node.input[:1]
+        else:
+            continue
+        members = [f"{node.name}:0", *(s for s in (source(i) for i in inputs) if s is not None)]
         for member in members[1:]:
             parent[find(member)] = find(members[0])
     groups: dict[str, list[str]] = {}
