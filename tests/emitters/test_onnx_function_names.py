@@ -105,7 +105,9 @@ def _check(out: str, result, x: np.ndarray, expected: dict) -> None:
         np.testing.assert_allclose(got[name], want, atol=TOL, rtol=TOL, err_msg=name)
 
 
-@pytest.mark.parametrize("steps,units,time_major", [(3, 4, False), (5, 2, True), (2, 6, False)],
+# s2-u6-batch in the slow lane: another size of s3-u4-batch's batch-major loop (s5-u2-time: time-major).
+@pytest.mark.parametrize("steps,units,time_major", [(3, 4, False), (5, 2, True),
+                                                    pytest.param(2, 6, False, marks=pytest.mark.slow)],
                          ids=["s3-u4-batch", "s5-u2-time", "s2-u6-batch"])
 def test_a_frozen_tensorlist_loop_converts_to_onnx(steps, units, time_major, tmp_path):
     path = str(tmp_path / "rnn.pb")

@@ -77,8 +77,11 @@ def test_tflite_outputs_carry_the_models_names(tmp_path, kind, heads, precision)
 LARGE_THRESHOLD = 128  # bytes: each model here has a kernel larger (192 to 256), so it takes the large path
 
 
+# Each case is a large-model converter child importing TensorFlow. The fast lane keeps the Keras 3 model on
+# the large path; the Keras 2 lambda heads are named on the ordinary path above (keras2-lambda-2) and on the
+# large path to OpenVINO (tests/emitters/test_openvino_large_names.py, keras2-lambda-passthrough).
 @pytest.mark.parametrize("kind,heads,precision", [
-    ("lambda", ("out_diff", "out_av"), "fp32"),
+    pytest.param("lambda", ("out_diff", "out_av"), "fp32", marks=pytest.mark.slow),
     pytest.param("plain", ("scores", "boxes"), "dynamic", marks=pytest.mark.slow),  # the same large path, dynamic
     ("keras3", ("second", "first"), "fp32"),
 ], ids=["keras2-lambda-2", "keras2-dense-dynamic", "keras3-2"])

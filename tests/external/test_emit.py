@@ -61,7 +61,8 @@ def _check_tables_are_the_files(frozen, path: str) -> None:
             assert int(info["length"]) == len(raw) and data.read(len(raw)) == raw  # byte-identical
 
 
-@pytest.mark.parametrize("rows,dim", [(200, 16), (700, 24)])
+# The second size in the slow lane (a tf2onnx conversion and the tables' check, the same code at another size).
+@pytest.mark.parametrize("rows,dim", [(200, 16), pytest.param(700, 24, marks=pytest.mark.slow)])
 def test_tf2_tables_become_external_initializers(tmp_path, rows, dim):
     from tests.external.conftest import Table
     from tfopt._tf import tf

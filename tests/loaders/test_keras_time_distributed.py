@@ -6,21 +6,18 @@ cannot lower (batch open or pinned); tfopt traces it as one call on ``[batch * t
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import tfopt
 
-WRITER = """\
-import sys
-import keras
-import numpy as np
 
+def _write(kind: str, path: str) -> None:
+    """``kind``'s Keras 3 model saved at ``path``, with an input of another time length than verification's
+    made-up ones (``path.x.npy``) and Keras 3's own call on it (``path.y.npy``)."""
+    import keras
 
-def write(kind, path):
     rng = np.random.default_rng(0)
     if kind == "dense":  # token ids of open length -> Embedding -> per-step Dense
         inp = keras.Input((None,), name="ids")
@@ -44,21 +41,16 @@ def write(kind, path):
     np.save(path + ".y.npy", np.asarray(model(x)))
 
 
-for kind, path in zip(sys.argv[1::2], sys.argv[2::2]):  # one process writes every kind (one Keras import)
-    write(kind, path)
-"""
-
 KINDS = ("dense", "gru-masked", "conv-frames")
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
+    """Every kind written in this process (Keras 3, as the test process has it): no writer process importing
+    TensorFlow again."""
     root = tmp_path_factory.mktemp("time_distributed")
-    (root / "writer.py").write_text(WRITER)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("TF_USE_LEGACY_KERAS", None)
-    pairs = [arg for kind in KINDS for arg in (kind, str(root / f"{kind}.keras"))]
-    subprocess.run([sys.executable, str(root / "writer.py"), *pairs], check=True, env=env, cwd=root)
+    for kind in KINDS:
+        _write(kind, str(root / f"{kind}.keras"))
     return root
 
 

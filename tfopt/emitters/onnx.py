@@ -115,15 +115,15 @@ def _lower_for_tf2onnx(graph_def: Any) -> Any:
     convert a ``While`` body's TensorListReserve/SetItem into an ONNX Loop's scan outputs) never apply."""
     from tensorflow.python.framework.convert_to_constants import disable_lower_using_switch_merge
 
+    from tfopt.emitters.converter_lower import lower_for_converter
     from tfopt.emitters.crop_lower import lower_crops
     from tfopt.emitters.onnx_weight_quant import lower_weight_fake_quant
     from tfopt.emitters.ragged_lower import lower_ragged_partitions
-    from tfopt.emitters.reduce_lower import lower_reductions
-    from tfopt.emitters.resize_lower import lower_resizes
 
-    graph_def = lower_reductions(lower_ragged_partitions(disable_lower_using_switch_merge(graph_def)))[0]
-    graph_def, _, kept = lower_resizes(lower_crops(lower_weight_fake_quant(graph_def)))
-    wrong = [skip for skip in kept if skip.reason.startswith("ResizeArea")]  # tf2onnx: nearest (a body's too)
+    lowered = lower_for_converter(lower_ragged_partitions(disable_lower_using_switch_merge(graph_def)))
+    lowered.log()
+    graph_def = lower_crops(lower_weight_fake_quant(lowered.graph_def))
+    wrong = [skip for skip in lowered.resize_skips if skip.reason.startswith("ResizeArea")]  # tf2onnx: nearest (a body's too)
     if wrong:
         raise ConversionError(f"onnx: ResizeArea '{wrong[0].node}' has no ONNX form (tf2onnx would write a nearest "
                               f"resize) and tfopt cannot write TensorFlow's weights for it: {wrong[0].reason}")

@@ -80,9 +80,8 @@ def convert_to_openvino(model: Model) -> Any:
 
 
 def _convert_graph(graph_def: Any) -> Any:
+    from tfopt.emitters.converter_lower import lower_for_converter
     from tfopt.emitters.lrn_lower import lower_lrns
-    from tfopt.emitters.reduce_lower import lower_reductions
-    from tfopt.emitters.resize_lower import lower_resizes
     from tfopt.emitters.reverse_axes import split_reverses
     from tfopt.emitters.tensor_array_rank import set_tensor_array_ranks
 
@@ -96,8 +95,9 @@ def _convert_graph(graph_def: Any) -> Any:
     with tempfile.TemporaryDirectory() as tmp_pb:
         pb = os.path.join(tmp_pb, "frozen.pb")
         with open(pb, "wb") as f:
-            graph_def = lower_reductions(set_tensor_array_ranks(graph_def))[0]
-            f.write(lower_resizes(lower_lrns(split_reverses(graph_def)))[0].SerializeToString())
+            lowered = lower_for_converter(set_tensor_array_ranks(graph_def))
+            lowered.log()
+            f.write(lower_lrns(split_reverses(lowered.graph_def)).SerializeToString())
         try:
             return ov.convert_model(pb)
         except Exception as exc:

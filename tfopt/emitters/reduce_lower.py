@@ -261,6 +261,18 @@ def lower_reductions(graph_def: Any, *, rows_only: bool = False) -> tuple[Any, l
     """
     from tfopt.emitters.tflite_lower_bodies import lower_reported
 
+    graph_def, lowered, _ = lower_reported(graph_def, OPS, lambda node, static: reduction_lowering(
+        node, static, rows_only=rows_only))
+    return graph_def, lowered
+
+
+def reduction_lowering(node: Any, _static: Any, *, rows_only: bool = False) -> Lowering | None:
+    """A ``Mean``/``Sum`` as a ``Lowering`` (``None`` for another op): its check declines a reduction
+    :func:`check` refuses, one over at most :data:`BLOCK` elements and, ``rows_only``, one with kept axes
+    inside (:func:`lower_reductions`)."""
+    if node.op not in OPS:
+        return None
+
     def checked(node: Any, operands: Sequence[Operand]) -> str | None:
         reason = check(node, operands)
         if reason is None and not is_large(operands):
@@ -269,8 +281,4 @@ def lower_reductions(graph_def: Any, *, rows_only: bool = False) -> tuple[Any, l
             return f"{node.op} with kept axes inside: TensorFlow sums it in one run too (TFLite keeps its layout)"
         return reason
 
-    def lowering(node: Any, _static: Any) -> Lowering | None:  # asked of every node of a body
-        return Lowering(node.op, checked, split_reduce, WHAT, constants=(1,)) if node.op in OPS else None
-
-    graph_def, lowered, _ = lower_reported(graph_def, OPS, lowering)
-    return graph_def, lowered
+    return Lowering(node.op, checked, split_reduce, WHAT, constants=(1,))

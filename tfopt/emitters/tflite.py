@@ -105,20 +105,16 @@ def _lowered(model: Model) -> tuple[Model, dict[str, str]]:
     """``model`` with the ops TFLite lacks lowered into builtins where exact
     (:func:`tfopt.emitters.tflite_lower.lower_for_builtins`), and ``{op type: why not}`` for the
     ones left (the error names them if the converter then refuses them)."""
-    from tfopt.emitters.reduce_lower import lower_reductions
-    from tfopt.emitters.resize_lower import lower_resizes
+    from tfopt.emitters.converter_lower import lower_for_converter, ops_by_label
     from tfopt.emitters.tflite_lower import lower_for_builtins
 
-    graph_def, split = lower_reductions(model.graph_def, rows_only=True)  # TFLite's MEAN sums in one run
-    graph_def, resized, resize_skips = lower_resizes(graph_def)
-    if resized or split:
-        provenance = {**model.provenance, **({"lowered_resizes": resized} if resized else {})}
-        model = model.replace(graph_def=graph_def, provenance=provenance)
+    lowered = lower_for_converter(model.graph_def, rows_only=True)  # TFLite's MEAN sums in one run
+    lowered.log()
+    if lowered.provenance():
+        model = model.replace(graph_def=lowered.graph_def, provenance={**model.provenance, **lowered.provenance()})
     result = lower_for_builtins(model)
-    library = model.graph_def.library.function
-    op_of = {n.name: n.op for n in model.graph_def.node}
-    op_of.update({f"{f.signature.name}/{n.name}": n.op for f in library for n in f.node_def})
-    return result.model, {op_of.get(s.node, ""): s.reason for s in result.skips + resize_skips}
+    op_of = ops_by_label(model.graph_def)
+    return result.model, {op_of.get(s.node, ""): s.reason for s in result.skips + lowered.resize_skips}
 
 
 def _with_pinned_batch(model: Model, precision: str, build: Callable[[Model], bytes],
