@@ -109,11 +109,19 @@ def test_jobs_queued_behind_a_child_that_died_run_in_a_new_child(models, alone, 
         assert (child.started, child.converted, len(child.submitted)) == (2, queued + 1, queued + 1)
 
 
-def test_a_failing_job_sent_ahead_fails_where_it_is_collected_as_a_synchronous_one_does(models, alone):
+def test_a_failing_job_sent_ahead_fails_where_it_is_collected_as_a_synchronous_one_does(models, alone, monkeypatch):
     """A failing job is a typed error, synchronous or sent ahead, told once; the child outlives it and
-    converts the next job; a repeated job is read back, not converted again."""
+    converts the next job; a repeated job is read back, not converted again. Each graph is lowered for
+    tf2onnx once in the scope (the job sent ahead and the conversion collecting it share it), and not at
+    all by a job sent ahead outside a scope, where nothing is sent."""
+    from tfopt.emitters import onnx as onnx_emitter
+
+    lowered = []
+    made = onnx_emitter._made_for_tf2onnx
+    monkeypatch.setattr(onnx_emitter, "_made_for_tf2onnx", lambda m: lowered.append(m.outputs[0].tensor) or made(m))
     name, model = next(iter(models.items()))
     broken = model.replace(outputs=[dataclasses.replace(model.outputs[0], tensor="no_such_node:0")])
+    assert not convert_ahead(model, 17) and not lowered
     with shared_child() as child:
         with pytest.raises(ConversionError, match=r"tf2onnx \(opset 17\) failed") as synchronous:
             convert_to_onnx(broken, 17)
@@ -124,6 +132,7 @@ def test_a_failing_job_sent_ahead_fails_where_it_is_collected_as_a_synchronous_o
         assert (str(ahead.value), ahead.value.exit_code) == (str(synchronous.value), synchronous.value.exit_code)
         first, second = _bytes(model), _bytes(model)  # collected, then read back
         assert (child.started, child.converted) == (1, 3)  # the failures did not take the child down
+        assert lowered == ["no_such_node:0", model.outputs[0].tensor]
     assert first == second == alone[name]
 
 

@@ -70,8 +70,10 @@ def convert_ahead(model: Model, opset: int | None = None) -> bool:
     """Send ``model``'s float conversion (the job :func:`convert_to_onnx` runs) to this run's tf2onnx
     child now, without waiting: the ``convert_to_onnx`` that needs it collects it, with its error
     if tf2onnx fails. Returns whether it was sent (only inside :func:`tfopt.emitters.onnx_worker.shared_child`)."""
-    from tfopt.emitters.onnx_worker import submit_in_child
+    from tfopt.emitters.onnx_worker import current_child, submit_in_child
 
+    if current_child() is None:  # nothing to send it to: the lowering would be made for nothing
+        return False
     return submit_in_child(_tf2onnx_graph(model), [s.tensor for s in model.inputs],
                            [s.tensor for s in model.outputs], opset or DEFAULT_OPSET, _imports(model))
 
@@ -84,6 +86,26 @@ def _imports(model: Model) -> list[list[str]]:
 
 
 def _tf2onnx_graph(model: Model) -> Any:
+    """:func:`_made_for_tf2onnx`, made once per graph in a :func:`tfopt.emitters.onnx_worker.shared_child` scope
+    (:func:`convert_ahead` and the :func:`convert_to_onnx` that collects its job both need it; the lowering
+    imports the graph into TensorFlow when it holds a large reduction or a resize). Keyed by the graph's bytes
+    and its inputs and outputs, so a graph edited in between is lowered again."""
+    import hashlib
+    import json
+
+    from tfopt.emitters.onnx_worker import current_child
+
+    child = current_child()
+    if child is None:
+        return _made_for_tf2onnx(model)
+    ends = json.dumps([[s.tensor for s in model.inputs], [s.tensor for s in model.outputs]]).encode()
+    key = hashlib.sha256(model.graph_def.SerializeToString(deterministic=True) + b"\0" + ends).hexdigest()
+    if key not in child.lowered:
+        child.lowered[key] = _made_for_tf2onnx(model)
+    return child.lowered[key]
+
+
+def _made_for_tf2onnx(model: Model) -> Any:
     """The graph tf2onnx converts: an output computed by a functional op read through an Identity
     of its name (grappler inlines the op and tf2onnx then cannot find the output:
     :mod:`tfopt.emitters.output_identity`), then :func:`_lower_for_tf2onnx`, then every function's node

@@ -77,6 +77,7 @@ class Tf2OnnxChild:
         self.started = 0  # children started
         self.forked = 0  # of which forks of this process (no TensorFlow import of their own)
         self.converted = 0  # jobs converted (a repeated job is read back, not counted)
+        self.lowered: dict[str, Any] = {}  # a graph's sha256 -> the graph tf2onnx converts, made once per scope
 
     def convert(self, graph_def: Any, inputs: list[str], outputs: list[str], opset: int,
                 imports: Sequence[Sequence[str]] = ()) -> tuple[str, str]:
@@ -288,6 +289,11 @@ def shared_child() -> Iterator[Tf2OnnxChild]:
     finally:
         _SHARED.reset(token)
         child.close()
+
+
+def current_child() -> Tf2OnnxChild | None:
+    """The child of the enclosing :func:`shared_child` scope, or None outside one."""
+    return _SHARED.get()
 
 
 def convert_in_child(graph_def: Any, inputs: list[str], outputs: list[str], opset: int,
