@@ -336,6 +336,39 @@ def _audioanalytics(root: str, out: str) -> None:
     _json_and_weights(os.path.join(root, "audioanalytics"), "model_85.json", "model_85.h5", out)
 
 
+def _deepvog(root: str, out: str) -> None:
+    # DeepVOG_model.py imports plain keras (written for 2.2.4; Keras 3 builds it as written): load_DeepVOG
+    from deepvog.model.DeepVOG_model import DeepVOG_net
+
+    model = DeepVOG_net(input_shape=(240, 320, 3), filter_size=(10, 10))  # deepvog.model.load_DeepVOG
+    model.load_weights(os.path.join(root, "deepvog", "model", "DeepVOG_weights.h5"))
+    model.save(out if out.endswith(".keras") else out + ".keras")
+    if not out.endswith(".keras"):
+        os.rename(out + ".keras", out)
+
+
+def _hotwater(root: str, out: str) -> None:
+    # hotWater (Keras 2.2.4-tf) imports plain keras with the submodules of its day, Bio.PDB and
+    # neural_structured_learning; its predictors take water_glue_model(L=30, K=4, n=1).base_model: the
+    # adversarial wrapper (a stand-in here: it only holds the base model) is for training
+    _plain_keras_is_keras2(**{"layers.pooling": "layers", "layers.convolutional": "layers",
+                              "layers.normalization": "layers", "regularizers": "regularizers",
+                              "optimizers": "optimizers"})
+    import types
+
+    nsl = types.SimpleNamespace(configs=types.SimpleNamespace(make_adv_reg_config=lambda **kw: kw),
+                                keras=types.SimpleNamespace(AdversarialRegularization=lambda model, **kw:
+                                                            types.SimpleNamespace(base_model=model,
+                                                                                  compile=lambda **c: None)))
+    sys.modules["neural_structured_learning"] = nsl  # type: ignore[assignment]
+    _stub_modules(**{"Bio": (), "Bio.PDB": ()})
+    from hotWater.model import water_glue_model
+
+    model = water_glue_model(L=30, K=4, n=1).base_model  # hotWater.predict_...: then load_weights
+    model.load_weights(os.path.join(root, "hotWater", "water_hot_spots_adv_new.h5"))
+    model.save(out, save_format="tf")  # a Keras 2 SavedModel, as a TF 2.x user of its day keeps it
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
     "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
@@ -345,7 +378,7 @@ BUILDERS: dict[str, Callable[[str, str], None]] = {
     "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc, "delight": _delight,
     "continunet": _continunet, "rnnmorph-ru": _rnnmorph("ru"), "rnnmorph-en": _rnnmorph("en"),
     "pyliverlesionseg": _pyliverlesionseg,
-    "pyleaf": _pyleaf, "audioanalytics": _audioanalytics}
+    "pyleaf": _pyleaf, "audioanalytics": _audioanalytics, "deepvog": _deepvog, "hotwater": _hotwater}
 
 
 def main(argv: list[str]) -> None:

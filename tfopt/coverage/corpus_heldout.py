@@ -7,7 +7,7 @@ from __future__ import annotations
 from tfopt.coverage.corpus_entry import Entry
 
 __all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14", "HELD_OUT_15", "HELD_OUT_16",
-           "HELD_OUT_17", "HELD_OUT_18", "HELD_OUT_19"]
+           "HELD_OUT_17", "HELD_OUT_18", "HELD_OUT_19", "HELD_OUT_20"]
 
 _PHONET = ("phonet/phonet.py", "phonet/Phonological.py")
 _TK_CBED = ("tk_cbed/tk_cbed.py", "tk_cbed/model.py")
@@ -239,6 +239,31 @@ _SET_19: tuple[Entry, ...] = (
           "(?, 20021, 1) annotation feature vectors, four Conv1D + BatchNorm, Flatten, Dense, a sigmoid "
           "completeness", held_out=True),
 )
+_EMOPY = "EmoPy/models"
+_SET_20: tuple[Entry, ...] = (
+    # -- the twentieth held-out set: new packages, chosen before measuring (issue 24, round 20)
+    Entry("deepvog", "deepvog", "1.1.4", "deepvog/model/DeepVOG_weights.h5", "keras3",
+          "Keras 2.2.4 weights (save_weights .h5, 99 MB) built by the package's own load_DeepVOG "
+          "(DeepVOG_net((240, 320, 3), filter_size=(10, 10)), load_weights) and saved as .keras: a pupil "
+          "segmentation U-Net for video-oculography over (?, 240, 320, 3) eye images, 10x10 Conv2D + BatchNorm "
+          "+ ReLU, strided down-sampling, Conv2DTranspose, Concatenate skips, a 3-channel softmax map",
+          held_out=True, build="deepvog", code=("deepvog/model/DeepVOG_model.py",)),
+    Entry("emopy-0256", "EmoPy", "0.0.5", f"{_EMOPY}/conv_model_0256.hdf5", "keras2-h5",
+          "Keras 2.0.6 .hdf5 Sequential (2018) as the package's own FERModel loads it (load_model): facial "
+          "expression recognition over (?, 48, 48, 1) grey faces for anger, fear, calm and surprise, four "
+          "Conv2D (ReLU), MaxPooling2D, Flatten, a Dense(4) with a ReLU activation; saved with its RMSprop "
+          "optimizer state", held_out=True),
+    Entry("emopy-135", "EmoPy", "0.0.5", f"{_EMOPY}/conv_model_135.hdf5", "keras2-h5",
+          "Keras 2.0.6 .hdf5 like emopy-0256: the model FERModel picks for happiness, surprise and disgust "
+          "(Dense(3))", held_out=True),
+    Entry("hotwater", "hotWater", "3.3", "hotWater/water_hot_spots_adv_new.h5", "savedmodel",
+          "Keras 2.2.4-tf weights (2020) built by the package's own water_glue_model(L=30, K=4, n=1).base_model "
+          "(the model inside its neural_structured_learning adversarial wrapper) and load_weights, as its "
+          "predictors do, saved as a Keras 2 SavedModel: water hot spots on protein surfaces, two inputs "
+          "(?, 50, 3) atom vectors and (?, 50, 30) atom types, Conv1D + concatenate, residual Conv1D "
+          "blocks with BatchNorm and ReLU, additive skips, a sigmoid Conv1D, GlobalMaxPooling1D",
+          held_out=True, build="hotwater", code=("hotWater/model.py",)),
+)
 HELD_OUT_11 = tuple(e.name for e in ENTRIES)
 """The eleventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 11)."""
 HELD_OUT_12 = tuple(e.name for e in _SET_12)
@@ -257,4 +282,6 @@ HELD_OUT_18 = tuple(e.name for e in _SET_18)
 """The eighteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 18)."""
 HELD_OUT_19 = tuple(e.name for e in _SET_19)
 """The nineteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 19)."""
-ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15 + _SET_16 + _SET_17 + _SET_18 + _SET_19
+HELD_OUT_20 = tuple(e.name for e in _SET_20)
+"""The twentieth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 20)."""
+ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15 + _SET_16 + _SET_17 + _SET_18 + _SET_19 + _SET_20
