@@ -5,7 +5,7 @@ model's batch, so its IR pays this; the docs tell deployers to fix the batch the
 
 A generated NHWC conv model is converted by tfopt's emitter and compiled as written, reshaped to
 batch 1 and to ``[1..8]``, and in ``scripts/benchmark_ov_batch.py``'s NCHW form (the ``Transpose``
-removed). Structure only, no timing: layer types of the compiled graph hold on any x86-64 CPU
+removed); the slow lane does the same on an NNCF int8 IR. Structure only, no timing: layer types of the compiled graph hold on any x86-64 CPU
 (checked with ``ONEDNN_MAX_CPU_ISA=AVX2`` too). If the static/dynamic assertion fails after an
 OpenVINO upgrade, the plugin merges in dynamic graphs now: re-measure with
 ``python scripts/benchmark.py ov-batch`` and update the docs (and docs/known-limits.md).
@@ -96,3 +96,22 @@ def test_only_a_static_graph_merges_the_input_transpose(compiled):
     assert "Transpose" not in _kinds(forms["static"]) and "Transpose" not in _kinds(forms["nchw"])
     assert _executed_copies(forms["static"]) < _executed_copies(forms["dynamic"])
     assert _executed_copies(forms["bounded"]) == _executed_copies(forms["dynamic"])
+
+
+@pytest.mark.slow
+def test_an_int8_ir_keeps_the_input_transpose_dynamic_only(compiled):
+    """The same in an NNCF int8 IR, where the input runs ``FakeQuantize`` -> ``Transpose`` (u8)."""
+    import openvino as ov
+
+    from tfopt._openvino import nncf
+    from tfopt.emitters.openvino import convert_to_openvino
+
+    _, _, xs = compiled
+    ir = convert_to_openvino(graph_model(_conv_net, {"x": (None, *SHAPE)}, ["out"]))
+    samples = [np.random.default_rng(i).uniform(-1, 1, (1, *SHAPE)).astype(np.float32) for i in range(8)]
+    forms = _script().variants(ov, nncf().quantize(ir, nncf().Dataset(samples), subset_size=8))
+    assert "Transpose" in _kinds(forms["dynamic"]) and "Transpose" in _kinds(forms["bounded"])
+    assert "Transpose" not in _kinds(forms["static"]) and "Transpose" not in _kinds(forms["nchw"])
+    assert _executed_copies(forms["static"]) < _executed_copies(forms["dynamic"])
+    x = xs[3]  # the same int8 network on the same values: equal up to float32 summation order (bound 1e-5)
+    np.testing.assert_allclose(forms["nchw"](x.transpose(0, 3, 1, 2).copy())[0], forms["dynamic"](x)[0], atol=1e-5)
