@@ -5,8 +5,8 @@ model's batch, so its IR pays this; the docs tell deployers to fix the batch the
 
 A generated NHWC conv model is converted by tfopt's emitter and compiled as written, reshaped to
 batch 1 and to ``[1..8]``, and in ``scripts/benchmark_ov_batch.py``'s NCHW form (the ``Transpose``
-removed); the slow lane does the same on an NNCF int8 IR. Structure only, no timing: layer types of the compiled graph hold on any x86-64 CPU
-(checked with ``ONEDNN_MAX_CPU_ISA=AVX2`` too). If the static/dynamic assertion fails after an
+removed); the slow lane does the same on an NNCF int8 IR. Structure only, no timing: layer types
+of the compiled graph hold on any x86-64 CPU (checked with ``ONEDNN_MAX_CPU_ISA=AVX2`` too). If the static/dynamic assertion fails after an
 OpenVINO upgrade, the plugin merges in dynamic graphs now: re-measure with
 ``python scripts/benchmark.py ov-batch`` and update the docs (and docs/known-limits.md).
 """
