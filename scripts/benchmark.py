@@ -9,6 +9,7 @@
     python scripts/benchmark.py qat               # QAT fine-tune from the engine's ranges (scripts/benchmark_qat.py)
     python scripts/benchmark.py fleet [--models 24] [--quick]    # local vs Ray fleet (scripts/benchmark_fleet.py)
     python scripts/benchmark.py large [--rows 540000]  # a 2.2 GB table: time, peak memory (scripts/benchmark_large.py)
+    python scripts/benchmark.py ov-batch [--rounds 40]  # OpenVINO: dynamic vs fixed batch (scripts/benchmark_ov_batch.py)
 
 ``tf``: node counts and TensorFlow-runtime latency of (a) the original SavedModel signature,
 (b) TensorFlow's plain ``convert_variables_to_constants_v2``, (c) TensorFlow's
@@ -287,7 +288,7 @@ def _call(model: Any) -> Any:
 
 
 OWN_MODULES = {"int8": "benchmark_int8", "cluster": "benchmark_cluster", "qat": "benchmark_qat",
-               "fleet": "benchmark_fleet", "large": "benchmark_large"}
+               "fleet": "benchmark_fleet", "large": "benchmark_large", "ov-batch": "benchmark_ov_batch"}
 
 
 def main() -> int:
@@ -313,6 +314,8 @@ def main() -> int:
     sub.add_parser("fleet", help="fleet: local executor vs Ray, cold and warm cache (scripts/benchmark_fleet.py)")
     sub.add_parser("large", help="a model over 2 GB: tfopt vs the three converters, time and peak memory "
                    "(scripts/benchmark_large.py)")
+    sub.add_parser("ov-batch", help="OpenVINO: a dynamic batch against a fixed one, op by op "
+                   "(scripts/benchmark_ov_batch.py)")
     p = sub.add_parser("all", help="every benchmark, with its defaults")
     p.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
