@@ -26,6 +26,17 @@ def graph_model(build, inputs: dict[str, tuple], outputs: list[str], *, v1_contr
                  outputs=[TensorSpec(n, f"{n}:0", "float32", None) for n in outputs])
 
 
+def as_served(model: Model, x: np.ndarray) -> np.ndarray:
+    """``model``'s graph in a plain TensorFlow session (its first input fed ``x``, its first output read),
+    as a user serving the written .pb runs it."""
+    t = tf()
+    graph = t.Graph()
+    with graph.as_default():
+        t.graph_util.import_graph_def(model.graph_def, name="")
+    with t.compat.v1.Session(graph=graph) as session:
+        return session.run(model.outputs[0].tensor, {model.inputs[0].tensor: x})
+
+
 def saved_function(path, fn, input_signature) -> str:
     """``fn`` (its inputs' tensors -> a dict of outputs) saved as a SavedModel at ``path`` whose serving signature
     takes ``input_signature`` (the specs' names are the inputs' names)."""

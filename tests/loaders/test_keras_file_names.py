@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import tfopt
+from tests.helpers import as_served
 from tfopt.errors import UnsafeModelError
 
 ATOL = 1e-5  # the frozen graph against the Keras model itself, float32 on the same runtime
@@ -47,17 +48,6 @@ def _saved_as(model, tmp_path, suffix: str, name: str) -> str:
     return renamed
 
 
-def _run_frozen(frozen, x: np.ndarray) -> np.ndarray:
-    from tfopt._tf import tf
-
-    t = tf()
-    graph = t.Graph()
-    with graph.as_default():
-        t.graph_util.import_graph_def(frozen.graph_def, name="")
-    with t.compat.v1.Session(graph=graph) as sess:
-        return sess.run(frozen.outputs[0].tensor, {frozen.inputs[0].tensor: x})
-
-
 @pytest.mark.parametrize(("writer", "suffix", "name"), [
     ("tf-keras", ".h5", "specific_model_COMP.hd5"),  # CheckM2's name
     ("tf-keras", ".h5", "weights"),  # no suffix at all
@@ -70,7 +60,7 @@ def test_a_keras_file_under_another_name_loads_by_its_content(tmp_path, writer, 
     frozen, report = tfopt.freeze(path)
     x = np.random.default_rng(0).normal(size=(4, 12, 1)).astype(np.float32)
     expected = np.asarray(model.predict(x, verbose=0))
-    np.testing.assert_allclose(_run_frozen(frozen, x), expected, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(as_served(frozen, x), expected, atol=ATOL, rtol=0)
     assert all(d.max_abs_err <= ATOL for d in report.verification)
     assert not [f for f in os.listdir(tmp_path) if f != name]  # no link or copy left beside the file
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import tfopt
+from tests.helpers import as_served
 from tfopt._tf import tf
 from tfopt.loaders.keras import model_from_keras
 from tfopt.runtimes.tensorflow import GraphRunner
@@ -51,14 +52,4 @@ def test_vit_block_keeps_its_numbers_in_the_tf_runtime_graph(tokens, width, head
     # Rows of small variance, where a wrong epsilon shows most.
     x = (np.random.default_rng(1).normal(size=(3, tokens, width)) * 1e-2).astype(np.float32)
     np.testing.assert_allclose(GraphRunner(runtime)({"x": x})["final_norm"], model(x).numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(_as_served(runtime, x), model(x).numpy(), rtol=1e-4, atol=1e-4)
-
-
-def _as_served(model, x):
-    """The graph in a plain TensorFlow session, as a user serving the written .pb runs it."""
-    t = tf()
-    graph = t.Graph()
-    with graph.as_default():
-        t.graph_util.import_graph_def(model.graph_def, name="")
-    with t.compat.v1.Session(graph=graph) as session:
-        return session.run(model.outputs[0].tensor, {model.inputs[0].tensor: x})
+    np.testing.assert_allclose(as_served(runtime, x), model(x).numpy(), rtol=1e-4, atol=1e-4)
