@@ -36,6 +36,9 @@ import numpy as np
 from tfopt._tf import constant_behind
 
 GATHERS = {"Gather": 0, "GatherV2": 0, "ResourceGather": 0}  # op -> its params input
+# An index's last axis addresses params' first k axes: every component below the smallest of them is
+# valid whatever k is (a constant or variable table; a computed one is still open: docs/known-limits.md).
+ND_GATHERS = {"GatherNd": 0, "ResourceGatherNd": 0}
 # Ops an index passes through on its way to a Gather (Keras 3's Embedding wraps negative ids with
 # SelectV2(ids < 0, ids + n, ids)); a placeholder reached through them indexes the table.
 _INDEX_PATH = {"Identity": (0,), "Cast": (0,), "SelectV2": (1, 2), "Select": (1, 2), "AddV2": (0, 1), "Add": (0, 1),
@@ -58,9 +61,10 @@ def index_bounds(graph_def: Any) -> dict[str, int]:
     nodes = node_map(graph_def)
     bounds: dict[str, int] = {}
     for node in graph_def.node:
-        if node.op not in GATHERS or len(node.input) < 2:
+        params = GATHERS.get(node.op, ND_GATHERS.get(node.op))
+        if params is None or len(node.input) < 2:
             continue
-        rows = table_rows(nodes, tensor_node(node.input[GATHERS[node.op]]))
+        rows = table_rows(nodes, tensor_node(node.input[params]), every_axis=node.op in ND_GATHERS)
         if rows is None:
             continue
         for name in gather_indexers(graph_def, nodes, node):
@@ -79,8 +83,9 @@ def gather_indexers(graph_def: Any, nodes: Mapping[str, Any], gather: Any) -> li
                   if nodes[name].op == "Placeholder")
 
 
-def table_rows(nodes: Mapping[str, Any], name: str) -> int | None:
-    """The rows of the table ``name`` when it is a constant or a variable of known first dimension."""
+def table_rows(nodes: Mapping[str, Any], name: str, every_axis: bool = False) -> int | None:
+    """The rows of the table ``name`` when it is a constant or a variable of known first dimension
+    (``every_axis``: the smallest of its dimensions, all known, for a ``GatherNd``'s index components)."""
     from tfopt.graph import tensor_node
 
     while name in nodes and nodes[name].op in ("Identity", "ReadVariableOp") and nodes[name].input:
@@ -94,7 +99,8 @@ def table_rows(nodes: Mapping[str, Any], name: str) -> int | None:
         dims = node.attr["shape"].shape.dim
     else:
         return None
-    return int(dims[0].size) if dims and dims[0].size > 0 else None
+    sizes = [int(d.size) for d in (dims if every_axis else dims[:1])]
+    return min(sizes) if sizes and min(sizes) > 0 else None
 
 
 def input_roles(graph_def: Any) -> dict[str, tuple[str, int]]:
