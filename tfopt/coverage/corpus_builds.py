@@ -369,10 +369,20 @@ def _hotwater(root: str, out: str) -> None:
     model.save(out, save_format="tf")  # a Keras 2 SavedModel, as a TF 2.x user of its day keeps it
 
 
+def _envisionhg(root: str, out: str) -> None:
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"  # model_combined.py: tf.keras of TF 2.15, and cv2, mediapipe, joblib
+    _stub_modules(cv2=(), mediapipe=(), joblib=())
+    from envisionhgdetector.model_combined import build_cnn_model
+
+    model = build_cnn_model(num_features=92, seq_length=25)  # CombinedGestureModel._load_cnn_model's defaults
+    model.load_weights(os.path.join(root, "envisionhgdetector", "model", "cnn_default.h5"))
+    model.save(out, save_format="tf")  # a Keras 2 SavedModel, as a TF 2.15 user keeps it
+
+
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
     "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
-    "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet,
+    "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet, "envisionhg-cnn": _envisionhg,
     "acdc": _acdc, "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"), "deepac-cnn": _deepac("rapid-cnn"),
     "phonet-multitask": _phonet("multitask"), "phonet-phonemes": _phonet("phonemes"),
     "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc, "delight": _delight,

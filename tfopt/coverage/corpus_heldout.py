@@ -7,7 +7,7 @@ from __future__ import annotations
 from tfopt.coverage.corpus_entry import Entry
 
 __all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14", "HELD_OUT_15", "HELD_OUT_16",
-           "HELD_OUT_17", "HELD_OUT_18", "HELD_OUT_19", "HELD_OUT_20"]
+           "HELD_OUT_17", "HELD_OUT_18", "HELD_OUT_19", "HELD_OUT_20", "HELD_OUT_21"]
 
 _PHONET = ("phonet/phonet.py", "phonet/Phonological.py")
 _TK_CBED = ("tk_cbed/tk_cbed.py", "tk_cbed/model.py")
@@ -264,6 +264,33 @@ _SET_20: tuple[Entry, ...] = (
           "blocks with BatchNorm and ReLU, additive skips, a sigmoid Conv1D, GlobalMaxPooling1D",
           held_out=True, build="hotwater", code=("hotWater/model.py",)),
 )
+_MINIML = "miniml/resources/models"
+_ISO = "ai_isometric_extractor"
+_SET_21: tuple[Entry, ...] = (
+    # -- the twenty-first held-out set: new packages, chosen before measuring (issue 24, round 21)
+    Entry("miniml-gc", "miniml-detect", "1.1.2", f"{_MINIML}/GC_lstm_model.h5", "keras2-h5",
+          "Keras 2.6 .h5 Sequential (2026 wheel): miniML's synaptic event detector over (?, 600, 1) windows of a "
+          "current recording, four Conv1D + BatchNorm + LeakyReLU with AveragePooling1D, a Bidirectional LSTM, "
+          "a Dense with a LeakyReLU activation object, Dropout, a sigmoid event score; saved with its optimizer "
+          "state", held_out=True),
+    Entry("miniml-zebrafish", "miniml-detect", "1.1.2", f"{_MINIML}/transfer_learning/zebrafish/lstm_transfer.h5",
+          "keras2-h5", "Keras 2.9 .h5 like miniml-gc: the package's transfer-learned detector for zebrafish "
+          "recordings (same architecture, other weights)", held_out=True),
+    Entry("isometric-anomaly", "ai-isometric-extractor", "0.1.2", f"{_ISO}/anomaly.keras", "keras3",
+          "Keras 3.4.1 .keras (2024): a U-Net over (?, 224, 224, 1) grey isometric-drawing crops, Conv2D + "
+          "BatchNorm pairs, MaxPooling2D, Dropout, Conv2DTranspose and Concatenate skips, a per-pixel map "
+          "(the package's anomaly model)", held_out=True),
+    Entry("isometric-model", "ai-isometric-extractor", "0.1.2", f"{_ISO}/my_model_keras.keras", "keras3",
+          "Keras 3.4.1 .keras like isometric-anomaly: the package's other U-Net (same layout, other weights)",
+          held_out=True),
+    Entry("envisionhg-cnn", "envisionhgdetector", "3.0.8", "envisionhgdetector/model/cnn_default.h5", "savedmodel",
+          "Keras 2.15 weights (save_weights) built by the package's own build_cnn_model(92, 25) and load_weights, as "
+          "its CombinedGestureModel does, saved as a Keras 2 SavedModel: co-speech hand gesture detection over "
+          "(?, 25, 92) pose-landmark features, residual Conv1D blocks (BatchNorm, SpatialDropout1D, strided 1x1 "
+          "shortcuts, Add), global average and max pooling concatenated, a sigmoid motion head and a 2-way softmax "
+          "gesture head concatenated into one output", held_out=True, build="envisionhg-cnn",
+          code=("envisionhgdetector/model_combined.py",)),
+)
 HELD_OUT_11 = tuple(e.name for e in ENTRIES)
 """The eleventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 11)."""
 HELD_OUT_12 = tuple(e.name for e in _SET_12)
@@ -284,4 +311,6 @@ HELD_OUT_19 = tuple(e.name for e in _SET_19)
 """The nineteenth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 19)."""
 HELD_OUT_20 = tuple(e.name for e in _SET_20)
 """The twentieth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 20)."""
-ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15 + _SET_16 + _SET_17 + _SET_18 + _SET_19 + _SET_20
+HELD_OUT_21 = tuple(e.name for e in _SET_21)
+"""The twenty-first held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 21)."""
+ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15 + _SET_16 + _SET_17 + _SET_18 + _SET_19 + _SET_20 + _SET_21
