@@ -37,6 +37,8 @@ TFLITE_CANNOT = {
     # deepfinder (MaxPool3D) and maxitrack (Asinh) convert since the TFLite emitter lowers such ops to builtins
     # (tfopt.emitters.tflite_lower)
     # maximask (Asinh, MaxPoolWithArgmax) converts to TFLite too (0.0 max err): its OpenVINO cell is below
+    # the nineteenth held-out set: TensorFlow's converter refuses an Einsum of its message passing the same way
+    "nmrgnn": "'tf.BatchMatMulV2' op found invalid output dimension (the plain converter fails the same way)",
 }
 # First contact that still fails after issue 24's fixes (README "Real-model corpus"), by class; not
 # strict, so a fix that flips one shows as XPASS.
@@ -76,6 +78,12 @@ STILL_FAILING = {
     # the sixth held-out set's first contact (/work/notes/heldout6_classes.md), before any fix
     # idaes-reformer (a .keras written by Keras 2.15 on Windows, weight groups named 'layers\\dense') converts since
     # its class was fixed after the measurement (tests/loaders/test_keras_archive.py): max err 8.3e-7
+    # the seventh held-out set: an Estimator SavedModel whose signature takes text (docs/corpus.md, seventh set)
+    "guesslang": "a tf.string input: OpenVINO has no strings, tf2onnx compares strings cast to integers, and "
+                 "TFLite cannot lower the map_fn's TensorList of dynamic element shape",
+    # the fifteenth held-out set: TensorFlow's own column sums over 2.66 M voxels are 0.167 from exact, and
+    # verification measures the artifacts against them (docs/concepts/reductions.md)
+    "pyliverlesionseg": "TensorFlow's own large sums disagree with exact sums by more than the artifact bound",
     "facenet-keras": "21 Lambda layers stored as Python-3.6 bytecode: only the user has the function (a typed "
                      "error names them; with CUSTOM_OBJECTS {'<lambda>': fn} it converts, tests/loaders/test_keras_lambda.py)",
     # deepcon converts since the freezing check runs both graphs as written (tests/freezing/test_freeze_exact.py):
