@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tfopt._tf import constant_behind
+from tfopt.verification.primes import PRIMES
 
 Table = tuple[str, int]  # (the Gather node, the axis it gathers along; negative: from the end)
 
@@ -71,7 +72,7 @@ def table_sizes(graph_def: Any, shapes: Mapping[str, Sequence[int | None]],
     return out
 
 
-_PROBES = (1009, 1013, 1019, 1021, 1031, 1033, 1039, 1049, 1051, 1061, 1063, 1069, 1087, 1091, 1093, 1097)
+_PROBES = [p for p in PRIMES if p > 1000]  # past any size the made-up shapes take
 
 
 def cut_tables(graph_def: Any, axes: Mapping[str, int | None]) -> set[str]:

@@ -14,14 +14,13 @@ dimension left unknown), so a search size ``L`` gets its ``M`` with no extra run
 
 from __future__ import annotations
 
-import itertools
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tfopt.graph import TensorSpec
+from tfopt.verification.primes import prime_above
 
 Dim = tuple[str, int]  # (input name, axis)
 _INCOMPATIBLE = re.compile(r"Incompatible shapes: \[([\d,\s]*)\] vs\. \[([\d,\s]*)\]")
@@ -75,7 +74,7 @@ def _by_chance(ties: Any, message: str, symbols: Mapping[int, Dim], graph_def: A
         return None
     name, back, x, y = found
     graph = graph_def.SerializeToString()
-    spare = next(n for n in itertools.count(max(symbols) + 1) if all(n % q for q in range(2, math.isqrt(n) + 1)))
+    spare = prime_above(max(symbols))
     for mine, other in ((x, y), (y, x)):
         dim, tie, root = symbols[mine], DerivedTie(name, back), ties.find(symbols[other])
         moved = {n: [spare * ties.multiples.get(root, 1) if (n, a) in ties.parent and ties.find((n, a)) == root

@@ -47,11 +47,11 @@ import numpy as np
 
 from tfopt.graph import TensorSpec
 from tfopt.verification.derived_ties import DerivedTie, derived_sizes, learn_derived
+from tfopt.verification.primes import PRIMES as _PRIMES
 from tfopt.verification.split_ties import SplitTie, count_splits, split_tie
 from tfopt.verification.tf_errors import plain
 
 Dim = tuple[str, int]  # (input name, axis)
-_PRIMES = [p for p in range(11, 2000) if all(p % q for q in range(2, int(p ** 0.5) + 1))]
 PROBE_BUDGET = 1 << 20  # elements per input at the probe's sizes: a 3-D volume of primes stays small
 LARGE_PROBE = 1000  # a second probe's sizes past the batch: a deep residual conv refuses 13 (its crops)
 _STATIC = re.compile(r"Dimensions must be equal, but are (\d+) and (\d+)")
