@@ -38,7 +38,10 @@ from tfopt.loaders._keras_registered import registered_aliases
 from tfopt.loaders._keras_time_distributed import folded as folded_time_distributed
 
 FORMAT = "keras"
+
+
 def detect(path: str) -> bool:
+    """A Keras file: by its suffix, else by its content (:func:`tfopt.loaders._keras_files.keras_kind`)."""
     return os.path.isfile(path) and keras_kind(path) is not None
 
 
