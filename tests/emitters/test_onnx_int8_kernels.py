@@ -31,7 +31,7 @@ import pytest
 from tests.helpers import graph_model
 from tfopt.emitters.onnx import emit_onnx
 from tfopt.quantizing.engine.quantize import Recipe, quantize_model
-from tfopt.quantizing.int8_ops import count_quantized_ops
+from tfopt.quantizing.int8_ops import ONNX_PRECISION, count_quantized_ops
 from tfopt.runtimes.tensorflow import GraphRunner
 
 TF_LAYERS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
@@ -99,9 +99,23 @@ def dense_stack(t, c):
     return t.identity(_dense(t, h, 5, "logits", "none"), name="out")
 
 
-ARCHS = {"conv_stack": conv_stack, "mobilenet_block": mobilenet_block, "residual": residual, "dense_stack": dense_stack}
+def concat_block(t, c):
+    """ReLU and ReLU6 branches concatenated with a linear one (Inception-like: the shared range goes
+    below 0), a ReLU layer added to a linear one, then dense ReLU and linear layers concatenated."""
+    x = _conv(t, t.compat.v1.placeholder(t.float32, (None, *SHAPE), name="x"), 3, c, "stem", "relu")
+    relu6 = _conv(t, _conv(t, x, 1, c, "b2a", "relu"), 3, c, "b2b", "relu6")
+    h = t.concat([_conv(t, x, 1, c, "b1", "relu"), relu6, _conv(t, x, 1, c, "linear", "none")], -1)
+    h = _conv(t, h, 1, c, "mix", "relu")
+    h = _conv(t, h, 3, c, "res", "relu") + _conv(t, h, 1, c, "skip", "none")
+    g = t.reduce_mean(h, [1, 2])
+    g = t.concat([_dense(t, g, 2 * c, "d_relu", "relu"), _dense(t, g, c, "d_linear", "none")], -1)
+    return t.identity(_dense(t, g, 5, "logits", "none"), name="out")
+
+
+ARCHS = {"conv_stack": conv_stack, "mobilenet_block": mobilenet_block, "residual": residual, "dense_stack": dense_stack,
+         "concat_block": concat_block}
 # each architecture at one channel count (a conversion costs a tf2onnx child process); more in the slow run
-CASES = [("conv_stack", 4), ("mobilenet_block", 16), ("residual", 24), ("dense_stack", 8),
+CASES = [("conv_stack", 4), ("mobilenet_block", 16), ("residual", 24), ("dense_stack", 8), ("concat_block", 16),
          *(pytest.param(arch, c, marks=pytest.mark.slow) for arch, c in [("conv_stack", 24), ("mobilenet_block", 4),
                                                                            ("residual", 8), ("dense_stack", 16)])]
 
@@ -166,6 +180,7 @@ def test_every_engine_layer_is_a_fast_int8_kernel_with_the_engines_numbers(arch,
     counts = count_quantized_ops("onnx", path)
     assert (counts["int8"], counts["float"]) == (layers, 0), counts["layers"]
     graph = _optimized(path, tmp_path)
+    assert [n.name for n in graph.node if ONNX_PRECISION.get(n.op_type) == "float"] == []  # no (Fused)Conv/Gemm
     assert _float_islands(graph) == []
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
     for node in (n for n in graph.node if n.op_type in INT8_KERNELS):

@@ -57,11 +57,13 @@ def convert_to_onnx(model: Model, opset: int | None = None) -> Any:
         logging.getLogger(__name__).info("tf2onnx (child process):\n%s", log.rstrip())
     _check_ops(proto, opset)
     from tfopt.emitters.onnx_names import canonical_names
+    from tfopt.emitters.onnx_relu_grids import own_relu_grids
     from tfopt.emitters.onnx_resize import fix_resizes
     from tfopt.emitters.onnx_weight_quant import fold_weight_qdq
 
     fix_resizes(proto)  # tf2onnx's short scales and its bicubic coefficient (see there)
     fold_weight_qdq(proto.graph)
+    own_relu_grids(proto.graph)  # the engine's ReLU layers before a concatenation: int8 in ONNX Runtime
     canonical_names(proto.graph)
     return proto
 
