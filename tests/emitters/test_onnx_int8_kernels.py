@@ -100,11 +100,13 @@ def dense_stack(t, c):
 
 
 def concat_block(t, c):
-    """ReLU and ReLU6 branches concatenated with a linear one (Inception-like: the shared range goes
-    below 0), a ReLU layer added to a linear one, then dense ReLU and linear layers concatenated."""
+    """ReLU (max-pooled) and ReLU6 branches concatenated with a linear one (Inception-like: the shared
+    range goes below 0), a ReLU layer added to a linear one, then dense ReLU and linear layers
+    concatenated."""
     x = _conv(t, t.compat.v1.placeholder(t.float32, (None, *SHAPE), name="x"), 3, c, "stem", "relu")
+    relu = t.nn.max_pool2d(_conv(t, x, 1, c, "b1", "relu"), 3, 1, "SAME")
     relu6 = _conv(t, _conv(t, x, 1, c, "b2a", "relu"), 3, c, "b2b", "relu6")
-    h = t.concat([_conv(t, x, 1, c, "b1", "relu"), relu6, _conv(t, x, 1, c, "linear", "none")], -1)
+    h = t.concat([relu, relu6, _conv(t, x, 1, c, "linear", "none")], -1)
     h = _conv(t, h, 1, c, "mix", "relu")
     h = _conv(t, h, 3, c, "res", "relu") + _conv(t, h, 1, c, "skip", "none")
     g = t.reduce_mean(h, [1, 2])

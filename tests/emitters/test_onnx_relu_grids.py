@@ -21,7 +21,7 @@ SCALE, ZERO = 0.03, 120  # a shared range [-3.6, 4.05]: a ReLU6 layer's top 6 is
 SHAPE = [2, 3, 4, 4]
 
 
-def _graph(*, act="Relu", clip=(0.0, 6.0), zero=ZERO, concat_zero=ZERO, extra_reader=False):
+def _graph(*, act="Relu", clip=(0.0, 6.0), zero=ZERO, concat_zero=ZERO, extra_reader=False, pool=False):
     inits = [numpy_helper.from_array(np.float32(SCALE), "s"), numpy_helper.from_array(np.uint8(zero), "z"),
              numpy_helper.from_array(np.uint8(concat_zero), "zc"),
              numpy_helper.from_array(np.float32(clip[0]), "lo"), numpy_helper.from_array(np.float32(clip[1]), "hi")]
@@ -31,7 +31,9 @@ def _graph(*, act="Relu", clip=(0.0, 6.0), zero=ZERO, concat_zero=ZERO, extra_re
              helper.make_node("DequantizeLinear", ["rq", "s", "z"], ["rd"], name="dq_relu"),
              helper.make_node("QuantizeLinear", ["b", "s", "z"], ["bq"], name="q_linear"),
              helper.make_node("DequantizeLinear", ["bq", "s", "z"], ["bd"], name="dq_linear"),
-             helper.make_node("Concat", ["rd", "bd"], ["c"], name="concat", axis=1),
+             helper.make_node("MaxPool", ["rd"], ["rp"], name="pool", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+             if pool else helper.make_node("Identity", ["rd"], ["rp"], name="pool"),
+             helper.make_node("Concat", ["rp", "bd"], ["c"], name="concat", axis=1),
              helper.make_node("QuantizeLinear", ["c", "s", "zc"], ["cq"], name="q_concat"),
              helper.make_node("DequantizeLinear", ["cq", "s", "zc"], ["out"], name="dq_concat")]
     outputs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2, 6, 4, 4])]
@@ -53,10 +55,10 @@ def _run(model, level):
     return session.run(None, feed)
 
 
-@pytest.mark.parametrize(("act", "clip"), [("Relu", (0.0, 6.0)), ("Clip", (0.0, 6.0)), ("Clip", (0.0, 4.05))],
-                         ids=["relu", "relu6-above-the-shared-top", "clip-at-the-shared-top"])
-def test_a_relu_before_a_concatenation_gets_zero_point_0_and_the_same_numbers(act, clip):
-    model = _graph(act=act, clip=clip)
+@pytest.mark.parametrize("form", [{}, {"pool": True}, {"act": "Clip"}, {"act": "Clip", "clip": (0.0, 4.05)}],
+                         ids=["relu", "relu-maxpool", "relu6-above-the-shared-top", "clip-at-the-shared-top"])
+def test_a_relu_before_a_concatenation_gets_zero_point_0_and_the_same_numbers(form):
+    model = _graph(**form)
     before = onnx.ModelProto()
     before.CopyFrom(model)
     assert own_relu_grids(model.graph) == 1

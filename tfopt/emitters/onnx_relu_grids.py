@@ -22,9 +22,12 @@ A ``Clip(0, c)`` (ReLU6) whose shared top ``(q_max − z)·s`` is within ``c`` b
 concatenation's quantize clamps below ``c`` anyway, so the result is the same, exactly, and
 ``ReluQuantFusion`` removes it (``ClipQuantFusion`` would want ``q_max·s <= c`` on the new grid).
 
+A ``MaxPool`` (or a reshape: :data:`PASS_OPS`) between the DequantizeLinear and the ``Concat``
+changes nothing: it commutes with the requantization, and ONNX Runtime runs it on the int8 tensor.
+
 Left alone, each with its reason in the log: a quantized tensor read by anything other than
-DequantizeLinear -> Concat -> QuantizeLinear on the same grid (another layer would see the top
-clamp move from ``(q_max − z)·s`` to ``q_max·s``); a ``Clip`` whose lower bound is not 0, that has
+DequantizeLinear -> (PASS_OPS) -> Concat -> QuantizeLinear on the same grid (another layer would
+see the top clamp move from ``(q_max − z)·s`` to ``q_max·s``); a ``Clip`` whose lower bound is not 0, that has
 other readers, or whose ``c`` is below the shared top (its own grid ``c/255`` requantized to ``s``
 would round twice: measured on a generated block, 27% of the outputs more than one step from the
 engine's, up to 5); scales or zero points that are not scalar initializers. TFLite and OpenVINO
@@ -39,6 +42,9 @@ from typing import Any
 import numpy as np
 
 ACTIVATIONS = frozenset({"Relu", "Clip"})
+# ops between the DequantizeLinear and the concatenation that commute with a monotonic requantization
+# (ONNX Runtime moves the DequantizeLinear past them: a MaxPool then runs on the int8 tensor)
+PASS_OPS = frozenset({"MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
 EPSILON = float(np.finfo(np.float32).eps)  # ONNX Runtime's tolerance on the clip bounds
 
 
@@ -125,21 +131,25 @@ def _grid(q: Any, inits: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None
 def _why_not_only_concats(q: Any, reading: dict[str, list[Any]], outputs: set[str],
                           inits: dict[str, Any]) -> str | None:
     """None when every reader of ``q`` is a DequantizeLinear on its grid whose every reader is a
-    ``Concat`` requantized to the same grid; else what reads it instead."""
+    ``Concat`` requantized to the same grid, directly or through :data:`PASS_OPS`; else what reads
+    it instead."""
     if q.output[0] in outputs:
         return "a graph output"
     for dq in reading.get(q.output[0], []):
         if dq.op_type != "DequantizeLinear" or list(dq.input[1:3]) != list(q.input[1:3]) or dq.output[0] in outputs:
             return f"read by {dq.op_type} {dq.name}"
-        for concat in reading.get(dq.output[0], []):
-            if concat.op_type != "Concat" or concat.output[0] in outputs:
-                return f"read by {concat.op_type} {concat.name}"
-            for after in reading.get(concat.output[0], []):
+        todo = list(reading.get(dq.output[0], []))
+        while todo:
+            node = todo.pop()
+            if node.op_type in PASS_OPS and node.output[0] not in outputs and reading.get(node.output[0]):
+                todo.extend(reading[node.output[0]])
+                continue
+            if node.op_type != "Concat" or node.output[0] in outputs or not reading.get(node.output[0]):
+                return f"read by {node.op_type} {node.name}"
+            for after in reading[node.output[0]]:
                 if after.op_type != "QuantizeLinear" or _grid(after, inits) is None or \
-                        _same(_grid(after, inits), _grid(q, inits)) is False:
-                    return f"{concat.name}'s output read by {after.op_type} {after.name}, not on its grid"
-            if not reading.get(concat.output[0]):
-                return f"{concat.name}'s output not read"
+                        not _same(_grid(after, inits), _grid(q, inits)):
+                    return f"{node.name}'s output read by {after.op_type} {after.name}, not on its grid"
     return None
 
 
