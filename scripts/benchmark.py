@@ -10,6 +10,7 @@
     python scripts/benchmark.py fleet [--models 24] [--quick]    # local vs Ray fleet (scripts/benchmark_fleet.py)
     python scripts/benchmark.py large [--rows 540000]  # a 2.2 GB table: time, peak memory (scripts/benchmark_large.py)
     python scripts/benchmark.py ov-batch [--rounds 40]  # OpenVINO: dynamic vs fixed batch (scripts/benchmark_ov_batch.py)
+    python scripts/benchmark.py onnx-concat [--rounds 40]  # ONNX int8: ReLU + linear branches concatenated (benchmark_onnx_concat.py)
 
 ``tf``: node counts and TensorFlow-runtime latency of (a) the original SavedModel signature,
 (b) TensorFlow's plain ``convert_variables_to_constants_v2``, (c) TensorFlow's
@@ -288,7 +289,8 @@ def _call(model: Any) -> Any:
 
 
 OWN_MODULES = {"int8": "benchmark_int8", "cluster": "benchmark_cluster", "qat": "benchmark_qat",
-               "fleet": "benchmark_fleet", "large": "benchmark_large", "ov-batch": "benchmark_ov_batch"}
+               "fleet": "benchmark_fleet", "large": "benchmark_large", "ov-batch": "benchmark_ov_batch",
+               "onnx-concat": "benchmark_onnx_concat"}
 
 
 def main() -> int:
@@ -316,6 +318,8 @@ def main() -> int:
                    "(scripts/benchmark_large.py)")
     sub.add_parser("ov-batch", help="OpenVINO: a dynamic batch against a fixed one, op by op "
                    "(scripts/benchmark_ov_batch.py)")
+    sub.add_parser("onnx-concat", help="ONNX Runtime int8: ReLU and linear branches concatenated, engine vs "
+                   "native (scripts/benchmark_onnx_concat.py)")
     p = sub.add_parser("all", help="every benchmark, with its defaults")
     p.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
