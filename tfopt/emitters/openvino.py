@@ -19,6 +19,7 @@ import numpy as np
 
 from tfopt._io import atomic_path
 from tfopt._openvino import nncf, openvino
+from tfopt.emitters.openvino_precise import keep_integer_casts_precise
 from tfopt.errors import ConversionError, OptionError
 from tfopt.graph import Model, tensor_port
 from tfopt.targets import require_calibration
@@ -136,6 +137,7 @@ def emit_openvino(model: Model, path: str, *, precision: str = "fp32",
     with atomic_path(path, directory=True) as tmp:
         os.makedirs(tmp)
         ov.save_model(ov_model, os.path.join(tmp, "model.xml"), compress_to_fp16=precision == "fp16")
+        keep_integer_casts_precise(os.path.join(tmp, "model.xml"))  # ids fed as floats stay exact in bf16
     return os.path.join(path, "model.xml")
 
 
