@@ -170,3 +170,22 @@ def test_the_debug_rule_sees_a_lazy_import(tmp_path):
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from tfopt.debug.compare import compare\n    return compare\n")
     assert any(map(_is_debug, _imports("tfopt.m", source)))
+
+
+# targets.py's emitters and runtimes sit below verification and every layer above it (ARCHITECTURE.md): what
+# one of them needs from there lives in a layer both may import, or the pipeline passes it in (OpenVINO's
+# accuracy control gets the class rule as AccuracyControl.top1).
+BELOW_VERIFICATION = ("tfopt.emitters", "tfopt.runtimes")
+ABOVE_EMITTERS = ("tfopt.verification", "tfopt.conversion", "tfopt.report", "tfopt.quantizing", "tfopt.fleet",
+                  "tfopt.cli", "tfopt.debug", "tfopt.coverage", "tfopt.demos")
+
+
+def _within(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_emitters_and_runtimes_never_import_a_layer_above_them():
+    offenders = sorted(f"{name} imports {', '.join(sorted(i for i in imported if _within(i, ABOVE_EMITTERS)))}"
+                       for name, imported in GRAPH.items()
+                       if _within(name, BELOW_VERIFICATION) and any(_within(i, ABOVE_EMITTERS) for i in imported))
+    assert offenders == [], "move the helper down (a layer both may import) or pass it in from the pipeline"

@@ -83,8 +83,9 @@ def accuracy_control(max_drop: float, labeled: Any) -> Any:
     """OpenVINO's accuracy control at ``max_drop`` on the eval data (``labeled``, a
     :class:`tfopt.verification.input_data.LabeledData`: ``check_options`` requires it)."""
     from tfopt.emitters.openvino import AccuracyControl
+    from tfopt.verification.classes import top1_fraction
 
-    return AccuracyControl(max_drop, labeled.inputs, labeled.labels)
+    return AccuracyControl(max_drop, labeled.inputs, labeled.labels, top1_fraction)
 
 
 def int8_measure(portable: Model, runtime: Model, samples: Any, q: QuantizeOptions, r: Any, labeled: Any = None) -> Any:
