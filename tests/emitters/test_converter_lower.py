@@ -5,7 +5,8 @@ in the main graph and inside a ``tf.cond`` branch (a function body). Both are lo
 the graph (the two lowerings used to import it once each, per target conversion), the report keeps each
 lowering's lines apart, and the lowered graph computes what the original does: TensorFlow on both,
 within 1e-5 of the output's scale (the resize's matrix products and the split sums round differently
-from the kernels, a few ulp; the bound of each lowering is in its own test module).
+from the kernels, a few ulp; the bound of each lowering is in its own test module). Each artifact records
+both reports (manifest.json, report.md), in every target, the ONNX one made ahead for tf2onnx's child too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 import tfopt._tf
-from tests.helpers import graph_model
+from tests.helpers import converted_everywhere, graph_model
 from tfopt.emitters.converter_lower import lower_for_converter
 from tfopt.runtimes.tensorflow import GraphRunner
 
@@ -70,3 +71,26 @@ def test_rows_only_leaves_a_column_reduction_and_lowers_the_resize(model):
     lowered = lower_for_converter(model.graph_def, rows_only=True)  # two channels kept inside: a column mean
     assert lowered.reductions == [] and len(lowered.resizes) >= 2
     assert set(lowered.provenance()) == {"lowered_resizes"}
+
+
+def test_every_artifact_records_both_rewrites_in_its_manifest_and_report(tmp_path):
+    """A large mean over rows (split in every target, TFLite's too) and a bicubic resize: each artifact's
+    manifest record and report name both rewrites and their nodes; tfopt verified each within 1e-4."""
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, IMAGE, name="x")
+        t.identity(t.raw_ops.ResizeBicubic(images=x, size=[7, 9]), name="resized")
+        t.identity(t.reduce_mean(x, [1, 2, 3]), name="avg")  # 3840 > BLOCK elements, contiguous rows
+
+    out = tmp_path / "out"
+    converted_everywhere(graph_model(build, {"x": IMAGE}, ["resized", "avg"]), str(out), 1e-4)
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    for artifact in manifest["artifacts"]:
+        rewrites = artifact["rewrites"]
+        assert set(rewrites) == {"split_reductions", "lowered_resizes"}, artifact["format"]
+        [reduction], [resize] = rewrites["split_reductions"], rewrites["lowered_resizes"]  # one node each, named
+        assert "(Mean:" in reduction and "(ResizeBicubic:" in resize, rewrites
+    report = (out / "report.md").read_text()
+    for target in ("tflite", "onnx", "openvino"):
+        assert f"{target} fp32: converted from a rewritten graph" in report, report

@@ -38,6 +38,7 @@ class Artifact:
     quantizer: str | None = None  # quantized: "tfopt" (the engine's graph) or "native" (the converter's own)
     fixed_shapes: dict[str, list[int]] | None = None  # inputs whose open batch the file fixes (TFLite's pinned retry)
     conditioning: dict[str, Any] | None = None  # verified at a smaller made-up rung (tfopt.verification.conditioning)
+    rewrites: dict[str, list[str]] | None = None  # its converter's graph rewritten for it (tfopt.emitters.converter_lower)
 
 
 @dataclass

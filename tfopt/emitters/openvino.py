@@ -100,7 +100,7 @@ def _convert_graph(graph_def: Any) -> Any:
         pb = os.path.join(tmp_pb, "frozen.pb")
         with open(pb, "wb") as f:
             lowered = lower_for_converter(set_tensor_array_ranks(graph_def))
-            lowered.log()
+            lowered.report()
             f.write(lower_lrns(split_reverses(lowered.graph_def)).SerializeToString())
         try:
             return ov.convert_model(pb)

@@ -109,7 +109,7 @@ def _lowered(model: Model) -> tuple[Model, dict[str, str]]:
     from tfopt.emitters.tflite_lower import lower_for_builtins
 
     lowered = lower_for_converter(model.graph_def, rows_only=True)  # TFLite's MEAN sums in one run
-    lowered.log()
+    lowered.report()
     if lowered.provenance():
         model = model.replace(graph_def=lowered.graph_def, provenance={**model.provenance, **lowered.provenance()})
     result = lower_for_builtins(model)
