@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import tfopt._tf
-from tests.helpers import converted_everywhere, graph_model
+from tests.helpers import graph_model
 from tfopt.emitters.converter_lower import lower_for_converter
 from tfopt.runtimes.tensorflow import GraphRunner
 
@@ -73,24 +73,44 @@ def test_rows_only_leaves_a_column_reduction_and_lowers_the_resize(model):
     assert set(lowered.provenance()) == {"lowered_resizes"}
 
 
-def test_every_artifact_records_both_rewrites_in_its_manifest_and_report(tmp_path):
-    """A large mean over rows (split in every target, TFLite's too) and a bicubic resize: each artifact's
-    manifest record and report name both rewrites and their nodes; tfopt verified each within 1e-4."""
+# Each target's own rewrites beside the two every target gets (tfopt.emitters.rewrite_record's kinds).
+OWN = {"tflite": {"lowered_for_builtins": "(Asinh:"},
+       "onnx": {},
+       "openvino": {"lowered_ReverseV2": "(ReverseV2:", "lowered_LRN": "(LRN:"}}
+
+
+@pytest.mark.parametrize("targets", [
+    pytest.param(["tflite", "openvino"], id="tflite+openvino"),
+    pytest.param(["onnx"], id="onnx", marks=pytest.mark.slow),  # its own tf2onnx child (~8 s): the graph lowered ahead for it
+])
+def test_every_artifact_records_its_rewrites_in_its_manifest_and_report(tmp_path, targets):
+    """A large mean over rows (split in every target, TFLite's too), a bicubic resize, and ops one converter gets as
+    their formula (Asinh: TFLite; a reverse over two axes and LRN: OpenVINO): each artifact's manifest record and
+    report name every rewrite its converter read, each node once, and no other; tfopt verified each within 1e-4."""
+    import json
+
+    import tfopt
+
     def build(t):
         x = t.compat.v1.placeholder(t.float32, IMAGE, name="x")
         t.identity(t.raw_ops.ResizeBicubic(images=x, size=[7, 9]), name="resized")
         t.identity(t.reduce_mean(x, [1, 2, 3]), name="avg")  # 3840 > BLOCK elements, contiguous rows
+        t.identity(t.math.asinh(x) + t.reverse(x, axis=[1, 2]) + t.nn.local_response_normalization(x, 1), name="own")
 
     out = tmp_path / "out"
-    converted_everywhere(graph_model(build, {"x": IMAGE}, ["resized", "avg"]), str(out), 1e-4)
-    import json
-
+    result = tfopt.convert(graph_model(build, {"x": IMAGE}, ["resized", "avg", "own"]), str(out), to=targets,
+                           quantize=["fp32"], report_runs=1)
+    assert not result.failed, [f.reason for f in result.failed]
+    assert all(a["fidelity"]["max_abs_err"] <= 1e-4 for a in result.report["artifacts"]), result.report["artifacts"]
     manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(a["format"] for a in manifest["artifacts"]) == sorted(targets)
     for artifact in manifest["artifacts"]:
+        expected = {"split_reductions": "(Mean:", "lowered_resizes": "(ResizeBicubic:", **OWN[artifact["format"]]}
         rewrites = artifact["rewrites"]
-        assert set(rewrites) == {"split_reductions", "lowered_resizes"}, artifact["format"]
-        [reduction], [resize] = rewrites["split_reductions"], rewrites["lowered_resizes"]  # one node each, named
-        assert "(Mean:" in reduction and "(ResizeBicubic:" in resize, rewrites
+        assert set(rewrites) == set(expected), (artifact["format"], rewrites)
+        for kind, op in expected.items():
+            [line] = rewrites[kind]  # one node each, named with its op
+            assert op in line, (artifact["format"], rewrites)
     report = (out / "report.md").read_text()
-    for target in ("tflite", "onnx", "openvino"):
+    for target in targets:
         assert f"{target} fp32: converted from a rewritten graph" in report, report

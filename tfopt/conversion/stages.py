@@ -40,7 +40,7 @@ from tfopt.conversion.parts import (
     verify,
     write_manifest,
 )
-from tfopt.emitters.converter_lower import rewrites_recorded
+from tfopt.emitters.rewrite_record import rewrites_recorded
 from tfopt.errors import ConversionError, OptionError, TfoptError, VerificationError, VerificationTimeoutError, stage
 from tfopt.graph import Model
 from tfopt.options import CompressOptions, ConvertOptions, LoadOptions

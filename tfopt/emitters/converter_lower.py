@@ -14,46 +14,18 @@ name) and neither writes an op of the other's set (a resize becomes ``MatMul``/`
 each node's check reads are the same in the unlowered graph as after the other rewrite: lowering both
 against the one import gives what lowering one after the other gave. The report lines are kept apart
 (``split_reductions``, ``lowered_resizes``): every emitter reports them (:meth:`ConverterLowered.report`: at
-INFO, and into the :func:`rewrites_recorded` scope the conversion stage opens around one artifact's emit, which
-records them as the artifact's ``rewrites`` in manifest.json and report.md); TFLite also keeps them in the
-converted model's provenance.
+INFO, and as the artifact's ``rewrites`` in manifest.json and report.md, :mod:`tfopt.emitters.rewrite_record`);
+TFLite also keeps them in the converted model's provenance.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from tfopt.emitters.rewrite_record import record_rewrites
 from tfopt.passes.base import Skip
-
-# The record of the innermost rewrites_recorded() scope: report lines by kind (None outside any scope).
-_RECORD: ContextVar[dict[str, list[str]] | None] = ContextVar("tfopt_converter_rewrites", default=None)
-
-
-@contextmanager
-def rewrites_recorded() -> Iterator[dict[str, list[str]]]:
-    """The report lines of the lowerings made for a converter inside the block, by kind (``split_reductions``,
-    ``lowered_resizes``): what one artifact's conversion rewrote. A kind reported again (a converter's retry,
-    a keep-float candidate) replaces its lines: the same graph gives the same lowering."""
-    record: dict[str, list[str]] = {}
-    token = _RECORD.set(record)
-    try:
-        yield record
-    finally:
-        _RECORD.reset(token)
-
-
-def record_rewrites(lines: dict[str, list[str]]) -> None:
-    """Add ``lines`` (kind -> report lines) to the innermost :func:`rewrites_recorded` scope, if any: a lowering
-    made earlier and kept (ONNX's graph made once for tf2onnx's child, :mod:`tfopt.emitters.onnx`) is reported
-    again by the conversion that uses it."""
-    record = _RECORD.get()
-    if record is not None:
-        record.update({kind: list(value) for kind, value in lines.items()})
 
 
 @dataclass
@@ -73,7 +45,7 @@ class ConverterLowered:
         return {key: value for key, value in lines.items() if value}
 
     def report(self) -> None:
-        """Each report line at INFO, and into the :func:`rewrites_recorded` scope (the artifact's manifest record)."""
+        """Each report line at INFO, and into the artifact's record (:mod:`tfopt.emitters.rewrite_record`)."""
         for key, lines in self.provenance().items():
             logging.getLogger(__name__).info("%s: %d\n  %s", key, len(lines), "\n  ".join(lines))
         record_rewrites(self.provenance())

@@ -94,8 +94,8 @@ def _tf2onnx_graph(model: Model) -> Any:
     import hashlib
     import json
 
-    from tfopt.emitters.converter_lower import record_rewrites, rewrites_recorded
     from tfopt.emitters.onnx_worker import current_child
+    from tfopt.emitters.rewrite_record import record_rewrites, rewrites_recorded
 
     child = current_child()
     if child is None:

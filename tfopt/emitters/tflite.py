@@ -106,6 +106,7 @@ def _lowered(model: Model) -> tuple[Model, dict[str, str]]:
     (:func:`tfopt.emitters.tflite_lower.lower_for_builtins`), and ``{op type: why not}`` for the
     ones left (the error names them if the converter then refuses them)."""
     from tfopt.emitters.converter_lower import lower_for_converter, ops_by_label
+    from tfopt.emitters.rewrite_record import record_rewrites
     from tfopt.emitters.tflite_lower import lower_for_builtins
 
     lowered = lower_for_converter(model.graph_def, rows_only=True)  # TFLite's MEAN sums in one run
@@ -113,6 +114,8 @@ def _lowered(model: Model) -> tuple[Model, dict[str, str]]:
     if lowered.provenance():
         model = model.replace(graph_def=lowered.graph_def, provenance={**model.provenance, **lowered.provenance()})
     result = lower_for_builtins(model)
+    if result.changed:  # the artifact's record (tfopt.emitters.rewrite_record)
+        record_rewrites({"lowered_for_builtins": result.model.provenance["lowered_for_builtins"]})
     op_of = ops_by_label(model.graph_def)
     return result.model, {op_of.get(s.node, ""): s.reason for s in result.skips + lowered.resize_skips}
 

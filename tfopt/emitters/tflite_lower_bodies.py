@@ -117,12 +117,17 @@ def lower_everywhere(graph_def: Any, lowering: Lowering) -> Any:
     """``graph_def`` (a copy when anything changes) with every node of ``lowering.op`` in the main graph
     and in the function bodies it reaches lowered by ``lowering`` where its check passes: one op lowered
     for one target's converter (:mod:`tfopt.emitters.crop_lower`, :mod:`tfopt.emitters.lrn_lower`,
-    :mod:`tfopt.emitters.reverse_axes`; the inputs it names in ``constants`` carry their values)."""
+    :mod:`tfopt.emitters.reverse_axes`; the inputs it names in ``constants`` carry their values), the lines
+    reported as ``lowered_<op>`` (:mod:`tfopt.emitters.rewrite_record`)."""
+
+    from tfopt.emitters.rewrite_record import record_rewrites
 
     def only(node: Any, *_static: Any) -> Lowering | None:
         return lowering if node.op == lowering.op else None
 
-    return lower_reported(graph_def, (lowering.op,), only)[0]
+    out, lowered, _ = lower_reported(graph_def, (lowering.op,), only)
+    record_rewrites({f"lowered_{lowering.op}": lowered})  # the artifact's record (tfopt.emitters.rewrite_record)
+    return out
 
 
 def lower_reported(graph_def: Any, ops: Collection[str], lowering_of: LoweringOf) -> tuple[Any, list[str], list[Skip]]:

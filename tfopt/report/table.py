@@ -52,9 +52,11 @@ def fixed_batch_note(fixed_shapes: dict[str, list[int]]) -> str:
             "feed one sample per call (other dimensions stay open)")
 
 
-# The rewrites an artifact's converter read its graph with (tfopt.emitters.converter_lower's kinds), as the report says them.
+# The rewrites an artifact's converter read its graph with (tfopt.emitters.rewrite_record's kinds), as the report
+# says them; any other kind, ``lowered_<Op>``: that op as its formula for this converter.
 REWRITES = {"split_reductions": "large float32 reduction{s} split into partial sums",
-            "lowered_resizes": "resize{s} as TensorFlow's own weights (matrix products)"}
+            "lowered_resizes": "resize{s} as TensorFlow's own weights (matrix products)",
+            "lowered_for_builtins": "op{s} TFLite has no builtin for, as exact builtins"}
 
 
 def rewrites_note(rewrites: dict[str, list[str]]) -> str:
@@ -62,7 +64,8 @@ def rewrites_note(rewrites: dict[str, list[str]]) -> str:
     ``node (op: what)``), the nodes named."""
     parts = []
     for kind, lines in rewrites.items():
-        what = REWRITES.get(kind, kind).format(s="s" if len(lines) > 1 else "")
+        what = REWRITES.get(kind, f"{kind.removeprefix('lowered_')}{{s}} as its formula").format(
+            s="s" if len(lines) > 1 else "")
         parts.append(f"{len(lines)} {what} ({', '.join(line.split(' (', 1)[0] for line in lines)})")
     return "converted from a rewritten graph, the same function: " + "; ".join(parts)
 
