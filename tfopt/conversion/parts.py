@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tfopt._io import gzip_size, tree_size
-from tfopt.errors import ConversionError, VerificationTimeoutError
+from tfopt.errors import ConversionError, VerificationTimeoutError, one_line
 from tfopt.graph import Model
 from tfopt.options import QuantizeOptions
 from tfopt.runtimes import runner_for
@@ -138,7 +138,7 @@ def emit_engine(target: str, job: EmitJob, native: EmitJob, say: Callable[[Any],
     try:
         return emit(target, job)
     except ConversionError as exc:
-        reason = " ".join(str(exc).split())[:300]
+        reason = one_line(exc)
         say(f"{target} int8: its converter cannot express tfopt's int8 graph ({reason}); "
             f"building it with {target}'s own quantizer")
         result.engine_fallbacks[target] = reason
