@@ -172,20 +172,29 @@ def test_the_debug_rule_sees_a_lazy_import(tmp_path):
     assert any(map(_is_debug, _imports("tfopt.m", source)))
 
 
-# targets.py's emitters and runtimes sit below verification and every layer above it (ARCHITECTURE.md): what
-# one of them needs from there lives in a layer both may import, or the pipeline passes it in (OpenVINO's
-# accuracy control gets the class rule as AccuracyControl.top1).
-BELOW_VERIFICATION = ("tfopt.emitters", "tfopt.runtimes")
-ABOVE_EMITTERS = ("tfopt.verification", "tfopt.conversion", "tfopt.report", "tfopt.quantizing", "tfopt.fleet",
-                  "tfopt.cli", "tfopt.debug", "tfopt.coverage", "tfopt.demos")
+# The layers below verification (ARCHITECTURE.md) never import the pipeline above it: what one of them needs from
+# there lives in a layer both may import, or the pipeline passes it in (OpenVINO's accuracy control gets the class
+# rule as AccuracyControl.top1; `tfopt inspect` chooses between an artifact and a model in report/inspect.py).
+# Freezing and optimizing verify each stage's graph, and a loader reads --finetune-data through verification's
+# one data reader: only targets.py's emitters and runtimes are held below verification itself.
+PIPELINE = ("tfopt.conversion", "tfopt.report", "tfopt.quantizing", "tfopt.fleet", "tfopt.cli", "tfopt.debug",
+            "tfopt.coverage", "tfopt.demos")
+BELOW = {
+    "emitters": (("tfopt.emitters",), ("tfopt.verification", *PIPELINE)),
+    "runtimes": (("tfopt.runtimes",), ("tfopt.verification", *PIPELINE)),
+    "loaders": (("tfopt.loaders",), PIPELINE),
+    "freezing-passes": (("tfopt.freezing", "tfopt.passes"), PIPELINE),
+    "external-graphdef": (("tfopt.external", "tfopt.graphdef", "tfopt.graph", "tfopt._tf"), PIPELINE),
+}
 
 
 def _within(module: str, packages: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in packages)
 
 
-def test_emitters_and_runtimes_never_import_a_layer_above_them():
-    offenders = sorted(f"{name} imports {', '.join(sorted(i for i in imported if _within(i, ABOVE_EMITTERS)))}"
+@pytest.mark.parametrize(("layer", "above"), BELOW.values(), ids=BELOW.keys())
+def test_a_lower_layer_never_imports_a_layer_above_it(layer, above):
+    offenders = sorted(f"{name} imports {', '.join(sorted(i for i in imported if _within(i, above)))}"
                        for name, imported in GRAPH.items()
-                       if _within(name, BELOW_VERIFICATION) and any(_within(i, ABOVE_EMITTERS) for i in imported))
+                       if _within(name, layer) and any(_within(i, above) for i in imported))
     assert offenders == [], "move the helper down (a layer both may import) or pass it in from the pipeline"
