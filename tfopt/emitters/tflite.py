@@ -291,11 +291,16 @@ def emit(job: EmitJob) -> str:
 
 def convert_job(job: dict[str, Any]) -> None:
     """In the child of :func:`tfopt.emitters.tflite_isolated.emit_in_child` (:mod:`tfopt.emitters.large_worker`):
-    the model and calibration read back from ``job`` and converted by :func:`emit_tflite` in that process."""
+    the model and calibration read back from ``job`` and converted by :func:`emit_tflite` in that process; what its
+    lowerings rewrote written to ``job["rewrites"]`` (JSON) for the parent's record
+    (:mod:`tfopt.emitters.rewrite_record`)."""
+    import json
+
     import numpy as np
 
     from tfopt._tf import graph_def_class
     from tfopt.emitters.large_worker import JobError
+    from tfopt.emitters.rewrite_record import rewrites_recorded
     from tfopt.errors import TfoptError
     from tfopt.runtimes.child import specs_of
 
@@ -306,7 +311,10 @@ def convert_job(job: dict[str, Any]) -> None:
     with np.load(job["calibration"], allow_pickle=False) as data:
         calibration = [{s.name: data[f"{i}_{j}"] for j, s in enumerate(model.inputs)} for i in range(job["samples"])]
     try:
-        emit_tflite(model, job["out"], precision=job["precision"], calibration=calibration, isolate=False,
-                    **job["options"])
+        with rewrites_recorded() as rewrites:
+            emit_tflite(model, job["out"], precision=job["precision"], calibration=calibration, isolate=False,
+                        **job["options"])
     except TfoptError as exc:  # the converter's own message, one line for the parent, as in process
         raise JobError(" ".join(str(exc).split())) from exc
+    with open(job["rewrites"], "w") as f:
+        json.dump(rewrites, f)
