@@ -170,3 +170,31 @@ def test_the_debug_rule_sees_a_lazy_import(tmp_path):
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from tfopt.debug.compare import compare\n    return compare\n")
     assert any(map(_is_debug, _imports("tfopt.m", source)))
+
+
+# The layers below verification (ARCHITECTURE.md) never import the pipeline above it: what one of them needs from
+# there lives in a layer both may import, or the pipeline passes it in (OpenVINO's accuracy control gets the class
+# rule as AccuracyControl.top1; `tfopt inspect` chooses between an artifact and a model in report/inspect.py).
+# Freezing and optimizing verify each stage's graph, and a loader reads --finetune-data through verification's
+# one data reader: only targets.py's emitters and runtimes are held below verification itself.
+PIPELINE = ("tfopt.conversion", "tfopt.report", "tfopt.quantizing", "tfopt.fleet", "tfopt.cli", "tfopt.debug",
+            "tfopt.coverage", "tfopt.demos")
+BELOW = {
+    "emitters": (("tfopt.emitters",), ("tfopt.verification", *PIPELINE)),
+    "runtimes": (("tfopt.runtimes",), ("tfopt.verification", *PIPELINE)),
+    "loaders": (("tfopt.loaders",), PIPELINE),
+    "freezing-passes": (("tfopt.freezing", "tfopt.passes"), PIPELINE),
+    "external-graphdef": (("tfopt.external", "tfopt.graphdef", "tfopt.graph", "tfopt._tf"), PIPELINE),
+}
+
+
+def _within(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+@pytest.mark.parametrize(("layer", "above"), BELOW.values(), ids=BELOW.keys())
+def test_a_lower_layer_never_imports_a_layer_above_it(layer, above):
+    offenders = sorted(f"{name} imports {', '.join(sorted(i for i in imported if _within(i, above)))}"
+                       for name, imported in GRAPH.items()
+                       if _within(name, layer) and any(_within(i, above) for i in imported))
+    assert offenders == [], "move the helper down (a layer both may import) or pass it in from the pipeline"

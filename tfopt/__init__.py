@@ -2,7 +2,7 @@
 
 Each public function forwards to the module that does the work - :func:`tfopt.loaders.load`,
 :mod:`tfopt.conversion.pipeline` (freeze, optimize, save), :func:`tfopt.conversion.convert.convert`,
-:func:`tfopt.loaders.inspect_model.inspect_model` - importing it when called, so importing :mod:`tfopt`
+:func:`tfopt.report.inspect.inspect_path` - importing it when called, so importing :mod:`tfopt`
 does not import TensorFlow (the return types are imported for type checkers only). Keywords are
 the CLI's option names.
 
@@ -177,10 +177,10 @@ def save(model: Any, path: str, *, format: str | None = None, overwrite: bool = 
 
 
 def inspect(path: Any, *, verbose: bool = False, log: str | None = None, **options: Any) -> dict[str, Any]:
-    """Describe a model without changing it; see :func:`tfopt.loaders.inspect_model.inspect_model`.
+    """Describe a model or an artifact without changing it; see :func:`tfopt.report.inspect.inspect_path`.
     ``verbose``/``log``: see the module docstring."""
-    from tfopt.loaders.inspect_model import inspect_model
+    from tfopt.report.inspect import inspect_path
     from tfopt.terminal.capture import quiet
 
     with quiet("inspect", verbose=verbose, log=log):
-        return inspect_model(path, **options)
+        return inspect_path(path, **options)

@@ -182,6 +182,12 @@ def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
     return f" Did you mean: {', '.join(close)}?" if close else ""
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``exc``'s message with its white space folded into single spaces, at most ``limit`` characters: how a
+    message quotes the error that caused it (a converter's or a runtime's, often many lines long)."""
+    return " ".join(str(exc).split())[:limit]
+
+
 STAGES = ("loading", "freezing", "optimizing", "converting", "running", "verifying")
 
 

@@ -5,7 +5,8 @@ in the main graph and inside a ``tf.cond`` branch (a function body). Both are lo
 the graph (the two lowerings used to import it once each, per target conversion), the report keeps each
 lowering's lines apart, and the lowered graph computes what the original does: TensorFlow on both,
 within 1e-5 of the output's scale (the resize's matrix products and the split sums round differently
-from the kernels, a few ulp; the bound of each lowering is in its own test module).
+from the kernels, a few ulp; the bound of each lowering is in its own test module). Each artifact records
+both reports (manifest.json, report.md), in every target, the ONNX one made ahead for tf2onnx's child too.
 """
 
 from __future__ import annotations
@@ -70,3 +71,46 @@ def test_rows_only_leaves_a_column_reduction_and_lowers_the_resize(model):
     lowered = lower_for_converter(model.graph_def, rows_only=True)  # two channels kept inside: a column mean
     assert lowered.reductions == [] and len(lowered.resizes) >= 2
     assert set(lowered.provenance()) == {"lowered_resizes"}
+
+
+# Each target's own rewrites beside the two every target gets (tfopt.emitters.rewrite_record's kinds).
+OWN = {"tflite": {"lowered_for_builtins": "(Asinh:"},
+       "onnx": {},
+       "openvino": {"lowered_ReverseV2": "(ReverseV2:", "lowered_LRN": "(LRN:"}}
+
+
+@pytest.mark.parametrize("targets", [
+    pytest.param(["tflite", "openvino"], id="tflite+openvino"),
+    pytest.param(["onnx"], id="onnx", marks=pytest.mark.slow),  # its own tf2onnx child (~8 s): the graph lowered ahead for it
+])
+def test_every_artifact_records_its_rewrites_in_its_manifest_and_report(tmp_path, targets):
+    """A large mean over rows (split in every target, TFLite's too), a bicubic resize, and ops one converter gets as
+    their formula (Asinh: TFLite; a reverse over two axes and LRN: OpenVINO): each artifact's manifest record and
+    report name every rewrite its converter read, each node once, and no other; tfopt verified each within 1e-4."""
+    import json
+
+    import tfopt
+
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, IMAGE, name="x")
+        t.identity(t.raw_ops.ResizeBicubic(images=x, size=[7, 9]), name="resized")
+        t.identity(t.reduce_mean(x, [1, 2, 3]), name="avg")  # 3840 > BLOCK elements, contiguous rows
+        t.identity(t.math.asinh(x) + t.reverse(x, axis=[1, 2]) + t.nn.local_response_normalization(x, 1), name="own")
+
+    out = tmp_path / "out"
+    result = tfopt.convert(graph_model(build, {"x": IMAGE}, ["resized", "avg", "own"]), str(out), to=targets,
+                           quantize=["fp32"], report_runs=1)
+    assert not result.failed, [f.reason for f in result.failed]
+    assert all(a["fidelity"]["max_abs_err"] <= 1e-4 for a in result.report["artifacts"]), result.report["artifacts"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(a["format"] for a in manifest["artifacts"]) == sorted(targets)
+    for artifact in manifest["artifacts"]:
+        expected = {"split_reductions": "(Mean:", "lowered_resizes": "(ResizeBicubic:", **OWN[artifact["format"]]}
+        rewrites = artifact["rewrites"]
+        assert set(rewrites) == set(expected), (artifact["format"], rewrites)
+        for kind, op in expected.items():
+            [line] = rewrites[kind]  # one node each, named with its op
+            assert op in line, (artifact["format"], rewrites)
+    report = (out / "report.md").read_text()
+    for target in targets:
+        assert f"{target} fp32: converted from a rewritten graph" in report, report

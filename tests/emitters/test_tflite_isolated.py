@@ -161,3 +161,35 @@ def test_which_conversions_go_to_the_child(counter, precision, quantization_awar
     model = Model(graph_def, [TensorSpec("x", "x:0", "float32", (None, 3))], [])
     calibration = [{"x": np.zeros((1, 3), np.float32)}]
     assert isolated(model, precision, calibration, quantization_aware=quantization_aware) is expected
+
+
+@pytest.mark.slow  # a child process that imports TensorFlow (~7 s); the in-process record: test_converter_lower.py
+def test_what_the_child_lowered_is_recorded_in_the_parent(tmp_path):
+    """An int32-counted loop beside a mean over 1200 elements a row (split for TFLite): the calibrating conversion
+    runs in the child, and the child's lowering reaches the parent's record (the artifact's ``rewrites``) as an
+    in-process conversion's does; the file agrees with TensorFlow within :data:`INT8_SCALED`."""
+    if not TABLE["tflite"].available():
+        pytest.skip("the tflite extra is needed")
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tests.helpers import graph_model
+    from tfopt.emitters.rewrite_record import rewrites_recorded
+    from tfopt.emitters.tflite_isolated import emit_in_child, holds_loop
+    from tfopt.runtimes.tensorflow import GraphRunner
+
+    def build(t):
+        x = t.compat.v1.placeholder(t.float32, [None, 3], name="x")
+        t.identity(_counted(t, x, "int32") + t.reduce_mean(t.tile(x, [1, 400]), axis=1, keepdims=True), name="y")
+
+    model = graph_model(build, {"x": (None, 3)}, ["y"])
+    assert holds_loop(model.graph_def)
+    rows = _rows(16, seed=0)
+    path = str(tmp_path / "m.tflite")
+    with rewrites_recorded() as rewrites:
+        emit_in_child(model, path, precision="int8", calibration=[{"x": rows[i:i + 1]} for i in range(16)], options={})
+    [line] = rewrites["split_reductions"]
+    assert "(Mean:" in line, rewrites
+    runner = Interpreter(model_path=path).get_signature_runner()
+    got = np.concatenate([runner(x=rows[i:i + 1])["y"] for i in range(len(rows))])  # each row alone in both
+    want = np.concatenate([GraphRunner(model)({"x": rows[i:i + 1]})["y"] for i in range(len(rows))])
+    assert _scaled_error(got, want) <= INT8_SCALED

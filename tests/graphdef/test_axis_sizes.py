@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tfopt.graphdef.axis_sizes import reshape_axes
+from tfopt.graphdef.axis_sizes import port_ref, reshape_axes
 
 
 def _target(*elements):  # ints: constants; "aK": the size of input axis K read with tf.shape
@@ -35,3 +35,9 @@ def test_a_reshape_keeps_the_axes_it_lays_out_alike(shape, target, want):
 def test_a_target_element_reading_an_axis_holds_it():
     """``[t*b, h]`` split back to ``[shape(x)[0], shape(x)[1], h]``: the merged input holds no axis of its own."""
     assert reshape_axes(_target("a0", "a1", 5), (None, None), (None, None, 4)) == (0, 1, None)
+
+
+@pytest.mark.parametrize(("ref", "want"), [("a", "a:0"), ("a:1", "a:1"), ("f/out:z:0", "f/out:z:0"), ("^a", "^a:0")])
+def test_port_ref_names_the_port_and_keeps_a_control_mark(ref, want):
+    """The one ref form the axis walks (axis_sizes, axis_walk, batch_axis) match: a control input never names a tensor."""
+    assert port_ref(ref) == want

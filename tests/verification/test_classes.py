@@ -33,6 +33,8 @@ def test_one_score_is_a_threshold_from_the_original(shape, probabilities):
     overshoot = scores + (0.01 if probabilities else 0.0)  # an artifact past 1: the original's cut still holds
     assert classes.top1(overshoot, labels, cut) >= 90.0
     assert classes.top5(scores, labels) is None
+    # a converter's accuracy control (OpenVINO's NNCF) scores by the same rule, the cut from the original's scores
+    assert classes.top1_fraction(overshoot, labels, scores) == classes.top1(overshoot, labels, cut) / 100.0
 
 
 def test_dense_prediction_scores_each_element():

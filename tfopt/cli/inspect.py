@@ -24,8 +24,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfopt.loaders.inspect_model import inspect_model
     from tfopt.report.console import format_bytes
+    from tfopt.report.inspect import inspect_path
 
     if args.dry_run is not None:
         return _inspect_passes(args)
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError(f"{', '.join(given)}: used only with --passes (the dry run of freeze and optimize)")
 
     with args.capture.stage("inspecting"):
-        info = inspect_model(args.model, **load_options(args))
+        info = inspect_path(args.model, **load_options(args))
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tfopt._io import gzip_size, tree_size
-from tfopt.errors import ConversionError, VerificationTimeoutError
+from tfopt.errors import ConversionError, VerificationTimeoutError, one_line
 from tfopt.graph import Model
 from tfopt.options import QuantizeOptions
 from tfopt.runtimes import runner_for
@@ -38,6 +38,7 @@ class Artifact:
     quantizer: str | None = None  # quantized: "tfopt" (the engine's graph) or "native" (the converter's own)
     fixed_shapes: dict[str, list[int]] | None = None  # inputs whose open batch the file fixes (TFLite's pinned retry)
     conditioning: dict[str, Any] | None = None  # verified at a smaller made-up rung (tfopt.verification.conditioning)
+    rewrites: dict[str, list[str]] | None = None  # its converter's graph rewritten for it (tfopt.emitters.converter_lower)
 
 
 @dataclass
@@ -83,8 +84,9 @@ def accuracy_control(max_drop: float, labeled: Any) -> Any:
     """OpenVINO's accuracy control at ``max_drop`` on the eval data (``labeled``, a
     :class:`tfopt.verification.input_data.LabeledData`: ``check_options`` requires it)."""
     from tfopt.emitters.openvino import AccuracyControl
+    from tfopt.verification.classes import top1_fraction
 
-    return AccuracyControl(max_drop, labeled.inputs, labeled.labels)
+    return AccuracyControl(max_drop, labeled.inputs, labeled.labels, top1_fraction)
 
 
 def int8_measure(portable: Model, runtime: Model, samples: Any, q: QuantizeOptions, r: Any, labeled: Any = None) -> Any:
@@ -136,7 +138,7 @@ def emit_engine(target: str, job: EmitJob, native: EmitJob, say: Callable[[Any],
     try:
         return emit(target, job)
     except ConversionError as exc:
-        reason = " ".join(str(exc).split())[:300]
+        reason = one_line(exc)
         say(f"{target} int8: its converter cannot express tfopt's int8 graph ({reason}); "
             f"building it with {target}'s own quantizer")
         result.engine_fallbacks[target] = reason

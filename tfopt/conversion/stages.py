@@ -40,6 +40,7 @@ from tfopt.conversion.parts import (
     verify,
     write_manifest,
 )
+from tfopt.emitters.rewrite_record import rewrites_recorded
 from tfopt.errors import ConversionError, OptionError, TfoptError, VerificationError, VerificationTimeoutError, stage
 from tfopt.graph import Model
 from tfopt.options import CompressOptions, ConvertOptions, LoadOptions
@@ -229,14 +230,12 @@ def engine_targets(p: ConvertPlan, qat: bool) -> list[str]:
 
 def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp: str, target: str, precision: str,
                   say: Say, *, last: bool) -> None:
-    """One artifact into ``tmp``: emitted, counted, verified, recorded in ``result``. A requested one
-    that fails is recorded in ``result.failed`` (:func:`record_failure`); from the default target
-    list, one its converter cannot express is skipped with the reason (``last``: the last pair, a
-    failure when nothing else was built)."""
+    """One artifact into ``tmp``: emitted, counted, verified, recorded in ``result``. A requested one that fails is
+    recorded in ``result.failed`` (:func:`record_failure`); from the default target list, one its converter cannot
+    express is skipped with the reason (``last``: the last pair, a failure when nothing else was built)."""
     q, ranges, control = p.options.quantize, prepared.ranges, prepared.control
     portable, runtime, qat, int8 = prepared.portable, prepared.runtime, prepared.qat, prepared.int8
-    start = time.perf_counter()
-    record = TABLE[target]
+    start, record = time.perf_counter(), TABLE[target]
     rel = record.artifact_path(precision)
     engine = int8 is not None and engine_builds(q, target, precision, qat)
     native = not (engine or qat or keep_float_search(q, target, precision, engine=engine, qat=qat))  # others: bounded
@@ -246,8 +245,8 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
     except VerificationTimeoutError as exc:  # this target fails alone, as the keep-float search's does
         record_failure(p, result, target, precision, "converting", exc, os.path.join(tmp, rel), portable)
         return
-    job = EmitJob(portable, runtime, os.path.join(tmp, rel), precision, calibration, q, qat, accuracy_control=control)
-    native_job = job
+    job = native_job = EmitJob(portable, runtime, os.path.join(tmp, rel), precision, calibration, q, qat,
+                               accuracy_control=control)
     if engine and int8 is not None:
         try:  # the engine's statistics and search run here, on the first target that asks
             with stage(f"quantizing for {target} int8 (tfopt engine)"), \
@@ -261,7 +260,8 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
         if int8.ranking:  # --auto-keep-float's ranking of the engine's groups (the same for every target)
             result.layer_errors[f"{target}/{precision}"] = int8.ranking
     try:
-        written = _emit_one(p, prepared, result, job, native_job, target, precision, engine, say)
+        with rewrites_recorded() as rewrites:  # the lowerings made for its converter: the artifact's record
+            written = _emit_one(p, prepared, result, job, native_job, target, precision, engine, say)
     except ConversionError as exc:
         # From the default list (no --to), a target that cannot be built is skipped with the
         # converter's reason; asked for by name, it is a failure (recorded, or fatal with
@@ -279,7 +279,7 @@ def emit_artifact(p: ConvertPlan, prepared: Prepared, result: ConvertResult, tmp
 
     later = prepared.sizes is not None  # gzip in a thread while the next artifacts are built (conversion.sizes)
     artifact = Artifact(target, precision, os.path.relpath(written, tmp),
-                        *((0, 0) if later else artifact_sizes(target, full)), digest(full))
+                        *((0, 0) if later else artifact_sizes(target, full)), digest(full), rewrites=rewrites or None)
     if later:
         prepared.sizes.measure(artifact, target, full)
     if record.fixed_shapes:

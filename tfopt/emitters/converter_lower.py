@@ -13,8 +13,9 @@ Both rewrites keep each node's name, dtype and shape (a spliced node's output 0 
 name) and neither writes an op of the other's set (a resize becomes ``MatMul``/``Transpose``), so the facts
 each node's check reads are the same in the unlowered graph as after the other rewrite: lowering both
 against the one import gives what lowering one after the other gave. The report lines are kept apart
-(``split_reductions``, ``lowered_resizes``): TFLite records both in the converted model's provenance,
-ONNX and OpenVINO log them at INFO.
+(``split_reductions``, ``lowered_resizes``): every emitter reports them (:meth:`ConverterLowered.report`: at
+INFO, and as the artifact's ``rewrites`` in manifest.json and report.md, :mod:`tfopt.emitters.rewrite_record`);
+TFLite also keeps them in the converted model's provenance.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from tfopt.emitters.rewrite_record import record_rewrites
 from tfopt.passes.base import Skip
 
 
@@ -42,10 +44,11 @@ class ConverterLowered:
         lines = {"split_reductions": self.reductions, "lowered_resizes": self.resizes}
         return {key: value for key, value in lines.items() if value}
 
-    def log(self) -> None:
-        """Each report line at INFO (ONNX and OpenVINO keep no provenance of the graph their converter reads)."""
+    def report(self) -> None:
+        """Each report line at INFO, and into the artifact's record (:mod:`tfopt.emitters.rewrite_record`)."""
         for key, lines in self.provenance().items():
             logging.getLogger(__name__).info("%s: %d\n  %s", key, len(lines), "\n  ".join(lines))
+        record_rewrites(self.provenance())
 
 
 def lower_for_converter(graph_def: Any, *, rows_only: bool = False) -> ConverterLowered:

@@ -91,11 +91,13 @@ def _tf2onnx_graph(model: Model) -> Any:
     """:func:`_made_for_tf2onnx`, made once per graph in a :func:`tfopt.emitters.onnx_worker.shared_child` scope
     (:func:`convert_ahead` and the :func:`convert_to_onnx` that collects its job both need it; the lowering
     imports the graph into TensorFlow when it holds a large reduction or a resize). Keyed by the graph's bytes
-    and its inputs and outputs, so a graph edited in between is lowered again."""
+    and its inputs and outputs, so a graph edited in between is lowered again; kept with the lowering's report,
+    reported again by each conversion that uses it (the artifact's ``rewrites``, :mod:`tfopt.emitters.converter_lower`)."""
     import hashlib
     import json
 
     from tfopt.emitters.onnx_worker import current_child
+    from tfopt.emitters.rewrite_record import record_rewrites, rewrites_recorded
 
     child = current_child()
     if child is None:
@@ -103,8 +105,11 @@ def _tf2onnx_graph(model: Model) -> Any:
     ends = json.dumps([[s.tensor for s in model.inputs], [s.tensor for s in model.outputs]]).encode()
     key = hashlib.sha256(model.graph_def.SerializeToString(deterministic=True) + b"\0" + ends).hexdigest()
     if key not in child.lowered:
-        child.lowered[key] = _made_for_tf2onnx(model)
-    return child.lowered[key]
+        with rewrites_recorded() as lines:
+            child.lowered[key] = (_made_for_tf2onnx(model), lines)
+    graph_def, lines = child.lowered[key]
+    record_rewrites(lines)
+    return graph_def
 
 
 def _made_for_tf2onnx(model: Model) -> Any:
@@ -145,7 +150,7 @@ def _lower_for_tf2onnx(graph_def: Any) -> Any:
     from tfopt.emitters.ragged_lower import lower_ragged_partitions
 
     lowered = lower_for_converter(lower_ragged_partitions(disable_lower_using_switch_merge(graph_def)))
-    lowered.log()
+    lowered.report()
     graph_def = lower_crops(lower_weight_fake_quant(lowered.graph_def))
     wrong = [skip for skip in lowered.resize_skips if skip.reason.startswith("ResizeArea")]  # tf2onnx: nearest (a body's too)
     if wrong:

@@ -77,7 +77,7 @@ class Tf2OnnxChild:
         self.started = 0  # children started
         self.forked = 0  # of which forks of this process (no TensorFlow import of their own)
         self.converted = 0  # jobs converted (a repeated job is read back, not counted)
-        self.lowered: dict[str, Any] = {}  # a graph's sha256 -> the graph tf2onnx converts, made once per scope
+        self.lowered: dict[str, Any] = {}  # sha256 -> (graph tf2onnx converts, its lowering report), once per scope
 
     def convert(self, graph_def: Any, inputs: list[str], outputs: list[str], opset: int,
                 imports: Sequence[Sequence[str]] = ()) -> tuple[str, str]:

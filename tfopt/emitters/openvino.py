@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,11 +48,15 @@ class Preprocess:
 @dataclass(frozen=True)
 class AccuracyControl:
     """NNCF's accuracy-controlled quantization: layers go back to float until the top-1 accuracy
-    drop on ``inputs``/``labels`` is within ``max_drop`` (absolute, e.g. 0.01 = one point)."""
+    drop on ``inputs``/``labels`` is within ``max_drop`` (absolute, e.g. 0.01 = one point).
+    ``top1(scores, labels, reference)``: the accuracy as a fraction, a one-score classifier's threshold
+    taken from ``reference`` (the original's scores); the pipeline gives
+    :func:`tfopt.verification.classes.top1_fraction`, the one class rule (emitters sit below verification)."""
 
     max_drop: float
     inputs: dict[str, np.ndarray]
     labels: np.ndarray
+    top1: Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 
 
 def convert_to_openvino(model: Model) -> Any:
@@ -97,7 +101,7 @@ def _convert_graph(graph_def: Any) -> Any:
         pb = os.path.join(tmp_pb, "frozen.pb")
         with open(pb, "wb") as f:
             lowered = lower_for_converter(set_tensor_array_ranks(graph_def))
-            lowered.log()
+            lowered.report()
             f.write(lower_lrns(split_reverses(lowered.graph_def)).SerializeToString())
         try:
             return ov.convert_model(pb)
@@ -175,10 +179,7 @@ def _quantize_with_accuracy_control(ov_model: Any, dataset: Any, order: list[str
     items = [([control.inputs[name][i:i + 1] for name in order], control.labels[i]) for i in range(n)]
     validation = nncf().Dataset(items, lambda item: item[0])
 
-    from tfopt.verification.classes import threshold
-    from tfopt.verification.classes import top1 as top1_percent
-
-    cuts: list[float] = []  # NNCF scores the original model first: its scores fix a one-score classifier's boundary
+    originals: list[np.ndarray] = []  # NNCF scores the original model first: its scores fix a one-score classifier's boundary
 
     def top1(compiled: Any, data: Any) -> float:  # NNCF passes the (sub)set of items to score
         items = list(data)
@@ -186,9 +187,9 @@ def _quantize_with_accuracy_control(ov_model: Any, dataset: Any, order: list[str
             return 0.0
         scores = np.concatenate([np.asarray(compiled(inputs)[0]) for inputs, _ in items])
         labels = np.asarray([label for _, label in items]).reshape(len(items), -1)[:, 0]
-        if not cuts:
-            cuts.append(threshold(scores))
-        return top1_percent(scores, labels, cuts[0]) / 100.0
+        if not originals:
+            originals.append(scores)
+        return control.top1(scores, labels, originals[0])
 
     return nncf().quantize_with_accuracy_control(ov_model, dataset, validation, validation_fn=top1,
                                                  max_drop=control.max_drop, drop_type=nncf().DropType.ABSOLUTE,

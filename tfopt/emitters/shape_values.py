@@ -59,6 +59,7 @@ from tfopt.graph import (
     unique_name,
     with_input_shapes,
 )
+from tfopt.graphdef.primes import prime_at_most
 
 SIZES = (1, 2, 3)  # each open dimension at each size, then at probe_size where some element is the same at all three
 _V1_FLOW = CONTROL_FLOW_V1_OPS | set(LOOP_FRAMES)
@@ -222,7 +223,7 @@ def far_size(shapes: Iterable[Sequence[int]], per_row: int = 1) -> int:
         opened, static = sum(d < 0 for d in shape), math.prod(max(d, 1) for d in shape if d >= 0)
         while opened and limit > 1 and static * limit ** opened >= 1 << 31:
             limit = min(limit - 1, int(((1 << 31) / static) ** (1 / opened)))
-    return next((n for n in range(limit, 1, -1) if all(n % q for q in range(2, math.isqrt(n) + 1))), 1)
+    return prime_at_most(limit) or 1
 
 
 def _open_shapes(graph_def: Any) -> dict[str, list[int]]:

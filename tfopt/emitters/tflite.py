@@ -106,13 +106,16 @@ def _lowered(model: Model) -> tuple[Model, dict[str, str]]:
     (:func:`tfopt.emitters.tflite_lower.lower_for_builtins`), and ``{op type: why not}`` for the
     ones left (the error names them if the converter then refuses them)."""
     from tfopt.emitters.converter_lower import lower_for_converter, ops_by_label
+    from tfopt.emitters.rewrite_record import record_rewrites
     from tfopt.emitters.tflite_lower import lower_for_builtins
 
     lowered = lower_for_converter(model.graph_def, rows_only=True)  # TFLite's MEAN sums in one run
-    lowered.log()
+    lowered.report()
     if lowered.provenance():
         model = model.replace(graph_def=lowered.graph_def, provenance={**model.provenance, **lowered.provenance()})
     result = lower_for_builtins(model)
+    if result.changed:  # the artifact's record (tfopt.emitters.rewrite_record)
+        record_rewrites({"lowered_for_builtins": result.model.provenance["lowered_for_builtins"]})
     op_of = ops_by_label(model.graph_def)
     return result.model, {op_of.get(s.node, ""): s.reason for s in result.skips + lowered.resize_skips}
 
@@ -288,11 +291,16 @@ def emit(job: EmitJob) -> str:
 
 def convert_job(job: dict[str, Any]) -> None:
     """In the child of :func:`tfopt.emitters.tflite_isolated.emit_in_child` (:mod:`tfopt.emitters.large_worker`):
-    the model and calibration read back from ``job`` and converted by :func:`emit_tflite` in that process."""
+    the model and calibration read back from ``job`` and converted by :func:`emit_tflite` in that process; what its
+    lowerings rewrote written to ``job["rewrites"]`` (JSON) for the parent's record
+    (:mod:`tfopt.emitters.rewrite_record`)."""
+    import json
+
     import numpy as np
 
     from tfopt._tf import graph_def_class
     from tfopt.emitters.large_worker import JobError
+    from tfopt.emitters.rewrite_record import rewrites_recorded
     from tfopt.errors import TfoptError
     from tfopt.runtimes.child import specs_of
 
@@ -303,7 +311,10 @@ def convert_job(job: dict[str, Any]) -> None:
     with np.load(job["calibration"], allow_pickle=False) as data:
         calibration = [{s.name: data[f"{i}_{j}"] for j, s in enumerate(model.inputs)} for i in range(job["samples"])]
     try:
-        emit_tflite(model, job["out"], precision=job["precision"], calibration=calibration, isolate=False,
-                    **job["options"])
+        with rewrites_recorded() as rewrites:
+            emit_tflite(model, job["out"], precision=job["precision"], calibration=calibration, isolate=False,
+                        **job["options"])
     except TfoptError as exc:  # the converter's own message, one line for the parent, as in process
         raise JobError(" ".join(str(exc).split())) from exc
+    with open(job["rewrites"], "w") as f:
+        json.dump(rewrites, f)

@@ -49,18 +49,22 @@ def holds_loop(graph_def: Any) -> bool:
 def emit_in_child(model: Model, path: str, *, precision: str, calibration: Sequence[dict[str, Any]],
                   options: dict[str, Any]) -> str:
     """Write ``path`` as :func:`tfopt.emitters.tflite.emit_tflite` does (``options``: its keyword flags), the
-    conversion made in a child process.
+    conversion made in a child process; what the child's lowerings rewrote is recorded here as in process
+    (:mod:`tfopt.emitters.rewrite_record`).
 
     Raises:
         ConverterCrashError: the converter crashed (the child was killed by a signal): the target, the
             precision, the signal, the loop as the likely cause, and the fix.
         ConversionError: the converter refused the model (its message, as in process).
     """
+    import json
+
     import numpy as np
 
     from tfopt._io import atomic_path
     from tfopt._user_code import PROVENANCE_KEY
     from tfopt.emitters.large import run_converter_child
+    from tfopt.emitters.rewrite_record import record_rewrites
 
     work = tempfile.mkdtemp(prefix="tfopt-tflite-child-")
     try:
@@ -75,10 +79,12 @@ def emit_in_child(model: Model, path: str, *, precision: str, calibration: Seque
                "samples": len(calibration), "precision": precision, "options": dict(options),
                "inputs": [dataclasses.asdict(s) for s in model.inputs],
                "outputs": [dataclasses.asdict(s) for s in model.outputs],
-               "imports": model.provenance.get(PROVENANCE_KEY, [])}
+               "imports": model.provenance.get(PROVENANCE_KEY, []), "rewrites": os.path.join(work, "rewrites.json")}
         with atomic_path(path) as tmp:
             run_converter_child({**job, "out": tmp}, label=f"converting to tflite {precision}",
                                 crash_hint=_crash_hint(precision))
+        with open(job["rewrites"]) as f:  # the child wrote it once converted (tfopt.emitters.tflite.convert_job)
+            record_rewrites(json.load(f))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return path

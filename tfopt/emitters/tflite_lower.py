@@ -48,11 +48,7 @@ class LowerForBuiltins(Pass):
 
         facts = GraphFacts(model.graph_def)
         graph_def = copy_graph(model.graph_def)
-
-        def operand(ref: str) -> Operand:
-            return Operand(ref, facts.graph.get_tensor_by_name(canonical_tensor(ref)).dtype, facts.shape(ref))
-
-        done = lower_nodes(graph_def.node, wanted, operand, {n.name for n in graph_def.node},
+        done = lower_nodes(graph_def.node, wanted, Operand.reader(facts), {n.name for n in graph_def.node},
                            static=graph_static(model.graph_def, facts))
         moved = {f"{name}:{k}": new for name, outputs in done.outputs.items() for k, new in enumerate(outputs) if k}
         rewire(graph_def, moved)

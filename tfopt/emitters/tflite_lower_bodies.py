@@ -117,12 +117,17 @@ def lower_everywhere(graph_def: Any, lowering: Lowering) -> Any:
     """``graph_def`` (a copy when anything changes) with every node of ``lowering.op`` in the main graph
     and in the function bodies it reaches lowered by ``lowering`` where its check passes: one op lowered
     for one target's converter (:mod:`tfopt.emitters.crop_lower`, :mod:`tfopt.emitters.lrn_lower`,
-    :mod:`tfopt.emitters.reverse_axes`; the inputs it names in ``constants`` carry their values)."""
+    :mod:`tfopt.emitters.reverse_axes`; the inputs it names in ``constants`` carry their values), the lines
+    reported as ``lowered_<op>`` (:mod:`tfopt.emitters.rewrite_record`)."""
+
+    from tfopt.emitters.rewrite_record import record_rewrites
 
     def only(node: Any, *_static: Any) -> Lowering | None:
         return lowering if node.op == lowering.op else None
 
-    return lower_reported(graph_def, (lowering.op,), only)[0]
+    out, lowered, _ = lower_reported(graph_def, (lowering.op,), only)
+    record_rewrites({f"lowered_{lowering.op}": lowered})  # the artifact's record (tfopt.emitters.rewrite_record)
+    return out
 
 
 def lower_reported(graph_def: Any, ops: Collection[str], lowering_of: LoweringOf) -> tuple[Any, list[str], list[Skip]]:
@@ -135,21 +140,16 @@ def lower_reported(graph_def: Any, ops: Collection[str], lowering_of: LoweringOf
         return graph_def, [], []
     from tfopt._tf import GraphFacts
     from tfopt.emitters.static_values import graph_static
-    from tfopt.graph import canonical_tensor
     from tfopt.passes.base import copy_graph
 
     facts = GraphFacts(graph_def)
     out = copy_graph(graph_def)
-
-    def operand(ref: str) -> Operand:
-        return Operand(ref, facts.graph.get_tensor_by_name(canonical_tensor(ref)).dtype, facts.shape(ref))
-
     static = graph_static(graph_def, facts)
     chosen = set(wanted)
     lowerings = {node.name: lowering_of(node, static) for node in out.node if node.name in chosen}
     wanted = [name for name in wanted if lowerings[name] is not None]
-    done = lower_nodes(out.node, wanted, operand, {n.name for n in out.node}, lowering_of=lambda n: lowerings[n.name],
-                       static=static)
+    done = lower_nodes(out.node, wanted, Operand.reader(facts), {n.name for n in out.node},
+                       lowering_of=lambda n: lowerings[n.name], static=static)
     in_bodies = lower_bodies(out, bodies, facts.graph, lowering_of=lowering_of)
     lowered, skips = done.lowered + in_bodies.lowered, done.skips + in_bodies.skips
     return (out, lowered, skips) if lowered else (graph_def, lowered, skips)

@@ -51,6 +51,12 @@ class Operand:
     shape: tuple[int | None, ...] | None
     value: np.ndarray | None = field(default=None, compare=False)
 
+    @classmethod
+    def reader(cls, facts: Any) -> Callable[[str], Operand]:
+        """``operand(ref)`` of the main graph ``facts`` imported (:class:`tfopt._tf.GraphFacts`): its dtype and
+        static shape there, for :func:`lower_nodes`."""
+        return lambda ref: cls(ref, facts.graph.get_tensor_by_name(canonical_tensor(ref)).dtype, facts.shape(ref))
+
 
 @dataclass(frozen=True)
 class Lowering:

@@ -51,7 +51,7 @@ def sizes_of(ref: str, nodes: Mapping[str, Any], axes_of: Mapping[str, tuple[int
         value = constant_behind(nodes, ref)
         return None if value is None else [("const", int(v)) for v in value.ravel()]
     if node.op == "Shape":
-        axes = axes_of.get(_ref(node.input[0]))
+        axes = axes_of.get(port_ref(node.input[0]))
         return None if axes is None else [None if a is None else ("axis", a) for a in axes]
     if node.op == "StridedSlice":
         return _sliced(node, nodes, axes_of, depth)
@@ -134,5 +134,8 @@ def axes_in(sizes: Sequence[Size]) -> tuple[int | None, ...]:
     return tuple(e[1] if e is not None and e[0] == "axis" else None for e in sizes)
 
 
-def _ref(ref: str) -> str:
+def port_ref(ref: str) -> str:
+    """A node input or output tensor named with its port: ``a`` -> ``a:0``, ``a:1`` and ``f:out:0`` unchanged. A
+    control input (``^a``) keeps its mark and so never names a tensor (unlike :func:`tfopt.graph.canonical_tensor`,
+    which strips it): the axis walks match data inputs only."""
     return ref if ":" in ref else f"{ref}:0"

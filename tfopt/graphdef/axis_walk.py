@@ -38,7 +38,7 @@ from typing import Any
 
 from tfopt._tf import constant_behind
 from tfopt.graph import tensor_node, tensor_port
-from tfopt.graphdef.axis_sizes import axes_in, reshape_axes, sizes_of
+from tfopt.graphdef.axis_sizes import axes_in, port_ref, reshape_axes, sizes_of
 
 Axes = tuple[int | None, ...]  # position in a followed tensor -> the input axis there (None: none)
 
@@ -113,7 +113,7 @@ class Walk:
                     facts.at_outputs.add(axes[0] if axes else None)
                     facts.arrived.setdefault(ref, set()).add(axes)
                 for node in self.consumers.get(tensor_node(ref), ()):
-                    for slot in [i for i, r in enumerate(node.input) if _ref(r) == ref]:
+                    for slot in [i for i, r in enumerate(node.input) if port_ref(r) == ref]:
                         if node.op in TIE:
                             facts.met.setdefault(node.name, set()).add((slot, axes))
                         todo.extend(self._step(node, slot, axes, facts))
@@ -126,7 +126,7 @@ class Walk:
         """Where a tensor of sizes goes: on through the ops that pass sizes, noted where they are used."""
         out: list[tuple[str, Axes, bool]] = []
         for node in self.consumers.get(tensor_node(ref), ()):
-            for slot in [i for i, r in enumerate(node.input) if _ref(r) == ref]:
+            for slot in [i for i, r in enumerate(node.input) if port_ref(r) == ref]:
                 if node.op in _SIZES_ON and (slot == 0 or node.op in {"Pack", "ConcatV2"}):
                     out.append((f"{node.name}:0", (), True))
                 elif _SIZES_USED.get(node.op) == slot or node.op in _COMPARE:
@@ -156,7 +156,7 @@ class Walk:
                 length = axes_in(sizes_of(node.input[1], self.nodes, facts.axes_of) or ())
                 return length[0] if len(length) == 1 else None
             if node.op == "TensorListFromTensor":
-                return (facts.axes_of.get(_ref(node.input[0])) or (None,))[0]
+                return (facts.axes_of.get(port_ref(node.input[0])) or (None,))[0]
             if node.op == "IdentityN":
                 ref = node.input[tensor_port(ref)]
             elif node.op in {"Merge", "Identity", "TensorListSetItem", "Enter", "Switch"} and node.input:
@@ -279,7 +279,3 @@ def _shape_reads(users: Sequence[Any], axes: Axes, nodes: Mapping[str, Any]) -> 
 
 def _note(into: set[int], axes: Axes) -> None:
     into.update(int(a) for a in axes if a is not None)
-
-
-def _ref(ref: str) -> str:
-    return ref if ":" in ref else f"{ref}:0"

@@ -51,6 +51,7 @@ from typing import Any
 
 from tfopt._tf import constant_behind
 from tfopt.graph import TensorSpec
+from tfopt.graphdef.axis_sizes import port_ref
 from tfopt.graphdef.axis_walk import Axes, Facts, Walk
 from tfopt.graphdef.call_view import flat_nodes
 
@@ -126,7 +127,7 @@ def output_batch_axes(graph_def: Any, inputs: Sequence[TensorSpec], outputs: Seq
                 at = [i for i, a in enumerate(axes) if a == batch]
                 where.setdefault(ref, set()).add(at[0] if len(at) == 1 else None)
     found = {ref: next(iter(axes)) for ref, axes in where.items() if len(axes) == 1}
-    return {o.name: axis for o in outputs if (axis := found.get(_ref(o.tensor))) is not None}
+    return {o.name: axis for o in outputs if (axis := found.get(port_ref(o.tensor))) is not None}
 
 
 def _followed(graph_def: Any, specs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
@@ -136,8 +137,8 @@ def _followed(graph_def: Any, specs: Sequence[TensorSpec], outputs: Sequence[Ten
     if graph_def is None:
         return {}, []
     nodes = flat_nodes(graph_def)
-    walk = Walk.of(nodes, {_ref(o.tensor) for o in outputs})
-    return nodes, [(spec, walk.follow(_ref(spec.tensor), spec.shape)) for spec in specs if spec.shape and spec.node in nodes]
+    walk = Walk.of(nodes, {port_ref(o.tensor) for o in outputs})
+    return nodes, [(spec, walk.follow(port_ref(spec.tensor), spec.shape)) for spec in specs if spec.shape and spec.node in nodes]
 
 
 def with_batch_axes(graph_def: Any, specs: Sequence[TensorSpec], outputs: Sequence[TensorSpec] = ()) -> list[TensorSpec]:
@@ -157,8 +158,4 @@ def _decide(spec: TensorSpec, facts: Facts) -> int | None:
     if len(reached) == 1 and None not in facts.at_outputs:
         return reached.pop()
     return None
-
-
-def _ref(ref: str) -> str:
-    return ref if ":" in ref else f"{ref}:0"
 

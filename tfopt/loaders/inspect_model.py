@@ -1,4 +1,5 @@
-"""``tfopt inspect``: what a model holds, without changing it.
+"""``tfopt inspect``: what a model holds, without changing it (an artifact's sizes and weights:
+:mod:`tfopt.report.inspect`, which chooses between the two).
 
 Frozen ``.pb`` files are read with tfopt's light protobuf schema (no TensorFlow import); TF1
 checkpoints are read from the meta graph and the checkpoint index; other formats are loaded.
@@ -34,8 +35,6 @@ def inspect_model(path: Any, **options: Any) -> dict[str, Any]:
 def _inspect(path: str, options: dict[str, Any]) -> dict[str, Any]:
     from tfopt.loaders import import_user_module, load, registry
 
-    if path.endswith((".tflite", ".onnx", ".xml")) or os.path.exists(os.path.join(path, "model.xml")):
-        return inspect_artifact(path)
     fmt = options.pop("format", None) or registry.detect(path)
     import_user_module(options.get("custom_objects"), fmt)  # the formats read here without load() too
     if fmt == "graphdef":
@@ -58,22 +57,6 @@ def _inspect(path: str, options: dict[str, Any]) -> dict[str, Any]:
         **_library(model.graph_def),  # While/If bodies and calls that loading kept
         **({"signature": prov["signature"], "signatures": prov["signatures"]} if "signatures" in prov else {}),
     }
-
-
-def inspect_artifact(path: str) -> dict[str, Any]:
-    """A deployment artifact (.tflite, .onnx, OpenVINO IR): its bytes, gzip bytes, and per weight
-    tensor the unique values and sparsity (what clustering and pruning change)."""
-    from tfopt.report.build import artifact_format, artifact_sizes
-    from tfopt.report.weights import weight_stats
-
-    fmt, run_path = artifact_format(path)
-    size, gzipped = artifact_sizes(fmt, run_path)
-    weights = weight_stats(fmt, run_path)
-    total = sum(int(np.prod(w["shape"])) for w in weights)
-    return {"format": fmt, "path": path, "bytes": size, "gzip_bytes": gzipped, "weight_tensors": len(weights),
-            "weights": total, "zeros": round(sum(w["sparsity"] * int(np.prod(w["shape"])) for w in weights)
-                                             / max(total, 1), 4),
-            "weight_table": weights}
 
 
 def _graph_summary(graph_def: Any, outputs: list[str]) -> dict[str, Any]:

@@ -21,16 +21,13 @@ from typing import Any
 import numpy as np
 
 from tfopt._tf import const_value
+from tfopt.graphdef.calls import ref_node
 
 LAYER_NORM = "_MklLayerNorm"
 # What a session's Grappler runs up to its remapper, in its order: they clear the way for its
 # fusions (the remapper alone misses layer norms a session then fuses).
 SESSION_ORDER = ("pruning", "function", "common_subgraph_elimination", "debug_stripper", "constfold", "shape",
                  "arithmetic", "layout", "remap")
-
-
-def _name(ref: str) -> str:
-    return ref.lstrip("^").split(":")[0]
 
 
 def fused_nodes(before: dict[str, Any], output: str, removed: set[str]) -> list[str]:
@@ -43,9 +40,9 @@ def fused_nodes(before: dict[str, Any], output: str, removed: set[str]) -> list[
             continue
         order.append(name)
         for ref in before[name].input:
-            if _name(ref) in removed and _name(ref) not in seen:
-                seen.add(_name(ref))
-                queue.append(_name(ref))
+            if ref_node(ref) in removed and ref_node(ref) not in seen:
+                seen.add(ref_node(ref))
+                queue.append(ref_node(ref))
     return order
 
 
@@ -57,10 +54,10 @@ def graph_epsilon(before: dict[str, Any], nodes: list[str]) -> float | None:
         if node.op == "FusedBatchNormV3" and "epsilon" in node.attr:
             return float(node.attr["epsilon"].f)
         if node.op == "Rsqrt":
-            add = before.get(_name(node.input[0]))
+            add = before.get(ref_node(node.input[0]))
             if add is None or add.op not in ("Add", "AddV2"):
                 return None
-            consts = [before.get(_name(i)) for i in add.input]
+            consts = [before.get(ref_node(i)) for i in add.input]
             values = [np.asarray(const_value(c)) for c in consts if c is not None and c.op == "Const"]
             scalars = [float(v.reshape(-1)[0]) for v in values if v.size == 1]
             return scalars[0] if len(scalars) == 1 else None

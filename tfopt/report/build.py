@@ -209,6 +209,7 @@ def build_report(outdir: str, model: Model, *, eval_data: LabeledData | None = N
     for row, artifact in zip(report["artifacts"], [a for a in artifacts if a["path"] in measured], strict=True):
         row["int8_ops"] = _int8_ops(outdir, artifact)
         row["fixed_shapes"] = artifact.get("fixed_shapes")
+        row["rewrites"] = artifact.get("rewrites")
         if artifact.get("conditioning"):  # verified at a smaller made-up scale (tfopt.verification.conditioning)
             row["conditioning"] = artifact["conditioning"]
     # what the artifacts were verified on (the report's own measurement uses batch 8 of the same shape)

@@ -25,7 +25,14 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from tfopt.errors import ModelFormatError, OptionError, TensorPairingError, TfoptError, VerificationTimeoutError
+from tfopt.errors import (
+    ModelFormatError,
+    OptionError,
+    TensorPairingError,
+    TfoptError,
+    VerificationTimeoutError,
+    one_line,
+)
 from tfopt.graph import Model
 from tfopt.runtimes.base import latency as _latency
 from tfopt.verification.classes import threshold, top1, top5
@@ -209,7 +216,7 @@ def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: _
     except TfoptError:
         raise
     except Exception as exc:
-        raise ModelFormatError(f"{path}: the {fmt} runtime cannot open it ({type(exc).__name__}: {_first(exc)}); "
+        raise ModelFormatError(f"{path}: the {fmt} runtime cannot open it ({type(exc).__name__}: {one_line(exc)}); "
                                f"the file may be truncated or not a {fmt} model") from exc
     try:
         return _batched(runner, inputs, [s.name for s in model.outputs]), runner
@@ -219,7 +226,7 @@ def _run_artifact(artifact: dict[str, Any], outdir: str, model: Model, inputs: _
         if converted_here:
             _blame_runtime(exc, artifact, inputs.sample(0))
         raise OptionError(f"{path}: does not run as the reference model does ({_names(model)}; "
-                          f"{type(exc).__name__}: {_first(exc)}); is --reference the model it was converted from?") from exc
+                          f"{type(exc).__name__}: {one_line(exc)}); is --reference the model it was converted from?") from exc
 
 
 def _at_runtime_default(runner: Any, expected: dict[str, np.ndarray], inputs: _Samples,
@@ -240,10 +247,6 @@ def _at_runtime_default(runner: Any, expected: dict[str, np.ndarray], inputs: _S
 def _names(model: Model) -> str:
     return (f"inputs {', '.join(s.describe() for s in model.inputs)}; "
             f"outputs {', '.join(s.name for s in model.outputs)}")
-
-
-def _first(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]
 
 
 def _blame_runtime(exc: Exception, artifact: dict[str, Any], inputs: dict[str, np.ndarray]) -> NoReturn:

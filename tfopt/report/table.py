@@ -52,8 +52,27 @@ def fixed_batch_note(fixed_shapes: dict[str, list[int]]) -> str:
             "feed one sample per call (other dimensions stay open)")
 
 
+# The rewrites an artifact's converter read its graph with (tfopt.emitters.rewrite_record's kinds), as the report
+# says them; any other kind, ``lowered_<Op>``: that op as its formula for this converter.
+REWRITES = {"split_reductions": "large float32 reduction{s} split into partial sums",
+            "lowered_resizes": "resize{s} as TensorFlow's own weights (matrix products)",
+            "lowered_for_builtins": "op{s} TFLite has no builtin for, as exact builtins"}
+
+
+def rewrites_note(rewrites: dict[str, list[str]]) -> str:
+    """What an artifact's converter read in place of the graph's ops (``rewrites``: kind -> report lines, each
+    ``node (op: what)``), the nodes named."""
+    parts = []
+    for kind, lines in rewrites.items():
+        what = REWRITES.get(kind, f"{kind.removeprefix('lowered_')}{{s}} as its formula").format(
+            s="s" if len(lines) > 1 else "")
+        parts.append(f"{len(lines)} {what} ({', '.join(line.split(' (', 1)[0] for line in lines)})")
+    return "converted from a rewritten graph, the same function: " + "; ".join(parts)
+
+
 def runtime_notes(report: dict[str, Any]) -> list[str]:
-    """One line per artifact whose batch its converter fixed (:func:`fixed_batch_note`), and per
+    """One line per artifact whose batch its converter fixed (:func:`fixed_batch_note`), per artifact whose
+    converter read a rewritten graph (:func:`rewrites_note`), and per
     artifact whose runtime may run it at another precision by default (OpenVINO's
     CPU plugin: bf16 on CPUs with bf16): the call that reproduces the verified numbers, and the
     fidelity at the runtime's default, or why it is the same."""
@@ -61,6 +80,8 @@ def runtime_notes(report: dict[str, Any]) -> list[str]:
     for a in report["artifacts"]:
         if a.get("fixed_shapes"):
             out.append(f"{a['format']} {precision_name(a['precision'])}: {fixed_batch_note(a['fixed_shapes'])}")
+        if a.get("rewrites"):
+            out.append(f"{a['format']} {precision_name(a['precision'])}: {rewrites_note(a['rewrites'])}")
         d = a.get("runtime_default")
         if not d:
             continue

@@ -67,6 +67,13 @@ def top1(scores: np.ndarray, labels: np.ndarray, cut: float) -> float:
     return 100.0 * float(np.mean(predicted(scores, labels, cut) == np.asarray(labels)))
 
 
+def top1_fraction(scores: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> float:
+    """Top-1 accuracy as a fraction, a one-score classifier's threshold taken from ``reference`` (the original
+    model's scores, :func:`threshold`): what a converter's own accuracy control scores its candidates by
+    (:class:`tfopt.emitters.openvino.AccuracyControl`)."""
+    return top1(scores, labels, threshold(reference)) / 100.0
+
+
 def top5(scores: np.ndarray, labels: np.ndarray) -> float | None:
     """Top-5 accuracy in percent: the label among the five highest scores of its class axis.
     None for a one-score classifier, whose two classes are always within any five."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tfopt.graph import TensorSpec
-from tfopt.verification.primes import prime_above
+from tfopt.graphdef.primes import prime_above
 
 Dim = tuple[str, int]  # (input name, axis)
 _INCOMPATIBLE = re.compile(r"Incompatible shapes: \[([\d,\s]*)\] vs\. \[([\d,\s]*)\]")

@@ -201,7 +201,7 @@ def random_inputs_rejected(exc: Exception, specs: Sequence[Any], graph_def: Any,
     """An integer input whose valid range the graph does not show (ids into a table tfopt cannot
     see, a class index...) can make the original model fail on the random data: say which, when
     the model runs with those inputs at 0 (a shape tie or any other refusal is not their range)."""
-    from tfopt.errors import MadeUpInputsError, TfoptError
+    from tfopt.errors import MadeUpInputsError, TfoptError, one_line
 
     known = index_bounds(graph_def) if graph_def is not None else {}
     ints = [s for s in specs if s.dtype.startswith(("int", "uint")) and s.name not in known]
@@ -211,7 +211,7 @@ def random_inputs_rejected(exc: Exception, specs: Sequence[Any], graph_def: Any,
         original({**feeds, **{s.name: np.zeros_like(feeds[s.name]) for s in ints}})
     except Exception:
         return exc
-    first = " ".join(str(exc).split())[:300]
+    first = one_line(exc)
     drawn = ", ".join(f"'{s.name}' ({s.dtype}, drawn in [0, {int(feeds[s.name].max()) + 1}))" for s in ints)
     return MadeUpInputsError(f"the original model fails on tfopt's random verification inputs for {drawn}: "
                              f"{type(exc).__name__}: {first}. Integer inputs are ids or indices whose range tfopt "

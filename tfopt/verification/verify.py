@@ -36,6 +36,7 @@ from tfopt.errors import (
     TfoptError,
     VerificationError,
     VerificationTimeoutError,
+    one_line,
 )
 from tfopt.graph import Model, TensorSpec
 from tfopt.runtimes.tensorflow import GraphRunner
@@ -270,10 +271,6 @@ def _select(outputs: Mapping[str, Any], names: Sequence[str] | None) -> dict[str
     return dict(outputs) if names is None else {n: outputs[n] for n in names}
 
 
-def _first_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]
-
-
 def verify_against_reference(original: Model, derived: Model, bindings: Mapping[str, Any], *,
                              atol: float, rtol: float, inputs: VerifyInputs | None = None, seed: int = 0,
                              what: str = "the frozen model", stage: str = "freezing",
@@ -307,7 +304,7 @@ def verify_against_reference(original: Model, derived: Model, bindings: Mapping[
             if refusal is not None:
                 raise refusal from exc
             raise GraphError(f"{stage}: {what} does not run in TensorFlow at {at.describe()} although the original "
-                             f"model does ({type(exc).__name__}: {_first_line(exc)}); report this with the model") from exc
+                             f"model does ({type(exc).__name__}: {one_line(exc)}); report this with the model") from exc
         try:
             found = assert_equivalent(expected, got, atol=atol, rtol=rtol,
                                       what=f"{stage}: {what} (at {at.describe()}, {at.source} inputs)")
@@ -362,7 +359,7 @@ def verify_artifact(artifact: Any, open_runner: Callable[[], Any], original: Mod
                     raise
                 raise ConversionError(f"running {what} in {record.runtime_name}: the model {record.converter} "
                                       f"wrote does not run {at}, where the original model runs "
-                                      f"({type(exc).__name__}: {_first_line(exc)}); nothing was written") from exc
+                                      f"({type(exc).__name__}: {one_line(exc)}); nothing was written") from exc
             diffs = compare(expected, got, atol=np.inf, rtol=0, unranked=unranked)
             worst.append(max(d.max_abs_err for d in diffs))
             means.append(float(np.mean([d.mean_abs_err for d in diffs])))
