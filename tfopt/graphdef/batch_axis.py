@@ -136,7 +136,7 @@ def _followed(graph_def: Any, specs: Sequence[TensorSpec], outputs: Sequence[Ten
     if graph_def is None:
         return {}, []
     nodes = flat_nodes(graph_def)
-    walk = Walk.of(nodes, {_ref(o.tensor) for o in outputs})
+    walk = Walk.of(nodes, {_ref(o.tensor) for o in outputs}, graph_def)
     return nodes, [(spec, walk.follow(_ref(spec.tensor), spec.shape)) for spec in specs if spec.shape and spec.node in nodes]
 
 
