@@ -122,3 +122,12 @@ def test_the_manifest_records_the_axes_and_every_target_verifies_at_batch_8(buil
     assert {a["format"] for a in result.report["artifacts"]} == {"tflite", "onnx", "openvino"}, result.failed
     for row in result.report["artifacts"]:
         assert row["fidelity"]["max_abs_err"] <= ATOL, row
+
+
+def test_a_graph_too_large_to_import_ends_the_trail_at_the_flatten_and_nothing_fails(built, monkeypatch):
+    """Over the import limit (a second copy of the weights) the Flatten's sizes are unknown: no output axis."""
+    from tfopt.graphdef import axis_products
+
+    monkeypatch.setattr(axis_products, "_IMPORT_BYTES", 0)
+    model = tfopt.load(built["matmul_flatten"])
+    assert output_batch_axes(model.graph_def, model.inputs, model.outputs) == {}

@@ -38,6 +38,7 @@ _KEEP_RANK = frozenset({"ReadVariableOp", "Identity", "Snapshot", "StopGradient"
 _BROADCAST = frozenset({"Add", "AddV2", "Sub", "Mul", "RealDiv", "Div", "Maximum", "Minimum", "Pow", "FloorDiv",
                         "SquaredDifference", "Less", "LessEqual", "Greater", "GreaterEqual", "Equal", "NotEqual",
                         "LogicalAnd", "LogicalOr", "SelectV2"})
+_IMPORT_BYTES = 256 << 20  # the largest graph imported for its static shapes
 _SHAPED_BY = {"RandomUniform": 0, "RandomStandardNormal": 0, "TruncatedNormal": 0, "Fill": 0,
               "StatelessRandomUniformV2": 0, "StatelessRandomNormalV2": 0, "Reshape": 1}  # op -> its shape input
 
@@ -109,8 +110,8 @@ def rank_of(ref: str, nodes: Mapping[str, Any], axes_of: Mapping[str, Axes], dep
 class StaticShapes:
     """The static shapes TensorFlow's shape inference gives the main graph's tensors (batch axes unknown),
     read once on first use: the sizes a product creates (a ``Dense``'s units), which a ``Reshape`` after it
-    (Keras ``Flatten``) needs to tell whether its ``-1`` is the batch. Tensors inside function bodies, or a
-    graph TensorFlow cannot import, have none."""
+    (Keras ``Flatten``) needs to tell whether its ``-1`` is the batch. Tensors inside function bodies, a
+    graph TensorFlow cannot import, or one over 256 MB (its weights would be copied), have none."""
 
     def __init__(self, graph_def: Any) -> None:
         self.graph_def = graph_def
@@ -124,6 +125,9 @@ class StaticShapes:
         tf = _tf()
         if self.graph is None:
             self.graph = tf.Graph()
+            if self.graph_def.ByteSize() > _IMPORT_BYTES:  # a second copy of a large model's weights: not for this
+                self.graph_def = None
+                return None
             try:
                 with self.graph.as_default():
                     tf.graph_util.import_graph_def(self.graph_def, name="")
