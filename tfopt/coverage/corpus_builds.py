@@ -1,6 +1,5 @@
 """Builders for corpus packages that ship weights plus code: the model built the way the package
 itself builds it (its own model function, then ``load_weights``), saved as its users would save it.
-
 Run in a child process as ``python -m tfopt.coverage.corpus_builds NAME ROOT OUT`` with the package's
 modules importable (:func:`tfopt.coverage.corpus.code_dir`); ``ROOT`` is the unpacked archive. A
 package written against ``tensorflow.keras`` of its day gets Keras 2 (``TF_USE_LEGACY_KERAS=1`` in
@@ -14,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from tfopt.coverage.corpus_builds_set23 import BUILDERS as SET_23_BUILDERS
 from tfopt.coverage.corpus_builds_toxic import toxic_comment
 
 
@@ -387,8 +387,8 @@ BUILDERS: dict[str, Callable[[str, str], None]] = {
     "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"), "deepac-cnn": _deepac("rapid-cnn"),
     "phonet-multitask": _phonet("multitask"), "phonet-phonemes": _phonet("phonemes"), "reactionrnn": _reactionrnn,
     "tk-cbed-rc": _tk_cbed_rc, "delight": _delight, "toxic-comment": toxic_comment, "continunet": _continunet,
-    "rnnmorph-ru": _rnnmorph("ru"), "rnnmorph-en": _rnnmorph("en"), "pyliverlesionseg": _pyliverlesionseg,
-    "pyleaf": _pyleaf, "audioanalytics": _audioanalytics, "deepvog": _deepvog, "hotwater": _hotwater}
+    "rnnmorph-ru": _rnnmorph("ru"), "rnnmorph-en": _rnnmorph("en"), "pyliverlesionseg": _pyliverlesionseg, "pyleaf": _pyleaf,
+    "audioanalytics": _audioanalytics, "deepvog": _deepvog, "hotwater": _hotwater, **SET_23_BUILDERS}
 
 
 def main(argv: list[str]) -> None:

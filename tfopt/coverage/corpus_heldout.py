@@ -7,7 +7,8 @@ from __future__ import annotations
 from tfopt.coverage.corpus_entry import Entry
 
 __all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14", "HELD_OUT_15", "HELD_OUT_16",
-           "HELD_OUT_17", "HELD_OUT_18", "HELD_OUT_19", "HELD_OUT_20", "HELD_OUT_21", "HELD_OUT_22"]
+           "HELD_OUT_17", "HELD_OUT_18", "HELD_OUT_19", "HELD_OUT_20", "HELD_OUT_21", "HELD_OUT_22",
+           "HELD_OUT_23"]
 
 _PHONET = ("phonet/phonet.py", "phonet/Phonological.py")
 _TK_CBED = ("tk_cbed/tk_cbed.py", "tk_cbed/model.py")
@@ -312,6 +313,35 @@ _SET_22: tuple[Entry, ...] = (
           "recurrent_dropout)), GlobalMaxPooling1D, Dense, Dropout, six sigmoid labels) and saved as .keras",
           held_out=True, build="toxic-comment", code=("toxic_classifier/model.py",)),
 )
+_HALO = "deephalo/assets/pretrained_models"
+_ODACHI = "odachi/engine/models"
+_SET_23: tuple[Entry, ...] = (
+    # -- the twenty-third held-out set: new packages, chosen before measuring (issue 24, round 23)
+    Entry("lanceotron", "lanceotron", "1.2.7", "lanceotron/static/wide_and_deep_fully_trained_v5_03.h5", "keras3",
+          "Keras 2 weights (save_weights .h5) built by the package's own build_model() (tensorflow.keras: Keras 3 "
+          "today) and saved as .keras: a wide-and-deep ChIP/ATAC-seq peak caller, two inputs ((?, 2000, 1) coverage "
+          "through Conv1D + BatchNorm + LeakyReLU + MaxPool1D blocks, (?, 12, 1) summary statistics), three softmax "
+          "heads in the unsorted order overall_classification, shape_classification, pvalue_classification, the "
+          "p-value head also feeding the joint dense layers", held_out=True, build="lanceotron",
+          code=("lanceotron/utils.py",)),
+    Entry("deephalo-isonn", "deephalo", "1.0.0", f"{_HALO}/isonn_element_prediction_model.h5", "keras2-h5",
+          "Keras 2.10 .h5 functional (2025 wheel): halogen element prediction from mass-spectrometry isotope "
+          "patterns, GaussianNoise, tf-op layers (TFOpLambda, SlicingOpLambda) slicing and combining the input, "
+          "Concatenate and Dense layers; saved with its training config", held_out=True),
+    Entry("deephalo-anomaly", "deephalo", "1.0.0", f"{_HALO}/anomaly_detection_model.h5", "keras2-h5",
+          "Keras 2.10 .h5 functional like deephalo-isonn: the package's Dense autoencoder for anomaly detection",
+          held_out=True),
+    Entry("odachi-embed", "odachi", "1.0.1", f"{_ODACHI}/odachi_embed_v1_e9.h5", "savedmodel",
+          "Keras 2 weights (TF 2.1, 2020) built by the package's own ConvEmbed(depth=4, knock=0) as its Odachi() "
+          "engine does, then load_weights, saved as a Keras 2 SavedModel: a retrosynthesis engine's Kipf-style "
+          "graph convolutions over a molecule padded to 130 atoms, two inputs (adjacency (1, 130, 130), atom "
+          "features (1, 130, 41)), batched weights (1, 41, 41), a random dropout mask (RandomUniform >= knock) "
+          "kept in the graph, elu", held_out=True, build="odachi-embed", code=("odachi/engine/layers.py",)),
+    Entry("odachi-class", "odachi", "1.0.1", f"{_ODACHI}/odachi_class_v1_e9.h5", "keras2-h5",
+          "Keras 2.2.4-tf .h5 Sequential (2020) as the package loads it (load_model, compile=False): the bond "
+          "classifier over (?, 82) pairs of atom embeddings, Dropout + Dense(elu) layers, a 2-way softmax",
+          held_out=True),
+)
 HELD_OUT_11 = tuple(e.name for e in ENTRIES)
 """The eleventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 11)."""
 HELD_OUT_12 = tuple(e.name for e in _SET_12)
@@ -336,5 +366,7 @@ HELD_OUT_21 = tuple(e.name for e in _SET_21)
 """The twenty-first held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 21)."""
 HELD_OUT_22 = tuple(e.name for e in _SET_22)
 """The twenty-second held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 22)."""
+HELD_OUT_23 = tuple(e.name for e in _SET_23)
+"""The twenty-third held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 23)."""
 ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15 + _SET_16 + _SET_17 + _SET_18 + _SET_19 + _SET_20 + _SET_21
-ENTRIES = ENTRIES + _SET_22
+ENTRIES = ENTRIES + _SET_22 + _SET_23

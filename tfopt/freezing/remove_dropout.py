@@ -9,7 +9,9 @@ Patterns (``U = RandomUniform(shape)`` in [0, 1), possibly as ``U * 1 + 0``):
   ``floor(1 + U) = 1`` for every U in [0, 1) and ``x / 1 = x``.
 
 Rewrite: the node that applies the mask becomes ``Identity(x)`` under its own name; the random
-ops then fall to dead pruning. A dropout whose rate is not a constant 0 (an input, a
+ops then fall to dead pruning. The mask is then all ones, so whatever it is applied to passes unchanged
+even when that is not a rescaled ``x`` (a custom layer's mask on its weights, ``W * Cast(U >= 0)``,
+DropConnect as odachi's graph convolutions draw it): the applier becomes ``Identity`` of that operand. A dropout whose rate is not a constant 0 (an input, a
 ``PlaceholderWithDefault`` defaulting to a training rate) is kept and reported as a skip.
 
 :func:`dropout_knobs` finds the float scalar placeholders named like a keep probability or rate
@@ -161,8 +163,8 @@ def _describe(nodes: dict[str, Any], name: str, scaled: str, knob: str, kind: st
         entry["x"] = node.input[0]
     elif node.op == "Mul" and const_scalar(nodes, node.input[0]) == 1.0:
         entry["x"] = node.input[1]
-    else:
-        entry["reason"] = f"scaling '{node.name}' ({node.op}) is not x / 1 or x * 1: dropout kept"
+    else:  # the mask is all ones: what it is applied to passes unchanged (a mask on weights, DropConnect)
+        entry["x"] = scaled
     return entry
 
 

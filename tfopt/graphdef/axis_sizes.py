@@ -10,6 +10,7 @@ axis at each position, :mod:`tfopt.graphdef.axis_walk`):
     Shape(t)                          (axis of t's position 0, axis of its position 1, ...)
     StridedSlice(v, b, e, s)          v's elements picked by the constant slice; shrunk: one element
     Pack(s_0, ..., s_n) / ConcatV2    the parts' elements, in order
+    GatherV2(v, indices, 0)           v's elements at the constant indices (``tf.tensordot``'s free sizes)
     Const c                           the constants; Identity / Cast: their input's
 Any other element is unknown (``None``); a vector of unknown length is ``None`` as a whole.
 
@@ -61,6 +62,14 @@ def sizes_of(ref: str, nodes: Mapping[str, Any], axes_of: Mapping[str, tuple[int
     if node.op == "ConcatV2":
         parts = [sizes_of(r, nodes, axes_of, depth + 1) for r in node.input[:-1] if not r.startswith("^")]
         return None if any(p is None for p in parts) else [e for p in parts if p for e in p]
+    if node.op == "GatherV2":  # tf.tensordot's gather(shape(x), free): the elements at constant indices
+        picks, axis = constant_behind(nodes, node.input[1]), constant_behind(nodes, node.input[2])
+        vector = sizes_of(node.input[0], nodes, axes_of, depth + 1)
+        if picks is None or axis is None or int(axis.ravel()[0]) != 0 or vector is None:
+            return None
+        if any(not -len(vector) <= int(i) < len(vector) for i in picks.ravel()):
+            return None
+        return [vector[int(i)] for i in picks.ravel()]
     return None
 
 

@@ -8,7 +8,7 @@ Ops whose output axes are a known function of their input axes (``out[i] = x[axe
     Transpose(x, perm)  (constant perm)            out axis i is x axis perm[i]
     Sum/Mean/Max/... (constant axes, no keep_dims) the reduced axes leave
     ExpandDims / Squeeze (constant axes)           an axis enters / the squeezed ones leave
-    MatMul (x on the left, not transposed)         out axis 0 is x axis 0
+    MatMul, BatchMatMul, Einsum                    the axes not contracted (:mod:`tfopt.graphdef.axis_products`)
     Conv/Pool/FusedBatchNorm                       out axis 0 is x axis 0
     Unpack(x, axis=a)                              every part holds x's axes without a
     Split/SplitV (constant axis)                   every part holds x's axes, but the one cut
@@ -24,7 +24,7 @@ Ops whose output axes are a known function of their input axes (``out[i] = x[axe
 TF2 ``While``/``If``/calls are walked into through :func:`tfopt.graphdef.call_view.flat_nodes`.
 
 A ``Shape`` of a followed tensor starts a walk of its *values* (sizes, :mod:`tfopt.graphdef.axis_sizes`)
-through ``StridedSlice``/``Pack``/``ConcatV2``/``Identity``/``Cast`` to where sizes are used: a
+through ``StridedSlice``/``GatherV2``/``Pack``/``ConcatV2``/``Identity``/``Cast`` to where sizes are used: a
 ``Fill``/``BroadcastTo`` (a tensor with those sizes, followed on), a ``Reshape`` target, a comparison
 (``dynamic_rnn``'s ``Equal(shape(seq_len), stack([shape(x)[1]]))``). Their vectors are read back once
 the tensors' walk is done, so every tensor they read the shape of has its axes.
@@ -38,6 +38,7 @@ from typing import Any
 
 from tfopt._tf import constant_behind
 from tfopt.graph import tensor_node, tensor_port
+from tfopt.graphdef.axis_products import PRODUCTS, StaticShapes, kept_by_sizes, product_axes
 from tfopt.graphdef.axis_sizes import axes_in, port_ref, reshape_axes, sizes_of
 
 Axes = tuple[int | None, ...]  # position in a followed tensor -> the input axis there (None: none)
@@ -58,7 +59,7 @@ _KEEP_FIRST = frozenset({"Conv2D", "Conv3D", "DepthwiseConv2dNative", "MaxPool",
 _REDUCE = frozenset({"Sum", "Mean", "Max", "Min", "Prod", "All", "Any"})
 _ITERATE_AXIS0 = {"TensorArrayScatterV3": 2, "TensorListFromTensor": 0}  # op -> the input it takes apart on axis 0
 _LIST_ITEM = {"TensorListSetItem": 2, "TensorListPushBack": 1}  # op -> the input it puts into the list
-_SIZES_ON = frozenset({"Identity", "Cast", "StridedSlice", "Pack", "ConcatV2"})  # size values pass on
+_SIZES_ON = frozenset({"Identity", "Cast", "StridedSlice", "Pack", "ConcatV2", "GatherV2"})  # size values pass on
 _SIZES_USED = {"Fill": 0, "BroadcastTo": 1, "Reshape": 1}  # op -> its input read as a shape
 
 
@@ -83,15 +84,16 @@ class Walk:
     nodes: Mapping[str, Any]
     consumers: Mapping[str, list[Any]]
     output_refs: set[str]
+    static: StaticShapes = dataclasses.field(default_factory=lambda: StaticShapes(None))  # sizes a Reshape may need
 
     @classmethod
-    def of(cls, nodes: Mapping[str, Any], output_refs: set[str]) -> Walk:
+    def of(cls, nodes: Mapping[str, Any], output_refs: set[str], graph_def: Any = None) -> Walk:
         consumers: dict[str, list[Any]] = {}
         for node in nodes.values():
             for ref in node.input:
                 if not ref.startswith("^"):
                     consumers.setdefault(tensor_node(ref), []).append(node)
-        return cls(nodes, consumers, output_refs)
+        return cls(nodes, consumers, output_refs, StaticShapes(graph_def))
 
     def follow(self, start: str, shape: Sequence[int | None]) -> Facts:
         """Follow ``start`` (an input of static ``shape``) and every tensor made of it; the facts found."""
@@ -193,7 +195,10 @@ class Walk:
             if target is None:
                 return []
             out = reshape_axes(target, axes, facts.shape)
-            if all(a is None for a in out):  # no axis placed (sizes the walk does not know): the trail is lost
+            if all(a is None for a in out) and None in axes:  # sizes the walk does not know: the graph's own
+                dims = self.static.dims(node.input[0])
+                out = kept_by_sizes(target, axes, dims, facts.shape) if dims and len(dims) == len(axes) else out
+            if all(a is None for a in out):  # no axis placed: the trail is lost
                 return []
             facts.met.setdefault(name, set()).add((0, out))  # its output's sizes: tied to a target read from another input
             return [(f"{name}:0", out, False)]
@@ -216,6 +221,8 @@ class Walk:
             cut = int(dim.ravel()[0]) % len(axes)
             out = tuple(None if i == cut else a for i, a in enumerate(axes))
             return [(f"{name}:{i}", out, False) for i in range(int(node.attr["num_split"].i))]
+        if op in PRODUCTS:
+            return [(f"{name}:0", out, False) for out in product_axes(node, slot, axes, nodes, facts.axes_of)]
         return [(f"{name}:0", out, False) for out in _shaped(node, slot, axes, nodes)]
 
 
@@ -242,8 +249,6 @@ def _shaped(node: Any, slot: int, axes: Axes, nodes: Mapping[str, Any]) -> list[
     if op == "Squeeze" and slot == 0 and node.attr["squeeze_dims"].list.i:
         gone = {int(d) % len(axes) for d in node.attr["squeeze_dims"].list.i}
         return [tuple(a for i, a in enumerate(axes) if i not in gone)]
-    if op == "MatMul" and slot == 0 and not node.attr["transpose_a"].b and len(axes) == 2:
-        return [(axes[0], None)]
     if op in _KEEP_FIRST and slot == 0 and axes:
         return [(axes[0],) + (None,) * (len(axes) - 1)]
     return []

@@ -137,7 +137,7 @@ def _followed(graph_def: Any, specs: Sequence[TensorSpec], outputs: Sequence[Ten
     if graph_def is None:
         return {}, []
     nodes = flat_nodes(graph_def)
-    walk = Walk.of(nodes, {port_ref(o.tensor) for o in outputs})
+    walk = Walk.of(nodes, {port_ref(o.tensor) for o in outputs}, graph_def)
     return nodes, [(spec, walk.follow(port_ref(spec.tensor), spec.shape)) for spec in specs if spec.shape and spec.node in nodes]
 
 
