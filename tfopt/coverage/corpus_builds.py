@@ -15,6 +15,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from tfopt.coverage.corpus_builds_detectors import LATER_BUILDERS
+
 
 def _plain_keras_is_keras2(**submodules: str) -> None:
     """A package written against plain ``keras`` of its day (Keras 2) imports it: tf-keras stands in for it,
@@ -385,15 +387,13 @@ BUILDERS: dict[str, Callable[[str, str], None]] = {
     "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet, "envisionhg-cnn": _envisionhg,
     "acdc": _acdc, "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"), "deepac-cnn": _deepac("rapid-cnn"),
     "phonet-multitask": _phonet("multitask"), "phonet-phonemes": _phonet("phonemes"),
-    "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc, "delight": _delight,
+    "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc, "delight": _delight, "pyliverlesionseg": _pyliverlesionseg,
     "continunet": _continunet, "rnnmorph-ru": _rnnmorph("ru"), "rnnmorph-en": _rnnmorph("en"),
-    "pyliverlesionseg": _pyliverlesionseg,
-    "pyleaf": _pyleaf, "audioanalytics": _audioanalytics, "deepvog": _deepvog, "hotwater": _hotwater}
+    "pyleaf": _pyleaf, "audioanalytics": _audioanalytics, "deepvog": _deepvog, "hotwater": _hotwater, **LATER_BUILDERS}
 
 
 def main(argv: list[str]) -> None:
-    name, root, out = argv
-    BUILDERS[name](root, out)
+    BUILDERS[argv[0]](argv[1], argv[2])  # NAME ROOT OUT
 
 
 if __name__ == "__main__":
