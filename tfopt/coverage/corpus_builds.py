@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from tfopt.coverage.corpus_builds_detectors import LATER_BUILDERS
 from tfopt.coverage.corpus_builds_set23 import BUILDERS as SET_23_BUILDERS
 from tfopt.coverage.corpus_builds_toxic import toxic_comment
 
@@ -380,20 +381,19 @@ def _envisionhg(root: str, out: str) -> None:
     model.save(out, save_format="tf")  # a Keras 2 SavedModel, as a TF 2.15 user keeps it
 
 
-BUILDERS: dict[str, Callable[[str, str], None]] = {
-    "deepcut": _deepcut, "textgenrnn": _textgenrnn, "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets,
-    "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"), "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed,
-    "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet, "envisionhg-cnn": _envisionhg, "acdc": _acdc,
-    "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"), "deepac-cnn": _deepac("rapid-cnn"),
-    "phonet-multitask": _phonet("multitask"), "phonet-phonemes": _phonet("phonemes"), "reactionrnn": _reactionrnn,
-    "tk-cbed-rc": _tk_cbed_rc, "delight": _delight, "toxic-comment": toxic_comment, "continunet": _continunet,
-    "rnnmorph-ru": _rnnmorph("ru"), "rnnmorph-en": _rnnmorph("en"), "pyliverlesionseg": _pyliverlesionseg, "pyleaf": _pyleaf,
-    "audioanalytics": _audioanalytics, "deepvog": _deepvog, "hotwater": _hotwater, **SET_23_BUILDERS}
+BUILDERS: dict[str, Callable[[str, str], None]] = {"deepcut": _deepcut, "textgenrnn": _textgenrnn,
+    "chars2vec": _chars2vec, "mhcnuggets": _mhcnuggets, "sleepecg": _sleepecg, "mtcnn-onet": _mtcnn("onet"),
+    "mtcnn-pnet": _mtcnn("pnet"), "hed": _hed, "humanactivity": _humanactivity, "tada": _tada, "sumonet": _sumonet,
+    "envisionhg-cnn": _envisionhg, "acdc": _acdc, "proabc": _proabc, "deepac-lstm": _deepac("sensitive-lstm"),
+    "deepac-cnn": _deepac("rapid-cnn"), "phonet-multitask": _phonet("multitask"),
+    "phonet-phonemes": _phonet("phonemes"), "reactionrnn": _reactionrnn, "tk-cbed-rc": _tk_cbed_rc,
+    "delight": _delight, "toxic-comment": toxic_comment, "continunet": _continunet, "rnnmorph-ru": _rnnmorph("ru"),
+    "rnnmorph-en": _rnnmorph("en"), "pyliverlesionseg": _pyliverlesionseg, "pyleaf": _pyleaf,
+    "audioanalytics": _audioanalytics, "deepvog": _deepvog, "hotwater": _hotwater, **SET_23_BUILDERS, **LATER_BUILDERS}
 
 
 def main(argv: list[str]) -> None:
-    name, root, out = argv
-    BUILDERS[name](root, out)
+    BUILDERS[argv[0]](argv[1], argv[2])  # NAME ROOT OUT
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from tfopt.coverage.corpus_entry import Entry
 
 __all__ = ["ENTRIES", "HELD_OUT_11", "HELD_OUT_12", "HELD_OUT_13", "HELD_OUT_14", "HELD_OUT_15", "HELD_OUT_16",
            "HELD_OUT_17", "HELD_OUT_18", "HELD_OUT_19", "HELD_OUT_20", "HELD_OUT_21", "HELD_OUT_22",
-           "HELD_OUT_23"]
+           "HELD_OUT_23", "HELD_OUT_24"]
 
 _PHONET = ("phonet/phonet.py", "phonet/Phonological.py")
 _TK_CBED = ("tk_cbed/tk_cbed.py", "tk_cbed/model.py")
@@ -342,6 +342,31 @@ _SET_23: tuple[Entry, ...] = (
           "classifier over (?, 82) pairs of atom embeddings, Dropout + Dense(elu) layers, a 2-way softmax",
           held_out=True),
 )
+_SET_24: tuple[Entry, ...] = (
+    # -- the twenty-fourth held-out set: new packages, chosen before measuring (issue 24, round 24)
+    Entry("microfaune-rnn", "microfaune-ai", "1.0.11603374979", "microfaune/data/model_weights_tf2-20200912_173814.h5",
+          "savedmodel", "Keras 2.4 weights (2020) built by the package's own RNNDetector.create_model and load_weights, "
+          "saved as a Keras 2 SavedModel: bird-song detection over (?, ?, 40, 1) mel spectrograms of any length, "
+          "six Conv2D + BatchNorm + ReLU with MaxPooling2D, tf.math.reduce_max over frequency, two Bidirectional "
+          "GRUs, TimeDistributed Dense layers, two outputs (the clip score, a reduce_max of the per-frame scores)",
+          held_out=True, build="microfaune-rnn", code=("microfaune/detection.py", "microfaune/audio.py")),
+    Entry("stella-cnn", "stella", "0.1.0", "final_models.zip", "keras2-h5",
+          "Keras 2.2.4-tf .h5 Sequential (2020), one member of the trained ensemble stella's sdist ships zipped "
+          "(final_models.zip, as its users unzip it): flare detection in TESS light curves, (?, 200, 1) windows, "
+          "two Conv1D + MaxPooling1D + Dropout, Flatten, Dense, a sigmoid flare probability",
+          held_out=True, build="stella-cnn"),
+    Entry("pyasl-dlasl-099", "pyasl-osipi", "0.2.1", "pyasl/models/model_099.hdf5", "keras2-h5",
+          "Keras 2.2.4-tf .hdf5 functional (the package's default model_selection): a residual CNN denoiser of "
+          "ASL MRI perfusion (CBF) maps with every spatial dimension unknown, (?, ?, ?, 1), Conv2D branches "
+          "concatenated, Activation, additive skips", held_out=True),
+    Entry("pyasl-dlasl-068", "pyasl-osipi", "0.2.1", "pyasl/models/model_068.hdf5", "keras2-h5",
+          "Keras 2.4.0 .hdf5 like pyasl-dlasl-099: the package's other denoiser (model_selection 0)", held_out=True),
+    Entry("codemao-gender", "Codemao", "0.0.17", "codemao/data/simple_CNN.81-0.96.hdf5", "keras2-h5",
+          "Keras 2.0.3 .hdf5 Sequential (2017; its model_config a bare list of layers, the Keras 2.0 format): "
+          "gender from (?, 48, 48, 3) face crops, Conv2D + BatchNorm pairs with Activation, AveragePooling2D and "
+          "Dropout blocks, a final Conv2D + GlobalAveragePooling2D + softmax (fully convolutional)",
+          held_out=True),
+)
 HELD_OUT_11 = tuple(e.name for e in ENTRIES)
 """The eleventh held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 11)."""
 HELD_OUT_12 = tuple(e.name for e in _SET_12)
@@ -368,5 +393,7 @@ HELD_OUT_22 = tuple(e.name for e in _SET_22)
 """The twenty-second held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 22)."""
 HELD_OUT_23 = tuple(e.name for e in _SET_23)
 """The twenty-third held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 23)."""
+HELD_OUT_24 = tuple(e.name for e in _SET_24)
+"""The twenty-fourth held-out set: packages new to the corpus, chosen before any measurement (issue 24, round 24)."""
 ENTRIES = ENTRIES + _SET_12 + _SET_13 + _SET_14 + _SET_15 + _SET_16 + _SET_17 + _SET_18 + _SET_19 + _SET_20 + _SET_21
-ENTRIES = ENTRIES + _SET_22 + _SET_23
+ENTRIES = ENTRIES + _SET_22 + _SET_23 + _SET_24
