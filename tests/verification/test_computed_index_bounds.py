@@ -1,13 +1,12 @@
-"""Made-up indices whose bound the graph computes (issue 24, the classes sessions 17 and 18 left open): a
-``GatherNd`` into a table the model computes (each component of the index's last axis below its own axis's
-size: ``pair[:, 0]`` below the atoms, ``pair[:, 1]`` below the hidden width; a constant table's:
-tests/verification/test_gather_nd_ids.py),
-``UnsortedSegmentSum`` ids whose ``num_segments`` is ``tf.shape(x)[0]``, ``tensor_scatter_nd_add`` /
-``scatter_nd`` indices into a computed table or shape, a ``tf.gather`` along axis 1 of a constant table and
-one whose axis the graph computes (``tf.rank(x) - 1``: below every axis of the table). Made up in
-``[0, 8)``, or below a constant table's first axis, each fails in TensorFlow at the made-up batch of 2
-(``indices[1] = [4, 2] does not index into param shape [2,6]``). Generated: one SavedModel of the five,
-one output each."""
+"""Made-up indices whose bound the graph computes (issue 24, the classes sessions 17 and 18 left open):
+a ``GatherNd`` into a table the model computes (each component of the index's last axis below its own
+axis's size: ``pair[:, 0]`` below the atoms, ``pair[:, 1]`` below the hidden width; a constant table's:
+tests/verification/test_gather_nd_ids.py), ``UnsortedSegmentSum`` ids whose ``num_segments`` is
+``tf.shape(x)[0]``, ``tensor_scatter_nd_add`` / ``scatter_nd`` indices into a computed table or shape, a
+``tf.gather`` along axis 1 of a constant table (also with ``batch_dims=1``) and one whose axis the graph
+computes (``tf.rank(x) - 1``: below every axis of the table). Made up in ``[0, 8)``, or below a constant
+table's first axis, each fails in TensorFlow at the made-up batch of 2 (``indices[1] = [4, 2] does not
+index into param shape [2,6]``). Generated: one SavedModel of the six, one output each."""
 
 from __future__ import annotations
 
@@ -28,13 +27,15 @@ def _indexing_model(path, scatter_nd: bool = True) -> str:
     rng = np.random.default_rng(0)
     w_in = t.constant(rng.normal(size=[F, W]).astype(np.float32))
     columns = t.constant(rng.normal(size=[10, 3]).astype(np.float32))  # gathered along axis 1: 3, not 10
+    rows = t.constant(rng.normal(size=[3, 2, 4]).astype(np.float32))  # batch_dims=1, along axis 1: 2, not 3
 
-    def serve(x, pair, edges, seg, upd, sidx, col):
+    def serve(x, pair, edges, seg, upd, sidx, col, bidx):
         h = t.nn.relu(t.matmul(x, w_in))  # [N, W]: computed, one row per atom
         out = {"nd": t.gather_nd(h, pair),
                "segment": h + t.math.unsorted_segment_sum(edges, seg, t.shape(x)[0]),
                "scatter": t.tensor_scatter_nd_add(h, sidx, upd),
-               "column": t.gather(columns, col, axis=1), "any_axis": t.gather(h, col, axis=t.rank(x) - 1)}
+               "column": t.gather(columns, col, axis=1), "any_axis": t.gather(h, col, axis=t.rank(x) - 1),
+               "per_row": t.gather(rows, bidx, axis=1, batch_dims=1)}
         return {**out, "scatter_nd": t.scatter_nd(sidx, upd, t.shape(h))} if scatter_nd else out
 
     spec = t.TensorSpec
@@ -42,7 +43,7 @@ def _indexing_model(path, scatter_nd: bool = True) -> str:
         spec([None, F], t.float32, name="x"), spec([None, 2], t.int32, name="pair"),
         spec([None, W], t.float32, name="edges"), spec([None], t.int32, name="seg"),
         spec([None, W], t.float32, name="upd"), spec([None, 1], t.int32, name="sidx"),
-        spec([None], t.int32, name="col")])
+        spec([None], t.int32, name="col"), spec([3, None], t.int32, name="bidx")])
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,7 @@ def _inside(feeds: dict[str, np.ndarray]) -> None:
     assert feeds["seg"].min() >= 0 and feeds["seg"].max() < atoms
     assert feeds["sidx"].min() >= 0 and feeds["sidx"].max() < atoms
     assert feeds["col"].min() >= 0 and feeds["col"].max() < min(3, atoms, W)
+    assert feeds["bidx"].min() >= 0 and feeds["bidx"].max() < 2
 
 
 def test_computed_bounds_keep_made_up_indices_inside_and_verify(frozen):
@@ -67,13 +69,15 @@ def test_computed_bounds_keep_made_up_indices_inside_and_verify(frozen):
     _inside(at.feeds)
     assert all(d.max_abs_err <= ATOL for d in report.verification)
     from tfopt.verification.computed_tables import indexed_tables, table_sizes
+    from tfopt.verification.made_up_inputs import index_bounds
     from tfopt.verification.testing import random_inputs
 
     # the bounds follow the made-up shapes: 7 atoms; each GatherNd component its own axis
     shapes = {"x": [7, F], "pair": [4, 2], "edges": [3, W], "seg": [3], "upd": [2, W],
-              "sidx": [2, 1], "col": [4]}
+              "sidx": [2, 1], "col": [4], "bidx": [3, 5]}
     sizes = table_sizes(frozen.graph_def, shapes, indexed_tables(frozen.graph_def))
-    assert sizes == {"pair": (7, W), "sidx": (7,), "col": 3}
+    assert sizes == {"pair": (7, W), "sidx": (7,), "col": 3, "bidx": 2}  # col, bidx: axis 1 of constant tables
+    assert index_bounds(frozen.graph_def) == {"col": 3, "bidx": 2}  # the constant tables alone, without the shapes
     for seed in range(3):
         _inside(random_inputs(frozen.inputs, seed=seed, shapes=shapes, graph_def=frozen.graph_def))
 

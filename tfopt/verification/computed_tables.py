@@ -30,6 +30,7 @@ from tfopt.verification.made_up_inputs import (
     gather_axis,
     gather_indexers,
     indices_input,
+    smallest,
     table_dims,
     tighter,
 )
@@ -86,7 +87,7 @@ def table_sizes(graph_def: Any, shapes: Mapping[str, Sequence[int | None]],
     out: dict[str, Bound] = {}
     for name, found in tables.items():
         last = shapes[name][-1] if shapes.get(name) else None
-        sizes = [static[t] if static[t] is not None else _inferred_size(nodes[t[0]], t[1], inferred, last)
+        sizes = [static[t] if static[t] is not None else _inferred_size(nodes, nodes[t[0]], t[1], inferred, last)
                  for t in found]
         known = [s for s in sizes if s is not None]
         if known:
@@ -96,24 +97,19 @@ def table_sizes(graph_def: Any, shapes: Mapping[str, Sequence[int | None]],
 
 def _static_size(nodes: Mapping[str, Any], node: Any, axis: int | None) -> int | None:
     """A constant table's gathered axis (a ``Gather``'s; a ``GatherNd``'s components need k: None)."""
-    dims = table_dims(nodes, node)
-    if dims is None or node.op not in GATHERS:
-        return None
-    return min(dims) if axis is None else dims[axis] if -len(dims) <= axis < len(dims) else None
+    return smallest(table_dims(nodes, node), axis) if node.op in GATHERS else None
 
 
-def _inferred_size(node: Any, axis: int | None, inferred: Any, last: int | None) -> Bound | None:
+def _inferred_size(nodes: Mapping[str, Any], node: Any, axis: int | None, inferred: Any,
+                   last: int | None) -> Bound | None:
     """The bound shape inference gives ``node``'s indices (``last``: the index input's own last axis)."""
     if inferred is None:
         return None
     op = inferred.get_operation_by_name(node.name)
     if node.op in GATHERS:
-        dims = _dims(op.inputs[0].shape)
-        if axis is None:  # every axis may be the one
-            return min(int(d) for d in dims if d is not None) if dims and None not in dims else None
-        return dims[axis] if -len(dims) <= axis < len(dims) else None
+        return smallest(_dims(op.inputs[0].shape), axis)  # axis None: every axis may be the one
     table = ND_GATHERS[node.op][0]
-    dims = _dims(op.outputs[0].shape if table is None else op.inputs[table].shape)
+    dims = table_dims(nodes, node) or _dims(op.outputs[0].shape if table is None else op.inputs[table].shape)
     index = _dims(op.inputs[indices_input(node) or 0].shape)
     k = index[-1] if index else None
     addressed = dims[:k] if k is not None and 0 < k <= len(dims) else dims  # k unknown: every axis may be addressed

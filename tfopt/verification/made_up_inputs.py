@@ -40,8 +40,9 @@ from tfopt._tf import constant_behind
 
 GATHERS = {"Gather": 0, "GatherV2": 0, "ResourceGather": 0}  # op -> its params input (indices: input 1)
 # op -> (its table input, or None: the table is the op's output, a ``ScatterNd`` of the shape it is given; its
-# indices input). An index's last axis addresses the table's first k axes, each component its own:
-# :func:`nd_bound`; where k is not known, every component below the smallest of them is valid whatever k is.
+# indices input). An index's last axis addresses the table's first k axes, each component its own
+# (tfopt.verification.computed_tables.table_sizes); where k is not known, every component below the smallest
+# of them is valid whatever k is.
 ND_GATHERS: dict[str, tuple[int | None, int]] = {
     "GatherNd": (0, 1), "ResourceGatherNd": (0, 1), "ScatterNd": (None, 0), "TensorScatterUpdate": (0, 1),
     "TensorScatterAdd": (0, 1), "TensorScatterSub": (0, 1), "TensorScatterMax": (0, 1), "TensorScatterMin": (0, 1)}
@@ -70,11 +71,9 @@ def index_bounds(graph_def: Any) -> dict[str, int]:
     nodes = node_map(graph_def)
     bounds: dict[str, int] = {}
     for node in graph_def.node:
-        dims = table_dims(nodes, node)
-        axis = gather_axis(nodes, node)
-        if dims is None or (node.op in GATHERS and axis is not None and not -len(dims) <= axis < len(dims)):
+        rows = smallest(table_dims(nodes, node), gather_axis(nodes, node) if node.op in GATHERS else None)
+        if rows is None:
             continue
-        rows = dims[axis] if node.op in GATHERS and axis is not None else min(dims)
         for name in gather_indexers(graph_def, nodes, node):
             bounds[name] = min(rows, bounds.get(name, rows))
     return bounds
@@ -113,9 +112,10 @@ def gather_indexers(graph_def: Any, nodes: Mapping[str, Any], gather: Any) -> li
                   if nodes[name].op == "Placeholder")
 
 
-def table_dims(nodes: Mapping[str, Any], gather: Any) -> list[int] | None:
+def table_dims(nodes: Mapping[str, Any], gather: Any) -> list[int | None] | None:
     """The dimensions of the table ``gather`` (a gather or scatter) indexes when it is a constant, a variable
-    of known shape, or a ``ScatterNd``'s constant shape; None when one is unknown or the graph computes it."""
+    (None where its shape leaves one unknown), or a ``ScatterNd``'s constant shape; None when the graph
+    computes it."""
     from tfopt.graph import tensor_node
 
     if indices_input(gather) is None:
@@ -123,8 +123,7 @@ def table_dims(nodes: Mapping[str, Any], gather: Any) -> list[int] | None:
     table = GATHERS.get(gather.op, ND_GATHERS.get(gather.op, (None,))[0])
     if table is None:  # ScatterNd: the shape it is given
         given = constant_behind(nodes, gather.input[2])
-        sizes = [int(v) for v in given.ravel()] if given is not None and given.ndim == 1 else []
-        return sizes if sizes and min(sizes) > 0 else None
+        return [int(v) if v > 0 else None for v in given.ravel()] if given is not None and given.ndim == 1 else None
     name = tensor_node(gather.input[table])
     while name in nodes and nodes[name].op in ("Identity", "ReadVariableOp") and nodes[name].input:
         name = tensor_node(nodes[name].input[0])
@@ -137,8 +136,16 @@ def table_dims(nodes: Mapping[str, Any], gather: Any) -> list[int] | None:
         dims = node.attr["shape"].shape.dim
     else:
         return None
-    sizes = [int(d.size) for d in dims]
-    return sizes if sizes and min(sizes) > 0 else None
+    return [int(d.size) if d.size > 0 else None for d in dims] or None
+
+
+def smallest(dims: Sequence[int | None] | None, axis: int | None) -> int | None:
+    """The size of ``axis`` of ``dims`` (None: the smallest of them all, each known), or None."""
+    if not dims:
+        return None
+    if axis is None:
+        return None if None in dims else min(d for d in dims if d is not None)
+    return dims[axis] if -len(dims) <= axis < len(dims) else None
 
 
 def tighter(a: Bound, b: Bound) -> Bound:
