@@ -20,7 +20,7 @@ ATOL = 1e-5  # a float32 dense layer, gathers and sums of a few terms: exact up 
 F, W = 5, 6  # atom features, hidden width
 
 
-def _indexing_model(path, scatter_nd: bool = True) -> str:
+def _indexing_model(path) -> str:
     from tfopt._tf import tf
 
     t = tf()
@@ -31,12 +31,11 @@ def _indexing_model(path, scatter_nd: bool = True) -> str:
 
     def serve(x, pair, edges, seg, upd, sidx, col, bidx):
         h = t.nn.relu(t.matmul(x, w_in))  # [N, W]: computed, one row per atom
-        out = {"nd": t.gather_nd(h, pair),
+        return {"nd": t.gather_nd(h, pair),
                "segment": h + t.math.unsorted_segment_sum(edges, seg, t.shape(x)[0]),
-               "scatter": t.tensor_scatter_nd_add(h, sidx, upd),
+               "scatter": t.tensor_scatter_nd_add(h, sidx, upd), "scatter_nd": t.scatter_nd(sidx, upd, t.shape(h)),
                "column": t.gather(columns, col, axis=1), "any_axis": t.gather(h, col, axis=t.rank(x) - 1),
                "per_row": t.gather(rows, bidx, axis=1, batch_dims=1)}
-        return {**out, "scatter_nd": t.scatter_nd(sidx, upd, t.shape(h))} if scatter_nd else out
 
     spec = t.TensorSpec
     return saved_function(path, serve, [
@@ -116,9 +115,7 @@ def test_segments_over_computed_count_convert_and_report_per_sample(tmp_path):
 @pytest.mark.slow  # the classes' fast case is the freeze above; this one writes and verifies all three targets
 def test_the_indexing_model_converts_to_every_target_within_the_bounds(tmp_path):
     targets = ["tflite", "onnx", "openvino"]
-    # without scatter_nd: its duplicate indices add up in TensorFlow, and one is kept by ONNX's and OpenVINO's
-    # (docs/known-limits.md)
-    model = _indexing_model(tmp_path / "model", scatter_nd=False)
+    model = _indexing_model(tmp_path / "model")  # scatter_nd's repeated indices add up: tfopt.emitters.scatter_lower
     result = tfopt.convert(model, str(tmp_path / "out"), to=targets, report_runs=1)
     assert sorted(a.format for a in result.artifacts) == sorted(targets)
     assert all(row["fidelity"]["max_abs_err"] <= ATOL for row in result.report["artifacts"])
