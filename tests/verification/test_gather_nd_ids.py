@@ -1,10 +1,10 @@
 """Made-up indices of a ``GatherNd`` into a constant table (issue 24, the classes set 19 left open): the
 index's last axis addresses the table's first k axes, each with its own size, so an integer drawn in
 ``[0, 8)`` fails in TensorFlow when any of them is below 8. Generated: ``tf.gather_nd(table, idx)``
-with ``table`` a constant ``[3, 5, W]`` and ``idx [?, 2]`` (int32), saved as a SavedModel; every
-component is made up below the smallest axis (valid whatever k is), the model verifies, and the
-TFLite conversion matches TensorFlow. A computed table, a scatter's or segment op's computed bound and a
-computed gather axis are still open (docs/known-limits.md)."""
+with ``table`` a constant ``[3, 5, W]`` and ``idx [?, 2]`` (int32), saved as a SavedModel; each
+component is made up below its own axis (``idx[:, 0]`` below 3, ``idx[:, 1]`` below 5: k is read by shape
+inference at the made-up shapes; below the smallest axis, 3, where it cannot be), the model verifies, and
+every target matches TensorFlow. A computed table: tests/verification/test_computed_index_bounds.py."""
 
 from __future__ import annotations
 
@@ -32,13 +32,17 @@ def _gather_nd(path) -> str:
 
 
 def test_gather_nd_indices_stay_inside_every_addressed_axis_and_verify(tmp_path):
+    from tfopt.verification.computed_tables import indexed_tables, table_sizes
     from tfopt.verification.made_up_inputs import index_bounds
 
     model = _gather_nd(tmp_path / "gnd")
     frozen, report = tfopt.freeze(model)
-    assert index_bounds(frozen.graph_def) == {"idx": 3}  # the smallest addressed axis, not the first's rows only
+    assert index_bounds(frozen.graph_def) == {"idx": 3}  # k unknown: the smallest addressed axis, valid whatever k is
+    tables = indexed_tables(frozen.graph_def)
+    assert table_sizes(frozen.graph_def, {"x": [9, W], "idx": [9, 2]}, tables) == {"idx": (3, 5)}  # k = 2: each its own
+    assert table_sizes(frozen.graph_def, {"x": [9, W], "idx": [9, 2]}, {}) == {}
     idx = report.verified_at.feeds["idx"]
-    assert idx.min() >= 0 and idx.max() < 3
+    assert idx.min() >= 0 and idx[:, 0].max() < 3 and idx[:, 1].max() < 5
     assert all(d.max_abs_err <= ATOL for d in report.verification)
 
 

@@ -135,7 +135,8 @@ def _lower_for_tf2onnx(graph_def: Any) -> Any:
     ``CropAndResize`` into gathers at TensorFlow's own sample coordinates (:mod:`tfopt.emitters.crop_lower`:
     tf2onnx's ``tf_crop_and_resize`` Resize puts a box edge at the image border one ulp outside and fills it);
     a ``RaggedTensorToTensor`` whose ragged levels mix row splits and value row ids into row splits only
-    (:mod:`tfopt.emitters.ragged_lower`: tf2onnx converts either form alone, not a mix).
+    (:mod:`tfopt.emitters.ragged_lower`: tf2onnx converts either form alone, not a mix); a ``ScatterNd`` into
+    ``tensor_scatter_nd_add`` into zeros (:mod:`tfopt.emitters.scatter_lower`: tf2onnx's keeps one of repeated updates).
 
     Functional control flow (``While``/``If``/``Case``, in the graph and in its functions) is marked
     ``_lower_using_switch_merge=False``, as TensorFlow's own ``convert_variables_to_constants_v2(...,
@@ -148,10 +149,11 @@ def _lower_for_tf2onnx(graph_def: Any) -> Any:
     from tfopt.emitters.crop_lower import lower_crops
     from tfopt.emitters.onnx_weight_quant import lower_weight_fake_quant
     from tfopt.emitters.ragged_lower import lower_ragged_partitions
+    from tfopt.emitters.scatter_lower import lower_scatters
 
     lowered = lower_for_converter(lower_ragged_partitions(disable_lower_using_switch_merge(graph_def)))
     lowered.report()
-    graph_def = lower_crops(lower_weight_fake_quant(lowered.graph_def))
+    graph_def = lower_scatters(lower_crops(lower_weight_fake_quant(lowered.graph_def)))
     wrong = [skip for skip in lowered.resize_skips if skip.reason.startswith("ResizeArea")]  # tf2onnx: nearest (a body's too)
     if wrong:
         raise ConversionError(f"onnx: ResizeArea '{wrong[0].node}' has no ONNX form (tf2onnx would write a nearest "

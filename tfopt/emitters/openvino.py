@@ -88,13 +88,15 @@ def _convert_graph(graph_def: Any) -> Any:
     from tfopt.emitters.converter_lower import lower_for_converter
     from tfopt.emitters.lrn_lower import lower_lrns
     from tfopt.emitters.reverse_axes import split_reverses
+    from tfopt.emitters.scatter_lower import lower_scatters
     from tfopt.emitters.tensor_array_rank import set_tensor_array_ranks
 
     ov = openvino()
     # Resizes OpenVINO's frontend has no exact form of: TensorFlow's weights (resize_lower); a reverse
     # over several axes, which it cannot translate: one reverse per axis (reverse_axes); LRN, whose CPU
     # kernel misses TensorFlow's formula: the formula itself (lrn_lower); a TF1 TensorArray whose
-    # element rank it cannot learn: the rank TensorFlow knows (tensor_array_rank).
+    # element rank it cannot learn: the rank TensorFlow knows (tensor_array_rank); a ScatterNd, whose repeated
+    # indices its ScatterNDUpdate does not add up: tensor_scatter_nd_add into zeros (scatter_lower).
     # Through a .pb file: OpenVINO's C++ TensorFlow frontend reads function bodies (While/If) that
     # its Python GraphDef iterator cannot ("'_DefinedFunction' object has no attribute 'graph'").
     with tempfile.TemporaryDirectory() as tmp_pb:
@@ -102,7 +104,7 @@ def _convert_graph(graph_def: Any) -> Any:
         with open(pb, "wb") as f:
             lowered = lower_for_converter(set_tensor_array_ranks(graph_def))
             lowered.report()
-            f.write(lower_lrns(split_reverses(lowered.graph_def)).SerializeToString())
+            f.write(lower_scatters(lower_lrns(split_reverses(lowered.graph_def))).SerializeToString())
         try:
             return ov.convert_model(pb)
         except Exception as exc:

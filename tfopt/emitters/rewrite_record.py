@@ -6,7 +6,7 @@ the report's notes, :func:`tfopt.report.table.rewrites_note`).
 The kinds: ``split_reductions`` and ``lowered_resizes`` (:mod:`tfopt.emitters.converter_lower`, every target),
 ``lowered_for_builtins`` (TFLite, :mod:`tfopt.emitters.tflite_lower`) and ``lowered_<Op>``, one op as its formula
 for one converter (:func:`tfopt.emitters.tflite_lower_bodies.lower_everywhere`: ``CropAndResize`` and
-``RaggedTensorToTensor`` for tf2onnx, ``LRN`` and ``ReverseV2`` for OpenVINO). Each line is ``node (op: what)``,
+``RaggedTensorToTensor`` for tf2onnx, ``LRN`` and ``ReverseV2`` for OpenVINO, ``ScatterNd`` for both). Each line is ``node (op: what)``,
 a function body's node ``function/node``.
 
 The scope is a context variable set by the stage's ``with`` block, not a module global: the emitters report

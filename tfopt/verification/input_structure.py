@@ -17,7 +17,8 @@ functions it is passed to, :mod:`tfopt.verification.body_scopes`) to the op that
   drawn first), splits start at 0, never decrease and end at that count, value ids are sorted and below
   the number of rows (a nested level's below the count of the value row ids above them);
 - **sorted_ids** - the segment ids of ``Segment*`` and ``SparseSegment*``: sorted;
-- **bounded_ids** - ids below a bound: ``UnsortedSegment*`` (``num_segments``), a ``SparseSegment*``'s
+- **bounded_ids** - ids below a bound: ``UnsortedSegment*`` (``num_segments``: a constant, an input, or
+  ``tf.shape(x)[i]``, the size of an input's axis through the ops :func:`_dim` follows), a ``SparseSegment*``'s
   indices (the data's rows), a ``RaggedGather``'s indices (the params' rows);
 - **sparse_indices** / **dense_shape** - a sparse tensor fed as separate inputs (``SparseToDense``,
   ``SparseTensorDenseMatMul``, ``SparseReshape``...): indices inside the dense shape, distinct and in
@@ -173,7 +174,7 @@ def _anchor(scope: Scope, user: Any, index: int, state: str) -> Need | None:
     if user.op in _SEGMENT and index == 1:
         return Need("sorted_ids", _why(scope, user, " (segment ids)"), count=_dim(scope, data[0], 0))
     if user.op in _UNSORTED and index == 1 and len(data) > 2:
-        return Need("bounded_ids", _why(scope, user, " (segment ids)"), bound=_value(scope, data[2]))
+        return Need("bounded_ids", _why(scope, user, " (segment ids)"), _dim(scope, data[0], 0), _value(scope, data[2]))
     if (user.op in _UNSORTED and index == 2) or (user.op in _SPARSE_SEGMENT and index == 3):
         return Need("nrows", _why(scope, user, " (num_segments)"))
     if user.op in _SPARSE_SEGMENT and index in (1, 2):
@@ -289,7 +290,20 @@ def _value(scope: Scope, ref: str, depth: int = 0) -> Ref | None:
     if node.op in ("Placeholder", "PlaceholderWithDefault"):
         return Ref(node.name, VALUE)
     data = [r for r in node.input if not r.startswith("^")]
+    if node.op == "StridedSlice" and len(data) == 4 and node.attr["shrink_axis_mask"].i == 1:
+        return _size_of(scope, data, depth)
     return _value(scope, data[0], depth + 1) if node.op in _CARRY and data else None
+
+
+def _size_of(scope: Scope, data: list[str], depth: int) -> Ref | None:
+    """``tf.shape(x)[i]`` (a ``StridedSlice`` of a ``Shape``, ``data`` its inputs): dimension ``i`` of ``x``
+    (a ``num_segments`` the graph computes from a tensor's size)."""
+    begin, stride = constant(scope, data[1]), constant(scope, data[3])
+    inner, shape = scope.resolve(data[0])
+    if shape is None or shape.op != "Shape" or begin is None or begin.size != 1 or stride is None \
+            or stride.size != 1 or int(stride.ravel()[0]) != 1 or int(begin.ravel()[0]) < 0:
+        return None
+    return _dim(inner, shape.input[0], int(begin.ravel()[0]), 0, depth + 1)
 
 
 WHOLE = ("row_lengths", "row_splits", "value_rowids", "sorted_ids")  # structure across the rows
@@ -300,7 +314,8 @@ def fed_whole(graph_def: Any, axes: Mapping[str, int | None]) -> dict[str, int |
     segment ids tie together: the structure, the op's other structure inputs and the inputs whose
     dimension they split. One value of
     ``values [n]`` is no sample: its row lengths ``[3]``, fed whole beside it, would add up to ``n``, not 1;
-    one row of a ``segment_sum``'s data is no sample either (its id alone is no longer from 0), nor one
+    one row of a ``segment_sum``'s data is no sample either (its id alone is no longer from 0), nor ids below
+    another input's batch size (``num_segments`` ``tf.shape(x)[0]``: fed whole with ``x`` and their data), nor one
     atom of a graph network with its neighbour list (:func:`tfopt.verification.computed_tables.cut_tables`)."""
     from tfopt.verification.computed_tables import cut_tables
 
@@ -310,7 +325,10 @@ def fed_whole(graph_def: Any, axes: Mapping[str, int | None]) -> dict[str, int |
     ops = {need.at for need in needs.values() if need.kind in WHOLE}
     tied: set[str] = set()
     for name, need in needs.items():
-        if need.at in ops:  # every input the same op reads as structure, and those whose rows it counts
+        bound = need.bound
+        below_batch = need.kind == "bounded_ids" and bound is not None and bound.input != name \
+            and bound.axis >= 0 and axes.get(bound.input) == bound.axis  # segment ids below tf.shape(x)[0]
+        if need.at in ops or below_batch:  # every input the same op reads as structure, and those whose rows it counts
             tied |= {name} | {r.input for r in (need.count, need.bound) if r is not None and r.input and r.axis >= 0}
     tied |= cut_tables(graph_def, axes)  # a neighbour list into the batch's own rows (a graph network)
     return {k: None if k in tied else a for k, a in axes.items()}

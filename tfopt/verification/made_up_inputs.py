@@ -7,7 +7,10 @@ values without changing what they mean (``Identity``, ``Cast``, ``Reshape``, ``E
 ``StridedSlice``, ``Enter`` into a TF1 loop, ...) to the op that gives it a role:
 
 - **ids** - the indices of a ``Gather``/``ResourceGather`` of a table with ``n`` rows (word,
-  position and token-type embeddings): uniform in ``[0, n)``.
+  position and token-type embeddings): uniform in ``[0, n)``; ``n`` the size of the axis gathered along
+  (every axis when the graph computes the axis), of the smallest axis a ``GatherNd``'s or a scatter's
+  index addresses (each component below its own where the made-up shapes tell k:
+  :func:`tfopt.verification.computed_tables.table_sizes`, also for a table the model computes).
 - **mask** - subtracted from the constant 1 and scaled by a constant of magnitude >= 1e3 (an
   additive attention bias, ``(1 - mask) * -10000``); for an integer or bool input also ``1 - mask``
   alone, ``mask * -1e9``, a ``Select`` condition or an equality with 0 or 1 (a float compared with 0
@@ -35,10 +38,15 @@ import numpy as np
 
 from tfopt._tf import constant_behind
 
-GATHERS = {"Gather": 0, "GatherV2": 0, "ResourceGather": 0}  # op -> its params input
-# An index's last axis addresses params' first k axes: every component below the smallest of them is
-# valid whatever k is (a constant or variable table; a computed one is still open: docs/known-limits.md).
-ND_GATHERS = {"GatherNd": 0, "ResourceGatherNd": 0}
+GATHERS = {"Gather": 0, "GatherV2": 0, "ResourceGather": 0}  # op -> its params input (indices: input 1)
+# op -> (its table input, or None: the table is the op's output, a ``ScatterNd`` of the shape it is given; its
+# indices input). An index's last axis addresses the table's first k axes, each component its own
+# (tfopt.verification.computed_tables.table_sizes); where k is not known, every component below the smallest
+# of them is valid whatever k is.
+ND_GATHERS: dict[str, tuple[int | None, int]] = {
+    "GatherNd": (0, 1), "ResourceGatherNd": (0, 1), "ScatterNd": (None, 0), "TensorScatterUpdate": (0, 1),
+    "TensorScatterAdd": (0, 1), "TensorScatterSub": (0, 1), "TensorScatterMax": (0, 1), "TensorScatterMin": (0, 1)}
+Bound = int | tuple[int, ...]  # below it: one number for every id, or one for each component of the last axis
 # Ops an index passes through on its way to a Gather (Keras 3's Embedding wraps negative ids with
 # SelectV2(ids < 0, ids + n, ids)); a placeholder reached through them indexes the table.
 _INDEX_PATH = {"Identity": (0,), "Cast": (0,), "SelectV2": (1, 2), "Select": (1, 2), "AddV2": (0, 1), "Add": (0, 1),
@@ -53,23 +61,41 @@ BIG_BIAS = 1e3  # |c| at least this in mask * c: an additive "minus infinity" bi
 
 
 def index_bounds(graph_def: Any) -> dict[str, int]:
-    """Placeholder name -> the number of rows of the smallest table it indexes (where a Gather's
-    table is a constant or a variable of known shape): valid ids are ``[0, bound)``. A table the model
+    """Placeholder name -> the size of the smallest table axis it indexes (where a gather's table is a
+    constant or a variable of known shape: the axis it gathers along, every addressed axis for a
+    ``GatherNd`` or a scatter, whose index components :func:`tfopt.verification.computed_tables.table_sizes`
+    bounds each by its own axis at the made-up shapes): valid ids are ``[0, bound)``. A table the model
     computes is sized at the made-up shapes: :mod:`tfopt.verification.computed_tables`."""
-    from tfopt.graph import node_map, tensor_node
+    from tfopt.graph import node_map
 
     nodes = node_map(graph_def)
     bounds: dict[str, int] = {}
     for node in graph_def.node:
-        params = GATHERS.get(node.op, ND_GATHERS.get(node.op))
-        if params is None or len(node.input) < 2:
-            continue
-        rows = table_rows(nodes, tensor_node(node.input[params]), every_axis=node.op in ND_GATHERS)
+        rows = smallest(table_dims(nodes, node), gather_axis(nodes, node) if node.op in GATHERS else None)
         if rows is None:
             continue
         for name in gather_indexers(graph_def, nodes, node):
             bounds[name] = min(rows, bounds.get(name, rows))
     return bounds
+
+
+def indices_input(node: Any) -> int | None:
+    """The input of ``node`` that holds indices into a table (None: no gather or scatter)."""
+    if node.op in GATHERS:
+        return 1 if len(node.input) > 1 else None
+    found = ND_GATHERS.get(node.op)
+    return found[1] if found is not None and len(node.input) > max(found[1], found[0] or 0) else None
+
+
+def gather_axis(nodes: Mapping[str, Any], node: Any) -> int | None:
+    """The axis a ``Gather``/``GatherV2``/``ResourceGather`` gathers along (negative: from the end; a
+    ``ResourceGather``'s ``batch_dims``); None where the graph computes it (any axis may be the one)."""
+    if node.op == "ResourceGather":
+        return int(node.attr["batch_dims"].i)
+    if node.op != "GatherV2":
+        return 0
+    given = constant_behind(nodes, node.input[2]) if len(node.input) > 2 else None
+    return int(given.reshape(())) if given is not None and given.size == 1 else None
 
 
 def gather_indexers(graph_def: Any, nodes: Mapping[str, Any], gather: Any) -> list[str]:
@@ -79,15 +105,26 @@ def gather_indexers(graph_def: Any, nodes: Mapping[str, Any], gather: Any) -> li
     def off_path(node: Any, ref: str) -> bool:  # follow only the inputs an index passes through
         return not any(i < len(node.input) and node.input[i] == ref for i in _INDEX_PATH.get(node.op, ()))
 
-    return sorted(name for name in ancestors(graph_def, [gather.input[1]], follow_control=False, skip_edge=off_path)
+    index = indices_input(gather)
+    if index is None:
+        return []
+    return sorted(name for name in ancestors(graph_def, [gather.input[index]], follow_control=False, skip_edge=off_path)
                   if nodes[name].op == "Placeholder")
 
 
-def table_rows(nodes: Mapping[str, Any], name: str, every_axis: bool = False) -> int | None:
-    """The rows of the table ``name`` when it is a constant or a variable of known first dimension
-    (``every_axis``: the smallest of its dimensions, all known, for a ``GatherNd``'s index components)."""
+def table_dims(nodes: Mapping[str, Any], gather: Any) -> list[int | None] | None:
+    """The dimensions of the table ``gather`` (a gather or scatter) indexes when it is a constant, a variable
+    (None where its shape leaves one unknown), or a ``ScatterNd``'s constant shape; None when the graph
+    computes it."""
     from tfopt.graph import tensor_node
 
+    if indices_input(gather) is None:
+        return None
+    table = GATHERS.get(gather.op, ND_GATHERS.get(gather.op, (None,))[0])
+    if table is None:  # ScatterNd: the shape it is given
+        given = constant_behind(nodes, gather.input[2])
+        return [int(v) if v > 0 else None for v in given.ravel()] if given is not None and given.ndim == 1 else None
+    name = tensor_node(gather.input[table])
     while name in nodes and nodes[name].op in ("Identity", "ReadVariableOp") and nodes[name].input:
         name = tensor_node(nodes[name].input[0])
     node = nodes.get(name)
@@ -99,16 +136,32 @@ def table_rows(nodes: Mapping[str, Any], name: str, every_axis: bool = False) ->
         dims = node.attr["shape"].shape.dim
     else:
         return None
-    sizes = [int(d.size) for d in (dims if every_axis else dims[:1])]
-    return min(sizes) if sizes and min(sizes) > 0 else None
+    return [int(d.size) if d.size > 0 else None for d in dims] or None
 
 
-def input_roles(graph_def: Any) -> dict[str, tuple[str, int]]:
+def smallest(dims: Sequence[int | None] | None, axis: int | None) -> int | None:
+    """The size of ``axis`` of ``dims`` (None: the smallest of them all, each known), or None."""
+    if not dims:
+        return None
+    if axis is None:
+        return None if None in dims else min(d for d in dims if d is not None)
+    return dims[axis] if -len(dims) <= axis < len(dims) else None
+
+
+def tighter(a: Bound, b: Bound) -> Bound:
+    """The bound both ``a`` and ``b`` hold (per component where both are; one number otherwise)."""
+    if isinstance(a, tuple) and isinstance(b, tuple) and len(a) != len(b):
+        return min(*a, *b)
+    both = np.minimum(np.asarray(a), np.asarray(b))
+    return tuple(int(v) for v in both) if both.ndim else int(both)
+
+
+def input_roles(graph_def: Any) -> dict[str, tuple[str, Bound]]:
     """Placeholder name -> ``("ids", rows)``, ``("mask", 0)``, ``("length", 0)`` or ``("numeral", 0)`` (see the module
     docstring); placeholders with no such role are left out."""
     from tfopt.graph import consumers, dtype_name, node_map
 
-    roles: dict[str, tuple[str, int]] = {name: ("ids", rows) for name, rows in index_bounds(graph_def).items()}
+    roles: dict[str, tuple[str, Bound]] = {name: ("ids", rows) for name, rows in index_bounds(graph_def).items()}
     nodes, users = node_map(graph_def), consumers(graph_def)
     for node in graph_def.node:
         if node.op in ("Placeholder", "PlaceholderWithDefault") and node.name not in roles:
@@ -173,18 +226,20 @@ def _big_bias(user: Any, index: int, nodes: Mapping[str, Any]) -> bool:
 
 
 
-def fill(role: tuple[str, int] | None, shape: tuple[int, ...], dtype: str, rng: np.random.Generator,
+def fill(role: tuple[str, Bound] | None, shape: tuple[int, ...], dtype: str, rng: np.random.Generator,
          length: int) -> np.ndarray | None:
     """Values for an input of ``role`` (None: no role; the caller draws as usual)."""
     if role is None:
         return None
     kind, rows = role
+    if isinstance(rows, tuple) and (not shape or shape[-1] != len(rows)):
+        rows = min(rows)  # components on another axis than the last: every id below the smallest
     if kind == "numeral":
         return np.vectorize(lambda n: str(n).encode(), otypes=[object])(rng.integers(0, 8, size=shape))
     if dtype == "string":
         return None
     if kind == "ids":
-        values = rng.integers(0, max(1, rows), size=shape)
+        values = rng.integers(0, np.maximum(1, np.asarray(rows)), size=shape)  # per component: the last axis
     elif kind == "mask":
         last = shape[-1] if shape else 1
         keep = rng.integers(1, max(1, last) + 1, size=(*shape[:-1], 1) if shape else ())

@@ -52,7 +52,7 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
     Raises:
         MadeUpInputsError: a structure input no made-up value fits (the input, the op, the fix named).
     """
-    from tfopt.verification.computed_tables import computed_tables, table_sizes
+    from tfopt.verification.computed_tables import indexed_tables, table_sizes
     from tfopt.verification.input_domains import draw, input_domains
     from tfopt.verification.input_structure import input_needs
     from tfopt.verification.made_up_inputs import fill, input_roles
@@ -71,13 +71,14 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 2,
         if shapes and spec.name in shapes:
             shape = tuple(int(d) for d in shapes[spec.name])
         chosen[spec.name] = room_for_structure(needs.get(spec.name), dims, shape)
-    # indices into a table the model computes (a graph network's neighbour list): bounded at these shapes
-    rows = table_sizes(graph_def, chosen, computed_tables(graph_def)) if graph_def is not None else {}
+    # indices into their tables (a graph network's neighbour list into a computed one; a GatherNd's components
+    # each into its own axis) bounded at these shapes: the smallest of the tables sized there
+    rows = table_sizes(graph_def, chosen, indexed_tables(graph_def)) if graph_def is not None else {}
     for spec in specs:
         shape = chosen[spec.name]
         role = roles.get(spec.name)
-        if spec.name in rows:  # the smaller of a constant table's rows and a computed one's, both indexed
-            role = ("ids", min(rows[spec.name], role[1]) if role and role[0] == "ids" else rows[spec.name])
+        if spec.name in rows:
+            role = ("ids", rows[spec.name])
         if role and role[0] == "length" and not spec.dtype.startswith(("int", "uint")):
             role = None  # a float compared with another tensor is a value, not a length
         given = fill(role, shape, spec.dtype, rng, dynamic_dim)
