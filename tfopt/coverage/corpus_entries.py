@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from tfopt.coverage.corpus_entry import Entry
 from tfopt.coverage.corpus_heldout import ENTRIES as _LATER
+from tfopt.coverage.corpus_heldout_late import ENTRIES as _LATE
 
 __all__ = ["BY_NAME", "CORPUS", "Entry"]  # the later held-out sets' names: corpus_heldout.HELD_OUT_11 ...
 
@@ -371,7 +372,7 @@ CORPUS: tuple[Entry, ...] = (
           "Keras 2.2.4 weights (2019) built by the package's RCNet like deepac-lstm: the reverse-complement CNN "
           "(two Conv1D shared by both strands, AveragePooling1D, Lambda strand reversals and splits, shared "
           "Dense)", held_out=True, build="deepac-cnn", code=_DEEPAC, args=("--unsafe",)),
-    *_LATER,
+    *_LATER, *_LATE,
 )
 HELD_OUT_2 = ("tfpose-mobilenet-thin", "ionmob-gru", "ionmob-deeptwomer", "imspy-prosit", "astrorapid-ztf",
               "adtlib-kick", "chiron-dna", "sleepecg-ws-gru")
