@@ -100,3 +100,30 @@ def test_ids_fed_as_floats_stay_exact_when_the_cpu_plugin_runs_the_ir_in_bf16(wr
     low = core.compile_model(xml, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})(feed)[0]
     # bf16's 8 bits in the dense layers: 1.1e-2 here (3.6 without the mark: other rows, other classes)
     assert np.abs(low - expected).max() <= 0.02 * (1 + np.abs(expected).max())
+
+
+@pytest.mark.slow
+def test_the_large_model_path_marks_its_casts_too(tmp_path):
+    """A model above ``--external-threshold`` reaches OpenVINO through its serving SavedModel in a child
+    (``emitters/large_worker.py``): its IR gets the same marks, and at the f32 hint the same numbers."""
+    import keras
+
+    import tfopt
+    from tfopt._openvino import openvino
+
+    keras.utils.set_random_seed(3)
+    ids = keras.Input((8,), name="ids")  # Keras's default Input: float32 token ids into an Embedding
+    model = keras.Model(ids, keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.Embedding(ROWS, DIM)(ids))))
+    model.save(str(tmp_path / "m.keras"))
+    result = tfopt.convert(str(tmp_path / "m.keras"), str(tmp_path / "out"), to=["openvino"], quantize=["fp32"],
+                           report_runs=1, external_threshold=256)  # every kernel is larger: the large path
+    assert not result.failed, result.errors
+    xml = next(str(p) for p in (tmp_path / "out").rglob("model.xml"))
+    casts = [layer for layer in ET.parse(xml).getroot().iter("layer") if layer.get("type") == "Convert"
+             and layer.find("input/port").get("precision") == "FP32"
+             and layer.find("data").get("destination_type") in ("i32", "i64")]
+    assert casts and all(any(a.get("name") == "precise" for a in c.iterfind("rt_info/attribute")) for c in casts)
+    x = np.random.default_rng(2).integers(0, ROWS, (4, 8)).astype(np.float32)
+    got = openvino().Core().compile_model(xml, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})([x])[0]
+    want = np.asarray(model(x))
+    assert np.abs(got - want).max() <= 1e-4 * (1 + np.abs(want).max())

@@ -63,6 +63,7 @@ def convert_openvino(job: dict[str, Any]) -> None:
     from tfopt._openvino import nncf, openvino
     from tfopt.emitters.openvino import _canonical_names
     from tfopt.emitters.openvino_outputs import name_signature_ports
+    from tfopt.emitters.openvino_precise import keep_integer_casts_precise
 
     ov = openvino()
     model = ov.convert_model(job["saved_model"])
@@ -74,6 +75,7 @@ def convert_openvino(job: dict[str, Any]) -> None:
     _canonical_names(model)
     os.makedirs(job["out"])
     ov.save_model(model, os.path.join(job["out"], "model.xml"), compress_to_fp16=job["precision"] == "fp16")
+    keep_integer_casts_precise(os.path.join(job["out"], "model.xml"))  # as the in-process emitter's IR
 
 
 def convert_onnx(job: dict[str, Any]) -> None:
