@@ -115,30 +115,26 @@ class StaticShapes:
 
     def __init__(self, graph_def: Any) -> None:
         self.graph_def = graph_def
-        self.graph: Any = None
+        self.facts: Any = None
 
     def dims(self, ref: str) -> tuple[int | None, ...] | None:
         if self.graph_def is None:
             return None
-        from tfopt._tf import tf as _tf
+        from tfopt._tf import GraphFacts, tf
 
-        tf = _tf()
-        if self.graph is None:
-            self.graph = tf.Graph()
+        if self.facts is None:
             if self.graph_def.ByteSize() > _IMPORT_BYTES:  # a second copy of a large model's weights: not for this
                 self.graph_def = None
                 return None
             try:
-                with self.graph.as_default():
-                    tf.graph_util.import_graph_def(self.graph_def, name="")
-            except (ValueError, KeyError, TypeError, RuntimeError, tf.errors.OpError):
+                self.facts = GraphFacts(self.graph_def)  # weights imported as placeholders of their shape
+            except (ValueError, KeyError, TypeError, RuntimeError, tf().errors.OpError):
                 self.graph_def = None  # an op TensorFlow does not know: no sizes from here on
                 return None
         try:
-            shape = self.graph.get_tensor_by_name(ref if ":" in ref else f"{ref}:0").shape
+            return self.facts.shape(ref)
         except (KeyError, ValueError):
             return None
-        return None if shape.rank is None else tuple(shape.as_list())
 
 
 def kept_by_sizes(target: Sequence[Size], axes: Axes, dims: Sequence[int | None], shape: Sequence[int | None]) -> Axes:
